@@ -1,0 +1,86 @@
+/* HTTP server glue around libmicrohttpd, shared by the XDMS and the Aggregation Proxy.
+ *
+ * The handler is called once per request, after the whole body has arrived, from one of the
+ * daemon's threads; it fills a struct http_response and returns. The target is handed over raw:
+ * the path and query exactly as the client sent them (libmicrohttpd's unescaping is disabled), so
+ * XCAP URIs can be parsed per RFC 4825 and forwarded byte for byte.
+ *
+ * Bounds enforced here, before the handler runs: body size (413, also when the declared
+ * Content-Length is already too large), header block size (libmicrohttpd answers 431/414), idle
+ * connection timeout. */
+#ifndef XDM_HTTPD_H
+#define XDM_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+
+struct httpd;
+struct http_request;
+
+struct httpd_config {
+    const char *host;       /* numeric IPv4 or IPv6 address to bind */
+    uint16_t port;          /* 0 = any free port (see httpd_port()) */
+    unsigned threads;       /* 1 = one epoll thread; N > 1 = a pool of N epoll threads */
+    size_t max_body;        /* bytes; larger bodies get 413 */
+    size_t max_header;      /* bytes for the request line plus headers (connection memory) */
+    unsigned timeout_s;     /* idle connection timeout */
+    const char *tls_cert;   /* PEM file, or NULL for plain HTTP */
+    const char *tls_key;    /* PEM file */
+};
+
+struct http_header {
+    char *name;
+    char *value;
+};
+
+struct http_response {
+    int status;
+    struct http_header *headers;
+    size_t n_headers;
+    struct buf body;
+};
+
+typedef void (*httpd_handler_fn)(void *cls, const struct http_request *req,
+                                 struct http_response *resp);
+
+/* Starts listening. Returns 0, or -1 with a log line (e.g. address in use). */
+int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls,
+                struct httpd **out);
+/* The port actually bound (useful with port 0). */
+uint16_t httpd_port(const struct httpd *d);
+/* Stops accepting, finishes running handlers, frees. */
+void httpd_stop(struct httpd *d);
+
+/* Request accessors. All returned strings are borrowed for the duration of the handler call. */
+const char *http_request_method(const struct http_request *r);
+const char *http_request_target(const struct http_request *r); /* raw path [+ "?" query] */
+const char *http_request_path(const struct http_request *r);   /* raw path, without query */
+const char *http_request_query(const struct http_request *r);  /* raw query or NULL */
+const char *http_request_header(const struct http_request *r, const char *name); /* any case */
+/* Calls fn for every request header in arrival order; stops when fn returns non-zero. */
+void http_request_each_header(const struct http_request *r,
+                              int (*fn)(void *cls, const char *name, const char *value),
+                              void *cls);
+const char *http_request_body(const struct http_request *r, size_t *len);
+const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t *len);
+/* Peer address as numeric text without port, e.g. "127.0.0.1" or "::1". */
+const char *http_request_peer_str(const struct http_request *r);
+/* Negotiated TLS cipher suite as its 2-byte IANA code, or -1 when not TLS. */
+int http_request_tls_cipher(const struct http_request *r);
+
+/* Response helpers. The response starts as status 500 with no headers and an empty body whose
+ * maximum is unbounded. Header name/value are copied; adding a name twice adds two lines. */
+int http_response_header(struct http_response *resp, const char *name, const char *value);
+int http_response_headerf(struct http_response *resp, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *http_response_get_header(const struct http_response *resp, const char *name);
+/* Replaces the body with a copy of data. */
+int http_response_body(struct http_response *resp, const void *data, size_t len);
+/* Sets status and a text/plain body "text\n" (for non-409 errors, SPEC XCAP-ERR-5). */
+void http_response_text(struct http_response *resp, int status, const char *text);
+
+#endif

@@ -1,0 +1,18 @@
+/* Line-oriented logging to stderr: "<time> <level> <prog>: message". Thread-safe (one write(2) per
+ * line). Log once, where an error is answered. */
+#ifndef XDM_LOG_H
+#define XDM_LOG_H
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+void log_init(const char *prog, enum log_level level);
+/* Parses "error", "warn", "info", "debug"; returns -1 for anything else. */
+int log_level_parse(const char *s, enum log_level *out);
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,55 @@
+/* XCAP URI parsing (RFC 4825 §6): root, document selector, node selector and query.
+ *
+ * The input is the raw request path as received (still percent-encoded) and the raw query.
+ * Each path segment of the document selector is percent-decoded on its own (so "%2F" inside an XUI
+ * stays inside that segment); the node selector (everything after the segment "~~") and the query
+ * are each percent-decoded exactly once. Upper and lower case hex are accepted.
+ *
+ * Refused before anything touches storage: "." or ".." segments, empty segments inside the
+ * document path, NUL (raw or %00), invalid percent escapes, segments over XCAP_URI_MAX_SEGMENT
+ * bytes (XCAP_BAD_REQUEST); a path outside the root, a tree other than "global"/"users"
+ * (XCAP_NOT_FOUND). */
+#ifndef XDM_XCAP_URI_H
+#define XDM_XCAP_URI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "status.h"
+
+#define XCAP_URI_MAX_SEGMENT 1024
+
+enum xcap_tree { XCAP_TREE_GLOBAL, XCAP_TREE_USERS };
+
+struct xcap_uri {
+    char *auid;          /* first segment after the root */
+    enum xcap_tree tree; /* "global" or "users" */
+    char *xui;           /* users tree: decoded XUI; global tree: NULL */
+    char *path;          /* decoded document path below the home or global directory, '/'-joined;
+                            "" for the directory itself */
+    bool is_dir;         /* the URI names a directory (ends with '/' or has no document part) */
+    char *node_sel;      /* decoded node selector, or NULL when the URI has no "~~" */
+    char *query;         /* decoded query, or NULL */
+    char *doc_sel;       /* the document selector as sent (still encoded), without root, without
+                            node selector: "resource-lists/users/sip:alice@example.com/index" */
+};
+
+/* Parses raw_path (which must start with root_path followed by '/') and raw_query (NULL when the
+ * request has none). root_path is the path part of the XCAP root without a trailing slash, e.g.
+ * "/xcap-root", or "" when raw_path is already relative to the root (it must then still start
+ * with '/'). On failure returns the status and fills err; out is then released.
+ *
+ * A URI that contains "~~" but an empty node selector ("/~~" or "/~~/") is XCAP_BAD_REQUEST. */
+enum xcap_status xcap_uri_parse(const char *root_path, const char *raw_path, const char *raw_query,
+                                struct xcap_uri *out, struct xcap_err *err);
+void xcap_uri_release(struct xcap_uri *u);
+
+/* Percent-decodes src[0..len) into a new NUL-terminated string. Returns NULL on an invalid escape,
+ * an encoded or raw NUL, or allocation failure. */
+char *xcap_uri_decode(const char *src, size_t len);
+
+/* Compares two XUIs after decoding: scheme and host case-insensitive, user part exact
+ * (RFC 3261 §19.1.4). Returns true when they name the same user. */
+bool xcap_uri_xui_equal(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,35 @@
+/* Safe XML parsing and serialisation on top of libxml2.
+ *
+ * Every body from the network goes through xdoc_parse(): UTF-8 is checked first (RFC 4825 §8.2.2
+ * not-utf-8), then libxml2 parses with entity substitution, DTD loading, DTD validation and
+ * network access off; a document with a DOCTYPE is refused (no XCAP usage has one, and internal
+ * subsets are the door to entity expansion attacks). Nesting depth is bounded. */
+#ifndef XDM_XDOC_H
+#define XDM_XDOC_H
+
+#include <libxml/tree.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "status.h"
+
+struct buf;
+
+/* Maximum element nesting accepted in any body. */
+#define XDOC_MAX_DEPTH 256
+
+/* Initialises libxml2 for multi-threaded use; call once at start, before threads. */
+void xdoc_global_init(void);
+void xdoc_global_cleanup(void);
+
+/* True when data[0..len) is well-formed UTF-8 (no overlongs, no surrogates, no NUL). */
+bool xdoc_utf8_valid(const char *data, size_t len);
+
+/* Parses a whole document. On success *out owns the document (free with xmlFreeDoc).
+ * Failures: XCAP_NOT_UTF8, XCAP_NOT_WELL_FORMED (phrase says where). */
+enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct xcap_err *err);
+
+/* Serialises doc as UTF-8 with an XML declaration, appending to out. Returns 0 or -1. */
+int xdoc_serialize(xmlDocPtr doc, struct buf *out);
+
+#endif

@@ -1,0 +1,40 @@
+/* The xcap-diff notifier (RFC 5875 over SIP, DESIGN §5): a sofia-sip stack in its own thread with
+ * its own event loop. HTTP threads never call into SIP: they commit a change-log record in the
+ * document's transaction and call notifier_wake(), which only writes to an eventfd registered in
+ * the SIP loop. The SIP thread then reads the change log after its cursor and sends NOTIFYs. */
+#ifndef XDM_NOTIFY_H
+#define XDM_NOTIFY_H
+
+#include <stdint.h>
+
+#include "appusage.h"
+
+struct store;
+struct notifier;
+
+struct notifier_config {
+    const char *host;      /* numeric address for UDP and TCP */
+    uint16_t port;         /* 0 = pick a free port */
+    const char *xcap_root; /* public XCAP root for xcap-root="...", e.g.
+                              "http://127.0.0.1:8080/xcap-root/" (trailing slash) */
+    enum xdms_role role;   /* whose AUIDs may be watched */
+    unsigned default_expires; /* seconds, when SUBSCRIBE has no Expires (default 3600) */
+    unsigned max_expires;
+    unsigned min_expires;
+    /* Trusted SIP peers (numeric addresses) whose P-Asserted-Identity is believed, and server
+     * identities (SIP URIs) that may watch every user's documents. NULL-terminated; NULL = only
+     * loopback addresses are trusted and there are no servers. */
+    const char *const *trusted_peers;
+    const char *const *server_identities;
+};
+
+/* Starts the SIP thread. Returns 0, or -1 with a log line (e.g. port in use). */
+int notifier_start(const struct notifier_config *cfg, struct store *store, struct notifier **out);
+/* The SIP port actually bound. */
+uint16_t notifier_port(const struct notifier *n);
+/* Async-signal-safe and thread-safe: tells the SIP thread the change log has grown. */
+void notifier_wake(struct notifier *n);
+/* Sends final NOTIFYs (Subscription-State: terminated), stops the thread, frees. */
+void notifier_stop(struct notifier *n);
+
+#endif
