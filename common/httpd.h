@@ -22,14 +22,14 @@ struct httpd;
 struct http_request;
 
 struct httpd_config {
-    const char *host;       /* numeric IPv4 or IPv6 address to bind */
-    uint16_t port;          /* 0 = any free port (see httpd_port()) */
-    unsigned threads;       /* 1 = one epoll thread; N > 1 = a pool of N epoll threads */
-    size_t max_body;        /* bytes; larger bodies get 413 */
-    size_t max_header;      /* bytes for the request line plus headers (connection memory) */
-    unsigned timeout_s;     /* idle connection timeout */
-    const char *tls_cert;   /* PEM file, or NULL for plain HTTP */
-    const char *tls_key;    /* PEM file */
+    const char *host;     /* numeric IPv4 or IPv6 address to bind */
+    uint16_t port;        /* 0 = any free port (see httpd_port()) */
+    unsigned threads;     /* 1 = one epoll thread; N > 1 = a pool of N epoll threads */
+    size_t max_body;      /* bytes; larger bodies get 413 */
+    size_t max_header;    /* bytes for the request line plus headers (connection memory) */
+    unsigned timeout_s;   /* idle connection timeout */
+    const char *tls_cert; /* PEM file, or NULL for plain HTTP */
+    const char *tls_key;  /* PEM file */
 };
 
 struct http_header {
@@ -48,8 +48,7 @@ typedef void (*httpd_handler_fn)(void *cls, const struct http_request *req,
                                  struct http_response *resp);
 
 /* Starts listening. Returns 0, or -1 with a log line (e.g. address in use). */
-int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls,
-                struct httpd **out);
+int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, struct httpd **out);
 /* The port actually bound (useful with port 0). */
 uint16_t httpd_port(const struct httpd *d);
 /* Stops accepting, finishes running handlers, frees. */
@@ -63,8 +62,7 @@ const char *http_request_query(const struct http_request *r);  /* raw query or N
 const char *http_request_header(const struct http_request *r, const char *name); /* any case */
 /* Calls fn for every request header in arrival order; stops when fn returns non-zero. */
 void http_request_each_header(const struct http_request *r,
-                              int (*fn)(void *cls, const char *name, const char *value),
-                              void *cls);
+                              int (*fn)(void *cls, const char *name, const char *value), void *cls);
 const char *http_request_body(const struct http_request *r, size_t *len);
 const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t *len);
 /* Peer address as numeric text without port, e.g. "127.0.0.1" or "::1". */

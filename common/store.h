@@ -14,7 +14,8 @@
  *
  * Thread-safety: a struct store is shared by all threads; a transaction belongs to the thread that
  * began it. At most one write transaction is open at a time (others wait in store_txn_begin).
- * Every function returns an enum store_rc; a failed transaction must be aborted, never continued. */
+ * Every function returns an enum store_rc; a failed transaction must be aborted, never continued.
+ */
 #ifndef XDM_STORE_H
 #define XDM_STORE_H
 
@@ -126,8 +127,7 @@ enum store_rc store_kv_put(struct store_txn *t, const char *table, const void *k
 enum store_rc store_kv_del(struct store_txn *t, const char *table, const void *key, size_t klen);
 /* Calls fn for each entry whose key starts with prefix (plen 0 = all), in key order. Views are
  * valid only inside fn. fn returns 0 to go on. */
-enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *prefix,
-                            size_t plen,
+enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *prefix, size_t plen,
                             int (*fn)(void *cls, const void *key, size_t klen, const void *val,
                                       size_t vlen),
                             void *cls);

@@ -1,0 +1,224 @@
+#include "xcap_uri.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static int xcap_uri_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *xcap_uri_decode(const char *src, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '\0')
+            goto bad;
+        if (c == '%') {
+            if (len - i < 3)
+                goto bad;
+            int h = xcap_uri_hex(src[i + 1]), l = xcap_uri_hex(src[i + 2]);
+            if (h < 0 || l < 0 || (h == 0 && l == 0))
+                goto bad;
+            c = (char)(h << 4 | l);
+            i += 2;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+void xcap_uri_release(struct xcap_uri *u)
+{
+    free(u->auid);
+    free(u->xui);
+    free(u->path);
+    free(u->node_sel);
+    free(u->query);
+    free(u->doc_sel);
+    memset(u, 0, sizeof *u);
+}
+
+/* Decodes one segment of the document selector. A decoded '/' is allowed only in the XUI
+ * (RFC 4825 §6.2: "/" inside an XUI arrives as %2F); elsewhere it would make the document path
+ * ambiguous. */
+static enum xcap_status xcap_uri_segment(const char *s, size_t len, bool allow_slash, char **out,
+                                         struct xcap_err *err)
+{
+    if (len > XCAP_URI_MAX_SEGMENT)
+        return xcap_fail(err, XCAP_BAD_REQUEST, "path segment longer than %d bytes",
+                         XCAP_URI_MAX_SEGMENT);
+    char *d = xcap_uri_decode(s, len);
+    if (!d)
+        return xcap_fail(err, XCAP_BAD_REQUEST, "invalid percent-encoding in the path");
+    if (strcmp(d, ".") == 0 || strcmp(d, "..") == 0 || (!allow_slash && strchr(d, '/'))) {
+        free(d);
+        return xcap_fail(err, XCAP_BAD_REQUEST, "dot segments are not allowed");
+    }
+    *out = d;
+    return XCAP_OK;
+}
+
+enum xcap_status xcap_uri_parse(const char *root_path, const char *raw_path, const char *raw_query,
+                                struct xcap_uri *out, struct xcap_err *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t rlen = strlen(root_path);
+    if (strncmp(raw_path, root_path, rlen) != 0 || raw_path[rlen] != '/')
+        return xcap_fail(err, XCAP_NOT_FOUND, "not under the XCAP root");
+    const char *p = raw_path + rlen + 1;
+    size_t plen = strlen(p);
+
+    /* Split off the node selector at the first segment that is exactly "~~" (RFC 4825 §6). */
+    const char *sep = NULL;
+    for (const char *q = p; (q = strstr(q, "~~")) != NULL; q += 2) {
+        bool starts = q == p || q[-1] == '/';
+        bool ends = q[2] == '/' || q[2] == '\0';
+        if (starts && ends) {
+            sep = q;
+            break;
+        }
+    }
+    size_t doc_len = sep ? (size_t)(sep - p) : plen;
+    enum xcap_status st;
+    if (sep) {
+        if (doc_len == 0 || sep[2] == '\0' || sep[3] == '\0')
+            return xcap_fail(err, XCAP_BAD_REQUEST, "empty node selector");
+        doc_len--; /* the '/' before "~~" */
+        if (!(out->node_sel = xcap_uri_decode(sep + 3, strlen(sep + 3)))) {
+            st = xcap_fail(err, XCAP_BAD_REQUEST, "invalid percent-encoding in the node selector");
+            goto fail;
+        }
+    }
+    if (raw_query && *raw_query) {
+        if (!(out->query = xcap_uri_decode(raw_query, strlen(raw_query)))) {
+            st = xcap_fail(err, XCAP_BAD_REQUEST, "invalid percent-encoding in the query");
+            goto fail;
+        }
+    }
+    if (!(out->doc_sel = strndup(p, doc_len))) {
+        st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
+        goto fail;
+    }
+
+    /* Walk the document selector: auid / tree / [xui /] path... */
+    const char *s = p, *end = p + doc_len;
+    int index = 0;
+    struct buf_path {
+        char *data;
+        size_t len;
+    } path = {NULL, 0};
+    bool trailing_slash = doc_len > 0 && p[doc_len - 1] == '/';
+    while (s < end) {
+        const char *slash = memchr(s, '/', (size_t)(end - s));
+        size_t seglen = slash ? (size_t)(slash - s) : (size_t)(end - s);
+        bool last = !slash || slash + 1 == end;
+        if (seglen == 0) {
+            free(path.data);
+            st = index == 0 ? xcap_fail(err, XCAP_NOT_FOUND, "no application usage")
+                            : xcap_fail(err, XCAP_BAD_REQUEST, "empty path segment");
+            goto fail;
+        }
+        bool is_xui = index == 2 && out->tree == XCAP_TREE_USERS;
+        char *seg = NULL;
+        if ((st = xcap_uri_segment(s, seglen, is_xui, &seg, err)) != XCAP_OK) {
+            free(path.data);
+            goto fail;
+        }
+        if (index == 0) {
+            out->auid = seg;
+        } else if (index == 1) {
+            bool users = strcmp(seg, "users") == 0, global = strcmp(seg, "global") == 0;
+            free(seg);
+            if (!users && !global) {
+                st = xcap_fail(err, XCAP_NOT_FOUND, "the tree must be \"users\" or \"global\"");
+                goto fail;
+            }
+            out->tree = users ? XCAP_TREE_USERS : XCAP_TREE_GLOBAL;
+        } else if (is_xui) {
+            out->xui = seg;
+        } else {
+            size_t sl = strlen(seg);
+            char *np = realloc(path.data, path.len + sl + 2);
+            if (!np) {
+                free(seg);
+                free(path.data);
+                st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
+                goto fail;
+            }
+            path.data = np;
+            if (path.len)
+                path.data[path.len++] = '/';
+            memcpy(path.data + path.len, seg, sl);
+            path.len += sl;
+            path.data[path.len] = '\0';
+            free(seg);
+        }
+        index++;
+        if (last)
+            break;
+        s = slash + 1;
+    }
+    if (index < 2 || (out->tree == XCAP_TREE_USERS && index < 3)) {
+        free(path.data);
+        st = xcap_fail(err, XCAP_NOT_FOUND, "incomplete document selector");
+        goto fail;
+    }
+    out->path = path.data ? path.data : strdup("");
+    if (!out->path) {
+        st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
+        goto fail;
+    }
+    out->is_dir = trailing_slash || out->path[0] == '\0';
+    if (out->is_dir && out->node_sel) {
+        st = xcap_fail(err, XCAP_NOT_FOUND, "a directory has no node selector");
+        goto fail;
+    }
+    return XCAP_OK;
+fail:
+    xcap_uri_release(out);
+    return st;
+}
+
+/* Splits a decoded URI into scheme, user part and host part for comparison. */
+static void xcap_uri_xui_split(const char *x, size_t *scheme_len, const char **user,
+                               size_t *user_len, const char **host)
+{
+    const char *colon = strchr(x, ':');
+    *scheme_len = colon ? (size_t)(colon - x) : 0;
+    const char *rest = colon ? colon + 1 : x;
+    const char *at = strrchr(rest, '@');
+    *user = rest;
+    *user_len = at ? (size_t)(at - rest) : strlen(rest);
+    *host = at ? at + 1 : NULL;
+}
+
+bool xcap_uri_xui_equal(const char *a, const char *b)
+{
+    size_t sa, sb, ua, ub;
+    const char *usa, *usb, *ha, *hb;
+    xcap_uri_xui_split(a, &sa, &usa, &ua, &ha);
+    xcap_uri_xui_split(b, &sb, &usb, &ub, &hb);
+    if (sa != sb || strncasecmp(a, b, sa) != 0)
+        return false;
+    if (ua != ub || memcmp(usa, usb, ua) != 0)
+        return false;
+    if (!ha || !hb)
+        return ha == hb;
+    return strcasecmp(ha, hb) == 0;
+}

@@ -1,0 +1,143 @@
+#include "xdoc.h"
+
+#include <libxml/parser.h>
+#include <libxml/xmlerror.h>
+#include <libxml/xmlsave.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+
+void xdoc_global_init(void)
+{
+    xmlInitParser();
+}
+
+void xdoc_global_cleanup(void)
+{
+    xmlCleanupParser();
+}
+
+bool xdoc_utf8_valid(const char *data, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)data;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            if (c == 0)
+                return false;
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF)
+            n = 2, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4)
+            n = 3, cp = c & 0x07;
+        else
+            return false;
+        if (len - i <= n)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+/* A DOCTYPE may only stand in the prolog; look for it there, before libxml2 reads an internal
+ * subset (entity declarations are how expansion bombs start). */
+static bool xdoc_has_doctype(const char *s, size_t len)
+{
+    size_t i = 0;
+    if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+        i = 3;
+    while (i < len) {
+        char c = s[i];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            i++;
+        } else if (len - i >= 4 && memcmp(s + i, "<!--", 4) == 0) {
+            const char *e = memmem(s + i + 4, len - i - 4, "-->", 3);
+            if (!e)
+                return false;
+            i = (size_t)(e - s) + 3;
+        } else if (len - i >= 2 && memcmp(s + i, "<?", 2) == 0) {
+            const char *e = memmem(s + i + 2, len - i - 2, "?>", 2);
+            if (!e)
+                return false;
+            i = (size_t)(e - s) + 2;
+        } else {
+            return len - i >= 9 && memcmp(s + i, "<!DOCTYPE", 9) == 0;
+        }
+    }
+    return false;
+}
+
+enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct xcap_err *err)
+{
+    *out = NULL;
+    if (!xdoc_utf8_valid(data, len))
+        return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
+    if (xdoc_has_doctype(data, len))
+        return xcap_fail(err, XCAP_NOT_WELL_FORMED, "document type declarations are not allowed");
+    if (len > INT32_MAX)
+        return xcap_fail(err, XCAP_TOO_LARGE, "body too large");
+
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (!ctxt)
+        return xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    /* No XML_PARSE_NOENT (no entity substitution), no DTDLOAD/DTDATTR/DTDVALID, no network,
+     * no HUGE (keeps libxml2's depth and size limits). */
+    int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
+    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, data, (int)len, NULL, NULL, opts);
+    if (!doc || !ctxt->wellFormed) {
+        const xmlError *e = xmlCtxtGetLastError(ctxt);
+        char msg[256];
+        if (e && e->message) {
+            snprintf(msg, sizeof msg, "line %d: %s", e->line, e->message);
+            size_t n = strlen(msg);
+            while (n && msg[n - 1] == '\n')
+                msg[--n] = '\0';
+        } else {
+            snprintf(msg, sizeof msg, "not well-formed XML");
+        }
+        if (doc)
+            xmlFreeDoc(doc);
+        xmlFreeParserCtxt(ctxt);
+        return xcap_fail(err, XCAP_NOT_WELL_FORMED, "%s", msg);
+    }
+    xmlFreeParserCtxt(ctxt);
+    if (doc->encoding && strcasecmp((const char *)doc->encoding, "UTF-8") != 0) {
+        xmlFreeDoc(doc);
+        return xcap_fail(err, XCAP_NOT_UTF8,
+                         "the XML declaration names an encoding other than UTF-8");
+    }
+    if (!xmlDocGetRootElement(doc)) {
+        xmlFreeDoc(doc);
+        return xcap_fail(err, XCAP_NOT_WELL_FORMED, "no root element");
+    }
+    *out = doc;
+    return XCAP_OK;
+}
+
+int xdoc_serialize(xmlDocPtr doc, struct buf *out)
+{
+    xmlChar *mem = NULL;
+    int size = 0;
+    xmlDocDumpMemoryEnc(doc, &mem, &size, "UTF-8");
+    if (!mem)
+        return -1;
+    int rc = buf_append(out, mem, (size_t)size);
+    xmlFree(mem);
+    return rc;
+}

@@ -1,0 +1,334 @@
+#include "engine.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "xdoc.h"
+
+struct engine {
+    struct store *store;
+    struct engine_config cfg;
+};
+
+struct engine *engine_new(struct store *store, const struct engine_config *cfg)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->store = store;
+    e->cfg = *cfg;
+    return e;
+}
+
+void engine_free(struct engine *e)
+{
+    free(e);
+}
+
+bool engine_media_type_is(const char *header, const char *type)
+{
+    if (!header)
+        return false;
+    while (*header == ' ' || *header == '\t')
+        header++;
+    size_t n = strcspn(header, ";");
+    while (n && (header[n - 1] == ' ' || header[n - 1] == '\t'))
+        n--;
+    return n == strlen(type) && strncasecmp(header, type, n) == 0;
+}
+
+/* Walks a comma-separated entity-tag list ("a", W/"b", *) and reports whether one of them
+ * matches etag. weak=true strips W/ from the list's tags (weak comparison); with weak=false a
+ * W/ tag never matches (strong comparison). */
+static bool engine_etag_list_has(const char *h, const char *etag, bool weak, bool *star)
+{
+    *star = false;
+    const char *p = h;
+    size_t elen = etag ? strlen(etag) : 0;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        if (*p == '*') {
+            *star = true;
+            p++;
+            continue;
+        }
+        bool is_weak = false;
+        if (p[0] == 'W' && p[1] == '/') {
+            is_weak = true;
+            p += 2;
+        }
+        if (*p != '"') { /* malformed tag: skip to the next comma */
+            p += strcspn(p, ",");
+            continue;
+        }
+        const char *q = strchr(p + 1, '"');
+        if (!q)
+            break;
+        size_t tlen = (size_t)(q - p - 1);
+        if (etag && (weak || !is_weak) && tlen == elen && memcmp(p + 1, etag, elen) == 0)
+            return true;
+        p = q + 1;
+    }
+    return false;
+}
+
+bool engine_if_match(const char *header, const char *etag)
+{
+    bool star;
+    bool hit = engine_etag_list_has(header, etag, false, &star);
+    return etag ? (hit || star) : false;
+}
+
+bool engine_if_none_match(const char *header, const char *etag)
+{
+    bool star;
+    bool hit = engine_etag_list_has(header, etag, true, &star);
+    return etag ? !(hit || star) : true;
+}
+
+static enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)
+{
+    if (rc == STORE_FULL)
+        return xcap_fail(err, XCAP_STORAGE, "storage is full");
+    if (rc == STORE_INVALID)
+        return xcap_fail(err, XCAP_BAD_REQUEST, "document name too long");
+    return xcap_fail(err, XCAP_STORAGE, "storage error: %s", store_strerror(rc));
+}
+
+static void engine_key(const struct xcap_uri *u, struct doc_key *k)
+{
+    k->auid = u->auid;
+    k->tree = u->tree == XCAP_TREE_USERS ? "users" : "global";
+    k->xui = u->xui ? u->xui : "";
+    k->path = u->path;
+}
+
+/* Preconditions against the current state (etag NULL = no document). RFC 9110 §13.2.2: on
+ * GET/HEAD a failed If-None-Match is 304, on other methods 412. */
+static enum xcap_status engine_preconditions(const struct engine_request *req, const char *etag,
+                                             struct xcap_err *err)
+{
+    if (req->if_match && !engine_if_match(req->if_match, etag))
+        return xcap_fail(err, XCAP_PRECONDITION_FAILED, "If-Match does not match");
+    if (req->if_none_match && !engine_if_none_match(req->if_none_match, etag)) {
+        if (req->method == ENGINE_GET || req->method == ENGINE_HEAD)
+            return XCAP_NOT_MODIFIED;
+        return xcap_fail(err, XCAP_PRECONDITION_FAILED, "If-None-Match matches");
+    }
+    return XCAP_OK;
+}
+
+static enum xcap_status engine_get_document(struct engine *e, const struct engine_request *req,
+                                            struct engine_reply *rep, struct xcap_err *err)
+{
+    struct doc_key k;
+    engine_key(req->uri, &k);
+    struct store_txn *t;
+    enum store_rc rc = store_txn_begin(e->store, false, &t);
+    if (rc != STORE_OK)
+        return engine_store_fail(err, rc);
+    struct store_doc d = {0};
+    rc = store_doc_get(t, &k, &d);
+    store_txn_abort(t);
+    if (rc == STORE_NOTFOUND) {
+        if (req->if_match) /* RFC 9110 §13.1.1: If-Match fails when nothing is current */
+            return xcap_fail(err, XCAP_PRECONDITION_FAILED, "no such document");
+        return xcap_fail(err, XCAP_NOT_FOUND, "no such document");
+    }
+    if (rc != STORE_OK)
+        return engine_store_fail(err, rc);
+    memcpy(rep->etag, d.etag, sizeof rep->etag);
+    enum xcap_status st = engine_preconditions(req, d.etag, err);
+    if (st == XCAP_OK) {
+        rep->content_type = req->au->mime;
+        if (buf_append(&rep->body, d.data, d.len) < 0)
+            st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    }
+    store_doc_release(&d);
+    return st;
+}
+
+struct engine_count {
+    uint64_t n;
+};
+
+static int engine_count_cb(void *cls, const struct store_doc_view *d)
+{
+    ((struct engine_count *)cls)->n++;
+    return 0;
+}
+
+/* Documents of one user in this XDMS: a prefix scan per AUID of the role (at most four). */
+static enum store_rc engine_user_docs(struct engine *e, struct store_txn *t, const char *xui,
+                                      uint64_t *n)
+{
+    const struct appusage *const *rows;
+    size_t nrows = appusage_list(e->cfg.role, &rows);
+    struct engine_count c = {0};
+    for (size_t i = 0; i < nrows; i++) {
+        enum store_rc rc = store_doc_list(t, rows[i]->auid, "users", xui, "", engine_count_cb, &c);
+        if (rc != STORE_OK)
+            return rc;
+    }
+    *n = c.n;
+    return STORE_OK;
+}
+
+/* Document PUT (RFC 4825 §8.2, §7.1): the body is checked outside the write transaction so a
+ * slow parse never holds the writer lock; its verdict is given only after the preconditions,
+ * which must be judged first (RFC 9110 §13.2.1). */
+static enum xcap_status engine_put_document(struct engine *e, const struct engine_request *req,
+                                            struct engine_reply *rep, struct xcap_err *err)
+{
+    if (!engine_media_type_is(req->content_type, req->au->mime))
+        return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "a %s document needs Content-Type %s",
+                         req->au->auid, req->au->mime);
+    xmlDocPtr doc = NULL;
+    struct xcap_err body_err = {0};
+    enum xcap_status body_st = xdoc_parse(req->body, req->body_len, &doc, &body_err);
+    if (doc)
+        xmlFreeDoc(doc);
+
+    struct doc_key k;
+    engine_key(req->uri, &k);
+    struct store_txn *t;
+    enum store_rc rc = store_txn_begin(e->store, true, &t);
+    if (rc != STORE_OK) {
+        xcap_err_release(&body_err);
+        return engine_store_fail(err, rc);
+    }
+    struct store_doc old = {0};
+    rc = store_doc_get(t, &k, &old);
+    bool exists = rc == STORE_OK;
+    enum xcap_status st;
+    if (rc != STORE_OK && rc != STORE_NOTFOUND) {
+        st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    if ((st = engine_preconditions(req, exists ? old.etag : NULL, err)) != XCAP_OK)
+        goto abort;
+    if (body_st != XCAP_OK) {
+        st = xcap_fail(err, body_st, "%s", body_err.phrase ? body_err.phrase : "");
+        goto abort;
+    }
+    if (!exists && e->cfg.max_docs_per_user && req->uri->tree == XCAP_TREE_USERS) {
+        uint64_t n = 0;
+        if ((rc = engine_user_docs(e, t, k.xui, &n)) != STORE_OK) {
+            st = engine_store_fail(err, rc);
+            goto abort;
+        }
+        if (n >= e->cfg.max_docs_per_user) {
+            st = xcap_fail(err, XCAP_LOCAL_CONSTRAINT_FAILURE,
+                           "too many documents: at most %u per user", e->cfg.max_docs_per_user);
+            goto abort;
+        }
+    }
+    char etag[STORE_ETAG_MAX];
+    if ((rc = store_doc_put(t, &k, req->body, req->body_len, etag)) != STORE_OK) {
+        st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    struct store_change ch = {
+        .kind = STORE_CHANGE_PUT,
+        .key = k,
+        .prev_etag = exists ? old.etag : "",
+        .new_etag = etag,
+        .detail = "",
+        .detail_len = 0,
+    };
+    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+        st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    store_doc_release(&old);
+    xcap_err_release(&body_err);
+    if ((rc = store_txn_commit(t)) != STORE_OK)
+        return engine_store_fail(err, rc);
+    memcpy(rep->etag, etag, sizeof rep->etag);
+    rep->changed = true;
+    return exists ? XCAP_OK : XCAP_CREATED;
+abort:
+    store_txn_abort(t);
+    store_doc_release(&old);
+    xcap_err_release(&body_err);
+    return st;
+}
+
+static enum xcap_status engine_delete_document(struct engine *e, const struct engine_request *req,
+                                               struct engine_reply *rep, struct xcap_err *err)
+{
+    struct doc_key k;
+    engine_key(req->uri, &k);
+    struct store_txn *t;
+    enum store_rc rc = store_txn_begin(e->store, true, &t);
+    if (rc != STORE_OK)
+        return engine_store_fail(err, rc);
+    struct store_doc old = {0};
+    enum xcap_status st;
+    rc = store_doc_get(t, &k, &old);
+    if (rc == STORE_NOTFOUND) {
+        st = req->if_match ? xcap_fail(err, XCAP_PRECONDITION_FAILED, "no such document")
+                           : xcap_fail(err, XCAP_NOT_FOUND, "no such document");
+        goto abort;
+    }
+    if (rc != STORE_OK) {
+        st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    if ((st = engine_preconditions(req, old.etag, err)) != XCAP_OK)
+        goto abort;
+    if ((rc = store_doc_del(t, &k)) != STORE_OK) {
+        st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    struct store_change ch = {
+        .kind = STORE_CHANGE_DELETE,
+        .key = k,
+        .prev_etag = old.etag,
+        .new_etag = "",
+        .detail = "",
+        .detail_len = 0,
+    };
+    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+        st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    store_doc_release(&old);
+    if ((rc = store_txn_commit(t)) != STORE_OK)
+        return engine_store_fail(err, rc);
+    rep->etag[0] = '\0'; /* SPEC XCAP-ETAG-3: a deleted document has no ETag */
+    rep->changed = true;
+    return XCAP_OK;
+abort:
+    store_txn_abort(t);
+    store_doc_release(&old);
+    return st;
+}
+
+enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
+                                struct engine_reply *rep, struct xcap_err *err)
+{
+    rep->etag[0] = '\0';
+    rep->content_type = NULL;
+    rep->changed = false;
+    if (req->uri->is_dir)
+        return xcap_fail(err, XCAP_NOT_FOUND, "not a document");
+    if (req->uri->node_sel)
+        return xcap_fail(err, XCAP_NOT_IMPLEMENTED, "node selectors are not supported yet");
+    switch (req->method) {
+    case ENGINE_GET:
+    case ENGINE_HEAD:
+        return engine_get_document(e, req, rep, err);
+    case ENGINE_PUT:
+        return engine_put_document(e, req, rep, err);
+    case ENGINE_DELETE:
+        return engine_delete_document(e, req, rep, err);
+    }
+    return xcap_fail(err, XCAP_METHOD_NOT_ALLOWED, NULL);
+}

@@ -1,0 +1,67 @@
+/* The XCAP engine: executes one parsed, authorised request against the store inside one LMDB
+ * transaction (DESIGN §3 "execute"). It alone sequences storage and XML. It knows no HTTP: the
+ * caller maps the returned status to a response.
+ *
+ * Writes: read, preconditions (If-Match / If-None-Match, RFC 4825 §8.2.6 and RFC 9110 §13),
+ * apply, validate, store with a new ETag, append the change-log record, commit durably — all in
+ * one write transaction, so two writers racing with the same ETag cannot both win, and no
+ * acknowledged change is left without its change-log record. */
+#ifndef XDM_ENGINE_H
+#define XDM_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "appusage.h"
+#include "buf.h"
+#include "status.h"
+#include "store.h"
+#include "xcap_uri.h"
+
+struct engine;
+
+struct engine_config {
+    enum xdms_role role;
+    unsigned max_docs_per_user; /* per XDMS, over all its AUIDs; 0 = unbounded */
+};
+
+enum engine_method { ENGINE_GET, ENGINE_HEAD, ENGINE_PUT, ENGINE_DELETE };
+
+struct engine_request {
+    enum engine_method method;
+    const struct xcap_uri *uri;
+    const struct appusage *au;
+    const char *content_type;  /* header value or NULL */
+    const char *if_match;      /* header value or NULL */
+    const char *if_none_match; /* header value or NULL */
+    const char *body;
+    size_t body_len;
+};
+
+struct engine_reply {
+    char etag[STORE_ETAG_MAX]; /* "" when the response carries no ETag */
+    const char *content_type;  /* static string, or NULL */
+    struct buf body;           /* initialise with buf_init() before the call */
+    bool changed;              /* a change-log record was committed */
+};
+
+/* Creates an engine over an open store (borrowed; it must outlive the engine). */
+struct engine *engine_new(struct store *store, const struct engine_config *cfg);
+void engine_free(struct engine *e);
+
+/* Runs the request. Returns the status (XCAP_OK, XCAP_CREATED, XCAP_NOT_MODIFIED or a failure
+ * with err filled). Thread-safe: any number of threads may call it at once. */
+enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
+                                struct engine_reply *rep, struct xcap_err *err);
+
+/* Compares a Content-Type header value with a media type, ignoring parameters (charset=...),
+ * case and surrounding white space. */
+bool engine_media_type_is(const char *header, const char *type);
+
+/* Evaluates an If-Match / If-None-Match header value against the current ETag (NULL when the
+ * document does not exist). Strong comparison for If-Match, weak for If-None-Match (RFC 9110
+ * §13.1.1, §13.1.2). Returns true when the header's condition holds. */
+bool engine_if_match(const char *header, const char *etag);
+bool engine_if_none_match(const char *header, const char *etag);
+
+#endif

@@ -1,0 +1,273 @@
+/* xdms: one XCAP server process for one role (DESIGN §1). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "appusage.h"
+#include "config.h"
+#include "engine.h"
+#include "httpd.h"
+#include "log.h"
+#include "notify.h"
+#include "server.h"
+#include "store.h"
+#include "xdoc.h"
+
+/* DESIGN §1 default addresses per role. */
+static const char *const xdms_default_http[] = {[ROLE_SHARED_LIST] = "127.0.0.1:8181",
+                                                [ROLE_PRESENCE] = "127.0.0.1:8182",
+                                                [ROLE_RLS] = "127.0.0.1:8183"};
+static const char *const xdms_default_sip[] = {[ROLE_SHARED_LIST] = "127.0.0.1:5081",
+                                               [ROLE_PRESENCE] = "127.0.0.1:5082",
+                                               [ROLE_RLS] = "127.0.0.1:5083"};
+
+static void xdms_usage(FILE *f)
+{
+    fputs("Usage: xdms --role shared-list|presence|rls [options]\n"
+          "\n"
+          "Options (each sets the config key in brackets; --option sets any key):\n"
+          "  --role ROLE          which XDMS to be (required)\n"
+          "  --config FILE        INI file; sections [xdms] then [ROLE] are read\n"
+          "  --data DIR           LMDB directory of this XDMS [data] (default var/ROLE)\n"
+          "  --http HOST:PORT     HTTP listener [http] (default 127.0.0.1:8181/8182/8183)\n"
+          "  --sip HOST:PORT      SIP listener, UDP and TCP [sip] (default "
+          "127.0.0.1:5081/5082/5083)\n"
+          "  --xcap-root URL      public XCAP root for notifications [xcap_root]\n"
+          "                       (default http://127.0.0.1:8080/xcap-root/)\n"
+          "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
+          "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
+          "                       timeout, map_size, max_docs_per_user, trusted_peer,\n"
+          "                       sip_trusted_peer, sip_server, default_expires, max_expires\n"
+          "  --help               this text\n"
+          "See docs/configuration.md for every key.\n",
+          f);
+}
+
+struct xdms_list {
+    const char **v;
+    size_t n;
+};
+
+static int xdms_collect(void *cls, const char *value)
+{
+    struct xdms_list *l = cls;
+    const char **v = realloc(l->v, (l->n + 2) * sizeof *v);
+    if (!v)
+        return -1;
+    l->v = v;
+    v[l->n++] = value;
+    v[l->n] = NULL;
+    return 0;
+}
+
+static int xdms_add_peer(void *cls, const char *value)
+{
+    return server_add_peer(cls, value);
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_ROLE = 256, OPT_CONFIG, OPT_DATA, OPT_HTTP, OPT_SIP, OPT_ROOT, OPT_LOG, OPT_OPTION };
+    static const struct option longopts[] = {
+        {"role", required_argument, NULL, OPT_ROLE},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"http", required_argument, NULL, OPT_HTTP},
+        {"sip", required_argument, NULL, OPT_SIP},
+        {"xcap-root", required_argument, NULL, OPT_ROOT},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"option", required_argument, NULL, OPT_OPTION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *role_name = NULL, *config_path = NULL;
+    struct {
+        const char *key, *value;
+    } sets[64];
+    size_t n_sets = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        const char *key = NULL;
+        switch (opt) {
+        case OPT_ROLE:
+            role_name = optarg;
+            break;
+        case OPT_CONFIG:
+            config_path = optarg;
+            break;
+        case OPT_DATA:
+            key = "data";
+            break;
+        case OPT_HTTP:
+            key = "http";
+            break;
+        case OPT_SIP:
+            key = "sip";
+            break;
+        case OPT_ROOT:
+            key = "xcap_root";
+            break;
+        case OPT_LOG:
+            key = "log_level";
+            break;
+        case OPT_OPTION:
+            key = "";
+            break;
+        case 'h':
+            xdms_usage(stdout);
+            return 0;
+        default:
+            xdms_usage(stderr);
+            return 2;
+        }
+        if (key) {
+            if (n_sets == sizeof sets / sizeof sets[0]) {
+                fprintf(stderr, "xdms: too many options\n");
+                return 2;
+            }
+            sets[n_sets].key = key;
+            sets[n_sets++].value = optarg;
+        }
+    }
+    enum xdms_role role;
+    if (!role_name || xdms_role_parse(role_name, &role) < 0) {
+        fprintf(stderr, "xdms: --role must be shared-list, presence or rls\n");
+        return 2;
+    }
+    const char *sections[] = {"xdms", role_name, NULL};
+    struct config *cfg = config_new(sections);
+    char errbuf[512];
+    if (!cfg || (config_path && config_load(cfg, config_path, true, errbuf, sizeof errbuf) < 0)) {
+        fprintf(stderr, "xdms: %s\n", cfg ? errbuf : "out of memory");
+        return 2;
+    }
+    for (size_t i = 0; i < n_sets; i++) {
+        int rc = sets[i].key[0] ? config_set(cfg, sets[i].key, sets[i].value)
+                                : config_set_kv(cfg, sets[i].value);
+        if (rc < 0) {
+            fprintf(stderr, "xdms: --option needs KEY=VALUE, got \"%s\"\n", sets[i].value);
+            return 2;
+        }
+    }
+    enum log_level level = LOG_INFO;
+    if (log_level_parse(config_get(cfg, "log_level", "info"), &level) < 0) {
+        fprintf(stderr, "xdms: log_level must be error, warn, info or debug\n");
+        return 2;
+    }
+    char prog[32];
+    snprintf(prog, sizeof prog, "xdms(%s)", role_name);
+    log_init(prog, level);
+
+    char default_data[64];
+    snprintf(default_data, sizeof default_data, "var/%s", role_name);
+    char http_host[64], sip_host[64];
+    uint16_t http_port, sip_port;
+    uint64_t threads, max_body, max_header, timeout, map_size, max_docs, def_exp, max_exp, min_exp;
+    const char *http = config_get(cfg, "http", xdms_default_http[role]);
+    const char *sip = config_get(cfg, "sip", xdms_default_sip[role]);
+    if (config_parse_hostport(http, http_host, sizeof http_host, &http_port) < 0 ||
+        config_parse_hostport(sip, sip_host, sizeof sip_host, &sip_port) < 0) {
+        log_error("http and sip must be HOST:PORT (got \"%s\", \"%s\")", http, sip);
+        return 2;
+    }
+    if (config_get_uint(cfg, "threads", 1, &threads) < 0 ||
+        config_get_size(cfg, "max_body", 1 << 20, &max_body) < 0 ||
+        config_get_size(cfg, "max_header", 64 << 10, &max_header) < 0 ||
+        config_get_uint(cfg, "timeout", 30, &timeout) < 0 ||
+        config_get_size(cfg, "map_size", 1ull << 30, &map_size) < 0 ||
+        config_get_uint(cfg, "max_docs_per_user", 1000, &max_docs) < 0 ||
+        config_get_uint(cfg, "default_expires", 3600, &def_exp) < 0 ||
+        config_get_uint(cfg, "max_expires", 86400, &max_exp) < 0 ||
+        config_get_uint(cfg, "min_expires", 60, &min_exp) < 0)
+        return 2;
+    if (threads == 0 || threads > 64) {
+        log_error("threads must be 1..64");
+        return 2;
+    }
+
+    xdoc_global_init();
+    const char *data = config_get(cfg, "data", default_data);
+    struct store_options sopts = {.map_size = map_size};
+    struct store *store;
+    enum store_rc src = store_open(data, &sopts, &store);
+    if (src != STORE_OK) {
+        log_error("cannot open the store in %s: %s", data, store_strerror(src));
+        return 1;
+    }
+
+    struct engine_config ecfg = {.role = role, .max_docs_per_user = (unsigned)max_docs};
+    struct engine *engine = engine_new(store, &ecfg);
+
+    struct xdms_list sip_peers = {0}, sip_servers = {0};
+    config_each(cfg, "sip_trusted_peer", xdms_collect, &sip_peers);
+    config_each(cfg, "sip_server", xdms_collect, &sip_servers);
+    struct notifier_config ncfg = {
+        .host = sip_host,
+        .port = sip_port,
+        .xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/"),
+        .role = role,
+        .default_expires = (unsigned)def_exp,
+        .max_expires = (unsigned)max_exp,
+        .min_expires = (unsigned)min_exp,
+        .trusted_peers = sip_peers.v,
+        .server_identities = sip_servers.v,
+    };
+    struct notifier *notifier = NULL;
+    if (!engine || notifier_start(&ncfg, store, &notifier) < 0) {
+        store_close(store);
+        return 1;
+    }
+
+    struct xdms_server_config scfg = {.role = role,
+                                      .root_path = config_get(cfg, "root_path", "/xcap-root")};
+    struct xdms_server *server = server_new(&scfg, engine, notifier);
+    if (!server)
+        return 1;
+    bool have_peers = config_get(cfg, "trusted_peer", NULL) != NULL;
+    if (have_peers ? config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0
+                   : (server_add_peer(server, "127.0.0.1 proxy") < 0 ||
+                      server_add_peer(server, "::1 proxy") < 0))
+        return 2;
+
+    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct httpd_config hcfg = {
+        .host = http_host,
+        .port = http_port,
+        .threads = (unsigned)threads,
+        .max_body = max_body,
+        .max_header = max_header,
+        .timeout_s = (unsigned)timeout,
+    };
+    struct httpd *httpd;
+    if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
+        notifier_stop(notifier);
+        store_close(store);
+        return 1;
+    }
+    log_info("xdms (%s) listening on http://%s:%u sip %s:%u", role_name, http_host,
+             httpd_port(httpd), sip_host, notifier_port(notifier));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("signal %d: stopping", sig);
+    httpd_stop(httpd);
+    notifier_stop(notifier);
+    server_free(server);
+    engine_free(engine);
+    store_close(store);
+    free(sip_peers.v);
+    free(sip_servers.v);
+    config_free(cfg);
+    xdoc_global_cleanup();
+    return 0;
+}

@@ -1,0 +1,344 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "caps.h"
+#include "engine.h"
+#include "log.h"
+#include "notify.h"
+#include "xcap_uri.h"
+
+struct trusted_peer {
+    int family;
+    unsigned char addr[16];
+    unsigned prefix; /* bits that must match */
+    enum peer_role role;
+};
+
+struct xdms_server {
+    struct xdms_server_config cfg;
+    char *root_path;
+    struct engine *engine;
+    struct notifier *notifier;
+    struct trusted_peer *peers;
+    size_t n_peers;
+    struct buf caps; /* generated once: the xcap-caps document never changes while running */
+    char caps_etag[32];
+};
+
+/* Everything one request carries between phases; released in one place (server_handle). */
+struct xdms_call {
+    const struct http_request *http;
+    enum peer_role peer;
+    struct xcap_uri uri;
+    const struct appusage *au;
+    enum engine_method method;
+    char *identity; /* asserted user, decoded and unquoted */
+    struct xcap_err err;
+};
+
+static uint32_t server_fnv1a(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engine *engine,
+                               struct notifier *notifier)
+{
+    struct xdms_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cfg = *cfg;
+    s->root_path = strdup(cfg->root_path);
+    s->cfg.root_path = s->root_path;
+    s->engine = engine;
+    s->notifier = notifier;
+    buf_init(&s->caps, 1 << 16);
+    if (!s->root_path || caps_render(cfg->role, &s->caps) < 0) {
+        server_free(s);
+        return NULL;
+    }
+    snprintf(s->caps_etag, sizeof s->caps_etag, "caps-%08x",
+             server_fnv1a(s->caps.data, s->caps.len));
+    return s;
+}
+
+void server_free(struct xdms_server *s)
+{
+    if (!s)
+        return;
+    free(s->root_path);
+    free(s->peers);
+    buf_release(&s->caps);
+    free(s);
+}
+
+int server_add_peer(struct xdms_server *s, const char *spec)
+{
+    char addr[INET6_ADDRSTRLEN + 4], role[16];
+    if (sscanf(spec, "%49s %15s", addr, role) != 2) {
+        log_error("trusted_peer \"%s\": expected \"ADDRESS proxy|server\"", spec);
+        return -1;
+    }
+    struct trusted_peer p = {0};
+    if (strcmp(role, "proxy") == 0)
+        p.role = PEER_PROXY;
+    else if (strcmp(role, "server") == 0)
+        p.role = PEER_SERVER;
+    else {
+        log_error("trusted_peer \"%s\": role must be proxy or server", spec);
+        return -1;
+    }
+    char *slash = strchr(addr, '/');
+    if (slash)
+        *slash = '\0';
+    if (inet_pton(AF_INET, addr, p.addr) == 1) {
+        p.family = AF_INET;
+        p.prefix = 32;
+    } else if (inet_pton(AF_INET6, addr, p.addr) == 1) {
+        p.family = AF_INET6;
+        p.prefix = 128;
+    } else {
+        log_error("trusted_peer \"%s\": not a numeric address", spec);
+        return -1;
+    }
+    if (slash) {
+        char *end;
+        unsigned long bits = strtoul(slash + 1, &end, 10);
+        if (*end || end == slash + 1 || bits > p.prefix) {
+            log_error("trusted_peer \"%s\": bad prefix length", spec);
+            return -1;
+        }
+        p.prefix = (unsigned)bits;
+    }
+    struct trusted_peer *v = realloc(s->peers, (s->n_peers + 1) * sizeof *v);
+    if (!v)
+        return -1;
+    s->peers = v;
+    s->peers[s->n_peers++] = p;
+    return 0;
+}
+
+static bool server_prefix_match(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+    unsigned bytes = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, bytes) != 0)
+        return false;
+    if (!rest)
+        return true;
+    unsigned char mask = (unsigned char)(0xFF << (8 - rest));
+    return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+/* Phase: authorize the peer (DESIGN §2) — before anything of the request is parsed. */
+static enum xcap_status server_authorize_peer(struct xdms_server *s, struct xdms_call *c)
+{
+    socklen_t len;
+    const struct sockaddr *sa = http_request_peer(c->http, &len);
+    unsigned char addr[16];
+    int family = 0;
+    if (sa && sa->sa_family == AF_INET) {
+        family = AF_INET;
+        memcpy(addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const unsigned char *a6 = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+        if (memcmp(a6, mapped, 12) == 0) {
+            family = AF_INET;
+            memcpy(addr, a6 + 12, 4);
+        } else {
+            family = AF_INET6;
+            memcpy(addr, a6, 16);
+        }
+    }
+    for (size_t i = 0; i < s->n_peers; i++) {
+        const struct trusted_peer *p = &s->peers[i];
+        if (p->family == family && server_prefix_match(p->addr, addr, p->prefix)) {
+            c->peer = p->role;
+            return XCAP_OK;
+        }
+    }
+    return xcap_fail(&c->err, XCAP_FORBIDDEN, "not a trusted peer");
+}
+
+static enum xcap_status server_parse(struct xdms_server *s, struct xdms_call *c)
+{
+    const char *m = http_request_method(c->http);
+    if (strcmp(m, "GET") == 0)
+        c->method = ENGINE_GET;
+    else if (strcmp(m, "HEAD") == 0)
+        c->method = ENGINE_HEAD;
+    else if (strcmp(m, "PUT") == 0)
+        c->method = ENGINE_PUT;
+    else if (strcmp(m, "DELETE") == 0)
+        c->method = ENGINE_DELETE;
+    else {
+        /* RFC 4825 §8.1 (SPEC XCAP-PUT-16): POST and others are not XCAP methods. */
+        xcap_fail(&c->err, XCAP_METHOD_NOT_ALLOWED, "method %s is not allowed", m);
+        c->err.allow = strdup("GET, HEAD, PUT, DELETE");
+        return XCAP_METHOD_NOT_ALLOWED;
+    }
+    return xcap_uri_parse(s->cfg.root_path, http_request_path(c->http), http_request_query(c->http),
+                          &c->uri, &c->err);
+}
+
+static enum xcap_status server_resolve(struct xdms_server *s, struct xdms_call *c)
+{
+    if (strcmp(c->uri.auid, CAPS_AUID) == 0)
+        return XCAP_OK; /* generated below; c->au stays NULL */
+    c->au = appusage_find(s->cfg.role, c->uri.auid);
+    if (!c->au)
+        return xcap_fail(&c->err, XCAP_NOT_FOUND, "application usage %s is not served here",
+                         c->uri.auid);
+    return XCAP_OK;
+}
+
+/* Takes the first URI of X-3GPP-Asserted-Identity: "sip:alice@example.com"[, "tel:+1..."]
+ * (TS 24.109 §7), unquoted and percent-decoded like an XUI. */
+static char *server_asserted_identity(const char *h)
+{
+    if (!h)
+        return NULL;
+    while (*h == ' ' || *h == '\t')
+        h++;
+    const char *start = h, *end;
+    if (*h == '"') {
+        start = h + 1;
+        end = strchr(start, '"');
+        if (!end)
+            return NULL;
+    } else if (*h == '<') {
+        start = h + 1;
+        end = strchr(start, '>');
+        if (!end)
+            return NULL;
+    } else {
+        end = start + strcspn(start, ", \t");
+    }
+    if (end == start)
+        return NULL;
+    return xcap_uri_decode(start, (size_t)(end - start));
+}
+
+/* Phase: authorize the user (RFC 4825 §5.7, SPEC XCAP-AUTH-1..4). Decided before the document
+ * is looked at, so another user's missing document is 403 too (XCAP-AUTH-3). */
+static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms_call *c)
+{
+    bool write = c->method == ENGINE_PUT || c->method == ENGINE_DELETE;
+    if (c->peer == PEER_SERVER)
+        return write ? xcap_fail(&c->err, XCAP_FORBIDDEN, "trusted servers have read access only")
+                     : XCAP_OK;
+    c->identity =
+        server_asserted_identity(http_request_header(c->http, "X-3GPP-Asserted-Identity"));
+    if (!c->identity)
+        c->identity =
+            server_asserted_identity(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
+    if (!c->identity)
+        return xcap_fail(&c->err, XCAP_FORBIDDEN, "no asserted identity");
+    if (c->uri.tree == XCAP_TREE_GLOBAL)
+        return write ? xcap_fail(&c->err, XCAP_FORBIDDEN, "global documents are read-only")
+                     : XCAP_OK;
+    if (!xcap_uri_xui_equal(c->uri.xui, c->identity))
+        return xcap_fail(&c->err, XCAP_FORBIDDEN, "%s may not access the documents of %s",
+                         c->identity, c->uri.xui);
+    return XCAP_OK;
+}
+
+static enum xcap_status server_caps(struct xdms_server *s, struct xdms_call *c,
+                                    struct engine_reply *rep)
+{
+    if (c->uri.tree != XCAP_TREE_GLOBAL || c->uri.is_dir || strcmp(c->uri.path, "index") != 0 ||
+        c->uri.node_sel)
+        return xcap_fail(&c->err, XCAP_NOT_FOUND, "xcap-caps has only global/index");
+    if (c->method == ENGINE_PUT || c->method == ENGINE_DELETE) {
+        xcap_fail(&c->err, XCAP_METHOD_NOT_ALLOWED, "xcap-caps is generated by the server");
+        c->err.allow = strdup("GET, HEAD");
+        return XCAP_METHOD_NOT_ALLOWED;
+    }
+    snprintf(rep->etag, sizeof rep->etag, "%s", s->caps_etag);
+    const char *inm = http_request_header(c->http, "If-None-Match");
+    if (inm && !engine_if_none_match(inm, s->caps_etag))
+        return XCAP_NOT_MODIFIED;
+    rep->content_type = CAPS_MIME;
+    if (buf_append(&rep->body, s->caps.data, s->caps.len) < 0)
+        return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
+    return XCAP_OK;
+}
+
+static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *c,
+                                       struct engine_reply *rep)
+{
+    if (!c->au)
+        return server_caps(s, c, rep);
+    size_t len;
+    const char *body = http_request_body(c->http, &len);
+    struct engine_request req = {
+        .method = c->method,
+        .uri = &c->uri,
+        .au = c->au,
+        .content_type = http_request_header(c->http, "Content-Type"),
+        .if_match = http_request_header(c->http, "If-Match"),
+        .if_none_match = http_request_header(c->http, "If-None-Match"),
+        .body = body,
+        .body_len = len,
+    };
+    return engine_execute(s->engine, &req, rep, &c->err);
+}
+
+/* Phase: respond — the one place that maps a status to HTTP (STYLE "Errors"). */
+static void server_respond(struct xcap_err *err, enum xcap_status st, struct engine_reply *rep,
+                           struct http_response *resp)
+{
+    resp->status = status_http(st);
+    if (rep->etag[0])
+        http_response_headerf(resp, "ETag", "\"%s\"", rep->etag);
+    if (st == XCAP_OK || st == XCAP_CREATED) {
+        if (rep->content_type)
+            http_response_header(resp, "Content-Type", rep->content_type);
+        buf_reset(&resp->body);
+        if (rep->body.len && buf_append(&resp->body, rep->body.data, rep->body.len) < 0)
+            http_response_text(resp, 500, "out of memory");
+        return;
+    }
+    if (st == XCAP_NOT_MODIFIED)
+        return;
+    if (err->allow)
+        http_response_header(resp, "Allow", err->allow);
+    if (status_condition(st)) {
+        err->status = st;
+        buf_reset(&resp->body);
+        if (status_error_body(err, &resp->body) == 0) {
+            http_response_header(resp, "Content-Type", "application/xcap-error+xml");
+            return;
+        }
+    }
+    http_response_text(resp, resp->status, err->phrase ? err->phrase : status_phrase(st));
+}
+
+void server_handle(void *cls, const struct http_request *http, struct http_response *resp)
+{
+    struct xdms_server *s = cls;
+    struct xdms_call c = {.http = http};
+    struct engine_reply rep = {0};
+    buf_init(&rep.body, SIZE_MAX);
+    enum xcap_status st;
+    if ((st = server_authorize_peer(s, &c)) == XCAP_OK && (st = server_parse(s, &c)) == XCAP_OK &&
+        (st = server_resolve(s, &c)) == XCAP_OK && (st = server_authorize_user(s, &c)) == XCAP_OK)
+        st = server_execute(s, &c, &rep);
+    server_respond(&c.err, st, &rep, resp);
+    if (status_http(st) >= 500 || st == XCAP_FORBIDDEN)
+        log_info("%s %s from %s: %d %s", http_request_method(http), http_request_target(http),
+                 http_request_peer_str(http), status_http(st), c.err.phrase ? c.err.phrase : "");
+    if (rep.changed && s->notifier)
+        notifier_wake(s->notifier);
+    buf_release(&rep.body);
+    xcap_uri_release(&c.uri);
+    free(c.identity);
+    xcap_err_release(&c.err);
+}

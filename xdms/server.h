@@ -1,0 +1,32 @@
+/* The XDMS request path (DESIGN §3): receive (httpd) -> authorize the peer -> parse -> resolve
+ * -> authorize the user -> execute (engine) -> respond -> notify. Each phase is a function named
+ * for it; server_handle() is the httpd handler that runs them in order. */
+#ifndef XDM_SERVER_H
+#define XDM_SERVER_H
+
+#include "appusage.h"
+#include "httpd.h"
+
+struct engine;
+struct notifier;
+struct xdms_server;
+
+enum peer_role { PEER_PROXY, PEER_SERVER };
+
+struct xdms_server_config {
+    enum xdms_role role;
+    const char *root_path; /* path of the XCAP root, e.g. "/xcap-root" */
+};
+
+struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engine *engine,
+                               struct notifier *notifier);
+void server_free(struct xdms_server *s);
+
+/* Adds a trusted peer from "ADDRESS ROLE" (ROLE = proxy | server; ADDRESS numeric IPv4/IPv6, or
+ * an IPv4 CIDR like 127.0.0.0/8). Returns 0, or -1 with a log line. Call before serving. */
+int server_add_peer(struct xdms_server *s, const char *spec);
+
+/* httpd_handler_fn; cls is the struct xdms_server. */
+void server_handle(void *cls, const struct http_request *req, struct http_response *resp);
+
+#endif
