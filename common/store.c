@@ -1,0 +1,1042 @@
+/* LMDB backend of the store interface (DESIGN §4).
+ *
+ * Layout of the environment:
+ *   docs     auid \0 tree \0 xui \0 path -> DOC record (below)
+ *   meta     "instance" -> 16 hex chars; "etag_counter", "change_seq" -> uint64 big-endian
+ *   changes  seq as uint64 big-endian -> CHANGE record (below)
+ *   <extra>  one named database per store_options.tables entry, opaque keys and values
+ *
+ * DOC record, version 1:
+ *   u8 version, u8 etag_len, i64 mtime (BE), u64 data_len (BE), etag bytes, data bytes
+ * CHANGE record, version 1:
+ *   u8 version, u8 kind, then seven fields auid, tree, xui, path, prev_etag, new_etag, detail,
+ *   each u32 length (BE) + bytes + one NUL byte. The NUL lets store_change_read() hand out views
+ *   straight into the map instead of copying (the detail may be a large patch).
+ * Integers are big-endian so that seq keys sort numerically under LMDB's memcmp order and the file
+ * does not depend on the host.
+ *
+ * Views handed to callbacks point into the map or into the caller's stack frame; a callback must
+ * not write to the store through the same transaction (a write may move the pages it points to). */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+
+#define STORE_DEFAULT_MAP_SIZE (1ull << 30)
+#define STORE_DEFAULT_RETENTION 100000u
+/* Named databases besides the extra tables: docs, meta, changes. */
+#define STORE_BUILTIN_DBS 3
+#define STORE_MAX_TABLES 32
+#define STORE_TABLE_NAME_MAX 64
+#define STORE_DIR_MAX 4096
+/* LMDB's compiled-in default; checked against mdb_env_get_maxkeysize() at open. */
+#define STORE_KEY_MAX 511
+
+#define STORE_DOC_VERSION 1
+#define STORE_DOC_HDR (1 + 1 + 8 + 8)
+#define STORE_CHANGE_VERSION 1
+#define STORE_CHANGE_FIELDS 7
+
+#define STORE_META_INSTANCE "instance"
+#define STORE_META_ETAG "etag_counter"
+#define STORE_META_SEQ "change_seq"
+#define STORE_INSTANCE_HEX 16
+
+struct store_table {
+    char *name;
+    MDB_dbi dbi;
+};
+
+struct store {
+    MDB_env *env;
+    MDB_dbi docs;
+    MDB_dbi meta;
+    MDB_dbi changes;
+    struct store_table *tables;
+    size_t n_tables;
+    uint64_t retention;
+    size_t key_max;
+    char instance[STORE_INSTANCE_HEX + 1];
+};
+
+struct store_txn {
+    struct store *s;
+    MDB_txn *txn;
+    bool write;
+};
+
+/* A docs key built on the stack; STORE_KEY_MAX bounds it. */
+struct store_key {
+    char bytes[STORE_KEY_MAX + 1];
+    size_t len;
+};
+
+const char *store_strerror(enum store_rc rc)
+{
+    switch (rc) {
+    case STORE_OK:
+        return "ok";
+    case STORE_NOTFOUND:
+        return "not found";
+    case STORE_FULL:
+        return "storage full";
+    case STORE_INVALID:
+        return "invalid argument";
+    case STORE_ERROR:
+        return "storage error";
+    }
+    return "unknown store error";
+}
+
+/* Maps an LMDB result to a store_rc. Expected outcomes (not found, map full) are returned
+ * silently: the caller answers them (404, 503). Anything else is unexpected and logged here, the
+ * one place that still knows the LMDB error text. */
+static enum store_rc store_rc_from_mdb(int rc, const char *what)
+{
+    switch (rc) {
+    case MDB_SUCCESS:
+        return STORE_OK;
+    case MDB_NOTFOUND:
+        return STORE_NOTFOUND;
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+        return STORE_FULL;
+    case MDB_BAD_VALSIZE:
+        return STORE_INVALID;
+    default:
+        log_error("store: %s: %s", what, mdb_strerror(rc));
+        return STORE_ERROR;
+    }
+}
+
+static void store_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+static uint64_t store_get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void store_put_u32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t store_get_u32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* mkdir -p with mode 0700 for every directory it creates. */
+static enum store_rc store_mkdirs(const char *dir)
+{
+    size_t len = strlen(dir);
+    if (len == 0 || len >= STORE_DIR_MAX)
+        return STORE_INVALID;
+    char path[STORE_DIR_MAX];
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char saved = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+            log_error("store: mkdir %s: %s", path, strerror(errno));
+            return STORE_ERROR;
+        }
+        path[i] = saved;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        log_error("store: %s is not a directory", dir);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+static enum store_rc store_meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
+{
+    MDB_val k = {strlen(name), (void *)name};
+    MDB_val v;
+    int rc = mdb_get(txn, meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        *out = 0;
+        return STORE_OK;
+    }
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "read meta");
+    if (v.mv_size != 8) {
+        log_error("store: meta %s has a bad size (%zu)", name, v.mv_size);
+        return STORE_ERROR;
+    }
+    *out = store_get_u64(v.mv_data);
+    return STORE_OK;
+}
+
+static enum store_rc store_meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *name,
+                                        uint64_t value)
+{
+    unsigned char bytes[8];
+    store_put_u64(bytes, value);
+    MDB_val k = {strlen(name), (void *)name};
+    MDB_val v = {sizeof bytes, bytes};
+    return store_rc_from_mdb(mdb_put(txn, meta, &k, &v, 0), "write meta");
+}
+
+/* Reads the instance id, creating it on the first open of the environment. Runs inside the open
+ * write transaction, so two processes opening a new directory at once agree on one id. */
+static enum store_rc store_instance_init(struct store *s, MDB_txn *txn)
+{
+    MDB_val k = {strlen(STORE_META_INSTANCE), (void *)STORE_META_INSTANCE};
+    MDB_val v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == MDB_SUCCESS) {
+        if (v.mv_size != STORE_INSTANCE_HEX) {
+            log_error("store: meta instance has a bad size (%zu)", v.mv_size);
+            return STORE_ERROR;
+        }
+        memcpy(s->instance, v.mv_data, STORE_INSTANCE_HEX);
+        s->instance[STORE_INSTANCE_HEX] = '\0';
+        return STORE_OK;
+    }
+    if (rc != MDB_NOTFOUND)
+        return store_rc_from_mdb(rc, "read instance id");
+
+    unsigned char rnd[STORE_INSTANCE_HEX / 2];
+    size_t got = 0;
+    while (got < sizeof rnd) {
+        ssize_t n = getrandom(rnd + got, sizeof rnd - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("store: getrandom: %s", strerror(errno));
+            return STORE_ERROR;
+        }
+        got += (size_t)n;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        s->instance[2 * i] = hex[rnd[i] >> 4];
+        s->instance[2 * i + 1] = hex[rnd[i] & 0xf];
+    }
+    s->instance[STORE_INSTANCE_HEX] = '\0';
+    v.mv_size = STORE_INSTANCE_HEX;
+    v.mv_data = s->instance;
+    return store_rc_from_mdb(mdb_put(txn, s->meta, &k, &v, 0), "write instance id");
+}
+
+static enum store_rc store_open_tables(struct store *s, const struct store_options *opts)
+{
+    static const char *const builtin[] = {"docs", "meta", "changes"};
+    size_t n = 0;
+    if (opts != NULL && opts->tables != NULL) {
+        while (opts->tables[n] != NULL) {
+            const char *name = opts->tables[n];
+            size_t len = strlen(name);
+            if (len == 0 || len > STORE_TABLE_NAME_MAX || n >= STORE_MAX_TABLES)
+                return STORE_INVALID;
+            for (size_t b = 0; b < sizeof builtin / sizeof builtin[0]; b++)
+                if (strcmp(name, builtin[b]) == 0)
+                    return STORE_INVALID;
+            for (size_t j = 0; j < n; j++)
+                if (strcmp(name, opts->tables[j]) == 0)
+                    return STORE_INVALID;
+            n++;
+        }
+    }
+    if (n == 0)
+        return STORE_OK;
+    s->tables = calloc(n, sizeof *s->tables);
+    if (s->tables == NULL)
+        return STORE_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        s->tables[i].name = strdup(opts->tables[i]);
+        if (s->tables[i].name == NULL)
+            return STORE_ERROR;
+        s->n_tables = i + 1;
+    }
+    return STORE_OK;
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    if (s->env != NULL)
+        mdb_env_close(s->env);
+    for (size_t i = 0; i < s->n_tables; i++)
+        free(s->tables[i].name);
+    free(s->tables);
+    free(s);
+}
+
+enum store_rc store_open(const char *dir, const struct store_options *opts, struct store **out)
+{
+    *out = NULL;
+    if (dir == NULL)
+        return STORE_INVALID;
+    struct store *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return STORE_ERROR;
+    s->retention = (opts != NULL && opts->change_retention != 0) ? opts->change_retention
+                                                                 : STORE_DEFAULT_RETENTION;
+    uint64_t map_size =
+        (opts != NULL && opts->map_size != 0) ? opts->map_size : STORE_DEFAULT_MAP_SIZE;
+
+    enum store_rc src = store_open_tables(s, opts);
+    if (src == STORE_OK)
+        src = store_mkdirs(dir);
+    if (src != STORE_OK) {
+        store_close(s);
+        return src;
+    }
+
+    int rc = mdb_env_create(&s->env);
+    if (rc != MDB_SUCCESS) {
+        s->env = NULL;
+        store_close(s);
+        return store_rc_from_mdb(rc, "create environment");
+    }
+    rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
+    /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
+     * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
+     * reached the disk when mdb_txn_commit() returns (DESIGN §4, a 2xx follows the commit). */
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600);
+    if (rc != MDB_SUCCESS) {
+        log_error("store: open %s: %s", dir, mdb_strerror(rc));
+        store_close(s);
+        return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERROR;
+    }
+    int maxkey = mdb_env_get_maxkeysize(s->env);
+    s->key_max = maxkey > 0 && maxkey < STORE_KEY_MAX ? (size_t)maxkey : STORE_KEY_MAX;
+
+    /* A process killed while reading leaves its reader slot behind; a stale slot pins old pages
+     * and makes the file grow. Clearing them is cheap and safe at every open. */
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+
+    MDB_txn *txn;
+    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc != MDB_SUCCESS) {
+        src = store_rc_from_mdb(rc, "begin open transaction");
+        store_close(s);
+        return src;
+    }
+    rc = mdb_dbi_open(txn, "docs", MDB_CREATE, &s->docs);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "changes", MDB_CREATE, &s->changes);
+    for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
+        rc = mdb_dbi_open(txn, s->tables[i].name, MDB_CREATE, &s->tables[i].dbi);
+    src = rc == MDB_SUCCESS ? store_instance_init(s, txn) : store_rc_from_mdb(rc, "open tables");
+    if (src != STORE_OK) {
+        mdb_txn_abort(txn);
+        store_close(s);
+        return src;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc != MDB_SUCCESS) {
+        src = store_rc_from_mdb(rc, "commit open transaction");
+        store_close(s);
+        return src;
+    }
+    *out = s;
+    return STORE_OK;
+}
+
+const char *store_instance_id(const struct store *s)
+{
+    return s->instance;
+}
+
+enum store_rc store_txn_begin(struct store *s, bool write, struct store_txn **out)
+{
+    *out = NULL;
+    struct store_txn *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return STORE_ERROR;
+    /* A write begin blocks on LMDB's writer lock (shared between processes). A thread that
+     * already holds a write transaction must not begin another: it would wait for itself. */
+    int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+    if (rc != MDB_SUCCESS) {
+        free(t);
+        return store_rc_from_mdb(rc, write ? "begin write transaction" : "begin read transaction");
+    }
+    t->s = s;
+    t->write = write;
+    *out = t;
+    return STORE_OK;
+}
+
+enum store_rc store_txn_commit(struct store_txn *t)
+{
+    int rc = mdb_txn_commit(t->txn);
+    free(t);
+    return store_rc_from_mdb(rc, "commit");
+}
+
+void store_txn_abort(struct store_txn *t)
+{
+    if (t == NULL)
+        return;
+    mdb_txn_abort(t->txn);
+    free(t);
+}
+
+static bool store_key_append(struct store_key *k, size_t max, const char *part, bool nul)
+{
+    size_t len = strlen(part);
+    if (len > max || k->len > max - len - (nul ? 1 : 0))
+        return false;
+    memcpy(k->bytes + k->len, part, len);
+    k->len += len;
+    if (nul)
+        k->bytes[k->len++] = '\0';
+    return true;
+}
+
+/* Builds auid \0 tree \0 xui \0 last. Components are C strings, so none contains a NUL and the
+ * encoding is unambiguous (SPEC XCAP-URI-12). */
+static enum store_rc store_key_build(const struct store *s, struct store_key *k, const char *auid,
+                                     const char *tree, const char *xui, const char *last)
+{
+    if (auid == NULL || tree == NULL || xui == NULL || last == NULL)
+        return STORE_INVALID;
+    k->len = 0;
+    if (!store_key_append(k, s->key_max, auid, true) ||
+        !store_key_append(k, s->key_max, tree, true) ||
+        !store_key_append(k, s->key_max, xui, true) ||
+        !store_key_append(k, s->key_max, last, false))
+        return STORE_INVALID;
+    return STORE_OK;
+}
+
+/* A document key needs an AUID, a tree and a document path; the xui is "" in the global tree. */
+static enum store_rc store_doc_key(const struct store *s, struct store_key *out,
+                                   const struct doc_key *k)
+{
+    if (k == NULL || k->auid == NULL || k->auid[0] == '\0' || k->tree == NULL ||
+        k->tree[0] == '\0' || k->path == NULL || k->path[0] == '\0')
+        return STORE_INVALID;
+    return store_key_build(s, out, k->auid, k->tree, k->xui, k->path);
+}
+
+/* Splits a docs key copied into buf (k->len + 1 bytes) into its four components. */
+static bool store_key_split(char *buf, size_t len, struct doc_key *out)
+{
+    const char *parts[4];
+    size_t n = 0;
+    parts[n++] = buf;
+    for (size_t i = 0; i < len && n < 4; i++)
+        if (buf[i] == '\0')
+            parts[n++] = buf + i + 1;
+    if (n != 4)
+        return false;
+    buf[len] = '\0';
+    out->auid = parts[0];
+    out->tree = parts[1];
+    out->xui = parts[2];
+    out->path = parts[3];
+    return true;
+}
+
+struct store_doc_rec {
+    const char *etag;
+    size_t etag_len;
+    int64_t mtime;
+    const char *data;
+    size_t len;
+};
+
+static enum store_rc store_doc_decode(const MDB_val *v, struct store_doc_rec *r)
+{
+    const unsigned char *p = v->mv_data;
+    if (v->mv_size < STORE_DOC_HDR || p[0] != STORE_DOC_VERSION)
+        goto bad;
+    r->etag_len = p[1];
+    r->mtime = (int64_t)store_get_u64(p + 2);
+    uint64_t len = store_get_u64(p + 10);
+    if (r->etag_len >= STORE_ETAG_MAX || v->mv_size - STORE_DOC_HDR < r->etag_len ||
+        len != v->mv_size - STORE_DOC_HDR - r->etag_len)
+        goto bad;
+    r->etag = (const char *)p + STORE_DOC_HDR;
+    r->data = r->etag + r->etag_len;
+    r->len = (size_t)len;
+    return STORE_OK;
+bad:
+    log_error("store: corrupt document record (%zu bytes)", v->mv_size);
+    return STORE_ERROR;
+}
+
+enum store_rc store_doc_get(struct store_txn *t, const struct doc_key *k, struct store_doc *out)
+{
+    memset(out, 0, sizeof *out);
+    struct store_key key;
+    enum store_rc src = store_doc_key(t->s, &key, k);
+    if (src != STORE_OK)
+        return src;
+    MDB_val mk = {key.len, key.bytes};
+    MDB_val mv;
+    int rc = mdb_get(t->txn, t->s->docs, &mk, &mv);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "get document");
+    struct store_doc_rec r;
+    src = store_doc_decode(&mv, &r);
+    if (src != STORE_OK)
+        return src;
+    out->data = malloc(r.len + 1);
+    if (out->data == NULL)
+        return STORE_ERROR;
+    memcpy(out->data, r.data, r.len);
+    out->data[r.len] = '\0';
+    out->len = r.len;
+    memcpy(out->etag, r.etag, r.etag_len);
+    out->etag[r.etag_len] = '\0';
+    out->mtime = r.mtime;
+    return STORE_OK;
+}
+
+/* ETags: "<counter>-<first 8 hex of the instance id>". The counter lives in meta and only grows,
+ * within the caller's transaction, so no value repeats in this environment even across delete and
+ * re-create of a document (SPEC XCAP-ETAG-2); the instance part keeps two environments (e.g. a
+ * restored backup and a fresh one) from handing out the same tags. */
+static enum store_rc store_etag_next(struct store_txn *t, char etag[STORE_ETAG_MAX])
+{
+    uint64_t counter;
+    enum store_rc src = store_meta_get_u64(t->txn, t->s->meta, STORE_META_ETAG, &counter);
+    if (src != STORE_OK)
+        return src;
+    counter++;
+    src = store_meta_put_u64(t->txn, t->s->meta, STORE_META_ETAG, counter);
+    if (src != STORE_OK)
+        return src;
+    snprintf(etag, STORE_ETAG_MAX, "%" PRIu64 "-%.8s", counter, t->s->instance);
+    return STORE_OK;
+}
+
+enum store_rc store_doc_put(struct store_txn *t, const struct doc_key *k, const char *data,
+                            size_t len, char etag_out[STORE_ETAG_MAX])
+{
+    if (!t->write || (data == NULL && len != 0) || len > SIZE_MAX - STORE_DOC_HDR - STORE_ETAG_MAX)
+        return STORE_INVALID;
+    struct store_key key;
+    enum store_rc src = store_doc_key(t->s, &key, k);
+    if (src != STORE_OK)
+        return src;
+    char etag[STORE_ETAG_MAX];
+    src = store_etag_next(t, etag);
+    if (src != STORE_OK)
+        return src;
+    size_t etag_len = strlen(etag);
+
+    MDB_val mk = {key.len, key.bytes};
+    MDB_val mv = {STORE_DOC_HDR + etag_len + len, NULL};
+    /* MDB_RESERVE: the record is written in place, the document is copied once. */
+    int rc = mdb_put(t->txn, t->s->docs, &mk, &mv, MDB_RESERVE);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "put document");
+    unsigned char *p = mv.mv_data;
+    p[0] = STORE_DOC_VERSION;
+    p[1] = (unsigned char)etag_len;
+    store_put_u64(p + 2, (uint64_t)(int64_t)time(NULL));
+    store_put_u64(p + 10, (uint64_t)len);
+    memcpy(p + STORE_DOC_HDR, etag, etag_len);
+    if (len > 0)
+        memcpy(p + STORE_DOC_HDR + etag_len, data, len);
+    if (etag_out != NULL)
+        memcpy(etag_out, etag, etag_len + 1);
+    return STORE_OK;
+}
+
+enum store_rc store_doc_del(struct store_txn *t, const struct doc_key *k)
+{
+    if (!t->write)
+        return STORE_INVALID;
+    struct store_key key;
+    enum store_rc src = store_doc_key(t->s, &key, k);
+    if (src != STORE_OK)
+        return src;
+    MDB_val mk = {key.len, key.bytes};
+    return store_rc_from_mdb(mdb_del(t->txn, t->s->docs, &mk, NULL), "delete document");
+}
+
+void store_doc_release(struct store_doc *d)
+{
+    if (d == NULL)
+        return;
+    free(d->data);
+    d->data = NULL;
+    d->len = 0;
+}
+
+/* Visits every docs key that starts with prefix, in key order. visit returns 0 to go on. */
+typedef int (*store_visit_fn)(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err);
+
+static enum store_rc store_prefix_walk(MDB_cursor *c, const char *prefix, size_t plen,
+                                       store_visit_fn visit, void *cls, bool *stopped)
+{
+    MDB_val k = {plen, (void *)prefix};
+    MDB_val v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+            return STORE_OK;
+        enum store_rc err = STORE_OK;
+        if (visit(cls, &k, &v, &err) != 0) {
+            *stopped = true;
+            return err;
+        }
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    return rc == MDB_NOTFOUND ? STORE_OK : store_rc_from_mdb(rc, "scan documents");
+}
+
+/* Walks the docs of (tree, xui, path_prefix) in every AUID without reading the other AUIDs'
+ * documents: for each AUID met, seek to auid\0tree\0xui\0prefix, walk that range, then skip to the
+ * first key after the AUID ("auid\1", since the AUID ends with \0 in every key). The cost is one
+ * B-tree seek per distinct AUID plus the matching documents, O(A log n + m) — there are only a
+ * handful of AUIDs per XDMS. */
+static enum store_rc store_walk_all_auids(MDB_cursor *c, const struct store *s, const char *tree,
+                                          const char *xui, const char *path_prefix,
+                                          store_visit_fn visit, void *cls)
+{
+    struct store_key seek = {.len = 0};
+    MDB_val k = {0, seek.bytes};
+    MDB_val v;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+        const char *kb = k.mv_data;
+        const char *nul = memchr(kb, '\0', k.mv_size);
+        if (nul == NULL) {
+            log_error("store: corrupt document key");
+            return STORE_ERROR;
+        }
+        size_t auid_len = (size_t)(nul - kb);
+        /* Copy before the walk moves the cursor (k points into the map). */
+        char auid[STORE_KEY_MAX + 1];
+        memcpy(auid, kb, auid_len);
+        auid[auid_len] = '\0';
+
+        struct store_key prefix;
+        enum store_rc src = store_key_build(s, &prefix, auid, tree, xui, path_prefix);
+        if (src == STORE_INVALID) {
+            /* The prefix is longer than any key can be: nothing under this AUID matches. */
+            src = STORE_OK;
+        } else {
+            bool stopped = false;
+            src = store_prefix_walk(c, prefix.bytes, prefix.len, visit, cls, &stopped);
+            if (src != STORE_OK || stopped)
+                return src;
+        }
+        memcpy(seek.bytes, auid, auid_len);
+        seek.bytes[auid_len] = '\1';
+        k.mv_size = auid_len + 1;
+        k.mv_data = seek.bytes;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    }
+    return rc == MDB_NOTFOUND ? STORE_OK : store_rc_from_mdb(rc, "scan documents");
+}
+
+static enum store_rc store_doc_walk(struct store_txn *t, const char *auid, const char *tree,
+                                    const char *xui, const char *path_prefix, store_visit_fn visit,
+                                    void *cls)
+{
+    if (tree == NULL || xui == NULL || path_prefix == NULL)
+        return STORE_INVALID;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->docs, &c);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    enum store_rc src;
+    if (auid != NULL) {
+        struct store_key prefix;
+        src = store_key_build(t->s, &prefix, auid, tree, xui, path_prefix);
+        bool stopped = false;
+        if (src == STORE_OK)
+            src = store_prefix_walk(c, prefix.bytes, prefix.len, visit, cls, &stopped);
+    } else {
+        src = store_walk_all_auids(c, t->s, tree, xui, path_prefix, visit, cls);
+    }
+    mdb_cursor_close(c);
+    return src;
+}
+
+struct store_list_ctx {
+    int (*fn)(void *cls, const struct store_doc_view *d);
+    void *cls;
+};
+
+static int store_list_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
+{
+    struct store_list_ctx *ctx = cls;
+    char key[STORE_KEY_MAX + 1];
+    struct store_doc_view view;
+    struct store_doc_rec r;
+    if (k->mv_size > STORE_KEY_MAX || store_doc_decode(v, &r) != STORE_OK) {
+        *err = STORE_ERROR;
+        return 1;
+    }
+    memcpy(key, k->mv_data, k->mv_size);
+    if (!store_key_split(key, k->mv_size, &view.key)) {
+        log_error("store: corrupt document key");
+        *err = STORE_ERROR;
+        return 1;
+    }
+    char etag[STORE_ETAG_MAX];
+    memcpy(etag, r.etag, r.etag_len);
+    etag[r.etag_len] = '\0';
+    view.etag = etag;
+    view.mtime = r.mtime;
+    view.len = r.len;
+    return ctx->fn(ctx->cls, &view);
+}
+
+enum store_rc store_doc_list(struct store_txn *t, const char *auid, const char *tree,
+                             const char *xui, const char *path_prefix,
+                             int (*fn)(void *cls, const struct store_doc_view *d), void *cls)
+{
+    struct store_list_ctx ctx = {fn, cls};
+    return store_doc_walk(t, auid, tree, xui, path_prefix, store_list_visit, &ctx);
+}
+
+static int store_count_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
+{
+    (*(uint64_t *)cls)++;
+    return 0;
+}
+
+/* A user's documents live in the "users" tree of each AUID; the same per-AUID skip scan as a
+ * listing with auid NULL, so the cost is O(A log n + d) for A AUIDs and the user's d documents. */
+enum store_rc store_doc_count_user(struct store_txn *t, const char *xui, uint64_t *out)
+{
+    *out = 0;
+    if (xui == NULL)
+        return STORE_INVALID;
+    uint64_t n = 0;
+    enum store_rc src = store_doc_walk(t, NULL, "users", xui, "", store_count_visit, &n);
+    if (src == STORE_OK)
+        *out = n;
+    return src;
+}
+
+static const char *store_change_field(const struct store_change *c, size_t i, size_t *len)
+{
+    const char *f = NULL;
+    switch (i) {
+    case 0:
+        f = c->key.auid;
+        break;
+    case 1:
+        f = c->key.tree;
+        break;
+    case 2:
+        f = c->key.xui;
+        break;
+    case 3:
+        f = c->key.path;
+        break;
+    case 4:
+        f = c->prev_etag;
+        break;
+    case 5:
+        f = c->new_etag;
+        break;
+    case 6:
+        *len = c->detail_len;
+        return c->detail != NULL ? c->detail : "";
+    }
+    f = f != NULL ? f : "";
+    *len = strlen(f);
+    return f;
+}
+
+/* Drops the oldest records so that at most retention remain once newest is written. */
+static enum store_rc store_change_prune(struct store_txn *t, uint64_t newest)
+{
+    if (newest <= t->s->retention)
+        return STORE_OK;
+    uint64_t limit = newest - t->s->retention; /* seqs <= limit go */
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->changes, &c);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    MDB_val k, v;
+    while ((rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) == MDB_SUCCESS) {
+        if (k.mv_size != 8 || store_get_u64(k.mv_data) > limit)
+            break;
+        rc = mdb_cursor_del(c, 0);
+        if (rc != MDB_SUCCESS)
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK
+                                                   : store_rc_from_mdb(rc, "prune changes");
+}
+
+enum store_rc store_change_append(struct store_txn *t, struct store_change *c)
+{
+    if (!t->write || c == NULL || (c->kind != STORE_CHANGE_PUT && c->kind != STORE_CHANGE_DELETE) ||
+        (c->detail == NULL && c->detail_len != 0))
+        return STORE_INVALID;
+    size_t total = 2;
+    for (size_t i = 0; i < STORE_CHANGE_FIELDS; i++) {
+        size_t len;
+        store_change_field(c, i, &len);
+        if (len > UINT32_MAX - 1 || total > SIZE_MAX - 5 - len)
+            return STORE_INVALID;
+        total += 4 + len + 1;
+    }
+    uint64_t seq;
+    enum store_rc src = store_meta_get_u64(t->txn, t->s->meta, STORE_META_SEQ, &seq);
+    if (src != STORE_OK)
+        return src;
+    seq++;
+    src = store_meta_put_u64(t->txn, t->s->meta, STORE_META_SEQ, seq);
+    if (src != STORE_OK)
+        return src;
+
+    unsigned char kb[8];
+    store_put_u64(kb, seq);
+    MDB_val mk = {sizeof kb, kb};
+    MDB_val mv = {total, NULL};
+    /* Sequences only grow, so MDB_APPEND lets LMDB fill pages completely. */
+    int rc = mdb_put(t->txn, t->s->changes, &mk, &mv, MDB_RESERVE | MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put(t->txn, t->s->changes, &mk, &mv, MDB_RESERVE);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "append change");
+    unsigned char *p = mv.mv_data;
+    p[0] = STORE_CHANGE_VERSION;
+    p[1] = (unsigned char)c->kind;
+    size_t off = 2;
+    for (size_t i = 0; i < STORE_CHANGE_FIELDS; i++) {
+        size_t len;
+        const char *f = store_change_field(c, i, &len);
+        store_put_u32(p + off, (uint32_t)len);
+        off += 4;
+        if (len > 0)
+            memcpy(p + off, f, len);
+        off += len;
+        p[off++] = '\0';
+    }
+    src = store_change_prune(t, seq);
+    if (src == STORE_OK)
+        c->seq = seq;
+    return src;
+}
+
+static enum store_rc store_change_decode(const MDB_val *k, const MDB_val *v, struct store_change *c)
+{
+    const unsigned char *p = v->mv_data;
+    size_t size = v->mv_size;
+    const char *fields[STORE_CHANGE_FIELDS];
+    size_t lens[STORE_CHANGE_FIELDS];
+    if (k->mv_size != 8 || size < 2 || p[0] != STORE_CHANGE_VERSION ||
+        (p[1] != STORE_CHANGE_PUT && p[1] != STORE_CHANGE_DELETE))
+        goto bad;
+    size_t off = 2;
+    for (size_t i = 0; i < STORE_CHANGE_FIELDS; i++) {
+        if (size - off < 4)
+            goto bad;
+        size_t len = store_get_u32(p + off);
+        off += 4;
+        if (size - off < len + 1 || p[off + len] != '\0')
+            goto bad;
+        fields[i] = (const char *)p + off;
+        lens[i] = len;
+        off += len + 1;
+    }
+    if (off != size)
+        goto bad;
+    c->seq = store_get_u64(k->mv_data);
+    c->kind = p[1] == STORE_CHANGE_PUT ? STORE_CHANGE_PUT : STORE_CHANGE_DELETE;
+    c->key.auid = fields[0];
+    c->key.tree = fields[1];
+    c->key.xui = fields[2];
+    c->key.path = fields[3];
+    c->prev_etag = fields[4];
+    c->new_etag = fields[5];
+    c->detail = fields[6];
+    c->detail_len = lens[6];
+    return STORE_OK;
+bad:
+    log_error("store: corrupt change record (%zu bytes)", size);
+    return STORE_ERROR;
+}
+
+enum store_rc store_change_read(struct store_txn *t, uint64_t after,
+                                int (*fn)(void *cls, const struct store_change *c), void *cls)
+{
+    if (after == UINT64_MAX)
+        return STORE_OK;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->changes, &cur);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    unsigned char kb[8];
+    store_put_u64(kb, after + 1);
+    MDB_val k = {sizeof kb, kb};
+    MDB_val v;
+    enum store_rc src = STORE_OK;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS) {
+        struct store_change c;
+        src = store_change_decode(&k, &v, &c);
+        if (src != STORE_OK || fn(cls, &c) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (src != STORE_OK)
+        return src;
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK
+                                                   : store_rc_from_mdb(rc, "read changes");
+}
+
+enum store_rc store_change_last(struct store_txn *t, uint64_t *out)
+{
+    *out = 0;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, t->s->changes, &cur);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return STORE_OK;
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "read last change");
+    if (k.mv_size != 8) {
+        log_error("store: corrupt change key");
+        return STORE_ERROR;
+    }
+    *out = store_get_u64(k.mv_data);
+    return STORE_OK;
+}
+
+static enum store_rc store_table_find(struct store_txn *t, const char *table, MDB_dbi *dbi)
+{
+    if (table == NULL)
+        return STORE_INVALID;
+    for (size_t i = 0; i < t->s->n_tables; i++) {
+        if (strcmp(t->s->tables[i].name, table) == 0) {
+            *dbi = t->s->tables[i].dbi;
+            return STORE_OK;
+        }
+    }
+    return STORE_INVALID;
+}
+
+/* LMDB keys are 1..maxkeysize bytes. */
+static enum store_rc store_kv_check(struct store_txn *t, const char *table, const void *key,
+                                    size_t klen, MDB_dbi *dbi)
+{
+    if (key == NULL || klen == 0 || klen > t->s->key_max)
+        return STORE_INVALID;
+    return store_table_find(t, table, dbi);
+}
+
+enum store_rc store_kv_get(struct store_txn *t, const char *table, const void *key, size_t klen,
+                           void **val, size_t *vlen)
+{
+    *val = NULL;
+    *vlen = 0;
+    MDB_dbi dbi;
+    enum store_rc src = store_kv_check(t, table, key, klen, &dbi);
+    if (src != STORE_OK)
+        return src;
+    MDB_val mk = {klen, (void *)key};
+    MDB_val mv;
+    int rc = mdb_get(t->txn, dbi, &mk, &mv);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "get");
+    char *copy = malloc(mv.mv_size + 1);
+    if (copy == NULL)
+        return STORE_ERROR;
+    if (mv.mv_size > 0)
+        memcpy(copy, mv.mv_data, mv.mv_size);
+    copy[mv.mv_size] = '\0';
+    *val = copy;
+    *vlen = mv.mv_size;
+    return STORE_OK;
+}
+
+enum store_rc store_kv_put(struct store_txn *t, const char *table, const void *key, size_t klen,
+                           const void *val, size_t vlen)
+{
+    MDB_dbi dbi;
+    if (!t->write || (val == NULL && vlen != 0))
+        return STORE_INVALID;
+    enum store_rc src = store_kv_check(t, table, key, klen, &dbi);
+    if (src != STORE_OK)
+        return src;
+    MDB_val mk = {klen, (void *)key};
+    MDB_val mv = {vlen, (void *)(val != NULL ? val : "")};
+    return store_rc_from_mdb(mdb_put(t->txn, dbi, &mk, &mv, 0), "put");
+}
+
+enum store_rc store_kv_del(struct store_txn *t, const char *table, const void *key, size_t klen)
+{
+    MDB_dbi dbi;
+    if (!t->write)
+        return STORE_INVALID;
+    enum store_rc src = store_kv_check(t, table, key, klen, &dbi);
+    if (src != STORE_OK)
+        return src;
+    MDB_val mk = {klen, (void *)key};
+    return store_rc_from_mdb(mdb_del(t->txn, dbi, &mk, NULL), "delete");
+}
+
+enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *prefix, size_t plen,
+                            int (*fn)(void *cls, const void *key, size_t klen, const void *val,
+                                      size_t vlen),
+                            void *cls)
+{
+    MDB_dbi dbi;
+    if (plen > t->s->key_max || (prefix == NULL && plen != 0))
+        return STORE_INVALID;
+    enum store_rc src = store_table_find(t, table, &dbi);
+    if (src != STORE_OK)
+        return src;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(t->txn, dbi, &cur);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    MDB_val k = {plen, (void *)prefix};
+    MDB_val v;
+    rc = mdb_cursor_get(cur, &k, &v, plen > 0 ? MDB_SET_RANGE : MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+        if (k.mv_size < plen || (plen > 0 && memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if (fn(cls, k.mv_data, k.mv_size, v.mv_data, v.mv_size) != 0)
+            break;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK : store_rc_from_mdb(rc, "scan");
+}
