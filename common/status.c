@@ -172,6 +172,8 @@ int status_error_body(const struct xcap_err *err, struct buf *out)
     rc |= buf_puts(out, "</xcap-error>\n");
     if (rc) {
         out->len = start;
+        if (out->data)
+            out->data[start] = '\0'; /* buf.h invariant: len bytes then a NUL */
         return -1;
     }
     return 0;
