@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
@@ -97,7 +98,13 @@ int config_load(struct config *cfg, const char *path, bool required, char *errbu
         return -1;
     }
     int rc = ini_parse_file(f, config_ini_handler, cfg);
+    /* inih stops silently at a read error (e.g. EISDIR for a directory): that is no empty file */
+    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
+    if (read_errno) {
+        snprintf(errbuf, errlen, "%s: %s", path, strerror(read_errno));
+        return -1;
+    }
     if (rc != 0) {
         snprintf(errbuf, errlen, "%s:%d: syntax error", path, rc);
         return -1;
@@ -134,6 +141,18 @@ const char *config_get(const struct config *cfg, const char *key, const char *de
     return best ? best->value : def;
 }
 
+/* strtoull() skips white space and accepts a sign ("-1" wraps to a huge value); a value must
+ * start with a digit. Returns -1 when there is no digit or the number overflows. */
+static int config_strtou64(const char *v, char **end, unsigned long long *n)
+{
+    *end = (char *)v;
+    if (!isdigit((unsigned char)v[0]))
+        return -1;
+    errno = 0;
+    *n = strtoull(v, end, 10);
+    return errno ? -1 : 0;
+}
+
 int config_get_uint(const struct config *cfg, const char *key, uint64_t def, uint64_t *out)
 {
     const char *v = config_get(cfg, key, NULL);
@@ -142,9 +161,8 @@ int config_get_uint(const struct config *cfg, const char *key, uint64_t def, uin
         return 0;
     }
     char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-') {
+    unsigned long long n;
+    if (config_strtou64(v, &end, &n) < 0 || *end) {
         log_error("config: %s = \"%s\" is not a non-negative integer", key, v);
         return -1;
     }
@@ -160,8 +178,8 @@ int config_get_size(const struct config *cfg, const char *key, uint64_t def, uin
         return 0;
     }
     char *end;
-    errno = 0;
-    unsigned long long n = strtoull(v, &end, 10);
+    unsigned long long n = 0;
+    int bad = config_strtou64(v, &end, &n);
     uint64_t mult = 1;
     if (*end == 'K' || *end == 'k')
         mult = 1024, end++;
@@ -169,7 +187,7 @@ int config_get_size(const struct config *cfg, const char *key, uint64_t def, uin
         mult = 1024 * 1024, end++;
     else if (*end == 'G' || *end == 'g')
         mult = 1024ull * 1024 * 1024, end++;
-    if (errno || end == v || *end || v[0] == '-' || n > UINT64_MAX / mult) {
+    if (bad || *end || n > UINT64_MAX / mult) {
         log_error("config: %s = \"%s\" is not a size (bytes, or with K, M, G)", key, v);
         return -1;
     }
@@ -235,9 +253,8 @@ int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *p
     if (hl == 0 || hl >= hostlen)
         return -1;
     char *end;
-    errno = 0;
-    unsigned long p = strtoul(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end || p > 65535)
+    unsigned long long p;
+    if (config_strtou64(colon + 1, &end, &p) < 0 || *end || p > 65535)
         return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';
