@@ -1,0 +1,1524 @@
+#!/usr/bin/env python3
+"""End-to-end test runner for the XDM server family.
+
+Starts the real binaries (aggproxy and the three XDMS roles) on free loopback ports with
+temporary data directories, runs the declarative case files in tests/e2e/cases/ against them and
+prints one PASS/FAIL line per case, then `counts: P passed, F failed`. The case format is
+described in tests/e2e/README.md. Standard library only.
+"""
+
+import argparse
+import codecs
+import concurrent.futures
+import hashlib
+import http.client
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LOOPBACK = "127.0.0.1"
+
+# Binaries, relative to the build directory.
+BIN_XDMS = "xdms/xdms"
+BIN_PROXY = "aggproxy/aggproxy"
+BIN_XDMCTL = "tools/xdmctl"
+BIN_SIPUA = "tests/sipua/xdm-sipua"
+
+XDMS_ROLES = ("shared-list", "presence", "rls")
+ALL_PROCS = ("proxy",) + XDMS_ROLES
+PROXY_URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url"}
+
+SANITIZER_PATTERNS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "runtime error:",
+    "WARNING: ThreadSanitizer",
+)
+
+# Namespace prefixes usable in XML assertion paths without an `ns` statement.
+DEFAULT_NS = {
+    "xe": "urn:ietf:params:xml:ns:xcap-error",
+    "caps": "urn:ietf:params:xml:ns:xcap-caps",
+    "rl": "urn:ietf:params:xml:ns:resource-lists",
+    "rls": "urn:ietf:params:xml:ns:rls-services",
+    "cp": "urn:ietf:params:xml:ns:common-policy",
+    "pr": "urn:ietf:params:xml:ns:pres-rules",
+    "pidf": "urn:ietf:params:xml:ns:pidf",
+    "xd": "urn:ietf:params:xml:ns:xcap-diff",
+    "dir": "urn:oma:xml:xdm:xcap-directory",
+    "oxe": "urn:oma:xml:xdm:xcap-error",
+    "ocp": "urn:oma:xml:xdm:common-policy",
+    "opr": "urn:oma:xml:prs:pres-rules",
+    "pc": "urn:oma:xml:prs:pres-content",
+}
+
+VAR_RE = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
+
+
+class CaseError(Exception):
+    """A failed step: the message becomes the FAIL reason."""
+
+
+class ParseError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Ports and processes
+
+_port_lock = threading.Lock()
+_ports_given = set()
+
+
+def free_port(udp_too=False):
+    """A loopback port the kernel reports free (bind to port 0), never handed out twice in one
+    run, so parallel cases do not collide. With udp_too the same number is also free for UDP
+    (the SIP listeners bind both)."""
+    for _ in range(200):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind((LOOPBACK, 0))
+            port = t.getsockname()[1]
+            if udp_too:
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    u.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+                finally:
+                    u.close()
+        finally:
+            t.close()
+        with _port_lock:
+            if port in _ports_given:
+                continue
+            _ports_given.add(port)
+        return port
+    raise CaseError("could not find a free loopback port")
+
+
+def tail(path, lines=25):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return "(no log)"
+    text = data.decode("utf-8", "replace").rstrip("\n").split("\n")
+    return "\n".join("    | " + l for l in text[-lines:])
+
+
+class Proc:
+    """One server process (proxy or an XDMS) of a deployment. Keeps its ports and data directory
+    across restarts; every incarnation writes its own log file."""
+
+    def __init__(self, dep, name):
+        self.dep = dep
+        self.name = name
+        self.http_port = free_port()
+        self.sip_port = free_port(udp_too=True) if name in XDMS_ROLES else None
+        self.data = os.path.join(dep.tmp, "data", "aggproxy" if name == "proxy" else name)
+        self.options = []
+        self.popen = None
+        self.logs = []
+        self.expected_exit = True
+        self.incarnation = 0
+
+    @property
+    def binary(self):
+        return os.path.join(self.dep.build, BIN_PROXY if self.name == "proxy" else BIN_XDMS)
+
+    @property
+    def http_addr(self):
+        return "%s:%d" % (LOOPBACK, self.http_port)
+
+    def argv(self):
+        d = self.dep
+        if self.name == "proxy":
+            argv = [self.binary, "--config", d.config, "--data", self.data,
+                    "--http", self.http_addr, "--realm", "example.com"]
+            for role in XDMS_ROLES:
+                argv += ["--option", "%s=http://%s" % (PROXY_URL_KEYS[role],
+                                                       d.procs[role].http_addr)]
+        else:
+            argv = [self.binary, "--role", self.name, "--config", d.config, "--data", self.data,
+                    "--http", self.http_addr, "--sip", "%s:%d" % (LOOPBACK, self.sip_port),
+                    "--xcap-root", d.xcap_root + "/"]
+        for kv in self.options:
+            argv += ["--option", kv]
+        if d.runner.log_level:
+            argv += ["--log-level", d.runner.log_level]
+        return argv
+
+    def running(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def start(self):
+        if self.running():
+            raise CaseError("%s: start while already running" % self.name)
+        if not os.path.exists(self.binary):
+            raise CaseError("binary not found: %s" % self.binary)
+        os.makedirs(self.data, exist_ok=True)
+        self.incarnation += 1
+        log = os.path.join(self.dep.tmp, "%s.%d.log" % (self.name, self.incarnation))
+        self.logs.append(log)
+        with open(log, "wb") as lf:
+            lf.write(("# " + " ".join(shlex.quote(a) for a in self.argv()) + "\n").encode())
+            lf.flush()
+            self.popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=lf,
+                                          stderr=subprocess.STDOUT, cwd=self.dep.tmp,
+                                          env=self.dep.runner.env, start_new_session=True)
+        self.expected_exit = False
+        self.wait_ready()
+
+    def wait_ready(self):
+        scale = self.dep.runner.time_scale
+        deadline = time.monotonic() + 20 * scale
+        while True:
+            rc = self.popen.poll()
+            if rc is not None:
+                raise CaseError("%s exited with %s before accepting connections\n%s"
+                                % (self.name, describe_rc(rc), tail(self.logs[-1])))
+            try:
+                with socket.create_connection((LOOPBACK, self.http_port), timeout=0.5):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise CaseError("%s did not accept connections on %s within %.0fs\n%s"
+                                % (self.name, self.http_addr, 20 * scale, tail(self.logs[-1])))
+            time.sleep(0.05)
+        # The HTTP port may open before the SIP stack; the "listening" log line marks readiness
+        # of both. Give it a short grace period, without failing when the wording differs.
+        if self.name in XDMS_ROLES:
+            grace = time.monotonic() + 3 * scale
+            while time.monotonic() < grace:
+                if b"listening" in read_bytes(self.logs[-1]).split(b"\n", 1)[-1]:
+                    break
+                if self.popen.poll() is not None:
+                    break
+                time.sleep(0.05)
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops the process; returns a problem description or None."""
+        if self.popen is None:
+            return None
+        problem = None
+        if self.popen.poll() is None:
+            self.expected_exit = True
+            try:
+                self.popen.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            if sig == signal.SIGKILL:
+                self.popen.wait()
+                return None
+            try:
+                self.popen.wait(timeout=10 * self.dep.runner.time_scale)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+                problem = "%s did not exit within %.0fs of SIGTERM (killed)" % (
+                    self.name, 10 * self.dep.runner.time_scale)
+            rc = self.popen.returncode
+            if problem is None and rc not in (0, -signal.SIGTERM):
+                problem = "%s exited with %s after SIGTERM\n%s" % (self.name, describe_rc(rc),
+                                                                 tail(self.logs[-1]))
+        return problem
+
+    def unexpected_death(self):
+        if self.popen is not None and not self.expected_exit and self.popen.poll() is not None:
+            self.expected_exit = True
+            return "%s exited unexpectedly with %s\n%s" % (
+                self.name, describe_rc(self.popen.returncode), tail(self.logs[-1]))
+        return None
+
+
+def describe_rc(rc):
+    if rc is None:
+        return "no exit status"
+    if rc < 0:
+        try:
+            return "signal %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "signal %d" % -rc
+    return "exit code %d" % rc
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+class SipUA:
+    """A background xdm-sipua whose JSON event lines are queued for `await`."""
+
+    def __init__(self, dep, name, proc, args):
+        self.dep = dep
+        self.name = name
+        self.events = []
+        self.cond = threading.Condition()
+        self.log = os.path.join(dep.tmp, "sipua-%s.log" % name)
+        binary = os.path.join(dep.build, BIN_SIPUA)
+        if not os.path.exists(binary):
+            raise CaseError("binary not found: %s" % binary)
+        argv = [binary, "--server", "%s:%d" % (LOOPBACK, proc.sip_port)] + args
+        self.argv = argv
+        with open(self.log, "wb") as lf:
+            lf.write(("# " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+            lf.flush()
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                          stderr=lf, cwd=dep.tmp, env=dep.runner.env,
+                                          start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for raw in self.popen.stdout:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            try:
+                ev = json.loads(line)
+                if not isinstance(ev, dict):
+                    ev = {"event": "raw", "line": line}
+            except ValueError:
+                ev = {"event": "raw", "line": line}
+            with self.cond:
+                self.events.append(ev)
+                self.cond.notify_all()
+        with self.cond:
+            self.events.append({"event": "exit"})
+            self.cond.notify_all()
+
+    def take(self, kind, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i, ev in enumerate(self.events):
+                    if ev.get("event") == kind:
+                        return self.events.pop(i)
+                if any(e.get("event") == "exit" for e in self.events) and kind != "exit":
+                    seen = [e for e in self.events if e.get("event") != "exit"]
+                    raise CaseError("sipua %s exited (%s) without a '%s' event; pending events: "
+                                    "%s\n%s" % (self.name, describe_rc(self.popen.poll()), kind,
+                                                json.dumps(seen)[:800], tail(self.log)))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CaseError("sipua %s: no '%s' event within %.1fs; pending events: %s"
+                                    % (self.name, kind, timeout, json.dumps(self.events)[:800]))
+                self.cond.wait(left)
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.reader.join(timeout=2)
+
+
+class Deployment:
+    def __init__(self, runner, case):
+        self.runner = runner
+        self.build = runner.build
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-%s-" % case.name)
+        os.makedirs(os.path.join(self.tmp, "data"), exist_ok=True)
+        self.config = os.path.join(self.tmp, "xdm.conf")
+        with open(self.config, "w") as f:
+            f.write("# empty: the e2e runner passes everything on the command line\n")
+        self.procs = {n: Proc(self, n) for n in ALL_PROCS}
+        self.xcap_root = "http://%s/xcap-root" % self.procs["proxy"].http_addr
+        self.uas = {}
+        self.extra_logs = []
+
+    def vars(self):
+        v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr}
+        for r in XDMS_ROLES:
+            v["http." + r] = self.procs[r].http_addr
+            v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)
+            v["root." + r] = "http://%s/xcap-root" % self.procs[r].http_addr
+        return v
+
+    def add_user(self, label, uri, password):
+        xdmctl = os.path.join(self.build, BIN_XDMCTL)
+        if not os.path.exists(xdmctl):
+            raise CaseError("binary not found: %s" % xdmctl)
+        log = os.path.join(self.tmp, "xdmctl-%s.log" % label)
+        self.extra_logs.append(log)
+        argv = [xdmctl, "--data", os.path.join(self.tmp, "data"), "user", "add", uri,
+                "--password", password]
+        with open(log, "wb") as lf:
+            lf.write(("# " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+            lf.flush()
+            try:
+                rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=lf,
+                                     stderr=subprocess.STDOUT, cwd=self.tmp, env=self.runner.env,
+                                     timeout=30)
+            except subprocess.TimeoutExpired:
+                raise CaseError("xdmctl user add %s timed out" % uri)
+        if rc != 0:
+            raise CaseError("xdmctl user add %s failed with %s\n%s" % (uri, describe_rc(rc),
+                                                                     tail(log)))
+
+    def check_alive(self):
+        for p in self.procs.values():
+            msg = p.unexpected_death()
+            if msg:
+                raise CaseError(msg)
+
+    def shutdown(self):
+        problems = []
+        for ua in self.uas.values():
+            ua.stop()
+        # The proxy first, so XDMS shutdown does not race with forwarded requests.
+        for name in ALL_PROCS:
+            p = self.procs[name]
+            died = p.unexpected_death()
+            if died:
+                problems.append(died)
+            msg = p.stop()
+            if msg:
+                problems.append(msg)
+        return problems
+
+    def sanitizer_reports(self):
+        found = []
+        logs = [l for p in self.procs.values() for l in p.logs]
+        logs += [ua.log for ua in self.uas.values()] + self.extra_logs
+        for log in logs:
+            text = read_bytes(log).decode("utf-8", "replace")
+            for line in text.split("\n"):
+                if any(pat in line for pat in SANITIZER_PATTERNS):
+                    found.append("sanitizer report in %s: %s" % (os.path.basename(log),
+                                                                  line.strip()[:300]))
+                    break
+        return found
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP and Digest (RFC 7616)
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # list of (name, value) in arrival order
+        self.body = body
+        self.challenged = False
+        self.auth = None  # the Digest parameters used, for rspauth checking
+
+    def header_values(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def header(self, name):
+        vals = self.header_values(name)
+        return ", ".join(vals) if vals else None
+
+    def summary(self):
+        lines = ["HTTP %d %s" % (self.status, self.reason)]
+        lines += ["%s: %s" % hv for hv in self.headers]
+        body = self.body.decode("utf-8", "replace")
+        if len(body) > 1200:
+            body = body[:1200] + "... (%d bytes)" % len(self.body)
+        if body:
+            lines += ["", body]
+        return "\n".join(lines)
+
+
+def http_exchange(addr, method, target, headers, body, timeout):
+    """One request on a fresh connection. headers: list of (name, value). Returns Response."""
+    host, port = addr.rsplit(":", 1)
+    names = {n.lower() for n, _ in headers}
+    lines = ["%s %s HTTP/1.1" % (method, target)]
+    if "host" not in names:
+        lines.append("Host: %s" % addr)
+    lines += ["%s: %s" % (n, v) for n, v in headers]
+    if body is not None and "content-length" not in names:
+        lines.append("Content-Length: %d" % len(body))
+    if "connection" not in names:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout)
+    except OSError as e:
+        raise CaseError("cannot connect to %s: %s" % (addr, e))
+    try:
+        send_error = None
+        try:
+            sock.sendall(head)
+            if body:
+                sock.sendall(body)
+        except OSError as e:
+            # A server may answer (e.g. 413) and close before reading the whole body; the
+            # response can still be read.
+            send_error = e
+        resp = http.client.HTTPResponse(sock, method=method)
+        try:
+            resp.begin()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            extra = " (sending failed first: %s)" % send_error if send_error else ""
+            raise CaseError("%s %s to %s: no valid response: %r%s" % (method, target, addr, e,
+                                                                       extra))
+        return Response(resp.status, resp.reason, list(resp.getheaders()), data)
+    finally:
+        sock.close()
+
+
+def parse_challenges(values):
+    """Parses WWW-Authenticate header values into [(scheme, {param: value})], in order. Handles
+    several challenges in one header line and one challenge per line."""
+    out = []
+    for text in values:
+        i, n = 0, len(text)
+        current = None
+        while i < n:
+            while i < n and text[i] in " \t,":
+                i += 1
+            if i >= n:
+                break
+            m = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+").match(text, i)
+            if not m:
+                raise CaseError("unparsable WWW-Authenticate: %r" % text)
+            token = m.group(0)
+            j = m.end()
+            k = j
+            while k < n and text[k] in " \t":
+                k += 1
+            if k < n and text[k] == "=":
+                # auth-param
+                k += 1
+                while k < n and text[k] in " \t":
+                    k += 1
+                if k < n and text[k] == '"':
+                    k += 1
+                    val = []
+                    while k < n and text[k] != '"':
+                        if text[k] == "\\" and k + 1 < n:
+                            k += 1
+                        val.append(text[k])
+                        k += 1
+                    k += 1
+                    value = "".join(val)
+                else:
+                    m2 = re.compile(r"[^,\s]*").match(text, k)
+                    value = m2.group(0)
+                    k = m2.end()
+                if current is None:
+                    raise CaseError("auth-param before scheme in %r" % text)
+                current[1][token.lower()] = value
+                i = k
+            else:
+                current = (token, {})
+                out.append(current)
+                i = j
+    return out
+
+
+def digest_hash(alg, text):
+    a = alg.upper()
+    if a == "MD5":
+        return hashlib.md5(text.encode("utf-8")).hexdigest()
+    if a == "SHA-256":
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    raise CaseError("unsupported digest algorithm %s" % alg)
+
+
+class DigestUser:
+    """Client-side Digest state of one user, kept across the requests of a case like a real
+    client: the nonce is reused with an increasing nc until the server refuses it."""
+
+    def __init__(self, label, uri, password):
+        self.label = label
+        self.uri = uri
+        self.password = password
+        self.challenge = None  # params dict of the chosen challenge
+        self.algorithm = None
+        self.nc = 0
+        self.last_authorization = None
+
+    def adopt(self, resp, algorithm):
+        chals = [p for s, p in parse_challenges(resp.header_values("WWW-Authenticate"))
+                 if s.lower() == "digest"]
+        if not chals:
+            raise CaseError("401 without a Digest challenge:\n%s" % resp.summary())
+        chosen = None
+        for p in chals:
+            alg = p.get("algorithm", "MD5")
+            if algorithm is None or alg.upper() == algorithm.upper():
+                chosen = p
+                break
+        if chosen is None:
+            raise CaseError("no Digest challenge with algorithm=%s among %s" % (
+                algorithm, [p.get("algorithm", "MD5") for p in chals]))
+        qops = [q.strip() for q in chosen.get("qop", "").split(",")]
+        if "auth" not in qops:
+            raise CaseError("Digest challenge without qop=auth: %s" % chosen)
+        if "nonce" not in chosen or "realm" not in chosen:
+            raise CaseError("Digest challenge without nonce or realm: %s" % chosen)
+        self.challenge = chosen
+        self.algorithm = chosen.get("algorithm", "MD5")
+        self.nc = 0
+
+    def authorization(self, method, uri, password):
+        c = self.challenge
+        self.nc += 1
+        nc = "%08x" % self.nc
+        cnonce = os.urandom(8).hex()
+        alg = self.algorithm
+        ha1 = digest_hash(alg, "%s:%s:%s" % (self.label, c["realm"], password))
+        ha2 = digest_hash(alg, "%s:%s" % (method, uri))
+        response = digest_hash(alg, "%s:%s:%s:%s:auth:%s" % (ha1, c["nonce"], nc, cnonce, ha2))
+        parts = ['username="%s"' % self.label, 'realm="%s"' % c["realm"],
+                 'nonce="%s"' % c["nonce"], 'uri="%s"' % uri, "algorithm=%s" % alg, "qop=auth",
+                 "nc=%s" % nc, 'cnonce="%s"' % cnonce, 'response="%s"' % response]
+        if "opaque" in c:
+            parts.append('opaque="%s"' % c["opaque"])
+        value = "Digest " + ", ".join(parts)
+        info = {"ha1": ha1, "nonce": c["nonce"], "nc": nc, "cnonce": cnonce, "uri": uri,
+                "algorithm": alg}
+        return value, info
+
+
+# --------------------------------------------------------------------------------------------
+# Case files
+
+def subst(text, variables, lineno):
+    def rep(m):
+        k = m.group(1)
+        if k not in variables:
+            raise CaseError("line %d: undefined variable ${%s}" % (lineno, k))
+        return variables[k]
+    return VAR_RE.sub(rep, text)
+
+
+OPS = ("~:", "!~:", "*:", "->", "!=:")
+
+
+class Assertion:
+    """One `<` line: a subject (status, header, @directive) and an operator with its value."""
+
+    def __init__(self, lineno, text, heredoc=None):
+        self.lineno = lineno
+        self.text = text
+        self.heredoc = heredoc
+        toks = [(m.group(0), m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        if not toks:
+            raise ParseError("line %d: empty assertion" % lineno)
+        if len(toks) == 1 and re.fullmatch(r"\d{3}(\|\d{3})*", toks[0][0]):
+            self.subject = ["@status"]
+            self.op = ":"
+            self.value = toks[0][0]
+            return
+        subject = []
+        self.op = None
+        self.value = None
+        for idx, (tok, start, end) in enumerate(toks):
+            if idx > 0 and tok in OPS:
+                self.op = tok
+                self.value = text[end:][1:] if text[end:].startswith(" ") else text[end:]
+                break
+            if idx > 0 and tok == "absent" and idx == len(toks) - 1:
+                self.op = "absent"
+                break
+            if tok.endswith(":") and tok not in OPS:
+                subject.append(tok[:-1])
+                self.op = ":"
+                self.value = text[end:][1:] if text[end:].startswith(" ") else text[end:]
+                break
+            subject.append(tok)
+        else:
+            self.op = "flag"
+        self.subject = subject
+        head = subject[0]
+        if head.startswith("@"):
+            known = {"@status": 0, "@challenged": 0, "@challenges": 0, "@challenge": 2,
+                     "@rspauth": 0, "@content-type": 0, "@body": 0, "@body-equals": 0,
+                     "@body-equals-template": 0, "@body-equals-var": 0, "@body-contains": 0,
+                     "@body-regex": 0, "@body-empty": 0, "@xml-root": 0, "@xcap-error": 0,
+                     "@xml-count": 1, "@xml-attr": 2, "@xml-text": 1, "@field": 1}
+            if head not in known:
+                raise ParseError("line %d: unknown assertion %s" % (lineno, head))
+            if len(subject) - 1 != known[head]:
+                raise ParseError("line %d: %s takes %d argument(s)" % (lineno, head, known[head]))
+            if head == "@body-empty":
+                if self.op != "flag":
+                    raise ParseError("line %d: @body-empty takes no value" % lineno)
+            elif self.op == "flag":
+                raise ParseError("line %d: missing operator (':', '~:', '!~:', '*:', '!=:', "
+                                 "'->' or 'absent')" % lineno)
+        elif self.op == "flag" or len(subject) != 1:
+            raise ParseError("line %d: expected 'Header: value' or 'Header OP value'" % lineno)
+        if self.op in ("~:", "!~:") or head in ("@body-regex",):
+            try:
+                re.compile(VAR_RE.sub("x", self.value))
+            except re.error as e:
+                raise ParseError("line %d: bad regex: %s" % (lineno, e))
+
+
+class Step:
+    def __init__(self, lineno, kind, args, **kw):
+        self.lineno = lineno
+        self.kind = kind
+        self.args = args
+        self.__dict__.update(kw)
+
+
+class Case:
+    def __init__(self, path):
+        self.path = path
+        self.name = os.path.splitext(os.path.basename(path))[0]
+        self.deploy = None
+        self.options = {}
+        self.users = []
+        self.timeout = 60.0
+        self.ns = dict(DEFAULT_NS)
+        self.steps = []
+        self.parse()
+
+    def parse(self):
+        with open(self.path, "r", encoding="utf-8") as f:
+            raw = f.read().split("\n")
+        lines = []  # (lineno, text, heredoc)
+        i = 0
+        while i < len(raw):
+            text = raw[i].rstrip("\r")
+            lineno = i + 1
+            i += 1
+            stripped = text.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            heredoc = None
+            m = re.search(r"\s<<([A-Za-z_][A-Za-z0-9_]*)$", stripped)
+            if m:
+                end = m.group(1)
+                stripped = stripped[:m.start()].rstrip()
+                body = []
+                while True:
+                    if i >= len(raw):
+                        raise ParseError("line %d: heredoc %s not terminated" % (lineno, end))
+                    l = raw[i].rstrip("\r")
+                    i += 1
+                    if l == end:
+                        break
+                    body.append(l + "\n")
+                heredoc = "".join(body)
+            lines.append((lineno, stripped, heredoc))
+
+        cur = None  # the step that `<` lines attach to
+        for lineno, text, heredoc in lines:
+            if text.startswith(">"):
+                t = text[1:].strip()
+                if cur is None or cur.kind != "request" or cur.expect:
+                    m = re.fullmatch(r"([A-Z]+)\s+(\S+)", t)
+                    if not m:
+                        raise ParseError("line %d: a request starts with '> METHOD TARGET'"
+                                         % lineno)
+                    cur = Step(lineno, "request", [], method=m.group(1), target=m.group(2),
+                               headers=[], directives=[], expect=[])
+                    self.steps.append(cur)
+                elif t.startswith("@"):
+                    m = re.fullmatch(r"(@[a-z-]+)(?::\s?(.*))?", t)
+                    if not m:
+                        raise ParseError("line %d: bad request directive" % lineno)
+                    d, v = m.group(1), m.group(2)
+                    if d not in ("@body", "@body-file", "@body-template", "@body-escaped",
+                                 "@body-pad", "@auth", "@timeout"):
+                        raise ParseError("line %d: unknown request directive %s" % (lineno, d))
+                    if d == "@body" and heredoc is None:
+                        raise ParseError("line %d: @body needs a heredoc (@body <<EOT)" % lineno)
+                    cur.directives.append((lineno, d, v, heredoc))
+                else:
+                    m = re.fullmatch(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s?(.*)", t)
+                    if not m:
+                        raise ParseError("line %d: bad request header" % lineno)
+                    cur.headers.append((lineno, m.group(1), m.group(2)))
+                continue
+            if text.startswith("<"):
+                if cur is None or cur.kind not in ("request", "await"):
+                    raise ParseError("line %d: '<' without a request or await" % lineno)
+                cur.expect.append(Assertion(lineno, text[1:].strip(), heredoc))
+                continue
+            cur = None
+            words = shlex.split(text, comments=False)
+            kw = words[0]
+            args = words[1:]
+            if kw == "deploy":
+                bad = [a for a in args if a not in ALL_PROCS]
+                if bad or not args:
+                    raise ParseError("line %d: deploy takes some of %s" % (lineno, ALL_PROCS))
+                self.deploy = args
+            elif kw == "option":
+                if len(args) != 2 or args[0] not in ALL_PROCS or "=" not in args[1]:
+                    raise ParseError("line %d: option PROC KEY=VALUE" % lineno)
+                self.options.setdefault(args[0], []).append(args[1])
+            elif kw == "user":
+                if len(args) not in (3, 4) or (len(args) == 4 and args[3] != "unregistered"):
+                    raise ParseError("line %d: user LABEL SIP-URI PASSWORD [unregistered]"
+                                     % lineno)
+                self.users.append((args[0], args[1], args[2], len(args) == 3))
+            elif kw == "timeout":
+                self.timeout = float(args[0])
+            elif kw == "ns":
+                if len(args) != 2:
+                    raise ParseError("line %d: ns PREFIX URI" % lineno)
+                self.ns[args[0]] = args[1]
+            elif kw == "via":
+                self.steps.append(Step(lineno, "via", args, **parse_via(lineno, args)))
+            elif kw == "set":
+                if len(args) < 2:
+                    raise ParseError("line %d: set VAR VALUE" % lineno)
+                self.steps.append(Step(lineno, "set", args))
+            elif kw in ("restart", "kill", "stop", "start"):
+                if len(args) != 1 or args[0] not in ALL_PROCS:
+                    raise ParseError("line %d: %s PROC" % (lineno, kw))
+                self.steps.append(Step(lineno, kw, args))
+            elif kw == "sleep":
+                self.steps.append(Step(lineno, "sleep", [float(args[0])]))
+            elif kw == "subscribe":
+                if len(args) < 2 or args[1] not in XDMS_ROLES:
+                    raise ParseError("line %d: subscribe NAME XDMS-ROLE ARGS..." % lineno)
+                self.steps.append(Step(lineno, "subscribe", args))
+            elif kw == "await":
+                if len(args) < 2:
+                    raise ParseError("line %d: await NAME EVENT [timeout=S]" % lineno)
+                cur = Step(lineno, "await", args, expect=[])
+                self.steps.append(cur)
+            elif kw == "run":
+                if not args or args[0] not in BUILTINS:
+                    raise ParseError("line %d: run one of %s" % (lineno, sorted(BUILTINS)))
+                self.steps.append(Step(lineno, "run", args))
+            else:
+                raise ParseError("line %d: unknown statement %r" % (lineno, kw))
+        for s in self.steps:
+            if s.kind == "request" and not s.expect:
+                raise ParseError("line %d: request without any '<' expectation" % s.lineno)
+
+
+def parse_via(lineno, args):
+    """via proxy [as LABEL] [algorithm=ALG] | via ROLE [as SIP-URI]"""
+    if not args or args[0] not in ALL_PROCS:
+        raise ParseError("line %d: via PROC [as WHO] [algorithm=ALG]" % lineno)
+    out = {"dest": args[0], "who": None, "algorithm": None}
+    rest = args[1:]
+    while rest:
+        if rest[0] == "as" and len(rest) >= 2:
+            out["who"] = rest[1]
+            rest = rest[2:]
+        elif rest[0].startswith("algorithm="):
+            out["algorithm"] = rest[0].split("=", 1)[1]
+            rest = rest[1:]
+        else:
+            raise ParseError("line %d: unexpected %r in via" % (lineno, rest[0]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Execution
+
+class CaseRun:
+    def __init__(self, runner, case):
+        self.runner = runner
+        self.case = case
+        self.dep = None
+        self.vars = {}
+        self.users = {}
+        self.via = None
+        self.transcript = []
+        self.deadline = None
+
+    def log(self, text):
+        self.transcript.append(text)
+
+    def file_path(self, name, lineno):
+        for base in (os.path.dirname(self.case.path), HERE):
+            p = os.path.join(base, name)
+            if os.path.exists(p):
+                return p
+        raise CaseError("line %d: file not found: %s" % (lineno, name))
+
+    def read_file(self, name, lineno):
+        with open(self.file_path(name, lineno), "rb") as f:
+            return f.read()
+
+    def s(self, text, lineno):
+        return subst(text, self.vars, lineno)
+
+    def run(self):
+        case = self.case
+        self.dep = Deployment(self.runner, case)
+        self.deadline = time.monotonic() + case.timeout * self.runner.time_scale
+        self.vars.update(self.dep.vars())
+        failures = []
+        try:
+            for label, uri, pw, register in case.users:
+                self.users[label] = DigestUser(label, uri, pw)
+                if register:
+                    self.dep.add_user(label, uri, pw)
+            for name, opts in case.options.items():
+                self.dep.procs[name].options += opts
+            deploy = case.deploy or list(ALL_PROCS)
+            # XDMSs first: the proxy may probe them at start.
+            for name in XDMS_ROLES + ("proxy",):
+                if name in deploy:
+                    self.dep.procs[name].start()
+            for step in case.steps:
+                if time.monotonic() > self.deadline:
+                    raise CaseError("case timeout (%.0fs) before line %d"
+                                    % (case.timeout * self.runner.time_scale, step.lineno))
+                getattr(self, "step_" + step.kind)(step)
+                self.dep.check_alive()
+        except CaseError as e:
+            failures.append(str(e))
+        except Exception as e:  # a runner bug must not hide the other cases
+            import traceback
+            failures.append("runner error: %r\n%s" % (e, traceback.format_exc()))
+        finally:
+            failures += self.dep.shutdown()
+            failures += self.dep.sanitizer_reports()
+        return failures
+
+    # --- steps
+
+    def step_via(self, step):
+        if step.dest not in (self.case.deploy or ALL_PROCS):
+            raise CaseError("line %d: via %s, which is not deployed" % (step.lineno, step.dest))
+        if step.dest == "proxy" and step.who is not None and step.who not in self.users:
+            raise CaseError("line %d: unknown user %s" % (step.lineno, step.who))
+        self.via = step
+
+    def step_set(self, step):
+        self.vars[step.args[0]] = self.s(" ".join(step.args[1:]), step.lineno)
+
+    def step_sleep(self, step):
+        time.sleep(step.args[0] * self.runner.time_scale)
+
+    def step_restart(self, step):
+        p = self.dep.procs[step.args[0]]
+        msg = p.stop()
+        if msg:
+            raise CaseError("line %d: %s" % (step.lineno, msg))
+        p.start()
+
+    def step_stop(self, step):
+        msg = self.dep.procs[step.args[0]].stop()
+        if msg:
+            raise CaseError("line %d: %s" % (step.lineno, msg))
+
+    def step_kill(self, step):
+        self.dep.procs[step.args[0]].stop(signal.SIGKILL)
+
+    def step_start(self, step):
+        self.dep.procs[step.args[0]].start()
+
+    def step_subscribe(self, step):
+        name, role = step.args[0], step.args[1]
+        if name in self.dep.uas:
+            raise CaseError("line %d: subscriber %s already exists" % (step.lineno, name))
+        args = [self.s(a, step.lineno) for a in step.args[2:]]
+        self.dep.uas[name] = SipUA(self.dep, name, self.dep.procs[role], args)
+        self.log("line %d: subscribe %s: %s" % (step.lineno, name,
+                                                 " ".join(self.dep.uas[name].argv)))
+
+    def step_await(self, step):
+        name, kind = step.args[0], step.args[1]
+        timeout = 10.0
+        for a in step.args[2:]:
+            if a.startswith("timeout="):
+                timeout = float(a.split("=", 1)[1])
+        if name not in self.dep.uas:
+            raise CaseError("line %d: no subscriber %s" % (step.lineno, name))
+        try:
+            ev = self.dep.uas[name].take(kind, timeout * self.runner.time_scale)
+        except CaseError as e:
+            raise CaseError("line %d: %s" % (step.lineno, e))
+        self.log("line %d: event %s" % (step.lineno, json.dumps(ev)))
+        for a in step.expect:
+            self.check(a, event=ev)
+
+    def step_run(self, step):
+        BUILTINS[step.args[0]](self, step)
+
+    def step_request(self, step):
+        ln = step.lineno
+        if self.via is None:
+            raise CaseError("line %d: no 'via' before the first request" % ln)
+        method = step.method
+        target = self.s(step.target, ln)
+        headers = [(n, self.s(v, ln)) for _, n, v in step.headers]
+        body = None
+        auth_mode = {}
+        timeout = 15.0
+        for dl, d, v, heredoc in step.directives:
+            if d == "@body":
+                body = self.s(heredoc, dl).encode("utf-8")
+            elif d == "@body-file":
+                body = self.read_file(v.strip(), dl)
+            elif d == "@body-template":
+                body = self.s(self.read_file(v.strip(), dl).decode("utf-8"), dl).encode("utf-8")
+            elif d == "@body-escaped":
+                body = codecs.escape_decode(self.s(v, dl).encode("utf-8"))[0]
+            elif d == "@body-pad":
+                parts = v.split()
+                base = self.read_file(parts[0], dl)
+                size = int(parts[1])
+                body = pad_xml(base, size, dl)
+            elif d == "@auth":
+                for tok in v.replace(",", " ").split():
+                    if "=" in tok:
+                        k, val = tok.split("=", 1)
+                        auth_mode[k] = self.s(val, dl)
+                    else:
+                        auth_mode[tok] = True
+                unknown = set(auth_mode) - {"none", "replay", "no-retry", "password",
+                                            "algorithm"}
+                if unknown:
+                    raise CaseError("line %d: unknown @auth option(s) %s" % (dl, sorted(unknown)))
+            elif d == "@timeout":
+                timeout = float(v)
+        if method in ("PUT", "POST") and body is None:
+            body = b""
+        via = self.via
+        if via.dest == "proxy":
+            resp = self.send_proxy(via, method, target, headers, body, auth_mode, timeout)
+        else:
+            if via.who is not None:
+                headers = [("X-3GPP-Asserted-Identity", '"%s"' % self.s(via.who, ln))] + headers
+            resp = self.send(self.dep.procs[via.dest], method, target, headers, body, timeout)
+        self.log("line %d: %s %s via %s%s\n%s" % (
+            ln, method, target, via.dest, (" as " + via.who) if via.who else "",
+            indent(resp.summary())))
+        self.last = resp
+        for a in step.expect:
+            self.check(a, resp=resp, req_target=target)
+
+    def send(self, proc, method, target, headers, body, timeout):
+        if not proc.running():
+            # Still send: the point may be to see a refused connection, which is then reported.
+            pass
+        try:
+            return http_exchange(proc.http_addr, method, target, headers, body,
+                                 timeout * self.runner.time_scale)
+        except CaseError as e:
+            died = proc.unexpected_death()
+            raise CaseError(str(e) + ("\n" + died if died else ""))
+
+    def send_proxy(self, via, method, target, headers, body, mode, timeout):
+        proxy = self.dep.procs["proxy"]
+        if via.who is None or mode.get("none"):
+            return self.send(proxy, method, target, headers, body, timeout)
+        user = self.users[via.who]
+        if mode.get("replay"):
+            if user.last_authorization is None:
+                raise CaseError("@auth: replay before any authorized request")
+            return self.send(proxy, method, target,
+                             headers + [("Authorization", user.last_authorization)], body,
+                             timeout)
+        algorithm = mode.get("algorithm") or via.algorithm
+        password = mode.get("password") or user.password
+        challenged = False
+        if user.challenge is not None and (algorithm is None or
+                                           user.algorithm.upper() == algorithm.upper()):
+            value, info = user.authorization(method, target, password)
+            resp = self.send(proxy, method, target, headers + [("Authorization", value)], body,
+                             timeout)
+            if resp.status != 401:
+                user.last_authorization = value
+                resp.auth = info
+                return resp
+            challenged = True
+            if "WWW-Authenticate".lower() in (n.lower() for n, _ in resp.headers):
+                user.adopt(resp, algorithm)
+            if mode.get("no-retry"):
+                resp.challenged = True
+                return resp
+        else:
+            resp = self.send(proxy, method, target, headers, body, timeout)
+            if resp.status != 401:
+                return resp
+            challenged = True
+            user.adopt(resp, algorithm)
+        value, info = user.authorization(method, target, password)
+        resp = self.send(proxy, method, target, headers + [("Authorization", value)], body,
+                         timeout)
+        resp.challenged = challenged
+        if resp.status != 401:
+            user.last_authorization = value
+            resp.auth = info
+        elif resp.header_values("WWW-Authenticate"):
+            try:
+                user.adopt(resp, algorithm)
+            except CaseError:
+                pass
+        return resp
+
+    # --- assertions
+
+    def check(self, a, resp=None, event=None, req_target=None):
+        ln = a.lineno
+        head = a.subject[0]
+        where = "line %d (%s)" % (ln, a.text if len(a.text) < 120 else a.text[:117] + "...")
+
+        def fail(msg):
+            raise CaseError("%s: %s" % (where, msg))
+
+        if event is not None:
+            body = event.get("body")
+            body = body.encode("utf-8") if isinstance(body, str) else None
+        else:
+            body = resp.body
+
+        # Subjects with their own semantics.
+        if head == "@body-equals" or head == "@body-equals-template" or head == "@body-equals-var":
+            if a.heredoc is not None:
+                expected = self.s(a.heredoc, ln).encode("utf-8")
+            elif head == "@body-equals":
+                expected = self.read_file(a.value.strip(), ln)
+            elif head == "@body-equals-template":
+                expected = self.s(self.read_file(a.value.strip(), ln).decode("utf-8"),
+                                  ln).encode("utf-8")
+            else:
+                var = a.value.strip()
+                if var not in self.vars:
+                    fail("undefined variable %s" % var)
+                expected = self.vars[var].encode("utf-8")
+            if body is None:
+                fail("no body")
+            if body != expected:
+                fail("body differs from expected (%d vs %d bytes): %s" % (
+                    len(body), len(expected), first_difference(body, expected)))
+            return
+        if head == "@body-empty":
+            if body:
+                fail("expected an empty body, got %d bytes: %r" % (len(body), body[:200]))
+            return
+        if head == "@xcap-error":
+            cond = self.s(a.value.strip(), ln)
+            root = self.xml(body, fail)
+            ns = DEFAULT_NS["xe"]
+            if root.tag != "{%s}xcap-error" % ns:
+                fail("root element is %s, not {%s}xcap-error" % (root.tag, ns))
+            kids = [c for c in root if isinstance(c.tag, str)]
+            if len(kids) != 1:
+                fail("xcap-error has %d child elements, expected exactly 1" % len(kids))
+            if kids[0].tag != "{%s}%s" % (ns, cond):
+                fail("condition is %s, expected {%s}%s" % (kids[0].tag, ns, cond))
+            return
+
+        # Everything else: compute the actual value, then apply the operator.
+        actual = None
+        if head == "@status":
+            actual = str(event.get("status")) if event is not None else str(resp.status)
+            allowed = a.value.split("|")
+            if actual not in allowed:
+                fail("expected status %s, got %s" % (a.value, actual))
+            return
+        elif head == "@challenged":
+            actual = "yes" if resp.challenged else "no"
+        elif head == "@challenges":
+            chals = parse_challenges(resp.header_values("WWW-Authenticate"))
+            actual = ", ".join(p.get("algorithm", "MD5") for s, p in chals
+                               if s.lower() == "digest")
+        elif head == "@challenge":
+            alg, param = a.subject[1], a.subject[2].lower()
+            chals = [p for s, p in parse_challenges(resp.header_values("WWW-Authenticate"))
+                     if s.lower() == "digest" and p.get("algorithm", "MD5").upper() == alg.upper()]
+            if not chals:
+                fail("no Digest challenge with algorithm=%s" % alg)
+            actual = chals[0].get(param)
+        elif head == "@rspauth":
+            actual = self.rspauth(resp)
+        elif head == "@content-type":
+            ct = resp.header("Content-Type") if event is None else event.get("content_type")
+            actual = ct.split(";")[0].strip().lower() if ct is not None else None
+        elif head == "@body" or head == "@body-contains" or head == "@body-regex":
+            actual = body.decode("utf-8", "replace") if body is not None else None
+            if head == "@body-contains":
+                a = clone_op(a, "*:")
+            elif head == "@body-regex":
+                a = clone_op(a, "~:")
+        elif head == "@xml-root":
+            actual = self.xml(body, fail).tag
+        elif head in ("@xml-count", "@xml-attr", "@xml-text"):
+            root = self.xml(body, fail)
+            path = self.s(a.subject[1], ln)
+            try:
+                found = [root] if path == "." else root.findall(path, self.case.ns)
+            except (SyntaxError, KeyError) as e:
+                fail("bad path %s: %s" % (path, e))
+            if head == "@xml-count":
+                actual = str(len(found))
+            elif not found:
+                if a.op not in ("absent", "!~:"):
+                    fail("no element matches %s in:\n%s" % (path, indent(body.decode(
+                        "utf-8", "replace")[:1500])))
+                actual = None
+            elif head == "@xml-attr":
+                actual = found[0].get(a.subject[2])
+            else:
+                actual = found[0].text or ""
+        elif head == "@field":
+            v = event.get(a.subject[1]) if event is not None else None
+            actual = None if v is None else (v if isinstance(v, str) else json.dumps(v))
+        else:
+            actual = resp.header(head) if resp is not None else None
+        self.apply_op(a, actual, fail)
+
+    def apply_op(self, a, actual, fail):
+        ln = a.lineno
+        op = a.op
+        if op == "absent":
+            if actual is not None:
+                fail("expected absent, got %r" % actual)
+            return
+        if op == "->":
+            if actual is None:
+                fail("nothing to capture (absent)")
+            self.vars[a.value.strip()] = actual
+            return
+        if op == "!~:":
+            if actual is not None and re.search(self.s(a.value, ln), actual):
+                fail("%r matches %r" % (actual, a.value))
+            return
+        if actual is None:
+            fail("absent")
+        if op == ":":
+            expected = self.s(a.value, ln)
+            if actual != expected:
+                fail("expected %r, got %r" % (expected, actual))
+        elif op == "!=:":
+            expected = self.s(a.value, ln)
+            if actual == expected:
+                fail("expected a value other than %r" % expected)
+        elif op == "*:":
+            expected = self.s(a.value, ln)
+            if expected not in actual:
+                fail("%r does not contain %r" % (shorten(actual), expected))
+        elif op == "~:":
+            m = re.search(self.s(a.value, ln), actual, re.S)
+            if not m:
+                fail("%r does not match %r" % (shorten(actual), a.value))
+            for k, v in m.groupdict().items():
+                if v is not None:
+                    self.vars[k] = v
+
+    def xml(self, body, fail):
+        if body is None or not body:
+            fail("expected an XML body, got none")
+        try:
+            return ET.fromstring(body)
+        except ET.ParseError as e:
+            fail("body is not well-formed XML (%s): %r" % (e, body[:300]))
+
+    def rspauth(self, resp):
+        info = resp.auth
+        if info is None:
+            return None
+        hv = resp.header("Authentication-Info")
+        if hv is None:
+            return None
+        params = parse_challenges(["X " + hv])[0][1]
+        ha2 = digest_hash(info["algorithm"], ":" + info["uri"])
+        expected = digest_hash(info["algorithm"], "%s:%s:%s:%s:auth:%s" % (
+            info["ha1"], info["nonce"], info["nc"], info["cnonce"], ha2))
+        if params.get("rspauth") != expected:
+            return "invalid (rspauth %s, expected %s)" % (params.get("rspauth"), expected)
+        if params.get("cnonce") not in (None, info["cnonce"]) or \
+                params.get("nc") not in (None, info["nc"]):
+            return "invalid (cnonce/nc echo %s/%s)" % (params.get("cnonce"), params.get("nc"))
+        return "valid"
+
+
+def clone_op(a, op):
+    b = Assertion.__new__(Assertion)
+    b.__dict__.update(a.__dict__)
+    if b.op == ":":
+        b.op = op
+    return b
+
+
+def pad_xml(base, size, lineno):
+    """base with an XML comment inserted before the root's closing tag, so the result is exactly
+    size bytes and still well-formed (for body-size limits)."""
+    i = base.rstrip().rfind(b"</")
+    if i < 0:
+        raise CaseError("line %d: @body-pad needs a document with a closing root tag" % lineno)
+    fill = size - len(base) - len(b"<!---->")
+    if fill < 0:
+        raise CaseError("line %d: @body-pad size smaller than the document" % lineno)
+    return base[:i] + b"<!--" + b"x" * fill + b"-->" + base[i:]
+
+
+def shorten(s, n=300):
+    return s if len(s) <= n else s[:n] + "..."
+
+
+def indent(text):
+    return "\n".join("    " + l for l in text.split("\n"))
+
+
+def first_difference(a, b):
+    n = min(len(a), len(b))
+    i = next((k for k in range(n) if a[k] != b[k]), n)
+    return "first difference at byte %d: got %r, expected %r" % (i, a[max(0, i - 20):i + 40],
+                                                                 b[max(0, i - 20):i + 40])
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in scenarios that are easier to write in Python than as case lines
+
+def builtin_kill9_durability(run, step):
+    """run kill9-durability ROLE [writers=N] [puts=N] [seconds=S] [kill_after=N]
+
+    Concurrent writers PUT new versions of one resource-lists document each, directly to the
+    XDMS (identity header set). After kill_after acknowledged PUTs the XDMS gets SIGKILL while
+    requests are in flight. It is restarted, and every document must read back as its last
+    acknowledged version with that ETag, or as the version whose PUT was in flight at the kill
+    (committed, answer lost). DESIGN §4: a 2xx is sent only after the commit is on disk."""
+    ln = step.lineno
+    role = step.args[1]
+    opts = dict(a.split("=", 1) for a in step.args[2:])
+    writers = int(opts.get("writers", 4))
+    max_puts = int(opts.get("puts", 300))
+    max_seconds = float(opts.get("seconds", 20))
+    kill_after = int(opts.get("kill_after", 120))
+    proc = run.dep.procs[role]
+    if role != "shared-list":
+        raise CaseError("line %d: kill9-durability writes resource-lists; use shared-list" % ln)
+    lock = threading.Lock()
+    state = {"count": 0, "acked": 0, "stop": False, "killed": False}
+    acked = [None] * writers     # (etag, body, n)
+    inflight = [None] * writers  # body of the PUT without an answer
+    errors = []
+    seen_etags = {}
+
+    def uri(i):
+        return "/xcap-root/resource-lists/users/sip:k9w%d@example.com/index" % i
+
+    def ident(i):
+        return '"sip:k9w%d@example.com"' % i
+
+    def body(i, n):
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+                '  <list name="w%d">\n    <entry uri="sip:v%d@example.com"/>\n  </list>\n'
+                '</resource-lists>\n' % (i, n)).encode()
+
+    start = time.monotonic()
+
+    def writer(i):
+        n = 0
+        while True:
+            with lock:
+                if state["stop"] or state["count"] >= max_puts or \
+                        time.monotonic() - start > max_seconds:
+                    return
+                state["count"] += 1
+            n += 1
+            b = body(i, n)
+            inflight[i] = b
+            try:
+                r = http_exchange(proc.http_addr, "PUT", uri(i),
+                                  [("X-3GPP-Asserted-Identity", ident(i)),
+                                   ("Content-Type", "application/resource-lists+xml")], b, 10)
+            except CaseError as e:
+                with lock:
+                    if not state["killed"]:
+                        errors.append("writer %d PUT %d before the kill: %s" % (i, n, e))
+                return
+            inflight[i] = None
+            if r.status not in (200, 201):
+                with lock:
+                    errors.append("writer %d PUT %d: status %d %s" % (i, n, r.status,
+                                                                     r.body[:200]))
+                return
+            etag = r.header("ETag")
+            with lock:
+                if etag is None:
+                    errors.append("writer %d PUT %d: no ETag" % (i, n))
+                    return
+                if etag in seen_etags:
+                    errors.append("ETag %s reused (writer %d PUT %d and %s)" % (
+                        etag, i, n, seen_etags[etag]))
+                seen_etags[etag] = "writer %d PUT %d" % (i, n)
+                acked[i] = (etag, b, n)
+                state["acked"] += 1
+
+    threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(writers)]
+    for t in threads:
+        t.start()
+    while True:
+        with lock:
+            done = state["acked"] >= kill_after or errors
+        if done or not any(t.is_alive() for t in threads):
+            break
+        if time.monotonic() - start > max_seconds:
+            break
+        time.sleep(0.002)
+    with lock:
+        state["killed"] = True
+    proc.stop(signal.SIGKILL)
+    with lock:
+        state["stop"] = True
+    for t in threads:
+        t.join(timeout=15)
+    run.log("line %d: kill -9 after %d acknowledged PUTs (%d sent)" % (ln, state["acked"],
+                                                                         state["count"]))
+    if errors:
+        raise CaseError("line %d: %s" % (ln, "; ".join(errors[:5])))
+    if state["acked"] < min(kill_after, 10):
+        raise CaseError("line %d: only %d PUTs acknowledged before the kill" % (ln,
+                                                                                state["acked"]))
+    proc.start()
+    problems = []
+    for i in range(writers):
+        r = http_exchange(proc.http_addr, "GET", uri(i), [("X-3GPP-Asserted-Identity", ident(i))],
+                          None, 10)
+        if acked[i] is None:
+            continue
+        etag, b, n = acked[i]
+        if r.status == 200 and r.body == b and r.header("ETag") == etag:
+            continue
+        if inflight[i] is not None and r.status == 200 and r.body == inflight[i]:
+            if r.header("ETag") in seen_etags:
+                problems.append("writer %d: in-flight version stored with an old ETag %s" % (
+                    i, r.header("ETag")))
+            continue
+        problems.append("writer %d: last acknowledged PUT %d (ETag %s) reads back as %d, ETag %s, "
+                        "%s" % (i, n, etag, r.status, r.header("ETag"),
+                                "same body" if r.body == b else first_difference(r.body, b)))
+    # ETags are never reused, not even across a crash.
+    r = http_exchange(proc.http_addr, "PUT", uri(0),
+                      [("X-3GPP-Asserted-Identity", ident(0)),
+                       ("Content-Type", "application/resource-lists+xml")], body(0, 999999), 10)
+    if r.status not in (200, 201):
+        problems.append("PUT after restart: status %d" % r.status)
+    elif r.header("ETag") in seen_etags:
+        problems.append("PUT after restart reused ETag %s of %s" % (
+            r.header("ETag"), seen_etags[r.header("ETag")]))
+    if problems:
+        raise CaseError("line %d: %s" % (ln, "; ".join(problems)))
+
+
+BUILTINS = {"kill9-durability": builtin_kill9_durability}
+
+
+# --------------------------------------------------------------------------------------------
+# Runner
+
+class Runner:
+    def __init__(self, args):
+        self.build = os.path.abspath(args.build)
+        self.keep = args.keep
+        self.verbose = args.verbose
+        self.log_level = args.log_level
+        self.time_scale = args.time_scale
+        env = dict(os.environ)
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        self.env = env
+
+    def run_case(self, path):
+        t0 = time.monotonic()
+        try:
+            case = Case(path)
+        except (ParseError, OSError, ValueError) as e:
+            return False, ["parse error: %s" % e], [], None, 0.0
+        run = CaseRun(self, case)
+        try:
+            failures = run.run()
+        finally:
+            tmp = run.dep.tmp if run.dep else None
+            if tmp and not self.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp = None
+        return not failures, failures, run.transcript, tmp, time.monotonic() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
+    ap.add_argument("--build", default="build", help="build directory with the binaries")
+    ap.add_argument("--cases", default=os.path.join(HERE, "cases"), help="case directory")
+    ap.add_argument("--filter", action="append", default=[],
+                    help="run only cases whose name contains SUBSTR (repeatable)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every exchange")
+    ap.add_argument("-j", "--jobs", type=int, default=min(4, 2 * (os.cpu_count() or 1)),
+                    help="cases run in parallel")
+    ap.add_argument("--time-scale", type=float,
+                    default=float(os.environ.get("XDM_E2E_TIME_SCALE", "1")),
+                    help="multiply every timeout (slow machines, sanitizers)")
+    ap.add_argument("--log-level", default=None, help="--log-level passed to the servers")
+    ap.add_argument("--check", action="store_true", help="only parse the case files")
+    args = ap.parse_args()
+
+    paths = sorted(os.path.join(args.cases, f) for f in os.listdir(args.cases)
+                   if f.endswith(".case"))
+    if args.filter:
+        paths = [p for p in paths if any(f in os.path.basename(p) for f in args.filter)]
+    if not paths:
+        print("no cases selected")
+        print("counts: 0 passed, 0 failed")
+        return 1
+    if args.check:
+        bad = 0
+        for p in paths:
+            try:
+                Case(p)
+            except (ParseError, OSError, ValueError) as e:
+                bad += 1
+                print("%s: %s" % (os.path.basename(p), e))
+        print("%d case files, %d with errors" % (len(paths), bad))
+        return 1 if bad else 0
+    runner = Runner(args)
+    passed = failed = 0
+    failed_names = []
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futs = [(p, pool.submit(runner.run_case, p)) for p in paths]
+        for p, fut in futs:
+            name = os.path.splitext(os.path.basename(p))[0]
+            ok, failures, transcript, tmp, secs = fut.result()
+            if ok:
+                passed += 1
+                print("PASS %s (%.1fs)" % (name, secs))
+            else:
+                failed += 1
+                failed_names.append(name)
+                first = failures[0].split("\n")
+                print("FAIL %s (%.1fs): %s" % (name, secs, first[0]))
+                rest = first[1:] + [l for f in failures[1:] for l in f.split("\n")]
+                for l in rest[:60]:
+                    print("    " + l)
+                if tmp:
+                    print("    kept: %s" % tmp)
+            if args.verbose or (not ok and transcript):
+                shown = transcript if args.verbose else transcript[-2:]
+                for t in shown:
+                    print(indent(t))
+            sys.stdout.flush()
+    print("e2e: %.1fs, build %s" % (time.monotonic() - t0, runner.build))
+    if failed_names:
+        print("failed: " + " ".join(failed_names))
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
