@@ -5,13 +5,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine_internal.h"
 #include "log.h"
 #include "xdoc.h"
-
-struct engine {
-    struct store *store;
-    struct engine_config cfg;
-};
 
 struct engine *engine_new(struct store *store, const struct engine_config *cfg)
 {
@@ -20,11 +16,19 @@ struct engine *engine_new(struct store *store, const struct engine_config *cfg)
         return NULL;
     e->store = store;
     e->cfg = *cfg;
+    e->xcap_root = strdup(cfg->xcap_root ? cfg->xcap_root : "/");
+    if (!e->xcap_root) {
+        free(e);
+        return NULL;
+    }
+    e->cfg.xcap_root = e->xcap_root;
     return e;
 }
 
 void engine_free(struct engine *e)
 {
+    if (e)
+        free(e->xcap_root);
     free(e);
 }
 
@@ -92,7 +96,7 @@ bool engine_if_none_match(const char *header, const char *etag)
     return etag ? !(hit || star) : true;
 }
 
-static enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)
+enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)
 {
     if (rc == STORE_FULL)
         return xcap_fail(err, XCAP_STORAGE, "storage is full");
@@ -101,7 +105,7 @@ static enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc
     return xcap_fail(err, XCAP_STORAGE, "storage error: %s", store_strerror(rc));
 }
 
-static void engine_key(const struct xcap_uri *u, struct doc_key *k)
+void engine_key(const struct xcap_uri *u, struct doc_key *k)
 {
     k->auid = u->auid;
     k->tree = u->tree == XCAP_TREE_USERS ? "users" : "global";
@@ -111,8 +115,8 @@ static void engine_key(const struct xcap_uri *u, struct doc_key *k)
 
 /* Preconditions against the current state (etag NULL = no document). RFC 9110 §13.2.2: on
  * GET/HEAD a failed If-None-Match is 304, on other methods 412. */
-static enum xcap_status engine_preconditions(const struct engine_request *req, const char *etag,
-                                             struct xcap_err *err)
+enum xcap_status engine_preconditions(const struct engine_request *req, const char *etag,
+                                      struct xcap_err *err)
 {
     if (req->if_match && !engine_if_match(req->if_match, etag))
         return xcap_fail(err, XCAP_PRECONDITION_FAILED, "If-Match does not match");
@@ -260,6 +264,36 @@ abort:
     return st;
 }
 
+enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
+                                      const struct doc_key *k, const char *prev_etag,
+                                      const char *data, size_t len, const char *detail,
+                                      size_t detail_len, struct engine_reply *rep,
+                                      struct xcap_err *err)
+{
+    char etag[STORE_ETAG_MAX];
+    enum store_rc rc = store_doc_put(t, k, data, len, etag);
+    if (rc == STORE_OK) {
+        struct store_change ch = {
+            .kind = STORE_CHANGE_PUT,
+            .key = *k,
+            .prev_etag = prev_etag,
+            .new_etag = etag,
+            .detail = detail,
+            .detail_len = detail_len,
+        };
+        rc = store_change_append(t, &ch);
+    }
+    if (rc != STORE_OK) {
+        store_txn_abort(t);
+        return engine_store_fail(err, rc);
+    }
+    if ((rc = store_txn_commit(t)) != STORE_OK)
+        return engine_store_fail(err, rc);
+    memcpy(rep->etag, etag, sizeof rep->etag);
+    rep->changed = true;
+    return XCAP_OK;
+}
+
 static enum xcap_status engine_delete_document(struct engine *e, const struct engine_request *req,
                                                struct engine_reply *rep, struct xcap_err *err)
 {
@@ -320,7 +354,7 @@ enum xcap_status engine_execute(struct engine *e, const struct engine_request *r
     if (req->uri->is_dir)
         return xcap_fail(err, XCAP_NOT_FOUND, "not a document");
     if (req->uri->node_sel)
-        return xcap_fail(err, XCAP_NOT_IMPLEMENTED, "node selectors are not supported yet");
+        return engine_node_execute(e, req, rep, err);
     switch (req->method) {
     case ENGINE_GET:
     case ENGINE_HEAD:

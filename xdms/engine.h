@@ -22,6 +22,7 @@ struct engine;
 
 struct engine_config {
     enum xdms_role role;
+    const char *xcap_root;      /* public XCAP root with trailing '/', for <ancestor> URIs */
     unsigned max_docs_per_user; /* per XDMS, over all its AUIDs; 0 = unbounded */
 };
 
@@ -53,6 +54,11 @@ void engine_free(struct engine *e);
  * with err filled). Thread-safe: any number of threads may call it at once. */
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
                                 struct engine_reply *rep, struct xcap_err *err);
+
+/* Media types of the resources below a document (RFC 4825 §15.2). */
+#define ENGINE_MIME_ELEMENT "application/xcap-el+xml"
+#define ENGINE_MIME_ATTRIBUTE "application/xcap-att+xml"
+#define ENGINE_MIME_NAMESPACE "application/xcap-ns+xml"
 
 /* Compares a Content-Type header value with a media type, ignoring parameters (charset=...),
  * case and surrounding white space. */

@@ -197,7 +197,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct engine_config ecfg = {.role = role, .max_docs_per_user = (unsigned)max_docs};
+    const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
+    struct engine_config ecfg = {
+        .role = role, .xcap_root = xcap_root, .max_docs_per_user = (unsigned)max_docs};
     struct engine *engine = engine_new(store, &ecfg);
 
     struct xdms_list sip_peers = {0}, sip_servers = {0};
@@ -206,7 +208,7 @@ int main(int argc, char **argv)
     struct notifier_config ncfg = {
         .host = sip_host,
         .port = sip_port,
-        .xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/"),
+        .xcap_root = xcap_root,
         .role = role,
         .default_expires = (unsigned)def_exp,
         .max_expires = (unsigned)max_exp,

@@ -1,0 +1,30 @@
+/* Pieces shared by the document-level (engine.c) and node-level (engine_node.c) halves of the
+ * engine. Not a public interface. */
+#ifndef XDM_ENGINE_INTERNAL_H
+#define XDM_ENGINE_INTERNAL_H
+
+#include "engine.h"
+
+struct engine {
+    struct store *store;
+    struct engine_config cfg;
+    char *xcap_root;
+};
+
+void engine_key(const struct xcap_uri *u, struct doc_key *k);
+enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc);
+enum xcap_status engine_preconditions(const struct engine_request *req, const char *etag,
+                                      struct xcap_err *err);
+/* Stores new bytes of an existing document with its change-log record and commits; on success
+ * fills rep->etag and rep->changed. Aborts t on failure. */
+enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
+                                      const struct doc_key *k, const char *prev_etag,
+                                      const char *data, size_t len, const char *detail,
+                                      size_t detail_len, struct engine_reply *rep,
+                                      struct xcap_err *err);
+
+/* Node-level requests (the URI has a node selector). */
+enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
+                                     struct engine_reply *rep, struct xcap_err *err);
+
+#endif

@@ -1,0 +1,749 @@
+/* Element, attribute and namespace resources (RFC 4825 §7.4–7.10, §8.2–8.4).
+ *
+ * Edits are byte splices of the stored document: the target's bytes (found with xspan) are
+ * replaced, removed, or new bytes are inserted at the position RFC 4825 §8.2.3 prescribes. The
+ * result is parsed again, the request's selector is evaluated on it (the idempotency checks of
+ * §8.2.3/§8.2.4/§8.4), and only then stored. Untouched bytes never change, and an element GET
+ * after its PUT returns the body byte for byte. */
+#include <libxml/parser.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "log.h"
+#include "nodesel.h"
+#include "xdoc.h"
+#include "xspan.h"
+
+/* A parsed stored document: bytes, tree and spans, with every element's document-order index
+ * in its _private field (index + 1). */
+struct node_doc {
+    const char *data;
+    size_t len;
+    xmlDocPtr xml;
+    struct xspan spans;
+};
+
+static void node_doc_release(struct node_doc *d)
+{
+    if (d->xml)
+        xmlFreeDoc(d->xml);
+    xspan_release(&d->spans);
+    memset(d, 0, sizeof *d);
+}
+
+static size_t node_index(xmlNodePtr n)
+{
+    return (size_t)(uintptr_t)n->_private - 1;
+}
+
+/* Numbers the elements in document order (iterative pre-order walk). */
+static size_t node_number(xmlNodePtr root)
+{
+    size_t count = 0;
+    xmlNodePtr n = root;
+    while (n) {
+        if (n->type == XML_ELEMENT_NODE) {
+            n->_private = (void *)(uintptr_t)(++count);
+            if (n->children) {
+                n = n->children;
+                continue;
+            }
+        }
+        while (n && n != root && !n->next)
+            n = n->parent;
+        if (!n || n == root)
+            break;
+        n = n->next;
+    }
+    return count;
+}
+
+static enum xcap_status node_doc_load(struct node_doc *d, const char *data, size_t len,
+                                      struct xcap_err *err)
+{
+    memset(d, 0, sizeof *d);
+    d->data = data;
+    d->len = len;
+    struct xcap_err perr = {0};
+    enum xcap_status st = xdoc_parse(data, len, &d->xml, &perr);
+    if (st != XCAP_OK) {
+        st = xcap_fail(err, st, "%s", perr.phrase ? perr.phrase : "");
+        xcap_err_release(&perr);
+        return st;
+    }
+    if (xspan_scan(data, len, &d->spans) < 0 ||
+        node_number(xmlDocGetRootElement(d->xml)) != d->spans.n_els) {
+        node_doc_release(d);
+        log_error("engine: element spans do not match the parsed tree");
+        return xcap_fail(err, XCAP_INTERNAL, "cannot index the document");
+    }
+    return XCAP_OK;
+}
+
+static const struct xspan_el *node_span(const struct node_doc *d, xmlNodePtr n)
+{
+    return &d->spans.els[node_index(n)];
+}
+
+static bool node_is_xmlns(const char *data, const struct xspan_attr *a)
+{
+    return (a->name_len == 5 && memcmp(data + a->name, "xmlns", 5) == 0) ||
+           (a->name_len > 6 && memcmp(data + a->name, "xmlns:", 6) == 0);
+}
+
+/* The span of attribute attr of element el: libxml2 keeps attributes in document order without
+ * the namespace declarations, so the k-th property is the k-th non-xmlns span. */
+static const struct xspan_attr *node_attr_span(const struct node_doc *d, xmlNodePtr el,
+                                               xmlAttrPtr attr)
+{
+    size_t k = 0;
+    for (xmlAttrPtr a = el->properties; a && a != attr; a = a->next)
+        k++;
+    const struct xspan_el *se = node_span(d, el);
+    for (uint32_t i = 0; i < se->n_attr; i++) {
+        const struct xspan_attr *sa = &d->spans.attrs[se->first_attr + i];
+        if (node_is_xmlns(d->data, sa))
+            continue;
+        if (k-- == 0)
+            return sa;
+    }
+    return NULL;
+}
+
+/* XPath of an element by position only ("/" "*", then "/" "*[k]" per level): exact in the previous
+ * version of the document and free of namespace prefixes (used in change-log details for RFC
+ * 5261 patches). */
+static int node_xpath(xmlNodePtr n, struct buf *out)
+{
+    if (!n->parent || n->parent->type != XML_ELEMENT_NODE)
+        return buf_puts(out, "/*");
+    if (node_xpath(n->parent, out) < 0)
+        return -1;
+    unsigned k = 1;
+    for (xmlNodePtr s = n->prev; s; s = s->prev)
+        if (s->type == XML_ELEMENT_NODE)
+            k++;
+    return buf_printf(out, "/*[%u]", k);
+}
+
+/* Change-log detail (read by the notifier to build xcap-diff patches, RFC 5874/5261):
+ *   "op=add|replace|remove\nsel=XPATH\npos=before|after|\ntype=@QNAME|\n\n" CONTENT
+ * sel is positional in the previous version; CONTENT is the new element or attribute value. */
+static int node_detail(struct buf *out, const char *op, xmlNodePtr target, const char *suffix,
+                       const char *pos, const char *type, const char *content, size_t clen)
+{
+    int rc = buf_printf(out, "op=%s\nsel=", op);
+    rc |= node_xpath(target, out);
+    rc |= buf_printf(out, "%s\npos=%s\ntype=%s\n\n", suffix ? suffix : "", pos ? pos : "",
+                     type ? type : "");
+    rc |= buf_append(out, content, clen);
+    return rc ? -1 : 0;
+}
+
+/* Percent-encodes a selector step for use inside a URI path. */
+static int node_encode_step(struct buf *out, const char *s)
+{
+    static const char keep[] = "-._~!$&'()*+,;=:@";
+    int rc = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            (*p < 0x80 && strchr(keep, *p)))
+            rc |= buf_append(out, p, 1);
+        else
+            rc |= buf_printf(out, "%%%02X", *p);
+    }
+    return rc;
+}
+
+/* RFC 4825 §11: <no-parent> carries the URI of the closest existing ancestor. */
+static enum xcap_status node_no_parent(struct engine *e, const struct engine_request *req,
+                                       const struct nodesel *sel, size_t depth,
+                                       struct xcap_err *err)
+{
+    struct buf b;
+    buf_init(&b, 1 << 16);
+    int rc = buf_puts(&b, e->cfg.xcap_root);
+    rc |= buf_puts(&b, req->uri->doc_sel);
+    for (size_t i = 0; i < depth; i++) {
+        rc |= buf_puts(&b, i == 0 ? "/~~/" : "/");
+        rc |= node_encode_step(&b, sel->steps[i].text);
+    }
+    xcap_fail(err, XCAP_NO_PARENT, "the parent of the target does not exist");
+    if (rc == 0)
+        err->ancestor = buf_detach(&b, NULL);
+    buf_release(&b);
+    return XCAP_NO_PARENT;
+}
+
+/* Replaces data[from..to) by ins, into out. */
+static int node_splice(const struct node_doc *d, size_t from, size_t to, const char *ins,
+                       size_t ins_len, struct buf *out)
+{
+    buf_reset(out);
+    if (buf_append(out, d->data, from) < 0 || buf_append(out, ins, ins_len) < 0 ||
+        buf_append(out, d->data + to, d->len - to) < 0)
+        return -1;
+    return 0;
+}
+
+/* An element body (RFC 4825 §8.2.2): UTF-8, exactly one well-balanced element, optionally
+ * surrounded by white space and preceded by an XML declaration. Its unprefixed names and
+ * prefixes are resolved against the bindings in scope at the parent (SPEC XCAP-PUT-12), which
+ * is what the spliced result will give them; the check parses the body inside a wrapper that
+ * declares exactly those bindings. On success [*off, *off + *len) is the element's bytes and
+ * name_ns/name_local its expanded name (owned by the caller). */
+static enum xcap_status node_check_fragment(const char *body, size_t blen, xmlDocPtr doc,
+                                            xmlNodePtr parent, size_t *off, size_t *len,
+                                            char **name_ns, char **name_local, struct xcap_err *err)
+{
+    if (!xdoc_utf8_valid(body, blen))
+        return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
+    size_t s = 0, e = blen;
+    if (e >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0)
+        s = 3;
+    while (s < e && strchr(" \t\r\n", body[s]))
+        s++;
+    if (e - s >= 5 && memcmp(body + s, "<?xml", 5) == 0) {
+        const char *q = memmem(body + s, e - s, "?>", 2);
+        if (!q)
+            return xcap_fail(err, XCAP_NOT_XML_FRAG, "unterminated XML declaration");
+        s = (size_t)(q - body) + 2;
+        while (s < e && strchr(" \t\r\n", body[s]))
+            s++;
+    }
+    while (e > s && strchr(" \t\r\n", body[e - 1]))
+        e--;
+    if (s == e || body[s] != '<')
+        return xcap_fail(err, XCAP_NOT_XML_FRAG, "the body must be one XML element");
+
+    static const char wrap_ns[] = "urn:xdm:internal:fragment";
+    struct buf w;
+    buf_init(&w, blen + (1 << 20));
+    int rc = buf_printf(&w, "<xdmfrag0:w xmlns:xdmfrag0=\"%s\"", wrap_ns);
+    xmlNsPtr *nsl = parent ? xmlGetNsList(doc, parent) : NULL;
+    for (xmlNsPtr *p = nsl; p && *p; p++) {
+        const char *pfx = (const char *)(*p)->prefix;
+        if (pfx && (strcmp(pfx, "xml") == 0 || strcmp(pfx, "xdmfrag0") == 0))
+            continue;
+        rc |= buf_printf(&w, " xmlns%s%s=\"", pfx ? ":" : "", pfx ? pfx : "");
+        rc |= buf_xml_escape(&w, (const char *)(*p)->href, strlen((const char *)(*p)->href));
+        rc |= buf_puts(&w, "\"");
+    }
+    xmlFree(nsl);
+    rc |= buf_puts(&w, ">");
+    rc |= buf_append(&w, body + s, e - s);
+    rc |= buf_puts(&w, "</xdmfrag0:w>");
+    if (rc) {
+        buf_release(&w);
+        return xcap_fail(err, XCAP_TOO_LARGE, "body too large");
+    }
+    xmlDocPtr f = NULL;
+    struct xcap_err perr = {0};
+    enum xcap_status st = xdoc_parse(w.data, w.len, &f, &perr);
+    buf_release(&w);
+    if (st != XCAP_OK) {
+        st = xcap_fail(err, XCAP_NOT_XML_FRAG, "%s", perr.phrase ? perr.phrase : "");
+        xcap_err_release(&perr);
+        return st;
+    }
+    xmlNodePtr root = xmlDocGetRootElement(f);
+    xmlNodePtr el = root->children;
+    if (!el || el->next || el->type != XML_ELEMENT_NODE) {
+        xmlFreeDoc(f);
+        return xcap_fail(err, XCAP_NOT_XML_FRAG, "the body must be exactly one XML element");
+    }
+    *name_local = strdup((const char *)el->name);
+    *name_ns = el->ns ? strdup((const char *)el->ns->href) : NULL;
+    xmlFreeDoc(f);
+    if (!*name_local) {
+        free(*name_ns);
+        return xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    }
+    *off = s;
+    *len = e - s;
+    return XCAP_OK;
+}
+
+/* An attribute body (RFC 4825 §8.2.2): the value of an AttValue without its quotes. */
+static enum xcap_status node_check_att_value(const char *v, size_t len, struct xcap_err *err)
+{
+    if (!xdoc_utf8_valid(v, len))
+        return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] == '<')
+            return xcap_fail(err, XCAP_NOT_XML_ATT_VALUE, "'<' is not allowed in a value");
+        if (v[i] != '&')
+            continue;
+        const char *semi = memchr(v + i, ';', len - i);
+        size_t n = semi ? (size_t)(semi - v) - i - 1 : 0;
+        const char *r = v + i + 1;
+        bool ok = semi && ((n == 2 && (!memcmp(r, "lt", 2) || !memcmp(r, "gt", 2))) ||
+                           (n == 3 && !memcmp(r, "amp", 3)) ||
+                           (n == 4 && (!memcmp(r, "quot", 4) || !memcmp(r, "apos", 4))) ||
+                           (n >= 2 && r[0] == '#'));
+        if (ok && r[0] == '#') {
+            for (size_t k = 1 + (r[1] == 'x'); k < n; k++)
+                if (!(r[k] >= '0' && r[k] <= '9') && !(r[1] == 'x' && strchr("abcdefABCDEF", r[k])))
+                    ok = false;
+            if (n == 2 && r[1] == 'x')
+                ok = false;
+        }
+        if (!ok)
+            return xcap_fail(err, XCAP_NOT_XML_ATT_VALUE, "'&' must start a reference");
+        i += n + 1;
+    }
+    return XCAP_OK;
+}
+
+/* Quotes an attribute value for splicing: double quotes unless the value holds '"' and no '\''
+ * (so the bytes stay as sent); with both, '"' becomes &quot;. */
+static int node_quote_value(struct buf *out, const char *v, size_t len)
+{
+    bool dq = memchr(v, '"', len) != NULL, sq = memchr(v, '\'', len) != NULL;
+    if (dq && !sq)
+        return buf_puts(out, "'") | buf_append(out, v, len) | buf_puts(out, "'");
+    int rc = buf_puts(out, "\"");
+    for (size_t i = 0; i < len; i++)
+        rc |= v[i] == '"' ? buf_puts(out, "&quot;") : buf_append(out, v + i, 1);
+    return rc | buf_puts(out, "\"");
+}
+
+struct node_call {
+    struct engine *e;
+    const struct engine_request *req;
+    struct nodesel sel;
+    struct store_txn *t;
+    struct store_doc stored;
+    struct node_doc d;
+    struct buf out;    /* new document bytes */
+    struct buf detail; /* change-log detail */
+};
+
+static void node_call_release(struct node_call *c)
+{
+    if (c->t)
+        store_txn_abort(c->t);
+    nodesel_release(&c->sel);
+    store_doc_release(&c->stored);
+    node_doc_release(&c->d);
+    buf_release(&c->out);
+    buf_release(&c->detail);
+}
+
+/* Opens the transaction, reads and indexes the document, checks preconditions. A missing
+ * document is 404 for reads and 409 no-parent for writes (RFC 4825 §8.2.1). */
+static enum xcap_status node_open(struct node_call *c, bool write, struct xcap_err *err)
+{
+    struct doc_key k;
+    engine_key(c->req->uri, &k);
+    enum store_rc rc = store_txn_begin(c->e->store, write, &c->t);
+    if (rc != STORE_OK) {
+        c->t = NULL;
+        return engine_store_fail(err, rc);
+    }
+    rc = store_doc_get(c->t, &k, &c->stored);
+    if (rc == STORE_NOTFOUND) {
+        if (c->req->if_match)
+            return xcap_fail(err, XCAP_PRECONDITION_FAILED, "no such document");
+        if (c->req->method != ENGINE_PUT)
+            return xcap_fail(err, XCAP_NOT_FOUND, "no such document");
+        xcap_fail(err, XCAP_NO_PARENT, "the document does not exist");
+        const char *slash = strrchr(c->req->uri->doc_sel, '/');
+        size_t dl = slash ? (size_t)(slash - c->req->uri->doc_sel) + 1 : 0;
+        if (asprintf(&err->ancestor, "%s%.*s", c->e->cfg.xcap_root, (int)dl, c->req->uri->doc_sel) <
+            0)
+            err->ancestor = NULL;
+        return XCAP_NO_PARENT;
+    }
+    if (rc != STORE_OK)
+        return engine_store_fail(err, rc);
+    enum xcap_status st = engine_preconditions(c->req, c->stored.etag, err);
+    if (st != XCAP_OK)
+        return st;
+    return node_doc_load(&c->d, c->stored.data, c->stored.len, err);
+}
+
+static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
+                                 struct xcap_err *err)
+{
+    enum xcap_status st = node_open(c, false, err);
+    if (c->stored.data)
+        memcpy(rep->etag, c->stored.etag, sizeof rep->etag);
+    if (st != XCAP_OK)
+        return st;
+    bool amb;
+    xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
+    if (!el)
+        return xcap_fail(err, XCAP_NOT_FOUND,
+                         amb ? "the selector matches more than one element" : "no such element");
+    const struct xspan_el *se = node_span(&c->d, el);
+    int rc = 0;
+    switch (c->sel.terminal) {
+    case NODESEL_ELEMENT:
+        rep->content_type = ENGINE_MIME_ELEMENT;
+        rc = buf_append(&rep->body, c->d.data + se->start, se->end - se->start);
+        break;
+    case NODESEL_ATTRIBUTE: {
+        xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
+        const struct xspan_attr *sa = a ? node_attr_span(&c->d, el, a) : NULL;
+        if (!sa)
+            return xcap_fail(err, XCAP_NOT_FOUND, "no such attribute");
+        rep->content_type = ENGINE_MIME_ATTRIBUTE;
+        rc = buf_append(&rep->body, c->d.data + sa->value, sa->value_len);
+        break;
+    }
+    case NODESEL_NAMESPACE: {
+        /* RFC 4825 §7.10: the element's qualified name, no children, one declaration per
+         * binding in scope. */
+        rep->content_type = ENGINE_MIME_NAMESPACE;
+        rc = buf_puts(&rep->body, "<");
+        rc |= buf_append(&rep->body, c->d.data + se->start + 1, se->name_len);
+        xmlNsPtr *nsl = xmlGetNsList(c->d.xml, el);
+        for (xmlNsPtr *p = nsl; p && *p; p++) {
+            const char *pfx = (const char *)(*p)->prefix;
+            if (pfx && strcmp(pfx, "xml") == 0)
+                continue;
+            rc |= buf_printf(&rep->body, " xmlns%s%s=\"", pfx ? ":" : "", pfx ? pfx : "");
+            rc |= buf_xml_escape(&rep->body, (const char *)(*p)->href,
+                                 strlen((const char *)(*p)->href));
+            rc |= buf_puts(&rep->body, "\"");
+        }
+        xmlFree(nsl);
+        rc |= buf_puts(&rep->body, "/>");
+        break;
+    }
+    }
+    return rc ? xcap_fail(err, XCAP_INTERNAL, "out of memory") : XCAP_OK;
+}
+
+/* Parses the spliced result and evaluates the request's element selector on it; the element it
+ * selects must start at new_start (the content just written). */
+static enum xcap_status node_verify(struct node_call *c, size_t new_start, bool must_select,
+                                    enum xcap_status fail, struct node_doc *nd,
+                                    struct xcap_err *err)
+{
+    enum xcap_status st = node_doc_load(nd, c->out.data, c->out.len, err);
+    if (st != XCAP_OK) {
+        /* the body was checked on its own; a failure here is a namespace clash with the
+         * document (e.g. a duplicate attribute) */
+        return xcap_fail(
+            err, c->sel.terminal == NODESEL_ATTRIBUTE ? XCAP_NOT_XML_ATT_VALUE : XCAP_NOT_XML_FRAG,
+            "%s", err->phrase ? err->phrase : "the result is not well-formed");
+    }
+    bool amb;
+    xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, nd->xml, &amb, NULL);
+    if (must_select && (!el || node_span(nd, el)->start != new_start))
+        return xcap_fail(err, fail, "the URI would not select the new content");
+    if (!must_select && el)
+        return xcap_fail(err, fail, "the URI would select another element afterwards");
+    return XCAP_OK;
+}
+
+/* Where a new element goes (RFC 4825 §8.2.3): after the last sibling with the same name; with a
+ * position n, as the n-th such sibling (after the (n-1)-th, or before the first when n = 1);
+ * with no such sibling, as the parent's last child. For "*" steps without a position the body's
+ * element name is the name test. */
+static enum xcap_status node_insert_point(struct node_call *c, xmlNodePtr parent, const char *bns,
+                                          const char *blocal, size_t *at, const char **pos,
+                                          xmlNodePtr *anchor, struct xcap_err *err)
+{
+    const struct nodesel_step *st = &c->sel.steps[c->sel.n_steps - 1];
+    struct nodesel_step test = *st;
+    if (!st->local && !st->pos) {
+        test.local = (char *)blocal;
+        test.ns = (char *)bns;
+    }
+    unsigned count = 0;
+    xmlNodePtr nth_before = NULL, last = NULL, first = NULL, nth = NULL;
+    for (xmlNodePtr n = parent->children; n; n = n->next) {
+        if (!nodesel_name_matches(&test, n))
+            continue;
+        count++;
+        if (!first)
+            first = n;
+        last = n;
+        if (st->pos && count == st->pos - 1)
+            nth_before = n;
+        if (st->pos && count == st->pos)
+            nth = n;
+    }
+    if (st->pos == (unsigned)-1 || (st->pos > 1 && count < st->pos - 1))
+        return xcap_fail(err, XCAP_CANNOT_INSERT, "there are only %u such siblings", count);
+    if (st->pos > 1) {
+        *anchor = nth_before;
+        *pos = "after";
+        *at = node_span(&c->d, nth_before)->end;
+        return XCAP_OK;
+    }
+    if (st->pos == 1 && first) {
+        *anchor = nth ? nth : first;
+        *pos = "before";
+        *at = node_span(&c->d, *anchor)->start;
+        return XCAP_OK;
+    }
+    if (!st->pos && last) {
+        *anchor = last;
+        *pos = "after";
+        *at = node_span(&c->d, last)->end;
+        return XCAP_OK;
+    }
+    *anchor = parent;
+    *pos = NULL;
+    *at = SIZE_MAX; /* append as last child */
+    return XCAP_OK;
+}
+
+static enum xcap_status node_put_element(struct node_call *c, struct engine_reply *rep,
+                                         bool *created, struct xcap_err *err)
+{
+    const struct engine_request *req = c->req;
+    bool amb;
+    size_t depth;
+    xmlNodePtr parent = NULL;
+    if (c->sel.n_steps > 1) {
+        parent = nodesel_eval(&c->sel, c->sel.n_steps - 1, c->d.xml, &amb, &depth);
+        if (!parent)
+            return node_no_parent(c->e, req, &c->sel, depth, err);
+    }
+    size_t boff = 0, blen = 0;
+    char *bns = NULL, *blocal = NULL;
+    enum xcap_status st = node_check_fragment(req->body, req->body_len, c->d.xml, parent, &boff,
+                                              &blen, &bns, &blocal, err);
+    if (st != XCAP_OK)
+        return st;
+    const char *body = req->body + boff;
+    xmlNodePtr target = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
+    size_t new_start;
+    int rc;
+    if (target) { /* replacement in place, RFC 4825 §8.2.4 */
+        const struct xspan_el *se = node_span(&c->d, target);
+        new_start = se->start;
+        rc = node_splice(&c->d, se->start, se->end, body, blen, &c->out);
+        rc |= node_detail(&c->detail, "replace", target, NULL, NULL, NULL, body, blen);
+        *created = false;
+    } else if (amb || !parent) {
+        free(bns);
+        free(blocal);
+        return xcap_fail(err, XCAP_CANNOT_INSERT,
+                         amb ? "the selector matches more than one element"
+                             : "a document has exactly one root element");
+    } else {
+        size_t at = SIZE_MAX;
+        const char *pos = NULL;
+        xmlNodePtr anchor = parent;
+        st = node_insert_point(c, parent, bns, blocal, &at, &pos, &anchor, err);
+        if (st != XCAP_OK) {
+            free(bns);
+            free(blocal);
+            return st;
+        }
+        const struct xspan_el *pe = node_span(&c->d, parent);
+        if (at != SIZE_MAX) {
+            new_start = at;
+            rc = node_splice(&c->d, at, at, body, blen, &c->out);
+        } else if (!pe->empty) {
+            new_start = at = pe->etag_start;
+            rc = node_splice(&c->d, at, at, body, blen, &c->out);
+        } else { /* <parent .../> becomes <parent ...>BODY</parent> */
+            struct buf ins;
+            buf_init(&ins, SIZE_MAX);
+            rc = buf_puts(&ins, ">") | buf_append(&ins, body, blen) | buf_puts(&ins, "</") |
+                 buf_append(&ins, c->d.data + pe->start + 1, pe->name_len) | buf_puts(&ins, ">");
+            new_start = pe->stag_end - 1;
+            rc |= node_splice(&c->d, pe->stag_end - 2, pe->stag_end, ins.data, ins.len, &c->out);
+            buf_release(&ins);
+        }
+        rc |= node_detail(&c->detail, "add", anchor, NULL, pos, NULL, body, blen);
+        *created = true;
+    }
+    free(bns);
+    free(blocal);
+    if (rc)
+        return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
+    struct node_doc nd;
+    st = node_verify(c, new_start, true, XCAP_CANNOT_INSERT, &nd, err);
+    node_doc_release(&nd);
+    return st;
+}
+
+/* A prefix bound to ns at el that can qualify an attribute (default namespaces cannot). */
+static const char *node_attr_prefix(xmlDocPtr doc, xmlNodePtr el, const char *ns)
+{
+    const char *found = NULL;
+    xmlNsPtr *nsl = xmlGetNsList(doc, el);
+    for (xmlNsPtr *p = nsl; p && *p && !found; p++)
+        if ((*p)->prefix && strcmp((const char *)(*p)->href, ns) == 0)
+            found = (const char *)(*p)->prefix;
+    xmlFree(nsl);
+    return found;
+}
+
+static enum xcap_status node_put_attribute(struct node_call *c, struct engine_reply *rep,
+                                           bool *created, struct xcap_err *err)
+{
+    const struct engine_request *req = c->req;
+    bool amb;
+    size_t depth;
+    xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, &depth);
+    if (!el)
+        return node_no_parent(c->e, req, &c->sel, depth, err);
+    enum xcap_status st = node_check_att_value(req->body, req->body_len, err);
+    if (st != XCAP_OK)
+        return st;
+    struct buf q;
+    buf_init(&q, SIZE_MAX);
+    int rc = node_quote_value(&q, req->body, req->body_len);
+    xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
+    const struct xspan_el *se = node_span(&c->d, el);
+    if (a) {
+        const struct xspan_attr *sa = node_attr_span(&c->d, el, a);
+        if (!sa) {
+            buf_release(&q);
+            return xcap_fail(err, XCAP_INTERNAL, "cannot locate the attribute");
+        }
+        rc |= node_splice(&c->d, sa->value - 1, sa->end, q.data, q.len, &c->out);
+        struct buf suffix;
+        buf_init(&suffix, SIZE_MAX);
+        rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
+        rc |= node_detail(&c->detail, "replace", el, suffix.data, NULL, NULL, req->body,
+                          req->body_len);
+        buf_release(&suffix);
+        *created = false;
+    } else {
+        /* qualified name: the selector's local name, with a prefix bound to its namespace at
+         * the element, or a new prefix declared on the element */
+        struct buf ins, qname;
+        buf_init(&ins, SIZE_MAX);
+        buf_init(&qname, SIZE_MAX);
+        const char *pfx = NULL;
+        rc |= buf_puts(&ins, " ");
+        if (c->sel.attr_ns) {
+            pfx = node_attr_prefix(c->d.xml, el, c->sel.attr_ns);
+            if (!pfx) {
+                pfx = "xdmattr0";
+                rc |= buf_printf(&ins, "xmlns:%s=\"", pfx);
+                rc |= buf_xml_escape(&ins, c->sel.attr_ns, strlen(c->sel.attr_ns));
+                rc |= buf_puts(&ins, "\" ");
+            }
+        }
+        rc |= buf_printf(&qname, "@%s%s%s", pfx ? pfx : "", pfx ? ":" : "", c->sel.attr_local);
+        rc |= buf_puts(&ins, qname.data ? qname.data + 1 : "") | buf_puts(&ins, "=");
+        rc |= buf_append(&ins, q.data, q.len);
+        size_t at = se->stag_end - (se->empty ? 2 : 1);
+        rc |= node_splice(&c->d, at, at, ins.data, ins.len, &c->out);
+        rc |= node_detail(&c->detail, "add", el, NULL, NULL, qname.data, req->body, req->body_len);
+        buf_release(&qname);
+        buf_release(&ins);
+        *created = true;
+    }
+    buf_release(&q);
+    if (rc)
+        return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
+    struct node_doc nd;
+    st = node_verify(c, se->start, true, XCAP_CANNOT_INSERT, &nd, err);
+    if (st == XCAP_OK) {
+        xmlNodePtr nel = nodesel_eval(&c->sel, c->sel.n_steps, nd.xml, &amb, NULL);
+        xmlAttrPtr na = nel ? nodesel_find_attr(nel, c->sel.attr_ns, c->sel.attr_local) : NULL;
+        if (!na)
+            st = xcap_fail(err, XCAP_CANNOT_INSERT, "the URI would not select the attribute");
+    }
+    node_doc_release(&nd);
+    return st;
+}
+
+static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
+{
+    bool amb;
+    xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
+    if (!el)
+        return xcap_fail(err, XCAP_NOT_FOUND,
+                         amb ? "the selector matches more than one element" : "no such element");
+    const struct xspan_el *se = node_span(&c->d, el);
+    int rc;
+    if (c->sel.terminal == NODESEL_ATTRIBUTE) {
+        xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
+        const struct xspan_attr *sa = a ? node_attr_span(&c->d, el, a) : NULL;
+        if (!sa)
+            return xcap_fail(err, XCAP_NOT_FOUND, "no such attribute");
+        rc = node_splice(&c->d, sa->ws, sa->end, "", 0, &c->out);
+        struct buf suffix;
+        buf_init(&suffix, SIZE_MAX);
+        rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
+        rc |= node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, "", 0);
+        buf_release(&suffix);
+        if (rc)
+            return xcap_fail(err, XCAP_INTERNAL, "out of memory");
+        struct node_doc nd;
+        enum xcap_status st = node_doc_load(&nd, c->out.data, c->out.len, err);
+        node_doc_release(&nd);
+        return st;
+    }
+    if (c->sel.n_steps == 1) /* SPEC XCAP-DEL-4 */
+        return xcap_fail(err, XCAP_CANNOT_DELETE,
+                         "the root element cannot be deleted; "
+                         "delete the document instead");
+    rc = node_splice(&c->d, se->start, se->end, "", 0, &c->out);
+    rc |= node_detail(&c->detail, "remove", el, NULL, NULL, NULL, "", 0);
+    if (rc)
+        return xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    struct node_doc nd;
+    enum xcap_status st = node_verify(c, 0, false, XCAP_CANNOT_DELETE, &nd, err);
+    node_doc_release(&nd);
+    return st;
+}
+
+enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
+                                     struct engine_reply *rep, struct xcap_err *err)
+{
+    struct node_call c = {.e = e, .req = req};
+    buf_init(&c.out, SIZE_MAX);
+    buf_init(&c.detail, SIZE_MAX);
+    enum xcap_status st =
+        nodesel_parse(req->uri->node_sel, req->uri->query, req->au->default_ns, &c.sel, err);
+    if (st != XCAP_OK)
+        goto done;
+    bool write = req->method == ENGINE_PUT || req->method == ENGINE_DELETE;
+    if (write && c.sel.terminal == NODESEL_NAMESPACE) { /* RFC 4825 §8.2.2, §8.4 */
+        st = xcap_fail(err, XCAP_METHOD_NOT_ALLOWED, "namespace bindings are read-only");
+        err->allow = strdup("GET, HEAD");
+        goto done;
+    }
+    if (req->method == ENGINE_PUT) {
+        const char *want =
+            c.sel.terminal == NODESEL_ATTRIBUTE ? ENGINE_MIME_ATTRIBUTE : ENGINE_MIME_ELEMENT;
+        if (!engine_media_type_is(req->content_type, want)) {
+            st =
+                xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "this resource needs Content-Type %s", want);
+            goto done;
+        }
+    }
+    if (!write) {
+        st = node_get(&c, rep, err);
+        goto done;
+    }
+    if ((st = node_open(&c, true, err)) != XCAP_OK)
+        goto done;
+    bool created = false;
+    if (req->method == ENGINE_DELETE)
+        st = node_delete(&c, err);
+    else if (c.sel.terminal == NODESEL_ATTRIBUTE)
+        st = node_put_attribute(&c, rep, &created, err);
+    else
+        st = node_put_element(&c, rep, &created, err);
+    if (st != XCAP_OK)
+        goto done;
+    struct doc_key k;
+    engine_key(req->uri, &k);
+    struct store_txn *t = c.t;
+    c.t = NULL; /* engine_commit_update() owns it now */
+    st = engine_commit_update(e, t, &k, c.stored.etag, c.out.data, c.out.len, c.detail.data,
+                              c.detail.len, rep, err);
+    if (st == XCAP_OK && created)
+        st = XCAP_CREATED;
+done:
+    node_call_release(&c);
+    return st;
+}
