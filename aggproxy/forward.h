@@ -1,0 +1,81 @@
+/* Forwarding of one XCAP request to an XDMS over HTTP (SPEC AP-5..AP-8, AP-14), with libcurl.
+ *
+ * The request target is sent byte for byte as the client sent it (no decoding, no re-encoding,
+ * no dot-segment removal), with the same method and body. Only the headers the caller passes are
+ * sent (plus Host and Content-Length); curl's own defaults (Accept: * / *, form Content-Type,
+ * Expect: 100-continue) are suppressed.
+ *
+ * Connections are reused: each thread that forwards owns one curl handle (kept in thread-local
+ * storage of the struct forward and cleaned up when the thread exits), so keep-alive connections
+ * to the XDMSs live as long as the worker threads.
+ *
+ * Thread-safety: forward_do() may be called from any number of threads at once once
+ * forward_new() returned. forward_new()/forward_free() run once, from the main thread, before
+ * other threads use it and after they have all exited. */
+#ifndef XDM_AGGPROXY_FORWARD_H
+#define XDM_AGGPROXY_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "httpd.h"
+#include "status.h"
+
+struct forward;
+
+struct forward_options {
+    unsigned timeout_ms; /* whole exchange; 0 = default 10000 */
+    size_t max_response; /* response body bytes; 0 = default 16 MiB; larger -> 502 */
+};
+
+/* Initialises libcurl (once per process) and makes a forwarder. Returns NULL on failure. */
+struct forward *forward_new(const struct forward_options *opts);
+/* Frees the forwarder and the calling thread's curl handle; other threads must have exited. */
+void forward_free(struct forward *fw);
+
+/* True for the client request headers relayed to the XDMS (SPEC AP-8): Content-Type, If-Match,
+ * If-None-Match, Accept. Everything else, notably Authorization, Proxy-Authorization and every
+ * asserted-identity header (SPEC AP-3, AP-6), is dropped. Case-insensitive. */
+bool forward_header_relayed(const char *name);
+
+struct forward_header {
+    const char *name;
+    const char *value;
+};
+
+struct forward_request {
+    const char *method;                   /* any token; HEAD is sent without reading a body */
+    const char *base_url;                 /* "http://127.0.0.1:8181", no trailing slash */
+    const char *target;                   /* raw path [+ "?" query], starting with '/' */
+    const struct forward_header *headers; /* sent as given */
+    size_t n_headers;
+    const void *body;
+    size_t body_len;
+};
+
+/* Response headers relayed to the client: ETag, Content-Type, Allow. */
+struct forward_response {
+    int status;
+    struct http_header *headers; /* owned strings */
+    size_t n_headers;
+    struct buf body;
+    char *error; /* owned: why the exchange failed (when forward_do did not return XCAP_OK) */
+};
+
+void forward_response_init(struct forward_response *r);
+void forward_response_release(struct forward_response *r);
+/* First relayed header of that name (case-insensitive), or NULL. Borrowed. */
+const char *forward_response_header(const struct forward_response *r, const char *name);
+
+/* Sends rq and collects the answer into *resp (which must be initialised). Returns:
+ *   XCAP_OK               an HTTP answer arrived (any status, in resp->status);
+ *   XCAP_UPSTREAM         connection refused/reset, bad answer, body over the bound (502);
+ *   XCAP_UPSTREAM_TIMEOUT no complete answer within the timeout (504);
+ *   XCAP_BAD_REQUEST      the target cannot be sent (e.g. control characters or '#');
+ *   XCAP_INTERNAL         out of memory.
+ * On failure resp->error says why in one line. */
+enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq,
+                            struct forward_response *resp);
+
+#endif

@@ -1,0 +1,265 @@
+/* aggproxy: the XCAP Aggregation Proxy (DESIGN §1, SPEC §5.2). */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "digest.h"
+#include "forward.h"
+#include "httpd.h"
+#include "log.h"
+#include "proxy.h"
+#include "route.h"
+#include "store.h"
+#include "users.h"
+#include "xdoc.h"
+
+static void aggproxy_usage(FILE *f)
+{
+    fputs("Usage: aggproxy [options]\n"
+          "\n"
+          "Options (each sets the config key in brackets; --option sets any key):\n"
+          "  --config FILE        INI file; section [aggproxy] is read\n"
+          "  --data DIR           LMDB directory with the users [data] (default var/aggproxy)\n"
+          "  --http HOST:PORT     HTTP listener [http] (default 127.0.0.1:8080; port 0 = any)\n"
+          "  --realm REALM        realm for URIs that name no user [realm] (default example.com)\n"
+          "  --log-level LEVEL    error, warn, info, debug [log_level] (default info)\n"
+          "  --option KEY=VALUE   any key: xcap_root_path (/xcap-root), threads (4),\n"
+          "                       max_body (1M), max_header (64K), timeout (30 s idle),\n"
+          "                       nonce_lifetime (300 s), max_nonces (100000),\n"
+          "                       upstream_timeout_ms (10000), max_response (16M),\n"
+          "                       shared_list_url, presence_url, rls_url,\n"
+          "                       route (\"AUID URL\", repeatable)\n"
+          "  --help               this text\n"
+          "Users are managed with tools/xdmctl. See docs/configuration.md for every key.\n",
+          f);
+}
+
+struct aggproxy_routes {
+    struct route_table *t;
+    int failed;
+};
+
+static int aggproxy_add_route(void *cls, const char *value)
+{
+    struct aggproxy_routes *r = cls;
+    char err[256];
+    if (route_table_set_spec(r->t, value, err, sizeof err) < 0) {
+        log_error("route: %s", err);
+        r->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum { OPT_CONFIG = 256, OPT_DATA, OPT_HTTP, OPT_REALM, OPT_LOG, OPT_OPTION };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"data", required_argument, NULL, OPT_DATA},
+        {"http", required_argument, NULL, OPT_HTTP},
+        {"realm", required_argument, NULL, OPT_REALM},
+        {"log-level", required_argument, NULL, OPT_LOG},
+        {"option", required_argument, NULL, OPT_OPTION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL;
+    struct {
+        const char *key, *value;
+    } sets[64];
+    size_t n_sets = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        const char *key = NULL;
+        switch (opt) {
+        case OPT_CONFIG:
+            config_path = optarg;
+            break;
+        case OPT_DATA:
+            key = "data";
+            break;
+        case OPT_HTTP:
+            key = "http";
+            break;
+        case OPT_REALM:
+            key = "realm";
+            break;
+        case OPT_LOG:
+            key = "log_level";
+            break;
+        case OPT_OPTION:
+            key = "";
+            break;
+        case 'h':
+            aggproxy_usage(stdout);
+            return 0;
+        default:
+            aggproxy_usage(stderr);
+            return 2;
+        }
+        if (key) {
+            if (n_sets == sizeof sets / sizeof sets[0]) {
+                fprintf(stderr, "aggproxy: too many options\n");
+                return 2;
+            }
+            sets[n_sets].key = key;
+            sets[n_sets++].value = optarg;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "aggproxy: unexpected argument \"%s\"\n", argv[optind]);
+        aggproxy_usage(stderr);
+        return 2;
+    }
+
+    const char *sections[] = {"aggproxy", NULL};
+    struct config *cfg = config_new(sections);
+    char errbuf[512];
+    if (!cfg || (config_path && config_load(cfg, config_path, true, errbuf, sizeof errbuf) < 0)) {
+        fprintf(stderr, "aggproxy: %s\n", cfg ? errbuf : "out of memory");
+        config_free(cfg);
+        return 2;
+    }
+    for (size_t i = 0; i < n_sets; i++) {
+        int rc = sets[i].key[0] ? config_set(cfg, sets[i].key, sets[i].value)
+                                : config_set_kv(cfg, sets[i].value);
+        if (rc < 0) {
+            fprintf(stderr, "aggproxy: --option needs KEY=VALUE, got \"%s\"\n", sets[i].value);
+            config_free(cfg);
+            return 2;
+        }
+    }
+    enum log_level level = LOG_INFO;
+    if (log_level_parse(config_get(cfg, "log_level", "info"), &level) < 0) {
+        fprintf(stderr, "aggproxy: log_level must be error, warn, info or debug\n");
+        config_free(cfg);
+        return 2;
+    }
+    log_init("aggproxy", level);
+
+    int exit_code = 2;
+    struct store *store = NULL;
+    struct digest *digest = NULL;
+    struct route_table *routes = NULL;
+    struct forward *fw = NULL;
+    struct proxy *proxy = NULL;
+    struct httpd *httpd = NULL;
+
+    char host[64];
+    uint16_t port;
+    const char *http = config_get(cfg, "http", "127.0.0.1:8080");
+    if (config_parse_hostport(http, host, sizeof host, &port) < 0) {
+        log_error("http must be HOST:PORT (got \"%s\")", http);
+        goto out;
+    }
+    uint64_t threads, max_body, max_header, timeout, lifetime, max_nonces, up_timeout, max_resp;
+    if (config_get_uint(cfg, "threads", 4, &threads) < 0 ||
+        config_get_size(cfg, "max_body", 1 << 20, &max_body) < 0 ||
+        config_get_size(cfg, "max_header", 64 << 10, &max_header) < 0 ||
+        config_get_uint(cfg, "timeout", 30, &timeout) < 0 ||
+        config_get_uint(cfg, "nonce_lifetime", 300, &lifetime) < 0 ||
+        config_get_uint(cfg, "max_nonces", 100000, &max_nonces) < 0 ||
+        config_get_uint(cfg, "upstream_timeout_ms", 10000, &up_timeout) < 0 ||
+        config_get_size(cfg, "max_response", 16 << 20, &max_resp) < 0)
+        goto out;
+    if (threads == 0 || threads > 256) {
+        log_error("threads must be 1..256");
+        goto out;
+    }
+    if (lifetime == 0 || lifetime > 86400 || max_nonces == 0 || max_nonces > 10000000 ||
+        up_timeout == 0 || up_timeout > 3600000 || max_resp == 0 || max_resp > (1ull << 32) ||
+        max_body > (1ull << 32)) {
+        log_error("nonce_lifetime must be 1..86400, max_nonces 1..10000000, "
+                  "upstream_timeout_ms 1..3600000, max_response and max_body at most 4G");
+        goto out;
+    }
+    const char *realm = config_get(cfg, "realm", "example.com");
+    if (!realm[0] || strpbrk(realm, "\"\\") || strlen(realm) > USERS_NAME_MAX) {
+        log_error("realm must be a non-empty name without quotes or backslashes");
+        goto out;
+    }
+
+    char err[256];
+    routes = route_table_new(config_get(cfg, "xcap_root_path", ROUTE_DEFAULT_ROOT),
+                             config_get(cfg, "shared_list_url", NULL),
+                             config_get(cfg, "presence_url", NULL),
+                             config_get(cfg, "rls_url", NULL), err, sizeof err);
+    if (!routes) {
+        log_error("%s", err);
+        goto out;
+    }
+    struct aggproxy_routes ar = {routes, 0};
+    config_each(cfg, "route", aggproxy_add_route, &ar);
+    if (ar.failed)
+        goto out;
+
+    exit_code = 1;
+    xdoc_global_init();
+    const char *data = config_get(cfg, "data", "var/aggproxy");
+    if (users_open(data, &store) != USERS_OK) {
+        log_error("cannot open the user store in %s", data);
+        goto out;
+    }
+    struct digest_options dopts = {.nonce_lifetime_s = (unsigned)lifetime,
+                                   .max_nonces = (size_t)max_nonces};
+    struct forward_options fopts = {.timeout_ms = (unsigned)up_timeout,
+                                    .max_response = (size_t)max_resp};
+    if (!(digest = digest_new(&dopts)) || !(fw = forward_new(&fopts))) {
+        log_error("cannot initialise digest or HTTP client");
+        goto out;
+    }
+    struct proxy_config pcfg = {
+        .default_realm = realm,
+        .store = store,
+        .digest = digest,
+        .routes = routes,
+        .forward = fw,
+    };
+    if (!(proxy = proxy_new(&pcfg)))
+        goto out;
+
+    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct httpd_config hcfg = {
+        .host = host,
+        .port = port,
+        .threads = (unsigned)threads,
+        .max_body = (size_t)max_body,
+        .max_header = (size_t)max_header,
+        .timeout_s = (unsigned)timeout,
+    };
+    if (httpd_start(&hcfg, proxy_handle, proxy, &httpd) < 0)
+        goto out;
+    if (strchr(host, ':'))
+        log_info("aggproxy listening on http://[%s]:%u", host, httpd_port(httpd));
+    else
+        log_info("aggproxy listening on http://%s:%u", host, httpd_port(httpd));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info("signal %d: stopping", sig);
+    exit_code = 0;
+
+out:
+    httpd_stop(httpd); /* first: no handler runs after this */
+    proxy_free(proxy);
+    forward_free(fw);
+    digest_free(digest);
+    route_table_free(routes);
+    if (store)
+        store_close(store);
+    config_free(cfg);
+    if (exit_code != 2)
+        xdoc_global_cleanup();
+    return exit_code;
+}

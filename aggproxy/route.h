@@ -1,0 +1,82 @@
+/* Routing of XCAP requests by AUID (SPEC AP-7): which XDMS serves a request, or whether the proxy
+ * answers it itself (xcap-caps, SPEC XCAP-CAPS-4).
+ *
+ * The AUID is the first path segment after the XCAP root path, taken RAW (no percent-decoding)
+ * and compared byte for byte with the table, so that the path can be forwarded unchanged.
+ *
+ * A route table is built once at start (route_table_new, route_table_set*) and then only read:
+ * lookups are thread-safe without locking. */
+#ifndef XDM_AGGPROXY_ROUTE_H
+#define XDM_AGGPROXY_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct route_table;
+
+/* Default upstreams (DESIGN §1). */
+#define ROUTE_DEFAULT_SHARED_LIST "http://127.0.0.1:8181"
+#define ROUTE_DEFAULT_PRESENCE "http://127.0.0.1:8182"
+#define ROUTE_DEFAULT_RLS "http://127.0.0.1:8183"
+#define ROUTE_DEFAULT_ROOT "/xcap-root"
+#define ROUTE_CAPS_AUID "xcap-caps"
+
+/* Longest AUID and upstream URL accepted. */
+#define ROUTE_AUID_MAX 128
+#define ROUTE_URL_MAX 512
+
+/* Makes a table for the XCAP root path root_path (must start with '/'; trailing slashes are
+ * dropped, "/" means the root is the server root), with the default AUIDs pointing at the three
+ * given upstream base URLs (NULL = the defaults above). Returns NULL on a bad root or URL (with
+ * the reason in err) or on allocation failure. */
+struct route_table *route_table_new(const char *root_path, const char *shared_list_url,
+                                    const char *presence_url, const char *rls_url, char *err,
+                                    size_t errlen);
+void route_table_free(struct route_table *t);
+
+/* Adds or replaces the upstream of one AUID. The URL must be http:// or https:// with a host and
+ * no path, query or fragment other than trailing slashes (which are dropped). The AUID must be a
+ * non-empty path segment (no '/', '?', '#', control characters) and not the AUID the proxy serves
+ * itself. Returns 0, or -1 with the reason in err. */
+int route_table_set(struct route_table *t, const char *auid, const char *url, char *err,
+                    size_t errlen);
+/* Same, from a config line "AUID URL" (whitespace-separated), as in `route = AUID URL`. */
+int route_table_set_spec(struct route_table *t, const char *spec, char *err, size_t errlen);
+
+/* The root path as normalised ("" when the root is "/"). Borrowed. */
+const char *route_table_root(const struct route_table *t);
+
+/* Distinct upstream base URLs in first-use order; writes up to max borrowed pointers into out and
+ * returns their total number. */
+size_t route_table_upstreams(const struct route_table *t, const char **out, size_t max);
+
+enum route_kind {
+    ROUTE_NOT_FOUND, /* outside the root, no AUID, or an AUID nobody serves: 404 */
+    ROUTE_UPSTREAM,  /* forward to upstream */
+    ROUTE_CAPS,      /* the proxy's own xcap-caps AUID */
+};
+
+/* Result of matching a raw path. Spans point into the path given to route_match (not
+ * NUL-terminated); a missing part has length 0. */
+struct route_match {
+    enum route_kind kind;
+    const char *upstream; /* ROUTE_UPSTREAM: base URL, borrowed from the table */
+    const char *auid;
+    size_t auid_len;
+    const char *tree; /* "users", "global" or anything else found there */
+    size_t tree_len;
+    const char *xui; /* raw (maybe percent-encoded) XUI segment when tree is "users" */
+    size_t xui_len;
+    const char *rest; /* the rest of the path after the tree (global) or XUI (users) segment,
+                         starting with '/' */
+    size_t rest_len;
+};
+
+/* Matches a raw request path (without the query). Always fills *m. */
+void route_match(const struct route_table *t, const char *path, struct route_match *m);
+
+/* Percent-decodes s[0..len) (RFC 3986 §2.1, upper or lower-case hex) into out (NUL-terminated).
+ * Returns 0, or -1 on a bad escape, an encoded NUL or when out is too small. */
+int route_decode(const char *s, size_t len, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,392 @@
+#include "users.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "store.h"
+
+const char *const users_tables[] = {"users", "creds", NULL};
+
+#define CREDS_KEY_MAX (2 * USERS_NAME_MAX + 2)
+
+const char *users_strerror(enum users_rc rc)
+{
+    switch (rc) {
+    case USERS_OK:
+        return "ok";
+    case USERS_EXISTS:
+        return "user exists";
+    case USERS_CRED_TAKEN:
+        return "username already taken in this realm";
+    case USERS_NOT_FOUND:
+        return "user not found";
+    case USERS_BAD_XUI:
+        return "bad XUI";
+    case USERS_BAD_NAME:
+        return "bad username, realm or password";
+    case USERS_ERROR:
+        return "storage error";
+    }
+    return "?";
+}
+
+static int mkdirs(const char *dir)
+{
+    size_t len = strlen(dir);
+    char *path = malloc(len + 1);
+    if (!path)
+        return -1;
+    memcpy(path, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        char c = path[i];
+        path[i] = '\0';
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+            free(path);
+            return -1;
+        }
+        path[i] = c;
+    }
+    free(path);
+    return 0;
+}
+
+enum users_rc users_open(const char *dir, struct store **out)
+{
+    *out = NULL;
+    if (mkdirs(dir) < 0)
+        return USERS_ERROR;
+    struct store_options opts = {.tables = users_tables};
+    return store_open(dir, &opts, out) == STORE_OK ? USERS_OK : USERS_ERROR;
+}
+
+/* Characters that cannot appear in an XUI used as a path segment and quoted header value. */
+static bool xui_char_ok(unsigned char c)
+{
+    return c > 0x20 && c != 0x7f && strchr("\"<>\\/?#,", c) == NULL;
+}
+
+static enum users_rc copy_span(const char *s, size_t len, char *out, size_t outlen)
+{
+    if (len == 0 || len >= outlen)
+        return USERS_BAD_XUI;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return USERS_OK;
+}
+
+enum users_rc users_xui_split(const char *xui, char *user, size_t userlen, char *domain,
+                              size_t domainlen)
+{
+    if (userlen)
+        user[0] = '\0';
+    if (domainlen)
+        domain[0] = '\0';
+    size_t len = strnlen(xui, USERS_XUI_MAX + 1);
+    if (len == 0 || len > USERS_XUI_MAX)
+        return USERS_BAD_XUI;
+    for (size_t i = 0; i < len; i++)
+        if (!xui_char_ok((unsigned char)xui[i]))
+            return USERS_BAD_XUI;
+    /* RFC 3986 §3.1 scheme. */
+    size_t i = 0;
+    if (!isalpha((unsigned char)xui[0]))
+        return USERS_BAD_XUI;
+    while (isalnum((unsigned char)xui[i]) || xui[i] == '+' || xui[i] == '-' || xui[i] == '.')
+        i++;
+    if (xui[i] != ':' || xui[i + 1] == '\0')
+        return USERS_BAD_XUI;
+    bool sip =
+        (i == 3 && strncasecmp(xui, "sip", 3) == 0) || (i == 4 && strncasecmp(xui, "sips", 4) == 0);
+    if (!sip)
+        return USERS_OK;
+
+    /* RFC 3261 §19.1.1: sip:user[:password]@host[:port][;params]. */
+    const char *rest = xui + i + 1;
+    const char *at = strchr(rest, '@');
+    if (!at)
+        return USERS_BAD_XUI;
+    size_t ulen = strcspn(rest, ":@");
+    if (copy_span(rest, ulen, user, userlen) != USERS_OK)
+        return USERS_BAD_XUI;
+    const char *host = at + 1;
+    size_t hlen;
+    if (*host == '[') {
+        const char *close = strchr(host, ']');
+        if (!close)
+            return USERS_BAD_XUI;
+        hlen = (size_t)(close - host) + 1;
+    } else {
+        hlen = strcspn(host, ":;@");
+    }
+    if (host[hlen] == '@' || copy_span(host, hlen, domain, domainlen) != USERS_OK) {
+        user[0] = '\0';
+        return USERS_BAD_XUI;
+    }
+    for (char *p = domain; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    return USERS_OK;
+}
+
+/* Usernames and realms go into quoted header values and NUL-separated keys. */
+static bool name_ok(const char *s)
+{
+    size_t len = strnlen(s, USERS_NAME_MAX + 1);
+    if (len == 0 || len > USERS_NAME_MAX)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
+            return false;
+    return true;
+}
+
+static size_t creds_key(const char *realm, const char *username, char key[CREDS_KEY_MAX])
+{
+    size_t rl = strlen(realm), ul = strlen(username);
+    memcpy(key, realm, rl);
+    key[rl] = '\0';
+    memcpy(key + rl + 1, username, ul);
+    return rl + 1 + ul;
+}
+
+static enum users_rc from_store(enum store_rc rc)
+{
+    switch (rc) {
+    case STORE_OK:
+        return USERS_OK;
+    case STORE_NOTFOUND:
+        return USERS_NOT_FOUND;
+    case STORE_FULL:
+    case STORE_INVALID:
+    case STORE_ERROR:
+        return USERS_ERROR;
+    }
+    return USERS_ERROR;
+}
+
+enum users_rc users_add(struct store *s, const char *xui, const char *username, const char *realm,
+                        const char *password)
+{
+    char user[USERS_NAME_MAX + 1], domain[USERS_NAME_MAX + 1];
+    if (users_xui_split(xui, user, sizeof user, domain, sizeof domain) != USERS_OK)
+        return USERS_BAD_XUI;
+    if (!username)
+        username = user;
+    if (!realm)
+        realm = domain;
+    if (!username[0] || !realm[0])
+        return USERS_BAD_XUI; /* not sip:, and no explicit username/realm */
+    if (!name_ok(username) || !name_ok(realm) || !password ||
+        strnlen(password, USERS_PASSWORD_MAX + 1) > USERS_PASSWORD_MAX)
+        return USERS_BAD_NAME;
+
+    /* Value: xui \0 ha1_md5 \0 ha1_sha256. */
+    char val[USERS_XUI_MAX + 1 + 2 * DIGEST_HEX_MAX];
+    size_t xl = strlen(xui);
+    memcpy(val, xui, xl + 1);
+    if (digest_ha1(DIGEST_MD5, username, realm, password, val + xl + 1) < 0 ||
+        digest_ha1(DIGEST_SHA256, username, realm, password, val + xl + 1 + 33) < 0)
+        return USERS_ERROR;
+    size_t vlen = xl + 1 + 32 + 1 + 64;
+
+    char key[CREDS_KEY_MAX];
+    size_t klen = creds_key(realm, username, key);
+    char uval[2 * USERS_NAME_MAX + 2];
+    size_t uvlen = creds_key(username, realm, uval);
+
+    struct store_txn *t;
+    if (store_txn_begin(s, true, &t) != STORE_OK)
+        return USERS_ERROR;
+    void *old = NULL;
+    size_t oldlen;
+    enum store_rc rc = store_kv_get(t, "users", xui, xl, &old, &oldlen);
+    free(old);
+    old = NULL;
+    enum users_rc out = USERS_OK;
+    if (rc == STORE_OK) {
+        out = USERS_EXISTS;
+    } else if (rc != STORE_NOTFOUND) {
+        out = USERS_ERROR;
+    } else {
+        rc = store_kv_get(t, "creds", key, klen, &old, &oldlen);
+        free(old);
+        if (rc == STORE_OK)
+            out = USERS_CRED_TAKEN;
+        else if (rc != STORE_NOTFOUND)
+            out = USERS_ERROR;
+    }
+    if (out == USERS_OK) {
+        if (store_kv_put(t, "users", xui, xl, uval, uvlen) != STORE_OK ||
+            store_kv_put(t, "creds", key, klen, val, vlen) != STORE_OK)
+            out = USERS_ERROR;
+    }
+    if (out != USERS_OK) {
+        store_txn_abort(t);
+        return out;
+    }
+    return store_txn_commit(t) == STORE_OK ? USERS_OK : USERS_ERROR;
+}
+
+/* Splits a stored "a \0 b" value (NUL-terminated after len bytes); both parts must be non-empty
+ * and b must hold no NUL. */
+static int split2(const char *v, size_t len, const char **a, const char **b)
+{
+    const char *nul = memchr(v, '\0', len);
+    if (!nul || nul == v || (size_t)(nul - v) + 1 >= len)
+        return -1;
+    if (memchr(nul + 1, '\0', len - (size_t)(nul - v) - 1))
+        return -1;
+    *a = v;
+    *b = nul + 1;
+    return 0;
+}
+
+enum users_rc users_del(struct store *s, const char *xui)
+{
+    size_t xl = strnlen(xui, USERS_XUI_MAX + 1);
+    if (xl == 0 || xl > USERS_XUI_MAX)
+        return USERS_BAD_XUI;
+    struct store_txn *t;
+    if (store_txn_begin(s, true, &t) != STORE_OK)
+        return USERS_ERROR;
+    void *v = NULL;
+    size_t vlen;
+    enum users_rc out = from_store(store_kv_get(t, "users", xui, xl, &v, &vlen));
+    const char *username, *realm;
+    if (out == USERS_OK && split2(v, vlen, &username, &realm) < 0)
+        out = USERS_ERROR;
+    if (out == USERS_OK) {
+        char key[CREDS_KEY_MAX];
+        size_t klen = creds_key(realm, username, key);
+        void *c = NULL;
+        size_t clen;
+        enum store_rc rc = store_kv_get(t, "creds", key, klen, &c, &clen);
+        /* Delete the credentials only if they belong to this XUI. */
+        if (rc == STORE_OK && clen > xl && memcmp(c, xui, xl + 1) == 0)
+            rc = store_kv_del(t, "creds", key, klen);
+        else if (rc == STORE_NOTFOUND || rc == STORE_OK)
+            rc = STORE_OK;
+        free(c);
+        if (rc != STORE_OK || store_kv_del(t, "users", xui, xl) != STORE_OK)
+            out = USERS_ERROR;
+    }
+    free(v);
+    if (out != USERS_OK) {
+        store_txn_abort(t);
+        return out;
+    }
+    return store_txn_commit(t) == STORE_OK ? USERS_OK : USERS_ERROR;
+}
+
+struct list_ctx {
+    int (*fn)(void *cls, const struct users_entry *u);
+    void *cls;
+    bool corrupt;
+};
+
+static int list_one(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct list_ctx *lc = cls;
+    /* Views are not NUL-terminated: copy them first. */
+    char xui[USERS_XUI_MAX + 1], v[2 * USERS_NAME_MAX + 2];
+    const char *username, *realm;
+    if (klen == 0 || klen > USERS_XUI_MAX || memchr(key, '\0', klen) || vlen >= sizeof v) {
+        lc->corrupt = true;
+        return 1;
+    }
+    memcpy(v, val, vlen);
+    v[vlen] = '\0';
+    if (split2(v, vlen, &username, &realm) < 0) {
+        lc->corrupt = true;
+        return 1;
+    }
+    memcpy(xui, key, klen);
+    xui[klen] = '\0';
+    struct users_entry u = {xui, username, realm};
+    return lc->fn(lc->cls, &u);
+}
+
+enum users_rc users_list(struct store *s, int (*fn)(void *cls, const struct users_entry *u),
+                         void *cls)
+{
+    struct store_txn *t;
+    if (store_txn_begin(s, false, &t) != STORE_OK)
+        return USERS_ERROR;
+    struct list_ctx lc = {fn, cls, false};
+    enum store_rc rc = store_kv_scan(t, "users", NULL, 0, list_one, &lc);
+    store_txn_abort(t);
+    return rc == STORE_OK && !lc.corrupt ? USERS_OK : USERS_ERROR;
+}
+
+void users_cred_release(struct users_cred *c)
+{
+    free(c->xui);
+    memset(c, 0, sizeof *c);
+}
+
+enum users_rc users_lookup(struct store *s, const char *realm, const char *username,
+                           struct users_cred *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!name_ok(realm) || !name_ok(username))
+        return USERS_NOT_FOUND;
+    char key[CREDS_KEY_MAX];
+    size_t klen = creds_key(realm, username, key);
+    struct store_txn *t;
+    if (store_txn_begin(s, false, &t) != STORE_OK)
+        return USERS_ERROR;
+    void *v = NULL;
+    size_t vlen;
+    enum users_rc rc = from_store(store_kv_get(t, "creds", key, klen, &v, &vlen));
+    store_txn_abort(t);
+    if (rc != USERS_OK)
+        return rc;
+
+    /* xui \0 md5(32) \0 sha256(64) */
+    const char *xui = v;
+    size_t xl = strnlen(xui, vlen);
+    if (xl == 0 || xl > USERS_XUI_MAX || vlen != xl + 1 + 33 + 64) {
+        free(v);
+        return USERS_ERROR;
+    }
+    const char *md5 = xui + xl + 1;
+    const char *sha = md5 + 33;
+    if (strlen(md5) != 32 || strlen(sha) != 64 || !(out->xui = strdup(xui))) {
+        free(v);
+        return USERS_ERROR;
+    }
+    memcpy(out->ha1_md5, md5, 33);
+    memcpy(out->ha1_sha256, sha, 65);
+    free(v);
+    return USERS_OK;
+}
+
+int users_digest_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
+                        struct digest_cred *out)
+{
+    struct users_cred c;
+    switch (users_lookup(cls, realm, username, &c)) {
+    case USERS_OK:
+        break;
+    case USERS_NOT_FOUND:
+        return 1;
+    case USERS_EXISTS:
+    case USERS_CRED_TAKEN:
+    case USERS_BAD_XUI:
+    case USERS_BAD_NAME:
+    case USERS_ERROR:
+        return -1;
+    }
+    bool md5 = alg == DIGEST_MD5 || alg == DIGEST_MD5_SESS;
+    memcpy(out->ha1, md5 ? c.ha1_md5 : c.ha1_sha256, DIGEST_HEX_MAX);
+    out->identity = c.xui;
+    c.xui = NULL;
+    users_cred_release(&c);
+    return 0;
+}
