@@ -7,6 +7,7 @@
 
 #include "engine_internal.h"
 #include "log.h"
+#include "usage.h"
 #include "xdoc.h"
 
 struct engine *engine_new(struct store *store, const struct engine_config *cfg)
@@ -196,8 +197,6 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     xmlDocPtr doc = NULL;
     struct xcap_err body_err = {0};
     enum xcap_status body_st = xdoc_parse(req->body, req->body_len, &doc, &body_err);
-    if (doc)
-        xmlFreeDoc(doc);
 
     struct doc_key k;
     engine_key(req->uri, &k);
@@ -205,6 +204,8 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     enum store_rc rc = store_txn_begin(e->store, true, &t);
     if (rc != STORE_OK) {
         xcap_err_release(&body_err);
+        if (doc)
+            xmlFreeDoc(doc);
         return engine_store_fail(err, rc);
     }
     struct store_doc old = {0};
@@ -233,6 +234,9 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
             goto abort;
         }
     }
+    if ((st = usage_validate(e->cfg.usage, req->au, &k, doc, err)) != XCAP_OK ||
+        (st = usage_interdepend(e->cfg.usage, t, req->au, &k, doc, err)) != XCAP_OK)
+        goto abort;
     char etag[STORE_ETAG_MAX];
     if ((rc = store_doc_put(t, &k, req->body, req->body_len, etag)) != STORE_OK) {
         st = engine_store_fail(err, rc);
@@ -252,6 +256,7 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     }
     store_doc_release(&old);
     xcap_err_release(&body_err);
+    xmlFreeDoc(doc);
     if ((rc = store_txn_commit(t)) != STORE_OK)
         return engine_store_fail(err, rc);
     memcpy(rep->etag, etag, sizeof rep->etag);
@@ -261,6 +266,8 @@ abort:
     store_txn_abort(t);
     store_doc_release(&old);
     xcap_err_release(&body_err);
+    if (doc)
+        xmlFreeDoc(doc);
     return st;
 }
 
@@ -316,6 +323,8 @@ static enum xcap_status engine_delete_document(struct engine *e, const struct en
         goto abort;
     }
     if ((st = engine_preconditions(req, old.etag, err)) != XCAP_OK)
+        goto abort;
+    if ((st = usage_interdepend(e->cfg.usage, t, req->au, &k, NULL, err)) != XCAP_OK)
         goto abort;
     if ((rc = store_doc_del(t, &k)) != STORE_OK) {
         st = engine_store_fail(err, rc);

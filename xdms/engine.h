@@ -18,12 +18,15 @@
 #include "store.h"
 #include "xcap_uri.h"
 
+struct usage;
+
 struct engine;
 
 struct engine_config {
     enum xdms_role role;
     const char *xcap_root;      /* public XCAP root with trailing '/', for <ancestor> URIs */
     unsigned max_docs_per_user; /* per XDMS, over all its AUIDs; 0 = unbounded */
+    struct usage *usage;        /* schemas, constraints, interdependencies (borrowed) */
 };
 
 enum engine_method { ENGINE_GET, ENGINE_HEAD, ENGINE_PUT, ENGINE_DELETE };

@@ -14,6 +14,7 @@
 #include "engine_internal.h"
 #include "log.h"
 #include "nodesel.h"
+#include "usage.h"
 #include "xdoc.h"
 #include "xspan.h"
 
@@ -318,8 +319,9 @@ struct node_call {
     struct store_txn *t;
     struct store_doc stored;
     struct node_doc d;
-    struct buf out;    /* new document bytes */
-    struct buf detail; /* change-log detail */
+    struct buf out;     /* new document bytes */
+    struct node_doc nd; /* the new document, parsed */
+    struct buf detail;  /* change-log detail */
 };
 
 static void node_call_release(struct node_call *c)
@@ -329,6 +331,7 @@ static void node_call_release(struct node_call *c)
     nodesel_release(&c->sel);
     store_doc_release(&c->stored);
     node_doc_release(&c->d);
+    node_doc_release(&c->nd);
     buf_release(&c->out);
     buf_release(&c->detail);
 }
@@ -422,9 +425,9 @@ static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
 /* Parses the spliced result and evaluates the request's element selector on it; the element it
  * selects must start at new_start (the content just written). */
 static enum xcap_status node_verify(struct node_call *c, size_t new_start, bool must_select,
-                                    enum xcap_status fail, struct node_doc *nd,
-                                    struct xcap_err *err)
+                                    enum xcap_status fail, struct xcap_err *err)
 {
+    struct node_doc *nd = &c->nd;
     enum xcap_status st = node_doc_load(nd, c->out.data, c->out.len, err);
     if (st != XCAP_OK) {
         /* the body was checked on its own; a failure here is a namespace clash with the
@@ -563,10 +566,7 @@ static enum xcap_status node_put_element(struct node_call *c, struct engine_repl
     free(blocal);
     if (rc)
         return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
-    struct node_doc nd;
-    st = node_verify(c, new_start, true, XCAP_CANNOT_INSERT, &nd, err);
-    node_doc_release(&nd);
-    return st;
+    return node_verify(c, new_start, true, XCAP_CANNOT_INSERT, err);
 }
 
 /* A prefix bound to ns at el that can qualify an attribute (default namespaces cannot). */
@@ -642,15 +642,13 @@ static enum xcap_status node_put_attribute(struct node_call *c, struct engine_re
     buf_release(&q);
     if (rc)
         return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
-    struct node_doc nd;
-    st = node_verify(c, se->start, true, XCAP_CANNOT_INSERT, &nd, err);
+    st = node_verify(c, se->start, true, XCAP_CANNOT_INSERT, err);
     if (st == XCAP_OK) {
-        xmlNodePtr nel = nodesel_eval(&c->sel, c->sel.n_steps, nd.xml, &amb, NULL);
+        xmlNodePtr nel = nodesel_eval(&c->sel, c->sel.n_steps, c->nd.xml, &amb, NULL);
         xmlAttrPtr na = nel ? nodesel_find_attr(nel, c->sel.attr_ns, c->sel.attr_local) : NULL;
         if (!na)
             st = xcap_fail(err, XCAP_CANNOT_INSERT, "the URI would not select the attribute");
     }
-    node_doc_release(&nd);
     return st;
 }
 
@@ -676,10 +674,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
         buf_release(&suffix);
         if (rc)
             return xcap_fail(err, XCAP_INTERNAL, "out of memory");
-        struct node_doc nd;
-        enum xcap_status st = node_doc_load(&nd, c->out.data, c->out.len, err);
-        node_doc_release(&nd);
-        return st;
+        return node_doc_load(&c->nd, c->out.data, c->out.len, err);
     }
     if (c->sel.n_steps == 1) /* SPEC XCAP-DEL-4 */
         return xcap_fail(err, XCAP_CANNOT_DELETE,
@@ -689,10 +684,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
     rc |= node_detail(&c->detail, "remove", el, NULL, NULL, NULL, "", 0);
     if (rc)
         return xcap_fail(err, XCAP_INTERNAL, "out of memory");
-    struct node_doc nd;
-    enum xcap_status st = node_verify(c, 0, false, XCAP_CANNOT_DELETE, &nd, err);
-    node_doc_release(&nd);
-    return st;
+    return node_verify(c, 0, false, XCAP_CANNOT_DELETE, err);
 }
 
 enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
@@ -737,6 +729,11 @@ enum xcap_status engine_node_execute(struct engine *e, const struct engine_reque
         goto done;
     struct doc_key k;
     engine_key(req->uri, &k);
+    /* RFC 4825 §8.2.5, §8.4: the whole resulting document is validated, then documents that
+     * depend on it are updated, all before the commit. */
+    if ((st = usage_validate(e->cfg.usage, req->au, &k, c.nd.xml, err)) != XCAP_OK ||
+        (st = usage_interdepend(e->cfg.usage, c.t, req->au, &k, c.nd.xml, err)) != XCAP_OK)
+        goto done;
     struct store_txn *t = c.t;
     c.t = NULL; /* engine_commit_update() owns it now */
     st = engine_commit_update(e, t, &k, c.stored.etag, c.out.data, c.out.len, c.detail.data,

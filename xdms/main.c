@@ -13,6 +13,7 @@
 #include "notify.h"
 #include "server.h"
 #include "store.h"
+#include "usage.h"
 #include "xdoc.h"
 
 /* DESIGN §1 default addresses per role. */
@@ -189,7 +190,10 @@ int main(int argc, char **argv)
 
     xdoc_global_init();
     const char *data = config_get(cfg, "data", default_data);
-    struct store_options sopts = {.map_size = map_size};
+    struct usage *usage;
+    if (usage_open(role, config_get(cfg, "schema_dir", XDM_SCHEMA_DIR), &usage) < 0)
+        return 1;
+    struct store_options sopts = {.map_size = map_size, .tables = usage_store_tables(role)};
     struct store *store;
     enum store_rc src = store_open(data, &sopts, &store);
     if (src != STORE_OK) {
@@ -199,7 +203,11 @@ int main(int argc, char **argv)
 
     const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
     struct engine_config ecfg = {
-        .role = role, .xcap_root = xcap_root, .max_docs_per_user = (unsigned)max_docs};
+        .role = role,
+        .xcap_root = xcap_root,
+        .max_docs_per_user = (unsigned)max_docs,
+        .usage = usage,
+    };
     struct engine *engine = engine_new(store, &ecfg);
 
     struct xdms_list sip_peers = {0}, sip_servers = {0};
@@ -267,6 +275,7 @@ int main(int argc, char **argv)
     server_free(server);
     engine_free(engine);
     store_close(store);
+    usage_close(usage);
     free(sip_peers.v);
     free(sip_servers.v);
     config_free(cfg);

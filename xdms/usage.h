@@ -1,0 +1,53 @@
+/* Application-usage semantics beyond the registry row (RFC 4825 §5.3–5.6, §8.2.5, §8.2.7):
+ * XML schema validation, usage constraints (uniqueness, references, OMA rule shapes, size and
+ * MIME limits), and resource interdependencies (the rls-services global index).
+ *
+ * The engine calls usage_validate() on every candidate document (after a document PUT, or after
+ * an element/attribute PUT or DELETE has been applied) and then usage_interdepend() inside the
+ * same write transaction, before it stores the document. Both run before anything is committed;
+ * a failure aborts the whole request.
+ *
+ * Thread-safety: a struct usage is created once at start and then shared read-only by all
+ * threads (compiled schemas are immutable; validation contexts are per call). */
+#ifndef XDM_USAGE_H
+#define XDM_USAGE_H
+
+#include <libxml/tree.h>
+
+#include "appusage.h"
+#include "status.h"
+#include "store.h"
+
+struct usage;
+
+/* A NULL struct usage (as in unit tests of the engine) validates nothing and has no
+ * interdependencies. */
+
+/* Extra store tables the role's usages need (pass to store_open); NULL-terminated. */
+const char *const *usage_store_tables(enum xdms_role role);
+
+/* Compiles the role's schemas from schema_dir (files named in usage.c) with network access and
+ * entity loading off. Returns 0, or -1 with a log line naming the file. */
+int usage_open(enum xdms_role role, const char *schema_dir, struct usage **out);
+void usage_close(struct usage *u);
+
+/* Validates the whole document doc (already well-formed) stored under k. Returns XCAP_OK or a
+ * 409 status with err filled: XCAP_SCHEMA_VALIDATION_ERROR (phrase names the line and the
+ * schema complaint), XCAP_UNIQUENESS_FAILURE (err->exists with field and alt-values),
+ * XCAP_CONSTRAINT_FAILURE, XCAP_LOCAL_CONSTRAINT_FAILURE. */
+enum xcap_status usage_validate(struct usage *u, const struct appusage *au, const struct doc_key *k,
+                                xmlDocPtr doc, struct xcap_err *err);
+
+/* Updates what depends on document k inside write transaction t (RFC 4825 §8.2.7): doc is the
+ * new version, NULL when the document is being deleted. Enforces cross-document constraints
+ * (rls-services service URIs unique across all users, RFC 4826 §4.4.5) and rewrites dependent
+ * documents with new ETags and change-log records (rls-services/global/index). Returns XCAP_OK
+ * or a failure status with err filled; on failure the caller aborts t. */
+enum xcap_status usage_interdepend(struct usage *u, struct store_txn *t, const struct appusage *au,
+                                   const struct doc_key *k, xmlDocPtr doc, struct xcap_err *err);
+
+/* True when the document path is one the usage serves from the server side only (e.g.
+ * rls-services/global/index): clients may read it (if allowed) but never write it. */
+bool usage_server_owned(const struct appusage *au, const struct doc_key *k);
+
+#endif
