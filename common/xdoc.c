@@ -83,6 +83,39 @@ static bool xdoc_has_doctype(const char *s, size_t len)
     return false;
 }
 
+static xmlNodePtr xdoc_next_element(xmlNodePtr n)
+{
+    while (n && n->type != XML_ELEMENT_NODE)
+        n = n->next;
+    return n;
+}
+
+/* libxml2's own depth limit depends on its version and counts differently (2.9 lets 257 levels
+ * through), so XDOC_MAX_DEPTH is checked here on the tree; iteratively, never by recursion. */
+static bool xdoc_too_deep(xmlNodePtr root)
+{
+    xmlNodePtr n = root;
+    int depth = 1;
+    for (;;) {
+        if (depth > XDOC_MAX_DEPTH)
+            return true;
+        xmlNodePtr child = xdoc_next_element(n->children);
+        if (child) {
+            n = child;
+            depth++;
+            continue;
+        }
+        xmlNodePtr sib = NULL;
+        while (n != root && !(sib = xdoc_next_element(n->next))) {
+            n = n->parent;
+            depth--;
+        }
+        if (!sib)
+            return false;
+        n = sib;
+    }
+}
+
 enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct xcap_err *err)
 {
     *out = NULL;
@@ -100,7 +133,9 @@ enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct
      * no HUGE (keeps libxml2's depth and size limits). */
     int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING;
     xmlDocPtr doc = xmlCtxtReadMemory(ctxt, data, (int)len, NULL, NULL, opts);
-    if (!doc || !ctxt->wellFormed) {
+    /* XML Namespaces §7: an unbound prefix leaves the document well-formed for libxml2 but not
+     * namespace-well-formed, and every XCAP document is read through namespaces (RFC 4825 §6.3). */
+    if (!doc || !ctxt->wellFormed || !ctxt->nsWellFormed) {
         const xmlError *e = xmlCtxtGetLastError(ctxt);
         char msg[256];
         if (e && e->message) {
@@ -122,9 +157,15 @@ enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct
         return xcap_fail(err, XCAP_NOT_UTF8,
                          "the XML declaration names an encoding other than UTF-8");
     }
-    if (!xmlDocGetRootElement(doc)) {
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    if (!root) {
         xmlFreeDoc(doc);
         return xcap_fail(err, XCAP_NOT_WELL_FORMED, "no root element");
+    }
+    if (xdoc_too_deep(root)) {
+        xmlFreeDoc(doc);
+        return xcap_fail(err, XCAP_NOT_WELL_FORMED, "elements nested deeper than %d",
+                         XDOC_MAX_DEPTH);
     }
     *out = doc;
     return XCAP_OK;
