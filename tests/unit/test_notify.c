@@ -409,8 +409,8 @@ static bool peer_recv(struct peer *p, char *buf, size_t max, int ms)
     return true;
 }
 
-/* Answers a request with 200, copying the transaction headers. */
-static void peer_ok(struct peer *p, const char *req)
+/* Answers a request with status, copying the transaction headers. */
+static void peer_answer(struct peer *p, const char *req, int status)
 {
     char via[512], from[512], to[512], callid[256], cseq[64];
     CU_ASSERT_TRUE_FATAL(header(req, "Via", via, sizeof via));
@@ -420,10 +420,15 @@ static void peer_ok(struct peer *p, const char *req)
     CU_ASSERT_TRUE_FATAL(header(req, "CSeq", cseq, sizeof cseq));
     char msg[4096];
     snprintf(msg, sizeof msg,
-             "SIP/2.0 200 OK\r\nVia: %s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n"
+             "SIP/2.0 %d %s\r\nVia: %s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n"
              "Content-Length: 0\r\n\r\n",
-             via, from, to, callid, cseq);
+             status, status == 200 ? "OK" : "Failed", via, from, to, callid, cseq);
     peer_send(p, msg);
+}
+
+static void peer_ok(struct peer *p, const char *req)
+{
+    peer_answer(p, req, 200);
 }
 
 /* Sends a SUBSCRIBE (in the dialog when p->to_tag is set) with extra headers and body. */
@@ -489,21 +494,26 @@ static int peer_wait_response(struct peer *p, char *notify, size_t max)
     return status;
 }
 
-/* Waits for the next NOTIFY, answers it with 200 and copies it. */
-static bool peer_wait_notify(struct peer *p, char *notify, size_t max)
+/* Waits (at most ms) for the next NOTIFY, answers it with status and copies it. */
+static bool peer_wait_notify_as(struct peer *p, char *notify, size_t max, int ms, int status)
 {
     char buf[65536];
-    int64_t end = now_ms() + 3000;
+    int64_t end = now_ms() + ms;
     while (now_ms() < end) {
         if (!peer_recv(p, buf, sizeof buf, (int)(end - now_ms())))
             return false;
         if (strncmp(buf, "NOTIFY ", 7) == 0) {
-            peer_ok(p, buf);
+            peer_answer(p, buf, status);
             snprintf(notify, max, "%s", buf);
             return true;
         }
     }
     return false;
+}
+
+static bool peer_wait_notify(struct peer *p, char *notify, size_t max)
+{
+    return peer_wait_notify_as(p, notify, max, 3000, 200);
 }
 
 static void peer_open(struct peer *p, uint16_t notifier_port, const char *call_id)
@@ -699,6 +709,152 @@ static void test_loopback(void)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A notifier over an empty temporary store; dir receives the store path. */
+static struct notifier *start_empty(char dir[32], struct store **st, unsigned min_expires)
+{
+    snprintf(dir, 32, "/tmp/xdm-notify-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    CU_ASSERT_EQUAL_FATAL(store_open(dir, NULL, st), STORE_OK);
+    struct notifier_config cfg = {
+        .host = "127.0.0.1",
+        .xcap_root = ROOT,
+        .role = ROLE_SHARED_LIST,
+        .min_expires = min_expires,
+    };
+    struct notifier *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, *st, &n), 0);
+    return n;
+}
+
+static void stop_empty(struct notifier *n, char dir[32], struct store *st)
+{
+    notifier_stop(n);
+    store_close(st);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Expiry by timer ends the subscription with reason=timeout; a NOTIFY answered 481 removes it
+ * (RFC 6665 §4.2.2, DIFF-16, DIFF-18). */
+static void test_expiry_and_481(void)
+{
+    char dir[32];
+    struct store *st;
+    struct notifier *n = start_empty(dir, &st, 0);
+    struct peer p;
+    char notify[65536], value[256];
+
+    peer_open(&p, notifier_port(n), "expiry");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 1\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    CU_ASSERT_TRUE(header(notify, "Subscription-State", value, sizeof value));
+    CU_ASSERT_TRUE(strncmp(value, "active;expires=", 15) == 0);
+    /* An empty store: the initial state lists no document. */
+    CU_ASSERT_PTR_NULL(strstr(body_of(notify), "<document"));
+    CU_ASSERT_TRUE(peer_wait_notify_as(&p, notify, sizeof notify, 4000, 200));
+    CU_ASSERT_TRUE(header(notify, "Subscription-State", value, sizeof value));
+    CU_ASSERT_STRING_EQUAL(value, "terminated;reason=timeout");
+    close(p.fd);
+
+    peer_open(&p, notifier_port(n), "rejected");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 60\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 200);
+    CU_ASSERT_TRUE(peer_wait_notify_as(&p, notify, sizeof notify, 3000, 481));
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 60\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 481);
+    close(p.fd);
+    stop_empty(n, dir, st);
+}
+
+/* Bounds: subscriptions per user (403), body size (413, over TCP), body type (415). */
+static void test_bounds(void)
+{
+    char dir[32];
+    struct store *st;
+    struct notifier *n = start_empty(dir, &st, 0);
+    struct peer p;
+    peer_open(&p, notifier_port(n), "bounds");
+    int ok = 0, refused = 0;
+    char call_id[40];
+    snprintf(call_id, sizeof call_id, "%.39s", p.call_id);
+    for (int i = 0; i <= NOTIFY_MAX_SUBS_PER_USER; i++) {
+        snprintf(p.call_id, sizeof p.call_id, "%s-%d", call_id, i);
+        p.to_tag[0] = '\0';
+        peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
+        int status = peer_wait_response(&p, NULL, 0);
+        ok += status == 200;
+        refused += status == 403;
+    }
+    CU_ASSERT_EQUAL(ok, NOTIFY_MAX_SUBS_PER_USER);
+    CU_ASSERT_EQUAL(refused, 1);
+    /* Another user is not affected. */
+    p.to_tag[0] = '\0';
+    snprintf(p.call_id, sizeof p.call_id, "%s-bob", call_id);
+    peer_subscribe(&p, "sip:bob@example.com", "Event: xcap-diff\r\n",
+                   LISTS_OPEN
+                   "<entry uri=\"resource-lists/users/sip:bob@example.com/\"/>" LISTS_CLOSE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 200);
+    p.to_tag[0] = '\0';
+    snprintf(p.call_id, sizeof p.call_id, "%s-type", call_id);
+    char msg[1024];
+    p.cseq++;
+    snprintf(msg, sizeof msg,
+             "SUBSCRIBE sip:bob@example.com SIP/2.0\r\n"
+             "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK-type;rport\r\n"
+             "From: <sip:bob@example.com>;tag=x\r\nTo: <sip:bob@example.com>\r\n"
+             "Call-ID: %s\r\nCSeq: %u SUBSCRIBE\r\nContact: <sip:w@127.0.0.1:%u>\r\n"
+             "Event: xcap-diff\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+             p.port, p.call_id, p.cseq, p.port);
+    peer_send(&p, msg);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 415);
+
+    /* A body over NOTIFY_MAX_BODY cannot travel over UDP; send it over TCP. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(notifier_port(n))};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    CU_ASSERT_EQUAL_FATAL(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    size_t blen = NOTIFY_MAX_BODY + 100;
+    char *big = malloc(blen + 2048);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    int hl = snprintf(big, 2048,
+                      "SUBSCRIBE sip:bob@example.com SIP/2.0\r\n"
+                      "Via: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-big\r\n"
+                      "From: <sip:bob@example.com>;tag=x\r\nTo: <sip:bob@example.com>\r\n"
+                      "Call-ID: big-%ld\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:w@127.0.0.1:1>\r\n"
+                      "Event: xcap-diff\r\nContent-Type: application/resource-lists+xml\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      (long)now_ms(), blen);
+    memset(big + hl, ' ', blen);
+    size_t total = (size_t)hl + blen, sent = 0;
+    while (sent < total) {
+        ssize_t w = send(fd, big + sent, total - sent, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        sent += (size_t)w;
+    }
+    free(big);
+    char resp[4096] = "";
+    size_t got = 0;
+    int64_t end = now_ms() + 3000;
+    while (!strstr(resp, "\r\n\r\n") && got < sizeof resp - 1 && now_ms() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)(end - now_ms())) <= 0)
+            break;
+        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        resp[got] = '\0';
+    }
+    CU_ASSERT_TRUE(strncmp(resp, "SIP/2.0 413 ", 12) == 0);
+    close(fd);
+    /* The peer stays open during the stop so the final NOTIFYs have somewhere to go. */
+    stop_empty(n, dir, st);
+    close(p.fd);
+}
+
 static void test_start_port_in_use(void)
 {
     char dir[] = "/tmp/xdm-notify-XXXXXX";
@@ -745,6 +901,8 @@ int main(void)
         {"trusted peers", test_peer_trusted},
         {"accept", test_accept},
         {"loopback SUBSCRIBE/NOTIFY", test_loopback},
+        {"expiry and 481", test_expiry_and_481},
+        {"bounds", test_bounds},
         {"port in use", test_start_port_in_use},
         CU_TEST_INFO_NULL,
     };
