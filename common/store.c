@@ -38,6 +38,10 @@
 #define STORE_MAX_TABLES 32
 #define STORE_TABLE_NAME_MAX 64
 #define STORE_DIR_MAX 4096
+/* Reader slots (one per open read transaction, across all processes). LMDB's default of 126 is
+ * below what a large HTTP thread pool plus the SIP thread and xdmctl may hold at once; a slot costs
+ * 64 bytes of lock file. The first process to create the lock file fixes the number. */
+#define STORE_MAX_READERS 1024
 /* LMDB's compiled-in default; checked against mdb_env_get_maxkeysize() at open. */
 #define STORE_KEY_MAX 511
 
@@ -109,6 +113,10 @@ static enum store_rc store_rc_from_mdb(int rc, const char *what)
         return STORE_NOTFOUND;
     case MDB_MAP_FULL:
     case MDB_TXN_FULL:
+        return STORE_FULL;
+    case MDB_READERS_FULL:
+        log_error("store: %s: %s (more concurrent readers than STORE_MAX_READERS)", what,
+                  mdb_strerror(rc));
         return STORE_FULL;
     case MDB_BAD_VALSIZE:
         return STORE_INVALID;
@@ -320,6 +328,8 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
     rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
     if (rc == MDB_SUCCESS)
         rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
     /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
      * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
      * reached the disk when mdb_txn_commit() returns (DESIGN §4, a 2xx follows the commit). */

@@ -815,6 +815,41 @@ static void test_concurrent_readers(void)
     rm_rf(dir);
 }
 
+/* One thread may hold many read transactions at once (MDB_NOTLS), more than LMDB's default of 126
+ * reader slots, as a large HTTP thread pool would. */
+#define MANY_READERS 300
+
+static void test_many_open_readers(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *s = open_store(dir, NULL);
+    struct doc_key k = key_of("a", "users", "u", "index");
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL_FATAL(put_doc(s, &k, "<old/>", etag), STORE_OK);
+    struct store_txn **txns = calloc(MANY_READERS, sizeof *txns);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(txns);
+    size_t opened = 0;
+    while (opened < MANY_READERS && store_txn_begin(s, false, &txns[opened]) == STORE_OK)
+        opened++;
+    CU_ASSERT_EQUAL(opened, MANY_READERS);
+    /* A commit in between is invisible to the snapshots already open. */
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<new/>", etag), STORE_OK);
+    size_t old_seen = 0;
+    for (size_t i = 0; i < opened; i++) {
+        struct store_doc d;
+        if (store_doc_get(txns[i], &k, &d) == STORE_OK) {
+            old_seen += strcmp(d.data, "<old/>") == 0;
+            store_doc_release(&d);
+        }
+        CU_ASSERT_EQUAL(store_txn_commit(txns[i]), STORE_OK);
+    }
+    CU_ASSERT_EQUAL(old_seen, MANY_READERS);
+    free(txns);
+    store_close(s);
+    rm_rf(dir);
+}
+
 /* Crash test: a child commits documents in a loop and reports each sequence number on a pipe only
  * after store_txn_commit() returned; the parent kills it with SIGKILL mid-stream. Every reported
  * document must then be present and intact (DESIGN §4: a 2xx is sent only after the commit). */
@@ -990,6 +1025,7 @@ int main(void)
         {"reopen persistence", test_reopen_persistence},
         {"map full", test_map_full},
         {"concurrent readers", test_concurrent_readers},
+        {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
         CU_TEST_INFO_NULL,
     };
