@@ -247,7 +247,10 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                                 (intptr_t)(cfg->max_header ? cfg->max_header : 65536), NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    /* MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset on purpose: 1 sets SO_REUSEPORT (a second
+     * server on a busy port would start and silently take half of the connections), 0 drops
+     * SO_REUSEADDR (a restart fails while old connections sit in TIME_WAIT). Unset, libmicrohttpd
+     * uses SO_REUSEADDR only. */
     if (cfg->threads > 1)
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
