@@ -230,8 +230,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    struct xdms_server_config scfg = {.role = role,
-                                      .root_path = config_get(cfg, "root_path", "/xcap-root")};
+    uint64_t max_uri;
+    if (config_get_size(cfg, "max_uri", 8 << 10, &max_uri) < 0)
+        return 2;
+    struct xdms_server_config scfg = {
+        .role = role,
+        .root_path = config_get(cfg, "root_path", "/xcap-root"),
+        .max_uri = max_uri,
+        .default_domain = config_get(cfg, "default_domain", "example.com"),
+    };
     struct xdms_server *server = server_new(&scfg, engine, notifier);
     if (!server)
         return 1;

@@ -9,6 +9,7 @@
 #include "engine.h"
 #include "log.h"
 #include "notify.h"
+#include "usage.h"
 #include "xcap_uri.h"
 
 struct trusted_peer {
@@ -21,6 +22,7 @@ struct trusted_peer {
 struct xdms_server {
     struct xdms_server_config cfg;
     char *root_path;
+    char *default_domain;
     struct engine *engine;
     struct notifier *notifier;
     struct trusted_peer *peers;
@@ -57,10 +59,12 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     s->cfg = *cfg;
     s->root_path = strdup(cfg->root_path);
     s->cfg.root_path = s->root_path;
+    s->default_domain = strdup(cfg->default_domain ? cfg->default_domain : "example.com");
+    s->cfg.default_domain = s->default_domain;
     s->engine = engine;
     s->notifier = notifier;
     buf_init(&s->caps, 1 << 16);
-    if (!s->root_path || caps_render(cfg->role, &s->caps) < 0) {
+    if (!s->root_path || !s->default_domain || caps_render(cfg->role, &s->caps) < 0) {
         server_free(s);
         return NULL;
     }
@@ -74,6 +78,7 @@ void server_free(struct xdms_server *s)
     if (!s)
         return;
     free(s->root_path);
+    free(s->default_domain);
     free(s->peers);
     buf_release(&s->caps);
     free(s);
@@ -241,9 +246,16 @@ static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms
             server_asserted_identity(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
     if (!c->identity)
         return xcap_fail(&c->err, XCAP_FORBIDDEN, "no asserted identity");
-    if (c->uri.tree == XCAP_TREE_GLOBAL)
-        return write ? xcap_fail(&c->err, XCAP_FORBIDDEN, "global documents are read-only")
-                     : XCAP_OK;
+    if (c->uri.tree == XCAP_TREE_GLOBAL) {
+        if (write)
+            return xcap_fail(&c->err, XCAP_FORBIDDEN, "global documents are read-only");
+        /* RFC 4826 §4.4.8 (SPEC RLS-8): server-maintained documents such as the rls-services
+         * global index are for trusted servers only. */
+        struct doc_key k = {c->uri.auid, "global", "", c->uri.path};
+        if (c->au && usage_server_owned(c->au, &k))
+            return xcap_fail(&c->err, XCAP_FORBIDDEN, "only trusted servers may read this");
+        return XCAP_OK;
+    }
     if (!xcap_uri_xui_equal(c->uri.xui, c->identity))
         return xcap_fail(&c->err, XCAP_FORBIDDEN, "%s may not access the documents of %s",
                          c->identity, c->uri.xui);

@@ -15,7 +15,9 @@ enum peer_role { PEER_PROXY, PEER_SERVER };
 
 struct xdms_server_config {
     enum xdms_role role;
-    const char *root_path; /* path of the XCAP root, e.g. "/xcap-root" */
+    const char *root_path;      /* path of the XCAP root, e.g. "/xcap-root" */
+    size_t max_uri;             /* longest request-target; longer ones get 414 */
+    const char *default_domain; /* domain for bare user names used as XUI */
 };
 
 struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engine *engine,
