@@ -527,6 +527,8 @@ struct notify_sub {
     const char *term_reason; /* set: the next NOTIFY is the final one */
     bool final_sent;
     bool dead;
+    bool sending;    /* inside nta_outgoing_tcreate() */
+    int sync_status; /* final status reported while sending */
 };
 
 struct notifier {
@@ -770,17 +772,29 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         int64_t left = s->expires_at - notify_now();
         snprintf(state, sizeof state, "active;expires=%lld", (long long)(left > 0 ? left : 0));
     }
-    s->orq = nta_outgoing_tcreate(s->leg, sub_on_notify_response, s, NULL, SIP_METHOD_NOTIFY, NULL,
-                                  SIPTAG_CONTACT(nta_agent_contact(n->agent)),
-                                  SIPTAG_EVENT_STR(s->event), SIPTAG_SUBSCRIPTION_STATE_STR(state),
-                                  SIPTAG_CONTENT_TYPE_STR(NOTIFY_MIME_DIFF),
-                                  SIPTAG_PAYLOAD_STR(body.data), TAG_END());
+    /* A transport error may be reported from inside nta_outgoing_tcreate(); the callback then
+     * only records it (sending) and it is handled here, once orq is known. */
+    s->sending = true;
+    s->sync_status = 0;
+    nta_outgoing_t *orq = nta_outgoing_tcreate(
+        s->leg, sub_on_notify_response, s, NULL, SIP_METHOD_NOTIFY, NULL,
+        SIPTAG_CONTACT(nta_agent_contact(n->agent)), SIPTAG_EVENT_STR(s->event),
+        SIPTAG_SUBSCRIPTION_STATE_STR(state), SIPTAG_CONTENT_TYPE_STR(NOTIFY_MIME_DIFF),
+        SIPTAG_PAYLOAD_STR(body.data), TAG_END());
+    s->sending = false;
     buf_release(&body);
-    if (!s->orq) {
-        log_warn("notifier: cannot send NOTIFY to %s; subscription removed", s->identity);
+    if (orq && s->sync_status >= 200) {
+        nta_outgoing_destroy(orq);
+        orq = NULL;
+    }
+    if (!orq) {
+        if (!s->term_reason)
+            log_warn("notifier: cannot send NOTIFY to %s (%d); subscription removed", s->identity,
+                     s->sync_status);
         sub_kill(s);
         return;
     }
+    s->orq = orq;
     if (s->term_reason)
         s->final_sent = true;
 }
@@ -792,6 +806,10 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
     int status = nta_outgoing_status(orq);
     if (status < 200)
         return 0;
+    if (s->sending) {
+        s->sync_status = status;
+        return 0;
+    }
     notifier_enter(n);
     nta_outgoing_destroy(orq);
     s->orq = NULL;

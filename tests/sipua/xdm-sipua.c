@@ -67,6 +67,8 @@ struct ua {
     long notifies;
     bool accepted;
     bool unsubscribe_due;
+    bool sending;    /* inside nta_outgoing_tcreate() */
+    int sync_status; /* final status reported while sending */
 };
 
 /* ---- JSON output ---- */
@@ -260,7 +262,9 @@ static int ua_subscribe(struct ua *ua, const char *kind, long expires, const cha
         snprintf(pai, sizeof pai, "P-Asserted-Identity: <%s>", ua->identity);
     bool initial = ua->phase == UA_INITIAL;
     ua->orq_kind = kind;
-    ua->orq = nta_outgoing_tcreate(
+    ua->sending = true;
+    ua->sync_status = 0;
+    nta_outgoing_t *orq = nta_outgoing_tcreate(
         ua->leg, ua_on_response, ua, URL_STRING_MAKE(ua->route), SIP_METHOD_SUBSCRIBE,
         initial ? URL_STRING_MAKE(ua->target) : NULL, SIPTAG_CONTACT_STR(ua->contact),
         SIPTAG_EVENT_STR(event), SIPTAG_ACCEPT_STR(ua->accept),
@@ -268,11 +272,15 @@ static int ua_subscribe(struct ua *ua, const char *kind, long expires, const cha
         TAG_IF(body, SIPTAG_CONTENT_TYPE_STR("application/resource-lists+xml")),
         TAG_IF(body, SIPTAG_PAYLOAD_STR(body)), TAG_END());
     free(body);
-    if (!ua->orq) {
+    ua->sending = false;
+    if (!orq) {
         fprintf(stderr, "xdm-sipua: cannot send SUBSCRIBE\n");
         return -1;
     }
+    ua->orq = orq;
     su_timer_set_interval(ua->t_response, ua_on_response_timeout, ua, UA_RESPONSE_WAIT_MS);
+    if (ua->sync_status >= 200) /* a transport error reported from inside the call above */
+        ua_on_response(ua, orq, NULL);
     return 0;
 }
 
@@ -338,7 +346,12 @@ static void ua_on_refresh(struct ua *ua, su_timer_t *t, struct ua *arg)
 
 static int ua_on_response(struct ua *ua, nta_outgoing_t *orq, const sip_t *sip)
 {
-    int status = nta_outgoing_status(orq);
+    if (ua->sending) {
+        ua->sync_status = nta_outgoing_status(orq);
+        return 0;
+    }
+    int status = ua->sync_status ? ua->sync_status : nta_outgoing_status(orq);
+    ua->sync_status = 0;
     if (status < 200)
         return 0;
     su_timer_reset(ua->t_response);
