@@ -562,6 +562,10 @@ static enum nc_check nonce_accept_nc(struct digest *d, const unsigned char id[NO
             e->nc = nc;
         goto out;
     }
+    if (nc == 0) {
+        rc = NC_REPLAY; /* counting starts at 1: 0 is never above the highest accepted */
+        goto out;
+    }
     if (d->has_floor && ts <= d->floor_ts) {
         rc = NC_STALE; /* its state may have been evicted: make the client take a new nonce */
         goto out;

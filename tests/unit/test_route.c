@@ -1,0 +1,808 @@
+/* Unit suite for the proxy's request path: aggproxy/route.c (AUID extraction on raw paths,
+ * defaults, overrides), caps.c (xcap-caps union), forward.c (byte-exact forwarding against an
+ * in-process upstream) and proxy.c (the whole pipeline with Digest, behind a real listener). */
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "caps.h"
+#include "digest.h"
+#include "forward.h"
+#include "httpd.h"
+#include "log.h"
+#include "proxy.h"
+#include "route.h"
+#include "store.h"
+#include "users.h"
+#include "xdoc.h"
+#include "unit.h"
+
+/* ---- route ---------------------------------------------------------------------------------- */
+
+static struct route_table *new_default_table(void)
+{
+    char err[256];
+    struct route_table *t = route_table_new(NULL, NULL, NULL, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    return t;
+}
+
+static void expect_route(const struct route_table *t, const char *path, enum route_kind kind,
+                         const char *upstream)
+{
+    struct route_match m;
+    route_match(t, path, &m);
+    if (m.kind != kind)
+        printf("\n  [%s]: kind %d, want %d\n", path, m.kind, kind);
+    CU_ASSERT_EQUAL(m.kind, kind);
+    if (upstream && m.kind == ROUTE_UPSTREAM)
+        CU_ASSERT_STRING_EQUAL(m.upstream, upstream);
+}
+
+static void test_route_defaults(void)
+{
+    struct route_table *t = new_default_table();
+    const char *x = "/users/sip:alice@example.com/index";
+    struct {
+        const char *auid, *url;
+    } want[] = {
+        {"resource-lists", "http://127.0.0.1:8181"},
+        {"pres-rules", "http://127.0.0.1:8182"},
+        {"org.openmobilealliance.pres-rules", "http://127.0.0.1:8182"},
+        {"pidf-manipulation", "http://127.0.0.1:8182"},
+        {"org.openmobilealliance.pres-content", "http://127.0.0.1:8182"},
+        {"rls-services", "http://127.0.0.1:8183"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "/xcap-root/%s%s", want[i].auid, x);
+        expect_route(t, path, ROUTE_UPSTREAM, want[i].url);
+    }
+    expect_route(t, "/xcap-root/rls-services/global/index", ROUTE_UPSTREAM,
+                 "http://127.0.0.1:8183");
+    expect_route(t, "/xcap-root/resource-lists", ROUTE_UPSTREAM, "http://127.0.0.1:8181");
+    expect_route(t, "/xcap-root/xcap-caps/global/index", ROUTE_CAPS, NULL);
+    const char *ups[8];
+    CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 8), 3);
+    CU_ASSERT_STRING_EQUAL(ups[0], "http://127.0.0.1:8181");
+    CU_ASSERT_STRING_EQUAL(ups[1], "http://127.0.0.1:8182");
+    CU_ASSERT_STRING_EQUAL(ups[2], "http://127.0.0.1:8183");
+    CU_ASSERT_STRING_EQUAL(route_table_root(t), "/xcap-root");
+    route_table_free(t);
+}
+
+static void test_route_not_found(void)
+{
+    struct route_table *t = new_default_table();
+    expect_route(t, "/xcap-root/unknown/users/sip:a@b/x", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-root/", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-root", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-root//resource-lists/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-rootx/resource-lists/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/other/resource-lists/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/resource-lists/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "*", ROUTE_NOT_FOUND, NULL);
+    /* the AUID is compared raw and exactly: no decoding, no case folding */
+    expect_route(t, "/xcap-root/resource%2Dlists/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-root/Resource-Lists/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-root/resource-lists2/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/xcap-root/resource-list/global/index", ROUTE_NOT_FOUND, NULL);
+    expect_route(t, "/XCAP-ROOT/resource-lists/global/index", ROUTE_NOT_FOUND, NULL);
+    route_table_free(t);
+}
+
+static void test_route_spans(void)
+{
+    struct route_table *t = new_default_table();
+    const char *path = "/xcap-root/resource-lists/users/sip:alice%40example.com/index/~~/"
+                       "resource-lists/list%5B@name=%22a%2Fb%22%5D";
+    struct route_match m;
+    route_match(t, path, &m);
+    CU_ASSERT_EQUAL_FATAL(m.kind, ROUTE_UPSTREAM);
+    CU_ASSERT_EQUAL(m.auid_len, 14);
+    CU_ASSERT_EQUAL(strncmp(m.auid, "resource-lists", m.auid_len), 0);
+    CU_ASSERT_EQUAL(m.tree_len, 5);
+    CU_ASSERT_EQUAL(strncmp(m.tree, "users", 5), 0);
+    CU_ASSERT_EQUAL(m.xui_len, strlen("sip:alice%40example.com"));
+    CU_ASSERT_EQUAL(strncmp(m.xui, "sip:alice%40example.com", m.xui_len), 0);
+    CU_ASSERT_STRING_EQUAL(m.rest, "/index/~~/resource-lists/list%5B@name=%22a%2Fb%22%5D");
+    char xui[64];
+    CU_ASSERT_EQUAL(route_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
+    CU_ASSERT_STRING_EQUAL(xui, "sip:alice@example.com");
+
+    route_match(t, "/xcap-root/pres-rules/global/index", &m);
+    CU_ASSERT_EQUAL(m.xui_len, 0);
+    CU_ASSERT_EQUAL(strncmp(m.tree, "global", m.tree_len), 0);
+    CU_ASSERT_STRING_EQUAL(m.rest, "/index");
+    /* a users tree without an XUI segment */
+    route_match(t, "/xcap-root/pres-rules/users", &m);
+    CU_ASSERT_EQUAL(m.kind, ROUTE_UPSTREAM);
+    CU_ASSERT_EQUAL(m.xui_len, 0);
+    route_match(t, "/xcap-root/pres-rules/users/", &m);
+    CU_ASSERT_EQUAL(m.xui_len, 0);
+    CU_ASSERT_PTR_NOT_NULL(m.xui);
+    route_table_free(t);
+}
+
+static void test_route_decode(void)
+{
+    char out[16];
+    CU_ASSERT_EQUAL(route_decode("a%3ab%3A%25", 11, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "a:b:%");
+    CU_ASSERT_EQUAL(route_decode("abc", 2, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "ab");
+    CU_ASSERT_EQUAL(route_decode("", 0, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_EQUAL(route_decode("%4", 2, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(route_decode("%41", 2, out, sizeof out), -1); /* escape cut by len */
+    CU_ASSERT_EQUAL(route_decode("%zz", 3, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(route_decode("a%00b", 5, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(route_decode("0123456789abcdef", 16, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(route_decode("0123456789abcde", 15, out, sizeof out), 0);
+    CU_ASSERT_EQUAL(route_decode("a", 1, out, 0), -1);
+}
+
+static void test_route_config(void)
+{
+    char err[256];
+    struct route_table *t =
+        route_table_new("/root/", "http://127.0.0.1:9001/", "https://xdms.example:9002",
+                        "http://[::1]:9003", err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    CU_ASSERT_STRING_EQUAL(route_table_root(t), "/root");
+    expect_route(t, "/root/resource-lists/global/index", ROUTE_UPSTREAM, "http://127.0.0.1:9001");
+    expect_route(t, "/root/pidf-manipulation/global/index", ROUTE_UPSTREAM,
+                 "https://xdms.example:9002");
+    expect_route(t, "/root/rls-services/global/index", ROUTE_UPSTREAM, "http://[::1]:9003");
+    expect_route(t, "/xcap-root/rls-services/global/index", ROUTE_NOT_FOUND, NULL);
+
+    /* route = AUID URL adds or overrides one AUID */
+    CU_ASSERT_EQUAL(
+        route_table_set_spec(t, "  org.openmobilealliance.groups \t http://h:1/ ", err, sizeof err),
+        0);
+    expect_route(t, "/root/org.openmobilealliance.groups/global/x", ROUTE_UPSTREAM, "http://h:1");
+    CU_ASSERT_EQUAL(route_table_set_spec(t, "pres-rules http://127.0.0.1:9009", err, sizeof err),
+                    0);
+    expect_route(t, "/root/pres-rules/global/index", ROUTE_UPSTREAM, "http://127.0.0.1:9009");
+    expect_route(t, "/root/org.openmobilealliance.pres-rules/global/index", ROUTE_UPSTREAM,
+                 "https://xdms.example:9002");
+    const char *ups[8];
+    CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 8), 5);
+    CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 2), 5); /* total, even when out is small */
+
+    const char *bad[] = {
+        "",
+        "foo",
+        "foo http://h:1 extra",
+        "foo ftp://h:1",
+        "foo http://",
+        "foo http:///x",
+        "foo http://h:1/path",
+        "foo http://h:1?x",
+        "foo http://user@h:1",
+        "xcap-caps http://h:1",
+        "a/b http://h:1",
+        "a?b http://h:1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        int rc = route_table_set_spec(t, bad[i], err, sizeof err);
+        if (rc != -1)
+            printf("\n  spec [%s] accepted\n", bad[i]);
+        CU_ASSERT_EQUAL(rc, -1);
+        CU_ASSERT_NOT_EQUAL(err[0], '\0');
+    }
+    route_table_free(t);
+
+    /* root "/" puts AUIDs at the top */
+    t = route_table_new("/", NULL, NULL, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    expect_route(t, "/resource-lists/global/index", ROUTE_UPSTREAM, "http://127.0.0.1:8181");
+    route_table_free(t);
+    CU_ASSERT_PTR_NULL(route_table_new("xcap-root", NULL, NULL, NULL, err, sizeof err));
+    CU_ASSERT_PTR_NULL(route_table_new("/x y", NULL, NULL, NULL, err, sizeof err));
+    CU_ASSERT_PTR_NULL(route_table_new(NULL, "localhost:8181", NULL, NULL, err, sizeof err));
+}
+
+/* ---- xcap-caps union ------------------------------------------------------------------------ */
+
+static void set_doc(struct buf *b, const char *text)
+{
+    buf_init(b, 1 << 16);
+    buf_puts(b, text);
+}
+
+static void test_caps_merge(void)
+{
+    struct buf docs[5];
+    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+                      "<auid>xcap-caps</auid><auid> resource-lists </auid></auids><namespaces>"
+                      "<namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+                      "</namespaces></xcap-caps>");
+    set_doc(&docs[1], "garbage <");
+    set_doc(&docs[2], "<xcap-caps xmlns=\"urn:other\"><auids><auid>evil</auid></auids>"
+                      "</xcap-caps>");
+    set_doc(&docs[3], "<c:xcap-caps xmlns:c=\"" CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
+                      "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
+                      "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
+                      "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
+                      "</c:namespace></c:namespaces></c:xcap-caps>");
+    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" CAPS_NS "\">"
+                      "<auids><auid>&e;</auid></auids></xcap-caps>");
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    size_t merged = 99;
+    CU_ASSERT_EQUAL(caps_merge(docs, 5, &out, &merged), 0);
+    CU_ASSERT_EQUAL(merged, 2);
+    CU_ASSERT_STRING_EQUAL(
+        out.data,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+        "<auid>xcap-caps</auid><auid>resource-lists</auid><auid>pres-rules</auid>"
+        "<auid>a&amp;b</auid></auids><extensions><extension>ext1</extension></extensions>"
+        "<namespaces><namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+        "<namespace>urn:b</namespace></namespaces></xcap-caps>\n");
+    /* nothing usable: still a valid document listing xcap-caps itself */
+    buf_reset(&out);
+    CU_ASSERT_EQUAL(caps_merge(docs + 1, 1, &out, &merged), 0);
+    CU_ASSERT_EQUAL(merged, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "<auids><auid>xcap-caps</auid></auids>"));
+    CU_ASSERT_PTR_NULL(strstr(out.data, "<extensions>"));
+    /* the result is well-formed */
+    xmlDocPtr doc = NULL;
+    struct xcap_err err = {0};
+    CU_ASSERT_EQUAL(xdoc_parse(out.data, out.len, &doc, &err), XCAP_OK);
+    xmlFreeDoc(doc);
+    xcap_err_release(&err);
+
+    char e1[CAPS_ETAG_MAX], e2[CAPS_ETAG_MAX], e3[CAPS_ETAG_MAX];
+    CU_ASSERT_EQUAL(caps_etag("abc", 3, e1), 0);
+    CU_ASSERT_EQUAL(caps_etag("abc", 3, e2), 0);
+    CU_ASSERT_EQUAL(caps_etag("abd", 3, e3), 0);
+    CU_ASSERT_STRING_EQUAL(e1, e2);
+    CU_ASSERT_STRING_NOT_EQUAL(e1, e3);
+    CU_ASSERT_EQUAL(e1[0], '"');
+    CU_ASSERT_EQUAL(e1[strlen(e1) - 1], '"');
+    for (int i = 0; i < 5; i++)
+        buf_release(&docs[i]);
+    buf_release(&out);
+}
+
+/* ---- An in-process upstream (XDMS stand-in) ------------------------------------------------- */
+
+struct echo_ctx {
+    struct buf *out;
+};
+
+static int echo_header(void *cls, const char *name, const char *value)
+{
+    struct echo_ctx *e = cls;
+    buf_printf(e->out, "H %s: %s\n", name, value);
+    return 0;
+}
+
+static const char upstream_caps[] =
+    "<xcap-caps xmlns=\"" CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
+    "</auids><namespaces><namespace>urn:ietf:params:xml:ns:resource-lists</namespace>"
+    "</namespaces></xcap-caps>";
+
+/* Echoes the request (line, headers, body, peer port) and answers with fixed headers. The path
+ * decides the behaviour: .../slow sleeps, .../big sends 4 KiB, ?status=N sets the status. */
+static void upstream_handler(void *cls, const struct http_request *req, struct http_response *resp)
+{
+    (void)cls;
+    const char *path = http_request_path(req);
+    if (strcmp(path, "/xcap-root/xcap-caps/global/index") == 0) {
+        resp->status = 200;
+        http_response_header(resp, "Content-Type", CAPS_MIME);
+        http_response_body(resp, upstream_caps, strlen(upstream_caps));
+        return;
+    }
+    if (strstr(path, "/slow")) {
+        struct timespec ts = {1, 200 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    socklen_t len;
+    const struct sockaddr *sa = http_request_peer(req, &len);
+    unsigned port =
+        sa && sa->sa_family == AF_INET ? ntohs(((const struct sockaddr_in *)sa)->sin_port) : 0;
+    buf_printf(&b, "%s %s\nP %u\n", http_request_method(req), http_request_target(req), port);
+    struct echo_ctx e = {&b};
+    http_request_each_header(req, echo_header, &e);
+    size_t blen;
+    const char *body = http_request_body(req, &blen);
+    buf_puts(&b, "B ");
+    buf_append(&b, body, blen);
+    buf_puts(&b, "\n");
+    if (strstr(path, "/big"))
+        for (int i = 0; i < 4096; i++)
+            buf_puts(&b, "x");
+    const char *q = http_request_query(req);
+    resp->status = q && strncmp(q, "status=", 7) == 0 ? atoi(q + 7) : 200;
+    http_response_header(resp, "Content-Type", "text/x-echo");
+    http_response_header(resp, "ETag", "\"up-1\"");
+    http_response_header(resp, "Allow", "GET, PUT, DELETE");
+    http_response_header(resp, "X-Not-Relayed", "1");
+    http_response_body(resp, b.data, b.len);
+    buf_release(&b);
+}
+
+static struct httpd *upstream;
+static char upstream_url[64];
+
+static int forward_suite_init(void)
+{
+    struct httpd_config cfg = {.host = "127.0.0.1", .port = 0, .threads = 4, .max_body = 1 << 20};
+    if (httpd_start(&cfg, upstream_handler, NULL, &upstream) < 0)
+        return -1;
+    snprintf(upstream_url, sizeof upstream_url, "http://127.0.0.1:%u", httpd_port(upstream));
+    return 0;
+}
+
+static int forward_suite_clean(void)
+{
+    httpd_stop(upstream);
+    upstream = NULL;
+    return 0;
+}
+
+/* A loopback port with nothing listening (bound then released). */
+static unsigned dead_port(void)
+{
+    struct httpd_config cfg = {.host = "127.0.0.1", .port = 0, .threads = 1, .max_body = 1};
+    struct httpd *d;
+    if (httpd_start(&cfg, upstream_handler, NULL, &d) < 0)
+        return 1;
+    unsigned port = httpd_port(d);
+    httpd_stop(d);
+    return port;
+}
+
+static void test_forward_headers_list(void)
+{
+    CU_ASSERT_TRUE(forward_header_relayed("Content-Type"));
+    CU_ASSERT_TRUE(forward_header_relayed("if-match"));
+    CU_ASSERT_TRUE(forward_header_relayed("IF-NONE-MATCH"));
+    CU_ASSERT_TRUE(forward_header_relayed("Accept"));
+    CU_ASSERT_FALSE(forward_header_relayed("Authorization"));
+    CU_ASSERT_FALSE(forward_header_relayed("Proxy-Authorization"));
+    CU_ASSERT_FALSE(forward_header_relayed("X-3GPP-Asserted-Identity"));
+    CU_ASSERT_FALSE(forward_header_relayed("X-XCAP-Asserted-Identity"));
+    CU_ASSERT_FALSE(forward_header_relayed("P-Asserted-Identity"));
+    CU_ASSERT_FALSE(forward_header_relayed("Expect"));
+    CU_ASSERT_FALSE(forward_header_relayed("Host"));
+}
+
+static void test_forward_exact(void)
+{
+    struct forward *fw = forward_new(NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+    const char *target = "/xcap-root/resource-lists/users/sip:alice@example.com/index/~~/"
+                         "resource-lists/list%5B@name=%22a%2fb%22%5D/../x/./y%7e?q=%2F..&r=[1]";
+    struct forward_header hs[] = {
+        {"Content-Type", "application/xcap-el+xml"},
+        {"If-Match", "\"abc\""},
+        {"X-3GPP-Asserted-Identity", "\"sip:alice@example.com\""},
+    };
+    struct forward_request rq = {.method = "PUT",
+                                 .base_url = upstream_url,
+                                 .target = target,
+                                 .headers = hs,
+                                 .n_headers = 3,
+                                 .body = "<list name=\"a/b\"/>",
+                                 .body_len = 18};
+    struct forward_response r;
+    forward_response_init(&r);
+    CU_ASSERT_EQUAL_FATAL(forward_do(fw, &rq, &r), XCAP_OK);
+    CU_ASSERT_EQUAL(r.status, 200);
+    char line[1024];
+    snprintf(line, sizeof line, "PUT %s\n", target);
+    CU_ASSERT_EQUAL(strncmp(r.body.data, line, strlen(line)), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "H Content-Type: application/xcap-el+xml\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "H If-Match: \"abc\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"sip:alice@example.com\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "B <list name=\"a/b\"/>\n"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "Expect"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "H Accept:"));
+    CU_ASSERT_STRING_EQUAL(forward_response_header(&r, "etag"), "\"up-1\"");
+    CU_ASSERT_STRING_EQUAL(forward_response_header(&r, "Content-Type"), "text/x-echo");
+    CU_ASSERT_STRING_EQUAL(forward_response_header(&r, "Allow"), "GET, PUT, DELETE");
+    CU_ASSERT_PTR_NULL(forward_response_header(&r, "X-Not-Relayed"));
+    char *peer1 = strstr(r.body.data, "\nP ");
+    unsigned port1 = peer1 ? (unsigned)atoi(peer1 + 3) : 0;
+
+    /* a second request on the same thread reuses the connection */
+    rq.method = "DELETE";
+    rq.body = NULL;
+    rq.body_len = 0;
+    rq.n_headers = 0;
+    rq.target = "/xcap-root/x?status=409";
+    CU_ASSERT_EQUAL_FATAL(forward_do(fw, &rq, &r), XCAP_OK);
+    CU_ASSERT_EQUAL(r.status, 409);
+    CU_ASSERT_EQUAL(strncmp(r.body.data, "DELETE /xcap-root/x?status=409\n", 31), 0);
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "H Content-Type"));
+    char *peer2 = strstr(r.body.data, "\nP ");
+    CU_ASSERT_TRUE(port1 != 0 && peer2 && (unsigned)atoi(peer2 + 3) == port1);
+
+    /* HEAD: no body read, headers still relayed */
+    rq.method = "HEAD";
+    rq.target = "/xcap-root/y";
+    CU_ASSERT_EQUAL_FATAL(forward_do(fw, &rq, &r), XCAP_OK);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_EQUAL(r.body.len, 0);
+    CU_ASSERT_STRING_EQUAL(forward_response_header(&r, "ETag"), "\"up-1\"");
+
+    /* PUT without Content-Type: curl must not invent one */
+    rq.method = "PUT";
+    rq.body = "x";
+    rq.body_len = 1;
+    CU_ASSERT_EQUAL_FATAL(forward_do(fw, &rq, &r), XCAP_OK);
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "H Content-Type"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "B x\n"));
+
+    /* targets that cannot go on the wire unchanged */
+    rq.target = "/a#b";
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_BAD_REQUEST);
+    rq.target = "/a b";
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_BAD_REQUEST);
+    rq.target = "a";
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_BAD_REQUEST);
+    CU_ASSERT_PTR_NOT_NULL(r.error);
+    forward_response_release(&r);
+    forward_free(fw);
+}
+
+static void test_forward_failures(void)
+{
+    struct forward_options opts = {.timeout_ms = 300, .max_response = 1024};
+    struct forward *fw = forward_new(&opts);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+    struct forward_request rq = {.method = "GET", .base_url = upstream_url, .target = "/ok"};
+    struct forward_response r;
+    forward_response_init(&r);
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_OK);
+
+    rq.target = "/big";
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_UPSTREAM);
+    CU_ASSERT_PTR_NOT_NULL(r.error);
+
+    rq.target = "/slow";
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_UPSTREAM_TIMEOUT);
+    CU_ASSERT_PTR_NOT_NULL(r.error && strstr(r.error, "in time"));
+
+    char dead[64];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%u", dead_port());
+    rq.base_url = dead;
+    rq.target = "/x";
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_UPSTREAM);
+    CU_ASSERT_PTR_NOT_NULL(r.error && strstr(r.error, dead));
+
+    /* the handle recovers after failures */
+    rq.base_url = upstream_url;
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_OK);
+    CU_ASSERT_EQUAL(r.status, 200);
+    forward_response_release(&r);
+    forward_free(fw);
+}
+
+/* Several threads forward at once, each with its own handle. */
+static void *forward_thread(void *cls)
+{
+    struct forward *fw = cls;
+    long ok = 0;
+    for (int i = 0; i < 20; i++) {
+        struct forward_request rq = {.method = "GET", .base_url = upstream_url, .target = "/t"};
+        struct forward_response r;
+        forward_response_init(&r);
+        if (forward_do(fw, &rq, &r) == XCAP_OK && r.status == 200)
+            ok++;
+        forward_response_release(&r);
+    }
+    return (void *)ok;
+}
+
+static void test_forward_threads(void)
+{
+    struct forward *fw = forward_new(NULL);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, forward_thread, fw);
+    long total = 0;
+    for (int i = 0; i < 4; i++) {
+        void *rv;
+        pthread_join(th[i], &rv);
+        total += (long)rv;
+    }
+    CU_ASSERT_EQUAL(total, 80);
+    forward_free(fw);
+}
+
+static void test_caps_compose(void)
+{
+    struct forward *fw = forward_new(NULL);
+    char err[256];
+    char dead[64];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%u", dead_port());
+    /* two AUIDs on the live upstream, one on a dead one: skipped */
+    struct route_table *t =
+        route_table_new(NULL, upstream_url, dead, upstream_url, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    struct buf out;
+    buf_init(&out, 1 << 16);
+    CU_ASSERT_EQUAL(caps_compose(fw, t, "\"sip:alice@example.com\"", &out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "<auids><auid>xcap-caps</auid><auid>resource-lists"
+                                            "</auid></auids>"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "urn:ietf:params:xml:ns:resource-lists"));
+    buf_release(&out);
+    route_table_free(t);
+    forward_free(fw);
+}
+
+/* ---- The whole proxy ------------------------------------------------------------------------ */
+
+struct proxy_env {
+    char dir[64];
+    struct store *store;
+    struct digest *digest;
+    struct route_table *routes;
+    struct forward *fw;
+    struct proxy *proxy;
+    struct httpd *httpd;
+    char base[64];
+};
+
+static struct proxy_env env;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static int proxy_suite_init(void)
+{
+    if (forward_suite_init() < 0)
+        return -1;
+    snprintf(env.dir, sizeof env.dir, "/tmp/xdm-test-route-XXXXXX");
+    if (!mkdtemp(env.dir) || users_open(env.dir, &env.store) != USERS_OK)
+        return -1;
+    if (users_add(env.store, "sip:alice@example.com", NULL, NULL, "pw") != USERS_OK ||
+        users_add(env.store, "sip:bob@other.org", NULL, NULL, "pb") != USERS_OK)
+        return -1;
+    char err[256];
+    env.digest = digest_new(NULL);
+    env.routes = route_table_new(NULL, upstream_url, upstream_url, upstream_url, err, sizeof err);
+    env.fw = forward_new(NULL);
+    struct proxy_config pc = {"example.com", env.store, env.digest, env.routes, env.fw};
+    env.proxy = proxy_new(&pc);
+    if (!env.digest || !env.routes || !env.fw || !env.proxy)
+        return -1;
+    struct httpd_config cfg = {.host = "127.0.0.1", .port = 0, .threads = 2, .max_body = 1 << 20};
+    if (httpd_start(&cfg, proxy_handle, env.proxy, &env.httpd) < 0)
+        return -1;
+    snprintf(env.base, sizeof env.base, "http://127.0.0.1:%u", httpd_port(env.httpd));
+    return 0;
+}
+
+static int proxy_suite_clean(void)
+{
+    httpd_stop(env.httpd);
+    proxy_free(env.proxy);
+    forward_free(env.fw);
+    route_table_free(env.routes);
+    digest_free(env.digest);
+    store_close(env.store);
+    nftw(env.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    memset(&env, 0, sizeof env);
+    forward_suite_clean();
+    return 0;
+}
+
+struct client_result {
+    long status;
+    struct buf body;
+    struct buf headers;
+};
+
+static size_t client_write(char *p, size_t s, size_t n, void *cls)
+{
+    return buf_append(cls, p, s * n) == 0 ? s * n : 0;
+}
+
+/* One request with libcurl; userpw NULL = no credentials. extra: one raw request header. */
+static void client(CURL *h, const char *method, const char *path, const char *userpw,
+                   const char *extra, const char *body, struct client_result *out)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s%s", env.base, path);
+    buf_reset(&out->body);
+    buf_reset(&out->headers);
+    out->status = 0;
+    struct curl_slist *hl = NULL;
+    if (extra)
+        hl = curl_slist_append(hl, extra);
+    hl = curl_slist_append(hl, "X-XCAP-Asserted-Identity: \"sip:bob@other.org\"");
+    hl = curl_slist_append(hl, "X-3GPP-Asserted-Identity: \"sip:bob@other.org\"");
+    hl = curl_slist_append(hl, "P-Asserted-Identity: <sip:bob@other.org>");
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+    if (!body)
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, client_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, client_write);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out->headers);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    if (body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    if (userpw) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_DIGEST);
+        curl_easy_setopt(h, CURLOPT_USERPWD, userpw);
+    }
+    CU_ASSERT_EQUAL(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(hl);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+}
+
+#define ALICE_INDEX "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+
+static void test_proxy_challenge(void)
+{
+    CURL *h = curl_easy_init();
+    struct client_result r;
+    buf_init(&r.body, 1 << 20);
+    buf_init(&r.headers, 1 << 20);
+    client(h, "GET", ALICE_INDEX, NULL, NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    const char *sha = strstr(r.headers.data, "WWW-Authenticate: Digest realm=\"example.com\", "
+                                             "qop=\"auth\", algorithm=SHA-256, nonce=\"");
+    const char *md5 = strstr(r.headers.data, "WWW-Authenticate: Digest realm=\"example.com\", "
+                                             "qop=\"auth\", algorithm=MD5, nonce=\"");
+    CU_ASSERT_TRUE(sha && md5 && sha < md5);
+    CU_ASSERT_PTR_NULL(strstr(r.headers.data, "stale"));
+    /* the realm follows the XUI's domain */
+    client(h, "GET", "/xcap-root/resource-lists/users/sip:bob@Other.Org/index", NULL, NULL, NULL,
+           &r);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "realm=\"other.org\""));
+    /* garbage credentials: 400 */
+    client(h, "GET", ALICE_INDEX, NULL, "Authorization: Digest username=\"alice", NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 400);
+    client(h, "GET", ALICE_INDEX, NULL, "Authorization: Basic YWxpY2U6cHc=", NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    /* wrong password */
+    client(h, "GET", ALICE_INDEX, "alice:nope", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    /* bob's credentials are for realm other.org, not example.com */
+    client(h, "GET", ALICE_INDEX, "bob:pb", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    buf_release(&r.body);
+    buf_release(&r.headers);
+    curl_easy_cleanup(h);
+}
+
+static void test_proxy_forward(void)
+{
+    CURL *h = curl_easy_init();
+    struct client_result r;
+    buf_init(&r.body, 1 << 20);
+    buf_init(&r.headers, 1 << 20);
+    client(h, "PUT", ALICE_INDEX "/~~/resource-lists/list%5B@name=%22x%22%5D", "alice:pw",
+           "Content-Type: application/xcap-el+xml", "<list name=\"x\"/>", &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_EQUAL(
+        strncmp(r.body.data, "PUT " ALICE_INDEX "/~~/resource-lists/list%5B@name=%22x%22%5D\n", 70),
+        0);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"sip:alice@example.com\"\n"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "sip:bob"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "Authorization"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "H Content-Type: application/xcap-el+xml\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "B <list name=\"x\"/>\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "ETag: \"up-1\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: text/x-echo"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Allow: GET, PUT, DELETE"));
+    CU_ASSERT_PTR_NULL(strstr(r.headers.data, "X-Not-Relayed"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Authentication-Info: qop=auth, rspauth=\""));
+
+    /* the same handle again (one connection); the upstream status is relayed unchanged */
+    client(h, "GET", ALICE_INDEX "?status=403", "alice:pw", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 403);
+    long conns = -1;
+    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &conns);
+    CU_ASSERT_EQUAL(conns, 0);
+
+    /* after authentication: unknown AUID or outside the root -> 404 */
+    client(h, "GET", "/xcap-root/nope/global/index", "alice:pw", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 404);
+    client(h, "GET", "/elsewhere", "alice:pw", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 404);
+
+    /* xcap-caps, served by the proxy */
+    client(h, "GET", "/xcap-root/xcap-caps/global/index", "alice:pw", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " CAPS_MIME));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "<auid>resource-lists</auid>"));
+    const char *et = strstr(r.headers.data, "ETag: ");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(et);
+    char inm[128];
+    snprintf(inm, sizeof inm, "If-None-Match: %.*s", (int)strcspn(et + 6, "\r\n"), et + 6);
+    client(h, "GET", "/xcap-root/xcap-caps/global/index", "alice:pw", inm, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 304);
+    client(h, "DELETE", "/xcap-root/xcap-caps/global/index", "alice:pw", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 405);
+    client(h, "GET", "/xcap-root/xcap-caps/users/sip:alice@example.com/index", "alice:pw", NULL,
+           NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 404);
+
+    /* the global tree accepts any known user of the default realm */
+    client(h, "GET", "/xcap-root/rls-services/global/index", "alice:pw", NULL, NULL, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    /* bob in his own realm */
+    CURL *h2 = curl_easy_init();
+    client(h2, "GET", "/xcap-root/pres-rules/users/sip:bob@other.org/index", "bob:pb", NULL, NULL,
+           &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"sip:bob@other.org\""));
+    curl_easy_cleanup(h2);
+    buf_release(&r.body);
+    buf_release(&r.headers);
+    curl_easy_cleanup(h);
+}
+
+static CU_TestInfo route_tests[] = {
+    {"default AUIDs", test_route_defaults},
+    {"unknown AUID and outside the root", test_route_not_found},
+    {"raw spans and XUI", test_route_spans},
+    {"percent-decoding", test_route_decode},
+    {"configured URLs and routes", test_route_config},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo caps_tests[] = {
+    {"merge", test_caps_merge},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo forward_tests[] = {
+    {"relayed request headers", test_forward_headers_list},
+    {"byte-exact forwarding", test_forward_exact},
+    {"502, 504, size bound", test_forward_failures},
+    {"concurrent threads", test_forward_threads},
+    {"xcap-caps composition", test_caps_compose},
+    CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo proxy_tests[] = {
+    {"challenges", test_proxy_challenge},
+    {"authenticated forwarding", test_proxy_forward},
+    CU_TEST_INFO_NULL,
+};
+
+int main(void)
+{
+    log_init("test_route", LOG_ERROR);
+    xdoc_global_init();
+    CU_SuiteInfo suites[] = {
+        {"route", NULL, NULL, NULL, NULL, route_tests},
+        {"caps", NULL, NULL, NULL, NULL, caps_tests},
+        {"forward", forward_suite_init, forward_suite_clean, NULL, NULL, forward_tests},
+        {"proxy", proxy_suite_init, proxy_suite_clean, NULL, NULL, proxy_tests},
+        CU_SUITE_INFO_NULL,
+    };
+    int rc = unit_run(suites);
+    xdoc_global_cleanup();
+    return rc;
+}
