@@ -44,6 +44,7 @@
 #include "notify_internal.h"
 #include "status.h"
 #include "store.h"
+#include "usage.h"
 #include "xcap_uri.h"
 #include "xdoc.h"
 
@@ -134,11 +135,13 @@ static int notify_entry_add(const char *uri, const char *xcap_root, enum xdms_ro
     if (st != XCAP_OK)
         return 0;
     /* Element and attribute subscriptions (DIFF-5, DIFF-14) are not served yet. */
-    if (u.node_sel || !appusage_find(role, u.auid)) {
+    const struct appusage *au = u.node_sel ? NULL : appusage_find(role, u.auid);
+    if (!au) {
         xcap_uri_release(&u);
         return 0;
     }
     struct notify_watch w = {
+        .au = au,
         .auid = u.auid,
         .global = u.tree == XCAP_TREE_GLOBAL,
         .xui = u.tree == XCAP_TREE_USERS ? u.xui : NULL,
@@ -243,6 +246,15 @@ size_t notify_watchlist_authorize(struct notify_watchlist *wl, const char *ident
         /* XCAP-AUTH-1: own home directory and global/ are readable; XCAP-AUTH-4: servers read
          * every user's documents. */
         bool ok = is_server || w->global || (w->xui && xcap_uri_xui_equal(w->xui, identity));
+        /* RFC 4826 §4.4.8 (SPEC RLS-8): server-maintained global documents are for trusted
+         * servers only, as for an HTTP GET. */
+        if (ok && w->global && !is_server) {
+            struct doc_key k = {w->auid, "global", "", w->path};
+            if (w->is_dir)
+                w->hide_server_owned = true;
+            else if (usage_server_owned(w->au, &k))
+                ok = false;
+        }
         if (ok) {
             wl->items[kept++] = *w;
         } else {
@@ -265,9 +277,9 @@ bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k)
         return false;
     if (!global && !xcap_uri_xui_equal(w->xui, k->xui))
         return false;
-    if (w->is_dir)
-        return strncmp(k->path, w->path, strlen(w->path)) == 0;
-    return strcmp(k->path, w->path) == 0;
+    if (w->is_dir ? strncmp(k->path, w->path, strlen(w->path)) != 0 : strcmp(k->path, w->path) != 0)
+        return false;
+    return !(w->hide_server_owned && usage_server_owned(w->au, k));
 }
 
 /* RFC 3986 §3.3 pchar minus pct-encoded. */
@@ -666,7 +678,6 @@ struct notify_full_ctx {
     const struct notify_sub *s;
     size_t index; /* the watch being expanded */
     struct buf *b;
-    const char *exact; /* document watch: only this path */
     int rc;
 };
 
@@ -683,7 +694,7 @@ static bool sub_seen_earlier(const struct notify_sub *s, size_t index, const str
 static int notify_full_doc(void *cls, const struct store_doc_view *d)
 {
     struct notify_full_ctx *c = cls;
-    if (c->exact && strcmp(d->key.path, c->exact) != 0)
+    if (!notify_watch_matches(&c->s->watches.items[c->index], &d->key))
         return 0;
     if (sub_seen_earlier(c->s, c->index, &d->key))
         return 0;
@@ -706,8 +717,9 @@ static int sub_render_full(struct notify_sub *s, struct store_txn *t, struct buf
 {
     for (size_t i = 0; i < s->watches.n; i++) {
         const struct notify_watch *w = &s->watches.items[i];
-        struct notify_full_ctx c = {
-            .s = s, .index = i, .b = b, .exact = w->is_dir ? NULL : w->path, .rc = 0};
+        /* A prefix listing; notify_watch_matches() then keeps the exact document of a
+         * document watch and drops hidden ones. */
+        struct notify_full_ctx c = {.s = s, .index = i, .b = b, .rc = 0};
         enum store_rc rc = store_doc_list(t, w->auid, w->global ? "global" : "users",
                                           w->global ? "" : w->xui, w->path, notify_full_doc, &c);
         if (rc != STORE_OK) {

@@ -31,11 +31,14 @@ struct doc_key;
 /* One watched resource. Invariants: auid is an AUID of the notifier's role; a users-tree watch has
  * an XUI, a global one has xui NULL; a directory watch has path "" or a prefix ending in '/'. */
 struct notify_watch {
+    const struct appusage *au; /* the registry row of auid */
     char *auid;
     bool global;
     char *xui;  /* decoded XUI */
     char *path; /* decoded document path, or directory prefix */
     bool is_dir;
+    bool hide_server_owned; /* a global directory watched by a client: skip documents that
+                               usage_server_owned() reserves for trusted servers */
 };
 
 struct notify_watchlist {
@@ -56,11 +59,13 @@ int notify_entries_parse(const char *body, size_t len, const char *xcap_root, en
                          struct notify_watchlist *out, size_t *skipped);
 
 /* Removes the watches identity may not read (SPEC XCAP-AUTH-1/4, DIFF-11): its own users/<XUI>/
- * tree and global/, or everything when is_server. Returns how many were removed. */
+ * tree and global/ (except server-owned documents, see usage_server_owned()), or everything when
+ * is_server. Returns how many were removed. */
 size_t notify_watchlist_authorize(struct notify_watchlist *wl, const char *identity,
                                   bool is_server);
 
-/* True when a change of document k concerns w (same document, or below the directory). */
+/* True when a change of document k concerns w (same document, or below the directory, and not
+ * hidden from w). */
 bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k);
 
 /* Appends the document selector of k relative to the XCAP root ("auid/users/<xui>/<path>" or

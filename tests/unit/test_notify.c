@@ -20,6 +20,7 @@
 #include "notify.h"
 #include "notify_internal.h"
 #include "store.h"
+#include "usage.h"
 #include "xdoc.h"
 
 #define ROOT "http://127.0.0.1:8080/xcap-root/"
@@ -145,6 +146,38 @@ static void test_authorize(void)
     CU_ASSERT_TRUE(notify_identity_is_server("sip:ps@EXAMPLE.COM", servers));
     CU_ASSERT_FALSE(notify_identity_is_server(ALICE, servers));
     CU_ASSERT_FALSE(notify_identity_is_server(ALICE, NULL));
+}
+
+/* Server-maintained global documents (rls-services/global/index, RFC 4826 §4.4.8) follow
+ * usage_server_owned(): hidden from clients, visible to servers. */
+static void test_server_owned(void)
+{
+    const char *body = LISTS_OPEN "<entry uri=\"rls-services/global/index\"/>"
+                                  "<entry uri=\"rls-services/global/\"/>" LISTS_CLOSE;
+    const struct appusage *au = appusage_find(ROLE_RLS, "rls-services");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(au);
+    struct doc_key index = {"rls-services", "global", "", "index"};
+    bool owned = usage_server_owned(au, &index);
+    struct notify_watchlist wl;
+    size_t skipped;
+    CU_ASSERT_EQUAL_FATAL(notify_entries_parse(body, strlen(body), ROOT, ROLE_RLS, &wl, &skipped),
+                          0);
+    CU_ASSERT_EQUAL_FATAL(wl.n, 2);
+    CU_ASSERT_PTR_EQUAL(wl.items[0].au, au);
+    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, ALICE, false), owned ? 1 : 0);
+    CU_ASSERT_EQUAL_FATAL(wl.n, owned ? 1 : 2);
+    const struct notify_watch *dir = &wl.items[wl.n - 1];
+    CU_ASSERT_TRUE(dir->is_dir);
+    CU_ASSERT_EQUAL(notify_watch_matches(dir, &index), !owned);
+    notify_watchlist_release(&wl);
+
+    CU_ASSERT_EQUAL_FATAL(notify_entries_parse(body, strlen(body), ROOT, ROLE_RLS, &wl, &skipped),
+                          0);
+    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:rls@example.com", true), 0);
+    CU_ASSERT_EQUAL_FATAL(wl.n, 2);
+    CU_ASSERT_TRUE(notify_watch_matches(&wl.items[0], &index));
+    CU_ASSERT_TRUE(notify_watch_matches(&wl.items[1], &index));
+    notify_watchlist_release(&wl);
 }
 
 static void test_watch_matches(void)
@@ -894,6 +927,7 @@ int main(void)
         {"resource-list errors", test_entries_parse_errors},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
+        {"server-owned documents", test_server_owned},
         {"document selectors", test_sel_append},
         {"xcap-diff rendering", test_diff_render},
         {"identity parsing", test_identity_parse},
