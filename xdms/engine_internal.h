@@ -27,4 +27,11 @@ enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
 enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
                                      struct engine_reply *rep, struct xcap_err *err);
 
+/* Applies a node-level PUT or DELETE (req->uri has a node selector) to the document bytes
+ * doc[0..len) without storage or usage checks: the new bytes are appended to out, *created tells
+ * an insertion from a replacement. Same statuses as engine_execute(). For tests and fuzzing. */
+enum xcap_status engine_node_transform(const char *xcap_root, const struct engine_request *req,
+                                       const char *doc, size_t len, struct buf *out, bool *created,
+                                       struct xcap_err *err);
+
 #endif

@@ -160,13 +160,13 @@ static int node_encode_step(struct buf *out, const char *s)
 }
 
 /* RFC 4825 §11: <no-parent> carries the URI of the closest existing ancestor. */
-static enum xcap_status node_no_parent(struct engine *e, const struct engine_request *req,
+static enum xcap_status node_no_parent(const char *xcap_root, const struct engine_request *req,
                                        const struct nodesel *sel, size_t depth,
                                        struct xcap_err *err)
 {
     struct buf b;
     buf_init(&b, 1 << 16);
-    int rc = buf_puts(&b, e->cfg.xcap_root);
+    int rc = buf_puts(&b, xcap_root);
     rc |= buf_puts(&b, req->uri->doc_sel);
     for (size_t i = 0; i < depth; i++) {
         rc |= buf_puts(&b, i == 0 ? "/~~/" : "/");
@@ -314,6 +314,7 @@ static int node_quote_value(struct buf *out, const char *v, size_t len)
 
 struct node_call {
     struct engine *e;
+    const char *xcap_root;
     const struct engine_request *req;
     struct nodesel sel;
     struct store_txn *t;
@@ -356,8 +357,7 @@ static enum xcap_status node_open(struct node_call *c, bool write, struct xcap_e
         xcap_fail(err, XCAP_NO_PARENT, "the document does not exist");
         const char *slash = strrchr(c->req->uri->doc_sel, '/');
         size_t dl = slash ? (size_t)(slash - c->req->uri->doc_sel) + 1 : 0;
-        if (asprintf(&err->ancestor, "%s%.*s", c->e->cfg.xcap_root, (int)dl, c->req->uri->doc_sel) <
-            0)
+        if (asprintf(&err->ancestor, "%s%.*s", c->xcap_root, (int)dl, c->req->uri->doc_sel) < 0)
             err->ancestor = NULL;
         return XCAP_NO_PARENT;
     }
@@ -499,8 +499,7 @@ static enum xcap_status node_insert_point(struct node_call *c, xmlNodePtr parent
     return XCAP_OK;
 }
 
-static enum xcap_status node_put_element(struct node_call *c, struct engine_reply *rep,
-                                         bool *created, struct xcap_err *err)
+static enum xcap_status node_put_element(struct node_call *c, bool *created, struct xcap_err *err)
 {
     const struct engine_request *req = c->req;
     bool amb;
@@ -509,7 +508,7 @@ static enum xcap_status node_put_element(struct node_call *c, struct engine_repl
     if (c->sel.n_steps > 1) {
         parent = nodesel_eval(&c->sel, c->sel.n_steps - 1, c->d.xml, &amb, &depth);
         if (!parent)
-            return node_no_parent(c->e, req, &c->sel, depth, err);
+            return node_no_parent(c->xcap_root, req, &c->sel, depth, err);
     }
     size_t boff = 0, blen = 0;
     char *bns = NULL, *blocal = NULL;
@@ -581,15 +580,14 @@ static const char *node_attr_prefix(xmlDocPtr doc, xmlNodePtr el, const char *ns
     return found;
 }
 
-static enum xcap_status node_put_attribute(struct node_call *c, struct engine_reply *rep,
-                                           bool *created, struct xcap_err *err)
+static enum xcap_status node_put_attribute(struct node_call *c, bool *created, struct xcap_err *err)
 {
     const struct engine_request *req = c->req;
     bool amb;
     size_t depth;
     xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, &depth);
     if (!el)
-        return node_no_parent(c->e, req, &c->sel, depth, err);
+        return node_no_parent(c->xcap_root, req, &c->sel, depth, err);
     enum xcap_status st = node_check_att_value(req->body, req->body_len, err);
     if (st != XCAP_OK)
         return st;
@@ -687,45 +685,74 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
     return node_verify(c, 0, false, XCAP_CANNOT_DELETE, err);
 }
 
-enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
-                                     struct engine_reply *rep, struct xcap_err *err)
+/* Parses the selector and checks what needs no document: the namespace resource is read-only
+ * (RFC 4825 §8.2.2, §8.4: 405), and a PUT body's media type must fit the resource (415). */
+static enum xcap_status node_prepare(struct node_call *c, struct xcap_err *err)
 {
-    struct node_call c = {.e = e, .req = req};
-    buf_init(&c.out, SIZE_MAX);
-    buf_init(&c.detail, SIZE_MAX);
+    const struct engine_request *req = c->req;
     enum xcap_status st =
-        nodesel_parse(req->uri->node_sel, req->uri->query, req->au->default_ns, &c.sel, err);
+        nodesel_parse(req->uri->node_sel, req->uri->query, req->au->default_ns, &c->sel, err);
     if (st != XCAP_OK)
-        goto done;
+        return st;
     bool write = req->method == ENGINE_PUT || req->method == ENGINE_DELETE;
-    if (write && c.sel.terminal == NODESEL_NAMESPACE) { /* RFC 4825 §8.2.2, §8.4 */
-        st = xcap_fail(err, XCAP_METHOD_NOT_ALLOWED, "namespace bindings are read-only");
+    if (write && c->sel.terminal == NODESEL_NAMESPACE) {
+        xcap_fail(err, XCAP_METHOD_NOT_ALLOWED, "namespace bindings are read-only");
         err->allow = strdup("GET, HEAD");
-        goto done;
+        return XCAP_METHOD_NOT_ALLOWED;
     }
     if (req->method == ENGINE_PUT) {
         const char *want =
-            c.sel.terminal == NODESEL_ATTRIBUTE ? ENGINE_MIME_ATTRIBUTE : ENGINE_MIME_ELEMENT;
-        if (!engine_media_type_is(req->content_type, want)) {
-            st =
-                xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "this resource needs Content-Type %s", want);
-            goto done;
-        }
+            c->sel.terminal == NODESEL_ATTRIBUTE ? ENGINE_MIME_ATTRIBUTE : ENGINE_MIME_ELEMENT;
+        if (!engine_media_type_is(req->content_type, want))
+            return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "this resource needs Content-Type %s",
+                             want);
     }
-    if (!write) {
+    return XCAP_OK;
+}
+
+/* The write itself, on the loaded document c->d: fills c->out, c->detail and c->nd. */
+static enum xcap_status node_apply(struct node_call *c, bool *created, struct xcap_err *err)
+{
+    *created = false;
+    if (c->req->method == ENGINE_DELETE)
+        return node_delete(c, err);
+    if (c->sel.terminal == NODESEL_ATTRIBUTE)
+        return node_put_attribute(c, created, err);
+    return node_put_element(c, created, err);
+}
+
+enum xcap_status engine_node_transform(const char *xcap_root, const struct engine_request *req,
+                                       const char *doc, size_t len, struct buf *out, bool *created,
+                                       struct xcap_err *err)
+{
+    struct node_call c = {.xcap_root = xcap_root, .req = req};
+    buf_init(&c.out, SIZE_MAX);
+    buf_init(&c.detail, SIZE_MAX);
+    enum xcap_status st = node_prepare(&c, err);
+    if (st == XCAP_OK && (st = node_doc_load(&c.d, doc, len, err)) == XCAP_OK &&
+        (st = node_apply(&c, created, err)) == XCAP_OK &&
+        buf_append(out, c.out.data, c.out.len) < 0)
+        st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    node_call_release(&c);
+    return st;
+}
+
+enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
+                                     struct engine_reply *rep, struct xcap_err *err)
+{
+    struct node_call c = {.e = e, .xcap_root = e->cfg.xcap_root, .req = req};
+    buf_init(&c.out, SIZE_MAX);
+    buf_init(&c.detail, SIZE_MAX);
+    enum xcap_status st = node_prepare(&c, err);
+    if (st != XCAP_OK)
+        goto done;
+    if (req->method != ENGINE_PUT && req->method != ENGINE_DELETE) {
         st = node_get(&c, rep, err);
         goto done;
     }
-    if ((st = node_open(&c, true, err)) != XCAP_OK)
-        goto done;
     bool created = false;
-    if (req->method == ENGINE_DELETE)
-        st = node_delete(&c, err);
-    else if (c.sel.terminal == NODESEL_ATTRIBUTE)
-        st = node_put_attribute(&c, rep, &created, err);
-    else
-        st = node_put_element(&c, rep, &created, err);
-    if (st != XCAP_OK)
+    if ((st = node_open(&c, true, err)) != XCAP_OK ||
+        (st = node_apply(&c, &created, err)) != XCAP_OK)
         goto done;
     struct doc_key k;
     engine_key(req->uri, &k);
