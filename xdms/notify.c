@@ -983,10 +983,12 @@ static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
     return ok;
 }
 
+/* RFC 5875 §4.1 (DIFF-8). The diff-processing parameter is accepted but this foundation always
+ * behaves as no-patching (ETags only, DIFF-13), which every client must understand. */
 static bool notify_event_ok(const sip_t *sip)
 {
     return sip->sip_event && sip->sip_event->o_type &&
-           strcmp(sip->sip_event->o_type, "xcap-diff") == 0;
+           strcasecmp(sip->sip_event->o_type, "xcap-diff") == 0;
 }
 
 static bool notify_accept_ok(const sip_t *sip)
