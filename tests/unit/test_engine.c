@@ -725,6 +725,7 @@ struct racer {
     pthread_barrier_t *go;
     const char *if_match;
     const char *body;
+    const char *if_none_match;
     enum xcap_status st;
     char etag[STORE_ETAG_MAX];
 };
@@ -743,6 +744,7 @@ static void *racer_run(void *arg)
         .au = appusage_find(ROLE_SHARED_LIST, "resource-lists"),
         .content_type = RL_MIME,
         .if_match = x->if_match,
+        .if_none_match = x->if_none_match,
         .body = x->body,
         .body_len = strlen(x->body),
     };
@@ -771,8 +773,8 @@ static void test_racing_if_match(void)
         quoted(h, sizeof h, "", cur);
         pthread_barrier_t go;
         pthread_barrier_init(&go, NULL, 2);
-        struct racer a = {&f, &go, h, DOC1, XCAP_INTERNAL, ""};
-        struct racer b = {&f, &go, h, DOC2, XCAP_INTERNAL, ""};
+        struct racer a = {&f, &go, h, DOC1, NULL, XCAP_INTERNAL, ""};
+        struct racer b = {&f, &go, h, DOC2, NULL, XCAP_INTERNAL, ""};
         pthread_t ta, tb;
         CU_ASSERT_EQUAL_FATAL(pthread_create(&ta, NULL, racer_run, &a), 0);
         CU_ASSERT_EQUAL_FATAL(pthread_create(&tb, NULL, racer_run, &b), 0);
@@ -794,6 +796,29 @@ static void test_racing_if_match(void)
         CU_ASSERT_STRING_EQUAL(r.body.data, w->body);
         result_release(&r);
         snprintf(cur, sizeof cur, "%s", w->etag);
+    }
+
+    /* two creators with If-None-Match: * on a missing document: one 201, one 412 */
+    const struct req del = {ENGINE_DELETE, RL_INDEX, NULL, NULL, NULL, NULL, 0};
+    for (int round = 0; round < 25; round++) {
+        CU_ASSERT_EQUAL(fx_run(&f, &del, &r), XCAP_OK);
+        result_release(&r);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        struct racer a = {&f, &go, NULL, DOC1, "*", XCAP_INTERNAL, ""};
+        struct racer b = {&f, &go, NULL, DOC2, "*", XCAP_INTERNAL, ""};
+        pthread_t ta, tb;
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&ta, NULL, racer_run, &a), 0);
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&tb, NULL, racer_run, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&go);
+        int created = (a.st == XCAP_CREATED) + (b.st == XCAP_CREATED);
+        int lost = (a.st == XCAP_PRECONDITION_FAILED) + (b.st == XCAP_PRECONDITION_FAILED);
+        CU_ASSERT_EQUAL(created, 1);
+        CU_ASSERT_EQUAL(lost, 1);
+        if (created != 1)
+            break;
     }
     fx_close(&f);
 }
@@ -840,7 +865,7 @@ static CU_TestInfo engine_tests[] = {
     {"delete then 404", test_delete},
     {"one change-log record per change", test_change_log},
     {"max_docs_per_user", test_max_docs_per_user},
-    {"racing PUTs with one If-Match: one wins", test_racing_if_match},
+    {"racing PUTs with one If-Match (or If-None-Match: *): one wins", test_racing_if_match},
     {"If-Match / If-None-Match / media type helpers", test_header_helpers},
     CU_TEST_INFO_NULL,
 };
