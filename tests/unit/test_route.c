@@ -304,7 +304,7 @@ static void upstream_handler(void *cls, const struct http_request *req, struct h
         return;
     }
     if (strstr(path, "/slow")) {
-        struct timespec ts = {1, 200 * 1000 * 1000};
+        struct timespec ts = {2, 500 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     struct buf b;
@@ -462,7 +462,7 @@ static void test_forward_exact(void)
 
 static void test_forward_failures(void)
 {
-    struct forward_options opts = {.timeout_ms = 300, .max_response = 1024};
+    struct forward_options opts = {.timeout_ms = 1000, .max_response = 1024};
     struct forward *fw = forward_new(&opts);
     CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
     struct forward_request rq = {.method = "GET", .base_url = upstream_url, .target = "/ok"};
