@@ -130,16 +130,33 @@ static int node_xpath(xmlNodePtr n, struct buf *out)
     return buf_printf(out, "/*[%u]", k);
 }
 
-/* Change-log detail (read by the notifier to build xcap-diff patches, RFC 5874/5261):
- *   "op=add|replace|remove\nsel=XPATH\npos=before|after|\ntype=@QNAME|\n\n" CONTENT
- * sel is positional in the previous version; CONTENT is the new element or attribute value. */
+/* Change-log detail, read by the notifier to build xcap-diff patches (RFC 5874, RFC 5261):
+ *   "op=add|replace|remove\n"
+ *   "sel=XPATH\n"            positional path in the PREVIOUS version ("/" "*" "/" "*[k]" ...),
+ *                             plus "/@QNAME" for an attribute replaced or removed
+ *   "pos=before|after|\n"    for add: relative to the sibling sel names; empty = last child
+ *   "type=@QNAME|\n"         for add of an attribute
+ *   "ns=PREFIX URI\n"...     bindings in scope where the content goes (PREFIX "" = default),
+ *                             so the patch can declare them and the content keeps its names
+ *   "\n" CONTENT             the new element's bytes or the attribute value, as stored */
 static int node_detail(struct buf *out, const char *op, xmlNodePtr target, const char *suffix,
-                       const char *pos, const char *type, const char *content, size_t clen)
+                       const char *pos, const char *type, xmlDocPtr doc, xmlNodePtr context,
+                       const char *content, size_t clen)
 {
     int rc = buf_printf(out, "op=%s\nsel=", op);
     rc |= node_xpath(target, out);
-    rc |= buf_printf(out, "%s\npos=%s\ntype=%s\n\n", suffix ? suffix : "", pos ? pos : "",
+    rc |= buf_printf(out, "%s\npos=%s\ntype=%s\n", suffix ? suffix : "", pos ? pos : "",
                      type ? type : "");
+    xmlNsPtr *nsl =
+        context && context->type == XML_ELEMENT_NODE ? xmlGetNsList(doc, context) : NULL;
+    for (xmlNsPtr *p = nsl; p && *p; p++) {
+        const char *pfx = (const char *)(*p)->prefix;
+        if (pfx && strcmp(pfx, "xml") == 0)
+            continue;
+        rc |= buf_printf(out, "ns=%s %s\n", pfx ? pfx : "", (const char *)(*p)->href);
+    }
+    xmlFree(nsl);
+    rc |= buf_puts(out, "\n");
     rc |= buf_append(out, content, clen);
     return rc ? -1 : 0;
 }
@@ -524,7 +541,8 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
         const struct xspan_el *se = node_span(&c->d, target);
         new_start = se->start;
         rc = node_splice(&c->d, se->start, se->end, body, blen, &c->out);
-        rc |= node_detail(&c->detail, "replace", target, NULL, NULL, NULL, body, blen);
+        rc |= node_detail(&c->detail, "replace", target, NULL, NULL, NULL, c->d.xml, target->parent,
+                          body, blen);
         *created = false;
     } else if (amb || !parent) {
         free(bns);
@@ -558,7 +576,7 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
             rc |= node_splice(&c->d, pe->stag_end - 2, pe->stag_end, ins.data, ins.len, &c->out);
             buf_release(&ins);
         }
-        rc |= node_detail(&c->detail, "add", anchor, NULL, pos, NULL, body, blen);
+        rc |= node_detail(&c->detail, "add", anchor, NULL, pos, NULL, c->d.xml, parent, body, blen);
         *created = true;
     }
     free(bns);
@@ -606,8 +624,8 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
         struct buf suffix;
         buf_init(&suffix, SIZE_MAX);
         rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
-        rc |= node_detail(&c->detail, "replace", el, suffix.data, NULL, NULL, req->body,
-                          req->body_len);
+        rc |= node_detail(&c->detail, "replace", el, suffix.data, NULL, NULL, c->d.xml, el,
+                          req->body, req->body_len);
         buf_release(&suffix);
         *created = false;
     } else {
@@ -632,7 +650,8 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
         rc |= buf_append(&ins, q.data, q.len);
         size_t at = se->stag_end - (se->empty ? 2 : 1);
         rc |= node_splice(&c->d, at, at, ins.data, ins.len, &c->out);
-        rc |= node_detail(&c->detail, "add", el, NULL, NULL, qname.data, req->body, req->body_len);
+        rc |= node_detail(&c->detail, "add", el, NULL, NULL, qname.data, c->d.xml, el, req->body,
+                          req->body_len);
         buf_release(&qname);
         buf_release(&ins);
         *created = true;
@@ -668,7 +687,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
         struct buf suffix;
         buf_init(&suffix, SIZE_MAX);
         rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
-        rc |= node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, "", 0);
+        rc |= node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, NULL, NULL, "", 0);
         buf_release(&suffix);
         if (rc)
             return xcap_fail(err, XCAP_INTERNAL, "out of memory");
@@ -679,7 +698,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
                          "the root element cannot be deleted; "
                          "delete the document instead");
     rc = node_splice(&c->d, se->start, se->end, "", 0, &c->out);
-    rc |= node_detail(&c->detail, "remove", el, NULL, NULL, NULL, "", 0);
+    rc |= node_detail(&c->detail, "remove", el, NULL, NULL, NULL, NULL, NULL, "", 0);
     if (rc)
         return xcap_fail(err, XCAP_INTERNAL, "out of memory");
     return node_verify(c, 0, false, XCAP_CANNOT_DELETE, err);
