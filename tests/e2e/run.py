@@ -987,7 +987,7 @@ class CaseRun:
                     else:
                         auth_mode[tok] = True
                 unknown = set(auth_mode) - {"none", "replay", "no-retry", "password",
-                                            "algorithm"}
+                                            "algorithm", "uri"}
                 if unknown:
                     raise CaseError("line %d: unknown @auth option(s) %s" % (dl, sorted(unknown)))
             elif d == "@timeout":
@@ -1032,10 +1032,11 @@ class CaseRun:
                              timeout)
         algorithm = mode.get("algorithm") or via.algorithm
         password = mode.get("password") or user.password
+        digest_uri = mode.get("uri") or target
         challenged = False
         if user.challenge is not None and (algorithm is None or
                                            user.algorithm.upper() == algorithm.upper()):
-            value, info = user.authorization(method, target, password)
+            value, info = user.authorization(method, digest_uri, password)
             resp = self.send(proxy, method, target, headers + [("Authorization", value)], body,
                              timeout)
             if resp.status != 401:
@@ -1054,7 +1055,7 @@ class CaseRun:
                 return resp
             challenged = True
             user.adopt(resp, algorithm)
-        value, info = user.authorization(method, target, password)
+        value, info = user.authorization(method, digest_uri, password)
         resp = self.send(proxy, method, target, headers + [("Authorization", value)], body,
                          timeout)
         resp.challenged = challenged
