@@ -308,7 +308,7 @@ static void server_respond(struct xcap_err *err, enum xcap_status st, struct eng
                            struct http_response *resp)
 {
     resp->status = status_http(st);
-    if (rep->etag[0])
+    if (rep->etag[0] && (st == XCAP_OK || st == XCAP_CREATED || st == XCAP_NOT_MODIFIED))
         http_response_headerf(resp, "ETag", "\"%s\"", rep->etag);
     if (st == XCAP_OK || st == XCAP_CREATED) {
         if (rep->content_type)
