@@ -63,6 +63,11 @@ enum xcap_status engine_execute(struct engine *e, const struct engine_request *r
 #define ENGINE_MIME_ATTRIBUTE "application/xcap-att+xml"
 #define ENGINE_MIME_NAMESPACE "application/xcap-ns+xml"
 
+/* GET of a node of a document the caller generated (not stored), e.g. xcap-caps or the
+ * xcap-directory: req->uri->node_sel must be set. Fills rep's content type and body. */
+enum xcap_status engine_node_select(const struct engine_request *req, const char *doc, size_t len,
+                                    struct engine_reply *rep, struct xcap_err *err);
+
 /* Compares a Content-Type header value with a media type, ignoring parameters (charset=...),
  * case and surrounding white space. */
 bool engine_media_type_is(const char *header, const char *type);

@@ -386,14 +386,10 @@ static enum xcap_status node_open(struct node_call *c, bool write, struct xcap_e
     return node_doc_load(&c->d, c->stored.data, c->stored.len, err);
 }
 
-static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
-                                 struct xcap_err *err)
+/* Reads the selected element, attribute or namespace bindings from the loaded c->d. */
+static enum xcap_status node_read(struct node_call *c, struct engine_reply *rep,
+                                  struct xcap_err *err)
 {
-    enum xcap_status st = node_open(c, false, err);
-    if (c->stored.data)
-        memcpy(rep->etag, c->stored.etag, sizeof rep->etag);
-    if (st != XCAP_OK)
-        return st;
     bool amb;
     xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
     if (!el)
@@ -437,6 +433,17 @@ static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
     }
     }
     return rc ? xcap_fail(err, XCAP_INTERNAL, "out of memory") : XCAP_OK;
+}
+
+static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
+                                 struct xcap_err *err)
+{
+    enum xcap_status st = node_open(c, false, err);
+    if (c->stored.data)
+        memcpy(rep->etag, c->stored.etag, sizeof rep->etag);
+    if (st != XCAP_OK)
+        return st;
+    return node_read(c, rep, err);
 }
 
 /* Parses the spliced result and evaluates the request's element selector on it; the element it
@@ -752,6 +759,19 @@ enum xcap_status engine_node_transform(const char *xcap_root, const struct engin
         (st = node_apply(&c, created, err)) == XCAP_OK &&
         buf_append(out, c.out.data, c.out.len) < 0)
         st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    node_call_release(&c);
+    return st;
+}
+
+enum xcap_status engine_node_select(const struct engine_request *req, const char *doc, size_t len,
+                                    struct engine_reply *rep, struct xcap_err *err)
+{
+    struct node_call c = {.req = req};
+    buf_init(&c.out, SIZE_MAX);
+    buf_init(&c.detail, SIZE_MAX);
+    enum xcap_status st = node_prepare(&c, err);
+    if (st == XCAP_OK && (st = node_doc_load(&c.d, doc, len, err)) == XCAP_OK)
+        st = node_read(&c, rep, err);
     node_call_release(&c);
     return st;
 }

@@ -238,6 +238,8 @@ int main(int argc, char **argv)
         .root_path = config_get(cfg, "root_path", "/xcap-root"),
         .max_uri = max_uri,
         .default_domain = config_get(cfg, "default_domain", "example.com"),
+        .xcap_root = xcap_root,
+        .store = store,
     };
     struct xdms_server *server = server_new(&scfg, engine, notifier);
     if (!server)

@@ -8,6 +8,7 @@
 #include "httpd.h"
 
 struct engine;
+struct store;
 struct notifier;
 struct xdms_server;
 
@@ -18,6 +19,8 @@ struct xdms_server_config {
     const char *root_path;      /* path of the XCAP root, e.g. "/xcap-root" */
     size_t max_uri;             /* longest request-target; longer ones get 414 */
     const char *default_domain; /* domain for bare user names used as XUI */
+    const char *xcap_root;      /* public XCAP root ("http://host/xcap-root/") for listings */
+    struct store *store;        /* for the xcap-directory listing (borrowed) */
 };
 
 struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engine *engine,
