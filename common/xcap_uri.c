@@ -1,5 +1,7 @@
 #include "xcap_uri.h"
 
+#include "buf.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,6 +43,20 @@ char *xcap_uri_decode(const char *src, size_t len)
 bad:
     free(out);
     return NULL;
+}
+
+int xcap_uri_encode_segment(struct buf *out, const char *s)
+{
+    static const char keep[] = "-._~!$&'()*+,;=:@";
+    int rc = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            (*p < 0x80 && strchr(keep, *p)))
+            rc |= buf_append(out, p, 1);
+        else
+            rc |= buf_printf(out, "%%%02X", *p);
+    }
+    return rc;
 }
 
 void xcap_uri_release(struct xcap_uri *u)

@@ -17,6 +17,8 @@
 
 #include "status.h"
 
+struct buf;
+
 #define XCAP_URI_MAX_SEGMENT 1024
 
 enum xcap_tree { XCAP_TREE_GLOBAL, XCAP_TREE_USERS };
@@ -47,6 +49,11 @@ void xcap_uri_release(struct xcap_uri *u);
 /* Percent-decodes src[0..len) into a new NUL-terminated string. Returns NULL on an invalid escape,
  * an encoded or raw NUL, or allocation failure. */
 char *xcap_uri_decode(const char *src, size_t len);
+
+/* Appends s percent-encoded as one URI path segment: RFC 3986 unreserved characters and the
+ * sub-delims, ':' and '@' stay; everything else (also '/', '"', '[', ']', '%') becomes %XX.
+ * Returns 0 or -1 (buffer full). */
+int xcap_uri_encode_segment(struct buf *out, const char *s);
 
 /* Compares two XUIs after decoding: scheme and host case-insensitive, user part exact
  * (RFC 3261 §19.1.4). Returns true when they name the same user. */

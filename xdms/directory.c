@@ -1,22 +1,10 @@
 #include "directory.h"
 
+#include "xcap_uri.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-int directory_encode_segment(struct buf *out, const char *s)
-{
-    static const char keep[] = "-._~!$&'()*+,;=:@";
-    int rc = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            (*p < 0x80 && strchr(keep, *p)))
-            rc |= buf_append(out, p, 1);
-        else
-            rc |= buf_printf(out, "%%%02X", *p);
-    }
-    return rc;
-}
 
 struct directory_walk {
     struct buf *out;
@@ -39,8 +27,8 @@ static int directory_entry(void *cls, const struct store_doc_view *d)
     struct directory_walk *w = cls;
     struct buf uri;
     buf_init(&uri, 1 << 16);
-    int rc = buf_puts(&uri, w->root) | directory_encode_segment(&uri, d->key.auid) |
-             buf_puts(&uri, "/users/") | directory_encode_segment(&uri, w->xui);
+    int rc = buf_puts(&uri, w->root) | xcap_uri_encode_segment(&uri, d->key.auid) |
+             buf_puts(&uri, "/users/") | xcap_uri_encode_segment(&uri, w->xui);
     /* the document path may have sub-directories: encode each segment */
     const char *p = d->key.path;
     while (*p) {
@@ -53,7 +41,7 @@ static int directory_entry(void *cls, const struct store_doc_view *d)
         }
         memcpy(seg, p, n);
         seg[n] = '\0';
-        rc |= buf_puts(&uri, "/") | directory_encode_segment(&uri, seg);
+        rc |= buf_puts(&uri, "/") | xcap_uri_encode_segment(&uri, seg);
         p += n + (slash ? 1 : 0);
     }
     struct tm tm;

@@ -20,7 +20,4 @@
 int directory_render(struct store *store, enum xdms_role role, const char *xcap_root,
                      const char *xui, struct buf *out, char etag_out[STORE_ETAG_MAX]);
 
-/* Appends s percent-encoded for use as one URI path segment (RFC 3986 pchar; ':' and '@' stay). */
-int directory_encode_segment(struct buf *out, const char *s);
-
 #endif

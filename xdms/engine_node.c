@@ -16,6 +16,7 @@
 #include "nodesel.h"
 #include "usage.h"
 #include "xdoc.h"
+#include "xcap_uri.h"
 #include "xspan.h"
 
 /* A parsed stored document: bytes, tree and spans, with every element's document-order index
@@ -161,21 +162,6 @@ static int node_detail(struct buf *out, const char *op, xmlNodePtr target, const
     return rc ? -1 : 0;
 }
 
-/* Percent-encodes a selector step for use inside a URI path. */
-static int node_encode_step(struct buf *out, const char *s)
-{
-    static const char keep[] = "-._~!$&'()*+,;=:@";
-    int rc = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            (*p < 0x80 && strchr(keep, *p)))
-            rc |= buf_append(out, p, 1);
-        else
-            rc |= buf_printf(out, "%%%02X", *p);
-    }
-    return rc;
-}
-
 /* RFC 4825 §11: <no-parent> carries the URI of the closest existing ancestor. */
 static enum xcap_status node_no_parent(const char *xcap_root, const struct engine_request *req,
                                        const struct nodesel *sel, size_t depth,
@@ -187,7 +173,7 @@ static enum xcap_status node_no_parent(const char *xcap_root, const struct engin
     rc |= buf_puts(&b, req->uri->doc_sel);
     for (size_t i = 0; i < depth; i++) {
         rc |= buf_puts(&b, i == 0 ? "/~~/" : "/");
-        rc |= node_encode_step(&b, sel->steps[i].text);
+        rc |= xcap_uri_encode_segment(&b, sel->steps[i].text);
     }
     xcap_fail(err, XCAP_NO_PARENT, "the parent of the target does not exist");
     if (rc == 0)
