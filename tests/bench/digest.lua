@@ -12,6 +12,9 @@
 -- that finds no free nonce goes without credentials; its 401 brings a new nonce into the pool
 -- (this happens only while the pool warms up to one nonce per connection). If the proxy echoes no
 -- cnonce, the script falls back to round-robin over a pool of 8 nonces per connection.
+--
+-- With BENCH_FAKE_NONCES=1 the pool starts full of made-up nonces: pointed at the ceiling server
+-- (which ignores credentials) this measures what the script itself costs the load generator.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local md5 = require("md5")
@@ -36,6 +39,12 @@ function init(args)
    end
    path = wrk.path
    conns_per_thread = tonumber(os.getenv("BENCH_CONNS_PER_THREAD") or "16")
+   if os.getenv("BENCH_FAKE_NONCES") == "1" then
+      tracking = false
+      for i = 1, 8 * conns_per_thread do
+         pool[i] = { nonce = "fake" .. i, realm = "example.com", nc = 0, busy = false }
+      end
+   end
 end
 
 local function param(s, name)
