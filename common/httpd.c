@@ -85,7 +85,8 @@ static size_t httpd_no_unescape(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
-static void httpd_mhd_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void httpd_mhd_log(void *cls, const char *fmt,
+                                                                va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
