@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -20,6 +22,7 @@ struct httpd {
     uint16_t port;
     char *tls_cert_pem;
     char *tls_key_pem;
+    char *tls_ca_pem; /* client CA: set when clients are asked for a certificate */
 };
 
 /* One request's whole lifetime: allocated when the URI arrives, freed in httpd_completed(). */
@@ -226,9 +229,13 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     if (cfg->tls_cert) {
         d->tls_cert_pem = httpd_read_file(cfg->tls_cert);
         d->tls_key_pem = cfg->tls_key ? httpd_read_file(cfg->tls_key) : NULL;
-        if (!d->tls_cert_pem || !d->tls_key_pem) {
+        d->tls_ca_pem = cfg->tls_client_ca ? httpd_read_file(cfg->tls_client_ca) : NULL;
+        if (!d->tls_cert_pem || !d->tls_key_pem || (cfg->tls_client_ca && !d->tls_ca_pem)) {
+            if (!cfg->tls_key)
+                log_error("httpd: tls_cert given without tls_key");
             free(d->tls_cert_pem);
             free(d->tls_key_pem);
+            free(d->tls_ca_pem);
             free(d);
             return -1;
         }
@@ -256,18 +263,27 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
     if (d->tls_cert_pem) {
+        /* TS 33.310 Annex E (SPEC GAA-1): TLS 1.2 at least. */
+        const char *prio = cfg->tls_priorities ? cfg->tls_priorities
+                                               : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, d->tls_cert_pem};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, d->tls_key_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
+        /* With a trust list libmicrohttpd asks every client for a certificate (optional). */
+        if (d->tls_ca_pem)
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, d->tls_ca_pem};
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     d->mhd = MHD_start_daemon(flags, cfg->port, NULL, NULL, httpd_access, d, MHD_OPTION_ARRAY, opts,
                               MHD_OPTION_END);
     if (!d->mhd) {
-        log_error("httpd: cannot listen on %s port %u (in use, or no permission)", cfg->host,
-                  cfg->port);
+        log_error("httpd: cannot listen on %s port %u (in use, no permission, or bad TLS "
+                  "certificate/key)",
+                  cfg->host, cfg->port);
         free(d->tls_cert_pem);
         free(d->tls_key_pem);
+        free(d->tls_ca_pem);
         free(d);
         return -1;
     }
@@ -294,6 +310,7 @@ void httpd_stop(struct httpd *d)
     MHD_stop_daemon(d->mhd);
     free(d->tls_cert_pem);
     free(d->tls_key_pem);
+    free(d->tls_ca_pem);
     free(d);
 }
 
@@ -374,9 +391,85 @@ const char *http_request_peer_str(const struct http_request *r)
     return m->peer;
 }
 
+static gnutls_session_t httpd_tls_session(const struct http_request *r)
+{
+    if (!r->d->tls_cert_pem)
+        return NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return ci ? (gnutls_session_t)ci->tls_session : NULL;
+}
+
 int http_request_tls_cipher(const struct http_request *r)
 {
-    return -1; /* filled in with TLS support */
+    gnutls_session_t s = httpd_tls_session(r);
+    if (!s)
+        return -1;
+    /* GnuTLS reports the session's suite as its parts; its suite table maps them to the IANA code
+     * (TS 33.220 Annex H.3 puts that code into the Ua security protocol identifier). TLS 1.3
+     * suites do not fix the key exchange, so only cipher and MAC identify them. */
+    gnutls_protocol_t ver = gnutls_protocol_get_version(s);
+    gnutls_kx_algorithm_t kx = gnutls_kx_get(s);
+    gnutls_cipher_algorithm_t cipher = gnutls_cipher_get(s);
+    gnutls_mac_algorithm_t mac = gnutls_mac_get(s);
+    for (size_t i = 0;; i++) {
+        unsigned char id[2];
+        gnutls_kx_algorithm_t k;
+        gnutls_cipher_algorithm_t c;
+        gnutls_mac_algorithm_t m;
+        gnutls_protocol_t minver;
+        if (!gnutls_cipher_suite_info(i, id, &k, &c, &m, &minver))
+            return -1;
+        bool tls13_suite = minver == GNUTLS_TLS1_3;
+        if ((ver == GNUTLS_TLS1_3) != tls13_suite)
+            continue;
+        if (c == cipher && m == mac && (tls13_suite || k == kx))
+            return (id[0] << 8) | id[1];
+    }
+}
+
+int http_request_tls_peer(const struct http_request *r, struct http_tls_peer *out)
+{
+    memset(out, 0, sizeof *out);
+    gnutls_session_t s = httpd_tls_session(r);
+    if (!s || !r->d->tls_ca_pem)
+        return 1;
+    unsigned n = 0;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(s, &n);
+    if (!chain || n == 0)
+        return 1;
+    unsigned status = 0;
+    int rc = gnutls_certificate_verify_peers2(s, &status);
+    if (rc < 0 || status != 0) {
+        gnutls_datum_t why = {NULL, 0};
+        if (rc == 0 &&
+            gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) == 0) {
+            log_debug("httpd: client certificate refused: %s", (const char *)why.data);
+            gnutls_free(why.data);
+        } else {
+            log_debug("httpd: client certificate refused: %s", gnutls_strerror(rc));
+        }
+        return -1;
+    }
+    gnutls_x509_crt_t crt;
+    if (gnutls_x509_crt_init(&crt) < 0)
+        return -1;
+    int result = -1;
+    gnutls_datum_t dn = {NULL, 0};
+    unsigned char fp[32];
+    size_t fplen = sizeof fp;
+    if (gnutls_x509_crt_import(crt, &chain[0], GNUTLS_X509_FMT_DER) == 0 &&
+        gnutls_x509_crt_get_dn3(crt, &dn, 0) == 0 && dn.size < sizeof out->subject &&
+        gnutls_fingerprint(GNUTLS_DIG_SHA256, &chain[0], fp, &fplen) == 0 && fplen == 32) {
+        memcpy(out->subject, dn.data, dn.size);
+        out->subject[dn.size] = '\0';
+        for (size_t i = 0; i < 32; i++)
+            snprintf(out->sha256 + 2 * i, 3, "%02x", fp[i]);
+        result = 0;
+    }
+    gnutls_free(dn.data);
+    gnutls_x509_crt_deinit(crt);
+    return result;
 }
 
 int http_response_header(struct http_response *resp, const char *name, const char *value)

@@ -30,6 +30,13 @@ struct httpd_config {
     unsigned timeout_s;   /* idle connection timeout */
     const char *tls_cert; /* PEM file, or NULL for plain HTTP */
     const char *tls_key;  /* PEM file */
+    /* Added for mutual TLS (XDMS peers identified by certificate, aggproxy upstreams):
+     * tls_client_ca: PEM CA bundle; when set, every TLS client is asked for a certificate (not
+     * required: the handler decides, see http_request_tls_peer()). tls_priorities: GnuTLS priority
+     * string; NULL = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2" (TS 33.310 Annex E: TLS 1.2
+     * minimum). Both ignored without tls_cert. */
+    const char *tls_client_ca;
+    const char *tls_priorities;
 };
 
 struct http_header {
@@ -67,8 +74,24 @@ const char *http_request_body(const struct http_request *r, size_t *len);
 const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t *len);
 /* Peer address as numeric text without port, e.g. "127.0.0.1" or "::1". */
 const char *http_request_peer_str(const struct http_request *r);
-/* Negotiated TLS cipher suite as its 2-byte IANA code, or -1 when not TLS. */
+/* Negotiated TLS cipher suite as its 2-byte IANA code (e.g. 0x1301 for TLS_AES_128_GCM_SHA256),
+ * or -1 when not TLS (or the suite has no IANA code known to GnuTLS). */
 int http_request_tls_cipher(const struct http_request *r);
+
+/* Longest subject DN reported by http_request_tls_peer() (longer ones are refused). */
+#define HTTP_TLS_SUBJECT_MAX 1024
+
+/* The client certificate of a TLS request, once verified (added for mutual TLS). */
+struct http_tls_peer {
+    char subject[HTTP_TLS_SUBJECT_MAX]; /* RFC 4514 string, e.g. "CN=aggproxy,O=Example" */
+    char sha256[65];                    /* lower-case hex SHA-256 of the certificate's DER */
+};
+
+/* Returns 0 and fills *out when the client presented a certificate that verifies against the
+ * listener's tls_client_ca (chain, validity period, usage); 1 when the request is not TLS, the
+ * listener has no tls_client_ca or the client sent no certificate; -1 when the certificate does
+ * not verify (the reason goes to the debug log). */
+int http_request_tls_peer(const struct http_request *r, struct http_tls_peer *out);
 
 /* Response helpers. The response starts as status 500 with no headers and an empty body whose
  * maximum is unbounded. Header name/value are copied; adding a name twice adds two lines. */
