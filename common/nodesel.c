@@ -1,5 +1,7 @@
 #include "nodesel.h"
 
+#include "xdoc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +336,8 @@ enum xcap_status nodesel_parse(const char *sel, const char *query, const char *d
     memset(out, 0, sizeof *out);
     struct nodesel_bindings b = {.n = 0};
     enum xcap_status rc = XCAP_OK;
+    if (!xdoc_utf8_valid(sel, strlen(sel)) || (query && !xdoc_utf8_valid(query, strlen(query))))
+        return xcap_fail(err, XCAP_BAD_REQUEST, "the node selector is not valid UTF-8");
     if (query && (rc = nodesel_parse_query(query, &b, err)) != XCAP_OK)
         goto done;
     if (!*sel) {

@@ -60,15 +60,17 @@ enum xcap_status xcap_fail(struct xcap_err *err, enum xcap_status status, const 
     if (!err)
         return status;
     err->status = status;
-    free(err->phrase);
-    err->phrase = NULL;
+    /* Format before freeing the old phrase: callers may pass err->phrase as an argument. */
+    char *phrase = NULL;
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        if (vasprintf(&err->phrase, fmt, ap) < 0)
-            err->phrase = NULL;
+        if (vasprintf(&phrase, fmt, ap) < 0)
+            phrase = NULL;
         va_end(ap);
     }
+    free(err->phrase);
+    err->phrase = phrase;
     return status;
 }
 
