@@ -1417,7 +1417,77 @@ def builtin_kill9_durability(run, step):
         raise CaseError("line %d: %s" % (ln, "; ".join(problems)))
 
 
-BUILTINS = {"kill9-durability": builtin_kill9_durability}
+def builtin_if_match_race(run, step):
+    """run if-match-race ROLE [writers=N] [rounds=N]
+
+    N writers PUT different versions of one document at the same moment, all with If-Match of the
+    same current ETag. Exactly one may win (200); every other one must get 412, and the document
+    must then read back as the winner's version with the winner's ETag (XCAP-PUT-17: the ETag
+    compare happens inside the write transaction)."""
+    ln = step.lineno
+    role = step.args[1]
+    opts = dict(a.split("=", 1) for a in step.args[2:])
+    writers = int(opts.get("writers", 16))
+    rounds = int(opts.get("rounds", 3))
+    if role != "shared-list":
+        raise CaseError("line %d: if-match-race writes resource-lists; use shared-list" % ln)
+    proc = run.dep.procs[role]
+    uri = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    ident = [("X-3GPP-Asserted-Identity", '"sip:alice@example.com"')]
+    ctype = [("Content-Type", "application/resource-lists+xml")]
+
+    def body(tag):
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
+                '<list name="%s"/></resource-lists>\n' % tag).encode()
+
+    r = http_exchange(proc.http_addr, "PUT", uri, ident + ctype, body("start"), 10)
+    if r.status not in (200, 201) or r.header("ETag") is None:
+        raise CaseError("line %d: initial PUT: %d" % (ln, r.status))
+    etag = r.header("ETag")
+    for rnd in range(rounds):
+        barrier = threading.Barrier(writers)
+        results = [None] * writers
+
+        def writer(i):
+            b = body("r%dw%d" % (rnd, i))
+            try:
+                barrier.wait(timeout=10)
+                results[i] = (http_exchange(proc.http_addr, "PUT", uri,
+                                            ident + ctype + [("If-Match", etag)], b, 15), b)
+            except (CaseError, threading.BrokenBarrierError) as e:
+                results[i] = (e, b)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        winners = []
+        for i, (res, b) in enumerate(results):
+            if not isinstance(res, Response):
+                raise CaseError("line %d: round %d writer %d: %s" % (ln, rnd, i, res))
+            if res.status == 200:
+                winners.append((res, b))
+            elif res.status != 412:
+                raise CaseError("line %d: round %d writer %d: status %d, expected 200 or 412"
+                                % (ln, rnd, i, res.status))
+        if len(winners) != 1:
+            raise CaseError("line %d: round %d: %d of %d conditional PUTs on ETag %s succeeded, "
+                            "expected exactly 1" % (ln, rnd, len(winners), writers, etag))
+        win, b = winners[0]
+        g = http_exchange(proc.http_addr, "GET", uri, ident, None, 10)
+        if g.status != 200 or g.body != b or g.header("ETag") != win.header("ETag"):
+            raise CaseError("line %d: round %d: document reads back as %d ETag %s, expected the "
+                            "winner's version with ETag %s" % (ln, rnd, g.status,
+                                                                g.header("ETag"),
+                                                                win.header("ETag")))
+        run.log("line %d: round %d: 1 of %d won with ETag %s" % (ln, rnd, writers,
+                                                                win.header("ETag")))
+        etag = win.header("ETag")
+
+
+BUILTINS = {"kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race}
 
 
 # --------------------------------------------------------------------------------------------
