@@ -10,6 +10,7 @@ described in tests/e2e/README.md. Standard library only.
 import argparse
 import codecs
 import concurrent.futures
+import gzip
 import hashlib
 import http.client
 import json
@@ -441,8 +442,9 @@ class Response:
         return "\n".join(lines)
 
 
-def http_exchange(addr, method, target, headers, body, timeout):
-    """One request on a fresh connection. headers: list of (name, value). Returns Response."""
+def http_exchange(addr, method, target, headers, body, timeout, source=None):
+    """One request on a fresh connection. headers: list of (name, value); source: local address
+    to connect from (another 127.x address to look like another peer). Returns Response."""
     host, port = addr.rsplit(":", 1)
     names = {n.lower() for n, _ in headers}
     lines = ["%s %s HTTP/1.1" % (method, target)]
@@ -455,7 +457,8 @@ def http_exchange(addr, method, target, headers, body, timeout):
         lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
     try:
-        sock = socket.create_connection((host, int(port)), timeout=timeout)
+        sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
     except OSError as e:
         raise CaseError("cannot connect to %s: %s" % (addr, e))
     try:
@@ -476,7 +479,18 @@ def http_exchange(addr, method, target, headers, body, timeout):
             extra = " (sending failed first: %s)" % send_error if send_error else ""
             raise CaseError("%s %s to %s: no valid response: %r%s" % (method, target, addr, e,
                                                                        extra))
-        return Response(resp.status, resp.reason, list(resp.getheaders()), data)
+        r = Response(resp.status, resp.reason, list(resp.getheaders()), data)
+        enc = (r.header("Content-Encoding") or "").strip().lower()
+        if enc == "gzip" and data:
+            # Body assertions compare the identity representation (AP-12); the header itself
+            # stays visible to header assertions.
+            try:
+                r.body = gzip.decompress(data)
+                r.wire_body = data
+            except (OSError, EOFError) as e:
+                raise CaseError("%s %s: Content-Encoding: gzip body does not decompress: %s"
+                                % (method, target, e))
+        return r
     finally:
         sock.close()
 
@@ -739,7 +753,7 @@ class Case:
                         raise ParseError("line %d: bad request directive" % lineno)
                     d, v = m.group(1), m.group(2)
                     if d not in ("@body", "@body-file", "@body-template", "@body-escaped",
-                                 "@body-pad", "@auth", "@timeout"):
+                                 "@body-pad", "@auth", "@timeout", "@gzip"):
                         raise ParseError("line %d: unknown request directive %s" % (lineno, d))
                     if d == "@body" and heredoc is None:
                         raise ParseError("line %d: @body needs a heredoc (@body <<EOT)" % lineno)
@@ -815,11 +829,16 @@ def parse_via(lineno, args):
     """via proxy [as LABEL] [algorithm=ALG] | via ROLE [as SIP-URI]"""
     if not args or args[0] not in ALL_PROCS:
         raise ParseError("line %d: via PROC [as WHO] [algorithm=ALG]" % lineno)
-    out = {"dest": args[0], "who": None, "algorithm": None}
+    out = {"dest": args[0], "who": None, "algorithm": None, "source": None}
     rest = args[1:]
     while rest:
         if rest[0] == "as" and len(rest) >= 2:
             out["who"] = rest[1]
+            rest = rest[2:]
+        elif rest[0] == "from" and len(rest) >= 2:
+            if not re.fullmatch(r"127\.\d+\.\d+\.\d+", rest[1]):
+                raise ParseError("line %d: 'from' takes a 127.x.y.z address" % lineno)
+            out["source"] = rest[1]
             rest = rest[2:]
         elif rest[0].startswith("algorithm="):
             out["algorithm"] = rest[0].split("=", 1)[1]
@@ -965,6 +984,7 @@ class CaseRun:
         body = None
         auth_mode = {}
         timeout = 15.0
+        gzip_body = False
         for dl, d, v, heredoc in step.directives:
             if d == "@body":
                 body = self.s(heredoc, dl).encode("utf-8")
@@ -992,8 +1012,13 @@ class CaseRun:
                     raise CaseError("line %d: unknown @auth option(s) %s" % (dl, sorted(unknown)))
             elif d == "@timeout":
                 timeout = float(v)
+            elif d == "@gzip":
+                gzip_body = True
         if method in ("PUT", "POST") and body is None:
             body = b""
+        if gzip_body:
+            body = gzip.compress(body or b"")
+            headers = headers + [("Content-Encoding", "gzip")]
         via = self.via
         if via.dest == "proxy":
             resp = self.send_proxy(via, method, target, headers, body, auth_mode, timeout)
@@ -1009,12 +1034,13 @@ class CaseRun:
             self.check(a, resp=resp, req_target=target)
 
     def send(self, proc, method, target, headers, body, timeout):
+        source = self.via.source if self.via is not None else None
         if not proc.running():
             # Still send: the point may be to see a refused connection, which is then reported.
             pass
         try:
             return http_exchange(proc.http_addr, method, target, headers, body,
-                                 timeout * self.runner.time_scale)
+                                 timeout * self.runner.time_scale, source)
         except CaseError as e:
             died = proc.unexpected_death()
             raise CaseError(str(e) + ("\n" + died if died else ""))
@@ -1487,7 +1513,110 @@ def builtin_if_match_race(run, step):
         etag = win.header("ETag")
 
 
-BUILTINS = {"kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race}
+def digest_request(addr, user, method, target, headers, body, timeout):
+    """The plain client flow for built-ins: preemptive with the user's nonce, one retry on 401."""
+    challenged = False
+    if user.challenge is not None:
+        value, _ = user.authorization(method, target, user.password)
+        r = http_exchange(addr, method, target, headers + [("Authorization", value)], body,
+                          timeout)
+        if r.status != 401:
+            return r
+        user.adopt(r, "SHA-256")
+        challenged = True
+    else:
+        r = http_exchange(addr, method, target, headers, body, timeout)
+        if r.status != 401:
+            return r
+        user.adopt(r, "SHA-256")
+        challenged = True
+    value, _ = user.authorization(method, target, user.password)
+    r = http_exchange(addr, method, target, headers + [("Authorization", value)], body, timeout)
+    r.challenged = challenged
+    return r
+
+
+def builtin_parallel_clients(run, step):
+    """run parallel-clients proxy [clients=N] [cycles=N]
+
+    N concurrent Digest clients (spread over the case's users, each with its own nonce) run
+    `cycles` rounds of PUT (create) / GET / conditional PUT / GET / DELETE / GET on their own
+    resource-lists document through the proxy. Every answer must be the expected one: a shared
+    nonce table, per-thread upstream handles or buffers that are not thread-safe show up here
+    (and in the sanitizer build as reports)."""
+    ln = step.lineno
+    opts = dict(a.split("=", 1) for a in step.args[2:])
+    clients = int(opts.get("clients", 8))
+    cycles = int(opts.get("cycles", 5))
+    users = list(run.users.values())
+    if not users:
+        raise CaseError("line %d: parallel-clients needs at least one user" % ln)
+    addr = run.dep.procs["proxy"].http_addr
+    errors = []
+    lock = threading.Lock()
+    counted = [0]
+
+    def client(i):
+        base = users[i % len(users)]
+        user = DigestUser(base.label, base.uri, base.password)
+        uri = "/xcap-root/resource-lists/users/%s/c%d" % (user.uri, i)
+        ct = [("Content-Type", "application/resource-lists+xml")]
+
+        def doc(n):
+            return ('<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns='
+                    '"urn:ietf:params:xml:ns:resource-lists"><list name="c%d-%d"><entry uri='
+                    '"sip:x%d@example.com"/></list></resource-lists>\n' % (i, n, n)).encode()
+
+        def expect(what, r, status, body=None, etag=None):
+            ok = r.status == status and (body is None or r.body == body) and \
+                (etag is None or r.header("ETag") == etag)
+            with lock:
+                counted[0] += 1
+                if not ok:
+                    errors.append("client %d %s: status %d ETag %s body %r (expected %d%s)" % (
+                        i, what, r.status, r.header("ETag"), r.body[:80], status,
+                        ", ETag %s" % etag if etag else ""))
+            return ok
+
+        try:
+            for n in range(cycles):
+                b1, b2 = doc(2 * n), doc(2 * n + 1)
+                r = digest_request(addr, user, "PUT", uri, ct, b1, 15)
+                if not expect("PUT create", r, 201):
+                    return
+                e1 = r.header("ETag")
+                if not expect("GET", digest_request(addr, user, "GET", uri, [], None, 15), 200,
+                              b1, e1):
+                    return
+                r = digest_request(addr, user, "PUT", uri, ct + [("If-Match", e1)], b2, 15)
+                if not expect("PUT If-Match", r, 200):
+                    return
+                e2 = r.header("ETag")
+                if not expect("GET", digest_request(addr, user, "GET", uri, [], None, 15), 200,
+                              b2, e2):
+                    return
+                if not expect("DELETE", digest_request(addr, user, "DELETE", uri,
+                                                       [("If-Match", e2)], None, 15), 200):
+                    return
+                if not expect("GET deleted", digest_request(addr, user, "GET", uri, [], None,
+                                                            15), 404):
+                    return
+        except CaseError as e:
+            with lock:
+                errors.append("client %d: %s" % (i, e))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    run.log("line %d: %d requests by %d clients" % (ln, counted[0], clients))
+    if errors:
+        raise CaseError("line %d: %d failure(s): %s" % (ln, len(errors), "; ".join(errors[:4])))
+
+
+BUILTINS = {"kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race,
+            "parallel-clients": builtin_parallel_clients}
 
 
 # --------------------------------------------------------------------------------------------
