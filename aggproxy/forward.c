@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -15,8 +16,10 @@
 
 struct forward {
     pthread_key_t handle_key; /* this thread's CURL * */
+    pthread_key_t multi_key;  /* this thread's CURLM * */
     unsigned timeout_ms;
     size_t max_response;
+    char *ca_file, *cert_file, *key_file;
 };
 
 static void handle_destroy(void *h)
@@ -24,8 +27,25 @@ static void handle_destroy(void *h)
     curl_easy_cleanup(h);
 }
 
+static void multi_destroy(void *m)
+{
+    curl_multi_cleanup(m);
+}
+
+static char *dup_opt(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
 struct forward *forward_new(const struct forward_options *opts)
 {
+    if (opts && opts->cert_file && !opts->key_file)
+        return NULL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
     struct forward *fw = calloc(1, sizeof *fw);
@@ -34,8 +54,24 @@ struct forward *forward_new(const struct forward_options *opts)
         curl_global_cleanup();
         return NULL;
     }
+    if (pthread_key_create(&fw->multi_key, multi_destroy) != 0) {
+        pthread_key_delete(fw->handle_key);
+        free(fw);
+        curl_global_cleanup();
+        return NULL;
+    }
     fw->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 10000;
     fw->max_response = opts && opts->max_response ? opts->max_response : (size_t)16 << 20;
+    bool oom = false;
+    if (opts) {
+        fw->ca_file = dup_opt(opts->ca_file, &oom);
+        fw->cert_file = dup_opt(opts->cert_file, &oom);
+        fw->key_file = dup_opt(opts->key_file, &oom);
+    }
+    if (oom) {
+        forward_free(fw);
+        return NULL;
+    }
     return fw;
 }
 
@@ -48,7 +84,16 @@ void forward_free(struct forward *fw)
         pthread_setspecific(fw->handle_key, NULL);
         curl_easy_cleanup(h);
     }
+    CURLM *m = pthread_getspecific(fw->multi_key);
+    if (m) {
+        pthread_setspecific(fw->multi_key, NULL);
+        curl_multi_cleanup(m);
+    }
     pthread_key_delete(fw->handle_key);
+    pthread_key_delete(fw->multi_key);
+    free(fw->ca_file);
+    free(fw->cert_file);
+    free(fw->key_file);
     free(fw);
     curl_global_cleanup();
 }
@@ -104,9 +149,14 @@ const char *forward_response_header(const struct forward_response *r, const char
     return NULL;
 }
 
+/* One request in flight: what curl's callbacks write to and what must outlive the transfer. */
 struct exchange {
     struct forward_response *resp;
+    const struct forward_request *rq;
     bool oom;
+    struct curl_slist *hdrs;
+    struct buf url;
+    char errbuf[CURL_ERROR_SIZE];
 };
 
 static size_t on_body(char *data, size_t size, size_t n, void *cls)
@@ -235,51 +285,39 @@ static bool target_sendable(const char *target)
     return true;
 }
 
-enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq,
-                            struct forward_response *resp)
+/* Sets every option of one exchange on h (a fresh or reset handle). On failure resp->error says
+ * why and nothing needs releasing but the exchange (exchange_release). */
+static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct exchange *x)
 {
+    const struct forward_request *rq = x->rq;
+    struct forward_response *resp = x->resp;
     headers_clear(resp);
     buf_release(&resp->body);
     buf_init(&resp->body, fw->max_response);
     resp->status = 0;
+    buf_init(&x->url, URL_MAX);
+    x->errbuf[0] = '\0';
 
     if (!target_sendable(rq->target)) {
         set_error(resp, "request target cannot be forwarded");
         return XCAP_BAD_REQUEST;
     }
-    struct buf url;
-    buf_init(&url, URL_MAX);
-    if (buf_printf(&url, "%s%s", rq->base_url, rq->target) < 0) {
-        buf_release(&url);
+    if (buf_printf(&x->url, "%s%s", rq->base_url, rq->target) < 0) {
         set_error(resp, "request target too long");
         return XCAP_URI_TOO_LONG;
     }
-    CURL *h = thread_handle(fw);
-    if (!h) {
-        buf_release(&url);
-        set_error(resp, "cannot make an HTTP client handle");
-        return XCAP_INTERNAL;
-    }
-    /* Reset keeps the connection cache (curl_easy_reset(3)): only options are cleared. */
-    curl_easy_reset(h);
-
     bool head = strcmp(rq->method, "HEAD") == 0;
     bool get = strcmp(rq->method, "GET") == 0;
     bool with_body =
         rq->body_len > 0 || strcmp(rq->method, "PUT") == 0 || strcmp(rq->method, "POST") == 0;
     bool oom;
-    struct curl_slist *hdrs = build_headers(rq, with_body, &oom);
+    x->hdrs = build_headers(rq, with_body, &oom);
     if (oom) {
-        curl_slist_free_all(hdrs);
-        buf_release(&url);
         set_error(resp, "out of memory");
         return XCAP_INTERNAL;
     }
 
-    char errbuf[CURL_ERROR_SIZE];
-    errbuf[0] = '\0';
-    struct exchange x = {resp, false};
-    curl_easy_setopt(h, CURLOPT_URL, url.data);
+    curl_easy_setopt(h, CURLOPT_URL, x->url.data);
     /* SPEC AP-7: the node selector and query go unchanged; no dot-segment squashing. */
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -287,13 +325,23 @@ enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)fw->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)fw->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fw->max_response);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, x);
+    /* HTTPS upstreams: verified server, optional client certificate (mutual TLS). */
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (fw->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, fw->ca_file);
+    if (fw->cert_file) {
+        curl_easy_setopt(h, CURLOPT_SSLCERT, fw->cert_file);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, fw->key_file);
+    }
     if (head) {
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (get && !with_body) {
@@ -305,16 +353,23 @@ enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
         }
     }
+    return XCAP_OK;
+}
 
-    CURLcode rc = curl_easy_perform(h);
-    /* The handle keeps pointers to these until the next reset: clear them now. */
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(hdrs);
-    buf_release(&url);
+static void exchange_release(struct exchange *x)
+{
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    buf_release(&x->url);
+}
 
-    const char *why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    if (x.oom) {
+/* Maps the end of a transfer to the forward_do() result. */
+static enum xcap_status exchange_finish(CURL *h, struct exchange *x, CURLcode rc)
+{
+    struct forward_response *resp = x->resp;
+    const char *base = x->rq->base_url;
+    const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    if (x->oom) {
         set_error(resp, "out of memory");
         return XCAP_INTERNAL;
     }
@@ -323,24 +378,134 @@ enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq
         long code = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
         if (code < 100 || code > 599) {
-            set_error(resp, "upstream %s sent no valid status", rq->base_url);
+            set_error(resp, "upstream %s sent no valid status", base);
             return XCAP_UPSTREAM;
         }
         resp->status = (int)code;
         return XCAP_OK;
     }
     case CURLE_OPERATION_TIMEDOUT:
-        set_error(resp, "upstream %s did not answer in time: %s", rq->base_url, why);
+        set_error(resp, "upstream %s did not answer in time: %s", base, why);
         return XCAP_UPSTREAM_TIMEOUT;
     case CURLE_WRITE_ERROR:
     case CURLE_FILESIZE_EXCEEDED:
-        set_error(resp, "upstream %s answer too large", rq->base_url);
+        set_error(resp, "upstream %s answer too large", base);
         return XCAP_UPSTREAM;
     case CURLE_OUT_OF_MEMORY:
         set_error(resp, "out of memory");
         return XCAP_INTERNAL;
-    default:
-        set_error(resp, "upstream %s unavailable: %s", rq->base_url, why);
+    case CURLE_COULDNT_CONNECT:
+        set_error(resp, "upstream %s refused the connection (not running?): %s", base, why);
         return XCAP_UPSTREAM;
+    default:
+        set_error(resp, "upstream %s unavailable: %s", base, why);
+        return XCAP_UPSTREAM;
+    }
+}
+
+enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq,
+                            struct forward_response *resp)
+{
+    struct exchange x = {.resp = resp, .rq = rq};
+    CURL *h = thread_handle(fw);
+    if (!h) {
+        set_error(resp, "cannot make an HTTP client handle");
+        return XCAP_INTERNAL;
+    }
+    /* Reset keeps the connection cache (curl_easy_reset(3)): only options are cleared. */
+    curl_easy_reset(h);
+    enum xcap_status st = exchange_setup(fw, h, &x);
+    if (st == XCAP_OK) {
+        CURLcode rc = curl_easy_perform(h);
+        st = exchange_finish(h, &x, rc);
+    }
+    /* The handle keeps pointers to these until the next reset: clear them now. */
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+    exchange_release(&x);
+    return st;
+}
+
+static CURLM *thread_multi(struct forward *fw)
+{
+    CURLM *m = pthread_getspecific(fw->multi_key);
+    if (m)
+        return m;
+    m = curl_multi_init();
+    if (m && pthread_setspecific(fw->multi_key, m) != 0) {
+        curl_multi_cleanup(m);
+        return NULL;
+    }
+    return m;
+}
+
+void forward_many(struct forward *fw, const struct forward_request *rq,
+                  struct forward_response *resp, enum xcap_status *st, size_t n)
+{
+    struct exchange x[FORWARD_MANY_MAX];
+    CURL *h[FORWARD_MANY_MAX] = {NULL};
+    bool running[FORWARD_MANY_MAX];
+    CURLM *m = thread_multi(fw);
+    for (size_t i = 0; i < n; i++) {
+        if (i >= FORWARD_MANY_MAX) {
+            set_error(&resp[i], "too many parallel requests");
+            st[i] = XCAP_INTERNAL;
+            continue;
+        }
+        running[i] = false;
+        x[i] = (struct exchange){.resp = &resp[i], .rq = &rq[i]};
+        if (!m || !(h[i] = curl_easy_init())) {
+            set_error(&resp[i], "cannot make an HTTP client handle");
+            st[i] = XCAP_INTERNAL;
+            continue;
+        }
+        st[i] = exchange_setup(fw, h[i], &x[i]);
+        if (st[i] == XCAP_OK) {
+            if (curl_multi_add_handle(m, h[i]) == CURLM_OK) {
+                running[i] = true;
+            } else {
+                set_error(&resp[i], "cannot start the request");
+                st[i] = XCAP_INTERNAL;
+            }
+        }
+    }
+    /* Every transfer has its own timeout, so this loop ends; the extra bound guards against a
+     * curl that stops reporting progress. */
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long limit_ms = (long)fw->timeout_ms * 2 + 1000;
+    int still = 1;
+    while (m && still > 0) {
+        if (curl_multi_perform(m, &still) != CURLM_OK || still == 0)
+            break;
+        int fds;
+        curl_multi_poll(m, NULL, 0, 100, &fds);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 > limit_ms)
+            break;
+    }
+    CURLMsg *msg;
+    int left;
+    while (m && (msg = curl_multi_info_read(m, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct exchange *xp = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xp);
+        size_t i = (size_t)(xp - x);
+        if (!xp || i >= n || !running[i])
+            continue;
+        st[i] = exchange_finish(msg->easy_handle, xp, msg->data.result);
+        curl_multi_remove_handle(m, h[i]);
+        running[i] = false;
+    }
+    for (size_t i = 0; i < n && i < FORWARD_MANY_MAX; i++) {
+        if (running[i]) {
+            curl_multi_remove_handle(m, h[i]);
+            set_error(&resp[i], "upstream %s did not answer in time", rq[i].base_url);
+            st[i] = XCAP_UPSTREAM_TIMEOUT;
+        }
+        if (h[i])
+            curl_easy_cleanup(h[i]);
+        exchange_release(&x[i]);
     }
 }

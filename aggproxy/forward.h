@@ -1,13 +1,18 @@
-/* Forwarding of one XCAP request to an XDMS over HTTP (SPEC AP-5..AP-8, AP-14), with libcurl.
+/* Forwarding of XCAP requests to the XDMSs over HTTP or HTTPS (SPEC AP-5..AP-8, AP-14), with
+ * libcurl: one at a time (forward_do) or several at once (forward_many, for the xcap-directory).
  *
  * The request target is sent byte for byte as the client sent it (no decoding, no re-encoding,
  * no dot-segment removal), with the same method and body. Only the headers the caller passes are
  * sent (plus Host and Content-Length); curl's own defaults (Accept: * / *, form Content-Type,
  * Expect: 100-continue) are suppressed.
  *
- * Connections are reused: each thread that forwards owns one curl handle (kept in thread-local
- * storage of the struct forward and cleaned up when the thread exits), so keep-alive connections
- * to the XDMSs live as long as the worker threads.
+ * Connections are reused: each thread that forwards owns one curl handle and one curl multi
+ * handle (kept in thread-local storage of the struct forward and cleaned up when the thread
+ * exits), so keep-alive connections to the XDMSs live as long as the worker threads.
+ *
+ * HTTPS upstreams (https:// base URLs) are verified against ca_file (or the system store) with
+ * host name checking; with cert_file/key_file the proxy presents a client certificate, so an
+ * XDMS can trust it by certificate instead of by address (mutual TLS).
  *
  * Thread-safety: forward_do() may be called from any number of threads at once once
  * forward_new() returned. forward_new()/forward_free() run once, from the main thread, before
@@ -25,11 +30,15 @@
 struct forward;
 
 struct forward_options {
-    unsigned timeout_ms; /* whole exchange; 0 = default 10000 */
-    size_t max_response; /* response body bytes; 0 = default 16 MiB; larger -> 502 */
+    unsigned timeout_ms;   /* whole exchange; 0 = default 10000 */
+    size_t max_response;   /* response body bytes; 0 = default 16 MiB; larger -> 502 */
+    const char *ca_file;   /* PEM CAs for https upstreams; NULL = the system's (copied) */
+    const char *cert_file; /* PEM client certificate for https upstreams, or NULL (copied) */
+    const char *key_file;  /* its PEM private key (copied) */
 };
 
-/* Initialises libcurl (once per process) and makes a forwarder. Returns NULL on failure. */
+/* Initialises libcurl (once per process) and makes a forwarder. Returns NULL on failure (also
+ * when cert_file is given without key_file). */
 struct forward *forward_new(const struct forward_options *opts);
 /* Frees the forwarder and the calling thread's curl handle; other threads must have exited. */
 void forward_free(struct forward *fw);
@@ -77,5 +86,12 @@ const char *forward_response_header(const struct forward_response *r, const char
  * On failure resp->error says why in one line. */
 enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq,
                             struct forward_response *resp);
+
+/* Sends rq[0..n) at the same time and waits for all of them (each bounded by the timeout);
+ * resp[i] (initialised) and st[i] receive what forward_do() would have given for rq[i].
+ * n is at most FORWARD_MANY_MAX; more are answered XCAP_INTERNAL. */
+#define FORWARD_MANY_MAX 64
+void forward_many(struct forward *fw, const struct forward_request *rq,
+                  struct forward_response *resp, enum xcap_status *st, size_t n);
 
 #endif

@@ -8,9 +8,12 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "gba.h"
 #include "store.h"
+#include "xcap_uri.h"
 
-const char *const users_tables[] = {"users", "creds", NULL};
+/* "gba" is gba.h's table (gba_tables): the proxy's one store holds both. */
+const char *const users_tables[] = {"users", "creds", "ids", "gba", NULL};
 
 #define CREDS_KEY_MAX (2 * USERS_NAME_MAX + 2)
 
@@ -29,6 +32,8 @@ const char *users_strerror(enum users_rc rc)
         return "bad XUI";
     case USERS_BAD_NAME:
         return "bad username, realm or password";
+    case USERS_BAD_ID:
+        return "bad or repeated further identity";
     case USERS_ERROR:
         return "storage error";
     }
@@ -173,6 +178,48 @@ static enum users_rc from_store(enum store_rc rc)
 enum users_rc users_add(struct store *s, const char *xui, const char *username, const char *realm,
                         const char *password)
 {
+    return users_add_ids(s, xui, username, realm, password, NULL, 0);
+}
+
+/* Checks the further identities and packs them as id \0 id \0 ... into out (malloc'd). */
+static enum users_rc users_pack_ids(const char *xui, const char *const *ids, size_t n, char **out,
+                                    size_t *outlen)
+{
+    *out = NULL;
+    *outlen = 0;
+    if (n > USERS_IDS_MAX)
+        return USERS_BAD_ID;
+    char u[USERS_NAME_MAX + 1], d[USERS_NAME_MAX + 1];
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (users_xui_split(ids[i], u, sizeof u, d, sizeof d) != USERS_OK ||
+            xcap_uri_xui_equal(ids[i], xui))
+            return USERS_BAD_ID;
+        for (size_t j = 0; j < i; j++)
+            if (xcap_uri_xui_equal(ids[i], ids[j]))
+                return USERS_BAD_ID;
+        total += strlen(ids[i]) + 1;
+    }
+    if (n == 0)
+        return USERS_OK;
+    char *p = malloc(total);
+    if (!p)
+        return USERS_ERROR;
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(ids[i]) + 1;
+        memcpy(p + pos, ids[i], l);
+        pos += l;
+    }
+    *out = p;
+    *outlen = total;
+    return USERS_OK;
+}
+
+enum users_rc users_add_ids(struct store *s, const char *xui, const char *username,
+                            const char *realm, const char *password, const char *const *ids,
+                            size_t n_ids)
+{
     char user[USERS_NAME_MAX + 1], domain[USERS_NAME_MAX + 1];
     if (users_xui_split(xui, user, sizeof user, domain, sizeof domain) != USERS_OK)
         return USERS_BAD_XUI;
@@ -199,10 +246,17 @@ enum users_rc users_add(struct store *s, const char *xui, const char *username, 
     size_t klen = creds_key(realm, username, key);
     char uval[2 * USERS_NAME_MAX + 2];
     size_t uvlen = creds_key(username, realm, uval);
+    char *idv;
+    size_t idvlen;
+    enum users_rc prc = users_pack_ids(xui, ids, n_ids, &idv, &idvlen);
+    if (prc != USERS_OK)
+        return prc;
 
     struct store_txn *t;
-    if (store_txn_begin(s, true, &t) != STORE_OK)
+    if (store_txn_begin(s, true, &t) != STORE_OK) {
+        free(idv);
         return USERS_ERROR;
+    }
     void *old = NULL;
     size_t oldlen;
     enum store_rc rc = store_kv_get(t, "users", xui, xl, &old, &oldlen);
@@ -223,9 +277,11 @@ enum users_rc users_add(struct store *s, const char *xui, const char *username, 
     }
     if (out == USERS_OK) {
         if (store_kv_put(t, "users", xui, xl, uval, uvlen) != STORE_OK ||
-            store_kv_put(t, "creds", key, klen, val, vlen) != STORE_OK)
+            store_kv_put(t, "creds", key, klen, val, vlen) != STORE_OK ||
+            (idv && store_kv_put(t, "ids", xui, xl, idv, idvlen) != STORE_OK))
             out = USERS_ERROR;
     }
+    free(idv);
     if (out != USERS_OK) {
         store_txn_abort(t);
         return out;
@@ -273,6 +329,11 @@ enum users_rc users_del(struct store *s, const char *xui)
         else if (rc == STORE_NOTFOUND || rc == STORE_OK)
             rc = STORE_OK;
         free(c);
+        if (rc == STORE_OK) {
+            rc = store_kv_del(t, "ids", xui, xl);
+            if (rc == STORE_NOTFOUND)
+                rc = STORE_OK;
+        }
         if (rc != STORE_OK || store_kv_del(t, "users", xui, xl) != STORE_OK)
             out = USERS_ERROR;
     }
@@ -287,8 +348,45 @@ enum users_rc users_del(struct store *s, const char *xui)
 struct list_ctx {
     int (*fn)(void *cls, const struct users_entry *u);
     void *cls;
+    struct store_txn *t;
     bool corrupt;
 };
+
+/* Splits a stored "id \0 id \0 ..." value (followed by an extra NUL) into pointers into it. */
+static int users_unpack_ids(const char *v, size_t vlen, const char **ids, size_t *n)
+{
+    *n = 0;
+    if (vlen == 0 || v[vlen - 1] != '\0')
+        return -1;
+    for (size_t pos = 0; pos < vlen;) {
+        size_t l = strlen(v + pos);
+        if (l == 0 || *n == USERS_IDS_MAX)
+            return -1;
+        ids[(*n)++] = v + pos;
+        pos += l + 1;
+    }
+    return 0;
+}
+
+/* Reads the further identities of xui inside t: *raw owns the bytes ids point into. */
+static enum users_rc users_read_ids(struct store_txn *t, const char *xui, void **raw,
+                                    const char **ids, size_t *n)
+{
+    size_t vlen;
+    *raw = NULL;
+    *n = 0;
+    enum store_rc rc = store_kv_get(t, "ids", xui, strlen(xui), raw, &vlen);
+    if (rc == STORE_NOTFOUND)
+        return USERS_OK;
+    if (rc != STORE_OK)
+        return USERS_ERROR;
+    if (users_unpack_ids(*raw, vlen, ids, n) < 0) {
+        free(*raw);
+        *raw = NULL;
+        return USERS_ERROR;
+    }
+    return USERS_OK;
+}
 
 static int list_one(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -308,8 +406,16 @@ static int list_one(void *cls, const void *key, size_t klen, const void *val, si
     }
     memcpy(xui, key, klen);
     xui[klen] = '\0';
-    struct users_entry u = {xui, username, realm};
-    return lc->fn(lc->cls, &u);
+    const char *ids[USERS_IDS_MAX];
+    void *raw;
+    struct users_entry u = {xui, username, realm, ids, 0};
+    if (users_read_ids(lc->t, xui, &raw, ids, &u.n_ids) != USERS_OK) {
+        lc->corrupt = true;
+        return 1;
+    }
+    int rc = lc->fn(lc->cls, &u);
+    free(raw);
+    return rc;
 }
 
 enum users_rc users_list(struct store *s, int (*fn)(void *cls, const struct users_entry *u),
@@ -318,7 +424,7 @@ enum users_rc users_list(struct store *s, int (*fn)(void *cls, const struct user
     struct store_txn *t;
     if (store_txn_begin(s, false, &t) != STORE_OK)
         return USERS_ERROR;
-    struct list_ctx lc = {fn, cls, false};
+    struct list_ctx lc = {fn, cls, t, false};
     enum store_rc rc = store_kv_scan(t, "users", NULL, 0, list_one, &lc);
     store_txn_abort(t);
     return rc == STORE_OK && !lc.corrupt ? USERS_OK : USERS_ERROR;
@@ -327,6 +433,9 @@ enum users_rc users_list(struct store *s, int (*fn)(void *cls, const struct user
 void users_cred_release(struct users_cred *c)
 {
     free(c->xui);
+    for (size_t i = 0; i < c->n_ids; i++)
+        free(c->ids[i]);
+    free(c->ids);
     memset(c, 0, sizeof *c);
 }
 
@@ -341,29 +450,42 @@ enum users_rc users_lookup(struct store *s, const char *realm, const char *usern
     struct store_txn *t;
     if (store_txn_begin(s, false, &t) != STORE_OK)
         return USERS_ERROR;
-    void *v = NULL;
+    void *v = NULL, *raw = NULL;
     size_t vlen;
+    const char *ids[USERS_IDS_MAX];
+    size_t n_ids = 0;
     enum users_rc rc = from_store(store_kv_get(t, "creds", key, klen, &v, &vlen));
-    store_txn_abort(t);
-    if (rc != USERS_OK)
-        return rc;
-
     /* xui \0 md5(32) \0 sha256(64) */
     const char *xui = v;
-    size_t xl = strnlen(xui, vlen);
-    if (xl == 0 || xl > USERS_XUI_MAX || vlen != xl + 1 + 33 + 64) {
+    size_t xl = rc == USERS_OK ? strnlen(xui, vlen) : 0;
+    if (rc == USERS_OK && (xl == 0 || xl > USERS_XUI_MAX || vlen != xl + 1 + 33 + 64))
+        rc = USERS_ERROR;
+    if (rc == USERS_OK)
+        rc = users_read_ids(t, xui, &raw, ids, &n_ids);
+    store_txn_abort(t);
+    if (rc != USERS_OK) {
         free(v);
-        return USERS_ERROR;
+        return rc;
     }
     const char *md5 = xui + xl + 1;
     const char *sha = md5 + 33;
-    if (strlen(md5) != 32 || strlen(sha) != 64 || !(out->xui = strdup(xui))) {
-        free(v);
-        return USERS_ERROR;
+    if (strlen(md5) != 32 || strlen(sha) != 64 || !(out->xui = strdup(xui)) ||
+        (n_ids && !(out->ids = calloc(n_ids, sizeof *out->ids))))
+        rc = USERS_ERROR;
+    for (size_t i = 0; rc == USERS_OK && i < n_ids; i++) {
+        if (!(out->ids[i] = strdup(ids[i])))
+            rc = USERS_ERROR;
+        else
+            out->n_ids++;
+    }
+    free(raw);
+    free(v);
+    if (rc != USERS_OK) {
+        users_cred_release(out);
+        return rc;
     }
     memcpy(out->ha1_md5, md5, 33);
     memcpy(out->ha1_sha256, sha, 65);
-    free(v);
     return USERS_OK;
 }
 
@@ -380,6 +502,7 @@ int users_digest_lookup(void *cls, const char *realm, const char *username, enum
     case USERS_CRED_TAKEN:
     case USERS_BAD_XUI:
     case USERS_BAD_NAME:
+    case USERS_BAD_ID:
     case USERS_ERROR:
         return -1;
     }

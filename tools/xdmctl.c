@@ -1,5 +1,7 @@
 /* xdmctl: administration of the XDM servers' data while they run (DESIGN §6 tools/).
- * This version manages the Aggregation Proxy's users. */
+ * This version manages the Aggregation Proxy's users and its built-in GBA bootstrapping records
+ * (SPEC GAA-5: what a BSF would return over Zn). */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -8,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "gba.h"
 #include "log.h"
 #include "store.h"
 #include "users.h"
@@ -19,18 +23,33 @@ static void xdmctl_usage(FILE *f)
     fputs("Usage: xdmctl [--data DIR] COMMAND ...\n"
           "\n"
           "  user add XUI [--password PW | --password-file FILE] [--username U] [--realm R]\n"
+          "           [--impu URI]...\n"
           "        add a user of the Aggregation Proxy. The Digest username and realm default\n"
           "        to the user part and the domain of a sip: XUI (sip:alice@example.com ->\n"
           "        alice, example.com). Without --password or --password-file the password is\n"
-          "        read from standard input (one line). Only HA1 hashes are stored.\n"
+          "        read from standard input (one line). Only HA1 hashes are stored. Each --impu\n"
+          "        adds a further public identity the user may pick with\n"
+          "        X-3GPP-Intended-Identity (the XUI is always the default one).\n"
           "  user del XUI\n"
           "        remove a user\n"
           "  user list\n"
-          "        print one user per line: XUI, username and realm separated by tabs\n"
+          "        print one user per line: XUI, username, realm and, when there are any,\n"
+          "        the further identities (comma-separated), separated by tabs\n"
+          "  gba add --btid B-TID --impi IMPI --ks HEX --impu URI [--impu URI]...\n"
+          "          [--rand HEX|BASE64] [--lifetime SECONDS]\n"
+          "        add a GBA bootstrapping record for GAA (TS 33.220): Ks = CK||IK as 64 hex\n"
+          "        digits, RAND as 32 hex digits or base64 (default: the base64 part of the\n"
+          "        B-TID before '@'), key lifetime from now (default 3600). The first --impu is\n"
+          "        the subscriber's default public identity. The proxy derives Ks_NAF per NAF.\n"
+          "  gba del B-TID\n"
+          "        remove a record\n"
+          "  gba list\n"
+          "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past)\n"
+          "        and the public identities (comma-separated), separated by tabs; no keys\n"
           "\n"
           "Options:\n"
-          "  --data DIR   top data directory (default var); users live in DIR/aggproxy, the\n"
-          "               store aggproxy opens with --data DIR/aggproxy\n"
+          "  --data DIR   top data directory (default var); users and GBA records live in\n"
+          "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
           "  --help       this text\n"
           "\n"
           "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
@@ -96,24 +115,172 @@ static int xdmctl_password_prompt(char *out, size_t outlen)
 static int xdmctl_print_user(void *cls, const struct users_entry *u)
 {
     (void)cls;
-    printf("%s\t%s\t%s\n", u->xui, u->username, u->realm);
+    printf("%s\t%s\t%s", u->xui, u->username, u->realm);
+    for (size_t i = 0; i < u->n_ids; i++)
+        printf("%c%s", i ? ',' : '\t', u->ids[i]);
+    putchar('\n');
     return 0;
+}
+
+static int xdmctl_print_gba(void *cls, const struct gba_record *r)
+{
+    const time_t *now = cls;
+    char when[32];
+    struct tm tm;
+    time_t e = (time_t)r->expires;
+    gmtime_r(&e, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%s\t%s\t%s%s", r->btid, r->impi, when, r->expires <= *now ? " expired" : "");
+    for (size_t i = 0; i < r->n_impus; i++)
+        printf("%c%s", i ? ',' : '\t', r->impus[i]);
+    putchar('\n');
+    return 0;
+}
+
+/* Exactly n bytes from 2n hex digits. */
+static int xdmctl_hex(const char *s, unsigned char *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        char pair[3] = {s[2 * i], s[2 * i + 1], '\0'};
+        char *end;
+        if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]))
+            return -1;
+        v = (unsigned)strtoul(pair, &end, 16);
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+/* Opens DIR/aggproxy, the proxy's store. */
+static struct store *xdmctl_open(const char *data)
+{
+    size_t dlen = strlen(data);
+    char *dir = malloc(dlen + sizeof "/aggproxy");
+    if (!dir) {
+        xdmctl_fail("out of memory");
+        return NULL;
+    }
+    memcpy(dir, data, dlen);
+    memcpy(dir + dlen, "/aggproxy", sizeof "/aggproxy");
+    struct store *s;
+    if (users_open(dir, &s) != USERS_OK) {
+        xdmctl_fail("cannot open the store in %s", dir);
+        s = NULL;
+    }
+    free(dir);
+    return s;
+}
+
+struct xdmctl_gba_args {
+    const char *btid, *impi, *ks, *rand, *lifetime;
+    const char *const *impus;
+    size_t n_impus;
+};
+
+static int xdmctl_gba(const char *data, const char *cmd, const char *arg,
+                      const struct xdmctl_gba_args *a)
+{
+    struct gba_record r = {
+        .btid = a->btid, .impi = a->impi, .impus = a->impus, .n_impus = a->n_impus};
+    if (strcmp(cmd, "add") == 0) {
+        if (!a->btid || !a->impi || !a->ks || a->n_impus == 0)
+            return xdmctl_fail("gba add needs --btid, --impi, --ks and at least one --impu");
+        if (xdmctl_hex(a->ks, r.ks, sizeof r.ks) < 0)
+            return xdmctl_fail("--ks must be 64 hex digits (Ks = CK || IK, 256 bits)");
+        if (a->rand) {
+            if (xdmctl_hex(a->rand, r.rand, sizeof r.rand) < 0 &&
+                gba_base64_decode(a->rand, strlen(a->rand), r.rand, sizeof r.rand) < 0)
+                return xdmctl_fail("--rand must be 32 hex digits or the base64 of 16 bytes");
+        } else {
+            /* TS 33.220 §4.5.2: B-TID = base64(RAND) "@" BSF server name. */
+            const char *at = strchr(a->btid, '@');
+            if (!at ||
+                gba_base64_decode(a->btid, (size_t)(at - a->btid), r.rand, sizeof r.rand) < 0)
+                return xdmctl_fail("no --rand, and the B-TID does not start with base64(RAND)@");
+        }
+        long long lifetime = 3600;
+        if (a->lifetime) {
+            char *end;
+            errno = 0;
+            lifetime = strtoll(a->lifetime, &end, 10);
+            if (errno || end == a->lifetime || *end || lifetime < 1 ||
+                lifetime > 10LL * 366 * 86400)
+                return xdmctl_fail("--lifetime must be 1..316224000 seconds");
+        }
+        r.expires = (int64_t)time(NULL) + lifetime;
+    } else if (a->btid || a->impi || a->ks || a->rand || a->lifetime || a->n_impus) {
+        return xdmctl_fail("gba %s takes no options", cmd);
+    }
+    if (strcmp(cmd, "add") == 0 && gba_record_check(&r) != GBA_OK)
+        return xdmctl_fail("bad B-TID, IMPI or IMPU (B-TID: printable, no spaces, quotes or "
+                           "backslashes; IMPUs: URIs such as sip:alice@example.com or tel:+1...)");
+
+    struct store *s = xdmctl_open(data);
+    if (!s)
+        return 1;
+    enum gba_rc rc;
+    time_t now = time(NULL);
+    if (strcmp(cmd, "add") == 0)
+        rc = gba_add(s, &r);
+    else if (strcmp(cmd, "del") == 0)
+        rc = gba_del(s, arg);
+    else
+        rc = gba_list(s, xdmctl_print_gba, &now);
+    store_close(s);
+    memset(r.ks, 0, sizeof r.ks);
+    switch (rc) {
+    case GBA_OK:
+        return 0;
+    case GBA_EXISTS:
+        return xdmctl_fail("a record for B-TID %s exists (gba del it first)", a->btid);
+    case GBA_NOT_FOUND:
+        return xdmctl_fail("no record for B-TID %s", arg);
+    case GBA_BAD:
+        return xdmctl_fail("bad B-TID \"%s\"", arg ? arg : a->btid);
+    case GBA_ERROR:
+        return xdmctl_fail("cannot update the store in %s/aggproxy", data);
+    }
+    return 1;
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_DATA = 256, OPT_PASSWORD, OPT_PASSWORD_FILE, OPT_USERNAME, OPT_REALM };
+    enum {
+        OPT_DATA = 256,
+        OPT_PASSWORD,
+        OPT_PASSWORD_FILE,
+        OPT_USERNAME,
+        OPT_REALM,
+        OPT_IMPU,
+        OPT_BTID,
+        OPT_IMPI,
+        OPT_KS,
+        OPT_RAND,
+        OPT_LIFETIME,
+    };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
         {"password", required_argument, NULL, OPT_PASSWORD},
         {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
         {"username", required_argument, NULL, OPT_USERNAME},
         {"realm", required_argument, NULL, OPT_REALM},
+        {"impu", required_argument, NULL, OPT_IMPU},
+        {"btid", required_argument, NULL, OPT_BTID},
+        {"impi", required_argument, NULL, OPT_IMPI},
+        {"ks", required_argument, NULL, OPT_KS},
+        {"rand", required_argument, NULL, OPT_RAND},
+        {"lifetime", required_argument, NULL, OPT_LIFETIME},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *data = "var", *password = NULL, *password_file = NULL, *username = NULL,
                *realm = NULL;
+    const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
+    size_t n_impus = 0;
+    struct xdmctl_gba_args ga = {.impus = impus};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -132,6 +299,28 @@ int main(int argc, char **argv)
         case OPT_REALM:
             realm = optarg;
             break;
+        case OPT_IMPU:
+            if (n_impus == sizeof impus / sizeof impus[0]) {
+                fprintf(stderr, "xdmctl: too many --impu (at most %zu)\n", n_impus);
+                return 2;
+            }
+            impus[n_impus++] = optarg;
+            break;
+        case OPT_BTID:
+            ga.btid = optarg;
+            break;
+        case OPT_IMPI:
+            ga.impi = optarg;
+            break;
+        case OPT_KS:
+            ga.ks = optarg;
+            break;
+        case OPT_RAND:
+            ga.rand = optarg;
+            break;
+        case OPT_LIFETIME:
+            ga.lifetime = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -142,6 +331,20 @@ int main(int argc, char **argv)
     }
     int nargs = argc - optind;
     char **args = argv + optind;
+    bool user_opts = password || password_file || username || realm;
+    if (nargs >= 2 && strcmp(args[0], "gba") == 0) {
+        const char *cmd = args[1];
+        bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,
+             list = strcmp(cmd, "list") == 0;
+        if (!(add || del || list) || nargs != (del ? 3 : 2) || user_opts) {
+            fprintf(stderr, "xdmctl: bad arguments for \"gba %s\"\n", cmd);
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        ga.n_impus = n_impus;
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_gba(data, cmd, del ? args[2] : NULL, &ga);
+    }
     if (nargs < 2 || strcmp(args[0], "user") != 0) {
         xdmctl_usage(stderr);
         return 2;
@@ -149,10 +352,14 @@ int main(int argc, char **argv)
     const char *cmd = args[1];
     bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,
          list = strcmp(cmd, "list") == 0;
-    if (!(add || del || list) || nargs != (list ? 2 : 3) ||
-        (!add && (password || password_file || username || realm)) || (password && password_file)) {
+    if (!(add || del || list) || nargs != (list ? 2 : 3) || (!add && (user_opts || n_impus)) ||
+        (password && password_file) || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime) {
         fprintf(stderr, "xdmctl: bad arguments for \"user %s\"\n", cmd);
         xdmctl_usage(stderr);
+        return 2;
+    }
+    if (n_impus > USERS_IDS_MAX) {
+        fprintf(stderr, "xdmctl: at most %d --impu per user\n", USERS_IDS_MAX);
         return 2;
     }
 
@@ -168,23 +375,14 @@ int main(int argc, char **argv)
         return xdmctl_fail("the password must not be empty");
 
     log_init("xdmctl", LOG_WARN);
-    size_t dlen = strlen(data);
-    char *dir = malloc(dlen + sizeof "/aggproxy");
-    if (!dir)
-        return xdmctl_fail("out of memory");
-    memcpy(dir, data, dlen);
-    memcpy(dir + dlen, "/aggproxy", sizeof "/aggproxy");
-    struct store *s;
-    if (users_open(dir, &s) != USERS_OK) {
-        int rc = xdmctl_fail("cannot open the user store in %s", dir);
-        free(dir);
-        return rc;
-    }
+    struct store *s = xdmctl_open(data);
+    if (!s)
+        return 1;
 
     enum users_rc rc;
     const char *xui = list ? NULL : args[2];
     if (add)
-        rc = users_add(s, xui, username, realm, password);
+        rc = users_add_ids(s, xui, username, realm, password, impus, n_impus);
     else if (del)
         rc = users_del(s, xui);
     else
@@ -192,7 +390,6 @@ int main(int argc, char **argv)
     if (password == pw)
         memset(pw, 0, sizeof pw);
     store_close(s);
-    free(dir);
 
     switch (rc) {
     case USERS_OK:
@@ -210,6 +407,10 @@ int main(int argc, char **argv)
     case USERS_BAD_NAME:
         return xdmctl_fail("bad username, realm or password for %s (no quotes, backslashes or "
                            "control characters; at most 256 bytes, password 1024)",
+                           xui);
+    case USERS_BAD_ID:
+        return xdmctl_fail("bad --impu for %s: each must be a URI such as tel:+15551234 or "
+                           "sip:a@example.com, differ from the XUI and from each other",
                            xui);
     case USERS_ERROR:
         return xdmctl_fail("cannot update the user store in %s/aggproxy", data);
