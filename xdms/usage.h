@@ -27,9 +27,30 @@ struct usage;
 const char *const *usage_store_tables(enum xdms_role role);
 
 /* Compiles the role's schemas from schema_dir (files named in usage.c) with network access and
- * entity loading off. Returns 0, or -1 with a log line naming the file. */
+ * entity loading off. Returns 0, or -1 with a log line naming the file.
+ * Added: it installs a process-wide libxml2 external entity loader that opens only files inside
+ * schema_dir (the last one given) and refuses every other URL; call it at start, before other
+ * threads use libxml2, and not concurrently with itself. */
 int usage_open(enum xdms_role role, const char *schema_dir, struct usage **out);
 void usage_close(struct usage *u);
+/* Added: the schema directory built in (XDM_SCHEMA_DIR, the source tree's schemas/), for
+ * callers without a configured one (unit tests, tools). Static string. */
+const char *usage_default_schema_dir(void);
+
+/* Added: local limits (OMA presence content, SPEC PC-2). The largest status icon accepted in an
+ * org.openmobilealliance.pres-content document, in bytes after base64 decoding (raw <data>
+ * length when the data is not base64). 0 restores the default. Call before threads start. */
+#define USAGE_DEFAULT_MAX_ICON_SIZE (256u * 1024u)
+void usage_set_max_icon_size(struct usage *u, size_t bytes);
+
+/* Added: the extra tables of ROLE_RLS (RFC 4826 §4.4.5, SPEC RLS-9), for tools that inspect a
+ * store: USAGE_RLS_URI_TABLE maps a service URI to owner XUI \0 document path \0 the service
+ * element as serialized in the global index; USAGE_RLS_DOC_TABLE maps XUI \0 document path to
+ * the document's service URIs, each followed by \0. */
+#define USAGE_RLS_URI_TABLE "rls_uri"
+#define USAGE_RLS_DOC_TABLE "rls_doc"
+/* Longest service URI accepted (it is a store key). */
+#define USAGE_RLS_URI_MAX 480
 
 /* Validates the whole document doc (already well-formed) stored under k. Returns XCAP_OK or a
  * 409 status with err filled: XCAP_SCHEMA_VALIDATION_ERROR (phrase names the line and the

@@ -1,0 +1,568 @@
+/* RFC 4826 list constraints that a schema cannot express (§3.4.5, §4.4.5): uniqueness among
+ * siblings, the shape of references, the token syntax of packages; plus the node selectors that
+ * name an offending value in a uniqueness-failure report (RFC 4825 §11). */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "nodesel.h"
+#include "usage.h"
+#include "usage_internal.h"
+#include "xcap_uri.h"
+#include "xdoc.h"
+
+/* ---- field selectors ---- */
+
+/* RFC 3986 pchar minus the characters a node selector gives meaning to. */
+static bool lists_plain(unsigned char ch, bool value)
+{
+    if (isalnum(ch) || strchr("-._~!$&'()*+,;=:@", ch))
+        return ch != 0;
+    return !value && ch == '/';
+}
+
+static int lists_pct(struct buf *out, const char *s, size_t n, bool value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (lists_plain(ch, value)) {
+            rc = buf_append(out, &s[i], 1);
+        } else {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            rc = buf_append(out, e, 3);
+        }
+    }
+    return rc;
+}
+
+/* The name test of a step for el: "*" when el's namespace has no prefix to write it with. */
+static bool lists_star(xmlNodePtr el, const char *default_ns)
+{
+    if (el->ns && el->ns->href && strcmp((const char *)el->ns->href, default_ns) == 0)
+        return false;
+    return !(el->ns && el->ns->prefix);
+}
+
+static bool lists_same_name(xmlNodePtr a, xmlNodePtr b, bool star)
+{
+    if (star)
+        return true;
+    if (strcmp((const char *)a->name, (const char *)b->name) != 0)
+        return false;
+    if (!a->ns || !b->ns)
+        return !a->ns && !b->ns;
+    return strcmp((const char *)a->ns->href, (const char *)b->ns->href) == 0;
+}
+
+/* The attribute that identifies an element among its siblings in a readable selector. */
+static const char *lists_key_attr(xmlNodePtr el)
+{
+    if (usage_is(el, USAGE_NS_RL, "list"))
+        return "name";
+    if (usage_is(el, USAGE_NS_RLS, "service"))
+        return "uri";
+    return NULL;
+}
+
+int usage_field(xmlNodePtr el, const char *attr, const char *default_ns, bool by_key,
+                struct buf *out)
+{
+    xmlNodePtr chain[XDOC_MAX_DEPTH + 1];
+    size_t depth = 0;
+    for (xmlNodePtr n = el; n && n->type == XML_ELEMENT_NODE; n = n->parent) {
+        if (depth == sizeof chain / sizeof chain[0])
+            return -1;
+        chain[depth++] = n;
+    }
+    int rc = 0;
+    for (size_t i = depth; i-- > 0 && rc == 0;) {
+        xmlNodePtr n = chain[i];
+        bool star = lists_star(n, default_ns);
+        if (i + 1 != depth)
+            rc |= buf_puts(out, "/");
+        if (star) {
+            rc |= buf_puts(out, "*");
+        } else {
+            if (n->ns && n->ns->href && strcmp((const char *)n->ns->href, default_ns) != 0) {
+                rc |= lists_pct(out, (const char *)n->ns->prefix,
+                                strlen((const char *)n->ns->prefix), false);
+                rc |= buf_puts(out, ":");
+            }
+            rc |= lists_pct(out, (const char *)n->name, strlen((const char *)n->name), false);
+        }
+        if (i + 1 == depth) /* the document element: exactly one */
+            continue;
+        /* Position among the siblings the name test matches, and how many share the key. */
+        size_t pos = 0, same = 0, same_key = 0;
+        const char *key = i == 0 && !by_key ? NULL : lists_key_attr(n);
+        const char *kv = key ? usage_attr(n, key) : NULL;
+        for (xmlNodePtr s = usage_first_child(n->parent); s; s = usage_next(s)) {
+            if (!lists_same_name(s, n, star))
+                continue;
+            same++;
+            if (s == n)
+                pos = same;
+            if (kv) {
+                const char *sv = usage_attr(s, key);
+                if (sv && strcmp(sv, kv) == 0)
+                    same_key++;
+            }
+        }
+        if (kv && same_key == 1 && !strchr(kv, '"')) {
+            rc |= buf_printf(out, "%%5B@%s=%%22", key);
+            rc |= lists_pct(out, kv, strlen(kv), true);
+            rc |= buf_puts(out, "%22%5D");
+        } else if (i == 0 || same > 1) {
+            rc |= buf_printf(out, "%%5B%zu%%5D", pos);
+        }
+    }
+    rc |= buf_puts(out, "/@");
+    rc |= lists_pct(out, attr, strlen(attr), false);
+    return rc ? -1 : 0;
+}
+
+/* ---- alternative values ---- */
+
+static bool lists_suggested(const struct xcap_exists *ex, const char *v)
+{
+    for (size_t i = 0; i < ex->n_alt; i++)
+        if (strcmp(ex->alt_values[i], v) == 0)
+            return true;
+    return false;
+}
+
+int usage_suggest(const char *value, bool uri, int (*is_taken)(void *cls, const char *candidate),
+                  void *cls, struct xcap_exists *ex)
+{
+    /* A URI keeps its scheme and host: the user part gets the suffix. */
+    const char *at = uri ? strchr(value, '@') : NULL;
+    size_t head = at ? (size_t)(at - value) : strlen(value);
+    const char *tail = value + head;
+    /* "friends-2" suggests "friends-3", not "friends-2-1". */
+    size_t k = head;
+    while (k > 0 && isdigit((unsigned char)value[k - 1]))
+        k--;
+    if (k < head && k > 1 && value[k - 1] == '-')
+        head = k - 1;
+    size_t cap = head + strlen(tail) + 16;
+    char *cand = malloc(cap);
+    if (!cand)
+        return -1;
+    int rc = 0;
+    for (unsigned i = 1; i <= 64 && ex->n_alt < USAGE_MAX_ALTS; i++) {
+        snprintf(cand, cap, "%.*s-%u%s", (int)head, value, i, tail);
+        if (strcmp(cand, value) == 0 || lists_suggested(ex, cand))
+            continue;
+        if (uri && strlen(cand) > USAGE_RLS_URI_MAX)
+            break;
+        int taken = is_taken(cls, cand);
+        if (taken < 0 || (!taken && xcap_exists_add_alt(ex, cand) < 0)) {
+            rc = -1;
+            break;
+        }
+    }
+    free(cand);
+    return rc;
+}
+
+/* ---- references ---- */
+
+static bool lists_scheme_is(const char *s, size_t n, const char *want)
+{
+    return n == strlen(want) && strncasecmp(s, want, n) == 0;
+}
+
+/* A reference split for xcap_uri_parse(): root path, path (with a leading '/', still
+ * percent-encoded, without query and fragment) and query. */
+struct lists_ref {
+    char *root;
+    char *path;
+    char *query;
+};
+
+static void lists_ref_release(struct lists_ref *r)
+{
+    free(r->root);
+    free(r->path);
+    free(r->query);
+}
+
+/* Splits ref[0..len); returns NULL or why it cannot be an XCAP URI of the wanted form. */
+static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_form form,
+                                   struct lists_ref *r)
+{
+    size_t scheme = strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+    bool absolute = scheme > 0 && scheme < len && ref[scheme] == ':';
+    if (absolute && form == USAGE_REF_RELATIVE)
+        return "must be a path relative to the XCAP root, not an absolute URI";
+    if (!absolute && form == USAGE_REF_ABSOLUTE)
+        return "must be an absolute http or https URI";
+    const char *p = ref; /* start of the path */
+    if (absolute) {
+        if (!lists_scheme_is(ref, scheme, "http") && !lists_scheme_is(ref, scheme, "https"))
+            return "must be an http or https URI";
+        if (len < scheme + 3 || strncmp(ref + scheme, "://", 3) != 0)
+            return "has no host";
+        const char *auth = ref + scheme + 3;
+        p = memchr(auth, '/', len - (size_t)(auth - ref));
+        if (!p)
+            return "has no path";
+        if (p == auth)
+            return "has no host";
+    } else if (ref[0] == '/') {
+        return "must be relative to the XCAP root (no leading '/')";
+    }
+    size_t plen = len - (size_t)(p - ref);
+    size_t cut = 0;
+    while (cut < plen && p[cut] != '?' && p[cut] != '#')
+        cut++;
+    if (!(r->path = malloc(cut + 2)))
+        return "cannot be checked (out of memory)";
+    if (absolute) {
+        memcpy(r->path, p, cut);
+        r->path[cut] = '\0';
+    } else {
+        r->path[0] = '/';
+        memcpy(r->path + 1, p, cut);
+        r->path[cut + 1] = '\0';
+    }
+    if (cut < plen && p[cut] == '?') {
+        size_t q = cut + 1, qe = q;
+        while (qe < plen && p[qe] != '#')
+            qe++;
+        if (!(r->query = strndup(p + q, qe - q)))
+            return "cannot be checked (out of memory)";
+    }
+    size_t root_len = 0;
+    if (absolute) {
+        /* Another URI's XCAP root is unknown: it ends where the document selector of a
+         * resource-lists document begins (RFC 4825 §6). */
+        const char *hit = NULL;
+        for (const char *q = r->path; !hit && (q = strstr(q, "/resource-lists/")) != NULL; q++)
+            if (strncmp(q + 16, "users/", 6) == 0 || strncmp(q + 16, "global/", 7) == 0)
+                hit = q;
+        if (!hit)
+            return "is not the URI of a resource-lists document";
+        root_len = (size_t)(hit - r->path);
+    }
+    if (!(r->root = strndup(r->path, root_len)))
+        return "cannot be checked (out of memory)";
+    return NULL;
+}
+
+/* Checks a parsed XCAP URI; returns NULL or why it is refused. */
+static const char *lists_ref_target(const struct xcap_uri *u, const char *target,
+                                    const char *owner, bool *wrong_target)
+{
+    if (strcmp(u->auid, "resource-lists") != 0)
+        return "does not point into a resource-lists document";
+    if (u->is_dir || !u->node_sel)
+        return "has no node selector (/~~/)";
+    struct nodesel sel;
+    struct xcap_err e = {0};
+    enum xcap_status st = nodesel_parse(u->node_sel, u->query, USAGE_NS_RL, &sel, &e);
+    xcap_err_release(&e);
+    if (st != XCAP_OK)
+        return "has an invalid node selector";
+    const struct nodesel_step *last = &sel.steps[sel.n_steps - 1];
+    *wrong_target = sel.terminal != NODESEL_ELEMENT || !last->local ||
+                    strcmp(last->local, target) != 0 || !last->ns ||
+                    strcmp(last->ns, USAGE_NS_RL) != 0;
+    nodesel_release(&sel);
+    if (*wrong_target)
+        return "";
+    if (owner && u->tree == XCAP_TREE_USERS && !xcap_uri_xui_equal(u->xui, owner))
+        return "points into another user's documents";
+    return NULL;
+}
+
+bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target, const char *owner,
+                  char *why, size_t why_len)
+{
+    why[0] = '\0';
+    /* xs:anyURI values may carry surrounding white space; it is not part of the URI. */
+    ref += strspn(ref, " \t\r\n");
+    size_t len = strlen(ref);
+    while (len && strchr(" \t\r\n", ref[len - 1]))
+        len--;
+    struct lists_ref r = {0};
+    const char *msg = lists_ref_split(ref, len, form, &r);
+    if (!msg) {
+        struct xcap_uri u;
+        struct xcap_err e = {0};
+        enum xcap_status st = xcap_uri_parse(r.root, r.path, r.query, &u, &e);
+        xcap_err_release(&e);
+        if (st != XCAP_OK) {
+            msg = "is not a valid XCAP URI";
+        } else {
+            bool wrong_target = false;
+            msg = lists_ref_target(&u, target, owner, &wrong_target);
+            if (wrong_target)
+                snprintf(why, why_len, "does not select a <%s> element", target);
+            xcap_uri_release(&u);
+        }
+    }
+    lists_ref_release(&r);
+    if (msg && msg[0])
+        snprintf(why, why_len, "%s", msg);
+    return msg == NULL;
+}
+
+/* ---- sibling uniqueness (RFC 4826 §3.4.5) ---- */
+
+enum lists_kind { LISTS_LIST, LISTS_ENTRY, LISTS_ENTRY_REF, LISTS_EXTERNAL };
+
+static const char *const lists_kind_attr[] = {
+    [LISTS_LIST] = "name",
+    [LISTS_ENTRY] = "uri",
+    [LISTS_ENTRY_REF] = "ref",
+    [LISTS_EXTERNAL] = "anchor",
+};
+
+struct lists_item {
+    enum lists_kind kind;
+    const char *value;
+    xmlNodePtr node;
+    size_t order;
+};
+
+struct lists_ctx {
+    const char *owner;
+    const char *default_ns;
+    struct xcap_err *err;
+    char constraint[400]; /* the first constraint failure, "" while none */
+    bool oom;
+};
+
+static int lists_item_cmp(const void *a, const void *b)
+{
+    const struct lists_item *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    int c = strcmp(x->value, y->value);
+    if (c)
+        return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int lists_order_cmp(const void *a, const void *b)
+{
+    const struct lists_item *x = *(struct lists_item *const *)a;
+    const struct lists_item *y = *(struct lists_item *const *)b;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static void lists_constraint(struct lists_ctx *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Keeps the first constraint failure: the report names one condition (RFC 4825 §11). */
+static void lists_constraint(struct lists_ctx *c, const char *fmt, ...)
+{
+    if (c->constraint[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->constraint, sizeof c->constraint, fmt, ap);
+    va_end(ap);
+}
+
+/* Taken list names for suggestions: the siblings' names, and what earlier items of the same
+ * parent were already offered. */
+struct lists_taken {
+    const struct lists_item *items; /* sorted by lists_item_cmp */
+    size_t n;
+    const struct xcap_err *err;
+    size_t first_exists; /* reports of this parent start here */
+};
+
+static int lists_name_taken(void *cls, const char *cand)
+{
+    const struct lists_taken *t = cls;
+    struct lists_item key = {.kind = LISTS_LIST, .value = cand, .order = 0};
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) { /* first item not below (LIST, cand, 0) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (lists_item_cmp(&t->items[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < t->n && t->items[lo].kind == LISTS_LIST && strcmp(t->items[lo].value, cand) == 0)
+        return 1;
+    for (size_t i = t->first_exists; i < t->err->n_exists; i++)
+        if (lists_suggested(&t->err->exists[i], cand))
+            return 1;
+    return 0;
+}
+
+static void lists_report(struct lists_ctx *c, const struct lists_item *it,
+                         struct lists_taken *taken)
+{
+    if (c->err->n_exists >= USAGE_MAX_EXISTS)
+        return;
+    struct buf field;
+    buf_init(&field, 4096);
+    struct xcap_exists *ex = NULL;
+    if (usage_field(it->node, lists_kind_attr[it->kind], c->default_ns, false, &field) < 0 ||
+        !(ex = xcap_err_add_exists(c->err, field.data))) {
+        c->oom = true;
+    } else if (it->kind == LISTS_LIST) {
+        /* Only a list name has an obvious free variant; a duplicate URI or reference is a
+         * mistake no other value would fix. */
+        if (usage_suggest(it->value, false, lists_name_taken, taken, ex) < 0)
+            c->oom = true;
+    }
+    buf_release(&field);
+}
+
+/* One member of a list: remembers its key value and checks references. */
+static bool lists_member(struct lists_ctx *c, xmlNodePtr ch, struct lists_item *item)
+{
+    char why[160];
+    if (usage_is(ch, USAGE_NS_RL, "list")) {
+        item->kind = LISTS_LIST;
+    } else if (usage_is(ch, USAGE_NS_RL, "entry")) {
+        item->kind = LISTS_ENTRY;
+    } else if (usage_is(ch, USAGE_NS_RL, "entry-ref")) {
+        item->kind = LISTS_ENTRY_REF;
+        /* RL-6: a path relative to the XCAP root naming an <entry>. */
+        const char *ref = usage_attr(ch, "ref");
+        if (ref && !usage_ref_ok(ref, USAGE_REF_RELATIVE, "entry", c->owner, why, sizeof why))
+            lists_constraint(c, "entry-ref \"%.200s\" %s", ref, why);
+    } else if (usage_is(ch, USAGE_NS_RL, "external")) {
+        item->kind = LISTS_EXTERNAL;
+        /* RL-7: an absolute http(s) URI naming a <list>. */
+        const char *anchor = usage_attr(ch, "anchor");
+        if (anchor &&
+            !usage_ref_ok(anchor, USAGE_REF_ABSOLUTE, "list", c->owner, why, sizeof why))
+            lists_constraint(c, "external anchor \"%.200s\" %s", anchor, why);
+    } else {
+        return false;
+    }
+    item->value = usage_attr(ch, lists_kind_attr[item->kind]);
+    item->node = ch;
+    return item->value != NULL;
+}
+
+static void lists_walk(struct lists_ctx *c, xmlNodePtr parent, unsigned depth)
+{
+    if (c->oom || depth > XDOC_MAX_DEPTH)
+        return;
+    size_t n = 0;
+    for (xmlNodePtr ch = usage_first_child(parent); ch; ch = usage_next(ch))
+        n++;
+    if (n == 0)
+        return;
+    struct lists_item *items = calloc(n, sizeof *items);
+    struct lists_item **dups = calloc(n, sizeof *dups);
+    if (!items || !dups) {
+        c->oom = true;
+        goto done;
+    }
+    size_t m = 0, order = 0;
+    for (xmlNodePtr ch = usage_first_child(parent); ch; ch = usage_next(ch)) {
+        items[m].order = order++;
+        if (lists_member(c, ch, &items[m]))
+            m++;
+    }
+    /* Sorting by (kind, value) puts equal siblings next to each other: O(n log n) even for
+     * lists of many thousand entries. */
+    qsort(items, m, sizeof *items, lists_item_cmp);
+    size_t nd = 0;
+    for (size_t i = 1; i < m; i++)
+        if (items[i].kind == items[i - 1].kind && strcmp(items[i].value, items[i - 1].value) == 0)
+            dups[nd++] = &items[i];
+    qsort(dups, nd, sizeof *dups, lists_order_cmp);
+    struct lists_taken taken = {items, m, c->err, c->err->n_exists};
+    for (size_t i = 0; i < nd && !c->oom; i++)
+        lists_report(c, dups[i], &taken);
+    free(items);
+    free(dups);
+    items = NULL;
+    dups = NULL;
+    /* A container's own duplicates are reported before those of the lists inside it. */
+    for (xmlNodePtr ch = usage_first_child(parent); ch && !c->oom; ch = usage_next(ch))
+        if (usage_is(ch, USAGE_NS_RL, "list"))
+            lists_walk(c, ch, depth + 1);
+done:
+    free(items);
+    free(dups);
+}
+
+static enum xcap_status lists_finish(struct lists_ctx *c)
+{
+    if (c->oom)
+        return xcap_fail(c->err, XCAP_INTERNAL, "out of memory");
+    if (c->err->n_exists)
+        return xcap_fail(c->err, XCAP_UNIQUENESS_FAILURE,
+                         "%zu value%s not unique among siblings (RFC 4826 §3.4.5)",
+                         c->err->n_exists, c->err->n_exists == 1 ? " is" : "s are");
+    if (c->constraint[0])
+        return xcap_fail(c->err, XCAP_CONSTRAINT_FAILURE, "%s", c->constraint);
+    return XCAP_OK;
+}
+
+enum xcap_status usage_lists_check(xmlNodePtr root, const char *owner, struct xcap_err *err)
+{
+    struct lists_ctx c = {.owner = owner, .default_ns = USAGE_NS_RL, .err = err};
+    lists_walk(&c, root, 1);
+    return lists_finish(&c);
+}
+
+/* RFC 3265 §7.2 event package names: tokens (a template package adds ".name", also a token). */
+static bool lists_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("-.!%*_+`'~", *s))
+            return false;
+    return true;
+}
+
+enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner, struct xcap_err *err)
+{
+    struct lists_ctx c = {.owner = owner, .default_ns = USAGE_NS_RLS, .err = err};
+    char why[160];
+    for (xmlNodePtr svc = usage_first_child(root); svc && !c.oom; svc = usage_next(svc)) {
+        if (!usage_is(svc, USAGE_NS_RLS, "service"))
+            continue;
+        const char *uri = usage_attr(svc, "uri");
+        if (uri && strlen(uri) > USAGE_RLS_URI_MAX) {
+            lists_constraint(&c, "service uri \"%.80s...\" is longer than %d bytes", uri,
+                             USAGE_RLS_URI_MAX);
+        }
+        for (xmlNodePtr ch = usage_first_child(svc); ch && !c.oom; ch = usage_next(ch)) {
+            if (usage_is(ch, USAGE_NS_RLS, "list")) {
+                lists_walk(&c, ch, 2); /* RLS-5: an inline list obeys RFC 4826 §3.4.5 */
+            } else if (usage_is(ch, USAGE_NS_RLS, "resource-list")) {
+                /* RLS-4; like OPR-6, the list must be the owner's: the RLS reads it with server
+                 * rights, so another user's list would leak through a service. */
+                char *ref = usage_text(ch);
+                if (!ref)
+                    c.oom = true;
+                else if (!usage_ref_ok(ref, USAGE_REF_ABSOLUTE, "list", owner, why, sizeof why))
+                    lists_constraint(&c, "resource-list \"%.200s\" %s", ref, why);
+                free(ref);
+            } else if (usage_is(ch, USAGE_NS_RLS, "packages")) {
+                for (xmlNodePtr pk = usage_first_child(ch); pk && !c.oom; pk = usage_next(pk)) {
+                    if (!usage_is(pk, USAGE_NS_RLS, "package"))
+                        continue;
+                    char *name = usage_text(pk);
+                    if (!name)
+                        c.oom = true;
+                    else if (!lists_token(name))
+                        lists_constraint(&c, "package \"%.100s\" is not an event package name",
+                                         name);
+                    free(name);
+                }
+            }
+        }
+    }
+    return lists_finish(&c);
+}
