@@ -478,15 +478,15 @@ enum users_rc users_lookup(struct store *s, const char *realm, const char *usern
         else
             out->n_ids++;
     }
+    if (rc == USERS_OK) {
+        memcpy(out->ha1_md5, md5, 33);
+        memcpy(out->ha1_sha256, sha, 65);
+    }
     free(raw);
     free(v);
-    if (rc != USERS_OK) {
+    if (rc != USERS_OK)
         users_cred_release(out);
-        return rc;
-    }
-    memcpy(out->ha1_md5, md5, 33);
-    memcpy(out->ha1_sha256, sha, 65);
-    return USERS_OK;
+    return rc;
 }
 
 int users_digest_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
