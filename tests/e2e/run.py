@@ -334,8 +334,29 @@ class SipUA:
         self.reader.join(timeout=2)
 
 
+# Live deployments, so an interrupted run (Ctrl-C, SIGTERM) can still stop every process it
+# started: the servers run in their own sessions and would not see the terminal's signal.
+_live_lock = threading.Lock()
+_live = set()
+
+
+def kill_all_live():
+    with _live_lock:
+        deps = list(_live)
+    for d in deps:
+        for ua in d.uas.values():
+            if ua.popen.poll() is None:
+                ua.popen.kill()
+        for p in d.procs.values():
+            if p.running():
+                p.expected_exit = True
+                p.popen.kill()
+
+
 class Deployment:
     def __init__(self, runner, case):
+        with _live_lock:
+            _live.add(self)
         self.runner = runner
         self.build = runner.build
         self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-%s-" % case.name)
@@ -384,6 +405,8 @@ class Deployment:
                 raise CaseError(msg)
 
     def shutdown(self):
+        with _live_lock:
+            _live.discard(self)
         problems = []
         for ua in self.uas.values():
             ua.stop()
@@ -1690,7 +1713,9 @@ def main():
     passed = failed = 0
     failed_names = []
     t0 = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs))
+    try:
         futs = [(p, pool.submit(runner.run_case, p)) for p in paths]
         for p, fut in futs:
             name = os.path.splitext(os.path.basename(p))[0]
@@ -1713,6 +1738,13 @@ def main():
                 for t in shown:
                     print(indent(t))
             sys.stdout.flush()
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_all_live()
+        print("interrupted: stopped every started process")
+        print("counts: %d passed, %d failed" % (passed, failed + 1))
+        return 130
+    pool.shutdown(wait=True)
     print("e2e: %.1fs, build %s" % (time.monotonic() - t0, runner.build))
     if failed_names:
         print("failed: " + " ".join(failed_names))
