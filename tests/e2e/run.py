@@ -446,6 +446,7 @@ class Response:
         self.body = body
         self.challenged = False
         self.auth = None  # the Digest parameters used, for rspauth checking
+        self.reused = False
 
     def header_values(self, name):
         return [v for n, v in self.headers if n.lower() == name.lower()]
@@ -465,10 +466,39 @@ class Response:
         return "\n".join(lines)
 
 
-def http_exchange(addr, method, target, headers, body, timeout, source=None):
-    """One request on a fresh connection. headers: list of (name, value); source: local address
-    to connect from (another 127.x address to look like another peer). Returns Response."""
+def http_exchange(addr, method, target, headers, body, timeout, source=None, pool=None):
+    """One request. headers: list of (name, value); source: local address to connect from
+    (another 127.x address looks like another peer). Without pool the request goes on a fresh
+    connection with `Connection: close`; with pool (a dict) the connection to (addr, source) is
+    kept and reused like a browser's, and a fresh one is opened when the server has closed it.
+    Returns Response; its `reused` says whether it came on a kept connection."""
+    key = (addr, source)
+    sock = pool.get(key) if pool is not None else None
+    if sock is not None:
+        try:
+            return _exchange_on(sock, addr, method, target, headers, body, pool, key, True)
+        except _StaleConnection:
+            pass
     host, port = addr.rsplit(":", 1)
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
+    except OSError as e:
+        raise CaseError("cannot connect to %s: %s" % (addr, e))
+    if pool is not None:
+        pool[key] = sock
+    try:
+        return _exchange_on(sock, addr, method, target, headers, body, pool, key, False)
+    except _StaleConnection as e:
+        raise CaseError("%s %s to %s: connection closed without a response (%s)" % (
+            method, target, addr, e))
+
+
+class _StaleConnection(Exception):
+    pass
+
+
+def _exchange_on(sock, addr, method, target, headers, body, pool, key, reused):
     names = {n.lower() for n, _ in headers}
     lines = ["%s %s HTTP/1.1" % (method, target)]
     if "host" not in names:
@@ -476,14 +506,10 @@ def http_exchange(addr, method, target, headers, body, timeout, source=None):
     lines += ["%s: %s" % (n, v) for n, v in headers]
     if body is not None and "content-length" not in names:
         lines.append("Content-Length: %d" % len(body))
-    if "connection" not in names:
+    if "connection" not in names and pool is None:
         lines.append("Connection: close")
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-    try:
-        sock = socket.create_connection((host, int(port)), timeout=timeout,
-                                        source_address=(source, 0) if source else None)
-    except OSError as e:
-        raise CaseError("cannot connect to %s: %s" % (addr, e))
+    keep = False
     try:
         send_error = None
         try:
@@ -491,6 +517,8 @@ def http_exchange(addr, method, target, headers, body, timeout, source=None):
             if body:
                 sock.sendall(body)
         except OSError as e:
+            if reused:
+                raise _StaleConnection(str(e))
             # A server may answer (e.g. 413) and close before reading the whole body; the
             # response can still be read.
             send_error = e
@@ -498,11 +526,19 @@ def http_exchange(addr, method, target, headers, body, timeout, source=None):
         try:
             resp.begin()
             data = resp.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError) as e:
+            if reused:
+                raise _StaleConnection(str(e))
+            extra = " (sending failed first: %s)" % send_error if send_error else ""
+            raise CaseError("%s %s to %s: no valid response: %r%s" % (method, target, addr, e,
+                                                                       extra))
         except (OSError, http.client.HTTPException) as e:
             extra = " (sending failed first: %s)" % send_error if send_error else ""
             raise CaseError("%s %s to %s: no valid response: %r%s" % (method, target, addr, e,
                                                                        extra))
+        keep = pool is not None and not resp.will_close and send_error is None
         r = Response(resp.status, resp.reason, list(resp.getheaders()), data)
+        r.reused = reused
         enc = (r.header("Content-Encoding") or "").strip().lower()
         if enc == "gzip" and data:
             # Body assertions compare the identity representation (AP-12); the header itself
@@ -515,7 +551,10 @@ def http_exchange(addr, method, target, headers, body, timeout, source=None):
                                 % (method, target, e))
         return r
     finally:
-        sock.close()
+        if not keep:
+            sock.close()
+            if pool is not None and pool.get(key) is sock:
+                del pool[key]
 
 
 def parse_challenges(values):
@@ -689,7 +728,8 @@ class Assertion:
                      "@rspauth": 0, "@content-type": 0, "@body": 0, "@body-equals": 0,
                      "@body-equals-template": 0, "@body-equals-var": 0, "@body-contains": 0,
                      "@body-regex": 0, "@body-empty": 0, "@xml-root": 0, "@xcap-error": 0,
-                     "@xml-count": 1, "@xml-attr": 2, "@xml-text": 1, "@field": 1}
+                     "@xml-count": 1, "@xml-attr": 2, "@xml-text": 1, "@field": 1,
+                     "@reused": 0}
             if head not in known:
                 raise ParseError("line %d: unknown assertion %s" % (lineno, head))
             if len(subject) - 1 != known[head]:
@@ -826,6 +866,10 @@ class Case:
                 if len(args) != 1 or args[0] not in ALL_PROCS:
                     raise ParseError("line %d: %s PROC" % (lineno, kw))
                 self.steps.append(Step(lineno, kw, args))
+            elif kw == "keepalive":
+                if args not in (["on"], ["off"]):
+                    raise ParseError("line %d: keepalive on|off" % lineno)
+                self.steps.append(Step(lineno, "keepalive", args))
             elif kw == "sleep":
                 self.steps.append(Step(lineno, "sleep", [float(args[0])]))
             elif kw == "subscribe":
@@ -884,6 +928,7 @@ class CaseRun:
         self.via = None
         self.transcript = []
         self.deadline = None
+        self.pool = None  # kept-alive connections when `keepalive on`
 
     def log(self, text):
         self.transcript.append(text)
@@ -932,6 +977,7 @@ class CaseRun:
             import traceback
             failures.append("runner error: %r\n%s" % (e, traceback.format_exc()))
         finally:
+            self.close_pool()
             failures += self.dep.shutdown()
             failures += self.dep.sanitizer_reports()
         return failures
@@ -947,6 +993,19 @@ class CaseRun:
 
     def step_set(self, step):
         self.vars[step.args[0]] = self.s(" ".join(step.args[1:]), step.lineno)
+
+    def step_keepalive(self, step):
+        if step.args[0] == "on":
+            if self.pool is None:
+                self.pool = {}
+        else:
+            self.close_pool()
+
+    def close_pool(self):
+        if self.pool:
+            for sock in self.pool.values():
+                sock.close()
+        self.pool = None
 
     def step_sleep(self, step):
         time.sleep(step.args[0] * self.runner.time_scale)
@@ -1049,9 +1108,9 @@ class CaseRun:
             if via.who is not None:
                 headers = [("X-3GPP-Asserted-Identity", '"%s"' % self.s(via.who, ln))] + headers
             resp = self.send(self.dep.procs[via.dest], method, target, headers, body, timeout)
-        self.log("line %d: %s %s via %s%s\n%s" % (
+        self.log("line %d: %s %s via %s%s%s\n%s" % (
             ln, method, target, via.dest, (" as " + via.who) if via.who else "",
-            indent(resp.summary())))
+            " (kept connection)" if resp.reused else "", indent(resp.summary())))
         self.last = resp
         for a in step.expect:
             self.check(a, resp=resp, req_target=target)
@@ -1063,7 +1122,7 @@ class CaseRun:
             pass
         try:
             return http_exchange(proc.http_addr, method, target, headers, body,
-                                 timeout * self.runner.time_scale, source)
+                                 timeout * self.runner.time_scale, source, self.pool)
         except CaseError as e:
             died = proc.unexpected_death()
             raise CaseError(str(e) + ("\n" + died if died else ""))
@@ -1181,6 +1240,8 @@ class CaseRun:
             return
         elif head == "@challenged":
             actual = "yes" if resp.challenged else "no"
+        elif head == "@reused":
+            actual = "yes" if resp.reused else "no"
         elif head == "@challenges":
             chals = parse_challenges(resp.header_values("WWW-Authenticate"))
             actual = ", ".join(p.get("algorithm", "MD5") for s, p in chals
