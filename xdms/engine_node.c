@@ -582,6 +582,8 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
 /* A prefix bound to ns at el that can qualify an attribute (default namespaces cannot). */
 static const char *node_attr_prefix(xmlDocPtr doc, xmlNodePtr el, const char *ns)
 {
+    if (strcmp(ns, (const char *)XML_XML_NAMESPACE) == 0)
+        return "xml"; /* bound by definition, and no other prefix may be */
     const char *found = NULL;
     xmlNsPtr *nsl = xmlGetNsList(doc, el);
     for (xmlNsPtr *p = nsl; p && *p && !found; p++)

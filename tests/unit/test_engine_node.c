@@ -25,18 +25,20 @@ static const char start[] = "<?xml version='1.0' encoding='UTF-8'?>\n"
 #define DOC_HEAD "<?xml version='1.0' encoding='UTF-8'?>\n<root xmlns=\"" NS "\">\n"
 
 /* Runs one request on doc; returns the status and leaves the new bytes in out. */
-static enum xcap_status run(const char *doc, enum engine_method m, const char *sel,
-                            const char *ctype, const char *body, struct buf *out, bool *created,
-                            struct xcap_err *err)
+static enum xcap_status run_q(const char *doc, enum engine_method m, const char *sel,
+                              const char *query, const char *ctype, const char *body,
+                              struct buf *out, bool *created, struct xcap_err *err)
 {
     char auid[] = "resource-lists", xui[] = "sip:alice@example.com", path[] = "index";
     char doc_sel[] = "resource-lists/users/sip:alice@example.com/index";
     char *node_sel = strdup(sel);
+    char *q = query ? strdup(query) : NULL;
     struct xcap_uri uri = {.auid = auid,
                            .tree = XCAP_TREE_USERS,
                            .xui = xui,
                            .path = path,
                            .node_sel = node_sel,
+                           .query = q,
                            .doc_sel = doc_sel};
     struct engine_request req = {.method = m,
                                  .uri = &uri,
@@ -48,7 +50,15 @@ static enum xcap_status run(const char *doc, enum engine_method m, const char *s
     enum xcap_status st = engine_node_transform("http://x.example.com/xcap-root/", &req, doc,
                                                 strlen(doc), out, created, err);
     free(node_sel);
+    free(q);
     return st;
+}
+
+static enum xcap_status run(const char *doc, enum engine_method m, const char *sel,
+                            const char *ctype, const char *body, struct buf *out, bool *created,
+                            struct xcap_err *err)
+{
+    return run_q(doc, m, sel, NULL, ctype, body, out, created, err);
 }
 
 static void expect_put(const char *sel, const char *body, enum xcap_status want,
@@ -295,6 +305,12 @@ static void test_attributes(void)
     CU_ASSERT_EQUAL(
         run(start, ENGINE_PUT, "root/el2[@att=\"first\"]/@att", att, "other", &out, &created, &err),
         XCAP_CANNOT_INSERT);
+    /* xml:lang: the xml prefix is used, never declared */
+    CU_ASSERT_EQUAL(run_q(start, ENGINE_PUT, "root/el2/@x:lang",
+                          "xmlns(x=http://www.w3.org/XML/1998/namespace)", att, "en", &out,
+                          &created, &err),
+                    XCAP_OK);
+    CU_ASSERT_TRUE(out.data && strstr(out.data, "<el2 att=\"first\" xml:lang=\"en\"/>"));
     /* a malformed attribute name in the selector */
     CU_ASSERT_EQUAL(run(start, ENGINE_PUT, "root/el2/@x:b?", att, "v", &out, &created, &err),
                     XCAP_BAD_REQUEST);
