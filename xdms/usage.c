@@ -87,8 +87,7 @@ static pthread_mutex_t usage_open_lock = PTHREAD_MUTEX_INITIALIZER;
  * document might name) comes through here: a file inside the schema directory is opened, any
  * other URL (http:, ftp:, files elsewhere) is refused, so no request can make us read the
  * network or the file system. */
-static xmlParserInputPtr usage_entity_loader(const char *url, const char *id,
-                                             xmlParserCtxtPtr ctxt)
+static xmlParserInputPtr usage_entity_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
 {
     if (!url)
         return NULL;
@@ -224,7 +223,8 @@ void usage_set_max_icon_size(struct usage *u, size_t bytes)
 bool usage_is(xmlNodePtr el, const char *ns, const char *local)
 {
     return el && el->type == XML_ELEMENT_NODE && el->ns && el->ns->href &&
-           strcmp((const char *)el->ns->href, ns) == 0 && strcmp((const char *)el->name, local) == 0;
+           strcmp((const char *)el->ns->href, ns) == 0 &&
+           strcmp((const char *)el->name, local) == 0;
 }
 
 xmlNodePtr usage_next(xmlNodePtr el)
@@ -256,6 +256,21 @@ const char *usage_attr(xmlNodePtr el, const char *name)
             return NULL;
         }
     return NULL;
+}
+
+char *usage_text(xmlNodePtr el)
+{
+    xmlChar *raw = xmlNodeGetContent(el);
+    if (!raw)
+        return NULL;
+    const char *s = (const char *)raw;
+    s += strspn(s, " \t\r\n");
+    size_t n = strlen(s);
+    while (n && strchr(" \t\r\n", s[n - 1]))
+        n--;
+    char *out = strndup(s, n);
+    xmlFree(raw);
+    return out;
 }
 
 /* ---- schema validation ---- */
@@ -302,21 +317,6 @@ static enum xcap_status usage_schema_validate(const struct usage_schema *s, cons
 }
 
 /* ---- OMA presence rules (SPEC OPR-4..OPR-6) ---- */
-
-char *usage_text(xmlNodePtr el)
-{
-    xmlChar *raw = xmlNodeGetContent(el);
-    if (!raw)
-        return NULL;
-    const char *s = (const char *)raw;
-    s += strspn(s, " \t\r\n");
-    size_t n = strlen(s);
-    while (n && strchr(" \t\r\n", s[n - 1]))
-        n--;
-    char *out = strndup(s, n);
-    xmlFree(raw);
-    return out;
-}
 
 static enum xcap_status usage_check_oma_rule(xmlNodePtr rule, const char *owner,
                                              struct xcap_err *err)
@@ -409,7 +409,7 @@ static long long usage_base64_size(const char *s)
             if (++pad > 2)
                 return -1;
         } else if (pad || !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                             (ch >= '0' && ch <= '9') || ch == '+' || ch == '/')) {
+                            (ch >= '0' && ch <= '9') || ch == '+' || ch == '/')) {
             return -1;
         }
         n++;

@@ -55,7 +55,15 @@ void usage_set_max_icon_size(struct usage *u, size_t bytes);
 /* Validates the whole document doc (already well-formed) stored under k. Returns XCAP_OK or a
  * 409 status with err filled: XCAP_SCHEMA_VALIDATION_ERROR (phrase names the line and the
  * schema complaint), XCAP_UNIQUENESS_FAILURE (err->exists with field and alt-values),
- * XCAP_CONSTRAINT_FAILURE, XCAP_LOCAL_CONSTRAINT_FAILURE. */
+ * XCAP_CONSTRAINT_FAILURE, XCAP_LOCAL_CONSTRAINT_FAILURE.
+ * Added detail: the document element must be the usage's root in its default namespace (else
+ * schema-validation-error). References (entry-ref, external, rls <resource-list>, OMA
+ * external-list anc) into another user's documents are constraint failures for documents in the
+ * users tree. An org.openmobilealliance.pres-content document must be at
+ * oma_status-icon/<name> or rcs_status_icon/<name> (else constraint-failure); base64 <data> that
+ * does not decode is a constraint failure, a disallowed mime-type or an icon over the size limit
+ * a local-constraint-failure. For rls-services documents in the users tree, service URI
+ * uniqueness (within the document too) is checked by usage_interdepend(), where the index is. */
 enum xcap_status usage_validate(struct usage *u, const struct appusage *au, const struct doc_key *k,
                                 xmlDocPtr doc, struct xcap_err *err);
 

@@ -196,7 +196,8 @@ static void lists_ref_release(struct lists_ref *r)
 static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_form form,
                                    struct lists_ref *r)
 {
-    size_t scheme = strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
+    size_t scheme =
+        strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
     bool absolute = scheme > 0 && scheme < len && ref[scheme] == ':';
     if (absolute && form == USAGE_REF_RELATIVE)
         return "must be a path relative to the XCAP root, not an absolute URI";
@@ -256,8 +257,8 @@ static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_f
 }
 
 /* Checks a parsed XCAP URI; returns NULL or why it is refused. */
-static const char *lists_ref_target(const struct xcap_uri *u, const char *target,
-                                    const char *owner, bool *wrong_target)
+static const char *lists_ref_target(const struct xcap_uri *u, const char *target, const char *owner,
+                                    bool *wrong_target)
 {
     if (strcmp(u->auid, "resource-lists") != 0)
         return "does not point into a resource-lists document";
@@ -438,8 +439,7 @@ static bool lists_member(struct lists_ctx *c, xmlNodePtr ch, struct lists_item *
         item->kind = LISTS_EXTERNAL;
         /* RL-7: an absolute http(s) URI naming a <list>. */
         const char *anchor = usage_attr(ch, "anchor");
-        if (anchor &&
-            !usage_ref_ok(anchor, USAGE_REF_ABSOLUTE, "list", c->owner, why, sizeof why))
+        if (anchor && !usage_ref_ok(anchor, USAGE_REF_ABSOLUTE, "list", c->owner, why, sizeof why))
             lists_constraint(c, "external anchor \"%.200s\" %s", anchor, why);
     } else {
         return false;
@@ -533,6 +533,8 @@ enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner, struc
         if (!usage_is(svc, USAGE_NS_RLS, "service"))
             continue;
         const char *uri = usage_attr(svc, "uri");
+        if (uri && !uri[0])
+            lists_constraint(&c, "a service needs a non-empty uri");
         if (uri && strlen(uri) > USAGE_RLS_URI_MAX) {
             lists_constraint(&c, "service uri \"%.80s...\" is longer than %d bytes", uri,
                              USAGE_RLS_URI_MAX);

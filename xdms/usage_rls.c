@@ -316,8 +316,7 @@ static enum xcap_status rls_forget(struct store_txn *t, const char *owner_key, s
 {
     void *old = NULL;
     size_t olen = 0;
-    enum store_rc rc =
-        store_kv_get(t, USAGE_RLS_DOC_TABLE, owner_key, owner_len - 1, &old, &olen);
+    enum store_rc rc = store_kv_get(t, USAGE_RLS_DOC_TABLE, owner_key, owner_len - 1, &old, &olen);
     if (rc == STORE_NOTFOUND)
         return XCAP_OK;
     if (rc != STORE_OK)
@@ -359,8 +358,7 @@ static enum xcap_status rls_record(struct store_txn *t, const char *owner_key, s
             st = rls_store_fail(err, rc);
     }
     if (st == XCAP_OK) {
-        rc = n ? store_kv_put(t, USAGE_RLS_DOC_TABLE, owner_key, owner_len - 1, list.data,
-                              list.len)
+        rc = n ? store_kv_put(t, USAGE_RLS_DOC_TABLE, owner_key, owner_len - 1, list.data, list.len)
                : store_kv_del(t, USAGE_RLS_DOC_TABLE, owner_key, owner_len - 1);
         if (rc != STORE_OK && rc != STORE_NOTFOUND)
             st = rls_store_fail(err, rc);
