@@ -742,7 +742,7 @@ class Assertion:
                                  "'->' or 'absent')" % lineno)
         elif self.op == "flag" or len(subject) != 1:
             raise ParseError("line %d: expected 'Header: value' or 'Header OP value'" % lineno)
-        if self.op in ("~:", "!~:") or head in ("@body-regex",):
+        if self.value is not None and (self.op in ("~:", "!~:") or head == "@body-regex"):
             try:
                 re.compile(VAR_RE.sub("x", self.value))
             except re.error as e:
@@ -949,7 +949,10 @@ class CaseRun:
 
     def run(self):
         case = self.case
-        self.dep = Deployment(self.runner, case)
+        try:
+            self.dep = Deployment(self.runner, case)
+        except (CaseError, OSError) as e:
+            return ["cannot prepare the deployment: %s" % e]
         self.deadline = time.monotonic() + case.timeout * self.runner.time_scale
         self.vars.update(self.dep.vars())
         failures = []
@@ -1727,6 +1730,8 @@ class Runner:
         run = CaseRun(self, case)
         try:
             failures = run.run()
+        except Exception as e:  # never lose the summary line over one case
+            failures = ["runner error: %r" % e]
         finally:
             tmp = run.dep.tmp if run.dep else None
             if tmp and not self.keep:
