@@ -200,8 +200,27 @@ static enum xcap_status server_parse(struct xdms_server *s, struct xdms_call *c)
         c->err.allow = strdup("GET, HEAD, PUT, DELETE");
         return XCAP_METHOD_NOT_ALLOWED;
     }
-    return xcap_uri_parse(s->cfg.root_path, http_request_path(c->http), http_request_query(c->http),
-                          &c->uri, &c->err);
+    if (s->cfg.max_uri && strlen(http_request_target(c->http)) > s->cfg.max_uri)
+        return xcap_fail(&c->err, XCAP_URI_TOO_LONG, "the URI is longer than %zu bytes",
+                         s->cfg.max_uri);
+    enum xcap_status st = xcap_uri_parse(s->cfg.root_path, http_request_path(c->http),
+                                         http_request_query(c->http), &c->uri, &c->err);
+    if (st != XCAP_OK)
+        return st;
+    /* The "xcap-root@domain" convention: clients that know only a user name send it as XUI;
+     * it names the same home directory as the full SIP URI (sip:NAME@DOMAIN), so both forms
+     * reach the same documents. */
+    if (c->uri.xui && !strchr(c->uri.xui, ':')) {
+        char *full;
+        int n = strchr(c->uri.xui, '@')
+                    ? asprintf(&full, "sip:%s", c->uri.xui)
+                    : asprintf(&full, "sip:%s@%s", c->uri.xui, s->cfg.default_domain);
+        if (n < 0)
+            return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
+        free(c->uri.xui);
+        c->uri.xui = full;
+    }
+    return XCAP_OK;
 }
 
 static enum xcap_status server_resolve(struct xdms_server *s, struct xdms_call *c)
