@@ -191,8 +191,12 @@ int main(int argc, char **argv)
     xdoc_global_init();
     const char *data = config_get(cfg, "data", default_data);
     struct usage *usage;
+    uint64_t max_icon;
+    if (config_get_size(cfg, "max_icon_size", USAGE_DEFAULT_MAX_ICON_SIZE, &max_icon) < 0)
+        return 2;
     if (usage_open(role, config_get(cfg, "schema_dir", XDM_SCHEMA_DIR), &usage) < 0)
         return 1;
+    usage_set_max_icon_size(usage, (size_t)max_icon);
     struct store_options sopts = {.map_size = map_size, .tables = usage_store_tables(role)};
     struct store *store;
     enum store_rc src = store_open(data, &sopts, &store);
