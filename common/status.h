@@ -71,7 +71,8 @@ struct xcap_err {
 enum xcap_status xcap_fail(struct xcap_err *err, enum xcap_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Adds one <exists field> item (copied) to a uniqueness failure; returns the new item or NULL. */
+/* Adds one <exists field> item (copied) to a uniqueness failure; returns the new item or NULL.
+ * The xcap-error schema requires at least one <exists> in <uniqueness-failure>. */
 struct xcap_exists *xcap_err_add_exists(struct xcap_err *err, const char *field);
 /* Adds a copy of value to the item's alt-values; returns 0 or -1 on allocation failure. */
 int xcap_exists_add_alt(struct xcap_exists *ex, const char *value);
