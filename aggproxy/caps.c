@@ -1,5 +1,6 @@
 #include "caps.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,46 +145,65 @@ int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged
     return rc;
 }
 
-int caps_compose(struct forward *fw, const struct route_table *t, const char *identity,
-                 struct buf *out)
+/* What the proxy serves itself besides xcap-caps (SPEC AP-9). */
+static const char caps_own[] =
+    "<xcap-caps xmlns=\"" CAPS_NS "\"><auids><auid>org.openmobilealliance.xcap-directory</auid>"
+    "</auids><namespaces><namespace>urn:oma:xml:xdm:xcap-directory</namespace></namespaces>"
+    "</xcap-caps>";
+
+int caps_compose(struct forward *fw, const struct route_table *t,
+                 const struct forward_header *headers, size_t n_headers, struct buf *out,
+                 size_t *failed)
 {
     const char *ups[CAPS_UPSTREAMS_MAX];
     size_t n = route_table_upstreams(t, ups, CAPS_UPSTREAMS_MAX);
     if (n > CAPS_UPSTREAMS_MAX)
         n = CAPS_UPSTREAMS_MAX;
-    struct buf docs[CAPS_UPSTREAMS_MAX];
-    size_t ndocs = 0;
+    struct buf docs[CAPS_UPSTREAMS_MAX + 1];
+    size_t ndocs = 0, nfailed = 0;
     struct buf target;
     buf_init(&target, 4096);
     int rc = buf_printf(&target, "%s/xcap-caps/global/index", route_table_root(t));
-    struct forward_header hdr = {"X-3GPP-Asserted-Identity", identity};
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        struct forward_request rq = {
+    struct forward_request rq[CAPS_UPSTREAMS_MAX];
+    struct forward_response resp[CAPS_UPSTREAMS_MAX];
+    enum xcap_status st[CAPS_UPSTREAMS_MAX];
+    for (size_t i = 0; i < n; i++) {
+        rq[i] = (struct forward_request){
             .method = "GET",
             .base_url = ups[i],
-            .target = target.data,
-            .headers = &hdr,
-            .n_headers = identity ? 1 : 0,
+            .target = rc == 0 ? target.data : "/",
+            .headers = headers,
+            .n_headers = n_headers,
         };
-        struct forward_response resp;
-        forward_response_init(&resp);
-        enum xcap_status st = forward_do(fw, &rq, &resp);
-        if (st == XCAP_OK && resp.status == 200) {
-            docs[ndocs++] = resp.body; /* ownership moves to docs */
-            buf_init(&resp.body, 0);
+        forward_response_init(&resp[i]);
+    }
+    if (rc == 0)
+        forward_many(fw, rq, resp, st, n);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (st[i] == XCAP_OK && resp[i].status == 200) {
+            docs[ndocs++] = resp[i].body; /* ownership moves to docs */
+            buf_init(&resp[i].body, 0);
         } else {
+            nfailed++;
             log_warn("xcap-caps: skipping %s: %s", ups[i],
-                     st == XCAP_OK ? "no 200 answer"
-                     : resp.error  ? resp.error
-                                   : "error");
+                     st[i] == XCAP_OK ? "no 200 answer"
+                     : resp[i].error  ? resp[i].error
+                                      : "error");
         }
-        forward_response_release(&resp);
+    }
+    for (size_t i = 0; i < n; i++)
+        forward_response_release(&resp[i]);
+    if (rc == 0) {
+        buf_init(&docs[ndocs], sizeof caps_own);
+        rc = buf_append(&docs[ndocs++], caps_own, sizeof caps_own - 1);
     }
     if (rc == 0)
         rc = caps_merge(docs, ndocs, out, NULL);
     for (size_t i = 0; i < ndocs; i++)
         buf_release(&docs[i]);
     buf_release(&target);
+    if (failed)
+        *failed = nfailed;
     return rc;
 }
 
@@ -195,4 +215,87 @@ int caps_etag(const char *body, size_t len, char out[CAPS_ETAG_MAX])
     hex[32] = '\0';
     snprintf(out, CAPS_ETAG_MAX, "\"caps-%s\"", hex);
     return 0;
+}
+
+/* Invariant: doc/etag hold the last composition (has_doc) and when it was made (at); refreshing
+ * is set while one thread composes outside the lock. */
+struct caps_cache {
+    struct forward *fw;
+    const struct route_table *t;
+    uint64_t ttl, retry;
+    pthread_mutex_t lock;
+    struct buf doc;
+    char etag[CAPS_ETAG_MAX];
+    bool has_doc, complete, refreshing;
+    uint64_t at;
+};
+
+struct caps_cache *caps_cache_new(struct forward *fw, const struct route_table *t, unsigned ttl_s,
+                                  unsigned retry_s)
+{
+    struct caps_cache *c = calloc(1, sizeof *c);
+    if (!c || pthread_mutex_init(&c->lock, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
+    c->fw = fw;
+    c->t = t;
+    c->ttl = ttl_s ? ttl_s : 60;
+    c->retry = retry_s ? retry_s : 5;
+    buf_init(&c->doc, 1 << 20);
+    return c;
+}
+
+void caps_cache_free(struct caps_cache *c)
+{
+    if (!c)
+        return;
+    buf_release(&c->doc);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+int caps_cache_get(struct caps_cache *c, const struct forward_header *headers, size_t n_headers,
+                   uint64_t now, struct buf *doc, char etag[CAPS_ETAG_MAX])
+{
+    pthread_mutex_lock(&c->lock);
+    bool due = !c->has_doc || now >= c->at + (c->complete ? c->ttl : c->retry) || now < c->at;
+    bool compose = due && (!c->refreshing || !c->has_doc);
+    if (compose)
+        c->refreshing = true;
+    pthread_mutex_unlock(&c->lock);
+
+    int rc = 0;
+    if (compose) {
+        struct buf fresh;
+        buf_init(&fresh, c->doc.max);
+        char fresh_etag[CAPS_ETAG_MAX];
+        size_t failed = 0;
+        rc = caps_compose(c->fw, c->t, headers, n_headers, &fresh, &failed);
+        if (rc == 0)
+            rc = caps_etag(fresh.data, fresh.len, fresh_etag);
+        pthread_mutex_lock(&c->lock);
+        c->refreshing = false;
+        if (rc == 0) {
+            /* An incomplete union (an XDMS down) is served, and composed again after retry. */
+            buf_release(&c->doc);
+            c->doc = fresh;
+            buf_init(&fresh, 0);
+            memcpy(c->etag, fresh_etag, sizeof c->etag);
+            c->has_doc = true;
+            c->complete = failed == 0;
+            c->at = now;
+        }
+        pthread_mutex_unlock(&c->lock);
+        buf_release(&fresh);
+    }
+    pthread_mutex_lock(&c->lock);
+    if (c->has_doc) {
+        rc = buf_append(doc, c->doc.data, c->doc.len);
+        memcpy(etag, c->etag, CAPS_ETAG_MAX);
+    } else {
+        rc = -1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
 }

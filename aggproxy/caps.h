@@ -1,14 +1,19 @@
 /* The xcap-caps document the proxy serves for its XCAP root (SPEC XCAP-CAPS-1..4): the union of
- * the documents of the XDMSs behind it, fetched on each request, so it always reflects what the
- * running servers support. */
+ * the documents of the XDMSs behind it plus the AUIDs the proxy serves itself (xcap-caps, the OMA
+ * xcap-directory), in the element order of RFC 4825 §12.2: auids, extensions (only when there
+ * are any), namespaces.
+ *
+ * The union is cached (struct caps_cache): it is composed again after ttl seconds, or after retry
+ * seconds when the last composition missed an XDMS, never on every request. */
 #ifndef XDM_AGGPROXY_CAPS_H
 #define XDM_AGGPROXY_CAPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
+#include "forward.h"
 
-struct forward;
 struct route_table;
 
 #define CAPS_MIME "application/xcap-caps+xml"
@@ -25,13 +30,30 @@ struct route_table;
  * memory runs out. */
 int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged);
 
-/* GETs <upstream><root>/xcap-caps/global/index from each distinct upstream of t (as identity,
- * a quoted-URI value for X-3GPP-Asserted-Identity), and merges the 200 answers with
- * caps_merge(). Upstreams that fail are skipped (and logged at warn level). Returns 0 or -1. */
-int caps_compose(struct forward *fw, const struct route_table *t, const char *identity,
-                 struct buf *out);
+/* GETs <upstream><root>/xcap-caps/global/index from each distinct upstream of t at once (with
+ * the n_headers asserted-identity headers given), and merges the 200 answers with caps_merge(),
+ * followed by the proxy's own xcap-directory AUID and namespace. Upstreams that fail are skipped
+ * (and logged at warn level); *failed (optional) receives how many. Returns 0 or -1. */
+int caps_compose(struct forward *fw, const struct route_table *t,
+                 const struct forward_header *headers, size_t n_headers, struct buf *out,
+                 size_t *failed);
 
 /* A strong ETag derived from the content (quoted), written into out. Returns 0 or -1. */
 int caps_etag(const char *body, size_t len, char out[CAPS_ETAG_MAX]);
+
+struct caps_cache;
+
+/* A cache over caps_compose(). fw and t are borrowed. ttl_s 0 = 60, retry_s 0 = 5. Returns NULL
+ * on allocation failure. Thread-safe: caps_cache_get() may run on any number of threads; one of
+ * them refreshes while the others keep serving the previous document. */
+struct caps_cache *caps_cache_new(struct forward *fw, const struct route_table *t, unsigned ttl_s,
+                                  unsigned retry_s);
+void caps_cache_free(struct caps_cache *c);
+
+/* Appends the current document to doc and writes its ETag, composing it first (with the given
+ * identity headers) when there is none yet or it is due (now: seconds of a monotonic clock).
+ * Returns 0 or -1. */
+int caps_cache_get(struct caps_cache *c, const struct forward_header *headers, size_t n_headers,
+                   uint64_t now, struct buf *doc, char etag[CAPS_ETAG_MAX]);
 
 #endif

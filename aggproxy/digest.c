@@ -127,6 +127,27 @@ int digest_ha1(enum digest_alg alg, const char *username, const char *realm, con
     return hash_parts(alg, parts, 3, out);
 }
 
+int digest_ha1_raw(enum digest_alg alg, const char *username, const char *realm,
+                   const void *password, size_t pwlen, char out[DIGEST_HEX_MAX])
+{
+    if (!username || !realm || !password)
+        return -1;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        return -1;
+    int ok = EVP_DigestInit_ex(ctx, alg_is_md5(alg) ? EVP_md5() : EVP_sha256(), NULL) &&
+             EVP_DigestUpdate(ctx, username, strlen(username)) && EVP_DigestUpdate(ctx, ":", 1) &&
+             EVP_DigestUpdate(ctx, realm, strlen(realm)) && EVP_DigestUpdate(ctx, ":", 1) &&
+             EVP_DigestUpdate(ctx, password, pwlen) && EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (!ok || mdlen * 2 != digest_alg_hexlen(alg))
+        return -1;
+    hex_encode(md, mdlen, out);
+    return 0;
+}
+
 int digest_response(const struct digest_input *in, char out[DIGEST_HEX_MAX])
 {
     if (!in->ha1 || !in->nonce || !in->nc || !in->cnonce || !in->qop || !in->method || !in->uri)
@@ -624,10 +645,17 @@ static int append_quoted(struct buf *out, const char *s)
 int digest_challenge(const struct digest *d, enum digest_alg alg, const char *realm,
                      const char *nonce, bool stale, struct buf *out)
 {
+    return digest_challenge_qop(d, alg, realm, nonce, stale, "auth", out);
+}
+
+int digest_challenge_qop(const struct digest *d, enum digest_alg alg, const char *realm,
+                         const char *nonce, bool stale, const char *qop, struct buf *out)
+{
     size_t mark = out->len;
     if (buf_puts(out, "Digest realm=") < 0 || append_quoted(out, realm) < 0 ||
-        buf_printf(out, ", qop=\"auth\", algorithm=%s, nonce=\"%s\", opaque=\"%s\"%s",
-                   digest_alg_name(alg), nonce, d->opaque, stale ? ", stale=true" : "") < 0) {
+        buf_puts(out, ", qop=") < 0 || append_quoted(out, qop) < 0 ||
+        buf_printf(out, ", algorithm=%s, nonce=\"%s\", opaque=\"%s\"%s", digest_alg_name(alg),
+                   nonce, d->opaque, stale ? ", stale=true" : "") < 0) {
         out->len = mark;
         if (out->data)
             out->data[mark] = '\0';

@@ -53,6 +53,9 @@ int digest_hash_hex(enum digest_alg alg, const void *data, size_t len, char out[
  * For a -sess algorithm this is still the plain H(...) of its base hash. Returns 0 or -1. */
 int digest_ha1(enum digest_alg alg, const char *username, const char *realm, const char *password,
                char out[DIGEST_HEX_MAX]);
+/* Same with a password of pwlen bytes that may hold any byte (a raw GBA key). */
+int digest_ha1_raw(enum digest_alg alg, const char *username, const char *realm,
+                   const void *password, size_t pwlen, char out[DIGEST_HEX_MAX]);
 
 /* Inputs of one digest computation (RFC 7616 §3.4.1-3.4.3). All strings borrowed. */
 struct digest_input {
@@ -137,6 +140,10 @@ int digest_nonce_new(const struct digest *d, uint64_t now, char out[DIGEST_NONCE
  * Returns 0, or -1 when out is full. */
 int digest_challenge(const struct digest *d, enum digest_alg alg, const char *realm,
                      const char *nonce, bool stale, struct buf *out);
+/* Same with another qop list, e.g. "auth-int,auth" as TS 24.109 §5.2 writes the GBA challenge
+ * (digest_verify() accepts both auth and auth-int whatever was offered). */
+int digest_challenge_qop(const struct digest *d, enum digest_alg alg, const char *realm,
+                         const char *nonce, bool stale, const char *qop, struct buf *out);
 
 /* A user's stored credentials, filled by the lookup callback. identity is malloc'd and owned by
  * the struct (the verifier frees it). */

@@ -5,16 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include <openssl/crypto.h>
+
+#include "aggdir.h"
 #include "buf.h"
 #include "caps.h"
+#include "compress.h"
+#include "cond.h"
 #include "digest.h"
 #include "forward.h"
+#include "identity.h"
 #include "log.h"
 #include "route.h"
 #include "users.h"
 
 #define PROXY_HEADERS_MAX 64
+#define PROXY_HOST_MAX 300
+#define PROXY_ROOT_MAX (PROXY_HOST_MAX + 300)
+#define PROXY_IDS_MAX (USERS_IDS_MAX + GBA_IMPUS_MAX + 1)
 
 struct proxy {
     char *default_realm;
@@ -22,7 +32,28 @@ struct proxy {
     struct digest *digest;
     struct route_table *routes;
     struct forward *forward;
+    struct caps_cache *caps;
+    struct gba_source gba;
+    bool has_gba;
+    char **gaa_fqdns;
+    size_t n_gaa_fqdns;
+    enum gba_password_form gaa_password;
+    enum proxy_assert asserted;
+    bool gzip;
+    size_t gzip_min;
+    size_t max_body;
 };
+
+void proxy_free(struct proxy *p)
+{
+    if (!p)
+        return;
+    free(p->default_realm);
+    for (size_t i = 0; i < p->n_gaa_fqdns; i++)
+        free(p->gaa_fqdns[i]);
+    free(p->gaa_fqdns);
+    free(p);
+}
 
 struct proxy *proxy_new(const struct proxy_config *cfg)
 {
@@ -35,43 +66,89 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
     p->digest = cfg->digest;
     p->routes = cfg->routes;
     p->forward = cfg->forward;
+    p->caps = cfg->caps;
+    if (cfg->gba) {
+        p->gba = *cfg->gba;
+        p->has_gba = true;
+    }
+    p->gaa_password = cfg->gaa_password;
+    p->asserted = cfg->asserted;
+    p->gzip = cfg->gzip;
+    p->gzip_min = cfg->gzip_min ? cfg->gzip_min : 256;
+    p->max_body = cfg->max_body ? cfg->max_body : (size_t)1 << 20;
+    if (cfg->n_gaa_fqdns && !(p->gaa_fqdns = calloc(cfg->n_gaa_fqdns, sizeof *p->gaa_fqdns))) {
+        proxy_free(p);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_gaa_fqdns; i++) {
+        char host[GBA_FQDN_MAX + 1];
+        if (gba_host_name(cfg->gaa_fqdns[i], host, sizeof host) < 0 ||
+            strchr(cfg->gaa_fqdns[i], ':') || !(p->gaa_fqdns[i] = strdup(host))) {
+            log_error("gaa_fqdn \"%s\" is not a host name", cfg->gaa_fqdns[i]);
+            proxy_free(p);
+            return NULL;
+        }
+        p->n_gaa_fqdns++;
+    }
     return p;
-}
-
-void proxy_free(struct proxy *p)
-{
-    if (!p)
-        return;
-    free(p->default_realm);
-    free(p);
 }
 
 /* Everything one request owns, released in one place (proxy_release). */
 struct proxy_call {
+    struct proxy *p;
     const struct http_request *req;
     const char *method;
     const char *target;
+    bool head;
     struct route_match route;
+    int tls_cipher;
+    char host[PROXY_HOST_MAX + 1]; /* the Host header when it is a plain host[:port], else "" */
+    char client_root[PROXY_ROOT_MAX];
     char xui_domain[USERS_NAME_MAX + 1];
     const char *realm;      /* challenged realm */
     const char *need_realm; /* realm the credentials must carry; NULL = any known realm */
+    /* GBA (SPEC GAA-2..8) */
+    bool gaa;
+    char gaa_realm[GBA_REALM_MAX];
+    unsigned char naf_id[GBA_NAF_ID_MAX];
+    size_t naf_id_len;
+    /* authentication and identity */
     struct digest_auth auth;
     bool authenticated;
+    char *ids[PROXY_IDS_MAX]; /* the subscriber's public identities, ids[0] the default */
+    size_t n_ids;
+    const char *identity; /* the one asserted upstream (one of ids) */
+    /* the request body as the XDMS gets it */
+    struct buf decoded;
+    const char *body;
+    size_t body_len;
 };
+
+static void proxy_ids_clear(struct proxy_call *c)
+{
+    for (size_t i = 0; i < c->n_ids; i++)
+        free(c->ids[i]);
+    c->n_ids = 0;
+}
 
 static void proxy_release(struct proxy_call *c)
 {
     if (c->authenticated)
         digest_auth_release(&c->auth);
+    proxy_ids_clear(c);
+    buf_release(&c->decoded);
+    OPENSSL_cleanse(c->naf_id, sizeof c->naf_id);
 }
+
+struct proxy_count {
+    const char *name;
+    unsigned n;
+};
 
 static int proxy_count_header(void *cls, const char *name, const char *value)
 {
     (void)value;
-    struct {
-        const char *name;
-        unsigned n;
-    } *count = cls;
+    struct proxy_count *count = cls;
     if (strcasecmp(name, count->name) == 0)
         count->n++;
     return 0;
@@ -79,24 +156,53 @@ static int proxy_count_header(void *cls, const char *name, const char *value)
 
 static unsigned proxy_header_count(const struct http_request *req, const char *name)
 {
-    struct {
-        const char *name;
-        unsigned n;
-    } count = {name, 0};
+    struct proxy_count count = {name, 0};
     http_request_each_header(req, proxy_count_header, &count);
     return count.n;
 }
 
-/* Phase: receive. The realm follows the XUI in the URI (the domain of users/sip:alice@example.com/)
- * so that each domain's users authenticate against their own realm; URIs that name no user (the
- * global tree, xcap-caps) are challenged with the configured realm and accept the credentials of
- * any known user. */
+/* Accepts a Host value made of host-name/IP-literal characters and an optional port only, so it
+ * can go into URIs unescaped. */
+static bool proxy_host_ok(const char *h)
+{
+    size_t len = strnlen(h, PROXY_HOST_MAX + 1);
+    if (len == 0 || len > PROXY_HOST_MAX)
+        return false;
+    return strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~:[]") ==
+           len;
+}
+
+static bool proxy_gaa_served(const struct proxy *p, const char *host)
+{
+    for (size_t i = 0; i < p->n_gaa_fqdns; i++)
+        if (strcmp(p->gaa_fqdns[i], host) == 0)
+            return true;
+    return false;
+}
+
+/* Phase: receive. Digest realm: the XUI's domain in the URI (users/sip:alice@example.com/), so
+ * each domain's users authenticate in their own realm; URIs that name no user (global tree,
+ * xcap-caps) are challenged with the configured realm and accept the credentials of any known
+ * user. GBA: the realm names the host the request was sent to (SPEC GAA-8). */
 static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct http_request *req)
 {
+    c->p = p;
     c->req = req;
     c->method = http_request_method(req);
     c->target = http_request_target(req);
+    c->head = strcmp(c->method, "HEAD") == 0;
     route_match(p->routes, http_request_path(req), &c->route);
+    c->tls_cipher = http_request_tls_cipher(req);
+    buf_init(&c->decoded, p->max_body);
+    c->body = http_request_body(req, &c->body_len);
+
+    const char *host = http_request_header(req, "Host");
+    if (host && proxy_host_ok(host))
+        snprintf(c->host, sizeof c->host, "%s", host);
+    if (c->host[0])
+        snprintf(c->client_root, sizeof c->client_root, "%s://%s%s",
+                 c->tls_cipher >= 0 ? "https" : "http", c->host, route_table_root(p->routes));
+
     c->realm = p->default_realm;
     c->need_realm = NULL;
     if (c->route.xui_len) {
@@ -108,61 +214,167 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
             c->realm = c->xui_domain;
         c->need_realm = c->realm;
     }
+
+    if (!p->has_gba || !p->n_gaa_fqdns || !gba_user_agent(http_request_header(req, "User-Agent")))
+        return;
+    char name[GBA_FQDN_MAX + 1];
+    if (!c->host[0] || gba_host_name(c->host, name, sizeof name) < 0 ||
+        !proxy_gaa_served(p, name)) {
+        log_debug("%s %s: 3gpp-gba client, but Host %s is not a served NAF name: plain Digest",
+                  c->method, c->target, c->host[0] ? c->host : "(none)");
+        return;
+    }
+    if (gba_realm(name, c->gaa_realm, sizeof c->gaa_realm) < 0 ||
+        gba_naf_id(name, c->tls_cipher, c->naf_id, &c->naf_id_len) < 0)
+        return;
+    c->gaa = true;
+    c->realm = c->gaa_realm;
+    c->need_realm = c->gaa_realm;
 }
 
 static void proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale,
                             struct http_response *resp)
 {
     char nonce[DIGEST_NONCE_MAX];
-    struct buf v;
-    buf_init(&v, 4096);
-    /* SPEC DIG-1: one challenge per algorithm, the preferred one first. */
-    static const enum digest_alg offered[] = {DIGEST_SHA256, DIGEST_MD5};
     if (digest_nonce_new(p->digest, digest_clock_now(), nonce) < 0) {
         http_response_text(resp, 500, "cannot make a nonce");
-        buf_release(&v);
         return;
     }
     http_response_text(resp, 401, "authentication required");
-    for (size_t i = 0; i < sizeof offered / sizeof offered[0]; i++) {
-        buf_reset(&v);
-        if (digest_challenge(p->digest, offered[i], c->realm, nonce, stale, &v) == 0)
-            http_response_header(resp, "WWW-Authenticate", v.data);
+    struct buf v;
+    buf_init(&v, 4096);
+    if (c->gaa) {
+        /* TS 24.109 §5.2 / SPEC GAA-2: MD5 with auth-int or auth; SHA-256 also accepted. */
+        static const enum digest_alg gaa_offered[] = {DIGEST_MD5, DIGEST_SHA256};
+        for (size_t i = 0; i < sizeof gaa_offered / sizeof gaa_offered[0]; i++) {
+            buf_reset(&v);
+            if (digest_challenge_qop(p->digest, gaa_offered[i], c->realm, nonce, stale,
+                                     "auth-int,auth", &v) == 0)
+                http_response_header(resp, "WWW-Authenticate", v.data);
+        }
+    } else {
+        /* SPEC DIG-1: one challenge per algorithm, the preferred one first. */
+        static const enum digest_alg offered[] = {DIGEST_SHA256, DIGEST_MD5};
+        for (size_t i = 0; i < sizeof offered / sizeof offered[0]; i++) {
+            buf_reset(&v);
+            if (digest_challenge(p->digest, offered[i], c->realm, nonce, stale, &v) == 0)
+                http_response_header(resp, "WWW-Authenticate", v.data);
+        }
     }
     buf_release(&v);
 }
 
-/* Phase: authenticate (SPEC AP-2, DIG-*). Returns true when the request may go on; otherwise resp
- * holds the answer. */
+static int proxy_ids_add(struct proxy_call *c, const char *id)
+{
+    if (c->n_ids == PROXY_IDS_MAX)
+        return 0;
+    if (!(c->ids[c->n_ids] = strdup(id)))
+        return -1;
+    c->n_ids++;
+    return 0;
+}
+
+/* GBA credentials (SPEC GAA-4/5): username = B-TID, password from Ks_(ext)_NAF for this NAF_Id;
+ * the public identities come with the key. */
+static int proxy_lookup_gaa(struct proxy_call *c, const char *realm, const char *btid,
+                            enum digest_alg alg, struct digest_cred *out)
+{
+    struct proxy *p = c->p;
+    struct gba_key key;
+    int rc = p->gba.fetch(p->gba.cls, btid, c->naf_id, c->naf_id_len, (int64_t)time(NULL), &key);
+    if (rc != 0) {
+        if (rc > 0)
+            log_info("%s %s: B-TID %s unknown or expired: new challenge", c->method, c->target,
+                     btid);
+        return rc;
+    }
+    char pw[GBA_PASSWORD_MAX];
+    size_t pwlen;
+    rc = -1;
+    if (gba_password(key.ks_naf, p->gaa_password, pw, &pwlen) == 0 &&
+        digest_ha1_raw(alg, btid, realm, pw, pwlen, out->ha1) == 0 &&
+        (out->identity = strdup(key.impus[0])) != NULL) {
+        rc = 0;
+        for (size_t i = 0; i < key.n_impus && rc == 0; i++)
+            rc = proxy_ids_add(c, key.impus[i]);
+    }
+    OPENSSL_cleanse(pw, sizeof pw);
+    gba_key_release(&key);
+    return rc;
+}
+
+/* digest_lookup_fn; cls is the struct proxy_call. */
+static int proxy_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
+                        struct digest_cred *out)
+{
+    struct proxy_call *c = cls;
+    proxy_ids_clear(c);
+    if (c->gaa)
+        return proxy_lookup_gaa(c, realm, username, alg, out);
+    struct users_cred uc;
+    switch (users_lookup(c->p->store, realm, username, &uc)) {
+    case USERS_OK:
+        break;
+    case USERS_NOT_FOUND:
+        return 1;
+    case USERS_EXISTS:
+    case USERS_CRED_TAKEN:
+    case USERS_BAD_XUI:
+    case USERS_BAD_NAME:
+    case USERS_BAD_ID:
+    case USERS_ERROR:
+        return -1;
+    }
+    bool md5 = alg == DIGEST_MD5 || alg == DIGEST_MD5_SESS;
+    memcpy(out->ha1, md5 ? uc.ha1_md5 : uc.ha1_sha256, DIGEST_HEX_MAX);
+    int rc = (out->identity = strdup(uc.xui)) ? 0 : -1;
+    if (rc == 0)
+        rc = proxy_ids_add(c, uc.xui);
+    for (size_t i = 0; i < uc.n_ids && rc == 0; i++)
+        rc = proxy_ids_add(c, uc.ids[i]);
+    users_cred_release(&uc);
+    return rc;
+}
+
+/* Phase: authenticate (SPEC AP-2, DIG-*, GAA-*). Returns true when the request may go on;
+ * otherwise resp holds the answer. */
 static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct http_response *resp)
 {
     if (proxy_header_count(c->req, "Authorization") > 1) {
+        log_info("%s %s from %s: 400: more than one Authorization header", c->method, c->target,
+                 http_request_peer_str(c->req));
         http_response_text(resp, 400, "more than one Authorization header");
         return false;
     }
-    size_t body_len;
-    const char *body = http_request_body(c->req, &body_len);
     struct digest_request drq = {
         .method = c->method,
         .uri = c->target,
         .realm = c->need_realm,
-        .body = body,
-        .body_len = body_len,
+        .body = c->body,
+        .body_len = c->body_len,
         .now = digest_clock_now(),
     };
+    const char *authz = http_request_header(c->req, "Authorization");
     const char *why = NULL;
-    enum digest_result r = digest_verify(p->digest, http_request_header(c->req, "Authorization"),
-                                         &drq, users_digest_lookup, p->store, &c->auth, &why);
+    enum digest_result r = digest_verify(p->digest, authz, &drq, proxy_lookup, c, &c->auth, &why);
     switch (r) {
     case DIGEST_OK:
         c->authenticated = true;
+        if (c->n_ids == 0) {
+            log_error("%s %s: authenticated without an identity", c->method, c->target);
+            http_response_text(resp, 500, "no identity for the authenticated user");
+            return false;
+        }
         return true;
     case DIGEST_BAD_REQUEST:
-        log_debug("%s %s: 400: %s", c->method, c->target, why);
+        log_info("%s %s from %s: 400: %s", c->method, c->target, http_request_peer_str(c->req),
+                 why);
         http_response_text(resp, 400, why);
         return false;
     case DIGEST_CHALLENGE:
-        log_debug("%s %s: 401: %s", c->method, c->target, why);
+        if (authz)
+            log_info("%s %s from %s: 401: %s", c->method, c->target, http_request_peer_str(c->req),
+                     why);
         proxy_challenge(p, c, false, resp);
         return false;
     case DIGEST_STALE:
@@ -177,36 +389,92 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
     return false;
 }
 
-/* RFC 9110 §13.1.2 If-None-Match with weak comparison, for the proxy's own document. */
-static bool proxy_inm_matches(const char *header, const char *etag)
+/* Phase: identify (SPEC AP-4, GAA-9): the identity the client asks to act as must be one of its
+ * own; 403 otherwise (DIG-9: authenticated, not allowed). */
+static bool proxy_identify(struct proxy_call *c, struct http_response *resp)
 {
-    const char *p = header;
-    size_t elen = strlen(etag);
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return true;
-        if (p[0] == 'W' && p[1] == '/')
-            p += 2;
-        size_t len = strcspn(p, ",");
-        size_t t = len;
-        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
-            t--;
-        if (t == elen && memcmp(p, etag, elen) == 0)
-            return true;
-        p += len;
+    unsigned n = proxy_header_count(c->req, "X-3GPP-Intended-Identity");
+    const char *h = http_request_header(c->req, "X-3GPP-Intended-Identity");
+    c->identity = c->ids[0];
+    if (n == 0 || !h)
+        return true;
+    char want[IDENTITY_MAX + 1];
+    if (n > 1 || identity_parse(h, want, sizeof want) < 0) {
+        log_info("%s %s as %s: 400: malformed X-3GPP-Intended-Identity", c->method, c->target,
+                 c->ids[0]);
+        http_response_text(resp, 400, "X-3GPP-Intended-Identity must be one quoted URI");
+        return false;
     }
+    int i = identity_find((const char *const *)c->ids, c->n_ids, want);
+    if (i < 0) {
+        log_info("%s %s as %s: 403: intended identity %s is not one of the subscriber's", c->method,
+                 c->target, c->ids[0], want);
+        http_response_text(resp, 403, "the intended identity is not one of yours");
+        return false;
+    }
+    c->identity = c->ids[i];
+    return true;
+}
+
+/* Phase: decode (SPEC AP-12): a gzip request body is decoded, within the body bound (413 for
+ * more, e.g. a zip bomb); XDM-4 carries identity bodies only. */
+static bool proxy_decode(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+{
+    const char *ce = http_request_header(c->req, "Content-Encoding");
+    enum compress_coding coding = proxy_header_count(c->req, "Content-Encoding") > 1
+                                      ? COMPRESS_OTHER
+                                      : compress_request_coding(ce);
+    switch (coding) {
+    case COMPRESS_IDENTITY:
+        return true;
+    case COMPRESS_OTHER:
+        log_info("%s %s: 415: Content-Encoding %s", c->method, c->target, ce ? ce : "");
+        http_response_text(resp, 415, "unsupported Content-Encoding (gzip only)");
+        http_response_header(resp, "Accept-Encoding", "gzip");
+        return false;
+    case COMPRESS_GZIP:
+        break;
+    }
+    if (c->body_len == 0)
+        return true;
+    switch (compress_gunzip(c->body, c->body_len, p->max_body, &c->decoded)) {
+    case COMPRESS_OK:
+        c->body = c->decoded.data ? c->decoded.data : "";
+        c->body_len = c->decoded.len;
+        return true;
+    case COMPRESS_TOO_LARGE:
+        log_info("%s %s from %s: 413: gzip body decodes to more than %zu bytes", c->method,
+                 c->target, http_request_peer_str(c->req), p->max_body);
+        http_response_text(resp, 413, "request body too large once decompressed");
+        return false;
+    case COMPRESS_BAD:
+        log_info("%s %s from %s: 400: bad gzip body", c->method, c->target,
+                 http_request_peer_str(c->req));
+        http_response_text(resp, 400, "request body is not valid gzip");
+        return false;
+    case COMPRESS_NOMEM:
+        break;
+    }
+    http_response_text(resp, 500, "out of memory");
     return false;
 }
 
-static void proxy_identity_value(const struct proxy_call *c, char *out, size_t outlen)
+/* The asserted-identity headers for the XDMSs (SPEC AP-5, GAA-10). value is the quoted identity;
+ * returns how many of out[0..2) were filled. */
+static size_t proxy_id_headers(const struct proxy *p, const char *value,
+                               struct forward_header out[2])
 {
-    snprintf(out, outlen, "\"%s\"", c->auth.identity);
+    size_t n = 0;
+    if (p->asserted == PROXY_ASSERT_3GPP || p->asserted == PROXY_ASSERT_BOTH)
+        out[n++] = (struct forward_header){"X-3GPP-Asserted-Identity", value};
+    if (p->asserted == PROXY_ASSERT_XCAP || p->asserted == PROXY_ASSERT_BOTH)
+        out[n++] = (struct forward_header){"X-XCAP-Asserted-Identity", value};
+    return n;
 }
 
 /* The proxy's own xcap-caps (SPEC XCAP-CAPS-3/4): only global/index, read-only. */
-static void proxy_caps(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+static void proxy_caps(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
+                       size_t n_idh, struct http_response *resp)
 {
     const struct route_match *m = &c->route;
     if (!(m->tree_len == 6 && memcmp(m->tree, "global", 6) == 0 && m->rest_len == 6 &&
@@ -214,25 +482,27 @@ static void proxy_caps(struct proxy *p, struct proxy_call *c, struct http_respon
         http_response_text(resp, 404, "xcap-caps has only global/index");
         return;
     }
-    if (strcmp(c->method, "GET") != 0 && strcmp(c->method, "HEAD") != 0) {
+    if (strcmp(c->method, "GET") != 0 && !c->head) {
         http_response_text(resp, 405, "xcap-caps is generated by the server");
         http_response_header(resp, "Allow", "GET, HEAD");
         return;
     }
-    char identity[USERS_XUI_MAX + 3];
-    proxy_identity_value(c, identity, sizeof identity);
     struct buf doc;
     buf_init(&doc, 1 << 20);
     char etag[CAPS_ETAG_MAX];
-    if (caps_compose(p->forward, p->routes, identity, &doc) < 0 ||
-        caps_etag(doc.data, doc.len, etag) < 0) {
+    int rc = p->caps ? caps_cache_get(p->caps, idh, n_idh, digest_clock_now(), &doc, etag)
+                     : caps_compose(p->forward, p->routes, idh, n_idh, &doc, NULL);
+    if (rc < 0 || (!p->caps && caps_etag(doc.data, doc.len, etag) < 0)) {
         buf_release(&doc);
         http_response_text(resp, 500, "cannot compose xcap-caps");
         return;
     }
     http_response_header(resp, "ETag", etag);
     const char *inm = http_request_header(c->req, "If-None-Match");
-    if (inm && proxy_inm_matches(inm, etag)) {
+    const char *im = http_request_header(c->req, "If-Match");
+    if (im && !cond_if_match(im, etag)) {
+        http_response_text(resp, 412, "If-Match does not match");
+    } else if (inm && cond_if_none_match(inm, etag)) {
         resp->status = 304;
     } else {
         resp->status = 200;
@@ -240,6 +510,22 @@ static void proxy_caps(struct proxy *p, struct proxy_call *c, struct http_respon
         http_response_body(resp, doc.data, doc.len);
     }
     buf_release(&doc);
+}
+
+static void proxy_directory(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
+                            size_t n_idh, struct http_response *resp)
+{
+    struct aggdir_request rq = {
+        .method = c->method,
+        .path = http_request_path(c->req),
+        .query = http_request_query(c->req),
+        .if_match = http_request_header(c->req, "If-Match"),
+        .if_none_match = http_request_header(c->req, "If-None-Match"),
+        .client_root = c->client_root[0] ? c->client_root : NULL,
+        .id_headers = idh,
+        .n_id_headers = n_idh,
+    };
+    aggdir_handle(p->forward, p->routes, &rq, resp);
 }
 
 struct proxy_headers {
@@ -250,7 +536,7 @@ struct proxy_headers {
 static int proxy_pick_header(void *cls, const char *name, const char *value)
 {
     struct proxy_headers *h = cls;
-    if (forward_header_relayed(name) && h->n < PROXY_HEADERS_MAX - 1) {
+    if (forward_header_relayed(name) && h->n < PROXY_HEADERS_MAX - 2) {
         h->v[h->n].name = name;
         h->v[h->n].value = value;
         h->n++;
@@ -258,29 +544,23 @@ static int proxy_pick_header(void *cls, const char *name, const char *value)
     return 0;
 }
 
-/* Phase: forward (SPEC AP-5..AP-8). Only the relayed headers go upstream, so Authorization and
- * every client-sent identity header are dropped by construction; the asserted identity is the
- * authenticated user's XUI. */
-static void proxy_forward(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+/* Phase: forward (SPEC AP-5..AP-8). Only the relayed headers go upstream, so Authorization,
+ * Content-Encoding and every client-sent identity header are dropped by construction. */
+static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
+                          size_t n_idh, struct http_response *resp)
 {
     struct proxy_headers h = {.n = 0};
     http_request_each_header(c->req, proxy_pick_header, &h);
-    char identity[USERS_XUI_MAX + 3];
-    proxy_identity_value(c, identity, sizeof identity);
-    h.v[h.n].name = "X-3GPP-Asserted-Identity";
-    h.v[h.n].value = identity;
-    h.n++;
-
-    size_t body_len;
-    const char *body = http_request_body(c->req, &body_len);
+    for (size_t i = 0; i < n_idh; i++)
+        h.v[h.n++] = idh[i];
     struct forward_request rq = {
         .method = c->method,
         .base_url = c->route.upstream,
         .target = c->target,
         .headers = h.v,
         .n_headers = h.n,
-        .body = body,
-        .body_len = body_len,
+        .body = c->body,
+        .body_len = c->body_len,
     };
     struct forward_response fr;
     forward_response_init(&fr);
@@ -304,7 +584,64 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, struct http_res
     forward_response_release(&fr);
 }
 
-/* Phase: respond. SPEC DIG-6 / AP-3: Authentication-Info on every authenticated answer. */
+/* Phase: dispatch. The identity headers are made once for every kind of target. */
+static void proxy_dispatch(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+{
+    struct buf value;
+    buf_init(&value, IDENTITY_MAX + 3);
+    if (identity_quote(c->identity, &value) < 0) {
+        buf_release(&value);
+        http_response_text(resp, 500, "identity too long");
+        return;
+    }
+    struct forward_header idh[2];
+    size_t n_idh = proxy_id_headers(p, value.data, idh);
+    switch (c->route.kind) {
+    case ROUTE_NOT_FOUND:
+        log_info("%s %s as %s: 404: no XDMS serves this URI", c->method, c->target, c->identity);
+        http_response_text(resp, 404, "no XDMS serves this URI");
+        break;
+    case ROUTE_CAPS:
+        proxy_caps(p, c, idh, n_idh, resp);
+        break;
+    case ROUTE_DIRECTORY:
+        proxy_directory(p, c, idh, n_idh, resp);
+        break;
+    case ROUTE_UPSTREAM:
+        proxy_forward(p, c, idh, n_idh, resp);
+        break;
+    }
+    buf_release(&value);
+}
+
+/* Phase: encode (SPEC AP-12). Successful GET answers vary with Accept-Encoding; they are gzipped
+ * when the client accepts it and the body is worth it. The ETag stays the one of the identity
+ * body (the one the XDMS made): clients send it back in If-Match on PUT, where the XDMS compares
+ * it with the stored document (docs/proxy.md). */
+static void proxy_encode(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+{
+    if (!p->gzip || (strcmp(c->method, "GET") != 0 && !c->head) || resp->status < 200 ||
+        resp->status > 299)
+        return;
+    http_response_header(resp, "Vary", "Accept-Encoding");
+    if (c->head || resp->body.len < p->gzip_min ||
+        http_response_get_header(resp, "Content-Encoding") ||
+        !compress_accepts_gzip(http_request_header(c->req, "Accept-Encoding")))
+        return;
+    struct buf z;
+    buf_init(&z, resp->body.len + 1024);
+    if (compress_gzip(resp->body.data, resp->body.len, 6, &z) == 0 && z.len < resp->body.len) {
+        buf_release(&resp->body);
+        resp->body = z;
+        resp->body.max = (size_t)-1;
+        http_response_header(resp, "Content-Encoding", "gzip");
+    } else {
+        buf_release(&z);
+    }
+}
+
+/* Phase: respond. SPEC DIG-6 / AP-3: Authentication-Info on every authenticated answer, over the
+ * body as sent (qop=auth-int). */
 static void proxy_respond(struct proxy_call *c, struct http_response *resp)
 {
     if (!c->authenticated)
@@ -314,7 +651,8 @@ static void proxy_respond(struct proxy_call *c, struct http_response *resp)
     if (digest_auth_info(&c->auth, resp->body.data, resp->body.len, &v) == 0)
         http_response_header(resp, "Authentication-Info", v.data);
     buf_release(&v);
-    log_debug("%s %s as %s: %d", c->method, c->target, c->auth.identity, resp->status);
+    log_debug("%s %s as %s (%s): %d", c->method, c->target, c->identity ? c->identity : "?",
+              c->gaa ? "GBA" : "Digest", resp->status);
 }
 
 void proxy_handle(void *cls, const struct http_request *req, struct http_response *resp)
@@ -323,19 +661,9 @@ void proxy_handle(void *cls, const struct http_request *req, struct http_respons
     struct proxy_call c;
     memset(&c, 0, sizeof c);
     proxy_receive(p, &c, req);
-    if (proxy_authenticate(p, &c, resp)) {
-        switch (c.route.kind) {
-        case ROUTE_NOT_FOUND:
-            http_response_text(resp, 404, "no XDMS serves this URI");
-            break;
-        case ROUTE_CAPS:
-            proxy_caps(p, &c, resp);
-            break;
-        case ROUTE_UPSTREAM:
-            proxy_forward(p, &c, resp);
-            break;
-        }
-    }
+    if (proxy_authenticate(p, &c, resp) && proxy_identify(&c, resp) && proxy_decode(p, &c, resp))
+        proxy_dispatch(p, &c, resp);
+    proxy_encode(p, &c, resp);
     proxy_respond(&c, resp);
     proxy_release(&c);
 }

@@ -1,32 +1,69 @@
-/* The Aggregation Proxy request pipeline (SPEC AP-1..AP-8, AP-14):
+/* The Aggregation Proxy request pipeline (SPEC AP-1..AP-14, GAA-1..12, DIG-1..9):
  *
- *   receive -> authenticate (401/400) -> route (404) -> forward (502/504) | xcap-caps -> respond
+ *   receive -> authenticate (Digest or GBA Digest: 400/401) -> identify (intended identity: 403)
+ *   -> decode (gzip request body: 400/413/415) -> route (404) -> forward (502/504)
+ *   | xcap-caps | xcap-directory -> encode (gzip response) -> respond (Authentication-Info)
  *
- * The proxy authorises nothing itself: an XDMS answers 403 for another user's documents and that
- * answer is relayed like any other.
+ * Authentication:
+ *   - plain HTTP Digest (RFC 7616) against the users store; the realm follows the XUI's domain in
+ *     the URI, else the default realm;
+ *   - GBA Digest (TS 33.222 §5.3, TS 24.109 §5.2) when gaa_fqdns is not empty, the User-Agent
+ *     carries `3gpp-gba` and the Host the request was sent to is one of gaa_fqdns: realm
+ *     `3GPP-bootstrapping@<that host>`, username the B-TID, password made from Ks_(ext)_NAF of the
+ *     bootstrapping source for NAF_Id = host || Ua id (which depends on the TLS cipher suite).
+ * The authenticated subscriber has a list of public identities (the XUI and its further ones; or
+ * the IMPUs of the bootstrapping record); X-3GPP-Intended-Identity picks one of them (another
+ * one -> 403), else the first is used. It is asserted upstream in X-3GPP-Asserted-Identity and/or
+ * X-XCAP-Asserted-Identity (configurable); every identity header of the client is dropped.
+ *
+ * The proxy authorises nothing else itself: an XDMS answers 403 for another user's documents and
+ * that answer is relayed like any other.
  *
  * Thread-safety: proxy_handle() runs concurrently on the HTTP worker threads; the struct proxy and
- * everything it points to are read-only after proxy_new() (the digest context locks its own
- * nonce table). */
+ * everything it points to are read-only after proxy_new() (the digest context, the caps cache and
+ * the stores lock themselves). */
 #ifndef XDM_AGGPROXY_PROXY_H
 #define XDM_AGGPROXY_PROXY_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "gba.h"
 #include "httpd.h"
 
+struct caps_cache;
 struct digest;
 struct forward;
 struct route_table;
 struct store;
 
-struct proxy_config {
-    const char *default_realm;  /* challenged for URIs that name no user (copied) */
-    struct store *store;        /* users (borrowed) */
-    struct digest *digest;      /* borrowed */
-    struct route_table *routes; /* borrowed */
-    struct forward *forward;    /* borrowed */
+/* Which asserted-identity headers go to the XDMSs (SPEC AP-5). */
+enum proxy_assert {
+    PROXY_ASSERT_3GPP = 0, /* X-3GPP-Asserted-Identity (default) */
+    PROXY_ASSERT_XCAP,     /* X-XCAP-Asserted-Identity */
+    PROXY_ASSERT_BOTH,
 };
 
-/* Returns NULL on allocation failure. The borrowed handles must outlive the proxy. */
+/* Zero values of the later fields give the defaults noted. */
+struct proxy_config {
+    const char *default_realm;    /* challenged for URIs that name no user (copied) */
+    struct store *store;          /* users (borrowed) */
+    struct digest *digest;        /* borrowed */
+    struct route_table *routes;   /* borrowed */
+    struct forward *forward;      /* borrowed */
+    struct caps_cache *caps;      /* borrowed; NULL = compose xcap-caps on every request */
+    const struct gba_source *gba; /* bootstrapping source (copied struct); NULL = no GAA */
+    const char *const *gaa_fqdns; /* NAF FQDNs served with GAA (copied, lower-cased) */
+    size_t n_gaa_fqdns;
+    enum gba_password_form gaa_password; /* default base64 */
+    enum proxy_assert asserted;          /* default 3GPP */
+    bool gzip;                           /* compress responses for clients that accept gzip */
+    size_t gzip_min;                     /* smaller bodies go uncompressed; 0 = 256 */
+    size_t max_body;                     /* bound on a decoded request body; 0 = 1 MiB */
+};
+
+/* Returns NULL on allocation failure or a bad GAA FQDN. The borrowed handles must outlive the
+ * proxy. */
 struct proxy *proxy_new(const struct proxy_config *cfg);
 void proxy_free(struct proxy *p);
 

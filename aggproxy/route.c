@@ -140,7 +140,7 @@ static bool auid_ok(const char *auid)
         if (c <= 0x20 || c == 0x7f || c == '/' || c == '?' || c == '#')
             return false;
     }
-    return strcmp(auid, ROUTE_CAPS_AUID) != 0;
+    return strcmp(auid, ROUTE_CAPS_AUID) != 0 && strcmp(auid, ROUTE_DIRECTORY_AUID) != 0;
 }
 
 int route_table_set(struct route_table *t, const char *auid, const char *url, char *err,
@@ -221,6 +221,16 @@ size_t route_table_upstreams(const struct route_table *t, const char **out, size
     return n;
 }
 
+size_t route_table_routes(const struct route_table *t, const char **auids, const char **urls,
+                          size_t max)
+{
+    for (size_t i = 0; i < t->n && i < max; i++) {
+        auids[i] = t->routes[i].auid;
+        urls[i] = t->routes[i].url;
+    }
+    return t->n;
+}
+
 static size_t segment_len(const char *s)
 {
     return strcspn(s, "/");
@@ -257,6 +267,11 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
     if (m->auid_len == strlen(ROUTE_CAPS_AUID) &&
         memcmp(m->auid, ROUTE_CAPS_AUID, m->auid_len) == 0) {
         m->kind = ROUTE_CAPS;
+        return;
+    }
+    if (m->auid_len == strlen(ROUTE_DIRECTORY_AUID) &&
+        memcmp(m->auid, ROUTE_DIRECTORY_AUID, m->auid_len) == 0) {
+        m->kind = ROUTE_DIRECTORY;
         return;
     }
     for (size_t i = 0; i < t->n; i++) {

@@ -1,5 +1,5 @@
 /* Routing of XCAP requests by AUID (SPEC AP-7): which XDMS serves a request, or whether the proxy
- * answers it itself (xcap-caps, SPEC XCAP-CAPS-4).
+ * answers it itself (xcap-caps, SPEC XCAP-CAPS-4; the OMA xcap-directory, SPEC AP-9/10).
  *
  * The AUID is the first path segment after the XCAP root path, taken RAW (no percent-decoding)
  * and compared byte for byte with the table, so that the path can be forwarded unchanged.
@@ -20,6 +20,7 @@ struct route_table;
 #define ROUTE_DEFAULT_RLS "http://127.0.0.1:8183"
 #define ROUTE_DEFAULT_ROOT "/xcap-root"
 #define ROUTE_CAPS_AUID "xcap-caps"
+#define ROUTE_DIRECTORY_AUID "org.openmobilealliance.xcap-directory"
 
 /* Longest AUID and upstream URL accepted. */
 #define ROUTE_AUID_MAX 128
@@ -36,8 +37,8 @@ void route_table_free(struct route_table *t);
 
 /* Adds or replaces the upstream of one AUID. The URL must be http:// or https:// with a host and
  * no path, query or fragment other than trailing slashes (which are dropped). The AUID must be a
- * non-empty path segment (no '/', '?', '#', control characters) and not the AUID the proxy serves
- * itself. Returns 0, or -1 with the reason in err. */
+ * non-empty path segment (no '/', '?', '#', control characters) and not one of the AUIDs the proxy
+ * serves itself. At most 256 routes. Returns 0, or -1 with the reason in err. */
 int route_table_set(struct route_table *t, const char *auid, const char *url, char *err,
                     size_t errlen);
 /* Same, from a config line "AUID URL" (whitespace-separated), as in `route = AUID URL`. */
@@ -50,10 +51,16 @@ const char *route_table_root(const struct route_table *t);
  * returns their total number. */
 size_t route_table_upstreams(const struct route_table *t, const char **out, size_t max);
 
+/* The routes in table order (defaults first, then configured ones in the order given): writes up
+ * to max borrowed (auid, upstream URL) pairs and returns their total number. */
+size_t route_table_routes(const struct route_table *t, const char **auids, const char **urls,
+                          size_t max);
+
 enum route_kind {
     ROUTE_NOT_FOUND, /* outside the root, no AUID, or an AUID nobody serves: 404 */
     ROUTE_UPSTREAM,  /* forward to upstream */
     ROUTE_CAPS,      /* the proxy's own xcap-caps AUID */
+    ROUTE_DIRECTORY, /* the aggregated org.openmobilealliance.xcap-directory */
 };
 
 /* Result of matching a raw path. Spans point into the path given to route_match (not

@@ -537,9 +537,15 @@ static void test_caps_compose(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
     struct buf out;
     buf_init(&out, 1 << 16);
-    CU_ASSERT_EQUAL(caps_compose(fw, t, "\"sip:alice@example.com\"", &out), 0);
+    struct forward_header hdr = {"X-3GPP-Asserted-Identity", "\"sip:alice@example.com\""};
+    size_t failed = 0;
+    CU_ASSERT_EQUAL(caps_compose(fw, t, &hdr, 1, &out, &failed), 0);
+    CU_ASSERT_EQUAL(failed, 1);
+    /* the proxy's own xcap-directory follows the XDMS AUIDs */
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "<auids><auid>xcap-caps</auid><auid>resource-lists"
+                                            "</auid><auid>org.openmobilealliance.xcap-directory"
                                             "</auid></auids>"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "<namespace>urn:oma:xml:xdm:xcap-directory"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "urn:ietf:params:xml:ns:resource-lists"));
     buf_release(&out);
     route_table_free(t);
@@ -580,7 +586,11 @@ static int proxy_suite_init(void)
     env.digest = digest_new(NULL);
     env.routes = route_table_new(NULL, upstream_url, upstream_url, upstream_url, err, sizeof err);
     env.fw = forward_new(NULL);
-    struct proxy_config pc = {"example.com", env.store, env.digest, env.routes, env.fw};
+    struct proxy_config pc = {.default_realm = "example.com",
+                              .store = env.store,
+                              .digest = env.digest,
+                              .routes = env.routes,
+                              .forward = env.fw};
     env.proxy = proxy_new(&pc);
     if (!env.digest || !env.routes || !env.fw || !env.proxy)
         return -1;
