@@ -40,7 +40,8 @@ static void xdms_usage(FILE *f)
           "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
           "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
           "                       timeout, map_size, max_docs_per_user, trusted_peer,\n"
-          "                       sip_trusted_peer, sip_server, default_expires, max_expires\n"
+          "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
+          "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
           "See docs/configuration.md for every key.\n",
           f);
@@ -263,6 +264,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* With tls_cert the listener speaks HTTPS; tls_client_ca makes it ask for client
+     * certificates, so trusted_peer may name the proxy by certificate (mutual TLS). */
+    const char *tls_cert = config_get(cfg, "tls_cert", NULL);
     struct httpd_config hcfg = {
         .host = http_host,
         .port = http_port,
@@ -270,6 +274,9 @@ int main(int argc, char **argv)
         .max_body = max_body,
         .max_header = max_header,
         .timeout_s = (unsigned)timeout,
+        .tls_cert = tls_cert,
+        .tls_key = config_get(cfg, "tls_key", NULL),
+        .tls_client_ca = config_get(cfg, "tls_client_ca", NULL),
     };
     struct httpd *httpd;
     if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
@@ -277,8 +284,8 @@ int main(int argc, char **argv)
         store_close(store);
         return 1;
     }
-    log_info("xdms (%s) listening on http://%s:%u sip %s:%u", role_name, http_host,
-             httpd_port(httpd), sip_host, notifier_port(notifier));
+    log_info("xdms (%s) listening on %s://%s:%u sip %s:%u", role_name, tls_cert ? "https" : "http",
+             http_host, httpd_port(httpd), sip_host, notifier_port(notifier));
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,10 +15,12 @@
 #include "xcap_uri.h"
 
 struct trusted_peer {
-    int family;
+    int family; /* AF_INET, AF_INET6, or 0 for a peer known by its TLS client certificate */
     unsigned char addr[16];
     unsigned prefix; /* bits that must match */
     enum peer_role role;
+    char *subject;   /* certificate peer: RFC 4514 subject, or NULL */
+    char sha256[65]; /* certificate peer: lower-case hex fingerprint, or "" */
 };
 
 struct xdms_server {
@@ -90,13 +93,68 @@ void server_free(struct xdms_server *s)
     free(s->root_path);
     free(s->default_domain);
     free(s->xcap_root);
+    for (size_t i = 0; i < s->n_peers; i++)
+        free(s->peers[i].subject);
     free(s->peers);
     buf_release(&s->caps);
     free(s);
 }
 
+/* "subject:DN ROLE" or "sha256:HEX ROLE": a peer that presents a verified TLS client certificate
+ * (mutual TLS, an alternative to address lists; the listener needs tls_client_ca). The DN may hold
+ * spaces: the role is the last word. */
+static int server_add_cert_peer(struct xdms_server *s, const char *spec)
+{
+    const char *end = spec + strlen(spec);
+    while (end > spec && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    const char *role = end;
+    while (role > spec && role[-1] != ' ' && role[-1] != '\t')
+        role--;
+    const char *id_end = role;
+    while (id_end > spec && (id_end[-1] == ' ' || id_end[-1] == '\t'))
+        id_end--;
+    struct trusted_peer p = {0};
+    if ((size_t)(end - role) == 5 && strncmp(role, "proxy", 5) == 0)
+        p.role = PEER_PROXY;
+    else if ((size_t)(end - role) == 6 && strncmp(role, "server", 6) == 0)
+        p.role = PEER_SERVER;
+    else {
+        log_error("trusted_peer \"%s\": role must be proxy or server", spec);
+        return -1;
+    }
+    if (strncmp(spec, "sha256:", 7) == 0) {
+        size_t n = 0;
+        for (const char *c = spec + 7; c < id_end; c++) {
+            if (*c == ':')
+                continue;
+            if (!isxdigit((unsigned char)*c) || n == 64) {
+                n = 0;
+                break;
+            }
+            p.sha256[n++] = (char)tolower((unsigned char)*c);
+        }
+        if (n != 64) {
+            log_error("trusted_peer \"%s\": sha256: needs 64 hex digits", spec);
+            return -1;
+        }
+    } else if (id_end - spec > 8 && !(p.subject = strndup(spec + 8, (size_t)(id_end - spec - 8)))) {
+        return -1;
+    }
+    struct trusted_peer *v = realloc(s->peers, (s->n_peers + 1) * sizeof *v);
+    if (!v) {
+        free(p.subject);
+        return -1;
+    }
+    s->peers = v;
+    s->peers[s->n_peers++] = p;
+    return 0;
+}
+
 int server_add_peer(struct xdms_server *s, const char *spec)
 {
+    if (strncmp(spec, "subject:", 8) == 0 || strncmp(spec, "sha256:", 7) == 0)
+        return server_add_cert_peer(s, spec);
     char addr[INET6_ADDRSTRLEN + 4], role[16];
     if (sscanf(spec, "%49s %15s", addr, role) != 2) {
         log_error("trusted_peer \"%s\": expected \"ADDRESS proxy|server\"", spec);
@@ -173,8 +231,20 @@ static enum xcap_status server_authorize_peer(struct xdms_server *s, struct xdms
             memcpy(addr, a6, 16);
         }
     }
+    struct http_tls_peer cert;
+    int crc = http_request_tls_peer(c->http, &cert);
+    if (crc < 0)
+        return xcap_fail(&c->err, XCAP_FORBIDDEN, "client certificate not trusted");
     for (size_t i = 0; i < s->n_peers; i++) {
         const struct trusted_peer *p = &s->peers[i];
+        if (p->family == 0) {
+            if (crc == 0 && ((p->subject && strcmp(p->subject, cert.subject) == 0) ||
+                             (p->sha256[0] && strcmp(p->sha256, cert.sha256) == 0))) {
+                c->peer = p->role;
+                return XCAP_OK;
+            }
+            continue;
+        }
         if (p->family == family && server_prefix_match(p->addr, addr, p->prefix)) {
             c->peer = p->role;
             return XCAP_OK;
