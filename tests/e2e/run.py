@@ -816,7 +816,7 @@ class Case:
                         raise ParseError("line %d: bad request directive" % lineno)
                     d, v = m.group(1), m.group(2)
                     if d not in ("@body", "@body-file", "@body-template", "@body-escaped",
-                                 "@body-pad", "@auth", "@timeout", "@gzip"):
+                                 "@body-pad", "@body-list", "@auth", "@timeout", "@gzip"):
                         raise ParseError("line %d: unknown request directive %s" % (lineno, d))
                     if d == "@body" and heredoc is None:
                         raise ParseError("line %d: @body needs a heredoc (@body <<EOT)" % lineno)
@@ -1084,6 +1084,12 @@ class CaseRun:
                 base = self.read_file(parts[0], dl)
                 size = int(parts[1])
                 body = pad_xml(base, size, dl)
+            elif d == "@body-list":
+                parts = self.s(v, dl).split()
+                body = big_list(int(parts[0]))
+                if len(parts) > 1:
+                    body = pad_xml(body, int(parts[1]), dl)
+                self.vars["generated"] = body.decode("utf-8")
             elif d == "@auth":
                 for tok in v.replace(",", " ").split():
                     if "=" in tok:
@@ -1377,6 +1383,17 @@ def pad_xml(base, size, lineno):
     if fill < 0:
         raise CaseError("line %d: @body-pad size smaller than the document" % lineno)
     return base[:i] + b"<!--" + b"x" * fill + b"-->" + base[i:]
+
+
+def big_list(n):
+    """A resource-lists document with one list "big" of n entries (for size tests)."""
+    rows = [b'<?xml version="1.0" encoding="UTF-8"?>\n'
+            b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n<list name="big">\n']
+    for i in range(n):
+        rows.append(b'<entry uri="sip:user%d@example.com"><display-name>User %d</display-name>'
+                    b'</entry>\n' % (i, i))
+    rows.append(b"</list>\n</resource-lists>\n")
+    return b"".join(rows)
 
 
 def shorten(s, n=300):
