@@ -1,0 +1,800 @@
+#!/usr/bin/env python3
+"""End-to-end checks of the Aggregation Proxy that the case runner (run.py) cannot express:
+TLS listeners with certificates made here, mutual TLS between the proxy and an XDMS, GBA Digest
+(GAA) with records added by xdmctl, users with several identities, gzip round trips, and the
+aggregated xcap-directory seen through HTTPS.
+
+    python3 tests/e2e/proxy_tls_gaa.py --build build [-v] [--keep] [--filter NAME]
+
+Starts the real binaries on free loopback ports with temporary data (one deployment shared by the
+checks, plus short-lived extra proxies), prints one PASS/FAIL line per check and
+`counts: P passed, F failed`; exits non-zero when a check failed, a process died, or a sanitizer
+report appears in a log. Needs the openssl command. Standard library only.
+
+Expected values are computed here from the specifications (TS 33.220 Annex B for Ks_NAF, RFC 7616
+for Digest), not taken from the servers.
+"""
+
+import argparse
+import base64
+import gzip
+import hashlib
+import hmac
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+import xml.etree.ElementTree as ET
+
+LOOPBACK = "127.0.0.1"
+NAF = "xcap.example.com"
+ROLES = ("shared-list", "presence", "rls")
+URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url"}
+DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
+SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# TLS 1.3 suites by OpenSSL name -> IANA code (RFC 8446 B.4), for the NAF_Id of GAA over HTTPS.
+TLS13_SUITES = {"TLS_AES_128_GCM_SHA256": 0x1301, "TLS_AES_256_GCM_SHA384": 0x1302,
+                "TLS_CHACHA20_POLY1305_SHA256": 0x1303}
+
+RL_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+          b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+          b'  <list name="friends">\n' +
+          b"".join(b'    <entry uri="sip:friend%02d@example.com"/>\n' % i for i in range(40)) +
+          b'  </list>\n</resource-lists>\n')
+PR_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+          b'<cr:ruleset xmlns="urn:ietf:params:xml:ns:pres-rules" '
+          b'xmlns:cr="urn:ietf:params:xml:ns:common-policy">\n'
+          b'  <cr:rule id="a"><cr:conditions/><cr:actions><sub-handling>allow</sub-handling>'
+          b'</cr:actions><cr:transformations/></cr:rule>\n</cr:ruleset>\n')
+RLS_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+           b'<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" '
+           b'xmlns:rl="urn:ietf:params:xml:ns:resource-lists">\n'
+           b'  <service uri="sip:alice-friends@example.com"><list name="l">'
+           b'<rl:entry uri="sip:bob@example.com"/></list><packages><package>presence</package>'
+           b'</packages></service>\n</rls-services>\n')
+
+
+class Fail(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def sh(argv, log):
+    with open(log, "ab") as f:
+        f.write(("# " + " ".join(argv) + "\n").encode())
+        f.flush()
+        rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             timeout=60)
+    if rc != 0:
+        raise Fail("%s failed (%d), see %s" % (" ".join(argv[:3]), rc, log))
+
+
+# ------------------------------------------------------------------------------------------------
+# Certificates (openssl CLI)
+
+def make_certs(d, log):
+    def key(name):
+        sh(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", os.path.join(d, name + ".key")], log)
+
+    def ca(name, subj):
+        key(name)
+        sh(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"), "-days", "2",
+            "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
+
+    def leaf(name, subj, issuer, ext):
+        key(name)
+        csr = os.path.join(d, name + ".csr")
+        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
+            "-out", csr], log)
+        extf = os.path.join(d, name + ".ext")
+        with open(extf, "w") as f:
+            f.write(ext + "\n")
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
+            "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
+            "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
+
+    ca("ca", "/CN=XDM Test CA")
+    ca("rogue-ca", "/CN=Rogue CA")
+    leaf("server", "/CN=" + NAF, "ca",
+         "subjectAltName=IP:127.0.0.1,DNS:%s,DNS:localhost\nextendedKeyUsage=serverAuth" % NAF)
+    leaf("proxy-client", "/O=Example/CN=aggproxy", "ca", "extendedKeyUsage=clientAuth")
+    leaf("rogue-client", "/O=Example/CN=aggproxy", "rogue-ca", "extendedKeyUsage=clientAuth")
+    leaf("other-client", "/O=Example/CN=someone", "ca", "extendedKeyUsage=clientAuth")
+
+
+# ------------------------------------------------------------------------------------------------
+# Processes
+
+class Proc:
+    def __init__(self, env, name, argv):
+        self.env, self.name, self.argv = env, name, argv
+        self.popen = None
+        self.log = os.path.join(env.tmp, "%s.%d.log" % (name, len(env.logs)))
+        env.logs.append(self.log)
+
+    def start(self, port, tls=False):
+        with open(self.log, "wb") as f:
+            f.write(("# " + " ".join(self.argv) + "\n").encode())
+            f.flush()
+            self.popen = subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, cwd=self.env.tmp,
+                                          start_new_session=True)
+        deadline = time.monotonic() + 20
+        while True:
+            if self.popen.poll() is not None:
+                raise Fail("%s exited at start:\n%s" % (self.name, tail(self.log)))
+            try:
+                with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise Fail("%s did not listen on %d" % (self.name, port))
+            time.sleep(0.05)
+        # The HTTP port may open before everything else; the log line marks readiness.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and b"listening" not in open(self.log, "rb").read():
+            time.sleep(0.05)
+
+    def stop(self):
+        if not self.popen or self.popen.poll() is not None:
+            return None
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            rc = self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            return "%s did not stop within 10 s" % self.name
+        return None if rc in (0, -signal.SIGTERM) else "%s exited with %s" % (self.name, rc)
+
+
+def tail(path, n=20):
+    try:
+        return "\n".join(open(path, encoding="utf-8", errors="replace").read().split("\n")[-n:])
+    except OSError:
+        return ""
+
+
+class Env:
+    def __init__(self, args):
+        self.build = os.path.abspath(args.build)
+        self.verbose = args.verbose
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-proxy-tls-")
+        self.data = os.path.join(self.tmp, "data")
+        os.makedirs(self.data)
+        self.logs = []
+        self.procs = []
+        self.conf = os.path.join(self.tmp, "xdm.conf")
+        open(self.conf, "w").write("# the script passes everything on the command line\n")
+        self.certs = os.path.join(self.tmp, "certs")
+        os.makedirs(self.certs)
+        make_certs(self.certs, os.path.join(self.tmp, "openssl.log"))
+        self.http = {r: free_port() for r in ROLES}
+        self.sip = {r: free_port() for r in ROLES}
+        self.proxy_http = free_port()
+        self.proxy_https = free_port()
+        self.root = "http://%s:%d/xcap-root" % (LOOPBACK, self.proxy_http)
+        self.xdms = {}
+        for r in ROLES:
+            self.start_xdms(r)
+        self.proxy = self.start_proxy(
+            ["--http", "%s:%d" % (LOOPBACK, self.proxy_http),
+             "--https", "%s:%d" % (LOOPBACK, self.proxy_https),
+             "--option", "gaa_fqdn=" + NAF], self.proxy_http)
+
+    def cert(self, name):
+        return os.path.join(self.certs, name)
+
+    def start_xdms(self, role):
+        argv = [os.path.join(self.build, "xdms/xdms"), "--role", role, "--config", self.conf,
+                "--data", os.path.join(self.data, role),
+                "--http", "%s:%d" % (LOOPBACK, self.http[role]),
+                "--sip", "%s:%d" % (LOOPBACK, self.sip[role]), "--xcap-root", self.root + "/"]
+        if role == "shared-list":
+            # Mutual TLS: only the proxy's client certificate is a trusted peer.
+            argv += ["--option", "tls_cert=" + self.cert("server.pem"),
+                     "--option", "tls_key=" + self.cert("server.key"),
+                     "--option", "tls_client_ca=" + self.cert("ca.pem"),
+                     "--option", "trusted_peer=subject:CN=aggproxy,O=Example proxy"]
+        p = Proc(self, role, argv)
+        p.start(self.http[role])
+        self.xdms[role] = p
+        self.procs.append(p)
+
+    def upstream_url(self, role):
+        scheme = "https" if role == "shared-list" else "http"
+        return "%s://%s:%d" % (scheme, LOOPBACK, self.http[role])
+
+    def start_proxy(self, extra, port):
+        argv = [os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+                "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
+                "--option", "tls_cert=" + self.cert("server.pem"),
+                "--option", "tls_key=" + self.cert("server.key"),
+                "--option", "upstream_ca=" + self.cert("ca.pem"),
+                "--option", "upstream_cert=" + self.cert("proxy-client.pem"),
+                "--option", "upstream_key=" + self.cert("proxy-client.key"),
+                "--option", "caps_ttl=1", "--option", "caps_retry=1"]
+        for r in ROLES:
+            argv += ["--option", "%s=%s" % (URL_KEYS[r], self.upstream_url(r))]
+        p = Proc(self, "proxy", argv + extra)
+        p.start(port)
+        self.procs.append(p)
+        return p
+
+    def xdmctl(self, *args):
+        sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data] + list(args),
+           os.path.join(self.tmp, "xdmctl.log"))
+
+    def shutdown(self):
+        problems = []
+        for p in reversed(self.procs):
+            msg = p.stop()
+            if msg:
+                problems.append(msg)
+        for log in self.logs:
+            text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) else ""
+            for line in text.split("\n"):
+                if any(s in line for s in SANITIZER):
+                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
+                    break
+        return problems
+
+
+# ------------------------------------------------------------------------------------------------
+# HTTP and Digest
+
+class Resp:
+    def __init__(self, status, headers, body, cipher=None):
+        self.status, self.headers, self.body, self.cipher = status, headers, body, cipher
+
+    def header(self, name):
+        vals = [v for n, v in self.headers if n.lower() == name.lower()]
+        return ", ".join(vals) if vals else None
+
+    def all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+def tls_context(cert=None, key=None, ca=None, tls13=False):
+    ctx = ssl.create_default_context(cafile=ca)
+    if tls13:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def exchange(env, port, method, target, headers=(), body=None, tls=None, host=None, sni=None):
+    """One request on a fresh connection. tls: an SSLContext for HTTPS."""
+    sock = socket.create_connection((LOOPBACK, port), timeout=15)
+    cipher = None
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=sni or NAF)
+        cipher = sock.cipher()
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % (host or "%s:%d" % (LOOPBACK, port))]
+    lines += ["%s: %s" % hv for hv in headers]
+    if body is not None:
+        lines.append("Content-Length: %d" % len(body))
+    lines.append("Connection: close")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+    r = http.client.HTTPResponse(sock, method=method)
+    r.begin()
+    data = r.read()
+    sock.close()
+    resp = Resp(r.status, r.getheaders(), data, cipher)
+    if env.verbose:
+        print("    %s %s -> %d %s" % (method, target, r.status, data[:200]))
+    return resp
+
+
+def H(alg, s):
+    if isinstance(s, str):
+        s = s.encode("latin-1")
+    return (hashlib.md5 if alg == "MD5" else hashlib.sha256)(s).hexdigest()
+
+
+def parse_challenges(values):
+    out = []
+    for v in values:
+        for part in re.split(r",\s*(?=Digest\s)", v):
+            if not part.startswith("Digest "):
+                continue
+            params = dict((m.group(1).lower(), m.group(2) if m.group(2) is not None else m.group(3))
+                          for m in re.finditer(r'([A-Za-z-]+)=(?:"([^"]*)"|([^,\s]+))', part))
+            out.append(params)
+    return out
+
+
+class Digest:
+    """RFC 7616 client keeping one nonce for many requests (nc 1, 2, ...), like a real UE."""
+
+    def __init__(self, username, password, algorithm="MD5"):
+        self.username, self.password, self.algorithm = username, password, algorithm
+        self.chal = None
+        self.nc = 0
+        self.challenges = 0
+
+    def adopt(self, resp):
+        chals = parse_challenges(resp.all("WWW-Authenticate"))
+        chosen = [c for c in chals if c.get("algorithm", "MD5").upper() == self.algorithm]
+        if not chosen:
+            raise Fail("no %s challenge in %s" % (self.algorithm, chals))
+        self.chal = chosen[0]
+        self.nc = 0
+        self.challenges += 1
+
+    def header(self, method, uri, body=b"", qop="auth"):
+        c = self.chal
+        self.nc += 1
+        nc = "%08x" % self.nc
+        cnonce = os.urandom(8).hex()
+        pw = self.password if isinstance(self.password, bytes) else self.password.encode()
+        ha1 = H(self.algorithm, self.username.encode() + b":" + c["realm"].encode() + b":" + pw)
+        a2 = "%s:%s" % (method, uri) + (":" + H(self.algorithm, body) if qop == "auth-int" else "")
+        resp = H(self.algorithm, "%s:%s:%s:%s:%s:%s" % (ha1, c["nonce"], nc, cnonce, qop,
+                                                        H(self.algorithm, a2)))
+        self.last = {"ha1": ha1, "nonce": c["nonce"], "nc": nc, "cnonce": cnonce, "uri": uri,
+                     "qop": qop}
+        return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=%s, qop=%s, '
+                'nc=%s, cnonce="%s", response="%s", opaque="%s"'
+                % (self.username, c["realm"], c["nonce"], uri, self.algorithm, qop, nc, cnonce,
+                   resp, c.get("opaque", "")))
+
+    def rspauth_ok(self, resp):
+        info = resp.header("Authentication-Info") or ""
+        m = re.search(r'rspauth="([0-9a-f]+)"', info)
+        if not m:
+            return False
+        l = self.last
+        a2 = ":" + l["uri"] + (":" + H(self.algorithm, resp.body) if l["qop"] == "auth-int" else "")
+        want = H(self.algorithm, "%s:%s:%s:%s:%s:%s" % (l["ha1"], l["nonce"], l["nc"], l["cnonce"],
+                                                        l["qop"], H(self.algorithm, a2)))
+        return m.group(1) == want
+
+
+def request(env, port, method, target, auth=None, headers=(), body=None, tls=None, host=None,
+            qop="auth", retry=True):
+    """A request with Digest state: preemptive when a nonce is known, one retry after a 401."""
+    headers = list(headers)
+    for attempt in (0, 1):
+        h = list(headers)
+        if auth is not None and auth.chal is not None:
+            h.append(("Authorization", auth.header(method, target, body or b"", qop)))
+        r = exchange(env, port, method, target, h, body, tls, host)
+        r.challenged = attempt == 1
+        if r.status != 401 or auth is None or not retry or attempt == 1:
+            return r
+        auth.adopt(r)
+    return r
+
+
+def expect(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def ks_naf(ks, rand, impi, fqdn, ua_id):
+    """TS 33.220 Annex B.2: HMAC-SHA-256(Ks, FC || P0 || L0 || ... || P3 || L3)."""
+    s = b"\x01"
+    for p in (b"gba-me", rand, impi.encode(), fqdn.encode() + ua_id):
+        s += p + len(p).to_bytes(2, "big")
+    return hmac.new(ks, s, hashlib.sha256).digest()
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks
+
+GBA_KS = bytes(range(0x20, 0x40))
+GBA_RAND = bytes(range(0x40, 0x50))
+GBA_BTID = base64.b64encode(GBA_RAND).decode() + "@bsf.example.com"
+GBA_IMPI = "gaa-user@ims.example.com"
+
+
+def gaa_setup(env):
+    if getattr(env, "gaa_ready", False):
+        return
+    env.xdmctl("gba", "add", "--btid", GBA_BTID, "--impi", GBA_IMPI, "--ks", GBA_KS.hex(),
+               "--impu", "sip:gaa-user@example.com", "--impu", "tel:+15550001",
+               "--lifetime", "3600")
+    env.gaa_ready = True
+
+
+def gaa_client(ua_id):
+    key = ks_naf(GBA_KS, GBA_RAND, GBA_IMPI, NAF, ua_id)
+    return Digest(GBA_BTID, base64.b64encode(key).decode(), "MD5")
+
+
+UA = [("User-Agent", "XDMC/1.0 3gpp-gba")]
+
+
+def check_gaa_http(env):
+    """GBA Digest over HTTP with a record added by xdmctl (GAA-2..8): realm names the Host, the
+    key is Ks_NAF for NAF_Id = FQDN || 01 00 00 00 02, the identity is the record's first IMPU."""
+    gaa_setup(env)
+    host = "%s:%d" % (NAF, env.proxy_http)
+    doc = "/xcap-root/resource-lists/users/sip:gaa-user@example.com/index"
+    r = exchange(env, env.proxy_http, "GET", doc, UA, host=host)
+    expect(r.status == 401, "first request: %d" % r.status)
+    chals = parse_challenges(r.all("WWW-Authenticate"))
+    expect(chals and chals[0].get("realm") == "3GPP-bootstrapping@" + NAF,
+           "realm: %s" % chals)
+    expect(chals[0].get("algorithm") == "MD5" and "auth-int" in chals[0].get("qop", ""),
+           "GBA challenge: %s" % chals[0])
+    auth = gaa_client(b"\x01\x00\x00\x00\x02")
+    auth.adopt(r)
+    r = request(env, env.proxy_http, "PUT", doc, auth,
+                UA + [("Content-Type", "application/resource-lists+xml")], RL_DOC, host=host)
+    expect(r.status in (200, 201), "PUT as B-TID: %d %s" % (r.status, r.body[:200]))
+    expect(auth.rspauth_ok(r), "rspauth: %s" % r.header("Authentication-Info"))
+    r = request(env, env.proxy_http, "GET", doc, auth, UA, host=host)
+    expect(r.status == 200 and not r.challenged and r.body == RL_DOC, "GET: %d" % r.status)
+    # auth-int: the body is covered too
+    r = request(env, env.proxy_http, "PUT", doc, auth,
+                UA + [("Content-Type", "application/resource-lists+xml")], RL_DOC, host=host,
+                qop="auth-int")
+    expect(r.status == 200 and not r.challenged and auth.rspauth_ok(r), "auth-int PUT: %d" % r.status)
+    # the second IMPU, picked with X-3GPP-Intended-Identity
+    tel = "/xcap-root/resource-lists/users/tel:+15550001/index"
+    r = request(env, env.proxy_http, "PUT", tel, auth,
+                UA + [("Content-Type", "application/resource-lists+xml"),
+                      ("X-3GPP-Intended-Identity", '"tel:+15550001"')], RL_DOC, host=host)
+    expect(r.status == 201 and not r.challenged, "PUT as tel IMPU: %d %s" % (r.status, r.body))
+    r = request(env, env.proxy_http, "GET", tel, auth, UA, host=host)
+    expect(r.status == 403, "tel document without intended identity: %d" % r.status)
+    expect(auth.challenges == 1, "one challenge for all requests, got %d" % auth.challenges)
+
+
+def check_gaa_wrong_key(env):
+    """A key derived for another NAF_Id (wrong Ua id) does not authenticate; nor does an unknown
+    B-TID. Both get a fresh challenge."""
+    gaa_setup(env)
+    host = "%s:%d" % (NAF, env.proxy_http)
+    doc = "/xcap-root/resource-lists/users/sip:gaa-user@example.com/index"
+    auth = gaa_client(b"\x01\x00\x01\x13\x01")
+    r = request(env, env.proxy_http, "GET", doc, auth, UA, host=host)
+    expect(r.status == 401 and parse_challenges(r.all("WWW-Authenticate")),
+           "wrong Ua id: %d" % r.status)
+    auth = Digest("AAAAAAAAAAAAAAAAAAAAAA==@bsf.example.com", "x")
+    r = request(env, env.proxy_http, "GET", doc, auth, UA, host=host)
+    expect(r.status == 401 and parse_challenges(r.all("WWW-Authenticate")),
+           "unknown B-TID: %d" % r.status)
+
+
+def check_gaa_expired(env):
+    """A B-TID whose key lifetime is over gets 401 with a fresh challenge (GAA-5)."""
+    rand = bytes(range(0x60, 0x70))
+    btid = base64.b64encode(rand).decode() + "@bsf.example.com"
+    env.xdmctl("gba", "add", "--btid", btid, "--impi", "short@ims.example.com", "--ks",
+               GBA_KS.hex(), "--impu", "sip:short@example.com", "--lifetime", "2")
+    host = "%s:%d" % (NAF, env.proxy_http)
+    doc = "/xcap-root/resource-lists/users/sip:short@example.com/index"
+    key = ks_naf(GBA_KS, rand, "short@ims.example.com", NAF, b"\x01\x00\x00\x00\x02")
+    auth = Digest(btid, base64.b64encode(key).decode())
+    r = request(env, env.proxy_http, "GET", doc, auth, UA, host=host)
+    expect(r.status == 404, "fresh key: %d" % r.status)
+    time.sleep(2.2)
+    r = request(env, env.proxy_http, "GET", doc, auth, UA, host=host, retry=False)
+    expect(r.status == 401 and parse_challenges(r.all("WWW-Authenticate")),
+           "expired key: %d" % r.status)
+
+
+def check_gaa_https(env):
+    """GBA Digest inside TLS (TS 33.222 §5.3): the NAF_Id carries the negotiated cipher suite
+    (01 00 01 yy zz, GAA-7); the key for plain HTTP does not fit."""
+    gaa_setup(env)
+    ctx = tls_context(ca=env.cert("ca.pem"), tls13=True)
+    host = "%s:%d" % (NAF, env.proxy_https)
+    doc = "/xcap-root/resource-lists/users/sip:gaa-user@example.com/index"
+    r = exchange(env, env.proxy_https, "GET", doc, UA, tls=ctx, host=host)
+    expect(r.status == 401, "first request over TLS: %d" % r.status)
+    code = TLS13_SUITES.get(r.cipher[0])
+    expect(code is not None, "unexpected TLS 1.3 suite %s" % (r.cipher,))
+    plain = gaa_client(b"\x01\x00\x00\x00\x02")
+    plain.adopt(r)
+    r2 = request(env, env.proxy_https, "GET", doc, plain, UA, tls=ctx, host=host, retry=False)
+    expect(r2.status == 401, "plain-HTTP key over TLS: %d" % r2.status)
+    auth = gaa_client(b"\x01\x00\x01" + code.to_bytes(2, "big"))
+    auth.adopt(r)
+    r = request(env, env.proxy_https, "GET", doc, auth, UA, tls=ctx, host=host)
+    expect(r.status == 200 and r.body == RL_DOC and auth.rspauth_ok(r),
+           "GET over TLS with the suite's key: %d" % r.status)
+
+
+def users_setup(env):
+    if getattr(env, "users_ready", False):
+        return
+    env.xdmctl("user", "add", "sip:alice@example.com", "--password", "secret", "--impu",
+               "tel:+15551234")
+    env.xdmctl("user", "add", "sip:bob@example.com", "--password", "bobpw")
+    env.users_ready = True
+    env.alice = Digest("alice", "secret", "SHA-256")
+
+
+def check_identities(env):
+    """X-3GPP-Intended-Identity picks one of the user's identities (xdmctl user add --impu); any
+    other is 403; client identity headers are ignored (AP-4..6)."""
+    users_setup(env)
+    a = env.alice
+    p = env.proxy_http
+    tel = "/xcap-root/resource-lists/users/tel:+15551234/index"
+    ct = ("Content-Type", "application/resource-lists+xml")
+    r = request(env, p, "PUT", tel, a, [ct, ("X-3GPP-Intended-Identity", '"tel:+15551234"')],
+                RL_DOC)
+    expect(r.status == 201, "PUT as tel identity: %d %s" % (r.status, r.body))
+    r = request(env, p, "GET", tel, a, [("X-3GPP-Intended-Identity", "<tel:+15551234>")])
+    expect(r.status == 200 and r.body == RL_DOC, "GET as tel identity: %d" % r.status)
+    r = request(env, p, "GET", tel, a, [("X-3GPP-Intended-Identity", '"sip:bob@example.com"')])
+    expect(r.status == 403 and not r.challenged, "someone else's identity: %d" % r.status)
+    r = request(env, p, "GET", tel, a, [("X-3GPP-Intended-Identity", '"a", "b"')])
+    expect(r.status == 400, "a list as intended identity: %d" % r.status)
+    # spoofed asserted identity: the XDMS still sees alice
+    bob = "/xcap-root/resource-lists/users/sip:bob@example.com/index"
+    b = Digest("bob", "bobpw")
+    r = request(env, p, "PUT", bob, b, [ct], RL_DOC)
+    expect(r.status == 201, "bob's PUT: %d" % r.status)
+    spoof = [("X-3GPP-Asserted-Identity", '"sip:bob@example.com"'),
+             ("X-XCAP-Asserted-Identity", '"sip:bob@example.com"')]
+    r = request(env, p, "GET", bob, a, spoof)
+    expect(r.status == 403, "alice reading bob's document with spoofed headers: %d" % r.status)
+
+
+def check_gzip(env):
+    """gzip both ways at the proxy (AP-12): a gzip request body is decoded before the XDMS sees
+    it; answers are gzipped for clients that accept it, with Vary and the identity ETag; zip
+    bombs are 413, broken gzip 400, other codings 415."""
+    users_setup(env)
+    a, p = env.alice, env.proxy_http
+    doc = "/xcap-root/resource-lists/users/sip:alice@example.com/gz"
+    ct = ("Content-Type", "application/resource-lists+xml")
+    r = request(env, p, "PUT", doc, a, [ct, ("Content-Encoding", "gzip")], gzip.compress(RL_DOC))
+    expect(r.status == 201, "gzip PUT: %d %s" % (r.status, r.body))
+    etag = r.header("ETag")
+    r = request(env, p, "GET", doc, a)
+    expect(r.status == 200 and r.body == RL_DOC and r.header("Content-Encoding") is None,
+           "identity GET: %d %s" % (r.status, r.header("Content-Encoding")))
+    expect(r.header("ETag") == etag and "Accept-Encoding" in (r.header("Vary") or ""),
+           "identity GET headers: %s" % r.headers)
+    r = request(env, p, "GET", doc, a, [("Accept-Encoding", "gzip, deflate")])
+    expect(r.status == 200 and r.header("Content-Encoding") == "gzip", "gzip GET: %s" % r.headers)
+    expect(gzip.decompress(r.body) == RL_DOC and len(r.body) < len(RL_DOC), "gzip body")
+    expect(r.header("ETag") == etag and "Accept-Encoding" in (r.header("Vary") or ""),
+           "gzip GET headers: %s" % r.headers)
+    expect(a.rspauth_ok(r), "rspauth over the gzip body")
+    r = request(env, p, "GET", doc, a, [("Accept-Encoding", "gzip;q=0, *")])
+    expect(r.header("Content-Encoding") is None, "gzip;q=0 honoured")
+    # conditional PUT with the ETag of the identity body
+    r = request(env, p, "PUT", doc, a, [ct, ("If-Match", etag), ("Content-Encoding", "gzip")],
+                gzip.compress(RL_DOC.replace(b"friend00", b"friend99")))
+    expect(r.status == 200, "If-Match with the ETag seen gzipped: %d" % r.status)
+    bomb = gzip.compress(b"<a>" + b" " * (8 << 20) + b"</a>")
+    r = request(env, p, "PUT", doc, a, [ct, ("Content-Encoding", "gzip")], bomb)
+    expect(r.status == 413, "zip bomb: %d" % r.status)
+    r = request(env, p, "PUT", doc, a, [ct, ("Content-Encoding", "gzip")], b"\x1f\x8bnot gzip")
+    expect(r.status == 400, "bad gzip: %d" % r.status)
+    r = request(env, p, "PUT", doc, a, [ct, ("Content-Encoding", "br")], RL_DOC)
+    expect(r.status == 415 and r.header("Accept-Encoding") == "gzip", "br: %d" % r.status)
+
+
+def check_tls_listener(env):
+    """HTTPS listener with the test certificate (verified with the test CA), TLS 1.2 and 1.3;
+    Digest works the same inside; TLS 1.1 is refused."""
+    users_setup(env)
+    for tls13 in (False, True):
+        ctx = tls_context(ca=env.cert("ca.pem"), tls13=tls13)
+        if not tls13:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        a = Digest("alice", "secret")
+        r = request(env, env.proxy_https, "GET", "/xcap-root/xcap-caps/global/index", a, tls=ctx)
+        expect(r.status == 200 and b"<auid>resource-lists</auid>" in r.body,
+               "xcap-caps over %s: %d" % (r.cipher, r.status))
+        expect(b"org.openmobilealliance.xcap-directory" in r.body, "directory in xcap-caps")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(env.cert("ca.pem"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        return  # this OpenSSL cannot even offer TLS 1.1
+    try:
+        exchange(env, env.proxy_https, "GET", "/xcap-root/xcap-caps/global/index", tls=ctx)
+        raise Fail("TLS 1.1 was accepted")
+    except (ssl.SSLError, ConnectionError, OSError):
+        pass
+
+
+def check_https_only(env):
+    """http = off: only the HTTPS listener runs."""
+    port = free_port()
+    p = env.start_proxy(["--http", "off", "--https", "%s:%d" % (LOOPBACK, port)], port)
+    try:
+        text = open(p.log).read()
+        expect("listening on https://" in text and "listening on http://" not in text,
+               "listeners: %s" % text)
+        ctx = tls_context(ca=env.cert("ca.pem"))
+        r = exchange(env, port, "GET", "/xcap-root/xcap-caps/global/index", tls=ctx)
+        expect(r.status == 401, "over https: %d" % r.status)
+        try:
+            exchange(env, port, "GET", "/xcap-root/xcap-caps/global/index")
+            raise Fail("plain HTTP answered on the TLS port")
+        except (http.client.HTTPException, ConnectionError, OSError):
+            pass
+    finally:
+        msg = p.stop()
+        env.procs.remove(p)
+        if msg:
+            raise Fail(msg)
+
+
+def check_mtls(env):
+    """The shared-list XDMS trusts only the proxy's client certificate (trusted_peer by subject):
+    through the proxy everything works; directly, no certificate, another CA's certificate with
+    the same subject, or another subject all get 403 or a failed handshake."""
+    users_setup(env)
+    a, p = env.alice, env.proxy_http
+    doc = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    ct = ("Content-Type", "application/resource-lists+xml")
+    r = request(env, p, "PUT", doc, a, [ct], RL_DOC)
+    expect(r.status in (200, 201), "PUT through the proxy (mTLS upstream): %d %s" % (r.status, r.body))
+    x = env.http["shared-list"]
+    ident = [("X-3GPP-Asserted-Identity", '"sip:alice@example.com"')]
+    ctx = tls_context(ca=env.cert("ca.pem"))
+    r = exchange(env, x, "GET", doc, ident, tls=ctx, sni="localhost")
+    expect(r.status == 403, "direct without a client certificate: %d" % r.status)
+    ctx = tls_context(env.cert("other-client.pem"), env.cert("other-client.key"), env.cert("ca.pem"))
+    r = exchange(env, x, "GET", doc, ident, tls=ctx, sni="localhost")
+    expect(r.status == 403, "direct with an untrusted subject: %d" % r.status)
+    ctx = tls_context(env.cert("rogue-client.pem"), env.cert("rogue-client.key"), env.cert("ca.pem"))
+    try:
+        r = exchange(env, x, "GET", doc, ident, tls=ctx, sni="localhost")
+        expect(r.status == 403, "direct with a certificate of another CA: %d" % r.status)
+    except (ssl.SSLError, ConnectionError):
+        pass
+    ctx = tls_context(env.cert("proxy-client.pem"), env.cert("proxy-client.key"), env.cert("ca.pem"))
+    r = exchange(env, x, "GET", doc, ident, tls=ctx, sni="localhost")
+    expect(r.status == 200, "direct with the proxy's certificate: %d" % r.status)
+
+
+def directory(env, port, tls=None):
+    return request(env, port, "GET",
+                   "/xcap-root/org.openmobilealliance.xcap-directory/users/sip:alice@example.com/"
+                   "directory.xml", env.alice, tls=tls)
+
+
+def folders(body):
+    root = ET.fromstring(body)
+    out = {}
+    for f in root.findall(DIR_NS + "folder"):
+        err = f.find(DIR_NS + "error-code")
+        out[f.get("auid")] = ("error", err.text) if err is not None else \
+            [(e.get("uri"), e.get("etag")) for e in f.findall(DIR_NS + "entry")]
+    return out
+
+
+def check_directory(env):
+    """xcap-directory composed from the three XDMSs (AP-9..11), URIs under the root the client
+    used (http and https), its own ETag, 304, node selector, read-only; with the presence XDMS
+    stopped its folders carry an error code and the others stay."""
+    users_setup(env)
+    a, p = env.alice, env.proxy_http
+    for auid, ct, body in (("resource-lists", "application/resource-lists+xml", RL_DOC),
+                           ("pres-rules", "application/auth-policy+xml", PR_DOC),
+                           ("rls-services", "application/rls-services+xml", RLS_DOC)):
+        r = request(env, p, "PUT", "/xcap-root/%s/users/sip:alice@example.com/index" % auid, a,
+                    [("Content-Type", ct)], body)
+        expect(r.status in (200, 201), "PUT %s: %d %s" % (auid, r.status, r.body))
+    r = directory(env, p)
+    expect(r.status == 200 and r.header("Content-Type") == "application/vnd.oma.xcap-directory+xml",
+           "directory: %d %s" % (r.status, r.body))
+    f = folders(r.body)
+    for auid in ("resource-lists", "pres-rules", "rls-services"):
+        uris = [u for u, _ in f.get(auid, [])] if isinstance(f.get(auid), list) else []
+        want = "%s/%s/users/sip:alice@example.com/index" % (env.root, auid)
+        expect(want in uris, "%s folder: %s" % (auid, f.get(auid)))
+    etag = r.header("ETag")
+    expect(etag and etag.startswith('"'), "directory ETag: %s" % etag)
+    r = request(env, p, "GET", "/xcap-root/org.openmobilealliance.xcap-directory/users/"
+                "sip:alice@example.com/directory.xml", a, [("If-None-Match", etag)])
+    expect(r.status == 304, "If-None-Match: %d" % r.status)
+    r = directory(env, env.proxy_https, tls_context(ca=env.cert("ca.pem")))
+    https_root = "https://%s:%d/xcap-root/" % (LOOPBACK, env.proxy_https)
+    expect(r.status == 200 and all(u.startswith(https_root)
+                                   for v in folders(r.body).values() if isinstance(v, list)
+                                   for u, _ in v),
+           "URIs over https: %s" % r.body[:400])
+    sel = ("/xcap-root/org.openmobilealliance.xcap-directory/users/sip:alice@example.com/"
+           "directory.xml/~~/xcap-directory/folder%5B@auid=%22resource-lists%22%5D")
+    r = request(env, p, "GET", sel, a)
+    expect(r.status == 200 and r.header("Content-Type") == "application/xcap-el+xml" and
+           r.body.startswith(b'<folder auid="resource-lists">') and r.header("ETag") == etag,
+           "node selector: %d %s %s" % (r.status, r.headers, r.body[:200]))
+    r = request(env, p, "PUT", "/xcap-root/org.openmobilealliance.xcap-directory/users/"
+                "sip:alice@example.com/directory.xml", a, [("Content-Type", "text/plain")], b"x")
+    expect(r.status == 405 and "GET" in (r.header("Allow") or ""), "PUT: %d" % r.status)
+    # one XDMS down
+    msg = env.xdms["presence"].stop()
+    expect(msg is None, msg or "")
+    try:
+        r = directory(env, p)
+        expect(r.status == 200, "directory with presence stopped: %d" % r.status)
+        f = folders(r.body)
+        expect(f.get("pres-rules", ("",))[0] == "error" and
+               f.get("org.openmobilealliance.pres-rules", ("",))[0] == "error",
+               "presence folders: %s" % f)
+        expect(isinstance(f.get("resource-lists"), list) and f["resource-lists"],
+               "resource-lists still listed: %s" % f)
+        expect(r.header("ETag") != etag, "ETag changed with the error folders")
+    finally:
+        env.procs.remove(env.xdms["presence"])
+        env.start_xdms("presence")
+
+
+CHECKS = [check_gaa_http, check_gaa_wrong_key, check_gaa_expired, check_gaa_https,
+          check_identities, check_gzip, check_tls_listener, check_https_only, check_mtls,
+          check_directory]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--filter", action="append", default=[])
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("openssl"):
+        print("proxy_tls_gaa: the openssl command is needed")
+        return 2
+    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
+    passed = failed = 0
+    env = None
+    try:
+        env = Env(args)
+        for c in checks:
+            t0 = time.monotonic()
+            try:
+                c(env)
+                passed += 1
+                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
+            except (Fail, OSError, http.client.HTTPException, ssl.SSLError) as e:
+                failed += 1
+                print("FAIL %s: %s" % (c.__name__[6:], e))
+            for pr in env.procs:
+                if pr.popen and pr.popen.poll() is not None and pr.popen.returncode not in (0, -15):
+                    failed += 1
+                    print("FAIL %s died:\n%s" % (pr.name, tail(pr.log)))
+                    pr.popen = None
+    except Fail as e:
+        failed += 1
+        print("FAIL setup: %s" % e)
+    finally:
+        if env:
+            for msg in env.shutdown():
+                failed += 1
+                print("FAIL %s" % msg)
+            if args.keep or failed:
+                print("kept %s" % env.tmp)
+            else:
+                shutil.rmtree(env.tmp, ignore_errors=True)
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
