@@ -1,12 +1,23 @@
-/* The xcap-diff notifier (RFC 5875 event package, RFC 5874 format, RFC 6665 subscriptions),
- * document level. DESIGN §5: one thread with its own sofia-sip event loop; HTTP threads only append
- * to the change log (in their commit) and call notifier_wake(). Everything below the "SIP thread"
- * line runs in that thread only, so the subscription list needs no lock.
+/* The xcap-diff notifier (RFC 5875 event package, RFC 5874 format, RFC 6665 subscriptions).
+ * DESIGN §5: one thread with its own sofia-sip event loop; HTTP threads only append to the change
+ * log (in their commit) and call notifier_wake(). Everything below the "SIP thread" line runs in
+ * that thread only, so the subscription list needs no lock.
  *
  * nta (transactions and dialogs) is used rather than nua: the notifier answers SUBSCRIBE itself,
  * owns the NOTIFY sequencing (one NOTIFY in flight per dialog, later changes queued behind it in
  * commit order) and decides termination, which is simpler to get right without nua's event
- * server in between. */
+ * server in between; it also lets a dialog be re-created from its saved state after a restart.
+ *
+ * What a NOTIFY says (SPEC DIFF-12..14): the initial one (and one after a refresh that changes
+ * the watched set) the full state — every watched document with its ETag, every watched element
+ * or attribute with its content or exists="0". Later ones report the change-log records in
+ * commit order: with no-patching one <document> per document with the oldest previous and the
+ * newest ETag; with xcap-patching one <document> per change, the ETags forming a chain, each with
+ * its RFC 5261 operations (xdiff.c) when they can be rendered exactly; with aggregate one
+ * <document> per document whose operations are the simplified concatenation of the changes', or
+ * <body-not-changed/> when they cancel out. A document <document> without operations tells the
+ * client to fetch it (RFC 5874 §4). Element and attribute watches report their current content
+ * whenever it changed. */
 #define SU_ROOT_MAGIC_T struct notifier
 #define SU_WAKEUP_ARG_T struct notifier
 #define SU_TIMER_ARG_T struct notifier
@@ -19,6 +30,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <libxml/tree.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -38,41 +50,76 @@
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/su_wait.h>
+#include <sofia-sip/url.h>
 
 #include "buf.h"
 #include "log.h"
+#include "nodesel.h"
 #include "notify_internal.h"
 #include "status.h"
 #include "store.h"
 #include "usage.h"
 #include "xcap_uri.h"
+#include "xdiff.h"
 #include "xdoc.h"
 
 #define NOTIFY_NS_LISTS "urn:ietf:params:xml:ns:resource-lists"
 #define NOTIFY_MAX_CHANGES_PER_POLL 4096
 #define NOTIFY_STOP_WAIT_MS 900
 #define NOTIFY_SIP_MAXSIZE (NOTIFY_MAX_BODY + 16 * 1024)
+#define NOTIFY_MAX_RECORD (NOTIFY_MAX_BODY + 64 * 1024)
+#define NOTIFY_KNOWN_BUCKETS 1024
+#define NOTIFY_KNOWN_MAX 65536    /* documents whose prolog digest is remembered */
+#define NOTIFY_LEARN_MAX 64       /* documents read for their prolog per full-state NOTIFY */
+#define NOTIFY_CSEQ_MARGIN 100000 /* added to a restored CSeq: saves are lazy (once a second) */
+#define NOTIFY_SEL_MAX (8 * XCAP_URI_MAX_SEGMENT)
+
+static const char *const notify_tables[] = {NOTIFY_TABLE, NULL};
+
+const char *const *notify_store_tables(void)
+{
+    return notify_tables;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Pure helpers (notify_internal.h)                                                            */
 
+static void notify_watch_release(struct notify_watch *w)
+{
+    free(w->auid);
+    free(w->xui);
+    free(w->path);
+    free(w->node_sel);
+    free(w->query);
+    if (w->sel) {
+        nodesel_release(w->sel);
+        free(w->sel);
+    }
+    free(w->sel_text);
+    free(w->decls);
+    memset(w, 0, sizeof *w);
+}
+
 void notify_watchlist_release(struct notify_watchlist *wl)
 {
-    for (size_t i = 0; i < wl->n; i++) {
-        free(wl->items[i].auid);
-        free(wl->items[i].xui);
-        free(wl->items[i].path);
-    }
+    for (size_t i = 0; i < wl->n; i++)
+        notify_watch_release(&wl->items[i]);
     free(wl->items);
     wl->items = NULL;
     wl->n = 0;
 }
 
+static bool notify_str_eq(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
 static bool notify_watch_same(const struct notify_watch *a, const struct notify_watch *b)
 {
-    return a->global == b->global && a->is_dir == b->is_dir && strcmp(a->auid, b->auid) == 0 &&
-           strcmp(a->path, b->path) == 0 &&
-           (a->global || (a->xui && b->xui && strcmp(a->xui, b->xui) == 0));
+    return a->kind == b->kind && a->global == b->global && a->all_users == b->all_users &&
+           strcmp(a->auid, b->auid) == 0 && strcmp(a->path, b->path) == 0 &&
+           (a->global || a->all_users || (a->xui && b->xui && strcmp(a->xui, b->xui) == 0)) &&
+           notify_str_eq(a->node_sel, b->node_sel) && notify_str_eq(a->query, b->query);
 }
 
 /* Length of the path part of an absolute http(s) root ("http://h:p/xcap-root/" -> "/xcap-root"),
@@ -114,70 +161,192 @@ static const char *notify_entry_relative(const char *uri, const char *xcap_root)
     return uri;
 }
 
+/* RFC 3986 §3.3 pchar minus pct-encoded. */
+static bool notify_is_pchar(unsigned char c)
+{
+    return isalnum(c) || strchr("-._~!$&'()*+,;=:@", c) != NULL;
+}
+
+static int notify_segment_append(struct buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c != '\0' && notify_is_pchar(c)) {
+            if (buf_append(b, &s[i], 1) < 0)
+                return -1;
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            if (buf_append(b, esc, 3) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* The namespace declarations for the xmlns(prefix=uri) parts of a decoded query (RFC 4825 §6.4),
+ * as " xmlns:p=\"uri\"" attributes for the report's sel (RFC 5874 §4 resolves its prefixes with
+ * the xcap-diff document's declarations). NULL on a malformed query or out of memory. */
+static char *notify_query_decls(const char *query)
+{
+    struct buf b;
+    buf_init(&b, 64 * 1024);
+    int rc = buf_puts(&b, "");
+    const char *p = query ? query : "";
+    while (rc == 0 && *p) {
+        if (strncmp(p, "xmlns(", 6) != 0) {
+            rc = -1;
+            break;
+        }
+        p += 6;
+        const char *eq = strchr(p, '='), *close = eq ? strchr(eq, ')') : NULL;
+        if (!eq || !close || eq == p) {
+            rc = -1;
+            break;
+        }
+        rc |= buf_printf(&b, " xmlns:%.*s=\"", (int)(eq - p), p);
+        rc |= buf_xml_escape(&b, eq + 1, (size_t)(close - eq - 1));
+        rc |= buf_puts(&b, "\"");
+        p = close + 1;
+    }
+    char *out = rc == 0 ? buf_detach(&b, NULL) : NULL;
+    buf_release(&b);
+    return out;
+}
+
+/* "<auid>/users" or "<auid>/users/": every user's documents of that AUID. */
+static bool notify_is_all_users(const char *rel, char **auid)
+{
+    const char *slash = strchr(rel, '/');
+    if (!slash || slash == rel)
+        return false;
+    if (strcmp(slash, "/users") != 0 && strcmp(slash, "/users/") != 0)
+        return false;
+    *auid = xcap_uri_decode(rel, (size_t)(slash - rel));
+    return *auid != NULL;
+}
+
+/* Completes an element or attribute watch from its parsed URI: the node selector (RFC 4825 §6.3,
+ * the AUID's default namespace for unprefixed names), the report's sel and declarations. Returns
+ * 1 ready, 0 not watchable (namespace selector, bad selector), -1 out of memory. */
+static int notify_watch_node(struct notify_watch *w, const struct xcap_uri *u)
+{
+    struct nodesel *ns = calloc(1, sizeof *ns);
+    if (!ns)
+        return -1;
+    struct xcap_err err = {0};
+    enum xcap_status st = nodesel_parse(u->node_sel, u->query, w->au->default_ns, ns, &err);
+    xcap_err_release(&err);
+    if (st != XCAP_OK) {
+        free(ns);
+        return 0;
+    }
+    w->sel = ns;
+    if (ns->terminal == NODESEL_NAMESPACE)
+        return 0;
+    w->kind = ns->terminal == NODESEL_ATTRIBUTE ? NOTIFY_WATCH_ATTRIBUTE : NOTIFY_WATCH_ELEMENT;
+    if (!(w->node_sel = strdup(u->node_sel)) || (u->query && !(w->query = strdup(u->query))))
+        return -1;
+    if (!(w->decls = notify_query_decls(u->query)))
+        return 0;
+    struct buf b;
+    buf_init(&b, NOTIFY_SEL_MAX);
+    struct doc_key k = {w->auid, w->global ? "global" : "users", w->xui ? w->xui : "", w->path};
+    int rc = notify_sel_append(&b, &k);
+    rc |= buf_puts(&b, "/~~/");
+    /* The node selector's own '/' separate steps; everything else outside pchar is encoded
+     * (RFC 4825 §6.3: [ ] " and spaces travel percent-encoded). */
+    for (const char *p = u->node_sel; rc == 0 && *p; p++)
+        rc = *p == '/' ? buf_puts(&b, "/") : notify_segment_append(&b, p, 1);
+    w->sel_text = rc == 0 ? buf_detach(&b, NULL) : NULL;
+    buf_release(&b);
+    return w->sel_text ? 1 : 0;
+}
+
 /* Turns one entry into a watch. Returns 1 added, 0 left out, -1 out of memory. */
 static int notify_entry_add(const char *uri, const char *xcap_root, enum xdms_role role,
                             struct notify_watchlist *wl)
 {
     const char *rel = notify_entry_relative(uri, xcap_root);
-    if (!rel || *rel == '\0' || strpbrk(rel, "?#"))
+    if (!rel || *rel == '\0' || strchr(rel, '#'))
         return 0;
-    size_t rlen = strlen(rel);
-    char *raw = malloc(rlen + 2);
-    if (!raw)
-        return -1;
-    raw[0] = '/';
-    memcpy(raw + 1, rel, rlen + 1);
+    struct notify_watch w = {.kind = NOTIFY_WATCH_DOCUMENT};
+    char *all_auid = NULL;
     struct xcap_uri u;
-    struct xcap_err err = {0};
-    enum xcap_status st = xcap_uri_parse("", raw, NULL, &u, &err);
-    free(raw);
-    xcap_err_release(&err);
-    if (st != XCAP_OK)
-        return 0;
-    /* Element and attribute subscriptions (DIFF-5, DIFF-14) are not served yet. */
-    const struct appusage *au = u.node_sel ? NULL : appusage_find(role, u.auid);
-    if (!au) {
-        xcap_uri_release(&u);
-        return 0;
-    }
-    struct notify_watch w = {
-        .au = au,
-        .auid = u.auid,
-        .global = u.tree == XCAP_TREE_GLOBAL,
-        .xui = u.tree == XCAP_TREE_USERS ? u.xui : NULL,
-        .path = u.path,
-        .is_dir = u.is_dir,
-    };
-    if (w.is_dir && w.path[0] != '\0') {
-        size_t pl = strlen(w.path);
-        char *np = realloc(w.path, pl + 2);
-        if (!np) {
-            xcap_uri_release(&u);
+    memset(&u, 0, sizeof u);
+    bool have_uri = false;
+    int rc = 1;
+    if (notify_is_all_users(rel, &all_auid)) {
+        w.au = appusage_find(role, all_auid);
+        w.auid = all_auid;
+        w.all_users = true;
+        w.kind = NOTIFY_WATCH_DIRECTORY;
+        w.is_dir = true;
+        if (!(w.path = strdup("")))
+            rc = -1;
+        else if (!w.au)
+            rc = 0;
+    } else {
+        /* The query (xmlns() bindings) belongs to element and attribute entries only. */
+        const char *q = strchr(rel, '?');
+        size_t plen = q ? (size_t)(q - rel) : strlen(rel);
+        char *raw = malloc(plen + 2);
+        if (!raw)
             return -1;
-        }
-        np[pl] = '/';
-        np[pl + 1] = '\0';
-        w.path = u.path = np;
-    }
-    for (size_t i = 0; i < wl->n; i++) {
-        if (notify_watch_same(&wl->items[i], &w)) {
-            xcap_uri_release(&u);
+        raw[0] = '/';
+        memcpy(raw + 1, rel, plen);
+        raw[plen + 1] = '\0';
+        struct xcap_err err = {0};
+        enum xcap_status st = xcap_uri_parse("", raw, q ? q + 1 : NULL, &u, &err);
+        free(raw);
+        xcap_err_release(&err);
+        if (st != XCAP_OK)
             return 0;
+        have_uri = true;
+        w.au = appusage_find(role, u.auid);
+        w.auid = u.auid;
+        w.global = u.tree == XCAP_TREE_GLOBAL;
+        w.xui = u.tree == XCAP_TREE_USERS ? u.xui : NULL;
+        w.path = u.path;
+        w.is_dir = u.is_dir;
+        w.kind = u.is_dir ? NOTIFY_WATCH_DIRECTORY : NOTIFY_WATCH_DOCUMENT;
+        /* The watch owns auid, xui and path now. */
+        u.auid = u.path = NULL;
+        if (!w.global)
+            u.xui = NULL;
+        if (!w.au || (q && !u.node_sel) || (u.node_sel && u.is_dir))
+            rc = 0;
+        else if (u.node_sel)
+            rc = notify_watch_node(&w, &u);
+        if (rc == 1 && w.is_dir && w.path[0] != '\0') {
+            size_t pl = strlen(w.path);
+            char *np = realloc(w.path, pl + 2);
+            if (!np) {
+                rc = -1;
+            } else {
+                np[pl] = '/';
+                np[pl + 1] = '\0';
+                w.path = np;
+            }
         }
     }
-    struct notify_watch *items = realloc(wl->items, (wl->n + 1) * sizeof *items);
-    if (!items) {
-        xcap_uri_release(&u);
-        return -1;
+    for (size_t i = 0; rc == 1 && i < wl->n; i++)
+        if (notify_watch_same(&wl->items[i], &w))
+            rc = 0;
+    if (rc == 1) {
+        struct notify_watch *items = realloc(wl->items, (wl->n + 1) * sizeof *items);
+        if (!items) {
+            rc = -1;
+        } else {
+            wl->items = items;
+            wl->items[wl->n++] = w;
+        }
     }
-    wl->items = items;
-    wl->items[wl->n++] = w;
-    /* The watch now owns auid, xui and path; release the rest. */
-    u.auid = u.path = NULL;
-    if (!w.global)
-        u.xui = NULL;
-    xcap_uri_release(&u);
-    return 1;
+    if (rc != 1)
+        notify_watch_release(&w);
+    if (have_uri)
+        xcap_uri_release(&u);
+    return rc;
 }
 
 static bool notify_is_lists_element(const xmlNode *node, const char *name)
@@ -244,8 +413,9 @@ size_t notify_watchlist_authorize(struct notify_watchlist *wl, const char *ident
     for (size_t i = 0; i < wl->n; i++) {
         struct notify_watch *w = &wl->items[i];
         /* XCAP-AUTH-1: own home directory and global/ are readable; XCAP-AUTH-4: servers read
-         * every user's documents. */
-        bool ok = is_server || w->global || (w->xui && xcap_uri_xui_equal(w->xui, identity));
+         * every user's documents, and only they may watch a whole users tree. */
+        bool ok = is_server || w->global ||
+                  (!w->all_users && w->xui && xcap_uri_xui_equal(w->xui, identity));
         /* RFC 4826 §4.4.8 (SPEC RLS-8): server-maintained global documents are for trusted
          * servers only, as for an HTTP GET. */
         if (ok && w->global && !is_server) {
@@ -258,9 +428,7 @@ size_t notify_watchlist_authorize(struct notify_watchlist *wl, const char *ident
         if (ok) {
             wl->items[kept++] = *w;
         } else {
-            free(w->auid);
-            free(w->xui);
-            free(w->path);
+            notify_watch_release(w);
             removed++;
         }
     }
@@ -275,34 +443,11 @@ bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k)
     bool global = strcmp(k->tree, "global") == 0;
     if (global != w->global)
         return false;
-    if (!global && !xcap_uri_xui_equal(w->xui, k->xui))
+    if (!global && !w->all_users && !xcap_uri_xui_equal(w->xui, k->xui))
         return false;
     if (w->is_dir ? strncmp(k->path, w->path, strlen(w->path)) != 0 : strcmp(k->path, w->path) != 0)
         return false;
     return !(w->hide_server_owned && usage_server_owned(w->au, k));
-}
-
-/* RFC 3986 §3.3 pchar minus pct-encoded. */
-static bool notify_is_pchar(unsigned char c)
-{
-    return isalnum(c) || strchr("-._~!$&'()*+,;=:@", c) != NULL;
-}
-
-static int notify_segment_append(struct buf *b, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c != '\0' && notify_is_pchar(c)) {
-            if (buf_append(b, &s[i], 1) < 0)
-                return -1;
-        } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            if (buf_append(b, esc, 3) < 0)
-                return -1;
-        }
-    }
-    return 0;
 }
 
 int notify_sel_append(struct buf *b, const struct doc_key *k)
@@ -340,8 +485,8 @@ int notify_diff_open(struct buf *b, const char *xcap_root)
     return 0;
 }
 
-int notify_diff_document(struct buf *b, const char *sel, const char *prev_etag,
-                         const char *new_etag)
+static int notify_diff_document_start(struct buf *b, const char *sel, const char *prev_etag,
+                                      const char *new_etag)
 {
     if (buf_puts(b, "  <document sel=\"") < 0 || buf_xml_escape(b, sel, strlen(sel)) < 0 ||
         buf_puts(b, "\"") < 0)
@@ -356,7 +501,28 @@ int notify_diff_document(struct buf *b, const char *sel, const char *prev_etag,
             buf_puts(b, "\"") < 0)
             return -1;
     }
+    return 0;
+}
+
+int notify_diff_document(struct buf *b, const char *sel, const char *prev_etag,
+                         const char *new_etag)
+{
+    if (notify_diff_document_start(b, sel, prev_etag, new_etag) < 0)
+        return -1;
     return buf_puts(b, "/>\n") < 0 ? -1 : 0;
+}
+
+int notify_diff_document_open(struct buf *b, const char *sel, const char *prev_etag,
+                              const char *new_etag)
+{
+    if (notify_diff_document_start(b, sel, prev_etag, new_etag) < 0)
+        return -1;
+    return buf_puts(b, ">\n") < 0 ? -1 : 0;
+}
+
+int notify_diff_document_close(struct buf *b)
+{
+    return buf_puts(b, "  </document>\n") < 0 ? -1 : 0;
 }
 
 int notify_diff_close(struct buf *b)
@@ -511,34 +677,242 @@ bool notify_accept_allows(const char *const *types, size_t n)
     return false;
 }
 
+enum notify_mode notify_mode_parse(const char *const *params)
+{
+    for (const char *const *p = params; p && *p; p++) {
+        if (strncasecmp(*p, "diff-processing=", 16) != 0)
+            continue;
+        const char *v = *p + 16;
+        size_t len = strlen(v);
+        if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+            v++;
+            len -= 2;
+        }
+        if (len == 13 && strncasecmp(v, "xcap-patching", 13) == 0)
+            return NOTIFY_XCAP_PATCHING;
+        if (len == 9 && strncasecmp(v, "aggregate", 9) == 0)
+            return NOTIFY_AGGREGATE;
+        return NOTIFY_NO_PATCHING;
+    }
+    return NOTIFY_NO_PATCHING;
+}
+
+const char *notify_mode_name(enum notify_mode m)
+{
+    switch (m) {
+    case NOTIFY_NO_PATCHING:
+        return "no-patching";
+    case NOTIFY_XCAP_PATCHING:
+        return "xcap-patching";
+    case NOTIFY_AGGREGATE:
+        return "aggregate";
+    }
+    return "no-patching";
+}
+
+/* ---- persisted record: "key value" lines, a blank line, then the resource-list body ---- */
+
+void notify_record_release(struct notify_record *r)
+{
+    free(r->call_id);
+    free(r->local);
+    free(r->remote);
+    free(r->target);
+    free(r->route);
+    free(r->identity);
+    free(r->event);
+    free(r->hashes);
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static bool notify_line_ok(const char *s)
+{
+    return s && !strpbrk(s, "\r\n");
+}
+
+int notify_record_encode(const struct notify_record *r, struct buf *out)
+{
+    if (!notify_line_ok(r->call_id) || !notify_line_ok(r->local) || !notify_line_ok(r->remote) ||
+        !notify_line_ok(r->target) || !notify_line_ok(r->route) || !notify_line_ok(r->identity) ||
+        !notify_line_ok(r->event))
+        return -1;
+    int rc = buf_printf(out,
+                        "v 1\ncall-id %s\nlocal %s\nremote %s\ntarget %s\nroute %s\n"
+                        "identity %s\nevent %s\nmode %s\nexpires %" PRId64 "\ncseq %" PRIu32
+                        "\nrseq %" PRIu32 "\nseq %" PRIu64 "\nfull %d\n",
+                        r->call_id, r->local, r->remote, r->target, r->route, r->identity, r->event,
+                        notify_mode_name(r->mode), r->expires, r->cseq, r->rseq, r->seq,
+                        r->full ? 1 : 0);
+    for (size_t i = 0; i < r->n_hashes; i++)
+        rc |= buf_printf(out, "hash %zu %016" PRIx64 "\n", i, r->hashes[i]);
+    rc |= buf_puts(out, "\n");
+    rc |= buf_append(out, r->body, r->body_len);
+    return rc ? -1 : 0;
+}
+
+static char *notify_record_str(const char *v, size_t len)
+{
+    return strndup(v, len);
+}
+
+int notify_record_decode(const char *data, size_t len, struct notify_record *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t i = 0;
+    bool version = false, body = false;
+    while (i < len) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        if (!nl)
+            break;
+        const char *line = data + i;
+        size_t ll = (size_t)(nl - line);
+        i += ll + 1;
+        if (ll == 0) {
+            body = true;
+            break;
+        }
+        const char *sp = memchr(line, ' ', ll);
+        if (!sp)
+            goto bad;
+        size_t kl = (size_t)(sp - line);
+        const char *v = sp + 1;
+        size_t vl = ll - kl - 1;
+        char num[32];
+        snprintf(num, sizeof num, "%.*s", (int)(vl < sizeof num ? vl : sizeof num - 1), v);
+#define KEY(s) (kl == sizeof(s) - 1 && memcmp(line, s, kl) == 0)
+        if (KEY("v")) {
+            version = vl == 1 && v[0] == '1';
+        } else if (KEY("call-id")) {
+            free(out->call_id);
+            out->call_id = notify_record_str(v, vl);
+        } else if (KEY("local")) {
+            free(out->local);
+            out->local = notify_record_str(v, vl);
+        } else if (KEY("remote")) {
+            free(out->remote);
+            out->remote = notify_record_str(v, vl);
+        } else if (KEY("target")) {
+            free(out->target);
+            out->target = notify_record_str(v, vl);
+        } else if (KEY("route")) {
+            free(out->route);
+            out->route = notify_record_str(v, vl);
+        } else if (KEY("identity")) {
+            free(out->identity);
+            out->identity = notify_record_str(v, vl);
+        } else if (KEY("event")) {
+            free(out->event);
+            out->event = notify_record_str(v, vl);
+        } else if (KEY("mode")) {
+            const char *params[] = {NULL, NULL};
+            char mode[64];
+            snprintf(mode, sizeof mode, "diff-processing=%s", num);
+            params[0] = mode;
+            out->mode = notify_mode_parse(params);
+        } else if (KEY("expires")) {
+            out->expires = strtoll(num, NULL, 10);
+        } else if (KEY("cseq")) {
+            out->cseq = (uint32_t)strtoul(num, NULL, 10);
+        } else if (KEY("rseq")) {
+            out->rseq = (uint32_t)strtoul(num, NULL, 10);
+        } else if (KEY("seq")) {
+            out->seq = strtoull(num, NULL, 10);
+        } else if (KEY("full")) {
+            out->full = num[0] == '1';
+        } else if (KEY("hash")) {
+            char *end;
+            unsigned long idx = strtoul(num, &end, 10);
+            if (*end != ' ' || idx > NOTIFY_MAX_ENTRIES)
+                goto bad;
+            uint64_t h = strtoull(end + 1, NULL, 16);
+            if (idx >= out->n_hashes) {
+                uint64_t *nh = realloc(out->hashes, (idx + 1) * sizeof *nh);
+                if (!nh)
+                    goto bad;
+                for (size_t k = out->n_hashes; k <= idx; k++)
+                    nh[k] = 0;
+                out->hashes = nh;
+                out->n_hashes = idx + 1;
+            }
+            out->hashes[idx] = h;
+        }
+        /* Unknown keys are skipped: a newer version may add some. */
+#undef KEY
+    }
+    if (!version || !body || !out->call_id || !out->local || !out->remote || !out->target ||
+        !out->route || !out->identity || !out->event)
+        goto bad;
+    out->body_len = len - i;
+    if (!(out->body = malloc(out->body_len + 1)))
+        goto bad;
+    memcpy(out->body, data + i, out->body_len);
+    out->body[out->body_len] = '\0';
+    return 0;
+bad:
+    notify_record_release(out);
+    return -1;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* State                                                                                       */
 
-/* One queued change for a subscription, reported in commit order (DIFF-13, DIFF-19). */
-struct notify_pending {
+/* One change-log record as the subscriptions watching its document see it, shared between them
+ * and freed with its last reference. */
+struct notify_change {
+    unsigned refs;
+    uint64_t seq;
     char *sel;
-    char prev[STORE_ETAG_MAX];
-    char next[STORE_ETAG_MAX];
+    char prev[STORE_ETAG_MAX]; /* "" for a created document */
+    char next[STORE_ETAG_MAX]; /* "" for a deleted document */
+    bool has_op;               /* op turns version prev into version next exactly */
+    struct xdiff_op op;
+};
+
+/* What the notifier knows about a version of a document: the digest of its prolog and epilog.
+ * A whole-document write can then be sent as a replace of the document element when the
+ * version the client has had the same prolog (xdiff_op_root()). ETags are never reused, so a
+ * stale entry can never match. */
+struct notify_known {
+    struct notify_known *next;
+    char *key; /* auid \0 tree \0 xui \0 path */
+    size_t key_len;
+    char etag[STORE_ETAG_MAX];
+    uint64_t digest;
 };
 
 /* One subscription = one dialog. Invariants: at most one NOTIFY in flight (orq); once final_sent,
  * nothing more is sent and the subscription is freed when that NOTIFY completes; a dead
- * subscription is only waiting to be freed outside any callback of its own. */
+ * subscription is only waiting to be freed outside any callback of its own; pending holds
+ * changes in commit order, all with seq > seq. */
 struct notify_sub {
     struct notify_sub *next;
     struct notifier *n;
     nta_leg_t *leg;
     nta_outgoing_t *orq;
-    char *identity;
-    char *event; /* Event header value echoed in NOTIFY (type and id, RFC 6665 §8.2.1) */
+    char *key;      /* our dialog tag; the key of the persisted record */
+    char *identity; /* the subscriber (P-Asserted-Identity) */
+    char *event;    /* Event header value echoed in NOTIFY (type and id, RFC 6665 §8.2.1) */
+    enum notify_mode mode;
     struct notify_watchlist watches;
-    int64_t expires_at; /* monotonic seconds */
-    struct notify_pending *pending;
+    char *body; /* the resource list the watches come from */
+    size_t body_len;
+    /* the dialog as persisted (RFC 6665 §4.1.2.2) */
+    char *call_id, *local, *remote, *target, *route;
+    int64_t expires_at;   /* monotonic seconds */
+    int64_t expires_wall; /* the same, wall clock */
+    uint64_t seq;         /* every change-log record up to seq is handled */
+    int64_t last_sent_ms; /* monotonic, of the last NOTIFY reporting changes */
+    struct notify_change **pending;
     size_t n_pending;
     bool full_pending;       /* the next NOTIFY carries the full state (DIFF-12) */
+    bool force_notify;       /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
+    bool nodes_due;          /* an element or attribute watch may have changed */
     const char *term_reason; /* set: the next NOTIFY is the final one */
     bool final_sent;
     bool dead;
+    bool forget;     /* the subscription ended: its record goes too */
+    bool dirty;      /* the persisted record is out of date */
     bool sending;    /* inside nta_outgoing_tcreate() */
     int sync_status; /* final status reported while sending */
 };
@@ -566,6 +940,7 @@ struct notifier {
     nta_agent_t *agent;
     nta_leg_t *default_leg;
     su_timer_t *tick;
+    su_timer_t *hold;
     su_timer_t *deadline;
     int wait_index;
     struct notify_sub *subs;
@@ -573,6 +948,11 @@ struct notifier {
     uint64_t cursor; /* last change-log sequence handled */
     unsigned depth;  /* nesting of our callbacks; reaping happens at depth 0 */
     bool in_poll, poll_again, stopping, broken;
+    bool persist;    /* the store has NOTIFY_TABLE */
+    bool hold_armed; /* hold fires at hold_due (monotonic ms) */
+    int64_t hold_due;
+    struct notify_known *known[NOTIFY_KNOWN_BUCKETS];
+    size_t n_known;
 };
 
 static int64_t notify_now(void)
@@ -580,6 +960,18 @@ static int64_t notify_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec;
+}
+
+static int64_t notify_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t notify_wall(void)
+{
+    return (int64_t)time(NULL);
 }
 
 static char **notify_strv_dup(const char *const *v)
@@ -610,13 +1002,118 @@ static void notify_strv_free(char **v)
     free(v);
 }
 
+static void notify_change_unref(struct notify_change *c)
+{
+    if (c && --c->refs == 0) {
+        free(c->sel);
+        xdiff_op_release(&c->op);
+        free(c);
+    }
+}
+
 static void notify_pending_clear(struct notify_sub *s)
 {
     for (size_t i = 0; i < s->n_pending; i++)
-        free(s->pending[i].sel);
+        notify_change_unref(s->pending[i]);
     free(s->pending);
     s->pending = NULL;
     s->n_pending = 0;
+}
+
+/* ---- known prologs ---- */
+
+static size_t notify_key_bytes(const struct doc_key *k, char *out, size_t max)
+{
+    const char *parts[] = {k->auid, k->tree, k->xui, k->path};
+    size_t len = 0;
+    for (size_t i = 0; i < 4; i++) {
+        size_t pl = strlen(parts[i]) + 1;
+        if (len + pl > max)
+            return 0;
+        memcpy(out + len, parts[i], pl);
+        len += pl;
+    }
+    return len;
+}
+
+static struct notify_known **notify_known_slot(struct notifier *n, const char *key, size_t len)
+{
+    uint64_t h = xdiff_hash(XDIFF_HASH_INIT, key, len);
+    struct notify_known **pp = &n->known[h % NOTIFY_KNOWN_BUCKETS];
+    while (*pp && ((*pp)->key_len != len || memcmp((*pp)->key, key, len) != 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void notify_known_clear(struct notifier *n)
+{
+    for (size_t i = 0; i < NOTIFY_KNOWN_BUCKETS; i++) {
+        while (n->known[i]) {
+            struct notify_known *k = n->known[i];
+            n->known[i] = k->next;
+            free(k->key);
+            free(k);
+        }
+    }
+    n->n_known = 0;
+}
+
+static void notify_known_forget(struct notifier *n, const struct doc_key *k)
+{
+    char key[4 * XCAP_URI_MAX_SEGMENT + 8];
+    size_t len = notify_key_bytes(k, key, sizeof key);
+    if (len == 0)
+        return;
+    struct notify_known **pp = notify_known_slot(n, key, len);
+    if (*pp) {
+        struct notify_known *e = *pp;
+        *pp = e->next;
+        free(e->key);
+        free(e);
+        n->n_known--;
+    }
+}
+
+static void notify_known_set(struct notifier *n, const struct doc_key *k, const char *etag,
+                             uint64_t digest)
+{
+    char key[4 * XCAP_URI_MAX_SEGMENT + 8];
+    size_t len = notify_key_bytes(k, key, sizeof key);
+    if (len == 0)
+        return;
+    struct notify_known **pp = notify_known_slot(n, key, len);
+    if (!*pp) {
+        if (n->n_known >= NOTIFY_KNOWN_MAX) {
+            notify_known_clear(n); /* a bound, not a cache policy: it only costs fetches */
+            pp = notify_known_slot(n, key, len);
+        }
+        struct notify_known *e = calloc(1, sizeof *e);
+        if (!e || !(e->key = malloc(len))) {
+            free(e);
+            return;
+        }
+        memcpy(e->key, key, len);
+        e->key_len = len;
+        *pp = e;
+        n->n_known++;
+    }
+    snprintf((*pp)->etag, sizeof(*pp)->etag, "%s", etag);
+    (*pp)->digest = digest;
+}
+
+/* The digest of version etag of k, when known. */
+static bool notify_known_get(struct notifier *n, const struct doc_key *k, const char *etag,
+                             uint64_t *digest)
+{
+    char key[4 * XCAP_URI_MAX_SEGMENT + 8];
+    size_t len = notify_key_bytes(k, key, sizeof key);
+    if (len == 0)
+        return false;
+    struct notify_known *e = *notify_known_slot(n, key, len);
+    if (!e || strcmp(e->etag, etag) != 0)
+        return false;
+    *digest = e->digest;
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -632,20 +1129,116 @@ static void sub_free(struct notify_sub *s)
         nta_leg_destroy(s->leg);
     notify_pending_clear(s);
     notify_watchlist_release(&s->watches);
+    free(s->key);
     free(s->identity);
     free(s->event);
+    free(s->body);
+    free(s->call_id);
+    free(s->local);
+    free(s->remote);
+    free(s->target);
+    free(s->route);
     free(s);
 }
 
-/* Marks a subscription for removal; the memory goes at the next reap (never inside one of its
- * own callbacks). */
+/* Marks a subscription as ended; the memory (and its persisted record) goes at the next reap,
+ * never inside one of its own callbacks. */
 static void sub_kill(struct notify_sub *s)
 {
     s->dead = true;
+    s->forget = true;
+}
+
+/* ---- persistence (table NOTIFY_TABLE, key = our dialog tag) ---- */
+
+/* The last change-log record s has handled: changes still queued are not. */
+static uint64_t sub_done_seq(const struct notify_sub *s)
+{
+    return s->n_pending > 0 ? s->pending[0]->seq - 1 : s->n->cursor;
+}
+
+static int sub_encode(const struct notify_sub *s, struct buf *out)
+{
+    uint64_t *hashes = s->watches.n ? calloc(s->watches.n, sizeof *hashes) : NULL;
+    if (s->watches.n && !hashes)
+        return -1;
+    for (size_t i = 0; i < s->watches.n; i++)
+        hashes[i] = s->watches.items[i].last_hash;
+    struct notify_record r = {
+        .call_id = s->call_id,
+        .local = s->local,
+        .remote = s->remote,
+        .target = s->target,
+        .route = s->route,
+        .identity = s->identity,
+        .event = s->event,
+        .mode = s->mode,
+        .expires = s->expires_wall,
+        .cseq = s->leg ? nta_leg_get_seq(s->leg) : 0,
+        .rseq = s->leg ? nta_leg_get_rseq(s->leg) : 0,
+        .seq = sub_done_seq(s),
+        .full = s->full_pending,
+        .hashes = hashes,
+        .n_hashes = s->watches.n,
+        .body = s->body,
+        .body_len = s->body_len,
+    };
+    int rc = notify_record_encode(&r, out);
+    free(hashes);
+    return rc;
+}
+
+/* Writes the records of subs that need it (all, or only dirty ones) and deletes those of ended
+ * subscriptions, in one durable transaction. Must not run inside a store transaction. */
+static void notifier_save(struct notifier *n, bool all)
+{
+    if (!n->persist)
+        return;
+    bool any = false;
+    for (struct notify_sub *s = n->subs; s && !any; s = s->next)
+        any = s->forget || (!s->dead && (all || s->dirty));
+    if (!any)
+        return;
+    struct store_txn *t;
+    enum store_rc rc = store_txn_begin(n->store, true, &t);
+    struct buf rec;
+    buf_init(&rec, NOTIFY_MAX_RECORD);
+    for (struct notify_sub *s = n->subs; rc == STORE_OK && s; s = s->next) {
+        if (s->forget) {
+            rc = store_kv_del(t, NOTIFY_TABLE, s->key, strlen(s->key));
+            if (rc == STORE_NOTFOUND)
+                rc = STORE_OK;
+        } else if (!s->dead && (all || s->dirty)) {
+            buf_reset(&rec);
+            if (sub_encode(s, &rec) < 0) {
+                log_warn("notifier: cannot save the subscription of %s", s->identity);
+                continue;
+            }
+            rc = store_kv_put(t, NOTIFY_TABLE, s->key, strlen(s->key), rec.data, rec.len);
+        }
+    }
+    buf_release(&rec);
+    if (rc == STORE_OK)
+        rc = store_txn_commit(t);
+    else if (t)
+        store_txn_abort(t);
+    if (rc != STORE_OK) {
+        log_warn("notifier: cannot save subscriptions: %s", store_strerror(rc));
+        return;
+    }
+    for (struct notify_sub *s = n->subs; s; s = s->next) {
+        s->dirty = false;
+        s->forget = false;
+    }
 }
 
 static void notifier_reap(struct notifier *n)
 {
+    bool forget = false;
+    for (struct notify_sub *s = n->subs; s; s = s->next)
+        forget |= s->dead && s->forget;
+    if (forget && !n->in_poll)
+        notifier_save(n, false);
     for (struct notify_sub **pp = &n->subs; *pp;) {
         struct notify_sub *s = *pp;
         if (s->dead) {
@@ -658,6 +1251,16 @@ static void notifier_reap(struct notifier *n)
     }
 }
 
+static bool notifier_idle(const struct notifier *n)
+{
+    if (!n->persist)
+        return n->n_subs == 0;
+    for (const struct notify_sub *s = n->subs; s; s = s->next)
+        if (s->orq)
+            return false;
+    return true;
+}
+
 static void notifier_enter(struct notifier *n)
 {
     n->depth++;
@@ -668,10 +1271,20 @@ static void notifier_leave(struct notifier *n)
     if (--n->depth > 0)
         return;
     notifier_reap(n);
-    if (n->stopping && n->n_subs == 0 && !n->broken) {
+    if (n->stopping && notifier_idle(n) && !n->broken) {
         n->broken = true;
         su_root_break(n->root);
     }
+}
+
+/* ---- rendering ---- */
+
+static void notify_doc_key(const struct notify_watch *w, struct doc_key *k)
+{
+    k->auid = w->auid;
+    k->tree = w->global ? "global" : "users";
+    k->xui = w->global ? "" : w->xui;
+    k->path = w->path;
 }
 
 struct notify_full_ctx {
@@ -679,15 +1292,20 @@ struct notify_full_ctx {
     size_t index; /* the watch being expanded */
     struct buf *b;
     int rc;
+    char **learn; /* documents whose prolog to read (patching modes) */
+    size_t n_learn;
 };
 
-/* True when an earlier watch of s already reported k (overlapping directory and document
- * watches must not list a document twice). */
+/* True when an earlier document watch of s already reported k (overlapping directory and
+ * document watches must not list a document twice). */
 static bool sub_seen_earlier(const struct notify_sub *s, size_t index, const struct doc_key *k)
 {
-    for (size_t i = 0; i < index; i++)
-        if (notify_watch_matches(&s->watches.items[i], k))
+    for (size_t i = 0; i < index; i++) {
+        const struct notify_watch *w = &s->watches.items[i];
+        if ((w->kind == NOTIFY_WATCH_DOCUMENT || w->kind == NOTIFY_WATCH_DIRECTORY) &&
+            notify_watch_matches(w, k))
             return true;
+    }
     return false;
 }
 
@@ -699,7 +1317,7 @@ static int notify_full_doc(void *cls, const struct store_doc_view *d)
     if (sub_seen_earlier(c->s, c->index, &d->key))
         return 0;
     struct buf sel;
-    buf_init(&sel, 4 * XCAP_URI_MAX_SEGMENT);
+    buf_init(&sel, NOTIFY_SEL_MAX);
     int rc = notify_sel_append(&sel, &d->key);
     if (rc == 0)
         rc = notify_diff_document(c->b, sel.data, NULL, d->etag);
@@ -708,58 +1326,273 @@ static int notify_full_doc(void *cls, const struct store_doc_view *d)
         c->rc = -1;
         return 1;
     }
+    if (c->learn && c->n_learn < NOTIFY_LEARN_MAX) {
+        char key[4 * XCAP_URI_MAX_SEGMENT + 8];
+        size_t len = notify_key_bytes(&d->key, key, sizeof key);
+        char *copy = len ? malloc(len) : NULL;
+        if (copy) {
+            memcpy(copy, key, len);
+            c->learn[c->n_learn++] = copy;
+        }
+    }
     return 0;
 }
 
+/* Reads the prolog digests of documents just reported in a full state, so that a whole-document
+ * write that follows can be sent as a patch. */
+static void notify_learn(struct notifier *n, struct store_txn *t, char **keys, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const char *p = keys[i];
+        struct doc_key k;
+        k.auid = p;
+        k.tree = p += strlen(p) + 1;
+        k.xui = p += strlen(p) + 1;
+        k.path = p + strlen(p) + 1;
+        struct store_doc d;
+        uint64_t digest;
+        if (store_doc_get(t, &k, &d) == STORE_OK) {
+            if (xdiff_prolog_digest(d.data, d.len, &digest) == 0)
+                notify_known_set(n, &k, d.etag, digest);
+            store_doc_release(&d);
+        }
+        free(keys[i]);
+    }
+}
+
+/* Element and attribute reports (DIFF-5, DIFF-14): all of them, or only those whose content
+ * changed since the last report. Counts what was written in *items. Returns 0 or -1. */
+static int sub_render_nodes(struct notify_sub *s, struct store_txn *t, struct buf *b, bool all,
+                            size_t *items)
+{
+    struct buf one;
+    buf_init(&one, NOTIFY_MAX_NOTIFY_BODY);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->watches.n; i++) {
+        struct notify_watch *w = &s->watches.items[i];
+        if (w->kind != NOTIFY_WATCH_ELEMENT && w->kind != NOTIFY_WATCH_ATTRIBUTE)
+            continue;
+        struct doc_key k;
+        notify_doc_key(w, &k);
+        struct store_doc d = {0};
+        bool have = store_doc_get(t, &k, &d) == STORE_OK;
+        uint64_t h;
+        buf_reset(&one);
+        rc = xdiff_node_report(&one, w->sel_text, w->decls, have ? d.data : NULL, have ? d.len : 0,
+                               w->sel, &h);
+        if (have)
+            store_doc_release(&d);
+        if (rc == 0 && (all || h != w->last_hash)) {
+            rc = buf_append(b, one.data, one.len);
+            w->last_hash = h;
+            s->dirty = true;
+            (*items)++;
+        }
+    }
+    buf_release(&one);
+    return rc;
+}
+
 /* Full state for the initial NOTIFY and refreshes (DIFF-12): every existing watched document,
- * directories expanded, missing documents omitted. Returns 0 or -1. */
+ * directories expanded, missing documents omitted; every element and attribute watch. Returns 0
+ * or -1. */
 static int sub_render_full(struct notify_sub *s, struct store_txn *t, struct buf *b)
 {
-    for (size_t i = 0; i < s->watches.n; i++) {
+    char *learn[NOTIFY_LEARN_MAX];
+    size_t n_learn = 0;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->watches.n; i++) {
         const struct notify_watch *w = &s->watches.items[i];
+        if (w->kind != NOTIFY_WATCH_DOCUMENT && w->kind != NOTIFY_WATCH_DIRECTORY)
+            continue;
         /* A prefix listing; notify_watch_matches() then keeps the exact document of a
          * document watch and drops hidden ones. */
         struct notify_full_ctx c = {.s = s, .index = i, .b = b, .rc = 0};
-        enum store_rc rc = store_doc_list(t, w->auid, w->global ? "global" : "users",
-                                          w->global ? "" : w->xui, w->path, notify_full_doc, &c);
-        if (rc != STORE_OK) {
-            log_warn("notifier: listing %s for a NOTIFY failed: %s", w->auid, store_strerror(rc));
-            return -1;
+        if (s->mode != NOTIFY_NO_PATCHING) {
+            c.learn = learn;
+            c.n_learn = n_learn;
         }
-        if (c.rc < 0)
-            return -1;
+        enum store_rc src = store_doc_list(t, w->auid, w->global ? "global" : "users",
+                                           w->global ? "" : (w->all_users ? NULL : w->xui), w->path,
+                                           notify_full_doc, &c);
+        if (c.learn)
+            n_learn = c.n_learn;
+        if (src != STORE_OK) {
+            log_warn("notifier: listing %s for a NOTIFY failed: %s", w->auid, store_strerror(src));
+            rc = -1;
+        } else if (c.rc < 0) {
+            rc = -1;
+        }
     }
-    return 0;
+    notify_learn(s->n, t, learn, n_learn);
+    size_t items = 0;
+    if (rc == 0)
+        rc = sub_render_nodes(s, t, b, true, &items);
+    return rc;
+}
+
+/* One <document> with the operations of changes [from, to) of s (all of one document), or
+ * <body-not-changed/> when they cancel out; an empty <document> when they cannot all be
+ * rendered exactly. */
+static int sub_render_ops(struct notify_sub *s, size_t from, size_t to, const char *prev,
+                          const char *next, bool simplify, struct buf *b)
+{
+    struct notify_change **p = s->pending;
+    bool exact = prev[0] && next[0];
+    for (size_t i = from; exact && i < to; i++)
+        exact = p[i]->has_op;
+    if (!exact)
+        return notify_diff_document(b, p[from]->sel, prev, next);
+    size_t n = to - from;
+    struct xdiff_op *ops = calloc(n, sizeof *ops);
+    if (!ops)
+        return notify_diff_document(b, p[from]->sel, prev, next);
+    size_t made = 0;
+    for (size_t i = from; i < to; i++) {
+        if (xdiff_op_copy(&p[i]->op, &ops[made]) < 0)
+            break;
+        made++;
+    }
+    int rc;
+    if (made < n) {
+        rc = notify_diff_document(b, p[from]->sel, prev, next);
+    } else {
+        if (simplify)
+            xdiff_ops_simplify(ops, &made);
+        rc = notify_diff_document_open(b, p[from]->sel, prev, next);
+        if (rc == 0 && made == 0)
+            rc = buf_puts(b, "    <body-not-changed/>\n");
+        for (size_t i = 0; rc == 0 && i < made; i++)
+            rc = xdiff_op_render(b, &ops[i]);
+        if (rc == 0)
+            rc = notify_diff_document_close(b);
+    }
+    for (size_t i = 0; i < made; i++)
+        xdiff_op_release(&ops[i]);
+    free(ops);
+    return rc;
+}
+
+/* The queued changes of s by mode (DIFF-13). Counts <document>s written in *items. */
+static int sub_render_pending(struct notify_sub *s, struct buf *b, size_t *items)
+{
+    struct notify_change **p = s->pending;
+    size_t n = s->n_pending;
+    if (s->mode == NOTIFY_XCAP_PATCHING) {
+        /* Every change, in commit order: the ETags form a chain without gaps. */
+        for (size_t i = 0; i < n; i++) {
+            if (sub_render_ops(s, i, i + 1, p[i]->prev, p[i]->next, false, b) < 0)
+                return -1;
+            (*items)++;
+        }
+        return 0;
+    }
+    /* no-patching and aggregate: one <document> per document, from its oldest previous ETag to
+     * its newest; grouping keeps each document's changes in order. */
+    bool *done = calloc(n ? n : 1, sizeof *done);
+    size_t *group = calloc(n ? n : 1, sizeof *group);
+    struct notify_change **sorted = calloc(n ? n : 1, sizeof *sorted);
+    int rc = done && group && sorted ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (done[i])
+            continue;
+        size_t g = 0;
+        for (size_t j = i; j < n; j++) {
+            if (!done[j] && strcmp(p[j]->sel, p[i]->sel) == 0) {
+                done[j] = true;
+                group[g++] = j;
+            }
+        }
+        const char *prev = p[group[0]]->prev, *next = p[group[g - 1]]->next;
+        if (!prev[0] && !next[0])
+            continue; /* created and deleted again: nothing the client ever saw */
+        if (s->mode == NOTIFY_NO_PATCHING) {
+            rc = notify_diff_document(b, p[i]->sel, prev, next);
+        } else {
+            /* sub_render_ops() reads a contiguous range: present the group as one. */
+            struct notify_change **saved = s->pending;
+            for (size_t k = 0; k < g; k++)
+                sorted[k] = p[group[k]];
+            s->pending = sorted;
+            rc = sub_render_ops(s, 0, g, prev, next, true, b);
+            s->pending = saved;
+        }
+        (*items)++;
+    }
+    free(done);
+    free(group);
+    free(sorted);
+    return rc;
 }
 
 static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, const sip_t *sip);
 
 static bool sub_has_work(const struct notify_sub *s)
 {
-    return !s->dead && !s->final_sent && !s->orq &&
-           (s->full_pending || s->n_pending > 0 || s->term_reason);
+    if (s->dead || s->final_sent || s->orq)
+        return false;
+    /* A persisted subscription outlives a stop: nothing more is sent then. */
+    if (s->n->stopping && s->n->persist && !s->term_reason)
+        return false;
+    return s->full_pending || s->n_pending > 0 || s->nodes_due || s->term_reason || s->force_notify;
+}
+
+static void notify_on_hold(struct notifier *n, su_timer_t *t, struct notifier *arg);
+
+/* Asks for a poll at due (monotonic ms), for NOTIFYs held back by the minimum interval. */
+static void notifier_hold(struct notifier *n, int64_t due)
+{
+    if (n->hold_armed && n->hold_due <= due)
+        return;
+    int64_t wait = due - notify_now_ms();
+    if (su_timer_set_interval(n->hold, notify_on_hold, n, (su_duration_t)(wait > 1 ? wait : 1)) < 0)
+        return;
+    n->hold_armed = true;
+    n->hold_due = due;
 }
 
 /* Sends the next NOTIFY of s when one is due and none is in flight (RFC 6665 §4.2.2: NOTIFYs of
  * a dialog are not sent in parallel, so they arrive in commit order). t may be NULL when the
- * store could not be read; a full-state NOTIFY then waits for the next poll. */
+ * store could not be read; a NOTIFY that needs it then waits for the next poll. */
 static void sub_flush(struct notify_sub *s, struct store_txn *t)
 {
     struct notifier *n = s->n;
-    if (!sub_has_work(s) || (s->full_pending && !t))
+    if (!sub_has_work(s) || ((s->full_pending || s->nodes_due) && !t))
         return;
+    bool full = s->full_pending;
+    /* DIFF-15: change reports keep a minimum distance; the initial, refresh and final NOTIFYs
+     * are answers to the subscriber and go at once. */
+    if (!full && !s->term_reason && !s->force_notify && n->cfg.min_interval_ms > 0) {
+        int64_t due = s->last_sent_ms + n->cfg.min_interval_ms;
+        if (notify_now_ms() < due) {
+            notifier_hold(n, due);
+            return;
+        }
+    }
     struct buf body;
     buf_init(&body, NOTIFY_MAX_NOTIFY_BODY);
+    size_t items = 0;
     int rc = notify_diff_open(&body, n->cfg.xcap_root);
-    if (rc == 0 && s->full_pending) {
+    if (rc == 0 && full) {
         rc = sub_render_full(s, t, &body);
+        items = 1;
     } else if (rc == 0) {
-        for (size_t i = 0; rc == 0 && i < s->n_pending; i++)
-            rc = notify_diff_document(&body, s->pending[i].sel, s->pending[i].prev,
-                                      s->pending[i].next);
+        rc = sub_render_pending(s, &body, &items);
+        if (rc == 0 && s->nodes_due)
+            rc = sub_render_nodes(s, t, &body, false, &items);
     }
     if (rc == 0)
         rc = notify_diff_close(&body);
+    bool changes = !full && items > 0;
+    s->nodes_due = false;
+    if (rc == 0 && items == 0 && !s->term_reason && !s->force_notify) {
+        /* Nothing the subscriber can see changed (e.g. a document created and deleted again,
+         * another element of a watched document). */
+        notify_pending_clear(s);
+        s->dirty = true;
+        buf_release(&body);
+        return;
+    }
     if (rc < 0) {
         /* Too many documents for one NOTIFY (or out of memory): the state cannot be reported,
          * so the subscription ends (RFC 6665 §4.2.2, "deactivated": the subscriber may retry
@@ -775,7 +1608,11 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         }
     }
     s->full_pending = false;
+    s->force_notify = false;
     notify_pending_clear(s);
+    s->dirty = true;
+    if (changes)
+        s->last_sent_ms = notify_now_ms();
 
     char state[64];
     if (s->term_reason) {
@@ -843,12 +1680,51 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
 
 struct notify_change_ctx {
     struct notifier *n;
+    struct store_txn *t;
     size_t count;
     bool more;
 };
 
-/* Queues one committed change on every subscription that watches its document (DIFF-13
- * no-patching: previous/new ETags only). */
+/* Builds the operation of a change for the patching modes (DIFF-6, DIFF-7): from the engine's
+ * detail for element and attribute edits; for a whole-document write, a replace of the document
+ * element when the notifier knows that the prolog did not change. Keeps the known prologs. */
+static void notify_change_ops(struct notifier *n, struct store_txn *t, const struct store_change *c,
+                              struct notify_change *ch)
+{
+    if (c->kind == STORE_CHANGE_DELETE) {
+        notify_known_forget(n, &c->key);
+        return;
+    }
+    uint64_t digest;
+    if (c->detail_len > 0) {
+        ch->has_op =
+            c->prev_etag[0] && xdiff_op_from_detail(c->detail, c->detail_len, &ch->op) == 0;
+        /* Element and attribute edits splice inside the document element. */
+        if (c->prev_etag[0] && notify_known_get(n, &c->key, c->prev_etag, &digest))
+            notify_known_set(n, &c->key, c->new_etag, digest);
+        else
+            notify_known_forget(n, &c->key);
+        return;
+    }
+    struct store_doc d;
+    if (store_doc_get(t, &c->key, &d) != STORE_OK) {
+        notify_known_forget(n, &c->key);
+        return;
+    }
+    uint64_t before;
+    if (strcmp(d.etag, c->new_etag) == 0 && xdiff_prolog_digest(d.data, d.len, &digest) == 0) {
+        if (c->prev_etag[0] && notify_known_get(n, &c->key, c->prev_etag, &before) &&
+            before == digest)
+            ch->has_op = xdiff_op_root(d.data, d.len, &ch->op) == 0;
+        notify_known_set(n, &c->key, c->new_etag, digest);
+    } else {
+        notify_known_forget(n, &c->key); /* a later version is stored already */
+    }
+    store_doc_release(&d);
+}
+
+/* Queues one committed change on every subscription that watches its document, and marks the
+ * element and attribute watches of that document for a check. */
 static int notify_on_change(void *cls, const struct store_change *c)
 {
     struct notify_change_ctx *ctx = cls;
@@ -869,49 +1745,63 @@ static int notify_on_change(void *cls, const struct store_change *c)
         }
     }
     n->cursor = c->seq;
-    char *sel = NULL;
+    struct notify_change *ch = NULL;
+    bool ops_done = false;
     for (struct notify_sub *s = n->subs; s; s = s->next) {
-        if (s->dead || s->final_sent || s->full_pending)
+        if (s->dead || s->final_sent || s->full_pending || c->seq <= s->seq)
             continue;
-        bool hit = false;
-        for (size_t i = 0; i < s->watches.n && !hit; i++)
-            hit = notify_watch_matches(&s->watches.items[i], &c->key);
-        if (!hit)
+        bool doc_hit = false, node_hit = false;
+        for (size_t i = 0; i < s->watches.n; i++) {
+            const struct notify_watch *w = &s->watches.items[i];
+            if (!notify_watch_matches(w, &c->key))
+                continue;
+            if (w->kind == NOTIFY_WATCH_ELEMENT || w->kind == NOTIFY_WATCH_ATTRIBUTE)
+                node_hit = true;
+            else
+                doc_hit = true;
+        }
+        s->nodes_due |= node_hit;
+        if (!doc_hit)
             continue;
-        if (!sel) {
+        if (!ch) {
             struct buf b;
-            buf_init(&b, 4 * XCAP_URI_MAX_SEGMENT);
-            if (notify_sel_append(&b, &c->key) < 0 || !(sel = buf_detach(&b, NULL))) {
+            buf_init(&b, NOTIFY_SEL_MAX);
+            ch = calloc(1, sizeof *ch);
+            if (!ch || notify_sel_append(&b, &c->key) < 0 || !(ch->sel = buf_detach(&b, NULL))) {
                 buf_release(&b);
-                log_warn("notifier: cannot build the selector of change %llu",
-                         (unsigned long long)c->seq);
-                return 0;
+                free(ch);
+                ch = NULL;
+                log_warn("notifier: cannot queue change %llu", (unsigned long long)c->seq);
+                s->full_pending = true;
+                continue;
             }
+            ch->refs = 1;
+            ch->seq = c->seq;
+            /* DIFF-2: created = new-etag only, deleted = previous-etag only. */
+            snprintf(ch->prev, sizeof ch->prev, "%s", c->prev_etag ? c->prev_etag : "");
+            snprintf(ch->next, sizeof ch->next, "%s",
+                     c->kind == STORE_CHANGE_DELETE || !c->new_etag ? "" : c->new_etag);
+        }
+        if (s->mode != NOTIFY_NO_PATCHING && !ops_done) {
+            notify_change_ops(n, ctx->t, c, ch);
+            ops_done = true;
         }
         if (s->n_pending >= NOTIFY_MAX_PENDING) {
             notify_pending_clear(s);
             s->full_pending = true;
             continue;
         }
-        struct notify_pending *np = realloc(s->pending, (s->n_pending + 1) * sizeof *np);
-        char *dup = strdup(sel);
-        if (!np || !dup) {
-            free(dup);
-            if (np)
-                s->pending = np;
+        struct notify_change **np = realloc(s->pending, (s->n_pending + 1) * sizeof *np);
+        if (!np) {
             notify_pending_clear(s);
             s->full_pending = true;
             continue;
         }
         s->pending = np;
-        struct notify_pending *p = &s->pending[s->n_pending++];
-        p->sel = dup;
-        /* DIFF-2: created = new-etag only, deleted = previous-etag only. */
-        snprintf(p->prev, sizeof p->prev, "%s", c->prev_etag ? c->prev_etag : "");
-        snprintf(p->next, sizeof p->next, "%s",
-                 c->kind == STORE_CHANGE_DELETE || !c->new_etag ? "" : c->new_etag);
+        s->pending[s->n_pending++] = ch;
+        ch->refs++;
     }
-    free(sel);
+    notify_change_unref(ch);
     return 0;
 }
 
@@ -934,7 +1824,7 @@ static void notifier_poll(struct notifier *n)
             log_warn("notifier: cannot read the store: %s", store_strerror(rc));
             t = NULL;
         } else {
-            struct notify_change_ctx ctx = {.n = n};
+            struct notify_change_ctx ctx = {.n = n, .t = t};
             rc = store_change_read(t, n->cursor, notify_on_change, &ctx);
             if (rc != STORE_OK)
                 log_warn("notifier: cannot read the change log: %s", store_strerror(rc));
@@ -983,8 +1873,7 @@ static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
     return ok;
 }
 
-/* RFC 5875 §4.1 (DIFF-8). The diff-processing parameter is accepted but this foundation always
- * behaves as no-patching (ETags only, DIFF-13), which every client must understand. */
+/* RFC 5875 §4.1 (DIFF-8). */
 static bool notify_event_ok(const sip_t *sip)
 {
     return sip->sip_event && sip->sip_event->o_type &&
@@ -1007,8 +1896,8 @@ static bool notify_accept_ok(const sip_t *sip)
 }
 
 /* The subscriber: P-Asserted-Identity from a trusted peer (RFC 3325 §5), else the From URI.
- * Foundation simplification: every peer reaching this point is trusted, so From is accepted
- * from it too when the peer asserted nothing. */
+ * Every peer reaching this point is trusted (notify_request_trusted()), so From is accepted from
+ * it too when the peer asserted nothing. */
 static char *notify_subscriber(const sip_t *sip)
 {
     for (const sip_unknown_t *u = sip->sip_unknown; u; u = u->un_next)
@@ -1084,6 +1973,16 @@ static int notify_read_body(struct notifier *n, const sip_t *sip, const char *id
     return 0;
 }
 
+static int notify_take_body(const sip_t *sip, char **body, size_t *len)
+{
+    *len = sip->sip_payload->pl_len;
+    if (!(*body = malloc(*len + 1)))
+        return -1;
+    memcpy(*body, sip->sip_payload->pl_data, *len);
+    (*body)[*len] = '\0';
+    return 0;
+}
+
 static size_t notify_count_user(const struct notifier *n, const char *identity)
 {
     size_t count = 0;
@@ -1091,6 +1990,65 @@ static size_t notify_count_user(const struct notifier *n, const char *identity)
         if (!s->dead && xcap_uri_xui_equal(s->identity, identity))
             count++;
     return count;
+}
+
+/* Remote target and route set of the dialog as strings, for the persisted record. */
+static int sub_capture_route(struct notify_sub *s)
+{
+    const sip_route_t *route = NULL;
+    const sip_contact_t *target = NULL;
+    if (nta_leg_get_route(s->leg, &route, &target) < 0 || !target)
+        return -1;
+    su_home_t *home = su_home_new(sizeof *home);
+    if (!home)
+        return -1;
+    char *t = url_as_string(home, target->m_url);
+    struct buf b;
+    buf_init(&b, NOTIFY_MAX_BODY);
+    int rc = t ? 0 : -1;
+    for (const sip_route_t *r = route; rc == 0 && r; r = r->r_next) {
+        char *one = sip_header_as_string(home, (const sip_header_t *)(const void *)r);
+        rc = one ? buf_printf(&b, "%s%s", r == route ? "" : ", ", one) : -1;
+    }
+    if (rc == 0 && buf_puts(&b, "") == 0) {
+        free(s->target);
+        free(s->route);
+        s->target = strdup(t);
+        s->route = buf_detach(&b, NULL);
+        rc = s->target && s->route ? 0 : -1;
+    }
+    buf_release(&b);
+    su_home_unref(home);
+    return rc;
+}
+
+/* Call-ID and both ends of the dialog (our tag included), for the persisted record. */
+static int sub_capture_dialog(struct notify_sub *s, const sip_t *sip)
+{
+    su_home_t *home = su_home_new(sizeof *home);
+    if (!home)
+        return -1;
+    char *to = url_as_string(home, sip->sip_to->a_url);
+    char *from = url_as_string(home, sip->sip_from->a_url);
+    const char *ltag = nta_leg_get_tag(s->leg), *rtag = sip->sip_from->a_tag;
+    int rc = to && from && ltag ? 0 : -1;
+    if (rc == 0) {
+        if (asprintf(&s->local, "<%s>;tag=%s", to, ltag) < 0)
+            s->local = NULL;
+        if (asprintf(&s->remote, rtag ? "<%s>;tag=%s" : "<%s>%s", from, rtag ? rtag : "") < 0)
+            s->remote = NULL;
+        s->call_id = strdup(sip->sip_call_id->i_id);
+        s->key = strdup(ltag);
+        rc = s->local && s->remote && s->call_id && s->key ? 0 : -1;
+    }
+    su_home_unref(home);
+    return rc == 0 ? sub_capture_route(s) : -1;
+}
+
+static void sub_set_expiry(struct notify_sub *s, unsigned expires)
+{
+    s->expires_at = notify_now() + expires;
+    s->expires_wall = notify_wall() + expires;
 }
 
 static int sub_on_request(void *magic, nta_leg_t *leg, nta_incoming_t *irq, const sip_t *sip);
@@ -1173,7 +2131,10 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     }
 
     struct notify_sub *s = calloc(1, sizeof *s);
-    if (!s || !(s->event = notify_event_value(sip))) {
+    if (!s || !(s->event = notify_event_value(sip)) ||
+        notify_take_body(sip, &s->body, &s->body_len) < 0) {
+        if (s)
+            free(s->event);
         free(s);
         notify_watchlist_release(&wl);
         free(identity);
@@ -1184,13 +2145,16 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     s->n = n;
     s->identity = identity;
     s->watches = wl;
-    s->expires_at = notify_now() + expires;
+    s->mode = notify_mode_parse(sip->sip_event->o_params);
+    s->seq = n->cursor;
+    sub_set_expiry(s, expires);
     /* The dialog (RFC 6665 §4.1.2.2): local = To, remote = From, target from Contact. */
     s->leg = nta_leg_tcreate(n->agent, sub_on_request, s, SIPTAG_CALL_ID(sip->sip_call_id),
                              SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from),
                              NTATAG_REMOTE_CSEQ(sip->sip_cseq->cs_seq), TAG_END());
     if (!s->leg || !nta_leg_tag(s->leg, NULL) ||
-        nta_leg_server_route(s->leg, sip->sip_record_route, sip->sip_contact) < 0) {
+        nta_leg_server_route(s->leg, sip->sip_record_route, sip->sip_contact) < 0 ||
+        sub_capture_dialog(s, sip) < 0) {
         sub_free(s);
         log_error("notifier: cannot create a dialog");
         notify_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
@@ -1205,13 +2169,17 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     nta_incoming_tag(irq, nta_leg_get_tag(s->leg));
     notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(nta_agent_contact(n->agent)),
                  SIPTAG_EXPIRES_STR(exp), SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
-    log_info("notifier: %s subscribed to %zu resource(s) for %us", s->identity, s->watches.n,
-             expires);
+    log_info("notifier: %s subscribed to %zu resource(s) for %us (%s)", s->identity, s->watches.n,
+             expires, notify_mode_name(s->mode));
     /* DIFF-12: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
-     * §4.4.3), answered by one terminated NOTIFY. */
+     * §4.4.3), answered by one terminated NOTIFY and never saved. */
     s->full_pending = true;
-    if (expires == 0)
+    if (expires == 0) {
         s->term_reason = "timeout";
+    } else {
+        s->dirty = true;
+        notifier_save(n, false);
+    }
     notifier_poll(n);
 }
 
@@ -1230,28 +2198,45 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
     bool has_body;
     const char *phrase = NULL;
     int st = notify_read_body(n, sip, s->identity, &wl, &has_body, &phrase);
+    char *body = NULL;
+    size_t body_len = 0;
+    if (st == 0 && has_body && notify_take_body(sip, &body, &body_len) < 0) {
+        notify_watchlist_release(&wl);
+        st = 500;
+        phrase = "Internal Server Error";
+    }
     if (st != 0) {
         if (st == 415)
             return notify_reply(irq, st, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
         return notify_reply(irq, st, phrase, TAG_END());
     }
-    if (has_body) {
-        notify_watchlist_release(&s->watches);
-        s->watches = wl;
-    }
-    if (sip->sip_contact)
-        nta_leg_server_route(s->leg, NULL, sip->sip_contact);
+    if (sip->sip_contact && nta_leg_server_route(s->leg, NULL, sip->sip_contact) == 0)
+        sub_capture_route(s);
     char exp[24];
     snprintf(exp, sizeof exp, "%u", expires);
     notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(nta_agent_contact(n->agent)),
                  SIPTAG_EXPIRES_STR(exp), TAG_END());
-    s->expires_at = notify_now() + expires;
-    notify_pending_clear(s);
-    s->full_pending = true;
+    sub_set_expiry(s, expires);
+    if (has_body) {
+        /* DIFF-17: a new watched set replaces the old one; its full state follows. */
+        notify_watchlist_release(&s->watches);
+        s->watches = wl;
+        free(s->body);
+        s->body = body;
+        s->body_len = body_len;
+        notify_pending_clear(s);
+        s->full_pending = true;
+    } else if (s->n_pending > 0 || s->full_pending) {
+        s->force_notify = true; /* what is queued goes now, keeping the ETag chain */
+    } else {
+        s->full_pending = true;
+    }
     if (expires == 0) {
         s->term_reason = "timeout";
         log_info("notifier: %s unsubscribed", s->identity);
     }
+    s->dirty = true;
+    notifier_save(n, false);
     notifier_poll(n);
     return 0;
 }
@@ -1291,7 +2276,7 @@ static int notifier_on_request(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
     if (m == sip_method_ack) {
         nta_incoming_destroy(irq);
     } else if (sip->sip_to && sip->sip_to->a_tag) {
-        /* In-dialog request for a dialog we do not know (expired, or before a restart). */
+        /* In-dialog request for a dialog we do not know (expired, or ended). */
         notify_reply(irq, 481, "Subscription does not exist", TAG_END());
     } else if (m == sip_method_subscribe) {
         notify_subscribe_new(n, irq, sip);
@@ -1306,6 +2291,173 @@ static int notifier_on_request(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
     return rc;
 }
 
+/* ---- restart: subscriptions saved by an earlier run ---- */
+
+struct notify_saved {
+    char *key;
+    struct notify_record rec;
+    bool ok;
+};
+
+struct notify_scan_ctx {
+    struct notify_saved *v;
+    size_t n;
+    size_t cap;
+    bool failed;
+};
+
+static int notify_scan_one(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct notify_scan_ctx *c = cls;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 16;
+        struct notify_saved *v = realloc(c->v, nc * sizeof *v);
+        if (!v) {
+            c->failed = true;
+            return 1;
+        }
+        c->v = v;
+        c->cap = nc;
+    }
+    struct notify_saved *e = &c->v[c->n];
+    memset(e, 0, sizeof *e);
+    if (!(e->key = strndup(key, klen))) {
+        c->failed = true;
+        return 1;
+    }
+    e->ok = notify_record_decode(val, vlen, &e->rec) == 0;
+    c->n++;
+    return 0;
+}
+
+/* Re-creates a saved subscription: its dialog (nta leg with the same Call-ID, tags, route set,
+ * target and a CSeq safely above the last one used), its watched set (authorized again under
+ * the current configuration) and how far it was notified. Returns NULL when it cannot or need
+ * not live on (expired, unreadable). */
+static struct notify_sub *notify_restore_one(struct notifier *n, struct notify_saved *e)
+{
+    struct notify_record *r = &e->rec;
+    int64_t left = r->expires - notify_wall();
+    if (!e->ok || left <= 0)
+        return NULL;
+    struct notify_sub *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->n = n;
+    size_t skipped = 0;
+    if (notify_entries_parse(r->body, r->body_len, n->cfg.xcap_root, n->cfg.role, &s->watches,
+                             &skipped) != 0) {
+        free(s);
+        return NULL;
+    }
+    notify_watchlist_authorize(
+        &s->watches, r->identity,
+        notify_identity_is_server(r->identity, (const char *const *)n->servers));
+    su_home_t *home = su_home_new(sizeof *home);
+    sip_route_t *route = home && r->route[0] ? sip_route_make(home, r->route) : NULL;
+    char *contact_str = NULL;
+    if (asprintf(&contact_str, "<%s>", r->target) < 0)
+        contact_str = NULL;
+    sip_contact_t *contact = home && contact_str ? sip_contact_make(home, contact_str) : NULL;
+    free(contact_str);
+    uint32_t cseq = r->cseq + NOTIFY_CSEQ_MARGIN;
+    sip_cseq_t *cs = home ? sip_cseq_create(home, cseq, sip_method_notify, "NOTIFY") : NULL;
+    if (contact && cs && (!r->route[0] || route))
+        s->leg = nta_leg_tcreate(n->agent, sub_on_request, s, SIPTAG_CALL_ID_STR(r->call_id),
+                                 SIPTAG_FROM_STR(r->local), SIPTAG_TO_STR(r->remote),
+                                 TAG_IF(route, SIPTAG_ROUTE(route)), NTATAG_TARGET(contact),
+                                 SIPTAG_CSEQ(cs), NTATAG_REMOTE_CSEQ(r->rseq), TAG_END());
+    su_home_unref(home);
+    /* The record's strings move into the subscription. */
+    s->key = e->key;
+    e->key = NULL;
+    s->call_id = r->call_id;
+    s->local = r->local;
+    s->remote = r->remote;
+    s->target = r->target;
+    s->route = r->route;
+    s->identity = r->identity;
+    s->event = r->event;
+    s->body = r->body;
+    s->body_len = r->body_len;
+    r->call_id = r->local = r->remote = r->target = r->route = r->identity = r->event = NULL;
+    r->body = NULL;
+    if (!s->leg) {
+        log_warn("notifier: cannot restore the dialog of %s", s->identity);
+        s->forget = true;
+        return s; /* the caller forgets the record and frees s */
+    }
+    s->mode = r->mode;
+    s->seq = r->seq;
+    s->full_pending = r->full;
+    s->expires_at = notify_now() + left;
+    s->expires_wall = r->expires;
+    for (size_t i = 0; i < s->watches.n && i < r->n_hashes; i++)
+        s->watches.items[i].last_hash = r->hashes[i];
+    if (s->watches.n == 0)
+        s->term_reason = "deactivated"; /* nothing readable any more */
+    return s;
+}
+
+static void notifier_restore(struct notifier *n)
+{
+    struct store_txn *t;
+    struct notify_scan_ctx c = {0};
+    enum store_rc rc = store_txn_begin(n->store, false, &t);
+    if (rc == STORE_OK) {
+        rc = store_kv_scan(t, NOTIFY_TABLE, NULL, 0, notify_scan_one, &c);
+        store_txn_abort(t);
+    }
+    if (rc == STORE_INVALID) {
+        log_info("notifier: the store has no %s table; subscriptions will not survive a "
+                 "restart",
+                 NOTIFY_TABLE);
+        return;
+    }
+    n->persist = rc == STORE_OK;
+    if (rc != STORE_OK)
+        log_warn("notifier: cannot read saved subscriptions: %s", store_strerror(rc));
+    size_t restored = 0, dropped = 0;
+    bool any = false;
+    uint64_t low = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        struct notify_sub *s = n->persist ? notify_restore_one(n, &c.v[i]) : NULL;
+        if (!s && n->persist && c.v[i].key) {
+            /* expired or unreadable: its record goes */
+            s = calloc(1, sizeof *s);
+            if (s) {
+                s->n = n;
+                s->key = c.v[i].key;
+                c.v[i].key = NULL;
+                s->forget = true;
+            }
+        }
+        if (s && s->forget) {
+            s->dead = true;
+            dropped++;
+        } else if (s) {
+            restored++;
+            if (!any || s->seq < low)
+                low = s->seq;
+            any = true;
+        }
+        if (s) {
+            s->next = n->subs;
+            n->subs = s;
+            n->n_subs++;
+        }
+        free(c.v[i].key);
+        notify_record_release(&c.v[i].rec);
+    }
+    free(c.v);
+    if (any)
+        n->cursor = low;
+    notifier_reap(n); /* deletes the records of the dropped ones */
+    if (restored || dropped)
+        log_info("notifier: %zu subscription(s) restored, %zu expired or unreadable dropped",
+                 restored, dropped);
+}
+
 /* ---- loop events ---- */
 
 static void notifier_on_deadline(struct notifier *n, su_timer_t *t, struct notifier *arg)
@@ -1318,15 +2470,17 @@ static void notifier_on_deadline(struct notifier *n, su_timer_t *t, struct notif
     }
 }
 
-/* Shutdown (DIFF-16): every subscription gets a final NOTIFY with reason=deactivated (RFC 6665
- * §4.2.2: the subscriber should re-subscribe, which suits a restart better than "noresource",
- * which says the resource is gone). We wait for the answers at most NOTIFY_STOP_WAIT_MS. */
+/* Shutdown (DIFF-16). Saved subscriptions stay: their state is written at teardown and they
+ * resume after the restart. Others get a final NOTIFY with reason=deactivated (RFC 6665 §4.2.2:
+ * the subscriber should re-subscribe, which suits a restart better than "noresource", which says
+ * the resource is gone). Answers to NOTIFYs in flight are awaited at most NOTIFY_STOP_WAIT_MS. */
 static void notifier_begin_stop(struct notifier *n)
 {
     n->stopping = true;
-    for (struct notify_sub *s = n->subs; s; s = s->next)
-        if (!s->dead && !s->final_sent && !s->term_reason)
-            s->term_reason = "deactivated";
+    if (!n->persist)
+        for (struct notify_sub *s = n->subs; s; s = s->next)
+            if (!s->dead && !s->final_sent && !s->term_reason)
+                s->term_reason = "deactivated";
     notifier_poll(n);
     n->deadline = su_timer_create(su_root_task(n->root), NOTIFY_STOP_WAIT_MS);
     if (!n->deadline || su_timer_set(n->deadline, notifier_on_deadline, n) < 0)
@@ -1349,8 +2503,20 @@ static int notifier_on_wake(struct notifier *n, su_wait_t *w, struct notifier *a
     return 0;
 }
 
-/* Once a second: expiry (RFC 6665 §4.2.2, reason=timeout) and a poll of the change log, which
- * also covers commits made by other processes on the same store (xdmctl) that cannot wake us. */
+static void notify_on_hold(struct notifier *n, su_timer_t *t, struct notifier *arg)
+{
+    (void)t;
+    (void)arg;
+    n->hold_armed = false;
+    notifier_enter(n);
+    if (!n->stopping)
+        notifier_poll(n);
+    notifier_leave(n);
+}
+
+/* Once a second: expiry (RFC 6665 §4.2.2, reason=timeout), a poll of the change log, which also
+ * covers commits made by other processes on the same store (xdmctl) that cannot wake us, and the
+ * lazy save of subscription states. */
 static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier *arg)
 {
     (void)t;
@@ -1363,8 +2529,10 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
             log_info("notifier: subscription of %s expired", s->identity);
         }
     }
-    if (!n->stopping)
+    if (!n->stopping) {
         notifier_poll(n);
+        notifier_save(n, false);
+    }
     notifier_leave(n);
 }
 
@@ -1419,20 +2587,31 @@ static int notifier_setup(struct notifier *n)
         return -1;
     }
     n->tick = su_timer_create(su_root_task(n->root), 1000);
-    if (!n->tick || su_timer_set_for_ever(n->tick, notifier_on_tick, n) < 0) {
-        log_error("notifier: cannot start the expiry timer");
+    n->hold = su_timer_create(su_root_task(n->root), 0);
+    if (!n->tick || !n->hold || su_timer_set_for_ever(n->tick, notifier_on_tick, n) < 0) {
+        log_error("notifier: cannot start the timers");
         return -1;
     }
+    notifier_restore(n);
+    /* Changes committed while we were down are reported on the first turn of the loop. */
+    notifier_wake(n);
     return 0;
 }
 
 static void notifier_teardown(struct notifier *n)
 {
-    for (struct notify_sub *s = n->subs; s; s = s->next)
+    if (n->agent)
+        notifier_save(n, true);
+    for (struct notify_sub *s = n->subs; s; s = s->next) {
         s->dead = true;
+        s->forget = false;
+    }
     notifier_reap(n);
+    notify_known_clear(n);
     if (n->tick)
         su_timer_destroy(n->tick);
+    if (n->hold)
+        su_timer_destroy(n->hold);
     if (n->deadline)
         su_timer_destroy(n->deadline);
     if (n->wait_index > 0)

@@ -13,11 +13,11 @@ struct store;
 struct notifier;
 
 struct notifier_config {
-    const char *host;      /* numeric address for UDP and TCP */
-    uint16_t port;         /* 0 = pick a free port */
-    const char *xcap_root; /* public XCAP root for xcap-root="...", e.g.
-                              "http://127.0.0.1:8080/xcap-root/" (trailing slash) */
-    enum xdms_role role;   /* whose AUIDs may be watched */
+    const char *host;         /* numeric address for UDP and TCP */
+    uint16_t port;            /* 0 = pick a free port */
+    const char *xcap_root;    /* public XCAP root for xcap-root="...", e.g.
+                                 "http://127.0.0.1:8080/xcap-root/" (trailing slash) */
+    enum xdms_role role;      /* whose AUIDs may be watched */
     unsigned default_expires; /* seconds, when SUBSCRIBE has no Expires (default 3600) */
     unsigned max_expires;
     unsigned min_expires;
@@ -26,7 +26,19 @@ struct notifier_config {
      * loopback addresses are trusted and there are no servers. */
     const char *const *trusted_peers;
     const char *const *server_identities;
+    /* Added for the complete xcap-diff package: the shortest time between two NOTIFYs of one
+     * subscription that report changes (SPEC DIFF-15; config key notify_min_interval_ms,
+     * recommended default 200). Changes made meanwhile are batched into the next NOTIFY, keeping
+     * the ETag chain. 0 = no hold-off. Initial, refresh and final NOTIFYs are never held. */
+    unsigned min_interval_ms;
 };
+
+/* Added: the store tables the notifier uses (a NULL-terminated list to add to
+ * store_options.tables next to usage_store_tables()). When the store has them, subscriptions
+ * (dialog state, watched set, mode, last change reported) survive a restart of the XDMS and
+ * notifications resume after the last change reported; without them subscriptions live in
+ * memory only. */
+const char *const *notify_store_tables(void);
 
 /* Starts the SIP thread. Returns 0, or -1 with a log line (e.g. port in use). */
 int notifier_start(const struct notifier_config *cfg, struct store *store, struct notifier **out);
@@ -34,7 +46,9 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
 uint16_t notifier_port(const struct notifier *n);
 /* Async-signal-safe and thread-safe: tells the SIP thread the change log has grown. */
 void notifier_wake(struct notifier *n);
-/* Sends final NOTIFYs (Subscription-State: terminated), stops the thread, frees. */
+/* Stops the thread and frees. Subscriptions that are persisted (see notify_store_tables()) are
+ * kept, with their state saved, for the next start; otherwise each gets a final NOTIFY
+ * (Subscription-State: terminated;reason=deactivated) first. */
 void notifier_stop(struct notifier *n);
 
 #endif

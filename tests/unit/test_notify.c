@@ -45,25 +45,37 @@ static void test_entries_parse(void)
         "<entry uri=\"resource-lists/users/sip:alice@example.com/sub/\"/>"
         "<entry uri=\"resource-lists/users/sip:al%69ce@example.com/my%20doc\"/>"
         "<entry uri=\"resource-lists/users/sip:alice@example.com/a%2Fb\"/>"
-        /* left out: another role's AUID, element selector, another server, duplicate, bad */
+        /* left out: another role's AUID, a namespace selector, another server, duplicate, bad,
+         * a query without a node selector, a malformed node selector */
         "<entry uri=\"rls-services/users/sip:alice@example.com/index\"/>"
-        "<entry uri=\"resource-lists/users/sip:alice@example.com/index/~~/resource-lists\"/>"
+        "<entry uri=\"resource-lists/users/sip:alice@example.com/index/~~/resource-lists/"
+        "namespace::*\"/>"
         "<entry uri=\"http://other.example.com/xcap-root/resource-lists/global/index\"/>"
         "<entry uri=\"resource-lists/users/sip:alice@example.com/index\"/>"
         "<entry uri=\"resource-lists/elsewhere/x\"/>"
+        "<entry uri=\"resource-lists/users/sip:alice@example.com/index?xmlns(a=b)\"/>"
+        "<entry uri=\"resource-lists/users/sip:alice@example.com/index/~~/a//b\"/>"
         "<list><entry uri=\"resource-lists/users/sip:bob@example.com/index\"/></list>"
-        "<external anchor=\"resource-lists/users/sip:carol@example.com/index\"/>" LISTS_CLOSE;
+        "<external anchor=\"resource-lists/users/sip:carol@example.com/index\"/>"
+        /* element and attribute watches (RFC 5875 §4.3), and every user's documents */
+        "<entry uri=\"resource-lists/users/sip:alice@example.com/index/~~/resource-lists/"
+        "list%5B@name=%22f%20r%22%5D\"/>"
+        "<entry uri=\"resource-lists/users/sip:alice@example.com/index/~~/resource-lists/"
+        "list/@x:k?xmlns(x=urn:example:x)\"/>"
+        "<entry uri=\"resource-lists/users/\"/>" LISTS_CLOSE;
     struct notify_watchlist wl;
     size_t skipped = 99;
     CU_ASSERT_EQUAL_FATAL(parse_body(body, &wl, &skipped), 0);
-    CU_ASSERT_EQUAL(skipped, 6);
-    CU_ASSERT_EQUAL_FATAL(wl.n, 6);
+    CU_ASSERT_EQUAL(skipped, 8);
+    CU_ASSERT_EQUAL_FATAL(wl.n, 9);
     CU_ASSERT_STRING_EQUAL(wl.items[0].auid, "resource-lists");
     CU_ASSERT_FALSE(wl.items[0].global);
     CU_ASSERT_STRING_EQUAL(wl.items[0].xui, ALICE);
     CU_ASSERT_STRING_EQUAL(wl.items[0].path, "index");
     CU_ASSERT_FALSE(wl.items[0].is_dir);
+    CU_ASSERT_EQUAL(wl.items[0].kind, NOTIFY_WATCH_DOCUMENT);
     CU_ASSERT_TRUE(wl.items[1].is_dir);
+    CU_ASSERT_EQUAL(wl.items[1].kind, NOTIFY_WATCH_DIRECTORY);
     CU_ASSERT_STRING_EQUAL(wl.items[1].path, "");
     CU_ASSERT_TRUE(wl.items[2].global);
     CU_ASSERT_PTR_NULL(wl.items[2].xui);
@@ -75,7 +87,125 @@ static void test_entries_parse(void)
     CU_ASSERT_STRING_EQUAL(wl.items[4].xui, ALICE);
     CU_ASSERT_STRING_EQUAL(wl.items[4].path, "my doc");
     CU_ASSERT_STRING_EQUAL(wl.items[5].xui, "sip:bob@example.com");
+    const struct notify_watch *el = &wl.items[6], *at = &wl.items[7], *all = &wl.items[8];
+    CU_ASSERT_EQUAL(el->kind, NOTIFY_WATCH_ELEMENT);
+    CU_ASSERT_STRING_EQUAL(el->path, "index");
+    CU_ASSERT_STRING_EQUAL(el->node_sel, "resource-lists/list[@name=\"f r\"]");
+    CU_ASSERT_STRING_EQUAL(el->sel_text, "resource-lists/users/sip:alice@example.com/index/~~/"
+                                         "resource-lists/list%5B@name=%22f%20r%22%5D");
+    CU_ASSERT_STRING_EQUAL(el->decls, "");
+    CU_ASSERT_PTR_NOT_NULL(el->sel);
+    CU_ASSERT_EQUAL(at->kind, NOTIFY_WATCH_ATTRIBUTE);
+    CU_ASSERT_STRING_EQUAL(at->sel_text, "resource-lists/users/sip:alice@example.com/index/~~/"
+                                         "resource-lists/list/@x:k");
+    CU_ASSERT_STRING_EQUAL(at->decls, " xmlns:x=\"urn:example:x\"");
+    CU_ASSERT_TRUE(all->all_users);
+    CU_ASSERT_TRUE(all->is_dir);
+    CU_ASSERT_PTR_NULL(all->xui);
+    struct doc_key anyone = {"resource-lists", "users", "sip:zed@example.com", "x/y"};
+    struct doc_key global = {"resource-lists", "global", "", "index"};
+    CU_ASSERT_TRUE(notify_watch_matches(all, &anyone));
+    CU_ASSERT_FALSE(notify_watch_matches(all, &global));
+    struct doc_key index = {"resource-lists", "users", ALICE, "index"};
+    CU_ASSERT_TRUE(notify_watch_matches(el, &index));
+    CU_ASSERT_FALSE(notify_watch_matches(el, &anyone));
+    /* Only trusted servers keep a whole users tree. */
+    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, ALICE, false), 2);
+    CU_ASSERT_EQUAL(wl.n, 7);
+    for (size_t i = 0; i < wl.n; i++)
+        CU_ASSERT_FALSE(wl.items[i].all_users);
     notify_watchlist_release(&wl);
+    CU_ASSERT_EQUAL_FATAL(parse_body(body, &wl, &skipped), 0);
+    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:ps@example.com", true), 0);
+    CU_ASSERT_EQUAL(wl.n, 9);
+    notify_watchlist_release(&wl);
+}
+
+static void test_mode(void)
+{
+    const char *none[] = {"id=3", NULL};
+    const char *patch[] = {"id=3", "diff-processing=xcap-patching", NULL};
+    const char *agg[] = {"DIFF-PROCESSING=\"Aggregate\"", NULL};
+    const char *no[] = {"diff-processing=no-patching", NULL};
+    const char *odd[] = {"diff-processing=rewrite", NULL};
+    CU_ASSERT_EQUAL(notify_mode_parse(NULL), NOTIFY_NO_PATCHING);
+    CU_ASSERT_EQUAL(notify_mode_parse(none), NOTIFY_NO_PATCHING);
+    CU_ASSERT_EQUAL(notify_mode_parse(patch), NOTIFY_XCAP_PATCHING);
+    CU_ASSERT_EQUAL(notify_mode_parse(agg), NOTIFY_AGGREGATE);
+    CU_ASSERT_EQUAL(notify_mode_parse(no), NOTIFY_NO_PATCHING);
+    CU_ASSERT_EQUAL(notify_mode_parse(odd), NOTIFY_NO_PATCHING);
+    CU_ASSERT_STRING_EQUAL(notify_mode_name(NOTIFY_AGGREGATE), "aggregate");
+}
+
+static void test_record(void)
+{
+    uint64_t hashes[] = {0, 0xfedcba9876543210ull, 7};
+    char body[] = "<resource-lists>\n\nblank lines and \xc3\xa9</resource-lists>";
+    char call_id[] = "abc@127.0.0.1", local[] = "<sip:alice@example.com>;tag=lt1",
+         remote[] = "<sip:alice@example.com>;tag=rt1",
+         target[] = "sip:w@127.0.0.1:5090;transport=tcp",
+         route[] = "<sip:p1@127.0.0.1;lr>, <sip:p2@127.0.0.1;lr>", identity[] = ALICE,
+         event[] = "xcap-diff;id=7", empty[] = "", bad_target[] = "sip:a\r\nInjected: 1";
+    struct notify_record r = {
+        .call_id = call_id,
+        .local = local,
+        .remote = remote,
+        .target = target,
+        .route = route,
+        .identity = identity,
+        .event = event,
+        .mode = NOTIFY_AGGREGATE,
+        .expires = 1900000000,
+        .cseq = 4000000000u,
+        .rseq = 12,
+        .seq = 1ull << 40,
+        .full = true,
+        .hashes = hashes,
+        .n_hashes = 3,
+        .body = body,
+        .body_len = sizeof body - 1,
+    };
+    struct buf b;
+    buf_init(&b, 1 << 20);
+    CU_ASSERT_EQUAL_FATAL(notify_record_encode(&r, &b), 0);
+    struct notify_record d;
+    CU_ASSERT_EQUAL_FATAL(notify_record_decode(b.data, b.len, &d), 0);
+    CU_ASSERT_STRING_EQUAL(d.call_id, r.call_id);
+    CU_ASSERT_STRING_EQUAL(d.local, r.local);
+    CU_ASSERT_STRING_EQUAL(d.remote, r.remote);
+    CU_ASSERT_STRING_EQUAL(d.target, r.target);
+    CU_ASSERT_STRING_EQUAL(d.route, r.route);
+    CU_ASSERT_STRING_EQUAL(d.identity, r.identity);
+    CU_ASSERT_STRING_EQUAL(d.event, r.event);
+    CU_ASSERT_EQUAL(d.mode, NOTIFY_AGGREGATE);
+    CU_ASSERT_EQUAL(d.expires, r.expires);
+    CU_ASSERT_EQUAL(d.cseq, r.cseq);
+    CU_ASSERT_EQUAL(d.rseq, r.rseq);
+    CU_ASSERT_EQUAL(d.seq, r.seq);
+    CU_ASSERT_TRUE(d.full);
+    CU_ASSERT_EQUAL_FATAL(d.n_hashes, 3);
+    CU_ASSERT_EQUAL(d.hashes[1], hashes[1]);
+    CU_ASSERT_EQUAL(d.hashes[2], 7);
+    CU_ASSERT_EQUAL_FATAL(d.body_len, r.body_len);
+    CU_ASSERT_EQUAL(memcmp(d.body, body, d.body_len), 0);
+    notify_record_release(&d);
+    /* An empty route set; every truncation is refused rather than half-read. */
+    r.route = empty;
+    r.n_hashes = 0;
+    buf_reset(&b);
+    CU_ASSERT_EQUAL_FATAL(notify_record_encode(&r, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(notify_record_decode(b.data, b.len, &d), 0);
+    CU_ASSERT_STRING_EQUAL(d.route, "");
+    notify_record_release(&d);
+    size_t header = (size_t)(strstr(b.data, "\n\n") - b.data);
+    for (size_t cut = 0; cut <= header; cut++)
+        CU_ASSERT_EQUAL(notify_record_decode(b.data, cut, &d), -1);
+    CU_ASSERT_EQUAL(notify_record_decode("v 2\ncall-id x\n\n", 16, &d), -1);
+    /* Header values with line ends cannot be written. */
+    r.target = bad_target;
+    buf_reset(&b);
+    CU_ASSERT_EQUAL(notify_record_encode(&r, &b), -1);
+    buf_release(&b);
 }
 
 static void test_entries_parse_errors(void)
@@ -925,6 +1055,8 @@ int main(void)
     CU_TestInfo tests[] = {
         {"resource-list entries", test_entries_parse},
         {"resource-list errors", test_entries_parse_errors},
+        {"diff-processing", test_mode},
+        {"persisted record", test_record},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
         {"server-owned documents", test_server_owned},
