@@ -9,31 +9,64 @@
  *    "content_type":"application/xcap-diff+xml","body":"<xcap-diff ...>"}
  *
  * "kind" is initial, refresh or unsubscribe; "expires" appears when the response has an Expires
- * header. Exit status: 0 when the initial SUBSCRIBE got a 2xx, else 1 (2 for usage errors).
- * It binds only to 127.0.0.1 (UDP and TCP, a free port) and depends on sofia-sip only. */
+ * header; a NOTIFY also says which "transport" (udp or tcp) carried it.
+ *
+ * With --apply HOST:PORT it keeps a client copy of every document a NOTIFY reports, as an
+ * xcap-diff client would (RFC 5874): operations are applied (tests/sipua/xpatch.c) when the
+ * copy is at the previous ETag, <body-not-changed/> only moves the ETag, anything else is
+ * fetched with a GET straight from the XDMS at HOST:PORT (with X-3GPP-Asserted-Identity). One
+ * line per document follows its NOTIFY:
+ *
+ *   {"event":"copy","sel":"resource-lists/users/...","etag":"7-ab","how":"patch","ops":2}
+ *
+ * "how" is patch, unchanged, fetch, deleted or error (with "error"). With --verify the copy is
+ * then compared with a fresh GET (inclusive C14N with comments): "match":true or false.
+ *
+ * Exit status: 0 when the initial SUBSCRIBE got a 2xx, else 1 (2 for usage errors). It binds
+ * only to 127.0.0.1 (UDP and TCP, a free port) and depends on sofia-sip and libxml2 only. */
 #define SU_ROOT_MAGIC_T struct ua
 #define SU_TIMER_ARG_T struct ua
 #define NTA_LEG_MAGIC_T struct ua
 #define NTA_OUTGOING_MAGIC_T struct ua
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <libxml/parser.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
+#include <sofia-sip/msg_addr.h>
 #include <sofia-sip/nta.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_wait.h>
 
+#include "xpatch.h"
+
 #define UA_MAX_ENTRIES 256
+#define UA_MAX_COPIES 64
+#define UA_MAX_FETCH (4 << 20)
+#define UA_FETCH_TIMEOUT_S 5
 #define UA_RESPONSE_WAIT_MS 5000
 #define UA_FINAL_WAIT_MS 2000
 #define UA_MAX_BODY (64 * 1024)
 
 enum ua_phase { UA_INITIAL, UA_ACTIVE, UA_UNSUBSCRIBING, UA_DONE };
+
+/* A client copy of one document (--apply). */
+struct ua_copy {
+    char *sel;
+    char etag[128];
+    xmlDocPtr doc;
+};
 
 struct ua {
     /* options */
@@ -48,6 +81,8 @@ struct ua {
     long duration;
     long count;
     long refresh_after; /* -1 = no refresh */
+    const char *apply;  /* HOST:PORT of the XDMS to fetch from, or NULL */
+    bool verify;
     const char *entries[UA_MAX_ENTRIES];
     size_t n_entries;
     const char *refresh_entries[UA_MAX_ENTRIES];
@@ -69,6 +104,8 @@ struct ua {
     bool unsubscribe_due;
     bool sending;    /* inside nta_outgoing_tcreate() */
     int sync_status; /* final status reported while sending */
+    struct ua_copy copies[UA_MAX_COPIES];
+    size_t n_copies;
 };
 
 /* ---- JSON output ---- */
@@ -139,9 +176,10 @@ static void print_response(const char *kind, int status, const sip_t *sip)
     fflush(stdout);
 }
 
-static void print_notify(const sip_t *sip)
+static void print_notify(const sip_t *sip, const char *transport)
 {
     printf("{\"event\":\"notify\",\"cseq\":%lu", (unsigned long)sip->sip_cseq->cs_seq);
+    printf(",\"transport\":\"%s\"", transport);
     printf(",\"subscription_state\":");
     const sip_subscription_state_t *ss = sip->sip_subscription_state;
     if (ss && ss->ss_substate) {
@@ -383,13 +421,256 @@ static int ua_on_response(struct ua *ua, nta_outgoing_t *orq, const sip_t *sip)
     return 0;
 }
 
+/* ---- client copies (--apply) ---- */
+
+struct ua_fetch {
+    int status;
+    char etag[128];
+    char *body; /* malloc'd */
+    size_t len;
+};
+
+/* GET path from the XDMS at ua->apply as the subscriber (RFC 4825 over a trusted loopback hop).
+ * Returns 0 with *out filled, or -1. */
+static int ua_get(struct ua *ua, const char *path, struct ua_fetch *out)
+{
+    memset(out, 0, sizeof *out);
+    char host[64];
+    const char *colon = strrchr(ua->apply, ':');
+    if (!colon || (size_t)(colon - ua->apply) >= sizeof host)
+        return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - ua->apply), ua->apply);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        return -1;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = UA_FETCH_TIMEOUT_S};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    char *req = NULL;
+    int rl = asprintf(&req,
+                      "GET %s HTTP/1.1\r\nHost: %s\r\nX-3GPP-Asserted-Identity: \"%s\"\r\n"
+                      "Connection: close\r\n\r\n",
+                      path, ua->apply, ua->identity ? ua->identity : ua->target);
+    char *buf = malloc(UA_MAX_FETCH + 1);
+    size_t got = 0;
+    int rc = -1;
+    if (rl > 0 && buf && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        send(fd, req, (size_t)rl, MSG_NOSIGNAL) == rl) {
+        ssize_t r;
+        while (got < UA_MAX_FETCH && (r = recv(fd, buf + got, UA_MAX_FETCH - got, 0)) > 0)
+            got += (size_t)r;
+        buf[got] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end && strncmp(buf, "HTTP/1.", 7) == 0) {
+            out->status = atoi(buf + 9);
+            for (char *h = strstr(buf, "\r\n"); h && h < end; h = strstr(h + 2, "\r\n")) {
+                if (strncasecmp(h + 2, "ETag:", 5) == 0) {
+                    const char *v = h + 7;
+                    while (*v == ' ' || *v == '"')
+                        v++;
+                    size_t vl = strcspn(v, "\"\r");
+                    snprintf(out->etag, sizeof out->etag, "%.*s", (int)vl, v);
+                }
+            }
+            out->len = got - (size_t)(end + 4 - buf);
+            out->body = malloc(out->len + 1);
+            if (out->body) {
+                memcpy(out->body, end + 4, out->len);
+                out->body[out->len] = '\0';
+                rc = 0;
+            }
+        }
+    }
+    free(buf);
+    free(req);
+    close(fd);
+    return rc;
+}
+
+static struct ua_copy *ua_copy_of(struct ua *ua, const char *sel, bool create)
+{
+    for (size_t i = 0; i < ua->n_copies; i++)
+        if (strcmp(ua->copies[i].sel, sel) == 0)
+            return &ua->copies[i];
+    if (!create || ua->n_copies == UA_MAX_COPIES)
+        return NULL;
+    struct ua_copy *c = &ua->copies[ua->n_copies];
+    memset(c, 0, sizeof *c);
+    if (!(c->sel = strdup(sel)))
+        return NULL;
+    ua->n_copies++;
+    return c;
+}
+
+/* The path of a document below the XCAP root named by the xcap-diff's xcap-root. */
+static char *ua_path(const char *root, const char *sel)
+{
+    const char *p = strstr(root, "://");
+    p = p ? strchr(p + 3, '/') : NULL;
+    size_t len = p ? strlen(p) : 0;
+    while (len > 0 && p[len - 1] == '/')
+        len--;
+    char *out = NULL;
+    if (asprintf(&out, "%.*s/%s", (int)len, p ? p : "", sel) < 0)
+        return NULL;
+    return out;
+}
+
+static void ua_copy_fetch(struct ua *ua, struct ua_copy *c, const char *path, const char **how,
+                          char *err, size_t errlen)
+{
+    struct ua_fetch f;
+    if (c->doc)
+        xmlFreeDoc(c->doc);
+    c->doc = NULL;
+    c->etag[0] = '\0';
+    if (ua_get(ua, path, &f) < 0) {
+        *how = "error";
+        snprintf(err, errlen, "GET %s failed", path);
+        return;
+    }
+    if (f.status == 200) {
+        c->doc = xmlReadMemory(f.body, (int)f.len, NULL, "UTF-8", XML_PARSE_NONET);
+        snprintf(c->etag, sizeof c->etag, "%s", f.etag);
+        *how = c->doc ? "fetch" : "error";
+        if (!c->doc)
+            snprintf(err, errlen, "GET %s: not well-formed", path);
+    } else if (f.status == 404) {
+        *how = "deleted";
+    } else {
+        *how = "error";
+        snprintf(err, errlen, "GET %s: %d", path, f.status);
+    }
+    free(f.body);
+}
+
+/* Compares the copy with the XDMS's current document. Returns 1 equal, 0 different, -1 when the
+ * document moved on meanwhile (another ETag) or cannot be read. */
+static int ua_copy_verify(struct ua *ua, const struct ua_copy *c, const char *path)
+{
+    struct ua_fetch f;
+    if (ua_get(ua, path, &f) < 0)
+        return -1;
+    int rc = -1;
+    if (f.status == 404) {
+        rc = c->doc ? 0 : 1;
+    } else if (f.status == 200 && strcmp(f.etag, c->etag) == 0) {
+        char *want = xpatch_c14n_bytes(f.body, f.len);
+        char *got = c->doc ? xpatch_c14n(c->doc) : NULL;
+        rc = want && got && strcmp(want, got) == 0;
+        if (rc == 0)
+            fprintf(stderr, "xdm-sipua: copy of %s differs\n  server %s\n  client %s\n", c->sel,
+                    want ? want : "-", got ? got : "-");
+        xmlFree(want);
+        xmlFree(got);
+    }
+    free(f.body);
+    return rc;
+}
+
+static void ua_apply_document(struct ua *ua, const char *root, xmlNodePtr d)
+{
+    xmlChar *sel = xmlGetNoNsProp(d, (const xmlChar *)"sel");
+    xmlChar *prev = xmlGetNoNsProp(d, (const xmlChar *)"previous-etag");
+    xmlChar *next = xmlGetNoNsProp(d, (const xmlChar *)"new-etag");
+    struct ua_copy *c = sel ? ua_copy_of(ua, (const char *)sel, true) : NULL;
+    char *path = sel ? ua_path(root, (const char *)sel) : NULL;
+    const char *how = "error";
+    char err[512] = "";
+    int ops = 0;
+    bool unchanged = false;
+    for (xmlNodePtr k = d->children; k; k = k->next) {
+        if (k->type != XML_ELEMENT_NODE)
+            continue;
+        if (strcmp((const char *)k->name, "body-not-changed") == 0)
+            unchanged = true;
+        else
+            ops++;
+    }
+    bool at_prev = c && prev && c->doc && strcmp(c->etag, (const char *)prev) == 0;
+    if (!c || !path) {
+        snprintf(err, sizeof err, "no sel, or too many documents");
+    } else if (!next) {
+        if (c->doc)
+            xmlFreeDoc(c->doc);
+        c->doc = NULL;
+        c->etag[0] = '\0';
+        how = "deleted";
+    } else if (at_prev && unchanged) {
+        snprintf(c->etag, sizeof c->etag, "%s", (const char *)next);
+        how = "unchanged";
+    } else if (at_prev && ops > 0) {
+        if (xpatch_apply(c->doc, d, err, sizeof err) == 0) {
+            snprintf(c->etag, sizeof c->etag, "%s", (const char *)next);
+            how = "patch";
+        } else {
+            fprintf(stderr, "xdm-sipua: patch of %s failed: %s\n", c->sel, err);
+            ua_copy_fetch(ua, c, path, &how, err, sizeof err);
+            how = "error";
+        }
+    } else if (c->doc && strcmp(c->etag, (const char *)next) == 0) {
+        how = "unchanged"; /* a full state naming the version we have */
+    } else {
+        ua_copy_fetch(ua, c, path, &how, err, sizeof err);
+    }
+    printf("{\"event\":\"copy\",\"sel\":");
+    json_cstr(stdout, sel ? (const char *)sel : "");
+    printf(",\"etag\":");
+    json_cstr(stdout, c ? c->etag : "");
+    printf(",\"how\":\"%s\",\"ops\":%d", how, ops);
+    if (err[0]) {
+        printf(",\"error\":");
+        json_cstr(stdout, err);
+    }
+    if (ua->verify && c && path) {
+        int m = ua_copy_verify(ua, c, path);
+        printf(",\"match\":%s", m < 0 ? "null" : m ? "true" : "false");
+    }
+    printf("}\n");
+    fflush(stdout);
+    free(path);
+    xmlFree(sel);
+    xmlFree(prev);
+    xmlFree(next);
+}
+
+static void ua_apply(struct ua *ua, const sip_t *sip)
+{
+    if (!sip->sip_payload || sip->sip_payload->pl_len == 0 || sip->sip_payload->pl_len > 0x7fffffff)
+        return;
+    xmlDocPtr x = xmlReadMemory(sip->sip_payload->pl_data, (int)sip->sip_payload->pl_len, NULL,
+                                "UTF-8", XML_PARSE_NONET | XML_PARSE_NOERROR);
+    xmlNodePtr root = x ? xmlDocGetRootElement(x) : NULL;
+    xmlChar *xroot = root ? xmlGetNoNsProp(root, (const xmlChar *)"xcap-root") : NULL;
+    for (xmlNodePtr d = root ? root->children : NULL; xroot && d; d = d->next)
+        if (d->type == XML_ELEMENT_NODE && strcmp((const char *)d->name, "document") == 0)
+            ua_apply_document(ua, (const char *)xroot, d);
+    xmlFree(xroot);
+    if (x)
+        xmlFreeDoc(x);
+}
+
+static const char *ua_transport(nta_incoming_t *irq)
+{
+    msg_t *msg = nta_incoming_getrequest(irq);
+    su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+    const char *t = ai && ai->ai_protocol == IPPROTO_TCP ? "tcp" : "udp";
+    if (msg)
+        msg_destroy(msg);
+    return t;
+}
+
 static int ua_on_request(struct ua *ua, nta_leg_t *leg, nta_incoming_t *irq, const sip_t *sip)
 {
     (void)leg;
-    (void)irq;
     if (sip->sip_request->rq_method != sip_method_notify)
         return 405;
-    print_notify(sip);
+    print_notify(sip, ua_transport(irq));
+    if (ua->apply)
+        ua_apply(ua, sip);
     ua->notifies++;
     const sip_subscription_state_t *ss = sip->sip_subscription_state;
     bool terminated = ss && ss->ss_substate && strcasecmp(ss->ss_substate, "terminated") == 0;
@@ -420,6 +701,9 @@ static void usage(FILE *f)
         "                               the unsubscription is printed too, then it exits\n"
         "  --refresh-after SEC          send one in-dialog refresh after SEC seconds\n"
         "  --refresh-entry URI          entries of the refresh body (repeatable; none = no body)\n"
+        "  --apply HOST:PORT            keep client copies of the reported documents, fetching\n"
+        "                               from the XDMS at HOST:PORT when a NOTIFY has no patch\n"
+        "  --verify                     with --apply: compare each copy with a fresh GET\n"
         "Prints one JSON object per line (responses and NOTIFYs); answers NOTIFYs with 200.\n"
         "Exit 0 when the initial SUBSCRIBE got a 2xx, 1 otherwise, 2 on usage errors.\n",
         f);
@@ -451,6 +735,8 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         O_COUNT,
         O_REFRESH_AFTER,
         O_REFRESH_ENTRY,
+        O_APPLY,
+        O_VERIFY,
         O_HELP,
     };
     static const struct option opts[] = {
@@ -467,6 +753,8 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         {"count", required_argument, NULL, O_COUNT},
         {"refresh-after", required_argument, NULL, O_REFRESH_AFTER},
         {"refresh-entry", required_argument, NULL, O_REFRESH_ENTRY},
+        {"apply", required_argument, NULL, O_APPLY},
+        {"verify", no_argument, NULL, O_VERIFY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -522,6 +810,12 @@ static int parse_args(struct ua *ua, int argc, char **argv)
                 return fprintf(stderr, "xdm-sipua: too many --refresh-entry\n"), -1;
             ua->refresh_entries[ua->n_refresh++] = optarg;
             break;
+        case O_APPLY:
+            ua->apply = optarg;
+            break;
+        case O_VERIFY:
+            ua->verify = true;
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -531,6 +825,8 @@ static int parse_args(struct ua *ua, int argc, char **argv)
     }
     if (optind != argc || !ua->server || !ua->target)
         return fprintf(stderr, "xdm-sipua: --server and --target are required\n"), -1;
+    if (ua->verify && !ua->apply)
+        return fprintf(stderr, "xdm-sipua: --verify needs --apply\n"), -1;
     if (ua->n_refresh > 0 && ua->refresh_after < 0)
         return fprintf(stderr, "xdm-sipua: --refresh-entry needs --refresh-after\n"), -1;
     if (strncmp(ua->target, "sip:", 4) != 0 && strncmp(ua->target, "sips:", 5) != 0)
@@ -618,6 +914,12 @@ int main(int argc, char **argv)
         rc = ua.accepted ? 0 : 1;
     }
     ua_teardown(&ua);
+    for (size_t i = 0; i < ua.n_copies; i++) {
+        free(ua.copies[i].sel);
+        if (ua.copies[i].doc)
+            xmlFreeDoc(ua.copies[i].doc);
+    }
+    xmlCleanupParser();
     su_home_deinit(ua.home);
     su_deinit();
     return rc;
