@@ -1403,7 +1403,9 @@ static int sub_render_full(struct notify_sub *s, struct store_txn *t, struct buf
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < s->watches.n; i++) {
         const struct notify_watch *w = &s->watches.items[i];
-        if (w->kind != NOTIFY_WATCH_DOCUMENT && w->kind != NOTIFY_WATCH_DIRECTORY)
+        /* A whole users tree is not listed: its state would outgrow any NOTIFY, and the
+         * trusted servers that watch one read the documents they need; they get every change. */
+        if ((w->kind != NOTIFY_WATCH_DOCUMENT && w->kind != NOTIFY_WATCH_DIRECTORY) || w->all_users)
             continue;
         /* A prefix listing; notify_watch_matches() then keeps the exact document of a
          * document watch and drops hidden ones. */
@@ -1413,8 +1415,7 @@ static int sub_render_full(struct notify_sub *s, struct store_txn *t, struct buf
             c.n_learn = n_learn;
         }
         enum store_rc src = store_doc_list(t, w->auid, w->global ? "global" : "users",
-                                           w->global ? "" : (w->all_users ? NULL : w->xui), w->path,
-                                           notify_full_doc, &c);
+                                           w->global ? "" : w->xui, w->path, notify_full_doc, &c);
         if (c.learn)
             n_learn = c.n_learn;
         if (src != STORE_OK) {
@@ -1968,6 +1969,7 @@ static int notify_read_body(struct notifier *n, const sip_t *sip, const char *id
                  "denied)",
                  identity, skipped, denied);
         *phrase = "Nothing to watch";
+        notify_watchlist_release(wl);
         return 403;
     }
     return 0;

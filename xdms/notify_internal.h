@@ -83,10 +83,11 @@ void notify_watchlist_release(struct notify_watchlist *wl);
  * or an absolute URI below xcap_root, or an absolute path below its path: a document, a directory
  * (trailing '/'), "<auid>/users/" (every user's documents; kept for trusted servers only, see
  * notify_watchlist_authorize()), or an element or attribute (a node selector after "~~", with
- * prefixes bound by an xmlns() query). Entries this notifier cannot watch (another role's AUID,
- * another server, namespace selectors, malformed selectors, duplicates) are left out and counted
- * in *skipped. Returns 0, or a SIP status: 400 (not well-formed, DOCTYPE, not a resource-lists
- * document), 413 (more than NOTIFY_MAX_ENTRIES entries), 500 (out of memory). */
+ * prefixes bound by an xmlns() query). The full state of an all-users watch lists no documents
+ * (it would outgrow any NOTIFY); it reports every later change. Entries this notifier cannot watch
+ * (another role's AUID, another server, namespace selectors, malformed selectors, duplicates) are
+ * left out and counted in *skipped. Returns 0, or a SIP status: 400 (not well-formed, DOCTYPE, not
+ * a resource-lists document), 413 (more than NOTIFY_MAX_ENTRIES entries), 500 (out of memory). */
 int notify_entries_parse(const char *body, size_t len, const char *xcap_root, enum xdms_role role,
                          struct notify_watchlist *out, size_t *skipped);
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "engine.h"
 #include "log.h"
 #include "notify.h"
 #include "notify_internal.h"
@@ -1018,6 +1019,434 @@ static void test_bounds(void)
     close(p.fd);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Modes, element watches, hold-off, restarts: the real engine writes the change log            */
+
+#define IDX "/resource-lists/users/sip:alice@example.com/index"
+#define IDX_SEL "resource-lists/users/sip:alice@example.com/index"
+#define DOC_A                                                                                      \
+    "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"><list name=\"f\">"            \
+    "<entry uri=\"sip:b@x\"/></list><list name=\"g\"><entry uri=\"sip:d@x\"/></list>"              \
+    "</resource-lists>"
+
+struct efx {
+    char dir[32];
+    struct store *st;
+    struct engine *e;
+    struct notifier *n;
+    struct notifier_config cfg;
+};
+
+static void efx_start(struct efx *f)
+{
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&f->cfg, f->st, &f->n), 0);
+    f->cfg.port = notifier_port(f->n); /* a restart comes back on the same port */
+}
+
+static void efx_stop(struct efx *f)
+{
+    notifier_stop(f->n);
+    f->n = NULL;
+}
+
+static void efx_open(struct efx *f, unsigned min_interval_ms)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/xdm-notify-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(f->dir));
+    struct store_options so = {.tables = notify_store_tables()};
+    CU_ASSERT_EQUAL_FATAL(store_open(f->dir, &so, &f->st), STORE_OK);
+    struct engine_config ec = {.role = ROLE_SHARED_LIST, .xcap_root = ROOT};
+    f->e = engine_new(f->st, &ec);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->e);
+    static const char *const servers[] = {"sip:ps@example.com", NULL};
+    f->cfg = (struct notifier_config){
+        .host = "127.0.0.1",
+        .xcap_root = ROOT,
+        .role = ROLE_SHARED_LIST,
+        .server_identities = servers,
+        .min_interval_ms = min_interval_ms,
+    };
+    efx_start(f);
+}
+
+static void efx_close(struct efx *f)
+{
+    efx_stop(f);
+    engine_free(f->e);
+    store_close(f->st);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* One request through the engine, as the HTTP server would run it, then the wake-up. path is
+ * below the root and already percent-encoded. Returns the status; etag gets the new ETag. */
+static enum xcap_status efx_req(struct efx *f, enum engine_method m, const char *path,
+                                const char *query, const char *ctype, const char *body,
+                                char etag[STORE_ETAG_MAX])
+{
+    struct xcap_uri u;
+    struct xcap_err err = {0};
+    enum xcap_status st = xcap_uri_parse("", path, query, &u, &err);
+    CU_ASSERT_EQUAL_FATAL(st, XCAP_OK);
+    struct engine_request req = {
+        .method = m,
+        .uri = &u,
+        .au = appusage_find(ROLE_SHARED_LIST, u.auid),
+        .content_type = ctype,
+        .body = body,
+        .body_len = body ? strlen(body) : 0,
+    };
+    struct engine_reply rep;
+    buf_init(&rep.body, 1 << 20);
+    st = engine_execute(f->e, &req, &rep, &err);
+    if (etag)
+        snprintf(etag, STORE_ETAG_MAX, "%s", rep.etag);
+    buf_release(&rep.body);
+    xcap_err_release(&err);
+    xcap_uri_release(&u);
+    notifier_wake(f->n);
+    return st;
+}
+
+static void efx_put_doc(struct efx *f, const char *body, char etag[STORE_ETAG_MAX])
+{
+    enum xcap_status st =
+        efx_req(f, ENGINE_PUT, IDX, NULL, "application/resource-lists+xml", body, etag);
+    CU_ASSERT(st == XCAP_OK || st == XCAP_CREATED);
+}
+
+static void efx_put_el(struct efx *f, const char *sel, const char *body, char etag[STORE_ETAG_MAX])
+{
+    char path[1024];
+    snprintf(path, sizeof path, IDX "/~~/%s", sel);
+    enum xcap_status st = efx_req(f, ENGINE_PUT, path, NULL, "application/xcap-el+xml", body, etag);
+    CU_ASSERT(st == XCAP_OK || st == XCAP_CREATED);
+}
+
+static void efx_del_el(struct efx *f, const char *sel, char etag[STORE_ETAG_MAX])
+{
+    char path[1024];
+    snprintf(path, sizeof path, IDX "/~~/%s", sel);
+    CU_ASSERT_EQUAL(efx_req(f, ENGINE_DELETE, path, NULL, NULL, NULL, etag), XCAP_OK);
+}
+
+static void efx_put_att(struct efx *f, const char *sel, const char *value,
+                        char etag[STORE_ETAG_MAX])
+{
+    char path[1024];
+    snprintf(path, sizeof path, IDX "/~~/%s", sel);
+    enum xcap_status st =
+        efx_req(f, ENGINE_PUT, path, NULL, "application/xcap-att+xml", value, etag);
+    if (st != XCAP_OK && st != XCAP_CREATED)
+        fprintf(stderr, "\n  PUT %s: %s\n", path, status_name(st));
+    CU_ASSERT(st == XCAP_OK || st == XCAP_CREATED);
+}
+
+static unsigned long notify_cseq(const char *notify)
+{
+    char v[64];
+    return header(notify, "CSeq", v, sizeof v) ? strtoul(v, NULL, 10) : 0;
+}
+
+/* Subscribes p with an Event parameter (may be "") to one entry; returns the initial NOTIFY. */
+static void efx_subscribe(struct efx *f, struct peer *p, const char *name, const char *who,
+                          const char *param, const char *entry, char *notify, size_t max)
+{
+    peer_open(p, notifier_port(f->n), name);
+    char extra[256], body[2048];
+    snprintf(extra, sizeof extra, "Event: xcap-diff%s%s\r\nExpires: 600\r\n", param[0] ? ";" : "",
+             param);
+    snprintf(body, sizeof body, LISTS_OPEN "<entry uri=\"%s\"/>" LISTS_CLOSE, entry);
+    peer_subscribe(p, who, extra, body);
+    CU_ASSERT_EQUAL_FATAL(peer_wait_response(p, notify, max), 200);
+}
+
+/* No NOTIFY within ms. */
+static void peer_quiet(struct peer *p, int ms)
+{
+    char notify[65536];
+    bool got = peer_wait_notify_as(p, notify, sizeof notify, ms, 200);
+    if (got)
+        fprintf(stderr, "\n--- unexpected NOTIFY\n%s\n", notify);
+    CU_ASSERT_FALSE(got);
+}
+
+/* The three diff-processing modes on the same edits (DIFF-8, DIFF-13): ETags only; every change
+ * with its operations, chained; merged operations, or <body-not-changed/>. */
+static void test_modes(void)
+{
+    struct efx f;
+    efx_open(&f, 0);
+    char e1[STORE_ETAG_MAX], e2[STORE_ETAG_MAX], e3[STORE_ETAG_MAX], e4[STORE_ETAG_MAX];
+    efx_put_doc(&f, DOC_A, e1);
+    struct peer np, xp, ap;
+    char notify[65536], expect[1024];
+    efx_subscribe(&f, &np, "none", ALICE, "", IDX_SEL, notify, sizeof notify);
+    efx_subscribe(&f, &xp, "patch", ALICE, "diff-processing=xcap-patching", IDX_SEL, notify,
+                  sizeof notify);
+    snprintf(expect, sizeof expect, "<document sel=\"" IDX_SEL "\" new-etag=\"%s\"/>", e1);
+    assert_contains(body_of(notify), expect);
+    efx_subscribe(&f, &ap, "aggr", ALICE, "diff-processing=aggregate", IDX_SEL, notify,
+                  sizeof notify);
+
+    /* An element insertion. */
+    efx_put_el(&f, "resource-lists/list%5B@name=%22g%22%5D/entry%5B@uri=%22sip:c@x%22%5D",
+               "<entry uri=\"sip:c@x\"/>", e2);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&np, notify, sizeof notify));
+    snprintf(expect, sizeof expect,
+             "<document sel=\"" IDX_SEL "\" previous-etag=\"%s\" new-etag=\"%s\"/>", e1, e2);
+    assert_contains(body_of(notify), expect);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&xp, notify, sizeof notify));
+    snprintf(expect, sizeof expect,
+             "<document sel=\"" IDX_SEL "\" previous-etag=\"%s\" new-etag=\"%s\">\n"
+             "    <add sel=\"/*/*[2]/*[1]\" pos=\"after\"><entry "
+             "xmlns=\"urn:ietf:params:xml:ns:resource-lists\" uri=\"sip:c@x\"/></add>\n"
+             "  </document>",
+             e1, e2);
+    assert_contains(body_of(notify), expect);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&ap, notify, sizeof notify));
+    assert_contains(body_of(notify), expect);
+
+    /* An attribute change, then a whole-document write with the same prolog: a replace of the
+     * document element (the notifier learned the prolog from the initial state). */
+    efx_put_att(&f, "resource-lists/list%5B@name=%22f%22%5D/@k", "h &amp; i", e3);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&xp, notify, sizeof notify));
+    assert_contains(body_of(notify), "<add sel=\"/*/*[1]\" type=\"@k\">h &amp; i</add>");
+    efx_put_doc(&f, "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>", e4);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&xp, notify, sizeof notify));
+    snprintf(expect, sizeof expect,
+             "previous-etag=\"%s\" new-etag=\"%s\">\n    <replace sel=\"/*\"><resource-lists "
+             "xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/></replace>",
+             e3, e4);
+    assert_contains(body_of(notify), expect);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_TRUE(peer_wait_notify(&np, notify, sizeof notify));
+    CU_ASSERT_PTR_NULL(strstr(body_of(notify), "<replace"));
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_TRUE(peer_wait_notify(&ap, notify, sizeof notify));
+    close(np.fd);
+    close(xp.fd);
+    close(ap.fd);
+    efx_close(&f);
+}
+
+/* DIFF-15: with a minimum interval, changes made during the hold-off travel together, the
+ * xcap-patching ETag chain unbroken; aggregate merges them and reports an insertion undone
+ * within the batch as <body-not-changed/>. */
+static void test_hold_off(void)
+{
+    struct efx f;
+    efx_open(&f, 400);
+    char e[6][STORE_ETAG_MAX];
+    efx_put_doc(&f, DOC_A, e[0]);
+    struct peer xp, ap;
+    char notify[65536], expect[1024];
+    efx_subscribe(&f, &xp, "hold-x", ALICE, "diff-processing=xcap-patching", IDX_SEL, notify,
+                  sizeof notify);
+    efx_subscribe(&f, &ap, "hold-a", ALICE, "diff-processing=aggregate", IDX_SEL, notify,
+                  sizeof notify);
+    int64_t t0 = now_ms();
+    efx_put_att(&f, "resource-lists/list%5B@name=%22f%22%5D/@k", "one", e[1]);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&xp, notify, sizeof notify));
+    unsigned long c1 = notify_cseq(notify);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&ap, notify, sizeof notify));
+    /* Within the hold-off: an insertion, its removal, an attribute. */
+    efx_put_el(&f, "resource-lists/list%5B@name=%22g%22%5D/entry%5B@uri=%22sip:z@x%22%5D",
+               "<entry uri=\"sip:z@x\"/>", e[2]);
+    efx_del_el(&f, "resource-lists/list%5B@name=%22g%22%5D/entry%5B@uri=%22sip:z@x%22%5D", e[3]);
+    efx_put_att(&f, "resource-lists/list%5B@name=%22f%22%5D/@k", "two", e[4]);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&xp, notify, sizeof notify));
+    CU_ASSERT_TRUE(now_ms() - t0 >= 390);
+    CU_ASSERT_TRUE(notify_cseq(notify) > c1);
+    for (int i = 1; i <= 3; i++) {
+        snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\">", e[i], e[i + 1]);
+        assert_contains(body_of(notify), expect);
+    }
+    const char *a = strstr(body_of(notify), e[2]), *b = strstr(body_of(notify), e[4]);
+    CU_ASSERT_TRUE(a && b && a < b); /* commit order */
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&ap, notify, sizeof notify));
+    snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\">", e[1], e[4]);
+    assert_contains(body_of(notify), expect);
+    assert_contains(body_of(notify), "<replace sel=\"/*/*[1]/@k\">two</replace>");
+    CU_ASSERT_PTR_NULL(strstr(body_of(notify), "<add"));
+    /* Add and remove only: nothing changed in the content. */
+    efx_put_el(&f, "resource-lists/list%5B@name=%22g%22%5D/entry%5B@uri=%22sip:y@x%22%5D",
+               "<entry uri=\"sip:y@x\"/>", e[2]);
+    efx_del_el(&f, "resource-lists/list%5B@name=%22g%22%5D/entry%5B@uri=%22sip:y@x%22%5D", e[5]);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&ap, notify, sizeof notify));
+    snprintf(expect, sizeof expect,
+             "previous-etag=\"%s\" new-etag=\"%s\">\n    <body-not-changed/>", e[4], e[5]);
+    assert_contains(body_of(notify), expect);
+    CU_ASSERT_TRUE(peer_wait_notify(&xp, notify, sizeof notify));
+    close(xp.fd);
+    close(ap.fd);
+    efx_close(&f);
+}
+
+/* Element and attribute watches (DIFF-5, DIFF-14): full content, a report only when that content
+ * changed, exists="0" when it is gone. */
+static void test_node_watches(void)
+{
+    struct efx f;
+    efx_open(&f, 0);
+    char e1[STORE_ETAG_MAX];
+    efx_put_doc(&f, DOC_A, e1);
+    struct peer p;
+    char notify[65536];
+    const char *el = IDX_SEL "/~~/resource-lists/list%5B@name=%22f%22%5D";
+    efx_subscribe(&f, &p, "element", ALICE, "diff-processing=xcap-patching", el, notify,
+                  sizeof notify);
+    assert_contains(body_of(notify),
+                    "<element sel=\"" IDX_SEL "/~~/resource-lists/list%5B@name=%22f%22%5D\">"
+                    "<list xmlns=\"urn:ietf:params:xml:ns:resource-lists\" name=\"f\">"
+                    "<entry uri=\"sip:b@x\"/></list></element>");
+    CU_ASSERT_PTR_NULL(strstr(body_of(notify), "<document"));
+    /* Another part of the document: no NOTIFY. */
+    efx_put_el(&f, "resource-lists/list%5B@name=%22g%22%5D/entry", "<entry uri=\"sip:q@x\"/>", e1);
+    peer_quiet(&p, 500);
+    efx_put_el(&f, "resource-lists/list%5B@name=%22f%22%5D/entry%5B@uri=%22sip:c@x%22%5D",
+               "<entry uri=\"sip:c@x\"/>", e1);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    assert_contains(body_of(notify), "<entry uri=\"sip:b@x\"/><entry uri=\"sip:c@x\"/></list>");
+    efx_del_el(&f, "resource-lists/list%5B@name=%22f%22%5D", e1);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    assert_contains(body_of(notify), "/~~/resource-lists/list%5B@name=%22f%22%5D\" exists=\"0\"/>");
+    close(p.fd);
+
+    /* An attribute, its prefix bound by the entry's query. */
+    efx_subscribe(&f, &p, "attribute", ALICE, "",
+                  IDX_SEL "/~~/r:resource-lists/r:list/@name?xmlns(r=urn:ietf:params:xml:ns:"
+                          "resource-lists)",
+                  notify, sizeof notify);
+    assert_contains(body_of(notify),
+                    "<attribute sel=\"" IDX_SEL "/~~/r:resource-lists/r:list/@name\" "
+                    "xmlns:r=\"urn:ietf:params:xml:ns:resource-lists\">g"
+                    "</attribute>");
+    efx_put_att(&f, "resource-lists/list/@name", "a&lt;b", e1);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    assert_contains(body_of(notify), ">a&lt;b</attribute>");
+    close(p.fd);
+    efx_close(&f);
+}
+
+/* RFC 6665 refreshes (DIFF-16/17): without a body the same set and a NOTIFY with its state; with
+ * a body the new set's full state. */
+static void test_refresh(void)
+{
+    struct efx f;
+    efx_open(&f, 0);
+    char e1[STORE_ETAG_MAX];
+    efx_put_doc(&f, DOC_A, e1);
+    struct peer p;
+    char notify[65536], expect[512];
+    efx_subscribe(&f, &p, "refresh", ALICE, "", IDX_SEL, notify, sizeof notify);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 900\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    snprintf(expect, sizeof expect, "<document sel=\"" IDX_SEL "\" new-etag=\"%s\"/>", e1);
+    assert_contains(body_of(notify), expect);
+    char v[128];
+    CU_ASSERT_TRUE(header(notify, "Subscription-State", v, sizeof v));
+    CU_ASSERT_TRUE(strncmp(v, "active;expires=9", 16) == 0);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 900\r\n",
+                   LISTS_OPEN "<entry uri=\"" IDX_SEL
+                              "/~~/resource-lists/list[2]/@name\"/>" LISTS_CLOSE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    CU_ASSERT_PTR_NULL(strstr(body_of(notify), "<document"));
+    assert_contains(body_of(notify), ">g</attribute>");
+    /* A body this user may not watch is refused and the subscription keeps its set. */
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n",
+                   LISTS_OPEN
+                   "<entry uri=\"resource-lists/users/sip:bob@example.com/index\"/>" LISTS_CLOSE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    efx_put_att(&f, "resource-lists/list%5B2%5D/@name", "k", e1);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    assert_contains(body_of(notify), ">k</attribute>");
+    close(p.fd);
+    efx_close(&f);
+}
+
+/* A trusted server watches every user's documents of an AUID ("resource-lists/users/"); a
+ * user may not. */
+static void test_all_users(void)
+{
+    struct efx f;
+    efx_open(&f, 0);
+    struct peer p;
+    char notify[65536];
+    peer_open(&p, notifier_port(f.n), "all-denied");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n",
+                   LISTS_OPEN "<entry uri=\"resource-lists/users/\"/>" LISTS_CLOSE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    close(p.fd);
+    efx_subscribe(&f, &p, "all", "sip:ps@example.com", "", "resource-lists/users/", notify,
+                  sizeof notify);
+    char e1[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(efx_req(&f, ENGINE_PUT, "/resource-lists/users/sip:zed@example.com/x/y", NULL,
+                            "application/resource-lists+xml", DOC_A, e1),
+                    XCAP_CREATED);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    assert_contains(body_of(notify),
+                    "<document sel=\"resource-lists/users/sip:zed@example.com/x/y\" new-etag");
+    close(p.fd);
+    efx_close(&f);
+}
+
+/* Subscriptions survive a restart of the notifier (DIFF-19): no final NOTIFY at the stop, the
+ * change committed while it was down arrives afterwards in the same dialog with the right
+ * previous ETag and a higher CSeq, in-dialog requests still find the dialog, and an ended
+ * subscription is not restored. */
+static void test_restart(void)
+{
+    struct efx f;
+    efx_open(&f, 0);
+    char e1[STORE_ETAG_MAX], e2[STORE_ETAG_MAX], e3[STORE_ETAG_MAX], e4[STORE_ETAG_MAX];
+    efx_put_doc(&f, DOC_A, e1);
+    struct peer p;
+    char notify[65536], expect[1024], v[256];
+    efx_subscribe(&f, &p, "restart", ALICE, "diff-processing=xcap-patching", IDX_SEL, notify,
+                  sizeof notify);
+    char call_id[256], from[512];
+    CU_ASSERT_TRUE(header(notify, "Call-ID", call_id, sizeof call_id));
+    CU_ASSERT_TRUE(header(notify, "From", from, sizeof from));
+    efx_put_att(&f, "resource-lists/list%5B@name=%22f%22%5D/@k", "one", e2);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    unsigned long c1 = notify_cseq(notify);
+
+    efx_stop(&f);
+    peer_quiet(&p, 300); /* the subscription is kept, not terminated */
+    efx_put_att(&f, "resource-lists/list%5B@name=%22f%22%5D/@k", "two", e3);
+    efx_start(&f);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    snprintf(expect, sizeof expect,
+             "previous-etag=\"%s\" new-etag=\"%s\">\n    <replace sel=\"/*/*[1]/@k\">two"
+             "</replace>",
+             e2, e3);
+    assert_contains(body_of(notify), expect);
+    CU_ASSERT_TRUE(notify_cseq(notify) > c1);
+    CU_ASSERT_TRUE(header(notify, "Call-ID", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, call_id);
+    CU_ASSERT_TRUE(header(notify, "From", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, from);
+    CU_ASSERT_TRUE(header(notify, "Subscription-State", v, sizeof v));
+    CU_ASSERT_TRUE(strncmp(v, "active;expires=", 15) == 0 && atoi(v + 15) > 500);
+    /* The dialog is known: a refresh is answered 200, not 481. */
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    /* Unsubscribe, restart: nothing is restored and nothing arrives. */
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    CU_ASSERT_TRUE(header(notify, "Subscription-State", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "terminated;reason=timeout");
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    efx_stop(&f);
+    efx_start(&f);
+    efx_put_att(&f, "resource-lists/list%5B@name=%22f%22%5D/@k", "three", e4);
+    peer_quiet(&p, 500);
+    close(p.fd);
+    efx_close(&f);
+}
+
 static void test_start_port_in_use(void)
 {
     char dir[] = "/tmp/xdm-notify-XXXXXX";
@@ -1069,6 +1498,12 @@ int main(void)
         {"loopback SUBSCRIBE/NOTIFY", test_loopback},
         {"expiry and 481", test_expiry_and_481},
         {"bounds", test_bounds},
+        {"diff-processing modes", test_modes},
+        {"minimum interval and batching", test_hold_off},
+        {"element and attribute watches", test_node_watches},
+        {"refresh", test_refresh},
+        {"all users of an AUID", test_all_users},
+        {"restart keeps subscriptions", test_restart},
         {"port in use", test_start_port_in_use},
         CU_TEST_INFO_NULL,
     };
