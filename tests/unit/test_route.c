@@ -11,8 +11,10 @@
 #include <time.h>
 
 #include "caps.h"
+#include "compress.h"
 #include "digest.h"
 #include "forward.h"
+#include "gba.h"
 #include "httpd.h"
 #include "log.h"
 #include "proxy.h"
@@ -772,6 +774,307 @@ static void test_proxy_forward(void)
     curl_easy_cleanup(h);
 }
 
+/* ---- The proxy's GAA, identities and gzip --------------------------------------------------- */
+
+/* A second proxy in front of the echo upstream: GAA for xcap.example.com, both asserted-identity
+ * headers, gzip on, a 64 KiB body bound. */
+static struct proxy_env fenv;
+
+#define GAA_BTID "EBESExQVFhcYGRobHB0eHw==@bsf.example.com"
+
+static void gaa_inputs(unsigned char ks[GBA_KS_LEN], unsigned char rand[GBA_RAND_LEN])
+{
+    for (int i = 0; i < GBA_KS_LEN; i++)
+        ks[i] = (unsigned char)i;
+    for (int i = 0; i < GBA_RAND_LEN; i++)
+        rand[i] = (unsigned char)(0x10 + i);
+}
+
+static int features_suite_init(void)
+{
+    if (forward_suite_init() < 0)
+        return -1;
+    snprintf(fenv.dir, sizeof fenv.dir, "/tmp/xdm-test-route-XXXXXX");
+    if (!mkdtemp(fenv.dir) || users_open(fenv.dir, &fenv.store) != USERS_OK)
+        return -1;
+    const char *ids[] = {"tel:+15559999"};
+    if (users_add_ids(fenv.store, "sip:carol@example.com", NULL, NULL, "cpw", ids, 1) != USERS_OK)
+        return -1;
+    const char *impus[] = {"sip:gaa@example.com", "tel:+15550001"};
+    struct gba_record r = {.btid = GAA_BTID,
+                           .impi = "gaa@ims.example.com",
+                           .expires = (int64_t)time(NULL) + 600,
+                           .impus = impus,
+                           .n_impus = 2};
+    gaa_inputs(r.ks, r.rand);
+    if (gba_add(fenv.store, &r) != GBA_OK)
+        return -1;
+    char err[256];
+    fenv.digest = digest_new(NULL);
+    fenv.routes = route_table_new(NULL, upstream_url, upstream_url, upstream_url, err, sizeof err);
+    fenv.fw = forward_new(NULL);
+    struct gba_source src = {gba_store_fetch, fenv.store};
+    const char *fqdns[] = {"XCAP.example.com"};
+    struct proxy_config pc = {.default_realm = "example.com",
+                              .store = fenv.store,
+                              .digest = fenv.digest,
+                              .routes = fenv.routes,
+                              .forward = fenv.fw,
+                              .gba = &src,
+                              .gaa_fqdns = fqdns,
+                              .n_gaa_fqdns = 1,
+                              .asserted = PROXY_ASSERT_BOTH,
+                              .gzip = true,
+                              .max_body = 64 << 10};
+    fenv.proxy = proxy_new(&pc);
+    if (!fenv.digest || !fenv.routes || !fenv.fw || !fenv.proxy)
+        return -1;
+    struct httpd_config cfg = {.host = "127.0.0.1", .port = 0, .threads = 2, .max_body = 1 << 20};
+    if (httpd_start(&cfg, proxy_handle, fenv.proxy, &fenv.httpd) < 0)
+        return -1;
+    snprintf(fenv.base, sizeof fenv.base, "%u", httpd_port(fenv.httpd));
+    return 0;
+}
+
+static int features_suite_clean(void)
+{
+    httpd_stop(fenv.httpd);
+    proxy_free(fenv.proxy);
+    forward_free(fenv.fw);
+    route_table_free(fenv.routes);
+    digest_free(fenv.digest);
+    store_close(fenv.store);
+    nftw(fenv.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    memset(&fenv, 0, sizeof fenv);
+    forward_suite_clean();
+    return 0;
+}
+
+struct fclient {
+    const char *method;
+    const char *host; /* name in the URL, resolved to 127.0.0.1 */
+    const char *path;
+    const char *headers[4];
+    const char *user, *password; /* Digest, or NULL */
+    const void *body;
+    size_t body_len;
+    const char *accept_encoding; /* curl decodes the answer; NULL = none sent */
+};
+
+static void fclient_do(const struct fclient *o, struct client_result *out)
+{
+    CURL *h = curl_easy_init();
+    char url[512], resolve[128];
+    snprintf(url, sizeof url, "http://%s:%s%s", o->host, fenv.base, o->path);
+    snprintf(resolve, sizeof resolve, "%s:%s:127.0.0.1", o->host, fenv.base);
+    struct curl_slist *rs = curl_slist_append(NULL, resolve), *hl = NULL;
+    for (size_t i = 0; i < 4 && o->headers[i]; i++)
+        hl = curl_slist_append(hl, o->headers[i]);
+    buf_reset(&out->body);
+    buf_reset(&out->headers);
+    out->status = 0;
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, rs);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, client_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &out->body);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, client_write);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &out->headers);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+    if (o->accept_encoding)
+        curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, o->accept_encoding);
+    if (o->body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, o->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)o->body_len);
+    }
+    if (o->user) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_DIGEST);
+        curl_easy_setopt(h, CURLOPT_USERNAME, o->user);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, o->password);
+    }
+    CU_ASSERT_EQUAL(curl_easy_perform(h), CURLE_OK);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(hl);
+    curl_slist_free_all(rs);
+    curl_easy_cleanup(h);
+}
+
+#define GAA_DOC "/xcap-root/resource-lists/users/sip:gaa@example.com/index"
+
+static void test_proxy_gaa(void)
+{
+    struct client_result r;
+    buf_init(&r.body, 1 << 20);
+    buf_init(&r.headers, 1 << 20);
+    /* The UE's password: base64 of Ks_NAF for NAF_Id = xcap.example.com || 01 00 00 00 02. */
+    unsigned char ks[GBA_KS_LEN], rand[GBA_RAND_LEN], naf[GBA_NAF_ID_MAX], key[GBA_KEY_LEN];
+    size_t naflen, pwlen;
+    gaa_inputs(ks, rand);
+    CU_ASSERT_EQUAL(gba_naf_id("xcap.example.com", -1, naf, &naflen), 0);
+    CU_ASSERT_EQUAL(gba_kdf(ks, rand, "gaa@ims.example.com", naf, naflen, key), 0);
+    char pw[GBA_PASSWORD_MAX];
+    CU_ASSERT_EQUAL(gba_password(key, GBA_PASSWORD_BASE64, pw, &pwlen), 0);
+
+    struct fclient o = {.method = "GET",
+                        .host = "xcap.example.com",
+                        .path = GAA_DOC,
+                        .headers = {"User-Agent: XDMC/1.0 3gpp-gba"},
+                        .user = GAA_BTID,
+                        .password = pw};
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "WWW-Authenticate: Digest "
+                                                  "realm=\"3GPP-bootstrapping@xcap.example.com\", "
+                                                  "qop=\"auth-int,auth\", algorithm=MD5"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"sip:gaa@example.com\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body.data, "H X-XCAP-Asserted-Identity: \"sip:gaa@example.com\"\n"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "Authorization"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Authentication-Info: qop=auth, rspauth=\""));
+
+    /* the second public identity of the record */
+    o.headers[1] = "X-3GPP-Intended-Identity: \"tel:+15550001\"";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"tel:+15550001\"\n"));
+    o.headers[1] = "X-3GPP-Intended-Identity: \"sip:carol@example.com\"";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 403);
+    o.headers[1] = NULL;
+
+    /* a wrong key, a key for another Ua id */
+    o.password = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    CU_ASSERT_EQUAL(gba_naf_id("xcap.example.com", 0x1301, naf, &naflen), 0);
+    CU_ASSERT_EQUAL(gba_kdf(ks, rand, "gaa@ims.example.com", naf, naflen, key), 0);
+    char pw2[GBA_PASSWORD_MAX];
+    CU_ASSERT_EQUAL(gba_password(key, GBA_PASSWORD_BASE64, pw2, &pwlen), 0);
+    o.password = pw2;
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+
+    /* a host that is not a served NAF name, or no 3gpp-gba token: plain Digest */
+    o.password = pw;
+    o.host = "localhost";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "realm=\"example.com\""));
+    CU_ASSERT_PTR_NULL(strstr(r.headers.data, "3GPP-bootstrapping"));
+    o.host = "xcap.example.com";
+    o.headers[0] = "User-Agent: XDMC/1.0 3gpp-gba-digest";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 401);
+    CU_ASSERT_PTR_NULL(strstr(r.headers.data, "3GPP-bootstrapping"));
+    buf_release(&r.body);
+    buf_release(&r.headers);
+}
+
+static void test_proxy_digest_identities(void)
+{
+    struct client_result r;
+    buf_init(&r.body, 1 << 20);
+    buf_init(&r.headers, 1 << 20);
+    struct fclient o = {.method = "GET",
+                        .host = "127.0.0.1",
+                        .path = "/xcap-root/resource-lists/users/tel:+15559999/index",
+                        .headers = {"X-3GPP-Intended-Identity: <tel:+15559999>",
+                                    "X-3GPP-Asserted-Identity: \"sip:bob@other.org\""},
+                        .user = "carol",
+                        .password = "cpw"};
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"tel:+15559999\"\n"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "bob"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "Intended"));
+    o.headers[0] = NULL;
+    o.path = "/xcap-root/resource-lists/users/sip:carol@example.com/index";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(r.body.data, "H X-3GPP-Asserted-Identity: \"sip:carol@example.com\"\n"));
+    o.headers[0] = "X-3GPP-Intended-Identity: \"tel:+15550001\"";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 403);
+    o.headers[0] = "X-3GPP-Intended-Identity: tel:+15559999, tel:+1";
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 400);
+    buf_release(&r.body);
+    buf_release(&r.headers);
+}
+
+static void test_proxy_gzip(void)
+{
+    struct client_result r;
+    buf_init(&r.body, 1 << 20);
+    buf_init(&r.headers, 1 << 20);
+    struct fclient o = {.method = "GET",
+                        .host = "127.0.0.1",
+                        .path = "/xcap-root/resource-lists/users/sip:carol@example.com/big",
+                        .user = "carol",
+                        .password = "cpw",
+                        .accept_encoding = "gzip"};
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Encoding: gzip"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Vary: Accept-Encoding"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "ETag: \"up-1\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+    /* the XDMS is never asked for gzip (XDM-4 stays identity) */
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "Accept-Encoding"));
+    o.accept_encoding = NULL;
+    fclient_do(&o, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NULL(strstr(r.headers.data, "Content-Encoding"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Vary: Accept-Encoding"));
+    /* small answers are not worth it */
+    o.path = "/xcap-root/resource-lists/users/sip:carol@example.com/index";
+    o.accept_encoding = "gzip";
+    fclient_do(&o, &r);
+    CU_ASSERT_PTR_NULL(strstr(r.headers.data, "Content-Encoding"));
+
+    /* a gzip request body arrives decoded, without Content-Encoding */
+    const char doc[] = "<list name=\"zipped\"/>";
+    struct buf z;
+    buf_init(&z, 1 << 20);
+    CU_ASSERT_EQUAL(compress_gzip(doc, strlen(doc), 9, &z), 0);
+    struct fclient put = {.method = "PUT",
+                          .host = "127.0.0.1",
+                          .path = o.path,
+                          .headers = {"Content-Encoding: gzip", "Content-Type: application/x"},
+                          .user = "carol",
+                          .password = "cpw",
+                          .body = z.data,
+                          .body_len = z.len};
+    fclient_do(&put, &r);
+    CU_ASSERT_EQUAL(r.status, 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "B <list name=\"zipped\"/>\n"));
+    CU_ASSERT_PTR_NULL(strstr(r.body.data, "Content-Encoding"));
+    /* decoding past max_body (64 KiB): 413; broken: 400; unknown coding: 415 */
+    buf_reset(&z);
+    char *zeros = calloc(1, 200 << 10);
+    CU_ASSERT_EQUAL(compress_gzip(zeros, 200 << 10, 9, &z), 0);
+    free(zeros);
+    put.body = z.data;
+    put.body_len = z.len;
+    fclient_do(&put, &r);
+    CU_ASSERT_EQUAL(r.status, 413);
+    put.body = "\x1f\x8b\x08junk";
+    put.body_len = 7;
+    fclient_do(&put, &r);
+    CU_ASSERT_EQUAL(r.status, 400);
+    put.headers[0] = "Content-Encoding: compress";
+    fclient_do(&put, &r);
+    CU_ASSERT_EQUAL(r.status, 415);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Accept-Encoding: gzip"));
+    buf_release(&z);
+    buf_release(&r.body);
+    buf_release(&r.headers);
+}
+
 static CU_TestInfo route_tests[] = {
     {"default AUIDs", test_route_defaults},
     {"unknown AUID and outside the root", test_route_not_found},
@@ -801,6 +1104,13 @@ static CU_TestInfo proxy_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+static CU_TestInfo feature_tests[] = {
+    {"GBA Digest (GAA)", test_proxy_gaa},
+    {"Digest users with several identities", test_proxy_digest_identities},
+    {"gzip both ways", test_proxy_gzip},
+    CU_TEST_INFO_NULL,
+};
+
 int main(void)
 {
     log_init("test_route", LOG_ERROR);
@@ -810,6 +1120,7 @@ int main(void)
         {"caps", NULL, NULL, NULL, NULL, caps_tests},
         {"forward", forward_suite_init, forward_suite_clean, NULL, NULL, forward_tests},
         {"proxy", proxy_suite_init, proxy_suite_clean, NULL, NULL, proxy_tests},
+        {"proxy features", features_suite_init, features_suite_clean, NULL, NULL, feature_tests},
         CU_SUITE_INFO_NULL,
     };
     int rc = unit_run(suites);
