@@ -913,6 +913,7 @@ struct notify_sub {
     bool dead;
     bool forget;     /* the subscription ended: its record goes too */
     bool dirty;      /* the persisted record is out of date */
+    bool urgent;     /* ... and must be saved now, not at the next tick */
     bool sending;    /* inside nta_outgoing_tcreate() */
     int sync_status; /* final status reported while sending */
 };
@@ -1228,6 +1229,7 @@ static void notifier_save(struct notifier *n, bool all)
     }
     for (struct notify_sub *s = n->subs; s; s = s->next) {
         s->dirty = false;
+        s->urgent = false;
         s->forget = false;
     }
 }
@@ -1608,6 +1610,10 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
             return;
         }
     }
+    /* Saving advances lazily (a crash then repeats a few changes, which a client recognises by
+     * their ETags), except the end of a full state: restored with "full" still set, the
+     * subscriber would get the full state again instead of the next change. */
+    s->urgent |= full;
     s->full_pending = false;
     s->force_notify = false;
     notify_pending_clear(s);
@@ -1837,6 +1843,11 @@ static void notifier_poll(struct notifier *n)
             store_txn_abort(t);
     } while (n->poll_again);
     n->in_poll = false;
+    bool urgent = false;
+    for (struct notify_sub *s = n->subs; s && !urgent; s = s->next)
+        urgent = s->urgent && !s->dead;
+    if (urgent)
+        notifier_save(n, false);
     if (more)
         notifier_wake(n);
 }
