@@ -395,10 +395,11 @@ static int ua_on_response(struct ua *ua, nta_outgoing_t *orq, const sip_t *sip)
     su_timer_reset(ua->t_response);
     const char *kind = ua->orq_kind;
     print_response(kind, status, sip);
-    nta_outgoing_destroy(orq);
+    /* sip belongs to orq's response: orq is destroyed only once sip is no longer read. */
     ua->orq = NULL;
     if (ua->phase == UA_INITIAL) {
         if (status >= 300 || !sip) {
+            nta_outgoing_destroy(orq);
             ua_finish(ua);
             return 0;
         }
@@ -418,6 +419,7 @@ static int ua_on_response(struct ua *ua, nta_outgoing_t *orq, const sip_t *sip)
     } else if (ua->phase == UA_ACTIVE && ua->unsubscribe_due) {
         ua_unsubscribe(ua);
     }
+    nta_outgoing_destroy(orq);
     return 0;
 }
 
