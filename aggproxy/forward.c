@@ -321,6 +321,9 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
     /* SPEC AP-7: the node selector and query go unchanged; no dot-segment squashing. */
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* The XDMSs are reached directly: an http_proxy variable in the environment must not divert
+     * XDM-4 traffic (and curl then skips reading the environment on every request). */
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)fw->timeout_ms);
