@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "caps.h"
 #include "compress.h"
@@ -644,6 +646,7 @@ static void client(CURL *h, const char *method, const char *path, const char *us
     hl = curl_slist_append(hl, "X-3GPP-Asserted-Identity: \"sip:bob@other.org\"");
     hl = curl_slist_append(hl, "P-Asserted-Identity: <sip:bob@other.org>");
     curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy of the environment */
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     if (!body)
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
@@ -874,6 +877,7 @@ static void fclient_do(const struct fclient *o, struct client_result *out)
     buf_reset(&out->headers);
     out->status = 0;
     curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy of the environment */
     curl_easy_setopt(h, CURLOPT_RESOLVE, rs);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, o->method);
@@ -1104,7 +1108,40 @@ static CU_TestInfo proxy_tests[] = {
     CU_TEST_INFO_NULL,
 };
 
+/* A client that sends half a request and stalls is dropped after the idle timeout; the proxy
+ * keeps answering others meanwhile. */
+static void test_proxy_slow_client(void)
+{
+    struct httpd_config cfg = {
+        .host = "127.0.0.1", .port = 0, .threads = 2, .max_body = 1 << 16, .timeout_s = 1};
+    struct httpd *d;
+    CU_ASSERT_EQUAL_FATAL(httpd_start(&cfg, proxy_handle, fenv.proxy, &d), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(httpd_port(d))};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_EQUAL_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char part[] =
+        "PUT /xcap-root/resource-lists/users/sip:carol@example.com/index HTTP/1.1\r\n"
+        "Host: 127.0.0.1\r\nContent-Length: 100\r\n\r\n<half";
+    CU_ASSERT_EQUAL(send(fd, part, sizeof part - 1, 0), (ssize_t)(sizeof part - 1));
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char buf[512];
+    ssize_t n;
+    while ((n = recv(fd, buf, sizeof buf, 0)) > 0)
+        ;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CU_ASSERT_EQUAL(n, 0); /* closed by the server, not our receive timeout */
+    CU_ASSERT_TRUE(waited >= 0.5 && waited < 4.0);
+    close(fd);
+    httpd_stop(d);
+}
+
 static CU_TestInfo feature_tests[] = {
+    {"slow client dropped", test_proxy_slow_client},
     {"GBA Digest (GAA)", test_proxy_gaa},
     {"Digest users with several identities", test_proxy_digest_identities},
     {"gzip both ways", test_proxy_gzip},

@@ -197,6 +197,7 @@ static void tls_get(unsigned port, const char *tls13_suite, const char *tls12_su
     buf_reset(&a->headers);
     a->status = 0;
     curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy of the environment */
     curl_easy_setopt(h, CURLOPT_CAINFO, ca);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &a->headers);
@@ -257,6 +258,7 @@ static void test_cipher_code(void)
     snprintf(url, sizeof url, "http://127.0.0.1:%u/", httpd_port(d));
     buf_reset(&a.headers);
     curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy of the environment */
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &a.headers);
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -471,6 +473,8 @@ static void test_gaa_over_tls(void)
         struct buf body;
         buf_init(&body, 4096);
         curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy of the environment */
+        curl_easy_setopt(h, CURLOPT_PROXY, ""); /* never an http_proxy of the environment */
         curl_easy_setopt(h, CURLOPT_RESOLVE, rs);
         curl_easy_setopt(h, CURLOPT_CAINFO, ca);
         curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_3);
