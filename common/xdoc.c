@@ -120,6 +120,8 @@ static bool xdoc_too_deep(xmlNodePtr root)
  * Written into buf (NUL-terminated, cut at buflen - 1). */
 static const char *xdoc_declared_encoding(const char *s, size_t len, char *buf, size_t buflen)
 {
+    if (!s || len < 6)
+        return NULL;
     size_t i = 0;
     if (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
         i = 3;
