@@ -345,9 +345,9 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
         curl_easy_setopt(h, CURLOPT_SSLCERT, fw->cert_file);
         curl_easy_setopt(h, CURLOPT_SSLKEY, fw->key_file);
     }
-    if (head) {
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    } else if (get && !with_body) {
+    if (head || (get && !with_body)) {
+        /* HEAD is fetched as GET: the answer to the client then carries the Content-Length (and
+         * Content-Encoding) GET would have (RFC 9110 §9.3.2), and libmicrohttpd drops the body. */
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     } else {
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
