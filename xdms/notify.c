@@ -50,6 +50,7 @@
 #include <sofia-sip/su.h>
 #include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/su_wait.h>
+#include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
 #include "buf.h"
@@ -66,7 +67,12 @@
 #define NOTIFY_NS_LISTS "urn:ietf:params:xml:ns:resource-lists"
 #define NOTIFY_MAX_CHANGES_PER_POLL 4096
 #define NOTIFY_STOP_WAIT_MS 900
-#define NOTIFY_SIP_MAXSIZE (NOTIFY_MAX_BODY + 16 * 1024)
+/* What sofia's transport reads at once from a connection. Over TCP it takes all the bytes
+ * waiting (several pipelined messages: a server answering thousands of NOTIFYs, or sending
+ * thousands of SUBSCRIBEs) and refuses the lot, closing the connection, when they exceed this,
+ * so it covers a full Linux TCP receive buffer (tcp_rmem's default maximum is 6 MiB). A single
+ * message is still bounded by NOTIFY_MAX_BODY (413). */
+#define NOTIFY_SIP_MAXSIZE (8 * 1024 * 1024)
 #define NOTIFY_MAX_RECORD (NOTIFY_MAX_BODY + 64 * 1024)
 #define NOTIFY_KNOWN_BUCKETS 1024
 #define NOTIFY_KNOWN_MAX 65536    /* documents whose prolog digest is remembered */
@@ -951,6 +957,7 @@ struct notifier {
     bool in_poll, poll_again, stopping, broken;
     bool persist;    /* the store has NOTIFY_TABLE */
     bool hold_armed; /* hold fires at hold_due (monotonic ms) */
+    bool reap_due;   /* some subscription is dead */
     int64_t hold_due;
     struct notify_known *known[NOTIFY_KNOWN_BUCKETS];
     size_t n_known;
@@ -1148,6 +1155,7 @@ static void sub_kill(struct notify_sub *s)
 {
     s->dead = true;
     s->forget = true;
+    s->n->reap_due = true;
 }
 
 /* ---- persistence (table NOTIFY_TABLE, key = our dialog tag) ---- */
@@ -1236,6 +1244,11 @@ static void notifier_save(struct notifier *n, bool all)
 
 static void notifier_reap(struct notifier *n)
 {
+    /* Every callback ends here: walking all subscriptions each time would make a fan-out of
+     * n NOTIFYs cost n² when their answers come back. */
+    if (!n->reap_due)
+        return;
+    n->reap_due = false;
     bool forget = false;
     for (struct notify_sub *s = n->subs; s; s = s->next)
         forget |= s->dead && s->forget;
@@ -1655,6 +1668,28 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         s->final_sent = true;
 }
 
+/* Sends what queued up for s while its previous NOTIFY was in flight. Only s is visited: with
+ * thousands of subscriptions answering a fan-out, a full poll per answer would cost n². Changes
+ * committed meanwhile come with their own wake-up. */
+static void sub_continue(struct notify_sub *s)
+{
+    struct notifier *n = s->n;
+    if (n->in_poll) {
+        n->poll_again = true;
+        return;
+    }
+    struct store_txn *t = NULL;
+    if ((s->full_pending || s->nodes_due) && store_txn_begin(n->store, false, &t) != STORE_OK)
+        t = NULL;
+    n->in_poll = true;
+    sub_flush(s, t);
+    n->in_poll = false;
+    if (t)
+        store_txn_abort(t);
+    if (s->urgent && !s->dead)
+        notifier_save(n, false);
+}
+
 static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, const sip_t *sip)
 {
     (void)sip;
@@ -1679,7 +1714,7 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
     } else if (s->final_sent) {
         sub_kill(s);
     } else if (sub_has_work(s)) {
-        notifier_poll(n);
+        sub_continue(s);
     }
     notifier_leave(n);
     return 0;
@@ -2447,6 +2482,7 @@ static void notifier_restore(struct notifier *n)
         }
         if (s && s->forget) {
             s->dead = true;
+            n->reap_due = true;
             dropped++;
         } else if (s) {
             restored++;
@@ -2578,8 +2614,12 @@ static int notifier_setup(struct notifier *n)
     snprintf(url, sizeof url, "sip:%s%s%s:%u", v6 ? "[" : "", n->cfg.host, v6 ? "]" : "",
              (unsigned)n->cfg.port);
     const char *contact = url;
+    /* A server (PS, RLS) keeps all its subscriptions on one TCP connection, and a change of a
+     * widely watched document sends one NOTIFY per subscription at once: the transport queue
+     * must hold them all (sofia's default of 64 fails the rest with ENOBUFS). */
     n->agent = nta_agent_create(n->root, URL_STRING_MAKE(contact), NULL, NULL, NTATAG_UA(1),
-                                NTATAG_MAXSIZE(NOTIFY_SIP_MAXSIZE), TAG_END());
+                                NTATAG_MAXSIZE(NOTIFY_SIP_MAXSIZE),
+                                TPTAG_QUEUESIZE(NOTIFY_MAX_SUBS + 64), TAG_END());
     if (!n->agent) {
         log_error("notifier: cannot listen on %s (UDP and TCP; port in use?)", url);
         return -1;
@@ -2619,6 +2659,7 @@ static void notifier_teardown(struct notifier *n)
         s->dead = true;
         s->forget = false;
     }
+    n->reap_due = true;
     notifier_reap(n);
     notify_known_clear(n);
     if (n->tick)
