@@ -2197,9 +2197,12 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     s->seq = n->cursor;
     sub_set_expiry(s, expires);
     /* The dialog (RFC 6665 §4.1.2.2): local = To, remote = From, target from Contact. */
-    s->leg = nta_leg_tcreate(n->agent, sub_on_request, s, SIPTAG_CALL_ID(sip->sip_call_id),
-                             SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from),
-                             NTATAG_REMOTE_CSEQ(sip->sip_cseq->cs_seq), TAG_END());
+    /* Our CSeq starts at a known value (nta would pick one only when the first NOTIFY goes),
+     * so the saved record can always restore a higher one. */
+    s->leg =
+        nta_leg_tcreate(n->agent, sub_on_request, s, SIPTAG_CALL_ID(sip->sip_call_id),
+                        SIPTAG_FROM(sip->sip_to), SIPTAG_TO(sip->sip_from), SIPTAG_CSEQ_STR("1"),
+                        NTATAG_REMOTE_CSEQ(sip->sip_cseq->cs_seq), TAG_END());
     if (!s->leg || !nta_leg_tag(s->leg, NULL) ||
         nta_leg_server_route(s->leg, sip->sip_record_route, sip->sip_contact) < 0 ||
         sub_capture_dialog(s, sip) < 0) {
@@ -2219,15 +2222,18 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
                  SIPTAG_EXPIRES_STR(exp), SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
     log_info("notifier: %s subscribed to %zu resource(s) for %us (%s)", s->identity, s->watches.n,
              expires, notify_mode_name(s->mode));
-    /* DIFF-12: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
-     * §4.4.3), answered by one terminated NOTIFY and never saved. */
-    s->full_pending = true;
-    if (expires == 0) {
-        s->term_reason = "timeout";
-    } else {
+    /* Saved before the initial NOTIFY leaves, as already sent: after a crash in between, the
+     * subscriber gets the changes that follow rather than a second full state in place of the
+     * next change (it re-subscribes if it never saw the first). */
+    if (expires > 0) {
         s->dirty = true;
         notifier_save(n, false);
     }
+    /* DIFF-12: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
+     * §4.4.3), answered by one terminated NOTIFY and never saved. */
+    s->full_pending = true;
+    if (expires == 0)
+        s->term_reason = "timeout";
     notifier_poll(n);
 }
 
@@ -2265,6 +2271,7 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
     notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(nta_agent_contact(n->agent)),
                  SIPTAG_EXPIRES_STR(exp), TAG_END());
     sub_set_expiry(s, expires);
+    bool full = false;
     if (has_body) {
         /* DIFF-17: a new watched set replaces the old one; its full state follows. */
         notify_watchlist_release(&s->watches);
@@ -2273,18 +2280,19 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
         s->body = body;
         s->body_len = body_len;
         notify_pending_clear(s);
-        s->full_pending = true;
+        full = true;
     } else if (s->n_pending > 0 || s->full_pending) {
         s->force_notify = true; /* what is queued goes now, keeping the ETag chain */
     } else {
-        s->full_pending = true;
+        full = true;
     }
     if (expires == 0) {
         s->term_reason = "timeout";
         log_info("notifier: %s unsubscribed", s->identity);
     }
     s->dirty = true;
-    notifier_save(n, false);
+    notifier_save(n, false); /* as for a new subscription, before its NOTIFY */
+    s->full_pending |= full;
     notifier_poll(n);
     return 0;
 }
