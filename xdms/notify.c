@@ -15,9 +15,17 @@
  * newest ETag; with xcap-patching one <document> per change, the ETags forming a chain, each with
  * its RFC 5261 operations (xdiff.c) when they can be rendered exactly; with aggregate one
  * <document> per document whose operations are the simplified concatenation of the changes', or
- * <body-not-changed/> when they cancel out. A document <document> without operations tells the
- * client to fetch it (RFC 5874 §4). Element and attribute watches report their current content
- * whenever it changed. */
+ * <body-not-changed/> when they cancel out. A <document> without operations tells the client to
+ * fetch it (RFC 5874 §4). Element and attribute edits carry the operations the engine described
+ * in the change log; a whole-document PUT becomes a replace of the document element when the
+ * notifier knows that the version the client has had the same prolog (comments and processing
+ * instructions outside the root, which such a replace cannot reach), and ETags only otherwise.
+ * Element and attribute watches report their current content whenever it changed.
+ *
+ * Subscriptions are saved in the store (NOTIFY_TABLE) when it has that table: at creation and
+ * refresh at once, their progress once a second (a crash then repeats a few changes, which the
+ * client recognises by their ETags), and all of them at shutdown, which then sends no final
+ * NOTIFY. A restart re-creates the dialogs and resumes after the last change reported. */
 #define SU_ROOT_MAGIC_T struct notifier
 #define SU_WAKEUP_ARG_T struct notifier
 #define SU_TIMER_ARG_T struct notifier
