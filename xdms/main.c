@@ -167,7 +167,8 @@ int main(int argc, char **argv)
     snprintf(default_data, sizeof default_data, "var/%s", role_name);
     char http_host[64], sip_host[64];
     uint16_t http_port, sip_port;
-    uint64_t threads, max_body, max_header, timeout, map_size, max_docs, def_exp, max_exp, min_exp;
+    uint64_t threads, max_body, max_header, timeout, map_size, max_docs, def_exp, max_exp, min_exp,
+        min_interval;
     const char *http = config_get(cfg, "http", xdms_default_http[role]);
     const char *sip = config_get(cfg, "sip", xdms_default_sip[role]);
     if (config_parse_hostport(http, http_host, sizeof http_host, &http_port) < 0 ||
@@ -187,7 +188,8 @@ int main(int argc, char **argv)
         config_get_uint(cfg, "max_docs_per_user", 1000, &max_docs) < 0 ||
         config_get_uint(cfg, "default_expires", 3600, &def_exp) < 0 ||
         config_get_uint(cfg, "max_expires", 86400, &max_exp) < 0 ||
-        config_get_uint(cfg, "min_expires", 60, &min_exp) < 0)
+        config_get_uint(cfg, "min_expires", 60, &min_exp) < 0 ||
+        config_get_uint(cfg, "notify_min_interval_ms", 200, &min_interval) < 0)
         return 2;
     if (threads == 0 || threads > 64) {
         log_error("threads must be 1..64");
@@ -203,7 +205,15 @@ int main(int argc, char **argv)
     if (usage_open(role, config_get(cfg, "schema_dir", XDM_SCHEMA_DIR), &usage) < 0)
         return 1;
     usage_set_max_icon_size(usage, (size_t)max_icon);
-    struct store_options sopts = {.map_size = map_size, .tables = usage_store_tables(role)};
+    /* The store's extra tables: the usages' indexes and the persisted subscriptions. */
+    const char *tables[32];
+    size_t n_tables = 0;
+    const char *const *lists[] = {usage_store_tables(role), notify_store_tables()};
+    for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++)
+        for (const char *const *t = lists[l]; t && *t && n_tables + 1 < 32; t++)
+            tables[n_tables++] = *t;
+    tables[n_tables] = NULL;
+    struct store_options sopts = {.map_size = map_size, .tables = tables};
     struct store *store;
     enum store_rc src = store_open(data, &sopts, &store);
     if (src != STORE_OK) {
@@ -231,6 +241,7 @@ int main(int argc, char **argv)
         .default_expires = (unsigned)def_exp,
         .max_expires = (unsigned)max_exp,
         .min_expires = (unsigned)min_exp,
+        .min_interval_ms = (unsigned)min_interval,
         .trusted_peers = sip_peers.v,
         .server_identities = sip_servers.v,
     };
