@@ -232,6 +232,13 @@ static enum xcap_status nodesel_resolve(const struct nodesel_bindings *b, const 
     const char *uri = dflt;
     if (prefix) {
         uri = nodesel_lookup(b, prefix, plen);
+        /* "xml" is bound by definition (Namespaces in XML §3), e.g. display-name[@xml:lang="en"],
+         * and may not be bound to anything else. */
+        bool is_xml = plen == 3 && memcmp(prefix, "xml", 3) == 0;
+        if (is_xml && uri && strcmp(uri, (const char *)XML_XML_NAMESPACE) != 0)
+            return xcap_fail(err, XCAP_BAD_REQUEST, "the prefix xml cannot be rebound");
+        if (is_xml)
+            uri = (const char *)XML_XML_NAMESPACE;
         if (!uri)
             return xcap_fail(err, XCAP_BAD_REQUEST,
                              "prefix \"%.*s\" has no xmlns() binding in the query", (int)plen,

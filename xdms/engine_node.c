@@ -682,7 +682,8 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
         struct buf suffix;
         buf_init(&suffix, SIZE_MAX);
         rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
-        rc |= node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, NULL, NULL, "", 0);
+        /* the bindings at the element let a patch resolve a prefixed attribute name */
+        rc |= node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, c->d.xml, el, "", 0);
         buf_release(&suffix);
         if (rc)
             return xcap_fail(err, XCAP_INTERNAL, "out of memory");

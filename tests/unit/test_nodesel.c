@@ -65,6 +65,11 @@ static const struct sel_case sel_cases[] = {
     {"a/\xC3\xA9l\xC3\xA9ment", NULL, 1, 2, NODESEL_ELEMENT, "\xC3\xA9l\xC3\xA9ment", 0, NULL},
     {"a/b[0]", NULL, 1, 2, NODESEL_ELEMENT, "b", (unsigned)-1, NULL},
     {"ruleset/rule[@id=\"r1\"]/conditions", NULL, 1, 3, NODESEL_ELEMENT, "conditions", 0, NULL},
+    {"a/display-name[@xml:lang=\"en\"]", NULL, 1, 2, NODESEL_ELEMENT, "display-name", 0, "en"},
+    {"a/display-name/@xml:lang", NULL, 1, 2, NODESEL_ATTRIBUTE, "display-name", 0, NULL},
+    {"a/@xml:lang", "xmlns(xml=http://www.w3.org/XML/1998/namespace)", 1, 1, NODESEL_ATTRIBUTE, "a",
+     0, NULL},
+    {"a/@xml:lang", "xmlns(xml=urn:not-xml)", 0, 0, 0, NULL, 0, NULL},
     {"presence/tuple[@id=\"t1\"]/status/basic", NULL, 1, 4, NODESEL_ELEMENT, "basic", 0, NULL},
     /* invalid */
     {"", NULL, 0, 0, 0, NULL, 0, NULL},
@@ -193,7 +198,8 @@ static const char doc_default[] =
     "    <x:note>n</x:note>\n"
     "    <entry uri=\"sip:b@example.com\" x:tag=\"t\"/>\n"
     "  </list>\n"
-    "  <list name=\"work\"><entry uri=\"sip:a@example.com\"/></list>\n"
+    "  <list name=\"work\"><display-name xml:lang=\"en\">Work</display-name>"
+    "<display-name xml:lang=\"de\">Arbeit</display-name><entry uri=\"sip:a@example.com\"/></list>\n"
     "  <list name=\"work\"/>\n"
     "</resource-lists>\n";
 
@@ -262,6 +268,11 @@ static void test_eval_default_ns(void)
     CU_ASSERT_PTR_NOT_NULL(
         eval(doc, "resource-lists/list[1]/entry[@x:tag=\"t\"]", "xmlns(x=urn:x)", &amb));
     CU_ASSERT_PTR_NULL(eval(doc, "resource-lists/list[1]/entry[@tag=\"t\"]", NULL, &amb));
+    /* the implicit xml prefix */
+    CU_ASSERT_STRING_EQUAL(
+        attr(eval(doc, "resource-lists/list[2]/display-name[@xml:lang=\"de\"]", NULL, &amb),
+             "lang"),
+        "de");
     xmlFreeDoc(doc);
 }
 
