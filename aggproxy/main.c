@@ -1,5 +1,4 @@
 /* aggproxy: the XCAP Aggregation Proxy (DESIGN §1, SPEC §5.2). */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,86 +96,29 @@ static int aggproxy_add_route(void *cls, const char *value)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_CONFIG = 256, OPT_DATA, OPT_HTTP, OPT_HTTPS, OPT_REALM, OPT_LOG, OPT_OPTION };
-    static const struct option longopts[] = {
-        {"config", required_argument, NULL, OPT_CONFIG},
-        {"data", required_argument, NULL, OPT_DATA},
-        {"http", required_argument, NULL, OPT_HTTP},
-        {"https", required_argument, NULL, OPT_HTTPS},
-        {"realm", required_argument, NULL, OPT_REALM},
-        {"log-level", required_argument, NULL, OPT_LOG},
-        {"option", required_argument, NULL, OPT_OPTION},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const struct config_flag flags[] = {
+        {"data", "data"},   {"http", "http"},           {"https", "https"},
+        {"realm", "realm"}, {"log-level", "log_level"}, {NULL, NULL},
     };
-    const char *config_path = NULL;
-    struct {
-        const char *key, *value;
-    } sets[64];
-    size_t n_sets = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (opt) {
-        case OPT_CONFIG:
-            config_path = optarg;
-            break;
-        case OPT_DATA:
-            key = "data";
-            break;
-        case OPT_HTTP:
-            key = "http";
-            break;
-        case OPT_HTTPS:
-            key = "https";
-            break;
-        case OPT_REALM:
-            key = "realm";
-            break;
-        case OPT_LOG:
-            key = "log_level";
-            break;
-        case OPT_OPTION:
-            key = "";
-            break;
-        case 'h':
-            aggproxy_usage(stdout);
-            return 0;
-        default:
-            aggproxy_usage(stderr);
-            return 2;
-        }
-        if (key) {
-            if (n_sets == sizeof sets / sizeof sets[0]) {
-                fprintf(stderr, "aggproxy: too many options\n");
-                return 2;
-            }
-            sets[n_sets].key = key;
-            sets[n_sets++].value = optarg;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "aggproxy: unexpected argument \"%s\"\n", argv[optind]);
+    char errbuf[512];
+    struct config_args *args;
+    switch (config_args_parse(argc, argv, flags, &args, errbuf, sizeof errbuf)) {
+    case CONFIG_ARGS_OK:
+        break;
+    case CONFIG_ARGS_HELP:
+        aggproxy_usage(stdout);
+        return 0;
+    case CONFIG_ARGS_USAGE:
+        fprintf(stderr, "aggproxy: %s\n", errbuf);
         aggproxy_usage(stderr);
         return 2;
     }
-
     const char *sections[] = {"aggproxy", NULL};
-    struct config *cfg = config_new(sections);
-    char errbuf[512];
-    if (!cfg || (config_path && config_load(cfg, config_path, true, errbuf, sizeof errbuf) < 0)) {
-        fprintf(stderr, "aggproxy: %s\n", cfg ? errbuf : "out of memory");
-        config_free(cfg);
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    config_args_free(args);
+    if (!cfg) {
+        fprintf(stderr, "aggproxy: %s\n", errbuf);
         return 2;
-    }
-    for (size_t i = 0; i < n_sets; i++) {
-        int rc = sets[i].key[0] ? config_set(cfg, sets[i].key, sets[i].value)
-                                : config_set_kv(cfg, sets[i].value);
-        if (rc < 0) {
-            fprintf(stderr, "aggproxy: --option needs KEY=VALUE, got \"%s\"\n", sets[i].value);
-            config_free(cfg);
-            return 2;
-        }
     }
     enum log_level level = LOG_INFO;
     if (log_level_parse(config_get(cfg, "log_level", "info"), &level) < 0) {

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <getopt.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -260,4 +261,115 @@ int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *p
     host[hl] = '\0';
     *port = (uint16_t)p;
     return 0;
+}
+
+struct config_arg {
+    const char *name;  /* flag name, or "" for --option */
+    const char *key;   /* config key, NULL for program values */
+    const char *value; /* borrowed from argv */
+};
+
+struct config_args {
+    const char *config_path;
+    struct config_arg *v;
+    size_t n;
+};
+
+void config_args_free(struct config_args *a)
+{
+    if (!a)
+        return;
+    free(a->v);
+    free(a);
+}
+
+enum config_args_rc config_args_parse(int argc, char **argv, const struct config_flag *flags,
+                                      struct config_args **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    size_t nf = 0;
+    while (flags[nf].name)
+        nf++;
+    /* getopt_long's table: the program's flags, then config, option, help */
+    struct option *opts = calloc(nf + 4, sizeof *opts);
+    struct config_args *a = calloc(1, sizeof *a);
+    if (a)
+        a->v = calloc((size_t)argc + 1, sizeof *a->v);
+    if (!opts || !a || !a->v) {
+        free(opts);
+        config_args_free(a);
+        snprintf(errbuf, errlen, "out of memory");
+        return CONFIG_ARGS_USAGE;
+    }
+    for (size_t i = 0; i < nf; i++)
+        opts[i] = (struct option){flags[i].name, required_argument, NULL, 256 + (int)i};
+    opts[nf] = (struct option){"config", required_argument, NULL, 'c'};
+    opts[nf + 1] = (struct option){"option", required_argument, NULL, 'o'};
+    opts[nf + 2] = (struct option){"help", no_argument, NULL, 'h'};
+    enum config_args_rc rc = CONFIG_ARGS_OK;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while (rc == CONFIG_ARGS_OK && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            rc = CONFIG_ARGS_HELP;
+        } else if (opt == 'c') {
+            a->config_path = optarg;
+        } else if (opt == 'o') {
+            a->v[a->n++] = (struct config_arg){"", NULL, optarg};
+        } else if (opt >= 256 && opt < 256 + (int)nf) {
+            const struct config_flag *f = &flags[opt - 256];
+            a->v[a->n++] = (struct config_arg){f->name, f->key, optarg};
+        } else {
+            snprintf(errbuf, errlen, "unknown option or missing value: %s",
+                     optind > 0 && optind <= argc ? argv[optind - 1] : "?");
+            rc = CONFIG_ARGS_USAGE;
+        }
+    }
+    if (rc == CONFIG_ARGS_OK && optind < argc) {
+        snprintf(errbuf, errlen, "unexpected argument \"%s\"", argv[optind]);
+        rc = CONFIG_ARGS_USAGE;
+    }
+    free(opts);
+    if (rc != CONFIG_ARGS_OK) {
+        config_args_free(a);
+        return rc;
+    }
+    *out = a;
+    return CONFIG_ARGS_OK;
+}
+
+const char *config_args_value(const struct config_args *a, const char *name)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i].name, name) == 0)
+            v = a->v[i].value;
+    return v;
+}
+
+struct config *config_args_load(const struct config_args *a, const char *const *sections,
+                                char *errbuf, size_t errlen)
+{
+    struct config *cfg = config_new(sections);
+    if (!cfg) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    if (a->config_path && config_load(cfg, a->config_path, true, errbuf, errlen) < 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        const struct config_arg *s = &a->v[i];
+        if (s->name[0] && !s->key)
+            continue; /* a program value, not a key */
+        int rc = s->name[0] ? config_set(cfg, s->key, s->value) : config_set_kv(cfg, s->value);
+        if (rc < 0) {
+            snprintf(errbuf, errlen, "--option needs KEY=VALUE, got \"%s\"", s->value);
+            config_free(cfg);
+            return NULL;
+        }
+    }
+    return cfg;
 }

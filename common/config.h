@@ -39,6 +39,33 @@ int config_get_bool(const struct config *cfg, const char *key, bool def, bool *o
 int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, const char *value),
                 void *cls);
 
+/* Command lines (DESIGN §1: every key has a command-line override). A program describes its
+ * flags; each `--NAME VALUE` sets config key KEY, or, with key NULL, is a value the program reads
+ * itself with config_args_value() (e.g. --role, which picks the sections). `--config FILE`,
+ * repeatable `--option KEY=VALUE` and `--help` are always understood. */
+struct config_flag {
+    const char *name; /* long option without "--" */
+    const char *key;  /* config key it sets, or NULL */
+};
+
+struct config_args;
+
+enum config_args_rc { CONFIG_ARGS_OK, CONFIG_ARGS_HELP, CONFIG_ARGS_USAGE };
+
+/* Parses argv (flags is terminated by {NULL, NULL}). CONFIG_ARGS_HELP: --help was given;
+ * CONFIG_ARGS_USAGE: an unknown option, a missing value or a stray argument (errbuf says which;
+ * *out is NULL). The caller prints its usage text in both cases. */
+enum config_args_rc config_args_parse(int argc, char **argv, const struct config_flag *flags,
+                                      struct config_args **out, char *errbuf, size_t errlen);
+/* The last value of a flag (by name), or NULL. Borrowed from argv. */
+const char *config_args_value(const struct config_args *a, const char *name);
+/* Makes the configuration: config_new(sections), the --config file (required when given), then
+ * every setting in command-line order, so command-line values beat the file. NULL with errbuf
+ * filled on failure. */
+struct config *config_args_load(const struct config_args *a, const char *const *sections,
+                                char *errbuf, size_t errlen);
+void config_args_free(struct config_args *a);
+
 /* Splits "host:port" or "[v6]:port"; host and port are written into caller buffers. */
 int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 

@@ -1,5 +1,4 @@
 /* xdms: one XCAP server process for one role (DESIGN §1). */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,87 +71,35 @@ static int xdms_add_peer(void *cls, const char *value)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_ROLE = 256, OPT_CONFIG, OPT_DATA, OPT_HTTP, OPT_SIP, OPT_ROOT, OPT_LOG, OPT_OPTION };
-    static const struct option longopts[] = {
-        {"role", required_argument, NULL, OPT_ROLE},
-        {"config", required_argument, NULL, OPT_CONFIG},
-        {"data", required_argument, NULL, OPT_DATA},
-        {"http", required_argument, NULL, OPT_HTTP},
-        {"sip", required_argument, NULL, OPT_SIP},
-        {"xcap-root", required_argument, NULL, OPT_ROOT},
-        {"log-level", required_argument, NULL, OPT_LOG},
-        {"option", required_argument, NULL, OPT_OPTION},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+    static const struct config_flag flags[] = {
+        {"role", NULL}, {"data", "data"},           {"http", "http"},
+        {"sip", "sip"}, {"xcap-root", "xcap_root"}, {"log-level", "log_level"},
+        {NULL, NULL},
     };
-    const char *role_name = NULL, *config_path = NULL;
-    struct {
-        const char *key, *value;
-    } sets[64];
-    size_t n_sets = 0;
-    int opt;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        const char *key = NULL;
-        switch (opt) {
-        case OPT_ROLE:
-            role_name = optarg;
-            break;
-        case OPT_CONFIG:
-            config_path = optarg;
-            break;
-        case OPT_DATA:
-            key = "data";
-            break;
-        case OPT_HTTP:
-            key = "http";
-            break;
-        case OPT_SIP:
-            key = "sip";
-            break;
-        case OPT_ROOT:
-            key = "xcap_root";
-            break;
-        case OPT_LOG:
-            key = "log_level";
-            break;
-        case OPT_OPTION:
-            key = "";
-            break;
-        case 'h':
-            xdms_usage(stdout);
-            return 0;
-        default:
-            xdms_usage(stderr);
-            return 2;
-        }
-        if (key) {
-            if (n_sets == sizeof sets / sizeof sets[0]) {
-                fprintf(stderr, "xdms: too many options\n");
-                return 2;
-            }
-            sets[n_sets].key = key;
-            sets[n_sets++].value = optarg;
-        }
+    char errbuf[512];
+    struct config_args *args;
+    switch (config_args_parse(argc, argv, flags, &args, errbuf, sizeof errbuf)) {
+    case CONFIG_ARGS_OK:
+        break;
+    case CONFIG_ARGS_HELP:
+        xdms_usage(stdout);
+        return 0;
+    case CONFIG_ARGS_USAGE:
+        fprintf(stderr, "xdms: %s\n", errbuf);
+        xdms_usage(stderr);
+        return 2;
     }
+    const char *role_name = config_args_value(args, "role");
     enum xdms_role role;
     if (!role_name || xdms_role_parse(role_name, &role) < 0) {
         fprintf(stderr, "xdms: --role must be shared-list, presence or rls\n");
         return 2;
     }
     const char *sections[] = {"xdms", role_name, NULL};
-    struct config *cfg = config_new(sections);
-    char errbuf[512];
-    if (!cfg || (config_path && config_load(cfg, config_path, true, errbuf, sizeof errbuf) < 0)) {
-        fprintf(stderr, "xdms: %s\n", cfg ? errbuf : "out of memory");
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        fprintf(stderr, "xdms: %s\n", errbuf);
         return 2;
-    }
-    for (size_t i = 0; i < n_sets; i++) {
-        int rc = sets[i].key[0] ? config_set(cfg, sets[i].key, sets[i].value)
-                                : config_set_kv(cfg, sets[i].value);
-        if (rc < 0) {
-            fprintf(stderr, "xdms: --option needs KEY=VALUE, got \"%s\"\n", sets[i].value);
-            return 2;
-        }
     }
     enum log_level level = LOG_INFO;
     if (log_level_parse(config_get(cfg, "log_level", "info"), &level) < 0) {
@@ -315,6 +262,7 @@ int main(int argc, char **argv)
     free(sip_peers.v);
     free(sip_servers.v);
     config_free(cfg);
+    config_args_free(args);
     xdoc_global_cleanup();
     return 0;
 }

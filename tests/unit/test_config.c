@@ -388,7 +388,93 @@ static void test_new_with_no_sections(void)
     config_free(NULL);
 }
 
+/* A writable argv built from literals (getopt may permute it); lives as long as the struct. */
+struct argv_copy {
+    int argc;
+    char *argv[16];
+    char buf[512];
+};
+
+static char **argv_make(struct argv_copy *c, const char *const *v)
+{
+    size_t used = 0;
+    c->argc = 0;
+    for (; *v && c->argc < 15; v++) {
+        size_t n = strlen(*v) + 1;
+        memcpy(c->buf + used, *v, n);
+        c->argv[c->argc++] = c->buf + used;
+        used += n;
+    }
+    c->argv[c->argc] = NULL;
+    return c->argv;
+}
+
+static void test_args(void)
+{
+    static const struct config_flag flags[] = {
+        {"role", NULL}, {"http", "http"}, {"log-level", "log_level"}, {NULL, NULL}};
+    char err[256];
+    struct config_args *a;
+    static const char *const argv1_v[] = {
+        "prog",        "--role",   "presence", "--option",    "http=1.2.3.4:1", "--http",
+        "127.0.0.1:9", "--option", "x=y",      "--log-level", "debug",          NULL};
+    struct argv_copy argv1_c;
+    char **argv1 = argv_make(&argv1_c, argv1_v);
+    CU_ASSERT_EQUAL_FATAL(config_args_parse(argv1_c.argc, argv1, flags, &a, err, sizeof err),
+                          CONFIG_ARGS_OK);
+    CU_ASSERT_STRING_EQUAL(config_args_value(a, "role"), "presence");
+    CU_ASSERT_PTR_NULL(config_args_value(a, "nope"));
+    const char *sections[] = {"s", NULL};
+    struct config *cfg = config_args_load(a, sections, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    /* command-line order: the later --http beats the earlier --option http= */
+    CU_ASSERT_STRING_EQUAL(config_get(cfg, "http", NULL), "127.0.0.1:9");
+    CU_ASSERT_STRING_EQUAL(config_get(cfg, "x", NULL), "y");
+    CU_ASSERT_STRING_EQUAL(config_get(cfg, "log_level", NULL), "debug");
+    CU_ASSERT_PTR_NULL(config_get(cfg, "role", NULL)); /* a program value, not a key */
+    config_free(cfg);
+    config_args_free(a);
+
+    static const char *const argv2_v[] = {"prog", "--help", NULL};
+    struct argv_copy argv2_c;
+    char **argv2 = argv_make(&argv2_c, argv2_v);
+    CU_ASSERT_EQUAL(config_args_parse(argv2_c.argc, argv2, flags, &a, err, sizeof err),
+                    CONFIG_ARGS_HELP);
+    CU_ASSERT_PTR_NULL(a);
+    static const char *const argv3_v[] = {"prog", "--bogus", "1", NULL};
+    struct argv_copy argv3_c;
+    char **argv3 = argv_make(&argv3_c, argv3_v);
+    CU_ASSERT_EQUAL(config_args_parse(argv3_c.argc, argv3, flags, &a, err, sizeof err),
+                    CONFIG_ARGS_USAGE);
+    static const char *const argv4_v[] = {"prog", "--http", NULL};
+    struct argv_copy argv4_c;
+    char **argv4 = argv_make(&argv4_c, argv4_v);
+    CU_ASSERT_EQUAL(config_args_parse(argv4_c.argc, argv4, flags, &a, err, sizeof err),
+                    CONFIG_ARGS_USAGE);
+    static const char *const argv5_v[] = {"prog", "stray", NULL};
+    struct argv_copy argv5_c;
+    char **argv5 = argv_make(&argv5_c, argv5_v);
+    CU_ASSERT_EQUAL(config_args_parse(argv5_c.argc, argv5, flags, &a, err, sizeof err),
+                    CONFIG_ARGS_USAGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stray"));
+    static const char *const argv6_v[] = {"prog", "--option", "novalue", NULL};
+    struct argv_copy argv6_c;
+    char **argv6 = argv_make(&argv6_c, argv6_v);
+    CU_ASSERT_EQUAL_FATAL(config_args_parse(argv6_c.argc, argv6, flags, &a, err, sizeof err),
+                          CONFIG_ARGS_OK);
+    CU_ASSERT_PTR_NULL(config_args_load(a, sections, err, sizeof err));
+    config_args_free(a);
+    static const char *const argv7_v[] = {"prog", "--config", "/nonexistent/xdm.conf", NULL};
+    struct argv_copy argv7_c;
+    char **argv7 = argv_make(&argv7_c, argv7_v);
+    CU_ASSERT_EQUAL_FATAL(config_args_parse(argv7_c.argc, argv7, flags, &a, err, sizeof err),
+                          CONFIG_ARGS_OK);
+    CU_ASSERT_PTR_NULL(config_args_load(a, sections, err, sizeof err)); /* given, so required */
+    config_args_free(a);
+}
+
 static CU_TestInfo config_tests[] = {
+    {"command-line arguments", test_args},
     {"section priority", test_section_priority},
     {"a later file beats an earlier one", test_two_files},
     {"overrides beat files", test_overrides_beat_files},
