@@ -180,3 +180,23 @@ void xspan_release(struct xspan *s)
     free(s->attrs);
     memset(s, 0, sizeof *s);
 }
+
+size_t xspan_number_tree(xmlNodePtr root)
+{
+    size_t count = 0;
+    for (xmlNodePtr n = root; n;) {
+        if (n->type == XML_ELEMENT_NODE) {
+            n->_private = (void *)(uintptr_t)(++count);
+            if (n->children) {
+                n = n->children;
+                continue;
+            }
+        }
+        while (n && n != root && !n->next)
+            n = n->parent;
+        if (!n || n == root)
+            break;
+        n = n->next;
+    }
+    return count;
+}

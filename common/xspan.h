@@ -12,6 +12,7 @@
 #ifndef XDM_XSPAN_H
 #define XDM_XSPAN_H
 
+#include <libxml/tree.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,5 +47,15 @@ struct xspan {
 /* Scans data[0..len). Returns 0, or -1 (malformed input or out of memory). */
 int xspan_scan(const char *data, size_t len, struct xspan *out);
 void xspan_release(struct xspan *s);
+
+/* Numbers the element nodes under root (root included) in document order, storing index + 1 in
+ * each node's _private, so that xspan_index() maps a node to its span in els[]. Returns the number
+ * of elements, which equals n_els when the tree was parsed from the scanned bytes. */
+size_t xspan_number_tree(xmlNodePtr root);
+/* Index into els[] of an element numbered by xspan_number_tree(). */
+static inline size_t xspan_index(xmlNodePtr el)
+{
+    return (size_t)(uintptr_t)el->_private - 1;
+}
 
 #endif

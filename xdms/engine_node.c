@@ -36,33 +36,6 @@ static void node_doc_release(struct node_doc *d)
     memset(d, 0, sizeof *d);
 }
 
-static size_t node_index(xmlNodePtr n)
-{
-    return (size_t)(uintptr_t)n->_private - 1;
-}
-
-/* Numbers the elements in document order (iterative pre-order walk). */
-static size_t node_number(xmlNodePtr root)
-{
-    size_t count = 0;
-    xmlNodePtr n = root;
-    while (n) {
-        if (n->type == XML_ELEMENT_NODE) {
-            n->_private = (void *)(uintptr_t)(++count);
-            if (n->children) {
-                n = n->children;
-                continue;
-            }
-        }
-        while (n && n != root && !n->next)
-            n = n->parent;
-        if (!n || n == root)
-            break;
-        n = n->next;
-    }
-    return count;
-}
-
 static enum xcap_status node_doc_load(struct node_doc *d, const char *data, size_t len,
                                       struct xcap_err *err)
 {
@@ -77,7 +50,7 @@ static enum xcap_status node_doc_load(struct node_doc *d, const char *data, size
         return st;
     }
     if (xspan_scan(data, len, &d->spans) < 0 ||
-        node_number(xmlDocGetRootElement(d->xml)) != d->spans.n_els) {
+        xspan_number_tree(xmlDocGetRootElement(d->xml)) != d->spans.n_els) {
         node_doc_release(d);
         log_error("engine: element spans do not match the parsed tree");
         return xcap_fail(err, XCAP_INTERNAL, "cannot index the document");
@@ -87,7 +60,7 @@ static enum xcap_status node_doc_load(struct node_doc *d, const char *data, size
 
 static const struct xspan_el *node_span(const struct node_doc *d, xmlNodePtr n)
 {
-    return &d->spans.els[node_index(n)];
+    return &d->spans.els[xspan_index(n)];
 }
 
 static bool node_is_xmlns(const char *data, const struct xspan_attr *a)

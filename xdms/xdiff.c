@@ -671,28 +671,6 @@ static int xdiff_report_open(struct buf *b, const char *name, const char *sel, c
     return rc ? -1 : 0;
 }
 
-/* Numbers the elements of a parsed document in document order (in _private, index + 1), the
- * order xspan_scan() uses. Returns the count. */
-static size_t xdiff_number(xmlNodePtr root)
-{
-    size_t count = 0;
-    for (xmlNodePtr n = root; n;) {
-        if (n->type == XML_ELEMENT_NODE) {
-            n->_private = (void *)(uintptr_t)(++count);
-            if (n->children) {
-                n = n->children;
-                continue;
-            }
-        }
-        while (n && n != root && !n->next)
-            n = n->parent;
-        if (!n || n == root)
-            break;
-        n = n->next;
-    }
-    return count;
-}
-
 static int xdiff_node_body(struct buf *b, const char *name, const char *doc, size_t len,
                            const struct nodesel *ns, bool *found)
 {
@@ -718,9 +696,9 @@ static int xdiff_node_body(struct buf *b, const char *name, const char *doc, siz
         xmlFree(v);
     } else if (el && ns->terminal == NODESEL_ELEMENT) {
         struct xspan sp;
-        size_t idx = xdiff_number(xmlDocGetRootElement(x));
+        size_t idx = xspan_number_tree(xmlDocGetRootElement(x));
         if (xspan_scan(doc, len, &sp) == 0 && sp.n_els == idx) {
-            const struct xspan_el *se = &sp.els[(uintptr_t)el->_private - 1];
+            const struct xspan_el *se = &sp.els[xspan_index(el)];
             struct xdiff_bindings bs = {.n = 0};
             *found = true;
             rc = xdiff_bindings_at(x, el->parent, &bs);
