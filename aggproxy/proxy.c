@@ -312,22 +312,10 @@ static int proxy_lookup(void *cls, const char *realm, const char *username, enum
     if (c->gaa)
         return proxy_lookup_gaa(c, realm, username, alg, out);
     struct users_cred uc;
-    switch (users_lookup(c->p->store, realm, username, &uc)) {
-    case USERS_OK:
-        break;
-    case USERS_NOT_FOUND:
-        return 1;
-    case USERS_EXISTS:
-    case USERS_CRED_TAKEN:
-    case USERS_BAD_XUI:
-    case USERS_BAD_NAME:
-    case USERS_BAD_ID:
-    case USERS_ERROR:
-        return -1;
-    }
-    bool md5 = alg == DIGEST_MD5 || alg == DIGEST_MD5_SESS;
-    memcpy(out->ha1, md5 ? uc.ha1_md5 : uc.ha1_sha256, DIGEST_HEX_MAX);
-    int rc = (out->identity = strdup(uc.xui)) ? 0 : -1;
+    int rc = users_digest_cred(c->p->store, realm, username, alg, out, &uc);
+    if (rc != 0)
+        return rc;
+    rc = (out->identity = strdup(uc.xui)) ? 0 : -1;
     if (rc == 0)
         rc = proxy_ids_add(c, uc.xui);
     for (size_t i = 0; i < uc.n_ids && rc == 0; i++)

@@ -489,11 +489,10 @@ enum users_rc users_lookup(struct store *s, const char *realm, const char *usern
     return rc;
 }
 
-int users_digest_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
-                        struct digest_cred *out)
+int users_digest_cred(struct store *s, const char *realm, const char *username, enum digest_alg alg,
+                      struct digest_cred *out, struct users_cred *uc)
 {
-    struct users_cred c;
-    switch (users_lookup(cls, realm, username, &c)) {
+    switch (users_lookup(s, realm, username, uc)) {
     case USERS_OK:
         break;
     case USERS_NOT_FOUND:
@@ -507,7 +506,17 @@ int users_digest_lookup(void *cls, const char *realm, const char *username, enum
         return -1;
     }
     bool md5 = alg == DIGEST_MD5 || alg == DIGEST_MD5_SESS;
-    memcpy(out->ha1, md5 ? c.ha1_md5 : c.ha1_sha256, DIGEST_HEX_MAX);
+    memcpy(out->ha1, md5 ? uc->ha1_md5 : uc->ha1_sha256, DIGEST_HEX_MAX);
+    return 0;
+}
+
+int users_digest_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
+                        struct digest_cred *out)
+{
+    struct users_cred c;
+    int rc = users_digest_cred(cls, realm, username, alg, out, &c);
+    if (rc != 0)
+        return rc;
     out->identity = c.xui;
     c.xui = NULL;
     users_cred_release(&c);

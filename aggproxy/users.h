@@ -97,6 +97,11 @@ enum users_rc users_lookup(struct store *s, const char *realm, const char *usern
                            struct users_cred *out);
 void users_cred_release(struct users_cred *c);
 
+/* The Digest part of users_lookup(): 0 with out->ha1 set for alg and *uc holding the whole
+ * record (the caller releases it with users_cred_release()), 1 for an unknown user, -1 on error. */
+int users_digest_cred(struct store *s, const char *realm, const char *username, enum digest_alg alg,
+                      struct digest_cred *out, struct users_cred *uc);
+
 /* A digest_lookup_fn over users_lookup(); cls is the struct store *. */
 int users_digest_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
                         struct digest_cred *out);
