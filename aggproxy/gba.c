@@ -10,13 +10,18 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "log.h"
 #include "store.h"
 
 const char *const gba_tables[] = {"gba", NULL};
 
-#define GBA_RECORD_VERSION 1
+/* Record versions (gba.h): 1 = every AUID allowed, 2 = an allowed-AUID list follows the IMPUs. */
+#define GBA_RECORD_V1 1
+#define GBA_RECORD_V2 2
 #define GBA_FIXED_LEN (1 + GBA_KS_LEN + GBA_RAND_LEN + 8)
-#define GBA_VALUE_MAX (GBA_FIXED_LEN + GBA_IMPI_MAX + 1 + GBA_IMPUS_MAX * (GBA_IMPU_MAX + 1))
+#define GBA_VALUE_MAX                                                                              \
+    (GBA_FIXED_LEN + GBA_IMPI_MAX + 1 + GBA_IMPUS_MAX * (GBA_IMPU_MAX + 1) + 1 +                   \
+     GBA_AUIDS_MAX * (GBA_AUID_MAX + 1))
 
 /* ---- Key derivation ------------------------------------------------------------------------- */
 
@@ -217,7 +222,38 @@ void gba_key_release(struct gba_key *k)
     for (size_t i = 0; i < k->n_impus; i++)
         free(k->impus[i]);
     free(k->impus);
+    for (size_t i = 0; i < k->n_auids; i++)
+        free(k->auids[i]);
+    free(k->auids);
     memset(k, 0, sizeof *k);
+}
+
+/* ---- Authorisation -------------------------------------------------------------------------- */
+
+bool gba_auid_allowed(const char *const *auids, size_t n_auids, const char *auid, size_t auid_len)
+{
+    /* GAA-11: the GUSS names the application servers a subscriber may use; a record without
+     * that part restricts nothing (the built-in store's records from before it existed). */
+    if (n_auids == 0)
+        return true;
+    for (size_t i = 0; i < n_auids; i++)
+        if (auid_len > 0 && strlen(auids[i]) == auid_len && memcmp(auids[i], auid, auid_len) == 0)
+            return true;
+    return false;
+}
+
+bool gba_auid_ok(const char *s)
+{
+    size_t len = strnlen(s, GBA_AUID_MAX + 1);
+    /* "*" is what gba list prints for "every AUID". */
+    if (len == 0 || len > GBA_AUID_MAX || strcmp(s, "*") == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f || strchr("/?#,", c))
+            return false;
+    }
+    return true;
 }
 
 /* ---- Built-in store ------------------------------------------------------------------------- */
@@ -232,7 +268,7 @@ const char *gba_strerror(enum gba_rc rc)
     case GBA_NOT_FOUND:
         return "no record for this B-TID";
     case GBA_BAD:
-        return "bad B-TID, IMPI or IMPU";
+        return "bad B-TID, IMPI, IMPU or AUID";
     case GBA_ERROR:
         return "storage error";
     }
@@ -295,6 +331,15 @@ enum gba_rc gba_record_check(const struct gba_record *r)
     for (size_t i = 0; i < r->n_impus; i++)
         if (!r->impus[i] || !gba_impu_ok(r->impus[i]))
             return GBA_BAD;
+    if (r->n_auids > GBA_AUIDS_MAX || (r->n_auids && !r->auids))
+        return GBA_BAD;
+    for (size_t i = 0; i < r->n_auids; i++) {
+        if (!r->auids[i] || !gba_auid_ok(r->auids[i]))
+            return GBA_BAD;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(r->auids[i], r->auids[j]) == 0)
+                return GBA_BAD;
+    }
     return GBA_OK;
 }
 
@@ -321,7 +366,7 @@ enum gba_rc gba_add(struct store *s, const struct gba_record *r)
     if (!v)
         return GBA_ERROR;
     size_t pos = 0;
-    v[pos++] = GBA_RECORD_VERSION;
+    v[pos++] = r->n_auids ? GBA_RECORD_V2 : GBA_RECORD_V1;
     memcpy(v + pos, r->ks, GBA_KS_LEN);
     pos += GBA_KS_LEN;
     memcpy(v + pos, r->rand, GBA_RAND_LEN);
@@ -336,6 +381,14 @@ enum gba_rc gba_add(struct store *s, const struct gba_record *r)
         l = strlen(r->impus[i]) + 1;
         memcpy(v + pos, r->impus[i], l);
         pos += l;
+    }
+    if (r->n_auids) {
+        v[pos++] = '\0';
+        for (size_t i = 0; i < r->n_auids; i++) {
+            l = strlen(r->auids[i]) + 1;
+            memcpy(v + pos, r->auids[i], l);
+            pos += l;
+        }
     }
 
     enum gba_rc out = GBA_ERROR;
@@ -375,12 +428,21 @@ enum gba_rc gba_del(struct store *s, const char *btid)
     return store_txn_commit(t) == STORE_OK ? GBA_OK : GBA_ERROR;
 }
 
-/* Reads a stored value into r; the strings point into v (which holds a NUL after vlen bytes).
- * impus must have room for GBA_IMPUS_MAX pointers. */
-static int gba_decode(const unsigned char *v, size_t vlen, struct gba_record *r, const char **impus)
+/* Room for the string arrays a decoded record points into. */
+struct gba_decoded {
+    const char *impus[GBA_IMPUS_MAX];
+    const char *auids[GBA_AUIDS_MAX];
+};
+
+/* Reads a stored value of version 1 or 2 into r; the strings point into v (whose last byte is a
+ * NUL, checked) and the arrays into d. */
+static int gba_decode(const unsigned char *v, size_t vlen, struct gba_record *r,
+                      struct gba_decoded *d)
 {
-    if (vlen < GBA_FIXED_LEN + 2 || v[0] != GBA_RECORD_VERSION || v[vlen - 1] != '\0')
+    if (vlen < GBA_FIXED_LEN + 2 || (v[0] != GBA_RECORD_V1 && v[0] != GBA_RECORD_V2) ||
+        v[vlen - 1] != '\0')
         return -1;
+    bool restricted = v[0] == GBA_RECORD_V2;
     size_t pos = 1;
     memcpy(r->ks, v + pos, GBA_KS_LEN);
     pos += GBA_KS_LEN;
@@ -393,14 +455,38 @@ static int gba_decode(const unsigned char *v, size_t vlen, struct gba_record *r,
     r->impi = (const char *)v + pos;
     pos += strlen(r->impi) + 1;
     r->n_impus = 0;
+    r->n_auids = 0;
+    r->impus = d->impus;
+    r->auids = NULL;
     while (pos < vlen) {
+        const char *str = (const char *)v + pos;
+        size_t len = strlen(str);
+        pos += len + 1;
+        if (len == 0) {
+            if (!restricted)
+                return -1;
+            break; /* version 2: the AUIDs follow */
+        }
         if (r->n_impus == GBA_IMPUS_MAX)
             return -1;
-        impus[r->n_impus++] = (const char *)v + pos;
-        pos += strlen((const char *)v + pos) + 1;
+        d->impus[r->n_impus++] = str;
     }
-    r->impus = impus;
-    return r->n_impus > 0 ? 0 : -1;
+    if (r->n_impus == 0)
+        return -1;
+    if (!restricted)
+        return 0;
+    while (pos < vlen) {
+        const char *str = (const char *)v + pos;
+        if (r->n_auids == GBA_AUIDS_MAX || !gba_auid_ok(str))
+            return -1;
+        d->auids[r->n_auids++] = str;
+        pos += strlen(str) + 1;
+    }
+    /* A version 2 record restricts: an empty list would read back as "every AUID". */
+    if (r->n_auids == 0)
+        return -1;
+    r->auids = d->auids;
+    return 0;
 }
 
 struct gba_list_ctx {
@@ -425,9 +511,9 @@ static int gba_list_one(void *cls, const void *key, size_t klen, const void *val
     memcpy(v, val, vlen);
     v[vlen] = '\0';
     struct gba_record r = {.btid = btid};
-    const char *impus[GBA_IMPUS_MAX];
+    struct gba_decoded d;
     int rc;
-    if (gba_decode(v, vlen, &r, impus) < 0) {
+    if (gba_decode(v, vlen, &r, &d) < 0) {
         lc->corrupt = true;
         rc = 1;
     } else {
@@ -468,10 +554,12 @@ int gba_store_fetch(void *cls, const char *btid, const unsigned char *naf_id, si
     if (src != STORE_OK)
         return -1;
     struct gba_record r = {.btid = btid};
-    const char *impus[GBA_IMPUS_MAX];
+    struct gba_decoded d;
     int rc = -1;
-    if (gba_decode(v, vlen, &r, impus) < 0)
+    if (gba_decode(v, vlen, &r, &d) < 0) {
+        log_error("gba: the record of B-TID %s is corrupt or of an unknown version", btid);
         goto done;
+    }
     /* GAA-5: never use a key past its lifetime. */
     if (now >= r.expires) {
         rc = 1;
@@ -488,6 +576,13 @@ int gba_store_fetch(void *cls, const char *btid, const unsigned char *naf_id, si
         if (!(out->impus[i] = strdup(r.impus[i])))
             goto done;
         out->n_impus++;
+    }
+    if (r.n_auids && !(out->auids = calloc(r.n_auids, sizeof *out->auids)))
+        goto done;
+    for (size_t i = 0; i < r.n_auids; i++) {
+        if (!(out->auids[i] = strdup(r.auids[i])))
+            goto done;
+        out->n_auids++;
     }
     rc = 0;
 done:

@@ -8,16 +8,26 @@
  *   - what a request says about GBA: the `3gpp-gba` product token in User-Agent (GAA-2) and the
  *     realm `3GPP-bootstrapping@<NAF FQDN>` (GAA-8);
  *   - the bootstrapping source, one interface (struct gba_source) for what a BSF returns over Zn
- *     for a B-TID: Ks_(ext)_NAF, its expiry, the IMPI and the subscriber's public identities
- *     (GAA-5). The only implementation here is the built-in store (gba_store_fetch), filled by
- *     `xdmctl gba add` with (B-TID, IMPI, Ks, RAND, lifetime, IMPUs), from which Ks_NAF is
- *     derived per NAF_Id. A Zn client (TS 29.109 Diameter) would be a second gba_source;
- *   - the Digest password made from Ks_(ext)_NAF (gba_password, GAA-4).
+ *     for a B-TID: Ks_(ext)_NAF, its expiry, the IMPI and the user security settings (GUSS): the
+ *     subscriber's public identities (GAA-5) and the AUIDs it may use (GAA-11). The only
+ *     implementation here is the built-in store (gba_store_fetch), filled by `xdmctl gba add`
+ *     with (B-TID, IMPI, Ks, RAND, lifetime, IMPUs, allowed AUIDs), from which Ks_NAF is derived
+ *     per NAF_Id. A Zn client (TS 29.109 Diameter) would be a second gba_source;
+ *   - the Digest password made from Ks_(ext)_NAF (gba_password, GAA-4);
+ *   - the authorisation decision (gba_auid_allowed, GAA-11).
  *
  * Storage of the built-in source, in the table "gba" of the aggproxy store (users_open() opens
- * it): key B-TID -> 0x01 | Ks (32) | RAND (16) | expiry (8, big-endian seconds since the epoch) |
- * IMPI \0 | IMPU \0 [IMPU \0 ...]. Expiry is wall-clock time because the records are shared by
- * processes and survive restarts.
+ * it): key B-TID -> one of
+ *   version 1 (every AUID allowed):
+ *     0x01 | Ks (32) | RAND (16) | expiry (8, big-endian seconds since the epoch) |
+ *     IMPI \0 | IMPU \0 [IMPU \0 ...]
+ *   version 2 (a restricted record):
+ *     0x02 | Ks | RAND | expiry | IMPI \0 | IMPU \0 [IMPU \0 ...] | \0 | AUID \0 [AUID \0 ...]
+ *     (the empty string ends the IMPUs, which are never empty; at least one AUID).
+ * A record without a restriction is written as version 1, so such records stay readable by
+ * builds that predate version 2; those builds reject a version 2 record as corrupt (a failed
+ * lookup, never access beyond the restriction). Expiry is wall-clock time because the records
+ * are shared by processes and survive restarts.
  *
  * Thread-safety: every function may be called from any thread. */
 #ifndef XDM_AGGPROXY_GBA_H
@@ -39,6 +49,9 @@ struct store;
 #define GBA_IMPI_MAX 256
 #define GBA_IMPU_MAX 256
 #define GBA_IMPUS_MAX 32
+/* Allowed AUIDs per subscriber; an AUID is at most as long as a routed one (ROUTE_AUID_MAX). */
+#define GBA_AUIDS_MAX 64
+#define GBA_AUID_MAX 128
 #define GBA_REALM_PREFIX "3GPP-bootstrapping@"
 /* Room for a realm: the prefix, an FQDN and the NUL. */
 #define GBA_REALM_MAX (sizeof GBA_REALM_PREFIX + GBA_FQDN_MAX)
@@ -97,6 +110,10 @@ struct gba_key {
     char *impi;
     char **impus; /* n_impus >= 1; impus[0] is the default public identity */
     size_t n_impus;
+    /* GUSS authorisation (GAA-11): the AUIDs the subscriber may use; n_auids == 0 (auids NULL)
+     * means every AUID. */
+    char **auids;
+    size_t n_auids;
 };
 void gba_key_release(struct gba_key *k);
 
@@ -119,7 +136,7 @@ enum gba_rc {
     GBA_OK = 0,
     GBA_EXISTS,    /* the B-TID has a record already */
     GBA_NOT_FOUND, /* no record for the B-TID */
-    GBA_BAD,       /* bad B-TID, IMPI or IMPU, no IMPU, or too many */
+    GBA_BAD,       /* bad B-TID, IMPI, IMPU or AUID, no IMPU, too many, or a repeated AUID */
     GBA_ERROR,     /* storage failure or out of memory */
 };
 const char *gba_strerror(enum gba_rc rc);
@@ -133,9 +150,16 @@ struct gba_record {
     int64_t expires;          /* seconds since the epoch */
     const char *const *impus; /* 1..GBA_IMPUS_MAX URIs (scheme:...), first = default */
     size_t n_impus;
+    /* The AUIDs the subscriber may use (GAA-11), 0..GBA_AUIDS_MAX distinct ones, each a raw
+     * path segment as the route table takes it (1..GBA_AUID_MAX bytes, no control character,
+     * space, '/', '?', '#'), without ',' (gba list joins them with commas) and not "*" (what
+     * gba list prints for "every AUID").
+     * n_auids == 0: every AUID (records stored before this field existed read back so). */
+    const char *const *auids;
+    size_t n_auids;
 };
 
-/* Checks the strings of r (B-TID, IMPI, IMPUs). Returns GBA_OK or GBA_BAD. */
+/* Checks the strings of r (B-TID, IMPI, IMPUs, AUIDs). Returns GBA_OK or GBA_BAD. */
 enum gba_rc gba_record_check(const struct gba_record *r);
 /* Stores a new record (GBA_EXISTS when the B-TID has one). */
 enum gba_rc gba_add(struct store *s, const struct gba_record *r);
@@ -148,6 +172,18 @@ enum gba_rc gba_list(struct store *s, int (*fn)(void *cls, const struct gba_reco
  * record with gba_kdf() for the NAF_Id given. */
 int gba_store_fetch(void *cls, const char *btid, const unsigned char *naf_id, size_t naf_id_len,
                     int64_t now, struct gba_key *out);
+
+/* ---- Authorisation (GUSS, TS 24.109 §7.3, SPEC GAA-11) ------------------------------------ */
+
+/* True when a subscriber whose allowed set is auids[0..n_auids) may use the application usage
+ * auid[0..auid_len) (not NUL-terminated; compared byte for byte, as the route table does).
+ * n_auids == 0 allows every AUID; an empty auid is never in a non-empty set. Which requests are
+ * subject to the check (the proxy's own xcap-caps is not) is the caller's policy
+ * (docs/proxy.md). */
+bool gba_auid_allowed(const char *const *auids, size_t n_auids, const char *auid, size_t auid_len);
+
+/* True when s is an AUID as gba_record_check() accepts it. */
+bool gba_auid_ok(const char *s);
 
 /* Decodes standard base64 (with or without padding) of exactly n bytes. Returns 0 or -1. Used by
  * xdmctl for RAND and for the base64(RAND) part of a B-TID. */
