@@ -26,6 +26,9 @@
 #define PROXY_ROOT_MAX (PROXY_HOST_MAX + 300)
 #define PROXY_IDS_MAX (USERS_IDS_MAX + GBA_IMPUS_MAX + 1)
 
+_Static_assert(GBA_AUID_MAX >= ROUTE_AUID_MAX,
+               "every routable AUID can be allowed to a subscriber");
+
 struct proxy {
     char *default_realm;
     struct store *store;
@@ -117,6 +120,9 @@ struct proxy_call {
     bool authenticated;
     char *ids[PROXY_IDS_MAX]; /* the subscriber's public identities, ids[0] the default */
     size_t n_ids;
+    /* GBA: the AUIDs the subscriber may use (GUSS, GAA-11); none = every AUID */
+    char *auids[GBA_AUIDS_MAX];
+    size_t n_auids;
     const char *identity; /* the one asserted upstream (one of ids) */
     /* the request body as the XDMS gets it */
     struct buf decoded;
@@ -129,6 +135,9 @@ static void proxy_ids_clear(struct proxy_call *c)
     for (size_t i = 0; i < c->n_ids; i++)
         free(c->ids[i]);
     c->n_ids = 0;
+    for (size_t i = 0; i < c->n_auids; i++)
+        free(c->auids[i]);
+    c->n_auids = 0;
 }
 
 static void proxy_release(struct proxy_call *c)
@@ -275,7 +284,8 @@ static int proxy_ids_add(struct proxy_call *c, const char *id)
 }
 
 /* GBA credentials (SPEC GAA-4/5): username = B-TID, password from Ks_(ext)_NAF for this NAF_Id;
- * the public identities come with the key. */
+ * the public identities and the allowed AUIDs (GAA-11) come with the key. The AUIDs are moved
+ * into the call. */
 static int proxy_lookup_gaa(struct proxy_call *c, const char *realm, const char *btid,
                             enum digest_alg alg, struct digest_cred *out)
 {
@@ -297,6 +307,12 @@ static int proxy_lookup_gaa(struct proxy_call *c, const char *realm, const char 
         rc = 0;
         for (size_t i = 0; i < key.n_impus && rc == 0; i++)
             rc = proxy_ids_add(c, key.impus[i]);
+        if (key.n_auids > GBA_AUIDS_MAX)
+            rc = -1;
+        for (size_t i = 0; i < key.n_auids && rc == 0; i++) {
+            c->auids[c->n_auids++] = key.auids[i];
+            key.auids[i] = NULL;
+        }
     }
     OPENSSL_cleanse(pw, sizeof pw);
     gba_key_release(&key);
@@ -374,6 +390,27 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
         http_response_text(resp, 500, "authentication backend failure");
         return false;
     }
+    return false;
+}
+
+/* Phase: authorise (SPEC GAA-11, TS 24.109 §7.3). A GBA subscriber whose GUSS names the AUIDs it
+ * may use gets 403 for any other (DIG-9: authenticated, so no new challenge). The proxy's own
+ * xcap-caps stays readable: it describes the server, holds nothing of anyone, and a client reads
+ * it to learn what it may ask for. The composed xcap-directory is checked as the AUID it is:
+ * it would list documents of every XDMS, including the ones the subscriber may not use, so a
+ * restricted subscriber needs it in the allowed set. A URI no XDMS serves stays 404 (nothing to
+ * protect there). Plain Digest users have no GUSS and are not restricted. */
+static bool proxy_authorise(struct proxy_call *c, struct http_response *resp)
+{
+    if (!c->gaa || c->n_auids == 0 || c->route.kind == ROUTE_CAPS ||
+        c->route.kind == ROUTE_NOT_FOUND)
+        return true;
+    if (gba_auid_allowed((const char *const *)c->auids, c->n_auids, c->route.auid,
+                         c->route.auid_len))
+        return true;
+    log_info("%s %s as %s: 403: B-TID %s may not use AUID %.*s (GUSS)", c->method, c->target,
+             c->ids[0], c->auth.username, (int)c->route.auid_len, c->route.auid);
+    http_response_text(resp, 403, "your subscription does not allow this application usage");
     return false;
 }
 
@@ -649,7 +686,8 @@ void proxy_handle(void *cls, const struct http_request *req, struct http_respons
     struct proxy_call c;
     memset(&c, 0, sizeof c);
     proxy_receive(p, &c, req);
-    if (proxy_authenticate(p, &c, resp) && proxy_identify(&c, resp) && proxy_decode(p, &c, resp))
+    if (proxy_authenticate(p, &c, resp) && proxy_authorise(&c, resp) && proxy_identify(&c, resp) &&
+        proxy_decode(p, &c, resp))
         proxy_dispatch(p, &c, resp);
     proxy_encode(p, &c, resp);
     proxy_respond(&c, resp);
