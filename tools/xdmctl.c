@@ -36,16 +36,21 @@ static void xdmctl_usage(FILE *f)
           "        print one user per line: XUI, username, realm and, when there are any,\n"
           "        the further identities (comma-separated), separated by tabs\n"
           "  gba add --btid B-TID --impi IMPI --ks HEX --impu URI [--impu URI]...\n"
-          "          [--rand HEX|BASE64] [--lifetime SECONDS]\n"
+          "          [--rand HEX|BASE64] [--lifetime SECONDS] [--allow AUID]...\n"
           "        add a GBA bootstrapping record for GAA (TS 33.220): Ks = CK||IK as 64 hex\n"
           "        digits, RAND as 32 hex digits or base64 (default: the base64 part of the\n"
           "        B-TID before '@'), key lifetime from now (default 3600). The first --impu is\n"
           "        the subscriber's default public identity. The proxy derives Ks_NAF per NAF.\n"
+          "        Each --allow names an application usage the subscriber may use through the\n"
+          "        proxy (GUSS authorisation, e.g. --allow resource-lists); others get 403.\n"
+          "        Without --allow every AUID is allowed. xcap-caps is always readable; the\n"
+          "        composed directory needs --allow org.openmobilealliance.xcap-directory.\n"
           "  gba del B-TID\n"
           "        remove a record\n"
           "  gba list\n"
-          "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past)\n"
-          "        and the public identities (comma-separated), separated by tabs; no keys\n"
+          "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past),\n"
+          "        the public identities (comma-separated) and the allowed AUIDs\n"
+          "        (comma-separated, \"*\" for every AUID), separated by tabs; no keys\n"
           "\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -133,6 +138,10 @@ static int xdmctl_print_gba(void *cls, const struct gba_record *r)
     printf("%s\t%s\t%s%s", r->btid, r->impi, when, r->expires <= *now ? " expired" : "");
     for (size_t i = 0; i < r->n_impus; i++)
         printf("%c%s", i ? ',' : '\t', r->impus[i]);
+    if (r->n_auids == 0)
+        fputs("\t*", stdout);
+    for (size_t i = 0; i < r->n_auids; i++)
+        printf("%c%s", i ? ',' : '\t', r->auids[i]);
     putchar('\n');
     return 0;
 }
@@ -178,13 +187,19 @@ struct xdmctl_gba_args {
     const char *btid, *impi, *ks, *rand, *lifetime;
     const char *const *impus;
     size_t n_impus;
+    const char *const *auids;
+    size_t n_auids;
 };
 
 static int xdmctl_gba(const char *data, const char *cmd, const char *arg,
                       const struct xdmctl_gba_args *a)
 {
-    struct gba_record r = {
-        .btid = a->btid, .impi = a->impi, .impus = a->impus, .n_impus = a->n_impus};
+    struct gba_record r = {.btid = a->btid,
+                           .impi = a->impi,
+                           .impus = a->impus,
+                           .n_impus = a->n_impus,
+                           .auids = a->auids,
+                           .n_auids = a->n_auids};
     if (strcmp(cmd, "add") == 0) {
         if (!a->btid || !a->impi || !a->ks || a->n_impus == 0)
             return xdmctl_fail("gba add needs --btid, --impi, --ks and at least one --impu");
@@ -211,12 +226,14 @@ static int xdmctl_gba(const char *data, const char *cmd, const char *arg,
                 return xdmctl_fail("--lifetime must be 1..316224000 seconds");
         }
         r.expires = (int64_t)time(NULL) + lifetime;
-    } else if (a->btid || a->impi || a->ks || a->rand || a->lifetime || a->n_impus) {
+    } else if (a->btid || a->impi || a->ks || a->rand || a->lifetime || a->n_impus || a->n_auids) {
         return xdmctl_fail("gba %s takes no options", cmd);
     }
     if (strcmp(cmd, "add") == 0 && gba_record_check(&r) != GBA_OK)
-        return xdmctl_fail("bad B-TID, IMPI or IMPU (B-TID: printable, no spaces, quotes or "
-                           "backslashes; IMPUs: URIs such as sip:alice@example.com or tel:+1...)");
+        return xdmctl_fail("bad B-TID, IMPI, IMPU or --allow (B-TID: printable, no spaces, quotes "
+                           "or backslashes; IMPUs: URIs such as sip:alice@example.com or "
+                           "tel:+1...; --allow: distinct AUIDs such as resource-lists, no spaces, "
+                           "'/', '?', '#' or ',')");
 
     struct store *s = xdmctl_open(data);
     if (!s)
@@ -260,6 +277,7 @@ int main(int argc, char **argv)
         OPT_KS,
         OPT_RAND,
         OPT_LIFETIME,
+        OPT_ALLOW,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -273,6 +291,7 @@ int main(int argc, char **argv)
         {"ks", required_argument, NULL, OPT_KS},
         {"rand", required_argument, NULL, OPT_RAND},
         {"lifetime", required_argument, NULL, OPT_LIFETIME},
+        {"allow", required_argument, NULL, OPT_ALLOW},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -280,7 +299,8 @@ int main(int argc, char **argv)
                *realm = NULL;
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
-    struct xdmctl_gba_args ga = {.impus = impus};
+    const char *auids[GBA_AUIDS_MAX];
+    struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
@@ -321,6 +341,13 @@ int main(int argc, char **argv)
         case OPT_LIFETIME:
             ga.lifetime = optarg;
             break;
+        case OPT_ALLOW:
+            if (ga.n_auids == GBA_AUIDS_MAX) {
+                fprintf(stderr, "xdmctl: too many --allow (at most %d)\n", GBA_AUIDS_MAX);
+                return 2;
+            }
+            auids[ga.n_auids++] = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -353,7 +380,8 @@ int main(int argc, char **argv)
     bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,
          list = strcmp(cmd, "list") == 0;
     if (!(add || del || list) || nargs != (list ? 2 : 3) || (!add && (user_opts || n_impus)) ||
-        (password && password_file) || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime) {
+        (password && password_file) || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime ||
+        ga.n_auids) {
         fprintf(stderr, "xdmctl: bad arguments for \"user %s\"\n", cmd);
         xdmctl_usage(stderr);
         return 2;
