@@ -1,6 +1,6 @@
 /* Unit suite for GAA at the proxy: aggproxy/gba.c (TS 33.220 Annex B key derivation, Annex H.3
- * NAF_Id, User-Agent token, realm, password, the built-in bootstrapping store) and
- * aggproxy/identity.c (X-3GPP-Intended-Identity).
+ * NAF_Id, User-Agent token, realm, password, the built-in bootstrapping store with its allowed
+ * AUIDs, the GAA-11 authorisation decision) and aggproxy/identity.c (X-3GPP-Intended-Identity).
  *
  * The key derivation is checked two ways, both written here from the definition of TS 33.220
  * Annex B.2 and not from gba.c: an S string assembled byte by byte in this file and fed to
@@ -317,6 +317,320 @@ static void test_store_bad_records(void)
     CU_ASSERT_EQUAL(s.n, 0);
 }
 
+/* ---- Allowed AUIDs (GUSS, GAA-11) --------------------------------------------------------- */
+
+struct seen_auids {
+    int n;
+    size_t n_auids;
+    const char *auids_null; /* "null" when r->auids was NULL */
+    char joined[256];
+};
+
+static int collect_auids(void *cls, const struct gba_record *r)
+{
+    struct seen_auids *s = cls;
+    s->n++;
+    s->n_auids = r->n_auids;
+    s->auids_null = r->auids ? "set" : "null";
+    s->joined[0] = '\0';
+    for (size_t i = 0; i < r->n_auids; i++) {
+        size_t len = strlen(s->joined);
+        snprintf(s->joined + len, sizeof s->joined - len, "%s%s", i ? "," : "", r->auids[i]);
+    }
+    return 0;
+}
+
+static void naf_plain(unsigned char naf[GBA_NAF_ID_MAX], size_t *len)
+{
+    CU_ASSERT_EQUAL_FATAL(gba_naf_id("xcap.example.com", -1, naf, len), 0);
+}
+
+/* The value a version-1 record has, built here byte by byte from the layout in gba.h:
+ * 0x01 | Ks | RAND | expiry (8, big-endian) | IMPI \0 | IMPU \0 ... */
+static size_t v1_value(int64_t expires, const char *impi, const char *const *impus, size_t n,
+                       unsigned char *out)
+{
+    unsigned char ks[32], rand[16];
+    kdf_inputs(ks, rand);
+    size_t pos = 0;
+    out[pos++] = 0x01;
+    memcpy(out + pos, ks, 32);
+    pos += 32;
+    memcpy(out + pos, rand, 16);
+    pos += 16;
+    for (int i = 7; i >= 0; i--)
+        out[pos++] = (unsigned char)((uint64_t)expires >> (8 * i));
+    memcpy(out + pos, impi, strlen(impi) + 1);
+    pos += strlen(impi) + 1;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + pos, impus[i], strlen(impus[i]) + 1);
+        pos += strlen(impus[i]) + 1;
+    }
+    return pos;
+}
+
+static int raw_put(const char *btid, const unsigned char *v, size_t vlen)
+{
+    struct store_txn *t;
+    if (store_txn_begin(st, true, &t) != STORE_OK)
+        return -1;
+    if (store_kv_put(t, "gba", btid, strlen(btid), v, vlen) != STORE_OK) {
+        store_txn_abort(t);
+        return -1;
+    }
+    return store_txn_commit(t) == STORE_OK ? 0 : -1;
+}
+
+/* Returns the stored value (malloc'd) and its length, or NULL. */
+static unsigned char *raw_get(const char *btid, size_t *vlen)
+{
+    struct store_txn *t;
+    void *v = NULL;
+    if (store_txn_begin(st, false, &t) != STORE_OK)
+        return NULL;
+    if (store_kv_get(t, "gba", btid, strlen(btid), &v, vlen) != STORE_OK)
+        v = NULL;
+    store_txn_abort(t);
+    return v;
+}
+
+static void test_store_auids_round_trip(void)
+{
+    const char *impus[] = {"sip:alice@example.com", "tel:+15551234"};
+    const char *auids[] = {"resource-lists", "org.openmobilealliance.xcap-directory"};
+    int64_t now = (int64_t)time(NULL);
+    struct gba_record r = alice_record(impus, 2, now + 600);
+    r.auids = auids;
+    r.n_auids = 2;
+    CU_ASSERT_EQUAL_FATAL(gba_add(st, &r), GBA_OK);
+
+    /* stored as version 2 */
+    size_t vlen = 0;
+    unsigned char *v = raw_get(BTID, &vlen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL(v[0], 0x02);
+    free(v);
+
+    struct seen_auids s = {0};
+    CU_ASSERT_EQUAL(gba_list(st, collect_auids, &s), GBA_OK);
+    CU_ASSERT_EQUAL(s.n, 1);
+    CU_ASSERT_EQUAL(s.n_auids, 2);
+    CU_ASSERT_STRING_EQUAL(s.joined, "resource-lists,org.openmobilealliance.xcap-directory");
+    struct seen is = {0};
+    CU_ASSERT_EQUAL(gba_list(st, collect, &is), GBA_OK);
+    CU_ASSERT_STRING_EQUAL(is.line, BTID "|alice@ims.example.com|2|tel:+15551234|001f");
+
+    unsigned char naf[GBA_NAF_ID_MAX], want[32];
+    size_t naflen;
+    naf_plain(naf, &naflen);
+    CU_ASSERT_EQUAL(gba_kdf(r.ks, r.rand, r.impi, naf, naflen, want), 0);
+    struct gba_key k;
+    CU_ASSERT_EQUAL_FATAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), 0);
+    CU_ASSERT_EQUAL(memcmp(k.ks_naf, want, 32), 0);
+    CU_ASSERT_EQUAL(k.n_impus, 2);
+    CU_ASSERT_EQUAL_FATAL(k.n_auids, 2);
+    CU_ASSERT_STRING_EQUAL(k.auids[0], "resource-lists");
+    CU_ASSERT_STRING_EQUAL(k.auids[1], "org.openmobilealliance.xcap-directory");
+    CU_ASSERT_TRUE(gba_auid_allowed((const char *const *)k.auids, k.n_auids, "resource-lists", 14));
+    CU_ASSERT_FALSE(gba_auid_allowed((const char *const *)k.auids, k.n_auids, "pres-rules", 10));
+    gba_key_release(&k);
+    CU_ASSERT_PTR_NULL(k.auids);
+    CU_ASSERT_EQUAL(k.n_auids, 0);
+    CU_ASSERT_EQUAL(gba_del(st, BTID), GBA_OK);
+
+    /* without --allow: version 1, no AUIDs read back */
+    r.auids = NULL;
+    r.n_auids = 0;
+    CU_ASSERT_EQUAL_FATAL(gba_add(st, &r), GBA_OK);
+    v = raw_get(BTID, &vlen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+    CU_ASSERT_EQUAL(v[0], 0x01);
+    free(v);
+    memset(&s, 0, sizeof s);
+    CU_ASSERT_EQUAL(gba_list(st, collect_auids, &s), GBA_OK);
+    CU_ASSERT_EQUAL(s.n, 1);
+    CU_ASSERT_EQUAL(s.n_auids, 0);
+    CU_ASSERT_STRING_EQUAL(s.auids_null, "null");
+    CU_ASSERT_EQUAL_FATAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), 0);
+    CU_ASSERT_EQUAL(k.n_auids, 0);
+    CU_ASSERT_PTR_NULL(k.auids);
+    CU_ASSERT_TRUE(gba_auid_allowed((const char *const *)k.auids, k.n_auids, "pres-rules", 10));
+    gba_key_release(&k);
+    CU_ASSERT_EQUAL(gba_del(st, BTID), GBA_OK);
+}
+
+/* A record as written before allowed AUIDs existed (version 1, built here by hand) reads back
+ * with every AUID allowed; a record without a restriction is still written byte for byte in that
+ * format, so older builds keep reading it. */
+static void test_store_old_format(void)
+{
+    const char *impus[] = {"sip:old@example.com", "tel:+15550000"};
+    int64_t now = (int64_t)time(NULL);
+    unsigned char v[1024];
+    size_t vlen = v1_value(now + 600, "old@ims.example.com", impus, 2, v);
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, vlen), 0);
+
+    struct seen s = {0};
+    CU_ASSERT_EQUAL(gba_list(st, collect, &s), GBA_OK);
+    CU_ASSERT_EQUAL(s.n, 1);
+    CU_ASSERT_STRING_EQUAL(s.line, BTID "|old@ims.example.com|2|tel:+15550000|001f");
+    unsigned char naf[GBA_NAF_ID_MAX];
+    size_t naflen;
+    naf_plain(naf, &naflen);
+    struct gba_key k;
+    CU_ASSERT_EQUAL_FATAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), 0);
+    CU_ASSERT_EQUAL(k.expires, now + 600);
+    CU_ASSERT_EQUAL(k.n_impus, 2);
+    CU_ASSERT_EQUAL(k.n_auids, 0);
+    CU_ASSERT_TRUE(gba_auid_allowed((const char *const *)k.auids, k.n_auids, "rls-services", 12));
+    gba_key_release(&k);
+    CU_ASSERT_EQUAL(gba_del(st, BTID), GBA_OK);
+
+    /* gba_add without AUIDs writes exactly that value */
+    struct gba_record r = {.btid = BTID,
+                           .impi = "old@ims.example.com",
+                           .expires = now + 600,
+                           .impus = impus,
+                           .n_impus = 2};
+    kdf_inputs(r.ks, r.rand);
+    CU_ASSERT_EQUAL_FATAL(gba_add(st, &r), GBA_OK);
+    size_t glen = 0;
+    unsigned char *got = raw_get(BTID, &glen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_EQUAL(glen, vlen);
+    CU_ASSERT_TRUE(glen == vlen && memcmp(got, v, vlen) == 0);
+    free(got);
+    CU_ASSERT_EQUAL(gba_del(st, BTID), GBA_OK);
+}
+
+/* Stored values that are not a valid version 1 or 2 record: fetch fails (-1), never grants. */
+static void test_store_corrupt(void)
+{
+    const char *impus[] = {"sip:old@example.com"};
+    int64_t now = (int64_t)time(NULL);
+    unsigned char naf[GBA_NAF_ID_MAX];
+    size_t naflen;
+    naf_plain(naf, &naflen);
+    unsigned char v[1024];
+    struct gba_key k;
+    size_t base = v1_value(now + 600, "old@ims.example.com", impus, 1, v);
+
+    /* version 2 whose AUID list is missing (it would read as "every AUID") */
+    v[0] = 0x02;
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, base), 0);
+    CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), -1);
+    CU_ASSERT_EQUAL(k.n_auids, 0);
+    /* ... or with the separator and nothing after it */
+    v[base] = '\0';
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, base + 1), 0);
+    CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), -1);
+    /* version 2 with a stored AUID gba_add would refuse */
+    memcpy(v + base + 1, "a/b", 4);
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, base + 5), 0);
+    CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), -1);
+    /* the same with a good AUID is fine */
+    memcpy(v + base + 1, "a-b", 4);
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, base + 5), 0);
+    CU_ASSERT_EQUAL_FATAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), 0);
+    CU_ASSERT_EQUAL(k.n_auids, 1);
+    gba_key_release(&k);
+    /* an empty string in a version 1 record */
+    v[0] = 0x01;
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, base + 5), 0);
+    CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), -1);
+    /* an unknown version */
+    v[0] = 0x03;
+    CU_ASSERT_EQUAL_FATAL(raw_put(BTID, v, base), 0);
+    CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), -1);
+    struct seen s = {0};
+    CU_ASSERT_EQUAL(gba_list(st, collect, &s), GBA_ERROR);
+    CU_ASSERT_EQUAL(gba_del(st, BTID), GBA_OK);
+}
+
+static void test_store_bad_auids(void)
+{
+    const char *impus[] = {"sip:alice@example.com"};
+    int64_t now = (int64_t)time(NULL);
+    struct gba_record r = alice_record(impus, 1, now + 60);
+    const char *bad[] = {"", "a/b", "a b", "a?b", "a#b", "a,b", "*", "a\tb", "a\x7f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *one[] = {bad[i]};
+        r.auids = one;
+        r.n_auids = 1;
+        CU_ASSERT_EQUAL(gba_add(st, &r), GBA_BAD);
+        CU_ASSERT_FALSE(gba_auid_ok(bad[i]));
+    }
+    const char *dup[] = {"resource-lists", "pres-rules", "resource-lists"};
+    r.auids = dup;
+    r.n_auids = 3;
+    CU_ASSERT_EQUAL(gba_add(st, &r), GBA_BAD);
+    r.auids = NULL;
+    r.n_auids = 1;
+    CU_ASSERT_EQUAL(gba_add(st, &r), GBA_BAD);
+
+    /* bounds: GBA_AUID_MAX bytes and GBA_AUIDS_MAX entries are the limits */
+    char longest[GBA_AUID_MAX + 2];
+    memset(longest, 'a', sizeof longest - 1);
+    longest[sizeof longest - 1] = '\0';
+    const char *too_long[] = {longest};
+    r.auids = too_long;
+    r.n_auids = 1;
+    CU_ASSERT_EQUAL(gba_add(st, &r), GBA_BAD);
+    longest[GBA_AUID_MAX] = '\0';
+    CU_ASSERT_TRUE(gba_auid_ok(longest));
+
+    static char names[GBA_AUIDS_MAX + 1][16];
+    const char *many[GBA_AUIDS_MAX + 1];
+    for (size_t i = 0; i <= GBA_AUIDS_MAX; i++) {
+        snprintf(names[i], sizeof names[i], "auid-%zu", i);
+        many[i] = names[i];
+    }
+    r.auids = many;
+    r.n_auids = GBA_AUIDS_MAX + 1;
+    CU_ASSERT_EQUAL(gba_add(st, &r), GBA_BAD);
+    struct seen s = {0};
+    CU_ASSERT_EQUAL(gba_list(st, collect, &s), GBA_OK);
+    CU_ASSERT_EQUAL(s.n, 0);
+
+    /* the largest record fits and reads back whole */
+    many[GBA_AUIDS_MAX - 1] = longest;
+    r.n_auids = GBA_AUIDS_MAX;
+    CU_ASSERT_EQUAL_FATAL(gba_add(st, &r), GBA_OK);
+    struct seen_auids sa = {0};
+    CU_ASSERT_EQUAL(gba_list(st, collect_auids, &sa), GBA_OK);
+    CU_ASSERT_EQUAL(sa.n_auids, GBA_AUIDS_MAX);
+    unsigned char naf[GBA_NAF_ID_MAX];
+    size_t naflen;
+    naf_plain(naf, &naflen);
+    struct gba_key k;
+    CU_ASSERT_EQUAL_FATAL(gba_store_fetch(st, BTID, naf, naflen, now, &k), 0);
+    CU_ASSERT_EQUAL_FATAL(k.n_auids, GBA_AUIDS_MAX);
+    CU_ASSERT_STRING_EQUAL(k.auids[0], "auid-0");
+    CU_ASSERT_STRING_EQUAL(k.auids[GBA_AUIDS_MAX - 1], longest);
+    gba_key_release(&k);
+    CU_ASSERT_EQUAL(gba_del(st, BTID), GBA_OK);
+}
+
+static void test_auid_allowed(void)
+{
+    const char *set[] = {"resource-lists", "org.openmobilealliance.pres-rules"};
+    /* no restriction: everything, even an empty AUID */
+    CU_ASSERT_TRUE(gba_auid_allowed(NULL, 0, "pres-rules", 10));
+    CU_ASSERT_TRUE(gba_auid_allowed(NULL, 0, "", 0));
+    CU_ASSERT_TRUE(gba_auid_allowed(set, 2, "resource-lists", 14));
+    CU_ASSERT_TRUE(gba_auid_allowed(set, 2, "org.openmobilealliance.pres-rules", 33));
+    /* the AUID is a span of the path: only its length counts */
+    CU_ASSERT_TRUE(gba_auid_allowed(set, 2, "resource-lists/users/sip:a@example.com", 14));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "pres-rules", 10));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "resource-list", 13));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "resource-lists", 13));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "resource-listsx", 15));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "Resource-Lists", 14));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "resource%2Dlists", 16));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 2, "", 0));
+    CU_ASSERT_FALSE(gba_auid_allowed(set, 1, "org.openmobilealliance.pres-rules", 33));
+}
+
 /* ---- Identities --------------------------------------------------------------------------- */
 
 static void test_intended_identity(void)
@@ -406,12 +720,17 @@ static CU_TestInfo kdf_tests[] = {
     {"NAF_Id and Ua protocol identifier", test_naf_id},
     {"3gpp-gba product token", test_user_agent},
     {"host, realm, password", test_host_realm_password},
+    {"GUSS authorisation decision", test_auid_allowed},
     CU_TEST_INFO_NULL,
 };
 
 static CU_TestInfo store_tests[] = {
     {"add, list, fetch, expiry, del", test_store_records},
     {"bad records", test_store_bad_records},
+    {"allowed AUIDs: round trip with and without", test_store_auids_round_trip},
+    {"allowed AUIDs: version 1 records still read", test_store_old_format},
+    {"allowed AUIDs: corrupt records refused", test_store_corrupt},
+    {"allowed AUIDs: bad ones and bounds", test_store_bad_auids},
     {"users with further identities", test_user_identities},
     CU_TEST_INFO_NULL,
 };
