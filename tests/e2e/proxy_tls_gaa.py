@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end checks of the Aggregation Proxy that the case runner (run.py) cannot express:
 TLS listeners with certificates made here, mutual TLS between the proxy and an XDMS, GBA Digest
-(GAA) with records added by xdmctl, users with several identities, gzip round trips, and the
-aggregated xcap-directory seen through HTTPS.
+(GAA) with records added by xdmctl, per-subscriber AUID authorisation (GUSS), users with several
+identities, gzip round trips, and the aggregated xcap-directory seen through HTTPS.
 
     python3 tests/e2e/proxy_tls_gaa.py --build build [-v] [--keep] [--filter NAME]
 
@@ -239,6 +239,11 @@ class Env:
     def xdmctl(self, *args):
         sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data] + list(args),
            os.path.join(self.tmp, "xdmctl.log"))
+
+    def xdmctl_output(self, *args):
+        return subprocess.run([os.path.join(self.build, "tools/xdmctl"), "--data", self.data] +
+                              list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, timeout=60, check=True).stdout.decode()
 
     def shutdown(self):
         problems = []
@@ -515,6 +520,93 @@ def check_gaa_https(env):
            "GET over TLS with the suite's key: %d" % r.status)
 
 
+def check_gaa_authorisation(env):
+    """GUSS authorisation (GAA-11): a B-TID allowed only resource-lists gets 200 there and 403
+    (no new challenge, text/plain reason, a log line) on pres-rules and on the composed
+    directory, while xcap-caps stays readable; a B-TID without restriction gets both; one allowed
+    the directory as well reads it. xdmctl gba list shows the allowed AUIDs."""
+    gaa_setup(env)
+    p, host = env.proxy_http, "%s:%d" % (NAF, env.proxy_http)
+    ua_id = b"\x01\x00\x00\x00\x02"
+
+    def subscriber(tag, allow):
+        rand = hashlib.sha256(tag.encode()).digest()[:16]
+        btid = base64.b64encode(rand).decode() + "@bsf.example.com"
+        impi = "%s@ims.example.com" % tag
+        args = ["gba", "add", "--btid", btid, "--impi", impi, "--ks", GBA_KS.hex(),
+                "--impu", "sip:%s@example.com" % tag]
+        for a in allow:
+            args += ["--allow", a]
+        env.xdmctl(*args)
+        key = ks_naf(GBA_KS, rand, impi, NAF, ua_id)
+        return btid, Digest(btid, base64.b64encode(key).decode(), "MD5")
+
+    def doc(tag, auid):
+        return "/xcap-root/%s/users/sip:%s@example.com/index" % (auid, tag)
+
+    rl_ct = [("Content-Type", "application/resource-lists+xml")]
+    pr_ct = [("Content-Type", "application/auth-policy+xml")]
+    directory_auid = "org.openmobilealliance.xcap-directory"
+    caps = "/xcap-root/xcap-caps/global/index"
+
+    r_btid, r = subscriber("guss-rl", ["resource-lists"])
+    d_btid, d = subscriber("guss-dir", ["resource-lists", directory_auid])
+    listing = {line.split("\t")[0]: line.split("\t") for line in
+               env.xdmctl_output("gba", "list").splitlines()}
+    expect(listing.get(r_btid, [""])[-1] == "resource-lists", "gba list: %s" % listing.get(r_btid))
+    expect(listing.get(d_btid, [""])[-1] == "resource-lists," + directory_auid,
+           "gba list: %s" % listing.get(d_btid))
+    expect(listing.get(GBA_BTID, [""])[-1] == "*", "gba list: %s" % listing.get(GBA_BTID))
+
+    # restricted to resource-lists
+    res = request(env, p, "PUT", doc("guss-rl", "resource-lists"), r, UA + rl_ct, RL_DOC, host=host)
+    expect(res.status == 201, "allowed PUT: %d %s" % (res.status, res.body))
+    res = request(env, p, "GET", doc("guss-rl", "resource-lists"), r, UA, host=host)
+    expect(res.status == 200 and res.body == RL_DOC, "allowed GET: %d" % res.status)
+    for method, body, hdrs in (("GET", None, []), ("PUT", PR_DOC, pr_ct), ("DELETE", None, [])):
+        res = request(env, p, method, doc("guss-rl", "pres-rules"), r, UA + hdrs, body, host=host)
+        expect(res.status == 403 and not res.challenged and
+               not res.all("WWW-Authenticate"), "%s pres-rules: %d" % (method, res.status))
+        expect((res.header("Content-Type") or "").startswith("text/plain") and
+               b"application usage" in res.body, "403 answer: %s %s" % (res.headers, res.body))
+        expect(r.rspauth_ok(res), "Authentication-Info on the 403")
+    res = request(env, p, "GET", doc("guss-rl", "org.openmobilealliance.pres-rules"), r, UA,
+                  host=host)
+    expect(res.status == 403, "other presence AUID: %d" % res.status)
+    res = request(env, p, "GET", "/xcap-root/%s/users/sip:guss-rl@example.com/directory.xml"
+                  % directory_auid, r, UA, host=host)
+    expect(res.status == 403, "directory without --allow for it: %d" % res.status)
+    res = request(env, p, "GET", caps, r, UA, host=host)
+    expect(res.status == 200 and b"<auid>pres-rules</auid>" in res.body,
+           "xcap-caps stays readable: %d" % res.status)
+    res = request(env, p, "GET", doc("guss-rl", "no-such-auid"), r, UA, host=host)
+    expect(res.status == 404, "unrouted AUID: %d" % res.status)
+    expect(r.challenges == 1, "one challenge for all requests, got %d" % r.challenges)
+    logged = open(env.proxy.log, encoding="utf-8", errors="replace").read()
+    expect(re.search(r"403: B-TID %s may not use AUID pres-rules" % re.escape(r_btid), logged),
+           "no log line for the refusal")
+
+    # the directory allowed as well: it is composed as usual
+    res = request(env, p, "GET", "/xcap-root/%s/users/sip:guss-dir@example.com/directory.xml"
+                  % directory_auid, d, UA, host=host)
+    expect(res.status == 200 and "resource-lists" in folders(res.body),
+           "directory with --allow for it: %d %s" % (res.status, res.body[:200]))
+    res = request(env, p, "GET", doc("guss-dir", "rls-services"), d, UA, host=host)
+    expect(res.status == 403, "rls-services for the directory subscriber: %d" % res.status)
+
+    # no restriction: both usages
+    auth = gaa_client(ua_id)
+    gdoc = "/xcap-root/%s/users/sip:gaa-user@example.com/index"
+    res = request(env, p, "PUT", gdoc % "resource-lists", auth, UA + rl_ct, RL_DOC, host=host)
+    expect(res.status in (200, 201), "unrestricted resource-lists PUT: %d" % res.status)
+    res = request(env, p, "PUT", gdoc % "pres-rules", auth, UA + pr_ct, PR_DOC, host=host)
+    expect(res.status in (200, 201), "unrestricted pres-rules PUT: %d %s" % (res.status, res.body))
+    for auid, want in (("resource-lists", RL_DOC), ("pres-rules", PR_DOC)):
+        res = request(env, p, "GET", gdoc % auid, auth, UA, host=host)
+        expect(res.status == 200 and res.body == want, "unrestricted %s GET: %d"
+               % (auid, res.status))
+
+
 def users_setup(env):
     if getattr(env, "users_ready", False):
         return
@@ -747,7 +839,7 @@ def check_directory(env):
 
 
 CHECKS = [check_gaa_http, check_gaa_wrong_key, check_gaa_expired, check_gaa_https,
-          check_identities, check_gzip, check_tls_listener, check_https_only, check_mtls,
+          check_gaa_authorisation, check_identities, check_gzip, check_tls_listener, check_https_only, check_mtls,
           check_directory]
 
 
