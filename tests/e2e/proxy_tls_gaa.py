@@ -839,8 +839,8 @@ def check_directory(env):
 
 
 CHECKS = [check_gaa_http, check_gaa_wrong_key, check_gaa_expired, check_gaa_https,
-          check_gaa_authorisation, check_identities, check_gzip, check_tls_listener, check_https_only, check_mtls,
-          check_directory]
+          check_gaa_authorisation, check_identities, check_gzip, check_tls_listener,
+          check_https_only, check_mtls, check_directory]
 
 
 def main():
