@@ -5,16 +5,18 @@
 /* DESIGN §1 ownership, SPEC RL-1, RLS-1, PR-1, OPR-1, PM-1, PC-1. */
 static const struct appusage appusage_rows[] = {
     {"resource-lists", "application/resource-lists+xml", "urn:ietf:params:xml:ns:resource-lists",
-     ROLE_SHARED_LIST},
+     ROLE_SHARED_LIST, false},
     {"pres-rules", "application/auth-policy+xml", "urn:ietf:params:xml:ns:common-policy",
-     ROLE_PRESENCE},
+     ROLE_PRESENCE, false},
     {"org.openmobilealliance.pres-rules", "application/auth-policy+xml",
-     "urn:ietf:params:xml:ns:common-policy", ROLE_PRESENCE},
-    {"pidf-manipulation", "application/pidf+xml", "urn:ietf:params:xml:ns:pidf", ROLE_PRESENCE},
+     "urn:ietf:params:xml:ns:common-policy", ROLE_PRESENCE, false},
+    {"pidf-manipulation", "application/pidf+xml", "urn:ietf:params:xml:ns:pidf", ROLE_PRESENCE,
+     false},
+    /* icons live in oma_status-icon/<name> (SPEC PC-1) */
     {"org.openmobilealliance.pres-content", "application/vnd.oma.pres-content+xml",
-     "urn:oma:xml:prs:pres-content", ROLE_PRESENCE},
+     "urn:oma:xml:prs:pres-content", ROLE_PRESENCE, true},
     {"rls-services", "application/rls-services+xml", "urn:ietf:params:xml:ns:rls-services",
-     ROLE_RLS},
+     ROLE_RLS, false},
 };
 
 #define APPUSAGE_COUNT (sizeof appusage_rows / sizeof appusage_rows[0])

@@ -14,6 +14,8 @@ struct appusage {
     const char *mime;       /* the document media type */
     const char *default_ns; /* default document namespace (RFC 4825 §5.2) */
     enum xdms_role role;    /* the XDMS that owns it */
+    bool subdirs;           /* documents may sit in sub-directories of the home directory
+                               (RFC 4825 §5.5, SPEC XCAP-URI-4: only where the usage needs them) */
 };
 
 /* Parses "shared-list", "presence", "rls". Returns -1 otherwise. */

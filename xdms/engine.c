@@ -191,6 +191,19 @@ static enum store_rc engine_user_docs(struct engine *e, struct store_txn *t, con
 static enum xcap_status engine_put_document(struct engine *e, const struct engine_request *req,
                                             struct engine_reply *rep, struct xcap_err *err)
 {
+    /* RFC 4825 §8.2.1, SPEC XCAP-URI-4: directories are not created by PUT; home directories
+     * are flat unless the usage needs sub-directories, so a deeper path has no parent. */
+    if (strchr(req->uri->path, '/') && !req->au->subdirs) {
+        xcap_fail(err, XCAP_NO_PARENT, "%s documents sit directly in the home directory",
+                  req->au->auid);
+        const char *slash = strchr(req->uri->doc_sel, '/');
+        for (int i = 0; slash && i < (req->uri->tree == XCAP_TREE_USERS ? 2 : 1); i++)
+            slash = strchr(slash + 1, '/');
+        if (slash && asprintf(&err->ancestor, "%s%.*s", e->cfg.xcap_root,
+                              (int)(slash - req->uri->doc_sel + 1), req->uri->doc_sel) < 0)
+            err->ancestor = NULL;
+        return XCAP_NO_PARENT;
+    }
     if (!engine_media_type_is(req->content_type, req->au->mime))
         return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "a %s document needs Content-Type %s",
                          req->au->auid, req->au->mime);

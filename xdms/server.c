@@ -417,7 +417,7 @@ static enum xcap_status server_directory(struct xdms_server *s, struct xdms_call
         st = XCAP_NOT_MODIFIED;
     else if (c->uri.node_sel) {
         static const struct appusage dir_au = {DIRECTORY_AUID, DIRECTORY_MIME, DIRECTORY_NS,
-                                               ROLE_SHARED_LIST};
+                                               ROLE_SHARED_LIST, false};
         struct engine_request req = {.method = c->method, .uri = &c->uri, .au = &dir_au};
         st = engine_node_select(&req, doc.data, doc.len, rep, &c->err);
     } else {

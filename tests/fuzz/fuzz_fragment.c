@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (body)
         *body++ = '\0';
     static const struct appusage au = {"resource-lists", "application/resource-lists+xml", NS,
-                                       ROLE_SHARED_LIST};
+                                       ROLE_SHARED_LIST, false};
     char auid[] = "resource-lists", xui[] = "sip:alice@example.com", path[] = "index";
     char doc_sel[] = "resource-lists/users/sip:alice@example.com/index";
     struct xcap_uri uri = {.auid = auid,
