@@ -1,11 +1,30 @@
-/* The pure parts of the xcap-diff notifier (xdms/notify.c), exposed for tests/unit/test_notify.c
- * only: resource-list parsing, authorization, selector building, xcap-diff rendering, the
- * persisted subscription record and the small SIP decisions that need no stack. None of these
- * functions touch SIP, storage or shared state, so they are thread-safe. Strings handed in are
- * borrowed; results are owned by the caller. */
+/* What the files of the xcap-diff notifier share (notify.c, notify_watch.c, notify_change.c,
+ * notify_diff.c, notify_subs.c); private to them and to tests/unit/test_notify.c.
+ *
+ * The first part holds the pure parts, which tests call directly: resource-list parsing,
+ * authorization, selector building, xcap-diff rendering, the persisted subscription record and
+ * the small SIP decisions that need no stack. None of these functions touch SIP, storage or
+ * shared state, so they are thread-safe. Strings handed in are borrowed; results are owned by the
+ * caller.
+ *
+ * The second part holds the notifier's state and the functions the files call on it. All of it
+ * belongs to the notifier's SIP thread (DESIGN §5), except the members of struct notifier marked
+ * otherwise, so none of it takes a lock. */
 #ifndef XDM_NOTIFY_INTERNAL_H
 #define XDM_NOTIFY_INTERNAL_H
 
+/* The argument types of the notifier's sofia-sip callbacks (su_wait.h, nta.h). They only take
+ * effect where this header comes before every sofia-sip header, as in the notifier's files;
+ * elsewhere they are unused. */
+#define SU_ROOT_MAGIC_T struct notifier
+#define SU_WAKEUP_ARG_T struct notifier
+#define SU_TIMER_ARG_T struct notifier
+#define NTA_AGENT_MAGIC_T struct notifier
+#define NTA_LEG_MAGIC_T void
+#define NTA_OUTGOING_MAGIC_T struct notify_sub
+
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,10 +32,20 @@
 
 #include "appusage.h"
 #include "notify.h"
+#include "store.h"
+#include "xcap_uri.h"
+#include "xdiff.h"
 
 struct buf;
 struct doc_key;
 struct nodesel;
+struct nta_agent_s;
+struct nta_incoming_s;
+struct nta_leg_s;
+struct nta_outgoing_s;
+struct sip_s;
+struct su_root_s;
+struct su_timer_s;
 
 /* Bounds (local choices; every one is answered with a SIP status, never truncated silently). */
 #define NOTIFY_MAX_BODY (64 * 1024)          /* SUBSCRIBE body -> 413 */
@@ -31,6 +60,9 @@ struct nodesel;
 #define NOTIFY_MIME_DIFF "application/xcap-diff+xml"
 #define NOTIFY_MIME_LIST "application/resource-lists+xml"
 #define NOTIFY_TABLE "notify_subs"
+#define NOTIFY_SEL_MAX (8 * XCAP_URI_MAX_SEGMENT)     /* one document or node selector */
+#define NOTIFY_KEY_MAX (4 * XCAP_URI_MAX_SEGMENT + 8) /* notify_change_key_bytes() output */
+#define NOTIFY_KNOWN_BUCKETS 1024
 
 /* RFC 5875 §4.1 diff-processing. */
 enum notify_mode { NOTIFY_NO_PATCHING, NOTIFY_XCAP_PATCHING, NOTIFY_AGGREGATE };
@@ -76,26 +108,26 @@ struct notify_watchlist {
     size_t n;
 };
 
-void notify_watchlist_release(struct notify_watchlist *wl);
+void notify_watch_list_release(struct notify_watchlist *wl);
 
 /* Parses an application/resource-lists+xml SUBSCRIBE body (RFC 5875 §4.3, SPEC DIFF-9) into out
  * (zeroed first). Each <entry uri> anywhere under the root is a selector relative to xcap_root,
  * or an absolute URI below xcap_root, or an absolute path below its path: a document, a directory
  * (trailing '/'), "<auid>/users/" (every user's documents; kept for trusted servers only, see
- * notify_watchlist_authorize()), or an element or attribute (a node selector after "~~", with
+ * notify_watch_list_authorize()), or an element or attribute (a node selector after "~~", with
  * prefixes bound by an xmlns() query). The full state of an all-users watch lists no documents
  * (it would outgrow any NOTIFY); it reports every later change. Entries this notifier cannot watch
  * (another role's AUID, another server, namespace selectors, malformed selectors, duplicates) are
  * left out and counted in *skipped. Returns 0, or a SIP status: 400 (not well-formed, DOCTYPE, not
  * a resource-lists document), 413 (more than NOTIFY_MAX_ENTRIES entries), 500 (out of memory). */
-int notify_entries_parse(const char *body, size_t len, const char *xcap_root, enum xdms_role role,
-                         struct notify_watchlist *out, size_t *skipped);
+int notify_watch_parse(const char *body, size_t len, const char *xcap_root, enum xdms_role role,
+                       struct notify_watchlist *out, size_t *skipped);
 
 /* Removes the watches identity may not read (SPEC XCAP-AUTH-1/4, DIFF-11): its own users/<XUI>/
  * tree and global/ (except server-owned documents, see usage_server_owned()), or everything when
  * is_server (only servers keep all-users watches). Returns how many were removed. */
-size_t notify_watchlist_authorize(struct notify_watchlist *wl, const char *identity,
-                                  bool is_server);
+size_t notify_watch_list_authorize(struct notify_watchlist *wl, const char *identity,
+                                   bool is_server);
 
 /* True when a change of document k concerns w (same document, or below the directory, and not
  * hidden from w). */
@@ -104,7 +136,7 @@ bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k)
 /* Appends the document selector of k relative to the XCAP root ("auid/users/<xui>/<path>" or
  * "auid/global/<path>"), each segment percent-encoded where RFC 3986 pchar does not allow the
  * byte. Returns 0 or -1 (buffer full). */
-int notify_sel_append(struct buf *b, const struct doc_key *k);
+int notify_watch_sel_append(struct buf *b, const struct doc_key *k);
 
 /* xcap-diff body (RFC 5874, SPEC DIFF-1/2): open, any number of documents, close. prev_etag or
  * new_etag may be NULL or "" to leave the attribute out (created / deleted documents).
@@ -166,11 +198,166 @@ struct notify_record {
     size_t body_len;
 };
 
-void notify_record_release(struct notify_record *r);
+void notify_subs_record_release(struct notify_record *r);
 /* Appends the record's bytes. Returns 0 or -1 (buffer full). */
-int notify_record_encode(const struct notify_record *r, struct buf *out);
-/* Parses bytes written by notify_record_encode() into out (zeroed first). Returns 0 or -1
+int notify_subs_record_encode(const struct notify_record *r, struct buf *out);
+/* Parses bytes written by notify_subs_record_encode() into out (zeroed first). Returns 0 or -1
  * (malformed, out of memory; out released). */
-int notify_record_decode(const char *data, size_t len, struct notify_record *out);
+int notify_subs_record_decode(const char *data, size_t len, struct notify_record *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Notifier state (SIP thread)                                                                 */
+
+/* The known prologs of notify_change.c. */
+struct notify_known;
+
+/* One change-log record as the subscriptions watching its document see it, shared between them
+ * and freed with its last reference. */
+struct notify_change {
+    unsigned refs;
+    uint64_t seq;
+    char *sel;
+    char prev[STORE_ETAG_MAX]; /* "" for a created document */
+    char next[STORE_ETAG_MAX]; /* "" for a deleted document */
+    bool has_op;               /* op turns version prev into version next exactly */
+    struct xdiff_op op;
+};
+
+/* One subscription = one dialog. Invariants: at most one NOTIFY in flight (orq); once final_sent,
+ * nothing more is sent and the subscription is freed when that NOTIFY completes; a dead
+ * subscription is only waiting to be freed outside any callback of its own; pending holds
+ * changes in commit order, all with seq > seq. */
+struct notify_sub {
+    struct notify_sub *next;
+    struct notifier *n;
+    struct nta_leg_s *leg;
+    struct nta_outgoing_s *orq;
+    char *key;      /* our dialog tag; the key of the persisted record */
+    char *identity; /* the subscriber (P-Asserted-Identity) */
+    char *event;    /* Event header value echoed in NOTIFY (type and id, RFC 6665 §8.2.1) */
+    enum notify_mode mode;
+    struct notify_watchlist watches;
+    char *body; /* the resource list the watches come from */
+    size_t body_len;
+    /* the dialog as persisted (RFC 6665 §4.1.2.2) */
+    char *call_id, *local, *remote, *target, *route;
+    int64_t expires_at;   /* monotonic seconds */
+    int64_t expires_wall; /* the same, wall clock */
+    uint64_t seq;         /* every change-log record up to seq is handled */
+    int64_t last_sent_ms; /* monotonic, of the last NOTIFY reporting changes */
+    struct notify_change **pending;
+    size_t n_pending;
+    bool full_pending;       /* the next NOTIFY carries the full state (DIFF-12) */
+    bool force_notify;       /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
+    bool nodes_due;          /* an element or attribute watch may have changed */
+    const char *term_reason; /* set: the next NOTIFY is the final one */
+    bool final_sent;
+    bool dead;
+    bool forget;     /* the subscription ended: its record goes too */
+    bool dirty;      /* the persisted record is out of date */
+    bool urgent;     /* ... and must be saved now, not at the next tick */
+    bool sending;    /* inside nta_outgoing_tcreate() */
+    int sync_status; /* final status reported while sending */
+};
+
+struct notifier {
+    /* Set before the thread starts, read-only afterwards. */
+    char *host;
+    char *xcap_root;
+    char **trusted;             /* NULL = loopback only */
+    char **servers;             /* may be NULL */
+    struct notifier_config cfg; /* string members point at the copies above */
+    struct store *store;
+    int efd;
+    pthread_t thread;
+    atomic_bool stop_requested;
+
+    /* Start-up handshake. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int start_rc; /* 1 running, -1 failed, 0 not yet known */
+    uint16_t port;
+
+    /* SIP thread only. */
+    struct su_root_s *root;
+    struct nta_agent_s *agent;
+    struct nta_leg_s *default_leg;
+    struct su_timer_s *tick;
+    struct su_timer_s *hold;
+    struct su_timer_s *deadline;
+    int wait_index;
+    struct notify_sub *subs;
+    size_t n_subs;
+    uint64_t cursor; /* last change-log sequence handled */
+    unsigned depth;  /* nesting of our callbacks; reaping happens at depth 0 */
+    bool in_poll, poll_again, stopping, broken;
+    bool persist;    /* the store has NOTIFY_TABLE */
+    bool hold_armed; /* hold fires at hold_due (monotonic ms) */
+    bool reap_due;   /* some subscription is dead */
+    int64_t hold_due;
+    struct notify_known *known[NOTIFY_KNOWN_BUCKETS];
+    size_t n_known;
+};
+
+/* ---- notify.c ---- */
+
+/* Clocks: monotonic seconds, monotonic milliseconds, wall-clock seconds since the epoch. */
+int64_t notify_now(void);
+int64_t notify_now_ms(void);
+int64_t notify_wall(void);
+
+/* The nta request callback of every subscription's dialog (magic: its struct notify_sub):
+ * refresh SUBSCRIBEs, ACK, 405 for anything else. Always returns 0 with irq answered. */
+int notify_on_dialog_request(void *magic, struct nta_leg_s *leg, struct nta_incoming_s *irq,
+                             const struct sip_s *sip);
+
+/* ---- notify_subs.c: lifetime and persistence ---- */
+
+/* Frees s with its dialog, NOTIFY in flight and queued changes. s must be unlinked from n->subs. */
+void notify_subs_free(struct notify_sub *s);
+/* Marks s as ended; it is freed, and its record deleted, at the next notify_subs_reap(). */
+void notify_subs_kill(struct notify_sub *s);
+/* Writes the records of the live subscriptions that need it (all of them, or only dirty ones)
+ * and deletes those of ended ones, in one durable transaction; no-op without NOTIFY_TABLE. Must
+ * not run inside a store transaction. Failures are logged and retried at the next save. */
+void notify_subs_save(struct notifier *n, bool all);
+/* Unlinks and frees the dead subscriptions (after saving the deletions) when some are. */
+void notify_subs_reap(struct notifier *n);
+/* At start-up: sets n->persist (NOTIFY_TABLE exists and was read) and re-creates the subscriptions
+ * saved by an earlier run (dialogs, watched sets authorized again, progress); n->cursor then
+ * goes back to the oldest progress restored. Expired or unreadable records are deleted. */
+void notify_subs_restore(struct notifier *n);
+
+/* ---- notify_change.c: the change log ---- */
+
+/* Drops the changes queued on s. */
+void notify_change_pending_clear(struct notify_sub *s);
+/* Writes k as "auid\0tree\0xui\0path\0" to out (max bytes). Returns the length, or 0 when it
+ * does not fit. */
+size_t notify_change_key_bytes(const struct doc_key *k, char *out, size_t max);
+/* Reads, in t, the prolog digests of the documents keyed by keys (notify_change_key_bytes()
+ * form), so that a whole-document write that follows can be sent as a patch. Frees every key. */
+void notify_change_learn(struct notifier *n, struct store_txn *t, char **keys, size_t count);
+/* Forgets every known prolog. */
+void notify_change_known_clear(struct notifier *n);
+/* Reads, in t, at most NOTIFY_MAX_CHANGES_PER_POLL change-log records after n->cursor, advances
+ * the cursor and queues each record on the subscriptions that watch its document (or asks them
+ * for the full state when it cannot). *more: records are left for another round. Returns the
+ * store's status. */
+enum store_rc notify_change_read(struct notifier *n, struct store_txn *t, bool *more);
+
+/* ---- notify_diff.c: NOTIFY bodies of a subscription ---- */
+
+/* Appends the full state of s read in t (DIFF-12): every existing watched document, directories
+ * expanded, then every element and attribute watch. Returns 0 or -1 (buffer full, store error). */
+int notify_diff_full(struct notify_sub *s, struct store_txn *t, struct buf *b);
+/* Appends the changes queued on s as its mode says (DIFF-13), counting <document>s in *items.
+ * Returns 0 or -1. */
+int notify_diff_pending(struct notify_sub *s, struct buf *b, size_t *items);
+/* Appends the element and attribute reports of s read in t (DIFF-5, DIFF-14): all of them, or
+ * only those whose content changed since the last report; counts them in *items. Returns 0 or
+ * -1. */
+int notify_diff_nodes(struct notify_sub *s, struct store_txn *t, struct buf *b, bool all,
+                      size_t *items);
 
 #endif

@@ -34,7 +34,7 @@
 
 static int parse_body(const char *body, struct notify_watchlist *wl, size_t *skipped)
 {
-    return notify_entries_parse(body, strlen(body), ROOT, ROLE_SHARED_LIST, wl, skipped);
+    return notify_watch_parse(body, strlen(body), ROOT, ROLE_SHARED_LIST, wl, skipped);
 }
 
 static void test_entries_parse(void)
@@ -111,15 +111,15 @@ static void test_entries_parse(void)
     CU_ASSERT_TRUE(notify_watch_matches(el, &index));
     CU_ASSERT_FALSE(notify_watch_matches(el, &anyone));
     /* Only trusted servers keep a whole users tree. */
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, ALICE, false), 2);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, ALICE, false), 2);
     CU_ASSERT_EQUAL(wl.n, 7);
     for (size_t i = 0; i < wl.n; i++)
         CU_ASSERT_FALSE(wl.items[i].all_users);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
     CU_ASSERT_EQUAL_FATAL(parse_body(body, &wl, &skipped), 0);
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:ps@example.com", true), 0);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, "sip:ps@example.com", true), 0);
     CU_ASSERT_EQUAL(wl.n, 9);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 }
 
 static void test_mode(void)
@@ -168,9 +168,9 @@ static void test_record(void)
     };
     struct buf b;
     buf_init(&b, 1 << 20);
-    CU_ASSERT_EQUAL_FATAL(notify_record_encode(&r, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
     struct notify_record d;
-    CU_ASSERT_EQUAL_FATAL(notify_record_decode(b.data, b.len, &d), 0);
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &d), 0);
     CU_ASSERT_STRING_EQUAL(d.call_id, r.call_id);
     CU_ASSERT_STRING_EQUAL(d.local, r.local);
     CU_ASSERT_STRING_EQUAL(d.remote, r.remote);
@@ -189,23 +189,23 @@ static void test_record(void)
     CU_ASSERT_EQUAL(d.hashes[2], 7);
     CU_ASSERT_EQUAL_FATAL(d.body_len, r.body_len);
     CU_ASSERT_EQUAL(memcmp(d.body, body, d.body_len), 0);
-    notify_record_release(&d);
+    notify_subs_record_release(&d);
     /* An empty route set; every truncation is refused rather than half-read. */
     r.route = empty;
     r.n_hashes = 0;
     buf_reset(&b);
-    CU_ASSERT_EQUAL_FATAL(notify_record_encode(&r, &b), 0);
-    CU_ASSERT_EQUAL_FATAL(notify_record_decode(b.data, b.len, &d), 0);
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &d), 0);
     CU_ASSERT_STRING_EQUAL(d.route, "");
-    notify_record_release(&d);
+    notify_subs_record_release(&d);
     size_t header = (size_t)(strstr(b.data, "\n\n") - b.data);
     for (size_t cut = 0; cut <= header; cut++)
-        CU_ASSERT_EQUAL(notify_record_decode(b.data, cut, &d), -1);
-    CU_ASSERT_EQUAL(notify_record_decode("v 2\ncall-id x\n\n", 16, &d), -1);
+        CU_ASSERT_EQUAL(notify_subs_record_decode(b.data, cut, &d), -1);
+    CU_ASSERT_EQUAL(notify_subs_record_decode("v 2\ncall-id x\n\n", 16, &d), -1);
     /* Header values with line ends cannot be written. */
     r.target = bad_target;
     buf_reset(&b);
-    CU_ASSERT_EQUAL(notify_record_encode(&r, &b), -1);
+    CU_ASSERT_EQUAL(notify_subs_record_encode(&r, &b), -1);
     buf_release(&b);
 }
 
@@ -225,7 +225,7 @@ static void test_entries_parse_errors(void)
     /* An empty list parses; it simply watches nothing. */
     CU_ASSERT_EQUAL(parse_body(LISTS_OPEN LISTS_CLOSE, &wl, &skipped), 0);
     CU_ASSERT_EQUAL(wl.n, 0);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 
     struct buf b;
     buf_init(&b, 1 << 20);
@@ -257,21 +257,21 @@ static void test_authorize(void)
     struct notify_watchlist wl = three_watches();
     CU_ASSERT_EQUAL_FATAL(wl.n, 3);
     /* Host compared without case (RFC 3261 §19.1.4). */
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:alice@EXAMPLE.com", false), 1);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, "sip:alice@EXAMPLE.com", false), 1);
     CU_ASSERT_EQUAL_FATAL(wl.n, 2);
     CU_ASSERT_STRING_EQUAL(wl.items[0].xui, ALICE);
     CU_ASSERT_TRUE(wl.items[1].global);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 
     wl = three_watches();
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:mallory@example.com", false), 2);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, "sip:mallory@example.com", false), 2);
     CU_ASSERT_EQUAL(wl.n, 1);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 
     wl = three_watches();
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:rls@example.com", true), 0);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, "sip:rls@example.com", true), 0);
     CU_ASSERT_EQUAL(wl.n, 3);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 
     const char *servers[] = {"sip:rls@example.com", "sip:ps@example.com", NULL};
     CU_ASSERT_TRUE(notify_identity_is_server("sip:ps@EXAMPLE.COM", servers));
@@ -291,24 +291,22 @@ static void test_server_owned(void)
     bool owned = usage_server_owned(au, &index);
     struct notify_watchlist wl;
     size_t skipped;
-    CU_ASSERT_EQUAL_FATAL(notify_entries_parse(body, strlen(body), ROOT, ROLE_RLS, &wl, &skipped),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(notify_watch_parse(body, strlen(body), ROOT, ROLE_RLS, &wl, &skipped), 0);
     CU_ASSERT_EQUAL_FATAL(wl.n, 2);
     CU_ASSERT_PTR_EQUAL(wl.items[0].au, au);
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, ALICE, false), owned ? 1 : 0);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, ALICE, false), owned ? 1 : 0);
     CU_ASSERT_EQUAL_FATAL(wl.n, owned ? 1 : 2);
     const struct notify_watch *dir = &wl.items[wl.n - 1];
     CU_ASSERT_TRUE(dir->is_dir);
     CU_ASSERT_EQUAL(notify_watch_matches(dir, &index), !owned);
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 
-    CU_ASSERT_EQUAL_FATAL(notify_entries_parse(body, strlen(body), ROOT, ROLE_RLS, &wl, &skipped),
-                          0);
-    CU_ASSERT_EQUAL(notify_watchlist_authorize(&wl, "sip:rls@example.com", true), 0);
+    CU_ASSERT_EQUAL_FATAL(notify_watch_parse(body, strlen(body), ROOT, ROLE_RLS, &wl, &skipped), 0);
+    CU_ASSERT_EQUAL(notify_watch_list_authorize(&wl, "sip:rls@example.com", true), 0);
     CU_ASSERT_EQUAL_FATAL(wl.n, 2);
     CU_ASSERT_TRUE(notify_watch_matches(&wl.items[0], &index));
     CU_ASSERT_TRUE(notify_watch_matches(&wl.items[1], &index));
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 }
 
 static void test_watch_matches(void)
@@ -338,14 +336,14 @@ static void test_watch_matches(void)
     CU_ASSERT_FALSE(notify_watch_matches(&wl.items[1], &index));
     CU_ASSERT_TRUE(notify_watch_matches(&wl.items[2], &global));
     CU_ASSERT_FALSE(notify_watch_matches(&wl.items[2], &index));
-    notify_watchlist_release(&wl);
+    notify_watch_list_release(&wl);
 }
 
 static void check_sel(const struct doc_key *k, const char *expected)
 {
     struct buf b;
     buf_init(&b, 4096);
-    CU_ASSERT_EQUAL(notify_sel_append(&b, k), 0);
+    CU_ASSERT_EQUAL(notify_watch_sel_append(&b, k), 0);
     CU_ASSERT_STRING_EQUAL(b.data ? b.data : "", expected);
     buf_release(&b);
 }
@@ -363,7 +361,7 @@ static void test_sel_append(void)
     /* A full buffer fails instead of truncating. */
     struct buf b;
     buf_init(&b, 10);
-    CU_ASSERT_EQUAL(notify_sel_append(&b, &k1), -1);
+    CU_ASSERT_EQUAL(notify_watch_sel_append(&b, &k1), -1);
     buf_release(&b);
 }
 
