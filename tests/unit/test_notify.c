@@ -1379,12 +1379,12 @@ static void test_all_users(void)
     efx_subscribe(&f, &p, "all", "sip:ps@example.com", "", "resource-lists/users/", notify,
                   sizeof notify);
     char e1[STORE_ETAG_MAX];
-    CU_ASSERT_EQUAL(efx_req(&f, ENGINE_PUT, "/resource-lists/users/sip:zed@example.com/x/y", NULL,
+    CU_ASSERT_EQUAL(efx_req(&f, ENGINE_PUT, "/resource-lists/users/sip:zed@example.com/zdoc", NULL,
                             "application/resource-lists+xml", DOC_A, e1),
                     XCAP_CREATED);
     CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
     assert_contains(body_of(notify),
-                    "<document sel=\"resource-lists/users/sip:zed@example.com/x/y\" new-etag");
+                    "<document sel=\"resource-lists/users/sip:zed@example.com/zdoc\" new-etag");
     close(p.fd);
     efx_close(&f);
 }
