@@ -11,11 +11,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "log.h"
 
+/* One listening daemon's view of the server: which struct httpd, and whether it is the
+ * UNIX-domain socket (the libmicrohttpd callbacks get this as their closure). */
+struct httpd_listener {
+    struct httpd *d;
+    bool local;
+};
+
 struct httpd {
     struct MHD_Daemon *mhd;
+    struct MHD_Daemon *mhd_unix; /* NULL without unix_path */
+    struct httpd_listener tcp, local;
+    char *unix_path; /* the socket file this server made, removed at stop */
+    dev_t unix_dev;
+    ino_t unix_ino;
     httpd_handler_fn fn;
     void *cls;
     size_t max_body;
@@ -36,16 +51,19 @@ struct http_request {
     struct buf body;
     bool started;
     bool too_large;
+    bool local; /* arrived on the UNIX-domain socket */
     char peer[INET6_ADDRSTRLEN];
 };
 
 static void *httpd_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    struct httpd *d = cls;
+    const struct httpd_listener *l = cls;
+    struct httpd *d = l->d;
     struct http_request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->d = d;
+    r->local = l->local;
     r->conn = conn;
     buf_init(&r->body, d->max_body);
     r->target = strdup(uri ? uri : "");
@@ -139,7 +157,7 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
                                     const char *upload_data, size_t *upload_data_size,
                                     void **con_cls)
 {
-    struct httpd *d = cls;
+    struct httpd *d = ((const struct httpd_listener *)cls)->d;
     struct http_request *r = *con_cls;
     if (!r)
         return MHD_NO; /* allocation failed in httpd_uri_log */
@@ -201,6 +219,144 @@ static char *httpd_read_file(const char *path)
     return buf_detach(&b, NULL);
 }
 
+/* The options both listeners share; returns how many were written to opts. */
+static size_t httpd_common_options(struct MHD_OptionItem *opts, const struct httpd_config *cfg,
+                                   struct httpd_listener *l)
+{
+    size_t n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)httpd_uri_log, l};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)httpd_completed, l};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)httpd_no_unescape, l};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)httpd_mhd_log, l};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 30), NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                (intptr_t)(cfg->max_header ? cfg->max_header : 65536), NULL};
+    if (cfg->threads > 1)
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
+    return n;
+}
+
+/* Makes the listening UNIX-domain socket at path. A socket file already there is probed: a
+ * refused connection means its server died without removing it (a crash, SIGKILL), so it is
+ * replaced; an accepted one means a live server owns it, which is never taken over. Returns the
+ * listening socket (non-blocking), or -1 with a log line. */
+static int httpd_unix_listen(struct httpd *d, const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    if (len == 0 || len > HTTPD_UNIX_PATH_MAX) {
+        log_error("httpd: socket path \"%s\" is empty or longer than %d bytes", path,
+                  HTTPD_UNIX_PATH_MAX);
+        return -1;
+    }
+    memcpy(sun.sun_path, path, len + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            log_error("httpd: %s exists and is not a socket; not replacing it", path);
+            return -1;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (probe < 0) {
+            log_error("httpd: socket: %s", strerror(errno));
+            return -1;
+        }
+        int rc = connect(probe, (struct sockaddr *)&sun, sizeof sun);
+        int err = errno;
+        close(probe);
+        if (rc == 0) {
+            log_error("httpd: another process is listening on %s (is this server already "
+                      "running?)",
+                      path);
+            return -1;
+        }
+        if (err != ECONNREFUSED && err != ENOENT) {
+            log_error("httpd: cannot probe the existing socket %s: %s", path, strerror(err));
+            return -1;
+        }
+        if (err == ECONNREFUSED) {
+            log_info("httpd: replacing the stale socket %s", path);
+            if (unlink(path) != 0 && errno != ENOENT) {
+                log_error("httpd: cannot remove the stale socket %s: %s", path, strerror(errno));
+                return -1;
+            }
+        }
+    } else if (errno != ENOENT) {
+        log_error("httpd: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        log_error("httpd: socket: %s", strerror(errno));
+        return -1;
+    }
+    /* bind() creates the file with the process umask; the mode is then narrowed to the owner,
+     * who alone may connect (the directory normally keeps everyone else out already). */
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        log_error("httpd: cannot bind %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (chmod(path, 0600) != 0 || lstat(path, &st) != 0 || listen(fd, SOMAXCONN) != 0) {
+        log_error("httpd: cannot listen on %s: %s", path, strerror(errno));
+        unlink(path);
+        close(fd);
+        return -1;
+    }
+    d->unix_dev = st.st_dev;
+    d->unix_ino = st.st_ino;
+    return fd;
+}
+
+/* Removes the socket file if it is still the one this server bound (another server may have
+ * replaced it meanwhile, e.g. after this one hung). */
+static void httpd_unix_remove(struct httpd *d)
+{
+    struct stat st;
+    if (d->unix_path && lstat(d->unix_path, &st) == 0 && st.st_dev == d->unix_dev &&
+        st.st_ino == d->unix_ino)
+        unlink(d->unix_path);
+}
+
+static void httpd_free(struct httpd *d)
+{
+    free(d->tls_cert_pem);
+    free(d->tls_key_pem);
+    free(d->tls_ca_pem);
+    free(d->unix_path);
+    free(d);
+}
+
+static int httpd_start_unix(struct httpd *d, const struct httpd_config *cfg)
+{
+    int fd = httpd_unix_listen(d, cfg->unix_path);
+    if (fd < 0)
+        return -1;
+    if (!(d->unix_path = strdup(cfg->unix_path))) {
+        unlink(cfg->unix_path);
+        close(fd);
+        return -1;
+    }
+    struct MHD_OptionItem opts[16];
+    size_t n = httpd_common_options(opts, cfg, &d->local);
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    d->mhd_unix = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        httpd_access, &d->local, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!d->mhd_unix) {
+        log_error("httpd: cannot serve on %s", cfg->unix_path);
+        httpd_unix_remove(d);
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
 int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, struct httpd **out)
 {
     struct httpd *d = calloc(1, sizeof *d);
@@ -209,6 +365,8 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     d->fn = fn;
     d->cls = cls;
     d->max_body = cfg->max_body;
+    d->tcp = (struct httpd_listener){d, false};
+    d->local = (struct httpd_listener){d, true};
 
     struct sockaddr_storage ss = {0};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
@@ -233,35 +391,20 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         if (!d->tls_cert_pem || !d->tls_key_pem || (cfg->tls_client_ca && !d->tls_ca_pem)) {
             if (!cfg->tls_key)
                 log_error("httpd: tls_cert given without tls_key");
-            free(d->tls_cert_pem);
-            free(d->tls_key_pem);
-            free(d->tls_ca_pem);
-            free(d);
+            httpd_free(d);
             return -1;
         }
         flags |= MHD_USE_TLS;
     }
 
-    struct MHD_OptionItem opts[16];
+    struct MHD_OptionItem opts[24];
     size_t n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)httpd_uri_log, d};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)httpd_completed, d};
-    opts[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)httpd_no_unescape, d};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)httpd_mhd_log, d};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
-                                        (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 30), NULL};
-    opts[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                (intptr_t)(cfg->max_header ? cfg->max_header : 65536), NULL};
+    n += httpd_common_options(opts + n, cfg, &d->tcp);
     /* MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset on purpose: 1 sets SO_REUSEPORT (a second
      * server on a busy port would start and silently take half of the connections), 0 drops
      * SO_REUSEADDR (a restart fails while old connections sit in TIME_WAIT). Unset, libmicrohttpd
      * uses SO_REUSEADDR only. */
-    if (cfg->threads > 1)
-        opts[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
     if (d->tls_cert_pem) {
         /* TS 33.310 Annex E (SPEC GAA-1): TLS 1.2 at least. */
         const char *prio = cfg->tls_priorities ? cfg->tls_priorities
@@ -275,16 +418,18 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    d->mhd = MHD_start_daemon(flags, cfg->port, NULL, NULL, httpd_access, d, MHD_OPTION_ARRAY, opts,
-                              MHD_OPTION_END);
+    d->mhd = MHD_start_daemon(flags, cfg->port, NULL, NULL, httpd_access, &d->tcp, MHD_OPTION_ARRAY,
+                              opts, MHD_OPTION_END);
     if (!d->mhd) {
         log_error("httpd: cannot listen on %s port %u (in use, no permission, or bad TLS "
                   "certificate/key)",
                   cfg->host, cfg->port);
-        free(d->tls_cert_pem);
-        free(d->tls_key_pem);
-        free(d->tls_ca_pem);
-        free(d);
+        httpd_free(d);
+        return -1;
+    }
+    if (cfg->unix_path && httpd_start_unix(d, cfg) < 0) {
+        MHD_stop_daemon(d->mhd);
+        httpd_free(d);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_LISTEN_FD);
@@ -307,11 +452,12 @@ void httpd_stop(struct httpd *d)
 {
     if (!d)
         return;
+    if (d->mhd_unix) {
+        httpd_unix_remove(d);
+        MHD_stop_daemon(d->mhd_unix);
+    }
     MHD_stop_daemon(d->mhd);
-    free(d->tls_cert_pem);
-    free(d->tls_key_pem);
-    free(d->tls_ca_pem);
-    free(d);
+    httpd_free(d);
 }
 
 const char *http_request_method(const struct http_request *r)
@@ -366,6 +512,8 @@ const char *http_request_body(const struct http_request *r, size_t *len)
 
 const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t *len)
 {
+    if (r->local)
+        return NULL;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr)
@@ -379,6 +527,8 @@ const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t
 const char *http_request_peer_str(const struct http_request *r)
 {
     struct http_request *m = (struct http_request *)r; /* lazily filled cache, same thread */
+    if (r->local)
+        return "unix";
     if (m->peer[0])
         return m->peer;
     const struct sockaddr *sa = http_request_peer(r, NULL);
@@ -391,9 +541,14 @@ const char *http_request_peer_str(const struct http_request *r)
     return m->peer;
 }
 
+bool http_request_is_local(const struct http_request *r)
+{
+    return r->local;
+}
+
 static gnutls_session_t httpd_tls_session(const struct http_request *r)
 {
-    if (!r->d->tls_cert_pem)
+    if (!r->d->tls_cert_pem || r->local)
         return NULL;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);

@@ -7,7 +7,11 @@
  *
  * Bounds enforced here, before the handler runs: body size (413, also when the declared
  * Content-Length is already too large), header block size (libmicrohttpd answers 431/414), idle
- * connection timeout. */
+ * connection timeout.
+ *
+ * Besides the TCP listener a server may listen on a UNIX-domain socket (httpd_config.unix_path):
+ * same handler, same bounds, no TLS. Who may connect to it is decided by filesystem permissions,
+ * so a handler may trust it more than any network address (http_request_is_local()). */
 #ifndef XDM_HTTPD_H
 #define XDM_HTTPD_H
 
@@ -37,7 +41,17 @@ struct httpd_config {
      * minimum). Both ignored without tls_cert. */
     const char *tls_client_ca;
     const char *tls_priorities;
+    /* UNIX-domain listener served next to the TCP one, or NULL. The socket file is made with mode
+     * 0600 (the directory's permissions should keep others out too). A socket file left by a
+     * process that died is replaced; one another live process still accepts on is not (start
+     * fails); anything else at that path (a regular file, a directory) is never replaced. The
+     * file is removed by httpd_stop() when it is still the one this server made. At most
+     * HTTPD_UNIX_PATH_MAX bytes. */
+    const char *unix_path;
 };
+
+/* Longest unix_path (struct sockaddr_un's sun_path less the terminating NUL). */
+#define HTTPD_UNIX_PATH_MAX 107
 
 struct http_header {
     char *name;
@@ -54,11 +68,12 @@ struct http_response {
 typedef void (*httpd_handler_fn)(void *cls, const struct http_request *req,
                                  struct http_response *resp);
 
-/* Starts listening. Returns 0, or -1 with a log line (e.g. address in use). */
+/* Starts listening (TCP, and the UNIX-domain socket when configured). Returns 0, or -1 with a log
+ * line (e.g. address in use, socket path taken by a live server). */
 int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, struct httpd **out);
 /* The port actually bound (useful with port 0). */
 uint16_t httpd_port(const struct httpd *d);
-/* Stops accepting, finishes running handlers, frees. */
+/* Stops accepting, finishes running handlers, removes the UNIX-domain socket file, frees. */
 void httpd_stop(struct httpd *d);
 
 /* Request accessors. All returned strings are borrowed for the duration of the handler call. */
@@ -71,9 +86,13 @@ const char *http_request_header(const struct http_request *r, const char *name);
 void http_request_each_header(const struct http_request *r,
                               int (*fn)(void *cls, const char *name, const char *value), void *cls);
 const char *http_request_body(const struct http_request *r, size_t *len);
+/* The peer's network address, or NULL for a request on the UNIX-domain socket. */
 const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t *len);
-/* Peer address as numeric text without port, e.g. "127.0.0.1" or "::1". */
+/* Peer address as numeric text without port, e.g. "127.0.0.1" or "::1"; "unix" for a request on
+ * the UNIX-domain socket. */
 const char *http_request_peer_str(const struct http_request *r);
+/* True when the request arrived on the UNIX-domain socket listener (httpd_config.unix_path). */
+bool http_request_is_local(const struct http_request *r);
 /* Negotiated TLS cipher suite as its 2-byte IANA code (e.g. 0x1301 for TLS_AES_128_GCM_SHA256),
  * or -1 when not TLS (or the suite has no IANA code known to GnuTLS). */
 int http_request_tls_cipher(const struct http_request *r);

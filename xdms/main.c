@@ -1,8 +1,10 @@
 /* xdms: one XCAP server process for one role (DESIGN §1). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "appusage.h"
@@ -33,6 +35,8 @@ static void xdms_usage(FILE *f)
           "  --config FILE        INI file; sections [xdms] then [ROLE] are read\n"
           "  --data DIR           LMDB directory of this XDMS [data] (default var/ROLE)\n"
           "  --http HOST:PORT     HTTP listener [http] (default 127.0.0.1:8181/8182/8183)\n"
+          "  --socket PATH|off    UNIX-domain HTTP listener for the proxy [socket]\n"
+          "                       (default DATA/xdms.sock)\n"
           "  --sip HOST:PORT      SIP listener, UDP and TCP [sip] (default "
           "127.0.0.1:5081/5082/5083)\n"
           "  --xcap-root URL      public XCAP root for notifications [xcap_root]\n"
@@ -72,8 +76,13 @@ static int xdms_add_peer(void *cls, const char *value)
 int main(int argc, char **argv)
 {
     static const struct config_flag flags[] = {
-        {"role", NULL}, {"data", "data"},           {"http", "http"},
-        {"sip", "sip"}, {"xcap-root", "xcap_root"}, {"log-level", "log_level"},
+        {"role", NULL},
+        {"data", "data"},
+        {"http", "http"},
+        {"socket", "socket"},
+        {"sip", "sip"},
+        {"xcap-root", "xcap_root"},
+        {"log-level", "log_level"},
         {NULL, NULL},
     };
     char errbuf[512];
@@ -143,6 +152,9 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* Everything this process creates (store files, the UNIX-domain socket) is private to its
+     * account: that account is who may act for users over the socket. */
+    umask(077);
     xdoc_global_init();
     const char *data = config_get(cfg, "data", default_data);
     struct usage *usage;
@@ -166,6 +178,27 @@ int main(int argc, char **argv)
     if (src != STORE_OK) {
         log_error("cannot open the store in %s: %s", data, store_strerror(src));
         return 1;
+    }
+    /* The default socket lives in the data directory, whose mode keeps every other account from
+     * reaching it (and the documents), whatever mode an operator gave it before. */
+    if (chmod(data, 0700) != 0) {
+        log_error("cannot make the data directory %s private (mode 0700): %s", data,
+                  strerror(errno));
+        store_close(store);
+        return 1;
+    }
+    const char *socket_opt = config_get(cfg, "socket", NULL);
+    char *socket_path = NULL;
+    if (!socket_opt ? asprintf(&socket_path, "%s/xdms.sock", data) < 0
+                    : strcmp(socket_opt, "off") != 0 && !(socket_path = strdup(socket_opt))) {
+        store_close(store);
+        return 1;
+    }
+    if (socket_path && strlen(socket_path) > HTTPD_UNIX_PATH_MAX) {
+        log_error("socket path %s is longer than %d bytes; set socket = a shorter path",
+                  socket_path, HTTPD_UNIX_PATH_MAX);
+        store_close(store);
+        return 2;
     }
 
     const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
@@ -212,10 +245,9 @@ int main(int argc, char **argv)
     struct xdms_server *server = server_new(&scfg, engine, notifier);
     if (!server)
         return 1;
-    bool have_peers = config_get(cfg, "trusted_peer", NULL) != NULL;
-    if (have_peers ? config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0
-                   : (server_add_peer(server, "127.0.0.1 proxy") < 0 ||
-                      server_add_peer(server, "::1 proxy") < 0))
+    /* No default: without a trusted_peer line nothing on TCP is trusted, and the proxy uses the
+     * UNIX-domain socket. */
+    if (config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0)
         return 2;
 
     /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
@@ -240,6 +272,7 @@ int main(int argc, char **argv)
         .tls_cert = tls_cert,
         .tls_key = config_get(cfg, "tls_key", NULL),
         .tls_client_ca = config_get(cfg, "tls_client_ca", NULL),
+        .unix_path = socket_path,
     };
     struct httpd *httpd;
     if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
@@ -247,8 +280,9 @@ int main(int argc, char **argv)
         store_close(store);
         return 1;
     }
-    log_info("xdms (%s) listening on %s://%s:%u sip %s:%u", role_name, tls_cert ? "https" : "http",
-             http_host, httpd_port(httpd), sip_host, notifier_port(notifier));
+    log_info("xdms (%s) listening on %s://%s:%u socket %s sip %s:%u", role_name,
+             tls_cert ? "https" : "http", http_host, httpd_port(httpd),
+             socket_path ? socket_path : "off", sip_host, notifier_port(notifier));
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -261,6 +295,7 @@ int main(int argc, char **argv)
     usage_close(usage);
     free(sip_peers.v);
     free(sip_servers.v);
+    free(socket_path);
     config_free(cfg);
     config_args_free(args);
     xdoc_global_cleanup();

@@ -169,6 +169,16 @@ int server_add_peer(struct xdms_server *s, const char *spec)
         log_error("trusted_peer \"%s\": role must be proxy or server", spec);
         return -1;
     }
+    /* An address proves nothing about which local process connects (any user on the host, or
+     * any host behind a NAT, shares it), so it never grants acting for users: the proxy connects
+     * over the UNIX-domain socket, or presents a TLS client certificate. */
+    if (p.role == PEER_PROXY) {
+        log_error("trusted_peer \"%s\": an address never grants the proxy role; connect the "
+                  "proxy over the UNIX-domain socket (key socket) or trust its TLS client "
+                  "certificate (trusted_peer = subject:DN proxy, or sha256:HEX proxy)",
+                  spec);
+        return -1;
+    }
     char *slash = strchr(addr, '/');
     if (slash)
         *slash = '\0';
@@ -210,9 +220,16 @@ static bool server_prefix_match(const unsigned char *a, const unsigned char *b, 
     return (a[bytes] & mask) == (b[bytes] & mask);
 }
 
-/* Phase: authorize the peer (DESIGN §2) — before anything of the request is parsed. */
+/* Phase: authorize the peer — before anything of the request is parsed. The proxy role (acting
+ * for the user of X-3GPP-Asserted-Identity, TS 24.109 §5.2) needs a credential: a connection on
+ * the UNIX-domain socket, which filesystem permissions restrict to the XDMS's own account, or a
+ * verified TLS client certificate named by trusted_peer. Addresses grant the server role only. */
 static enum xcap_status server_authorize_peer(struct xdms_server *s, struct xdms_call *c)
 {
+    if (http_request_is_local(c->http)) {
+        c->peer = PEER_PROXY;
+        return XCAP_OK;
+    }
     socklen_t len;
     const struct sockaddr *sa = http_request_peer(c->http, &len);
     unsigned char addr[16];

@@ -27,12 +27,14 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
                                struct notifier *notifier);
 void server_free(struct xdms_server *s);
 
-/* Adds a trusted peer from "ADDRESS ROLE" (ROLE = proxy | server; ADDRESS numeric IPv4/IPv6, or
- * an IPv4 CIDR like 127.0.0.0/8), or, for mutual TLS, "subject:DN ROLE" (RFC 4514 subject of the
- * client certificate, e.g. subject:CN=aggproxy,O=Example) or "sha256:HEX ROLE" (its SHA-256
- * fingerprint, colons allowed). Certificate peers match only on a TLS listener with tls_client_ca;
- * a client certificate that does not verify is refused (403) whatever the address. Returns 0, or
- * -1 with a log line. Call before serving. */
+/* Adds a trusted TCP peer from "ADDRESS server" (ADDRESS numeric IPv4/IPv6, or a CIDR like
+ * 127.0.0.0/8), or, for mutual TLS, "subject:DN ROLE" (RFC 4514 subject of the client
+ * certificate, e.g. subject:CN=aggproxy,O=Example) or "sha256:HEX ROLE" (its SHA-256 fingerprint,
+ * colons allowed), ROLE = proxy | server. "ADDRESS proxy" is refused (-1): an address never
+ * grants the proxy role. Certificate peers match only on a TLS listener with tls_client_ca; a
+ * client certificate that does not verify is refused (403) whatever the address. Without any
+ * peer no TCP client is trusted. Requests on the UNIX-domain socket always have the proxy role.
+ * Returns 0, or -1 with a log line. Call before serving. */
 int server_add_peer(struct xdms_server *s, const char *spec);
 
 /* httpd_handler_fn; cls is the struct xdms_server. */
