@@ -302,7 +302,11 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
         set_error(resp, "request target cannot be forwarded");
         return XCAP_BAD_REQUEST;
     }
-    if (buf_printf(&x->url, "%s%s", rq->base_url, rq->target) < 0) {
+    /* "unix:PATH": HTTP over that UNIX-domain socket. The URL then only carries the target;
+     * its host names nobody (RFC 9112 §3.2 still wants a Host header, any value serves). */
+    bool over_unix = strncmp(rq->base_url, FORWARD_UNIX_PREFIX, strlen(FORWARD_UNIX_PREFIX)) == 0;
+    if (buf_printf(&x->url, "%s%s", over_unix ? "http://localhost" : rq->base_url, rq->target) <
+        0) {
         set_error(resp, "request target too long");
         return XCAP_URI_TOO_LONG;
     }
@@ -318,6 +322,10 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
     }
 
     curl_easy_setopt(h, CURLOPT_URL, x->url.data);
+    /* Reset clears it, so it is set (or cleared) on every exchange; curl keeps connections over
+     * different sockets apart in its cache. */
+    curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH,
+                     over_unix ? rq->base_url + strlen(FORWARD_UNIX_PREFIX) : NULL);
     /* SPEC AP-7: the node selector and query go unchanged; no dot-segment squashing. */
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -1,4 +1,5 @@
-/* Forwarding of XCAP requests to the XDMSs over HTTP or HTTPS (SPEC AP-5..AP-8, AP-14), with
+/* Forwarding of XCAP requests to the XDMSs over HTTP, HTTPS or HTTP on a UNIX-domain socket
+ * (SPEC AP-5..AP-8, AP-14), with
  * libcurl: one at a time (forward_do) or several at once (forward_many, for the xcap-directory).
  *
  * The request target is sent byte for byte as the client sent it (no decoding, no re-encoding,
@@ -29,6 +30,11 @@
 
 struct forward;
 
+/* A base URL starting with this is a UNIX-domain socket path (absolute or relative to the working
+ * directory); the request then goes to http://localhost on that socket. A missing socket file or
+ * one nobody listens on is XCAP_UPSTREAM "refused the connection", as a refused TCP port. */
+#define FORWARD_UNIX_PREFIX "unix:"
+
 struct forward_options {
     unsigned timeout_ms;   /* whole exchange; 0 = default 10000 */
     size_t max_response;   /* response body bytes; 0 = default 16 MiB; larger -> 502 */
@@ -55,7 +61,8 @@ struct forward_header {
 
 struct forward_request {
     const char *method;                   /* any token; HEAD is sent without reading a body */
-    const char *base_url;                 /* "http://127.0.0.1:8181", no trailing slash */
+    const char *base_url;                 /* "http://127.0.0.1:8181" (no trailing slash), or
+                                             "unix:/path/to/xdms.sock": HTTP over that socket */
     const char *target;                   /* raw path [+ "?" query], starting with '/' */
     const struct forward_header *headers; /* sent as given */
     size_t n_headers;

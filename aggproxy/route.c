@@ -105,9 +105,27 @@ const char *route_table_root(const struct route_table *t)
     return t->root;
 }
 
-/* scheme://authority, nothing after it but optional slashes. */
+/* "unix:PATH": an XDMS's UNIX-domain socket (absolute, or relative to the working directory).
+ * The path must fit struct sockaddr_un and name a file, not a directory. */
+static char *normalize_unix_url(const char *url)
+{
+    const char *path = url + ROUTE_UNIX_PREFIX_LEN;
+    size_t len = strlen(path);
+    if (len == 0 || len > ROUTE_UNIX_PATH_MAX || path[len - 1] == '/')
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c < 0x20 || c == 0x7f)
+            return NULL;
+    }
+    return strdup(url);
+}
+
+/* scheme://authority, nothing after it but optional slashes; or unix:PATH. */
 static char *normalize_url(const char *url)
 {
+    if (strncmp(url, ROUTE_UNIX_PREFIX, ROUTE_UNIX_PREFIX_LEN) == 0)
+        return normalize_unix_url(url);
     size_t skip;
     if (strncasecmp(url, "http://", 7) == 0)
         skip = 7;
@@ -150,7 +168,9 @@ int route_table_set(struct route_table *t, const char *auid, const char *url, ch
         return fail(err, errlen, "bad or reserved AUID '%s'", auid);
     char *u = normalize_url(url);
     if (!u)
-        return fail(err, errlen, "bad upstream URL '%s' (want http://host:port)", url);
+        return fail(err, errlen,
+                    "bad upstream URL '%s' (want unix:/path/to/xdms.sock or http://host:port)",
+                    url);
     for (size_t i = 0; i < t->n; i++) {
         if (strcmp(t->routes[i].auid, auid) == 0) {
             free(t->routes[i].url);

@@ -14,10 +14,17 @@
 
 struct route_table;
 
-/* Default upstreams (DESIGN §1). */
-#define ROUTE_DEFAULT_SHARED_LIST "http://127.0.0.1:8181"
-#define ROUTE_DEFAULT_PRESENCE "http://127.0.0.1:8182"
-#define ROUTE_DEFAULT_RLS "http://127.0.0.1:8183"
+/* Default upstreams: the UNIX-domain sockets of the three XDMSs in their default data
+ * directories (relative to the working directory), the one way besides mutual TLS in which an
+ * XDMS lets the proxy act for users. */
+#define ROUTE_DEFAULT_SHARED_LIST "unix:var/shared-list/xdms.sock"
+#define ROUTE_DEFAULT_PRESENCE "unix:var/presence/xdms.sock"
+#define ROUTE_DEFAULT_RLS "unix:var/rls/xdms.sock"
+/* An upstream "unix:PATH" is reached over that UNIX-domain socket (see forward.h). */
+#define ROUTE_UNIX_PREFIX "unix:"
+#define ROUTE_UNIX_PREFIX_LEN 5
+/* Longest PATH of a unix: upstream (struct sockaddr_un's sun_path less its NUL). */
+#define ROUTE_UNIX_PATH_MAX 107
 #define ROUTE_DEFAULT_ROOT "/xcap-root"
 #define ROUTE_CAPS_AUID "xcap-caps"
 #define ROUTE_DIRECTORY_AUID "org.openmobilealliance.xcap-directory"
@@ -36,7 +43,8 @@ struct route_table *route_table_new(const char *root_path, const char *shared_li
 void route_table_free(struct route_table *t);
 
 /* Adds or replaces the upstream of one AUID. The URL must be http:// or https:// with a host and
- * no path, query or fragment other than trailing slashes (which are dropped). The AUID must be a
+ * no path, query or fragment other than trailing slashes (which are dropped), or unix:PATH (a
+ * UNIX-domain socket, PATH at most ROUTE_UNIX_PATH_MAX bytes, kept as given). The AUID must be a
  * non-empty path segment (no '/', '?', '#', control characters) and not one of the AUIDs the proxy
  * serves itself. At most 256 routes. Returns 0, or -1 with the reason in err. */
 int route_table_set(struct route_table *t, const char *auid, const char *url, char *err,

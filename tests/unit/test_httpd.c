@@ -1,6 +1,6 @@
 /* common/httpd.c over loopback with libcurl as the client: the raw target reaches the handler
  * unescaped, body bounds give 413 before the handler runs, response headers (duplicates too),
- * HEAD, IPv6, and a clean stop. */
+ * HEAD, IPv6, the UNIX-domain socket listener, and a clean stop. */
 #include <curl/curl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -8,7 +8,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "httpd.h"
 #include "unit.h"
@@ -58,6 +61,7 @@ static void echo_handler(void *cls, const struct http_request *req, struct http_
     socklen_t slen = 0;
     const struct sockaddr *sa = http_request_peer(req, &slen);
     buf_printf(b, "family=%s\n", !sa ? "none" : sa->sa_family == AF_INET6 ? "v6" : "v4");
+    buf_printf(b, "local=%s\n", http_request_is_local(req) ? "yes" : "no");
     struct echo_headers eh = {b, 0};
     http_request_each_header(req, echo_each_header, &eh);
     buf_printf(b, "bodylen=%zu\n", blen);
@@ -109,8 +113,9 @@ struct req_opts {
     const char *hdr1; /* extra request header lines */
     const char *hdr2;
     const char *hdr3;
-    CURL *reuse;      /* keep-alive handle, or NULL for a fresh one */
-    const char *host; /* default 127.0.0.1 */
+    CURL *reuse;           /* keep-alive handle, or NULL for a fresh one */
+    const char *host;      /* default 127.0.0.1 */
+    const char *unix_path; /* connect to this UNIX-domain socket instead */
 };
 
 static CURLcode http_do(uint16_t port, const char *target, const struct req_opts *o,
@@ -136,6 +141,7 @@ static CURLcode http_do(uint16_t port, const char *target, const struct req_opts
         hdrs = curl_slist_append(hdrs, "Expect:");
     struct upload up = {o->body_len};
     curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->unix_path);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
@@ -506,6 +512,81 @@ static void test_bad_config(void)
     httpd_stop(NULL);
 }
 
+/* A socket file left behind as by a crashed server: bound, then closed without unlink. */
+static void make_stale_socket(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    CU_ASSERT_FATAL(strlen(path) < sizeof sun.sun_path);
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    CU_ASSERT_EQUAL(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    close(fd);
+}
+
+static void test_unix_listener(void)
+{
+    char dir[] = "/tmp/xdm-test-httpd-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/s.sock", dir);
+    struct echo_ctx ctx;
+    atomic_init(&ctx.calls, 0);
+    struct httpd_config cfg = {
+        .host = "127.0.0.1", .threads = 2, .max_body = MAX_BODY, .unix_path = path};
+    struct httpd *d = NULL;
+    make_stale_socket(path); /* replaced at start */
+    CU_ASSERT_EQUAL_FATAL(httpd_start(&cfg, echo_handler, &ctx, &d), 0);
+    struct stat st;
+    CU_ASSERT_EQUAL_FATAL(lstat(path, &st), 0);
+    CU_ASSERT_TRUE(S_ISSOCK(st.st_mode));
+    CU_ASSERT_EQUAL(st.st_mode & 07777, 0600);
+
+    struct reply r;
+    struct req_opts ou = {.unix_path = path, .method = "PUT", .body = "abc", .body_len = 3};
+    CU_ASSERT_EQUAL(http_do(0, "/x%2Fy?q", &ou, &r), CURLE_OK);
+    CU_ASSERT_EQUAL(r.code, 200);
+    CU_ASSERT_TRUE(echo_has(&r, "target=/x%2Fy?q"));
+    CU_ASSERT_TRUE(echo_has(&r, "peer=unix"));
+    CU_ASSERT_TRUE(echo_has(&r, "family=none"));
+    CU_ASSERT_TRUE(echo_has(&r, "local=yes"));
+    CU_ASSERT_TRUE(echo_has(&r, "bodylen=3"));
+    reply_release(&r);
+    struct req_opts ot = {0};
+    CU_ASSERT_EQUAL(http_do(httpd_port(d), "/tcp", &ot, &r), CURLE_OK);
+    CU_ASSERT_TRUE(echo_has(&r, "peer=127.0.0.1"));
+    CU_ASSERT_TRUE(echo_has(&r, "local=no"));
+    reply_release(&r);
+
+    /* a socket a live server accepts on is never taken over */
+    struct httpd *second = NULL;
+    CU_ASSERT_EQUAL(httpd_start(&cfg, echo_handler, &ctx, &second), -1);
+    struct req_opts og = {.unix_path = path};
+    CU_ASSERT_EQUAL(http_do(0, "/still", &og, &r), CURLE_OK);
+    CU_ASSERT_TRUE(echo_has(&r, "local=yes"));
+    reply_release(&r);
+    httpd_stop(d);
+    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* removed at stop */
+
+    /* anything else at the path is left alone */
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("data", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(httpd_start(&cfg, echo_handler, &ctx, &second), -1);
+    CU_ASSERT_EQUAL(lstat(path, &st), 0);
+    CU_ASSERT_TRUE(S_ISREG(st.st_mode) && st.st_size == 4);
+    unlink(path);
+
+    /* longer than sun_path */
+    char longpath[256];
+    memset(longpath, 'a', sizeof longpath - 1);
+    longpath[0] = '/';
+    longpath[HTTPD_UNIX_PATH_MAX + 1] = '\0';
+    cfg.unix_path = longpath;
+    CU_ASSERT_EQUAL(httpd_start(&cfg, echo_handler, &ctx, &second), -1);
+    rmdir(dir);
+}
+
 static double now_s(void)
 {
     struct timespec t;
@@ -569,6 +650,7 @@ static CU_TestInfo httpd_tests[] = {
     {"response helpers", test_response_helpers},
     {"IPv6 and a thread pool", test_ipv6_and_pool},
     {"start failures", test_bad_config},
+    {"UNIX-domain socket listener", test_unix_listener},
     {"clean stop", test_clean_stop},
     CU_TEST_INFO_NULL,
 };

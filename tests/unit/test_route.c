@@ -55,12 +55,12 @@ static void test_route_defaults(void)
     struct {
         const char *auid, *url;
     } want[] = {
-        {"resource-lists", "http://127.0.0.1:8181"},
-        {"pres-rules", "http://127.0.0.1:8182"},
-        {"org.openmobilealliance.pres-rules", "http://127.0.0.1:8182"},
-        {"pidf-manipulation", "http://127.0.0.1:8182"},
-        {"org.openmobilealliance.pres-content", "http://127.0.0.1:8182"},
-        {"rls-services", "http://127.0.0.1:8183"},
+        {"resource-lists", "unix:var/shared-list/xdms.sock"},
+        {"pres-rules", "unix:var/presence/xdms.sock"},
+        {"org.openmobilealliance.pres-rules", "unix:var/presence/xdms.sock"},
+        {"pidf-manipulation", "unix:var/presence/xdms.sock"},
+        {"org.openmobilealliance.pres-content", "unix:var/presence/xdms.sock"},
+        {"rls-services", "unix:var/rls/xdms.sock"},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         char path[256];
@@ -68,14 +68,14 @@ static void test_route_defaults(void)
         expect_route(t, path, ROUTE_UPSTREAM, want[i].url);
     }
     expect_route(t, "/xcap-root/rls-services/global/index", ROUTE_UPSTREAM,
-                 "http://127.0.0.1:8183");
-    expect_route(t, "/xcap-root/resource-lists", ROUTE_UPSTREAM, "http://127.0.0.1:8181");
+                 "unix:var/rls/xdms.sock");
+    expect_route(t, "/xcap-root/resource-lists", ROUTE_UPSTREAM, "unix:var/shared-list/xdms.sock");
     expect_route(t, "/xcap-root/xcap-caps/global/index", ROUTE_CAPS, NULL);
     const char *ups[8];
     CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 8), 3);
-    CU_ASSERT_STRING_EQUAL(ups[0], "http://127.0.0.1:8181");
-    CU_ASSERT_STRING_EQUAL(ups[1], "http://127.0.0.1:8182");
-    CU_ASSERT_STRING_EQUAL(ups[2], "http://127.0.0.1:8183");
+    CU_ASSERT_STRING_EQUAL(ups[0], "unix:var/shared-list/xdms.sock");
+    CU_ASSERT_STRING_EQUAL(ups[1], "unix:var/presence/xdms.sock");
+    CU_ASSERT_STRING_EQUAL(ups[2], "unix:var/rls/xdms.sock");
     CU_ASSERT_STRING_EQUAL(route_table_root(t), "/xcap-root");
     route_table_free(t);
 }
@@ -180,6 +180,21 @@ static void test_route_config(void)
     CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 8), 5);
     CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 2), 5); /* total, even when out is small */
 
+    /* unix:PATH (absolute or relative) is kept as given */
+    CU_ASSERT_EQUAL(route_table_set_spec(t, "a unix:/run/xdm/presence.sock", err, sizeof err), 0);
+    expect_route(t, "/root/a/global/index", ROUTE_UPSTREAM, "unix:/run/xdm/presence.sock");
+    CU_ASSERT_EQUAL(route_table_set_spec(t, "b unix:var/x y.sock", err, sizeof err), -1);
+    CU_ASSERT_EQUAL(route_table_set(t, "b", "unix:var/x y.sock", err, sizeof err), 0);
+    expect_route(t, "/root/b/global/index", ROUTE_UPSTREAM, "unix:var/x y.sock");
+    char longest[5 + 107 + 2];
+    memset(longest, 'p', sizeof longest - 1);
+    memcpy(longest, "unix:/", 6);
+    longest[5 + 107] = '\0';
+    CU_ASSERT_EQUAL(route_table_set(t, "c", longest, err, sizeof err), 0);
+    longest[5 + 107] = 'p';
+    longest[5 + 108] = '\0';
+    CU_ASSERT_EQUAL(route_table_set(t, "c", longest, err, sizeof err), -1);
+
     const char *bad[] = {
         "",
         "foo",
@@ -193,6 +208,10 @@ static void test_route_config(void)
         "xcap-caps http://h:1",
         "a/b http://h:1",
         "a?b http://h:1",
+        "foo unix:",
+        "foo unix:/run/xdm/",
+        "foo unix:/run/\x01x.sock",
+        "foo UNIX:/run/x.sock",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -207,7 +226,8 @@ static void test_route_config(void)
     /* root "/" puts AUIDs at the top */
     t = route_table_new("/", NULL, NULL, NULL, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    expect_route(t, "/resource-lists/global/index", ROUTE_UPSTREAM, "http://127.0.0.1:8181");
+    expect_route(t, "/resource-lists/global/index", ROUTE_UPSTREAM,
+                 "unix:var/shared-list/xdms.sock");
     route_table_free(t);
     CU_ASSERT_PTR_NULL(route_table_new("xcap-root", NULL, NULL, NULL, err, sizeof err));
     CU_ASSERT_PTR_NULL(route_table_new("/x y", NULL, NULL, NULL, err, sizeof err));
@@ -496,6 +516,62 @@ static void test_forward_failures(void)
     CU_ASSERT_EQUAL(r.status, 200);
     forward_response_release(&r);
     forward_free(fw);
+}
+
+/* The same forwarding over a UNIX-domain socket (an XDMS's socket listener): the request arrives
+ * byte for byte on the local listener, the answer comes back, and a socket nobody listens on is
+ * 502 "refused the connection" as for TCP. */
+static void test_forward_unix(void)
+{
+    char dir[] = "/tmp/xdm-test-fwd-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char path[128], url[160];
+    snprintf(path, sizeof path, "%s/xdms.sock", dir);
+    snprintf(url, sizeof url, "unix:%s", path);
+    struct httpd_config cfg = {
+        .host = "127.0.0.1", .port = 0, .threads = 2, .max_body = 1 << 20, .unix_path = path};
+    struct httpd *d;
+    CU_ASSERT_EQUAL_FATAL(httpd_start(&cfg, upstream_handler, NULL, &d), 0);
+    struct forward *fw = forward_new(NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+    struct forward_header hs[] = {{"X-3GPP-Asserted-Identity", "\"sip:alice@example.com\""}};
+    struct forward_request rq = {.method = "PUT",
+                                 .base_url = url,
+                                 .target = "/xcap-root/a/~~/b%5B@c=%22d%22%5D?x",
+                                 .headers = hs,
+                                 .n_headers = 1,
+                                 .body = "<b/>",
+                                 .body_len = 4};
+    struct forward_response r;
+    forward_response_init(&r);
+    for (int i = 0; i < 2; i++) { /* the second one on the kept connection */
+        CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_OK);
+        CU_ASSERT_EQUAL(r.status, 200);
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "PUT /xcap-root/a/~~/b%5B@c=%22d%22%5D?x\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "H X-3GPP-Asserted-Identity: "));
+        CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "B <b/>\n"));
+    }
+    /* the xcap-caps union reaches a unix: upstream like any other */
+    struct forward_request many[2] = {
+        {.method = "GET", .base_url = url, .target = "/xcap-root/xcap-caps/global/index"},
+        {.method = "GET", .base_url = upstream_url, .target = "/xcap-root/xcap-caps/global/index"},
+    };
+    struct forward_response mr[2];
+    enum xcap_status mst[2];
+    forward_response_init(&mr[0]);
+    forward_response_init(&mr[1]);
+    forward_many(fw, many, mr, mst, 2);
+    CU_ASSERT_TRUE(mst[0] == XCAP_OK && mr[0].status == 200);
+    CU_ASSERT_TRUE(mst[1] == XCAP_OK && mr[1].status == 200);
+    forward_response_release(&mr[0]);
+    forward_response_release(&mr[1]);
+    httpd_stop(d);
+    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* removed at stop */
+    CU_ASSERT_EQUAL(forward_do(fw, &rq, &r), XCAP_UPSTREAM);
+    CU_ASSERT_TRUE(r.error && strstr(r.error, url) && strstr(r.error, "refused the connection"));
+    forward_response_release(&r);
+    forward_free(fw);
+    rmdir(dir);
 }
 
 /* Several threads forward at once, each with its own handle. */
@@ -1098,6 +1174,7 @@ static CU_TestInfo forward_tests[] = {
     {"relayed request headers", test_forward_headers_list},
     {"byte-exact forwarding", test_forward_exact},
     {"502, 504, size bound", test_forward_failures},
+    {"over a UNIX-domain socket", test_forward_unix},
     {"concurrent threads", test_forward_threads},
     {"xcap-caps composition", test_caps_compose},
     CU_TEST_INFO_NULL,
