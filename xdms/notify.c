@@ -162,12 +162,7 @@ bool notify_peer_trusted(const struct sockaddr *sa, const char *const *trusted)
     if (!sa || !notify_addr16(sa, a))
         return false;
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    bool v4 = memcmp(a, mapped, 12) == 0;
-    if (!trusted) {
-        static const unsigned char loop6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-        return (v4 && a[12] == 127) || memcmp(a, loop6, 16) == 0;
-    }
-    for (size_t i = 0; trusted[i]; i++) {
+    for (size_t i = 0; trusted && trusted[i]; i++) {
         unsigned char t[16];
         struct in_addr a4;
         if (inet_pton(AF_INET, trusted[i], &a4) == 1) {
@@ -586,25 +581,15 @@ static bool notify_accept_ok(const sip_t *sip)
     return n > 0 && notify_accept_allows(types, n);
 }
 
-/* The subscriber: P-Asserted-Identity from a trusted peer (RFC 3325 §5), else the From URI.
- * Every peer reaching this point is trusted (notify_request_trusted()), so From is accepted from
- * it too when the peer asserted nothing. */
+/* The subscriber: the P-Asserted-Identity of a trusted peer (RFC 3325 §5: the SIP proxy or
+ * S-CSCF in front authenticated the user and asserts who it is), or NULL. From is chosen by the
+ * sending user agent and proves nothing (RFC 3261 §8.1.1.3), so it is never an identity. */
 static char *notify_subscriber(const sip_t *sip)
 {
     for (const sip_unknown_t *u = sip->sip_unknown; u; u = u->un_next)
         if (u->un_name && strcasecmp(u->un_name, "P-Asserted-Identity") == 0)
             return notify_identity_parse(u->un_value);
-    if (!sip->sip_from)
-        return NULL;
-    const url_t *url = sip->sip_from->a_url;
-    char raw[1024];
-    int len = snprintf(raw, sizeof raw, "%s:%s%s%s%s%s", url->url_scheme ? url->url_scheme : "",
-                       url->url_user ? url->url_user : "", url->url_user ? "@" : "",
-                       url->url_host ? url->url_host : "", url->url_port ? ":" : "",
-                       url->url_port ? url->url_port : "");
-    if (len < 0 || (size_t)len >= sizeof raw)
-        return NULL;
-    return notify_identity_parse(raw);
+    return NULL;
 }
 
 static char *notify_event_value(const sip_t *sip)
@@ -782,8 +767,8 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     }
     char *identity = notify_subscriber(sip);
     if (!identity) {
-        log_warn("notifier: SUBSCRIBE without a usable identity refused");
-        notify_reply(irq, 403, "No identity", TAG_END());
+        log_warn("notifier: SUBSCRIBE without a usable P-Asserted-Identity refused");
+        notify_reply(irq, 403, "No P-Asserted-Identity", TAG_END());
         return;
     }
     struct notify_watchlist wl;
@@ -887,6 +872,12 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
         return notify_reply(irq, 481, "Subscription does not exist", TAG_END());
     if (!notify_request_trusted(n, irq))
         return notify_reply(irq, 403, "Untrusted peer", TAG_END());
+    /* In a dialog the subscriber is known; a refresh asserting someone else is not theirs. */
+    char *asserted = notify_subscriber(sip);
+    bool other = asserted && !xcap_uri_xui_equal(asserted, s->identity);
+    free(asserted);
+    if (other)
+        return notify_reply(irq, 403, "P-Asserted-Identity of another user", TAG_END());
     unsigned expires;
     if (notify_check_subscribe(n, irq, sip, &expires) != 0)
         return 0;

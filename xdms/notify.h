@@ -21,9 +21,11 @@ struct notifier_config {
     unsigned default_expires; /* seconds, when SUBSCRIBE has no Expires (default 3600) */
     unsigned max_expires;
     unsigned min_expires;
-    /* Trusted SIP peers (numeric addresses) whose P-Asserted-Identity is believed, and server
-     * identities (SIP URIs) that may watch every user's documents. NULL-terminated; NULL = only
-     * loopback addresses are trusted and there are no servers. */
+    /* Trusted SIP peers (numeric addresses: the SIP proxy or S-CSCF in front) whose
+     * P-Asserted-Identity is believed, and server identities (SIP URIs) that may watch every
+     * user's documents. NULL-terminated; NULL = no peer is trusted (every SUBSCRIBE gets 403) and
+     * there are no servers. A SUBSCRIBE from a trusted peer without P-Asserted-Identity gets 403
+     * too: the identity is never taken from From. */
     const char *const *trusted_peers;
     const char *const *server_identities;
     /* Added for the complete xcap-diff package: the shortest time between two NOTIFYs of one

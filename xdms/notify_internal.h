@@ -162,8 +162,8 @@ char *notify_identity_parse(const char *value);
 int notify_expires_decide(const struct notifier_config *cfg, bool present, unsigned long requested,
                           unsigned *out);
 
-/* True when sa is one of trusted (numeric addresses; IPv4-mapped IPv6 compares as IPv4), or,
- * with trusted NULL, any loopback address. */
+/* True when sa is one of trusted (numeric addresses; IPv4-mapped IPv6 compares as IPv4). With
+ * trusted NULL or empty nobody is trusted. */
 bool notify_peer_trusted(const struct sockaddr *sa, const char *const *trusted);
 
 /* True when identity is one of servers (NULL-terminated, may be NULL). */
@@ -264,7 +264,7 @@ struct notifier {
     /* Set before the thread starts, read-only afterwards. */
     char *host;
     char *xcap_root;
-    char **trusted;             /* NULL = loopback only */
+    char **trusted;             /* NULL = nobody */
     char **servers;             /* may be NULL */
     struct notifier_config cfg; /* string members point at the copies above */
     struct store *store;

@@ -470,12 +470,13 @@ static bool trusted(const char *addr, const char *const *list)
 
 static void test_peer_trusted(void)
 {
-    CU_ASSERT_TRUE(trusted("127.0.0.1", NULL));
-    CU_ASSERT_TRUE(trusted("127.3.2.1", NULL));
-    CU_ASSERT_TRUE(trusted("::1", NULL));
-    CU_ASSERT_TRUE(trusted("::ffff:127.0.0.1", NULL));
+    /* no sip_trusted_peer: nobody, not even loopback */
+    CU_ASSERT_FALSE(trusted("127.0.0.1", NULL));
+    CU_ASSERT_FALSE(trusted("::1", NULL));
+    CU_ASSERT_FALSE(trusted("::ffff:127.0.0.1", NULL));
     CU_ASSERT_FALSE(trusted("10.0.0.1", NULL));
-    CU_ASSERT_FALSE(trusted("::2", NULL));
+    const char *none[] = {NULL};
+    CU_ASSERT_FALSE(trusted("127.0.0.1", none));
     const char *list[] = {"10.0.0.1", "fe80::1", "not-an-address", NULL};
     CU_ASSERT_TRUE(trusted("10.0.0.1", list));
     CU_ASSERT_TRUE(trusted("::ffff:10.0.0.1", list));
@@ -507,7 +508,11 @@ struct peer {
     unsigned cseq;
     char call_id[64];
     char to_tag[128]; /* the notifier's dialog tag */
+    bool no_pai;      /* peer_subscribe() sends no P-Asserted-Identity of its own */
 };
+
+/* The SIP proxy in front, as the notifiers of these tests trust it. */
+static const char *const sip_proxy_peers[] = {"127.0.0.1", NULL};
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -593,10 +598,16 @@ static void peer_ok(struct peer *p, const char *req)
     peer_answer(p, req, 200);
 }
 
-/* Sends a SUBSCRIBE (in the dialog when p->to_tag is set) with extra headers and body. */
+/* Sends a SUBSCRIBE (in the dialog when p->to_tag is set) with extra headers and body. Like the
+ * SIP proxy in front, it asserts From as P-Asserted-Identity unless p->no_pai is set or extra
+ * has its own. */
 static void peer_subscribe(struct peer *p, const char *from, const char *extra, const char *body)
 {
-    char msg[8192];
+    char msg[8192], with_pai[2048];
+    if (!p->no_pai && !strstr(extra, "P-Asserted-Identity")) {
+        snprintf(with_pai, sizeof with_pai, "%sP-Asserted-Identity: <%s>\r\n", extra, from);
+        extra = with_pai;
+    }
     p->cseq++;
     snprintf(msg, sizeof msg,
              "SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
@@ -743,6 +754,7 @@ static void test_loopback(void)
         .xcap_root = ROOT,
         .role = ROLE_SHARED_LIST,
         .min_expires = 30,
+        .trusted_peers = sip_proxy_peers,
     };
     struct notifier *n = NULL;
     CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &n), 0);
@@ -882,6 +894,7 @@ static struct notifier *start_empty(char dir[32], struct store **st, unsigned mi
         .xcap_root = ROOT,
         .role = ROLE_SHARED_LIST,
         .min_expires = min_expires,
+        .trusted_peers = sip_proxy_peers,
     };
     struct notifier *n = NULL;
     CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, *st, &n), 0);
@@ -893,6 +906,64 @@ static void stop_empty(struct notifier *n, char dir[32], struct store *st)
     notifier_stop(n);
     store_close(st);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Who may subscribe (RFC 3325 §5): only a configured SIP peer, and only with
+ * P-Asserted-Identity; From never names the subscriber. Without sip_trusted_peer nobody. */
+static void test_subscribe_trust(void)
+{
+    char dir[32];
+    snprintf(dir, sizeof dir, "/tmp/xdm-notify-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    struct store *st;
+    CU_ASSERT_EQUAL_FATAL(store_open(dir, NULL, &st), STORE_OK);
+    struct notifier_config cfg = {.host = "127.0.0.1", .xcap_root = ROOT, .role = ROLE_SHARED_LIST};
+    struct notifier *n = NULL;
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &n), 0);
+    struct peer p;
+    char notify[65536];
+    peer_open(&p, notifier_port(n), "nobody-trusted");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    close(p.fd);
+    notifier_stop(n);
+
+    static const char *const elsewhere[] = {"127.0.0.2", NULL};
+    cfg.trusted_peers = elsewhere;
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &n), 0);
+    peer_open(&p, notifier_port(n), "untrusted");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    close(p.fd);
+    notifier_stop(n);
+
+    cfg.trusted_peers = sip_proxy_peers;
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &n), 0);
+    peer_open(&p, notifier_port(n), "no-pai");
+    p.no_pai = true;
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    close(p.fd);
+    /* From names Bob, the proxy asserts Alice: Alice's documents are hers to watch. */
+    peer_open(&p, notifier_port(n), "from-ignored");
+    peer_subscribe(&p, "sip:bob@example.com",
+                   "Event: xcap-diff\r\nP-Asserted-Identity: <" ALICE ">\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    /* in the dialog: a refresh asserting another user is refused, one asserting nobody is not */
+    peer_subscribe(&p, "sip:bob@example.com",
+                   "Event: xcap-diff\r\nP-Asserted-Identity: <sip:bob@example.com>\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    p.no_pai = true;
+    peer_subscribe(&p, "sip:bob@example.com", "Event: xcap-diff\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    close(p.fd);
+    /* Bob asserted, watching Alice's documents: 403 as ever (DIFF-11). */
+    peer_open(&p, notifier_port(n), "bob");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nP-Asserted-Identity: <sip:bob@example.com>\r\n",
+                   LIST_ALICE);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
+    close(p.fd);
+    stop_empty(n, dir, st);
 }
 
 /* Expiry by timer ends the subscription with reason=timeout; a NOTIFY answered 481 removes it
@@ -965,6 +1036,7 @@ static void test_bounds(void)
              "SUBSCRIBE sip:bob@example.com SIP/2.0\r\n"
              "Via: SIP/2.0/UDP 127.0.0.1:%u;branch=z9hG4bK-type;rport\r\n"
              "From: <sip:bob@example.com>;tag=x\r\nTo: <sip:bob@example.com>\r\n"
+             "P-Asserted-Identity: <sip:bob@example.com>\r\n"
              "Call-ID: %s\r\nCSeq: %u SUBSCRIBE\r\nContact: <sip:w@127.0.0.1:%u>\r\n"
              "Event: xcap-diff\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
              p.port, p.call_id, p.cseq, p.port);
@@ -984,6 +1056,7 @@ static void test_bounds(void)
                       "SUBSCRIBE sip:bob@example.com SIP/2.0\r\n"
                       "Via: SIP/2.0/TCP 127.0.0.1:1;branch=z9hG4bK-big\r\n"
                       "From: <sip:bob@example.com>;tag=x\r\nTo: <sip:bob@example.com>\r\n"
+                      "P-Asserted-Identity: <sip:bob@example.com>\r\n"
                       "Call-ID: big-%ld\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:w@127.0.0.1:1>\r\n"
                       "Event: xcap-diff\r\nContent-Type: application/resource-lists+xml\r\n"
                       "Content-Length: %zu\r\n\r\n",
@@ -1064,6 +1137,7 @@ static void efx_open(struct efx *f, unsigned min_interval_ms)
         .role = ROLE_SHARED_LIST,
         .server_identities = servers,
         .min_interval_ms = min_interval_ms,
+        .trusted_peers = sip_proxy_peers,
     };
     efx_start(f);
 }
@@ -1494,6 +1568,7 @@ int main(void)
         {"trusted peers", test_peer_trusted},
         {"accept", test_accept},
         {"loopback SUBSCRIBE/NOTIFY", test_loopback},
+        {"who may subscribe", test_subscribe_trust},
         {"expiry and 481", test_expiry_and_481},
         {"bounds", test_bounds},
         {"diff-processing modes", test_modes},
