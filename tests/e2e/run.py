@@ -129,6 +129,9 @@ class Proc:
         self.http_port = free_port()
         self.sip_port = free_port(udp_too=True) if name in XDMS_ROLES else None
         self.data = os.path.join(dep.tmp, "data", "aggproxy" if name == "proxy" else name)
+        # An XDMS's default UNIX-domain socket (<data>/xdms.sock): the proxy's way in, and the
+        # runner's for `via ROLE as XUI`.
+        self.socket = os.path.join(self.data, "xdms.sock") if name in XDMS_ROLES else None
         self.options = []
         self.popen = None
         self.logs = []
@@ -143,19 +146,25 @@ class Proc:
     def http_addr(self):
         return "%s:%d" % (LOOPBACK, self.http_port)
 
-    def argv(self):
+    @property
+    def socket_addr(self):
+        return "unix:" + self.socket
+
+    def argv(self, extra=()):
         d = self.dep
         if self.name == "proxy":
             argv = [self.binary, "--config", d.config, "--data", self.data,
                     "--http", self.http_addr, "--realm", "example.com"]
+            # The proxy reaches every XDMS over its UNIX-domain socket, as `tools/xdm run` wires
+            # it: the one hop on which an XDMS believes X-3GPP-Asserted-Identity without TLS.
             for role in XDMS_ROLES:
-                argv += ["--option", "%s=http://%s" % (PROXY_URL_KEYS[role],
-                                                       d.procs[role].http_addr)]
+                argv += ["--option", "%s=%s" % (PROXY_URL_KEYS[role],
+                                                d.procs[role].socket_addr)]
         else:
             argv = [self.binary, "--role", self.name, "--config", d.config, "--data", self.data,
                     "--http", self.http_addr, "--sip", "%s:%d" % (LOOPBACK, self.sip_port),
                     "--xcap-root", d.xcap_root + "/"]
-        for kv in self.options:
+        for kv in list(self.options) + list(extra):
             argv += ["--option", kv]
         if d.runner.log_level:
             argv += ["--log-level", d.runner.log_level]
@@ -209,6 +218,35 @@ class Proc:
                 if self.popen.poll() is not None:
                     break
                 time.sleep(0.05)
+
+    def start_expect_failure(self, extra):
+        """Starts the process with extra --option values and waits for it to exit; returns
+        (exit status, its output). Fails when it is still running after 10 s (then stopped)."""
+        if self.running():
+            raise CaseError("%s: expect-start-failure while it is running" % self.name)
+        if not os.path.exists(self.binary):
+            raise CaseError("binary not found: %s" % self.binary)
+        os.makedirs(self.data, exist_ok=True)
+        self.incarnation += 1
+        log = os.path.join(self.dep.tmp, "%s.%d.log" % (self.name, self.incarnation))
+        self.logs.append(log)
+        argv = self.argv(extra)
+        with open(log, "wb") as lf:
+            lf.write(("# " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+            lf.flush()
+            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf,
+                                     stderr=subprocess.STDOUT, cwd=self.dep.tmp,
+                                     env=self.dep.runner.env, start_new_session=True)
+        limit = 10 * self.dep.runner.time_scale
+        try:
+            rc = popen.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+            raise CaseError("%s was expected to fail at start but still ran after %.0fs\n%s"
+                            % (self.name, limit, tail(log)))
+        text = read_bytes(log).decode("utf-8", "replace").split("\n", 1)[-1]
+        return rc, text
 
     def stop(self, sig=signal.SIGTERM):
         """Stops the process; returns a problem description or None."""
@@ -359,7 +397,8 @@ class Deployment:
             _live.add(self)
         self.runner = runner
         self.build = runner.build
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-%s-" % case.name)
+        # Short enough that <tmp>/data/shared-list/xdms.sock fits a UNIX socket address.
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-%s-" % case.name[:32])
         os.makedirs(os.path.join(self.tmp, "data"), exist_ok=True)
         self.config = os.path.join(self.tmp, "xdm.conf")
         with open(self.config, "w") as f:
@@ -375,6 +414,8 @@ class Deployment:
             v["http." + r] = self.procs[r].http_addr
             v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)
             v["root." + r] = "http://%s/xcap-root" % self.procs[r].http_addr
+            v["socket." + r] = self.procs[r].socket
+            v["data." + r] = self.procs[r].data
         return v
 
     def add_user(self, label, uri, password):
@@ -467,7 +508,8 @@ class Response:
 
 
 def http_exchange(addr, method, target, headers, body, timeout, source=None, pool=None):
-    """One request. headers: list of (name, value); source: local address to connect from
+    """One request. addr: "HOST:PORT", or "unix:PATH" for an XDMS's UNIX-domain socket (Host is
+    then "localhost"). headers: list of (name, value); source: local address to connect from
     (another 127.x address looks like another peer). Without pool the request goes on a fresh
     connection with `Connection: close`; with pool (a dict) the connection to (addr, source) is
     kept and reused like a browser's, and a fresh one is opened when the server has closed it.
@@ -479,10 +521,19 @@ def http_exchange(addr, method, target, headers, body, timeout, source=None, poo
             return _exchange_on(sock, addr, method, target, headers, body, pool, key, True)
         except _StaleConnection:
             pass
-    host, port = addr.rsplit(":", 1)
     try:
-        sock = socket.create_connection((host, int(port)), timeout=timeout,
-                                        source_address=(source, 0) if source else None)
+        if addr.startswith("unix:"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(addr[5:])
+            except OSError:
+                sock.close()
+                raise
+        else:
+            host, port = addr.rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=timeout,
+                                            source_address=(source, 0) if source else None)
     except OSError as e:
         raise CaseError("cannot connect to %s: %s" % (addr, e))
     if pool is not None:
@@ -502,7 +553,7 @@ def _exchange_on(sock, addr, method, target, headers, body, pool, key, reused):
     names = {n.lower() for n, _ in headers}
     lines = ["%s %s HTTP/1.1" % (method, target)]
     if "host" not in names:
-        lines.append("Host: %s" % addr)
+        lines.append("Host: %s" % ("localhost" if addr.startswith("unix:") else addr))
     lines += ["%s: %s" % (n, v) for n, v in headers]
     if body is not None and "content-length" not in names:
         lines.append("Content-Length: %d" % len(body))
@@ -828,8 +879,10 @@ class Case:
                     cur.headers.append((lineno, m.group(1), m.group(2)))
                 continue
             if text.startswith("<"):
-                if cur is None or cur.kind not in ("request", "await"):
-                    raise ParseError("line %d: '<' without a request or await" % lineno)
+                if cur is None or cur.kind not in ("request", "await", "expect_start_failure",
+                                                   "stat"):
+                    raise ParseError("line %d: '<' without a request, await, "
+                                     "expect-start-failure or stat" % lineno)
                 cur.expect.append(Assertion(lineno, text[1:].strip(), heredoc))
                 continue
             cur = None
@@ -881,6 +934,17 @@ class Case:
                     raise ParseError("line %d: await NAME EVENT [timeout=S]" % lineno)
                 cur = Step(lineno, "await", args, expect=[])
                 self.steps.append(cur)
+            elif kw == "expect-start-failure":
+                if not args or args[0] not in ALL_PROCS or \
+                        any("=" not in a for a in args[1:]):
+                    raise ParseError("line %d: expect-start-failure PROC [KEY=VALUE...]" % lineno)
+                cur = Step(lineno, "expect_start_failure", args, expect=[])
+                self.steps.append(cur)
+            elif kw == "stat":
+                if len(args) != 1:
+                    raise ParseError("line %d: stat PATH" % lineno)
+                cur = Step(lineno, "stat", args, expect=[])
+                self.steps.append(cur)
             elif kw == "run":
                 if not args or args[0] not in BUILTINS:
                     raise ParseError("line %d: run one of %s" % (lineno, sorted(BUILTINS)))
@@ -893,13 +957,20 @@ class Case:
 
 
 def parse_via(lineno, args):
-    """via proxy [as LABEL] [algorithm=ALG] | via ROLE [as SIP-URI]"""
+    """via proxy [as LABEL] [algorithm=ALG] | via ROLE [socket|tcp] [from ADDR] [as SIP-URI]
+
+    To an XDMS a request with an identity (`as`) goes over its UNIX-domain socket, like the
+    proxy's, unless `tcp` or `from` is given; without one it goes over TCP unless `socket`."""
     if not args or args[0] not in ALL_PROCS:
-        raise ParseError("line %d: via PROC [as WHO] [algorithm=ALG]" % lineno)
-    out = {"dest": args[0], "who": None, "algorithm": None, "source": None}
+        raise ParseError("line %d: via PROC [socket|tcp] [from ADDR] [as WHO] [algorithm=ALG]"
+                         % lineno)
+    out = {"dest": args[0], "who": None, "algorithm": None, "source": None, "transport": None}
     rest = args[1:]
     while rest:
-        if rest[0] == "as" and len(rest) >= 2:
+        if rest[0] in ("socket", "tcp") and args[0] in XDMS_ROLES:
+            out["transport"] = rest[0]
+            rest = rest[1:]
+        elif rest[0] == "as" and len(rest) >= 2:
             out["who"] = rest[1]
             rest = rest[2:]
         elif rest[0] == "from" and len(rest) >= 2:
@@ -912,6 +983,10 @@ def parse_via(lineno, args):
             rest = rest[1:]
         else:
             raise ParseError("line %d: unexpected %r in via" % (lineno, rest[0]))
+    if out["transport"] == "socket" and out["source"]:
+        raise ParseError("line %d: 'from' needs TCP, not the socket" % lineno)
+    if out["transport"] is None and args[0] in XDMS_ROLES:
+        out["transport"] = "socket" if out["who"] is not None and not out["source"] else "tcp"
     return out
 
 
@@ -963,6 +1038,12 @@ class CaseRun:
                     self.dep.add_user(label, uri, pw)
             for name, opts in case.options.items():
                 self.dep.procs[name].options += opts
+            # xdm-sipua plays the SIP proxy in front (it sends P-Asserted-Identity from
+            # 127.0.0.1): an XDMS it subscribes to trusts that address, unless the case
+            # configures its own sip_trusted_peer.
+            for role in {s.args[1] for s in case.steps if s.kind == "subscribe"}:
+                if not any(o.startswith("sip_trusted_peer=") for o in case.options.get(role, [])):
+                    self.dep.procs[role].options.append("sip_trusted_peer=" + LOOPBACK)
             deploy = case.deploy or list(ALL_PROCS)
             # XDMSs first: the proxy may probe them at start.
             for name in XDMS_ROLES + ("proxy",):
@@ -1056,6 +1137,39 @@ class CaseRun:
         for a in step.expect:
             self.check(a, event=ev)
 
+    def step_expect_start_failure(self, step):
+        """The process, started with the case's options plus the given ones, must exit non-zero
+        by itself; `<` lines then check `@field exit` and the output as `@body`."""
+        proc = self.dep.procs[step.args[0]]
+        extra = [self.s(a, step.lineno) for a in step.args[1:]]
+        rc, text = proc.start_expect_failure(extra)
+        self.log("line %d: %s exited with %s\n%s" % (step.lineno, proc.name, describe_rc(rc),
+                                                     indent(text.rstrip("\n"))))
+        if rc == 0 or rc < 0:
+            raise CaseError("line %d: %s exited with %s; expected a start failure (non-zero "
+                            "exit)\n%s" % (step.lineno, proc.name, describe_rc(rc), tail(
+                                proc.logs[-1])))
+        ev = {"event": "exit", "exit": str(rc), "body": text}
+        for a in step.expect:
+            self.check(a, event=ev)
+
+    def step_stat(self, step):
+        """`<` lines check `@field type` (socket, directory, file, missing, other) and
+        `@field mode` (permission bits in octal, e.g. 0600) of PATH, not following links."""
+        import stat as st
+        path = self.s(step.args[0], step.lineno)
+        try:
+            info = os.lstat(path)
+            mode = info.st_mode
+            kind = ("socket" if st.S_ISSOCK(mode) else "directory" if st.S_ISDIR(mode)
+                    else "file" if st.S_ISREG(mode) else "other")
+            ev = {"event": "stat", "type": kind, "mode": "%04o" % st.S_IMODE(mode)}
+        except FileNotFoundError:
+            ev = {"event": "stat", "type": "missing"}
+        self.log("line %d: stat %s: %s" % (step.lineno, path, json.dumps(ev)))
+        for a in step.expect:
+            self.check(a, event=ev)
+
     def step_run(self, step):
         BUILTINS[step.args[0]](self, step)
 
@@ -1117,8 +1231,10 @@ class CaseRun:
             if via.who is not None:
                 headers = [("X-3GPP-Asserted-Identity", '"%s"' % self.s(via.who, ln))] + headers
             resp = self.send(self.dep.procs[via.dest], method, target, headers, body, timeout)
-        self.log("line %d: %s %s via %s%s%s\n%s" % (
-            ln, method, target, via.dest, (" as " + via.who) if via.who else "",
+        self.log("line %d: %s %s via %s%s%s%s\n%s" % (
+            ln, method, target, via.dest,
+            (" (%s)" % via.transport) if getattr(via, "transport", None) else "",
+            (" as " + via.who) if via.who else "",
             " (kept connection)" if resp.reused else "", indent(resp.summary())))
         self.last = resp
         for a in step.expect:
@@ -1129,8 +1245,11 @@ class CaseRun:
         if not proc.running():
             # Still send: the point may be to see a refused connection, which is then reported.
             pass
+        over_socket = self.via is not None and self.via.dest == proc.name and \
+            getattr(self.via, "transport", None) == "socket"
+        addr = proc.socket_addr if over_socket else proc.http_addr
         try:
-            return http_exchange(proc.http_addr, method, target, headers, body,
+            return http_exchange(addr, method, target, headers, body,
                                  timeout * self.runner.time_scale, source, self.pool)
         except CaseError as e:
             died = proc.unexpected_death()
@@ -1418,7 +1537,7 @@ def builtin_kill9_durability(run, step):
     """run kill9-durability ROLE [writers=N] [puts=N] [seconds=S] [kill_after=N]
 
     Concurrent writers PUT new versions of one resource-lists document each, directly to the
-    XDMS (identity header set). After kill_after acknowledged PUTs the XDMS gets SIGKILL while
+    XDMS over its UNIX-domain socket (identity header set). After kill_after acknowledged PUTs the XDMS gets SIGKILL while
     requests are in flight. It is restarted, and every document must read back as its last
     acknowledged version with that ETag, or as the version whose PUT was in flight at the kill
     (committed, answer lost). DESIGN §4: a 2xx is sent only after the commit is on disk."""
@@ -1465,7 +1584,7 @@ def builtin_kill9_durability(run, step):
             b = body(i, n)
             inflight[i] = b
             try:
-                r = http_exchange(proc.http_addr, "PUT", uri(i),
+                r = http_exchange(proc.socket_addr, "PUT", uri(i),
                                   [("X-3GPP-Asserted-Identity", ident(i)),
                                    ("Content-Type", "application/resource-lists+xml")], b, 10)
             except CaseError as e:
@@ -1519,8 +1638,8 @@ def builtin_kill9_durability(run, step):
     proc.start()
     problems = []
     for i in range(writers):
-        r = http_exchange(proc.http_addr, "GET", uri(i), [("X-3GPP-Asserted-Identity", ident(i))],
-                          None, 10)
+        r = http_exchange(proc.socket_addr, "GET", uri(i),
+                          [("X-3GPP-Asserted-Identity", ident(i))], None, 10)
         if acked[i] is None:
             continue
         etag, b, n = acked[i]
@@ -1535,7 +1654,7 @@ def builtin_kill9_durability(run, step):
                         "%s" % (i, n, etag, r.status, r.header("ETag"),
                                 "same body" if r.body == b else first_difference(r.body, b)))
     # ETags are never reused, not even across a crash.
-    r = http_exchange(proc.http_addr, "PUT", uri(0),
+    r = http_exchange(proc.socket_addr, "PUT", uri(0),
                       [("X-3GPP-Asserted-Identity", ident(0)),
                        ("Content-Type", "application/resource-lists+xml")], body(0, 999999), 10)
     if r.status not in (200, 201):
@@ -1571,7 +1690,7 @@ def builtin_if_match_race(run, step):
                 '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
                 '<list name="%s"/></resource-lists>\n' % tag).encode()
 
-    r = http_exchange(proc.http_addr, "PUT", uri, ident + ctype, body("start"), 10)
+    r = http_exchange(proc.socket_addr, "PUT", uri, ident + ctype, body("start"), 10)
     if r.status not in (200, 201) or r.header("ETag") is None:
         raise CaseError("line %d: initial PUT: %d" % (ln, r.status))
     etag = r.header("ETag")
@@ -1583,7 +1702,7 @@ def builtin_if_match_race(run, step):
             b = body("r%dw%d" % (rnd, i))
             try:
                 barrier.wait(timeout=10)
-                results[i] = (http_exchange(proc.http_addr, "PUT", uri,
+                results[i] = (http_exchange(proc.socket_addr, "PUT", uri,
                                             ident + ctype + [("If-Match", etag)], b, 15), b)
             except (CaseError, threading.BrokenBarrierError) as e:
                 results[i] = (e, b)
@@ -1606,7 +1725,7 @@ def builtin_if_match_race(run, step):
             raise CaseError("line %d: round %d: %d of %d conditional PUTs on ETag %s succeeded, "
                             "expected exactly 1" % (ln, rnd, len(winners), writers, etag))
         win, b = winners[0]
-        g = http_exchange(proc.http_addr, "GET", uri, ident, None, 10)
+        g = http_exchange(proc.socket_addr, "GET", uri, ident, None, 10)
         if g.status != 200 or g.body != b or g.header("ETag") != win.header("ETag"):
             raise CaseError("line %d: round %d: document reads back as %d ETag %s, expected the "
                             "winner's version with ETag %s" % (ln, rnd, g.status,

@@ -11,11 +11,17 @@
  * "kind" is initial, refresh or unsubscribe; "expires" appears when the response has an Expires
  * header; a NOTIFY also says which "transport" (udp or tcp) carried it.
  *
- * With --apply HOST:PORT it keeps a client copy of every document a NOTIFY reports, as an
+ * It plays both the user agent and the SIP proxy in front of the XDMS: every SUBSCRIBE carries
+ * P-Asserted-Identity (RFC 3325) with --identity (default: the target) unless --no-pai, and
+ * From is --from (default: the identity), so a test can show that From is not believed.
+ *
+ * With --apply ADDR it keeps a client copy of every document a NOTIFY reports, as an
  * xcap-diff client would (RFC 5874): operations are applied (tests/sipua/xpatch.c) when the
  * copy is at the previous ETag, <body-not-changed/> only moves the ETag, anything else is
- * fetched with a GET straight from the XDMS at HOST:PORT (with X-3GPP-Asserted-Identity). One
- * line per document follows its NOTIFY:
+ * fetched with a GET straight from the XDMS (with X-3GPP-Asserted-Identity) at ADDR: unix:PATH,
+ * the XDMS's UNIX-domain socket (the one place it believes that header without TLS), or
+ * HOST:PORT (a TCP peer, e.g. one configured as trusted_peer by certificate). One line per
+ * document follows its NOTIFY:
  *
  *   {"event":"copy","sel":"resource-lists/users/...","etag":"7-ab","how":"patch","ops":2}
  *
@@ -40,6 +46,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <sofia-sip/msg_addr.h>
@@ -73,7 +80,9 @@ struct ua {
     const char *server;
     const char *target;
     const char *transport;
-    const char *identity;
+    const char *identity; /* P-Asserted-Identity (NULL = target) */
+    const char *from;     /* From (NULL = identity) */
+    bool no_pai;
     const char *event_param;
     const char *accept;
     long expires; /* -1 = no Expires header */
@@ -81,7 +90,7 @@ struct ua {
     long duration;
     long count;
     long refresh_after; /* -1 = no refresh */
-    const char *apply;  /* HOST:PORT of the XDMS to fetch from, or NULL */
+    const char *apply;  /* unix:PATH or HOST:PORT of the XDMS to fetch from, or NULL */
     bool verify;
     const char *entries[UA_MAX_ENTRIES];
     size_t n_entries;
@@ -296,8 +305,9 @@ static int ua_subscribe(struct ua *ua, const char *kind, long expires, const cha
     if (entries && !(body = resource_list(entries, n_entries)))
         return -1;
     char pai[400] = "";
-    if (ua->identity)
-        snprintf(pai, sizeof pai, "P-Asserted-Identity: <%s>", ua->identity);
+    if (!ua->no_pai)
+        snprintf(pai, sizeof pai, "P-Asserted-Identity: <%s>",
+                 ua->identity ? ua->identity : ua->target);
     bool initial = ua->phase == UA_INITIAL;
     ua->orq_kind = kind;
     ua->sending = true;
@@ -432,11 +442,22 @@ struct ua_fetch {
     size_t len;
 };
 
-/* GET path from the XDMS at ua->apply as the subscriber (RFC 4825 over a trusted loopback hop).
- * Returns 0 with *out filled, or -1. */
-static int ua_get(struct ua *ua, const char *path, struct ua_fetch *out)
+/* A connected stream socket to ua->apply (unix:PATH or IPv4 HOST:PORT), or -1. */
+static int ua_connect_xdms(struct ua *ua)
 {
-    memset(out, 0, sizeof *out);
+    if (strncmp(ua->apply, "unix:", 5) == 0) {
+        struct sockaddr_un u = {.sun_family = AF_UNIX};
+        size_t len = strlen(ua->apply + 5);
+        if (len == 0 || len >= sizeof u.sun_path)
+            return -1;
+        memcpy(u.sun_path, ua->apply + 5, len + 1);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&u, sizeof u) != 0) {
+            close(fd);
+            fd = -1;
+        }
+        return fd;
+    }
     char host[64];
     const char *colon = strrchr(ua->apply, ':');
     if (!colon || (size_t)(colon - ua->apply) >= sizeof host)
@@ -446,6 +467,19 @@ static int ua_get(struct ua *ua, const char *path, struct ua_fetch *out)
     if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
         return -1;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* GET path from the XDMS at ua->apply as the subscriber (RFC 4825, the hop the proxy uses).
+ * Returns 0 with *out filled, or -1. */
+static int ua_get(struct ua *ua, const char *path, struct ua_fetch *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = ua_connect_xdms(ua);
     if (fd < 0)
         return -1;
     struct timeval tv = {.tv_sec = UA_FETCH_TIMEOUT_S};
@@ -455,12 +489,12 @@ static int ua_get(struct ua *ua, const char *path, struct ua_fetch *out)
     int rl = asprintf(&req,
                       "GET %s HTTP/1.1\r\nHost: %s\r\nX-3GPP-Asserted-Identity: \"%s\"\r\n"
                       "Connection: close\r\n\r\n",
-                      path, ua->apply, ua->identity ? ua->identity : ua->target);
+                      path, strncmp(ua->apply, "unix:", 5) == 0 ? "localhost" : ua->apply,
+                      ua->identity ? ua->identity : ua->target);
     char *buf = malloc(UA_MAX_FETCH + 1);
     size_t got = 0;
     int rc = -1;
-    if (rl > 0 && buf && connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        send(fd, req, (size_t)rl, MSG_NOSIGNAL) == rl) {
+    if (rl > 0 && buf && send(fd, req, (size_t)rl, MSG_NOSIGNAL) == rl) {
         ssize_t r;
         while (got < UA_MAX_FETCH && (r = recv(fd, buf + got, UA_MAX_FETCH - got, 0)) > 0)
             got += (size_t)r;
@@ -692,7 +726,10 @@ static void usage(FILE *f)
     fputs(
         "usage: xdm-sipua --server HOST:PORT --target SIP-URI [options]\n"
         "  --transport udp|tcp          transport to the server (default udp)\n"
-        "  --identity SIP-URI           From and P-Asserted-Identity (default: From = target)\n"
+        "  --identity SIP-URI           P-Asserted-Identity, as a trusted SIP proxy asserts it\n"
+        "                               (default: the target)\n"
+        "  --from SIP-URI               From (default: the identity)\n"
+        "  --no-pai                     send no P-Asserted-Identity\n"
         "  --entry URI                  resource-list entry (repeatable)\n"
         "  --event-param NAME=VALUE     Event header parameter, e.g. diff-processing=aggregate\n"
         "  --accept TYPE                Accept header (default application/xcap-diff+xml)\n"
@@ -703,8 +740,9 @@ static void usage(FILE *f)
         "                               the unsubscription is printed too, then it exits\n"
         "  --refresh-after SEC          send one in-dialog refresh after SEC seconds\n"
         "  --refresh-entry URI          entries of the refresh body (repeatable; none = no body)\n"
-        "  --apply HOST:PORT            keep client copies of the reported documents, fetching\n"
-        "                               from the XDMS at HOST:PORT when a NOTIFY has no patch\n"
+        "  --apply unix:PATH|HOST:PORT  keep client copies of the reported documents, fetching\n"
+        "                               from the XDMS (its socket, or a TCP address) when a\n"
+        "                               NOTIFY has no patch\n"
         "  --verify                     with --apply: compare each copy with a fresh GET\n"
         "Prints one JSON object per line (responses and NOTIFYs); answers NOTIFYs with 200.\n"
         "Exit 0 when the initial SUBSCRIBE got a 2xx, 1 otherwise, 2 on usage errors.\n",
@@ -728,6 +766,8 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         O_TARGET,
         O_TRANSPORT,
         O_IDENTITY,
+        O_FROM,
+        O_NO_PAI,
         O_ENTRY,
         O_EVENT_PARAM,
         O_ACCEPT,
@@ -746,6 +786,8 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         {"target", required_argument, NULL, O_TARGET},
         {"transport", required_argument, NULL, O_TRANSPORT},
         {"identity", required_argument, NULL, O_IDENTITY},
+        {"from", required_argument, NULL, O_FROM},
+        {"no-pai", no_argument, NULL, O_NO_PAI},
         {"entry", required_argument, NULL, O_ENTRY},
         {"event-param", required_argument, NULL, O_EVENT_PARAM},
         {"accept", required_argument, NULL, O_ACCEPT},
@@ -776,6 +818,12 @@ static int parse_args(struct ua *ua, int argc, char **argv)
             break;
         case O_IDENTITY:
             ua->identity = optarg;
+            break;
+        case O_FROM:
+            ua->from = optarg;
+            break;
+        case O_NO_PAI:
+            ua->no_pai = true;
             break;
         case O_ENTRY:
             if (ua->n_entries == UA_MAX_ENTRIES)
@@ -854,7 +902,7 @@ static int ua_setup(struct ua *ua)
                          ua->transport) >= sizeof ua->route)
         return fprintf(stderr, "xdm-sipua: --server too long\n"), -1;
 
-    const char *me = ua->identity ? ua->identity : ua->target;
+    const char *me = ua->from ? ua->from : ua->identity ? ua->identity : ua->target;
     char from[400], to[400];
     snprintf(from, sizeof from, "<%s>", me);
     snprintf(to, sizeof to, "<%s>", ua->target);
@@ -862,7 +910,7 @@ static int ua_setup(struct ua *ua)
     sip_to_t *t = sip_to_make(ua->home, to);
     sip_call_id_t *i = sip_call_id_create(ua->home, "127.0.0.1");
     if (!f || !t || !i)
-        return fprintf(stderr, "xdm-sipua: bad --identity or --target\n"), -1;
+        return fprintf(stderr, "xdm-sipua: bad --from, --identity or --target\n"), -1;
     ua->leg = nta_leg_tcreate(ua->agent, ua_on_request, ua, SIPTAG_CALL_ID(i), SIPTAG_FROM(f),
                               SIPTAG_TO(t), TAG_END());
     if (!ua->leg || !nta_leg_tag(ua->leg, NULL))
