@@ -814,6 +814,7 @@ class Case:
         self.name = os.path.splitext(os.path.basename(path))[0]
         self.deploy = None
         self.options = {}
+        self.sip_trust = {}  # role -> SIP peer addresses (empty: none), from `sip-trust`
         self.users = []
         self.timeout = 60.0
         self.ns = dict(DEFAULT_NS)
@@ -898,6 +899,11 @@ class Case:
                 if len(args) != 2 or args[0] not in ALL_PROCS or "=" not in args[1]:
                     raise ParseError("line %d: option PROC KEY=VALUE" % lineno)
                 self.options.setdefault(args[0], []).append(args[1])
+            elif kw == "sip-trust":
+                if len(args) < 2 or args[0] not in XDMS_ROLES or \
+                        ("none" in args[1:] and len(args) != 2):
+                    raise ParseError("line %d: sip-trust XDMS-ROLE none|ADDRESS..." % lineno)
+                self.sip_trust[args[0]] = [a for a in args[1:] if a != "none"]
             elif kw == "user":
                 if len(args) not in (3, 4) or (len(args) == 4 and args[3] != "unregistered"):
                     raise ParseError("line %d: user LABEL SIP-URI PASSWORD [unregistered]"
@@ -1039,10 +1045,13 @@ class CaseRun:
             for name, opts in case.options.items():
                 self.dep.procs[name].options += opts
             # xdm-sipua plays the SIP proxy in front (it sends P-Asserted-Identity from
-            # 127.0.0.1): an XDMS it subscribes to trusts that address, unless the case
-            # configures its own sip_trusted_peer.
+            # 127.0.0.1): an XDMS it subscribes to trusts that address, unless the case says
+            # otherwise with `sip-trust` or its own sip_trusted_peer option.
+            for role, addrs in case.sip_trust.items():
+                self.dep.procs[role].options += ["sip_trusted_peer=" + a for a in addrs]
             for role in {s.args[1] for s in case.steps if s.kind == "subscribe"}:
-                if not any(o.startswith("sip_trusted_peer=") for o in case.options.get(role, [])):
+                if role not in case.sip_trust and not any(
+                        o.startswith("sip_trusted_peer=") for o in case.options.get(role, [])):
                     self.dep.procs[role].options.append("sip_trusted_peer=" + LOOPBACK)
             deploy = case.deploy or list(ALL_PROCS)
             # XDMSs first: the proxy may probe them at start.
