@@ -4,7 +4,10 @@
  * the most an XDMS or the proxy could reach on this machine; the benchmark reports the servers as
  * a fraction of it.
  *
- *   ceiling [--http HOST:PORT] [--threads N] [--size BYTES]
+ *   ceiling [--http HOST:PORT | --unix PATH] [--threads N] [--size BYTES]
+ *
+ * With --unix it listens on a UNIX-domain socket instead (the transport the proxy and tools/bench
+ * use to reach an XDMS), replacing a file already at PATH.
  *
  * Runs until SIGINT or SIGTERM. */
 #include <arpa/inet.h>
@@ -18,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #define CEILING_MAX_BODY 65536u
 
@@ -28,7 +34,8 @@ struct ceiling {
 
 static int ceiling_usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s [--http HOST:PORT] [--threads N] [--size BYTES]\n", prog);
+    fprintf(stderr, "usage: %s [--http HOST:PORT | --unix PATH] [--threads N] [--size BYTES]\n",
+            prog);
     return 2;
 }
 
@@ -70,6 +77,27 @@ static int ceiling_parse_addr(const char *s, struct sockaddr_in *sin)
     return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
 }
 
+/* A listening, non-blocking UNIX-domain socket at path (an old file there is removed). */
+static int ceiling_unix_listen(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    int fd;
+
+    if (len == 0 || len >= sizeof(sun.sun_path))
+        return -1;
+    memcpy(sun.sun_path, path, len + 1);
+    unlink(path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0 || listen(fd, SOMAXCONN) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static enum MHD_Result ceiling_access(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -109,7 +137,8 @@ int main(int argc, char **argv)
     char host[INET_ADDRSTRLEN];
     struct ceiling c = {NULL, 1024};
     unsigned long threads = 1, size = 1024, v;
-    const char *addr = "127.0.0.1:8190";
+    const char *addr = "127.0.0.1:8190", *unix_path = NULL;
+    int unix_fd = -1;
     struct MHD_Daemon *d;
     const union MHD_DaemonInfo *info;
     sigset_t set;
@@ -120,6 +149,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--http") && i + 1 < argc) {
             addr = argv[++i];
+        } else if (!strcmp(argv[i], "--unix") && i + 1 < argc) {
+            unix_path = argv[++i];
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             if (ceiling_parse_uint(argv[++i], 256, &v) < 0 || v == 0)
                 return ceiling_usage(argv[0]);
@@ -154,10 +185,20 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     /* Same flags and limits as common/httpd.c. */
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sin};
+    if (unix_path) {
+        if ((unix_fd = ceiling_unix_listen(unix_path)) < 0) {
+            fprintf(stderr, "ceiling: cannot listen on %s\n", unix_path);
+            free(c.body);
+            return 1;
+        }
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, unix_fd, NULL};
+    } else {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &sin};
+    }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 65536, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    if (!unix_path)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     if (threads > 1)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
@@ -170,12 +211,17 @@ int main(int argc, char **argv)
     }
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host));
-    printf("ceiling listening on http://%s:%u threads %lu body %lu\n", host,
-           info ? (unsigned)info->port : 0u, threads, size);
+    if (unix_path)
+        printf("ceiling listening on unix:%s threads %lu body %lu\n", unix_path, threads, size);
+    else
+        printf("ceiling listening on http://%s:%u threads %lu body %lu\n", host,
+               info ? (unsigned)info->port : 0u, threads, size);
     fflush(stdout);
 
     sigwait(&set, &sig);
     MHD_stop_daemon(d);
+    if (unix_path)
+        unlink(unix_path);
     free(c.body);
     return 0;
 }

@@ -1,7 +1,8 @@
--- wrk script for requests straight to an XDMS. An XDMS trusts its loopback peer as the proxy and
--- takes the user from X-3GPP-Asserted-Identity, so no authentication round trips are involved.
+-- wrk script for plain requests to a TCP server (tools/bench's ceiling-px: the ceiling server
+-- with the proxy's thread count). An XDMS believes X-3GPP-Asserted-Identity only on its
+-- UNIX-domain socket, which wrk cannot reach; the XDMS scenarios use tests/bench/uload instead.
 --
---   wrk ... -s direct.lua URL -- METHOD IDENTITY [BODY-FILE CONTENT-TYPE]
+--   wrk ... -s direct.lua URL -- METHOD [IDENTITY [BODY-FILE CONTENT-TYPE]]
 --
 -- The request is built once per thread (a static request, the cheapest wrk mode).
 function init(args)

@@ -217,8 +217,11 @@ class Env:
         self.procs.append(p)
 
     def upstream_url(self, role):
-        scheme = "https" if role == "shared-list" else "http"
-        return "%s://%s:%d" % (scheme, LOOPBACK, self.http[role])
+        # The shared-list XDMS trusts the proxy by its TLS client certificate; the others by
+        # the connection on their UNIX-domain socket (<data>/xdms.sock), as deployed by default.
+        if role == "shared-list":
+            return "https://%s:%d" % (LOOPBACK, self.http[role])
+        return "unix:" + os.path.join(self.data, role, "xdms.sock")
 
     def start_proxy(self, extra, port):
         argv = [os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end property of the xcap-diff notifier (SPEC DIFF-6, DIFF-13): patches are exact.
 
-Starts a shared-list XDMS on free loopback ports with a temporary store, and two xdm-sipua
+Starts a shared-list XDMS on free loopback ports with a temporary store (HTTP with the asserted
+identity over its UNIX-domain socket, as the proxy talks to it), and two xdm-sipua
 subscribers to one document, both with --apply --verify (they keep a client copy, apply each
 NOTIFY's RFC 5261 operations, fetch when a NOTIFY carries none, and compare the copy with a GET in
 inclusive canonical XML): one with diff-processing=xcap-patching, one with aggregate. Then it runs
@@ -51,6 +52,20 @@ DOCS = [
     '<!-- kept --><resource-lists xmlns="%s" xmlns:x="%s"><list name="c"><x:ext a="1"/></list>'
     '</resource-lists>' % (RL, XNS),
 ]
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over the XDMS's UNIX-domain socket: the hop on which it believes
+    X-3GPP-Asserted-Identity."""
+
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
 
 
 def free_port():
@@ -127,6 +142,7 @@ class Property:
         self.tmp = tempfile.mkdtemp(prefix="xdm-xdiff-property-")
         self.http_port = free_port()
         self.sip_port = free_port()
+        self.socket = os.path.join(self.tmp, "data", "xdms.sock")
         self.xdms = None
         self.subs = []
         self.stats = {"writes": 0, "patch": 0, "fetch": 0, "other": 0, "refused": 0}
@@ -145,17 +161,21 @@ class Property:
         cfg = os.path.join(self.tmp, "xdm.conf")
         open(cfg, "w").close()
         self.xdms_log = open(os.path.join(self.tmp, "xdms.log"), "wb")
+        # The subscribers play the SIP proxy in front, asserting the user from 127.0.0.1.
         self.xdms = subprocess.Popen(
             [xdms, "--role", "shared-list", "--config", cfg, "--data",
              os.path.join(self.tmp, "data"), "--http", "127.0.0.1:%d" % self.http_port,
              "--sip", "127.0.0.1:%d" % self.sip_port, "--xcap-root",
-             "http://127.0.0.1:%d/xcap-root/" % self.http_port],
+             "http://127.0.0.1:%d/xcap-root/" % self.http_port,
+             "--option", "sip_trusted_peer=127.0.0.1"],
             stdout=self.xdms_log, stderr=subprocess.STDOUT, start_new_session=True)
         end = time.monotonic() + 20
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
-                break
+                if os.path.exists(self.socket):
+                    break
+                raise OSError("no socket yet")
             except OSError:
                 if time.monotonic() > end or self.xdms.poll() is not None:
                     raise RuntimeError("the XDMS did not start")
@@ -167,7 +187,7 @@ class Property:
         for name, mode in (("patch", "xcap-patching"), ("aggr", "aggregate")):
             argv = [ua, "--server", "127.0.0.1:%d" % self.sip_port, "--target", USER,
                     "--identity", USER, "--entry", DOC_SEL, "--event-param",
-                    "diff-processing=" + mode, "--apply", "127.0.0.1:%d" % self.http_port,
+                    "diff-processing=" + mode, "--apply", "unix:" + self.socket,
                     "--verify", "--duration", str(int(TIME_LIMIT) + 60)]
             sub = Sub(argv, os.path.join(self.tmp, "sipua-%s.log" % name))
             self.subs.append(sub)
@@ -183,7 +203,7 @@ class Property:
             path += "/~~/" + enc(node)
         if query:
             path += "?" + query
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        conn = UnixHTTPConnection(self.socket, timeout=10)
         headers = {"X-3GPP-Asserted-Identity": '"%s"' % USER}
         if ctype:
             headers["Content-Type"] = ctype
@@ -202,7 +222,7 @@ class Property:
         st, _ = self.request("GET", None)
         if st != 200:
             return None
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        conn = UnixHTTPConnection(self.socket, timeout=10)
         conn.request("GET", DOC_PATH, headers={"X-3GPP-Asserted-Identity": '"%s"' % USER})
         data = conn.getresponse().read()
         conn.close()
@@ -285,7 +305,7 @@ class Property:
             self.stats["refused"] += 1
             return
         self.stats["writes"] += 1
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        conn = UnixHTTPConnection(self.socket, timeout=10)
         conn.request("HEAD", DOC_PATH, headers={"X-3GPP-Asserted-Identity": '"%s"' % USER})
         r = conn.getresponse()
         r.read()
@@ -313,7 +333,7 @@ class Property:
             self.check()
         # the aggregate subscriber ends on the last version
         deadline = time.monotonic() + 10
-        conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        conn = UnixHTTPConnection(self.socket, timeout=10)
         conn.request("HEAD", DOC_PATH, headers={"X-3GPP-Asserted-Identity": '"%s"' % USER})
         r = conn.getresponse()
         r.read()
