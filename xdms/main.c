@@ -247,8 +247,12 @@ int main(int argc, char **argv)
         return 1;
     /* No default: without a trusted_peer line nothing on TCP is trusted, and the proxy uses the
      * UNIX-domain socket. */
-    if (config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0)
-        return 2;
+    struct httpd *httpd = NULL;
+    int rc = 0;
+    if (config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0) {
+        rc = 2;
+        goto stop;
+    }
 
     /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
     sigset_t sigs;
@@ -274,11 +278,9 @@ int main(int argc, char **argv)
         .tls_client_ca = config_get(cfg, "tls_client_ca", NULL),
         .unix_path = socket_path,
     };
-    struct httpd *httpd;
     if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
-        notifier_stop(notifier);
-        store_close(store);
-        return 1;
+        rc = 1;
+        goto stop;
     }
     log_info("xdms (%s) listening on %s://%s:%u socket %s sip %s:%u", role_name,
              tls_cert ? "https" : "http", http_host, httpd_port(httpd),
@@ -287,6 +289,7 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     log_info("signal %d: stopping", sig);
+stop:
     httpd_stop(httpd);
     notifier_stop(notifier);
     server_free(server);
@@ -299,5 +302,5 @@ int main(int argc, char **argv)
     config_free(cfg);
     config_args_free(args);
     xdoc_global_cleanup();
-    return 0;
+    return rc;
 }
