@@ -307,6 +307,7 @@ static enum store_rc store_open_tables(struct store *s, const struct store_optio
     return STORE_OK;
 }
 
+static void store_headroom(struct store *s);
 static void store_maintain(struct store *s);
 
 void store_close(struct store *s)
@@ -409,6 +410,7 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         store_close(s);
         return src;
     }
+    store_headroom(s);
     store_maintain(s);
     *out = s;
     return STORE_OK;
@@ -1177,6 +1179,35 @@ enum store_rc store_usage_get(struct store_txn *t, struct store_usage *out)
         src = store_change_bytes(t, &out->change_bytes);
     }
     return src;
+}
+
+/* At open: a store filled to the end of its map (by a version without the high-water mark, or
+ * reopened with a smaller map_size) could not even delete, as LMDB needs free pages for that too.
+ * When less than half the reserve above the high-water mark is left, the map grows until what is
+ * in use sits at the mark again: writes stay refused (507), DELETE and the pruning work, and the
+ * file only grows by the pages they take. */
+static void store_headroom(struct store *s)
+{
+    struct store_usage u;
+    if (store_space(s, &u) != STORE_OK)
+        return;
+    uint64_t reserve = u.map_bytes - u.limit_bytes;
+    if (u.used_bytes < u.map_bytes && u.map_bytes - u.used_bytes >= reserve / 2)
+        return;
+    uint64_t unit = 64u << 10; /* a multiple of every page size LMDB runs with */
+    uint64_t want = (u.used_bytes / s->high_water * 100 + unit) / unit * unit;
+    if (want <= u.map_bytes || want > SIZE_MAX)
+        return;
+    int rc = mdb_env_set_mapsize(s->env, (size_t)want);
+    if (rc != MDB_SUCCESS) {
+        log_error("store: %" PRIu64 " of %" PRIu64 " bytes in use and the map cannot grow: %s",
+                  u.used_bytes, u.map_bytes, mdb_strerror(rc));
+        return;
+    }
+    log_warn("store: %" PRIu64 " of %" PRIu64 " bytes in use, above the high-water mark; the map "
+             "grows to %" PRIu64 " bytes so that DELETE has room (raise map_size or delete "
+             "documents)",
+             u.used_bytes, u.map_bytes, want);
 }
 
 /* At open: builds what a store made by an older version lacks (the quota table, the change-log
