@@ -51,7 +51,7 @@ struct store_txn;
 
 /* The explanation given to a client whose write STORE_FULL refused (text/plain of a 507). */
 #define STORE_FULL_TEXT                                                                            \
-    "Insufficient storage: the document store of this server is full. Deleting documents frees "  \
+    "Insufficient storage: the document store of this server is full. Deleting documents frees "   \
     "space (DELETE is still accepted); other writes are refused until then."
 
 struct store_options {
