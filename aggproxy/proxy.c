@@ -20,6 +20,7 @@
 #include "log.h"
 #include "route.h"
 #include "users.h"
+#include "xcap_uri.h"
 
 #define PROXY_HEADERS_MAX 64
 #define PROXY_HOST_MAX 300
@@ -216,11 +217,16 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
     c->need_realm = NULL;
     if (c->route.xui_len) {
         char xui[USERS_XUI_MAX + 1], user[USERS_NAME_MAX + 1];
+        /* The realm is the XUI's host, compared without case like any host (RFC 3261 §19.1.4):
+         * users/sip:alice@EXAMPLE.com/ is challenged in realm example.com. */
+        char *canon = NULL;
         if (route_decode(c->route.xui, c->route.xui_len, xui, sizeof xui) == 0 &&
-            users_xui_split(xui, user, sizeof user, c->xui_domain, sizeof c->xui_domain) ==
+            (canon = xcap_uri_xui_canonical(xui)) != NULL &&
+            users_xui_split(canon, user, sizeof user, c->xui_domain, sizeof c->xui_domain) ==
                 USERS_OK &&
             c->xui_domain[0])
             c->realm = c->xui_domain;
+        free(canon);
         c->need_realm = c->realm;
     }
 

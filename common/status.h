@@ -40,7 +40,8 @@ struct buf;
     X(XCAP_NOT_IMPLEMENTED, 501, NULL, "Not Implemented")                                          \
     X(XCAP_UPSTREAM, 502, NULL, "Bad Gateway")                                                     \
     X(XCAP_STORAGE, 503, NULL, "Service Unavailable")                                              \
-    X(XCAP_UPSTREAM_TIMEOUT, 504, NULL, "Gateway Timeout")
+    X(XCAP_UPSTREAM_TIMEOUT, 504, NULL, "Gateway Timeout")                                         \
+    X(XCAP_INSUFFICIENT_STORAGE, 507, NULL, "Insufficient Storage")
 
 enum xcap_status {
 #define XCAP_STATUS_ENUM(name, code, cond, phrase) name,

@@ -2,16 +2,18 @@
  *
  * Layout of the environment:
  *   docs     auid \0 tree \0 xui \0 path -> DOC record (below)
- *   meta     "instance" -> 16 hex chars; "etag_counter", "change_seq" -> uint64 big-endian
+ *   meta     "instance" -> 16 hex chars; "etag_counter", "change_seq", "change_bytes" (sum of the
+ *            change records' sizes), "quota_ready" (the quota table is complete) -> uint64 BE
  *   changes  seq as uint64 big-endian -> CHANGE record (below)
+ *   quota    xui -> uint64 BE, the bytes of that user's documents; no key for a user with none
  *   <extra>  one named database per store_options.tables entry, opaque keys and values
  *
  * DOC record, version 1:
  *   u8 version, u8 etag_len, i64 mtime (BE), u64 data_len (BE), etag bytes, data bytes
- * CHANGE record, version 1:
- *   u8 version, u8 kind, then seven fields auid, tree, xui, path, prev_etag, new_etag, detail,
- *   each u32 length (BE) + bytes + one NUL byte. The NUL lets store_change_read() hand out views
- *   straight into the map instead of copying (the detail may be a large patch).
+ * CHANGE record, version 2 (version 1 is the same without the time, still read):
+ *   u8 version, u8 kind, i64 time (BE), then seven fields auid, tree, xui, path, prev_etag,
+ *   new_etag, detail, each u32 length (BE) + bytes + one NUL byte. The NUL lets
+ *   store_change_read() hand out views straight into the map instead of copying.
  * Integers are big-endian so that seq keys sort numerically under LMDB's memcmp order and the file
  * does not depend on the host.
  *
@@ -33,8 +35,12 @@
 
 #define STORE_DEFAULT_MAP_SIZE (1ull << 30)
 #define STORE_DEFAULT_RETENTION 100000u
-/* Named databases besides the extra tables: docs, meta, changes. */
-#define STORE_BUILTIN_DBS 3
+/* The change log may take an eighth of the map unless configured otherwise. */
+#define STORE_DEFAULT_CHANGE_SHARE 8
+#define STORE_DEFAULT_HIGH_WATER 90u
+#define STORE_MAX_HIGH_WATER 99u
+/* Named databases besides the extra tables: docs, meta, changes, quota. */
+#define STORE_BUILTIN_DBS 4
 #define STORE_MAX_TABLES 32
 #define STORE_TABLE_NAME_MAX 64
 #define STORE_DIR_MAX 4096
@@ -47,12 +53,16 @@
 
 #define STORE_DOC_VERSION 1
 #define STORE_DOC_HDR (1 + 1 + 8 + 8)
-#define STORE_CHANGE_VERSION 1
+#define STORE_CHANGE_V1 1
+#define STORE_CHANGE_VERSION 2
+#define STORE_CHANGE_HDR (1 + 1 + 8)
 #define STORE_CHANGE_FIELDS 7
 
 #define STORE_META_INSTANCE "instance"
 #define STORE_META_ETAG "etag_counter"
 #define STORE_META_SEQ "change_seq"
+#define STORE_META_CHANGE_BYTES "change_bytes"
+#define STORE_META_QUOTA_READY "quota_ready"
 #define STORE_INSTANCE_HEX 16
 
 struct store_table {
@@ -65,9 +75,13 @@ struct store {
     MDB_dbi docs;
     MDB_dbi meta;
     MDB_dbi changes;
+    MDB_dbi quota;
     struct store_table *tables;
     size_t n_tables;
     uint64_t retention;
+    uint64_t change_max_bytes;
+    uint64_t change_max_age;
+    unsigned high_water;
     size_t key_max;
     char instance[STORE_INSTANCE_HEX + 1];
 };
@@ -115,9 +129,10 @@ static enum store_rc store_rc_from_mdb(int rc, const char *what)
     case MDB_TXN_FULL:
         return STORE_FULL;
     case MDB_READERS_FULL:
+        /* Not a full store: the client is not at fault and a retry may succeed (503). */
         log_error("store: %s: %s (more concurrent readers than STORE_MAX_READERS)", what,
                   mdb_strerror(rc));
-        return STORE_FULL;
+        return STORE_ERROR;
     case MDB_BAD_VALSIZE:
         return STORE_INVALID;
     default:
@@ -182,15 +197,14 @@ static enum store_rc store_mkdirs(const char *dir)
     return STORE_OK;
 }
 
-static enum store_rc store_meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
+/* Reads a uint64 meta value: STORE_NOTFOUND (*out = 0) when it was never written. */
+static enum store_rc store_meta_find_u64(MDB_txn *txn, MDB_dbi meta, const char *name,
+                                         uint64_t *out)
 {
+    *out = 0;
     MDB_val k = {strlen(name), (void *)name};
     MDB_val v;
     int rc = mdb_get(txn, meta, &k, &v);
-    if (rc == MDB_NOTFOUND) {
-        *out = 0;
-        return STORE_OK;
-    }
     if (rc != MDB_SUCCESS)
         return store_rc_from_mdb(rc, "read meta");
     if (v.mv_size != 8) {
@@ -199,6 +213,13 @@ static enum store_rc store_meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *
     }
     *out = store_get_u64(v.mv_data);
     return STORE_OK;
+}
+
+/* Reads a uint64 meta value; 0 when it was never written. */
+static enum store_rc store_meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
+{
+    enum store_rc src = store_meta_find_u64(txn, meta, name, out);
+    return src == STORE_NOTFOUND ? STORE_OK : src;
 }
 
 static enum store_rc store_meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *name,
@@ -255,7 +276,7 @@ static enum store_rc store_instance_init(struct store *s, MDB_txn *txn)
 
 static enum store_rc store_open_tables(struct store *s, const struct store_options *opts)
 {
-    static const char *const builtin[] = {"docs", "meta", "changes"};
+    static const char *const builtin[] = {"docs", "meta", "changes", "quota"};
     size_t n = 0;
     if (opts != NULL && opts->tables != NULL) {
         while (opts->tables[n] != NULL) {
@@ -286,6 +307,9 @@ static enum store_rc store_open_tables(struct store *s, const struct store_optio
     return STORE_OK;
 }
 
+static void store_headroom(struct store *s);
+static void store_maintain(struct store *s);
+
 void store_close(struct store *s)
 {
     if (s == NULL)
@@ -310,6 +334,16 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
                                                                  : STORE_DEFAULT_RETENTION;
     uint64_t map_size =
         (opts != NULL && opts->map_size != 0) ? opts->map_size : STORE_DEFAULT_MAP_SIZE;
+    s->change_max_bytes = (opts != NULL && opts->change_max_bytes != 0)
+                              ? opts->change_max_bytes
+                              : map_size / STORE_DEFAULT_CHANGE_SHARE;
+    s->change_max_age = opts != NULL ? opts->change_max_age : 0;
+    s->high_water =
+        (opts != NULL && opts->high_water != 0) ? opts->high_water : STORE_DEFAULT_HIGH_WATER;
+    if (s->high_water > STORE_MAX_HIGH_WATER) {
+        free(s);
+        return STORE_INVALID;
+    }
 
     enum store_rc src = store_open_tables(s, opts);
     if (src == STORE_OK)
@@ -360,6 +394,8 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
     if (rc == MDB_SUCCESS)
         rc = mdb_dbi_open(txn, "changes", MDB_CREATE, &s->changes);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "quota", MDB_CREATE, &s->quota);
     for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
         rc = mdb_dbi_open(txn, s->tables[i].name, MDB_CREATE, &s->tables[i].dbi);
     src = rc == MDB_SUCCESS ? store_instance_init(s, txn) : store_rc_from_mdb(rc, "open tables");
@@ -374,6 +410,8 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         store_close(s);
         return src;
     }
+    store_headroom(s);
+    store_maintain(s);
     *out = s;
     return STORE_OK;
 }
@@ -502,6 +540,115 @@ bad:
     return STORE_ERROR;
 }
 
+/* ---- per-user byte counts (the quota table) ---- */
+
+static enum store_rc store_quota_get(MDB_txn *txn, MDB_dbi quota, const char *xui, uint64_t *out)
+{
+    *out = 0;
+    MDB_val k = {strlen(xui), (void *)xui};
+    MDB_val v;
+    int rc = mdb_get(txn, quota, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return STORE_OK;
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "read quota");
+    if (v.mv_size != 8) {
+        log_error("store: quota record of %s has a bad size (%zu)", xui, v.mv_size);
+        return STORE_ERROR;
+    }
+    *out = store_get_u64(v.mv_data);
+    return STORE_OK;
+}
+
+/* The count of xui goes down by sub, then up by add; a user with nothing left has no record. */
+static enum store_rc store_quota_add(MDB_txn *txn, MDB_dbi quota, const char *xui, uint64_t sub,
+                                     uint64_t add)
+{
+    uint64_t cur;
+    enum store_rc src = store_quota_get(txn, quota, xui, &cur);
+    if (src != STORE_OK)
+        return src;
+    cur = (cur > sub ? cur - sub : 0) + add;
+    MDB_val k = {strlen(xui), (void *)xui};
+    if (cur == 0) {
+        int rc = mdb_del(txn, quota, &k, NULL);
+        return rc == MDB_NOTFOUND ? STORE_OK : store_rc_from_mdb(rc, "delete quota");
+    }
+    unsigned char bytes[8];
+    store_put_u64(bytes, cur);
+    MDB_val v = {sizeof bytes, bytes};
+    return store_rc_from_mdb(mdb_put(txn, quota, &k, &v, 0), "write quota");
+}
+
+/* Builds the quota table from the documents: once, in the first write transaction of a store
+ * made before the table existed, so that its counts are exact from then on. */
+static enum store_rc store_quota_ensure(struct store_txn *t)
+{
+    uint64_t ready;
+    enum store_rc src = store_meta_get_u64(t->txn, t->s->meta, STORE_META_QUOTA_READY, &ready);
+    if (src != STORE_OK || ready != 0)
+        return src;
+    int rc = mdb_drop(t->txn, t->s->quota, 0);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "clear quota");
+    MDB_cursor *c;
+    rc = mdb_cursor_open(t->txn, t->s->docs, &c);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    MDB_val k, v;
+    uint64_t docs = 0;
+    while (src == STORE_OK && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == MDB_SUCCESS) {
+        char key[STORE_KEY_MAX + 1];
+        struct doc_key dk;
+        struct store_doc_rec r;
+        if (k.mv_size > STORE_KEY_MAX || store_doc_decode(&v, &r) != STORE_OK) {
+            src = STORE_ERROR;
+            break;
+        }
+        memcpy(key, k.mv_data, k.mv_size);
+        if (!store_key_split(key, k.mv_size, &dk)) {
+            log_error("store: corrupt document key");
+            src = STORE_ERROR;
+            break;
+        }
+        if (strcmp(dk.tree, "users") == 0 && dk.xui[0] != '\0' && r.len > 0) {
+            /* Writing to another table keeps this cursor valid. */
+            src = store_quota_add(t->txn, t->s->quota, dk.xui, 0, r.len);
+            docs++;
+        }
+    }
+    mdb_cursor_close(c);
+    if (src != STORE_OK)
+        return src;
+    if (rc != MDB_NOTFOUND)
+        return store_rc_from_mdb(rc, "scan documents");
+    if (docs > 0)
+        log_info("store: per-user byte counts built from %" PRIu64 " document(s)", docs);
+    return store_meta_put_u64(t->txn, t->s->meta, STORE_META_QUOTA_READY, 1);
+}
+
+/* Length of the stored document under mk, 0 when there is none. */
+static enum store_rc store_doc_len(struct store_txn *t, MDB_val *mk, uint64_t *len)
+{
+    *len = 0;
+    MDB_val mv;
+    int rc = mdb_get(t->txn, t->s->docs, mk, &mv);
+    if (rc == MDB_NOTFOUND)
+        return STORE_OK;
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "get document");
+    struct store_doc_rec r;
+    enum store_rc src = store_doc_decode(&mv, &r);
+    if (src == STORE_OK)
+        *len = r.len;
+    return src;
+}
+
+static bool store_key_counted(const struct doc_key *k)
+{
+    return strcmp(k->tree, "users") == 0 && k->xui != NULL && k->xui[0] != '\0';
+}
+
 enum store_rc store_doc_get(struct store_txn *t, const struct doc_key *k, struct store_doc *out)
 {
     memset(out, 0, sizeof *out);
@@ -557,13 +704,18 @@ enum store_rc store_doc_put(struct store_txn *t, const struct doc_key *k, const 
     enum store_rc src = store_doc_key(t->s, &key, k);
     if (src != STORE_OK)
         return src;
+    MDB_val mk = {key.len, key.bytes};
+    bool counted = store_key_counted(k);
+    uint64_t old_len = 0;
+    if (counted && ((src = store_quota_ensure(t)) != STORE_OK ||
+                    (src = store_doc_len(t, &mk, &old_len)) != STORE_OK))
+        return src;
     char etag[STORE_ETAG_MAX];
     src = store_etag_next(t, etag);
     if (src != STORE_OK)
         return src;
     size_t etag_len = strlen(etag);
 
-    MDB_val mk = {key.len, key.bytes};
     MDB_val mv = {STORE_DOC_HDR + etag_len + len, NULL};
     /* MDB_RESERVE: the record is written in place, the document is copied once. */
     int rc = mdb_put(t->txn, t->s->docs, &mk, &mv, MDB_RESERVE);
@@ -577,6 +729,8 @@ enum store_rc store_doc_put(struct store_txn *t, const struct doc_key *k, const 
     memcpy(p + STORE_DOC_HDR, etag, etag_len);
     if (len > 0)
         memcpy(p + STORE_DOC_HDR + etag_len, data, len);
+    if (counted && (src = store_quota_add(t->txn, t->s->quota, k->xui, old_len, len)) != STORE_OK)
+        return src;
     if (etag_out != NULL)
         memcpy(etag_out, etag, etag_len + 1);
     return STORE_OK;
@@ -591,7 +745,15 @@ enum store_rc store_doc_del(struct store_txn *t, const struct doc_key *k)
     if (src != STORE_OK)
         return src;
     MDB_val mk = {key.len, key.bytes};
-    return store_rc_from_mdb(mdb_del(t->txn, t->s->docs, &mk, NULL), "delete document");
+    bool counted = store_key_counted(k);
+    uint64_t old_len = 0;
+    if (counted && ((src = store_quota_ensure(t)) != STORE_OK ||
+                    (src = store_doc_len(t, &mk, &old_len)) != STORE_OK))
+        return src;
+    src = store_rc_from_mdb(mdb_del(t->txn, t->s->docs, &mk, NULL), "delete document");
+    if (src == STORE_OK && counted)
+        src = store_quota_add(t->txn, t->s->quota, k->xui, old_len, 0);
+    return src;
 }
 
 void store_doc_release(struct store_doc *d)
@@ -753,6 +915,35 @@ enum store_rc store_doc_count_user(struct store_txn *t, const char *xui, uint64_
     return src;
 }
 
+static int store_bytes_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
+{
+    struct store_doc_rec r;
+    if (store_doc_decode(v, &r) != STORE_OK) {
+        *err = STORE_ERROR;
+        return 1;
+    }
+    *(uint64_t *)cls += r.len;
+    return 0;
+}
+
+enum store_rc store_user_bytes(struct store_txn *t, const char *xui, uint64_t *out)
+{
+    *out = 0;
+    if (xui == NULL)
+        return STORE_INVALID;
+    uint64_t ready;
+    enum store_rc src = store_meta_get_u64(t->txn, t->s->meta, STORE_META_QUOTA_READY, &ready);
+    if (src != STORE_OK)
+        return src;
+    if (ready != 0)
+        return xui[0] != '\0' ? store_quota_get(t->txn, t->s->quota, xui, out) : STORE_OK;
+    uint64_t n = 0;
+    src = store_doc_walk(t, NULL, "users", xui, "", store_bytes_visit, &n);
+    if (src == STORE_OK)
+        *out = n;
+    return src;
+}
+
 static const char *store_change_field(const struct store_change *c, size_t i, size_t *len)
 {
     const char *f = NULL;
@@ -784,23 +975,69 @@ static const char *store_change_field(const struct store_change *c, size_t i, si
     return f;
 }
 
-/* Drops the oldest records so that at most retention remain once newest is written. */
-static enum store_rc store_change_prune(struct store_txn *t, uint64_t newest)
+/* The time of a change record; 0 for a version 1 record, which has none. */
+static int64_t store_change_time(const MDB_val *v)
 {
-    if (newest <= t->s->retention)
-        return STORE_OK;
-    uint64_t limit = newest - t->s->retention; /* seqs <= limit go */
+    const unsigned char *p = v->mv_data;
+    if (v->mv_size >= STORE_CHANGE_HDR && p[0] == STORE_CHANGE_VERSION)
+        return (int64_t)store_get_u64(p + 2);
+    return 0;
+}
+
+/* The total size of the change records: kept in meta, summed from the records of a store made
+ * before it was. */
+static enum store_rc store_change_bytes(struct store_txn *t, uint64_t *out)
+{
+    enum store_rc src = store_meta_find_u64(t->txn, t->s->meta, STORE_META_CHANGE_BYTES, out);
+    if (src != STORE_NOTFOUND)
+        return src;
     MDB_cursor *c;
     int rc = mdb_cursor_open(t->txn, t->s->changes, &c);
     if (rc != MDB_SUCCESS)
         return store_rc_from_mdb(rc, "open cursor");
     MDB_val k, v;
-    while ((rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) == MDB_SUCCESS) {
-        if (k.mv_size != 8 || store_get_u64(k.mv_data) > limit)
+    uint64_t sum = 0;
+    while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == MDB_SUCCESS)
+        sum += v.mv_size;
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return store_rc_from_mdb(rc, "scan changes");
+    *out = sum;
+    return STORE_OK;
+}
+
+/* Drops the oldest records, but never the newest keep ones, while the log together with `adding`
+ * more records of `incoming` bytes would exceed a bound: the count, the bytes, or the age of the
+ * oldest record (a version 1 record counts as old). *bytes is the log's size, kept up to date. */
+static enum store_rc store_change_prune(struct store_txn *t, uint64_t adding, uint64_t incoming,
+                                        uint64_t keep, uint64_t *bytes)
+{
+    const struct store *s = t->s;
+    MDB_stat st;
+    int rc = mdb_stat(t->txn, s->changes, &st);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "count changes");
+    uint64_t entries = st.ms_entries;
+    int64_t now = (int64_t)time(NULL);
+    MDB_cursor *c;
+    rc = mdb_cursor_open(t->txn, s->changes, &c);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    MDB_val k, v;
+    while (entries > keep && (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)) == MDB_SUCCESS) {
+        bool over = entries + adding > s->retention || *bytes + incoming > s->change_max_bytes;
+        if (!over && s->change_max_age != 0) {
+            int64_t when = store_change_time(&v);
+            over = when <= 0 || (now > when && (uint64_t)(now - when) > s->change_max_age);
+        }
+        if (!over)
             break;
+        size_t size = v.mv_size;
         rc = mdb_cursor_del(c, 0);
         if (rc != MDB_SUCCESS)
             break;
+        entries--;
+        *bytes = *bytes > size ? *bytes - size : 0;
     }
     mdb_cursor_close(c);
     return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK
@@ -812,7 +1049,7 @@ enum store_rc store_change_append(struct store_txn *t, struct store_change *c)
     if (!t->write || c == NULL || (c->kind != STORE_CHANGE_PUT && c->kind != STORE_CHANGE_DELETE) ||
         (c->detail == NULL && c->detail_len != 0))
         return STORE_INVALID;
-    size_t total = 2;
+    size_t total = STORE_CHANGE_HDR;
     for (size_t i = 0; i < STORE_CHANGE_FIELDS; i++) {
         size_t len;
         store_change_field(c, i, &len);
@@ -820,12 +1057,22 @@ enum store_rc store_change_append(struct store_txn *t, struct store_change *c)
             return STORE_INVALID;
         total += 4 + len + 1;
     }
+    /* Prune first: the record always finds the log within its bounds, so the log cannot grow
+     * beyond them whatever the writes are. */
+    uint64_t bytes;
+    enum store_rc src = store_change_bytes(t, &bytes);
+    if (src == STORE_OK)
+        src = store_change_prune(t, 1, total, 0, &bytes);
+    if (src != STORE_OK)
+        return src;
     uint64_t seq;
-    enum store_rc src = store_meta_get_u64(t->txn, t->s->meta, STORE_META_SEQ, &seq);
+    src = store_meta_get_u64(t->txn, t->s->meta, STORE_META_SEQ, &seq);
     if (src != STORE_OK)
         return src;
     seq++;
     src = store_meta_put_u64(t->txn, t->s->meta, STORE_META_SEQ, seq);
+    if (src == STORE_OK)
+        src = store_meta_put_u64(t->txn, t->s->meta, STORE_META_CHANGE_BYTES, bytes + total);
     if (src != STORE_OK)
         return src;
 
@@ -839,10 +1086,12 @@ enum store_rc store_change_append(struct store_txn *t, struct store_change *c)
         rc = mdb_put(t->txn, t->s->changes, &mk, &mv, MDB_RESERVE);
     if (rc != MDB_SUCCESS)
         return store_rc_from_mdb(rc, "append change");
+    int64_t now = (int64_t)time(NULL);
     unsigned char *p = mv.mv_data;
     p[0] = STORE_CHANGE_VERSION;
     p[1] = (unsigned char)c->kind;
-    size_t off = 2;
+    store_put_u64(p + 2, (uint64_t)now);
+    size_t off = STORE_CHANGE_HDR;
     for (size_t i = 0; i < STORE_CHANGE_FIELDS; i++) {
         size_t len;
         const char *f = store_change_field(c, i, &len);
@@ -853,10 +1102,140 @@ enum store_rc store_change_append(struct store_txn *t, struct store_change *c)
         off += len;
         p[off++] = '\0';
     }
-    src = store_change_prune(t, seq);
+    c->seq = seq;
+    c->time = now;
+    return STORE_OK;
+}
+
+/* Pages on LMDB's free list. LMDB lets only a read transaction look at it; under MDB_NOTLS a
+ * thread may hold one beside its write transaction, and both see the same committed state. */
+static enum store_rc store_free_pages(struct store *s, uint64_t *out)
+{
+    *out = 0;
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "begin read transaction");
+    MDB_cursor *c;
+    rc = mdb_cursor_open(txn, 0, &c); /* 0: the free list */
+    if (rc == MDB_SUCCESS) {
+        MDB_val k, v;
+        /* Each record is a page list whose first word is its length (lmdb.h, mdb_stat -f). */
+        while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == MDB_SUCCESS) {
+            size_t n;
+            if (v.mv_size >= sizeof n) {
+                memcpy(&n, v.mv_data, sizeof n);
+                *out += n;
+            }
+        }
+        mdb_cursor_close(c);
+    }
+    mdb_txn_abort(txn);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK
+                                                   : store_rc_from_mdb(rc, "read free list");
+}
+
+static enum store_rc store_space(struct store *s, struct store_usage *out)
+{
+    memset(out, 0, sizeof *out);
+    MDB_envinfo info;
+    MDB_stat st;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_stat(s->env, &st);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "read environment info");
+    uint64_t free_pages;
+    enum store_rc src = store_free_pages(s, &free_pages);
+    if (src != STORE_OK)
+        return src;
+    uint64_t pages = (uint64_t)info.me_last_pgno + 1;
+    out->map_bytes = info.me_mapsize;
+    out->used_bytes = (pages > free_pages ? pages - free_pages : 0) * st.ms_psize;
+    out->limit_bytes =
+        out->map_bytes / 100 * s->high_water + out->map_bytes % 100 * s->high_water / 100;
+    return STORE_OK;
+}
+
+enum store_rc store_space_check(struct store_txn *t, uint64_t incoming)
+{
+    struct store_usage u;
+    enum store_rc src = store_space(t->s, &u);
+    if (src != STORE_OK)
+        return src;
+    if (u.used_bytes > u.limit_bytes || incoming > u.limit_bytes - u.used_bytes)
+        return STORE_FULL;
+    return STORE_OK;
+}
+
+enum store_rc store_usage_get(struct store_txn *t, struct store_usage *out)
+{
+    enum store_rc src = store_space(t->s, out);
+    MDB_stat st;
     if (src == STORE_OK)
-        c->seq = seq;
+        src = store_rc_from_mdb(mdb_stat(t->txn, t->s->changes, &st), "count changes");
+    if (src == STORE_OK) {
+        out->change_records = st.ms_entries;
+        src = store_change_bytes(t, &out->change_bytes);
+    }
     return src;
+}
+
+/* At open: a store filled to the end of its map (by a version without the high-water mark, or
+ * reopened with a smaller map_size) could not even delete, as LMDB needs free pages for that too.
+ * When less than half the reserve above the high-water mark is left, the map grows until what is
+ * in use sits at the mark again: writes stay refused (507), DELETE and the pruning work, and the
+ * file only grows by the pages they take. */
+static void store_headroom(struct store *s)
+{
+    struct store_usage u;
+    if (store_space(s, &u) != STORE_OK)
+        return;
+    uint64_t reserve = u.map_bytes - u.limit_bytes;
+    if (u.used_bytes < u.map_bytes && u.map_bytes - u.used_bytes >= reserve / 2)
+        return;
+    uint64_t unit = 64u << 10; /* a multiple of every page size LMDB runs with */
+    uint64_t want = (u.used_bytes / s->high_water * 100 + unit) / unit * unit;
+    if (want <= u.map_bytes || want > SIZE_MAX)
+        return;
+    int rc = mdb_env_set_mapsize(s->env, (size_t)want);
+    if (rc != MDB_SUCCESS) {
+        log_error("store: %" PRIu64 " of %" PRIu64 " bytes in use and the map cannot grow: %s",
+                  u.used_bytes, u.map_bytes, mdb_strerror(rc));
+        return;
+    }
+    log_warn("store: %" PRIu64 " of %" PRIu64 " bytes in use, above the high-water mark; the map "
+             "grows to %" PRIu64 " bytes so that DELETE has room (raise map_size or delete "
+             "documents)",
+             u.used_bytes, u.map_bytes, want);
+}
+
+/* At open: builds what a store made by an older version lacks (the quota table, the change-log
+ * size) and prunes the change log to its bounds, keeping the newest record. Best effort: a store
+ * too full for it still opens, and the next write tries again. */
+static void store_maintain(struct store *s)
+{
+    struct store_txn t = {.s = s, .write = true};
+    int rc = mdb_txn_begin(s->env, NULL, 0, &t.txn);
+    if (rc != MDB_SUCCESS) {
+        log_warn("store: no maintenance at open: %s", mdb_strerror(rc));
+        return;
+    }
+    uint64_t bytes = 0;
+    enum store_rc src = store_quota_ensure(&t);
+    if (src == STORE_OK)
+        src = store_change_bytes(&t, &bytes);
+    if (src == STORE_OK)
+        src = store_change_prune(&t, 0, 0, 1, &bytes);
+    if (src == STORE_OK)
+        src = store_meta_put_u64(t.txn, s->meta, STORE_META_CHANGE_BYTES, bytes);
+    if (src == STORE_OK)
+        src = store_rc_from_mdb(mdb_txn_commit(t.txn), "commit maintenance");
+    else
+        mdb_txn_abort(t.txn);
+    if (src != STORE_OK)
+        log_warn("store: maintenance at open failed (%s); the next write retries",
+                 store_strerror(src));
 }
 
 static enum store_rc store_change_decode(const MDB_val *k, const MDB_val *v, struct store_change *c)
@@ -865,10 +1244,12 @@ static enum store_rc store_change_decode(const MDB_val *k, const MDB_val *v, str
     size_t size = v->mv_size;
     const char *fields[STORE_CHANGE_FIELDS];
     size_t lens[STORE_CHANGE_FIELDS];
-    if (k->mv_size != 8 || size < 2 || p[0] != STORE_CHANGE_VERSION ||
+    if (k->mv_size != 8 || size < 2 || (p[0] != STORE_CHANGE_VERSION && p[0] != STORE_CHANGE_V1) ||
         (p[1] != STORE_CHANGE_PUT && p[1] != STORE_CHANGE_DELETE))
         goto bad;
-    size_t off = 2;
+    size_t off = p[0] == STORE_CHANGE_V1 ? 2 : STORE_CHANGE_HDR;
+    if (size < off)
+        goto bad;
     for (size_t i = 0; i < STORE_CHANGE_FIELDS; i++) {
         if (size - off < 4)
             goto bad;
@@ -883,6 +1264,7 @@ static enum store_rc store_change_decode(const MDB_val *k, const MDB_val *v, str
     if (off != size)
         goto bad;
     c->seq = store_get_u64(k->mv_data);
+    c->time = store_change_time(v);
     c->kind = p[1] == STORE_CHANGE_PUT ? STORE_CHANGE_PUT : STORE_CHANGE_DELETE;
     c->key.auid = fields[0];
     c->key.tree = fields[1];

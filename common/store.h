@@ -8,9 +8,22 @@
  *
  * Tables always present:
  *   docs     key auid \0 tree \0 xui \0 path -> record (etag, mtime, bytes)
- *   meta     instance id, ETag counter, change-log sequence
+ *   meta     instance id, ETag counter, change-log sequence and size
  *   changes  seq (8 bytes big-endian) -> change record
+ *   quota    xui -> bytes of that user's documents (the "users" tree, every AUID)
  * plus the extra named tables given to store_open() (generic key/value, e.g. "users", "subs").
+ *
+ * Bounds (invariants after every committed write):
+ *   - the change log holds at most change_retention records and about change_max_bytes bytes,
+ *     none older than change_max_age (the newest record may exceed a bound on its own). Records
+ *     are pruned oldest first, before a new one is appended, in the appending transaction;
+ *     store_open() prunes too (always keeping the newest record, so a reader that lags behind
+ *     still sees the gap in the sequence numbers).
+ *   - quota holds, for every user, exactly the sum of the lengths of its documents: kept by
+ *     store_doc_put() and store_doc_del() in the writing transaction, built from the documents
+ *     on the first write to a store made before the table existed.
+ *   - store_space_check() refuses writes that would take the map's used pages above the high-water
+ *     mark, so that the pages above it remain for deletions (which need free pages too).
  *
  * Thread-safety: a struct store is shared by all threads; a transaction belongs to the thread that
  * began it. At most one write transaction is open at a time (others wait in store_txn_begin).
@@ -28,7 +41,7 @@
 enum store_rc {
     STORE_OK = 0,
     STORE_NOTFOUND, /* no such key */
-    STORE_FULL,     /* the map size or a configured bound is reached */
+    STORE_FULL,     /* the map size or its high-water mark is reached */
     STORE_INVALID,  /* bad argument (e.g. key too long) */
     STORE_ERROR,    /* I/O or LMDB failure; logged by store.c */
 };
@@ -36,10 +49,28 @@ enum store_rc {
 struct store;
 struct store_txn;
 
+/* The explanation given to a client whose write STORE_FULL refused (text/plain of a 507). */
+#define STORE_FULL_TEXT                                                                            \
+    "Insufficient storage: the document store of this server is full. Deleting documents frees "   \
+    "space (DELETE is still accepted); other writes are refused until then."
+
 struct store_options {
     uint64_t map_size;         /* bytes; 0 = default (1 GiB) */
     uint64_t change_retention; /* change records kept; older ones are pruned; 0 = default 100000 */
+    uint64_t change_max_bytes; /* bytes of change records kept; 0 = map_size / 8 */
+    uint64_t change_max_age;   /* seconds a change record is kept; 0 = no age bound */
+    unsigned high_water;       /* percent of the map writes may fill (store_space_check());
+                                  0 = default 90; at most 99 */
     const char *const *tables; /* NULL-terminated extra table names, or NULL */
+};
+
+/* Space used by a store, for the high-water check, logs and tests. */
+struct store_usage {
+    uint64_t map_bytes;      /* size of the map */
+    uint64_t used_bytes;     /* pages in use (not on LMDB's free list) times the page size */
+    uint64_t limit_bytes;    /* the high-water mark: map_bytes * high_water / 100 */
+    uint64_t change_records; /* records in the change log */
+    uint64_t change_bytes;   /* their total size */
 };
 
 /* The key of a document. xui is "" for the global tree; tree is "global" or "users". */
@@ -72,6 +103,8 @@ enum store_change_kind { STORE_CHANGE_PUT, STORE_CHANGE_DELETE };
  * bytes above the store (e.g. xcap-diff patch operations), may be empty. */
 struct store_change {
     uint64_t seq; /* assigned by store_change_append(); strictly increasing, never reused */
+    int64_t time; /* seconds since the epoch, set by store_change_append(); 0 = unknown (a record
+                     written before records carried a time) */
     enum store_change_kind kind;
     struct doc_key key;
     const char *prev_etag;
@@ -108,9 +141,21 @@ enum store_rc store_doc_list(struct store_txn *t, const char *auid, const char *
                              int (*fn)(void *cls, const struct store_doc_view *d), void *cls);
 /* Counts the documents of one user (all AUIDs), for quotas. */
 enum store_rc store_doc_count_user(struct store_txn *t, const char *xui, uint64_t *out);
+/* Sum of the lengths of one user's documents (all AUIDs), for quotas: O(1) from the quota table
+ * (a scan of the user's documents in a read transaction of a store whose table is not built yet).
+ */
+enum store_rc store_user_bytes(struct store_txn *t, const char *xui, uint64_t *out);
 
-/* Change log. Appending assigns c->seq (written back). Records older than the retention bound are
- * pruned in the same transaction. */
+/* Whether a write that adds about incoming bytes keeps the map's used pages at or below the
+ * high-water mark: STORE_OK, or STORE_FULL (nothing written; the caller refuses the write).
+ * Call it before writing in a write transaction; deletions skip it, so that the pages above the
+ * mark are left for them. */
+enum store_rc store_space_check(struct store_txn *t, uint64_t incoming);
+enum store_rc store_usage_get(struct store_txn *t, struct store_usage *out);
+
+/* Change log. Appending assigns c->seq and c->time (written back). First, in the same
+ * transaction, the oldest records go while the log with the new record would exceed a bound of
+ * store_options. */
 enum store_rc store_change_append(struct store_txn *t, struct store_change *c);
 /* Calls fn for every record with seq > after, in order, until fn returns non-zero. */
 enum store_rc store_change_read(struct store_txn *t, uint64_t after,

@@ -4,7 +4,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static int xcap_uri_hex(char c)
 {
@@ -211,30 +210,73 @@ fail:
     return st;
 }
 
-/* Splits a decoded URI into scheme, user part and host part for comparison. */
-static void xcap_uri_xui_split(const char *x, size_t *scheme_len, const char **user,
-                               size_t *user_len, const char **host)
+static bool xcap_uri_unreserved(int c)
 {
-    const char *colon = strchr(x, ':');
-    *scheme_len = colon ? (size_t)(colon - x) : 0;
-    const char *rest = colon ? colon + 1 : x;
-    const char *at = strrchr(rest, '@');
-    *user = rest;
-    *user_len = at ? (size_t)(at - rest) : strlen(rest);
-    *host = at ? at + 1 : NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static char xcap_uri_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+char *xcap_uri_xui_canonical(const char *xui)
+{
+    size_t len = strlen(xui);
+    char *out = malloc(len + 1); /* never longer than the input */
+    if (!out)
+        return NULL;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int h = xui[i] == '%' && i + 2 < len ? xcap_uri_hex(xui[i + 1]) : -1;
+        int l = h >= 0 ? xcap_uri_hex(xui[i + 2]) : -1;
+        if (l < 0) {
+            out[o++] = xui[i];
+            continue;
+        }
+        int c = h << 4 | l;
+        if (xcap_uri_unreserved(c)) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[h];
+            out[o++] = hex[l];
+        }
+        i += 2;
+    }
+    out[o] = '\0';
+    /* RFC 3986 §3.1 scheme, then ':'. */
+    size_t start = 0;
+    if ((out[0] >= 'a' && out[0] <= 'z') || (out[0] >= 'A' && out[0] <= 'Z')) {
+        size_t i = 1;
+        while ((out[i] >= 'a' && out[i] <= 'z') || (out[i] >= 'A' && out[i] <= 'Z') ||
+               (out[i] >= '0' && out[i] <= '9') || out[i] == '+' || out[i] == '-' || out[i] == '.')
+            i++;
+        if (out[i] == ':') {
+            for (size_t j = 0; j < i; j++)
+                out[j] = xcap_uri_lower(out[j]);
+            start = i + 1;
+        }
+    }
+    /* The host: after the last '@' before any parameters or headers (RFC 3261 §19.1.1); a URI
+     * without '@' is all host ("sip:example.com"), a bare name without '@' all user. */
+    size_t end = start + strcspn(out + start, ";?");
+    size_t host = start > 0 ? start : end;
+    for (size_t i = start; i < end; i++)
+        if (out[i] == '@')
+            host = i + 1;
+    for (size_t i = host; i < end; i++)
+        out[i] = xcap_uri_lower(out[i]);
+    return out;
 }
 
 bool xcap_uri_xui_equal(const char *a, const char *b)
 {
-    size_t sa, sb, ua, ub;
-    const char *usa, *usb, *ha, *hb;
-    xcap_uri_xui_split(a, &sa, &usa, &ua, &ha);
-    xcap_uri_xui_split(b, &sb, &usb, &ub, &hb);
-    if (sa != sb || strncasecmp(a, b, sa) != 0)
-        return false;
-    if (ua != ub || memcmp(usa, usb, ua) != 0)
-        return false;
-    if (!ha || !hb)
-        return ha == hb;
-    return strcasecmp(ha, hb) == 0;
+    char *ca = xcap_uri_xui_canonical(a), *cb = xcap_uri_xui_canonical(b);
+    bool same = ca && cb && strcmp(ca, cb) == 0;
+    free(ca);
+    free(cb);
+    return same;
 }

@@ -55,8 +55,22 @@ char *xcap_uri_decode(const char *src, size_t len);
  * Returns 0 or -1 (buffer full). */
 int xcap_uri_encode_segment(struct buf *out, const char *s);
 
-/* Compares two XUIs after decoding: scheme and host case-insensitive, user part exact
- * (RFC 3261 §19.1.4). Returns true when they name the same user. */
+/* The canonical spelling of a decoded XUI, so that every spelling of one user maps to the same
+ * storage keys, quotas, listings and notifications (RFC 3261 §19.1.4; RFC 3986 §6.2.2):
+ *   - the scheme and the host (after the last '@' of the part before any ';' or '?', or the whole
+ *     of that part when it has no '@') in lower case;
+ *   - percent-encoding normalised everywhere: an escape of an unreserved character (ALPHA, DIGIT,
+ *     "-", ".", "_", "~") is decoded, the hex digits of every other escape are upper case; a '%'
+ *     not followed by two hex digits stays as it is;
+ *   - everything else, the user part in particular, byte for byte.
+ * "sip:alice@EXAMPLE.com", "SIP:alice@example.com" and "sip:%61lice@example.com" all give
+ * "sip:alice@example.com"; "sip:Alice@example.com" stays another user. A string without a scheme
+ * gets the same treatment, but without '@' it is all user part. Returns a new string (free()),
+ * or NULL when out of memory. */
+char *xcap_uri_xui_canonical(const char *xui);
+
+/* Compares two decoded XUIs by their canonical forms (xcap_uri_xui_canonical()). Returns true
+ * when they name the same user; false also when out of memory. */
 bool xcap_uri_xui_equal(const char *a, const char *b);
 
 #endif

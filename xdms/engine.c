@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -8,6 +9,7 @@
 #include "engine_internal.h"
 #include "log.h"
 #include "usage.h"
+#include "xdiff.h"
 #include "xdoc.h"
 
 struct engine *engine_new(struct store *store, const struct engine_config *cfg)
@@ -99,11 +101,38 @@ bool engine_if_none_match(const char *header, const char *etag)
 
 enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)
 {
+    /* RFC 4918 §11.5: the server cannot store what the request needs. Not 503: retrying will not
+     * help until documents are deleted, and DELETE still works (store_space_check()). */
     if (rc == STORE_FULL)
-        return xcap_fail(err, XCAP_STORAGE, "storage is full");
+        return xcap_fail(err, XCAP_INSUFFICIENT_STORAGE, "%s", STORE_FULL_TEXT);
     if (rc == STORE_INVALID)
         return xcap_fail(err, XCAP_BAD_REQUEST, "document name too long");
     return xcap_fail(err, XCAP_STORAGE, "storage error: %s", store_strerror(rc));
+}
+
+/* The store's high-water mark keeps the pages above it for DELETEs; the per-user quota keeps one
+ * user from taking the room of all the others (RFC 4825 §8.2.5 leaves such local policy to the
+ * server, reported as a constraint failure). */
+enum xcap_status engine_check_room(struct engine *e, struct store_txn *t, const struct doc_key *k,
+                                   size_t old_len, size_t new_len, struct xcap_err *err)
+{
+    enum store_rc rc = store_space_check(t, new_len);
+    if (rc != STORE_OK)
+        return engine_store_fail(err, rc);
+    uint64_t max = e->cfg.max_bytes_per_user;
+    if (max == 0 || strcmp(k->tree, "users") != 0 || new_len <= old_len)
+        return XCAP_OK;
+    uint64_t used;
+    if ((rc = store_user_bytes(t, k->xui, &used)) != STORE_OK)
+        return engine_store_fail(err, rc);
+    uint64_t after = (used > old_len ? used - old_len : 0) + new_len;
+    if (after <= max)
+        return XCAP_OK;
+    return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
+                     "quota exceeded: max_bytes_per_user allows %" PRIu64
+                     " bytes of documents per user; with this request the documents of %s "
+                     "would take %" PRIu64 " bytes",
+                     max, k->xui, after);
 }
 
 void engine_key(const struct xcap_uri *u, struct doc_key *k)
@@ -247,6 +276,8 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
             goto abort;
         }
     }
+    if ((st = engine_check_room(e, t, &k, exists ? old.len : 0, req->body_len, err)) != XCAP_OK)
+        goto abort;
     if ((st = usage_validate(e->cfg.usage, req->au, &k, doc, err)) != XCAP_OK ||
         (st = usage_interdepend(e->cfg.usage, t, req->au, &k, doc, err)) != XCAP_OK)
         goto abort;
@@ -290,6 +321,14 @@ enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
                                       size_t detail_len, struct engine_reply *rep,
                                       struct xcap_err *err)
 {
+    /* A large edit is recorded with its ETags only, so one user's edits cannot fill the change
+     * log (and the map) with copies of their content; subscribers fetch the document instead
+     * (RFC 5874 §4). */
+    size_t max = e->cfg.change_max_record ? e->cfg.change_max_record : ENGINE_DEFAULT_MAX_RECORD;
+    if (detail_len > max) {
+        detail = XDIFF_DETAIL_ETAGS_ONLY;
+        detail_len = sizeof XDIFF_DETAIL_ETAGS_ONLY - 1;
+    }
     char etag[STORE_ETAG_MAX];
     enum store_rc rc = store_doc_put(t, k, data, len, etag);
     if (rc == STORE_OK) {

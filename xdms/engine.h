@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "appusage.h"
 #include "buf.h"
@@ -22,11 +23,18 @@ struct usage;
 
 struct engine;
 
+/* Largest change-log detail of an element or attribute edit kept by default (bytes). */
+#define ENGINE_DEFAULT_MAX_RECORD (64u << 10)
+
 struct engine_config {
     enum xdms_role role;
-    const char *xcap_root;      /* public XCAP root with trailing '/', for <ancestor> URIs */
-    unsigned max_docs_per_user; /* per XDMS, over all its AUIDs; 0 = unbounded */
-    struct usage *usage;        /* schemas, constraints, interdependencies (borrowed) */
+    const char *xcap_root;       /* public XCAP root with trailing '/', for <ancestor> URIs */
+    unsigned max_docs_per_user;  /* per XDMS, over all its AUIDs; 0 = unbounded */
+    uint64_t max_bytes_per_user; /* bytes of a user's documents in this XDMS; 0 = unbounded */
+    size_t change_max_record;    /* largest detail of an element or attribute edit kept in the
+                                    change log; a larger edit is recorded with its ETags only;
+                                    0 = ENGINE_DEFAULT_MAX_RECORD */
+    struct usage *usage;         /* schemas, constraints, interdependencies (borrowed) */
 };
 
 enum engine_method { ENGINE_GET, ENGINE_HEAD, ENGINE_PUT, ENGINE_DELETE };
@@ -54,7 +62,13 @@ struct engine *engine_new(struct store *store, const struct engine_config *cfg);
 void engine_free(struct engine *e);
 
 /* Runs the request. Returns the status (XCAP_OK, XCAP_CREATED, XCAP_NOT_MODIFIED or a failure
- * with err filled). Thread-safe: any number of threads may call it at once. */
+ * with err filled). Thread-safe: any number of threads may call it at once.
+ *
+ * Room for writes: a PUT (document, element or attribute) that would take the store above its
+ * high-water mark is XCAP_INSUFFICIENT_STORAGE (507) with a text explanation; a DELETE is never
+ * refused for space, as it frees some. A PUT that would grow the user's documents in this XDMS
+ * beyond max_bytes_per_user is XCAP_CONSTRAINT_FAILURE with a phrase naming the quota; one that
+ * shrinks them is accepted even over the quota. */
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
                                 struct engine_reply *rep, struct xcap_err *err);
 

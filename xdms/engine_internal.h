@@ -15,6 +15,11 @@ void engine_key(const struct xcap_uri *u, struct doc_key *k);
 enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc);
 enum xcap_status engine_preconditions(const struct engine_request *req, const char *etag,
                                       struct xcap_err *err);
+/* Whether the store and the user's quota have room for a PUT that turns a document of old_len
+ * bytes (0 = new) into one of new_len bytes, inside the write transaction t (not aborted here):
+ * XCAP_OK, XCAP_INSUFFICIENT_STORAGE or XCAP_CONSTRAINT_FAILURE (engine_execute()). */
+enum xcap_status engine_check_room(struct engine *e, struct store_txn *t, const struct doc_key *k,
+                                   size_t old_len, size_t new_len, struct xcap_err *err);
 /* Stores new bytes of an existing document with its change-log record and commits; on success
  * fills rep->etag and rep->changed. Aborts t on failure. */
 enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,

@@ -759,7 +759,9 @@ enum xcap_status engine_node_execute(struct engine *e, const struct engine_reque
     engine_key(req->uri, &k);
     /* RFC 4825 §8.2.5, §8.4: the whole resulting document is validated, then documents that
      * depend on it are updated, all before the commit. */
-    if ((st = usage_validate(e->cfg.usage, req->au, &k, c.nd.xml, err)) != XCAP_OK ||
+    if ((req->method == ENGINE_PUT &&
+         (st = engine_check_room(e, c.t, &k, c.stored.len, c.out.len, err)) != XCAP_OK) ||
+        (st = usage_validate(e->cfg.usage, req->au, &k, c.nd.xml, err)) != XCAP_OK ||
         (st = usage_interdepend(e->cfg.usage, c.t, req->au, &k, c.nd.xml, err)) != XCAP_OK)
         goto done;
     struct store_txn *t = c.t;

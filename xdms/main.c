@@ -1,6 +1,7 @@
 /* xdms: one XCAP server process for one role (DESIGN §1). */
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,10 @@ static void xdms_usage(FILE *f)
           "                       (default http://127.0.0.1:8080/xcap-root/)\n"
           "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
           "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
-          "                       timeout, map_size, max_docs_per_user, trusted_peer,\n"
+          "                       timeout, map_size, map_high_water, max_docs_per_user,\n"
+          "                       max_bytes_per_user, change_log_max_count,\n"
+          "                       change_log_max_bytes, change_log_max_age,\n"
+          "                       change_log_max_record, trusted_peer,\n"
           "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
           "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
@@ -124,7 +128,7 @@ int main(int argc, char **argv)
     char http_host[64], sip_host[64];
     uint16_t http_port, sip_port;
     uint64_t threads, max_body, max_header, timeout, map_size, max_docs, def_exp, max_exp, min_exp,
-        min_interval;
+        min_interval, high_water, max_user_bytes, log_count, log_bytes, log_age, log_record;
     const char *http = config_get(cfg, "http", xdms_default_http[role]);
     const char *sip = config_get(cfg, "sip", xdms_default_sip[role]);
     if (config_parse_hostport(http, http_host, sizeof http_host, &http_port) < 0 ||
@@ -142,6 +146,12 @@ int main(int argc, char **argv)
         config_get_uint(cfg, "timeout", 30, &timeout) < 0 ||
         config_get_size(cfg, "map_size", 1ull << 30, &map_size) < 0 ||
         config_get_uint(cfg, "max_docs_per_user", 1000, &max_docs) < 0 ||
+        config_get_uint(cfg, "map_high_water", 90, &high_water) < 0 ||
+        config_get_size(cfg, "max_bytes_per_user", 16 << 20, &max_user_bytes) < 0 ||
+        config_get_uint(cfg, "change_log_max_count", 100000, &log_count) < 0 ||
+        config_get_size(cfg, "change_log_max_bytes", 0, &log_bytes) < 0 ||
+        config_get_uint(cfg, "change_log_max_age", 86400, &log_age) < 0 ||
+        config_get_size(cfg, "change_log_max_record", 64 << 10, &log_record) < 0 ||
         config_get_uint(cfg, "default_expires", 3600, &def_exp) < 0 ||
         config_get_uint(cfg, "max_expires", 86400, &max_exp) < 0 ||
         config_get_uint(cfg, "min_expires", 60, &min_exp) < 0 ||
@@ -149,6 +159,14 @@ int main(int argc, char **argv)
         return 2;
     if (threads == 0 || threads > 64) {
         log_error("threads must be 1..64");
+        return 2;
+    }
+    if (high_water < 50 || high_water > 99) {
+        log_error("map_high_water must be 50..99 (percent of map_size)");
+        return 2;
+    }
+    if (log_record == 0 || log_record > SIZE_MAX) {
+        log_error("change_log_max_record must be at least 1 byte");
         return 2;
     }
 
@@ -172,7 +190,16 @@ int main(int argc, char **argv)
         for (const char *const *t = lists[l]; t && *t && n_tables + 1 < 32; t++)
             tables[n_tables++] = *t;
     tables[n_tables] = NULL;
-    struct store_options sopts = {.map_size = map_size, .tables = tables};
+    /* The change log is bounded by count, bytes (default: an eighth of the map) and age, so that
+     * however a user writes it cannot fill the map (docs/configuration.md, "A full store"). */
+    struct store_options sopts = {
+        .map_size = map_size,
+        .change_retention = log_count,
+        .change_max_bytes = log_bytes,
+        .change_max_age = log_age,
+        .high_water = (unsigned)high_water,
+        .tables = tables,
+    };
     struct store *store;
     enum store_rc src = store_open(data, &sopts, &store);
     if (src != STORE_OK) {
@@ -206,6 +233,8 @@ int main(int argc, char **argv)
         .role = role,
         .xcap_root = xcap_root,
         .max_docs_per_user = (unsigned)max_docs,
+        .max_bytes_per_user = max_user_bytes,
+        .change_max_record = (size_t)log_record,
         .usage = usage,
     };
     struct engine *engine = engine_new(store, &ecfg);

@@ -120,7 +120,10 @@ char *notify_identity_parse(const char *value)
     out[slen] = ':';
     memcpy(out + slen + 1, rest, rlen);
     out[slen + 1 + rlen] = '\0';
-    return out;
+    /* The XUI's canonical spelling, as storage keys and watches use it. */
+    char *canon = xcap_uri_xui_canonical(out);
+    free(out);
+    return canon;
 }
 
 int notify_expires_decide(const struct notifier_config *cfg, bool present, unsigned long requested,

@@ -152,8 +152,9 @@ int notify_diff_document_close(struct buf *b);
 int notify_diff_close(struct buf *b);
 
 /* Extracts the identity URI from a From or P-Asserted-Identity value (name-addr or addr-spec;
- * first item of a list): "scheme:user@host[:port]" without parameters or headers, scheme in lower
- * case. Only sip, sips and tel are accepted. Returns a malloc'd string or NULL. */
+ * first item of a list): "scheme:user@host[:port]" without parameters or headers, in its canonical
+ * spelling (xcap_uri_xui_canonical()). Only sip, sips and tel are accepted. Returns a malloc'd
+ * string or NULL. */
 char *notify_identity_parse(const char *value);
 
 /* The duration granted for a SUBSCRIBE (RFC 6665 §4.2.1.1): requested when present, else the

@@ -241,17 +241,17 @@ static int notify_entry_add(const char *uri, const char *xcap_root, enum xdms_ro
         w.au = appusage_find(role, u.auid);
         w.auid = u.auid;
         w.global = u.tree == XCAP_TREE_GLOBAL;
-        w.xui = u.tree == XCAP_TREE_USERS ? u.xui : NULL;
+        w.xui = NULL;
+        if (u.tree == XCAP_TREE_USERS && !(w.xui = xcap_uri_xui_canonical(u.xui)))
+            rc = -1;
         w.path = u.path;
         w.is_dir = u.is_dir;
         w.kind = u.is_dir ? NOTIFY_WATCH_DIRECTORY : NOTIFY_WATCH_DOCUMENT;
-        /* The watch owns auid, xui and path now. */
+        /* The watch owns auid and path now, and the canonical copy of the XUI. */
         u.auid = u.path = NULL;
-        if (!w.global)
-            u.xui = NULL;
-        if (!w.au || (q && !u.node_sel) || (u.node_sel && u.is_dir))
+        if (rc == 1 && (!w.au || (q && !u.node_sel) || (u.node_sel && u.is_dir)))
             rc = 0;
-        else if (u.node_sel)
+        else if (rc == 1 && u.node_sel)
             rc = notify_watch_node(&w, &u);
         if (rc == 1 && w.is_dir && w.path[0] != '\0') {
             size_t pl = strlen(w.path);
@@ -379,7 +379,9 @@ bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k)
     bool global = strcmp(k->tree, "global") == 0;
     if (global != w->global)
         return false;
-    if (!global && !w->all_users && !xcap_uri_xui_equal(w->xui, k->xui))
+    /* Both XUIs are canonical: the watch's (notify_entry_add()) and the store's (the XDMS stores
+     * documents under the canonical XUI only). */
+    if (!global && !w->all_users && strcmp(w->xui, k->xui) != 0)
         return false;
     if (w->is_dir ? strncmp(k->path, w->path, strlen(w->path)) != 0 : strcmp(k->path, w->path) != 0)
         return false;

@@ -307,6 +307,15 @@ static enum xcap_status server_parse(struct xdms_server *s, struct xdms_call *c)
         free(c->uri.xui);
         c->uri.xui = full;
     }
+    /* One spelling per user (RFC 3261 §19.1.4): "sip:alice@EXAMPLE.com" and
+     * "SIP:alice@example.com" reach the documents, quota and directory of sip:alice@example.com. */
+    if (c->uri.xui) {
+        char *canon = xcap_uri_xui_canonical(c->uri.xui);
+        if (!canon)
+            return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
+        free(c->uri.xui);
+        c->uri.xui = canon;
+    }
     return XCAP_OK;
 }
 
@@ -328,7 +337,7 @@ static enum xcap_status server_resolve(struct xdms_server *s, struct xdms_call *
 }
 
 /* Takes the first URI of X-3GPP-Asserted-Identity: "sip:alice@example.com"[, "tel:+1..."]
- * (TS 24.109 §7), unquoted and percent-decoded like an XUI. */
+ * (TS 24.109 §7), unquoted and percent-decoded like an XUI, in its canonical spelling. */
 static char *server_asserted_identity(const char *h)
 {
     if (!h)
@@ -351,7 +360,10 @@ static char *server_asserted_identity(const char *h)
     }
     if (end == start)
         return NULL;
-    return xcap_uri_decode(start, (size_t)(end - start));
+    char *decoded = xcap_uri_decode(start, (size_t)(end - start));
+    char *canon = decoded ? xcap_uri_xui_canonical(decoded) : NULL;
+    free(decoded);
+    return canon;
 }
 
 /* Phase: authorize the user (RFC 4825 §5.7, SPEC XCAP-AUTH-1..4). Decided before the document

@@ -36,8 +36,8 @@ static int rls_uri_cmp(const void *a, const void *b)
 
 static enum xcap_status rls_store_fail(struct xcap_err *err, enum store_rc rc)
 {
-    if (rc == STORE_FULL)
-        return xcap_fail(err, XCAP_STORAGE, "storage is full");
+    if (rc == STORE_FULL) /* RFC 4918 §11.5 */
+        return xcap_fail(err, XCAP_INSUFFICIENT_STORAGE, "%s", STORE_FULL_TEXT);
     return xcap_fail(err, XCAP_STORAGE, "storage error: %s", store_strerror(rc));
 }
 

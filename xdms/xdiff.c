@@ -454,6 +454,9 @@ int xdiff_op_from_detail(const char *detail, size_t len, struct xdiff_op *out)
     memset(out, 0, sizeof *out);
     if (len == 0)
         return 1;
+    if (len == sizeof XDIFF_DETAIL_ETAGS_ONLY - 1 &&
+        memcmp(detail, XDIFF_DETAIL_ETAGS_ONLY, len) == 0)
+        return -1;
     struct xdiff_detail d;
     int rc = xdiff_detail_parse(detail, len, &d);
     if (rc == 0)

@@ -45,9 +45,15 @@ void xdiff_op_release(struct xdiff_op *op);
 /* Deep copy. Returns 0 or -1 (out of memory; *out is then zeroed). */
 int xdiff_op_copy(const struct xdiff_op *op, struct xdiff_op *out);
 
+/* The detail of an element or attribute edit whose content was too large for the change log
+ * (engine_config.change_max_record): the change is reported with its ETags only and the client
+ * fetches the document (RFC 5874 §4). */
+#define XDIFF_DETAIL_ETAGS_ONLY "op=none\n\n"
+
 /* Builds the operation described by one change-log detail (format above node_detail() in
  * xdms/engine_node.c). Returns 0 (*out filled), 1 (empty detail: a whole-document write, no
- * operation), or -1 (the change cannot be rendered exactly; *out zeroed). */
+ * operation), or -1 (the change cannot be rendered exactly, or XDIFF_DETAIL_ETAGS_ONLY; *out
+ * zeroed). */
 int xdiff_op_from_detail(const char *detail, size_t len, struct xdiff_op *out);
 
 /* The operation that turns any version with the same prolog and epilog (the comments and

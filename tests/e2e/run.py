@@ -1847,8 +1847,86 @@ def builtin_parallel_clients(run, step):
         raise CaseError("line %d: %d failure(s): %s" % (ln, len(errors), "; ".join(errors[:4])))
 
 
+def builtin_store_flood(run, step):
+    """run store-flood ROLE [user=XUI] [puts=N] [size=BYTES]
+
+    One user replaces one element of its resource-lists document `puts` times with an element of
+    about `size` bytes, directly at the XDMS, as fast as answers come. Every element PUT must be
+    answered 200: however large the edits, the change log stays within its bounds and the store
+    keeps room (run it with a small map_size). The document is created first (201)."""
+    ln = step.lineno
+    role = step.args[1]
+    opts = dict(a.split("=", 1) for a in step.args[2:])
+    user = opts.get("user", "sip:flood@example.com")
+    puts = int(opts.get("puts", 40))
+    size = int(opts.get("size", 600000))
+    if role != "shared-list":
+        raise CaseError("line %d: store-flood writes resource-lists; use shared-list" % ln)
+    addr = run.dep.procs[role].http_addr
+    doc = "/xcap-root/resource-lists/users/%s/index" % user
+    ident = [("X-3GPP-Asserted-Identity", '"%s"' % user)]
+    r = http_exchange(addr, "PUT", doc, ident + [("Content-Type", "application/resource-lists+xml")],
+                      b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns="urn:ietf:'
+                      b'params:xml:ns:resource-lists"><list name="flood"><entry uri="sip:x@'
+                      b'example.com"/></list></resource-lists>\n', 15)
+    if r.status != 201:
+        raise CaseError("line %d: creating %s: %d %r" % (ln, doc, r.status, r.body[:200]))
+    el = doc + "/~~/resource-lists/list/entry%5B@uri=%22sip:x@example.com%22%5D"
+    ct = [("Content-Type", "application/xcap-el+xml")]
+    t0 = time.monotonic()
+    for i in range(puts):
+        body = (b'<entry uri="sip:x@example.com"><display-name>%d ' % i) + \
+            b"x" * max(0, size - 80) + b"</display-name></entry>"
+        r = http_exchange(addr, "PUT", el, ident + ct, body, 30)
+        if r.status != 200:
+            raise CaseError("line %d: element PUT %d of %d (%d bytes): %d %r" % (
+                ln, i + 1, puts, len(body), r.status, r.body[:300]))
+    run.log("line %d: %d element PUTs of %d bytes answered 200 in %.1fs" % (
+        ln, puts, size, time.monotonic() - t0))
+
+
+def builtin_fill_store(run, step):
+    """run fill-store ROLE [user=XUI] [size=BYTES] [max=N]
+
+    PUTs new resource-lists documents fill1, fill2, ... of exactly `size` bytes for one user,
+    directly at the XDMS, until one is refused. Each must be 201 until then; the refusal must be
+    507 with a text/plain explanation, within `max` PUTs. The number stored goes into the
+    variable fill.count (at least 1). For the behaviour of a full store (run it with a small
+    map_size and max_bytes_per_user=0)."""
+    ln = step.lineno
+    role = step.args[1]
+    opts = dict(a.split("=", 1) for a in step.args[2:])
+    user = opts.get("user", "sip:alice@example.com")
+    size = int(opts.get("size", 700000))
+    most = int(opts.get("max", 64))
+    if role != "shared-list":
+        raise CaseError("line %d: fill-store writes resource-lists; use shared-list" % ln)
+    addr = run.dep.procs[role].http_addr
+    hdrs = [("X-3GPP-Asserted-Identity", '"%s"' % user),
+            ("Content-Type", "application/resource-lists+xml")]
+    body = pad_xml(b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns="urn:ietf:'
+                   b'params:xml:ns:resource-lists"><list name="fill"/></resource-lists>\n', size,
+                   ln)
+    for i in range(1, most + 1):
+        r = http_exchange(addr, "PUT", "/xcap-root/resource-lists/users/%s/fill%d" % (user, i),
+                          hdrs, body, 30)
+        if r.status == 201:
+            continue
+        ct = (r.header("Content-Type") or "").split(";")[0].strip()
+        if r.status != 507 or ct != "text/plain" or b"Insufficient storage" not in r.body:
+            raise CaseError("line %d: PUT fill%d: %d %s %r, expected 201 or 507 text/plain" % (
+                ln, i, r.status, ct, r.body[:300]))
+        if i == 1:
+            raise CaseError("line %d: the first PUT was already refused" % ln)
+        run.vars["fill.count"] = str(i - 1)
+        run.log("line %d: %d documents of %d bytes stored, then 507" % (ln, i - 1, size))
+        return
+    raise CaseError("line %d: %d PUTs of %d bytes and no 507" % (ln, most, size))
+
+
 BUILTINS = {"kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race,
-            "parallel-clients": builtin_parallel_clients}
+            "parallel-clients": builtin_parallel_clients, "store-flood": builtin_store_flood,
+            "fill-store": builtin_fill_store}
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,6 +66,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (query)
         (void)xcap_uri_xui_equal(in, query);
+    /* The canonical spelling is never longer, names the same user and is a fixed point. */
+    char *canon = xcap_uri_xui_canonical(in);
+    if (canon) {
+        FUZZ_CHECK(strlen(canon) <= strlen(in));
+        FUZZ_CHECK(xcap_uri_xui_equal(in, canon));
+        char *again = xcap_uri_xui_canonical(canon);
+        FUZZ_CHECK(!again || strcmp(again, canon) == 0);
+        free(again);
+        free(canon);
+    }
     free(in);
     return 0;
 }

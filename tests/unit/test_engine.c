@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "xdiff.h"
 #include "unit.h"
 #include "xdoc.h"
 
@@ -718,6 +719,135 @@ static void test_max_docs_per_user(void)
     fx_close(&f);
 }
 
+/* Replaces the fixture's engine by one with a byte quota and a change-log detail bound. */
+static void fx_reconfigure(struct fx *f, uint64_t max_bytes, size_t max_record)
+{
+    engine_free(f->engine);
+    struct engine_config ec = {
+        .role = f->role,
+        .xcap_root = "http://127.0.0.1:8080/xcap-root/",
+        .max_bytes_per_user = max_bytes,
+        .change_max_record = max_record,
+    };
+    f->engine = engine_new(f->store, &ec);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->engine);
+}
+
+/* max_bytes_per_user: a PUT that would grow the user's documents beyond it is a constraint
+ * failure naming the quota and changes nothing; replacing counts the difference; shrinking is
+ * always allowed; DELETE gives room back; other users and global documents do not count. */
+static void test_max_bytes_per_user(void)
+{
+    struct fx f;
+    fx_open(&f, ROLE_SHARED_LIST, 0);
+    size_t l1 = strlen(DOC1), l2 = strlen(DOC2);
+    CU_ASSERT_FATAL(l1 > l2);
+    fx_reconfigure(&f, l1 + l2 - 1, 0);
+    const char *other = "/resource-lists/users/" ALICE "/other";
+    struct result r;
+    CU_ASSERT_EQUAL(fx_put(&f, RL_INDEX, DOC1, &r), XCAP_CREATED);
+    result_release(&r);
+    CU_ASSERT_EQUAL(fx_put(&f, other, DOC2, &r), XCAP_CONSTRAINT_FAILURE);
+    CU_ASSERT_FALSE(r.changed);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r.phrase);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.phrase, "max_bytes_per_user"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.phrase, ALICE));
+    result_release(&r);
+    CU_ASSERT_EQUAL(fx_get(&f, other, &r), XCAP_NOT_FOUND);
+    result_release(&r);
+    /* replacing DOC1 by the smaller DOC2 makes room for DOC2 beside it... */
+    CU_ASSERT_EQUAL(fx_put(&f, RL_INDEX, DOC2, &r), XCAP_OK);
+    result_release(&r);
+    CU_ASSERT_EQUAL(fx_put(&f, other, DOC2, &r), XCAP_CREATED);
+    result_release(&r);
+    /* ...but not for growing it back */
+    CU_ASSERT_EQUAL(fx_put(&f, RL_INDEX, DOC1, &r), XCAP_CONSTRAINT_FAILURE);
+    result_release(&r);
+    /* other users have their own count */
+    CU_ASSERT_EQUAL(fx_put(&f, "/resource-lists/users/" BOB "/index", DOC1, &r), XCAP_CREATED);
+    result_release(&r);
+    /* a lower quota: shrinking writes still pass, growing ones do not */
+    fx_reconfigure(&f, l2, 0);
+    CU_ASSERT_EQUAL(fx_put(&f, other, DOC2, &r), XCAP_OK);
+    result_release(&r);
+    const struct req del = {ENGINE_DELETE, other, NULL, NULL, NULL, NULL, 0};
+    CU_ASSERT_EQUAL(fx_run(&f, &del, &r), XCAP_OK);
+    result_release(&r);
+    CU_ASSERT_EQUAL(fx_put(&f, other, DOC2, &r), XCAP_CONSTRAINT_FAILURE);
+    result_release(&r);
+    /* 0 = unlimited */
+    fx_reconfigure(&f, 0, 0);
+    CU_ASSERT_EQUAL(fx_put(&f, other, DOC1, &r), XCAP_CREATED);
+    result_release(&r);
+    fx_close(&f);
+}
+
+struct detail_seen {
+    size_t n;
+    size_t len;
+    bool etags_only;
+};
+
+static int fx_detail_cb(void *cls, const struct store_change *c)
+{
+    struct detail_seen *d = cls;
+    d->n++;
+    d->len = c->detail_len;
+    d->etags_only = c->detail_len == sizeof XDIFF_DETAIL_ETAGS_ONLY - 1 &&
+                    memcmp(c->detail, XDIFF_DETAIL_ETAGS_ONLY, c->detail_len) == 0;
+    return 0;
+}
+
+static struct detail_seen fx_last_detail(struct fx *f, uint64_t after)
+{
+    struct detail_seen d = {0};
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(f->store, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_change_read(t, after, fx_detail_cb, &d), STORE_OK);
+    store_txn_abort(t);
+    return d;
+}
+
+/* change_max_record: an element edit whose detail is larger is logged with its ETags only. */
+static void test_change_detail_bound(void)
+{
+    struct fx f;
+    fx_open(&f, ROLE_SHARED_LIST, 0);
+    fx_reconfigure(&f, 0, 300);
+    struct result r;
+    CU_ASSERT_EQUAL(fx_put(&f, RL_INDEX, DOC1, &r), XCAP_CREATED);
+    result_release(&r);
+    const char *el = RL_INDEX "/~~/resource-lists/list/entry";
+    const struct req small = {ENGINE_PUT, el,   "application/xcap-el+xml",
+                              NULL,       NULL, "<entry uri=\"sip:x@example.com\"/>",
+                              0};
+    CU_ASSERT_EQUAL(fx_run(&f, &small, &r), XCAP_CREATED);
+    result_release(&r);
+    struct detail_seen d = fx_last_detail(&f, 1);
+    CU_ASSERT_EQUAL(d.n, 1);
+    CU_ASSERT(d.len > 0 && d.len <= 300);
+    CU_ASSERT_FALSE(d.etags_only);
+    char big[1024];
+    int n = snprintf(big, sizeof big,
+                     "<entry uri=\"sip:x@example.com\"><display-name>%0600d"
+                     "</display-name></entry>",
+                     7);
+    CU_ASSERT_FATAL(n > 300 && (size_t)n < sizeof big);
+    const struct req large = {ENGINE_PUT, el, "application/xcap-el+xml", NULL, NULL, big, 0};
+    CU_ASSERT_EQUAL(fx_run(&f, &large, &r), XCAP_OK);
+    CU_ASSERT_TRUE(r.changed);
+    result_release(&r);
+    d = fx_last_detail(&f, 2);
+    CU_ASSERT_EQUAL(d.n, 1);
+    CU_ASSERT_TRUE(d.etags_only);
+    /* the edit itself is stored whole */
+    const struct req get = {ENGINE_GET, el, NULL, NULL, NULL, NULL, 0};
+    CU_ASSERT_EQUAL(fx_run(&f, &get, &r), XCAP_OK);
+    CU_ASSERT_EQUAL(r.body.len, (size_t)n);
+    result_release(&r);
+    fx_close(&f);
+}
+
 /* Two writers with the same If-Match: the engine compares inside the write transaction, so
  * exactly one wins (SPEC XCAP-PUT-17). */
 struct racer {
@@ -865,6 +995,8 @@ static CU_TestInfo engine_tests[] = {
     {"delete then 404", test_delete},
     {"one change-log record per change", test_change_log},
     {"max_docs_per_user", test_max_docs_per_user},
+    {"max_bytes_per_user", test_max_bytes_per_user},
+    {"large element edits are logged with their ETags only", test_change_detail_bound},
     {"racing PUTs with one If-Match (or If-None-Match: *): one wins", test_racing_if_match},
     {"If-Match / If-None-Match / media type helpers", test_header_helpers},
     CU_TEST_INFO_NULL,

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "store.h"
 
 #define TEST_ETAGS_MAX 16
@@ -529,6 +531,423 @@ static void test_change_prune(void)
     rm_rf(dir);
 }
 
+/* Size of a change record as store.c lays it out (version 2): a 10-byte header, then seven
+ * fields of u32 length + bytes + NUL. */
+static uint64_t change_size(const struct store_change *c)
+{
+    const char *f[] = {c->key.auid, c->key.tree,  c->key.xui,
+                       c->key.path, c->prev_etag, c->new_etag};
+    uint64_t n = 10 + 7 * 5 + c->detail_len;
+    for (size_t i = 0; i < 6; i++)
+        n += strlen(f[i]);
+    return n;
+}
+
+static struct store_usage usage_of(struct store *s)
+{
+    struct store_usage u;
+    memset(&u, 0xff, sizeof u);
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_usage_get(t, &u), STORE_OK);
+    store_txn_abort(t);
+    return u;
+}
+
+/* The byte bound: the oldest records go before an append until the log with the new record fits;
+ * the running total stays exact; a record larger than the bound is kept alone. */
+static void test_change_prune_bytes(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store_options opts = {.change_max_bytes = 1000};
+    struct store *s = open_store(dir, &opts);
+    static char detail[300];
+    memset(detail, 'd', sizeof detail);
+    struct store_change c = {
+        .kind = STORE_CHANGE_PUT,
+        .key = key_of("resource-lists", "users", "sip:alice@example.com", "index"),
+        .prev_etag = "1-a",
+        .new_etag = "2-a",
+        .detail = detail,
+        .detail_len = sizeof detail,
+    };
+    uint64_t one = change_size(&c);
+    uint64_t fit = 1000 / one; /* records that fit under the bound */
+    CU_ASSERT_FATAL(fit >= 2);
+    struct change_seen r;
+    for (uint64_t i = 1; i <= 10; i++) {
+        CU_ASSERT_EQUAL_FATAL(append_change(s, &c), STORE_OK);
+        CU_ASSERT(c.time > 0);
+        struct store_usage u = usage_of(s);
+        uint64_t want = i < fit ? i : fit;
+        CU_ASSERT_EQUAL(u.change_records, want);
+        CU_ASSERT_EQUAL(u.change_bytes, want * one);
+        CU_ASSERT(u.change_bytes <= 1000);
+        memset(&r, 0, sizeof r);
+        read_changes(s, 0, &r);
+        CU_ASSERT_EQUAL_FATAL(r.n, want);
+        CU_ASSERT_EQUAL(r.seqs[0], i - want + 1); /* the oldest ones went */
+    }
+    /* A record larger than the whole bound replaces everything and is kept on its own. */
+    static char huge[2000];
+    memset(huge, 'h', sizeof huge);
+    c.detail = huge;
+    c.detail_len = sizeof huge;
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    struct store_usage u = usage_of(s);
+    CU_ASSERT_EQUAL(u.change_records, 1);
+    CU_ASSERT_EQUAL(u.change_bytes, change_size(&c));
+    /* The total survives a reopen (kept in meta, not recounted). */
+    store_close(s);
+    s = open_store(dir, &opts);
+    u = usage_of(s);
+    CU_ASSERT_EQUAL(u.change_records, 1);
+    CU_ASSERT_EQUAL(u.change_bytes, change_size(&c));
+    c.detail = detail;
+    c.detail_len = sizeof detail;
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    u = usage_of(s);
+    CU_ASSERT_EQUAL(u.change_records, 1);
+    CU_ASSERT_EQUAL(u.change_bytes, one);
+    CU_ASSERT_EQUAL(last_change(s), 12);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* The age bound: records older than change_max_age seconds go before the next append, and at
+ * open (which keeps the newest, so a lagging reader still sees the gap in the sequence). */
+static void test_change_prune_age(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store_options opts = {.change_max_age = 1};
+    struct store *s = open_store(dir, &opts);
+    struct store_change c = {
+        .kind = STORE_CHANGE_DELETE,
+        .key = key_of("resource-lists", "users", "sip:alice@example.com", "index"),
+        .prev_etag = "1-a",
+        .new_etag = "",
+    };
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(usage_of(s).change_records, 2);
+    struct timespec wait = {2, 200 * 1000 * 1000};
+    nanosleep(&wait, NULL);
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(c.seq, 3);
+    struct change_seen r = {0};
+    read_changes(s, 0, &r);
+    CU_ASSERT_EQUAL_FATAL(r.n, 1);
+    CU_ASSERT_EQUAL(r.seqs[0], 3);
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(usage_of(s).change_records, 2);
+    store_close(s);
+
+    nanosleep(&wait, NULL);
+    s = open_store(dir, &opts);
+    memset(&r, 0, sizeof r);
+    read_changes(s, 0, &r);
+    CU_ASSERT_EQUAL_FATAL(r.n, 1);
+    CU_ASSERT_EQUAL(r.seqs[0], 4);
+    CU_ASSERT_EQUAL(usage_of(s).change_bytes, change_size(&c));
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(c.seq, 5);
+    store_close(s);
+
+    /* Without an age bound nothing goes by age. */
+    nanosleep(&wait, NULL);
+    s = open_store(dir, NULL);
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(usage_of(s).change_records, 2);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* Opens the environment with LMDB itself, to turn a store into what an older version wrote. */
+static void raw_open(const char *dir, MDB_env **env, MDB_txn **txn)
+{
+    CU_ASSERT_EQUAL_FATAL(mdb_env_create(env), MDB_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mdb_env_set_maxdbs(*env, 8), MDB_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mdb_env_open(*env, dir, MDB_NOTLS, 0600), MDB_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(*env, NULL, 0, txn), MDB_SUCCESS);
+}
+
+static void raw_del_meta(MDB_txn *txn, MDB_dbi meta, const char *name)
+{
+    MDB_val k = {strlen(name), (void *)name};
+    int rc = mdb_del(txn, meta, &k, NULL);
+    CU_ASSERT(rc == MDB_SUCCESS || rc == MDB_NOTFOUND);
+}
+
+/* Removes what this version adds to a store: the quota table's content, its ready mark and the
+ * change-log size; and appends a version 1 change record (no time) as seq 100. */
+static void make_old_store(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    raw_open(dir, &env, &txn);
+    MDB_dbi meta, quota, changes;
+    CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &meta), MDB_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "quota", 0, &quota), MDB_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "changes", 0, &changes), MDB_SUCCESS);
+    CU_ASSERT_EQUAL(mdb_drop(txn, quota, 0), MDB_SUCCESS);
+    raw_del_meta(txn, meta, "quota_ready");
+    raw_del_meta(txn, meta, "change_bytes");
+    /* version 1: u8 1, u8 kind (0 = put), seven fields "a","users","u","p","","9-x","" */
+    unsigned char rec[64];
+    size_t n = 0;
+    rec[n++] = 1;
+    rec[n++] = 0;
+    const char *f[] = {"a", "users", "u", "p", "", "9-x", ""};
+    for (size_t i = 0; i < 7; i++) {
+        uint32_t len = (uint32_t)strlen(f[i]);
+        rec[n++] = 0;
+        rec[n++] = 0;
+        rec[n++] = 0;
+        rec[n++] = (unsigned char)len;
+        memcpy(rec + n, f[i], len);
+        n += len;
+        rec[n++] = 0;
+    }
+    unsigned char kb[8] = {0, 0, 0, 0, 0, 0, 0, 100};
+    MDB_val k = {sizeof kb, kb}, v = {n, rec};
+    CU_ASSERT_EQUAL(mdb_put(txn, changes, &k, &v, 0), MDB_SUCCESS);
+    unsigned char seq[8] = {0, 0, 0, 0, 0, 0, 0, 100};
+    MDB_val sk = {strlen("change_seq"), (void *)"change_seq"}, sv = {8, seq};
+    CU_ASSERT_EQUAL(mdb_put(txn, meta, &sk, &sv, 0), MDB_SUCCESS);
+    CU_ASSERT_EQUAL(mdb_txn_commit(txn), MDB_SUCCESS);
+    mdb_env_close(env);
+}
+
+static int change_v1_check(void *cls, const struct store_change *c)
+{
+    int *ok = cls;
+    *ok = c->seq == 100 && c->time == 0 && c->kind == STORE_CHANGE_PUT &&
+          strcmp(c->key.auid, "a") == 0 && strcmp(c->key.xui, "u") == 0 &&
+          strcmp(c->new_etag, "9-x") == 0 && c->detail_len == 0;
+    return 1;
+}
+
+static uint64_t user_bytes(struct store *s, const char *xui)
+{
+    struct store_txn *t;
+    uint64_t n = 12345;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_user_bytes(t, xui, &n), STORE_OK);
+    store_txn_abort(t);
+    return n;
+}
+
+/* Per-user byte counts: exact across create, replace (larger, smaller), delete, every AUID of the
+ * users tree (never the global tree); kept over a reopen; built from the documents for a store
+ * written before the counts existed. */
+static void test_user_bytes(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *s = open_store(dir, NULL);
+    char etag[STORE_ETAG_MAX];
+    struct doc_key a1 = key_of("a", "users", "sip:alice@example.com", "index");
+    struct doc_key a2 = key_of("b", "users", "sip:alice@example.com", "dir/other");
+    struct doc_key b1 = key_of("a", "users", "sip:bob@example.com", "index");
+    struct doc_key g = key_of("a", "global", "", "index");
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 0);
+    CU_ASSERT_EQUAL(put_doc(s, &a1, "0123456789", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &a2, "abcde", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &b1, "xyz", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &g, "global document", etag), STORE_OK);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 15);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:bob@example.com"), 3);
+    CU_ASSERT_EQUAL(user_bytes(s, ""), 0);
+    CU_ASSERT_EQUAL(put_doc(s, &a1, "0123456789012345", etag), STORE_OK); /* larger */
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 21);
+    CU_ASSERT_EQUAL(put_doc(s, &a1, "01", etag), STORE_OK); /* smaller */
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 7);
+    CU_ASSERT_EQUAL(del_doc(s, &a2), STORE_OK);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 2);
+    CU_ASSERT_EQUAL(del_doc(s, &a2), STORE_NOTFOUND);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 2);
+    /* An aborted write changes nothing. */
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_doc_put(t, &a2, "aaaaaaaaaa", 10, etag), STORE_OK);
+    uint64_t in_txn = 0;
+    CU_ASSERT_EQUAL(store_user_bytes(t, "sip:alice@example.com", &in_txn), STORE_OK);
+    CU_ASSERT_EQUAL(in_txn, 12);
+    store_txn_abort(t);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 2);
+    store_close(s);
+
+    s = open_store(dir, NULL);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 2);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:bob@example.com"), 3);
+    CU_ASSERT_EQUAL(put_doc(s, &a2, "abcde", etag), STORE_OK);
+    store_close(s);
+
+    /* A store of an older version: no counts, no change-log size, a version 1 change record.
+     * Opening builds the table. */
+    make_old_store(dir);
+    s = open_store(dir, NULL);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 7);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:bob@example.com"), 3);
+    int ok = 0;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_change_read(t, 99, change_v1_check, &ok), STORE_OK);
+    store_txn_abort(t);
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_EQUAL(put_doc(s, &b1, "", etag), STORE_OK);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:bob@example.com"), 0);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 7);
+    store_close(s);
+
+    /* The table may also be missing when the first write comes (opened by a process that could
+     * not write at open): the write builds it before counting itself. */
+    make_old_store(dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    s = open_store(dir, NULL);
+    raw_open(dir, &env, &txn);
+    MDB_dbi meta, quota;
+    CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &meta), MDB_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "quota", 0, &quota), MDB_SUCCESS);
+    CU_ASSERT_EQUAL(mdb_drop(txn, quota, 0), MDB_SUCCESS);
+    raw_del_meta(txn, meta, "quota_ready");
+    CU_ASSERT_EQUAL(mdb_txn_commit(txn), MDB_SUCCESS);
+    mdb_env_close(env);
+    /* Reads count by a scan meanwhile. */
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 7);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:bob@example.com"), 0);
+    CU_ASSERT_EQUAL(put_doc(s, &a1, "0123", etag), STORE_OK);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:alice@example.com"), 9);
+    CU_ASSERT_EQUAL(user_bytes(s, "sip:bob@example.com"), 0);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* A version 1 record has no time: with an age bound it is pruned at open like an old one. */
+static void test_change_v1_age(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *s = open_store(dir, NULL);
+    store_close(s);
+    make_old_store(dir);
+    struct store_options opts = {.change_max_age = 3600};
+    s = open_store(dir, &opts);
+    CU_ASSERT_EQUAL(usage_of(s).change_records, 1); /* the newest is kept at open */
+    struct store_change c = {
+        .kind = STORE_CHANGE_DELETE,
+        .key = key_of("a", "users", "u", "p"),
+        .prev_etag = "9-x",
+        .new_etag = "",
+    };
+    CU_ASSERT_EQUAL(append_change(s, &c), STORE_OK);
+    CU_ASSERT_EQUAL(c.seq, 101);
+    struct change_seen r = {0};
+    read_changes(s, 0, &r);
+    CU_ASSERT_EQUAL_FATAL(r.n, 1);
+    CU_ASSERT_EQUAL(r.seqs[0], 101);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* The high-water mark: store_space_check() refuses what would go above it, the store stays
+ * readable and deletable, and deleting brings writes back. */
+static void test_high_water(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store_options opts = {.map_size = 1u << 20, .high_water = 50};
+    struct store *s = open_store(dir, &opts);
+    struct store_usage u = usage_of(s);
+    CU_ASSERT_EQUAL(u.map_bytes, 1u << 20);
+    CU_ASSERT_EQUAL(u.limit_bytes, (1u << 20) / 2);
+    CU_ASSERT(u.used_bytes > 0 && u.used_bytes < u.limit_bytes);
+    size_t len = 64u << 10;
+    char *body = malloc(len + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(body);
+    memset(body, 'x', len);
+    body[len] = '\0';
+    char etag[STORE_ETAG_MAX];
+    char path[16];
+    int stored = 0;
+    for (int i = 0; i < 32; i++) {
+        snprintf(path, sizeof path, "d%d", i);
+        struct doc_key k = key_of("a", "users", "u", path);
+        struct store_txn *t;
+        CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+        enum store_rc rc = store_space_check(t, len);
+        if (rc == STORE_OK)
+            rc = store_doc_put(t, &k, body, len, etag);
+        if (rc != STORE_OK) {
+            store_txn_abort(t);
+            CU_ASSERT_EQUAL(rc, STORE_FULL);
+            break;
+        }
+        CU_ASSERT_EQUAL_FATAL(store_txn_commit(t), STORE_OK);
+        stored++;
+    }
+    CU_ASSERT(stored >= 4 && stored < 8);
+    u = usage_of(s);
+    CU_ASSERT(u.used_bytes <= u.limit_bytes);
+    CU_ASSERT(u.used_bytes + len > u.limit_bytes);
+    /* Deletions need no check and free pages for writes. */
+    struct doc_key k0 = key_of("a", "users", "u", "d0");
+    struct doc_key k1 = key_of("a", "users", "u", "d1");
+    CU_ASSERT_EQUAL(del_doc(s, &k0), STORE_OK);
+    CU_ASSERT_EQUAL(del_doc(s, &k1), STORE_OK);
+    CU_ASSERT(usage_of(s).used_bytes < u.used_bytes);
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_space_check(t, len), STORE_OK);
+    CU_ASSERT_EQUAL(store_doc_put(t, &k0, body, len, etag), STORE_OK);
+    CU_ASSERT_EQUAL(store_txn_commit(t), STORE_OK);
+    free(body);
+    store_close(s);
+
+    /* A store filled to the end of its map without the check (as an older version could) gets
+     * a larger map at open, so that what is in use sits at the mark: writes are refused, DELETE
+     * works. */
+    opts.high_water = 99;
+    s = open_store(dir, &opts);
+    for (int i = 100; i < 200; i++) {
+        snprintf(path, sizeof path, "d%d", i);
+        struct doc_key k = key_of("a", "users", "u", path);
+        char *b = malloc(len / 4 + 1);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        memset(b, 'y', len / 4);
+        b[len / 4] = '\0';
+        enum store_rc rc = put_doc(s, &k, b, etag);
+        free(b);
+        if (rc != STORE_OK) {
+            CU_ASSERT_EQUAL(rc, STORE_FULL);
+            break;
+        }
+    }
+    u = usage_of(s);
+    CU_ASSERT(u.used_bytes > (1u << 20) * 9 / 10);
+    store_close(s);
+    opts.high_water = 50;
+    s = open_store(dir, &opts);
+    u = usage_of(s);
+    CU_ASSERT(u.map_bytes > 1u << 20);
+    CU_ASSERT(u.used_bytes <= u.limit_bytes + (1u << 20) / 2);
+    CU_ASSERT(u.used_bytes + len > u.limit_bytes);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_space_check(t, len), STORE_FULL);
+    store_txn_abort(t);
+    CU_ASSERT_EQUAL(del_doc(s, &k0), STORE_OK);
+    store_close(s);
+
+    /* More than 99 percent is refused. */
+    struct store *bad = NULL;
+    opts.high_water = 100;
+    CU_ASSERT_EQUAL(store_open(dir, &opts, &bad), STORE_INVALID);
+    CU_ASSERT_PTR_NULL(bad);
+    rm_rf(dir);
+}
+
 struct kv_seen {
     size_t n;
     char keys[8][32];
@@ -1020,6 +1439,11 @@ int main(void)
         {"list by prefix", test_list_prefix},
         {"change log", test_change_log},
         {"change log pruning", test_change_prune},
+        {"change log pruning by bytes", test_change_prune_bytes},
+        {"change log pruning by age", test_change_prune_age},
+        {"version 1 change records", test_change_v1_age},
+        {"per-user bytes", test_user_bytes},
+        {"high-water mark", test_high_water},
         {"kv tables", test_kv_tables},
         {"two environments", test_two_environments},
         {"reopen persistence", test_reopen_persistence},

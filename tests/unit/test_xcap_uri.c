@@ -321,6 +321,49 @@ static void test_uri_decode(void)
     free(d);
 }
 
+/* The canonical spelling (xcap_uri_xui_canonical()). */
+static void test_xui_canonical(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"sip:alice@example.com", "sip:alice@example.com"},
+        {"sip:alice@EXAMPLE.com", "sip:alice@example.com"},
+        {"SIP:alice@example.com", "sip:alice@example.com"},
+        {"SiPs:Alice@Example.COM:5061", "sips:Alice@example.com:5061"},
+        {"sip:EXAMPLE.com", "sip:example.com"},
+        {"sip:%61lice@%45xample.com", "sip:alice@example.com"},
+        {"sip:%7e%2d%2E%5F@x", "sip:~-._@x"},
+        {"sip:a%2fb%3a%40c@x", "sip:a%2Fb%3A%40c@x"},
+        {"sip:100%@x", "sip:100%@x"},
+        {"sip:100%4@x", "sip:100%4@x"},
+        {"sip:x@h%", "sip:x@h%"},
+        {"sip:x@h%4", "sip:x@h%4"},
+        {"sip:x%zz@H", "sip:x%zz@h"},
+        {"sip:a@b@C.com", "sip:a@b@c.com"},
+        {"sip:alice@EXAMPLE.com;Transport=TCP?Subject=X",
+         "sip:alice@example.com;Transport=TCP?Subject=X"},
+        {"tel:+1-555-ABC", "tel:+1-555-abc"},
+        {"Alice", "Alice"},
+        {"Alice@EXAMPLE.com", "Alice@example.com"},
+        {"1sip:X@Y", "1sip:X@y"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = xcap_uri_xui_canonical(cases[i].in);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+        if (strcmp(got, cases[i].want) != 0)
+            fprintf(stderr, "canonical(%s) = %s, want %s\n", cases[i].in, got, cases[i].want);
+        CU_ASSERT_STRING_EQUAL(got, cases[i].want);
+        /* Idempotent. */
+        char *again = xcap_uri_xui_canonical(got);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(again);
+        CU_ASSERT_STRING_EQUAL(again, got);
+        free(again);
+        free(got);
+    }
+}
+
 static void test_xui_equal(void)
 {
     static const struct {
@@ -347,6 +390,18 @@ static void test_xui_equal(void)
         {"alice", "Alice", false},
         {"sip:a/b@example.com", "sip:a/b@example.com", true},
         {"sip:a/b@example.com", "sip:a/B@example.com", false},
+        /* A host-only XUI compares its host without case, like any host. */
+        {"sip:EXAMPLE.com", "sip:example.com", true},
+        {"SIP:example.COM", "sip:example.com", true},
+        {"sip:example.com", "sip:example.org", false},
+        /* Percent-encoding of the SIP URI itself is normalised (RFC 3986 §6.2.2). */
+        {"sip:%61lice@example.com", ALICE, true},
+        {"sip:alice@%65xample.com", ALICE, true},
+        {"sip:a%2fb@example.com", "sip:a%2Fb@example.com", true},
+        {"sip:a%2fb@example.com", "sip:a/b@example.com", false},
+        {"sip:%41lice@example.com", ALICE, false},
+        /* Parameters are not host: they keep their case. */
+        {"sip:alice@EXAMPLE.com;transport=TCP", "sip:alice@example.com;transport=TCP", true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool got = xcap_uri_xui_equal(cases[i].a, cases[i].b);
@@ -364,6 +419,7 @@ static CU_TestInfo xcap_uri_tests[] = {
     {"segment length bound", test_uri_segment_length},
     {"percent decoding", test_uri_decode},
     {"XUI comparison", test_xui_equal},
+    {"XUI canonical form", test_xui_canonical},
     CU_TEST_INFO_NULL,
 };
 

@@ -83,6 +83,9 @@ static void test_ops_from_detail(void)
     int rc;
     CU_ASSERT_PTR_NULL(render_detail("", &rc));
     CU_ASSERT_EQUAL(rc, 1); /* whole-document write */
+    /* An edit too large for the change log: ETags only, no operation. */
+    CU_ASSERT_PTR_NULL(render_detail(XDIFF_DETAIL_ETAGS_ONLY, &rc));
+    CU_ASSERT_EQUAL(rc, -1);
     /* Cannot be exact: an attribute prefix without a binding, an unknown line, bad pieces. */
     const char *bad[] = {
         "op=remove\nsel=/*/*[1]/@x:k\npos=\ntype=\n\n",
