@@ -1862,7 +1862,7 @@ def builtin_store_flood(run, step):
     size = int(opts.get("size", 600000))
     if role != "shared-list":
         raise CaseError("line %d: store-flood writes resource-lists; use shared-list" % ln)
-    addr = run.dep.procs[role].http_addr
+    addr = run.dep.procs[role].socket_addr
     doc = "/xcap-root/resource-lists/users/%s/index" % user
     ident = [("X-3GPP-Asserted-Identity", '"%s"' % user)]
     r = http_exchange(addr, "PUT", doc, ident + [("Content-Type", "application/resource-lists+xml")],
@@ -1901,7 +1901,7 @@ def builtin_fill_store(run, step):
     most = int(opts.get("max", 64))
     if role != "shared-list":
         raise CaseError("line %d: fill-store writes resource-lists; use shared-list" % ln)
-    addr = run.dep.procs[role].http_addr
+    addr = run.dep.procs[role].socket_addr
     hdrs = [("X-3GPP-Asserted-Identity", '"%s"' % user),
             ("Content-Type", "application/resource-lists+xml")]
     body = pad_xml(b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns="urn:ietf:'
