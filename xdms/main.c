@@ -11,6 +11,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "notify.h"
+#include "prescan.h"
 #include "server.h"
 #include "store.h"
 #include "usage.h"
@@ -39,7 +40,8 @@ static void xdms_usage(FILE *f)
           "                       (default http://127.0.0.1:8080/xcap-root/)\n"
           "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
           "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
-          "                       timeout, map_size, max_docs_per_user, trusted_peer,\n"
+          "                       timeout, map_size, max_docs_per_user, max_attributes,\n"
+          "                       max_elements, max_depth, trusted_peer,\n"
           "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
           "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
@@ -168,12 +170,29 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Bounds on the shape of every XML body (prescan.h); the depth leaves one level for the
+     * wrapper an element body is checked in (XDOC_MAX_DEPTH). */
+    uint64_t max_attrs, max_els, max_depth;
+    if (config_get_uint(cfg, "max_attributes", PRESCAN_DEFAULT_MAX_ATTRIBUTES, &max_attrs) < 0 ||
+        config_get_uint(cfg, "max_elements", PRESCAN_DEFAULT_MAX_ELEMENTS, &max_els) < 0 ||
+        config_get_uint(cfg, "max_depth", PRESCAN_DEFAULT_MAX_DEPTH, &max_depth) < 0)
+        return 2;
+    if (max_attrs < 1 || max_attrs > 65536 || max_els < 1 || max_els > 10000000 || max_depth < 1 ||
+        max_depth > XDOC_MAX_DEPTH - 1) {
+        log_error("max_attributes must be 1..65536, max_elements 1..10000000, max_depth 1..%d",
+                  XDOC_MAX_DEPTH - 1);
+        return 2;
+    }
+
     const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
     struct engine_config ecfg = {
         .role = role,
         .xcap_root = xcap_root,
         .max_docs_per_user = (unsigned)max_docs,
         .usage = usage,
+        .limits = {.max_attributes = (size_t)max_attrs,
+                   .max_elements = (size_t)max_els,
+                   .max_depth = (size_t)max_depth},
     };
     struct engine *engine = engine_new(store, &ecfg);
 
