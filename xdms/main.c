@@ -41,8 +41,9 @@ static void xdms_usage(FILE *f)
           "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
           "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
           "                       timeout, map_size, max_docs_per_user, max_attributes,\n"
-          "                       max_elements, max_depth, trusted_peer,\n"
-          "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
+          "                       max_elements, max_depth, allow_foreign_references,\n"
+          "                       trusted_peer, sip_trusted_peer, sip_server,\n"
+          "                       default_expires, max_expires,\n"
           "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
           "See docs/configuration.md for every key.\n",
@@ -154,6 +155,16 @@ int main(int argc, char **argv)
     if (usage_open(role, config_get(cfg, "schema_dir", XDM_SCHEMA_DIR), &usage) < 0)
         return 1;
     usage_set_max_icon_size(usage, (size_t)max_icon);
+    /* RFC 4826 §3.2: references to other servers are accepted as they are; this server is the
+     * one clients reach at xcap_root. */
+    const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
+    bool allow_foreign = false;
+    if (config_get_bool(cfg, "allow_foreign_references", false, &allow_foreign) < 0)
+        return 2;
+    if (usage_set_references(usage, xcap_root, allow_foreign) < 0) {
+        log_error("xcap_root must be an absolute http or https URI (got \"%s\")", xcap_root);
+        return 2;
+    }
     /* The store's extra tables: the usages' indexes and the persisted subscriptions. */
     const char *tables[32];
     size_t n_tables = 0;
@@ -184,7 +195,6 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
     struct engine_config ecfg = {
         .role = role,
         .xcap_root = xcap_root,
