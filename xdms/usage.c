@@ -507,11 +507,12 @@ enum xcap_status usage_validate(struct usage *u, const struct appusage *au, cons
     if (!s)
         return xcap_fail(err, XCAP_INTERNAL, "no schema for %s", au->auid);
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (!usage_is(root, au->default_ns, s->def->root))
+    const char *root_ns = appusage_root_ns(au);
+    if (!usage_is(root, root_ns, s->def->root))
         return xcap_fail(err, XCAP_SCHEMA_VALIDATION_ERROR,
                          "the document element must be <%s> in namespace %s", s->def->root,
-                         au->default_ns);
-    enum xcap_status st = usage_schema_validate(s, au->default_ns, doc, err);
+                         root_ns);
+    enum xcap_status st = usage_schema_validate(s, root_ns, doc, err);
     if (st != XCAP_OK)
         return st;
     /* RL-8, OPR-6, RLS-4: references may point into the owner's documents (or global ones). A
