@@ -220,13 +220,12 @@ int aggdir_compose(const struct route_table *t, const struct aggdir_part *parts,
 
 /* ---- Node selection ------------------------------------------------------------------------- */
 
-/* RFC 4825 §7.4-7.10 on the composed document: element, attribute or namespace bindings. */
-static enum xcap_status aggdir_select(const struct xcap_uri *u, const struct buf *doc,
-                                      struct http_response *resp, const char **why)
+enum xcap_status aggdir_select(const struct xcap_uri *u, const char *default_ns,
+                               const struct buf *doc, struct http_response *resp, const char **why)
 {
     struct nodesel sel;
     struct xcap_err err = {0};
-    enum xcap_status st = nodesel_parse(u->node_sel, u->query, AGGDIR_NS, &sel, &err);
+    enum xcap_status st = nodesel_parse(u->node_sel, u->query, default_ns, &sel, &err);
     if (st != XCAP_OK) {
         *why = "bad node selector";
         xcap_err_release(&err);
@@ -379,7 +378,7 @@ void aggdir_handle(struct forward *fw, const struct route_table *t, const struct
         http_response_header(resp, "ETag", etag);
     } else if (u.node_sel) {
         const char *why = NULL;
-        st = aggdir_select(&u, &doc, resp, &why);
+        st = aggdir_select(&u, AGGDIR_NS, &doc, resp, &why);
         if (st == XCAP_OK) {
             resp->status = 200;
             http_response_header(resp, "ETag", etag);

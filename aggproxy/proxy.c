@@ -503,13 +503,15 @@ static size_t proxy_id_headers(const struct proxy *p, const char *value,
     return n;
 }
 
-/* The proxy's own xcap-caps (SPEC XCAP-CAPS-3/4): only global/index, read-only. */
+/* The proxy's own xcap-caps (SPEC XCAP-CAPS-3/4): only global/index, read-only; read whole or
+ * by node selector, unprefixed names in the xcap-caps namespace (RFC 4825 §12). */
 static void proxy_caps(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
                        size_t n_idh, struct http_response *resp)
 {
     const struct route_match *m = &c->route;
-    if (!(m->tree_len == 6 && memcmp(m->tree, "global", 6) == 0 && m->rest_len == 6 &&
-          memcmp(m->rest, "/index", 6) == 0)) {
+    bool global = m->tree_len == 6 && memcmp(m->tree, "global", 6) == 0;
+    bool node = global && m->rest_len > 10 && memcmp(m->rest, "/index/~~/", 10) == 0;
+    if (!(global && m->rest_len == 6 && memcmp(m->rest, "/index", 6) == 0) && !node) {
         http_response_text(resp, 404, "xcap-caps has only global/index");
         return;
     }
@@ -535,6 +537,21 @@ static void proxy_caps(struct proxy *p, struct proxy_call *c, const struct forwa
         http_response_text(resp, 412, "If-Match does not match");
     } else if (inm && cond_if_none_match(inm, etag)) {
         resp->status = 304;
+    } else if (node) {
+        struct xcap_uri u;
+        struct xcap_err err = {0};
+        enum xcap_status st = xcap_uri_parse(route_table_root(p->routes), http_request_path(c->req),
+                                             http_request_query(c->req), &u, &err);
+        const char *why = err.phrase;
+        if (st == XCAP_OK) {
+            st = aggdir_select(&u, CAPS_NS, &doc, resp, &why);
+            xcap_uri_release(&u);
+        }
+        if (st == XCAP_OK)
+            resp->status = 200;
+        else
+            http_response_text(resp, status_http(st), why ? why : status_phrase(st));
+        xcap_err_release(&err);
     } else {
         resp->status = 200;
         http_response_header(resp, "Content-Type", CAPS_MIME);

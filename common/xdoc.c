@@ -146,7 +146,19 @@ static const char *xdoc_declared_encoding(const char *s, size_t len, char *buf, 
     return buf;
 }
 
-enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct xcap_err *err)
+/* libxml2 goes on reading after a fatal error (with its tree building off) and still does the
+ * pairwise attribute checks of every later start tag, so a body that is malformed early costs as
+ * much as a well-formed one. The first fatal error stops the parser: its verdict is final
+ * anyway, and the pre-scan (prescan.h) then only has to bound the well-formed prefix. Errors of
+ * lower level (namespace errors) do not stop it. */
+static void xdoc_stop_on_fatal(void *cls, xmlErrorPtr e)
+{
+    if (e && e->level == XML_ERR_FATAL)
+        xmlStopParser((xmlParserCtxtPtr)cls);
+}
+
+static enum xcap_status xdoc_parse_opts(const char *data, size_t len, bool need_ns, xmlDocPtr *out,
+                                        struct xcap_err *err)
 {
     *out = NULL;
     if (!xdoc_utf8_valid(data, len))
@@ -169,10 +181,12 @@ enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct
     /* No XML_PARSE_NOENT (no entity substitution), no DTDLOAD/DTDATTR/DTDVALID, no network,
      * no HUGE (keeps libxml2's depth and size limits). */
     int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_IGNORE_ENC;
+    ctxt->sax->serror = xdoc_stop_on_fatal;
+    ctxt->userData = ctxt;
     xmlDocPtr doc = xmlCtxtReadMemory(ctxt, data, (int)len, NULL, "UTF-8", opts);
     /* XML Namespaces §7: an unbound prefix leaves the document well-formed for libxml2 but not
      * namespace-well-formed, and every XCAP document is read through namespaces (RFC 4825 §6.3). */
-    if (!doc || !ctxt->wellFormed || !ctxt->nsWellFormed) {
+    if (!doc || !ctxt->wellFormed || (need_ns && !ctxt->nsWellFormed)) {
         const xmlError *e = xmlCtxtGetLastError(ctxt);
         char msg[256];
         if (e && e->message) {
@@ -201,6 +215,17 @@ enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct
     }
     *out = doc;
     return XCAP_OK;
+}
+
+enum xcap_status xdoc_parse(const char *data, size_t len, xmlDocPtr *out, struct xcap_err *err)
+{
+    return xdoc_parse_opts(data, len, true, out, err);
+}
+
+enum xcap_status xdoc_parse_unbound(const char *data, size_t len, xmlDocPtr *out,
+                                    struct xcap_err *err)
+{
+    return xdoc_parse_opts(data, len, false, out, err);
 }
 
 int xdoc_serialize(xmlDocPtr doc, struct buf *out)

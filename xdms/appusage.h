@@ -11,11 +11,16 @@ enum xdms_role { ROLE_SHARED_LIST, ROLE_PRESENCE, ROLE_RLS };
 
 struct appusage {
     const char *auid;
-    const char *mime;       /* the document media type */
-    const char *default_ns; /* default document namespace (RFC 4825 §5.2) */
-    enum xdms_role role;    /* the XDMS that owns it */
-    bool subdirs;           /* documents may sit in sub-directories of the home directory
-                               (RFC 4825 §5.5, SPEC XCAP-URI-4: only where the usage needs them) */
+    const char *mime; /* the document media type */
+    /* The default document namespace (RFC 4825 §5.2) as the usage's own specification sets it:
+     * the namespace of unprefixed names in node selectors. */
+    const char *default_ns;
+    enum xdms_role role; /* the XDMS that owns it */
+    bool subdirs;        /* documents may sit in sub-directories of the home directory
+                            (RFC 4825 §5.5, SPEC XCAP-URI-4: only where the usage needs them) */
+    /* Namespace of the document element when it differs from default_ns (pres-rules documents
+     * are common-policy <ruleset>s, RFC 5025 §3), else NULL: see appusage_root_ns(). */
+    const char *root_ns;
 };
 
 /* Parses "shared-list", "presence", "rls". Returns -1 otherwise. */
@@ -27,5 +32,13 @@ const char *xdms_role_name(enum xdms_role role);
 const struct appusage *appusage_find(enum xdms_role role, const char *auid);
 /* Every row of the role, in a stable order; returns the count and sets *rows. */
 size_t appusage_list(enum xdms_role role, const struct appusage *const **rows);
+
+/* The namespace of the usage's document element (root_ns, or default_ns when that is NULL). */
+const char *appusage_root_ns(const struct appusage *au);
+
+/* Rows of the AUIDs whose documents the servers generate rather than store: "xcap-caps" (RFC 4825
+ * §12) and "org.openmobilealliance.xcap-directory" (OMA XDM Core); NULL for any other AUID. Their
+ * role field is meaningless (every XDMS and the proxy serve them). */
+const struct appusage *appusage_generated(const char *auid);
 
 #endif

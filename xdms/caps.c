@@ -46,12 +46,13 @@ int caps_render(enum xdms_role role, struct buf *out)
     rc |= buf_puts(out, "</auids><namespaces>");
     rc |= caps_namespaces(out, caps_ns_common);
     for (size_t i = 0; i < n; i++) {
-        /* two OMA/IETF pres-rules usages share common-policy: list it once */
+        /* the namespaces of the documents; two OMA/IETF pres-rules usages share common-policy:
+         * list it once (their default namespace, pres-rules, is among the extras) */
         size_t j = 0;
-        while (j < i && strcmp(rows[j]->default_ns, rows[i]->default_ns) != 0)
+        while (j < i && strcmp(appusage_root_ns(rows[j]), appusage_root_ns(rows[i])) != 0)
             j++;
         if (j == i)
-            rc |= buf_printf(out, "<namespace>%s</namespace>", rows[i]->default_ns);
+            rc |= buf_printf(out, "<namespace>%s</namespace>", appusage_root_ns(rows[i]));
     }
     const char *const *extra = role == ROLE_SHARED_LIST ? caps_ns_shared_list
                                : role == ROLE_PRESENCE  ? caps_ns_presence

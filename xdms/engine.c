@@ -25,6 +25,14 @@ struct engine *engine_new(struct store *store, const struct engine_config *cfg)
         return NULL;
     }
     e->cfg.xcap_root = e->xcap_root;
+    struct prescan_limits def;
+    prescan_limits_default(&def);
+    if (!e->cfg.limits.max_attributes)
+        e->cfg.limits.max_attributes = def.max_attributes;
+    if (!e->cfg.limits.max_elements)
+        e->cfg.limits.max_elements = def.max_elements;
+    if (!e->cfg.limits.max_depth)
+        e->cfg.limits.max_depth = def.max_depth;
     return e;
 }
 
@@ -214,9 +222,33 @@ static enum store_rc engine_user_docs(struct engine *e, struct store_txn *t, con
     return STORE_OK;
 }
 
+/* The body of a document PUT, checked before the write transaction: pre-scanned against the
+ * limits, parsed, and (when it parses) validated against the usage's schema and constraints,
+ * none of which needs the store. *doc receives the tree when it parses; *val_st the verdict of
+ * the validation (XCAP_OK when it did not run). */
+static enum xcap_status engine_check_document(struct engine *e, const struct engine_request *req,
+                                              const struct doc_key *k, xmlDocPtr *doc,
+                                              enum xcap_status *val_st, struct xcap_err *val_err,
+                                              struct xcap_err *err)
+{
+    *doc = NULL;
+    *val_st = XCAP_OK;
+    enum xcap_status st;
+    /* UTF-8 first (RFC 4825 §8.2.2 not-utf-8 is the more precise verdict), then the shape,
+     * before libxml2 reads a byte. */
+    if (!xdoc_utf8_valid(req->body, req->body_len))
+        return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
+    if ((st = prescan_check(req->body, req->body_len, &e->cfg.limits, NULL, err)) != XCAP_OK)
+        return st;
+    if ((st = xdoc_parse(req->body, req->body_len, doc, err)) != XCAP_OK)
+        return st;
+    *val_st = usage_validate(e->cfg.usage, req->au, k, *doc, val_err);
+    return XCAP_OK;
+}
+
 /* Document PUT (RFC 4825 §8.2, §7.1): the body is checked outside the write transaction so a
- * slow parse never holds the writer lock; its verdict is given only after the preconditions,
- * which must be judged first (RFC 9110 §13.2.1). */
+ * slow parse or validation never holds the writer lock; its verdict is given only after the
+ * preconditions, which must be judged first (RFC 9110 §13.2.1). */
 static enum xcap_status engine_put_document(struct engine *e, const struct engine_request *req,
                                             struct engine_reply *rep, struct xcap_err *err)
 {
@@ -236,16 +268,21 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     if (!engine_media_type_is(req->content_type, req->au->mime))
         return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "a %s document needs Content-Type %s",
                          req->au->auid, req->au->mime);
-    xmlDocPtr doc = NULL;
-    struct xcap_err body_err = {0};
-    enum xcap_status body_st = xdoc_parse(req->body, req->body_len, &doc, &body_err);
-
     struct doc_key k;
     engine_key(req->uri, &k);
+    xmlDocPtr doc = NULL;
+    struct xcap_err body_err = {0}, val_err = {0};
+    enum xcap_status val_st;
+    enum xcap_status body_st =
+        engine_check_document(e, req, &k, &doc, &val_st, &val_err, &body_err);
+
+    /* A body already refused writes nothing: a read transaction orders its verdict after the
+     * preconditions without taking the writer lock. */
     struct store_txn *t;
-    enum store_rc rc = store_txn_begin(e->store, true, &t);
+    enum store_rc rc = store_txn_begin(e->store, body_st == XCAP_OK && val_st == XCAP_OK, &t);
     if (rc != STORE_OK) {
         xcap_err_release(&body_err);
+        xcap_err_release(&val_err);
         if (doc)
             xmlFreeDoc(doc);
         return engine_store_fail(err, rc);
@@ -278,8 +315,15 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     }
     if ((st = engine_check_room(e, t, &k, exists ? old.len : 0, req->body_len, err)) != XCAP_OK)
         goto abort;
-    if ((st = usage_validate(e->cfg.usage, req->au, &k, doc, err)) != XCAP_OK ||
-        (st = usage_interdepend(e->cfg.usage, t, req->au, &k, doc, err)) != XCAP_OK)
+    if (val_st != XCAP_OK) {
+        /* the verdict of engine_check_document(), with its details (uniqueness reports) */
+        xcap_err_release(err);
+        *err = val_err;
+        memset(&val_err, 0, sizeof val_err);
+        st = val_st;
+        goto abort;
+    }
+    if ((st = usage_interdepend(e->cfg.usage, t, req->au, &k, doc, err)) != XCAP_OK)
         goto abort;
     char etag[STORE_ETAG_MAX];
     if ((rc = store_doc_put(t, &k, req->body, req->body_len, etag)) != STORE_OK) {
@@ -300,6 +344,7 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     }
     store_doc_release(&old);
     xcap_err_release(&body_err);
+    xcap_err_release(&val_err);
     xmlFreeDoc(doc);
     if ((rc = store_txn_commit(t)) != STORE_OK)
         return engine_store_fail(err, rc);
@@ -310,6 +355,7 @@ abort:
     store_txn_abort(t);
     store_doc_release(&old);
     xcap_err_release(&body_err);
+    xcap_err_release(&val_err);
     if (doc)
         xmlFreeDoc(doc);
     return st;

@@ -2,10 +2,15 @@
  * transaction (DESIGN §3 "execute"). It alone sequences storage and XML. It knows no HTTP: the
  * caller maps the returned status to a response.
  *
- * Writes: read, preconditions (If-Match / If-None-Match, RFC 4825 §8.2.6 and RFC 9110 §13),
- * apply, validate, store with a new ETag, append the change-log record, commit durably — all in
- * one write transaction, so two writers racing with the same ETag cannot both win, and no
- * acknowledged change is left without its change-log record. */
+ * Writes: the body is pre-scanned against the limits (prescan.h), parsed and checked before
+ * the write transaction is opened (for a whole document also validated against the usage's
+ * schema and constraints), so untrusted input never holds the writer lock. Then, in one write
+ * transaction: read, preconditions (If-Match / If-None-Match, RFC 4825 §8.2.6 and RFC 9110 §13),
+ * apply (a node write splices the checked body into the stored bytes, bounds and re-parses the
+ * result), validate what depends on the stored document, store with a new ETag, append the
+ * change-log record, commit durably — so two writers racing with the same ETag cannot both win,
+ * and no acknowledged change is left without its change-log record.
+ * A body or result over a limit is 409 constraint-failure with a phrase naming the limit. */
 #ifndef XDM_ENGINE_H
 #define XDM_ENGINE_H
 
@@ -15,6 +20,7 @@
 
 #include "appusage.h"
 #include "buf.h"
+#include "prescan.h"
 #include "status.h"
 #include "store.h"
 #include "xcap_uri.h"
@@ -35,6 +41,9 @@ struct engine_config {
                                     change log; a larger edit is recorded with its ETags only;
                                     0 = ENGINE_DEFAULT_MAX_RECORD */
     struct usage *usage;         /* schemas, constraints, interdependencies (borrowed) */
+    /* Bounds on every XML body and on every document a write produces (prescan.h); a zero field
+     * takes its default. */
+    struct prescan_limits limits;
 };
 
 enum engine_method { ENGINE_GET, ENGINE_HEAD, ENGINE_PUT, ENGINE_DELETE };

@@ -14,6 +14,7 @@
 #include "engine_internal.h"
 #include "log.h"
 #include "nodesel.h"
+#include "prescan.h"
 #include "usage.h"
 #include "xdoc.h"
 #include "xcap_uri.h"
@@ -166,16 +167,35 @@ static int node_splice(const struct node_doc *d, size_t from, size_t to, const c
     return 0;
 }
 
-/* An element body (RFC 4825 §8.2.2): UTF-8, exactly one well-balanced element, optionally
- * surrounded by white space and preceded by an XML declaration. Its unprefixed names and
- * prefixes are resolved against the bindings in scope at the parent (SPEC XCAP-PUT-12), which
- * is what the spliced result will give them; the check parses the body inside a wrapper that
- * declares exactly those bindings. On success [*off, *off + *len) is the element's bytes and
- * name_ns/name_local its expanded name (owned by the caller). */
-static enum xcap_status node_check_fragment(const char *body, size_t blen, xmlDocPtr doc,
-                                            xmlNodePtr parent, size_t *off, size_t *len,
-                                            char **name_ns, char **name_local, struct xcap_err *err)
+/* An element body, as checked before the write transaction (node_check_element_body). */
+struct node_body {
+    size_t off, len; /* the element's bytes in the request body */
+    char *prefix;    /* prefix of its name as written, NULL when unprefixed */
+    char *local;
+    bool own_ns; /* the element declares its own prefix (or default namespace) itself: */
+    char *ns;    /* ... to this namespace (NULL: xmlns="" undeclares the default) */
+};
+
+static void node_body_release(struct node_body *b)
 {
+    free(b->prefix);
+    free(b->local);
+    free(b->ns);
+    memset(b, 0, sizeof *b);
+}
+
+/* An element body (RFC 4825 §8.2.2): UTF-8, exactly one well-balanced element, optionally
+ * surrounded by white space and preceded by an XML declaration, within the limits. Checked
+ * before the transaction, without the document: the body is parsed inside a wrapper element and
+ * may use prefixes it does not bind itself (they take the bindings in scope at the parent, as
+ * the spliced result gives them; node_body_ns() resolves the element's own name in the
+ * transaction, and the re-parse of the spliced document is the final word on namespace
+ * well-formedness). */
+static enum xcap_status node_check_element_body(const char *body, size_t blen,
+                                                const struct prescan_limits *lim,
+                                                struct node_body *out, struct xcap_err *err)
+{
+    memset(out, 0, sizeof *out);
     if (!xdoc_utf8_valid(body, blen))
         return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
     size_t s = 0, e = blen;
@@ -195,52 +215,80 @@ static enum xcap_status node_check_fragment(const char *body, size_t blen, xmlDo
         e--;
     if (s == e || body[s] != '<')
         return xcap_fail(err, XCAP_NOT_XML_FRAG, "the body must be one XML element");
+    enum xcap_status st = prescan_check(body + s, e - s, lim, NULL, err);
+    if (st != XCAP_OK)
+        return st;
 
-    static const char wrap_ns[] = "urn:xdm:internal:fragment";
+    static const char wrap_open[] = "<xdmfrag0:w xmlns:xdmfrag0=\"urn:xdm:internal:fragment\">";
+    static const char wrap_close[] = "</xdmfrag0:w>";
     struct buf w;
-    buf_init(&w, blen + (1 << 20));
-    int rc = buf_printf(&w, "<xdmfrag0:w xmlns:xdmfrag0=\"%s\"", wrap_ns);
-    xmlNsPtr *nsl = parent ? xmlGetNsList(doc, parent) : NULL;
-    for (xmlNsPtr *p = nsl; p && *p; p++) {
-        const char *pfx = (const char *)(*p)->prefix;
-        if (pfx && (strcmp(pfx, "xml") == 0 || strcmp(pfx, "xdmfrag0") == 0))
-            continue;
-        rc |= buf_printf(&w, " xmlns%s%s=\"", pfx ? ":" : "", pfx ? pfx : "");
-        rc |= buf_xml_escape(&w, (const char *)(*p)->href, strlen((const char *)(*p)->href));
-        rc |= buf_puts(&w, "\"");
-    }
-    xmlFree(nsl);
-    rc |= buf_puts(&w, ">");
-    rc |= buf_append(&w, body + s, e - s);
-    rc |= buf_puts(&w, "</xdmfrag0:w>");
-    if (rc) {
+    buf_init(&w, blen + sizeof wrap_open + sizeof wrap_close);
+    if (buf_puts(&w, wrap_open) | buf_append(&w, body + s, e - s) | buf_puts(&w, wrap_close)) {
         buf_release(&w);
         return xcap_fail(err, XCAP_TOO_LARGE, "body too large");
     }
     xmlDocPtr f = NULL;
     struct xcap_err perr = {0};
-    enum xcap_status st = xdoc_parse(w.data, w.len, &f, &perr);
+    st = xdoc_parse_unbound(w.data, w.len, &f, &perr);
     buf_release(&w);
     if (st != XCAP_OK) {
-        st = xcap_fail(err, XCAP_NOT_XML_FRAG, "%s", perr.phrase ? perr.phrase : "");
+        st = xcap_fail(err, st == XCAP_NOT_UTF8 ? st : XCAP_NOT_XML_FRAG, "%s",
+                       perr.phrase ? perr.phrase : "");
         xcap_err_release(&perr);
         return st;
     }
-    xmlNodePtr root = xmlDocGetRootElement(f);
-    xmlNodePtr el = root->children;
+    xmlNodePtr el = xmlDocGetRootElement(f)->children;
     if (!el || el->next || el->type != XML_ELEMENT_NODE) {
         xmlFreeDoc(f);
         return xcap_fail(err, XCAP_NOT_XML_FRAG, "the body must be exactly one XML element");
     }
-    *name_local = strdup((const char *)el->name);
-    *name_ns = el->ns ? strdup((const char *)el->ns->href) : NULL;
+    /* The name as written: "<" QName, the QName ending where the start tag's name does. */
+    size_t q = s + 1;
+    while (q < e && !strchr(" \t\r\n/>", body[q]))
+        q++;
+    const char *colon = memchr(body + s + 1, ':', q - s - 1);
+    if (colon) {
+        out->prefix = strndup(body + s + 1, (size_t)(colon - body) - s - 1);
+        out->local = strndup(colon + 1, (size_t)(body + q - colon) - 1);
+    } else {
+        out->local = strndup(body + s + 1, q - s - 1);
+    }
+    bool oom = !out->local || (colon && !out->prefix);
+    for (xmlNsPtr d = el->nsDef; d && !oom; d = d->next) {
+        bool same = out->prefix ? d->prefix && strcmp((const char *)d->prefix, out->prefix) == 0
+                                : !d->prefix;
+        if (!same)
+            continue;
+        out->own_ns = true;
+        if (d->href && d->href[0] && !(out->ns = strdup((const char *)d->href)))
+            oom = true;
+    }
     xmlFreeDoc(f);
-    if (!*name_local) {
-        free(*name_ns);
+    if (oom) {
+        node_body_release(out);
         return xcap_fail(err, XCAP_INTERNAL, "out of memory");
     }
-    *off = s;
-    *len = e - s;
+    out->off = s;
+    out->len = e - s;
+    return XCAP_OK;
+}
+
+/* The namespace of the body's element once it sits under parent (NULL: the document element):
+ * its own declaration, else the binding in scope at the parent. *ns is borrowed (from b or the
+ * document) and NULL for no namespace. A prefix bound nowhere is not-xml-frag. */
+static enum xcap_status node_body_ns(const struct node_body *b, xmlDocPtr doc, xmlNodePtr parent,
+                                     const char **ns, struct xcap_err *err)
+{
+    *ns = NULL;
+    if (b->own_ns) {
+        *ns = b->ns;
+        return XCAP_OK;
+    }
+    xmlNsPtr n = parent ? xmlSearchNs(doc, parent, (const xmlChar *)b->prefix) : NULL;
+    if (n && n->href && n->href[0])
+        *ns = (const char *)n->href;
+    if (b->prefix && !*ns)
+        return xcap_fail(err, XCAP_NOT_XML_FRAG, "namespace prefix %.64s is not bound", b->prefix);
     return XCAP_OK;
 }
 
@@ -291,8 +339,14 @@ static int node_quote_value(struct buf *out, const char *v, size_t len)
 struct node_call {
     struct engine *e;
     const char *xcap_root;
+    const struct prescan_limits *limits;
     const struct engine_request *req;
     struct nodesel sel;
+    /* The PUT body, checked before the transaction (node_prepare); its verdict is given
+     * where RFC 4825 orders it, after the preconditions and the parent's existence. */
+    enum xcap_status body_st;
+    struct xcap_err body_err;
+    struct node_body body;
     struct store_txn *t;
     struct store_doc stored;
     struct node_doc d;
@@ -306,6 +360,8 @@ static void node_call_release(struct node_call *c)
     if (c->t)
         store_txn_abort(c->t);
     nodesel_release(&c->sel);
+    xcap_err_release(&c->body_err);
+    node_body_release(&c->body);
     store_doc_release(&c->stored);
     node_doc_release(&c->d);
     node_doc_release(&c->nd);
@@ -428,6 +484,28 @@ static enum xcap_status node_verify(struct node_call *c, size_t new_start, bool 
     return XCAP_OK;
 }
 
+/* Reports the verdict node_prepare() reached on the body. */
+static enum xcap_status node_body_verdict(struct node_call *c, struct xcap_err *err)
+{
+    xcap_err_release(err);
+    *err = c->body_err;
+    memset(&c->body_err, 0, sizeof c->body_err);
+    return c->body_st;
+}
+
+/* The document a write would store stays within the limits (an element of allowed shape may
+ * still nest too deep where it goes, or be one element too many); counted on the spliced bytes
+ * before they are parsed. */
+static enum xcap_status node_bound_result(struct node_call *c, struct xcap_err *err)
+{
+    struct xcap_err perr = {0};
+    enum xcap_status st = prescan_check(c->out.data, c->out.len, c->limits, NULL, &perr);
+    if (st != XCAP_OK)
+        xcap_fail(err, st, "the resulting document: %s", perr.phrase ? perr.phrase : "");
+    xcap_err_release(&perr);
+    return st;
+}
+
 /* Where a new element goes (RFC 4825 §8.2.3): after the last sibling with the same name; with a
  * position n, as the n-th such sibling (after the (n-1)-th, or before the first when n = 1);
  * with no such sibling, as the parent's last child. For "*" steps without a position the body's
@@ -493,13 +571,14 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
         if (!parent)
             return node_no_parent(c->xcap_root, req, &c->sel, depth, err);
     }
-    size_t boff = 0, blen = 0;
-    char *bns = NULL, *blocal = NULL;
-    enum xcap_status st = node_check_fragment(req->body, req->body_len, c->d.xml, parent, &boff,
-                                              &blen, &bns, &blocal, err);
+    if (c->body_st != XCAP_OK)
+        return node_body_verdict(c, err);
+    const char *bns = NULL, *blocal = c->body.local;
+    enum xcap_status st = node_body_ns(&c->body, c->d.xml, parent, &bns, err);
     if (st != XCAP_OK)
         return st;
-    const char *body = req->body + boff;
+    const char *body = req->body + c->body.off;
+    size_t blen = c->body.len;
     xmlNodePtr target = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
     size_t new_start;
     int rc;
@@ -511,8 +590,6 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
                           body, blen);
         *created = false;
     } else if (amb || !parent) {
-        free(bns);
-        free(blocal);
         return xcap_fail(err, XCAP_CANNOT_INSERT,
                          amb ? "the selector matches more than one element"
                              : "a document has exactly one root element");
@@ -521,11 +598,8 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
         const char *pos = NULL;
         xmlNodePtr anchor = parent;
         st = node_insert_point(c, parent, bns, blocal, &at, &pos, &anchor, err);
-        if (st != XCAP_OK) {
-            free(bns);
-            free(blocal);
+        if (st != XCAP_OK)
             return st;
-        }
         const struct xspan_el *pe = node_span(&c->d, parent);
         if (at != SIZE_MAX) {
             new_start = at;
@@ -545,10 +619,10 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
         rc |= node_detail(&c->detail, "add", anchor, NULL, pos, NULL, c->d.xml, parent, body, blen);
         *created = true;
     }
-    free(bns);
-    free(blocal);
     if (rc)
         return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
+    if ((st = node_bound_result(c, err)) != XCAP_OK)
+        return st;
     return node_verify(c, new_start, true, XCAP_CANNOT_INSERT, err);
 }
 
@@ -574,9 +648,9 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
     xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, &depth);
     if (!el)
         return node_no_parent(c->xcap_root, req, &c->sel, depth, err);
-    enum xcap_status st = node_check_att_value(req->body, req->body_len, err);
-    if (st != XCAP_OK)
-        return st;
+    if (c->body_st != XCAP_OK)
+        return node_body_verdict(c, err);
+    enum xcap_status st;
     struct buf q;
     buf_init(&q, SIZE_MAX);
     int rc = node_quote_value(&q, req->body, req->body_len);
@@ -627,6 +701,8 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
     buf_release(&q);
     if (rc)
         return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
+    if ((st = node_bound_result(c, err)) != XCAP_OK)
+        return st;
     st = node_verify(c, se->start, true, XCAP_CANNOT_INSERT, err);
     if (st == XCAP_OK) {
         xmlNodePtr nel = nodesel_eval(&c->sel, c->sel.n_steps, c->nd.xml, &amb, NULL);
@@ -694,6 +770,11 @@ static enum xcap_status node_prepare(struct node_call *c, struct xcap_err *err)
         if (!engine_media_type_is(req->content_type, want))
             return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "this resource needs Content-Type %s",
                              want);
+        /* The body is judged here, before any transaction; the verdict waits in c. */
+        c->body_st = c->sel.terminal == NODESEL_ATTRIBUTE
+                         ? node_check_att_value(req->body, req->body_len, &c->body_err)
+                         : node_check_element_body(req->body, req->body_len, c->limits, &c->body,
+                                                   &c->body_err);
     }
     return XCAP_OK;
 }
@@ -713,7 +794,9 @@ enum xcap_status engine_node_transform(const char *xcap_root, const struct engin
                                        const char *doc, size_t len, struct buf *out, bool *created,
                                        struct xcap_err *err)
 {
-    struct node_call c = {.xcap_root = xcap_root, .req = req};
+    struct prescan_limits lim;
+    prescan_limits_default(&lim);
+    struct node_call c = {.xcap_root = xcap_root, .limits = &lim, .req = req};
     buf_init(&c.out, SIZE_MAX);
     buf_init(&c.detail, SIZE_MAX);
     enum xcap_status st = node_prepare(&c, err);
@@ -741,7 +824,8 @@ enum xcap_status engine_node_select(const struct engine_request *req, const char
 enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
                                      struct engine_reply *rep, struct xcap_err *err)
 {
-    struct node_call c = {.e = e, .xcap_root = e->cfg.xcap_root, .req = req};
+    struct node_call c = {
+        .e = e, .xcap_root = e->cfg.xcap_root, .limits = &e->cfg.limits, .req = req};
     buf_init(&c.out, SIZE_MAX);
     buf_init(&c.detail, SIZE_MAX);
     enum xcap_status st = node_prepare(&c, err);
@@ -752,9 +836,15 @@ enum xcap_status engine_node_execute(struct engine *e, const struct engine_reque
         goto done;
     }
     bool created = false;
-    if ((st = node_open(&c, true, err)) != XCAP_OK ||
+    /* A body already refused writes nothing: a read transaction finds the verdict's place among
+     * the preconditions without taking the writer lock. */
+    if ((st = node_open(&c, c.body_st == XCAP_OK, err)) != XCAP_OK ||
         (st = node_apply(&c, &created, err)) != XCAP_OK)
         goto done;
+    if (c.body_st != XCAP_OK) { /* node_apply() returns the verdict; never reached */
+        st = xcap_fail(err, XCAP_INTERNAL, "refused body applied");
+        goto done;
+    }
     struct doc_key k;
     engine_key(req->uri, &k);
     /* RFC 4825 §8.2.5, §8.4: the whole resulting document is validated, then documents that

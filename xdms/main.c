@@ -14,6 +14,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "notify.h"
+#include "prescan.h"
 #include "server.h"
 #include "store.h"
 #include "usage.h"
@@ -47,7 +48,9 @@ static void xdms_usage(FILE *f)
           "                       timeout, map_size, map_high_water, max_docs_per_user,\n"
           "                       max_bytes_per_user, change_log_max_count,\n"
           "                       change_log_max_bytes, change_log_max_age,\n"
-          "                       change_log_max_record, trusted_peer,\n"
+          "                       change_log_max_record, max_attributes,\n"
+          "                       max_elements, max_depth, allow_foreign_references,\n"
+          "                       trusted_peer,\n"
           "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
           "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
@@ -182,6 +185,16 @@ int main(int argc, char **argv)
     if (usage_open(role, config_get(cfg, "schema_dir", XDM_SCHEMA_DIR), &usage) < 0)
         return 1;
     usage_set_max_icon_size(usage, (size_t)max_icon);
+    /* RFC 4826 §3.2: references to other servers are accepted as they are; this server is the
+     * one clients reach at xcap_root. */
+    const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
+    bool allow_foreign = false;
+    if (config_get_bool(cfg, "allow_foreign_references", false, &allow_foreign) < 0)
+        return 2;
+    if (usage_set_references(usage, xcap_root, allow_foreign) < 0) {
+        log_error("xcap_root must be an absolute http or https URI (got \"%s\")", xcap_root);
+        return 2;
+    }
     /* The store's extra tables: the usages' indexes and the persisted subscriptions. */
     const char *tables[32];
     size_t n_tables = 0;
@@ -228,7 +241,20 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
+    /* Bounds on the shape of every XML body (prescan.h); the depth leaves one level for the
+     * wrapper an element body is checked in (XDOC_MAX_DEPTH). */
+    uint64_t max_attrs, max_els, max_depth;
+    if (config_get_uint(cfg, "max_attributes", PRESCAN_DEFAULT_MAX_ATTRIBUTES, &max_attrs) < 0 ||
+        config_get_uint(cfg, "max_elements", PRESCAN_DEFAULT_MAX_ELEMENTS, &max_els) < 0 ||
+        config_get_uint(cfg, "max_depth", PRESCAN_DEFAULT_MAX_DEPTH, &max_depth) < 0)
+        return 2;
+    if (max_attrs < 1 || max_attrs > 65536 || max_els < 1 || max_els > 10000000 || max_depth < 1 ||
+        max_depth > XDOC_MAX_DEPTH - 1) {
+        log_error("max_attributes must be 1..65536, max_elements 1..10000000, max_depth 1..%d",
+                  XDOC_MAX_DEPTH - 1);
+        return 2;
+    }
+
     struct engine_config ecfg = {
         .role = role,
         .xcap_root = xcap_root,
@@ -236,6 +262,9 @@ int main(int argc, char **argv)
         .max_bytes_per_user = max_user_bytes,
         .change_max_record = (size_t)log_record,
         .usage = usage,
+        .limits = {.max_attributes = (size_t)max_attrs,
+                   .max_elements = (size_t)max_els,
+                   .max_depth = (size_t)max_depth},
     };
     struct engine *engine = engine_new(store, &ecfg);
 

@@ -119,7 +119,8 @@ void notify_watch_list_release(struct notify_watchlist *wl);
  * (it would outgrow any NOTIFY); it reports every later change. Entries this notifier cannot watch
  * (another role's AUID, another server, namespace selectors, malformed selectors, duplicates) are
  * left out and counted in *skipped. Returns 0, or a SIP status: 400 (not well-formed, DOCTYPE, not
- * a resource-lists document), 413 (more than NOTIFY_MAX_ENTRIES entries), 500 (out of memory). */
+ * a resource-lists document), 413 (more than NOTIFY_MAX_ENTRIES entries, or over the default
+ * limits of prescan.h), 500 (out of memory). */
 int notify_watch_parse(const char *body, size_t len, const char *xcap_root, enum xdms_role role,
                        struct notify_watchlist *out, size_t *skipped);
 

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "nodesel.h"
+#include "prescan.h"
 #include "status.h"
 #include "usage.h"
 #include "xcap_uri.h"
@@ -298,7 +299,13 @@ int notify_watch_parse(const char *body, size_t len, const char *xcap_root, enum
     *skipped = 0;
     xmlDocPtr doc = NULL;
     struct xcap_err err = {0};
-    /* xdoc_parse: no network, no entity substitution, DOCTYPE refused, depth bounded. */
+    /* Shape first (prescan.h, default limits): libxml2's cost grows with the square of the
+     * attributes of one element. Then xdoc_parse: no network, no entity substitution, DOCTYPE
+     * refused, depth bounded. */
+    if (prescan_check(body, len, NULL, NULL, &err) != XCAP_OK) {
+        xcap_err_release(&err);
+        return 413;
+    }
     enum xcap_status st = xdoc_parse(body, len, &doc, &err);
     xcap_err_release(&err);
     if (st != XCAP_OK)

@@ -64,6 +64,7 @@ struct usage_schema {
 struct usage {
     enum xdms_role role;
     size_t max_icon_size;
+    struct usage_refs refs;
     struct usage_schema schemas[USAGE_DEF_COUNT];
     size_t n_schemas;
 };
@@ -218,6 +219,16 @@ void usage_set_max_icon_size(struct usage *u, size_t bytes)
     u->max_icon_size = bytes ? bytes : USAGE_DEFAULT_MAX_ICON_SIZE;
 }
 
+int usage_set_references(struct usage *u, const char *xcap_root, bool allow_foreign)
+{
+    if (!xcap_root) {
+        memset(&u->refs, 0, sizeof u->refs);
+        u->refs.allow_foreign = allow_foreign;
+        return 0;
+    }
+    return usage_refs_init(&u->refs, xcap_root, allow_foreign);
+}
+
 /* ---- small tree helpers shared by the usage_*.c files ---- */
 
 bool usage_is(xmlNodePtr el, const char *ns, const char *local)
@@ -319,7 +330,7 @@ static enum xcap_status usage_schema_validate(const struct usage_schema *s, cons
 /* ---- OMA presence rules (SPEC OPR-4..OPR-6) ---- */
 
 static enum xcap_status usage_check_oma_rule(xmlNodePtr rule, const char *owner,
-                                             struct xcap_err *err)
+                                             const struct usage_refs *refs, struct xcap_err *err)
 {
     const char *id = usage_attr(rule, "id");
     if (!id)
@@ -354,7 +365,7 @@ static enum xcap_status usage_check_oma_rule(xmlNodePtr rule, const char *owner,
             for (xmlNodePtr e = usage_first_child(c); e; e = usage_next(e)) {
                 const char *anc = usage_is(e, USAGE_NS_OCP, "entry") ? usage_attr(e, "anc") : NULL;
                 char why[160];
-                if (anc && !usage_ref_ok(anc, USAGE_REF_ANY, "list", owner, why, sizeof why))
+                if (anc && !usage_ref_ok(anc, USAGE_REF_ANY, "list", owner, refs, why, sizeof why))
                     return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
                                      "rule \"%.100s\": external-list entry \"%.200s\" %s", id, anc,
                                      why);
@@ -382,12 +393,12 @@ static enum xcap_status usage_check_oma_rule(xmlNodePtr rule, const char *owner,
 }
 
 static enum xcap_status usage_check_oma_rules(xmlNodePtr root, const char *owner,
-                                              struct xcap_err *err)
+                                              const struct usage_refs *refs, struct xcap_err *err)
 {
     for (xmlNodePtr r = usage_first_child(root); r; r = usage_next(r)) {
         if (!usage_is(r, USAGE_NS_CP, "rule"))
             continue;
-        enum xcap_status st = usage_check_oma_rule(r, owner, err);
+        enum xcap_status st = usage_check_oma_rule(r, owner, refs, err);
         if (st != XCAP_OK)
             return st;
     }
@@ -496,11 +507,12 @@ enum xcap_status usage_validate(struct usage *u, const struct appusage *au, cons
     if (!s)
         return xcap_fail(err, XCAP_INTERNAL, "no schema for %s", au->auid);
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (!usage_is(root, au->default_ns, s->def->root))
+    const char *root_ns = appusage_root_ns(au);
+    if (!usage_is(root, root_ns, s->def->root))
         return xcap_fail(err, XCAP_SCHEMA_VALIDATION_ERROR,
                          "the document element must be <%s> in namespace %s", s->def->root,
-                         au->default_ns);
-    enum xcap_status st = usage_schema_validate(s, au->default_ns, doc, err);
+                         root_ns);
+    enum xcap_status st = usage_schema_validate(s, root_ns, doc, err);
     if (st != XCAP_OK)
         return st;
     /* RL-8, OPR-6, RLS-4: references may point into the owner's documents (or global ones). A
@@ -508,15 +520,15 @@ enum xcap_status usage_validate(struct usage *u, const struct appusage *au, cons
     const char *owner = strcmp(k->tree, "users") == 0 ? k->xui : NULL;
     switch (s->def->kind) {
     case USAGE_RESOURCE_LISTS:
-        return usage_lists_check(root, owner, err);
+        return usage_lists_check(root, owner, &u->refs, err);
     case USAGE_RLS_SERVICES:
-        if ((st = usage_lists_check_rls(root, owner, err)) != XCAP_OK)
+        if ((st = usage_lists_check_rls(root, owner, &u->refs, err)) != XCAP_OK)
             return st;
         /* In the users tree, usage_interdepend() checks URI uniqueness against the index as
          * well, with alt-values that are free there; elsewhere only the document counts. */
         return owner ? XCAP_OK : usage_rls_unique(NULL, NULL, 0, root, err);
     case USAGE_OMA_PRES_RULES:
-        return usage_check_oma_rules(root, owner, err);
+        return usage_check_oma_rules(root, owner, &u->refs, err);
     case USAGE_PRES_CONTENT:
         return usage_check_content(u, k, root, err);
     case USAGE_PRES_RULES: /* PR-5: the schema says it all */

@@ -43,6 +43,17 @@ const char *usage_default_schema_dir(void);
 #define USAGE_DEFAULT_MAX_ICON_SIZE (256u * 1024u)
 void usage_set_max_icon_size(struct usage *u, size_t bytes);
 
+/* References to other documents (RFC 4826 §3.2 external anchor and entry-ref, §4.3 rls
+ * <resource-list>, OMA external-list anc). xcap_root is this server's public XCAP root (the
+ * xcap_root key): an absolute reference to another server (scheme, host, port or root) is
+ * accepted without being dereferenced, one to this server is checked like a relative one. NULL
+ * leaves the root unknown: every absolute reference is then judged as one of this server (the
+ * default of a new struct usage). allow_foreign accepts references into other users' documents
+ * (refused by default: a Resource List Server dereferencing them must then apply the owner's
+ * rights). Returns 0, or -1 when xcap_root is not an absolute http(s) URI. Call before threads
+ * start. */
+int usage_set_references(struct usage *u, const char *xcap_root, bool allow_foreign);
+
 /* Added: the extra tables of ROLE_RLS (RFC 4826 §4.4.5, SPEC RLS-9), for tools that inspect a
  * store: USAGE_RLS_URI_TABLE maps a service URI to owner XUI \0 document path \0 the service
  * element as serialized in the global index; USAGE_RLS_DOC_TABLE maps XUI \0 document path to
@@ -58,12 +69,13 @@ void usage_set_max_icon_size(struct usage *u, size_t bytes);
  * XCAP_CONSTRAINT_FAILURE, XCAP_LOCAL_CONSTRAINT_FAILURE.
  * Added detail: the document element must be the usage's root in its default namespace (else
  * schema-validation-error). References (entry-ref, external, rls <resource-list>, OMA
- * external-list anc) into another user's documents are constraint failures for documents in the
- * users tree. An org.openmobilealliance.pres-content document must be at
- * oma_status-icon/<name> or rcs_status_icon/<name> (else constraint-failure); base64 <data> that
- * does not decode is a constraint failure, a disallowed mime-type or an icon over the size limit
- * a local-constraint-failure. For rls-services documents in the users tree, service URI
- * uniqueness (within the document too) is checked by usage_interdepend(), where the index is. */
+ * external-list anc) into another user's documents on this server are constraint failures for
+ * documents in the users tree unless allowed (usage_set_references()). An
+ * org.openmobilealliance.pres-content document must be at oma_status-icon/<name> or
+ * rcs_status_icon/<name> (else constraint-failure); base64 <data> that does not decode is a
+ * constraint failure, a disallowed mime-type or an icon over the size limit a
+ * local-constraint-failure. For rls-services documents in the users tree, service URI uniqueness
+ * (within the document too) is checked by usage_interdepend(), where the index is. */
 enum xcap_status usage_validate(struct usage *u, const struct appusage *au, const struct doc_key *k,
                                 xmlDocPtr doc, struct xcap_err *err);
 

@@ -50,21 +50,44 @@ enum usage_ref_form {
     USAGE_REF_ANY,      /* either (OMA external-list entry@anc) */
 };
 
-/* Checks that ref is an XCAP URI of the given form whose node selector ends in an element named
- * target of a resource-lists document; with owner non-NULL, the document must also be in the
- * home directory of owner (or in the global tree): SPEC RL-8 local policy. On failure returns
- * false and writes the reason (without the reference itself) to why. */
-bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target, const char *owner,
-                  char *why, size_t why_len);
+/* Which server references are judged against (usage_set_references()). */
+struct usage_refs {
+    bool known;         /* the XCAP root below is set; when not, every absolute URI is taken
+                           as one of this server, its root where a resource-lists document
+                           selector starts */
+    bool https;         /* scheme of the root */
+    char host[256];     /* lower case, no trailing dot; IPv6 literals with their brackets */
+    unsigned port;      /* explicit, or 80 / 443 by scheme */
+    char path[512];     /* root path without trailing '/' ("" for a root at "/") */
+    bool allow_foreign; /* references into other users' documents are accepted */
+};
 
-/* RFC 4826 §3.4.5 on a resource-lists document (root <resource-lists>). owner: see
+/* Parses xcap_root ("http://xcap.example.com/xcap-root/") into r. Returns 0, or -1 when it is not
+ * an absolute http or https URI with a host (r is then left unknown). */
+int usage_refs_init(struct usage_refs *r, const char *xcap_root, bool allow_foreign);
+
+/* Checks a reference (RFC 4826 §3.2, §4.3: entry-ref, external anchor, rls <resource-list>; OMA
+ * external-list anc). An absolute URI on another server (another scheme, host, port or XCAP
+ * root than refs gives) is accepted without being dereferenced: RFC 4826 lets such references
+ * point to any server, and only its own server can judge them. A reference to this server must
+ * be an XCAP URI of the given form whose node selector ends in an element named target of a
+ * resource-lists document; with owner non-NULL and refs->allow_foreign off, the document must
+ * also be in the home directory of owner (or in the global tree): SPEC RL-8 local policy. refs
+ * may be NULL (unknown root, foreign references refused). On failure returns false and writes
+ * the reason (without the reference itself) to why. */
+bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target, const char *owner,
+                  const struct usage_refs *refs, char *why, size_t why_len);
+
+/* RFC 4826 §3.4.5 on a resource-lists document (root <resource-lists>). owner, refs: see
  * usage_ref_ok(). Returns XCAP_OK, XCAP_UNIQUENESS_FAILURE or XCAP_CONSTRAINT_FAILURE. */
-enum xcap_status usage_lists_check(xmlNodePtr root, const char *owner, struct xcap_err *err);
+enum xcap_status usage_lists_check(xmlNodePtr root, const char *owner,
+                                   const struct usage_refs *refs, struct xcap_err *err);
 
 /* RFC 4826 §4.4.5 on an rls-services document, except service URI uniqueness (usage_rls.c):
  * <resource-list> references, inline lists (all resource-lists rules), package tokens, URI
  * length. */
-enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner, struct xcap_err *err);
+enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner,
+                                       const struct usage_refs *refs, struct xcap_err *err);
 
 /* Service URI uniqueness of rls-services document root (RFC 4826 §4.4.5). With t NULL only
  * within the document; with t also against every other document's services in the index

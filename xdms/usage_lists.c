@@ -192,10 +192,116 @@ static void lists_ref_release(struct lists_ref *r)
     free(r->query);
 }
 
-/* Splits ref[0..len); returns NULL or why it cannot be an XCAP URI of the wanted form. */
+/* The host and port of an authority ("user@Host.Example:8080", "[::1]:80"), normalised for
+ * comparison (RFC 3986 §6.2.2.1, §6.2.3): user information dropped, host in lower case without
+ * a trailing dot, an empty or missing port replaced by the scheme's default. Returns false when
+ * there is no host. */
+static bool lists_authority(const char *a, size_t len, bool https, char *host, size_t host_len,
+                            unsigned *port)
+{
+    const char *at = NULL;
+    for (size_t i = 0; i < len; i++)
+        if (a[i] == '@')
+            at = a + i;
+    if (at) {
+        len -= (size_t)(at + 1 - a);
+        a = at + 1;
+    }
+    size_t hl = len;
+    if (len && a[0] == '[') {
+        const char *rb = memchr(a, ']', len);
+        hl = rb ? (size_t)(rb - a) + 1 : len;
+    } else {
+        const char *colon = memchr(a, ':', len);
+        hl = colon ? (size_t)(colon - a) : len;
+    }
+    *port = https ? 443 : 80;
+    if (hl < len && a[hl] == ':' && hl + 1 < len) {
+        unsigned long v = 0;
+        for (size_t i = hl + 1; i < len; i++) {
+            if (a[i] < '0' || a[i] > '9' || v > 65535)
+                return false;
+            v = v * 10 + (unsigned long)(a[i] - '0');
+        }
+        *port = (unsigned)v;
+    }
+    while (hl && a[hl - 1] == '.')
+        hl--;
+    if (hl == 0 || hl >= host_len)
+        return false;
+    for (size_t i = 0; i < hl; i++)
+        host[i] = (char)tolower((unsigned char)a[i]);
+    host[hl] = '\0';
+    return true;
+}
+
+static int lists_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Whether the path p[0..len) lies under the root path root (percent-escapes in p decoded, RFC
+ * 3986 §6.2.2.2, so "/%78cap-root" is "/xcap-root"); *used receives the bytes of p the root
+ * takes. */
+static bool lists_under_root(const char *root, const char *p, size_t len, size_t *used)
+{
+    size_t j = 0;
+    for (const char *r = root; *r; r++) {
+        if (j >= len)
+            return false;
+        int c = (unsigned char)p[j];
+        if (p[j] == '%' && j + 2 < len && lists_hex(p[j + 1]) >= 0 && lists_hex(p[j + 2]) >= 0) {
+            c = lists_hex(p[j + 1]) * 16 + lists_hex(p[j + 2]);
+            j += 3;
+        } else {
+            j++;
+        }
+        if (c != (unsigned char)*r)
+            return false;
+    }
+    *used = j;
+    return j == len || p[j] == '/';
+}
+
+int usage_refs_init(struct usage_refs *r, const char *xcap_root, bool allow_foreign)
+{
+    memset(r, 0, sizeof *r);
+    r->allow_foreign = allow_foreign;
+    size_t scheme = strspn(xcap_root, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    if (!lists_scheme_is(xcap_root, scheme, "http") && !lists_scheme_is(xcap_root, scheme, "https"))
+        return -1;
+    if (strncmp(xcap_root + scheme, "://", 3) != 0)
+        return -1;
+    r->https = scheme == 5;
+    const char *auth = xcap_root + scheme + 3;
+    size_t alen = strcspn(auth, "/?#");
+    if (!lists_authority(auth, alen, r->https, r->host, sizeof r->host, &r->port))
+        return -1;
+    const char *path = auth + alen;
+    size_t plen = strcspn(path, "?#");
+    while (plen && path[plen - 1] == '/')
+        plen--;
+    if (plen >= sizeof r->path)
+        return -1;
+    memcpy(r->path, path, plen);
+    r->path[plen] = '\0';
+    r->known = true;
+    return 0;
+}
+
+/* Splits ref[0..len); returns NULL or why it cannot be an XCAP URI of the wanted form. An
+ * absolute URI on another server than refs names sets *foreign and is not split further. */
 static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_form form,
+                                   const struct usage_refs *refs, bool *foreign,
                                    struct lists_ref *r)
 {
+    *foreign = false;
     size_t scheme =
         strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
     bool absolute = scheme > 0 && scheme < len && ref[scheme] == ':';
@@ -203,18 +309,38 @@ static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_f
         return "must be a path relative to the XCAP root, not an absolute URI";
     if (!absolute && form == USAGE_REF_ABSOLUTE)
         return "must be an absolute http or https URI";
-    const char *p = ref; /* start of the path */
+    const char *p = ref;  /* start of the path */
+    size_t root_used = 0; /* bytes of the path a known XCAP root takes */
     if (absolute) {
         if (!lists_scheme_is(ref, scheme, "http") && !lists_scheme_is(ref, scheme, "https"))
             return "must be an http or https URI";
         if (len < scheme + 3 || strncmp(ref + scheme, "://", 3) != 0)
             return "has no host";
         const char *auth = ref + scheme + 3;
-        p = memchr(auth, '/', len - (size_t)(auth - ref));
-        if (!p)
-            return "has no path";
-        if (p == auth)
+        size_t alen = 0;
+        while (auth + alen < ref + len && !strchr("/?#", auth[alen]))
+            alen++;
+        char host[256];
+        unsigned port;
+        bool https = lists_scheme_is(ref, scheme, "https");
+        if (!lists_authority(auth, alen, https, host, sizeof host, &port))
             return "has no host";
+        p = auth + alen;
+        if (refs && refs->known) {
+            /* RFC 4826 §3.2: an external list may be on any server; only a reference to this
+             * one (same scheme, host, port, and under its XCAP root) can be judged here. */
+            size_t plen0 = 0, used = 0;
+            while (p + plen0 < ref + len && p[plen0] != '?' && p[plen0] != '#')
+                plen0++;
+            if (https != refs->https || port != refs->port || strcmp(host, refs->host) != 0 ||
+                !lists_under_root(refs->path, p, plen0, &used)) {
+                *foreign = true;
+                return NULL;
+            }
+            root_used = used;
+        }
+        if (p == ref + len || *p != '/')
+            return "has no path";
     } else if (ref[0] == '/') {
         return "must be relative to the XCAP root (no leading '/')";
     }
@@ -225,8 +351,9 @@ static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_f
     if (!(r->path = malloc(cut + 2)))
         return "cannot be checked (out of memory)";
     if (absolute) {
-        memcpy(r->path, p, cut);
-        r->path[cut] = '\0';
+        /* with a known root, the path below it; the root itself is then "" */
+        memcpy(r->path, p + root_used, cut - root_used);
+        r->path[cut - root_used] = '\0';
     } else {
         r->path[0] = '/';
         memcpy(r->path + 1, p, cut);
@@ -240,7 +367,7 @@ static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_f
             return "cannot be checked (out of memory)";
     }
     size_t root_len = 0;
-    if (absolute) {
+    if (absolute && !(refs && refs->known)) {
         /* Another URI's XCAP root is unknown: it ends where the document selector of a
          * resource-lists document begins (RFC 4825 §6). */
         const char *hit = NULL;
@@ -283,16 +410,25 @@ static const char *lists_ref_target(const struct xcap_uri *u, const char *target
 }
 
 bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target, const char *owner,
-                  char *why, size_t why_len)
+                  const struct usage_refs *refs, char *why, size_t why_len)
 {
     why[0] = '\0';
+    /* With allow_foreign_references, another user's documents are fair game: the Resource List
+     * Server that dereferences them must then apply that user's rights. */
+    if (refs && refs->allow_foreign)
+        owner = NULL;
     /* xs:anyURI values may carry surrounding white space; it is not part of the URI. */
     ref += strspn(ref, " \t\r\n");
     size_t len = strlen(ref);
     while (len && strchr(" \t\r\n", ref[len - 1]))
         len--;
     struct lists_ref r = {0};
-    const char *msg = lists_ref_split(ref, len, form, &r);
+    bool foreign = false;
+    const char *msg = lists_ref_split(ref, len, form, refs, &foreign, &r);
+    if (foreign) {
+        lists_ref_release(&r);
+        return true;
+    }
     if (!msg) {
         struct xcap_uri u;
         struct xcap_err e = {0};
@@ -334,6 +470,7 @@ struct lists_item {
 
 struct lists_ctx {
     const char *owner;
+    const struct usage_refs *refs;
     const char *default_ns;
     struct xcap_err *err;
     char constraint[400]; /* the first constraint failure, "" while none */
@@ -433,13 +570,15 @@ static bool lists_member(struct lists_ctx *c, xmlNodePtr ch, struct lists_item *
         item->kind = LISTS_ENTRY_REF;
         /* RL-6: a path relative to the XCAP root naming an <entry>. */
         const char *ref = usage_attr(ch, "ref");
-        if (ref && !usage_ref_ok(ref, USAGE_REF_RELATIVE, "entry", c->owner, why, sizeof why))
+        if (ref &&
+            !usage_ref_ok(ref, USAGE_REF_RELATIVE, "entry", c->owner, c->refs, why, sizeof why))
             lists_constraint(c, "entry-ref \"%.200s\" %s", ref, why);
     } else if (usage_is(ch, USAGE_NS_RL, "external")) {
         item->kind = LISTS_EXTERNAL;
         /* RL-7: an absolute http(s) URI naming a <list>. */
         const char *anchor = usage_attr(ch, "anchor");
-        if (anchor && !usage_ref_ok(anchor, USAGE_REF_ABSOLUTE, "list", c->owner, why, sizeof why))
+        if (anchor &&
+            !usage_ref_ok(anchor, USAGE_REF_ABSOLUTE, "list", c->owner, c->refs, why, sizeof why))
             lists_constraint(c, "external anchor \"%.200s\" %s", anchor, why);
     } else {
         return false;
@@ -507,9 +646,10 @@ static enum xcap_status lists_finish(struct lists_ctx *c)
     return XCAP_OK;
 }
 
-enum xcap_status usage_lists_check(xmlNodePtr root, const char *owner, struct xcap_err *err)
+enum xcap_status usage_lists_check(xmlNodePtr root, const char *owner,
+                                   const struct usage_refs *refs, struct xcap_err *err)
 {
-    struct lists_ctx c = {.owner = owner, .default_ns = USAGE_NS_RL, .err = err};
+    struct lists_ctx c = {.owner = owner, .refs = refs, .default_ns = USAGE_NS_RL, .err = err};
     lists_walk(&c, root, 1);
     return lists_finish(&c);
 }
@@ -525,9 +665,10 @@ static bool lists_token(const char *s)
     return true;
 }
 
-enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner, struct xcap_err *err)
+enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner,
+                                       const struct usage_refs *refs, struct xcap_err *err)
 {
-    struct lists_ctx c = {.owner = owner, .default_ns = USAGE_NS_RLS, .err = err};
+    struct lists_ctx c = {.owner = owner, .refs = refs, .default_ns = USAGE_NS_RLS, .err = err};
     char why[160];
     for (xmlNodePtr svc = usage_first_child(root); svc && !c.oom; svc = usage_next(svc)) {
         if (!usage_is(svc, USAGE_NS_RLS, "service"))
@@ -548,7 +689,8 @@ enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner, struc
                 char *ref = usage_text(ch);
                 if (!ref)
                     c.oom = true;
-                else if (!usage_ref_ok(ref, USAGE_REF_ABSOLUTE, "list", owner, why, sizeof why))
+                else if (!usage_ref_ok(ref, USAGE_REF_ABSOLUTE, "list", owner, refs, why,
+                                       sizeof why))
                     lists_constraint(&c, "resource-list \"%.200s\" %s", ref, why);
                 free(ref);
             } else if (usage_is(ch, USAGE_NS_RLS, "packages")) {

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import string
 import sys
 import tempfile
 import threading
@@ -1924,9 +1925,119 @@ def builtin_fill_store(run, step):
     raise CaseError("line %d: %d PUTs of %d bytes and no 507" % (ln, most, size))
 
 
+def flood_attributes(n):
+    """n distinct attributes of 7 bytes each (' Abc=""'): names of three characters, the first a
+    letter, so 143 000 of them make a body of about 1 MB."""
+    first = string.ascii_letters
+    rest = string.ascii_letters + string.digits + "-_."
+    names = (a + b + c for a in first for b in rest for c in rest if a + b + c != "uri")
+    return "".join(' %s=""' % name for name, _ in zip(names, range(n)))
+
+
+def builtin_attribute_flood(run, step):
+    """run attribute-flood proxy [attributes=N] [bound_ms=N]
+
+    The CPU attack on the XML parser: an element body of one <entry> with N attributes (default
+    143 000, about 1 MB), PUT below the first user's document through the proxy, while the second
+    user PUTs small elements into their own document at the same moment and 50 ms later (when
+    the attack's body has arrived and, before the pre-scan, held the writer lock for its whole
+    parse). The attack must be
+    refused with 409 constraint-failure naming max_attributes within bound_ms (default 100; times
+    --time-scale), the small PUTs must succeed (201) within 1 s (times --time-scale), and the
+    attacker's document must be unchanged. Before the pre-scan, libxml2 spent about a minute on
+    that body inside the write transaction, and every other writer waited."""
+    ln = step.lineno
+    opts = dict(a.split("=", 1) for a in step.args[2:])
+    n_attrs = int(opts.get("attributes", 143000))
+    bound = float(opts.get("bound_ms", 100)) / 1000.0 * run.runner.time_scale
+    users = list(run.users.values())
+    if len(users) < 2:
+        raise CaseError("line %d: attribute-flood needs two users (attacker, other)" % ln)
+    addr = run.dep.procs["proxy"].http_addr
+    attacker, other = (DigestUser(u.label, u.uri, u.password) for u in users[:2])
+    timeout = 15 * run.runner.time_scale
+
+    def doc_uri(user):
+        return "/xcap-root/resource-lists/users/%s/index" % user.uri
+
+    def list_doc(name):
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns='
+                '"urn:ietf:params:xml:ns:resource-lists"><list name="%s"/></resource-lists>\n'
+                % name).encode()
+
+    ct_doc = [("Content-Type", "application/resource-lists+xml")]
+    ct_el = [("Content-Type", "application/xcap-el+xml")]
+    etags = {}
+    for user, name in ((attacker, "a"), (other, "o")):
+        # also fetches each user's nonce, so the timed requests go without a 401 round trip
+        r = digest_request(addr, user, "PUT", doc_uri(user), ct_doc, list_doc(name), timeout)
+        if r.status != 201:
+            raise CaseError("line %d: setting up %s's document: %d" % (ln, user.label, r.status))
+        etags[user.label] = r.header("ETag")
+    sel = "/~~/resource-lists/list%5B@name=%22{}%22%5D/entry"
+    attack = ('<entry uri="sip:flood@example.com"%s/>' % flood_attributes(n_attrs)).encode()
+    barrier = threading.Barrier(3)
+    results = {}
+
+    def put(key, user, target, body, delay):
+        try:
+            barrier.wait(timeout=10)
+            time.sleep(delay)
+            t0 = time.monotonic()
+            r = digest_request(addr, user, "PUT", target, ct_el, body, timeout)
+            results[key] = (r, time.monotonic() - t0)
+        except (CaseError, threading.BrokenBarrierError) as e:
+            results[key] = (e, None)
+
+    # The other user's PUTs: one together with the attack, one 50 ms later, when the attack's
+    # body has long arrived (before the pre-scan it then held the writer lock).
+    smalls = {"small": ("friend", 0.0), "small+50ms": ("later", 0.05)}
+    threads = [threading.Thread(target=put, args=("attack", attacker,
+                                                  doc_uri(attacker) + sel.format("a"), attack,
+                                                  0.0))]
+    for key, (who, delay) in smalls.items():
+        target = doc_uri(other) + sel.format("o") + "%5B@uri=%22sip:" + who + "@example.com%22%5D"
+        body = ('<entry uri="sip:%s@example.com"/>' % who).encode()
+        threads.append(threading.Thread(target=put, args=(key, other, target, body, delay)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=2 * timeout + 10)
+    problems = []
+    for key in ["attack"] + list(smalls):
+        if key not in results or not isinstance(results[key][0], Response):
+            problems.append("%s PUT: %s" % (key, results.get(key, ("no answer",))[0]))
+    if problems:
+        raise CaseError("line %d: %s" % (ln, "; ".join(problems)))
+    ra, ta = results["attack"]
+    run.log("line %d: %d attributes (%d bytes): %d in %.1f ms; %s"
+            % (ln, n_attrs, len(attack), ra.status, ta * 1000,
+               "; ".join("%s PUT: %d in %.1f ms" % (k, results[k][0].status, results[k][1] * 1000)
+                         for k in smalls)))
+    body = ra.body.decode("utf-8", "replace")
+    if ra.status != 409 or "<constraint-failure" not in body or "max_attributes" not in body:
+        problems.append("the attack got %d, expected 409 constraint-failure naming "
+                        "max_attributes:\n%s" % (ra.status, ra.summary()))
+    if ta > bound:
+        problems.append("the attack was answered after %.1f ms, bound %.1f ms"
+                        % (ta * 1000, bound * 1000))
+    for key in smalls:
+        rs, ts = results[key]
+        if rs.status != 201:
+            problems.append("the other user's %s PUT got %d, expected 201" % (key, rs.status))
+        if ts > 1.0 * run.runner.time_scale:
+            problems.append("the other user's %s PUT took %.1f ms" % (key, ts * 1000))
+    g = digest_request(addr, attacker, "GET", doc_uri(attacker), [], None, timeout)
+    if g.status != 200 or g.body != list_doc("a") or g.header("ETag") != etags[attacker.label]:
+        problems.append("the attacker's document changed: %d ETag %s"
+                        % (g.status, g.header("ETag")))
+    if problems:
+        raise CaseError("line %d: %s" % (ln, "; ".join(problems)))
+
+
 BUILTINS = {"kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race,
             "parallel-clients": builtin_parallel_clients, "store-flood": builtin_store_flood,
-            "fill-store": builtin_fill_store}
+            "fill-store": builtin_fill_store, "attribute-flood": builtin_attribute_flood}
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-/* xdms/appusage.c: every AUID of DESIGN §1 belongs to exactly its XDMS, with the MIME type of
- * SPEC §8.2 and the default document namespace of its SPEC row; role names parse both ways. */
+/* xdms/appusage.c: every AUID of DESIGN §1 belongs to exactly its XDMS, with its MIME type, the
+ * default namespace its own specification gives node selectors and the namespace of its
+ * document element; role names parse both ways. */
 #include <string.h>
 
 #include "appusage.h"
@@ -9,25 +10,27 @@ static const struct {
     const char *auid;
     enum xdms_role role;
     const char *mime;
-    const char *ns;
+    const char *ns;      /* default namespace of node selectors */
+    const char *root_ns; /* namespace of the document element */
 } expected_rows[] = {
-    /* SPEC RL-1 */
+    /* RFC 4826 §3.4 */
     {"resource-lists", ROLE_SHARED_LIST, "application/resource-lists+xml",
-     "urn:ietf:params:xml:ns:resource-lists"},
-    /* SPEC PR-1 */
+     "urn:ietf:params:xml:ns:resource-lists", "urn:ietf:params:xml:ns:resource-lists"},
+    /* RFC 5025 §9: selectors default to pres-rules, the document is a common-policy ruleset */
     {"pres-rules", ROLE_PRESENCE, "application/auth-policy+xml",
-     "urn:ietf:params:xml:ns:common-policy"},
-    /* SPEC OPR-1 */
+     "urn:ietf:params:xml:ns:pres-rules", "urn:ietf:params:xml:ns:common-policy"},
+    /* OMA Presence XDM, as the IETF usage */
     {"org.openmobilealliance.pres-rules", ROLE_PRESENCE, "application/auth-policy+xml",
-     "urn:ietf:params:xml:ns:common-policy"},
-    /* SPEC PM-1 */
-    {"pidf-manipulation", ROLE_PRESENCE, "application/pidf+xml", "urn:ietf:params:xml:ns:pidf"},
-    /* SPEC PC-1 */
+     "urn:ietf:params:xml:ns:pres-rules", "urn:ietf:params:xml:ns:common-policy"},
+    /* RFC 4827 §4 */
+    {"pidf-manipulation", ROLE_PRESENCE, "application/pidf+xml", "urn:ietf:params:xml:ns:pidf",
+     "urn:ietf:params:xml:ns:pidf"},
+    /* OMA Presence Content XDM */
     {"org.openmobilealliance.pres-content", ROLE_PRESENCE, "application/vnd.oma.pres-content+xml",
-     "urn:oma:xml:prs:pres-content"},
-    /* SPEC RLS-1 */
+     "urn:oma:xml:prs:pres-content", "urn:oma:xml:prs:pres-content"},
+    /* RFC 4826 §4.4 */
     {"rls-services", ROLE_RLS, "application/rls-services+xml",
-     "urn:ietf:params:xml:ns:rls-services"},
+     "urn:ietf:params:xml:ns:rls-services", "urn:ietf:params:xml:ns:rls-services"},
 };
 #define N_EXPECTED (sizeof expected_rows / sizeof expected_rows[0])
 
@@ -48,6 +51,7 @@ static void test_every_auid_in_its_role(void)
             CU_ASSERT_EQUAL(au->role, expected_rows[i].role);
             CU_ASSERT_STRING_EQUAL(au->mime, expected_rows[i].mime);
             CU_ASSERT_STRING_EQUAL(au->default_ns, expected_rows[i].ns);
+            CU_ASSERT_STRING_EQUAL(appusage_root_ns(au), expected_rows[i].root_ns);
         }
     }
 }
@@ -99,6 +103,21 @@ static void test_list_per_role(void)
     CU_ASSERT_EQUAL(total, N_EXPECTED);
 }
 
+/* The generated documents have rows too (not found by appusage_find). */
+static void test_generated(void)
+{
+    const struct appusage *caps = appusage_generated("xcap-caps");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(caps);
+    CU_ASSERT_STRING_EQUAL(caps->mime, "application/xcap-caps+xml");
+    CU_ASSERT_STRING_EQUAL(caps->default_ns, "urn:ietf:params:xml:ns:xcap-caps"); /* RFC 4825 §12 */
+    const struct appusage *dir = appusage_generated("org.openmobilealliance.xcap-directory");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dir);
+    CU_ASSERT_STRING_EQUAL(dir->mime, "application/vnd.oma.xcap-directory+xml");
+    CU_ASSERT_STRING_EQUAL(dir->default_ns, "urn:oma:xml:xdm:xcap-directory");
+    CU_ASSERT_PTR_NULL(appusage_generated("resource-lists"));
+    CU_ASSERT_PTR_NULL(appusage_generated(""));
+}
+
 static void test_role_parse(void)
 {
     static const struct {
@@ -129,6 +148,7 @@ static CU_TestInfo appusage_tests[] = {
     {"every AUID maps to its role, MIME type and namespace", test_every_auid_in_its_role},
     {"unknown AUIDs", test_unknown_auids},
     {"rows per role", test_list_per_role},
+    {"rows of generated documents", test_generated},
     {"role names", test_role_parse},
     CU_TEST_INFO_NULL,
 };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -889,6 +890,124 @@ static void *racer_run(void *arg)
     return NULL;
 }
 
+/* A request run in its own thread, so the test can hold the writer lock meanwhile. */
+struct waiter {
+    struct fx *f;
+    struct req q;
+    enum xcap_status st;
+    char phrase[200];
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+};
+
+static void *waiter_run(void *arg)
+{
+    struct waiter *w = arg;
+    struct xcap_uri u;
+    struct xcap_err err = {0};
+    enum xcap_status st = xcap_uri_parse("", w->q.path, NULL, &u, &err);
+    if (st == XCAP_OK) {
+        struct engine_request er = {
+            .method = w->q.method,
+            .uri = &u,
+            .au = appusage_find(ROLE_SHARED_LIST, "resource-lists"),
+            .content_type = w->q.ctype,
+            .body = w->q.body,
+            .body_len = strlen(w->q.body),
+        };
+        struct engine_reply rep;
+        buf_init(&rep.body, 1 << 16);
+        st = engine_execute(w->f->engine, &er, &rep, &err);
+        buf_release(&rep.body);
+        xcap_uri_release(&u);
+    }
+    snprintf(w->phrase, sizeof w->phrase, "%s", err.phrase ? err.phrase : "");
+    xcap_err_release(&err);
+    pthread_mutex_lock(&w->lock);
+    w->st = st;
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Waits up to secs for w to finish; returns whether it did. */
+static bool waiter_wait(struct waiter *w, int secs)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += secs;
+    pthread_mutex_lock(&w->lock);
+    while (!w->done && pthread_cond_timedwait(&w->cond, &w->lock, &until) == 0)
+        ;
+    bool done = w->done;
+    pthread_mutex_unlock(&w->lock);
+    return done;
+}
+
+/* A body the engine refuses is judged before the write transaction, and the answer needs none:
+ * while another writer holds the lock, refused document, element and attribute bodies are
+ * answered at once; an acceptable body waits for the lock (the control that shows the lock is
+ * really held). */
+static void test_refused_body_never_waits(void)
+{
+    struct fx f;
+    fx_open(&f, ROLE_SHARED_LIST, 0);
+    struct result r;
+    CU_ASSERT_EQUAL(fx_put(&f, RL_INDEX, DOC1, &r), XCAP_CREATED);
+    result_release(&r);
+    struct buf many;
+    buf_init(&many, 4 << 20);
+    CU_ASSERT_EQUAL(buf_puts(&many, "<entry uri=\"sip:x@y\""), 0);
+    for (int i = 0; i < 143000; i++)
+        CU_ASSERT_EQUAL_FATAL(buf_printf(&many, " a%d=\"\"", i), 0);
+    CU_ASSERT_EQUAL(buf_puts(&many, "/>"), 0);
+    const char *entry = RL_INDEX "/~~/resource-lists/list/entry";
+    struct {
+        struct req q;
+        enum xcap_status want;
+    } cases[] = {
+        {{ENGINE_PUT, entry, "application/xcap-el+xml", NULL, NULL, many.data, 0},
+         XCAP_CONSTRAINT_FAILURE},
+        {{ENGINE_PUT, entry, "application/xcap-el+xml", NULL, NULL, "<entry", 0},
+         XCAP_NOT_XML_FRAG},
+        {{ENGINE_PUT, RL_INDEX "/~~/resource-lists/list/@name", "application/xcap-att+xml", NULL,
+          NULL, "a<b", 0},
+         XCAP_NOT_XML_ATT_VALUE},
+        {{ENGINE_PUT, RL_INDEX, RL_MIME, NULL, NULL, "<resource-lists", 0}, XCAP_NOT_WELL_FORMED},
+        {{ENGINE_PUT, RL_INDEX, RL_MIME, NULL, NULL, many.data, 0}, XCAP_CONSTRAINT_FAILURE},
+        /* the control: a good element body waits for the writer */
+        {{ENGINE_PUT, entry, "application/xcap-el+xml", NULL, NULL, "<entry uri=\"sip:x@y\"/>", 0},
+         XCAP_CREATED},
+    };
+    size_t n = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n; i++) {
+        struct store_txn *t;
+        CU_ASSERT_EQUAL_FATAL(store_txn_begin(f.store, true, &t), STORE_OK);
+        struct waiter w = {.f = &f, .q = cases[i].q, .st = XCAP_INTERNAL};
+        pthread_mutex_init(&w.lock, NULL);
+        pthread_cond_init(&w.cond, NULL);
+        pthread_t th;
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, waiter_run, &w), 0);
+        bool control = i + 1 == n;
+        bool done = waiter_wait(&w, control ? 1 : 10);
+        if (done == control)
+            fprintf(stderr, "\n  case %zu: %s while the writer lock was held\n", i,
+                    done ? "finished" : "still waiting");
+        CU_ASSERT_EQUAL(done, !control);
+        store_txn_abort(t);
+        pthread_join(th, NULL);
+        if (w.st != cases[i].want)
+            fprintf(stderr, "\n  case %zu: %s (%s)\n", i, status_name(w.st), w.phrase);
+        CU_ASSERT_EQUAL(w.st, cases[i].want);
+        pthread_cond_destroy(&w.cond);
+        pthread_mutex_destroy(&w.lock);
+    }
+    buf_release(&many);
+    fx_close(&f);
+}
+
 static void test_racing_if_match(void)
 {
     struct fx f;
@@ -998,6 +1117,7 @@ static CU_TestInfo engine_tests[] = {
     {"max_bytes_per_user", test_max_bytes_per_user},
     {"large element edits are logged with their ETags only", test_change_detail_bound},
     {"racing PUTs with one If-Match (or If-None-Match: *): one wins", test_racing_if_match},
+    {"refused bodies never wait for the writer lock", test_refused_body_never_waits},
     {"If-Match / If-None-Match / media type helpers", test_header_helpers},
     CU_TEST_INFO_NULL,
 };

@@ -10,8 +10,8 @@
 
 #define NS "urn:ietf:params:xml:ns:resource-lists"
 
-static const struct appusage au = {"resource-lists", "application/resource-lists+xml", NS,
-                                   ROLE_SHARED_LIST, false};
+static const struct appusage au = {
+    "resource-lists", "application/resource-lists+xml", NS, ROLE_SHARED_LIST, false, NULL};
 
 /* The document of the RFC 4825 §8.2.3 examples. */
 static const char start[] = "<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -209,6 +209,98 @@ static void test_body_checks(void)
     buf_release(&out);
 }
 
+static char *nested(const char *head, const char *open, const char *close, int n, const char *tail)
+{
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    int rc = buf_puts(&b, head);
+    for (int i = 0; i < n; i++)
+        rc |= buf_puts(&b, open);
+    for (int i = 0; i < n; i++)
+        rc |= buf_puts(&b, close);
+    rc |= buf_puts(&b, tail);
+    CU_ASSERT_EQUAL(rc, 0);
+    return buf_detach(&b, NULL);
+}
+
+/* The default limits (prescan.h) on element bodies and on the documents node writes produce. */
+static void test_limits(void)
+{
+    /* 256 attributes in the body pass, 257 are refused before anything else is looked at */
+    struct buf b;
+    buf_init(&b, SIZE_MAX);
+    CU_ASSERT_EQUAL(buf_puts(&b, "<el3"), 0);
+    for (int i = 0; i < 257; i++)
+        CU_ASSERT_EQUAL(buf_printf(&b, " a%d=''", i), 0);
+    CU_ASSERT_EQUAL(buf_puts(&b, "/>"), 0);
+    expect_put("root/el3", b.data, XCAP_CONSTRAINT_FAILURE, NULL);
+    b.data[b.len - 2 - strlen(" a256=''")] = '/';
+    b.data[b.len - 1 - strlen(" a256=''")] = '>';
+    b.data[b.len - strlen(" a256=''")] = '\0';
+    expect_put("root/el3", b.data, XCAP_OK, NULL);
+    buf_release(&b);
+
+    /* a body that is shallow on its own may nest the result too deep: 62 levels in the
+     * document, and a body of 3 more */
+    char *deep = nested("<r xmlns=\"" NS "\">", "<d>", "</d>", 61, "</r>");
+    char *sel = nested("r", "/d", "", 61, "/x");
+    struct buf out;
+    buf_init(&out, SIZE_MAX);
+    struct xcap_err err = {0};
+    bool created;
+    CU_ASSERT_EQUAL(
+        run(deep, ENGINE_PUT, sel, "application/xcap-el+xml", "<x><y/></x>", &out, &created, &err),
+        XCAP_OK); /* levels 63 and 64 */
+    CU_ASSERT_EQUAL(run(deep, ENGINE_PUT, sel, "application/xcap-el+xml", "<x><y><z/></y></x>",
+                        &out, &created, &err),
+                    XCAP_CONSTRAINT_FAILURE);
+    CU_ASSERT_PTR_NOT_NULL(err.phrase && strstr(err.phrase, "the resulting document: "));
+    CU_ASSERT_PTR_NOT_NULL(err.phrase && strstr(err.phrase, "(max_depth)"));
+    xcap_err_release(&err);
+
+    /* the body's verdict comes after the parent's: no-parent first (RFC 4825 §8.2.1) */
+    CU_ASSERT_EQUAL(run(start, ENGINE_PUT, "root/none/el3", "application/xcap-el+xml", "<el3", &out,
+                        &created, &err),
+                    XCAP_NO_PARENT);
+    xcap_err_release(&err);
+
+    /* an attribute PUT that would give an element its 257th attribute */
+    struct buf doc;
+    buf_init(&doc, SIZE_MAX);
+    CU_ASSERT_EQUAL(buf_puts(&doc, "<r xmlns=\"" NS "\"><e"), 0);
+    for (int i = 0; i < 256; i++)
+        CU_ASSERT_EQUAL(buf_printf(&doc, " a%d=''", i), 0);
+    CU_ASSERT_EQUAL(buf_puts(&doc, "/></r>"), 0);
+    CU_ASSERT_EQUAL(
+        run(doc.data, ENGINE_PUT, "r/e/@b", "application/xcap-att+xml", "1", &out, &created, &err),
+        XCAP_CONSTRAINT_FAILURE);
+    CU_ASSERT_PTR_NOT_NULL(err.phrase && strstr(err.phrase, "(max_attributes)"));
+    xcap_err_release(&err);
+    CU_ASSERT_EQUAL(
+        run(doc.data, ENGINE_PUT, "r/e/@a0", "application/xcap-att+xml", "1", &out, &created, &err),
+        XCAP_OK);
+    buf_release(&doc);
+    buf_release(&out);
+    free(deep);
+    free(sel);
+}
+
+/* The body's element name is resolved where it goes: its own declarations first, then the
+ * bindings in scope at the parent; a prefix bound nowhere is not-xml-frag. */
+static void test_body_names(void)
+{
+    expect_put("root/el3", "<p:el3 xmlns:p=\"" NS "\"/>", XCAP_OK,
+               DOC_HEAD "<el1 att=\"first\"/>\n<el1 att=\"second\"/>\n<!-- comment -->\n"
+                        "<el2 att=\"first\"/>\n<p:el3 xmlns:p=\"" NS "\"/></root>");
+    /* xmlns="" takes the element out of the default namespace: the selector no longer
+     * matches */
+    expect_put("root/el3", "<el3 xmlns=\"\"/>", XCAP_CANNOT_INSERT, NULL);
+    /* a prefix bound only inside the body does not name the element */
+    expect_put("root/el3", "<p:el3><q xmlns:p=\"" NS "\"/></p:el3>", XCAP_NOT_XML_FRAG, NULL);
+    /* a prefix used by a child and bound nowhere: the spliced document says so */
+    expect_put("root/el3", "<el3><p:q/></el3>", XCAP_NOT_XML_FRAG, NULL);
+}
+
 static void test_namespace_context(void)
 {
     /* XCAP-PUT-12: an unprefixed body takes the default namespace in scope at the parent; a
@@ -328,6 +420,8 @@ int main(void)
         {"no-parent with ancestor", test_no_parent},
         {"element body checks", test_body_checks},
         {"namespace context of the body", test_namespace_context},
+        {"limits on bodies and results", test_limits},
+        {"the body's element name", test_body_names},
         {"delete and cannot-delete", test_delete},
         {"attributes", test_attributes},
         CU_TEST_INFO_NULL,

@@ -237,6 +237,16 @@ static void test_entries_parse_errors(void)
     CU_ASSERT_EQUAL_FATAL(buf_puts(&b, LISTS_CLOSE), 0);
     CU_ASSERT_EQUAL(parse_body(b.data, &wl, &skipped), 413);
     CU_ASSERT_EQUAL(wl.n, 0);
+    /* an entry with more attributes than the pre-scan allows is refused before parsing */
+    buf_reset(&b);
+    CU_ASSERT_EQUAL_FATAL(buf_puts(&b, LISTS_OPEN "<entry uri=\"resource-lists/users/"
+                                                  "sip:alice@example.com/index\""),
+                          0);
+    for (int i = 0; i < 300; i++)
+        CU_ASSERT_EQUAL_FATAL(buf_printf(&b, " a%d=\"\"", i), 0);
+    CU_ASSERT_EQUAL_FATAL(buf_puts(&b, "/>" LISTS_CLOSE), 0);
+    CU_ASSERT_EQUAL(parse_body(b.data, &wl, &skipped), 413);
+    CU_ASSERT_EQUAL(wl.n, 0);
     buf_release(&b);
 }
 

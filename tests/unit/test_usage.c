@@ -203,7 +203,9 @@ struct case_expect {
     struct case_exists exists[CASE_MAX_EXISTS];
     size_t n_exists;
     size_t max_icon_size;
-    bool bad; /* the header could not be read */
+    char *xcap_root;    /* usage_set_references() before the case */
+    bool allow_foreign; /* ... with allow_foreign_references */
+    bool bad;           /* the header could not be read */
 };
 
 static void case_release(struct case_expect *e)
@@ -212,6 +214,7 @@ static void case_release(struct case_expect *e)
     free(e->tree);
     free(e->xui);
     free(e->path);
+    free(e->xcap_root);
     for (size_t i = 0; i < e->n_phrases; i++)
         free(e->phrases[i]);
     for (size_t i = 0; i < e->n_exists; i++) {
@@ -257,6 +260,10 @@ static void case_header(const char *text, struct case_expect *e)
                 e->path = strdup(v);
             } else if (strcmp(key, "max_icon_size") == 0) {
                 e->max_icon_size = strtoul(v, NULL, 10);
+            } else if (strcmp(key, "xcap_root") == 0) {
+                e->xcap_root = strdup(v);
+            } else if (strcmp(key, "allow_foreign_references") == 0) {
+                e->allow_foreign = strcmp(v, "true") == 0;
             } else if (strcmp(key, "phrase") == 0) {
                 if (e->n_phrases == CASE_MAX_PHRASES)
                     e->bad = true;
@@ -418,6 +425,7 @@ static size_t run_cases(const char *auid, enum xdms_role role)
             struct doc_key k = {auid, e.tree ? e.tree : "users", e.xui ? e.xui : ALICE,
                                 e.path ? e.path : "index"};
             usage_set_max_icon_size(u, e.max_icon_size);
+            CU_ASSERT_EQUAL(usage_set_references(u, e.xcap_root, e.allow_foreign), 0);
             struct xcap_err err = {0};
             enum xcap_status st = usage_validate(u, au, &k, doc, &err);
             if (st == XCAP_OK) {
@@ -433,6 +441,7 @@ static size_t run_cases(const char *auid, enum xdms_role role)
                 failed++;
             xcap_err_release(&err);
             usage_set_max_icon_size(u, 0);
+            usage_set_references(u, NULL, false);
         }
         xcap_err_release(&perr);
         if (doc)

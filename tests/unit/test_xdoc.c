@@ -251,6 +251,58 @@ static void test_parse_billion_laughs(void)
     buf_release(&b);
 }
 
+/* libxml2 reads on after a fatal error and still compares the attributes of every later start
+ * tag pairwise; the parser stops at the first one instead, so a body broken near its start costs
+ * next to nothing however many attributes follow (before: about a second for these 60 000). */
+static void test_parse_stops_at_first_error(void)
+{
+    static const char *const heads[] = {"<r><? ", "<r>< ", "<r><!x ", "<r><y a='<' "};
+    for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+        struct buf b;
+        buf_init(&b, 1 << 22);
+        CU_ASSERT_EQUAL(buf_puts(&b, heads[h]), 0);
+        CU_ASSERT_EQUAL(buf_puts(&b, "<x"), 0);
+        for (int i = 0; i < 60000; i++)
+            CU_ASSERT_EQUAL_FATAL(buf_printf(&b, " a%d=''", i), 0);
+        CU_ASSERT_EQUAL(buf_puts(&b, "/></r>"), 0);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        char *phrase = NULL;
+        CU_ASSERT_EQUAL(xdoc_try(b.data, b.len, &phrase), XCAP_NOT_WELL_FORMED);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        CU_ASSERT(secs < 0.1);
+        /* the phrase names the first error, on line 1 */
+        CU_ASSERT_PTR_NOT_NULL(phrase && strstr(phrase, "line 1:"));
+        free(phrase);
+        buf_release(&b);
+    }
+}
+
+/* xdoc_parse_unbound(): prefixes the body leaves unbound are accepted (their elements have no
+ * namespace); everything else is judged as by xdoc_parse(). */
+static void test_parse_unbound(void)
+{
+    static const char frag[] = "<w><p:e p:k='1' xmlns:q='urn:q'><q:f/></p:e></w>";
+    xmlDocPtr doc = NULL;
+    struct xcap_err err = {0};
+    CU_ASSERT_EQUAL(xdoc_try(frag, sizeof frag - 1, NULL), XCAP_NOT_WELL_FORMED);
+    CU_ASSERT_EQUAL_FATAL(xdoc_parse_unbound(frag, sizeof frag - 1, &doc, &err), XCAP_OK);
+    xmlNodePtr e = xmlDocGetRootElement(doc)->children;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_PTR_NULL(e->ns);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e->children);
+    CU_ASSERT_STRING_EQUAL((const char *)e->children->ns->href, "urn:q");
+    xmlFreeDoc(doc);
+    static const char broken[] = "<w><p:e></w>";
+    CU_ASSERT_EQUAL(xdoc_parse_unbound(broken, sizeof broken - 1, &doc, &err),
+                    XCAP_NOT_WELL_FORMED);
+    CU_ASSERT_PTR_NULL(doc);
+    xcap_err_release(&err);
+    CU_ASSERT_EQUAL(xdoc_parse_unbound("<a>caf\xE9</a>", 9, &doc, &err), XCAP_NOT_UTF8);
+    xcap_err_release(&err);
+}
+
 /* <e><e>...</e></e> with depth nested elements. */
 static void xdoc_nested(struct buf *b, int depth)
 {
@@ -354,6 +406,8 @@ static CU_TestInfo xdoc_tests[] = {
     {"parse: DOCTYPE refused", test_parse_doctype_refused},
     {"parse: entity bombs refused quickly", test_parse_billion_laughs},
     {"parse: nesting depth bound", test_parse_depth},
+    {"parse: stops at the first fatal error", test_parse_stops_at_first_error},
+    {"parse: prefixes left unbound", test_parse_unbound},
     {"serialize round trip", test_serialize_round_trip},
     CU_TEST_INFO_NULL,
 };
