@@ -39,7 +39,9 @@ static void xdms_usage(FILE *f)
           "                       (default http://127.0.0.1:8080/xcap-root/)\n"
           "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
           "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
-          "                       timeout, map_size, max_docs_per_user, trusted_peer,\n"
+          "                       timeout, max_connections, max_connections_per_ip,\n"
+          "                       header_timeout, body_min_rate, map_size,\n"
+          "                       max_docs_per_user, trusted_peer,\n"
           "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
           "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
@@ -242,6 +244,11 @@ int main(int argc, char **argv)
         .tls_client_ca = config_get(cfg, "tls_client_ca", NULL),
     };
     struct httpd *httpd;
+    if (httpd_config_limits(cfg, &hcfg) < 0) {
+        notifier_stop(notifier);
+        store_close(store);
+        return 2;
+    }
     if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
         notifier_stop(notifier);
         store_close(store);
