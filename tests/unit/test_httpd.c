@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "config.h"
 #include "httpd.h"
 #include "unit.h"
 
@@ -591,6 +592,48 @@ static void test_request_line_check(void)
     CU_ASSERT_EQUAL(httpd_request_line_check("GET / ", 3), 0);
 }
 
+static void test_config_limits(void)
+{
+    static const char *const sections[] = {"aggproxy", NULL};
+    struct config *cfg = config_new(sections);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    struct httpd_config hc = {0};
+    CU_ASSERT_EQUAL(httpd_config_limits(cfg, &hc), 0);
+    CU_ASSERT_EQUAL(hc.max_connections, 4096);
+    CU_ASSERT_EQUAL(hc.max_connections_per_ip, 64);
+    CU_ASSERT_EQUAL(hc.header_timeout_s, 10);
+    CU_ASSERT_EQUAL(hc.body_min_rate, 1024);
+    CU_ASSERT_EQUAL(config_set(cfg, "max_connections", "1"), 0);
+    CU_ASSERT_EQUAL(config_set(cfg, "max_connections_per_ip", "0"), 0);
+    CU_ASSERT_EQUAL(config_set(cfg, "header_timeout", "3600"), 0);
+    CU_ASSERT_EQUAL(config_set(cfg, "body_min_rate", "1G"), 0);
+    CU_ASSERT_EQUAL(httpd_config_limits(cfg, &hc), 0);
+    CU_ASSERT_EQUAL(hc.max_connections, 1);
+    CU_ASSERT_EQUAL(hc.max_connections_per_ip, 0);
+    CU_ASSERT_EQUAL(hc.header_timeout_s, 3600);
+    CU_ASSERT_EQUAL(hc.body_min_rate, 1u << 30);
+    static const struct {
+        const char *key, *value;
+    } bad[] = {
+        {"max_connections", "0"},         {"max_connections", "1000001"},
+        {"max_connections_per_ip", "-1"}, {"max_connections_per_ip", "1000001"},
+        {"header_timeout", "0"},          {"header_timeout", "3601"},
+        {"header_timeout", "10s"},        {"body_min_rate", "2G"},
+        {"body_min_rate", "fast"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config *b = config_new(sections);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_EQUAL(config_set(b, bad[i].key, bad[i].value), 0);
+        struct httpd_config keep = hc;
+        if (httpd_config_limits(b, &keep) != -1)
+            fprintf(stderr, "\n%s = %s accepted\n", bad[i].key, bad[i].value);
+        CU_ASSERT_EQUAL(httpd_config_limits(b, &keep), -1);
+        config_free(b);
+    }
+    config_free(cfg);
+}
+
 static struct httpd *start_bounded(struct echo_ctx *ctx, unsigned header_s, uint64_t rate,
                                    unsigned per_ip)
 {
@@ -805,6 +848,7 @@ static CU_TestInfo httpd_tests[] = {
     {"IPv6 and a thread pool", test_ipv6_and_pool},
     {"start failures", test_bad_config},
     {"clean stop", test_clean_stop},
+    {"connection-bound keys", test_config_limits},
     {"request-line check", test_request_line_check},
     {"400 on a malformed request line", test_malformed_request_line},
     {"408 at the head deadline", test_head_deadline},
