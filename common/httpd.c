@@ -563,19 +563,23 @@ int httpd_config_limits(const struct config *cfg, struct httpd_config *hc)
         config_get_size(cfg, "body_min_rate", HTTPD_DEFAULT_BODY_MIN_RATE, &rate) < 0)
         return -1;
     if (max_conns < 1 || max_conns > 1000000) {
-        log_error("config: max_connections must be 1..1000000");
+        log_error("config: max_connections = %llu: must be 1..1000000",
+                  (unsigned long long)max_conns);
         return -1;
     }
     if (per_ip > 1000000) {
-        log_error("config: max_connections_per_ip must be 0..1000000 (0 = no limit)");
+        log_error("config: max_connections_per_ip = %llu: must be 0..1000000 (0 = no limit)",
+                  (unsigned long long)per_ip);
         return -1;
     }
     if (header < 1 || header > 3600) {
-        log_error("config: header_timeout must be 1..3600 seconds");
+        log_error("config: header_timeout = %llu: must be 1..3600 seconds",
+                  (unsigned long long)header);
         return -1;
     }
     if (rate > (1u << 30)) {
-        log_error("config: body_min_rate must be 0..1G bytes per second (0 = no minimum)");
+        log_error("config: body_min_rate = %llu: must be 0..1G bytes per second (0 = no minimum)",
+                  (unsigned long long)rate);
         return -1;
     }
     hc->max_connections = (unsigned)max_conns;
