@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and Digest helpers)
+import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
 
 HEADER_TIMEOUT = 2      # seconds, set on every server here (default 10)
 PER_IP = 64             # max_connections_per_ip default
