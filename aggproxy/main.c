@@ -41,7 +41,9 @@ static void aggproxy_usage(FILE *f)
           "                       tls_priorities, upstream_ca, upstream_cert, upstream_key,\n"
           "                       gaa_fqdn (repeatable), gaa_password (base64|raw),\n"
           "                       asserted_identity (3gpp|xcap|both), gzip (true),\n"
-          "                       gzip_min_size (256), caps_ttl (60 s), caps_retry (5 s)\n"
+          "                       gzip_min_size (256), caps_ttl (60 s), caps_retry (5 s),\n"
+          "                       max_connections (4096), max_connections_per_ip (64),\n"
+          "                       header_timeout (10 s), body_min_rate (1K bytes/s)\n"
           "  --help               this text\n"
           "Users and GBA records are managed with tools/xdmctl. See docs/configuration.md and\n"
           "docs/proxy.md.\n",
@@ -296,6 +298,8 @@ int main(int argc, char **argv)
         .max_header = (size_t)max_header,
         .timeout_s = (unsigned)timeout,
     };
+    if (httpd_config_limits(cfg, &hcfg) < 0)
+        goto out;
     if (plain) {
         if (httpd_start(&hcfg, proxy_handle, proxy, &httpd) < 0)
             goto out;

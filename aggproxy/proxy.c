@@ -346,6 +346,42 @@ static int proxy_lookup(void *cls, const char *realm, const char *username, enum
     return rc;
 }
 
+/* Whether the raw path ends in a node selector naming namespace bindings ("~~/.../namespace::*",
+ * RFC 4825 §6.4), which are read-only (§8.2.2). */
+static bool proxy_namespace_selector(const char *path)
+{
+    const char *sel = strstr(path, "/~~/");
+    const char *last = strrchr(path, '/');
+    char seg[32];
+    return sel && last && last > sel + 2 &&
+           route_decode(last + 1, strlen(last + 1), seg, sizeof seg) == 0 &&
+           strcmp(seg, "namespace::*") == 0;
+}
+
+/* Phase: method (RFC 4825 §8, RFC 9110 §15.5.6). An XCAP resource answers GET, HEAD, PUT and
+ * DELETE only (xcap-caps, the composed directory and namespace bindings GET and HEAD only).
+ * Anything else under the XCAP root, the root itself included, gets 405 with the resource's
+ * Allow before authentication: the answer is about the kind of resource, the same for everyone,
+ * and tells nothing about anybody's documents. Outside the root, authentication comes first. */
+static bool proxy_method(struct proxy_call *c, struct http_response *resp)
+{
+    static const char *const xcap_methods[] = {"GET", "HEAD", "PUT", "DELETE"};
+    if (!c->route.in_root)
+        return true;
+    for (size_t i = 0; i < sizeof xcap_methods / sizeof xcap_methods[0]; i++)
+        if (strcmp(c->method, xcap_methods[i]) == 0)
+            return true;
+    bool read_only = c->route.kind == ROUTE_CAPS || c->route.kind == ROUTE_DIRECTORY ||
+                     proxy_namespace_selector(http_request_path(c->req));
+    log_info("%s %s from %s: 405: not an XCAP method", c->method, c->target,
+             http_request_peer_str(c->req));
+    char text[64];
+    snprintf(text, sizeof text, "method %.32s is not allowed", c->method);
+    http_response_text(resp, 405, text);
+    http_response_header(resp, "Allow", read_only ? "GET, HEAD" : "GET, HEAD, PUT, DELETE");
+    return false;
+}
+
 /* Phase: authenticate (SPEC AP-2, DIG-*, GAA-*). Returns true when the request may go on;
  * otherwise resp holds the answer. */
 static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct http_response *resp)
@@ -709,8 +745,8 @@ void proxy_handle(void *cls, const struct http_request *req, struct http_respons
     struct proxy_call c;
     memset(&c, 0, sizeof c);
     proxy_receive(p, &c, req);
-    if (proxy_authenticate(p, &c, resp) && proxy_authorise(&c, resp) && proxy_identify(&c, resp) &&
-        proxy_decode(p, &c, resp))
+    if (proxy_method(&c, resp) && proxy_authenticate(p, &c, resp) && proxy_authorise(&c, resp) &&
+        proxy_identify(&c, resp) && proxy_decode(p, &c, resp))
         proxy_dispatch(p, &c, resp);
     proxy_encode(p, &c, resp);
     proxy_respond(&c, resp);

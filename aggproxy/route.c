@@ -261,7 +261,11 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
     memset(m, 0, sizeof *m);
     m->kind = ROUTE_NOT_FOUND;
     /* RFC 4825 §6: XCAP URI = root "/" auid "/" tree "/" ... */
-    if (strncmp(path, t->root, t->root_len) != 0 || path[t->root_len] != '/')
+    if (strncmp(path, t->root, t->root_len) != 0 ||
+        (path[t->root_len] != '/' && path[t->root_len] != '\0'))
+        return;
+    m->in_root = true;
+    if (path[t->root_len] != '/')
         return;
     const char *p = path + t->root_len + 1;
     m->auid = p;

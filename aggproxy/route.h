@@ -75,6 +75,7 @@ enum route_kind {
  * NUL-terminated); a missing part has length 0. */
 struct route_match {
     enum route_kind kind;
+    bool in_root;         /* the path is the XCAP root itself or below it, served or not */
     const char *upstream; /* ROUTE_UPSTREAM: base URL, borrowed from the table */
     const char *auid;
     size_t auid_len;

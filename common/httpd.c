@@ -6,28 +6,54 @@
 #include <gnutls/x509.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 
-/* One listening daemon's view of the server: which struct httpd, and whether it is the
- * UNIX-domain socket (the libmicrohttpd callbacks get this as their closure). */
-struct httpd_listener {
-    struct httpd *d;
-    bool local;
+/* Where a connection is, for its deadline (see httpd.h). Moves happen with compare-and-swap, so
+ * the watchdog and the connection's thread agree on who acts: once the watchdog has set
+ * HTTPD_CUT, libmicrohttpd gets MHD_NO for that connection and writes nothing more. */
+enum httpd_phase {
+    HTTPD_IDLE, /* accepted, or a response done: waiting for a request line */
+    HTTPD_HEAD, /* request line in, head not complete */
+    HTTPD_BODY, /* head in, body arriving */
+    HTTPD_BUSY, /* handler running or response being sent: libmicrohttpd's idle timeout only */
+    HTTPD_CUT,  /* answered here (400, 408) or closed; nothing more happens on it */
+};
+
+/* One accepted connection, from libmicrohttpd's STARTED to its CLOSED notification. The entry is
+ * in the list while libmicrohttpd still owns the socket (CLOSED comes before it closes it), so
+ * the watchdog, which holds the list lock, never acts on a reused descriptor. */
+struct httpd_conn {
+    struct httpd_conn *prev, *next; /* under httpd.lock */
+    int fd;
+    _Atomic int phase;           /* enum httpd_phase */
+    _Atomic int64_t deadline_ms; /* CLOCK_MONOTONIC; for IDLE, HEAD and BODY */
+    /* Owned by the connection's thread: */
+    int64_t body_start_ms;
+    uint64_t body_bytes;
+    struct http_request *req; /* the request in progress, freed at CLOSED when no COMPLETED came */
 };
 
 struct httpd {
     struct MHD_Daemon *mhd;
-    struct MHD_Daemon *mhd_unix; /* NULL without unix_path */
-    struct httpd_listener tcp, local;
+    /* The UNIX-domain listener (httpd_config.unix_path) is a server of its own with the same
+     * handler: local is set on it, and the TCP server owns it (unix_side) and its socket file. */
+    bool local;
+    struct httpd *unix_side;
     char *unix_path; /* the socket file this server made, removed at stop */
     dev_t unix_dev;
     ino_t unix_ino;
@@ -37,8 +63,69 @@ struct httpd {
     uint16_t port;
     char *tls_cert_pem;
     char *tls_key_pem;
-    char *tls_ca_pem; /* client CA: set when clients are asked for a certificate */
+    char *tls_ca_pem;       /* client CA: set when clients are asked for a certificate */
+    int64_t header_ms;      /* 0 = no head deadline */
+    uint64_t body_min_rate; /* bytes per second; 0 = none */
+    /* The connections and the watchdog. */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct httpd_conn *conns;
+    pthread_t watchdog;
+    bool watchdog_running;
+    bool stopping;
+    unsigned cut_head, cut_body, cut_idle; /* not yet logged */
+    int64_t cut_logged_ms;
 };
+
+static int64_t httpd_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct httpd_conn *httpd_conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Moves c from phase `from` to `to` with a new deadline; false when it is no longer in `from`
+ * (the watchdog cut it). The deadline is stored first, so the watchdog never sees the new phase
+ * with the old deadline. */
+static bool httpd_phase_move(struct httpd_conn *c, int from, int to, int64_t deadline)
+{
+    if (!c)
+        return true;
+    atomic_store(&c->deadline_ms, deadline);
+    int expected = from;
+    return atomic_compare_exchange_strong(&c->phase, &expected, to);
+}
+
+static bool httpd_is_cut(const struct httpd_conn *c)
+{
+    return c && atomic_load(&c->phase) == HTTPD_CUT;
+}
+
+static int64_t httpd_head_deadline(const struct httpd *d, int64_t now)
+{
+    return d->header_ms ? now + d->header_ms : INT64_MAX;
+}
+
+/* The body gets the head's allowance plus one second per body_min_rate bytes received (the
+ * average rate since the head must stay above body_min_rate once the allowance is used up). */
+static int64_t httpd_body_deadline(const struct httpd *d, const struct httpd_conn *c)
+{
+    if (!d->body_min_rate)
+        return INT64_MAX;
+    uint64_t grace = d->header_ms ? (uint64_t)d->header_ms : 0;
+    uint64_t earned = c->body_bytes > UINT64_MAX / 1000 ? UINT64_MAX / 2
+                                                        : c->body_bytes * 1000 / d->body_min_rate;
+    uint64_t extra = grace + earned;
+    return extra >= (uint64_t)(INT64_MAX - c->body_start_ms) ? INT64_MAX
+                                                             : c->body_start_ms + (int64_t)extra;
+}
 
 /* One request's whole lifetime: allocated when the URI arrives, freed in httpd_completed(). */
 struct http_request {
@@ -51,19 +138,16 @@ struct http_request {
     struct buf body;
     bool started;
     bool too_large;
-    bool local; /* arrived on the UNIX-domain socket */
     char peer[INET6_ADDRSTRLEN];
 };
 
 static void *httpd_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    const struct httpd_listener *l = cls;
-    struct httpd *d = l->d;
+    struct httpd *d = cls;
     struct http_request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
     r->d = d;
-    r->local = l->local;
     r->conn = conn;
     buf_init(&r->body, d->max_body);
     r->target = strdup(uri ? uri : "");
@@ -78,6 +162,13 @@ static void *httpd_uri_log(void *cls, const char *uri, struct MHD_Connection *co
         free(r->target);
         free(r);
         return NULL;
+    }
+    struct httpd_conn *c = httpd_conn_of(conn);
+    if (c) {
+        c->req = r;
+        /* The request line is in: the head deadline keeps running from accept (or from the
+         * previous response), only what a cut answers changes. */
+        httpd_phase_move(c, HTTPD_IDLE, HTTPD_HEAD, atomic_load(&c->deadline_ms));
     }
     return r;
 }
@@ -95,8 +186,214 @@ static void httpd_request_free(struct http_request *r)
 static void httpd_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                             enum MHD_RequestTerminationCode toe)
 {
+    struct httpd *d = cls;
+    struct httpd_conn *c = httpd_conn_of(conn);
+    if (c) {
+        if (c->req == *con_cls)
+            c->req = NULL;
+        /* A kept-alive connection waits for its next request head from now on. */
+        int64_t deadline = httpd_head_deadline(d, httpd_now_ms());
+        atomic_store(&c->deadline_ms, deadline);
+        int phase = atomic_load(&c->phase);
+        while (phase != HTTPD_CUT && !atomic_compare_exchange_weak(&c->phase, &phase, HTTPD_IDLE))
+            ;
+    }
     httpd_request_free(*con_cls);
     *con_cls = NULL;
+}
+
+/* RFC 9110 §5.6.2: tchar. */
+static bool httpd_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+int httpd_request_line_check(const char *data, size_t len)
+{
+    size_t i = 0;
+    /* RFC 9112 §2.2: empty lines before the request line are ignored. */
+    for (;;) {
+        if (i < len && data[i] == '\n') {
+            i++;
+        } else if (i < len && data[i] == '\r') {
+            if (i + 1 == len)
+                return 0;
+            if (data[i + 1] != '\n')
+                break;
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    size_t start = i;
+    while (i < len && httpd_tchar((unsigned char)data[i]))
+        i++;
+    if (i == len)
+        return 0;
+    return i > start && data[i] == ' ' ? 1 : -1;
+}
+
+/* Writes a whole minimal response straight to the socket, for a connection libmicrohttpd will
+ * write nothing more on (it is cut, see enum httpd_phase). Best effort: the socket is
+ * non-blocking and about to be shut down. Plain HTTP only. */
+static void httpd_send_raw(int fd, int status, const char *reason, const char *text)
+{
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!gmtime_r(&now, &tm) || !strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+        date[0] = '\0';
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\n"
+                     "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n\r\n%s\n",
+                     status, reason, date, strlen(text) + 1, text);
+    if (n > 0 && (size_t)n < sizeof msg &&
+        send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        log_debug("httpd: cannot write %d to a connection: %s", status, strerror(errno));
+}
+
+static const char *httpd_peer_of(struct MHD_Connection *conn, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    buf[0] = '\0';
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, buf,
+                  (socklen_t)len);
+    else if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, buf,
+                  (socklen_t)len);
+    return buf;
+}
+
+/* A new connection: tracked for its deadline, and its first bytes checked (see httpd.h). Runs in
+ * the connection's thread before libmicrohttpd has read anything from it. */
+static void httpd_conn_started(struct httpd *d, struct MHD_Connection *conn, void **socket_context)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct httpd_conn *c = calloc(1, sizeof *c);
+    if (!c || !ci) {
+        free(c);
+        return; /* untracked: libmicrohttpd's own timeout still applies */
+    }
+    c->fd = ci->connect_fd;
+    atomic_init(&c->phase, HTTPD_IDLE);
+    atomic_init(&c->deadline_ms, httpd_head_deadline(d, httpd_now_ms()));
+    pthread_mutex_lock(&d->lock);
+    c->next = d->conns;
+    if (d->conns)
+        d->conns->prev = c;
+    d->conns = c;
+    pthread_mutex_unlock(&d->lock);
+    *socket_context = c;
+    if (d->tls_cert_pem)
+        return;
+    char first[256];
+    ssize_t n = recv(c->fd, first, sizeof first, MSG_PEEK | MSG_DONTWAIT);
+    if (n <= 0 || httpd_request_line_check(first, (size_t)n) >= 0)
+        return;
+    int phase = HTTPD_IDLE;
+    if (!atomic_compare_exchange_strong(&c->phase, &phase, HTTPD_CUT))
+        return;
+    char peer[INET6_ADDRSTRLEN];
+    log_info("httpd: 400 to %s: malformed request line", httpd_peer_of(conn, peer, sizeof peer));
+    httpd_send_raw(c->fd, 400, "Bad Request", "malformed request line");
+    /* libmicrohttpd reads what is queued, then end of stream, and closes the connection. */
+    shutdown(c->fd, SHUT_RDWR);
+}
+
+static void httpd_conn_closed(struct httpd *d, void **socket_context)
+{
+    struct httpd_conn *c = *socket_context;
+    if (!c)
+        return;
+    pthread_mutex_lock(&d->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        d->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&d->lock);
+    /* Requests never handed to the access handler get no completion notification. */
+    httpd_request_free(c->req);
+    free(c);
+    *socket_context = NULL;
+}
+
+static void httpd_notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                                    enum MHD_ConnectionNotificationCode toe)
+{
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        httpd_conn_started(cls, conn, socket_context);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        httpd_conn_closed(cls, socket_context);
+}
+
+/* One pass over the connections (d->lock held): those past their deadline are cut. */
+static void httpd_watch(struct httpd *d, int64_t now)
+{
+    for (struct httpd_conn *c = d->conns; c; c = c->next) {
+        int phase = atomic_load(&c->phase);
+        if (phase > HTTPD_BODY || now < atomic_load(&c->deadline_ms))
+            continue;
+        if (!atomic_compare_exchange_strong(&c->phase, &phase, HTTPD_CUT))
+            continue;
+        /* RFC 9110 §15.5.9: 408 when a request was started and did not arrive in time. */
+        if (phase == HTTPD_HEAD && !d->tls_cert_pem) {
+            char text[128];
+            snprintf(text, sizeof text, "the request head did not arrive within %lld s",
+                     (long long)(d->header_ms / 1000));
+            httpd_send_raw(c->fd, 408, "Request Timeout", text);
+        } else if (phase == HTTPD_BODY && !d->tls_cert_pem) {
+            char text[128];
+            snprintf(text, sizeof text, "the request body arrived slower than %llu bytes/s",
+                     (unsigned long long)d->body_min_rate);
+            httpd_send_raw(c->fd, 408, "Request Timeout", text);
+        }
+        shutdown(c->fd, SHUT_RDWR);
+        if (phase == HTTPD_BODY)
+            d->cut_body++;
+        else if (phase == HTTPD_HEAD)
+            d->cut_head++;
+        else
+            d->cut_idle++;
+    }
+    /* A line or two at most every 5 s, however many connections are cut. */
+    if ((d->cut_head || d->cut_body || d->cut_idle) && now - d->cut_logged_ms >= 5000) {
+        if (d->cut_head || d->cut_idle)
+            log_info("httpd: closed %u connection(s) without a complete request head within "
+                     "%lld s (408 to the %u that had sent a request line)",
+                     d->cut_head + d->cut_idle, (long long)(d->header_ms / 1000), d->cut_head);
+        if (d->cut_body)
+            log_info("httpd: 408 to %u connection(s) sending a body slower than %llu bytes/s",
+                     d->cut_body, (unsigned long long)d->body_min_rate);
+        d->cut_head = d->cut_body = d->cut_idle = 0;
+        d->cut_logged_ms = now;
+    }
+}
+
+static void *httpd_watchdog(void *cls)
+{
+    struct httpd *d = cls;
+    pthread_mutex_lock(&d->lock);
+    while (!d->stopping) {
+        httpd_watch(d, httpd_now_ms());
+        /* Deadlines are kept to within a tenth of a second. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&d->wake, &d->lock, &ts);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
 }
 
 /* XCAP needs the path exactly as sent (RFC 4825 §6: each segment and the node selector are
@@ -157,10 +454,11 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
                                     const char *upload_data, size_t *upload_data_size,
                                     void **con_cls)
 {
-    struct httpd *d = ((const struct httpd_listener *)cls)->d;
+    struct httpd *d = cls;
     struct http_request *r = *con_cls;
-    if (!r)
-        return MHD_NO; /* allocation failed in httpd_uri_log */
+    struct httpd_conn *c = httpd_conn_of(conn);
+    if (!r || httpd_is_cut(c))
+        return MHD_NO; /* allocation failed in httpd_uri_log, or the watchdog cut it */
     if (!r->started) {
         r->started = true;
         r->method = method;
@@ -174,17 +472,32 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno || end == cl || *end || n > d->max_body) {
                 r->too_large = true;
+                if (!httpd_phase_move(c, HTTPD_HEAD, HTTPD_BUSY, INT64_MAX))
+                    return MHD_NO;
                 return httpd_send_simple(conn, 413, "request body too large");
             }
         }
-        return MHD_YES;
+        if (c) {
+            c->body_start_ms = httpd_now_ms();
+            c->body_bytes = 0;
+        }
+        return httpd_phase_move(c, HTTPD_HEAD, HTTPD_BODY, c ? httpd_body_deadline(d, c) : 0)
+                   ? MHD_YES
+                   : MHD_NO;
     }
     if (*upload_data_size) {
         if (!r->too_large && buf_append(&r->body, upload_data, *upload_data_size) < 0)
             r->too_large = true; /* keep reading to answer cleanly, drop the bytes */
+        if (c) {
+            c->body_bytes += *upload_data_size;
+            atomic_store(&c->deadline_ms, httpd_body_deadline(d, c));
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }
+    /* Already BUSY when a 413 went out at the head. */
+    if (!httpd_phase_move(c, HTTPD_BODY, HTTPD_BUSY, INT64_MAX) && httpd_is_cut(c))
+        return MHD_NO;
     if (r->too_large)
         return httpd_send_simple(conn, 413, "request body too large");
 
@@ -219,25 +532,71 @@ static char *httpd_read_file(const char *path)
     return buf_detach(&b, NULL);
 }
 
-/* The options both listeners share; returns how many were written to opts. */
-static size_t httpd_common_options(struct MHD_OptionItem *opts, const struct httpd_config *cfg,
-                                   struct httpd_listener *l)
+/* Descriptors kept free for everything else a server opens (store, SIP, upstream connections,
+ * logs) when fitting max_connections into the open-file limit. */
+#define HTTPD_FD_RESERVE 128
+
+/* Raises the soft open-file limit to the hard one (once per process is enough, repeating is
+ * harmless) and returns how many connections fit beside HTTPD_FD_RESERVE. */
+static unsigned httpd_fit_connections(unsigned want)
 {
-    size_t n = 0;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)httpd_uri_log, l};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)httpd_completed, l};
-    opts[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)httpd_no_unescape, l};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)httpd_mhd_log, l};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
-                                        (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 30), NULL};
-    opts[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                                (intptr_t)(cfg->max_header ? cfg->max_header : 65536), NULL};
-    if (cfg->threads > 1)
-        opts[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
-    return n;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return want;
+    if (rl.rlim_cur != rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            log_warn("httpd: cannot raise the open-file limit from %llu to %llu: %s",
+                     (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = old;
+        }
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)want + HTTPD_FD_RESERVE)
+        return want;
+    unsigned fit = rl.rlim_cur > 2 * HTTPD_FD_RESERVE ? (unsigned)(rl.rlim_cur - HTTPD_FD_RESERVE)
+                                                      : (unsigned)(rl.rlim_cur / 2);
+    if (fit == 0)
+        fit = 1;
+    log_warn("httpd: max_connections lowered from %u to %u: the open-file limit is %llu", want, fit,
+             (unsigned long long)rl.rlim_cur);
+    return fit;
+}
+
+int httpd_config_limits(const struct config *cfg, struct httpd_config *hc)
+{
+    uint64_t max_conns, per_ip, header, rate;
+    if (config_get_uint(cfg, "max_connections", HTTPD_DEFAULT_MAX_CONNECTIONS, &max_conns) < 0 ||
+        config_get_uint(cfg, "max_connections_per_ip", HTTPD_DEFAULT_MAX_CONNECTIONS_PER_IP,
+                        &per_ip) < 0 ||
+        config_get_uint(cfg, "header_timeout", HTTPD_DEFAULT_HEADER_TIMEOUT, &header) < 0 ||
+        config_get_size(cfg, "body_min_rate", HTTPD_DEFAULT_BODY_MIN_RATE, &rate) < 0)
+        return -1;
+    if (max_conns < 1 || max_conns > 1000000) {
+        log_error("config: max_connections = %llu: must be 1..1000000",
+                  (unsigned long long)max_conns);
+        return -1;
+    }
+    if (per_ip > 1000000) {
+        log_error("config: max_connections_per_ip = %llu: must be 0..1000000 (0 = no limit)",
+                  (unsigned long long)per_ip);
+        return -1;
+    }
+    if (header < 1 || header > 3600) {
+        log_error("config: header_timeout = %llu: must be 1..3600 seconds",
+                  (unsigned long long)header);
+        return -1;
+    }
+    if (rate > (1u << 30)) {
+        log_error("config: body_min_rate = %llu: must be 0..1G bytes per second (0 = no minimum)",
+                  (unsigned long long)rate);
+        return -1;
+    }
+    hc->max_connections = (unsigned)max_conns;
+    hc->max_connections_per_ip = (unsigned)per_ip;
+    hc->header_timeout_s = (unsigned)header;
+    hc->body_min_rate = rate;
+    return 0;
 }
 
 /* Makes the listening UNIX-domain socket at path. A socket file already there is probed: a
@@ -331,29 +690,129 @@ static void httpd_free(struct httpd *d)
     free(d);
 }
 
+/* Starts libmicrohttpd on d: on the address ss (TCP), or on the already listening socket
+ * listen_fd (the UNIX-domain side, which takes no TLS, no per-address limit and no deferred
+ * accept). Returns 0, or -1 with d's daemon unset. */
+static int httpd_launch(struct httpd *d, const struct httpd_config *cfg, unsigned flags,
+                        struct sockaddr_storage *ss, int listen_fd)
+{
+    unsigned max_conns = httpd_fit_connections(
+        cfg->max_connections ? cfg->max_connections : HTTPD_DEFAULT_MAX_CONNECTIONS);
+    d->header_ms = (int64_t)cfg->header_timeout_s * 1000;
+    d->body_min_rate = cfg->body_min_rate;
+    d->cut_logged_ms = httpd_now_ms() - 5000;
+
+    struct MHD_OptionItem opts[24];
+    size_t n = 0;
+    /* The logger first, so libmicrohttpd's messages about the other options reach it. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)httpd_mhd_log, d};
+    if (ss)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, ss};
+    else
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)httpd_uri_log, d};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)httpd_completed, d};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)httpd_notify_connection, d};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)httpd_no_unescape, d};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, (intptr_t)max_conns, NULL};
+    /* libmicrohttpd's per-address limit refuses connections without an IP address: never on the
+     * UNIX-domain side, whose clients all share one "address". */
+    if (ss && cfg->max_connections_per_ip)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                            (intptr_t)cfg->max_connections_per_ip, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 30), NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                (intptr_t)(cfg->max_header ? cfg->max_header : 65536), NULL};
+    /* MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset on purpose: 1 sets SO_REUSEPORT (a second
+     * server on a busy port would start and silently take half of the connections), 0 drops
+     * SO_REUSEADDR (a restart fails while old connections sit in TIME_WAIT). Unset, libmicrohttpd
+     * uses SO_REUSEADDR only. */
+    if (cfg->threads > 1)
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
+    if (d->tls_cert_pem) {
+        /* TS 33.310 Annex E: TLS 1.2 at least. */
+        const char *prio = cfg->tls_priorities ? cfg->tls_priorities
+                                               : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, d->tls_cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, d->tls_key_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
+        /* With a trust list libmicrohttpd asks every client for a certificate (optional). */
+        if (d->tls_ca_pem)
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, d->tls_ca_pem};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    d->mhd = MHD_start_daemon(flags, ss ? cfg->port : 0, NULL, NULL, httpd_access, d,
+                              MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (d->mhd && (d->header_ms || d->body_min_rate)) {
+        if (pthread_create(&d->watchdog, NULL, httpd_watchdog, d) == 0) {
+            d->watchdog_running = true;
+        } else {
+            log_error("httpd: cannot start the connection watchdog");
+            MHD_stop_daemon(d->mhd);
+            d->mhd = NULL;
+        }
+    }
+    if (!d->mhd) {
+        pthread_cond_destroy(&d->wake);
+        pthread_mutex_destroy(&d->lock);
+        return -1;
+    }
+    return 0;
+}
+
+/* Stops d's daemon and watchdog (d itself stays allocated). */
+static void httpd_halt(struct httpd *d)
+{
+    if (d->watchdog_running) {
+        pthread_mutex_lock(&d->lock);
+        d->stopping = true;
+        pthread_cond_signal(&d->wake);
+        pthread_mutex_unlock(&d->lock);
+        pthread_join(d->watchdog, NULL);
+    }
+    /* Every connection gets its CLOSED notification here, which frees its entry. */
+    MHD_stop_daemon(d->mhd);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->lock);
+}
+
 static int httpd_start_unix(struct httpd *d, const struct httpd_config *cfg)
 {
     int fd = httpd_unix_listen(d, cfg->unix_path);
     if (fd < 0)
         return -1;
-    if (!(d->unix_path = strdup(cfg->unix_path))) {
+    struct httpd *u = calloc(1, sizeof *u);
+    if (!u || !(d->unix_path = strdup(cfg->unix_path))) {
+        free(u);
         unlink(cfg->unix_path);
         close(fd);
         return -1;
     }
-    struct MHD_OptionItem opts[16];
-    size_t n = httpd_common_options(opts, cfg, &d->local);
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, fd, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-    d->mhd_unix = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        httpd_access, &d->local, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    if (!d->mhd_unix) {
+    u->local = true;
+    u->fn = d->fn;
+    u->cls = d->cls;
+    u->max_body = d->max_body;
+    if (httpd_launch(u, cfg, MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+                     NULL, fd) < 0) {
         log_error("httpd: cannot serve on %s", cfg->unix_path);
         httpd_unix_remove(d);
         close(fd);
+        free(u);
         return -1;
     }
+    d->unix_side = u;
     return 0;
 }
 
@@ -365,8 +824,6 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     d->fn = fn;
     d->cls = cls;
     d->max_body = cfg->max_body;
-    d->tcp = (struct httpd_listener){d, false};
-    d->local = (struct httpd_listener){d, true};
 
     struct sockaddr_storage ss = {0};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
@@ -396,31 +853,7 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         }
         flags |= MHD_USE_TLS;
     }
-
-    struct MHD_OptionItem opts[24];
-    size_t n = 0;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
-    n += httpd_common_options(opts + n, cfg, &d->tcp);
-    /* MHD_OPTION_LISTENING_ADDRESS_REUSE is left unset on purpose: 1 sets SO_REUSEPORT (a second
-     * server on a busy port would start and silently take half of the connections), 0 drops
-     * SO_REUSEADDR (a restart fails while old connections sit in TIME_WAIT). Unset, libmicrohttpd
-     * uses SO_REUSEADDR only. */
-    if (d->tls_cert_pem) {
-        /* TS 33.310 Annex E (SPEC GAA-1): TLS 1.2 at least. */
-        const char *prio = cfg->tls_priorities ? cfg->tls_priorities
-                                               : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, d->tls_cert_pem};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, d->tls_key_pem};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
-        /* With a trust list libmicrohttpd asks every client for a certificate (optional). */
-        if (d->tls_ca_pem)
-            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, d->tls_ca_pem};
-    }
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-
-    d->mhd = MHD_start_daemon(flags, cfg->port, NULL, NULL, httpd_access, &d->tcp, MHD_OPTION_ARRAY,
-                              opts, MHD_OPTION_END);
-    if (!d->mhd) {
+    if (httpd_launch(d, cfg, flags, &ss, -1) < 0) {
         log_error("httpd: cannot listen on %s port %u (in use, no permission, or bad TLS "
                   "certificate/key)",
                   cfg->host, cfg->port);
@@ -428,11 +861,18 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         return -1;
     }
     if (cfg->unix_path && httpd_start_unix(d, cfg) < 0) {
-        MHD_stop_daemon(d->mhd);
+        httpd_halt(d);
         httpd_free(d);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+    /* Accept only once the first bytes are in (or after the head allowance), so
+     * httpd_conn_started() sees the start of the request line; a connection that sends nothing
+     * holds no slot meanwhile. */
+    int defer = cfg->header_timeout_s ? (int)cfg->header_timeout_s : HTTPD_DEFAULT_HEADER_TIMEOUT;
+    if (info &&
+        setsockopt(info->listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) < 0)
+        log_debug("httpd: TCP_DEFER_ACCEPT: %s", strerror(errno));
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     d->port = cfg->port;
@@ -452,11 +892,12 @@ void httpd_stop(struct httpd *d)
 {
     if (!d)
         return;
-    if (d->mhd_unix) {
+    if (d->unix_side) {
         httpd_unix_remove(d);
-        MHD_stop_daemon(d->mhd_unix);
+        httpd_halt(d->unix_side);
+        httpd_free(d->unix_side);
     }
-    MHD_stop_daemon(d->mhd);
+    httpd_halt(d);
     httpd_free(d);
 }
 
@@ -512,7 +953,7 @@ const char *http_request_body(const struct http_request *r, size_t *len)
 
 const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t *len)
 {
-    if (r->local)
+    if (r->d->local)
         return NULL;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -527,7 +968,7 @@ const struct sockaddr *http_request_peer(const struct http_request *r, socklen_t
 const char *http_request_peer_str(const struct http_request *r)
 {
     struct http_request *m = (struct http_request *)r; /* lazily filled cache, same thread */
-    if (r->local)
+    if (r->d->local)
         return "unix";
     if (m->peer[0])
         return m->peer;
@@ -543,12 +984,12 @@ const char *http_request_peer_str(const struct http_request *r)
 
 bool http_request_is_local(const struct http_request *r)
 {
-    return r->local;
+    return r->d->local;
 }
 
 static gnutls_session_t httpd_tls_session(const struct http_request *r)
 {
-    if (!r->d->tls_cert_pem || r->local)
+    if (!r->d->tls_cert_pem)
         return NULL;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);

@@ -7,11 +7,31 @@
  *
  * Bounds enforced here, before the handler runs: body size (413, also when the declared
  * Content-Length is already too large), header block size (libmicrohttpd answers 431/414), idle
- * connection timeout.
+ * connection timeout, and the connection bounds below.
+ *
+ * Connection bounds (against clients that hold connections open, e.g. by sending a request head
+ * one byte at a time):
+ * - at most max_connections open connections; beyond that new ones wait in the listen backlog
+ *   until one closes;
+ * - at most max_connections_per_ip from one client address; more are closed at once, unanswered;
+ * - a deadline for the request head, header_timeout_s after the connection was accepted (after
+ *   the previous response on a kept-alive connection), not extended by arriving bytes. A
+ *   connection past it is answered 408 when the request line had arrived (plain HTTP only) and
+ *   closed; one that sent no request line is closed silently, like an idle kept-alive connection;
+ * - a minimum body rate: once the head is in, the body gets header_timeout_s plus one second per
+ *   body_min_rate bytes received; a slower one gets 408 (plain HTTP) and is closed;
+ * - a request line that cannot be one (the method is not a token followed by SP, RFC 9112 §3) is
+ *   answered 400 and closed. libmicrohttpd 0.9.75 closes such connections silently, so the first
+ *   bytes of each plain-HTTP connection are looked at before it reads them (the listener defers
+ *   accepting until data has arrived); a malformed line later on a kept-alive connection, or one
+ *   split so that the first packet does not show it, is still closed without an answer.
+ * The deadlines are enforced by a watchdog thread that shuts the socket down; 408 and 400 are
+ * written by this module, with Date, Connection: close and a text/plain reason.
  *
  * Besides the TCP listener a server may listen on a UNIX-domain socket (httpd_config.unix_path):
- * same handler, same bounds, no TLS. Who may connect to it is decided by filesystem permissions,
- * so a handler may trust it more than any network address (http_request_is_local()). */
+ * same handler, same bounds except the per-address limit, no TLS. Who may connect to it is
+ * decided by filesystem permissions, so a handler may trust it more than any network address
+ * (http_request_is_local()). */
 #ifndef XDM_HTTPD_H
 #define XDM_HTTPD_H
 
@@ -41,6 +61,14 @@ struct httpd_config {
      * minimum). Both ignored without tls_cert. */
     const char *tls_client_ca;
     const char *tls_priorities;
+    /* Connection bounds (see the top of this file). max_connections 0 means
+     * HTTPD_DEFAULT_MAX_CONNECTIONS; it is lowered, with a warning, to what the open-file limit
+     * allows once httpd_start() has raised the soft limit to the hard one. 0 turns off
+     * max_connections_per_ip, header_timeout_s and body_min_rate (bytes per second). */
+    unsigned max_connections;
+    unsigned max_connections_per_ip;
+    unsigned header_timeout_s;
+    uint64_t body_min_rate;
     /* UNIX-domain listener served next to the TCP one, or NULL. The socket file is made with mode
      * 0600 (the directory's permissions should keep others out too). A socket file left by a
      * process that died is replaced; one another live process still accepts on is not (start
@@ -52,6 +80,27 @@ struct httpd_config {
 
 /* Longest unix_path (struct sockaddr_un's sun_path less the terminating NUL). */
 #define HTTPD_UNIX_PATH_MAX 107
+
+/* Defaults of the configuration keys max_connections, max_connections_per_ip, header_timeout
+ * and body_min_rate (docs/configuration.md). */
+#define HTTPD_DEFAULT_MAX_CONNECTIONS 4096
+#define HTTPD_DEFAULT_MAX_CONNECTIONS_PER_IP 64
+#define HTTPD_DEFAULT_HEADER_TIMEOUT 10
+#define HTTPD_DEFAULT_BODY_MIN_RATE 1024
+
+struct config;
+
+/* Reads the connection-bound keys max_connections (1..1000000), max_connections_per_ip
+ * (0..1000000, 0 = no limit), header_timeout (seconds, 1..3600) and body_min_rate (bytes per
+ * second, K/M suffixes, 0..1G, 0 = no minimum) from cfg into hc, with the defaults above.
+ * Returns 0, or -1 after logging which key is wrong. */
+int httpd_config_limits(const struct config *cfg, struct httpd_config *hc);
+
+/* What the first bytes of a request say about its request line (RFC 9112 §2.2, §3): empty lines
+ * (CRLF or LF) before it are skipped, then the method must be a token (RFC 9110 §5.6.2) followed
+ * by SP. Returns 1 when that holds, 0 when the bytes end before it can be told, -1 when it cannot
+ * hold (e.g. "\r\r\r\n", "GARBAGE\r\n", " GET / HTTP/1.1"). */
+int httpd_request_line_check(const char *data, size_t len);
 
 struct http_header {
     char *name;

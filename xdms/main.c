@@ -50,7 +50,8 @@ static void xdms_usage(FILE *f)
           "                       change_log_max_bytes, change_log_max_age,\n"
           "                       change_log_max_record, max_attributes,\n"
           "                       max_elements, max_depth, allow_foreign_references,\n"
-          "                       trusted_peer,\n"
+          "                       max_connections, max_connections_per_ip,\n"
+          "                       header_timeout, body_min_rate, trusted_peer,\n"
           "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
           "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
           "  --help               this text\n"
@@ -336,6 +337,10 @@ int main(int argc, char **argv)
         .tls_client_ca = config_get(cfg, "tls_client_ca", NULL),
         .unix_path = socket_path,
     };
+    if (httpd_config_limits(cfg, &hcfg) < 0) {
+        rc = 2;
+        goto stop;
+    }
     if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
         rc = 1;
         goto stop;

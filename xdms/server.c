@@ -282,9 +282,22 @@ static enum xcap_status server_parse(struct xdms_server *s, struct xdms_call *c)
     else if (strcmp(m, "DELETE") == 0)
         c->method = ENGINE_DELETE;
     else {
-        /* RFC 4825 §8.1 (SPEC XCAP-PUT-16): POST and others are not XCAP methods. */
+        /* RFC 4825 §8.1 (SPEC XCAP-PUT-16): POST and others are not XCAP methods, on any URI. Allow
+         * names what the resource takes (RFC 9110 §15.5.6): GET and HEAD only for xcap-caps, the
+         * directory and namespace bindings (§8.2.2), when the URI says it is one of them. */
         xcap_fail(&c->err, XCAP_METHOD_NOT_ALLOWED, "method %s is not allowed", m);
-        c->err.allow = strdup("GET, HEAD, PUT, DELETE");
+        struct xcap_uri u = {0};
+        struct xcap_err e = {0};
+        bool read_only = false;
+        if (xcap_uri_parse(s->cfg.root_path, http_request_path(c->http),
+                           http_request_query(c->http), &u, &e) == XCAP_OK) {
+            size_t sel = u.node_sel ? strlen(u.node_sel) : 0;
+            read_only = strcmp(u.auid, CAPS_AUID) == 0 || strcmp(u.auid, DIRECTORY_AUID) == 0 ||
+                        (sel >= 12 && strcmp(u.node_sel + sel - 12, "namespace::*") == 0);
+            xcap_uri_release(&u);
+        }
+        xcap_err_release(&e);
+        c->err.allow = strdup(read_only ? "GET, HEAD" : "GET, HEAD, PUT, DELETE");
         return XCAP_METHOD_NOT_ALLOWED;
     }
     if (s->cfg.max_uri && strlen(http_request_target(c->http)) > s->cfg.max_uri)

@@ -1,7 +1,14 @@
 /* common/httpd.c over loopback with libcurl as the client: the raw target reaches the handler
  * unescaped, body bounds give 413 before the handler runs, response headers (duplicates too),
- * HEAD, IPv6, the UNIX-domain socket listener, and a clean stop. */
+ * HEAD, IPv6, the UNIX-domain socket listener, and a clean stop. Raw sockets for the connection
+ * bounds: the request-line check, 400 on a malformed line, 408 at the head and body deadlines,
+ * the per-address limit. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "httpd.h"
 #include "unit.h"
 
@@ -630,6 +638,278 @@ static void test_clean_stop(void)
     httpd_stop(again);
 }
 
+static void test_request_line_check(void)
+{
+    static const struct {
+        const char *in;
+        int want;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\n", 1},
+        {"GET ", 1},
+        {"\r\nPUT /x", 1},       /* an empty line first is ignored (RFC 9112 §2.2) */
+        {"\n\r\n\nDELETE /", 1}, /* several, bare LF too */
+        {"M-SEARCH *", 1},
+        {"x!#$%&'*+-.^_`|~9 /", 1}, /* every tchar */
+        {"", 0},
+        {"GE", 0},
+        {"\r", 0},
+        {"\r\n\r\n", 0},
+        {"\r\r\r\n\r\n1", -1},
+        {"GARBAGE\r\n\r\n", -1},
+        {"GET\r\n", -1},
+        {" GET / HTTP/1.1", -1},
+        {"GET\t/ HTTP/1.1", -1},
+        {"G@T / HTTP/1.1", -1},
+        {"\x01\x02", -1},
+        {"\xc3\xa9 /", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = httpd_request_line_check(cases[i].in, strlen(cases[i].in));
+        if (got != cases[i].want)
+            fprintf(stderr, "\nrequest line %zu: got %d, want %d\n", i, got, cases[i].want);
+        CU_ASSERT_EQUAL(got, cases[i].want);
+    }
+    /* bytes after a NUL still count: the check is not a string function */
+    CU_ASSERT_EQUAL(httpd_request_line_check("\0GET / ", 7), -1);
+    CU_ASSERT_EQUAL(httpd_request_line_check("GET / ", 3), 0);
+}
+
+static void test_config_limits(void)
+{
+    static const char *const sections[] = {"aggproxy", NULL};
+    struct config *cfg = config_new(sections);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    struct httpd_config hc = {0};
+    CU_ASSERT_EQUAL(httpd_config_limits(cfg, &hc), 0);
+    CU_ASSERT_EQUAL(hc.max_connections, 4096);
+    CU_ASSERT_EQUAL(hc.max_connections_per_ip, 64);
+    CU_ASSERT_EQUAL(hc.header_timeout_s, 10);
+    CU_ASSERT_EQUAL(hc.body_min_rate, 1024);
+    CU_ASSERT_EQUAL(config_set(cfg, "max_connections", "1"), 0);
+    CU_ASSERT_EQUAL(config_set(cfg, "max_connections_per_ip", "0"), 0);
+    CU_ASSERT_EQUAL(config_set(cfg, "header_timeout", "3600"), 0);
+    CU_ASSERT_EQUAL(config_set(cfg, "body_min_rate", "1G"), 0);
+    CU_ASSERT_EQUAL(httpd_config_limits(cfg, &hc), 0);
+    CU_ASSERT_EQUAL(hc.max_connections, 1);
+    CU_ASSERT_EQUAL(hc.max_connections_per_ip, 0);
+    CU_ASSERT_EQUAL(hc.header_timeout_s, 3600);
+    CU_ASSERT_EQUAL(hc.body_min_rate, 1u << 30);
+    static const struct {
+        const char *key, *value;
+    } bad[] = {
+        {"max_connections", "0"},         {"max_connections", "1000001"},
+        {"max_connections_per_ip", "-1"}, {"max_connections_per_ip", "1000001"},
+        {"header_timeout", "0"},          {"header_timeout", "3601"},
+        {"header_timeout", "10s"},        {"body_min_rate", "2G"},
+        {"body_min_rate", "fast"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config *b = config_new(sections);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_EQUAL(config_set(b, bad[i].key, bad[i].value), 0);
+        struct httpd_config keep = hc;
+        int rc = httpd_config_limits(b, &keep);
+        if (rc != -1)
+            fprintf(stderr, "\n%s = %s accepted\n", bad[i].key, bad[i].value);
+        CU_ASSERT_EQUAL(rc, -1);
+        config_free(b);
+    }
+    config_free(cfg);
+}
+
+static struct httpd *start_bounded(struct echo_ctx *ctx, unsigned header_s, uint64_t rate,
+                                   unsigned per_ip)
+{
+    struct httpd_config cfg = {
+        .host = "127.0.0.1",
+        .threads = 2,
+        .max_body = 1 << 20,
+        .max_header = 8192,
+        .timeout_s = 30,
+        .max_connections_per_ip = per_ip,
+        .header_timeout_s = header_s,
+        .body_min_rate = rate,
+    };
+    struct httpd *d = NULL;
+    atomic_init(&ctx->calls, 0);
+    CU_ASSERT_EQUAL_FATAL(httpd_start(&cfg, echo_handler, ctx, &d), 0);
+    return d;
+}
+
+/* A blocking loopback connection that has sent `first`; -1 on failure. */
+static int raw_connect(uint16_t port, const char *first, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 ||
+        (len && send(fd, first, len, MSG_NOSIGNAL) != (ssize_t)len)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads until the server closes (or `limit` seconds pass) into out (NUL-terminated); returns the
+ * seconds it took, or -1 when the connection was still open at the limit. When drip is set, one
+ * byte is sent every 300 ms meanwhile. */
+static double raw_read_all(int fd, char *out, size_t outlen, double limit, bool drip)
+{
+    size_t n = 0;
+    double t0 = now_s(), last = t0;
+    out[0] = '\0';
+    while (now_s() - t0 < limit) {
+        if (drip && now_s() - last >= 0.3) {
+            last = now_s();
+            (void)send(fd, "x", 1, MSG_NOSIGNAL);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        ssize_t k = recv(fd, out + n, outlen - 1 - n, 0);
+        if (k <= 0)
+            return now_s() - t0;
+        n += (size_t)k;
+        out[n] = '\0';
+        if (n == outlen - 1)
+            return -1;
+    }
+    return -1;
+}
+
+static void test_malformed_request_line(void)
+{
+    struct echo_ctx ctx;
+    struct httpd *d = start_bounded(&ctx, 5, 0, 0);
+    static const char bad[] = "\r\r\r\n\r\n1";
+    int fd = raw_connect(httpd_port(d), bad, sizeof bad - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    char got[1024];
+    double took = raw_read_all(fd, got, sizeof got, 3.0, false);
+    close(fd);
+    CU_ASSERT(took >= 0 && took < 1.0);
+    CU_ASSERT_EQUAL(strncmp(got, "HTTP/1.1 400 Bad Request\r\nDate: ", 32), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(got, "\r\nConnection: close\r\nContent-Type: text/plain; "
+                                       "charset=utf-8\r\nContent-Length: 23\r\n\r\n"
+                                       "malformed request line\n"));
+    /* "G@T" would reach the handler through libmicrohttpd; it gets 400 instead, only once */
+    static const char at[] = "G@T / HTTP/1.1\r\nHost: a\r\n\r\n";
+    fd = raw_connect(httpd_port(d), at, sizeof at - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    took = raw_read_all(fd, got, sizeof got, 3.0, false);
+    close(fd);
+    CU_ASSERT(took >= 0 && took < 1.0);
+    CU_ASSERT_EQUAL(strncmp(got, "HTTP/1.1 400 Bad Request\r\n", 26), 0);
+    CU_ASSERT_PTR_NULL(strstr(got + 1, "HTTP/1.1"));
+    CU_ASSERT_EQUAL(atomic_load(&ctx.calls), 0);
+    httpd_stop(d);
+}
+
+static void test_head_deadline(void)
+{
+    struct echo_ctx ctx;
+    struct httpd *d = start_bounded(&ctx, 1, 0, 0);
+    /* a byte every 300 ms does not move the deadline */
+    static const char head[] = "GET /slow HTTP/1.1\r\nHost: a\r\nX-Slow: ";
+    int fd = raw_connect(httpd_port(d), head, sizeof head - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    char got[1024];
+    double took = raw_read_all(fd, got, sizeof got, 4.0, true);
+    close(fd);
+    if (!(took >= 0.8 && took < 3.0))
+        fprintf(stderr, "\nhead deadline: closed after %.2fs\n", took);
+    CU_ASSERT(took >= 0.8 && took < 3.0);
+    CU_ASSERT_EQUAL(strncmp(got, "HTTP/1.1 408 Request Timeout\r\n", 30), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(got, "\r\n\r\nthe request head did not arrive within 1 s\n"));
+    /* no request line at all: accepted once the listener's deferral ends, then closed after the
+     * allowance, without an answer */
+    fd = raw_connect(httpd_port(d), "", 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    took = raw_read_all(fd, got, sizeof got, 6.0, false);
+    close(fd);
+    CU_ASSERT(took >= 0.8 && took < 5.0);
+    CU_ASSERT_EQUAL(got[0], '\0');
+    /* a complete request is served, and the connection then waits for the next one as long */
+    struct reply r;
+    struct req_opts o = {0};
+    CU_ASSERT_EQUAL(http_do(httpd_port(d), "/fast", &o, &r), CURLE_OK);
+    CU_ASSERT_EQUAL(r.code, 200);
+    reply_release(&r);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.calls), 1);
+    httpd_stop(d);
+}
+
+static void test_body_rate(void)
+{
+    struct echo_ctx ctx;
+    struct httpd *d = start_bounded(&ctx, 1, 1000, 0);
+    /* the head in time, then no body: 408 once the allowance (1 s) is used up */
+    static const char head[] = "PUT /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\nab";
+    int fd = raw_connect(httpd_port(d), head, sizeof head - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    char got[8192];
+    double took = raw_read_all(fd, got, sizeof got, 4.0, false);
+    close(fd);
+    if (!(took >= 0.8 && took < 3.0))
+        fprintf(stderr, "\nbody deadline: closed after %.2fs\n", took);
+    CU_ASSERT(took >= 0.8 && took < 3.0);
+    CU_ASSERT_EQUAL(strncmp(got, "HTTP/1.1 408 Request Timeout\r\n", 30), 0);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(got, "\r\n\r\nthe request body arrived slower than 1000 bytes/s\n"));
+    CU_ASSERT_EQUAL(atomic_load(&ctx.calls), 0);
+    /* 2000 bytes in 1.6 s (over 1000 bytes/s on average, past the allowance) arrive whole */
+    static const char head2[] = "PUT /ok HTTP/1.1\r\nHost: a\r\nContent-Length: 2000\r\n"
+                                "Connection: close\r\n\r\n";
+    fd = raw_connect(httpd_port(d), head2, sizeof head2 - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    char chunk[250];
+    memset(chunk, 'b', sizeof chunk);
+    for (int i = 0; i < 8; i++) {
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+        CU_ASSERT_EQUAL(send(fd, chunk, sizeof chunk, MSG_NOSIGNAL), (ssize_t)sizeof chunk);
+    }
+    took = raw_read_all(fd, got, sizeof got, 3.0, false);
+    close(fd);
+    CU_ASSERT(took >= 0);
+    CU_ASSERT_EQUAL(strncmp(got, "HTTP/1.1 200 OK\r\n", 17), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(got, "bodylen=2000\n"));
+    httpd_stop(d);
+}
+
+static void test_per_ip_limit(void)
+{
+    struct echo_ctx ctx;
+    struct httpd *d = start_bounded(&ctx, 5, 0, 2);
+    static const char head[] = "GET /held HTTP/1.1\r\nHost: a\r\n";
+    int held[2];
+    for (int i = 0; i < 2; i++) {
+        held[i] = raw_connect(httpd_port(d), head, sizeof head - 1);
+        CU_ASSERT_FATAL(held[i] >= 0);
+    }
+    struct timespec pause = {0, 200 * 1000000L};
+    nanosleep(&pause, NULL);
+    /* the third from the same address is closed at once, without an answer */
+    int fd = raw_connect(httpd_port(d), head, sizeof head - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    char got[256];
+    double took = raw_read_all(fd, got, sizeof got, 2.0, false);
+    close(fd);
+    CU_ASSERT(took >= 0 && took < 0.5);
+    CU_ASSERT_EQUAL(got[0], '\0');
+    /* once one of the two closes, a new one is served */
+    close(held[0]);
+    nanosleep(&pause, NULL);
+    struct reply r;
+    struct req_opts o = {0};
+    CU_ASSERT_EQUAL(http_do(httpd_port(d), "/after", &o, &r), CURLE_OK);
+    CU_ASSERT_EQUAL(r.code, 200);
+    reply_release(&r);
+    close(held[1]);
+    httpd_stop(d);
+}
+
 static int httpd_suite_init(void)
 {
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
@@ -652,6 +932,12 @@ static CU_TestInfo httpd_tests[] = {
     {"start failures", test_bad_config},
     {"UNIX-domain socket listener", test_unix_listener},
     {"clean stop", test_clean_stop},
+    {"connection-bound keys", test_config_limits},
+    {"request-line check", test_request_line_check},
+    {"400 on a malformed request line", test_malformed_request_line},
+    {"408 at the head deadline", test_head_deadline},
+    {"408 below the body rate", test_body_rate},
+    {"per-address connection limit", test_per_ip_limit},
     CU_TEST_INFO_NULL,
 };
 

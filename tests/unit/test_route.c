@@ -101,6 +101,51 @@ static void test_route_not_found(void)
     route_table_free(t);
 }
 
+/* in_root: the XCAP root itself and everything below it, served or not (the proxy answers 405
+ * there before authentication). */
+static void test_route_in_root(void)
+{
+    struct route_table *t = new_default_table();
+    static const struct {
+        const char *path;
+        bool in;
+    } cases[] = {
+        {"/xcap-root", true},
+        {"/xcap-root/", true},
+        {"/xcap-root/unknown/global/index", true},
+        {"/xcap-root/resource-lists/", true},
+        {"/xcap-root/xcap-caps/global/index", true},
+        {"/xcap-root//x", true},
+        {"/xcap-rootx", false},
+        {"/xcap-rootx/resource-lists/global/index", false},
+        {"/xcap", false},
+        {"/other", false},
+        {"*", false},
+        {"", false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct route_match m;
+        route_match(t, cases[i].path, &m);
+        if (m.in_root != cases[i].in)
+            printf("\n  [%s]: in_root %d, want %d\n", cases[i].path, m.in_root, cases[i].in);
+        CU_ASSERT_EQUAL(m.in_root, cases[i].in);
+    }
+    route_table_free(t);
+    /* the server root as XCAP root: every path is below it */
+    char err[256];
+    t = route_table_new("/", NULL, NULL, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    struct route_match m;
+    route_match(t, "/", &m);
+    CU_ASSERT_TRUE(m.in_root);
+    route_match(t, "/resource-lists/global/index", &m);
+    CU_ASSERT_TRUE(m.in_root);
+    CU_ASSERT_EQUAL(m.kind, ROUTE_UPSTREAM);
+    route_match(t, "*", &m);
+    CU_ASSERT_FALSE(m.in_root);
+    route_table_free(t);
+}
+
 static void test_route_spans(void)
 {
     struct route_table *t = new_default_table();
@@ -1159,6 +1204,7 @@ static void test_proxy_gzip(void)
 static CU_TestInfo route_tests[] = {
     {"default AUIDs", test_route_defaults},
     {"unknown AUID and outside the root", test_route_not_found},
+    {"the root and below it", test_route_in_root},
     {"raw spans and XUI", test_route_spans},
     {"percent-decoding", test_route_decode},
     {"configured URLs and routes", test_route_config},
