@@ -47,6 +47,27 @@ size_t digest_alg_hexlen(enum digest_alg alg);
 /* True for the -sess variants. */
 bool digest_alg_is_sess(enum digest_alg alg);
 
+/* An ordered list of offered algorithms, each at most once: the order of the WWW-Authenticate
+ * challenges of a 401 (RFC 7616 §3.7: a client takes the first one it supports). */
+#define DIGEST_ALGS_MAX 4
+struct digest_algs {
+    enum digest_alg v[DIGEST_ALGS_MAX];
+    size_t n;
+};
+
+/* Room for the message of digest_algs_parse(). */
+#define DIGEST_ALGS_ERR_MAX 160
+
+/* MD5, then SHA-256: the default of the proxy's digest_algorithms. */
+void digest_algs_default(struct digest_algs *out);
+/* Parses a list of algorithm names separated by spaces, tabs and/or commas, e.g. "MD5 SHA-256"
+ * or "SHA-256,MD5" (names case-insensitive). Only MD5 and SHA-256 are accepted: the -sess
+ * variants are not offered by this server (digest_verify() refuses them). Returns 0, or -1 with
+ * a message in err (an empty list, an unknown or -sess name, a name given twice). */
+int digest_algs_parse(const char *s, struct digest_algs *out, char err[DIGEST_ALGS_ERR_MAX]);
+/* True when alg is in the list. */
+bool digest_algs_has(const struct digest_algs *a, enum digest_alg alg);
+
 /* H(data) in lower-case hex. Returns 0, or -1 when the hash library fails. */
 int digest_hash_hex(enum digest_alg alg, const void *data, size_t len, char out[DIGEST_HEX_MAX]);
 /* HA1 = H(username ":" realm ":" password), lower-case hex (the value stored per user, DIG-8).
@@ -160,7 +181,8 @@ typedef int (*digest_lookup_fn)(void *cls, const char *realm, const char *userna
 /* The request being authenticated. All borrowed. */
 struct digest_request {
     const char *method;
-    const char *uri;   /* the raw request-target, compared byte for byte with the uri parameter */
+    const char *uri; /* the raw request-target, compared byte for byte with the uri parameter */
+    const struct digest_algs *offered; /* the challenges' algorithms; NULL = MD5 and SHA-256 */
     const char *realm; /* the realm this request is challenged with; NULL accepts any realm for
                           which the lookup finds the user (used for the global tree) */
     const void *body;  /* entity body, for qop=auth-int */
@@ -190,7 +212,8 @@ struct digest_auth {
 };
 
 /* Verifies the Authorization header value `authorization` (NULL when absent) against rq, in this
- * order: syntax (400), realm/qop/algorithm/userhash/opaque offered (401), uri equals the request
+ * order: syntax (400), realm/qop/algorithm/userhash/opaque offered (401; the algorithm must be
+ * in rq->offered, an absent one meaning MD5, RFC 7616 §3.4), uri equals the request
  * target (400, RFC 7616 §3.4.6), nonce authentic (401), user known and digest correct (401),
  * nonce fresh (stale 401), nc strictly above the highest accepted for this nonce (401).
  * Digests are compared in constant time. The nonce state is touched only for a correct digest,

@@ -45,6 +45,7 @@ struct proxy {
     bool gzip;
     size_t gzip_min;
     size_t max_body;
+    struct digest_algs algs; /* plain Digest, in challenge order */
 };
 
 void proxy_free(struct proxy *p)
@@ -65,6 +66,10 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
         free(p);
         return NULL;
     }
+    if (cfg->algs && cfg->algs->n)
+        p->algs = *cfg->algs;
+    else
+        digest_algs_default(&p->algs);
     p->store = cfg->store;
     p->digest = cfg->digest;
     p->routes = cfg->routes;
@@ -241,6 +246,19 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
     c->need_realm = c->gaa_realm;
 }
 
+/* GBA Digest: TS 24.109 §5.2 and TS 33.222 §5.3 build on RFC 2617 Digest, which defines MD5
+ * (and MD5-sess) only, so a 3GPP terminal must find MD5, first (for clients that read one
+ * challenge only); SHA-256 is offered as well. digest_algorithms does not apply: the password is
+ * derived from Ks_(ext)_NAF (256 bits, per B-TID, with a lifetime), so MD5's weakness against
+ * guessing a human password does not matter here. */
+static const struct digest_algs proxy_gaa_algs = {{DIGEST_MD5, DIGEST_SHA256}, 2};
+
+/* The algorithms offered to (and accepted from) this request's client. */
+static const struct digest_algs *proxy_offered(const struct proxy *p, const struct proxy_call *c)
+{
+    return c->gaa ? &proxy_gaa_algs : &p->algs;
+}
+
 static void proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale,
                             struct http_response *resp)
 {
@@ -252,23 +270,16 @@ static void proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale,
     http_response_text(resp, 401, "authentication required");
     struct buf v;
     buf_init(&v, 4096);
-    if (c->gaa) {
-        /* TS 24.109 §5.2 / SPEC GAA-2: MD5 with auth-int or auth; SHA-256 also accepted. */
-        static const enum digest_alg gaa_offered[] = {DIGEST_MD5, DIGEST_SHA256};
-        for (size_t i = 0; i < sizeof gaa_offered / sizeof gaa_offered[0]; i++) {
-            buf_reset(&v);
-            if (digest_challenge_qop(p->digest, gaa_offered[i], c->realm, nonce, stale,
-                                     "auth-int,auth", &v) == 0)
-                http_response_header(resp, "WWW-Authenticate", v.data);
-        }
-    } else {
-        /* SPEC DIG-1: one challenge per algorithm, the preferred one first. */
-        static const enum digest_alg offered[] = {DIGEST_SHA256, DIGEST_MD5};
-        for (size_t i = 0; i < sizeof offered / sizeof offered[0]; i++) {
-            buf_reset(&v);
-            if (digest_challenge(p->digest, offered[i], c->realm, nonce, stale, &v) == 0)
-                http_response_header(resp, "WWW-Authenticate", v.data);
-        }
+    /* One challenge per offered algorithm, in the configured order: RFC 7616 §3.7 has the
+     * client use the first one it supports, and many clients (Python's urllib, xcaplib, SIP
+     * phones) read only the first WWW-Authenticate header at all. GBA (TS 24.109 §5.2):
+     * qop "auth-int,auth". */
+    const struct digest_algs *offered = proxy_offered(p, c);
+    for (size_t i = 0; i < offered->n; i++) {
+        buf_reset(&v);
+        if (digest_challenge_qop(p->digest, offered->v[i], c->realm, nonce, stale,
+                                 c->gaa ? "auth-int,auth" : "auth", &v) == 0)
+            http_response_header(resp, "WWW-Authenticate", v.data);
     }
     buf_release(&v);
 }
@@ -353,6 +364,7 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
     struct digest_request drq = {
         .method = c->method,
         .uri = c->target,
+        .offered = proxy_offered(p, c),
         .realm = c->need_realm,
         .body = c->body,
         .body_len = c->body_len,

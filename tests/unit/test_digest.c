@@ -115,6 +115,45 @@ static void test_alg_names(void)
     CU_ASSERT_STRING_EQUAL(digest_alg_name(DIGEST_SHA256), "SHA-256");
 }
 
+static void test_algs_parse(void)
+{
+    struct digest_algs a;
+    char err[DIGEST_ALGS_ERR_MAX];
+    digest_algs_default(&a);
+    CU_ASSERT_EQUAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.v[0], DIGEST_MD5);
+    CU_ASSERT_EQUAL(a.v[1], DIGEST_SHA256);
+
+    CU_ASSERT_EQUAL_FATAL(digest_algs_parse("MD5 SHA-256", &a, err), 0);
+    CU_ASSERT_EQUAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.v[0], DIGEST_MD5);
+    CU_ASSERT_EQUAL(a.v[1], DIGEST_SHA256);
+    CU_ASSERT_EQUAL_FATAL(digest_algs_parse(" sha-256 ,\tmd5, ", &a, err), 0);
+    CU_ASSERT_EQUAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.v[0], DIGEST_SHA256);
+    CU_ASSERT_EQUAL(a.v[1], DIGEST_MD5);
+    CU_ASSERT_EQUAL_FATAL(digest_algs_parse("SHA-256", &a, err), 0);
+    CU_ASSERT_EQUAL(a.n, 1);
+    CU_ASSERT_TRUE(digest_algs_has(&a, DIGEST_SHA256));
+    CU_ASSERT_FALSE(digest_algs_has(&a, DIGEST_MD5));
+
+    CU_ASSERT_EQUAL(digest_algs_parse("", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "empty"));
+    CU_ASSERT_EQUAL(digest_algs_parse(" , ,", &a, err), -1);
+    CU_ASSERT_EQUAL(digest_algs_parse(NULL, &a, err), -1);
+    CU_ASSERT_EQUAL(digest_algs_parse("MD5 SHA-512-256", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown algorithm \"SHA-512-256\""));
+    CU_ASSERT_EQUAL(digest_algs_parse("MD5;SHA-256", &a, err), -1);
+    CU_ASSERT_EQUAL(digest_algs_parse("MD5-sess", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "MD5-sess is not supported"));
+    CU_ASSERT_EQUAL(digest_algs_parse("SHA-256 sha-256", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "SHA-256 is listed twice"));
+    CU_ASSERT_EQUAL(
+        digest_algs_parse("MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5", &a, err),
+        -1);
+    CU_ASSERT_TRUE(strlen(err) < DIGEST_ALGS_ERR_MAX);
+}
+
 /* ---- Parser --------------------------------------------------------------------------------- */
 
 static void test_parse_basic(void)
@@ -293,6 +332,8 @@ struct cred_opts {
     const char *body;     /* for auth-int */
     unsigned nc;          /* 0 = 1 */
     bool zero_nc;         /* send nc=00000000 */
+    /* the server's offered algorithms; default NULL (MD5 and SHA-256) */
+    const struct digest_algs *offered;
 };
 
 /* Builds an Authorization header value the way a client computes it. */
@@ -342,6 +383,7 @@ static enum digest_result verify(struct digest *d, const char *h, uint64_t now,
     const char *body = o && o->body ? o->body : NULL;
     struct digest_request rq = {.method = o && o->method ? o->method : "GET",
                                 .uri = T_URI,
+                                .offered = o ? o->offered : NULL,
                                 .realm = T_REALM,
                                 .body = body,
                                 .body_len = body ? strlen(body) : 0,
@@ -630,6 +672,28 @@ static void test_verify_checks(void)
     digest_free(d);
 }
 
+/* Only the offered algorithms are accepted (RFC 7616 §3.7); no algorithm parameter means MD5. */
+static void test_verify_offered(void)
+{
+    struct digest *d = digest_new(NULL);
+    char nonce[DIGEST_NONCE_MAX];
+    digest_nonce_new(d, 100, nonce);
+    struct digest_algs sha_only = {{DIGEST_SHA256}, 1}, md5_only = {{DIGEST_MD5}, 1};
+    struct cred_opts o = {.alg = "MD5", .offered = &sha_only};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_CHALLENGE);
+    o = (struct cred_opts){.alg = NULL, .offered = &sha_only};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_CHALLENGE);
+    o = (struct cred_opts){.alg = "SHA-256", .offered = &sha_only};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    o = (struct cred_opts){.alg = "SHA-256", .offered = &md5_only, .nc = 2};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_CHALLENGE);
+    o = (struct cred_opts){.alg = "MD5", .offered = &md5_only, .nc = 3};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    o = (struct cred_opts){.alg = NULL, .offered = &md5_only, .nc = 4};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    digest_free(d);
+}
+
 static void test_auth_int(void)
 {
     struct digest *d = digest_new(NULL);
@@ -654,9 +718,13 @@ static void test_auth_int(void)
 }
 
 static CU_TestInfo vector_tests[] = {
-    {"RFC 7616 3.9.1 MD5", test_rfc7616_md5}, {"RFC 7616 3.9.1 SHA-256", test_rfc7616_sha256},
-    {"RFC 2617 3.5 MD5", test_rfc2617_md5},   {"-sess and auth-int", test_sess_and_auth_int},
-    {"algorithm names", test_alg_names},      CU_TEST_INFO_NULL,
+    {"RFC 7616 3.9.1 MD5", test_rfc7616_md5},
+    {"RFC 7616 3.9.1 SHA-256", test_rfc7616_sha256},
+    {"RFC 2617 3.5 MD5", test_rfc2617_md5},
+    {"-sess and auth-int", test_sess_and_auth_int},
+    {"algorithm names", test_alg_names},
+    {"offered algorithm lists", test_algs_parse},
+    CU_TEST_INFO_NULL,
 };
 
 static CU_TestInfo parser_tests[] = {
@@ -676,6 +744,7 @@ static CU_TestInfo server_tests[] = {
     {"nonce table eviction", test_nonce_eviction},
     {"parameter checks", test_verify_checks},
     {"qop=auth-int", test_auth_int},
+    {"only offered algorithms", test_verify_offered},
     CU_TEST_INFO_NULL,
 };
 
