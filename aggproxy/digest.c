@@ -325,7 +325,18 @@ void digest_params_release(struct digest_params *p)
     memset(p, 0, sizeof *p);
 }
 
-int digest_parse_authorization(const char *h, struct digest_params *out)
+/* The raw form of uri="..." (see digest_parse_authorization in the header): p is just after the
+ * opening quote. Returns the length of the value (that of target) when it applies, else 0. */
+static size_t raw_uri_len(const char *p, const char *target)
+{
+    size_t tlen = target ? strlen(target) : 0;
+    if (tlen == 0 || strncmp(p, target, tlen) != 0 || p[tlen] != '"')
+        return 0;
+    const char *after = skip_ows(p + tlen + 1);
+    return *after == ',' || *after == '\0' ? tlen : 0;
+}
+
+int digest_parse_authorization(const char *h, const char *target, struct digest_params *out)
 {
     memset(out, 0, sizeof *out);
     if (!h)
@@ -371,7 +382,16 @@ int digest_parse_authorization(const char *h, struct digest_params *out)
         p = skip_ows(p + 1);
 
         char *val = w;
-        if (*p == '"') {
+        size_t raw = 0;
+        if (*p == '"' && nlen == 3 && strncasecmp(name, "uri", 3) == 0)
+            raw = raw_uri_len(p + 1, target);
+        if (raw) {
+            /* The request-target's own bytes, which lie inside the header: the copy fits the
+             * len + 1 bytes of buf like any other value. */
+            memcpy(w, p + 1, raw);
+            w += raw;
+            p += raw + 2;
+        } else if (*p == '"') {
             /* RFC 9110 §5.6.4 quoted-string with quoted-pair. */
             p++;
             for (;;) {
@@ -765,7 +785,7 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
         memset(&p, 0, sizeof p);
         VERDICT(DIGEST_CHALLENGE, "no credentials");
     }
-    switch (digest_parse_authorization(authorization, &p)) {
+    switch (digest_parse_authorization(authorization, rq->uri, &p)) {
     case DIGEST_PARSE_OK:
         break;
     case DIGEST_PARSE_NOT_DIGEST:

@@ -127,9 +127,17 @@ enum digest_parse_rc {
  * name=token or name="quoted string" (RFC 9110 §11.4, §5.6.4), with optional whitespace and
  * empty list elements. A known parameter given twice, or both username and username*, is
  * malformed. Never reads past the terminating NUL of h.
+ *
+ * target (may be NULL) is the raw request-target. Clients such as Python's urllib copy it into
+ * uri="..." without escaping, so a node selector's '"' ends up unescaped inside the quoted string.
+ * When the bytes after uri's opening quote are exactly target, followed by '"', optional
+ * whitespace and ',' or the end of the header, that span is the uri value, taken byte for byte
+ * (no unescaping). Otherwise uri is an ordinary quoted-string. The span is fixed by the known
+ * target, so the split is unambiguous and costs one comparison of at most strlen(target) bytes.
+ *
  * Returns an enum digest_parse_rc. On every return *out is initialised; call
  * digest_params_release() afterwards in all cases. */
-int digest_parse_authorization(const char *h, struct digest_params *out);
+int digest_parse_authorization(const char *h, const char *target, struct digest_params *out);
 void digest_params_release(struct digest_params *p);
 
 /* ---- Server side ---------------------------------------------------------------------------- */

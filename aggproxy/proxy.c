@@ -581,6 +581,26 @@ static int proxy_pick_header(void *cls, const char *name, const char *value)
     return 0;
 }
 
+/* The request-target as it goes upstream: a raw '"' (none is allowed in a URI, RFC 3986 §2;
+ * Python's urllib and xcaplib send node selectors with it) becomes "%22", which the XCAP URI
+ * parser decodes to the same character, so the XDMS gets a valid URI whatever the HTTP client
+ * library does with quotes. Returns 0 or -1 (out of memory). */
+static int proxy_upstream_target(const char *target, struct buf *out)
+{
+    for (const char *p = target; *p;) {
+        size_t run = strcspn(p, "\"");
+        if (buf_append(out, p, run) < 0)
+            return -1;
+        p += run;
+        if (*p == '"') {
+            if (buf_puts(out, "%22") < 0)
+                return -1;
+            p++;
+        }
+    }
+    return buf_puts(out, "");
+}
+
 /* Phase: forward (SPEC AP-5..AP-8). Only the relayed headers go upstream, so Authorization,
  * Content-Encoding and every client-sent identity header are dropped by construction. */
 static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
@@ -590,10 +610,17 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     http_request_each_header(c->req, proxy_pick_header, &h);
     for (size_t i = 0; i < n_idh; i++)
         h.v[h.n++] = idh[i];
+    struct buf target;
+    buf_init(&target, 3 * strlen(c->target) + 1);
+    if (proxy_upstream_target(c->target, &target) < 0) {
+        buf_release(&target);
+        http_response_text(resp, 500, "out of memory");
+        return;
+    }
     struct forward_request rq = {
         .method = c->method,
         .base_url = c->route.upstream,
-        .target = c->target,
+        .target = target.data,
         .headers = h.v,
         .n_headers = h.n,
         .body = c->body,
@@ -602,6 +629,7 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     struct forward_response fr;
     forward_response_init(&fr);
     enum xcap_status st = forward_do(p->forward, &rq, &fr);
+    buf_release(&target);
     if (st != XCAP_OK) {
         int code = status_http(st);
         if (code >= 500)
