@@ -129,7 +129,8 @@ int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged
         (buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" CAPS_NS
                        "\">") < 0 ||
          caps_render_list(out, "auids", "auid", &auids) < 0 ||
-         (exts.n && caps_render_list(out, "extensions", "extension", &exts) < 0) ||
+         /* always present, empty without extensions (RFC 4825 §12.2; xdms/caps.c) */
+         caps_render_list(out, "extensions", "extension", &exts) < 0 ||
          caps_render_list(out, "namespaces", "namespace", &nss) < 0 ||
          buf_puts(out, "</xcap-caps>\n") < 0)) {
         rc = -1;

@@ -58,6 +58,64 @@ int digest_alg_parse(const char *s, enum digest_alg *out)
     return -1;
 }
 
+void digest_algs_default(struct digest_algs *out)
+{
+    out->v[0] = DIGEST_MD5;
+    out->v[1] = DIGEST_SHA256;
+    out->n = 2;
+}
+
+bool digest_algs_has(const struct digest_algs *a, enum digest_alg alg)
+{
+    for (size_t i = 0; i < a->n; i++)
+        if (a->v[i] == alg)
+            return true;
+    return false;
+}
+
+int digest_algs_parse(const char *s, struct digest_algs *out, char err[DIGEST_ALGS_ERR_MAX])
+{
+    out->n = 0;
+    const char *p = s ? s : "";
+    for (;;) {
+        p += strspn(p, " \t,");
+        if (*p == '\0')
+            break;
+        size_t len = strcspn(p, " \t,");
+        char name[16];
+        enum digest_alg alg = DIGEST_MD5;
+        bool known = len < sizeof name;
+        if (known) {
+            memcpy(name, p, len);
+            name[len] = '\0';
+            known = digest_alg_parse(name, &alg) == 0;
+        }
+        if (!known) {
+            snprintf(err, DIGEST_ALGS_ERR_MAX, "unknown algorithm \"%.*s\" (MD5 and SHA-256 exist)",
+                     (int)(len > 40 ? 40 : len), p);
+            return -1;
+        }
+        if (digest_alg_is_sess(alg)) {
+            snprintf(err, DIGEST_ALGS_ERR_MAX,
+                     "%s is not supported (the -sess variants are not offered; use MD5 and/or "
+                     "SHA-256)",
+                     digest_alg_name(alg));
+            return -1;
+        }
+        if (digest_algs_has(out, alg)) {
+            snprintf(err, DIGEST_ALGS_ERR_MAX, "%s is listed twice", digest_alg_name(alg));
+            return -1;
+        }
+        out->v[out->n++] = alg; /* at most MD5 and SHA-256 get here: n <= 2 */
+        p += len;
+    }
+    if (out->n == 0) {
+        snprintf(err, DIGEST_ALGS_ERR_MAX, "the list is empty (give MD5 and/or SHA-256)");
+        return -1;
+    }
+    return 0;
+}
+
 static bool alg_is_md5(enum digest_alg alg)
 {
     return alg == DIGEST_MD5 || alg == DIGEST_MD5_SESS;
@@ -267,7 +325,18 @@ void digest_params_release(struct digest_params *p)
     memset(p, 0, sizeof *p);
 }
 
-int digest_parse_authorization(const char *h, struct digest_params *out)
+/* The raw form of uri="..." (see digest_parse_authorization in the header): p is just after the
+ * opening quote. Returns the length of the value (that of target) when it applies, else 0. */
+static size_t raw_uri_len(const char *p, const char *target)
+{
+    size_t tlen = target ? strlen(target) : 0;
+    if (tlen == 0 || strncmp(p, target, tlen) != 0 || p[tlen] != '"')
+        return 0;
+    const char *after = skip_ows(p + tlen + 1);
+    return *after == ',' || *after == '\0' ? tlen : 0;
+}
+
+int digest_parse_authorization(const char *h, const char *target, struct digest_params *out)
 {
     memset(out, 0, sizeof *out);
     if (!h)
@@ -313,7 +382,16 @@ int digest_parse_authorization(const char *h, struct digest_params *out)
         p = skip_ows(p + 1);
 
         char *val = w;
-        if (*p == '"') {
+        size_t raw = 0;
+        if (*p == '"' && nlen == 3 && strncasecmp(name, "uri", 3) == 0)
+            raw = raw_uri_len(p + 1, target);
+        if (raw) {
+            /* The request-target's own bytes, which lie inside the header: the copy fits the
+             * len + 1 bytes of buf like any other value. */
+            memcpy(w, p + 1, raw);
+            w += raw;
+            p += raw + 2;
+        } else if (*p == '"') {
             /* RFC 9110 §5.6.4 quoted-string with quoted-pair. */
             p++;
             for (;;) {
@@ -707,7 +785,7 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
         memset(&p, 0, sizeof p);
         VERDICT(DIGEST_CHALLENGE, "no credentials");
     }
-    switch (digest_parse_authorization(authorization, &p)) {
+    switch (digest_parse_authorization(authorization, rq->uri, &p)) {
     case DIGEST_PARSE_OK:
         break;
     case DIGEST_PARSE_NOT_DIGEST:
@@ -734,6 +812,10 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
         VERDICT(DIGEST_CHALLENGE, "unknown algorithm");
     if (digest_alg_is_sess(alg))
         VERDICT(DIGEST_CHALLENGE, "-sess algorithm not offered");
+    struct digest_algs dflt;
+    digest_algs_default(&dflt);
+    if (!digest_algs_has(rq->offered ? rq->offered : &dflt, alg))
+        VERDICT(DIGEST_CHALLENGE, "algorithm not offered");
     if (p.userhash && strcasecmp(p.userhash, "false") != 0)
         VERDICT(DIGEST_CHALLENGE, "userhash not offered");
     if (rq->realm && strcmp(p.realm, rq->realm) != 0)

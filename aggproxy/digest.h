@@ -47,6 +47,27 @@ size_t digest_alg_hexlen(enum digest_alg alg);
 /* True for the -sess variants. */
 bool digest_alg_is_sess(enum digest_alg alg);
 
+/* An ordered list of offered algorithms, each at most once: the order of the WWW-Authenticate
+ * challenges of a 401 (RFC 7616 §3.7: a client takes the first one it supports). */
+#define DIGEST_ALGS_MAX 4
+struct digest_algs {
+    enum digest_alg v[DIGEST_ALGS_MAX];
+    size_t n;
+};
+
+/* Room for the message of digest_algs_parse(). */
+#define DIGEST_ALGS_ERR_MAX 160
+
+/* MD5, then SHA-256: the default of the proxy's digest_algorithms. */
+void digest_algs_default(struct digest_algs *out);
+/* Parses a list of algorithm names separated by spaces, tabs and/or commas, e.g. "MD5 SHA-256"
+ * or "SHA-256,MD5" (names case-insensitive). Only MD5 and SHA-256 are accepted: the -sess
+ * variants are not offered by this server (digest_verify() refuses them). Returns 0, or -1 with
+ * a message in err (an empty list, an unknown or -sess name, a name given twice). */
+int digest_algs_parse(const char *s, struct digest_algs *out, char err[DIGEST_ALGS_ERR_MAX]);
+/* True when alg is in the list. */
+bool digest_algs_has(const struct digest_algs *a, enum digest_alg alg);
+
 /* H(data) in lower-case hex. Returns 0, or -1 when the hash library fails. */
 int digest_hash_hex(enum digest_alg alg, const void *data, size_t len, char out[DIGEST_HEX_MAX]);
 /* HA1 = H(username ":" realm ":" password), lower-case hex (the value stored per user, DIG-8).
@@ -106,9 +127,17 @@ enum digest_parse_rc {
  * name=token or name="quoted string" (RFC 9110 §11.4, §5.6.4), with optional whitespace and
  * empty list elements. A known parameter given twice, or both username and username*, is
  * malformed. Never reads past the terminating NUL of h.
+ *
+ * target (may be NULL) is the raw request-target. Clients such as Python's urllib copy it into
+ * uri="..." without escaping, so a node selector's '"' ends up unescaped inside the quoted string.
+ * When the bytes after uri's opening quote are exactly target, followed by '"', optional
+ * whitespace and ',' or the end of the header, that span is the uri value, taken byte for byte
+ * (no unescaping). Otherwise uri is an ordinary quoted-string. The span is fixed by the known
+ * target, so the split is unambiguous and costs one comparison of at most strlen(target) bytes.
+ *
  * Returns an enum digest_parse_rc. On every return *out is initialised; call
  * digest_params_release() afterwards in all cases. */
-int digest_parse_authorization(const char *h, struct digest_params *out);
+int digest_parse_authorization(const char *h, const char *target, struct digest_params *out);
 void digest_params_release(struct digest_params *p);
 
 /* ---- Server side ---------------------------------------------------------------------------- */
@@ -160,7 +189,8 @@ typedef int (*digest_lookup_fn)(void *cls, const char *realm, const char *userna
 /* The request being authenticated. All borrowed. */
 struct digest_request {
     const char *method;
-    const char *uri;   /* the raw request-target, compared byte for byte with the uri parameter */
+    const char *uri; /* the raw request-target, compared byte for byte with the uri parameter */
+    const struct digest_algs *offered; /* the challenges' algorithms; NULL = MD5 and SHA-256 */
     const char *realm; /* the realm this request is challenged with; NULL accepts any realm for
                           which the lookup finds the user (used for the global tree) */
     const void *body;  /* entity body, for qop=auth-int */
@@ -190,7 +220,8 @@ struct digest_auth {
 };
 
 /* Verifies the Authorization header value `authorization` (NULL when absent) against rq, in this
- * order: syntax (400), realm/qop/algorithm/userhash/opaque offered (401), uri equals the request
+ * order: syntax (400), realm/qop/algorithm/userhash/opaque offered (401; the algorithm must be
+ * in rq->offered, an absent one meaning MD5, RFC 7616 §3.4), uri equals the request
  * target (400, RFC 7616 §3.4.6), nonce authentic (401), user known and digest correct (401),
  * nonce fresh (stale 401), nc strictly above the highest accepted for this nonce (401).
  * Digests are compared in constant time. The nonce state is touched only for a correct digest,

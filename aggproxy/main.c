@@ -33,6 +33,7 @@ static void aggproxy_usage(FILE *f)
           "  --option KEY=VALUE   any key: xcap_root_path (/xcap-root), threads (4),\n"
           "                       max_body (1M), max_header (64K), timeout (30 s idle),\n"
           "                       nonce_lifetime (300 s), max_nonces (100000),\n"
+          "                       digest_algorithms (\"MD5 SHA-256\": offered, in order),\n"
           "                       upstream_timeout_ms (10000), max_response (16M),\n"
           "                       shared_list_url, presence_url, rls_url (unix:PATH of an\n"
           "                       XDMS socket, default unix:var/ROLE/xdms.sock; or https://\n"
@@ -193,6 +194,13 @@ int main(int argc, char **argv)
         log_error("realm must be a non-empty name without quotes or backslashes");
         goto out;
     }
+    struct digest_algs algs;
+    char algs_err[DIGEST_ALGS_ERR_MAX];
+    if (digest_algs_parse(config_get(cfg, "digest_algorithms", "MD5 SHA-256"), &algs, algs_err) <
+        0) {
+        log_error("digest_algorithms: %s", algs_err);
+        goto out;
+    }
     const char *asserted = config_get(cfg, "asserted_identity", "3gpp");
     enum proxy_assert assert_mode;
     if (strcmp(asserted, "3gpp") == 0)
@@ -278,6 +286,7 @@ int main(int argc, char **argv)
         .gzip = gzip,
         .gzip_min = (size_t)gzip_min,
         .max_body = (size_t)max_body,
+        .algs = &algs,
     };
     if (!(proxy = proxy_new(&pcfg)))
         goto out;

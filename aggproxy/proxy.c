@@ -46,6 +46,7 @@ struct proxy {
     bool gzip;
     size_t gzip_min;
     size_t max_body;
+    struct digest_algs algs; /* plain Digest, in challenge order */
 };
 
 void proxy_free(struct proxy *p)
@@ -66,6 +67,10 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
         free(p);
         return NULL;
     }
+    if (cfg->algs && cfg->algs->n)
+        p->algs = *cfg->algs;
+    else
+        digest_algs_default(&p->algs);
     p->store = cfg->store;
     p->digest = cfg->digest;
     p->routes = cfg->routes;
@@ -247,6 +252,19 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
     c->need_realm = c->gaa_realm;
 }
 
+/* GBA Digest: TS 24.109 §5.2 and TS 33.222 §5.3 build on RFC 2617 Digest, which defines MD5
+ * (and MD5-sess) only, so a 3GPP terminal must find MD5, first (for clients that read one
+ * challenge only); SHA-256 is offered as well. digest_algorithms does not apply: the password is
+ * derived from Ks_(ext)_NAF (256 bits, per B-TID, with a lifetime), so MD5's weakness against
+ * guessing a human password does not matter here. */
+static const struct digest_algs proxy_gaa_algs = {{DIGEST_MD5, DIGEST_SHA256}, 2};
+
+/* The algorithms offered to (and accepted from) this request's client. */
+static const struct digest_algs *proxy_offered(const struct proxy *p, const struct proxy_call *c)
+{
+    return c->gaa ? &proxy_gaa_algs : &p->algs;
+}
+
 static void proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale,
                             struct http_response *resp)
 {
@@ -258,23 +276,16 @@ static void proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale,
     http_response_text(resp, 401, "authentication required");
     struct buf v;
     buf_init(&v, 4096);
-    if (c->gaa) {
-        /* TS 24.109 §5.2 / SPEC GAA-2: MD5 with auth-int or auth; SHA-256 also accepted. */
-        static const enum digest_alg gaa_offered[] = {DIGEST_MD5, DIGEST_SHA256};
-        for (size_t i = 0; i < sizeof gaa_offered / sizeof gaa_offered[0]; i++) {
-            buf_reset(&v);
-            if (digest_challenge_qop(p->digest, gaa_offered[i], c->realm, nonce, stale,
-                                     "auth-int,auth", &v) == 0)
-                http_response_header(resp, "WWW-Authenticate", v.data);
-        }
-    } else {
-        /* SPEC DIG-1: one challenge per algorithm, the preferred one first. */
-        static const enum digest_alg offered[] = {DIGEST_SHA256, DIGEST_MD5};
-        for (size_t i = 0; i < sizeof offered / sizeof offered[0]; i++) {
-            buf_reset(&v);
-            if (digest_challenge(p->digest, offered[i], c->realm, nonce, stale, &v) == 0)
-                http_response_header(resp, "WWW-Authenticate", v.data);
-        }
+    /* One challenge per offered algorithm, in the configured order: RFC 7616 §3.7 has the
+     * client use the first one it supports, and many clients (Python's urllib, xcaplib, SIP
+     * phones) read only the first WWW-Authenticate header at all. GBA (TS 24.109 §5.2):
+     * qop "auth-int,auth". */
+    const struct digest_algs *offered = proxy_offered(p, c);
+    for (size_t i = 0; i < offered->n; i++) {
+        buf_reset(&v);
+        if (digest_challenge_qop(p->digest, offered->v[i], c->realm, nonce, stale,
+                                 c->gaa ? "auth-int,auth" : "auth", &v) == 0)
+            http_response_header(resp, "WWW-Authenticate", v.data);
     }
     buf_release(&v);
 }
@@ -395,6 +406,7 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
     struct digest_request drq = {
         .method = c->method,
         .uri = c->target,
+        .offered = proxy_offered(p, c),
         .realm = c->need_realm,
         .body = c->body,
         .body_len = c->body_len,
@@ -628,6 +640,26 @@ static int proxy_pick_header(void *cls, const char *name, const char *value)
     return 0;
 }
 
+/* The request-target as it goes upstream: a raw '"' (none is allowed in a URI, RFC 3986 §2;
+ * Python's urllib and xcaplib send node selectors with it) becomes "%22", which the XCAP URI
+ * parser decodes to the same character, so the XDMS gets a valid URI whatever the HTTP client
+ * library does with quotes. Returns 0 or -1 (out of memory). */
+static int proxy_upstream_target(const char *target, struct buf *out)
+{
+    for (const char *p = target; *p;) {
+        size_t run = strcspn(p, "\"");
+        if (buf_append(out, p, run) < 0)
+            return -1;
+        p += run;
+        if (*p == '"') {
+            if (buf_puts(out, "%22") < 0)
+                return -1;
+            p++;
+        }
+    }
+    return buf_puts(out, "");
+}
+
 /* Phase: forward (SPEC AP-5..AP-8). Only the relayed headers go upstream, so Authorization,
  * Content-Encoding and every client-sent identity header are dropped by construction. */
 static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
@@ -637,10 +669,17 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     http_request_each_header(c->req, proxy_pick_header, &h);
     for (size_t i = 0; i < n_idh; i++)
         h.v[h.n++] = idh[i];
+    struct buf target;
+    buf_init(&target, 3 * strlen(c->target) + 1);
+    if (proxy_upstream_target(c->target, &target) < 0) {
+        buf_release(&target);
+        http_response_text(resp, 500, "out of memory");
+        return;
+    }
     struct forward_request rq = {
         .method = c->method,
         .base_url = c->route.upstream,
-        .target = c->target,
+        .target = target.data,
         .headers = h.v,
         .n_headers = h.n,
         .body = c->body,
@@ -649,6 +688,7 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     struct forward_response fr;
     forward_response_init(&fr);
     enum xcap_status st = forward_do(p->forward, &rq, &fr);
+    buf_release(&target);
     if (st != XCAP_OK) {
         int code = status_http(st);
         if (code >= 500)

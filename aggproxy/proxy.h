@@ -33,6 +33,7 @@
 
 struct caps_cache;
 struct digest;
+struct digest_algs;
 struct forward;
 struct route_table;
 struct store;
@@ -60,6 +61,9 @@ struct proxy_config {
     bool gzip;                           /* compress responses for clients that accept gzip */
     size_t gzip_min;                     /* smaller bodies go uncompressed; 0 = 256 */
     size_t max_body;                     /* bound on a decoded request body; 0 = 1 MiB */
+    /* Plain Digest challenges, in this order (copied); NULL or empty = MD5 then SHA-256.
+     * GBA Digest offers its own fixed list (MD5, SHA-256). */
+    const struct digest_algs *algs;
 };
 
 /* Returns NULL on allocation failure or a bad GAA FQDN. The borrowed handles must outlive the

@@ -58,6 +58,30 @@ int xcap_uri_encode_segment(struct buf *out, const char *s)
     return rc;
 }
 
+/* Copies the document selector as sent, with every raw '"' written "%22": RFC 3986 has no raw
+ * '"', but clients built on Python's urllib send one, and the copy goes into URIs this server
+ * writes (the <no-parent> ancestor, xcap-diff). Both spellings decode alike. */
+static char *xcap_uri_doc_sel_dup(const char *s, size_t len)
+{
+    size_t quotes = 0;
+    for (size_t i = 0; i < len; i++)
+        quotes += s[i] == '"';
+    char *out = malloc(len + 2 * quotes + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '"') {
+            memcpy(out + o, "%22", 3);
+            o += 3;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 void xcap_uri_release(struct xcap_uri *u)
 {
     free(u->auid);
@@ -126,7 +150,7 @@ enum xcap_status xcap_uri_parse(const char *root_path, const char *raw_path, con
             goto fail;
         }
     }
-    if (!(out->doc_sel = strndup(p, doc_len))) {
+    if (!(out->doc_sel = xcap_uri_doc_sel_dup(p, doc_len))) {
         st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
         goto fail;
     }

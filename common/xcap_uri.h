@@ -3,7 +3,9 @@
  * The input is the raw request path as received (still percent-encoded) and the raw query.
  * Each path segment of the document selector is percent-decoded on its own (so "%2F" inside an XUI
  * stays inside that segment); the node selector (everything after the segment "~~") and the query
- * are each percent-decoded exactly once. Upper and lower case hex are accepted.
+ * are each percent-decoded exactly once. Upper and lower case hex are accepted. A raw '"' (no URI
+ * character, RFC 3986 §2, but clients built on Python's urllib send node selectors so) is taken
+ * as "%22": it decodes to the same character.
  *
  * Refused before anything touches storage: "." or ".." segments, empty segments inside the
  * document path, NUL (raw or %00), invalid percent escapes, segments over XCAP_URI_MAX_SEGMENT
@@ -32,8 +34,9 @@ struct xcap_uri {
     bool is_dir;         /* the URI names a directory (ends with '/' or has no document part) */
     char *node_sel;      /* decoded node selector, or NULL when the URI has no "~~" */
     char *query;         /* decoded query, or NULL */
-    char *doc_sel;       /* the document selector as sent (still encoded), without root, without
-                            node selector: "resource-lists/users/sip:alice@example.com/index" */
+    char *doc_sel;       /* the document selector as sent (still encoded, a raw '"' as %22),
+                            without root, without node selector:
+                            "resource-lists/users/sip:alice@example.com/index" */
 };
 
 /* Parses raw_path (which must start with root_path followed by '/') and raw_query (NULL when the

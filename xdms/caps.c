@@ -43,7 +43,10 @@ int caps_render(enum xdms_role role, struct buf *out)
         "<xcap-caps xmlns=\"urn:ietf:params:xml:ns:xcap-caps\"><auids><auid>" CAPS_AUID "</auid>");
     for (size_t i = 0; i < n; i++)
         rc |= buf_printf(out, "<auid>%s</auid>", rows[i]->auid);
-    rc |= buf_puts(out, "</auids><namespaces>");
+    /* RFC 4825 §12.2: <extensions> sits between <auids> and <namespaces>. The schema lets it
+     * be absent, but clients that validate against §12's text expect it: always there, empty
+     * as this server has no extensions. */
+    rc |= buf_puts(out, "</auids><extensions/><namespaces>");
     rc |= caps_namespaces(out, caps_ns_common);
     for (size_t i = 0; i < n; i++) {
         /* the namespaces of the documents; two OMA/IETF pres-rules usages share common-policy:

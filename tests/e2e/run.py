@@ -704,12 +704,14 @@ class DigestUser:
         self.algorithm = chosen.get("algorithm", "MD5")
         self.nc = 0
 
-    def authorization(self, method, uri, password):
+    def authorization(self, method, uri, password, algorithm=None):
+        """algorithm: hash and label the answer with this one instead of the challenge's (a
+        client using an algorithm that was not offered)."""
         c = self.challenge
         self.nc += 1
         nc = "%08x" % self.nc
         cnonce = os.urandom(8).hex()
-        alg = self.algorithm
+        alg = algorithm or self.algorithm
         ha1 = digest_hash(alg, "%s:%s:%s" % (self.label, c["realm"], password))
         ha2 = digest_hash(alg, "%s:%s" % (method, uri))
         response = digest_hash(alg, "%s:%s:%s:%s:auth:%s" % (ha1, c["nonce"], nc, cnonce, ha2))
@@ -1222,7 +1224,7 @@ class CaseRun:
                     else:
                         auth_mode[tok] = True
                 unknown = set(auth_mode) - {"none", "replay", "no-retry", "password",
-                                            "algorithm", "uri"}
+                                            "algorithm", "uri", "hash"}
                 if unknown:
                     raise CaseError("line %d: unknown @auth option(s) %s" % (dl, sorted(unknown)))
             elif d == "@timeout":
@@ -1279,10 +1281,11 @@ class CaseRun:
         algorithm = mode.get("algorithm") or via.algorithm
         password = mode.get("password") or user.password
         digest_uri = mode.get("uri") or target
+        hash_alg = mode.get("hash")
         challenged = False
         if user.challenge is not None and (algorithm is None or
                                            user.algorithm.upper() == algorithm.upper()):
-            value, info = user.authorization(method, digest_uri, password)
+            value, info = user.authorization(method, digest_uri, password, hash_alg)
             resp = self.send(proxy, method, target, headers + [("Authorization", value)], body,
                              timeout)
             if resp.status != 401:
@@ -1301,7 +1304,7 @@ class CaseRun:
                 return resp
             challenged = True
             user.adopt(resp, algorithm)
-        value, info = user.authorization(method, digest_uri, password)
+        value, info = user.authorization(method, digest_uri, password, hash_alg)
         resp = self.send(proxy, method, target, headers + [("Authorization", value)], body,
                          timeout)
         resp.challenged = challenged

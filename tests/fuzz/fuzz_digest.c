@@ -1,5 +1,6 @@
 /* Fuzz target for the proxy's parsers of request headers (aggproxy/): first of all the Digest
- * Authorization parser (digest_parse_authorization), then the whole verification path
+ * Authorization parser (digest_parse_authorization, without a request-target and with one whose
+ * node selector holds a raw '"'), then the whole verification path
  * (digest_verify with a stub user lookup), and on the same bytes the other header readers the
  * proxy runs before authentication: X-3GPP-Intended-Identity, Accept-Encoding, Content-Encoding,
  * User-Agent (3gpp-gba) and Host. Input: the header value; bytes after a NUL are cut off, as the
@@ -13,6 +14,12 @@
 #include "fuzz.h"
 #include "gba.h"
 #include "identity.h"
+
+/* The request-target of the verification: a node selector with raw '"', as Python's urllib and
+ * xcaplib send it (and copy it unescaped into uri="..."). */
+#define FUZZ_TARGET                                                                                \
+    "/xcap-root/resource-lists/users/sip:fuzz@example.com/index/~~/resource-lists/"                \
+    "list[@name=\"f\"]"
 
 /* A known user for every username, so verification goes as deep as the bytes allow. */
 static int fuzz_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
@@ -43,21 +50,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in[size] = '\0';
     size_t len = strlen(in);
 
-    struct digest_params p;
-    int rc = digest_parse_authorization(in, &p);
-    FUZZ_CHECK(rc == DIGEST_PARSE_OK || rc == DIGEST_PARSE_NOT_DIGEST ||
-               rc == DIGEST_PARSE_MALFORMED);
-    if (rc == DIGEST_PARSE_OK) {
-        FUZZ_CHECK(len <= DIGEST_HEADER_MAX && p.buf);
-        const char *fields[] = {p.username, p.realm,  p.nonce, p.uri, p.response, p.algorithm,
-                                p.cnonce,   p.opaque, p.qop,   p.nc,  p.userhash};
-        for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-            fuzz_check_field(&p, fields[i], len + 1);
-        FUZZ_CHECK(!p.username_ext || p.username);
-    } else {
-        FUZZ_CHECK(p.buf == NULL && p.username == NULL);
+    /* Without a target (ordinary quoted-strings only) and with one (raw uri="..." allowed). */
+    const char *targets[] = {NULL, FUZZ_TARGET};
+    for (size_t t = 0; t < 2; t++) {
+        struct digest_params p;
+        int rc = digest_parse_authorization(in, targets[t], &p);
+        FUZZ_CHECK(rc == DIGEST_PARSE_OK || rc == DIGEST_PARSE_NOT_DIGEST ||
+                   rc == DIGEST_PARSE_MALFORMED);
+        if (rc == DIGEST_PARSE_OK) {
+            FUZZ_CHECK(len <= DIGEST_HEADER_MAX && p.buf);
+            const char *fields[] = {p.username, p.realm,  p.nonce, p.uri, p.response, p.algorithm,
+                                    p.cnonce,   p.opaque, p.qop,   p.nc,  p.userhash};
+            for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+                fuzz_check_field(&p, fields[i], len + 1);
+            FUZZ_CHECK(!p.username_ext || p.username);
+        } else {
+            FUZZ_CHECK(p.buf == NULL && p.username == NULL);
+        }
+        digest_params_release(&p);
     }
-    digest_params_release(&p);
 
     /* The verifier on the same header: never DIGEST_OK (the nonce cannot be one of ours). */
     static struct digest *d;
@@ -65,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         d = digest_new(NULL); /* kept for the process: a fresh secret per input is not needed */
     if (d) {
         struct digest_request rq = {.method = "GET",
-                                    .uri = "/xcap-root/xcap-caps/global/index",
+                                    .uri = FUZZ_TARGET,
                                     .realm = NULL,
                                     .body = in,
                                     .body_len = len,

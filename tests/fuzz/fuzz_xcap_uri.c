@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (st == XCAP_OK) {
         FUZZ_CHECK(u.auid && u.auid[0] != '\0' && !strchr(u.auid, '/'));
         FUZZ_CHECK(strcmp(u.auid, ".") != 0 && strcmp(u.auid, "..") != 0);
-        FUZZ_CHECK(u.path && u.doc_sel);
+        FUZZ_CHECK(u.path && u.doc_sel && !strchr(u.doc_sel, '"')); /* a raw '"' is %22 */
         FUZZ_CHECK(u.tree == XCAP_TREE_USERS || u.tree == XCAP_TREE_GLOBAL);
         FUZZ_CHECK(u.tree != XCAP_TREE_GLOBAL || !u.xui);
         FUZZ_CHECK(!u.xui || (strcmp(u.xui, ".") != 0 && strcmp(u.xui, "..") != 0));

@@ -189,6 +189,7 @@ static void test_caps_schema(void)
     buf_reset(&out);
     CU_ASSERT_EQUAL(caps_merge(NULL, 0, &out, NULL), 0);
     CU_ASSERT_TRUE(valid_against("xcap-caps.xsd", out.data, out.len));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "</auids><extensions></extensions><namespaces>"));
     buf_release(&docs[0]);
     buf_release(&out);
 }

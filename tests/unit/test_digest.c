@@ -115,6 +115,45 @@ static void test_alg_names(void)
     CU_ASSERT_STRING_EQUAL(digest_alg_name(DIGEST_SHA256), "SHA-256");
 }
 
+static void test_algs_parse(void)
+{
+    struct digest_algs a;
+    char err[DIGEST_ALGS_ERR_MAX];
+    digest_algs_default(&a);
+    CU_ASSERT_EQUAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.v[0], DIGEST_MD5);
+    CU_ASSERT_EQUAL(a.v[1], DIGEST_SHA256);
+
+    CU_ASSERT_EQUAL_FATAL(digest_algs_parse("MD5 SHA-256", &a, err), 0);
+    CU_ASSERT_EQUAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.v[0], DIGEST_MD5);
+    CU_ASSERT_EQUAL(a.v[1], DIGEST_SHA256);
+    CU_ASSERT_EQUAL_FATAL(digest_algs_parse(" sha-256 ,\tmd5, ", &a, err), 0);
+    CU_ASSERT_EQUAL(a.n, 2);
+    CU_ASSERT_EQUAL(a.v[0], DIGEST_SHA256);
+    CU_ASSERT_EQUAL(a.v[1], DIGEST_MD5);
+    CU_ASSERT_EQUAL_FATAL(digest_algs_parse("SHA-256", &a, err), 0);
+    CU_ASSERT_EQUAL(a.n, 1);
+    CU_ASSERT_TRUE(digest_algs_has(&a, DIGEST_SHA256));
+    CU_ASSERT_FALSE(digest_algs_has(&a, DIGEST_MD5));
+
+    CU_ASSERT_EQUAL(digest_algs_parse("", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "empty"));
+    CU_ASSERT_EQUAL(digest_algs_parse(" , ,", &a, err), -1);
+    CU_ASSERT_EQUAL(digest_algs_parse(NULL, &a, err), -1);
+    CU_ASSERT_EQUAL(digest_algs_parse("MD5 SHA-512-256", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown algorithm \"SHA-512-256\""));
+    CU_ASSERT_EQUAL(digest_algs_parse("MD5;SHA-256", &a, err), -1);
+    CU_ASSERT_EQUAL(digest_algs_parse("MD5-sess", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "MD5-sess is not supported"));
+    CU_ASSERT_EQUAL(digest_algs_parse("SHA-256 sha-256", &a, err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "SHA-256 is listed twice"));
+    CU_ASSERT_EQUAL(
+        digest_algs_parse("MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5MD5", &a, err),
+        -1);
+    CU_ASSERT_TRUE(strlen(err) < DIGEST_ALGS_ERR_MAX);
+}
+
 /* ---- Parser --------------------------------------------------------------------------------- */
 
 static void test_parse_basic(void)
@@ -124,7 +163,7 @@ static void test_parse_basic(void)
         "Digest username=\"Mufasa\", realm=\"http-auth@example.org\", uri=\"/dir/index.html\", "
         "algorithm=SHA-256, nonce=\"abc\", nc=00000001, cnonce=\"xyz\", qop=auth, "
         "response=\"0123\", opaque=\"FQhe\"",
-        &p);
+        NULL, &p);
     CU_ASSERT_EQUAL_FATAL(rc, DIGEST_PARSE_OK);
     CU_ASSERT_STRING_EQUAL(p.username, "Mufasa");
     CU_ASSERT_FALSE(p.username_ext);
@@ -148,7 +187,7 @@ static void test_parse_quoting_and_spacing(void)
      * unknown parameters, trailing comma */
     int rc = digest_parse_authorization(" dIgEsT \t,USERNAME = \"a\\\"b\\\\c\" ,, realm=\"\","
                                         "\tfoo=\"bar, baz\" , Nonce=n ,uri=\"/x,y\",",
-                                        &p);
+                                        NULL, &p);
     CU_ASSERT_EQUAL_FATAL(rc, DIGEST_PARSE_OK);
     CU_ASSERT_STRING_EQUAL(p.username, "a\"b\\c");
     CU_ASSERT_STRING_EQUAL(p.realm, "");
@@ -161,22 +200,98 @@ static void test_parse_quoting_and_spacing(void)
 static void test_parse_username_ext(void)
 {
     struct digest_params p;
-    CU_ASSERT_EQUAL_FATAL(
-        digest_parse_authorization("Digest username*=UTF-8''J%C3%A4s%c3%B8n%20Doe, realm=r", &p),
-        DIGEST_PARSE_OK);
+    CU_ASSERT_EQUAL_FATAL(digest_parse_authorization(
+                              "Digest username*=UTF-8''J%C3%A4s%c3%B8n%20Doe, realm=r", NULL, &p),
+                          DIGEST_PARSE_OK);
     CU_ASSERT_STRING_EQUAL(p.username, "J\xc3\xa4s\xc3\xb8n Doe");
     CU_ASSERT_TRUE(p.username_ext);
     digest_params_release(&p);
-    CU_ASSERT_EQUAL(digest_parse_authorization("Digest username*=UTF-8'en'x%41", &p),
+    CU_ASSERT_EQUAL(digest_parse_authorization("Digest username*=UTF-8'en'x%41", NULL, &p),
                     DIGEST_PARSE_OK);
     CU_ASSERT_STRING_EQUAL(p.username, "xA");
     digest_params_release(&p);
 }
 
+/* uri="..." with the request-target's raw '"' inside (Python's urllib, xcaplib): taken byte for
+ * byte when it is exactly the target followed by '"' and ',' or the end. */
+#define RAW_TARGET "/r/users/sip:a@b/index/~~/resource-lists/list[@name=\"f\"]/@name"
+
+static void test_parse_raw_uri(void)
+{
+    struct digest_params p;
+    CU_ASSERT_EQUAL_FATAL(digest_parse_authorization("Digest username=\"a\", uri=\"" RAW_TARGET
+                                                     "\", realm=\"r\"",
+                                                     RAW_TARGET, &p),
+                          DIGEST_PARSE_OK);
+    CU_ASSERT_STRING_EQUAL(p.uri, RAW_TARGET);
+    CU_ASSERT_STRING_EQUAL(p.realm, "r");
+    digest_params_release(&p);
+    /* at the end of the header, with white space before the comma, any case of the name */
+    CU_ASSERT_EQUAL_FATAL(
+        digest_parse_authorization("Digest URI=\"" RAW_TARGET "\"", RAW_TARGET, &p),
+        DIGEST_PARSE_OK);
+    CU_ASSERT_STRING_EQUAL(p.uri, RAW_TARGET);
+    digest_params_release(&p);
+    CU_ASSERT_EQUAL_FATAL(
+        digest_parse_authorization("Digest uri=\"" RAW_TARGET "\" \t,nc=1", RAW_TARGET, &p),
+        DIGEST_PARSE_OK);
+    CU_ASSERT_STRING_EQUAL(p.uri, RAW_TARGET);
+    CU_ASSERT_STRING_EQUAL(p.nc, "1");
+    digest_params_release(&p);
+    /* the escaped form (RFC 9110 quoted-pair) still works with the same target */
+    CU_ASSERT_EQUAL_FATAL(
+        digest_parse_authorization(
+            "Digest uri=\"/r/users/sip:a@b/index/~~/resource-lists/list[@name=\\\"f\\\"]/@name\"",
+            RAW_TARGET, &p),
+        DIGEST_PARSE_OK);
+    CU_ASSERT_STRING_EQUAL(p.uri, RAW_TARGET);
+    digest_params_release(&p);
+    /* no target, another target, or something else after the closing quote: ordinary
+     * quoted-string rules, so the raw form is malformed */
+    CU_ASSERT_EQUAL(digest_parse_authorization("Digest uri=\"" RAW_TARGET "\"", NULL, &p),
+                    DIGEST_PARSE_MALFORMED);
+    CU_ASSERT_EQUAL(digest_parse_authorization("Digest uri=\"" RAW_TARGET "\"", "/other", &p),
+                    DIGEST_PARSE_MALFORMED);
+    CU_ASSERT_EQUAL(
+        digest_parse_authorization("Digest uri=\"" RAW_TARGET "\"x, nc=1", RAW_TARGET, &p),
+        DIGEST_PARSE_MALFORMED);
+    /* a prefix or an extension of the target is not the target */
+    CU_ASSERT_EQUAL(digest_parse_authorization("Digest uri=\"" RAW_TARGET "x\"", RAW_TARGET, &p),
+                    DIGEST_PARSE_MALFORMED);
+    CU_ASSERT_EQUAL(digest_parse_authorization("Digest uri=\"/r/users/sip:a@b/index/~~/"
+                                               "resource-lists/list[@name=\"f\"",
+                                               RAW_TARGET, &p),
+                    DIGEST_PARSE_MALFORMED);
+    /* only uri gets this treatment */
+    CU_ASSERT_EQUAL(digest_parse_authorization("Digest realm=\"" RAW_TARGET "\"", RAW_TARGET, &p),
+                    DIGEST_PARSE_MALFORMED);
+    /* a target that itself looks like parameters cannot smuggle any: the span is the target */
+    const char *sly = "/x\",realm=\"evil";
+    CU_ASSERT_EQUAL_FATAL(digest_parse_authorization(
+                              "Digest uri=\"/x\",realm=\"evil\", realm=\"example.com\"", sly, &p),
+                          DIGEST_PARSE_OK);
+    CU_ASSERT_STRING_EQUAL(p.uri, sly);
+    CU_ASSERT_STRING_EQUAL(p.realm, "example.com");
+    digest_params_release(&p);
+    /* a backslash is taken as it is in the raw form */
+    CU_ASSERT_EQUAL_FATAL(digest_parse_authorization("Digest uri=\"/a\\b\"", "/a\\b", &p),
+                          DIGEST_PARSE_OK);
+    CU_ASSERT_STRING_EQUAL(p.uri, "/a\\b");
+    digest_params_release(&p);
+    /* every prefix of a raw header parses or fails cleanly (run under ASan) */
+    const char *h = "Digest username=\"a\", uri=\"" RAW_TARGET "\", nc=00000001";
+    for (size_t i = 0; i <= strlen(h); i++) {
+        char *copy = strndup(h, i);
+        digest_parse_authorization(copy, RAW_TARGET, &p);
+        digest_params_release(&p);
+        free(copy);
+    }
+}
+
 static void expect_parse(const char *h, int want)
 {
     struct digest_params p;
-    int rc = digest_parse_authorization(h, &p);
+    int rc = digest_parse_authorization(h, NULL, &p);
     if (rc != want)
         printf("\n  header [%s]: got %d, want %d\n", h ? h : "(null)", rc, want);
     CU_ASSERT_EQUAL(rc, want);
@@ -240,7 +355,7 @@ static void test_parse_prefixes(void)
     for (size_t i = 0; i <= len; i++) {
         char *copy = strndup(h, i);
         struct digest_params p;
-        if (digest_parse_authorization(copy, &p) == DIGEST_PARSE_OK)
+        if (digest_parse_authorization(copy, NULL, &p) == DIGEST_PARSE_OK)
             ok++;
         digest_params_release(&p);
         free(copy);
@@ -248,7 +363,7 @@ static void test_parse_prefixes(void)
     CU_ASSERT_TRUE(ok > 0);
     struct digest_params p;
     /* the full header has both username and username*: malformed */
-    CU_ASSERT_EQUAL(digest_parse_authorization(h, &p), DIGEST_PARSE_MALFORMED);
+    CU_ASSERT_EQUAL(digest_parse_authorization(h, NULL, &p), DIGEST_PARSE_MALFORMED);
     digest_params_release(&p);
 }
 
@@ -293,6 +408,10 @@ struct cred_opts {
     const char *body;     /* for auth-int */
     unsigned nc;          /* 0 = 1 */
     bool zero_nc;         /* send nc=00000000 */
+    /* the server's offered algorithms; default NULL (MD5 and SHA-256) */
+    const struct digest_algs *offered;
+    /* the request-target the server sees; default T_URI */
+    const char *target;
 };
 
 /* Builds an Authorization header value the way a client computes it. */
@@ -341,7 +460,8 @@ static enum digest_result verify(struct digest *d, const char *h, uint64_t now,
     struct lookup_stub stub = {0, 0};
     const char *body = o && o->body ? o->body : NULL;
     struct digest_request rq = {.method = o && o->method ? o->method : "GET",
-                                .uri = T_URI,
+                                .uri = o && o->target ? o->target : T_URI,
+                                .offered = o ? o->offered : NULL,
                                 .realm = T_REALM,
                                 .body = body,
                                 .body_len = body ? strlen(body) : 0,
@@ -630,6 +750,50 @@ static void test_verify_checks(void)
     digest_free(d);
 }
 
+/* Only the offered algorithms are accepted (RFC 7616 §3.7); no algorithm parameter means MD5. */
+static void test_verify_offered(void)
+{
+    struct digest *d = digest_new(NULL);
+    char nonce[DIGEST_NONCE_MAX];
+    digest_nonce_new(d, 100, nonce);
+    struct digest_algs sha_only = {{DIGEST_SHA256}, 1}, md5_only = {{DIGEST_MD5}, 1};
+    struct cred_opts o = {.alg = "MD5", .offered = &sha_only};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_CHALLENGE);
+    o = (struct cred_opts){.alg = NULL, .offered = &sha_only};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_CHALLENGE);
+    o = (struct cred_opts){.alg = "SHA-256", .offered = &sha_only};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    o = (struct cred_opts){.alg = "SHA-256", .offered = &md5_only, .nc = 2};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_CHALLENGE);
+    o = (struct cred_opts){.alg = "MD5", .offered = &md5_only, .nc = 3};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    o = (struct cred_opts){.alg = NULL, .offered = &md5_only, .nc = 4};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    digest_free(d);
+}
+
+/* A raw '"' of the request-target in uri="..." verifies like the escaped form; a raw uri that is
+ * not the target stays a 400 (or a malformed header). */
+static void test_verify_raw_uri(void)
+{
+    struct digest *d = digest_new(NULL);
+    char nonce[DIGEST_NONCE_MAX];
+    digest_nonce_new(d, 100, nonce);
+    struct cred_opts o = {.uri = RAW_TARGET, .target = RAW_TARGET};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_OK);
+    o = (struct cred_opts){.uri = RAW_TARGET, .target = RAW_TARGET, .method = "PUT", .nc = 2};
+    struct cred_opts sent_as_get = o;
+    sent_as_get.method = "GET";
+    char *h = make_auth(d, nonce, &o);
+    CU_ASSERT_EQUAL(verify(d, h, 100, &sent_as_get, NULL), DIGEST_CHALLENGE); /* digest binds */
+    free(h);
+    o = (struct cred_opts){.uri = RAW_TARGET, .target = "/r/users/sip:a@b/index", .nc = 3};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_BAD_REQUEST);
+    o = (struct cred_opts){.uri = "/r/users/sip:a@b/index", .target = RAW_TARGET, .nc = 4};
+    CU_ASSERT_EQUAL(try_cred(d, nonce, 100, &o), DIGEST_BAD_REQUEST);
+    digest_free(d);
+}
+
 static void test_auth_int(void)
 {
     struct digest *d = digest_new(NULL);
@@ -654,9 +818,13 @@ static void test_auth_int(void)
 }
 
 static CU_TestInfo vector_tests[] = {
-    {"RFC 7616 3.9.1 MD5", test_rfc7616_md5}, {"RFC 7616 3.9.1 SHA-256", test_rfc7616_sha256},
-    {"RFC 2617 3.5 MD5", test_rfc2617_md5},   {"-sess and auth-int", test_sess_and_auth_int},
-    {"algorithm names", test_alg_names},      CU_TEST_INFO_NULL,
+    {"RFC 7616 3.9.1 MD5", test_rfc7616_md5},
+    {"RFC 7616 3.9.1 SHA-256", test_rfc7616_sha256},
+    {"RFC 2617 3.5 MD5", test_rfc2617_md5},
+    {"-sess and auth-int", test_sess_and_auth_int},
+    {"algorithm names", test_alg_names},
+    {"offered algorithm lists", test_algs_parse},
+    CU_TEST_INFO_NULL,
 };
 
 static CU_TestInfo parser_tests[] = {
@@ -665,6 +833,7 @@ static CU_TestInfo parser_tests[] = {
     {"username* (RFC 8187)", test_parse_username_ext},
     {"malformed headers", test_parse_errors},
     {"every prefix", test_parse_prefixes},
+    {"raw '\"' in uri", test_parse_raw_uri},
     CU_TEST_INFO_NULL,
 };
 
@@ -676,6 +845,8 @@ static CU_TestInfo server_tests[] = {
     {"nonce table eviction", test_nonce_eviction},
     {"parameter checks", test_verify_checks},
     {"qop=auth-int", test_auth_int},
+    {"only offered algorithms", test_verify_offered},
+    {"raw '\"' in uri", test_verify_raw_uri},
     CU_TEST_INFO_NULL,
 };
 

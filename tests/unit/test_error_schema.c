@@ -85,6 +85,8 @@ static void test_caps_documents(void)
         buf_init(&b, 1 << 16);
         CU_ASSERT_EQUAL(caps_render((enum xdms_role)r, &b), 0);
         CU_ASSERT_TRUE(valid(schema, b.data, b.len));
+        /* <extensions> always, empty, between <auids> and <namespaces> (RFC 4825 §12.2) */
+        CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "</auids><extensions/><namespaces>"));
         buf_release(&b);
     }
     xmlSchemaFree(schema);

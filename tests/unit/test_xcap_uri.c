@@ -100,6 +100,17 @@ static const struct uri_case uri_cases[] = {
     {NULL, RL_ALICE "/index/~~/resource-lists/list[@name=\"friends\"]", NULL, OK, "resource-lists",
      U, ALICE, "index", false, "resource-lists/list[@name=\"friends\"]", NULL,
      "resource-lists/users/" ALICE "/index"},
+    /* a raw '"' (Python's urllib, xcaplib) is taken as %22: the same fields as the encoded
+     * form, and the document selector a server writes back into URIs carries %22 */
+    {NULL, RL_ALICE "/index/~~/resource-lists/list[@name=\"friends\"]/entry[@uri=\"sip:b@x\"]/@uri",
+     NULL, OK, "resource-lists", U, ALICE, "index", false,
+     "resource-lists/list[@name=\"friends\"]/entry[@uri=\"sip:b@x\"]/@uri", NULL,
+     "resource-lists/users/" ALICE "/index"},
+    {NULL, RL_ALICE "/in\"dex/~~/resource-lists", NULL, OK, "resource-lists", U, ALICE, "in\"dex",
+     false, "resource-lists", NULL, "resource-lists/users/" ALICE "/in%22dex"},
+    {NULL, ROOT "/resource-lists/users/sip:\"a\"@example.com/index", NULL, OK, "resource-lists", U,
+     "sip:\"a\"@example.com", "index", false, NULL, NULL,
+     "resource-lists/users/sip:%22a%22@example.com/index"},
     {NULL, RL_ALICE "/index/~~/resource-lists/list%5B@name=%22a%2525b%22%5D", NULL, OK,
      "resource-lists", U, ALICE, "index", false, "resource-lists/list[@name=\"a%25b\"]", NULL,
      "resource-lists/users/" ALICE "/index"},
