@@ -436,14 +436,16 @@ static char *config_read_line(char *str, int num, void *stream)
     r->line++;
     r->continuation = false;
     size_t len = strlen(str);
-    if (len && str[len - 1] != '\n' && !feof(r->f)) {
-        /* Longer than inih's buffer: drop the rest and hand over an empty line instead. */
-        int c;
+    int c;
+    if (len && str[len - 1] != '\n' && (c = fgetc(r->f)) != EOF && c != '\n') {
+        /* Longer than inih's buffer, which would split it: drop the rest and hand over an empty
+         * line instead. (A line that just fills the buffer, its newline consumed here, is
+         * whole.) */
         while ((c = fgetc(r->f)) != EOF && c != '\n')
             ;
         if (r->reading)
             config_error(r->cfg, "%s:%d: line longer than %d characters", r->path, r->line,
-                         num - 2);
+                         num - 1);
         str[0] = '\n';
         str[1] = '\0';
         return str;

@@ -649,11 +649,21 @@ static void test_long_line(void)
     CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), -1);
     char expect[512];
     config_expand(expect, sizeof expect, path,
-                  "@:2: line longer than 198 characters\n"
+                  "@:2: line longer than 199 characters\n"
                   "@:3: unknown key \"stroe\" in [xdms]");
     CU_ASSERT_STRING_EQUAL(errbuf, expect);
     CU_ASSERT_PTR_NULL(config_str(cfg, "k"));
     config_free(cfg);
+
+    /* 199 characters fit, with or without a final newline */
+    for (int nl = 0; nl < 2; nl++) {
+        snprintf(text, sizeof text, "[xdms]\nk = %0195d%s", 7, nl ? "\n" : "");
+        config_write("strict.ini", text, path, sizeof path);
+        cfg = config_two_sections();
+        CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+        CU_ASSERT_EQUAL(strlen(config_str(cfg, "k")), 195);
+        config_free(cfg);
+    }
 
     /* in another process's section it is that process's problem */
     snprintf(text, sizeof text, "[aggproxy]\nk = %0300d\n[xdms]\nk = 1\n", 7);
