@@ -17,36 +17,83 @@
 #include "users.h"
 #include "xdoc.h"
 
+/* Every key the proxy reads from [aggproxy] (docs/configuration.md, docs/proxy.md). */
+static const struct config_key aggproxy_keys[] = {
+    {"data", CONFIG_STR, 0, 0, "var/aggproxy", "data", 0, NULL,
+     "LMDB directory with the users and GBA records"},
+    {"http", CONFIG_HOSTPORT, 0, 0, "127.0.0.1:8080", "http", CONFIG_OFF, NULL,
+     "HTTP listener (port 0: any; off: none)"},
+    {"https", CONFIG_HOSTPORT, 0, 0, NULL, "https", CONFIG_OFF, NULL,
+     "HTTPS listener (needs tls_cert and tls_key)"},
+    {"realm", CONFIG_STR, 0, USERS_NAME_MAX, "example.com", "realm", 0, NULL,
+     "Digest realm for URIs that name no user"},
+    {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
+     "log verbosity"},
+    {"xcap_root_path", CONFIG_STR, 0, 0, ROUTE_DEFAULT_ROOT, NULL, 0, NULL,
+     "path of the XCAP root"},
+    {"threads", CONFIG_UINT, 1, 256, "4", NULL, 0, NULL,
+     "worker threads; each waits while an XDMS answers"},
+    {"max_body", CONFIG_SIZE, 1, 1ull << 32, "1M", NULL, 0, NULL, "largest request body"},
+    {"max_header", CONFIG_SIZE, 1 << 10, 1 << 20, "64K", NULL, 0, NULL, "request line + headers"},
+    {"timeout", CONFIG_UINT, 1, 86400, "30", NULL, 0, NULL, "idle connection timeout, seconds"},
+    {"nonce_lifetime", CONFIG_UINT, 1, 86400, "300", NULL, 0, NULL,
+     "seconds a Digest nonce is valid"},
+    {"max_nonces", CONFIG_UINT, 1, 10000000, "100000", NULL, 0, NULL,
+     "nonces tracked for replay protection"},
+    {"upstream_timeout_ms", CONFIG_UINT, 1, 3600000, "10000", NULL, 0, NULL,
+     "XDMS answer deadline"},
+    {"max_response", CONFIG_SIZE, 1, 1ull << 32, "16M", NULL, 0, NULL,
+     "largest XDMS response relayed"},
+    {"shared_list_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
+     "Shared List XDMS: unix:PATH or URL (default unix:var/shared-list/xdms.sock)"},
+    {"presence_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
+     "Presence XDMS: unix:PATH or URL (default unix:var/presence/xdms.sock)"},
+    {"rls_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
+     "RLS XDMS: unix:PATH or URL (default unix:var/rls/xdms.sock)"},
+    {"route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
+     "AUID URL: the upstream of one AUID"},
+    {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate of the HTTPS listener"},
+    {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
+    {"tls_priorities", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "GnuTLS priority string"},
+    {"upstream_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "PEM CA bundle that XDMS certificates must verify against"},
+    {"upstream_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "PEM client certificate towards the XDMS (mutual TLS)"},
+    {"upstream_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of upstream_cert"},
+    {"gaa_fqdn", CONFIG_STR, 0, 255, NULL, NULL, CONFIG_REPEAT, NULL,
+     "NAF name for GAA (GBA Digest)"},
+    {"gaa_password", CONFIG_ENUM, 0, 0, "base64", NULL, 0, "base64|raw",
+     "form of the GBA Digest password"},
+    {"asserted_identity", CONFIG_ENUM, 0, 0, "3gpp", NULL, 0, "3gpp|xcap|both",
+     "identity header(s) sent to the XDMS"},
+    {"gzip", CONFIG_BOOL, 0, 0, "true", NULL, 0, NULL, "compress responses for clients"},
+    {"gzip_min_size", CONFIG_SIZE, 1, 1ull << 32, "256", NULL, 0, NULL,
+     "smallest response compressed"},
+    {"digest_algorithms", CONFIG_STR, 0, 255, "MD5 SHA-256", NULL, 0, NULL,
+     "Digest algorithms offered, in order (MD5, SHA-256)"},
+    HTTPD_CONFIG_KEYS,
+    {"caps_ttl", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
+     "seconds the aggregated xcap-caps is cached"},
+    {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
+     "seconds before an unreachable XDMS's caps are asked again"},
+    {0},
+};
+
 static void aggproxy_usage(FILE *f)
 {
     fputs("Usage: aggproxy [options]\n"
           "\n"
-          "Options (each sets the config key in brackets; --option sets any key):\n"
           "  --config FILE        INI file; section [aggproxy] is read\n"
-          "  --data DIR           LMDB directory with the users and GBA records [data]\n"
-          "                       (default var/aggproxy)\n"
-          "  --http HOST:PORT     HTTP listener [http] (default 127.0.0.1:8080; port 0 = any;\n"
-          "                       \"off\" = none)\n"
-          "  --https HOST:PORT    HTTPS listener [https] (needs tls_cert and tls_key)\n"
-          "  --realm REALM        realm for URIs that name no user [realm] (default example.com)\n"
-          "  --log-level LEVEL    error, warn, info, debug [log_level] (default info)\n"
-          "  --option KEY=VALUE   any key: xcap_root_path (/xcap-root), threads (4),\n"
-          "                       max_body (1M), max_header (64K), timeout (30 s idle),\n"
-          "                       nonce_lifetime (300 s), max_nonces (100000),\n"
-          "                       digest_algorithms (\"MD5 SHA-256\": offered, in order),\n"
-          "                       upstream_timeout_ms (10000), max_response (16M),\n"
-          "                       shared_list_url, presence_url, rls_url (unix:PATH of an\n"
-          "                       XDMS socket, default unix:var/ROLE/xdms.sock; or https://\n"
-          "                       with upstream_cert), route (\"AUID URL\", repeatable),\n"
-          "                       tls_cert, tls_key,\n"
-          "                       tls_priorities, upstream_ca, upstream_cert, upstream_key,\n"
-          "                       gaa_fqdn (repeatable), gaa_password (base64|raw),\n"
-          "                       asserted_identity (3gpp|xcap|both), gzip (true),\n"
-          "                       gzip_min_size (256), caps_ttl (60 s), caps_retry (5 s),\n"
-          "                       max_connections (4096), max_connections_per_ip (64),\n"
-          "                       header_timeout (10 s), body_min_rate (1K bytes/s)\n"
+          "  --check-config       check the configuration and exit (0: \"configuration OK\")\n"
+          "  --option KEY=VALUE   set any key below (repeatable); beats the file\n"
+          "  --data, --http, --https, --realm, --log-level VALUE\n"
+          "                       shorthands for data, http, https, realm, log_level\n"
           "  --help               this text\n"
-          "Users and GBA records are managed with tools/xdmctl. See docs/configuration.md and\n"
+          "\n"
+          "Keys (--option KEY=VALUE or KEY = VALUE in the file):\n",
+          f);
+    config_keys_usage(f, aggproxy_keys);
+    fputs("Users and GBA records are managed with tools/xdmctl. See docs/configuration.md and\n"
           "docs/proxy.md.\n",
           f);
 }
@@ -74,17 +121,13 @@ static int aggproxy_add_fqdn(void *cls, const char *value)
     return 0;
 }
 
-/* Parses a listener key: HOST:PORT, or "off"/"" for none. Returns 1 (listen), 0 (off), -1. */
-static int aggproxy_listener(const char *key, const char *value, char *host, size_t hostlen,
-                             uint16_t *port)
+/* A listener key, checked when read (CONFIG_HOSTPORT with CONFIG_OFF): HOST:PORT, or unset,
+ * "off" or "" for none. Returns 1 (listen) or 0 (none). */
+static int aggproxy_listener(const char *value, char *host, size_t hostlen, uint16_t *port)
 {
     if (!value || !value[0] || strcmp(value, "off") == 0)
         return 0;
-    if (config_parse_hostport(value, host, hostlen, port) < 0) {
-        log_error("%s must be HOST:PORT or off (got \"%s\")", key, value);
-        return -1;
-    }
-    return 1;
+    return config_parse_hostport(value, host, hostlen, port) == 0;
 }
 
 static int aggproxy_add_route(void *cls, const char *value)
@@ -101,13 +144,9 @@ static int aggproxy_add_route(void *cls, const char *value)
 
 int main(int argc, char **argv)
 {
-    static const struct config_flag flags[] = {
-        {"data", "data"},   {"http", "http"},           {"https", "https"},
-        {"realm", "realm"}, {"log-level", "log_level"}, {NULL, NULL},
-    };
-    char errbuf[512];
+    char errbuf[4096];
     struct config_args *args;
-    switch (config_args_parse(argc, argv, flags, &args, errbuf, sizeof errbuf)) {
+    switch (config_args_parse(argc, argv, NULL, aggproxy_keys, &args, errbuf, sizeof errbuf)) {
     case CONFIG_ARGS_OK:
         break;
     case CONFIG_ARGS_HELP:
@@ -118,22 +157,20 @@ int main(int argc, char **argv)
         aggproxy_usage(stderr);
         return 2;
     }
+    bool check_only = config_args_check_only(args);
     const char *sections[] = {"aggproxy", NULL};
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
     config_args_free(args);
     if (!cfg) {
-        fprintf(stderr, "aggproxy: %s\n", errbuf);
+        config_print_errors(stderr, "aggproxy", errbuf);
         return 2;
     }
     enum log_level level = LOG_INFO;
-    if (log_level_parse(config_get(cfg, "log_level", "info"), &level) < 0) {
-        fprintf(stderr, "aggproxy: log_level must be error, warn, info or debug\n");
-        config_free(cfg);
-        return 2;
-    }
+    log_level_parse(config_str(cfg, "log_level"), &level);
     log_init("aggproxy", level);
 
     int exit_code = 2;
+    bool xml_ready = false;
     struct store *store = NULL;
     struct digest *digest = NULL;
     struct route_table *routes = NULL;
@@ -142,97 +179,56 @@ int main(int argc, char **argv)
     struct proxy *proxy = NULL;
     struct httpd *httpd = NULL, *httpsd = NULL;
 
-    char host[64], tls_host[64];
+    char host[CONFIG_HOST_MAX], tls_host[CONFIG_HOST_MAX];
     uint16_t port = 0, tls_port = 0;
-    int plain = aggproxy_listener("http", config_get(cfg, "http", "127.0.0.1:8080"), host,
-                                  sizeof host, &port);
-    int tls = aggproxy_listener("https", config_get(cfg, "https", NULL), tls_host, sizeof tls_host,
-                                &tls_port);
-    if (plain < 0 || tls < 0)
-        goto out;
+    int plain = aggproxy_listener(config_str(cfg, "http"), host, sizeof host, &port);
+    int tls = aggproxy_listener(config_str(cfg, "https"), tls_host, sizeof tls_host, &tls_port);
     if (!plain && !tls) {
         log_error("no listener: set http and/or https");
         goto out;
     }
-    const char *tls_cert = config_get(cfg, "tls_cert", NULL);
-    const char *tls_key = config_get(cfg, "tls_key", NULL);
+    const char *tls_cert = config_str(cfg, "tls_cert");
+    const char *tls_key = config_str(cfg, "tls_key");
     if (tls && (!tls_cert || !tls_key)) {
         log_error("https needs tls_cert and tls_key (PEM files)");
         goto out;
     }
-    uint64_t threads, max_body, max_header, timeout, lifetime, max_nonces, up_timeout, max_resp;
-    uint64_t gzip_min, caps_ttl, caps_retry;
-    bool gzip;
-    if (config_get_uint(cfg, "threads", 4, &threads) < 0 ||
-        config_get_size(cfg, "max_body", 1 << 20, &max_body) < 0 ||
-        config_get_size(cfg, "max_header", 64 << 10, &max_header) < 0 ||
-        config_get_uint(cfg, "timeout", 30, &timeout) < 0 ||
-        config_get_uint(cfg, "nonce_lifetime", 300, &lifetime) < 0 ||
-        config_get_uint(cfg, "max_nonces", 100000, &max_nonces) < 0 ||
-        config_get_uint(cfg, "upstream_timeout_ms", 10000, &up_timeout) < 0 ||
-        config_get_size(cfg, "max_response", 16 << 20, &max_resp) < 0 ||
-        config_get_bool(cfg, "gzip", true, &gzip) < 0 ||
-        config_get_size(cfg, "gzip_min_size", 256, &gzip_min) < 0 ||
-        config_get_uint(cfg, "caps_ttl", 60, &caps_ttl) < 0 ||
-        config_get_uint(cfg, "caps_retry", 5, &caps_retry) < 0)
-        goto out;
-    if (threads == 0 || threads > 256) {
-        log_error("threads must be 1..256");
-        goto out;
-    }
-    if (lifetime == 0 || lifetime > 86400 || max_nonces == 0 || max_nonces > 10000000 ||
-        up_timeout == 0 || up_timeout > 3600000 || max_resp == 0 || max_resp > (1ull << 32) ||
-        max_body == 0 || max_body > (1ull << 32) || gzip_min == 0 || gzip_min > (1ull << 32) ||
-        caps_ttl == 0 || caps_ttl > 86400 || caps_retry == 0 || caps_retry > 86400) {
-        log_error("nonce_lifetime must be 1..86400, max_nonces 1..10000000, "
-                  "upstream_timeout_ms 1..3600000, max_response, max_body and gzip_min_size "
-                  "1..4G, caps_ttl and caps_retry 1..86400");
-        goto out;
-    }
-    const char *realm = config_get(cfg, "realm", "example.com");
-    if (!realm[0] || strpbrk(realm, "\"\\") || strlen(realm) > USERS_NAME_MAX) {
+    uint64_t threads = config_u64(cfg, "threads"), max_body = config_u64(cfg, "max_body"),
+             max_header = config_u64(cfg, "max_header"), timeout = config_u64(cfg, "timeout"),
+             lifetime = config_u64(cfg, "nonce_lifetime"),
+             max_nonces = config_u64(cfg, "max_nonces"),
+             up_timeout = config_u64(cfg, "upstream_timeout_ms"),
+             max_resp = config_u64(cfg, "max_response"),
+             gzip_min = config_u64(cfg, "gzip_min_size"), caps_ttl = config_u64(cfg, "caps_ttl"),
+             caps_retry = config_u64(cfg, "caps_retry");
+    bool gzip = config_bool(cfg, "gzip");
+    const char *realm = config_str(cfg, "realm");
+    if (!realm[0] || strpbrk(realm, "\"\\")) {
         log_error("realm must be a non-empty name without quotes or backslashes");
         goto out;
     }
     struct digest_algs algs;
     char algs_err[DIGEST_ALGS_ERR_MAX];
-    if (digest_algs_parse(config_get(cfg, "digest_algorithms", "MD5 SHA-256"), &algs, algs_err) <
-        0) {
+    if (digest_algs_parse(config_str(cfg, "digest_algorithms"), &algs, algs_err) < 0) {
         log_error("digest_algorithms: %s", algs_err);
         goto out;
     }
-    const char *asserted = config_get(cfg, "asserted_identity", "3gpp");
-    enum proxy_assert assert_mode;
-    if (strcmp(asserted, "3gpp") == 0)
-        assert_mode = PROXY_ASSERT_3GPP;
-    else if (strcmp(asserted, "xcap") == 0)
-        assert_mode = PROXY_ASSERT_XCAP;
-    else if (strcmp(asserted, "both") == 0)
-        assert_mode = PROXY_ASSERT_BOTH;
-    else {
-        log_error("asserted_identity must be 3gpp, xcap or both");
-        goto out;
-    }
-    const char *gaa_pw = config_get(cfg, "gaa_password", "base64");
-    enum gba_password_form pw_form;
-    if (strcmp(gaa_pw, "base64") == 0)
-        pw_form = GBA_PASSWORD_BASE64;
-    else if (strcmp(gaa_pw, "raw") == 0)
-        pw_form = GBA_PASSWORD_RAW;
-    else {
-        log_error("gaa_password must be base64 or raw");
-        goto out;
-    }
+    const char *asserted = config_str(cfg, "asserted_identity");
+    enum proxy_assert assert_mode = strcmp(asserted, "xcap") == 0   ? PROXY_ASSERT_XCAP
+                                    : strcmp(asserted, "both") == 0 ? PROXY_ASSERT_BOTH
+                                                                    : PROXY_ASSERT_3GPP;
+    enum gba_password_form pw_form = strcmp(config_str(cfg, "gaa_password"), "raw") == 0
+                                         ? GBA_PASSWORD_RAW
+                                         : GBA_PASSWORD_BASE64;
     struct aggproxy_fqdns fqdns = {.n = 0};
     config_each(cfg, "gaa_fqdn", aggproxy_add_fqdn, &fqdns);
     if (fqdns.failed)
         goto out;
 
     char err[256];
-    routes = route_table_new(config_get(cfg, "xcap_root_path", ROUTE_DEFAULT_ROOT),
-                             config_get(cfg, "shared_list_url", NULL),
-                             config_get(cfg, "presence_url", NULL),
-                             config_get(cfg, "rls_url", NULL), err, sizeof err);
+    routes = route_table_new(config_str(cfg, "xcap_root_path"), config_str(cfg, "shared_list_url"),
+                             config_str(cfg, "presence_url"), config_str(cfg, "rls_url"), err,
+                             sizeof err);
     if (!routes) {
         log_error("%s", err);
         goto out;
@@ -241,16 +237,22 @@ int main(int argc, char **argv)
     config_each(cfg, "route", aggproxy_add_route, &ar);
     if (ar.failed)
         goto out;
-    const char *up_cert = config_get(cfg, "upstream_cert", NULL);
-    const char *up_key = config_get(cfg, "upstream_key", NULL);
+    const char *up_cert = config_str(cfg, "upstream_cert");
+    const char *up_key = config_str(cfg, "upstream_key");
     if (!up_cert != !up_key) {
         log_error("upstream_cert and upstream_key go together");
+        goto out;
+    }
+    if (check_only) {
+        puts("configuration OK");
+        exit_code = 0;
         goto out;
     }
 
     exit_code = 1;
     xdoc_global_init();
-    const char *data = config_get(cfg, "data", "var/aggproxy");
+    xml_ready = true;
+    const char *data = config_str(cfg, "data");
     if (users_open(data, &store) != USERS_OK) {
         log_error("cannot open the user store in %s", data);
         goto out;
@@ -260,7 +262,7 @@ int main(int argc, char **argv)
     struct forward_options fopts = {
         .timeout_ms = (unsigned)up_timeout,
         .max_response = (size_t)max_resp,
-        .ca_file = config_get(cfg, "upstream_ca", NULL),
+        .ca_file = config_str(cfg, "upstream_ca"),
         .cert_file = up_cert,
         .key_file = up_key,
     };
@@ -307,8 +309,7 @@ int main(int argc, char **argv)
         .max_header = (size_t)max_header,
         .timeout_s = (unsigned)timeout,
     };
-    if (httpd_config_limits(cfg, &hcfg) < 0)
-        goto out;
+    httpd_config_limits(cfg, &hcfg);
     if (plain) {
         if (httpd_start(&hcfg, proxy_handle, proxy, &httpd) < 0)
             goto out;
@@ -320,7 +321,7 @@ int main(int argc, char **argv)
         hcfg.port = tls_port;
         hcfg.tls_cert = tls_cert;
         hcfg.tls_key = tls_key;
-        hcfg.tls_priorities = config_get(cfg, "tls_priorities", NULL);
+        hcfg.tls_priorities = config_str(cfg, "tls_priorities");
         if (httpd_start(&hcfg, proxy_handle, proxy, &httpsd) < 0)
             goto out;
         log_info("aggproxy listening on https://%s%s%s:%u", strchr(tls_host, ':') ? "[" : "",
@@ -345,7 +346,7 @@ out:
     if (store)
         store_close(store);
     config_free(cfg);
-    if (exit_code != 2)
+    if (xml_ready)
         xdoc_global_cleanup();
     return exit_code;
 }

@@ -1,35 +1,343 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <ini.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
+
+/* The sections of the shared file, one per process kind; [xdms] is read by every XDMS before its
+ * role's own section. A new process kind adds its section here. */
+static const char *const config_known_sections[] = {
+    "aggproxy", "xdms", "shared-list", "presence", "rls", NULL,
+};
+
+/* Problems kept for config_errors(); more are only counted. */
+#define CONFIG_MAX_ERRORS 20
 
 struct config_item {
     char *key;
     char *value;
-    int rank; /* index of the section it came from; overrides rank above every section */
+    int rank;         /* index of the section it came from; overrides rank above every section */
+    int load;         /* which config_load() call it came from (0 for overrides) */
+    const char *file; /* borrowed from cfg->files; NULL for overrides */
+    int line;
 };
 
 struct config {
     char **sections;
     size_t n_sections;
+    const struct config_key *keys;
     struct config_item *items;
     size_t n_items;
+    char **files; /* every path loaded, for config_item.file */
+    size_t n_files;
+    char *errors; /* "...\n...\n", then the "N more" line once problems are dropped */
+    size_t errors_len;
+    unsigned n_errors, n_dropped;
 };
 
-struct config *config_new(const char *const *sections)
+bool config_section_known(const char *name)
 {
+    for (const char *const *s = config_known_sections; *s; s++)
+        if (strcmp(*s, name) == 0)
+            return true;
+    return false;
+}
+
+static const struct config_key *config_key_find(const struct config_key *keys, const char *name)
+{
+    for (const struct config_key *k = keys; k && k->name; k++)
+        if (strcmp(k->name, name) == 0)
+            return k;
+    return NULL;
+}
+
+/* Writes the "N more" line after the kept problems (cfg->errors_len excludes it). */
+static void config_error_trailer(struct config *cfg)
+{
+    char more[64];
+    int n = snprintf(more, sizeof more, "... and %u more problem(s)\n", cfg->n_dropped);
+    char *e = realloc(cfg->errors, cfg->errors_len + (size_t)n + 1);
+    if (!e)
+        return;
+    memcpy(e + cfg->errors_len, more, (size_t)n + 1);
+    cfg->errors = e;
+}
+
+/* Records one problem; the message is formatted like printf. */
+__attribute__((format(printf, 2, 3))) static void config_error(struct config *cfg, const char *fmt,
+                                                               ...)
+{
+    if (cfg->n_errors >= CONFIG_MAX_ERRORS) {
+        cfg->n_dropped++;
+        config_error_trailer(cfg);
+        return;
+    }
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    size_t len = strlen(line);
+    char *e = realloc(cfg->errors, cfg->errors_len + len + 2);
+    if (!e) {
+        cfg->n_dropped++;
+        return;
+    }
+    memcpy(e + cfg->errors_len, line, len);
+    e[cfg->errors_len + len] = '\n';
+    e[cfg->errors_len + len + 1] = '\0';
+    cfg->errors = e;
+    cfg->errors_len += len + 1;
+    cfg->n_errors++;
+}
+
+const char *config_errors(const struct config *cfg)
+{
+    return cfg->errors ? cfg->errors : "";
+}
+
+/* Copies the problems recorded since mark (an offset into cfg->errors) into errbuf. */
+static void config_errors_since(const struct config *cfg, size_t mark, char *errbuf, size_t errlen)
+{
+    if (!errlen)
+        return;
+    const char *all = config_errors(cfg);
+    size_t n = strlen(all);
+    snprintf(errbuf, errlen, "%s", mark < n ? all + mark : "");
+    size_t len = strlen(errbuf);
+    if (len && errbuf[len - 1] == '\n')
+        errbuf[len - 1] = '\0'; /* callers print errbuf as they print any message */
+}
+
+void config_print_errors(FILE *f, const char *prog, const char *msgs)
+{
+    while (*msgs) {
+        size_t n = strcspn(msgs, "\n");
+        fprintf(f, "%s: %.*s\n", prog, (int)n, msgs);
+        msgs += n;
+        if (*msgs)
+            msgs++;
+    }
+}
+
+/* strtoull() skips white space and accepts a sign ("-1" wraps to a huge value); a value must
+ * start with a digit. Returns -1 when there is no digit or the number overflows. */
+static int config_strtou64(const char *v, char **end, unsigned long long *n)
+{
+    *end = (char *)v;
+    if (!isdigit((unsigned char)v[0]))
+        return -1;
+    errno = 0;
+    *n = strtoull(v, end, 10);
+    return errno ? -1 : 0;
+}
+
+static int config_parse_uint(const char *v, uint64_t *out)
+{
+    char *end;
+    unsigned long long n;
+    if (config_strtou64(v, &end, &n) < 0 || *end)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int config_parse_size(const char *v, uint64_t *out)
+{
+    char *end;
+    unsigned long long n = 0;
+    int bad = config_strtou64(v, &end, &n);
+    uint64_t mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024, end++;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024ull * 1024 * 1024, end++;
+    if (bad || *end || n > UINT64_MAX / mult)
+        return -1;
+    *out = n * mult;
+    return 0;
+}
+
+static int config_parse_bool(const char *v, bool *out)
+{
+    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") ||
+        !strcasecmp(v, "on")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") ||
+        !strcasecmp(v, "off")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+static bool config_enum_has(const char *choices, const char *v)
+{
+    size_t len = strlen(v);
+    for (const char *c = choices; *c;) {
+        size_t n = strcspn(c, "|");
+        if (n == len && strncmp(c, v, n) == 0)
+            return true;
+        c += n;
+        if (*c)
+            c++;
+    }
+    return false;
+}
+
+/* Writes a size the way a user would write it: 1G rather than 1073741824. */
+static void config_size_text(uint64_t n, char *out, size_t len)
+{
+    static const char units[] = "GMK";
+    for (int i = 0; i < 3; i++) {
+        uint64_t u = 1ull << (10 * (3 - i));
+        if (n >= u && n % u == 0) {
+            snprintf(out, len, "%" PRIu64 "%c", n / u, units[i]);
+            return;
+        }
+    }
+    snprintf(out, len, "%" PRIu64, n);
+}
+
+/* Checks value against its row; on failure writes why into why. */
+static int config_check(const struct config_key *k, const char *v, char *why, size_t len)
+{
+    uint64_t n = 0;
+    char lo[32], hi[32];
+    switch (k->type) {
+    case CONFIG_STR:
+        if (k->max && strlen(v) > k->max) {
+            snprintf(why, len, "longer than %" PRIu64 " characters", k->max);
+            return -1;
+        }
+        return 0;
+    case CONFIG_UINT:
+    case CONFIG_SIZE:
+        if (k->type == CONFIG_UINT ? config_parse_uint(v, &n) < 0 : config_parse_size(v, &n) < 0) {
+            snprintf(why, len, "%s",
+                     k->type == CONFIG_UINT ? "not a non-negative integer"
+                                            : "not a size (bytes, or with K, M, G)");
+            return -1;
+        }
+        if (n < k->min || n > k->max) {
+            if (k->type == CONFIG_SIZE) {
+                config_size_text(k->min, lo, sizeof lo);
+                config_size_text(k->max, hi, sizeof hi);
+            } else {
+                snprintf(lo, sizeof lo, "%" PRIu64, k->min);
+                snprintf(hi, sizeof hi, "%" PRIu64, k->max);
+            }
+            snprintf(why, len, "out of range (%s..%s)", lo, hi);
+            return -1;
+        }
+        return 0;
+    case CONFIG_BOOL: {
+        bool b;
+        if (config_parse_bool(v, &b) < 0) {
+            snprintf(why, len, "not a boolean (yes/no)");
+            return -1;
+        }
+        return 0;
+    }
+    case CONFIG_ENUM:
+        if (!config_enum_has(k->choices ? k->choices : "", v)) {
+            snprintf(why, len, "must be one of %s", k->choices ? k->choices : "(none)");
+            return -1;
+        }
+        return 0;
+    case CONFIG_HOSTPORT: {
+        char host[CONFIG_HOST_MAX];
+        uint16_t port;
+        if ((k->flags & CONFIG_OFF) && (!v[0] || strcmp(v, "off") == 0))
+            return 0;
+        if (config_parse_hostport(v, host, sizeof host, &port) < 0) {
+            snprintf(why, len, "not HOST:PORT or [IPv6]:PORT with a port 0..65535%s",
+                     k->flags & CONFIG_OFF ? " (or off)" : "");
+            return -1;
+        }
+        return 0;
+    }
+    case CONFIG_ADDR: {
+        unsigned char a[16];
+        if (inet_pton(AF_INET, v, a) != 1 && inet_pton(AF_INET6, v, a) != 1) {
+            snprintf(why, len, "not a numeric IPv4 or IPv6 address");
+            return -1;
+        }
+        return 0;
+    }
+    case CONFIG_FILE: {
+        int fd = open(v, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0) {
+            snprintf(why, len, "cannot open: %s", strerror(errno));
+            return -1;
+        }
+        int rc = fstat(fd, &st);
+        close(fd);
+        if (rc < 0 || !S_ISREG(st.st_mode)) {
+            snprintf(why, len, "not a regular file");
+            return -1;
+        }
+        return 0;
+    }
+    }
+    snprintf(why, len, "unknown type");
+    return -1;
+}
+
+/* A wrong table is a program bug: say which row, so that the first start shows it. */
+static int config_keys_valid(const struct config_key *keys)
+{
+    for (const struct config_key *k = keys; k && k->name; k++) {
+        char why[128];
+        for (const struct config_key *o = keys; o != k; o++) {
+            if (strcmp(o->name, k->name) == 0 ||
+                (k->flag && o->flag && !strcmp(o->flag, k->flag))) {
+                fprintf(stderr, "config: key table: %s is declared twice\n", k->name);
+                return -1;
+            }
+        }
+        if ((k->type == CONFIG_ENUM) != (k->choices != NULL) ||
+            ((k->type == CONFIG_UINT || k->type == CONFIG_SIZE) && k->min > k->max)) {
+            fprintf(stderr, "config: key table: %s has wrong limits or choices\n", k->name);
+            return -1;
+        }
+        if (k->def && k->type != CONFIG_FILE && config_check(k, k->def, why, sizeof why) < 0) {
+            fprintf(stderr, "config: key table: default of %s = \"%s\": %s\n", k->name, k->def,
+                    why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct config *config_new(const char *const *sections, const struct config_key *keys)
+{
+    if (config_keys_valid(keys) < 0)
+        return NULL;
     struct config *cfg = calloc(1, sizeof *cfg);
     if (!cfg)
         return NULL;
+    cfg->keys = keys;
     size_t n = 0;
     while (sections && sections[n])
         n++;
@@ -60,54 +368,242 @@ void config_free(struct config *cfg)
         free(cfg->items[i].value);
     }
     free(cfg->items);
+    for (size_t i = 0; i < cfg->n_files; i++)
+        free(cfg->files[i]);
+    free(cfg->files);
+    free(cfg->errors);
     free(cfg);
 }
 
-static int config_add(struct config *cfg, const char *key, const char *value, int rank)
+static int config_add(struct config *cfg, const struct config_item *it)
 {
     struct config_item *v = realloc(cfg->items, (cfg->n_items + 1) * sizeof *v);
     if (!v)
         return -1;
     cfg->items = v;
-    char *k = strdup(key), *val = strdup(value);
+    char *k = strdup(it->key), *val = strdup(it->value);
     if (!k || !val) {
         free(k);
         free(val);
         return -1;
     }
-    v[cfg->n_items++] = (struct config_item){k, val, rank};
+    v[cfg->n_items] = *it;
+    v[cfg->n_items].key = k;
+    v[cfg->n_items].value = val;
+    cfg->n_items++;
     return 0;
+}
+
+/* --- reading a file -------------------------------------------------------------------------
+ * inih (Debian 12: release 55) passes no line number to the handler unless built with
+ * INI_HANDLER_LINENO, which Debian's build is not. The file is therefore fed to inih through
+ * ini_parse_stream() with a reader that hands over exactly one line per call, so the reader's
+ * count is the line of the key being handled. The reader also looks at each raw line for what
+ * inih accepts silently: an unknown section header, an indented line (inih appends it to the
+ * previous value) and a line too long for inih's buffer (inih would split it in two). */
+struct config_reader {
+    struct config *cfg;
+    FILE *f;
+    const char *path; /* as stored in cfg->files */
+    int load;
+    int line;          /* the line last handed to inih */
+    bool continuation; /* that line continues the previous key's value */
+    bool after_key;    /* a key line was seen since the last section header */
+    bool reading;      /* the current section is one the process reads (or none yet) */
+    int pending;       /* a key line that inih has not handled yet (0: none) */
+    bool read_error;
+};
+
+/* inih calls the handler for every KEY = VALUE line it accepts; a key line it did not hand over
+ * before asking for the next line was refused. */
+static void config_reader_settle(struct config_reader *r)
+{
+    if (r->pending)
+        config_error(r->cfg, "%s:%d: syntax error (expected [section], KEY = VALUE or a comment)",
+                     r->path, r->pending);
+    r->pending = 0;
+}
+
+static char *config_read_line(char *str, int num, void *stream)
+{
+    struct config_reader *r = stream;
+    config_reader_settle(r);
+    if (num < 3 || !fgets(str, num, r->f)) {
+        if (ferror(r->f))
+            r->read_error = true;
+        return NULL;
+    }
+    r->line++;
+    r->continuation = false;
+    size_t len = strlen(str);
+    int c;
+    if (len && str[len - 1] != '\n' && (c = fgetc(r->f)) != EOF && c != '\n') {
+        /* Longer than inih's buffer, which would split it: drop the rest and hand over an empty
+         * line instead. (A line that just fills the buffer, its newline consumed here, is
+         * whole.) */
+        while ((c = fgetc(r->f)) != EOF && c != '\n')
+            ;
+        if (r->reading)
+            config_error(r->cfg, "%s:%d: line longer than %d characters", r->path, r->line,
+                         num - 1);
+        str[0] = '\n';
+        str[1] = '\0';
+        return str;
+    }
+    const char *s = str;
+    if (r->line == 1 && (unsigned char)s[0] == 0xEF && (unsigned char)s[1] == 0xBB &&
+        (unsigned char)s[2] == 0xBF)
+        s += 3;
+    const char *start = s + strspn(s, " \t\r\n\f\v");
+    if (!*start || *start == ';' || *start == '#')
+        return str;
+    if (start > s && r->after_key) {
+        r->continuation = true; /* inih's multi-line value, as in Python's configparser */
+        return str;
+    }
+    if (*start == '[') {
+        r->after_key = false;
+        size_t n = strcspn(start + 1, "]\r\n");
+        if (start[1 + n] == ']') {
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(n < 127 ? n : 127), start + 1);
+            r->reading = false;
+            for (size_t i = 0; i < r->cfg->n_sections; i++)
+                r->reading = r->reading || strcmp(r->cfg->sections[i], name) == 0;
+            if (!config_section_known(name)) {
+                char known[128] = "";
+                for (const char *const *k = config_known_sections; *k; k++)
+                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s[%s]",
+                             known[0] ? ", " : "", *k);
+                config_error(r->cfg, "%s:%d: unknown section [%s] (known: %s)", r->path, r->line,
+                             name, known);
+            }
+        } else {
+            config_error(r->cfg, "%s:%d: syntax error (a section header needs a closing ']')",
+                         r->path, r->line);
+        }
+        return str;
+    }
+    r->after_key = true;
+    r->pending = r->line;
+    return str;
 }
 
 static int config_ini_handler(void *user, const char *section, const char *name, const char *value)
 {
-    struct config *cfg = user;
-    for (size_t i = 0; i < cfg->n_sections; i++) {
-        if (strcmp(cfg->sections[i], section) == 0)
-            return config_add(cfg, name, value, (int)i) == 0;
+    struct config_reader *r = user;
+    struct config *cfg = r->cfg;
+    r->pending = 0;
+    if (!section[0]) {
+        config_error(cfg, "%s:%d: %s is outside any section", r->path, r->line, name);
+        return 1;
     }
-    return 1; /* other processes' sections */
+    size_t rank = 0;
+    while (rank < cfg->n_sections && strcmp(cfg->sections[rank], section) != 0)
+        rank++;
+    if (rank == cfg->n_sections)
+        return 1; /* another process's section (or an unknown one, already reported) */
+    if (r->continuation) {
+        config_error(cfg,
+                     "%s:%d: indented line would continue the value of %s; multi-line values are "
+                     "not supported (remove the indentation)",
+                     r->path, r->line, name);
+        return 1;
+    }
+    const struct config_key *k = config_key_find(cfg->keys, name);
+    if (!k) {
+        config_error(cfg, "%s:%d: unknown key \"%s\" in [%s]", r->path, r->line, name, section);
+        return 1;
+    }
+    char why[256];
+    if (config_check(k, value, why, sizeof why) < 0) {
+        config_error(cfg, "%s:%d: %s = %s: %s", r->path, r->line, name, value, why);
+        return 1;
+    }
+    if (!(k->flags & CONFIG_REPEAT)) {
+        for (size_t i = 0; i < cfg->n_items; i++) {
+            const struct config_item *it = &cfg->items[i];
+            if (it->load == r->load && it->rank == (int)rank && strcmp(it->key, name) == 0) {
+                config_error(cfg,
+                             "%s:%d: %s is given twice in [%s] (first on line %d) and is not "
+                             "repeatable",
+                             r->path, r->line, name, section, it->line);
+                return 1;
+            }
+        }
+    }
+    struct config_item it = {(char *)name, (char *)value, (int)rank, r->load, r->path, r->line};
+    if (config_add(cfg, &it) < 0) {
+        config_error(cfg, "%s:%d: out of memory", r->path, r->line);
+        return 0;
+    }
+    return 1;
 }
 
 int config_load(struct config *cfg, const char *path, bool required, char *errbuf, size_t errlen)
 {
+    size_t mark = cfg->errors_len;
+    unsigned errors_before = cfg->n_errors + cfg->n_dropped;
     FILE *f = fopen(path, "r");
     if (!f) {
         if (!required && errno == ENOENT)
             return 0;
-        snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+        config_error(cfg, "%s: %s", path, strerror(errno));
+        config_errors_since(cfg, mark, errbuf, errlen);
         return -1;
     }
-    int rc = ini_parse_file(f, config_ini_handler, cfg);
+    char **files = realloc(cfg->files, (cfg->n_files + 1) * sizeof *files);
+    char *copy = strdup(path);
+    if (files)
+        cfg->files = files;
+    if (!files || !copy) {
+        free(copy);
+        fclose(f);
+        config_error(cfg, "%s: out of memory", path);
+        config_errors_since(cfg, mark, errbuf, errlen);
+        return -1;
+    }
+    cfg->files[cfg->n_files++] = copy;
+    struct config_reader r = {
+        .cfg = cfg, .f = f, .path = copy, .load = (int)cfg->n_files, .reading = true};
+    errno = 0;
+    int rc = ini_parse_stream(config_read_line, &r, config_ini_handler, &r);
+    config_reader_settle(&r);
     /* inih stops silently at a read error (e.g. EISDIR for a directory): that is no empty file */
-    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;
+    int read_errno = r.read_error ? (errno ? errno : EIO) : 0;
     fclose(f);
-    if (read_errno) {
-        snprintf(errbuf, errlen, "%s: %s", path, strerror(read_errno));
+    if (read_errno)
+        config_error(cfg, "%s: %s", path, strerror(read_errno));
+    else if (rc > 0 && cfg->n_errors + cfg->n_dropped == errors_before)
+        config_error(cfg, "%s:%d: syntax error", path, rc); /* one the reader did not see */
+    else if (rc < 0)
+        config_error(cfg, "%s: out of memory", path);
+    if (cfg->n_errors + cfg->n_dropped == errors_before)
+        return 0;
+    config_errors_since(cfg, mark, errbuf, errlen);
+    return -1;
+}
+
+int config_set_as(struct config *cfg, const char *key, const char *value, const char *as_given)
+{
+    char given[256];
+    if (!as_given) {
+        snprintf(given, sizeof given, "%s=%s", key, value);
+        as_given = given;
+    }
+    const struct config_key *k = config_key_find(cfg->keys, key);
+    if (!k) {
+        config_error(cfg, "the command line: %s: unknown key \"%s\"", as_given, key);
         return -1;
     }
-    if (rc != 0) {
-        snprintf(errbuf, errlen, "%s:%d: syntax error", path, rc);
+    char why[256];
+    if (config_check(k, value, why, sizeof why) < 0) {
+        config_error(cfg, "the command line: %s: %s", as_given, why);
+        return -1;
+    }
+    struct config_item it = {(char *)key, (char *)value, (int)cfg->n_sections, 0, NULL, 0};
+    if (config_add(cfg, &it) < 0) {
+        config_error(cfg, "the command line: %s: out of memory", as_given);
         return -1;
     }
     return 0;
@@ -115,7 +611,7 @@ int config_load(struct config *cfg, const char *path, bool required, char *errbu
 
 int config_set(struct config *cfg, const char *key, const char *value)
 {
-    return config_add(cfg, key, value, (int)cfg->n_sections);
+    return config_set_as(cfg, key, value, NULL);
 }
 
 int config_set_kv(struct config *cfg, const char *kv)
@@ -131,7 +627,19 @@ int config_set_kv(struct config *cfg, const char *kv)
     return rc;
 }
 
-const char *config_get(const struct config *cfg, const char *key, const char *def)
+/* A getter for a key that is not in the table can never see a value (setting it is refused), so
+ * it would silently read its default forever: stop at the first start instead. */
+static const struct config_key *config_key_need(const struct config *cfg, const char *key)
+{
+    const struct config_key *k = config_key_find(cfg->keys, key);
+    if (!k) {
+        fprintf(stderr, "config: key \"%s\" is read but missing from the key table\n", key);
+        abort();
+    }
+    return k;
+}
+
+static const char *config_value(const struct config *cfg, const char *key)
 {
     const struct config_item *best = NULL;
     for (size_t i = 0; i < cfg->n_items; i++) {
@@ -139,19 +647,14 @@ const char *config_get(const struct config *cfg, const char *key, const char *de
         if (strcmp(it->key, key) == 0 && (!best || it->rank >= best->rank))
             best = it;
     }
-    return best ? best->value : def;
+    return best ? best->value : NULL;
 }
 
-/* strtoull() skips white space and accepts a sign ("-1" wraps to a huge value); a value must
- * start with a digit. Returns -1 when there is no digit or the number overflows. */
-static int config_strtou64(const char *v, char **end, unsigned long long *n)
+const char *config_get(const struct config *cfg, const char *key, const char *def)
 {
-    *end = (char *)v;
-    if (!isdigit((unsigned char)v[0]))
-        return -1;
-    errno = 0;
-    *n = strtoull(v, end, 10);
-    return errno ? -1 : 0;
+    config_key_need(cfg, key);
+    const char *v = config_value(cfg, key);
+    return v ? v : def;
 }
 
 int config_get_uint(const struct config *cfg, const char *key, uint64_t def, uint64_t *out)
@@ -161,13 +664,10 @@ int config_get_uint(const struct config *cfg, const char *key, uint64_t def, uin
         *out = def;
         return 0;
     }
-    char *end;
-    unsigned long long n;
-    if (config_strtou64(v, &end, &n) < 0 || *end) {
+    if (config_parse_uint(v, out) < 0) {
         log_error("config: %s = \"%s\" is not a non-negative integer", key, v);
         return -1;
     }
-    *out = n;
     return 0;
 }
 
@@ -178,21 +678,10 @@ int config_get_size(const struct config *cfg, const char *key, uint64_t def, uin
         *out = def;
         return 0;
     }
-    char *end;
-    unsigned long long n = 0;
-    int bad = config_strtou64(v, &end, &n);
-    uint64_t mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1024ull * 1024 * 1024, end++;
-    if (bad || *end || n > UINT64_MAX / mult) {
+    if (config_parse_size(v, out) < 0) {
         log_error("config: %s = \"%s\" is not a size (bytes, or with K, M, G)", key, v);
         return -1;
     }
-    *out = n * mult;
     return 0;
 }
 
@@ -203,23 +692,61 @@ int config_get_bool(const struct config *cfg, const char *key, bool def, bool *o
         *out = def;
         return 0;
     }
-    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") ||
-        !strcasecmp(v, "on")) {
-        *out = true;
-        return 0;
+    if (config_parse_bool(v, out) < 0) {
+        log_error("config: %s = \"%s\" is not a boolean (yes/no)", key, v);
+        return -1;
     }
-    if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") ||
-        !strcasecmp(v, "off")) {
-        *out = false;
-        return 0;
+    return 0;
+}
+
+static const struct config_key *config_key_typed(const struct config *cfg, const char *key,
+                                                 bool numeric, bool boolean)
+{
+    const struct config_key *k = config_key_need(cfg, key);
+    bool is_num = k->type == CONFIG_UINT || k->type == CONFIG_SIZE;
+    bool is_bool = k->type == CONFIG_BOOL;
+    if (is_num != numeric || is_bool != boolean) {
+        fprintf(stderr, "config: key \"%s\" is read with a getter of another type\n", key);
+        abort();
     }
-    log_error("config: %s = \"%s\" is not a boolean (yes/no)", key, v);
-    return -1;
+    return k;
+}
+
+const char *config_str(const struct config *cfg, const char *key)
+{
+    const struct config_key *k = config_key_typed(cfg, key, false, false);
+    const char *v = config_value(cfg, key);
+    return v ? v : k->def;
+}
+
+uint64_t config_u64(const struct config *cfg, const char *key)
+{
+    const struct config_key *k = config_key_typed(cfg, key, true, false);
+    const char *v = config_value(cfg, key);
+    if (!v)
+        v = k->def;
+    uint64_t n = 0;
+    if (v)
+        (void)(k->type == CONFIG_UINT ? config_parse_uint(v, &n) : config_parse_size(v, &n));
+    return n;
+}
+
+bool config_bool(const struct config *cfg, const char *key)
+{
+    const struct config_key *k = config_key_typed(cfg, key, false, true);
+    const char *v = config_value(cfg, key);
+    if (!v)
+        v = k->def;
+    bool b = false;
+    if (v)
+        (void)config_parse_bool(v, &b);
+    return b;
 }
 
 int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, const char *value),
                 void *cls)
 {
+    config_key_need(cfg, key);
     for (int rank = 0; rank <= (int)cfg->n_sections; rank++) {
         for (size_t i = 0; i < cfg->n_items; i++) {
             const struct config_item *it = &cfg->items[i];
@@ -231,6 +758,14 @@ int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, 
         }
     }
     return 0;
+}
+
+void config_keys_usage(FILE *f, const struct config_key *keys)
+{
+    for (const struct config_key *k = keys; k && k->name; k++)
+        fprintf(f, "  %-24s %s%s%s%s%s%s%s\n", k->name, k->help, k->choices ? ": " : "",
+                k->choices ? k->choices : "", k->def ? " (default " : "", k->def ? k->def : "",
+                k->def ? ")" : "", k->flags & CONFIG_REPEAT ? " [repeatable]" : "");
 }
 
 int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
@@ -263,14 +798,18 @@ int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *p
     return 0;
 }
 
+/* --- command lines -------------------------------------------------------------------------- */
+
 struct config_arg {
-    const char *name;  /* flag name, or "" for --option */
-    const char *key;   /* config key, NULL for program values */
+    const char *name;  /* option name without "--"; "option" for --option */
+    const char *key;   /* config key, NULL for program values and --option */
     const char *value; /* borrowed from argv */
 };
 
 struct config_args {
+    const struct config_key *keys;
     const char *config_path;
+    bool check_only;
     struct config_arg *v;
     size_t n;
 };
@@ -283,15 +822,21 @@ void config_args_free(struct config_args *a)
     free(a);
 }
 
-enum config_args_rc config_args_parse(int argc, char **argv, const struct config_flag *flags,
-                                      struct config_args **out, char *errbuf, size_t errlen)
+/* getopt_long values: program values from 256, key flags from 512, built-ins below 256. */
+enum { CONFIG_OPT_VALUE = 256, CONFIG_OPT_KEY = 512, CONFIG_OPT_CHECK = 'k' };
+
+enum config_args_rc config_args_parse(int argc, char **argv, const char *const *program_values,
+                                      const struct config_key *keys, struct config_args **out,
+                                      char *errbuf, size_t errlen)
 {
     *out = NULL;
-    size_t nf = 0;
-    while (flags[nf].name)
-        nf++;
-    /* getopt_long's table: the program's flags, then config, option, help */
-    struct option *opts = calloc(nf + 4, sizeof *opts);
+    size_t nv = 0, nk = 0;
+    while (program_values && program_values[nv])
+        nv++;
+    while (keys && keys[nk].name)
+        nk++;
+    /* getopt_long's table: program values, key flags, then config, option, check-config, help */
+    struct option *opts = calloc(nv + nk + 5, sizeof *opts);
     struct config_args *a = calloc(1, sizeof *a);
     if (a)
         a->v = calloc((size_t)argc + 1, sizeof *a->v);
@@ -301,11 +846,19 @@ enum config_args_rc config_args_parse(int argc, char **argv, const struct config
         snprintf(errbuf, errlen, "out of memory");
         return CONFIG_ARGS_USAGE;
     }
-    for (size_t i = 0; i < nf; i++)
-        opts[i] = (struct option){flags[i].name, required_argument, NULL, 256 + (int)i};
-    opts[nf] = (struct option){"config", required_argument, NULL, 'c'};
-    opts[nf + 1] = (struct option){"option", required_argument, NULL, 'o'};
-    opts[nf + 2] = (struct option){"help", no_argument, NULL, 'h'};
+    a->keys = keys;
+    size_t n = 0;
+    for (size_t i = 0; i < nv; i++)
+        opts[n++] =
+            (struct option){program_values[i], required_argument, NULL, CONFIG_OPT_VALUE + (int)i};
+    for (size_t i = 0; i < nk; i++)
+        if (keys[i].flag)
+            opts[n++] =
+                (struct option){keys[i].flag, required_argument, NULL, CONFIG_OPT_KEY + (int)i};
+    opts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+    opts[n++] = (struct option){"option", required_argument, NULL, 'o'};
+    opts[n++] = (struct option){"check-config", no_argument, NULL, CONFIG_OPT_CHECK};
+    opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
     enum config_args_rc rc = CONFIG_ARGS_OK;
     int opt;
     optind = 1;
@@ -314,12 +867,22 @@ enum config_args_rc config_args_parse(int argc, char **argv, const struct config
         if (opt == 'h') {
             rc = CONFIG_ARGS_HELP;
         } else if (opt == 'c') {
+            if (a->config_path) {
+                snprintf(errbuf, errlen, "--config given twice (\"%s\", \"%s\")", a->config_path,
+                         optarg);
+                rc = CONFIG_ARGS_USAGE;
+            }
             a->config_path = optarg;
         } else if (opt == 'o') {
-            a->v[a->n++] = (struct config_arg){"", NULL, optarg};
-        } else if (opt >= 256 && opt < 256 + (int)nf) {
-            const struct config_flag *f = &flags[opt - 256];
-            a->v[a->n++] = (struct config_arg){f->name, f->key, optarg};
+            a->v[a->n++] = (struct config_arg){"option", NULL, optarg};
+        } else if (opt == CONFIG_OPT_CHECK) {
+            a->check_only = true;
+        } else if (opt >= CONFIG_OPT_VALUE && opt < CONFIG_OPT_VALUE + (int)nv) {
+            a->v[a->n++] =
+                (struct config_arg){program_values[opt - CONFIG_OPT_VALUE], NULL, optarg};
+        } else if (opt >= CONFIG_OPT_KEY && opt < CONFIG_OPT_KEY + (int)nk) {
+            const struct config_key *k = &keys[opt - CONFIG_OPT_KEY];
+            a->v[a->n++] = (struct config_arg){k->flag, k->name, optarg};
         } else {
             snprintf(errbuf, errlen, "unknown option or missing value: %s",
                      optind > 0 && optind <= argc ? argv[optind - 1] : "?");
@@ -343,33 +906,54 @@ const char *config_args_value(const struct config_args *a, const char *name)
 {
     const char *v = NULL;
     for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->v[i].name, name) == 0)
+        if (!a->v[i].key && strcmp(a->v[i].name, name) == 0)
             v = a->v[i].value;
     return v;
+}
+
+bool config_args_check_only(const struct config_args *a)
+{
+    return a->check_only;
 }
 
 struct config *config_args_load(const struct config_args *a, const char *const *sections,
                                 char *errbuf, size_t errlen)
 {
-    struct config *cfg = config_new(sections);
+    struct config *cfg = config_new(sections, a->keys);
     if (!cfg) {
-        snprintf(errbuf, errlen, "out of memory");
+        snprintf(errbuf, errlen, "cannot set up the configuration (see above)");
         return NULL;
     }
-    if (a->config_path && config_load(cfg, a->config_path, true, errbuf, errlen) < 0) {
-        config_free(cfg);
-        return NULL;
-    }
+    char ignored[1];
+    if (a->config_path)
+        config_load(cfg, a->config_path, true, ignored, sizeof ignored);
     for (size_t i = 0; i < a->n; i++) {
         const struct config_arg *s = &a->v[i];
-        if (s->name[0] && !s->key)
-            continue; /* a program value, not a key */
-        int rc = s->name[0] ? config_set(cfg, s->key, s->value) : config_set_kv(cfg, s->value);
-        if (rc < 0) {
-            snprintf(errbuf, errlen, "--option needs KEY=VALUE, got \"%s\"", s->value);
-            config_free(cfg);
-            return NULL;
+        char given[512];
+        if (s->key) {
+            snprintf(given, sizeof given, "--%s %s", s->name, s->value);
+            config_set_as(cfg, s->key, s->value, given);
+            continue;
         }
+        if (strcmp(s->name, "option") != 0)
+            continue; /* a program value, not a key */
+        const char *eq = strchr(s->value, '=');
+        snprintf(given, sizeof given, "--option %s", s->value);
+        if (!eq || eq == s->value) {
+            config_error(cfg, "the command line: %s: needs KEY=VALUE", given);
+            continue;
+        }
+        char *key = strndup(s->value, (size_t)(eq - s->value));
+        if (!key || config_set_as(cfg, key, eq + 1, given) < 0) {
+            free(key);
+            continue;
+        }
+        free(key);
+    }
+    if (config_errors(cfg)[0]) {
+        config_errors_since(cfg, 0, errbuf, errlen);
+        config_free(cfg);
+        return NULL;
     }
     return cfg;
 }

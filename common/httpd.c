@@ -563,40 +563,12 @@ static unsigned httpd_fit_connections(unsigned want)
     return fit;
 }
 
-int httpd_config_limits(const struct config *cfg, struct httpd_config *hc)
+void httpd_config_limits(const struct config *cfg, struct httpd_config *hc)
 {
-    uint64_t max_conns, per_ip, header, rate;
-    if (config_get_uint(cfg, "max_connections", HTTPD_DEFAULT_MAX_CONNECTIONS, &max_conns) < 0 ||
-        config_get_uint(cfg, "max_connections_per_ip", HTTPD_DEFAULT_MAX_CONNECTIONS_PER_IP,
-                        &per_ip) < 0 ||
-        config_get_uint(cfg, "header_timeout", HTTPD_DEFAULT_HEADER_TIMEOUT, &header) < 0 ||
-        config_get_size(cfg, "body_min_rate", HTTPD_DEFAULT_BODY_MIN_RATE, &rate) < 0)
-        return -1;
-    if (max_conns < 1 || max_conns > 1000000) {
-        log_error("config: max_connections = %llu: must be 1..1000000",
-                  (unsigned long long)max_conns);
-        return -1;
-    }
-    if (per_ip > 1000000) {
-        log_error("config: max_connections_per_ip = %llu: must be 0..1000000 (0 = no limit)",
-                  (unsigned long long)per_ip);
-        return -1;
-    }
-    if (header < 1 || header > 3600) {
-        log_error("config: header_timeout = %llu: must be 1..3600 seconds",
-                  (unsigned long long)header);
-        return -1;
-    }
-    if (rate > (1u << 30)) {
-        log_error("config: body_min_rate = %llu: must be 0..1G bytes per second (0 = no minimum)",
-                  (unsigned long long)rate);
-        return -1;
-    }
-    hc->max_connections = (unsigned)max_conns;
-    hc->max_connections_per_ip = (unsigned)per_ip;
-    hc->header_timeout_s = (unsigned)header;
-    hc->body_min_rate = rate;
-    return 0;
+    hc->max_connections = (unsigned)config_u64(cfg, "max_connections");
+    hc->max_connections_per_ip = (unsigned)config_u64(cfg, "max_connections_per_ip");
+    hc->header_timeout_s = (unsigned)config_u64(cfg, "header_timeout");
+    hc->body_min_rate = config_u64(cfg, "body_min_rate");
 }
 
 /* Makes the listening UNIX-domain socket at path. A socket file already there is probed: a

@@ -90,11 +90,39 @@ struct httpd_config {
 
 struct config;
 
-/* Reads the connection-bound keys max_connections (1..1000000), max_connections_per_ip
- * (0..1000000, 0 = no limit), header_timeout (seconds, 1..3600) and body_min_rate (bytes per
- * second, K/M suffixes, 0..1G, 0 = no minimum) from cfg into hc, with the defaults above.
- * Returns 0, or -1 after logging which key is wrong. */
-int httpd_config_limits(const struct config *cfg, struct httpd_config *hc);
+/* The rows of the connection-bound keys for a process's key table (config.h), with their limits:
+ * max_connections (1..1000000), max_connections_per_ip (0..1000000, 0 = no limit),
+ * header_timeout (seconds, 1..3600) and body_min_rate (bytes per second, K/M suffixes, 0..1G,
+ * 0 = no minimum). */
+#define HTTPD_CONFIG_KEYS                                                                          \
+    {                                                                                              \
+        "max_connections",         CONFIG_UINT, 1, 1000000, "4096", NULL, 0, NULL,                 \
+        "open connections at most"},                                                               \
+        {"max_connections_per_ip",                                                                 \
+         CONFIG_UINT,                                                                              \
+         0,                                                                                        \
+         1000000,                                                                                  \
+         "64",                                                                                     \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         "open TCP connections from one address (0 = no limit)"},                                  \
+        {"header_timeout",                                                                         \
+         CONFIG_UINT,                                                                              \
+         1,                                                                                        \
+         3600,                                                                                     \
+         "10",                                                                                     \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         "seconds for a complete request head, from accept"},                                      \
+    {                                                                                              \
+        "body_min_rate", CONFIG_SIZE, 0, 1 << 30, "1K", NULL, 0, NULL,                             \
+            "least average body rate, bytes per second (0 = none)"                                 \
+    }
+
+/* Reads the keys of HTTPD_CONFIG_KEYS (which must be rows of cfg's key table) into hc. */
+void httpd_config_limits(const struct config *cfg, struct httpd_config *hc);
 
 /* What the first bytes of a request say about its request line (RFC 9112 §2.2, §3): empty lines
  * (CRLF or LF) before it are skipped, then the method must be a token (RFC 9110 §5.6.2) followed

@@ -1,5 +1,6 @@
 /* xdms: one XCAP server process for one role (DESIGN §1). */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,35 +29,95 @@ static const char *const xdms_default_sip[] = {[ROLE_SHARED_LIST] = "127.0.0.1:5
                                                [ROLE_PRESENCE] = "127.0.0.1:5082",
                                                [ROLE_RLS] = "127.0.0.1:5083"};
 
+/* Every key an XDMS reads, from [xdms] and then [ROLE] (docs/configuration.md). Defaults that
+ * depend on the role or the machine are NULL here and computed in main(). */
+static const struct config_key xdms_keys[] = {
+    {"data", CONFIG_STR, 0, 0, NULL, "data", 0, NULL, "LMDB directory (default var/ROLE)"},
+    {"http", CONFIG_HOSTPORT, 0, 0, NULL, "http", 0, NULL,
+     "HTTP listener (default 127.0.0.1:8181/8182/8183 by role)"},
+    {"sip", CONFIG_HOSTPORT, 0, 0, NULL, "sip", 0, NULL,
+     "SIP listener, UDP and TCP (default 127.0.0.1:5081/5082/5083 by role)"},
+    {"xcap_root", CONFIG_STR, 0, 0, "http://127.0.0.1:8080/xcap-root/", "xcap-root", 0, NULL,
+     "public XCAP root, for notifications and no-parent errors"},
+    {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
+     "log verbosity"},
+    {"root_path", CONFIG_STR, 0, 0, "/xcap-root", NULL, 0, NULL, "path of the XCAP root"},
+    {"schema_dir", CONFIG_STR, 0, 0, XDM_SCHEMA_DIR, NULL, 0, NULL, "directory of the XSD files"},
+    {"threads", CONFIG_UINT, 1, 64, NULL, NULL, 0, NULL,
+     "HTTP threads (default one per CPU, at most 8)"},
+    {"max_body", CONFIG_SIZE, 1, 1ull << 32, "1M", NULL, 0, NULL, "largest request body"},
+    {"max_header", CONFIG_SIZE, 1 << 10, 1 << 20, "64K", NULL, 0, NULL, "request line + headers"},
+    {"max_uri", CONFIG_SIZE, 256, 1 << 20, "8K", NULL, 0, NULL, "longest request-target"},
+    {"default_domain", CONFIG_STR, 0, 255, "example.com", NULL, 0, NULL,
+     "domain of bare user names used as XUI"},
+    {"timeout", CONFIG_UINT, 1, 86400, "30", NULL, 0, NULL, "idle connection timeout, seconds"},
+    {"map_size", CONFIG_SIZE, 1 << 20, 1ull << 44, "1G", NULL, 0, NULL,
+     "LMDB map size: the largest the store can grow"},
+    {"max_icon_size", CONFIG_SIZE, 1, 1 << 30, "256K", NULL, 0, NULL,
+     "largest decoded OMA pres-content icon"},
+    {"max_docs_per_user", CONFIG_UINT, 1, 10000000, "1000", NULL, 0, NULL,
+     "documents one user may have here"},
+    {"max_bytes_per_user", CONFIG_SIZE, 0, 1ull << 40, "16M", NULL, 0, NULL,
+     "bytes of one user's documents here (0 = unlimited)"},
+    {"map_high_water", CONFIG_UINT, 50, 99, "90", NULL, 0, NULL,
+     "percent of the map writes may fill; above it PUTs get 507, DELETEs still work"},
+    {"change_log_max_count", CONFIG_UINT, 1, 100000000, "100000", NULL, 0, NULL,
+     "change-log records kept"},
+    {"change_log_max_bytes", CONFIG_SIZE, 0, 1ull << 44, NULL, NULL, 0, NULL,
+     "bytes of change-log records kept (default map_size/8)"},
+    {"change_log_max_age", CONFIG_UINT, 0, 315360000, "86400", NULL, 0, NULL,
+     "seconds a change-log record is kept (0 = no age bound)"},
+    {"change_log_max_record", CONFIG_SIZE, 1, 1ull << 30, "64K", NULL, 0, NULL,
+     "largest node edit kept with its content in the change log"},
+    {"max_attributes", CONFIG_UINT, 1, 65536, "256", NULL, 0, NULL,
+     "attributes on one element of a body or stored document"},
+    {"max_elements", CONFIG_UINT, 1, 10000000, "100000", NULL, 0, NULL,
+     "elements in a body or stored document"},
+    {"max_depth", CONFIG_UINT, 1, XDOC_MAX_DEPTH - 1, "64", NULL, 0, NULL,
+     "element nesting in a body or stored document"},
+    {"allow_foreign_references", CONFIG_BOOL, 0, 0, "false", NULL, 0, NULL,
+     "accept references into other users' documents on this server"},
+    HTTPD_CONFIG_KEYS,
+    {"socket", CONFIG_STR, 0, HTTPD_UNIX_PATH_MAX, NULL, "socket", 0, NULL,
+     "UNIX-domain listener for the proxy, or off (default DATA/xdms.sock)"},
+    {"trusted_peer", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
+     "ADDRESS[/BITS] server | subject:DN|sha256:HEX proxy|server (default: none)"},
+    {"sip_trusted_peer", CONFIG_ADDR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
+     "address whose P-Asserted-Identity is believed (default: none)"},
+    {"sip_server", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
+     "SIP URI of a server that may watch every user's documents"},
+    {"default_expires", CONFIG_UINT, 1, 31536000, "3600", NULL, 0, NULL,
+     "subscription duration when SUBSCRIBE has no Expires"},
+    {"max_expires", CONFIG_UINT, 1, 31536000, "86400", NULL, 0, NULL,
+     "longest subscription granted"},
+    {"min_expires", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
+     "shorter subscriptions get 423 with Min-Expires"},
+    {"notify_min_interval_ms", CONFIG_UINT, 0, 3600000, "200", NULL, 0, NULL,
+     "least time between two NOTIFYs of one subscription"},
+    {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate: serve HTTPS"},
+    {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
+    {"tls_client_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "PEM CA bundle: require and verify client certificates"},
+    {0},
+};
+
 static void xdms_usage(FILE *f)
 {
     fputs("Usage: xdms --role shared-list|presence|rls [options]\n"
           "\n"
-          "Options (each sets the config key in brackets; --option sets any key):\n"
           "  --role ROLE          which XDMS to be (required)\n"
           "  --config FILE        INI file; sections [xdms] then [ROLE] are read\n"
-          "  --data DIR           LMDB directory of this XDMS [data] (default var/ROLE)\n"
-          "  --http HOST:PORT     HTTP listener [http] (default 127.0.0.1:8181/8182/8183)\n"
-          "  --socket PATH|off    UNIX-domain HTTP listener for the proxy [socket]\n"
-          "                       (default DATA/xdms.sock)\n"
-          "  --sip HOST:PORT      SIP listener, UDP and TCP [sip] (default "
-          "127.0.0.1:5081/5082/5083)\n"
-          "  --xcap-root URL      public XCAP root for notifications [xcap_root]\n"
-          "                       (default http://127.0.0.1:8080/xcap-root/)\n"
-          "  --log-level LEVEL    error, warn, info, debug [log_level]\n"
-          "  --option KEY=VALUE   any other key: root_path, threads, max_body, max_header,\n"
-          "                       timeout, map_size, map_high_water, max_docs_per_user,\n"
-          "                       max_bytes_per_user, change_log_max_count,\n"
-          "                       change_log_max_bytes, change_log_max_age,\n"
-          "                       change_log_max_record, max_attributes,\n"
-          "                       max_elements, max_depth, allow_foreign_references,\n"
-          "                       max_connections, max_connections_per_ip,\n"
-          "                       header_timeout, body_min_rate, trusted_peer,\n"
-          "                       sip_trusted_peer, sip_server, default_expires, max_expires,\n"
-          "                       tls_cert, tls_key, tls_client_ca (HTTPS, mutual TLS)\n"
+          "  --check-config       check the configuration and exit (0: \"configuration OK\")\n"
+          "  --option KEY=VALUE   set any key below (repeatable); beats the file\n"
+          "  --data, --http, --socket, --sip, --xcap-root, --log-level VALUE\n"
+          "                       shorthands for data, http, socket, sip, xcap_root,\n"
+          "                       log_level\n"
           "  --help               this text\n"
-          "See docs/configuration.md for every key.\n",
+          "\n"
+          "Keys (--option KEY=VALUE or KEY = VALUE in the file):\n",
           f);
+    config_keys_usage(f, xdms_keys);
+    fputs("See docs/configuration.md for every key.\n", f);
 }
 
 struct xdms_list {
@@ -81,21 +142,32 @@ static int xdms_add_peer(void *cls, const char *value)
     return server_add_peer(cls, value);
 }
 
+/* Rules between keys, which the table cannot express. Returns -1 after logging. */
+static int xdms_check_keys(const struct config *cfg)
+{
+    uint64_t min_exp = config_u64(cfg, "min_expires"), max_exp = config_u64(cfg, "max_expires");
+    if (min_exp > max_exp) {
+        log_error("min_expires (%" PRIu64 ") must not exceed max_expires (%" PRIu64 ")", min_exp,
+                  max_exp);
+        return -1;
+    }
+    if (!config_str(cfg, "tls_cert") != !config_str(cfg, "tls_key")) {
+        log_error("tls_cert and tls_key go together");
+        return -1;
+    }
+    if (config_str(cfg, "tls_client_ca") && !config_str(cfg, "tls_cert")) {
+        log_error("tls_client_ca needs tls_cert and tls_key (HTTPS)");
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    static const struct config_flag flags[] = {
-        {"role", NULL},
-        {"data", "data"},
-        {"http", "http"},
-        {"socket", "socket"},
-        {"sip", "sip"},
-        {"xcap-root", "xcap_root"},
-        {"log-level", "log_level"},
-        {NULL, NULL},
-    };
-    char errbuf[512];
+    static const char *const values[] = {"role", NULL};
+    char errbuf[4096];
     struct config_args *args;
-    switch (config_args_parse(argc, argv, flags, &args, errbuf, sizeof errbuf)) {
+    switch (config_args_parse(argc, argv, values, xdms_keys, &args, errbuf, sizeof errbuf)) {
     case CONFIG_ARGS_OK:
         break;
     case CONFIG_ARGS_HELP:
@@ -110,67 +182,53 @@ int main(int argc, char **argv)
     enum xdms_role role;
     if (!role_name || xdms_role_parse(role_name, &role) < 0) {
         fprintf(stderr, "xdms: --role must be shared-list, presence or rls\n");
+        config_args_free(args);
         return 2;
     }
+    bool check_only = config_args_check_only(args);
     const char *sections[] = {"xdms", role_name, NULL};
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
     if (!cfg) {
-        fprintf(stderr, "xdms: %s\n", errbuf);
+        config_print_errors(stderr, "xdms", errbuf);
+        config_args_free(args);
         return 2;
     }
     enum log_level level = LOG_INFO;
-    if (log_level_parse(config_get(cfg, "log_level", "info"), &level) < 0) {
-        fprintf(stderr, "xdms: log_level must be error, warn, info or debug\n");
-        return 2;
-    }
+    log_level_parse(config_str(cfg, "log_level"), &level);
     char prog[32];
     snprintf(prog, sizeof prog, "xdms(%s)", role_name);
     log_init(prog, level);
 
     char default_data[64];
     snprintf(default_data, sizeof default_data, "var/%s", role_name);
-    char http_host[64], sip_host[64];
+    char http_host[CONFIG_HOST_MAX], sip_host[CONFIG_HOST_MAX];
     uint16_t http_port, sip_port;
-    uint64_t threads, max_body, max_header, timeout, map_size, max_docs, def_exp, max_exp, min_exp,
-        min_interval, high_water, max_user_bytes, log_count, log_bytes, log_age, log_record;
-    const char *http = config_get(cfg, "http", xdms_default_http[role]);
-    const char *sip = config_get(cfg, "sip", xdms_default_sip[role]);
-    if (config_parse_hostport(http, http_host, sizeof http_host, &http_port) < 0 ||
-        config_parse_hostport(sip, sip_host, sizeof sip_host, &sip_port) < 0) {
-        log_error("http and sip must be HOST:PORT (got \"%s\", \"%s\")", http, sip);
-        return 2;
-    }
+    /* Checked when read (CONFIG_HOSTPORT), so these parse. */
+    config_parse_hostport(config_get(cfg, "http", xdms_default_http[role]), http_host,
+                          sizeof http_host, &http_port);
+    config_parse_hostport(config_get(cfg, "sip", xdms_default_sip[role]), sip_host, sizeof sip_host,
+                          &sip_port);
     /* One epoll thread per CPU measured fastest (docs/performance.md): reads then never wait
      * behind a write's fsync. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t default_threads = cpus < 1 ? 1 : cpus > 8 ? 8 : (uint64_t)cpus;
-    if (config_get_uint(cfg, "threads", default_threads, &threads) < 0 ||
-        config_get_size(cfg, "max_body", 1 << 20, &max_body) < 0 ||
-        config_get_size(cfg, "max_header", 64 << 10, &max_header) < 0 ||
-        config_get_uint(cfg, "timeout", 30, &timeout) < 0 ||
-        config_get_size(cfg, "map_size", 1ull << 30, &map_size) < 0 ||
-        config_get_uint(cfg, "max_docs_per_user", 1000, &max_docs) < 0 ||
-        config_get_uint(cfg, "map_high_water", 90, &high_water) < 0 ||
-        config_get_size(cfg, "max_bytes_per_user", 16 << 20, &max_user_bytes) < 0 ||
-        config_get_uint(cfg, "change_log_max_count", 100000, &log_count) < 0 ||
-        config_get_size(cfg, "change_log_max_bytes", 0, &log_bytes) < 0 ||
-        config_get_uint(cfg, "change_log_max_age", 86400, &log_age) < 0 ||
-        config_get_size(cfg, "change_log_max_record", 64 << 10, &log_record) < 0 ||
-        config_get_uint(cfg, "default_expires", 3600, &def_exp) < 0 ||
-        config_get_uint(cfg, "max_expires", 86400, &max_exp) < 0 ||
-        config_get_uint(cfg, "min_expires", 60, &min_exp) < 0 ||
-        config_get_uint(cfg, "notify_min_interval_ms", 200, &min_interval) < 0)
-        return 2;
-    if (threads == 0 || threads > 64) {
-        log_error("threads must be 1..64");
-        return 2;
-    }
-    if (high_water < 50 || high_water > 99) {
-        log_error("map_high_water must be 50..99 (percent of map_size)");
-        return 2;
-    }
-    if (log_record == 0 || log_record > SIZE_MAX) {
-        log_error("change_log_max_record must be at least 1 byte");
+    uint64_t threads, log_bytes;
+    config_get_uint(cfg, "threads", default_threads, &threads);  /* checked when read */
+    config_get_size(cfg, "change_log_max_bytes", 0, &log_bytes); /* 0: the store's default */
+    uint64_t max_body = config_u64(cfg, "max_body"), max_header = config_u64(cfg, "max_header"),
+             timeout = config_u64(cfg, "timeout"), map_size = config_u64(cfg, "map_size"),
+             max_docs = config_u64(cfg, "max_docs_per_user"),
+             def_exp = config_u64(cfg, "default_expires"), max_exp = config_u64(cfg, "max_expires"),
+             min_exp = config_u64(cfg, "min_expires"),
+             min_interval = config_u64(cfg, "notify_min_interval_ms"),
+             high_water = config_u64(cfg, "map_high_water"),
+             max_user_bytes = config_u64(cfg, "max_bytes_per_user"),
+             log_count = config_u64(cfg, "change_log_max_count"),
+             log_age = config_u64(cfg, "change_log_max_age"),
+             log_record = config_u64(cfg, "change_log_max_record");
+    if (xdms_check_keys(cfg) < 0) {
+        config_free(cfg);
+        config_args_free(args);
         return 2;
     }
 
@@ -180,21 +238,43 @@ int main(int argc, char **argv)
     xdoc_global_init();
     const char *data = config_get(cfg, "data", default_data);
     struct usage *usage;
-    uint64_t max_icon;
-    if (config_get_size(cfg, "max_icon_size", USAGE_DEFAULT_MAX_ICON_SIZE, &max_icon) < 0)
-        return 2;
-    if (usage_open(role, config_get(cfg, "schema_dir", XDM_SCHEMA_DIR), &usage) < 0)
+    if (usage_open(role, config_str(cfg, "schema_dir"), &usage) < 0) {
+        config_free(cfg);
+        config_args_free(args);
+        xdoc_global_cleanup();
         return 1;
-    usage_set_max_icon_size(usage, (size_t)max_icon);
+    }
+    usage_set_max_icon_size(usage, (size_t)config_u64(cfg, "max_icon_size"));
     /* RFC 4826 §3.2: references to other servers are accepted as they are; this server is the
      * one clients reach at xcap_root. */
-    const char *xcap_root = config_get(cfg, "xcap_root", "http://127.0.0.1:8080/xcap-root/");
-    bool allow_foreign = false;
-    if (config_get_bool(cfg, "allow_foreign_references", false, &allow_foreign) < 0)
-        return 2;
-    if (usage_set_references(usage, xcap_root, allow_foreign) < 0) {
+    const char *xcap_root = config_str(cfg, "xcap_root");
+    if (usage_set_references(usage, xcap_root, config_bool(cfg, "allow_foreign_references")) < 0) {
         log_error("xcap_root must be an absolute http or https URI (got \"%s\")", xcap_root);
+        usage_close(usage);
+        config_free(cfg);
+        config_args_free(args);
+        xdoc_global_cleanup();
         return 2;
+    }
+    struct xdms_server_config scfg = {
+        .role = role,
+        .root_path = config_str(cfg, "root_path"),
+        .max_uri = config_u64(cfg, "max_uri"),
+        .default_domain = config_str(cfg, "default_domain"),
+        .xcap_root = xcap_root,
+    };
+    if (check_only) {
+        /* The trusted peers parse as the server will parse them; nothing is bound or opened. */
+        struct xdms_server *probe = server_new(&scfg, NULL, NULL);
+        int rc = probe && config_each(cfg, "trusted_peer", xdms_add_peer, probe) == 0 ? 0 : 2;
+        server_free(probe);
+        usage_close(usage);
+        config_free(cfg);
+        config_args_free(args);
+        xdoc_global_cleanup();
+        if (rc == 0)
+            puts("configuration OK");
+        return rc;
     }
     /* The store's extra tables: the usages' indexes and the persisted subscriptions. */
     const char *tables[32];
@@ -228,7 +308,7 @@ int main(int argc, char **argv)
         store_close(store);
         return 1;
     }
-    const char *socket_opt = config_get(cfg, "socket", NULL);
+    const char *socket_opt = config_str(cfg, "socket");
     char *socket_path = NULL;
     if (!socket_opt ? asprintf(&socket_path, "%s/xdms.sock", data) < 0
                     : strcmp(socket_opt, "off") != 0 && !(socket_path = strdup(socket_opt))) {
@@ -242,19 +322,13 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    /* Bounds on the shape of every XML body (prescan.h); the depth leaves one level for the
-     * wrapper an element body is checked in (XDOC_MAX_DEPTH). */
-    uint64_t max_attrs, max_els, max_depth;
-    if (config_get_uint(cfg, "max_attributes", PRESCAN_DEFAULT_MAX_ATTRIBUTES, &max_attrs) < 0 ||
-        config_get_uint(cfg, "max_elements", PRESCAN_DEFAULT_MAX_ELEMENTS, &max_els) < 0 ||
-        config_get_uint(cfg, "max_depth", PRESCAN_DEFAULT_MAX_DEPTH, &max_depth) < 0)
-        return 2;
-    if (max_attrs < 1 || max_attrs > 65536 || max_els < 1 || max_els > 10000000 || max_depth < 1 ||
-        max_depth > XDOC_MAX_DEPTH - 1) {
-        log_error("max_attributes must be 1..65536, max_elements 1..10000000, max_depth 1..%d",
-                  XDOC_MAX_DEPTH - 1);
-        return 2;
-    }
+    /* Bounds on the shape of every XML body (prescan.h); the depth's limit in the key table
+     * leaves one level for the wrapper an element body is checked in (XDOC_MAX_DEPTH). */
+    struct prescan_limits limits = {
+        .max_attributes = (size_t)config_u64(cfg, "max_attributes"),
+        .max_elements = (size_t)config_u64(cfg, "max_elements"),
+        .max_depth = (size_t)config_u64(cfg, "max_depth"),
+    };
 
     struct engine_config ecfg = {
         .role = role,
@@ -263,9 +337,7 @@ int main(int argc, char **argv)
         .max_bytes_per_user = max_user_bytes,
         .change_max_record = (size_t)log_record,
         .usage = usage,
-        .limits = {.max_attributes = (size_t)max_attrs,
-                   .max_elements = (size_t)max_els,
-                   .max_depth = (size_t)max_depth},
+        .limits = limits,
     };
     struct engine *engine = engine_new(store, &ecfg);
 
@@ -290,17 +362,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    uint64_t max_uri;
-    if (config_get_size(cfg, "max_uri", 8 << 10, &max_uri) < 0)
-        return 2;
-    struct xdms_server_config scfg = {
-        .role = role,
-        .root_path = config_get(cfg, "root_path", "/xcap-root"),
-        .max_uri = max_uri,
-        .default_domain = config_get(cfg, "default_domain", "example.com"),
-        .xcap_root = xcap_root,
-        .store = store,
-    };
+    scfg.store = store;
     struct xdms_server *server = server_new(&scfg, engine, notifier);
     if (!server)
         return 1;
@@ -324,7 +386,7 @@ int main(int argc, char **argv)
 
     /* With tls_cert the listener speaks HTTPS; tls_client_ca makes it ask for client
      * certificates, so trusted_peer may name the proxy by certificate (mutual TLS). */
-    const char *tls_cert = config_get(cfg, "tls_cert", NULL);
+    const char *tls_cert = config_str(cfg, "tls_cert");
     struct httpd_config hcfg = {
         .host = http_host,
         .port = http_port,
@@ -333,14 +395,11 @@ int main(int argc, char **argv)
         .max_header = max_header,
         .timeout_s = (unsigned)timeout,
         .tls_cert = tls_cert,
-        .tls_key = config_get(cfg, "tls_key", NULL),
-        .tls_client_ca = config_get(cfg, "tls_client_ca", NULL),
+        .tls_key = config_str(cfg, "tls_key"),
+        .tls_client_ca = config_str(cfg, "tls_client_ca"),
         .unix_path = socket_path,
     };
-    if (httpd_config_limits(cfg, &hcfg) < 0) {
-        rc = 2;
-        goto stop;
-    }
+    httpd_config_limits(cfg, &hcfg);
     if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
         rc = 1;
         goto stop;

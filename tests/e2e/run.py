@@ -29,6 +29,7 @@ import time
 import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
 LOOPBACK = "127.0.0.1"
 
 # Binaries, relative to the build directory.
@@ -410,7 +411,8 @@ class Deployment:
         self.extra_logs = []
 
     def vars(self):
-        v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr}
+        v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr,
+             "config": self.config}
         for r in XDMS_ROLES:
             v["http." + r] = self.procs[r].http_addr
             v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)
@@ -816,6 +818,7 @@ class Case:
         self.path = path
         self.name = os.path.splitext(os.path.basename(path))[0]
         self.deploy = None
+        self.config = None  # (lineno, "text" | None, "path" | None) for the case's xdm.conf
         self.options = {}
         self.sip_trust = {}  # role -> SIP peer addresses (empty: none), from `sip-trust`
         self.users = []
@@ -884,8 +887,8 @@ class Case:
                 continue
             if text.startswith("<"):
                 if cur is None or cur.kind not in ("request", "await", "expect_start_failure",
-                                                   "stat"):
-                    raise ParseError("line %d: '<' without a request, await, "
+                                                   "stat", "exec"):
+                    raise ParseError("line %d: '<' without a request, await, exec, "
                                      "expect-start-failure or stat" % lineno)
                 cur.expect.append(Assertion(lineno, text[1:].strip(), heredoc))
                 continue
@@ -895,9 +898,27 @@ class Case:
             args = words[1:]
             if kw == "deploy":
                 bad = [a for a in args if a not in ALL_PROCS]
-                if bad or not args:
-                    raise ParseError("line %d: deploy takes some of %s" % (lineno, ALL_PROCS))
-                self.deploy = args
+                if args == ["none"]:
+                    self.deploy = []
+                elif bad or not args:
+                    raise ParseError("line %d: deploy takes some of %s, or none"
+                                     % (lineno, ALL_PROCS))
+                else:
+                    self.deploy = args
+            elif kw in ("config", "config-file"):
+                if self.config is not None:
+                    raise ParseError("line %d: the configuration is already given" % lineno)
+                if kw == "config" and (args or heredoc is None):
+                    raise ParseError("line %d: config <<EOT (the file's lines follow)" % lineno)
+                if kw == "config-file" and len(args) != 1:
+                    raise ParseError("line %d: config-file PATH" % lineno)
+                self.config = (lineno, heredoc if kw == "config" else None,
+                               args[0] if kw == "config-file" else None)
+            elif kw == "exec":
+                if not args or args[0] not in ALL_PROCS:
+                    raise ParseError("line %d: exec PROC [ARGS...]" % lineno)
+                cur = Step(lineno, "exec", args, expect=[])
+                self.steps.append(cur)
             elif kw == "option":
                 if len(args) != 2 or args[0] not in ALL_PROCS or "=" not in args[1]:
                     raise ParseError("line %d: option PROC KEY=VALUE" % lineno)
@@ -1018,7 +1039,7 @@ class CaseRun:
         self.transcript.append(text)
 
     def file_path(self, name, lineno):
-        for base in (os.path.dirname(self.case.path), HERE):
+        for base in (os.path.dirname(self.case.path), HERE, SOURCE_ROOT):
             p = os.path.join(base, name)
             if os.path.exists(p):
                 return p
@@ -1047,6 +1068,11 @@ class CaseRun:
                     self.dep.add_user(label, uri, pw)
             for name, opts in case.options.items():
                 self.dep.procs[name].options += opts
+            if case.config is not None:
+                lineno, text, path = case.config
+                data = text.encode("utf-8") if text is not None else self.read_file(path, lineno)
+                with open(self.dep.config, "wb") as f:
+                    f.write(data)
             # xdm-sipua plays the SIP proxy in front (it sends P-Asserted-Identity from
             # 127.0.0.1): an XDMS it subscribes to trusts that address, unless the case says
             # otherwise with `sip-trust` or its own sip_trusted_peer option.
@@ -1056,7 +1082,7 @@ class CaseRun:
                 if role not in case.sip_trust and not any(
                         o.startswith("sip_trusted_peer=") for o in case.options.get(role, [])):
                     self.dep.procs[role].options.append("sip_trusted_peer=" + LOOPBACK)
-            deploy = case.deploy or list(ALL_PROCS)
+            deploy = case.deploy if case.deploy is not None else list(ALL_PROCS)
             # XDMSs first: the proxy may probe them at start.
             for name in XDMS_ROLES + ("proxy",):
                 if name in deploy:
@@ -1081,7 +1107,7 @@ class CaseRun:
     # --- steps
 
     def step_via(self, step):
-        if step.dest not in (self.case.deploy or ALL_PROCS):
+        if step.dest not in (self.case.deploy if self.case.deploy is not None else ALL_PROCS):
             raise CaseError("line %d: via %s, which is not deployed" % (step.lineno, step.dest))
         if step.dest == "proxy" and step.who is not None and step.who not in self.users:
             raise CaseError("line %d: unknown user %s" % (step.lineno, step.who))
@@ -1179,6 +1205,36 @@ class CaseRun:
         except FileNotFoundError:
             ev = {"event": "stat", "type": "missing"}
         self.log("line %d: stat %s: %s" % (step.lineno, path, json.dumps(ev)))
+        for a in step.expect:
+            self.check(a, event=ev)
+
+    def step_exec(self, step):
+        """Runs a process's command line (as `start` would) plus ARGS and waits for its exit; the
+        `<` lines check the event fields exit, stdout and stderr."""
+        proc = self.dep.procs[step.args[0]]
+        argv = proc.argv() + [self.s(a, step.lineno) for a in step.args[1:]]
+        if not os.path.exists(argv[0]):
+            raise CaseError("binary not found: %s" % argv[0])
+        os.makedirs(proc.data, exist_ok=True)
+        n = len(self.dep.extra_logs) + 1
+        log = os.path.join(self.dep.tmp, "exec-%s.%d.log" % (proc.name, n))
+        self.dep.extra_logs.append(log)
+        limit = 10 * self.runner.time_scale
+        try:
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                               cwd=self.dep.tmp, env=self.runner.env, timeout=limit)
+            rc, out, err = r.returncode, r.stdout, r.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, out, err = None, e.stdout or b"", e.stderr or b""
+        with open(log, "wb") as f:
+            f.write(("# " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+            f.write(out + err + ("# exit %s\n" % rc).encode())
+        ev = {"event": "exit", "exit": str(rc), "stdout": out.decode("utf-8", "replace"),
+              "stderr": err.decode("utf-8", "replace")}
+        self.log("line %d: exec %s: %s" % (step.lineno, " ".join(argv), json.dumps(ev)))
+        if rc is None:
+            raise CaseError("line %d: %s did not exit within %.0fs (it started?)\n%s"
+                            % (step.lineno, proc.name, limit, tail(log)))
         for a in step.expect:
             self.check(a, event=ev)
 
@@ -1450,6 +1506,9 @@ class CaseRun:
             return
         if actual is None:
             fail("absent")
+        if a.heredoc is not None and op in (":", "*:", "!=:"):
+            a = clone_op(a, op)
+            a.value = a.heredoc
         if op == ":":
             expected = self.s(a.value, ln)
             if actual != expected:

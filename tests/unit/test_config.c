@@ -1,5 +1,8 @@
 /* common/config.c: section priority, overrides, repeated keys, typed getters, host:port, file
- * errors. Files are written to a private temporary directory. */
+ * errors, and the strict checks against the key table (unknown keys and sections, values out of
+ * range, duplicates, indented lines, long lines, with file and line). Files are written to a
+ * private temporary directory. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,8 @@ static void config_file_path(const char *name, char *out, size_t len)
 
 static int config_suite_cleanup(void)
 {
-    static const char *const names[] = {"a.ini", "b.ini", "bad.ini", "each.ini", "badsec.ini"};
+    static const char *const names[] = {"a.ini",    "b.ini",      "bad.ini",
+                                        "each.ini", "badsec.ini", "strict.ini"};
     char path[128];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         config_file_path(names[i], path, sizeof path);
@@ -43,12 +47,61 @@ static void config_write(const char *name, const char *text, char *path, size_t 
     fclose(f);
 }
 
+/* The keys the tests use, one of each type. */
+static const struct config_key test_keys[] = {
+    {"http", CONFIG_HOSTPORT, 0, 0, NULL, "http", 0, NULL, "listener"},
+    {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug", "verbosity"},
+    {"only_presence", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "a key"},
+    {"only_a", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "a key"},
+    {"k", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "a key"},
+    {"x", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "a key"},
+    {"other", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "a key"},
+    {"realm", CONFIG_STR, 0, 8, "example", NULL, 0, NULL, "at most 8 characters"},
+    {"empty", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "a key"},
+    {"max_body", CONFIG_SIZE, 1, 1ull << 32, "1M", NULL, 0, NULL, "a size"},
+    {"s", CONFIG_SIZE, 0, UINT64_MAX, NULL, NULL, 0, NULL, "any size"},
+    {"n", CONFIG_UINT, 0, UINT64_MAX, NULL, NULL, 0, NULL, "any integer"},
+    {"threads", CONFIG_UINT, 1, 64, "4", NULL, 0, NULL, "1..64"},
+    {"b", CONFIG_BOOL, 0, 0, NULL, NULL, 0, NULL, "a boolean"},
+    {"gzip", CONFIG_BOOL, 0, 0, "true", NULL, 0, NULL, "a boolean"},
+    {"listen", CONFIG_HOSTPORT, 0, 0, NULL, NULL, CONFIG_OFF, NULL, "HOST:PORT or off"},
+    {"peer", CONFIG_ADDR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL, "numeric address"},
+    {"cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "a readable file"},
+    {"trusted_peer", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL, "repeatable"},
+    {0},
+};
+
 static struct config *config_two_sections(void)
 {
     static const char *const sections[] = {"xdms", "presence", NULL};
-    struct config *cfg = config_new(sections);
+    struct config *cfg = config_new(sections, test_keys);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     return cfg;
+}
+
+/* Writes template into out with every '@' replaced by path. */
+static void config_expand(char *out, size_t len, const char *path, const char *template)
+{
+    size_t n = 0, plen = strlen(path);
+    for (const char *t = template; *t && n + plen + 1 < len; t++) {
+        if (*t == '@') {
+            memcpy(out + n, path, plen);
+            n += plen;
+        } else {
+            out[n++] = *t;
+        }
+    }
+    out[n] = '\0';
+}
+
+/* Whether the problems recorded so far contain text (printed when they do not). */
+static bool config_has_error(const struct config *cfg, const char *text)
+{
+    const char *all = config_errors(cfg);
+    if (strstr(all, text))
+        return true;
+    fprintf(stderr, "expected \"%s\" among:\n%s", text, all);
+    return false;
 }
 
 static void test_section_priority(void)
@@ -65,7 +118,6 @@ static void test_section_priority(void)
                  "only_proxy = x\n"
                  "[xdms]\n"
                  "http = 127.0.0.1:9999\n"
-                 "log_level = debug\n"
                  "log_level = warn\n",
                  path, sizeof path);
     struct config *cfg = config_two_sections();
@@ -74,14 +126,14 @@ static void test_section_priority(void)
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "only_presence", NULL), "p");
     /* a key of the lower section only */
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "log_level", NULL), "warn");
-    /* sections of other processes are not read */
-    CU_ASSERT_PTR_NULL(config_get(cfg, "only_proxy", NULL));
-    CU_ASSERT_STRING_EQUAL(config_get(cfg, "missing", "dflt"), "dflt");
+    /* sections of other processes are neither read nor checked (only_proxy is no key here) */
+    CU_ASSERT_STRING_EQUAL(config_errors(cfg), "");
+    CU_ASSERT_STRING_EQUAL(config_get(cfg, "k", "dflt"), "dflt");
     config_free(cfg);
 
     /* with only the generic section, its value is used */
     static const char *const xdms_only[] = {"xdms", NULL};
-    cfg = config_new(xdms_only);
+    cfg = config_new(xdms_only, test_keys);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "http", NULL), "127.0.0.1:9999");
@@ -120,12 +172,12 @@ static void test_overrides_beat_files(void)
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "http", NULL), "[::1]:2");
     /* key=value splitting: the first '=' separates, the value may be empty or hold '=' */
     CU_ASSERT_EQUAL(config_set_kv(cfg, "realm=a=b"), 0);
+    CU_ASSERT_STRING_EQUAL(config_errors(cfg), "");
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "realm", NULL), "a=b");
     CU_ASSERT_EQUAL(config_set_kv(cfg, "empty="), 0);
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "empty", "dflt"), "");
     CU_ASSERT_EQUAL(config_set_kv(cfg, "noequals"), -1);
     CU_ASSERT_EQUAL(config_set_kv(cfg, "=value"), -1);
-    CU_ASSERT_PTR_NULL(config_get(cfg, "noequals", NULL));
     config_free(cfg);
 }
 
@@ -174,7 +226,7 @@ static void test_each_repeated_keys(void)
     CU_ASSERT_EQUAL(stop.n, 2);
 
     struct config_collect none = {.n = 0};
-    CU_ASSERT_EQUAL(config_each(cfg, "absent", config_collect_cb, &none), 0);
+    CU_ASSERT_EQUAL(config_each(cfg, "peer", config_collect_cb, &none), 0);
     CU_ASSERT_EQUAL(none.n, 0);
     config_free(cfg);
 }
@@ -202,15 +254,18 @@ static void test_get_uint(void)
         {"1K", -1, 0},
         {"0x10", -1, 0},
     };
+    /* a value that does not parse is refused when set, and the earlier value stays */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CU_ASSERT_EQUAL_FATAL(config_set(cfg, "n", cases[i].text), 0);
-        v = 12345;
-        int rc = config_get_uint(cfg, "n", 7, &v);
+        int rc = config_set(cfg, "n", cases[i].text);
         CU_ASSERT_EQUAL(rc, cases[i].rc);
         if (rc != cases[i].rc)
             fprintf(stderr, "uint case \"%s\": rc %d\n", cases[i].text, rc);
-        if (cases[i].rc == 0)
+        if (cases[i].rc == 0) {
+            v = 12345;
+            CU_ASSERT_EQUAL(config_get_uint(cfg, "n", 7, &v), 0);
             CU_ASSERT_EQUAL(v, cases[i].value);
+            CU_ASSERT_EQUAL(config_u64(cfg, "n"), cases[i].value);
+        }
     }
     config_free(cfg);
 }
@@ -246,14 +301,16 @@ static void test_get_size(void)
         {"x", -1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        CU_ASSERT_EQUAL_FATAL(config_set(cfg, "s", cases[i].text), 0);
-        v = 12345;
-        int rc = config_get_size(cfg, "s", 7, &v);
+        int rc = config_set(cfg, "s", cases[i].text);
         CU_ASSERT_EQUAL(rc, cases[i].rc);
         if (rc != cases[i].rc)
             fprintf(stderr, "size case \"%s\": rc %d\n", cases[i].text, rc);
-        if (cases[i].rc == 0)
+        if (cases[i].rc == 0) {
+            v = 12345;
+            CU_ASSERT_EQUAL(config_get_size(cfg, "s", 7, &v), 0);
             CU_ASSERT_EQUAL(v, cases[i].value);
+            CU_ASSERT_EQUAL(config_u64(cfg, "s"), cases[i].value);
+        }
     }
     config_free(cfg);
 }
@@ -272,17 +329,18 @@ static void test_get_bool(void)
         v = false;
         CU_ASSERT_EQUAL(config_get_bool(cfg, "b", false, &v), 0);
         CU_ASSERT_EQUAL(v, true);
+        CU_ASSERT_EQUAL(config_bool(cfg, "b"), true);
     }
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
         CU_ASSERT_EQUAL_FATAL(config_set(cfg, "b", no[i]), 0);
         v = true;
         CU_ASSERT_EQUAL(config_get_bool(cfg, "b", true, &v), 0);
         CU_ASSERT_EQUAL(v, false);
+        CU_ASSERT_EQUAL(config_bool(cfg, "b"), false);
     }
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CU_ASSERT_EQUAL_FATAL(config_set(cfg, "b", bad[i]), 0);
-        CU_ASSERT_EQUAL(config_get_bool(cfg, "b", true, &v), -1);
-    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT_EQUAL(config_set(cfg, "b", bad[i]), -1);
+    CU_ASSERT(config_has_error(cfg, "the command line: b=maybe: not a boolean (yes/no)"));
     config_free(cfg);
 }
 
@@ -356,9 +414,9 @@ static void test_syntax_error_line(void)
     char path[128], errbuf[256] = "";
     config_write("bad.ini",
                  "[xdms]\n"
-                 "good = 1\n"
+                 "k = 1\n"
                  "this line has no separator\n"
-                 "later = 2\n",
+                 "x = 2\n",
                  path, sizeof path);
     struct config *cfg = config_two_sections();
     CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), -1);
@@ -380,7 +438,7 @@ static void test_syntax_error_line(void)
 
 static void test_new_with_no_sections(void)
 {
-    struct config *cfg = config_new(NULL);
+    struct config *cfg = config_new(NULL, test_keys);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     CU_ASSERT_EQUAL(config_set(cfg, "k", "v"), 0);
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "k", NULL), "v");
@@ -409,72 +467,314 @@ static char **argv_make(struct argv_copy *c, const char *const *v)
     return c->argv;
 }
 
+/* Runs config_args_parse over a NULL-terminated literal argv. */
+static enum config_args_rc config_parse_literal(const char *const *v, struct config_args **a,
+                                                char *err, size_t errlen)
+{
+    static const char *const values[] = {"role", NULL};
+    static struct argv_copy c; /* config_args borrows argv: keep it until the next call */
+    char **argv = argv_make(&c, v);
+    return config_args_parse(c.argc, argv, values, test_keys, a, err, errlen);
+}
+
 static void test_args(void)
 {
-    static const struct config_flag flags[] = {
-        {"role", NULL}, {"http", "http"}, {"log-level", "log_level"}, {NULL, NULL}};
-    char err[256];
+    char err[1024];
     struct config_args *a;
-    static const char *const argv1_v[] = {
+    static const char *const argv1[] = {
         "prog",        "--role",   "presence", "--option",    "http=1.2.3.4:1", "--http",
         "127.0.0.1:9", "--option", "x=y",      "--log-level", "debug",          NULL};
-    struct argv_copy argv1_c;
-    char **argv1 = argv_make(&argv1_c, argv1_v);
-    CU_ASSERT_EQUAL_FATAL(config_args_parse(argv1_c.argc, argv1, flags, &a, err, sizeof err),
-                          CONFIG_ARGS_OK);
+    CU_ASSERT_EQUAL_FATAL(config_parse_literal(argv1, &a, err, sizeof err), CONFIG_ARGS_OK);
     CU_ASSERT_STRING_EQUAL(config_args_value(a, "role"), "presence");
     CU_ASSERT_PTR_NULL(config_args_value(a, "nope"));
+    CU_ASSERT_PTR_NULL(config_args_value(a, "http")); /* a key's flag, not a program value */
+    CU_ASSERT_FALSE(config_args_check_only(a));
     const char *sections[] = {"s", NULL};
     struct config *cfg = config_args_load(a, sections, err, sizeof err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     /* command-line order: the later --http beats the earlier --option http= */
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "http", NULL), "127.0.0.1:9");
     CU_ASSERT_STRING_EQUAL(config_get(cfg, "x", NULL), "y");
-    CU_ASSERT_STRING_EQUAL(config_get(cfg, "log_level", NULL), "debug");
-    CU_ASSERT_PTR_NULL(config_get(cfg, "role", NULL)); /* a program value, not a key */
+    CU_ASSERT_STRING_EQUAL(config_str(cfg, "log_level"), "debug");
     config_free(cfg);
     config_args_free(a);
 
-    static const char *const argv2_v[] = {"prog", "--help", NULL};
-    struct argv_copy argv2_c;
-    char **argv2 = argv_make(&argv2_c, argv2_v);
-    CU_ASSERT_EQUAL(config_args_parse(argv2_c.argc, argv2, flags, &a, err, sizeof err),
-                    CONFIG_ARGS_HELP);
+    static const char *const argv2[] = {"prog", "--help", NULL};
+    CU_ASSERT_EQUAL(config_parse_literal(argv2, &a, err, sizeof err), CONFIG_ARGS_HELP);
     CU_ASSERT_PTR_NULL(a);
-    static const char *const argv3_v[] = {"prog", "--bogus", "1", NULL};
-    struct argv_copy argv3_c;
-    char **argv3 = argv_make(&argv3_c, argv3_v);
-    CU_ASSERT_EQUAL(config_args_parse(argv3_c.argc, argv3, flags, &a, err, sizeof err),
-                    CONFIG_ARGS_USAGE);
-    static const char *const argv4_v[] = {"prog", "--http", NULL};
-    struct argv_copy argv4_c;
-    char **argv4 = argv_make(&argv4_c, argv4_v);
-    CU_ASSERT_EQUAL(config_args_parse(argv4_c.argc, argv4, flags, &a, err, sizeof err),
-                    CONFIG_ARGS_USAGE);
-    static const char *const argv5_v[] = {"prog", "stray", NULL};
-    struct argv_copy argv5_c;
-    char **argv5 = argv_make(&argv5_c, argv5_v);
-    CU_ASSERT_EQUAL(config_args_parse(argv5_c.argc, argv5, flags, &a, err, sizeof err),
-                    CONFIG_ARGS_USAGE);
+    static const char *const argv3[] = {"prog", "--bogus", "1", NULL};
+    CU_ASSERT_EQUAL(config_parse_literal(argv3, &a, err, sizeof err), CONFIG_ARGS_USAGE);
+    static const char *const argv4[] = {"prog", "--http", NULL};
+    CU_ASSERT_EQUAL(config_parse_literal(argv4, &a, err, sizeof err), CONFIG_ARGS_USAGE);
+    static const char *const argv5[] = {"prog", "stray", NULL};
+    CU_ASSERT_EQUAL(config_parse_literal(argv5, &a, err, sizeof err), CONFIG_ARGS_USAGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "stray"));
-    static const char *const argv6_v[] = {"prog", "--option", "novalue", NULL};
-    struct argv_copy argv6_c;
-    char **argv6 = argv_make(&argv6_c, argv6_v);
-    CU_ASSERT_EQUAL_FATAL(config_args_parse(argv6_c.argc, argv6, flags, &a, err, sizeof err),
-                          CONFIG_ARGS_OK);
+    /* --config twice would silently drop the first file */
+    static const char *const argv5b[] = {"prog", "--config", "a", "--config", "b", NULL};
+    CU_ASSERT_EQUAL(config_parse_literal(argv5b, &a, err, sizeof err), CONFIG_ARGS_USAGE);
+    CU_ASSERT_STRING_EQUAL(err, "--config given twice (\"a\", \"b\")");
+
+    static const char *const argv6[] = {"prog", "--option", "novalue", NULL};
+    CU_ASSERT_EQUAL_FATAL(config_parse_literal(argv6, &a, err, sizeof err), CONFIG_ARGS_OK);
     CU_ASSERT_PTR_NULL(config_args_load(a, sections, err, sizeof err));
+    CU_ASSERT_STRING_EQUAL(err, "the command line: --option novalue: needs KEY=VALUE");
     config_args_free(a);
-    static const char *const argv7_v[] = {"prog", "--config", "/nonexistent/xdm.conf", NULL};
-    struct argv_copy argv7_c;
-    char **argv7 = argv_make(&argv7_c, argv7_v);
-    CU_ASSERT_EQUAL_FATAL(config_args_parse(argv7_c.argc, argv7, flags, &a, err, sizeof err),
-                          CONFIG_ARGS_OK);
+    static const char *const argv7[] = {"prog", "--config", "/nonexistent/xdm.conf", NULL};
+    CU_ASSERT_EQUAL_FATAL(config_parse_literal(argv7, &a, err, sizeof err), CONFIG_ARGS_OK);
     CU_ASSERT_PTR_NULL(config_args_load(a, sections, err, sizeof err)); /* given, so required */
+    CU_ASSERT_STRING_EQUAL(err, "/nonexistent/xdm.conf: No such file or directory");
     config_args_free(a);
+}
+
+/* Unknown keys and bad values on the command line name the option as given; every problem is
+ * reported, not only the first. */
+static void test_args_strict(void)
+{
+    char err[1024];
+    struct config_args *a;
+    static const char *const argv[] = {
+        "prog",   "--option",        "store=postgresql", "--option", "threads=0",
+        "--http", "127.0.0.1:65536", "--check-config",   "--option", "threads=8",
+        NULL};
+    CU_ASSERT_EQUAL_FATAL(config_parse_literal(argv, &a, err, sizeof err), CONFIG_ARGS_OK);
+    CU_ASSERT_TRUE(config_args_check_only(a));
+    const char *sections[] = {"xdms", NULL};
+    CU_ASSERT_PTR_NULL(config_args_load(a, sections, err, sizeof err));
+    CU_ASSERT_STRING_EQUAL(err,
+                           "the command line: --option store=postgresql: unknown key \"store\"\n"
+                           "the command line: --option threads=0: out of range (1..64)\n"
+                           "the command line: --http 127.0.0.1:65536: not HOST:PORT or "
+                           "[IPv6]:PORT with a port 0..65535");
+    config_args_free(a);
+}
+
+/* The strict checks of a file: every problem with its file and line, in file order; sections of
+ * other processes are only checked for their name. */
+static void test_file_strict(void)
+{
+    char path[128], errbuf[2048] = "";
+    config_write("strict.ini",
+                 "; the keys of another process are not checked here\n" /* 1 */
+                 "[aggproxy]\n"                                         /* 2 */
+                 "nonce_lifetime = 0\n"                                 /* 3 */
+                 "  indented = not read\n"                              /* 4 */
+                 "[xdms]\n"                                             /* 5 */
+                 "threads = 0\n"                                        /* 6 */
+                 "stroe = lmdb\n"                                       /* 7 */
+                 "max_body = 0\n"                                       /* 8 */
+                 "http = 127.0.0.1:70000\n"                             /* 9 */
+                 "log_level = loud\n"                                   /* 10 */
+                 "listen = off\n"                                       /* 11 */
+                 "peer = ::1\n"                                         /* 12 */
+                 "peer = example.com\n"                                 /* 13 */
+                 "realm = longer-than-8\n"                              /* 14 */
+                 "gzip = maybe\n"                                       /* 15 */
+                 "cert = /nonexistent.pem\n"                            /* 16 */
+                 "[presence]\n"                                         /* 17 */
+                 "k = a\n"                                              /* 18 */
+                 "k = b\n"                                              /* 19 */
+                 "  continued\n"                                        /* 20 */
+                 "[presense]\n"                                         /* 21 */
+                 "k = c\n"                                              /* 22 */
+                 "no separator\n"                                       /* 23 */
+                 "[xdms\n",                                             /* 24 */
+                 path, sizeof path);
+    struct config *cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), -1);
+    char expect[2048];
+    config_expand(expect, sizeof expect, path,
+                  "@:6: threads = 0: out of range (1..64)\n"
+                  "@:7: unknown key \"stroe\" in [xdms]\n"
+                  "@:8: max_body = 0: out of range (1..4G)\n"
+                  "@:9: http = 127.0.0.1:70000: not HOST:PORT or [IPv6]:PORT with a port 0..65535\n"
+                  "@:10: log_level = loud: must be one of error|warn|info|debug\n"
+                  "@:13: peer = example.com: not a numeric IPv4 or IPv6 address\n"
+                  "@:14: realm = longer-than-8: longer than 8 characters\n"
+                  "@:15: gzip = maybe: not a boolean (yes/no)\n"
+                  "@:16: cert = /nonexistent.pem: cannot open: No such file or directory\n"
+                  "@:19: k is given twice in [presence] (first on line 18) and is not repeatable\n"
+                  "@:20: indented line would continue the value of k; multi-line values are not "
+                  "supported (remove the indentation)\n"
+                  "@:21: unknown section [presense] (known: [aggproxy], [xdms], [shared-list], "
+                  "[presence], [rls])\n"
+                  "@:23: syntax error (expected [section], KEY = VALUE or a comment)\n"
+                  "@:24: syntax error (a section header needs a closing ']')");
+    CU_ASSERT_STRING_EQUAL(errbuf, expect);
+    if (strcmp(errbuf, expect) != 0)
+        fprintf(stderr, "got:\n%s\nexpected:\n%s\n", errbuf, expect);
+    /* good values are kept; the first of a duplicate wins while the file is being fixed */
+    CU_ASSERT_STRING_EQUAL(config_str(cfg, "listen"), "off");
+    CU_ASSERT_STRING_EQUAL(config_str(cfg, "k"), "a");
+    config_free(cfg);
+
+    /* a key before any section; an indented first key of a section is a key, not a continuation */
+    config_write("strict.ini", "k = 1\n[xdms]\n  x = 2\n", path, sizeof path);
+    cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), -1);
+    snprintf(expect, sizeof expect, "%s:1: k is outside any section", path);
+    CU_ASSERT_STRING_EQUAL(errbuf, expect);
+    CU_ASSERT_STRING_EQUAL(config_str(cfg, "x"), "2");
+    config_free(cfg);
+}
+
+/* Repeatable keys repeat; a key in [xdms] and again in [presence] is an override, not a
+ * duplicate; two files may set the same key. */
+static void test_repeat_and_override(void)
+{
+    char path[128], errbuf[1024] = "";
+    config_write("strict.ini",
+                 "[xdms]\ntrusted_peer = a proxy\ntrusted_peer = b proxy\npeer = 127.0.0.1\n"
+                 "threads = 2\n[presence]\nthreads = 3\npeer = ::1\n",
+                 path, sizeof path);
+    struct config *cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+    CU_ASSERT_STRING_EQUAL(config_errors(cfg), "");
+    CU_ASSERT_EQUAL(config_u64(cfg, "threads"), 3);
+    struct config_collect c = {.n = 0};
+    CU_ASSERT_EQUAL(config_each(cfg, "peer", config_collect_cb, &c), 0);
+    CU_ASSERT_EQUAL(c.n, 4); /* two loads of two values */
+    config_free(cfg);
+}
+
+/* A line longer than inih's buffer is reported instead of being split into two lines, and the
+ * lines after it keep their numbers. */
+static void test_long_line(void)
+{
+    char path[128], errbuf[1024] = "";
+    char text[600];
+    snprintf(text, sizeof text, "[xdms]\nk = %0300d\nstroe = 1\n", 7);
+    config_write("strict.ini", text, path, sizeof path);
+    struct config *cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), -1);
+    char expect[512];
+    config_expand(expect, sizeof expect, path,
+                  "@:2: line longer than 199 characters\n"
+                  "@:3: unknown key \"stroe\" in [xdms]");
+    CU_ASSERT_STRING_EQUAL(errbuf, expect);
+    CU_ASSERT_PTR_NULL(config_str(cfg, "k"));
+    config_free(cfg);
+
+    /* 199 characters fit, with or without a final newline */
+    for (int nl = 0; nl < 2; nl++) {
+        snprintf(text, sizeof text, "[xdms]\nk = %0195d%s", 7, nl ? "\n" : "");
+        config_write("strict.ini", text, path, sizeof path);
+        cfg = config_two_sections();
+        CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+        CU_ASSERT_EQUAL(strlen(config_str(cfg, "k")), 195);
+        config_free(cfg);
+    }
+
+    /* in another process's section it is that process's problem */
+    snprintf(text, sizeof text, "[aggproxy]\nk = %0300d\n[xdms]\nk = 1\n", 7);
+    config_write("strict.ini", text, path, sizeof path);
+    cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+    CU_ASSERT_STRING_EQUAL(config_str(cfg, "k"), "1");
+    config_free(cfg);
+}
+
+/* Table defaults feed the table-driven getters; a value beats them. */
+static void test_table_defaults(void)
+{
+    struct config *cfg = config_two_sections();
+    CU_ASSERT_STRING_EQUAL(config_str(cfg, "log_level"), "info");
+    CU_ASSERT_EQUAL(config_u64(cfg, "max_body"), 1 << 20);
+    CU_ASSERT_EQUAL(config_u64(cfg, "threads"), 4);
+    CU_ASSERT_EQUAL(config_u64(cfg, "n"), 0); /* no default */
+    CU_ASSERT_EQUAL(config_bool(cfg, "gzip"), true);
+    CU_ASSERT_EQUAL(config_bool(cfg, "b"), false);
+    CU_ASSERT_PTR_NULL(config_str(cfg, "http"));
+    CU_ASSERT_EQUAL(config_set(cfg, "max_body", "2K"), 0);
+    CU_ASSERT_EQUAL(config_u64(cfg, "max_body"), 2048);
+    config_free(cfg);
+}
+
+/* A wrong table is refused by config_new: it is a program bug, shown at the first start. */
+static void test_bad_tables(void)
+{
+    static const struct config_key dup[] = {
+        {"a", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "x"},
+        {"a", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "x"},
+        {0},
+    };
+    static const struct config_key dup_flag[] = {
+        {"a", CONFIG_STR, 0, 0, NULL, "f", 0, NULL, "x"},
+        {"b", CONFIG_STR, 0, 0, NULL, "f", 0, NULL, "x"},
+        {0},
+    };
+    static const struct config_key bad_def[] = {
+        {"a", CONFIG_UINT, 1, 10, "0", NULL, 0, NULL, "x"},
+        {0},
+    };
+    static const struct config_key no_choices[] = {
+        {"a", CONFIG_ENUM, 0, 0, NULL, NULL, 0, NULL, "x"},
+        {0},
+    };
+    static const struct config_key inverted[] = {
+        {"a", CONFIG_SIZE, 10, 1, NULL, NULL, 0, NULL, "x"},
+        {0},
+    };
+    const struct config_key *bad[] = {dup, dup_flag, bad_def, no_choices, inverted};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CU_ASSERT_PTR_NULL(config_new(NULL, bad[i]));
+}
+
+/* At most 20 problems are kept; the rest are counted. */
+static void test_error_cap(void)
+{
+    struct config *cfg = config_two_sections();
+    for (int i = 0; i < 25; i++)
+        CU_ASSERT_EQUAL(config_set(cfg, "threads", "0"), -1);
+    const char *all = config_errors(cfg);
+    size_t lines = 0;
+    for (const char *c = all; *c; c++)
+        lines += *c == '\n';
+    CU_ASSERT_EQUAL(lines, 21);
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "\n... and 5 more problem(s)\n"));
+    config_free(cfg);
+}
+
+static void test_section_known(void)
+{
+    static const char *const known[] = {"aggproxy", "xdms", "shared-list", "presence", "rls"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        CU_ASSERT_TRUE(config_section_known(known[i]));
+    CU_ASSERT_FALSE(config_section_known(""));
+    CU_ASSERT_FALSE(config_section_known("XDMS"));
+    CU_ASSERT_FALSE(config_section_known("presence "));
+}
+
+static void test_print_errors_and_usage(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    config_print_errors(f, "xdms", "a:1: one\nthe command line: two");
+    config_keys_usage(f, test_keys + 1);
+    fclose(f);
+    CU_ASSERT_EQUAL(strncmp(text,
+                            "xdms: a:1: one\nxdms: the command line: two\n"
+                            "  log_level                verbosity: error|warn|info|debug (default "
+                            "info)\n",
+                            strlen("xdms: a:1: one\nxdms: the command line: two\n  log_level ")),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "  trusted_peer             repeatable [repeatable]\n"));
+    free(text);
 }
 
 static CU_TestInfo config_tests[] = {
     {"command-line arguments", test_args},
+    {"command line: unknown keys and bad values", test_args_strict},
+    {"file: unknown keys, sections, values, duplicates, syntax", test_file_strict},
+    {"repeatable keys, section overrides, two loads", test_repeat_and_override},
+    {"a line longer than the parser's buffer", test_long_line},
+    {"table defaults", test_table_defaults},
+    {"wrong key tables are refused", test_bad_tables},
+    {"at most 20 problems kept", test_error_cap},
+    {"known sections", test_section_known},
+    {"printing problems and the key list", test_print_errors_and_usage},
     {"section priority", test_section_priority},
     {"a later file beats an earlier one", test_two_files},
     {"overrides beat files", test_overrides_beat_files},
