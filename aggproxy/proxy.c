@@ -11,6 +11,7 @@
 
 #include "aggdir.h"
 #include "buf.h"
+#include "metrics.h"
 #include "caps.h"
 #include "compress.h"
 #include "cond.h"
@@ -689,6 +690,10 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     forward_response_init(&fr);
     enum xcap_status st = forward_do(p->forward, &rq, &fr);
     buf_release(&target);
+    if (st == XCAP_UPSTREAM)
+        metrics_upstream_error(METRICS_UPSTREAM_UNREACHABLE);
+    else if (st == XCAP_UPSTREAM_TIMEOUT)
+        metrics_upstream_error(METRICS_UPSTREAM_TIMEOUT);
     if (st != XCAP_OK) {
         int code = status_http(st);
         if (code >= 500)
