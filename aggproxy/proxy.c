@@ -426,17 +426,20 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
         }
         return true;
     case DIGEST_BAD_REQUEST:
+        metrics_auth_failure(METRICS_AUTH_MALFORMED);
         log_info("%s %s from %s: 400: %s", c->method, c->target, http_request_peer_str(c->req),
                  why);
         http_response_text(resp, 400, why);
         return false;
     case DIGEST_CHALLENGE:
+        metrics_auth_failure(authz ? METRICS_AUTH_REJECTED : METRICS_AUTH_MISSING);
         if (authz)
             log_info("%s %s from %s: 401: %s", c->method, c->target, http_request_peer_str(c->req),
                      why);
         proxy_challenge(p, c, false, resp);
         return false;
     case DIGEST_STALE:
+        metrics_auth_failure(METRICS_AUTH_STALE);
         log_debug("%s %s: 401 stale: %s", c->method, c->target, why);
         proxy_challenge(p, c, true, resp);
         return false;

@@ -36,8 +36,7 @@ static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
                                          0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 #define METRICS_N_BUCKETS (sizeof metrics_buckets / sizeof metrics_buckets[0])
 
-static const char *const metrics_auth_reasons[] = {"missing", "bad_credentials", "stale", "replay",
-                                                   "malformed"};
+static const char *const metrics_auth_reasons[] = {"missing", "rejected", "stale", "malformed"};
 static const char *const metrics_upstream_kinds[] = {"unreachable", "timeout"};
 
 static struct {
@@ -51,6 +50,7 @@ static struct {
     atomic_uint_fast64_t auth[METRICS_AUTH_REASON_COUNT];
     atomic_uint_fast64_t upstream[METRICS_UPSTREAM_KIND_COUNT];
     atomic_int_fast64_t connections;
+    atomic_int_fast64_t gauges[METRICS_GAUGE_COUNT];
 } metrics;
 
 void metrics_init(const char *process, const char *root_path)
@@ -112,6 +112,12 @@ void metrics_count(enum metrics_counter c, uint64_t n)
 {
     if ((unsigned)c < METRICS_COUNTER_COUNT)
         atomic_fetch_add_explicit(&metrics.counters[c], n, memory_order_relaxed);
+}
+
+void metrics_gauge_set(enum metrics_gauge g, int64_t v)
+{
+    if ((unsigned)g < METRICS_GAUGE_COUNT)
+        atomic_store_explicit(&metrics.gauges[g], v, memory_order_relaxed);
 }
 
 void metrics_auth_failure(enum metrics_auth_reason r)
@@ -184,6 +190,12 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
     rc |= buf_printf(out, "xdm_http_connections_open %" PRIdFAST64 "\n",
                      atomic_load_explicit(&metrics.connections, memory_order_relaxed));
 
+    rc |= metrics_family(out, "xdm_sip_subscriptions_active", "gauge",
+                         "SIP xcap-diff subscriptions held now.");
+    rc |= buf_printf(
+        out, "xdm_sip_subscriptions_active %" PRIdFAST64 "\n",
+        atomic_load_explicit(&metrics.gauges[METRICS_SUBSCRIPTIONS], memory_order_relaxed));
+
     static const struct {
         enum metrics_counter c;
         const char *name, *help;
@@ -191,7 +203,6 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
         {METRICS_NOTIFY_SENT, "xdm_sip_notify_sent_total", "SIP NOTIFY requests sent."},
         {METRICS_NOTIFY_FAILED, "xdm_sip_notify_failed_total",
          "SIP NOTIFY requests answered with an error or never answered."},
-        {METRICS_NOTIFY_RETRIED, "xdm_sip_notify_retried_total", "SIP NOTIFY retransmissions."},
         {METRICS_CONN_REFUSED, "xdm_http_connections_refused_total",
          "HTTP connections closed by the connection bounds (malformed request line, head or "
          "body too slow)."},

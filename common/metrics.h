@@ -31,19 +31,23 @@ struct httpd;
 /* Counters without labels (the process-specific ones are zero, and still exported, where they do
  * not apply, so that a dashboard shows every series for every process). */
 enum metrics_counter {
-    METRICS_NOTIFY_SENT,    /* xdm_sip_notify_sent_total */
-    METRICS_NOTIFY_FAILED,  /* xdm_sip_notify_failed_total */
-    METRICS_NOTIFY_RETRIED, /* xdm_sip_notify_retried_total */
-    METRICS_CONN_REFUSED,   /* xdm_http_connections_refused_total */
+    METRICS_NOTIFY_SENT,   /* xdm_sip_notify_sent_total */
+    METRICS_NOTIFY_FAILED, /* xdm_sip_notify_failed_total */
+    METRICS_CONN_REFUSED,  /* xdm_http_connections_refused_total */
     METRICS_COUNTER_COUNT
+};
+
+/* Gauges without labels, set by their owner. */
+enum metrics_gauge {
+    METRICS_SUBSCRIPTIONS, /* xdm_sip_subscriptions_active */
+    METRICS_GAUGE_COUNT
 };
 
 /* Reasons of a failed authentication at the proxy (xdm_auth_failures_total{reason}). */
 enum metrics_auth_reason {
     METRICS_AUTH_MISSING,   /* no credentials: the first 401 of a Digest exchange */
-    METRICS_AUTH_BAD,       /* wrong response or unknown user */
+    METRICS_AUTH_REJECTED,  /* wrong digest, unknown user or a replayed nonce count */
     METRICS_AUTH_STALE,     /* expired nonce */
-    METRICS_AUTH_REPLAY,    /* nonce count reused */
     METRICS_AUTH_MALFORMED, /* an Authorization header that does not parse */
     METRICS_AUTH_REASON_COUNT
 };
@@ -70,6 +74,7 @@ void metrics_init(const char *process, const char *root_path);
 /* Records one answered request: method, raw request path, status, seconds it took. */
 void metrics_request(const char *method, const char *path, int status, double seconds);
 void metrics_count(enum metrics_counter c, uint64_t n);
+void metrics_gauge_set(enum metrics_gauge g, int64_t v);
 void metrics_auth_failure(enum metrics_auth_reason r);
 void metrics_upstream_error(enum metrics_upstream_kind k);
 /* Connection gauge (xdm_http_connections_open): +1 when one opens, -1 when it closes. */

@@ -185,10 +185,16 @@ static int xdms_collect_store(void *cls, struct buf *out)
         "xdm_change_log_records %" PRIu64 "\n"
         "# HELP xdm_change_log_bytes Size of the change-log records, bytes.\n"
         "# TYPE xdm_change_log_bytes gauge\n"
-        "xdm_change_log_bytes %" PRIu64 "\n";
+        "xdm_change_log_bytes %" PRIu64 "\n"
+        "# HELP xdm_documents Documents stored.\n"
+        "# TYPE xdm_documents gauge\n"
+        "xdm_documents %" PRIu64 "\n"
+        "# HELP xdm_users Users with at least one document here.\n"
+        "# TYPE xdm_users gauge\n"
+        "xdm_users %" PRIu64 "\n";
     return buf_printf(out, fmt, u.map_bytes, u.used_bytes, u.limit_bytes,
                       u.map_bytes ? (double)u.used_bytes / (double)u.map_bytes : 0.0,
-                      u.change_records, u.change_bytes);
+                      u.change_records, u.change_bytes, u.documents, u.users);
 }
 
 /* Ready while a write would be accepted: the store opens a read transaction and its used pages
