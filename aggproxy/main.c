@@ -166,8 +166,11 @@ static bool aggproxy_ready(void *cls, char *reason, size_t len)
         forward_response_init(&fr);
         enum xcap_status st = forward_do(r->fw, &rq, &fr);
         if (st != XCAP_OK) {
-            snprintf(reason, len, "upstream %s unreachable: %s", ups[i],
-                     fr.error ? fr.error : "no answer");
+            /* The forwarder's message names the upstream and what went wrong. */
+            if (fr.error)
+                snprintf(reason, len, "%s", fr.error);
+            else
+                snprintf(reason, len, "upstream %s: no answer", ups[i]);
             forward_response_release(&fr);
             return false;
         }
