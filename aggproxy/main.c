@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "access.h"
 #include "caps.h"
 #include "config.h"
 #include "digest.h"
@@ -31,6 +32,8 @@ static const struct config_key aggproxy_keys[] = {
      "admin listener: /metrics, /healthz, /readyz (off: none)"},
     {"realm", CONFIG_STR, 0, USERS_NAME_MAX, "example.com", "realm", 0, NULL,
      "Digest realm for URIs that name no user"},
+    {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
+     "one line per request on stderr: text, JSON lines, or off"},
     {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
      "log verbosity"},
     {"xcap_root_path", CONFIG_STR, 0, 0, ROUTE_DEFAULT_ROOT, NULL, 0, NULL,
@@ -139,10 +142,15 @@ static void aggproxy_handle(void *cls, const struct http_request *req, struct ht
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* A fresh request id whatever the client sent (its own is logged next to it): the id is
+     * forwarded to the XDMS and must not be chosen by a client to confuse the logs. */
+    access_begin(NULL);
     proxy_handle(cls, req, resp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    metrics_request(http_request_method(req), http_request_path(req), resp->status,
-                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
+    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
+               resp->status, resp->body.len, s, http_request_header(req, "X-Request-ID"));
 }
 
 struct aggproxy_ready {
@@ -217,6 +225,9 @@ int main(int argc, char **argv)
     enum log_level level = LOG_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_init("aggproxy", level);
+    enum access_format access_fmt = ACCESS_TEXT;
+    access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
+    access_init(access_fmt, "aggproxy");
 
     int exit_code = 2;
     bool xml_ready = false;

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "aggdir.h"
+#include "access.h"
 #include "buf.h"
 #include "metrics.h"
 #include "caps.h"
@@ -636,7 +637,7 @@ struct proxy_headers {
 static int proxy_pick_header(void *cls, const char *name, const char *value)
 {
     struct proxy_headers *h = cls;
-    if (forward_header_relayed(name) && h->n < PROXY_HEADERS_MAX - 2) {
+    if (forward_header_relayed(name) && h->n < PROXY_HEADERS_MAX - 3) {
         h->v[h->n].name = name;
         h->v[h->n].value = value;
         h->n++;
@@ -673,6 +674,8 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     http_request_each_header(c->req, proxy_pick_header, &h);
     for (size_t i = 0; i < n_idh; i++)
         h.v[h.n++] = idh[i];
+    /* This request's id (made in aggproxy's handler wrapper), so that the XDMS logs it too. */
+    h.v[h.n++] = (struct forward_header){"X-Request-ID", access_request_id()};
     struct buf target;
     buf_init(&target, 3 * strlen(c->target) + 1);
     if (proxy_upstream_target(c->target, &target) < 0) {

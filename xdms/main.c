@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "appusage.h"
 #include "config.h"
 #include "engine.h"
@@ -47,6 +48,8 @@ static const struct config_key xdms_keys[] = {
      "SIP listener, UDP and TCP (default 127.0.0.1:5081/5082/5083 by role)"},
     {"xcap_root", CONFIG_STR, 0, 0, "http://127.0.0.1:8080/xcap-root/", "xcap-root", 0, NULL,
      "public XCAP root, for notifications and no-parent errors"},
+    {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
+     "one line per request on stderr: text, JSON lines, or off"},
     {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
      "log verbosity"},
     {"root_path", CONFIG_STR, 0, 0, "/xcap-root", NULL, 0, NULL, "path of the XCAP root"},
@@ -150,10 +153,14 @@ static void xdms_handle(void *cls, const struct http_request *req, struct http_r
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* The proxy's request id, so that one request can be followed through both logs. */
+    access_begin(http_request_header(req, "X-Request-ID"));
     server_handle(cls, req, resp);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    metrics_request(http_request_method(req), http_request_path(req), resp->status,
-                    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
+    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
+               resp->status, resp->body.len, s, NULL);
 }
 
 /* Store gauges, read in one read transaction at scrape time. */
@@ -283,6 +290,9 @@ int main(int argc, char **argv)
     char prog[32];
     snprintf(prog, sizeof prog, "xdms(%s)", role_name);
     log_init(prog, level);
+    enum access_format access_fmt = ACCESS_TEXT;
+    access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
+    access_init(access_fmt, prog);
 
     char default_data[64];
     snprintf(default_data, sizeof default_data, "var/%s", role_name);

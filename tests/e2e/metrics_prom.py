@@ -7,7 +7,10 @@ runner (run.py) cannot express:
   conventions), with no complaint at all;
 - a real Prometheus server, started here on a free loopback port with a temporary configuration
   that scrapes the four admin listeners once a second, reports every target up and, through its
-  query API (/api/v1/query), the series xdm_build_info and xdm_http_requests_total of each job.
+  query API (/api/v1/query), the series xdm_build_info and xdm_http_requests_total of each job;
+- the access log: one PUT through the proxy, sent with the client's own X-Request-ID, shows in the
+  proxy's log with a fresh id and the client's next to it, and the XDMS logs the same fresh id
+  (the proxy forwards it as X-Request-ID); as text lines, and as JSON lines with access_log=json.
 
     python3 tests/e2e/metrics_prom.py --build build [-v] [--keep]
 
@@ -20,6 +23,7 @@ appears in a log. Prometheus is stopped by its PID. Every wait is bounded in tim
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +43,7 @@ DOC = "/xcap-root/resource-lists/users/%s/index" % ALICE
 DOC_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
             b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
             b'<list name="friends"><entry uri="sip:bob@example.com"/></list></resource-lists>\n')
+CLIENT_ID = "client-chosen-id-1"
 JOBS = ("aggproxy",) + e2e.XDMS_ROLES  # job name = process; the proxy's Proc is "proxy"
 
 
@@ -70,21 +75,24 @@ class Ctx:
         self.dep = None
         self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-prom-")
         self.prom = None
+        self.extra = []
 
     def log(self, text):
         if self.args.verbose:
             print("    " + text.replace("\n", "\n    "))
 
-    def traffic(self):
+    def traffic(self, dep=None):
         """Digest-authenticated PUT and GET of a document, the aggregated xcap-caps (which the
-        proxy asks every XDMS for) and one request without credentials (401)."""
-        dep = self.dep
+        proxy asks every XDMS for) and one request without credentials (401). The PUT carries the
+        client's own X-Request-ID: CLIENT_ID."""
+        dep = dep or self.dep
         user = e2e.DigestUser("alice", ALICE, "secret")
         proxy = dep.procs["proxy"]
         for method, target, body, want in (("PUT", DOC, DOC_BODY, 201), ("GET", DOC, None, 200),
                                            ("GET", "/xcap-root/xcap-caps/global/index", None,
                                             200)):
-            headers = [("Content-Type", "application/resource-lists+xml")] if body else []
+            headers = [("Content-Type", "application/resource-lists+xml"),
+                       ("X-Request-ID", CLIENT_ID)] if body else []
             resp = e2e.http_exchange(proxy.http_addr, method, target, headers, body, 15)
             if resp.status == 401:
                 user.adopt(resp, None)
@@ -162,7 +170,75 @@ def check_prometheus_scrape(ctx):
             q, sorted(j for j in seen.get(q, set()) if j), sorted(JOBS), e2e.tail(log_path)))
 
 
-CHECKS = [check_promtool, check_prometheus_scrape]
+def log_text(proc):
+    with open(proc.logs[-1], "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+TEXT_LINE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ACCESS (?P<prog>\S+): '
+                       r'(?P<peer>\S+) "(?P<method>\S+) (?P<target>\S+)" (?P<status>\d{3}) '
+                       r'(?P<bytes>\d+) (?P<seconds>\d+\.\d{6}) id=(?P<id>\S+) '
+                       r'client_id=(?P<client_id>\S+)$', re.M)
+
+
+def check_access_log_text(ctx):
+    """The default text access log: the PUT's line at the proxy has a fresh 24-hex-digit id and
+    the client's id apart; the shared-list XDMS's line for it has the same id."""
+    proxy = [m.groupdict() for m in TEXT_LINE.finditer(log_text(ctx.dep.procs["proxy"]))]
+    xdms = [m.groupdict() for m in TEXT_LINE.finditer(log_text(ctx.dep.procs["shared-list"]))]
+    puts = [e for e in proxy if e["method"] == "PUT" and e["status"] == "201"]
+    expect(len(puts) == 1, "proxy PUT 201 access lines: %r" % proxy)
+    p = puts[0]
+    expect(p["prog"] == "aggproxy" and p["peer"] == "127.0.0.1" and p["target"] == DOC,
+           "proxy line %r" % p)
+    expect(re.fullmatch(r"[0-9a-f]{24}", p["id"]) and p["client_id"] == CLIENT_ID,
+           "proxy ids: %r" % p)
+    same = [e for e in xdms if e["id"] == p["id"]]
+    expect(len(same) == 1, "XDMS lines with id %s: %r (all: %r)" % (p["id"], same, xdms))
+    x = same[0]
+    expect(x["prog"] == "xdms(shared-list)" and x["peer"] == "unix" and x["method"] == "PUT" and
+           x["target"] == DOC and x["status"] == "201" and x["client_id"] == "-",
+           "XDMS line %r" % x)
+    # Every request got a line of its own with an id of its own at the proxy.
+    ids = [e["id"] for e in proxy]
+    expect(len(ids) == len(set(ids)) and len(ids) >= 4, "proxy ids %r" % ids)
+
+
+def check_access_log_json(ctx):
+    """access_log = json: every access line is one JSON object; the PUT's id is the same at the
+    proxy and at the XDMS."""
+    dep = e2e.Deployment(ctx.runner, types.SimpleNamespace(name="prom-json"))
+    ctx.extra.append(dep)
+    dep.add_user("alice", ALICE, "secret")
+    for n in ("shared-list", "presence", "rls", "proxy"):
+        dep.procs[n].options.append("access_log=json")
+        dep.procs[n].start()
+    ctx.traffic(dep)
+
+    def entries(proc):
+        out = []
+        for line in log_text(proc).splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+            else:
+                expect(" ACCESS " not in line, "a text access line with access_log=json: %r" % line)
+        return out
+    proxy, xdms = entries(dep.procs["proxy"]), entries(dep.procs["shared-list"])
+    keys = ["time", "process", "peer", "method", "target", "status", "bytes", "seconds", "id",
+            "client_id"]
+    for e in proxy + xdms:
+        expect(list(e) == keys, "JSON keys %r" % list(e))
+    puts = [e for e in proxy if e["method"] == "PUT" and e["status"] == 201]
+    expect(len(puts) == 1 and puts[0]["client_id"] == CLIENT_ID and
+           puts[0]["process"] == "aggproxy" and puts[0]["target"] == DOC,
+           "proxy JSON PUT lines %r" % puts)
+    same = [e for e in xdms if e["id"] == puts[0]["id"]]
+    expect(len(same) == 1 and same[0]["method"] == "PUT" and same[0]["status"] == 201 and
+           same[0]["client_id"] is None and same[0]["process"] == "xdms(shared-list)",
+           "XDMS JSON lines for id %s: %r" % (puts[0]["id"], same))
+
+
+CHECKS = [check_promtool, check_prometheus_scrape, check_access_log_text, check_access_log_json]
 
 
 def stop_prometheus(ctx):
@@ -197,7 +273,8 @@ def main():
             t0 = time.monotonic()
             try:
                 c(ctx)
-                ctx.dep.check_alive()
+                for d in [ctx.dep] + ctx.extra:
+                    d.check_alive()
                 passed += 1
                 print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
             except (Fail, e2e.CaseError, OSError, ValueError, subprocess.SubprocessError) as e:
@@ -209,15 +286,15 @@ def main():
         print("FAIL setup: %s" % e)
     finally:
         stop_prometheus(ctx)
-        if ctx.dep:
-            problems = ctx.dep.shutdown() + ctx.dep.sanitizer_reports()
+        for dep in ([ctx.dep] if ctx.dep else []) + ctx.extra:
+            problems = dep.shutdown() + dep.sanitizer_reports()
             for msg in problems:
                 failed += 1
                 print("FAIL %s" % msg)
             if args.keep or problems or failed:
-                print("kept %s %s" % (ctx.dep.tmp, ctx.tmp))
+                print("kept %s %s" % (dep.tmp, ctx.tmp))
             else:
-                shutil.rmtree(ctx.dep.tmp, ignore_errors=True)
+                shutil.rmtree(dep.tmp, ignore_errors=True)
         if not (args.keep or failed):
             shutil.rmtree(ctx.tmp, ignore_errors=True)
     print("counts: %d passed, %d failed" % (passed, failed))
