@@ -204,13 +204,26 @@ static int xdms_collect_store(void *cls, struct buf *out)
                       u.change_records, u.change_bytes, u.documents, u.users);
 }
 
-/* Ready while a write would be accepted: the store opens a read transaction and its used pages
- * are below the high-water mark (map_high_water). */
+/* What the admin listener reads: the store, and the largest write a request can make. */
+struct xdms_admin {
+    struct store *store;
+    uint64_t max_body;
+};
+
+static int xdms_collect_admin(void *cls, struct buf *out)
+{
+    const struct xdms_admin *a = cls;
+    return xdms_collect_store(a->store, out);
+}
+
+/* Ready while the largest write a request may make (max_body) fits below the store's
+ * high-water mark (map_high_water), as the PUT path checks it: otherwise some PUTs get 507. */
 static bool xdms_ready(void *cls, char *reason, size_t len)
 {
+    const struct xdms_admin *a = cls;
     struct store_txn *t;
     struct store_usage u;
-    if (store_txn_begin(cls, false, &t) != STORE_OK) {
+    if (store_txn_begin(a->store, false, &t) != STORE_OK) {
         snprintf(reason, len, "store: cannot begin a transaction");
         return false;
     }
@@ -220,10 +233,11 @@ static bool xdms_ready(void *cls, char *reason, size_t len)
         snprintf(reason, len, "store: %s", store_strerror(rc));
         return false;
     }
-    if (u.used_bytes >= u.limit_bytes) {
+    if (u.used_bytes > u.limit_bytes || a->max_body > u.limit_bytes - u.used_bytes) {
         snprintf(reason, len,
-                 "store full: %" PRIu64 " bytes used of %" PRIu64 " allowed (map_high_water)",
-                 u.used_bytes, u.limit_bytes);
+                 "store full: %" PRIu64 " bytes used of %" PRIu64
+                 " allowed (map_high_water); a max_body write of %" PRIu64 " bytes would not fit",
+                 u.used_bytes, u.limit_bytes, a->max_body);
         return false;
     }
     return true;
@@ -500,9 +514,10 @@ int main(int argc, char **argv)
     };
     httpd_config_limits(cfg, &hcfg);
     metrics_init(prog, scfg.root_path);
+    struct xdms_admin admin_cls = {store, max_body};
     if (httpd_start(&hcfg, xdms_handle, server, &httpd) < 0 ||
-        (metrics_on && metrics_admin_start(metrics_host, metrics_port, xdms_collect_store,
-                                           xdms_ready, store, &admin) < 0)) {
+        (metrics_on && metrics_admin_start(metrics_host, metrics_port, xdms_collect_admin,
+                                           xdms_ready, &admin_cls, &admin) < 0)) {
         rc = 1;
         goto stop;
     }
