@@ -114,6 +114,12 @@ void metrics_count(enum metrics_counter c, uint64_t n)
         atomic_fetch_add_explicit(&metrics.counters[c], n, memory_order_relaxed);
 }
 
+void metrics_count_set(enum metrics_counter c, uint64_t total)
+{
+    if ((unsigned)c < METRICS_COUNTER_COUNT)
+        atomic_store_explicit(&metrics.counters[c], total, memory_order_relaxed);
+}
+
 void metrics_gauge_set(enum metrics_gauge g, int64_t v)
 {
     if ((unsigned)g < METRICS_GAUGE_COUNT)
@@ -203,6 +209,8 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
         {METRICS_NOTIFY_SENT, "xdm_sip_notify_sent_total", "SIP NOTIFY requests sent."},
         {METRICS_NOTIFY_FAILED, "xdm_sip_notify_failed_total",
          "SIP NOTIFY requests answered with an error or never answered."},
+        {METRICS_NOTIFY_RETRIED, "xdm_sip_notify_retried_total",
+         "SIP NOTIFY retransmissions (over UDP, RFC 3261 §17.1.2; updated once a second)."},
         {METRICS_CONN_REFUSED, "xdm_http_connections_refused_total",
          "HTTP connections closed by the connection bounds (malformed request line, head or "
          "body too slow)."},

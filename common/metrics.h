@@ -31,9 +31,10 @@ struct httpd;
 /* Counters without labels (the process-specific ones are zero, and still exported, where they do
  * not apply, so that a dashboard shows every series for every process). */
 enum metrics_counter {
-    METRICS_NOTIFY_SENT,   /* xdm_sip_notify_sent_total */
-    METRICS_NOTIFY_FAILED, /* xdm_sip_notify_failed_total */
-    METRICS_CONN_REFUSED,  /* xdm_http_connections_refused_total */
+    METRICS_NOTIFY_SENT,    /* xdm_sip_notify_sent_total */
+    METRICS_NOTIFY_FAILED,  /* xdm_sip_notify_failed_total */
+    METRICS_NOTIFY_RETRIED, /* xdm_sip_notify_retried_total */
+    METRICS_CONN_REFUSED,   /* xdm_http_connections_refused_total */
     METRICS_COUNTER_COUNT
 };
 
@@ -74,6 +75,8 @@ void metrics_init(const char *process, const char *root_path);
 /* Records one answered request: method, raw request path, status, seconds it took. */
 void metrics_request(const char *method, const char *path, int status, double seconds);
 void metrics_count(enum metrics_counter c, uint64_t n);
+/* Sets a counter kept elsewhere (e.g. by the SIP stack) to its current total. */
+void metrics_count_set(enum metrics_counter c, uint64_t total);
 void metrics_gauge_set(enum metrics_gauge g, int64_t v);
 void metrics_auth_failure(enum metrics_auth_reason r);
 void metrics_upstream_error(enum metrics_upstream_kind k);

@@ -1052,6 +1052,11 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     (void)t;
     (void)arg;
     notifier_enter(n);
+    /* The notifier's only client transactions are NOTIFYs, so the agent's retransmitted
+     * requests are retransmitted NOTIFYs. */
+    usize_t retried = 0;
+    nta_agent_get_stats(n->agent, NTATAG_S_RETRY_REQUEST_REF(retried), TAG_END());
+    metrics_count_set(METRICS_NOTIFY_RETRIED, (uint64_t)retried);
     int64_t now = notify_now();
     for (struct notify_sub *s = n->subs; s; s = s->next) {
         if (!s->dead && !s->term_reason && now >= s->expires_at) {
