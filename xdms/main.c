@@ -174,7 +174,8 @@ static int xdms_collect_store(void *cls, struct buf *out)
     store_txn_abort(t);
     if (rc != STORE_OK)
         return -1;
-    static const char *const fmt =
+    return buf_printf(
+        out,
         "# HELP xdm_store_map_bytes Size of the LMDB map (map_size), bytes.\n"
         "# TYPE xdm_store_map_bytes gauge\n"
         "xdm_store_map_bytes %" PRIu64 "\n"
@@ -198,10 +199,10 @@ static int xdms_collect_store(void *cls, struct buf *out)
         "xdm_documents %" PRIu64 "\n"
         "# HELP xdm_users Users with at least one document here.\n"
         "# TYPE xdm_users gauge\n"
-        "xdm_users %" PRIu64 "\n";
-    return buf_printf(out, fmt, u.map_bytes, u.used_bytes, u.limit_bytes,
-                      u.map_bytes ? (double)u.used_bytes / (double)u.map_bytes : 0.0,
-                      u.change_records, u.change_bytes, u.documents, u.users);
+        "xdm_users %" PRIu64 "\n",
+        u.map_bytes, u.used_bytes, u.limit_bytes,
+        u.map_bytes ? (double)u.used_bytes / (double)u.map_bytes : 0.0, u.change_records,
+        u.change_bytes, u.documents, u.users);
 }
 
 /* What the admin listener reads: the store, and the largest write a request can make. */
