@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Where a connection is, for its deadline (see httpd.h). Moves happen with compare-and-swap, so
  * the watchdog and the connection's thread agree on who acts: once the watchdog has set
@@ -280,6 +281,7 @@ static void httpd_conn_started(struct httpd *d, struct MHD_Connection *conn, voi
         return; /* untracked: libmicrohttpd's own timeout still applies */
     }
     c->fd = ci->connect_fd;
+    metrics_connections_add(1);
     atomic_init(&c->phase, HTTPD_IDLE);
     atomic_init(&c->deadline_ms, httpd_head_deadline(d, httpd_now_ms()));
     pthread_mutex_lock(&d->lock);
@@ -301,6 +303,7 @@ static void httpd_conn_started(struct httpd *d, struct MHD_Connection *conn, voi
     char peer[INET6_ADDRSTRLEN];
     log_info("httpd: 400 to %s: malformed request line", httpd_peer_of(conn, peer, sizeof peer));
     httpd_send_raw(c->fd, 400, "Bad Request", "malformed request line");
+    metrics_count(METRICS_CONN_REFUSED, 1);
     /* libmicrohttpd reads what is queued, then end of stream, and closes the connection. */
     shutdown(c->fd, SHUT_RDWR);
 }
@@ -318,6 +321,7 @@ static void httpd_conn_closed(struct httpd *d, void **socket_context)
     if (c->next)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&d->lock);
+    metrics_connections_add(-1);
     /* Requests never handed to the access handler get no completion notification. */
     httpd_request_free(c->req);
     free(c);
@@ -355,6 +359,7 @@ static void httpd_watch(struct httpd *d, int64_t now)
             httpd_send_raw(c->fd, 408, "Request Timeout", text);
         }
         shutdown(c->fd, SHUT_RDWR);
+        metrics_count(METRICS_CONN_REFUSED, 1);
         if (phase == HTTPD_BODY)
             d->cut_body++;
         else if (phase == HTTPD_HEAD)

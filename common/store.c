@@ -1174,6 +1174,15 @@ enum store_rc store_usage_get(struct store_txn *t, struct store_usage *out)
         out->change_records = st.ms_entries;
         src = store_change_bytes(t, &out->change_bytes);
     }
+    /* Entry counts LMDB keeps in each database's root: O(1), no scan. */
+    if (src == STORE_OK)
+        src = store_rc_from_mdb(mdb_stat(t->txn, t->s->docs, &st), "count documents");
+    if (src == STORE_OK) {
+        out->documents = st.ms_entries;
+        src = store_rc_from_mdb(mdb_stat(t->txn, t->s->quota, &st), "count users");
+    }
+    if (src == STORE_OK)
+        out->users = st.ms_entries;
     return src;
 }
 

@@ -42,6 +42,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "xcap_uri.h"
 
@@ -428,6 +429,7 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         orq = NULL;
     }
     if (!orq) {
+        metrics_count(METRICS_NOTIFY_FAILED, 1);
         if (!s->term_reason)
             log_warn("notifier: cannot send NOTIFY to %s (%d); subscription removed", s->identity,
                      s->sync_status);
@@ -435,6 +437,7 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         return;
     }
     s->orq = orq;
+    metrics_count(METRICS_NOTIFY_SENT, 1);
     if (s->term_reason)
         s->final_sent = true;
 }
@@ -476,6 +479,7 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
     nta_outgoing_destroy(orq);
     s->orq = NULL;
     if (status >= 300) {
+        metrics_count(METRICS_NOTIFY_FAILED, 1);
         /* RFC 6665 §4.2.2: 481 (and any other failure, including the 408 nta reports on timeout)
          * ends the subscription without a further NOTIFY. */
         if (!s->final_sent)
@@ -844,6 +848,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     s->next = n->subs;
     n->subs = s;
     n->n_subs++;
+    metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
 
     char exp[24];
     snprintf(exp, sizeof exp, "%u", expires);
@@ -1047,6 +1052,11 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     (void)t;
     (void)arg;
     notifier_enter(n);
+    /* The notifier's only client transactions are NOTIFYs, so the agent's retransmitted
+     * requests are retransmitted NOTIFYs. */
+    usize_t retried = 0;
+    nta_agent_get_stats(n->agent, NTATAG_S_RETRY_REQUEST_REF(retried), TAG_END());
+    metrics_count_set(METRICS_NOTIFY_RETRIED, (uint64_t)retried);
     int64_t now = notify_now();
     for (struct notify_sub *s = n->subs; s; s = s->next) {
         if (!s->dead && !s->term_reason && now >= s->expires_at) {

@@ -130,6 +130,9 @@ class Proc:
         self.name = name
         self.http_port = free_port()
         self.sip_port = free_port(udp_too=True) if name in XDMS_ROLES else None
+        # Every process's admin listener (/metrics, /healthz, /readyz) gets a port of its own, so
+        # that parallel cases never meet on the defaults (9080, 9181-9183).
+        self.metrics_port = free_port()
         self.data = os.path.join(dep.tmp, "data", "aggproxy" if name == "proxy" else name)
         # An XDMS's default UNIX-domain socket (<data>/xdms.sock): the proxy's way in, and the
         # runner's for `via ROLE as XUI`.
@@ -166,6 +169,7 @@ class Proc:
             argv = [self.binary, "--role", self.name, "--config", d.config, "--data", self.data,
                     "--http", self.http_addr, "--sip", "%s:%d" % (LOOPBACK, self.sip_port),
                     "--xcap-root", d.xcap_root + "/"]
+        argv += ["--option", "metrics=%s:%d" % (LOOPBACK, self.metrics_port)]
         for kv in list(self.options) + list(extra):
             argv += ["--option", kv]
         if d.runner.log_level:
@@ -419,6 +423,8 @@ class Deployment:
             v["root." + r] = "http://%s/xcap-root" % self.procs[r].http_addr
             v["socket." + r] = self.procs[r].socket
             v["data." + r] = self.procs[r].data
+        for n in ALL_PROCS:
+            v["metrics." + n] = "%s:%d" % (LOOPBACK, self.procs[n].metrics_port)
         return v
 
     def add_user(self, label, uri, password):
@@ -988,6 +994,7 @@ class Case:
 
 def parse_via(lineno, args):
     """via proxy [as LABEL] [algorithm=ALG] | via ROLE [socket|tcp] [from ADDR] [as SIP-URI]
+    | via PROC admin (its admin listener: /metrics, /healthz, /readyz)
 
     To an XDMS a request with an identity (`as`) goes over its UNIX-domain socket, like the
     proxy's, unless `tcp` or `from` is given; without one it goes over TCP unless `socket`."""
@@ -999,6 +1006,9 @@ def parse_via(lineno, args):
     while rest:
         if rest[0] in ("socket", "tcp") and args[0] in XDMS_ROLES:
             out["transport"] = rest[0]
+            rest = rest[1:]
+        elif rest[0] == "admin":
+            out["transport"] = "admin"
             rest = rest[1:]
         elif rest[0] == "as" and len(rest) >= 2:
             out["who"] = rest[1]
@@ -1293,7 +1303,9 @@ class CaseRun:
             body = gzip.compress(body or b"")
             headers = headers + [("Content-Encoding", "gzip")]
         via = self.via
-        if via.dest == "proxy":
+        if getattr(via, "transport", None) == "admin":
+            resp = self.send(self.dep.procs[via.dest], method, target, headers, body, timeout)
+        elif via.dest == "proxy":
             resp = self.send_proxy(via, method, target, headers, body, auth_mode, timeout)
         else:
             if via.who is not None:
@@ -1316,6 +1328,8 @@ class CaseRun:
         over_socket = self.via is not None and self.via.dest == proc.name and \
             getattr(self.via, "transport", None) == "socket"
         addr = proc.socket_addr if over_socket else proc.http_addr
+        if self.via is not None and getattr(self.via, "transport", None) == "admin":
+            addr = "%s:%d" % (LOOPBACK, proc.metrics_port)
         try:
             return http_exchange(addr, method, target, headers, body,
                                  timeout * self.runner.time_scale, source, self.pool)
