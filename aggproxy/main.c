@@ -142,6 +142,41 @@ static int aggproxy_add_route(void *cls, const char *value)
     return 0;
 }
 
+/* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
+static const char *const aggproxy_reloadable[] = {"log_level", NULL};
+
+static void aggproxy_changed(void *cls, const char *key)
+{
+    (void)cls;
+    for (const char *const *k = aggproxy_reloadable; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+/* SIGHUP: reads the configuration again from the same --config and command line and applies
+ * what may change while running; a configuration with any problem is refused whole and the
+ * running one (run, as started) stays. */
+static void aggproxy_reload(const struct config_args *args, const char *const *sections,
+                            const struct config *run)
+{
+    char errbuf[4096];
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        char *save = NULL;
+        for (char *line = strtok_r(errbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            log_error("reload: %s", line);
+        log_error("reload refused: the running configuration stays");
+        return;
+    }
+    config_diff(run, cfg, aggproxy_changed, NULL);
+    enum log_level level = LOG_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_set_level(level);
+    log_always("configuration reloaded: log_level %s", config_str(cfg, "log_level"));
+    config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     char errbuf[4096];
@@ -160,9 +195,9 @@ int main(int argc, char **argv)
     bool check_only = config_args_check_only(args);
     const char *sections[] = {"aggproxy", NULL};
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
-    config_args_free(args);
     if (!cfg) {
         config_print_errors(stderr, "aggproxy", errbuf);
+        config_args_free(args);
         return 2;
     }
     enum log_level level = LOG_INFO;
@@ -298,6 +333,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -331,7 +367,8 @@ int main(int argc, char **argv)
         log_info("GAA (GBA Digest) for %zu NAF name(s), first %s", fqdns.n, fqdns.v[0]);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        aggproxy_reload(args, sections, cfg);
     log_info("signal %d: stopping", sig);
     exit_code = 0;
 
@@ -346,6 +383,7 @@ out:
     if (store)
         store_close(store);
     config_free(cfg);
+    config_args_free(args);
     if (xml_ready)
         xdoc_global_cleanup();
     return exit_code;

@@ -162,6 +162,64 @@ static int xdms_check_keys(const struct config *cfg)
     return 0;
 }
 
+/* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
+static const char *const xdms_reloadable[] = {
+    "log_level",      "trusted_peer", "max_docs_per_user", "max_bytes_per_user",
+    "max_attributes", "max_elements", "max_depth",         NULL};
+
+static void xdms_changed(void *cls, const char *key)
+{
+    (void)cls;
+    for (const char *const *k = xdms_reloadable; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+/* SIGHUP: reads the configuration again from the same --config and command line, checks all of
+ * it as at start, and applies what may change while running. A configuration with any problem
+ * is refused whole and the running one stays. run is the configuration the process started
+ * with, which the restart-only keys keep. */
+static void xdms_reload(const struct config_args *args, const char *const *sections,
+                        const struct config *run, const struct xdms_server_config *scfg,
+                        struct xdms_server *server, struct engine *engine)
+{
+    char errbuf[4096];
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        char *save = NULL;
+        for (char *line = strtok_r(errbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            log_error("reload: %s", line);
+        log_error("reload refused: the running configuration stays");
+        return;
+    }
+    struct xdms_server *peers = NULL;
+    if (xdms_check_keys(cfg) < 0 || !(peers = server_new(scfg, NULL, NULL)) ||
+        config_each(cfg, "trusted_peer", xdms_add_peer, peers) != 0) {
+        log_error("reload refused: the running configuration stays");
+        server_free(peers);
+        config_free(cfg);
+        return;
+    }
+    config_diff(run, cfg, xdms_changed, NULL);
+    enum log_level level = LOG_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_set_level(level);
+    server_take_peers(server, peers);
+    server_free(peers);
+    struct engine_limits lim = {
+        .max_docs_per_user = (unsigned)config_u64(cfg, "max_docs_per_user"),
+        .max_bytes_per_user = config_u64(cfg, "max_bytes_per_user"),
+        .limits = {.max_attributes = (size_t)config_u64(cfg, "max_attributes"),
+                   .max_elements = (size_t)config_u64(cfg, "max_elements"),
+                   .max_depth = (size_t)config_u64(cfg, "max_depth")},
+    };
+    engine_set_limits(engine, &lim);
+    log_always("configuration reloaded: log_level %s, %zu trusted peer(s)",
+               config_str(cfg, "log_level"), server_peer_count(server));
+    config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     static const char *const values[] = {"role", NULL};
@@ -409,7 +467,8 @@ int main(int argc, char **argv)
              socket_path ? socket_path : "off", sip_host, notifier_port(notifier));
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        xdms_reload(args, sections, cfg, &scfg, server, engine);
     log_info("signal %d: stopping", sig);
 stop:
     httpd_stop(httpd);
