@@ -147,7 +147,9 @@ static const char *const aggproxy_reloadable[] = {"log_level", NULL};
 
 static void aggproxy_changed(void *cls, const char *key)
 {
-    (void)cls;
+    const bool *tls_reloads = cls;
+    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
+        return;
     for (const char *const *k = aggproxy_reloadable; *k; k++)
         if (strcmp(*k, key) == 0)
             return;
@@ -158,7 +160,7 @@ static void aggproxy_changed(void *cls, const char *key)
  * what may change while running; a configuration with any problem is refused whole and the
  * running one (run, as started) stays. */
 static void aggproxy_reload(const struct config_args *args, const char *const *sections,
-                            const struct config *run)
+                            const struct config *run, struct httpd *httpsd)
 {
     char errbuf[4096];
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
@@ -169,11 +171,30 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
         log_error("reload refused: the running configuration stays");
         return;
     }
-    config_diff(run, cfg, aggproxy_changed, NULL);
+    /* The HTTPS listener takes the files again even under the same names: rotation replaces
+     * them in place. Adding or removing the listener needs a restart. */
+    const char *tls_cert = config_str(cfg, "tls_cert"), *tls_key = config_str(cfg, "tls_key");
+    bool tls_reloads = httpsd && tls_cert && tls_key;
+    struct httpd_tls *tls = NULL;
+    if (httpsd && (!tls_cert || !tls_key)) {
+        log_error("https needs tls_cert and tls_key (PEM files)");
+        log_error("reload refused: the running configuration stays");
+        config_free(cfg);
+        return;
+    }
+    if (tls_reloads && !(tls = httpd_tls_load(tls_cert, tls_key))) {
+        log_error("reload refused: the running configuration stays");
+        config_free(cfg);
+        return;
+    }
+    config_diff(run, cfg, aggproxy_changed, &tls_reloads);
+    if (tls)
+        httpd_tls_set(httpsd, tls);
     enum log_level level = LOG_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
-    log_always("configuration reloaded: log_level %s", config_str(cfg, "log_level"));
+    log_always("configuration reloaded: log_level %s%s%s", config_str(cfg, "log_level"),
+               tls ? ", certificate " : "", tls ? tls_cert : "");
     config_free(cfg);
 }
 
@@ -368,7 +389,7 @@ int main(int argc, char **argv)
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        aggproxy_reload(args, sections, cfg);
+        aggproxy_reload(args, sections, cfg, httpsd);
     log_info("signal %d: stopping", sig);
     exit_code = 0;
 

@@ -169,7 +169,9 @@ static const char *const xdms_reloadable[] = {
 
 static void xdms_changed(void *cls, const char *key)
 {
-    (void)cls;
+    const bool *tls_reloads = cls;
+    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
+        return;
     for (const char *const *k = xdms_reloadable; *k; k++)
         if (strcmp(*k, key) == 0)
             return;
@@ -182,7 +184,7 @@ static void xdms_changed(void *cls, const char *key)
  * with, which the restart-only keys keep. */
 static void xdms_reload(const struct config_args *args, const char *const *sections,
                         const struct config *run, const struct xdms_server_config *scfg,
-                        struct xdms_server *server, struct engine *engine)
+                        struct xdms_server *server, struct engine *engine, struct httpd *httpd)
 {
     char errbuf[4096];
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
@@ -193,15 +195,23 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
         log_error("reload refused: the running configuration stays");
         return;
     }
+    /* An HTTPS listener takes the files again even under the same names: rotation replaces
+     * them in place. HTTP to HTTPS and back needs a restart. */
     struct xdms_server *peers = NULL;
+    struct httpd_tls *tls = NULL;
+    const char *tls_cert = config_str(cfg, "tls_cert");
+    bool tls_reloads = httpd_is_tls(httpd) && tls_cert;
     if (xdms_check_keys(cfg) < 0 || !(peers = server_new(scfg, NULL, NULL)) ||
-        config_each(cfg, "trusted_peer", xdms_add_peer, peers) != 0) {
+        config_each(cfg, "trusted_peer", xdms_add_peer, peers) != 0 ||
+        (tls_reloads && !(tls = httpd_tls_load(tls_cert, config_str(cfg, "tls_key"))))) {
         log_error("reload refused: the running configuration stays");
         server_free(peers);
         config_free(cfg);
         return;
     }
-    config_diff(run, cfg, xdms_changed, NULL);
+    config_diff(run, cfg, xdms_changed, &tls_reloads);
+    if (tls)
+        httpd_tls_set(httpd, tls);
     enum log_level level = LOG_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
@@ -215,8 +225,9 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
                    .max_depth = (size_t)config_u64(cfg, "max_depth")},
     };
     engine_set_limits(engine, &lim);
-    log_always("configuration reloaded: log_level %s, %zu trusted peer(s)",
-               config_str(cfg, "log_level"), server_peer_count(server));
+    log_always("configuration reloaded: log_level %s, %zu trusted peer(s)%s%s",
+               config_str(cfg, "log_level"), server_peer_count(server), tls ? ", certificate " : "",
+               tls ? tls_cert : "");
     config_free(cfg);
 }
 
@@ -468,7 +479,7 @@ int main(int argc, char **argv)
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        xdms_reload(args, sections, cfg, &scfg, server, engine);
+        xdms_reload(args, sections, cfg, &scfg, server, engine, httpd);
     log_info("signal %d: stopping", sig);
 stop:
     httpd_stop(httpd);
