@@ -72,6 +72,8 @@ static const struct config_key aggproxy_keys[] = {
     {"digest_algorithms", CONFIG_STR, 0, 255, "MD5 SHA-256", NULL, 0, NULL,
      "Digest algorithms offered, in order (MD5, SHA-256)"},
     HTTPD_CONFIG_KEYS,
+    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
+     "seconds SIGTERM waits for requests in progress (0: none)"},
     {"caps_ttl", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
      "seconds the aggregated xcap-caps is cached"},
     {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
@@ -390,7 +392,14 @@ int main(int argc, char **argv)
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         aggproxy_reload(args, sections, cfg, httpsd);
-    log_info("signal %d: stopping", sig);
+    /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
+    unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);
+    struct httpd *listeners[] = {httpd, httpsd};
+    size_t left = httpd_drain(listeners, 2, drain_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 drain_s);
     exit_code = 0;
 
 out:

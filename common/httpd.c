@@ -75,6 +75,8 @@ struct httpd {
     pthread_t watchdog;
     bool watchdog_running;
     bool stopping;
+    bool quiesced;   /* no longer accepting (httpd_drain) */
+    int quiesced_fd; /* the listening socket libmicrohttpd gave back, closed after its stop */
     unsigned cut_head, cut_body, cut_idle; /* not yet logged */
     int64_t cut_logged_ms;
 };
@@ -913,7 +915,8 @@ static int httpd_launch(struct httpd *d, const struct httpd_config *cfg, unsigne
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->wake, &ca);
     pthread_condattr_destroy(&ca);
-    d->mhd = MHD_start_daemon(flags, ss ? cfg->port : 0, NULL, NULL, httpd_access, d,
+    /* MHD_USE_ITC: MHD_quiesce_daemon() with internal threads needs it (httpd_drain). */
+    d->mhd = MHD_start_daemon(flags | MHD_USE_ITC, ss ? cfg->port : 0, NULL, NULL, httpd_access, d,
                               MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (d->mhd && (d->header_ms || d->body_min_rate)) {
         if (pthread_create(&d->watchdog, NULL, httpd_watchdog, d) == 0) {
@@ -944,6 +947,8 @@ static void httpd_halt(struct httpd *d)
     }
     /* Every connection gets its CLOSED notification here, which frees its entry. */
     MHD_stop_daemon(d->mhd);
+    if (d->quiesced && d->quiesced_fd >= 0)
+        close(d->quiesced_fd);
     pthread_cond_destroy(&d->wake);
     pthread_mutex_destroy(&d->lock);
 }
@@ -1046,6 +1051,52 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         httpd_tls_register(d, true);
     *out = d;
     return 0;
+}
+
+/* Stops accepting on d (a side of a server); established connections go on. */
+static void httpd_quiesce(struct httpd *d)
+{
+    if (!d || !d->mhd || d->quiesced)
+        return;
+    d->quiesced = true;
+    d->quiesced_fd = (int)MHD_quiesce_daemon(d->mhd);
+}
+
+/* Connections of d with a request in progress: head or body arriving, handler running or
+ * response being sent. Kept-alive connections between requests do not count. */
+static size_t httpd_in_flight(struct httpd *d)
+{
+    if (!d || !d->mhd)
+        return 0;
+    size_t n = 0;
+    pthread_mutex_lock(&d->lock);
+    for (struct httpd_conn *c = d->conns; c; c = c->next) {
+        int phase = atomic_load(&c->phase);
+        n += phase == HTTPD_HEAD || phase == HTTPD_BODY || phase == HTTPD_BUSY;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
+
+size_t httpd_drain(struct httpd *const *ds, size_t n, unsigned timeout_s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ds[i]) {
+            httpd_quiesce(ds[i]);
+            httpd_quiesce(ds[i]->unix_side);
+        }
+    }
+    int64_t deadline = httpd_now_ms() + (int64_t)timeout_s * 1000;
+    for (;;) {
+        size_t busy = 0;
+        for (size_t i = 0; i < n; i++)
+            if (ds[i])
+                busy += httpd_in_flight(ds[i]) + httpd_in_flight(ds[i]->unix_side);
+        if (busy == 0 || httpd_now_ms() >= deadline)
+            return busy;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 uint16_t httpd_port(const struct httpd *d)

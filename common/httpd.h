@@ -153,6 +153,13 @@ uint16_t httpd_port(const struct httpd *d);
 /* Stops accepting, finishes running handlers, removes the UNIX-domain socket file, frees. */
 void httpd_stop(struct httpd *d);
 
+/* Graceful stop: every server of ds (NULL entries skipped) stops accepting connections, on TCP
+ * and on its UNIX-domain side, at once; then this waits until no connection has a request in
+ * progress (head or body arriving, handler running, response being sent), at most timeout_s
+ * seconds. Returns how many requests were still in progress (0: all finished). Call
+ * httpd_stop() afterwards, which closes whatever is left. */
+size_t httpd_drain(struct httpd *const *ds, size_t n, unsigned timeout_s);
+
 /* TLS certificate rotation. A TLS listener picks its certificate per handshake: a new connection
  * gets the one set last, an established one keeps the one it got. */
 #define HTTPD_TLS_LISTENERS_MAX 8 /* TLS listeners in one process */

@@ -78,6 +78,8 @@ static const struct config_key xdms_keys[] = {
     {"allow_foreign_references", CONFIG_BOOL, 0, 0, "false", NULL, 0, NULL,
      "accept references into other users' documents on this server"},
     HTTPD_CONFIG_KEYS,
+    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
+     "seconds SIGTERM waits for requests in progress (0: none)"},
     {"socket", CONFIG_STR, 0, HTTPD_UNIX_PATH_MAX, NULL, "socket", 0, NULL,
      "UNIX-domain listener for the proxy, or off (default DATA/xdms.sock)"},
     {"trusted_peer", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
@@ -229,6 +231,16 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
                config_str(cfg, "log_level"), server_peer_count(server), tls ? ", certificate " : "",
                tls ? tls_cert : "");
     config_free(cfg);
+}
+
+/* Graceful stop: no new connection, the requests in progress get up to timeout_s seconds. */
+static void xdms_drain(struct httpd *httpd, unsigned timeout_s, int sig)
+{
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, timeout_s);
+    size_t left = httpd_drain(&httpd, 1, timeout_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 timeout_s);
 }
 
 int main(int argc, char **argv)
@@ -480,7 +492,7 @@ int main(int argc, char **argv)
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         xdms_reload(args, sections, cfg, &scfg, server, engine, httpd);
-    log_info("signal %d: stopping", sig);
+    xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:
     httpd_stop(httpd);
     notifier_stop(notifier);
