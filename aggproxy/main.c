@@ -145,7 +145,7 @@ static int aggproxy_add_route(void *cls, const char *value)
 }
 
 /* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
-static const char *const aggproxy_reloadable[] = {"log_level", NULL};
+static const char *const aggproxy_reloadable[] = {"log_level", "max_body", NULL};
 
 static void aggproxy_changed(void *cls, const char *key)
 {
@@ -162,7 +162,8 @@ static void aggproxy_changed(void *cls, const char *key)
  * what may change while running; a configuration with any problem is refused whole and the
  * running one (run, as started) stays. */
 static void aggproxy_reload(const struct config_args *args, const char *const *sections,
-                            const struct config *run, struct httpd *httpsd)
+                            const struct config *run, struct proxy *proxy, struct httpd *httpd,
+                            struct httpd *httpsd)
 {
     char errbuf[4096];
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
@@ -192,6 +193,12 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
     config_diff(run, cfg, aggproxy_changed, &tls_reloads);
     if (tls)
         httpd_tls_set(httpsd, tls);
+    size_t max_body = (size_t)config_u64(cfg, "max_body");
+    proxy_set_max_body(proxy, max_body);
+    if (httpd)
+        httpd_set_max_body(httpd, max_body);
+    if (httpsd)
+        httpd_set_max_body(httpsd, max_body);
     enum log_level level = LOG_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
@@ -391,7 +398,7 @@ int main(int argc, char **argv)
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        aggproxy_reload(args, sections, cfg, httpsd);
+        aggproxy_reload(args, sections, cfg, proxy, httpd, httpsd);
     /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
     unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
     log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);

@@ -61,7 +61,7 @@ struct httpd {
     ino_t unix_ino;
     httpd_handler_fn fn;
     void *cls;
-    size_t max_body;
+    _Atomic size_t max_body; /* a reload may change it (httpd_set_max_body) */
     uint16_t port;
     bool is_tls;
     struct httpd_tls *tls;  /* the certificate new handshakes get; under httpd_tls_lock */
@@ -1076,6 +1076,13 @@ static size_t httpd_in_flight(struct httpd *d)
     }
     pthread_mutex_unlock(&d->lock);
     return n;
+}
+
+void httpd_set_max_body(struct httpd *d, size_t max_body)
+{
+    d->max_body = max_body;
+    if (d->unix_side)
+        d->unix_side->max_body = max_body;
 }
 
 size_t httpd_drain(struct httpd *const *ds, size_t n, unsigned timeout_s)

@@ -153,6 +153,10 @@ uint16_t httpd_port(const struct httpd *d);
 /* Stops accepting, finishes running handlers, removes the UNIX-domain socket file, frees. */
 void httpd_stop(struct httpd *d);
 
+/* A configuration reload: the largest request body from the next request on (both sides of
+ * the server). Thread-safe. */
+void httpd_set_max_body(struct httpd *d, size_t max_body);
+
 /* Graceful stop: every server of ds (NULL entries skipped) stops accepting connections, on TCP
  * and on its UNIX-domain side, at once; then this waits until no connection has a request in
  * progress (head or body arriving, handler running, response being sent), at most timeout_s

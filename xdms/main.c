@@ -166,8 +166,8 @@ static int xdms_check_keys(const struct config *cfg)
 
 /* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
 static const char *const xdms_reloadable[] = {
-    "log_level",      "trusted_peer", "max_docs_per_user", "max_bytes_per_user",
-    "max_attributes", "max_elements", "max_depth",         NULL};
+    "log_level",          "trusted_peer",   "sip_trusted_peer", "max_body",  "max_docs_per_user",
+    "max_bytes_per_user", "max_attributes", "max_elements",     "max_depth", NULL};
 
 static void xdms_changed(void *cls, const char *key)
 {
@@ -186,7 +186,8 @@ static void xdms_changed(void *cls, const char *key)
  * with, which the restart-only keys keep. */
 static void xdms_reload(const struct config_args *args, const char *const *sections,
                         const struct config *run, const struct xdms_server_config *scfg,
-                        struct xdms_server *server, struct engine *engine, struct httpd *httpd)
+                        struct xdms_server *server, struct engine *engine,
+                        struct notifier *notifier, struct httpd *httpd)
 {
     char errbuf[4096];
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
@@ -211,7 +212,19 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
         config_free(cfg);
         return;
     }
+    struct xdms_list sip_peers = {0};
+    if (config_each(cfg, "sip_trusted_peer", xdms_collect, &sip_peers) != 0 ||
+        notifier_set_trusted_peers(notifier, sip_peers.v) < 0) {
+        log_error("reload refused: the running configuration stays");
+        free(sip_peers.v);
+        httpd_tls_free(tls);
+        server_free(peers);
+        config_free(cfg);
+        return;
+    }
+    free(sip_peers.v);
     config_diff(run, cfg, xdms_changed, &tls_reloads);
+    httpd_set_max_body(httpd, (size_t)config_u64(cfg, "max_body"));
     if (tls)
         httpd_tls_set(httpd, tls);
     enum log_level level = LOG_INFO;
@@ -491,7 +504,7 @@ int main(int argc, char **argv)
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        xdms_reload(args, sections, cfg, &scfg, server, engine, httpd);
+        xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
     xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:
     httpd_stop(httpd);
