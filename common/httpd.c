@@ -656,16 +656,21 @@ bool httpd_is_tls(const struct httpd *d)
     return d->is_tls;
 }
 
-static void httpd_tls_register(struct httpd *d, bool add)
+/* Adds d to (or removes it from) the TLS listeners; adding fails (-1) when all
+ * HTTPD_TLS_LISTENERS_MAX places are taken. */
+static int httpd_tls_register(struct httpd *d, bool add)
 {
+    int rc = add ? -1 : 0;
     pthread_mutex_lock(&httpd_tls_lock);
     for (size_t i = 0; i < HTTPD_TLS_LISTENERS_MAX; i++) {
         if (add ? !httpd_tls_listeners[i] : httpd_tls_listeners[i] == d) {
             httpd_tls_listeners[i] = add ? d : NULL;
+            rc = 0;
             break;
         }
     }
     pthread_mutex_unlock(&httpd_tls_lock);
+    return rc;
 }
 
 /* gnutls_certificate_retrieve_function3: a fresh copy of the listener's current certificate
@@ -1047,8 +1052,11 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     if (info && getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
         d->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                     : ((struct sockaddr_in *)&bound)->sin_port);
-    if (d->is_tls)
-        httpd_tls_register(d, true);
+    if (d->is_tls && httpd_tls_register(d, true) < 0) {
+        log_error("httpd: more than %d TLS listeners in one process", HTTPD_TLS_LISTENERS_MAX);
+        httpd_stop(d);
+        return -1;
+    }
     *out = d;
     return 0;
 }
