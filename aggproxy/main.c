@@ -79,6 +79,8 @@ static const struct config_key aggproxy_keys[] = {
     {"digest_algorithms", CONFIG_STR, 0, 255, "MD5 SHA-256", NULL, 0, NULL,
      "Digest algorithms offered, in order (MD5, SHA-256)"},
     HTTPD_CONFIG_KEYS,
+    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
+     "seconds SIGTERM waits for requests in progress (0: none)"},
     {"caps_ttl", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
      "seconds the aggregated xcap-caps is cached"},
     {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
@@ -199,6 +201,69 @@ static int aggproxy_add_route(void *cls, const char *value)
     return 0;
 }
 
+/* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
+static const char *const aggproxy_reloadable[] = {"log_level", "max_body", NULL};
+
+static void aggproxy_changed(void *cls, const char *key)
+{
+    const bool *tls_reloads = cls;
+    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
+        return;
+    for (const char *const *k = aggproxy_reloadable; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+/* SIGHUP: reads the configuration again from the same --config and command line and applies
+ * what may change while running; a configuration with any problem is refused whole and the
+ * running one (run, as started) stays. */
+static void aggproxy_reload(const struct config_args *args, const char *const *sections,
+                            const struct config *run, struct proxy *proxy, struct httpd *httpd,
+                            struct httpd *httpsd)
+{
+    char errbuf[4096];
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        char *save = NULL;
+        for (char *line = strtok_r(errbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            log_error("reload: %s", line);
+        log_error("reload refused: the running configuration stays");
+        return;
+    }
+    /* The HTTPS listener takes the files again even under the same names: rotation replaces
+     * them in place. Adding or removing the listener needs a restart. */
+    const char *tls_cert = config_str(cfg, "tls_cert"), *tls_key = config_str(cfg, "tls_key");
+    bool tls_reloads = httpsd && tls_cert && tls_key;
+    struct httpd_tls *tls = NULL;
+    if (httpsd && (!tls_cert || !tls_key)) {
+        log_error("https needs tls_cert and tls_key (PEM files)");
+        log_error("reload refused: the running configuration stays");
+        config_free(cfg);
+        return;
+    }
+    if (tls_reloads && !(tls = httpd_tls_load(tls_cert, tls_key))) {
+        log_error("reload refused: the running configuration stays");
+        config_free(cfg);
+        return;
+    }
+    config_diff(run, cfg, aggproxy_changed, &tls_reloads);
+    if (tls)
+        httpd_tls_set(httpsd, tls);
+    size_t max_body = (size_t)config_u64(cfg, "max_body");
+    proxy_set_max_body(proxy, max_body);
+    if (httpd)
+        httpd_set_max_body(httpd, max_body);
+    if (httpsd)
+        httpd_set_max_body(httpsd, max_body);
+    enum log_level level = LOG_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_set_level(level);
+    log_always("configuration reloaded: log_level %s%s%s", config_str(cfg, "log_level"),
+               tls ? ", certificate " : "", tls ? tls_cert : "");
+    config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     char errbuf[4096];
@@ -217,9 +282,9 @@ int main(int argc, char **argv)
     bool check_only = config_args_check_only(args);
     const char *sections[] = {"aggproxy", NULL};
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
-    config_args_free(args);
     if (!cfg) {
         config_print_errors(stderr, "aggproxy", errbuf);
+        config_args_free(args);
         return 2;
     }
     enum log_level level = LOG_INFO;
@@ -362,6 +427,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -400,8 +466,16 @@ int main(int argc, char **argv)
         log_info("GAA (GBA Digest) for %zu NAF name(s), first %s", fqdns.n, fqdns.v[0]);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
-    log_info("signal %d: stopping", sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        aggproxy_reload(args, sections, cfg, proxy, httpd, httpsd);
+    /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
+    unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);
+    struct httpd *listeners[] = {httpd, httpsd};
+    size_t left = httpd_drain(listeners, 2, drain_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 drain_s);
     exit_code = 0;
 
 out:
@@ -416,6 +490,7 @@ out:
     if (store)
         store_close(store);
     config_free(cfg);
+    config_args_free(args);
     if (xml_ready)
         xdoc_global_cleanup();
     return exit_code;

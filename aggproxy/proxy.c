@@ -1,5 +1,6 @@
 #include "proxy.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,9 +48,14 @@ struct proxy {
     enum proxy_assert asserted;
     bool gzip;
     size_t gzip_min;
-    size_t max_body;
+    _Atomic size_t max_body; /* a reload may change it (proxy_set_max_body) */
     struct digest_algs algs; /* plain Digest, in challenge order */
 };
+
+void proxy_set_max_body(struct proxy *p, size_t max_body)
+{
+    p->max_body = max_body ? max_body : (size_t)1 << 20;
+}
 
 void proxy_free(struct proxy *p)
 {

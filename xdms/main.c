@@ -89,6 +89,8 @@ static const struct config_key xdms_keys[] = {
     {"allow_foreign_references", CONFIG_BOOL, 0, 0, "false", NULL, 0, NULL,
      "accept references into other users' documents on this server"},
     HTTPD_CONFIG_KEYS,
+    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
+     "seconds SIGTERM waits for requests in progress (0: none)"},
     {"socket", CONFIG_STR, 0, HTTPD_UNIX_PATH_MAX, NULL, "socket", 0, NULL,
      "UNIX-domain listener for the proxy, or off (default DATA/xdms.sock)"},
     {"trusted_peer", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
@@ -267,6 +269,98 @@ static int xdms_check_keys(const struct config *cfg)
         return -1;
     }
     return 0;
+}
+
+/* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
+static const char *const xdms_reloadable[] = {
+    "log_level",          "trusted_peer",   "sip_trusted_peer", "max_body",  "max_docs_per_user",
+    "max_bytes_per_user", "max_attributes", "max_elements",     "max_depth", NULL};
+
+static void xdms_changed(void *cls, const char *key)
+{
+    const bool *tls_reloads = cls;
+    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
+        return;
+    for (const char *const *k = xdms_reloadable; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+/* SIGHUP: reads the configuration again from the same --config and command line, checks all of
+ * it as at start, and applies what may change while running. A configuration with any problem
+ * is refused whole and the running one stays. run is the configuration the process started
+ * with, which the restart-only keys keep. */
+static void xdms_reload(const struct config_args *args, const char *const *sections,
+                        const struct config *run, const struct xdms_server_config *scfg,
+                        struct xdms_server *server, struct engine *engine,
+                        struct notifier *notifier, struct httpd *httpd)
+{
+    char errbuf[4096];
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        char *save = NULL;
+        for (char *line = strtok_r(errbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            log_error("reload: %s", line);
+        log_error("reload refused: the running configuration stays");
+        return;
+    }
+    /* An HTTPS listener takes the files again even under the same names: rotation replaces
+     * them in place. HTTP to HTTPS and back needs a restart. */
+    struct xdms_server *peers = NULL;
+    struct httpd_tls *tls = NULL;
+    const char *tls_cert = config_str(cfg, "tls_cert");
+    bool tls_reloads = httpd_is_tls(httpd) && tls_cert;
+    if (xdms_check_keys(cfg) < 0 || !(peers = server_new(scfg, NULL, NULL)) ||
+        config_each(cfg, "trusted_peer", xdms_add_peer, peers) != 0 ||
+        (tls_reloads && !(tls = httpd_tls_load(tls_cert, config_str(cfg, "tls_key"))))) {
+        log_error("reload refused: the running configuration stays");
+        server_free(peers);
+        config_free(cfg);
+        return;
+    }
+    struct xdms_list sip_peers = {0};
+    if (config_each(cfg, "sip_trusted_peer", xdms_collect, &sip_peers) != 0 ||
+        notifier_set_trusted_peers(notifier, sip_peers.v) < 0) {
+        log_error("reload refused: the running configuration stays");
+        free(sip_peers.v);
+        httpd_tls_free(tls);
+        server_free(peers);
+        config_free(cfg);
+        return;
+    }
+    free(sip_peers.v);
+    config_diff(run, cfg, xdms_changed, &tls_reloads);
+    httpd_set_max_body(httpd, (size_t)config_u64(cfg, "max_body"));
+    if (tls)
+        httpd_tls_set(httpd, tls);
+    enum log_level level = LOG_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_set_level(level);
+    server_take_peers(server, peers);
+    server_free(peers);
+    struct engine_limits lim = {
+        .max_docs_per_user = (unsigned)config_u64(cfg, "max_docs_per_user"),
+        .max_bytes_per_user = config_u64(cfg, "max_bytes_per_user"),
+        .limits = {.max_attributes = (size_t)config_u64(cfg, "max_attributes"),
+                   .max_elements = (size_t)config_u64(cfg, "max_elements"),
+                   .max_depth = (size_t)config_u64(cfg, "max_depth")},
+    };
+    engine_set_limits(engine, &lim);
+    log_always("configuration reloaded: log_level %s, %zu trusted peer(s)%s%s",
+               config_str(cfg, "log_level"), server_peer_count(server), tls ? ", certificate " : "",
+               tls ? tls_cert : "");
+    config_free(cfg);
+}
+
+/* Graceful stop: no new connection, the requests in progress get up to timeout_s seconds. */
+static void xdms_drain(struct httpd *httpd, unsigned timeout_s, int sig)
+{
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, timeout_s);
+    size_t left = httpd_drain(&httpd, 1, timeout_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 timeout_s);
 }
 
 int main(int argc, char **argv)
@@ -527,8 +621,9 @@ int main(int argc, char **argv)
              socket_path ? socket_path : "off", sip_host, notifier_port(notifier));
 
     int sig = 0;
-    sigwait(&sigs, &sig);
-    log_info("signal %d: stopping", sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
+    xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:
     httpd_stop(admin);
     httpd_stop(httpd);

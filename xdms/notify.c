@@ -550,7 +550,9 @@ static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
 {
     msg_t *msg = nta_incoming_getrequest(irq);
     su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+    pthread_mutex_lock(&n->trusted_lock);
     bool ok = ai && notify_peer_trusted(ai->ai_addr, (const char *const *)n->trusted);
+    pthread_mutex_unlock(&n->trusted_lock);
     if (!ok) {
         char addr[INET6_ADDRSTRLEN] = "?";
         if (ai && ai->ai_addr->sa_family == AF_INET)
@@ -1195,6 +1197,7 @@ static void notifier_free(struct notifier *n)
     if (n->efd >= 0)
         close(n->efd);
     pthread_mutex_destroy(&n->lock);
+    pthread_mutex_destroy(&n->trusted_lock);
     pthread_cond_destroy(&n->cond);
     free(n->host);
     free(n->xcap_root);
@@ -1213,6 +1216,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     }
     n->efd = -1;
     pthread_mutex_init(&n->lock, NULL);
+    pthread_mutex_init(&n->trusted_lock, NULL);
     pthread_cond_init(&n->cond, NULL);
     atomic_init(&n->stop_requested, false);
     n->cfg = *cfg;
@@ -1229,7 +1233,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     }
     n->cfg.host = n->host;
     n->cfg.xcap_root = n->xcap_root;
-    n->cfg.trusted_peers = (const char *const *)n->trusted;
+    n->cfg.trusted_peers = NULL; /* n->trusted, which a reload replaces */
     n->cfg.server_identities = (const char *const *)n->servers;
     n->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (n->efd < 0) {
@@ -1280,4 +1284,19 @@ void notifier_stop(struct notifier *n)
     notifier_wake(n);
     pthread_join(n->thread, NULL);
     notifier_free(n);
+}
+
+int notifier_set_trusted_peers(struct notifier *n, const char *const *peers)
+{
+    char **v = notify_strv_dup(peers);
+    if (peers && !v) {
+        log_error("notifier: out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&n->trusted_lock);
+    char **old = n->trusted;
+    n->trusted = v;
+    pthread_mutex_unlock(&n->trusted_lock);
+    notify_strv_free(old);
+    return 0;
 }

@@ -893,8 +893,9 @@ class Case:
                 continue
             if text.startswith("<"):
                 if cur is None or cur.kind not in ("request", "await", "expect_start_failure",
-                                                   "stat", "exec"):
-                    raise ParseError("line %d: '<' without a request, await, exec, "
+                                                   "stat", "exec", "reload",
+                                                   "log"):
+                    raise ParseError("line %d: '<' without a request, await, exec, reload, "
                                      "expect-start-failure or stat" % lineno)
                 cur.expect.append(Assertion(lineno, text[1:].strip(), heredoc))
                 continue
@@ -980,6 +981,21 @@ class Case:
                 if len(args) != 1:
                     raise ParseError("line %d: stat PATH" % lineno)
                 cur = Step(lineno, "stat", args, expect=[])
+                self.steps.append(cur)
+            elif kw == "rewrite-config":
+                if args or heredoc is None:
+                    raise ParseError("line %d: rewrite-config <<EOT (the new lines follow)"
+                                     % lineno)
+                self.steps.append(Step(lineno, "rewrite_config", args, text=heredoc))
+            elif kw == "log":
+                if len(args) != 1 or args[0] not in ALL_PROCS:
+                    raise ParseError("line %d: log PROC" % lineno)
+                cur = Step(lineno, "log", args, expect=[])
+                self.steps.append(cur)
+            elif kw == "reload":
+                if len(args) != 1 or args[0] not in ALL_PROCS:
+                    raise ParseError("line %d: reload PROC" % lineno)
+                cur = Step(lineno, "reload", args, expect=[])
                 self.steps.append(cur)
             elif kw == "run":
                 if not args or args[0] not in BUILTINS:
@@ -1245,6 +1261,50 @@ class CaseRun:
         if rc is None:
             raise CaseError("line %d: %s did not exit within %.0fs (it started?)\n%s"
                             % (step.lineno, proc.name, limit, tail(log)))
+        for a in step.expect:
+            self.check(a, event=ev)
+
+    def step_rewrite_config(self, step):
+        """Replaces the case's xdm.conf while the processes run (for `reload`)."""
+        with open(self.dep.config, "w") as f:
+            f.write(self.s(step.text, step.lineno))
+
+    def step_log(self, step):
+        """The `<` lines check what the process has logged since it (last) started as `@body`,
+        one line per line, each without its time stamp."""
+        proc = self.dep.procs[step.args[0]]
+        text = read_bytes(proc.logs[-1]).decode("utf-8", "replace").split("\n", 1)[-1]
+        body = "".join((l.split(" ", 1)[1] if " " in l else l) + "\n"
+                       for l in text.split("\n") if l)
+        ev = {"event": "log", "body": body}
+        for a in step.expect:
+            self.check(a, event=ev)
+
+    def step_reload(self, step):
+        """SIGHUP, then waits (10 s) for the process to log the outcome: a line with
+        "configuration reloaded" or "reload refused". The `<` lines check the lines it logged
+        meanwhile as `@body`, each without its time stamp."""
+        proc = self.dep.procs[step.args[0]]
+        if not proc.running():
+            raise CaseError("line %d: reload %s, which is not running" % (step.lineno, proc.name))
+        log = proc.logs[-1]
+        start = len(read_bytes(log))
+        proc.popen.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10 * self.runner.time_scale
+        while True:
+            new = read_bytes(log)[start:].decode("utf-8", "replace")
+            done = [l for l in new.split("\n")
+                    if "configuration reloaded" in l or "reload refused" in l]
+            if done and new.endswith("\n"):
+                break
+            if time.monotonic() > deadline or not proc.running():
+                raise CaseError("line %d: %s logged no reload outcome within 10 s\n%s"
+                                % (step.lineno, proc.name, tail(log)))
+            time.sleep(0.05)
+        lines = [l.split(" ", 1)[1] if " " in l else l for l in new.split("\n") if l]
+        body = "".join(l + "\n" for l in lines)
+        self.log("line %d: reload %s:\n%s" % (step.lineno, proc.name, indent(body.rstrip())))
+        ev = {"event": "reload", "body": body}
         for a in step.expect:
             self.check(a, event=ev)
 
