@@ -22,6 +22,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -1431,4 +1433,100 @@ enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *
     }
     mdb_cursor_close(cur);
     return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK : store_rc_from_mdb(rc, "scan");
+}
+
+/* Backup ------------------------------------------------------------------------------------- */
+
+#define STORE_COPY_RETRIES 3
+
+enum store_rc store_copy(const char *src_dir, const char *dst_dir)
+{
+    char path[STORE_DIR_MAX + 16];
+    struct stat st;
+    if (!src_dir || !dst_dir || strlen(src_dir) > STORE_DIR_MAX || strlen(dst_dir) > STORE_DIR_MAX)
+        return STORE_INVALID;
+    snprintf(path, sizeof path, "%s/data.mdb", src_dir);
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? STORE_NOTFOUND : STORE_ERROR;
+
+    /* Phase 1: open the source read-only (the lock file is still shared with the writers, so
+     * their readers and ours see each other). */
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "create environment");
+    rc = mdb_env_set_maxdbs(env, STORE_BUILTIN_DBS + STORE_MAX_TABLES);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_maxreaders(env, STORE_MAX_READERS);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(env, src_dir, MDB_NOTLS | MDB_RDONLY, 0600);
+    if (rc != MDB_SUCCESS) {
+        log_error("store: open %s for a copy: %s", src_dir, mdb_strerror(rc));
+        mdb_env_close(env);
+        return STORE_ERROR;
+    }
+
+    /* Phase 2: the compacting copy into a new file. A writer may grow the map meanwhile; the
+     * copy's read transaction then fails with MDB_MAP_RESIZED and is retried at the new size. */
+    snprintf(path, sizeof path, "%s/data.mdb", dst_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("store: create %s: %s", path, strerror(errno));
+        mdb_env_close(env);
+        return errno == EEXIST ? STORE_INVALID : STORE_ERROR;
+    }
+    for (int i = 0; i < STORE_COPY_RETRIES; i++) {
+        rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT);
+        if (rc != MDB_MAP_RESIZED)
+            break;
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+            rc = errno;
+            break;
+        }
+        rc = mdb_env_set_mapsize(env, 0);
+        if (rc != MDB_SUCCESS)
+            break;
+    }
+    mdb_env_close(env);
+
+    /* Phase 3: durable before success is reported. */
+    if (rc == MDB_SUCCESS && fsync(fd) < 0)
+        rc = errno;
+    if (close(fd) < 0 && rc == MDB_SUCCESS)
+        rc = errno;
+    if (rc == MDB_SUCCESS) {
+        int dfd = open(dst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (fsync(dfd) < 0)
+                rc = errno;
+            close(dfd);
+        }
+    }
+    if (rc != MDB_SUCCESS) {
+        log_error("store: copy %s to %s: %s", src_dir, dst_dir, mdb_strerror(rc));
+        unlink(path);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+enum store_rc store_in_use(const char *dir, bool *out)
+{
+    char path[STORE_DIR_MAX + 16];
+    *out = false;
+    if (!dir || strlen(dir) > STORE_DIR_MAX)
+        return STORE_INVALID;
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? STORE_OK : STORE_ERROR;
+    /* Every process with the environment open holds a lock on the first byte of the lock file
+     * (LMDB's mdb_env_excl_lock(): exclusive while alone at open, shared afterwards). */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int rc = fcntl(fd, F_GETLK, &fl);
+    close(fd);
+    if (rc < 0)
+        return STORE_ERROR;
+    *out = fl.l_type != F_UNLCK;
+    return STORE_OK;
 }

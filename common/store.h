@@ -163,6 +163,16 @@ enum store_rc store_change_read(struct store_txn *t, uint64_t after,
 /* Sequence of the newest record (0 when the log is empty). */
 enum store_rc store_change_last(struct store_txn *t, uint64_t *out);
 
+/* Online backup: copies the environment in src_dir into the existing directory dst_dir (which
+ * must hold no data.mdb) as LMDB's compacting copy (mdb_env_copy2 with MDB_CP_COMPACT): one read
+ * transaction, so the copy is exactly the state of one commit, while other processes keep writing.
+ * Opens src_dir read-only and creates nothing there (STORE_NOTFOUND when it holds no data.mdb).
+ * The copy is fsync'ed before this returns. */
+enum store_rc store_copy(const char *src_dir, const char *dst_dir);
+/* Whether a process has the environment in dir open (it holds LMDB's lock on dir/lock.mdb):
+ * STORE_OK and *out set, STORE_ERROR when the lock cannot be tested. */
+enum store_rc store_in_use(const char *dir, bool *out);
+
 /* Generic tables named in store_options.tables. Values returned are malloc'd copies with an
  * extra NUL byte after vlen bytes (free with free()). */
 enum store_rc store_kv_get(struct store_txn *t, const char *table, const void *key, size_t klen,

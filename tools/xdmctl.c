@@ -1,6 +1,7 @@
 /* xdmctl: administration of the XDM servers' data while they run (DESIGN §6 tools/).
- * This version manages the Aggregation Proxy's users and its built-in GBA bootstrapping records
- * (SPEC GAA-5: what a BSF would return over Zn). */
+ * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
+ * would return over Zn, TS 33.220), and backs up and restores a whole data directory
+ * (xdmctl_data.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "store.h"
 #include "users.h"
+#include "xdmctl_data.h"
 
 static void xdmctl_usage(FILE *f)
 {
@@ -51,6 +53,13 @@ static void xdmctl_usage(FILE *f)
           "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past),\n"
           "        the public identities (comma-separated) and the allowed AUIDs\n"
           "        (comma-separated, \"*\" for every AUID), separated by tabs; no keys\n"
+          "  backup DEST\n"
+          "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
+          "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
+          "        consistent in itself, the four one after the other; DEST/MANIFEST last\n"
+          "  restore SRC [--force]\n"
+          "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
+          "        of DIR's stores open, and refuses to replace an existing store without --force\n"
           "\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -278,6 +287,7 @@ int main(int argc, char **argv)
         OPT_RAND,
         OPT_LIFETIME,
         OPT_ALLOW,
+        OPT_FORCE,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -292,6 +302,7 @@ int main(int argc, char **argv)
         {"rand", required_argument, NULL, OPT_RAND},
         {"lifetime", required_argument, NULL, OPT_LIFETIME},
         {"allow", required_argument, NULL, OPT_ALLOW},
+        {"force", no_argument, NULL, OPT_FORCE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -299,6 +310,7 @@ int main(int argc, char **argv)
                *realm = NULL;
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
+    bool force = false;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
@@ -348,6 +360,9 @@ int main(int argc, char **argv)
             }
             auids[ga.n_auids++] = optarg;
             break;
+        case OPT_FORCE:
+            force = true;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -359,6 +374,23 @@ int main(int argc, char **argv)
     int nargs = argc - optind;
     char **args = argv + optind;
     bool user_opts = password || password_file || username || realm;
+    bool any_opts =
+        user_opts || n_impus || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime || ga.n_auids;
+    if (nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0)) {
+        bool backup = strcmp(args[0], "backup") == 0;
+        if (nargs != 2 || any_opts || (backup && force)) {
+            fprintf(stderr, "xdmctl: bad arguments for \"%s\"\n", args[0]);
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return backup ? xdmctl_data_backup(data, args[1])
+                      : xdmctl_data_restore(data, args[1], force);
+    }
+    if (force) {
+        fprintf(stderr, "xdmctl: --force is for restore only\n");
+        return 2;
+    }
     if (nargs >= 2 && strcmp(args[0], "gba") == 0) {
         const char *cmd = args[1];
         bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,

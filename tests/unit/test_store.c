@@ -1430,6 +1430,76 @@ static void test_crash_durability(void)
     rm_rf(dir);
 }
 
+/* store_copy(): the copy holds every committed document with its ETag and the instance id, is
+ * compacted, refuses an existing data.mdb and reports a missing source. store_in_use() sees
+ * another process holding the environment open (fcntl locks never show the caller's own). */
+static void test_copy_and_in_use(void)
+{
+    char base[64], src[128], dst[128], none[128];
+    make_tmpdir(base);
+    snprintf(src, sizeof src, "%s/src", base);
+    snprintf(dst, sizeof dst, "%s/dst", base);
+    snprintf(none, sizeof none, "%s/none", base);
+    struct store *s = open_store(src, NULL);
+    char id[32], etag[STORE_ETAG_MAX];
+    snprintf(id, sizeof id, "%s", store_instance_id(s));
+    struct doc_key k = key_of("resource-lists", "users", "sip:alice@example.com", "index");
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<resource-lists/>", etag), STORE_OK);
+    struct doc_key gone = key_of("resource-lists", "users", "sip:alice@example.com", "gone");
+    char etag2[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(s, &gone, "<resource-lists/>", etag2), STORE_OK);
+    CU_ASSERT_EQUAL(del_doc(s, &gone), STORE_OK);
+
+    CU_ASSERT_EQUAL_FATAL(mkdir(dst, 0700), 0);
+    CU_ASSERT_EQUAL(store_copy(src, dst), STORE_OK); /* while s is open */
+    CU_ASSERT_EQUAL(store_copy(src, dst), STORE_INVALID);
+    CU_ASSERT_EQUAL(store_copy(none, dst), STORE_NOTFOUND);
+    store_close(s);
+
+    struct store *c = open_store(dst, NULL);
+    CU_ASSERT_STRING_EQUAL(store_instance_id(c), id);
+    struct store_doc d;
+    CU_ASSERT_EQUAL_FATAL(get_doc(c, &k, &d), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(d.data, "<resource-lists/>");
+    CU_ASSERT_STRING_EQUAL(d.etag, etag);
+    store_doc_release(&d);
+    CU_ASSERT_EQUAL(get_doc(c, &gone, &d), STORE_NOTFOUND);
+    store_close(c);
+
+    bool busy = true;
+    CU_ASSERT_EQUAL(store_in_use(none, &busy), STORE_OK);
+    CU_ASSERT_FALSE(busy);
+    CU_ASSERT_EQUAL(store_in_use(src, &busy), STORE_OK);
+    CU_ASSERT_FALSE(busy);
+    int ready[2], done[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+    CU_ASSERT_EQUAL_FATAL(pipe(done), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        close(done[1]); /* so that the parent's close is an end of file here */
+        struct store *cs = NULL;
+        char b = store_open(src, NULL, &cs) == STORE_OK ? 'y' : 'n';
+        if (write(ready[1], &b, 1) != 1 || read(done[0], &b, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    char b = 0;
+    CU_ASSERT_EQUAL(read(ready[0], &b, 1), 1);
+    CU_ASSERT_EQUAL(b, 'y');
+    CU_ASSERT_EQUAL(store_in_use(src, &busy), STORE_OK);
+    CU_ASSERT_TRUE(busy);
+    close(done[1]);
+    int status;
+    waitpid(pid, &status, 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    CU_ASSERT_EQUAL(store_in_use(src, &busy), STORE_OK);
+    CU_ASSERT_FALSE(busy);
+    rm_rf(base);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -1451,6 +1521,7 @@ int main(void)
         {"concurrent readers", test_concurrent_readers},
         {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
+        {"copy and in use", test_copy_and_in_use},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {

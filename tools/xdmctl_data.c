@@ -1,0 +1,316 @@
+/* xdmctl data management: backup and restore (see xdmctl_data.h). The copies themselves are the
+ * store's (store_copy(), LMDB's compacting copy); this file names the environments, checks the
+ * directories and writes or reads the manifest. */
+#include "xdmctl_data.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+
+#ifndef XDM_VERSION
+#define XDM_VERSION "unknown"
+#endif
+
+#define XDMCTL_DATA_PATH_MAX 4096
+#define XDMCTL_DATA_MANIFEST_MAX 4096
+#define XDMCTL_DATA_FORMAT "xdm-backup 1"
+
+/* The environments of a data directory, in the order they are copied. */
+static const char *const xdmctl_data_envs[] = {"shared-list", "presence", "rls", "aggproxy"};
+#define XDMCTL_DATA_N_ENVS (sizeof xdmctl_data_envs / sizeof xdmctl_data_envs[0])
+
+__attribute__((format(printf, 1, 2))) static int xdmctl_data_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("xdmctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+/* dir/name (name may be NULL) into out; -1 when too long. */
+static int xdmctl_data_path(char out[XDMCTL_DATA_PATH_MAX], const char *dir, const char *name,
+                            const char *file)
+{
+    int n = snprintf(out, XDMCTL_DATA_PATH_MAX, "%s%s%s%s%s", dir, name ? "/" : "",
+                     name ? name : "", file ? "/" : "", file ? file : "");
+    return n < 0 || n >= XDMCTL_DATA_PATH_MAX ? -1 : 0;
+}
+
+/* Creates dir (mode 0700) when missing; an existing one must be empty when want_empty. */
+static int xdmctl_data_mkdir(const char *dir, bool want_empty)
+{
+    if (mkdir(dir, 0700) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return xdmctl_data_fail("cannot create %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        return xdmctl_data_fail("%s exists and is not a directory", dir);
+    if (want_empty && rmdir(dir) == 0 && mkdir(dir, 0700) == 0)
+        return 0; /* rmdir() only removes an empty directory */
+    if (want_empty)
+        return xdmctl_data_fail("%s exists and is not empty", dir);
+    return 0;
+}
+
+static int xdmctl_data_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Writes text to dir/name durably (a temporary file renamed over the name). */
+static int xdmctl_data_write_file(const char *dir, const char *name, const char *text)
+{
+    char tmp[XDMCTL_DATA_PATH_MAX], path[XDMCTL_DATA_PATH_MAX];
+    if (xdmctl_data_path(tmp, dir, name, NULL) < 0 || xdmctl_data_path(path, dir, name, NULL) < 0 ||
+        strlen(tmp) + 4 >= sizeof tmp)
+        return xdmctl_data_fail("path too long under %s", dir);
+    strcat(tmp, ".tmp");
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return xdmctl_data_fail("cannot create %s: %s", tmp, strerror(errno));
+    bool ok = fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0 || xdmctl_data_fsync_dir(dir) < 0) {
+        unlink(tmp);
+        return xdmctl_data_fail("cannot write %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static void xdmctl_data_now(char out[32])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int xdmctl_data_backup(const char *root, const char *dest)
+{
+    char src[XDMCTL_DATA_PATH_MAX], dst[XDMCTL_DATA_PATH_MAX], when[32];
+    char manifest[XDMCTL_DATA_MANIFEST_MAX];
+    size_t mlen = 0;
+    int copied = 0;
+
+    /* Phase 1: the destination is new (or an empty directory). */
+    if (xdmctl_data_mkdir(dest, true))
+        return 1;
+    xdmctl_data_now(when);
+    mlen += (size_t)snprintf(manifest + mlen, sizeof manifest - mlen,
+                             "%s\ncreated %s\nxdm %s\nlmdb %s\n", XDMCTL_DATA_FORMAT, when,
+                             XDM_VERSION, mdb_version(NULL, NULL, NULL));
+
+    /* Phase 2: one environment after the other, each one consistent in itself. */
+    for (size_t i = 0; i < XDMCTL_DATA_N_ENVS; i++) {
+        const char *env = xdmctl_data_envs[i];
+        if (xdmctl_data_path(src, root, env, NULL) < 0 ||
+            xdmctl_data_path(dst, dest, env, NULL) < 0)
+            return xdmctl_data_fail("path too long under %s or %s", root, dest);
+        char file[XDMCTL_DATA_PATH_MAX];
+        struct stat st;
+        if (xdmctl_data_path(file, src, "data.mdb", NULL) < 0 || stat(file, &st) < 0)
+            continue; /* this process has never run on root */
+        if (xdmctl_data_mkdir(dst, true))
+            return 1;
+        enum store_rc rc = store_copy(src, dst);
+        if (rc != STORE_OK)
+            return xdmctl_data_fail("cannot copy %s to %s: %s", src, dst, store_strerror(rc));
+        if (xdmctl_data_path(file, dst, "data.mdb", NULL) < 0 || stat(file, &st) < 0)
+            return xdmctl_data_fail("cannot stat %s: %s", file, strerror(errno));
+        xdmctl_data_now(when);
+        mlen += (size_t)snprintf(manifest + mlen, sizeof manifest - mlen,
+                                 "store %s %" PRIu64 " %s\n", env, (uint64_t)st.st_size, when);
+        printf("%s\t%" PRIu64 " bytes\n", env, (uint64_t)st.st_size);
+        copied++;
+    }
+    if (copied == 0)
+        return xdmctl_data_fail("no store under %s (expected %s/shared-list/data.mdb and the like)",
+                                root, root);
+
+    /* Phase 3: the manifest last; its presence marks a complete backup. */
+    return xdmctl_data_write_file(dest, "MANIFEST", manifest);
+}
+
+struct xdmctl_data_item {
+    char env[32];
+    uint64_t bytes;
+};
+
+/* Reads src/MANIFEST: the environments it lists and their sizes. Returns the count or -1. */
+static int xdmctl_data_manifest(const char *src, struct xdmctl_data_item items[XDMCTL_DATA_N_ENVS])
+{
+    char path[XDMCTL_DATA_PATH_MAX], line[256];
+    if (xdmctl_data_path(path, src, "MANIFEST", NULL) < 0)
+        return xdmctl_data_fail("path too long: %s", src), -1;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return xdmctl_data_fail("%s is not a complete backup: cannot open %s: %s", src, path,
+                                strerror(errno)),
+               -1;
+    int n = 0, bad = 0, lineno = 0;
+    while (!bad && fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\n")] = '\0';
+        if (lineno == 1) {
+            bad = strcmp(line, XDMCTL_DATA_FORMAT) != 0;
+            continue;
+        }
+        if (strncmp(line, "store ", 6) != 0)
+            continue;
+        struct xdmctl_data_item it;
+        if (sscanf(line, "store %31s %" SCNu64, it.env, &it.bytes) != 2) {
+            bad = 1;
+            break;
+        }
+        bool known = false;
+        for (size_t i = 0; i < XDMCTL_DATA_N_ENVS; i++)
+            known = known || strcmp(it.env, xdmctl_data_envs[i]) == 0;
+        for (int i = 0; i < n; i++)
+            known = known && strcmp(it.env, items[i].env) != 0;
+        if (!known || n == (int)XDMCTL_DATA_N_ENVS) {
+            bad = 1;
+            break;
+        }
+        items[n++] = it;
+    }
+    fclose(f);
+    if (bad || lineno == 0 || n == 0)
+        return xdmctl_data_fail("%s: not an xdm backup manifest (line %d)", path, lineno), -1;
+    return n;
+}
+
+/* Copies the file from to the new file to (bytes exactly), fsync'ed. */
+static int xdmctl_data_copy_file(const char *from, const char *to, uint64_t *copied)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return xdmctl_data_fail("cannot open %s: %s", from, strerror(errno));
+    int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0) {
+        close(in);
+        return xdmctl_data_fail("cannot create %s: %s", to, strerror(errno));
+    }
+    static char buf[1 << 16];
+    int rc = 0;
+    *copied = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r == 0)
+            break;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = xdmctl_data_fail("cannot read %s: %s", from, strerror(errno));
+            break;
+        }
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = xdmctl_data_fail("cannot write %s: %s", to, strerror(errno));
+                break;
+            }
+            off += w;
+        }
+        if (rc)
+            break;
+        *copied += (uint64_t)r;
+    }
+    if (!rc && fsync(out) < 0)
+        rc = xdmctl_data_fail("cannot write %s: %s", to, strerror(errno));
+    close(in);
+    if (close(out) < 0 && !rc)
+        rc = xdmctl_data_fail("cannot write %s: %s", to, strerror(errno));
+    if (rc)
+        unlink(to);
+    return rc;
+}
+
+int xdmctl_data_restore(const char *root, const char *src, bool force)
+{
+    struct xdmctl_data_item items[XDMCTL_DATA_N_ENVS];
+    char path[XDMCTL_DATA_PATH_MAX], dir[XDMCTL_DATA_PATH_MAX], tmp[XDMCTL_DATA_PATH_MAX];
+    struct stat st;
+
+    /* Phase 1: the backup is complete (its manifest) and whole (the sizes it lists). */
+    int n = xdmctl_data_manifest(src, items);
+    if (n < 0)
+        return 1;
+    for (int i = 0; i < n; i++) {
+        if (xdmctl_data_path(path, src, items[i].env, "data.mdb") < 0)
+            return xdmctl_data_fail("path too long under %s", src);
+        if (stat(path, &st) < 0 || (uint64_t)st.st_size != items[i].bytes)
+            return xdmctl_data_fail("%s: missing or not of the %" PRIu64
+                                    " bytes the manifest lists; the backup is damaged",
+                                    path, items[i].bytes);
+    }
+
+    /* Phase 2: nobody runs on root, and root holds nothing this would overwrite (unless force). */
+    for (size_t i = 0; i < XDMCTL_DATA_N_ENVS; i++) {
+        if (xdmctl_data_path(dir, root, xdmctl_data_envs[i], NULL) < 0)
+            return xdmctl_data_fail("path too long under %s", root);
+        bool busy = false;
+        if (store_in_use(dir, &busy) != STORE_OK)
+            return xdmctl_data_fail("cannot tell whether a server has %s open", dir);
+        if (busy)
+            return xdmctl_data_fail("a process has the store in %s open; stop the servers on %s "
+                                    "first",
+                                    dir, root);
+    }
+    for (int i = 0; i < n && !force; i++) {
+        if (xdmctl_data_path(path, root, items[i].env, "data.mdb") < 0)
+            return xdmctl_data_fail("path too long under %s", root);
+        if (stat(path, &st) == 0)
+            return xdmctl_data_fail("%s exists: restore into a new data directory, or add --force "
+                                    "to replace it",
+                                    path);
+    }
+
+    /* Phase 3: each file under a temporary name, then renamed into place; LMDB's old lock file
+     * (reader table of the replaced environment) goes. */
+    if (xdmctl_data_mkdir(root, false))
+        return 1;
+    for (int i = 0; i < n; i++) {
+        uint64_t bytes = 0;
+        if (xdmctl_data_path(dir, root, items[i].env, NULL) < 0 ||
+            xdmctl_data_path(path, src, items[i].env, "data.mdb") < 0 ||
+            xdmctl_data_path(tmp, dir, "data.mdb.restore", NULL) < 0)
+            return xdmctl_data_fail("path too long under %s", root);
+        if (xdmctl_data_mkdir(dir, false) || xdmctl_data_copy_file(path, tmp, &bytes))
+            return 1;
+        char final[XDMCTL_DATA_PATH_MAX], lock[XDMCTL_DATA_PATH_MAX];
+        if (xdmctl_data_path(final, dir, "data.mdb", NULL) < 0 ||
+            xdmctl_data_path(lock, dir, "lock.mdb", NULL) < 0)
+            return xdmctl_data_fail("path too long under %s", root);
+        if (rename(tmp, final) < 0) {
+            unlink(tmp);
+            return xdmctl_data_fail("cannot rename %s: %s", tmp, strerror(errno));
+        }
+        if (unlink(lock) < 0 && errno != ENOENT)
+            return xdmctl_data_fail("cannot remove %s: %s", lock, strerror(errno));
+        if (xdmctl_data_fsync_dir(dir) < 0)
+            return xdmctl_data_fail("cannot sync %s: %s", dir, strerror(errno));
+        printf("%s\t%" PRIu64 " bytes\n", items[i].env, bytes);
+    }
+    return 0;
+}
