@@ -84,6 +84,7 @@ struct store {
     uint64_t change_max_bytes;
     uint64_t change_max_age;
     unsigned high_water;
+    bool read_only;
     size_t key_max;
     char instance[STORE_INSTANCE_HEX + 1];
 };
@@ -252,6 +253,8 @@ static enum store_rc store_instance_init(struct store *s, MDB_txn *txn)
     }
     if (rc != MDB_NOTFOUND)
         return store_rc_from_mdb(rc, "read instance id");
+    if (s->read_only)
+        return STORE_NOTFOUND;
 
     unsigned char rnd[STORE_INSTANCE_HEX / 2];
     size_t got = 0;
@@ -347,8 +350,12 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         return STORE_INVALID;
     }
 
+    s->read_only = opts != NULL && opts->read_only;
     enum store_rc src = store_open_tables(s, opts);
-    if (src == STORE_OK)
+    struct stat st;
+    if (src == STORE_OK && s->read_only)
+        src = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? STORE_OK : STORE_NOTFOUND;
+    else if (src == STORE_OK)
         src = store_mkdirs(dir);
     if (src != STORE_OK) {
         store_close(s);
@@ -362,7 +369,7 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         return store_rc_from_mdb(rc, "create environment");
     }
     rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
-    if (rc == MDB_SUCCESS)
+    if (rc == MDB_SUCCESS && !s->read_only) /* read-only: the size the writers gave the map */
         rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
     if (rc == MDB_SUCCESS)
         rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
@@ -370,7 +377,11 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
      * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
      * reached the disk when mdb_txn_commit() returns (DESIGN §4, a 2xx follows the commit). */
     if (rc == MDB_SUCCESS)
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600);
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
+    if (rc == ENOENT && s->read_only) {
+        store_close(s);
+        return STORE_NOTFOUND;
+    }
     if (rc != MDB_SUCCESS) {
         log_error("store: open %s: %s", dir, mdb_strerror(rc));
         store_close(s);
@@ -385,22 +396,27 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
     mdb_reader_check(s->env, &dead);
 
     MDB_txn *txn;
-    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc != MDB_SUCCESS) {
         src = store_rc_from_mdb(rc, "begin open transaction");
         store_close(s);
         return src;
     }
-    rc = mdb_dbi_open(txn, "docs", MDB_CREATE, &s->docs);
+    unsigned create = s->read_only ? 0 : MDB_CREATE;
+    rc = mdb_dbi_open(txn, "docs", create, &s->docs);
     if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+        rc = mdb_dbi_open(txn, "meta", create, &s->meta);
     if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "changes", MDB_CREATE, &s->changes);
+        rc = mdb_dbi_open(txn, "changes", create, &s->changes);
     if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "quota", MDB_CREATE, &s->quota);
+        rc = mdb_dbi_open(txn, "quota", create, &s->quota);
     for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
-        rc = mdb_dbi_open(txn, s->tables[i].name, MDB_CREATE, &s->tables[i].dbi);
-    src = rc == MDB_SUCCESS ? store_instance_init(s, txn) : store_rc_from_mdb(rc, "open tables");
+        rc = mdb_dbi_open(txn, s->tables[i].name, create, &s->tables[i].dbi);
+    if (rc == MDB_NOTFOUND && s->read_only)
+        src = STORE_NOTFOUND;
+    else
+        src =
+            rc == MDB_SUCCESS ? store_instance_init(s, txn) : store_rc_from_mdb(rc, "open tables");
     if (src != STORE_OK) {
         mdb_txn_abort(txn);
         store_close(s);
@@ -412,8 +428,10 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         store_close(s);
         return src;
     }
-    store_headroom(s);
-    store_maintain(s);
+    if (!s->read_only) {
+        store_headroom(s);
+        store_maintain(s);
+    }
     *out = s;
     return STORE_OK;
 }
@@ -432,6 +450,10 @@ enum store_rc store_txn_begin(struct store *s, bool write, struct store_txn **ou
     /* A write begin blocks on LMDB's writer lock (shared between processes). A thread that
      * already holds a write transaction must not begin another: it would wait for itself. */
     int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+    /* A writer in another process grew the map: a read-only opener follows (LMDB: set the map
+     * size 0 to adopt the current one). */
+    if (rc == MDB_MAP_RESIZED && s->read_only && mdb_env_set_mapsize(s->env, 0) == MDB_SUCCESS)
+        rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
     if (rc != MDB_SUCCESS) {
         free(t);
         return store_rc_from_mdb(rc, write ? "begin write transaction" : "begin read transaction");
@@ -895,6 +917,26 @@ enum store_rc store_doc_list(struct store_txn *t, const char *auid, const char *
 {
     struct store_list_ctx ctx = {fn, cls};
     return store_doc_walk(t, auid, tree, xui, path_prefix, store_list_visit, &ctx);
+}
+
+enum store_rc store_doc_each(struct store_txn *t,
+                             int (*fn)(void *cls, const struct store_doc_view *d), void *cls)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->docs, &c);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    struct store_list_ctx ctx = {fn, cls};
+    MDB_val k, v;
+    enum store_rc src = STORE_OK;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (store_list_visit(&ctx, &k, &v, &src) != 0)
+            break;
+    mdb_cursor_close(c);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return store_rc_from_mdb(rc, "scan documents");
+    return src;
 }
 
 static int store_count_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)

@@ -62,6 +62,10 @@ struct store_options {
     unsigned high_water;       /* percent of the map writes may fill (store_space_check());
                                   0 = default 90; at most 99 */
     const char *const *tables; /* NULL-terminated extra table names, or NULL */
+    bool read_only;            /* open an existing environment for reading only: nothing is
+                                  created, pruned or grown (for xdmctl while the servers run);
+                                  STORE_NOTFOUND when dir or one of the tables is missing, and
+                                  write transactions fail */
 };
 
 /* Space used by a store, for the high-water check, logs and tests. */
@@ -138,6 +142,9 @@ void store_doc_release(struct store_doc *d);
  * 0 to go on, non-zero to stop (that value is returned as STORE_OK). */
 enum store_rc store_doc_list(struct store_txn *t, const char *auid, const char *tree,
                              const char *xui, const char *path_prefix,
+                             int (*fn)(void *cls, const struct store_doc_view *d), void *cls);
+/* Lists every document of the store (all AUIDs, trees and users), in key order; fn as above. */
+enum store_rc store_doc_each(struct store_txn *t,
                              int (*fn)(void *cls, const struct store_doc_view *d), void *cls);
 /* Counts the documents of one user (all AUIDs), for quotas. */
 enum store_rc store_doc_count_user(struct store_txn *t, const char *xui, uint64_t *out);

@@ -60,6 +60,10 @@ static void xdmctl_usage(FILE *f)
           "  restore SRC [--force]\n"
           "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
           "        of DIR's stores open, and refuses to replace an existing store without --force\n"
+          "  export DEST [--user XUI]\n"
+          "        write every document (or only those of XUI) into the new directory DEST, one\n"
+          "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
+          "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
           "\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -288,6 +292,7 @@ int main(int argc, char **argv)
         OPT_LIFETIME,
         OPT_ALLOW,
         OPT_FORCE,
+        OPT_USER,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -303,6 +308,7 @@ int main(int argc, char **argv)
         {"lifetime", required_argument, NULL, OPT_LIFETIME},
         {"allow", required_argument, NULL, OPT_ALLOW},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"user", required_argument, NULL, OPT_USER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -311,6 +317,7 @@ int main(int argc, char **argv)
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
     bool force = false;
+    const char *user = NULL;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
@@ -363,6 +370,9 @@ int main(int argc, char **argv)
         case OPT_FORCE:
             force = true;
             break;
+        case OPT_USER:
+            user = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -378,7 +388,7 @@ int main(int argc, char **argv)
         user_opts || n_impus || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime || ga.n_auids;
     if (nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0)) {
         bool backup = strcmp(args[0], "backup") == 0;
-        if (nargs != 2 || any_opts || (backup && force)) {
+        if (nargs != 2 || any_opts || (backup && force) || user) {
             fprintf(stderr, "xdmctl: bad arguments for \"%s\"\n", args[0]);
             xdmctl_usage(stderr);
             return 2;
@@ -387,8 +397,18 @@ int main(int argc, char **argv)
         return backup ? xdmctl_data_backup(data, args[1])
                       : xdmctl_data_restore(data, args[1], force);
     }
-    if (force) {
-        fprintf(stderr, "xdmctl: --force is for restore only\n");
+    if (nargs >= 1 && strcmp(args[0], "export") == 0) {
+        if (nargs != 2 || any_opts || force) {
+            fprintf(stderr, "xdmctl: bad arguments for \"export\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_export(data, args[1], user);
+    }
+    if (force || user) {
+        fprintf(stderr, "xdmctl: --%s is for %s only\n", force ? "force" : "user",
+                force ? "restore" : "export");
         return 2;
     }
     if (nargs >= 2 && strcmp(args[0], "gba") == 0) {

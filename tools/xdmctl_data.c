@@ -15,7 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "store.h"
+#include "xcap_uri.h"
 
 #ifndef XDM_VERSION
 #define XDM_VERSION "unknown"
@@ -312,5 +314,140 @@ int xdmctl_data_restore(const char *root, const char *src, bool force)
             return xdmctl_data_fail("cannot sync %s: %s", dir, strerror(errno));
         printf("%s\t%" PRIu64 " bytes\n", items[i].env, bytes);
     }
+    return 0;
+}
+
+/* Export ------------------------------------------------------------------------------------- */
+
+/* The XDMS stores: the proxy's holds no documents. */
+#define XDMCTL_DATA_N_XDMS 3
+
+int xdmctl_data_segment(const char *seg, size_t len, char *out, size_t outlen)
+{
+    char raw[XCAP_URI_MAX_SEGMENT + 1];
+    if (len == 0 || len > XCAP_URI_MAX_SEGMENT || memchr(seg, '\0', len))
+        return -1;
+    memcpy(raw, seg, len);
+    raw[len] = '\0';
+    struct buf b;
+    buf_init(&b, outlen);
+    int rc = raw[0] == '.' ? buf_puts(&b, "%2E") : 0;
+    if (rc == 0)
+        rc = xcap_uri_encode_segment(&b, raw[0] == '.' ? raw + 1 : raw);
+    if (rc == 0 && b.len + 1 <= outlen) {
+        memcpy(out, b.data ? b.data : "", b.len);
+        out[b.len] = '\0';
+    } else {
+        rc = -1;
+    }
+    buf_release(&b);
+    return rc;
+}
+
+struct xdmctl_data_export_ctx {
+    const char *dest;
+    struct store_txn *t;
+    unsigned written, failed;
+};
+
+/* Appends "/" and the encoded segment seg[0..len) to path (of XDMCTL_DATA_PATH_MAX). */
+static int xdmctl_data_path_add(char *path, const char *seg, size_t len)
+{
+    size_t used = strlen(path);
+    if (used + 2 >= XDMCTL_DATA_PATH_MAX)
+        return -1;
+    path[used] = '/';
+    return xdmctl_data_segment(seg, len, path + used + 1, XDMCTL_DATA_PATH_MAX - used - 1);
+}
+
+static int xdmctl_data_export_doc(void *cls, const struct store_doc_view *d)
+{
+    struct xdmctl_data_export_ctx *ctx = cls;
+    const struct doc_key *k = &d->key;
+    char path[XDMCTL_DATA_PATH_MAX];
+    bool users = strcmp(k->tree, "users") == 0;
+    snprintf(path, sizeof path, "%s", ctx->dest);
+    errno = 0;
+    /* The directories down to the document's, one segment at a time: AUID, tree, XUI, then the
+     * document path's own segments; the last one is the file. */
+    int bad = !users && strcmp(k->tree, "global") != 0;
+    bad = bad || xdmctl_data_path_add(path, k->auid, strlen(k->auid)) ||
+          (mkdir(path, 0700) < 0 && errno != EEXIST);
+    bad = bad || xdmctl_data_path_add(path, k->tree, strlen(k->tree)) ||
+          (mkdir(path, 0700) < 0 && errno != EEXIST);
+    bad = bad || (users && (xdmctl_data_path_add(path, k->xui, strlen(k->xui)) ||
+                            (mkdir(path, 0700) < 0 && errno != EEXIST)));
+    for (const char *p = k->path; !bad;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        bad = xdmctl_data_path_add(path, p, len);
+        if (!slash)
+            break;
+        bad = bad || (mkdir(path, 0700) < 0 && errno != EEXIST);
+        p = slash + 1;
+    }
+    if (errno == EEXIST)
+        errno = 0;
+    if (bad) {
+        ctx->failed++;
+        fprintf(stderr, "xdmctl: %s/%s/%s/%s: no file name for it under %s (%s)\n", k->auid,
+                k->tree, k->xui, k->path, ctx->dest, errno ? strerror(errno) : "too long");
+        return 0;
+    }
+    struct store_doc doc;
+    enum store_rc rc = store_doc_get(ctx->t, k, &doc);
+    if (rc != STORE_OK) {
+        ctx->failed++;
+        fprintf(stderr, "xdmctl: %s: cannot read the document: %s\n", path, store_strerror(rc));
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, doc.data, doc.len) == (ssize_t)doc.len;
+    int saved = errno;
+    if (fd >= 0 && close(fd) < 0)
+        ok = false;
+    store_doc_release(&doc);
+    if (!ok) {
+        ctx->failed++;
+        fprintf(stderr, "xdmctl: %s: cannot write: %s\n", path, strerror(saved));
+        return 0;
+    }
+    ctx->written++;
+    return 0;
+}
+
+int xdmctl_data_export(const char *root, const char *dest, const char *xui)
+{
+    char dir[XDMCTL_DATA_PATH_MAX];
+    if (xdmctl_data_mkdir(dest, true))
+        return 1;
+    unsigned total = 0, failed = 0;
+    for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
+        const char *env = xdmctl_data_envs[i];
+        if (xdmctl_data_path(dir, root, env, NULL) < 0)
+            return xdmctl_data_fail("path too long under %s", root);
+        struct store *s;
+        struct store_options opts = {.read_only = true};
+        enum store_rc rc = store_open(dir, &opts, &s);
+        if (rc == STORE_NOTFOUND)
+            continue;
+        if (rc != STORE_OK)
+            return xdmctl_data_fail("cannot open the store in %s: %s", dir, store_strerror(rc));
+        struct xdmctl_data_export_ctx ctx = {.dest = dest};
+        rc = store_txn_begin(s, false, &ctx.t);
+        if (rc == STORE_OK) {
+            rc = xui ? store_doc_list(ctx.t, NULL, "users", xui, "", xdmctl_data_export_doc, &ctx)
+                     : store_doc_each(ctx.t, xdmctl_data_export_doc, &ctx);
+            store_txn_abort(ctx.t);
+        }
+        store_close(s);
+        if (rc != STORE_OK)
+            return xdmctl_data_fail("cannot read the store in %s: %s", dir, store_strerror(rc));
+        printf("%s\t%u documents\n", env, ctx.written);
+        total += ctx.written;
+        failed += ctx.failed;
+    }
+    if (failed)
+        return xdmctl_data_fail("%u of %u documents not exported", failed, failed + total);
     return 0;
 }

@@ -8,6 +8,7 @@
 #define XDM_XDMCTL_DATA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Copies every environment present under root into dest (created; an existing dest must be an
  * empty directory) while the servers keep running, then writes dest/MANIFEST. Each environment
@@ -18,5 +19,16 @@ int xdmctl_data_backup(const char *root, const char *dest);
  * while a process has one of root's environments open, and refuses a root that already holds one
  * of them unless force. Environments the backup does not hold are left alone. */
 int xdmctl_data_restore(const char *root, const char *src, bool force);
+
+/* Writes the documents of the XDMS stores under root (or only those of the user xui, when not
+ * NULL) into dest (created; an existing dest must be empty) as one file per document, at its
+ * XCAP document selector (RFC 4825 §6.2) as a relative path, each segment percent-encoded as in a
+ * URI (xcap_uri_encode_segment(); a segment starting with '.' gets its dot as %2E), the bytes
+ * unchanged. Reads only (each store in one read transaction); the servers may run. */
+int xdmctl_data_export(const char *root, const char *dest, const char *xui);
+
+/* The file name for one segment of a document selector into out (NUL-terminated); -1 when it does
+ * not fit in outlen. */
+int xdmctl_data_segment(const char *seg, size_t len, char *out, size_t outlen);
 
 #endif

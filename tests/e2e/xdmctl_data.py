@@ -244,7 +244,64 @@ def check_refusals(ctx):
     expect(os.listdir(os.path.join(fresh.tmp, "data")) == [], "a refused restore wrote to ROOT")
 
 
-CHECKS = [check_backup_under_load, check_refusals]
+def tree_files(top):
+    """{relative path: bytes} of every file under top."""
+    out = {}
+    for d, _, files in os.walk(top):
+        for f in files:
+            path = os.path.join(d, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, top)] = fh.read()
+    return out
+
+
+def check_export(ctx):
+    dep = ctx.deploy("export")
+    dep.add_user("bob", "sip:bob@example.com", PASSWORD)
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    bob = e2e.DigestUser("bob", "sip:bob@example.com", PASSWORD)
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    docs = [  # (user, URI below the root, media type, body, exported file)
+        (alice, "resource-lists/users/sip:alice@example.com/index", CT[0][1], doc_body(1, 1),
+         "resource-lists/users/sip:alice@example.com/index"),
+        (alice, "resource-lists/users/sip:alice@example.com/my%20friends%3F%25", CT[0][1],
+         doc_body(1, 2), "resource-lists/users/sip:alice@example.com/my%20friends%3F%25"),
+        (alice, "resource-lists/users/sip:alice@example.com/.hidden", CT[0][1], doc_body(1, 3),
+         "resource-lists/users/sip:alice@example.com/%2Ehidden"),
+        (alice, "pres-rules/users/sip:alice@example.com/index", "application/auth-policy+xml",
+         rules, "pres-rules/users/sip:alice@example.com/index"),
+        (bob, "resource-lists/users/sip:bob@example.com/index", CT[0][1], doc_body(2, 1),
+         "resource-lists/users/sip:bob@example.com/index"),
+    ]
+    for user, uri, mt, body, _ in docs:
+        r = e2e.digest_request(addr, user, "PUT", "/xcap-root/" + uri, [("Content-Type", mt)],
+                               body, 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+
+    dest = os.path.join(dep.tmp, "export-all")
+    rc, out, err = ctx.xdmctl(dep, "export", dest)  # the servers run
+    expect(rc == 0 and err == "", "export exited %d: %r" % (rc, err))
+    expect(out == "shared-list\t4 documents\npresence\t1 documents\nrls\t0 documents\n",
+           "export listed %r" % out)
+    want = {d[4]: d[3] for d in docs}
+    got = tree_files(dest)
+    expect(got == want, "exported %r, expected %r" % (sorted(got), sorted(want)))
+
+    dest = os.path.join(dep.tmp, "export-bob")
+    rc, out, err = ctx.xdmctl(dep, "export", dest, "--user", "sip:bob@example.com")
+    expect(rc == 0 and err == "", "export --user exited %d: %r" % (rc, err))
+    expect(out == "shared-list\t1 documents\npresence\t0 documents\nrls\t0 documents\n", "listed %r" % out)
+    got = tree_files(dest)
+    expect(got == {docs[4][4]: docs[4][3]}, "exported for bob: %r" % sorted(got))
+
+    rc, out, err = ctx.xdmctl(dep, "export", dest)
+    expect(rc == 1 and err == "xdmctl: %s exists and is not empty\n" % dest,
+           "export into a non-empty directory: %d %r" % (rc, err))
+
+
+CHECKS = [check_backup_under_load, check_refusals, check_export]
 
 
 def main():
