@@ -64,6 +64,12 @@ static void xdmctl_usage(FILE *f)
           "        write every document (or only those of XUI) into the new directory DEST, one\n"
           "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
           "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
+          "  import SRC [--xcap-root URI]\n"
+          "        PUT every file of a tree written by export into the stores under DIR, each\n"
+          "        one validated as an HTTP PUT would be (servers stopped). Refused files are\n"
+          "        reported with the reason; the others are imported. --xcap-root: the public\n"
+          "        XCAP root that references are checked against (default\n"
+          "        http://127.0.0.1:8080/xcap-root/)\n"
           "\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -293,6 +299,7 @@ int main(int argc, char **argv)
         OPT_ALLOW,
         OPT_FORCE,
         OPT_USER,
+        OPT_XCAP_ROOT,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -309,6 +316,7 @@ int main(int argc, char **argv)
         {"allow", required_argument, NULL, OPT_ALLOW},
         {"force", no_argument, NULL, OPT_FORCE},
         {"user", required_argument, NULL, OPT_USER},
+        {"xcap-root", required_argument, NULL, OPT_XCAP_ROOT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -317,7 +325,7 @@ int main(int argc, char **argv)
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
     bool force = false;
-    const char *user = NULL;
+    const char *user = NULL, *xcap_root = NULL;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
@@ -373,6 +381,9 @@ int main(int argc, char **argv)
         case OPT_USER:
             user = optarg;
             break;
+        case OPT_XCAP_ROOT:
+            xcap_root = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -405,6 +416,20 @@ int main(int argc, char **argv)
         }
         log_init("xdmctl", LOG_WARN);
         return xdmctl_data_export(data, args[1], user);
+    }
+    if (nargs >= 1 && strcmp(args[0], "import") == 0) {
+        if (nargs != 2 || any_opts || force || user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"import\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_import(data, args[1],
+                                  xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
+    }
+    if (xcap_root) {
+        fprintf(stderr, "xdmctl: --xcap-root is for import only\n");
+        return 2;
     }
     if (force || user) {
         fprintf(stderr, "xdmctl: --%s is for %s only\n", force ? "force" : "user",

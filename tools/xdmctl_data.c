@@ -4,6 +4,7 @@
 #include "xdmctl_data.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
@@ -15,7 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "appusage.h"
 #include "buf.h"
+#include "engine.h"
+#include "notify.h"
+#include "status.h"
+#include "usage.h"
+#include "xdoc.h"
 #include "store.h"
 #include "xcap_uri.h"
 
@@ -450,4 +457,248 @@ int xdmctl_data_export(const char *root, const char *dest, const char *xui)
     if (failed)
         return xdmctl_data_fail("%u of %u documents not exported", failed, failed + total);
     return 0;
+}
+
+/* Import ------------------------------------------------------------------------------------- */
+
+/* Bounds of the tree walked: directory depth (AUID, tree, XUI and a few sub-directories), files,
+ * and the size of one document (the XDMS's own bounds apply on top). */
+#define XDMCTL_DATA_IMPORT_DEPTH 16
+#define XDMCTL_DATA_IMPORT_FILES 1000000u
+#define XDMCTL_DATA_IMPORT_DOC_MAX (16u << 20)
+
+struct xdmctl_data_role {
+    struct usage *usage;
+    struct store *store;
+    struct engine *engine;
+};
+
+struct xdmctl_data_import_ctx {
+    const char *root, *src, *xcap_root;
+    struct xdmctl_data_role roles[XDMCTL_DATA_N_XDMS];
+    unsigned imported, refused, files;
+    int fatal;
+};
+
+/* The engine of role i, opening its usage and store on first use. */
+static struct engine *xdmctl_data_engine(struct xdmctl_data_import_ctx *ctx, size_t i)
+{
+    struct xdmctl_data_role *r = &ctx->roles[i];
+    if (r->engine)
+        return r->engine;
+    enum xdms_role role = (enum xdms_role)i;
+    char dir[XDMCTL_DATA_PATH_MAX];
+    if (xdmctl_data_path(dir, ctx->root, xdmctl_data_envs[i], NULL) < 0) {
+        ctx->fatal = xdmctl_data_fail("path too long under %s", ctx->root);
+        return NULL;
+    }
+    if (usage_open(role, usage_default_schema_dir(), &r->usage) < 0 ||
+        usage_set_references(r->usage, ctx->xcap_root, false) < 0) {
+        ctx->fatal =
+            xdmctl_data_fail("cannot load the %s usages (schemas in %s, XCAP root %s)",
+                             xdmctl_data_envs[i], usage_default_schema_dir(), ctx->xcap_root);
+        return NULL;
+    }
+    /* The tables the XDMS opens: the usages' indexes and the persisted subscriptions. */
+    const char *tables[32];
+    size_t n = 0;
+    const char *const *lists[] = {usage_store_tables(role), notify_store_tables()};
+    for (size_t l = 0; l < 2; l++)
+        for (const char *const *t = lists[l]; t && *t && n + 1 < 32; t++)
+            tables[n++] = *t;
+    tables[n] = NULL;
+    struct store_options opts = {.tables = tables};
+    enum store_rc rc = store_open(dir, &opts, &r->store);
+    if (rc != STORE_OK) {
+        ctx->fatal = xdmctl_data_fail("cannot open the store in %s: %s", dir, store_strerror(rc));
+        return NULL;
+    }
+    struct engine_config cfg = {.role = role, .xcap_root = ctx->xcap_root, .usage = r->usage};
+    r->engine = engine_new(r->store, &cfg);
+    if (!r->engine)
+        ctx->fatal = xdmctl_data_fail("out of memory");
+    return r->engine;
+}
+
+__attribute__((format(printf, 3, 4))) static void
+xdmctl_data_refuse(struct xdmctl_data_import_ctx *ctx, const char *rel, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "xdmctl: refused %s: ", rel);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    ctx->refused++;
+}
+
+/* Reads the whole file (at most XDMCTL_DATA_IMPORT_DOC_MAX bytes); NULL and errno on failure. */
+static char *xdmctl_data_slurp(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    struct stat st;
+    char *data = NULL;
+    if (fstat(fd, &st) == 0 && st.st_size <= (off_t)XDMCTL_DATA_IMPORT_DOC_MAX) {
+        data = malloc((size_t)st.st_size + 1);
+        size_t got = 0;
+        while (data && got < (size_t)st.st_size) {
+            ssize_t r = read(fd, data + got, (size_t)st.st_size - got);
+            if (r <= 0) {
+                free(data);
+                data = NULL;
+                break;
+            }
+            got += (size_t)r;
+        }
+        if (data) {
+            data[got] = '\0';
+            *len = got;
+        }
+    } else if (errno == 0 || st.st_size > (off_t)XDMCTL_DATA_IMPORT_DOC_MAX) {
+        errno = EFBIG;
+    }
+    close(fd);
+    return data;
+}
+
+/* Imports the file at src/rel. */
+static void xdmctl_data_import_file(struct xdmctl_data_import_ctx *ctx, const char *rel)
+{
+    char path[XDMCTL_DATA_PATH_MAX], sel[XDMCTL_DATA_PATH_MAX];
+    if (xdmctl_data_path(path, ctx->src, rel, NULL) < 0 ||
+        snprintf(sel, sizeof sel, "/%s", rel) >= (int)sizeof sel) {
+        xdmctl_data_refuse(ctx, rel, "path too long");
+        return;
+    }
+    /* The path is a document selector: the XCAP URI parser decodes and checks it. */
+    struct xcap_uri uri;
+    struct xcap_err err = {0};
+    if (xcap_uri_parse("", sel, NULL, &uri, &err) != XCAP_OK) {
+        xdmctl_data_refuse(ctx, rel, "not a document selector: %s", err.phrase ? err.phrase : "");
+        xcap_err_release(&err);
+        return;
+    }
+    size_t role = XDMCTL_DATA_N_XDMS;
+    const struct appusage *au = NULL;
+    for (size_t i = 0; i < XDMCTL_DATA_N_XDMS && !au; i++)
+        if ((au = appusage_find((enum xdms_role)i, uri.auid)))
+            role = i;
+    size_t len = 0;
+    char *body = NULL;
+    if (uri.is_dir || uri.node_sel)
+        xdmctl_data_refuse(ctx, rel, "not a document selector");
+    else if (!au)
+        xdmctl_data_refuse(ctx, rel, "no XDMS serves the application usage \"%s\"", uri.auid);
+    else if (!(body = xdmctl_data_slurp(path, &len)))
+        xdmctl_data_refuse(ctx, rel, "cannot read: %s", strerror(errno));
+    struct engine *e = body ? xdmctl_data_engine(ctx, role) : NULL;
+    if (e) {
+        struct engine_request req = {.method = ENGINE_PUT,
+                                     .uri = &uri,
+                                     .au = au,
+                                     .content_type = au->mime,
+                                     .body = body,
+                                     .body_len = len};
+        struct engine_reply rep = {0};
+        buf_init(&rep.body, 1u << 20);
+        enum xcap_status st = engine_execute(e, &req, &rep, &err);
+        if (st == XCAP_OK || st == XCAP_CREATED)
+            ctx->imported++;
+        else
+            xdmctl_data_refuse(ctx, rel, "%d %s%s%s", status_http(st),
+                               status_condition(st) ? status_condition(st) : status_phrase(st),
+                               err.phrase ? ": " : "", err.phrase ? err.phrase : "");
+        buf_release(&rep.body);
+        xcap_err_release(&err);
+    }
+    free(body);
+    xcap_uri_release(&uri);
+}
+
+/* Walks src/rel (a directory) in name order, depth first. */
+static void xdmctl_data_import_dir(struct xdmctl_data_import_ctx *ctx, const char *rel, int depth)
+{
+    char path[XDMCTL_DATA_PATH_MAX];
+    if (xdmctl_data_path(path, ctx->src, rel[0] ? rel : NULL, NULL) < 0) {
+        xdmctl_data_refuse(ctx, rel, "path too long");
+        return;
+    }
+    if (depth > XDMCTL_DATA_IMPORT_DEPTH) {
+        xdmctl_data_refuse(ctx, rel, "more than %d directory levels", XDMCTL_DATA_IMPORT_DEPTH);
+        return;
+    }
+    struct dirent **names;
+    int n = scandir(path, &names, NULL, alphasort);
+    if (n < 0) {
+        xdmctl_data_refuse(ctx, rel[0] ? rel : ".", "cannot read the directory: %s",
+                           strerror(errno));
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        char sub[XDMCTL_DATA_PATH_MAX], full[XDMCTL_DATA_PATH_MAX];
+        struct stat st;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || ctx->fatal) {
+            free(names[i]);
+            continue;
+        }
+        int w = rel[0] ? snprintf(sub, sizeof sub, "%s/%s", rel, name)
+                       : snprintf(sub, sizeof sub, "%s", name);
+        if (w >= (int)sizeof sub || xdmctl_data_path(full, ctx->src, sub, NULL) < 0)
+            xdmctl_data_refuse(ctx, name, "path too long");
+        else if (lstat(full, &st) < 0)
+            xdmctl_data_refuse(ctx, sub, "%s", strerror(errno));
+        else if (S_ISDIR(st.st_mode))
+            xdmctl_data_import_dir(ctx, sub, depth + 1);
+        else if (!S_ISREG(st.st_mode))
+            xdmctl_data_refuse(ctx, sub, "not a regular file");
+        else if (++ctx->files > XDMCTL_DATA_IMPORT_FILES)
+            xdmctl_data_refuse(ctx, sub, "more than %u files", XDMCTL_DATA_IMPORT_FILES);
+        else
+            xdmctl_data_import_file(ctx, sub);
+        free(names[i]);
+    }
+    free(names);
+}
+
+int xdmctl_data_import(const char *root, const char *src, const char *xcap_root)
+{
+    char dir[XDMCTL_DATA_PATH_MAX];
+    struct stat st;
+    if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode))
+        return xdmctl_data_fail("%s is not a directory", src);
+    /* Phase 1: the stores are written directly, so no server may have them open. */
+    for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
+        bool busy = false;
+        if (xdmctl_data_path(dir, root, xdmctl_data_envs[i], NULL) < 0 ||
+            store_in_use(dir, &busy) != STORE_OK)
+            return xdmctl_data_fail("cannot tell whether a server has the store in %s/%s open",
+                                    root, xdmctl_data_envs[i]);
+        if (busy)
+            return xdmctl_data_fail("a process has the store in %s open; stop the servers on %s "
+                                    "first",
+                                    dir, root);
+    }
+    if (xdmctl_data_mkdir(root, false))
+        return 1;
+    /* Phase 2: every file, each one PUT on its own. */
+    xdoc_global_init();
+    struct xdmctl_data_import_ctx ctx = {.root = root, .src = src, .xcap_root = xcap_root};
+    xdmctl_data_import_dir(&ctx, "", 0);
+    for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
+        struct xdmctl_data_role *r = &ctx.roles[i];
+        if (r->engine)
+            engine_free(r->engine);
+        if (r->store)
+            store_close(r->store);
+        if (r->usage)
+            usage_close(r->usage);
+    }
+    xdoc_global_cleanup();
+    if (ctx.fatal)
+        return 1;
+    printf("imported %u documents, refused %u\n", ctx.imported, ctx.refused);
+    return ctx.refused ? 1 : 0;
 }

@@ -27,6 +27,15 @@ int xdmctl_data_restore(const char *root, const char *src, bool force);
  * unchanged. Reads only (each store in one read transaction); the servers may run. */
 int xdmctl_data_export(const char *root, const char *dest, const char *xui);
 
+/* Reads a tree written by xdmctl_data_export() back into the XDMS stores under root (created
+ * when missing): each file is PUT as a whole document at the document selector its path names,
+ * through the XDMS engine (the same parsing, schema and constraint validation and change-log
+ * record as an HTTP PUT; user quotas are not applied), into the store of the role serving its
+ * AUID. The servers must be stopped (refused while a process has one of the stores open). Every
+ * refused file is reported (path and reason) and the others are still imported; returns 1 when
+ * anything was refused. */
+int xdmctl_data_import(const char *root, const char *src, const char *xcap_root);
+
 /* The file name for one segment of a document selector into out (NUL-terminated); -1 when it does
  * not fit in outlen. */
 int xdmctl_data_segment(const char *seg, size_t len, char *out, size_t outlen);

@@ -299,9 +299,67 @@ def check_export(ctx):
     rc, out, err = ctx.xdmctl(dep, "export", dest)
     expect(rc == 1 and err == "xdmctl: %s exists and is not empty\n" % dest,
            "export into a non-empty directory: %d %r" % (rc, err))
+    ctx.exported = (dep, os.path.join(dep.tmp, "export-all"), docs)
 
 
-CHECKS = [check_backup_under_load, check_refusals, check_export]
+def check_import(ctx):
+    if not getattr(ctx, "exported", None):
+        raise Fail("needs export first")
+    src_dep, tree, docs = ctx.exported
+    # Refused while the servers run on the data directory (they would not see the writes).
+    src_root = os.path.join(src_dep.tmp, "data")
+    rc, out, err = ctx.xdmctl(src_dep, "import", tree)
+    expect(rc == 1 and out == "" and err == "xdmctl: a process has the store in %s/shared-list "
+           "open; stop the servers on %s first\n" % (src_root, src_root),
+           "import beside running servers: %d %r" % (rc, err))
+
+    # The exported tree plus files the XDMS would refuse: each one reported, the rest imported.
+    bad = os.path.join(src_dep.tmp, "import-src")
+    shutil.copytree(tree, bad)
+    extra = {
+        "resource-lists/users/sip:carol@example.com/index": b"<not-a-list/>",
+        "resource-lists/users/sip:carol@example.com/broken": b"<resource-lists",
+        "nope/users/sip:carol@example.com/index": doc_body(3, 3),
+        "resource-lists/users/sip:carol@example.com/%zz": doc_body(3, 4),
+    }
+    for rel, body in extra.items():
+        os.makedirs(os.path.dirname(os.path.join(bad, rel)), exist_ok=True)
+        with open(os.path.join(bad, rel), "wb") as f:
+            f.write(body)
+    dst = ctx.deploy("import", start=False)
+    rc, out, err = ctx.xdmctl(dst, "import", bad)
+    expect(rc == 1 and out == "imported 5 documents, refused 4\n", "import: %d %r" % (rc, out))
+    refused = sorted(err.splitlines())
+    expect(len(refused) == 4 and all(l.startswith("xdmctl: refused ") for l in refused),
+           "import reported %r" % err)
+    want = [
+        "xdmctl: refused nope/users/sip:carol@example.com/index: no XDMS serves the application "
+        "usage \"nope\"",
+        "xdmctl: refused resource-lists/users/sip:carol@example.com/%zz: not a document "
+        "selector: invalid percent-encoding in the path",
+    ]
+    for w in want:
+        expect(w in refused, "missing %r in %r" % (w, refused))
+    expect("xdmctl: refused resource-lists/users/sip:carol@example.com/index: 409 "
+           "schema-validation-error: the document element must be <resource-lists> in namespace "
+           "urn:ietf:params:xml:ns:resource-lists" in refused, "schema refusal: %r" % refused)
+    expect(any(l.startswith("xdmctl: refused resource-lists/users/sip:carol@example.com/broken: "
+                            "409 not-well-formed: ") for l in refused),
+           "not-well-formed refusal: %r" % refused)
+
+    # The servers on the imported stores serve the documents, bytes unchanged.
+    dst.add_user("bob", "sip:bob@example.com", PASSWORD)
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    addr = dst.procs["proxy"].http_addr
+    users = {}
+    for user, uri, _, body, _ in docs:
+        u = users.setdefault(user.uri, e2e.DigestUser(user.label, user.uri, PASSWORD))
+        r = e2e.digest_request(addr, u, "GET", "/xcap-root/" + uri, [], b"", 10)
+        expect(r.status == 200 and r.body == body, "GET %s after import: %s" % (uri, r.summary()))
+
+
+CHECKS = [check_backup_under_load, check_refusals, check_export, check_import]
 
 
 def main():

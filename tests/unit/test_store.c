@@ -1500,6 +1500,54 @@ static void test_copy_and_in_use(void)
     rm_rf(base);
 }
 
+static int count_each(void *cls, const struct store_doc_view *d)
+{
+    unsigned *n = cls;
+    (*n)++;
+    CU_ASSERT_STRING_EQUAL(d->key.auid, *n == 1 ? "pres-rules" : "resource-lists");
+    return 0;
+}
+
+/* A read-only open creates nothing and refuses writes; store_doc_each() sees every document. */
+static void test_read_only(void)
+{
+    char base[64], dir[128];
+    make_tmpdir(base);
+    snprintf(dir, sizeof dir, "%s/ro", base);
+    struct store_options ro = {.read_only = true};
+    struct store *s = NULL;
+    CU_ASSERT_EQUAL(store_open(dir, &ro, &s), STORE_NOTFOUND);
+    CU_ASSERT_PTR_NULL(s);
+    struct stat st;
+    CU_ASSERT_NOT_EQUAL(stat(dir, &st), 0);
+
+    s = open_store(dir, NULL);
+    char etag[STORE_ETAG_MAX];
+    struct doc_key a = key_of("resource-lists", "users", "sip:alice@example.com", "index");
+    struct doc_key b = key_of("pres-rules", "users", "sip:bob@example.com", "index");
+    struct doc_key g = key_of("resource-lists", "global", "", "index");
+    CU_ASSERT_EQUAL(put_doc(s, &a, "<a/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &b, "<b/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &g, "<g/>", etag), STORE_OK);
+
+    struct store *r = open_store(dir, &ro); /* beside the writer */
+    CU_ASSERT_STRING_EQUAL(store_instance_id(r), store_instance_id(s));
+    struct store_txn *t;
+    CU_ASSERT_NOT_EQUAL(store_txn_begin(r, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(r, false, &t), STORE_OK);
+    unsigned n = 0;
+    CU_ASSERT_EQUAL(store_doc_each(t, count_each, &n), STORE_OK);
+    CU_ASSERT_EQUAL(n, 3);
+    store_txn_abort(t);
+    store_close(r);
+
+    const char *const tables[] = {"missing", NULL};
+    struct store_options ro_tables = {.read_only = true, .tables = tables};
+    CU_ASSERT_EQUAL(store_open(dir, &ro_tables, &r), STORE_NOTFOUND);
+    store_close(s);
+    rm_rf(base);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -1522,6 +1570,7 @@ int main(void)
         {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
         {"copy and in use", test_copy_and_in_use},
+        {"read only", test_read_only},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {
