@@ -1,7 +1,7 @@
 /* xdmctl: administration of the XDM servers' data while they run (DESIGN §6 tools/).
  * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
- * would return over Zn, TS 33.220), and backs up and restores a whole data directory
- * (xdmctl_data.c). */
+ * would return over Zn, TS 33.220), and backs up, restores, exports, imports and checks the
+ * stores of a whole data directory (xdmctl_data.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -70,6 +70,10 @@ static void xdmctl_usage(FILE *f)
           "        reported with the reason; the others are imported. --xcap-root: the public\n"
           "        XCAP root that references are checked against (default\n"
           "        http://127.0.0.1:8080/xcap-root/)\n"
+          "  check [--xcap-root URI]\n"
+          "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
+          "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
+          "        problem, exit status 1 when there is one\n"
           "\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -427,8 +431,17 @@ int main(int argc, char **argv)
         return xdmctl_data_import(data, args[1],
                                   xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
     }
+    if (nargs >= 1 && strcmp(args[0], "check") == 0) {
+        if (nargs != 1 || any_opts || force || user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"check\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_check(data, xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
+    }
     if (xcap_root) {
-        fprintf(stderr, "xdmctl: --xcap-root is for import only\n");
+        fprintf(stderr, "xdmctl: --xcap-root is for import and check only\n");
         return 2;
     }
     if (force || user) {

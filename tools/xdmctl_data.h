@@ -1,4 +1,4 @@
-/* xdmctl's data management: online backup and restore of a deployment's data directory.
+/* xdmctl's data management: backup, restore, export, import and check of a data directory.
  *
  * ROOT is the directory `tools/xdm run --data` uses: one LMDB environment per process in
  * ROOT/shared-list, ROOT/presence, ROOT/rls and ROOT/aggproxy. Every function prints its report
@@ -35,6 +35,16 @@ int xdmctl_data_export(const char *root, const char *dest, const char *xui);
  * refused file is reported (path and reason) and the others are still imported; returns 1 when
  * anything was refused. */
 int xdmctl_data_import(const char *root, const char *src, const char *xcap_root);
+
+/* Checks the XDMS stores under root, read-only (the servers may run): every document is valid
+ * UTF-8, well-formed and valid for its usage (as a PUT would check it); each user's byte count in
+ * the quota table equals the sum of its documents' sizes; the newest change-log record of a
+ * document matches it (a PUT record carries its current ETag, a DELETE record leaves no
+ * document); the RLS indexes match the rls-services documents (every service URI of a user's
+ * document is indexed to that document, every index entry belongs to an existing document that
+ * has it). Prints one line per problem and a summary line per store; returns 1 when there is a
+ * problem. */
+int xdmctl_data_check(const char *root, const char *xcap_root);
 
 /* The file name for one segment of a document selector into out (NUL-terminated); -1 when it does
  * not fit in outlen. */

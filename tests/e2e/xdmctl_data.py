@@ -18,6 +18,7 @@ process died or a sanitizer report appears in a log. Every loop is bounded in co
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -359,7 +360,69 @@ def check_import(ctx):
         expect(r.status == 200 and r.body == body, "GET %s after import: %s" % (uri, r.summary()))
 
 
-CHECKS = [check_backup_under_load, check_refusals, check_export, check_import]
+def check_check(ctx):
+    dep = ctx.deploy("check")
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    with open(os.path.join(HERE, "files", "rls1.xml"), "rb") as f:
+        rls = f.read()
+    for uri, mt, body in [
+            ("resource-lists/users/%s/index" % ALICE, CT[0][1], doc_body(1, 1)),
+            ("rls-services/users/%s/index" % ALICE, "application/rls-services+xml", rls)]:
+        r = e2e.digest_request(addr, alice, "PUT", "/xcap-root/" + uri, [("Content-Type", mt)],
+                               body, 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+    rc, out, err = ctx.xdmctl(dep, "check")  # beside the running servers
+    expect(rc == 0 and err == "", "check of a sound store: %d %r %r" % (rc, out, err))
+    expect(out == "shared-list: 1 documents, 1 change records, 0 problems\n"
+           "presence: 0 documents, 0 change records, 0 problems\n"
+           "rls: 2 documents, 2 change records, 0 problems\n", "check printed %r" % out)
+
+    for proc in e2e.ALL_PROCS:
+        msg = dep.procs[proc].stop()
+        expect(msg is None, msg or "")
+    poke = os.path.join(ctx.runner.build, "tests", "store_poke")
+    root = os.path.join(dep.tmp, "data")
+    bad = os.path.join(dep.tmp, "bad.xml")
+    with open(bad, "wb") as f:
+        f.write(b"<not-a-list/>")
+    same = os.path.join(dep.tmp, "same.xml")
+    with open(same, "wb") as f:
+        f.write(doc_body(1, 1))
+    for argv in [
+            # a document that fails its schema, written past the engine
+            [root + "/shared-list", "put", "resource-lists", "users", ALICE, "bad", bad],
+            # a new ETag without a change record
+            [root + "/shared-list", "put", "resource-lists", "users", ALICE, "index", same],
+            # a wrong byte count
+            [root + "/shared-list", "quota", ALICE, "7"],
+            # a service URI missing from the RLS URI index
+            [root + "/rls", "kvdel", "rls_uri", "sip:alice-friends@example.com"]]:
+        p = subprocess.run([poke] + argv, capture_output=True, timeout=30)
+        expect(p.returncode == 0, "store_poke %s: %r" % (argv, p.stderr))
+    rc, out, err = ctx.xdmctl(dep, "check")
+    expect(rc == 1 and err == "", "check of a damaged store exited %d: %r" % (rc, err))
+    lines = out.splitlines()
+    expect(len(lines) == 7, "check: %r" % lines)
+    want = [
+        "shared-list: resource-lists/users/sip:alice@example.com/bad: schema-validation-error: "
+        "the document element must be <resource-lists> in namespace "
+        "urn:ietf:params:xml:ns:resource-lists",
+        "shared-list: quota of sip:alice@example.com: 7 bytes counted, its documents hold %d"
+        % (len(doc_body(1, 1)) + 13),
+        "shared-list: 2 documents, 1 change records, 3 problems",
+        "presence: 0 documents, 0 change records, 0 problems",
+        "rls: rls-services/users/sip:alice@example.com/index: service URI "
+        "sip:alice-friends@example.com is not indexed to it in rls_uri",
+        "rls: 2 documents, 2 change records, 1 problems",
+    ]
+    expect(lines[:2] == want[:2] and lines[3:] == want[2:], "check: %r" % lines)
+    expect(re.match(r'^shared-list: resource-lists/users/sip:alice@example\.com/index: ETag '
+                    r'(\S+), but its newest change record \(1\) says (\S+)$', lines[2])
+           and lines[2].split()[3] != lines[2].split()[-1], "check: %r" % lines[2])
+
+
+CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check]
 
 
 def main():
