@@ -64,12 +64,13 @@ static void xdmctl_usage(FILE *f)
           "        write every document (or only those of XUI) into the new directory DEST, one\n"
           "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
           "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
-          "  import SRC [--xcap-root URI]\n"
+          "  import SRC [--xcap-root URI] [--from kamailio]\n"
           "        PUT every file of a tree written by export into the stores under DIR, each\n"
           "        one validated as an HTTP PUT would be (servers stopped). Refused files are\n"
           "        reported with the reason; the others are imported. --xcap-root: the public\n"
           "        XCAP root that references are checked against (default\n"
-          "        http://127.0.0.1:8080/xcap-root/)\n"
+          "        http://127.0.0.1:8080/xcap-root/). --from kamailio: SRC is a SQLite\n"
+          "        database (or an SQL dump) with Kamailio's xcap table instead\n"
           "  check [--xcap-root URI]\n"
           "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
           "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
@@ -304,6 +305,7 @@ int main(int argc, char **argv)
         OPT_FORCE,
         OPT_USER,
         OPT_XCAP_ROOT,
+        OPT_FROM,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -321,6 +323,7 @@ int main(int argc, char **argv)
         {"force", no_argument, NULL, OPT_FORCE},
         {"user", required_argument, NULL, OPT_USER},
         {"xcap-root", required_argument, NULL, OPT_XCAP_ROOT},
+        {"from", required_argument, NULL, OPT_FROM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -329,7 +332,7 @@ int main(int argc, char **argv)
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
     bool force = false;
-    const char *user = NULL, *xcap_root = NULL;
+    const char *user = NULL, *xcap_root = NULL, *from = NULL;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
@@ -388,6 +391,9 @@ int main(int argc, char **argv)
         case OPT_XCAP_ROOT:
             xcap_root = optarg;
             break;
+        case OPT_FROM:
+            from = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -427,9 +433,18 @@ int main(int argc, char **argv)
             xdmctl_usage(stderr);
             return 2;
         }
+        if (from && strcmp(from, "kamailio") != 0) {
+            fprintf(stderr, "xdmctl: --from knows only kamailio\n");
+            return 2;
+        }
         log_init("xdmctl", LOG_WARN);
-        return xdmctl_data_import(data, args[1],
-                                  xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
+        const char *xr = xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/";
+        return from ? xdmctl_data_import_kamailio(data, args[1], xr)
+                    : xdmctl_data_import(data, args[1], xr);
+    }
+    if (from) {
+        fprintf(stderr, "xdmctl: --from is for import only\n");
+        return 2;
     }
     if (nargs >= 1 && strcmp(args[0], "check") == 0) {
         if (nargs != 1 || any_opts || force || user) {

@@ -46,6 +46,13 @@ int xdmctl_data_import(const char *root, const char *src, const char *xcap_root)
  * problem. */
 int xdmctl_data_check(const char *root, const char *xcap_root);
 
+/* Migration from Kamailio's xcap_server: reads the table xcap (columns id, username, domain, doc,
+ * doc_type, doc_uri) of db, a SQLite database file or an SQL text dump SQLite can execute, writes
+ * each row as a file of an export tree (AUID from doc_type, XUI sip:username@domain, document
+ * path from doc_uri after the XUI, bytes of doc unchanged) in a temporary directory and imports
+ * that with xdmctl_data_import(). Rows that cannot be mapped are reported and skipped. */
+int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root);
+
 /* The file name for one segment of a document selector into out (NUL-terminated); -1 when it does
  * not fit in outlen. */
 int xdmctl_data_segment(const char *seg, size_t len, char *out, size_t outlen);

@@ -20,6 +20,7 @@ import argparse
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -422,7 +423,81 @@ def check_check(ctx):
            and lines[2].split()[3] != lines[2].split()[-1], "check: %r" % lines[2])
 
 
-CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check]
+# Kamailio's xcap table as its SQLite schema creates it (utils/kamctl/db_sqlite/presence-create.sql,
+# table version 4; the Debian kamailio package ships the same file).
+KAMAILIO_XCAP = """
+CREATE TABLE xcap (
+    id INTEGER PRIMARY KEY NOT NULL,
+    username VARCHAR(64) NOT NULL,
+    domain VARCHAR(64) NOT NULL,
+    doc BLOB NOT NULL,
+    doc_type INTEGER NOT NULL,
+    etag VARCHAR(64) NOT NULL,
+    source INTEGER NOT NULL,
+    doc_uri VARCHAR(255) NOT NULL,
+    port INTEGER NOT NULL,
+    CONSTRAINT xcap_doc_uri_idx UNIQUE (doc_uri)
+);
+"""
+
+
+def check_kamailio(ctx):
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    rows = [  # username, domain, doc, doc_type, doc_uri
+        ("alice", "example.com", doc_body(5, 1), 4,
+         "/xcap-root/resource-lists/users/sip:alice@example.com/index"),
+        ("alice", "example.com", rules, 2,
+         "/xcap-root/pres-rules/users/sip:alice@example.com/index"),
+        ("bob", "example.com", b"<resource-lists/>", 4,
+         "/xcap-root/resource-lists/users/sip:bob@example.com/index"),
+        ("bob", "example.com", b"<x/>", 64, "/xcap-root/xcap-caps/global/index"),
+        ("carol", "example.com", doc_body(5, 2), 4, "/xcap-root/resource-lists/global/index"),
+    ]
+    dep = ctx.deploy("kamailio", start=False)
+    db = os.path.join(dep.tmp, "kamailio.sqlite")
+    con = sqlite3.connect(db)
+    con.executescript(KAMAILIO_XCAP)
+    con.executemany("INSERT INTO xcap (username, domain, doc, doc_type, etag, source, doc_uri, "
+                    "port) VALUES (?, ?, ?, ?, 'e', 1, ?, 80)", rows)
+    con.commit()
+    dump = os.path.join(dep.tmp, "kamailio.sql")
+    with open(dump, "w") as f:
+        f.write("\n".join(con.iterdump()) + "\n")
+    con.close()
+
+    want_out = "kamailio: 5 rows, 2 refused before import\nimported 2 documents, refused 1\n"
+    want_err = [
+        "xdmctl: refused kamailio row 4: doc_type 64 is no application usage served here",
+        "xdmctl: refused kamailio row 5: doc_uri \"/xcap-root/resource-lists/global/index\" "
+        "names no document of a user",
+        "xdmctl: refused resource-lists/users/sip:bob@example.com/index: 409 "
+        "schema-validation-error: the document element must be <resource-lists> in namespace "
+        "urn:ietf:params:xml:ns:resource-lists",
+    ]
+    rc, out, err = ctx.xdmctl(dep, "import", db, "--from", "kamailio")
+    expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+           "import --from kamailio: %d %r %r" % (rc, out, err))
+
+    # The same table as an SQL dump, into a second data directory.
+    dep2 = ctx.deploy("kamailio-dump", start=False, users=False)
+    rc, out, err = ctx.xdmctl(dep2, "import", dump, "--from", "kamailio")
+    expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+           "import --from kamailio of a dump: %d %r %r" % (rc, out, err))
+
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dep.procs[proc].start()
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    for uri, body in [("resource-lists/users/%s/index" % ALICE, rows[0][2]),
+                      ("pres-rules/users/%s/index" % ALICE, rules)]:
+        r = e2e.digest_request(addr, alice, "GET", "/xcap-root/" + uri, [], b"", 10)
+        expect(r.status == 200 and r.body == body, "GET %s after migration: %s"
+               % (uri, r.summary()))
+
+
+CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check,
+          check_kamailio]
 
 
 def main():
