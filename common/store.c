@@ -22,6 +22,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -82,6 +84,7 @@ struct store {
     uint64_t change_max_bytes;
     uint64_t change_max_age;
     unsigned high_water;
+    bool read_only;
     size_t key_max;
     char instance[STORE_INSTANCE_HEX + 1];
 };
@@ -258,6 +261,8 @@ static enum store_rc store_instance_init(struct store *s, MDB_txn *txn)
     }
     if (rc != MDB_NOTFOUND)
         return store_rc_from_mdb(rc, "read instance id");
+    if (s->read_only)
+        return STORE_NOTFOUND;
 
     unsigned char rnd[STORE_INSTANCE_HEX / 2];
     size_t got = 0;
@@ -353,8 +358,12 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         return STORE_INVALID;
     }
 
+    s->read_only = opts != NULL && opts->read_only;
     enum store_rc src = store_open_tables(s, opts);
-    if (src == STORE_OK)
+    struct stat st;
+    if (src == STORE_OK && s->read_only)
+        src = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? STORE_OK : STORE_NOTFOUND;
+    else if (src == STORE_OK)
         src = store_mkdirs(dir);
     if (src != STORE_OK) {
         store_close(s);
@@ -368,7 +377,7 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         return store_rc_from_mdb(rc, "create environment");
     }
     rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
-    if (rc == MDB_SUCCESS)
+    if (rc == MDB_SUCCESS && !s->read_only) /* read-only: the size the writers gave the map */
         rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
     if (rc == MDB_SUCCESS)
         rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
@@ -376,7 +385,11 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
      * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
      * reached the disk when mdb_txn_commit() returns (DESIGN §4, a 2xx follows the commit). */
     if (rc == MDB_SUCCESS)
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600);
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
+    if (rc == ENOENT && s->read_only) {
+        store_close(s);
+        return STORE_NOTFOUND;
+    }
     if (rc != MDB_SUCCESS) {
         log_error("store: open %s: %s", dir, mdb_strerror(rc));
         store_close(s);
@@ -391,22 +404,27 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
     mdb_reader_check(s->env, &dead);
 
     MDB_txn *txn;
-    rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc != MDB_SUCCESS) {
         src = store_rc_from_mdb(rc, "begin open transaction");
         store_close(s);
         return src;
     }
-    rc = mdb_dbi_open(txn, "docs", MDB_CREATE, &s->docs);
+    unsigned create = s->read_only ? 0 : MDB_CREATE;
+    rc = mdb_dbi_open(txn, "docs", create, &s->docs);
     if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+        rc = mdb_dbi_open(txn, "meta", create, &s->meta);
     if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "changes", MDB_CREATE, &s->changes);
+        rc = mdb_dbi_open(txn, "changes", create, &s->changes);
     if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "quota", MDB_CREATE, &s->quota);
+        rc = mdb_dbi_open(txn, "quota", create, &s->quota);
     for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
-        rc = mdb_dbi_open(txn, s->tables[i].name, MDB_CREATE, &s->tables[i].dbi);
-    src = rc == MDB_SUCCESS ? store_instance_init(s, txn) : store_rc_from_mdb(rc, "open tables");
+        rc = mdb_dbi_open(txn, s->tables[i].name, create, &s->tables[i].dbi);
+    if (rc == MDB_NOTFOUND && s->read_only)
+        src = STORE_NOTFOUND;
+    else
+        src =
+            rc == MDB_SUCCESS ? store_instance_init(s, txn) : store_rc_from_mdb(rc, "open tables");
     if (src != STORE_OK) {
         mdb_txn_abort(txn);
         store_close(s);
@@ -418,8 +436,10 @@ enum store_rc store_open(const char *dir, const struct store_options *opts, stru
         store_close(s);
         return src;
     }
-    store_headroom(s);
-    store_maintain(s);
+    if (!s->read_only) {
+        store_headroom(s);
+        store_maintain(s);
+    }
     *out = s;
     return STORE_OK;
 }
@@ -438,6 +458,10 @@ enum store_rc store_txn_begin(struct store *s, bool write, struct store_txn **ou
     /* A write begin blocks on LMDB's writer lock (shared between processes). A thread that
      * already holds a write transaction must not begin another: it would wait for itself. */
     int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+    /* A writer in another process grew the map: a read-only opener follows (LMDB: set the map
+     * size 0 to adopt the current one). */
+    if (rc == MDB_MAP_RESIZED && s->read_only && mdb_env_set_mapsize(s->env, 0) == MDB_SUCCESS)
+        rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
     if (rc != MDB_SUCCESS) {
         free(t);
         return store_rc_from_mdb(rc, write ? "begin write transaction" : "begin read transaction");
@@ -889,6 +913,26 @@ enum store_rc store_doc_list(struct store_txn *t, const char *auid, const char *
 {
     struct store_list_ctx ctx = {fn, cls};
     return store_doc_walk(t, auid, tree, xui, path_prefix, store_list_visit, &ctx);
+}
+
+enum store_rc store_doc_each(struct store_txn *t,
+                             int (*fn)(void *cls, const struct store_doc_view *d), void *cls)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->docs, &c);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "open cursor");
+    struct store_list_ctx ctx = {fn, cls};
+    MDB_val k, v;
+    enum store_rc src = STORE_OK;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (store_list_visit(&ctx, &k, &v, &src) != 0)
+            break;
+    mdb_cursor_close(c);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+        return store_rc_from_mdb(rc, "scan documents");
+    return src;
 }
 
 static int store_count_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
@@ -1436,4 +1480,100 @@ enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *
     }
     mdb_cursor_close(cur);
     return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK : store_rc_from_mdb(rc, "scan");
+}
+
+/* Backup ------------------------------------------------------------------------------------- */
+
+#define STORE_COPY_RETRIES 3
+
+enum store_rc store_copy(const char *src_dir, const char *dst_dir)
+{
+    char path[STORE_DIR_MAX + 16];
+    struct stat st;
+    if (!src_dir || !dst_dir || strlen(src_dir) > STORE_DIR_MAX || strlen(dst_dir) > STORE_DIR_MAX)
+        return STORE_INVALID;
+    snprintf(path, sizeof path, "%s/data.mdb", src_dir);
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? STORE_NOTFOUND : STORE_ERROR;
+
+    /* Phase 1: open the source read-only (the lock file is still shared with the writers, so
+     * their readers and ours see each other). */
+    MDB_env *env;
+    int rc = mdb_env_create(&env);
+    if (rc != MDB_SUCCESS)
+        return store_rc_from_mdb(rc, "create environment");
+    rc = mdb_env_set_maxdbs(env, STORE_BUILTIN_DBS + STORE_MAX_TABLES);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_maxreaders(env, STORE_MAX_READERS);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(env, src_dir, MDB_NOTLS | MDB_RDONLY, 0600);
+    if (rc != MDB_SUCCESS) {
+        log_error("store: open %s for a copy: %s", src_dir, mdb_strerror(rc));
+        mdb_env_close(env);
+        return STORE_ERROR;
+    }
+
+    /* Phase 2: the compacting copy into a new file. A writer may grow the map meanwhile; the
+     * copy's read transaction then fails with MDB_MAP_RESIZED and is retried at the new size. */
+    snprintf(path, sizeof path, "%s/data.mdb", dst_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("store: create %s: %s", path, strerror(errno));
+        mdb_env_close(env);
+        return errno == EEXIST ? STORE_INVALID : STORE_ERROR;
+    }
+    for (int i = 0; i < STORE_COPY_RETRIES; i++) {
+        rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT);
+        if (rc != MDB_MAP_RESIZED)
+            break;
+        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+            rc = errno;
+            break;
+        }
+        rc = mdb_env_set_mapsize(env, 0);
+        if (rc != MDB_SUCCESS)
+            break;
+    }
+    mdb_env_close(env);
+
+    /* Phase 3: durable before success is reported. */
+    if (rc == MDB_SUCCESS && fsync(fd) < 0)
+        rc = errno;
+    if (close(fd) < 0 && rc == MDB_SUCCESS)
+        rc = errno;
+    if (rc == MDB_SUCCESS) {
+        int dfd = open(dst_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            if (fsync(dfd) < 0)
+                rc = errno;
+            close(dfd);
+        }
+    }
+    if (rc != MDB_SUCCESS) {
+        log_error("store: copy %s to %s: %s", src_dir, dst_dir, mdb_strerror(rc));
+        unlink(path);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+enum store_rc store_in_use(const char *dir, bool *out)
+{
+    char path[STORE_DIR_MAX + 16];
+    *out = false;
+    if (!dir || strlen(dir) > STORE_DIR_MAX)
+        return STORE_INVALID;
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? STORE_OK : STORE_ERROR;
+    /* Every process with the environment open holds a lock on the first byte of the lock file
+     * (LMDB's mdb_env_excl_lock(): exclusive while alone at open, shared afterwards). */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int rc = fcntl(fd, F_GETLK, &fl);
+    close(fd);
+    if (rc < 0)
+        return STORE_ERROR;
+    *out = fl.l_type != F_UNLCK;
+    return STORE_OK;
 }

@@ -62,6 +62,10 @@ struct store_options {
     unsigned high_water;       /* percent of the map writes may fill (store_space_check());
                                   0 = default 90; at most 99 */
     const char *const *tables; /* NULL-terminated extra table names, or NULL */
+    bool read_only;            /* open an existing environment for reading only: nothing is
+                                  created, pruned or grown (for xdmctl while the servers run);
+                                  STORE_NOTFOUND when dir or one of the tables is missing, and
+                                  write transactions fail */
 };
 
 /* Space used by a store, for the high-water check, logs and tests. */
@@ -141,6 +145,9 @@ void store_doc_release(struct store_doc *d);
 enum store_rc store_doc_list(struct store_txn *t, const char *auid, const char *tree,
                              const char *xui, const char *path_prefix,
                              int (*fn)(void *cls, const struct store_doc_view *d), void *cls);
+/* Lists every document of the store (all AUIDs, trees and users), in key order; fn as above. */
+enum store_rc store_doc_each(struct store_txn *t,
+                             int (*fn)(void *cls, const struct store_doc_view *d), void *cls);
 /* Counts the documents of one user (all AUIDs), for quotas. */
 enum store_rc store_doc_count_user(struct store_txn *t, const char *xui, uint64_t *out);
 /* Sum of the lengths of one user's documents (all AUIDs), for quotas: O(1) from the quota table
@@ -164,6 +171,16 @@ enum store_rc store_change_read(struct store_txn *t, uint64_t after,
                                 int (*fn)(void *cls, const struct store_change *c), void *cls);
 /* Sequence of the newest record (0 when the log is empty). */
 enum store_rc store_change_last(struct store_txn *t, uint64_t *out);
+
+/* Online backup: copies the environment in src_dir into the existing directory dst_dir (which
+ * must hold no data.mdb) as LMDB's compacting copy (mdb_env_copy2 with MDB_CP_COMPACT): one read
+ * transaction, so the copy is exactly the state of one commit, while other processes keep writing.
+ * Opens src_dir read-only and creates nothing there (STORE_NOTFOUND when it holds no data.mdb).
+ * The copy is fsync'ed before this returns. */
+enum store_rc store_copy(const char *src_dir, const char *dst_dir);
+/* Whether a process has the environment in dir open (it holds LMDB's lock on dir/lock.mdb):
+ * STORE_OK and *out set, STORE_ERROR when the lock cannot be tested. */
+enum store_rc store_in_use(const char *dir, bool *out);
 
 /* Generic tables named in store_options.tables. Values returned are malloc'd copies with an
  * extra NUL byte after vlen bytes (free with free()). */

@@ -1,6 +1,7 @@
 /* xdmctl: administration of the XDM servers' data while they run (DESIGN §6 tools/).
- * This version manages the Aggregation Proxy's users and its built-in GBA bootstrapping records
- * (SPEC GAA-5: what a BSF would return over Zn). */
+ * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
+ * would return over Zn, TS 33.220), and backs up, restores, exports, imports and checks the
+ * stores of a whole data directory (xdmctl_data.c). */
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "store.h"
 #include "users.h"
+#include "xdmctl_data.h"
 
 static void xdmctl_usage(FILE *f)
 {
@@ -51,6 +53,28 @@ static void xdmctl_usage(FILE *f)
           "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past),\n"
           "        the public identities (comma-separated) and the allowed AUIDs\n"
           "        (comma-separated, \"*\" for every AUID), separated by tabs; no keys\n"
+          "  backup DEST\n"
+          "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
+          "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
+          "        consistent in itself, the four one after the other; DEST/MANIFEST last\n"
+          "  restore SRC [--force]\n"
+          "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
+          "        of DIR's stores open, and refuses to replace an existing store without --force\n"
+          "  export DEST [--user XUI]\n"
+          "        write every document (or only those of XUI) into the new directory DEST, one\n"
+          "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
+          "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
+          "  import SRC [--xcap-root URI] [--from kamailio]\n"
+          "        PUT every file of a tree written by export into the stores under DIR, each\n"
+          "        one validated as an HTTP PUT would be (servers stopped). Refused files are\n"
+          "        reported with the reason; the others are imported. --xcap-root: the public\n"
+          "        XCAP root that references are checked against (default\n"
+          "        http://127.0.0.1:8080/xcap-root/). --from kamailio: SRC is a SQLite\n"
+          "        database (or an SQL dump) with Kamailio's xcap table instead\n"
+          "  check [--xcap-root URI]\n"
+          "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
+          "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
+          "        problem, exit status 1 when there is one\n"
           "\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -278,6 +302,10 @@ int main(int argc, char **argv)
         OPT_RAND,
         OPT_LIFETIME,
         OPT_ALLOW,
+        OPT_FORCE,
+        OPT_USER,
+        OPT_XCAP_ROOT,
+        OPT_FROM,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -292,6 +320,10 @@ int main(int argc, char **argv)
         {"rand", required_argument, NULL, OPT_RAND},
         {"lifetime", required_argument, NULL, OPT_LIFETIME},
         {"allow", required_argument, NULL, OPT_ALLOW},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"user", required_argument, NULL, OPT_USER},
+        {"xcap-root", required_argument, NULL, OPT_XCAP_ROOT},
+        {"from", required_argument, NULL, OPT_FROM},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -299,6 +331,8 @@ int main(int argc, char **argv)
                *realm = NULL;
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
+    bool force = false;
+    const char *user = NULL, *xcap_root = NULL, *from = NULL;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
@@ -348,6 +382,18 @@ int main(int argc, char **argv)
             }
             auids[ga.n_auids++] = optarg;
             break;
+        case OPT_FORCE:
+            force = true;
+            break;
+        case OPT_USER:
+            user = optarg;
+            break;
+        case OPT_XCAP_ROOT:
+            xcap_root = optarg;
+            break;
+        case OPT_FROM:
+            from = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -359,6 +405,65 @@ int main(int argc, char **argv)
     int nargs = argc - optind;
     char **args = argv + optind;
     bool user_opts = password || password_file || username || realm;
+    bool any_opts =
+        user_opts || n_impus || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime || ga.n_auids;
+    if (nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0)) {
+        bool backup = strcmp(args[0], "backup") == 0;
+        if (nargs != 2 || any_opts || (backup && force) || user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"%s\"\n", args[0]);
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return backup ? xdmctl_data_backup(data, args[1])
+                      : xdmctl_data_restore(data, args[1], force);
+    }
+    if (nargs >= 1 && strcmp(args[0], "export") == 0) {
+        if (nargs != 2 || any_opts || force) {
+            fprintf(stderr, "xdmctl: bad arguments for \"export\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_export(data, args[1], user);
+    }
+    if (nargs >= 1 && strcmp(args[0], "import") == 0) {
+        if (nargs != 2 || any_opts || force || user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"import\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        if (from && strcmp(from, "kamailio") != 0) {
+            fprintf(stderr, "xdmctl: --from knows only kamailio\n");
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        const char *xr = xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/";
+        return from ? xdmctl_data_import_kamailio(data, args[1], xr)
+                    : xdmctl_data_import(data, args[1], xr);
+    }
+    if (from) {
+        fprintf(stderr, "xdmctl: --from is for import only\n");
+        return 2;
+    }
+    if (nargs >= 1 && strcmp(args[0], "check") == 0) {
+        if (nargs != 1 || any_opts || force || user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"check\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_check(data, xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
+    }
+    if (xcap_root) {
+        fprintf(stderr, "xdmctl: --xcap-root is for import and check only\n");
+        return 2;
+    }
+    if (force || user) {
+        fprintf(stderr, "xdmctl: --%s is for %s only\n", force ? "force" : "user",
+                force ? "restore" : "export");
+        return 2;
+    }
     if (nargs >= 2 && strcmp(args[0], "gba") == 0) {
         const char *cmd = args[1];
         bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,

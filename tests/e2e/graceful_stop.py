@@ -47,7 +47,8 @@ class Env:
         os.makedirs(self.data)
         self.logs, self.procs = [], []
         self.conf = os.path.join(self.tmp, "xdm.conf")
-        open(self.conf, "w").write("# the script passes everything on the command line\n")
+        open(self.conf, "w").write("# no admin listeners: parallel runs share no port\n"
+                                   "[xdms]\nmetrics = off\n[aggproxy]\nmetrics = off\n")
         self.xdms_port, self.port = free_port(), free_port()
         opts = []
         for kv in options:

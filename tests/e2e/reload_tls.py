@@ -91,8 +91,8 @@ class Env:
         install(self.cert("a.pem"), self.cert("a.key"), self.live_cert, self.live_key)
         self.conf = os.path.join(self.tmp, "xdm.conf")
         with open(self.conf, "w") as f:
-            f.write("[aggproxy]\ntls_cert = %s\ntls_key = %s\n" % (self.live_cert, self.live_key))
-            f.write("[shared-list]\ntls_cert = %s\ntls_key = %s\n"
+            f.write("[aggproxy]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n" % (self.live_cert, self.live_key))
+            f.write("[shared-list]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n"
                     % (self.live_cert, self.live_key))
         self.xdms_port, self.port = free_port(), free_port()
         self.xdms = Proc(self, "shared-list", [

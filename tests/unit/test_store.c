@@ -1430,6 +1430,124 @@ static void test_crash_durability(void)
     rm_rf(dir);
 }
 
+/* store_copy(): the copy holds every committed document with its ETag and the instance id, is
+ * compacted, refuses an existing data.mdb and reports a missing source. store_in_use() sees
+ * another process holding the environment open (fcntl locks never show the caller's own). */
+static void test_copy_and_in_use(void)
+{
+    char base[64], src[128], dst[128], none[128];
+    make_tmpdir(base);
+    snprintf(src, sizeof src, "%s/src", base);
+    snprintf(dst, sizeof dst, "%s/dst", base);
+    snprintf(none, sizeof none, "%s/none", base);
+    struct store *s = open_store(src, NULL);
+    char id[32], etag[STORE_ETAG_MAX];
+    snprintf(id, sizeof id, "%s", store_instance_id(s));
+    struct doc_key k = key_of("resource-lists", "users", "sip:alice@example.com", "index");
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<resource-lists/>", etag), STORE_OK);
+    struct doc_key gone = key_of("resource-lists", "users", "sip:alice@example.com", "gone");
+    char etag2[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(s, &gone, "<resource-lists/>", etag2), STORE_OK);
+    CU_ASSERT_EQUAL(del_doc(s, &gone), STORE_OK);
+
+    CU_ASSERT_EQUAL_FATAL(mkdir(dst, 0700), 0);
+    CU_ASSERT_EQUAL(store_copy(src, dst), STORE_OK); /* while s is open */
+    CU_ASSERT_EQUAL(store_copy(src, dst), STORE_INVALID);
+    CU_ASSERT_EQUAL(store_copy(none, dst), STORE_NOTFOUND);
+    store_close(s);
+
+    struct store *c = open_store(dst, NULL);
+    CU_ASSERT_STRING_EQUAL(store_instance_id(c), id);
+    struct store_doc d;
+    CU_ASSERT_EQUAL_FATAL(get_doc(c, &k, &d), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(d.data, "<resource-lists/>");
+    CU_ASSERT_STRING_EQUAL(d.etag, etag);
+    store_doc_release(&d);
+    CU_ASSERT_EQUAL(get_doc(c, &gone, &d), STORE_NOTFOUND);
+    store_close(c);
+
+    bool busy = true;
+    CU_ASSERT_EQUAL(store_in_use(none, &busy), STORE_OK);
+    CU_ASSERT_FALSE(busy);
+    CU_ASSERT_EQUAL(store_in_use(src, &busy), STORE_OK);
+    CU_ASSERT_FALSE(busy);
+    int ready[2], done[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+    CU_ASSERT_EQUAL_FATAL(pipe(done), 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        close(done[1]); /* so that the parent's close is an end of file here */
+        struct store *cs = NULL;
+        char b = store_open(src, NULL, &cs) == STORE_OK ? 'y' : 'n';
+        if (write(ready[1], &b, 1) != 1 || read(done[0], &b, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    char b = 0;
+    CU_ASSERT_EQUAL(read(ready[0], &b, 1), 1);
+    CU_ASSERT_EQUAL(b, 'y');
+    CU_ASSERT_EQUAL(store_in_use(src, &busy), STORE_OK);
+    CU_ASSERT_TRUE(busy);
+    close(done[1]);
+    int status;
+    waitpid(pid, &status, 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(done[0]);
+    CU_ASSERT_EQUAL(store_in_use(src, &busy), STORE_OK);
+    CU_ASSERT_FALSE(busy);
+    rm_rf(base);
+}
+
+static int count_each(void *cls, const struct store_doc_view *d)
+{
+    unsigned *n = cls;
+    (*n)++;
+    CU_ASSERT_STRING_EQUAL(d->key.auid, *n == 1 ? "pres-rules" : "resource-lists");
+    return 0;
+}
+
+/* A read-only open creates nothing and refuses writes; store_doc_each() sees every document. */
+static void test_read_only(void)
+{
+    char base[64], dir[128];
+    make_tmpdir(base);
+    snprintf(dir, sizeof dir, "%s/ro", base);
+    struct store_options ro = {.read_only = true};
+    struct store *s = NULL;
+    CU_ASSERT_EQUAL(store_open(dir, &ro, &s), STORE_NOTFOUND);
+    CU_ASSERT_PTR_NULL(s);
+    struct stat st;
+    CU_ASSERT_NOT_EQUAL(stat(dir, &st), 0);
+
+    s = open_store(dir, NULL);
+    char etag[STORE_ETAG_MAX];
+    struct doc_key a = key_of("resource-lists", "users", "sip:alice@example.com", "index");
+    struct doc_key b = key_of("pres-rules", "users", "sip:bob@example.com", "index");
+    struct doc_key g = key_of("resource-lists", "global", "", "index");
+    CU_ASSERT_EQUAL(put_doc(s, &a, "<a/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &b, "<b/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &g, "<g/>", etag), STORE_OK);
+
+    struct store *r = open_store(dir, &ro); /* beside the writer */
+    CU_ASSERT_STRING_EQUAL(store_instance_id(r), store_instance_id(s));
+    struct store_txn *t;
+    CU_ASSERT_NOT_EQUAL(store_txn_begin(r, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(r, false, &t), STORE_OK);
+    unsigned n = 0;
+    CU_ASSERT_EQUAL(store_doc_each(t, count_each, &n), STORE_OK);
+    CU_ASSERT_EQUAL(n, 3);
+    store_txn_abort(t);
+    store_close(r);
+
+    const char *const tables[] = {"missing", NULL};
+    struct store_options ro_tables = {.read_only = true, .tables = tables};
+    CU_ASSERT_EQUAL(store_open(dir, &ro_tables, &r), STORE_NOTFOUND);
+    store_close(s);
+    rm_rf(base);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -1451,6 +1569,8 @@ int main(void)
         {"concurrent readers", test_concurrent_readers},
         {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
+        {"copy and in use", test_copy_and_in_use},
+        {"read only", test_read_only},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {

@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""End-to-end checks of xdmctl's data management (tools/xdmctl_data.c) on real deployments:
+
+- backup under write load: writers PUT documents through the proxy without pause while
+  `xdmctl --data ROOT backup DEST` runs; DEST restored into a new ROOT with `xdmctl restore`, the
+  servers started on it serve every document acknowledged before the backup began, with the same
+  ETag and bytes, and the users of the proxy; a document written after the backup ended is not
+  there (404);
+- restore refuses a ROOT a server has open, a ROOT that already has stores (unless --force),
+  a damaged backup and a backup without its manifest; backup refuses a non-empty destination.
+
+    python3 tests/e2e/xdmctl_data.py --build build [-v] [--keep] [--filter NAME]
+
+Uses run.py's deployments (real binaries, free loopback ports, temporary data); prints one
+PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a check failed, a
+process died or a sanitizer report appears in a log. Every loop is bounded in count and time.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
+
+ALICE = "sip:alice@example.com"
+PASSWORD = "secret"
+CT = [("Content-Type", "application/resource-lists+xml")]
+ENVS = ("shared-list", "presence", "rls", "aggproxy")
+WRITERS = 3
+MAX_DOCS = 300          # per writer: bounds the load loop in count (a user may have 1000)
+PAUSE = 0.01            # between two PUTs of one writer
+LOAD_SECONDS = 20       # bounds it in time
+
+
+class Fail(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+class Named:
+    def __init__(self, name):
+        self.name = name
+
+
+class Runner:
+    """What run.py's Deployment needs of its runner."""
+
+    def __init__(self, args):
+        self.build = os.path.abspath(args.build)
+        self.time_scale = float(os.environ.get("XDM_E2E_TIME_SCALE", "1"))
+        self.log_level = None
+        env = dict(os.environ)
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        self.env = env
+
+
+class Context:
+    def __init__(self, args):
+        self.runner = Runner(args)
+        self.deps = []
+        self.verbose = args.verbose
+
+    def deploy(self, name, start=True, users=True):
+        dep = e2e.Deployment(self.runner, Named("xdmctl-" + name))
+        self.deps.append(dep)
+        if users:
+            dep.add_user("alice", ALICE, PASSWORD)
+        if start:
+            for proc in e2e.XDMS_ROLES + ("proxy",):
+                dep.procs[proc].start()
+        return dep
+
+    def xdmctl(self, dep, *args, timeout=60):
+        """Runs xdmctl --data <dep's ROOT> ARGS; returns (rc, stdout, stderr)."""
+        argv = [os.path.join(self.runner.build, e2e.BIN_XDMCTL), "--data",
+                os.path.join(dep.tmp, "data")] + list(args)
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                           env=self.runner.env, cwd=dep.tmp)
+        out, err = p.stdout.decode(), p.stderr.decode()
+        log = os.path.join(dep.tmp, "xdmctl-%s.log" % args[0])
+        with open(log, "a") as f:
+            f.write("# %s\n%s%s" % (" ".join(argv), out, err))
+        dep.extra_logs.append(log)
+        if self.verbose:
+            print("  xdmctl %s -> %d\n%s%s" % (" ".join(args), p.returncode, out, err))
+        return p.returncode, out, err
+
+
+def doc_body(w, n):
+    return (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+            b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
+            b'<list name="w%d"><entry uri="sip:u%d@example.com"/></list></resource-lists>\n'
+            % (w, n))
+
+
+def doc_uri(w, n):
+    return "/xcap-root/resource-lists/users/%s/w%d-%d" % (ALICE, w, n)
+
+
+def put(addr, user, uri, body):
+    r = e2e.digest_request(addr, user, "PUT", uri, CT, body, 10)
+    if r.status not in (200, 201):
+        raise Fail("PUT %s: %s" % (uri, r.summary()))
+    return r.header("ETag")
+
+
+def lines_of(out):
+    return [l.split("\t")[0] for l in out.splitlines()]
+
+
+# --------------------------------------------------------------------------------------------
+
+def check_backup_under_load(ctx):
+    src = ctx.deploy("src")
+    addr = src.procs["proxy"].http_addr
+    acked = []          # (monotonic time of the 2xx, uri, etag, body), in order of the answers
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors = []
+
+    def writer(w):
+        user = e2e.DigestUser("alice", ALICE, PASSWORD)
+        deadline = time.monotonic() + LOAD_SECONDS
+        try:
+            for n in range(MAX_DOCS):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                uri, body = doc_uri(w, n), doc_body(w, n)
+                etag = put(addr, user, uri, body)
+                with lock:
+                    acked.append((time.monotonic(), uri, etag, body))
+                time.sleep(PAUSE)
+        except (Fail, OSError, e2e.CaseError) as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        began = time.monotonic()
+        with lock:
+            before = [a for a in acked if a[0] < began]
+        rc, out, err = ctx.xdmctl(src, "backup", os.path.join(src.tmp, "backup"))
+        ended = time.monotonic()
+        time.sleep(0.5)
+        with lock:
+            during = [a for a in acked if began <= a[0]]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    expect(not errors, "writers failed: %s" % errors[:3])
+    expect(rc == 0, "backup exited %d: %s" % (rc, err))
+    expect(err == "", "backup wrote to stderr: %r" % err)
+    expect(lines_of(out) == list(ENVS), "backup listed %r" % out)
+    expect(len(before) >= 10, "only %d documents written before the backup" % len(before))
+    expect(any(a[0] < ended for a in during), "no write was acknowledged while the backup ran")
+    with open(os.path.join(src.tmp, "backup", "MANIFEST")) as f:
+        manifest = f.read().splitlines()
+    expect(manifest[0] == "xdm-backup 1", "manifest starts %r" % manifest[:1])
+    expect([l.split()[1] for l in manifest if l.startswith("store ")] == list(ENVS),
+           "manifest stores: %r" % manifest)
+
+    # A document whose write began after the backup ended.
+    late_user = e2e.DigestUser("alice", ALICE, PASSWORD)
+    late = "/xcap-root/resource-lists/users/%s/after-backup" % ALICE
+    put(addr, late_user, late, doc_body(99, 99))
+
+    dst = ctx.deploy("dst", start=False, users=False)
+    rc, out, err = ctx.xdmctl(dst, "restore", os.path.join(src.tmp, "backup"))
+    expect(rc == 0 and err == "", "restore exited %d: %s" % (rc, err))
+    expect(lines_of(out) == list(ENVS), "restore listed %r" % out)
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    daddr = dst.procs["proxy"].http_addr
+    user = e2e.DigestUser("alice", ALICE, PASSWORD)  # the proxy's user came back too
+    for _, uri, etag, body in before:
+        r = e2e.digest_request(daddr, user, "GET", uri, [], b"", 10)
+        expect(r.status == 200, "restored GET %s: %s" % (uri, r.summary()))
+        expect(r.header("ETag") == etag, "GET %s: ETag %s, acknowledged %s"
+               % (uri, r.header("ETag"), etag))
+        expect(r.body == body, "GET %s: other bytes: %r" % (uri, r.body[:200]))
+    r = e2e.digest_request(daddr, user, "GET", late, [], b"", 10)
+    expect(r.status == 404, "a document written after the backup is in it: %s" % r.summary())
+    ctx.restored = dst
+    ctx.backup = os.path.join(src.tmp, "backup")
+    if ctx.verbose:
+        print("  %d documents before the backup, %d during/after" % (len(before), len(during)))
+
+
+def check_refusals(ctx):
+    if not getattr(ctx, "backup", None):
+        raise Fail("needs backup_under_load first")
+    backup = ctx.backup
+    dst = ctx.restored  # servers running on it
+    root = os.path.join(dst.tmp, "data")
+
+    rc, out, err = ctx.xdmctl(dst, "restore", backup, "--force")
+    expect(rc == 1 and out == "", "restore on a running ROOT exited %d: %r" % (rc, out))
+    expect(err == "xdmctl: a process has the store in %s/shared-list open; stop the servers on "
+           "%s first\n" % (root, root), "restore on a running ROOT: %r" % err)
+
+    for proc in e2e.ALL_PROCS:
+        msg = dst.procs[proc].stop()
+        expect(msg is None, msg or "")
+    rc, out, err = ctx.xdmctl(dst, "restore", backup)
+    expect(rc == 1 and err == "xdmctl: %s/shared-list/data.mdb exists: restore into a new data "
+           "directory, or add --force to replace it\n" % root,
+           "restore over stores without --force exited %d: %r" % (rc, err))
+    rc, out, err = ctx.xdmctl(dst, "restore", backup, "--force")
+    expect(rc == 0 and err == "" and lines_of(out) == list(ENVS),
+           "restore --force exited %d: %r %r" % (rc, out, err))
+
+    rc, out, err = ctx.xdmctl(dst, "backup", backup)
+    expect(rc == 1 and err == "xdmctl: %s exists and is not empty\n" % backup,
+           "backup into a non-empty directory exited %d: %r" % (rc, err))
+
+    damaged = os.path.join(dst.tmp, "damaged")
+    shutil.copytree(backup, damaged)
+    path = os.path.join(damaged, "rls", "data.mdb")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 4096)
+    fresh = ctx.deploy("fresh", start=False, users=False)
+    rc, out, err = ctx.xdmctl(fresh, "restore", damaged)
+    expect(rc == 1 and err.startswith("xdmctl: %s: missing or not of the " % path)
+           and err.endswith(" bytes the manifest lists; the backup is damaged\n"),
+           "damaged backup: %d %r" % (rc, err))
+    os.unlink(os.path.join(damaged, "MANIFEST"))
+    rc, out, err = ctx.xdmctl(fresh, "restore", damaged)
+    expect(rc == 1 and err == "xdmctl: %s is not a complete backup: cannot open %s/MANIFEST: No "
+           "such file or directory\n" % (damaged, damaged), "no manifest: %d %r" % (rc, err))
+    expect(os.listdir(os.path.join(fresh.tmp, "data")) == [], "a refused restore wrote to ROOT")
+
+
+def tree_files(top):
+    """{relative path: bytes} of every file under top."""
+    out = {}
+    for d, _, files in os.walk(top):
+        for f in files:
+            path = os.path.join(d, f)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, top)] = fh.read()
+    return out
+
+
+def check_export(ctx):
+    dep = ctx.deploy("export")
+    dep.add_user("bob", "sip:bob@example.com", PASSWORD)
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    bob = e2e.DigestUser("bob", "sip:bob@example.com", PASSWORD)
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    docs = [  # (user, URI below the root, media type, body, exported file)
+        (alice, "resource-lists/users/sip:alice@example.com/index", CT[0][1], doc_body(1, 1),
+         "resource-lists/users/sip:alice@example.com/index"),
+        (alice, "resource-lists/users/sip:alice@example.com/my%20friends%3F%25", CT[0][1],
+         doc_body(1, 2), "resource-lists/users/sip:alice@example.com/my%20friends%3F%25"),
+        (alice, "resource-lists/users/sip:alice@example.com/.hidden", CT[0][1], doc_body(1, 3),
+         "resource-lists/users/sip:alice@example.com/%2Ehidden"),
+        (alice, "pres-rules/users/sip:alice@example.com/index", "application/auth-policy+xml",
+         rules, "pres-rules/users/sip:alice@example.com/index"),
+        (bob, "resource-lists/users/sip:bob@example.com/index", CT[0][1], doc_body(2, 1),
+         "resource-lists/users/sip:bob@example.com/index"),
+    ]
+    for user, uri, mt, body, _ in docs:
+        r = e2e.digest_request(addr, user, "PUT", "/xcap-root/" + uri, [("Content-Type", mt)],
+                               body, 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+
+    dest = os.path.join(dep.tmp, "export-all")
+    rc, out, err = ctx.xdmctl(dep, "export", dest)  # the servers run
+    expect(rc == 0 and err == "", "export exited %d: %r" % (rc, err))
+    expect(out == "shared-list\t4 documents\npresence\t1 documents\nrls\t0 documents\n",
+           "export listed %r" % out)
+    want = {d[4]: d[3] for d in docs}
+    got = tree_files(dest)
+    expect(got == want, "exported %r, expected %r" % (sorted(got), sorted(want)))
+
+    dest = os.path.join(dep.tmp, "export-bob")
+    rc, out, err = ctx.xdmctl(dep, "export", dest, "--user", "sip:bob@example.com")
+    expect(rc == 0 and err == "", "export --user exited %d: %r" % (rc, err))
+    expect(out == "shared-list\t1 documents\npresence\t0 documents\nrls\t0 documents\n", "listed %r" % out)
+    got = tree_files(dest)
+    expect(got == {docs[4][4]: docs[4][3]}, "exported for bob: %r" % sorted(got))
+
+    rc, out, err = ctx.xdmctl(dep, "export", dest)
+    expect(rc == 1 and err == "xdmctl: %s exists and is not empty\n" % dest,
+           "export into a non-empty directory: %d %r" % (rc, err))
+    ctx.exported = (dep, os.path.join(dep.tmp, "export-all"), docs)
+
+
+def check_import(ctx):
+    if not getattr(ctx, "exported", None):
+        raise Fail("needs export first")
+    src_dep, tree, docs = ctx.exported
+    # Refused while the servers run on the data directory (they would not see the writes).
+    src_root = os.path.join(src_dep.tmp, "data")
+    rc, out, err = ctx.xdmctl(src_dep, "import", tree)
+    expect(rc == 1 and out == "" and err == "xdmctl: a process has the store in %s/shared-list "
+           "open; stop the servers on %s first\n" % (src_root, src_root),
+           "import beside running servers: %d %r" % (rc, err))
+
+    # The exported tree plus files the XDMS would refuse: each one reported, the rest imported.
+    bad = os.path.join(src_dep.tmp, "import-src")
+    shutil.copytree(tree, bad)
+    extra = {
+        "resource-lists/users/sip:carol@example.com/index": b"<not-a-list/>",
+        "resource-lists/users/sip:carol@example.com/broken": b"<resource-lists",
+        "nope/users/sip:carol@example.com/index": doc_body(3, 3),
+        "resource-lists/users/sip:carol@example.com/%zz": doc_body(3, 4),
+    }
+    for rel, body in extra.items():
+        os.makedirs(os.path.dirname(os.path.join(bad, rel)), exist_ok=True)
+        with open(os.path.join(bad, rel), "wb") as f:
+            f.write(body)
+    dst = ctx.deploy("import", start=False)
+    rc, out, err = ctx.xdmctl(dst, "import", bad)
+    expect(rc == 1 and out == "imported 5 documents, refused 4\n", "import: %d %r" % (rc, out))
+    refused = sorted(err.splitlines())
+    expect(len(refused) == 4 and all(l.startswith("xdmctl: refused ") for l in refused),
+           "import reported %r" % err)
+    want = [
+        "xdmctl: refused nope/users/sip:carol@example.com/index: no XDMS serves the application "
+        "usage \"nope\"",
+        "xdmctl: refused resource-lists/users/sip:carol@example.com/%zz: not a document "
+        "selector: invalid percent-encoding in the path",
+    ]
+    for w in want:
+        expect(w in refused, "missing %r in %r" % (w, refused))
+    expect("xdmctl: refused resource-lists/users/sip:carol@example.com/index: 409 "
+           "schema-validation-error: the document element must be <resource-lists> in namespace "
+           "urn:ietf:params:xml:ns:resource-lists" in refused, "schema refusal: %r" % refused)
+    expect(any(l.startswith("xdmctl: refused resource-lists/users/sip:carol@example.com/broken: "
+                            "409 not-well-formed: ") for l in refused),
+           "not-well-formed refusal: %r" % refused)
+
+    # The servers on the imported stores serve the documents, bytes unchanged.
+    dst.add_user("bob", "sip:bob@example.com", PASSWORD)
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    addr = dst.procs["proxy"].http_addr
+    users = {}
+    for user, uri, _, body, _ in docs:
+        u = users.setdefault(user.uri, e2e.DigestUser(user.label, user.uri, PASSWORD))
+        r = e2e.digest_request(addr, u, "GET", "/xcap-root/" + uri, [], b"", 10)
+        expect(r.status == 200 and r.body == body, "GET %s after import: %s" % (uri, r.summary()))
+
+
+def check_check(ctx):
+    dep = ctx.deploy("check")
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    with open(os.path.join(HERE, "files", "rls1.xml"), "rb") as f:
+        rls = f.read()
+    for uri, mt, body in [
+            ("resource-lists/users/%s/index" % ALICE, CT[0][1], doc_body(1, 1)),
+            ("rls-services/users/%s/index" % ALICE, "application/rls-services+xml", rls)]:
+        r = e2e.digest_request(addr, alice, "PUT", "/xcap-root/" + uri, [("Content-Type", mt)],
+                               body, 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+    rc, out, err = ctx.xdmctl(dep, "check")  # beside the running servers
+    expect(rc == 0 and err == "", "check of a sound store: %d %r %r" % (rc, out, err))
+    expect(out == "shared-list: 1 documents, 1 change records, 0 problems\n"
+           "presence: 0 documents, 0 change records, 0 problems\n"
+           "rls: 2 documents, 2 change records, 0 problems\n", "check printed %r" % out)
+
+    for proc in e2e.ALL_PROCS:
+        msg = dep.procs[proc].stop()
+        expect(msg is None, msg or "")
+    poke = os.path.join(ctx.runner.build, "tests", "store_poke")
+    root = os.path.join(dep.tmp, "data")
+    bad = os.path.join(dep.tmp, "bad.xml")
+    with open(bad, "wb") as f:
+        f.write(b"<not-a-list/>")
+    same = os.path.join(dep.tmp, "same.xml")
+    with open(same, "wb") as f:
+        f.write(doc_body(1, 1))
+    for argv in [
+            # a document that fails its schema, written past the engine
+            [root + "/shared-list", "put", "resource-lists", "users", ALICE, "bad", bad],
+            # a new ETag without a change record
+            [root + "/shared-list", "put", "resource-lists", "users", ALICE, "index", same],
+            # a wrong byte count
+            [root + "/shared-list", "quota", ALICE, "7"],
+            # a service URI missing from the RLS URI index
+            [root + "/rls", "kvdel", "rls_uri", "sip:alice-friends@example.com"]]:
+        p = subprocess.run([poke] + argv, capture_output=True, timeout=30)
+        expect(p.returncode == 0, "store_poke %s: %r" % (argv, p.stderr))
+    rc, out, err = ctx.xdmctl(dep, "check")
+    expect(rc == 1 and err == "", "check of a damaged store exited %d: %r" % (rc, err))
+    lines = out.splitlines()
+    expect(len(lines) == 7, "check: %r" % lines)
+    want = [
+        "shared-list: resource-lists/users/sip:alice@example.com/bad: schema-validation-error: "
+        "the document element must be <resource-lists> in namespace "
+        "urn:ietf:params:xml:ns:resource-lists",
+        "shared-list: quota of sip:alice@example.com: 7 bytes counted, its documents hold %d"
+        % (len(doc_body(1, 1)) + 13),
+        "shared-list: 2 documents, 1 change records, 3 problems",
+        "presence: 0 documents, 0 change records, 0 problems",
+        "rls: rls-services/users/sip:alice@example.com/index: service URI "
+        "sip:alice-friends@example.com is not indexed to it in rls_uri",
+        "rls: 2 documents, 2 change records, 1 problems",
+    ]
+    expect(lines[:2] == want[:2] and lines[3:] == want[2:], "check: %r" % lines)
+    expect(re.match(r'^shared-list: resource-lists/users/sip:alice@example\.com/index: ETag '
+                    r'(\S+), but its newest change record \(1\) says (\S+)$', lines[2])
+           and lines[2].split()[3] != lines[2].split()[-1], "check: %r" % lines[2])
+
+
+# Kamailio's xcap table as its SQLite schema creates it (utils/kamctl/db_sqlite/presence-create.sql,
+# table version 4; the Debian kamailio package ships the same file).
+KAMAILIO_XCAP = """
+CREATE TABLE xcap (
+    id INTEGER PRIMARY KEY NOT NULL,
+    username VARCHAR(64) NOT NULL,
+    domain VARCHAR(64) NOT NULL,
+    doc BLOB NOT NULL,
+    doc_type INTEGER NOT NULL,
+    etag VARCHAR(64) NOT NULL,
+    source INTEGER NOT NULL,
+    doc_uri VARCHAR(255) NOT NULL,
+    port INTEGER NOT NULL,
+    CONSTRAINT xcap_doc_uri_idx UNIQUE (doc_uri)
+);
+"""
+
+
+def check_kamailio(ctx):
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    rows = [  # username, domain, doc, doc_type, doc_uri
+        ("alice", "example.com", doc_body(5, 1), 4,
+         "/xcap-root/resource-lists/users/sip:alice@example.com/index"),
+        ("alice", "example.com", rules, 2,
+         "/xcap-root/pres-rules/users/sip:alice@example.com/index"),
+        ("bob", "example.com", b"<resource-lists/>", 4,
+         "/xcap-root/resource-lists/users/sip:bob@example.com/index"),
+        ("bob", "example.com", b"<x/>", 64, "/xcap-root/xcap-caps/global/index"),
+        ("carol", "example.com", doc_body(5, 2), 4, "/xcap-root/resource-lists/global/index"),
+    ]
+    dep = ctx.deploy("kamailio", start=False)
+    db = os.path.join(dep.tmp, "kamailio.sqlite")
+    con = sqlite3.connect(db)
+    con.executescript(KAMAILIO_XCAP)
+    con.executemany("INSERT INTO xcap (username, domain, doc, doc_type, etag, source, doc_uri, "
+                    "port) VALUES (?, ?, ?, ?, 'e', 1, ?, 80)", rows)
+    con.commit()
+    dump = os.path.join(dep.tmp, "kamailio.sql")
+    with open(dump, "w") as f:
+        f.write("\n".join(con.iterdump()) + "\n")
+    con.close()
+
+    want_out = "kamailio: 5 rows, 2 refused before import\nimported 2 documents, refused 1\n"
+    want_err = [
+        "xdmctl: refused kamailio row 4: doc_type 64 is no application usage served here",
+        "xdmctl: refused kamailio row 5: doc_uri \"/xcap-root/resource-lists/global/index\" "
+        "names no document of a user",
+        "xdmctl: refused resource-lists/users/sip:bob@example.com/index: 409 "
+        "schema-validation-error: the document element must be <resource-lists> in namespace "
+        "urn:ietf:params:xml:ns:resource-lists",
+    ]
+    rc, out, err = ctx.xdmctl(dep, "import", db, "--from", "kamailio")
+    expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+           "import --from kamailio: %d %r %r" % (rc, out, err))
+
+    # The same table as an SQL dump, into a second data directory.
+    dep2 = ctx.deploy("kamailio-dump", start=False, users=False)
+    rc, out, err = ctx.xdmctl(dep2, "import", dump, "--from", "kamailio")
+    expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+           "import --from kamailio of a dump: %d %r %r" % (rc, out, err))
+
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dep.procs[proc].start()
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    for uri, body in [("resource-lists/users/%s/index" % ALICE, rows[0][2]),
+                      ("pres-rules/users/%s/index" % ALICE, rules)]:
+        r = e2e.digest_request(addr, alice, "GET", "/xcap-root/" + uri, [], b"", 10)
+        expect(r.status == 200 and r.body == body, "GET %s after migration: %s"
+               % (uri, r.summary()))
+
+
+CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check,
+          check_kamailio]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--filter", action="append", default=[])
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
+    passed = failed = 0
+    ctx = Context(args)
+    try:
+        for c in checks:
+            t0 = time.monotonic()
+            try:
+                c(ctx)
+                for d in ctx.deps:
+                    d.check_alive()
+                passed += 1
+                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
+            except (Fail, e2e.CaseError, OSError, subprocess.TimeoutExpired) as e:
+                failed += 1
+                print("FAIL %s (%.1fs): %s" % (c.__name__[6:], time.monotonic() - t0, e))
+            sys.stdout.flush()
+    finally:
+        for d in ctx.deps:
+            problems = d.shutdown() + d.sanitizer_reports()
+            for msg in problems:
+                failed += 1
+                print("FAIL %s" % msg)
+            if args.keep or problems or failed:
+                print("kept %s" % d.tmp)
+            else:
+                shutil.rmtree(d.tmp, ignore_errors=True)
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+/* xdmctl's data management: backup, restore, export, import and check of a data directory.
+ *
+ * ROOT is the directory `tools/xdm run --data` uses: one LMDB environment per process in
+ * ROOT/shared-list, ROOT/presence, ROOT/rls and ROOT/aggproxy. Every function prints its report
+ * and its errors ("xdmctl: ...") itself and returns the process exit status (0 success, 1 error).
+ */
+#ifndef XDM_XDMCTL_DATA_H
+#define XDM_XDMCTL_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Copies every environment present under root into dest (created; an existing dest must be an
+ * empty directory) while the servers keep running, then writes dest/MANIFEST. Each environment
+ * is consistent in itself (one LMDB read transaction); the four are copied one after the other. */
+int xdmctl_data_backup(const char *root, const char *dest);
+
+/* Puts the environments of the backup src (with its MANIFEST, sizes checked) under root. Refuses
+ * while a process has one of root's environments open, and refuses a root that already holds one
+ * of them unless force. Environments the backup does not hold are left alone. */
+int xdmctl_data_restore(const char *root, const char *src, bool force);
+
+/* Writes the documents of the XDMS stores under root (or only those of the user xui, when not
+ * NULL) into dest (created; an existing dest must be empty) as one file per document, at its
+ * XCAP document selector (RFC 4825 §6.2) as a relative path, each segment percent-encoded as in a
+ * URI (xcap_uri_encode_segment(); a segment starting with '.' gets its dot as %2E), the bytes
+ * unchanged. Reads only (each store in one read transaction); the servers may run. */
+int xdmctl_data_export(const char *root, const char *dest, const char *xui);
+
+/* Reads a tree written by xdmctl_data_export() back into the XDMS stores under root (created
+ * when missing): each file is PUT as a whole document at the document selector its path names,
+ * through the XDMS engine (the same parsing, schema and constraint validation and change-log
+ * record as an HTTP PUT; user quotas are not applied), into the store of the role serving its
+ * AUID. The servers must be stopped (refused while a process has one of the stores open). Every
+ * refused file is reported (path and reason) and the others are still imported; returns 1 when
+ * anything was refused. */
+int xdmctl_data_import(const char *root, const char *src, const char *xcap_root);
+
+/* Checks the XDMS stores under root, read-only (the servers may run): every document is valid
+ * UTF-8, well-formed and valid for its usage (as a PUT would check it); each user's byte count in
+ * the quota table equals the sum of its documents' sizes; the newest change-log record of a
+ * document matches it (a PUT record carries its current ETag, a DELETE record leaves no
+ * document); the RLS indexes match the rls-services documents (every service URI of a user's
+ * document is indexed to that document, every index entry belongs to an existing document that
+ * has it). Prints one line per problem and a summary line per store; returns 1 when there is a
+ * problem. */
+int xdmctl_data_check(const char *root, const char *xcap_root);
+
+/* Migration from Kamailio's xcap_server: reads the table xcap (columns id, username, domain, doc,
+ * doc_type, doc_uri) of db, a SQLite database file or an SQL text dump SQLite can execute, writes
+ * each row as a file of an export tree (AUID from doc_type, XUI sip:username@domain, document
+ * path from doc_uri after the XUI, bytes of doc unchanged) in a temporary directory and imports
+ * that with xdmctl_data_import(). Rows that cannot be mapped are reported and skipped. */
+int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root);
+
+/* The file name for one segment of a document selector into out (NUL-terminated); -1 when it does
+ * not fit in outlen. */
+int xdmctl_data_segment(const char *seg, size_t len, char *out, size_t outlen);
+
+#endif
