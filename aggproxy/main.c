@@ -13,6 +13,7 @@
 #include "log.h"
 #include "proxy.h"
 #include "route.h"
+#include "sdnotify.h"
 #include "store.h"
 #include "users.h"
 #include "xdoc.h"
@@ -329,10 +330,12 @@ int main(int argc, char **argv)
     }
     if (fqdns.n)
         log_info("GAA (GBA Digest) for %zu NAF name(s), first %s", fqdns.n, fqdns.v[0]);
+    sdnotify_ready(NULL);
 
     int sig = 0;
     sigwait(&sigs, &sig);
     log_info("signal %d: stopping", sig);
+    sdnotify_stopping();
     exit_code = 0;
 
 out:

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "notify.h"
 #include "prescan.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "store.h"
 #include "usage.h"
@@ -407,10 +408,13 @@ int main(int argc, char **argv)
     log_info("xdms (%s) listening on %s://%s:%u socket %s sip %s:%u", role_name,
              tls_cert ? "https" : "http", http_host, httpd_port(httpd),
              socket_path ? socket_path : "off", sip_host, notifier_port(notifier));
+    /* Every listener is up: a unit ordered after this one (the proxy) finds the socket. */
+    sdnotify_ready(NULL);
 
     int sig = 0;
     sigwait(&sigs, &sig);
     log_info("signal %d: stopping", sig);
+    sdnotify_stopping();
 stop:
     httpd_stop(httpd);
     notifier_stop(notifier);
