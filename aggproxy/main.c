@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "access.h"
 #include "caps.h"
 #include "config.h"
 #include "digest.h"
@@ -11,6 +13,7 @@
 #include "forward.h"
 #include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "route.h"
 #include "sdnotify.h"
@@ -26,8 +29,12 @@ static const struct config_key aggproxy_keys[] = {
      "HTTP listener (port 0: any; off: none)"},
     {"https", CONFIG_HOSTPORT, 0, 0, NULL, "https", CONFIG_OFF, NULL,
      "HTTPS listener (needs tls_cert and tls_key)"},
+    {"metrics", CONFIG_HOSTPORT, 0, 0, METRICS_DEFAULT_PROXY, NULL, CONFIG_OFF, NULL,
+     "admin listener: /metrics, /healthz, /readyz (off: none)"},
     {"realm", CONFIG_STR, 0, USERS_NAME_MAX, "example.com", "realm", 0, NULL,
      "Digest realm for URIs that name no user"},
+    {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
+     "one line per request on stderr: text, JSON lines, or off"},
     {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
      "log verbosity"},
     {"xcap_root_path", CONFIG_STR, 0, 0, ROUTE_DEFAULT_ROOT, NULL, 0, NULL,
@@ -73,6 +80,8 @@ static const struct config_key aggproxy_keys[] = {
     {"digest_algorithms", CONFIG_STR, 0, 255, "MD5 SHA-256", NULL, 0, NULL,
      "Digest algorithms offered, in order (MD5, SHA-256)"},
     HTTPD_CONFIG_KEYS,
+    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
+     "seconds SIGTERM waits for requests in progress (0: none)"},
     {"caps_ttl", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
      "seconds the aggregated xcap-caps is cached"},
     {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
@@ -131,6 +140,56 @@ static int aggproxy_listener(const char *value, char *host, size_t hostlen, uint
     return config_parse_hostport(value, host, hostlen, port) == 0;
 }
 
+/* The request handler with its time and outcome recorded (metrics.h). */
+static void aggproxy_handle(void *cls, const struct http_request *req, struct http_response *resp)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* A fresh request id whatever the client sent (its own is logged next to it): the id is
+     * forwarded to the XDMS and must not be chosen by a client to confuse the logs. */
+    access_begin(NULL);
+    proxy_handle(cls, req, resp);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
+    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
+               resp->status, resp->body.len, s, http_request_header(req, "X-Request-ID"));
+}
+
+struct aggproxy_ready {
+    struct route_table *routes;
+    struct forward *fw;
+};
+
+/* Ready while every upstream answers HTTP at all (any status) to a GET of the XCAP root path. */
+static bool aggproxy_ready(void *cls, char *reason, size_t len)
+{
+    const struct aggproxy_ready *r = cls;
+    const char *ups[16];
+    size_t n = route_table_upstreams(r->routes, ups, sizeof ups / sizeof ups[0]);
+    if (n > sizeof ups / sizeof ups[0])
+        n = sizeof ups / sizeof ups[0];
+    char target[300];
+    snprintf(target, sizeof target, "%s/", route_table_root(r->routes));
+    for (size_t i = 0; i < n; i++) {
+        struct forward_request rq = {.method = "GET", .base_url = ups[i], .target = target};
+        struct forward_response fr;
+        forward_response_init(&fr);
+        enum xcap_status st = forward_do(r->fw, &rq, &fr);
+        if (st != XCAP_OK) {
+            /* The forwarder's message names the upstream and what went wrong. */
+            if (fr.error)
+                snprintf(reason, len, "%s", fr.error);
+            else
+                snprintf(reason, len, "upstream %s: no answer", ups[i]);
+            forward_response_release(&fr);
+            return false;
+        }
+        forward_response_release(&fr);
+    }
+    return true;
+}
+
 static int aggproxy_add_route(void *cls, const char *value)
 {
     struct aggproxy_routes *r = cls;
@@ -141,6 +200,69 @@ static int aggproxy_add_route(void *cls, const char *value)
         return 1;
     }
     return 0;
+}
+
+/* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
+static const char *const aggproxy_reloadable[] = {"log_level", "max_body", NULL};
+
+static void aggproxy_changed(void *cls, const char *key)
+{
+    const bool *tls_reloads = cls;
+    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
+        return;
+    for (const char *const *k = aggproxy_reloadable; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+/* SIGHUP: reads the configuration again from the same --config and command line and applies
+ * what may change while running; a configuration with any problem is refused whole and the
+ * running one (run, as started) stays. */
+static void aggproxy_reload(const struct config_args *args, const char *const *sections,
+                            const struct config *run, struct proxy *proxy, struct httpd *httpd,
+                            struct httpd *httpsd)
+{
+    char errbuf[4096];
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        char *save = NULL;
+        for (char *line = strtok_r(errbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            log_error("reload: %s", line);
+        log_error("reload refused: the running configuration stays");
+        return;
+    }
+    /* The HTTPS listener takes the files again even under the same names: rotation replaces
+     * them in place. Adding or removing the listener needs a restart. */
+    const char *tls_cert = config_str(cfg, "tls_cert"), *tls_key = config_str(cfg, "tls_key");
+    bool tls_reloads = httpsd && tls_cert && tls_key;
+    struct httpd_tls *tls = NULL;
+    if (httpsd && (!tls_cert || !tls_key)) {
+        log_error("https needs tls_cert and tls_key (PEM files)");
+        log_error("reload refused: the running configuration stays");
+        config_free(cfg);
+        return;
+    }
+    if (tls_reloads && !(tls = httpd_tls_load(tls_cert, tls_key))) {
+        log_error("reload refused: the running configuration stays");
+        config_free(cfg);
+        return;
+    }
+    config_diff(run, cfg, aggproxy_changed, &tls_reloads);
+    if (tls)
+        httpd_tls_set(httpsd, tls);
+    size_t max_body = (size_t)config_u64(cfg, "max_body");
+    proxy_set_max_body(proxy, max_body);
+    if (httpd)
+        httpd_set_max_body(httpd, max_body);
+    if (httpsd)
+        httpd_set_max_body(httpsd, max_body);
+    enum log_level level = LOG_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_set_level(level);
+    log_always("configuration reloaded: log_level %s%s%s", config_str(cfg, "log_level"),
+               tls ? ", certificate " : "", tls ? tls_cert : "");
+    config_free(cfg);
 }
 
 int main(int argc, char **argv)
@@ -161,14 +283,17 @@ int main(int argc, char **argv)
     bool check_only = config_args_check_only(args);
     const char *sections[] = {"aggproxy", NULL};
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
-    config_args_free(args);
     if (!cfg) {
         config_print_errors(stderr, "aggproxy", errbuf);
+        config_args_free(args);
         return 2;
     }
     enum log_level level = LOG_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_init("aggproxy", level);
+    enum access_format access_fmt = ACCESS_TEXT;
+    access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
+    access_init(access_fmt, "aggproxy");
 
     int exit_code = 2;
     bool xml_ready = false;
@@ -178,12 +303,16 @@ int main(int argc, char **argv)
     struct forward *fw = NULL;
     struct caps_cache *caps = NULL;
     struct proxy *proxy = NULL;
-    struct httpd *httpd = NULL, *httpsd = NULL;
+    struct httpd *httpd = NULL, *httpsd = NULL, *admin = NULL;
 
     char host[CONFIG_HOST_MAX], tls_host[CONFIG_HOST_MAX];
     uint16_t port = 0, tls_port = 0;
     int plain = aggproxy_listener(config_str(cfg, "http"), host, sizeof host, &port);
     int tls = aggproxy_listener(config_str(cfg, "https"), tls_host, sizeof tls_host, &tls_port);
+    char metrics_host[CONFIG_HOST_MAX];
+    uint16_t metrics_port = 0;
+    int metrics_on = aggproxy_listener(config_str(cfg, "metrics"), metrics_host,
+                                       sizeof metrics_host, &metrics_port);
     if (!plain && !tls) {
         log_error("no listener: set http and/or https");
         goto out;
@@ -299,6 +428,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -311,8 +441,13 @@ int main(int argc, char **argv)
         .timeout_s = (unsigned)timeout,
     };
     httpd_config_limits(cfg, &hcfg);
+    metrics_init("aggproxy", route_table_root(routes));
+    struct aggproxy_ready ready = {routes, fw};
+    if (metrics_on &&
+        metrics_admin_start(metrics_host, metrics_port, NULL, aggproxy_ready, &ready, &admin) < 0)
+        goto out;
     if (plain) {
-        if (httpd_start(&hcfg, proxy_handle, proxy, &httpd) < 0)
+        if (httpd_start(&hcfg, aggproxy_handle, proxy, &httpd) < 0)
             goto out;
         log_info("aggproxy listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
                  strchr(host, ':') ? "]" : "", httpd_port(httpd));
@@ -323,7 +458,7 @@ int main(int argc, char **argv)
         hcfg.tls_cert = tls_cert;
         hcfg.tls_key = tls_key;
         hcfg.tls_priorities = config_str(cfg, "tls_priorities");
-        if (httpd_start(&hcfg, proxy_handle, proxy, &httpsd) < 0)
+        if (httpd_start(&hcfg, aggproxy_handle, proxy, &httpsd) < 0)
             goto out;
         log_info("aggproxy listening on https://%s%s%s:%u", strchr(tls_host, ':') ? "[" : "",
                  tls_host, strchr(tls_host, ':') ? "]" : "", httpd_port(httpsd));
@@ -333,13 +468,22 @@ int main(int argc, char **argv)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
-    log_info("signal %d: stopping", sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        aggproxy_reload(args, sections, cfg, proxy, httpd, httpsd);
     sdnotify_stopping();
+    /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
+    unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);
+    struct httpd *listeners[] = {httpd, httpsd};
+    size_t left = httpd_drain(listeners, 2, drain_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 drain_s);
     exit_code = 0;
 
 out:
-    httpd_stop(httpd); /* first: no handler runs after this */
+    httpd_stop(admin); /* first: no handler runs after this */
+    httpd_stop(httpd);
     httpd_stop(httpsd);
     proxy_free(proxy);
     caps_cache_free(caps);
@@ -349,6 +493,7 @@ out:
     if (store)
         store_close(store);
     config_free(cfg);
+    config_args_free(args);
     if (xml_ready)
         xdoc_global_cleanup();
     return exit_code;

@@ -1,5 +1,6 @@
 #include "proxy.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,9 @@
 #include <openssl/crypto.h>
 
 #include "aggdir.h"
+#include "access.h"
 #include "buf.h"
+#include "metrics.h"
 #include "caps.h"
 #include "compress.h"
 #include "cond.h"
@@ -45,9 +48,14 @@ struct proxy {
     enum proxy_assert asserted;
     bool gzip;
     size_t gzip_min;
-    size_t max_body;
+    _Atomic size_t max_body; /* a reload may change it (proxy_set_max_body) */
     struct digest_algs algs; /* plain Digest, in challenge order */
 };
+
+void proxy_set_max_body(struct proxy *p, size_t max_body)
+{
+    p->max_body = max_body ? max_body : (size_t)1 << 20;
+}
 
 void proxy_free(struct proxy *p)
 {
@@ -425,17 +433,20 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
         }
         return true;
     case DIGEST_BAD_REQUEST:
+        metrics_auth_failure(METRICS_AUTH_MALFORMED);
         log_info("%s %s from %s: 400: %s", c->method, c->target, http_request_peer_str(c->req),
                  why);
         http_response_text(resp, 400, why);
         return false;
     case DIGEST_CHALLENGE:
+        metrics_auth_failure(authz ? METRICS_AUTH_REJECTED : METRICS_AUTH_MISSING);
         if (authz)
             log_info("%s %s from %s: 401: %s", c->method, c->target, http_request_peer_str(c->req),
                      why);
         proxy_challenge(p, c, false, resp);
         return false;
     case DIGEST_STALE:
+        metrics_auth_failure(METRICS_AUTH_STALE);
         log_debug("%s %s: 401 stale: %s", c->method, c->target, why);
         proxy_challenge(p, c, true, resp);
         return false;
@@ -632,7 +643,7 @@ struct proxy_headers {
 static int proxy_pick_header(void *cls, const char *name, const char *value)
 {
     struct proxy_headers *h = cls;
-    if (forward_header_relayed(name) && h->n < PROXY_HEADERS_MAX - 2) {
+    if (forward_header_relayed(name) && h->n < PROXY_HEADERS_MAX - 3) {
         h->v[h->n].name = name;
         h->v[h->n].value = value;
         h->n++;
@@ -669,6 +680,8 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     http_request_each_header(c->req, proxy_pick_header, &h);
     for (size_t i = 0; i < n_idh; i++)
         h.v[h.n++] = idh[i];
+    /* This request's id (made in aggproxy's handler wrapper), so that the XDMS logs it too. */
+    h.v[h.n++] = (struct forward_header){"X-Request-ID", access_request_id()};
     struct buf target;
     buf_init(&target, 3 * strlen(c->target) + 1);
     if (proxy_upstream_target(c->target, &target) < 0) {
@@ -689,6 +702,10 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     forward_response_init(&fr);
     enum xcap_status st = forward_do(p->forward, &rq, &fr);
     buf_release(&target);
+    if (st == XCAP_UPSTREAM)
+        metrics_upstream_error(METRICS_UPSTREAM_UNREACHABLE);
+    else if (st == XCAP_UPSTREAM_TIMEOUT)
+        metrics_upstream_error(METRICS_UPSTREAM_TIMEOUT);
     if (st != XCAP_OK) {
         int code = status_http(st);
         if (code >= 500)

@@ -70,6 +70,9 @@ struct proxy_config {
  * proxy. */
 struct proxy *proxy_new(const struct proxy_config *cfg);
 void proxy_free(struct proxy *p);
+/* A configuration reload: the largest request body (also after gzip decoding) from the next
+ * request on. Thread-safe. */
+void proxy_set_max_body(struct proxy *p, size_t max_body);
 
 /* httpd_handler_fn; cls is the struct proxy *. */
 void proxy_handle(void *cls, const struct http_request *req, struct http_response *resp);

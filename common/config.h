@@ -115,6 +115,13 @@ int config_get_bool(const struct config *cfg, const char *key, bool def, bool *o
 int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, const char *value),
                 void *cls);
 
+/* Calls fn (when not NULL) with the name of each key of the table whose effective value (the
+ * default when unset; numbers and booleans by value; every value of a repeatable key, in order)
+ * differs between a and b, which must share one key table. Returns how many differ. For a
+ * reload: which keys changed. */
+size_t config_diff(const struct config *a, const struct config *b,
+                   void (*fn)(void *cls, const char *key), void *cls);
+
 /* Writes one line per key of the table (name, default, help) for --help. */
 void config_keys_usage(FILE *f, const struct config_key *keys);
 

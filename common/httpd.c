@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -22,6 +24,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 /* Where a connection is, for its deadline (see httpd.h). Moves happen with compare-and-swap, so
  * the watchdog and the connection's thread agree on who acts: once the watchdog has set
@@ -59,10 +62,10 @@ struct httpd {
     ino_t unix_ino;
     httpd_handler_fn fn;
     void *cls;
-    size_t max_body;
+    _Atomic size_t max_body; /* a reload may change it (httpd_set_max_body) */
     uint16_t port;
-    char *tls_cert_pem;
-    char *tls_key_pem;
+    bool is_tls;
+    struct httpd_tls *tls;  /* the certificate new handshakes get; under httpd_tls_lock */
     char *tls_ca_pem;       /* client CA: set when clients are asked for a certificate */
     int64_t header_ms;      /* 0 = no head deadline */
     uint64_t body_min_rate; /* bytes per second; 0 = none */
@@ -73,6 +76,8 @@ struct httpd {
     pthread_t watchdog;
     bool watchdog_running;
     bool stopping;
+    bool quiesced;   /* no longer accepting (httpd_drain) */
+    int quiesced_fd; /* the listening socket libmicrohttpd gave back, closed after its stop */
     unsigned cut_head, cut_body, cut_idle; /* not yet logged */
     int64_t cut_logged_ms;
 };
@@ -280,6 +285,7 @@ static void httpd_conn_started(struct httpd *d, struct MHD_Connection *conn, voi
         return; /* untracked: libmicrohttpd's own timeout still applies */
     }
     c->fd = ci->connect_fd;
+    metrics_connections_add(1);
     atomic_init(&c->phase, HTTPD_IDLE);
     atomic_init(&c->deadline_ms, httpd_head_deadline(d, httpd_now_ms()));
     pthread_mutex_lock(&d->lock);
@@ -289,7 +295,7 @@ static void httpd_conn_started(struct httpd *d, struct MHD_Connection *conn, voi
     d->conns = c;
     pthread_mutex_unlock(&d->lock);
     *socket_context = c;
-    if (d->tls_cert_pem)
+    if (d->is_tls)
         return;
     char first[256];
     ssize_t n = recv(c->fd, first, sizeof first, MSG_PEEK | MSG_DONTWAIT);
@@ -301,6 +307,7 @@ static void httpd_conn_started(struct httpd *d, struct MHD_Connection *conn, voi
     char peer[INET6_ADDRSTRLEN];
     log_info("httpd: 400 to %s: malformed request line", httpd_peer_of(conn, peer, sizeof peer));
     httpd_send_raw(c->fd, 400, "Bad Request", "malformed request line");
+    metrics_count(METRICS_CONN_REFUSED, 1);
     /* libmicrohttpd reads what is queued, then end of stream, and closes the connection. */
     shutdown(c->fd, SHUT_RDWR);
 }
@@ -318,6 +325,7 @@ static void httpd_conn_closed(struct httpd *d, void **socket_context)
     if (c->next)
         c->next->prev = c->prev;
     pthread_mutex_unlock(&d->lock);
+    metrics_connections_add(-1);
     /* Requests never handed to the access handler get no completion notification. */
     httpd_request_free(c->req);
     free(c);
@@ -343,18 +351,19 @@ static void httpd_watch(struct httpd *d, int64_t now)
         if (!atomic_compare_exchange_strong(&c->phase, &phase, HTTPD_CUT))
             continue;
         /* RFC 9110 §15.5.9: 408 when a request was started and did not arrive in time. */
-        if (phase == HTTPD_HEAD && !d->tls_cert_pem) {
+        if (phase == HTTPD_HEAD && !d->is_tls) {
             char text[128];
             snprintf(text, sizeof text, "the request head did not arrive within %lld s",
                      (long long)(d->header_ms / 1000));
             httpd_send_raw(c->fd, 408, "Request Timeout", text);
-        } else if (phase == HTTPD_BODY && !d->tls_cert_pem) {
+        } else if (phase == HTTPD_BODY && !d->is_tls) {
             char text[128];
             snprintf(text, sizeof text, "the request body arrived slower than %llu bytes/s",
                      (unsigned long long)d->body_min_rate);
             httpd_send_raw(c->fd, 408, "Request Timeout", text);
         }
         shutdown(c->fd, SHUT_RDWR);
+        metrics_count(METRICS_CONN_REFUSED, 1);
         if (phase == HTTPD_BODY)
             d->cut_body++;
         else if (phase == HTTPD_HEAD)
@@ -532,6 +541,193 @@ static char *httpd_read_file(const char *path)
     return buf_detach(&b, NULL);
 }
 
+/* A certificate chain and its key, as read from the files: immutable once made; shared by the
+ * listener (current) and the handshakes that are copying it (refs). */
+struct httpd_tls {
+    unsigned refs; /* under httpd_tls_lock */
+    gnutls_datum_t cert, key;
+};
+
+/* The TLS listeners of this process, for the certificate callback, which gets no closure of
+ * its own (gnutls_certificate_retrieve_function3): the listener is found by the local port of
+ * the handshake's socket. Also guards every httpd.tls and httpd_tls.refs. */
+static pthread_mutex_t httpd_tls_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct httpd *httpd_tls_listeners[HTTPD_TLS_LISTENERS_MAX];
+
+void httpd_tls_free(struct httpd_tls *t)
+{
+    if (!t)
+        return;
+    gnutls_free(t->cert.data);
+    if (t->key.data)
+        gnutls_memset(t->key.data, 0, t->key.size);
+    gnutls_free(t->key.data);
+    free(t);
+}
+
+/* Drops one reference under httpd_tls_lock; returns t when it was the last (free it unlocked). */
+static struct httpd_tls *httpd_tls_unref_locked(struct httpd_tls *t)
+{
+    return t && --t->refs == 0 ? t : NULL;
+}
+
+/* A copy of t's chain (at most HTTPD_TLS_CHAIN_MAX certificates) and key in GnuTLS's own
+ * allocations, as gnutls_certificate_retrieve_function3 hands them over. Returns 0, or a GnuTLS
+ * error with nothing left allocated. */
+static int httpd_tls_copy(const struct httpd_tls *t, gnutls_pcert_st **pcerts, unsigned *n,
+                          gnutls_privkey_t *privkey)
+{
+    unsigned max = HTTPD_TLS_CHAIN_MAX;
+    gnutls_pcert_st *pc = gnutls_malloc(max * sizeof *pc);
+    if (!pc)
+        return GNUTLS_E_MEMORY_ERROR;
+    int rc = gnutls_pcert_list_import_x509_raw(pc, &max, &t->cert, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0) {
+        gnutls_free(pc);
+        return rc;
+    }
+    gnutls_privkey_t key;
+    if ((rc = gnutls_privkey_init(&key)) >= 0 &&
+        (rc = gnutls_privkey_import_x509_raw(key, &t->key, GNUTLS_X509_FMT_PEM, NULL, 0)) < 0)
+        gnutls_privkey_deinit(key);
+    if (rc < 0) {
+        for (unsigned i = 0; i < max; i++)
+            gnutls_pcert_deinit(&pc[i]);
+        gnutls_free(pc);
+        return rc;
+    }
+    *pcerts = pc;
+    *n = max;
+    *privkey = key;
+    return 0;
+}
+
+struct httpd_tls *httpd_tls_load(const char *cert_file, const char *key_file)
+{
+    struct httpd_tls *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->refs = 1;
+    int rc = gnutls_load_file(cert_file, &t->cert);
+    if (rc < 0) {
+        log_error("httpd: cannot read the certificate %s: %s", cert_file, gnutls_strerror(rc));
+        httpd_tls_free(t);
+        return NULL;
+    }
+    if ((rc = gnutls_load_file(key_file, &t->key)) < 0) {
+        log_error("httpd: cannot read the key %s: %s", key_file, gnutls_strerror(rc));
+        httpd_tls_free(t);
+        return NULL;
+    }
+    /* The pair must load as a server's would: parseable, and the key the certificate's. */
+    gnutls_certificate_credentials_t cred;
+    if (gnutls_certificate_allocate_credentials(&cred) < 0) {
+        httpd_tls_free(t);
+        return NULL;
+    }
+    rc =
+        gnutls_certificate_set_x509_key_mem2(cred, &t->cert, &t->key, GNUTLS_X509_FMT_PEM, NULL, 0);
+    gnutls_certificate_free_credentials(cred);
+    /* ... and as each handshake will copy it. */
+    gnutls_pcert_st *pc;
+    unsigned n;
+    gnutls_privkey_t key;
+    if (rc >= 0 && (rc = httpd_tls_copy(t, &pc, &n, &key)) >= 0) {
+        for (unsigned i = 0; i < n; i++)
+            gnutls_pcert_deinit(&pc[i]);
+        gnutls_free(pc);
+        gnutls_privkey_deinit(key);
+    }
+    if (rc < 0) {
+        log_error("httpd: certificate %s with key %s: %s", cert_file, key_file,
+                  gnutls_strerror(rc));
+        httpd_tls_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void httpd_tls_set(struct httpd *d, struct httpd_tls *t)
+{
+    pthread_mutex_lock(&httpd_tls_lock);
+    struct httpd_tls *old = httpd_tls_unref_locked(d->tls);
+    d->tls = t;
+    pthread_mutex_unlock(&httpd_tls_lock);
+    httpd_tls_free(old);
+}
+
+bool httpd_is_tls(const struct httpd *d)
+{
+    return d->is_tls;
+}
+
+/* Adds d to (or removes it from) the TLS listeners; adding fails (-1) when all
+ * HTTPD_TLS_LISTENERS_MAX places are taken. */
+static int httpd_tls_register(struct httpd *d, bool add)
+{
+    int rc = add ? -1 : 0;
+    pthread_mutex_lock(&httpd_tls_lock);
+    for (size_t i = 0; i < HTTPD_TLS_LISTENERS_MAX; i++) {
+        if (add ? !httpd_tls_listeners[i] : httpd_tls_listeners[i] == d) {
+            httpd_tls_listeners[i] = add ? d : NULL;
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&httpd_tls_lock);
+    return rc;
+}
+
+/* gnutls_certificate_retrieve_function3: a fresh copy of the listener's current certificate
+ * chain and key for this handshake, which GnuTLS frees with the session
+ * (GNUTLS_CERT_RETR_DEINIT_ALL), so a reload never frees what a session still uses. */
+static int httpd_tls_retrieve(gnutls_session_t session, const struct gnutls_cert_retr_st *info,
+                              gnutls_pcert_st **certs, unsigned int *n_certs,
+                              gnutls_ocsp_data_st **ocsp, unsigned int *n_ocsp,
+                              gnutls_privkey_t *privkey, unsigned int *flags)
+{
+    (void)info;
+    *ocsp = NULL;
+    *n_ocsp = 0;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    uint16_t port = 0;
+    if (getsockname(gnutls_transport_get_int(session), (struct sockaddr *)&ss, &len) == 0)
+        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    struct httpd_tls *t = NULL;
+    pthread_mutex_lock(&httpd_tls_lock);
+    for (size_t i = 0; i < HTTPD_TLS_LISTENERS_MAX && !t; i++) {
+        struct httpd *d = httpd_tls_listeners[i];
+        if (d && d->port == port && d->tls) {
+            t = d->tls;
+            t->refs++;
+        }
+    }
+    pthread_mutex_unlock(&httpd_tls_lock);
+    if (!t) {
+        log_error("httpd: no certificate for a TLS handshake on port %u", port);
+        return -1;
+    }
+    gnutls_pcert_st *pc;
+    unsigned n;
+    gnutls_privkey_t key;
+    int rc = httpd_tls_copy(t, &pc, &n, &key);
+    pthread_mutex_lock(&httpd_tls_lock);
+    struct httpd_tls *last = httpd_tls_unref_locked(t);
+    pthread_mutex_unlock(&httpd_tls_lock);
+    httpd_tls_free(last);
+    if (rc < 0) {
+        log_error("httpd: TLS certificate for a handshake: %s", gnutls_strerror(rc));
+        return -1;
+    }
+    *certs = pc;
+    *n_certs = n;
+    *privkey = key;
+    *flags = GNUTLS_CERT_RETR_DEINIT_ALL;
+    return 0;
+}
+
 /* Descriptors kept free for everything else a server opens (store, SIP, upstream connections,
  * logs) when fitting max_connections into the open-file limit. */
 #define HTTPD_FD_RESERVE 128
@@ -655,8 +851,7 @@ static void httpd_unix_remove(struct httpd *d)
 
 static void httpd_free(struct httpd *d)
 {
-    free(d->tls_cert_pem);
-    free(d->tls_key_pem);
+    httpd_tls_free(d->tls);
     free(d->tls_ca_pem);
     free(d->unix_path);
     free(d);
@@ -706,12 +901,17 @@ static int httpd_launch(struct httpd *d, const struct httpd_config *cfg, unsigne
     if (cfg->threads > 1)
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->threads, NULL};
-    if (d->tls_cert_pem) {
+    if (d->is_tls) {
         /* TS 33.310 Annex E: TLS 1.2 at least. */
         const char *prio = cfg->tls_priorities ? cfg->tls_priorities
                                                : "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, d->tls_cert_pem};
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, d->tls_key_pem};
+        /* The certificate is chosen per handshake (httpd_tls_retrieve), so that a reload can
+         * replace it while established connections go on with the one they got. */
+        gnutls_certificate_retrieve_function3 *retrieve = httpd_tls_retrieve;
+        void *retrieve_ptr; /* MHD takes the function as the option's pointer argument */
+        _Static_assert(sizeof retrieve == sizeof retrieve_ptr, "function pointer size");
+        memcpy(&retrieve_ptr, &retrieve, sizeof retrieve_ptr);
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK2, 0, retrieve_ptr};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
         /* With a trust list libmicrohttpd asks every client for a certificate (optional). */
         if (d->tls_ca_pem)
@@ -725,7 +925,8 @@ static int httpd_launch(struct httpd *d, const struct httpd_config *cfg, unsigne
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&d->wake, &ca);
     pthread_condattr_destroy(&ca);
-    d->mhd = MHD_start_daemon(flags, ss ? cfg->port : 0, NULL, NULL, httpd_access, d,
+    /* MHD_USE_ITC: MHD_quiesce_daemon() with internal threads needs it (httpd_drain). */
+    d->mhd = MHD_start_daemon(flags | MHD_USE_ITC, ss ? cfg->port : 0, NULL, NULL, httpd_access, d,
                               MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (d->mhd && (d->header_ms || d->body_min_rate)) {
         if (pthread_create(&d->watchdog, NULL, httpd_watchdog, d) == 0) {
@@ -756,6 +957,8 @@ static void httpd_halt(struct httpd *d)
     }
     /* Every connection gets its CLOSED notification here, which frees its entry. */
     MHD_stop_daemon(d->mhd);
+    if (d->quiesced && d->quiesced_fd >= 0)
+        close(d->quiesced_fd);
     pthread_cond_destroy(&d->wake);
     pthread_mutex_destroy(&d->lock);
 }
@@ -814,12 +1017,15 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         return -1;
     }
     if (cfg->tls_cert) {
-        d->tls_cert_pem = httpd_read_file(cfg->tls_cert);
-        d->tls_key_pem = cfg->tls_key ? httpd_read_file(cfg->tls_key) : NULL;
+        if (!cfg->tls_key) {
+            log_error("httpd: tls_cert given without tls_key");
+            free(d);
+            return -1;
+        }
+        d->is_tls = true;
+        d->tls = httpd_tls_load(cfg->tls_cert, cfg->tls_key);
         d->tls_ca_pem = cfg->tls_client_ca ? httpd_read_file(cfg->tls_client_ca) : NULL;
-        if (!d->tls_cert_pem || !d->tls_key_pem || (cfg->tls_client_ca && !d->tls_ca_pem)) {
-            if (!cfg->tls_key)
-                log_error("httpd: tls_cert given without tls_key");
+        if (!d->tls || (cfg->tls_client_ca && !d->tls_ca_pem)) {
             httpd_free(d);
             return -1;
         }
@@ -851,8 +1057,66 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
     if (info && getsockname(info->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
         d->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                     : ((struct sockaddr_in *)&bound)->sin_port);
+    if (d->is_tls && httpd_tls_register(d, true) < 0) {
+        log_error("httpd: more than %d TLS listeners in one process", HTTPD_TLS_LISTENERS_MAX);
+        httpd_stop(d);
+        return -1;
+    }
     *out = d;
     return 0;
+}
+
+/* Stops accepting on d (a side of a server); established connections go on. */
+static void httpd_quiesce(struct httpd *d)
+{
+    if (!d || !d->mhd || d->quiesced)
+        return;
+    d->quiesced = true;
+    d->quiesced_fd = (int)MHD_quiesce_daemon(d->mhd);
+}
+
+/* Connections of d with a request in progress: head or body arriving, handler running or
+ * response being sent. Kept-alive connections between requests do not count. */
+static size_t httpd_in_flight(struct httpd *d)
+{
+    if (!d || !d->mhd)
+        return 0;
+    size_t n = 0;
+    pthread_mutex_lock(&d->lock);
+    for (struct httpd_conn *c = d->conns; c; c = c->next) {
+        int phase = atomic_load(&c->phase);
+        n += phase == HTTPD_HEAD || phase == HTTPD_BODY || phase == HTTPD_BUSY;
+    }
+    pthread_mutex_unlock(&d->lock);
+    return n;
+}
+
+void httpd_set_max_body(struct httpd *d, size_t max_body)
+{
+    d->max_body = max_body;
+    if (d->unix_side)
+        d->unix_side->max_body = max_body;
+}
+
+size_t httpd_drain(struct httpd *const *ds, size_t n, unsigned timeout_s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ds[i]) {
+            httpd_quiesce(ds[i]);
+            httpd_quiesce(ds[i]->unix_side);
+        }
+    }
+    int64_t deadline = httpd_now_ms() + (int64_t)timeout_s * 1000;
+    for (;;) {
+        size_t busy = 0;
+        for (size_t i = 0; i < n; i++)
+            if (ds[i])
+                busy += httpd_in_flight(ds[i]) + httpd_in_flight(ds[i]->unix_side);
+        if (busy == 0 || httpd_now_ms() >= deadline)
+            return busy;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 uint16_t httpd_port(const struct httpd *d)
@@ -869,6 +1133,8 @@ void httpd_stop(struct httpd *d)
         httpd_halt(d->unix_side);
         httpd_free(d->unix_side);
     }
+    if (d->is_tls)
+        httpd_tls_register(d, false);
     httpd_halt(d);
     httpd_free(d);
 }
@@ -961,7 +1227,7 @@ bool http_request_is_local(const struct http_request *r)
 
 static gnutls_session_t httpd_tls_session(const struct http_request *r)
 {
-    if (!r->d->tls_cert_pem)
+    if (!r->d->is_tls)
         return NULL;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);

@@ -153,6 +153,32 @@ uint16_t httpd_port(const struct httpd *d);
 /* Stops accepting, finishes running handlers, removes the UNIX-domain socket file, frees. */
 void httpd_stop(struct httpd *d);
 
+/* A configuration reload: the largest request body from the next request on (both sides of
+ * the server). Thread-safe. */
+void httpd_set_max_body(struct httpd *d, size_t max_body);
+
+/* Graceful stop: every server of ds (NULL entries skipped) stops accepting connections, on TCP
+ * and on its UNIX-domain side, at once; then this waits until no connection has a request in
+ * progress (head or body arriving, handler running, response being sent), at most timeout_s
+ * seconds. Returns how many requests were still in progress (0: all finished). Call
+ * httpd_stop() afterwards, which closes whatever is left. */
+size_t httpd_drain(struct httpd *const *ds, size_t n, unsigned timeout_s);
+
+/* TLS certificate rotation. A TLS listener picks its certificate per handshake: a new connection
+ * gets the one set last, an established one keeps the one it got. */
+#define HTTPD_TLS_LISTENERS_MAX 8 /* TLS listeners in one process */
+#define HTTPD_TLS_CHAIN_MAX 16    /* certificates in one tls_cert file (leaf first) */
+struct httpd_tls;
+/* Reads a PEM certificate chain and its PEM private key and checks that they load as a
+ * listener's (parse, the key matches, at most HTTPD_TLS_CHAIN_MAX certificates). Returns NULL
+ * after logging the problem. */
+struct httpd_tls *httpd_tls_load(const char *cert_file, const char *key_file);
+void httpd_tls_free(struct httpd_tls *t);
+/* Makes t (taken over) the certificate of d's next handshakes. d must be a TLS listener
+ * (httpd_is_tls). Thread-safe. */
+void httpd_tls_set(struct httpd *d, struct httpd_tls *t);
+bool httpd_is_tls(const struct httpd *d);
+
 /* Request accessors. All returned strings are borrowed for the duration of the handler call. */
 const char *http_request_method(const struct http_request *r);
 const char *http_request_target(const struct http_request *r); /* raw path [+ "?" query] */

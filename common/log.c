@@ -6,14 +6,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Set once at start, before threads. */
+/* log_prog is set once at start, before threads; the level may change at any time (reload). */
 static const char *log_prog = "xdm";
-static enum log_level log_max = LOG_INFO;
+static _Atomic int log_max = LOG_INFO;
 
 void log_init(const char *prog, enum log_level level)
 {
     log_prog = prog;
-    log_max = level;
+    log_max = (int)level;
+}
+
+void log_set_level(enum log_level level)
+{
+    log_max = (int)level;
 }
 
 int log_level_parse(const char *s, enum log_level *out)
@@ -28,11 +33,9 @@ int log_level_parse(const char *s, enum log_level *out)
     return -1;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
     static const char *const tags[] = {"ERROR", "WARN", "INFO", "DEBUG"};
-    if (level > log_max)
-        return;
     char line[2048];
     struct timespec ts;
     struct tm tm;
@@ -44,14 +47,29 @@ void log_msg(enum log_level level, const char *fmt, ...)
                      ts.tv_nsec / 1000000, tags[level], log_prog);
     if (n < 0)
         return;
-    va_list ap;
-    va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
     if (len > sizeof line - 2)
         len = sizeof line - 2; /* long messages are cut here, and only here */
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    if ((int)level > log_max)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+void log_always(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(LOG_INFO, fmt, ap);
+    va_end(ap);
 }

@@ -197,22 +197,30 @@ static enum store_rc store_mkdirs(const char *dir)
     return STORE_OK;
 }
 
-/* Reads a uint64 meta value: STORE_NOTFOUND (*out = 0) when it was never written. */
-static enum store_rc store_meta_find_u64(MDB_txn *txn, MDB_dbi meta, const char *name,
-                                         uint64_t *out)
+/* Reads an 8-byte counter of table dbi ("what" names the table in messages): STORE_NOTFOUND
+ * (*out = 0) when it was never written. */
+static enum store_rc store_find_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *what,
+                                    uint64_t *out)
 {
     *out = 0;
-    MDB_val k = {strlen(name), (void *)name};
+    MDB_val k = {strlen(key), (void *)key};
     MDB_val v;
-    int rc = mdb_get(txn, meta, &k, &v);
+    int rc = mdb_get(txn, dbi, &k, &v);
     if (rc != MDB_SUCCESS)
-        return store_rc_from_mdb(rc, "read meta");
+        return store_rc_from_mdb(rc, what);
     if (v.mv_size != 8) {
-        log_error("store: meta %s has a bad size (%zu)", name, v.mv_size);
+        log_error("store: %s record %s has a bad size (%zu)", what, key, v.mv_size);
         return STORE_ERROR;
     }
     *out = store_get_u64(v.mv_data);
     return STORE_OK;
+}
+
+/* Reads a uint64 meta value: STORE_NOTFOUND (*out = 0) when it was never written. */
+static enum store_rc store_meta_find_u64(MDB_txn *txn, MDB_dbi meta, const char *name,
+                                         uint64_t *out)
+{
+    return store_find_u64(txn, meta, name, "meta", out);
 }
 
 /* Reads a uint64 meta value; 0 when it was never written. */
@@ -544,20 +552,8 @@ bad:
 
 static enum store_rc store_quota_get(MDB_txn *txn, MDB_dbi quota, const char *xui, uint64_t *out)
 {
-    *out = 0;
-    MDB_val k = {strlen(xui), (void *)xui};
-    MDB_val v;
-    int rc = mdb_get(txn, quota, &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return STORE_OK;
-    if (rc != MDB_SUCCESS)
-        return store_rc_from_mdb(rc, "read quota");
-    if (v.mv_size != 8) {
-        log_error("store: quota record of %s has a bad size (%zu)", xui, v.mv_size);
-        return STORE_ERROR;
-    }
-    *out = store_get_u64(v.mv_data);
-    return STORE_OK;
+    enum store_rc rc = store_find_u64(txn, quota, xui, "quota", out);
+    return rc == STORE_NOTFOUND ? STORE_OK : rc;
 }
 
 /* The count of xui goes down by sub, then up by add; a user with nothing left has no record. */
@@ -1178,6 +1174,15 @@ enum store_rc store_usage_get(struct store_txn *t, struct store_usage *out)
         out->change_records = st.ms_entries;
         src = store_change_bytes(t, &out->change_bytes);
     }
+    /* Entry counts LMDB keeps in each database's root: O(1), no scan. */
+    if (src == STORE_OK)
+        src = store_rc_from_mdb(mdb_stat(t->txn, t->s->docs, &st), "count documents");
+    if (src == STORE_OK) {
+        out->documents = st.ms_entries;
+        src = store_rc_from_mdb(mdb_stat(t->txn, t->s->quota, &st), "count users");
+    }
+    if (src == STORE_OK)
+        out->users = st.ms_entries;
     return src;
 }
 

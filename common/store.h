@@ -71,6 +71,8 @@ struct store_usage {
     uint64_t limit_bytes;    /* the high-water mark: map_bytes * high_water / 100 */
     uint64_t change_records; /* records in the change log */
     uint64_t change_bytes;   /* their total size */
+    uint64_t documents;      /* documents stored (both trees) */
+    uint64_t users;          /* users with at least one document (entries of the quota table) */
 };
 
 /* The key of a document. xui is "" for the global tree; tree is "global" or "users". */

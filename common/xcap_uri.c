@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int xcap_uri_hex(char c)
+int xcap_uri_hex(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';

@@ -49,6 +49,9 @@ enum xcap_status xcap_uri_parse(const char *root_path, const char *raw_path, con
                                 struct xcap_uri *out, struct xcap_err *err);
 void xcap_uri_release(struct xcap_uri *u);
 
+/* The value of one hex digit (either case), or -1 when c is none. */
+int xcap_uri_hex(char c);
+
 /* Percent-decodes src[0..len) into a new NUL-terminated string. Returns NULL on an invalid escape,
  * an encoded or raw NUL, or allocation failure. */
 char *xcap_uri_decode(const char *src, size_t len);

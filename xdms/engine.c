@@ -25,22 +25,44 @@ struct engine *engine_new(struct store *store, const struct engine_config *cfg)
         return NULL;
     }
     e->cfg.xcap_root = e->xcap_root;
-    struct prescan_limits def;
-    prescan_limits_default(&def);
-    if (!e->cfg.limits.max_attributes)
-        e->cfg.limits.max_attributes = def.max_attributes;
-    if (!e->cfg.limits.max_elements)
-        e->cfg.limits.max_elements = def.max_elements;
-    if (!e->cfg.limits.max_depth)
-        e->cfg.limits.max_depth = def.max_depth;
+    pthread_mutex_init(&e->lim_lock, NULL);
+    struct engine_limits l = {cfg->max_docs_per_user, cfg->max_bytes_per_user, cfg->limits};
+    engine_set_limits(e, &l);
     return e;
 }
 
 void engine_free(struct engine *e)
 {
-    if (e)
+    if (e) {
         free(e->xcap_root);
+        pthread_mutex_destroy(&e->lim_lock);
+    }
     free(e);
+}
+
+void engine_set_limits(struct engine *e, const struct engine_limits *l)
+{
+    struct prescan_limits lim = l->limits, def;
+    prescan_limits_default(&def);
+    if (!lim.max_attributes)
+        lim.max_attributes = def.max_attributes;
+    if (!lim.max_elements)
+        lim.max_elements = def.max_elements;
+    if (!lim.max_depth)
+        lim.max_depth = def.max_depth;
+    pthread_mutex_lock(&e->lim_lock);
+    e->cfg.max_docs_per_user = l->max_docs_per_user;
+    e->cfg.max_bytes_per_user = l->max_bytes_per_user;
+    e->cfg.limits = lim;
+    pthread_mutex_unlock(&e->lim_lock);
+}
+
+struct engine_limits engine_get_limits(struct engine *e)
+{
+    pthread_mutex_lock(&e->lim_lock);
+    struct engine_limits l = {e->cfg.max_docs_per_user, e->cfg.max_bytes_per_user, e->cfg.limits};
+    pthread_mutex_unlock(&e->lim_lock);
+    return l;
 }
 
 bool engine_media_type_is(const char *header, const char *type)
@@ -127,7 +149,7 @@ enum xcap_status engine_check_room(struct engine *e, struct store_txn *t, const 
     enum store_rc rc = store_space_check(t, new_len);
     if (rc != STORE_OK)
         return engine_store_fail(err, rc);
-    uint64_t max = e->cfg.max_bytes_per_user;
+    uint64_t max = engine_get_limits(e).max_bytes_per_user;
     if (max == 0 || strcmp(k->tree, "users") != 0 || new_len <= old_len)
         return XCAP_OK;
     uint64_t used;
@@ -238,7 +260,8 @@ static enum xcap_status engine_check_document(struct engine *e, const struct eng
      * before libxml2 reads a byte. */
     if (!xdoc_utf8_valid(req->body, req->body_len))
         return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
-    if ((st = prescan_check(req->body, req->body_len, &e->cfg.limits, NULL, err)) != XCAP_OK)
+    struct prescan_limits lim = engine_get_limits(e).limits;
+    if ((st = prescan_check(req->body, req->body_len, &lim, NULL, err)) != XCAP_OK)
         return st;
     if ((st = xdoc_parse(req->body, req->body_len, doc, err)) != XCAP_OK)
         return st;
@@ -301,15 +324,16 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
         st = xcap_fail(err, body_st, "%s", body_err.phrase ? body_err.phrase : "");
         goto abort;
     }
-    if (!exists && e->cfg.max_docs_per_user && req->uri->tree == XCAP_TREE_USERS) {
+    unsigned max_docs = engine_get_limits(e).max_docs_per_user;
+    if (!exists && max_docs && req->uri->tree == XCAP_TREE_USERS) {
         uint64_t n = 0;
         if ((rc = engine_user_docs(e, t, k.xui, &n)) != STORE_OK) {
             st = engine_store_fail(err, rc);
             goto abort;
         }
-        if (n >= e->cfg.max_docs_per_user) {
+        if (n >= max_docs) {
             st = xcap_fail(err, XCAP_LOCAL_CONSTRAINT_FAILURE,
-                           "too many documents: at most %u per user", e->cfg.max_docs_per_user);
+                           "too many documents: at most %u per user", max_docs);
             goto abort;
         }
     }

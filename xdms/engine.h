@@ -46,6 +46,13 @@ struct engine_config {
     struct prescan_limits limits;
 };
 
+/* The bounds a configuration reload may change while requests run (engine_set_limits()). */
+struct engine_limits {
+    unsigned max_docs_per_user;
+    uint64_t max_bytes_per_user;
+    struct prescan_limits limits; /* a zero field takes its default */
+};
+
 enum engine_method { ENGINE_GET, ENGINE_HEAD, ENGINE_PUT, ENGINE_DELETE };
 
 struct engine_request {
@@ -69,6 +76,11 @@ struct engine_reply {
 /* Creates an engine over an open store (borrowed; it must outlive the engine). */
 struct engine *engine_new(struct store *store, const struct engine_config *cfg);
 void engine_free(struct engine *e);
+
+/* Replaces the quotas and body bounds; a request already running keeps the ones it started
+ * with (each request takes one consistent copy with engine_get_limits()). Thread-safe. */
+void engine_set_limits(struct engine *e, const struct engine_limits *l);
+struct engine_limits engine_get_limits(struct engine *e);
 
 /* Runs the request. Returns the status (XCAP_OK, XCAP_CREATED, XCAP_NOT_MODIFIED or a failure
  * with err filled). Thread-safe: any number of threads may call it at once.

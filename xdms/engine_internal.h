@@ -3,11 +3,13 @@
 #ifndef XDM_ENGINE_INTERNAL_H
 #define XDM_ENGINE_INTERNAL_H
 
+#include <pthread.h>
 #include "engine.h"
 
 struct engine {
     struct store *store;
-    struct engine_config cfg;
+    struct engine_config cfg; /* its quotas and limits only under lim_lock (reloads) */
+    pthread_mutex_t lim_lock;
     char *xcap_root;
 };
 

@@ -824,8 +824,8 @@ enum xcap_status engine_node_select(const struct engine_request *req, const char
 enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,
                                      struct engine_reply *rep, struct xcap_err *err)
 {
-    struct node_call c = {
-        .e = e, .xcap_root = e->cfg.xcap_root, .limits = &e->cfg.limits, .req = req};
+    struct prescan_limits lim = engine_get_limits(e).limits;
+    struct node_call c = {.e = e, .xcap_root = e->cfg.xcap_root, .limits = &lim, .req = req};
     buf_init(&c.out, SIZE_MAX);
     buf_init(&c.detail, SIZE_MAX);
     enum xcap_status st = node_prepare(&c, err);

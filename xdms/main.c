@@ -7,13 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "appusage.h"
 #include "config.h"
 #include "engine.h"
 #include "httpd.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "prescan.h"
 #include "sdnotify.h"
@@ -29,6 +32,9 @@ static const char *const xdms_default_http[] = {[ROLE_SHARED_LIST] = "127.0.0.1:
 static const char *const xdms_default_sip[] = {[ROLE_SHARED_LIST] = "127.0.0.1:5081",
                                                [ROLE_PRESENCE] = "127.0.0.1:5082",
                                                [ROLE_RLS] = "127.0.0.1:5083"};
+static const char *const xdms_default_metrics[] = {[ROLE_SHARED_LIST] = METRICS_DEFAULT_SHARED_LIST,
+                                                   [ROLE_PRESENCE] = METRICS_DEFAULT_PRESENCE,
+                                                   [ROLE_RLS] = METRICS_DEFAULT_RLS};
 
 /* Every key an XDMS reads, from [xdms] and then [ROLE] (docs/configuration.md). Defaults that
  * depend on the role or the machine are NULL here and computed in main(). */
@@ -36,10 +42,15 @@ static const struct config_key xdms_keys[] = {
     {"data", CONFIG_STR, 0, 0, NULL, "data", 0, NULL, "LMDB directory (default var/ROLE)"},
     {"http", CONFIG_HOSTPORT, 0, 0, NULL, "http", 0, NULL,
      "HTTP listener (default 127.0.0.1:8181/8182/8183 by role)"},
+    {"metrics", CONFIG_HOSTPORT, 0, 0, NULL, NULL, CONFIG_OFF, NULL,
+     "admin listener: /metrics, /healthz, /readyz (default 127.0.0.1:9181/9182/9183 by role; "
+     "off: none)"},
     {"sip", CONFIG_HOSTPORT, 0, 0, NULL, "sip", 0, NULL,
      "SIP listener, UDP and TCP (default 127.0.0.1:5081/5082/5083 by role)"},
     {"xcap_root", CONFIG_STR, 0, 0, "http://127.0.0.1:8080/xcap-root/", "xcap-root", 0, NULL,
      "public XCAP root, for notifications and no-parent errors"},
+    {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
+     "one line per request on stderr: text, JSON lines, or off"},
     {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
      "log verbosity"},
     {"root_path", CONFIG_STR, 0, 0, "/xcap-root", NULL, 0, NULL, "path of the XCAP root"},
@@ -79,6 +90,8 @@ static const struct config_key xdms_keys[] = {
     {"allow_foreign_references", CONFIG_BOOL, 0, 0, "false", NULL, 0, NULL,
      "accept references into other users' documents on this server"},
     HTTPD_CONFIG_KEYS,
+    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
+     "seconds SIGTERM waits for requests in progress (0: none)"},
     {"socket", CONFIG_STR, 0, HTTPD_UNIX_PATH_MAX, NULL, "socket", 0, NULL,
      "UNIX-domain listener for the proxy, or off (default DATA/xdms.sock)"},
     {"trusted_peer", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
@@ -138,6 +151,102 @@ static int xdms_collect(void *cls, const char *value)
     return 0;
 }
 
+/* The request handler with its time and outcome recorded (metrics.h). */
+static void xdms_handle(void *cls, const struct http_request *req, struct http_response *resp)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* The proxy's request id, so that one request can be followed through both logs. */
+    access_begin(http_request_header(req, "X-Request-ID"));
+    server_handle(cls, req, resp);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
+    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
+               resp->status, resp->body.len, s, NULL);
+}
+
+/* Store gauges, read in one read transaction at scrape time. */
+static int xdms_collect_store(void *cls, struct buf *out)
+{
+    struct store_txn *t;
+    struct store_usage u;
+    if (store_txn_begin(cls, false, &t) != STORE_OK)
+        return -1;
+    enum store_rc rc = store_usage_get(t, &u);
+    store_txn_abort(t);
+    if (rc != STORE_OK)
+        return -1;
+    return buf_printf(
+        out,
+        "# HELP xdm_store_map_bytes Size of the LMDB map (map_size), bytes.\n"
+        "# TYPE xdm_store_map_bytes gauge\n"
+        "xdm_store_map_bytes %" PRIu64 "\n"
+        "# HELP xdm_store_used_bytes Pages of the map in use, bytes.\n"
+        "# TYPE xdm_store_used_bytes gauge\n"
+        "xdm_store_used_bytes %" PRIu64 "\n"
+        "# HELP xdm_store_limit_bytes The map's high-water mark: writes above it get 507.\n"
+        "# TYPE xdm_store_limit_bytes gauge\n"
+        "xdm_store_limit_bytes %" PRIu64 "\n"
+        "# HELP xdm_store_map_fill_ratio Used bytes over the map size.\n"
+        "# TYPE xdm_store_map_fill_ratio gauge\n"
+        "xdm_store_map_fill_ratio %.6f\n"
+        "# HELP xdm_change_log_records Records in the change log.\n"
+        "# TYPE xdm_change_log_records gauge\n"
+        "xdm_change_log_records %" PRIu64 "\n"
+        "# HELP xdm_change_log_bytes Size of the change-log records, bytes.\n"
+        "# TYPE xdm_change_log_bytes gauge\n"
+        "xdm_change_log_bytes %" PRIu64 "\n"
+        "# HELP xdm_documents Documents stored.\n"
+        "# TYPE xdm_documents gauge\n"
+        "xdm_documents %" PRIu64 "\n"
+        "# HELP xdm_users Users with at least one document here.\n"
+        "# TYPE xdm_users gauge\n"
+        "xdm_users %" PRIu64 "\n",
+        u.map_bytes, u.used_bytes, u.limit_bytes,
+        u.map_bytes ? (double)u.used_bytes / (double)u.map_bytes : 0.0, u.change_records,
+        u.change_bytes, u.documents, u.users);
+}
+
+/* What the admin listener reads: the store, and the largest write a request can make. */
+struct xdms_admin {
+    struct store *store;
+    uint64_t max_body;
+};
+
+static int xdms_collect_admin(void *cls, struct buf *out)
+{
+    const struct xdms_admin *a = cls;
+    return xdms_collect_store(a->store, out);
+}
+
+/* Ready while the largest write a request may make (max_body) fits below the store's
+ * high-water mark (map_high_water), as the PUT path checks it: otherwise some PUTs get 507. */
+static bool xdms_ready(void *cls, char *reason, size_t len)
+{
+    const struct xdms_admin *a = cls;
+    struct store_txn *t;
+    struct store_usage u;
+    if (store_txn_begin(a->store, false, &t) != STORE_OK) {
+        snprintf(reason, len, "store: cannot begin a transaction");
+        return false;
+    }
+    enum store_rc rc = store_usage_get(t, &u);
+    store_txn_abort(t);
+    if (rc != STORE_OK) {
+        snprintf(reason, len, "store: %s", store_strerror(rc));
+        return false;
+    }
+    if (u.used_bytes > u.limit_bytes || a->max_body > u.limit_bytes - u.used_bytes) {
+        snprintf(reason, len,
+                 "store full: %" PRIu64 " bytes used of %" PRIu64
+                 " allowed (map_high_water); a max_body write of %" PRIu64 " bytes would not fit",
+                 u.used_bytes, u.limit_bytes, a->max_body);
+        return false;
+    }
+    return true;
+}
+
 static int xdms_add_peer(void *cls, const char *value)
 {
     return server_add_peer(cls, value);
@@ -161,6 +270,98 @@ static int xdms_check_keys(const struct config *cfg)
         return -1;
     }
     return 0;
+}
+
+/* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
+static const char *const xdms_reloadable[] = {
+    "log_level",          "trusted_peer",   "sip_trusted_peer", "max_body",  "max_docs_per_user",
+    "max_bytes_per_user", "max_attributes", "max_elements",     "max_depth", NULL};
+
+static void xdms_changed(void *cls, const char *key)
+{
+    const bool *tls_reloads = cls;
+    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
+        return;
+    for (const char *const *k = xdms_reloadable; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return;
+    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+/* SIGHUP: reads the configuration again from the same --config and command line, checks all of
+ * it as at start, and applies what may change while running. A configuration with any problem
+ * is refused whole and the running one stays. run is the configuration the process started
+ * with, which the restart-only keys keep. */
+static void xdms_reload(const struct config_args *args, const char *const *sections,
+                        const struct config *run, const struct xdms_server_config *scfg,
+                        struct xdms_server *server, struct engine *engine,
+                        struct notifier *notifier, struct httpd *httpd)
+{
+    char errbuf[4096];
+    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
+    if (!cfg) {
+        char *save = NULL;
+        for (char *line = strtok_r(errbuf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+            log_error("reload: %s", line);
+        log_error("reload refused: the running configuration stays");
+        return;
+    }
+    /* An HTTPS listener takes the files again even under the same names: rotation replaces
+     * them in place. HTTP to HTTPS and back needs a restart. */
+    struct xdms_server *peers = NULL;
+    struct httpd_tls *tls = NULL;
+    const char *tls_cert = config_str(cfg, "tls_cert");
+    bool tls_reloads = httpd_is_tls(httpd) && tls_cert;
+    if (xdms_check_keys(cfg) < 0 || !(peers = server_new(scfg, NULL, NULL)) ||
+        config_each(cfg, "trusted_peer", xdms_add_peer, peers) != 0 ||
+        (tls_reloads && !(tls = httpd_tls_load(tls_cert, config_str(cfg, "tls_key"))))) {
+        log_error("reload refused: the running configuration stays");
+        server_free(peers);
+        config_free(cfg);
+        return;
+    }
+    struct xdms_list sip_peers = {0};
+    if (config_each(cfg, "sip_trusted_peer", xdms_collect, &sip_peers) != 0 ||
+        notifier_set_trusted_peers(notifier, sip_peers.v) < 0) {
+        log_error("reload refused: the running configuration stays");
+        free(sip_peers.v);
+        httpd_tls_free(tls);
+        server_free(peers);
+        config_free(cfg);
+        return;
+    }
+    free(sip_peers.v);
+    config_diff(run, cfg, xdms_changed, &tls_reloads);
+    httpd_set_max_body(httpd, (size_t)config_u64(cfg, "max_body"));
+    if (tls)
+        httpd_tls_set(httpd, tls);
+    enum log_level level = LOG_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_set_level(level);
+    server_take_peers(server, peers);
+    server_free(peers);
+    struct engine_limits lim = {
+        .max_docs_per_user = (unsigned)config_u64(cfg, "max_docs_per_user"),
+        .max_bytes_per_user = config_u64(cfg, "max_bytes_per_user"),
+        .limits = {.max_attributes = (size_t)config_u64(cfg, "max_attributes"),
+                   .max_elements = (size_t)config_u64(cfg, "max_elements"),
+                   .max_depth = (size_t)config_u64(cfg, "max_depth")},
+    };
+    engine_set_limits(engine, &lim);
+    log_always("configuration reloaded: log_level %s, %zu trusted peer(s)%s%s",
+               config_str(cfg, "log_level"), server_peer_count(server), tls ? ", certificate " : "",
+               tls ? tls_cert : "");
+    config_free(cfg);
+}
+
+/* Graceful stop: no new connection, the requests in progress get up to timeout_s seconds. */
+static void xdms_drain(struct httpd *httpd, unsigned timeout_s, int sig)
+{
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, timeout_s);
+    size_t left = httpd_drain(&httpd, 1, timeout_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 timeout_s);
 }
 
 int main(int argc, char **argv)
@@ -199,14 +400,21 @@ int main(int argc, char **argv)
     char prog[32];
     snprintf(prog, sizeof prog, "xdms(%s)", role_name);
     log_init(prog, level);
+    enum access_format access_fmt = ACCESS_TEXT;
+    access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
+    access_init(access_fmt, prog);
 
     char default_data[64];
     snprintf(default_data, sizeof default_data, "var/%s", role_name);
-    char http_host[CONFIG_HOST_MAX], sip_host[CONFIG_HOST_MAX];
-    uint16_t http_port, sip_port;
+    char http_host[CONFIG_HOST_MAX], sip_host[CONFIG_HOST_MAX], metrics_host[CONFIG_HOST_MAX];
+    uint16_t http_port, sip_port, metrics_port = 0;
     /* Checked when read (CONFIG_HOSTPORT), so these parse. */
     config_parse_hostport(config_get(cfg, "http", xdms_default_http[role]), http_host,
                           sizeof http_host, &http_port);
+    const char *metrics_addr = config_get(cfg, "metrics", xdms_default_metrics[role]);
+    bool metrics_on =
+        metrics_addr[0] && strcmp(metrics_addr, "off") != 0 &&
+        config_parse_hostport(metrics_addr, metrics_host, sizeof metrics_host, &metrics_port) == 0;
     config_parse_hostport(config_get(cfg, "sip", xdms_default_sip[role]), sip_host, sizeof sip_host,
                           &sip_port);
     /* One epoll thread per CPU measured fastest (docs/performance.md): reads then never wait
@@ -369,7 +577,7 @@ int main(int argc, char **argv)
         return 1;
     /* No default: without a trusted_peer line nothing on TCP is trusted, and the proxy uses the
      * UNIX-domain socket. */
-    struct httpd *httpd = NULL;
+    struct httpd *httpd = NULL, *admin = NULL;
     int rc = 0;
     if (config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0) {
         rc = 2;
@@ -401,7 +609,11 @@ int main(int argc, char **argv)
         .unix_path = socket_path,
     };
     httpd_config_limits(cfg, &hcfg);
-    if (httpd_start(&hcfg, server_handle, server, &httpd) < 0) {
+    metrics_init(prog, scfg.root_path);
+    struct xdms_admin admin_cls = {store, max_body};
+    if (httpd_start(&hcfg, xdms_handle, server, &httpd) < 0 ||
+        (metrics_on && metrics_admin_start(metrics_host, metrics_port, xdms_collect_admin,
+                                           xdms_ready, &admin_cls, &admin) < 0)) {
         rc = 1;
         goto stop;
     }
@@ -412,10 +624,12 @@ int main(int argc, char **argv)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
-    log_info("signal %d: stopping", sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
     sdnotify_stopping();
+    xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:
+    httpd_stop(admin);
     httpd_stop(httpd);
     notifier_stop(notifier);
     server_free(server);

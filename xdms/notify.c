@@ -42,6 +42,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "xcap_uri.h"
 
@@ -428,6 +429,7 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         orq = NULL;
     }
     if (!orq) {
+        metrics_count(METRICS_NOTIFY_FAILED, 1);
         if (!s->term_reason)
             log_warn("notifier: cannot send NOTIFY to %s (%d); subscription removed", s->identity,
                      s->sync_status);
@@ -435,6 +437,7 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
         return;
     }
     s->orq = orq;
+    metrics_count(METRICS_NOTIFY_SENT, 1);
     if (s->term_reason)
         s->final_sent = true;
 }
@@ -476,6 +479,7 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
     nta_outgoing_destroy(orq);
     s->orq = NULL;
     if (status >= 300) {
+        metrics_count(METRICS_NOTIFY_FAILED, 1);
         /* RFC 6665 §4.2.2: 481 (and any other failure, including the 408 nta reports on timeout)
          * ends the subscription without a further NOTIFY. */
         if (!s->final_sent)
@@ -546,7 +550,9 @@ static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
 {
     msg_t *msg = nta_incoming_getrequest(irq);
     su_addrinfo_t *ai = msg ? msg_addrinfo(msg) : NULL;
+    pthread_mutex_lock(&n->trusted_lock);
     bool ok = ai && notify_peer_trusted(ai->ai_addr, (const char *const *)n->trusted);
+    pthread_mutex_unlock(&n->trusted_lock);
     if (!ok) {
         char addr[INET6_ADDRSTRLEN] = "?";
         if (ai && ai->ai_addr->sa_family == AF_INET)
@@ -844,6 +850,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     s->next = n->subs;
     n->subs = s;
     n->n_subs++;
+    metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
 
     char exp[24];
     snprintf(exp, sizeof exp, "%u", expires);
@@ -1047,6 +1054,11 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     (void)t;
     (void)arg;
     notifier_enter(n);
+    /* The notifier's only client transactions are NOTIFYs, so the agent's retransmitted
+     * requests are retransmitted NOTIFYs. */
+    usize_t retried = 0;
+    nta_agent_get_stats(n->agent, NTATAG_S_RETRY_REQUEST_REF(retried), TAG_END());
+    metrics_count_set(METRICS_NOTIFY_RETRIED, (uint64_t)retried);
     int64_t now = notify_now();
     for (struct notify_sub *s = n->subs; s; s = s->next) {
         if (!s->dead && !s->term_reason && now >= s->expires_at) {
@@ -1185,6 +1197,7 @@ static void notifier_free(struct notifier *n)
     if (n->efd >= 0)
         close(n->efd);
     pthread_mutex_destroy(&n->lock);
+    pthread_mutex_destroy(&n->trusted_lock);
     pthread_cond_destroy(&n->cond);
     free(n->host);
     free(n->xcap_root);
@@ -1203,6 +1216,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     }
     n->efd = -1;
     pthread_mutex_init(&n->lock, NULL);
+    pthread_mutex_init(&n->trusted_lock, NULL);
     pthread_cond_init(&n->cond, NULL);
     atomic_init(&n->stop_requested, false);
     n->cfg = *cfg;
@@ -1219,7 +1233,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     }
     n->cfg.host = n->host;
     n->cfg.xcap_root = n->xcap_root;
-    n->cfg.trusted_peers = (const char *const *)n->trusted;
+    n->cfg.trusted_peers = NULL; /* n->trusted, which a reload replaces */
     n->cfg.server_identities = (const char *const *)n->servers;
     n->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (n->efd < 0) {
@@ -1270,4 +1284,19 @@ void notifier_stop(struct notifier *n)
     notifier_wake(n);
     pthread_join(n->thread, NULL);
     notifier_free(n);
+}
+
+int notifier_set_trusted_peers(struct notifier *n, const char *const *peers)
+{
+    char **v = notify_strv_dup(peers);
+    if (peers && !v) {
+        log_error("notifier: out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&n->trusted_lock);
+    char **old = n->trusted;
+    n->trusted = v;
+    pthread_mutex_unlock(&n->trusted_lock);
+    notify_strv_free(old);
+    return 0;
 }

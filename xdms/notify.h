@@ -46,6 +46,11 @@ const char *const *notify_store_tables(void);
 int notifier_start(const struct notifier_config *cfg, struct store *store, struct notifier **out);
 /* The SIP port actually bound. */
 uint16_t notifier_port(const struct notifier *n);
+
+/* A configuration reload: the addresses whose P-Asserted-Identity is believed from now on
+ * (as notifier_config.trusted_peers; copied). A request being handled uses the old list or the
+ * new one, whole. Returns 0, or -1 (logged) when out of memory, the old list then staying. */
+int notifier_set_trusted_peers(struct notifier *n, const char *const *peers);
 /* Async-signal-safe and thread-safe: tells the SIP thread the change log has grown. */
 void notifier_wake(struct notifier *n);
 /* Stops the thread and frees. Subscriptions that are persisted (see notify_store_tables()) are

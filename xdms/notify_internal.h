@@ -263,12 +263,15 @@ struct notify_sub {
 };
 
 struct notifier {
-    /* Set before the thread starts, read-only afterwards. */
+    /* Set before the thread starts, read-only afterwards; except trusted, which
+     * notifier_set_trusted_peers() replaces under trusted_lock. */
     char *host;
     char *xcap_root;
-    char **trusted;             /* NULL = nobody */
+    char **trusted; /* NULL = nobody */
+    pthread_mutex_t trusted_lock;
     char **servers;             /* may be NULL */
-    struct notifier_config cfg; /* string members point at the copies above */
+    struct notifier_config cfg; /* string members point at the copies above; not
+                                   trusted_peers (use trusted) */
     struct store *store;
     int efd;
     pthread_t thread;

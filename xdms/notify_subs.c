@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #define NOTIFY_MAX_RECORD (NOTIFY_MAX_BODY + 64 * 1024)
@@ -307,6 +308,7 @@ void notify_subs_reap(struct notifier *n)
         if (s->dead) {
             *pp = s->next;
             n->n_subs--;
+            metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
             notify_subs_free(s);
         } else {
             pp = &s->next;
@@ -469,6 +471,7 @@ void notify_subs_restore(struct notifier *n)
             s->next = n->subs;
             n->subs = s;
             n->n_subs++;
+            metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
         }
         free(c.v[i].key);
         notify_subs_record_release(&c.v[i].rec);

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,9 @@ struct xdms_server {
     char *xcap_root;
     struct engine *engine;
     struct notifier *notifier;
+    /* Replaced whole by server_take_peers() on a reload; readers hold peers_lock for reading
+     * while they walk it. */
+    pthread_rwlock_t peers_lock;
     struct trusted_peer *peers;
     size_t n_peers;
     struct buf caps; /* generated once: the xcap-caps document never changes while running */
@@ -66,6 +71,7 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     struct xdms_server *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    pthread_rwlock_init(&s->peers_lock, NULL);
     s->cfg = *cfg;
     s->root_path = strdup(cfg->root_path);
     s->cfg.root_path = s->root_path;
@@ -86,6 +92,34 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     return s;
 }
 
+static void server_free_peers(struct trusted_peer *peers, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(peers[i].subject);
+    free(peers);
+}
+
+void server_take_peers(struct xdms_server *s, struct xdms_server *from)
+{
+    pthread_rwlock_wrlock(&s->peers_lock);
+    struct trusted_peer *old = s->peers;
+    size_t n_old = s->n_peers;
+    s->peers = from->peers;
+    s->n_peers = from->n_peers;
+    pthread_rwlock_unlock(&s->peers_lock);
+    from->peers = NULL;
+    from->n_peers = 0;
+    server_free_peers(old, n_old);
+}
+
+size_t server_peer_count(struct xdms_server *s)
+{
+    pthread_rwlock_rdlock(&s->peers_lock);
+    size_t n = s->n_peers;
+    pthread_rwlock_unlock(&s->peers_lock);
+    return n;
+}
+
 void server_free(struct xdms_server *s)
 {
     if (!s)
@@ -93,9 +127,8 @@ void server_free(struct xdms_server *s)
     free(s->root_path);
     free(s->default_domain);
     free(s->xcap_root);
-    for (size_t i = 0; i < s->n_peers; i++)
-        free(s->peers[i].subject);
-    free(s->peers);
+    server_free_peers(s->peers, s->n_peers);
+    pthread_rwlock_destroy(&s->peers_lock);
     buf_release(&s->caps);
     free(s);
 }
@@ -252,21 +285,21 @@ static enum xcap_status server_authorize_peer(struct xdms_server *s, struct xdms
     int crc = http_request_tls_peer(c->http, &cert);
     if (crc < 0)
         return xcap_fail(&c->err, XCAP_FORBIDDEN, "client certificate not trusted");
-    for (size_t i = 0; i < s->n_peers; i++) {
+    bool found = false;
+    pthread_rwlock_rdlock(&s->peers_lock);
+    for (size_t i = 0; i < s->n_peers && !found; i++) {
         const struct trusted_peer *p = &s->peers[i];
-        if (p->family == 0) {
-            if (crc == 0 && ((p->subject && strcmp(p->subject, cert.subject) == 0) ||
-                             (p->sha256[0] && strcmp(p->sha256, cert.sha256) == 0))) {
-                c->peer = p->role;
-                return XCAP_OK;
-            }
-            continue;
-        }
-        if (p->family == family && server_prefix_match(p->addr, addr, p->prefix)) {
+        if (p->family == 0)
+            found = crc == 0 && ((p->subject && strcmp(p->subject, cert.subject) == 0) ||
+                                 (p->sha256[0] && strcmp(p->sha256, cert.sha256) == 0));
+        else
+            found = p->family == family && server_prefix_match(p->addr, addr, p->prefix);
+        if (found)
             c->peer = p->role;
-            return XCAP_OK;
-        }
     }
+    pthread_rwlock_unlock(&s->peers_lock);
+    if (found)
+        return XCAP_OK;
     return xcap_fail(&c->err, XCAP_FORBIDDEN, "not a trusted peer");
 }
 

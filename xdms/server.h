@@ -37,6 +37,13 @@ void server_free(struct xdms_server *s);
  * Returns 0, or -1 with a log line. Call before serving. */
 int server_add_peer(struct xdms_server *s, const char *spec);
 
+/* A configuration reload: s trusts exactly the peers added to from (a server made only to
+ * collect them, e.g. with server_new(cfg, NULL, NULL)); from is left with none. Safe while s
+ * serves: a request checks its peer against either the old list or the new one, whole. */
+void server_take_peers(struct xdms_server *s, struct xdms_server *from);
+/* How many peers s trusts (for the reload's log line). */
+size_t server_peer_count(struct xdms_server *s);
+
 /* httpd_handler_fn; cls is the struct xdms_server. */
 void server_handle(void *cls, const struct http_request *req, struct http_response *resp);
 

@@ -235,17 +235,6 @@ static bool lists_authority(const char *a, size_t len, bool https, char *host, s
     return true;
 }
 
-static int lists_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Whether the path p[0..len) lies under the root path root (percent-escapes in p decoded, RFC
  * 3986 §6.2.2.2, so "/%78cap-root" is "/xcap-root"); *used receives the bytes of p the root
  * takes. */
@@ -256,8 +245,9 @@ static bool lists_under_root(const char *root, const char *p, size_t len, size_t
         if (j >= len)
             return false;
         int c = (unsigned char)p[j];
-        if (p[j] == '%' && j + 2 < len && lists_hex(p[j + 1]) >= 0 && lists_hex(p[j + 2]) >= 0) {
-            c = lists_hex(p[j + 1]) * 16 + lists_hex(p[j + 2]);
+        if (p[j] == '%' && j + 2 < len && xcap_uri_hex(p[j + 1]) >= 0 &&
+            xcap_uri_hex(p[j + 2]) >= 0) {
+            c = xcap_uri_hex(p[j + 1]) * 16 + xcap_uri_hex(p[j + 2]);
             j += 3;
         } else {
             j++;

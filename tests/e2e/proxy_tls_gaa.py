@@ -204,7 +204,8 @@ class Env:
         argv = [os.path.join(self.build, "xdms/xdms"), "--role", role, "--config", self.conf,
                 "--data", os.path.join(self.data, role),
                 "--http", "%s:%d" % (LOOPBACK, self.http[role]),
-                "--sip", "%s:%d" % (LOOPBACK, self.sip[role]), "--xcap-root", self.root + "/"]
+                "--sip", "%s:%d" % (LOOPBACK, self.sip[role]), "--xcap-root", self.root + "/",
+                "--option", "metrics=off"]  # no admin listener: parallel runs share no port
         if role == "shared-list":
             # Mutual TLS: only the proxy's client certificate is a trusted peer.
             argv += ["--option", "tls_cert=" + self.cert("server.pem"),
@@ -231,7 +232,8 @@ class Env:
                 "--option", "upstream_ca=" + self.cert("ca.pem"),
                 "--option", "upstream_cert=" + self.cert("proxy-client.pem"),
                 "--option", "upstream_key=" + self.cert("proxy-client.key"),
-                "--option", "caps_ttl=1", "--option", "caps_retry=1"]
+                "--option", "caps_ttl=1", "--option", "caps_retry=1",
+                "--option", "metrics=off"]  # no admin listener: parallel runs share no port
         for r in ROLES:
             argv += ["--option", "%s=%s" % (URL_KEYS[r], self.upstream_url(r))]
         p = Proc(self, "proxy", argv + extra)

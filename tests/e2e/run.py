@@ -130,6 +130,9 @@ class Proc:
         self.name = name
         self.http_port = free_port()
         self.sip_port = free_port(udp_too=True) if name in XDMS_ROLES else None
+        # Every process's admin listener (/metrics, /healthz, /readyz) gets a port of its own, so
+        # that parallel cases never meet on the defaults (9080, 9181-9183).
+        self.metrics_port = free_port()
         self.data = os.path.join(dep.tmp, "data", "aggproxy" if name == "proxy" else name)
         # An XDMS's default UNIX-domain socket (<data>/xdms.sock): the proxy's way in, and the
         # runner's for `via ROLE as XUI`.
@@ -166,6 +169,7 @@ class Proc:
             argv = [self.binary, "--role", self.name, "--config", d.config, "--data", self.data,
                     "--http", self.http_addr, "--sip", "%s:%d" % (LOOPBACK, self.sip_port),
                     "--xcap-root", d.xcap_root + "/"]
+        argv += ["--option", "metrics=%s:%d" % (LOOPBACK, self.metrics_port)]
         for kv in list(self.options) + list(extra):
             argv += ["--option", kv]
         if d.runner.log_level:
@@ -419,6 +423,8 @@ class Deployment:
             v["root." + r] = "http://%s/xcap-root" % self.procs[r].http_addr
             v["socket." + r] = self.procs[r].socket
             v["data." + r] = self.procs[r].data
+        for n in ALL_PROCS:
+            v["metrics." + n] = "%s:%d" % (LOOPBACK, self.procs[n].metrics_port)
         return v
 
     def add_user(self, label, uri, password):
@@ -887,8 +893,9 @@ class Case:
                 continue
             if text.startswith("<"):
                 if cur is None or cur.kind not in ("request", "await", "expect_start_failure",
-                                                   "stat", "exec"):
-                    raise ParseError("line %d: '<' without a request, await, exec, "
+                                                   "stat", "exec", "reload",
+                                                   "log"):
+                    raise ParseError("line %d: '<' without a request, await, exec, reload, "
                                      "expect-start-failure or stat" % lineno)
                 cur.expect.append(Assertion(lineno, text[1:].strip(), heredoc))
                 continue
@@ -975,6 +982,21 @@ class Case:
                     raise ParseError("line %d: stat PATH" % lineno)
                 cur = Step(lineno, "stat", args, expect=[])
                 self.steps.append(cur)
+            elif kw == "rewrite-config":
+                if args or heredoc is None:
+                    raise ParseError("line %d: rewrite-config <<EOT (the new lines follow)"
+                                     % lineno)
+                self.steps.append(Step(lineno, "rewrite_config", args, text=heredoc))
+            elif kw == "log":
+                if len(args) != 1 or args[0] not in ALL_PROCS:
+                    raise ParseError("line %d: log PROC" % lineno)
+                cur = Step(lineno, "log", args, expect=[])
+                self.steps.append(cur)
+            elif kw == "reload":
+                if len(args) != 1 or args[0] not in ALL_PROCS:
+                    raise ParseError("line %d: reload PROC" % lineno)
+                cur = Step(lineno, "reload", args, expect=[])
+                self.steps.append(cur)
             elif kw == "run":
                 if not args or args[0] not in BUILTINS:
                     raise ParseError("line %d: run one of %s" % (lineno, sorted(BUILTINS)))
@@ -988,6 +1010,7 @@ class Case:
 
 def parse_via(lineno, args):
     """via proxy [as LABEL] [algorithm=ALG] | via ROLE [socket|tcp] [from ADDR] [as SIP-URI]
+    | via PROC admin (its admin listener: /metrics, /healthz, /readyz)
 
     To an XDMS a request with an identity (`as`) goes over its UNIX-domain socket, like the
     proxy's, unless `tcp` or `from` is given; without one it goes over TCP unless `socket`."""
@@ -999,6 +1022,9 @@ def parse_via(lineno, args):
     while rest:
         if rest[0] in ("socket", "tcp") and args[0] in XDMS_ROLES:
             out["transport"] = rest[0]
+            rest = rest[1:]
+        elif rest[0] == "admin":
+            out["transport"] = "admin"
             rest = rest[1:]
         elif rest[0] == "as" and len(rest) >= 2:
             out["who"] = rest[1]
@@ -1238,6 +1264,50 @@ class CaseRun:
         for a in step.expect:
             self.check(a, event=ev)
 
+    def step_rewrite_config(self, step):
+        """Replaces the case's xdm.conf while the processes run (for `reload`)."""
+        with open(self.dep.config, "w") as f:
+            f.write(self.s(step.text, step.lineno))
+
+    def step_log(self, step):
+        """The `<` lines check what the process has logged since it (last) started as `@body`,
+        one line per line, each without its time stamp."""
+        proc = self.dep.procs[step.args[0]]
+        text = read_bytes(proc.logs[-1]).decode("utf-8", "replace").split("\n", 1)[-1]
+        body = "".join((l.split(" ", 1)[1] if " " in l else l) + "\n"
+                       for l in text.split("\n") if l)
+        ev = {"event": "log", "body": body}
+        for a in step.expect:
+            self.check(a, event=ev)
+
+    def step_reload(self, step):
+        """SIGHUP, then waits (10 s) for the process to log the outcome: a line with
+        "configuration reloaded" or "reload refused". The `<` lines check the lines it logged
+        meanwhile as `@body`, each without its time stamp."""
+        proc = self.dep.procs[step.args[0]]
+        if not proc.running():
+            raise CaseError("line %d: reload %s, which is not running" % (step.lineno, proc.name))
+        log = proc.logs[-1]
+        start = len(read_bytes(log))
+        proc.popen.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10 * self.runner.time_scale
+        while True:
+            new = read_bytes(log)[start:].decode("utf-8", "replace")
+            done = [l for l in new.split("\n")
+                    if "configuration reloaded" in l or "reload refused" in l]
+            if done and new.endswith("\n"):
+                break
+            if time.monotonic() > deadline or not proc.running():
+                raise CaseError("line %d: %s logged no reload outcome within 10 s\n%s"
+                                % (step.lineno, proc.name, tail(log)))
+            time.sleep(0.05)
+        lines = [l.split(" ", 1)[1] if " " in l else l for l in new.split("\n") if l]
+        body = "".join(l + "\n" for l in lines)
+        self.log("line %d: reload %s:\n%s" % (step.lineno, proc.name, indent(body.rstrip())))
+        ev = {"event": "reload", "body": body}
+        for a in step.expect:
+            self.check(a, event=ev)
+
     def step_run(self, step):
         BUILTINS[step.args[0]](self, step)
 
@@ -1293,7 +1363,9 @@ class CaseRun:
             body = gzip.compress(body or b"")
             headers = headers + [("Content-Encoding", "gzip")]
         via = self.via
-        if via.dest == "proxy":
+        if getattr(via, "transport", None) == "admin":
+            resp = self.send(self.dep.procs[via.dest], method, target, headers, body, timeout)
+        elif via.dest == "proxy":
             resp = self.send_proxy(via, method, target, headers, body, auth_mode, timeout)
         else:
             if via.who is not None:
@@ -1316,6 +1388,8 @@ class CaseRun:
         over_socket = self.via is not None and self.via.dest == proc.name and \
             getattr(self.via, "transport", None) == "socket"
         addr = proc.socket_addr if over_socket else proc.http_addr
+        if self.via is not None and getattr(self.via, "transport", None) == "admin":
+            addr = "%s:%d" % (LOOPBACK, proc.metrics_port)
         try:
             return http_exchange(addr, method, target, headers, body,
                                  timeout * self.runner.time_scale, source, self.pool)

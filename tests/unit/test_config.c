@@ -764,7 +764,41 @@ static void test_print_errors_and_usage(void)
     free(text);
 }
 
+static void config_diff_collect(void *cls, const char *key)
+{
+    char *out = cls;
+    strcat(out, key);
+    strcat(out, " ");
+}
+
+static void test_diff(void)
+{
+    static const char *const sections[] = {"xdms", NULL};
+    struct config *a = config_new(sections, test_keys), *b = config_new(sections, test_keys);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    /* Equal by value: a size with a suffix, a boolean's spellings, a default written out. */
+    CU_ASSERT_EQUAL(config_set(a, "max_body", "1M"), 0);
+    CU_ASSERT_EQUAL(config_set(b, "max_body", "1048576"), 0);
+    CU_ASSERT_EQUAL(config_set(a, "b", "yes"), 0);
+    CU_ASSERT_EQUAL(config_set(b, "b", "true"), 0);
+    CU_ASSERT_EQUAL(config_set(b, "threads", "4"), 0);
+    CU_ASSERT_EQUAL(config_set(a, "trusted_peer", "127.0.0.1 server"), 0);
+    CU_ASSERT_EQUAL(config_set(b, "trusted_peer", "127.0.0.1 server"), 0);
+    CU_ASSERT_EQUAL(config_diff(a, b, NULL, NULL), 0);
+    /* Different: a changed value, one set on one side only, a repeatable key with one more. */
+    CU_ASSERT_EQUAL(config_set(b, "log_level", "debug"), 0);
+    CU_ASSERT_EQUAL(config_set(a, "k", "v"), 0);
+    CU_ASSERT_EQUAL(config_set(b, "trusted_peer", "127.0.0.2 server"), 0);
+    char names[256] = "";
+    CU_ASSERT_EQUAL(config_diff(a, b, config_diff_collect, names), 3);
+    CU_ASSERT_STRING_EQUAL(names, "log_level k trusted_peer ");
+    config_free(a);
+    config_free(b);
+}
+
 static CU_TestInfo config_tests[] = {
+    {"config_diff: changed keys by value", test_diff},
     {"command-line arguments", test_args},
     {"command line: unknown keys and bad values", test_args_strict},
     {"file: unknown keys, sections, values, duplicates, syntax", test_file_strict},

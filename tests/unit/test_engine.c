@@ -737,6 +737,59 @@ static void fx_reconfigure(struct fx *f, uint64_t max_bytes, size_t max_record)
 /* max_bytes_per_user: a PUT that would grow the user's documents beyond it is a constraint
  * failure naming the quota and changes nothing; replacing counts the difference; shrinking is
  * always allowed; DELETE gives room back; other users and global documents do not count. */
+/* A reload replaces the quotas and bounds; zero body bounds take their defaults. */
+static void test_set_limits(void)
+{
+    struct fx f;
+    fx_open(&f, ROLE_PRESENCE, 5);
+    struct engine_limits l = {.max_docs_per_user = 1, .max_bytes_per_user = 0};
+    engine_set_limits(f.engine, &l);
+    struct engine_limits got = engine_get_limits(f.engine);
+    struct prescan_limits def;
+    prescan_limits_default(&def);
+    CU_ASSERT_EQUAL(got.max_docs_per_user, 1);
+    CU_ASSERT_EQUAL(got.max_bytes_per_user, 0);
+    CU_ASSERT_EQUAL(got.limits.max_attributes, def.max_attributes);
+    CU_ASSERT_EQUAL(got.limits.max_elements, def.max_elements);
+    CU_ASSERT_EQUAL(got.limits.max_depth, def.max_depth);
+    const char *rules = "<ruleset xmlns=\"urn:ietf:params:xml:ns:common-policy\"/>";
+    const struct req q1 = {ENGINE_PUT,
+                           "/pres-rules/users/" ALICE "/index",
+                           "application/auth-policy+xml",
+                           NULL,
+                           NULL,
+                           rules,
+                           0};
+    const struct req q2 = {ENGINE_PUT,
+                           "/pres-rules/users/" ALICE "/other",
+                           "application/auth-policy+xml",
+                           NULL,
+                           NULL,
+                           rules,
+                           0};
+    struct result r;
+    CU_ASSERT_EQUAL(fx_run(&f, &q1, &r), XCAP_CREATED);
+    result_release(&r);
+    CU_ASSERT_EQUAL(fx_run(&f, &q2, &r), XCAP_LOCAL_CONSTRAINT_FAILURE);
+    result_release(&r);
+    /* A depth bound of 1 refuses the (two-level) body from now on. */
+    l.max_docs_per_user = 5;
+    l.limits.max_depth = 1;
+    engine_set_limits(f.engine, &l);
+    const char *deep = "<ruleset xmlns=\"urn:ietf:params:xml:ns:common-policy\"><rule id=\"a\"/>"
+                       "</ruleset>";
+    const struct req q3 = {ENGINE_PUT,
+                           "/pres-rules/users/" ALICE "/other",
+                           "application/auth-policy+xml",
+                           NULL,
+                           NULL,
+                           deep,
+                           0};
+    CU_ASSERT_EQUAL(fx_run(&f, &q3, &r), XCAP_CONSTRAINT_FAILURE);
+    result_release(&r);
+    fx_close(&f);
+}
+
 static void test_max_bytes_per_user(void)
 {
     struct fx f;
@@ -1113,6 +1166,7 @@ static CU_TestInfo engine_tests[] = {
     {"body errors and 415 leave the store untouched", test_body_errors},
     {"delete then 404", test_delete},
     {"one change-log record per change", test_change_log},
+    {"limits replaced while running", test_set_limits},
     {"max_docs_per_user", test_max_docs_per_user},
     {"max_bytes_per_user", test_max_bytes_per_user},
     {"large element edits are logged with their ETags only", test_change_detail_bound},

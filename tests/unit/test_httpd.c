@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -923,7 +924,91 @@ static int httpd_suite_cleanup(void)
     return 0;
 }
 
+struct drain_run {
+    struct httpd *d;
+    unsigned timeout_s;
+    size_t left;
+    double took;
+    atomic_bool done;
+};
+
+static void *drain_thread(void *cls)
+{
+    struct drain_run *r = cls;
+    double t0 = now_s();
+    r->left = httpd_drain(&r->d, 1, r->timeout_s);
+    r->took = now_s() - t0;
+    atomic_store(&r->done, true);
+    return NULL;
+}
+
+static void test_drain(void)
+{
+    struct echo_ctx ctx;
+    struct httpd *d = start_bounded(&ctx, 10, 0, 0);
+    uint16_t port = httpd_port(d);
+    /* An idle kept-alive connection does not hold the drain; a request whose body is arriving
+     * does, until its response is out. */
+    int idle = raw_connect(port, NULL, 0);
+    const char head[] =
+        "PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n12345";
+    int fd = raw_connect(port, head, sizeof head - 1);
+    CU_ASSERT_FATAL(idle >= 0 && fd >= 0);
+    usleep(200 * 1000);
+    struct drain_run run = {.d = d, .timeout_s = 5};
+    atomic_init(&run.done, false);
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, drain_thread, &run), 0);
+    usleep(300 * 1000);
+    CU_ASSERT_FALSE(atomic_load(&run.done));
+    CU_ASSERT_EQUAL(send(fd, "67890", 5, MSG_NOSIGNAL), 5);
+    char out[4096];
+    raw_read_all(fd, out, sizeof out, 3, false);
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(run.left, 0);
+    CU_ASSERT(run.took < 3.0);
+    close(fd);
+    close(idle);
+    httpd_stop(d);
+
+    /* A request that never completes holds it for the bound only. */
+    d = start_bounded(&ctx, 10, 0, 0);
+    fd = raw_connect(httpd_port(d), head, sizeof head - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    usleep(200 * 1000);
+    double t0 = now_s();
+    CU_ASSERT_EQUAL(httpd_drain(&d, 1, 1), 1);
+    double took = now_s() - t0;
+    CU_ASSERT(took >= 0.9 && took < 2.0);
+    httpd_stop(d);
+    close(fd);
+}
+
+static void test_set_max_body(void)
+{
+    struct echo_ctx ctx;
+    struct httpd *d = start_bounded(&ctx, 10, 0, 0);
+    const char req[] = "PUT /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                       "Connection: close\r\n\r\n1234567890";
+    char out[4096];
+    int fd = raw_connect(httpd_port(d), req, sizeof req - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    raw_read_all(fd, out, sizeof out, 3, false);
+    close(fd);
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
+    httpd_set_max_body(d, 4);
+    fd = raw_connect(httpd_port(d), req, sizeof req - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    raw_read_all(fd, out, sizeof out, 3, false);
+    close(fd);
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 413", 12), 0);
+    httpd_stop(d);
+}
+
 static CU_TestInfo httpd_tests[] = {
+    {"drain: in-flight requests finish, within the bound", test_drain},
+    {"largest body replaced while running", test_set_max_body},
     {"raw target reaches the handler", test_raw_target},
     {"methods, body bytes, header order", test_methods_and_body},
     {"413 on oversized bodies", test_too_large},

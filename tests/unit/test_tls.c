@@ -117,18 +117,22 @@ static int certs_init(void)
     struct cred client = make_cred("Example", "aggproxy", &ca, false, NULL, -60, 86400, 4);
     struct cred fake = make_cred("Example", "aggproxy", &rogue, false, NULL, -60, 86400, 5);
     struct cred old = make_cred("Example", "aggproxy", &ca, false, NULL, -7200, -3600, 6);
+    /* A server certificate of another CA: what a rotation to it shows to clients. */
+    struct cred other = make_cred(NULL, "xcap.example.com", &rogue, false,
+                                  "IP:127.0.0.1,DNS:xcap.example.com", -60, 86400, 7);
     save_cred(&ca, "ca");
     save_cred(&rogue, "rogue-ca");
     save_cred(&server, "server");
     save_cred(&client, "client");
     save_cred(&fake, "fake");
     save_cred(&old, "expired");
+    save_cred(&other, "server-other");
     unsigned char md[32];
     unsigned int mdlen = 0;
     X509_digest(client.cert, EVP_sha256(), md, &mdlen);
     for (unsigned i = 0; i < mdlen && i < 32; i++)
         sprintf(proxy_fp + 2 * i, "%02x", md[i]);
-    struct cred *all[] = {&ca, &rogue, &server, &client, &fake, &old};
+    struct cred *all[] = {&ca, &rogue, &server, &client, &fake, &old, &other};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free_cred(all[i]);
     return mdlen == 32 ? 0 : -1;
@@ -505,7 +509,51 @@ static void test_gaa_over_tls(void)
     store_close(st);
 }
 
+static struct httpd_tls *load_pair(const char *cert, const char *key)
+{
+    char c[128], k[128];
+    path_of(cert, c, sizeof c);
+    path_of(key, k, sizeof k);
+    return httpd_tls_load(c, k);
+}
+
+static void test_certificate_rotation(void)
+{
+    /* A pair is checked before it is used: the key must be the certificate's. */
+    struct httpd_tls *t = load_pair("server.pem", "server.key");
+    CU_ASSERT_PTR_NOT_NULL(t);
+    httpd_tls_free(t);
+    CU_ASSERT_PTR_NULL(load_pair("server.pem", "client.key"));
+    CU_ASSERT_PTR_NULL(load_pair("server.key", "server.key"));
+    CU_ASSERT_PTR_NULL(load_pair("server.pem", "missing.key"));
+
+    unsigned port = 0;
+    struct httpd *d = start_tls(false, &port);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_TRUE(httpd_is_tls(d));
+    struct answer a;
+    buf_init(&a.headers, 1 << 16);
+    tls_get(port, NULL, NULL, NULL, &a);
+    CU_ASSERT_EQUAL(a.rc, CURLE_OK);
+    /* The next handshake gets the new certificate: one of a CA the client does not trust. */
+    t = load_pair("server-other.pem", "server-other.key");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    httpd_tls_set(d, t);
+    tls_get(port, NULL, NULL, NULL, &a);
+    CU_ASSERT_EQUAL(a.rc, CURLE_PEER_FAILED_VERIFICATION);
+    /* And back. */
+    t = load_pair("server.pem", "server.key");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    httpd_tls_set(d, t);
+    tls_get(port, NULL, NULL, NULL, &a);
+    CU_ASSERT_EQUAL(a.rc, CURLE_OK);
+    CU_ASSERT_EQUAL(a.status, 200);
+    buf_release(&a.headers);
+    httpd_stop(d);
+}
+
 static CU_TestInfo tls_tests[] = {
+    {"certificate checked, then rotated per handshake", test_certificate_rotation},
     {"cipher suite codes", test_cipher_code},
     {"client certificates", test_client_certificates},
     {"forwarding to HTTPS upstreams", test_forward_https},

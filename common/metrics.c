@@ -1,0 +1,310 @@
+/* Process metrics and the admin listener (metrics.h). */
+#include "metrics.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "httpd.h"
+#include "log.h"
+
+#ifndef XDM_VERSION
+#define XDM_VERSION "unknown"
+#endif
+
+/* Label values (bounded lists; metrics.h). */
+static const char *const metrics_methods[] = {"GET",     "PUT",  "DELETE", "POST",
+                                              "OPTIONS", "HEAD", "other"};
+#define METRICS_N_METHODS (sizeof metrics_methods / sizeof metrics_methods[0])
+static const char *const metrics_auids[] = {"resource-lists",
+                                            "rls-services",
+                                            "pres-rules",
+                                            "org.openmobilealliance.pres-rules",
+                                            "pidf-manipulation",
+                                            "org.openmobilealliance.pres-content",
+                                            "xcap-caps",
+                                            "xcap-directory",
+                                            "org.openmobilealliance.xcap-directory",
+                                            "root",
+                                            "other"};
+#define METRICS_N_AUIDS (sizeof metrics_auids / sizeof metrics_auids[0])
+#define METRICS_N_CLASSES 5 /* 1xx .. 5xx */
+
+/* Upper bounds of the latency histogram, seconds. */
+static const double metrics_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                         0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define METRICS_N_BUCKETS (sizeof metrics_buckets / sizeof metrics_buckets[0])
+
+static const char *const metrics_auth_reasons[] = {"missing", "rejected", "stale", "malformed"};
+static const char *const metrics_upstream_kinds[] = {"unreachable", "timeout"};
+
+static struct {
+    char process[32];
+    char root[256];
+    size_t root_len;
+    atomic_uint_fast64_t requests[METRICS_N_METHODS][METRICS_N_AUIDS][METRICS_N_CLASSES];
+    atomic_uint_fast64_t buckets[METRICS_N_BUCKETS + 1]; /* last: +Inf */
+    atomic_uint_fast64_t duration_us;                    /* sum, microseconds */
+    atomic_uint_fast64_t counters[METRICS_COUNTER_COUNT];
+    atomic_uint_fast64_t auth[METRICS_AUTH_REASON_COUNT];
+    atomic_uint_fast64_t upstream[METRICS_UPSTREAM_KIND_COUNT];
+    atomic_int_fast64_t connections;
+    atomic_int_fast64_t gauges[METRICS_GAUGE_COUNT];
+} metrics;
+
+void metrics_init(const char *process, const char *root_path)
+{
+    snprintf(metrics.process, sizeof metrics.process, "%s", process);
+    snprintf(metrics.root, sizeof metrics.root, "%s", root_path ? root_path : "");
+    metrics.root_len = strlen(metrics.root);
+    while (metrics.root_len && metrics.root[metrics.root_len - 1] == '/')
+        metrics.root[--metrics.root_len] = '\0';
+}
+
+const char *metrics_auid_label(const char *root_path, const char *path)
+{
+    size_t rl = strlen(root_path);
+    while (rl && root_path[rl - 1] == '/')
+        rl--;
+    if (strncmp(path, root_path, rl) != 0 || (path[rl] != '/' && path[rl] != '\0'))
+        return "other";
+    const char *a = path + rl;
+    while (*a == '/')
+        a++;
+    size_t n = strcspn(a, "/?");
+    if (n == 0)
+        return "root";
+    for (size_t i = 0; i + 2 < METRICS_N_AUIDS; i++)
+        if (strlen(metrics_auids[i]) == n && memcmp(metrics_auids[i], a, n) == 0)
+            return metrics_auids[i];
+    return "other";
+}
+
+static size_t metrics_index(const char *const *list, size_t n, const char *v)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        if (strcmp(list[i], v) == 0)
+            return i;
+    return n - 1;
+}
+
+void metrics_request(const char *method, const char *path, int status, double seconds)
+{
+    size_t m = metrics_index(metrics_methods, METRICS_N_METHODS, method ? method : "");
+    size_t a = metrics_index(metrics_auids, METRICS_N_AUIDS,
+                             metrics_auid_label(metrics.root, path ? path : ""));
+    int cls = status / 100;
+    if (cls < 1 || cls > METRICS_N_CLASSES)
+        cls = 5;
+    atomic_fetch_add_explicit(&metrics.requests[m][a][cls - 1], 1, memory_order_relaxed);
+    size_t b = 0;
+    while (b < METRICS_N_BUCKETS && seconds > metrics_buckets[b])
+        b++;
+    atomic_fetch_add_explicit(&metrics.buckets[b], 1, memory_order_relaxed);
+    if (seconds < 0)
+        seconds = 0;
+    atomic_fetch_add_explicit(&metrics.duration_us, (uint64_t)(seconds * 1e6),
+                              memory_order_relaxed);
+}
+
+void metrics_count(enum metrics_counter c, uint64_t n)
+{
+    if ((unsigned)c < METRICS_COUNTER_COUNT)
+        atomic_fetch_add_explicit(&metrics.counters[c], n, memory_order_relaxed);
+}
+
+void metrics_count_set(enum metrics_counter c, uint64_t total)
+{
+    if ((unsigned)c < METRICS_COUNTER_COUNT)
+        atomic_store_explicit(&metrics.counters[c], total, memory_order_relaxed);
+}
+
+void metrics_gauge_set(enum metrics_gauge g, int64_t v)
+{
+    if ((unsigned)g < METRICS_GAUGE_COUNT)
+        atomic_store_explicit(&metrics.gauges[g], v, memory_order_relaxed);
+}
+
+void metrics_auth_failure(enum metrics_auth_reason r)
+{
+    if ((unsigned)r < METRICS_AUTH_REASON_COUNT)
+        atomic_fetch_add_explicit(&metrics.auth[r], 1, memory_order_relaxed);
+}
+
+void metrics_upstream_error(enum metrics_upstream_kind k)
+{
+    if ((unsigned)k < METRICS_UPSTREAM_KIND_COUNT)
+        atomic_fetch_add_explicit(&metrics.upstream[k], 1, memory_order_relaxed);
+}
+
+void metrics_connections_add(int delta)
+{
+    atomic_fetch_add_explicit(&metrics.connections, delta, memory_order_relaxed);
+}
+
+static uint64_t metrics_load(atomic_uint_fast64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static int metrics_family(struct buf *out, const char *name, const char *type, const char *help)
+{
+    return buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
+{
+    int rc = 0;
+    rc |= metrics_family(out, "xdm_build_info", "gauge", "Build of this process (always 1).");
+    rc |= buf_printf(out, "xdm_build_info{version=\"%s\",process=\"%s\"} 1\n", XDM_VERSION,
+                     metrics.process);
+
+    rc |= metrics_family(out, "xdm_http_requests_total", "counter",
+                         "HTTP requests answered, by method, AUID and status class.");
+    for (size_t m = 0; m < METRICS_N_METHODS; m++)
+        for (size_t a = 0; a < METRICS_N_AUIDS; a++)
+            for (size_t c = 0; c < METRICS_N_CLASSES; c++) {
+                uint64_t v = metrics_load(&metrics.requests[m][a][c]);
+                if (v)
+                    rc |= buf_printf(out,
+                                     "xdm_http_requests_total{method=\"%s\",auid=\"%s\","
+                                     "code_class=\"%zuxx\"} %" PRIu64 "\n",
+                                     metrics_methods[m], metrics_auids[a], c + 1, v);
+            }
+
+    rc |= metrics_family(out, "xdm_http_request_duration_seconds", "histogram",
+                         "Time from the complete request to the response, seconds.");
+    uint64_t cum = 0;
+    for (size_t b = 0; b <= METRICS_N_BUCKETS; b++) {
+        cum += metrics_load(&metrics.buckets[b]);
+        if (b < METRICS_N_BUCKETS)
+            rc |=
+                buf_printf(out, "xdm_http_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                           metrics_buckets[b], cum);
+        else
+            rc |= buf_printf(
+                out, "xdm_http_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    }
+    uint64_t us = metrics_load(&metrics.duration_us);
+    rc |= buf_printf(out, "xdm_http_request_duration_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
+                     us / 1000000, us % 1000000);
+    rc |= buf_printf(out, "xdm_http_request_duration_seconds_count %" PRIu64 "\n", cum);
+
+    rc |= metrics_family(out, "xdm_http_connections_open", "gauge",
+                         "HTTP connections open now (every listener of the process).");
+    rc |= buf_printf(out, "xdm_http_connections_open %" PRIdFAST64 "\n",
+                     atomic_load_explicit(&metrics.connections, memory_order_relaxed));
+
+    rc |= metrics_family(out, "xdm_sip_subscriptions_active", "gauge",
+                         "SIP xcap-diff subscriptions held now.");
+    rc |= buf_printf(
+        out, "xdm_sip_subscriptions_active %" PRIdFAST64 "\n",
+        atomic_load_explicit(&metrics.gauges[METRICS_SUBSCRIPTIONS], memory_order_relaxed));
+
+    static const struct {
+        enum metrics_counter c;
+        const char *name, *help;
+    } plain[] = {
+        {METRICS_NOTIFY_SENT, "xdm_sip_notify_sent_total", "SIP NOTIFY requests sent."},
+        {METRICS_NOTIFY_FAILED, "xdm_sip_notify_failed_total",
+         "SIP NOTIFY requests answered with an error or never answered."},
+        {METRICS_NOTIFY_RETRIED, "xdm_sip_notify_retried_total",
+         "SIP NOTIFY retransmissions (over UDP, RFC 3261 §17.1.2; updated once a second)."},
+        {METRICS_CONN_REFUSED, "xdm_http_connections_refused_total",
+         "HTTP connections closed by the connection bounds (malformed request line, head or "
+         "body too slow)."},
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        rc |= metrics_family(out, plain[i].name, "counter", plain[i].help);
+        rc |= buf_printf(out, "%s %" PRIu64 "\n", plain[i].name,
+                         metrics_load(&metrics.counters[plain[i].c]));
+    }
+
+    rc |= metrics_family(out, "xdm_auth_failures_total", "counter",
+                         "Failed Digest/GAA authentications at the proxy, by reason.");
+    for (size_t i = 0; i < METRICS_AUTH_REASON_COUNT; i++)
+        rc |= buf_printf(out, "xdm_auth_failures_total{reason=\"%s\"} %" PRIu64 "\n",
+                         metrics_auth_reasons[i], metrics_load(&metrics.auth[i]));
+    rc |= metrics_family(out, "xdm_upstream_errors_total", "counter",
+                         "Requests the proxy could not forward to an XDMS, by kind.");
+    for (size_t i = 0; i < METRICS_UPSTREAM_KIND_COUNT; i++)
+        rc |= buf_printf(out, "xdm_upstream_errors_total{kind=\"%s\"} %" PRIu64 "\n",
+                         metrics_upstream_kinds[i], metrics_load(&metrics.upstream[i]));
+    if (rc == 0 && collect)
+        rc = collect(cls, out);
+    return rc ? -1 : 0;
+}
+
+struct metrics_admin {
+    metrics_collect_fn collect;
+    metrics_ready_fn ready;
+    void *cls;
+};
+
+static void metrics_admin_handle(void *cls, const struct http_request *req,
+                                 struct http_response *resp)
+{
+    const struct metrics_admin *a = cls;
+    const char *method = http_request_method(req), *path = http_request_path(req);
+    bool head = strcmp(method, "HEAD") == 0;
+    if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
+        strcmp(path, "/readyz") != 0) {
+        http_response_text(resp, 404,
+                           "not found: the admin listener serves /metrics, /healthz "
+                           "and /readyz");
+        return;
+    }
+    if (strcmp(method, "GET") != 0 && !head) {
+        http_response_text(resp, 405, "only GET and HEAD");
+        http_response_header(resp, "Allow", "GET, HEAD");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        http_response_text(resp, 200, "ok");
+    } else if (strcmp(path, "/readyz") == 0) {
+        char reason[METRICS_REASON_MAX] = "";
+        if (!a->ready || a->ready(a->cls, reason, sizeof reason))
+            http_response_text(resp, 200, "ready");
+        else
+            http_response_text(resp, 503, reason[0] ? reason : "not ready");
+    } else {
+        struct buf b;
+        buf_init(&b, METRICS_MAX_BODY);
+        if (metrics_render(&b, a->collect, a->cls) < 0) {
+            buf_release(&b);
+            http_response_text(resp, 500, "metrics larger than the admin listener's bound");
+            return;
+        }
+        resp->status = 200;
+        http_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        http_response_body(resp, b.data ? b.data : "", b.len);
+        buf_release(&b);
+    }
+    if (head)
+        buf_reset(&resp->body);
+}
+
+int metrics_admin_start(const char *host, uint16_t port, metrics_collect_fn collect,
+                        metrics_ready_fn ready, void *cls, struct httpd **out)
+{
+    static struct metrics_admin admin; /* one admin listener per process */
+    admin = (struct metrics_admin){collect, ready, cls};
+    struct httpd_config hc = {
+        .host = host,
+        .port = port,
+        .threads = 1,
+        .max_body = 1024,
+        .max_header = 8192,
+        .timeout_s = 10,
+        .max_connections = 64,
+        .max_connections_per_ip = 16,
+        .header_timeout_s = HTTPD_DEFAULT_HEADER_TIMEOUT,
+        .body_min_rate = HTTPD_DEFAULT_BODY_MIN_RATE,
+    };
+    if (httpd_start(&hc, metrics_admin_handle, &admin, out) < 0)
+        return -1;
+    log_info("admin listener (metrics, healthz, readyz) on http://%s%s%s:%u",
+             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", httpd_port(*out));
+    return 0;
+}

@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""End-to-end checks of the admin listeners with the Prometheus tools themselves, which the case
+runner (run.py) cannot express:
+
+- after traffic through the proxy, the /metrics output of every process (aggproxy and the three
+  XDMS roles) passes `promtool check metrics` (text exposition format 0.0.4 and the naming
+  conventions), with no complaint at all;
+- a real Prometheus server, started here on a free loopback port with a temporary configuration
+  that scrapes the four admin listeners once a second, reports every target up and, through its
+  query API (/api/v1/query), the series xdm_build_info and xdm_http_requests_total of each job;
+- the access log: one PUT through the proxy, sent with the client's own X-Request-ID, shows in the
+  proxy's log with a fresh id and the client's next to it, and the XDMS logs the same fresh id
+  (the proxy forwards it as X-Request-ID); as text lines, and as JSON lines with access_log=json.
+
+    python3 tests/e2e/metrics_prom.py --build build [-v] [--keep]
+
+Uses run.py's deployments (real binaries, free loopback ports, temporary data). Needs the Debian
+package prometheus (promtool, prometheus). Prints one PASS/FAIL line per check and `counts: P
+passed, F failed`; exits non-zero when a check failed, a process died or a sanitizer report
+appears in a log. Prometheus is stopped by its PID. Every wait is bounded in time.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+import urllib.parse
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
+
+ALICE = "sip:alice@example.com"
+DOC = "/xcap-root/resource-lists/users/%s/index" % ALICE
+DOC_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+            b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
+            b'<list name="friends"><entry uri="sip:bob@example.com"/></list></resource-lists>\n')
+CLIENT_ID = "client-chosen-id-1"
+JOBS = ("aggproxy",) + e2e.XDMS_ROLES  # job name = process; the proxy's Proc is "proxy"
+
+
+class Fail(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+def proc_of(dep, job):
+    return dep.procs["proxy" if job == "aggproxy" else job]
+
+
+def get(url, timeout=10):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as r:
+        return r.status, r.headers, r.read()
+
+
+class Ctx:
+    def __init__(self, args):
+        self.args = args
+        self.runner = e2e.Runner(types.SimpleNamespace(
+            build=args.build, keep=args.keep, verbose=args.verbose, log_level=None,
+            time_scale=float(os.environ.get("XDM_E2E_TIME_SCALE", "1"))))
+        self.dep = None
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-prom-")
+        self.prom = None
+        self.extra = []
+
+    def log(self, text):
+        if self.args.verbose:
+            print("    " + text.replace("\n", "\n    "))
+
+    def traffic(self, dep=None):
+        """Digest-authenticated PUT and GET of a document, the aggregated xcap-caps (which the
+        proxy asks every XDMS for) and one request without credentials (401). The PUT carries the
+        client's own X-Request-ID: CLIENT_ID."""
+        dep = dep or self.dep
+        user = e2e.DigestUser("alice", ALICE, "secret")
+        proxy = dep.procs["proxy"]
+        for method, target, body, want in (("PUT", DOC, DOC_BODY, 201), ("GET", DOC, None, 200),
+                                           ("GET", "/xcap-root/xcap-caps/global/index", None,
+                                            200)):
+            headers = [("Content-Type", "application/resource-lists+xml"),
+                       ("X-Request-ID", CLIENT_ID)] if body else []
+            resp = e2e.http_exchange(proxy.http_addr, method, target, headers, body, 15)
+            if resp.status == 401:
+                user.adopt(resp, None)
+                auth, _ = user.authorization(method, target, "secret")
+                resp = e2e.http_exchange(proxy.http_addr, method, target,
+                                         headers + [("Authorization", auth)], body, 15)
+            self.log("%s %s -> %d" % (method, target, resp.status))
+            expect(resp.status == want, "%s %s: %d, wanted %d: %r" % (
+                method, target, resp.status, want, resp.body[:200]))
+
+
+def check_promtool(ctx):
+    """Every process's /metrics passes `promtool check metrics` without a single remark."""
+    for job in JOBS:
+        p = proc_of(ctx.dep, job)
+        status, headers, body = get("http://%s:%d/metrics" % (e2e.LOOPBACK, p.metrics_port))
+        expect(status == 200, "%s /metrics: %d" % (job, status))
+        expect(headers.get("Content-Type") == "text/plain; version=0.0.4; charset=utf-8",
+               "%s /metrics Content-Type %r" % (job, headers.get("Content-Type")))
+        expect(b"xdm_http_requests_total{" in body, "%s: no request counted:\n%s" % (
+            job, body.decode()[:2000]))
+        r = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
+                           timeout=30)
+        out = (r.stdout + r.stderr).decode("utf-8", "replace").strip()
+        ctx.log("promtool check metrics (%s, %d bytes): exit %d %s" % (job, len(body),
+                                                                       r.returncode, out))
+        expect(r.returncode == 0 and out == "",
+               "promtool check metrics on %s: exit %d:\n%s" % (job, r.returncode, out))
+
+
+def check_prometheus_scrape(ctx):
+    """A Prometheus server scrapes all four admin listeners; its query API shows every target up
+    and xdm_build_info and xdm_http_requests_total for each job."""
+    port = e2e.free_port()
+    conf = os.path.join(ctx.tmp, "prometheus.yml")
+    with open(conf, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n")
+        for job in JOBS:
+            p = proc_of(ctx.dep, job)
+            f.write("  - job_name: %s\n    static_configs:\n      - targets: ['%s:%d']\n" % (
+                job, e2e.LOOPBACK, p.metrics_port))
+    log_path = os.path.join(ctx.tmp, "prometheus.log")
+    with open(log_path, "wb") as lf:
+        ctx.prom = subprocess.Popen(
+            ["prometheus", "--config.file=" + conf,
+             "--storage.tsdb.path=" + os.path.join(ctx.tmp, "tsdb"),
+             "--web.listen-address=%s:%d" % (e2e.LOOPBACK, port)],
+            stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT, cwd=ctx.tmp,
+            start_new_session=True)
+    api = "http://%s:%d/api/v1/query?query=" % (e2e.LOOPBACK, port)
+
+    def jobs_with(query):
+        try:
+            status, _, body = get(api + urllib.parse.quote(query), timeout=2)
+        except OSError:
+            return set()
+        data = json.loads(body)
+        if status != 200 or data.get("status") != "success":
+            return set()
+        return {s["metric"].get("job") for s in data["data"]["result"]}
+
+    queries = ("up == 1", "xdm_build_info", "sum by (job) (xdm_http_requests_total)")
+    deadline = time.monotonic() + 60 * ctx.runner.time_scale
+    seen = {}
+    while time.monotonic() < deadline:
+        expect(ctx.prom.poll() is None, "prometheus exited (%s):\n%s" % (
+            e2e.describe_rc(ctx.prom.returncode), e2e.tail(log_path)))
+        seen = {q: jobs_with(q) for q in queries}
+        if all(seen[q] >= set(JOBS) for q in queries):
+            break
+        time.sleep(0.5)
+    ctx.log("prometheus saw: %r" % seen)
+    for q in queries:
+        expect(seen.get(q, set()) >= set(JOBS), "query %r: jobs %s, wanted %s\n%s" % (
+            q, sorted(j for j in seen.get(q, set()) if j), sorted(JOBS), e2e.tail(log_path)))
+
+
+def log_text(proc):
+    with open(proc.logs[-1], "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+TEXT_LINE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ACCESS (?P<prog>\S+): '
+                       r'(?P<peer>\S+) "(?P<method>\S+) (?P<target>\S+)" (?P<status>\d{3}) '
+                       r'(?P<bytes>\d+) (?P<seconds>\d+\.\d{6}) id=(?P<id>\S+) '
+                       r'client_id=(?P<client_id>\S+)$', re.M)
+
+
+def check_access_log_text(ctx):
+    """The default text access log: the PUT's line at the proxy has a fresh 24-hex-digit id and
+    the client's id apart; the shared-list XDMS's line for it has the same id."""
+    proxy = [m.groupdict() for m in TEXT_LINE.finditer(log_text(ctx.dep.procs["proxy"]))]
+    xdms = [m.groupdict() for m in TEXT_LINE.finditer(log_text(ctx.dep.procs["shared-list"]))]
+    puts = [e for e in proxy if e["method"] == "PUT" and e["status"] == "201"]
+    expect(len(puts) == 1, "proxy PUT 201 access lines: %r" % proxy)
+    p = puts[0]
+    expect(p["prog"] == "aggproxy" and p["peer"] == "127.0.0.1" and p["target"] == DOC,
+           "proxy line %r" % p)
+    expect(re.fullmatch(r"[0-9a-f]{24}", p["id"]) and p["client_id"] == CLIENT_ID,
+           "proxy ids: %r" % p)
+    same = [e for e in xdms if e["id"] == p["id"]]
+    expect(len(same) == 1, "XDMS lines with id %s: %r (all: %r)" % (p["id"], same, xdms))
+    x = same[0]
+    expect(x["prog"] == "xdms(shared-list)" and x["peer"] == "unix" and x["method"] == "PUT" and
+           x["target"] == DOC and x["status"] == "201" and x["client_id"] == "-",
+           "XDMS line %r" % x)
+    # Every request got a line of its own with an id of its own at the proxy.
+    ids = [e["id"] for e in proxy]
+    expect(len(ids) == len(set(ids)) and len(ids) >= 4, "proxy ids %r" % ids)
+
+
+def check_access_log_json(ctx):
+    """access_log = json: every access line is one JSON object; the PUT's id is the same at the
+    proxy and at the XDMS."""
+    dep = e2e.Deployment(ctx.runner, types.SimpleNamespace(name="prom-json"))
+    ctx.extra.append(dep)
+    dep.add_user("alice", ALICE, "secret")
+    for n in ("shared-list", "presence", "rls", "proxy"):
+        dep.procs[n].options.append("access_log=json")
+        dep.procs[n].start()
+    ctx.traffic(dep)
+
+    def entries(proc):
+        out = []
+        for line in log_text(proc).splitlines():
+            if line.startswith("{"):
+                out.append(json.loads(line))
+            else:
+                expect(" ACCESS " not in line, "a text access line with access_log=json: %r" % line)
+        return out
+    proxy, xdms = entries(dep.procs["proxy"]), entries(dep.procs["shared-list"])
+    keys = ["time", "process", "peer", "method", "target", "status", "bytes", "seconds", "id",
+            "client_id"]
+    for e in proxy + xdms:
+        expect(list(e) == keys, "JSON keys %r" % list(e))
+    puts = [e for e in proxy if e["method"] == "PUT" and e["status"] == 201]
+    expect(len(puts) == 1 and puts[0]["client_id"] == CLIENT_ID and
+           puts[0]["process"] == "aggproxy" and puts[0]["target"] == DOC,
+           "proxy JSON PUT lines %r" % puts)
+    same = [e for e in xdms if e["id"] == puts[0]["id"]]
+    expect(len(same) == 1 and same[0]["method"] == "PUT" and same[0]["status"] == 201 and
+           same[0]["client_id"] is None and same[0]["process"] == "xdms(shared-list)",
+           "XDMS JSON lines for id %s: %r" % (puts[0]["id"], same))
+
+
+CHECKS = [check_promtool, check_prometheus_scrape, check_access_log_text, check_access_log_json]
+
+
+def stop_prometheus(ctx):
+    if ctx.prom is None or ctx.prom.poll() is not None:
+        return
+    os.kill(ctx.prom.pid, signal.SIGTERM)
+    try:
+        ctx.prom.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.kill(ctx.prom.pid, signal.SIGKILL)
+        ctx.prom.wait(timeout=5)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    ctx = Ctx(args)
+    passed = failed = 0
+    try:
+        for tool in ("promtool", "prometheus"):
+            expect(shutil.which(tool), "%s not found: install the Debian package prometheus" % tool)
+        ctx.dep = e2e.Deployment(ctx.runner, types.SimpleNamespace(name="prom"))
+        ctx.dep.add_user("alice", ALICE, "secret")
+        for r in e2e.XDMS_ROLES:
+            ctx.dep.procs[r].start()
+        ctx.dep.procs["proxy"].start()
+        ctx.traffic()
+        for c in CHECKS:
+            t0 = time.monotonic()
+            try:
+                c(ctx)
+                for d in [ctx.dep] + ctx.extra:
+                    d.check_alive()
+                passed += 1
+                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
+            except (Fail, e2e.CaseError, OSError, ValueError, subprocess.SubprocessError) as e:
+                failed += 1
+                print("FAIL %s (%.1fs): %s" % (c.__name__[6:], time.monotonic() - t0, e))
+            sys.stdout.flush()
+    except (Fail, e2e.CaseError, OSError) as e:
+        failed += 1
+        print("FAIL setup: %s" % e)
+    finally:
+        stop_prometheus(ctx)
+        for dep in ([ctx.dep] if ctx.dep else []) + ctx.extra:
+            problems = dep.shutdown() + dep.sanitizer_reports()
+            for msg in problems:
+                failed += 1
+                print("FAIL %s" % msg)
+            if args.keep or problems or failed:
+                print("kept %s %s" % (dep.tmp, ctx.tmp))
+            else:
+                shutil.rmtree(dep.tmp, ignore_errors=True)
+        if not (args.keep or failed):
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""End-to-end checks of certificate rotation without a restart: the HTTPS listeners of the
+Aggregation Proxy and of an XDMS take new certificate and key files on SIGHUP.
+
+    python3 tests/e2e/reload_tls.py --build build [-v] [--keep] [--filter NAME]
+
+Client threads keep doing authenticated HTTPS GETs through the proxy, each on a new connection,
+while the certificate files are replaced and SIGHUP sent: no request may fail, every connection
+made after the reload was logged presents the new certificate (by its SHA-256 fingerprint), and
+a connection established before the reload goes on with the old one. A certificate whose key
+does not match is refused and the running one stays. Prints one PASS/FAIL line per check and
+`counts: P passed, F failed`. Needs the openssl command. Standard library only.
+"""
+
+import argparse
+import hashlib
+import http.client
+import os
+import shutil
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_tls_gaa import (LOOPBACK, SANITIZER, Digest, Fail, Proc, Resp, expect,  # noqa: E402
+                           free_port, sh, tail)
+
+DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+RL_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+          b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+          b'  <list name="friends"><entry uri="sip:bob@example.com"/></list>\n'
+          b'</resource-lists>\n')
+CLIENTS = 3          # client threads during a rotation
+LOAD_SECONDS = 1.5   # load before and after the reload, each
+RELOAD_WAIT = 10     # seconds for the reload's log line
+
+
+def make_certs(d, log):
+    """A CA and two server certificates of it (a and b, own keys), plus a key that matches
+    neither (mismatch.key)."""
+    def key(name):
+        sh(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", os.path.join(d, name + ".key")], log)
+
+    key("ca")
+    sh(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, "ca.key"), "-days", "2",
+        "-subj", "/CN=XDM Rotation Test CA", "-out", os.path.join(d, "ca.pem")], log)
+    ext = os.path.join(d, "server.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    for name in ("a", "b"):
+        key(name)
+        csr = os.path.join(d, name + ".csr")
+        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
+            "-subj", "/CN=xcap %s" % name, "-out", csr], log)
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
+            "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
+    key("mismatch")
+
+
+def fingerprint(pem_path):
+    der = ssl.PEM_cert_to_DER_cert(open(pem_path).read())
+    return hashlib.sha256(der).hexdigest()
+
+
+def install(src_cert, src_key, cert, key):
+    """Replaces the live files the way a certificate tool does: new files renamed over."""
+    for src, dst in ((src_cert, cert), (src_key, key)):
+        shutil.copyfile(src, dst + ".new")
+        os.replace(dst + ".new", dst)
+
+
+class Env:
+    def __init__(self, args):
+        self.build = os.path.abspath(args.build)
+        self.verbose = args.verbose
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-reload-tls-")
+        self.data = os.path.join(self.tmp, "data")
+        os.makedirs(self.data)
+        self.logs, self.procs = [], []
+        self.certs = os.path.join(self.tmp, "certs")
+        os.makedirs(self.certs)
+        make_certs(self.certs, os.path.join(self.tmp, "openssl.log"))
+        self.ca = self.cert("ca.pem")
+        # The live files the configuration names; rotation replaces them.
+        self.live_cert, self.live_key = self.cert("live.pem"), self.cert("live.key")
+        install(self.cert("a.pem"), self.cert("a.key"), self.live_cert, self.live_key)
+        self.conf = os.path.join(self.tmp, "xdm.conf")
+        with open(self.conf, "w") as f:
+            f.write("[aggproxy]\ntls_cert = %s\ntls_key = %s\n" % (self.live_cert, self.live_key))
+            f.write("[shared-list]\ntls_cert = %s\ntls_key = %s\n"
+                    % (self.live_cert, self.live_key))
+        self.xdms_port, self.port = free_port(), free_port()
+        self.xdms = Proc(self, "shared-list", [
+            os.path.join(self.build, "xdms/xdms"), "--role", "shared-list", "--config", self.conf,
+            "--data", os.path.join(self.data, "shared-list"),
+            "--http", "%s:%d" % (LOOPBACK, self.xdms_port), "--sip", "%s:%d" % (LOOPBACK, 0),
+            "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, self.port)])
+        self.xdms.start(self.xdms_port)
+        self.procs.append(self.xdms)
+        sock = "unix:" + os.path.join(self.data, "shared-list", "xdms.sock")
+        self.proxy = Proc(self, "proxy", [
+            os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+            "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
+            "--http", "off", "--https", "%s:%d" % (LOOPBACK, self.port),
+            "--option", "shared_list_url=" + sock])
+        self.proxy.start(self.port)
+        self.procs.append(self.proxy)
+        sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data, "user", "add",
+            "sip:alice@example.com", "--password", "secret"], os.path.join(self.tmp, "xdmctl.log"))
+        self.ctx = ssl.create_default_context(cafile=self.ca)
+        r, _ = self.get(Digest("alice", "secret"), "PUT", RL_DOC)
+        expect(r.status in (200, 201), "set-up PUT: %d %s" % (r.status, r.body))
+
+    def cert(self, name):
+        return os.path.join(self.certs, name)
+
+    def get(self, auth, method="GET", body=None, port=None, conn=None):
+        """One authenticated request (a new connection unless conn is given, and one more after a
+        401); returns (Resp, the SHA-256 fingerprint of the server's certificate)."""
+        for attempt in (0, 1):
+            c = conn or http.client.HTTPSConnection(LOOPBACK, port or self.port,
+                                                    context=self.ctx, timeout=15)
+            h = {}
+            if body is not None:
+                h["Content-Type"] = "application/resource-lists+xml"
+            if auth.chal is not None:
+                h["Authorization"] = auth.header(method, DOC, body or b"")
+            c.request(method, DOC, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            fp = hashlib.sha256(c.sock.getpeercert(binary_form=True)).hexdigest()
+            if conn is None:
+                c.close()
+            resp = Resp(r.status, r.getheaders(), data)
+            if r.status != 401 or attempt == 1:
+                return resp, fp
+            auth.adopt(resp)
+        return resp, fp
+
+    def reload(self, proc):
+        """SIGHUP; waits for the reload's outcome line and returns it."""
+        start = os.path.getsize(proc.log)
+        proc.popen.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_WAIT
+        while time.monotonic() < deadline:
+            with open(proc.log, "rb") as f:
+                f.seek(start)
+                new = f.read().decode("utf-8", "replace")
+            for line in new.split("\n"):
+                if "configuration reloaded" in line or "reload refused" in line:
+                    return new
+            time.sleep(0.02)
+        raise Fail("%s logged no reload outcome within %d s:\n%s"
+                   % (proc.name, RELOAD_WAIT, tail(proc.log)))
+
+    def shutdown(self):
+        problems = []
+        for p in reversed(self.procs):
+            msg = p.stop()
+            if msg:
+                problems.append(msg)
+        for log in self.logs:
+            text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) \
+                else ""
+            for line in text.split("\n"):
+                if any(s in line for s in SANITIZER):
+                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
+                    break
+        return problems
+
+
+def rotate(env, to):
+    install(env.cert(to + ".pem"), env.cert(to + ".key"), env.live_cert, env.live_key)
+
+
+def check_proxy_rotation_under_load(env):
+    """Client threads keep doing GETs, each on a new connection, while the proxy's certificate
+    is replaced (a -> b) and SIGHUP sent: every request answers 200, connections before the
+    reload present a, every one begun after the reload's log line presents b."""
+    fp_a, fp_b = fingerprint(env.cert("a.pem")), fingerprint(env.cert("b.pem"))
+    expect(env.get(Digest("alice", "secret"))[1] == fp_a, "the proxy does not present a at first")
+    # An established connection made before the rotation.
+    keep = http.client.HTTPSConnection(LOOPBACK, env.port, context=env.ctx, timeout=15)
+    keep_auth = Digest("alice", "secret")
+    r, fp = env.get(keep_auth, conn=keep)
+    expect(r.status == 200 and fp == fp_a, "keep-alive connection: %d" % r.status)
+    results, errors = [], []
+    stop = threading.Event()
+    reloaded_at = [None]
+
+    def client():
+        auth = Digest("alice", "secret")
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                resp, fp = env.get(auth)
+                results.append((t0, resp.status, fp))
+            except Exception as e:  # any failed request fails the check
+                errors.append("%s: %s" % (type(e).__name__, e))
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(LOAD_SECONDS)
+        rotate(env, "b")
+        out = env.reload(env.proxy)
+        reloaded_at[0] = time.monotonic()
+        expect("configuration reloaded" in out and "certificate " + env.live_cert in out,
+               "proxy reload: %s" % out)
+        time.sleep(LOAD_SECONDS)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    expect(not errors, "%d request(s) failed during the rotation, first: %s"
+           % (len(errors), errors[:1]))
+    bad = [s for _, s, _ in results if s != 200]
+    expect(not bad, "statuses other than 200 during the rotation: %s" % sorted(set(bad)))
+    before = [fp for t0, _, fp in results if t0 < reloaded_at[0]]
+    after = [fp for t0, _, fp in results if t0 >= reloaded_at[0]]
+    expect(before and after, "requests before/after the reload: %d/%d" % (len(before), len(after)))
+    expect(fp_a in before, "no connection presented a before the reload")
+    expect(set(after) == {fp_b}, "after the reload %d connection(s) presented another "
+           "certificate than b" % sum(1 for fp in after if fp != fp_b))
+    # The connection established before the rotation goes on, with a.
+    r, fp = env.get(keep_auth, conn=keep)
+    keep.close()
+    expect(r.status == 200 and fp == fp_a,
+           "the established connection after the rotation: %d, %s" % (r.status,
+                                                                      "a" if fp == fp_a else fp))
+    if env.verbose:
+        print("    %d requests, %d after the reload" % (len(results), len(after)))
+
+
+def check_bad_pair_refused(env):
+    """A key that does not match the certificate: the reload is refused, the running
+    certificate stays, and new connections still succeed with it."""
+    cur = env.get(Digest("alice", "secret"))[1]
+    shutil.copyfile(env.cert("mismatch.key"), env.live_key + ".new")
+    os.replace(env.live_key + ".new", env.live_key)
+    out = env.reload(env.proxy)
+    expect("reload refused: the running configuration stays" in out, "reload: %s" % out)
+    r, fp = env.get(Digest("alice", "secret"))
+    expect(r.status == 200 and fp == cur, "after a refused reload: %d" % r.status)
+    # Repair: the pair of the current certificate again.
+    name = "a" if cur == fingerprint(env.cert("a.pem")) else "b"
+    rotate(env, name)
+
+
+def check_xdms_rotation(env):
+    """The XDMS's HTTPS listener takes the new files on SIGHUP too: a new connection presents
+    the new certificate (403 without a trusted peer, but over the new certificate)."""
+    fp_a, fp_b = fingerprint(env.cert("a.pem")), fingerprint(env.cert("b.pem"))
+
+    def probe():
+        c = http.client.HTTPSConnection(LOOPBACK, env.xdms_port, context=env.ctx, timeout=15)
+        c.request("GET", DOC)
+        r = c.getresponse()
+        r.read()
+        fp = hashlib.sha256(c.sock.getpeercert(binary_form=True)).hexdigest()
+        c.close()
+        return r.status, fp
+
+    status, before = probe()
+    expect(status == 403 and before in (fp_a, fp_b), "XDMS before: %d" % status)
+    to = "a" if before == fp_b else "b"
+    rotate(env, to)
+    out = env.reload(env.xdms)
+    expect("configuration reloaded" in out and "certificate " + env.live_cert in out,
+           "XDMS reload: %s" % out)
+    status, after = probe()
+    expect(status == 403 and after == fingerprint(env.cert(to + ".pem")),
+           "XDMS after the reload: %d, old certificate: %s" % (status, after == before))
+
+
+CHECKS = [check_proxy_rotation_under_load, check_bad_pair_refused, check_xdms_rotation]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--filter", action="append", default=[])
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("openssl"):
+        print("reload_tls: the openssl command is needed")
+        return 2
+    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
+    passed = failed = 0
+    env = None
+    try:
+        env = Env(args)
+        for c in checks:
+            t0 = time.monotonic()
+            try:
+                c(env)
+                passed += 1
+                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
+            except (Fail, OSError, http.client.HTTPException, ssl.SSLError) as e:
+                failed += 1
+                print("FAIL %s: %s" % (c.__name__[6:], e))
+            for pr in env.procs:
+                if pr.popen and pr.popen.poll() is not None:
+                    failed += 1
+                    print("FAIL %s died:\n%s" % (pr.name, tail(pr.log)))
+                    pr.popen = None
+    except (Fail, OSError, http.client.HTTPException, ssl.SSLError) as e:
+        failed += 1
+        print("FAIL setup: %s" % e)
+    finally:
+        if env:
+            for msg in env.shutdown():
+                failed += 1
+                print("FAIL %s" % msg)
+            if args.keep or failed:
+                print("kept %s" % env.tmp)
+            else:
+                shutil.rmtree(env.tmp, ignore_errors=True)
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
