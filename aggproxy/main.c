@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "proxy.h"
 #include "route.h"
+#include "sdnotify.h"
 #include "store.h"
 #include "users.h"
 #include "xdoc.h"
@@ -464,10 +465,12 @@ int main(int argc, char **argv)
     }
     if (fqdns.n)
         log_info("GAA (GBA Digest) for %zu NAF name(s), first %s", fqdns.n, fqdns.v[0]);
+    sdnotify_ready(NULL);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         aggproxy_reload(args, sections, cfg, proxy, httpd, httpsd);
+    sdnotify_stopping();
     /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
     unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
     log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);

@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "prescan.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "store.h"
 #include "usage.h"
@@ -619,10 +620,13 @@ int main(int argc, char **argv)
     log_info("xdms (%s) listening on %s://%s:%u socket %s sip %s:%u", role_name,
              tls_cert ? "https" : "http", http_host, httpd_port(httpd),
              socket_path ? socket_path : "off", sip_host, notifier_port(notifier));
+    /* Every listener is up: a unit ordered after this one (the proxy) finds the socket. */
+    sdnotify_ready(NULL);
 
     int sig = 0;
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
+    sdnotify_stopping();
     xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:
     httpd_stop(admin);

@@ -167,7 +167,12 @@ class Property:
              os.path.join(self.tmp, "data"), "--http", "127.0.0.1:%d" % self.http_port,
              "--sip", "127.0.0.1:%d" % self.sip_port, "--xcap-root",
              "http://127.0.0.1:%d/xcap-root/" % self.http_port,
-             "--option", "sip_trusted_peer=127.0.0.1"],
+             "--option", "sip_trusted_peer=127.0.0.1", "--option", "metrics=off",
+             # The source tree's XSDs, also when the build's default is an installed copy
+             # (a package build runs this test before anything is installed).
+             "--option", "schema_dir=%s" % os.path.join(
+                 os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                 "schemas")],
             stdout=self.xdms_log, stderr=subprocess.STDOUT, start_new_session=True)
         end = time.monotonic() + 20
         while True:

@@ -1,0 +1,25 @@
+/* Readiness and liveness towards systemd (sd_notify(3), a Type=notify unit with WatchdogSec=).
+ *
+ * Every function is a no-op when the process was not started with NOTIFY_SOCKET in its
+ * environment, so the servers behave the same outside systemd. Call them from the main thread
+ * only; the watchdog thread is the module's own. */
+#ifndef XDM_SDNOTIFY_H
+#define XDM_SDNOTIFY_H
+
+/* Tells the service manager the process is ready (READY=1, with STATUS=status when status is
+ * not NULL): call it once every listener is up, so that units ordered after this one start
+ * against open sockets. Then, when the unit set WatchdogSec= (WATCHDOG_USEC for this pid),
+ * starts a thread that sends WATCHDOG=1 every half interval until sdnotify_stopping().
+ * Returns 0, or -1 when the watchdog thread could not be started (logged; the process goes on
+ * and systemd will restart it when the interval passes). */
+int sdnotify_ready(const char *status);
+
+/* Sends STOPPING=1 and stops and joins the watchdog thread, if any. Call it once, when the
+ * process begins to stop; safe without a prior sdnotify_ready(). */
+void sdnotify_stopping(void);
+
+/* The watchdog ping interval in microseconds for a given WATCHDOG_USEC: half of it, at least
+ * 1 ms; 0 for 0 (no watchdog). Exposed for the unit tests. */
+unsigned long long sdnotify_ping_interval(unsigned long long watchdog_usec);
+
+#endif

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""The servers' readiness and watchdog towards systemd (sd_notify(3)), without systemd as PID 1:
+the test plays the service manager. It binds the datagram socket that NOTIFY_SOCKET names,
+starts a real xdms and a real aggproxy with it (and WATCHDOG_USEC, as systemd sets it for a unit
+with WatchdogSec=) and checks what arrives:
+
+- READY=1 once the listeners are up: at that moment the HTTP port and the UNIX-domain socket
+  already accept connections (a unit ordered after the XDMS finds its socket);
+- WATCHDOG=1 about every WATCHDOG_USEC/2 while running, none without WATCHDOG_USEC;
+- STOPPING=1 on SIGTERM, then exit status 0;
+- without NOTIFY_SOCKET the servers start and stop as before.
+
+    python3 tests/e2e/sd_notify.py --build build [-v]
+
+Prints one PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a check
+failed or a sanitizer report appears in a server's output. Every wait is bounded in time.
+Standard library only.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
+
+
+class Fail(Exception):
+    pass
+
+
+def expect(cond, what):
+    if not cond:
+        raise Fail(what)
+
+
+class Manager:
+    """The service manager's side: a datagram socket in a private directory."""
+
+    def __init__(self, tmp):
+        self.path = os.path.join(tmp, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+
+    def recv(self, timeout):
+        """One notification as a list of lines, or None when none came within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(4096)
+        except socket.timeout:
+            return None
+        return data.decode().split("\n")
+
+    def wait_for(self, line, timeout):
+        """Messages until one has `line`; returns (seconds waited, messages seen before)."""
+        start = time.monotonic()
+        seen = []
+        while True:
+            left = timeout - (time.monotonic() - start)
+            expect(left > 0, "no %s within %.1f s (got %r)" % (line, timeout, seen))
+            msg = self.recv(left)
+            expect(msg is not None, "no %s within %.1f s (got %r)" % (line, timeout, seen))
+            if line in msg:
+                return time.monotonic() - start, seen
+            seen.append(msg)
+
+    def close(self):
+        self.sock.close()
+
+
+class Server:
+    def __init__(self, argv, env, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.signalled = False
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=os.path.dirname(log_path))
+
+    def term(self):
+        """One SIGTERM, as systemd sends it (a second one is not part of the contract)."""
+        if not self.signalled and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.signalled = True
+
+    def stop(self, timeout=10):
+        self.term()
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait(5)
+            raise Fail("did not stop within %d s of SIGTERM" % timeout)
+        finally:
+            self.log.close()
+        return rc
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read()
+
+    def port(self, timeout=5):
+        """The HTTP port from the 'listening on' log line."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(rb"listening on https?://[0-9.]+:(\d+)", self.output())
+            if m:
+                return int(m.group(1))
+            time.sleep(0.02)
+        raise Fail("no 'listening on' line in the log")
+
+
+def env_with(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    env.update(extra)
+    return env
+
+
+def xdms_argv(build, data):
+    return [os.path.join(build, "xdms", "xdms"), "--role", "shared-list", "--data", data,
+            "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0"]
+
+
+def aggproxy_argv(build, data):
+    return [os.path.join(build, "aggproxy", "aggproxy"), "--data", data, "--http", "127.0.0.1:0",
+            "--option", "shared_list_url=unix:%s/sl/xdms.sock" % os.path.dirname(data)]
+
+
+def connects(family, addr):
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(addr)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def check_xdms_ready_watchdog_stopping(build, tmp):
+    mgr = Manager(tmp)
+    data = os.path.join(tmp, "sl")
+    srv = Server(xdms_argv(build, data),
+                 env_with(NOTIFY_SOCKET=mgr.path, WATCHDOG_USEC="400000"),
+                 os.path.join(tmp, "xdms.log"))
+    try:
+        _, before = mgr.wait_for("READY=1", 20)
+        expect(before == [], "messages before READY=1: %r" % before)
+        # READY=1 has arrived: both listeners must accept now, without waiting.
+        port = srv.port(1)
+        expect(connects(socket.AF_INET, ("127.0.0.1", port)), "HTTP port %d refused" % port)
+        expect(connects(socket.AF_UNIX, os.path.join(data, "xdms.sock")), "xdms.sock refused")
+        # Pings at half of 400 ms: five within 1.5 s at most, none later than 0.4 s apart.
+        gaps = []
+        t0 = time.monotonic()
+        for _ in range(5):
+            waited, others = mgr.wait_for("WATCHDOG=1", 1.0)
+            expect(others == [], "unexpected notifications %r" % others)
+            gaps.append(waited)
+        expect(time.monotonic() - t0 < 1.5, "five pings took %.2f s" % (time.monotonic() - t0))
+        expect(max(gaps[1:]) < 0.4, "a gap between pings of %.3f s (interval 0.2 s)" % max(gaps))
+        srv.term()
+        _, others = mgr.wait_for("STOPPING=1", 5)
+        expect(all(m == ["WATCHDOG=1"] for m in others), "before STOPPING=1: %r" % others)
+        rc = srv.stop()
+        expect(rc == 0, "exit status %d after SIGTERM" % rc)
+        # The watchdog thread is joined: nothing arrives after the process ended.
+        late = mgr.recv(0.3)
+        expect(late is None or late == ["WATCHDOG=1"], "after exit: %r" % late)
+        expect(mgr.recv(0.3) is None, "notifications after the process ended")
+    finally:
+        srv.stop()
+        mgr.close()
+    return srv
+
+
+def check_aggproxy_ready_no_watchdog(build, tmp):
+    mgr = Manager(tmp)
+    srv = Server(aggproxy_argv(build, os.path.join(tmp, "agg")), env_with(NOTIFY_SOCKET=mgr.path),
+                 os.path.join(tmp, "aggproxy.log"))
+    try:
+        mgr.wait_for("READY=1", 20)
+        port = srv.port(1)
+        expect(connects(socket.AF_INET, ("127.0.0.1", port)), "HTTP port %d refused" % port)
+        # No WATCHDOG_USEC: no pings.
+        msg = mgr.recv(0.6)
+        expect(msg is None, "without WATCHDOG_USEC got %r" % msg)
+        srv.term()
+        mgr.wait_for("STOPPING=1", 5)
+        rc = srv.stop()
+        expect(rc == 0, "exit status %d after SIGTERM" % rc)
+    finally:
+        srv.stop()
+        mgr.close()
+    return srv
+
+
+def check_without_notify_socket(build, tmp):
+    srv = Server(xdms_argv(build, os.path.join(tmp, "sl")), env_with(WATCHDOG_USEC="400000"),
+                 os.path.join(tmp, "plain.log"))
+    try:
+        port = srv.port(20)
+        expect(connects(socket.AF_INET, ("127.0.0.1", port)), "HTTP port %d refused" % port)
+        rc = srv.stop()
+        expect(rc == 0, "exit status %d after SIGTERM" % rc)
+        expect(b"watchdog" not in srv.output(), "a watchdog started without NOTIFY_SOCKET")
+    finally:
+        srv.stop()
+    return srv
+
+
+CHECKS = [
+    ("xdms: READY=1 after the listeners, WATCHDOG=1 every half interval, STOPPING=1",
+     check_xdms_ready_watchdog_stopping),
+    ("aggproxy: READY=1 after the listener, no WATCHDOG=1 without WATCHDOG_USEC, STOPPING=1",
+     check_aggproxy_ready_no_watchdog),
+    ("xdms without NOTIFY_SOCKET: starts and stops as before", check_without_notify_socket),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    build = os.path.abspath(os.path.join(ROOT, args.build))
+    passed = failed = 0
+    for name, check in CHECKS:
+        tmp = tempfile.mkdtemp(prefix="xdm-sdnotify-")
+        srv = None
+        try:
+            srv = check(build, tmp)
+            out = srv.output()
+            if SANITIZER_RE.search(out):
+                raise Fail("sanitizer report:\n" + out.decode(errors="replace")[-3000:])
+            print("PASS %s" % name)
+            passed += 1
+        except Fail as e:
+            print("FAIL %s: %s" % (name, e))
+            for log in sorted(os.listdir(tmp)):
+                if log.endswith(".log"):
+                    with open(os.path.join(tmp, log), "rb") as f:
+                        print("  %s:\n%s" % (log, f.read().decode(errors="replace")[-2000:]))
+            failed += 1
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
