@@ -125,12 +125,13 @@ def env_with(**extra):
 
 def xdms_argv(build, data):
     return [os.path.join(build, "xdms", "xdms"), "--role", "shared-list", "--data", data,
-            "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0"]
+            "--http", "127.0.0.1:0", "--sip", "127.0.0.1:0", "--option", "metrics=127.0.0.1:0"]
 
 
 def aggproxy_argv(build, data):
     return [os.path.join(build, "aggproxy", "aggproxy"), "--data", data, "--http", "127.0.0.1:0",
-            "--option", "shared_list_url=unix:%s/sl/xdms.sock" % os.path.dirname(data)]
+            "--option", "shared_list_url=unix:%s/sl/xdms.sock" % os.path.dirname(data),
+            "--option", "metrics=127.0.0.1:0"]
 
 
 def connects(family, addr):
