@@ -205,17 +205,6 @@ static int aggproxy_add_route(void *cls, const char *value)
 /* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
 static const char *const aggproxy_reloadable[] = {"log_level", "max_body", NULL};
 
-static void aggproxy_changed(void *cls, const char *key)
-{
-    const bool *tls_reloads = cls;
-    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
-        return;
-    for (const char *const *k = aggproxy_reloadable; *k; k++)
-        if (strcmp(*k, key) == 0)
-            return;
-    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
-}
-
 /* SIGHUP: reads the configuration again from the same --config and command line and applies
  * what may change while running; a configuration with any problem is refused whole and the
  * running one (run, as started) stays. */
@@ -248,7 +237,8 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
         config_free(cfg);
         return;
     }
-    config_diff(run, cfg, aggproxy_changed, &tls_reloads);
+    static const char *const tls_keys[] = {"tls_cert", "tls_key", NULL};
+    config_warn_restart(run, cfg, aggproxy_reloadable, tls_reloads ? tls_keys : NULL);
     if (tls)
         httpd_tls_set(httpsd, tls);
     size_t max_body = (size_t)config_u64(cfg, "max_body");

@@ -1020,3 +1020,29 @@ size_t config_diff(const struct config *a, const struct config *b,
     }
     return n;
 }
+
+struct config_restart {
+    const char *const *lists[2];
+};
+
+static bool config_listed(const char *const *list, const char *key)
+{
+    for (; list && *list; list++)
+        if (strcmp(*list, key) == 0)
+            return true;
+    return false;
+}
+
+static void config_restart_key(void *cls, const char *key)
+{
+    const struct config_restart *r = cls;
+    if (!config_listed(r->lists[0], key) && !config_listed(r->lists[1], key))
+        log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
+}
+
+void config_warn_restart(const struct config *run, const struct config *fresh,
+                         const char *const *reloadable, const char *const *also)
+{
+    struct config_restart r = {{reloadable, also}};
+    config_diff(run, fresh, config_restart_key, &r);
+}

@@ -122,6 +122,12 @@ int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, 
 size_t config_diff(const struct config *a, const struct config *b,
                    void (*fn)(void *cls, const char *key), void *cls);
 
+/* For a reload: logs a warning "KEY changed; it needs a restart" for every key whose value differs
+ * between run and fresh (config_diff) and that is in neither NULL-terminated list reloadable nor
+ * also (either may be NULL). */
+void config_warn_restart(const struct config *run, const struct config *fresh,
+                         const char *const *reloadable, const char *const *also);
+
 /* Writes one line per key of the table (name, default, help) for --help. */
 void config_keys_usage(FILE *f, const struct config_key *keys);
 

@@ -277,17 +277,6 @@ static const char *const xdms_reloadable[] = {
     "log_level",          "trusted_peer",   "sip_trusted_peer", "max_body",  "max_docs_per_user",
     "max_bytes_per_user", "max_attributes", "max_elements",     "max_depth", NULL};
 
-static void xdms_changed(void *cls, const char *key)
-{
-    const bool *tls_reloads = cls;
-    if (*tls_reloads && (strcmp(key, "tls_cert") == 0 || strcmp(key, "tls_key") == 0))
-        return;
-    for (const char *const *k = xdms_reloadable; *k; k++)
-        if (strcmp(*k, key) == 0)
-            return;
-    log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
-}
-
 /* SIGHUP: reads the configuration again from the same --config and command line, checks all of
  * it as at start, and applies what may change while running. A configuration with any problem
  * is refused whole and the running one stays. run is the configuration the process started
@@ -331,7 +320,8 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
         return;
     }
     free(sip_peers.v);
-    config_diff(run, cfg, xdms_changed, &tls_reloads);
+    static const char *const tls_keys[] = {"tls_cert", "tls_key", NULL};
+    config_warn_restart(run, cfg, xdms_reloadable, tls_reloads ? tls_keys : NULL);
     httpd_set_max_body(httpd, (size_t)config_u64(cfg, "max_body"));
     if (tls)
         httpd_tls_set(httpd, tls);
