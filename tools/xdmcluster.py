@@ -17,6 +17,7 @@ one LMDB directory DIR/ROLE instead (LMDB is multi-process), each with its own s
 Standard library only.
 """
 import argparse
+import json
 import os
 import signal
 import socket
@@ -354,8 +355,9 @@ def _alive(pid):
 
 
 def cmd_run(a):
-    c = Cluster(a.build, a.data, config=a.config, ports="default", instances=a.instances,
-                logs=False)
+    c = Cluster(a.build, a.data, config=a.config, ports=a.ports, instances=a.instances,
+                store=a.store, logs=a.logs, roles=a.roles.split(","),
+                xdms_options=a.xdms_option, proxy_options=a.proxy_option)
     stopping = []
 
     def on_signal(signum, frame):
@@ -366,17 +368,27 @@ def cmd_run(a):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        print("xdm: starting PostgreSQL primary + synchronous standby in %s/pg" % a.data,
-              file=sys.stderr, flush=True)
+        if a.store == "postgresql":
+            print("xdm: starting PostgreSQL primary + synchronous standby in %s/pg" % a.data,
+                  file=sys.stderr, flush=True)
         c.start()
         for r in c.roles:
             for s in c.xdms[r]:
                 print("xdm: %-14s HTTP %s  SIP %s:%d  socket %s" % (
                     s.name, s.http_addr, LOOPBACK, s.sip_port, s.socket), file=sys.stderr)
-        print("xdm: PostgreSQL %s" % c.pg.conninfo(), file=sys.stderr, flush=True)
+        if c.pg is not None:
+            print("xdm: PostgreSQL %s" % c.pg.conninfo(), file=sys.stderr, flush=True)
         if a.ready_file:
-            with open(a.ready_file, "w") as f:
-                f.write("ready\n")
+            # What a caller needs to reach the cluster, as JSON (tools/bench reads it).
+            info = {"proxy": c.proxy_addr,
+                    "xdms": {r: [{"http": s.http_addr, "socket": s.socket,
+                                  "sip": "%s:%d" % (LOOPBACK, s.sip_port)} for s in c.xdms[r]]
+                             for r in c.roles},
+                    "pg": c.pg.conninfo() if c.pg is not None else None}
+            tmp = a.ready_file + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(info, f)
+            os.rename(tmp, a.ready_file)
         while True:
             dead = c.dead()
             if dead:
@@ -405,7 +417,16 @@ def main():
     r.add_argument("--config", default=None, help="default DATA/xdm.conf")
     r.add_argument("--instances", type=int, default=2, choices=range(1, 10),
                    help="XDMS instances per role (default 2)")
-    r.add_argument("--ready-file", default=None, help="written once every server is ready")
+    r.add_argument("--store", choices=("postgresql", "lmdb"), default="postgresql")
+    r.add_argument("--ports", choices=("default", "free"), default="default",
+                   help="default: the proxy on 127.0.0.1:8080 (see Cluster); free: any")
+    r.add_argument("--roles", default=",".join(ROLES), help="XDMS roles to start")
+    r.add_argument("--logs", action="store_true",
+                   help="logs in DATA/logs/ instead of this process's output")
+    r.add_argument("--xdms-option", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--proxy-option", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--ready-file", default=None,
+                   help="written (JSON: the addresses) once every server is ready")
     a = ap.parse_args()
     return cmd_run(a)
 
