@@ -291,14 +291,14 @@ class Env:
         for name, rc in sorted(rcs.items()):
             if rc not in (0, -15) and not next(s for s in c.servers() if s.name == name).killed:
                 problems.append("%s exited with status %s when stopped" % (name, rc))
-        for s in c.servers():
-            for log in s.logs:
-                with open(log, "rb") as f:
-                    for line in f.read().decode("utf-8", "replace").split("\n"):
-                        if any(p in line for p in SANITIZER):
-                            problems.append("sanitizer report in %s: %s" % (
-                                os.path.basename(log), line.strip()[:300]))
-                            break
+        logs = sorted(os.path.join(c.logs, f) for f in os.listdir(c.logs)) if c.logs else []
+        for log in logs:
+            with open(log, "rb") as f:
+                for line in f.read().decode("utf-8", "replace").split("\n"):
+                    if any(p in line for p in SANITIZER):
+                        problems.append("sanitizer report in %s: %s" % (
+                            os.path.basename(log), line.strip()[:300]))
+                        break
         if (failed or problems) and (self.args.keep or self.args.verbose):
             print("    kept: %s" % self.tmp)
         elif not self.args.keep:
@@ -398,7 +398,83 @@ def check_db_failover(env, out):
         check_durable(ws, direct_read(s), "at %s" % s.name)
 
 
+def check_cluster_run(env, out):
+    """`tools/xdmcluster.py run`, as `tools/xdm run --cluster` starts it (here on free ports):
+    ready with the addresses, a document written through the proxy is seen by both instances,
+    SIGINT (Ctrl-C) stops every process it started, PostgreSQL included, and it exits 0."""
+    import json
+    import signal
+    import subprocess
+    c = env.cluster
+    ready = os.path.join(c.data, "ready.json")
+    subprocess.run([os.path.join(c.build, "tools/xdmctl"), "--data", c.data, "user", "add", XUI,
+                    "--password", PASSWORD], check=True, stdout=subprocess.DEVNULL)
+    log = os.path.join(c.data, "run.log")
+    argv = [sys.executable, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools",
+                                         "xdmcluster.py"), "run", "--build", c.build,
+            "--data", c.data, "--config", c.config, "--ports", "free", "--store", c.store,
+            "--logs", "--ready-file", ready] + ["--xdms-option=" + o for o in c.xdms_options]
+    with open(log, "wb") as lf:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(ready):
+            if p.poll() is not None or time.monotonic() > deadline:
+                with open(log, "rb") as f:
+                    raise Fail("xdmcluster.py run did not get ready (%s): %s" % (
+                        p.poll(), f.read().decode("utf-8", "replace")[-1500:]))
+            time.sleep(0.1)
+        with open(ready) as f:
+            info = json.load(f)
+        if len(info["xdms"]["shared-list"]) != 2 or (c.store == "postgresql") != bool(info["pg"]):
+            raise Fail("unexpected cluster: %s" % info)
+        cl = Client(info["proxy"])
+        st, h, b = cl.request("PUT", doc_path(1), body(1, 1), {"Content-Type": CT})
+        if st != 201 or not h.get("etag"):
+            raise Fail("PUT through the proxy: %s %r" % (st, b[:200]))
+        for inst in info["xdms"]["shared-list"]:
+            srv = type("S", (), {"socket": inst["socket"]})
+            st2, h2, b2 = direct_read(srv)(doc_path(1))
+            if st2 != 200 or h2.get("etag") != h["etag"] or b2 != body(1, 1):
+                raise Fail("GET at %s: %s ETag %s (PUT gave %s)" % (inst["socket"], st2,
+                                                                   h2.get("etag"), h["etag"]))
+        # Every PID it started, read before the stop.
+        pids = []
+        for name in ("primary", "standby"):
+            pidfile = os.path.join(c.data, "pg", name, "postmaster.pid")
+            if os.path.exists(pidfile):
+                with open(pidfile) as f:
+                    pids.append(int(f.readline()))
+        pids += [int(x) for x in subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(p.pid)], stdout=subprocess.PIPE,
+            text=True).stdout.split()]
+        if len(pids) != 7 + (2 if c.store == "postgresql" else 0):
+            raise Fail("expected 7 servers (+ 2 PostgreSQL), found PIDs %s" % pids)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=60)
+        if rc != 0:
+            raise Fail("xdmcluster.py run exited %s after SIGINT" % rc)
+        left = [pid for pid in pids if xdmcluster._alive(pid)]
+        if left:
+            raise Fail("still running after the stop: %s" % left)
+        out.append("started 7 servers%s; stopped by SIGINT in %.1fs" % (
+            " and PostgreSQL primary + standby" if c.store == "postgresql" else "",
+            time.monotonic() - t0))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+            for s in subprocess.run(["ps", "-o", "pid=", "--ppid", str(p.pid)],
+                                    stdout=subprocess.PIPE, text=True).stdout.split():
+                os.kill(int(s), signal.SIGKILL)
+        if os.path.isdir(os.path.join(c.data, "pg")):
+            xdmcluster.pglocal.PgCluster(os.path.join(c.data, "pg")).stop()
+
+
 CHECKS = [
+    ("cluster-run", check_cluster_run, ("lmdb", "postgresql")),
     ("instance-kill", check_instance_kill, ("lmdb", "postgresql")),
     ("db-failover", check_db_failover, ("postgresql",)),
 ]
