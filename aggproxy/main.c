@@ -55,7 +55,8 @@ static const struct config_key aggproxy_keys[] = {
      "longest wait for a connection to an XDMS instance; then the next instance is tried"},
     {"upstream_check_interval", CONFIG_UINT, UPSTREAM_CHECK_INTERVAL_MIN,
      UPSTREAM_CHECK_INTERVAL_MAX, UPSTREAM_CHECK_INTERVAL_DEFAULT, NULL, 0, NULL,
-     "milliseconds between health checks of every XDMS instance (also their time limit)"},
+     "milliseconds between health checks of the instances of multi-URL upstream lists (also "
+     "their time limit)"},
     {"max_response", CONFIG_SIZE, 1, 1ull << 32, "16M", NULL, 0, NULL,
      "largest XDMS response relayed"},
     {"shared_list_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
