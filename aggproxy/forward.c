@@ -13,6 +13,8 @@
 #define RESP_HEADERS_MAX 16
 #define RESP_HEADER_VALUE_MAX 8192
 #define URL_MAX 16384
+/* Connections kept per curl handle (at least the most distinct upstream instances). */
+#define FORWARD_MAX_CONNECTS 64
 
 struct forward {
     pthread_key_t handle_key; /* this thread's CURL * */
@@ -337,6 +339,9 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
      * XDM-4 traffic (and curl then skips reading the environment on every request). */
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* One kept connection per upstream instance and thread: curl's default cache of 5 would
+     * close and reopen connections once a proxy routes to more instances than that. */
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, (long)FORWARD_MAX_CONNECTS);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     unsigned timeout_ms = rq->timeout_ms ? rq->timeout_ms : fw->timeout_ms;
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
