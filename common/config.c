@@ -760,6 +760,22 @@ int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, 
     return 0;
 }
 
+const char *config_where(const struct config *cfg, const char *key, const char *value, char *out,
+                         size_t len)
+{
+    const struct config_item *found = NULL;
+    for (size_t i = 0; i < cfg->n_items && !found; i++)
+        if (cfg->items[i].value == value && strcmp(cfg->items[i].key, key) == 0)
+            found = &cfg->items[i];
+    if (!found)
+        snprintf(out, len, "the default");
+    else if (found->file)
+        snprintf(out, len, "%s:%d", found->file, found->line);
+    else
+        snprintf(out, len, "the command line");
+    return out;
+}
+
 void config_keys_usage(FILE *f, const struct config_key *keys)
 {
     for (const struct config_key *k = keys; k && k->name; k++)
