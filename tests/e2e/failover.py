@@ -314,8 +314,9 @@ def check_instance_kill(env, out):
         victim = c.xdms["shared-list"][0]
         t_kill = time.monotonic()
         c.kill(victim)
-        # Keep writing on the survivor for a while.
+        # Keep writing on the survivor for a while: at least 2 s and 80 more acknowledged PUTs.
         wait_acks(ws, sum(len(w.acked()) for w in ws) + 80, 20)
+        time.sleep(max(0.0, t_kill + 2 - time.monotonic()))
     finally:
         join(ws, stop)
     bad = []
@@ -335,8 +336,8 @@ def check_instance_kill(env, out):
         raise Fail("; ".join(bad[:6]))
     failed = sum(1 for w in ws for e in w.log if e[1] not in (200, 201))
     after = sum(1 for w in ws for e in w.acked() if e[3] > t_kill)
-    out.append("%d PUTs acknowledged (%d after the kill), %d failed at the kill" % (
-        sum(len(w.acked()) for w in ws), after, failed))
+    out.append("%d PUTs acknowledged (%d after the kill), %d failed at the kill (%s)" % (
+        sum(len(w.acked()) for w in ws), after, failed, statuses(ws)))
     check_durable(ws, Client(c.proxy_addr).request_get, "through the proxy")
     # The killed instance comes back and sees the same documents (one shared store).
     c.restart(victim)
