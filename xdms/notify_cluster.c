@@ -391,6 +391,21 @@ void notify_cluster_takeover(struct notifier *n, bool force)
                           n->instance, strlen(n->instance));
     if (rc == STORE_OK)
         rc = notify_leases_read(t, leases);
+    void *mine = NULL;
+    size_t mine_len = 0;
+    enum store_rc own = rc == STORE_OK ? store_kv_get(t, NOTIFY_LEASE_TABLE, n->instance,
+                                                      strlen(n->instance), &mine, &mine_len)
+                                       : rc;
+    free(mine);
+    if (own == STORE_NOTFOUND) {
+        /* We were declared dead ourselves: nothing to take, ours are gone too. */
+        store_txn_abort(t);
+        free(leases);
+        notify_cluster_lost(n);
+        return;
+    }
+    if (rc == STORE_OK)
+        rc = own;
     if (rc == STORE_OK)
         rc = store_kv_scan(t, NOTIFY_TABLE, NULL, 0, notify_takeover_one, &c);
     if (rc == STORE_OK && c.failed)
