@@ -353,6 +353,7 @@ static enum gba_rc gba_from_store(enum store_rc rc)
     case STORE_FULL:
     case STORE_INVALID:
     case STORE_ERROR:
+    case STORE_UNAVAILABLE:
         return GBA_ERROR;
     }
     return GBA_ERROR;

@@ -170,6 +170,7 @@ static enum users_rc from_store(enum store_rc rc)
     case STORE_FULL:
     case STORE_INVALID:
     case STORE_ERROR:
+    case STORE_UNAVAILABLE:
         return USERS_ERROR;
     }
     return USERS_ERROR;

@@ -1,17 +1,34 @@
-/* The one storage interface (DESIGN §4). Everything above it speaks to LMDB only through these
- * functions; MDB_val data never leaves store.c (it dies with its transaction): every value handed
- * out is a copy the caller owns, or a view valid only inside a callback.
+/* The one storage interface (DESIGN §4). Everything above it speaks to the database only through
+ * these functions; no backend type ever leaves the store (store.c dispatches to store_lmdb.c or
+ * store_pg.c): every value handed out is a copy the caller owns, or a view valid only inside a
+ * callback. The engine, the usages, the notifier and xdmctl do not know which backend runs.
  *
- * One store is one LMDB environment in one directory. Several processes may open the same
- * directory at once (the servers and xdmctl); LMDB serialises writers. A write transaction is
- * committed durably (fsync) before store_txn_commit() returns, so a 2xx may be sent after it.
+ * Two backends (store_options.backend):
+ *   LMDB        one environment in one directory. Several processes may open the same directory
+ *               at once (the servers and xdmctl); LMDB serialises writers.
+ *   PostgreSQL  one database (or schema) named by a libpq connection string, shared by any number
+ *               of processes on any hosts. Write transactions take one transaction-scoped advisory
+ *               lock first, so that, as on LMDB, one writer runs at a time across all of them:
+ *               what a writer reads (an ETag it compares with If-Match) is still true when it
+ *               commits, and the counters below are assigned in commit order. Read transactions
+ *               are REPEATABLE READ READ ONLY: one snapshot.
+ * A write transaction is committed durably before store_txn_commit() returns (LMDB: fsync;
+ * PostgreSQL: the commit record flushed, synchronous_commit as configured on the server), so a
+ * 2xx may be sent after it.
  *
  * Tables always present:
  *   docs     key auid \0 tree \0 xui \0 path -> record (etag, mtime, bytes)
  *   meta     instance id, ETag counter, change-log sequence and size
- *   changes  seq (8 bytes big-endian) -> change record
+ *   changes  seq -> change record
  *   quota    xui -> bytes of that user's documents (the "users" tree, every AUID)
  * plus the extra named tables given to store_open() (generic key/value, e.g. "users", "subs").
+ * Listings are in key order, the byte order of the keys on both backends.
+ *
+ * Change-log order: the sequence number comes from a counter in meta, incremented by
+ * store_change_append() inside the writing transaction while it holds the writer lock (LMDB's
+ * writer mutex; PostgreSQL's advisory lock, held until the commit). The next writer can only take
+ * the lock after that commit, so sequence numbers are gap-free at commit and follow commit order
+ * across every process writing to the store; pruning removes only the oldest.
  *
  * Bounds (invariants after every committed write):
  *   - the change log holds at most change_retention records and about change_max_bytes bytes,
@@ -22,12 +39,20 @@
  *   - quota holds, for every user, exactly the sum of the lengths of its documents: kept by
  *     store_doc_put() and store_doc_del() in the writing transaction, built from the documents
  *     on the first write to a store made before the table existed.
- *   - store_space_check() refuses writes that would take the map's used pages above the high-water
- *     mark, so that the pages above it remain for deletions (which need free pages too).
+ *   - LMDB: store_space_check() refuses writes that would take the map's used pages above the
+ *     high-water mark, so that the pages above it remain for deletions (which need free pages
+ *     too). PostgreSQL has no map: the check always passes (the database's disk is watched
+ *     outside the store).
+ *   - PostgreSQL: at most pg_pool_size connections per handle (plus one listener for
+ *     store_wake_fd()); a transaction waits at most pg_timeout seconds for a connection and each
+ *     statement at most pg_timeout seconds, else STORE_UNAVAILABLE. A broken connection is
+ *     dropped and made again on its next use (a multi-host conninfo with
+ *     target_session_attrs=read-write then finds a promoted standby).
  *
  * Thread-safety: a struct store is shared by all threads; a transaction belongs to the thread that
- * began it. At most one write transaction is open at a time (others wait in store_txn_begin).
- * Every function returns an enum store_rc; a failed transaction must be aborted, never continued.
+ * began it. At most one write transaction is open at a time (others wait in store_txn_begin; on
+ * PostgreSQL at the lock, up to pg_timeout). Every function returns an enum store_rc; a failed
+ * transaction must be aborted, never continued.
  */
 #ifndef XDM_STORE_H
 #define XDM_STORE_H
@@ -40,10 +65,12 @@
 
 enum store_rc {
     STORE_OK = 0,
-    STORE_NOTFOUND, /* no such key */
-    STORE_FULL,     /* the map size or its high-water mark is reached */
-    STORE_INVALID,  /* bad argument (e.g. key too long) */
-    STORE_ERROR,    /* I/O or LMDB failure; logged by store.c */
+    STORE_NOTFOUND,    /* no such key */
+    STORE_FULL,        /* the map size or its high-water mark is reached */
+    STORE_INVALID,     /* bad argument (e.g. key too long) */
+    STORE_ERROR,       /* I/O or database failure; logged by the store */
+    STORE_UNAVAILABLE, /* PostgreSQL: the database did not answer within pg_timeout or the
+                          connection was lost; logged; a retry later may succeed (503) */
 };
 
 struct store;
@@ -54,25 +81,43 @@ struct store_txn;
     "Insufficient storage: the document store of this server is full. Deleting documents frees "   \
     "space (DELETE is still accepted); other writes are refused until then."
 
+enum store_backend { STORE_BACKEND_LMDB = 0, STORE_BACKEND_POSTGRESQL };
+
+#define STORE_PG_DEFAULT_POOL 4
+#define STORE_PG_DEFAULT_TIMEOUT 5
+#define STORE_PG_MAX_POOL 256
+#define STORE_PG_MAX_TIMEOUT 3600
+
 struct store_options {
-    uint64_t map_size;         /* bytes; 0 = default (1 GiB) */
-    uint64_t change_retention; /* change records kept; older ones are pruned; 0 = default 100000 */
-    uint64_t change_max_bytes; /* bytes of change records kept; 0 = map_size / 8 */
-    uint64_t change_max_age;   /* seconds a change record is kept; 0 = no age bound */
-    unsigned high_water;       /* percent of the map writes may fill (store_space_check());
-                                  0 = default 90; at most 99 */
-    const char *const *tables; /* NULL-terminated extra table names, or NULL */
-    bool read_only;            /* open an existing environment for reading only: nothing is
-                                  created, pruned or grown (for xdmctl while the servers run);
-                                  STORE_NOTFOUND when dir or one of the tables is missing, and
-                                  write transactions fail */
+    enum store_backend backend; /* LMDB (default): dir names the environment; PostgreSQL: dir
+                                   is not used */
+    const char *pg_conninfo;    /* PostgreSQL: libpq connection string (several hosts and
+                                   target_session_attrs allowed); required */
+    unsigned pg_pool_size;      /* PostgreSQL: connections; 0 = STORE_PG_DEFAULT_POOL; at most
+                                   STORE_PG_MAX_POOL */
+    unsigned pg_timeout;        /* PostgreSQL: seconds a transaction waits for a connection and a
+                                   statement runs at most; 0 = STORE_PG_DEFAULT_TIMEOUT; at most
+                                   STORE_PG_MAX_TIMEOUT */
+    uint64_t map_size;          /* bytes; 0 = default (1 GiB) */
+    uint64_t change_retention;  /* change records kept; older ones are pruned; 0 = default 100000 */
+    uint64_t change_max_bytes;  /* bytes of change records kept; 0 = map_size / 8 */
+    uint64_t change_max_age;    /* seconds a change record is kept; 0 = no age bound */
+    unsigned high_water;        /* percent of the map writes may fill (store_space_check());
+                                   0 = default 90; at most 99 */
+    const char *const *tables;  /* NULL-terminated extra table names, or NULL */
+    bool read_only;             /* open an existing environment for reading only: nothing is
+                                   created, pruned or grown (for xdmctl while the servers run);
+                                   STORE_NOTFOUND when dir or one of the tables is missing, and
+                                   write transactions fail */
 };
 
 /* Space used by a store, for the high-water check, logs and tests. */
 struct store_usage {
-    uint64_t map_bytes;      /* size of the map */
-    uint64_t used_bytes;     /* pages in use (not on LMDB's free list) times the page size */
-    uint64_t limit_bytes;    /* the high-water mark: map_bytes * high_water / 100 */
+    uint64_t map_bytes;      /* size of the map (PostgreSQL: the database's size on disk) */
+    uint64_t used_bytes;     /* pages in use (not on LMDB's free list) times the page size
+                                (PostgreSQL: the database's size, pg_database_size()) */
+    uint64_t limit_bytes;    /* the high-water mark: map_bytes * high_water / 100 (PostgreSQL:
+                                map_bytes, as there is no mark) */
     uint64_t change_records; /* records in the change log */
     uint64_t change_bytes;   /* their total size */
     uint64_t documents;      /* documents stored (both trees) */
@@ -119,7 +164,11 @@ struct store_change {
     size_t detail_len;
 };
 
-/* Opens (creating when missing, with mode 0700) the environment in dir. */
+/* LMDB: opens (creating when missing, with mode 0700) the environment in dir. PostgreSQL:
+ * connects to opts->pg_conninfo and creates or migrates the schema (under an advisory lock, so
+ * that instances starting together do not race); read_only creates nothing (STORE_NOTFOUND when
+ * the schema is missing). STORE_UNAVAILABLE when the database does not answer within pg_timeout,
+ * STORE_ERROR (logged) when its schema is newer than this program's. */
 enum store_rc store_open(const char *dir, const struct store_options *opts, struct store **out);
 void store_close(struct store *s);
 /* Random identifier made when the environment was created (hex). Borrowed. */
@@ -172,12 +221,25 @@ enum store_rc store_change_read(struct store_txn *t, uint64_t after,
 /* Sequence of the newest record (0 when the log is empty). */
 enum store_rc store_change_last(struct store_txn *t, uint64_t *out);
 
+/* Cross-process wake-up. store_wake_fd() returns a descriptor that becomes readable after a
+ * change-log record was committed by any process (PostgreSQL: a listener connection that LISTENs
+ * to the channel the appending transaction NOTIFYs, delivered at its commit), or -1 when there is
+ * none (LMDB; or the listener cannot connect right now): the caller then polls the change log.
+ * After the descriptor became readable, call store_wake_drain() (which consumes the wake-ups and
+ * reconnects a lost listener), then read the change log — it is the truth, a wake-up only says
+ * "look"; wake-ups lost while the listener was disconnected are covered by that read. The
+ * descriptor may change after store_wake_drain(): call store_wake_fd() again each time. Both are
+ * for one thread at a time (the notifier's); neither blocks longer than pg_timeout. */
+int store_wake_fd(struct store *s);
+void store_wake_drain(struct store *s);
+
 /* Online backup: copies the environment in src_dir into the existing directory dst_dir (which
  * must hold no data.mdb) as LMDB's compacting copy (mdb_env_copy2 with MDB_CP_COMPACT): one read
  * transaction, so the copy is exactly the state of one commit, while other processes keep writing.
  * Opens src_dir read-only and creates nothing there (STORE_NOTFOUND when it holds no data.mdb).
  * The copy is fsync'ed before this returns. */
 enum store_rc store_copy(const char *src_dir, const char *dst_dir);
+/* (store_copy() and store_in_use() are LMDB operations on directories.) */
 /* Whether a process has the environment in dir open (it holds LMDB's lock on dir/lock.mdb):
  * STORE_OK and *out set, STORE_ERROR when the lock cannot be tested. */
 enum store_rc store_in_use(const char *dir, bool *out);

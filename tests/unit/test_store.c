@@ -1,5 +1,7 @@
-/* Unit tests of the LMDB store (common/store.h). Every test works in its own mkdtemp directory
- * under /tmp and removes it. */
+/* Unit tests of the store (common/store.h). Every test works in its own mkdtemp directory under
+ * /tmp and removes it. The backend-neutral tests run on LMDB, then a second time on PostgreSQL when
+ * XDM_TEST_PG_CONNINFO names a database (tools/xdm test starts one): each test there in a schema
+ * of its own, dropped after it. */
 #include "unit.h"
 
 #include <assert.h>
@@ -17,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+#include <libpq-fe.h>
 #include <lmdb.h>
 
 #include "store.h"
@@ -39,10 +43,62 @@ static void make_tmpdir(char dir[64])
     CU_ASSERT_FATAL(mkdtemp(dir) != NULL);
 }
 
+/* PostgreSQL suite: the conninfo of the running test's schema ("" while LMDB runs). */
+static char g_pg[1024];
+static unsigned g_pg_schemas;
+
+/* store_open() on the backend of the running suite. */
+static enum store_rc test_store_open(const char *dir, const struct store_options *opts,
+                                     struct store **out)
+{
+    struct store_options o = opts != NULL ? *opts : (struct store_options){0};
+    if (g_pg[0] != '\0') {
+        o.backend = STORE_BACKEND_POSTGRESQL;
+        o.pg_conninfo = g_pg;
+    }
+    return store_open(dir, &o, out);
+}
+
+/* Runs one SQL command on the test database (outside any store); returns 0 on success. */
+static int pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("XDM_TEST_PG_CONNINFO"));
+    int rc = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PQclear(PQexec(c, "SET client_min_messages = warning"));
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
+        if (rc != 0)
+            fprintf(stderr, "pg_admin %s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+static void pg_setup(void)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA xdm_test_%d_%u", (int)getpid(), ++g_pg_schemas);
+    if (pg_admin(sql) != 0)
+        return;
+    snprintf(g_pg, sizeof g_pg, "%s options='-csearch_path=xdm_test_%d_%u'",
+             getenv("XDM_TEST_PG_CONNINFO"), (int)getpid(), g_pg_schemas);
+}
+
+static void pg_teardown(void)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS xdm_test_%d_%u CASCADE", (int)getpid(),
+             g_pg_schemas);
+    pg_admin(sql);
+    g_pg[0] = '\0';
+}
+
 static struct store *open_store(const char *dir, const struct store_options *opts)
 {
     struct store *s = NULL;
-    CU_ASSERT_EQUAL_FATAL(store_open(dir, opts, &s), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(test_store_open(dir, opts, &s), STORE_OK);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     return s;
 }
@@ -785,6 +841,10 @@ static void test_user_bytes(void)
     CU_ASSERT_EQUAL(put_doc(s, &a2, "abcde", etag), STORE_OK);
     store_close(s);
 
+    if (g_pg[0] != '\0') { /* the rest makes stores of older LMDB versions */
+        rm_rf(dir);
+        return;
+    }
     /* A store of an older version: no counts, no change-log size, a version 1 change record.
      * Opening builds the table. */
     make_old_store(dir);
@@ -1046,10 +1106,10 @@ static void test_kv_tables(void)
     static const char *const twice[] = {"a", "a", NULL};
     struct store *bad = NULL;
     opts.tables = clash;
-    CU_ASSERT_EQUAL(store_open(dir, &opts, &bad), STORE_INVALID);
+    CU_ASSERT_EQUAL(test_store_open(dir, &opts, &bad), STORE_INVALID);
     CU_ASSERT_PTR_NULL(bad);
     opts.tables = twice;
-    CU_ASSERT_EQUAL(store_open(dir, &opts, &bad), STORE_INVALID);
+    CU_ASSERT_EQUAL(test_store_open(dir, &opts, &bad), STORE_INVALID);
     CU_ASSERT_PTR_NULL(bad);
     rm_rf(dir);
 }
@@ -1086,8 +1146,10 @@ static void test_reopen_persistence(void)
     snprintf(dir, sizeof dir, "%s/var/presence", base);
     struct store *s = open_store(dir, NULL);
     struct stat st;
-    CU_ASSERT_EQUAL_FATAL(stat(dir, &st), 0);
-    CU_ASSERT_EQUAL(st.st_mode & 0777, 0700);
+    if (g_pg[0] == '\0') {
+        CU_ASSERT_EQUAL_FATAL(stat(dir, &st), 0);
+        CU_ASSERT_EQUAL(st.st_mode & 0777, 0700);
+    }
     char id[32];
     snprintf(id, sizeof id, "%s", store_instance_id(s));
     struct doc_key k = key_of("pidf-manipulation", "users", "sip:alice@example.com", "index");
@@ -1104,6 +1166,10 @@ static void test_reopen_persistence(void)
     store_doc_release(&d);
     store_close(s);
 
+    if (g_pg[0] != '\0') { /* the rest is about directories */
+        rm_rf(base);
+        return;
+    }
     /* A path that exists but is a file is refused. */
     char file[160];
     snprintf(file, sizeof file, "%s/plain", base);
@@ -1548,6 +1614,350 @@ static void test_read_only(void)
     rm_rf(base);
 }
 
+/* ---- tests of several processes on one database (PostgreSQL), and of the wake-up ---- */
+
+/* LMDB has no cross-process wake-up: callers poll. */
+static void test_wake_lmdb(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *s = open_store(dir, NULL);
+    CU_ASSERT_EQUAL(store_wake_fd(s), -1);
+    store_wake_drain(s);
+    store_close(s);
+    rm_rf(dir);
+}
+
+#define RACE_ROUNDS 20
+
+struct race_ctx {
+    struct store *s;
+    const char *expect; /* the ETag both "requests" carry in If-Match */
+    pthread_barrier_t *start;
+    enum store_rc rc; /* of the put + commit, or STORE_OK when the check refused */
+    bool won;
+};
+
+/* One If-Match request: check the ETag, then write, in one write transaction. */
+static void *race_writer(void *arg)
+{
+    struct race_ctx *c = arg;
+    pthread_barrier_wait(c->start);
+    struct store_txn *t;
+    c->won = false;
+    c->rc = store_txn_begin(c->s, true, &t);
+    if (c->rc != STORE_OK)
+        return NULL;
+    struct doc_key k = key_of("rls-services", "users", "sip:a@x", "index");
+    struct store_doc d;
+    c->rc = store_doc_get(t, &k, &d);
+    if (c->rc != STORE_OK) {
+        store_txn_abort(t);
+        return NULL;
+    }
+    bool match = strcmp(d.etag, c->expect) == 0;
+    store_doc_release(&d);
+    if (!match) { /* 412 */
+        store_txn_abort(t);
+        return NULL;
+    }
+    char etag[STORE_ETAG_MAX];
+    c->rc = store_doc_put(t, &k, "<new/>", 6, etag);
+    if (c->rc != STORE_OK) {
+        store_txn_abort(t);
+        return NULL;
+    }
+    c->rc = store_txn_commit(t);
+    c->won = c->rc == STORE_OK;
+    return NULL;
+}
+
+/* Two handles on one database are two XDMS instances: two requests racing with the same If-Match
+ * give exactly one write, every round. */
+static void test_pg_if_match_race(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *a = open_store(dir, NULL), *b = open_store(dir, NULL);
+    CU_ASSERT_STRING_EQUAL(store_instance_id(a), store_instance_id(b));
+    struct doc_key k = key_of("rls-services", "users", "sip:a@x", "index");
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL_FATAL(put_doc(a, &k, "<old/>", etag), STORE_OK);
+    int single = 0;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, 2);
+        struct race_ctx ca = {.s = a, .expect = etag, .start = &start};
+        struct race_ctx cb = {.s = b, .expect = etag, .start = &start};
+        pthread_t ta, tb;
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&ta, NULL, race_writer, &ca), 0);
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&tb, NULL, race_writer, &cb), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&start);
+        CU_ASSERT_EQUAL(ca.rc, STORE_OK);
+        CU_ASSERT_EQUAL(cb.rc, STORE_OK);
+        single += (ca.won ? 1 : 0) + (cb.won ? 1 : 0) == 1;
+        struct store_doc d;
+        CU_ASSERT_EQUAL_FATAL(get_doc(b, &k, &d), STORE_OK);
+        snprintf(etag, sizeof etag, "%s", d.etag);
+        store_doc_release(&d);
+    }
+    CU_ASSERT_EQUAL(single, RACE_ROUNDS);
+    store_close(a);
+    store_close(b);
+    rm_rf(dir);
+}
+
+#define SEQ_WRITES 40
+
+struct seq_ctx {
+    struct store *s;
+    int failures;
+};
+
+/* Writes one document SEQ_WRITES times, each write with its change record (prev -> new ETag). */
+static void *seq_writer(void *arg)
+{
+    struct seq_ctx *c = arg;
+    struct doc_key k = key_of("resource-lists", "users", "sip:a@x", "index");
+    for (int i = 0; i < SEQ_WRITES; i++) {
+        struct store_txn *t;
+        if (store_txn_begin(c->s, true, &t) != STORE_OK) {
+            c->failures++;
+            continue;
+        }
+        struct store_doc d;
+        char prev[STORE_ETAG_MAX] = "", etag[STORE_ETAG_MAX];
+        if (store_doc_get(t, &k, &d) == STORE_OK) {
+            snprintf(prev, sizeof prev, "%s", d.etag);
+            store_doc_release(&d);
+        }
+        struct store_change ch = {.kind = STORE_CHANGE_PUT, .key = k, .prev_etag = prev};
+        if (store_doc_put(t, &k, "<l/>", 4, etag) != STORE_OK ||
+            (ch.new_etag = etag, store_change_append(t, &ch)) != STORE_OK) {
+            store_txn_abort(t);
+            c->failures++;
+            continue;
+        }
+        if (store_txn_commit(t) != STORE_OK)
+            c->failures++;
+    }
+    return NULL;
+}
+
+struct seq_check {
+    uint64_t next_seq;
+    char last_etag[STORE_ETAG_MAX];
+    char etags[2 * SEQ_WRITES][STORE_ETAG_MAX];
+    int n;
+    int gaps, breaks, dups;
+};
+
+static int seq_visit(void *cls, const struct store_change *c)
+{
+    struct seq_check *k = cls;
+    k->gaps += c->seq != k->next_seq;
+    k->next_seq = c->seq + 1;
+    k->breaks += strcmp(c->prev_etag, k->last_etag) != 0;
+    snprintf(k->last_etag, sizeof k->last_etag, "%s", c->new_etag);
+    for (int i = 0; i < k->n; i++)
+        k->dups += strcmp(k->etags[i], c->new_etag) == 0;
+    if (k->n < 2 * SEQ_WRITES)
+        snprintf(k->etags[k->n++], STORE_ETAG_MAX, "%s", c->new_etag);
+    return 0;
+}
+
+/* Writers on two handles (two instances) commit concurrently: the change log is gap-free, in
+ * commit order (each record's previous ETag is the one before it: the xcap-diff chain), and no
+ * ETag repeats. */
+static void test_pg_seq_order(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct seq_ctx a = {.s = open_store(dir, NULL)}, b = {.s = open_store(dir, NULL)};
+    pthread_t ta, tb;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&ta, NULL, seq_writer, &a), 0);
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&tb, NULL, seq_writer, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CU_ASSERT_EQUAL(a.failures + b.failures, 0);
+    struct seq_check k = {.next_seq = 1};
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(a.s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_change_read(t, 0, seq_visit, &k), STORE_OK);
+    store_txn_abort(t);
+    CU_ASSERT_EQUAL(k.n, 2 * SEQ_WRITES);
+    CU_ASSERT_EQUAL(k.next_seq, 2 * SEQ_WRITES + 1);
+    CU_ASSERT_EQUAL(k.gaps, 0);
+    CU_ASSERT_EQUAL(k.breaks, 0);
+    CU_ASSERT_EQUAL(k.dups, 0);
+    store_close(a.s);
+    store_close(b.s);
+    rm_rf(dir);
+}
+
+/* The pid of the postmaster serving the test database (the parent of our backend). */
+static pid_t pg_postmaster(void)
+{
+    PGconn *c = PQconnectdb(getenv("XDM_TEST_PG_CONNINFO"));
+    pid_t pm = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", PQbackendPID(c));
+        FILE *f = fopen(path, "r");
+        if (f != NULL && fgets(buf, sizeof buf, f) != NULL) {
+            const char *p = strrchr(buf, ')');
+            int ppid;
+            if (p != NULL && sscanf(p + 2, "%*c %d", &ppid) == 1)
+                pm = ppid;
+        }
+        if (f != NULL)
+            fclose(f);
+    }
+    PQfinish(c);
+    return pm;
+}
+
+/* Sends sig to the postmaster and all its children (SIGSTOP: children first). */
+static void pg_signal_all(pid_t pm, int sig)
+{
+    if (sig != SIGSTOP)
+        kill(pm, sig);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        int pid = atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        int ppid = -1;
+        if (fgets(buf, sizeof buf, f) != NULL) {
+            const char *p = strrchr(buf, ')');
+            if (p == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1)
+                ppid = -1;
+        }
+        fclose(f);
+        if (ppid == pm)
+            kill(pid, sig);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (sig == SIGSTOP)
+        kill(pm, sig);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A database that stops answering costs a transaction at most pg_timeout: STORE_UNAVAILABLE, no
+ * hang; when it answers again the same handle works without being reopened. */
+static void test_pg_unavailable(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store_options o = {.pg_timeout = 1, .pg_pool_size = 2};
+    struct store *s = open_store(dir, &o);
+    struct doc_key k = key_of("a", "users", "u", "index");
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<a/>", etag), STORE_OK);
+    pid_t pm = pg_postmaster();
+    CU_ASSERT_FATAL(pm > 1);
+    pg_signal_all(pm, SIGSTOP);
+    double t0 = now_s();
+    struct store_doc d;
+    enum store_rc on_pooled = get_doc(s, &k, &d); /* an open connection, no answer */
+    double t1 = now_s();
+    enum store_rc on_new = put_doc(s, &k, "<b/>", etag); /* a new connection, no answer */
+    double t2 = now_s();
+    pg_signal_all(pm, SIGCONT);
+    CU_ASSERT_EQUAL(on_pooled, STORE_UNAVAILABLE);
+    CU_ASSERT_EQUAL(on_new, STORE_UNAVAILABLE);
+    CU_ASSERT(t1 - t0 < 2.5);
+    CU_ASSERT(t2 - t1 < 2.5);
+    /* Back: the next transaction reconnects. */
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<c/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(get_doc(s, &k, &d), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(d.data, "<c/>");
+    store_doc_release(&d);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* Connections lost while idle (the server restarted, or an administrator ended them) are made
+ * again on their next use: the first transaction after that already succeeds. */
+static void test_pg_reconnect(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *s = open_store(dir, NULL);
+    struct doc_key k = key_of("a", "users", "u", "index");
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<a/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(pg_admin("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                                   "WHERE query NOT LIKE '%pg_terminate_backend%' AND "
+                                   "backend_type = 'client backend' AND datname = "
+                                   "current_database()"),
+                          0);
+    struct store_doc d;
+    CU_ASSERT_EQUAL(get_doc(s, &k, &d), STORE_OK);
+    store_doc_release(&d);
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<b/>", etag), STORE_OK);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* The wake-up descriptor of one handle becomes readable when another handle commits a change;
+ * after a drain it is quiet again. */
+static void test_pg_wake(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *a = open_store(dir, NULL), *b = open_store(dir, NULL);
+    int fd = store_wake_fd(a);
+    CU_ASSERT_FATAL(fd >= 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    CU_ASSERT_EQUAL(poll(&p, 1, 100), 0);
+    struct store_txn *t;
+    struct doc_key k = key_of("a", "users", "u", "index");
+    struct store_change c = {.kind = STORE_CHANGE_PUT, .key = k, .prev_etag = "", .new_etag = "1"};
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(b, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_change_append(t, &c), STORE_OK);
+    /* Not before the commit. */
+    CU_ASSERT_EQUAL(poll(&p, 1, 200), 0);
+    CU_ASSERT_EQUAL(store_txn_commit(t), STORE_OK);
+    CU_ASSERT_EQUAL(poll(&p, 1, 5000), 1);
+    store_wake_drain(a);
+    p.fd = store_wake_fd(a);
+    CU_ASSERT_EQUAL(poll(&p, 1, 100), 0);
+    /* A write without a change record wakes no one. */
+    CU_ASSERT_EQUAL(put_doc(b, &k, "<x/>", (char[STORE_ETAG_MAX]){0}), STORE_OK);
+    CU_ASSERT_EQUAL(poll(&p, 1, 200), 0);
+    /* A lost listener is made again by the drain. */
+    CU_ASSERT_EQUAL(pg_admin("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                             "WHERE query LIKE 'LISTEN%' AND datname = current_database()"),
+                    0);
+    CU_ASSERT_EQUAL(poll(&p, 1, 5000), 1);
+    store_wake_drain(a);
+    p.fd = store_wake_fd(a);
+    CU_ASSERT_FATAL(p.fd >= 0);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(b, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_change_append(t, &c), STORE_OK);
+    CU_ASSERT_EQUAL(store_txn_commit(t), STORE_OK);
+    CU_ASSERT_EQUAL(poll(&p, 1, 5000), 1);
+    store_close(a);
+    store_close(b);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -1571,11 +1981,39 @@ int main(void)
         {"crash durability", test_crash_durability},
         {"copy and in use", test_copy_and_in_use},
         {"read only", test_read_only},
+        {"no wake-up descriptor", test_wake_lmdb},
         CU_TEST_INFO_NULL,
     };
+    /* The same tests on PostgreSQL, and those of several instances on one database. */
+    CU_TestInfo pg_tests[] = {
+        {"put/get/del", test_put_get_del},
+        {"invalid keys", test_invalid_keys},
+        {"etag never reused", test_etag_never_reused},
+        {"list by prefix", test_list_prefix},
+        {"change log", test_change_log},
+        {"change log pruning", test_change_prune},
+        {"change log pruning by bytes", test_change_prune_bytes},
+        {"change log pruning by age", test_change_prune_age},
+        {"per-user bytes", test_user_bytes},
+        {"kv tables", test_kv_tables},
+        {"reopen persistence", test_reopen_persistence},
+        {"concurrent readers", test_concurrent_readers},
+        {"If-Match race across instances", test_pg_if_match_race},
+        {"change order across instances", test_pg_seq_order},
+        {"unavailable within the timeout", test_pg_unavailable},
+        {"reconnect", test_pg_reconnect},
+        {"wake-up across instances", test_pg_wake},
+        CU_TEST_INFO_NULL,
+    };
+    bool pg = getenv("XDM_TEST_PG_CONNINFO") != NULL && getenv("XDM_TEST_PG_CONNINFO")[0] != '\0';
     CU_SuiteInfo suites[] = {
         {"store", NULL, NULL, NULL, NULL, tests},
+        {"store-postgresql", NULL, NULL, pg_setup, pg_teardown, pg_tests},
         CU_SUITE_INFO_NULL,
     };
+    if (!pg) {
+        fprintf(stderr, "XDM_TEST_PG_CONNINFO not set: the PostgreSQL suite does not run\n");
+        suites[1] = (CU_SuiteInfo)CU_SUITE_INFO_NULL;
+    }
     return unit_run(suites);
 }
