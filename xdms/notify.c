@@ -1192,6 +1192,7 @@ static int notifier_setup(struct notifier *n)
         }
         if (notify_cluster_start(n) < 0)
             return -1;
+        notify_cluster_wake_start(n);
     }
     notify_subs_restore(n);
     if (n->cfg.cluster)
@@ -1222,6 +1223,8 @@ static void notifier_teardown(struct notifier *n)
         su_timer_destroy(n->deadline);
     if (n->fast)
         su_timer_destroy(n->fast);
+    if (n->root && n->cfg.cluster)
+        notify_cluster_wake_stop(n);
     if (n->wait_index > 0)
         su_root_deregister(n->root, n->wait_index);
     if (n->default_leg)
@@ -1243,6 +1246,8 @@ static void *notifier_main(void *arg)
         return NULL;
     }
     n->wait_index = -1;
+    n->store_wake_fd = -1;
+    n->store_wake_index = -1;
     if (notifier_setup(n) < 0) {
         notifier_teardown(n);
         su_deinit();

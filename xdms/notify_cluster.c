@@ -2,8 +2,10 @@
  *
  * The change log is the source of truth: every instance follows it, so a change committed
  * through one instance reaches the subscriptions held by all of them. An instance's own commits
- * wake it at once (notifier_wake()); the others' are seen by checking the log's last sequence
- * every poll_ms.
+ * wake it at once (notifier_wake()); the others' through the store's wake-up descriptor when it
+ * has one (PostgreSQL LISTEN/NOTIFY), else by checking the log's last sequence every poll_ms
+ * (LMDB, or a listener that cannot connect right now); with a descriptor that check still runs
+ * once a second, for wake-ups lost while the listener reconnected.
  *
  * Every saved subscription names its owner, the one instance that sends its NOTIFYs. Each
  * instance renews a lease (NOTIFY_LEASE_TABLE, key = its name, value = the wall-clock time of
@@ -27,6 +29,7 @@
 
 #include <sofia-sip/nta.h>
 #include <sofia-sip/su.h>
+#include <sofia-sip/su_wait.h>
 
 #include "buf.h"
 #include "log.h"
@@ -475,23 +478,72 @@ void notify_cluster_takeover(struct notifier *n, bool force)
     notify_subs_save(n, false);
 }
 
-/* ---- SIP thread: the periodic work ---- */
+/* ---- SIP thread: wake-ups and the periodic work ---- */
+
+static int notify_on_store_wake(struct notifier *n, su_wait_t *w, struct notifier *arg);
+
+/* Registers the store's wake-up descriptor in the loop when it has one (again when it changed).
+ */
+static void notify_wake_register(struct notifier *n)
+{
+    int fd = store_wake_fd(n->store);
+    if (fd == n->store_wake_fd && (fd < 0 || n->store_wake_index >= 0))
+        return;
+    if (n->store_wake_index >= 0)
+        su_root_deregister(n->root, n->store_wake_index);
+    n->store_wake_index = -1;
+    n->store_wake_fd = fd;
+    su_wait_t w;
+    if (fd >= 0 && su_wait_create(&w, fd, SU_WAIT_IN) == 0 &&
+        (n->store_wake_index = su_root_register(n->root, &w, notify_on_store_wake, n, 0)) < 0)
+        n->store_wake_index = -1;
+}
+
+static int notify_on_store_wake(struct notifier *n, su_wait_t *w, struct notifier *arg)
+{
+    (void)w;
+    (void)arg;
+    store_wake_drain(n->store);
+    notify_wake_register(n);
+    if (!n->stopping)
+        notifier_poll(n);
+    return 0;
+}
+
+void notify_cluster_wake_start(struct notifier *n)
+{
+    n->store_wake_fd = -1;
+    n->store_wake_index = -1;
+    notify_wake_register(n);
+}
+
+void notify_cluster_wake_stop(struct notifier *n)
+{
+    if (n->store_wake_index >= 0)
+        su_root_deregister(n->root, n->store_wake_index);
+    n->store_wake_index = -1;
+}
 
 void notify_cluster_tick(struct notifier *n)
 {
-    /* Commits of the other instances (ours wake the loop themselves). */
-    struct store_txn *t;
-    uint64_t last = 0;
-    if (store_txn_begin(n->store, false, &t) == STORE_OK) {
-        if (store_change_last(t, &last) != STORE_OK)
-            last = 0;
-        store_txn_abort(t);
+    bool second = notify_now_ms() - n->last_heartbeat_ms >= NOTIFY_HEARTBEAT_MS;
+    /* Commits of the other instances (ours wake the loop themselves): every poll_ms without a
+     * wake-up descriptor, once a second with one. */
+    if (n->store_wake_index < 0 || second) {
+        struct store_txn *t;
+        uint64_t last = 0;
+        if (store_txn_begin(n->store, false, &t) == STORE_OK) {
+            if (store_change_last(t, &last) != STORE_OK)
+                last = 0;
+            store_txn_abort(t);
+        }
+        if (last != n->cursor)
+            notifier_poll(n);
     }
-    if (last != n->cursor)
-        notifier_poll(n);
     /* The progress of answered NOTIFYs, so that a takeover resumes exactly there. */
     notify_subs_save(n, false);
-    if (notify_now_ms() - n->last_heartbeat_ms >= NOTIFY_HEARTBEAT_MS) {
+    if (second) {
+        notify_wake_register(n); /* a listener that could not connect may now */
         if (notify_cluster_heartbeat(n) == 0)
             notify_cluster_takeover(n, false);
     }

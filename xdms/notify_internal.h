@@ -315,6 +315,8 @@ struct notifier {
     struct su_home_s *home;
     int wait_index;
     int64_t last_heartbeat_ms; /* cluster: monotonic ms of the last lease renewal */
+    int store_wake_fd;         /* cluster: store_wake_fd() registered, or -1 */
+    int store_wake_index;      /* its registration in root, or -1 */
     bool have_lease;           /* cluster: our lease is written */
     struct notify_sub *subs;
     size_t n_subs;
@@ -382,6 +384,10 @@ void notify_cluster_takeover(struct notifier *n, bool force);
 /* For an in-dialog request whose dialog (our tag) is not held here: 0 when its record was taken
  * over now (*out set), 481 when no record exists, 503 when a live instance holds it. */
 int notify_cluster_claim(struct notifier *n, const char *tag, struct notify_sub **out);
+/* Registers the store's wake-up descriptor (store_wake_fd()), when it has one, in the loop
+ * (cluster mode), and removes it. */
+void notify_cluster_wake_start(struct notifier *n);
+void notify_cluster_wake_stop(struct notifier *n);
 /* At a stop (cluster mode): marks our lease expired, so that the others take our saved
  * subscriptions over at once. */
 void notify_cluster_stop(struct notifier *n);
