@@ -197,7 +197,18 @@ static void test_record(void)
     CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
     CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &d), 0);
     CU_ASSERT_STRING_EQUAL(d.route, "");
+    CU_ASSERT_STRING_EQUAL(d.owner, ""); /* a record without an owner line */
     notify_subs_record_release(&d);
+    /* The owner (the instance sending the NOTIFYs) survives the round trip. */
+    char owner[] = "xdms-2.example.net";
+    r.owner = owner;
+    buf_reset(&b);
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "\nowner xdms-2.example.net\n"));
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &d), 0);
+    CU_ASSERT_STRING_EQUAL(d.owner, owner);
+    notify_subs_record_release(&d);
+    r.owner = NULL;
     size_t header = (size_t)(strstr(b.data, "\n\n") - b.data);
     for (size_t cut = 0; cut <= header; cut++)
         CU_ASSERT_EQUAL(notify_subs_record_decode(b.data, cut, &d), -1);
@@ -207,6 +218,62 @@ static void test_record(void)
     buf_reset(&b);
     CU_ASSERT_EQUAL(notify_subs_record_encode(&r, &b), -1);
     buf_release(&b);
+}
+
+/* Names, leases and the shared Contact of several instances (notify_cluster.c). */
+static void test_cluster_pure(void)
+{
+    CU_ASSERT_TRUE(notifier_instance_name_ok("a"));
+    CU_ASSERT_TRUE(notifier_instance_name_ok("xdms-1.example.net:5081"));
+    CU_ASSERT_TRUE(notifier_instance_name_ok("[::1]:5081"));
+    CU_ASSERT_FALSE(notifier_instance_name_ok(""));
+    CU_ASSERT_FALSE(notifier_instance_name_ok(NULL));
+    CU_ASSERT_FALSE(notifier_instance_name_ok("~takeover"));
+    CU_ASSERT_FALSE(notifier_instance_name_ok("a b"));
+    char longname[NOTIFY_INSTANCE_MAX + 2];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[NOTIFY_INSTANCE_MAX] = '\0';
+    CU_ASSERT_TRUE(notifier_instance_name_ok(longname));
+    longname[NOTIFY_INSTANCE_MAX] = 'x';
+    longname[NOTIFY_INSTANCE_MAX + 1] = '\0';
+    CU_ASSERT_FALSE(notifier_instance_name_ok(longname));
+
+    CU_ASSERT_TRUE(notifier_contact_ok("sip:xdm.example.com:5081"));
+    CU_ASSERT_TRUE(notifier_contact_ok("sips:xdm.example.com;transport=tcp"));
+    CU_ASSERT_TRUE(notifier_contact_ok("sip:[2001:db8::1]:5081"));
+    CU_ASSERT_FALSE(notifier_contact_ok("http://xdm.example.com"));
+    CU_ASSERT_FALSE(notifier_contact_ok("sip:"));
+    CU_ASSERT_FALSE(notifier_contact_ok("sip::5060"));
+    CU_ASSERT_FALSE(notifier_contact_ok("<sip:a.example.com>"));
+    CU_ASSERT_FALSE(notifier_contact_ok("sip:a.example.com x"));
+    CU_ASSERT_FALSE(notifier_contact_ok(NULL));
+
+    char v[24];
+    int64_t ms = 0;
+    CU_ASSERT_EQUAL(notify_lease_encode(1764770000123, v, sizeof v), 13);
+    CU_ASSERT_STRING_EQUAL(v, "1764770000123");
+    CU_ASSERT_TRUE(notify_lease_decode(v, strlen(v), &ms));
+    CU_ASSERT_EQUAL(ms, 1764770000123);
+    CU_ASSERT_EQUAL(notify_lease_encode(-5, v, sizeof v), 1); /* never negative */
+    CU_ASSERT_STRING_EQUAL(v, "0");
+    CU_ASSERT_EQUAL(notify_lease_encode(1764770000123, v, 5), -1);
+    CU_ASSERT_FALSE(notify_lease_decode("", 0, &ms));
+    CU_ASSERT_FALSE(notify_lease_decode("12a", 3, &ms));
+    CU_ASSERT_FALSE(notify_lease_decode("-1", 2, &ms));
+    CU_ASSERT_FALSE(notify_lease_decode("1234567890123456789", 19, &ms));
+    /* Expired strictly after lease_s seconds; a heartbeat from a clock ahead is alive. */
+    CU_ASSERT_FALSE(notify_lease_expired(10000, 15000, 5));
+    CU_ASSERT_TRUE(notify_lease_expired(10000, 15001, 5));
+    CU_ASSERT_FALSE(notify_lease_expired(20000, 15000, 5));
+    CU_ASSERT_TRUE(notify_lease_expired(0, 15000, 5));
+
+    char name[NOTIFY_INSTANCE_MAX + 1];
+    CU_ASSERT_EQUAL(notify_instance_default("127.0.0.1", 5081, name, sizeof name), 0);
+    CU_ASSERT_STRING_EQUAL(name, "127.0.0.1:5081");
+    CU_ASSERT_TRUE(notifier_instance_name_ok(name));
+    CU_ASSERT_EQUAL(notify_instance_default("::1", 5082, name, sizeof name), 0);
+    CU_ASSERT_STRING_EQUAL(name, "[::1]:5082");
+    CU_ASSERT_EQUAL(notify_instance_default("127.0.0.1", 5081, name, 8), -1);
 }
 
 static void test_entries_parse_errors(void)
@@ -1568,6 +1635,7 @@ int main(void)
         {"resource-list errors", test_entries_parse_errors},
         {"diff-processing", test_mode},
         {"persisted record", test_record},
+        {"instances, leases, Contact", test_cluster_pure},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
         {"server-owned documents", test_server_owned},
