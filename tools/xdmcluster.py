@@ -259,6 +259,9 @@ class Cluster:
                 "--data", data, "--http", "%s:%d" % (LOOPBACK, http),
                 "--sip", "%s:%d" % (LOOPBACK, sip), "--xcap-root", self.xcap_root + "/",
                 "--option", "socket=" + sock,
+                # Named instances of one role share the subscriptions (docs/sip.md): one that
+                # dies has its dialogs taken over by the other.
+                "--option", "instance=" + name,
                 "--option", "metrics=%s:%d" % (LOOPBACK, metrics)] + store
         for kv in self.xdms_options:
             argv += ["--option", kv]
