@@ -2,6 +2,8 @@
 """An XDMS on the PostgreSQL store (`store = postgresql`), end to end, with a real PostgreSQL
 started by tools/pglocal.py on a free loopback port:
 
+- `xdmctl db init` creates the schema from the server's configuration file, `db migrate` finds it
+  up to date (same store instance), a role on LMDB has no schema to make;
 - PUT/GET/DELETE with ETags over the XDMS's UNIX-domain socket (the proxy's hop): 201 then 200,
   the bytes read back are the bytes written, a new ETag on every change, 412 for a stale If-Match,
   404 after DELETE;
@@ -198,10 +200,38 @@ def main():
         expect(r.status == 200, "PUT with the database back: %d" % r.status)
         expect(r.header("ETag") != state["etag"], "new ETag")
 
+    def xdmctl_db():
+        xdmctl = os.path.join(build, "tools", "xdmctl")
+        env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") or
+                   "detect_leaks=1")
+        outs = []
+        for cmd in ("init", "migrate"):
+            r = subprocess.run([xdmctl, "db", cmd, "--config", xdms.config, "--role", "presence"],
+                               capture_output=True, timeout=30, env=env)
+            expect(r.returncode == 0, "db %s: exit %d %s" % (cmd, r.returncode, r.stderr))
+            m = re.fullmatch(rb"presence: database schema up to date "
+                             rb"\(store instance [0-9a-f]{16}\)\n", r.stdout)
+            expect(m, "db %s printed %r" % (cmd, r.stdout))
+            expect(not SANITIZER_RE.search(r.stderr), "sanitizer report: %r" % r.stderr)
+            outs.append(r.stdout)
+        expect(outs[0] == outs[1], "db migrate changed the instance: %r" % outs)
+        v = pg.psql("primary", "SELECT max(version) FROM xdm_schema")
+        expect(v == "1", "schema version %r" % v)
+        lmdb = os.path.join(tmp, "lmdb.conf")
+        with open(lmdb, "w") as f:
+            f.write("[xdms]\nmax_body = 1M\n")
+        r = subprocess.run([xdmctl, "db", "init", "--config", lmdb, "--role", "rls"],
+                           capture_output=True, timeout=30, env=env)
+        expect(r.returncode == 1 and r.stdout == b"" and
+               b"does not use store = postgresql" in r.stderr,
+               "db init of an LMDB role: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+
     try:
         pg.start()
         xdms = Xdms(build, tmp, pg.conninfo())
-        check("xdms starts on an empty PostgreSQL database (schema created)", xdms.start)
+        check("xdmctl db init|migrate makes the schema from the server's configuration",
+              xdmctl_db)
+        check("xdms starts on the PostgreSQL database", xdms.start)
         check("PUT/GET/DELETE with ETags", crud)
         check("documents and ETags survive an XDMS restart", restart)
         check("database stopped: 503 + Retry-After within pg_timeout + 1 s", database_down)
