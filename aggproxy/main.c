@@ -52,11 +52,11 @@ static const struct config_key aggproxy_keys[] = {
     {"upstream_timeout_ms", CONFIG_UINT, 1, 3600000, "10000", NULL, 0, NULL,
      "XDMS answer deadline"},
     {"upstream_connect_timeout_ms", CONFIG_UINT, 1, 3600000, "1000", NULL, 0, NULL,
-     "longest wait for a connection to an XDMS instance; then the next instance is tried"},
+     "longest wait for a connection to an XDMS instance (then the next is tried) and for the "
+     "answer to a health check"},
     {"upstream_check_interval", CONFIG_UINT, UPSTREAM_CHECK_INTERVAL_MIN,
      UPSTREAM_CHECK_INTERVAL_MAX, UPSTREAM_CHECK_INTERVAL_DEFAULT, NULL, 0, NULL,
-     "milliseconds between health checks of the instances of multi-URL upstream lists (also "
-     "their time limit)"},
+     "milliseconds between health checks of the instances of multi-URL upstream lists"},
     {"max_response", CONFIG_SIZE, 1, 1ull << 32, "16M", NULL, 0, NULL,
      "largest XDMS response relayed"},
     {"shared_list_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
@@ -436,7 +436,7 @@ int main(int argc, char **argv)
     metrics_init("aggproxy", route_table_root(routes));
     /* The first round of health checks runs now, so /readyz and the first requests see the
      * instances as they are. */
-    if (!(check = upstream_check_start(fw, routes, (unsigned)check_interval)))
+    if (!(check = upstream_check_start(fw, routes, (unsigned)check_interval, (unsigned)up_connect)))
         goto out;
     if (metrics_on && metrics_admin_start(metrics_host, metrics_port, upstream_metrics,
                                           upstream_ready, check, &admin) < 0)

@@ -24,7 +24,8 @@ struct route_instance {
     atomic_bool down;
     atomic_uint_fast32_t outstanding;
     atomic_uint_fast64_t requests;
-    char why[ROUTE_WHY_MAX]; /* under the table's lock */
+    atomic_uint_fast64_t down_order; /* when it last went down, in table-wide order */
+    char why[ROUTE_WHY_MAX];         /* under the table's lock */
 };
 
 struct route_table {
@@ -36,8 +37,9 @@ struct route_table {
     size_t n_lists;
     struct route_instance *inst; /* fixed array of ROUTE_TABLE_INSTANCES_MAX: never moves */
     size_t n_inst;
-    atomic_uint_fast32_t rr; /* round-robin start for route_pick */
-    pthread_mutex_t lock;    /* the why texts */
+    atomic_uint_fast32_t rr;         /* round-robin start for route_pick */
+    atomic_uint_fast64_t down_count; /* instances gone down so far: their down_order */
+    pthread_mutex_t lock;            /* the why texts */
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
@@ -532,7 +534,12 @@ bool route_instance_mark(const struct route_table *t, size_t id, bool up, const 
         snprintf(in->why, sizeof in->why, "%s", why ? why : "marked down");
         pthread_mutex_unlock((pthread_mutex_t *)&t->lock);
     }
-    return !atomic_exchange(&in->down, !up);
+    bool was_up = !atomic_exchange(&in->down, !up);
+    if (was_up && !up) {
+        struct route_table *mt = (struct route_table *)t; /* only the atomic counter changes */
+        atomic_store(&in->down_order, atomic_fetch_add(&mt->down_count, 1) + 1);
+    }
+    return was_up;
 }
 
 bool route_instance_up(const struct route_table *t, size_t id, char *why, size_t whylen)
@@ -565,7 +572,10 @@ uint64_t route_instance_requests(const struct route_table *t, size_t id)
 
 /* Least requests in progress first: a slow or busy instance gets fewer new requests than round
  * robin would give it, while equal instances still alternate (the round-robin start breaks
- * ties), which spreads sequential requests evenly and keeps every instance's connections warm. */
+ * ties), which spreads sequential requests evenly and keeps every instance's connections warm.
+ * With none up, the one that went down last comes first: it is the likeliest to be back (e.g.
+ * one health check that came too late on a loaded host), while one that has refused for long is
+ * probably still gone. */
 size_t route_pick(const struct route_table *t, const struct route_upstream *up, uint32_t tried)
 {
     struct route_table *mt = (struct route_table *)t; /* only the atomic counter changes */
@@ -573,14 +583,18 @@ size_t route_pick(const struct route_table *t, const struct route_upstream *up, 
         up->n > 1 ? atomic_fetch_add_explicit(&mt->rr, 1, memory_order_relaxed) % up->n : 0;
     size_t best = up->n, fallback = up->n;
     uint_fast32_t best_load = 0;
+    uint_fast64_t fallback_order = 0;
     for (size_t k = 0; k < up->n; k++) {
         size_t i = (start + k) % up->n;
         if (tried & (1u << i))
             continue;
         const struct route_instance *in = &t->inst[up->id[i]];
         if (atomic_load(&in->down)) {
-            if (fallback == up->n || i < fallback)
+            uint_fast64_t order = atomic_load(&in->down_order);
+            if (fallback == up->n || order > fallback_order) {
                 fallback = i;
+                fallback_order = order;
+            }
             continue;
         }
         uint_fast32_t load = atomic_load_explicit(&in->outstanding, memory_order_relaxed);

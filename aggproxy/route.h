@@ -114,9 +114,9 @@ uint64_t route_instance_requests(const struct route_table *t, size_t id);
 
 /* Which instance of the list a request should try next, as its index in up->url: among the
  * instances not in tried (bit i = index i), an up one with the fewest requests in progress, ties
- * broken round robin (so sequential requests alternate); when every untried one is down, the
- * first untried one in list order (a recovered instance then serves before the health check sees
- * it). Returns up->n when every instance was tried. */
+ * broken round robin (so sequential requests alternate); when every untried one is down, the one
+ * that went down last (a recovered instance then serves before the health check sees it).
+ * Returns up->n when every instance was tried. */
 size_t route_pick(const struct route_table *t, const struct route_upstream *up, uint32_t tried);
 
 enum route_kind {

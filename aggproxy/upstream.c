@@ -151,6 +151,7 @@ struct upstream_check {
     struct forward *fw;
     const struct route_table *t;
     unsigned interval_ms;
+    unsigned timeout_ms;
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -176,7 +177,7 @@ static void *upstream_check_run(void *cls)
         if (c->stop)
             break;
         pthread_mutex_unlock(&c->lock);
-        upstream_check_once(c->fw, c->t, c->interval_ms);
+        upstream_check_once(c->fw, c->t, c->timeout_ms);
         pthread_mutex_lock(&c->lock);
     }
     pthread_mutex_unlock(&c->lock);
@@ -184,7 +185,7 @@ static void *upstream_check_run(void *cls)
 }
 
 struct upstream_check *upstream_check_start(struct forward *fw, const struct route_table *t,
-                                            unsigned interval_ms)
+                                            unsigned interval_ms, unsigned timeout_ms)
 {
     struct upstream_check *c = calloc(1, sizeof *c);
     if (!c) {
@@ -194,6 +195,7 @@ struct upstream_check *upstream_check_start(struct forward *fw, const struct rou
     c->fw = fw;
     c->t = t;
     c->interval_ms = interval_ms ? interval_ms : 500;
+    c->timeout_ms = timeout_ms ? timeout_ms : 1000;
     pthread_mutex_init(&c->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -206,7 +208,7 @@ struct upstream_check *upstream_check_start(struct forward *fw, const struct rou
         c->running |= lists[l]->n > 1;
     if (!c->running)
         return c; /* one URL per list: nothing to check */
-    upstream_check_once(fw, t, c->interval_ms);
+    upstream_check_once(fw, t, c->timeout_ms);
     if (pthread_create(&c->thread, NULL, upstream_check_run, c) != 0) {
         log_error("upstream health check: cannot start its thread");
         pthread_cond_destroy(&c->wake);

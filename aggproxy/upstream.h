@@ -50,13 +50,13 @@ struct upstream_check;
 
 /* Starts the health check: every interval_ms, GET <root>/xcap-caps/global/index of every instance
  * of every routed list of several instances, all at once through fw (same transport, same client
- * certificate), each bounded by interval_ms. An instance that answers with any status below 500
+ * certificate), each bounded by timeout_ms. An instance that answers with any status below 500
  * (an XDMS answers 403 without an asserted identity: it runs and serves) is up; anything else
  * marks it down with the reason. The first round runs before this returns, so the state is known
  * when the proxy starts serving. One-URL lists are not checked (they are always tried), and
  * without lists of several instances no thread starts. Returns NULL (logged) on failure. */
 struct upstream_check *upstream_check_start(struct forward *fw, const struct route_table *t,
-                                            unsigned interval_ms);
+                                            unsigned interval_ms, unsigned timeout_ms);
 /* Stops and joins the thread; NULL is fine. */
 void upstream_check_stop(struct upstream_check *c);
 /* One round of checks now, on the calling thread (what the thread does every interval). */

@@ -363,7 +363,8 @@ static void test_route_pick(void)
     CU_ASSERT_EQUAL(route_pick(t, up, 7), 3);
     CU_ASSERT_TRUE(route_instance_mark(t, up->id[0], false, NULL));
     CU_ASSERT_TRUE(route_instance_mark(t, up->id[2], false, NULL));
-    CU_ASSERT_EQUAL(route_pick(t, up, 0), 0); /* all down: list order */
+    CU_ASSERT_EQUAL(route_pick(t, up, 0), 2); /* all down: the last one to go down first */
+    CU_ASSERT_EQUAL(route_pick(t, up, 1u << 2), 0);
     CU_ASSERT_FALSE(route_instance_mark(t, up->id[1], true, NULL));
     CU_ASSERT_EQUAL(route_pick(t, up, 0), 1);
     route_table_free(t);
@@ -806,7 +807,7 @@ static void test_upstream_forward(void)
     upstream_check_once(fw, t, 500);
     CU_ASSERT_TRUE(route_instance_up(t, up->id[1], NULL, 0));
     CU_ASSERT_FALSE(route_instance_up(t, up->id[0], NULL, 0));
-    struct upstream_check *check = upstream_check_start(fw, t, 200);
+    struct upstream_check *check = upstream_check_start(fw, t, 200, 500);
     CU_ASSERT_PTR_NOT_NULL_FATAL(check);
     char reason[METRICS_REASON_MAX];
     CU_ASSERT_FALSE(upstream_ready(check, reason, sizeof reason));
