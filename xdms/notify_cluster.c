@@ -218,9 +218,12 @@ static int notify_cluster_heartbeat(struct notifier *n)
     if (rc != STORE_OK) {
         log_warn("notifier: cannot renew the lease of instance %s: %s", n->instance,
                  store_strerror(rc));
+        n->renewed_since_ms = 0;
         return -1;
     }
     n->have_lease = true;
+    if (!n->renewed_since_ms)
+        n->renewed_since_ms = n->last_heartbeat_ms;
     return 0;
 }
 
@@ -544,7 +547,10 @@ void notify_cluster_tick(struct notifier *n)
     notify_subs_save(n, false);
     if (second) {
         notify_wake_register(n); /* a listener that could not connect may now */
-        if (notify_cluster_heartbeat(n) == 0)
+        /* After a time without the store, the others get a lease period to renew theirs
+         * before their leases count as expired here: the store was away for them too. */
+        if (notify_cluster_heartbeat(n) == 0 &&
+            n->last_heartbeat_ms - n->renewed_since_ms >= (int64_t)n->cfg.lease_s * 1000)
             notify_cluster_takeover(n, false);
     }
 }
