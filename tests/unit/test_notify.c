@@ -1698,6 +1698,75 @@ static void cluster_run(const char *pg)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* An in-dialog SUBSCRIBE that the balancer sends to an instance not holding the dialog: 503 with
+ * Retry-After while the owner's lease stands (RFC 6665 §4.1.2.2: the subscription stays valid),
+ * and, once it expired, taken over there on the spot and answered 200, the dialog going on from
+ * that instance. The lease is long, so that only the request can cause the takeover. */
+static void claim_run(const char *pg)
+{
+    char dir[] = "/tmp/xdm-notify-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    struct store_options so = {.tables = notify_store_tables()};
+    if (pg) {
+        so.backend = STORE_BACKEND_POSTGRESQL;
+        so.pg_conninfo = pg;
+    }
+    struct store *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &st), STORE_OK);
+    struct doc_key index = {"resource-lists", "users", ALICE, "index"};
+    char e[3][STORE_ETAG_MAX];
+    commit_change(st, &index, "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+                  "", e[0]);
+    struct notifier_config cfg = {
+        .host = "127.0.0.1",
+        .xcap_root = ROOT,
+        .role = ROLE_SHARED_LIST,
+        .trusted_peers = sip_proxy_peers,
+        .cluster = true,
+        .lease_s = 60,
+        .poll_ms = 20,
+    };
+    struct notifier *na = NULL, *nb = NULL;
+    cfg.instance = "claim-a";
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &na), 0);
+    cfg.instance = "claim-b";
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &nb), 0);
+    struct peer p;
+    char notify[65536], v[512], expect[512];
+    peer_open(&p, notifier_port(nb), "claim");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL_FATAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    unsigned long c0 = notify_cseq(notify);
+    /* Owner alive: 503, and nothing moves. */
+    p.notifier = notifier_port(na);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 503);
+    p.notifier = notifier_port(nb);
+    peer_quiet(&p, 100);
+    notifier_stop(nb); /* its lease marked expired; a waits a lease period before looking */
+    commit_change(st, &index,
+                  "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
+                  "<list/></resource-lists>",
+                  e[0], e[1]);
+    p.notifier = notifier_port(na);
+    peer_quiet(&p, 300); /* nobody reports it yet */
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    /* The refresh's NOTIFY carries what was queued: the change made while nobody served. */
+    snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[0], e[1]);
+    assert_contains(body_of(notify), expect);
+    CU_ASSERT_TRUE(notify_cseq(notify) > c0);
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(na));
+    CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
+    assert_contains(v, expect);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    close(p.fd);
+    notifier_stop(na);
+    store_close(st);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* Runs one SQL command on the database of XDM_TEST_PG_CONNINFO; returns 0 on success. */
 static int pg_admin(const char *sql)
 {
@@ -1718,6 +1787,7 @@ static int pg_admin(const char *sql)
 static void test_cluster(void)
 {
     cluster_run(NULL);
+    claim_run(NULL);
     const char *pg = getenv("XDM_TEST_PG_CONNINFO");
     if (!pg || !pg[0])
         return;
@@ -1727,6 +1797,7 @@ static void test_cluster(void)
     snprintf(conninfo, sizeof conninfo, "%s options='-csearch_path=xdm_test_notify_%d'", pg,
              (int)getpid());
     cluster_run(conninfo);
+    claim_run(conninfo);
     snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS xdm_test_notify_%d CASCADE", (int)getpid());
     pg_admin(sql);
 }
