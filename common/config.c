@@ -650,6 +650,23 @@ static const char *config_value(const struct config *cfg, const char *key)
     return best ? best->value : NULL;
 }
 
+const char *config_where(const struct config *cfg, const char *key, char *buf, size_t len)
+{
+    const struct config_item *best = NULL;
+    for (size_t i = 0; i < cfg->n_items; i++) {
+        const struct config_item *it = &cfg->items[i];
+        if (strcmp(it->key, key) == 0 && (!best || it->rank >= best->rank))
+            best = it;
+    }
+    if (!best)
+        snprintf(buf, len, "the default");
+    else if (!best->file)
+        snprintf(buf, len, "the command line");
+    else
+        snprintf(buf, len, "%s:%d", best->file, best->line);
+    return buf;
+}
+
 const char *config_get(const struct config *cfg, const char *key, const char *def)
 {
     config_key_need(cfg, key);

@@ -64,6 +64,9 @@ struct store_pg {
     char instance[STORE_INSTANCE_HEX + 1];
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* Held by this process's one write transaction, as LMDB's writer mutex: writers of one
+     * process queue here, not on pooled connections, so the pool stays free for readers. */
+    pthread_mutex_t write_mu;
     struct pg_slot *pool;
     size_t pool_size;
     PGconn *listener; /* store_wake_fd(); used by one thread */
@@ -77,6 +80,7 @@ struct store_pg_txn {
     bool broken;   /* the connection is lost or out of step: dropped at the end */
     bool failed;   /* a statement failed: the transaction can only be aborted */
     bool notified; /* NOTIFY sent in this transaction */
+    bool writer;   /* holds s->write_mu */
 };
 
 /* Parameters of one statement, all in binary format. */
@@ -450,15 +454,32 @@ static enum store_rc pg_txn_open(struct store_pg *s, enum pg_mode mode, struct s
     t->base.ops = &store_pg_ops;
     t->s = s;
     t->write = mode != PG_READ;
+    if (mode == PG_WRITE) {
+        struct timespec d;
+        clock_gettime(CLOCK_REALTIME, &d);
+        d.tv_sec += s->timeout;
+        if (pthread_mutex_timedlock(&s->write_mu, &d) != 0) {
+            log_error("store: postgresql: another write of this process held the store for %u s "
+                      "(pg_timeout)",
+                      s->timeout);
+            return STORE_UNAVAILABLE;
+        }
+        t->writer = true;
+    }
     enum store_rc src = pg_acquire(s, &t->slot);
-    if (src != STORE_OK)
+    if (src != STORE_OK) {
+        if (t->writer)
+            pthread_mutex_unlock(&s->write_mu);
         return src;
+    }
     src = pg_exec(t, mode == PG_READ ? "begin read transaction" : "begin write transaction",
                   begin[mode], NULL, NULL);
     if (src != STORE_OK) {
         /* Out of step (a statement of the pair may have run): the connection goes. */
         pg_release(s, t->slot, true);
         t->slot = NULL;
+        if (t->writer)
+            pthread_mutex_unlock(&s->write_mu);
     }
     return src;
 }
@@ -490,6 +511,8 @@ static enum store_rc pg_txn_end(struct store_pg_txn *t, bool commit)
         t->failed = was_failed;
     }
     pg_release(t->s, t->slot, t->broken);
+    if (t->writer)
+        pthread_mutex_unlock(&t->s->write_mu);
     return src;
 }
 
@@ -604,6 +627,7 @@ static void pg_close(struct store *base_s)
     free(s->conninfo);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->write_mu);
     free(s);
 }
 
@@ -621,6 +645,7 @@ enum store_rc store_pg_open(const struct store_options *opts, struct store **out
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
     enum store_rc src = store_bounds_get(opts, &s->b);
     if (src == STORE_OK)
         src = store_tables_check(opts, &n_tables);

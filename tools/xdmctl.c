@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "gba.h"
 #include "log.h"
 #include "store.h"
@@ -22,67 +23,149 @@
 
 static void xdmctl_usage(FILE *f)
 {
-    fputs("Usage: xdmctl [--data DIR] COMMAND ...\n"
-          "\n"
-          "  user add XUI [--password PW | --password-file FILE] [--username U] [--realm R]\n"
-          "           [--impu URI]...\n"
-          "        add a user of the Aggregation Proxy. The Digest username and realm default\n"
-          "        to the user part and the domain of a sip: XUI (sip:alice@example.com ->\n"
-          "        alice, example.com). Without --password or --password-file the password is\n"
-          "        read from standard input (one line). Only HA1 hashes are stored. Each --impu\n"
-          "        adds a further public identity the user may pick with\n"
-          "        X-3GPP-Intended-Identity (the XUI is always the default one).\n"
-          "  user del XUI\n"
-          "        remove a user\n"
-          "  user list\n"
-          "        print one user per line: XUI, username, realm and, when there are any,\n"
-          "        the further identities (comma-separated), separated by tabs\n"
-          "  gba add --btid B-TID --impi IMPI --ks HEX --impu URI [--impu URI]...\n"
-          "          [--rand HEX|BASE64] [--lifetime SECONDS] [--allow AUID]...\n"
-          "        add a GBA bootstrapping record for GAA (TS 33.220): Ks = CK||IK as 64 hex\n"
-          "        digits, RAND as 32 hex digits or base64 (default: the base64 part of the\n"
-          "        B-TID before '@'), key lifetime from now (default 3600). The first --impu is\n"
-          "        the subscriber's default public identity. The proxy derives Ks_NAF per NAF.\n"
-          "        Each --allow names an application usage the subscriber may use through the\n"
-          "        proxy (GUSS authorisation, e.g. --allow resource-lists); others get 403.\n"
-          "        Without --allow every AUID is allowed. xcap-caps is always readable; the\n"
-          "        composed directory needs --allow org.openmobilealliance.xcap-directory.\n"
-          "  gba del B-TID\n"
-          "        remove a record\n"
-          "  gba list\n"
-          "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past),\n"
-          "        the public identities (comma-separated) and the allowed AUIDs\n"
-          "        (comma-separated, \"*\" for every AUID), separated by tabs; no keys\n"
-          "  backup DEST\n"
-          "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
-          "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
-          "        consistent in itself, the four one after the other; DEST/MANIFEST last\n"
-          "  restore SRC [--force]\n"
-          "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
-          "        of DIR's stores open, and refuses to replace an existing store without --force\n"
-          "  export DEST [--user XUI]\n"
-          "        write every document (or only those of XUI) into the new directory DEST, one\n"
-          "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
-          "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
-          "  import SRC [--xcap-root URI] [--from kamailio]\n"
-          "        PUT every file of a tree written by export into the stores under DIR, each\n"
-          "        one validated as an HTTP PUT would be (servers stopped). Refused files are\n"
-          "        reported with the reason; the others are imported. --xcap-root: the public\n"
-          "        XCAP root that references are checked against (default\n"
-          "        http://127.0.0.1:8080/xcap-root/). --from kamailio: SRC is a SQLite\n"
-          "        database (or an SQL dump) with Kamailio's xcap table instead\n"
-          "  check [--xcap-root URI]\n"
-          "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
-          "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
-          "        problem, exit status 1 when there is one\n"
-          "\n"
-          "Options:\n"
-          "  --data DIR   top data directory (default var); users and GBA records live in\n"
-          "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
-          "  --help       this text\n"
-          "\n"
-          "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
-          f);
+    fputs(
+        "Usage: xdmctl [--data DIR] COMMAND ...\n"
+        "\n"
+        "  user add XUI [--password PW | --password-file FILE] [--username U] [--realm R]\n"
+        "           [--impu URI]...\n"
+        "        add a user of the Aggregation Proxy. The Digest username and realm default\n"
+        "        to the user part and the domain of a sip: XUI (sip:alice@example.com ->\n"
+        "        alice, example.com). Without --password or --password-file the password is\n"
+        "        read from standard input (one line). Only HA1 hashes are stored. Each --impu\n"
+        "        adds a further public identity the user may pick with\n"
+        "        X-3GPP-Intended-Identity (the XUI is always the default one).\n"
+        "  user del XUI\n"
+        "        remove a user\n"
+        "  user list\n"
+        "        print one user per line: XUI, username, realm and, when there are any,\n"
+        "        the further identities (comma-separated), separated by tabs\n"
+        "  gba add --btid B-TID --impi IMPI --ks HEX --impu URI [--impu URI]...\n"
+        "          [--rand HEX|BASE64] [--lifetime SECONDS] [--allow AUID]...\n"
+        "        add a GBA bootstrapping record for GAA (TS 33.220): Ks = CK||IK as 64 hex\n"
+        "        digits, RAND as 32 hex digits or base64 (default: the base64 part of the\n"
+        "        B-TID before '@'), key lifetime from now (default 3600). The first --impu is\n"
+        "        the subscriber's default public identity. The proxy derives Ks_NAF per NAF.\n"
+        "        Each --allow names an application usage the subscriber may use through the\n"
+        "        proxy (GUSS authorisation, e.g. --allow resource-lists); others get 403.\n"
+        "        Without --allow every AUID is allowed. xcap-caps is always readable; the\n"
+        "        composed directory needs --allow org.openmobilealliance.xcap-directory.\n"
+        "  gba del B-TID\n"
+        "        remove a record\n"
+        "  gba list\n"
+        "        print one record per line: B-TID, IMPI, expiry (UTC, \"expired\" when past),\n"
+        "        the public identities (comma-separated) and the allowed AUIDs\n"
+        "        (comma-separated, \"*\" for every AUID), separated by tabs; no keys\n"
+        "  backup DEST\n"
+        "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
+        "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
+        "        consistent in itself, the four one after the other; DEST/MANIFEST last\n"
+        "  restore SRC [--force]\n"
+        "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
+        "        of DIR's stores open, and refuses to replace an existing store without --force\n"
+        "  export DEST [--user XUI]\n"
+        "        write every document (or only those of XUI) into the new directory DEST, one\n"
+        "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
+        "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
+        "  import SRC [--xcap-root URI] [--from kamailio]\n"
+        "        PUT every file of a tree written by export into the stores under DIR, each\n"
+        "        one validated as an HTTP PUT would be (servers stopped). Refused files are\n"
+        "        reported with the reason; the others are imported. --xcap-root: the public\n"
+        "        XCAP root that references are checked against (default\n"
+        "        http://127.0.0.1:8080/xcap-root/). --from kamailio: SRC is a SQLite\n"
+        "        database (or an SQL dump) with Kamailio's xcap table instead\n"
+        "  db init|migrate --config FILE --role ROLE\n"
+        "        create (init) or bring up to date (migrate, after an upgrade) the PostgreSQL\n"
+        "        schema of the XDMS role ROLE (shared-list, presence, rls), as that server does\n"
+        "        when it starts: reads store and pg_conninfo from [xdms] and [ROLE] of FILE, the\n"
+        "        server's configuration. Idempotent; safe while servers run\n"
+        "  check [--xcap-root URI]\n"
+        "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
+        "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
+        "        problem, exit status 1 when there is one\n"
+        "\n"
+        "Options:\n"
+        "  --data DIR   top data directory (default var); users and GBA records live in\n"
+        "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
+        "  --help       this text\n"
+        "\n"
+        "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
+        f);
+}
+
+/* The keys of the store among the servers' keys (xdms/main.c): db reads only these. */
+static const struct config_key xdmctl_db_keys[] = {
+    {"store", CONFIG_ENUM, 0, 0, "lmdb", NULL, 0, "lmdb|postgresql", "document store"},
+    {"pg_conninfo", CONFIG_STR, 0, 4096, NULL, NULL, 0, NULL, "libpq connection string"},
+    {"pg_pool_size", CONFIG_UINT, 1, STORE_PG_MAX_POOL, "4", NULL, 0, NULL, "connections"},
+    {"pg_timeout", CONFIG_UINT, 1, STORE_PG_MAX_TIMEOUT, "5", NULL, 0, NULL, "seconds"},
+    {0},
+};
+
+/* db init|migrate: opening a PostgreSQL store creates or migrates its schema (store.h), under the
+ * schema's advisory lock, so this is what a starting server does, without serving. */
+static int xdmctl_db(const char *config_path, const char *role, const char *cmd)
+{
+    if (!config_path || !role) {
+        fprintf(stderr, "xdmctl: db %s needs --config FILE and --role ROLE\n", cmd);
+        return 2;
+    }
+    if (strcmp(role, "shared-list") != 0 && strcmp(role, "presence") != 0 &&
+        strcmp(role, "rls") != 0) {
+        fprintf(stderr, "xdmctl: --role must be shared-list, presence or rls\n");
+        return 2;
+    }
+    const char *sections[] = {"xdms", role, NULL};
+    struct config *cfg = config_new(sections, xdmctl_db_keys);
+    if (!cfg)
+        return 1;
+    char errbuf[4096] = "";
+    config_load(cfg, config_path, true, errbuf, sizeof errbuf);
+    /* The file holds every key of the server; only a problem with the store's keys (or with the
+     * file itself) matters here. */
+    char *errs = strdup(config_errors(cfg));
+    int bad = 0;
+    char *save = NULL;
+    for (char *line = errs ? strtok_r(errs, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, ": unknown key \"") || strstr(line, "more problem"))
+            continue;
+        fprintf(stderr, "xdmctl: %s\n", line);
+        bad = 2;
+    }
+    free(errs);
+    if (bad) {
+        config_free(cfg);
+        return bad;
+    }
+    const char *conninfo = config_str(cfg, "pg_conninfo");
+    if (strcmp(config_str(cfg, "store"), "postgresql") != 0 || !conninfo || !conninfo[0]) {
+        fprintf(stderr,
+                "xdmctl: [%s] of %s does not use store = postgresql with pg_conninfo: no "
+                "database schema to %s (an LMDB store is created by its server)\n",
+                role, config_path, cmd);
+        config_free(cfg);
+        return 1;
+    }
+    /* No pruning of the change log here: its bounds are the server's to apply. */
+    struct store_options o = {
+        .backend = STORE_BACKEND_POSTGRESQL,
+        .pg_conninfo = conninfo,
+        .pg_pool_size = 1,
+        .pg_timeout = (unsigned)config_u64(cfg, "pg_timeout"),
+        .change_retention = UINT64_MAX,
+        .change_max_bytes = UINT64_MAX,
+    };
+    struct store *s;
+    enum store_rc rc = store_open(NULL, &o, &s);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "xdmctl: db %s for %s: %s\n", cmd, role, store_strerror(rc));
+        config_free(cfg);
+        return 1;
+    }
+    printf("%s: database schema up to date (store instance %s)\n", role, store_instance_id(s));
+    store_close(s);
+    config_free(cfg);
+    return 0;
 }
 
 __attribute__((format(printf, 1, 2))) static int xdmctl_fail(const char *fmt, ...)
@@ -306,6 +389,8 @@ int main(int argc, char **argv)
         OPT_USER,
         OPT_XCAP_ROOT,
         OPT_FROM,
+        OPT_CONFIG,
+        OPT_ROLE,
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -324,6 +409,8 @@ int main(int argc, char **argv)
         {"user", required_argument, NULL, OPT_USER},
         {"xcap-root", required_argument, NULL, OPT_XCAP_ROOT},
         {"from", required_argument, NULL, OPT_FROM},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"role", required_argument, NULL, OPT_ROLE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -332,7 +419,7 @@ int main(int argc, char **argv)
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus = 0;
     bool force = false;
-    const char *user = NULL, *xcap_root = NULL, *from = NULL;
+    const char *user = NULL, *xcap_root = NULL, *from = NULL, *config_path = NULL, *role = NULL;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
     int opt;
@@ -394,6 +481,12 @@ int main(int argc, char **argv)
         case OPT_FROM:
             from = optarg;
             break;
+        case OPT_CONFIG:
+            config_path = optarg;
+            break;
+        case OPT_ROLE:
+            role = optarg;
+            break;
         case 'h':
             xdmctl_usage(stdout);
             return 0;
@@ -407,6 +500,20 @@ int main(int argc, char **argv)
     bool user_opts = password || password_file || username || realm;
     bool any_opts =
         user_opts || n_impus || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime || ga.n_auids;
+    if (nargs >= 1 && strcmp(args[0], "db") == 0) {
+        if (nargs != 2 || (strcmp(args[1], "init") != 0 && strcmp(args[1], "migrate") != 0) ||
+            any_opts || force || user || from || xcap_root) {
+            fprintf(stderr, "xdmctl: bad arguments for \"db\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_db(config_path, role, args[1]);
+    }
+    if (config_path || role) {
+        fprintf(stderr, "xdmctl: --config and --role are for db only\n");
+        return 2;
+    }
     if (nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0)) {
         bool backup = strcmp(args[0], "backup") == 0;
         if (nargs != 2 || any_opts || (backup && force) || user) {

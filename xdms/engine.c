@@ -137,6 +137,10 @@ enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)
         return xcap_fail(err, XCAP_INSUFFICIENT_STORAGE, "%s", STORE_FULL_TEXT);
     if (rc == STORE_INVALID)
         return xcap_fail(err, XCAP_BAD_REQUEST, "document name too long");
+    /* RFC 9110 §15.6.4: temporary; the response carries Retry-After (server.c). */
+    if (rc == STORE_UNAVAILABLE)
+        return xcap_fail(err, XCAP_STORAGE,
+                         "the database is unavailable; retry after the time in Retry-After");
     return xcap_fail(err, XCAP_STORAGE, "storage error: %s", store_strerror(rc));
 }
 

@@ -39,7 +39,16 @@ static const char *const xdms_default_metrics[] = {[ROLE_SHARED_LIST] = METRICS_
 /* Every key an XDMS reads, from [xdms] and then [ROLE] (docs/configuration.md). Defaults that
  * depend on the role or the machine are NULL here and computed in main(). */
 static const struct config_key xdms_keys[] = {
-    {"data", CONFIG_STR, 0, 0, NULL, "data", 0, NULL, "LMDB directory (default var/ROLE)"},
+    {"data", CONFIG_STR, 0, 0, NULL, "data", 0, NULL,
+     "LMDB directory and socket directory (default var/ROLE)"},
+    {"store", CONFIG_ENUM, 0, 0, "lmdb", NULL, 0, "lmdb|postgresql",
+     "document store: LMDB in data, or the PostgreSQL database of pg_conninfo"},
+    {"pg_conninfo", CONFIG_STR, 0, 4096, NULL, NULL, 0, NULL,
+     "PostgreSQL: libpq connection string of this role's database or schema"},
+    {"pg_pool_size", CONFIG_UINT, 1, STORE_PG_MAX_POOL, "4", NULL, 0, NULL,
+     "PostgreSQL: connections of this process"},
+    {"pg_timeout", CONFIG_UINT, 1, STORE_PG_MAX_TIMEOUT, "5", NULL, 0, NULL,
+     "PostgreSQL: longest wait for a connection or a statement; then 503 with Retry-After"},
     {"http", CONFIG_HOSTPORT, 0, 0, NULL, "http", 0, NULL,
      "HTTP listener (default 127.0.0.1:8181/8182/8183 by role)"},
     {"metrics", CONFIG_HOSTPORT, 0, 0, NULL, NULL, CONFIG_OFF, NULL,
@@ -246,7 +255,9 @@ static bool xdms_ready(void *cls, char *reason, size_t len)
         snprintf(reason, len, "store: %s", store_strerror(rc));
         return false;
     }
-    if (u.used_bytes > u.limit_bytes || a->max_body > u.limit_bytes - u.used_bytes) {
+    /* No map on PostgreSQL (map_bytes 0): no high-water mark to check. */
+    if (u.map_bytes != 0 &&
+        (u.used_bytes > u.limit_bytes || a->max_body > u.limit_bytes - u.used_bytes)) {
         snprintf(reason, len,
                  "store full: %" PRIu64 " bytes used of %" PRIu64
                  " allowed (map_high_water); a max_body write of %" PRIu64 " bytes would not fit",
@@ -287,6 +298,13 @@ static int xdms_check_keys(const struct config *cfg)
     }
     if (config_str(cfg, "tls_client_ca") && !config_str(cfg, "tls_cert")) {
         log_error("tls_client_ca needs tls_cert and tls_key (HTTPS)");
+        return -1;
+    }
+    const char *conninfo = config_str(cfg, "pg_conninfo");
+    if (strcmp(config_str(cfg, "store"), "postgresql") == 0 && (!conninfo || !conninfo[0])) {
+        char where[512];
+        log_error("%s: store = postgresql needs pg_conninfo (a libpq connection string)",
+                  config_where(cfg, "store", where, sizeof where));
         return -1;
     }
     return 0;
@@ -505,7 +523,12 @@ int main(int argc, char **argv)
     tables[n_tables] = NULL;
     /* The change log is bounded by count, bytes (default: an eighth of the map) and age, so that
      * however a user writes it cannot fill the map (docs/configuration.md, "A full store"). */
+    bool pg = strcmp(config_str(cfg, "store"), "postgresql") == 0;
     struct store_options sopts = {
+        .backend = pg ? STORE_BACKEND_POSTGRESQL : STORE_BACKEND_LMDB,
+        .pg_conninfo = config_str(cfg, "pg_conninfo"),
+        .pg_pool_size = (unsigned)config_u64(cfg, "pg_pool_size"),
+        .pg_timeout = (unsigned)config_u64(cfg, "pg_timeout"),
         .map_size = map_size,
         .change_retention = log_count,
         .change_max_bytes = log_bytes,
@@ -514,9 +537,25 @@ int main(int argc, char **argv)
         .tables = tables,
     };
     struct store *store;
+    /* PostgreSQL keeps the documents; data still holds the socket. */
+    if (pg && mkdir(data, 0700) != 0 && errno != EEXIST) {
+        log_error("cannot create the data directory %s: %s", data, strerror(errno));
+        usage_close(usage);
+        config_free(cfg);
+        config_args_free(args);
+        xdoc_global_cleanup();
+        return 1;
+    }
     enum store_rc src = store_open(data, &sopts, &store);
     if (src != STORE_OK) {
-        log_error("cannot open the store in %s: %s", data, store_strerror(src));
+        if (pg)
+            log_error("cannot open the PostgreSQL store (pg_conninfo): %s", store_strerror(src));
+        else
+            log_error("cannot open the store in %s: %s", data, store_strerror(src));
+        usage_close(usage);
+        config_free(cfg);
+        config_args_free(args);
+        xdoc_global_cleanup();
         return 1;
     }
     /* The default socket lives in the data directory, whose mode keeps every other account from

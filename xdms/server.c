@@ -532,10 +532,15 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
 }
 
 /* Phase: respond — the one place that maps a status to HTTP (STYLE "Errors"). */
-static void server_respond(struct xcap_err *err, enum xcap_status st, struct engine_reply *rep,
-                           struct http_response *resp)
+static void server_respond(const struct xdms_server *s, struct xcap_err *err, enum xcap_status st,
+                           struct engine_reply *rep, struct http_response *resp)
 {
     resp->status = status_http(st);
+    /* RFC 9110 §15.6.4: the store could not answer now (a database that is down or failing
+     * over); the client is told when to try again rather than to give up. */
+    if (resp->status == 503)
+        http_response_headerf(resp, "Retry-After", "%u",
+                              s->cfg.retry_after ? s->cfg.retry_after : 1);
     if (rep->etag[0] && (st == XCAP_OK || st == XCAP_CREATED || st == XCAP_NOT_MODIFIED))
         http_response_headerf(resp, "ETag", "\"%s\"", rep->etag);
     if (st == XCAP_OK || st == XCAP_CREATED) {
@@ -571,7 +576,7 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
     if ((st = server_authorize_peer(s, &c)) == XCAP_OK && (st = server_parse(s, &c)) == XCAP_OK &&
         (st = server_resolve(s, &c)) == XCAP_OK && (st = server_authorize_user(s, &c)) == XCAP_OK)
         st = server_execute(s, &c, &rep);
-    server_respond(&c.err, st, &rep, resp);
+    server_respond(s, &c.err, st, &rep, resp);
     if (status_http(st) >= 500 || st == XCAP_FORBIDDEN)
         log_info("%s %s from %s: %d %s", http_request_method(http), http_request_target(http),
                  http_request_peer_str(http), status_http(st), c.err.phrase ? c.err.phrase : "");

@@ -21,6 +21,8 @@ struct xdms_server_config {
     const char *default_domain; /* domain for bare user names used as XUI */
     const char *xcap_root;      /* public XCAP root ("http://host/xcap-root/") for listings */
     struct store *store;        /* for the xcap-directory listing (borrowed) */
+    unsigned retry_after;       /* seconds in the Retry-After of a 503 (RFC 9110 §10.2.3);
+                                   0 = 1 */
 };
 
 struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engine *engine,

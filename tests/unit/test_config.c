@@ -181,6 +181,24 @@ static void test_overrides_beat_files(void)
     config_free(cfg);
 }
 
+/* config_where: the file and line of the value in effect, the command line, or the default. */
+static void test_where(void)
+{
+    char path[128], errbuf[256] = "", where[256], want[200];
+    config_write("w.ini", "[xdms]\nhttp = 127.0.0.1:1\n\n[presence]\nhttp = 127.0.0.1:2\n", path,
+                 sizeof path);
+    struct config *cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+    snprintf(want, sizeof want, "%s:5", path); /* [presence] beats [xdms] */
+    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", where, sizeof where), want);
+    CU_ASSERT_STRING_EQUAL(config_where(cfg, "max_body", where, sizeof where), "the default");
+    CU_ASSERT_EQUAL(config_set(cfg, "http", "127.0.0.1:3"), 0);
+    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", where, sizeof where), "the command line");
+    char tiny[4];
+    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", tiny, sizeof tiny), "the");
+    config_free(cfg);
+}
+
 struct config_collect {
     char seen[8][64];
     size_t n;
@@ -798,6 +816,7 @@ static void test_diff(void)
 }
 
 static CU_TestInfo config_tests[] = {
+    {"config_where: file and line of a value", test_where},
     {"config_diff: changed keys by value", test_diff},
     {"command-line arguments", test_args},
     {"command line: unknown keys and bad values", test_args_strict},

@@ -1797,6 +1797,69 @@ static void test_pg_seq_order(void)
     rm_rf(dir);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct slow_writer {
+    struct store *s;
+    enum store_rc rc;
+};
+
+/* A write transaction that holds the store for 400 ms. */
+static void *slow_writer(void *arg)
+{
+    struct slow_writer *w = arg;
+    struct store_txn *t;
+    w->rc = store_txn_begin(w->s, true, &t);
+    if (w->rc != STORE_OK)
+        return NULL;
+    struct doc_key k = key_of("a", "users", "u", "w");
+    char etag[STORE_ETAG_MAX];
+    w->rc = store_doc_put(t, &k, "<w/>", 4, etag);
+    struct timespec hold = {0, 400 * 1000000L};
+    nanosleep(&hold, NULL);
+    if (w->rc == STORE_OK)
+        w->rc = store_txn_commit(t);
+    else
+        store_txn_abort(t);
+    return NULL;
+}
+
+/* Writers of one process queue for the store without holding pooled connections: with a pool of
+ * two and three writers at once, a reader still gets a connection at once. */
+static void test_pg_writers_leave_readers(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store_options o = {.pg_pool_size = 2};
+    struct store *s = open_store(dir, &o);
+    struct doc_key k = key_of("a", "users", "u", "index");
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(s, &k, "<r/>", etag), STORE_OK);
+    struct slow_writer w[3] = {{.s = s}, {.s = s}, {.s = s}};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, slow_writer, &w[i]), 0);
+    struct timespec settle = {0, 100 * 1000000L};
+    nanosleep(&settle, NULL);
+    double t0 = now_s();
+    struct store_doc d;
+    CU_ASSERT_EQUAL(get_doc(s, &k, &d), STORE_OK);
+    double took = now_s() - t0;
+    store_doc_release(&d);
+    CU_ASSERT(took < 0.2);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(w[i].rc, STORE_OK);
+    }
+    store_close(s);
+    rm_rf(dir);
+}
+
 /* The pid of the postmaster serving the test database (the parent of our backend). */
 static pid_t pg_postmaster(void)
 {
@@ -1849,13 +1912,6 @@ static void pg_signal_all(pid_t pm, int sig)
         closedir(d);
     if (sig == SIGSTOP)
         kill(pm, sig);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A database that stops answering costs a transaction at most pg_timeout: STORE_UNAVAILABLE, no
@@ -2002,6 +2058,7 @@ int main(void)
         {"change order across instances", test_pg_seq_order},
         {"unavailable within the timeout", test_pg_unavailable},
         {"reconnect", test_pg_reconnect},
+        {"writers leave the pool to readers", test_pg_writers_leave_readers},
         {"wake-up across instances", test_pg_wake},
         CU_TEST_INFO_NULL,
     };
