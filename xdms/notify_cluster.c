@@ -216,11 +216,18 @@ static int notify_cluster_heartbeat(struct notifier *n)
     else if (t)
         store_txn_abort(t);
     if (rc != STORE_OK) {
-        log_warn("notifier: cannot renew the lease of instance %s: %s", n->instance,
-                 store_strerror(rc));
+        /* Once per outage, not once a second. */
+        if (!n->heartbeat_failed)
+            log_warn("notifier: cannot renew the lease of instance %s: %s (retried every "
+                     "second)",
+                     n->instance, store_strerror(rc));
+        n->heartbeat_failed = true;
         n->renewed_since_ms = 0;
         return -1;
     }
+    if (n->heartbeat_failed)
+        log_info("notifier: the lease of instance %s is renewed again", n->instance);
+    n->heartbeat_failed = false;
     n->have_lease = true;
     if (!n->renewed_since_ms)
         n->renewed_since_ms = n->last_heartbeat_ms;
@@ -535,16 +542,18 @@ void notify_cluster_tick(struct notifier *n)
     if (n->store_wake_index < 0 || second) {
         struct store_txn *t;
         uint64_t last = 0;
+        bool read = false;
         if (store_txn_begin(n->store, false, &t) == STORE_OK) {
-            if (store_change_last(t, &last) != STORE_OK)
-                last = 0;
+            read = store_change_last(t, &last) == STORE_OK;
             store_txn_abort(t);
         }
-        if (last != n->cursor)
+        if (read && last != n->cursor)
             notifier_poll(n);
     }
-    /* The progress of answered NOTIFYs, so that a takeover resumes exactly there. */
-    notify_subs_save(n, false);
+    /* The progress of answered NOTIFYs, so that a takeover resumes exactly there; while the
+     * store does not answer, the heartbeat alone tries once a second (and logs it once). */
+    if (!n->heartbeat_failed)
+        notify_subs_save(n, false);
     if (second) {
         notify_wake_register(n); /* a listener that could not connect may now */
         /* After a time without the store, the others get a lease period to renew theirs

@@ -320,6 +320,7 @@ struct notifier {
     int store_wake_fd;         /* cluster: store_wake_fd() registered, or -1 */
     int store_wake_index;      /* its registration in root, or -1 */
     bool have_lease;           /* cluster: our lease is written */
+    bool heartbeat_failed;     /* cluster: the last renewal failed (logged once) */
     struct notify_sub *subs;
     size_t n_subs;
     uint64_t cursor; /* last change-log sequence handled */
