@@ -445,12 +445,24 @@ void notify_cluster_takeover(struct notifier *n, bool force)
     for (struct notify_sub *s = n->subs; s; s = s->next)
         if (s->seq < n->cursor)
             s->seq = n->cursor;
+    /* One line per former owner (a takeover may move thousands of subscriptions). */
+    for (size_t i = 0; i < c.count; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(c.v[j].from, c.v[i].from) == 0;
+        size_t k = 0;
+        for (size_t j = i; j < c.count && !seen; j++)
+            k += strcmp(c.v[j].from, c.v[i].from) == 0;
+        if (!seen)
+            log_info("notifier: %zu subscription(s) taken over from instance %s", k,
+                     c.v[i].from[0] ? c.v[i].from : "(none recorded)");
+    }
     uint64_t low = n->cursor;
     size_t restored = 0, dropped = 0;
     for (size_t i = 0; i < c.count; i++) {
         struct notify_taken *e = &c.v[i];
-        log_info("notifier: subscription %s of %s taken over from instance %s", e->key,
-                 e->rec.identity, e->from[0] ? e->from : "(none)");
+        log_debug("notifier: subscription %s of %s taken over from instance %s", e->key,
+                  e->rec.identity, e->from[0] ? e->from : "(none recorded)");
         struct notify_sub *s = notify_subs_restore_one(n, &e->key, true, &e->rec);
         if (!s && e->key) {
             /* expired: its record goes */
@@ -481,8 +493,8 @@ void notify_cluster_takeover(struct notifier *n, bool force)
     }
     notify_taken_release(c.v, c.count);
     n->cursor = low;
-    log_info("notifier: %zu subscription(s) taken over, %zu expired dropped; reporting changes "
-             "after %llu",
+    log_info("notifier: %zu subscription(s) restored here, %zu expired dropped; reporting "
+             "changes after %llu",
              restored, dropped, (unsigned long long)low);
     notifier_poll(n);
     notify_subs_save(n, false);
