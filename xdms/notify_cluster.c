@@ -216,11 +216,21 @@ static int notify_cluster_heartbeat(struct notifier *n)
     else if (t)
         store_txn_abort(t);
     if (rc != STORE_OK) {
-        log_warn("notifier: cannot renew the lease of instance %s: %s", n->instance,
-                 store_strerror(rc));
+        /* Once per outage, not once a second. */
+        if (!n->heartbeat_failed)
+            log_warn("notifier: cannot renew the lease of instance %s: %s (retried every "
+                     "second)",
+                     n->instance, store_strerror(rc));
+        n->heartbeat_failed = true;
+        n->renewed_since_ms = 0;
         return -1;
     }
+    if (n->heartbeat_failed)
+        log_info("notifier: the lease of instance %s is renewed again", n->instance);
+    n->heartbeat_failed = false;
     n->have_lease = true;
+    if (!n->renewed_since_ms)
+        n->renewed_since_ms = n->last_heartbeat_ms;
     return 0;
 }
 
@@ -435,12 +445,24 @@ void notify_cluster_takeover(struct notifier *n, bool force)
     for (struct notify_sub *s = n->subs; s; s = s->next)
         if (s->seq < n->cursor)
             s->seq = n->cursor;
+    /* One line per former owner (a takeover may move thousands of subscriptions). */
+    for (size_t i = 0; i < c.count; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(c.v[j].from, c.v[i].from) == 0;
+        size_t k = 0;
+        for (size_t j = i; j < c.count && !seen; j++)
+            k += strcmp(c.v[j].from, c.v[i].from) == 0;
+        if (!seen)
+            log_info("notifier: %zu subscription(s) taken over from instance %s", k,
+                     c.v[i].from[0] ? c.v[i].from : "(none recorded)");
+    }
     uint64_t low = n->cursor;
     size_t restored = 0, dropped = 0;
     for (size_t i = 0; i < c.count; i++) {
         struct notify_taken *e = &c.v[i];
-        log_info("notifier: subscription %s of %s taken over from instance %s", e->key,
-                 e->rec.identity, e->from[0] ? e->from : "(none)");
+        log_debug("notifier: subscription %s of %s taken over from instance %s", e->key,
+                  e->rec.identity, e->from[0] ? e->from : "(none recorded)");
         struct notify_sub *s = notify_subs_restore_one(n, &e->key, true, &e->rec);
         if (!s && e->key) {
             /* expired: its record goes */
@@ -471,8 +493,8 @@ void notify_cluster_takeover(struct notifier *n, bool force)
     }
     notify_taken_release(c.v, c.count);
     n->cursor = low;
-    log_info("notifier: %zu subscription(s) taken over, %zu expired dropped; reporting changes "
-             "after %llu",
+    log_info("notifier: %zu subscription(s) restored here, %zu expired dropped; reporting "
+             "changes after %llu",
              restored, dropped, (unsigned long long)low);
     notifier_poll(n);
     notify_subs_save(n, false);
@@ -532,19 +554,24 @@ void notify_cluster_tick(struct notifier *n)
     if (n->store_wake_index < 0 || second) {
         struct store_txn *t;
         uint64_t last = 0;
+        bool read = false;
         if (store_txn_begin(n->store, false, &t) == STORE_OK) {
-            if (store_change_last(t, &last) != STORE_OK)
-                last = 0;
+            read = store_change_last(t, &last) == STORE_OK;
             store_txn_abort(t);
         }
-        if (last != n->cursor)
+        if (read && last != n->cursor)
             notifier_poll(n);
     }
-    /* The progress of answered NOTIFYs, so that a takeover resumes exactly there. */
-    notify_subs_save(n, false);
+    /* The progress of answered NOTIFYs, so that a takeover resumes exactly there; while the
+     * store does not answer, the heartbeat alone tries once a second (and logs it once). */
+    if (!n->heartbeat_failed)
+        notify_subs_save(n, false);
     if (second) {
         notify_wake_register(n); /* a listener that could not connect may now */
-        if (notify_cluster_heartbeat(n) == 0)
+        /* After a time without the store, the others get a lease period to renew theirs
+         * before their leases count as expired here: the store was away for them too. */
+        if (notify_cluster_heartbeat(n) == 0 &&
+            n->last_heartbeat_ms - n->renewed_since_ms >= (int64_t)n->cfg.lease_s * 1000)
             notify_cluster_takeover(n, false);
     }
 }

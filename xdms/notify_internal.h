@@ -315,9 +315,12 @@ struct notifier {
     struct su_home_s *home;
     int wait_index;
     int64_t last_heartbeat_ms; /* cluster: monotonic ms of the last lease renewal */
+    int64_t renewed_since_ms;  /* cluster: monotonic ms since when every renewal succeeded, 0 =
+                                  the last one failed */
     int store_wake_fd;         /* cluster: store_wake_fd() registered, or -1 */
     int store_wake_index;      /* its registration in root, or -1 */
     bool have_lease;           /* cluster: our lease is written */
+    bool heartbeat_failed;     /* cluster: the last renewal failed (logged once) */
     struct notify_sub *subs;
     size_t n_subs;
     uint64_t cursor; /* last change-log sequence handled */

@@ -26,7 +26,11 @@ test then checks, each step bounded in time:
    on b moves to a when b is stopped with SIGTERM, sooner than the lease time (a stopped instance
    marks its lease expired), again without a missed change.
 
-    python3 tests/e2e/notify_multi.py --build build [-v] [--changes 60]
+    python3 tests/e2e/notify_multi.py --build build [-v] [--changes 60] [--store postgresql]
+
+With --store postgresql the two instances share a PostgreSQL database instead (tools/pglocal.py
+starts one on a free loopback port and stops it at the end): the same checks, the instances then
+woken by the database's LISTEN/NOTIFY rather than by polling.
 
 Prints one PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a check
 failed or a sanitizer report appears in a server's output. Standard library only.
@@ -47,6 +51,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import pglocal  # noqa: E402  (local PostgreSQL servers)
 SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
 USER = "sip:alice@example.com"
 DOC_SEL = "resource-lists/users/%s/index" % USER
@@ -92,7 +98,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Xdms:
-    def __init__(self, build, tmp, name, data, xcap_root, contact, verbose):
+    def __init__(self, build, tmp, name, data, xcap_root, contact, verbose, conninfo=None):
         self.name = name
         self.http = free_port()
         self.sip = free_port()
@@ -108,7 +114,9 @@ class Xdms:
             "--option", "sip_contact=%s" % contact,
             "--option", "sip_trusted_peer=127.0.0.1", "--option", "metrics=off",
             "--option", "schema_dir=%s" % os.path.join(ROOT, "schemas"),
-        ] + (["--log-level", "debug"] if verbose else [])
+        ] + (["--log-level", "debug"] if verbose else []) + (
+            ["--option", "store=postgresql", "--option", "pg_conninfo=%s" % conninfo]
+            if conninfo else [])
         self.p = None
         self.log = None
 
@@ -247,7 +255,7 @@ def percentile(values, p):
 
 
 class Scenario:
-    def __init__(self, args, tmp):
+    def __init__(self, args, tmp, conninfo=None):
         self.args = args
         self.tmp = tmp
         self.results = []
@@ -255,8 +263,8 @@ class Scenario:
         open(os.path.join(tmp, "xdm.conf"), "w").close()
         self.lb = "sip:127.0.0.1:%d" % free_port()  # the shared address (a balancer's)
         root = "http://127.0.0.1:8080/xcap-root/"
-        self.a = Xdms(args.build, tmp, "a", data, root, self.lb, args.verbose)
-        self.b = Xdms(args.build, tmp, "b", data, root, self.lb, args.verbose)
+        self.a = Xdms(args.build, tmp, "a", data, root, self.lb, args.verbose, conninfo)
+        self.b = Xdms(args.build, tmp, "b", data, root, self.lb, args.verbose, conninfo)
         self.sub = None
         self.cseq = 0
         self.etag = None
@@ -439,6 +447,7 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--changes", type=int, default=60)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--store", choices=("lmdb", "postgresql"), default="lmdb")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     args.changes = max(1, min(args.changes, 1000))
@@ -449,9 +458,24 @@ def main():
             print("counts: 0 passed, 1 failed")
             return 1
     tmp = tempfile.mkdtemp(prefix="xdm-notify-multi-")
+    pg = None
     try:
-        passed, failed = Scenario(args, tmp).run()
+        conninfo = None
+        if args.store == "postgresql":
+            os.chmod(tmp, 0o711)  # the PostgreSQL server runs as its own user, under tmp/pg
+            pg = pglocal.PgCluster(os.path.join(tmp, "pg"))
+            try:
+                pg.start()
+            except Exception as e:  # noqa: BLE001  (any failure to start is the test's failure)
+                print("FAIL PostgreSQL did not start: %s" % e)
+                print("counts: 0 passed, 1 failed")
+                return 1
+            conninfo = pg.conninfo()
+        print("store: %s" % args.store)
+        passed, failed = Scenario(args, tmp, conninfo).run()
     finally:
+        if pg:
+            pg.stop()
         if args.keep:
             print("kept %s" % tmp)
         else:
