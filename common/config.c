@@ -650,7 +650,7 @@ static const char *config_value(const struct config *cfg, const char *key)
     return best ? best->value : NULL;
 }
 
-const char *config_where(const struct config *cfg, const char *key, char *buf, size_t len)
+const char *config_where_key(const struct config *cfg, const char *key, char *buf, size_t len)
 {
     const struct config_item *best = NULL;
     for (size_t i = 0; i < cfg->n_items; i++) {

@@ -107,7 +107,7 @@ bool config_bool(const struct config *cfg, const char *key);
 const char *config_get(const struct config *cfg, const char *key, const char *def);
 /* Where the effective value of key was set, for messages: "FILE:LINE", "the command line", or
  * "the default" when it is unset. Written to buf (always NUL-terminated); returns buf. */
-const char *config_where(const struct config *cfg, const char *key, char *buf, size_t len);
+const char *config_where_key(const struct config *cfg, const char *key, char *buf, size_t len);
 int config_get_uint(const struct config *cfg, const char *key, uint64_t def, uint64_t *out);
 int config_get_size(const struct config *cfg, const char *key, uint64_t def, uint64_t *out);
 int config_get_bool(const struct config *cfg, const char *key, bool def, bool *out);

@@ -181,8 +181,8 @@ static void test_overrides_beat_files(void)
     config_free(cfg);
 }
 
-/* config_where: the file and line of the value in effect, the command line, or the default. */
-static void test_where(void)
+/* config_where_key: the file and line of the value in effect, the command line, or the default. */
+static void test_where_key(void)
 {
     char path[128], errbuf[256] = "", where[256], want[200];
     config_write("w.ini", "[xdms]\nhttp = 127.0.0.1:1\n\n[presence]\nhttp = 127.0.0.1:2\n", path,
@@ -190,12 +190,12 @@ static void test_where(void)
     struct config *cfg = config_two_sections();
     CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
     snprintf(want, sizeof want, "%s:5", path); /* [presence] beats [xdms] */
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", where, sizeof where), want);
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "max_body", where, sizeof where), "the default");
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "http", where, sizeof where), want);
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "max_body", where, sizeof where), "the default");
     CU_ASSERT_EQUAL(config_set(cfg, "http", "127.0.0.1:3"), 0);
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", where, sizeof where), "the command line");
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "http", where, sizeof where), "the command line");
     char tiny[4];
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", tiny, sizeof tiny), "the");
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "http", tiny, sizeof tiny), "the");
     config_free(cfg);
 }
 
@@ -869,7 +869,7 @@ static CU_TestInfo config_tests[] = {
     {"a later file beats an earlier one", test_two_files},
     {"overrides beat files", test_overrides_beat_files},
     {"repeated keys via config_each", test_each_repeated_keys},
-    {"where a value was set", test_where},
+    {"where a value was set", test_where_key},
     {"config_get_uint", test_get_uint},
     {"config_get_size with suffixes", test_get_size},
     {"config_get_bool", test_get_bool},
