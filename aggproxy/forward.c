@@ -112,9 +112,11 @@ bool forward_header_relayed(const char *name)
     return false;
 }
 
+/* Retry-After: an XDMS whose database does not answer says 503 and when to come back (RFC 9110
+ * §10.2.3); the client must see it through the proxy. */
 static bool response_header_relayed(const char *name, size_t len)
 {
-    static const char *const relayed[] = {"ETag", "Content-Type", "Allow"};
+    static const char *const relayed[] = {"ETag", "Content-Type", "Allow", "Retry-After"};
     for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)
         if (strlen(relayed[i]) == len && strncasecmp(name, relayed[i], len) == 0)
             return true;

@@ -205,6 +205,11 @@ class Cluster:
     def start_database(self):
         """Starts the PostgreSQL pair in DATA/pg, or starts it again when DATA/pg holds one from an
         earlier run; creates the role databases that are missing."""
+        if os.geteuid() == 0:
+            # The servers run as the postgres user (pglocal), who must be able to pass through
+            # DATA to DATA/pg: search permission only (the XDMS directories inside stay 0700).
+            mode = os.stat(self.data).st_mode & 0o7777
+            os.chmod(self.data, mode | 0o011)
         self.pg = pglocal.PgCluster(os.path.join(self.data, "pg"))
         if self.pg.nodes and all(os.path.isdir(n["dir"]) for n in self.pg.nodes.values()):
             for name in self.pg.nodes:
