@@ -212,7 +212,15 @@ class Cluster:
             os.chmod(self.data, mode | 0o011)
         self.pg = pglocal.PgCluster(os.path.join(self.data, "pg"))
         if self.pg.nodes and all(os.path.isdir(n["dir"]) for n in self.pg.nodes.values()):
+            promoted = "standby" in self.pg.nodes and not os.path.exists(
+                os.path.join(self.pg.nodes["standby"]["dir"], "standby.signal"))
             for name in self.pg.nodes:
+                if name == "primary" and promoted:
+                    # The standby was promoted: the old primary is behind it and must not take
+                    # writes again. Only the new primary runs (without a standby).
+                    print("xdm: the standby of %s/pg was promoted: starting it alone (remove "
+                          "%s/pg for a fresh pair)" % (self.data, self.data), file=sys.stderr)
+                    continue
                 if not self.pg.pid(name) or not _alive(self.pg.pid(name)):
                     self.pg._start(name)
                 self.pg._wait_ready(name)
@@ -230,8 +238,11 @@ class Cluster:
     def primary(self):
         """The node that takes writes (the standby once it was promoted)."""
         for name in self.pg.nodes:
-            if self.pg.psql(name, "SELECT pg_is_in_recovery()", db="postgres") == "f":
-                return name
+            try:
+                if self.pg.psql(name, "SELECT pg_is_in_recovery()", db="postgres") == "f":
+                    return name
+            except subprocess.CalledProcessError:
+                continue  # not running
         raise RuntimeError("no PostgreSQL node accepts writes")
 
     def conninfo(self, role):
