@@ -210,6 +210,12 @@ class Cluster:
             # DATA to DATA/pg: search permission only (the XDMS directories inside stay 0700).
             mode = os.stat(self.data).st_mode & 0o7777
             os.chmod(self.data, mode | 0o011)
+            d = os.path.dirname(self.data)
+            while d != os.path.dirname(d):
+                if not os.stat(d).st_mode & 0o001:
+                    raise RuntimeError("the postgres user cannot pass through %s to %s/pg (chmod "
+                                       "o+x %s, or choose another --data)" % (d, self.data, d))
+                d = os.path.dirname(d)
         self.pg = pglocal.PgCluster(os.path.join(self.data, "pg"))
         if self.pg.nodes and all(os.path.isdir(n["dir"]) for n in self.pg.nodes.values()):
             promoted = "standby" in self.pg.nodes and not os.path.exists(
