@@ -492,6 +492,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
     }
     notify_taken_release(c.v, c.count);
+    metrics_count(METRICS_SUBS_TAKEN, restored);
     n->cursor = low;
     log_info("notifier: %zu subscription(s) restored here, %zu expired dropped; reporting "
              "changes after %llu",

@@ -102,6 +102,7 @@ class Xdms:
         self.name = name
         self.http = free_port()
         self.sip = free_port()
+        self.metrics = free_port()
         self.socket = os.path.join(tmp, "%s.sock" % name)
         self.log_path = os.path.join(tmp, "xdms-%s.log" % name)
         self.argv = [
@@ -112,7 +113,8 @@ class Xdms:
             "--option", "instance=%s" % name, "--option", "instance_lease=%d" % LEASE,
             "--option", "notify_poll_ms=20", "--option", "notify_min_interval_ms=0",
             "--option", "sip_contact=%s" % contact,
-            "--option", "sip_trusted_peer=127.0.0.1", "--option", "metrics=off",
+            "--option", "sip_trusted_peer=127.0.0.1",
+            "--option", "metrics=127.0.0.1:%d" % self.metrics,
             "--option", "schema_dir=%s" % os.path.join(ROOT, "schemas"),
         ] + (["--log-level", "debug"] if verbose else []) + (
             ["--option", "store=postgresql", "--option", "pg_conninfo=%s" % conninfo]
@@ -163,6 +165,15 @@ class Xdms:
                 raise Fail("instance %s did not stop within 10 s of SIGTERM" % self.name)
         if self.log and not self.log.closed:
             self.log.close()
+
+    def metric(self, name):
+        conn = http.client.HTTPConnection("127.0.0.1", self.metrics, timeout=10 * SCALE)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        m = re.search(r"(?m)^%s (\d+)$" % re.escape(name), text)
+        expect(m, "%s not in the metrics of %s" % (name, self.name))
+        return int(m.group(1))
 
     def put(self, body):
         conn = UnixHTTPConnection(self.socket, timeout=10 * SCALE)
@@ -359,7 +370,10 @@ class Scenario:
         got = documents(ev["body"])
         expect(got == [(self.etag, after)], "next NOTIFY from a reports %s" % got)
         self.etag = after
-        expect(b"taken over from instance b" in self.a.output(), "a's log names the takeover")
+        expect(b"1 subscription(s) taken over from instance b" in self.a.output(),
+               "a's log names the takeover")
+        taken = self.a.metric("xdm_sip_subscriptions_taken_over_total")
+        expect(taken == 1, "xdm_sip_subscriptions_taken_over_total of a: %d" % taken)
 
     def step_refresh_unsubscribe_at_new_owner(self):
         self.sub.command("refresh 127.0.0.1:%d" % self.a.sip)
@@ -401,6 +415,8 @@ class Scenario:
                documents(ev["body"]))
         print("  SIGTERM of b -> first NOTIFY from a: %.2f s (lease %d s)" % (took, LEASE))
         expect(took < LEASE, "handover after SIGTERM took %.2f s, not less than the lease" % took)
+        taken = self.a.metric("xdm_sip_subscriptions_taken_over_total")
+        expect(taken == 2, "xdm_sip_subscriptions_taken_over_total of a: %d" % taken)
         self.sub.command("unsubscribe 127.0.0.1:%d" % self.a.sip)
         r = self.sub.take("response", 10)
         expect(r.get("status") == 200, "un-SUBSCRIBE at a: %s" % r.get("status"))
