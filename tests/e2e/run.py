@@ -176,7 +176,7 @@ class Proc:
                     "--xcap-root", d.xcap_root + "/"]
             # With --store postgresql every XDMS gets a fresh database of its own, before the
             # case's options (so a case may still name its own store settings).
-            if d.runner.pg is not None:
+            if d.pg is not None:
                 argv += ["--option", "store=postgresql",
                          "--option", "pg_conninfo=" + d.pg_conninfo(self.name)]
         argv += ["--option", "metrics=%s:%d" % (LOOPBACK, self.metrics_port)]
@@ -424,6 +424,9 @@ class Deployment:
         self.uas = {}
         self.extra_logs = []
         self.databases = {}  # XDMS role -> database name (--store postgresql)
+        # Other scripts drive Deployment with runners of their own that know no store: LMDB.
+        self.pg = getattr(runner, "pg", None)
+        self.store = getattr(runner, "store", "lmdb")
 
     def pg_conninfo(self, role):
         """The libpq connection string of that XDMS's own database, created on first use."""
@@ -443,7 +446,7 @@ class Deployment:
 
     def vars(self):
         v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr,
-             "config": self.config, "store": self.runner.store}
+             "config": self.config, "store": self.store}
         for r in XDMS_ROLES:
             v["http." + r] = self.procs[r].http_addr
             v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)
@@ -496,7 +499,7 @@ class Deployment:
             msg = p.stop()
             if msg:
                 problems.append(msg)
-        if not self.runner.keep:
+        if self.databases and not self.runner.keep:
             problems += self.drop_databases()
         return problems
 
@@ -2224,7 +2227,7 @@ class Runner:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.env = env
-        self.store = args.store
+        self.store = getattr(args, "store", "lmdb")
         self.pg = None  # the PostgreSQL server of the whole run (--store postgresql)
         self.pg_dir = None
         self._db_lock = threading.Lock()
