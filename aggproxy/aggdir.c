@@ -13,6 +13,7 @@
 #include "nodesel.h"
 #include "route.h"
 #include "status.h"
+#include "upstream.h"
 #include "xcap_uri.h"
 #include "xdoc.h"
 
@@ -330,10 +331,13 @@ void aggdir_handle(struct forward *fw, const struct route_table *t, const struct
     }
 
     /* Ask every distinct XDMS at once for its part (AP-10). */
+    const struct route_upstream *lists[AGGDIR_UPSTREAMS_MAX];
     const char *ups[AGGDIR_UPSTREAMS_MAX];
-    size_t n = route_table_upstreams(t, ups, AGGDIR_UPSTREAMS_MAX);
+    size_t n = route_table_upstream_lists(t, lists, AGGDIR_UPSTREAMS_MAX);
     if (n > AGGDIR_UPSTREAMS_MAX)
         n = AGGDIR_UPSTREAMS_MAX;
+    for (size_t i = 0; i < n; i++)
+        ups[i] = lists[i]->name;
     struct buf target;
     buf_init(&target, 16384);
     int brc = buf_printf(&target, "%s/%s", root, u.doc_sel);
@@ -342,8 +346,9 @@ void aggdir_handle(struct forward *fw, const struct route_table *t, const struct
     enum xcap_status fst[AGGDIR_UPSTREAMS_MAX];
     struct aggdir_part parts[AGGDIR_UPSTREAMS_MAX];
     for (size_t i = 0; i < n; i++) {
+        /* One instance of each list: they all hold the same documents. */
         frq[i] = (struct forward_request){.method = "GET",
-                                          .base_url = ups[i],
+                                          .base_url = upstream_first(t, lists[i]),
                                           .target = target.data ? target.data : "/",
                                           .headers = rq->id_headers,
                                           .n_headers = rq->n_id_headers};

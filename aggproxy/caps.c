@@ -11,6 +11,7 @@
 #include "log.h"
 #include "route.h"
 #include "status.h"
+#include "upstream.h"
 #include "xdoc.h"
 
 #define CAPS_UPSTREAMS_MAX 64
@@ -156,10 +157,14 @@ int caps_compose(struct forward *fw, const struct route_table *t,
                  const struct forward_header *headers, size_t n_headers, struct buf *out,
                  size_t *failed)
 {
+    const struct route_upstream *lists[CAPS_UPSTREAMS_MAX];
     const char *ups[CAPS_UPSTREAMS_MAX];
-    size_t n = route_table_upstreams(t, ups, CAPS_UPSTREAMS_MAX);
+    size_t n = route_table_upstream_lists(t, lists, CAPS_UPSTREAMS_MAX);
     if (n > CAPS_UPSTREAMS_MAX)
         n = CAPS_UPSTREAMS_MAX;
+    /* One instance of each list: they all serve the same AUIDs. */
+    for (size_t i = 0; i < n; i++)
+        ups[i] = upstream_first(t, lists[i]);
     struct buf docs[CAPS_UPSTREAMS_MAX + 1];
     size_t ndocs = 0, nfailed = 0;
     struct buf target;

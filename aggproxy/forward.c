@@ -13,11 +13,14 @@
 #define RESP_HEADERS_MAX 16
 #define RESP_HEADER_VALUE_MAX 8192
 #define URL_MAX 16384
+/* Connections kept per curl handle (at least the most distinct upstream instances). */
+#define FORWARD_MAX_CONNECTS 64
 
 struct forward {
     pthread_key_t handle_key; /* this thread's CURL * */
     pthread_key_t multi_key;  /* this thread's CURLM * */
     unsigned timeout_ms;
+    unsigned connect_timeout_ms;
     size_t max_response;
     char *ca_file, *cert_file, *key_file;
 };
@@ -61,6 +64,8 @@ struct forward *forward_new(const struct forward_options *opts)
         return NULL;
     }
     fw->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 10000;
+    fw->connect_timeout_ms =
+        opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : fw->timeout_ms;
     fw->max_response = opts && opts->max_response ? opts->max_response : (size_t)16 << 20;
     bool oom = false;
     if (opts) {
@@ -295,6 +300,7 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
     buf_release(&resp->body);
     buf_init(&resp->body, fw->max_response);
     resp->status = 0;
+    resp->unsent = false;
     buf_init(&x->url, URL_MAX);
     x->errbuf[0] = '\0';
 
@@ -333,9 +339,15 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
      * XDM-4 traffic (and curl then skips reading the environment on every request). */
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* One kept connection per upstream instance and thread: curl's default cache of 5 would
+     * close and reopen connections once a proxy routes to more instances than that. */
+    curl_easy_setopt(h, CURLOPT_MAXCONNECTS, (long)FORWARD_MAX_CONNECTS);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)fw->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)fw->timeout_ms);
+    unsigned timeout_ms = rq->timeout_ms ? rq->timeout_ms : fw->timeout_ms;
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(
+        h, CURLOPT_CONNECTTIMEOUT_MS,
+        (long)(fw->connect_timeout_ms < timeout_ms ? fw->connect_timeout_ms : timeout_ms));
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -384,6 +396,10 @@ static enum xcap_status exchange_finish(CURL *h, struct exchange *x, CURLcode rc
         set_error(resp, "out of memory");
         return XCAP_INTERNAL;
     }
+    long sent = 0;
+    if (rc != CURLE_OK && curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK &&
+        sent == 0)
+        resp->unsent = true;
     switch (rc) {
     case CURLE_OK: {
         long code = 0;

@@ -36,11 +36,12 @@ struct forward;
 #define FORWARD_UNIX_PREFIX "unix:"
 
 struct forward_options {
-    unsigned timeout_ms;   /* whole exchange; 0 = default 10000 */
-    size_t max_response;   /* response body bytes; 0 = default 16 MiB; larger -> 502 */
-    const char *ca_file;   /* PEM CAs for https upstreams; NULL = the system's (copied) */
-    const char *cert_file; /* PEM client certificate for https upstreams, or NULL (copied) */
-    const char *key_file;  /* its PEM private key (copied) */
+    unsigned timeout_ms;         /* whole exchange; 0 = default 10000 */
+    unsigned connect_timeout_ms; /* connection set-up (TCP, TLS); 0 = timeout_ms */
+    size_t max_response;         /* response body bytes; 0 = default 16 MiB; larger -> 502 */
+    const char *ca_file;         /* PEM CAs for https upstreams; NULL = the system's (copied) */
+    const char *cert_file;       /* PEM client certificate for https upstreams, or NULL (copied) */
+    const char *key_file;        /* its PEM private key (copied) */
 };
 
 /* Initialises libcurl (once per process) and makes a forwarder. Returns NULL on failure (also
@@ -68,6 +69,7 @@ struct forward_request {
     size_t n_headers;
     const void *body;
     size_t body_len;
+    unsigned timeout_ms; /* whole exchange, 0 = the forwarder's (e.g. shorter for health checks) */
 };
 
 /* Response headers relayed to the client: ETag, Content-Type, Allow. */
@@ -77,6 +79,11 @@ struct forward_response {
     size_t n_headers;
     struct buf body;
     char *error; /* owned: why the exchange failed (when forward_do did not return XCAP_OK) */
+    /* The exchange failed before any byte of the request was written to a connection (refused,
+     * no such socket, connect or TLS handshake timeout, reset while connecting), as libcurl
+     * counts the bytes it sent (CURLINFO_REQUEST_SIZE, summed over curl's own retry of a reused
+     * connection). Such a request reached no XDMS and may go to another one. */
+    bool unsent;
 };
 
 void forward_response_init(struct forward_response *r);

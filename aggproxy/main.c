@@ -18,6 +18,7 @@
 #include "route.h"
 #include "sdnotify.h"
 #include "store.h"
+#include "upstream.h"
 #include "users.h"
 #include "xdoc.h"
 
@@ -50,16 +51,25 @@ static const struct config_key aggproxy_keys[] = {
      "nonces tracked for replay protection"},
     {"upstream_timeout_ms", CONFIG_UINT, 1, 3600000, "10000", NULL, 0, NULL,
      "XDMS answer deadline"},
+    {"upstream_connect_timeout_ms", CONFIG_UINT, 1, 3600000, "1000", NULL, 0, NULL,
+     "longest wait for a connection to an XDMS instance (then the next is tried) and for the "
+     "answer to a health check"},
+    {"upstream_check_interval", CONFIG_UINT, UPSTREAM_CHECK_INTERVAL_MIN,
+     UPSTREAM_CHECK_INTERVAL_MAX, UPSTREAM_CHECK_INTERVAL_DEFAULT, NULL, 0, NULL,
+     "milliseconds between health checks of the instances of multi-URL upstream lists"},
     {"max_response", CONFIG_SIZE, 1, 1ull << 32, "16M", NULL, 0, NULL,
      "largest XDMS response relayed"},
     {"shared_list_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
-     "Shared List XDMS: unix:PATH or URL (default unix:var/shared-list/xdms.sock)"},
+     "Shared List XDMS instances: unix:PATH or URL, several separated by spaces (default "
+     "unix:var/shared-list/xdms.sock)"},
     {"presence_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
-     "Presence XDMS: unix:PATH or URL (default unix:var/presence/xdms.sock)"},
+     "Presence XDMS instances: unix:PATH or URL, several separated by spaces (default "
+     "unix:var/presence/xdms.sock)"},
     {"rls_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
-     "RLS XDMS: unix:PATH or URL (default unix:var/rls/xdms.sock)"},
+     "RLS XDMS instances: unix:PATH or URL, several separated by spaces (default "
+     "unix:var/rls/xdms.sock)"},
     {"route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "AUID URL: the upstream of one AUID"},
+     "AUID URL [URL...]: the upstream instances of one AUID"},
     {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate of the HTTPS listener"},
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_priorities", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "GnuTLS priority string"},
@@ -110,6 +120,7 @@ static void aggproxy_usage(FILE *f)
 
 struct aggproxy_routes {
     struct route_table *t;
+    const struct config *cfg;
     int failed;
 };
 
@@ -156,50 +167,35 @@ static void aggproxy_handle(void *cls, const struct http_request *req, struct ht
                resp->status, resp->body.len, s, http_request_header(req, "X-Request-ID"));
 }
 
-struct aggproxy_ready {
-    struct route_table *routes;
-    struct forward *fw;
-};
-
-/* Ready while every upstream answers HTTP at all (any status) to a GET of the XCAP root path. */
-static bool aggproxy_ready(void *cls, char *reason, size_t len)
-{
-    const struct aggproxy_ready *r = cls;
-    const char *ups[16];
-    size_t n = route_table_upstreams(r->routes, ups, sizeof ups / sizeof ups[0]);
-    if (n > sizeof ups / sizeof ups[0])
-        n = sizeof ups / sizeof ups[0];
-    char target[300];
-    snprintf(target, sizeof target, "%s/", route_table_root(r->routes));
-    for (size_t i = 0; i < n; i++) {
-        struct forward_request rq = {.method = "GET", .base_url = ups[i], .target = target};
-        struct forward_response fr;
-        forward_response_init(&fr);
-        enum xcap_status st = forward_do(r->fw, &rq, &fr);
-        if (st != XCAP_OK) {
-            /* The forwarder's message names the upstream and what went wrong. */
-            if (fr.error)
-                snprintf(reason, len, "%s", fr.error);
-            else
-                snprintf(reason, len, "upstream %s: no answer", ups[i]);
-            forward_response_release(&fr);
-            return false;
-        }
-        forward_response_release(&fr);
-    }
-    return true;
-}
-
 static int aggproxy_add_route(void *cls, const char *value)
 {
     struct aggproxy_routes *r = cls;
     char err[256];
     if (route_table_set_spec(r->t, value, err, sizeof err) < 0) {
-        log_error("route: %s", err);
+        char where[CONFIG_WHERE_MAX];
+        log_error("%s: route = %s: %s", config_where(r->cfg, "route", value, where, sizeof where),
+                  value, err);
         r->failed = 1;
         return 1;
     }
     return 0;
+}
+
+/* The upstream lists of the three XDMS roles, checked with the place they were set named. */
+static int aggproxy_check_lists(const struct config *cfg)
+{
+    static const char *const keys[] = {"shared_list_url", "presence_url", "rls_url"};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = config_str(cfg, keys[i]);
+        char err[256], where[CONFIG_WHERE_MAX];
+        if (v && route_list_check(v, err, sizeof err) < 0) {
+            log_error("%s: %s = %s: %s", config_where(cfg, keys[i], v, where, sizeof where),
+                      keys[i], v, err);
+            rc = -1;
+        }
+    }
+    return rc;
 }
 
 /* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
@@ -291,6 +287,7 @@ int main(int argc, char **argv)
     struct digest *digest = NULL;
     struct route_table *routes = NULL;
     struct forward *fw = NULL;
+    struct upstream_check *check = NULL;
     struct caps_cache *caps = NULL;
     struct proxy *proxy = NULL;
     struct httpd *httpd = NULL, *httpsd = NULL, *admin = NULL;
@@ -318,6 +315,8 @@ int main(int argc, char **argv)
              lifetime = config_u64(cfg, "nonce_lifetime"),
              max_nonces = config_u64(cfg, "max_nonces"),
              up_timeout = config_u64(cfg, "upstream_timeout_ms"),
+             up_connect = config_u64(cfg, "upstream_connect_timeout_ms"),
+             check_interval = config_u64(cfg, "upstream_check_interval"),
              max_resp = config_u64(cfg, "max_response"),
              gzip_min = config_u64(cfg, "gzip_min_size"), caps_ttl = config_u64(cfg, "caps_ttl"),
              caps_retry = config_u64(cfg, "caps_retry");
@@ -345,6 +344,8 @@ int main(int argc, char **argv)
     if (fqdns.failed)
         goto out;
 
+    if (aggproxy_check_lists(cfg) < 0)
+        goto out;
     char err[256];
     routes = route_table_new(config_str(cfg, "xcap_root_path"), config_str(cfg, "shared_list_url"),
                              config_str(cfg, "presence_url"), config_str(cfg, "rls_url"), err,
@@ -353,7 +354,7 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
-    struct aggproxy_routes ar = {routes, 0};
+    struct aggproxy_routes ar = {routes, cfg, 0};
     config_each(cfg, "route", aggproxy_add_route, &ar);
     if (ar.failed)
         goto out;
@@ -381,6 +382,7 @@ int main(int argc, char **argv)
                                    .max_nonces = (size_t)max_nonces};
     struct forward_options fopts = {
         .timeout_ms = (unsigned)up_timeout,
+        .connect_timeout_ms = (unsigned)up_connect,
         .max_response = (size_t)max_resp,
         .ca_file = config_str(cfg, "upstream_ca"),
         .cert_file = up_cert,
@@ -432,9 +434,12 @@ int main(int argc, char **argv)
     };
     httpd_config_limits(cfg, &hcfg);
     metrics_init("aggproxy", route_table_root(routes));
-    struct aggproxy_ready ready = {routes, fw};
-    if (metrics_on &&
-        metrics_admin_start(metrics_host, metrics_port, NULL, aggproxy_ready, &ready, &admin) < 0)
+    /* The first round of health checks runs now, so /readyz and the first requests see the
+     * instances as they are. */
+    if (!(check = upstream_check_start(fw, routes, (unsigned)check_interval, (unsigned)up_connect)))
+        goto out;
+    if (metrics_on && metrics_admin_start(metrics_host, metrics_port, upstream_metrics,
+                                          upstream_ready, check, &admin) < 0)
         goto out;
     if (plain) {
         if (httpd_start(&hcfg, aggproxy_handle, proxy, &httpd) < 0)
@@ -475,6 +480,7 @@ out:
     httpd_stop(admin); /* first: no handler runs after this */
     httpd_stop(httpd);
     httpd_stop(httpsd);
+    upstream_check_stop(check);
     proxy_free(proxy);
     caps_cache_free(caps);
     forward_free(fw);

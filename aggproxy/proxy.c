@@ -22,6 +22,7 @@
 #include "identity.h"
 #include "log.h"
 #include "route.h"
+#include "upstream.h"
 #include "users.h"
 #include "xcap_uri.h"
 
@@ -691,7 +692,6 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     }
     struct forward_request rq = {
         .method = c->method,
-        .base_url = c->route.upstream,
         .target = target.data,
         .headers = h.v,
         .n_headers = h.n,
@@ -700,9 +700,9 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     };
     struct forward_response fr;
     forward_response_init(&fr);
-    enum xcap_status st = forward_do(p->forward, &rq, &fr);
+    enum xcap_status st = upstream_forward(p->forward, p->routes, c->route.up, &rq, &fr, NULL);
     buf_release(&target);
-    if (st == XCAP_UPSTREAM)
+    if (st == XCAP_UPSTREAM || st == XCAP_UPSTREAM_DOWN)
         metrics_upstream_error(METRICS_UPSTREAM_UNREACHABLE);
     else if (st == XCAP_UPSTREAM_TIMEOUT)
         metrics_upstream_error(METRICS_UPSTREAM_TIMEOUT);
@@ -711,6 +711,10 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
         if (code >= 500)
             log_warn("%s %s: %d: %s", c->method, c->target, code, fr.error ? fr.error : "");
         http_response_text(resp, code, fr.error ? fr.error : status_phrase(st));
+        /* Nothing reached any instance: the client may simply send it again shortly (RFC 9110
+         * §15.6.4, §10.2.3). */
+        if (st == XCAP_UPSTREAM_DOWN)
+            http_response_header(resp, "Retry-After", UPSTREAM_RETRY_AFTER);
         forward_response_release(&fr);
         return;
     }

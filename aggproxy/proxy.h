@@ -1,7 +1,7 @@
 /* The Aggregation Proxy request pipeline (SPEC AP-1..AP-14, GAA-1..12, DIG-1..9):
  *
  *   receive -> authenticate (Digest or GBA Digest: 400/401) -> identify (intended identity: 403)
- *   -> decode (gzip request body: 400/413/415) -> route (404) -> forward (502/504)
+ *   -> decode (gzip request body: 400/413/415) -> route (404) -> forward (502/503/504)
  *   | xcap-caps | xcap-directory -> encode (gzip response) -> respond (Authentication-Info)
  *
  * Authentication:

@@ -650,7 +650,7 @@ static const char *config_value(const struct config *cfg, const char *key)
     return best ? best->value : NULL;
 }
 
-const char *config_where(const struct config *cfg, const char *key, char *buf, size_t len)
+const char *config_where_key(const struct config *cfg, const char *key, char *buf, size_t len)
 {
     const struct config_item *best = NULL;
     for (size_t i = 0; i < cfg->n_items; i++) {
@@ -775,6 +775,22 @@ int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, 
         }
     }
     return 0;
+}
+
+const char *config_where(const struct config *cfg, const char *key, const char *value, char *out,
+                         size_t len)
+{
+    const struct config_item *found = NULL;
+    for (size_t i = 0; i < cfg->n_items && !found; i++)
+        if (cfg->items[i].value == value && strcmp(cfg->items[i].key, key) == 0)
+            found = &cfg->items[i];
+    if (!found)
+        snprintf(out, len, "the default");
+    else if (found->file)
+        snprintf(out, len, "%s:%d", found->file, found->line);
+    else
+        snprintf(out, len, "the command line");
+    return out;
 }
 
 void config_keys_usage(FILE *f, const struct config_key *keys)

@@ -107,7 +107,7 @@ bool config_bool(const struct config *cfg, const char *key);
 const char *config_get(const struct config *cfg, const char *key, const char *def);
 /* Where the effective value of key was set, for messages: "FILE:LINE", "the command line", or
  * "the default" when it is unset. Written to buf (always NUL-terminated); returns buf. */
-const char *config_where(const struct config *cfg, const char *key, char *buf, size_t len);
+const char *config_where_key(const struct config *cfg, const char *key, char *buf, size_t len);
 int config_get_uint(const struct config *cfg, const char *key, uint64_t def, uint64_t *out);
 int config_get_size(const struct config *cfg, const char *key, uint64_t def, uint64_t *out);
 int config_get_bool(const struct config *cfg, const char *key, bool def, bool *out);
@@ -117,6 +117,13 @@ int config_get_bool(const struct config *cfg, const char *key, bool def, bool *o
  * non-zero result. */
 int config_each(const struct config *cfg, const char *key, int (*fn)(void *cls, const char *value),
                 void *cls);
+
+/* Where a value read with config_str() or config_each() was set, for a problem the program finds
+ * in it later (one that needs more than the key table to see): "FILE:LINE", "the command line",
+ * or "the default" when no setting has that value. Writes into out (len bytes) and returns out. */
+#define CONFIG_WHERE_MAX 512
+const char *config_where(const struct config *cfg, const char *key, const char *value, char *out,
+                         size_t len);
 
 /* Calls fn (when not NULL) with the name of each key of the table whose effective value (the
  * default when unset; numbers and booleans by value; every value of a repeatable key, in order)

@@ -214,6 +214,8 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
         {METRICS_CONN_REFUSED, "xdm_http_connections_refused_total",
          "HTTP connections closed by the connection bounds (malformed request line, head or "
          "body too slow)."},
+        {METRICS_UPSTREAM_RETRIED, "xdm_upstream_retries_total",
+         "Requests the proxy sent again to another instance of an upstream list."},
     };
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         rc |= metrics_family(out, plain[i].name, "counter", plain[i].help);

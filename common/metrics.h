@@ -31,10 +31,11 @@ struct httpd;
 /* Counters without labels (the process-specific ones are zero, and still exported, where they do
  * not apply, so that a dashboard shows every series for every process). */
 enum metrics_counter {
-    METRICS_NOTIFY_SENT,    /* xdm_sip_notify_sent_total */
-    METRICS_NOTIFY_FAILED,  /* xdm_sip_notify_failed_total */
-    METRICS_NOTIFY_RETRIED, /* xdm_sip_notify_retried_total */
-    METRICS_CONN_REFUSED,   /* xdm_http_connections_refused_total */
+    METRICS_NOTIFY_SENT,      /* xdm_sip_notify_sent_total */
+    METRICS_NOTIFY_FAILED,    /* xdm_sip_notify_failed_total */
+    METRICS_NOTIFY_RETRIED,   /* xdm_sip_notify_retried_total */
+    METRICS_CONN_REFUSED,     /* xdm_http_connections_refused_total */
+    METRICS_UPSTREAM_RETRIED, /* xdm_upstream_retries_total (proxy) */
     METRICS_COUNTER_COUNT
 };
 

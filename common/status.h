@@ -41,6 +41,7 @@ struct buf;
     X(XCAP_UPSTREAM, 502, NULL, "Bad Gateway")                                                     \
     X(XCAP_STORAGE, 503, NULL, "Service Unavailable")                                              \
     X(XCAP_UPSTREAM_TIMEOUT, 504, NULL, "Gateway Timeout")                                         \
+    X(XCAP_UPSTREAM_DOWN, 503, NULL, "Service Unavailable")                                        \
     X(XCAP_INSUFFICIENT_STORAGE, 507, NULL, "Insufficient Storage")
 
 enum xcap_status {

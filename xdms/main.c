@@ -284,7 +284,7 @@ static int xdms_check_keys(const struct config *cfg)
     if (strcmp(config_str(cfg, "store"), "postgresql") == 0 && (!conninfo || !conninfo[0])) {
         char where[512];
         log_error("%s: store = postgresql needs pg_conninfo (a libpq connection string)",
-                  config_where(cfg, "store", where, sizeof where));
+                  config_where_key(cfg, "store", where, sizeof where));
         return -1;
     }
     return 0;

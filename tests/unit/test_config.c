@@ -27,8 +27,8 @@ static void config_file_path(const char *name, char *out, size_t len)
 
 static int config_suite_cleanup(void)
 {
-    static const char *const names[] = {"a.ini",    "b.ini",      "bad.ini",
-                                        "each.ini", "badsec.ini", "strict.ini"};
+    static const char *const names[] = {"a.ini",      "b.ini",      "bad.ini",  "each.ini",
+                                        "badsec.ini", "strict.ini", "where.ini"};
     char path[128];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         config_file_path(names[i], path, sizeof path);
@@ -181,8 +181,8 @@ static void test_overrides_beat_files(void)
     config_free(cfg);
 }
 
-/* config_where: the file and line of the value in effect, the command line, or the default. */
-static void test_where(void)
+/* config_where_key: the file and line of the value in effect, the command line, or the default. */
+static void test_where_key(void)
 {
     char path[128], errbuf[256] = "", where[256], want[200];
     config_write("w.ini", "[xdms]\nhttp = 127.0.0.1:1\n\n[presence]\nhttp = 127.0.0.1:2\n", path,
@@ -190,12 +190,12 @@ static void test_where(void)
     struct config *cfg = config_two_sections();
     CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
     snprintf(want, sizeof want, "%s:5", path); /* [presence] beats [xdms] */
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", where, sizeof where), want);
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "max_body", where, sizeof where), "the default");
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "http", where, sizeof where), want);
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "max_body", where, sizeof where), "the default");
     CU_ASSERT_EQUAL(config_set(cfg, "http", "127.0.0.1:3"), 0);
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", where, sizeof where), "the command line");
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "http", where, sizeof where), "the command line");
     char tiny[4];
-    CU_ASSERT_STRING_EQUAL(config_where(cfg, "http", tiny, sizeof tiny), "the");
+    CU_ASSERT_STRING_EQUAL(config_where_key(cfg, "http", tiny, sizeof tiny), "the");
     config_free(cfg);
 }
 
@@ -246,6 +246,43 @@ static void test_each_repeated_keys(void)
     struct config_collect none = {.n = 0};
     CU_ASSERT_EQUAL(config_each(cfg, "peer", config_collect_cb, &none), 0);
     CU_ASSERT_EQUAL(none.n, 0);
+    config_free(cfg);
+}
+
+/* config_where names the file and line of a value read back, or the command line. */
+static int config_where_cb(void *cls, const char *value)
+{
+    const struct config *cfg = cls;
+    char where[CONFIG_WHERE_MAX];
+    config_where(cfg, "trusted_peer", value, where, sizeof where);
+    if (strcmp(value, "127.0.0.2 server") == 0)
+        CU_ASSERT_PTR_NOT_NULL(strstr(where, "where.ini:4"));
+    if (strcmp(value, "::1 proxy") == 0)
+        CU_ASSERT_STRING_EQUAL(where, "the command line");
+    return 0;
+}
+
+static void test_where(void)
+{
+    char path[128], errbuf[256] = "";
+    config_write("where.ini",
+                 "[xdms]\n"
+                 "trusted_peer = 127.0.0.1 proxy\n"
+                 "other = z\n"
+                 "trusted_peer = 127.0.0.2 server\n",
+                 path, sizeof path);
+    struct config *cfg = config_two_sections();
+    CU_ASSERT_EQUAL(config_set(cfg, "trusted_peer", "::1 proxy"), 0);
+    CU_ASSERT_EQUAL(config_load(cfg, path, true, errbuf, sizeof errbuf), 0);
+    CU_ASSERT_EQUAL(config_each(cfg, "trusted_peer", config_where_cb, cfg), 0);
+    char where[CONFIG_WHERE_MAX];
+    const char *other = config_get(cfg, "other", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    char want[200];
+    snprintf(want, sizeof want, "%s:3", path);
+    CU_ASSERT_STRING_EQUAL(config_where(cfg, "other", other, where, sizeof where), want);
+    CU_ASSERT_STRING_EQUAL(config_where(cfg, "other", "not set", where, sizeof where),
+                           "the default");
     config_free(cfg);
 }
 
@@ -832,6 +869,7 @@ static CU_TestInfo config_tests[] = {
     {"a later file beats an earlier one", test_two_files},
     {"overrides beat files", test_overrides_beat_files},
     {"repeated keys via config_each", test_each_repeated_keys},
+    {"where a value was set", test_where_key},
     {"config_get_uint", test_get_uint},
     {"config_get_size with suffixes", test_get_size},
     {"config_get_bool", test_get_bool},

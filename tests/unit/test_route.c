@@ -21,6 +21,8 @@
 #include "log.h"
 #include "proxy.h"
 #include "route.h"
+#include "upstream.h"
+#include "metrics.h"
 #include "store.h"
 #include "users.h"
 #include "xdoc.h"
@@ -228,9 +230,9 @@ static void test_route_config(void)
     /* unix:PATH (absolute or relative) is kept as given */
     CU_ASSERT_EQUAL(route_table_set_spec(t, "a unix:/run/xdm/presence.sock", err, sizeof err), 0);
     expect_route(t, "/root/a/global/index", ROUTE_UPSTREAM, "unix:/run/xdm/presence.sock");
+    /* whitespace separates the instances of a list: a socket path cannot contain any */
     CU_ASSERT_EQUAL(route_table_set_spec(t, "b unix:var/x y.sock", err, sizeof err), -1);
-    CU_ASSERT_EQUAL(route_table_set(t, "b", "unix:var/x y.sock", err, sizeof err), 0);
-    expect_route(t, "/root/b/global/index", ROUTE_UPSTREAM, "unix:var/x y.sock");
+    CU_ASSERT_EQUAL(route_table_set(t, "b", "unix:var/x y.sock", err, sizeof err), -1);
     char longest[5 + 107 + 2];
     memset(longest, 'p', sizeof longest - 1);
     memcpy(longest, "unix:/", 6);
@@ -244,6 +246,7 @@ static void test_route_config(void)
         "",
         "foo",
         "foo http://h:1 extra",
+        "foo http://h:1 http://h:1/",
         "foo ftp://h:1",
         "foo http://",
         "foo http:///x",
@@ -277,6 +280,94 @@ static void test_route_config(void)
     CU_ASSERT_PTR_NULL(route_table_new("xcap-root", NULL, NULL, NULL, err, sizeof err));
     CU_ASSERT_PTR_NULL(route_table_new("/x y", NULL, NULL, NULL, err, sizeof err));
     CU_ASSERT_PTR_NULL(route_table_new(NULL, "localhost:8181", NULL, NULL, err, sizeof err));
+}
+
+/* Upstream lists: parsing, sharing of instances between lists, names, bounds. */
+static void test_route_lists(void)
+{
+    char err[256];
+    struct route_table *t = route_table_new(NULL, "unix:/a.sock \t http://127.0.0.1:1/ ",
+                                            "http://127.0.0.1:1", "unix:/a.sock", err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    struct route_match m;
+    route_match(t, "/xcap-root/resource-lists/users/sip:a@b/index", &m);
+    CU_ASSERT_EQUAL_FATAL(m.kind, ROUTE_UPSTREAM);
+    CU_ASSERT_STRING_EQUAL(m.upstream, "unix:/a.sock http://127.0.0.1:1");
+    CU_ASSERT_EQUAL_FATAL(m.up->n, 2);
+    CU_ASSERT_STRING_EQUAL(m.up->url[0], "unix:/a.sock");
+    CU_ASSERT_STRING_EQUAL(m.up->url[1], "http://127.0.0.1:1");
+    /* one instance state per URL, whatever lists name it */
+    CU_ASSERT_EQUAL(route_table_instances(t), 2);
+    route_match(t, "/xcap-root/rls-services/global/index", &m);
+    CU_ASSERT_EQUAL(m.up->n, 1);
+    CU_ASSERT_EQUAL(m.up->id[0], 0);
+    const char *ups[8];
+    CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 8), 3);
+    CU_ASSERT_STRING_EQUAL(ups[0], "unix:/a.sock http://127.0.0.1:1");
+    /* route = AUID with a list; the replaced list is no longer an upstream */
+    CU_ASSERT_EQUAL(
+        route_table_set_spec(t, "rls-services unix:/c.sock unix:/a.sock", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(route_table_upstreams(t, ups, 8), 3);
+    CU_ASSERT_STRING_EQUAL(ups[2], "unix:/c.sock unix:/a.sock");
+    CU_ASSERT_EQUAL(route_table_instances(t), 3);
+    route_table_free(t);
+
+    CU_ASSERT_EQUAL(route_list_check("unix:/x.sock", err, sizeof err), 0);
+    CU_ASSERT_EQUAL(route_list_check("", err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "empty upstream list"));
+    CU_ASSERT_EQUAL(route_list_check("unix:/x.sock ftp://h", err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "'ftp://h'"));
+    CU_ASSERT_EQUAL(route_list_check("unix:/x.sock unix:/x.sock", err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "listed twice"));
+    char many[ROUTE_INSTANCES_MAX * 16 + 32] = "";
+    for (int i = 0; i <= ROUTE_INSTANCES_MAX; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "unix:/%d ", i);
+    CU_ASSERT_EQUAL(route_list_check(many, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "too many upstream URLs"));
+    CU_ASSERT_PTR_NULL(route_table_new(NULL, "unix:/a unix:/b bad", NULL, NULL, err, sizeof err));
+}
+
+/* route_pick: least requests in progress, ties round robin, down instances skipped, the first
+ * untried down one as a last resort, up->n when all were tried. */
+static void test_route_pick(void)
+{
+    char err[256];
+    struct route_table *t =
+        route_table_new(NULL, "unix:/a unix:/b unix:/c", NULL, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    struct route_match m;
+    route_match(t, "/xcap-root/resource-lists/global/index", &m);
+    const struct route_upstream *up = m.up;
+    CU_ASSERT_EQUAL_FATAL(up->n, 3);
+    unsigned seen[3] = {0};
+    for (int i = 0; i < 30; i++)
+        seen[route_pick(t, up, 0)]++;
+    CU_ASSERT_TRUE(seen[0] == 10 && seen[1] == 10 && seen[2] == 10);
+    /* a busy instance is avoided while others are idle */
+    route_instance_begin(t, up->id[0]);
+    route_instance_begin(t, up->id[1]);
+    for (int i = 0; i < 5; i++)
+        CU_ASSERT_EQUAL(route_pick(t, up, 0), 2);
+    route_instance_end(t, up->id[0]);
+    route_instance_end(t, up->id[1]);
+    CU_ASSERT_EQUAL(route_instance_requests(t, up->id[0]), 1);
+    /* down: skipped; the reason is kept */
+    CU_ASSERT_TRUE(route_instance_mark(t, up->id[1], false, "refused"));
+    CU_ASSERT_FALSE(route_instance_mark(t, up->id[1], false, "refused again"));
+    char why[64];
+    CU_ASSERT_FALSE(route_instance_up(t, up->id[1], why, sizeof why));
+    CU_ASSERT_STRING_EQUAL(why, "refused again");
+    for (int i = 0; i < 10; i++)
+        CU_ASSERT_NOT_EQUAL(route_pick(t, up, 0), 1);
+    CU_ASSERT_EQUAL(route_pick(t, up, 1u << 0 | 1u << 2), 1); /* last resort */
+    CU_ASSERT_EQUAL(route_pick(t, up, 7), 3);
+    CU_ASSERT_TRUE(route_instance_mark(t, up->id[0], false, NULL));
+    CU_ASSERT_TRUE(route_instance_mark(t, up->id[2], false, NULL));
+    CU_ASSERT_EQUAL(route_pick(t, up, 0), 2); /* all down: the last one to go down first */
+    CU_ASSERT_EQUAL(route_pick(t, up, 1u << 2), 0);
+    CU_ASSERT_FALSE(route_instance_mark(t, up->id[1], true, NULL));
+    CU_ASSERT_EQUAL(route_pick(t, up, 0), 1);
+    route_table_free(t);
 }
 
 /* ---- xcap-caps union ------------------------------------------------------------------------ */
@@ -649,6 +740,91 @@ static void test_forward_threads(void)
         total += (long)rv;
     }
     CU_ASSERT_EQUAL(total, 80);
+    forward_free(fw);
+}
+
+/* upstream_forward over a list of a dead and a live instance: an unsent request of any method
+ * goes on to the live one and the dead one is marked down; a PUT that was sent and broke is not
+ * replayed, a GET is; a list with every instance dead is 503 (XCAP_UPSTREAM_DOWN), a one-URL
+ * list 502 as before; the health check brings an instance back. */
+static void test_upstream_forward(void)
+{
+    struct forward_options opts = {.timeout_ms = 1000};
+    struct forward *fw = forward_new(&opts);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+    char err[256], list[160], dead[64], dead2[64];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%u", dead_port());
+    snprintf(dead2, sizeof dead2, "http://127.0.0.1:%u", dead_port());
+    snprintf(list, sizeof list, "%s %s", dead, upstream_url);
+    struct route_table *t = route_table_new(NULL, list, dead, NULL, err, sizeof err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+    char spec[200];
+    snprintf(spec, sizeof spec, "x %s %s", dead, dead2);
+    CU_ASSERT_EQUAL_FATAL(route_table_set_spec(t, spec, err, sizeof err), 0);
+    struct route_match m;
+    route_match(t, "/xcap-root/resource-lists/global/index", &m);
+    const struct route_upstream *up = m.up;
+    struct forward_request rq = {.method = "PUT", .target = "/a", .body = "b", .body_len = 1};
+    struct forward_response r;
+    forward_response_init(&r);
+    unsigned tries = 0;
+    for (int i = 0; i < 4; i++) {
+        CU_ASSERT_EQUAL(upstream_forward(fw, t, up, &rq, &r, &tries), XCAP_OK);
+        CU_ASSERT_EQUAL(r.status, 200);
+        CU_ASSERT_TRUE(tries >= 1 && tries <= 2);
+    }
+    CU_ASSERT_FALSE(route_instance_up(t, up->id[0], NULL, 0));
+    CU_ASSERT_TRUE(route_instance_up(t, up->id[1], NULL, 0));
+    /* the dead one is skipped now: one try each */
+    CU_ASSERT_EQUAL(upstream_forward(fw, t, up, &rq, &r, &tries), XCAP_OK);
+    CU_ASSERT_EQUAL(tries, 1);
+
+    /* sent, then no answer in time: a PUT is not replayed, a GET is (on the other instance,
+     * which is marked down, as a last resort) */
+    rq.target = "/slow";
+    CU_ASSERT_EQUAL(upstream_forward(fw, t, up, &rq, &r, &tries), XCAP_UPSTREAM_TIMEOUT);
+    CU_ASSERT_EQUAL(tries, 1);
+    CU_ASSERT_FALSE(r.unsent);
+    rq.method = "GET";
+    rq.body = NULL;
+    rq.body_len = 0;
+    CU_ASSERT_EQUAL(upstream_forward(fw, t, up, &rq, &r, &tries), XCAP_UPSTREAM_TIMEOUT);
+    CU_ASSERT_EQUAL(tries, 2);
+    CU_ASSERT_TRUE(route_instance_up(t, up->id[1], NULL, 0)); /* slow is not down */
+
+    /* every instance dead: 503 with the list named; one URL: 502 as a single upstream */
+    rq.target = "/a";
+    route_match(t, "/xcap-root/x/global/index", &m);
+    CU_ASSERT_EQUAL(upstream_forward(fw, t, m.up, &rq, &r, &tries), XCAP_UPSTREAM_DOWN);
+    CU_ASSERT_EQUAL(tries, 2);
+    CU_ASSERT_TRUE(r.error && strstr(r.error, "no instance of upstream") && strstr(r.error, dead2));
+    route_match(t, "/xcap-root/pres-rules/global/index", &m);
+    CU_ASSERT_EQUAL(upstream_forward(fw, t, m.up, &rq, &r, &tries), XCAP_UPSTREAM);
+    CU_ASSERT_TRUE(r.error && strstr(r.error, "refused the connection"));
+
+    /* health: the live one stays up, the dead ones down; readiness names the first dead list */
+    CU_ASSERT_TRUE(route_instance_mark(t, up->id[1], false, "test"));
+    upstream_check_once(fw, t, 500);
+    CU_ASSERT_TRUE(route_instance_up(t, up->id[1], NULL, 0));
+    CU_ASSERT_FALSE(route_instance_up(t, up->id[0], NULL, 0));
+    struct upstream_check *check = upstream_check_start(fw, t, 200, 500);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(check);
+    char reason[METRICS_REASON_MAX];
+    CU_ASSERT_FALSE(upstream_ready(check, reason, sizeof reason));
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, "refused the connection"));
+    struct buf mb;
+    buf_init(&mb, 1 << 16);
+    CU_ASSERT_EQUAL(upstream_metrics(check, &mb), 0);
+    char line[160];
+    snprintf(line, sizeof line, "xdm_upstream_up{upstream=\"%s\"} 1\n", upstream_url);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mb.data, line));
+    snprintf(line, sizeof line, "xdm_upstream_up{upstream=\"%s\"} 0\n", dead);
+    CU_ASSERT_PTR_NOT_NULL(strstr(mb.data, line));
+    CU_ASSERT_PTR_NOT_NULL(strstr(mb.data, "# TYPE xdm_upstream_requests_total counter\n"));
+    buf_release(&mb);
+    upstream_check_stop(check);
+    forward_response_release(&r);
+    route_table_free(t);
     forward_free(fw);
 }
 
@@ -1209,6 +1385,8 @@ static CU_TestInfo route_tests[] = {
     {"raw spans and XUI", test_route_spans},
     {"percent-decoding", test_route_decode},
     {"configured URLs and routes", test_route_config},
+    {"upstream lists", test_route_lists},
+    {"instance choice", test_route_pick},
     CU_TEST_INFO_NULL,
 };
 
@@ -1223,6 +1401,7 @@ static CU_TestInfo forward_tests[] = {
     {"502, 504, size bound", test_forward_failures},
     {"over a UNIX-domain socket", test_forward_unix},
     {"concurrent threads", test_forward_threads},
+    {"instances of a list: retry and health", test_upstream_forward},
     {"xcap-caps composition", test_caps_compose},
     CU_TEST_INFO_NULL,
 };

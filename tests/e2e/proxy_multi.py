@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""End-to-end checks of several XDMS instances of one role behind the proxy, which the case runner
+(run.py, one process per role) cannot express:
+
+Two `xdms --role shared-list` processes share ONE LMDB data directory (LMDB is multi-process: a
+real two-instance deployment without a database server), each with its own HTTP port, SIP port,
+UNIX-domain socket and admin listener; the proxy's shared_list_url lists both sockets.
+
+- spread: sequential GETs reach both instances (counted by each XDMS's own metrics and the
+  proxy's per-instance counters);
+- kill9_under_load: writers PUT new versions of their documents and readers GET a fixed one
+  while one instance gets SIGKILL: every GET is 200 with the right body, every PUT is 2xx or a
+  5xx (502/503/504), never anything else; afterwards every document reads back as its last
+  acknowledged version with that ETag (or as a version whose PUT got a 5xx: it may have been
+  committed before the instance died); the dead instance is reported down; started again it is
+  reported up and receives requests again;
+- skip_within_1s: with no traffic, the health check reports a killed instance down within 1 s;
+  the following requests all go to the other one without any retry; with both dead the answer
+  is 503 with Retry-After.
+
+    python3 tests/e2e/proxy_multi.py --build build [-v] [--keep] [--filter NAME]
+
+Prints one PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a check
+failed, a process exited badly or a sanitizer report appears in a log. Every loop is bounded in
+count and time. Standard library only.
+"""
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proxy_tls_gaa import (LOOPBACK, SANITIZER, Digest, Fail, Proc, exchange, expect,  # noqa: E402
+                           free_port, request, sh)
+
+XUI = "sip:alice@example.com"
+CT = "application/resource-lists+xml"
+DOCS = "/xcap-root/resource-lists/users/%s/" % XUI
+CHECK_INTERVAL_MS = 500  # the default upstream_check_interval
+
+
+def doc(name, n):
+    return (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+            b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+            b'  <list name="%s"><entry uri="sip:v%d@example.com"/></list>\n'
+            b'</resource-lists>\n' % (name.encode(), n))
+
+
+class Env:
+    """Two shared-list instances over one data directory, the proxy in front of both."""
+
+    def __init__(self, args, name):
+        self.build = os.path.abspath(args.build)
+        self.verbose = args.verbose
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-multi-%s-" % name[:16])
+        self.data = os.path.join(self.tmp, "data")
+        os.makedirs(os.path.join(self.data, "shared-list"))
+        self.logs, self.procs = [], []
+        self.conf = os.path.join(self.tmp, "xdm.conf")
+        open(self.conf, "w").write("[xdms]\n[aggproxy]\n")
+        self.port = free_port()
+        self.metrics = free_port()
+        self.inst = {}
+        for name_ in ("a", "b"):
+            sock = os.path.join(self.tmp, "%s.sock" % name_)
+            http_port, metrics = free_port(), free_port()
+            self.inst[name_] = {"socket": sock, "url": "unix:" + sock, "http": http_port,
+                                "metrics": metrics, "proc": None}
+        for name_ in ("a", "b"):
+            self.start_xdms(name_)
+        # presence and rls are not part of these checks: their AUIDs go to the same list (one
+        # list for the health check and /readyz).
+        both = "%s %s" % (self.inst["a"]["url"], self.inst["b"]["url"])
+        self.proxy = Proc(self, "proxy", [
+            os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+            "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
+            "--http", "%s:%d" % (LOOPBACK, self.port),
+            "--option", "metrics=%s:%d" % (LOOPBACK, self.metrics),
+            "--option", "shared_list_url=" + both, "--option", "presence_url=" + both,
+            "--option", "rls_url=" + both])
+        self.proxy.start(self.port)
+        self.procs.append(self.proxy)
+        sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data, "user", "add",
+            XUI, "--password", "secret"], os.path.join(self.tmp, "xdmctl.log"))
+
+    def start_xdms(self, name):
+        i = self.inst[name]
+        p = Proc(self, "shared-list-" + name, [
+            os.path.join(self.build, "xdms/xdms"), "--role", "shared-list", "--config", self.conf,
+            "--data", os.path.join(self.data, "shared-list"), "--socket", i["socket"],
+            "--http", "%s:%d" % (LOOPBACK, i["http"]), "--sip", "%s:0" % LOOPBACK,
+            "--xcap-root", "http://%s:%d/xcap-root/" % (LOOPBACK, self.port),
+            "--option", "metrics=%s:%d" % (LOOPBACK, i["metrics"])])
+        p.start(i["http"])
+        i["proc"] = p
+        self.procs.append(p)
+
+    def kill9(self, name):
+        p = self.inst[name]["proc"]
+        p.popen.kill()
+        p.popen.wait(timeout=10)
+
+    def shutdown(self):
+        problems = []
+        for p in reversed(self.procs):
+            if p.popen and p.popen.returncode == -9:
+                continue  # killed on purpose
+            msg = p.stop()
+            if msg:
+                problems.append(msg)
+        for log in self.logs:
+            text = open(log, encoding="utf-8", errors="replace").read() \
+                if os.path.exists(log) else ""
+            for line in text.split("\n"):
+                if any(s in line for s in SANITIZER):
+                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
+                    break
+        return problems
+
+
+def metrics(env, port):
+    r = exchange(env, port, "GET", "/metrics")
+    expect(r.status == 200, "GET /metrics on %d: %d" % (port, r.status))
+    return r.body.decode()
+
+
+def sample(text, name, labels=None):
+    """The value of one series (0 when absent)."""
+    sel = "" if labels is None else "{" + labels + "}"
+    m = re.search(r"(?m)^%s%s (\d+)$" % (re.escape(name), re.escape(sel)), text)
+    return int(m.group(1)) if m else 0
+
+
+def up(env, name):
+    return sample(metrics(env, env.metrics), "xdm_upstream_up",
+                  'upstream="%s"' % env.inst[name]["url"])
+
+
+def sent_to(env, name):
+    return sample(metrics(env, env.metrics), "xdm_upstream_requests_total",
+                  'upstream="%s"' % env.inst[name]["url"])
+
+
+def xdms_gets(env, name):
+    return sample(metrics(env, env.inst[name]["metrics"]), "xdm_http_requests_total",
+                  'method="GET",auid="resource-lists",code_class="2xx"')
+
+
+def wait_for(what, cond, limit):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if cond():
+            return time.monotonic()
+        time.sleep(0.05)
+    raise Fail("%s: not within %.1f s" % (what, limit))
+
+
+def put(env, auth, name, n):
+    return request(env, env.port, "PUT", DOCS + name, auth=auth, headers=[("Content-Type", CT)],
+                   body=doc(name, n))
+
+
+def get(env, auth, name):
+    return request(env, env.port, "GET", DOCS + name, auth=auth)
+
+
+def check_spread(env):
+    alice = Digest("alice", "secret")
+    r = put(env, alice, "index", 0)
+    expect(r.status == 201, "PUT: %d %s" % (r.status, r.body))
+    for _ in range(20):
+        r = get(env, alice, "index")
+        expect(r.status == 200 and r.body == doc("index", 0), "GET: %d %s" % (r.status, r.body))
+    a, b = xdms_gets(env, "a"), xdms_gets(env, "b")
+    # least requests in progress, ties round robin: sequential requests alternate
+    expect(a + b == 20 and a >= 9 and b >= 9, "GETs per instance: a %d, b %d" % (a, b))
+    expect(sent_to(env, "a") + sent_to(env, "b") == 21, "proxy counters")
+    m = metrics(env, env.metrics)
+    expect(sample(m, "xdm_upstream_retries_total") == 0, "no retry was needed")
+
+
+def check_kill9_under_load(env):
+    writers, puts_each, readers, gets_each = 4, 60, 2, 100
+    seed = Digest("alice", "secret")
+    r = put(env, seed, "fixed", 0)
+    expect(r.status == 201, "PUT fixed: %d" % r.status)
+    lock = threading.Lock()
+    acked = [0]
+    problems = []
+    results = {w: [] for w in range(writers)}  # (n, status, etag)
+    deadline = time.monotonic() + 30
+
+    def writer(w):
+        auth = Digest("alice", "secret")
+        for n in range(1, puts_each + 1):
+            if time.monotonic() > deadline:
+                return
+            try:
+                r = put(env, auth, "w%d" % w, n)
+            except (OSError, http.client.HTTPException) as e:
+                with lock:
+                    problems.append("PUT w%d v%d: %s" % (w, n, e))
+                return
+            results[w].append((n, r.status, r.header("ETag")))
+            with lock:
+                if r.status in (200, 201):
+                    acked[0] += 1
+                elif r.status not in (502, 503, 504):
+                    problems.append("PUT w%d v%d: %d %s" % (w, n, r.status, r.body[:200]))
+
+    def reader(k):
+        auth = Digest("alice", "secret")
+        for _ in range(gets_each):
+            if time.monotonic() > deadline:
+                return
+            try:
+                r = get(env, auth, "fixed")
+            except (OSError, http.client.HTTPException) as e:
+                with lock:
+                    problems.append("GET: %s" % e)
+                return
+            with lock:
+                acked[0] += 1
+                if r.status != 200 or r.body != doc("fixed", 0):
+                    problems.append("GET fixed: %d %s" % (r.status, r.body[:200]))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    threads += [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
+    for t in threads:
+        t.start()
+    try:
+        wait_for("60 answered requests", lambda: acked[0] >= 60, 20)
+        env.kill9("a")
+    finally:
+        for t in threads:
+            t.join(timeout=60)
+    expect(not any(t.is_alive() for t in threads), "load threads did not finish")
+    expect(not problems, "; ".join(problems[:5]))
+    five = sum(1 for w in results for (_, s, _) in results[w] if s >= 500)
+    if env.verbose:
+        print("    PUTs answered 5xx around the kill: %d" % five)
+
+    # Every acknowledged write is there with its ETag (or a later, unacknowledged one won).
+    auth = Digest("alice", "secret")
+    for w, res in results.items():
+        expect(res, "writer %d sent nothing" % w)
+        acked_at = max((i for i, (_, s, _) in enumerate(res) if s in (200, 201)), default=-1)
+        expect(acked_at >= 0, "writer %d: no PUT acknowledged" % w)
+        n, _, etag = res[acked_at]
+        r = get(env, auth, "w%d" % w)
+        expect(r.status == 200, "GET w%d: %d" % (w, r.status))
+        later = [m for (m, s, _) in res[acked_at + 1:] if s >= 500]
+        if r.body == doc("w%d" % w, n):
+            expect(r.header("ETag") == etag, "w%d: ETag %s, acknowledged %s" % (
+                w, r.header("ETag"), etag))
+        else:
+            expect(any(r.body == doc("w%d" % w, m) for m in later),
+                   "w%d: acknowledged v%d lost: %s" % (w, n, r.body))
+
+    wait_for("instance a reported down", lambda: up(env, "a") == 0, 1.0)
+    expect(up(env, "b") == 1, "instance b reported down")
+    # Started again: back in rotation, and it serves.
+    env.start_xdms("a")
+    wait_for("instance a reported up", lambda: up(env, "a") == 1, 3.0)
+    before, gets_before = sent_to(env, "a"), xdms_gets(env, "a")
+    for _ in range(10):
+        r = get(env, auth, "fixed")
+        expect(r.status == 200, "GET after restart: %d" % r.status)
+    expect(sent_to(env, "a") >= before + 4, "restarted instance got %d of 10 requests" % (
+        sent_to(env, "a") - before))
+    expect(xdms_gets(env, "a") >= gets_before + 4, "restarted instance served too few")
+
+
+def check_skip_within_1s(env):
+    alice = Digest("alice", "secret")
+    r = put(env, alice, "index", 0)
+    expect(r.status == 201, "PUT: %d" % r.status)
+    r = exchange(env, env.metrics, "GET", "/readyz")
+    expect(r.status == 200, "/readyz: %d %s" % (r.status, r.body))
+    t0 = time.monotonic()
+    env.kill9("a")
+    t1 = wait_for("instance a reported down without traffic", lambda: up(env, "a") == 0, 1.0)
+    if env.verbose:
+        print("    down after %.3f s" % (t1 - t0))
+    m = metrics(env, env.metrics)
+    sent, retries = sent_to(env, "a"), sample(m, "xdm_upstream_retries_total")
+    for n in range(10):
+        r = put(env, alice, "index", n + 1)
+        expect(r.status == 200, "PUT: %d %s" % (r.status, r.body))
+        r = get(env, alice, "index")
+        expect(r.status == 200 and r.body == doc("index", n + 1), "GET: %d" % r.status)
+    m = metrics(env, env.metrics)
+    expect(sent_to(env, "a") == sent, "the dead instance was still tried")
+    expect(sample(m, "xdm_upstream_retries_total") == retries, "requests were retried")
+    r = exchange(env, env.metrics, "GET", "/readyz")
+    expect(r.status == 200, "/readyz with one instance: %d" % r.status)
+    # None left: 503 and Retry-After, for a write and a read.
+    env.kill9("b")
+    for method in ("PUT", "GET"):
+        r = put(env, alice, "index", 99) if method == "PUT" else get(env, alice, "index")
+        expect(r.status == 503, "%s with no instance: %d %s" % (method, r.status, r.body))
+        expect(r.header("Retry-After") == "1", "Retry-After: %s" % r.header("Retry-After"))
+        expect(b"is reachable; the request was not sent" in r.body, "body: %s" % r.body)
+    wait_for("/readyz not ready",
+             lambda: exchange(env, env.metrics, "GET", "/readyz").status == 503, 1.0)
+
+
+CHECKS = [check_spread, check_kill9_under_load, check_skip_within_1s]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--filter", action="append", default=[])
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
+    passed = failed = 0
+    for c in checks:
+        t0 = time.monotonic()
+        env, problem = None, None
+        try:
+            env = Env(args, c.__name__[6:])
+            c(env)
+        except (Fail, OSError, http.client.HTTPException) as e:
+            problem = str(e)
+        if env is not None:
+            extra = env.shutdown()
+            if extra and not problem:
+                problem = "; ".join(extra)
+        if problem:
+            failed += 1
+            print("FAIL %s: %s" % (c.__name__[6:], problem))
+            if env is not None:
+                print("kept %s" % env.tmp)
+        else:
+            passed += 1
+            print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
+            if env is not None and not args.keep:
+                shutil.rmtree(env.tmp, ignore_errors=True)
+    print("counts: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
