@@ -287,6 +287,61 @@ int au_lists_refs_init(struct au_lists_refs *r, const char *xcap_root, bool allo
     return 0;
 }
 
+/* The server part of the absolute reference ref[0..len) (scheme: length of its scheme): returns
+ * NULL or why it is refused; sets *foreign when refs names another server, else *path to the
+ * start of the path and *root_used to the bytes of it this server's XCAP root takes. */
+static const char *au_lists_ref_server(const char *ref, size_t len, size_t scheme,
+                                       const struct au_lists_refs *refs, bool *foreign,
+                                       const char **path, size_t *root_used)
+{
+    if (!au_lists_scheme_is(ref, scheme, "http") && !au_lists_scheme_is(ref, scheme, "https"))
+        return "must be an http or https URI";
+    if (len < scheme + 3 || strncmp(ref + scheme, "://", 3) != 0)
+        return "has no host";
+    const char *auth = ref + scheme + 3;
+    size_t alen = 0;
+    while (auth + alen < ref + len && !strchr("/?#", auth[alen]))
+        alen++;
+    char host[256];
+    unsigned port;
+    bool https = au_lists_scheme_is(ref, scheme, "https");
+    if (!au_lists_authority(auth, alen, https, host, sizeof host, &port))
+        return "has no host";
+    const char *p = auth + alen;
+    *path = p;
+    if (refs && refs->known) {
+        /* RFC 4826 §3.2: an external list may be on any server; only a reference to this
+         * one (same scheme, host, port, and under its XCAP root) can be judged here. */
+        size_t plen0 = 0, used = 0;
+        while (p + plen0 < ref + len && p[plen0] != '?' && p[plen0] != '#')
+            plen0++;
+        if (https != refs->https || port != refs->port || strcmp(host, refs->host) != 0 ||
+            !au_lists_under_root(refs->path, p, plen0, &used)) {
+            *foreign = true;
+            return NULL;
+        }
+        *root_used = used;
+    }
+    if (p == ref + len || *p != '/')
+        return "has no path";
+    return NULL;
+}
+
+/* The XCAP root of r->path when the server's root is unknown: it ends where the document
+ * selector of a resource-lists document begins (RFC 4825 §6). Returns NULL or why not. */
+static const char *au_lists_ref_guess_root(struct au_lists_ref *r)
+{
+    const char *hit = NULL;
+    for (const char *q = r->path; !hit && (q = strstr(q, "/resource-lists/")) != NULL; q++)
+        if (strncmp(q + 16, "users/", 6) == 0 || strncmp(q + 16, "global/", 7) == 0)
+            hit = q;
+    if (!hit)
+        return "is not the URI of a resource-lists document";
+    if (!(r->root = strndup(r->path, (size_t)(hit - r->path))))
+        return "cannot be checked (out of memory)";
+    return NULL;
+}
+
 /* Splits ref[0..len); returns NULL or why it cannot be an XCAP URI of the wanted form. An
  * absolute URI on another server than refs names sets *foreign and is not split further. */
 static const char *au_lists_ref_split(const char *ref, size_t len, enum au_lists_ref_form form,
@@ -304,35 +359,9 @@ static const char *au_lists_ref_split(const char *ref, size_t len, enum au_lists
     const char *p = ref;  /* start of the path */
     size_t root_used = 0; /* bytes of the path a known XCAP root takes */
     if (absolute) {
-        if (!au_lists_scheme_is(ref, scheme, "http") && !au_lists_scheme_is(ref, scheme, "https"))
-            return "must be an http or https URI";
-        if (len < scheme + 3 || strncmp(ref + scheme, "://", 3) != 0)
-            return "has no host";
-        const char *auth = ref + scheme + 3;
-        size_t alen = 0;
-        while (auth + alen < ref + len && !strchr("/?#", auth[alen]))
-            alen++;
-        char host[256];
-        unsigned port;
-        bool https = au_lists_scheme_is(ref, scheme, "https");
-        if (!au_lists_authority(auth, alen, https, host, sizeof host, &port))
-            return "has no host";
-        p = auth + alen;
-        if (refs && refs->known) {
-            /* RFC 4826 §3.2: an external list may be on any server; only a reference to this
-             * one (same scheme, host, port, and under its XCAP root) can be judged here. */
-            size_t plen0 = 0, used = 0;
-            while (p + plen0 < ref + len && p[plen0] != '?' && p[plen0] != '#')
-                plen0++;
-            if (https != refs->https || port != refs->port || strcmp(host, refs->host) != 0 ||
-                !au_lists_under_root(refs->path, p, plen0, &used)) {
-                *foreign = true;
-                return NULL;
-            }
-            root_used = used;
-        }
-        if (p == ref + len || *p != '/')
-            return "has no path";
+        const char *why = au_lists_ref_server(ref, len, scheme, refs, foreign, &p, &root_used);
+        if (why || *foreign)
+            return why;
     } else if (ref[0] == '/') {
         return "must be relative to the XCAP root (no leading '/')";
     }
@@ -358,19 +387,9 @@ static const char *au_lists_ref_split(const char *ref, size_t len, enum au_lists
         if (!(r->query = strndup(p + q, qe - q)))
             return "cannot be checked (out of memory)";
     }
-    size_t root_len = 0;
-    if (absolute && !(refs && refs->known)) {
-        /* Another URI's XCAP root is unknown: it ends where the document selector of a
-         * resource-lists document begins (RFC 4825 §6). */
-        const char *hit = NULL;
-        for (const char *q = r->path; !hit && (q = strstr(q, "/resource-lists/")) != NULL; q++)
-            if (strncmp(q + 16, "users/", 6) == 0 || strncmp(q + 16, "global/", 7) == 0)
-                hit = q;
-        if (!hit)
-            return "is not the URI of a resource-lists document";
-        root_len = (size_t)(hit - r->path);
-    }
-    if (!(r->root = strndup(r->path, root_len)))
+    if (absolute && !(refs && refs->known))
+        return au_lists_ref_guess_root(r);
+    if (!(r->root = strdup("")))
         return "cannot be checked (out of memory)";
     return NULL;
 }

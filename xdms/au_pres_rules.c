@@ -12,14 +12,13 @@
 #define AU_PRES_RULES_NS_PR "urn:ietf:params:xml:ns:pres-rules"
 #define AU_PRES_RULES_NS_OCP "urn:oma:xml:xdm:common-policy"
 
-static enum xcap_status au_pres_rules_check_rule(xmlNodePtr rule, const char *owner,
-                                                 const struct au_lists_refs *refs,
-                                                 struct xcap_err *err)
+/* The <conditions> of rule id (OMA-TS-Presence_SIMPLE_XDM): conditions are not combined, so
+ * each kind appears at most once; the members of an external list come from the owner's own
+ * resource lists. */
+static enum xcap_status au_pres_rules_check_conditions(xmlNodePtr conditions, const char *id,
+                                                       const struct appusage_check *c,
+                                                       struct xcap_err *err)
 {
-    const char *id = xdoc_attr(rule, "id");
-    if (!id)
-        id = "?";
-    /* OMA Presence XDM: a rule's conditions are not combined; each kind appears at most once. */
     static const struct {
         const char *ns, *local;
     } once[] = {
@@ -28,40 +27,35 @@ static enum xcap_status au_pres_rules_check_rule(xmlNodePtr rule, const char *ow
         {AU_PRES_RULES_NS_OCP, "other-identity"},
         {AU_PRES_RULES_NS_OCP, "anonymous-request"},
     };
-    xmlNodePtr transformations = NULL, actions = NULL;
-    for (xmlNodePtr part = xdoc_first_child(rule); part; part = xdoc_next(part)) {
-        if (xdoc_is(part, AU_PRES_RULES_NS_CP, "actions"))
-            actions = part;
-        else if (xdoc_is(part, AU_PRES_RULES_NS_CP, "transformations"))
-            transformations = part;
-        if (!xdoc_is(part, AU_PRES_RULES_NS_CP, "conditions"))
+    unsigned count[sizeof once / sizeof once[0]] = {0};
+    for (xmlNodePtr cond = xdoc_first_child(conditions); cond; cond = xdoc_next(cond)) {
+        for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
+            if (xdoc_is(cond, once[i].ns, once[i].local) && ++count[i] > 1)
+                return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
+                                 "rule \"%.100s\": at most one <%s> condition per rule", id,
+                                 once[i].local);
+        if (!xdoc_is(cond, AU_PRES_RULES_NS_OCP, "external-list"))
             continue;
-        unsigned count[sizeof once / sizeof once[0]] = {0};
-        for (xmlNodePtr c = xdoc_first_child(part); c; c = xdoc_next(c)) {
-            for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
-                if (xdoc_is(c, once[i].ns, once[i].local) && ++count[i] > 1)
-                    return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
-                                     "rule \"%.100s\": at most one <%s> condition per rule", id,
-                                     once[i].local);
-            if (!xdoc_is(c, AU_PRES_RULES_NS_OCP, "external-list"))
-                continue;
-            /* OMA-TS-Presence_SIMPLE_XDM, external-list condition: the listed members come from the
-             * owner's own resource lists. */
-            for (xmlNodePtr e = xdoc_first_child(c); e; e = xdoc_next(e)) {
-                const char *anc =
-                    xdoc_is(e, AU_PRES_RULES_NS_OCP, "entry") ? xdoc_attr(e, "anc") : NULL;
-                char why[160];
-                if (anc &&
-                    !au_lists_ref_ok(anc, AU_LISTS_REF_ANY, "list", owner, refs, why, sizeof why))
-                    return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
-                                     "rule \"%.100s\": external-list entry \"%.200s\" %s", id, anc,
-                                     why);
-            }
+        for (xmlNodePtr e = xdoc_first_child(cond); e; e = xdoc_next(e)) {
+            const char *anc =
+                xdoc_is(e, AU_PRES_RULES_NS_OCP, "entry") ? xdoc_attr(e, "anc") : NULL;
+            char why[160];
+            if (anc &&
+                !au_lists_ref_ok(anc, AU_LISTS_REF_ANY, "list", c->owner, c->refs, why, sizeof why))
+                return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
+                                 "rule \"%.100s\": external-list entry \"%.200s\" %s", id, anc,
+                                 why);
         }
     }
-    /* OMA-TS-Presence_SIMPLE_XDM, sub-handling: a watcher that is not allowed gets nothing, so a
-     * rule that blocks, confirms or polite-blocks carries no transformations. A rule without
-     * <sub-handling> is left alone. */
+    return XCAP_OK;
+}
+
+/* OMA-TS-Presence_SIMPLE_XDM, sub-handling: a watcher that is not allowed gets nothing, so a
+ * rule that blocks, confirms or polite-blocks carries no transformations. A rule without
+ * <sub-handling> is left alone. */
+static enum xcap_status au_pres_rules_check_actions(xmlNodePtr actions, xmlNodePtr transformations,
+                                                    const char *id, struct xcap_err *err)
+{
     xmlNodePtr sh = NULL;
     for (xmlNodePtr a = xdoc_first_child(actions); a && !sh; a = xdoc_next(a))
         if (xdoc_is(a, AU_PRES_RULES_NS_PR, "sub-handling"))
@@ -80,13 +74,34 @@ static enum xcap_status au_pres_rules_check_rule(xmlNodePtr rule, const char *ow
     return st;
 }
 
+static enum xcap_status au_pres_rules_check_rule(xmlNodePtr rule, const struct appusage_check *c,
+                                                 struct xcap_err *err)
+{
+    const char *id = xdoc_attr(rule, "id");
+    if (!id)
+        id = "?";
+    xmlNodePtr transformations = NULL, actions = NULL;
+    for (xmlNodePtr part = xdoc_first_child(rule); part; part = xdoc_next(part)) {
+        if (xdoc_is(part, AU_PRES_RULES_NS_CP, "actions")) {
+            actions = part;
+        } else if (xdoc_is(part, AU_PRES_RULES_NS_CP, "transformations")) {
+            transformations = part;
+        } else if (xdoc_is(part, AU_PRES_RULES_NS_CP, "conditions")) {
+            enum xcap_status st = au_pres_rules_check_conditions(part, id, c, err);
+            if (st != XCAP_OK)
+                return st;
+        }
+    }
+    return au_pres_rules_check_actions(actions, transformations, id, err);
+}
+
 static enum xcap_status au_pres_rules_check_oma(const struct appusage_check *c, xmlNodePtr root,
                                                 struct xcap_err *err)
 {
     for (xmlNodePtr r = xdoc_first_child(root); r; r = xdoc_next(r)) {
         if (!xdoc_is(r, AU_PRES_RULES_NS_CP, "rule"))
             continue;
-        enum xcap_status st = au_pres_rules_check_rule(r, c->owner, c->refs, err);
+        enum xcap_status st = au_pres_rules_check_rule(r, c, err);
         if (st != XCAP_OK)
             return st;
     }

@@ -234,7 +234,7 @@ static int au_rls_services_fragment(xmlNodePtr service, struct buf *out)
 }
 
 struct au_rls_services_index {
-    struct buf out;
+    struct buf *out;
     bool broken;
 };
 
@@ -252,48 +252,51 @@ static int au_rls_services_index_add(void *cls, const void *key, size_t klen, co
         }
         p = z + 1;
     }
-    if (buf_append(&x->out, p, (size_t)(end - p)) < 0 || buf_puts(&x->out, "\n") < 0) {
+    if (buf_append(x->out, p, (size_t)(end - p)) < 0 || buf_puts(x->out, "\n") < 0) {
         x->broken = true;
         return 1;
     }
     return 0;
 }
 
-/* RFC 4826 §4.4.8: the union of every user's services, stored with a new ETag and logged, so
- * subscribers to the index are told. */
-static enum xcap_status au_rls_services_rebuild_index(struct store_txn *t, struct xcap_err *err)
+/* The global index document: the <service> fragments of rls_uri, in URI order. */
+static enum xcap_status au_rls_services_index_body(struct store_txn *t, struct buf *out,
+                                                   struct xcap_err *err)
 {
-    struct au_rls_services_index x = {.broken = false};
-    buf_init(&x.out, AU_RLS_SERVICES_INDEX_MAX);
+    struct au_rls_services_index x = {.out = out, .broken = false};
     enum xcap_status st = XCAP_OK;
-    if (buf_puts(&x.out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                         "<rls-services xmlns=\"" AU_LISTS_NS_RLS "\">\n") < 0) {
-        st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
-        goto done;
-    }
-    size_t head = x.out.len;
+    if (buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                      "<rls-services xmlns=\"" AU_LISTS_NS_RLS "\">\n") < 0)
+        return xcap_fail(err, XCAP_INTERNAL, "out of memory");
+    size_t head = out->len;
     enum store_rc rc =
         store_kv_scan(t, USAGE_RLS_URI_TABLE, NULL, 0, au_rls_services_index_add, &x);
     if (rc != STORE_OK) {
         st = au_rls_services_store_fail(err, rc);
-        goto done;
-    }
-    if (x.broken) {
+    } else if (x.broken) {
         st = xcap_fail(err, XCAP_INTERNAL, "the global index cannot be built (too large?)");
-        goto done;
-    }
-    if (x.out.len == head) { /* no service left: an empty index */
-        x.out.len = head - 2;
-        x.out.data[x.out.len] = '\0';
-        if (buf_puts(&x.out, "/>\n") < 0)
+    } else if (out->len == head) { /* no service left: an empty index */
+        out->len = head - 2;
+        out->data[out->len] = '\0';
+        if (buf_puts(out, "/>\n") < 0)
             st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
-    } else if (buf_puts(&x.out, "</rls-services>\n") < 0) {
+    } else if (buf_puts(out, "</rls-services>\n") < 0) {
         st = xcap_fail(err, XCAP_INTERNAL, "the global index is too large");
     }
+    return st;
+}
+
+/* RFC 4826 §4.4.8: the union of every user's services, stored with a new ETag and logged, so
+ * subscribers to the index are told. */
+static enum xcap_status au_rls_services_rebuild_index(struct store_txn *t, struct xcap_err *err)
+{
+    struct buf body;
+    buf_init(&body, AU_RLS_SERVICES_INDEX_MAX);
+    enum xcap_status st = au_rls_services_index_body(t, &body, err);
     if (st != XCAP_OK)
         goto done;
     struct store_doc old = {0};
-    rc = store_doc_get(t, &au_rls_services_index_key, &old);
+    enum store_rc rc = store_doc_get(t, &au_rls_services_index_key, &old);
     if (rc != STORE_OK && rc != STORE_NOTFOUND) {
         st = au_rls_services_store_fail(err, rc);
         goto done;
@@ -302,7 +305,7 @@ static enum xcap_status au_rls_services_rebuild_index(struct store_txn *t, struc
     memcpy(prev, rc == STORE_OK ? old.etag : "", rc == STORE_OK ? sizeof prev : 1);
     store_doc_release(&old);
     char etag[STORE_ETAG_MAX];
-    if ((rc = store_doc_put(t, &au_rls_services_index_key, x.out.data, x.out.len, etag)) !=
+    if ((rc = store_doc_put(t, &au_rls_services_index_key, body.data, body.len, etag)) !=
         STORE_OK) {
         st = au_rls_services_store_fail(err, rc);
         goto done;
@@ -318,7 +321,7 @@ static enum xcap_status au_rls_services_rebuild_index(struct store_txn *t, struc
     if ((rc = store_change_append(t, &ch)) != STORE_OK)
         st = au_rls_services_store_fail(err, rc);
 done:
-    buf_release(&x.out);
+    buf_release(&body);
     return st;
 }
 
