@@ -21,16 +21,14 @@
 /* Longest schema complaint quoted in a phrase; libxml2's "expected is one of" lists grow long. */
 #define USAGE_MSG_MAX 400
 
-/* Most rows one role serves (the presence XDMS has four). */
-#define USAGE_MAX_ROWS 8
-
-/* The compiled schema of each row the role serves, in appusage_list() order. */
+/* The compiled schema of each row the role serves: schemas[i] is that of rows[i]
+ * (appusage_list() order); n_schemas of them are compiled. */
 struct usage {
     enum xdms_role role;
     size_t max_icon_size;
     struct au_lists_refs refs;
     const struct appusage *const *rows;
-    xmlSchemaPtr schemas[USAGE_MAX_ROWS];
+    xmlSchemaPtr *schemas;
     size_t n_schemas;
 };
 
@@ -142,11 +140,10 @@ int usage_open(enum xdms_role role, const char *schema_dir, struct usage **out)
         return -1;
     }
     xmlSetExternalEntityLoader(usage_entity_loader);
-    int rc = 0;
     size_t n = appusage_list(role, &u->rows);
+    int rc = n && !(u->schemas = calloc(n, sizeof *u->schemas)) ? -1 : 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        xmlSchemaPtr s =
-            i < USAGE_MAX_ROWS ? usage_compile(usage_schema_root, u->rows[i]->xsd) : NULL;
+        xmlSchemaPtr s = usage_compile(usage_schema_root, u->rows[i]->xsd);
         if (!s)
             rc = -1;
         else
@@ -167,6 +164,7 @@ void usage_close(struct usage *u)
         return;
     for (size_t i = 0; i < u->n_schemas; i++)
         xmlSchemaFree(u->schemas[i]);
+    free(u->schemas);
     free(u);
 }
 
