@@ -1,6 +1,6 @@
-/* xdms/appusage.c: every AUID of DESIGN §1 belongs to exactly its XDMS, with its MIME type, the
- * default namespace its own specification gives node selectors and the namespace of its
- * document element; role names parse both ways. */
+/* xdms/appusage.c: every AUID belongs to exactly its XDMS (OMA XDM: shared list, presence, RLS),
+ * with its MIME type, the default namespace its own specification gives node selectors and the
+ * namespace of its document element; role names parse both ways. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
