@@ -458,8 +458,11 @@ int main(int argc, char **argv)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+        sdnotify_reloading();
         aggproxy_reload(args, sections, cfg, proxy, httpd, httpsd);
+        sdnotify_reloaded();
+    }
     sdnotify_stopping();
     /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
     unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");

@@ -614,8 +614,11 @@ int main(int argc, char **argv)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+        sdnotify_reloading();
         xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
+        sdnotify_reloaded();
+    }
     sdnotify_stopping();
     xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:
