@@ -339,7 +339,9 @@ def check_import(ctx):
         with open(os.path.join(bad, rel), "wb") as f:
             f.write(body)
     dst = ctx.deploy("import", start=False)
-    rc, out, err = ctx.xdmctl(dst, "import", bad)
+    # As docs/operations.md shows it, with the public XCAP root references are checked against.
+    rc, out, err = ctx.xdmctl(dst, "import", bad, "--xcap-root",
+                              "https://xcap.example.com/xcap-root/")
     expect(rc == 1 and out == "imported 5 documents, refused 4\n", "import: %d %r" % (rc, out))
     refused = sorted(err.splitlines())
     expect(len(refused) == 4 and all(l.startswith("xdmctl: refused ") for l in refused),
