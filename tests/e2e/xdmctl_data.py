@@ -435,22 +435,22 @@ def check_check(ctx):
            and lines[2].split()[3] != lines[2].split()[-1], "check: %r" % lines[2])
 
 
-# Kamailio's xcap table as its SQLite schema creates it (utils/kamctl/db_sqlite/presence-create.sql,
-# table version 4; the Debian kamailio package ships the same file).
-KAMAILIO_XCAP = """
-CREATE TABLE xcap (
-    id INTEGER PRIMARY KEY NOT NULL,
-    username VARCHAR(64) NOT NULL,
-    domain VARCHAR(64) NOT NULL,
-    doc BLOB NOT NULL,
-    doc_type INTEGER NOT NULL,
-    etag VARCHAR(64) NOT NULL,
-    source INTEGER NOT NULL,
-    doc_uri VARCHAR(255) NOT NULL,
-    port INTEGER NOT NULL,
-    CONSTRAINT xcap_doc_uri_idx UNIQUE (doc_uri)
-);
-"""
+MIGRATE = os.path.join(HERE, "files", "migrate")
+
+
+def kamailio_schema(db):
+    """Kamailio's schema of the xcap table for db (db_sqlite, postgres): the Debian package's own
+    files (kamailio-sqlite-modules, kamailio-postgres-modules) when installed, else their
+    documented excerpt under tests/e2e/files/migrate/."""
+    pkg = "/usr/share/kamailio/%s" % db
+    if os.path.exists(os.path.join(pkg, "presence-create.sql")):
+        with open(os.path.join(pkg, "standard-create.sql")) as f:
+            text = f.read()
+        with open(os.path.join(pkg, "presence-create.sql")) as f:
+            return text + f.read()
+    name = {"db_sqlite": "kamailio-xcap-sqlite.sql", "postgres": "kamailio-xcap-postgres.sql"}[db]
+    with open(os.path.join(MIGRATE, name)) as f:
+        return f.read()
 
 
 # A document whose bytes need every escape of the dump formats: quotes, a backslash, a new line,
@@ -570,7 +570,7 @@ KAMAILIO_MYSQL_CREATE = [
     b"  `domain` varchar(64) NOT NULL,",
     b"  `doc` mediumblob NOT NULL,",
     b"  `doc_type` int(11) NOT NULL,",
-    b"  `etag` varchar(64) NOT NULL,",
+    b"  `etag` varchar(128) NOT NULL,",
     b"  `source` int(11) NOT NULL,",
     b"  `doc_uri` varchar(255) NOT NULL,",
     b"  `port` int(11) NOT NULL,",
@@ -579,7 +579,7 @@ KAMAILIO_MYSQL_CREATE = [
     b"  KEY `account_doc_type_idx` (`username`,`domain`,`doc_type`),",
     b"  KEY `account_doc_type_uri_idx` (`username`,`domain`,`doc_type`,`doc_uri`),",
     b"  KEY `account_doc_uri_idx` (`username`,`domain`,`doc_uri`)",
-    b") ENGINE=MyISAM AUTO_INCREMENT=6 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;",
+    b") ENGINE=InnoDB AUTO_INCREMENT=6 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;",
 ]
 OPENXCAP_MYSQL_CREATE = [
     b"CREATE TABLE `xcap` (",
@@ -670,7 +670,7 @@ def check_kamailio(ctx):
     dep = ctx.deploy("kamailio", start=False)
     db = os.path.join(dep.tmp, "kamailio.sqlite")
     con = sqlite3.connect(db)
-    con.executescript(KAMAILIO_XCAP)
+    con.executescript(kamailio_schema("db_sqlite"))
     con.executemany("INSERT INTO xcap (username, domain, doc, doc_type, etag, source, doc_uri, "
                     "port) VALUES (?, ?, ?, ?, 'e', 1, ?, 80)", rows)
     con.commit()
@@ -708,9 +708,7 @@ def check_kamailio_dumps(ctx):
         mysqldump(path, KAMAILIO_MYSQL_CREATE, full_rows(rows), form,
                   b"MySQL" if form == "binary" else b"MariaDB")
         sources.append(path)
-    with open(os.path.join(HERE, "files", "migrate", "kamailio-xcap-postgres.sql")) as f:
-        schema = f.read()
-    sources += pg_dumps(ctx, dep, schema, ["username", "domain", "doc", "doc_type", "etag",
+    sources += pg_dumps(ctx, dep, kamailio_schema("postgres"), ["username", "domain", "doc", "doc_type", "etag",
                                            "source", "doc_uri", "port"],
                         [(u, d, doc, t, "e", 1, uri, 80) for u, d, doc, t, uri in rows],
                         "kamailio")

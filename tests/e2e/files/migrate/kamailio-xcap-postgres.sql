@@ -1,8 +1,9 @@
--- Kamailio's xcap table (table version 4) as its PostgreSQL schema creates it: the xcap part of
--- utils/kamctl/postgres/presence-create.sql of Kamailio 5.6, which the Debian 12 package
--- kamailio-postgres-modules installs as /usr/share/kamailio/postgres/presence-create.sql
--- (the version table is made here so that the file runs alone).
--- tests/e2e/xdmctl_data.py loads it into a local PostgreSQL and migrates its pg_dump.
+-- Kamailio's xcap table (table version 4) as its PostgreSQL schema creates it: the version table
+-- of standard-create.sql and the xcap part of presence-create.sql, verbatim, from
+-- /usr/share/kamailio/postgres/ of the Debian 12 package kamailio-postgres-modules 5.6.3-2
+-- (utils/kamctl/postgres/ in Kamailio's source). tests/e2e/xdmctl_data.py uses the installed
+-- file instead when the package is installed, loads it into a local PostgreSQL and migrates
+-- its pg_dump.
 CREATE TABLE version (
     id SERIAL PRIMARY KEY NOT NULL,
     table_name VARCHAR(32) NOT NULL,
@@ -10,14 +11,13 @@ CREATE TABLE version (
     CONSTRAINT version_table_name_idx UNIQUE (table_name)
 );
 
-INSERT INTO version (table_name, table_version) values ('xcap','4');
 CREATE TABLE xcap (
     id SERIAL PRIMARY KEY NOT NULL,
     username VARCHAR(64) NOT NULL,
     domain VARCHAR(64) NOT NULL,
     doc BYTEA NOT NULL,
     doc_type INTEGER NOT NULL,
-    etag VARCHAR(64) NOT NULL,
+    etag VARCHAR(128) NOT NULL,
     source INTEGER NOT NULL,
     doc_uri VARCHAR(255) NOT NULL,
     port INTEGER NOT NULL,
@@ -27,3 +27,5 @@ CREATE TABLE xcap (
 CREATE INDEX xcap_account_doc_type_idx ON xcap (username, domain, doc_type);
 CREATE INDEX xcap_account_doc_type_uri_idx ON xcap (username, domain, doc_type, doc_uri);
 CREATE INDEX xcap_account_doc_uri_idx ON xcap (username, domain, doc_uri);
+
+INSERT INTO version (table_name, table_version) values ('xcap','4');
