@@ -20,6 +20,7 @@ struct sqldump {
     const char *table;
     sqlite3 *h;
     bool created;
+    bool types_unknown; /* the table came from an INSERT's column list: no column types */
     size_t ncols;
     char cols[XDMCTL_SQLDUMP_COLUMNS_MAX][XDMCTL_SQLDUMP_NAME_MAX];
     bool bytea[XDMCTL_SQLDUMP_COLUMNS_MAX];
@@ -309,6 +310,16 @@ static int sqldump_string(struct sqldump *d, bool mysql_escapes, bool pg_escapes
     }
 }
 
+static bool sqldump_all_hex(const char *p, size_t n)
+{
+    if (n % 2)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (sqldump_hex(p[i]) < 0)
+            return false;
+    return true;
+}
+
 /* d->buf holds hex digits (after a "\x" prefix already removed, or X'...'): decodes in place. */
 static int sqldump_unhex(struct sqldump *d, size_t from)
 {
@@ -370,9 +381,12 @@ static int sqldump_value(struct sqldump *d, sqlite3_stmt *st, int idx, int col)
         if (sqldump_string(d, d->dialect == SQLDUMP_MYSQL, false) < 0)
             return -1;
         blob = true;
-        /* PostgreSQL's bytea output (hex format, the default since 9.0): '\x3c3f...'. */
-        if (d->dialect == SQLDUMP_POSTGRESQL && col >= 0 && d->bytea[col] && d->len >= 2 &&
-            d->buf[0] == '\\' && d->buf[1] == 'x' && sqldump_unhex(d, 2) < 0)
+        /* PostgreSQL's bytea output (hex format, the default since 9.0): '\x3c3f...'. Without
+         * column types (a data-only dump) a string that is wholly of that form is taken as one. */
+        if (d->dialect == SQLDUMP_POSTGRESQL && col >= 0 && d->len >= 2 && d->buf[0] == '\\' &&
+            d->buf[1] == 'x' &&
+            (d->bytea[col] || (d->types_unknown && sqldump_all_hex(d->buf + 2, d->len - 2))) &&
+            sqldump_unhex(d, 2) < 0)
             return -1;
     } else if (*v == '-' || *v == '+' || *v == '.' || isdigit((unsigned char)*v)) {
         const char *q = v + 1;
@@ -495,7 +509,10 @@ static int sqldump_create_table(struct sqldump *d)
                                     XDMCTL_SQLDUMP_COLUMNS_MAX);
             memcpy(d->cols[n], word, sizeof word);
             char type[XDMCTL_SQLDUMP_NAME_MAX];
-            d->bytea[n] = sqldump_ident(d, type) == 0 && strcasecmp(type, "bytea") == 0;
+            sqldump_skip_space(d);
+            /* SQLite allows a column without a type: "CREATE TABLE t (a, b)". */
+            bool typed = d->p < d->end && *d->p != ',' && *d->p != ')';
+            d->bytea[n] = typed && sqldump_ident(d, type) == 0 && strcasecmp(type, "bytea") == 0;
             n++;
         }
         if (sqldump_skip_to(d, true) < 0)
@@ -542,6 +559,7 @@ static long sqldump_insert(struct sqldump *d)
         if (!d->created) { /* a data-only dump: the first column list defines the table */
             memcpy(d->cols, names, sizeof names[0] * n);
             d->ncols = n;
+            d->types_unknown = true;
             if (sqldump_create(d) < 0)
                 return -1;
         }

@@ -102,6 +102,23 @@ static void test_sqlite(void)
     sqlite3_close(h);
 }
 
+static void test_untyped_and_data_only(void)
+{
+    char err[256], buf[64];
+    sqlite3 *h = load("CREATE TABLE xcap (id, doc);\nINSERT INTO xcap VALUES (1, 'a');\n", 1, err,
+                      sizeof err);
+    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 1);
+    sqlite3_close(h);
+    /* pg_dump --data-only --column-inserts: no CREATE TABLE, so no column types */
+    h = load("-- PostgreSQL database dump\n"
+             "INSERT INTO public.xcap (id, doc, doc_uri) VALUES (1, '\\x3c612f3e', '\\xz');\n",
+             1, err, sizeof err);
+    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 4);
+    CU_ASSERT_EQUAL(memcmp(buf, "<a/>", 4), 0);
+    CU_ASSERT_EQUAL(cell(h, 1, "doc_uri", buf, sizeof buf), 3); /* not hex: as written */
+    sqlite3_close(h);
+}
+
 static void test_refusals(void)
 {
     char err[256];
@@ -136,6 +153,7 @@ int main(void)
         {"mysqldump: escapes, hex and _binary blobs, rows per INSERT", test_mysql},
         {"pg_dump --inserts: bytea hex, E'' strings, dollar quotes", test_postgresql},
         {"SQLite .dump: X'' blobs, no backslash escapes", test_sqlite},
+        {"columns without a type, data-only dumps", test_untyped_and_data_only},
         {"refusals name their line", test_refusals},
         CU_TEST_INFO_NULL,
     };
