@@ -162,14 +162,15 @@ static int xdmctl_migrate_row(const struct xdmctl_migrate_source *src, const cha
     }
     /* The document path: what follows the XUI in a Kamailio doc_uri
      * ("/xcap-root/AUID/users/XUI/..."); an OpenXCAP doc_uri is that path itself. */
-    const char *path = NULL;
+    const char *path = NULL; /* its first segment */
     if (src->doc_uri_is_uri) {
         const char *users = uri ? strstr(uri, "/users/") : NULL;
         path = users ? strchr(users + 7, '/') : NULL;
+        path = path ? path + 1 : NULL;
     } else if (uri) {
-        path = uri[0] == '/' ? uri : uri - 1; /* path + 1 is the first segment */
+        path = uri[0] == '/' ? uri + 1 : uri;
     }
-    if (!user || !domain || !path || !path[1]) {
+    if (!user || !domain || !path || !path[0]) {
         fprintf(stderr,
                 "xdmctl: refused %s row %lld: doc_uri \"%s\" names no document of "
                 "a user\n",
@@ -186,7 +187,7 @@ static int xdmctl_migrate_row(const struct xdmctl_migrate_source *src, const cha
               (mkdir(file, 0700) < 0 && errno != EEXIST);
     /* doc_uri is percent-encoded as it was sent, as are the file names of an export tree: its
      * segments are taken as they are (the import's URI parser decodes and checks them). */
-    for (const char *p = path + 1; !bad;) {
+    for (const char *p = path; !bad;) {
         const char *slash = strchr(p, '/');
         size_t l = slash ? (size_t)(slash - p) : strlen(p), used = strlen(file);
         if (l == 0 || (l <= 2 && strncmp(p, "..", l) == 0) || used + l + 2 >= sizeof file) {
