@@ -271,6 +271,14 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
 
 int main(int argc, char **argv)
 {
+    /* SIGHUP is held from the first instruction on: threads started before the signal loop
+     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
+     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
+     * process by SIGHUP's default action in one of them. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     char errbuf[4096];
     struct config_args *args;
     switch (config_args_parse(argc, argv, NULL, aggproxy_keys, &args, errbuf, sizeof errbuf)) {
