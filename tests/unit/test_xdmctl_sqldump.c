@@ -25,7 +25,7 @@ static int cell(sqlite3 *h, int id, const char *col, char *out, size_t outlen)
     int n = -1;
     if (sqlite3_prepare_v2(h, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
         n = sqlite3_column_bytes(st, 0);
-        if ((size_t)n <= outlen)
+        if (n > 0 && (size_t)n <= outlen)
             memcpy(out, sqlite3_column_blob(st, 0), (size_t)n);
     }
     sqlite3_finalize(st);
