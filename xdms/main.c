@@ -117,6 +117,15 @@ static const struct config_key xdms_keys[] = {
      "shorter subscriptions get 423 with Min-Expires"},
     {"notify_min_interval_ms", CONFIG_UINT, 0, 3600000, "200", NULL, 0, NULL,
      "least time between two NOTIFYs of one subscription"},
+    {"instance", CONFIG_STR, 0, NOTIFY_INSTANCE_MAX, NULL, NULL, 0, NULL,
+     "name among the instances of this role sharing the store; set: they share subscriptions "
+     "(default HOST:PORT of sip, alone)"},
+    {"instance_lease", CONFIG_UINT, 2, 3600, "5", NULL, 0, NULL,
+     "seconds without a heartbeat after which another instance takes the subscriptions over"},
+    {"notify_poll_ms", CONFIG_UINT, 1, 10000, "20", NULL, 0, NULL,
+     "with instance set: how often the change log is checked for other instances' commits"},
+    {"sip_contact", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
+     "SIP URI advertised as Contact, shared by the instances (default: the sip listener)"},
     {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate: serve HTTPS"},
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_client_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
@@ -274,6 +283,17 @@ static int xdms_check_keys(const struct config *cfg)
     }
     if (!config_str(cfg, "tls_cert") != !config_str(cfg, "tls_key")) {
         log_error("tls_cert and tls_key go together");
+        return -1;
+    }
+    const char *instance = config_str(cfg, "instance"), *contact = config_str(cfg, "sip_contact");
+    if (instance && !notifier_instance_name_ok(instance)) {
+        log_error("instance \"%s\": use 1 to %d letters, digits and ._:-[]", instance,
+                  NOTIFY_INSTANCE_MAX);
+        return -1;
+    }
+    if (contact && !notifier_contact_ok(contact)) {
+        log_error("sip_contact \"%s\" is not a sip: or sips: URI (e.g. sip:xdm.example.com:5081)",
+                  contact);
         return -1;
     }
     if (config_str(cfg, "tls_client_ca") && !config_str(cfg, "tls_cert")) {
@@ -601,6 +621,12 @@ int main(int argc, char **argv)
         .min_interval_ms = (unsigned)min_interval,
         .trusted_peers = sip_peers.v,
         .server_identities = sip_servers.v,
+        /* Several instances of the role share the store when they are named (docs/sip.md). */
+        .instance = config_str(cfg, "instance"),
+        .cluster = config_str(cfg, "instance") != NULL,
+        .lease_s = (unsigned)config_u64(cfg, "instance_lease"),
+        .poll_ms = (unsigned)config_u64(cfg, "notify_poll_ms"),
+        .contact = config_str(cfg, "sip_contact"),
     };
     struct notifier *notifier = NULL;
     if (!engine || notifier_start(&ncfg, store, &notifier) < 0) {
