@@ -3,6 +3,7 @@
 #include <libxml/parser.h>
 #include <libxml/xmlerror.h>
 #include <libxml/xmlsave.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -238,4 +239,52 @@ int xdoc_serialize(xmlDocPtr doc, struct buf *out)
     int rc = buf_append(out, mem, (size_t)size);
     xmlFree(mem);
     return rc;
+}
+
+bool xdoc_is(xmlNodePtr el, const char *ns, const char *local)
+{
+    return el && el->type == XML_ELEMENT_NODE && el->ns && el->ns->href &&
+           strcmp((const char *)el->ns->href, ns) == 0 &&
+           strcmp((const char *)el->name, local) == 0;
+}
+
+xmlNodePtr xdoc_next(xmlNodePtr el)
+{
+    return xdoc_next_element(el ? el->next : NULL);
+}
+
+xmlNodePtr xdoc_first_child(xmlNodePtr el)
+{
+    return xdoc_next_element(el ? el->children : NULL);
+}
+
+const char *xdoc_attr(xmlNodePtr el, const char *name)
+{
+    for (xmlAttrPtr a = el->properties; a; a = a->next)
+        if (!a->ns && strcmp((const char *)a->name, name) == 0) {
+            /* Attribute values are one text node in a parsed tree (no entity references:
+             * xdoc_parse() substitutes nothing and refuses DTDs). */
+            xmlNodePtr t = a->children;
+            if (!t)
+                return "";
+            if (t->type == XML_TEXT_NODE && !t->next && t->content)
+                return (const char *)t->content;
+            return NULL;
+        }
+    return NULL;
+}
+
+char *xdoc_text_dup(xmlNodePtr el)
+{
+    xmlChar *raw = xmlNodeGetContent(el);
+    if (!raw)
+        return NULL;
+    const char *s = (const char *)raw;
+    s += strspn(s, " \t\r\n");
+    size_t n = strlen(s);
+    while (n && strchr(" \t\r\n", s[n - 1]))
+        n--;
+    char *out = strndup(s, n);
+    xmlFree(raw);
+    return out;
 }

@@ -41,4 +41,20 @@ enum xcap_status xdoc_parse_unbound(const char *data, size_t len, xmlDocPtr *out
 /* Serialises doc as UTF-8 with an XML declaration, appending to out. Returns 0 or -1. */
 int xdoc_serialize(xmlDocPtr doc, struct buf *out);
 
+/* ---- reading a parsed tree (the application usages' constraint checks) ----
+ * Pure functions of the tree; every result borrowed from it unless the name says otherwise. */
+
+/* True when el is an element named local in namespace ns (el may be NULL). */
+bool xdoc_is(xmlNodePtr el, const char *ns, const char *local);
+/* The first element child of el (el may be NULL), or NULL. */
+xmlNodePtr xdoc_first_child(xmlNodePtr el);
+/* The next element sibling of el (el may be NULL), or NULL. */
+xmlNodePtr xdoc_next(xmlNodePtr el);
+/* The value of the no-namespace attribute name of el (borrowed from the tree): "" when empty,
+ * NULL when absent or when its value is not a single text node. */
+const char *xdoc_attr(xmlNodePtr el, const char *name);
+/* The text content of el without leading and trailing XML white space (space, tab, CR, LF);
+ * the caller frees it. NULL only when out of memory. */
+char *xdoc_text_dup(xmlNodePtr el);
+
 #endif

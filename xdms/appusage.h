@@ -1,13 +1,36 @@
-/* The application-usage registry: one row per AUID an XDMS serves (RFC 4825 §5). The engine asks
- * it everything usage-specific (MIME type, default namespace, schema, constraints); it knows no
- * HTTP and no storage. */
+/* The application-usage registry (RFC 4825 §5): one row per AUID, the single description of a
+ * usage. A row says what the usage is (AUID, MIME type, namespaces, schema, document element),
+ * where it lives (the XDMS role that serves it, whether documents may sit in sub-directories)
+ * and what it does beyond its schema (constraints, cross-document index upkeep, documents the
+ * server keeps itself). Every usage family has one file, xdms/au_<family>.c, exporting its
+ * row(s); appusage.c lists the rows. Adding a usage means adding a file and a row there: no other
+ * code names an AUID.
+ *
+ * Rows are constant data, shared read-only by every thread; their functions are reentrant. The
+ * registry knows no HTTP; the functions of a row reach storage only through the transaction
+ * handed to them. */
 #ifndef XDM_APPUSAGE_H
 #define XDM_APPUSAGE_H
 
+#include <libxml/tree.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "status.h"
+#include "store.h"
+
 enum xdms_role { ROLE_SHARED_LIST, ROLE_PRESENCE, ROLE_RLS };
+
+struct au_lists_refs;
+
+/* What a constraint check knows besides the document. */
+struct appusage_check {
+    const struct doc_key *key;        /* where the document is stored */
+    const char *owner;                /* key->xui in the users tree, NULL in the global tree
+                                         (who may write there is decided above the registry) */
+    const struct au_lists_refs *refs; /* which server references point to (never NULL) */
+    size_t max_icon_size;             /* local limit of OMA presence content (max_icon_size) */
+};
 
 struct appusage {
     const char *auid;
@@ -17,21 +40,48 @@ struct appusage {
     const char *default_ns;
     enum xdms_role role; /* the XDMS that owns it */
     bool subdirs;        /* documents may sit in sub-directories of the home directory
-                            (RFC 4825 §5.5, SPEC XCAP-URI-4: only where the usage needs them) */
+                            (RFC 4825 §5.5: only where the usage needs them) */
     /* Namespace of the document element when it differs from default_ns (pres-rules documents
      * are common-policy <ruleset>s, RFC 5025 §3), else NULL: see appusage_root_ns(). */
     const char *root_ns;
+    /* Local name of the document element. A schema set declares more global elements than the
+     * one root (rls-services imports resource-lists), so the root is checked by name too. */
+    const char *root;
+    /* The schema file (under schema_dir) validation starts from (RFC 4825 §5.3); NULL for the
+     * documents the servers generate. */
+    const char *xsd;
+    /* Namespaces the usage's documents may use beyond the document element's, announced in
+     * xcap-caps (RFC 4825 §12); NULL-terminated, or NULL. */
+    const char *const *namespaces;
+    /* Extra store tables the usage's functions use (passed to store_open); NULL-terminated, or
+     * NULL. */
+    const char *const *tables;
+    /* Constraints a schema cannot express (RFC 4825 §5.4, §8.2.5) on the schema-valid document
+     * with element root: XCAP_OK or a 409 status with err filled. NULL: none. */
+    enum xcap_status (*check)(const struct appusage_check *c, xmlNodePtr root,
+                              struct xcap_err *err);
+    /* Resource interdependencies (RFC 4825 §8.2.7): updates what depends on document k inside
+     * write transaction t; doc is the new version, NULL when it is being deleted. Returns
+     * XCAP_OK or a failure status with err filled; the caller then aborts t. NULL: none. */
+    enum xcap_status (*interdepend)(struct store_txn *t, const struct doc_key *k, xmlDocPtr doc,
+                                    struct xcap_err *err);
+    /* The usage's behaviour in the global tree (RFC 4825 §6.2): true for the documents the server
+     * builds itself (the rls-services global/index, RFC 4826 §4.4.8), which clients never write
+     * and only trusted servers read. NULL: none. */
+    bool (*server_owned)(const struct doc_key *k);
 };
 
 /* Parses "shared-list", "presence", "rls". Returns -1 otherwise. */
 int xdms_role_parse(const char *s, enum xdms_role *out);
 const char *xdms_role_name(enum xdms_role role);
 
-/* The row for auid if the role serves it, else NULL. xcap-caps is not in the table (the server
- * generates it). */
+/* The row for auid if the role serves it, else NULL. xcap-caps and the XCAP directory are not
+ * in the table (the servers generate them; see appusage_generated()). */
 const struct appusage *appusage_find(enum xdms_role role, const char *auid);
 /* Every row of the role, in a stable order; returns the count and sets *rows. */
 size_t appusage_list(enum xdms_role role, const struct appusage *const **rows);
+/* Every row of every role, in the same order; returns the count and sets *rows. */
+size_t appusage_all(const struct appusage *const **rows);
 
 /* The namespace of the usage's document element (root_ns, or default_ns when that is NULL). */
 const char *appusage_root_ns(const struct appusage *au);

@@ -1,36 +1,33 @@
 #include "caps.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
-/* Namespaces each role understands beyond the default document namespaces of its AUIDs
- * (SPEC §8.1). */
+/* Namespaces every XDMS understands besides those of its usages (RFC 4825 §12: xcap-caps
+ * itself and the error bodies of §11, with the OMA extension of OMA-TS-XDM_Core). */
 static const char *const caps_ns_common[] = {
     "urn:ietf:params:xml:ns:xcap-caps",
     "urn:ietf:params:xml:ns:xcap-error",
     "urn:oma:xml:xdm:xcap-error",
     NULL,
 };
-static const char *const caps_ns_shared_list[] = {
-    "urn:oma:xml:xdm:resource-list:oma-appusage",
-    NULL,
-};
-static const char *const caps_ns_presence[] = {
-    "urn:ietf:params:xml:ns:pres-rules", "urn:oma:xml:xdm:common-policy",
-    "urn:oma:xml:prs:pres-rules",        "urn:ietf:params:xml:ns:pidf:data-model",
-    "urn:ietf:params:xml:ns:pidf:rpid",  NULL,
-};
-static const char *const caps_ns_rls[] = {
-    "urn:ietf:params:xml:ns:resource-lists",
-    NULL,
-};
-
 static int caps_namespaces(struct buf *out, const char *const *ns)
 {
     int rc = 0;
     for (; *ns; ns++)
         rc |= buf_printf(out, "<namespace>%s</namespace>", *ns);
     return rc;
+}
+
+/* True when ns is among the extra namespaces of rows[0..i). */
+static bool caps_listed(const struct appusage *const *rows, size_t i, const char *ns)
+{
+    for (size_t j = 0; j < i; j++)
+        for (const char *const *p = rows[j]->namespaces; p && *p; p++)
+            if (strcmp(*p, ns) == 0)
+                return true;
+    return false;
 }
 
 int caps_render(enum xdms_role role, struct buf *out)
@@ -50,17 +47,18 @@ int caps_render(enum xdms_role role, struct buf *out)
     rc |= caps_namespaces(out, caps_ns_common);
     for (size_t i = 0; i < n; i++) {
         /* the namespaces of the documents; two OMA/IETF pres-rules usages share common-policy:
-         * list it once (their default namespace, pres-rules, is among the extras) */
+         * list it once */
         size_t j = 0;
         while (j < i && strcmp(appusage_root_ns(rows[j]), appusage_root_ns(rows[i])) != 0)
             j++;
         if (j == i)
             rc |= buf_printf(out, "<namespace>%s</namespace>", appusage_root_ns(rows[i]));
     }
-    const char *const *extra = role == ROLE_SHARED_LIST ? caps_ns_shared_list
-                               : role == ROLE_PRESENCE  ? caps_ns_presence
-                                                        : caps_ns_rls;
-    rc |= caps_namespaces(out, extra);
+    /* then the other namespaces each usage's documents may carry, each once */
+    for (size_t i = 0; i < n; i++)
+        for (const char *const *ns = rows[i]->namespaces; ns && *ns; ns++)
+            if (!caps_listed(rows, i, *ns))
+                rc |= buf_printf(out, "<namespace>%s</namespace>", *ns);
     rc |= buf_puts(out, "</namespaces></xcap-caps>\n");
     return rc ? -1 : 0;
 }

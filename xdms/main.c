@@ -394,6 +394,14 @@ static void xdms_drain(struct httpd *httpd, unsigned timeout_s, int sig)
 
 int main(int argc, char **argv)
 {
+    /* SIGHUP is held from the first instruction on: threads started before the signal loop
+     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
+     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
+     * process by SIGHUP's default action in one of them. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     static const char *const values[] = {"role", NULL};
     char errbuf[4096];
     struct config_args *args;
@@ -679,8 +687,11 @@ int main(int argc, char **argv)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+        sdnotify_reloading();
         xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
+        sdnotify_reloaded();
+    }
     sdnotify_stopping();
     xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
 stop:

@@ -1,5 +1,6 @@
-/* Application usages: which schema set each AUID validates against (RFC 4825 §5.3), the checks a
- * schema cannot express (§5.4, §8.2.5), and dispatch to the list and rls-services modules. */
+/* Application usages at run time: the compiled schema of each row of the role (RFC 4825 §5.3),
+ * validation, and dispatch to the row's constraints (§5.4, §8.2.5) and interdependencies
+ * (§8.2.7). What each usage is and checks lives in its row (appusage.h). */
 #include "usage.h"
 
 #include <libxml/parser.h>
@@ -13,67 +14,33 @@
 #include <string.h>
 #include <strings.h>
 
+#include "au_lists.h"
 #include "log.h"
-#include "usage_internal.h"
-
-#define USAGE_NS_CP "urn:ietf:params:xml:ns:common-policy"
-#define USAGE_NS_PR "urn:ietf:params:xml:ns:pres-rules"
-#define USAGE_NS_OCP "urn:oma:xml:xdm:common-policy"
-#define USAGE_NS_PC "urn:oma:xml:prs:pres-content"
+#include "xdoc.h"
 
 /* Longest schema complaint quoted in a phrase; libxml2's "expected is one of" lists grow long. */
 #define USAGE_MSG_MAX 400
 
-enum usage_kind {
-    USAGE_RESOURCE_LISTS,
-    USAGE_RLS_SERVICES,
-    USAGE_PRES_RULES,
-    USAGE_OMA_PRES_RULES,
-    USAGE_PIDF,
-    USAGE_PRES_CONTENT,
-};
-
-/* The file each AUID's schema set starts from and the document element it must have: a schema
- * set declares more global elements than the one root (rls-services imports resource-lists,
- * pres-rules declares every transformation), so the root is checked by name as well. */
-struct usage_def {
-    const char *auid;
-    const char *file;
-    const char *root;
-    enum usage_kind kind;
-};
-
-static const struct usage_def usage_defs[] = {
-    {"resource-lists", "resource-lists.xsd", "resource-lists", USAGE_RESOURCE_LISTS},
-    {"rls-services", "rls-services.xsd", "rls-services", USAGE_RLS_SERVICES},
-    {"pres-rules", "usage-pres-rules.xsd", "ruleset", USAGE_PRES_RULES},
-    {"org.openmobilealliance.pres-rules", "usage-oma-pres-rules.xsd", "ruleset",
-     USAGE_OMA_PRES_RULES},
-    {"pidf-manipulation", "usage-pidf-manipulation.xsd", "presence", USAGE_PIDF},
-    {"org.openmobilealliance.pres-content", "prs_presContent-v1_0.xsd", "content",
-     USAGE_PRES_CONTENT},
-};
-
-#define USAGE_DEF_COUNT (sizeof usage_defs / sizeof usage_defs[0])
-
-struct usage_schema {
-    const struct usage_def *def;
-    xmlSchemaPtr schema;
-};
-
+/* The compiled schema of each row the role serves: schemas[i] is that of rows[i]
+ * (appusage_list() order); n_schemas of them are compiled. */
 struct usage {
     enum xdms_role role;
     size_t max_icon_size;
-    struct usage_refs refs;
-    struct usage_schema schemas[USAGE_DEF_COUNT];
+    struct au_lists_refs refs;
+    const struct appusage *const *rows;
+    xmlSchemaPtr *schemas;
     size_t n_schemas;
 };
 
-static const char *const usage_rls_tables[] = {USAGE_RLS_URI_TABLE, USAGE_RLS_DOC_TABLE, NULL};
-
 const char *const *usage_store_tables(enum xdms_role role)
 {
-    return role == ROLE_RLS ? usage_rls_tables : NULL;
+    /* One role's usages keep their tables in its store; at most one of them has any. */
+    const struct appusage *const *rows;
+    size_t n = appusage_list(role, &rows);
+    for (size_t i = 0; i < n; i++)
+        if (rows[i]->tables)
+            return rows[i]->tables;
+    return NULL;
 }
 
 /* ---- schema loading: files under the schema directory only ---- */
@@ -173,19 +140,14 @@ int usage_open(enum xdms_role role, const char *schema_dir, struct usage **out)
         return -1;
     }
     xmlSetExternalEntityLoader(usage_entity_loader);
-    int rc = 0;
-    for (size_t i = 0; i < USAGE_DEF_COUNT && rc == 0; i++) {
-        const struct appusage *au = appusage_find(role, usage_defs[i].auid);
-        if (!au)
-            continue;
-        xmlSchemaPtr s = usage_compile(usage_schema_root, usage_defs[i].file);
-        if (!s) {
+    size_t n = appusage_list(role, &u->rows);
+    int rc = n && !(u->schemas = calloc(n, sizeof *u->schemas)) ? -1 : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        xmlSchemaPtr s = usage_compile(usage_schema_root, u->rows[i]->xsd);
+        if (!s)
             rc = -1;
-            break;
-        }
-        u->schemas[u->n_schemas].def = &usage_defs[i];
-        u->schemas[u->n_schemas].schema = s;
-        u->n_schemas++;
+        else
+            u->schemas[u->n_schemas++] = s;
     }
     pthread_mutex_unlock(&usage_open_lock);
     if (rc < 0) {
@@ -201,7 +163,8 @@ void usage_close(struct usage *u)
     if (!u)
         return;
     for (size_t i = 0; i < u->n_schemas; i++)
-        xmlSchemaFree(u->schemas[i].schema);
+        xmlSchemaFree(u->schemas[i]);
+    free(u->schemas);
     free(u);
 }
 
@@ -226,71 +189,16 @@ int usage_set_references(struct usage *u, const char *xcap_root, bool allow_fore
         u->refs.allow_foreign = allow_foreign;
         return 0;
     }
-    return usage_refs_init(&u->refs, xcap_root, allow_foreign);
-}
-
-/* ---- small tree helpers shared by the usage_*.c files ---- */
-
-bool usage_is(xmlNodePtr el, const char *ns, const char *local)
-{
-    return el && el->type == XML_ELEMENT_NODE && el->ns && el->ns->href &&
-           strcmp((const char *)el->ns->href, ns) == 0 &&
-           strcmp((const char *)el->name, local) == 0;
-}
-
-xmlNodePtr usage_next(xmlNodePtr el)
-{
-    for (el = el ? el->next : NULL; el && el->type != XML_ELEMENT_NODE; el = el->next)
-        ;
-    return el;
-}
-
-xmlNodePtr usage_first_child(xmlNodePtr el)
-{
-    xmlNodePtr c = el ? el->children : NULL;
-    while (c && c->type != XML_ELEMENT_NODE)
-        c = c->next;
-    return c;
-}
-
-const char *usage_attr(xmlNodePtr el, const char *name)
-{
-    for (xmlAttrPtr a = el->properties; a; a = a->next)
-        if (!a->ns && strcmp((const char *)a->name, name) == 0) {
-            /* Attribute values are one text node in a parsed tree (no entity references:
-             * xdoc_parse() substitutes nothing and refuses DTDs). */
-            xmlNodePtr t = a->children;
-            if (!t)
-                return "";
-            if (t->type == XML_TEXT_NODE && !t->next && t->content)
-                return (const char *)t->content;
-            return NULL;
-        }
-    return NULL;
-}
-
-char *usage_text(xmlNodePtr el)
-{
-    xmlChar *raw = xmlNodeGetContent(el);
-    if (!raw)
-        return NULL;
-    const char *s = (const char *)raw;
-    s += strspn(s, " \t\r\n");
-    size_t n = strlen(s);
-    while (n && strchr(" \t\r\n", s[n - 1]))
-        n--;
-    char *out = strndup(s, n);
-    xmlFree(raw);
-    return out;
+    return au_lists_refs_init(&u->refs, xcap_root, allow_foreign);
 }
 
 /* ---- schema validation ---- */
 
-static const struct usage_schema *usage_schema_for(const struct usage *u, const char *auid)
+static xmlSchemaPtr usage_schema_for(const struct usage *u, const struct appusage *au)
 {
     for (size_t i = 0; i < u->n_schemas; i++)
-        if (strcmp(u->schemas[i].def->auid, auid) == 0)
-            return &u->schemas[i];
+        if (u->rows[i] == au)
+            return u->schemas[i];
     return NULL;
 }
 
@@ -307,10 +215,10 @@ static void usage_strip_ns(char *msg, const char *ns)
         memmove(p, p + plen, strlen(p + plen) + 1);
 }
 
-static enum xcap_status usage_schema_validate(const struct usage_schema *s, const char *ns,
-                                              xmlDocPtr doc, struct xcap_err *err)
+static enum xcap_status usage_schema_validate(xmlSchemaPtr s, const char *ns, xmlDocPtr doc,
+                                              struct xcap_err *err)
 {
-    xmlSchemaValidCtxtPtr vc = xmlSchemaNewValidCtxt(s->schema);
+    xmlSchemaValidCtxtPtr vc = xmlSchemaNewValidCtxt(s);
     if (!vc)
         return xcap_fail(err, XCAP_INTERNAL, "out of memory");
     struct usage_complaint c = {0};
@@ -327,175 +235,6 @@ static enum xcap_status usage_schema_validate(const struct usage_schema *s, cons
     return xcap_fail(err, XCAP_SCHEMA_VALIDATION_ERROR, "%s", c.msg);
 }
 
-/* ---- OMA presence rules (SPEC OPR-4..OPR-6) ---- */
-
-static enum xcap_status usage_check_oma_rule(xmlNodePtr rule, const char *owner,
-                                             const struct usage_refs *refs, struct xcap_err *err)
-{
-    const char *id = usage_attr(rule, "id");
-    if (!id)
-        id = "?";
-    /* OMA Presence XDM: a rule's conditions are not combined; each kind appears at most once. */
-    static const struct {
-        const char *ns, *local;
-    } once[] = {
-        {USAGE_NS_CP, "identity"},
-        {USAGE_NS_OCP, "external-list"},
-        {USAGE_NS_OCP, "other-identity"},
-        {USAGE_NS_OCP, "anonymous-request"},
-    };
-    xmlNodePtr transformations = NULL, actions = NULL;
-    for (xmlNodePtr part = usage_first_child(rule); part; part = usage_next(part)) {
-        if (usage_is(part, USAGE_NS_CP, "actions"))
-            actions = part;
-        else if (usage_is(part, USAGE_NS_CP, "transformations"))
-            transformations = part;
-        if (!usage_is(part, USAGE_NS_CP, "conditions"))
-            continue;
-        unsigned count[sizeof once / sizeof once[0]] = {0};
-        for (xmlNodePtr c = usage_first_child(part); c; c = usage_next(c)) {
-            for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
-                if (usage_is(c, once[i].ns, once[i].local) && ++count[i] > 1)
-                    return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
-                                     "rule \"%.100s\": at most one <%s> condition per rule", id,
-                                     once[i].local);
-            if (!usage_is(c, USAGE_NS_OCP, "external-list"))
-                continue;
-            /* OPR-6: the listed members come from the owner's own resource lists. */
-            for (xmlNodePtr e = usage_first_child(c); e; e = usage_next(e)) {
-                const char *anc = usage_is(e, USAGE_NS_OCP, "entry") ? usage_attr(e, "anc") : NULL;
-                char why[160];
-                if (anc && !usage_ref_ok(anc, USAGE_REF_ANY, "list", owner, refs, why, sizeof why))
-                    return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
-                                     "rule \"%.100s\": external-list entry \"%.200s\" %s", id, anc,
-                                     why);
-            }
-        }
-    }
-    /* OPR-5: a watcher that is not allowed gets nothing, so a rule that blocks, confirms or
-     * polite-blocks carries no transformations. A rule without <sub-handling> is left alone. */
-    xmlNodePtr sh = NULL;
-    for (xmlNodePtr a = usage_first_child(actions); a && !sh; a = usage_next(a))
-        if (usage_is(a, USAGE_NS_PR, "sub-handling"))
-            sh = a;
-    if (!sh || !usage_first_child(transformations))
-        return XCAP_OK;
-    char *v = usage_text(sh);
-    if (!v)
-        return xcap_fail(err, XCAP_INTERNAL, "out of memory");
-    enum xcap_status st = XCAP_OK;
-    if (strcmp(v, "allow") != 0)
-        st = xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
-                       "rule \"%.100s\": sub-handling is %s, so <transformations> must be empty",
-                       id, v);
-    free(v);
-    return st;
-}
-
-static enum xcap_status usage_check_oma_rules(xmlNodePtr root, const char *owner,
-                                              const struct usage_refs *refs, struct xcap_err *err)
-{
-    for (xmlNodePtr r = usage_first_child(root); r; r = usage_next(r)) {
-        if (!usage_is(r, USAGE_NS_CP, "rule"))
-            continue;
-        enum xcap_status st = usage_check_oma_rule(r, owner, refs, err);
-        if (st != XCAP_OK)
-            return st;
-    }
-    return XCAP_OK;
-}
-
-/* ---- OMA presence content (SPEC PC-1, PC-2) ---- */
-
-/* Decoded size of base64 text (RFC 4648 §4; white space between groups is allowed, as in
- * line-wrapped data). Returns -1 when s is not base64. */
-static long long usage_base64_size(const char *s)
-{
-    size_t n = 0, pad = 0;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
-            continue;
-        if (ch == '=') {
-            if (++pad > 2)
-                return -1;
-        } else if (pad || !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                            (ch >= '0' && ch <= '9') || ch == '+' || ch == '/')) {
-            return -1;
-        }
-        n++;
-    }
-    if (n % 4 != 0)
-        return -1;
-    return (long long)(n / 4 * 3 - pad);
-}
-
-/* PC-1: icons are stored as oma_status-icon/<name> (OMA; RCS clients use the document name
- * rcs_status_icon there) or, for older RCS clients, rcs_status_icon/<name>. A document anywhere
- * else would never be found by a watcher, so it is refused rather than stored. */
-static bool usage_icon_path_ok(const char *path)
-{
-    static const char *const dirs[] = {"oma_status-icon/", "rcs_status_icon/"};
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        size_t n = strlen(dirs[i]);
-        if (strncmp(path, dirs[i], n) == 0 && path[n] && !strchr(path + n, '/'))
-            return true;
-    }
-    return false;
-}
-
-static enum xcap_status usage_check_content(const struct usage *u, const struct doc_key *k,
-                                            xmlNodePtr root, struct xcap_err *err)
-{
-    if (!usage_icon_path_ok(k->path))
-        return xcap_fail(err, XCAP_CONSTRAINT_FAILURE,
-                         "presence content is stored as oma_status-icon/<name> "
-                         "(or rcs_status_icon/<name>)");
-    xmlNodePtr mime = NULL, enc = NULL, data = NULL;
-    for (xmlNodePtr c = usage_first_child(root); c; c = usage_next(c)) {
-        if (usage_is(c, USAGE_NS_PC, "mime-type"))
-            mime = c;
-        else if (usage_is(c, USAGE_NS_PC, "encoding"))
-            enc = c;
-        else if (usage_is(c, USAGE_NS_PC, "data"))
-            data = c;
-    }
-    enum xcap_status st = XCAP_OK;
-    char *m = mime ? usage_text(mime) : NULL;
-    char *e = enc ? usage_text(enc) : NULL;
-    char *d = data ? usage_text(data) : NULL;
-    if ((mime && !m) || (enc && !e) || (data && !d)) {
-        st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
-        goto done;
-    }
-    if (m && strcasecmp(m, "image/jpeg") != 0 && strcasecmp(m, "image/gif") != 0 &&
-        strcasecmp(m, "image/png") != 0) {
-        st = xcap_fail(err, XCAP_LOCAL_CONSTRAINT_FAILURE,
-                       "mime-type \"%.100s\" is not accepted: use image/jpeg, image/gif or "
-                       "image/png",
-                       m);
-        goto done;
-    }
-    long long size = d ? (long long)strlen(d) : 0;
-    if (e && strcasecmp(e, "base64") == 0 && d) {
-        /* The encoding is the document's own format, not local policy: wrong data breaks every
-         * watcher that decodes it, so it is a constraint failure (RFC 4825 §8.2.5). */
-        if ((size = usage_base64_size(d)) < 0) {
-            st = xcap_fail(err, XCAP_CONSTRAINT_FAILURE, "<data> is not valid base64");
-            goto done;
-        }
-    }
-    if ((unsigned long long)size > u->max_icon_size)
-        st = xcap_fail(err, XCAP_LOCAL_CONSTRAINT_FAILURE,
-                       "the icon is %lld bytes; at most %zu bytes are accepted", size,
-                       u->max_icon_size);
-done:
-    free(m);
-    free(e);
-    free(d);
-    return st;
-}
-
 /* ---- the contract ---- */
 
 enum xcap_status usage_validate(struct usage *u, const struct appusage *au, const struct doc_key *k,
@@ -503,52 +242,37 @@ enum xcap_status usage_validate(struct usage *u, const struct appusage *au, cons
 {
     if (!u)
         return XCAP_OK;
-    const struct usage_schema *s = usage_schema_for(u, au->auid);
+    xmlSchemaPtr s = usage_schema_for(u, au);
     if (!s)
         return xcap_fail(err, XCAP_INTERNAL, "no schema for %s", au->auid);
     xmlNodePtr root = xmlDocGetRootElement(doc);
     const char *root_ns = appusage_root_ns(au);
-    if (!usage_is(root, root_ns, s->def->root))
+    if (!xdoc_is(root, root_ns, au->root))
         return xcap_fail(err, XCAP_SCHEMA_VALIDATION_ERROR,
-                         "the document element must be <%s> in namespace %s", s->def->root,
-                         root_ns);
+                         "the document element must be <%s> in namespace %s", au->root, root_ns);
     enum xcap_status st = usage_schema_validate(s, root_ns, doc, err);
-    if (st != XCAP_OK)
+    if (st != XCAP_OK || !au->check)
         return st;
-    /* RL-8, OPR-6, RLS-4: references may point into the owner's documents (or global ones). A
-     * global document has no owner; who may write it is decided above this layer. */
-    const char *owner = strcmp(k->tree, "users") == 0 ? k->xui : NULL;
-    switch (s->def->kind) {
-    case USAGE_RESOURCE_LISTS:
-        return usage_lists_check(root, owner, &u->refs, err);
-    case USAGE_RLS_SERVICES:
-        if ((st = usage_lists_check_rls(root, owner, &u->refs, err)) != XCAP_OK)
-            return st;
-        /* In the users tree, usage_interdepend() checks URI uniqueness against the index as
-         * well, with alt-values that are free there; elsewhere only the document counts. */
-        return owner ? XCAP_OK : usage_rls_unique(NULL, NULL, 0, root, err);
-    case USAGE_OMA_PRES_RULES:
-        return usage_check_oma_rules(root, owner, &u->refs, err);
-    case USAGE_PRES_CONTENT:
-        return usage_check_content(u, k, root, err);
-    case USAGE_PRES_RULES: /* PR-5: the schema says it all */
-    case USAGE_PIDF:       /* PM-3; ids are xs:ID, unique through the schema */
-        return XCAP_OK;
-    }
-    return XCAP_OK;
+    /* References may point into the owner's documents (or global ones). A global document has
+     * no owner; who may write it is decided above this layer. */
+    struct appusage_check c = {
+        .key = k,
+        .owner = strcmp(k->tree, "users") == 0 ? k->xui : NULL,
+        .refs = &u->refs,
+        .max_icon_size = u->max_icon_size,
+    };
+    return au->check(&c, root, err);
 }
 
 enum xcap_status usage_interdepend(struct usage *u, struct store_txn *t, const struct appusage *au,
                                    const struct doc_key *k, xmlDocPtr doc, struct xcap_err *err)
 {
-    if (!u || strcmp(au->auid, "rls-services") != 0)
+    if (!u || !au->interdepend)
         return XCAP_OK;
-    return usage_rls_interdepend(t, k, doc, err);
+    return au->interdepend(t, k, doc, err);
 }
 
 bool usage_server_owned(const struct appusage *au, const struct doc_key *k)
 {
-    /* RFC 4826 §4.4.8: the global index is made by the server from all users' documents. */
-    return au && k && strcmp(au->auid, "rls-services") == 0 && strcmp(k->tree, "global") == 0 &&
-           strcmp(k->path, "index") == 0;
+    return au && k && au->server_owned && au->server_owned(k);
 }

@@ -1,6 +1,7 @@
-/* Application-usage semantics beyond the registry row (RFC 4825 §5.3–5.6, §8.2.5, §8.2.7):
- * XML schema validation, usage constraints (uniqueness, references, OMA rule shapes, size and
- * MIME limits), and resource interdependencies (the rls-services global index).
+/* Application usages at run time (RFC 4825 §5.3–5.6, §8.2.5, §8.2.7): XML schema validation
+ * against each registry row's schema, then the row's constraints (uniqueness, references, OMA
+ * rule shapes, size and MIME limits) and resource interdependencies (the rls-services global
+ * index); see appusage.h for the rows.
  *
  * The engine calls usage_validate() on every candidate document (after a document PUT, or after
  * an element/attribute PUT or DELETE has been applied) and then usage_interdepend() inside the
@@ -26,7 +27,7 @@ struct usage;
 /* Extra store tables the role's usages need (pass to store_open); NULL-terminated. */
 const char *const *usage_store_tables(enum xdms_role role);
 
-/* Compiles the role's schemas from schema_dir (files named in usage.c) with network access and
+/* Compiles the role's schemas from schema_dir (the xsd of each row) with network access and
  * entity loading off. Returns 0, or -1 with a log line naming the file.
  * Added: it installs a process-wide libxml2 external entity loader that opens only files inside
  * schema_dir (the last one given) and refuses every other URL; call it at start, before other
@@ -37,7 +38,7 @@ void usage_close(struct usage *u);
  * callers without a configured one (unit tests, tools). Static string. */
 const char *usage_default_schema_dir(void);
 
-/* Added: local limits (OMA presence content, SPEC PC-2). The largest status icon accepted in an
+/* Added: local limits (OMA presence content). The largest status icon accepted in an
  * org.openmobilealliance.pres-content document, in bytes after base64 decoding (raw <data>
  * length when the data is not base64). 0 restores the default. Call before threads start. */
 #define USAGE_DEFAULT_MAX_ICON_SIZE (256u * 1024u)
@@ -54,7 +55,7 @@ void usage_set_max_icon_size(struct usage *u, size_t bytes);
  * start. */
 int usage_set_references(struct usage *u, const char *xcap_root, bool allow_foreign);
 
-/* Added: the extra tables of ROLE_RLS (RFC 4826 §4.4.5, SPEC RLS-9), for tools that inspect a
+/* Added: the extra tables of ROLE_RLS (RFC 4826 §4.4.5, §4.4.8), for tools that inspect a
  * store: USAGE_RLS_URI_TABLE maps a service URI to owner XUI \0 document path \0 the service
  * element as serialized in the global index; USAGE_RLS_DOC_TABLE maps XUI \0 document path to
  * the document's service URIs, each followed by \0. */

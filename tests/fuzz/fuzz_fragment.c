@@ -33,8 +33,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *body = strchr(in, '\n');
     if (body)
         *body++ = '\0';
-    static const struct appusage au = {
-        "resource-lists", "application/resource-lists+xml", NS, ROLE_SHARED_LIST, false, NULL};
+    static const struct appusage au = {.auid = "resource-lists",
+                                       .mime = "application/resource-lists+xml",
+                                       .default_ns = NS,
+                                       .role = ROLE_SHARED_LIST};
     char auid[] = "resource-lists", xui[] = "sip:alice@example.com", path[] = "index";
     char doc_sel[] = "resource-lists/users/sip:alice@example.com/index";
     struct xcap_uri uri = {.auid = auid,

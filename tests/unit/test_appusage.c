@@ -1,10 +1,13 @@
-/* xdms/appusage.c: every AUID of DESIGN §1 belongs to exactly its XDMS, with its MIME type, the
- * default namespace its own specification gives node selectors and the namespace of its
- * document element; role names parse both ways. */
+/* xdms/appusage.c: every AUID belongs to exactly its XDMS (OMA XDM: shared list, presence, RLS),
+ * with its MIME type, the default namespace its own specification gives node selectors and the
+ * namespace of its document element; role names parse both ways. */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "appusage.h"
 #include "unit.h"
+#include "usage.h"
 
 static const struct {
     const char *auid;
@@ -103,6 +106,54 @@ static void test_list_per_role(void)
     CU_ASSERT_EQUAL(total, N_EXPECTED);
 }
 
+/* Every row is complete (what the engine and the schema loader rely on), names a schema file
+ * that exists, and appusage_all() lists each row once, in the order of the per-role lists. */
+static void test_rows_complete(void)
+{
+    const struct appusage *const *all = NULL;
+    size_t n = appusage_all(&all);
+    CU_ASSERT_EQUAL_FATAL(n, N_EXPECTED);
+    size_t at = 0;
+    for (size_t r = 0; r < 3; r++) {
+        const struct appusage *const *rows = NULL;
+        size_t m = appusage_list(all_roles[r], &rows);
+        for (size_t k = 0; k < m; k++)
+            CU_ASSERT_PTR_EQUAL(all[at++], rows[k]); /* rows of one role are contiguous */
+    }
+    CU_ASSERT_EQUAL(at, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct appusage *au = all[i];
+        CU_ASSERT_PTR_NOT_NULL_FATAL(au->auid);
+        CU_ASSERT_PTR_NOT_NULL(au->mime);
+        CU_ASSERT_PTR_NOT_NULL(au->default_ns);
+        CU_ASSERT_PTR_NOT_NULL(au->root);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(au->xsd);
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", usage_default_schema_dir(), au->xsd);
+        CU_ASSERT_EQUAL(access(path, R_OK), 0);
+        for (size_t j = 0; j < i; j++)
+            CU_ASSERT_STRING_NOT_EQUAL(all[j]->auid, au->auid);
+    }
+    /* what each row does beyond its schema */
+    const struct appusage *rl = appusage_find(ROLE_SHARED_LIST, "resource-lists");
+    const struct appusage *rls = appusage_find(ROLE_RLS, "rls-services");
+    const struct appusage *pidf = appusage_find(ROLE_PRESENCE, "pidf-manipulation");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rl);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rls);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(pidf);
+    CU_ASSERT_PTR_NOT_NULL(rl->check);
+    CU_ASSERT_PTR_NULL(rl->interdepend);
+    CU_ASSERT_PTR_NULL(rl->server_owned);
+    CU_ASSERT_PTR_NULL(pidf->check);
+    CU_ASSERT_PTR_NOT_NULL(rls->interdepend);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rls->server_owned);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rls->tables);
+    struct doc_key index = {"rls-services", "global", "", "index"};
+    struct doc_key own = {"rls-services", "users", "sip:a@example.com", "index"};
+    CU_ASSERT_TRUE(rls->server_owned(&index));
+    CU_ASSERT_FALSE(rls->server_owned(&own));
+}
+
 /* The generated documents have rows too (not found by appusage_find). */
 static void test_generated(void)
 {
@@ -148,6 +199,7 @@ static CU_TestInfo appusage_tests[] = {
     {"every AUID maps to its role, MIME type and namespace", test_every_auid_in_its_role},
     {"unknown AUIDs", test_unknown_auids},
     {"rows per role", test_list_per_role},
+    {"every row complete, its schema present", test_rows_complete},
     {"rows of generated documents", test_generated},
     {"role names", test_role_parse},
     CU_TEST_INFO_NULL,

@@ -10,8 +10,10 @@
 
 #define NS "urn:ietf:params:xml:ns:resource-lists"
 
-static const struct appusage au = {
-    "resource-lists", "application/resource-lists+xml", NS, ROLE_SHARED_LIST, false, NULL};
+static const struct appusage au = {.auid = "resource-lists",
+                                   .mime = "application/resource-lists+xml",
+                                   .default_ns = NS,
+                                   .role = ROLE_SHARED_LIST};
 
 /* The document of the RFC 4825 §8.2.3 examples. */
 static const char start[] = "<?xml version='1.0' encoding='UTF-8'?>\n"

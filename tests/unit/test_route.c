@@ -12,6 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "caps.h"
 #include "compress.h"
 #include "digest.h"
@@ -1378,6 +1383,74 @@ static void test_proxy_gzip(void)
     buf_release(&r.headers);
 }
 
+/* Writes a new P-256 key to key_path and, when cert_path is given, a self-signed certificate of
+ * it. */
+static void make_pair(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+    FILE *f = fopen(key_path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    if (cert_path) {
+        X509 *x = X509_new();
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_gmtime_adj(X509_getm_notBefore(x), 0);
+        X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+        X509_set_pubkey(x, k);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"aggproxy", -1, -1, 0);
+        X509_set_issuer_name(x, X509_get_subject_name(x));
+        CU_ASSERT(X509_sign(x, k, EVP_sha256()) > 0);
+        f = fopen(cert_path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        PEM_write_X509(f, x);
+        fclose(f);
+        X509_free(x);
+    }
+    EVP_PKEY_free(k);
+}
+
+static void test_forward_client_cert(void)
+{
+    char dir[] = "/tmp/xdm-fwcert-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char cert[64], key[64], other[64], missing[64];
+    snprintf(cert, sizeof cert, "%s/c.pem", dir);
+    snprintf(key, sizeof key, "%s/c.key", dir);
+    snprintf(other, sizeof other, "%s/o.key", dir);
+    snprintf(missing, sizeof missing, "%s/none.pem", dir);
+    make_pair(cert, key);
+    make_pair(NULL, other);
+
+    struct forward_options opts = {.cert_file = cert, .key_file = key};
+    struct forward *fw = forward_new(&opts);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+    char err[512], want[256];
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, cert, other, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s is not the key of the certificate %s", other, cert);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, missing, key, err, sizeof err), -1);
+    snprintf(want, sizeof want, "cannot open %s: No such file or directory", missing);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, key, key, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: no PEM certificate", key);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, cert, NULL, err, sizeof err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "upstream_cert and upstream_key go together");
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, cert, key, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, NULL, NULL, err, sizeof err), 0);
+    forward_free(fw);
+
+    opts.key_file = other; /* a bad pair at start: no forwarder */
+    CU_ASSERT_PTR_NULL(forward_new(&opts));
+    unlink(cert);
+    unlink(key);
+    unlink(other);
+    rmdir(dir);
+}
+
 static CU_TestInfo route_tests[] = {
     {"default AUIDs", test_route_defaults},
     {"unknown AUID and outside the root", test_route_not_found},
@@ -1399,6 +1472,7 @@ static CU_TestInfo forward_tests[] = {
     {"relayed request headers", test_forward_headers_list},
     {"byte-exact forwarding", test_forward_exact},
     {"502, 504, size bound", test_forward_failures},
+    {"client certificate: pair checked, replaced, removed", test_forward_client_cert},
     {"over a UNIX-domain socket", test_forward_unix},
     {"concurrent threads", test_forward_threads},
     {"instances of a list: retry and health", test_upstream_forward},

@@ -392,6 +392,39 @@ static int xdoc_suite_init(void)
     return 0;
 }
 
+/* The tree readers of the constraint checks: element tests by namespace, element-only walks
+ * (text and comments skipped), attributes without a namespace, trimmed text. */
+static void test_tree_readers(void)
+{
+    static const char body[] = "<r xmlns='urn:a' xmlns:b='urn:b'>\n <!-- c --> <x n='1' b:n='2'/>"
+                               "text<b:y e=''> \t v w\r\n</b:y><x/></r>";
+    xmlDocPtr doc = NULL;
+    struct xcap_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(xdoc_parse(body, strlen(body), &doc, &err), XCAP_OK);
+    xmlNodePtr r = xmlDocGetRootElement(doc);
+    CU_ASSERT_TRUE(xdoc_is(r, "urn:a", "r"));
+    CU_ASSERT_FALSE(xdoc_is(r, "urn:b", "r"));
+    CU_ASSERT_FALSE(xdoc_is(r, "urn:a", "x"));
+    CU_ASSERT_FALSE(xdoc_is(NULL, "urn:a", "r"));
+    xmlNodePtr x = xdoc_first_child(r);
+    CU_ASSERT_TRUE_FATAL(xdoc_is(x, "urn:a", "x"));
+    CU_ASSERT_STRING_EQUAL(xdoc_attr(x, "n"), "1"); /* b:n is another attribute */
+    CU_ASSERT_PTR_NULL(xdoc_attr(x, "m"));
+    CU_ASSERT_PTR_NULL(xdoc_first_child(x));
+    xmlNodePtr y = xdoc_next(x);
+    CU_ASSERT_TRUE_FATAL(xdoc_is(y, "urn:b", "y"));
+    CU_ASSERT_STRING_EQUAL(xdoc_attr(y, "e"), "");
+    char *t = xdoc_text_dup(y);
+    CU_ASSERT_STRING_EQUAL(t, "v w");
+    free(t);
+    CU_ASSERT_TRUE(xdoc_is(xdoc_next(y), "urn:a", "x"));
+    CU_ASSERT_PTR_NULL(xdoc_next(xdoc_next(y)));
+    CU_ASSERT_PTR_NULL(xdoc_next(NULL));
+    CU_ASSERT_PTR_NULL(xdoc_first_child(NULL));
+    xmlFreeDoc(doc);
+    xcap_err_release(&err);
+}
+
 static int xdoc_suite_cleanup(void)
 {
     xdoc_global_cleanup();
@@ -409,6 +442,7 @@ static CU_TestInfo xdoc_tests[] = {
     {"parse: stops at the first fatal error", test_parse_stops_at_first_error},
     {"parse: prefixes left unbound", test_parse_unbound},
     {"serialize round trip", test_serialize_round_trip},
+    {"tree readers", test_tree_readers},
     CU_TEST_INFO_NULL,
 };
 

@@ -1,6 +1,8 @@
 /* RFC 4826 list constraints that a schema cannot express (§3.4.5, §4.4.5): uniqueness among
- * siblings, the shape of references, the token syntax of packages; plus the node selectors that
- * name an offending value in a uniqueness-failure report (RFC 4825 §11). */
+ * siblings and the shape of references; plus the node selectors that name an offending value in
+ * a uniqueness-failure report (RFC 4825 §11). */
+#include "au_lists.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,28 +11,26 @@
 #include <strings.h>
 
 #include "nodesel.h"
-#include "usage.h"
-#include "usage_internal.h"
 #include "xcap_uri.h"
 #include "xdoc.h"
 
 /* ---- field selectors ---- */
 
 /* RFC 3986 pchar minus the characters a node selector gives meaning to. */
-static bool lists_plain(unsigned char ch, bool value)
+static bool au_lists_plain(unsigned char ch, bool value)
 {
     if (isalnum(ch) || strchr("-._~!$&'()*+,;=:@", ch))
         return ch != 0;
     return !value && ch == '/';
 }
 
-static int lists_pct(struct buf *out, const char *s, size_t n, bool value)
+static int au_lists_pct(struct buf *out, const char *s, size_t n, bool value)
 {
     static const char hex[] = "0123456789ABCDEF";
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (lists_plain(ch, value)) {
+        if (au_lists_plain(ch, value)) {
             rc = buf_append(out, &s[i], 1);
         } else {
             char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
@@ -41,14 +41,14 @@ static int lists_pct(struct buf *out, const char *s, size_t n, bool value)
 }
 
 /* The name test of a step for el: "*" when el's namespace has no prefix to write it with. */
-static bool lists_star(xmlNodePtr el, const char *default_ns)
+static bool au_lists_star(xmlNodePtr el, const char *default_ns)
 {
     if (el->ns && el->ns->href && strcmp((const char *)el->ns->href, default_ns) == 0)
         return false;
     return !(el->ns && el->ns->prefix);
 }
 
-static bool lists_same_name(xmlNodePtr a, xmlNodePtr b, bool star)
+static bool au_lists_same_name(xmlNodePtr a, xmlNodePtr b, bool star)
 {
     if (star)
         return true;
@@ -60,17 +60,17 @@ static bool lists_same_name(xmlNodePtr a, xmlNodePtr b, bool star)
 }
 
 /* The attribute that identifies an element among its siblings in a readable selector. */
-static const char *lists_key_attr(xmlNodePtr el)
+static const char *au_lists_key_attr(xmlNodePtr el)
 {
-    if (usage_is(el, USAGE_NS_RL, "list"))
+    if (xdoc_is(el, AU_LISTS_NS_RL, "list"))
         return "name";
-    if (usage_is(el, USAGE_NS_RLS, "service"))
+    if (xdoc_is(el, AU_LISTS_NS_RLS, "service"))
         return "uri";
     return NULL;
 }
 
-int usage_field(xmlNodePtr el, const char *attr, const char *default_ns, bool by_key,
-                struct buf *out)
+int au_lists_field(xmlNodePtr el, const char *attr, const char *default_ns, bool by_key,
+                   struct buf *out)
 {
     xmlNodePtr chain[XDOC_MAX_DEPTH + 1];
     size_t depth = 0;
@@ -82,53 +82,53 @@ int usage_field(xmlNodePtr el, const char *attr, const char *default_ns, bool by
     int rc = 0;
     for (size_t i = depth; i-- > 0 && rc == 0;) {
         xmlNodePtr n = chain[i];
-        bool star = lists_star(n, default_ns);
+        bool star = au_lists_star(n, default_ns);
         if (i + 1 != depth)
             rc |= buf_puts(out, "/");
         if (star) {
             rc |= buf_puts(out, "*");
         } else {
             if (n->ns && n->ns->href && strcmp((const char *)n->ns->href, default_ns) != 0) {
-                rc |= lists_pct(out, (const char *)n->ns->prefix,
-                                strlen((const char *)n->ns->prefix), false);
+                rc |= au_lists_pct(out, (const char *)n->ns->prefix,
+                                   strlen((const char *)n->ns->prefix), false);
                 rc |= buf_puts(out, ":");
             }
-            rc |= lists_pct(out, (const char *)n->name, strlen((const char *)n->name), false);
+            rc |= au_lists_pct(out, (const char *)n->name, strlen((const char *)n->name), false);
         }
         if (i + 1 == depth) /* the document element: exactly one */
             continue;
         /* Position among the siblings the name test matches, and how many share the key. */
         size_t pos = 0, same = 0, same_key = 0;
-        const char *key = i == 0 && !by_key ? NULL : lists_key_attr(n);
-        const char *kv = key ? usage_attr(n, key) : NULL;
-        for (xmlNodePtr s = usage_first_child(n->parent); s; s = usage_next(s)) {
-            if (!lists_same_name(s, n, star))
+        const char *key = i == 0 && !by_key ? NULL : au_lists_key_attr(n);
+        const char *kv = key ? xdoc_attr(n, key) : NULL;
+        for (xmlNodePtr s = xdoc_first_child(n->parent); s; s = xdoc_next(s)) {
+            if (!au_lists_same_name(s, n, star))
                 continue;
             same++;
             if (s == n)
                 pos = same;
             if (kv) {
-                const char *sv = usage_attr(s, key);
+                const char *sv = xdoc_attr(s, key);
                 if (sv && strcmp(sv, kv) == 0)
                     same_key++;
             }
         }
         if (kv && same_key == 1 && !strchr(kv, '"')) {
             rc |= buf_printf(out, "%%5B@%s=%%22", key);
-            rc |= lists_pct(out, kv, strlen(kv), true);
+            rc |= au_lists_pct(out, kv, strlen(kv), true);
             rc |= buf_puts(out, "%22%5D");
         } else if (i == 0 || same > 1) {
             rc |= buf_printf(out, "%%5B%zu%%5D", pos);
         }
     }
     rc |= buf_puts(out, "/@");
-    rc |= lists_pct(out, attr, strlen(attr), false);
+    rc |= au_lists_pct(out, attr, strlen(attr), false);
     return rc ? -1 : 0;
 }
 
 /* ---- alternative values ---- */
 
-static bool lists_suggested(const struct xcap_exists *ex, const char *v)
+static bool au_lists_suggested(const struct xcap_exists *ex, const char *v)
 {
     for (size_t i = 0; i < ex->n_alt; i++)
         if (strcmp(ex->alt_values[i], v) == 0)
@@ -136,8 +136,9 @@ static bool lists_suggested(const struct xcap_exists *ex, const char *v)
     return false;
 }
 
-int usage_suggest(const char *value, bool uri, int (*is_taken)(void *cls, const char *candidate),
-                  void *cls, struct xcap_exists *ex)
+int au_lists_suggest(const char *value, bool uri, size_t max_len,
+                     int (*is_taken)(void *cls, const char *candidate), void *cls,
+                     struct xcap_exists *ex)
 {
     /* A URI keeps its scheme and host: the user part gets the suffix. */
     const char *at = uri ? strchr(value, '@') : NULL;
@@ -154,11 +155,11 @@ int usage_suggest(const char *value, bool uri, int (*is_taken)(void *cls, const 
     if (!cand)
         return -1;
     int rc = 0;
-    for (unsigned i = 1; i <= 64 && ex->n_alt < USAGE_MAX_ALTS; i++) {
+    for (unsigned i = 1; i <= 64 && ex->n_alt < AU_LISTS_MAX_ALTS; i++) {
         snprintf(cand, cap, "%.*s-%u%s", (int)head, value, i, tail);
-        if (strcmp(cand, value) == 0 || lists_suggested(ex, cand))
+        if (strcmp(cand, value) == 0 || au_lists_suggested(ex, cand))
             continue;
-        if (uri && strlen(cand) > USAGE_RLS_URI_MAX)
+        if (max_len && strlen(cand) > max_len)
             break;
         int taken = is_taken(cls, cand);
         if (taken < 0 || (!taken && xcap_exists_add_alt(ex, cand) < 0)) {
@@ -172,20 +173,20 @@ int usage_suggest(const char *value, bool uri, int (*is_taken)(void *cls, const 
 
 /* ---- references ---- */
 
-static bool lists_scheme_is(const char *s, size_t n, const char *want)
+static bool au_lists_scheme_is(const char *s, size_t n, const char *want)
 {
     return n == strlen(want) && strncasecmp(s, want, n) == 0;
 }
 
 /* A reference split for xcap_uri_parse(): root path, path (with a leading '/', still
  * percent-encoded, without query and fragment) and query. */
-struct lists_ref {
+struct au_lists_ref {
     char *root;
     char *path;
     char *query;
 };
 
-static void lists_ref_release(struct lists_ref *r)
+static void au_lists_ref_release(struct au_lists_ref *r)
 {
     free(r->root);
     free(r->path);
@@ -196,8 +197,8 @@ static void lists_ref_release(struct lists_ref *r)
  * comparison (RFC 3986 §6.2.2.1, §6.2.3): user information dropped, host in lower case without
  * a trailing dot, an empty or missing port replaced by the scheme's default. Returns false when
  * there is no host. */
-static bool lists_authority(const char *a, size_t len, bool https, char *host, size_t host_len,
-                            unsigned *port)
+static bool au_lists_authority(const char *a, size_t len, bool https, char *host, size_t host_len,
+                               unsigned *port)
 {
     const char *at = NULL;
     for (size_t i = 0; i < len; i++)
@@ -238,7 +239,7 @@ static bool lists_authority(const char *a, size_t len, bool https, char *host, s
 /* Whether the path p[0..len) lies under the root path root (percent-escapes in p decoded, RFC
  * 3986 §6.2.2.2, so "/%78cap-root" is "/xcap-root"); *used receives the bytes of p the root
  * takes. */
-static bool lists_under_root(const char *root, const char *p, size_t len, size_t *used)
+static bool au_lists_under_root(const char *root, const char *p, size_t len, size_t *used)
 {
     size_t j = 0;
     for (const char *r = root; *r; r++) {
@@ -259,19 +260,20 @@ static bool lists_under_root(const char *root, const char *p, size_t len, size_t
     return j == len || p[j] == '/';
 }
 
-int usage_refs_init(struct usage_refs *r, const char *xcap_root, bool allow_foreign)
+int au_lists_refs_init(struct au_lists_refs *r, const char *xcap_root, bool allow_foreign)
 {
     memset(r, 0, sizeof *r);
     r->allow_foreign = allow_foreign;
     size_t scheme = strspn(xcap_root, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
-    if (!lists_scheme_is(xcap_root, scheme, "http") && !lists_scheme_is(xcap_root, scheme, "https"))
+    if (!au_lists_scheme_is(xcap_root, scheme, "http") &&
+        !au_lists_scheme_is(xcap_root, scheme, "https"))
         return -1;
     if (strncmp(xcap_root + scheme, "://", 3) != 0)
         return -1;
     r->https = scheme == 5;
     const char *auth = xcap_root + scheme + 3;
     size_t alen = strcspn(auth, "/?#");
-    if (!lists_authority(auth, alen, r->https, r->host, sizeof r->host, &r->port))
+    if (!au_lists_authority(auth, alen, r->https, r->host, sizeof r->host, &r->port))
         return -1;
     const char *path = auth + alen;
     size_t plen = strcspn(path, "?#");
@@ -285,52 +287,81 @@ int usage_refs_init(struct usage_refs *r, const char *xcap_root, bool allow_fore
     return 0;
 }
 
+/* The server part of the absolute reference ref[0..len) (scheme: length of its scheme): returns
+ * NULL or why it is refused; sets *foreign when refs names another server, else *path to the
+ * start of the path and *root_used to the bytes of it this server's XCAP root takes. */
+static const char *au_lists_ref_server(const char *ref, size_t len, size_t scheme,
+                                       const struct au_lists_refs *refs, bool *foreign,
+                                       const char **path, size_t *root_used)
+{
+    if (!au_lists_scheme_is(ref, scheme, "http") && !au_lists_scheme_is(ref, scheme, "https"))
+        return "must be an http or https URI";
+    if (len < scheme + 3 || strncmp(ref + scheme, "://", 3) != 0)
+        return "has no host";
+    const char *auth = ref + scheme + 3;
+    size_t alen = 0;
+    while (auth + alen < ref + len && !strchr("/?#", auth[alen]))
+        alen++;
+    char host[256];
+    unsigned port;
+    bool https = au_lists_scheme_is(ref, scheme, "https");
+    if (!au_lists_authority(auth, alen, https, host, sizeof host, &port))
+        return "has no host";
+    const char *p = auth + alen;
+    *path = p;
+    if (refs && refs->known) {
+        /* RFC 4826 §3.2: an external list may be on any server; only a reference to this
+         * one (same scheme, host, port, and under its XCAP root) can be judged here. */
+        size_t plen0 = 0, used = 0;
+        while (p + plen0 < ref + len && p[plen0] != '?' && p[plen0] != '#')
+            plen0++;
+        if (https != refs->https || port != refs->port || strcmp(host, refs->host) != 0 ||
+            !au_lists_under_root(refs->path, p, plen0, &used)) {
+            *foreign = true;
+            return NULL;
+        }
+        *root_used = used;
+    }
+    if (p == ref + len || *p != '/')
+        return "has no path";
+    return NULL;
+}
+
+/* The XCAP root of r->path when the server's root is unknown: it ends where the document
+ * selector of a resource-lists document begins (RFC 4825 §6). Returns NULL or why not. */
+static const char *au_lists_ref_guess_root(struct au_lists_ref *r)
+{
+    const char *hit = NULL;
+    for (const char *q = r->path; !hit && (q = strstr(q, "/resource-lists/")) != NULL; q++)
+        if (strncmp(q + 16, "users/", 6) == 0 || strncmp(q + 16, "global/", 7) == 0)
+            hit = q;
+    if (!hit)
+        return "is not the URI of a resource-lists document";
+    if (!(r->root = strndup(r->path, (size_t)(hit - r->path))))
+        return "cannot be checked (out of memory)";
+    return NULL;
+}
+
 /* Splits ref[0..len); returns NULL or why it cannot be an XCAP URI of the wanted form. An
  * absolute URI on another server than refs names sets *foreign and is not split further. */
-static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_form form,
-                                   const struct usage_refs *refs, bool *foreign,
-                                   struct lists_ref *r)
+static const char *au_lists_ref_split(const char *ref, size_t len, enum au_lists_ref_form form,
+                                      const struct au_lists_refs *refs, bool *foreign,
+                                      struct au_lists_ref *r)
 {
     *foreign = false;
     size_t scheme =
         strspn(ref, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-");
     bool absolute = scheme > 0 && scheme < len && ref[scheme] == ':';
-    if (absolute && form == USAGE_REF_RELATIVE)
+    if (absolute && form == AU_LISTS_REF_RELATIVE)
         return "must be a path relative to the XCAP root, not an absolute URI";
-    if (!absolute && form == USAGE_REF_ABSOLUTE)
+    if (!absolute && form == AU_LISTS_REF_ABSOLUTE)
         return "must be an absolute http or https URI";
     const char *p = ref;  /* start of the path */
     size_t root_used = 0; /* bytes of the path a known XCAP root takes */
     if (absolute) {
-        if (!lists_scheme_is(ref, scheme, "http") && !lists_scheme_is(ref, scheme, "https"))
-            return "must be an http or https URI";
-        if (len < scheme + 3 || strncmp(ref + scheme, "://", 3) != 0)
-            return "has no host";
-        const char *auth = ref + scheme + 3;
-        size_t alen = 0;
-        while (auth + alen < ref + len && !strchr("/?#", auth[alen]))
-            alen++;
-        char host[256];
-        unsigned port;
-        bool https = lists_scheme_is(ref, scheme, "https");
-        if (!lists_authority(auth, alen, https, host, sizeof host, &port))
-            return "has no host";
-        p = auth + alen;
-        if (refs && refs->known) {
-            /* RFC 4826 §3.2: an external list may be on any server; only a reference to this
-             * one (same scheme, host, port, and under its XCAP root) can be judged here. */
-            size_t plen0 = 0, used = 0;
-            while (p + plen0 < ref + len && p[plen0] != '?' && p[plen0] != '#')
-                plen0++;
-            if (https != refs->https || port != refs->port || strcmp(host, refs->host) != 0 ||
-                !lists_under_root(refs->path, p, plen0, &used)) {
-                *foreign = true;
-                return NULL;
-            }
-            root_used = used;
-        }
-        if (p == ref + len || *p != '/')
-            return "has no path";
+        const char *why = au_lists_ref_server(ref, len, scheme, refs, foreign, &p, &root_used);
+        if (why || *foreign)
+            return why;
     } else if (ref[0] == '/') {
         return "must be relative to the XCAP root (no leading '/')";
     }
@@ -356,26 +387,16 @@ static const char *lists_ref_split(const char *ref, size_t len, enum usage_ref_f
         if (!(r->query = strndup(p + q, qe - q)))
             return "cannot be checked (out of memory)";
     }
-    size_t root_len = 0;
-    if (absolute && !(refs && refs->known)) {
-        /* Another URI's XCAP root is unknown: it ends where the document selector of a
-         * resource-lists document begins (RFC 4825 §6). */
-        const char *hit = NULL;
-        for (const char *q = r->path; !hit && (q = strstr(q, "/resource-lists/")) != NULL; q++)
-            if (strncmp(q + 16, "users/", 6) == 0 || strncmp(q + 16, "global/", 7) == 0)
-                hit = q;
-        if (!hit)
-            return "is not the URI of a resource-lists document";
-        root_len = (size_t)(hit - r->path);
-    }
-    if (!(r->root = strndup(r->path, root_len)))
+    if (absolute && !(refs && refs->known))
+        return au_lists_ref_guess_root(r);
+    if (!(r->root = strdup("")))
         return "cannot be checked (out of memory)";
     return NULL;
 }
 
 /* Checks a parsed XCAP URI; returns NULL or why it is refused. */
-static const char *lists_ref_target(const struct xcap_uri *u, const char *target, const char *owner,
-                                    bool *wrong_target)
+static const char *au_lists_ref_target(const struct xcap_uri *u, const char *target,
+                                       const char *owner, bool *wrong_target)
 {
     if (strcmp(u->auid, "resource-lists") != 0)
         return "does not point into a resource-lists document";
@@ -383,14 +404,14 @@ static const char *lists_ref_target(const struct xcap_uri *u, const char *target
         return "has no node selector (/~~/)";
     struct nodesel sel;
     struct xcap_err e = {0};
-    enum xcap_status st = nodesel_parse(u->node_sel, u->query, USAGE_NS_RL, &sel, &e);
+    enum xcap_status st = nodesel_parse(u->node_sel, u->query, AU_LISTS_NS_RL, &sel, &e);
     xcap_err_release(&e);
     if (st != XCAP_OK)
         return "has an invalid node selector";
     const struct nodesel_step *last = &sel.steps[sel.n_steps - 1];
     *wrong_target = sel.terminal != NODESEL_ELEMENT || !last->local ||
                     strcmp(last->local, target) != 0 || !last->ns ||
-                    strcmp(last->ns, USAGE_NS_RL) != 0;
+                    strcmp(last->ns, AU_LISTS_NS_RL) != 0;
     nodesel_release(&sel);
     if (*wrong_target)
         return "";
@@ -399,8 +420,8 @@ static const char *lists_ref_target(const struct xcap_uri *u, const char *target
     return NULL;
 }
 
-bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target, const char *owner,
-                  const struct usage_refs *refs, char *why, size_t why_len)
+bool au_lists_ref_ok(const char *ref, enum au_lists_ref_form form, const char *target,
+                     const char *owner, const struct au_lists_refs *refs, char *why, size_t why_len)
 {
     why[0] = '\0';
     /* With allow_foreign_references, another user's documents are fair game: the Resource List
@@ -412,11 +433,11 @@ bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target,
     size_t len = strlen(ref);
     while (len && strchr(" \t\r\n", ref[len - 1]))
         len--;
-    struct lists_ref r = {0};
+    struct au_lists_ref r = {0};
     bool foreign = false;
-    const char *msg = lists_ref_split(ref, len, form, refs, &foreign, &r);
+    const char *msg = au_lists_ref_split(ref, len, form, refs, &foreign, &r);
     if (foreign) {
-        lists_ref_release(&r);
+        au_lists_ref_release(&r);
         return true;
     }
     if (!msg) {
@@ -428,13 +449,13 @@ bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target,
             msg = "is not a valid XCAP URI";
         } else {
             bool wrong_target = false;
-            msg = lists_ref_target(&u, target, owner, &wrong_target);
+            msg = au_lists_ref_target(&u, target, owner, &wrong_target);
             if (wrong_target)
                 snprintf(why, why_len, "does not select a <%s> element", target);
             xcap_uri_release(&u);
         }
     }
-    lists_ref_release(&r);
+    au_lists_ref_release(&r);
     if (msg && msg[0])
         snprintf(why, why_len, "%s", msg);
     return msg == NULL;
@@ -442,34 +463,25 @@ bool usage_ref_ok(const char *ref, enum usage_ref_form form, const char *target,
 
 /* ---- sibling uniqueness (RFC 4826 §3.4.5) ---- */
 
-enum lists_kind { LISTS_LIST, LISTS_ENTRY, LISTS_ENTRY_REF, LISTS_EXTERNAL };
+enum au_lists_kind { AU_LISTS_LIST, AU_LISTS_ENTRY, AU_LISTS_ENTRY_REF, AU_LISTS_EXTERNAL };
 
-static const char *const lists_kind_attr[] = {
-    [LISTS_LIST] = "name",
-    [LISTS_ENTRY] = "uri",
-    [LISTS_ENTRY_REF] = "ref",
-    [LISTS_EXTERNAL] = "anchor",
+static const char *const au_lists_kind_attr[] = {
+    [AU_LISTS_LIST] = "name",
+    [AU_LISTS_ENTRY] = "uri",
+    [AU_LISTS_ENTRY_REF] = "ref",
+    [AU_LISTS_EXTERNAL] = "anchor",
 };
 
-struct lists_item {
-    enum lists_kind kind;
+struct au_lists_item {
+    enum au_lists_kind kind;
     const char *value;
     xmlNodePtr node;
     size_t order;
 };
 
-struct lists_ctx {
-    const char *owner;
-    const struct usage_refs *refs;
-    const char *default_ns;
-    struct xcap_err *err;
-    char constraint[400]; /* the first constraint failure, "" while none */
-    bool oom;
-};
-
-static int lists_item_cmp(const void *a, const void *b)
+static int au_lists_item_cmp(const void *a, const void *b)
 {
-    const struct lists_item *x = a, *y = b;
+    const struct au_lists_item *x = a, *y = b;
     if (x->kind != y->kind)
         return x->kind < y->kind ? -1 : 1;
     int c = strcmp(x->value, y->value);
@@ -478,18 +490,15 @@ static int lists_item_cmp(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static int lists_order_cmp(const void *a, const void *b)
+static int au_lists_order_cmp(const void *a, const void *b)
 {
-    const struct lists_item *x = *(struct lists_item *const *)a;
-    const struct lists_item *y = *(struct lists_item *const *)b;
+    const struct au_lists_item *x = *(struct au_lists_item *const *)a;
+    const struct au_lists_item *y = *(struct au_lists_item *const *)b;
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static void lists_constraint(struct lists_ctx *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* Keeps the first constraint failure: the report names one condition (RFC 4825 §11). */
-static void lists_constraint(struct lists_ctx *c, const char *fmt, ...)
+void au_lists_constraint(struct au_lists_ctx *c, const char *fmt, ...)
 {
     if (c->constraint[0])
         return;
@@ -501,129 +510,129 @@ static void lists_constraint(struct lists_ctx *c, const char *fmt, ...)
 
 /* Taken list names for suggestions: the siblings' names, and what earlier items of the same
  * parent were already offered. */
-struct lists_taken {
-    const struct lists_item *items; /* sorted by lists_item_cmp */
+struct au_lists_taken {
+    const struct au_lists_item *items; /* sorted by au_lists_item_cmp */
     size_t n;
     const struct xcap_err *err;
     size_t first_exists; /* reports of this parent start here */
 };
 
-static int lists_name_taken(void *cls, const char *cand)
+static int au_lists_name_taken(void *cls, const char *cand)
 {
-    const struct lists_taken *t = cls;
-    struct lists_item key = {.kind = LISTS_LIST, .value = cand, .order = 0};
+    const struct au_lists_taken *t = cls;
+    struct au_lists_item key = {.kind = AU_LISTS_LIST, .value = cand, .order = 0};
     size_t lo = 0, hi = t->n;
     while (lo < hi) { /* first item not below (LIST, cand, 0) */
         size_t mid = lo + (hi - lo) / 2;
-        if (lists_item_cmp(&t->items[mid], &key) < 0)
+        if (au_lists_item_cmp(&t->items[mid], &key) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    if (lo < t->n && t->items[lo].kind == LISTS_LIST && strcmp(t->items[lo].value, cand) == 0)
+    if (lo < t->n && t->items[lo].kind == AU_LISTS_LIST && strcmp(t->items[lo].value, cand) == 0)
         return 1;
     for (size_t i = t->first_exists; i < t->err->n_exists; i++)
-        if (lists_suggested(&t->err->exists[i], cand))
+        if (au_lists_suggested(&t->err->exists[i], cand))
             return 1;
     return 0;
 }
 
-static void lists_report(struct lists_ctx *c, const struct lists_item *it,
-                         struct lists_taken *taken)
+static void au_lists_report(struct au_lists_ctx *c, const struct au_lists_item *it,
+                            struct au_lists_taken *taken)
 {
-    if (c->err->n_exists >= USAGE_MAX_EXISTS)
+    if (c->err->n_exists >= AU_LISTS_MAX_EXISTS)
         return;
     struct buf field;
     buf_init(&field, 4096);
     struct xcap_exists *ex = NULL;
-    if (usage_field(it->node, lists_kind_attr[it->kind], c->default_ns, false, &field) < 0 ||
+    if (au_lists_field(it->node, au_lists_kind_attr[it->kind], c->default_ns, false, &field) < 0 ||
         !(ex = xcap_err_add_exists(c->err, field.data))) {
         c->oom = true;
-    } else if (it->kind == LISTS_LIST) {
+    } else if (it->kind == AU_LISTS_LIST) {
         /* Only a list name has an obvious free variant; a duplicate URI or reference is a
          * mistake no other value would fix. */
-        if (usage_suggest(it->value, false, lists_name_taken, taken, ex) < 0)
+        if (au_lists_suggest(it->value, false, 0, au_lists_name_taken, taken, ex) < 0)
             c->oom = true;
     }
     buf_release(&field);
 }
 
 /* One member of a list: remembers its key value and checks references. */
-static bool lists_member(struct lists_ctx *c, xmlNodePtr ch, struct lists_item *item)
+static bool au_lists_member(struct au_lists_ctx *c, xmlNodePtr ch, struct au_lists_item *item)
 {
     char why[160];
-    if (usage_is(ch, USAGE_NS_RL, "list")) {
-        item->kind = LISTS_LIST;
-    } else if (usage_is(ch, USAGE_NS_RL, "entry")) {
-        item->kind = LISTS_ENTRY;
-    } else if (usage_is(ch, USAGE_NS_RL, "entry-ref")) {
-        item->kind = LISTS_ENTRY_REF;
-        /* RL-6: a path relative to the XCAP root naming an <entry>. */
-        const char *ref = usage_attr(ch, "ref");
-        if (ref &&
-            !usage_ref_ok(ref, USAGE_REF_RELATIVE, "entry", c->owner, c->refs, why, sizeof why))
-            lists_constraint(c, "entry-ref \"%.200s\" %s", ref, why);
-    } else if (usage_is(ch, USAGE_NS_RL, "external")) {
-        item->kind = LISTS_EXTERNAL;
-        /* RL-7: an absolute http(s) URI naming a <list>. */
-        const char *anchor = usage_attr(ch, "anchor");
-        if (anchor &&
-            !usage_ref_ok(anchor, USAGE_REF_ABSOLUTE, "list", c->owner, c->refs, why, sizeof why))
-            lists_constraint(c, "external anchor \"%.200s\" %s", anchor, why);
+    if (xdoc_is(ch, AU_LISTS_NS_RL, "list")) {
+        item->kind = AU_LISTS_LIST;
+    } else if (xdoc_is(ch, AU_LISTS_NS_RL, "entry")) {
+        item->kind = AU_LISTS_ENTRY;
+    } else if (xdoc_is(ch, AU_LISTS_NS_RL, "entry-ref")) {
+        item->kind = AU_LISTS_ENTRY_REF;
+        /* RFC 4826 §3.2: a path relative to the XCAP root naming an <entry>. */
+        const char *ref = xdoc_attr(ch, "ref");
+        if (ref && !au_lists_ref_ok(ref, AU_LISTS_REF_RELATIVE, "entry", c->owner, c->refs, why,
+                                    sizeof why))
+            au_lists_constraint(c, "entry-ref \"%.200s\" %s", ref, why);
+    } else if (xdoc_is(ch, AU_LISTS_NS_RL, "external")) {
+        item->kind = AU_LISTS_EXTERNAL;
+        /* RFC 4826 §3.2: an absolute http(s) URI naming a <list>. */
+        const char *anchor = xdoc_attr(ch, "anchor");
+        if (anchor && !au_lists_ref_ok(anchor, AU_LISTS_REF_ABSOLUTE, "list", c->owner, c->refs,
+                                       why, sizeof why))
+            au_lists_constraint(c, "external anchor \"%.200s\" %s", anchor, why);
     } else {
         return false;
     }
-    item->value = usage_attr(ch, lists_kind_attr[item->kind]);
+    item->value = xdoc_attr(ch, au_lists_kind_attr[item->kind]);
     item->node = ch;
     return item->value != NULL;
 }
 
-static void lists_walk(struct lists_ctx *c, xmlNodePtr parent, unsigned depth)
+void au_lists_walk(struct au_lists_ctx *c, xmlNodePtr parent, unsigned depth)
 {
     if (c->oom || depth > XDOC_MAX_DEPTH)
         return;
     size_t n = 0;
-    for (xmlNodePtr ch = usage_first_child(parent); ch; ch = usage_next(ch))
+    for (xmlNodePtr ch = xdoc_first_child(parent); ch; ch = xdoc_next(ch))
         n++;
     if (n == 0)
         return;
-    struct lists_item *items = calloc(n, sizeof *items);
-    struct lists_item **dups = calloc(n, sizeof *dups);
+    struct au_lists_item *items = calloc(n, sizeof *items);
+    struct au_lists_item **dups = calloc(n, sizeof *dups);
     if (!items || !dups) {
         c->oom = true;
         goto done;
     }
     size_t m = 0, order = 0;
-    for (xmlNodePtr ch = usage_first_child(parent); ch; ch = usage_next(ch)) {
+    for (xmlNodePtr ch = xdoc_first_child(parent); ch; ch = xdoc_next(ch)) {
         items[m].order = order++;
-        if (lists_member(c, ch, &items[m]))
+        if (au_lists_member(c, ch, &items[m]))
             m++;
     }
     /* Sorting by (kind, value) puts equal siblings next to each other: O(n log n) even for
      * lists of many thousand entries. */
-    qsort(items, m, sizeof *items, lists_item_cmp);
+    qsort(items, m, sizeof *items, au_lists_item_cmp);
     size_t nd = 0;
     for (size_t i = 1; i < m; i++)
         if (items[i].kind == items[i - 1].kind && strcmp(items[i].value, items[i - 1].value) == 0)
             dups[nd++] = &items[i];
-    qsort(dups, nd, sizeof *dups, lists_order_cmp);
-    struct lists_taken taken = {items, m, c->err, c->err->n_exists};
+    qsort(dups, nd, sizeof *dups, au_lists_order_cmp);
+    struct au_lists_taken taken = {items, m, c->err, c->err->n_exists};
     for (size_t i = 0; i < nd && !c->oom; i++)
-        lists_report(c, dups[i], &taken);
+        au_lists_report(c, dups[i], &taken);
     free(items);
     free(dups);
     items = NULL;
     dups = NULL;
     /* A container's own duplicates are reported before those of the lists inside it. */
-    for (xmlNodePtr ch = usage_first_child(parent); ch && !c->oom; ch = usage_next(ch))
-        if (usage_is(ch, USAGE_NS_RL, "list"))
-            lists_walk(c, ch, depth + 1);
+    for (xmlNodePtr ch = xdoc_first_child(parent); ch && !c->oom; ch = xdoc_next(ch))
+        if (xdoc_is(ch, AU_LISTS_NS_RL, "list"))
+            au_lists_walk(c, ch, depth + 1);
 done:
     free(items);
     free(dups);
 }
 
-static enum xcap_status lists_finish(struct lists_ctx *c)
+enum xcap_status au_lists_finish(struct au_lists_ctx *c)
 {
     if (c->oom)
         return xcap_fail(c->err, XCAP_INTERNAL, "out of memory");
@@ -636,67 +645,11 @@ static enum xcap_status lists_finish(struct lists_ctx *c)
     return XCAP_OK;
 }
 
-enum xcap_status usage_lists_check(xmlNodePtr root, const char *owner,
-                                   const struct usage_refs *refs, struct xcap_err *err)
+enum xcap_status au_lists_check(xmlNodePtr root, const char *owner,
+                                const struct au_lists_refs *refs, struct xcap_err *err)
 {
-    struct lists_ctx c = {.owner = owner, .refs = refs, .default_ns = USAGE_NS_RL, .err = err};
-    lists_walk(&c, root, 1);
-    return lists_finish(&c);
-}
-
-/* RFC 3265 §7.2 event package names: tokens (a template package adds ".name", also a token). */
-static bool lists_token(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("-.!%*_+`'~", *s))
-            return false;
-    return true;
-}
-
-enum xcap_status usage_lists_check_rls(xmlNodePtr root, const char *owner,
-                                       const struct usage_refs *refs, struct xcap_err *err)
-{
-    struct lists_ctx c = {.owner = owner, .refs = refs, .default_ns = USAGE_NS_RLS, .err = err};
-    char why[160];
-    for (xmlNodePtr svc = usage_first_child(root); svc && !c.oom; svc = usage_next(svc)) {
-        if (!usage_is(svc, USAGE_NS_RLS, "service"))
-            continue;
-        const char *uri = usage_attr(svc, "uri");
-        if (uri && !uri[0])
-            lists_constraint(&c, "a service needs a non-empty uri");
-        if (uri && strlen(uri) > USAGE_RLS_URI_MAX) {
-            lists_constraint(&c, "service uri \"%.80s...\" is longer than %d bytes", uri,
-                             USAGE_RLS_URI_MAX);
-        }
-        for (xmlNodePtr ch = usage_first_child(svc); ch && !c.oom; ch = usage_next(ch)) {
-            if (usage_is(ch, USAGE_NS_RLS, "list")) {
-                lists_walk(&c, ch, 2); /* RLS-5: an inline list obeys RFC 4826 §3.4.5 */
-            } else if (usage_is(ch, USAGE_NS_RLS, "resource-list")) {
-                /* RLS-4; like OPR-6, the list must be the owner's: the RLS reads it with server
-                 * rights, so another user's list would leak through a service. */
-                char *ref = usage_text(ch);
-                if (!ref)
-                    c.oom = true;
-                else if (!usage_ref_ok(ref, USAGE_REF_ABSOLUTE, "list", owner, refs, why,
-                                       sizeof why))
-                    lists_constraint(&c, "resource-list \"%.200s\" %s", ref, why);
-                free(ref);
-            } else if (usage_is(ch, USAGE_NS_RLS, "packages")) {
-                for (xmlNodePtr pk = usage_first_child(ch); pk && !c.oom; pk = usage_next(pk)) {
-                    if (!usage_is(pk, USAGE_NS_RLS, "package"))
-                        continue;
-                    char *name = usage_text(pk);
-                    if (!name)
-                        c.oom = true;
-                    else if (!lists_token(name))
-                        lists_constraint(&c, "package \"%.100s\" is not an event package name",
-                                         name);
-                    free(name);
-                }
-            }
-        }
-    }
-    return lists_finish(&c);
+    struct au_lists_ctx c = {
+        .owner = owner, .refs = refs, .default_ns = AU_LISTS_NS_RL, .err = err};
+    au_lists_walk(&c, root, 1);
+    return au_lists_finish(&c);
 }
