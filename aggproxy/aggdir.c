@@ -10,7 +10,7 @@
 
 #include "etag.h"
 #include "log.h"
-#include "nodesel.h"
+#include "nodeget.h"
 #include "route.h"
 #include "status.h"
 #include "upstream.h"
@@ -19,9 +19,6 @@
 
 #define AGGDIR_UPSTREAMS_MAX FORWARD_MANY_MAX
 #define AGGDIR_ROUTES_MAX 256
-#define AGGDIR_MIME_ELEMENT "application/xcap-el+xml"
-#define AGGDIR_MIME_ATTRIBUTE "application/xcap-att+xml"
-#define AGGDIR_MIME_NAMESPACE "application/xcap-ns+xml"
 
 /* ---- URIs ----------------------------------------------------------------------------------- */
 
@@ -222,83 +219,17 @@ int aggdir_compose(const struct route_table *t, const struct aggdir_part *parts,
 /* ---- Node selection ------------------------------------------------------------------------- */
 
 enum xcap_status aggdir_select(const struct xcap_uri *u, const char *default_ns,
-                               const struct buf *doc, struct http_response *resp, const char **why)
+                               const struct buf *doc, struct http_response *resp,
+                               struct xcap_err *err)
 {
-    struct nodesel sel;
-    struct xcap_err err = {0};
-    enum xcap_status st = nodesel_parse(u->node_sel, u->query, default_ns, &sel, &err);
-    if (st != XCAP_OK) {
-        *why = "bad node selector";
-        xcap_err_release(&err);
-        return st;
-    }
-    xmlDocPtr xd = NULL;
-    st = xdoc_parse(doc->data, doc->len, &xd, &err);
-    xcap_err_release(&err);
-    if (st != XCAP_OK) {
-        nodesel_release(&sel);
-        *why = "cannot read the composed directory";
-        return XCAP_INTERNAL;
-    }
-    bool amb = false;
-    xmlNodePtr el = nodesel_eval(&sel, sel.n_steps, xd, &amb, NULL);
-    int rc = 0;
-    if (!el) {
-        st = XCAP_NOT_FOUND;
-        *why = amb ? "the selector matches more than one element" : "no such element";
-        goto done;
-    }
+    const char *mime = NULL;
     buf_reset(&resp->body);
-    switch (sel.terminal) {
-    case NODESEL_ELEMENT: {
-        xmlBufferPtr xb = xmlBufferCreate();
-        if (!xb || xmlNodeDump(xb, xd, el, 0, 0) < 0)
-            rc = -1;
-        else
-            rc = buf_append(&resp->body, xmlBufferContent(xb), (size_t)xmlBufferLength(xb));
-        xmlBufferFree(xb);
-        http_response_header(resp, "Content-Type", AGGDIR_MIME_ELEMENT);
-        break;
-    }
-    case NODESEL_ATTRIBUTE: {
-        xmlAttrPtr a = nodesel_find_attr(el, sel.attr_ns, sel.attr_local);
-        if (!a) {
-            st = XCAP_NOT_FOUND;
-            *why = "no such attribute";
-            goto done;
-        }
-        xmlChar *v = xmlNodeGetContent((xmlNodePtr)a);
-        rc = v ? buf_puts(&resp->body, (const char *)v) : -1;
-        xmlFree(v);
-        http_response_header(resp, "Content-Type", AGGDIR_MIME_ATTRIBUTE);
-        break;
-    }
-    case NODESEL_NAMESPACE: {
-        /* RFC 4825 §7.10: the element's name, no children, one declaration per binding. */
-        rc = buf_printf(&resp->body, "<%s", (const char *)el->name);
-        xmlNsPtr *nsl = xmlGetNsList(xd, el);
-        for (xmlNsPtr *p = nsl; p && *p; p++) {
-            const char *pfx = (const char *)(*p)->prefix;
-            if (pfx && strcmp(pfx, "xml") == 0)
-                continue;
-            rc |= buf_printf(&resp->body, " xmlns%s%s=\"", pfx ? ":" : "", pfx ? pfx : "");
-            rc |= buf_xml_escape(&resp->body, (const char *)(*p)->href,
-                                 strlen((const char *)(*p)->href));
-            rc |= buf_puts(&resp->body, "\"");
-        }
-        xmlFree(nsl);
-        rc |= buf_puts(&resp->body, "/>");
-        http_response_header(resp, "Content-Type", AGGDIR_MIME_NAMESPACE);
-        break;
-    }
-    }
-    if (rc) {
-        st = XCAP_INTERNAL;
-        *why = "out of memory";
-    }
-done:
-    xmlFreeDoc(xd);
-    nodesel_release(&sel);
+    enum xcap_status st = nodeget_select(u->node_sel, u->query, default_ns, doc->data, doc->len,
+                                         &resp->body, &mime, err);
+    if (st == XCAP_OK)
+        http_response_header(resp, "Content-Type", mime);
+    else
+        buf_reset(&resp->body);
     return st;
 }
 
@@ -382,14 +313,14 @@ void aggdir_handle(struct forward *fw, const struct route_table *t, const struct
         buf_reset(&resp->body);
         http_response_header(resp, "ETag", etag);
     } else if (u.node_sel) {
-        const char *why = NULL;
-        st = aggdir_select(&u, AGGDIR_NS, &doc, resp, &why);
+        st = aggdir_select(&u, AGGDIR_NS, &doc, resp, &err);
         if (st == XCAP_OK) {
             resp->status = 200;
             http_response_header(resp, "ETag", etag);
         } else {
-            http_response_text(resp, status_http(st), why ? why : status_phrase(st));
+            http_response_text(resp, status_http(st), err.phrase ? err.phrase : status_phrase(st));
         }
+        xcap_err_release(&err);
     } else {
         resp->status = 200;
         http_response_header(resp, "ETag", etag);

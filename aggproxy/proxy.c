@@ -602,15 +602,14 @@ static void proxy_caps(struct proxy *p, struct proxy_call *c, const struct forwa
         struct xcap_err err = {0};
         enum xcap_status st = xcap_uri_parse(route_table_root(p->routes), http_request_path(c->req),
                                              http_request_query(c->req), &u, &err);
-        const char *why = err.phrase;
         if (st == XCAP_OK) {
-            st = aggdir_select(&u, CAPS_NS, &doc, resp, &why);
+            st = aggdir_select(&u, CAPS_NS, &doc, resp, &err);
             xcap_uri_release(&u);
         }
         if (st == XCAP_OK)
             resp->status = 200;
         else
-            http_response_text(resp, status_http(st), why ? why : status_phrase(st));
+            http_response_text(resp, status_http(st), err.phrase ? err.phrase : status_phrase(st));
         xcap_err_release(&err);
     } else {
         resp->status = 200;
