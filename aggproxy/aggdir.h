@@ -80,8 +80,11 @@ enum xcap_status aggdir_select(const struct xcap_uri *u, const char *default_ns,
                                const struct buf *doc, struct http_response *resp,
                                struct xcap_err *err);
 
-/* Answers rq completely into resp (status, headers, body): 200/304/400/403/404/405/412/500. */
-void aggdir_handle(struct forward *fw, const struct route_table *t, const struct aggdir_request *rq,
-                   struct http_response *resp);
+/* Answers rq: XCAP_OK (200) with resp's ETag, Content-Type and body filled, XCAP_NOT_MODIFIED
+ * (304) with its ETag; otherwise the failure in err (400 and 414 of the URI, 403, 404, 405 with
+ * err->allow, 412, 500). resp's status is the caller's to set. */
+enum xcap_status aggdir_handle(struct forward *fw, const struct route_table *t,
+                               const struct aggdir_request *rq, struct http_response *resp,
+                               struct xcap_err *err);
 
 #endif

@@ -446,7 +446,11 @@ static void dir_get(struct forward *fw, const struct route_table *t, const char 
         .id_headers = &alice_hdr,
         .n_id_headers = 1,
     };
-    aggdir_handle(fw, t, &rq, r);
+    struct xcap_err err = {0};
+    r->status = status_http(aggdir_handle(fw, t, &rq, r, &err));
+    if (err.allow)
+        http_response_header(r, "Allow", err.allow);
+    xcap_err_release(&err);
 }
 
 #define ALICE_DIR "/xcap-root/org.openmobilealliance.xcap-directory/users/sip:alice@example.com/"
