@@ -258,7 +258,7 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
         /* The realm is the XUI's host, compared without case like any host (RFC 3261 §19.1.4):
          * users/sip:alice@EXAMPLE.com/ is challenged in realm example.com. */
         char *canon = NULL;
-        if (route_decode(c->route.xui, c->route.xui_len, xui, sizeof xui) == 0 &&
+        if (xcap_uri_pct_decode(c->route.xui, c->route.xui_len, xui, sizeof xui) == 0 &&
             (canon = xcap_uri_xui_canonical(xui)) != NULL &&
             users_xui_split(canon, user, sizeof user, c->xui_domain, sizeof c->xui_domain) ==
                 USERS_OK &&
@@ -395,7 +395,7 @@ static bool proxy_namespace_selector(const char *path)
     const char *last = strrchr(path, '/');
     char seg[32];
     return sel && last && last > sel + 2 &&
-           route_decode(last + 1, strlen(last + 1), seg, sizeof seg) == 0 &&
+           xcap_uri_pct_decode(last + 1, strlen(last + 1), seg, sizeof seg) == 0 &&
            strcmp(seg, "namespace::*") == 0;
 }
 

@@ -481,41 +481,6 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
     }
 }
 
-static int unhex(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (unsigned char)tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-int route_decode(const char *s, size_t len, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '%') {
-            if (len - i < 3)
-                return -1;
-            int h = unhex((unsigned char)s[i + 1]);
-            int l = h < 0 ? -1 : unhex((unsigned char)s[i + 2]);
-            if (l < 0 || (h == 0 && l == 0))
-                return -1;
-            c = (unsigned char)(h * 16 + l);
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    if (outlen == 0)
-        return -1;
-    out[o] = '\0';
-    return 0;
-}
-
 size_t route_table_instances(const struct route_table *t)
 {
     return t->n_inst;

@@ -147,8 +147,4 @@ struct route_match {
 /* Matches a raw request path (without the query). Always fills *m. */
 void route_match(const struct route_table *t, const char *path, struct route_match *m);
 
-/* Percent-decodes s[0..len) (RFC 3986 §2.1, upper or lower-case hex) into out (NUL-terminated).
- * Returns 0, or -1 on a bad escape, an encoded NUL or when out is too small. */
-int route_decode(const char *s, size_t len, char *out, size_t outlen);
-
 #endif

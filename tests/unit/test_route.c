@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "users.h"
+#include "xcap_uri.h"
 #include "xdoc.h"
 #include "unit.h"
 
@@ -164,7 +165,7 @@ static void test_route_spans(void)
     CU_ASSERT_EQUAL(strncmp(m.xui, "sip:alice%40example.com", m.xui_len), 0);
     CU_ASSERT_STRING_EQUAL(m.rest, "/index/~~/resource-lists/list%5B@name=%22a%2Fb%22%5D");
     char xui[64];
-    CU_ASSERT_EQUAL(route_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
     CU_ASSERT_STRING_EQUAL(xui, "sip:alice@example.com");
 
     route_match(t, "/xcap-root/pres-rules/global/index", &m);
@@ -179,24 +180,6 @@ static void test_route_spans(void)
     CU_ASSERT_EQUAL(m.xui_len, 0);
     CU_ASSERT_PTR_NOT_NULL(m.xui);
     route_table_free(t);
-}
-
-static void test_route_decode(void)
-{
-    char out[16];
-    CU_ASSERT_EQUAL(route_decode("a%3ab%3A%25", 11, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "a:b:%");
-    CU_ASSERT_EQUAL(route_decode("abc", 2, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "ab");
-    CU_ASSERT_EQUAL(route_decode("", 0, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "");
-    CU_ASSERT_EQUAL(route_decode("%4", 2, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("%41", 2, out, sizeof out), -1); /* escape cut by len */
-    CU_ASSERT_EQUAL(route_decode("%zz", 3, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("a%00b", 5, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("0123456789abcdef", 16, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("0123456789abcde", 15, out, sizeof out), 0);
-    CU_ASSERT_EQUAL(route_decode("a", 1, out, 0), -1);
 }
 
 static void test_route_config(void)
@@ -1383,7 +1366,6 @@ static CU_TestInfo route_tests[] = {
     {"unknown AUID and outside the root", test_route_not_found},
     {"the root and below it", test_route_in_root},
     {"raw spans and XUI", test_route_spans},
-    {"percent-decoding", test_route_decode},
     {"configured URLs and routes", test_route_config},
     {"upstream lists", test_route_lists},
     {"instance choice", test_route_pick},
