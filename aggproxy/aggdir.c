@@ -56,7 +56,7 @@ struct aggdir_source {
 static bool aggdir_is(const xmlNode *n, const char *name)
 {
     return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-           strcmp((const char *)n->ns->href, AGGDIR_NS) == 0 &&
+           strcmp((const char *)n->ns->href, XDM_DIRECTORY_NS) == 0 &&
            strcmp((const char *)n->name, name) == 0;
 }
 
@@ -169,7 +169,7 @@ int aggdir_compose(const struct route_table *t, const struct aggdir_part *parts,
     size_t mark = out->len;
     if (rc == 0)
         rc = buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                           "<xcap-directory xmlns=\"" AGGDIR_NS "\">");
+                           "<xcap-directory xmlns=\"" XDM_DIRECTORY_NS "\">");
     for (size_t r = 0; r < nroutes && rc == 0; r++) {
         const struct aggdir_source *s = NULL;
         for (size_t i = 0; i < nsrc && !s; i++)
@@ -244,9 +244,9 @@ enum xcap_status aggdir_handle(struct forward *fw, const struct route_table *t,
     enum xcap_status st = xcap_uri_parse(root, rq->path, rq->query, &u, err);
     if (st != XCAP_OK)
         return st;
-    if (u.tree != XCAP_TREE_USERS || u.is_dir || strcmp(u.path, AGGDIR_DOC) != 0) {
+    if (u.tree != XCAP_TREE_USERS || u.is_dir || strcmp(u.path, XDM_DIRECTORY_DOC) != 0) {
         xcap_uri_release(&u);
-        return xcap_fail(err, XCAP_NOT_FOUND, "the directory is users/<xui>/" AGGDIR_DOC);
+        return xcap_fail(err, XCAP_NOT_FOUND, "the directory is users/<xui>/" XDM_DIRECTORY_DOC);
     }
     bool head = strcmp(rq->method, "HEAD") == 0;
     if (!head && strcmp(rq->method, "GET") != 0) {
@@ -309,12 +309,12 @@ enum xcap_status aggdir_handle(struct forward *fw, const struct route_table *t,
         buf_reset(&resp->body);
         http_response_header(resp, "ETag", etag);
     } else if (u.node_sel) {
-        if ((st = aggdir_select(&u, AGGDIR_NS, &doc, resp, err)) == XCAP_OK)
+        if ((st = aggdir_select(&u, XDM_DIRECTORY_NS, &doc, resp, err)) == XCAP_OK)
             http_response_header(resp, "ETag", etag);
     } else {
         st = XCAP_OK;
         http_response_header(resp, "ETag", etag);
-        http_response_header(resp, "Content-Type", AGGDIR_MIME);
+        http_response_header(resp, "Content-Type", XDM_DIRECTORY_MIME);
         if (http_response_body(resp, doc.data, doc.len) < 0)
             st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
     }

@@ -28,13 +28,11 @@
 #include "forward.h"
 #include "httpd.h"
 #include "status.h"
+#include "xcap_names.h"
 
 struct route_table;
 struct xcap_uri;
 
-#define AGGDIR_MIME "application/vnd.oma.xcap-directory+xml"
-#define AGGDIR_NS "urn:oma:xml:xdm:xcap-directory"
-#define AGGDIR_DOC "directory.xml"
 /* Room for the quoted ETag and its NUL. */
 #define AGGDIR_ETAG_MAX 48
 

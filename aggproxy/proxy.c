@@ -614,11 +614,11 @@ static enum xcap_status proxy_caps(struct proxy *p, struct proxy_call *c,
         st = xcap_uri_parse(route_table_root(p->routes), http_request_path(c->req),
                             http_request_query(c->req), &u, &c->err);
         if (st == XCAP_OK) {
-            st = aggdir_select(&u, CAPS_NS, &doc, resp, &c->err);
+            st = aggdir_select(&u, XCAP_CAPS_NS, &doc, resp, &c->err);
             xcap_uri_release(&u);
         }
     } else {
-        http_response_header(resp, "Content-Type", CAPS_MIME);
+        http_response_header(resp, "Content-Type", XCAP_CAPS_MIME);
         if (http_response_body(resp, doc.data, doc.len) < 0)
             st = xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
     }

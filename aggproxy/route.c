@@ -190,7 +190,7 @@ static bool auid_ok(const char *auid)
         if (c <= 0x20 || c == 0x7f || c == '/' || c == '?' || c == '#')
             return false;
     }
-    return strcmp(auid, ROUTE_CAPS_AUID) != 0 && strcmp(auid, ROUTE_DIRECTORY_AUID) != 0;
+    return strcmp(auid, XCAP_CAPS_AUID) != 0 && strcmp(auid, XDM_DIRECTORY_AUID) != 0;
 }
 
 /* One list split and normalised: the URLs (owned) and the name they make. */
@@ -460,13 +460,13 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
         m->rest_len = strlen(p);
     }
 
-    if (m->auid_len == strlen(ROUTE_CAPS_AUID) &&
-        memcmp(m->auid, ROUTE_CAPS_AUID, m->auid_len) == 0) {
+    if (m->auid_len == strlen(XCAP_CAPS_AUID) &&
+        memcmp(m->auid, XCAP_CAPS_AUID, m->auid_len) == 0) {
         m->kind = ROUTE_CAPS;
         return;
     }
-    if (m->auid_len == strlen(ROUTE_DIRECTORY_AUID) &&
-        memcmp(m->auid, ROUTE_DIRECTORY_AUID, m->auid_len) == 0) {
+    if (m->auid_len == strlen(XDM_DIRECTORY_AUID) &&
+        memcmp(m->auid, XDM_DIRECTORY_AUID, m->auid_len) == 0) {
         m->kind = ROUTE_DIRECTORY;
         return;
     }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "xcap_names.h"
 
 struct route_table;
 
@@ -28,8 +29,6 @@ struct route_table;
 /* Longest PATH of a unix: upstream (struct sockaddr_un's sun_path less its NUL). */
 #define ROUTE_UNIX_PATH_MAX 107
 #define ROUTE_DEFAULT_ROOT "/xcap-root"
-#define ROUTE_CAPS_AUID "xcap-caps"
-#define ROUTE_DIRECTORY_AUID "org.openmobilealliance.xcap-directory"
 
 /* Longest AUID and upstream URL accepted. */
 #define ROUTE_AUID_MAX 128

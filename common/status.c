@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "xcap_names.h"
 
 int status_http(enum xcap_status s)
 {
@@ -150,11 +151,11 @@ int status_error_body(const struct xcap_err *err, struct buf *out)
         return -1;
     size_t start = out->len;
     int rc = buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                           "<xcap-error xmlns=\"urn:ietf:params:xml:ns:xcap-error\">");
+                           "<xcap-error xmlns=\"" XCAP_ERROR_NS "\">");
     const char *inner = cond;
     if (err->status == XCAP_LOCAL_CONSTRAINT_FAILURE) {
         rc |= buf_puts(out, "<extension><local-constraint-failure "
-                            "xmlns=\"urn:oma:xml:xdm:xcap-error\"");
+                            "xmlns=\"" XDM_ERROR_NS "\"");
         inner = NULL;
     } else {
         rc |= buf_printf(out, "<%s", cond);

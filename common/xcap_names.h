@@ -11,6 +11,8 @@
 /* Error reports (RFC 4825 §11, §15.2.4). */
 #define XCAP_ERROR_MIME "application/xcap-error+xml"
 #define XCAP_ERROR_NS "urn:ietf:params:xml:ns:xcap-error"
+/* OMA's error extension, inside <extension> (OMA-TS-XDM_Core, local constraint failures). */
+#define XDM_ERROR_NS "urn:oma:xml:xdm:xcap-error"
 
 /* The server capabilities usage (RFC 4825 §12): one document, global/index. */
 #define XCAP_CAPS_AUID "xcap-caps"

@@ -364,19 +364,20 @@ static void set_doc(struct buf *b, const char *text)
 static void test_caps_merge(void)
 {
     struct buf docs[5];
-    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids>"
                       "<auid>xcap-caps</auid><auid> resource-lists </auid></auids><namespaces>"
-                      "<namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+                      "<namespace>" XCAP_CAPS_NS "</namespace><namespace>urn:a</namespace>"
                       "</namespaces></xcap-caps>");
     set_doc(&docs[1], "garbage <");
     set_doc(&docs[2], "<xcap-caps xmlns=\"urn:other\"><auids><auid>evil</auid></auids>"
                       "</xcap-caps>");
-    set_doc(&docs[3], "<c:xcap-caps xmlns:c=\"" CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
-                      "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
-                      "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
-                      "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
-                      "</c:namespace></c:namespaces></c:xcap-caps>");
-    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" CAPS_NS "\">"
+    set_doc(&docs[3],
+            "<c:xcap-caps xmlns:c=\"" XCAP_CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
+            "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
+            "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
+            "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
+            "</c:namespace></c:namespaces></c:xcap-caps>");
+    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" XCAP_CAPS_NS "\">"
                       "<auids><auid>&e;</auid></auids></xcap-caps>");
     struct buf out;
     buf_init(&out, 1 << 16);
@@ -385,10 +386,10 @@ static void test_caps_merge(void)
     CU_ASSERT_EQUAL(merged, 2);
     CU_ASSERT_STRING_EQUAL(
         out.data,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids>"
         "<auid>xcap-caps</auid><auid>resource-lists</auid><auid>pres-rules</auid>"
         "<auid>a&amp;b</auid></auids><extensions><extension>ext1</extension></extensions>"
-        "<namespaces><namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+        "<namespaces><namespace>" XCAP_CAPS_NS "</namespace><namespace>urn:a</namespace>"
         "<namespace>urn:b</namespace></namespaces></xcap-caps>\n");
     /* nothing usable: still a valid document listing xcap-caps itself */
     buf_reset(&out);
@@ -431,7 +432,7 @@ static int echo_header(void *cls, const char *name, const char *value)
 }
 
 static const char upstream_caps[] =
-    "<xcap-caps xmlns=\"" CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
+    "<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
     "</auids><namespaces><namespace>urn:ietf:params:xml:ns:resource-lists</namespace>"
     "</namespaces></xcap-caps>";
 
@@ -443,7 +444,7 @@ static void upstream_handler(void *cls, const struct http_request *req, struct h
     const char *path = http_request_path(req);
     if (strcmp(path, "/xcap-root/xcap-caps/global/index") == 0) {
         resp->status = 200;
-        http_response_header(resp, "Content-Type", CAPS_MIME);
+        http_response_header(resp, "Content-Type", XCAP_CAPS_MIME);
         http_response_body(resp, upstream_caps, strlen(upstream_caps));
         return;
     }
@@ -1029,7 +1030,7 @@ static void test_proxy_forward(void)
     /* xcap-caps, served by the proxy */
     client(h, "GET", "/xcap-root/xcap-caps/global/index", "alice:pw", NULL, NULL, &r);
     CU_ASSERT_EQUAL(r.status, 200);
-    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " CAPS_MIME));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " XCAP_CAPS_MIME));
     CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "<auid>resource-lists</auid>"));
     const char *et = strstr(r.headers.data, "ETag: ");
     CU_ASSERT_PTR_NOT_NULL_FATAL(et);
