@@ -93,6 +93,13 @@ struct engine_limits engine_get_limits(struct engine *e);
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
                                 struct engine_reply *rep, struct xcap_err *err);
 
+/* The listing of xui's documents in this XDMS, its part of the OMA xcap-directory (directory.h):
+ * one folder per AUID of the role, one entry per document, URIs under the configured public XCAP
+ * root; etag receives its ETag. Appends to out. XCAP_OK, or XCAP_STORAGE with err filled. One
+ * read transaction. Thread-safe. */
+enum xcap_status engine_directory(struct engine *e, const char *xui, struct buf *out,
+                                  char etag[STORE_ETAG_MAX], struct xcap_err *err);
+
 /* GET of a node of a document the caller generated (not stored), e.g. xcap-caps or the
  * xcap-directory: req->uri->node_sel must be set. Fills rep's content type and body with the
  * selected node's exact bytes (nodeget_select(), as the proxy does for its generated documents). */

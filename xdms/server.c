@@ -487,12 +487,11 @@ static enum xcap_status server_directory(struct xdms_server *s, struct xdms_call
     }
     struct buf doc;
     buf_init(&doc, SIZE_MAX);
-    if (directory_render(s->cfg.store, s->cfg.role, s->cfg.xcap_root, c->uri.xui, &doc, rep->etag) <
-        0) {
+    enum xcap_status st = engine_directory(s->engine, c->uri.xui, &doc, rep->etag, &c->err);
+    if (st != XCAP_OK) {
         buf_release(&doc);
-        return xcap_fail(&c->err, XCAP_STORAGE, "cannot list the documents");
+        return st;
     }
-    enum xcap_status st = XCAP_OK;
     const char *inm = http_request_header(c->http, "If-None-Match");
     const char *im = http_request_header(c->http, "If-Match");
     if (im && !etag_list_matches(im, rep->etag, ETAG_STRONG))
