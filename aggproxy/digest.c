@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 
 #include "buf.h"
+#include "xcap_uri.h"
 
 #define NONCE_TS_LEN 8
 #define NONCE_RAND_LEN 16
@@ -249,17 +250,6 @@ static const char *skip_ows(const char *p)
     return p;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* RFC 8187 ext-value: charset "'" [language] "'" pct-encoded value. Decodes in place (the result
  * is never longer than the input). Only UTF-8 is accepted; an encoded NUL is refused. */
 static int decode_ext_value(char *s)
@@ -271,21 +261,10 @@ static int decode_ext_value(char *s)
     if (!q2)
         return -1;
     const char *r = q2 + 1;
-    char *w = s;
-    while (*r) {
-        if (*r == '%') {
-            int hi = hexval((unsigned char)r[1]);
-            int lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
-            if (lo < 0 || (hi == 0 && lo == 0))
-                return -1;
-            *w++ = (char)(hi * 16 + lo);
-            r += 3;
-        } else {
-            *w++ = *r++;
-        }
-    }
-    *w = '\0';
-    return w == s ? -1 : 0;
+    size_t len = strlen(r);
+    if (len == 0 || xcap_uri_pct_decode(r, len, s, len + 1) < 0)
+        return -1;
+    return s[0] ? 0 : -1;
 }
 
 static int params_assign(struct digest_params *p, const char *name, size_t nlen, const char *val,
@@ -757,7 +736,7 @@ static bool is_hex_string(const char *s, size_t len)
     if (strnlen(s, len + 1) != len)
         return false;
     for (size_t i = 0; i < len; i++)
-        if (hexval((unsigned char)s[i]) < 0)
+        if (xcap_uri_hex(s[i]) < 0)
             return false;
     return true;
 }

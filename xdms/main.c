@@ -634,7 +634,6 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    scfg.store = store;
     struct xdms_server *server = server_new(&scfg, engine, notifier);
     if (!server)
         return 1;

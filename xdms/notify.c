@@ -553,6 +553,28 @@ static int notify_reply(nta_incoming_t *irq, int status, const char *phrase, tag
     return 0;
 }
 
+/* Every refused SUBSCRIBE is answered here: the status picks its companion header, 406 and 415
+ * Accept (RFC 3261 §21.4.7, §21.4.13), 423 Min-Expires (RFC 6665 §4.2.1.1), 489 Allow-Events
+ * (RFC 6665 §8.3.2), 503 Retry-After (RFC 3261 §21.5.4). Returns 0. */
+static int notify_refuse(struct notifier *n, nta_incoming_t *irq, int status, const char *phrase)
+{
+    char min[24];
+    snprintf(min, sizeof min, "%u", n->cfg.min_expires);
+    switch (status) {
+    case 406:
+        return notify_reply(irq, status, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_DIFF), TAG_END());
+    case 415:
+        return notify_reply(irq, status, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
+    case 423:
+        return notify_reply(irq, status, phrase, SIPTAG_MIN_EXPIRES_STR(min), TAG_END());
+    case 489:
+        return notify_reply(irq, status, phrase, SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
+    case 503:
+        return notify_reply(irq, status, phrase, SIPTAG_RETRY_AFTER_STR("60"), TAG_END());
+    }
+    return notify_reply(irq, status, phrase, TAG_END());
+}
+
 static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
 {
     msg_t *msg = nta_incoming_getrequest(irq);
@@ -750,19 +772,17 @@ static int notify_check_subscribe(struct notifier *n, nta_incoming_t *irq, const
                                   unsigned *expires)
 {
     if (!notify_event_ok(sip)) {
-        notify_reply(irq, SIP_489_BAD_EVENT, SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
+        notify_refuse(n, irq, SIP_489_BAD_EVENT);
         return 489;
     }
     if (!notify_accept_ok(sip)) {
-        notify_reply(irq, SIP_406_NOT_ACCEPTABLE, SIPTAG_ACCEPT_STR(NOTIFY_MIME_DIFF), TAG_END());
+        notify_refuse(n, irq, SIP_406_NOT_ACCEPTABLE);
         return 406;
     }
     bool present = sip->sip_expires != NULL;
     if (notify_expires_decide(&n->cfg, present, present ? sip->sip_expires->ex_delta : 0,
                               expires) != 0) {
-        char min[24];
-        snprintf(min, sizeof min, "%u", n->cfg.min_expires);
-        notify_reply(irq, SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min), TAG_END());
+        notify_refuse(n, irq, SIP_423_INTERVAL_TOO_BRIEF);
         return 423;
     }
     return 0;
@@ -771,20 +791,20 @@ static int notify_check_subscribe(struct notifier *n, nta_incoming_t *irq, const
 static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const sip_t *sip)
 {
     if (!notify_request_trusted(n, irq)) {
-        notify_reply(irq, 403, "Untrusted peer", TAG_END());
+        notify_refuse(n, irq, 403, "Untrusted peer");
         return;
     }
     unsigned expires;
     if (notify_check_subscribe(n, irq, sip, &expires) != 0)
         return;
     if (!sip->sip_contact) {
-        notify_reply(irq, 400, "Missing Contact", TAG_END());
+        notify_refuse(n, irq, 400, "Missing Contact");
         return;
     }
     char *identity = notify_subscriber(sip);
     if (!identity) {
         log_warn("notifier: SUBSCRIBE without a usable P-Asserted-Identity refused");
-        notify_reply(irq, 403, "No P-Asserted-Identity", TAG_END());
+        notify_refuse(n, irq, 403, "No P-Asserted-Identity");
         return;
     }
     struct notify_watchlist wl;
@@ -812,12 +832,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
             log_info("notifier: SUBSCRIBE from %s: %d %s", identity, st, phrase);
         notify_watch_list_release(&wl);
         free(identity);
-        if (st == 415)
-            notify_reply(irq, st, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
-        else if (st == 503)
-            notify_reply(irq, st, phrase, SIPTAG_RETRY_AFTER_STR("60"), TAG_END());
-        else
-            notify_reply(irq, st, phrase, TAG_END());
+        notify_refuse(n, irq, st, phrase);
         return;
     }
 
@@ -830,7 +845,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         notify_watch_list_release(&wl);
         free(identity);
         log_error("notifier: out of memory");
-        notify_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        notify_refuse(n, irq, SIP_500_INTERNAL_SERVER_ERROR);
         return;
     }
     s->n = n;
@@ -851,7 +866,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         sub_capture_dialog(s, sip) < 0) {
         notify_subs_free(s);
         log_error("notifier: cannot create a dialog");
-        notify_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        notify_refuse(n, irq, SIP_500_INTERNAL_SERVER_ERROR);
         return;
     }
     s->next = n->subs;
@@ -886,15 +901,15 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
 {
     struct notifier *n = s->n;
     if (s->dead || s->term_reason)
-        return notify_reply(irq, 481, "Subscription does not exist", TAG_END());
+        return notify_refuse(n, irq, 481, "Subscription does not exist");
     if (!notify_request_trusted(n, irq))
-        return notify_reply(irq, 403, "Untrusted peer", TAG_END());
+        return notify_refuse(n, irq, 403, "Untrusted peer");
     /* In a dialog the subscriber is known; a refresh asserting someone else is not theirs. */
     char *asserted = notify_subscriber(sip);
     bool other = asserted && !xcap_uri_xui_equal(asserted, s->identity);
     free(asserted);
     if (other)
-        return notify_reply(irq, 403, "P-Asserted-Identity of another user", TAG_END());
+        return notify_refuse(n, irq, 403, "P-Asserted-Identity of another user");
     unsigned expires;
     if (notify_check_subscribe(n, irq, sip, &expires) != 0)
         return 0;
@@ -909,11 +924,8 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
         st = 500;
         phrase = "Internal Server Error";
     }
-    if (st != 0) {
-        if (st == 415)
-            return notify_reply(irq, st, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
-        return notify_reply(irq, st, phrase, TAG_END());
-    }
+    if (st != 0)
+        return notify_refuse(n, irq, st, phrase);
     if (sip->sip_contact && nta_leg_server_route(s->leg, NULL, sip->sip_contact) == 0)
         sub_capture_route(s);
     char exp[24];

@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "users.h"
+#include "xcap_uri.h"
 #include "xdoc.h"
 #include "unit.h"
 
@@ -169,7 +170,7 @@ static void test_route_spans(void)
     CU_ASSERT_EQUAL(strncmp(m.xui, "sip:alice%40example.com", m.xui_len), 0);
     CU_ASSERT_STRING_EQUAL(m.rest, "/index/~~/resource-lists/list%5B@name=%22a%2Fb%22%5D");
     char xui[64];
-    CU_ASSERT_EQUAL(route_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
     CU_ASSERT_STRING_EQUAL(xui, "sip:alice@example.com");
 
     route_match(t, "/xcap-root/pres-rules/global/index", &m);
@@ -184,24 +185,6 @@ static void test_route_spans(void)
     CU_ASSERT_EQUAL(m.xui_len, 0);
     CU_ASSERT_PTR_NOT_NULL(m.xui);
     route_table_free(t);
-}
-
-static void test_route_decode(void)
-{
-    char out[16];
-    CU_ASSERT_EQUAL(route_decode("a%3ab%3A%25", 11, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "a:b:%");
-    CU_ASSERT_EQUAL(route_decode("abc", 2, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "ab");
-    CU_ASSERT_EQUAL(route_decode("", 0, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "");
-    CU_ASSERT_EQUAL(route_decode("%4", 2, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("%41", 2, out, sizeof out), -1); /* escape cut by len */
-    CU_ASSERT_EQUAL(route_decode("%zz", 3, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("a%00b", 5, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("0123456789abcdef", 16, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("0123456789abcde", 15, out, sizeof out), 0);
-    CU_ASSERT_EQUAL(route_decode("a", 1, out, 0), -1);
 }
 
 static void test_route_config(void)
@@ -386,19 +369,20 @@ static void set_doc(struct buf *b, const char *text)
 static void test_caps_merge(void)
 {
     struct buf docs[5];
-    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids>"
                       "<auid>xcap-caps</auid><auid> resource-lists </auid></auids><namespaces>"
-                      "<namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+                      "<namespace>" XCAP_CAPS_NS "</namespace><namespace>urn:a</namespace>"
                       "</namespaces></xcap-caps>");
     set_doc(&docs[1], "garbage <");
     set_doc(&docs[2], "<xcap-caps xmlns=\"urn:other\"><auids><auid>evil</auid></auids>"
                       "</xcap-caps>");
-    set_doc(&docs[3], "<c:xcap-caps xmlns:c=\"" CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
-                      "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
-                      "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
-                      "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
-                      "</c:namespace></c:namespaces></c:xcap-caps>");
-    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" CAPS_NS "\">"
+    set_doc(&docs[3],
+            "<c:xcap-caps xmlns:c=\"" XCAP_CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
+            "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
+            "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
+            "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
+            "</c:namespace></c:namespaces></c:xcap-caps>");
+    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" XCAP_CAPS_NS "\">"
                       "<auids><auid>&e;</auid></auids></xcap-caps>");
     struct buf out;
     buf_init(&out, 1 << 16);
@@ -407,10 +391,10 @@ static void test_caps_merge(void)
     CU_ASSERT_EQUAL(merged, 2);
     CU_ASSERT_STRING_EQUAL(
         out.data,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids>"
         "<auid>xcap-caps</auid><auid>resource-lists</auid><auid>pres-rules</auid>"
         "<auid>a&amp;b</auid></auids><extensions><extension>ext1</extension></extensions>"
-        "<namespaces><namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+        "<namespaces><namespace>" XCAP_CAPS_NS "</namespace><namespace>urn:a</namespace>"
         "<namespace>urn:b</namespace></namespaces></xcap-caps>\n");
     /* nothing usable: still a valid document listing xcap-caps itself */
     buf_reset(&out);
@@ -453,7 +437,7 @@ static int echo_header(void *cls, const char *name, const char *value)
 }
 
 static const char upstream_caps[] =
-    "<xcap-caps xmlns=\"" CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
+    "<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
     "</auids><namespaces><namespace>urn:ietf:params:xml:ns:resource-lists</namespace>"
     "</namespaces></xcap-caps>";
 
@@ -465,7 +449,7 @@ static void upstream_handler(void *cls, const struct http_request *req, struct h
     const char *path = http_request_path(req);
     if (strcmp(path, "/xcap-root/xcap-caps/global/index") == 0) {
         resp->status = 200;
-        http_response_header(resp, "Content-Type", CAPS_MIME);
+        http_response_header(resp, "Content-Type", XCAP_CAPS_MIME);
         http_response_body(resp, upstream_caps, strlen(upstream_caps));
         return;
     }
@@ -1051,7 +1035,7 @@ static void test_proxy_forward(void)
     /* xcap-caps, served by the proxy */
     client(h, "GET", "/xcap-root/xcap-caps/global/index", "alice:pw", NULL, NULL, &r);
     CU_ASSERT_EQUAL(r.status, 200);
-    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " CAPS_MIME));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " XCAP_CAPS_MIME));
     CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "<auid>resource-lists</auid>"));
     const char *et = strstr(r.headers.data, "ETag: ");
     CU_ASSERT_PTR_NOT_NULL_FATAL(et);
@@ -1456,7 +1440,6 @@ static CU_TestInfo route_tests[] = {
     {"unknown AUID and outside the root", test_route_not_found},
     {"the root and below it", test_route_in_root},
     {"raw spans and XUI", test_route_spans},
-    {"percent-decoding", test_route_decode},
     {"configured URLs and routes", test_route_config},
     {"upstream lists", test_route_lists},
     {"instance choice", test_route_pick},
