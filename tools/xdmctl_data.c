@@ -176,11 +176,13 @@ int xdmctl_data_stores_load(struct xdmctl_data_stores *out, const char *config_p
     char path[XDMCTL_DATA_PATH_MAX];
     struct stat st;
     memset(out, 0, sizeof *out);
-    if (!config_path) {
-        if (xdmctl_data_path(path, root, "xdm.conf", NULL) < 0 || stat(path, &st) < 0)
-            return 0; /* no configuration: every role on LMDB under root */
-        config_path = path;
-    }
+    /* The cluster's file names its databases; a plain run's is its configuration. */
+    for (size_t i = 0; !config_path && i < 2; i++)
+        if (xdmctl_data_path(path, root, i == 0 ? "cluster.conf" : "xdm.conf", NULL) == 0 &&
+            stat(path, &st) == 0)
+            config_path = path;
+    if (!config_path)
+        return 0; /* no configuration: every role on LMDB under root */
     for (size_t i = 0; i < XDMCTL_DATA_ROLES; i++) {
         int rc = xdmctl_data_store_config(config_path, roles[i], &out->role[i]);
         if (rc) {

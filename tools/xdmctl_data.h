@@ -36,9 +36,10 @@ struct xdmctl_data_stores {
 int xdmctl_data_store_config(const char *config_path, const char *role,
                              struct xdmctl_data_store *out);
 
-/* The stores of the three roles: from config_path, or when it is NULL from root/xdm.conf when
- * that file exists (what `tools/xdm run` and `tools/xdm run --cluster` write), else LMDB for
- * every role. Returns 0, or 2 after printing the problems. */
+/* The stores of the three roles: from config_path, or when it is NULL from root/cluster.conf
+ * (what `tools/xdm run --cluster` writes: its databases) or else root/xdm.conf (what `tools/xdm
+ * run` writes) when one exists, else LMDB for every role. Returns 0, or 2 after printing the
+ * problems. */
 int xdmctl_data_stores_load(struct xdmctl_data_stores *out, const char *config_path,
                             const char *root);
 void xdmctl_data_stores_release(struct xdmctl_data_stores *s);

@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
 import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
 import pglocal  # noqa: E402  (local PostgreSQL on a free loopback port, stopped by PID)
+import xdmcluster  # noqa: E402  (what `tools/xdm run --cluster` starts)
 
 ALICE = "sip:alice@example.com"
 PASSWORD = "secret"
@@ -1034,9 +1035,46 @@ def check_pg_check(ctx):
     expect(m and m.group(1) != m.group(2), "check: %r" % lines[1])
 
 
+def check_pg_cluster(ctx):
+    """xdmctl --data DIR of a cluster as `tools/xdm run --cluster --data DIR` starts it, without
+    --config: it finds the role databases in DIR/cluster.conf."""
+    top = tempfile.mkdtemp(prefix="xdm-e2e-xdmctl-cluster-")
+    os.chmod(top, 0o711)  # as root, PostgreSQL runs as the postgres user, who must pass through
+    data = os.path.join(top, "data")
+    c = xdmcluster.Cluster(ctx.runner.build, data, instances=1, standby=False)
+    try:
+        try:
+            c.start()
+        except RuntimeError as e:
+            raise Fail("the cluster did not start: %s" % e)
+        c.add_user(ALICE, PASSWORD)
+        alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+        uri = "resource-lists/users/%s/index" % ALICE
+        r = e2e.digest_request(c.proxy_addr, alice, "PUT", "/xcap-root/" + uri, CT,
+                               doc_body(1, 1), 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+        xdmctl = os.path.join(ctx.runner.build, e2e.BIN_XDMCTL)
+        dest = os.path.join(top, "export")
+        p = subprocess.run([xdmctl, "--data", data, "export", dest], capture_output=True,
+                           timeout=60, env=ctx.runner.env)
+        expect(p.returncode == 0 and p.stderr == b"" and p.stdout ==
+               b"shared-list\t1 documents\npresence\t0 documents\nrls\t0 documents\n",
+               "export of the cluster: %d %r %r" % (p.returncode, p.stdout, p.stderr))
+        expect(tree_files(dest) == {uri: doc_body(1, 1)}, "exported %r" % tree_files(dest))
+        p = subprocess.run([xdmctl, "--data", data, "backup", os.path.join(top, "backup")],
+                           capture_output=True, timeout=60, env=ctx.runner.env)
+        expect(p.returncode == 0 and p.stderr == b"" and lines_of(p.stdout.decode()) ==
+               list(ENVS), "backup of the cluster: %d %r %r" % (p.returncode, p.stdout,
+                                                                p.stderr))
+    finally:
+        rcs = c.stop()
+    expect(all(rc in (0, -15) for rc in rcs.values()), "cluster exits: %r" % rcs)
+    shutil.rmtree(top, ignore_errors=True)
+
+
 CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check,
           check_kamailio, check_kamailio_dumps, check_openxcap, check_pg_backup_under_load,
-          check_pg_export, check_pg_import, check_pg_check]
+          check_pg_export, check_pg_import, check_pg_check, check_pg_cluster]
 
 
 def main():
