@@ -24,7 +24,7 @@
 static void xdmctl_usage(FILE *f)
 {
     fputs(
-        "Usage: xdmctl [--data DIR] COMMAND ...\n"
+        "Usage: xdmctl [--data DIR] [--config FILE] COMMAND ...\n"
         "\n"
         "  user add XUI [--password PW | --password-file FILE] [--username U] [--realm R]\n"
         "           [--impu URI]...\n"
@@ -58,10 +58,14 @@ static void xdmctl_usage(FILE *f)
         "  backup DEST\n"
         "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
         "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
-        "        consistent in itself, the four one after the other; DEST/MANIFEST last\n"
+        "        consistent in itself, the four one after the other; DEST/MANIFEST last.\n"
+        "        A role on PostgreSQL: pg_dump (custom format, --no-owner, one snapshot)\n"
+        "        into DEST/ROLE.pgdump\n"
         "  restore SRC [--force]\n"
         "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
-        "        of DIR's stores open, and refuses to replace an existing store without --force\n"
+        "        of DIR's stores open, and refuses to replace an existing store without --force.\n"
+        "        A ROLE.pgdump: pg_restore into the role's database, refused when it holds\n"
+        "        documents unless --force\n"
         "  export DEST [--user XUI]\n"
         "        write every document (or only those of XUI) into the new directory DEST, one\n"
         "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
@@ -82,15 +86,22 @@ static void xdmctl_usage(FILE *f)
         "  check [--xcap-root URI]\n"
         "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
         "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
-        "        problem, exit status 1 when there is one\n"
-        "\n"
-        "Options:\n"
-        "  --data DIR   top data directory (default var); users and GBA records live in\n"
-        "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
-        "  --help       this text\n"
-        "\n"
-        "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
+        "        problem, exit status 1 when there is one\n",
         f);
+    fputs("\n"
+          "Options:\n"
+          "  --data DIR   top data directory (default var); users and GBA records live in\n"
+          "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
+          "  --config FILE\n"
+          "               the servers' configuration: which store each XDMS role uses\n"
+          "               (store, pg_conninfo, pg_timeout of [xdms] and [ROLE]), for backup,\n"
+          "               restore, export, import and check. Default DIR/cluster.conf (written\n"
+          "               by tools/xdm run --cluster), else DIR/xdm.conf, when one exists;\n"
+          "               else every role on LMDB under DIR\n"
+          "  --help       this text\n"
+          "\n"
+          "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
+          f);
 }
 
 /* db init|migrate: opening a PostgreSQL store creates or migrates its schema (store.h), under the
