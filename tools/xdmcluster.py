@@ -11,7 +11,7 @@ As a module (the failover test, tools/bench):
 
 Layout under DIR: pg/ (the PostgreSQL pair), ROLE-1/, ROLE-2/ (each instance's data directory,
 holding its UNIX-domain socket xdms.sock), aggproxy/ (the users), logs/ (one file per process
-start, unless the output is inherited). One database per role (xdm_shared_list, xdm_presence,
+start, unless the output is inherited), cluster.conf (the store of each role, for xdmctl). One database per role (xdm_shared_list, xdm_presence,
 xdm_rls), shared by the instances of that role. With store="lmdb" the instances of a role share
 one LMDB directory DIR/ROLE instead (LMDB is multi-process), each with its own socket.
 Standard library only.
@@ -241,6 +241,19 @@ class Cluster:
                 self.pg.psql(primary, "CREATE DATABASE %s OWNER %s" % (database(r), pglocal.USER),
                              db="postgres")
 
+    def write_store_conf(self):
+        """DATA/cluster.conf: the store of each role in the servers' configuration format (the
+        instances get the same settings on their command line). xdmctl --data DATA reads it, so
+        that backup, restore, export, import and check find the databases. Not DATA/xdm.conf:
+        `tools/xdm run` without --cluster shares that file and stays on LMDB."""
+        path = os.path.join(self.data, "cluster.conf")
+        text = "# written by tools/xdmcluster.py at each start: the store of each XDMS role\n"
+        for r in self.roles:
+            text += "[%s]\nstore = postgresql\npg_conninfo = %s\n" % (r, self.conninfo(r))
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(path + ".tmp", path)
+
     def primary(self):
         """The node that takes writes (the standby once it was promoted)."""
         for name in self.pg.nodes:
@@ -320,6 +333,10 @@ class Cluster:
         try:
             if self.store == "postgresql":
                 self.start_database()
+                self.write_store_conf()
+            elif os.path.exists(os.path.join(self.data, "cluster.conf")):
+                # On LMDB the roles are in DATA/ROLE, where xdmctl looks without the file.
+                os.unlink(os.path.join(self.data, "cluster.conf"))
             for r in self.roles:
                 for n in range(1, self.instances + 1):
                     s = self._xdms(r, n)

@@ -24,7 +24,7 @@
 static void xdmctl_usage(FILE *f)
 {
     fputs(
-        "Usage: xdmctl [--data DIR] COMMAND ...\n"
+        "Usage: xdmctl [--data DIR] [--config FILE] COMMAND ...\n"
         "\n"
         "  user add XUI [--password PW | --password-file FILE] [--username U] [--realm R]\n"
         "           [--impu URI]...\n"
@@ -58,10 +58,14 @@ static void xdmctl_usage(FILE *f)
         "  backup DEST\n"
         "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
         "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
-        "        consistent in itself, the four one after the other; DEST/MANIFEST last\n"
+        "        consistent in itself, the four one after the other; DEST/MANIFEST last.\n"
+        "        A role on PostgreSQL: pg_dump (custom format, --no-owner, one snapshot)\n"
+        "        into DEST/ROLE.pgdump\n"
         "  restore SRC [--force]\n"
         "        put the stores of the backup SRC under DIR. Refuses while a server has one\n"
-        "        of DIR's stores open, and refuses to replace an existing store without --force\n"
+        "        of DIR's stores open, and refuses to replace an existing store without --force.\n"
+        "        A ROLE.pgdump: pg_restore into the role's database, refused when it holds\n"
+        "        documents unless --force\n"
         "  export DEST [--user XUI]\n"
         "        write every document (or only those of XUI) into the new directory DEST, one\n"
         "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
@@ -82,25 +86,23 @@ static void xdmctl_usage(FILE *f)
         "  check [--xcap-root URI]\n"
         "        check the XDMS stores under DIR (read-only, servers may run): documents\n"
         "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
-        "        problem, exit status 1 when there is one\n"
-        "\n"
-        "Options:\n"
-        "  --data DIR   top data directory (default var); users and GBA records live in\n"
-        "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
-        "  --help       this text\n"
-        "\n"
-        "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
+        "        problem, exit status 1 when there is one\n",
         f);
+    fputs("\n"
+          "Options:\n"
+          "  --data DIR   top data directory (default var); users and GBA records live in\n"
+          "               DIR/aggproxy, the store aggproxy opens with --data DIR/aggproxy\n"
+          "  --config FILE\n"
+          "               the servers' configuration: which store each XDMS role uses\n"
+          "               (store, pg_conninfo, pg_timeout of [xdms] and [ROLE]), for backup,\n"
+          "               restore, export, import and check. Default DIR/cluster.conf (written\n"
+          "               by tools/xdm run --cluster), else DIR/xdm.conf, when one exists;\n"
+          "               else every role on LMDB under DIR\n"
+          "  --help       this text\n"
+          "\n"
+          "Exit status: 0 success, 1 error (message on stderr), 2 bad usage.\n",
+          f);
 }
-
-/* The keys of the store among the servers' keys (xdms/main.c): db reads only these. */
-static const struct config_key xdmctl_db_keys[] = {
-    {"store", CONFIG_ENUM, 0, 0, "lmdb", NULL, 0, "lmdb|postgresql", "document store"},
-    {"pg_conninfo", CONFIG_STR, 0, 4096, NULL, NULL, 0, NULL, "libpq connection string"},
-    {"pg_pool_size", CONFIG_UINT, 1, STORE_PG_MAX_POOL, "4", NULL, 0, NULL, "connections"},
-    {"pg_timeout", CONFIG_UINT, 1, STORE_PG_MAX_TIMEOUT, "5", NULL, 0, NULL, "seconds"},
-    {0},
-};
 
 /* db init|migrate: opening a PostgreSQL store creates or migrates its schema (store.h), under the
  * schema's advisory lock, so this is what a starting server does, without serving. */
@@ -115,44 +117,23 @@ static int xdmctl_db(const char *config_path, const char *role, const char *cmd)
         fprintf(stderr, "xdmctl: --role must be shared-list, presence or rls\n");
         return 2;
     }
-    const char *sections[] = {"xdms", role, NULL};
-    struct config *cfg = config_new(sections, xdmctl_db_keys);
-    if (!cfg)
-        return 1;
-    char errbuf[4096] = "";
-    config_load(cfg, config_path, true, errbuf, sizeof errbuf);
-    /* The file holds every key of the server; only a problem with the store's keys (or with the
-     * file itself) matters here. */
-    char *errs = strdup(config_errors(cfg));
-    int bad = 0;
-    char *save = NULL;
-    for (char *line = errs ? strtok_r(errs, "\n", &save) : NULL; line;
-         line = strtok_r(NULL, "\n", &save)) {
-        if (strstr(line, ": unknown key \"") || strstr(line, "more problem"))
-            continue;
-        fprintf(stderr, "xdmctl: %s\n", line);
-        bad = 2;
-    }
-    free(errs);
-    if (bad) {
-        config_free(cfg);
+    struct xdmctl_data_store st;
+    int bad = xdmctl_data_store_config(config_path, role, &st);
+    if (bad)
         return bad;
-    }
-    const char *conninfo = config_str(cfg, "pg_conninfo");
-    if (strcmp(config_str(cfg, "store"), "postgresql") != 0 || !conninfo || !conninfo[0]) {
+    if (st.backend != STORE_BACKEND_POSTGRESQL) {
         fprintf(stderr,
                 "xdmctl: [%s] of %s does not use store = postgresql with pg_conninfo: no "
                 "database schema to %s (an LMDB store is created by its server)\n",
                 role, config_path, cmd);
-        config_free(cfg);
         return 1;
     }
     /* No pruning of the change log here: its bounds are the server's to apply. */
     struct store_options o = {
         .backend = STORE_BACKEND_POSTGRESQL,
-        .pg_conninfo = conninfo,
+        .pg_conninfo = st.conninfo,
         .pg_pool_size = 1,
-        .pg_timeout = (unsigned)config_u64(cfg, "pg_timeout"),
+        .pg_timeout = st.pg_timeout,
         .change_retention = UINT64_MAX,
         .change_max_bytes = UINT64_MAX,
     };
@@ -160,12 +141,12 @@ static int xdmctl_db(const char *config_path, const char *role, const char *cmd)
     enum store_rc rc = store_open(NULL, &o, &s);
     if (rc != STORE_OK) {
         fprintf(stderr, "xdmctl: db %s for %s: %s\n", cmd, role, store_strerror(rc));
-        config_free(cfg);
+        free(st.conninfo);
         return 1;
     }
     printf("%s: database schema up to date (store instance %s)\n", role, store_instance_id(s));
     store_close(s);
-    config_free(cfg);
+    free(st.conninfo);
     return 0;
 }
 
@@ -371,6 +352,74 @@ static int xdmctl_gba(const char *data, const char *cmd, const char *arg,
     return 1;
 }
 
+/* The options of the data commands (backup, restore, export, import, check). */
+struct xdmctl_data_opts {
+    bool any_opts, force;
+    const char *user, *from, *xcap_root;
+};
+
+/* backup, restore, export, import and check, on the stores the configuration names. */
+static int xdmctl_data_cmd(int nargs, char **args, const char *data,
+                           const struct xdmctl_data_stores *stores,
+                           const struct xdmctl_data_opts *o)
+{
+    if (nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0)) {
+        bool backup = strcmp(args[0], "backup") == 0;
+        if (nargs != 2 || o->any_opts || (backup && o->force) || o->user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"%s\"\n", args[0]);
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return backup ? xdmctl_data_backup(data, args[1], stores)
+                      : xdmctl_data_restore(data, args[1], o->force, stores);
+    }
+    if (nargs >= 1 && strcmp(args[0], "export") == 0) {
+        if (nargs != 2 || o->any_opts || o->force) {
+            fprintf(stderr, "xdmctl: bad arguments for \"export\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_export(data, args[1], o->user, stores);
+    }
+    if (nargs >= 1 && strcmp(args[0], "import") == 0) {
+        if (nargs != 2 || o->any_opts || o->force || o->user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"import\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        if (o->from && strcmp(o->from, "kamailio") != 0 && strcmp(o->from, "openxcap") != 0) {
+            fprintf(stderr, "xdmctl: --from knows kamailio and openxcap, not \"%s\"\n", o->from);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        const char *xr = o->xcap_root ? o->xcap_root : "http://127.0.0.1:8080/xcap-root/";
+        if (!o->from)
+            return xdmctl_data_import(data, args[1], xr, stores);
+        return strcmp(o->from, "kamailio") == 0
+                   ? xdmctl_data_import_kamailio(data, args[1], xr, stores)
+                   : xdmctl_data_import_openxcap(data, args[1], xr, stores);
+    }
+    if (o->from) {
+        fprintf(stderr, "xdmctl: --from is for import only\n");
+        return 2;
+    }
+    if (nargs >= 1 && strcmp(args[0], "check") == 0) {
+        if (nargs != 1 || o->any_opts || o->force || o->user) {
+            fprintf(stderr, "xdmctl: bad arguments for \"check\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_WARN);
+        return xdmctl_data_check(
+            data, o->xcap_root ? o->xcap_root : "http://127.0.0.1:8080/xcap-root/", stores);
+    }
+    fprintf(stderr, "xdmctl: bad arguments for \"%s\"\n", args[0]);
+    xdmctl_usage(stderr);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     enum {
@@ -511,59 +560,32 @@ int main(int argc, char **argv)
         log_init("xdmctl", LOG_WARN);
         return xdmctl_db(config_path, role, args[1]);
     }
-    if (config_path || role) {
-        fprintf(stderr, "xdmctl: --config and --role are for db only\n");
+    if (role) {
+        fprintf(stderr, "xdmctl: --role is for db only\n");
         return 2;
     }
-    if (nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0)) {
-        bool backup = strcmp(args[0], "backup") == 0;
-        if (nargs != 2 || any_opts || (backup && force) || user) {
-            fprintf(stderr, "xdmctl: bad arguments for \"%s\"\n", args[0]);
-            xdmctl_usage(stderr);
-            return 2;
-        }
-        log_init("xdmctl", LOG_WARN);
-        return backup ? xdmctl_data_backup(data, args[1])
-                      : xdmctl_data_restore(data, args[1], force);
+    bool data_cmd =
+        nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0 ||
+                       strcmp(args[0], "export") == 0 || strcmp(args[0], "import") == 0 ||
+                       strcmp(args[0], "check") == 0);
+    if (config_path && !data_cmd) {
+        fprintf(stderr, "xdmctl: --config is for db, backup, restore, export, import and check\n");
+        return 2;
     }
-    if (nargs >= 1 && strcmp(args[0], "export") == 0) {
-        if (nargs != 2 || any_opts || force) {
-            fprintf(stderr, "xdmctl: bad arguments for \"export\"\n");
-            xdmctl_usage(stderr);
-            return 2;
-        }
-        log_init("xdmctl", LOG_WARN);
-        return xdmctl_data_export(data, args[1], user);
-    }
-    if (nargs >= 1 && strcmp(args[0], "import") == 0) {
-        if (nargs != 2 || any_opts || force || user) {
-            fprintf(stderr, "xdmctl: bad arguments for \"import\"\n");
-            xdmctl_usage(stderr);
-            return 2;
-        }
-        if (from && strcmp(from, "kamailio") != 0 && strcmp(from, "openxcap") != 0) {
-            fprintf(stderr, "xdmctl: --from knows kamailio and openxcap, not \"%s\"\n", from);
-            return 2;
-        }
-        log_init("xdmctl", LOG_WARN);
-        const char *xr = xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/";
-        if (!from)
-            return xdmctl_data_import(data, args[1], xr);
-        return strcmp(from, "kamailio") == 0 ? xdmctl_data_import_kamailio(data, args[1], xr)
-                                             : xdmctl_data_import_openxcap(data, args[1], xr);
+    /* Where each XDMS role keeps its documents: the servers' configuration says. */
+    struct xdmctl_data_stores stores;
+    if (data_cmd) {
+        int rc = xdmctl_data_stores_load(&stores, config_path, data);
+        if (rc)
+            return rc;
+        rc = xdmctl_data_cmd(nargs, args, data, &stores,
+                             &(struct xdmctl_data_opts){any_opts, force, user, from, xcap_root});
+        xdmctl_data_stores_release(&stores);
+        return rc;
     }
     if (from) {
         fprintf(stderr, "xdmctl: --from is for import only\n");
         return 2;
-    }
-    if (nargs >= 1 && strcmp(args[0], "check") == 0) {
-        if (nargs != 1 || any_opts || force || user) {
-            fprintf(stderr, "xdmctl: bad arguments for \"check\"\n");
-            xdmctl_usage(stderr);
-            return 2;
-        }
-        log_init("xdmctl", LOG_WARN);
-        return xdmctl_data_check(data, xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
     }
     if (xcap_root) {
         fprintf(stderr, "xdmctl: --xcap-root is for import and check only\n");

@@ -16,11 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "appusage.h"
 #include "buf.h"
+#include "config.h"
 #include "engine.h"
 #include "notify.h"
 #include "status.h"
@@ -116,7 +118,210 @@ static void xdmctl_data_now(char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int xdmctl_data_backup(const char *root, const char *dest)
+/* Where the stores are ------------------------------------------------------------------------ */
+
+/* The keys of the store among the servers' keys (xdms/main.c): only these are read. */
+static const struct config_key xdmctl_data_store_keys[] = {
+    {"store", CONFIG_ENUM, 0, 0, "lmdb", NULL, 0, "lmdb|postgresql", "document store"},
+    {"pg_conninfo", CONFIG_STR, 0, 4096, NULL, NULL, 0, NULL, "libpq connection string"},
+    {"pg_pool_size", CONFIG_UINT, 1, STORE_PG_MAX_POOL, "4", NULL, 0, NULL, "connections"},
+    {"pg_timeout", CONFIG_UINT, 1, STORE_PG_MAX_TIMEOUT, "5", NULL, 0, NULL, "seconds"},
+    {0},
+};
+
+int xdmctl_data_store_config(const char *config_path, const char *role,
+                             struct xdmctl_data_store *out)
+{
+    *out = (struct xdmctl_data_store){.backend = STORE_BACKEND_LMDB};
+    const char *sections[] = {"xdms", role, NULL};
+    struct config *cfg = config_new(sections, xdmctl_data_store_keys);
+    if (!cfg)
+        return xdmctl_data_fail("out of memory"), 2;
+    char errbuf[4096] = "";
+    config_load(cfg, config_path, true, errbuf, sizeof errbuf);
+    /* The file holds every key of the server; only a problem with the store's keys (or with the
+     * file itself) matters here. */
+    char *errs = strdup(config_errors(cfg));
+    int bad = errs ? 0 : 2;
+    char *save = NULL;
+    for (char *line = errs ? strtok_r(errs, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, ": unknown key \"") || strstr(line, "more problem"))
+            continue;
+        fprintf(stderr, "xdmctl: %s\n", line);
+        bad = 2;
+    }
+    free(errs);
+    if (!bad && strcmp(config_str(cfg, "store"), "postgresql") == 0) {
+        const char *conninfo = config_str(cfg, "pg_conninfo");
+        if (!conninfo || !conninfo[0]) {
+            fprintf(stderr, "xdmctl: %s: [%s] uses store = postgresql without pg_conninfo\n",
+                    config_path, role);
+            bad = 2;
+        } else if (!(out->conninfo = strdup(conninfo))) {
+            bad = xdmctl_data_fail("out of memory") + 1;
+        } else {
+            out->backend = STORE_BACKEND_POSTGRESQL;
+            out->pg_timeout = (unsigned)config_u64(cfg, "pg_timeout");
+        }
+    }
+    config_free(cfg);
+    return bad;
+}
+
+int xdmctl_data_stores_load(struct xdmctl_data_stores *out, const char *config_path,
+                            const char *root)
+{
+    static const char *const roles[XDMCTL_DATA_ROLES] = {"shared-list", "presence", "rls"};
+    char path[XDMCTL_DATA_PATH_MAX];
+    struct stat st;
+    memset(out, 0, sizeof *out);
+    /* The cluster's file names its databases; a plain run's is its configuration. */
+    for (size_t i = 0; !config_path && i < 2; i++)
+        if (xdmctl_data_path(path, root, i == 0 ? "cluster.conf" : "xdm.conf", NULL) == 0 &&
+            stat(path, &st) == 0)
+            config_path = path;
+    if (!config_path)
+        return 0; /* no configuration: every role on LMDB under root */
+    for (size_t i = 0; i < XDMCTL_DATA_ROLES; i++) {
+        int rc = xdmctl_data_store_config(config_path, roles[i], &out->role[i]);
+        if (rc) {
+            xdmctl_data_stores_release(out);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void xdmctl_data_stores_release(struct xdmctl_data_stores *s)
+{
+    for (size_t i = 0; i < XDMCTL_DATA_ROLES; i++) {
+        free(s->role[i].conninfo);
+        s->role[i].conninfo = NULL;
+    }
+}
+
+/* Whether XDMS role i has its store in PostgreSQL. */
+static bool xdmctl_data_is_pg(const struct xdmctl_data_stores *st, size_t i)
+{
+    return st && i < XDMCTL_DATA_ROLES && st->role[i].backend == STORE_BACKEND_POSTGRESQL;
+}
+
+/* What to call the store of role i in messages: its LMDB directory, or its database (the
+ * conninfo is not printed: it may hold a password). */
+static const char *xdmctl_data_where(const struct xdmctl_data_stores *st, size_t i, const char *dir,
+                                     char out[XDMCTL_DATA_PATH_MAX])
+{
+    if (!xdmctl_data_is_pg(st, i))
+        return dir;
+    snprintf(out, XDMCTL_DATA_PATH_MAX, "the PostgreSQL database of %s", xdmctl_data_envs[i]);
+    return out;
+}
+
+/* Opens the store of XDMS role i with the options o: LMDB in dir, or its PostgreSQL database
+ * with one connection and no pruning (the change log's bounds are its servers' to apply). */
+static enum store_rc xdmctl_data_open(const struct xdmctl_data_stores *st, size_t i,
+                                      const char *dir, struct store_options *o, struct store **s)
+{
+    if (!xdmctl_data_is_pg(st, i))
+        return store_open(dir, o, s);
+    o->backend = STORE_BACKEND_POSTGRESQL;
+    o->pg_conninfo = st->role[i].conninfo;
+    o->pg_pool_size = 1;
+    o->pg_timeout = st->role[i].pg_timeout;
+    o->change_retention = UINT64_MAX;
+    o->change_max_bytes = UINT64_MAX;
+    return store_open(NULL, o, s);
+}
+
+/* Runs a PostgreSQL client program (pg_dump, pg_restore) found on PATH with argv, its standard
+ * output discarded and its errors on ours; PGCONNECT_TIMEOUT bounds each connection attempt
+ * (unless the environment sets it). Returns its exit status, or -1 when it could not run. */
+static int xdmctl_data_run(const char *const argv[], unsigned timeout)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        char t[16];
+        snprintf(t, sizeof t, "%u", timeout ? timeout : STORE_PG_DEFAULT_TIMEOUT);
+        setenv("PGCONNECT_TIMEOUT", t, 0);
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        execvp(argv[0], (char *const *)argv);
+        fprintf(stderr, "xdmctl: cannot run %s: %s (install postgresql-client)\n", argv[0],
+                strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status) == 127 ? -1 : WEXITSTATUS(status);
+    return -1;
+}
+
+/* Whether the store of role i holds any document (false when its schema does not exist yet). */
+static int xdmctl_data_has_docs_cb(void *cls, const struct store_doc_view *d)
+{
+    (void)d;
+    *(bool *)cls = true;
+    return 1;
+}
+
+static enum store_rc xdmctl_data_has_docs(const struct xdmctl_data_stores *st, size_t i, bool *out)
+{
+    struct store_options o = {.read_only = true};
+    struct store *s;
+    struct store_txn *t;
+    *out = false;
+    enum store_rc rc = xdmctl_data_open(st, i, NULL, &o, &s);
+    if (rc == STORE_NOTFOUND)
+        return STORE_OK;
+    if (rc != STORE_OK)
+        return rc;
+    rc = store_txn_begin(s, false, &t);
+    if (rc == STORE_OK) {
+        rc = store_doc_each(t, xdmctl_data_has_docs_cb, out);
+        store_txn_abort(t);
+    }
+    store_close(s);
+    return rc;
+}
+
+/* Backup and restore ------------------------------------------------------------------------ */
+
+/* pg_dump of role i into dest/ROLE.pgdump: one snapshot of the database (pg_dump's own
+ * transaction), custom format, without owners (restored by whoever restores it). */
+static int xdmctl_data_pg_dump(const struct xdmctl_data_stores *st, size_t i, const char *dest,
+                               uint64_t *bytes)
+{
+    char file[XDMCTL_DATA_PATH_MAX], name[256];
+    struct stat sb;
+    snprintf(name, sizeof name, "%s.pgdump", xdmctl_data_envs[i]);
+    if (xdmctl_data_path(file, dest, name, NULL) < 0)
+        return xdmctl_data_fail("path too long under %s", dest);
+    const char *argv[] = {"pg_dump", "--format=custom", "--no-owner",         "--file",
+                          file,      "--dbname",        st->role[i].conninfo, NULL};
+    int rc = xdmctl_data_run(argv, st->role[i].pg_timeout);
+    if (rc != 0)
+        return xdmctl_data_fail("pg_dump of the PostgreSQL database of %s failed (%s %d)",
+                                xdmctl_data_envs[i], rc < 0 ? "could not run," : "exit status", rc);
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    bool ok = fd >= 0 && fsync(fd) == 0 && fstat(fd, &sb) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        return xdmctl_data_fail("cannot sync %s: %s", file, strerror(errno));
+    *bytes = (uint64_t)sb.st_size;
+    return 0;
+}
+
+int xdmctl_data_backup(const char *root, const char *dest, const struct xdmctl_data_stores *stores)
 {
     char src[XDMCTL_DATA_PATH_MAX], dst[XDMCTL_DATA_PATH_MAX], when[32];
     char manifest[XDMCTL_DATA_MANIFEST_MAX];
@@ -134,6 +339,17 @@ int xdmctl_data_backup(const char *root, const char *dest)
     /* Phase 2: one environment after the other, each one consistent in itself. */
     for (size_t i = 0; i < XDMCTL_DATA_N_ENVS; i++) {
         const char *env = xdmctl_data_envs[i];
+        if (xdmctl_data_is_pg(stores, i)) {
+            uint64_t bytes = 0;
+            if (xdmctl_data_pg_dump(stores, i, dest, &bytes))
+                return 1;
+            xdmctl_data_now(when);
+            mlen += (size_t)snprintf(manifest + mlen, sizeof manifest - mlen,
+                                     "pgdump %s %" PRIu64 " %s\n", env, bytes, when);
+            printf("%s\t%" PRIu64 " bytes\n", env, bytes);
+            copied++;
+            continue;
+        }
         if (xdmctl_data_path(src, root, env, NULL) < 0 ||
             xdmctl_data_path(dst, dest, env, NULL) < 0)
             return xdmctl_data_fail("path too long under %s or %s", root, dest);
@@ -165,6 +381,7 @@ int xdmctl_data_backup(const char *root, const char *dest)
 struct xdmctl_data_item {
     char env[32];
     uint64_t bytes;
+    bool pg; /* a pg_dump (ENV.pgdump), not an LMDB copy (ENV/data.mdb) */
 };
 
 /* Reads src/MANIFEST: the environments it lists and their sizes. Returns the count or -1. */
@@ -186,15 +403,16 @@ static int xdmctl_data_manifest(const char *src, struct xdmctl_data_item items[X
             bad = strcmp(line, XDMCTL_DATA_FORMAT) != 0;
             continue;
         }
-        if (strncmp(line, "store ", 6) != 0)
+        struct xdmctl_data_item it = {.pg = strncmp(line, "pgdump ", 7) == 0};
+        if (strncmp(line, "store ", 6) != 0 && !it.pg)
             continue;
-        struct xdmctl_data_item it;
-        if (sscanf(line, "store %31s %" SCNu64, it.env, &it.bytes) != 2) {
+        if (sscanf(line + (it.pg ? 7 : 6), "%31s %" SCNu64, it.env, &it.bytes) != 2) {
             bad = 1;
             break;
         }
         bool known = false;
-        for (size_t i = 0; i < XDMCTL_DATA_N_ENVS; i++)
+        /* Only an XDMS role has a database; the proxy's users are always LMDB. */
+        for (size_t i = 0; i < (it.pg ? XDMCTL_DATA_ROLES : XDMCTL_DATA_N_ENVS); i++)
             known = known || strcmp(it.env, xdmctl_data_envs[i]) == 0;
         for (int i = 0; i < n; i++)
             known = known && strcmp(it.env, items[i].env) != 0;
@@ -258,7 +476,34 @@ static int xdmctl_data_copy_file(const char *from, const char *to, uint64_t *cop
     return rc;
 }
 
-int xdmctl_data_restore(const char *root, const char *src, bool force)
+/* The index of env in xdmctl_data_envs. */
+static size_t xdmctl_data_env_index(const char *env)
+{
+    size_t i = 0;
+    while (i < XDMCTL_DATA_N_ENVS && strcmp(env, xdmctl_data_envs[i]) != 0)
+        i++;
+    return i;
+}
+
+/* pg_restore of src/ROLE.pgdump into the database of role i, in one transaction: the tables
+ * the dump holds are dropped first when they exist (--clean --if-exists), so a database whose
+ * schema a server already created takes the dump as well as an empty one. */
+static int xdmctl_data_pg_restore(const struct xdmctl_data_stores *st, size_t i, const char *file)
+{
+    const char *argv[] = {
+        "pg_restore",      "--clean",  "--if-exists",        "--no-owner", "--single-transaction",
+        "--exit-on-error", "--dbname", st->role[i].conninfo, file,         NULL};
+    int rc = xdmctl_data_run(argv, st->role[i].pg_timeout);
+    if (rc != 0)
+        return xdmctl_data_fail("pg_restore of %s into the PostgreSQL database of %s failed (%s "
+                                "%d); the database is as it was",
+                                file, xdmctl_data_envs[i],
+                                rc < 0 ? "could not run," : "exit status", rc);
+    return 0;
+}
+
+int xdmctl_data_restore(const char *root, const char *src, bool force,
+                        const struct xdmctl_data_stores *stores)
 {
     struct xdmctl_data_item items[XDMCTL_DATA_N_ENVS];
     char path[XDMCTL_DATA_PATH_MAX], dir[XDMCTL_DATA_PATH_MAX], tmp[XDMCTL_DATA_PATH_MAX];
@@ -269,7 +514,10 @@ int xdmctl_data_restore(const char *root, const char *src, bool force)
     if (n < 0)
         return 1;
     for (int i = 0; i < n; i++) {
-        if (xdmctl_data_path(path, src, items[i].env, "data.mdb") < 0)
+        char name[256];
+        snprintf(name, sizeof name, "%s.pgdump", items[i].env);
+        if (items[i].pg ? xdmctl_data_path(path, src, name, NULL) < 0
+                        : xdmctl_data_path(path, src, items[i].env, "data.mdb") < 0)
             return xdmctl_data_fail("path too long under %s", src);
         if (stat(path, &st) < 0 || (uint64_t)st.st_size != items[i].bytes)
             return xdmctl_data_fail("%s: missing or not of the %" PRIu64
@@ -289,7 +537,30 @@ int xdmctl_data_restore(const char *root, const char *src, bool force)
                                     "first",
                                     dir, root);
     }
+    /* Each role goes back to the backend it was backed up from: moving documents from one
+     * backend to the other is export and import. */
+    for (int i = 0; i < n; i++) {
+        size_t r = xdmctl_data_env_index(items[i].env);
+        if (items[i].pg != xdmctl_data_is_pg(stores, r))
+            return xdmctl_data_fail(
+                "the backup holds %s as %s, but its configuration puts it on %s: restore into "
+                "a deployment on %s, or move the documents with export and import",
+                items[i].env, items[i].pg ? "a PostgreSQL dump" : "an LMDB store",
+                items[i].pg ? "LMDB" : "PostgreSQL", items[i].pg ? "PostgreSQL" : "LMDB");
+        bool docs = false;
+        enum store_rc rc = items[i].pg ? xdmctl_data_has_docs(stores, r, &docs) : STORE_OK;
+        if (rc != STORE_OK)
+            return xdmctl_data_fail("cannot read the PostgreSQL database of %s: %s", items[i].env,
+                                    store_strerror(rc));
+        if (docs && !force)
+            return xdmctl_data_fail("the PostgreSQL database of %s already holds documents: "
+                                    "restore into a new database, or add --force to replace "
+                                    "them",
+                                    items[i].env);
+    }
     for (int i = 0; i < n && !force; i++) {
+        if (items[i].pg)
+            continue;
         if (xdmctl_data_path(path, root, items[i].env, "data.mdb") < 0)
             return xdmctl_data_fail("path too long under %s", root);
         if (stat(path, &st) == 0)
@@ -304,6 +575,16 @@ int xdmctl_data_restore(const char *root, const char *src, bool force)
         return 1;
     for (int i = 0; i < n; i++) {
         uint64_t bytes = 0;
+        if (items[i].pg) {
+            char name[256];
+            snprintf(name, sizeof name, "%s.pgdump", items[i].env);
+            if (xdmctl_data_path(path, src, name, NULL) < 0)
+                return xdmctl_data_fail("path too long under %s", src);
+            if (xdmctl_data_pg_restore(stores, xdmctl_data_env_index(items[i].env), path))
+                return 1;
+            printf("%s\t%" PRIu64 " bytes\n", items[i].env, items[i].bytes);
+            continue;
+        }
         if (xdmctl_data_path(dir, root, items[i].env, NULL) < 0 ||
             xdmctl_data_path(path, src, items[i].env, "data.mdb") < 0 ||
             xdmctl_data_path(tmp, dir, "data.mdb.restore", NULL) < 0)
@@ -426,8 +707,10 @@ static int xdmctl_data_export_doc(void *cls, const struct store_doc_view *d)
     return 0;
 }
 
-int xdmctl_data_export(const char *root, const char *dest, const char *xui)
+int xdmctl_data_export(const char *root, const char *dest, const char *xui,
+                       const struct xdmctl_data_stores *stores)
 {
+    char where[XDMCTL_DATA_PATH_MAX];
     char dir[XDMCTL_DATA_PATH_MAX];
     if (xdmctl_data_mkdir(dest, true))
         return 1;
@@ -438,11 +721,12 @@ int xdmctl_data_export(const char *root, const char *dest, const char *xui)
             return xdmctl_data_fail("path too long under %s", root);
         struct store *s;
         struct store_options opts = {.read_only = true};
-        enum store_rc rc = store_open(dir, &opts, &s);
+        enum store_rc rc = xdmctl_data_open(stores, i, dir, &opts, &s);
+        const char *w = xdmctl_data_where(stores, i, dir, where);
         if (rc == STORE_NOTFOUND)
             continue;
         if (rc != STORE_OK)
-            return xdmctl_data_fail("cannot open the store in %s: %s", dir, store_strerror(rc));
+            return xdmctl_data_fail("cannot open the store in %s: %s", w, store_strerror(rc));
         struct xdmctl_data_export_ctx ctx = {.dest = dest};
         rc = store_txn_begin(s, false, &ctx.t);
         if (rc == STORE_OK) {
@@ -452,7 +736,7 @@ int xdmctl_data_export(const char *root, const char *dest, const char *xui)
         }
         store_close(s);
         if (rc != STORE_OK)
-            return xdmctl_data_fail("cannot read the store in %s: %s", dir, store_strerror(rc));
+            return xdmctl_data_fail("cannot read the store in %s: %s", w, store_strerror(rc));
         printf("%s\t%u documents\n", env, ctx.written);
         total += ctx.written;
         failed += ctx.failed;
@@ -478,6 +762,7 @@ struct xdmctl_data_role {
 
 struct xdmctl_data_import_ctx {
     const char *root, *src, *xcap_root;
+    const struct xdmctl_data_stores *stores;
     struct xdmctl_data_role roles[XDMCTL_DATA_N_XDMS];
     unsigned imported, refused, files;
     int fatal;
@@ -511,9 +796,12 @@ static struct engine *xdmctl_data_engine(struct xdmctl_data_import_ctx *ctx, siz
             tables[n++] = *t;
     tables[n] = NULL;
     struct store_options opts = {.tables = tables};
-    enum store_rc rc = store_open(dir, &opts, &r->store);
+    enum store_rc rc = xdmctl_data_open(ctx->stores, i, dir, &opts, &r->store);
     if (rc != STORE_OK) {
-        ctx->fatal = xdmctl_data_fail("cannot open the store in %s: %s", dir, store_strerror(rc));
+        char where[XDMCTL_DATA_PATH_MAX];
+        ctx->fatal =
+            xdmctl_data_fail("cannot open the store in %s: %s",
+                             xdmctl_data_where(ctx->stores, i, dir, where), store_strerror(rc));
         return NULL;
     }
     struct engine_config cfg = {.role = role, .xcap_root = ctx->xcap_root, .usage = r->usage};
@@ -666,7 +954,8 @@ static void xdmctl_data_import_dir(struct xdmctl_data_import_ctx *ctx, const cha
     free(names);
 }
 
-int xdmctl_data_import(const char *root, const char *src, const char *xcap_root)
+int xdmctl_data_import(const char *root, const char *src, const char *xcap_root,
+                       const struct xdmctl_data_stores *stores)
 {
     char dir[XDMCTL_DATA_PATH_MAX];
     struct stat st;
@@ -675,6 +964,8 @@ int xdmctl_data_import(const char *root, const char *src, const char *xcap_root)
     /* Phase 1: the stores are written directly, so no server may have them open. */
     for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
         bool busy = false;
+        if (xdmctl_data_is_pg(stores, i))
+            continue;
         if (xdmctl_data_path(dir, root, xdmctl_data_envs[i], NULL) < 0 ||
             store_in_use(dir, &busy) != STORE_OK)
             return xdmctl_data_fail("cannot tell whether a server has the store in %s/%s open",
@@ -688,7 +979,8 @@ int xdmctl_data_import(const char *root, const char *src, const char *xcap_root)
         return 1;
     /* Phase 2: every file, each one PUT on its own. */
     xdoc_global_init();
-    struct xdmctl_data_import_ctx ctx = {.root = root, .src = src, .xcap_root = xcap_root};
+    struct xdmctl_data_import_ctx ctx = {
+        .root = root, .src = src, .xcap_root = xcap_root, .stores = stores};
     xdmctl_data_import_dir(&ctx, "", 0);
     for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
         struct xdmctl_data_role *r = &ctx.roles[i];
@@ -1092,10 +1384,11 @@ static int xdmctl_data_check_store(struct xdmctl_data_check_ctx *ctx, struct sto
     return ctx->oom ? -1 : 0;
 }
 
-int xdmctl_data_check(const char *root, const char *xcap_root)
+int xdmctl_data_check(const char *root, const char *xcap_root,
+                      const struct xdmctl_data_stores *stores)
 {
-    char dir[XDMCTL_DATA_PATH_MAX];
-    unsigned problems = 0, stores = 0;
+    char dir[XDMCTL_DATA_PATH_MAX], where[XDMCTL_DATA_PATH_MAX];
+    unsigned problems = 0, checked = 0;
     xdoc_global_init();
     for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
         enum xdms_role role = (enum xdms_role)i;
@@ -1109,12 +1402,13 @@ int xdmctl_data_check(const char *root, const char *xcap_root)
         struct store_options opts = {.read_only = true,
                                      .tables = role == ROLE_RLS ? rls_tables : NULL};
         struct store *s;
-        enum store_rc rc = store_open(dir, &opts, &s);
+        enum store_rc rc = xdmctl_data_open(stores, i, dir, &opts, &s);
         bool with_tables = role == ROLE_RLS && rc == STORE_OK;
         if (rc == STORE_NOTFOUND && role == ROLE_RLS) {
             opts.tables = NULL;
-            rc = store_open(dir, &opts, &s);
+            rc = xdmctl_data_open(stores, i, dir, &opts, &s);
         }
+        const char *w = xdmctl_data_where(stores, i, dir, where);
         if (rc == STORE_NOTFOUND)
             continue;
         struct usage *u = NULL;
@@ -1124,7 +1418,7 @@ int xdmctl_data_check(const char *root, const char *xcap_root)
                 store_close(s);
             usage_close(u);
             xdoc_global_cleanup();
-            return xdmctl_data_fail("cannot open the store in %s (%s) or load its usages", dir,
+            return xdmctl_data_fail("cannot open the store in %s (%s) or load its usages", w,
                                     store_strerror(rc));
         }
         struct xdmctl_data_check_ctx ctx = {.env = env};
@@ -1139,15 +1433,15 @@ int xdmctl_data_check(const char *root, const char *xcap_root)
         usage_close(u);
         if (bad < 0) {
             xdoc_global_cleanup();
-            return xdmctl_data_fail("cannot read the store in %s", dir);
+            return xdmctl_data_fail("cannot read the store in %s", w);
         }
         printf("%s: %zu documents, %zu change records, %u problems\n", env, ctx.n_docs,
                ctx.n_changes, ctx.problems);
         problems += ctx.problems;
-        stores++;
+        checked++;
     }
     xdoc_global_cleanup();
-    if (stores == 0)
+    if (checked == 0)
         return xdmctl_data_fail("no XDMS store under %s", root);
     return problems ? 1 : 0;
 }

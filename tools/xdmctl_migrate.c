@@ -216,7 +216,8 @@ static int xdmctl_migrate_row(const struct xdmctl_migrate_source *src, const cha
 }
 
 static int xdmctl_migrate_run(const struct xdmctl_migrate_source *src, const char *root,
-                              const char *db, const char *xcap_root)
+                              const char *db, const char *xcap_root,
+                              const struct xdmctl_data_stores *stores)
 {
     sqlite3 *h = xdmctl_migrate_open(db);
     if (!h)
@@ -251,17 +252,19 @@ static int xdmctl_migrate_run(const struct xdmctl_migrate_source *src, const cha
     sqlite3_close(h);
     printf("%s: %u rows, %u refused before import\n", src->name, rows, refused);
     fflush(stdout);
-    int irc = failed ? 1 : xdmctl_data_import(root, top, xcap_root);
+    int irc = failed ? 1 : xdmctl_data_import(root, top, xcap_root, stores);
     nftw(top, xdmctl_migrate_rm, 16, FTW_DEPTH | FTW_PHYS);
     return irc || refused || failed ? 1 : 0;
 }
 
-int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root)
+int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root,
+                                const struct xdmctl_data_stores *stores)
 {
-    return xdmctl_migrate_run(&xdmctl_migrate_kamailio, root, db, xcap_root);
+    return xdmctl_migrate_run(&xdmctl_migrate_kamailio, root, db, xcap_root, stores);
 }
 
-int xdmctl_data_import_openxcap(const char *root, const char *db, const char *xcap_root)
+int xdmctl_data_import_openxcap(const char *root, const char *db, const char *xcap_root,
+                                const struct xdmctl_data_stores *stores)
 {
-    return xdmctl_migrate_run(&xdmctl_migrate_openxcap, root, db, xcap_root);
+    return xdmctl_migrate_run(&xdmctl_migrate_openxcap, root, db, xcap_root, stores);
 }

@@ -6,6 +6,8 @@
  *   store_poke DIR quota XUI BYTES               overwrite the user's byte count (raw LMDB)
  *   store_poke DIR kvdel TABLE KEY               delete one entry of an extra table
  *
+ * DIR "pg:CONNINFO" names a PostgreSQL store instead of an LMDB directory (put and kvdel).
+ *
  * Exit status 0 on success, 1 on failure. */
 #include <lmdb.h>
 #include <stdint.h>
@@ -14,6 +16,18 @@
 #include <string.h>
 
 #include "store.h"
+
+/* Opens DIR with the extra tables: an LMDB directory, or "pg:" and a libpq connection string. */
+static enum store_rc store_poke_open(const char *dir, const char *const *tables, struct store **s)
+{
+    struct store_options o = {.tables = tables};
+    if (strncmp(dir, "pg:", 3) != 0)
+        return store_open(dir, &o, s);
+    o.backend = STORE_BACKEND_POSTGRESQL;
+    o.pg_conninfo = dir + 3;
+    o.pg_pool_size = 1;
+    return store_open(NULL, &o, s);
+}
 
 static int store_poke_put(const char *dir, char **a)
 {
@@ -27,7 +41,7 @@ static int store_poke_put(const char *dir, char **a)
     struct store_txn *t;
     char etag[STORE_ETAG_MAX];
     struct doc_key k = {a[0], a[1], a[2], a[3]};
-    if (store_open(dir, NULL, &s) != STORE_OK)
+    if (store_poke_open(dir, NULL, &s) != STORE_OK)
         return 1;
     int rc = store_txn_begin(s, true, &t) == STORE_OK &&
                      store_doc_put(t, &k, data, len, etag) == STORE_OK
@@ -64,10 +78,9 @@ static int store_poke_quota(const char *dir, const char *xui, const char *bytes)
 static int store_poke_kvdel(const char *dir, const char *table, const char *key)
 {
     const char *tables[] = {table, NULL};
-    struct store_options opts = {.tables = tables};
     struct store *s;
     struct store_txn *t;
-    if (store_open(dir, &opts, &s) != STORE_OK)
+    if (store_poke_open(dir, tables, &s) != STORE_OK)
         return 1;
     int rc = store_txn_begin(s, true, &t) == STORE_OK &&
                      store_kv_del(t, table, key, strlen(key)) == STORE_OK

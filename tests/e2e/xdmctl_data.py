@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
 import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
 import pglocal  # noqa: E402  (local PostgreSQL on a free loopback port, stopped by PID)
+import xdmcluster  # noqa: E402  (what `tools/xdm run --cluster` starts)
 
 ALICE = "sip:alice@example.com"
 PASSWORD = "secret"
@@ -133,8 +134,9 @@ def lines_of(out):
 
 # --------------------------------------------------------------------------------------------
 
-def check_backup_under_load(ctx):
-    src = ctx.deploy("src")
+def backup_under_load(ctx, src, dest, *xdmctl_args):
+    """Writers PUT through src's proxy without pause while `xdmctl backup dest` runs; returns
+    (the documents acknowledged before the backup began, the late document's URI)."""
     addr = src.procs["proxy"].http_addr
     acked = []          # (monotonic time of the 2xx, uri, etag, body), in order of the answers
     lock = threading.Lock()
@@ -164,7 +166,7 @@ def check_backup_under_load(ctx):
         began = time.monotonic()
         with lock:
             before = [a for a in acked if a[0] < began]
-        rc, out, err = ctx.xdmctl(src, "backup", os.path.join(src.tmp, "backup"))
+        rc, out, err = ctx.xdmctl(src, *(list(xdmctl_args) + ["backup", dest]))
         ended = time.monotonic()
         time.sleep(0.5)
         with lock:
@@ -179,25 +181,21 @@ def check_backup_under_load(ctx):
     expect(lines_of(out) == list(ENVS), "backup listed %r" % out)
     expect(len(before) >= 10, "only %d documents written before the backup" % len(before))
     expect(any(a[0] < ended for a in during), "no write was acknowledged while the backup ran")
-    with open(os.path.join(src.tmp, "backup", "MANIFEST")) as f:
-        manifest = f.read().splitlines()
-    expect(manifest[0] == "xdm-backup 1", "manifest starts %r" % manifest[:1])
-    expect([l.split()[1] for l in manifest if l.startswith("store ")] == list(ENVS),
-           "manifest stores: %r" % manifest)
+    if ctx.verbose:
+        print("  %d documents before the backup, %d during/after" % (len(before), len(during)))
 
     # A document whose write began after the backup ended.
     late_user = e2e.DigestUser("alice", ALICE, PASSWORD)
     late = "/xcap-root/resource-lists/users/%s/after-backup" % ALICE
     put(addr, late_user, late, doc_body(99, 99))
+    return before, late
 
-    dst = ctx.deploy("dst", start=False, users=False)
-    rc, out, err = ctx.xdmctl(dst, "restore", os.path.join(src.tmp, "backup"))
-    expect(rc == 0 and err == "", "restore exited %d: %s" % (rc, err))
-    expect(lines_of(out) == list(ENVS), "restore listed %r" % out)
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dst.procs[proc].start()
-    daddr = dst.procs["proxy"].http_addr
-    user = e2e.DigestUser("alice", ALICE, PASSWORD)  # the proxy's user came back too
+
+def expect_restored(dep, before, late):
+    """The servers on dep serve every document of before with its ETag and bytes, the proxy's
+    user came back too, and the late document is not there."""
+    daddr = dep.procs["proxy"].http_addr
+    user = e2e.DigestUser("alice", ALICE, PASSWORD)
     for _, uri, etag, body in before:
         r = e2e.digest_request(daddr, user, "GET", uri, [], b"", 10)
         expect(r.status == 200, "restored GET %s: %s" % (uri, r.summary()))
@@ -206,10 +204,26 @@ def check_backup_under_load(ctx):
         expect(r.body == body, "GET %s: other bytes: %r" % (uri, r.body[:200]))
     r = e2e.digest_request(daddr, user, "GET", late, [], b"", 10)
     expect(r.status == 404, "a document written after the backup is in it: %s" % r.summary())
+
+
+def check_backup_under_load(ctx):
+    src = ctx.deploy("src")
+    before, late = backup_under_load(ctx, src, os.path.join(src.tmp, "backup"))
+    with open(os.path.join(src.tmp, "backup", "MANIFEST")) as f:
+        manifest = f.read().splitlines()
+    expect(manifest[0] == "xdm-backup 1", "manifest starts %r" % manifest[:1])
+    expect([l.split()[1] for l in manifest if l.startswith("store ")] == list(ENVS),
+           "manifest stores: %r" % manifest)
+
+    dst = ctx.deploy("dst", start=False, users=False)
+    rc, out, err = ctx.xdmctl(dst, "restore", os.path.join(src.tmp, "backup"))
+    expect(rc == 0 and err == "", "restore exited %d: %s" % (rc, err))
+    expect(lines_of(out) == list(ENVS), "restore listed %r" % out)
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    expect_restored(dst, before, late)
     ctx.restored = dst
     ctx.backup = os.path.join(src.tmp, "backup")
-    if ctx.verbose:
-        print("  %d documents before the backup, %d during/after" % (len(before), len(during)))
 
 
 def check_refusals(ctx):
@@ -611,9 +625,8 @@ def pg_literal(v):
     return "'%s'" % v.replace("'", "''")
 
 
-def pg_dumps(ctx, dep, schema_sql, columns, rows, db):
-    """Loads schema_sql and rows into database db of a local PostgreSQL; returns the paths of
-    its pg_dump --inserts and --column-inserts."""
+def pg_server(ctx):
+    """The local PostgreSQL of this run, started on first use."""
     if not getattr(ctx, "pg", None):
         # A directory of its own: the server runs as the postgres user when we are root, and
         # the deployments' directories are private.
@@ -622,7 +635,13 @@ def pg_dumps(ctx, dep, schema_sql, columns, rows, db):
             ctx.pg = pglocal.PgCluster(ctx.pg_dir).start_primary()
         except RuntimeError as e:
             raise Fail("local PostgreSQL: %s" % e)
-    pg = ctx.pg
+    return ctx.pg
+
+
+def pg_dumps(ctx, dep, schema_sql, columns, rows, db):
+    """Loads schema_sql and rows into database db of a local PostgreSQL; returns the paths of
+    its pg_dump --inserts and --column-inserts."""
+    pg = pg_server(ctx)
     pg.psql("primary", "CREATE DATABASE %s" % db, db="postgres")
     pg.psql("primary", schema_sql, db=db)
     for row in rows:
@@ -779,8 +798,283 @@ def check_openxcap(ctx):
            "\"opensips\"\n", "--from opensips: %d %r %r" % (rc, out, err))
 
 
+# --- the same on PostgreSQL ---------------------------------------------------------------------
+
+def pg_conf(ctx, name):
+    """A fresh database per XDMS role on the local PostgreSQL; returns the text of a servers'
+    configuration that puts each role on its database, and {role: conninfo}."""
+    pg = pg_server(ctx)
+    ctx.pg_dbs = getattr(ctx, "pg_dbs", 0) + 1
+    text, conninfo = "# the store of each XDMS role (xdmctl reads it)\n", {}
+    for role in e2e.XDMS_ROLES:
+        db = "x%d_%s_%s" % (ctx.pg_dbs, name, role.replace("-", "_"))
+        pg.psql("primary", "CREATE DATABASE %s OWNER %s" % (db, pglocal.USER), db="postgres")
+        conninfo[role] = pg.conninfo().replace("dbname=" + pglocal.DB, "dbname=" + db)
+        text += "[%s]\nstore = postgresql\npg_conninfo = %s\n" % (role, conninfo[role])
+    return text, conninfo
+
+
+def deploy_pg(ctx, name, start=True, users=True, conf_in_root=True):
+    """A deployment whose XDMSs keep their documents in databases of their own. With
+    conf_in_root the store settings are also in ROOT/xdm.conf (as `tools/xdm run` writes it), so
+    xdmctl finds them without --config; else in dep.pg_conf, for --config."""
+    text, conninfo = pg_conf(ctx, name)
+    dep = ctx.deploy(name, start=False, users=users)
+    for role in e2e.XDMS_ROLES:
+        dep.procs[role].options += ["store=postgresql", "pg_conninfo=" + conninfo[role]]
+    dep.pg_conninfo_of = conninfo
+    dep.pg_conf = os.path.join(os.path.join(dep.tmp, "data", "xdm.conf") if conf_in_root
+                               else os.path.join(dep.tmp, "pg.conf"))
+    with open(dep.pg_conf, "w") as f:
+        f.write(text)
+    if start:
+        for proc in e2e.XDMS_ROLES + ("proxy",):
+            dep.procs[proc].start()
+    return dep
+
+
+def stop_all(dep):
+    for proc in e2e.ALL_PROCS:
+        msg = dep.procs[proc].stop()
+        expect(msg is None, msg or "")
+
+
+def check_pg_backup_under_load(ctx):
+    src = deploy_pg(ctx, "pgsrc")
+    backup = os.path.join(src.tmp, "backup")
+    before, late = backup_under_load(ctx, src, backup)  # ROOT/xdm.conf names the databases
+    with open(os.path.join(backup, "MANIFEST")) as f:
+        manifest = f.read().splitlines()
+    expect(manifest[0] == "xdm-backup 1", "manifest starts %r" % manifest[:1])
+    expect([l.split()[:2] for l in manifest[4:]] ==
+           [["pgdump", "shared-list"], ["pgdump", "presence"], ["pgdump", "rls"],
+            ["store", "aggproxy"]], "manifest: %r" % manifest)
+    expect(sorted(os.listdir(backup)) == ["MANIFEST", "aggproxy", "presence.pgdump",
+                                          "rls.pgdump", "shared-list.pgdump"],
+           "backup holds %r" % sorted(os.listdir(backup)))
+    for l in manifest[4:7]:
+        path = os.path.join(backup, l.split()[1] + ".pgdump")
+        expect(int(l.split()[2]) == os.path.getsize(path), "manifest size of %s: %r" % (path, l))
+
+    # A new deployment: its servers have run once (the schema exists, no documents), then the
+    # backup goes into its databases, named by --config.
+    dst = deploy_pg(ctx, "pgdst", start=False, users=False, conf_in_root=False)
+    for proc in e2e.XDMS_ROLES:
+        dst.procs[proc].start()
+    stop_all(dst)
+    rc, out, err = ctx.xdmctl(dst, "--config", dst.pg_conf, "restore", backup)
+    expect(rc == 0 and err == "", "restore exited %d: %r" % (rc, err))
+    expect(lines_of(out) == list(ENVS), "restore listed %r" % out)
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    expect_restored(dst, before, late)
+
+    # Refusals: a database with documents (unless --force), a role on the other backend.
+    stop_all(dst)
+    rc, out, err = ctx.xdmctl(dst, "--config", dst.pg_conf, "restore", backup)
+    expect(rc == 1 and out == "" and err == "xdmctl: the PostgreSQL database of shared-list "
+           "already holds documents: restore into a new database, or add --force to replace "
+           "them\n", "restore over documents: %d %r %r" % (rc, out, err))
+    rc, out, err = ctx.xdmctl(dst, "--config", dst.pg_conf, "restore", backup, "--force")
+    expect(rc == 0 and err == "" and lines_of(out) == list(ENVS),
+           "restore --force: %d %r %r" % (rc, out, err))
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    expect_restored(dst, before, late)
+    lmdb = ctx.deploy("pg-to-lmdb", start=False, users=False)
+    rc, out, err = ctx.xdmctl(lmdb, "restore", backup)
+    expect(rc == 1 and out == "" and err == "xdmctl: the backup holds shared-list as a "
+           "PostgreSQL dump, but its configuration puts it on LMDB: restore into a deployment "
+           "on PostgreSQL, or move the documents with export and import\n",
+           "PostgreSQL backup into LMDB: %d %r %r" % (rc, out, err))
+    expect(os.listdir(os.path.join(lmdb.tmp, "data")) == [], "a refused restore wrote to ROOT")
+
+    # A configuration that names PostgreSQL without a database is refused, naming the file.
+    bad = os.path.join(dst.tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("[xdms]\nstore = postgresql\n")
+    rc, out, err = ctx.xdmctl(dst, "--config", bad, "check")
+    expect(rc == 2 and out == "" and err == "xdmctl: %s: [shared-list] uses store = postgresql "
+           "without pg_conninfo\n" % bad, "store without pg_conninfo: %d %r %r" % (rc, out, err))
+
+
+def export_docs():
+    """(user label, XUI, URI below the root, media type, body, exported file) of check_export."""
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    bob = "sip:bob@example.com"
+    return [
+        ("alice", ALICE, "resource-lists/users/sip:alice@example.com/index", CT[0][1],
+         doc_body(1, 1), "resource-lists/users/sip:alice@example.com/index"),
+        ("alice", ALICE, "resource-lists/users/sip:alice@example.com/my%20friends%3F%25",
+         CT[0][1], doc_body(1, 2), "resource-lists/users/sip:alice@example.com/my%20friends%3F%25"),
+        ("alice", ALICE, "resource-lists/users/sip:alice@example.com/.hidden", CT[0][1],
+         doc_body(1, 3), "resource-lists/users/sip:alice@example.com/%2Ehidden"),
+        ("alice", ALICE, "pres-rules/users/sip:alice@example.com/index",
+         "application/auth-policy+xml", rules, "pres-rules/users/sip:alice@example.com/index"),
+        ("bob", bob, "resource-lists/users/sip:bob@example.com/index", CT[0][1], doc_body(2, 1),
+         "resource-lists/users/sip:bob@example.com/index"),
+    ]
+
+
+def check_pg_export(ctx):
+    dep = deploy_pg(ctx, "pgexport")
+    dep.add_user("bob", "sip:bob@example.com", PASSWORD)
+    addr = dep.procs["proxy"].http_addr
+    docs = export_docs()
+    for label, xui, uri, mt, body, _ in docs:
+        r = e2e.digest_request(addr, e2e.DigestUser(label, xui, PASSWORD), "PUT",
+                               "/xcap-root/" + uri, [("Content-Type", mt)], body, 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+    dest = os.path.join(dep.tmp, "export-all")
+    rc, out, err = ctx.xdmctl(dep, "export", dest)  # the servers run
+    expect(rc == 0 and err == "", "export exited %d: %r" % (rc, err))
+    expect(out == "shared-list\t4 documents\npresence\t1 documents\nrls\t0 documents\n",
+           "export listed %r" % out)
+    got = tree_files(dest)
+    expect(got == {d[5]: d[4] for d in docs}, "exported %r" % sorted(got))
+    if getattr(ctx, "exported", None):
+        # The LMDB deployment of check_export holds the same documents: the same tree.
+        expect(got == tree_files(ctx.exported[1]), "the trees of LMDB and PostgreSQL differ")
+    dest = os.path.join(dep.tmp, "export-bob")
+    rc, out, err = ctx.xdmctl(dep, "export", dest, "--user", "sip:bob@example.com")
+    expect(rc == 0 and err == "" and out == "shared-list\t1 documents\npresence\t0 documents\n"
+           "rls\t0 documents\n", "export --user: %d %r %r" % (rc, out, err))
+    expect(tree_files(dest) == {docs[4][5]: docs[4][4]}, "exported for bob")
+    ctx.pg_exported = (dep, os.path.join(dep.tmp, "export-all"), docs)
+
+
+def check_pg_import(ctx):
+    if not getattr(ctx, "pg_exported", None):
+        raise Fail("needs pg_export first")
+    src_dep, tree, docs = ctx.pg_exported
+    bad = os.path.join(src_dep.tmp, "import-src")
+    shutil.copytree(tree, bad)
+    for rel, body in {
+            "resource-lists/users/sip:carol@example.com/index": b"<not-a-list/>",
+            "resource-lists/users/sip:carol@example.com/broken": b"<resource-lists",
+            "nope/users/sip:carol@example.com/index": doc_body(3, 3)}.items():
+        os.makedirs(os.path.dirname(os.path.join(bad, rel)), exist_ok=True)
+        with open(os.path.join(bad, rel), "wb") as f:
+            f.write(body)
+    # Fresh databases without a schema: import creates it, as a starting server would.
+    dst = deploy_pg(ctx, "pgimport", start=False)
+    rc, out, err = ctx.xdmctl(dst, "import", bad)
+    expect(rc == 1 and out == "imported 5 documents, refused 3\n", "import: %d %r" % (rc, out))
+    refused = sorted(err.splitlines())
+    expect(len(refused) == 3 and
+           "xdmctl: refused nope/users/sip:carol@example.com/index: no XDMS serves the "
+           "application usage \"nope\"" in refused and
+           "xdmctl: refused resource-lists/users/sip:carol@example.com/index: 409 "
+           "schema-validation-error: the document element must be <resource-lists> in namespace "
+           "urn:ietf:params:xml:ns:resource-lists" in refused and
+           any(l.startswith("xdmctl: refused resource-lists/users/sip:carol@example.com/broken: "
+                            "409 not-well-formed: ") for l in refused), "import reported %r" % err)
+    expect(sorted(os.listdir(os.path.join(dst.tmp, "data"))) == ["aggproxy", "xdm.conf"],
+           "import on PostgreSQL made LMDB stores: %r" % os.listdir(os.path.join(dst.tmp, "data")))
+    dst.add_user("bob", "sip:bob@example.com", PASSWORD)
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dst.procs[proc].start()
+    addr = dst.procs["proxy"].http_addr
+    for label, xui, uri, _, body, _ in docs:
+        r = e2e.digest_request(addr, e2e.DigestUser(label, xui, PASSWORD), "GET",
+                               "/xcap-root/" + uri, [], b"", 10)
+        expect(r.status == 200 and r.body == body, "GET %s after import: %s" % (uri, r.summary()))
+
+
+def check_pg_check(ctx):
+    dep = deploy_pg(ctx, "pgcheck")
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    with open(os.path.join(HERE, "files", "rls1.xml"), "rb") as f:
+        rls = f.read()
+    for uri, mt, body in [
+            ("resource-lists/users/%s/index" % ALICE, CT[0][1], doc_body(1, 1)),
+            ("rls-services/users/%s/index" % ALICE, "application/rls-services+xml", rls)]:
+        r = e2e.digest_request(addr, alice, "PUT", "/xcap-root/" + uri, [("Content-Type", mt)],
+                               body, 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+    rc, out, err = ctx.xdmctl(dep, "check")  # beside the running servers
+    expect(rc == 0 and err == "", "check of a sound store: %d %r %r" % (rc, out, err))
+    expect(out == "shared-list: 1 documents, 1 change records, 0 problems\n"
+           "presence: 0 documents, 0 change records, 0 problems\n"
+           "rls: 2 documents, 2 change records, 0 problems\n", "check printed %r" % out)
+
+    # Damage planted through the store API, past the engine (the servers stopped).
+    stop_all(dep)
+    poke = os.path.join(ctx.runner.build, "tests", "store_poke")
+    bad = os.path.join(dep.tmp, "bad.xml")
+    with open(bad, "wb") as f:
+        f.write(b"<not-a-list/>")
+    same = os.path.join(dep.tmp, "same.xml")
+    with open(same, "wb") as f:
+        f.write(doc_body(1, 1))
+    sl, rl = "pg:" + dep.pg_conninfo_of["shared-list"], "pg:" + dep.pg_conninfo_of["rls"]
+    for argv in [[sl, "put", "resource-lists", "users", ALICE, "bad", bad],
+                 [sl, "put", "resource-lists", "users", ALICE, "index", same],
+                 [rl, "kvdel", "rls_uri", "sip:alice-friends@example.com"]]:
+        p = subprocess.run([poke] + argv, capture_output=True, timeout=30)
+        expect(p.returncode == 0, "store_poke %s: %r" % (argv, p.stderr))
+    rc, out, err = ctx.xdmctl(dep, "check")
+    expect(rc == 1 and err == "", "check of a damaged store exited %d: %r" % (rc, err))
+    lines = out.splitlines()
+    expect(len(lines) == 6, "check: %r" % lines)
+    want = [
+        "shared-list: resource-lists/users/sip:alice@example.com/bad: schema-validation-error: "
+        "the document element must be <resource-lists> in namespace "
+        "urn:ietf:params:xml:ns:resource-lists",
+        "shared-list: 2 documents, 1 change records, 2 problems",
+        "presence: 0 documents, 0 change records, 0 problems",
+        "rls: rls-services/users/sip:alice@example.com/index: service URI "
+        "sip:alice-friends@example.com is not indexed to it in rls_uri",
+        "rls: 2 documents, 2 change records, 1 problems",
+    ]
+    expect(lines[:1] == want[:1] and lines[2:] == want[1:], "check: %r" % lines)
+    m = re.match(r'^shared-list: resource-lists/users/sip:alice@example\.com/index: ETag '
+                 r'(\S+), but its newest change record \(\d+\) says (\S+)$', lines[1])
+    expect(m and m.group(1) != m.group(2), "check: %r" % lines[1])
+
+
+def check_pg_cluster(ctx):
+    """xdmctl --data DIR of a cluster as `tools/xdm run --cluster --data DIR` starts it, without
+    --config: it finds the role databases in DIR/cluster.conf."""
+    top = tempfile.mkdtemp(prefix="xdm-e2e-xdmctl-cluster-")
+    os.chmod(top, 0o711)  # as root, PostgreSQL runs as the postgres user, who must pass through
+    data = os.path.join(top, "data")
+    c = xdmcluster.Cluster(ctx.runner.build, data, instances=1, standby=False)
+    try:
+        try:
+            c.start()
+        except RuntimeError as e:
+            raise Fail("the cluster did not start: %s" % e)
+        c.add_user(ALICE, PASSWORD)
+        alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+        uri = "resource-lists/users/%s/index" % ALICE
+        r = e2e.digest_request(c.proxy_addr, alice, "PUT", "/xcap-root/" + uri, CT,
+                               doc_body(1, 1), 10)
+        expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
+        xdmctl = os.path.join(ctx.runner.build, e2e.BIN_XDMCTL)
+        dest = os.path.join(top, "export")
+        p = subprocess.run([xdmctl, "--data", data, "export", dest], capture_output=True,
+                           timeout=60, env=ctx.runner.env)
+        expect(p.returncode == 0 and p.stderr == b"" and p.stdout ==
+               b"shared-list\t1 documents\npresence\t0 documents\nrls\t0 documents\n",
+               "export of the cluster: %d %r %r" % (p.returncode, p.stdout, p.stderr))
+        expect(tree_files(dest) == {uri: doc_body(1, 1)}, "exported %r" % tree_files(dest))
+        p = subprocess.run([xdmctl, "--data", data, "backup", os.path.join(top, "backup")],
+                           capture_output=True, timeout=60, env=ctx.runner.env)
+        expect(p.returncode == 0 and p.stderr == b"" and lines_of(p.stdout.decode()) ==
+               list(ENVS), "backup of the cluster: %d %r %r" % (p.returncode, p.stdout,
+                                                                p.stderr))
+    finally:
+        rcs = c.stop()
+    expect(all(rc in (0, -15) for rc in rcs.values()), "cluster exits: %r" % rcs)
+    shutil.rmtree(top, ignore_errors=True)
+
+
 CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check,
-          check_kamailio, check_kamailio_dumps, check_openxcap]
+          check_kamailio, check_kamailio_dumps, check_openxcap, check_pg_backup_under_load,
+          check_pg_export, check_pg_import, check_pg_check, check_pg_cluster]
 
 
 def main():
