@@ -41,7 +41,9 @@
  * one migration at a time per schema. */
 #define STORE_PG_LOCK_WRITE "1480871217"  /* "XDM1" */
 #define STORE_PG_LOCK_SCHEMA "1480871216" /* "XDM0" */
-#define STORE_PG_CHANNEL "xdm_change"
+/* The wake-up channel of one store: "xdm_change_" and its instance id, so that the stores of
+ * several roles (schemas) in one database do not wake each other. */
+#define STORE_PG_CHANNEL "xdm_change_"
 #define STORE_PG_PARAMS 8
 #define STORE_PG_BATCH "512"
 #define STORE_PG_INT8OID 20
@@ -1157,8 +1159,9 @@ static enum store_rc pg_change_append(struct store_txn *base_t, struct store_cha
                       &p, NULL);
     }
     if (src == STORE_OK && !t->notified) {
-        src = pg_exec(t, "notify", "SELECT pg_notify('" STORE_PG_CHANNEL "', '')",
-                      &(struct pg_params){0}, NULL);
+        char sql[96]; /* the instance id is hex: nothing to quote */
+        snprintf(sql, sizeof sql, "SELECT pg_notify('" STORE_PG_CHANNEL "%s', '')", t->s->instance);
+        src = pg_exec(t, "notify", sql, &(struct pg_params){0}, NULL);
         t->notified = src == STORE_OK;
     }
     if (src == STORE_OK) {
@@ -1365,8 +1368,9 @@ static int pg_wake_fd(struct store *base_s)
         if (pg_connect(s, &d, &c) != STORE_OK)
             return -1;
         bool reset;
-        if (pg_exec_conn(c, s->timeout, "listen", "LISTEN " STORE_PG_CHANNEL, NULL, NULL, &reset) !=
-            STORE_OK) {
+        char sql[96]; /* quoted: pg_notify() names the channel case-sensitively */
+        snprintf(sql, sizeof sql, "LISTEN \"" STORE_PG_CHANNEL "%s\"", s->instance);
+        if (pg_exec_conn(c, s->timeout, "listen", sql, NULL, NULL, &reset) != STORE_OK) {
             PQfinish(c);
             return -1;
         }

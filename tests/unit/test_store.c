@@ -2014,6 +2014,38 @@ static void test_pg_wake(void)
     rm_rf(dir);
 }
 
+/* Two stores (two roles' schemas) in one database do not wake each other: each has its own
+ * channel. */
+static void test_pg_wake_per_store(void)
+{
+    char dir[64], other[64], saved[sizeof g_pg], sql[128];
+    make_tmpdir(dir);
+    make_tmpdir(other);
+    struct store *a = open_store(dir, NULL);
+    snprintf(saved, sizeof saved, "%s", g_pg);
+    snprintf(sql, sizeof sql, "CREATE SCHEMA xdm_test_%d_other", (int)getpid());
+    CU_ASSERT_EQUAL_FATAL(pg_admin(sql), 0);
+    snprintf(g_pg, sizeof g_pg, "%s options='-csearch_path=xdm_test_%d_other'",
+             getenv("XDM_TEST_PG_CONNINFO"), (int)getpid());
+    struct store *c = open_store(other, NULL);
+    snprintf(g_pg, sizeof g_pg, "%s", saved);
+    struct pollfd p = {.fd = store_wake_fd(a), .events = POLLIN};
+    CU_ASSERT_FATAL(p.fd >= 0);
+    struct doc_key k = key_of("a", "users", "u", "index");
+    struct store_change ch = {.kind = STORE_CHANGE_PUT, .key = k, .prev_etag = "", .new_etag = "1"};
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(c, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_change_append(t, &ch), STORE_OK);
+    CU_ASSERT_EQUAL(store_txn_commit(t), STORE_OK);
+    CU_ASSERT_EQUAL(poll(&p, 1, 300), 0);
+    store_close(c);
+    store_close(a);
+    snprintf(sql, sizeof sql, "DROP SCHEMA xdm_test_%d_other CASCADE", (int)getpid());
+    CU_ASSERT_EQUAL(pg_admin(sql), 0);
+    rm_rf(dir);
+    rm_rf(other);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -2060,6 +2092,7 @@ int main(void)
         {"reconnect", test_pg_reconnect},
         {"writers leave the pool to readers", test_pg_writers_leave_readers},
         {"wake-up across instances", test_pg_wake},
+        {"wake-up per store, not per database", test_pg_wake_per_store},
         CU_TEST_INFO_NULL,
     };
     bool pg = getenv("XDM_TEST_PG_CONNINFO") != NULL && getenv("XDM_TEST_PG_CONNINFO")[0] != '\0';
