@@ -645,7 +645,7 @@ static bool nonce_expired(const struct digest *d, uint64_t ts, uint64_t now)
 
 enum nc_check { NC_OK, NC_REPLAY, NC_STALE, NC_NOMEM };
 
-/* RFC 7616 §3.4 / SPEC DIG-5: nc must grow strictly per nonce. Called with a verified digest. */
+/* RFC 7616 §3.4, §5.12: nc must grow strictly per nonce. Called with a verified digest. */
 static enum nc_check nonce_accept_nc(struct digest *d, const unsigned char id[NONCE_ID_LEN],
                                      uint64_t ts, uint32_t nc, uint64_t now)
 {
@@ -796,9 +796,9 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
     if (!p.username || !p.realm || !p.nonce || !p.uri || !p.response)
         VERDICT(DIGEST_BAD_REQUEST, "missing Digest parameter");
 
-    /* SPEC DIG-3: only what was offered. Without qop (RFC 2069) there is no replay protection,
-     * so it is refused. auth-int is accepted although only auth is advertised: it is the same
-     * scheme plus integrity of the body, never a downgrade. */
+    /* RFC 7616 §3.4, §5.4: only what was offered. Without qop (RFC 2069) there is no replay
+     * protection, so it is refused. auth-int is accepted although only auth is advertised: it is
+     * the same scheme plus integrity of the body, never a downgrade. */
     if (!p.qop || (strcmp(p.qop, "auth") != 0 && strcmp(p.qop, "auth-int") != 0))
         VERDICT(DIGEST_CHALLENGE, "qop not offered");
     if (!p.cnonce || !p.nc)
@@ -871,7 +871,8 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
     if (CRYPTO_memcmp(expect, given, hexlen) != 0)
         VERDICT(DIGEST_CHALLENGE, "wrong digest");
 
-    /* SPEC DIG-4: right credentials on an old nonce -> stale, the client retries silently. */
+    /* RFC 7616 §3.3, §5.5: right credentials on an old nonce -> stale, the client retries silently.
+     */
     if (nonce_expired(d, ts, rq->now))
         VERDICT(DIGEST_STALE, "nonce expired");
     uint32_t nc = (uint32_t)strtoul(p.nc, NULL, 16);

@@ -167,7 +167,8 @@ struct exchange {
 static size_t on_body(char *data, size_t size, size_t n, void *cls)
 {
     struct exchange *x = cls;
-    /* A short count makes curl stop with CURLE_WRITE_ERROR: the bound of SPEC AP-14. */
+    /* A short count makes curl stop with CURLE_WRITE_ERROR: the bound on an
+     * XDMS answer (RFC 9110 §15.6.3: the proxy answers 502). */
     return buf_append(&x->resp->body, data, size * n) == 0 ? size * n : 0;
 }
 
@@ -332,7 +333,7 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
      * different sockets apart in its cache. */
     curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH,
                      over_unix ? rq->base_url + strlen(FORWARD_UNIX_PREFIX) : NULL);
-    /* SPEC AP-7: the node selector and query go unchanged; no dot-segment squashing. */
+    /* OMA XDM Core §5.2: the node selector and query go unchanged; no dot-segment squashing. */
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     /* The XDMSs are reached directly: an http_proxy variable in the environment must not divert

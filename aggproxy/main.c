@@ -1,4 +1,5 @@
-/* aggproxy: the XCAP Aggregation Proxy (DESIGN §1, SPEC §5.2). */
+/* aggproxy: the XCAP Aggregation Proxy (OMA XDM Core §5.1; processes and addresses in
+ * docs/architecture.md). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>

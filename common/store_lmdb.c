@@ -1,4 +1,4 @@
-/* LMDB backend of the store interface (DESIGN §4).
+/* LMDB backend of the store interface (docs/storage.md).
  *
  * Layout of the environment:
  *   docs     auid \0 tree \0 xui \0 path -> DOC record (below)
@@ -294,7 +294,8 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
         rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
     /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
      * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
-     * reached the disk when mdb_txn_commit() returns (DESIGN §4, a 2xx follows the commit). */
+     * reached the disk when mdb_txn_commit() returns (a 2xx follows the commit: RFC 4825 §8.2 makes
+     * a success final). */
     if (rc == MDB_SUCCESS)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
     if (rc == ENOENT && s->read_only) {
@@ -416,7 +417,7 @@ static bool store_key_append(struct store_key *k, size_t max, const char *part, 
 }
 
 /* Builds auid \0 tree \0 xui \0 last. Components are C strings, so none contains a NUL and the
- * encoding is unambiguous (SPEC XCAP-URI-12). */
+ * encoding is unambiguous (RFC 4825 §6). */
 static enum store_rc store_key_build(const struct store_lmdb *s, struct store_key *k,
                                      const char *auid, const char *tree, const char *xui,
                                      const char *last)
@@ -613,7 +614,7 @@ static enum store_rc lmdb_doc_get(struct store_txn *base_t, const struct doc_key
 
 /* ETags: "<counter>-<first 8 hex of the instance id>". The counter lives in meta and only grows,
  * within the caller's transaction, so no value repeats in this environment even across delete and
- * re-create of a document (SPEC XCAP-ETAG-2); the instance part keeps two environments (e.g. a
+ * re-create of a document (RFC 4825 §8.5); the instance part keeps two environments (e.g. a
  * restored backup and a fresh one) from handing out the same tags. */
 static enum store_rc store_etag_next(struct store_lmdb_txn *t, char etag[STORE_ETAG_MAX])
 {

@@ -1,4 +1,4 @@
-/* xdmctl: administration of the XDM servers' data while they run (DESIGN §6 tools/).
+/* xdmctl: administration of the XDM servers' data while they run (docs/operations.md).
  * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
  * would return over Zn, TS 33.220), and backs up, restores, exports, imports and checks the
  * stores of a whole data directory (xdmctl_data.c). */

@@ -1,4 +1,4 @@
-/* xdms: one XCAP server process for one role (DESIGN §1). */
+/* xdms: one XCAP server process for one role (docs/architecture.md). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -25,7 +25,7 @@
 #include "usage.h"
 #include "xdoc.h"
 
-/* DESIGN §1 default addresses per role. */
+/* The default addresses per role (README.md, "Default addresses"). */
 static const char *const xdms_default_http[] = {[ROLE_SHARED_LIST] = "127.0.0.1:8181",
                                                 [ROLE_PRESENCE] = "127.0.0.1:8182",
                                                 [ROLE_RLS] = "127.0.0.1:8183"};
