@@ -871,8 +871,7 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
     if (CRYPTO_memcmp(expect, given, hexlen) != 0)
         VERDICT(DIGEST_CHALLENGE, "wrong digest");
 
-    /* RFC 7616 §3.3, §5.5: right credentials on an old nonce -> stale, the client retries silently.
-     */
+    /* RFC 7616 §3.3, §5.5: right credentials on an old nonce -> stale; the client retries. */
     if (nonce_expired(d, ts, rq->now))
         VERDICT(DIGEST_STALE, "nonce expired");
     uint32_t nc = (uint32_t)strtoul(p.nc, NULL, 16);

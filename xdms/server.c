@@ -531,7 +531,8 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
     return engine_execute(s->engine, &req, rep, &c->err);
 }
 
-/* Phase: respond — the one place that maps a status to HTTP (STYLE "Errors"). */
+/* Phase: respond — the one place that maps a status to HTTP (the error model of
+ * docs/architecture.md). */
 static void server_respond(const struct xdms_server *s, struct xcap_err *err, enum xcap_status st,
                            struct engine_reply *rep, struct http_response *resp)
 {

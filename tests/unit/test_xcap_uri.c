@@ -48,8 +48,7 @@ static const struct uri_case uri_cases[] = {
      NULL, "xcap-caps/global/index"},
     {NULL, ROOT "/pres-rules/users/tel:+4912345/index", NULL, OK, "pres-rules", U, "tel:+4912345",
      "index", false, NULL, NULL, "pres-rules/users/tel:+4912345/index"},
-    /* an unknown AUID parses; it is refused later, by the app-usage registry (RFC 4825 §6.2, §15.1)
-     */
+    /* an unknown AUID parses; the app-usage registry refuses it later (RFC 4825 §6.2, §15.1) */
     {NULL, ROOT "/no-such-auid/global/x", NULL, OK, "no-such-auid", G, NULL, "x", false, NULL, NULL,
      "no-such-auid/global/x"},
     /* XUIs: %2F stays inside the XUI, both hex cases, other escapes decoded (RFC 4825 §4, §6.2) */
