@@ -8,7 +8,7 @@
 #include <libxml/tree.h>
 #include <openssl/evp.h>
 
-#include "cond.h"
+#include "etag.h"
 #include "log.h"
 #include "nodesel.h"
 #include "route.h"
@@ -375,9 +375,9 @@ void aggdir_handle(struct forward *fw, const struct route_table *t, const struct
         http_response_text(resp, 403, "not your directory");
     } else if (aggdir_compose(t, parts, n, rq->client_root, &doc, etag) < 0) {
         http_response_text(resp, 500, "cannot compose the directory");
-    } else if (rq->if_match && !cond_if_match(rq->if_match, etag)) {
+    } else if (rq->if_match && !etag_list_matches(rq->if_match, etag, ETAG_STRONG)) {
         http_response_text(resp, 412, "If-Match does not match the directory");
-    } else if (rq->if_none_match && cond_if_none_match(rq->if_none_match, etag)) {
+    } else if (rq->if_none_match && etag_list_matches(rq->if_none_match, etag, ETAG_WEAK)) {
         resp->status = 304;
         buf_reset(&resp->body);
         http_response_header(resp, "ETag", etag);

@@ -16,8 +16,8 @@
 #include "metrics.h"
 #include "caps.h"
 #include "compress.h"
-#include "cond.h"
 #include "digest.h"
+#include "etag.h"
 #include "forward.h"
 #include "identity.h"
 #include "log.h"
@@ -593,9 +593,9 @@ static void proxy_caps(struct proxy *p, struct proxy_call *c, const struct forwa
     http_response_header(resp, "ETag", etag);
     const char *inm = http_request_header(c->req, "If-None-Match");
     const char *im = http_request_header(c->req, "If-Match");
-    if (im && !cond_if_match(im, etag)) {
+    if (im && !etag_list_matches(im, etag, ETAG_STRONG)) {
         http_response_text(resp, 412, "If-Match does not match");
-    } else if (inm && cond_if_none_match(inm, etag)) {
+    } else if (inm && etag_list_matches(inm, etag, ETAG_WEAK)) {
         resp->status = 304;
     } else if (node) {
         struct xcap_uri u;

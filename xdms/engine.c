@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "engine_internal.h"
+#include "etag.h"
 #include "log.h"
 #include "usage.h"
 #include "xdiff.h"
@@ -77,58 +78,6 @@ bool engine_media_type_is(const char *header, const char *type)
     return n == strlen(type) && strncasecmp(header, type, n) == 0;
 }
 
-/* Walks a comma-separated entity-tag list ("a", W/"b", *) and reports whether one of them
- * matches etag. weak=true strips W/ from the list's tags (weak comparison); with weak=false a
- * W/ tag never matches (strong comparison). */
-static bool engine_etag_list_has(const char *h, const char *etag, bool weak, bool *star)
-{
-    *star = false;
-    const char *p = h;
-    size_t elen = etag ? strlen(etag) : 0;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        if (*p == '*') {
-            *star = true;
-            p++;
-            continue;
-        }
-        bool is_weak = false;
-        if (p[0] == 'W' && p[1] == '/') {
-            is_weak = true;
-            p += 2;
-        }
-        if (*p != '"') { /* malformed tag: skip to the next comma */
-            p += strcspn(p, ",");
-            continue;
-        }
-        const char *q = strchr(p + 1, '"');
-        if (!q)
-            break;
-        size_t tlen = (size_t)(q - p - 1);
-        if (etag && (weak || !is_weak) && tlen == elen && memcmp(p + 1, etag, elen) == 0)
-            return true;
-        p = q + 1;
-    }
-    return false;
-}
-
-bool engine_if_match(const char *header, const char *etag)
-{
-    bool star;
-    bool hit = engine_etag_list_has(header, etag, false, &star);
-    return etag ? (hit || star) : false;
-}
-
-bool engine_if_none_match(const char *header, const char *etag)
-{
-    bool star;
-    bool hit = engine_etag_list_has(header, etag, true, &star);
-    return etag ? !(hit || star) : true;
-}
-
 enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)
 {
     /* RFC 4918 §11.5: the server cannot store what the request needs. Not 503: retrying will not
@@ -182,9 +131,9 @@ void engine_key(const struct xcap_uri *u, struct doc_key *k)
 enum xcap_status engine_preconditions(const struct engine_request *req, const char *etag,
                                       struct xcap_err *err)
 {
-    if (req->if_match && !engine_if_match(req->if_match, etag))
+    if (req->if_match && !etag_list_matches(req->if_match, etag, ETAG_STRONG))
         return xcap_fail(err, XCAP_PRECONDITION_FAILED, "If-Match does not match");
-    if (req->if_none_match && !engine_if_none_match(req->if_none_match, etag)) {
+    if (req->if_none_match && etag_list_matches(req->if_none_match, etag, ETAG_WEAK)) {
         if (req->method == ENGINE_GET || req->method == ENGINE_HEAD)
             return XCAP_NOT_MODIFIED;
         return xcap_fail(err, XCAP_PRECONDITION_FAILED, "If-None-Match matches");

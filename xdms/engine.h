@@ -107,10 +107,4 @@ enum xcap_status engine_node_select(const struct engine_request *req, const char
  * case and surrounding white space. */
 bool engine_media_type_is(const char *header, const char *type);
 
-/* Evaluates an If-Match / If-None-Match header value against the current ETag (NULL when the
- * document does not exist). Strong comparison for If-Match, weak for If-None-Match (RFC 9110
- * §13.1.1, §13.1.2). Returns true when the header's condition holds. */
-bool engine_if_match(const char *header, const char *etag);
-bool engine_if_none_match(const char *header, const char *etag);
-
 #endif

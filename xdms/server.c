@@ -11,6 +11,7 @@
 #include "caps.h"
 #include "directory.h"
 #include "engine.h"
+#include "etag.h"
 #include "log.h"
 #include "notify.h"
 #include "usage.h"
@@ -457,7 +458,7 @@ static enum xcap_status server_caps(struct xdms_server *s, struct xdms_call *c,
     }
     snprintf(rep->etag, sizeof rep->etag, "%s", s->caps_etag);
     const char *inm = http_request_header(c->http, "If-None-Match");
-    if (inm && !engine_if_none_match(inm, s->caps_etag))
+    if (inm && etag_list_matches(inm, s->caps_etag, ETAG_WEAK))
         return XCAP_NOT_MODIFIED;
     if (c->uri.node_sel) {
         struct engine_request req = {
@@ -492,9 +493,9 @@ static enum xcap_status server_directory(struct xdms_server *s, struct xdms_call
     enum xcap_status st = XCAP_OK;
     const char *inm = http_request_header(c->http, "If-None-Match");
     const char *im = http_request_header(c->http, "If-Match");
-    if (im && !engine_if_match(im, rep->etag))
+    if (im && !etag_list_matches(im, rep->etag, ETAG_STRONG))
         st = xcap_fail(&c->err, XCAP_PRECONDITION_FAILED, "If-Match does not match");
-    else if (inm && !engine_if_none_match(inm, rep->etag))
+    else if (inm && etag_list_matches(inm, rep->etag, ETAG_WEAK))
         st = XCAP_NOT_MODIFIED;
     else if (c->uri.node_sel) {
         struct engine_request req = {

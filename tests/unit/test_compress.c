@@ -1,6 +1,6 @@
-/* Unit suite for the proxy's content coding and conditional helpers: aggproxy/compress.c (gzip
- * both ways with bounds, Accept-Encoding and Content-Encoding) and aggproxy/cond.c (If-Match /
- * If-None-Match on entity-tag lists). gzip streams are checked against zlib's own decoder and
+/* Unit suite for the proxy's content coding: aggproxy/compress.c (gzip both ways with bounds,
+ * Accept-Encoding and Content-Encoding); the entity-tag lists are common/etag.c's (test_etag.c).
+ * gzip streams are checked against zlib's own decoder and
  * against a fixed member written by hand from RFC 1952. */
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,6 @@
 
 #include "buf.h"
 #include "compress.h"
-#include "cond.h"
 #include "log.h"
 #include "unit.h"
 
@@ -165,32 +164,10 @@ static void test_accept_encoding(void)
     CU_ASSERT_EQUAL(compress_request_coding("gzip, br"), COMPRESS_OTHER);
 }
 
-static void test_conditions(void)
-{
-    const char *e = "\"dir-1\"";
-    CU_ASSERT_TRUE(cond_if_match("\"dir-1\"", e));
-    CU_ASSERT_TRUE(cond_if_match("\"x\", \"dir-1\"", e));
-    CU_ASSERT_TRUE(cond_if_match("*", e));
-    CU_ASSERT_FALSE(cond_if_match("W/\"dir-1\"", e)); /* strong comparison */
-    CU_ASSERT_FALSE(cond_if_match("\"dir-2\"", e));
-    CU_ASSERT_FALSE(cond_if_match("dir-1", e));
-    CU_ASSERT_FALSE(cond_if_match("", e));
-    CU_ASSERT_TRUE(cond_if_none_match("W/\"dir-1\"", e)); /* weak comparison */
-    CU_ASSERT_TRUE(cond_if_none_match(" \"a\" , \"dir-1\" ", e));
-    CU_ASSERT_TRUE(cond_if_none_match("*", e));
-    CU_ASSERT_FALSE(cond_if_none_match("\"dir-10\"", e));
-    CU_ASSERT_FALSE(cond_if_none_match(",,", e));
-}
-
 static CU_TestInfo compress_tests[] = {
     {"gzip round trip and bounds", test_gzip_round_trip},
     {"gzip inputs: members, corruption, bombs", test_gunzip_inputs},
     {"Accept-Encoding and Content-Encoding", test_accept_encoding},
-    CU_TEST_INFO_NULL,
-};
-
-static CU_TestInfo cond_tests[] = {
-    {"If-Match and If-None-Match", test_conditions},
     CU_TEST_INFO_NULL,
 };
 
@@ -199,7 +176,6 @@ int main(void)
     log_init("test_compress", LOG_ERROR);
     CU_SuiteInfo suites[] = {
         {"compress", NULL, NULL, NULL, NULL, compress_tests},
-        {"cond", NULL, NULL, NULL, NULL, cond_tests},
         CU_SUITE_INFO_NULL,
     };
     return unit_run(suites);
