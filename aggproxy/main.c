@@ -244,7 +244,7 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
         httpd_set_max_body(httpd, max_body);
     if (httpsd)
         httpd_set_max_body(httpsd, max_body);
-    enum log_level level = LOG_INFO;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
     log_always("configuration reloaded: log_level %s%s%s", config_str(cfg, "log_level"),
@@ -275,7 +275,7 @@ int main(int argc, char **argv)
         config_args_free(args);
         return 2;
     }
-    enum log_level level = LOG_INFO;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_init("aggproxy", level);
     enum access_format access_fmt = ACCESS_TEXT;

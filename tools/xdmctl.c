@@ -507,7 +507,7 @@ int main(int argc, char **argv)
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_db(config_path, role, args[1]);
     }
     if (config_path || role) {
@@ -521,7 +521,7 @@ int main(int argc, char **argv)
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return backup ? xdmctl_data_backup(data, args[1])
                       : xdmctl_data_restore(data, args[1], force);
     }
@@ -531,7 +531,7 @@ int main(int argc, char **argv)
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_data_export(data, args[1], user);
     }
     if (nargs >= 1 && strcmp(args[0], "import") == 0) {
@@ -544,7 +544,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "xdmctl: --from knows only kamailio\n");
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         const char *xr = xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/";
         return from ? xdmctl_data_import_kamailio(data, args[1], xr)
                     : xdmctl_data_import(data, args[1], xr);
@@ -559,7 +559,7 @@ int main(int argc, char **argv)
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_data_check(data, xcap_root ? xcap_root : "http://127.0.0.1:8080/xcap-root/");
     }
     if (xcap_root) {
@@ -581,7 +581,7 @@ int main(int argc, char **argv)
             return 2;
         }
         ga.n_impus = n_impus;
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_gba(data, cmd, del ? args[2] : NULL, &ga);
     }
     if (nargs < 2 || strcmp(args[0], "user") != 0) {
@@ -614,7 +614,7 @@ int main(int argc, char **argv)
     if (add && !password[0])
         return xdmctl_fail("the password must not be empty");
 
-    log_init("xdmctl", LOG_WARN);
+    log_init("xdmctl", LOG_LEVEL_WARN);
     struct store *s = xdmctl_open(data);
     if (!s)
         return 1;

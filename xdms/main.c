@@ -343,7 +343,7 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
     httpd_set_max_body(httpd, (size_t)config_u64(cfg, "max_body"));
     if (tls)
         httpd_tls_set(httpd, tls);
-    enum log_level level = LOG_INFO;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
     server_take_peers(server, peers);
@@ -403,7 +403,7 @@ int main(int argc, char **argv)
         config_args_free(args);
         return 2;
     }
-    enum log_level level = LOG_INFO;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     char prog[32];
     snprintf(prog, sizeof prog, "xdms(%s)", role_name);

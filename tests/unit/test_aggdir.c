@@ -570,7 +570,7 @@ static CU_TestInfo net_tests[] = {
 
 int main(void)
 {
-    log_init("test_aggdir", LOG_ERROR);
+    log_init("test_aggdir", LOG_LEVEL_ERROR);
     xdoc_global_init();
     CU_SuiteInfo suites[] = {
         {"compose", NULL, NULL, NULL, NULL, compose_tests},

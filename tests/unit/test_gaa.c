@@ -745,7 +745,7 @@ static CU_TestInfo identity_tests[] = {
 
 int main(void)
 {
-    log_init("test_gaa", LOG_ERROR);
+    log_init("test_gaa", LOG_LEVEL_ERROR);
     CU_SuiteInfo suites[] = {
         {"gba", NULL, NULL, NULL, NULL, kdf_tests},
         {"gba store", store_init, store_clean, NULL, NULL, store_tests},

@@ -1551,7 +1551,7 @@ static void test_start_port_in_use(void)
 
 static int suite_init(void)
 {
-    log_init("test_notify", LOG_ERROR);
+    log_init("test_notify", LOG_LEVEL_ERROR);
     xdoc_global_init();
     return 0;
 }

@@ -564,7 +564,7 @@ static CU_TestInfo tls_tests[] = {
 
 int main(void)
 {
-    log_init("test_tls", LOG_ERROR);
+    log_init("test_tls", LOG_LEVEL_ERROR);
     xdoc_global_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CU_SuiteInfo suites[] = {
