@@ -63,7 +63,7 @@ enum store_rc store_lmdb_rc_from_mdb(int rc, const char *what)
 }
 
 /* mkdir -p with mode 0700 for every directory it creates. */
-static enum store_rc store_mkdirs(const char *dir)
+static enum store_rc store_lmdb_mkdirs(const char *dir)
 {
     size_t len = strlen(dir);
     if (len == 0 || len >= STORE_DIR_MAX)
@@ -132,7 +132,7 @@ enum store_rc store_lmdb_meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *na
 
 /* Reads the instance id, creating it on the first open of the environment. Runs inside the open
  * write transaction, so two processes opening a new directory at once agree on one id. */
-static enum store_rc store_instance_init(struct store_lmdb *s, MDB_txn *txn)
+static enum store_rc store_lmdb_instance_init(struct store_lmdb *s, MDB_txn *txn)
 {
     MDB_val k = {strlen(STORE_META_INSTANCE), (void *)STORE_META_INSTANCE};
     MDB_val v;
@@ -159,7 +159,7 @@ static enum store_rc store_instance_init(struct store_lmdb *s, MDB_txn *txn)
     return store_lmdb_rc_from_mdb(mdb_put(txn, s->meta, &k, &v, 0), "write instance id");
 }
 
-static enum store_rc store_open_tables(struct store_lmdb *s, const struct store_options *opts)
+static enum store_rc store_lmdb_open_tables(struct store_lmdb *s, const struct store_options *opts)
 {
     size_t n = 0;
     enum store_rc src = store_tables_check(opts, &n);
@@ -181,7 +181,7 @@ static enum store_rc store_open_tables(struct store_lmdb *s, const struct store_
 
 static const struct store_ops store_lmdb_ops;
 
-static void lmdb_close(struct store *base_s)
+static void store_lmdb_close(struct store *base_s)
 {
     struct store_lmdb *s = (struct store_lmdb *)base_s;
     if (s == NULL)
@@ -214,21 +214,21 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     s->high_water = b.high_water;
 
     s->read_only = opts != NULL && opts->read_only;
-    src = store_open_tables(s, opts);
+    src = store_lmdb_open_tables(s, opts);
     struct stat st;
     if (src == STORE_OK && s->read_only)
         src = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? STORE_OK : STORE_NOTFOUND;
     else if (src == STORE_OK)
-        src = store_mkdirs(dir);
+        src = store_lmdb_mkdirs(dir);
     if (src != STORE_OK) {
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return src;
     }
 
     int rc = mdb_env_create(&s->env);
     if (rc != MDB_SUCCESS) {
         s->env = NULL;
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return store_lmdb_rc_from_mdb(rc, "create environment");
     }
     rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
@@ -243,12 +243,12 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     if (rc == MDB_SUCCESS)
         rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
     if (rc == ENOENT && s->read_only) {
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return STORE_NOTFOUND;
     }
     if (rc != MDB_SUCCESS) {
         log_error("store: open %s: %s", dir, mdb_strerror(rc));
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERROR;
     }
     int maxkey = mdb_env_get_maxkeysize(s->env);
@@ -263,7 +263,7 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
     if (rc != MDB_SUCCESS) {
         src = store_lmdb_rc_from_mdb(rc, "begin open transaction");
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return src;
     }
     unsigned create = s->read_only ? 0 : MDB_CREATE;
@@ -279,17 +279,17 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     if (rc == MDB_NOTFOUND && s->read_only)
         src = STORE_NOTFOUND;
     else
-        src = rc == MDB_SUCCESS ? store_instance_init(s, txn)
+        src = rc == MDB_SUCCESS ? store_lmdb_instance_init(s, txn)
                                 : store_lmdb_rc_from_mdb(rc, "open tables");
     if (src != STORE_OK) {
         mdb_txn_abort(txn);
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return src;
     }
     rc = mdb_txn_commit(txn);
     if (rc != MDB_SUCCESS) {
         src = store_lmdb_rc_from_mdb(rc, "commit open transaction");
-        lmdb_close(&s->base);
+        store_lmdb_close(&s->base);
         return src;
     }
     if (!s->read_only) {
@@ -300,13 +300,13 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     return STORE_OK;
 }
 
-static const char *lmdb_instance_id(const struct store *base_s)
+static const char *store_lmdb_instance_id(const struct store *base_s)
 {
     const struct store_lmdb *s = (const struct store_lmdb *)base_s;
     return s->instance;
 }
 
-static enum store_rc lmdb_txn_begin(struct store *base_s, bool write, struct store_txn **out)
+static enum store_rc store_lmdb_txn_begin(struct store *base_s, bool write, struct store_txn **out)
 {
     struct store_lmdb *s = (struct store_lmdb *)base_s;
     *out = NULL;
@@ -332,7 +332,7 @@ static enum store_rc lmdb_txn_begin(struct store *base_s, bool write, struct sto
     return STORE_OK;
 }
 
-static enum store_rc lmdb_txn_commit(struct store_txn *base_t)
+static enum store_rc store_lmdb_txn_commit(struct store_txn *base_t)
 {
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
     int rc = mdb_txn_commit(t->txn);
@@ -340,7 +340,7 @@ static enum store_rc lmdb_txn_commit(struct store_txn *base_t)
     return store_lmdb_rc_from_mdb(rc, "commit");
 }
 
-static void lmdb_txn_abort(struct store_txn *base_t)
+static void store_lmdb_txn_abort(struct store_txn *base_t)
 {
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
     if (t == NULL)
@@ -349,7 +349,7 @@ static void lmdb_txn_abort(struct store_txn *base_t)
     free(t);
 }
 
-static bool store_key_append(struct store_key *k, size_t max, const char *part, bool nul)
+static bool store_lmdb_key_append(struct store_key *k, size_t max, const char *part, bool nul)
 {
     size_t len = strlen(part);
     if (len > max || k->len > max - len - (nul ? 1 : 0))
@@ -370,10 +370,10 @@ enum store_rc store_lmdb_key_build(const struct store_lmdb *s, struct store_key 
     if (auid == NULL || tree == NULL || xui == NULL || last == NULL)
         return STORE_INVALID;
     k->len = 0;
-    if (!store_key_append(k, s->key_max, auid, true) ||
-        !store_key_append(k, s->key_max, tree, true) ||
-        !store_key_append(k, s->key_max, xui, true) ||
-        !store_key_append(k, s->key_max, last, false))
+    if (!store_lmdb_key_append(k, s->key_max, auid, true) ||
+        !store_lmdb_key_append(k, s->key_max, tree, true) ||
+        !store_lmdb_key_append(k, s->key_max, xui, true) ||
+        !store_lmdb_key_append(k, s->key_max, last, false))
         return STORE_INVALID;
     return STORE_OK;
 }
@@ -407,23 +407,23 @@ bool store_lmdb_key_split(char *buf, size_t len, struct doc_key *out)
     return true;
 }
 
-static int lmdb_wake_fd(struct store *s)
+static int store_lmdb_wake_fd(struct store *s)
 {
     (void)s;
     return -1; /* no cross-process signal on LMDB: callers poll the change log */
 }
 
-static void lmdb_wake_drain(struct store *s)
+static void store_lmdb_wake_drain(struct store *s)
 {
     (void)s;
 }
 
 static const struct store_ops store_lmdb_ops = {
-    .close = lmdb_close,
-    .instance_id = lmdb_instance_id,
-    .txn_begin = lmdb_txn_begin,
-    .txn_commit = lmdb_txn_commit,
-    .txn_abort = lmdb_txn_abort,
+    .close = store_lmdb_close,
+    .instance_id = store_lmdb_instance_id,
+    .txn_begin = store_lmdb_txn_begin,
+    .txn_commit = store_lmdb_txn_commit,
+    .txn_abort = store_lmdb_txn_abort,
     .doc_get = store_lmdb_doc_get,
     .doc_put = store_lmdb_doc_put,
     .doc_del = store_lmdb_doc_del,
@@ -440,6 +440,6 @@ static const struct store_ops store_lmdb_ops = {
     .kv_put = store_lmdb_kv_put,
     .kv_del = store_lmdb_kv_del,
     .kv_scan = store_lmdb_kv_scan,
-    .wake_fd = lmdb_wake_fd,
-    .wake_drain = lmdb_wake_drain,
+    .wake_fd = store_lmdb_wake_fd,
+    .wake_drain = store_lmdb_wake_drain,
 };

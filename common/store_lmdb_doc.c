@@ -24,7 +24,7 @@ struct store_doc_rec {
     size_t len;
 };
 
-static enum store_rc store_doc_decode(const MDB_val *v, struct store_doc_rec *r)
+static enum store_rc store_lmdb_doc_decode(const MDB_val *v, struct store_doc_rec *r)
 {
     const unsigned char *p = v->mv_data;
     if (v->mv_size < STORE_DOC_HDR || p[0] != STORE_DOC_VERSION)
@@ -46,18 +46,19 @@ bad:
 
 /* ---- per-user byte counts (the quota table) ---- */
 
-static enum store_rc store_quota_get(MDB_txn *txn, MDB_dbi quota, const char *xui, uint64_t *out)
+static enum store_rc store_lmdb_quota_get(MDB_txn *txn, MDB_dbi quota, const char *xui,
+                                          uint64_t *out)
 {
     enum store_rc rc = store_lmdb_find_u64(txn, quota, xui, "quota", out);
     return rc == STORE_NOTFOUND ? STORE_OK : rc;
 }
 
 /* The count of xui goes down by sub, then up by add; a user with nothing left has no record. */
-static enum store_rc store_quota_add(MDB_txn *txn, MDB_dbi quota, const char *xui, uint64_t sub,
-                                     uint64_t add)
+static enum store_rc store_lmdb_quota_add(MDB_txn *txn, MDB_dbi quota, const char *xui,
+                                          uint64_t sub, uint64_t add)
 {
     uint64_t cur;
-    enum store_rc src = store_quota_get(txn, quota, xui, &cur);
+    enum store_rc src = store_lmdb_quota_get(txn, quota, xui, &cur);
     if (src != STORE_OK)
         return src;
     cur = (cur > sub ? cur - sub : 0) + add;
@@ -93,7 +94,7 @@ enum store_rc store_lmdb_quota_ensure(struct store_lmdb_txn *t)
         char key[STORE_KEY_MAX + 1];
         struct doc_key dk;
         struct store_doc_rec r;
-        if (k.mv_size > STORE_KEY_MAX || store_doc_decode(&v, &r) != STORE_OK) {
+        if (k.mv_size > STORE_KEY_MAX || store_lmdb_doc_decode(&v, &r) != STORE_OK) {
             src = STORE_ERROR;
             break;
         }
@@ -105,7 +106,7 @@ enum store_rc store_lmdb_quota_ensure(struct store_lmdb_txn *t)
         }
         if (strcmp(dk.tree, "users") == 0 && dk.xui[0] != '\0' && r.len > 0) {
             /* Writing to another table keeps this cursor valid. */
-            src = store_quota_add(t->txn, t->s->quota, dk.xui, 0, r.len);
+            src = store_lmdb_quota_add(t->txn, t->s->quota, dk.xui, 0, r.len);
             docs++;
         }
     }
@@ -120,7 +121,7 @@ enum store_rc store_lmdb_quota_ensure(struct store_lmdb_txn *t)
 }
 
 /* Length of the stored document under mk, 0 when there is none. */
-static enum store_rc store_doc_len(struct store_lmdb_txn *t, MDB_val *mk, uint64_t *len)
+static enum store_rc store_lmdb_doc_len(struct store_lmdb_txn *t, MDB_val *mk, uint64_t *len)
 {
     *len = 0;
     MDB_val mv;
@@ -130,7 +131,7 @@ static enum store_rc store_doc_len(struct store_lmdb_txn *t, MDB_val *mk, uint64
     if (rc != MDB_SUCCESS)
         return store_lmdb_rc_from_mdb(rc, "get document");
     struct store_doc_rec r;
-    enum store_rc src = store_doc_decode(&mv, &r);
+    enum store_rc src = store_lmdb_doc_decode(&mv, &r);
     if (src == STORE_OK)
         *len = r.len;
     return src;
@@ -151,7 +152,7 @@ enum store_rc store_lmdb_doc_get(struct store_txn *base_t, const struct doc_key 
     if (rc != MDB_SUCCESS)
         return store_lmdb_rc_from_mdb(rc, "get document");
     struct store_doc_rec r;
-    src = store_doc_decode(&mv, &r);
+    src = store_lmdb_doc_decode(&mv, &r);
     if (src != STORE_OK)
         return src;
     out->data = malloc(r.len + 1);
@@ -170,7 +171,7 @@ enum store_rc store_lmdb_doc_get(struct store_txn *base_t, const struct doc_key 
  * within the caller's transaction, so no value repeats in this environment even across delete and
  * re-create of a document (RFC 4825 §8.5); the instance part keeps two environments (e.g. a
  * restored backup and a fresh one) from handing out the same tags. */
-static enum store_rc store_etag_next(struct store_lmdb_txn *t, char etag[STORE_ETAG_MAX])
+static enum store_rc store_lmdb_etag_next(struct store_lmdb_txn *t, char etag[STORE_ETAG_MAX])
 {
     uint64_t counter;
     enum store_rc src = store_lmdb_meta_get_u64(t->txn, t->s->meta, STORE_META_ETAG, &counter);
@@ -198,10 +199,10 @@ enum store_rc store_lmdb_doc_put(struct store_txn *base_t, const struct doc_key 
     bool counted = store_key_counted(k);
     uint64_t old_len = 0;
     if (counted && ((src = store_lmdb_quota_ensure(t)) != STORE_OK ||
-                    (src = store_doc_len(t, &mk, &old_len)) != STORE_OK))
+                    (src = store_lmdb_doc_len(t, &mk, &old_len)) != STORE_OK))
         return src;
     char etag[STORE_ETAG_MAX];
-    src = store_etag_next(t, etag);
+    src = store_lmdb_etag_next(t, etag);
     if (src != STORE_OK)
         return src;
     size_t etag_len = strlen(etag);
@@ -219,7 +220,8 @@ enum store_rc store_lmdb_doc_put(struct store_txn *base_t, const struct doc_key 
     memcpy(p + STORE_DOC_HDR, etag, etag_len);
     if (len > 0)
         memcpy(p + STORE_DOC_HDR + etag_len, data, len);
-    if (counted && (src = store_quota_add(t->txn, t->s->quota, k->xui, old_len, len)) != STORE_OK)
+    if (counted &&
+        (src = store_lmdb_quota_add(t->txn, t->s->quota, k->xui, old_len, len)) != STORE_OK)
         return src;
     if (etag_out != NULL)
         memcpy(etag_out, etag, etag_len + 1);
@@ -239,19 +241,19 @@ enum store_rc store_lmdb_doc_del(struct store_txn *base_t, const struct doc_key 
     bool counted = store_key_counted(k);
     uint64_t old_len = 0;
     if (counted && ((src = store_lmdb_quota_ensure(t)) != STORE_OK ||
-                    (src = store_doc_len(t, &mk, &old_len)) != STORE_OK))
+                    (src = store_lmdb_doc_len(t, &mk, &old_len)) != STORE_OK))
         return src;
     src = store_lmdb_rc_from_mdb(mdb_del(t->txn, t->s->docs, &mk, NULL), "delete document");
     if (src == STORE_OK && counted)
-        src = store_quota_add(t->txn, t->s->quota, k->xui, old_len, 0);
+        src = store_lmdb_quota_add(t->txn, t->s->quota, k->xui, old_len, 0);
     return src;
 }
 
 /* Visits every docs key that starts with prefix, in key order. visit returns 0 to go on. */
 typedef int (*store_visit_fn)(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err);
 
-static enum store_rc store_prefix_walk(MDB_cursor *c, const char *prefix, size_t plen,
-                                       store_visit_fn visit, void *cls, bool *stopped)
+static enum store_rc store_lmdb_prefix_walk(MDB_cursor *c, const char *prefix, size_t plen,
+                                            store_visit_fn visit, void *cls, bool *stopped)
 {
     MDB_val k = {plen, (void *)prefix};
     MDB_val v;
@@ -274,9 +276,10 @@ static enum store_rc store_prefix_walk(MDB_cursor *c, const char *prefix, size_t
  * first key after the AUID ("auid\1", since the AUID ends with \0 in every key). The cost is one
  * B-tree seek per distinct AUID plus the matching documents, O(A log n + m) — there are only a
  * handful of AUIDs per XDMS. */
-static enum store_rc store_walk_all_auids(MDB_cursor *c, const struct store_lmdb *s,
-                                          const char *tree, const char *xui,
-                                          const char *path_prefix, store_visit_fn visit, void *cls)
+static enum store_rc store_lmdb_walk_all_auids(MDB_cursor *c, const struct store_lmdb *s,
+                                               const char *tree, const char *xui,
+                                               const char *path_prefix, store_visit_fn visit,
+                                               void *cls)
 {
     struct store_key seek = {.len = 0};
     MDB_val k = {0, seek.bytes};
@@ -302,7 +305,7 @@ static enum store_rc store_walk_all_auids(MDB_cursor *c, const struct store_lmdb
             src = STORE_OK;
         } else {
             bool stopped = false;
-            src = store_prefix_walk(c, prefix.bytes, prefix.len, visit, cls, &stopped);
+            src = store_lmdb_prefix_walk(c, prefix.bytes, prefix.len, visit, cls, &stopped);
             if (src != STORE_OK || stopped)
                 return src;
         }
@@ -315,9 +318,9 @@ static enum store_rc store_walk_all_auids(MDB_cursor *c, const struct store_lmdb
     return rc == MDB_NOTFOUND ? STORE_OK : store_lmdb_rc_from_mdb(rc, "scan documents");
 }
 
-static enum store_rc store_doc_walk(struct store_lmdb_txn *t, const char *auid, const char *tree,
-                                    const char *xui, const char *path_prefix, store_visit_fn visit,
-                                    void *cls)
+static enum store_rc store_lmdb_doc_walk(struct store_lmdb_txn *t, const char *auid,
+                                         const char *tree, const char *xui, const char *path_prefix,
+                                         store_visit_fn visit, void *cls)
 {
     if (tree == NULL || xui == NULL || path_prefix == NULL)
         return STORE_INVALID;
@@ -331,9 +334,9 @@ static enum store_rc store_doc_walk(struct store_lmdb_txn *t, const char *auid, 
         src = store_lmdb_key_build(t->s, &prefix, auid, tree, xui, path_prefix);
         bool stopped = false;
         if (src == STORE_OK)
-            src = store_prefix_walk(c, prefix.bytes, prefix.len, visit, cls, &stopped);
+            src = store_lmdb_prefix_walk(c, prefix.bytes, prefix.len, visit, cls, &stopped);
     } else {
-        src = store_walk_all_auids(c, t->s, tree, xui, path_prefix, visit, cls);
+        src = store_lmdb_walk_all_auids(c, t->s, tree, xui, path_prefix, visit, cls);
     }
     mdb_cursor_close(c);
     return src;
@@ -344,13 +347,13 @@ struct store_list_ctx {
     void *cls;
 };
 
-static int store_list_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
+static int store_lmdb_list_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
 {
     struct store_list_ctx *ctx = cls;
     char key[STORE_KEY_MAX + 1];
     struct store_doc_view view;
     struct store_doc_rec r;
-    if (k->mv_size > STORE_KEY_MAX || store_doc_decode(v, &r) != STORE_OK) {
+    if (k->mv_size > STORE_KEY_MAX || store_lmdb_doc_decode(v, &r) != STORE_OK) {
         *err = STORE_ERROR;
         return 1;
     }
@@ -375,7 +378,7 @@ enum store_rc store_lmdb_doc_list(struct store_txn *base_t, const char *auid, co
 {
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
     struct store_list_ctx ctx = {fn, cls};
-    return store_doc_walk(t, auid, tree, xui, path_prefix, store_list_visit, &ctx);
+    return store_lmdb_doc_walk(t, auid, tree, xui, path_prefix, store_lmdb_list_visit, &ctx);
 }
 
 enum store_rc store_lmdb_doc_each(struct store_txn *base_t,
@@ -391,7 +394,7 @@ enum store_rc store_lmdb_doc_each(struct store_txn *base_t,
     enum store_rc src = STORE_OK;
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == MDB_SUCCESS;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
-        if (store_list_visit(&ctx, &k, &v, &src) != 0)
+        if (store_lmdb_list_visit(&ctx, &k, &v, &src) != 0)
             break;
     mdb_cursor_close(c);
     if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
@@ -399,7 +402,7 @@ enum store_rc store_lmdb_doc_each(struct store_txn *base_t,
     return src;
 }
 
-static int store_count_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
+static int store_lmdb_count_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
 {
     (*(uint64_t *)cls)++;
     return 0;
@@ -414,16 +417,16 @@ enum store_rc store_lmdb_doc_count_user(struct store_txn *base_t, const char *xu
     if (xui == NULL)
         return STORE_INVALID;
     uint64_t n = 0;
-    enum store_rc src = store_doc_walk(t, NULL, "users", xui, "", store_count_visit, &n);
+    enum store_rc src = store_lmdb_doc_walk(t, NULL, "users", xui, "", store_lmdb_count_visit, &n);
     if (src == STORE_OK)
         *out = n;
     return src;
 }
 
-static int store_bytes_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
+static int store_lmdb_bytes_visit(void *cls, const MDB_val *k, const MDB_val *v, enum store_rc *err)
 {
     struct store_doc_rec r;
-    if (store_doc_decode(v, &r) != STORE_OK) {
+    if (store_lmdb_doc_decode(v, &r) != STORE_OK) {
         *err = STORE_ERROR;
         return 1;
     }
@@ -442,9 +445,9 @@ enum store_rc store_lmdb_user_bytes(struct store_txn *base_t, const char *xui, u
     if (src != STORE_OK)
         return src;
     if (ready != 0)
-        return xui[0] != '\0' ? store_quota_get(t->txn, t->s->quota, xui, out) : STORE_OK;
+        return xui[0] != '\0' ? store_lmdb_quota_get(t->txn, t->s->quota, xui, out) : STORE_OK;
     uint64_t n = 0;
-    src = store_doc_walk(t, NULL, "users", xui, "", store_bytes_visit, &n);
+    src = store_lmdb_doc_walk(t, NULL, "users", xui, "", store_lmdb_bytes_visit, &n);
     if (src == STORE_OK)
         *out = n;
     return src;

@@ -17,7 +17,8 @@
 
 #include "log.h"
 
-static enum store_rc store_table_find(struct store_lmdb_txn *t, const char *table, MDB_dbi *dbi)
+static enum store_rc store_lmdb_table_find(struct store_lmdb_txn *t, const char *table,
+                                           MDB_dbi *dbi)
 {
     if (table == NULL)
         return STORE_INVALID;
@@ -31,12 +32,12 @@ static enum store_rc store_table_find(struct store_lmdb_txn *t, const char *tabl
 }
 
 /* LMDB keys are 1..maxkeysize bytes. */
-static enum store_rc store_kv_check(struct store_lmdb_txn *t, const char *table, const void *key,
-                                    size_t klen, MDB_dbi *dbi)
+static enum store_rc store_lmdb_kv_check(struct store_lmdb_txn *t, const char *table,
+                                         const void *key, size_t klen, MDB_dbi *dbi)
 {
     if (key == NULL || klen == 0 || klen > t->s->key_max)
         return STORE_INVALID;
-    return store_table_find(t, table, dbi);
+    return store_lmdb_table_find(t, table, dbi);
 }
 
 enum store_rc store_lmdb_kv_get(struct store_txn *base_t, const char *table, const void *key,
@@ -46,7 +47,7 @@ enum store_rc store_lmdb_kv_get(struct store_txn *base_t, const char *table, con
     *val = NULL;
     *vlen = 0;
     MDB_dbi dbi;
-    enum store_rc src = store_kv_check(t, table, key, klen, &dbi);
+    enum store_rc src = store_lmdb_kv_check(t, table, key, klen, &dbi);
     if (src != STORE_OK)
         return src;
     MDB_val mk = {klen, (void *)key};
@@ -72,7 +73,7 @@ enum store_rc store_lmdb_kv_put(struct store_txn *base_t, const char *table, con
     MDB_dbi dbi;
     if (!t->write || (val == NULL && vlen != 0))
         return STORE_INVALID;
-    enum store_rc src = store_kv_check(t, table, key, klen, &dbi);
+    enum store_rc src = store_lmdb_kv_check(t, table, key, klen, &dbi);
     if (src != STORE_OK)
         return src;
     MDB_val mk = {klen, (void *)key};
@@ -87,7 +88,7 @@ enum store_rc store_lmdb_kv_del(struct store_txn *base_t, const char *table, con
     MDB_dbi dbi;
     if (!t->write)
         return STORE_INVALID;
-    enum store_rc src = store_kv_check(t, table, key, klen, &dbi);
+    enum store_rc src = store_lmdb_kv_check(t, table, key, klen, &dbi);
     if (src != STORE_OK)
         return src;
     MDB_val mk = {klen, (void *)key};
@@ -103,7 +104,7 @@ store_lmdb_kv_scan(struct store_txn *base_t, const char *table, const void *pref
     MDB_dbi dbi;
     if (plen > t->s->key_max || (prefix == NULL && plen != 0))
         return STORE_INVALID;
-    enum store_rc src = store_table_find(t, table, &dbi);
+    enum store_rc src = store_lmdb_table_find(t, table, &dbi);
     if (src != STORE_OK)
         return src;
     MDB_cursor *cur;

@@ -19,7 +19,7 @@
 
 /* The total size of the change records: kept in meta, summed from the records of a store made
  * before it was. */
-static enum store_rc store_change_bytes(struct store_lmdb_txn *t, uint64_t *out)
+static enum store_rc store_lmdb_change_bytes(struct store_lmdb_txn *t, uint64_t *out)
 {
     enum store_rc src = store_lmdb_meta_find_u64(t->txn, t->s->meta, STORE_META_CHANGE_BYTES, out);
     if (src != STORE_NOTFOUND)
@@ -42,8 +42,8 @@ static enum store_rc store_change_bytes(struct store_lmdb_txn *t, uint64_t *out)
 /* Drops the oldest records, but never the newest keep ones, while the log together with `adding`
  * more records of `incoming` bytes would exceed a bound: the count, the bytes, or the age of the
  * oldest record (a version 1 record counts as old). *bytes is the log's size, kept up to date. */
-static enum store_rc store_change_prune(struct store_lmdb_txn *t, uint64_t adding,
-                                        uint64_t incoming, uint64_t keep, uint64_t *bytes)
+static enum store_rc store_lmdb_change_prune(struct store_lmdb_txn *t, uint64_t adding,
+                                             uint64_t incoming, uint64_t keep, uint64_t *bytes)
 {
     const struct store_lmdb *s = t->s;
     MDB_stat st;
@@ -89,9 +89,9 @@ enum store_rc store_lmdb_change_append(struct store_txn *base_t, struct store_ch
     /* Prune first: the record always finds the log within its bounds, so the log cannot grow
      * beyond them whatever the writes are. */
     uint64_t bytes;
-    enum store_rc src = store_change_bytes(t, &bytes);
+    enum store_rc src = store_lmdb_change_bytes(t, &bytes);
     if (src == STORE_OK)
-        src = store_change_prune(t, 1, total, 0, &bytes);
+        src = store_lmdb_change_prune(t, 1, total, 0, &bytes);
     if (src != STORE_OK)
         return src;
     uint64_t seq;
@@ -124,7 +124,7 @@ enum store_rc store_lmdb_change_append(struct store_txn *base_t, struct store_ch
 
 /* Pages on LMDB's free list. LMDB lets only a read transaction look at it; under MDB_NOTLS a
  * thread may hold one beside its write transaction, and both see the same committed state. */
-static enum store_rc store_free_pages(struct store_lmdb *s, uint64_t *out)
+static enum store_rc store_lmdb_free_pages(struct store_lmdb *s, uint64_t *out)
 {
     *out = 0;
     MDB_txn *txn;
@@ -150,7 +150,7 @@ static enum store_rc store_free_pages(struct store_lmdb *s, uint64_t *out)
                                                    : store_lmdb_rc_from_mdb(rc, "read free list");
 }
 
-static enum store_rc store_space(struct store_lmdb *s, struct store_usage *out)
+static enum store_rc store_lmdb_space(struct store_lmdb *s, struct store_usage *out)
 {
     memset(out, 0, sizeof *out);
     MDB_envinfo info;
@@ -161,7 +161,7 @@ static enum store_rc store_space(struct store_lmdb *s, struct store_usage *out)
     if (rc != MDB_SUCCESS)
         return store_lmdb_rc_from_mdb(rc, "read environment info");
     uint64_t free_pages;
-    enum store_rc src = store_free_pages(s, &free_pages);
+    enum store_rc src = store_lmdb_free_pages(s, &free_pages);
     if (src != STORE_OK)
         return src;
     uint64_t pages = (uint64_t)info.me_last_pgno + 1;
@@ -176,7 +176,7 @@ enum store_rc store_lmdb_space_check(struct store_txn *base_t, uint64_t incoming
 {
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
     struct store_usage u;
-    enum store_rc src = store_space(t->s, &u);
+    enum store_rc src = store_lmdb_space(t->s, &u);
     if (src != STORE_OK)
         return src;
     if (u.used_bytes > u.limit_bytes || incoming > u.limit_bytes - u.used_bytes)
@@ -187,13 +187,13 @@ enum store_rc store_lmdb_space_check(struct store_txn *base_t, uint64_t incoming
 enum store_rc store_lmdb_usage_get(struct store_txn *base_t, struct store_usage *out)
 {
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
-    enum store_rc src = store_space(t->s, out);
+    enum store_rc src = store_lmdb_space(t->s, out);
     MDB_stat st;
     if (src == STORE_OK)
         src = store_lmdb_rc_from_mdb(mdb_stat(t->txn, t->s->changes, &st), "count changes");
     if (src == STORE_OK) {
         out->change_records = st.ms_entries;
-        src = store_change_bytes(t, &out->change_bytes);
+        src = store_lmdb_change_bytes(t, &out->change_bytes);
     }
     /* Entry counts LMDB keeps in each database's root: O(1), no scan. */
     if (src == STORE_OK)
@@ -215,7 +215,7 @@ enum store_rc store_lmdb_usage_get(struct store_txn *base_t, struct store_usage 
 void store_lmdb_headroom(struct store_lmdb *s)
 {
     struct store_usage u;
-    if (store_space(s, &u) != STORE_OK)
+    if (store_lmdb_space(s, &u) != STORE_OK)
         return;
     uint64_t reserve = u.map_bytes - u.limit_bytes;
     if (u.used_bytes < u.map_bytes && u.map_bytes - u.used_bytes >= reserve / 2)
@@ -250,9 +250,9 @@ void store_lmdb_maintain(struct store_lmdb *s)
     uint64_t bytes = 0;
     enum store_rc src = store_lmdb_quota_ensure(&t);
     if (src == STORE_OK)
-        src = store_change_bytes(&t, &bytes);
+        src = store_lmdb_change_bytes(&t, &bytes);
     if (src == STORE_OK)
-        src = store_change_prune(&t, 0, 0, 1, &bytes);
+        src = store_lmdb_change_prune(&t, 0, 0, 1, &bytes);
     if (src == STORE_OK)
         src = store_lmdb_meta_put_u64(t.txn, s->meta, STORE_META_CHANGE_BYTES, bytes);
     if (src == STORE_OK)
@@ -264,8 +264,8 @@ void store_lmdb_maintain(struct store_lmdb *s)
                  store_strerror(src));
 }
 
-static enum store_rc store_change_decode_mdb(const MDB_val *k, const MDB_val *v,
-                                             struct store_change *c)
+static enum store_rc store_lmdb_change_decode_mdb(const MDB_val *k, const MDB_val *v,
+                                                  struct store_change *c)
 {
     if (k->mv_size != 8) {
         log_error("store: corrupt change key");
@@ -295,7 +295,7 @@ enum store_rc store_lmdb_change_read(struct store_txn *base_t, uint64_t after,
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == MDB_SUCCESS) {
         struct store_change c;
-        src = store_change_decode_mdb(&k, &v, &c);
+        src = store_lmdb_change_decode_mdb(&k, &v, &c);
         if (src != STORE_OK || fn(cls, &c) != 0)
             break;
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);

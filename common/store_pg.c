@@ -39,7 +39,7 @@
 
 static const struct store_ops store_pg_ops;
 
-static void pg_param(struct pg_params *p, Oid type, const void *v, size_t len)
+static void store_pg_param(struct pg_params *p, Oid type, const void *v, size_t len)
 {
     p->types[p->n] = type;
     p->vals[p->n] = v != NULL ? v : "";
@@ -50,23 +50,23 @@ static void pg_param(struct pg_params *p, Oid type, const void *v, size_t len)
 
 void store_pg_bytes(struct pg_params *p, const void *v, size_t len)
 {
-    pg_param(p, STORE_PG_BYTEAOID, v, len);
+    store_pg_param(p, STORE_PG_BYTEAOID, v, len);
 }
 
 void store_pg_str(struct pg_params *p, const char *v)
 {
-    pg_param(p, STORE_PG_BYTEAOID, v, strlen(v));
+    store_pg_param(p, STORE_PG_BYTEAOID, v, strlen(v));
 }
 
 void store_pg_text(struct pg_params *p, const char *v)
 {
-    pg_param(p, STORE_PG_TEXTOID, v, strlen(v));
+    store_pg_param(p, STORE_PG_TEXTOID, v, strlen(v));
 }
 
 void store_pg_int(struct pg_params *p, int64_t v)
 {
     store_put_u64(p->ints[p->n], (uint64_t)v);
-    pg_param(p, STORE_PG_INT8OID, p->ints[p->n], 8);
+    store_pg_param(p, STORE_PG_INT8OID, p->ints[p->n], 8);
 }
 
 int64_t store_pg_get_int(const PGresult *r, int row, int col)
@@ -76,7 +76,7 @@ int64_t store_pg_get_int(const PGresult *r, int row, int col)
     return (int64_t)store_get_u64((const unsigned char *)PQgetvalue(r, row, col));
 }
 
-static struct timespec pg_deadline(unsigned seconds)
+static struct timespec store_pg_deadline(unsigned seconds)
 {
     struct timespec d;
     clock_gettime(CLOCK_MONOTONIC, &d);
@@ -85,7 +85,7 @@ static struct timespec pg_deadline(unsigned seconds)
 }
 
 /* Milliseconds left until d, at least 0. */
-static int pg_left_ms(const struct timespec *d)
+static int store_pg_left_ms(const struct timespec *d)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -95,10 +95,10 @@ static int pg_left_ms(const struct timespec *d)
 
 /* Waits until the socket of c is ready for events or the deadline passes: 1 ready, 0 timeout,
  * -1 error. */
-static int pg_wait(PGconn *c, short events, const struct timespec *d)
+static int store_pg_wait(PGconn *c, short events, const struct timespec *d)
 {
     for (;;) {
-        int ms = pg_left_ms(d);
+        int ms = store_pg_left_ms(d);
         if (ms == 0)
             return 0;
         struct pollfd p = {.fd = PQsocket(c), .events = events};
@@ -115,7 +115,7 @@ static int pg_wait(PGconn *c, short events, const struct timespec *d)
 }
 
 /* The message of a libpq failure on one line. */
-static void pg_log(const char *what, const char *msg)
+static void store_pg_log_failure(const char *what, const char *msg)
 {
     size_t len = strlen(msg);
     while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
@@ -123,11 +123,12 @@ static void pg_log(const char *what, const char *msg)
     log_error("store: postgresql: %s: %.*s", what, (int)len, msg);
 }
 
-static enum store_rc pg_exec_conn(PGconn *c, unsigned timeout, const char *what, const char *sql,
-                                  const struct pg_params *p, PGresult **out, bool *reset);
+static enum store_rc store_pg_exec_conn(PGconn *c, unsigned timeout, const char *what,
+                                        const char *sql, const struct pg_params *p, PGresult **out,
+                                        bool *reset);
 
 /* Notices ("already exists, skipping" of the idempotent migration) are not errors. */
-static void pg_notice(void *cls, const char *msg)
+static void store_pg_notice(void *cls, const char *msg)
 {
     (void)cls;
     (void)msg;
@@ -135,25 +136,26 @@ static void pg_notice(void *cls, const char *msg)
 
 /* Connects within the deadline and prepares the session: statement_timeout = the store's bound
  * (PostgreSQL's own cancel comes before ours), and a non-blocking socket. */
-static enum store_rc pg_connect(const struct store_pg *s, const struct timespec *d, PGconn **out)
+static enum store_rc store_pg_connect(const struct store_pg *s, const struct timespec *d,
+                                      PGconn **out)
 {
     *out = NULL;
     PGconn *c = PQconnectStart(s->conninfo);
     if (c == NULL)
         return STORE_ERROR;
     if (PQstatus(c) == CONNECTION_BAD) {
-        pg_log("connect", PQerrorMessage(c));
+        store_pg_log_failure("connect", PQerrorMessage(c));
         PQfinish(c);
         return STORE_UNAVAILABLE;
     }
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     while (st != PGRES_POLLING_OK) {
         if (st == PGRES_POLLING_FAILED) {
-            pg_log("connect", PQerrorMessage(c));
+            store_pg_log_failure("connect", PQerrorMessage(c));
             PQfinish(c);
             return STORE_UNAVAILABLE;
         }
-        int w = pg_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, d);
+        int w = store_pg_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, d);
         if (w <= 0) {
             log_error("store: postgresql: connect: no answer within %u s", s->timeout);
             PQfinish(c);
@@ -161,9 +163,9 @@ static enum store_rc pg_connect(const struct store_pg *s, const struct timespec 
         }
         st = PQconnectPoll(c);
     }
-    PQsetNoticeProcessor(c, pg_notice, NULL);
+    PQsetNoticeProcessor(c, store_pg_notice, NULL);
     if (PQsetnonblocking(c, 1) != 0) {
-        pg_log("connect", PQerrorMessage(c));
+        store_pg_log_failure("connect", PQerrorMessage(c));
         PQfinish(c);
         return STORE_ERROR;
     }
@@ -172,8 +174,9 @@ static enum store_rc pg_connect(const struct store_pg *s, const struct timespec 
     char set[64];
     snprintf(set, sizeof set, "SET statement_timeout = %u", s->timeout * 1000);
     bool reset;
-    unsigned left = (unsigned)((pg_left_ms(d) + 999) / 1000);
-    enum store_rc src = pg_exec_conn(c, left > 0 ? left : 1, "connect", set, NULL, NULL, &reset);
+    unsigned left = (unsigned)((store_pg_left_ms(d) + 999) / 1000);
+    enum store_rc src =
+        store_pg_exec_conn(c, left > 0 ? left : 1, "connect", set, NULL, NULL, &reset);
     if (src != STORE_OK) {
         PQfinish(c);
         return src;
@@ -186,7 +189,7 @@ static enum store_rc pg_connect(const struct store_pg *s, const struct timespec 
  * server is going away (08, 57P0x), a bound was reached (57014 statement_timeout, 55P03
  * lock_timeout), the server is a standby (25006, after a failover until we reconnect), or a
  * conflict (40001, 40P01). */
-static bool pg_state_unavailable(const char *state, bool *reset)
+static bool store_pg_state_unavailable(const char *state, bool *reset)
 {
     *reset = false;
     if (state == NULL)
@@ -203,25 +206,26 @@ static bool pg_state_unavailable(const char *state, bool *reset)
 /* Runs sql (one statement, or several without parameters) on c within timeout seconds. On
  * success *out (when not NULL) is the last result, to PQclear. *reset is set when the connection
  * must be dropped. */
-static enum store_rc pg_exec_conn(PGconn *c, unsigned timeout, const char *what, const char *sql,
-                                  const struct pg_params *p, PGresult **out, bool *reset)
+static enum store_rc store_pg_exec_conn(PGconn *c, unsigned timeout, const char *what,
+                                        const char *sql, const struct pg_params *p, PGresult **out,
+                                        bool *reset)
 {
     if (out != NULL)
         *out = NULL;
     *reset = false;
-    struct timespec d = pg_deadline(timeout);
+    struct timespec d = store_pg_deadline(timeout);
     /* Several statements (no parameters) go by the simple protocol, one by the extended one
      * with binary results. */
     int sent = p == NULL ? PQsendQuery(c, sql)
                          : PQsendQueryParams(c, sql, p->n, p->types, p->vals, p->lens, p->fmts, 1);
     if (sent == 0) {
-        pg_log(what, PQerrorMessage(c));
+        store_pg_log_failure(what, PQerrorMessage(c));
         *reset = true;
         return STORE_UNAVAILABLE;
     }
     int f;
     while ((f = PQflush(c)) == 1) {
-        if (pg_wait(c, POLLOUT | POLLIN, &d) <= 0 || PQconsumeInput(c) == 0) {
+        if (store_pg_wait(c, POLLOUT | POLLIN, &d) <= 0 || PQconsumeInput(c) == 0) {
             f = -1;
             break;
         }
@@ -232,7 +236,7 @@ static enum store_rc pg_exec_conn(PGconn *c, unsigned timeout, const char *what,
     PGresult *last = NULL;
     for (;;) {
         while (PQisBusy(c)) {
-            int w = pg_wait(c, POLLIN, &d);
+            int w = store_pg_wait(c, POLLIN, &d);
             if (w <= 0 || PQconsumeInput(c) == 0) {
                 PQclear(last);
                 if (w == 0) {
@@ -255,9 +259,9 @@ static enum store_rc pg_exec_conn(PGconn *c, unsigned timeout, const char *what,
         if (src == STORE_OK) {
             bool rs;
             const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            src = pg_state_unavailable(state, &rs) ? STORE_UNAVAILABLE : STORE_ERROR;
+            src = store_pg_state_unavailable(state, &rs) ? STORE_UNAVAILABLE : STORE_ERROR;
             *reset = *reset || rs;
-            pg_log(what, PQresultErrorMessage(r));
+            store_pg_log_failure(what, PQresultErrorMessage(r));
         }
         PQclear(r);
     }
@@ -272,7 +276,7 @@ static enum store_rc pg_exec_conn(PGconn *c, unsigned timeout, const char *what,
         *out = last;
     return src;
 lost:
-    pg_log(what, PQerrorMessage(c));
+    store_pg_log_failure(what, PQerrorMessage(c));
     *reset = true;
     return STORE_UNAVAILABLE;
 }
@@ -286,7 +290,7 @@ enum store_rc store_pg_exec(struct store_pg_txn *t, const char *what, const char
     if (t->failed)
         return t->broken ? STORE_UNAVAILABLE : STORE_ERROR;
     bool reset;
-    enum store_rc src = pg_exec_conn(t->slot->conn, t->s->timeout, what, sql, p, out, &reset);
+    enum store_rc src = store_pg_exec_conn(t->slot->conn, t->s->timeout, what, sql, p, out, &reset);
     if (src != STORE_OK) {
         t->failed = true;
         t->broken = t->broken || reset;
@@ -298,10 +302,10 @@ enum store_rc store_pg_exec(struct store_pg_txn *t, const char *what, const char
 
 /* Takes a free connection, waiting for one at most the store's timeout, and connects it when it
  * has none (or lost it). */
-static enum store_rc pg_acquire(struct store_pg *s, struct pg_slot **out)
+static enum store_rc store_pg_acquire(struct store_pg *s, struct pg_slot **out)
 {
     *out = NULL;
-    struct timespec d = pg_deadline(s->timeout);
+    struct timespec d = store_pg_deadline(s->timeout);
     struct pg_slot *slot = NULL;
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -329,7 +333,7 @@ static enum store_rc pg_acquire(struct store_pg *s, struct pg_slot **out)
         PQfinish(slot->conn);
         slot->conn = NULL;
     }
-    enum store_rc src = slot->conn == NULL ? pg_connect(s, &d, &slot->conn) : STORE_OK;
+    enum store_rc src = slot->conn == NULL ? store_pg_connect(s, &d, &slot->conn) : STORE_OK;
     if (src == STORE_OK && PQtransactionStatus(slot->conn) != PQTRANS_IDLE)
         src = STORE_ERROR; /* cannot happen: every transaction ends before its release */
     if (src != STORE_OK) {
@@ -343,7 +347,7 @@ static enum store_rc pg_acquire(struct store_pg *s, struct pg_slot **out)
     return STORE_OK;
 }
 
-static void pg_release(struct store_pg *s, struct pg_slot *slot, bool reset)
+static void store_pg_release(struct store_pg *s, struct pg_slot *slot, bool reset)
 {
     if (reset && slot->conn != NULL) {
         PQfinish(slot->conn);
@@ -376,7 +380,8 @@ static const char *const pg_migrations[STORE_PG_SCHEMA_VERSION] = {
 
 /* Takes a connection and begins a transaction on it: t is filled in either case; on failure the
  * connection is back in the pool. */
-static enum store_rc pg_txn_open(struct store_pg *s, enum pg_mode mode, struct store_pg_txn *t)
+static enum store_rc store_pg_txn_open(struct store_pg *s, enum pg_mode mode,
+                                       struct store_pg_txn *t)
 {
     static const char *const begin[] = {
         [PG_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -408,7 +413,7 @@ static enum store_rc pg_txn_open(struct store_pg *s, enum pg_mode mode, struct s
         }
         t->writer = true;
     }
-    enum store_rc src = pg_acquire(s, &t->slot);
+    enum store_rc src = store_pg_acquire(s, &t->slot);
     if (src != STORE_OK) {
         if (t->writer)
             pthread_mutex_unlock(&s->write_mu);
@@ -418,7 +423,7 @@ static enum store_rc pg_txn_open(struct store_pg *s, enum pg_mode mode, struct s
                         begin[mode], NULL, NULL);
     if (src != STORE_OK) {
         /* Out of step (a statement of the pair may have run): the connection goes. */
-        pg_release(s, t->slot, true);
+        store_pg_release(s, t->slot, true);
         t->slot = NULL;
         if (t->writer)
             pthread_mutex_unlock(&s->write_mu);
@@ -428,7 +433,7 @@ static enum store_rc pg_txn_open(struct store_pg *s, enum pg_mode mode, struct s
 
 /* The end of a transaction: COMMIT or ROLLBACK, then the connection goes back to the pool (or is
  * dropped when it is out of step). */
-static enum store_rc pg_txn_end(struct store_pg_txn *t, bool commit)
+static enum store_rc store_pg_txn_end(struct store_pg_txn *t, bool commit)
 {
     enum store_rc src = STORE_OK;
     if (commit && t->failed) {
@@ -452,14 +457,14 @@ static enum store_rc pg_txn_end(struct store_pg_txn *t, bool commit)
         }
         t->failed = was_failed;
     }
-    pg_release(t->s, t->slot, t->broken);
+    store_pg_release(t->s, t->slot, t->broken);
     if (t->writer)
         pthread_mutex_unlock(&t->s->write_mu);
     return src;
 }
 
 /* The schema's version: -1 when there is none. */
-static enum store_rc pg_schema_version(struct store_pg_txn *t, int64_t *out)
+static enum store_rc store_pg_schema_version(struct store_pg_txn *t, int64_t *out)
 {
     PGresult *r;
     enum store_rc src =
@@ -474,14 +479,14 @@ static enum store_rc pg_schema_version(struct store_pg_txn *t, int64_t *out)
 
 /* Applies the missing migration steps in one transaction under the schema lock: a second
  * instance starting at the same time waits, then finds them applied. */
-static enum store_rc pg_migrate(struct store_pg *s)
+static enum store_rc store_pg_migrate(struct store_pg *s)
 {
     struct store_pg_txn t;
-    enum store_rc src = pg_txn_open(s, PG_SCHEMA, &t);
+    enum store_rc src = store_pg_txn_open(s, PG_SCHEMA, &t);
     if (src != STORE_OK)
         return src;
     int64_t version = 0;
-    src = pg_schema_version(&t, &version);
+    src = store_pg_schema_version(&t, &version);
     if (src == STORE_OK && version > STORE_PG_SCHEMA_VERSION) {
         log_error("store: postgresql: the database's schema is at version %" PRId64
                   ", newer than this program's (%d): run the newer version",
@@ -508,22 +513,22 @@ static enum store_rc pg_migrate(struct store_pg *s)
                             "ON CONFLICT DO NOTHING",
                             &p, NULL);
     }
-    enum store_rc e = pg_txn_end(&t, src == STORE_OK);
+    enum store_rc e = store_pg_txn_end(&t, src == STORE_OK);
     return src != STORE_OK ? src : e;
 }
 
 /* At open: the schema (created or migrated unless read_only), the instance id, and the change
  * log pruned to its bounds keeping the newest record, as on LMDB. */
-static enum store_rc pg_schema(struct store_pg *s)
+static enum store_rc store_pg_schema(struct store_pg *s)
 {
-    enum store_rc src = s->read_only ? STORE_OK : pg_migrate(s);
+    enum store_rc src = s->read_only ? STORE_OK : store_pg_migrate(s);
     if (src != STORE_OK)
         return src;
     struct store_pg_txn t;
-    if ((src = pg_txn_open(s, s->read_only ? PG_READ : PG_WRITE, &t)) != STORE_OK)
+    if ((src = store_pg_txn_open(s, s->read_only ? PG_READ : PG_WRITE, &t)) != STORE_OK)
         return src;
     int64_t version = 0;
-    src = pg_schema_version(&t, &version);
+    src = store_pg_schema_version(&t, &version);
     if (src == STORE_OK && version != STORE_PG_SCHEMA_VERSION) {
         if (version > STORE_PG_SCHEMA_VERSION)
             log_error("store: postgresql: the database's schema is at version %" PRId64
@@ -548,11 +553,11 @@ static enum store_rc pg_schema(struct store_pg *s)
     PQclear(r);
     if (src == STORE_OK && !s->read_only)
         src = store_pg_prune(&t, 0, 0, 1);
-    enum store_rc e = pg_txn_end(&t, src == STORE_OK);
+    enum store_rc e = store_pg_txn_end(&t, src == STORE_OK);
     return src != STORE_OK ? src : e;
 }
 
-static void pg_close(struct store *base_s)
+static void store_pg_close(struct store *base_s)
 {
     struct store_pg *s = (struct store_pg *)base_s;
     for (size_t i = 0; s->pool != NULL && i < s->pool_size; i++)
@@ -593,7 +598,7 @@ enum store_rc store_pg_open(const struct store_options *opts, struct store **out
                             opts->pg_timeout > STORE_PG_MAX_TIMEOUT))
         src = STORE_INVALID;
     if (src != STORE_OK) {
-        pg_close(&s->base);
+        store_pg_close(&s->base);
         return src;
     }
     s->read_only = opts->read_only;
@@ -603,31 +608,31 @@ enum store_rc store_pg_open(const struct store_options *opts, struct store **out
     s->pool = calloc(s->pool_size, sizeof *s->pool);
     s->tables = n_tables > 0 ? calloc(n_tables, sizeof *s->tables) : NULL;
     if (s->conninfo == NULL || s->pool == NULL || (n_tables > 0 && s->tables == NULL)) {
-        pg_close(&s->base);
+        store_pg_close(&s->base);
         return STORE_ERROR;
     }
     for (size_t i = 0; i < n_tables; i++) {
         if ((s->tables[i] = strdup(opts->tables[i])) == NULL) {
-            pg_close(&s->base);
+            store_pg_close(&s->base);
             return STORE_ERROR;
         }
         s->n_tables = i + 1;
     }
-    src = pg_schema(s);
+    src = store_pg_schema(s);
     if (src != STORE_OK) {
-        pg_close(&s->base);
+        store_pg_close(&s->base);
         return src;
     }
     *out = &s->base;
     return STORE_OK;
 }
 
-static const char *pg_instance_id(const struct store *base_s)
+static const char *store_pg_instance_id(const struct store *base_s)
 {
     return ((const struct store_pg *)base_s)->instance;
 }
 
-static enum store_rc pg_txn_begin(struct store *base_s, bool write, struct store_txn **out)
+static enum store_rc store_pg_txn_begin(struct store *base_s, bool write, struct store_txn **out)
 {
     struct store_pg *s = (struct store_pg *)base_s;
     *out = NULL;
@@ -636,7 +641,7 @@ static enum store_rc pg_txn_begin(struct store *base_s, bool write, struct store
     struct store_pg_txn *t = malloc(sizeof *t);
     if (t == NULL)
         return STORE_ERROR;
-    enum store_rc src = pg_txn_open(s, write ? PG_WRITE : PG_READ, t);
+    enum store_rc src = store_pg_txn_open(s, write ? PG_WRITE : PG_READ, t);
     if (src != STORE_OK) {
         free(t);
         return src;
@@ -645,18 +650,18 @@ static enum store_rc pg_txn_begin(struct store *base_s, bool write, struct store
     return STORE_OK;
 }
 
-static enum store_rc pg_txn_commit(struct store_txn *base_t)
+static enum store_rc store_pg_txn_commit(struct store_txn *base_t)
 {
     struct store_pg_txn *t = (struct store_pg_txn *)base_t;
-    enum store_rc src = pg_txn_end(t, true);
+    enum store_rc src = store_pg_txn_end(t, true);
     free(t);
     return src;
 }
 
-static void pg_txn_abort(struct store_txn *base_t)
+static void store_pg_txn_abort(struct store_txn *base_t)
 {
     struct store_pg_txn *t = (struct store_pg_txn *)base_t;
-    pg_txn_end(t, false);
+    store_pg_txn_end(t, false);
     free(t);
 }
 
@@ -664,17 +669,17 @@ static void pg_txn_abort(struct store_txn *base_t)
 
 /* The listener: its own connection (not one of the pool's, which go back and forth), LISTENing
  * to the channel that store_change_append() NOTIFYs. */
-static int pg_wake_fd(struct store *base_s)
+static int store_pg_wake_fd(struct store *base_s)
 {
     struct store_pg *s = (struct store_pg *)base_s;
     if (s->listener == NULL) {
-        struct timespec d = pg_deadline(s->timeout);
+        struct timespec d = store_pg_deadline(s->timeout);
         PGconn *c;
-        if (pg_connect(s, &d, &c) != STORE_OK)
+        if (store_pg_connect(s, &d, &c) != STORE_OK)
             return -1;
         bool reset;
-        if (pg_exec_conn(c, s->timeout, "listen", "LISTEN " STORE_PG_CHANNEL, NULL, NULL, &reset) !=
-            STORE_OK) {
+        if (store_pg_exec_conn(c, s->timeout, "listen", "LISTEN " STORE_PG_CHANNEL, NULL, NULL,
+                               &reset) != STORE_OK) {
             PQfinish(c);
             return -1;
         }
@@ -683,18 +688,18 @@ static int pg_wake_fd(struct store *base_s)
     return PQsocket(s->listener);
 }
 
-static void pg_wake_drain(struct store *base_s)
+static void store_pg_wake_drain(struct store *base_s)
 {
     struct store_pg *s = (struct store_pg *)base_s;
     if (s->listener == NULL) {
-        pg_wake_fd(base_s);
+        store_pg_wake_fd(base_s);
         return;
     }
     if (PQconsumeInput(s->listener) == 0 || PQstatus(s->listener) != CONNECTION_OK) {
-        pg_log("listener", PQerrorMessage(s->listener));
+        store_pg_log_failure("listener", PQerrorMessage(s->listener));
         PQfinish(s->listener);
         s->listener = NULL;
-        pg_wake_fd(base_s);
+        store_pg_wake_fd(base_s);
         return;
     }
     PGnotify *n;
@@ -703,11 +708,11 @@ static void pg_wake_drain(struct store *base_s)
 }
 
 static const struct store_ops store_pg_ops = {
-    .close = pg_close,
-    .instance_id = pg_instance_id,
-    .txn_begin = pg_txn_begin,
-    .txn_commit = pg_txn_commit,
-    .txn_abort = pg_txn_abort,
+    .close = store_pg_close,
+    .instance_id = store_pg_instance_id,
+    .txn_begin = store_pg_txn_begin,
+    .txn_commit = store_pg_txn_commit,
+    .txn_abort = store_pg_txn_abort,
     .doc_get = store_pg_doc_get,
     .doc_put = store_pg_doc_put,
     .doc_del = store_pg_doc_del,
@@ -724,6 +729,6 @@ static const struct store_ops store_pg_ops = {
     .kv_put = store_pg_kv_put,
     .kv_del = store_pg_kv_del,
     .kv_scan = store_pg_kv_scan,
-    .wake_fd = pg_wake_fd,
-    .wake_drain = pg_wake_drain,
+    .wake_fd = store_pg_wake_fd,
+    .wake_drain = store_pg_wake_drain,
 };

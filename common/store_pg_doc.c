@@ -16,7 +16,7 @@
 
 #define PG_DOC_WHERE "auid = $1 AND tree = $2 AND xui = $3 AND path = $4"
 
-static void pg_key_params(struct pg_params *p, const struct doc_key *k)
+static void store_pg_key_params(struct pg_params *p, const struct doc_key *k)
 {
     store_pg_str(p, k->auid);
     store_pg_str(p, k->tree);
@@ -32,7 +32,7 @@ enum store_rc store_pg_doc_get(struct store_txn *base_t, const struct doc_key *k
     if (!store_doc_key_valid(k, STORE_KEY_MAX))
         return STORE_INVALID;
     struct pg_params p = {0};
-    pg_key_params(&p, k);
+    store_pg_key_params(&p, k);
     PGresult *r;
     enum store_rc src = store_pg_exec(
         t, "get document", "SELECT etag, mtime, bytes FROM xdm_docs WHERE " PG_DOC_WHERE, &p, &r);
@@ -59,10 +59,11 @@ enum store_rc store_pg_doc_get(struct store_txn *base_t, const struct doc_key *k
 }
 
 /* Length of the stored document of k, 0 when there is none. */
-static enum store_rc pg_doc_len(struct store_pg_txn *t, const struct doc_key *k, uint64_t *len)
+static enum store_rc store_pg_doc_len(struct store_pg_txn *t, const struct doc_key *k,
+                                      uint64_t *len)
 {
     struct pg_params p = {0};
-    pg_key_params(&p, k);
+    store_pg_key_params(&p, k);
     PGresult *r;
     enum store_rc src =
         store_pg_exec(t, "get document",
@@ -73,8 +74,8 @@ static enum store_rc pg_doc_len(struct store_pg_txn *t, const struct doc_key *k,
 }
 
 /* The bytes of xui go down by sub, then up by add; a user with nothing left has no row. */
-static enum store_rc pg_quota_add(struct store_pg_txn *t, const char *xui, uint64_t sub,
-                                  uint64_t add)
+static enum store_rc store_pg_quota_add(struct store_pg_txn *t, const char *xui, uint64_t sub,
+                                        uint64_t add)
 {
     struct pg_params p = {0};
     store_pg_str(&p, xui);
@@ -125,7 +126,7 @@ enum store_rc store_pg_doc_put(struct store_txn *base_t, const struct doc_key *k
         return STORE_INVALID;
     bool counted = store_key_counted(k);
     uint64_t old_len = 0;
-    enum store_rc src = counted ? pg_doc_len(t, k, &old_len) : STORE_OK;
+    enum store_rc src = counted ? store_pg_doc_len(t, k, &old_len) : STORE_OK;
     int64_t counter = 0;
     if (src == STORE_OK)
         src = store_pg_meta_next(t, "etag_counter", &counter);
@@ -134,7 +135,7 @@ enum store_rc store_pg_doc_put(struct store_txn *base_t, const struct doc_key *k
     char etag[STORE_ETAG_MAX];
     snprintf(etag, sizeof etag, "%" PRId64 "-%.8s", counter, t->s->instance);
     struct pg_params p = {0};
-    pg_key_params(&p, k);
+    store_pg_key_params(&p, k);
     store_pg_text(&p, etag);
     store_pg_int(&p, (int64_t)time(NULL));
     store_pg_bytes(&p, data, len);
@@ -145,7 +146,7 @@ enum store_rc store_pg_doc_put(struct store_txn *base_t, const struct doc_key *k
         "UPDATE SET etag = EXCLUDED.etag, mtime = EXCLUDED.mtime, bytes = EXCLUDED.bytes",
         &p, NULL);
     if (src == STORE_OK && counted)
-        src = pg_quota_add(t, k->xui, old_len, len);
+        src = store_pg_quota_add(t, k->xui, old_len, len);
     if (src == STORE_OK && etag_out != NULL)
         memcpy(etag_out, etag, strlen(etag) + 1);
     return src;
@@ -157,7 +158,7 @@ enum store_rc store_pg_doc_del(struct store_txn *base_t, const struct doc_key *k
     if (!t->write || !store_doc_key_valid(k, STORE_KEY_MAX))
         return STORE_INVALID;
     struct pg_params p = {0};
-    pg_key_params(&p, k);
+    store_pg_key_params(&p, k);
     PGresult *r;
     enum store_rc src = store_pg_exec(
         t, "delete document",
@@ -169,14 +170,14 @@ enum store_rc store_pg_doc_del(struct store_txn *base_t, const struct doc_key *k
     PQclear(r);
     if (!found)
         return STORE_NOTFOUND;
-    return store_key_counted(k) ? pg_quota_add(t, k->xui, old_len, 0) : STORE_OK;
+    return store_key_counted(k) ? store_pg_quota_add(t, k->xui, old_len, 0) : STORE_OK;
 }
 
 /* Calls fn for the rows of r (auid, tree, xui, path, etag, mtime, length); *stopped when fn
  * returned non-zero. */
-static enum store_rc pg_doc_rows(const PGresult *r,
-                                 int (*fn)(void *cls, const struct store_doc_view *d), void *cls,
-                                 bool *stopped)
+static enum store_rc store_pg_doc_rows(const PGresult *r,
+                                       int (*fn)(void *cls, const struct store_doc_view *d),
+                                       void *cls, bool *stopped)
 {
     *stopped = false;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -238,7 +239,7 @@ enum store_rc store_pg_doc_list(struct store_txn *base_t, const char *auid, cons
     if (src != STORE_OK)
         return src;
     bool stopped;
-    src = pg_doc_rows(r, fn, cls, &stopped);
+    src = store_pg_doc_rows(r, fn, cls, &stopped);
     PQclear(r);
     return src;
 }
@@ -257,7 +258,7 @@ enum store_rc store_pg_doc_each(struct store_txn *base_t,
     while (src == STORE_OK) {
         bool stopped;
         int n = PQntuples(r);
-        src = pg_doc_rows(r, fn, cls, &stopped);
+        src = store_pg_doc_rows(r, fn, cls, &stopped);
         if (src != STORE_OK || stopped || n < atoi(STORE_PG_BATCH))
             break;
         struct pg_params p = {0};

@@ -14,7 +14,7 @@
 
 #include "log.h"
 
-static enum store_rc pg_table_check(const struct store_pg_txn *t, const char *table)
+static enum store_rc store_pg_table_check(const struct store_pg_txn *t, const char *table)
 {
     if (table == NULL)
         return STORE_INVALID;
@@ -24,12 +24,12 @@ static enum store_rc pg_table_check(const struct store_pg_txn *t, const char *ta
     return STORE_INVALID;
 }
 
-static enum store_rc pg_kv_check(const struct store_pg_txn *t, const char *table, const void *key,
-                                 size_t klen)
+static enum store_rc store_pg_kv_check(const struct store_pg_txn *t, const char *table,
+                                       const void *key, size_t klen)
 {
     if (key == NULL || klen == 0 || klen > STORE_KEY_MAX)
         return STORE_INVALID;
-    return pg_table_check(t, table);
+    return store_pg_table_check(t, table);
 }
 
 enum store_rc store_pg_kv_get(struct store_txn *base_t, const char *table, const void *key,
@@ -38,7 +38,7 @@ enum store_rc store_pg_kv_get(struct store_txn *base_t, const char *table, const
     struct store_pg_txn *t = (struct store_pg_txn *)base_t;
     *val = NULL;
     *vlen = 0;
-    enum store_rc src = pg_kv_check(t, table, key, klen);
+    enum store_rc src = store_pg_kv_check(t, table, key, klen);
     if (src != STORE_OK)
         return src;
     struct pg_params p = {0};
@@ -72,7 +72,7 @@ enum store_rc store_pg_kv_put(struct store_txn *base_t, const char *table, const
     struct store_pg_txn *t = (struct store_pg_txn *)base_t;
     if (!t->write || (val == NULL && vlen != 0) || vlen > INT32_MAX / 2)
         return STORE_INVALID;
-    enum store_rc src = pg_kv_check(t, table, key, klen);
+    enum store_rc src = store_pg_kv_check(t, table, key, klen);
     if (src != STORE_OK)
         return src;
     struct pg_params p = {0};
@@ -91,7 +91,7 @@ enum store_rc store_pg_kv_del(struct store_txn *base_t, const char *table, const
     struct store_pg_txn *t = (struct store_pg_txn *)base_t;
     if (!t->write)
         return STORE_INVALID;
-    enum store_rc src = pg_kv_check(t, table, key, klen);
+    enum store_rc src = store_pg_kv_check(t, table, key, klen);
     if (src != STORE_OK)
         return src;
     struct pg_params p = {0};
@@ -114,7 +114,7 @@ store_pg_kv_scan(struct store_txn *base_t, const char *table, const void *prefix
     struct store_pg_txn *t = (struct store_pg_txn *)base_t;
     if (plen > STORE_KEY_MAX || (prefix == NULL && plen != 0))
         return STORE_INVALID;
-    enum store_rc src = pg_table_check(t, table);
+    enum store_rc src = store_pg_table_check(t, table);
     if (src != STORE_OK)
         return src;
     PGresult *r = NULL;

@@ -14,7 +14,7 @@
 
 #include "log.h"
 
-static enum store_rc pg_change_size(struct store_pg_txn *t, uint64_t *count, uint64_t *bytes)
+static enum store_rc store_pg_change_size(struct store_pg_txn *t, uint64_t *count, uint64_t *bytes)
 {
     PGresult *r;
     enum store_rc src =
@@ -28,7 +28,8 @@ static enum store_rc pg_change_size(struct store_pg_txn *t, uint64_t *count, uin
     return src;
 }
 
-static enum store_rc pg_change_size_put(struct store_pg_txn *t, uint64_t count, uint64_t bytes)
+static enum store_rc store_pg_change_size_put(struct store_pg_txn *t, uint64_t count,
+                                              uint64_t bytes)
 {
     struct pg_params p = {0};
     store_pg_int(&p, (int64_t)count);
@@ -46,7 +47,7 @@ enum store_rc store_pg_prune(struct store_pg_txn *t, uint64_t adding, uint64_t i
                              uint64_t keep)
 {
     uint64_t count, bytes;
-    enum store_rc src = pg_change_size(t, &count, &bytes);
+    enum store_rc src = store_pg_change_size(t, &count, &bytes);
     const struct store_bounds *b = &t->s->b;
     int64_t now = (int64_t)time(NULL);
     bool changed = false;
@@ -80,7 +81,7 @@ enum store_rc store_pg_prune(struct store_pg_txn *t, uint64_t adding, uint64_t i
         changed = true;
     }
     if (src == STORE_OK && changed)
-        src = pg_change_size_put(t, count, bytes);
+        src = store_pg_change_size_put(t, count, bytes);
     return src;
 }
 
