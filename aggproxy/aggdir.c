@@ -10,7 +10,7 @@
 
 #include "etag.h"
 #include "log.h"
-#include "nodesel.h"
+#include "nodeget.h"
 #include "route.h"
 #include "status.h"
 #include "upstream.h"
@@ -19,9 +19,6 @@
 
 #define AGGDIR_UPSTREAMS_MAX FORWARD_MANY_MAX
 #define AGGDIR_ROUTES_MAX 256
-#define AGGDIR_MIME_ELEMENT "application/xcap-el+xml"
-#define AGGDIR_MIME_ATTRIBUTE "application/xcap-att+xml"
-#define AGGDIR_MIME_NAMESPACE "application/xcap-ns+xml"
 
 /* ---- URIs ----------------------------------------------------------------------------------- */
 
@@ -59,7 +56,7 @@ struct aggdir_source {
 static bool aggdir_is(const xmlNode *n, const char *name)
 {
     return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-           strcmp((const char *)n->ns->href, AGGDIR_NS) == 0 &&
+           strcmp((const char *)n->ns->href, XDM_DIRECTORY_NS) == 0 &&
            strcmp((const char *)n->name, name) == 0;
 }
 
@@ -172,7 +169,7 @@ int aggdir_compose(const struct route_table *t, const struct aggdir_part *parts,
     size_t mark = out->len;
     if (rc == 0)
         rc = buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                           "<xcap-directory xmlns=\"" AGGDIR_NS "\">");
+                           "<xcap-directory xmlns=\"" XDM_DIRECTORY_NS "\">");
     for (size_t r = 0; r < nroutes && rc == 0; r++) {
         const struct aggdir_source *s = NULL;
         for (size_t i = 0; i < nsrc && !s; i++)
@@ -222,112 +219,42 @@ int aggdir_compose(const struct route_table *t, const struct aggdir_part *parts,
 /* ---- Node selection ------------------------------------------------------------------------- */
 
 enum xcap_status aggdir_select(const struct xcap_uri *u, const char *default_ns,
-                               const struct buf *doc, struct http_response *resp, const char **why)
+                               const struct buf *doc, struct http_response *resp,
+                               struct xcap_err *err)
 {
-    struct nodesel sel;
-    struct xcap_err err = {0};
-    enum xcap_status st = nodesel_parse(u->node_sel, u->query, default_ns, &sel, &err);
-    if (st != XCAP_OK) {
-        *why = "bad node selector";
-        xcap_err_release(&err);
-        return st;
-    }
-    xmlDocPtr xd = NULL;
-    st = xdoc_parse(doc->data, doc->len, &xd, &err);
-    xcap_err_release(&err);
-    if (st != XCAP_OK) {
-        nodesel_release(&sel);
-        *why = "cannot read the composed directory";
-        return XCAP_INTERNAL;
-    }
-    bool amb = false;
-    xmlNodePtr el = nodesel_eval(&sel, sel.n_steps, xd, &amb, NULL);
-    int rc = 0;
-    if (!el) {
-        st = XCAP_NOT_FOUND;
-        *why = amb ? "the selector matches more than one element" : "no such element";
-        goto done;
-    }
+    const char *mime = NULL;
     buf_reset(&resp->body);
-    switch (sel.terminal) {
-    case NODESEL_ELEMENT: {
-        xmlBufferPtr xb = xmlBufferCreate();
-        if (!xb || xmlNodeDump(xb, xd, el, 0, 0) < 0)
-            rc = -1;
-        else
-            rc = buf_append(&resp->body, xmlBufferContent(xb), (size_t)xmlBufferLength(xb));
-        xmlBufferFree(xb);
-        http_response_header(resp, "Content-Type", AGGDIR_MIME_ELEMENT);
-        break;
-    }
-    case NODESEL_ATTRIBUTE: {
-        xmlAttrPtr a = nodesel_find_attr(el, sel.attr_ns, sel.attr_local);
-        if (!a) {
-            st = XCAP_NOT_FOUND;
-            *why = "no such attribute";
-            goto done;
-        }
-        xmlChar *v = xmlNodeGetContent((xmlNodePtr)a);
-        rc = v ? buf_puts(&resp->body, (const char *)v) : -1;
-        xmlFree(v);
-        http_response_header(resp, "Content-Type", AGGDIR_MIME_ATTRIBUTE);
-        break;
-    }
-    case NODESEL_NAMESPACE: {
-        /* RFC 4825 §7.10: the element's name, no children, one declaration per binding. */
-        rc = buf_printf(&resp->body, "<%s", (const char *)el->name);
-        xmlNsPtr *nsl = xmlGetNsList(xd, el);
-        for (xmlNsPtr *p = nsl; p && *p; p++) {
-            const char *pfx = (const char *)(*p)->prefix;
-            if (pfx && strcmp(pfx, "xml") == 0)
-                continue;
-            rc |= buf_printf(&resp->body, " xmlns%s%s=\"", pfx ? ":" : "", pfx ? pfx : "");
-            rc |= buf_xml_escape(&resp->body, (const char *)(*p)->href,
-                                 strlen((const char *)(*p)->href));
-            rc |= buf_puts(&resp->body, "\"");
-        }
-        xmlFree(nsl);
-        rc |= buf_puts(&resp->body, "/>");
-        http_response_header(resp, "Content-Type", AGGDIR_MIME_NAMESPACE);
-        break;
-    }
-    }
-    if (rc) {
-        st = XCAP_INTERNAL;
-        *why = "out of memory";
-    }
-done:
-    xmlFreeDoc(xd);
-    nodesel_release(&sel);
+    enum xcap_status st = nodeget_select(u->node_sel, u->query, default_ns, doc->data, doc->len,
+                                         &resp->body, &mime, err);
+    if (st == XCAP_OK)
+        http_response_header(resp, "Content-Type", mime);
+    else
+        buf_reset(&resp->body);
     return st;
 }
 
 /* ---- The request ---------------------------------------------------------------------------- */
 
-void aggdir_handle(struct forward *fw, const struct route_table *t, const struct aggdir_request *rq,
-                   struct http_response *resp)
+enum xcap_status aggdir_handle(struct forward *fw, const struct route_table *t,
+                               const struct aggdir_request *rq, struct http_response *resp,
+                               struct xcap_err *err)
 {
     const char *root = route_table_root(t);
     struct xcap_uri u;
-    struct xcap_err err = {0};
-    enum xcap_status st = xcap_uri_parse(root, rq->path, rq->query, &u, &err);
-    if (st != XCAP_OK) {
-        http_response_text(resp, status_http(st), err.phrase ? err.phrase : status_phrase(st));
-        xcap_err_release(&err);
-        return;
-    }
-    xcap_err_release(&err);
-    if (u.tree != XCAP_TREE_USERS || u.is_dir || strcmp(u.path, AGGDIR_DOC) != 0) {
-        http_response_text(resp, 404, "the directory is users/<xui>/" AGGDIR_DOC);
+    enum xcap_status st = xcap_uri_parse(root, rq->path, rq->query, &u, err);
+    if (st != XCAP_OK)
+        return st;
+    if (u.tree != XCAP_TREE_USERS || u.is_dir || strcmp(u.path, XDM_DIRECTORY_DOC) != 0) {
         xcap_uri_release(&u);
-        return;
+        return xcap_fail(err, XCAP_NOT_FOUND, "the directory is users/<xui>/" XDM_DIRECTORY_DOC);
     }
     bool head = strcmp(rq->method, "HEAD") == 0;
     if (!head && strcmp(rq->method, "GET") != 0) {
-        http_response_text(resp, 405, "the directory is generated by the server (read-only)");
-        http_response_header(resp, "Allow", "GET, HEAD");
         xcap_uri_release(&u);
-        return;
+        xcap_fail(err, XCAP_METHOD_NOT_ALLOWED,
+                  "the directory is generated by the server (read-only)");
+        err->allow = strdup("GET, HEAD");
+        return XCAP_METHOD_NOT_ALLOWED;
     }
 
     /* Ask every distinct XDMS at once for its part (OMA XDM Core 1.1 Appendix B). */
@@ -372,34 +299,29 @@ void aggdir_handle(struct forward *fw, const struct route_table *t, const struct
     char etag[AGGDIR_ETAG_MAX];
     if (forbidden) {
         /* One XDMS says this is not the user's directory: so say all of them. */
-        http_response_text(resp, 403, "not your directory");
+        st = xcap_fail(err, XCAP_FORBIDDEN, "not your directory");
     } else if (aggdir_compose(t, parts, n, rq->client_root, &doc, etag) < 0) {
-        http_response_text(resp, 500, "cannot compose the directory");
+        st = xcap_fail(err, XCAP_INTERNAL, "cannot compose the directory");
     } else if (rq->if_match && !etag_list_matches(rq->if_match, etag, ETAG_STRONG)) {
-        http_response_text(resp, 412, "If-Match does not match the directory");
+        st = xcap_fail(err, XCAP_PRECONDITION_FAILED, "If-Match does not match the directory");
     } else if (rq->if_none_match && etag_list_matches(rq->if_none_match, etag, ETAG_WEAK)) {
-        resp->status = 304;
+        st = XCAP_NOT_MODIFIED;
         buf_reset(&resp->body);
         http_response_header(resp, "ETag", etag);
     } else if (u.node_sel) {
-        const char *why = NULL;
-        st = aggdir_select(&u, AGGDIR_NS, &doc, resp, &why);
-        if (st == XCAP_OK) {
-            resp->status = 200;
+        if ((st = aggdir_select(&u, XDM_DIRECTORY_NS, &doc, resp, err)) == XCAP_OK)
             http_response_header(resp, "ETag", etag);
-        } else {
-            http_response_text(resp, status_http(st), why ? why : status_phrase(st));
-        }
     } else {
-        resp->status = 200;
+        st = XCAP_OK;
         http_response_header(resp, "ETag", etag);
-        http_response_header(resp, "Content-Type", AGGDIR_MIME);
+        http_response_header(resp, "Content-Type", XDM_DIRECTORY_MIME);
         if (http_response_body(resp, doc.data, doc.len) < 0)
-            http_response_text(resp, 500, "out of memory");
+            st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
     }
     buf_release(&doc);
     for (size_t i = 0; i < n; i++)
         forward_response_release(&fres[i]);
     buf_release(&target);
     xcap_uri_release(&u);
+    return st;
 }

@@ -29,13 +29,11 @@
 #include "forward.h"
 #include "httpd.h"
 #include "status.h"
+#include "xcap_names.h"
 
 struct route_table;
 struct xcap_uri;
 
-#define AGGDIR_MIME "application/vnd.oma.xcap-directory+xml"
-#define AGGDIR_NS "urn:oma:xml:xdm:xcap-directory"
-#define AGGDIR_DOC "directory.xml"
 /* Room for the quoted ETag and its NUL. */
 #define AGGDIR_ETAG_MAX 48
 
@@ -74,14 +72,18 @@ struct aggdir_request {
 
 /* Node selection (RFC 4825 §7.4-7.10) on a document the proxy composes (this directory, or
  * xcap-caps): evaluates u's node selector on doc, unprefixed names in default_ns (the usage's
- * default namespace), and on success fills resp's body and Content-Type with the element, the
- * attribute value or the namespace bindings (status left to the caller). Returns XCAP_OK, or
- * XCAP_BAD_REQUEST / XCAP_NOT_FOUND / XCAP_INTERNAL with *why set. */
+ * default namespace), and on success fills resp's body and Content-Type with the selected node's
+ * exact bytes, as the XDMSs answer a node GET (nodeget.h); the status is left to the caller.
+ * Returns XCAP_OK, or XCAP_BAD_REQUEST / XCAP_NOT_FOUND / XCAP_INTERNAL with err filled. */
 enum xcap_status aggdir_select(const struct xcap_uri *u, const char *default_ns,
-                               const struct buf *doc, struct http_response *resp, const char **why);
+                               const struct buf *doc, struct http_response *resp,
+                               struct xcap_err *err);
 
-/* Answers rq completely into resp (status, headers, body): 200/304/400/403/404/405/412/500. */
-void aggdir_handle(struct forward *fw, const struct route_table *t, const struct aggdir_request *rq,
-                   struct http_response *resp);
+/* Answers rq: XCAP_OK (200) with resp's ETag, Content-Type and body filled, XCAP_NOT_MODIFIED
+ * (304) with its ETag; otherwise the failure in err (400 and 414 of the URI, 403, 404, 405 with
+ * err->allow, 412, 500). resp's status is the caller's to set. */
+enum xcap_status aggdir_handle(struct forward *fw, const struct route_table *t,
+                               const struct aggdir_request *rq, struct http_response *resp,
+                               struct xcap_err *err);
 
 #endif

@@ -52,7 +52,7 @@ static void caps_list_release(struct caps_list *l)
 static bool caps_is(const xmlNode *n, const char *name)
 {
     return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
-           strcmp((const char *)n->ns->href, CAPS_NS) == 0 &&
+           strcmp((const char *)n->ns->href, XCAP_CAPS_NS) == 0 &&
            strcmp((const char *)n->name, name) == 0;
 }
 
@@ -101,7 +101,7 @@ int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged
     int rc = 0;
     /* RFC 4825 §12.2: xcap-caps lists itself; the proxy serves it. */
     if (caps_list_add(&auids, "xcap-caps", 9) < 0 ||
-        caps_list_add(&nss, CAPS_NS, strlen(CAPS_NS)) < 0)
+        caps_list_add(&nss, XCAP_CAPS_NS, strlen(XCAP_CAPS_NS)) < 0)
         rc = -1;
     for (size_t i = 0; i < n && rc == 0; i++) {
         xmlDocPtr doc = NULL;
@@ -127,8 +127,9 @@ int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged
     }
     size_t mark = out->len;
     if (rc == 0 &&
-        (buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" CAPS_NS
-                       "\">") < 0 ||
+        (buf_puts(out,
+                  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" XCAP_CAPS_NS
+                  "\">") < 0 ||
          caps_render_list(out, "auids", "auid", &auids) < 0 ||
          /* always present, empty without extensions (RFC 4825 §12.2; xdms/caps.c) */
          caps_render_list(out, "extensions", "extension", &exts) < 0 ||
@@ -149,7 +150,8 @@ int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged
 
 /* What the proxy serves itself besides xcap-caps (OMA XDM Core 2.0 §5.3.2). */
 static const char caps_own[] =
-    "<xcap-caps xmlns=\"" CAPS_NS "\"><auids><auid>org.openmobilealliance.xcap-directory</auid>"
+    "<xcap-caps xmlns=\"" XCAP_CAPS_NS
+    "\"><auids><auid>org.openmobilealliance.xcap-directory</auid>"
     "</auids><namespaces><namespace>urn:oma:xml:xdm:xcap-directory</namespace></namespaces>"
     "</xcap-caps>";
 

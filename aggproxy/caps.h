@@ -13,11 +13,10 @@
 
 #include "buf.h"
 #include "forward.h"
+#include "xcap_names.h"
 
 struct route_table;
 
-#define CAPS_MIME "application/xcap-caps+xml"
-#define CAPS_NS "urn:ietf:params:xml:ns:xcap-caps"
 /* Room for a quoted ETag from caps_etag() and its NUL. */
 #define CAPS_ETAG_MAX 80
 

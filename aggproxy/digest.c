@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "buf.h"
+#include "xcap_uri.h"
 
 /* Longest cnonce accepted (bytes). */
 #define DIGEST_CNONCE_MAX 256
@@ -272,7 +273,7 @@ static bool digest_is_hex_string(const char *s, size_t len)
     if (strnlen(s, len + 1) != len)
         return false;
     for (size_t i = 0; i < len; i++)
-        if (digest_hexval((unsigned char)s[i]) < 0)
+        if (xcap_uri_hex(s[i]) < 0)
             return false;
     return true;
 }

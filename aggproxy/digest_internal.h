@@ -18,8 +18,6 @@ struct digest;
 
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes, NUL-terminated). */
 void digest_hex_encode(const unsigned char *in, size_t len, char *out);
-/* Value of one hex digit (either case), or -1. */
-int digest_hexval(unsigned char c);
 
 /* Checks a nonce's MAC and splits it: id and issue time (digest_clock_now() seconds). 0, or -1
  * for anything this process did not issue. Thread-safe (reads only what digest_new() set). */

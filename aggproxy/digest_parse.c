@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "xcap_uri.h"
+
 /* Most parameters one header may carry; more is a syntax error. */
 #define DIGEST_PARAMS_MAX 64
 
@@ -25,17 +27,6 @@ static const char *digest_parse_skip_ows(const char *p)
     return p;
 }
 
-int digest_hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* RFC 8187 ext-value: charset "'" [language] "'" pct-encoded value. Decodes in place (the result
  * is never longer than the input). Only UTF-8 is accepted; an encoded NUL is refused. */
 static int digest_parse_ext_value(char *s)
@@ -47,21 +38,10 @@ static int digest_parse_ext_value(char *s)
     if (!q2)
         return -1;
     const char *r = q2 + 1;
-    char *w = s;
-    while (*r) {
-        if (*r == '%') {
-            int hi = digest_hexval((unsigned char)r[1]);
-            int lo = hi < 0 ? -1 : digest_hexval((unsigned char)r[2]);
-            if (lo < 0 || (hi == 0 && lo == 0))
-                return -1;
-            *w++ = (char)(hi * 16 + lo);
-            r += 3;
-        } else {
-            *w++ = *r++;
-        }
-    }
-    *w = '\0';
-    return w == s ? -1 : 0;
+    size_t len = strlen(r);
+    if (len == 0 || xcap_uri_pct_decode(r, len, s, len + 1) < 0)
+        return -1;
+    return s[0] ? 0 : -1;
 }
 
 static int digest_parse_assign(struct digest_params *p, const char *name, size_t nlen,

@@ -1,5 +1,6 @@
 #include "forward.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,12 +10,16 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #define RESP_HEADERS_MAX 16
 #define RESP_HEADER_VALUE_MAX 8192
 #define URL_MAX 16384
 /* Connections kept per curl handle (at least the most distinct upstream instances). */
 #define FORWARD_MAX_CONNECTS 64
+#define PEM_MAX (1u << 20)
 
 struct forward {
     pthread_key_t handle_key; /* this thread's CURL * */
@@ -22,7 +27,12 @@ struct forward {
     unsigned timeout_ms;
     unsigned connect_timeout_ms;
     size_t max_response;
-    char *ca_file, *cert_file, *key_file;
+    char *ca_file;
+    /* The client certificate and key as PEM text, replaced whole by forward_set_client_cert()
+     * under cred_lock; each exchange hands curl a copy (CURL_BLOB_COPY). */
+    pthread_mutex_t cred_lock;
+    char *cert_pem, *key_pem;
+    size_t cert_len, key_len;
 };
 
 static void forward_handle_destroy(void *h)
@@ -45,9 +55,95 @@ static char *forward_dup_opt(const char *s, bool *oom)
     return d;
 }
 
+/* Reads a whole PEM file (at most PEM_MAX bytes) into *out; -1 with the reason in err. */
+static int forward_read_pem(const char *path, char **out, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char *b = malloc(PEM_MAX + 1);
+    size_t n = b ? fread(b, 1, PEM_MAX + 1, f) : 0;
+    int bad = !b || ferror(f) || n > PEM_MAX || n == 0;
+    fclose(f);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path,
+                 !b            ? "out of memory"
+                 : n > PEM_MAX ? "larger than 1 MiB"
+                               : "cannot read it");
+        free(b);
+        return -1;
+    }
+    b[n] = '\0';
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+/* The PEM certificate and key parse and belong together (the key is the certificate's). */
+static int forward_check_pair(const char *cert, size_t cert_len, const char *key, size_t key_len,
+                              const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    BIO *cb = BIO_new_mem_buf(cert, (int)cert_len), *kb = BIO_new_mem_buf(key, (int)key_len);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    int rc = 0;
+    if (!x) {
+        snprintf(err, errlen, "%s: no PEM certificate", cert_file);
+        rc = -1;
+    } else if (!k) {
+        snprintf(err, errlen, "%s: no PEM private key (an encrypted key is not supported)",
+                 key_file);
+        rc = -1;
+    } else if (X509_check_private_key(x, k) != 1) {
+        snprintf(err, errlen, "%s is not the key of the certificate %s", key_file, cert_file);
+        rc = -1;
+    }
+    X509_free(x);
+    EVP_PKEY_free(k);
+    BIO_free(cb);
+    BIO_free(kb);
+    return rc;
+}
+
+int forward_set_client_cert(struct forward *fw, const char *cert_file, const char *key_file,
+                            char *err, size_t errlen)
+{
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    if (!cert_file != !key_file) {
+        snprintf(err, errlen, "upstream_cert and upstream_key go together");
+        return -1;
+    }
+    if (cert_file &&
+        (forward_read_pem(cert_file, &cert, &cert_len, err, errlen) < 0 ||
+         forward_read_pem(key_file, &key, &key_len, err, errlen) < 0 ||
+         forward_check_pair(cert, cert_len, key, key_len, cert_file, key_file, err, errlen) < 0)) {
+        free(cert);
+        if (key)
+            OPENSSL_cleanse(key, key_len);
+        free(key);
+        return -1;
+    }
+    pthread_mutex_lock(&fw->cred_lock);
+    char *old_cert = fw->cert_pem, *old_key = fw->key_pem;
+    size_t old_key_len = fw->key_len;
+    fw->cert_pem = cert;
+    fw->cert_len = cert_len;
+    fw->key_pem = key;
+    fw->key_len = key_len;
+    pthread_mutex_unlock(&fw->cred_lock);
+    free(old_cert);
+    if (old_key)
+        OPENSSL_cleanse(old_key, old_key_len);
+    free(old_key);
+    return 0;
+}
+
 struct forward *forward_new(const struct forward_options *opts)
 {
-    if (opts && opts->cert_file && !opts->key_file)
+    if (opts && !opts->cert_file != !opts->key_file)
         return NULL;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
@@ -63,17 +159,18 @@ struct forward *forward_new(const struct forward_options *opts)
         curl_global_cleanup();
         return NULL;
     }
+    pthread_mutex_init(&fw->cred_lock, NULL);
     fw->timeout_ms = opts && opts->timeout_ms ? opts->timeout_ms : 10000;
     fw->connect_timeout_ms =
         opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : fw->timeout_ms;
     fw->max_response = opts && opts->max_response ? opts->max_response : (size_t)16 << 20;
     bool oom = false;
-    if (opts) {
+    char err[512];
+    if (opts)
         fw->ca_file = forward_dup_opt(opts->ca_file, &oom);
-        fw->cert_file = forward_dup_opt(opts->cert_file, &oom);
-        fw->key_file = forward_dup_opt(opts->key_file, &oom);
-    }
-    if (oom) {
+    if (oom ||
+        (opts && opts->cert_file &&
+         forward_set_client_cert(fw, opts->cert_file, opts->key_file, err, sizeof err) < 0)) {
         forward_free(fw);
         return NULL;
     }
@@ -97,8 +194,11 @@ void forward_free(struct forward *fw)
     pthread_key_delete(fw->handle_key);
     pthread_key_delete(fw->multi_key);
     free(fw->ca_file);
-    free(fw->cert_file);
-    free(fw->key_file);
+    free(fw->cert_pem);
+    if (fw->key_pem)
+        OPENSSL_cleanse(fw->key_pem, fw->key_len);
+    free(fw->key_pem);
+    pthread_mutex_destroy(&fw->cred_lock);
     free(fw);
     curl_global_cleanup();
 }
@@ -112,9 +212,11 @@ bool forward_header_relayed(const char *name)
     return false;
 }
 
+/* Retry-After: an XDMS whose database does not answer says 503 and when to come back (RFC 9110
+ * §10.2.3); the client must see it through the proxy. */
 static bool forward_response_header_relayed(const char *name, size_t len)
 {
-    static const char *const relayed[] = {"ETag", "Content-Type", "Allow"};
+    static const char *const relayed[] = {"ETag", "Content-Type", "Allow", "Retry-After"};
     for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)
         if (strlen(relayed[i]) == len && strncasecmp(name, relayed[i], len) == 0)
             return true;
@@ -363,10 +465,19 @@ static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, stru
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (fw->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, fw->ca_file);
-    if (fw->cert_file) {
-        curl_easy_setopt(h, CURLOPT_SSLCERT, fw->cert_file);
-        curl_easy_setopt(h, CURLOPT_SSLKEY, fw->key_file);
+    /* In memory rather than by file name: a reload swaps them at once (never a new certificate
+     * with the old key mid-rotation), and curl reuses a kept-alive connection only for the same
+     * blobs, so every exchange after a reload runs on a connection made with the new pair. */
+    pthread_mutex_lock(&fw->cred_lock);
+    if (fw->cert_pem) {
+        struct curl_blob cert = {fw->cert_pem, fw->cert_len, CURL_BLOB_COPY};
+        struct curl_blob key = {fw->key_pem, fw->key_len, CURL_BLOB_COPY};
+        curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &key);
+        curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
     }
+    pthread_mutex_unlock(&fw->cred_lock);
     if (head || (get && !with_body)) {
         /* HEAD is fetched as GET: the answer to the client then carries the Content-Length (and
          * Content-Encoding) GET would have (RFC 9110 §9.3.2), and libmicrohttpd drops the body. */

@@ -13,7 +13,8 @@
  *
  * HTTPS upstreams (https:// base URLs) are verified against ca_file (or the system store) with
  * host name checking; with cert_file/key_file the proxy presents a client certificate, so an
- * XDMS can trust it by certificate instead of by address (mutual TLS).
+ * XDMS can trust it by certificate instead of by address (mutual TLS); it is held in memory and
+ * replaced with forward_set_client_cert() (SIGHUP).
  *
  * Thread-safety: forward_do() may be called from any number of threads at once once
  * forward_new() returned. forward_new()/forward_free() run once, from the main thread, before
@@ -45,8 +46,17 @@ struct forward_options {
 };
 
 /* Initialises libcurl (once per process) and makes a forwarder. Returns NULL on failure (also
- * when cert_file is given without key_file). */
+ * when cert_file is given without key_file, or forward_set_client_cert() refuses them). */
 struct forward *forward_new(const struct forward_options *opts);
+
+/* Replaces the client certificate presented to https upstreams: reads both PEM files (at most
+ * 1 MiB each), checks that the certificate parses and the key is its own, then swaps them in at
+ * once; both NULL removes it. Exchanges already running finish with the old pair; every later
+ * one uses the new pair, on a new connection (a connection kept alive with the old pair is not
+ * reused). On failure returns -1 with the reason in err and the running pair stays. Safe while
+ * other threads forward (call it from one thread at a time). */
+int forward_set_client_cert(struct forward *fw, const char *cert_file, const char *key_file,
+                            char *err, size_t errlen);
 /* Frees the forwarder and the calling thread's curl handle; other threads must have exited. */
 void forward_free(struct forward *fw);
 

@@ -200,14 +200,15 @@ static int aggproxy_check_lists(const struct config *cfg)
 }
 
 /* Keys a reload applies (docs/operations.md); every other changed key waits for a restart. */
-static const char *const aggproxy_reloadable[] = {"log_level", "max_body", NULL};
+static const char *const aggproxy_reloadable[] = {"log_level", "max_body", "upstream_cert",
+                                                  "upstream_key", NULL};
 
 /* SIGHUP: reads the configuration again from the same --config and command line and applies
  * what may change while running; a configuration with any problem is refused whole and the
  * running one (run, as started) stays. */
 static void aggproxy_reload(const struct config_args *args, const char *const *sections,
-                            const struct config *run, struct proxy *proxy, struct httpd *httpd,
-                            struct httpd *httpsd)
+                            const struct config *run, struct proxy *proxy, struct forward *fw,
+                            struct httpd *httpd, struct httpd *httpsd)
 {
     char errbuf[4096];
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
@@ -234,6 +235,18 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
         config_free(cfg);
         return;
     }
+    /* The client certificate towards https XDMSs is read again too (rotation in place, or other
+     * files): checked first, so a bad pair refuses the whole reload. */
+    const char *up_cert = config_str(cfg, "upstream_cert"),
+               *up_key = config_str(cfg, "upstream_key");
+    char uperr[512];
+    if (forward_set_client_cert(fw, up_cert, up_key, uperr, sizeof uperr) < 0) {
+        log_error("%s", uperr);
+        log_error("reload refused: the running configuration stays");
+        httpd_tls_free(tls);
+        config_free(cfg);
+        return;
+    }
     static const char *const tls_keys[] = {"tls_cert", "tls_key", NULL};
     config_warn_restart(run, cfg, aggproxy_reloadable, tls_reloads ? tls_keys : NULL);
     if (tls)
@@ -247,8 +260,9 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
     enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
-    log_always("configuration reloaded: log_level %s%s%s", config_str(cfg, "log_level"),
-               tls ? ", certificate " : "", tls ? tls_cert : "");
+    log_always("configuration reloaded: log_level %s%s%s%s%s", config_str(cfg, "log_level"),
+               tls ? ", certificate " : "", tls ? tls_cert : "",
+               up_cert ? ", upstream certificate " : "", up_cert ? up_cert : "");
     config_free(cfg);
 }
 
@@ -413,11 +427,14 @@ static int aggproxy_build(struct aggproxy_main *m)
         .connect_timeout_ms = (unsigned)m->up_connect,
         .max_response = (size_t)m->max_resp,
         .ca_file = config_str(cfg, "upstream_ca"),
-        .cert_file = m->up_cert,
-        .key_file = m->up_key,
     };
     if (!(m->digest = digest_new(&dopts)) || !(m->fw = forward_new(&fopts))) {
         log_error("cannot initialise digest or HTTP client");
+        return 1;
+    }
+    char uperr[512];
+    if (forward_set_client_cert(m->fw, m->up_cert, m->up_key, uperr, sizeof uperr) < 0) {
+        log_error("%s", uperr);
         return 1;
     }
     if (!(m->caps =
@@ -499,8 +516,11 @@ static int aggproxy_serve(struct aggproxy_main *m)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP)
-        aggproxy_reload(m->args, m->sections, cfg, m->proxy, m->httpd, m->httpsd);
+    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP) {
+        sdnotify_reloading();
+        aggproxy_reload(m->args, m->sections, cfg, m->proxy, m->fw, m->httpd, m->httpsd);
+        sdnotify_reloaded();
+    }
     sdnotify_stopping();
     /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
     unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
@@ -535,6 +555,14 @@ static void aggproxy_release(struct aggproxy_main *m)
 
 int main(int argc, char **argv)
 {
+    /* SIGHUP is held from the first instruction on: threads started before the signal loop
+     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
+     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
+     * process by SIGHUP's default action in one of them. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     struct aggproxy_main m = {0};
     int rc = aggproxy_read_options(&m, argc, argv);
     if (rc < 0)

@@ -1,5 +1,6 @@
 #include "proxy.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -139,11 +140,31 @@ struct proxy_call {
     char *auids[GBA_AUIDS_MAX];
     size_t n_auids;
     const char *identity; /* the one asserted upstream (one of ids) */
+    /* the asserted-identity headers towards the XDMSs (made by the identify phase) */
+    struct buf id_value;
+    struct forward_header idh[2];
+    size_t n_idh;
     /* the request body as the XDMS gets it */
     struct buf decoded;
     const char *body;
     size_t body_len;
+    /* the answer: a failure's details, or an XDMS's answer relayed as it is */
+    struct xcap_err err;
+    bool relayed;
+    bool quiet;     /* an expected failure (a first request without credentials, a stale
+                       nonce): logged at debug level only */
+    char note[256]; /* what the log line says beyond the client's phrase */
 };
+
+static void proxy_note(struct proxy_call *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void proxy_note(struct proxy_call *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->note, sizeof c->note, fmt, ap);
+    va_end(ap);
+}
 
 static void proxy_ids_clear(struct proxy_call *c)
 {
@@ -161,6 +182,8 @@ static void proxy_release(struct proxy_call *c)
         digest_auth_release(&c->auth);
     proxy_ids_clear(c);
     buf_release(&c->decoded);
+    buf_release(&c->id_value);
+    xcap_err_release(&c->err);
     OPENSSL_cleanse(c->naf_id, sizeof c->naf_id);
 }
 
@@ -218,6 +241,7 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
     route_match(p->routes, http_request_path(req), &c->route);
     c->tls_cipher = http_request_tls_cipher(req);
     buf_init(&c->decoded, p->max_body);
+    buf_init(&c->id_value, IDENTITY_MAX + 3);
     c->body = http_request_body(req, &c->body_len);
 
     const char *host = http_request_header(req, "Host");
@@ -234,7 +258,7 @@ static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct ht
         /* The realm is the XUI's host, compared without case like any host (RFC 3261 §19.1.4):
          * users/sip:alice@EXAMPLE.com/ is challenged in realm example.com. */
         char *canon = NULL;
-        if (route_decode(c->route.xui, c->route.xui_len, xui, sizeof xui) == 0 &&
+        if (xcap_uri_pct_decode(c->route.xui, c->route.xui_len, xui, sizeof xui) == 0 &&
             (canon = xcap_uri_xui_canonical(xui)) != NULL &&
             users_xui_split(canon, user, sizeof user, c->xui_domain, sizeof c->xui_domain) ==
                 USERS_OK &&
@@ -274,29 +298,26 @@ static const struct digest_algs *proxy_offered(const struct proxy *p, const stru
     return c->gaa ? &proxy_gaa_algs : &p->algs;
 }
 
-static void proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale,
-                            struct http_response *resp)
+/* A 401 with one challenge per offered algorithm, in the configured order: RFC 7616 §3.7 has the
+ * client use the first one it supports, and many clients (Python's urllib, xcaplib, SIP phones)
+ * read only the first WWW-Authenticate header at all. GBA (TS 24.109 §5.2): qop "auth-int,auth". */
+static enum xcap_status proxy_challenge(struct proxy *p, struct proxy_call *c, bool stale)
 {
     char nonce[DIGEST_NONCE_MAX];
-    if (digest_nonce_new(p->digest, digest_clock_now(), nonce) < 0) {
-        http_response_text(resp, 500, "cannot make a nonce");
-        return;
-    }
-    http_response_text(resp, 401, "authentication required");
+    if (digest_nonce_new(p->digest, digest_clock_now(), nonce) < 0)
+        return xcap_fail(&c->err, XCAP_INTERNAL, "cannot make a nonce");
+    xcap_fail(&c->err, XCAP_UNAUTHORIZED, "authentication required");
     struct buf v;
     buf_init(&v, 4096);
-    /* One challenge per offered algorithm, in the configured order: RFC 7616 §3.7 has the
-     * client use the first one it supports, and many clients (Python's urllib, xcaplib, SIP
-     * phones) read only the first WWW-Authenticate header at all. GBA (TS 24.109 §5.2):
-     * qop "auth-int,auth". */
     const struct digest_algs *offered = proxy_offered(p, c);
     for (size_t i = 0; i < offered->n; i++) {
         buf_reset(&v);
         if (digest_challenge_qop(p->digest, offered->v[i], c->realm, nonce, stale,
                                  c->gaa ? "auth-int,auth" : "auth", &v) == 0)
-            http_response_header(resp, "WWW-Authenticate", v.data);
+            xcap_err_add_header(&c->err, "WWW-Authenticate", v.data);
     }
     buf_release(&v);
+    return XCAP_UNAUTHORIZED;
 }
 
 static int proxy_ids_add(struct proxy_call *c, const char *id)
@@ -374,7 +395,7 @@ static bool proxy_namespace_selector(const char *path)
     const char *last = strrchr(path, '/');
     char seg[32];
     return sel && last && last > sel + 2 &&
-           route_decode(last + 1, strlen(last + 1), seg, sizeof seg) == 0 &&
+           xcap_uri_pct_decode(last + 1, strlen(last + 1), seg, sizeof seg) == 0 &&
            strcmp(seg, "namespace::*") == 0;
 }
 
@@ -383,35 +404,28 @@ static bool proxy_namespace_selector(const char *path)
  * Anything else under the XCAP root, the root itself included, gets 405 with the resource's
  * Allow before authentication: the answer is about the kind of resource, the same for everyone,
  * and tells nothing about anybody's documents. Outside the root, authentication comes first. */
-static bool proxy_method(struct proxy_call *c, struct http_response *resp)
+static enum xcap_status proxy_method(struct proxy_call *c)
 {
     static const char *const xcap_methods[] = {"GET", "HEAD", "PUT", "DELETE"};
     if (!c->route.in_root)
-        return true;
+        return XCAP_OK;
     for (size_t i = 0; i < sizeof xcap_methods / sizeof xcap_methods[0]; i++)
         if (strcmp(c->method, xcap_methods[i]) == 0)
-            return true;
+            return XCAP_OK;
     bool read_only = c->route.kind == ROUTE_CAPS || c->route.kind == ROUTE_DIRECTORY ||
                      proxy_namespace_selector(http_request_path(c->req));
-    log_info("%s %s from %s: 405: not an XCAP method", c->method, c->target,
-             http_request_peer_str(c->req));
-    char text[64];
-    snprintf(text, sizeof text, "method %.32s is not allowed", c->method);
-    http_response_text(resp, 405, text);
-    http_response_header(resp, "Allow", read_only ? "GET, HEAD" : "GET, HEAD, PUT, DELETE");
-    return false;
+    proxy_note(c, "not an XCAP method");
+    xcap_fail(&c->err, XCAP_METHOD_NOT_ALLOWED, "method %.32s is not allowed", c->method);
+    c->err.allow = strdup(read_only ? "GET, HEAD" : "GET, HEAD, PUT, DELETE");
+    return XCAP_METHOD_NOT_ALLOWED;
 }
 
-/* Phase: authenticate (OMA XDM Core §5.1.1; RFC 7616; TS 33.222 §5.3). Returns true when the
- * request may go on; otherwise resp holds the answer. */
-static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+/* Phase: authenticate (OMA XDM Core §5.1.1; RFC 7616; TS 33.222 §5.3): XCAP_OK when the request
+ * may go on. */
+static enum xcap_status proxy_authenticate(struct proxy *p, struct proxy_call *c)
 {
-    if (proxy_header_count(c->req, "Authorization") > 1) {
-        log_info("%s %s from %s: 400: more than one Authorization header", c->method, c->target,
-                 http_request_peer_str(c->req));
-        http_response_text(resp, 400, "more than one Authorization header");
-        return false;
-    }
+    if (proxy_header_count(c->req, "Authorization") > 1)
+        return xcap_fail(&c->err, XCAP_BAD_REQUEST, "more than one Authorization header");
     struct digest_request drq = {
         .method = c->method,
         .uri = c->target,
@@ -428,35 +442,29 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
     case DIGEST_OK:
         c->authenticated = true;
         if (c->n_ids == 0) {
-            log_error("%s %s: authenticated without an identity", c->method, c->target);
-            http_response_text(resp, 500, "no identity for the authenticated user");
-            return false;
+            proxy_note(c, "authenticated without an identity");
+            return xcap_fail(&c->err, XCAP_INTERNAL, "no identity for the authenticated user");
         }
-        return true;
+        return XCAP_OK;
     case DIGEST_BAD_REQUEST:
         metrics_auth_failure(METRICS_AUTH_MALFORMED);
-        log_info("%s %s from %s: 400: %s", c->method, c->target, http_request_peer_str(c->req),
-                 why);
-        http_response_text(resp, 400, why);
-        return false;
+        return xcap_fail(&c->err, XCAP_BAD_REQUEST, "%s", why);
     case DIGEST_CHALLENGE:
         metrics_auth_failure(authz ? METRICS_AUTH_REJECTED : METRICS_AUTH_MISSING);
         if (authz)
-            log_info("%s %s from %s: 401: %s", c->method, c->target, http_request_peer_str(c->req),
-                     why);
-        proxy_challenge(p, c, false, resp);
-        return false;
+            proxy_note(c, "%s", why);
+        c->quiet = !authz;
+        return proxy_challenge(p, c, false);
     case DIGEST_STALE:
         metrics_auth_failure(METRICS_AUTH_STALE);
-        log_debug("%s %s: 401 stale: %s", c->method, c->target, why);
-        proxy_challenge(p, c, true, resp);
-        return false;
+        proxy_note(c, "stale: %s", why);
+        c->quiet = true;
+        return proxy_challenge(p, c, true);
     case DIGEST_ERROR:
-        log_error("%s %s: authentication failed: %s", c->method, c->target, why);
-        http_response_text(resp, 500, "authentication backend failure");
-        return false;
+        proxy_note(c, "authentication failed: %s", why);
+        return xcap_fail(&c->err, XCAP_INTERNAL, "authentication backend failure");
     }
-    return false;
+    return xcap_fail(&c->err, XCAP_INTERNAL, "unknown verdict");
 }
 
 /* Phase: authorise (TS 24.109 §7.3). A GBA subscriber whose GUSS names the AUIDs it
@@ -466,88 +474,18 @@ static bool proxy_authenticate(struct proxy *p, struct proxy_call *c, struct htt
  * it is: it would list documents of every XDMS, including the ones the subscriber may not use, so a
  * restricted subscriber needs it in the allowed set. A URI no XDMS serves stays 404 (nothing to
  * protect there). Plain Digest users have no GUSS and are not restricted. */
-static bool proxy_authorise(struct proxy_call *c, struct http_response *resp)
+static enum xcap_status proxy_authorise(struct proxy_call *c)
 {
     if (!c->gaa || c->n_auids == 0 || c->route.kind == ROUTE_CAPS ||
         c->route.kind == ROUTE_NOT_FOUND)
-        return true;
+        return XCAP_OK;
     if (gba_auid_allowed((const char *const *)c->auids, c->n_auids, c->route.auid,
                          c->route.auid_len))
-        return true;
-    log_info("%s %s as %s: 403: B-TID %s may not use AUID %.*s (GUSS)", c->method, c->target,
-             c->ids[0], c->auth.username, (int)c->route.auid_len, c->route.auid);
-    http_response_text(resp, 403, "your subscription does not allow this application usage");
-    return false;
-}
-
-/* Phase: identify (TS 24.109 §7.2): the identity the client asks to act as must be one of its
- * own; 403 otherwise (RFC 9110 §15.5.4: authenticated, not allowed). */
-static bool proxy_identify(struct proxy_call *c, struct http_response *resp)
-{
-    unsigned n = proxy_header_count(c->req, "X-3GPP-Intended-Identity");
-    const char *h = http_request_header(c->req, "X-3GPP-Intended-Identity");
-    c->identity = c->ids[0];
-    if (n == 0 || !h)
-        return true;
-    char want[IDENTITY_MAX + 1];
-    if (n > 1 || identity_parse(h, want, sizeof want) < 0) {
-        log_info("%s %s as %s: 400: malformed X-3GPP-Intended-Identity", c->method, c->target,
-                 c->ids[0]);
-        http_response_text(resp, 400, "X-3GPP-Intended-Identity must be one quoted URI");
-        return false;
-    }
-    int i = identity_find((const char *const *)c->ids, c->n_ids, want);
-    if (i < 0) {
-        log_info("%s %s as %s: 403: intended identity %s is not one of the subscriber's", c->method,
-                 c->target, c->ids[0], want);
-        http_response_text(resp, 403, "the intended identity is not one of yours");
-        return false;
-    }
-    c->identity = c->ids[i];
-    return true;
-}
-
-/* Phase: decode (OMA XDM Core §5.1; RFC 9110 §8.4.1.3): a gzip request body is decoded, within the
- * body bound (413 for more, e.g. a zip bomb); XDM-4 carries identity bodies only. */
-static bool proxy_decode(struct proxy *p, struct proxy_call *c, struct http_response *resp)
-{
-    const char *ce = http_request_header(c->req, "Content-Encoding");
-    enum compress_coding coding = proxy_header_count(c->req, "Content-Encoding") > 1
-                                      ? COMPRESS_OTHER
-                                      : compress_request_coding(ce);
-    switch (coding) {
-    case COMPRESS_IDENTITY:
-        return true;
-    case COMPRESS_OTHER:
-        log_info("%s %s: 415: Content-Encoding %s", c->method, c->target, ce ? ce : "");
-        http_response_text(resp, 415, "unsupported Content-Encoding (gzip only)");
-        http_response_header(resp, "Accept-Encoding", "gzip");
-        return false;
-    case COMPRESS_GZIP:
-        break;
-    }
-    if (c->body_len == 0)
-        return true;
-    switch (compress_gunzip(c->body, c->body_len, p->max_body, &c->decoded)) {
-    case COMPRESS_OK:
-        c->body = c->decoded.data ? c->decoded.data : "";
-        c->body_len = c->decoded.len;
-        return true;
-    case COMPRESS_TOO_LARGE:
-        log_info("%s %s from %s: 413: gzip body decodes to more than %zu bytes", c->method,
-                 c->target, http_request_peer_str(c->req), p->max_body);
-        http_response_text(resp, 413, "request body too large once decompressed");
-        return false;
-    case COMPRESS_BAD:
-        log_info("%s %s from %s: 400: bad gzip body", c->method, c->target,
-                 http_request_peer_str(c->req));
-        http_response_text(resp, 400, "request body is not valid gzip");
-        return false;
-    case COMPRESS_NOMEM:
-        break;
-    }
-    http_response_text(resp, 500, "out of memory");
-    return false;
+        return XCAP_OK;
+    proxy_note(c, "B-TID %.64s may not use AUID %.*s (GUSS)", c->auth.username,
+               (int)(c->route.auid_len < 64 ? c->route.auid_len : 64), c->route.auid);
+    return xcap_fail(&c->err, XCAP_FORBIDDEN,
+                     "your subscription does not allow this application usage");
 }
 
 /* The asserted-identity headers for the XDMSs (TS 24.109 §7; OMA XDM Core §5.1.2; TS 33.222 §5).
@@ -563,65 +501,134 @@ static size_t proxy_id_headers(const struct proxy *p, const char *value,
     return n;
 }
 
+/* Phase: identify (TS 24.109 §7.2): the identity the client asks to act as must be one of its
+ * own; 403 otherwise (RFC 9110 §15.5.4: authenticated, not allowed). The identity headers towards
+ * the XDMSs are made here, once for every kind of target. */
+static enum xcap_status proxy_identify(struct proxy *p, struct proxy_call *c)
+{
+    unsigned n = proxy_header_count(c->req, "X-3GPP-Intended-Identity");
+    const char *h = http_request_header(c->req, "X-3GPP-Intended-Identity");
+    c->identity = c->ids[0];
+    if (n > 0 && h) {
+        char want[IDENTITY_MAX + 1];
+        if (n > 1 || identity_parse(h, want, sizeof want) < 0) {
+            proxy_note(c, "malformed X-3GPP-Intended-Identity");
+            return xcap_fail(&c->err, XCAP_BAD_REQUEST,
+                             "X-3GPP-Intended-Identity must be one quoted URI");
+        }
+        int i = identity_find((const char *const *)c->ids, c->n_ids, want);
+        if (i < 0) {
+            proxy_note(c, "intended identity %.128s is not one of the subscriber's", want);
+            return xcap_fail(&c->err, XCAP_FORBIDDEN, "the intended identity is not one of yours");
+        }
+        c->identity = c->ids[i];
+    }
+    if (identity_quote(c->identity, &c->id_value) < 0)
+        return xcap_fail(&c->err, XCAP_INTERNAL, "identity too long");
+    c->n_idh = proxy_id_headers(p, c->id_value.data, c->idh);
+    return XCAP_OK;
+}
+
+/* Phase: decode (OMA XDM Core §5.1; RFC 9110 §8.4.1.3): a gzip request body is decoded, within the
+ * body bound (413 for more, e.g. a zip bomb); XDM-4 carries identity bodies only. */
+static enum xcap_status proxy_decode(struct proxy *p, struct proxy_call *c)
+{
+    const char *ce = http_request_header(c->req, "Content-Encoding");
+    enum compress_coding coding = proxy_header_count(c->req, "Content-Encoding") > 1
+                                      ? COMPRESS_OTHER
+                                      : compress_request_coding(ce);
+    switch (coding) {
+    case COMPRESS_IDENTITY:
+        return XCAP_OK;
+    case COMPRESS_OTHER:
+        /* RFC 9110 §15.5.16: a content coding the server does not take; Accept-Encoding names
+         * the ones it does (§12.5.3). */
+        proxy_note(c, "Content-Encoding %.64s", ce ? ce : "");
+        xcap_fail(&c->err, XCAP_UNSUPPORTED_MEDIA, "unsupported Content-Encoding (gzip only)");
+        xcap_err_add_header(&c->err, "Accept-Encoding", "gzip");
+        return XCAP_UNSUPPORTED_MEDIA;
+    case COMPRESS_GZIP:
+        break;
+    }
+    if (c->body_len == 0)
+        return XCAP_OK;
+    switch (compress_gunzip(c->body, c->body_len, p->max_body, &c->decoded)) {
+    case COMPRESS_OK:
+        c->body = c->decoded.data ? c->decoded.data : "";
+        c->body_len = c->decoded.len;
+        return XCAP_OK;
+    case COMPRESS_TOO_LARGE:
+        proxy_note(c, "gzip body decodes to more than %zu bytes", p->max_body);
+        return xcap_fail(&c->err, XCAP_TOO_LARGE, "request body too large once decompressed");
+    case COMPRESS_BAD:
+        return xcap_fail(&c->err, XCAP_BAD_REQUEST, "request body is not valid gzip");
+    case COMPRESS_NOMEM:
+        break;
+    }
+    return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
+}
+
+/* Phase: route (OMA XDM Core §5.2): the route was looked up on receipt (the method, realm and GUSS
+ * phases need it); a URI that no XDMS serves and that is not one of the proxy's own documents
+ * ends here. */
+static enum xcap_status proxy_route(struct proxy_call *c)
+{
+    if (c->route.kind == ROUTE_NOT_FOUND)
+        return xcap_fail(&c->err, XCAP_NOT_FOUND, "no XDMS serves this URI");
+    return XCAP_OK;
+}
+
 /* The proxy's own xcap-caps (RFC 4825 §12; OMA XDM Core 2.0 §5.3.1): only global/index, read-only;
  * read whole or by node selector, unprefixed names in the xcap-caps namespace (RFC 4825 §12). */
-static void proxy_caps(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
-                       size_t n_idh, struct http_response *resp)
+static enum xcap_status proxy_caps(struct proxy *p, struct proxy_call *c,
+                                   struct http_response *resp)
 {
     const struct route_match *m = &c->route;
     bool global = m->tree_len == 6 && memcmp(m->tree, "global", 6) == 0;
     bool node = global && m->rest_len > 10 && memcmp(m->rest, "/index/~~/", 10) == 0;
-    if (!(global && m->rest_len == 6 && memcmp(m->rest, "/index", 6) == 0) && !node) {
-        http_response_text(resp, 404, "xcap-caps has only global/index");
-        return;
-    }
+    if (!(global && m->rest_len == 6 && memcmp(m->rest, "/index", 6) == 0) && !node)
+        return xcap_fail(&c->err, XCAP_NOT_FOUND, "xcap-caps has only global/index");
     if (strcmp(c->method, "GET") != 0 && !c->head) {
-        http_response_text(resp, 405, "xcap-caps is generated by the server");
-        http_response_header(resp, "Allow", "GET, HEAD");
-        return;
+        xcap_fail(&c->err, XCAP_METHOD_NOT_ALLOWED, "xcap-caps is generated by the server");
+        c->err.allow = strdup("GET, HEAD");
+        return XCAP_METHOD_NOT_ALLOWED;
     }
     struct buf doc;
     buf_init(&doc, 1 << 20);
     char etag[CAPS_ETAG_MAX];
-    int rc = p->caps ? caps_cache_get(p->caps, idh, n_idh, digest_clock_now(), &doc, etag)
-                     : caps_compose(p->forward, p->routes, idh, n_idh, &doc, NULL);
+    int rc = p->caps ? caps_cache_get(p->caps, c->idh, c->n_idh, digest_clock_now(), &doc, etag)
+                     : caps_compose(p->forward, p->routes, c->idh, c->n_idh, &doc, NULL);
     if (rc < 0 || (!p->caps && caps_etag(doc.data, doc.len, etag) < 0)) {
         buf_release(&doc);
-        http_response_text(resp, 500, "cannot compose xcap-caps");
-        return;
+        return xcap_fail(&c->err, XCAP_INTERNAL, "cannot compose xcap-caps");
     }
     http_response_header(resp, "ETag", etag);
     const char *inm = http_request_header(c->req, "If-None-Match");
     const char *im = http_request_header(c->req, "If-Match");
+    enum xcap_status st = XCAP_OK;
     if (im && !etag_list_matches(im, etag, ETAG_STRONG)) {
-        http_response_text(resp, 412, "If-Match does not match");
+        st = xcap_fail(&c->err, XCAP_PRECONDITION_FAILED, "If-Match does not match");
     } else if (inm && etag_list_matches(inm, etag, ETAG_WEAK)) {
-        resp->status = 304;
+        st = XCAP_NOT_MODIFIED;
     } else if (node) {
         struct xcap_uri u;
-        struct xcap_err err = {0};
-        enum xcap_status st = xcap_uri_parse(route_table_root(p->routes), http_request_path(c->req),
-                                             http_request_query(c->req), &u, &err);
-        const char *why = err.phrase;
+        st = xcap_uri_parse(route_table_root(p->routes), http_request_path(c->req),
+                            http_request_query(c->req), &u, &c->err);
         if (st == XCAP_OK) {
-            st = aggdir_select(&u, CAPS_NS, &doc, resp, &why);
+            st = aggdir_select(&u, XCAP_CAPS_NS, &doc, resp, &c->err);
             xcap_uri_release(&u);
         }
-        if (st == XCAP_OK)
-            resp->status = 200;
-        else
-            http_response_text(resp, status_http(st), why ? why : status_phrase(st));
-        xcap_err_release(&err);
     } else {
-        resp->status = 200;
-        http_response_header(resp, "Content-Type", CAPS_MIME);
-        http_response_body(resp, doc.data, doc.len);
+        http_response_header(resp, "Content-Type", XCAP_CAPS_MIME);
+        if (http_response_body(resp, doc.data, doc.len) < 0)
+            st = xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
     }
     buf_release(&doc);
+    return st;
 }
 
-static void proxy_directory(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
-                            size_t n_idh, struct http_response *resp)
+static enum xcap_status proxy_directory(struct proxy *p, struct proxy_call *c,
+                                        struct http_response *resp)
 {
     struct aggdir_request rq = {
         .method = c->method,
@@ -630,10 +637,10 @@ static void proxy_directory(struct proxy *p, struct proxy_call *c, const struct 
         .if_match = http_request_header(c->req, "If-Match"),
         .if_none_match = http_request_header(c->req, "If-None-Match"),
         .client_root = c->client_root[0] ? c->client_root : NULL,
-        .id_headers = idh,
-        .n_id_headers = n_idh,
+        .id_headers = c->idh,
+        .n_id_headers = c->n_idh,
     };
-    aggdir_handle(p->forward, p->routes, &rq, resp);
+    return aggdir_handle(p->forward, p->routes, &rq, resp, &c->err);
 }
 
 struct proxy_headers {
@@ -674,22 +681,21 @@ static int proxy_upstream_target(const char *target, struct buf *out)
 
 /* Phase: forward (TS 24.109 §7; OMA XDM Core §5.1.2, §5.2; RFC 9110 §7.6). Only the relayed headers
  * go upstream, so Authorization, Content-Encoding and every client-sent identity header are dropped
- * by construction. */
-static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct forward_header *idh,
-                          size_t n_idh, struct http_response *resp)
+ * by construction. The XDMS's answer, whatever its status, is relayed as it is. */
+static enum xcap_status proxy_forward(struct proxy *p, struct proxy_call *c,
+                                      struct http_response *resp)
 {
     struct proxy_headers h = {.n = 0};
     http_request_each_header(c->req, proxy_pick_header, &h);
-    for (size_t i = 0; i < n_idh; i++)
-        h.v[h.n++] = idh[i];
+    for (size_t i = 0; i < c->n_idh; i++)
+        h.v[h.n++] = c->idh[i];
     /* This request's id (made in aggproxy's handler wrapper), so that the XDMS logs it too. */
     h.v[h.n++] = (struct forward_header){"X-Request-ID", access_request_id()};
     struct buf target;
     buf_init(&target, 3 * strlen(c->target) + 1);
     if (proxy_upstream_target(c->target, &target) < 0) {
         buf_release(&target);
-        http_response_text(resp, 500, "out of memory");
-        return;
+        return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
     }
     struct forward_request rq = {
         .method = c->method,
@@ -708,17 +714,15 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     else if (st == XCAP_UPSTREAM_TIMEOUT)
         metrics_upstream_error(METRICS_UPSTREAM_TIMEOUT);
     if (st != XCAP_OK) {
-        int code = status_http(st);
-        if (code >= 500)
-            log_warn("%s %s: %d: %s", c->method, c->target, code, fr.error ? fr.error : "");
-        http_response_text(resp, code, fr.error ? fr.error : status_phrase(st));
+        xcap_fail(&c->err, st, "%s", fr.error ? fr.error : status_phrase(st));
         /* Nothing reached any instance: the client may simply send it again shortly (RFC 9110
          * §15.6.4, §10.2.3). */
         if (st == XCAP_UPSTREAM_DOWN)
-            http_response_header(resp, "Retry-After", UPSTREAM_RETRY_AFTER);
+            xcap_err_add_header(&c->err, "Retry-After", UPSTREAM_RETRY_AFTER);
         forward_response_release(&fr);
-        return;
+        return st;
     }
+    c->relayed = true;
     resp->status = fr.status;
     for (size_t i = 0; i < fr.n_headers; i++)
         http_response_header(resp, fr.headers[i].name, fr.headers[i].value);
@@ -728,36 +732,24 @@ static void proxy_forward(struct proxy *p, struct proxy_call *c, const struct fo
     resp->body.max = (size_t)-1;
     buf_init(&fr.body, 0);
     forward_response_release(&fr);
+    return XCAP_OK;
 }
 
-/* Phase: dispatch. The identity headers are made once for every kind of target. */
-static void proxy_dispatch(struct proxy *p, struct proxy_call *c, struct http_response *resp)
+/* Phase: dispatch to the target's kind: an XDMS, or one of the proxy's own documents. */
+static enum xcap_status proxy_dispatch(struct proxy *p, struct proxy_call *c,
+                                       struct http_response *resp)
 {
-    struct buf value;
-    buf_init(&value, IDENTITY_MAX + 3);
-    if (identity_quote(c->identity, &value) < 0) {
-        buf_release(&value);
-        http_response_text(resp, 500, "identity too long");
-        return;
-    }
-    struct forward_header idh[2];
-    size_t n_idh = proxy_id_headers(p, value.data, idh);
     switch (c->route.kind) {
-    case ROUTE_NOT_FOUND:
-        log_info("%s %s as %s: 404: no XDMS serves this URI", c->method, c->target, c->identity);
-        http_response_text(resp, 404, "no XDMS serves this URI");
-        break;
     case ROUTE_CAPS:
-        proxy_caps(p, c, idh, n_idh, resp);
-        break;
+        return proxy_caps(p, c, resp);
     case ROUTE_DIRECTORY:
-        proxy_directory(p, c, idh, n_idh, resp);
-        break;
+        return proxy_directory(p, c, resp);
     case ROUTE_UPSTREAM:
-        proxy_forward(p, c, idh, n_idh, resp);
+        return proxy_forward(p, c, resp);
+    case ROUTE_NOT_FOUND:
         break;
     }
-    buf_release(&value);
+    return xcap_fail(&c->err, XCAP_NOT_FOUND, "no XDMS serves this URI");
 }
 
 /* Phase: encode (OMA XDM Core §5.1; RFC 9110 §8.4.1.3). Successful GET answers vary with
@@ -786,19 +778,54 @@ static void proxy_encode(struct proxy *p, struct proxy_call *c, struct http_resp
     }
 }
 
-/* Phase: respond (RFC 7616 §3.5; OMA XDM Core §5.1.2; TS 24.109 §7.2). Authentication-Info on every
- * authenticated answer, over the body as sent (qop=auth-int). */
-static void proxy_respond(struct proxy_call *c, struct http_response *resp)
+/* The one log line of an answer: failures the operator should see at info level or above
+ * (server errors at error/warning), expected ones and successes at debug level. */
+static void proxy_log(const struct proxy_call *c, int code)
 {
-    if (!c->authenticated)
-        return;
-    struct buf v;
-    buf_init(&v, 4096);
-    if (digest_auth_info(&c->auth, resp->body.data, resp->body.len, &v) == 0)
-        http_response_header(resp, "Authentication-Info", v.data);
-    buf_release(&v);
-    log_debug("%s %s as %s (%s): %d", c->method, c->target, c->identity ? c->identity : "?",
-              c->gaa ? "GBA" : "Digest", resp->status);
+    /* the operator's detail when there is one, else what the client was told */
+    const char *why = c->note[0] ? c->note : c->err.phrase ? c->err.phrase : "";
+    const char *as = c->identity ? c->identity : c->n_ids ? c->ids[0] : NULL;
+#define PROXY_LOG(level)                                                                           \
+    level("%s %s from %s%s%s: %d%s%s", c->method, c->target, http_request_peer_str(c->req),        \
+          as ? " as " : "", as ? as : "", code, c->relayed ? "" : ": ", c->relayed ? "" : why)
+    if (c->relayed || code < 400 || c->quiet)
+        PROXY_LOG(log_debug);
+    else if (code == 500)
+        PROXY_LOG(log_error);
+    else if (code > 500)
+        PROXY_LOG(log_warn);
+    else
+        PROXY_LOG(log_info);
+#undef PROXY_LOG
+}
+
+/* Phase: respond — the one place that renders the proxy's answers (XDMS answers are relayed as
+ * they came): the status, for a failure its text/plain phrase and the headers the status needs
+ * (Allow, WWW-Authenticate, Retry-After, Accept-Encoding); then gzip (encode),
+ * Authentication-Info (RFC 7616 §3.5; OMA XDM Core §5.1.2; TS 24.109 §7.2) on every authenticated
+ * answer, over the body as sent (qop=auth-int); and one log line. */
+static void proxy_respond(struct proxy *p, struct proxy_call *c, enum xcap_status st,
+                          struct http_response *resp)
+{
+    if (!c->relayed) {
+        resp->status = status_http(st);
+        if (resp->status >= 400)
+            http_response_text(resp, resp->status,
+                               c->err.phrase ? c->err.phrase : status_phrase(st));
+        if (c->err.allow)
+            http_response_header(resp, "Allow", c->err.allow);
+        for (size_t i = 0; i < c->err.n_headers; i++)
+            http_response_header(resp, c->err.headers[i].name, c->err.headers[i].value);
+    }
+    proxy_encode(p, c, resp);
+    if (c->authenticated) {
+        struct buf v;
+        buf_init(&v, 4096);
+        if (digest_auth_info(&c->auth, resp->body.data, resp->body.len, &v) == 0)
+            http_response_header(resp, "Authentication-Info", v.data);
+        buf_release(&v);
+    }
+    proxy_log(c, resp->status);
 }
 
 void proxy_handle(void *cls, const struct http_request *req, struct http_response *resp)
@@ -807,10 +834,11 @@ void proxy_handle(void *cls, const struct http_request *req, struct http_respons
     struct proxy_call c;
     memset(&c, 0, sizeof c);
     proxy_receive(p, &c, req);
-    if (proxy_method(&c, resp) && proxy_authenticate(p, &c, resp) && proxy_authorise(&c, resp) &&
-        proxy_identify(&c, resp) && proxy_decode(p, &c, resp))
-        proxy_dispatch(p, &c, resp);
-    proxy_encode(p, &c, resp);
-    proxy_respond(&c, resp);
+    enum xcap_status st;
+    if ((st = proxy_method(&c)) == XCAP_OK && (st = proxy_authenticate(p, &c)) == XCAP_OK &&
+        (st = proxy_authorise(&c)) == XCAP_OK && (st = proxy_identify(p, &c)) == XCAP_OK &&
+        (st = proxy_decode(p, &c)) == XCAP_OK && (st = proxy_route(&c)) == XCAP_OK)
+        st = proxy_dispatch(p, &c, resp);
+    proxy_respond(p, &c, st, resp);
     proxy_release(&c);
 }

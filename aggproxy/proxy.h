@@ -1,9 +1,14 @@
 /* The Aggregation Proxy request pipeline (OMA XDM Core §5.1-§5.2;
  * TS 24.109 §5.2, §7; RFC 7616):
  *
- *   receive -> authenticate (Digest or GBA Digest: 400/401) -> identify (intended identity: 403)
- *   -> decode (gzip request body: 400/413/415) -> route (404) -> forward (502/503/504)
- *   | xcap-caps | xcap-directory -> encode (gzip response) -> respond (Authentication-Info)
+ *   receive -> method (405) -> authenticate (Digest or GBA Digest: 400/401) -> authorise (GUSS:
+ *   403) -> identify (intended identity: 400/403) -> decode (gzip request body: 400/413/415)
+ *   -> route (404) -> dispatch: forward (502/503/504) | xcap-caps | xcap-directory
+ *   -> respond (status and error rendering, gzip response, Authentication-Info, one log line)
+ *
+ * Each phase returns an enum xcap_status and, when it ends the request, fills the call's struct
+ * xcap_err (phrase and the headers its status needs); proxy_respond() alone turns that into the
+ * HTTP answer. An XDMS's own answer is relayed as it came.
  *
  * Authentication:
  *   - plain HTTP Digest (RFC 7616) against the users store; the realm follows the XUI's domain in

@@ -191,7 +191,7 @@ static bool auid_ok(const char *auid)
         if (c <= 0x20 || c == 0x7f || c == '/' || c == '?' || c == '#')
             return false;
     }
-    return strcmp(auid, ROUTE_CAPS_AUID) != 0 && strcmp(auid, ROUTE_DIRECTORY_AUID) != 0;
+    return strcmp(auid, XCAP_CAPS_AUID) != 0 && strcmp(auid, XDM_DIRECTORY_AUID) != 0;
 }
 
 /* One list split and normalised: the URLs (owned) and the name they make. */
@@ -461,13 +461,13 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
         m->rest_len = strlen(p);
     }
 
-    if (m->auid_len == strlen(ROUTE_CAPS_AUID) &&
-        memcmp(m->auid, ROUTE_CAPS_AUID, m->auid_len) == 0) {
+    if (m->auid_len == strlen(XCAP_CAPS_AUID) &&
+        memcmp(m->auid, XCAP_CAPS_AUID, m->auid_len) == 0) {
         m->kind = ROUTE_CAPS;
         return;
     }
-    if (m->auid_len == strlen(ROUTE_DIRECTORY_AUID) &&
-        memcmp(m->auid, ROUTE_DIRECTORY_AUID, m->auid_len) == 0) {
+    if (m->auid_len == strlen(XDM_DIRECTORY_AUID) &&
+        memcmp(m->auid, XDM_DIRECTORY_AUID, m->auid_len) == 0) {
         m->kind = ROUTE_DIRECTORY;
         return;
     }
@@ -480,41 +480,6 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
             return;
         }
     }
-}
-
-static int unhex(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (unsigned char)tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-int route_decode(const char *s, size_t len, char *out, size_t outlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '%') {
-            if (len - i < 3)
-                return -1;
-            int h = unhex((unsigned char)s[i + 1]);
-            int l = h < 0 ? -1 : unhex((unsigned char)s[i + 2]);
-            if (l < 0 || (h == 0 && l == 0))
-                return -1;
-            c = (unsigned char)(h * 16 + l);
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    if (outlen == 0)
-        return -1;
-    out[o] = '\0';
-    return 0;
 }
 
 size_t route_table_instances(const struct route_table *t)

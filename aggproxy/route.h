@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "xcap_names.h"
 
 struct route_table;
 
@@ -29,8 +30,6 @@ struct route_table;
 /* Longest PATH of a unix: upstream (struct sockaddr_un's sun_path less its NUL). */
 #define ROUTE_UNIX_PATH_MAX 107
 #define ROUTE_DEFAULT_ROOT "/xcap-root"
-#define ROUTE_CAPS_AUID "xcap-caps"
-#define ROUTE_DIRECTORY_AUID "org.openmobilealliance.xcap-directory"
 
 /* Longest AUID and upstream URL accepted. */
 #define ROUTE_AUID_MAX 128
@@ -147,9 +146,5 @@ struct route_match {
 
 /* Matches a raw request path (without the query). Always fills *m. */
 void route_match(const struct route_table *t, const char *path, struct route_match *m);
-
-/* Percent-decodes s[0..len) (RFC 3986 §2.1, upper or lower-case hex) into out (NUL-terminated).
- * Returns 0, or -1 on a bad escape, an encoded NUL or when out is too small. */
-int route_decode(const char *s, size_t len, char *out, size_t outlen);
 
 #endif

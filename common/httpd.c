@@ -27,6 +27,10 @@
 #include "log.h"
 #include "metrics.h"
 
+/* libmicrohttpd's message when it closes a connection at one of its limits (daemon.c,
+ * internal_add_connection(); the same text since 0.9.x for both limits). */
+#define HTTPD_MHD_LIMIT_MSG "Server reached connection limit"
+
 static int64_t httpd_now_ms(void)
 {
     struct timespec ts;
@@ -319,6 +323,11 @@ __attribute__((format(printf, 2, 0))) static void httpd_mhd_log(void *cls, const
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
+    /* libmicrohttpd closes a connection it accepted beyond MHD_OPTION_CONNECTION_LIMIT or
+     * MHD_OPTION_PER_IP_CONNECTION_LIMIT before any callback of ours sees it (the accept policy
+     * callback runs after those checks); this message, logged for both, is the one trace. */
+    if (strstr(msg, HTTPD_MHD_LIMIT_MSG))
+        metrics_count(METRICS_CONN_REFUSED, 1);
     log_debug("httpd: %s", msg);
 }
 

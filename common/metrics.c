@@ -211,9 +211,11 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
          "SIP NOTIFY requests answered with an error or never answered."},
         {METRICS_NOTIFY_RETRIED, "xdm_sip_notify_retried_total",
          "SIP NOTIFY retransmissions (over UDP, RFC 3261 §17.1.2; updated once a second)."},
+        {METRICS_SUBS_TAKEN, "xdm_sip_subscriptions_taken_over_total",
+         "SIP subscriptions taken over from another instance of the role whose lease expired."},
         {METRICS_CONN_REFUSED, "xdm_http_connections_refused_total",
          "HTTP connections closed by the connection bounds (malformed request line, head or "
-         "body too slow)."},
+         "body too slow, connection limit or per-address limit reached)."},
         {METRICS_UPSTREAM_RETRIED, "xdm_upstream_retries_total",
          "Requests the proxy sent again to another instance of an upstream list."},
     };

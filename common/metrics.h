@@ -36,6 +36,7 @@ enum metrics_counter {
     METRICS_NOTIFY_RETRIED,   /* xdm_sip_notify_retried_total */
     METRICS_CONN_REFUSED,     /* xdm_http_connections_refused_total */
     METRICS_UPSTREAM_RETRIED, /* xdm_upstream_retries_total (proxy) */
+    METRICS_SUBS_TAKEN,       /* xdm_sip_subscriptions_taken_over_total */
     METRICS_COUNTER_COUNT
 };
 

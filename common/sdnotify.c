@@ -97,3 +97,30 @@ void sdnotify_stopping(void)
     pthread_cond_destroy(&sdnotify_cond);
     sdnotify_running = false;
 }
+
+void sdnotify_reloading_msg(unsigned long long usec, char *buf, size_t len)
+{
+    snprintf(buf, len, "RELOADING=1\nMONOTONIC_USEC=%llu", usec);
+}
+
+/* systemd compares MONOTONIC_USEC with its own CLOCK_MONOTONIC reading taken when it sent the
+ * reload request (sd_notify(3), "RELOADING=1"), so the time must come from the same clock. */
+void sdnotify_reloading(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char msg[64];
+    sdnotify_reloading_msg((unsigned long long)now.tv_sec * 1000000ull +
+                               (unsigned long long)now.tv_nsec / 1000ull,
+                           msg, sizeof msg);
+    int rc = sd_notify(0, msg);
+    if (rc < 0)
+        log_warn("sd_notify RELOADING=1: %s", strerror(-rc));
+}
+
+void sdnotify_reloaded(void)
+{
+    int rc = sd_notify(0, "READY=1");
+    if (rc < 0)
+        log_warn("sd_notify READY=1: %s", strerror(-rc));
+}

@@ -6,6 +6,8 @@
 #ifndef XDM_SDNOTIFY_H
 #define XDM_SDNOTIFY_H
 
+#include <stddef.h>
+
 /* Tells the service manager the process is ready (READY=1, with STATUS=status when status is
  * not NULL): call it once every listener is up, so that units ordered after this one start
  * against open sockets. Then, when the unit set WatchdogSec= (WATCHDOG_USEC for this pid),
@@ -17,6 +19,19 @@ int sdnotify_ready(const char *status);
 /* Sends STOPPING=1 and stops and joins the watchdog thread, if any. Call it once, when the
  * process begins to stop; safe without a prior sdnotify_ready(). */
 void sdnotify_stopping(void);
+
+/* Tells the service manager a reload begins: RELOADING=1 with MONOTONIC_USEC= the current
+ * CLOCK_MONOTONIC time in microseconds, as sd_notify(3) (systemd 253 and later) asks of a
+ * Type=notify-reload service. Call sdnotify_reloaded() when the reload is over, applied or
+ * refused. A no-op without NOTIFY_SOCKET. */
+void sdnotify_reloading(void);
+
+/* Tells the service manager the reload is over and the process serves again (READY=1). */
+void sdnotify_reloaded(void);
+
+/* The message sdnotify_reloading() sends for a CLOCK_MONOTONIC time of usec into buf
+ * (NUL-terminated, truncated to len). Exposed for the unit tests. */
+void sdnotify_reloading_msg(unsigned long long usec, char *buf, size_t len);
 
 /* The watchdog ping interval in microseconds for a given WATCHDOG_USEC: half of it, at least
  * 1 ms; 0 for 0 (no watchdog). Exposed for the unit tests. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "xcap_names.h"
 
 int status_http(enum xcap_status s)
 {
@@ -102,8 +103,32 @@ int xcap_exists_add_alt(struct xcap_exists *ex, const char *value)
     return 0;
 }
 
+int xcap_err_add_header(struct xcap_err *err, const char *name, const char *value)
+{
+    if (err->n_headers == XCAP_ERR_HEADERS_MAX)
+        return -1;
+    if (!err->headers && !(err->headers = calloc(XCAP_ERR_HEADERS_MAX, sizeof *err->headers)))
+        return -1;
+    struct xcap_header *h = &err->headers[err->n_headers];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        h->name = h->value = NULL;
+        return -1;
+    }
+    err->n_headers++;
+    return 0;
+}
+
 void xcap_err_release(struct xcap_err *err)
 {
+    for (size_t i = 0; i < err->n_headers; i++) {
+        free(err->headers[i].name);
+        free(err->headers[i].value);
+    }
+    free(err->headers);
     free(err->phrase);
     free(err->ancestor);
     free(err->allow);
@@ -126,11 +151,11 @@ int status_error_body(const struct xcap_err *err, struct buf *out)
         return -1;
     size_t start = out->len;
     int rc = buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                           "<xcap-error xmlns=\"urn:ietf:params:xml:ns:xcap-error\">");
+                           "<xcap-error xmlns=\"" XCAP_ERROR_NS "\">");
     const char *inner = cond;
     if (err->status == XCAP_LOCAL_CONSTRAINT_FAILURE) {
         rc |= buf_puts(out, "<extension><local-constraint-failure "
-                            "xmlns=\"urn:oma:xml:xdm:xcap-error\"");
+                            "xmlns=\"" XDM_ERROR_NS "\"");
         inner = NULL;
     } else {
         rc |= buf_printf(out, "<%s", cond);

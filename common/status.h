@@ -57,6 +57,15 @@ struct xcap_exists {
     size_t n_alt;
 };
 
+/* A response header a status needs besides its body; both strings owned. */
+struct xcap_header {
+    char *name;
+    char *value;
+};
+
+/* Most extra headers one answer carries (one WWW-Authenticate per Digest algorithm offered). */
+#define XCAP_ERR_HEADERS_MAX 8
+
 /* Details of a failed request. Zero-initialise before use; release with xcap_err_release().
  * All strings are owned by the struct. */
 struct xcap_err {
@@ -66,6 +75,11 @@ struct xcap_err {
     char *allow;    /* 405: value of the Allow header */
     struct xcap_exists *exists; /* uniqueness-failure items */
     size_t n_exists;
+    /* Further headers of the answer, in order: the WWW-Authenticate challenges of a 401 (RFC 9110
+     * §11.6.1), the Retry-After of a 503 (§10.2.3), the Accept-Encoding of a 415 refusing a
+     * content coding (§12.5.3). At most XCAP_ERR_HEADERS_MAX. */
+    struct xcap_header *headers;
+    size_t n_headers;
 };
 
 /* Fills err (replacing any earlier phrase) and returns status, so a failure is one line:
@@ -78,6 +92,10 @@ enum xcap_status xcap_fail(struct xcap_err *err, enum xcap_status status, const 
 struct xcap_exists *xcap_err_add_exists(struct xcap_err *err, const char *field);
 /* Adds a copy of value to the item's alt-values; returns 0 or -1 on allocation failure. */
 int xcap_exists_add_alt(struct xcap_exists *ex, const char *value);
+
+/* Adds a copy of the header name: value to err. Returns 0, or -1 (out of memory, or already
+ * XCAP_ERR_HEADERS_MAX headers). */
+int xcap_err_add_header(struct xcap_err *err, const char *name, const char *value);
 
 void xcap_err_release(struct xcap_err *err);
 

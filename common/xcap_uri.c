@@ -16,32 +16,41 @@ int xcap_uri_hex(char c)
     return -1;
 }
 
-char *xcap_uri_decode(const char *src, size_t len)
+int xcap_uri_pct_decode(const char *src, size_t len, char *out, size_t outlen)
 {
-    char *out = malloc(len + 1);
-    if (!out)
-        return NULL;
+    /* out may be src: out + o never passes src + i, and src[i..i+2] is read before out[o] is
+     * written. */
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         char c = src[i];
-        if (c == '\0')
-            goto bad;
         if (c == '%') {
             if (len - i < 3)
-                goto bad;
-            int h = xcap_uri_hex(src[i + 1]), l = xcap_uri_hex(src[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0))
-                goto bad;
+                return -1;
+            int h = xcap_uri_hex(src[i + 1]);
+            int l = h < 0 ? -1 : xcap_uri_hex(src[i + 2]);
+            if (l < 0)
+                return -1;
             c = (char)(h << 4 | l);
             i += 2;
         }
+        if (c == '\0' || o + 1 >= outlen)
+            return -1;
         out[o++] = c;
     }
+    if (outlen == 0)
+        return -1;
     out[o] = '\0';
+    return 0;
+}
+
+char *xcap_uri_decode(const char *src, size_t len)
+{
+    char *out = malloc(len + 1);
+    if (out && xcap_uri_pct_decode(src, len, out, len + 1) < 0) {
+        free(out);
+        out = NULL;
+    }
     return out;
-bad:
-    free(out);
-    return NULL;
 }
 
 int xcap_uri_encode_segment(struct buf *out, const char *s)

@@ -52,8 +52,14 @@ void xcap_uri_release(struct xcap_uri *u);
 /* The value of one hex digit (either case), or -1 when c is none. */
 int xcap_uri_hex(char c);
 
-/* Percent-decodes src[0..len) into a new NUL-terminated string. Returns NULL on an invalid escape,
- * an encoded or raw NUL, or allocation failure. */
+/* Percent-decodes src[0..len) (RFC 3986 §2.1, hex digits of either case) into out[0..outlen),
+ * NUL-terminated; out may be src (the result is never longer). Returns 0, or -1 on an invalid
+ * or cut escape, a raw or encoded NUL, or when out is too small. The one percent-decoder of both
+ * servers: XCAP URIs, the proxy's routing, RFC 8187 ext-values of Digest. */
+int xcap_uri_pct_decode(const char *src, size_t len, char *out, size_t outlen);
+
+/* Percent-decodes src[0..len) into a new NUL-terminated string (xcap_uri_pct_decode()). Returns
+ * NULL on an invalid escape, an encoded or raw NUL, or allocation failure. */
 char *xcap_uri_decode(const char *src, size_t len);
 
 /* Appends s percent-encoded as one URI path segment: RFC 3986 unreserved characters and the

@@ -66,13 +66,14 @@ static void xdmctl_usage(FILE *f)
         "        write every document (or only those of XUI) into the new directory DEST, one\n"
         "        file per document at its XCAP document selector (AUID/users/XUI/PATH,\n"
         "        AUID/global/PATH; segments percent-encoded), bytes unchanged\n"
-        "  import SRC [--xcap-root URI] [--from kamailio]\n"
+        "  import SRC [--xcap-root URI] [--from kamailio|openxcap]\n"
         "        PUT every file of a tree written by export into the stores under DIR, each\n"
         "        one validated as an HTTP PUT would be (servers stopped). Refused files are\n"
         "        reported with the reason; the others are imported. --xcap-root: the public\n"
         "        XCAP root that references are checked against (default\n"
-        "        http://127.0.0.1:8080/xcap-root/). --from kamailio: SRC is a SQLite\n"
-        "        database (or an SQL dump) with Kamailio's xcap table instead\n"
+        "        http://127.0.0.1:8080/xcap-root/). --from kamailio, --from openxcap: SRC\n"
+        "        is a SQLite database or an SQL dump (mysqldump, pg_dump --inserts) with\n"
+        "        the xcap table of Kamailio's xcap_server or of OpenXCAP instead\n"
         "  db init|migrate --config FILE --role ROLE\n"
         "        create (init) or bring up to date (migrate, after an upgrade) the PostgreSQL\n"
         "        schema of the XDMS role ROLE (shared-list, presence, rls), as that server does\n"
@@ -634,14 +635,17 @@ static int xdmctl_run(struct xdmctl_opts *o)
             xdmctl_usage(stderr);
             return 2;
         }
-        if (o->from && strcmp(o->from, "kamailio") != 0) {
-            fprintf(stderr, "xdmctl: --from knows only kamailio\n");
+        if (o->from && strcmp(o->from, "kamailio") != 0 && strcmp(o->from, "openxcap") != 0) {
+            fprintf(stderr, "xdmctl: --from knows kamailio and openxcap, not \"%s\"\n", o->from);
             return 2;
         }
         log_init("xdmctl", LOG_LEVEL_WARN);
         const char *xr = o->xcap_root ? o->xcap_root : "http://127.0.0.1:8080/xcap-root/";
-        return o->from ? xdmctl_data_import_kamailio(o->data, o->args[1], xr)
-                       : xdmctl_data_import(o->data, o->args[1], xr);
+        if (!o->from)
+            return xdmctl_data_import(o->data, o->args[1], xr);
+        return strcmp(o->from, "kamailio") == 0
+                   ? xdmctl_data_import_kamailio(o->data, o->args[1], xr)
+                   : xdmctl_data_import_openxcap(o->data, o->args[1], xr);
     }
     if (o->from) {
         fprintf(stderr, "xdmctl: --from is for import only\n");

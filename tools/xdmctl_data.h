@@ -47,11 +47,17 @@ int xdmctl_data_import(const char *root, const char *src, const char *xcap_root)
 int xdmctl_data_check(const char *root, const char *xcap_root);
 
 /* Migration from Kamailio's xcap_server: reads the table xcap (columns id, username, domain, doc,
- * doc_type, doc_uri) of db, a SQLite database file or an SQL text dump SQLite can execute, writes
- * each row as a file of an export tree (AUID from doc_type, XUI sip:username@domain, document
- * path from doc_uri after the XUI, bytes of doc unchanged) in a temporary directory and imports
- * that with xdmctl_data_import(). Rows that cannot be mapped are reported and skipped. */
+ * doc_type, doc_uri) of db, a SQLite database file or an SQL text dump (mysqldump, pg_dump
+ * --inserts or --column-inserts, SQLite .dump; see xdmctl_sqldump.h), writes each row as a file
+ * of an export tree (AUID from doc_type, XUI sip:username@domain, document path from doc_uri
+ * after the XUI, bytes of doc unchanged) in a temporary directory and imports that with
+ * xdmctl_data_import(). Rows that cannot be mapped are reported and skipped. */
 int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root);
+
+/* The same for OpenXCAP's xcap table (the same columns; doc_uri is the document path below the
+ * user's directory, e.g. "index"; doc_type as OpenXCAP's Storage.app_mapping, which adds OMA
+ * pres-content, 1 << 6). */
+int xdmctl_data_import_openxcap(const char *root, const char *db, const char *xcap_root);
 
 /* The file name for one segment of a document selector into out (NUL-terminated); -1 when it does
  * not fit in outlen. */

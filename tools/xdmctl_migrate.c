@@ -1,5 +1,6 @@
-/* xdmctl import --from kamailio (see xdmctl_data.h): Kamailio's xcap table to an export tree,
- * then the ordinary import, so that every document passes the checks of a PUT. */
+/* xdmctl import --from kamailio|openxcap (see xdmctl_data.h): the xcap table of Kamailio's
+ * xcap_server or of OpenXCAP to an export tree, then the ordinary import, so that every document
+ * passes the checks of a PUT. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -11,15 +12,30 @@
 #include <unistd.h>
 
 #include "xdmctl_data.h"
+#include "xdmctl_sqldump.h"
 
 #define XDMCTL_MIGRATE_PATH_MAX 4096
 #define XDMCTL_MIGRATE_DUMP_MAX (256u << 20)
 
-/* Kamailio's document types (xcap_server, xcap_doc.h: bit flags). */
-static const struct {
+struct xdmctl_migrate_type {
     int type;
     const char *auid;
-} xdmctl_migrate_types[] = {
+};
+
+/* Where the rows come from: both servers keep one row per document in a table `xcap` with the
+ * columns id, username, domain, doc, doc_type and doc_uri, and differ in what doc_type and
+ * doc_uri hold. */
+struct xdmctl_migrate_source {
+    const char *name;
+    const struct xdmctl_migrate_type *types;
+    size_t ntypes;
+    /* doc_uri is the whole request path ("/xcap-root/AUID/users/XUI/DOC", Kamailio) rather than
+     * the document path below the user's directory ("DOC", OpenXCAP). */
+    bool doc_uri_is_uri;
+};
+
+/* Kamailio's document types (xcap_server, xcap_doc.h: bit flags). */
+static const struct xdmctl_migrate_type xdmctl_migrate_kamailio_types[] = {
     {1 << 1, "pres-rules"},
     {1 << 2, "resource-lists"},
     {1 << 3, "rls-services"},
@@ -27,11 +43,30 @@ static const struct {
     {1 << 5, "org.openmobilealliance.pres-rules"},
 };
 
-static const char *xdmctl_migrate_auid(int type)
+/* OpenXCAP's (xcap/backend/database.py, Storage.app_mapping): the same bits, plus OMA
+ * pres-content; its dialog-rules (1 << 7) and test-app (0) usages are served nowhere here. */
+static const struct xdmctl_migrate_type xdmctl_migrate_openxcap_types[] = {
+    {1 << 1, "pres-rules"},
+    {1 << 2, "resource-lists"},
+    {1 << 3, "rls-services"},
+    {1 << 4, "pidf-manipulation"},
+    {1 << 5, "org.openmobilealliance.pres-rules"},
+    {1 << 6, "org.openmobilealliance.pres-content"},
+};
+
+static const struct xdmctl_migrate_source xdmctl_migrate_kamailio = {
+    "kamailio", xdmctl_migrate_kamailio_types,
+    sizeof xdmctl_migrate_kamailio_types / sizeof xdmctl_migrate_kamailio_types[0], true};
+
+static const struct xdmctl_migrate_source xdmctl_migrate_openxcap = {
+    "openxcap", xdmctl_migrate_openxcap_types,
+    sizeof xdmctl_migrate_openxcap_types / sizeof xdmctl_migrate_openxcap_types[0], false};
+
+static const char *xdmctl_migrate_auid(const struct xdmctl_migrate_source *src, int type)
 {
-    for (size_t i = 0; i < sizeof xdmctl_migrate_types / sizeof xdmctl_migrate_types[0]; i++)
-        if (xdmctl_migrate_types[i].type == type)
-            return xdmctl_migrate_types[i].auid;
+    for (size_t i = 0; i < src->ntypes; i++)
+        if (src->types[i].type == type)
+            return src->types[i].auid;
     return NULL;
 }
 
@@ -45,7 +80,8 @@ static int xdmctl_migrate_add(char *path, const char *seg, size_t len)
     return xdmctl_data_segment(seg, len, path + used + 1, XDMCTL_MIGRATE_PATH_MAX - used - 1);
 }
 
-/* Opens db: a SQLite file as it is, anything else as SQL text run in an in-memory database. */
+/* Opens db: a SQLite file as it is; anything else is read as an SQL text dump whose xcap table
+ * is loaded into an in-memory database (xdmctl_sqldump.h). */
 static sqlite3 *xdmctl_migrate_open(const char *db)
 {
     sqlite3 *h = NULL;
@@ -65,7 +101,7 @@ static sqlite3 *xdmctl_migrate_open(const char *db)
         }
         return h;
     }
-    /* An SQL dump: read it whole (bounded) and run it. */
+    /* An SQL dump: read it whole (bounded) and take the xcap table out of it. */
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 0, SEEK_SET);
@@ -81,12 +117,17 @@ static sqlite3 *xdmctl_migrate_open(const char *db)
     }
     fclose(f);
     sql[size] = '\0';
-    char *msg = NULL;
-    if (sqlite3_open(":memory:", &h) != SQLITE_OK ||
-        sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fprintf(stderr, "xdmctl: %s is neither a SQLite database nor an SQL dump SQLite runs: %s\n",
-                db, msg ? msg : "cannot open");
-        sqlite3_free(msg);
+    char err[512];
+    if (sqlite3_open(":memory:", &h) != SQLITE_OK) {
+        fprintf(stderr, "xdmctl: cannot open an in-memory database: %s\n",
+                h ? sqlite3_errmsg(h) : "out of memory");
+        sqlite3_close(h);
+        h = NULL;
+    } else if (xdmctl_sqldump_load(h, sql, (size_t)size, "xcap", err, sizeof err) < 0) {
+        fprintf(stderr,
+                "xdmctl: %s is neither a SQLite database nor an SQL dump of an xcap "
+                "table: %s\n",
+                db, err);
         sqlite3_close(h);
         h = NULL;
     }
@@ -101,7 +142,8 @@ static int xdmctl_migrate_rm(const char *path, const struct stat *st, int flag, 
 }
 
 /* Writes one row into the tree under top; returns 0, or -1 after reporting why not. */
-static int xdmctl_migrate_row(const char *top, sqlite3_stmt *st)
+static int xdmctl_migrate_row(const struct xdmctl_migrate_source *src, const char *top,
+                              sqlite3_stmt *st)
 {
     long long id = sqlite3_column_int64(st, 0);
     const char *user = (const char *)sqlite3_column_text(st, 1);
@@ -110,22 +152,29 @@ static int xdmctl_migrate_row(const char *top, sqlite3_stmt *st)
     const char *uri = (const char *)sqlite3_column_text(st, 5);
     const void *doc = sqlite3_column_blob(st, 3);
     int len = sqlite3_column_bytes(st, 3);
-    const char *auid = xdmctl_migrate_auid(type);
+    const char *auid = xdmctl_migrate_auid(src, type);
     if (!auid) {
         fprintf(stderr,
-                "xdmctl: refused kamailio row %lld: doc_type %d is no application usage "
+                "xdmctl: refused %s row %lld: doc_type %d is no application usage "
                 "served here\n",
-                id, type);
+                src->name, id, type);
         return -1;
     }
-    /* The document path is what follows the XUI in doc_uri ("/xcap-root/AUID/users/XUI/..."). */
-    const char *users = uri ? strstr(uri, "/users/") : NULL;
-    const char *path = users ? strchr(users + 7, '/') : NULL;
-    if (!user || !domain || !path || !path[1]) {
+    /* The document path: what follows the XUI in a Kamailio doc_uri
+     * ("/xcap-root/AUID/users/XUI/..."); an OpenXCAP doc_uri is that path itself. */
+    const char *path = NULL; /* its first segment */
+    if (src->doc_uri_is_uri) {
+        const char *users = uri ? strstr(uri, "/users/") : NULL;
+        path = users ? strchr(users + 7, '/') : NULL;
+        path = path ? path + 1 : NULL;
+    } else if (uri) {
+        path = uri[0] == '/' ? uri + 1 : uri;
+    }
+    if (!user || !domain || !path || !path[0]) {
         fprintf(stderr,
-                "xdmctl: refused kamailio row %lld: doc_uri \"%s\" names no document of "
+                "xdmctl: refused %s row %lld: doc_uri \"%s\" names no document of "
                 "a user\n",
-                id, uri ? uri : "");
+                src->name, id, uri ? uri : "");
         return -1;
     }
     char xui[512], file[XDMCTL_MIGRATE_PATH_MAX];
@@ -138,7 +187,7 @@ static int xdmctl_migrate_row(const char *top, sqlite3_stmt *st)
               (mkdir(file, 0700) < 0 && errno != EEXIST);
     /* doc_uri is percent-encoded as it was sent, as are the file names of an export tree: its
      * segments are taken as they are (the import's URI parser decodes and checks them). */
-    for (const char *p = path + 1; !bad;) {
+    for (const char *p = path; !bad;) {
         const char *slash = strchr(p, '/');
         size_t l = slash ? (size_t)(slash - p) : strlen(p), used = strlen(file);
         if (l == 0 || (l <= 2 && strncmp(p, "..", l) == 0) || used + l + 2 >= sizeof file) {
@@ -155,8 +204,9 @@ static int xdmctl_migrate_row(const char *top, sqlite3_stmt *st)
     }
     int fd = bad ? -1 : open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 || (len > 0 && write(fd, doc, (size_t)len) != len)) {
-        fprintf(stderr, "xdmctl: refused kamailio row %lld: cannot place doc_uri \"%s\" (%s)\n", id,
-                uri, errno == EEXIST ? "another row has the same document" : "bad path");
+        fprintf(stderr, "xdmctl: refused %s row %lld: cannot place doc_uri \"%s\" (%s)\n",
+                src->name, id, uri,
+                errno == EEXIST ? "another row has the same document" : "bad path");
         if (fd >= 0)
             close(fd);
         return -1;
@@ -165,7 +215,8 @@ static int xdmctl_migrate_row(const char *top, sqlite3_stmt *st)
     return 0;
 }
 
-int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root)
+static int xdmctl_migrate_run(const struct xdmctl_migrate_source *src, const char *root,
+                              const char *db, const char *xcap_root)
 {
     sqlite3 *h = xdmctl_migrate_open(db);
     if (!h)
@@ -175,11 +226,11 @@ int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xc
                            "SELECT id, username, domain, doc, doc_type, doc_uri FROM xcap "
                            "ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
-        fprintf(stderr, "xdmctl: %s: no Kamailio xcap table: %s\n", db, sqlite3_errmsg(h));
+        fprintf(stderr, "xdmctl: %s: no %s xcap table: %s\n", db, src->name, sqlite3_errmsg(h));
         sqlite3_close(h);
         return 1;
     }
-    char top[] = "/tmp/xdmctl-kamailio-XXXXXX";
+    char top[] = "/tmp/xdmctl-migrate-XXXXXX";
     if (!mkdtemp(top)) {
         fprintf(stderr, "xdmctl: cannot create a temporary directory: %s\n", strerror(errno));
         sqlite3_finalize(st);
@@ -190,7 +241,7 @@ int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xc
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         rows++;
-        if (xdmctl_migrate_row(top, st) < 0)
+        if (xdmctl_migrate_row(src, top, st) < 0)
             refused++;
     }
     int failed = rc != SQLITE_DONE;
@@ -198,8 +249,19 @@ int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xc
         fprintf(stderr, "xdmctl: %s: reading the xcap table failed: %s\n", db, sqlite3_errmsg(h));
     sqlite3_finalize(st);
     sqlite3_close(h);
-    printf("kamailio: %u rows, %u refused before import\n", rows, refused);
+    printf("%s: %u rows, %u refused before import\n", src->name, rows, refused);
+    fflush(stdout);
     int irc = failed ? 1 : xdmctl_data_import(root, top, xcap_root);
     nftw(top, xdmctl_migrate_rm, 16, FTW_DEPTH | FTW_PHYS);
     return irc || refused || failed ? 1 : 0;
+}
+
+int xdmctl_data_import_kamailio(const char *root, const char *db, const char *xcap_root)
+{
+    return xdmctl_migrate_run(&xdmctl_migrate_kamailio, root, db, xcap_root);
+}
+
+int xdmctl_data_import_openxcap(const char *root, const char *db, const char *xcap_root)
+{
+    return xdmctl_migrate_run(&xdmctl_migrate_openxcap, root, db, xcap_root);
 }

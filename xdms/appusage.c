@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "xcap_names.h"
+
 /* The rows, each from its family's file. Rows of one role are contiguous, in the order XDMS
  * listings (xcap-caps, the XCAP directory) show them. */
 extern const struct appusage au_resource_lists;
@@ -21,14 +23,14 @@ static const struct appusage *const appusage_table[] = {
 /* The documents the servers generate. */
 static const struct appusage appusage_generated_rows[] = {
     /* RFC 4825 §12 (xcap-caps usage), "Default Namespace" */
-    {.auid = "xcap-caps",
-     .mime = "application/xcap-caps+xml",
-     .default_ns = "urn:ietf:params:xml:ns:xcap-caps",
+    {.auid = XCAP_CAPS_AUID,
+     .mime = XCAP_CAPS_MIME,
+     .default_ns = XCAP_CAPS_NS,
      .root = "xcap-caps"},
     /* OMA-TS-XDM_Core (XCAP directory usage), "Default Document Namespace" */
-    {.auid = "org.openmobilealliance.xcap-directory",
-     .mime = "application/vnd.oma.xcap-directory+xml",
-     .default_ns = "urn:oma:xml:xdm:xcap-directory",
+    {.auid = XDM_DIRECTORY_AUID,
+     .mime = XDM_DIRECTORY_MIME,
+     .default_ns = XDM_DIRECTORY_NS,
      .root = "xcap-directory"},
 };
 

@@ -7,9 +7,9 @@
 /* Namespaces every XDMS understands besides those of its usages (RFC 4825 §12: xcap-caps
  * itself and the error bodies of §11, with the OMA extension of OMA-TS-XDM_Core). */
 static const char *const caps_ns_common[] = {
-    "urn:ietf:params:xml:ns:xcap-caps",
-    "urn:ietf:params:xml:ns:xcap-error",
-    "urn:oma:xml:xdm:xcap-error",
+    XCAP_CAPS_NS,
+    XCAP_ERROR_NS,
+    XDM_ERROR_NS,
     NULL,
 };
 static int caps_namespaces(struct buf *out, const char *const *ns)
@@ -34,10 +34,9 @@ int caps_render(enum xdms_role role, struct buf *out)
 {
     const struct appusage *const *rows;
     size_t n = appusage_list(role, &rows);
-    int rc = buf_puts(
-        out,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        "<xcap-caps xmlns=\"urn:ietf:params:xml:ns:xcap-caps\"><auids><auid>" CAPS_AUID "</auid>");
+    int rc = buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                           "<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids><auid>" XCAP_CAPS_AUID
+                           "</auid>");
     for (size_t i = 0; i < n; i++)
         rc |= buf_printf(out, "<auid>%s</auid>", rows[i]->auid);
     /* RFC 4825 §12.2: <extensions> sits between <auids> and <namespaces>. The schema lets it

@@ -4,9 +4,7 @@
 
 #include "appusage.h"
 #include "buf.h"
-
-#define CAPS_AUID "xcap-caps"
-#define CAPS_MIME "application/xcap-caps+xml"
+#include "xcap_names.h"
 
 /* Appends the document listing the role's AUIDs (and xcap-caps itself) and the namespaces the
  * role understands. Returns 0 or -1. */

@@ -71,7 +71,7 @@ int directory_render(struct store *store, enum xdms_role role, const char *xcap_
     struct directory_walk w = {
         .out = out, .root = xcap_root, .xui = xui, .hash = 14695981039346656037ull};
     int rc = buf_puts(out, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                           "<xcap-directory xmlns=\"" DIRECTORY_NS "\">");
+                           "<xcap-directory xmlns=\"" XDM_DIRECTORY_NS "\">");
     const struct appusage *const *rows;
     size_t n = appusage_list(role, &rows);
     for (size_t i = 0; i < n && rc == 0 && w.rc == 0; i++) {

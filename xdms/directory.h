@@ -7,11 +7,7 @@
 #include "appusage.h"
 #include "buf.h"
 #include "store.h"
-
-#define DIRECTORY_AUID "org.openmobilealliance.xcap-directory"
-#define DIRECTORY_MIME "application/vnd.oma.xcap-directory+xml"
-#define DIRECTORY_NS "urn:oma:xml:xdm:xcap-directory"
-#define DIRECTORY_DOC "directory.xml"
+#include "xcap_names.h"
 
 /* Appends <xcap-directory> with one <folder auid> per AUID of the role (empty folders too) and
  * one <entry uri etag last-modified size> per document of xui, uri absolute under xcap_root

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "directory.h"
 #include "engine_internal.h"
 #include "etag.h"
 #include "log.h"
@@ -76,6 +77,14 @@ bool engine_media_type_is(const char *header, const char *type)
     while (n && (header[n - 1] == ' ' || header[n - 1] == '\t'))
         n--;
     return n == strlen(type) && strncasecmp(header, type, n) == 0;
+}
+
+enum xcap_status engine_directory(struct engine *e, const char *xui, struct buf *out,
+                                  char etag[STORE_ETAG_MAX], struct xcap_err *err)
+{
+    if (directory_render(e->store, e->cfg.role, e->cfg.xcap_root, xui, out, etag) < 0)
+        return xcap_fail(err, XCAP_STORAGE, "cannot list the documents");
+    return XCAP_OK;
 }
 
 enum xcap_status engine_store_fail(struct xcap_err *err, enum store_rc rc)

@@ -93,13 +93,16 @@ struct engine_limits engine_get_limits(struct engine *e);
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
                                 struct engine_reply *rep, struct xcap_err *err);
 
-/* Media types of the resources below a document (RFC 4825 §15.2). */
-#define ENGINE_MIME_ELEMENT "application/xcap-el+xml"
-#define ENGINE_MIME_ATTRIBUTE "application/xcap-att+xml"
-#define ENGINE_MIME_NAMESPACE "application/xcap-ns+xml"
+/* The listing of xui's documents in this XDMS, its part of the OMA xcap-directory (directory.h):
+ * one folder per AUID of the role, one entry per document, URIs under the configured public XCAP
+ * root; etag receives its ETag. Appends to out. XCAP_OK, or XCAP_STORAGE with err filled. One
+ * read transaction. Thread-safe. */
+enum xcap_status engine_directory(struct engine *e, const char *xui, struct buf *out,
+                                  char etag[STORE_ETAG_MAX], struct xcap_err *err);
 
 /* GET of a node of a document the caller generated (not stored), e.g. xcap-caps or the
- * xcap-directory: req->uri->node_sel must be set. Fills rep's content type and body. */
+ * xcap-directory: req->uri->node_sel must be set. Fills rep's content type and body with the
+ * selected node's exact bytes (nodeget_select(), as the proxy does for its generated documents). */
 enum xcap_status engine_node_select(const struct engine_request *req, const char *doc, size_t len,
                                     struct engine_reply *rep, struct xcap_err *err);
 

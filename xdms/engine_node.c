@@ -13,80 +13,18 @@
 
 #include "engine_internal.h"
 #include "log.h"
+#include "nodeget.h"
 #include "nodesel.h"
 #include "prescan.h"
 #include "usage.h"
 #include "xdoc.h"
+#include "xcap_names.h"
 #include "xcap_uri.h"
 #include "xspan.h"
 
-/* A parsed stored document: bytes, tree and spans, with every element's document-order index
- * in its _private field (index + 1). */
-struct node_doc {
-    const char *data;
-    size_t len;
-    xmlDocPtr xml;
-    struct xspan spans;
-};
-
-static void node_doc_release(struct node_doc *d)
-{
-    if (d->xml)
-        xmlFreeDoc(d->xml);
-    xspan_release(&d->spans);
-    memset(d, 0, sizeof *d);
-}
-
-static enum xcap_status node_doc_load(struct node_doc *d, const char *data, size_t len,
-                                      struct xcap_err *err)
-{
-    memset(d, 0, sizeof *d);
-    d->data = data;
-    d->len = len;
-    struct xcap_err perr = {0};
-    enum xcap_status st = xdoc_parse(data, len, &d->xml, &perr);
-    if (st != XCAP_OK) {
-        st = xcap_fail(err, st, "%s", perr.phrase ? perr.phrase : "");
-        xcap_err_release(&perr);
-        return st;
-    }
-    if (xspan_scan(data, len, &d->spans) < 0 ||
-        xspan_number_tree(xmlDocGetRootElement(d->xml)) != d->spans.n_els) {
-        node_doc_release(d);
-        log_error("engine: element spans do not match the parsed tree");
-        return xcap_fail(err, XCAP_INTERNAL, "cannot index the document");
-    }
-    return XCAP_OK;
-}
-
-static const struct xspan_el *node_span(const struct node_doc *d, xmlNodePtr n)
+static const struct xspan_el *node_span(const struct nodeget_doc *d, xmlNodePtr n)
 {
     return &d->spans.els[xspan_index(n)];
-}
-
-static bool node_is_xmlns(const char *data, const struct xspan_attr *a)
-{
-    return (a->name_len == 5 && memcmp(data + a->name, "xmlns", 5) == 0) ||
-           (a->name_len > 6 && memcmp(data + a->name, "xmlns:", 6) == 0);
-}
-
-/* The span of attribute attr of element el: libxml2 keeps attributes in document order without
- * the namespace declarations, so the k-th property is the k-th non-xmlns span. */
-static const struct xspan_attr *node_attr_span(const struct node_doc *d, xmlNodePtr el,
-                                               xmlAttrPtr attr)
-{
-    size_t k = 0;
-    for (xmlAttrPtr a = el->properties; a && a != attr; a = a->next)
-        k++;
-    const struct xspan_el *se = node_span(d, el);
-    for (uint32_t i = 0; i < se->n_attr; i++) {
-        const struct xspan_attr *sa = &d->spans.attrs[se->first_attr + i];
-        if (node_is_xmlns(d->data, sa))
-            continue;
-        if (k-- == 0)
-            return sa;
-    }
-    return NULL;
 }
 
 /* XPath of an element by position only ("/" "*", then "/" "*[k]" per level): exact in the previous
@@ -157,7 +95,7 @@ static enum xcap_status node_no_parent(const char *xcap_root, const struct engin
 }
 
 /* Replaces data[from..to) by ins, into out. */
-static int node_splice(const struct node_doc *d, size_t from, size_t to, const char *ins,
+static int node_splice(const struct nodeget_doc *d, size_t from, size_t to, const char *ins,
                        size_t ins_len, struct buf *out)
 {
     buf_reset(out);
@@ -349,10 +287,10 @@ struct node_call {
     struct node_body body;
     struct store_txn *t;
     struct store_doc stored;
-    struct node_doc d;
-    struct buf out;     /* new document bytes */
-    struct node_doc nd; /* the new document, parsed */
-    struct buf detail;  /* change-log detail */
+    struct nodeget_doc d;
+    struct buf out;        /* new document bytes */
+    struct nodeget_doc nd; /* the new document, parsed */
+    struct buf detail;     /* change-log detail */
 };
 
 static void node_call_release(struct node_call *c)
@@ -363,8 +301,8 @@ static void node_call_release(struct node_call *c)
     xcap_err_release(&c->body_err);
     node_body_release(&c->body);
     store_doc_release(&c->stored);
-    node_doc_release(&c->d);
-    node_doc_release(&c->nd);
+    nodeget_doc_release(&c->d);
+    nodeget_doc_release(&c->nd);
     buf_release(&c->out);
     buf_release(&c->detail);
 }
@@ -398,56 +336,14 @@ static enum xcap_status node_open(struct node_call *c, bool write, struct xcap_e
     enum xcap_status st = engine_preconditions(c->req, c->stored.etag, err);
     if (st != XCAP_OK)
         return st;
-    return node_doc_load(&c->d, c->stored.data, c->stored.len, err);
+    return nodeget_doc_load(&c->d, c->stored.data, c->stored.len, err);
 }
 
 /* Reads the selected element, attribute or namespace bindings from the loaded c->d. */
 static enum xcap_status node_read(struct node_call *c, struct engine_reply *rep,
                                   struct xcap_err *err)
 {
-    bool amb;
-    xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
-    if (!el)
-        return xcap_fail(err, XCAP_NOT_FOUND,
-                         amb ? "the selector matches more than one element" : "no such element");
-    const struct xspan_el *se = node_span(&c->d, el);
-    int rc = 0;
-    switch (c->sel.terminal) {
-    case NODESEL_ELEMENT:
-        rep->content_type = ENGINE_MIME_ELEMENT;
-        rc = buf_append(&rep->body, c->d.data + se->start, se->end - se->start);
-        break;
-    case NODESEL_ATTRIBUTE: {
-        xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
-        const struct xspan_attr *sa = a ? node_attr_span(&c->d, el, a) : NULL;
-        if (!sa)
-            return xcap_fail(err, XCAP_NOT_FOUND, "no such attribute");
-        rep->content_type = ENGINE_MIME_ATTRIBUTE;
-        rc = buf_append(&rep->body, c->d.data + sa->value, sa->value_len);
-        break;
-    }
-    case NODESEL_NAMESPACE: {
-        /* RFC 4825 §7.10: the element's qualified name, no children, one declaration per
-         * binding in scope. */
-        rep->content_type = ENGINE_MIME_NAMESPACE;
-        rc = buf_puts(&rep->body, "<");
-        rc |= buf_append(&rep->body, c->d.data + se->start + 1, se->name_len);
-        xmlNsPtr *nsl = xmlGetNsList(c->d.xml, el);
-        for (xmlNsPtr *p = nsl; p && *p; p++) {
-            const char *pfx = (const char *)(*p)->prefix;
-            if (pfx && strcmp(pfx, "xml") == 0)
-                continue;
-            rc |= buf_printf(&rep->body, " xmlns%s%s=\"", pfx ? ":" : "", pfx ? pfx : "");
-            rc |= buf_xml_escape(&rep->body, (const char *)(*p)->href,
-                                 strlen((const char *)(*p)->href));
-            rc |= buf_puts(&rep->body, "\"");
-        }
-        xmlFree(nsl);
-        rc |= buf_puts(&rep->body, "/>");
-        break;
-    }
-    }
-    return rc ? xcap_fail(err, XCAP_INTERNAL, "out of memory") : XCAP_OK;
+    return nodeget_render(&c->sel, &c->d, &rep->body, &rep->content_type, err);
 }
 
 static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
@@ -466,8 +362,8 @@ static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
 static enum xcap_status node_verify(struct node_call *c, size_t new_start, bool must_select,
                                     enum xcap_status fail, struct xcap_err *err)
 {
-    struct node_doc *nd = &c->nd;
-    enum xcap_status st = node_doc_load(nd, c->out.data, c->out.len, err);
+    struct nodeget_doc *nd = &c->nd;
+    enum xcap_status st = nodeget_doc_load(nd, c->out.data, c->out.len, err);
     if (st != XCAP_OK) {
         /* the body was checked on its own; a failure here is a namespace clash with the
          * document (e.g. a duplicate attribute) */
@@ -657,7 +553,7 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
     xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
     const struct xspan_el *se = node_span(&c->d, el);
     if (a) {
-        const struct xspan_attr *sa = node_attr_span(&c->d, el, a);
+        const struct xspan_attr *sa = nodeget_attr_span(&c->d, el, a);
         if (!sa) {
             buf_release(&q);
             return xcap_fail(err, XCAP_INTERNAL, "cannot locate the attribute");
@@ -724,7 +620,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
     int rc;
     if (c->sel.terminal == NODESEL_ATTRIBUTE) {
         xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
-        const struct xspan_attr *sa = a ? node_attr_span(&c->d, el, a) : NULL;
+        const struct xspan_attr *sa = a ? nodeget_attr_span(&c->d, el, a) : NULL;
         if (!sa)
             return xcap_fail(err, XCAP_NOT_FOUND, "no such attribute");
         rc = node_splice(&c->d, sa->ws, sa->end, "", 0, &c->out);
@@ -736,7 +632,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
         buf_release(&suffix);
         if (rc)
             return xcap_fail(err, XCAP_INTERNAL, "out of memory");
-        return node_doc_load(&c->nd, c->out.data, c->out.len, err);
+        return nodeget_doc_load(&c->nd, c->out.data, c->out.len, err);
     }
     if (c->sel.n_steps == 1) /* RFC 4825 §8.4 */
         return xcap_fail(err, XCAP_CANNOT_DELETE,
@@ -766,7 +662,7 @@ static enum xcap_status node_prepare(struct node_call *c, struct xcap_err *err)
     }
     if (req->method == ENGINE_PUT) {
         const char *want =
-            c->sel.terminal == NODESEL_ATTRIBUTE ? ENGINE_MIME_ATTRIBUTE : ENGINE_MIME_ELEMENT;
+            c->sel.terminal == NODESEL_ATTRIBUTE ? XCAP_MIME_ATTRIBUTE : XCAP_MIME_ELEMENT;
         if (!engine_media_type_is(req->content_type, want))
             return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "this resource needs Content-Type %s",
                              want);
@@ -800,7 +696,7 @@ enum xcap_status engine_node_transform(const char *xcap_root, const struct engin
     buf_init(&c.out, SIZE_MAX);
     buf_init(&c.detail, SIZE_MAX);
     enum xcap_status st = node_prepare(&c, err);
-    if (st == XCAP_OK && (st = node_doc_load(&c.d, doc, len, err)) == XCAP_OK &&
+    if (st == XCAP_OK && (st = nodeget_doc_load(&c.d, doc, len, err)) == XCAP_OK &&
         (st = node_apply(&c, created, err)) == XCAP_OK &&
         buf_append(out, c.out.data, c.out.len) < 0)
         st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
@@ -811,14 +707,8 @@ enum xcap_status engine_node_transform(const char *xcap_root, const struct engin
 enum xcap_status engine_node_select(const struct engine_request *req, const char *doc, size_t len,
                                     struct engine_reply *rep, struct xcap_err *err)
 {
-    struct node_call c = {.req = req};
-    buf_init(&c.out, SIZE_MAX);
-    buf_init(&c.detail, SIZE_MAX);
-    enum xcap_status st = node_prepare(&c, err);
-    if (st == XCAP_OK && (st = node_doc_load(&c.d, doc, len, err)) == XCAP_OK)
-        st = node_read(&c, rep, err);
-    node_call_release(&c);
-    return st;
+    return nodeget_select(req->uri->node_sel, req->uri->query, req->au->default_ns, doc, len,
+                          &rep->body, &rep->content_type, err);
 }
 
 enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,

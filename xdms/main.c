@@ -117,6 +117,15 @@ static const struct config_key xdms_keys[] = {
      "shorter subscriptions get 423 with Min-Expires"},
     {"notify_min_interval_ms", CONFIG_UINT, 0, 3600000, "200", NULL, 0, NULL,
      "least time between two NOTIFYs of one subscription"},
+    {"instance", CONFIG_STR, 0, NOTIFY_INSTANCE_MAX, NULL, NULL, 0, NULL,
+     "name among the instances of this role sharing the store; set: they share subscriptions "
+     "(default HOST:PORT of sip, alone)"},
+    {"instance_lease", CONFIG_UINT, 2, 3600, "5", NULL, 0, NULL,
+     "seconds without a heartbeat after which another instance takes the subscriptions over"},
+    {"notify_poll_ms", CONFIG_UINT, 1, 10000, "20", NULL, 0, NULL,
+     "with instance set: how often the change log is checked for other instances' commits"},
+    {"sip_contact", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
+     "SIP URI advertised as Contact, shared by the instances (default: the sip listener)"},
     {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate: serve HTTPS"},
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_client_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
@@ -274,6 +283,17 @@ static int xdms_check_keys(const struct config *cfg)
     }
     if (!config_str(cfg, "tls_cert") != !config_str(cfg, "tls_key")) {
         log_error("tls_cert and tls_key go together");
+        return -1;
+    }
+    const char *instance = config_str(cfg, "instance"), *contact = config_str(cfg, "sip_contact");
+    if (instance && !notifier_instance_name_ok(instance)) {
+        log_error("instance \"%s\": use 1 to %d letters, digits and ._:-[]", instance,
+                  NOTIFY_INSTANCE_MAX);
+        return -1;
+    }
+    if (contact && !notifier_contact_ok(contact)) {
+        log_error("sip_contact \"%s\" is not a sip: or sips: URI (e.g. sip:xdm.example.com:5081)",
+                  contact);
         return -1;
     }
     if (config_str(cfg, "tls_client_ca") && !config_str(cfg, "tls_cert")) {
@@ -610,13 +630,18 @@ static int xdms_build(struct xdms_main *m)
         .min_interval_ms = (unsigned)m->min_interval,
         .trusted_peers = m->sip_peers.v,
         .server_identities = m->sip_servers.v,
+        /* Several instances of the role share the store when they are named (docs/sip.md). */
+        .instance = config_str(cfg, "instance"),
+        .cluster = config_str(cfg, "instance") != NULL,
+        .lease_s = (unsigned)config_u64(cfg, "instance_lease"),
+        .poll_ms = (unsigned)config_u64(cfg, "notify_poll_ms"),
+        .contact = config_str(cfg, "sip_contact"),
     };
     if (!m->engine || notifier_start(&ncfg, m->store, &m->notifier) < 0) {
         m->notifier = NULL;
         return 1;
     }
 
-    m->scfg.store = m->store;
     m->server = server_new(&m->scfg, m->engine, m->notifier);
     if (!m->server)
         return 1;
@@ -669,9 +694,12 @@ static int xdms_serve(struct xdms_main *m)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP)
+    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP) {
+        sdnotify_reloading();
         xdms_reload(m->args, m->sections, cfg, &m->scfg, m->server, m->engine, m->notifier,
                     m->httpd);
+        sdnotify_reloaded();
+    }
     sdnotify_stopping();
     xdms_drain(m->httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
     return 0;
@@ -698,6 +726,14 @@ static void xdms_release(struct xdms_main *m)
 
 int main(int argc, char **argv)
 {
+    /* SIGHUP is held from the first instruction on: threads started before the signal loop
+     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
+     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
+     * process by SIGHUP's default action in one of them. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     struct xdms_main m = {0};
     int rc = xdms_read_options(&m, argc, argv);
     if (rc < 0)

@@ -401,6 +401,9 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
     s->urgent |= full;
     s->full_pending = false;
     s->force_notify = false;
+    s->sent_seq = s->n_pending > 0     ? s->pending[0]->seq - 1
+                  : n->cursor > s->seq ? n->cursor
+                                       : s->seq;
     notify_change_pending_clear(s);
     s->dirty = true;
     if (changes)
@@ -419,7 +422,7 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
     s->sync_status = 0;
     nta_outgoing_t *orq = nta_outgoing_tcreate(
         s->leg, sub_on_notify_response, s, NULL, SIP_METHOD_NOTIFY, NULL,
-        SIPTAG_CONTACT(nta_agent_contact(n->agent)), SIPTAG_EVENT_STR(s->event),
+        SIPTAG_CONTACT(n->contact_hdr), SIPTAG_EVENT_STR(s->event),
         SIPTAG_SUBSCRIPTION_STATE_STR(state), SIPTAG_CONTENT_TYPE_STR(NOTIFY_MIME_DIFF),
         SIPTAG_PAYLOAD_STR(body.data), TAG_END());
     s->sending = false;
@@ -488,8 +491,12 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
         notify_subs_kill(s);
     } else if (s->final_sent) {
         notify_subs_kill(s);
-    } else if (sub_has_work(s)) {
-        sub_continue(s);
+    } else {
+        /* The subscriber has these changes: the record's position may move past them (saved
+         * at the next tick; at once, next poll_ms, with other instances on the store). */
+        s->dirty = true;
+        if (sub_has_work(s))
+            sub_continue(s);
     }
     notifier_leave(n);
     return 0;
@@ -498,7 +505,7 @@ static int sub_on_notify_response(struct notify_sub *s, nta_outgoing_t *orq, con
 /* Reads the change log after the cursor and sends every due NOTIFY, all from one read snapshot,
  * so a full state and the cursor agree. Re-entrant calls (a response callback fired while
  * sending) only ask for another round. */
-static void notifier_poll(struct notifier *n)
+void notifier_poll(struct notifier *n)
 {
     if (n->in_poll) {
         n->poll_again = true;
@@ -544,6 +551,28 @@ static int notify_reply(nta_incoming_t *irq, int status, const char *phrase, tag
     (void)(ta_end(ta));
     nta_incoming_destroy(irq);
     return 0;
+}
+
+/* Every refused SUBSCRIBE is answered here: the status picks its companion header, 406 and 415
+ * Accept (RFC 3261 §21.4.7, §21.4.13), 423 Min-Expires (RFC 6665 §4.2.1.1), 489 Allow-Events
+ * (RFC 6665 §8.3.2), 503 Retry-After (RFC 3261 §21.5.4). Returns 0. */
+static int notify_refuse(struct notifier *n, nta_incoming_t *irq, int status, const char *phrase)
+{
+    char min[24];
+    snprintf(min, sizeof min, "%u", n->cfg.min_expires);
+    switch (status) {
+    case 406:
+        return notify_reply(irq, status, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_DIFF), TAG_END());
+    case 415:
+        return notify_reply(irq, status, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
+    case 423:
+        return notify_reply(irq, status, phrase, SIPTAG_MIN_EXPIRES_STR(min), TAG_END());
+    case 489:
+        return notify_reply(irq, status, phrase, SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
+    case 503:
+        return notify_reply(irq, status, phrase, SIPTAG_RETRY_AFTER_STR("60"), TAG_END());
+    }
+    return notify_reply(irq, status, phrase, TAG_END());
 }
 
 static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
@@ -743,19 +772,17 @@ static int notify_check_subscribe(struct notifier *n, nta_incoming_t *irq, const
                                   unsigned *expires)
 {
     if (!notify_event_ok(sip)) {
-        notify_reply(irq, SIP_489_BAD_EVENT, SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
+        notify_refuse(n, irq, SIP_489_BAD_EVENT);
         return 489;
     }
     if (!notify_accept_ok(sip)) {
-        notify_reply(irq, SIP_406_NOT_ACCEPTABLE, SIPTAG_ACCEPT_STR(NOTIFY_MIME_DIFF), TAG_END());
+        notify_refuse(n, irq, SIP_406_NOT_ACCEPTABLE);
         return 406;
     }
     bool present = sip->sip_expires != NULL;
     if (notify_expires_decide(&n->cfg, present, present ? sip->sip_expires->ex_delta : 0,
                               expires) != 0) {
-        char min[24];
-        snprintf(min, sizeof min, "%u", n->cfg.min_expires);
-        notify_reply(irq, SIP_423_INTERVAL_TOO_BRIEF, SIPTAG_MIN_EXPIRES_STR(min), TAG_END());
+        notify_refuse(n, irq, SIP_423_INTERVAL_TOO_BRIEF);
         return 423;
     }
     return 0;
@@ -764,20 +791,20 @@ static int notify_check_subscribe(struct notifier *n, nta_incoming_t *irq, const
 static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const sip_t *sip)
 {
     if (!notify_request_trusted(n, irq)) {
-        notify_reply(irq, 403, "Untrusted peer", TAG_END());
+        notify_refuse(n, irq, 403, "Untrusted peer");
         return;
     }
     unsigned expires;
     if (notify_check_subscribe(n, irq, sip, &expires) != 0)
         return;
     if (!sip->sip_contact) {
-        notify_reply(irq, 400, "Missing Contact", TAG_END());
+        notify_refuse(n, irq, 400, "Missing Contact");
         return;
     }
     char *identity = notify_subscriber(sip);
     if (!identity) {
         log_warn("notifier: SUBSCRIBE without a usable P-Asserted-Identity refused");
-        notify_reply(irq, 403, "No P-Asserted-Identity", TAG_END());
+        notify_refuse(n, irq, 403, "No P-Asserted-Identity");
         return;
     }
     struct notify_watchlist wl;
@@ -805,12 +832,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
             log_info("notifier: SUBSCRIBE from %s: %d %s", identity, st, phrase);
         notify_watch_list_release(&wl);
         free(identity);
-        if (st == 415)
-            notify_reply(irq, st, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
-        else if (st == 503)
-            notify_reply(irq, st, phrase, SIPTAG_RETRY_AFTER_STR("60"), TAG_END());
-        else
-            notify_reply(irq, st, phrase, TAG_END());
+        notify_refuse(n, irq, st, phrase);
         return;
     }
 
@@ -823,7 +845,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         notify_watch_list_release(&wl);
         free(identity);
         log_error("notifier: out of memory");
-        notify_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        notify_refuse(n, irq, SIP_500_INTERNAL_SERVER_ERROR);
         return;
     }
     s->n = n;
@@ -844,7 +866,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         sub_capture_dialog(s, sip) < 0) {
         notify_subs_free(s);
         log_error("notifier: cannot create a dialog");
-        notify_reply(irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+        notify_refuse(n, irq, SIP_500_INTERNAL_SERVER_ERROR);
         return;
     }
     s->next = n->subs;
@@ -855,8 +877,8 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     char exp[24];
     snprintf(exp, sizeof exp, "%u", expires);
     nta_incoming_tag(irq, nta_leg_get_tag(s->leg));
-    notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(nta_agent_contact(n->agent)),
-                 SIPTAG_EXPIRES_STR(exp), SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
+    notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(n->contact_hdr), SIPTAG_EXPIRES_STR(exp),
+                 SIPTAG_ALLOW_EVENTS_STR("xcap-diff"), TAG_END());
     log_info("notifier: %s subscribed to %zu resource(s) for %us (%s)", s->identity, s->watches.n,
              expires, notify_mode_name(s->mode));
     /* Saved before the initial NOTIFY leaves, as already sent: after a crash in between, the
@@ -880,15 +902,15 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
 {
     struct notifier *n = s->n;
     if (s->dead || s->term_reason)
-        return notify_reply(irq, 481, "Subscription does not exist", TAG_END());
+        return notify_refuse(n, irq, 481, "Subscription does not exist");
     if (!notify_request_trusted(n, irq))
-        return notify_reply(irq, 403, "Untrusted peer", TAG_END());
+        return notify_refuse(n, irq, 403, "Untrusted peer");
     /* In a dialog the subscriber is known; a refresh asserting someone else is not theirs. */
     char *asserted = notify_subscriber(sip);
     bool other = asserted && !xcap_uri_xui_equal(asserted, s->identity);
     free(asserted);
     if (other)
-        return notify_reply(irq, 403, "P-Asserted-Identity of another user", TAG_END());
+        return notify_refuse(n, irq, 403, "P-Asserted-Identity of another user");
     unsigned expires;
     if (notify_check_subscribe(n, irq, sip, &expires) != 0)
         return 0;
@@ -903,17 +925,14 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
         st = 500;
         phrase = "Internal Server Error";
     }
-    if (st != 0) {
-        if (st == 415)
-            return notify_reply(irq, st, phrase, SIPTAG_ACCEPT_STR(NOTIFY_MIME_LIST), TAG_END());
-        return notify_reply(irq, st, phrase, TAG_END());
-    }
+    if (st != 0)
+        return notify_refuse(n, irq, st, phrase);
     if (sip->sip_contact && nta_leg_server_route(s->leg, NULL, sip->sip_contact) == 0)
         sub_capture_route(s);
     char exp[24];
     snprintf(exp, sizeof exp, "%u", expires);
-    notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(nta_agent_contact(n->agent)),
-                 SIPTAG_EXPIRES_STR(exp), TAG_END());
+    notify_reply(irq, SIP_200_OK, SIPTAG_CONTACT(n->contact_hdr), SIPTAG_EXPIRES_STR(exp),
+                 TAG_END());
     sub_set_expiry(s, expires);
     bool full = false;
     if (has_body) {
@@ -976,8 +995,22 @@ static int notifier_on_request(void *magic, nta_leg_t *leg, nta_incoming_t *irq,
     if (m == sip_method_ack) {
         nta_incoming_destroy(irq);
     } else if (sip->sip_to && sip->sip_to->a_tag) {
-        /* In-dialog request for a dialog we do not know (expired, or ended). */
-        notify_reply(irq, 481, "Subscription does not exist", TAG_END());
+        /* In-dialog request for a dialog we do not hold: expired or ended, or, with other
+         * instances on the store, held by another one (the load balancer picked us). */
+        struct notify_sub *s = NULL;
+        int st = n->cfg.cluster && m == sip_method_subscribe
+                     ? notify_cluster_claim(n, sip->sip_to->a_tag, &s)
+                     : 481;
+        if (st == 0 && s) {
+            rc = notify_on_dialog_request(s, s->leg, irq, sip);
+        } else if (st == 503) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%u", n->cfg.lease_s);
+            notify_reply(irq, 503, "Subscription held by another instance",
+                         SIPTAG_RETRY_AFTER_STR(ra), TAG_END());
+        } else {
+            notify_reply(irq, 481, "Subscription does not exist", TAG_END());
+        }
     } else if (m == sip_method_subscribe) {
         notify_subscribe_new(n, irq, sip);
     } else if (m == sip_method_options) {
@@ -1075,6 +1108,17 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     notifier_leave(n);
 }
 
+/* Every poll_ms with other instances on the store (notify_cluster.c). */
+static void notifier_on_fast(struct notifier *n, su_timer_t *t, struct notifier *arg)
+{
+    (void)t;
+    (void)arg;
+    notifier_enter(n);
+    if (!n->stopping)
+        notify_cluster_tick(n);
+    notifier_leave(n);
+}
+
 static void notifier_started(struct notifier *n, int rc)
 {
     pthread_mutex_lock(&n->lock);
@@ -1116,6 +1160,25 @@ static int notifier_setup(struct notifier *n)
     }
     const sip_contact_t *m = nta_agent_contact(n->agent);
     n->port = (uint16_t)(m && m->m_url->url_port ? atoi(m->m_url->url_port) : 0);
+    if (!n->instance[0] &&
+        notify_instance_default(n->cfg.host, n->port, n->instance, sizeof n->instance) < 0)
+        snprintf(n->instance, sizeof n->instance, "sip:%u", (unsigned)n->port);
+    /* The Contact of 200s and NOTIFYs: where in-dialog requests go (RFC 6665 §4.1.2.2 and
+     * RFC 3261 §12.1.1). With several instances it is the address they share. */
+    if (!(n->home = su_home_new(sizeof *n->home))) {
+        log_error("notifier: out of memory");
+        return -1;
+    }
+    if (n->contact) {
+        char *c = su_sprintf(n->home, "<%s>", n->contact);
+        n->contact_hdr = c ? sip_contact_make(n->home, c) : NULL;
+    } else {
+        n->contact_hdr = sip_contact_dup(n->home, m);
+    }
+    if (!n->contact_hdr) {
+        log_error("notifier: cannot use %s as Contact", n->contact ? n->contact : url);
+        return -1;
+    }
     n->default_leg =
         nta_leg_tcreate(n->agent, notifier_on_request, n, NTATAG_NO_DIALOG(1), TAG_END());
     if (!n->default_leg) {
@@ -1135,7 +1198,19 @@ static int notifier_setup(struct notifier *n)
         log_error("notifier: cannot start the timers");
         return -1;
     }
+    if (n->cfg.cluster) {
+        n->fast = su_timer_create(su_root_task(n->root), n->cfg.poll_ms);
+        if (!n->fast || su_timer_set_for_ever(n->fast, notifier_on_fast, n) < 0) {
+            log_error("notifier: cannot start the timers");
+            return -1;
+        }
+        if (notify_cluster_start(n) < 0)
+            return -1;
+        notify_cluster_wake_start(n);
+    }
     notify_subs_restore(n);
+    if (n->cfg.cluster)
+        notify_cluster_takeover(n, true);
     /* Changes committed while we were down are reported on the first turn of the loop. */
     notifier_wake(n);
     return 0;
@@ -1145,6 +1220,8 @@ static void notifier_teardown(struct notifier *n)
 {
     if (n->agent)
         notify_subs_save(n, true);
+    if (n->agent && n->cfg.cluster)
+        notify_cluster_stop(n);
     for (struct notify_sub *s = n->subs; s; s = s->next) {
         s->dead = true;
         s->forget = false;
@@ -1158,6 +1235,10 @@ static void notifier_teardown(struct notifier *n)
         su_timer_destroy(n->hold);
     if (n->deadline)
         su_timer_destroy(n->deadline);
+    if (n->fast)
+        su_timer_destroy(n->fast);
+    if (n->root && n->cfg.cluster)
+        notify_cluster_wake_stop(n);
     if (n->wait_index > 0)
         su_root_deregister(n->root, n->wait_index);
     if (n->default_leg)
@@ -1166,6 +1247,8 @@ static void notifier_teardown(struct notifier *n)
         nta_agent_destroy(n->agent);
     if (n->root)
         su_root_destroy(n->root);
+    if (n->home)
+        su_home_unref(n->home);
 }
 
 static void *notifier_main(void *arg)
@@ -1177,6 +1260,8 @@ static void *notifier_main(void *arg)
         return NULL;
     }
     n->wait_index = -1;
+    n->store_wake_fd = -1;
+    n->store_wake_index = -1;
     if (notifier_setup(n) < 0) {
         notifier_teardown(n);
         su_deinit();
@@ -1203,6 +1288,7 @@ static void notifier_free(struct notifier *n)
     pthread_cond_destroy(&n->cond);
     free(n->host);
     free(n->xcap_root);
+    free(n->contact);
     notify_strv_free(n->trusted);
     notify_strv_free(n->servers);
     free(n);
@@ -1227,8 +1313,13 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     n->xcap_root = strdup(cfg->xcap_root ? cfg->xcap_root : "");
     n->trusted = notify_strv_dup(cfg->trusted_peers);
     n->servers = notify_strv_dup(cfg->server_identities);
+    n->contact = cfg->contact ? strdup(cfg->contact) : NULL;
+    if (!n->cfg.lease_s)
+        n->cfg.lease_s = NOTIFY_DEFAULT_LEASE_S;
+    if (!n->cfg.poll_ms)
+        n->cfg.poll_ms = NOTIFY_DEFAULT_POLL_MS;
     if (!n->host || !n->xcap_root || (cfg->trusted_peers && !n->trusted) ||
-        (cfg->server_identities && !n->servers)) {
+        (cfg->contact && !n->contact) || (cfg->server_identities && !n->servers)) {
         log_error("notifier: out of memory");
         notifier_free(n);
         return -1;
@@ -1237,6 +1328,10 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     n->cfg.xcap_root = n->xcap_root;
     n->cfg.trusted_peers = NULL; /* n->trusted, which a reload replaces */
     n->cfg.server_identities = (const char *const *)n->servers;
+    n->cfg.instance = NULL; /* n->instance, set in the SIP thread */
+    if (cfg->instance)
+        snprintf(n->instance, sizeof n->instance, "%s", cfg->instance);
+    n->cfg.contact = NULL; /* n->contact */
     n->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (n->efd < 0) {
         log_error("notifier: eventfd: %s", strerror(errno));
@@ -1266,6 +1361,11 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
 uint16_t notifier_port(const struct notifier *n)
 {
     return n->port;
+}
+
+const char *notifier_instance(const struct notifier *n)
+{
+    return n->instance;
 }
 
 void notifier_wake(struct notifier *n)

@@ -6,6 +6,7 @@
 #ifndef XDM_NOTIFY_H
 #define XDM_NOTIFY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "appusage.h"
@@ -34,7 +35,29 @@ struct notifier_config {
      * recommended default 200). Changes made meanwhile are batched into the next NOTIFY, keeping
      * the ETag chain. 0 = no hold-off. Initial, refresh and final NOTIFYs are never held. */
     unsigned min_interval_ms;
+    /* Several instances of one role over one store (docs/sip.md, "Several instances of a role").
+     * instance names this one: the owner written in its subscriptions' records and the key of
+     * its lease; NULL = "HOST:PORT" of the SIP listener. cluster: other instances may write the
+     * store, so the change log is checked every poll_ms (0 = 20) for their commits, the lease is
+     * renewed every second, and the subscriptions of an instance whose lease is older than
+     * lease_s seconds (0 = 5) are taken over; without it one instance owns every record. */
+    const char *instance;
+    bool cluster;
+    unsigned lease_s;
+    unsigned poll_ms;
+    /* The SIP URI advertised as Contact in 200 answers to SUBSCRIBE and in NOTIFYs (the address
+     * shared by all instances, in front of which a SIP load balancer picks one); NULL = the
+     * listener's own address. */
+    const char *contact;
 };
+
+/* Whether name is usable as notifier_config.instance: 1 to NOTIFY_INSTANCE_MAX bytes of
+ * letters, digits and "._:-[]" (the default name of an IPv6 listener is one). */
+#define NOTIFY_INSTANCE_MAX 64
+bool notifier_instance_name_ok(const char *name);
+/* Whether uri is usable as notifier_config.contact: a sip: or sips: URI with a host, without
+ * spaces or angle brackets. */
+bool notifier_contact_ok(const char *uri);
 
 /* Added: the store tables the notifier uses (a NULL-terminated list to add to
  * store_options.tables next to usage_store_tables()). When the store has them, subscriptions
@@ -47,6 +70,8 @@ const char *const *notify_store_tables(void);
 int notifier_start(const struct notifier_config *cfg, struct store *store, struct notifier **out);
 /* The SIP port actually bound. */
 uint16_t notifier_port(const struct notifier *n);
+/* This instance's name (notifier_config.instance, or its default). */
+const char *notifier_instance(const struct notifier *n);
 
 /* A configuration reload: the addresses whose P-Asserted-Identity is believed from now on
  * (as notifier_config.trusted_peers; copied). A request being handled uses the old list or the

@@ -226,11 +226,15 @@ static int notify_on_change(void *cls, const struct store_change *c)
     }
     ctx->count++;
     if (n->cursor != 0 && c->seq != n->cursor + 1) {
-        /* Records were pruned before we read them: the ETag chains are broken, so every
-         * subscription gets the full state instead. */
+        /* Records were pruned before we read them: the ETag chains of the subscriptions that
+         * needed them are broken, so those get the full state instead. (A subscription taken
+         * over from another instance may be ahead of the cursor, which went back for it.) */
         log_warn("notifier: change log skipped from %llu to %llu; sending full state",
                  (unsigned long long)n->cursor, (unsigned long long)c->seq);
         for (struct notify_sub *s = n->subs; s; s = s->next) {
+            uint64_t done = s->seq > n->cursor ? s->seq : n->cursor;
+            if (done + 1 >= c->seq)
+                continue;
             notify_change_pending_clear(s);
             s->full_pending = true;
         }

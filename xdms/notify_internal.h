@@ -44,6 +44,8 @@ struct nta_incoming_s;
 struct nta_leg_s;
 struct nta_outgoing_s;
 struct sip_s;
+struct sip_contact_s;
+struct su_home_s;
 struct su_root_s;
 struct su_timer_s;
 
@@ -60,6 +62,9 @@ struct su_timer_s;
 #define NOTIFY_MIME_DIFF "application/xcap-diff+xml"
 #define NOTIFY_MIME_LIST "application/resource-lists+xml"
 #define NOTIFY_TABLE "notify_subs"
+#define NOTIFY_LEASE_TABLE "notify_leases" /* instance name -> lease (cluster mode) */
+#define NOTIFY_DEFAULT_LEASE_S 5
+#define NOTIFY_DEFAULT_POLL_MS 20
 #define NOTIFY_SEL_MAX (8 * XCAP_URI_MAX_SEGMENT)     /* one document or node selector */
 #define NOTIFY_KEY_MAX (4 * XCAP_URI_MAX_SEGMENT + 8) /* notify_change_key_bytes() output */
 #define NOTIFY_KNOWN_BUCKETS 1024
@@ -199,6 +204,7 @@ struct notify_record {
     size_t n_hashes;
     char *body;
     size_t body_len;
+    char *owner; /* the instance that sends its NOTIFYs; "" in records older than owners */
 };
 
 void notify_subs_record_release(struct notify_record *r);
@@ -207,6 +213,17 @@ int notify_subs_record_encode(const struct notify_record *r, struct buf *out);
 /* Parses bytes written by notify_subs_record_encode() into out (zeroed first). Returns 0 or -1
  * (malformed, out of memory; out released). */
 int notify_subs_record_decode(const char *data, size_t len, struct notify_record *out);
+
+/* A lease (table NOTIFY_LEASE_TABLE, key = instance name): the wall-clock milliseconds of the
+ * owner's last heartbeat, as decimal text. notify_lease_decode() returns false for anything
+ * else. notify_lease_expired() is true when that heartbeat is more than lease_s seconds before
+ * now_ms (a heartbeat in the future, from a clock ahead of ours, is not expired). */
+int notify_lease_encode(int64_t ms, char *out, size_t max);
+bool notify_lease_decode(const void *val, size_t len, int64_t *ms);
+bool notify_lease_expired(int64_t heartbeat_ms, int64_t now_ms, unsigned lease_s);
+/* The default instance name, "HOST:PORT" ("[v6]:PORT" for an IPv6 host), written to out (max
+ * bytes). Returns 0, or -1 when it does not fit. */
+int notify_instance_default(const char *host, uint16_t port, char *out, size_t max);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Notifier state (SIP thread)                                                                 */
@@ -247,6 +264,7 @@ struct notify_sub {
     int64_t expires_at;   /* monotonic seconds */
     int64_t expires_wall; /* the same, wall clock */
     uint64_t seq;         /* every change-log record up to seq is handled */
+    uint64_t sent_seq;    /* while a NOTIFY is in flight: what was reported before it */
     int64_t last_sent_ms; /* monotonic, of the last NOTIFY reporting changes */
     struct notify_change **pending;
     size_t n_pending;
@@ -283,6 +301,8 @@ struct notifier {
     pthread_cond_t cond;
     int start_rc; /* 1 running, -1 failed, 0 not yet known */
     uint16_t port;
+    char instance[NOTIFY_INSTANCE_MAX + 1]; /* this instance's name; set before the start returns */
+    char *contact;                          /* notifier_config.contact, copied, or NULL */
 
     /* SIP thread only. */
     struct su_root_s *root;
@@ -291,7 +311,17 @@ struct notifier {
     struct su_timer_s *tick;
     struct su_timer_s *hold;
     struct su_timer_s *deadline;
+    struct su_timer_s *fast;           /* cluster: every poll_ms */
+    struct sip_contact_s *contact_hdr; /* the Contact we advertise (in home) */
+    struct su_home_s *home;
     int wait_index;
+    int64_t last_heartbeat_ms; /* cluster: monotonic ms of the last lease renewal */
+    int64_t renewed_since_ms;  /* cluster: monotonic ms since when every renewal succeeded, 0 =
+                                  the last one failed */
+    int store_wake_fd;         /* cluster: store_wake_fd() registered, or -1 */
+    int store_wake_index;      /* its registration in root, or -1 */
+    bool have_lease;           /* cluster: our lease is written */
+    bool heartbeat_failed;     /* cluster: the last renewal failed (logged once) */
     struct notify_sub *subs;
     size_t n_subs;
     uint64_t cursor; /* last change-log sequence handled */
@@ -306,6 +336,10 @@ struct notifier {
 };
 
 /* ---- notify.c ---- */
+
+/* Reads the change log after the cursor and sends every due NOTIFY (re-entrant calls only ask
+ * for another round). */
+void notifier_poll(struct notifier *n);
 
 /* Clocks: monotonic seconds, monotonic milliseconds, wall-clock seconds since the epoch. */
 int64_t notify_now(void);
@@ -333,6 +367,37 @@ void notify_subs_reap(struct notifier *n);
  * saved by an earlier run (dialogs, watched sets authorized again, progress); n->cursor then
  * goes back to the oldest progress restored. Expired or unreadable records are deleted. */
 void notify_subs_restore(struct notifier *n);
+/* Re-creates one saved subscription (key and record are taken: key set to NULL, the record's
+ * strings moved). Returns NULL when it cannot or need not live on (expired, unreadable, no
+ * dialog), or the subscription, not yet linked into n->subs. */
+struct notify_sub *notify_subs_restore_one(struct notifier *n, char **key, bool ok,
+                                           struct notify_record *r);
+
+/* ---- notify_cluster.c: several instances over one store ---- */
+
+/* At start-up (cluster mode): writes our lease. Returns 0 or -1 (logged). */
+int notify_cluster_start(struct notifier *n);
+/* Every poll_ms (cluster mode): polls the change log when another process committed, saves the
+ * progress of subscriptions whose NOTIFYs were answered; once a second renews the lease and
+ * takes over the subscriptions of instances whose lease expired. */
+void notify_cluster_tick(struct notifier *n);
+/* Takes over, in one write transaction, the saved subscriptions whose owner's lease expired (or
+ * that have no owner with a lease: force also looks for those) and re-creates their dialogs;
+ * changes since each one's saved position are then reported. */
+void notify_cluster_takeover(struct notifier *n, bool force);
+/* For an in-dialog request whose dialog (our tag) is not held here: 0 when its record was taken
+ * over now (*out set), 481 when no record exists, 503 when a live instance holds it. */
+int notify_cluster_claim(struct notifier *n, const char *tag, struct notify_sub **out);
+/* Registers the store's wake-up descriptor (store_wake_fd()), when it has one, in the loop
+ * (cluster mode), and removes it. */
+void notify_cluster_wake_start(struct notifier *n);
+void notify_cluster_wake_stop(struct notifier *n);
+/* At a stop (cluster mode): marks our lease expired, so that the others take our saved
+ * subscriptions over at once. */
+void notify_cluster_stop(struct notifier *n);
+/* Our lease vanished (another instance declared us dead and took our subscriptions over): drops
+ * every subscription held here without touching their records. */
+void notify_cluster_lost(struct notifier *n);
 
 /* ---- notify_change.c: the change log ---- */
 

@@ -24,7 +24,7 @@
 #define NOTIFY_MAX_RECORD (NOTIFY_MAX_BODY + 64 * 1024)
 #define NOTIFY_CSEQ_MARGIN 100000 /* added to a restored CSeq: saves are lazy (once a second) */
 
-static const char *const notify_tables[] = {NOTIFY_TABLE, NULL};
+static const char *const notify_tables[] = {NOTIFY_TABLE, NOTIFY_LEASE_TABLE, NULL};
 
 const char *const *notify_store_tables(void)
 {
@@ -44,6 +44,7 @@ void notify_subs_record_release(struct notify_record *r)
     free(r->event);
     free(r->hashes);
     free(r->body);
+    free(r->owner);
     memset(r, 0, sizeof *r);
 }
 
@@ -56,7 +57,7 @@ int notify_subs_record_encode(const struct notify_record *r, struct buf *out)
 {
     if (!notify_line_ok(r->call_id) || !notify_line_ok(r->local) || !notify_line_ok(r->remote) ||
         !notify_line_ok(r->target) || !notify_line_ok(r->route) || !notify_line_ok(r->identity) ||
-        !notify_line_ok(r->event))
+        !notify_line_ok(r->event) || (r->owner && !notify_line_ok(r->owner)))
         return -1;
     int rc = buf_printf(out,
                         "v 1\ncall-id %s\nlocal %s\nremote %s\ntarget %s\nroute %s\n"
@@ -65,6 +66,8 @@ int notify_subs_record_encode(const struct notify_record *r, struct buf *out)
                         r->call_id, r->local, r->remote, r->target, r->route, r->identity, r->event,
                         notify_mode_name(r->mode), r->expires, r->cseq, r->rseq, r->seq,
                         r->full ? 1 : 0);
+    if (r->owner && r->owner[0])
+        rc |= buf_printf(out, "owner %s\n", r->owner);
     for (size_t i = 0; i < r->n_hashes; i++)
         rc |= buf_printf(out, "hash %zu %016" PRIx64 "\n", i, r->hashes[i]);
     rc |= buf_puts(out, "\n");
@@ -122,6 +125,9 @@ int notify_subs_record_decode(const char *data, size_t len, struct notify_record
         } else if (KEY("identity")) {
             free(out->identity);
             out->identity = notify_record_str(v, vl);
+        } else if (KEY("owner")) {
+            free(out->owner);
+            out->owner = notify_record_str(v, vl);
         } else if (KEY("event")) {
             free(out->event);
             out->event = notify_record_str(v, vl);
@@ -163,6 +169,8 @@ int notify_subs_record_decode(const char *data, size_t len, struct notify_record
     }
     if (!version || !body || !out->call_id || !out->local || !out->remote || !out->target ||
         !out->route || !out->identity || !out->event)
+        goto bad;
+    if (!out->owner && !(out->owner = strdup("")))
         goto bad;
     out->body_len = len - i;
     if (!(out->body = malloc(out->body_len + 1)))
@@ -209,10 +217,17 @@ void notify_subs_kill(struct notify_sub *s)
 
 /* ---- persistence (table NOTIFY_TABLE, key = our dialog tag) ---- */
 
-/* The last change-log record s has handled: changes still queued are not. */
+/* The last change-log record s has handled: changes still queued are not, nor those of a NOTIFY
+ * still in flight (a subscriber that never got it gets them again from whoever restores the
+ * record: a repeat it recognises by the ETags, where a loss could not be seen). The cursor may be
+ * behind s->seq while a taken-over subscription catches up. */
 static uint64_t sub_done_seq(const struct notify_sub *s)
 {
-    return s->n_pending > 0 ? s->pending[0]->seq - 1 : s->n->cursor;
+    if (s->orq)
+        return s->sent_seq;
+    if (s->n_pending > 0)
+        return s->pending[0]->seq - 1;
+    return s->n->cursor > s->seq ? s->n->cursor : s->seq;
 }
 
 static int sub_encode(const struct notify_sub *s, struct buf *out)
@@ -240,6 +255,7 @@ static int sub_encode(const struct notify_sub *s, struct buf *out)
         .n_hashes = s->watches.n,
         .body = s->body,
         .body_len = s->body_len,
+        .owner = s->n->instance,
     };
     int rc = notify_subs_record_encode(&r, out);
     free(hashes);
@@ -259,6 +275,21 @@ void notify_subs_save(struct notifier *n, bool all)
         return;
     struct store_txn *t;
     enum store_rc rc = store_txn_begin(n->store, true, &t);
+    if (rc == STORE_OK && n->cfg.cluster && n->have_lease) {
+        /* Records are written only while our lease stands: once another instance took our
+         * subscriptions over (and removed the lease), they are its records. */
+        void *v = NULL;
+        size_t vl = 0;
+        enum store_rc lrc =
+            store_kv_get(t, NOTIFY_LEASE_TABLE, n->instance, strlen(n->instance), &v, &vl);
+        free(v);
+        if (lrc == STORE_NOTFOUND) {
+            store_txn_abort(t);
+            notify_cluster_lost(n);
+            return;
+        }
+        rc = lrc;
+    }
     struct buf rec;
     buf_init(&rec, NOTIFY_MAX_RECORD);
     for (struct notify_sub *s = n->subs; rc == STORE_OK && s; s = s->next) {
@@ -359,11 +390,11 @@ static int notify_scan_one(void *cls, const void *key, size_t klen, const void *
  * target and a CSeq safely above the last one used), its watched set (authorized again under
  * the current configuration) and how far it was notified. Returns NULL when it cannot or need
  * not live on (expired, unreadable). */
-static struct notify_sub *notify_restore_one(struct notifier *n, struct notify_saved *e)
+struct notify_sub *notify_subs_restore_one(struct notifier *n, char **key, bool ok,
+                                           struct notify_record *r)
 {
-    struct notify_record *r = &e->rec;
     int64_t left = r->expires - notify_wall();
-    if (!e->ok || left <= 0)
+    if (!ok || left <= 0)
         return NULL;
     struct notify_sub *s = calloc(1, sizeof *s);
     if (!s)
@@ -394,8 +425,8 @@ static struct notify_sub *notify_restore_one(struct notifier *n, struct notify_s
             NTATAG_TARGET(contact), SIPTAG_CSEQ(cs), NTATAG_REMOTE_CSEQ(r->rseq), TAG_END());
     su_home_unref(home);
     /* The record's strings move into the subscription. */
-    s->key = e->key;
-    e->key = NULL;
+    s->key = *key;
+    *key = NULL;
     s->call_id = r->call_id;
     s->local = r->local;
     s->remote = r->remote;
@@ -446,7 +477,15 @@ void notify_subs_restore(struct notifier *n)
     bool any = false;
     uint64_t low = 0;
     for (size_t i = 0; i < c.n; i++) {
-        struct notify_sub *s = n->persist ? notify_restore_one(n, &c.v[i]) : NULL;
+        /* With other instances on the store, only our own records are ours to restore; the
+         * others' go to whoever takes them over when their owner's lease expires. */
+        if (n->cfg.cluster && c.v[i].ok && strcmp(c.v[i].rec.owner, n->instance) != 0) {
+            free(c.v[i].key);
+            notify_subs_record_release(&c.v[i].rec);
+            continue;
+        }
+        struct notify_sub *s =
+            n->persist ? notify_subs_restore_one(n, &c.v[i].key, c.v[i].ok, &c.v[i].rec) : NULL;
         if (!s && n->persist && c.v[i].key) {
             /* expired or unreadable: its record goes */
             s = calloc(1, sizeof *s);

@@ -8,7 +8,6 @@
 #include "httpd.h"
 
 struct engine;
-struct store;
 struct notifier;
 struct xdms_server;
 
@@ -19,8 +18,7 @@ struct xdms_server_config {
     const char *root_path;      /* path of the XCAP root, e.g. "/xcap-root" */
     size_t max_uri;             /* longest request-target; longer ones get 414 */
     const char *default_domain; /* domain for bare user names used as XUI */
-    const char *xcap_root;      /* public XCAP root ("http://host/xcap-root/") for listings */
-    struct store *store;        /* for the xcap-directory listing (borrowed) */
+    const char *xcap_root;      /* public XCAP root ("http://host/xcap-root/") */
     unsigned retry_after;       /* seconds in the Retry-After of a 503 (RFC 9110 §10.2.3);
                                    0 = 1 */
 };

@@ -5,7 +5,9 @@ sockets and timing, which the case runner (run.py) cannot express:
 - 1 500 slow connections from 127.0.0.1, each with a partial request head and one more byte every
   second: the ones beyond max_connections_per_ip are closed at once, the others get 408 at
   header_timeout (not extended by the bytes), and a client from 127.0.0.2 is served meanwhile in
-  under a second (proxy in front of a real XDMS, then an XDMS directly);
+  under a second (proxy in front of a real XDMS, then an XDMS directly); the server's
+  xdm_http_connections_refused_total (its /metrics) grows by exactly the connections it closed:
+  those refused by libmicrohttpd's per-address limit and those cut at header_timeout;
 - a body slower than body_min_rate gets 408 after the allowance, a faster one is answered;
 - malformed request lines get `HTTP/1.1 400 Bad Request`, not a silent close;
 - beyond max_connections a new connection waits until a slot frees; the open-file limit is raised
@@ -229,10 +231,22 @@ def digest(addr, source, user, method, target, headers=(), body=None):
 # --------------------------------------------------------------------------------------------
 # Checks
 
+REFUSED_RE = re.compile(rb"^xdm_http_connections_refused_total (\d+)$", re.M)
+
+
+def refused_total(proc):
+    """xdm_http_connections_refused_total from proc's admin listener (CLIENT's address)."""
+    r = http((e2e.LOOPBACK, proc.metrics_port), CLIENT, "GET", "/metrics")
+    m = REFUSED_RE.search(r.body)
+    expect(r.status == 200 and m, "/metrics: %d, no xdm_http_connections_refused_total" % r.status)
+    return int(m.group(1))
+
+
 def slow_heads(proc, count, probe, verbose):
     """Opens `count` connections from ATTACKER to proc, each with a request line and a partial
     header, then one byte a second; runs probe() from CLIENT meanwhile. Checks what the bounds
     promise and returns the probe's result."""
+    refused_before = refused_total(proc)
     addr = addr_of(proc)
     head = (b"GET /xcap-root/xcap-caps/global/index HTTP/1.1\r\nHost: %s:%d\r\nX-Slow: "
             % (addr[0].encode(), addr[1]))
@@ -268,6 +282,12 @@ def slow_heads(proc, count, probe, verbose):
                % (held, HEADER_TIMEOUT))
         expect(HEAD_408.match(c.data), "a slow connection got %r (error %s), expected the 408"
                % (c.data[:300], c.error))
+    # Every connection was closed by a bound: count - PER_IP at the per-address limit (inside
+    # libmicrohttpd), PER_IP at header_timeout.
+    counted = refused_total(proc) - refused_before
+    expect(counted == count, "xdm_http_connections_refused_total grew by %d, expected %d (%d "
+           "refused at the per-address limit, %d cut at header_timeout)"
+           % (counted, count, count - PER_IP, PER_IP))
     return result
 
 

@@ -8,6 +8,9 @@ runner (run.py) cannot express:
 - a real Prometheus server, started here on a free loopback port with a temporary configuration
   that scrapes the four admin listeners once a second, reports every target up and, through its
   query API (/api/v1/query), the series xdm_build_info and xdm_http_requests_total of each job;
+- the two Prometheus snippets of docs/operations.md (the scrape configuration and the alert
+  rules), taken from the document itself, pass `promtool check config` and `promtool check
+  rules`, and every metric an alert expression names is one the servers expose;
 - the access log: one PUT through the proxy, sent with the client's own X-Request-ID, shows in the
   proxy's log with a fresh id and the client's next to it, and the XDMS logs the same fresh id
   (the proxy forwards it as X-Request-ID); as text lines, and as JSON lines with access_log=json.
@@ -35,6 +38,7 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
 
@@ -238,7 +242,39 @@ def check_access_log_json(ctx):
            "XDMS JSON lines for id %s: %r" % (puts[0]["id"], same))
 
 
-CHECKS = [check_promtool, check_prometheus_scrape, check_access_log_text, check_access_log_json]
+def doc_yaml_blocks():
+    """The ```yaml blocks of docs/operations.md, in order."""
+    with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+        return re.findall(r"^```yaml\n(.*?)^```$", f.read(), re.M | re.S)
+
+
+def check_docs_snippets(ctx):
+    """The scrape configuration and the alert rules operators copy from docs/operations.md."""
+    blocks = doc_yaml_blocks()
+    expect(len(blocks) == 2 and "scrape_configs:" in blocks[0] and "groups:" in blocks[1],
+           "docs/operations.md: expected the scrape configuration and the alert rules, found %d "
+           "yaml block(s)" % len(blocks))
+    for kind, text in (("config", blocks[0]), ("rules", blocks[1])):
+        path = os.path.join(ctx.tmp, "docs-%s.yml" % kind)
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run(["promtool", "check", kind, path], capture_output=True, timeout=60)
+        out = (r.stdout + r.stderr).decode(errors="replace")
+        ctx.log("promtool check %s (docs/operations.md): exit %d %s" % (kind, r.returncode, out))
+        expect(r.returncode == 0 and "SUCCESS" in out,
+               "promtool check %s of the docs' snippet: exit %d:\n%s" % (kind, r.returncode, out))
+    # Every xdm_ series an alert uses exists (histograms by their _bucket series).
+    status, _, body = get("http://%s:%d/metrics" % (e2e.LOOPBACK,
+                                                    ctx.dep.procs["shared-list"].metrics_port))
+    expect(status == 200, "/metrics: %d" % status)
+    exposed = set(re.findall(r"^(xdm_[a-z_]+)", body.decode(), re.M))
+    used = set(re.findall(r"\b(xdm_[a-z_]+)", blocks[1]))
+    missing = sorted(used - exposed)
+    expect(used and not missing, "alert rules name series no server exposes: %s" % missing)
+
+
+CHECKS = [check_promtool, check_prometheus_scrape, check_docs_snippets, check_access_log_text,
+          check_access_log_json]
 
 
 def stop_prometheus(ctx):

@@ -8,7 +8,13 @@ Client threads keep doing authenticated HTTPS GETs through the proxy, each on a 
 while the certificate files are replaced and SIGHUP sent: no request may fail, every connection
 made after the reload was logged presents the new certificate (by its SHA-256 fingerprint), and
 a connection established before the reload goes on with the old one. A certificate whose key
-does not match is refused and the running one stays. Prints one PASS/FAIL line per check and
+does not match is refused and the running one stays.
+
+The proxy's own client certificate towards an https XDMS (upstream_cert, upstream_key) is
+rotated the same way under load: the rls XDMS trusts the proxy by the SHA-256 fingerprint of
+that certificate only (mutual TLS); it is told to trust the old and the new one, the proxy's
+files are replaced and SIGHUP sent, then the XDMS trusts only the new one: no request fails, and
+the XDMS now refuses the old certificate and serves the new one. Prints one PASS/FAIL line per check and
 `counts: P passed, F failed`. Needs the openssl command. Standard library only.
 """
 
@@ -60,11 +66,29 @@ def make_certs(d, log):
             "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
             "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
     key("mismatch")
+    # The proxy's client certificates towards an XDMS (mutual TLS).
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for name in ("client-a", "client-b"):
+        key(name)
+        csr = os.path.join(d, name + ".csr")
+        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
+            "-subj", "/O=Example/CN=aggproxy %s" % name, "-out", csr], log)
+        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
+            "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", os.path.join(d, "client.ext"), "-out", os.path.join(d, name + ".pem")],
+           log)
 
 
 def fingerprint(pem_path):
     der = ssl.PEM_cert_to_DER_cert(open(pem_path).read())
     return hashlib.sha256(der).hexdigest()
+
+
+def trusted_fp(pem_path):
+    """The certificate's fingerprint as trusted_peer takes it (openssl x509 -fingerprint)."""
+    der = ssl.PEM_cert_to_DER_cert(open(pem_path).read())
+    return ":".join("%02X" % b for b in hashlib.sha256(der).digest())
 
 
 def install(src_cert, src_key, cert, key):
@@ -89,12 +113,20 @@ class Env:
         # The live files the configuration names; rotation replaces them.
         self.live_cert, self.live_key = self.cert("live.pem"), self.cert("live.key")
         install(self.cert("a.pem"), self.cert("a.key"), self.live_cert, self.live_key)
+        # The proxy's client certificate towards the rls XDMS, rotated like the others.
+        self.up_cert, self.up_key = self.cert("up.pem"), self.cert("up.key")
+        install(self.cert("client-a.pem"), self.cert("client-a.key"), self.up_cert, self.up_key)
         self.conf = os.path.join(self.tmp, "xdm.conf")
-        with open(self.conf, "w") as f:
-            f.write("[aggproxy]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n" % (self.live_cert, self.live_key))
-            f.write("[shared-list]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n"
-                    % (self.live_cert, self.live_key))
+        self.write_conf(["client-a"])
         self.xdms_port, self.port = free_port(), free_port()
+        self.rls_port = free_port()
+        self.rls = Proc(self, "rls", [
+            os.path.join(self.build, "xdms/xdms"), "--role", "rls", "--config", self.conf,
+            "--data", os.path.join(self.data, "rls"),
+            "--http", "%s:%d" % (LOOPBACK, self.rls_port), "--sip", "%s:%d" % (LOOPBACK, 0),
+            "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, self.port)])
+        self.rls.start(self.rls_port)
+        self.procs.append(self.rls)
         self.xdms = Proc(self, "shared-list", [
             os.path.join(self.build, "xdms/xdms"), "--role", "shared-list", "--config", self.conf,
             "--data", os.path.join(self.data, "shared-list"),
@@ -107,7 +139,8 @@ class Env:
             os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
             "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
             "--http", "off", "--https", "%s:%d" % (LOOPBACK, self.port),
-            "--option", "shared_list_url=" + sock])
+            "--option", "shared_list_url=" + sock,
+            "--option", "rls_url=https://%s:%d" % (LOOPBACK, self.rls_port)])
         self.proxy.start(self.port)
         self.procs.append(self.proxy)
         sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data, "user", "add",
@@ -119,7 +152,23 @@ class Env:
     def cert(self, name):
         return os.path.join(self.certs, name)
 
-    def get(self, auth, method="GET", body=None, port=None, conn=None):
+    def write_conf(self, trusted):
+        """xdm.conf: the listeners' live certificate; the proxy's client certificate towards
+        the rls XDMS, which trusts as the proxy exactly the client certificates named."""
+        with open(self.conf + ".new", "w") as f:
+            f.write("[aggproxy]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n"
+                    "upstream_ca = %s\nupstream_cert = %s\nupstream_key = %s\n"
+                    % (self.live_cert, self.live_key, self.ca, self.up_cert, self.up_key))
+            f.write("[shared-list]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n"
+                    % (self.live_cert, self.live_key))
+            f.write("[rls]\ntls_cert = %s\ntls_key = %s\ntls_client_ca = %s\nmetrics = off\n"
+                    % (self.cert("a.pem"), self.cert("a.key"), self.ca))
+            for name in trusted:
+                f.write("trusted_peer = sha256:%s proxy\n"
+                        % trusted_fp(self.cert(name + ".pem")))
+        os.replace(self.conf + ".new", self.conf)
+
+    def get(self, auth, method="GET", body=None, port=None, conn=None, doc=DOC, ctype=None):
         """One authenticated request (a new connection unless conn is given, and one more after a
         401); returns (Resp, the SHA-256 fingerprint of the server's certificate)."""
         for attempt in (0, 1):
@@ -127,10 +176,10 @@ class Env:
                                                     context=self.ctx, timeout=15)
             h = {}
             if body is not None:
-                h["Content-Type"] = "application/resource-lists+xml"
+                h["Content-Type"] = ctype or "application/resource-lists+xml"
             if auth.chal is not None:
-                h["Authorization"] = auth.header(method, DOC, body or b"")
-            c.request(method, DOC, body=body, headers=h)
+                h["Authorization"] = auth.header(method, doc, body or b"")
+            c.request(method, doc, body=body, headers=h)
             r = c.getresponse()
             data = r.read()
             fp = hashlib.sha256(c.sock.getpeercert(binary_form=True)).hexdigest()
@@ -279,7 +328,98 @@ def check_xdms_rotation(env):
            "XDMS after the reload: %d, old certificate: %s" % (status, after == before))
 
 
-CHECKS = [check_proxy_rotation_under_load, check_bad_pair_refused, check_xdms_rotation]
+RLS_DOC = "/xcap-root/rls-services/users/sip:alice@example.com/index"
+
+
+def direct_rls(env, client):
+    """A GET straight to the rls XDMS over mutual TLS with the given client certificate,
+    asserting alice as the proxy does; returns the status."""
+    ctx = ssl.create_default_context(cafile=env.ca)
+    ctx.load_cert_chain(env.cert(client + ".pem"), env.cert(client + ".key"))
+    c = http.client.HTTPSConnection(LOOPBACK, env.rls_port, context=ctx, timeout=15)
+    c.request("GET", RLS_DOC, headers={"X-3GPP-Asserted-Identity": '"sip:alice@example.com"'})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status
+
+
+def check_upstream_cert_rotation(env):
+    """Client threads keep GETting an rls-services document through the proxy, which forwards
+    over mutual TLS to the rls XDMS, while the proxy's client certificate is rotated (client-a ->
+    client-b): the XDMS first trusts a and b, the proxy takes b on SIGHUP, then the XDMS trusts
+    only b. Every request answers 200; afterwards the XDMS refuses a and serves b."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "files", "rls1.xml"),
+              "rb") as f:
+        rls = f.read()
+    r, _ = env.get(Digest("alice", "secret"), "PUT", rls, doc=RLS_DOC,
+                   ctype="application/rls-services+xml")
+    expect(r.status in (200, 201), "PUT over the proxy's client certificate a: %d %s"
+           % (r.status, r.body))
+    expect(direct_rls(env, "client-a") == 200 and direct_rls(env, "client-b") == 403,
+           "at first the XDMS must trust client-a only")
+    results, errors = [], []
+    stop = threading.Event()
+
+    def client():
+        auth = Digest("alice", "secret")
+        while not stop.is_set():
+            try:
+                resp, _ = env.get(auth, doc=RLS_DOC)
+                results.append(resp.status)
+            except Exception as e:  # any failed request fails the check
+                errors.append("%s: %s" % (type(e).__name__, e))
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(LOAD_SECONDS / 2)
+        env.write_conf(["client-a", "client-b"])
+        out = env.reload(env.rls)
+        expect("configuration reloaded" in out, "rls reload (a and b): %s" % out)
+        time.sleep(LOAD_SECONDS / 2)
+        install(env.cert("client-b.pem"), env.cert("client-b.key"), env.up_cert, env.up_key)
+        out = env.reload(env.proxy)
+        expect("configuration reloaded" in out and "upstream certificate " + env.up_cert in out,
+               "proxy reload: %s" % out)
+        time.sleep(LOAD_SECONDS / 2)
+        env.write_conf(["client-b"])
+        out = env.reload(env.rls)
+        expect("configuration reloaded" in out, "rls reload (b only): %s" % out)
+        n_before = len(results)
+        time.sleep(LOAD_SECONDS)
+        n_after = len(results) - n_before
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    expect(not errors, "%d request(s) failed during the rotation, first: %s"
+           % (len(errors), errors[:1]))
+    bad = [st for st in results if st != 200]
+    expect(not bad, "statuses other than 200 during the rotation: %s (%d of %d)"
+           % (sorted(set(bad)), len(bad), len(results)))
+    expect(n_after > 0, "no request once the XDMS trusted only the new certificate")
+    expect(direct_rls(env, "client-a") == 403 and direct_rls(env, "client-b") == 200,
+           "at the end the XDMS must trust client-b only")
+    r, _ = env.get(Digest("alice", "secret"), doc=RLS_DOC)
+    expect(r.status == 200 and r.body == rls, "GET through the proxy at the end: %d" % r.status)
+    # A key that is not the certificate's refuses the proxy's reload; the running pair stays.
+    shutil.copyfile(env.cert("mismatch.key"), env.up_key + ".new")
+    os.replace(env.up_key + ".new", env.up_key)
+    out = env.reload(env.proxy)
+    expect("%s is not the key of the certificate %s" % (env.up_key, env.up_cert) in out and
+           "reload refused: the running configuration stays" in out, "bad pair: %s" % out)
+    r, _ = env.get(Digest("alice", "secret"), doc=RLS_DOC)
+    expect(r.status == 200, "GET after the refused reload: %d" % r.status)
+    install(env.cert("client-b.pem"), env.cert("client-b.key"), env.up_cert, env.up_key)
+    if env.verbose:
+        print("    %d requests, %d after the XDMS dropped the old certificate"
+              % (len(results), n_after))
+
+
+CHECKS = [check_proxy_rotation_under_load, check_bad_pair_refused, check_xdms_rotation,
+          check_upstream_cert_rotation]
 
 
 def main():

@@ -3,8 +3,9 @@
 
 Starts the real binaries (aggproxy and the three XDMS roles) on free loopback ports with
 temporary data directories, runs the declarative case files in tests/e2e/cases/ against them and
-prints one PASS/FAIL line per case, then `counts: P passed, F failed`. The case format is
-described in tests/e2e/README.md. Standard library only.
+prints one PASS/FAIL/SKIP line per case, then `counts: P passed, F failed, S skipped by design`.
+The case format is described in tests/e2e/README.md. Standard library only (with --store
+postgresql also tools/pglocal.py and the PostgreSQL server binaries).
 """
 
 import argparse
@@ -39,6 +40,10 @@ BIN_XDMCTL = "tools/xdmctl"
 BIN_SIPUA = "tests/sipua/xdm-sipua"
 
 XDMS_ROLES = ("shared-list", "presence", "rls")
+# Store backends of the XDMSs (--store); the first is the default.
+STORES = ("lmdb", "postgresql")
+PG_DB = "xdm"  # the database tools/pglocal.py creates (owner PG_USER); cases get their own
+PG_USER = "xdm"
 ALL_PROCS = ("proxy",) + XDMS_ROLES
 PROXY_URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url"}
 
@@ -169,6 +174,11 @@ class Proc:
             argv = [self.binary, "--role", self.name, "--config", d.config, "--data", self.data,
                     "--http", self.http_addr, "--sip", "%s:%d" % (LOOPBACK, self.sip_port),
                     "--xcap-root", d.xcap_root + "/"]
+            # With --store postgresql every XDMS gets a fresh database of its own, before the
+            # case's options (so a case may still name its own store settings).
+            if d.pg is not None:
+                argv += ["--option", "store=postgresql",
+                         "--option", "pg_conninfo=" + d.pg_conninfo(self.name)]
         argv += ["--option", "metrics=%s:%d" % (LOOPBACK, self.metrics_port)]
         for kv in list(self.options) + list(extra):
             argv += ["--option", kv]
@@ -413,10 +423,30 @@ class Deployment:
         self.xcap_root = "http://%s/xcap-root" % self.procs["proxy"].http_addr
         self.uas = {}
         self.extra_logs = []
+        self.databases = {}  # XDMS role -> database name (--store postgresql)
+        # Other scripts drive Deployment with runners of their own that know no store: LMDB.
+        self.pg = getattr(runner, "pg", None)
+        self.store = getattr(runner, "store", "lmdb")
+
+    def pg_conninfo(self, role):
+        """The libpq connection string of that XDMS's own database, created on first use."""
+        if role not in self.databases:
+            self.databases[role] = self.runner.create_database(role)
+        return self.runner.conninfo(self.databases[role])
+
+    def drop_databases(self):
+        problems = []
+        for role, db in sorted(self.databases.items()):
+            try:
+                self.runner.drop_database(db)
+            except Exception as e:
+                problems.append("could not drop the database %s of %s: %s" % (db, role, e))
+        self.databases = {}
+        return problems
 
     def vars(self):
         v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr,
-             "config": self.config}
+             "config": self.config, "store": self.store}
         for r in XDMS_ROLES:
             v["http." + r] = self.procs[r].http_addr
             v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)
@@ -469,6 +499,8 @@ class Deployment:
             msg = p.stop()
             if msg:
                 problems.append(msg)
+        if self.databases and not self.runner.keep:
+            problems += self.drop_databases()
         return problems
 
     def sanitizer_reports(self):
@@ -829,6 +861,7 @@ class Case:
         self.sip_trust = {}  # role -> SIP peer addresses (empty: none), from `sip-trust`
         self.users = []
         self.timeout = 60.0
+        self.requires_store = None  # `requires store lmdb|postgresql`: skipped on the other
         self.ns = dict(DEFAULT_NS)
         self.steps = []
         self.parse()
@@ -942,6 +975,10 @@ class Case:
                 self.users.append((args[0], args[1], args[2], len(args) == 3))
             elif kw == "timeout":
                 self.timeout = float(args[0])
+            elif kw == "requires":
+                if len(args) != 2 or args[0] != "store" or args[1] not in STORES:
+                    raise ParseError("line %d: requires store %s" % (lineno, "|".join(STORES)))
+                self.requires_store = args[1]
             elif kw == "ns":
                 if len(args) != 2:
                     raise ParseError("line %d: ns PREFIX URI" % lineno)
@@ -2190,13 +2227,64 @@ class Runner:
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
         self.env = env
+        self.store = getattr(args, "store", "lmdb")
+        self.pg = None  # the PostgreSQL server of the whole run (--store postgresql)
+        self.pg_dir = None
+        self._db_lock = threading.Lock()
+        self._db_next = 0
+
+    # --- PostgreSQL (--store postgresql): one server for the run, one database per XDMS
+
+    def start_store(self):
+        if self.store != "postgresql":
+            return
+        sys.path.insert(0, os.path.join(SOURCE_ROOT, "tools"))
+        import pglocal
+        self.pg_dir = tempfile.mkdtemp(prefix="xdm-e2e-pg-")
+        self.pg = pglocal.PgCluster(self.pg_dir)
+        self.pg.start(standby=False)
+
+    def stop_store(self):
+        if self.pg is not None:
+            self.pg.stop()
+            self.pg = None
+        if self.pg_dir and not self.keep:
+            shutil.rmtree(self.pg_dir, ignore_errors=True)
+
+    def create_database(self, role):
+        with self._db_lock:
+            self._db_next += 1
+            name = "e2e_%d_%s" % (self._db_next, role.replace("-", "_"))
+        try:
+            self.pg.psql("primary", "CREATE DATABASE %s OWNER %s" % (name, PG_USER),
+                         db="postgres")
+        except subprocess.CalledProcessError as e:
+            raise CaseError("CREATE DATABASE %s failed: %s" % (name, (e.stderr or "").strip()))
+        return name
+
+    def drop_database(self, name):
+        # WITH (FORCE): a killed XDMS may leave a backend behind for a moment.
+        try:
+            self.pg.psql("primary", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % name,
+                         db="postgres")
+        except subprocess.CalledProcessError as e:
+            raise CaseError((e.stderr or "").strip())
+
+    def conninfo(self, db):
+        return "host=%s port=%d dbname=%s user=%s" % (LOOPBACK, self.pg.nodes["primary"]["port"],
+                                                       db, PG_USER)
 
     def run_case(self, path):
+        """Returns (outcome "pass" | "fail" | "skip", failures or the skip reason, transcript,
+        kept directory, seconds)."""
         t0 = time.monotonic()
         try:
             case = Case(path)
         except (ParseError, OSError, ValueError) as e:
-            return False, ["parse error: %s" % e], [], None, 0.0
+            return "fail", ["parse error: %s" % e], [], None, 0.0
+        if case.requires_store is not None and case.requires_store != self.store:
+            return "skip", ["requires store %s (this run: %s)" % (case.requires_store,
+                                                                 self.store)], [], None, 0.0
         run = CaseRun(self, case)
         try:
             failures = run.run()
@@ -2207,7 +2295,8 @@ class Runner:
             if tmp and not self.keep:
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp = None
-        return not failures, failures, run.transcript, tmp, time.monotonic() - t0
+        return ("fail" if failures else "pass", failures, run.transcript, tmp,
+                time.monotonic() - t0)
 
 
 def main():
@@ -2225,7 +2314,12 @@ def main():
                     help="multiply every timeout (slow machines, sanitizers)")
     ap.add_argument("--log-level", default=None, help="--log-level passed to the servers")
     ap.add_argument("--check", action="store_true", help="only parse the case files")
+    ap.add_argument("--store", choices=STORES, default=os.environ.get("XDM_E2E_STORE", "lmdb"),
+                    help="the XDMSs' store backend; postgresql starts one local PostgreSQL "
+                    "(tools/pglocal.py) for the run and gives every XDMS its own database")
     args = ap.parse_args()
+    if args.store not in STORES:
+        ap.error("--store: one of %s" % ", ".join(STORES))
 
     paths = sorted(os.path.join(args.cases, f) for f in os.listdir(args.cases)
                    if f.endswith(".case"))
@@ -2246,17 +2340,33 @@ def main():
         print("%d case files, %d with errors" % (len(paths), bad))
         return 1 if bad else 0
     runner = Runner(args)
-    passed = failed = 0
+    passed = failed = skipped = 0
     failed_names = []
     t0 = time.monotonic()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        runner.start_store()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+        runner.stop_store()
+        print("cannot start the %s store: %s" % (args.store, e))
+        print("counts: 0 passed, 1 failed")
+        return 1
+    except KeyboardInterrupt:
+        runner.stop_store()
+        print("interrupted")
+        print("counts: 0 passed, 1 failed")
+        return 130
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs))
     try:
         futs = [(p, pool.submit(runner.run_case, p)) for p in paths]
         for p, fut in futs:
             name = os.path.splitext(os.path.basename(p))[0]
-            ok, failures, transcript, tmp, secs = fut.result()
-            if ok:
+            outcome, failures, transcript, tmp, secs = fut.result()
+            ok = outcome != "fail"
+            if outcome == "skip":
+                skipped += 1
+                print("SKIP %s: %s" % (name, failures[0]))
+            elif ok:
                 passed += 1
                 print("PASS %s (%.1fs)" % (name, secs))
             else:
@@ -2277,14 +2387,22 @@ def main():
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         kill_all_live()
+        runner.stop_store()
         print("interrupted: stopped every started process")
         print("counts: %d passed, %d failed" % (passed, failed + 1))
         return 130
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_all_live()
+        runner.stop_store()
+        raise
     pool.shutdown(wait=True)
-    print("e2e: %.1fs, build %s" % (time.monotonic() - t0, runner.build))
+    runner.stop_store()
+    print("e2e: %.1fs, build %s, store %s" % (time.monotonic() - t0, runner.build, args.store))
     if failed_names:
         print("failed: " + " ".join(failed_names))
-    print("counts: %d passed, %d failed" % (passed, failed))
+    # Skipped cases test what only the other backend has (`requires store`): not passed.
+    print("counts: %d passed, %d failed, %d skipped by design" % (passed, failed, skipped))
     return 0 if failed == 0 else 1
 
 

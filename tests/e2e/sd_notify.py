@@ -7,6 +7,9 @@ with WatchdogSec=) and checks what arrives:
 - READY=1 once the listeners are up: at that moment the HTTP port and the UNIX-domain socket
   already accept connections (a unit ordered after the XDMS finds its socket);
 - WATCHDOG=1 about every WATCHDOG_USEC/2 while running, none without WATCHDOG_USEC;
+- on SIGHUP, RELOADING=1 with MONOTONIC_USEC= (CLOCK_MONOTONIC microseconds, taken between the
+  signal and the message, as sd_notify(3) documents for Type=notify-reload) before the reload,
+  then READY=1 once it is over, for an applied and for a refused reload;
 - STOPPING=1 on SIGTERM, then exit status 0;
 - without NOTIFY_SOCKET the servers start and stop as before.
 
@@ -183,6 +186,46 @@ def check_xdms_ready_watchdog_stopping(build, tmp):
     return srv
 
 
+def reload_and_expect(mgr, srv, log_line):
+    """SIGHUP; RELOADING=1 + MONOTONIC_USEC, then the log line, then READY=1."""
+    before = time.clock_gettime(time.CLOCK_MONOTONIC)
+    srv.proc.send_signal(signal.SIGHUP)
+    msg = mgr.recv(5)
+    after = time.clock_gettime(time.CLOCK_MONOTONIC)
+    expect(msg is not None and len(msg) == 2 and msg[0] == "RELOADING=1"
+           and re.fullmatch(r"MONOTONIC_USEC=\d+", msg[1]), "after SIGHUP got %r" % msg)
+    usec = int(msg[1].split("=")[1])
+    expect(before * 1e6 - 1000 <= usec <= after * 1e6 + 1000,
+           "MONOTONIC_USEC=%d is not between %d and %d" % (usec, before * 1e6, after * 1e6))
+    msg = mgr.recv(5)
+    expect(msg == ["READY=1"], "after RELOADING=1 got %r" % msg)
+    expect(log_line in srv.output(), "no %r in the log" % log_line)
+
+
+def check_reload_notifications(build, tmp):
+    mgr = Manager(tmp)
+    conf = os.path.join(tmp, "xdm.conf")
+    with open(conf, "w") as f:
+        f.write("[xdms]\nlog_level = info\n")
+    srv = Server(xdms_argv(build, os.path.join(tmp, "sl")) + ["--config", conf],
+                 env_with(NOTIFY_SOCKET=mgr.path), os.path.join(tmp, "xdms.log"))
+    try:
+        mgr.wait_for("READY=1", 20)
+        reload_and_expect(mgr, srv, b"configuration reloaded")
+        with open(conf, "w") as f:
+            f.write("[xdms]\nlog_level = loud\n")
+        reload_and_expect(mgr, srv, b"reload refused")
+        expect(mgr.recv(0.3) is None, "more notifications after the reloads")
+        srv.term()
+        mgr.wait_for("STOPPING=1", 5)
+        rc = srv.stop()
+        expect(rc == 0, "exit status %d after SIGTERM" % rc)
+    finally:
+        srv.stop()
+        mgr.close()
+    return srv
+
+
 def check_aggproxy_ready_no_watchdog(build, tmp):
     mgr = Manager(tmp)
     srv = Server(aggproxy_argv(build, os.path.join(tmp, "agg")), env_with(NOTIFY_SOCKET=mgr.path),
@@ -223,6 +266,8 @@ CHECKS = [
      check_xdms_ready_watchdog_stopping),
     ("aggproxy: READY=1 after the listener, no WATCHDOG=1 without WATCHDOG_USEC, STOPPING=1",
      check_aggproxy_ready_no_watchdog),
+    ("xdms: SIGHUP sends RELOADING=1 with MONOTONIC_USEC, then READY=1 (applied and refused)",
+     check_reload_notifications),
     ("xdms without NOTIFY_SOCKET: starts and stops as before", check_without_notify_socket),
 ]
 

@@ -7,7 +7,13 @@
   ETag and bytes, and the users of the proxy; a document written after the backup ended is not
   there (404);
 - restore refuses a ROOT a server has open, a ROOT that already has stores (unless --force),
-  a damaged backup and a backup without its manifest; backup refuses a non-empty destination.
+  a damaged backup and a backup without its manifest; backup refuses a non-empty destination;
+- export, import and check (see each check below);
+- migration with `import --from kamailio` and `--from openxcap`: the servers' xcap tables as a
+  SQLite file, as SQLite's .dump, as mysqldump writes them (plain, --hex-blob, MySQL 8's
+  _binary) and as pg_dump --inserts and --column-inserts write them from a real local
+  PostgreSQL (tools/pglocal.py) loaded with the servers' own schemas
+  (tests/e2e/files/migrate/); each row's fate reported, the documents served byte for byte.
 
     python3 tests/e2e/xdmctl_data.py --build build [-v] [--keep] [--filter NAME]
 
@@ -17,18 +23,22 @@ process died or a sanitizer report appears in a log. Every loop is bounded in co
 """
 
 import argparse
+import binascii
 import os
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
 import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
+import pglocal  # noqa: E402  (local PostgreSQL on a free loopback port, stopped by PID)
 
 ALICE = "sip:alice@example.com"
 PASSWORD = "secret"
@@ -329,7 +339,9 @@ def check_import(ctx):
         with open(os.path.join(bad, rel), "wb") as f:
             f.write(body)
     dst = ctx.deploy("import", start=False)
-    rc, out, err = ctx.xdmctl(dst, "import", bad)
+    # As docs/operations.md shows it, with the public XCAP root references are checked against.
+    rc, out, err = ctx.xdmctl(dst, "import", bad, "--xcap-root",
+                              "https://xcap.example.com/xcap-root/")
     expect(rc == 1 and out == "imported 5 documents, refused 4\n", "import: %d %r" % (rc, out))
     refused = sorted(err.splitlines())
     expect(len(refused) == 4 and all(l.startswith("xdmctl: refused ") for l in refused),
@@ -423,29 +435,35 @@ def check_check(ctx):
            and lines[2].split()[3] != lines[2].split()[-1], "check: %r" % lines[2])
 
 
-# Kamailio's xcap table as its SQLite schema creates it (utils/kamctl/db_sqlite/presence-create.sql,
-# table version 4; the Debian kamailio package ships the same file).
-KAMAILIO_XCAP = """
-CREATE TABLE xcap (
-    id INTEGER PRIMARY KEY NOT NULL,
-    username VARCHAR(64) NOT NULL,
-    domain VARCHAR(64) NOT NULL,
-    doc BLOB NOT NULL,
-    doc_type INTEGER NOT NULL,
-    etag VARCHAR(64) NOT NULL,
-    source INTEGER NOT NULL,
-    doc_uri VARCHAR(255) NOT NULL,
-    port INTEGER NOT NULL,
-    CONSTRAINT xcap_doc_uri_idx UNIQUE (doc_uri)
-);
-"""
+MIGRATE = os.path.join(HERE, "files", "migrate")
 
 
-def check_kamailio(ctx):
-    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
-        rules = f.read()
-    rows = [  # username, domain, doc, doc_type, doc_uri
-        ("alice", "example.com", doc_body(5, 1), 4,
+def kamailio_schema(db):
+    """Kamailio's schema of the xcap table for db (db_sqlite, postgres): the Debian package's own
+    files (kamailio-sqlite-modules, kamailio-postgres-modules) when installed, else their
+    documented excerpt under tests/e2e/files/migrate/."""
+    pkg = "/usr/share/kamailio/%s" % db
+    if os.path.exists(os.path.join(pkg, "presence-create.sql")):
+        with open(os.path.join(pkg, "standard-create.sql")) as f:
+            text = f.read()
+        with open(os.path.join(pkg, "presence-create.sql")) as f:
+            return text + f.read()
+    name = {"db_sqlite": "kamailio-xcap-sqlite.sql", "postgres": "kamailio-xcap-postgres.sql"}[db]
+    with open(os.path.join(MIGRATE, name)) as f:
+        return f.read()
+
+
+# A document whose bytes need every escape of the dump formats: quotes, a backslash, a new line,
+# a carriage return and UTF-8.
+TRICKY = ('<?xml version="1.0" encoding="UTF-8"?>\r\n'
+          '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+          '<list name="O\'Brien \\ caf\u00e9"><entry uri="sip:u1@example.com"/></list>'
+          '</resource-lists>\n').encode()
+
+
+def kamailio_rows(rules):
+    return [  # username, domain, doc, doc_type, doc_uri
+        ("alice", "example.com", TRICKY, 4,
          "/xcap-root/resource-lists/users/sip:alice@example.com/index"),
         ("alice", "example.com", rules, 2,
          "/xcap-root/pres-rules/users/sip:alice@example.com/index"),
@@ -454,10 +472,205 @@ def check_kamailio(ctx):
         ("bob", "example.com", b"<x/>", 64, "/xcap-root/xcap-caps/global/index"),
         ("carol", "example.com", doc_body(5, 2), 4, "/xcap-root/resource-lists/global/index"),
     ]
+
+
+KAMAILIO_OUT = "kamailio: 5 rows, 2 refused before import\nimported 2 documents, refused 1\n"
+KAMAILIO_ERR = [
+    "xdmctl: refused kamailio row 4: doc_type 64 is no application usage served here",
+    "xdmctl: refused kamailio row 5: doc_uri \"/xcap-root/resource-lists/global/index\" "
+    "names no document of a user",
+    "xdmctl: refused resource-lists/users/sip:bob@example.com/index: 409 "
+    "schema-validation-error: the document element must be <resource-lists> in namespace "
+    "urn:ietf:params:xml:ns:resource-lists",
+]
+
+
+def openxcap_rows(rules):
+    return [  # username, domain, doc, doc_type, doc_uri
+        ("alice", "example.com", TRICKY, 4, "index"),
+        ("alice", "example.com", rules, 2, "index.xml"),   # OpenXCAP keeps pres-rules there
+        ("alice", "example.com", b"<dialog-rules/>", 128, "index"),
+        ("bob", "example.com", b"<resource-lists/>", 4, "index"),
+        ("carol", "example.com", doc_body(5, 2), 4, ""),
+    ]
+
+
+OPENXCAP_OUT = "openxcap: 5 rows, 2 refused before import\nimported 2 documents, refused 1\n"
+OPENXCAP_ERR = [
+    "xdmctl: refused openxcap row 3: doc_type 128 is no application usage served here",
+    "xdmctl: refused openxcap row 5: doc_uri \"\" names no document of a user",
+    "xdmctl: refused resource-lists/users/sip:bob@example.com/index: 409 "
+    "schema-validation-error: the document element must be <resource-lists> in namespace "
+    "urn:ietf:params:xml:ns:resource-lists",
+]
+
+
+def mysql_quote(v, blob_form):
+    """A value as mysqldump writes it (mysql_real_escape_string; blobs per blob_form)."""
+    if isinstance(v, int):
+        return b"%d" % v
+    if isinstance(v, str):
+        v, blob_form = v.encode(), "plain"
+    if blob_form == "hex" and v:
+        return b"0x" + binascii.hexlify(v).upper()
+    esc = {0: b"\\0", 10: b"\\n", 13: b"\\r", 92: b"\\\\", 39: b"\\'", 34: b'\\"', 26: b"\\Z"}
+    body = b"".join(esc.get(c, bytes([c])) for c in v)
+    return (b"_binary " if blob_form == "binary" else b"") + b"'" + body + b"'"
+
+
+def mysqldump(path, create, rows, blob_form, server):
+    """The dump `mysqldump DB` writes of a version table and the xcap table (rows: id, then the
+    columns of `create`), as MariaDB 10.11's mysqldump 10.19 lays it out (MySQL 8's _binary
+    blobs with blob_form "binary"). Rows are full column tuples."""
+    out = [b"-- %s dump 10.19  Distrib 10.11.6-MariaDB, for debian-linux-gnu (x86_64)" % server,
+           b"--", b"-- Host: localhost    Database: xcapdb",
+           b"-- ------------------------------------------------------",
+           b"-- Server version\t10.11.6-MariaDB-0+deb12u1", b"",
+           b"/*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;",
+           b"/*!40101 SET NAMES utf8mb4 */;",
+           b"/*!40103 SET @OLD_TIME_ZONE=@@TIME_ZONE */;",
+           b"/*!40103 SET TIME_ZONE='+00:00' */;",
+           b"/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;",
+           b"/*!40101 SET @OLD_SQL_MODE=@@SQL_MODE, SQL_MODE='NO_AUTO_VALUE_ON_ZERO' */;",
+           b"", b"--", b"-- Table structure for table `version`", b"--", b"",
+           b"DROP TABLE IF EXISTS `version`;",
+           b"CREATE TABLE `version` (",
+           b"  `id` int(10) unsigned NOT NULL AUTO_INCREMENT,",
+           b"  `table_name` varchar(32) NOT NULL,",
+           b"  `table_version` int(10) unsigned NOT NULL DEFAULT 0,",
+           b"  PRIMARY KEY (`id`),",
+           b"  UNIQUE KEY `table_name_idx` (`table_name`)",
+           b") ENGINE=MyISAM AUTO_INCREMENT=2 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;",
+           b"LOCK TABLES `version` WRITE;",
+           b"/*!40000 ALTER TABLE `version` DISABLE KEYS */;",
+           b"INSERT INTO `version` VALUES (1,'xcap',4);",
+           b"/*!40000 ALTER TABLE `version` ENABLE KEYS */;",
+           b"UNLOCK TABLES;", b"", b"--", b"-- Table structure for table `xcap`", b"--", b"",
+           b"DROP TABLE IF EXISTS `xcap`;",
+           b"/*!40101 SET @saved_cs_client     = @@character_set_client */;",
+           b"/*!40101 SET character_set_client = utf8 */;"]
+    out += create
+    out += [b"/*!40101 SET character_set_client = @saved_cs_client */;", b"", b"--",
+            b"-- Dumping data for table `xcap`", b"--", b"",
+            b"LOCK TABLES `xcap` WRITE;", b"/*!40000 ALTER TABLE `xcap` DISABLE KEYS */;",
+            b"INSERT INTO `xcap` VALUES " + b",".join(
+                b"(" + b",".join(mysql_quote(v, blob_form) for v in row) + b")" for row in rows)
+            + b";",
+            b"/*!40000 ALTER TABLE `xcap` ENABLE KEYS */;", b"UNLOCK TABLES;",
+            b"/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;", b"", b"-- Dump completed on 2026-01-01"]
+    with open(path, "wb") as f:
+        f.write(b"\n".join(out) + b"\n")
+
+
+# SHOW CREATE TABLE of the two schemas under tests/e2e/files/migrate/, as mysqldump prints it.
+KAMAILIO_MYSQL_CREATE = [
+    b"CREATE TABLE `xcap` (",
+    b"  `id` int(10) unsigned NOT NULL AUTO_INCREMENT,",
+    b"  `username` varchar(64) NOT NULL,",
+    b"  `domain` varchar(64) NOT NULL,",
+    b"  `doc` mediumblob NOT NULL,",
+    b"  `doc_type` int(11) NOT NULL,",
+    b"  `etag` varchar(128) NOT NULL,",
+    b"  `source` int(11) NOT NULL,",
+    b"  `doc_uri` varchar(255) NOT NULL,",
+    b"  `port` int(11) NOT NULL,",
+    b"  PRIMARY KEY (`id`),",
+    b"  UNIQUE KEY `doc_uri_idx` (`doc_uri`),",
+    b"  KEY `account_doc_type_idx` (`username`,`domain`,`doc_type`),",
+    b"  KEY `account_doc_type_uri_idx` (`username`,`domain`,`doc_type`,`doc_uri`),",
+    b"  KEY `account_doc_uri_idx` (`username`,`domain`,`doc_uri`)",
+    b") ENGINE=InnoDB AUTO_INCREMENT=6 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;",
+]
+OPENXCAP_MYSQL_CREATE = [
+    b"CREATE TABLE `xcap` (",
+    b"  `id` int(11) NOT NULL AUTO_INCREMENT,",
+    b"  `subscriber_id` int(11) DEFAULT NULL,",
+    b"  `username` varchar(64) NOT NULL,",
+    b"  `domain` varchar(64) NOT NULL,",
+    b"  `doc` blob NOT NULL,",
+    b"  `doc_type` int(11) NOT NULL,",
+    b"  `etag` varchar(64) NOT NULL,",
+    b"  `source` int(11) NOT NULL,",
+    b"  `doc_uri` varchar(255) NOT NULL,",
+    b"  `port` int(11) NOT NULL,",
+    b"  PRIMARY KEY (`id`),",
+    b"  UNIQUE KEY `account_doc_type_idx` (`username`,`domain`,`doc_type`,`doc_uri`),",
+    b"  KEY `source_idx` (`source`),",
+    b"  KEY `xcap_subscriber_id_exists` (`subscriber_id`),",
+    b"  CONSTRAINT `xcap_ibfk_1` FOREIGN KEY (`subscriber_id`) REFERENCES `subscriber` (`id`) "
+    b"ON DELETE CASCADE",
+    b") ENGINE=InnoDB AUTO_INCREMENT=6 DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;",
+]
+
+
+def pg_literal(v):
+    if isinstance(v, int):
+        return "%d" % v
+    if isinstance(v, bytes):
+        return "decode('%s', 'hex')" % binascii.hexlify(v).decode()
+    return "'%s'" % v.replace("'", "''")
+
+
+def pg_dumps(ctx, dep, schema_sql, columns, rows, db):
+    """Loads schema_sql and rows into database db of a local PostgreSQL; returns the paths of
+    its pg_dump --inserts and --column-inserts."""
+    if not getattr(ctx, "pg", None):
+        # A directory of its own: the server runs as the postgres user when we are root, and
+        # the deployments' directories are private.
+        ctx.pg_dir = tempfile.mkdtemp(prefix="xdm-e2e-pg-")
+        try:
+            ctx.pg = pglocal.PgCluster(ctx.pg_dir).start_primary()
+        except RuntimeError as e:
+            raise Fail("local PostgreSQL: %s" % e)
+    pg = ctx.pg
+    pg.psql("primary", "CREATE DATABASE %s" % db, db="postgres")
+    pg.psql("primary", schema_sql, db=db)
+    for row in rows:
+        pg.psql("primary", "INSERT INTO xcap (%s) VALUES (%s)"
+                % (", ".join(columns), ", ".join(pg_literal(v) for v in row)), db=db)
+    paths = []
+    for form in ("--inserts", "--column-inserts"):
+        path = os.path.join(dep.tmp, "%s%s.sql" % (db, form[1:]))
+        subprocess.run([os.path.join(pg.bindir, "pg_dump"), "-h", "127.0.0.1", "-p",
+                        str(pg.nodes["primary"]["port"]), "-U", "postgres", "-d", db, form,
+                        "-f", path], check=True, timeout=60, capture_output=True)
+        paths.append(path)
+    return paths
+
+
+def migrate_each(ctx, name, source, sources, want_out, want_err):
+    """import --from source of every file in sources, each into a fresh data directory; the
+    servers on the last one are returned for GETs."""
+    dep = None
+    for src in sources:
+        dep = ctx.deploy("%s-%s" % (name, os.path.basename(src).replace(".", "-")),
+                         start=False)
+        rc, out, err = ctx.xdmctl(dep, "import", src, "--from", source)
+        expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+               "import --from %s of %s: %d %r %r" % (source, os.path.basename(src), rc, out,
+                                                     err))
+    return dep
+
+
+def serve_and_get(dep, docs):
+    for proc in e2e.XDMS_ROLES + ("proxy",):
+        dep.procs[proc].start()
+    addr = dep.procs["proxy"].http_addr
+    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
+    for uri, body in docs:
+        r = e2e.digest_request(addr, alice, "GET", "/xcap-root/" + uri, [], b"", 10)
+        expect(r.status == 200 and r.body == body, "GET %s after migration: %s"
+               % (uri, r.summary()))
+
+
+def check_kamailio(ctx):
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    rows = kamailio_rows(rules)
     dep = ctx.deploy("kamailio", start=False)
     db = os.path.join(dep.tmp, "kamailio.sqlite")
     con = sqlite3.connect(db)
-    con.executescript(KAMAILIO_XCAP)
+    con.executescript(kamailio_schema("db_sqlite"))
     con.executemany("INSERT INTO xcap (username, domain, doc, doc_type, etag, source, doc_uri, "
                     "port) VALUES (?, ?, ?, ?, 'e', 1, ?, 80)", rows)
     con.commit()
@@ -466,38 +679,108 @@ def check_kamailio(ctx):
         f.write("\n".join(con.iterdump()) + "\n")
     con.close()
 
-    want_out = "kamailio: 5 rows, 2 refused before import\nimported 2 documents, refused 1\n"
-    want_err = [
-        "xdmctl: refused kamailio row 4: doc_type 64 is no application usage served here",
-        "xdmctl: refused kamailio row 5: doc_uri \"/xcap-root/resource-lists/global/index\" "
-        "names no document of a user",
-        "xdmctl: refused resource-lists/users/sip:bob@example.com/index: 409 "
-        "schema-validation-error: the document element must be <resource-lists> in namespace "
-        "urn:ietf:params:xml:ns:resource-lists",
-    ]
     rc, out, err = ctx.xdmctl(dep, "import", db, "--from", "kamailio")
-    expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+    expect(rc == 1 and out == KAMAILIO_OUT and err.splitlines() == KAMAILIO_ERR,
            "import --from kamailio: %d %r %r" % (rc, out, err))
 
     # The same table as an SQL dump, into a second data directory.
     dep2 = ctx.deploy("kamailio-dump", start=False, users=False)
     rc, out, err = ctx.xdmctl(dep2, "import", dump, "--from", "kamailio")
-    expect(rc == 1 and out == want_out and err.splitlines() == want_err,
+    expect(rc == 1 and out == KAMAILIO_OUT and err.splitlines() == KAMAILIO_ERR,
            "import --from kamailio of a dump: %d %r %r" % (rc, out, err))
+    serve_and_get(dep, [("resource-lists/users/%s/index" % ALICE, TRICKY),
+                        ("pres-rules/users/%s/index" % ALICE, rules)])
 
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dep.procs[proc].start()
-    addr = dep.procs["proxy"].http_addr
-    alice = e2e.DigestUser("alice", ALICE, PASSWORD)
-    for uri, body in [("resource-lists/users/%s/index" % ALICE, rows[0][2]),
-                      ("pres-rules/users/%s/index" % ALICE, rules)]:
-        r = e2e.digest_request(addr, alice, "GET", "/xcap-root/" + uri, [], b"", 10)
-        expect(r.status == 200 and r.body == body, "GET %s after migration: %s"
-               % (uri, r.summary()))
+
+def full_rows(rows):
+    """(id, username, domain, doc, doc_type, 'e', 1, doc_uri, 80) per row."""
+    return [(i + 1, u, d, doc, t, "e", 1, uri, 80) for i, (u, d, doc, t, uri) in enumerate(rows)]
+
+
+def check_kamailio_dumps(ctx):
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    rows = kamailio_rows(rules)
+    dep = ctx.deploy("kamailio-dumps", start=False, users=False)
+    sources = []
+    for form in ("plain", "hex", "binary"):
+        path = os.path.join(dep.tmp, "kamailio-mysqldump-%s.sql" % form)
+        mysqldump(path, KAMAILIO_MYSQL_CREATE, full_rows(rows), form,
+                  b"MySQL" if form == "binary" else b"MariaDB")
+        sources.append(path)
+    sources += pg_dumps(ctx, dep, kamailio_schema("postgres"), ["username", "domain", "doc", "doc_type", "etag",
+                                           "source", "doc_uri", "port"],
+                        [(u, d, doc, t, "e", 1, uri, 80) for u, d, doc, t, uri in rows],
+                        "kamailio")
+    last = migrate_each(ctx, "kamailio", "kamailio", sources, KAMAILIO_OUT, KAMAILIO_ERR)
+    serve_and_get(last, [("resource-lists/users/%s/index" % ALICE, TRICKY),
+                         ("pres-rules/users/%s/index" % ALICE, rules)])
+
+    # A pg_dump without --inserts (COPY) is refused with what to do instead.
+    pg = ctx.pg
+    copy = os.path.join(dep.tmp, "kamailio-copy.sql")
+    subprocess.run([os.path.join(pg.bindir, "pg_dump"), "-h", "127.0.0.1", "-p",
+                    str(pg.nodes["primary"]["port"]), "-U", "postgres", "-d", "kamailio", "-f",
+                    copy], check=True, timeout=60, capture_output=True)
+    rc, out, err = ctx.xdmctl(dep, "import", copy, "--from", "kamailio")
+    expect(rc == 1 and out == "" and re.fullmatch(
+        r"xdmctl: %s is neither a SQLite database nor an SQL dump of an xcap table: line \d+: "
+        r"the rows of xcap are in a COPY block; dump them with pg_dump --inserts \(or "
+        r"--column-inserts\)\n" % re.escape(copy), err), "COPY dump: %d %r %r" % (rc, out, err))
+
+
+def check_openxcap(ctx):
+    with open(os.path.join(HERE, "files", "pres-rules1.xml"), "rb") as f:
+        rules = f.read()
+    rows = openxcap_rows(rules)
+    dep = ctx.deploy("openxcap", start=False, users=False)
+    # SQLite: OpenXCAP's columns (tests/e2e/files/migrate/openxcap-xcap-mysql.sql) with SQLite's
+    # own key syntax.
+    db = os.path.join(dep.tmp, "openxcap.sqlite")
+    con = sqlite3.connect(db)
+    con.executescript("""
+        CREATE TABLE subscriber (id INTEGER PRIMARY KEY, username VARCHAR(64),
+            domain VARCHAR(64), password VARCHAR(255), ha1 VARCHAR(64));
+        CREATE TABLE xcap (id INTEGER PRIMARY KEY, subscriber_id INTEGER
+            REFERENCES subscriber (id) ON DELETE CASCADE, username VARCHAR(64) NOT NULL,
+            domain VARCHAR(64) NOT NULL, doc BLOB NOT NULL, doc_type INTEGER NOT NULL,
+            etag VARCHAR(64) NOT NULL, source INTEGER NOT NULL, doc_uri VARCHAR(255) NOT NULL,
+            port INTEGER NOT NULL,
+            CONSTRAINT account_doc_type_idx UNIQUE (username, domain, doc_type, doc_uri));
+    """)
+    con.executemany("INSERT INTO xcap (subscriber_id, username, domain, doc, doc_type, etag, "
+                    "source, doc_uri, port) VALUES (NULL, ?, ?, ?, ?, 'e', 0, ?, 0)", rows)
+    con.commit()
+    con.close()
+    sources = [db]
+    for form in ("plain", "hex"):
+        path = os.path.join(dep.tmp, "openxcap-mysqldump-%s.sql" % form)
+        mysqldump(path, OPENXCAP_MYSQL_CREATE, [(i + 1, 0, u, d, doc, t, "e", 0, uri, 0)
+                   for i, (u, d, doc, t, uri) in enumerate(rows)], form, b"MariaDB")
+        sources.append(path)
+    schema = ("CREATE TABLE subscriber (id SERIAL PRIMARY KEY, username VARCHAR(64), "
+              "domain VARCHAR(64), password VARCHAR(255), ha1 VARCHAR(64));"
+              "CREATE TABLE xcap (id SERIAL PRIMARY KEY, subscriber_id INTEGER REFERENCES "
+              "subscriber (id) ON DELETE CASCADE, username VARCHAR(64) NOT NULL, "
+              "domain VARCHAR(64) NOT NULL, doc BYTEA NOT NULL, doc_type INTEGER NOT NULL, "
+              "etag VARCHAR(64) NOT NULL, source INTEGER NOT NULL, "
+              "doc_uri VARCHAR(255) NOT NULL, port INTEGER NOT NULL, "
+              "CONSTRAINT account_doc_type_idx UNIQUE (username, domain, doc_type, doc_uri));")
+    sources += pg_dumps(ctx, dep, schema, ["username", "domain", "doc", "doc_type", "etag",
+                                           "source", "doc_uri", "port"],
+                        [(u, d, doc, t, "e", 0, uri, 0) for u, d, doc, t, uri in rows],
+                        "openxcap")
+    last = migrate_each(ctx, "openxcap", "openxcap", sources, OPENXCAP_OUT, OPENXCAP_ERR)
+    serve_and_get(last, [("resource-lists/users/%s/index" % ALICE, TRICKY),
+                         ("pres-rules/users/%s/index.xml" % ALICE, rules)])
+
+    rc, out, err = ctx.xdmctl(last, "import", db, "--from", "opensips")
+    expect(rc == 2 and out == "" and err == "xdmctl: --from knows kamailio and openxcap, not "
+           "\"opensips\"\n", "--from opensips: %d %r %r" % (rc, out, err))
 
 
 CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, check_check,
-          check_kamailio]
+          check_kamailio, check_kamailio_dumps, check_openxcap]
 
 
 def main():
@@ -524,6 +807,10 @@ def main():
                 print("FAIL %s (%.1fs): %s" % (c.__name__[6:], time.monotonic() - t0, e))
             sys.stdout.flush()
     finally:
+        if getattr(ctx, "pg", None):
+            ctx.pg.stop()
+        if getattr(ctx, "pg_dir", None) and not failed:
+            shutil.rmtree(ctx.pg_dir, ignore_errors=True)
         for d in ctx.deps:
             problems = d.shutdown() + d.sanitizer_reports()
             for msg in problems:

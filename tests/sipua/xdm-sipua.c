@@ -9,7 +9,13 @@
  *    "content_type":"application/xcap-diff+xml","body":"<xcap-diff ...>"}
  *
  * "kind" is initial, refresh or unsubscribe; "expires" appears when the response has an Expires
- * header; a NOTIFY also says which "transport" (udp or tcp) carried it.
+ * header and "contact" (its URI) when it has a Contact; a NOTIFY also says which "transport" (udp
+ * or tcp) carried it, its "contact" and the sent-by of its top Via ("via": "HOST:PORT", which
+ * instance sent it when several serve one role).
+ *
+ * With --stdin-commands it reads lines on stdin: "refresh [HOST:PORT]" sends a refresh now and
+ * "unsubscribe [HOST:PORT]" ends the subscription now; HOST:PORT, when given, becomes the next
+ * hop of this and every later request (a SIP load balancer that now picks another instance).
  *
  * It plays both the user agent and the SIP proxy in front of the XDMS: every SUBSCRIBE carries
  * P-Asserted-Identity (RFC 3325) with --identity (default: the target) unless --no-pai, and
@@ -32,6 +38,7 @@
  * only to 127.0.0.1 (UDP and TCP, a free port) and depends on sofia-sip and libxml2 only. */
 #define SU_ROOT_MAGIC_T struct ua
 #define SU_TIMER_ARG_T struct ua
+#define SU_WAKEUP_ARG_T struct ua
 #define NTA_LEG_MAGIC_T struct ua
 #define NTA_OUTGOING_MAGIC_T struct ua
 
@@ -92,6 +99,7 @@ struct ua {
     long refresh_after; /* -1 = no refresh */
     const char *apply;  /* unix:PATH or HOST:PORT of the XDMS to fetch from, or NULL */
     bool verify;
+    bool stdin_commands;
     const char *entries[UA_MAX_ENTRIES];
     size_t n_entries;
     const char *refresh_entries[UA_MAX_ENTRIES];
@@ -107,6 +115,9 @@ struct ua {
     char route[320];   /* next hop: the notifier, with the chosen transport */
     char contact[320]; /* our Contact */
     su_timer_t *t_response, *t_duration, *t_refresh, *t_final;
+    int stdin_index; /* registered stdin (--stdin-commands), or -1 */
+    char line[512];
+    size_t line_len;
     enum ua_phase phase;
     long notifies;
     bool accepted;
@@ -174,6 +185,19 @@ static void json_cstr(FILE *f, const char *s)
     json_string(f, s, strlen(s));
 }
 
+/* ,"contact":"URI" when sip has a Contact. */
+static void print_contact(const sip_t *sip)
+{
+    if (!sip || !sip->sip_contact)
+        return;
+    char uri[512];
+    if (url_e(uri, sizeof uri, sip->sip_contact->m_url) < 0)
+        return;
+    uri[sizeof uri - 1] = '\0';
+    printf(",\"contact\":");
+    json_cstr(stdout, uri);
+}
+
 static void print_response(const char *kind, int status, const sip_t *sip)
 {
     printf("{\"event\":\"response\",\"method\":\"SUBSCRIBE\",\"kind\":");
@@ -181,6 +205,7 @@ static void print_response(const char *kind, int status, const sip_t *sip)
     printf(",\"status\":%d", status);
     if (sip && sip->sip_expires)
         printf(",\"expires\":%lu", (unsigned long)sip->sip_expires->ex_delta);
+    print_contact(sip);
     printf("}\n");
     fflush(stdout);
 }
@@ -189,6 +214,14 @@ static void print_notify(const sip_t *sip, const char *transport)
 {
     printf("{\"event\":\"notify\",\"cseq\":%lu", (unsigned long)sip->sip_cseq->cs_seq);
     printf(",\"transport\":\"%s\"", transport);
+    print_contact(sip);
+    if (sip->sip_via && sip->sip_via->v_host) {
+        char via[300];
+        snprintf(via, sizeof via, "%s:%s", sip->sip_via->v_host,
+                 sip->sip_via->v_port ? sip->sip_via->v_port : "5060");
+        printf(",\"via\":");
+        json_cstr(stdout, via);
+    }
     printf(",\"subscription_state\":");
     const sip_subscription_state_t *ss = sip->sip_subscription_state;
     if (ss && ss->ss_substate) {
@@ -390,6 +423,61 @@ static void ua_on_refresh(struct ua *ua, su_timer_t *t, struct ua *arg)
     if (ua_subscribe(ua, "refresh", ua->expires, ua->n_refresh ? ua->refresh_entries : NULL,
                      ua->n_refresh) < 0)
         ua_finish(ua);
+}
+
+/* The next hop of requests from now on. Returns 0 or -1 (too long). */
+static int ua_set_server(struct ua *ua, const char *server)
+{
+    char route[sizeof ua->route];
+    if ((size_t)snprintf(route, sizeof route, "sip:%s;transport=%s", server, ua->transport) >=
+        sizeof route)
+        return -1;
+    memcpy(ua->route, route, sizeof route);
+    return 0;
+}
+
+/* One --stdin-commands line: "refresh [HOST:PORT]" or "unsubscribe [HOST:PORT]". */
+static void ua_command(struct ua *ua, char *line)
+{
+    char *cmd = strtok(line, " \t\r");
+    char *server = cmd ? strtok(NULL, " \t\r") : NULL;
+    if (!cmd)
+        return;
+    if (server && ua_set_server(ua, server) < 0) {
+        fprintf(stderr, "xdm-sipua: server too long: %s\n", server);
+        return;
+    }
+    if (strcmp(cmd, "refresh") == 0)
+        ua_on_refresh(ua, NULL, ua);
+    else if (strcmp(cmd, "unsubscribe") == 0)
+        ua_unsubscribe(ua);
+    else
+        fprintf(stderr, "xdm-sipua: unknown command: %s\n", cmd);
+}
+
+static int ua_on_stdin(struct ua *ua, su_wait_t *w, struct ua *arg)
+{
+    (void)w;
+    (void)arg;
+    ssize_t r = read(0, ua->line + ua->line_len, sizeof ua->line - 1 - ua->line_len);
+    if (r <= 0) {
+        su_root_deregister(ua->root, ua->stdin_index);
+        ua->stdin_index = -1;
+        return 0;
+    }
+    ua->line_len += (size_t)r;
+    ua->line[ua->line_len] = '\0';
+    char *nl;
+    while ((nl = strchr(ua->line, '\n')) != NULL) {
+        *nl = '\0';
+        ua_command(ua, ua->line);
+        size_t rest = ua->line_len - (size_t)(nl + 1 - ua->line);
+        memmove(ua->line, nl + 1, rest + 1);
+        ua->line_len = rest;
+    }
+    if (ua->line_len == sizeof ua->line - 1)
+        ua->line_len = 0; /* a line too long: dropped */
+    return 0;
 }
 
 static int ua_on_response(struct ua *ua, nta_outgoing_t *orq, const sip_t *sip)
@@ -744,6 +832,9 @@ static void usage(FILE *f)
         "                               from the XDMS (its socket, or a TCP address) when a\n"
         "                               NOTIFY has no patch\n"
         "  --verify                     with --apply: compare each copy with a fresh GET\n"
+        "  --stdin-commands             read \"refresh [HOST:PORT]\" and \"unsubscribe "
+        "[HOST:PORT]\"\n"
+        "                               lines on stdin (HOST:PORT: the next hop from then on)\n"
         "Prints one JSON object per line (responses and NOTIFYs); answers NOTIFYs with 200.\n"
         "Exit 0 when the initial SUBSCRIBE got a 2xx, 1 otherwise, 2 on usage errors.\n",
         f);
@@ -779,6 +870,7 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         O_REFRESH_ENTRY,
         O_APPLY,
         O_VERIFY,
+        O_STDIN_COMMANDS,
         O_HELP,
     };
     static const struct option opts[] = {
@@ -799,6 +891,7 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         {"refresh-entry", required_argument, NULL, O_REFRESH_ENTRY},
         {"apply", required_argument, NULL, O_APPLY},
         {"verify", no_argument, NULL, O_VERIFY},
+        {"stdin-commands", no_argument, NULL, O_STDIN_COMMANDS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -866,6 +959,9 @@ static int parse_args(struct ua *ua, int argc, char **argv)
         case O_VERIFY:
             ua->verify = true;
             break;
+        case O_STDIN_COMMANDS:
+            ua->stdin_commands = true;
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -898,9 +994,14 @@ static int ua_setup(struct ua *ua)
     bool tcp = strcmp(ua->transport, "tcp") == 0;
     snprintf(ua->contact, sizeof ua->contact, "<sip:xdm-sipua@127.0.0.1:%s%s>", port,
              tcp ? ";transport=tcp" : "");
-    if ((size_t)snprintf(ua->route, sizeof ua->route, "sip:%s;transport=%s", ua->server,
-                         ua->transport) >= sizeof ua->route)
+    if (ua_set_server(ua, ua->server) < 0)
         return fprintf(stderr, "xdm-sipua: --server too long\n"), -1;
+    if (ua->stdin_commands) {
+        su_wait_t w;
+        if (su_wait_create(&w, 0, SU_WAIT_IN) < 0 ||
+            (ua->stdin_index = su_root_register(ua->root, &w, ua_on_stdin, ua, 0)) < 0)
+            return fprintf(stderr, "xdm-sipua: cannot watch stdin\n"), -1;
+    }
 
     const char *me = ua->from ? ua->from : ua->identity ? ua->identity : ua->target;
     char from[400], to[400];
@@ -926,6 +1027,8 @@ static int ua_setup(struct ua *ua)
 
 static void ua_teardown(struct ua *ua)
 {
+    if (ua->stdin_index > 0)
+        su_root_deregister(ua->root, ua->stdin_index);
     su_timer_destroy(ua->t_response);
     su_timer_destroy(ua->t_duration);
     su_timer_destroy(ua->t_refresh);
@@ -948,6 +1051,7 @@ int main(int argc, char **argv)
         .expires = -1,
         .duration = 10,
         .refresh_after = -1,
+        .stdin_index = -1,
     };
     if (parse_args(&ua, argc, argv) < 0) {
         usage(stderr);

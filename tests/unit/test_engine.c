@@ -1137,7 +1137,32 @@ static void test_header_helpers(void)
     CU_ASSERT_FALSE(engine_media_type_is(NULL, RL_MIME));
 }
 
+/* The directory listing is an engine operation: the documents of the user under the public root,
+ * one folder per AUID of the role, an ETag that follows the documents. */
+static void test_directory_listing(void)
+{
+    struct fx f;
+    fx_open(&f, ROLE_SHARED_LIST, 0);
+    struct result r;
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    struct xcap_err err = {0};
+    char e1[STORE_ETAG_MAX], e2[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL_FATAL(engine_directory(f.engine, ALICE, &out, e1, &err), XCAP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "<folder auid=\"resource-lists\"></folder>"));
+    CU_ASSERT_EQUAL(fx_put(&f, RL_INDEX, DOC1, &r), XCAP_CREATED);
+    buf_reset(&out);
+    CU_ASSERT_EQUAL_FATAL(engine_directory(f.engine, ALICE, &out, e2, &err), XCAP_OK);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "<entry uri=\"http://127.0.0.1:8080/xcap-root/"
+                                            "resource-lists/users/" ALICE "/index\" etag=\""));
+    CU_ASSERT_STRING_NOT_EQUAL(e1, e2);
+    xcap_err_release(&err);
+    buf_release(&out);
+    fx_close(&f);
+}
+
 static CU_TestInfo engine_tests[] = {
+    {"directory listing", test_directory_listing},
     {"create 201, replace 200, GET, HEAD", test_create_replace_get},
     {"ETags change on every write and never repeat", test_etags_never_repeat},
     {"If-Match", test_if_match},

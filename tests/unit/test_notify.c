@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "buf.h"
 #include "engine.h"
 #include "log.h"
@@ -197,7 +199,18 @@ static void test_record(void)
     CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
     CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &d), 0);
     CU_ASSERT_STRING_EQUAL(d.route, "");
+    CU_ASSERT_STRING_EQUAL(d.owner, ""); /* a record without an owner line */
     notify_subs_record_release(&d);
+    /* The owner (the instance sending the NOTIFYs) survives the round trip. */
+    char owner[] = "xdms-2.example.net";
+    r.owner = owner;
+    buf_reset(&b);
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "\nowner xdms-2.example.net\n"));
+    CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &d), 0);
+    CU_ASSERT_STRING_EQUAL(d.owner, owner);
+    notify_subs_record_release(&d);
+    r.owner = NULL;
     size_t header = (size_t)(strstr(b.data, "\n\n") - b.data);
     for (size_t cut = 0; cut <= header; cut++)
         CU_ASSERT_EQUAL(notify_subs_record_decode(b.data, cut, &d), -1);
@@ -207,6 +220,62 @@ static void test_record(void)
     buf_reset(&b);
     CU_ASSERT_EQUAL(notify_subs_record_encode(&r, &b), -1);
     buf_release(&b);
+}
+
+/* Names, leases and the shared Contact of several instances (notify_cluster.c). */
+static void test_cluster_pure(void)
+{
+    CU_ASSERT_TRUE(notifier_instance_name_ok("a"));
+    CU_ASSERT_TRUE(notifier_instance_name_ok("xdms-1.example.net:5081"));
+    CU_ASSERT_TRUE(notifier_instance_name_ok("[::1]:5081"));
+    CU_ASSERT_FALSE(notifier_instance_name_ok(""));
+    CU_ASSERT_FALSE(notifier_instance_name_ok(NULL));
+    CU_ASSERT_FALSE(notifier_instance_name_ok("~takeover"));
+    CU_ASSERT_FALSE(notifier_instance_name_ok("a b"));
+    char longname[NOTIFY_INSTANCE_MAX + 2];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[NOTIFY_INSTANCE_MAX] = '\0';
+    CU_ASSERT_TRUE(notifier_instance_name_ok(longname));
+    longname[NOTIFY_INSTANCE_MAX] = 'x';
+    longname[NOTIFY_INSTANCE_MAX + 1] = '\0';
+    CU_ASSERT_FALSE(notifier_instance_name_ok(longname));
+
+    CU_ASSERT_TRUE(notifier_contact_ok("sip:xdm.example.com:5081"));
+    CU_ASSERT_TRUE(notifier_contact_ok("sips:xdm.example.com;transport=tcp"));
+    CU_ASSERT_TRUE(notifier_contact_ok("sip:[2001:db8::1]:5081"));
+    CU_ASSERT_FALSE(notifier_contact_ok("http://xdm.example.com"));
+    CU_ASSERT_FALSE(notifier_contact_ok("sip:"));
+    CU_ASSERT_FALSE(notifier_contact_ok("sip::5060"));
+    CU_ASSERT_FALSE(notifier_contact_ok("<sip:a.example.com>"));
+    CU_ASSERT_FALSE(notifier_contact_ok("sip:a.example.com x"));
+    CU_ASSERT_FALSE(notifier_contact_ok(NULL));
+
+    char v[24];
+    int64_t ms = 0;
+    CU_ASSERT_EQUAL(notify_lease_encode(1764770000123, v, sizeof v), 13);
+    CU_ASSERT_STRING_EQUAL(v, "1764770000123");
+    CU_ASSERT_TRUE(notify_lease_decode(v, strlen(v), &ms));
+    CU_ASSERT_EQUAL(ms, 1764770000123);
+    CU_ASSERT_EQUAL(notify_lease_encode(-5, v, sizeof v), 1); /* never negative */
+    CU_ASSERT_STRING_EQUAL(v, "0");
+    CU_ASSERT_EQUAL(notify_lease_encode(1764770000123, v, 5), -1);
+    CU_ASSERT_FALSE(notify_lease_decode("", 0, &ms));
+    CU_ASSERT_FALSE(notify_lease_decode("12a", 3, &ms));
+    CU_ASSERT_FALSE(notify_lease_decode("-1", 2, &ms));
+    CU_ASSERT_FALSE(notify_lease_decode("1234567890123456789", 19, &ms));
+    /* Expired strictly after lease_s seconds; a heartbeat from a clock ahead is alive. */
+    CU_ASSERT_FALSE(notify_lease_expired(10000, 15000, 5));
+    CU_ASSERT_TRUE(notify_lease_expired(10000, 15001, 5));
+    CU_ASSERT_FALSE(notify_lease_expired(20000, 15000, 5));
+    CU_ASSERT_TRUE(notify_lease_expired(0, 15000, 5));
+
+    char name[NOTIFY_INSTANCE_MAX + 1];
+    CU_ASSERT_EQUAL(notify_instance_default("127.0.0.1", 5081, name, sizeof name), 0);
+    CU_ASSERT_STRING_EQUAL(name, "127.0.0.1:5081");
+    CU_ASSERT_TRUE(notifier_instance_name_ok(name));
+    CU_ASSERT_EQUAL(notify_instance_default("::1", 5082, name, sizeof name), 0);
+    CU_ASSERT_STRING_EQUAL(name, "[::1]:5082");
+    CU_ASSERT_EQUAL(notify_instance_default("127.0.0.1", 5081, name, 8), -1);
 }
 
 static void test_entries_parse_errors(void)
@@ -1530,6 +1599,210 @@ static void test_restart(void)
     efx_close(&f);
 }
 
+/* Two notifiers of one role over one store, instances "a" and "b" (notify_cluster.c): a change
+ * committed by another writer (no notifier_wake()) reaches b's subscriber within a poll period
+ * (LMDB) or through the store's wake-up descriptor (PostgreSQL), with the shared Contact; when b
+ * stops, a takes the dialog over and goes on with a higher CSeq and the ETag chain unbroken. On
+ * LMDB both share one handle (one environment per process); with XDM_TEST_PG_CONNINFO set the
+ * test runs again on PostgreSQL, each notifier on its own handle, in a schema of its own. */
+static void cluster_run(const char *pg)
+{
+    char dir[] = "/tmp/xdm-notify-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    struct store_options so = {.tables = notify_store_tables()};
+    if (pg) {
+        so.backend = STORE_BACKEND_POSTGRESQL;
+        so.pg_conninfo = pg;
+    }
+    struct store *sa = NULL, *sb = NULL;
+    CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &sa), STORE_OK);
+    if (pg)
+        CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &sb), STORE_OK);
+    struct doc_key index = {"resource-lists", "users", ALICE, "index"};
+    char e[4][STORE_ETAG_MAX];
+    commit_change(sa, &index, "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+                  "", e[0]);
+    struct notifier_config cfg = {
+        .host = "127.0.0.1",
+        .xcap_root = ROOT,
+        .role = ROLE_SHARED_LIST,
+        .trusted_peers = sip_proxy_peers,
+        .cluster = true,
+        .lease_s = 2,
+        .poll_ms = 20,
+        .contact = "sip:lb.example.com:5099",
+    };
+    struct notifier *na = NULL, *nb = NULL;
+    cfg.instance = "a";
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, sa, &na), 0);
+    CU_ASSERT_STRING_EQUAL(notifier_instance(na), "a");
+    cfg.instance = "b";
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, pg ? sb : sa, &nb), 0);
+
+    struct peer p;
+    char notify[65536], v[512], expect[512];
+    peer_open(&p, notifier_port(nb), "cluster");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff;diff-processing=xcap-patching\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL_FATAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    CU_ASSERT_TRUE(header(notify, "Contact", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "<sip:lb.example.com:5099>");
+    unsigned long c0 = notify_cseq(notify);
+
+    /* A commit that wakes nobody: b finds it in the change log. */
+    int64_t t0 = now_ms();
+    commit_change(sa, &index,
+                  "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
+                  "<list/></resource-lists>",
+                  e[0], e[1]);
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    int64_t took = now_ms() - t0;
+    CU_ASSERT_TRUE(took < 500);
+    if (took >= 500 || getenv("XDM_TEST_VERBOSE"))
+        fprintf(stderr, "\ncross-instance NOTIFY after %lld ms (%s)\n", (long long)took,
+                pg ? "PostgreSQL" : "LMDB");
+    snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[0], e[1]);
+    assert_contains(body_of(notify), expect);
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(nb));
+    CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
+    assert_contains(v, expect);
+    unsigned long c1 = notify_cseq(notify);
+    CU_ASSERT_TRUE(c1 > c0);
+
+    /* b stops (its lease marked expired): a takes the dialog over at its next heartbeat. */
+    peer_quiet(&p, 100);
+    notifier_stop(nb);
+    nb = NULL;
+    commit_change(sa, &index,
+                  "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
+                  "<list name=\"x\"/></resource-lists>",
+                  e[1], e[2]);
+    p.notifier = notifier_port(na); /* where our answers go: a sends from now on */
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify_as(&p, notify, sizeof notify, 4000, 200));
+    snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[1], e[2]);
+    assert_contains(body_of(notify), expect);
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(na));
+    CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
+    assert_contains(v, expect);
+    CU_ASSERT_TRUE(notify_cseq(notify) > c1);
+    CU_ASSERT_TRUE(header(notify, "Contact", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "<sip:lb.example.com:5099>");
+    /* The dialog lives on at a: the un-SUBSCRIBE is answered there. */
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    CU_ASSERT_TRUE(header(notify, "Subscription-State", v, sizeof v));
+    CU_ASSERT_STRING_EQUAL(v, "terminated;reason=timeout");
+    close(p.fd);
+    notifier_stop(na);
+    store_close(sa);
+    if (sb)
+        store_close(sb);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* An in-dialog SUBSCRIBE that the balancer sends to an instance not holding the dialog: 503 with
+ * Retry-After while the owner's lease stands (RFC 6665 §4.1.2.2: the subscription stays valid),
+ * and, once it expired, taken over there on the spot and answered 200, the dialog going on from
+ * that instance. The lease is long, so that only the request can cause the takeover. */
+static void claim_run(const char *pg)
+{
+    char dir[] = "/tmp/xdm-notify-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    struct store_options so = {.tables = notify_store_tables()};
+    if (pg) {
+        so.backend = STORE_BACKEND_POSTGRESQL;
+        so.pg_conninfo = pg;
+    }
+    struct store *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &st), STORE_OK);
+    struct doc_key index = {"resource-lists", "users", ALICE, "index"};
+    char e[3][STORE_ETAG_MAX];
+    commit_change(st, &index, "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
+                  "", e[0]);
+    struct notifier_config cfg = {
+        .host = "127.0.0.1",
+        .xcap_root = ROOT,
+        .role = ROLE_SHARED_LIST,
+        .trusted_peers = sip_proxy_peers,
+        .cluster = true,
+        .lease_s = 60,
+        .poll_ms = 20,
+    };
+    struct notifier *na = NULL, *nb = NULL;
+    cfg.instance = "claim-a";
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &na), 0);
+    cfg.instance = "claim-b";
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &nb), 0);
+    struct peer p;
+    char notify[65536], v[512], expect[512];
+    peer_open(&p, notifier_port(nb), "claim");
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
+    CU_ASSERT_EQUAL_FATAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    unsigned long c0 = notify_cseq(notify);
+    /* Owner alive: 503, and nothing moves. */
+    p.notifier = notifier_port(na);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 503);
+    p.notifier = notifier_port(nb);
+    peer_quiet(&p, 100);
+    notifier_stop(nb); /* its lease marked expired; a waits a lease period before looking */
+    commit_change(st, &index,
+                  "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
+                  "<list/></resource-lists>",
+                  e[0], e[1]);
+    p.notifier = notifier_port(na);
+    peer_quiet(&p, 300); /* nobody reports it yet */
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    /* The refresh's NOTIFY carries what was queued: the change made while nobody served. */
+    snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[0], e[1]);
+    assert_contains(body_of(notify), expect);
+    CU_ASSERT_TRUE(notify_cseq(notify) > c0);
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(na));
+    CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
+    assert_contains(v, expect);
+    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    close(p.fd);
+    notifier_stop(na);
+    store_close(st);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Runs one SQL command on the database of XDM_TEST_PG_CONNINFO; returns 0 on success. */
+static int pg_admin(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("XDM_TEST_PG_CONNINFO"));
+    int rc = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PQclear(PQexec(c, "SET client_min_messages = warning"));
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        if (rc != 0)
+            fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+static void test_cluster(void)
+{
+    cluster_run(NULL);
+    claim_run(NULL);
+    const char *pg = getenv("XDM_TEST_PG_CONNINFO");
+    if (!pg || !pg[0])
+        return;
+    char sql[128], conninfo[1024];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA xdm_test_notify_%d", (int)getpid());
+    CU_ASSERT_EQUAL_FATAL(pg_admin(sql), 0);
+    snprintf(conninfo, sizeof conninfo, "%s options='-csearch_path=xdm_test_notify_%d'", pg,
+             (int)getpid());
+    cluster_run(conninfo);
+    claim_run(conninfo);
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS xdm_test_notify_%d CASCADE", (int)getpid());
+    pg_admin(sql);
+}
+
 static void test_start_port_in_use(void)
 {
     char dir[] = "/tmp/xdm-notify-XXXXXX";
@@ -1569,6 +1842,7 @@ int main(void)
         {"resource-list errors", test_entries_parse_errors},
         {"diff-processing", test_mode},
         {"persisted record", test_record},
+        {"instances, leases, Contact", test_cluster_pure},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
         {"server-owned documents", test_server_owned},
@@ -1588,6 +1862,7 @@ int main(void)
         {"refresh", test_refresh},
         {"all users of an AUID", test_all_users},
         {"restart keeps subscriptions", test_restart},
+        {"two instances, takeover", test_cluster},
         {"port in use", test_start_port_in_use},
         CU_TEST_INFO_NULL,
     };

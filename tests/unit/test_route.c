@@ -12,6 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "caps.h"
 #include "compress.h"
 #include "digest.h"
@@ -25,6 +30,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "users.h"
+#include "xcap_uri.h"
 #include "xdoc.h"
 #include "unit.h"
 
@@ -164,7 +170,7 @@ static void test_route_spans(void)
     CU_ASSERT_EQUAL(strncmp(m.xui, "sip:alice%40example.com", m.xui_len), 0);
     CU_ASSERT_STRING_EQUAL(m.rest, "/index/~~/resource-lists/list%5B@name=%22a%2Fb%22%5D");
     char xui[64];
-    CU_ASSERT_EQUAL(route_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode(m.xui, m.xui_len, xui, sizeof xui), 0);
     CU_ASSERT_STRING_EQUAL(xui, "sip:alice@example.com");
 
     route_match(t, "/xcap-root/pres-rules/global/index", &m);
@@ -179,24 +185,6 @@ static void test_route_spans(void)
     CU_ASSERT_EQUAL(m.xui_len, 0);
     CU_ASSERT_PTR_NOT_NULL(m.xui);
     route_table_free(t);
-}
-
-static void test_route_decode(void)
-{
-    char out[16];
-    CU_ASSERT_EQUAL(route_decode("a%3ab%3A%25", 11, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "a:b:%");
-    CU_ASSERT_EQUAL(route_decode("abc", 2, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "ab");
-    CU_ASSERT_EQUAL(route_decode("", 0, out, sizeof out), 0);
-    CU_ASSERT_STRING_EQUAL(out, "");
-    CU_ASSERT_EQUAL(route_decode("%4", 2, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("%41", 2, out, sizeof out), -1); /* escape cut by len */
-    CU_ASSERT_EQUAL(route_decode("%zz", 3, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("a%00b", 5, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("0123456789abcdef", 16, out, sizeof out), -1);
-    CU_ASSERT_EQUAL(route_decode("0123456789abcde", 15, out, sizeof out), 0);
-    CU_ASSERT_EQUAL(route_decode("a", 1, out, 0), -1);
 }
 
 static void test_route_config(void)
@@ -381,19 +369,20 @@ static void set_doc(struct buf *b, const char *text)
 static void test_caps_merge(void)
 {
     struct buf docs[5];
-    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+    set_doc(&docs[0], "<?xml version=\"1.0\"?><xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids>"
                       "<auid>xcap-caps</auid><auid> resource-lists </auid></auids><namespaces>"
-                      "<namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+                      "<namespace>" XCAP_CAPS_NS "</namespace><namespace>urn:a</namespace>"
                       "</namespaces></xcap-caps>");
     set_doc(&docs[1], "garbage <");
     set_doc(&docs[2], "<xcap-caps xmlns=\"urn:other\"><auids><auid>evil</auid></auids>"
                       "</xcap-caps>");
-    set_doc(&docs[3], "<c:xcap-caps xmlns:c=\"" CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
-                      "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
-                      "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
-                      "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
-                      "</c:namespace></c:namespaces></c:xcap-caps>");
-    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" CAPS_NS "\">"
+    set_doc(&docs[3],
+            "<c:xcap-caps xmlns:c=\"" XCAP_CAPS_NS "\"><c:auids><c:auid>pres-rules</c:auid>"
+            "<c:auid>resource-lists</c:auid><c:auid>a&amp;b</c:auid><auid>x</auid>"
+            "</c:auids><c:extensions><c:extension>ext1</c:extension></c:extensions>"
+            "<c:namespaces><c:namespace>urn:b</c:namespace><c:namespace>urn:a"
+            "</c:namespace></c:namespaces></c:xcap-caps>");
+    set_doc(&docs[4], "<!DOCTYPE x [<!ENTITY e \"boom\">]><xcap-caps xmlns=\"" XCAP_CAPS_NS "\">"
                       "<auids><auid>&e;</auid></auids></xcap-caps>");
     struct buf out;
     buf_init(&out, 1 << 16);
@@ -402,10 +391,10 @@ static void test_caps_merge(void)
     CU_ASSERT_EQUAL(merged, 2);
     CU_ASSERT_STRING_EQUAL(
         out.data,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" CAPS_NS "\"><auids>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids>"
         "<auid>xcap-caps</auid><auid>resource-lists</auid><auid>pres-rules</auid>"
         "<auid>a&amp;b</auid></auids><extensions><extension>ext1</extension></extensions>"
-        "<namespaces><namespace>" CAPS_NS "</namespace><namespace>urn:a</namespace>"
+        "<namespaces><namespace>" XCAP_CAPS_NS "</namespace><namespace>urn:a</namespace>"
         "<namespace>urn:b</namespace></namespaces></xcap-caps>\n");
     /* nothing usable: still a valid document listing xcap-caps itself */
     buf_reset(&out);
@@ -448,7 +437,7 @@ static int echo_header(void *cls, const char *name, const char *value)
 }
 
 static const char upstream_caps[] =
-    "<xcap-caps xmlns=\"" CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
+    "<xcap-caps xmlns=\"" XCAP_CAPS_NS "\"><auids><auid>xcap-caps</auid><auid>resource-lists</auid>"
     "</auids><namespaces><namespace>urn:ietf:params:xml:ns:resource-lists</namespace>"
     "</namespaces></xcap-caps>";
 
@@ -460,7 +449,7 @@ static void upstream_handler(void *cls, const struct http_request *req, struct h
     const char *path = http_request_path(req);
     if (strcmp(path, "/xcap-root/xcap-caps/global/index") == 0) {
         resp->status = 200;
-        http_response_header(resp, "Content-Type", CAPS_MIME);
+        http_response_header(resp, "Content-Type", XCAP_CAPS_MIME);
         http_response_body(resp, upstream_caps, strlen(upstream_caps));
         return;
     }
@@ -1046,7 +1035,7 @@ static void test_proxy_forward(void)
     /* xcap-caps, served by the proxy */
     client(h, "GET", "/xcap-root/xcap-caps/global/index", "alice:pw", NULL, NULL, &r);
     CU_ASSERT_EQUAL(r.status, 200);
-    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " CAPS_MIME));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.headers.data, "Content-Type: " XCAP_CAPS_MIME));
     CU_ASSERT_PTR_NOT_NULL(strstr(r.body.data, "<auid>resource-lists</auid>"));
     const char *et = strstr(r.headers.data, "ETag: ");
     CU_ASSERT_PTR_NOT_NULL_FATAL(et);
@@ -1378,12 +1367,79 @@ static void test_proxy_gzip(void)
     buf_release(&r.headers);
 }
 
+/* Writes a new P-256 key to key_path and, when cert_path is given, a self-signed certificate of
+ * it. */
+static void make_pair(const char *cert_path, const char *key_path)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(k);
+    FILE *f = fopen(key_path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    if (cert_path) {
+        X509 *x = X509_new();
+        ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+        X509_gmtime_adj(X509_getm_notBefore(x), 0);
+        X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+        X509_set_pubkey(x, k);
+        X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                                   (const unsigned char *)"aggproxy", -1, -1, 0);
+        X509_set_issuer_name(x, X509_get_subject_name(x));
+        CU_ASSERT(X509_sign(x, k, EVP_sha256()) > 0);
+        f = fopen(cert_path, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        PEM_write_X509(f, x);
+        fclose(f);
+        X509_free(x);
+    }
+    EVP_PKEY_free(k);
+}
+
+static void test_forward_client_cert(void)
+{
+    char dir[] = "/tmp/xdm-fwcert-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    char cert[64], key[64], other[64], missing[64];
+    snprintf(cert, sizeof cert, "%s/c.pem", dir);
+    snprintf(key, sizeof key, "%s/c.key", dir);
+    snprintf(other, sizeof other, "%s/o.key", dir);
+    snprintf(missing, sizeof missing, "%s/none.pem", dir);
+    make_pair(cert, key);
+    make_pair(NULL, other);
+
+    struct forward_options opts = {.cert_file = cert, .key_file = key};
+    struct forward *fw = forward_new(&opts);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+    char err[512], want[256];
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, cert, other, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s is not the key of the certificate %s", other, cert);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, missing, key, err, sizeof err), -1);
+    snprintf(want, sizeof want, "cannot open %s: No such file or directory", missing);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, key, key, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: no PEM certificate", key);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, cert, NULL, err, sizeof err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "upstream_cert and upstream_key go together");
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, cert, key, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(forward_set_client_cert(fw, NULL, NULL, err, sizeof err), 0);
+    forward_free(fw);
+
+    opts.key_file = other; /* a bad pair at start: no forwarder */
+    CU_ASSERT_PTR_NULL(forward_new(&opts));
+    unlink(cert);
+    unlink(key);
+    unlink(other);
+    rmdir(dir);
+}
+
 static CU_TestInfo route_tests[] = {
     {"default AUIDs", test_route_defaults},
     {"unknown AUID and outside the root", test_route_not_found},
     {"the root and below it", test_route_in_root},
     {"raw spans and XUI", test_route_spans},
-    {"percent-decoding", test_route_decode},
     {"configured URLs and routes", test_route_config},
     {"upstream lists", test_route_lists},
     {"instance choice", test_route_pick},
@@ -1399,6 +1455,7 @@ static CU_TestInfo forward_tests[] = {
     {"relayed request headers", test_forward_headers_list},
     {"byte-exact forwarding", test_forward_exact},
     {"502, 504, size bound", test_forward_failures},
+    {"client certificate: pair checked, replaced, removed", test_forward_client_cert},
     {"over a UNIX-domain socket", test_forward_unix},
     {"concurrent threads", test_forward_threads},
     {"instances of a list: retry and health", test_upstream_forward},

@@ -82,10 +82,23 @@ static void test_ready_watchdog_stopping(void)
     rmdir(dir);
 }
 
+static void test_reloading_msg(void)
+{
+    char buf[64];
+    sdnotify_reloading_msg(1234567890123ull, buf, sizeof buf);
+    CU_ASSERT_STRING_EQUAL(buf, "RELOADING=1\nMONOTONIC_USEC=1234567890123");
+    sdnotify_reloading_msg(5, buf, 12);
+    CU_ASSERT_STRING_EQUAL(buf, "RELOADING=1");
+    unsetenv("NOTIFY_SOCKET");
+    sdnotify_reloading(); /* no-ops outside systemd */
+    sdnotify_reloaded();
+}
+
 static CU_TestInfo sdnotify_tests[] = {
     {"ping interval is half, at least 1 ms", test_ping_interval},
     {"without NOTIFY_SOCKET nothing happens", test_no_notify_socket},
     {"READY=1, WATCHDOG=1 pings, STOPPING=1 joins", test_ready_watchdog_stopping},
+    {"RELOADING=1 with MONOTONIC_USEC", test_reloading_msg},
     CU_TEST_INFO_NULL,
 };
 

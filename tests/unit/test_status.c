@@ -350,6 +350,26 @@ static void test_body_appends(void)
     xcap_err_release(&err);
 }
 
+static void test_err_headers(void)
+{
+    struct xcap_err err = {0};
+    CU_ASSERT_EQUAL(xcap_err_add_header(&err, "WWW-Authenticate", "Digest a"), 0);
+    CU_ASSERT_EQUAL(xcap_err_add_header(&err, "WWW-Authenticate", "Digest b"), 0);
+    CU_ASSERT_EQUAL_FATAL(err.n_headers, 2);
+    CU_ASSERT_STRING_EQUAL(err.headers[0].value, "Digest a");
+    CU_ASSERT_STRING_EQUAL(err.headers[1].name, "WWW-Authenticate");
+    CU_ASSERT_STRING_EQUAL(err.headers[1].value, "Digest b");
+    for (size_t i = 2; i < XCAP_ERR_HEADERS_MAX; i++)
+        CU_ASSERT_EQUAL(xcap_err_add_header(&err, "Retry-After", "1"), 0);
+    CU_ASSERT_EQUAL(xcap_err_add_header(&err, "Retry-After", "1"), -1); /* bounded */
+    CU_ASSERT_EQUAL(err.n_headers, XCAP_ERR_HEADERS_MAX);
+    xcap_fail(&err, XCAP_UNAUTHORIZED, "again"); /* the headers stay with the phrase */
+    CU_ASSERT_EQUAL(err.n_headers, XCAP_ERR_HEADERS_MAX);
+    xcap_err_release(&err);
+    CU_ASSERT_EQUAL(err.n_headers, 0);
+    CU_ASSERT_PTR_NULL(err.headers);
+}
+
 static int status_suite_cleanup(void)
 {
     xmlCleanupParser();
@@ -367,6 +387,7 @@ static CU_TestInfo status_tests[] = {
     {"OMA local-constraint-failure inside extension", test_body_oma_local_constraint},
     {"no body for non-409, rollback when full", test_body_refused},
     {"body is appended", test_body_appends},
+    {"extra headers: kept in order, bounded, released", test_err_headers},
     CU_TEST_INFO_NULL,
 };
 

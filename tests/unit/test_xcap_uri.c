@@ -425,12 +425,35 @@ static void test_xui_equal(void)
     }
 }
 
+static void test_xcap_uri_pct_decode(void)
+{
+    char out[16];
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("a%3ab%3A%25", 11, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "a:b:%");
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("abc", 2, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "ab");
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("", 0, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "");
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("%4", 2, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("%41", 2, out, sizeof out), -1); /* escape cut by len */
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("%zz", 3, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("a%00b", 5, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("0123456789abcdef", 16, out, sizeof out), -1);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("0123456789abcde", 15, out, sizeof out), 0);
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode("a", 1, out, 0), -1);
+    /* in place, as Digest decodes an RFC 8187 ext-value */
+    char s[] = "%41b%2Fc";
+    CU_ASSERT_EQUAL(xcap_uri_pct_decode(s, strlen(s), s, sizeof s), 0);
+    CU_ASSERT_STRING_EQUAL(s, "Ab/c");
+}
+
 static CU_TestInfo xcap_uri_tests[] = {
     {"URI table", test_uri_table},
     {"segment length bound", test_uri_segment_length},
     {"percent decoding", test_uri_decode},
     {"XUI comparison", test_xui_equal},
     {"XUI canonical form", test_xui_canonical},
+    {"percent-decoding into a bounded buffer", test_xcap_uri_pct_decode},
     CU_TEST_INFO_NULL,
 };
 
