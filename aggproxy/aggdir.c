@@ -35,7 +35,7 @@ int aggdir_rewrite_uri(const char *uri, const char *root_path, const char *clien
         if (!path)
             return buf_puts(out, uri);
     } else if (uri[0] != '/') {
-        /* SPEC AP-10: a document selector relative to the root. */
+        /* OMA XDM Core 1.1 Appendix B: a document selector relative to the root. */
         return buf_printf(out, "%s/%s", client_root, uri);
     }
     size_t rl = strlen(root_path);
@@ -257,7 +257,7 @@ enum xcap_status aggdir_handle(struct forward *fw, const struct route_table *t,
         return XCAP_METHOD_NOT_ALLOWED;
     }
 
-    /* Ask every distinct XDMS at once for its part (AP-10). */
+    /* Ask every distinct XDMS at once for its part (OMA XDM Core 1.1 Appendix B). */
     const struct route_upstream *lists[AGGDIR_UPSTREAMS_MAX];
     const char *ups[AGGDIR_UPSTREAMS_MAX];
     size_t n = route_table_upstream_lists(t, lists, AGGDIR_UPSTREAMS_MAX);

@@ -1,6 +1,7 @@
 /* The user's XML documents directory as clients see it (OMA XDM Core 1.1 Appendix B, 2.0 §5.3.2;
- * SPEC AP-9..AP-11): users/<xui>/directory.xml of the AUID org.openmobilealliance.xcap-directory,
- * composed by the proxy from the listing every distinct XDMS gives for its own AUIDs.
+ * OMA XDM Core 2.0 §5.3.2; OMA XDM Core 1.1 Appendix B; RFC 9110 §8.8.3): users/<xui>/directory.xml
+ * of the AUID org.openmobilealliance.xcap-directory, composed by the proxy from the listing every
+ * distinct XDMS gives for its own AUIDs.
  *
  *   - The XDMSs are asked in parallel (forward_many), with the asserted identity of the user.
  *   - Folders come in route-table order (stable); each folder is taken only from the XDMS the
@@ -10,9 +11,9 @@
  *     403 (another user's directory).
  *   - Entry URIs are shown under the XCAP root the client used (scheme, Host, root path): an
  *     absolute URI under the root path is re-rooted, a relative one (a document selector) is
- *     prefixed (AP-10).
- *   - The ETag is a hash of the (auid, uri, etag) set and the error codes (AP-11); If-Match and
- *     If-None-Match are evaluated on it, also for node-selector requests.
+ *     prefixed (OMA XDM Core 1.1 Appendix B).
+ *   - The ETag is a hash of the (auid, uri, etag) set and the error codes (RFC 9110 §8.8.3);
+ * If-Match and If-None-Match are evaluated on it, also for node-selector requests.
  *   - Node selectors (RFC 4825 §6.3) are evaluated by the proxy on the composed document, so a
  *     part carries the same ETag and URIs as the whole.
  *   - Read-only: other methods than GET and HEAD get 405 with Allow.

@@ -148,7 +148,7 @@ int caps_merge(const struct buf *docs, size_t n, struct buf *out, size_t *merged
     return rc;
 }
 
-/* What the proxy serves itself besides xcap-caps (SPEC AP-9). */
+/* What the proxy serves itself besides xcap-caps (OMA XDM Core 2.0 §5.3.2). */
 static const char caps_own[] =
     "<xcap-caps xmlns=\"" XCAP_CAPS_NS
     "\"><auids><auid>org.openmobilealliance.xcap-directory</auid>"

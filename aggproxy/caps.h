@@ -1,7 +1,7 @@
-/* The xcap-caps document the proxy serves for its XCAP root (SPEC XCAP-CAPS-1..4): the union of
- * the documents of the XDMSs behind it plus the AUIDs the proxy serves itself (xcap-caps, the OMA
- * xcap-directory), in the element order of RFC 4825 §12.2: auids, extensions (only when there
- * are any), namespaces.
+/* The xcap-caps document the proxy serves for its XCAP root (RFC 4825 §12, OMA XDM Core 2.0
+ * §5.3.1): the union of the documents of the XDMSs behind it plus the AUIDs the proxy serves itself
+ * (xcap-caps, the OMA xcap-directory), in the element order of RFC 4825 §12.2: auids, extensions
+ * (only when there are any), namespaces.
  *
  * The union is cached (struct caps_cache): it is composed again after ttl seconds, or after retry
  * seconds when the last composition missed an XDMS, never on every request. */

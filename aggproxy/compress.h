@@ -1,5 +1,6 @@
-/* gzip content coding on the client side of the proxy (XDM-3, SPEC AP-12); the XDMSs always see
- * identity bodies (XDM-4). zlib wrapped here and nowhere else.
+/* gzip content coding on the client side of the proxy (the XDM-3 reference point, OMA XDM Core
+ * §5.1; RFC 9110 §8.4.1.3); the XDMSs always see identity bodies (XDM-4). zlib wrapped here and
+ * nowhere else.
  *
  * Pure functions, reentrant. */
 #ifndef XDM_AGGPROXY_COMPRESS_H

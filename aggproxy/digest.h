@@ -1,11 +1,14 @@
-/* HTTP Digest access authentication (RFC 7616) for the Aggregation Proxy (SPEC DIG-1..DIG-9).
+/* HTTP Digest access authentication (RFC 7616) for the Aggregation Proxy
+ * (RFC 7616 §3.3-§3.5, §5).
  *
- * Three layers:
- *   - pure hashing: HA1, H(body) and the request/response digests, for MD5 and SHA-256 and their
- *     -sess variants (DIG-2);
- *   - a parser for the Authorization header (digest_parse_authorization), safe on any input;
- *   - a server context (struct digest) that makes nonces, writes challenges, and verifies
- *     credentials, with per-nonce replay state (DIG-4, DIG-5).
+ * Three layers, in three files:
+ *   - digest.c: pure hashing (HA1, H(body) and the request/response digests, for MD5 and SHA-256
+ *     and their -sess variants, RFC 7616 §3.4.1-§3.4.3), challenges and the verification of
+ *     credentials (digest_verify, digest_auth_info);
+ *   - digest_parse.c: the parser of the Authorization header (digest_parse_authorization), safe
+ *     on any input, the part the fuzz target runs;
+ *   - digest_nonce.c: the server context (struct digest): nonces and their per-nonce replay state
+ *     (RFC 7616 §3.3, §3.4, §5.5, §5.12), the only state requests share (one mutex).
  *
  * Nonce format: base64url(ts(8, big-endian) || random(16) || HMAC-SHA-256(secret, ts || random)
  * truncated to 16 bytes), without padding. The secret is random per process: nonces from an
@@ -70,8 +73,9 @@ bool digest_algs_has(const struct digest_algs *a, enum digest_alg alg);
 
 /* H(data) in lower-case hex. Returns 0, or -1 when the hash library fails. */
 int digest_hash_hex(enum digest_alg alg, const void *data, size_t len, char out[DIGEST_HEX_MAX]);
-/* HA1 = H(username ":" realm ":" password), lower-case hex (the value stored per user, DIG-8).
- * For a -sess algorithm this is still the plain H(...) of its base hash. Returns 0 or -1. */
+/* HA1 = H(username ":" realm ":" password), lower-case hex (the value stored per user, RFC 7616
+ * §5.1, §5.8). For a -sess algorithm this is still the plain H(...) of its base hash. Returns 0 or
+ * -1. */
 int digest_ha1(enum digest_alg alg, const char *username, const char *realm, const char *password,
                char out[DIGEST_HEX_MAX]);
 /* Same with a password of pwlen bytes that may hold any byte (a raw GBA key). */

@@ -35,17 +35,17 @@ struct forward {
     size_t cert_len, key_len;
 };
 
-static void handle_destroy(void *h)
+static void forward_handle_destroy(void *h)
 {
     curl_easy_cleanup(h);
 }
 
-static void multi_destroy(void *m)
+static void forward_multi_destroy(void *m)
 {
     curl_multi_cleanup(m);
 }
 
-static char *dup_opt(const char *s, bool *oom)
+static char *forward_dup_opt(const char *s, bool *oom)
 {
     if (!s)
         return NULL;
@@ -56,7 +56,7 @@ static char *dup_opt(const char *s, bool *oom)
 }
 
 /* Reads a whole PEM file (at most PEM_MAX bytes) into *out; -1 with the reason in err. */
-static int read_pem(const char *path, char **out, size_t *len, char *err, size_t errlen)
+static int forward_read_pem(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -82,8 +82,8 @@ static int read_pem(const char *path, char **out, size_t *len, char *err, size_t
 }
 
 /* The PEM certificate and key parse and belong together (the key is the certificate's). */
-static int check_pair(const char *cert, size_t cert_len, const char *key, size_t key_len,
-                      const char *cert_file, const char *key_file, char *err, size_t errlen)
+static int forward_check_pair(const char *cert, size_t cert_len, const char *key, size_t key_len,
+                              const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
     BIO *cb = BIO_new_mem_buf(cert, (int)cert_len), *kb = BIO_new_mem_buf(key, (int)key_len);
     X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
@@ -117,9 +117,9 @@ int forward_set_client_cert(struct forward *fw, const char *cert_file, const cha
         return -1;
     }
     if (cert_file &&
-        (read_pem(cert_file, &cert, &cert_len, err, errlen) < 0 ||
-         read_pem(key_file, &key, &key_len, err, errlen) < 0 ||
-         check_pair(cert, cert_len, key, key_len, cert_file, key_file, err, errlen) < 0)) {
+        (forward_read_pem(cert_file, &cert, &cert_len, err, errlen) < 0 ||
+         forward_read_pem(key_file, &key, &key_len, err, errlen) < 0 ||
+         forward_check_pair(cert, cert_len, key, key_len, cert_file, key_file, err, errlen) < 0)) {
         free(cert);
         if (key)
             OPENSSL_cleanse(key, key_len);
@@ -148,12 +148,12 @@ struct forward *forward_new(const struct forward_options *opts)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return NULL;
     struct forward *fw = calloc(1, sizeof *fw);
-    if (!fw || pthread_key_create(&fw->handle_key, handle_destroy) != 0) {
+    if (!fw || pthread_key_create(&fw->handle_key, forward_handle_destroy) != 0) {
         free(fw);
         curl_global_cleanup();
         return NULL;
     }
-    if (pthread_key_create(&fw->multi_key, multi_destroy) != 0) {
+    if (pthread_key_create(&fw->multi_key, forward_multi_destroy) != 0) {
         pthread_key_delete(fw->handle_key);
         free(fw);
         curl_global_cleanup();
@@ -167,7 +167,7 @@ struct forward *forward_new(const struct forward_options *opts)
     bool oom = false;
     char err[512];
     if (opts)
-        fw->ca_file = dup_opt(opts->ca_file, &oom);
+        fw->ca_file = forward_dup_opt(opts->ca_file, &oom);
     if (oom ||
         (opts && opts->cert_file &&
          forward_set_client_cert(fw, opts->cert_file, opts->key_file, err, sizeof err) < 0)) {
@@ -214,7 +214,7 @@ bool forward_header_relayed(const char *name)
 
 /* Retry-After: an XDMS whose database does not answer says 503 and when to come back (RFC 9110
  * §10.2.3); the client must see it through the proxy. */
-static bool response_header_relayed(const char *name, size_t len)
+static bool forward_response_header_relayed(const char *name, size_t len)
 {
     static const char *const relayed[] = {"ETag", "Content-Type", "Allow", "Retry-After"};
     for (size_t i = 0; i < sizeof relayed / sizeof relayed[0]; i++)
@@ -229,7 +229,7 @@ void forward_response_init(struct forward_response *r)
     buf_init(&r->body, 0);
 }
 
-static void headers_clear(struct forward_response *r)
+static void forward_headers_clear(struct forward_response *r)
 {
     for (size_t i = 0; i < r->n_headers; i++) {
         free(r->headers[i].name);
@@ -242,7 +242,7 @@ static void headers_clear(struct forward_response *r)
 
 void forward_response_release(struct forward_response *r)
 {
-    headers_clear(r);
+    forward_headers_clear(r);
     buf_release(&r->body);
     free(r->error);
     memset(r, 0, sizeof *r);
@@ -266,24 +266,25 @@ struct exchange {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-static size_t on_body(char *data, size_t size, size_t n, void *cls)
+static size_t forward_on_body(char *data, size_t size, size_t n, void *cls)
 {
     struct exchange *x = cls;
-    /* A short count makes curl stop with CURLE_WRITE_ERROR: the bound of SPEC AP-14. */
+    /* A short count makes curl stop with CURLE_WRITE_ERROR: the bound on an
+     * XDMS answer (RFC 9110 §15.6.3: the proxy answers 502). */
     return buf_append(&x->resp->body, data, size * n) == 0 ? size * n : 0;
 }
 
-static size_t on_header(char *line, size_t size, size_t n, void *cls)
+static size_t forward_on_header(char *line, size_t size, size_t n, void *cls)
 {
     struct exchange *x = cls;
     struct forward_response *r = x->resp;
     n *= size;
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-        headers_clear(r); /* a new response (e.g. after an interim 1xx) */
+        forward_headers_clear(r); /* a new response (e.g. after an interim 1xx) */
         return n;
     }
     const char *colon = memchr(line, ':', n);
-    if (!colon || !response_header_relayed(line, (size_t)(colon - line)))
+    if (!colon || !forward_response_header_relayed(line, (size_t)(colon - line)))
         return n;
     const char *v = colon + 1, *end = line + n;
     while (v < end && (*v == ' ' || *v == '\t'))
@@ -326,7 +327,7 @@ __attribute__((format(printf, 2, 3))) static void set_error(struct forward_respo
     buf_release(&b);
 }
 
-static CURL *thread_handle(struct forward *fw)
+static CURL *forward_thread_handle(struct forward *fw)
 {
     CURL *h = pthread_getspecific(fw->handle_key);
     if (h)
@@ -339,7 +340,7 @@ static CURL *thread_handle(struct forward *fw)
     return h;
 }
 
-static bool has_header(const struct forward_request *rq, const char *name)
+static bool forward_has_header(const struct forward_request *rq, const char *name)
 {
     for (size_t i = 0; i < rq->n_headers; i++)
         if (strcasecmp(rq->headers[i].name, name) == 0)
@@ -347,7 +348,8 @@ static bool has_header(const struct forward_request *rq, const char *name)
     return false;
 }
 
-static struct curl_slist *build_headers(const struct forward_request *rq, bool with_body, bool *oom)
+static struct curl_slist *forward_build_headers(const struct forward_request *rq, bool with_body,
+                                                bool *oom)
 {
     struct curl_slist *list = NULL;
     struct buf line;
@@ -367,9 +369,9 @@ static struct curl_slist *build_headers(const struct forward_request *rq, bool w
     const char *suppress[3];
     size_t ns = 0;
     suppress[ns++] = "Expect:";
-    if (!has_header(rq, "Accept"))
+    if (!forward_has_header(rq, "Accept"))
         suppress[ns++] = "Accept:";
-    if (with_body && !has_header(rq, "Content-Type"))
+    if (with_body && !forward_has_header(rq, "Content-Type"))
         suppress[ns++] = "Content-Type:";
     for (size_t i = 0; i < ns && !*oom; i++) {
         struct curl_slist *next = curl_slist_append(list, suppress[i]);
@@ -382,7 +384,7 @@ static struct curl_slist *build_headers(const struct forward_request *rq, bool w
     return list;
 }
 
-static bool target_sendable(const char *target)
+static bool forward_target_sendable(const char *target)
 {
     if (target[0] != '/')
         return false;
@@ -393,12 +395,12 @@ static bool target_sendable(const char *target)
 }
 
 /* Sets every option of one exchange on h (a fresh or reset handle). On failure resp->error says
- * why and nothing needs releasing but the exchange (exchange_release). */
-static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct exchange *x)
+ * why and nothing needs releasing but the exchange (forward_exchange_release). */
+static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, struct exchange *x)
 {
     const struct forward_request *rq = x->rq;
     struct forward_response *resp = x->resp;
-    headers_clear(resp);
+    forward_headers_clear(resp);
     buf_release(&resp->body);
     buf_init(&resp->body, fw->max_response);
     resp->status = 0;
@@ -406,7 +408,7 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
     buf_init(&x->url, URL_MAX);
     x->errbuf[0] = '\0';
 
-    if (!target_sendable(rq->target)) {
+    if (!forward_target_sendable(rq->target)) {
         set_error(resp, "request target cannot be forwarded");
         return XCAP_BAD_REQUEST;
     }
@@ -423,7 +425,7 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
     bool with_body =
         rq->body_len > 0 || strcmp(rq->method, "PUT") == 0 || strcmp(rq->method, "POST") == 0;
     bool oom;
-    x->hdrs = build_headers(rq, with_body, &oom);
+    x->hdrs = forward_build_headers(rq, with_body, &oom);
     if (oom) {
         set_error(resp, "out of memory");
         return XCAP_INTERNAL;
@@ -434,7 +436,7 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
      * different sockets apart in its cache. */
     curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH,
                      over_unix ? rq->base_url + strlen(FORWARD_UNIX_PREFIX) : NULL);
-    /* SPEC AP-7: the node selector and query go unchanged; no dot-segment squashing. */
+    /* OMA XDM Core §5.2: the node selector and query go unchanged; no dot-segment squashing. */
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     /* The XDMSs are reached directly: an http_proxy variable in the environment must not divert
@@ -452,9 +454,9 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
         (long)(fw->connect_timeout_ms < timeout_ms ? fw->connect_timeout_ms : timeout_ms));
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, forward_on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, forward_on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)fw->max_response);
     curl_easy_setopt(h, CURLOPT_PRIVATE, x);
@@ -490,7 +492,7 @@ static enum xcap_status exchange_setup(struct forward *fw, CURL *h, struct excha
     return XCAP_OK;
 }
 
-static void exchange_release(struct exchange *x)
+static void forward_exchange_release(struct exchange *x)
 {
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
@@ -498,7 +500,7 @@ static void exchange_release(struct exchange *x)
 }
 
 /* Maps the end of a transfer to the forward_do() result. */
-static enum xcap_status exchange_finish(CURL *h, struct exchange *x, CURLcode rc)
+static enum xcap_status forward_exchange_finish(CURL *h, struct exchange *x, CURLcode rc)
 {
     struct forward_response *resp = x->resp;
     const char *base = x->rq->base_url;
@@ -545,26 +547,26 @@ enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq
                             struct forward_response *resp)
 {
     struct exchange x = {.resp = resp, .rq = rq};
-    CURL *h = thread_handle(fw);
+    CURL *h = forward_thread_handle(fw);
     if (!h) {
         set_error(resp, "cannot make an HTTP client handle");
         return XCAP_INTERNAL;
     }
     /* Reset keeps the connection cache (curl_easy_reset(3)): only options are cleared. */
     curl_easy_reset(h);
-    enum xcap_status st = exchange_setup(fw, h, &x);
+    enum xcap_status st = forward_exchange_setup(fw, h, &x);
     if (st == XCAP_OK) {
         CURLcode rc = curl_easy_perform(h);
-        st = exchange_finish(h, &x, rc);
+        st = forward_exchange_finish(h, &x, rc);
     }
     /* The handle keeps pointers to these until the next reset: clear them now. */
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-    exchange_release(&x);
+    forward_exchange_release(&x);
     return st;
 }
 
-static CURLM *thread_multi(struct forward *fw)
+static CURLM *forward_thread_multi(struct forward *fw)
 {
     CURLM *m = pthread_getspecific(fw->multi_key);
     if (m)
@@ -583,7 +585,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
     struct exchange x[FORWARD_MANY_MAX];
     CURL *h[FORWARD_MANY_MAX] = {NULL};
     bool running[FORWARD_MANY_MAX];
-    CURLM *m = thread_multi(fw);
+    CURLM *m = forward_thread_multi(fw);
     for (size_t i = 0; i < n; i++) {
         if (i >= FORWARD_MANY_MAX) {
             set_error(&resp[i], "too many parallel requests");
@@ -597,7 +599,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
             st[i] = XCAP_INTERNAL;
             continue;
         }
-        st[i] = exchange_setup(fw, h[i], &x[i]);
+        st[i] = forward_exchange_setup(fw, h[i], &x[i]);
         if (st[i] == XCAP_OK) {
             if (curl_multi_add_handle(m, h[i]) == CURLM_OK) {
                 running[i] = true;
@@ -632,7 +634,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
         size_t i = (size_t)(xp - x);
         if (!xp || i >= n || !running[i])
             continue;
-        st[i] = exchange_finish(msg->easy_handle, xp, msg->data.result);
+        st[i] = forward_exchange_finish(msg->easy_handle, xp, msg->data.result);
         curl_multi_remove_handle(m, h[i]);
         running[i] = false;
     }
@@ -644,6 +646,6 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
         }
         if (h[i])
             curl_easy_cleanup(h[i]);
-        exchange_release(&x[i]);
+        forward_exchange_release(&x[i]);
     }
 }

@@ -1,5 +1,5 @@
 /* Forwarding of XCAP requests to the XDMSs over HTTP, HTTPS or HTTP on a UNIX-domain socket
- * (SPEC AP-5..AP-8, AP-14), with
+ * (TS 24.109 §7; OMA XDM Core §5.1.2, §5.2; RFC 9110 §7.6, §15.5.14, §15.6.3), with
  * libcurl: one at a time (forward_do) or several at once (forward_many, for the xcap-directory).
  *
  * The request target is sent byte for byte as the client sent it (no decoding, no re-encoding,
@@ -60,9 +60,10 @@ int forward_set_client_cert(struct forward *fw, const char *cert_file, const cha
 /* Frees the forwarder and the calling thread's curl handle; other threads must have exited. */
 void forward_free(struct forward *fw);
 
-/* True for the client request headers relayed to the XDMS (SPEC AP-8): Content-Type, If-Match,
- * If-None-Match, Accept. Everything else, notably Authorization, Proxy-Authorization and every
- * asserted-identity header (SPEC AP-3, AP-6), is dropped. Case-insensitive. */
+/* True for the client request headers relayed to the XDMS (OMA XDM Core §5.2; RFC 9110 §7.6):
+ * Content-Type, If-Match, If-None-Match, Accept. Everything else, notably Authorization,
+ * Proxy-Authorization and every asserted-identity header (OMA XDM Core §5.1.2; TS 24.109 §7), is
+ * dropped. Case-insensitive. */
 bool forward_header_relayed(const char *name);
 
 struct forward_header {

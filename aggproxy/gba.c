@@ -232,7 +232,7 @@ void gba_key_release(struct gba_key *k)
 
 bool gba_auid_allowed(const char *const *auids, size_t n_auids, const char *auid, size_t auid_len)
 {
-    /* GAA-11: the GUSS names the application servers a subscriber may use; a record without
+    /* TS 24.109 §7.3: the GUSS names the application servers a subscriber may use; a record without
      * that part restricts nothing (the built-in store's records from before it existed). */
     if (n_auids == 0)
         return true;
@@ -561,7 +561,7 @@ int gba_store_fetch(void *cls, const char *btid, const unsigned char *naf_id, si
         log_error("gba: the record of B-TID %s is corrupt or of an unknown version", btid);
         goto done;
     }
-    /* GAA-5: never use a key past its lifetime. */
+    /* TS 33.220 §4.5.3: never use a key past its lifetime. */
     if (now >= r.expires) {
         rc = 1;
         goto done;

@@ -1,20 +1,20 @@
 /* GBA-based HTTP Digest at the Aggregation Proxy acting as a NAF (TS 33.220, TS 33.222 §5.3,
- * TS 24.109 §5.2, SPEC GAA-1..12).
+ * TS 24.109 §5.2, §7; TS 33.220 Annex B, H.3).
  *
  * Four parts:
  *   - the key derivation of TS 33.220 Annex B (gba_kdf) and the NAF_Id of Annex H.3
  *     (gba_naf_id: NAF FQDN followed by the Ua security protocol identifier, which over HTTPS
- *     carries the negotiated TLS cipher suite, GAA-7);
- *   - what a request says about GBA: the `3gpp-gba` product token in User-Agent (GAA-2) and the
- *     realm `3GPP-bootstrapping@<NAF FQDN>` (GAA-8);
+ *     carries the negotiated TLS cipher suite, TS 33.220 Annex H.3);
+ *   - what a request says about GBA: the `3gpp-gba` product token in User-Agent (TS 24.109 §5.2,
+ * Annex D.3) and the realm `3GPP-bootstrapping@<NAF FQDN>` (TS 24.109 §7.1);
  *   - the bootstrapping source, one interface (struct gba_source) for what a BSF returns over Zn
  *     for a B-TID: Ks_(ext)_NAF, its expiry, the IMPI and the user security settings (GUSS): the
- *     subscriber's public identities (GAA-5) and the AUIDs it may use (GAA-11). The only
- *     implementation here is the built-in store (gba_store_fetch), filled by `xdmctl gba add`
+ *     subscriber's public identities (TS 33.220 §4.5.3) and the AUIDs it may use (TS 24.109 §7.3).
+ * The only implementation here is the built-in store (gba_store_fetch), filled by `xdmctl gba add`
  *     with (B-TID, IMPI, Ks, RAND, lifetime, IMPUs, allowed AUIDs), from which Ks_NAF is derived
  *     per NAF_Id. A Zn client (TS 29.109 Diameter) would be a second gba_source;
- *   - the Digest password made from Ks_(ext)_NAF (gba_password, GAA-4);
- *   - the authorisation decision (gba_auid_allowed, GAA-11).
+ *   - the Digest password made from Ks_(ext)_NAF (gba_password, TS 33.222 §5.3);
+ *   - the authorisation decision (gba_auid_allowed, TS 24.109 §7.3).
  *
  * Storage of the built-in source, in the table "gba" of the aggproxy store (users_open() opens
  * it): key B-TID -> one of
@@ -62,7 +62,7 @@ struct store;
 
 /* Ks_NAF = KDF(Ks, "gba-me", RAND, IMPI, NAF_Id) with KDF = HMAC-SHA-256 keyed with Ks over
  * S = FC || P0 || L0 || ... || P3 || L3, FC = 0x01, each Li the 2-octet big-endian length of Pi
- * (SPEC GAA-6). impi is UTF-8 and at most GBA_IMPI_MAX bytes; naf_id at most GBA_NAF_ID_MAX.
+ * (TS 33.220 Annex B). impi is UTF-8 and at most GBA_IMPI_MAX bytes; naf_id at most GBA_NAF_ID_MAX.
  * Returns 0, or -1 on an argument out of bounds or a crypto library failure. */
 int gba_kdf(const unsigned char ks[GBA_KS_LEN], const unsigned char rand[GBA_RAND_LEN],
             const char *impi, const unsigned char *naf_id, size_t naf_id_len,
@@ -73,8 +73,8 @@ int gba_kdf(const unsigned char ks[GBA_KS_LEN], const unsigned char rand[GBA_RAN
  * (shared-key UE authentication inside certificate-authenticated TLS, TS 33.222 §5.3). */
 void gba_ua_id(int tls_cipher, unsigned char out[GBA_UA_ID_LEN]);
 
-/* NAF_Id = fqdn || Ua id (GAA-7). fqdn is lower-cased (DNS names compare without case) and
- * must be 1..GBA_FQDN_MAX bytes. Writes the length to *len. Returns 0 or -1. */
+/* NAF_Id = fqdn || Ua id (TS 33.220 Annex H.3). fqdn is lower-cased (DNS names compare without
+ * case) and must be 1..GBA_FQDN_MAX bytes. Writes the length to *len. Returns 0 or -1. */
 int gba_naf_id(const char *fqdn, int tls_cipher, unsigned char out[GBA_NAF_ID_MAX], size_t *len);
 
 /* ---- What a request says -------------------------------------------------------------------- */
@@ -91,8 +91,8 @@ int gba_host_name(const char *host, char *out, size_t outlen);
 /* Writes GBA_REALM_PREFIX fqdn into out. Returns 0 or -1 (too long). */
 int gba_realm(const char *fqdn, char *out, size_t outlen);
 
-/* How Ks_(ext)_NAF becomes the Digest password (GAA-4). TS 33.222 §5.3 states base64; RAW (the
- * 32 key bytes as they are) is kept for equipment that disagrees (docs/proxy.md). */
+/* How Ks_(ext)_NAF becomes the Digest password (TS 33.222 §5.3). TS 33.222 §5.3 states base64; RAW
+ * (the 32 key bytes as they are) is kept for equipment that disagrees (docs/proxy.md). */
 enum gba_password_form { GBA_PASSWORD_BASE64, GBA_PASSWORD_RAW };
 
 /* Writes the password (NUL-terminated for BASE64; exactly 32 bytes plus a NUL for RAW, which may
@@ -110,8 +110,8 @@ struct gba_key {
     char *impi;
     char **impus; /* n_impus >= 1; impus[0] is the default public identity */
     size_t n_impus;
-    /* GUSS authorisation (GAA-11): the AUIDs the subscriber may use; n_auids == 0 (auids NULL)
-     * means every AUID. */
+    /* GUSS authorisation (TS 24.109 §7.3): the AUIDs the subscriber may use; n_auids == 0 (auids
+     * NULL) means every AUID. */
     char **auids;
     size_t n_auids;
 };
@@ -119,8 +119,8 @@ void gba_key_release(struct gba_key *k);
 
 /* One bootstrapping source. fetch() returns 0 with *out filled (key for naf_id, unexpired at
  * now), 1 when the B-TID is unknown or its key expired at now (the caller challenges again, the
- * UE re-bootstraps: GAA-5), -1 on a failure (logged by the source). *out is zeroed on 1 and -1.
- * fetch() is called from any thread. */
+ * UE re-bootstraps: TS 33.220 §4.5.3), -1 on a failure (logged by the source). *out is zeroed on 1
+ * and -1. fetch() is called from any thread. */
 struct gba_source {
     int (*fetch)(void *cls, const char *btid, const unsigned char *naf_id, size_t naf_id_len,
                  int64_t now, struct gba_key *out);
@@ -150,7 +150,7 @@ struct gba_record {
     int64_t expires;          /* seconds since the epoch */
     const char *const *impus; /* 1..GBA_IMPUS_MAX URIs (scheme:...), first = default */
     size_t n_impus;
-    /* The AUIDs the subscriber may use (GAA-11), 0..GBA_AUIDS_MAX distinct ones, each a raw
+    /* The AUIDs the subscriber may use (TS 24.109 §7.3), 0..GBA_AUIDS_MAX distinct ones, each a raw
      * path segment as the route table takes it (1..GBA_AUID_MAX bytes, no control character,
      * space, '/', '?', '#'), without ',' (gba list joins them with commas) and not "*" (what
      * gba list prints for "every AUID").
@@ -173,7 +173,7 @@ enum gba_rc gba_list(struct store *s, int (*fn)(void *cls, const struct gba_reco
 int gba_store_fetch(void *cls, const char *btid, const unsigned char *naf_id, size_t naf_id_len,
                     int64_t now, struct gba_key *out);
 
-/* ---- Authorisation (GUSS, TS 24.109 §7.3, SPEC GAA-11) ------------------------------------ */
+/* ---- Authorisation (GUSS, TS 24.109 §7.3) ------------------------------------ */
 
 /* True when a subscriber whose allowed set is auids[0..n_auids) may use the application usage
  * auid[0..auid_len) (not NUL-terminated; compared byte for byte, as the route table does).

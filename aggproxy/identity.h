@@ -1,5 +1,5 @@
-/* Public identities at the Aggregation Proxy (TS 24.109 §7, SPEC AP-4..AP-6, GAA-9/10): reading
- * the identity a client asks to act as (X-3GPP-Intended-Identity), checking it against the
+/* Public identities at the Aggregation Proxy (TS 24.109 §7; OMA XDM Core §5.1.2; TS 33.222 §5):
+ * reading the identity a client asks to act as (X-3GPP-Intended-Identity), checking it against the
  * subscriber's identities, and writing the asserted identity towards the XDMSs.
  *
  * Pure functions, reentrant. */

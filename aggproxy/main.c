@@ -1,4 +1,5 @@
-/* aggproxy: the XCAP Aggregation Proxy (DESIGN §1, SPEC §5.2). */
+/* aggproxy: the XCAP Aggregation Proxy (OMA XDM Core §5.1; processes and addresses in
+ * docs/architecture.md). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,13 +257,300 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
         httpd_set_max_body(httpd, max_body);
     if (httpsd)
         httpd_set_max_body(httpsd, max_body);
-    enum log_level level = LOG_INFO;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
     log_always("configuration reloaded: log_level %s%s%s%s%s", config_str(cfg, "log_level"),
                tls ? ", certificate " : "", tls ? tls_cert : "",
                up_cert ? ", upstream certificate " : "", up_cert ? up_cert : "");
     config_free(cfg);
+}
+
+/* Everything the process holds, from the options to the listeners; released in one place
+ * (aggproxy_release). */
+struct aggproxy_main {
+    struct config_args *args;
+    bool check_only;
+    const char *sections[2];
+    struct config *cfg;
+    char host[CONFIG_HOST_MAX], tls_host[CONFIG_HOST_MAX], metrics_host[CONFIG_HOST_MAX];
+    uint16_t port, tls_port, metrics_port;
+    int plain, tls, metrics_on;
+    const char *tls_cert, *tls_key, *realm, *up_cert, *up_key;
+    uint64_t threads, max_body, max_header, timeout, lifetime, max_nonces, up_timeout, up_connect,
+        check_interval, max_resp, gzip_min, caps_ttl, caps_retry;
+    bool gzip;
+    struct digest_algs algs;
+    enum proxy_assert assert_mode;
+    enum gba_password_form pw_form;
+    struct aggproxy_fqdns fqdns;
+    bool xml_ready;
+    struct store *store;
+    struct digest *digest;
+    struct route_table *routes;
+    struct forward *fw;
+    struct upstream_check *check;
+    struct caps_cache *caps;
+    struct gba_source gba;
+    struct proxy *proxy;
+    struct httpd *httpd, *httpsd, *admin;
+    sigset_t sigs;
+};
+
+/* Phase: read options — the command line, the configuration file, logging, and every check of
+ * the configuration that needs nothing opened (listeners, realm, algorithms, GAA names, upstream
+ * lists and routes). Returns -1 to go on, else the exit status (--help and --check-config: 0; a
+ * usage or configuration mistake: 2). */
+static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
+{
+    char errbuf[4096];
+    switch (config_args_parse(argc, argv, NULL, aggproxy_keys, &m->args, errbuf, sizeof errbuf)) {
+    case CONFIG_ARGS_OK:
+        break;
+    case CONFIG_ARGS_HELP:
+        aggproxy_usage(stdout);
+        return 0;
+    case CONFIG_ARGS_USAGE:
+        fprintf(stderr, "aggproxy: %s\n", errbuf);
+        aggproxy_usage(stderr);
+        return 2;
+    }
+    m->check_only = config_args_check_only(m->args);
+    m->sections[0] = "aggproxy";
+    m->sections[1] = NULL;
+    m->cfg = config_args_load(m->args, m->sections, errbuf, sizeof errbuf);
+    if (!m->cfg) {
+        config_print_errors(stderr, "aggproxy", errbuf);
+        return 2;
+    }
+    struct config *cfg = m->cfg;
+    enum log_level level = LOG_LEVEL_INFO;
+    log_level_parse(config_str(cfg, "log_level"), &level);
+    log_init("aggproxy", level);
+    enum access_format access_fmt = ACCESS_TEXT;
+    access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
+    access_init(access_fmt, "aggproxy");
+
+    m->plain = aggproxy_listener(config_str(cfg, "http"), m->host, sizeof m->host, &m->port);
+    m->tls =
+        aggproxy_listener(config_str(cfg, "https"), m->tls_host, sizeof m->tls_host, &m->tls_port);
+    m->metrics_on = aggproxy_listener(config_str(cfg, "metrics"), m->metrics_host,
+                                      sizeof m->metrics_host, &m->metrics_port);
+    if (!m->plain && !m->tls) {
+        log_error("no listener: set http and/or https");
+        return 2;
+    }
+    m->tls_cert = config_str(cfg, "tls_cert");
+    m->tls_key = config_str(cfg, "tls_key");
+    if (m->tls && (!m->tls_cert || !m->tls_key)) {
+        log_error("https needs tls_cert and tls_key (PEM files)");
+        return 2;
+    }
+    m->threads = config_u64(cfg, "threads");
+    m->max_body = config_u64(cfg, "max_body");
+    m->max_header = config_u64(cfg, "max_header");
+    m->timeout = config_u64(cfg, "timeout");
+    m->lifetime = config_u64(cfg, "nonce_lifetime");
+    m->max_nonces = config_u64(cfg, "max_nonces");
+    m->up_timeout = config_u64(cfg, "upstream_timeout_ms");
+    m->up_connect = config_u64(cfg, "upstream_connect_timeout_ms");
+    m->check_interval = config_u64(cfg, "upstream_check_interval");
+    m->max_resp = config_u64(cfg, "max_response");
+    m->gzip_min = config_u64(cfg, "gzip_min_size");
+    m->caps_ttl = config_u64(cfg, "caps_ttl");
+    m->caps_retry = config_u64(cfg, "caps_retry");
+    m->gzip = config_bool(cfg, "gzip");
+    m->realm = config_str(cfg, "realm");
+    if (!m->realm[0] || strpbrk(m->realm, "\"\\")) {
+        log_error("realm must be a non-empty name without quotes or backslashes");
+        return 2;
+    }
+    char algs_err[DIGEST_ALGS_ERR_MAX];
+    if (digest_algs_parse(config_str(cfg, "digest_algorithms"), &m->algs, algs_err) < 0) {
+        log_error("digest_algorithms: %s", algs_err);
+        return 2;
+    }
+    const char *asserted = config_str(cfg, "asserted_identity");
+    m->assert_mode = strcmp(asserted, "xcap") == 0   ? PROXY_ASSERT_XCAP
+                     : strcmp(asserted, "both") == 0 ? PROXY_ASSERT_BOTH
+                                                     : PROXY_ASSERT_3GPP;
+    m->pw_form = strcmp(config_str(cfg, "gaa_password"), "raw") == 0 ? GBA_PASSWORD_RAW
+                                                                     : GBA_PASSWORD_BASE64;
+    config_each(cfg, "gaa_fqdn", aggproxy_add_fqdn, &m->fqdns);
+    if (m->fqdns.failed)
+        return 2;
+
+    if (aggproxy_check_lists(cfg) < 0)
+        return 2;
+    char err[256];
+    m->routes = route_table_new(config_str(cfg, "xcap_root_path"),
+                                config_str(cfg, "shared_list_url"), config_str(cfg, "presence_url"),
+                                config_str(cfg, "rls_url"), err, sizeof err);
+    if (!m->routes) {
+        log_error("%s", err);
+        return 2;
+    }
+    struct aggproxy_routes ar = {m->routes, cfg, 0};
+    config_each(cfg, "route", aggproxy_add_route, &ar);
+    if (ar.failed)
+        return 2;
+    m->up_cert = config_str(cfg, "upstream_cert");
+    m->up_key = config_str(cfg, "upstream_key");
+    if (!m->up_cert != !m->up_key) {
+        log_error("upstream_cert and upstream_key go together");
+        return 2;
+    }
+    if (m->check_only) {
+        puts("configuration OK");
+        return 0;
+    }
+    return -1;
+}
+
+/* Phase: build — the user store, Digest nonces, the HTTP client, the xcap-caps cache and the
+ * proxy pipeline. Returns -1 to go on, else the exit status (1). */
+static int aggproxy_build(struct aggproxy_main *m)
+{
+    struct config *cfg = m->cfg;
+    xdoc_global_init();
+    m->xml_ready = true;
+    const char *data = config_str(cfg, "data");
+    if (users_open(data, &m->store) != USERS_OK) {
+        log_error("cannot open the user store in %s", data);
+        m->store = NULL;
+        return 1;
+    }
+    struct digest_options dopts = {.nonce_lifetime_s = (unsigned)m->lifetime,
+                                   .max_nonces = (size_t)m->max_nonces};
+    struct forward_options fopts = {
+        .timeout_ms = (unsigned)m->up_timeout,
+        .connect_timeout_ms = (unsigned)m->up_connect,
+        .max_response = (size_t)m->max_resp,
+        .ca_file = config_str(cfg, "upstream_ca"),
+    };
+    if (!(m->digest = digest_new(&dopts)) || !(m->fw = forward_new(&fopts))) {
+        log_error("cannot initialise digest or HTTP client");
+        return 1;
+    }
+    char uperr[512];
+    if (forward_set_client_cert(m->fw, m->up_cert, m->up_key, uperr, sizeof uperr) < 0) {
+        log_error("%s", uperr);
+        return 1;
+    }
+    if (!(m->caps =
+              caps_cache_new(m->fw, m->routes, (unsigned)m->caps_ttl, (unsigned)m->caps_retry)))
+        return 1;
+    m->gba = (struct gba_source){gba_store_fetch, m->store};
+    struct proxy_config pcfg = {
+        .default_realm = m->realm,
+        .store = m->store,
+        .digest = m->digest,
+        .routes = m->routes,
+        .forward = m->fw,
+        .caps = m->caps,
+        .gba = &m->gba,
+        .gaa_fqdns = m->fqdns.v,
+        .n_gaa_fqdns = m->fqdns.n,
+        .gaa_password = m->pw_form,
+        .asserted = m->assert_mode,
+        .gzip = m->gzip,
+        .gzip_min = (size_t)m->gzip_min,
+        .max_body = (size_t)m->max_body,
+        .algs = &m->algs,
+    };
+    if (!(m->proxy = proxy_new(&pcfg)))
+        return 1;
+    return -1;
+}
+
+/* Phase: serve — health checks and listeners, then signals until SIGINT or SIGTERM (SIGHUP
+ * reloads), then a graceful stop. Returns the exit status. */
+static int aggproxy_serve(struct aggproxy_main *m)
+{
+    struct config *cfg = m->cfg;
+    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+    sigemptyset(&m->sigs);
+    sigaddset(&m->sigs, SIGINT);
+    sigaddset(&m->sigs, SIGTERM);
+    sigaddset(&m->sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &m->sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct httpd_config hcfg = {
+        .host = m->host,
+        .port = m->port,
+        .threads = (unsigned)m->threads,
+        .max_body = (size_t)m->max_body,
+        .max_header = (size_t)m->max_header,
+        .timeout_s = (unsigned)m->timeout,
+    };
+    httpd_config_limits(cfg, &hcfg);
+    metrics_init("aggproxy", route_table_root(m->routes));
+    /* The first round of health checks runs now, so /readyz and the first requests see the
+     * instances as they are. */
+    if (!(m->check = upstream_check_start(m->fw, m->routes, (unsigned)m->check_interval,
+                                          (unsigned)m->up_connect)))
+        return 1;
+    if (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, upstream_metrics,
+                                             upstream_ready, m->check, &m->admin) < 0)
+        return 1;
+    if (m->plain) {
+        if (httpd_start(&hcfg, aggproxy_handle, m->proxy, &m->httpd) < 0)
+            return 1;
+        log_info("aggproxy listening on http://%s%s%s:%u", strchr(m->host, ':') ? "[" : "", m->host,
+                 strchr(m->host, ':') ? "]" : "", httpd_port(m->httpd));
+    }
+    if (m->tls) {
+        hcfg.host = m->tls_host;
+        hcfg.port = m->tls_port;
+        hcfg.tls_cert = m->tls_cert;
+        hcfg.tls_key = m->tls_key;
+        hcfg.tls_priorities = config_str(cfg, "tls_priorities");
+        if (httpd_start(&hcfg, aggproxy_handle, m->proxy, &m->httpsd) < 0)
+            return 1;
+        log_info("aggproxy listening on https://%s%s%s:%u", strchr(m->tls_host, ':') ? "[" : "",
+                 m->tls_host, strchr(m->tls_host, ':') ? "]" : "", httpd_port(m->httpsd));
+    }
+    if (m->fqdns.n)
+        log_info("GAA (GBA Digest) for %zu NAF name(s), first %s", m->fqdns.n, m->fqdns.v[0]);
+    sdnotify_ready(NULL);
+
+    int sig = 0;
+    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP) {
+        sdnotify_reloading();
+        aggproxy_reload(m->args, m->sections, cfg, m->proxy, m->fw, m->httpd, m->httpsd);
+        sdnotify_reloaded();
+    }
+    sdnotify_stopping();
+    /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
+    unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
+    log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);
+    struct httpd *listeners[] = {m->httpd, m->httpsd};
+    size_t left = httpd_drain(listeners, 2, drain_s);
+    if (left)
+        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
+                 drain_s);
+    return 0;
+}
+
+/* Releases whatever the phases built, the admin listener first: no handler runs after it. */
+static void aggproxy_release(struct aggproxy_main *m)
+{
+    httpd_stop(m->admin);
+    httpd_stop(m->httpd);
+    httpd_stop(m->httpsd);
+    upstream_check_stop(m->check);
+    proxy_free(m->proxy);
+    caps_cache_free(m->caps);
+    forward_free(m->fw);
+    digest_free(m->digest);
+    route_table_free(m->routes);
+    if (m->store)
+        store_close(m->store);
+    config_free(m->cfg);
+    config_args_free(m->args);
+    if (m->xml_ready)
+        xdoc_global_cleanup();
 }
 
 int main(int argc, char **argv)
@@ -275,250 +563,12 @@ int main(int argc, char **argv)
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &hup, NULL);
-    char errbuf[4096];
-    struct config_args *args;
-    switch (config_args_parse(argc, argv, NULL, aggproxy_keys, &args, errbuf, sizeof errbuf)) {
-    case CONFIG_ARGS_OK:
-        break;
-    case CONFIG_ARGS_HELP:
-        aggproxy_usage(stdout);
-        return 0;
-    case CONFIG_ARGS_USAGE:
-        fprintf(stderr, "aggproxy: %s\n", errbuf);
-        aggproxy_usage(stderr);
-        return 2;
-    }
-    bool check_only = config_args_check_only(args);
-    const char *sections[] = {"aggproxy", NULL};
-    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
-    if (!cfg) {
-        config_print_errors(stderr, "aggproxy", errbuf);
-        config_args_free(args);
-        return 2;
-    }
-    enum log_level level = LOG_INFO;
-    log_level_parse(config_str(cfg, "log_level"), &level);
-    log_init("aggproxy", level);
-    enum access_format access_fmt = ACCESS_TEXT;
-    access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
-    access_init(access_fmt, "aggproxy");
-
-    int exit_code = 2;
-    bool xml_ready = false;
-    struct store *store = NULL;
-    struct digest *digest = NULL;
-    struct route_table *routes = NULL;
-    struct forward *fw = NULL;
-    struct upstream_check *check = NULL;
-    struct caps_cache *caps = NULL;
-    struct proxy *proxy = NULL;
-    struct httpd *httpd = NULL, *httpsd = NULL, *admin = NULL;
-
-    char host[CONFIG_HOST_MAX], tls_host[CONFIG_HOST_MAX];
-    uint16_t port = 0, tls_port = 0;
-    int plain = aggproxy_listener(config_str(cfg, "http"), host, sizeof host, &port);
-    int tls = aggproxy_listener(config_str(cfg, "https"), tls_host, sizeof tls_host, &tls_port);
-    char metrics_host[CONFIG_HOST_MAX];
-    uint16_t metrics_port = 0;
-    int metrics_on = aggproxy_listener(config_str(cfg, "metrics"), metrics_host,
-                                       sizeof metrics_host, &metrics_port);
-    if (!plain && !tls) {
-        log_error("no listener: set http and/or https");
-        goto out;
-    }
-    const char *tls_cert = config_str(cfg, "tls_cert");
-    const char *tls_key = config_str(cfg, "tls_key");
-    if (tls && (!tls_cert || !tls_key)) {
-        log_error("https needs tls_cert and tls_key (PEM files)");
-        goto out;
-    }
-    uint64_t threads = config_u64(cfg, "threads"), max_body = config_u64(cfg, "max_body"),
-             max_header = config_u64(cfg, "max_header"), timeout = config_u64(cfg, "timeout"),
-             lifetime = config_u64(cfg, "nonce_lifetime"),
-             max_nonces = config_u64(cfg, "max_nonces"),
-             up_timeout = config_u64(cfg, "upstream_timeout_ms"),
-             up_connect = config_u64(cfg, "upstream_connect_timeout_ms"),
-             check_interval = config_u64(cfg, "upstream_check_interval"),
-             max_resp = config_u64(cfg, "max_response"),
-             gzip_min = config_u64(cfg, "gzip_min_size"), caps_ttl = config_u64(cfg, "caps_ttl"),
-             caps_retry = config_u64(cfg, "caps_retry");
-    bool gzip = config_bool(cfg, "gzip");
-    const char *realm = config_str(cfg, "realm");
-    if (!realm[0] || strpbrk(realm, "\"\\")) {
-        log_error("realm must be a non-empty name without quotes or backslashes");
-        goto out;
-    }
-    struct digest_algs algs;
-    char algs_err[DIGEST_ALGS_ERR_MAX];
-    if (digest_algs_parse(config_str(cfg, "digest_algorithms"), &algs, algs_err) < 0) {
-        log_error("digest_algorithms: %s", algs_err);
-        goto out;
-    }
-    const char *asserted = config_str(cfg, "asserted_identity");
-    enum proxy_assert assert_mode = strcmp(asserted, "xcap") == 0   ? PROXY_ASSERT_XCAP
-                                    : strcmp(asserted, "both") == 0 ? PROXY_ASSERT_BOTH
-                                                                    : PROXY_ASSERT_3GPP;
-    enum gba_password_form pw_form = strcmp(config_str(cfg, "gaa_password"), "raw") == 0
-                                         ? GBA_PASSWORD_RAW
-                                         : GBA_PASSWORD_BASE64;
-    struct aggproxy_fqdns fqdns = {.n = 0};
-    config_each(cfg, "gaa_fqdn", aggproxy_add_fqdn, &fqdns);
-    if (fqdns.failed)
-        goto out;
-
-    if (aggproxy_check_lists(cfg) < 0)
-        goto out;
-    char err[256];
-    routes = route_table_new(config_str(cfg, "xcap_root_path"), config_str(cfg, "shared_list_url"),
-                             config_str(cfg, "presence_url"), config_str(cfg, "rls_url"), err,
-                             sizeof err);
-    if (!routes) {
-        log_error("%s", err);
-        goto out;
-    }
-    struct aggproxy_routes ar = {routes, cfg, 0};
-    config_each(cfg, "route", aggproxy_add_route, &ar);
-    if (ar.failed)
-        goto out;
-    const char *up_cert = config_str(cfg, "upstream_cert");
-    const char *up_key = config_str(cfg, "upstream_key");
-    if (!up_cert != !up_key) {
-        log_error("upstream_cert and upstream_key go together");
-        goto out;
-    }
-    if (check_only) {
-        puts("configuration OK");
-        exit_code = 0;
-        goto out;
-    }
-
-    exit_code = 1;
-    xdoc_global_init();
-    xml_ready = true;
-    const char *data = config_str(cfg, "data");
-    if (users_open(data, &store) != USERS_OK) {
-        log_error("cannot open the user store in %s", data);
-        goto out;
-    }
-    struct digest_options dopts = {.nonce_lifetime_s = (unsigned)lifetime,
-                                   .max_nonces = (size_t)max_nonces};
-    struct forward_options fopts = {
-        .timeout_ms = (unsigned)up_timeout,
-        .connect_timeout_ms = (unsigned)up_connect,
-        .max_response = (size_t)max_resp,
-        .ca_file = config_str(cfg, "upstream_ca"),
-    };
-    if (!(digest = digest_new(&dopts)) || !(fw = forward_new(&fopts))) {
-        log_error("cannot initialise digest or HTTP client");
-        goto out;
-    }
-    char uperr[512];
-    if (forward_set_client_cert(fw, up_cert, up_key, uperr, sizeof uperr) < 0) {
-        log_error("%s", uperr);
-        goto out;
-    }
-    if (!(caps = caps_cache_new(fw, routes, (unsigned)caps_ttl, (unsigned)caps_retry)))
-        goto out;
-    struct gba_source gba = {gba_store_fetch, store};
-    struct proxy_config pcfg = {
-        .default_realm = realm,
-        .store = store,
-        .digest = digest,
-        .routes = routes,
-        .forward = fw,
-        .caps = caps,
-        .gba = &gba,
-        .gaa_fqdns = fqdns.v,
-        .n_gaa_fqdns = fqdns.n,
-        .gaa_password = pw_form,
-        .asserted = assert_mode,
-        .gzip = gzip,
-        .gzip_min = (size_t)gzip_min,
-        .max_body = (size_t)max_body,
-        .algs = &algs,
-    };
-    if (!(proxy = proxy_new(&pcfg)))
-        goto out;
-
-    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
-    struct httpd_config hcfg = {
-        .host = host,
-        .port = port,
-        .threads = (unsigned)threads,
-        .max_body = (size_t)max_body,
-        .max_header = (size_t)max_header,
-        .timeout_s = (unsigned)timeout,
-    };
-    httpd_config_limits(cfg, &hcfg);
-    metrics_init("aggproxy", route_table_root(routes));
-    /* The first round of health checks runs now, so /readyz and the first requests see the
-     * instances as they are. */
-    if (!(check = upstream_check_start(fw, routes, (unsigned)check_interval, (unsigned)up_connect)))
-        goto out;
-    if (metrics_on && metrics_admin_start(metrics_host, metrics_port, upstream_metrics,
-                                          upstream_ready, check, &admin) < 0)
-        goto out;
-    if (plain) {
-        if (httpd_start(&hcfg, aggproxy_handle, proxy, &httpd) < 0)
-            goto out;
-        log_info("aggproxy listening on http://%s%s%s:%u", strchr(host, ':') ? "[" : "", host,
-                 strchr(host, ':') ? "]" : "", httpd_port(httpd));
-    }
-    if (tls) {
-        hcfg.host = tls_host;
-        hcfg.port = tls_port;
-        hcfg.tls_cert = tls_cert;
-        hcfg.tls_key = tls_key;
-        hcfg.tls_priorities = config_str(cfg, "tls_priorities");
-        if (httpd_start(&hcfg, aggproxy_handle, proxy, &httpsd) < 0)
-            goto out;
-        log_info("aggproxy listening on https://%s%s%s:%u", strchr(tls_host, ':') ? "[" : "",
-                 tls_host, strchr(tls_host, ':') ? "]" : "", httpd_port(httpsd));
-    }
-    if (fqdns.n)
-        log_info("GAA (GBA Digest) for %zu NAF name(s), first %s", fqdns.n, fqdns.v[0]);
-    sdnotify_ready(NULL);
-
-    int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
-        sdnotify_reloading();
-        aggproxy_reload(args, sections, cfg, proxy, fw, httpd, httpsd);
-        sdnotify_reloaded();
-    }
-    sdnotify_stopping();
-    /* Graceful stop: no new connection, the requests in progress get shutdown_timeout. */
-    unsigned drain_s = (unsigned)config_u64(cfg, "shutdown_timeout");
-    log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);
-    struct httpd *listeners[] = {httpd, httpsd};
-    size_t left = httpd_drain(listeners, 2, drain_s);
-    if (left)
-        log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
-                 drain_s);
-    exit_code = 0;
-
-out:
-    httpd_stop(admin); /* first: no handler runs after this */
-    httpd_stop(httpd);
-    httpd_stop(httpsd);
-    upstream_check_stop(check);
-    proxy_free(proxy);
-    caps_cache_free(caps);
-    forward_free(fw);
-    digest_free(digest);
-    route_table_free(routes);
-    if (store)
-        store_close(store);
-    config_free(cfg);
-    config_args_free(args);
-    if (xml_ready)
-        xdoc_global_cleanup();
-    return exit_code;
+    struct aggproxy_main m = {0};
+    int rc = aggproxy_read_options(&m, argc, argv);
+    if (rc < 0)
+        rc = aggproxy_build(&m);
+    if (rc < 0)
+        rc = aggproxy_serve(&m);
+    aggproxy_release(&m);
+    return rc;
 }

@@ -126,7 +126,7 @@ struct proxy_call {
     char xui_domain[USERS_NAME_MAX + 1];
     const char *realm;      /* challenged realm */
     const char *need_realm; /* realm the credentials must carry; NULL = any known realm */
-    /* GBA (SPEC GAA-2..8) */
+    /* GBA (TS 24.109 §5.2, §7.1; TS 33.222 §5.3; TS 33.220 Annex B, H.3) */
     bool gaa;
     char gaa_realm[GBA_REALM_MAX];
     unsigned char naf_id[GBA_NAF_ID_MAX];
@@ -136,7 +136,7 @@ struct proxy_call {
     bool authenticated;
     char *ids[PROXY_IDS_MAX]; /* the subscriber's public identities, ids[0] the default */
     size_t n_ids;
-    /* GBA: the AUIDs the subscriber may use (GUSS, GAA-11); none = every AUID */
+    /* GBA: the AUIDs the subscriber may use (GUSS, TS 24.109 §7.3); none = every AUID */
     char *auids[GBA_AUIDS_MAX];
     size_t n_auids;
     const char *identity; /* the one asserted upstream (one of ids) */
@@ -230,7 +230,7 @@ static bool proxy_gaa_served(const struct proxy *p, const char *host)
 /* Phase: receive. Digest realm: the XUI's domain in the URI (users/sip:alice@example.com/), so
  * each domain's users authenticate in their own realm; URIs that name no user (global tree,
  * xcap-caps) are challenged with the configured realm and accept the credentials of any known
- * user. GBA: the realm names the host the request was sent to (SPEC GAA-8). */
+ * user. GBA: the realm names the host the request was sent to (TS 24.109 §7.1). */
 static void proxy_receive(struct proxy *p, struct proxy_call *c, const struct http_request *req)
 {
     c->p = p;
@@ -330,9 +330,9 @@ static int proxy_ids_add(struct proxy_call *c, const char *id)
     return 0;
 }
 
-/* GBA credentials (SPEC GAA-4/5): username = B-TID, password from Ks_(ext)_NAF for this NAF_Id;
- * the public identities and the allowed AUIDs (GAA-11) come with the key. The AUIDs are moved
- * into the call. */
+/* GBA credentials (TS 33.222 §5.3; TS 33.220 §4.5.3): username = B-TID, password from Ks_(ext)_NAF
+ * for this NAF_Id; the public identities and the allowed AUIDs (TS 24.109 §7.3) come with the key.
+ * The AUIDs are moved into the call. */
 static int proxy_lookup_gaa(struct proxy_call *c, const char *realm, const char *btid,
                             enum digest_alg alg, struct digest_cred *out)
 {
@@ -420,7 +420,8 @@ static enum xcap_status proxy_method(struct proxy_call *c)
     return XCAP_METHOD_NOT_ALLOWED;
 }
 
-/* Phase: authenticate (SPEC AP-2, DIG-*, GAA-*): XCAP_OK when the request may go on. */
+/* Phase: authenticate (OMA XDM Core §5.1.1; RFC 7616; TS 33.222 §5.3): XCAP_OK when the request
+ * may go on. */
 static enum xcap_status proxy_authenticate(struct proxy *p, struct proxy_call *c)
 {
     if (proxy_header_count(c->req, "Authorization") > 1)
@@ -466,11 +467,11 @@ static enum xcap_status proxy_authenticate(struct proxy *p, struct proxy_call *c
     return xcap_fail(&c->err, XCAP_INTERNAL, "unknown verdict");
 }
 
-/* Phase: authorise (SPEC GAA-11, TS 24.109 §7.3). A GBA subscriber whose GUSS names the AUIDs it
- * may use gets 403 for any other (DIG-9: authenticated, so no new challenge). The proxy's own
- * xcap-caps stays readable: it describes the server, holds nothing of anyone, and a client reads
- * it to learn what it may ask for. The composed xcap-directory is checked as the AUID it is:
- * it would list documents of every XDMS, including the ones the subscriber may not use, so a
+/* Phase: authorise (TS 24.109 §7.3). A GBA subscriber whose GUSS names the AUIDs it
+ * may use gets 403 for any other (RFC 9110 §15.5.4: authenticated, so no new challenge). The
+ * proxy's own xcap-caps stays readable: it describes the server, holds nothing of anyone, and a
+ * client reads it to learn what it may ask for. The composed xcap-directory is checked as the AUID
+ * it is: it would list documents of every XDMS, including the ones the subscriber may not use, so a
  * restricted subscriber needs it in the allowed set. A URI no XDMS serves stays 404 (nothing to
  * protect there). Plain Digest users have no GUSS and are not restricted. */
 static enum xcap_status proxy_authorise(struct proxy_call *c)
@@ -487,8 +488,8 @@ static enum xcap_status proxy_authorise(struct proxy_call *c)
                      "your subscription does not allow this application usage");
 }
 
-/* The asserted-identity headers for the XDMSs (SPEC AP-5, GAA-10). value is the quoted identity;
- * returns how many of out[0..2) were filled. */
+/* The asserted-identity headers for the XDMSs (TS 24.109 §7; OMA XDM Core §5.1.2; TS 33.222 §5).
+ * value is the quoted identity; returns how many of out[0..2) were filled. */
 static size_t proxy_id_headers(const struct proxy *p, const char *value,
                                struct forward_header out[2])
 {
@@ -500,9 +501,9 @@ static size_t proxy_id_headers(const struct proxy *p, const char *value,
     return n;
 }
 
-/* Phase: identify (SPEC AP-4, GAA-9): the identity the client asks to act as must be one of its
- * own; 403 otherwise (DIG-9: authenticated, not allowed). The identity headers towards the XDMSs
- * are made here, once for every kind of target. */
+/* Phase: identify (TS 24.109 §7.2): the identity the client asks to act as must be one of its
+ * own; 403 otherwise (RFC 9110 §15.5.4: authenticated, not allowed). The identity headers towards
+ * the XDMSs are made here, once for every kind of target. */
 static enum xcap_status proxy_identify(struct proxy *p, struct proxy_call *c)
 {
     unsigned n = proxy_header_count(c->req, "X-3GPP-Intended-Identity");
@@ -528,8 +529,8 @@ static enum xcap_status proxy_identify(struct proxy *p, struct proxy_call *c)
     return XCAP_OK;
 }
 
-/* Phase: decode (SPEC AP-12): a gzip request body is decoded, within the body bound (413 for
- * more, e.g. a zip bomb); XDM-4 carries identity bodies only. */
+/* Phase: decode (OMA XDM Core §5.1; RFC 9110 §8.4.1.3): a gzip request body is decoded, within the
+ * body bound (413 for more, e.g. a zip bomb); XDM-4 carries identity bodies only. */
 static enum xcap_status proxy_decode(struct proxy *p, struct proxy_call *c)
 {
     const char *ce = http_request_header(c->req, "Content-Encoding");
@@ -567,7 +568,7 @@ static enum xcap_status proxy_decode(struct proxy *p, struct proxy_call *c)
     return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
 }
 
-/* Phase: route (SPEC AP-6): the route was looked up on receipt (the method, realm and GUSS
+/* Phase: route (OMA XDM Core §5.2): the route was looked up on receipt (the method, realm and GUSS
  * phases need it); a URI that no XDMS serves and that is not one of the proxy's own documents
  * ends here. */
 static enum xcap_status proxy_route(struct proxy_call *c)
@@ -577,8 +578,8 @@ static enum xcap_status proxy_route(struct proxy_call *c)
     return XCAP_OK;
 }
 
-/* The proxy's own xcap-caps (SPEC XCAP-CAPS-3/4): only global/index, read-only; read whole or
- * by node selector, unprefixed names in the xcap-caps namespace (RFC 4825 §12). */
+/* The proxy's own xcap-caps (RFC 4825 §12; OMA XDM Core 2.0 §5.3.1): only global/index, read-only;
+ * read whole or by node selector, unprefixed names in the xcap-caps namespace (RFC 4825 §12). */
 static enum xcap_status proxy_caps(struct proxy *p, struct proxy_call *c,
                                    struct http_response *resp)
 {
@@ -678,9 +679,9 @@ static int proxy_upstream_target(const char *target, struct buf *out)
     return buf_puts(out, "");
 }
 
-/* Phase: forward (SPEC AP-5..AP-8). Only the relayed headers go upstream, so Authorization,
- * Content-Encoding and every client-sent identity header are dropped by construction. The XDMS's
- * answer, whatever its status, is relayed as it is. */
+/* Phase: forward (TS 24.109 §7; OMA XDM Core §5.1.2, §5.2; RFC 9110 §7.6). Only the relayed headers
+ * go upstream, so Authorization, Content-Encoding and every client-sent identity header are dropped
+ * by construction. The XDMS's answer, whatever its status, is relayed as it is. */
 static enum xcap_status proxy_forward(struct proxy *p, struct proxy_call *c,
                                       struct http_response *resp)
 {
@@ -751,10 +752,10 @@ static enum xcap_status proxy_dispatch(struct proxy *p, struct proxy_call *c,
     return xcap_fail(&c->err, XCAP_NOT_FOUND, "no XDMS serves this URI");
 }
 
-/* Phase: encode (SPEC AP-12). Successful GET answers vary with Accept-Encoding; they are gzipped
- * when the client accepts it and the body is worth it. The ETag stays the one of the identity
- * body (the one the XDMS made): clients send it back in If-Match on PUT, where the XDMS compares
- * it with the stored document (docs/proxy.md). */
+/* Phase: encode (OMA XDM Core §5.1; RFC 9110 §8.4.1.3). Successful GET answers vary with
+ * Accept-Encoding; they are gzipped when the client accepts it and the body is worth it. The ETag
+ * stays the one of the identity body (the one the XDMS made): clients send it back in If-Match on
+ * PUT, where the XDMS compares it with the stored document (docs/proxy.md). */
 static void proxy_encode(struct proxy *p, struct proxy_call *c, struct http_response *resp)
 {
     if (!p->gzip || (strcmp(c->method, "GET") != 0 && !c->head) || resp->status < 200 ||
@@ -800,9 +801,9 @@ static void proxy_log(const struct proxy_call *c, int code)
 
 /* Phase: respond — the one place that renders the proxy's answers (XDMS answers are relayed as
  * they came): the status, for a failure its text/plain phrase and the headers the status needs
- * (Allow, WWW-Authenticate, Retry-After, Accept-Encoding); then gzip (encode), SPEC DIG-6 / AP-3
- * Authentication-Info on every authenticated answer, over the body as sent (qop=auth-int); and
- * one log line. */
+ * (Allow, WWW-Authenticate, Retry-After, Accept-Encoding); then gzip (encode),
+ * Authentication-Info (RFC 7616 §3.5; OMA XDM Core §5.1.2; TS 24.109 §7.2) on every authenticated
+ * answer, over the body as sent (qop=auth-int); and one log line. */
 static void proxy_respond(struct proxy *p, struct proxy_call *c, enum xcap_status st,
                           struct http_response *resp)
 {

@@ -1,4 +1,5 @@
-/* The Aggregation Proxy request pipeline (SPEC AP-1..AP-14, GAA-1..12, DIG-1..9):
+/* The Aggregation Proxy request pipeline (OMA XDM Core §5.1-§5.2;
+ * TS 24.109 §5.2, §7; RFC 7616):
  *
  *   receive -> method (405) -> authenticate (Digest or GBA Digest: 400/401) -> authorise (GUSS:
  *   403) -> identify (intended identity: 400/403) -> decode (gzip request body: 400/413/415)
@@ -43,7 +44,7 @@ struct forward;
 struct route_table;
 struct store;
 
-/* Which asserted-identity headers go to the XDMSs (SPEC AP-5). */
+/* Which asserted-identity headers go to the XDMSs (TS 24.109 §7; OMA XDM Core §5.1.2). */
 enum proxy_assert {
     PROXY_ASSERT_3GPP = 0, /* X-3GPP-Asserted-Identity (default) */
     PROXY_ASSERT_XCAP,     /* X-XCAP-Asserted-Identity */

@@ -54,7 +54,8 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, 
     return -1;
 }
 
-/* DESIGN §1: the default AUID -> XDMS assignment. */
+/* The default AUID -> XDMS assignment (OMA Presence SIMPLE XDM 2.0 §5: which XDMS owns which
+ * application usage). */
 static const struct {
     const char *auid;
     int upstream; /* 0 shared-list, 1 presence, 2 rls */

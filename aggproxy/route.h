@@ -1,5 +1,6 @@
-/* Routing of XCAP requests by AUID (SPEC AP-7): which XDMS serves a request, or whether the proxy
- * answers it itself (xcap-caps, SPEC XCAP-CAPS-4; the OMA xcap-directory, SPEC AP-9/10).
+/* Routing of XCAP requests by AUID (OMA XDM Core §5.2): which XDMS serves a request, or whether the
+ * proxy answers it itself (xcap-caps, OMA XDM Core 2.0 §5.3.1; the OMA xcap-directory, OMA XDM
+ * Core 2.0 §5.3.2).
  *
  * The AUID is the first path segment after the XCAP root path, taken RAW (no percent-decoding)
  * and compared byte for byte with the table, so that the path can be forwarded unchanged.

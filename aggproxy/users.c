@@ -40,7 +40,7 @@ const char *users_strerror(enum users_rc rc)
     return "?";
 }
 
-static int mkdirs(const char *dir)
+static int users_mkdirs(const char *dir)
 {
     size_t len = strlen(dir);
     char *path = malloc(len + 1);
@@ -65,19 +65,19 @@ static int mkdirs(const char *dir)
 enum users_rc users_open(const char *dir, struct store **out)
 {
     *out = NULL;
-    if (mkdirs(dir) < 0)
+    if (users_mkdirs(dir) < 0)
         return USERS_ERROR;
     struct store_options opts = {.tables = users_tables};
     return store_open(dir, &opts, out) == STORE_OK ? USERS_OK : USERS_ERROR;
 }
 
 /* Characters that cannot appear in an XUI used as a path segment and quoted header value. */
-static bool xui_char_ok(unsigned char c)
+static bool users_xui_char_ok(unsigned char c)
 {
     return c > 0x20 && c != 0x7f && strchr("\"<>\\/?#,", c) == NULL;
 }
 
-static enum users_rc copy_span(const char *s, size_t len, char *out, size_t outlen)
+static enum users_rc users_copy_span(const char *s, size_t len, char *out, size_t outlen)
 {
     if (len == 0 || len >= outlen)
         return USERS_BAD_XUI;
@@ -97,7 +97,7 @@ enum users_rc users_xui_split(const char *xui, char *user, size_t userlen, char 
     if (len == 0 || len > USERS_XUI_MAX)
         return USERS_BAD_XUI;
     for (size_t i = 0; i < len; i++)
-        if (!xui_char_ok((unsigned char)xui[i]))
+        if (!users_xui_char_ok((unsigned char)xui[i]))
             return USERS_BAD_XUI;
     /* RFC 3986 §3.1 scheme. */
     size_t i = 0;
@@ -118,7 +118,7 @@ enum users_rc users_xui_split(const char *xui, char *user, size_t userlen, char 
     if (!at)
         return USERS_BAD_XUI;
     size_t ulen = strcspn(rest, ":@");
-    if (copy_span(rest, ulen, user, userlen) != USERS_OK)
+    if (users_copy_span(rest, ulen, user, userlen) != USERS_OK)
         return USERS_BAD_XUI;
     const char *host = at + 1;
     size_t hlen;
@@ -130,7 +130,7 @@ enum users_rc users_xui_split(const char *xui, char *user, size_t userlen, char 
     } else {
         hlen = strcspn(host, ":;@");
     }
-    if (host[hlen] == '@' || copy_span(host, hlen, domain, domainlen) != USERS_OK) {
+    if (host[hlen] == '@' || users_copy_span(host, hlen, domain, domainlen) != USERS_OK) {
         user[0] = '\0';
         return USERS_BAD_XUI;
     }
@@ -140,7 +140,7 @@ enum users_rc users_xui_split(const char *xui, char *user, size_t userlen, char 
 }
 
 /* Usernames and realms go into quoted header values and NUL-separated keys. */
-static bool name_ok(const char *s)
+static bool users_name_ok(const char *s)
 {
     size_t len = strnlen(s, USERS_NAME_MAX + 1);
     if (len == 0 || len > USERS_NAME_MAX)
@@ -151,7 +151,7 @@ static bool name_ok(const char *s)
     return true;
 }
 
-static size_t creds_key(const char *realm, const char *username, char key[CREDS_KEY_MAX])
+static size_t users_creds_key(const char *realm, const char *username, char key[CREDS_KEY_MAX])
 {
     size_t rl = strlen(realm), ul = strlen(username);
     memcpy(key, realm, rl);
@@ -160,7 +160,7 @@ static size_t creds_key(const char *realm, const char *username, char key[CREDS_
     return rl + 1 + ul;
 }
 
-static enum users_rc from_store(enum store_rc rc)
+static enum users_rc users_from_store(enum store_rc rc)
 {
     switch (rc) {
     case STORE_OK:
@@ -230,7 +230,7 @@ enum users_rc users_add_ids(struct store *s, const char *xui, const char *userna
         realm = domain;
     if (!username[0] || !realm[0])
         return USERS_BAD_XUI; /* not sip:, and no explicit username/realm */
-    if (!name_ok(username) || !name_ok(realm) || !password ||
+    if (!users_name_ok(username) || !users_name_ok(realm) || !password ||
         strnlen(password, USERS_PASSWORD_MAX + 1) > USERS_PASSWORD_MAX)
         return USERS_BAD_NAME;
 
@@ -244,9 +244,9 @@ enum users_rc users_add_ids(struct store *s, const char *xui, const char *userna
     size_t vlen = xl + 1 + 32 + 1 + 64;
 
     char key[CREDS_KEY_MAX];
-    size_t klen = creds_key(realm, username, key);
+    size_t klen = users_creds_key(realm, username, key);
     char uval[2 * USERS_NAME_MAX + 2];
-    size_t uvlen = creds_key(username, realm, uval);
+    size_t uvlen = users_creds_key(username, realm, uval);
     char *idv;
     size_t idvlen;
     enum users_rc prc = users_pack_ids(xui, ids, n_ids, &idv, &idvlen);
@@ -292,7 +292,7 @@ enum users_rc users_add_ids(struct store *s, const char *xui, const char *userna
 
 /* Splits a stored "a \0 b" value (NUL-terminated after len bytes); both parts must be non-empty
  * and b must hold no NUL. */
-static int split2(const char *v, size_t len, const char **a, const char **b)
+static int users_split2(const char *v, size_t len, const char **a, const char **b)
 {
     const char *nul = memchr(v, '\0', len);
     if (!nul || nul == v || (size_t)(nul - v) + 1 >= len)
@@ -314,13 +314,13 @@ enum users_rc users_del(struct store *s, const char *xui)
         return USERS_ERROR;
     void *v = NULL;
     size_t vlen;
-    enum users_rc out = from_store(store_kv_get(t, "users", xui, xl, &v, &vlen));
+    enum users_rc out = users_from_store(store_kv_get(t, "users", xui, xl, &v, &vlen));
     const char *username, *realm;
-    if (out == USERS_OK && split2(v, vlen, &username, &realm) < 0)
+    if (out == USERS_OK && users_split2(v, vlen, &username, &realm) < 0)
         out = USERS_ERROR;
     if (out == USERS_OK) {
         char key[CREDS_KEY_MAX];
-        size_t klen = creds_key(realm, username, key);
+        size_t klen = users_creds_key(realm, username, key);
         void *c = NULL;
         size_t clen;
         enum store_rc rc = store_kv_get(t, "creds", key, klen, &c, &clen);
@@ -389,7 +389,7 @@ static enum users_rc users_read_ids(struct store_txn *t, const char *xui, void *
     return USERS_OK;
 }
 
-static int list_one(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
+static int users_list_one(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct list_ctx *lc = cls;
     /* Views are not NUL-terminated: copy them first. */
@@ -401,7 +401,7 @@ static int list_one(void *cls, const void *key, size_t klen, const void *val, si
     }
     memcpy(v, val, vlen);
     v[vlen] = '\0';
-    if (split2(v, vlen, &username, &realm) < 0) {
+    if (users_split2(v, vlen, &username, &realm) < 0) {
         lc->corrupt = true;
         return 1;
     }
@@ -426,7 +426,7 @@ enum users_rc users_list(struct store *s, int (*fn)(void *cls, const struct user
     if (store_txn_begin(s, false, &t) != STORE_OK)
         return USERS_ERROR;
     struct list_ctx lc = {fn, cls, t, false};
-    enum store_rc rc = store_kv_scan(t, "users", NULL, 0, list_one, &lc);
+    enum store_rc rc = store_kv_scan(t, "users", NULL, 0, users_list_one, &lc);
     store_txn_abort(t);
     return rc == STORE_OK && !lc.corrupt ? USERS_OK : USERS_ERROR;
 }
@@ -444,10 +444,10 @@ enum users_rc users_lookup(struct store *s, const char *realm, const char *usern
                            struct users_cred *out)
 {
     memset(out, 0, sizeof *out);
-    if (!name_ok(realm) || !name_ok(username))
+    if (!users_name_ok(realm) || !users_name_ok(username))
         return USERS_NOT_FOUND;
     char key[CREDS_KEY_MAX];
-    size_t klen = creds_key(realm, username, key);
+    size_t klen = users_creds_key(realm, username, key);
     struct store_txn *t;
     if (store_txn_begin(s, false, &t) != STORE_OK)
         return USERS_ERROR;
@@ -455,7 +455,7 @@ enum users_rc users_lookup(struct store *s, const char *realm, const char *usern
     size_t vlen;
     const char *ids[USERS_IDS_MAX];
     size_t n_ids = 0;
-    enum users_rc rc = from_store(store_kv_get(t, "creds", key, klen, &v, &vlen));
+    enum users_rc rc = users_from_store(store_kv_get(t, "creds", key, klen, &v, &vlen));
     /* xui \0 md5(32) \0 sha256(64) */
     const char *xui = v;
     size_t xl = rc == USERS_OK ? strnlen(xui, vlen) : 0;

@@ -1,6 +1,6 @@
 /* The users of the Aggregation Proxy: XUI, Digest username and realm, HA1 per algorithm
- * (SPEC DIG-8: never the clear password) and further public identities the user may act as
- * (SPEC AP-4: picked with X-3GPP-Intended-Identity). Shared by aggproxy (lookups) and xdmctl
+ * (RFC 7616 §5.1, §5.8: never the clear password) and further public identities the user may act as
+ * (TS 24.109 §7.2: picked with X-3GPP-Intended-Identity). Shared by aggproxy (lookups) and xdmctl
  * (add, del, list), possibly at the same time: each call is one LMDB transaction.
  *
  * Storage, in the generic tables of the aggproxy store (names in users_tables, which also lists

@@ -1,4 +1,4 @@
-/* Growable byte buffer with a mandatory maximum size (STYLE: curl's dynbuf).
+/* Growable byte buffer with a mandatory maximum size (in the manner of curl's dynbuf).
  *
  * Invariants: data is NULL or holds len bytes followed by a NUL (so text can be read as a C
  * string); len <= max; every append either adds all its bytes or fails leaving the buffer as it

@@ -15,37 +15,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_internal.h"
 #include "log.h"
 
 /* The sections of the shared file, one per process kind; [xdms] is read by every XDMS before its
  * role's own section. A new process kind adds its section here. */
 static const char *const config_known_sections[] = {
     "aggproxy", "xdms", "shared-list", "presence", "rls", NULL,
-};
-
-/* Problems kept for config_errors(); more are only counted. */
-#define CONFIG_MAX_ERRORS 20
-
-struct config_item {
-    char *key;
-    char *value;
-    int rank;         /* index of the section it came from; overrides rank above every section */
-    int load;         /* which config_load() call it came from (0 for overrides) */
-    const char *file; /* borrowed from cfg->files; NULL for overrides */
-    int line;
-};
-
-struct config {
-    char **sections;
-    size_t n_sections;
-    const struct config_key *keys;
-    struct config_item *items;
-    size_t n_items;
-    char **files; /* every path loaded, for config_item.file */
-    size_t n_files;
-    char *errors; /* "...\n...\n", then the "N more" line once problems are dropped */
-    size_t errors_len;
-    unsigned n_errors, n_dropped;
 };
 
 bool config_section_known(const char *name)
@@ -77,8 +53,7 @@ static void config_error_trailer(struct config *cfg)
 }
 
 /* Records one problem; the message is formatted like printf. */
-__attribute__((format(printf, 2, 3))) static void config_error(struct config *cfg, const char *fmt,
-                                                               ...)
+void config_error(struct config *cfg, const char *fmt, ...)
 {
     if (cfg->n_errors >= CONFIG_MAX_ERRORS) {
         cfg->n_dropped++;
@@ -112,7 +87,7 @@ const char *config_errors(const struct config *cfg)
 }
 
 /* Copies the problems recorded since mark (an offset into cfg->errors) into errbuf. */
-static void config_errors_since(const struct config *cfg, size_t mark, char *errbuf, size_t errlen)
+void config_errors_since(const struct config *cfg, size_t mark, char *errbuf, size_t errlen)
 {
     if (!errlen)
         return;
@@ -137,7 +112,7 @@ void config_print_errors(FILE *f, const char *prog, const char *msgs)
 
 /* strtoull() skips white space and accepts a sign ("-1" wraps to a huge value); a value must
  * start with a digit. Returns -1 when there is no digit or the number overflows. */
-static int config_strtou64(const char *v, char **end, unsigned long long *n)
+int config_strtou64(const char *v, char **end, unsigned long long *n)
 {
     *end = (char *)v;
     if (!isdigit((unsigned char)v[0]))
@@ -147,7 +122,7 @@ static int config_strtou64(const char *v, char **end, unsigned long long *n)
     return errno ? -1 : 0;
 }
 
-static int config_parse_uint(const char *v, uint64_t *out)
+int config_parse_uint(const char *v, uint64_t *out)
 {
     char *end;
     unsigned long long n;
@@ -157,7 +132,7 @@ static int config_parse_uint(const char *v, uint64_t *out)
     return 0;
 }
 
-static int config_parse_size(const char *v, uint64_t *out)
+int config_parse_size(const char *v, uint64_t *out)
 {
     char *end;
     unsigned long long n = 0;
@@ -175,7 +150,7 @@ static int config_parse_size(const char *v, uint64_t *out)
     return 0;
 }
 
-static int config_parse_bool(const char *v, bool *out)
+int config_parse_bool(const char *v, bool *out)
 {
     if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") ||
         !strcasecmp(v, "on")) {
@@ -791,291 +766,4 @@ const char *config_where(const struct config *cfg, const char *key, const char *
     else
         snprintf(out, len, "the command line");
     return out;
-}
-
-void config_keys_usage(FILE *f, const struct config_key *keys)
-{
-    for (const struct config_key *k = keys; k && k->name; k++)
-        fprintf(f, "  %-24s %s%s%s%s%s%s%s\n", k->name, k->help, k->choices ? ": " : "",
-                k->choices ? k->choices : "", k->def ? " (default " : "", k->def ? k->def : "",
-                k->def ? ")" : "", k->flags & CONFIG_REPEAT ? " [repeatable]" : "");
-}
-
-int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -1;
-        hl = (size_t)(colon - s);
-    }
-    if (hl == 0 || hl >= hostlen)
-        return -1;
-    char *end;
-    unsigned long long p;
-    if (config_strtou64(colon + 1, &end, &p) < 0 || *end || p > 65535)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (uint16_t)p;
-    return 0;
-}
-
-/* --- command lines -------------------------------------------------------------------------- */
-
-struct config_arg {
-    const char *name;  /* option name without "--"; "option" for --option */
-    const char *key;   /* config key, NULL for program values and --option */
-    const char *value; /* borrowed from argv */
-};
-
-struct config_args {
-    const struct config_key *keys;
-    const char *config_path;
-    bool check_only;
-    struct config_arg *v;
-    size_t n;
-};
-
-void config_args_free(struct config_args *a)
-{
-    if (!a)
-        return;
-    free(a->v);
-    free(a);
-}
-
-/* getopt_long values: program values from 256, key flags from 512, built-ins below 256. */
-enum { CONFIG_OPT_VALUE = 256, CONFIG_OPT_KEY = 512, CONFIG_OPT_CHECK = 'k' };
-
-enum config_args_rc config_args_parse(int argc, char **argv, const char *const *program_values,
-                                      const struct config_key *keys, struct config_args **out,
-                                      char *errbuf, size_t errlen)
-{
-    *out = NULL;
-    size_t nv = 0, nk = 0;
-    while (program_values && program_values[nv])
-        nv++;
-    while (keys && keys[nk].name)
-        nk++;
-    /* getopt_long's table: program values, key flags, then config, option, check-config, help */
-    struct option *opts = calloc(nv + nk + 5, sizeof *opts);
-    struct config_args *a = calloc(1, sizeof *a);
-    if (a)
-        a->v = calloc((size_t)argc + 1, sizeof *a->v);
-    if (!opts || !a || !a->v) {
-        free(opts);
-        config_args_free(a);
-        snprintf(errbuf, errlen, "out of memory");
-        return CONFIG_ARGS_USAGE;
-    }
-    a->keys = keys;
-    size_t n = 0;
-    for (size_t i = 0; i < nv; i++)
-        opts[n++] =
-            (struct option){program_values[i], required_argument, NULL, CONFIG_OPT_VALUE + (int)i};
-    for (size_t i = 0; i < nk; i++)
-        if (keys[i].flag)
-            opts[n++] =
-                (struct option){keys[i].flag, required_argument, NULL, CONFIG_OPT_KEY + (int)i};
-    opts[n++] = (struct option){"config", required_argument, NULL, 'c'};
-    opts[n++] = (struct option){"option", required_argument, NULL, 'o'};
-    opts[n++] = (struct option){"check-config", no_argument, NULL, CONFIG_OPT_CHECK};
-    opts[n++] = (struct option){"help", no_argument, NULL, 'h'};
-    enum config_args_rc rc = CONFIG_ARGS_OK;
-    int opt;
-    optind = 1;
-    opterr = 0;
-    while (rc == CONFIG_ARGS_OK && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (opt == 'h') {
-            rc = CONFIG_ARGS_HELP;
-        } else if (opt == 'c') {
-            if (a->config_path) {
-                snprintf(errbuf, errlen, "--config given twice (\"%s\", \"%s\")", a->config_path,
-                         optarg);
-                rc = CONFIG_ARGS_USAGE;
-            }
-            a->config_path = optarg;
-        } else if (opt == 'o') {
-            a->v[a->n++] = (struct config_arg){"option", NULL, optarg};
-        } else if (opt == CONFIG_OPT_CHECK) {
-            a->check_only = true;
-        } else if (opt >= CONFIG_OPT_VALUE && opt < CONFIG_OPT_VALUE + (int)nv) {
-            a->v[a->n++] =
-                (struct config_arg){program_values[opt - CONFIG_OPT_VALUE], NULL, optarg};
-        } else if (opt >= CONFIG_OPT_KEY && opt < CONFIG_OPT_KEY + (int)nk) {
-            const struct config_key *k = &keys[opt - CONFIG_OPT_KEY];
-            a->v[a->n++] = (struct config_arg){k->flag, k->name, optarg};
-        } else {
-            snprintf(errbuf, errlen, "unknown option or missing value: %s",
-                     optind > 0 && optind <= argc ? argv[optind - 1] : "?");
-            rc = CONFIG_ARGS_USAGE;
-        }
-    }
-    if (rc == CONFIG_ARGS_OK && optind < argc) {
-        snprintf(errbuf, errlen, "unexpected argument \"%s\"", argv[optind]);
-        rc = CONFIG_ARGS_USAGE;
-    }
-    free(opts);
-    if (rc != CONFIG_ARGS_OK) {
-        config_args_free(a);
-        return rc;
-    }
-    *out = a;
-    return CONFIG_ARGS_OK;
-}
-
-const char *config_args_value(const struct config_args *a, const char *name)
-{
-    const char *v = NULL;
-    for (size_t i = 0; i < a->n; i++)
-        if (!a->v[i].key && strcmp(a->v[i].name, name) == 0)
-            v = a->v[i].value;
-    return v;
-}
-
-bool config_args_check_only(const struct config_args *a)
-{
-    return a->check_only;
-}
-
-struct config *config_args_load(const struct config_args *a, const char *const *sections,
-                                char *errbuf, size_t errlen)
-{
-    struct config *cfg = config_new(sections, a->keys);
-    if (!cfg) {
-        snprintf(errbuf, errlen, "cannot set up the configuration (see above)");
-        return NULL;
-    }
-    char ignored[1];
-    if (a->config_path)
-        config_load(cfg, a->config_path, true, ignored, sizeof ignored);
-    for (size_t i = 0; i < a->n; i++) {
-        const struct config_arg *s = &a->v[i];
-        char given[512];
-        if (s->key) {
-            snprintf(given, sizeof given, "--%s %s", s->name, s->value);
-            config_set_as(cfg, s->key, s->value, given);
-            continue;
-        }
-        if (strcmp(s->name, "option") != 0)
-            continue; /* a program value, not a key */
-        const char *eq = strchr(s->value, '=');
-        snprintf(given, sizeof given, "--option %s", s->value);
-        if (!eq || eq == s->value) {
-            config_error(cfg, "the command line: %s: needs KEY=VALUE", given);
-            continue;
-        }
-        char *key = strndup(s->value, (size_t)(eq - s->value));
-        if (!key || config_set_as(cfg, key, eq + 1, given) < 0) {
-            free(key);
-            continue;
-        }
-        free(key);
-    }
-    if (config_errors(cfg)[0]) {
-        config_errors_since(cfg, 0, errbuf, errlen);
-        config_free(cfg);
-        return NULL;
-    }
-    return cfg;
-}
-
-struct config_joined {
-    char *s;
-    size_t len;
-};
-
-static int config_join(void *cls, const char *value)
-{
-    struct config_joined *j = cls;
-    size_t n = strlen(value);
-    char *s = realloc(j->s, j->len + n + 2);
-    if (!s)
-        return -1;
-    memcpy(s + j->len, value, n);
-    s[j->len + n] = '\n';
-    s[j->len + n + 1] = '\0';
-    j->s = s;
-    j->len += n + 1;
-    return 0;
-}
-
-/* The effective value of one key as text (every value of a repeatable one, in order), for
- * comparison only. Returns a malloc'd string, or NULL when unset or out of memory. */
-static char *config_value_text(const struct config *cfg, const struct config_key *k)
-{
-    if (k->flags & CONFIG_REPEAT) {
-        struct config_joined j = {NULL, 0};
-        config_each(cfg, k->name, config_join, &j);
-        return j.s;
-    }
-    const char *v = config_get(cfg, k->name, k->def);
-    if (!v)
-        return NULL;
-    /* Numbers and booleans compare by value: "1M" is "1048576", "yes" is "true". */
-    char num[24];
-    uint64_t u = 0;
-    bool b = false;
-    if ((k->type == CONFIG_UINT && config_parse_uint(v, &u) == 0) ||
-        (k->type == CONFIG_SIZE && config_parse_size(v, &u) == 0)) {
-        snprintf(num, sizeof num, "%" PRIu64, u);
-        return strdup(num);
-    }
-    if (k->type == CONFIG_BOOL && config_parse_bool(v, &b) == 0)
-        return strdup(b ? "true" : "false");
-    return strdup(v);
-}
-
-size_t config_diff(const struct config *a, const struct config *b,
-                   void (*fn)(void *cls, const char *key), void *cls)
-{
-    size_t n = 0;
-    for (const struct config_key *k = a->keys; k && k->name; k++) {
-        char *va = config_value_text(a, k), *vb = config_value_text(b, k);
-        if (!va != !vb || (va && strcmp(va, vb) != 0)) {
-            n++;
-            if (fn)
-                fn(cls, k->name);
-        }
-        free(va);
-        free(vb);
-    }
-    return n;
-}
-
-struct config_restart {
-    const char *const *lists[2];
-};
-
-static bool config_listed(const char *const *list, const char *key)
-{
-    for (; list && *list; list++)
-        if (strcmp(*list, key) == 0)
-            return true;
-    return false;
-}
-
-static void config_restart_key(void *cls, const char *key)
-{
-    const struct config_restart *r = cls;
-    if (!config_listed(r->lists[0], key) && !config_listed(r->lists[1], key))
-        log_warn("reload: %s changed; it needs a restart (the running value stays)", key);
-}
-
-void config_warn_restart(const struct config *run, const struct config *fresh,
-                         const char *const *reloadable, const char *const *also)
-{
-    struct config_restart r = {{reloadable, also}};
-    config_diff(run, fresh, config_restart_key, &r);
 }

@@ -1,4 +1,5 @@
-/* The one INI configuration file of all processes (DESIGN §1), plus command-line overrides.
+/* The one INI configuration file of all processes (docs/configuration.md), plus command-line
+ * overrides.
  *
  * A process reads keys from an ordered list of sections (e.g. "xdms" then "presence"); the last
  * section that has a key wins, and an override given with config_set() beats every file value.
@@ -141,7 +142,8 @@ void config_warn_restart(const struct config *run, const struct config *fresh,
 /* Writes one line per key of the table (name, default, help) for --help. */
 void config_keys_usage(FILE *f, const struct config_key *keys);
 
-/* Command lines (DESIGN §1: every key has a command-line override). Each key with a flag in the
+/* Command lines (every key has a command-line override,
+ * docs/configuration.md). Each key with a flag in the
  * table is set by `--FLAG VALUE`; program_values names further `--NAME VALUE` options that the
  * program reads itself with config_args_value() (e.g. --role, which picks the sections).
  * `--config FILE`, repeatable `--option KEY=VALUE`, `--check-config` and `--help` are always

@@ -223,7 +223,7 @@ int http_response_headerf(struct http_response *resp, const char *name, const ch
 const char *http_response_get_header(const struct http_response *resp, const char *name);
 /* Replaces the body with a copy of data. */
 int http_response_body(struct http_response *resp, const void *data, size_t len);
-/* Sets status and a text/plain body "text\n" (for non-409 errors, SPEC XCAP-ERR-5). */
+/* Sets status and a text/plain body "text\n" (for non-409 errors, RFC 4825 §11). */
 void http_response_text(struct http_response *resp, int status, const char *text);
 
 #endif

@@ -8,7 +8,7 @@
 
 /* log_prog is set once at start, before threads; the level may change at any time (reload). */
 static const char *log_prog = "xdm";
-static _Atomic int log_max = LOG_INFO;
+static _Atomic int log_max = LOG_LEVEL_INFO;
 
 void log_init(const char *prog, enum log_level level)
 {
@@ -70,6 +70,6 @@ void log_always(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    log_vmsg(LOG_INFO, fmt, ap);
+    log_vmsg(LOG_LEVEL_INFO, fmt, ap);
     va_end(ap);
 }

@@ -3,7 +3,7 @@
 #ifndef XDM_LOG_H
 #define XDM_LOG_H
 
-enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 void log_init(const char *prog, enum log_level level);
 /* Changes the verbosity while threads log (a configuration reload). */
@@ -15,9 +15,9 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* An event the operator caused and waits for (the outcome of a reload): tagged INFO, written
  * whatever the level. */
 void log_always(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
 #endif

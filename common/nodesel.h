@@ -1,7 +1,7 @@
 /* XCAP node selectors (RFC 4825 §6.3): our own parser and evaluator over libxml2 trees. The
  * selector is never handed to a general XPath engine.
  *
- * Grammar (SPEC §1.2):
+ * Grammar (RFC 4825 §6.3):
  *   node-selector = element-selector ["/" terminal-selector]
  *   step          = NameorAny | NameorAny "[" position "]" | NameorAny "[" attr-test "]"
  *                 | NameorAny "[" position "]" "[" attr-test "]"
@@ -9,8 +9,8 @@
  *                                                  &lt; &gt; &amp; &quot; &apos; &#N; &#xH;)
  *   terminal      = "@" QName | "namespace::*"
  * Unprefixed element names are in the application usage's default document namespace
- * (XCAP-URI-9); unprefixed attribute names are in no namespace; prefixes are bound only by the
- * xmlns(prefix=URI) parts of the query (XCAP-URI-7); an unbound prefix is a parse error. */
+ * (RFC 4825 §5.2, §6.3); unprefixed attribute names are in no namespace; prefixes are bound only by
+ * the xmlns(prefix=URI) parts of the query (RFC 4825 §6.4); an unbound prefix is a parse error. */
 #ifndef XDM_NODESEL_H
 #define XDM_NODESEL_H
 

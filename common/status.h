@@ -1,4 +1,4 @@
-/* One list of every outcome a request can have (STYLE "Errors").
+/* One list of every outcome a request can have (the error model of docs/architecture.md).
  *
  * XCAP_STATUS_LIST generates enum xcap_status, its HTTP code, the xcap-error condition element
  * (RFC 4825 §11; NULL for statuses that carry no XCAP error body) and a short reason phrase.

@@ -1,7 +1,8 @@
-/* The one storage interface (DESIGN §4). Everything above it speaks to the database only through
- * these functions; no backend type ever leaves the store (store.c dispatches to store_lmdb.c or
- * store_pg.c): every value handed out is a copy the caller owns, or a view valid only inside a
- * callback. The engine, the usages, the notifier and xdmctl do not know which backend runs.
+/* The one storage interface (docs/storage.md). Everything above it speaks to the database only
+ * through these functions; no backend type ever leaves the store (store.c dispatches to
+ * store_lmdb.c or store_pg.c): every value handed out is a copy the caller owns, or a view valid
+ * only inside a callback. The engine, the usages, the notifier and xdmctl do not know which backend
+ * runs.
  *
  * Two backends (store_options.backend):
  *   LMDB        one environment in one directory. Several processes may open the same directory

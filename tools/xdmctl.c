@@ -1,4 +1,4 @@
-/* xdmctl: administration of the XDM servers' data while they run (DESIGN §6 tools/).
+/* xdmctl: administration of the XDM servers' data while they run (docs/operations.md).
  * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
  * would return over Zn, TS 33.220), and backs up, restores, exports, imports and checks the
  * stores of a whole data directory (xdmctl_data.c). */
@@ -370,7 +370,7 @@ static int xdmctl_data_cmd(int nargs, char **args, const char *data,
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return backup ? xdmctl_data_backup(data, args[1], stores)
                       : xdmctl_data_restore(data, args[1], o->force, stores);
     }
@@ -380,7 +380,7 @@ static int xdmctl_data_cmd(int nargs, char **args, const char *data,
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_data_export(data, args[1], o->user, stores);
     }
     if (nargs >= 1 && strcmp(args[0], "import") == 0) {
@@ -393,7 +393,7 @@ static int xdmctl_data_cmd(int nargs, char **args, const char *data,
             fprintf(stderr, "xdmctl: --from knows kamailio and openxcap, not \"%s\"\n", o->from);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         const char *xr = o->xcap_root ? o->xcap_root : "http://127.0.0.1:8080/xcap-root/";
         if (!o->from)
             return xdmctl_data_import(data, args[1], xr, stores);
@@ -411,7 +411,7 @@ static int xdmctl_data_cmd(int nargs, char **args, const char *data,
             xdmctl_usage(stderr);
             return 2;
         }
-        log_init("xdmctl", LOG_WARN);
+        log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_data_check(
             data, o->xcap_root ? o->xcap_root : "http://127.0.0.1:8080/xcap-root/", stores);
     }
@@ -420,7 +420,21 @@ static int xdmctl_data_cmd(int nargs, char **args, const char *data,
     return 2;
 }
 
-int main(int argc, char **argv)
+/* The command line: options, then the command and its arguments. */
+struct xdmctl_opts {
+    const char *data, *password, *password_file, *username, *realm;
+    const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
+    size_t n_impus;
+    bool force;
+    const char *user, *xcap_root, *from, *config_path, *role;
+    const char *auids[GBA_AUIDS_MAX];
+    struct xdmctl_gba_args ga;
+    int nargs;
+    char **args;
+};
+
+/* Phase: read options. Returns -1 to go on, else the exit status (--help: 0; a mistake: 2). */
+static int xdmctl_read_options(struct xdmctl_opts *o, int argc, char **argv)
 {
     enum {
         OPT_DATA = 256,
@@ -464,78 +478,72 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *data = "var", *password = NULL, *password_file = NULL, *username = NULL,
-               *realm = NULL;
-    const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
-    size_t n_impus = 0;
-    bool force = false;
-    const char *user = NULL, *xcap_root = NULL, *from = NULL, *config_path = NULL, *role = NULL;
-    const char *auids[GBA_AUIDS_MAX];
-    struct xdmctl_gba_args ga = {.impus = impus, .auids = auids};
+    o->data = "var";
+    o->ga = (struct xdmctl_gba_args){.impus = o->impus, .auids = o->auids};
     int opt;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (opt) {
         case OPT_DATA:
-            data = optarg;
+            o->data = optarg;
             break;
         case OPT_PASSWORD:
-            password = optarg;
+            o->password = optarg;
             break;
         case OPT_PASSWORD_FILE:
-            password_file = optarg;
+            o->password_file = optarg;
             break;
         case OPT_USERNAME:
-            username = optarg;
+            o->username = optarg;
             break;
         case OPT_REALM:
-            realm = optarg;
+            o->realm = optarg;
             break;
         case OPT_IMPU:
-            if (n_impus == sizeof impus / sizeof impus[0]) {
-                fprintf(stderr, "xdmctl: too many --impu (at most %zu)\n", n_impus);
+            if (o->n_impus == sizeof o->impus / sizeof o->impus[0]) {
+                fprintf(stderr, "xdmctl: too many --impu (at most %zu)\n", o->n_impus);
                 return 2;
             }
-            impus[n_impus++] = optarg;
+            o->impus[o->n_impus++] = optarg;
             break;
         case OPT_BTID:
-            ga.btid = optarg;
+            o->ga.btid = optarg;
             break;
         case OPT_IMPI:
-            ga.impi = optarg;
+            o->ga.impi = optarg;
             break;
         case OPT_KS:
-            ga.ks = optarg;
+            o->ga.ks = optarg;
             break;
         case OPT_RAND:
-            ga.rand = optarg;
+            o->ga.rand = optarg;
             break;
         case OPT_LIFETIME:
-            ga.lifetime = optarg;
+            o->ga.lifetime = optarg;
             break;
         case OPT_ALLOW:
-            if (ga.n_auids == GBA_AUIDS_MAX) {
+            if (o->ga.n_auids == GBA_AUIDS_MAX) {
                 fprintf(stderr, "xdmctl: too many --allow (at most %d)\n", GBA_AUIDS_MAX);
                 return 2;
             }
-            auids[ga.n_auids++] = optarg;
+            o->auids[o->ga.n_auids++] = optarg;
             break;
         case OPT_FORCE:
-            force = true;
+            o->force = true;
             break;
         case OPT_USER:
-            user = optarg;
+            o->user = optarg;
             break;
         case OPT_XCAP_ROOT:
-            xcap_root = optarg;
+            o->xcap_root = optarg;
             break;
         case OPT_FROM:
-            from = optarg;
+            o->from = optarg;
             break;
         case OPT_CONFIG:
-            config_path = optarg;
+            o->config_path = optarg;
             break;
         case OPT_ROLE:
-            role = optarg;
+            o->role = optarg;
             break;
         case 'h':
             xdmctl_usage(stdout);
@@ -545,114 +553,58 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    int nargs = argc - optind;
-    char **args = argv + optind;
-    bool user_opts = password || password_file || username || realm;
-    bool any_opts =
-        user_opts || n_impus || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime || ga.n_auids;
-    if (nargs >= 1 && strcmp(args[0], "db") == 0) {
-        if (nargs != 2 || (strcmp(args[1], "init") != 0 && strcmp(args[1], "migrate") != 0) ||
-            any_opts || force || user || from || xcap_root) {
-            fprintf(stderr, "xdmctl: bad arguments for \"db\"\n");
-            xdmctl_usage(stderr);
-            return 2;
-        }
-        log_init("xdmctl", LOG_WARN);
-        return xdmctl_db(config_path, role, args[1]);
-    }
-    if (role) {
-        fprintf(stderr, "xdmctl: --role is for db only\n");
-        return 2;
-    }
-    bool data_cmd =
-        nargs >= 1 && (strcmp(args[0], "backup") == 0 || strcmp(args[0], "restore") == 0 ||
-                       strcmp(args[0], "export") == 0 || strcmp(args[0], "import") == 0 ||
-                       strcmp(args[0], "check") == 0);
-    if (config_path && !data_cmd) {
-        fprintf(stderr, "xdmctl: --config is for db, backup, restore, export, import and check\n");
-        return 2;
-    }
-    /* Where each XDMS role keeps its documents: the servers' configuration says. */
-    struct xdmctl_data_stores stores;
-    if (data_cmd) {
-        int rc = xdmctl_data_stores_load(&stores, config_path, data);
-        if (rc)
-            return rc;
-        rc = xdmctl_data_cmd(nargs, args, data, &stores,
-                             &(struct xdmctl_data_opts){any_opts, force, user, from, xcap_root});
-        xdmctl_data_stores_release(&stores);
-        return rc;
-    }
-    if (from) {
-        fprintf(stderr, "xdmctl: --from is for import only\n");
-        return 2;
-    }
-    if (xcap_root) {
-        fprintf(stderr, "xdmctl: --xcap-root is for import and check only\n");
-        return 2;
-    }
-    if (force || user) {
-        fprintf(stderr, "xdmctl: --%s is for %s only\n", force ? "force" : "user",
-                force ? "restore" : "export");
-        return 2;
-    }
-    if (nargs >= 2 && strcmp(args[0], "gba") == 0) {
-        const char *cmd = args[1];
-        bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,
-             list = strcmp(cmd, "list") == 0;
-        if (!(add || del || list) || nargs != (del ? 3 : 2) || user_opts) {
-            fprintf(stderr, "xdmctl: bad arguments for \"gba %s\"\n", cmd);
-            xdmctl_usage(stderr);
-            return 2;
-        }
-        ga.n_impus = n_impus;
-        log_init("xdmctl", LOG_WARN);
-        return xdmctl_gba(data, cmd, del ? args[2] : NULL, &ga);
-    }
-    if (nargs < 2 || strcmp(args[0], "user") != 0) {
+    o->nargs = argc - optind;
+    o->args = argv + optind;
+    return -1;
+}
+
+/* xdmctl user add|del|list. */
+static int xdmctl_user_command(struct xdmctl_opts *o, bool user_opts)
+{
+    if (o->nargs < 2 || strcmp(o->args[0], "user") != 0) {
         xdmctl_usage(stderr);
         return 2;
     }
-    const char *cmd = args[1];
+    const char *cmd = o->args[1];
     bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,
          list = strcmp(cmd, "list") == 0;
-    if (!(add || del || list) || nargs != (list ? 2 : 3) || (!add && (user_opts || n_impus)) ||
-        (password && password_file) || ga.btid || ga.impi || ga.ks || ga.rand || ga.lifetime ||
-        ga.n_auids) {
+    if (!(add || del || list) || o->nargs != (list ? 2 : 3) ||
+        (!add && (user_opts || o->n_impus)) || (o->password && o->password_file) || o->ga.btid ||
+        o->ga.impi || o->ga.ks || o->ga.rand || o->ga.lifetime || o->ga.n_auids) {
         fprintf(stderr, "xdmctl: bad arguments for \"user %s\"\n", cmd);
         xdmctl_usage(stderr);
         return 2;
     }
-    if (n_impus > USERS_IDS_MAX) {
+    if (o->n_impus > USERS_IDS_MAX) {
         fprintf(stderr, "xdmctl: at most %d --impu per user\n", USERS_IDS_MAX);
         return 2;
     }
 
     char pw[USERS_PASSWORD_MAX + 2];
-    if (add && !password) {
-        int rc = password_file ? xdmctl_password_from_file(password_file, pw, sizeof pw)
-                               : xdmctl_password_prompt(pw, sizeof pw);
+    if (add && !o->password) {
+        int rc = o->password_file ? xdmctl_password_from_file(o->password_file, pw, sizeof pw)
+                                  : xdmctl_password_prompt(pw, sizeof pw);
         if (rc)
             return rc;
-        password = pw;
+        o->password = pw;
     }
-    if (add && !password[0])
+    if (add && !o->password[0])
         return xdmctl_fail("the password must not be empty");
 
-    log_init("xdmctl", LOG_WARN);
-    struct store *s = xdmctl_open(data);
+    log_init("xdmctl", LOG_LEVEL_WARN);
+    struct store *s = xdmctl_open(o->data);
     if (!s)
         return 1;
 
     enum users_rc rc;
-    const char *xui = list ? NULL : args[2];
+    const char *xui = list ? NULL : o->args[2];
     if (add)
-        rc = users_add_ids(s, xui, username, realm, password, impus, n_impus);
+        rc = users_add_ids(s, xui, o->username, o->realm, o->password, o->impus, o->n_impus);
     else if (del)
         rc = users_del(s, xui);
     else
         rc = users_list(s, xdmctl_print_user, NULL);
-    if (password == pw)
+    if (o->password == pw)
         memset(pw, 0, sizeof pw);
     store_close(s);
 
@@ -678,7 +630,85 @@ int main(int argc, char **argv)
                            "sip:a@example.com, differ from the XUI and from each other",
                            xui);
     case USERS_ERROR:
-        return xdmctl_fail("cannot update the user store in %s/aggproxy", data);
+        return xdmctl_fail("cannot update the user store in %s/aggproxy", o->data);
     }
     return 1;
+}
+
+/* Phase: run the command: check its arguments, then hand it to its module. Returns the exit
+ * status. */
+static int xdmctl_run(struct xdmctl_opts *o)
+{
+    bool user_opts = o->password || o->password_file || o->username || o->realm;
+    bool any_opts = user_opts || o->n_impus || o->ga.btid || o->ga.impi || o->ga.ks || o->ga.rand ||
+                    o->ga.lifetime || o->ga.n_auids;
+    if (o->nargs >= 1 && strcmp(o->args[0], "db") == 0) {
+        if (o->nargs != 2 ||
+            (strcmp(o->args[1], "init") != 0 && strcmp(o->args[1], "migrate") != 0) || any_opts ||
+            o->force || o->user || o->from || o->xcap_root) {
+            fprintf(stderr, "xdmctl: bad arguments for \"db\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_LEVEL_WARN);
+        return xdmctl_db(o->config_path, o->role, o->args[1]);
+    }
+    if (o->role) {
+        fprintf(stderr, "xdmctl: --role is for db only\n");
+        return 2;
+    }
+    bool data_cmd =
+        o->nargs >= 1 && (strcmp(o->args[0], "backup") == 0 || strcmp(o->args[0], "restore") == 0 ||
+                          strcmp(o->args[0], "export") == 0 || strcmp(o->args[0], "import") == 0 ||
+                          strcmp(o->args[0], "check") == 0);
+    if (o->config_path && !data_cmd) {
+        fprintf(stderr, "xdmctl: --config is for db, backup, restore, export, import and check\n");
+        return 2;
+    }
+    if (data_cmd) {
+        /* Where each XDMS role keeps its documents: the servers' configuration says. */
+        struct xdmctl_data_stores stores;
+        int rc = xdmctl_data_stores_load(&stores, o->config_path, o->data);
+        if (rc)
+            return rc;
+        rc = xdmctl_data_cmd(
+            o->nargs, o->args, o->data, &stores,
+            &(struct xdmctl_data_opts){any_opts, o->force, o->user, o->from, o->xcap_root});
+        xdmctl_data_stores_release(&stores);
+        return rc;
+    }
+    if (o->from) {
+        fprintf(stderr, "xdmctl: --from is for import only\n");
+        return 2;
+    }
+    if (o->xcap_root) {
+        fprintf(stderr, "xdmctl: --xcap-root is for import and check only\n");
+        return 2;
+    }
+    if (o->force || o->user) {
+        fprintf(stderr, "xdmctl: --%s is for %s only\n", o->force ? "force" : "user",
+                o->force ? "restore" : "export");
+        return 2;
+    }
+    if (o->nargs >= 2 && strcmp(o->args[0], "gba") == 0) {
+        const char *cmd = o->args[1];
+        bool add = strcmp(cmd, "add") == 0, del = strcmp(cmd, "del") == 0,
+             list = strcmp(cmd, "list") == 0;
+        if (!(add || del || list) || o->nargs != (del ? 3 : 2) || user_opts) {
+            fprintf(stderr, "xdmctl: bad arguments for \"gba %s\"\n", cmd);
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        o->ga.n_impus = o->n_impus;
+        log_init("xdmctl", LOG_LEVEL_WARN);
+        return xdmctl_gba(o->data, cmd, del ? o->args[2] : NULL, &o->ga);
+    }
+    return xdmctl_user_command(o, user_opts);
+}
+
+int main(int argc, char **argv)
+{
+    struct xdmctl_opts o = {0};
+    int rc = xdmctl_read_options(&o, argc, argv);
+    return rc < 0 ? xdmctl_run(&o) : rc;
 }

@@ -3,6 +3,7 @@
  * directories and writes or reads the manifest. Import goes through the XDMS engine; export and
  * check read the stores opened read-only. */
 #include "xdmctl_data.h"
+#include "xdmctl_internal.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -35,15 +36,14 @@
 #define XDM_VERSION "unknown"
 #endif
 
-#define XDMCTL_DATA_PATH_MAX 4096
 #define XDMCTL_DATA_MANIFEST_MAX 4096
 #define XDMCTL_DATA_FORMAT "xdm-backup 1"
 
 /* The environments of a data directory, in the order they are copied. */
-static const char *const xdmctl_data_envs[] = {"shared-list", "presence", "rls", "aggproxy"};
-#define XDMCTL_DATA_N_ENVS (sizeof xdmctl_data_envs / sizeof xdmctl_data_envs[0])
+const char *const xdmctl_data_envs[XDMCTL_DATA_N_ENVS] = {"shared-list", "presence", "rls",
+                                                          "aggproxy"};
 
-__attribute__((format(printf, 1, 2))) static int xdmctl_data_fail(const char *fmt, ...)
+int xdmctl_data_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -55,8 +55,8 @@ __attribute__((format(printf, 1, 2))) static int xdmctl_data_fail(const char *fm
 }
 
 /* dir/name (name may be NULL) into out; -1 when too long. */
-static int xdmctl_data_path(char out[XDMCTL_DATA_PATH_MAX], const char *dir, const char *name,
-                            const char *file)
+int xdmctl_data_path(char out[XDMCTL_DATA_PATH_MAX], const char *dir, const char *name,
+                     const char *file)
 {
     int n = snprintf(out, XDMCTL_DATA_PATH_MAX, "%s%s%s%s%s", dir, name ? "/" : "",
                      name ? name : "", file ? "/" : "", file ? file : "");
@@ -209,8 +209,8 @@ static bool xdmctl_data_is_pg(const struct xdmctl_data_stores *st, size_t i)
 
 /* What to call the store of role i in messages: its LMDB directory, or its database (the
  * conninfo is not printed: it may hold a password). */
-static const char *xdmctl_data_where(const struct xdmctl_data_stores *st, size_t i, const char *dir,
-                                     char out[XDMCTL_DATA_PATH_MAX])
+const char *xdmctl_data_where(const struct xdmctl_data_stores *st, size_t i, const char *dir,
+                              char out[XDMCTL_DATA_PATH_MAX])
 {
     if (!xdmctl_data_is_pg(st, i))
         return dir;
@@ -220,8 +220,8 @@ static const char *xdmctl_data_where(const struct xdmctl_data_stores *st, size_t
 
 /* Opens the store of XDMS role i with the options o: LMDB in dir, or its PostgreSQL database
  * with one connection and no pruning (the change log's bounds are its servers' to apply). */
-static enum store_rc xdmctl_data_open(const struct xdmctl_data_stores *st, size_t i,
-                                      const char *dir, struct store_options *o, struct store **s)
+enum store_rc xdmctl_data_open(const struct xdmctl_data_stores *st, size_t i, const char *dir,
+                               struct store_options *o, struct store **s)
 {
     if (!xdmctl_data_is_pg(st, i))
         return store_open(dir, o, s);
@@ -611,7 +611,6 @@ int xdmctl_data_restore(const char *root, const char *src, bool force,
 /* Export ------------------------------------------------------------------------------------- */
 
 /* The XDMS stores: the proxy's holds no documents. */
-#define XDMCTL_DATA_N_XDMS 3
 
 int xdmctl_data_segment(const char *seg, size_t len, char *out, size_t outlen)
 {
@@ -996,452 +995,4 @@ int xdmctl_data_import(const char *root, const char *src, const char *xcap_root,
         return 1;
     printf("imported %u documents, refused %u\n", ctx.imported, ctx.refused);
     return ctx.refused ? 1 : 0;
-}
-
-/* Check -------------------------------------------------------------------------------------- */
-
-#define XDMCTL_DATA_CHECK_DOCS 10000000u
-#define XDMCTL_DATA_RLS_NS "urn:ietf:params:xml:ns:rls-services"
-
-/* A document key copied out of a transaction: the four parts, NUL-separated, in one allocation
- * (joined), so that keys compare with memcmp() like the store's own. */
-struct xdmctl_data_key {
-    char *auid, *tree, *xui, *path; /* point into one allocation */
-    size_t len;                     /* of the joined form, for comparison */
-    char *joined;
-};
-
-struct xdmctl_data_change {
-    struct xdmctl_data_key key;
-    uint64_t seq;
-    bool put;
-    char etag[STORE_ETAG_MAX];
-};
-
-struct xdmctl_data_check_ctx {
-    const char *env;
-    struct store_txn *t;
-    struct xdmctl_data_key *docs;
-    size_t n_docs, cap_docs;
-    struct xdmctl_data_change *changes;
-    size_t n_changes, cap_changes;
-    unsigned problems;
-    bool oom;
-};
-
-static int xdmctl_data_key_set(struct xdmctl_data_key *k, const struct doc_key *d)
-{
-    size_t la = strlen(d->auid), lt = strlen(d->tree), lx = strlen(d->xui), lp = strlen(d->path);
-    k->len = la + lt + lx + lp + 3;
-    k->joined = malloc(k->len + 1);
-    if (!k->joined)
-        return -1;
-    char *p = k->joined;
-    k->auid = p, memcpy(p, d->auid, la + 1), p += la + 1;
-    k->tree = p, memcpy(p, d->tree, lt + 1), p += lt + 1;
-    k->xui = p, memcpy(p, d->xui, lx + 1), p += lx + 1;
-    k->path = p, memcpy(p, d->path, lp + 1);
-    return 0;
-}
-
-static int xdmctl_data_key_cmp(const struct xdmctl_data_key *a, const struct xdmctl_data_key *b)
-{
-    size_t n = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->joined, b->joined, n);
-    return c ? c : (a->len > b->len) - (a->len < b->len);
-}
-
-static int xdmctl_data_change_cmp(const void *pa, const void *pb)
-{
-    const struct xdmctl_data_change *a = pa, *b = pb;
-    int c = xdmctl_data_key_cmp(&a->key, &b->key);
-    return c ? c : (a->seq > b->seq) - (a->seq < b->seq);
-}
-
-__attribute__((format(printf, 3, 4))) static void
-xdmctl_data_problem(struct xdmctl_data_check_ctx *ctx, const struct xdmctl_data_key *k,
-                    const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ctx->env);
-    if (k)
-        printf("%s/%s%s%s/%s: ", k->auid, k->tree, k->xui[0] ? "/" : "", k->xui, k->path);
-    vprintf(fmt, ap);
-    putchar('\n');
-    va_end(ap);
-    ctx->problems++;
-}
-
-static int xdmctl_data_collect_doc(void *cls, const struct store_doc_view *d)
-{
-    struct xdmctl_data_check_ctx *ctx = cls;
-    if (ctx->n_docs == XDMCTL_DATA_CHECK_DOCS)
-        return 1;
-    if (ctx->n_docs == ctx->cap_docs) {
-        size_t cap = ctx->cap_docs ? 2 * ctx->cap_docs : 256;
-        void *p = realloc(ctx->docs, cap * sizeof *ctx->docs);
-        if (!p)
-            return ctx->oom = true, 1;
-        ctx->docs = p, ctx->cap_docs = cap;
-    }
-    if (xdmctl_data_key_set(&ctx->docs[ctx->n_docs], &d->key) < 0)
-        return ctx->oom = true, 1;
-    ctx->n_docs++;
-    return 0;
-}
-
-static int xdmctl_data_collect_change(void *cls, const struct store_change *c)
-{
-    struct xdmctl_data_check_ctx *ctx = cls;
-    if (ctx->n_changes == ctx->cap_changes) {
-        size_t cap = ctx->cap_changes ? 2 * ctx->cap_changes : 256;
-        void *p = realloc(ctx->changes, cap * sizeof *ctx->changes);
-        if (!p)
-            return ctx->oom = true, 1;
-        ctx->changes = p, ctx->cap_changes = cap;
-    }
-    struct xdmctl_data_change *ch = &ctx->changes[ctx->n_changes];
-    if (xdmctl_data_key_set(&ch->key, &c->key) < 0)
-        return ctx->oom = true, 1;
-    ch->seq = c->seq;
-    ch->put = c->kind == STORE_CHANGE_PUT;
-    snprintf(ch->etag, sizeof ch->etag, "%s", c->new_etag ? c->new_etag : "");
-    ctx->n_changes++;
-    return 0;
-}
-
-static int xdmctl_data_str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorts a list of strings each followed by \0 (len bytes) in place. */
-static int xdmctl_data_sort_list(char *list, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += list[i] == '\0';
-    if (n < 2)
-        return 0;
-    char **items = calloc(n, sizeof *items), *copy = malloc(len);
-    if (!items || !copy) {
-        free(items);
-        free(copy);
-        return -1;
-    }
-    memcpy(copy, list, len);
-    for (size_t i = 0, at = 0; i < n; i++, at += strlen(copy + at) + 1)
-        items[i] = copy + at;
-    qsort(items, n, sizeof *items, xdmctl_data_str_cmp);
-    for (size_t i = 0, at = 0; i < n; i++) {
-        size_t l = strlen(items[i]) + 1;
-        memcpy(list + at, items[i], l);
-        at += l;
-    }
-    free(items);
-    free(copy);
-    return 0;
-}
-
-/* The service URIs of an rls-services document, each followed by \0, sorted, into out. */
-static int xdmctl_data_rls_uris(xmlDocPtr doc, struct buf *out)
-{
-    xmlXPathContextPtr xp = xmlXPathNewContext(doc);
-    if (!xp)
-        return -1;
-    xmlXPathRegisterNs(xp, BAD_CAST "rs", BAD_CAST XDMCTL_DATA_RLS_NS);
-    xmlXPathObjectPtr r = xmlXPathEvalExpression(BAD_CAST "/rs:rls-services/rs:service/@uri", xp);
-    int rc = r ? 0 : -1;
-    size_t n = r && r->nodesetval ? (size_t)r->nodesetval->nodeNr : 0;
-    char **uris = n ? calloc(n, sizeof *uris) : NULL;
-    if (n && !uris)
-        rc = -1;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (!(uris[i] = (char *)xmlNodeGetContent(r->nodesetval->nodeTab[i])))
-            rc = -1;
-    if (rc == 0 && n)
-        qsort(uris, n, sizeof *uris, xdmctl_data_str_cmp);
-    for (size_t i = 0; i < n && uris; i++) {
-        if (rc == 0 && uris[i] && buf_append(out, uris[i], strlen(uris[i]) + 1) < 0)
-            rc = -1;
-        xmlFree(uris[i]);
-    }
-    free(uris);
-    xmlXPathFreeObject(r);
-    xmlXPathFreeContext(xp);
-    return rc;
-}
-
-struct xdmctl_data_rls_scan {
-    struct xdmctl_data_check_ctx *ctx;
-    const char *table;
-};
-
-/* Every rls_doc / rls_uri entry belongs to an existing document that lists it. */
-static int xdmctl_data_rls_entry(void *cls, const void *key, size_t klen, const void *val,
-                                 size_t vlen)
-{
-    struct xdmctl_data_rls_scan *sc = cls;
-    bool doc_table = strcmp(sc->table, USAGE_RLS_DOC_TABLE) == 0;
-    const char *xui = doc_table ? key : val;
-    size_t avail = doc_table ? klen : vlen;
-    size_t xl = strnlen(xui, avail);
-    const char *path = xl < avail ? xui + xl + 1 : NULL;
-    size_t pl = path ? strnlen(path, avail - xl - 1) : 0;
-    if (!path || xl + 1 + pl >= avail + (doc_table ? 1 : 0)) {
-        xdmctl_data_problem(sc->ctx, NULL, "%s: a malformed entry", sc->table);
-        return 0;
-    }
-    char *x = strndup(xui, xl), *pa = strndup(path, pl);
-    if (!x || !pa) {
-        free(x);
-        free(pa);
-        return sc->ctx->oom = true, 1;
-    }
-    struct doc_key k = {"rls-services", "users", x, pa};
-    struct store_doc d;
-    enum store_rc rc = store_doc_get(sc->ctx->t, &k, &d);
-    if (rc == STORE_OK) {
-        if (!doc_table) {
-            /* The URI must be one of the document's: its rls_doc entry lists it. */
-            struct buf dk;
-            buf_init(&dk, XDMCTL_DATA_PATH_MAX * 16);
-            void *v = NULL;
-            size_t vl = 0;
-            bool listed = false;
-            if (buf_append(&dk, x, xl + 1) == 0 && buf_append(&dk, pa, pl) == 0 &&
-                store_kv_get(sc->ctx->t, USAGE_RLS_DOC_TABLE, dk.data, dk.len, &v, &vl) == STORE_OK)
-                for (size_t at = 0; at < vl && !listed; at += strlen((char *)v + at) + 1)
-                    listed =
-                        strlen((char *)v + at) == klen && memcmp((char *)v + at, key, klen) == 0;
-            if (!listed)
-                xdmctl_data_problem(sc->ctx, NULL,
-                                    "%s: service URI %.*s is indexed to %s/%s, which does not "
-                                    "list it",
-                                    sc->table, (int)klen, (const char *)key, x, pa);
-            free(v);
-            buf_release(&dk);
-        }
-        store_doc_release(&d);
-    } else {
-        xdmctl_data_problem(sc->ctx, NULL, "%s: an entry for the missing document %s/%s", sc->table,
-                            x, pa);
-    }
-    free(x);
-    free(pa);
-    return 0;
-}
-
-/* Checks one document: content, quota share, RLS index entries. */
-static void xdmctl_data_check_doc(struct xdmctl_data_check_ctx *ctx, struct usage *u,
-                                  enum xdms_role role, const struct xdmctl_data_key *k,
-                                  bool rls_tables)
-{
-    struct doc_key dk = {k->auid, k->tree, k->xui, k->path};
-    struct store_doc d;
-    enum store_rc rc = store_doc_get(ctx->t, &dk, &d);
-    if (rc != STORE_OK) {
-        xdmctl_data_problem(ctx, k, "cannot read: %s", store_strerror(rc));
-        return;
-    }
-    const struct appusage *au = appusage_find(role, k->auid);
-    struct xcap_err err = {0};
-    xmlDocPtr doc = NULL;
-    enum xcap_status st = XCAP_OK;
-    if (!au)
-        xdmctl_data_problem(ctx, k, "no application usage \"%s\" in this XDMS", k->auid);
-    else if (!xdoc_utf8_valid(d.data, d.len))
-        xdmctl_data_problem(ctx, k, "not valid UTF-8");
-    else if ((st = xdoc_parse(d.data, d.len, &doc, &err)) != XCAP_OK)
-        xdmctl_data_problem(ctx, k, "not well-formed: %s", err.phrase ? err.phrase : "");
-    else if (!usage_server_owned(au, &dk) &&
-             (st = usage_validate(u, au, &dk, doc, &err)) != XCAP_OK)
-        xdmctl_data_problem(ctx, k, "%s: %s", status_condition(st) ? status_condition(st) : "",
-                            err.phrase ? err.phrase : "");
-    xcap_err_release(&err);
-    if (doc && rls_tables && strcmp(k->auid, "rls-services") == 0 &&
-        strcmp(k->tree, "users") == 0) {
-        struct buf want, key;
-        buf_init(&want, XDMCTL_DATA_PATH_MAX * 16);
-        buf_init(&key, XDMCTL_DATA_PATH_MAX * 16);
-        void *v = NULL;
-        size_t vl = 0;
-        if (xdmctl_data_rls_uris(doc, &want) < 0 || buf_append(&key, k->xui, strlen(k->xui) + 1) ||
-            buf_puts(&key, k->path)) {
-            ctx->oom = true;
-        } else {
-            rc = store_kv_get(ctx->t, USAGE_RLS_DOC_TABLE, key.data, key.len, &v, &vl);
-            if (rc == STORE_OK && xdmctl_data_sort_list(v, vl) < 0)
-                ctx->oom = true;
-            if (want.len && rc != STORE_OK)
-                xdmctl_data_problem(ctx, k, "its service URIs are not in the index %s",
-                                    USAGE_RLS_DOC_TABLE);
-            else if (rc == STORE_OK && (vl != want.len || memcmp(v, want.data, vl) != 0))
-                xdmctl_data_problem(ctx, k, "the index %s lists other service URIs",
-                                    USAGE_RLS_DOC_TABLE);
-            for (size_t at = 0; at < want.len; at += strlen(want.data + at) + 1) {
-                void *o = NULL;
-                size_t ol = 0;
-                const char *uri = want.data + at;
-                rc = store_kv_get(ctx->t, USAGE_RLS_URI_TABLE, uri, strlen(uri), &o, &ol);
-                if (rc != STORE_OK || ol < key.len + 1 || memcmp(o, key.data, key.len) != 0 ||
-                    ((char *)o)[key.len] != '\0')
-                    xdmctl_data_problem(ctx, k, "service URI %s is not indexed to it in %s", uri,
-                                        USAGE_RLS_URI_TABLE);
-                free(o);
-            }
-        }
-        free(v);
-        buf_release(&want);
-        buf_release(&key);
-    }
-    if (doc)
-        xmlFreeDoc(doc);
-    store_doc_release(&d);
-}
-
-/* Checks one XDMS store; returns -1 when it could not be read at all. */
-static int xdmctl_data_check_store(struct xdmctl_data_check_ctx *ctx, struct store *s,
-                                   struct usage *u, enum xdms_role role, bool rls_tables)
-{
-    enum store_rc rc = store_txn_begin(s, false, &ctx->t);
-    if (rc == STORE_OK)
-        rc = store_doc_each(ctx->t, xdmctl_data_collect_doc, ctx);
-    if (rc == STORE_OK)
-        rc = store_change_read(ctx->t, 0, xdmctl_data_collect_change, ctx);
-    if (rc != STORE_OK || ctx->oom) {
-        if (ctx->t)
-            store_txn_abort(ctx->t);
-        return -1;
-    }
-    if (ctx->n_docs == XDMCTL_DATA_CHECK_DOCS)
-        xdmctl_data_problem(ctx, NULL, "more than %u documents: only those checked",
-                            XDMCTL_DATA_CHECK_DOCS);
-
-    /* Documents, and the quota table against the sum of each user's sizes (keys are sorted by
-     * AUID first, so a user's documents are gathered across AUIDs here). */
-    for (size_t i = 0; i < ctx->n_docs; i++)
-        xdmctl_data_check_doc(ctx, u, role, &ctx->docs[i], rls_tables);
-    for (size_t i = 0; i < ctx->n_docs; i++) {
-        const struct xdmctl_data_key *k = &ctx->docs[i];
-        if (strcmp(k->tree, "users") != 0 || !k->xui[0])
-            continue;
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(ctx->docs[j].tree, "users") == 0 && strcmp(ctx->docs[j].xui, k->xui) == 0;
-        if (seen)
-            continue;
-        uint64_t sum = 0, stored = 0;
-        for (size_t j = i; j < ctx->n_docs; j++) {
-            const struct xdmctl_data_key *o = &ctx->docs[j];
-            struct store_doc d;
-            struct doc_key dk = {o->auid, o->tree, o->xui, o->path};
-            if (strcmp(o->tree, "users") == 0 && strcmp(o->xui, k->xui) == 0 &&
-                store_doc_get(ctx->t, &dk, &d) == STORE_OK) {
-                sum += d.len;
-                store_doc_release(&d);
-            }
-        }
-        if (store_user_bytes(ctx->t, k->xui, &stored) != STORE_OK || stored != sum)
-            xdmctl_data_problem(
-                ctx, NULL, "quota of %s: %" PRIu64 " bytes counted, its documents hold %" PRIu64,
-                k->xui, stored, sum);
-    }
-
-    /* The newest change record of each document agrees with the document. */
-    if (ctx->n_changes)
-        qsort(ctx->changes, ctx->n_changes, sizeof *ctx->changes, xdmctl_data_change_cmp);
-    for (size_t i = 0; i < ctx->n_changes; i++) {
-        const struct xdmctl_data_change *c = &ctx->changes[i];
-        if (i + 1 < ctx->n_changes && xdmctl_data_key_cmp(&c->key, &ctx->changes[i + 1].key) == 0)
-            continue;
-        struct doc_key dk = {c->key.auid, c->key.tree, c->key.xui, c->key.path};
-        struct store_doc d;
-        rc = store_doc_get(ctx->t, &dk, &d);
-        if (c->put && rc != STORE_OK)
-            xdmctl_data_problem(ctx, &c->key, "change %" PRIu64 " wrote it, but it is missing",
-                                c->seq);
-        else if (c->put && strcmp(d.etag, c->etag) != 0)
-            xdmctl_data_problem(ctx, &c->key,
-                                "ETag %s, but its newest change record (%" PRIu64 ") says %s",
-                                d.etag, c->seq, c->etag);
-        else if (!c->put && rc == STORE_OK)
-            xdmctl_data_problem(ctx, &c->key,
-                                "change %" PRIu64 " deleted it, but it is there (ETag %s)", c->seq,
-                                d.etag);
-        if (rc == STORE_OK)
-            store_doc_release(&d);
-    }
-
-    if (rls_tables) {
-        struct xdmctl_data_rls_scan a = {ctx, USAGE_RLS_DOC_TABLE}, b = {ctx, USAGE_RLS_URI_TABLE};
-        store_kv_scan(ctx->t, USAGE_RLS_DOC_TABLE, NULL, 0, xdmctl_data_rls_entry, &a);
-        store_kv_scan(ctx->t, USAGE_RLS_URI_TABLE, NULL, 0, xdmctl_data_rls_entry, &b);
-    }
-    store_txn_abort(ctx->t);
-    ctx->t = NULL;
-    return ctx->oom ? -1 : 0;
-}
-
-int xdmctl_data_check(const char *root, const char *xcap_root,
-                      const struct xdmctl_data_stores *stores)
-{
-    char dir[XDMCTL_DATA_PATH_MAX], where[XDMCTL_DATA_PATH_MAX];
-    unsigned problems = 0, checked = 0;
-    xdoc_global_init();
-    for (size_t i = 0; i < XDMCTL_DATA_N_XDMS; i++) {
-        enum xdms_role role = (enum xdms_role)i;
-        const char *env = xdmctl_data_envs[i];
-        if (xdmctl_data_path(dir, root, env, NULL) < 0) {
-            xdoc_global_cleanup();
-            return xdmctl_data_fail("path too long under %s", root);
-        }
-        /* The RLS store is opened with its index tables when it has them. */
-        const char *const rls_tables[] = {USAGE_RLS_URI_TABLE, USAGE_RLS_DOC_TABLE, NULL};
-        struct store_options opts = {.read_only = true,
-                                     .tables = role == ROLE_RLS ? rls_tables : NULL};
-        struct store *s;
-        enum store_rc rc = xdmctl_data_open(stores, i, dir, &opts, &s);
-        bool with_tables = role == ROLE_RLS && rc == STORE_OK;
-        if (rc == STORE_NOTFOUND && role == ROLE_RLS) {
-            opts.tables = NULL;
-            rc = xdmctl_data_open(stores, i, dir, &opts, &s);
-        }
-        const char *w = xdmctl_data_where(stores, i, dir, where);
-        if (rc == STORE_NOTFOUND)
-            continue;
-        struct usage *u = NULL;
-        if (rc != STORE_OK || usage_open(role, usage_default_schema_dir(), &u) < 0 ||
-            usage_set_references(u, xcap_root, false) < 0) {
-            if (rc == STORE_OK)
-                store_close(s);
-            usage_close(u);
-            xdoc_global_cleanup();
-            return xdmctl_data_fail("cannot open the store in %s (%s) or load its usages", w,
-                                    store_strerror(rc));
-        }
-        struct xdmctl_data_check_ctx ctx = {.env = env};
-        int bad = xdmctl_data_check_store(&ctx, s, u, role, with_tables);
-        for (size_t j = 0; j < ctx.n_docs; j++)
-            free(ctx.docs[j].joined);
-        for (size_t j = 0; j < ctx.n_changes; j++)
-            free(ctx.changes[j].key.joined);
-        free(ctx.docs);
-        free(ctx.changes);
-        store_close(s);
-        usage_close(u);
-        if (bad < 0) {
-            xdoc_global_cleanup();
-            return xdmctl_data_fail("cannot read the store in %s", w);
-        }
-        printf("%s: %zu documents, %zu change records, %u problems\n", env, ctx.n_docs,
-               ctx.n_changes, ctx.problems);
-        problems += ctx.problems;
-        checked++;
-    }
-    xdoc_global_cleanup();
-    if (checked == 0)
-        return xdmctl_data_fail("no XDMS store under %s", root);
-    return problems ? 1 : 0;
 }

@@ -237,7 +237,7 @@ static enum xcap_status engine_check_document(struct engine *e, const struct eng
 static enum xcap_status engine_put_document(struct engine *e, const struct engine_request *req,
                                             struct engine_reply *rep, struct xcap_err *err)
 {
-    /* RFC 4825 §8.2.1, SPEC XCAP-URI-4: directories are not created by PUT; home directories
+    /* RFC 4825 §5.5, §8.2.1: directories are not created by PUT; home directories
      * are flat unless the usage needs sub-directories, so a deeper path has no parent. */
     if (strchr(req->uri->path, '/') && !req->au->subdirs) {
         xcap_fail(err, XCAP_NO_PARENT, "%s documents sit directly in the home directory",
@@ -429,7 +429,7 @@ static enum xcap_status engine_delete_document(struct engine *e, const struct en
     store_doc_release(&old);
     if ((rc = store_txn_commit(t)) != STORE_OK)
         return engine_store_fail(err, rc);
-    rep->etag[0] = '\0'; /* SPEC XCAP-ETAG-3: a deleted document has no ETag */
+    rep->etag[0] = '\0'; /* RFC 4825 §8.5: a deleted document has no ETag */
     rep->changed = true;
     return XCAP_OK;
 abort:

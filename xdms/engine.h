@@ -1,6 +1,6 @@
 /* The XCAP engine: executes one parsed, authorised request against the store inside one LMDB
- * transaction (DESIGN §3 "execute"). It alone sequences storage and XML. It knows no HTTP: the
- * caller maps the returned status to a response.
+ * transaction (the "execute" phase of docs/architecture.md). It alone sequences storage and XML. It
+ * knows no HTTP: the caller maps the returned status to a response.
  *
  * Writes: the body is pre-scanned against the limits (prescan.h), parsed and checked before
  * the write transaction is opened (for a whole document also validated against the usage's

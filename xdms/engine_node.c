@@ -634,7 +634,7 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
             return xcap_fail(err, XCAP_INTERNAL, "out of memory");
         return nodeget_doc_load(&c->nd, c->out.data, c->out.len, err);
     }
-    if (c->sel.n_steps == 1) /* SPEC XCAP-DEL-4 */
+    if (c->sel.n_steps == 1) /* RFC 4825 §8.4 */
         return xcap_fail(err, XCAP_CANNOT_DELETE,
                          "the root element cannot be deleted; "
                          "delete the document instead");

@@ -1,4 +1,4 @@
-/* xdms: one XCAP server process for one role (DESIGN §1). */
+/* xdms: one XCAP server process for one role (docs/architecture.md). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -25,7 +25,7 @@
 #include "usage.h"
 #include "xdoc.h"
 
-/* DESIGN §1 default addresses per role. */
+/* The default addresses per role (README.md, "Default addresses"). */
 static const char *const xdms_default_http[] = {[ROLE_SHARED_LIST] = "127.0.0.1:8181",
                                                 [ROLE_PRESENCE] = "127.0.0.1:8182",
                                                 [ROLE_RLS] = "127.0.0.1:8183"};
@@ -363,7 +363,7 @@ static void xdms_reload(const struct config_args *args, const char *const *secti
     httpd_set_max_body(httpd, (size_t)config_u64(cfg, "max_body"));
     if (tls)
         httpd_tls_set(httpd, tls);
-    enum log_level level = LOG_INFO;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
     server_take_peers(server, peers);
@@ -392,20 +392,46 @@ static void xdms_drain(struct httpd *httpd, unsigned timeout_s, int sig)
                  timeout_s);
 }
 
-int main(int argc, char **argv)
+/* Everything one process holds, from the options to the listeners; released in one place
+ * (xdms_release). */
+struct xdms_main {
+    struct config_args *args;
+    const char *role_name;
+    enum xdms_role role;
+    bool check_only;
+    const char *sections[3];
+    struct config *cfg;
+    char prog[32];
+    char default_data[64];
+    char http_host[CONFIG_HOST_MAX], sip_host[CONFIG_HOST_MAX], metrics_host[CONFIG_HOST_MAX];
+    uint16_t http_port, sip_port, metrics_port;
+    bool metrics_on;
+    uint64_t threads, log_bytes, max_body, max_header, timeout, map_size, max_docs, def_exp,
+        max_exp, min_exp, min_interval, high_water, max_user_bytes, log_count, log_age, log_record;
+    bool xml_ready;
+    const char *data;
+    const char *xcap_root;
+    struct usage *usage;
+    struct xdms_server_config scfg;
+    const char *tables[32];
+    struct store *store;
+    char *socket_path;
+    struct engine *engine;
+    struct xdms_list sip_peers, sip_servers;
+    struct notifier *notifier;
+    struct xdms_server *server;
+    struct httpd *httpd, *admin;
+    struct xdms_admin admin_cls;
+    sigset_t sigs;
+};
+
+/* Phase: read options — the command line, the configuration file, logging. Returns -1 to go
+ * on, else the exit status (--help: 0; a usage or configuration mistake: 2). */
+static int xdms_read_options(struct xdms_main *m, int argc, char **argv)
 {
-    /* SIGHUP is held from the first instruction on: threads started before the signal loop
-     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
-     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
-     * process by SIGHUP's default action in one of them. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     static const char *const values[] = {"role", NULL};
     char errbuf[4096];
-    struct config_args *args;
-    switch (config_args_parse(argc, argv, values, xdms_keys, &args, errbuf, sizeof errbuf)) {
+    switch (config_args_parse(argc, argv, values, xdms_keys, &m->args, errbuf, sizeof errbuf)) {
     case CONFIG_ARGS_OK:
         break;
     case CONFIG_ARGS_HELP:
@@ -416,119 +442,115 @@ int main(int argc, char **argv)
         xdms_usage(stderr);
         return 2;
     }
-    const char *role_name = config_args_value(args, "role");
-    enum xdms_role role;
-    if (!role_name || xdms_role_parse(role_name, &role) < 0) {
+    m->role_name = config_args_value(m->args, "role");
+    if (!m->role_name || xdms_role_parse(m->role_name, &m->role) < 0) {
         fprintf(stderr, "xdms: --role must be shared-list, presence or rls\n");
-        config_args_free(args);
         return 2;
     }
-    bool check_only = config_args_check_only(args);
-    const char *sections[] = {"xdms", role_name, NULL};
-    struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
-    if (!cfg) {
+    m->check_only = config_args_check_only(m->args);
+    m->sections[0] = "xdms";
+    m->sections[1] = m->role_name;
+    m->sections[2] = NULL;
+    m->cfg = config_args_load(m->args, m->sections, errbuf, sizeof errbuf);
+    if (!m->cfg) {
         config_print_errors(stderr, "xdms", errbuf);
-        config_args_free(args);
         return 2;
     }
-    enum log_level level = LOG_INFO;
+    struct config *cfg = m->cfg;
+    enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
-    char prog[32];
-    snprintf(prog, sizeof prog, "xdms(%s)", role_name);
-    log_init(prog, level);
+    snprintf(m->prog, sizeof m->prog, "xdms(%s)", m->role_name);
+    log_init(m->prog, level);
     enum access_format access_fmt = ACCESS_TEXT;
     access_format_parse(config_str(cfg, "access_log"), &access_fmt); /* checked when read */
-    access_init(access_fmt, prog);
+    access_init(access_fmt, m->prog);
 
-    char default_data[64];
-    snprintf(default_data, sizeof default_data, "var/%s", role_name);
-    char http_host[CONFIG_HOST_MAX], sip_host[CONFIG_HOST_MAX], metrics_host[CONFIG_HOST_MAX];
-    uint16_t http_port, sip_port, metrics_port = 0;
+    snprintf(m->default_data, sizeof m->default_data, "var/%s", m->role_name);
     /* Checked when read (CONFIG_HOSTPORT), so these parse. */
-    config_parse_hostport(config_get(cfg, "http", xdms_default_http[role]), http_host,
-                          sizeof http_host, &http_port);
-    const char *metrics_addr = config_get(cfg, "metrics", xdms_default_metrics[role]);
-    bool metrics_on =
-        metrics_addr[0] && strcmp(metrics_addr, "off") != 0 &&
-        config_parse_hostport(metrics_addr, metrics_host, sizeof metrics_host, &metrics_port) == 0;
-    config_parse_hostport(config_get(cfg, "sip", xdms_default_sip[role]), sip_host, sizeof sip_host,
-                          &sip_port);
+    config_parse_hostport(config_get(cfg, "http", xdms_default_http[m->role]), m->http_host,
+                          sizeof m->http_host, &m->http_port);
+    const char *metrics_addr = config_get(cfg, "metrics", xdms_default_metrics[m->role]);
+    m->metrics_on = metrics_addr[0] && strcmp(metrics_addr, "off") != 0 &&
+                    config_parse_hostport(metrics_addr, m->metrics_host, sizeof m->metrics_host,
+                                          &m->metrics_port) == 0;
+    config_parse_hostport(config_get(cfg, "sip", xdms_default_sip[m->role]), m->sip_host,
+                          sizeof m->sip_host, &m->sip_port);
     /* One epoll thread per CPU measured fastest (docs/performance.md): reads then never wait
      * behind a write's fsync. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t default_threads = cpus < 1 ? 1 : cpus > 8 ? 8 : (uint64_t)cpus;
-    uint64_t threads, log_bytes;
-    config_get_uint(cfg, "threads", default_threads, &threads);  /* checked when read */
-    config_get_size(cfg, "change_log_max_bytes", 0, &log_bytes); /* 0: the store's default */
-    uint64_t max_body = config_u64(cfg, "max_body"), max_header = config_u64(cfg, "max_header"),
-             timeout = config_u64(cfg, "timeout"), map_size = config_u64(cfg, "map_size"),
-             max_docs = config_u64(cfg, "max_docs_per_user"),
-             def_exp = config_u64(cfg, "default_expires"), max_exp = config_u64(cfg, "max_expires"),
-             min_exp = config_u64(cfg, "min_expires"),
-             min_interval = config_u64(cfg, "notify_min_interval_ms"),
-             high_water = config_u64(cfg, "map_high_water"),
-             max_user_bytes = config_u64(cfg, "max_bytes_per_user"),
-             log_count = config_u64(cfg, "change_log_max_count"),
-             log_age = config_u64(cfg, "change_log_max_age"),
-             log_record = config_u64(cfg, "change_log_max_record");
-    if (xdms_check_keys(cfg) < 0) {
-        config_free(cfg);
-        config_args_free(args);
+    config_get_uint(cfg, "threads", default_threads, &m->threads);  /* checked when read */
+    config_get_size(cfg, "change_log_max_bytes", 0, &m->log_bytes); /* 0: the store's default */
+    m->max_body = config_u64(cfg, "max_body");
+    m->max_header = config_u64(cfg, "max_header");
+    m->timeout = config_u64(cfg, "timeout");
+    m->map_size = config_u64(cfg, "map_size");
+    m->max_docs = config_u64(cfg, "max_docs_per_user");
+    m->def_exp = config_u64(cfg, "default_expires");
+    m->max_exp = config_u64(cfg, "max_expires");
+    m->min_exp = config_u64(cfg, "min_expires");
+    m->min_interval = config_u64(cfg, "notify_min_interval_ms");
+    m->high_water = config_u64(cfg, "map_high_water");
+    m->max_user_bytes = config_u64(cfg, "max_bytes_per_user");
+    m->log_count = config_u64(cfg, "change_log_max_count");
+    m->log_age = config_u64(cfg, "change_log_max_age");
+    m->log_record = config_u64(cfg, "change_log_max_record");
+    if (xdms_check_keys(cfg) < 0)
         return 2;
-    }
+    return -1;
+}
 
+/* The store's extra tables: the usages' indexes and the persisted subscriptions. */
+static void xdms_store_tables(struct xdms_main *m)
+{
+    size_t n_tables = 0;
+    const char *const *lists[] = {usage_store_tables(m->role), notify_store_tables()};
+    for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++)
+        for (const char *const *t = lists[l]; t && *t && n_tables + 1 < 32; t++)
+            m->tables[n_tables++] = *t;
+    m->tables[n_tables] = NULL;
+}
+
+/* Phase: build — the usages, the store, the engine, the notifier and the request path; with
+ * --check-config only what checks the configuration. Returns -1 to go on, else the exit
+ * status. */
+static int xdms_build(struct xdms_main *m)
+{
+    struct config *cfg = m->cfg;
     /* Everything this process creates (store files, the UNIX-domain socket) is private to its
      * account: that account is who may act for users over the socket. */
     umask(077);
     xdoc_global_init();
-    const char *data = config_get(cfg, "data", default_data);
-    struct usage *usage;
-    if (usage_open(role, config_str(cfg, "schema_dir"), &usage) < 0) {
-        config_free(cfg);
-        config_args_free(args);
-        xdoc_global_cleanup();
+    m->xml_ready = true;
+    m->data = config_get(cfg, "data", m->default_data);
+    if (usage_open(m->role, config_str(cfg, "schema_dir"), &m->usage) < 0)
         return 1;
-    }
-    usage_set_max_icon_size(usage, (size_t)config_u64(cfg, "max_icon_size"));
+    usage_set_max_icon_size(m->usage, (size_t)config_u64(cfg, "max_icon_size"));
     /* RFC 4826 §3.2: references to other servers are accepted as they are; this server is the
      * one clients reach at xcap_root. */
-    const char *xcap_root = config_str(cfg, "xcap_root");
-    if (usage_set_references(usage, xcap_root, config_bool(cfg, "allow_foreign_references")) < 0) {
-        log_error("xcap_root must be an absolute http or https URI (got \"%s\")", xcap_root);
-        usage_close(usage);
-        config_free(cfg);
-        config_args_free(args);
-        xdoc_global_cleanup();
+    m->xcap_root = config_str(cfg, "xcap_root");
+    if (usage_set_references(m->usage, m->xcap_root, config_bool(cfg, "allow_foreign_references")) <
+        0) {
+        log_error("xcap_root must be an absolute http or https URI (got \"%s\")", m->xcap_root);
         return 2;
     }
-    struct xdms_server_config scfg = {
-        .role = role,
+    m->scfg = (struct xdms_server_config){
+        .role = m->role,
         .root_path = config_str(cfg, "root_path"),
         .max_uri = config_u64(cfg, "max_uri"),
         .default_domain = config_str(cfg, "default_domain"),
-        .xcap_root = xcap_root,
+        .xcap_root = m->xcap_root,
     };
-    if (check_only) {
+    if (m->check_only) {
         /* The trusted peers parse as the server will parse them; nothing is bound or opened. */
-        struct xdms_server *probe = server_new(&scfg, NULL, NULL);
+        struct xdms_server *probe = server_new(&m->scfg, NULL, NULL);
         int rc = probe && config_each(cfg, "trusted_peer", xdms_add_peer, probe) == 0 ? 0 : 2;
         server_free(probe);
-        usage_close(usage);
-        config_free(cfg);
-        config_args_free(args);
-        xdoc_global_cleanup();
         if (rc == 0)
             puts("configuration OK");
         return rc;
     }
-    /* The store's extra tables: the usages' indexes and the persisted subscriptions. */
-    const char *tables[32];
-    size_t n_tables = 0;
-    const char *const *lists[] = {usage_store_tables(role), notify_store_tables()};
-    for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++)
-        for (const char *const *t = lists[l]; t && *t && n_tables + 1 < 32; t++)
-            tables[n_tables++] = *t;
-    tables[n_tables] = NULL;
+    xdms_store_tables(m);
     /* The change log is bounded by count, bytes (default: an eighth of the map) and age, so that
      * however a user writes it cannot fill the map (docs/configuration.md, "A full store"). */
     bool pg = strcmp(config_str(cfg, "store"), "postgresql") == 0;
@@ -537,54 +559,43 @@ int main(int argc, char **argv)
         .pg_conninfo = config_str(cfg, "pg_conninfo"),
         .pg_pool_size = (unsigned)config_u64(cfg, "pg_pool_size"),
         .pg_timeout = (unsigned)config_u64(cfg, "pg_timeout"),
-        .map_size = map_size,
-        .change_retention = log_count,
-        .change_max_bytes = log_bytes,
-        .change_max_age = log_age,
-        .high_water = (unsigned)high_water,
-        .tables = tables,
+        .map_size = m->map_size,
+        .change_retention = m->log_count,
+        .change_max_bytes = m->log_bytes,
+        .change_max_age = m->log_age,
+        .high_water = (unsigned)m->high_water,
+        .tables = m->tables,
     };
-    struct store *store;
     /* PostgreSQL keeps the documents; data still holds the socket. */
-    if (pg && mkdir(data, 0700) != 0 && errno != EEXIST) {
-        log_error("cannot create the data directory %s: %s", data, strerror(errno));
-        usage_close(usage);
-        config_free(cfg);
-        config_args_free(args);
-        xdoc_global_cleanup();
+    if (pg && mkdir(m->data, 0700) != 0 && errno != EEXIST) {
+        log_error("cannot create the data directory %s: %s", m->data, strerror(errno));
         return 1;
     }
-    enum store_rc src = store_open(data, &sopts, &store);
+    enum store_rc src = store_open(m->data, &sopts, &m->store);
     if (src != STORE_OK) {
         if (pg)
             log_error("cannot open the PostgreSQL store (pg_conninfo): %s", store_strerror(src));
         else
-            log_error("cannot open the store in %s: %s", data, store_strerror(src));
-        usage_close(usage);
-        config_free(cfg);
-        config_args_free(args);
-        xdoc_global_cleanup();
+            log_error("cannot open the store in %s: %s", m->data, store_strerror(src));
+        m->store = NULL;
         return 1;
     }
     /* The default socket lives in the data directory, whose mode keeps every other account from
      * reaching it (and the documents), whatever mode an operator gave it before. */
-    if (chmod(data, 0700) != 0) {
-        log_error("cannot make the data directory %s private (mode 0700): %s", data,
+    if (chmod(m->data, 0700) != 0) {
+        log_error("cannot make the data directory %s private (mode 0700): %s", m->data,
                   strerror(errno));
-        store_close(store);
         return 1;
     }
     const char *socket_opt = config_str(cfg, "socket");
-    char *socket_path = NULL;
-    if (!socket_opt ? asprintf(&socket_path, "%s/xdms.sock", data) < 0
-                    : strcmp(socket_opt, "off") != 0 && !(socket_path = strdup(socket_opt))) {
-        store_close(store);
+    if (!socket_opt ? asprintf(&m->socket_path, "%s/xdms.sock", m->data) < 0
+                    : strcmp(socket_opt, "off") != 0 && !(m->socket_path = strdup(socket_opt))) {
+        m->socket_path = NULL;
         return 1;
     }
-    if (socket_path && strlen(socket_path) > HTTPD_UNIX_PATH_MAX) {
+    if (m->socket_path && strlen(m->socket_path) > HTTPD_UNIX_PATH_MAX) {
         log_error("socket path %s is longer than %d bytes; set socket = a shorter path",
-                  socket_path, HTTPD_UNIX_PATH_MAX);
-        store_close(store);
+                  m->socket_path, HTTPD_UNIX_PATH_MAX);
         return 2;
     }
 
@@ -595,32 +606,30 @@ int main(int argc, char **argv)
         .max_elements = (size_t)config_u64(cfg, "max_elements"),
         .max_depth = (size_t)config_u64(cfg, "max_depth"),
     };
-
     struct engine_config ecfg = {
-        .role = role,
-        .xcap_root = xcap_root,
-        .max_docs_per_user = (unsigned)max_docs,
-        .max_bytes_per_user = max_user_bytes,
-        .change_max_record = (size_t)log_record,
-        .usage = usage,
+        .role = m->role,
+        .xcap_root = m->xcap_root,
+        .max_docs_per_user = (unsigned)m->max_docs,
+        .max_bytes_per_user = m->max_user_bytes,
+        .change_max_record = (size_t)m->log_record,
+        .usage = m->usage,
         .limits = limits,
     };
-    struct engine *engine = engine_new(store, &ecfg);
+    m->engine = engine_new(m->store, &ecfg);
 
-    struct xdms_list sip_peers = {0}, sip_servers = {0};
-    config_each(cfg, "sip_trusted_peer", xdms_collect, &sip_peers);
-    config_each(cfg, "sip_server", xdms_collect, &sip_servers);
+    config_each(cfg, "sip_trusted_peer", xdms_collect, &m->sip_peers);
+    config_each(cfg, "sip_server", xdms_collect, &m->sip_servers);
     struct notifier_config ncfg = {
-        .host = sip_host,
-        .port = sip_port,
-        .xcap_root = xcap_root,
-        .role = role,
-        .default_expires = (unsigned)def_exp,
-        .max_expires = (unsigned)max_exp,
-        .min_expires = (unsigned)min_exp,
-        .min_interval_ms = (unsigned)min_interval,
-        .trusted_peers = sip_peers.v,
-        .server_identities = sip_servers.v,
+        .host = m->sip_host,
+        .port = m->sip_port,
+        .xcap_root = m->xcap_root,
+        .role = m->role,
+        .default_expires = (unsigned)m->def_exp,
+        .max_expires = (unsigned)m->max_exp,
+        .min_expires = (unsigned)m->min_exp,
+        .min_interval_ms = (unsigned)m->min_interval,
+        .trusted_peers = m->sip_peers.v,
+        .server_identities = m->sip_servers.v,
         /* Several instances of the role share the store when they are named (docs/sip.md). */
         .instance = config_str(cfg, "instance"),
         .cluster = config_str(cfg, "instance") != NULL,
@@ -628,84 +637,109 @@ int main(int argc, char **argv)
         .poll_ms = (unsigned)config_u64(cfg, "notify_poll_ms"),
         .contact = config_str(cfg, "sip_contact"),
     };
-    struct notifier *notifier = NULL;
-    if (!engine || notifier_start(&ncfg, store, &notifier) < 0) {
-        store_close(store);
+    if (!m->engine || notifier_start(&ncfg, m->store, &m->notifier) < 0) {
+        m->notifier = NULL;
         return 1;
     }
 
-    struct xdms_server *server = server_new(&scfg, engine, notifier);
-    if (!server)
+    m->server = server_new(&m->scfg, m->engine, m->notifier);
+    if (!m->server)
         return 1;
     /* No default: without a trusted_peer line nothing on TCP is trusted, and the proxy uses the
      * UNIX-domain socket. */
-    struct httpd *httpd = NULL, *admin = NULL;
-    int rc = 0;
-    if (config_each(cfg, "trusted_peer", xdms_add_peer, server) != 0) {
-        rc = 2;
-        goto stop;
-    }
+    if (config_each(cfg, "trusted_peer", xdms_add_peer, m->server) != 0)
+        return 2;
+    return -1;
+}
 
+/* Phase: serve — the listeners, then signals until SIGINT or SIGTERM (SIGHUP reloads), then a
+ * graceful stop. Returns the exit status. */
+static int xdms_serve(struct xdms_main *m)
+{
+    struct config *cfg = m->cfg;
     /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    sigemptyset(&m->sigs);
+    sigaddset(&m->sigs, SIGINT);
+    sigaddset(&m->sigs, SIGTERM);
+    sigaddset(&m->sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &m->sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     /* With tls_cert the listener speaks HTTPS; tls_client_ca makes it ask for client
      * certificates, so trusted_peer may name the proxy by certificate (mutual TLS). */
     const char *tls_cert = config_str(cfg, "tls_cert");
     struct httpd_config hcfg = {
-        .host = http_host,
-        .port = http_port,
-        .threads = (unsigned)threads,
-        .max_body = max_body,
-        .max_header = max_header,
-        .timeout_s = (unsigned)timeout,
+        .host = m->http_host,
+        .port = m->http_port,
+        .threads = (unsigned)m->threads,
+        .max_body = m->max_body,
+        .max_header = m->max_header,
+        .timeout_s = (unsigned)m->timeout,
         .tls_cert = tls_cert,
         .tls_key = config_str(cfg, "tls_key"),
         .tls_client_ca = config_str(cfg, "tls_client_ca"),
-        .unix_path = socket_path,
+        .unix_path = m->socket_path,
     };
     httpd_config_limits(cfg, &hcfg);
-    metrics_init(prog, scfg.root_path);
-    struct xdms_admin admin_cls = {store, max_body};
-    if (httpd_start(&hcfg, xdms_handle, server, &httpd) < 0 ||
-        (metrics_on && metrics_admin_start(metrics_host, metrics_port, xdms_collect_admin,
-                                           xdms_ready, &admin_cls, &admin) < 0)) {
-        rc = 1;
-        goto stop;
-    }
-    log_info("xdms (%s) listening on %s://%s:%u socket %s sip %s:%u", role_name,
-             tls_cert ? "https" : "http", http_host, httpd_port(httpd),
-             socket_path ? socket_path : "off", sip_host, notifier_port(notifier));
+    metrics_init(m->prog, m->scfg.root_path);
+    m->admin_cls = (struct xdms_admin){m->store, m->max_body};
+    if (httpd_start(&hcfg, xdms_handle, m->server, &m->httpd) < 0 ||
+        (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, xdms_collect_admin,
+                                              xdms_ready, &m->admin_cls, &m->admin) < 0))
+        return 1;
+    log_info("xdms (%s) listening on %s://%s:%u socket %s sip %s:%u", m->role_name,
+             tls_cert ? "https" : "http", m->http_host, httpd_port(m->httpd),
+             m->socket_path ? m->socket_path : "off", m->sip_host, notifier_port(m->notifier));
     /* Every listener is up: a unit ordered after this one (the proxy) finds the socket. */
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP) {
         sdnotify_reloading();
-        xdms_reload(args, sections, cfg, &scfg, server, engine, notifier, httpd);
+        xdms_reload(m->args, m->sections, cfg, &m->scfg, m->server, m->engine, m->notifier,
+                    m->httpd);
         sdnotify_reloaded();
     }
     sdnotify_stopping();
-    xdms_drain(httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
-stop:
-    httpd_stop(admin);
-    httpd_stop(httpd);
-    notifier_stop(notifier);
-    server_free(server);
-    engine_free(engine);
-    store_close(store);
-    usage_close(usage);
-    free(sip_peers.v);
-    free(sip_servers.v);
-    free(socket_path);
-    config_free(cfg);
-    config_args_free(args);
-    xdoc_global_cleanup();
+    xdms_drain(m->httpd, (unsigned)config_u64(cfg, "shutdown_timeout"), sig);
+    return 0;
+}
+
+/* Releases whatever the phases built, listeners first. */
+static void xdms_release(struct xdms_main *m)
+{
+    httpd_stop(m->admin);
+    httpd_stop(m->httpd);
+    notifier_stop(m->notifier);
+    server_free(m->server);
+    engine_free(m->engine);
+    store_close(m->store);
+    usage_close(m->usage);
+    free(m->sip_peers.v);
+    free(m->sip_servers.v);
+    free(m->socket_path);
+    config_free(m->cfg);
+    config_args_free(m->args);
+    if (m->xml_ready)
+        xdoc_global_cleanup();
+}
+
+int main(int argc, char **argv)
+{
+    /* SIGHUP is held from the first instruction on: threads started before the signal loop
+     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
+     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
+     * process by SIGHUP's default action in one of them. */
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    struct xdms_main m = {0};
+    int rc = xdms_read_options(&m, argc, argv);
+    if (rc < 0)
+        rc = xdms_build(&m);
+    if (rc < 0)
+        rc = xdms_serve(&m);
+    xdms_release(&m);
     return rc;
 }

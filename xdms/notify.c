@@ -1,5 +1,5 @@
 /* The xcap-diff notifier (RFC 5875 event package, RFC 5874 format, RFC 6665 subscriptions).
- * DESIGN §5: one thread with its own sofia-sip event loop; HTTP threads only append to the change
+ * One thread with its own sofia-sip event loop; HTTP threads only append to the change
  * log (in their commit) and call notifier_wake(). Everything below the "SIP thread" line runs in
  * that thread only, so the subscription list needs no lock.
  *
@@ -348,7 +348,7 @@ static void sub_flush(struct notify_sub *s, struct store_txn *t)
     if (!sub_has_work(s) || ((s->full_pending || s->nodes_due) && !t))
         return;
     bool full = s->full_pending;
-    /* DIFF-15: change reports keep a minimum distance; the initial, refresh and final NOTIFYs
+    /* RFC 5875 §4.7: change reports keep a minimum distance; the initial, refresh and final NOTIFYs
      * are answers to the subscriber and go at once. */
     if (!full && !s->term_reason && !s->force_notify && n->cfg.min_interval_ms > 0) {
         int64_t due = s->last_sent_ms + n->cfg.min_interval_ms;
@@ -597,7 +597,7 @@ static bool notify_request_trusted(struct notifier *n, nta_incoming_t *irq)
     return ok;
 }
 
-/* RFC 5875 §4.1 (DIFF-8). */
+/* RFC 5875 §4.1. */
 static bool notify_event_ok(const sip_t *sip)
 {
     return sip->sip_event && sip->sip_event->o_type &&
@@ -888,7 +888,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         s->dirty = true;
         notify_subs_save(n, false);
     }
-    /* DIFF-12: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
+    /* RFC 5875 §4.6: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
      * §4.4.3), answered by one terminated NOTIFY and never saved. */
     s->full_pending = true;
     if (expires == 0)
@@ -896,7 +896,8 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     notifier_poll(n);
 }
 
-/* Refresh, re-targeting or ending an existing subscription (RFC 6665 §4.1.2.2, DIFF-16/17). */
+/* Refresh, re-targeting or ending an existing subscription (RFC 6665 §4.1.1, §4.1.2.2;
+ * RFC 5875 §4.8). */
 static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *sip)
 {
     struct notifier *n = s->n;
@@ -935,7 +936,7 @@ static int sub_refresh(struct notify_sub *s, nta_incoming_t *irq, const sip_t *s
     sub_set_expiry(s, expires);
     bool full = false;
     if (has_body) {
-        /* DIFF-17: a new watched set replaces the old one; its full state follows. */
+        /* RFC 5875 §4.8: a new watched set replaces the old one; its full state follows. */
         notify_watch_list_release(&s->watches);
         s->watches = wl;
         free(s->body);
@@ -1035,10 +1036,11 @@ static void notifier_on_deadline(struct notifier *n, su_timer_t *t, struct notif
     }
 }
 
-/* Shutdown (DIFF-16). Saved subscriptions stay: their state is written at teardown and they
- * resume after the restart. Others get a final NOTIFY with reason=deactivated (RFC 6665 §4.2.2:
- * the subscriber should re-subscribe, which suits a restart better than "noresource", which says
- * the resource is gone). Answers to NOTIFYs in flight are awaited at most NOTIFY_STOP_WAIT_MS. */
+/* Shutdown (RFC 6665 §4.1.1; RFC 5875 §4.8). Saved subscriptions stay: their state is written at
+ * teardown and they resume after the restart. Others get a final NOTIFY with reason=deactivated
+ * (RFC 6665 §4.2.2: the subscriber should re-subscribe, which suits a restart better than
+ * "noresource", which says the resource is gone). Answers to NOTIFYs in flight are awaited at most
+ * NOTIFY_STOP_WAIT_MS. */
 static void notifier_begin_stop(struct notifier *n)
 {
     n->stopping = true;

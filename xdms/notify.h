@@ -1,7 +1,8 @@
-/* The xcap-diff notifier (RFC 5875 over SIP, DESIGN §5): a sofia-sip stack in its own thread with
- * its own event loop. HTTP threads never call into SIP: they commit a change-log record in the
- * document's transaction and call notifier_wake(), which only writes to an eventfd registered in
- * the SIP loop. The SIP thread then reads the change log after its cursor and sends NOTIFYs. */
+/* The xcap-diff notifier (RFC 5875 over SIP; threads: docs/architecture.md): a sofia-sip stack in
+ * its own thread with its own event loop. HTTP threads never call into SIP: they commit a
+ * change-log record in the document's transaction and call notifier_wake(), which only writes to an
+ * eventfd registered in the SIP loop. The SIP thread then reads the change log after its cursor and
+ * sends NOTIFYs. */
 #ifndef XDM_NOTIFY_H
 #define XDM_NOTIFY_H
 
@@ -30,7 +31,7 @@ struct notifier_config {
     const char *const *trusted_peers;
     const char *const *server_identities;
     /* Added for the complete xcap-diff package: the shortest time between two NOTIFYs of one
-     * subscription that report changes (SPEC DIFF-15; config key notify_min_interval_ms,
+     * subscription that report changes (RFC 5875 §4.7; config key notify_min_interval_ms,
      * recommended default 200). Changes made meanwhile are batched into the next NOTIFY, keeping
      * the ETag chain. 0 = no hold-off. Initial, refresh and final NOTIFYs are never held. */
     unsigned min_interval_ms;

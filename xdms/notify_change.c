@@ -1,8 +1,8 @@
 /* The change log as the subscriptions see it: each committed change is queued, shared and
  * reference-counted, on every subscription that watches its document, in commit order. For the
- * patching modes (DIFF-6, DIFF-7) it also gets its RFC 5261 operation: the engine's detail for
- * element and attribute edits; for a whole-document PUT, a replace of the document element when
- * the notifier knows that the version the client has had the same prolog (comments and
+ * patching modes (RFC 5874 §4; RFC 5261 §5) it also gets its RFC 5261 operation: the engine's
+ * detail for element and attribute edits; for a whole-document PUT, a replace of the document
+ * element when the notifier knows that the version the client has had the same prolog (comments and
  * processing instructions outside the root, which such a replace cannot reach), and ETags only
  * otherwise. Those prolog digests are kept here ("known prologs"). SIP thread only. */
 #include "notify_internal.h"
@@ -175,9 +175,10 @@ struct notify_change_ctx {
     bool more;
 };
 
-/* Builds the operation of a change for the patching modes (DIFF-6, DIFF-7): from the engine's
- * detail for element and attribute edits; for a whole-document write, a replace of the document
- * element when the notifier knows that the prolog did not change. Keeps the known prologs. */
+/* Builds the operation of a change for the patching modes (RFC 5874 §4; RFC 5261 §5): from the
+ * engine's detail for element and attribute edits; for a whole-document write, a replace of the
+ * document element when the notifier knows that the prolog did not change. Keeps the known prologs.
+ */
 static void notify_change_ops(struct notifier *n, struct store_txn *t, const struct store_change *c,
                               struct notify_change *ch)
 {
@@ -272,7 +273,7 @@ static int notify_on_change(void *cls, const struct store_change *c)
             }
             ch->refs = 1;
             ch->seq = c->seq;
-            /* DIFF-2: created = new-etag only, deleted = previous-etag only. */
+            /* RFC 5874 §4: created = new-etag only, deleted = previous-etag only. */
             snprintf(ch->prev, sizeof ch->prev, "%s", c->prev_etag ? c->prev_etag : "");
             snprintf(ch->next, sizeof ch->next, "%s",
                      c->kind == STORE_CHANGE_DELETE || !c->new_etag ? "" : c->new_etag);

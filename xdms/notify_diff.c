@@ -1,4 +1,4 @@
-/* xcap-diff NOTIFY bodies (RFC 5874, SPEC DIFF-1..7, DIFF-12..14). The initial NOTIFY (and one
+/* xcap-diff NOTIFY bodies (RFC 5874 §4, RFC 5875 §4.6). The initial NOTIFY (and one
  * after a refresh that changes the watched set) carries the full state: every watched document
  * with its ETag, every watched element or attribute with its content or exists="0". Later ones
  * report the change-log records in commit order: with no-patching one <document> per document
@@ -138,8 +138,8 @@ static int notify_full_doc(void *cls, const struct store_doc_view *d)
     return 0;
 }
 
-/* Element and attribute reports (DIFF-5, DIFF-14): all of them, or only those whose content
- * changed since the last report. Counts what was written in *items. Returns 0 or -1. */
+/* Element and attribute reports (RFC 5874 §4; RFC 5875 §4.6): all of them, or only those whose
+ * content changed since the last report. Counts what was written in *items. Returns 0 or -1. */
 int notify_diff_nodes(struct notify_sub *s, struct store_txn *t, struct buf *b, bool all,
                       size_t *items)
 {
@@ -171,7 +171,7 @@ int notify_diff_nodes(struct notify_sub *s, struct store_txn *t, struct buf *b, 
     return rc;
 }
 
-/* Full state for the initial NOTIFY and refreshes (DIFF-12): every existing watched document,
+/* Full state for the initial NOTIFY and refreshes (RFC 5875 §4.6): every existing watched document,
  * directories expanded, missing documents omitted; every element and attribute watch. Returns 0
  * or -1. */
 int notify_diff_full(struct notify_sub *s, struct store_txn *t, struct buf *b)
@@ -252,7 +252,7 @@ static int sub_render_ops(struct notify_sub *s, size_t from, size_t to, const ch
     return rc;
 }
 
-/* The queued changes of s by mode (DIFF-13). Counts <document>s written in *items. */
+/* The queued changes of s by mode (RFC 5875 §4.6). Counts <document>s written in *items. */
 int notify_diff_pending(struct notify_sub *s, struct buf *b, size_t *items)
 {
     struct notify_change **p = s->pending;

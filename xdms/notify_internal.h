@@ -8,8 +8,8 @@
  * caller.
  *
  * The second part holds the notifier's state and the functions the files call on it. All of it
- * belongs to the notifier's SIP thread (DESIGN §5), except the members of struct notifier marked
- * otherwise, so none of it takes a lock. */
+ * belongs to the notifier's SIP thread (docs/architecture.md), except the members of struct
+ * notifier marked otherwise, so none of it takes a lock. */
 #ifndef XDM_NOTIFY_INTERNAL_H
 #define XDM_NOTIFY_INTERNAL_H
 
@@ -56,7 +56,7 @@ struct su_timer_s;
 #define NOTIFY_MAX_SUBS_PER_USER 100         /* per subscriber identity -> 403 */
 #define NOTIFY_MAX_PENDING 256               /* queued changes per subscription, then full state */
 #define NOTIFY_MAX_NOTIFY_BODY (1024 * 1024) /* one NOTIFY body, else the subscription ends */
-#define NOTIFY_DEFAULT_EXPIRES 3600          /* RFC 5875 (SPEC DIFF-16) */
+#define NOTIFY_DEFAULT_EXPIRES 3600          /* RFC 5875 §4.8 */
 #define NOTIFY_DEFAULT_MAX_EXPIRES 86400
 
 #define NOTIFY_MIME_DIFF "application/xcap-diff+xml"
@@ -73,8 +73,8 @@ struct su_timer_s;
 enum notify_mode { NOTIFY_NO_PATCHING, NOTIFY_XCAP_PATCHING, NOTIFY_AGGREGATE };
 
 /* The mode named by an Event header's parameters ("diff-processing=..." among them, as sofia
- * gives them; NULL-terminated, may be NULL). Absent or unknown values mean no-patching (SPEC
- * DIFF-8). */
+ * gives them; NULL-terminated, may be NULL). Absent or unknown values mean no-patching
+ * (RFC 5875 §4.1). */
 enum notify_mode notify_mode_parse(const char *const *params);
 const char *notify_mode_name(enum notify_mode m);
 
@@ -115,7 +115,7 @@ struct notify_watchlist {
 
 void notify_watch_list_release(struct notify_watchlist *wl);
 
-/* Parses an application/resource-lists+xml SUBSCRIBE body (RFC 5875 §4.3, SPEC DIFF-9) into out
+/* Parses an application/resource-lists+xml SUBSCRIBE body (RFC 5875 §4.3) into out
  * (zeroed first). Each <entry uri> anywhere under the root is a selector relative to xcap_root,
  * or an absolute URI below xcap_root, or an absolute path below its path: a document, a directory
  * (trailing '/'), "<auid>/users/" (every user's documents; kept for trusted servers only, see
@@ -129,9 +129,10 @@ void notify_watch_list_release(struct notify_watchlist *wl);
 int notify_watch_parse(const char *body, size_t len, const char *xcap_root, enum xdms_role role,
                        struct notify_watchlist *out, size_t *skipped);
 
-/* Removes the watches identity may not read (SPEC XCAP-AUTH-1/4, DIFF-11): its own users/<XUI>/
- * tree and global/ (except server-owned documents, see usage_server_owned()), or everything when
- * is_server (only servers keep all-users watches). Returns how many were removed. */
+/* Removes the watches identity may not read (RFC 4825 §5.7; OMA Presence SIMPLE XDM 2.0 §5; RFC
+ * 5875 §4.5): its own users/<XUI>/ tree and global/ (except server-owned documents, see
+ * usage_server_owned()), or everything when is_server (only servers keep all-users watches).
+ * Returns how many were removed. */
 size_t notify_watch_list_authorize(struct notify_watchlist *wl, const char *identity,
                                    bool is_server);
 
@@ -144,7 +145,7 @@ bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k)
  * byte. Returns 0 or -1 (buffer full). */
 int notify_watch_sel_append(struct buf *b, const struct doc_key *k);
 
-/* xcap-diff body (RFC 5874, SPEC DIFF-1/2): open, any number of documents, close. prev_etag or
+/* xcap-diff body (RFC 5874 §4): open, any number of documents, close. prev_etag or
  * new_etag may be NULL or "" to leave the attribute out (created / deleted documents).
  * notify_diff_document() writes an empty <document/>; notify_diff_document_open() leaves it open
  * for patch operations or <body-not-changed/>, closed by notify_diff_document_close(). Each
@@ -267,7 +268,7 @@ struct notify_sub {
     int64_t last_sent_ms; /* monotonic, of the last NOTIFY reporting changes */
     struct notify_change **pending;
     size_t n_pending;
-    bool full_pending;       /* the next NOTIFY carries the full state (DIFF-12) */
+    bool full_pending;       /* the next NOTIFY carries the full state (RFC 5875 §4.6) */
     bool force_notify;       /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
     bool nodes_due;          /* an element or attribute watch may have changed */
     const char *term_reason; /* set: the next NOTIFY is the final one */
@@ -418,15 +419,16 @@ enum store_rc notify_change_read(struct notifier *n, struct store_txn *t, bool *
 
 /* ---- notify_diff.c: NOTIFY bodies of a subscription ---- */
 
-/* Appends the full state of s read in t (DIFF-12): every existing watched document, directories
- * expanded, then every element and attribute watch. Returns 0 or -1 (buffer full, store error). */
+/* Appends the full state of s read in t (RFC 5875 §4.6): every existing watched document,
+ * directories expanded, then every element and attribute watch. Returns 0 or -1 (buffer full, store
+ * error). */
 int notify_diff_full(struct notify_sub *s, struct store_txn *t, struct buf *b);
-/* Appends the changes queued on s as its mode says (DIFF-13), counting <document>s in *items.
+/* Appends the changes queued on s as its mode says (RFC 5875 §4.6), counting <document>s in *items.
  * Returns 0 or -1. */
 int notify_diff_pending(struct notify_sub *s, struct buf *b, size_t *items);
-/* Appends the element and attribute reports of s read in t (DIFF-5, DIFF-14): all of them, or
- * only those whose content changed since the last report; counts them in *items. Returns 0 or
- * -1. */
+/* Appends the element and attribute reports of s read in t (RFC 5874 §4; RFC 5875 §4.6): all of
+ * them, or only those whose content changed since the last report; counts them in *items. Returns 0
+ * or -1. */
 int notify_diff_nodes(struct notify_sub *s, struct store_txn *t, struct buf *b, bool all,
                       size_t *items);
 

@@ -1,4 +1,4 @@
-/* The watched set of a subscription (RFC 5875 §4.3, SPEC DIFF-9..11): the resource list of a
+/* The watched set of a subscription (RFC 5875 §4.3-§4.5): the resource list of a
  * SUBSCRIBE parsed into watches, their authorization, whether a changed document concerns a
  * watch, and the document selectors reports name. Pure functions, declared in notify_internal.h;
  * none touches SIP, storage or shared state. */
@@ -355,11 +355,11 @@ size_t notify_watch_list_authorize(struct notify_watchlist *wl, const char *iden
     size_t kept = 0, removed = 0;
     for (size_t i = 0; i < wl->n; i++) {
         struct notify_watch *w = &wl->items[i];
-        /* XCAP-AUTH-1: own home directory and global/ are readable; XCAP-AUTH-4: servers read
-         * every user's documents, and only they may watch a whole users tree. */
+        /* RFC 4825 §5.7: own home directory and global/ are readable; OMA Presence SIMPLE XDM 2.0
+         * §5: servers read every user's documents, and only they may watch a whole users tree. */
         bool ok = is_server || w->global ||
                   (!w->all_users && w->xui && xcap_uri_xui_equal(w->xui, identity));
-        /* RFC 4826 §4.4.8 (SPEC RLS-8): server-maintained global documents are for trusted
+        /* RFC 4826 §4.4.8: server-maintained global documents are for trusted
          * servers only, as for an HTTP GET. */
         if (ok && w->global && !is_server) {
             struct doc_key k = {w->auid, "global", "", w->path};

@@ -316,7 +316,7 @@ static enum xcap_status server_parse(struct xdms_server *s, struct xdms_call *c)
     else if (strcmp(m, "DELETE") == 0)
         c->method = ENGINE_DELETE;
     else {
-        /* RFC 4825 §8.1 (SPEC XCAP-PUT-16): POST and others are not XCAP methods, on any URI. Allow
+        /* RFC 4825 §8.1: POST and others are not XCAP methods, on any URI. Allow
          * names what the resource takes (RFC 9110 §15.5.6): GET and HEAD only for xcap-caps, the
          * directory and namespace bindings (§8.2.2), when the URI says it is one of them. */
         xcap_fail(&c->err, XCAP_METHOD_NOT_ALLOWED, "method %s is not allowed", m);
@@ -414,8 +414,8 @@ static char *server_asserted_identity(const char *h)
     return canon;
 }
 
-/* Phase: authorize the user (RFC 4825 §5.7, SPEC XCAP-AUTH-1..4). Decided before the document
- * is looked at, so another user's missing document is 403 too (XCAP-AUTH-3). */
+/* Phase: authorize the user (RFC 4825 §5.7, §14; OMA Presence SIMPLE XDM 2.0 §5). Decided before
+ * the document is looked at, so another user's missing document is 403 too (RFC 4825 §14). */
 static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms_call *c)
 {
     bool write = c->method == ENGINE_PUT || c->method == ENGINE_DELETE;
@@ -432,7 +432,7 @@ static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms
     if (c->uri.tree == XCAP_TREE_GLOBAL) {
         if (write)
             return xcap_fail(&c->err, XCAP_FORBIDDEN, "global documents are read-only");
-        /* RFC 4826 §4.4.8 (SPEC RLS-8): server-maintained documents such as the rls-services
+        /* RFC 4826 §4.4.8: server-maintained documents such as the rls-services
          * global index are for trusted servers only. */
         struct doc_key k = {c->uri.auid, "global", "", c->uri.path};
         if (c->au && usage_server_owned(c->au, &k))
@@ -533,7 +533,8 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
     return engine_execute(s->engine, &req, rep, &c->err);
 }
 
-/* Phase: respond — the one place that maps a status to HTTP (STYLE "Errors"). */
+/* Phase: respond — the one place that maps a status to HTTP (the error model of
+ * docs/architecture.md). */
 static void server_respond(const struct xdms_server *s, struct xcap_err *err, enum xcap_status st,
                            struct engine_reply *rep, struct http_response *resp)
 {

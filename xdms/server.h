@@ -1,6 +1,6 @@
-/* The XDMS request path (DESIGN §3): receive (httpd) -> authorize the peer -> parse -> resolve
- * -> authorize the user -> execute (engine) -> respond -> notify. Each phase is a function named
- * for it; server_handle() is the httpd handler that runs them in order. */
+/* The XDMS request path (docs/architecture.md): receive (httpd) -> authorize the peer -> parse ->
+ * resolve -> authorize the user -> execute (engine) -> respond -> notify. Each phase is a function
+ * named for it; server_handle() is the httpd handler that runs them in order. */
 #ifndef XDM_SERVER_H
 #define XDM_SERVER_H
 

@@ -4,9 +4,9 @@
  * so all of them are thread-safe. Every string handed in is borrowed; everything returned is owned
  * by the caller.
  *
- * Exactness (SPEC DIFF-6): applying the operations of a change to the previous version gives a
- * document whose inclusive canonical form (C14N 1.0 with comments) equals the new version's. To
- * get there without the patch document leaking its own bindings into the content:
+ * Exactness (RFC 5874 §4; RFC 5261 §5): applying the operations of a change to the previous version
+ * gives a document whose inclusive canonical form (C14N 1.0 with comments) equals the new
+ * version's. To get there without the patch document leaking its own bindings into the content:
  *   - selectors are positional ("/" "*" "/" "*[k]" ...), which need no prefixes;
  *   - added or replacing element content carries, on its own start tag, the declarations it needs
  *     from the place where it lands (the default namespace, or xmlns="" when the content has
@@ -77,7 +77,7 @@ int xdiff_op_render(struct buf *b, const struct xdiff_op *op);
  * freed; *n is updated. */
 void xdiff_ops_simplify(struct xdiff_op *ops, size_t *n);
 
-/* Element and attribute reports (RFC 5874 §4, SPEC DIFF-5, DIFF-14). sel is the value of the
+/* Element and attribute reports (RFC 5874 §4; RFC 5875 §4.6). sel is the value of the
  * sel attribute (document selector, "/~~/", node selector, percent-encoded); decls are namespace
  * declarations for its prefixes (" xmlns:p=\"uri\"" ..., may be ""). doc is the current document
  * (NULL when it does not exist); ns the parsed node selector (terminal element or attribute).

@@ -433,7 +433,8 @@ UA = [("User-Agent", "XDMC/1.0 3gpp-gba")]
 
 
 def check_gaa_http(env):
-    """GBA Digest over HTTP with a record added by xdmctl (GAA-2..8): realm names the Host, the
+    """GBA Digest over HTTP with a record added by xdmctl (TS 24.109 §5.2, §7.1;
+    TS 33.222 §5.3; TS 33.220 Annex B, H.3): realm names the Host, the
     key is Ks_NAF for NAF_Id = FQDN || 01 00 00 00 02, the identity is the record's first IMPU."""
     gaa_setup(env)
     host = "%s:%d" % (NAF, env.proxy_http)
@@ -486,7 +487,7 @@ def check_gaa_wrong_key(env):
 
 
 def check_gaa_expired(env):
-    """A B-TID whose key lifetime is over gets 401 with a fresh challenge (GAA-5)."""
+    """A B-TID whose key lifetime is over gets 401 with a fresh challenge (TS 33.220 §4.5.3)."""
     rand = bytes(range(0x60, 0x70))
     btid = base64.b64encode(rand).decode() + "@bsf.example.com"
     env.xdmctl("gba", "add", "--btid", btid, "--impi", "short@ims.example.com", "--ks",
@@ -505,7 +506,7 @@ def check_gaa_expired(env):
 
 def check_gaa_https(env):
     """GBA Digest inside TLS (TS 33.222 §5.3): the NAF_Id carries the negotiated cipher suite
-    (01 00 01 yy zz, GAA-7); the key for plain HTTP does not fit."""
+    (01 00 01 yy zz, TS 33.220 Annex H.3); the key for plain HTTP does not fit."""
     gaa_setup(env)
     ctx = tls_context(ca=env.cert("ca.pem"), tls13=True)
     host = "%s:%d" % (NAF, env.proxy_https)
@@ -526,7 +527,7 @@ def check_gaa_https(env):
 
 
 def check_gaa_authorisation(env):
-    """GUSS authorisation (GAA-11): a B-TID allowed only resource-lists gets 200 there and 403
+    """GUSS authorisation (TS 24.109 §7.3): a B-TID allowed only resource-lists gets 200 there and 403
     (no new challenge, text/plain reason, a log line) on pres-rules and on the composed
     directory, while xcap-caps stays readable; a B-TID without restriction gets both; one allowed
     the directory as well reads it. xdmctl gba list shows the allowed AUIDs."""
@@ -624,7 +625,7 @@ def users_setup(env):
 
 def check_identities(env):
     """X-3GPP-Intended-Identity picks one of the user's identities (xdmctl user add --impu); any
-    other is 403; client identity headers are ignored (AP-4..6)."""
+    other is 403; client identity headers are ignored (TS 24.109 §7; OMA XDM Core §5.1.2)."""
     users_setup(env)
     a = env.alice
     p = env.proxy_http
@@ -651,7 +652,7 @@ def check_identities(env):
 
 
 def check_gzip(env):
-    """gzip both ways at the proxy (AP-12): a gzip request body is decoded before the XDMS sees
+    """gzip both ways at the proxy (OMA XDM Core §5.1; RFC 9110 §8.4.1.3): a gzip request body is decoded before the XDMS sees
     it; answers are gzipped for clients that accept it, with Vary and the identity ETag; zip
     bombs are 413, broken gzip 400, other codings 415."""
     users_setup(env)
@@ -786,7 +787,7 @@ def folders(body):
 
 
 def check_directory(env):
-    """xcap-directory composed from the three XDMSs (AP-9..11), URIs under the root the client
+    """xcap-directory composed from the three XDMSs (OMA XDM Core 2.0 §5.3.2; OMA XDM Core 1.1 Appendix B; RFC 9110 §8.8.3), URIs under the root the client
     used (http and https), its own ETag, 304, node selector, read-only; with the presence XDMS
     stopped its folders carry an error code and the others stay."""
     users_setup(env)

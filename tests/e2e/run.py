@@ -633,7 +633,7 @@ def _exchange_on(sock, addr, method, target, headers, body, pool, key, reused):
         r.reused = reused
         enc = (r.header("Content-Encoding") or "").strip().lower()
         if enc == "gzip" and data:
-            # Body assertions compare the identity representation (AP-12); the header itself
+            # Body assertions compare the identity representation (OMA XDM Core §5.1; RFC 9110 §8.4.1.3); the header itself
             # stays visible to header assertions.
             try:
                 r.body = gzip.decompress(data)
@@ -1723,7 +1723,7 @@ def builtin_kill9_durability(run, step):
     XDMS over its UNIX-domain socket (identity header set). After kill_after acknowledged PUTs the XDMS gets SIGKILL while
     requests are in flight. It is restarted, and every document must read back as its last
     acknowledged version with that ETag, or as the version whose PUT was in flight at the kill
-    (committed, answer lost). DESIGN §4: a 2xx is sent only after the commit is on disk."""
+    (committed, answer lost). A 2xx is sent only after the commit is on disk (docs/storage.md)."""
     ln = step.lineno
     role = step.args[1]
     opts = dict(a.split("=", 1) for a in step.args[2:])
@@ -1854,7 +1854,7 @@ def builtin_if_match_race(run, step):
 
     N writers PUT different versions of one document at the same moment, all with If-Match of the
     same current ETag. Exactly one may win (200); every other one must get 412, and the document
-    must then read back as the winner's version with the winner's ETag (XCAP-PUT-17: the ETag
+    must then read back as the winner's version with the winner's ETag (RFC 4825 §8.2: the ETag
     compare happens inside the write transaction)."""
     ln = step.lineno
     role = step.args[1]

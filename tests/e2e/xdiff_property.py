@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end property of the xcap-diff notifier (SPEC DIFF-6, DIFF-13): patches are exact.
+"""End-to-end property of the xcap-diff notifier (RFC 5874 §4; RFC 5261 §5; RFC 5875 §4.6): patches are exact.
 
 Starts a shared-list XDMS on free loopback ports with a temporary store (HTTP with the asserted
 identity over its UNIX-domain socket, as the proxy talks to it), and two xdm-sipua

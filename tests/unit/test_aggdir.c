@@ -58,7 +58,7 @@ static void test_rewrite(void)
     const char *c = "https://xcap.example.com:8443/xcap-root";
     expect_uri("http://127.0.0.1:8080/xcap-root/resource-lists/users/sip:a@b/index", "/xcap-root",
                c, "https://xcap.example.com:8443/xcap-root/resource-lists/users/sip:a@b/index");
-    /* relative document selector (AP-10) */
+    /* relative document selector (OMA XDM Core 1.1 Appendix B) */
     expect_uri("resource-lists/users/sip:a@b/index", "/xcap-root", c,
                "https://xcap.example.com:8443/xcap-root/resource-lists/users/sip:a@b/index");
     /* absolute path */
@@ -578,7 +578,7 @@ static CU_TestInfo net_tests[] = {
 
 int main(void)
 {
-    log_init("test_aggdir", LOG_ERROR);
+    log_init("test_aggdir", LOG_LEVEL_ERROR);
     xdoc_global_init();
     CU_SuiteInfo suites[] = {
         {"compose", NULL, NULL, NULL, NULL, compose_tests},

@@ -173,7 +173,7 @@ static CU_TestInfo compress_tests[] = {
 
 int main(void)
 {
-    log_init("test_compress", LOG_ERROR);
+    log_init("test_compress", LOG_LEVEL_ERROR);
     CU_SuiteInfo suites[] = {
         {"compress", NULL, NULL, NULL, NULL, compress_tests},
         CU_SUITE_INFO_NULL,

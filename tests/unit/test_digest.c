@@ -1,5 +1,5 @@
 /* Unit suite for aggproxy/digest.c: RFC 7616 test vectors, the Authorization parser, nonces
- * (validity, expiry, tampering, eviction), nc replay, and the checks of SPEC DIG-1..DIG-9. */
+ * (validity, expiry, tampering, eviction), nc replay, and the checks of RFC 7616 §3.3-§3.5. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>

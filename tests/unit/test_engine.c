@@ -264,7 +264,7 @@ static void test_create_replace_get(void)
     CU_ASSERT_PTR_NOT_NULL(r.ctype);
     if (r.ctype)
         CU_ASSERT_STRING_EQUAL(r.ctype, RL_MIME);
-    /* the document comes back byte for byte (SPEC XCAP-PUT-13: not modified) */
+    /* the document comes back byte for byte (RFC 4825 §8.2.5: not modified) */
     CU_ASSERT_EQUAL(r.body.len, strlen(DOC1));
     CU_ASSERT_STRING_EQUAL(r.body.data, DOC1);
     CU_ASSERT_FALSE(r.changed);
@@ -292,7 +292,7 @@ static void test_create_replace_get(void)
     /* a directory is not a document */
     CU_ASSERT_EQUAL(fx_get(&f, "/resource-lists/users/" ALICE "/", &r), XCAP_NOT_FOUND);
     result_release(&r);
-    /* Content-Type parameters and case are ignored (SPEC XCAP-PUT-4) */
+    /* Content-Type parameters and case are ignored (RFC 4825 §8.2.2) */
     const struct req put_cs = {
         ENGINE_PUT, RL_INDEX, " Application/Resource-Lists+XML ; charset=UTF-8", NULL, NULL,
         DOC1,       0};
@@ -365,7 +365,7 @@ static void test_if_match(void)
         bool holds;
     } cases[] = {
         {"", NULL, true},    {"\"nope\", ", NULL, true}, {"\"a\",\"b\" ,  ", NULL, true},
-        {"W/", NULL, false}, /* weak tags never match If-Match (SPEC XCAP-ETAG-8) */
+        {"W/", NULL, false}, /* weak tags never match If-Match (RFC 4825 §8.5) */
         {NULL, "*", true},   {NULL, "\"nope\"", false},  {NULL, "\"\"", false},
         {NULL, "", false},
     };
@@ -426,7 +426,7 @@ static void test_if_none_match(void)
     struct result r;
     char h[128];
 
-    /* "*" on create: only when the document does not exist (SPEC XCAP-ETAG-6) */
+    /* "*" on create: only when the document does not exist (RFC 4825 §7.11; RFC 9110 §13.1.2) */
     const struct req create = {ENGINE_PUT, RL_INDEX, RL_MIME, NULL, "*", DOC1, 0};
     CU_ASSERT_EQUAL(fx_run(&f, &create, &r), XCAP_CREATED);
     char cur[STORE_ETAG_MAX];
@@ -441,7 +441,7 @@ static void test_if_none_match(void)
     CU_ASSERT_TRUE(snap_equal(&before, &after));
     snap_release(&after);
 
-    /* GET with the current tag: 304 with the ETag and no body (SPEC XCAP-ETAG-5) */
+    /* GET with the current tag: 304 with the ETag and no body (RFC 4825 §7.11; RFC 9110 §13.1.2) */
     quoted(h, sizeof h, "", cur);
     const struct req get = {ENGINE_GET, RL_INDEX, NULL, NULL, h, NULL, 0};
     CU_ASSERT_EQUAL(fx_run(&f, &get, &r), XCAP_NOT_MODIFIED);
@@ -579,7 +579,7 @@ static void test_delete(void)
     CU_ASSERT_EQUAL(fx_put(&f, "/resource-lists/users/" ALICE "/keep", DOC1, &r), XCAP_CREATED);
     result_release(&r);
     CU_ASSERT_EQUAL(fx_run(&f, &del, &r), XCAP_OK);
-    CU_ASSERT_STRING_EQUAL(r.etag, ""); /* SPEC XCAP-ETAG-3 */
+    CU_ASSERT_STRING_EQUAL(r.etag, ""); /* RFC 4825 §8.5 */
     CU_ASSERT_TRUE(r.changed);
     result_release(&r);
     CU_ASSERT_EQUAL(fx_get(&f, RL_INDEX, &r), XCAP_NOT_FOUND);
@@ -667,7 +667,7 @@ static void test_max_docs_per_user(void)
     result_release(&r);
     CU_ASSERT_EQUAL(fx_run(&f, &q2, &r), XCAP_CREATED);
     result_release(&r);
-    /* the third document over all AUIDs of this XDMS is refused (SPEC XDM-ERR-1) */
+    /* the third document over all AUIDs of this XDMS is refused (OMA XDM Core 2.0 §6.4) */
     CU_ASSERT_EQUAL(fx_run(&f, &q3, &r), XCAP_LOCAL_CONSTRAINT_FAILURE);
     CU_ASSERT_EQUAL(r.err_status, XCAP_LOCAL_CONSTRAINT_FAILURE);
     CU_ASSERT_PTR_NOT_NULL(r.phrase);
@@ -903,7 +903,7 @@ static void test_change_detail_bound(void)
 }
 
 /* Two writers with the same If-Match: the engine compares inside the write transaction, so
- * exactly one wins (SPEC XCAP-PUT-17). */
+ * exactly one wins (RFC 4825 §8.2). */
 struct racer {
     struct fx *f;
     pthread_barrier_t *go;

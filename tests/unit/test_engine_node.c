@@ -305,8 +305,8 @@ static void test_body_names(void)
 
 static void test_namespace_context(void)
 {
-    /* XCAP-PUT-12: an unprefixed body takes the default namespace in scope at the parent; a
-     * prefix declared in the document may be used in the body */
+    /* RFC 4825 §7.4, §8.2.2: an unprefixed body takes the default namespace in scope at the parent;
+     * a prefix declared in the document may be used in the body */
     static const char doc[] = "<rl:resource-lists xmlns:rl=\"" NS "\" xmlns=\"" NS "\">"
                               "<rl:list name=\"f\"/></rl:resource-lists>";
     struct buf out;

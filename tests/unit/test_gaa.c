@@ -1,6 +1,7 @@
 /* Unit suite for GAA at the proxy: aggproxy/gba.c (TS 33.220 Annex B key derivation, Annex H.3
  * NAF_Id, User-Agent token, realm, password, the built-in bootstrapping store with its allowed
- * AUIDs, the GAA-11 authorisation decision) and aggproxy/identity.c (X-3GPP-Intended-Identity).
+ * AUIDs, the TS 24.109 §7.3 authorisation decision) and aggproxy/identity.c
+ * (X-3GPP-Intended-Identity).
  *
  * The key derivation is checked two ways, both written here from the definition of TS 33.220
  * Annex B.2 and not from gba.c: an S string assembled byte by byte in this file and fed to
@@ -121,7 +122,8 @@ static void test_naf_id(void)
     CU_ASSERT_EQUAL(memcmp(id, "xcap.example.com\x01\x00\x01\x13\x02", len), 0);
     CU_ASSERT_EQUAL(gba_naf_id("", -1, id, &len), -1);
 
-    /* TLS suite in the NAF_Id changes the key (GAA-7): the second outside-computed constant. */
+    /* TLS suite in the NAF_Id changes the key (TS 33.220 Annex H.3): the second outside-computed
+     * constant. */
     unsigned char ks[32], rand[16], key[32];
     kdf_inputs(ks, rand);
     CU_ASSERT_EQUAL(gba_naf_id("xcap.example.com", 0x1301, id, &len), 0);
@@ -270,7 +272,7 @@ static void test_store_records(void)
     gba_key_release(&k);
     CU_ASSERT_PTR_NULL(k.impi);
 
-    /* expired at its expiry second (GAA-5), unknown, malformed */
+    /* expired at its expiry second (TS 33.220 §4.5.3), unknown, malformed */
     CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now + 600, &k), 1);
     CU_ASSERT_EQUAL(gba_store_fetch(st, BTID, naf, naflen, now + 599, &k), 0);
     gba_key_release(&k);
@@ -317,7 +319,8 @@ static void test_store_bad_records(void)
     CU_ASSERT_EQUAL(s.n, 0);
 }
 
-/* ---- Allowed AUIDs (GUSS, GAA-11) --------------------------------------------------------- */
+/* ---- Allowed AUIDs (GUSS, TS 24.109 §7.3)
+ * --------------------------------------------------------- */
 
 struct seen_auids {
     int n;
@@ -742,7 +745,7 @@ static CU_TestInfo identity_tests[] = {
 
 int main(void)
 {
-    log_init("test_gaa", LOG_ERROR);
+    log_init("test_gaa", LOG_LEVEL_ERROR);
     CU_SuiteInfo suites[] = {
         {"gba", NULL, NULL, NULL, NULL, kdf_tests},
         {"gba store", store_init, store_clean, NULL, NULL, store_tests},

@@ -282,8 +282,8 @@ static void test_eval_prefixed_doc(void)
     struct xcap_err err = {0};
     CU_ASSERT_FATAL(xdoc_parse(doc_prefixed, strlen(doc_prefixed), &doc, &err) == XCAP_OK);
     bool amb;
-    /* XCAP-URI-9: unprefixed names mean the usage's namespace, whatever prefix the document
-     * uses */
+    /* RFC 4825 §5.2, §6.3: unprefixed names mean the usage's namespace, whatever prefix the
+     * document uses */
     CU_ASSERT_STRING_EQUAL(attr(eval(doc, "resource-lists/list", NULL, &amb), "name"), "friends");
     CU_ASSERT_STRING_EQUAL(
         attr(eval(doc, "a:resource-lists/a:list/a:entry", "xmlns(a=" RL ")", &amb), "uri"),

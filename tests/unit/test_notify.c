@@ -854,7 +854,7 @@ static void test_loopback(void)
     CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 400);
     peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", "<resource-lists");
     CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 400);
-    /* Bob may not watch Alice's documents (DIFF-11). */
+    /* Bob may not watch Alice's documents (RFC 5875 §4.5). */
     peer_subscribe(&p, "sip:bob@example.com", "Event: xcap-diff\r\n", LIST_ALICE);
     CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 403);
     /* An in-dialog request for an unknown dialog. */
@@ -863,8 +863,8 @@ static void test_loopback(void)
     CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 481);
     close(p.fd);
 
-    /* Accepted: 200, then the initial NOTIFY with the full state (DIFF-12, DIFF-18). The
-     * asserted identity (trusted loopback peer) is used, not From. */
+    /* Accepted: 200, then the initial NOTIFY with the full state (RFC 5875 §4.6; RFC 6665 §8.2.1).
+     * The asserted identity (trusted loopback peer) is used, not From. */
     peer_open(&p, notifier_port(n), "accepted");
     peer_subscribe(&p, "sip:anonymous@anonymous.invalid",
                    "Event: xcap-diff\r\nAccept: application/xcap-diff+xml\r\nExpires: 600\r\n"
@@ -931,7 +931,8 @@ static void test_loopback(void)
     const char *created = strstr(all, "later/doc"), *deleted = strstr(all, "previous-etag");
     CU_ASSERT_TRUE(created && deleted && created < deleted);
 
-    /* Unsubscribe: 200 and a final NOTIFY terminated;reason=timeout (DIFF-16). */
+    /* Unsubscribe: 200 and a final NOTIFY terminated;reason=timeout (RFC 6665 §4.1.1; RFC 5875
+     * §4.8). */
     peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
     CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
     CU_ASSERT_TRUE(header(notify, "Subscription-State", value, sizeof value));
@@ -1036,7 +1037,7 @@ static void test_subscribe_trust(void)
     peer_subscribe(&p, "sip:bob@example.com", "Event: xcap-diff\r\n", NULL);
     CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
     close(p.fd);
-    /* Bob asserted, watching Alice's documents: 403 as ever (DIFF-11). */
+    /* Bob asserted, watching Alice's documents: 403 as ever (RFC 5875 §4.5). */
     peer_open(&p, notifier_port(n), "bob");
     peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nP-Asserted-Identity: <sip:bob@example.com>\r\n",
                    LIST_ALICE);
@@ -1046,7 +1047,7 @@ static void test_subscribe_trust(void)
 }
 
 /* Expiry by timer ends the subscription with reason=timeout; a NOTIFY answered 481 removes it
- * (RFC 6665 §4.2.2, DIFF-16, DIFF-18). */
+ * (RFC 6665 §4.1.1, §4.2.2, §8.2.1; RFC 5875 §4.8). */
 static void test_expiry_and_481(void)
 {
     char dir[32];
@@ -1322,7 +1323,7 @@ static void peer_quiet(struct peer *p, int ms)
     CU_ASSERT_FALSE(got);
 }
 
-/* The three diff-processing modes on the same edits (DIFF-8, DIFF-13): ETags only; every change
+/* The three diff-processing modes on the same edits (RFC 5875 §4.1, §4.6): ETags only; every change
  * with its operations, chained; merged operations, or <body-not-changed/>. */
 static void test_modes(void)
 {
@@ -1381,7 +1382,7 @@ static void test_modes(void)
     efx_close(&f);
 }
 
-/* DIFF-15: with a minimum interval, changes made during the hold-off travel together, the
+/* RFC 5875 §4.7: with a minimum interval, changes made during the hold-off travel together, the
  * xcap-patching ETag chain unbroken; aggregate merges them and reports an insertion undone
  * within the batch as <body-not-changed/>. */
 static void test_hold_off(void)
@@ -1434,8 +1435,8 @@ static void test_hold_off(void)
     efx_close(&f);
 }
 
-/* Element and attribute watches (DIFF-5, DIFF-14): full content, a report only when that content
- * changed, exists="0" when it is gone. */
+/* Element and attribute watches (RFC 5874 §4; RFC 5875 §4.6): full content, a report only when that
+ * content changed, exists="0" when it is gone. */
 static void test_node_watches(void)
 {
     struct efx f;
@@ -1480,8 +1481,8 @@ static void test_node_watches(void)
     efx_close(&f);
 }
 
-/* RFC 6665 refreshes (DIFF-16/17): without a body the same set and a NOTIFY with its state; with
- * a body the new set's full state. */
+/* RFC 6665 refreshes (RFC 6665 §4.1.1; RFC 5875 §4.8): without a body the same set and a NOTIFY
+ * with its state; with a body the new set's full state. */
 static void test_refresh(void)
 {
     struct efx f;
@@ -1545,7 +1546,7 @@ static void test_all_users(void)
     efx_close(&f);
 }
 
-/* Subscriptions survive a restart of the notifier (DIFF-19): no final NOTIFY at the stop, the
+/* Subscriptions survive a restart of the notifier (RFC 5875 §4.6): no final NOTIFY at the stop, the
  * change committed while it was down arrives afterwards in the same dialog with the right
  * previous ETag and a higher CSeq, in-dialog requests still find the dialog, and an ended
  * subscription is not restored. */
@@ -1826,7 +1827,7 @@ static void test_start_port_in_use(void)
 
 static int suite_init(void)
 {
-    log_init("test_notify", LOG_ERROR);
+    log_init("test_notify", LOG_LEVEL_ERROR);
     xdoc_global_init();
     return 0;
 }

@@ -1511,7 +1511,7 @@ static CU_TestInfo feature_tests[] = {
 
 int main(void)
 {
-    log_init("test_route", LOG_ERROR);
+    log_init("test_route", LOG_LEVEL_ERROR);
     xdoc_global_init();
     CU_SuiteInfo suites[] = {
         {"route", NULL, NULL, NULL, NULL, route_tests},

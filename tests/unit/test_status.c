@@ -1,5 +1,5 @@
 /* common/status.c: the status table (HTTP codes, RFC 4825 §11 conditions) and the
- * application/xcap-error+xml bodies (SPEC XCAP-ERR-1..3, XDM-ERR-1). */
+ * application/xcap-error+xml bodies (RFC 4825 §11; OMA XDM Core 2.0 §6.4). */
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <stdlib.h>
@@ -26,7 +26,7 @@ static const struct status_row status_all[] = {
 };
 #define STATUS_COUNT (sizeof status_all / sizeof status_all[0])
 
-/* Expected codes written out independently of the list (SPEC XCAP-ERR-4, RFC 9110). */
+/* Expected codes written out independently of the list (RFC 4825 §8, RFC 9110). */
 static const struct {
     enum xcap_status status;
     int code;
@@ -59,7 +59,7 @@ static const struct {
     {XCAP_LOCAL_CONSTRAINT_FAILURE, 409},
 };
 
-/* The RFC 4825 §11 condition elements (SPEC XCAP-ERR-2); each must belong to exactly one row. */
+/* The RFC 4825 §11 condition elements; each must belong to exactly one row. */
 static const char *const status_conditions[] = {
     "not-well-formed",    "not-xml-frag",  "no-parent",     "schema-validation-error",
     "not-xml-att-value",  "cannot-insert", "cannot-delete", "uniqueness-failure",

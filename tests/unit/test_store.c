@@ -1337,7 +1337,7 @@ static void test_many_open_readers(void)
 
 /* Crash test: a child commits documents in a loop and reports each sequence number on a pipe only
  * after store_txn_commit() returned; the parent kills it with SIGKILL mid-stream. Every reported
- * document must then be present and intact (DESIGN §4: a 2xx is sent only after the commit). */
+ * document must then be present and intact (a 2xx is sent only after the commit). */
 #define CRASH_MAX_DOCS 100000
 
 static void crash_body(uint64_t i, char *buf, size_t cap, size_t *len)

@@ -1,7 +1,7 @@
 /* Unit suite for TLS on both sides of the proxy: common/httpd.c (cipher suite code of a request,
  * verified client certificates), aggproxy/forward.c (HTTPS upstreams with a client certificate)
  * and the proxy's GBA Digest over HTTPS, whose NAF_Id carries the negotiated suite (TS 33.220
- * Annex H.3, SPEC GAA-7). Certificates are made here with OpenSSL into a temporary directory. */
+ * Annex H.3). Certificates are made here with OpenSSL into a temporary directory. */
 #include <curl/curl.h>
 #include <ftw.h>
 #include <openssl/evp.h>
@@ -564,7 +564,7 @@ static CU_TestInfo tls_tests[] = {
 
 int main(void)
 {
-    log_init("test_tls", LOG_ERROR);
+    log_init("test_tls", LOG_LEVEL_ERROR);
     xdoc_global_init();
     curl_global_init(CURL_GLOBAL_DEFAULT);
     CU_SuiteInfo suites[] = {

@@ -749,7 +749,7 @@ static void test_rls_cross_user(void)
     char *before = rls_index(&f, e1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(before);
 
-    /* RLS-3: bob may not take alice's URI; the alternatives are free across all users. */
+    /* RFC 4826 §4.4.5: bob may not take alice's URI; the alternatives are free across all users. */
     enum xcap_status st = rls_write(
         &f, BOB, "index", RLS(SVC("sip:bob-own@example.com") SVC("sip:friends@example.com")), &err);
     CU_ASSERT_EQUAL(st, XCAP_UNIQUENESS_FAILURE);
@@ -823,7 +823,8 @@ static int collect_index_changes(void *cls, const struct store_change *c)
     return 0;
 }
 
-/* RLS-7, RLS-9: every write rebuilds the union, with a new ETag and a change-log record. */
+/* RFC 4826 §4.4.7, §4.4.8; RFC 4825 §8.2.7: every write rebuilds the union, with a new ETag and a
+ * change-log record. */
 static void test_rls_global_index(void)
 {
     struct rls_fx f;

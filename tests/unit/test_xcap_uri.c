@@ -1,5 +1,5 @@
 /* common/xcap_uri.c: a table of request paths with the expected status and every parsed field
- * (RFC 4825 §6, SPEC XCAP-URI-1..12), plus XUI comparison. */
+ * (RFC 4825 §4, §5.2, §5.5, §6, §15.1), plus XUI comparison. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +39,7 @@ struct uri_case {
     }
 
 static const struct uri_case uri_cases[] = {
-    /* users and global trees (XCAP-URI-2) */
+    /* users and global trees (RFC 4825 §6.2) */
     {NULL, RL_ALICE "/index", NULL, OK, "resource-lists", U, ALICE, "index", false, NULL, NULL,
      "resource-lists/users/" ALICE "/index"},
     {NULL, ROOT "/rls-services/global/index", NULL, OK, "rls-services", G, NULL, "index", false,
@@ -48,10 +48,10 @@ static const struct uri_case uri_cases[] = {
      NULL, "xcap-caps/global/index"},
     {NULL, ROOT "/pres-rules/users/tel:+4912345/index", NULL, OK, "pres-rules", U, "tel:+4912345",
      "index", false, NULL, NULL, "pres-rules/users/tel:+4912345/index"},
-    /* an unknown AUID parses; it is refused later, by the app-usage registry (XCAP-URI-11) */
+    /* an unknown AUID parses; the app-usage registry refuses it later (RFC 4825 §6.2, §15.1) */
     {NULL, ROOT "/no-such-auid/global/x", NULL, OK, "no-such-auid", G, NULL, "x", false, NULL, NULL,
      "no-such-auid/global/x"},
-    /* XUIs: %2F stays inside the XUI, both hex cases, other escapes decoded (XCAP-URI-3) */
+    /* XUIs: %2F stays inside the XUI, both hex cases, other escapes decoded (RFC 4825 §4, §6.2) */
     {NULL, ROOT "/resource-lists/users/sip:a%2Fb@example.com/index", NULL, OK, "resource-lists", U,
      "sip:a/b@example.com", "index", false, NULL, NULL,
      "resource-lists/users/sip:a%2Fb@example.com/index"},
@@ -64,7 +64,7 @@ static const struct uri_case uri_cases[] = {
      U, ALICE, "index", false, NULL, NULL, "resource-lists/users/sip%3aalice%40example.com/index"},
     {NULL, ROOT "/resource-lists/users/%2F%2F/index", NULL, OK, "resource-lists", U, "//", "index",
      false, NULL, NULL, "resource-lists/users/%2F%2F/index"},
-    /* document paths: decoded per segment, sub-directories (XCAP-URI-4) */
+    /* document paths: decoded per segment, sub-directories (RFC 4825 §5.5, §6.2) */
     {NULL, RL_ALICE "/my%20list", NULL, OK, "resource-lists", U, ALICE, "my list", false, NULL,
      NULL, "resource-lists/users/" ALICE "/my%20list"},
     {NULL,
@@ -90,7 +90,7 @@ static const struct uri_case uri_cases[] = {
     {NULL, ROOT "/org.openmobilealliance.pres-content/users/" ALICE "/oma_status-icon/", NULL, OK,
      "org.openmobilealliance.pres-content", U, ALICE, "oma_status-icon", true, NULL, NULL,
      "org.openmobilealliance.pres-content/users/" ALICE "/oma_status-icon/"},
-    /* node selectors: decoded once, upper and lower hex, raw forms (XCAP-URI-5, -6) */
+    /* node selectors: decoded once, upper and lower hex, raw forms (RFC 4825 §6) */
     {NULL, RL_ALICE "/index/~~/resource-lists/list%5B@name=%22friends%22%5D", NULL, OK,
      "resource-lists", U, ALICE, "index", false, "resource-lists/list[@name=\"friends\"]", NULL,
      "resource-lists/users/" ALICE "/index"},
@@ -137,7 +137,7 @@ static const struct uri_case uri_cases[] = {
     {NULL, ROOT "/org.openmobilealliance.pres-content/users/" ALICE "/oma_status-icon/x/~~/content",
      NULL, OK, "org.openmobilealliance.pres-content", U, ALICE, "oma_status-icon/x", false,
      "content", NULL, "org.openmobilealliance.pres-content/users/" ALICE "/oma_status-icon/x"},
-    /* queries: decoded once (XCAP-URI-7); an empty query is no query */
+    /* queries: decoded once (RFC 4825 §6.4); an empty query is no query */
     {NULL, RL_ALICE "/index/~~/rl:resource-lists",
      "xmlns(rl=urn:ietf:params:xml:ns:resource-lists)", OK, "resource-lists", U, ALICE, "index",
      false, "rl:resource-lists", "xmlns(rl=urn:ietf:params:xml:ns:resource-lists)",
@@ -157,7 +157,7 @@ static const struct uri_case uri_cases[] = {
     {"/services/xcap", "/services/xcap/resource-lists/global/index", NULL, OK, "resource-lists", G,
      NULL, "index", false, NULL, NULL, "resource-lists/global/index"},
 
-    /* not under the root, or no document selector: 404 (XCAP-URI-1) */
+    /* not under the root, or no document selector: 404 (RFC 4825 §6.1) */
     FAIL(NULL, "/other/resource-lists/users/" ALICE "/index", NULL, NOTFOUND),
     FAIL(NULL, ROOT "x/resource-lists/global/index", NULL, NOTFOUND),
     FAIL(NULL, "/XCAP-ROOT/resource-lists/global/index", NULL, NOTFOUND),
@@ -171,7 +171,7 @@ static const struct uri_case uri_cases[] = {
     FAIL(NULL, ROOT "/resource-lists/", NULL, NOTFOUND),
     FAIL(NULL, ROOT "/resource-lists/users", NULL, NOTFOUND),
     FAIL(NULL, ROOT "/resource-lists/users/", NULL, NOTFOUND),
-    /* unknown tree: 404 (XCAP-URI-2) */
+    /* unknown tree: 404 (RFC 4825 §6.2) */
     FAIL(NULL, ROOT "/resource-lists/user/" ALICE "/index", NULL, NOTFOUND),
     FAIL(NULL, ROOT "/resource-lists/Users/" ALICE "/index", NULL, NOTFOUND),
     FAIL(NULL, ROOT "/resource-lists/GLOBAL/index", NULL, NOTFOUND),
@@ -180,11 +180,11 @@ static const struct uri_case uri_cases[] = {
      false, NULL, NULL, "resource-lists/%67lobal/index"},
     /* a directory has no node selector */
     FAIL(NULL, RL_ALICE "/~~/resource-lists", NULL, NOTFOUND),
-    /* empty node selector: 400 (XCAP-URI-5) */
+    /* empty node selector: 400 (RFC 4825 §6) */
     FAIL(NULL, RL_ALICE "/index/~~", NULL, BAD),
     FAIL(NULL, RL_ALICE "/index/~~/", NULL, BAD),
     FAIL(NULL, ROOT "/~~/resource-lists", NULL, BAD),
-    /* dot segments, raw or encoded, anywhere in the document selector (XCAP-URI-12) */
+    /* dot segments, raw or encoded, anywhere in the document selector (RFC 4825 §6) */
     FAIL(NULL, RL_ALICE "/../bob/index", NULL, BAD),
     FAIL(NULL, RL_ALICE "/./index", NULL, BAD),
     FAIL(NULL, RL_ALICE "/index/..", NULL, BAD),

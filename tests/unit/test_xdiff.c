@@ -1,9 +1,9 @@
 /* xdms/xdiff.c (RFC 5261 operations from change-log details, RFC 5874 element/attribute
- * reports) and the test applier tests/sipua/xpatch.c, then the property that matters (SPEC
- * DIFF-6): over long random sequences of document, element and attribute PUTs and DELETEs run by
- * the real engine on a real store, the operations built from each change-log record turn a
- * client copy of the previous version into the new version (inclusive C14N with comments equal
- * to the stored document's), one change at a time and aggregated. */
+ * reports) and the test applier tests/sipua/xpatch.c, then the property that matters
+ * (RFC 5874 §4; RFC 5261 §5): over long random sequences of document, element and attribute PUTs
+ * and DELETEs run by the real engine on a real store, the operations built from each change-log
+ * record turn a client copy of the previous version into the new version (inclusive C14N with
+ * comments equal to the stored document's), one change at a time and aggregated. */
 #include <ftw.h>
 #include <libxml/parser.h>
 #include <stdint.h>
