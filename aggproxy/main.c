@@ -468,13 +468,7 @@ static int aggproxy_build(struct aggproxy_main *m)
 static int aggproxy_serve(struct aggproxy_main *m)
 {
     struct config *cfg = m->cfg;
-    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
-    sigemptyset(&m->sigs);
-    sigaddset(&m->sigs, SIGINT);
-    sigaddset(&m->sigs, SIGTERM);
-    sigaddset(&m->sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &m->sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* Signals (held since main() began) are taken synchronously by this thread. */
 
     struct httpd_config hcfg = {
         .host = m->host,
@@ -555,15 +549,8 @@ static void aggproxy_release(struct aggproxy_main *m)
 
 int main(int argc, char **argv)
 {
-    /* SIGHUP is held from the first instruction on: threads started before the signal loop
-     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
-     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
-     * process by SIGHUP's default action in one of them. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     struct aggproxy_main m = {0};
+    sdnotify_hold_signals(&m.sigs);
     int rc = aggproxy_read_options(&m, argc, argv);
     if (rc < 0)
         rc = aggproxy_build(&m);

@@ -124,3 +124,13 @@ void sdnotify_reloaded(void)
     if (rc < 0)
         log_warn("sd_notify READY=1: %s", strerror(-rc));
 }
+
+void sdnotify_hold_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}

@@ -6,6 +6,7 @@
 #ifndef XDM_SDNOTIFY_H
 #define XDM_SDNOTIFY_H
 
+#include <signal.h>
 #include <stddef.h>
 
 /* Tells the service manager the process is ready (READY=1, with STATUS=status when status is
@@ -36,5 +37,13 @@ void sdnotify_reloading_msg(unsigned long long usec, char *buf, size_t len);
 /* The watchdog ping interval in microseconds for a given WATCHDOG_USEC: half of it, at least
  * 1 ms; 0 for 0 (no watchdog). Exposed for the unit tests. */
 unsigned long long sdnotify_ping_interval(unsigned long long watchdog_usec);
+
+/* The signals a service manager (or an operator) sends — SIGTERM and SIGINT to stop, SIGHUP to
+ * reload — are blocked in the calling thread and written to *set, and SIGPIPE is ignored. Call it
+ * first thing in main(): every thread started later (the SIP stack's, libraries') inherits the
+ * mask, so a signal that arrives while the process starts or reloads stays pending until the main
+ * thread takes it with sigwait(set) — never the default action in some other thread, which would
+ * end the process without its graceful stop. */
+void sdnotify_hold_signals(sigset_t *set);
 
 #endif

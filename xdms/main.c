@@ -657,13 +657,7 @@ static int xdms_build(struct xdms_main *m)
 static int xdms_serve(struct xdms_main *m)
 {
     struct config *cfg = m->cfg;
-    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
-    sigemptyset(&m->sigs);
-    sigaddset(&m->sigs, SIGINT);
-    sigaddset(&m->sigs, SIGTERM);
-    sigaddset(&m->sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &m->sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    /* Signals (held since main() began) are taken synchronously by this thread. */
 
     /* With tls_cert the listener speaks HTTPS; tls_client_ca makes it ask for client
      * certificates, so trusted_peer may name the proxy by certificate (mutual TLS). */
@@ -726,15 +720,8 @@ static void xdms_release(struct xdms_main *m)
 
 int main(int argc, char **argv)
 {
-    /* SIGHUP is held from the first instruction on: threads started before the signal loop
-     * (the SIP stack's, libraries') inherit the mask, so a reload asked for while the process
-     * starts (systemctl reload right after READY=1) waits for the loop instead of killing the
-     * process by SIGHUP's default action in one of them. */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
     struct xdms_main m = {0};
+    sdnotify_hold_signals(&m.sigs);
     int rc = xdms_read_options(&m, argc, argv);
     if (rc < 0)
         rc = xdms_build(&m);
