@@ -177,22 +177,6 @@ static enum store_rc notify_lease_put(struct store_txn *t, const char *name, int
     return store_kv_put(t, NOTIFY_LEASE_TABLE, name, strlen(name), v, (size_t)len);
 }
 
-void notify_cluster_lost(struct notifier *n)
-{
-    size_t dropped = 0;
-    for (struct notify_sub *s = n->subs; s; s = s->next) {
-        if (!s->dead)
-            dropped++;
-        s->dead = true;
-        s->forget = false; /* the records are another instance's now */
-    }
-    n->reap_due = true;
-    n->have_lease = false;
-    log_warn("notifier: the lease of instance %s was taken over; %zu subscription(s) dropped "
-             "here (another instance sends their NOTIFYs)",
-             n->instance, dropped);
-}
-
 /* Renews our lease; finds out when another instance removed it. */
 static int notify_cluster_heartbeat(struct notifier *n)
 {
@@ -205,7 +189,7 @@ static int notify_cluster_heartbeat(struct notifier *n)
         rc = store_kv_get(t, NOTIFY_LEASE_TABLE, n->instance, strlen(n->instance), &v, &vl);
         free(v);
         if (rc == STORE_NOTFOUND) {
-            notify_cluster_lost(n);
+            notify_subs_lost(n);
             rc = STORE_OK;
         }
     }
@@ -414,7 +398,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         /* We were declared dead ourselves: nothing to take, ours are gone too. */
         store_txn_abort(t);
         free(leases);
-        notify_cluster_lost(n);
+        notify_subs_lost(n);
         return;
     }
     if (rc == STORE_OK)
@@ -463,7 +447,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         struct notify_taken *e = &c.v[i];
         log_debug("notifier: subscription %s of %s taken over from instance %s", e->key,
                   e->rec.identity, e->from[0] ? e->from : "(none recorded)");
-        struct notify_sub *s = notify_subs_restore_one(n, &e->key, true, &e->rec);
+        struct notify_sub *s = notify_dialog_restore_one(n, &e->key, true, &e->rec);
         if (!s && e->key) {
             /* expired: its record goes */
             s = calloc(1, sizeof *s);

@@ -48,6 +48,7 @@ struct sip_contact_s;
 struct su_home_s;
 struct su_root_s;
 struct su_timer_s;
+struct tag_type_s;
 
 /* Bounds (local choices; every one is answered with a SIP status, never truncated silently). */
 #define NOTIFY_MAX_BODY (64 * 1024)          /* SUBSCRIBE body -> 413 */
@@ -335,21 +336,53 @@ struct notifier {
     size_t n_known;
 };
 
-/* ---- notify.c ---- */
-
-/* Reads the change log after the cursor and sends every due NOTIFY (re-entrant calls only ask
- * for another round). */
-void notifier_poll(struct notifier *n);
+/* ---- notify_sip.c: clocks ---- */
 
 /* Clocks: monotonic seconds, monotonic milliseconds, wall-clock seconds since the epoch. */
 int64_t notify_now(void);
 int64_t notify_now_ms(void);
 int64_t notify_wall(void);
 
+/* ---- notify_send.c: NOTIFY sending ---- */
+
+/* Reads the change log after the cursor and sends every due NOTIFY (re-entrant calls only ask
+ * for another round). */
+void notifier_poll(struct notifier *n);
+/* Around every callback of the SIP thread: the last leave reaps ended subscriptions and, while
+ * stopping, breaks the loop once no NOTIFY awaits its answer. */
+void notifier_enter(struct notifier *n);
+void notifier_leave(struct notifier *n);
+
+/* ---- notify_dialog.c: SUBSCRIBE checks and dialogs ---- */
+
 /* The nta request callback of every subscription's dialog (magic: its struct notify_sub):
  * refresh SUBSCRIBEs, ACK, 405 for anything else. Always returns 0 with irq answered. */
 int notify_on_dialog_request(void *magic, struct nta_leg_s *leg, struct nta_incoming_s *irq,
                              const struct sip_s *sip);
+/* Answers irq with status and the given tags; returns 0. */
+int notify_reply(struct nta_incoming_s *irq, int status, const char *phrase,
+                 struct tag_type_s const *tag, intptr_t value, ...);
+/* Answers a refused SUBSCRIBE with the companion header its status calls for; returns 0. */
+int notify_refuse(struct notifier *n, struct nta_incoming_s *irq, int status, const char *phrase);
+/* Whether the request came from a trusted peer (else it was answered 403). */
+bool notify_request_trusted(struct notifier *n, struct nta_incoming_s *irq);
+/* The subscriber's P-Asserted-Identity (malloc'd), or NULL. */
+char *notify_subscriber(const struct sip_s *sip);
+/* The Event header's id parameter (malloc'd), or NULL. */
+char *notify_event_value(const struct sip_s *sip);
+/* Checks body headers and parses the watched set of a SUBSCRIBE (0, or a status to refuse). */
+int notify_read_body(struct notifier *n, const struct sip_s *sip, const char *identity,
+                     struct notify_watchlist *wl, bool *has_body, const char **phrase);
+/* A malloc'd copy of the body. Returns 0 or -1. */
+int notify_take_body(const struct sip_s *sip, char **body, size_t *len);
+/* Live subscriptions of one subscriber. */
+size_t notify_count_user(const struct notifier *n, const char *identity);
+/* Call-ID and both ends of the dialog, for the persisted record. Returns 0 or -1. */
+int notify_dialog_capture(struct notify_sub *s, const struct sip_s *sip);
+void notify_dialog_set_expiry(struct notify_sub *s, unsigned expires);
+/* Common checks of initial and refresh SUBSCRIBEs (0 with *expires, or answered and non-zero). */
+int notify_check_subscribe(struct notifier *n, struct nta_incoming_s *irq, const struct sip_s *sip,
+                           unsigned *expires);
 
 /* ---- notify_subs.c: lifetime and persistence ---- */
 
@@ -363,15 +396,26 @@ void notify_subs_kill(struct notify_sub *s);
 void notify_subs_save(struct notifier *n, bool all);
 /* Unlinks and frees the dead subscriptions (after saving the deletions) when some are. */
 void notify_subs_reap(struct notifier *n);
+/* Our lease vanished (another instance declared us dead and took our subscriptions over): drops
+ * every subscription held here without touching their records. */
+void notify_subs_lost(struct notifier *n);
+/* ---- notify_dialog.c: restart ---- */
+
 /* At start-up: sets n->persist (NOTIFY_TABLE exists and was read) and re-creates the subscriptions
  * saved by an earlier run (dialogs, watched sets authorized again, progress); n->cursor then
  * goes back to the oldest progress restored. Expired or unreadable records are deleted. */
-void notify_subs_restore(struct notifier *n);
+void notify_dialog_restore(struct notifier *n);
 /* Re-creates one saved subscription (key and record are taken: key set to NULL, the record's
  * strings moved). Returns NULL when it cannot or need not live on (expired, unreadable, no
  * dialog), or the subscription, not yet linked into n->subs. */
-struct notify_sub *notify_subs_restore_one(struct notifier *n, char **key, bool ok,
-                                           struct notify_record *r);
+struct notify_sub *notify_dialog_restore_one(struct notifier *n, char **key, bool ok,
+                                             struct notify_record *r);
+
+/* ---- notify_subscribe.c: SUBSCRIBE admission ---- */
+
+/* The nta callback of requests outside any dialog (magic: the notifier). */
+int notifier_on_request(void *magic, struct nta_leg_s *leg, struct nta_incoming_s *irq,
+                        const struct sip_s *sip);
 
 /* ---- notify_cluster.c: several instances over one store ---- */
 
@@ -395,9 +439,6 @@ void notify_cluster_wake_stop(struct notifier *n);
 /* At a stop (cluster mode): marks our lease expired, so that the others take our saved
  * subscriptions over at once. */
 void notify_cluster_stop(struct notifier *n);
-/* Our lease vanished (another instance declared us dead and took our subscriptions over): drops
- * every subscription held here without touching their records. */
-void notify_cluster_lost(struct notifier *n);
 
 /* ---- notify_change.c: the change log ---- */
 

@@ -22,7 +22,6 @@
 #include "store.h"
 
 #define NOTIFY_MAX_RECORD (NOTIFY_MAX_BODY + 64 * 1024)
-#define NOTIFY_CSEQ_MARGIN 100000 /* added to a restored CSeq: saves are lazy (once a second) */
 
 static const char *const notify_tables[] = {NOTIFY_TABLE, NOTIFY_LEASE_TABLE, NULL};
 
@@ -215,6 +214,22 @@ void notify_subs_kill(struct notify_sub *s)
     s->n->reap_due = true;
 }
 
+void notify_subs_lost(struct notifier *n)
+{
+    size_t dropped = 0;
+    for (struct notify_sub *s = n->subs; s; s = s->next) {
+        if (!s->dead)
+            dropped++;
+        s->dead = true;
+        s->forget = false; /* the records are another instance's now */
+    }
+    n->reap_due = true;
+    n->have_lease = false;
+    log_warn("notifier: the lease of instance %s was taken over; %zu subscription(s) dropped "
+             "here (another instance sends their NOTIFYs)",
+             n->instance, dropped);
+}
+
 /* ---- persistence (table NOTIFY_TABLE, key = our dialog tag) ---- */
 
 /* The last change-log record s has handled: changes still queued are not, nor those of a NOTIFY
@@ -285,7 +300,7 @@ void notify_subs_save(struct notifier *n, bool all)
         free(v);
         if (lrc == STORE_NOTFOUND) {
             store_txn_abort(t);
-            notify_cluster_lost(n);
+            notify_subs_lost(n);
             return;
         }
         rc = lrc;
@@ -345,181 +360,4 @@ void notify_subs_reap(struct notifier *n)
             pp = &s->next;
         }
     }
-}
-
-/* ---- restart: subscriptions saved by an earlier run ---- */
-
-struct notify_saved {
-    char *key;
-    struct notify_record rec;
-    bool ok;
-};
-
-struct notify_scan_ctx {
-    struct notify_saved *v;
-    size_t n;
-    size_t cap;
-    bool failed;
-};
-
-static int notify_scan_one(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
-{
-    struct notify_scan_ctx *c = cls;
-    if (c->n == c->cap) {
-        size_t nc = c->cap ? c->cap * 2 : 16;
-        struct notify_saved *v = realloc(c->v, nc * sizeof *v);
-        if (!v) {
-            c->failed = true;
-            return 1;
-        }
-        c->v = v;
-        c->cap = nc;
-    }
-    struct notify_saved *e = &c->v[c->n];
-    memset(e, 0, sizeof *e);
-    if (!(e->key = strndup(key, klen))) {
-        c->failed = true;
-        return 1;
-    }
-    e->ok = notify_subs_record_decode(val, vlen, &e->rec) == 0;
-    c->n++;
-    return 0;
-}
-
-/* Re-creates a saved subscription: its dialog (nta leg with the same Call-ID, tags, route set,
- * target and a CSeq safely above the last one used), its watched set (authorized again under
- * the current configuration) and how far it was notified. Returns NULL when it cannot or need
- * not live on (expired, unreadable). */
-struct notify_sub *notify_subs_restore_one(struct notifier *n, char **key, bool ok,
-                                           struct notify_record *r)
-{
-    int64_t left = r->expires - notify_wall();
-    if (!ok || left <= 0)
-        return NULL;
-    struct notify_sub *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->n = n;
-    size_t skipped = 0;
-    if (notify_watch_parse(r->body, r->body_len, n->cfg.xcap_root, n->cfg.role, &s->watches,
-                           &skipped) != 0) {
-        free(s);
-        return NULL;
-    }
-    notify_watch_list_authorize(
-        &s->watches, r->identity,
-        notify_identity_is_server(r->identity, (const char *const *)n->servers));
-    su_home_t *home = su_home_new(sizeof *home);
-    sip_route_t *route = home && r->route[0] ? sip_route_make(home, r->route) : NULL;
-    char *contact_str = NULL;
-    if (asprintf(&contact_str, "<%s>", r->target) < 0)
-        contact_str = NULL;
-    sip_contact_t *contact = home && contact_str ? sip_contact_make(home, contact_str) : NULL;
-    free(contact_str);
-    uint32_t cseq = r->cseq + NOTIFY_CSEQ_MARGIN;
-    sip_cseq_t *cs = home ? sip_cseq_create(home, cseq, sip_method_notify, "NOTIFY") : NULL;
-    if (contact && cs && (!r->route[0] || route))
-        s->leg = nta_leg_tcreate(
-            n->agent, notify_on_dialog_request, s, SIPTAG_CALL_ID_STR(r->call_id),
-            SIPTAG_FROM_STR(r->local), SIPTAG_TO_STR(r->remote), TAG_IF(route, SIPTAG_ROUTE(route)),
-            NTATAG_TARGET(contact), SIPTAG_CSEQ(cs), NTATAG_REMOTE_CSEQ(r->rseq), TAG_END());
-    su_home_unref(home);
-    /* The record's strings move into the subscription. */
-    s->key = *key;
-    *key = NULL;
-    s->call_id = r->call_id;
-    s->local = r->local;
-    s->remote = r->remote;
-    s->target = r->target;
-    s->route = r->route;
-    s->identity = r->identity;
-    s->event = r->event;
-    s->body = r->body;
-    s->body_len = r->body_len;
-    r->call_id = r->local = r->remote = r->target = r->route = r->identity = r->event = NULL;
-    r->body = NULL;
-    if (!s->leg) {
-        log_warn("notifier: cannot restore the dialog of %s", s->identity);
-        s->forget = true;
-        return s; /* the caller forgets the record and frees s */
-    }
-    s->mode = r->mode;
-    s->seq = r->seq;
-    s->full_pending = r->full;
-    s->expires_at = notify_now() + left;
-    s->expires_wall = r->expires;
-    for (size_t i = 0; i < s->watches.n && i < r->n_hashes; i++)
-        s->watches.items[i].last_hash = r->hashes[i];
-    if (s->watches.n == 0)
-        s->term_reason = "deactivated"; /* nothing readable any more */
-    return s;
-}
-
-void notify_subs_restore(struct notifier *n)
-{
-    struct store_txn *t;
-    struct notify_scan_ctx c = {0};
-    enum store_rc rc = store_txn_begin(n->store, false, &t);
-    if (rc == STORE_OK) {
-        rc = store_kv_scan(t, NOTIFY_TABLE, NULL, 0, notify_scan_one, &c);
-        store_txn_abort(t);
-    }
-    if (rc == STORE_INVALID) {
-        log_info("notifier: the store has no %s table; subscriptions will not survive a "
-                 "restart",
-                 NOTIFY_TABLE);
-        return;
-    }
-    n->persist = rc == STORE_OK;
-    if (rc != STORE_OK)
-        log_warn("notifier: cannot read saved subscriptions: %s", store_strerror(rc));
-    size_t restored = 0, dropped = 0;
-    bool any = false;
-    uint64_t low = 0;
-    for (size_t i = 0; i < c.n; i++) {
-        /* With other instances on the store, only our own records are ours to restore; the
-         * others' go to whoever takes them over when their owner's lease expires. */
-        if (n->cfg.cluster && c.v[i].ok && strcmp(c.v[i].rec.owner, n->instance) != 0) {
-            free(c.v[i].key);
-            notify_subs_record_release(&c.v[i].rec);
-            continue;
-        }
-        struct notify_sub *s =
-            n->persist ? notify_subs_restore_one(n, &c.v[i].key, c.v[i].ok, &c.v[i].rec) : NULL;
-        if (!s && n->persist && c.v[i].key) {
-            /* expired or unreadable: its record goes */
-            s = calloc(1, sizeof *s);
-            if (s) {
-                s->n = n;
-                s->key = c.v[i].key;
-                c.v[i].key = NULL;
-                s->forget = true;
-            }
-        }
-        if (s && s->forget) {
-            s->dead = true;
-            n->reap_due = true;
-            dropped++;
-        } else if (s) {
-            restored++;
-            if (!any || s->seq < low)
-                low = s->seq;
-            any = true;
-        }
-        if (s) {
-            s->next = n->subs;
-            n->subs = s;
-            n->n_subs++;
-            metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
-        }
-        free(c.v[i].key);
-        notify_subs_record_release(&c.v[i].rec);
-    }
-    free(c.v);
-    if (any)
-        n->cursor = low;
-    notify_subs_reap(n); /* deletes the records of the dropped ones */
-    if (restored || dropped)
-        log_info("notifier: %zu subscription(s) restored, %zu expired or unreadable dropped",
-                 restored, dropped);
 }
