@@ -1,8 +1,9 @@
 /* What the files of xdmctl's data management share (xdmctl_data.c: backup, restore, export,
- * import; xdmctl_check.c: check). Not for use outside tools/xdmctl_*.c. */
+ * xdmctl_export.c: export, import; xdmctl_check.c: check). Not for use outside tools/xdmctl_*.c. */
 #ifndef XDM_XDMCTL_INTERNAL_H
 #define XDM_XDMCTL_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "store.h"
@@ -20,6 +21,10 @@ __attribute__((format(printf, 1, 2))) int xdmctl_data_fail(const char *fmt, ...)
 int xdmctl_data_path(char out[XDMCTL_DATA_PATH_MAX], const char *dir, const char *name,
                      const char *file);
 
+/* Creates dir (mode 0700) when missing; an existing one must be empty when want_empty. Returns 0,
+ * or 1 after printing the error. */
+int xdmctl_data_mkdir(const char *dir, bool want_empty);
+
 /* The store of XDMS role i, as the servers' configuration names it (xdmctl_data.h): */
 struct xdmctl_data_stores;
 /* what to call it in messages (its LMDB directory dir, or its database, without the conninfo); */
@@ -27,6 +32,9 @@ const char *xdmctl_data_where(const struct xdmctl_data_stores *st, size_t i, con
                               char out[XDMCTL_DATA_PATH_MAX]);
 /* opened with the options o (LMDB in dir, or its PostgreSQL database with one connection and no
  * pruning). Returns the store's rc. */
+/* whether it is on PostgreSQL; */
+bool xdmctl_data_is_pg(const struct xdmctl_data_stores *st, size_t i);
+/* or */
 enum store_rc xdmctl_data_open(const struct xdmctl_data_stores *st, size_t i, const char *dir,
                                struct store_options *o, struct store **s);
 
