@@ -427,8 +427,13 @@ static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms
     if (!c->identity)
         c->identity =
             server_asserted_identity(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
-    if (!c->identity)
+    if (!c->identity) {
+        /* xcap-caps (RFC 4825 §12) describes the server, not a user: the proxy may read it
+         * without acting for one, as its health checks of the instances of an upstream list do. */
+        if (!write && c->uri.tree == XCAP_TREE_GLOBAL && strcmp(c->uri.auid, XCAP_CAPS_AUID) == 0)
+            return XCAP_OK;
         return xcap_fail(&c->err, XCAP_FORBIDDEN, "no asserted identity");
+    }
     if (c->uri.tree == XCAP_TREE_GLOBAL) {
         if (write)
             return xcap_fail(&c->err, XCAP_FORBIDDEN, "global documents are read-only");
