@@ -66,10 +66,21 @@ class Fail(Exception):
     pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+def free_port(udp_too=False):
+    """A loopback port free for TCP (and, with udp_too, for UDP too: SIP listens on both)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+            if not udp_too:
+                return port
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind((LOOPBACK, port))
+                return port
+            except OSError:
+                continue
+    raise Fail("no free loopback port")
 
 
 def sh(argv, log):
@@ -185,7 +196,7 @@ class Env:
         os.makedirs(self.certs)
         make_certs(self.certs, os.path.join(self.tmp, "openssl.log"))
         self.http = {r: free_port() for r in ROLES}
-        self.sip = {r: free_port() for r in ROLES}
+        self.sip = {r: free_port(udp_too=True) for r in ROLES}
         self.proxy_http = free_port()
         self.proxy_https = free_port()
         self.root = "http://%s:%d/xcap-root" % (LOOPBACK, self.proxy_http)
@@ -201,6 +212,19 @@ class Env:
         return os.path.join(self.certs, name)
 
     def start_xdms(self, role):
+        # A port found free can be taken by someone's connection before the XDMS binds it (the
+        # kernel hands the same range to outgoing connections): then it is started again on new
+        # ports, at most twice. Nothing refers to an XDMS's ports before the proxy starts.
+        for attempt in range(3):
+            try:
+                return self.start_xdms_once(role)
+            except Fail as e:
+                if attempt == 2 or "in use" not in str(e):
+                    raise
+                self.http[role] = free_port()
+                self.sip[role] = free_port(udp_too=True)
+
+    def start_xdms_once(self, role):
         argv = [os.path.join(self.build, "xdms/xdms"), "--role", role, "--config", self.conf,
                 "--data", os.path.join(self.data, role),
                 "--http", "%s:%d" % (LOOPBACK, self.http[role]),
