@@ -230,6 +230,10 @@ int caps_etag(const char *body, size_t len, char out[CAPS_ETAG_MAX])
 struct caps_cache {
     struct forward *fw;
     const struct route_table *t;
+    /* further XDMS sets (partner domains), asked after the local ones, without an identity */
+    struct forward *src_fw[CAPS_SOURCES_MAX];
+    const struct route_table *src_t[CAPS_SOURCES_MAX];
+    size_t n_src;
     uint64_t ttl, retry;
     pthread_mutex_t lock;
     struct buf doc;
@@ -252,6 +256,42 @@ struct caps_cache *caps_cache_new(struct forward *fw, const struct route_table *
     c->retry = retry_s ? retry_s : 5;
     buf_init(&c->doc, 1 << 20);
     return c;
+}
+
+int caps_cache_add_source(struct caps_cache *c, struct forward *fw, const struct route_table *t)
+{
+    if (c->n_src == CAPS_SOURCES_MAX)
+        return -1;
+    c->src_fw[c->n_src] = fw;
+    c->src_t[c->n_src] = t;
+    c->n_src++;
+    return 0;
+}
+
+/* The local union (with the requester's identity headers), then each further source's union
+ * (without: xcap-caps describes a server, RFC 4825 §12, and a partner trusts the proxy for its
+ * own users' identities only), merged in that order. *failed: the XDMSs that gave nothing. */
+static int caps_cache_compose(struct caps_cache *c, const struct forward_header *headers,
+                              size_t n_headers, struct buf *out, size_t *failed)
+{
+    if (c->n_src == 0)
+        return caps_compose(c->fw, c->t, headers, n_headers, out, failed);
+    struct buf docs[CAPS_SOURCES_MAX + 1];
+    size_t n = 0, f = 0;
+    int rc = 0;
+    *failed = 0;
+    for (size_t i = 0; i <= c->n_src && rc == 0; i++) {
+        buf_init(&docs[n], out->max);
+        rc = i == 0 ? caps_compose(c->fw, c->t, headers, n_headers, &docs[n], &f)
+                    : caps_compose(c->src_fw[i - 1], c->src_t[i - 1], NULL, 0, &docs[n], &f);
+        n++;
+        *failed += f;
+    }
+    if (rc == 0)
+        rc = caps_merge(docs, n, out, NULL);
+    for (size_t i = 0; i < n; i++)
+        buf_release(&docs[i]);
+    return rc;
 }
 
 void caps_cache_free(struct caps_cache *c)
@@ -279,7 +319,7 @@ int caps_cache_get(struct caps_cache *c, const struct forward_header *headers, s
         buf_init(&fresh, c->doc.max);
         char fresh_etag[CAPS_ETAG_MAX];
         size_t failed = 0;
-        rc = caps_compose(c->fw, c->t, headers, n_headers, &fresh, &failed);
+        rc = caps_cache_compose(c, headers, n_headers, &fresh, &failed);
         if (rc == 0)
             rc = caps_etag(fresh.data, fresh.len, fresh_etag);
         pthread_mutex_lock(&c->lock);

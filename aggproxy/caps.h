@@ -49,6 +49,15 @@ struct caps_cache *caps_cache_new(struct forward *fw, const struct route_table *
                                   unsigned retry_s);
 void caps_cache_free(struct caps_cache *c);
 
+/* Most further XDMS sets of one cache. */
+#define CAPS_SOURCES_MAX 16
+/* Adds a further set of XDMSs whose xcap-caps join the union: a partner domain's (partner.h),
+ * with its own forwarder and route table (borrowed). They are asked after the local ones and
+ * without an identity (xcap-caps describes the server, RFC 4825 §12); one that does not answer is
+ * skipped like a local XDMS (the union is composed again after retry). Call before the cache
+ * serves. Returns 0, or -1 when CAPS_SOURCES_MAX are there. */
+int caps_cache_add_source(struct caps_cache *c, struct forward *fw, const struct route_table *t);
+
 /* Appends the current document to doc and writes its ETag, composing it first (with the given
  * identity headers) when there is none yet or it is due (now: seconds of a monotonic clock).
  * Returns 0 or -1. */

@@ -15,6 +15,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "metrics.h"
+#include "partner.h"
 #include "proxy.h"
 #include "route.h"
 #include "sdnotify.h"
@@ -71,6 +72,12 @@ static const struct config_key aggproxy_keys[] = {
      "unix:var/rls/xdms.sock)"},
     {"route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
      "AUID URL [URL...]: the upstream instances of one AUID"},
+    {"local_domain", CONFIG_STR, 0, PARTNER_DOMAIN_MAX, NULL, NULL, CONFIG_REPEAT, NULL,
+     "an operator's own user domain, served by the local XDMSs (repeatable; none: every domain "
+     "that is not a partner's)"},
+    {"partner", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
+     "DOMAIN https://HOST:PORT... ca=FILE cert=FILE key=FILE [timeout_ms=N] "
+     "[connect_timeout_ms=N] [max_requests=N]: the XDMSs of a partner domain (docs/partners.md)"},
     {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate of the HTTPS listener"},
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_priorities", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "GnuTLS priority string"},
@@ -182,6 +189,68 @@ static int aggproxy_add_route(void *cls, const char *value)
     return 0;
 }
 
+/* The partner lines and local domains as read, checked with their place named; the partners are
+ * made from them when the process is built (their certificates are loaded then). */
+struct aggproxy_partners {
+    const struct config *cfg;
+    struct partners *set;
+    struct partner_spec specs[PARTNERS_MAX];
+    size_t n;
+    int failed;
+};
+
+static int aggproxy_add_local_domain(void *cls, const char *value)
+{
+    struct aggproxy_partners *ap = cls;
+    char err[256], where[CONFIG_WHERE_MAX];
+    if (partners_add_local(ap->set, value, err, sizeof err) < 0) {
+        log_error("%s: local_domain = %s: %s",
+                  config_where(ap->cfg, "local_domain", value, where, sizeof where), value, err);
+        ap->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int aggproxy_add_partner(void *cls, const char *value)
+{
+    struct aggproxy_partners *ap = cls;
+    char err[512] = "", where[CONFIG_WHERE_MAX];
+    if (ap->n == PARTNERS_MAX)
+        snprintf(err, sizeof err, "too many partners (at most %d)", PARTNERS_MAX);
+    else if (partner_spec_parse(value, &ap->specs[ap->n], err, sizeof err) == 0) {
+        if (partners_check_spec(ap->set, &ap->specs[ap->n], ap->specs, ap->n, err, sizeof err) ==
+            0) {
+            ap->n++;
+            return 0;
+        }
+        partner_spec_release(&ap->specs[ap->n]);
+    }
+    log_error("%s: partner = %s: %s", config_where(ap->cfg, "partner", value, where, sizeof where),
+              value, err);
+    ap->failed = 1;
+    return 1;
+}
+
+/* /metrics of the proxy: the local instances, then the partners. */
+struct aggproxy_metrics_src {
+    struct upstream_check *check;
+    struct partners *partners;
+};
+
+static int aggproxy_metrics(void *cls, struct buf *out)
+{
+    struct aggproxy_metrics_src *src = cls;
+    if (upstream_metrics(src->check, out) < 0)
+        return -1;
+    return partners_metrics(src->partners, out);
+}
+
+static bool aggproxy_ready(void *cls, char *reason, size_t len)
+{
+    return upstream_ready(((struct aggproxy_metrics_src *)cls)->check, reason, len);
+}
+
 /* The upstream lists of the three XDMS roles, checked with the place they were set named. */
 static int aggproxy_check_lists(const struct config *cfg)
 {
@@ -291,6 +360,8 @@ struct aggproxy_main {
     struct forward *fw;
     struct upstream_check *check;
     struct caps_cache *caps;
+    struct aggproxy_partners partners;
+    struct aggproxy_metrics_src metrics_src;
     struct gba_source gba;
     struct proxy *proxy;
     struct httpd *httpd, *httpsd, *admin;
@@ -394,6 +465,16 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
     config_each(cfg, "route", aggproxy_add_route, &ar);
     if (ar.failed)
         return 2;
+    m->partners.cfg = cfg;
+    if (!(m->partners.set = partners_new())) {
+        log_error("out of memory");
+        return 2;
+    }
+    config_each(cfg, "local_domain", aggproxy_add_local_domain, &m->partners);
+    if (!m->partners.failed)
+        config_each(cfg, "partner", aggproxy_add_partner, &m->partners);
+    if (m->partners.failed)
+        return 2;
     m->up_cert = config_str(cfg, "upstream_cert");
     m->up_key = config_str(cfg, "upstream_key");
     if (!m->up_cert != !m->up_key) {
@@ -440,6 +521,22 @@ static int aggproxy_build(struct aggproxy_main *m)
     if (!(m->caps =
               caps_cache_new(m->fw, m->routes, (unsigned)m->caps_ttl, (unsigned)m->caps_retry)))
         return 1;
+    /* Partners: each with its own route table, CA, client certificate and timeouts; their
+     * xcap-caps join the union. */
+    for (size_t i = 0; i < m->partners.n; i++) {
+        const struct partner_spec *ps = &m->partners.specs[i];
+        const char *root = route_table_root(m->routes);
+        char perr[768];
+        if (partners_add(m->partners.set, root[0] ? root : "/", ps, &fopts, perr, sizeof perr) <
+            0) {
+            log_error("partner %s: %s", ps->domain, perr);
+            return 1;
+        }
+        struct partner *pt = partners_get(m->partners.set, i);
+        if (caps_cache_add_source(m->caps, partner_forward(pt), partner_routes(pt)) < 0)
+            return 1;
+        log_info("partner %s: %s", ps->domain, ps->urls);
+    }
     m->gba = (struct gba_source){gba_store_fetch, m->store};
     struct proxy_config pcfg = {
         .default_realm = m->realm,
@@ -448,6 +545,7 @@ static int aggproxy_build(struct aggproxy_main *m)
         .routes = m->routes,
         .forward = m->fw,
         .caps = m->caps,
+        .partners = partners_count(m->partners.set) ? m->partners.set : NULL,
         .gba = &m->gba,
         .gaa_fqdns = m->fqdns.v,
         .n_gaa_fqdns = m->fqdns.n,
@@ -485,8 +583,13 @@ static int aggproxy_serve(struct aggproxy_main *m)
     if (!(m->check = upstream_check_start(m->fw, m->routes, (unsigned)m->check_interval,
                                           (unsigned)m->up_connect)))
         return 1;
-    if (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, upstream_metrics,
-                                             upstream_ready, m->check, &m->admin) < 0)
+    if (partners_checks_start(m->partners.set, (unsigned)m->check_interval) < 0)
+        return 1;
+    m->metrics_src = (struct aggproxy_metrics_src){m->check, m->partners.set};
+    /* Readiness is the local XDMSs' only: a partner that is down leaves the operator's own
+     * users served. */
+    if (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, aggproxy_metrics,
+                                             aggproxy_ready, &m->metrics_src, &m->admin) < 0)
         return 1;
     if (m->plain) {
         if (httpd_start(&hcfg, aggproxy_handle, m->proxy, &m->httpd) < 0)
@@ -534,8 +637,12 @@ static void aggproxy_release(struct aggproxy_main *m)
     httpd_stop(m->httpd);
     httpd_stop(m->httpsd);
     upstream_check_stop(m->check);
+    partners_checks_stop(m->partners.set);
     proxy_free(m->proxy);
     caps_cache_free(m->caps);
+    partners_free(m->partners.set);
+    for (size_t i = 0; i < m->partners.n; i++)
+        partner_spec_release(&m->partners.specs[i]);
     forward_free(m->fw);
     digest_free(m->digest);
     route_table_free(m->routes);

@@ -61,6 +61,7 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
     p->routes = cfg->routes;
     p->forward = cfg->forward;
     p->caps = cfg->caps;
+    p->partners = cfg->partners;
     if (cfg->gba) {
         p->gba = *cfg->gba;
         p->has_gba = true;
@@ -255,13 +256,70 @@ static enum xcap_status proxy_decode(struct proxy *p, struct proxy_call *c)
     return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
 }
 
+/* The domain whose XDMSs serve the request: the XUI's (the realm it was authenticated in), or for
+ * the global tree the asserted identity's ("" for an identity without one, e.g. tel:). */
+static void proxy_site_domain(const struct proxy_call *c, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (c->xui_domain[0]) {
+        snprintf(out, len, "%s", c->xui_domain);
+        return;
+    }
+    char user[USERS_NAME_MAX + 1];
+    if (c->identity && users_xui_split(c->identity, user, sizeof user, out, len) != USERS_OK)
+        out[0] = '\0';
+}
+
 /* Phase: route (OMA XDM Core §5.2): the route was looked up on receipt (the method, realm and GUSS
  * phases need it); a URI that no XDMS serves and that is not one of the proxy's own documents
- * ends here. */
-static enum xcap_status proxy_route(struct proxy_call *c)
+ * ends here. A user's documents (and the global tree, the xcap-directory) are then served by the
+ * XDMSs of the user's domain: the local ones, or a partner's (partner.h), whose own route table
+ * the request is matched against again. xcap-caps is the union of all and has no domain. */
+static enum xcap_status proxy_route(struct proxy *p, struct proxy_call *c)
 {
     if (c->route.kind == ROUTE_NOT_FOUND)
         return xcap_fail(&c->err, XCAP_NOT_FOUND, "no XDMS serves this URI");
+    if (c->route.kind == ROUTE_CAPS || !p->partners)
+        return XCAP_OK;
+    char domain[USERS_NAME_MAX + 1];
+    proxy_site_domain(c, domain, sizeof domain);
+    switch (partners_lookup(p->partners, domain, &c->partner)) {
+    case PARTNERS_LOCAL:
+        return XCAP_OK;
+    case PARTNERS_UNKNOWN:
+        /* RFC 9110 §15.5.4: understood and authenticated, but this proxy serves no XDMS for that
+         * domain; not 404, which would say the document is missing and invite a PUT that can
+         * never succeed. */
+        proxy_note(c, "domain %s is neither local nor a partner's", domain);
+        return xcap_fail(&c->err, XCAP_FORBIDDEN, "users of domain %s are not served here", domain);
+    case PARTNERS_REMOTE:
+        break;
+    }
+    /* The partner trusts this proxy for identities of its own domain only (docs/partners.md); an
+     * identity of another domain (a further identity of an operator's user, say) is refused here
+     * rather than sent to be refused there. */
+    char own[USERS_NAME_MAX + 1] = "", user[USERS_NAME_MAX + 1];
+    if (!c->identity ||
+        users_xui_split(c->identity, user, sizeof user, own, sizeof own) != USERS_OK ||
+        strcasecmp(own, partner_domain(c->partner)) != 0) {
+        proxy_note(c, "identity %.128s is not of partner domain %s",
+                   c->identity ? c->identity : "(none)", partner_domain(c->partner));
+        return xcap_fail(&c->err, XCAP_FORBIDDEN, "the identity %s cannot act in partner domain %s",
+                         c->identity ? c->identity : "(none)", partner_domain(c->partner));
+    }
+    route_match(partner_routes(c->partner), http_request_path(c->req), &c->route);
+    if (c->route.kind == ROUTE_NOT_FOUND)
+        return xcap_fail(&c->err, XCAP_NOT_FOUND, "no XDMS of partner %s serves this URI",
+                         partner_domain(c->partner));
+    if (!partner_begin(c->partner)) {
+        proxy_note(c, "partner %s: max_requests in flight", partner_domain(c->partner));
+        xcap_fail(&c->err, XCAP_UPSTREAM_DOWN, "partner %s is busy; try again",
+                  partner_domain(c->partner));
+        xcap_err_add_header(&c->err, "Retry-After", UPSTREAM_RETRY_AFTER);
+        return XCAP_UPSTREAM_DOWN;
+    }
+    c->partner_begun = true;
+    clock_gettime(CLOCK_MONOTONIC, &c->partner_t0);
     return XCAP_OK;
 }
 
@@ -327,6 +385,9 @@ static enum xcap_status proxy_directory(struct proxy *p, struct proxy_call *c,
         .id_headers = c->idh,
         .n_id_headers = c->n_idh,
     };
+    if (c->partner)
+        return aggdir_handle(partner_forward(c->partner), partner_routes(c->partner), &rq, resp,
+                             &c->err);
     return aggdir_handle(p->forward, p->routes, &rq, resp, &c->err);
 }
 
@@ -394,7 +455,10 @@ static enum xcap_status proxy_forward(struct proxy *p, struct proxy_call *c,
     };
     struct forward_response fr;
     forward_response_init(&fr);
-    enum xcap_status st = upstream_forward(p->forward, p->routes, c->route.up, &rq, &fr, NULL);
+    enum xcap_status st =
+        c->partner ? upstream_forward(partner_forward(c->partner), partner_routes(c->partner),
+                                      c->route.up, &rq, &fr, NULL)
+                   : upstream_forward(p->forward, p->routes, c->route.up, &rq, &fr, NULL);
     buf_release(&target);
     if (st == XCAP_UPSTREAM || st == XCAP_UPSTREAM_DOWN)
         metrics_upstream_error(METRICS_UPSTREAM_UNREACHABLE);
@@ -515,6 +579,13 @@ static void proxy_respond(struct proxy *p, struct proxy_call *c, enum xcap_statu
     proxy_log(c, resp->status);
 }
 
+static double proxy_seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 void proxy_handle(void *cls, const struct http_request *req, struct http_response *resp)
 {
     struct proxy *p = cls;
@@ -524,8 +595,10 @@ void proxy_handle(void *cls, const struct http_request *req, struct http_respons
     enum xcap_status st;
     if ((st = proxy_method(&c)) == XCAP_OK && (st = proxy_authenticate(p, &c)) == XCAP_OK &&
         (st = proxy_authorise(&c)) == XCAP_OK && (st = proxy_identify(p, &c)) == XCAP_OK &&
-        (st = proxy_decode(p, &c)) == XCAP_OK && (st = proxy_route(&c)) == XCAP_OK)
+        (st = proxy_decode(p, &c)) == XCAP_OK && (st = proxy_route(p, &c)) == XCAP_OK)
         st = proxy_dispatch(p, &c, resp);
     proxy_respond(p, &c, st, resp);
+    if (c.partner_begun)
+        partner_end(c.partner, resp->status, proxy_seconds_since(&c.partner_t0));
     proxy_release(&c);
 }

@@ -3,7 +3,9 @@
  *
  *   receive -> method (405) -> authenticate (Digest or GBA Digest: 400/401) -> authorise (GUSS:
  *   403) -> identify (intended identity: 400/403) -> decode (gzip request body: 400/413/415)
- *   -> route (404) -> dispatch: forward (502/503/504) | xcap-caps | xcap-directory
+ *   -> route (404; the user's domain picks the local XDMSs or a partner's, partner.h: 403 for
+ *   a domain served by neither, 503 when the partner's request limit is reached)
+ *   -> dispatch: forward (502/503/504) | xcap-caps | xcap-directory
  *   -> respond (status and error rendering, gzip response, Authentication-Info, one log line)
  *
  * Each phase returns an enum xcap_status and, when it ends the request, fills the call's struct
@@ -41,6 +43,7 @@ struct caps_cache;
 struct digest;
 struct digest_algs;
 struct forward;
+struct partners;
 struct route_table;
 struct store;
 
@@ -59,6 +62,7 @@ struct proxy_config {
     struct route_table *routes;   /* borrowed */
     struct forward *forward;      /* borrowed */
     struct caps_cache *caps;      /* borrowed; NULL = compose xcap-caps on every request */
+    struct partners *partners;    /* partner domains (borrowed); NULL = every domain is local */
     const struct gba_source *gba; /* bootstrapping source (copied struct); NULL = no GAA */
     const char *const *gaa_fqdns; /* NAF FQDNs served with GAA (copied, lower-cased) */
     size_t n_gaa_fqdns;

@@ -7,11 +7,13 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "buf.h"
 #include "digest.h"
 #include "forward.h"
 #include "gba.h"
+#include "partner.h"
 #include "httpd.h"
 #include "proxy.h"
 #include "route.h"
@@ -33,6 +35,7 @@ struct proxy {
     struct route_table *routes;
     struct forward *forward;
     struct caps_cache *caps;
+    struct partners *partners; /* NULL: every domain is local */
     struct gba_source gba;
     bool has_gba;
     char **gaa_fqdns;
@@ -77,6 +80,10 @@ struct proxy_call {
     struct buf id_value;
     struct forward_header idh[2];
     size_t n_idh;
+    /* the XDMSs that serve it: NULL = the local ones, else a partner domain's (route phase) */
+    struct partner *partner;
+    bool partner_begun;         /* partner_begin() said yes: partner_end() is due */
+    struct timespec partner_t0; /* when it was routed to the partner */
     /* the request body as the XDMS gets it */
     struct buf decoded;
     const char *body;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "caps.h"
 #include "directory.h"
@@ -24,6 +25,8 @@ struct trusted_peer {
     enum peer_role role;
     char *subject;   /* certificate peer: RFC 4514 subject, or NULL */
     char sha256[65]; /* certificate peer: lower-case hex fingerprint, or "" */
+    char *domains;   /* role proxy: the only domains whose identities it may assert, lower-case,
+                        comma-separated ("partner.example,b.example"); NULL = any */
 };
 
 struct xdms_server {
@@ -54,7 +57,8 @@ struct xdms_call {
     struct xcap_uri uri;
     const struct appusage *au;
     enum engine_method method;
-    char *identity; /* asserted user, decoded and unquoted */
+    char *identity;     /* asserted user, decoded and unquoted */
+    char *peer_domains; /* copy of the matched trusted_peer's domains, or NULL */
     struct xcap_err err;
 };
 
@@ -95,8 +99,10 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
 
 static void server_free_peers(struct trusted_peer *peers, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         free(peers[i].subject);
+        free(peers[i].domains);
+    }
     free(peers);
 }
 
@@ -134,27 +140,82 @@ void server_free(struct xdms_server *s)
     free(s);
 }
 
-/* "subject:DN ROLE" or "sha256:HEX ROLE": a peer that presents a verified TLS client certificate
- * (mutual TLS, an alternative to address lists; the listener needs tls_client_ca). The DN may hold
- * spaces: the role is the last word. */
+/* "domain=D1[,D2...]": the domains a peer with role proxy may assert identities of (a partner's
+ * XDMS trusting the operator's proxy for the partner's own users only). Each domain is a host
+ * name (letters, digits, '-', '.'); lower-cased into *out. Returns 0, or -1 (logged). */
+static int server_peer_domains(const char *spec, const char *tok, size_t len, char **out)
+{
+    const size_t skip = sizeof "domain=" - 1;
+    char *d = len > skip ? strndup(tok + skip, len - skip) : NULL;
+    bool ok = d != NULL && len - skip <= SERVER_PEER_DOMAINS_MAX;
+    for (size_t i = 0; ok && d[i]; i++) {
+        d[i] = (char)tolower((unsigned char)d[i]);
+        bool sep = d[i] == ',' || d[i] == '.';
+        ok = isalnum((unsigned char)d[i]) || d[i] == '-' || sep;
+        /* no empty name or label: a comma or dot is neither first, nor last, nor next to
+         * another one */
+        if (ok && sep)
+            ok = i > 0 && d[i + 1] && d[i + 1] != ',' && d[i + 1] != '.';
+    }
+    if (!ok) {
+        log_error("trusted_peer \"%s\": domain= wants host names separated by commas (at most "
+                  "%d bytes)",
+                  spec, SERVER_PEER_DOMAINS_MAX);
+        free(d);
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+/* The last whitespace-separated word of [spec, end): sets *word and returns the end of what
+ * comes before it, trailing whitespace skipped. */
+static const char *server_last_word(const char *spec, const char *end, const char **word)
+{
+    while (end > spec && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    const char *w = end;
+    while (w > spec && w[-1] != ' ' && w[-1] != '\t')
+        w--;
+    *word = w;
+    const char *before = w;
+    while (before > spec && (before[-1] == ' ' || before[-1] == '\t'))
+        before--;
+    return before;
+}
+
+/* "subject:DN ROLE [domain=D,...]" or "sha256:HEX ROLE [domain=D,...]": a peer that presents a
+ * verified TLS client certificate (mutual TLS, an alternative to address lists; the listener needs
+ * tls_client_ca). The DN may hold spaces: the role is the last word, or the one before a final
+ * domain= word. */
 static int server_add_cert_peer(struct xdms_server *s, const char *spec)
 {
     const char *end = spec + strlen(spec);
     while (end > spec && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
-    const char *role = end;
-    while (role > spec && role[-1] != ' ' && role[-1] != '\t')
-        role--;
-    const char *id_end = role;
-    while (id_end > spec && (id_end[-1] == ' ' || id_end[-1] == '\t'))
-        id_end--;
+    const char *role;
+    const char *id_end = server_last_word(spec, end, &role);
     struct trusted_peer p = {0};
+    if ((size_t)(end - role) > 7 && strncmp(role, "domain=", 7) == 0) {
+        if (server_peer_domains(spec, role, (size_t)(end - role), &p.domains) < 0)
+            return -1;
+        end = id_end;
+        id_end = server_last_word(spec, end, &role);
+    }
     if ((size_t)(end - role) == 5 && strncmp(role, "proxy", 5) == 0)
         p.role = PEER_PROXY;
     else if ((size_t)(end - role) == 6 && strncmp(role, "server", 6) == 0)
         p.role = PEER_SERVER;
     else {
         log_error("trusted_peer \"%s\": role must be proxy or server", spec);
+        free(p.domains);
+        return -1;
+    }
+    if (p.domains && p.role != PEER_PROXY) {
+        log_error("trusted_peer \"%s\": domain= restricts the identities a proxy asserts; a "
+                  "server asserts none",
+                  spec);
+        free(p.domains);
         return -1;
     }
     if (strncmp(spec, "sha256:", 7) == 0) {
@@ -170,14 +231,17 @@ static int server_add_cert_peer(struct xdms_server *s, const char *spec)
         }
         if (n != 64) {
             log_error("trusted_peer \"%s\": sha256: needs 64 hex digits", spec);
+            free(p.domains);
             return -1;
         }
     } else if (id_end - spec > 8 && !(p.subject = strndup(spec + 8, (size_t)(id_end - spec - 8)))) {
+        free(p.domains);
         return -1;
     }
     struct trusted_peer *v = realloc(s->peers, (s->n_peers + 1) * sizeof *v);
     if (!v) {
         free(p.subject);
+        free(p.domains);
         return -1;
     }
     s->peers = v;
@@ -190,6 +254,12 @@ int server_add_peer(struct xdms_server *s, const char *spec)
     if (strncmp(spec, "subject:", 8) == 0 || strncmp(spec, "sha256:", 7) == 0)
         return server_add_cert_peer(s, spec);
     char addr[INET6_ADDRSTRLEN + 4], role[16];
+    if (strstr(spec, "domain=")) {
+        log_error("trusted_peer \"%s\": domain= goes with a certificate peer (subject: or "
+                  "sha256:) of role proxy",
+                  spec);
+        return -1;
+    }
     if (sscanf(spec, "%49s %15s", addr, role) != 2) {
         log_error("trusted_peer \"%s\": expected \"ADDRESS proxy|server\"", spec);
         return -1;
@@ -295,8 +365,11 @@ static enum xcap_status server_authorize_peer(struct xdms_server *s, struct xdms
                                  (p->sha256[0] && strcmp(p->sha256, cert.sha256) == 0));
         else
             found = p->family == family && server_prefix_match(p->addr, addr, p->prefix);
-        if (found)
+        if (found) {
             c->peer = p->role;
+            if (p->domains && !(c->peer_domains = strdup(p->domains)))
+                found = false;
+        }
     }
     pthread_rwlock_unlock(&s->peers_lock);
     if (found)
@@ -414,6 +487,29 @@ static char *server_asserted_identity(const char *h)
     return canon;
 }
 
+/* Whether the sip:/sips: identity's host is one of domains (comma-separated, lower-case). An
+ * identity without a host (tel:) belongs to no domain. The identity is canonical: its host is
+ * already lower-case (xcap_uri_xui_canonical). */
+bool server_identity_in_domains(const char *identity, const char *domains)
+{
+    if (strncmp(identity, "sip:", 4) != 0 && strncmp(identity, "sips:", 5) != 0)
+        return false;
+    const char *at = strchr(identity, '@');
+    if (!at)
+        return false;
+    const char *host = at + 1;
+    size_t hlen = strcspn(host, ":;?>");
+    for (const char *d = domains; *d;) {
+        size_t dlen = strcspn(d, ",");
+        if (dlen == hlen && strncasecmp(d, host, hlen) == 0)
+            return true;
+        d += dlen;
+        if (*d == ',')
+            d++;
+    }
+    return false;
+}
+
 /* Phase: authorize the user (RFC 4825 §5.7, §14; OMA Presence SIMPLE XDM 2.0 §5). Decided before
  * the document is looked at, so another user's missing document is 403 too (RFC 4825 §14). */
 static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms_call *c)
@@ -434,6 +530,13 @@ static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms
             return XCAP_OK;
         return xcap_fail(&c->err, XCAP_FORBIDDEN, "no asserted identity");
     }
+    /* A peer trusted for some domains only (a partner's XDMS trusting another operator's proxy
+     * for the partner's own users) asserts no identity outside them (TS 24.109 §5.2: the
+     * asserting node is trusted within its domain only). */
+    if (c->peer_domains && !server_identity_in_domains(c->identity, c->peer_domains))
+        return xcap_fail(&c->err, XCAP_FORBIDDEN,
+                         "this peer may assert identities of %s only, not %s", c->peer_domains,
+                         c->identity);
     if (c->uri.tree == XCAP_TREE_GLOBAL) {
         if (write)
             return xcap_fail(&c->err, XCAP_FORBIDDEN, "global documents are read-only");
@@ -593,5 +696,6 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
     buf_release(&rep.body);
     xcap_uri_release(&c.uri);
     free(c.identity);
+    free(c.peer_domains);
     xcap_err_release(&c.err);
 }

@@ -30,12 +30,21 @@ void server_free(struct xdms_server *s);
 /* Adds a trusted TCP peer from "ADDRESS server" (ADDRESS numeric IPv4/IPv6, or a CIDR like
  * 127.0.0.0/8), or, for mutual TLS, "subject:DN ROLE" (RFC 4514 subject of the client
  * certificate, e.g. subject:CN=aggproxy,O=Example) or "sha256:HEX ROLE" (its SHA-256 fingerprint,
- * colons allowed), ROLE = proxy | server. "ADDRESS proxy" is refused (-1): an address never
+ * colons allowed), ROLE = proxy | server. A certificate peer of role proxy may end with
+ * "domain=D1[,D2...]": it may then assert identities of those domains only (sip:/sips: URIs whose
+ * host is one of them; another identity, tel: included, gets 403), as a partner's XDMS trusts
+ * another operator's proxy for the partner's own users (docs/partners.md). At most
+ * SERVER_PEER_DOMAINS_MAX bytes of domains. "ADDRESS proxy" is refused (-1): an address never
  * grants the proxy role. Certificate peers match only on a TLS listener with tls_client_ca; a
  * client certificate that does not verify is refused (403) whatever the address. Without any
  * peer no TCP client is trusted. Requests on the UNIX-domain socket always have the proxy role.
  * Returns 0, or -1 with a log line. Call before serving. */
 int server_add_peer(struct xdms_server *s, const char *spec);
+#define SERVER_PEER_DOMAINS_MAX 1024
+
+/* Whether identity (a canonical XUI: sip:user@host, host lower-case) has one of domains as its
+ * host (domains: comma-separated, lower-case). tel: and other URIs without a host: false. */
+bool server_identity_in_domains(const char *identity, const char *domains);
 
 /* A configuration reload: s trusts exactly the peers added to from (a server made only to
  * collect them, e.g. with server_new(cfg, NULL, NULL)); from is left with none. Safe while s
