@@ -6,8 +6,8 @@ operator's own XDMSs and of a partner provider's XDMS, routed by the user's doma
 
 Two domains on loopback:
   - operator.example: the proxy and the three local XDMSs (over their UNIX-domain sockets);
-  - partner.example: a shared-list XDMS with its own data directory, its own CA and server
-    certificate, reached by the proxy over mutual TLS with a client certificate of the operator's
+  - partner.example: two instances of a shared-list XDMS over one data directory of its own,
+    with its own CA and server certificate, reached by the proxy over mutual TLS with a client certificate of the operator's
     CA, which the partner trusts for identities of partner.example only
     (trusted_peer = subject:... proxy domain=partner.example);
   - slow.example: a partner whose "XDMS" (a TLS socket here) accepts and never answers, for the
@@ -145,13 +145,15 @@ class Env:
         self.proxy_http = free_port()
         self.metrics = free_port()
         self.root = "http://%s:%d/xcap-root" % (LOOPBACK, self.proxy_http)
-        self.partner_port = None
+        self.partner_port = {}  # instance name ("a", "b") -> port
+        self.partner = {}       # instance name -> Proc
         self.silent = None
 
     def setup(self):
         for r in ROLES:
             self.start_xdms(r)
-        self.start_partner()
+        self.start_partner("a")
+        self.start_partner("b")
         self.silent = SilentPartner(self.cert("partner-server.pem"), self.cert("partner-server.key"))
         self.proxy = self.start_proxy()
         self.users()
@@ -175,32 +177,38 @@ class Env:
                 if attempt == 2 or "in use" not in str(e):
                     raise
 
-    def start_partner(self):
-        """The partner's XDMS: its own data, CA and server certificate; it trusts client
-        certificates of the operator's CA, and the proxy's only for partner.example."""
+    def start_partner(self, name):
+        """One instance of the partner's XDMS (two share one data directory, as several
+        instances of a role over one store): its own data, CA and server certificate; it trusts
+        client certificates of the operator's CA, and the proxy's only for partner.example. No
+        UNIX-domain socket: the partner is reached over TLS only."""
         for attempt in range(3):
-            port = self.partner_port or free_port()
+            port = self.partner_port.get(name) or free_port()
             sip = free_port(udp_too=True)
             argv = [os.path.join(self.build, "xdms/xdms"), "--role", "shared-list",
                     "--config", self.conf, "--data", os.path.join(self.pt_data, "shared-list"),
                     "--http", "%s:%d" % (LOOPBACK, port), "--sip", "%s:%d" % (LOOPBACK, sip),
                     "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, port),
+                    "--option", "socket=off", "--option", "instance=partner-" + name,
                     "--option", "metrics=off", "--option", "default_domain=partner.example",
                     "--option", "tls_cert=" + self.cert("partner-server.pem"),
                     "--option", "tls_key=" + self.cert("partner-server.key"),
                     "--option", "tls_client_ca=" + self.cert("operator-ca.pem"),
                     "--option", "trusted_peer=subject:%s proxy domain=partner.example"
                     % PROXY_SUBJECT]
-            p = Proc(self, "partner-xdms", argv)
+            p = Proc(self, "partner-" + name, argv)
             try:
                 p.start(port)
-                self.partner_port = port
-                self.partner = p
+                self.partner_port[name] = port
+                self.partner[name] = p
                 self.procs.append(p)
                 return p
             except Fail as e:
-                if attempt == 2 or "in use" not in str(e) or self.partner_port:
+                if attempt == 2 or "in use" not in str(e) or name in self.partner_port:
                     raise
+
+    def partner_url(self, name):
+        return "https://%s:%d" % (LOOPBACK, self.partner_port[name])
 
     def start_proxy(self):
         argv = [os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
@@ -209,9 +217,10 @@ class Env:
                 "--option", "metrics=%s:%d" % (LOOPBACK, self.metrics),
                 "--option", "caps_ttl=1", "--option", "caps_retry=1",
                 "--option", "local_domain=operator.example",
-                "--option", "partner=partner.example https://%s:%d ca=%s cert=%s key=%s "
+                "--option", "upstream_check_interval=200",
+                "--option", "partner=partner.example %s %s ca=%s cert=%s key=%s "
                 "timeout_ms=3000 connect_timeout_ms=1000"
-                % (LOOPBACK, self.partner_port, self.cert("partner-ca.pem"),
+                % (self.partner_url("a"), self.partner_url("b"), self.cert("partner-ca.pem"),
                    self.cert("proxy-client.pem"), self.cert("proxy-client.key")),
                 "--option", "partner=slow.example https://%s:%d ca=%s cert=%s key=%s "
                 "timeout_ms=1500 max_requests=1"
@@ -296,7 +305,7 @@ def partner_direct(env, method, target, identity, cert=None, body=None, headers=
     h = list(headers)
     if identity:
         h.append(("X-3GPP-Asserted-Identity", '"%s"' % identity))
-    return exchange(env, env.partner_port, method, target, h, body, tls=ctx, sni="localhost")
+    return exchange(env, env.partner_port["a"], method, target, h, body, tls=ctx, sni="localhost")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -474,9 +483,10 @@ def check_caps(env):
     for want in ("xcap-caps", "resource-lists", "rls-services", "pres-rules",
                  "org.openmobilealliance.xcap-directory"):
         expect(want in auids, "%s missing from %s" % (want, auids))
-    log = open(env.partner.log, encoding="utf-8", errors="replace").read()
-    expect("GET /xcap-root/xcap-caps/global/index" in log and " 200 " in log,
-           "the partner was not asked for its xcap-caps:\n%s" % tail(env.partner.log))
+    logs = "".join(open(p.log, encoding="utf-8", errors="replace").read()
+                   for p in env.partner.values())
+    expect(re.search(r"GET /xcap-root/xcap-caps/global/index\S* 200 ", logs),
+           "the partner was not asked for its xcap-caps:\n%s" % tail(env.partner["a"].log))
 
 
 def check_limits_and_timeout(env):
@@ -530,20 +540,24 @@ def check_limits_and_timeout(env):
 
 def check_partner_down(env):
     """The partner's XDMS stops: bob's directory is still 200, each of its folders an
-    <error-code> (OMA XDM Core xcap-directory), his document 502; xcap-caps is still 200; the
+    <error-code> (OMA XDM Core xcap-directory), his document 503; xcap-caps is still 200; the
     operator's users are unaffected and the proxy stays ready; the errors are counted. Started
     again, the partner serves at once."""
     b, a = Digest("bob", "bobpw"), Digest("alice", "alicepw")
     before = metrics(env)
-    msg = env.partner.stop()
-    expect(msg is None, msg or "")
+    for p in env.partner.values():
+        msg = p.stop()
+        expect(msg is None, msg or "")
     r = request(env, env.proxy_http, "GET", dir_uri("bob", "partner.example"), b)
     expect(r.status == 200, "bob's directory with the partner down: %d %s" % (r.status, r.body))
     f = folders(r.body)
     expect(f and all(v == ("error", "502") for v in f.values()) and "resource-lists" in f,
            "bob's folders: %s" % f)
+    # neither instance reachable, the request sent nowhere: 503 with Retry-After (a one-URL
+    # partner would answer 502, as a local one-URL upstream)
     r = request(env, env.proxy_http, "GET", doc_uri("bob", "partner.example"), b)
-    expect(r.status == 502, "bob's document: %d %s" % (r.status, r.body))
+    expect(r.status == 503 and r.header("Retry-After") == "1" and
+           b"the request was not sent" in r.body, "bob's document: %d %s" % (r.status, r.body))
     r = request(env, env.proxy_http, "GET", doc_uri("alice", "operator.example"), a)
     expect(r.status == 200, "alice: %d" % r.status)
     r = request(env, env.proxy_http, "GET", dir_uri("alice", "operator.example"), a)
@@ -565,14 +579,50 @@ def check_partner_down(env):
            before[("xdm_partner_errors_total", lab)] + 1,
            "partner errors %s -> %s" % (before[("xdm_partner_errors_total", lab)],
                                         after[("xdm_partner_errors_total", lab)]))
-    env.procs.remove(env.partner)
-    env.start_partner()
+    for name in ("a", "b"):
+        env.procs.remove(env.partner[name])
+        env.start_partner(name)
     r = request(env, env.proxy_http, "GET", doc_uri("bob", "partner.example"), b)
     expect(r.status == 200 and r.body == rl_doc("bob"), "bob after the restart: %d" % r.status)
 
 
+def instance_up(env, name):
+    return metrics(env).get(("xdm_partner_instance_up", 'partner="partner.example",upstream="%s"'
+                             % env.partner_url(name)))
+
+
+def wait_for(what, cond, limit):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise Fail("%s: not within %.1f s" % (what, limit))
+
+
+def check_partner_instances(env):
+    """The partner's two instances are health-checked like a local list of several: one stops,
+    the check reports it down within a second and the partner user is served by the other one
+    without an error; started again, it is reported up."""
+    b = Digest("bob", "bobpw")
+    expect(instance_up(env, "a") == 1 and instance_up(env, "b") == 1,
+           "instances up: a %s, b %s" % (instance_up(env, "a"), instance_up(env, "b")))
+    msg = env.partner["a"].stop()
+    expect(msg is None, msg or "")
+    wait_for("instance a reported down", lambda: instance_up(env, "a") == 0, 1.5)
+    expect(instance_up(env, "b") == 1, "instance b reported down")
+    for i in range(6):
+        r = request(env, env.proxy_http, "GET", doc_uri("bob", "partner.example"), b)
+        expect(r.status == 200 and r.body == rl_doc("bob"), "GET %d with a down: %d %s"
+               % (i, r.status, r.body))
+    env.procs.remove(env.partner["a"])
+    env.start_partner("a")
+    wait_for("instance a reported up", lambda: instance_up(env, "a") == 1, 3.0)
+
+
 CHECKS = [check_local_user, check_partner_user, check_isolation, check_forged_identity,
-          check_directory, check_caps, check_limits_and_timeout, check_partner_down]
+          check_directory, check_caps, check_partner_instances, check_limits_and_timeout,
+          check_partner_down]
 
 
 def main():
