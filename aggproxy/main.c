@@ -78,6 +78,8 @@ static const struct config_key aggproxy_keys[] = {
     {"partner", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
      "DOMAIN https://HOST:PORT... ca=FILE cert=FILE key=FILE [timeout_ms=N] "
      "[connect_timeout_ms=N] [max_requests=N]: the XDMSs of a partner domain (docs/partners.md)"},
+    {"partner_route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
+     "DOMAIN AUID https://HOST:PORT...: a partner's XDMS instances of one AUID"},
     {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate of the HTTPS listener"},
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_priorities", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "GnuTLS priority string"},
@@ -228,6 +230,36 @@ static int aggproxy_add_partner(void *cls, const char *value)
     }
     log_error("%s: partner = %s: %s", config_where(ap->cfg, "partner", value, where, sizeof where),
               value, err);
+    ap->failed = 1;
+    return 1;
+}
+
+/* A partner_route line: its syntax and that its domain is a partner's, when read; applied to the
+ * partner's table when the partners are made. */
+static int aggproxy_check_partner_route(void *cls, const char *value)
+{
+    struct aggproxy_partners *ap = cls;
+    char err[768] = "", where[CONFIG_WHERE_MAX], domain[PARTNER_DOMAIN_MAX + 1];
+    if (partner_route_parse(value, domain, err, sizeof err) >= 0) {
+        for (size_t i = 0; i < ap->n; i++)
+            if (strcmp(ap->specs[i].domain, domain) == 0)
+                return 0;
+        snprintf(err, sizeof err, "%s is not a partner (no partner = %s ... line)", domain, domain);
+    }
+    log_error("%s: partner_route = %s: %s",
+              config_where(ap->cfg, "partner_route", value, where, sizeof where), value, err);
+    ap->failed = 1;
+    return 1;
+}
+
+static int aggproxy_add_partner_route(void *cls, const char *value)
+{
+    struct aggproxy_partners *ap = cls;
+    char err[512], where[CONFIG_WHERE_MAX];
+    if (partners_route(ap->set, value, err, sizeof err) == 0)
+        return 0;
+    log_error("%s: partner_route = %s: %s",
+              config_where(ap->cfg, "partner_route", value, where, sizeof where), value, err);
     ap->failed = 1;
     return 1;
 }
@@ -473,6 +505,8 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
     config_each(cfg, "local_domain", aggproxy_add_local_domain, &m->partners);
     if (!m->partners.failed)
         config_each(cfg, "partner", aggproxy_add_partner, &m->partners);
+    if (!m->partners.failed)
+        config_each(cfg, "partner_route", aggproxy_check_partner_route, &m->partners);
     if (m->partners.failed)
         return 2;
     m->up_cert = config_str(cfg, "upstream_cert");
@@ -537,6 +571,10 @@ static int aggproxy_build(struct aggproxy_main *m)
             return 1;
         log_info("partner %s: %s", ps->domain, ps->urls);
     }
+    /* Per-AUID instances of the partners, before anything reads their tables. */
+    config_each(cfg, "partner_route", aggproxy_add_partner_route, &m->partners);
+    if (m->partners.failed)
+        return 1;
     m->gba = (struct gba_source){gba_store_fetch, m->store};
     struct proxy_config pcfg = {
         .default_realm = m->realm,

@@ -292,6 +292,58 @@ int partners_add(struct partners *ps, const char *root_path, const struct partne
     return 0;
 }
 
+long partner_route_parse(const char *line, char domain[PARTNER_DOMAIN_MAX + 1], char *err,
+                         size_t errlen)
+{
+    const char *p = line;
+    while (isspace((unsigned char)*p))
+        p++;
+    size_t len = strcspn(p, " \t\r\n\v\f");
+    if (partner_domain_norm(p, len, domain) < 0)
+        return partner_fail(
+            err, errlen,
+            "bad partner_route (want: partner_route = DOMAIN AUID https://HOST:PORT "
+            "[...])");
+    const char *rest = p + len;
+    while (isspace((unsigned char)*rest))
+        rest++;
+    const char *u = rest + strcspn(rest, " \t\r\n\v\f");
+    while (isspace((unsigned char)*u))
+        u++;
+    if (!*u)
+        return partner_fail(
+            err, errlen,
+            "bad partner_route (want: partner_route = DOMAIN AUID https://HOST:PORT "
+            "[...])");
+    for (const char *q = u; *q;) {
+        size_t ulen = strcspn(q, " \t\r\n\v\f");
+        if (ulen < 8 || strncasecmp(q, "https://", 8) != 0)
+            return partner_fail(err, errlen,
+                                "partner URL '%.*s' is not https:// (partners are reached over "
+                                "mutual TLS)",
+                                (int)(ulen > 300 ? 300 : ulen), q);
+        q += ulen;
+        while (isspace((unsigned char)*q))
+            q++;
+    }
+    if (route_list_check(u, err, errlen) < 0)
+        return -1;
+    return (long)(rest - line);
+}
+
+int partners_route(struct partners *ps, const char *line, char *err, size_t errlen)
+{
+    char domain[PARTNER_DOMAIN_MAX + 1];
+    long off = partner_route_parse(line, domain, err, errlen);
+    if (off < 0)
+        return -1;
+    struct partner *p = partners_find(ps, domain);
+    if (!p)
+        return partner_fail(err, errlen, "%s is not a partner (no partner = %s ... line)", domain,
+                            domain);
+    return route_table_set_spec(p->routes, line + off, err, errlen);
+}
+
 size_t partners_count(const struct partners *ps)
 {
     return ps ? ps->n : 0;

@@ -79,6 +79,16 @@ int partners_check_spec(const struct partners *ps, const struct partner_spec *s,
 int partners_add(struct partners *ps, const char *root_path, const struct partner_spec *s,
                  const struct forward_options *base, char *err, size_t errlen);
 
+/* One `partner_route = DOMAIN AUID URL [URL...]` line: the partner's instances of one AUID (a
+ * partner that runs one XDMS per role), as `route` does for the local table. Checks the syntax
+ * and that every URL is https://; writes the domain (lower-cased) into domain and returns the
+ * offset of "AUID URL..." in line, or -1 with the reason in err. */
+long partner_route_parse(const char *line, char domain[PARTNER_DOMAIN_MAX + 1], char *err,
+                         size_t errlen);
+/* Applies such a line to the partner of its domain (which must have been added). Returns 0, or -1
+ * with the reason in err. */
+int partners_route(struct partners *ps, const char *line, char *err, size_t errlen);
+
 size_t partners_count(const struct partners *ps);
 struct partner *partners_get(const struct partners *ps, size_t i);
 

@@ -10,6 +10,7 @@ Two domains on loopback:
     with its own CA and server certificate, reached by the proxy over mutual TLS with a client certificate of the operator's
     CA, which the partner trusts for identities of partner.example only
     (trusted_peer = subject:... proxy domain=partner.example);
+    and a presence XDMS of the partner for pres-rules (partner_route);
   - slow.example: a partner whose "XDMS" (a TLS socket here) accepts and never answers, for the
     per-partner timeout and request limit.
 Users of each domain are added with xdmctl and authenticate with Digest at the proxy.
@@ -43,6 +44,13 @@ DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
 CAPS_NS = "{urn:ietf:params:xml:ns:xcap-caps}"
 RL_CT = ("Content-Type", "application/resource-lists+xml")
 PROXY_SUBJECT = "CN=aggproxy,O=Operator"
+
+
+PR_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+          b'<cr:ruleset xmlns="urn:ietf:params:xml:ns:pres-rules" '
+          b'xmlns:cr="urn:ietf:params:xml:ns:common-policy">\n'
+          b'  <cr:rule id="a"><cr:conditions/><cr:actions><sub-handling>allow</sub-handling>'
+          b'</cr:actions><cr:transformations/></cr:rule>\n</cr:ruleset>\n')
 
 
 def rl_doc(owner):
@@ -154,6 +162,7 @@ class Env:
             self.start_xdms(r)
         self.start_partner("a")
         self.start_partner("b")
+        self.start_partner("presence", "presence")
         self.silent = SilentPartner(self.cert("partner-server.pem"), self.cert("partner-server.key"))
         self.proxy = self.start_proxy()
         self.users()
@@ -177,7 +186,7 @@ class Env:
                 if attempt == 2 or "in use" not in str(e):
                     raise
 
-    def start_partner(self, name):
+    def start_partner(self, name, role="shared-list"):
         """One instance of the partner's XDMS (two share one data directory, as several
         instances of a role over one store): its own data, CA and server certificate; it trusts
         client certificates of the operator's CA, and the proxy's only for partner.example. No
@@ -185,8 +194,8 @@ class Env:
         for attempt in range(3):
             port = self.partner_port.get(name) or free_port()
             sip = free_port(udp_too=True)
-            argv = [os.path.join(self.build, "xdms/xdms"), "--role", "shared-list",
-                    "--config", self.conf, "--data", os.path.join(self.pt_data, "shared-list"),
+            argv = [os.path.join(self.build, "xdms/xdms"), "--role", role,
+                    "--config", self.conf, "--data", os.path.join(self.pt_data, role),
                     "--http", "%s:%d" % (LOOPBACK, port), "--sip", "%s:%d" % (LOOPBACK, sip),
                     "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, port),
                     "--option", "socket=off", "--option", "instance=partner-" + name,
@@ -222,6 +231,9 @@ class Env:
                 "timeout_ms=3000 connect_timeout_ms=1000"
                 % (self.partner_url("a"), self.partner_url("b"), self.cert("partner-ca.pem"),
                    self.cert("proxy-client.pem"), self.cert("proxy-client.key")),
+                # the partner's presence XDMS serves its users' pres-rules
+                "--option", "partner_route=partner.example pres-rules " +
+                self.partner_url("presence"),
                 "--option", "partner=slow.example https://%s:%d ca=%s cert=%s key=%s "
                 "timeout_ms=1500 max_requests=1"
                 % (LOOPBACK, self.silent.port, self.cert("partner-ca.pem"),
@@ -454,9 +466,23 @@ def check_directory(env):
     r = request(env, env.proxy_http, "PUT", doc_uri("alice", "operator.example"), a, [RL_CT],
                 rl_doc("alice"))
     expect(r.status in (200, 201), "alice's PUT: %d" % r.status)
+    # pres-rules go to the partner's presence XDMS (partner_route)
+    pr = "/xcap-root/pres-rules/users/sip:bob@partner.example/index"
+    r = request(env, env.proxy_http, "PUT", pr, b,
+                [("Content-Type", "application/auth-policy+xml")], PR_DOC)
+    expect(r.status in (200, 201), "bob's pres-rules PUT: %d %s" % (r.status, r.body))
+    ctx = tls_context(env.cert("proxy-client.pem"), env.cert("proxy-client.key"),
+                      env.cert("partner-ca.pem"))
+    r = exchange(env, env.partner_port["presence"], "GET", pr,
+                 [("X-3GPP-Asserted-Identity", '"sip:bob@partner.example"')], tls=ctx,
+                 sni="localhost")
+    expect(r.status == 200 and r.body == PR_DOC, "pres-rules at the partner's presence XDMS: %d"
+           % r.status)
     r = request(env, env.proxy_http, "GET", dir_uri("bob", "partner.example"), b)
     expect(r.status == 200, "bob's directory: %d %s" % (r.status, r.body))
     f = folders(r.body)
+    expect(f.get("pres-rules") == [env.root + pr[len("/xcap-root"):]], "bob's pres-rules folder: %s"
+           % f)
     expect(f.get("resource-lists") == [env.root + doc_uri("bob", "partner.example")[len(
         "/xcap-root"):]], "bob's folders: %s" % f)
     r = request(env, env.proxy_http, "GET", dir_uri("alice", "operator.example"), a)
@@ -579,9 +605,9 @@ def check_partner_down(env):
            before[("xdm_partner_errors_total", lab)] + 1,
            "partner errors %s -> %s" % (before[("xdm_partner_errors_total", lab)],
                                         after[("xdm_partner_errors_total", lab)]))
-    for name in ("a", "b"):
+    for name in ("a", "b", "presence"):
         env.procs.remove(env.partner[name])
-        env.start_partner(name)
+        env.start_partner(name, "presence" if name == "presence" else "shared-list")
     r = request(env, env.proxy_http, "GET", doc_uri("bob", "partner.example"), b)
     expect(r.status == 200 and r.body == rl_doc("bob"), "bob after the restart: %d" % r.status)
 

@@ -67,6 +67,40 @@ static void test_spec_parse(void)
     }
 }
 
+static void test_route_parse(void)
+{
+    char d[PARTNER_DOMAIN_MAX + 1], err[512];
+    const char *line = "  Partner.Example  pres-rules https://h:1 https://h:2";
+    long off = partner_route_parse(line, d, err, sizeof err);
+    CU_ASSERT_TRUE_FATAL(off > 0);
+    CU_ASSERT_STRING_EQUAL(d, "partner.example");
+    CU_ASSERT_STRING_EQUAL(line + off, "pres-rules https://h:1 https://h:2");
+    static const struct {
+        const char *line, *why;
+    } bad[] = {
+        {"", "bad partner_route"},
+        {"p.example", "bad partner_route"},
+        {"p.example pres-rules", "bad partner_route"},
+        {"p.example pres-rules http://h:1", "is not https://"},
+        {"p.example pres-rules https://h:1 unix:/x", "is not https://"},
+        {"p.example pres-rules https://h:1 https://h:1", "listed twice"},
+        {"p_x pres-rules https://h:1", "bad partner_route"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(partner_route_parse(bad[i].line, d, err, sizeof err), -1);
+        if (!strstr(err, bad[i].why))
+            printf("\n  [%s] -> %s\n", bad[i].line, err);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, bad[i].why));
+    }
+    /* a route for a domain that is no partner */
+    struct partners *ps = partners_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ps);
+    CU_ASSERT_EQUAL(partners_route(ps, "p.example pres-rules https://h:1", err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "p.example is not a partner"));
+    partners_free(ps);
+}
+
 static void test_domain_norm(void)
 {
     char out[PARTNER_DOMAIN_MAX + 1];
@@ -132,6 +166,7 @@ int main(void)
     log_init("test_partner", LOG_LEVEL_ERROR);
     static CU_TestInfo tests[] = {
         {"partner lines", test_spec_parse},
+        {"partner_route lines", test_route_parse},
         {"domain names", test_domain_norm},
         {"local domains and lookup", test_lookup_local},
         CU_TEST_INFO_NULL,
