@@ -141,6 +141,23 @@ int forward_set_client_cert(struct forward *fw, const char *cert_file, const cha
     return 0;
 }
 
+int forward_check_client_cert(const char *cert_file, const char *key_file, char *err, size_t errlen)
+{
+    char *cert = NULL, *key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    int rc = forward_read_pem(cert_file, &cert, &cert_len, err, errlen) < 0 ||
+                     forward_read_pem(key_file, &key, &key_len, err, errlen) < 0 ||
+                     forward_check_pair(cert, cert_len, key, key_len, cert_file, key_file, err,
+                                        errlen) < 0
+                 ? -1
+                 : 0;
+    free(cert);
+    if (key)
+        OPENSSL_cleanse(key, key_len);
+    free(key);
+    return rc;
+}
+
 struct forward *forward_new(const struct forward_options *opts)
 {
     if (opts && !opts->cert_file != !opts->key_file)

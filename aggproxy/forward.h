@@ -57,6 +57,11 @@ struct forward *forward_new(const struct forward_options *opts);
  * other threads forward (call it from one thread at a time). */
 int forward_set_client_cert(struct forward *fw, const char *cert_file, const char *key_file,
                             char *err, size_t errlen);
+/* Checks what forward_set_client_cert() would take, without taking it: both files readable (at
+ * most 1 MiB), the certificate parses and the key is its own. Returns 0, or -1 with the reason in
+ * err. (A reload checks every pair it will swap before it swaps any.) */
+int forward_check_client_cert(const char *cert_file, const char *key_file, char *err,
+                              size_t errlen);
 /* Frees the forwarder and the calling thread's curl handle; other threads must have exited. */
 void forward_free(struct forward *fw);
 

@@ -307,9 +307,30 @@ static const char *const aggproxy_reloadable[] = {"log_level", "max_body", "upst
 /* SIGHUP: reads the configuration again from the same --config and command line and applies
  * what may change while running; a configuration with any problem is refused whole and the
  * running one (run, as started) stays. */
+/* The client certificates the proxy presents to its partners (partner ... cert= key=) are read
+ * again on a reload, under the names the partner lines had at start (the lines themselves need a
+ * restart), so they rotate like upstream_cert. Every pair is checked before any is swapped.
+ * Returns 0, or -1 (logged) with every pair left as it was. */
+static int aggproxy_reload_partner_certs(const struct aggproxy_partners *ap, bool swap)
+{
+    for (size_t i = 0; i < ap->n; i++) {
+        const struct partner_spec *s = &ap->specs[i];
+        char err[512];
+        int rc = swap ? forward_set_client_cert(partner_forward(partners_get(ap->set, i)), s->cert,
+                                                s->key, err, sizeof err)
+                      : forward_check_client_cert(s->cert, s->key, err, sizeof err);
+        if (rc < 0) {
+            log_error("partner %s: %s", s->domain, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void aggproxy_reload(const struct config_args *args, const char *const *sections,
                             const struct config *run, struct proxy *proxy, struct forward *fw,
-                            struct httpd *httpd, struct httpd *httpsd)
+                            struct httpd *httpd, struct httpd *httpsd,
+                            const struct aggproxy_partners *ap)
 {
     char errbuf[4096];
     struct config *cfg = config_args_load(args, sections, errbuf, sizeof errbuf);
@@ -341,6 +362,12 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
     const char *up_cert = config_str(cfg, "upstream_cert"),
                *up_key = config_str(cfg, "upstream_key");
     char uperr[512];
+    if (aggproxy_reload_partner_certs(ap, false) < 0) {
+        log_error("reload refused: the running configuration stays");
+        httpd_tls_free(tls);
+        config_free(cfg);
+        return;
+    }
     if (forward_set_client_cert(fw, up_cert, up_key, uperr, sizeof uperr) < 0) {
         log_error("%s", uperr);
         log_error("reload refused: the running configuration stays");
@@ -348,6 +375,8 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
         config_free(cfg);
         return;
     }
+    /* checked above; a file replaced between the check and now refuses only that partner's */
+    aggproxy_reload_partner_certs(ap, true);
     static const char *const tls_keys[] = {"tls_cert", "tls_key", NULL};
     config_warn_restart(run, cfg, aggproxy_reloadable, tls_reloads ? tls_keys : NULL);
     if (tls)
@@ -361,9 +390,10 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
     enum log_level level = LOG_LEVEL_INFO;
     log_level_parse(config_str(cfg, "log_level"), &level);
     log_set_level(level);
-    log_always("configuration reloaded: log_level %s%s%s%s%s", config_str(cfg, "log_level"),
+    log_always("configuration reloaded: log_level %s%s%s%s%s%s", config_str(cfg, "log_level"),
                tls ? ", certificate " : "", tls ? tls_cert : "",
-               up_cert ? ", upstream certificate " : "", up_cert ? up_cert : "");
+               up_cert ? ", upstream certificate " : "", up_cert ? up_cert : "",
+               ap->n ? ", partner certificates" : "");
     config_free(cfg);
 }
 
@@ -653,7 +683,8 @@ static int aggproxy_serve(struct aggproxy_main *m)
     int sig = 0;
     while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP) {
         sdnotify_reloading();
-        aggproxy_reload(m->args, m->sections, cfg, m->proxy, m->fw, m->httpd, m->httpsd);
+        aggproxy_reload(m->args, m->sections, cfg, m->proxy, m->fw, m->httpd, m->httpsd,
+                        &m->partners);
         sdnotify_reloaded();
     }
     sdnotify_stopping();

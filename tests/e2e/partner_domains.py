@@ -25,6 +25,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import sys
@@ -646,9 +647,55 @@ def check_partner_instances(env):
     wait_for("instance a reported up", lambda: instance_up(env, "a") == 1, 3.0)
 
 
+def reload_proxy(env, want):
+    """SIGHUP to the proxy; waits for one more log line containing want."""
+    def count():
+        return open(env.proxy.log, encoding="utf-8", errors="replace").read().count(want)
+    n = count()
+    env.proxy.popen.send_signal(signal.SIGHUP)
+    wait_for("log line %r after SIGHUP" % want, lambda: count() > n, 5.0)
+
+
+def put_file(src, dst):
+    """Replaces dst by a copy of src the way an operator rotates a file: written beside, then
+    renamed over."""
+    shutil.copyfile(src, dst + ".new")
+    os.replace(dst + ".new", dst)
+
+
+def check_reload_partner_cert(env):
+    """The client certificate presented to a partner rotates on SIGHUP like upstream_cert: new
+    files under the same names are used by the next request (here a certificate the partner does
+    not trust: its 403 is relayed); a broken pair refuses the reload and the running one stays;
+    the original files back, the partner trusts the proxy again."""
+    b = Digest("bob", "bobpw")
+    uri = doc_uri("bob", "partner.example")
+    cert, key = env.cert("proxy-client.pem"), env.cert("proxy-client.key")
+    shutil.copyfile(cert, cert + ".orig")
+    shutil.copyfile(key, key + ".orig")
+    try:
+        put_file(env.cert("other-client.pem"), cert)
+        put_file(env.cert("other-client.key"), key)
+        reload_proxy(env, "configuration reloaded")
+        r = request(env, env.proxy_http, "GET", uri, b)
+        expect(r.status == 403 and r.body == b"not a trusted peer\n",
+               "with a certificate the partner does not trust: %d %s" % (r.status, r.body))
+        # a key that is not the certificate's: refused, the running pair stays
+        put_file(cert + ".orig", cert)
+        reload_proxy(env, "reload refused")
+        r = request(env, env.proxy_http, "GET", uri, b)
+        expect(r.status == 403, "after a refused reload: %d" % r.status)
+    finally:
+        put_file(cert + ".orig", cert)
+        put_file(key + ".orig", key)
+    reload_proxy(env, "configuration reloaded")
+    r = request(env, env.proxy_http, "GET", uri, b)
+    expect(r.status == 200 and r.body == rl_doc("bob"), "rotated back: %d %s" % (r.status, r.body))
+
+
 CHECKS = [check_local_user, check_partner_user, check_isolation, check_forged_identity,
           check_directory, check_caps, check_partner_instances, check_limits_and_timeout,
-          check_partner_down]
+          check_reload_partner_cert, check_partner_down]
 
 
 def main():
