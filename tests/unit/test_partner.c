@@ -1,7 +1,13 @@
 /* Partner domains (aggproxy/partner.c): the `partner` line, domain names, where a domain is
  * served, the request limit and the metrics. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "log.h"
 #include "partner.h"
@@ -161,6 +167,125 @@ static void test_lookup_local(void)
     partners_free(ps);
 }
 
+/* A self-signed P-256 certificate and its key, written to dir/cert.pem and dir/cert.key. */
+static int write_self_signed(const char *dir)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    if (!k || !x)
+        return -1;
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"aggproxy", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_sign(x, k, EVP_sha256());
+    char p[256];
+    snprintf(p, sizeof p, "%s/cert.pem", dir);
+    FILE *f = fopen(p, "w");
+    int rc = f && PEM_write_X509(f, x) ? 0 : -1;
+    if (f)
+        fclose(f);
+    snprintf(p, sizeof p, "%s/cert.key", dir);
+    f = fopen(p, "w");
+    if (!f || !PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL))
+        rc = -1;
+    if (f)
+        fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(k);
+    return rc;
+}
+
+/* A partner made for real (its client certificate loaded): lookup, the request limit, the
+ * counters and the histogram as /metrics writes them. */
+static void test_partner_limit_metrics(void)
+{
+    char dir[] = "/tmp/xdm-test-partner-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    CU_ASSERT_EQUAL_FATAL(write_self_signed(dir), 0);
+    char line[1024], err[768];
+    snprintf(line, sizeof line,
+             "Partner.Example https://127.0.0.1:1 https://127.0.0.2:1 ca=%s/cert.pem "
+             "cert=%s/cert.pem key=%s/cert.key max_requests=2",
+             dir, dir, dir);
+    struct partner_spec s;
+    CU_ASSERT_EQUAL_FATAL(partner_spec_parse(line, &s, err, sizeof err), 0);
+    struct partners *ps = partners_new();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ps);
+    CU_ASSERT_EQUAL(partners_add_local(ps, "operator.example", err, sizeof err), 0);
+    struct forward_options fo = {.timeout_ms = 1000};
+    CU_ASSERT_EQUAL_FATAL(partners_add(ps, "/xcap-root", &s, &fo, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(partners_add(ps, "/xcap-root", &s, &fo, err, sizeof err), -1); /* twice */
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "configured twice"));
+    CU_ASSERT_EQUAL(partners_add_local(ps, "partner.example", err, sizeof err), -1);
+    CU_ASSERT_EQUAL(partners_count(ps), 1);
+    struct partner *p = NULL;
+    CU_ASSERT_EQUAL(partners_lookup(ps, "PARTNER.example", &p), PARTNERS_REMOTE);
+    CU_ASSERT_PTR_EQUAL(p, partners_get(ps, 0));
+    CU_ASSERT_STRING_EQUAL(partner_domain(p), "partner.example");
+    /* every default AUID goes to the partner's list */
+    struct route_match m;
+    route_match(partner_routes(p), "/xcap-root/rls-services/users/sip:b@partner.example/index", &m);
+    CU_ASSERT_EQUAL(m.kind, ROUTE_UPSTREAM);
+    CU_ASSERT_STRING_EQUAL(m.upstream, "https://127.0.0.1:1 https://127.0.0.2:1");
+    /* partner_route: one AUID elsewhere */
+    CU_ASSERT_EQUAL(
+        partners_route(ps, "partner.example pres-rules https://127.0.0.3:1", err, sizeof err), 0);
+    route_match(partner_routes(p), "/xcap-root/pres-rules/users/sip:b@partner.example/index", &m);
+    CU_ASSERT_STRING_EQUAL(m.upstream, "https://127.0.0.3:1");
+    CU_ASSERT_EQUAL(partners_lookup(ps, "operator.example", &p), PARTNERS_LOCAL);
+    CU_ASSERT_EQUAL(partners_lookup(ps, "other.example", &p), PARTNERS_UNKNOWN);
+    p = partners_get(ps, 0);
+
+    /* max_requests=2: the third at once is rejected */
+    CU_ASSERT_TRUE(partner_begin(p));
+    CU_ASSERT_TRUE(partner_begin(p));
+    CU_ASSERT_FALSE(partner_begin(p));
+    partner_end(p, 200, 0.003);
+    CU_ASSERT_TRUE(partner_begin(p));
+    partner_end(p, 502, 0.7);
+    partner_end(p, 504, 30);
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    CU_ASSERT_EQUAL(partners_metrics(ps, &out), 0);
+    CU_ASSERT_EQUAL(buf_puts(&out, ""), 0);
+    static const char *const want[] = {
+        "# TYPE xdm_partner_requests_total counter\n",
+        "xdm_partner_requests_total{partner=\"partner.example\"} 3\n",
+        "xdm_partner_errors_total{partner=\"partner.example\"} 2\n",
+        "xdm_partner_rejected_total{partner=\"partner.example\"} 1\n",
+        "xdm_partner_in_flight{partner=\"partner.example\"} 0\n",
+        "# TYPE xdm_partner_request_duration_seconds histogram\n",
+        "xdm_partner_request_duration_seconds_bucket{partner=\"partner.example\",le=\"0.005\"} 1\n",
+        "xdm_partner_request_duration_seconds_bucket{partner=\"partner.example\",le=\"0.5\"} 1\n",
+        "xdm_partner_request_duration_seconds_bucket{partner=\"partner.example\",le=\"1\"} 2\n",
+        "xdm_partner_request_duration_seconds_bucket{partner=\"partner.example\",le=\"10\"} 2\n",
+        "xdm_partner_request_duration_seconds_bucket{partner=\"partner.example\",le=\"+Inf\"} 3\n",
+        "xdm_partner_request_duration_seconds_sum{partner=\"partner.example\"} 30.703000\n",
+        "xdm_partner_request_duration_seconds_count{partner=\"partner.example\"} 3\n",
+        "xdm_partner_instance_up{partner=\"partner.example\",upstream=\"https://127.0.0.1:1\"} 1\n",
+        "xdm_partner_instance_up{partner=\"partner.example\",upstream=\"https://127.0.0.3:1\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (!strstr(out.data, want[i]))
+            printf("\n  missing: %s", want[i]);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out.data, want[i]));
+    }
+    buf_release(&out);
+    partners_free(ps);
+    partner_spec_release(&s);
+    char path[256];
+    snprintf(path, sizeof path, "%s/cert.pem", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/cert.key", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     log_init("test_partner", LOG_LEVEL_ERROR);
@@ -169,6 +294,7 @@ int main(void)
         {"partner_route lines", test_route_parse},
         {"domain names", test_domain_norm},
         {"local domains and lookup", test_lookup_local},
+        {"a partner: routes, request limit, metrics", test_partner_limit_metrics},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {
