@@ -17,7 +17,7 @@ Users of each domain are added with xdmctl and authenticate with Digest at the p
 
 Prints one PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a check
 failed, a process died, or a sanitizer report appears in a log. Needs the openssl command.
-Standard library only; the processes, HTTP and Digest helpers come from proxy_tls_gaa.py.
+Standard library only; the process, HTTP and Digest functions come from proxy_tls_gaa.py.
 """
 
 import argparse
