@@ -83,7 +83,7 @@ static const struct config_key xdms_keys[] = {
     {"map_high_water", CONFIG_UINT, 50, 99, "90", NULL, 0, NULL,
      "percent of the map writes may fill; above it PUTs get 507, DELETEs still work"},
     {"group_commit_max_requests", CONFIG_UINT, 1, STORE_GROUP_MAX_REQUESTS, "64", NULL, 0, NULL,
-     "LMDB: concurrent writes acknowledged after one shared durable commit (1: each its own)"},
+     "concurrent writes acknowledged after one shared durable commit (1: each its own)"},
     {"group_commit_max_bytes", CONFIG_SIZE, 1 << 12, 1ull << 30, "8M", NULL, 0, NULL,
      "LMDB: bytes the writes of one shared commit may write before it is made"},
     {"change_log_max_count", CONFIG_UINT, 1, 100000000, "100000", NULL, 0, NULL,
