@@ -100,10 +100,22 @@ enum store_rc store_pg_write(struct store *base_s, store_write_fn fn, void *cls,
     *result = 0;
     if (s->read_only)
         return STORE_INVALID;
+    if (s->group_max <= 1) { /* each call its own transaction, as without group commit */
+        struct store_txn *t;
+        enum store_rc rc = base_s->ops->txn_begin(base_s, true, &t);
+        if (rc != STORE_OK)
+            return rc;
+        *result = fn(cls, t);
+        if (*result != 0) {
+            base_s->ops->txn_abort(t);
+            return STORE_OK;
+        }
+        return base_s->ops->txn_commit(t);
+    }
     struct store_pg_job self = {.fn = fn, .cls = cls};
     pthread_cond_init(&self.cond, NULL);
     pthread_mutex_lock(&s->group_mu);
-    if (s->group_active && s->group_max > 1) {
+    if (s->group_active) {
         if (s->queue_tail != NULL)
             s->queue_tail->next = &self;
         else
@@ -152,6 +164,15 @@ enum store_rc store_pg_write(struct store *base_s, store_write_fn fn, void *cls,
         self.rc = src;
     }
     pthread_mutex_lock(&s->group_mu);
+    if (members == 0 && src != STORE_OK && runs == 0) {
+        /* No transaction (the database does not answer within pg_timeout): the calls queued
+         * meanwhile get the same answer now rather than one pg_timeout after the other. */
+        for (struct store_pg_job *j; (j = store_pg_group_pop(s)) != NULL;) {
+            j->rc = src;
+            j->done = true;
+            pthread_cond_signal(&j->cond);
+        }
+    }
     for (struct store_pg_job *j = ran, *next; j != NULL; j = next) {
         next = j->next; /* j may be gone once signalled and the lock released */
         j->rc = src;
@@ -159,7 +180,7 @@ enum store_rc store_pg_write(struct store *base_s, store_write_fn fn, void *cls,
         if (j != &self)
             pthread_cond_signal(&j->cond);
     }
-    if (members > 0 && src == STORE_OK && s->group_max > 1)
+    if (members > 0 && src == STORE_OK)
         store_pg_group_count(s, members);
     struct store_pg_job *next_leader = store_pg_group_pop(s);
     if (next_leader != NULL) { /* the group stays active: handed over */
