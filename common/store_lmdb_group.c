@@ -12,10 +12,18 @@
  * parent, with its one sync, and hands its result to every member. Nobody waits for company: a
  * writer alone commits at once. Threads arriving during the sync form the next group.
  *
+ * Two ways in. store_txn_begin()/store_txn_commit() keep the store API: the writer's thread runs
+ * its own nested transaction when its turn comes (one thread switch per member to pass the turn
+ * on). store_write() hands the whole transaction over as a function: a writer that finds a group
+ * open queues it and sleeps, and the leader runs the queued functions back to back on its own
+ * thread (no switch between members). Measured with 32 writers on 16 threads
+ * (docs/performance.md): waking every waiter at each turn gave 1 950 PUT/s, waking one at a time
+ * 4 500, running queued functions in the leader 4 900.
+ *
  * Why a leader and not a writer thread: LMDB's writer lock is a mutex of the lock file owned by
  * the thread that began the top-level transaction, which must also commit it; with a leader the
- * thread that begins is the thread that commits, and a request's store operations stay on its own
- * thread, called exactly as without group commit (the store API does not change).
+ * thread that begins is the thread that commits, and a writer alone runs on its own thread with
+ * no switch at all, so its latency is what it was without group commit.
  *
  * Nested transactions do not work with MDB_WRITEMAP (LMDB returns EINVAL): the environment is
  * opened without it, and group commit stays off if it were set.
