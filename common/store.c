@@ -56,6 +56,23 @@ enum store_rc store_txn_begin(struct store *s, bool write, struct store_txn **ou
     return s->ops->txn_begin(s, write, out);
 }
 
+enum store_rc store_write(struct store *s, store_write_fn fn, void *cls, int *result)
+{
+    *result = 0;
+    if (s->ops->write != NULL)
+        return s->ops->write(s, fn, cls, result);
+    struct store_txn *t;
+    enum store_rc rc = store_txn_begin(s, true, &t);
+    if (rc != STORE_OK)
+        return rc;
+    *result = fn(cls, t);
+    if (*result != 0) {
+        store_txn_abort(t);
+        return STORE_OK;
+    }
+    return store_txn_commit(t);
+}
+
 enum store_rc store_txn_commit(struct store_txn *t)
 {
     return t->ops->txn_commit(t);
@@ -164,6 +181,13 @@ enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *
                             void *cls)
 {
     return t->ops->kv_scan(t, table, prefix, plen, fn, cls);
+}
+
+void store_group_stats(struct store *s, struct store_group_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (s->ops->group_stats != NULL)
+        s->ops->group_stats(s, out);
 }
 
 int store_wake_fd(struct store *s)

@@ -50,6 +50,16 @@
  *     dropped and made again on its next use (a multi-host conninfo with
  *     target_session_attrs=read-write then finds a promoted standby).
  *
+ * Group commit (LMDB; group_max_requests > 1): the write transactions of concurrent threads share
+ * one durable commit. The first writer (the leader) begins LMDB's top-level write transaction;
+ * every write transaction (the leader's too) is a transaction nested in it, run one at a time, so
+ * a write that fails or is aborted leaves the others intact. store_txn_commit() of a nested
+ * transaction merges it into the shared one and returns only after the shared one is on disk;
+ * the leader commits it as soon as no other thread is waiting to join or the group reached
+ * group_max_requests requests or group_max_bytes bytes, so a writer alone does not wait. Readers
+ * see a group's writes when it is committed. Whatever a write transaction does (documents,
+ * change log, extra tables) belongs to that transaction alone, committed or dropped as a whole.
+ *
  * Thread-safety: a struct store is shared by all threads; a transaction belongs to the thread that
  * began it. At most one write transaction is open at a time (others wait in store_txn_begin; on
  * PostgreSQL at the lock, up to pg_timeout). Every function returns an enum store_rc; a failed
@@ -106,10 +116,29 @@ struct store_options {
     unsigned high_water;        /* percent of the map writes may fill (store_space_check());
                                    0 = default 90; at most 99 */
     const char *const *tables;  /* NULL-terminated extra table names, or NULL */
-    bool read_only;             /* open an existing environment for reading only: nothing is
-                                   created, pruned or grown (for xdmctl while the servers run);
-                                   STORE_NOTFOUND when dir or one of the tables is missing, and
-                                   write transactions fail */
+    unsigned group_max_requests; /* LMDB: write transactions sharing one commit; 0 = default
+                                    STORE_GROUP_DEFAULT_REQUESTS; 1 = each commits alone; at
+                                    most STORE_GROUP_MAX_REQUESTS */
+    uint64_t group_max_bytes;    /* LMDB: bytes written by one group before it commits; 0 =
+                                    STORE_GROUP_DEFAULT_BYTES */
+    bool read_only;              /* open an existing environment for reading only: nothing is
+                                    created, pruned or grown (for xdmctl while the servers run);
+                                    STORE_NOTFOUND when dir or one of the tables is missing, and
+                                    write transactions fail */
+};
+
+#define STORE_GROUP_DEFAULT_REQUESTS 64u
+#define STORE_GROUP_MAX_REQUESTS 1024u
+#define STORE_GROUP_DEFAULT_BYTES (8ull << 20)
+
+/* Group commits so far: a histogram of the write transactions per durable commit (bucket i counts
+ * the commits of at most STORE_GROUP_BUCKET(i) transactions; the last bucket counts the rest). */
+#define STORE_GROUP_BUCKETS 11
+#define STORE_GROUP_BUCKET(i) (1u << (i))
+struct store_group_stats {
+    uint64_t commits;                          /* durable commits of write transactions */
+    uint64_t requests;                         /* write transactions committed by them */
+    uint64_t buckets[STORE_GROUP_BUCKETS + 1]; /* not cumulative; the last: above 1024 */
 };
 
 /* Space used by a store, for the high-water check, logs and tests. */
@@ -177,9 +206,25 @@ const char *store_instance_id(const struct store *s);
 const char *store_strerror(enum store_rc rc);
 
 enum store_rc store_txn_begin(struct store *s, bool write, struct store_txn **out);
+
+/* A write transaction as one call: runs fn(cls, t) in a write transaction of its own; when fn
+ * returns 0 the transaction is committed (durably, before this returns), otherwise it is
+ * aborted. *result receives fn's return value. Returns STORE_OK when fn ran and its transaction
+ * was committed or aborted as fn asked; otherwise the store's failure (fn's writes are then not
+ * committed; *result still tells what fn returned, or 0 when it did not run).
+ * fn must not commit or abort t, must not begin another write transaction, and may run on
+ * another thread than the caller's (the leader of a group commit runs the queued functions of
+ * the others back to back, so a group costs no thread switch per member): it may use only what
+ * cls points to, and must not parse untrusted input (do that before the call). */
+typedef int (*store_write_fn)(void *cls, struct store_txn *t);
+enum store_rc store_write(struct store *s, store_write_fn fn, void *cls, int *result);
 /* Commits (durably for write transactions) and frees the transaction, also on failure. */
 enum store_rc store_txn_commit(struct store_txn *t);
 void store_txn_abort(struct store_txn *t);
+
+/* The group-commit histogram so far (all zero on PostgreSQL and while group commit is off).
+ * Thread-safe. */
+void store_group_stats(struct store *s, struct store_group_stats *out);
 
 /* Documents. store_doc_put() assigns a new ETag that was never used in this environment (counter
  * in meta, combined with the instance id) and writes it to etag_out; mtime is now. */

@@ -73,6 +73,9 @@ struct store_ops {
                              int (*fn)(void *cls, const void *key, size_t klen, const void *val,
                                        size_t vlen),
                              void *cls);
+    void (*group_stats)(struct store *s, struct store_group_stats *out); /* NULL: none */
+    /* NULL: store_write() is begin, fn, commit or abort */
+    enum store_rc (*write)(struct store *s, store_write_fn fn, void *cls, int *result);
     int (*wake_fd)(struct store *s);
     void (*wake_drain)(struct store *s);
 };

@@ -188,6 +188,7 @@ static void store_lmdb_close(struct store *base_s)
         return;
     if (s->env != NULL)
         mdb_env_close(s->env);
+    store_lmdb_group_destroy(s);
     for (size_t i = 0; i < s->n_tables; i++)
         free(s->tables[i].name);
     free(s->tables);
@@ -207,6 +208,7 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     if (s == NULL)
         return STORE_ERROR;
     s->base.ops = &store_lmdb_ops;
+    store_lmdb_group_init(s, opts);
     s->retention = b.retention;
     uint64_t map_size = b.map_size;
     s->change_max_bytes = b.change_max_bytes;
@@ -296,6 +298,7 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
         store_lmdb_headroom(s);
         store_lmdb_maintain(s);
     }
+    store_lmdb_group_start(s);
     *out = &s->base;
     return STORE_OK;
 }
@@ -313,6 +316,18 @@ static enum store_rc store_lmdb_txn_begin(struct store *base_s, bool write, stru
     struct store_lmdb_txn *t = calloc(1, sizeof *t);
     if (t == NULL)
         return STORE_ERROR;
+    t->base.ops = s->base.ops;
+    t->s = s;
+    t->write = write;
+    if (write && s->group.on) {
+        enum store_rc src = store_lmdb_group_begin(s, t);
+        if (src != STORE_OK) {
+            free(t);
+            return src;
+        }
+        *out = &t->base;
+        return STORE_OK;
+    }
     /* A write begin blocks on LMDB's writer lock (shared between processes). A thread that
      * already holds a write transaction must not begin another: it would wait for itself. */
     int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
@@ -325,9 +340,6 @@ static enum store_rc store_lmdb_txn_begin(struct store *base_s, bool write, stru
         return store_lmdb_rc_from_mdb(rc,
                                       write ? "begin write transaction" : "begin read transaction");
     }
-    t->base.ops = s->base.ops;
-    t->s = s;
-    t->write = write;
     *out = &t->base;
     return STORE_OK;
 }
@@ -335,6 +347,11 @@ static enum store_rc store_lmdb_txn_begin(struct store *base_s, bool write, stru
 static enum store_rc store_lmdb_txn_commit(struct store_txn *base_t)
 {
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
+    if (t->nested) {
+        enum store_rc src = store_lmdb_group_commit(t);
+        free(t);
+        return src;
+    }
     int rc = mdb_txn_commit(t->txn);
     free(t);
     return store_lmdb_rc_from_mdb(rc, "commit");
@@ -345,7 +362,10 @@ static void store_lmdb_txn_abort(struct store_txn *base_t)
     struct store_lmdb_txn *t = (struct store_lmdb_txn *)base_t;
     if (t == NULL)
         return;
-    mdb_txn_abort(t->txn);
+    if (t->nested)
+        store_lmdb_group_abort(t);
+    else
+        mdb_txn_abort(t->txn);
     free(t);
 }
 
@@ -440,6 +460,8 @@ static const struct store_ops store_lmdb_ops = {
     .kv_put = store_lmdb_kv_put,
     .kv_del = store_lmdb_kv_del,
     .kv_scan = store_lmdb_kv_scan,
+    .group_stats = store_lmdb_group_stats,
+    .write = store_lmdb_write,
     .wake_fd = store_lmdb_wake_fd,
     .wake_drain = store_lmdb_wake_drain,
 };

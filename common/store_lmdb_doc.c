@@ -225,6 +225,7 @@ enum store_rc store_lmdb_doc_put(struct store_txn *base_t, const struct doc_key 
         return src;
     if (etag_out != NULL)
         memcpy(etag_out, etag, etag_len + 1);
+    t->written += mk.mv_size + mv.mv_size;
     return STORE_OK;
 }
 
@@ -246,6 +247,7 @@ enum store_rc store_lmdb_doc_del(struct store_txn *base_t, const struct doc_key 
     src = store_lmdb_rc_from_mdb(mdb_del(t->txn, t->s->docs, &mk, NULL), "delete document");
     if (src == STORE_OK && counted)
         src = store_lmdb_quota_add(t->txn, t->s->quota, k->xui, old_len, 0);
+    t->written += mk.mv_size;
     return src;
 }
 

@@ -5,6 +5,7 @@
 #define XDM_STORE_LMDB_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,33 @@ struct store_table {
     MDB_dbi dbi;
 };
 
+struct store_lmdb_job;
+
+/* Group commit (store_lmdb_group.c): the write transactions of concurrent requests run one after
+ * the other, each nested in one shared top-level transaction, and are acknowledged together after
+ * its one durable commit. Everything below is under lock. */
+struct store_lmdb_group {
+    pthread_mutex_t lock;
+    pthread_cond_t join;   /* threads waiting to join (or lead) a group: one is woken at a time */
+    pthread_cond_t lead;   /* the leader waiting for the end of the group's transactions */
+    pthread_cond_t done;   /* members waiting for the group's commit */
+    bool on;               /* max_requests > 1 and nested transactions possible */
+    unsigned max_requests; /* requests in one commit */
+    uint64_t max_bytes;    /* bytes written by the requests of one commit */
+    enum { GROUP_IDLE, GROUP_OPENING, GROUP_OPEN, GROUP_COMMITTING } phase;
+    MDB_txn *parent;                  /* the shared transaction while OPEN */
+    struct store_lmdb_txn *leader;    /* the request whose thread began (and commits) it */
+    bool child_active;                /* one nested transaction at a time (LMDB) */
+    unsigned waiting;                 /* threads in store_txn_begin waiting to join */
+    unsigned members;                 /* requests committed into parent */
+    uint64_t bytes;                   /* bytes they wrote */
+    struct store_lmdb_txn *followers; /* committed members other than the leader */
+    struct store_lmdb_job *queue;     /* store_write() calls waiting for a leader to run them */
+    struct store_lmdb_job *queue_tail;
+    struct store_lmdb_job *ran; /* the jobs committed into parent */
+    struct store_group_stats stats;
+};
+
 struct store_lmdb {
     struct store base; /* first: store.c reaches the operations through it */
     MDB_env *env;
@@ -49,6 +77,7 @@ struct store_lmdb {
     bool read_only;
     size_t key_max;
     char instance[STORE_INSTANCE_HEX + 1];
+    struct store_lmdb_group group;
 };
 
 struct store_lmdb_txn {
@@ -56,6 +85,12 @@ struct store_lmdb_txn {
     struct store_lmdb *s;
     MDB_txn *txn;
     bool write;
+    bool nested;                 /* a member of a group commit: txn is a child of group.parent */
+    uint64_t written;            /* bytes of keys and values this transaction wrote */
+    uint64_t batch_before;       /* bytes the earlier members of its group wrote */
+    struct store_lmdb_txn *next; /* in group.followers */
+    bool done;                   /* the group's commit finished; rc is its result */
+    enum store_rc rc;
 };
 
 /* A docs key built on the stack; STORE_KEY_MAX bounds it. */
@@ -97,6 +132,19 @@ enum store_rc store_lmdb_doc_put(struct store_txn *base_t, const struct doc_key 
                                  const char *data, size_t len, char etag_out[STORE_ETAG_MAX]);
 enum store_rc store_lmdb_quota_ensure(struct store_lmdb_txn *t);
 enum store_rc store_lmdb_user_bytes(struct store_txn *base_t, const char *xui, uint64_t *out);
+
+/* store_lmdb_group.c: group commit. _init reads the options and the environment's flags (no
+ * nesting under MDB_WRITEMAP: group commit stays off; _start turns it on once the environment is
+ * open); _begin, _commit and _abort are the write
+ * halves of the table's txn_begin, txn_commit and txn_abort. */
+void store_lmdb_group_init(struct store_lmdb *s, const struct store_options *opts);
+void store_lmdb_group_start(struct store_lmdb *s);
+void store_lmdb_group_destroy(struct store_lmdb *s);
+enum store_rc store_lmdb_group_begin(struct store_lmdb *s, struct store_lmdb_txn *t);
+enum store_rc store_lmdb_group_commit(struct store_lmdb_txn *t);
+void store_lmdb_group_abort(struct store_lmdb_txn *t);
+enum store_rc store_lmdb_write(struct store *base_s, store_write_fn fn, void *cls, int *result);
+void store_lmdb_group_stats(struct store *base_s, struct store_group_stats *out);
 
 /* store_lmdb_log.c: change log and space (operations of the table). */
 enum store_rc store_lmdb_change_append(struct store_txn *base_t, struct store_change *c);

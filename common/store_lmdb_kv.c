@@ -78,6 +78,7 @@ enum store_rc store_lmdb_kv_put(struct store_txn *base_t, const char *table, con
         return src;
     MDB_val mk = {klen, (void *)key};
     MDB_val mv = {vlen, (void *)(val != NULL ? val : "")};
+    t->written += klen + vlen;
     return store_lmdb_rc_from_mdb(mdb_put(t->txn, dbi, &mk, &mv, 0), "put");
 }
 
@@ -92,6 +93,7 @@ enum store_rc store_lmdb_kv_del(struct store_txn *base_t, const char *table, con
     if (src != STORE_OK)
         return src;
     MDB_val mk = {klen, (void *)key};
+    t->written += klen;
     return store_lmdb_rc_from_mdb(mdb_del(t->txn, dbi, &mk, NULL), "delete");
 }
 

@@ -115,6 +115,7 @@ enum store_rc store_lmdb_change_append(struct store_txn *base_t, struct store_ch
         rc = mdb_put(t->txn, t->s->changes, &mk, &mv, MDB_RESERVE);
     if (rc != MDB_SUCCESS)
         return store_lmdb_rc_from_mdb(rc, "append change");
+    t->written += sizeof kb + total;
     int64_t now = (int64_t)time(NULL);
     store_change_encode(c, now, mv.mv_data);
     c->seq = seq;
@@ -179,6 +180,9 @@ enum store_rc store_lmdb_space_check(struct store_txn *base_t, uint64_t incoming
     enum store_rc src = store_lmdb_space(t->s, &u);
     if (src != STORE_OK)
         return src;
+    /* The earlier transactions of a group commit are not in the committed state measured above:
+     * count what they wrote (with no group, batch_before is 0). */
+    incoming = incoming > UINT64_MAX - t->batch_before ? UINT64_MAX : incoming + t->batch_before;
     if (u.used_bytes > u.limit_bytes || incoming > u.limit_bytes - u.used_bytes)
         return STORE_FULL;
     return STORE_OK;

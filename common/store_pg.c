@@ -380,8 +380,7 @@ static const char *const pg_migrations[STORE_PG_SCHEMA_VERSION] = {
 
 /* Takes a connection and begins a transaction on it: t is filled in either case; on failure the
  * connection is back in the pool. */
-static enum store_rc store_pg_txn_open(struct store_pg *s, enum pg_mode mode,
-                                       struct store_pg_txn *t)
+enum store_rc store_pg_txn_open(struct store_pg *s, enum pg_mode mode, struct store_pg_txn *t)
 {
     static const char *const begin[] = {
         [PG_READ] = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
@@ -433,7 +432,7 @@ static enum store_rc store_pg_txn_open(struct store_pg *s, enum pg_mode mode,
 
 /* The end of a transaction: COMMIT or ROLLBACK, then the connection goes back to the pool (or is
  * dropped when it is out of step). */
-static enum store_rc store_pg_txn_end(struct store_pg_txn *t, bool commit)
+enum store_rc store_pg_txn_end(struct store_pg_txn *t, bool commit)
 {
     enum store_rc src = STORE_OK;
     if (commit && t->failed) {
@@ -573,6 +572,7 @@ static void store_pg_close(struct store *base_s)
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->write_mu);
+    store_pg_group_destroy(s);
     free(s);
 }
 
@@ -591,6 +591,7 @@ enum store_rc store_pg_open(const struct store_options *opts, struct store **out
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
+    store_pg_group_init(s, opts);
     enum store_rc src = store_bounds_get(opts, &s->b);
     if (src == STORE_OK)
         src = store_tables_check(opts, &n_tables);
@@ -730,6 +731,8 @@ static const struct store_ops store_pg_ops = {
     .kv_put = store_pg_kv_put,
     .kv_del = store_pg_kv_del,
     .kv_scan = store_pg_kv_scan,
+    .group_stats = store_pg_group_stats,
+    .write = store_pg_write,
     .wake_fd = store_pg_wake_fd,
     .wake_drain = store_pg_wake_drain,
 };

@@ -50,7 +50,16 @@ struct store_pg {
     struct pg_slot *pool;
     size_t pool_size;
     PGconn *listener; /* store_wake_fd(); used by one thread */
+    /* Group commit of store_write() (store_pg_group.c), under group_mu. */
+    pthread_mutex_t group_mu;
+    bool group_active;          /* a leader has the group's transaction */
+    unsigned group_max;         /* store_write() calls in one commit; 1 = off */
+    struct store_pg_job *queue; /* calls waiting for a leader to run them */
+    struct store_pg_job *queue_tail;
+    struct store_group_stats group_stats;
 };
+
+struct store_pg_job;
 
 struct store_pg_txn {
     struct store_txn base;
@@ -74,6 +83,17 @@ struct pg_params {
 };
 
 enum pg_mode { PG_READ, PG_WRITE, PG_SCHEMA };
+
+/* store_pg.c: a transaction on a pooled connection (t filled in either case; on failure the
+ * connection is back in the pool), and its end (COMMIT or ROLLBACK, the connection back). */
+enum store_rc store_pg_txn_open(struct store_pg *s, enum pg_mode mode, struct store_pg_txn *t);
+enum store_rc store_pg_txn_end(struct store_pg_txn *t, bool commit);
+
+/* store_pg_group.c: group commit of store_write() (the table's write and group_stats). */
+void store_pg_group_init(struct store_pg *s, const struct store_options *opts);
+void store_pg_group_destroy(struct store_pg *s);
+enum store_rc store_pg_write(struct store *base_s, store_write_fn fn, void *cls, int *result);
+void store_pg_group_stats(struct store *base_s, struct store_group_stats *out);
 
 /* The operations (store_pg_doc_*, _change_*, _kv_*, ...) are the entries of the operations table
  * in store_pg.c: each behaves as the store.h function of the same name, on a transaction of this

@@ -148,9 +148,101 @@ static enum xcap_status engine_check_document(struct engine *e, const struct eng
     return XCAP_OK;
 }
 
+/* A document PUT or DELETE inside its write transaction (store_write()): everything between
+ * reading the stored document and appending the change-log record. The body was checked before
+ * (engine_check_document()); nothing here parses what the client sent. Runs on the thread of the
+ * group commit's leader, which may not be the request's: it uses only this struct. */
+struct engine_write {
+    struct engine *e;
+    const struct engine_request *req;
+    struct doc_key k;
+    xmlDocPtr doc;            /* PUT: the parsed body, or NULL */
+    enum xcap_status body_st; /* PUT: the verdict on the body (XCAP_OK: it parsed) */
+    struct xcap_err body_err;
+    enum xcap_status val_st; /* PUT: the verdict of the schema and constraints */
+    struct xcap_err val_err;
+    struct xcap_err *err; /* the request's */
+    enum xcap_status st;  /* the answer, when the function returned non-zero */
+    bool exists;
+    char etag[STORE_ETAG_MAX];
+};
+
+/* Document PUT in its transaction: preconditions first (RFC 9110 §13.2.1), then the verdict
+ * on the body, the quotas, the room, the validation, the usage's interdependencies; then the
+ * document with a new ETag and its change-log record. Returns 0 to commit, 1 to abort (st set).
+ * With a refused body it runs in a read transaction and always returns 1. */
+static int engine_put_txn(void *cls, struct store_txn *t)
+{
+    struct engine_write *w = cls;
+    struct engine *e = w->e;
+    const struct engine_request *req = w->req;
+    struct xcap_err *err = w->err;
+    struct store_doc old = {0};
+    enum store_rc rc = store_doc_get(t, &w->k, &old);
+    w->exists = rc == STORE_OK;
+    if (rc != STORE_OK && rc != STORE_NOTFOUND) {
+        w->st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    if ((w->st = engine_preconditions(req, w->exists ? old.etag : NULL, err)) != XCAP_OK)
+        goto abort;
+    if (w->body_st != XCAP_OK) {
+        w->st = xcap_fail(err, w->body_st, "%s", w->body_err.phrase ? w->body_err.phrase : "");
+        goto abort;
+    }
+    unsigned max_docs = engine_get_limits(e).max_docs_per_user;
+    if (!w->exists && max_docs && req->uri->tree == XCAP_TREE_USERS) {
+        uint64_t n = 0;
+        if ((rc = engine_user_docs(e, t, w->k.xui, &n)) != STORE_OK) {
+            w->st = engine_store_fail(err, rc);
+            goto abort;
+        }
+        if (n >= max_docs) {
+            w->st = xcap_fail(err, XCAP_LOCAL_CONSTRAINT_FAILURE,
+                              "too many documents: at most %u per user", max_docs);
+            goto abort;
+        }
+    }
+    if ((w->st = engine_check_room(e, t, &w->k, w->exists ? old.len : 0, req->body_len, err)) !=
+        XCAP_OK)
+        goto abort;
+    if (w->val_st != XCAP_OK) {
+        /* the verdict of engine_check_document(), with its details (uniqueness reports) */
+        xcap_err_release(err);
+        *err = w->val_err;
+        memset(&w->val_err, 0, sizeof w->val_err);
+        w->st = w->val_st;
+        goto abort;
+    }
+    if ((w->st = usage_interdepend(e->cfg.usage, t, req->au, &w->k, w->doc, err)) != XCAP_OK)
+        goto abort;
+    if ((rc = store_doc_put(t, &w->k, req->body, req->body_len, w->etag)) != STORE_OK) {
+        w->st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    struct store_change ch = {
+        .kind = STORE_CHANGE_PUT,
+        .key = w->k,
+        .prev_etag = w->exists ? old.etag : "",
+        .new_etag = w->etag,
+        .detail = "",
+        .detail_len = 0,
+    };
+    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+        w->st = engine_store_fail(err, rc);
+        goto abort;
+    }
+    store_doc_release(&old);
+    return 0;
+abort:
+    store_doc_release(&old);
+    return 1;
+}
+
 /* Document PUT (RFC 4825 §8.2, §7.1): the body is checked outside the write transaction so a
  * slow parse or validation never holds the writer lock; its verdict is given only after the
- * preconditions, which must be judged first (RFC 9110 §13.2.1). */
+ * preconditions, which must be judged first (RFC 9110 §13.2.1). The write joins a group commit
+ * (store_write()): acknowledged after the durable commit it shares with concurrent writes. */
 static enum xcap_status engine_put_document(struct engine *e, const struct engine_request *req,
                                             struct engine_reply *rep, struct xcap_err *err)
 {
@@ -170,151 +262,95 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     if (!engine_media_type_is(req->content_type, req->au->mime))
         return xcap_fail(err, XCAP_UNSUPPORTED_MEDIA, "a %s document needs Content-Type %s",
                          req->au->auid, req->au->mime);
-    struct doc_key k;
-    engine_key(req->uri, &k);
-    xmlDocPtr doc = NULL;
-    struct xcap_err body_err = {0}, val_err = {0};
-    enum xcap_status val_st;
-    enum xcap_status body_st =
-        engine_check_document(e, req, &k, &doc, &val_st, &val_err, &body_err);
+    struct engine_write w = {.e = e, .req = req, .err = err};
+    engine_key(req->uri, &w.k);
+    w.body_st = engine_check_document(e, req, &w.k, &w.doc, &w.val_st, &w.val_err, &w.body_err);
 
-    /* A body already refused writes nothing: a read transaction orders its verdict after the
-     * preconditions without taking the writer lock. */
-    struct store_txn *t;
-    enum store_rc rc = store_txn_begin(e->store, body_st == XCAP_OK && val_st == XCAP_OK, &t);
-    if (rc != STORE_OK) {
-        xcap_err_release(&body_err);
-        xcap_err_release(&val_err);
-        if (doc)
-            xmlFreeDoc(doc);
-        return engine_store_fail(err, rc);
-    }
-    struct store_doc old = {0};
-    rc = store_doc_get(t, &k, &old);
-    bool exists = rc == STORE_OK;
-    enum xcap_status st;
-    if (rc != STORE_OK && rc != STORE_NOTFOUND) {
-        st = engine_store_fail(err, rc);
-        goto abort;
-    }
-    if ((st = engine_preconditions(req, exists ? old.etag : NULL, err)) != XCAP_OK)
-        goto abort;
-    if (body_st != XCAP_OK) {
-        st = xcap_fail(err, body_st, "%s", body_err.phrase ? body_err.phrase : "");
-        goto abort;
-    }
-    unsigned max_docs = engine_get_limits(e).max_docs_per_user;
-    if (!exists && max_docs && req->uri->tree == XCAP_TREE_USERS) {
-        uint64_t n = 0;
-        if ((rc = engine_user_docs(e, t, k.xui, &n)) != STORE_OK) {
-            st = engine_store_fail(err, rc);
-            goto abort;
-        }
-        if (n >= max_docs) {
-            st = xcap_fail(err, XCAP_LOCAL_CONSTRAINT_FAILURE,
-                           "too many documents: at most %u per user", max_docs);
-            goto abort;
+    enum store_rc rc;
+    int result = 0;
+    if (w.body_st == XCAP_OK && w.val_st == XCAP_OK) {
+        rc = store_write(e->store, engine_put_txn, &w, &result);
+    } else {
+        /* A body already refused writes nothing: a read transaction orders its verdict after
+         * the preconditions without taking the writer lock. */
+        struct store_txn *t;
+        rc = store_txn_begin(e->store, false, &t);
+        if (rc == STORE_OK) {
+            result = engine_put_txn(&w, t);
+            store_txn_abort(t);
         }
     }
-    if ((st = engine_check_room(e, t, &k, exists ? old.len : 0, req->body_len, err)) != XCAP_OK)
-        goto abort;
-    if (val_st != XCAP_OK) {
-        /* the verdict of engine_check_document(), with its details (uniqueness reports) */
-        xcap_err_release(err);
-        *err = val_err;
-        memset(&val_err, 0, sizeof val_err);
-        st = val_st;
-        goto abort;
-    }
-    if ((st = usage_interdepend(e->cfg.usage, t, req->au, &k, doc, err)) != XCAP_OK)
-        goto abort;
-    char etag[STORE_ETAG_MAX];
-    if ((rc = store_doc_put(t, &k, req->body, req->body_len, etag)) != STORE_OK) {
-        st = engine_store_fail(err, rc);
-        goto abort;
-    }
-    struct store_change ch = {
-        .kind = STORE_CHANGE_PUT,
-        .key = k,
-        .prev_etag = exists ? old.etag : "",
-        .new_etag = etag,
-        .detail = "",
-        .detail_len = 0,
-    };
-    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
-        st = engine_store_fail(err, rc);
-        goto abort;
-    }
-    store_doc_release(&old);
-    xcap_err_release(&body_err);
-    xcap_err_release(&val_err);
-    xmlFreeDoc(doc);
-    if ((rc = store_txn_commit(t)) != STORE_OK)
+    xcap_err_release(&w.body_err);
+    xcap_err_release(&w.val_err);
+    if (w.doc)
+        xmlFreeDoc(w.doc);
+    if (rc != STORE_OK && result == 0)
         return engine_store_fail(err, rc);
-    memcpy(rep->etag, etag, sizeof rep->etag);
+    if (result != 0)
+        return w.st;
+    memcpy(rep->etag, w.etag, sizeof rep->etag);
     rep->changed = true;
-    return exists ? XCAP_OK : XCAP_CREATED;
-abort:
-    store_txn_abort(t);
-    store_doc_release(&old);
-    xcap_err_release(&body_err);
-    xcap_err_release(&val_err);
-    if (doc)
-        xmlFreeDoc(doc);
-    return st;
+    return w.exists ? XCAP_OK : XCAP_CREATED;
 }
 
-static enum xcap_status engine_delete_document(struct engine *e, const struct engine_request *req,
-                                               struct engine_reply *rep, struct xcap_err *err)
+/* Document DELETE in its transaction; 0 to commit, 1 to abort (st set). */
+static int engine_delete_txn(void *cls, struct store_txn *t)
 {
-    struct doc_key k;
-    engine_key(req->uri, &k);
-    struct store_txn *t;
-    enum store_rc rc = store_txn_begin(e->store, true, &t);
-    if (rc != STORE_OK)
-        return engine_store_fail(err, rc);
+    struct engine_write *w = cls;
+    const struct engine_request *req = w->req;
+    struct xcap_err *err = w->err;
     struct store_doc old = {0};
-    enum xcap_status st;
-    rc = store_doc_get(t, &k, &old);
+    enum store_rc rc = store_doc_get(t, &w->k, &old);
     if (rc == STORE_NOTFOUND) {
-        st = req->if_match ? xcap_fail(err, XCAP_PRECONDITION_FAILED, "no such document")
-                           : xcap_fail(err, XCAP_NOT_FOUND, "no such document");
+        w->st = req->if_match ? xcap_fail(err, XCAP_PRECONDITION_FAILED, "no such document")
+                              : xcap_fail(err, XCAP_NOT_FOUND, "no such document");
         goto abort;
     }
     if (rc != STORE_OK) {
-        st = engine_store_fail(err, rc);
+        w->st = engine_store_fail(err, rc);
         goto abort;
     }
-    if ((st = engine_preconditions(req, old.etag, err)) != XCAP_OK)
+    if ((w->st = engine_preconditions(req, old.etag, err)) != XCAP_OK)
         goto abort;
-    if ((st = usage_interdepend(e->cfg.usage, t, req->au, &k, NULL, err)) != XCAP_OK)
+    if ((w->st = usage_interdepend(w->e->cfg.usage, t, req->au, &w->k, NULL, err)) != XCAP_OK)
         goto abort;
-    if ((rc = store_doc_del(t, &k)) != STORE_OK) {
-        st = engine_store_fail(err, rc);
+    if ((rc = store_doc_del(t, &w->k)) != STORE_OK) {
+        w->st = engine_store_fail(err, rc);
         goto abort;
     }
     struct store_change ch = {
         .kind = STORE_CHANGE_DELETE,
-        .key = k,
+        .key = w->k,
         .prev_etag = old.etag,
         .new_etag = "",
         .detail = "",
         .detail_len = 0,
     };
     if ((rc = store_change_append(t, &ch)) != STORE_OK) {
-        st = engine_store_fail(err, rc);
+        w->st = engine_store_fail(err, rc);
         goto abort;
     }
     store_doc_release(&old);
-    if ((rc = store_txn_commit(t)) != STORE_OK)
+    return 0;
+abort:
+    store_doc_release(&old);
+    return 1;
+}
+
+static enum xcap_status engine_delete_document(struct engine *e, const struct engine_request *req,
+                                               struct engine_reply *rep, struct xcap_err *err)
+{
+    struct engine_write w = {.e = e, .req = req, .err = err};
+    engine_key(req->uri, &w.k);
+    int result = 0;
+    enum store_rc rc = store_write(e->store, engine_delete_txn, &w, &result);
+    if (rc != STORE_OK && result == 0)
         return engine_store_fail(err, rc);
+    if (result != 0)
+        return w.st;
     rep->etag[0] = '\0'; /* RFC 4825 §8.5: a deleted document has no ETag */
     rep->changed = true;
     return XCAP_OK;
-abort:
-    store_txn_abort(t);
-    store_doc_release(&old);
-    return st;
 }
 
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,

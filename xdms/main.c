@@ -82,6 +82,10 @@ static const struct config_key xdms_keys[] = {
      "bytes of one user's documents here (0 = unlimited)"},
     {"map_high_water", CONFIG_UINT, 50, 99, "90", NULL, 0, NULL,
      "percent of the map writes may fill; above it PUTs get 507, DELETEs still work"},
+    {"group_commit_max_requests", CONFIG_UINT, 1, STORE_GROUP_MAX_REQUESTS, "64", NULL, 0, NULL,
+     "concurrent writes acknowledged after one shared durable commit (1: each its own)"},
+    {"group_commit_max_bytes", CONFIG_SIZE, 1 << 12, 1ull << 30, "8M", NULL, 0, NULL,
+     "LMDB: bytes the writes of one shared commit may write before it is made"},
     {"change_log_max_count", CONFIG_UINT, 1, 100000000, "100000", NULL, 0, NULL,
      "change-log records kept"},
     {"change_log_max_bytes", CONFIG_SIZE, 0, 1ull << 44, NULL, NULL, 0, NULL,
@@ -184,6 +188,30 @@ static void xdms_handle(void *cls, const struct http_request *req, struct http_r
                resp->status, resp->body.len, s, NULL);
 }
 
+/* The group-commit histogram (docs/storage.md "Group commit"): write requests per durable
+ * commit; all zero while group commit is off or on PostgreSQL. */
+static int xdms_collect_group(struct store *store, struct buf *out)
+{
+    struct store_group_stats g;
+    store_group_stats(store, &g);
+    int rc = buf_printf(out, "# HELP xdm_store_commit_batch_size Write transactions acknowledged "
+                             "together by one durable commit (group commit).\n"
+                             "# TYPE xdm_store_commit_batch_size histogram\n");
+    uint64_t cum = 0;
+    for (unsigned b = 0; b < STORE_GROUP_BUCKETS; b++) {
+        cum += g.buckets[b];
+        rc |= buf_printf(out, "xdm_store_commit_batch_size_bucket{le=\"%u\"} %" PRIu64 "\n",
+                         STORE_GROUP_BUCKET(b), cum);
+    }
+    cum += g.buckets[STORE_GROUP_BUCKETS];
+    rc |= buf_printf(out,
+                     "xdm_store_commit_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+                     "xdm_store_commit_batch_size_sum %" PRIu64 "\n"
+                     "xdm_store_commit_batch_size_count %" PRIu64 "\n",
+                     cum, g.requests, g.commits);
+    return rc < 0 ? -1 : 0;
+}
+
 /* Store gauges, read in one read transaction at scrape time. */
 static int xdms_collect_store(void *cls, struct buf *out)
 {
@@ -194,6 +222,8 @@ static int xdms_collect_store(void *cls, struct buf *out)
     enum store_rc rc = store_usage_get(t, &u);
     store_txn_abort(t);
     if (rc != STORE_OK)
+        return -1;
+    if (xdms_collect_group(cls, out) < 0)
         return -1;
     return buf_printf(
         out,
@@ -564,6 +594,8 @@ static int xdms_build(struct xdms_main *m)
         .change_max_bytes = m->log_bytes,
         .change_max_age = m->log_age,
         .high_water = (unsigned)m->high_water,
+        .group_max_requests = (unsigned)config_u64(cfg, "group_commit_max_requests"),
+        .group_max_bytes = config_u64(cfg, "group_commit_max_bytes"),
         .tables = m->tables,
     };
     /* PostgreSQL keeps the documents; data still holds the socket. */

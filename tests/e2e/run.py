@@ -1745,14 +1745,32 @@ def first_difference(a, b):
 # --------------------------------------------------------------------------------------------
 # Built-in scenarios that are easier to write in Python than as case lines
 
+def commit_batches(proc):
+    """The XDMS's group-commit histogram from its /metrics: {bound: commits of at most bound
+    write requests (cumulative)}, with "+Inf" for all of them."""
+    r = http_exchange("%s:%d" % (LOOPBACK, proc.metrics_port), "GET", "/metrics", [], None, 10)
+    if r.status != 200:
+        raise CaseError("GET /metrics of %s: status %d" % (proc.name, r.status))
+    out = {}
+    for m in re.finditer(rb'^xdm_store_commit_batch_size_bucket\{le="([^"]+)"\} (\d+)$', r.body,
+                         re.M):
+        out[m.group(1).decode()] = int(m.group(2))
+    return out
+
+
 def builtin_kill9_durability(run, step):
-    """run kill9-durability ROLE [writers=N] [puts=N] [seconds=S] [kill_after=N]
+    """run kill9-durability ROLE [writers=N] [puts=N] [seconds=S] [kill_after=N] [cycles=N]
+                              [batch_over=B]
 
     Concurrent writers PUT new versions of one resource-lists document each, directly to the
-    XDMS over its UNIX-domain socket (identity header set). After kill_after acknowledged PUTs the XDMS gets SIGKILL while
-    requests are in flight. It is restarted, and every document must read back as its last
-    acknowledged version with that ETag, or as the version whose PUT was in flight at the kill
-    (committed, answer lost). A 2xx is sent only after the commit is on disk (docs/storage.md)."""
+    XDMS over its UNIX-domain socket (identity header set). After kill_after acknowledged PUTs the
+    XDMS gets SIGKILL while requests are in flight. It is restarted, and every document must read
+    back as its last acknowledged version with that ETag, or as the version whose PUT was in flight
+    at the kill (committed, answer lost). A 2xx is sent only after the commit is on disk
+    (docs/storage.md). cycles repeats write, kill and check that many times (puts and seconds
+    bound each cycle). batch_over=B: before each kill, the XDMS's group-commit histogram
+    (xdm_store_commit_batch_size) must show a commit of more than B write requests, so the
+    acknowledged writes shared commits when the process died."""
     ln = step.lineno
     role = step.args[1]
     opts = dict(a.split("=", 1) for a in step.args[2:])
@@ -1760,15 +1778,27 @@ def builtin_kill9_durability(run, step):
     max_puts = int(opts.get("puts", 300))
     max_seconds = float(opts.get("seconds", 20))
     kill_after = int(opts.get("kill_after", 120))
+    cycles = int(opts.get("cycles", 1))
+    batch_over = opts.get("batch_over")
     proc = run.dep.procs[role]
     if role != "shared-list":
         raise CaseError("line %d: kill9-durability writes resource-lists; use shared-list" % ln)
+    if not 1 <= cycles <= 100:
+        raise CaseError("line %d: cycles must be 1..100" % ln)
+    seen_etags = {}
+    acked = [None] * writers     # (etag, body, n), across cycles
+    for cycle in range(cycles):
+        kill9_cycle(run, ln, proc, cycle, writers, max_puts, max_seconds, kill_after,
+                    batch_over, acked, seen_etags)
+
+
+def kill9_cycle(run, ln, proc, cycle, writers, max_puts, max_seconds, kill_after, batch_over,
+                acked, seen_etags):
+    """One write, kill -9, restart and check cycle of builtin_kill9_durability."""
     lock = threading.Lock()
     state = {"count": 0, "acked": 0, "stop": False, "killed": False}
-    acked = [None] * writers     # (etag, body, n)
     inflight = [None] * writers  # body of the PUT without an answer
     errors = []
-    seen_etags = {}
 
     def uri(i):
         return "/xcap-root/resource-lists/users/sip:k9w%d@example.com/index" % i
@@ -1785,7 +1815,7 @@ def builtin_kill9_durability(run, step):
     start = time.monotonic()
 
     def writer(i):
-        n = 0
+        n = cycle * 1000000
         while True:
             with lock:
                 if state["stop"] or state["count"] >= max_puts or \
@@ -1833,6 +1863,9 @@ def builtin_kill9_durability(run, step):
         if time.monotonic() - start > max_seconds:
             break
         time.sleep(0.002)
+    batches = None
+    if batch_over is not None and not errors:
+        batches = commit_batches(proc)  # writers still running: the kill follows at once
     with lock:
         state["killed"] = True
     proc.stop(signal.SIGKILL)
@@ -1840,13 +1873,22 @@ def builtin_kill9_durability(run, step):
         state["stop"] = True
     for t in threads:
         t.join(timeout=15)
-    run.log("line %d: kill -9 after %d acknowledged PUTs (%d sent)" % (ln, state["acked"],
-                                                                         state["count"]))
+    run.log("line %d: cycle %d: kill -9 after %d acknowledged PUTs (%d sent)%s" % (
+        ln, cycle + 1, state["acked"], state["count"],
+        "; commits by size %s" % batches if batches is not None else ""))
     if errors:
-        raise CaseError("line %d: %s" % (ln, "; ".join(errors[:5])))
+        raise CaseError("line %d: cycle %d: %s" % (ln, cycle + 1, "; ".join(errors[:5])))
     if state["acked"] < min(kill_after, 10):
-        raise CaseError("line %d: only %d PUTs acknowledged before the kill" % (ln,
-                                                                                state["acked"]))
+        raise CaseError("line %d: cycle %d: only %d PUTs acknowledged before the kill" % (
+            ln, cycle + 1, state["acked"]))
+    if batch_over is not None:
+        if batch_over not in batches or "+Inf" not in batches:
+            raise CaseError("line %d: /metrics has no xdm_store_commit_batch_size bucket le=\"%s\" "
+                            "(%s)" % (ln, batch_over, batches))
+        if batches["+Inf"] - batches[batch_over] < 1:
+            raise CaseError("line %d: cycle %d: no commit of more than %s write requests among "
+                            "%d commits: the writes did not share commits" % (
+                                ln, cycle + 1, batch_over, batches["+Inf"]))
     proc.start()
     problems = []
     for i in range(writers):
@@ -1861,6 +1903,9 @@ def builtin_kill9_durability(run, step):
             if r.header("ETag") in seen_etags:
                 problems.append("writer %d: in-flight version stored with an old ETag %s" % (
                     i, r.header("ETag")))
+            # committed, answer lost: the next cycle's check starts from this version
+            acked[i] = (r.header("ETag"), r.body, n + 1)
+            seen_etags[r.header("ETag")] = "writer %d in-flight PUT of cycle %d" % (i, cycle + 1)
             continue
         problems.append("writer %d: last acknowledged PUT %d (ETag %s) reads back as %d, ETag %s, "
                         "%s" % (i, n, etag, r.status, r.header("ETag"),
@@ -1868,14 +1913,18 @@ def builtin_kill9_durability(run, step):
     # ETags are never reused, not even across a crash.
     r = http_exchange(proc.socket_addr, "PUT", uri(0),
                       [("X-3GPP-Asserted-Identity", ident(0)),
-                       ("Content-Type", "application/resource-lists+xml")], body(0, 999999), 10)
+                       ("Content-Type", "application/resource-lists+xml")],
+                      body(0, cycle * 1000000 + 999999), 10)
     if r.status not in (200, 201):
         problems.append("PUT after restart: status %d" % r.status)
     elif r.header("ETag") in seen_etags:
         problems.append("PUT after restart reused ETag %s of %s" % (
             r.header("ETag"), seen_etags[r.header("ETag")]))
+    else:
+        seen_etags[r.header("ETag")] = "PUT after restart %d" % (cycle + 1)
+        acked[0] = (r.header("ETag"), body(0, cycle * 1000000 + 999999), 999999)
     if problems:
-        raise CaseError("line %d: %s" % (ln, "; ".join(problems)))
+        raise CaseError("line %d: cycle %d: %s" % (ln, cycle + 1, "; ".join(problems)))
 
 
 def builtin_if_match_race(run, step):

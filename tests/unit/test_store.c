@@ -1300,6 +1300,157 @@ static void test_concurrent_readers(void)
     rm_rf(dir);
 }
 
+/* Group commit: concurrent writers, through store_write() and through store_txn_begin(), some of
+ * them aborting. Each write that committed is there, each aborted one is not, and (LMDB) some
+ * durable commits carried more than one write, none more than group_max_requests. */
+#define GROUP_WRITERS 24
+#define GROUP_ROUNDS 8
+
+struct group_ctx {
+    struct store *s;
+    atomic_int failures;
+};
+
+struct group_job {
+    struct group_ctx *ctx;
+    int writer;
+    int round;
+};
+
+static void group_key(int writer, int round, char key[32])
+{
+    snprintf(key, 32, "w%02d-r%d", writer, round);
+}
+
+/* Writers with writer % 4 == 3 abort; the others commit. */
+static bool group_commits(int writer)
+{
+    return writer % 4 != 3;
+}
+
+static int group_fn(void *cls, struct store_txn *t)
+{
+    const struct group_job *j = cls;
+    char key[32];
+    group_key(j->writer, j->round, key);
+    if (store_kv_put(t, "gc", key, strlen(key), key, strlen(key)) != STORE_OK)
+        atomic_fetch_add(&j->ctx->failures, 1);
+    struct timespec pause = {0, 300000}; /* others queue meanwhile */
+    nanosleep(&pause, NULL);
+    return group_commits(j->writer) ? 0 : 7;
+}
+
+struct group_thread {
+    struct group_ctx *ctx;
+    int writer;
+};
+
+static void *group_writer(void *arg)
+{
+    struct group_thread *w = arg;
+    for (int r = 0; r < GROUP_ROUNDS; r++) {
+        struct group_job j = {w->ctx, w->writer, r};
+        if (w->writer % 2 == 0) { /* half as one call */
+            int result = -1;
+            enum store_rc rc = store_write(w->ctx->s, group_fn, &j, &result);
+            if (rc != STORE_OK || result != (group_commits(w->writer) ? 0 : 7))
+                atomic_fetch_add(&w->ctx->failures, 1);
+            continue;
+        }
+        struct store_txn *t; /* half with begin and commit or abort */
+        if (store_txn_begin(w->ctx->s, true, &t) != STORE_OK) {
+            atomic_fetch_add(&w->ctx->failures, 1);
+            continue;
+        }
+        if (group_fn(&j, t) == 0) {
+            if (store_txn_commit(t) != STORE_OK)
+                atomic_fetch_add(&w->ctx->failures, 1);
+        } else {
+            store_txn_abort(t);
+        }
+    }
+    return NULL;
+}
+
+static void group_run(unsigned max_requests, bool expect_groups)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    static const char *const tables[] = {"gc", NULL};
+    struct store_options opts = {.tables = tables, .group_max_requests = max_requests};
+    struct group_ctx ctx = {.s = open_store(dir, &opts)};
+    atomic_init(&ctx.failures, 0);
+    pthread_t th[GROUP_WRITERS];
+    struct group_thread w[GROUP_WRITERS];
+    for (int i = 0; i < GROUP_WRITERS; i++) {
+        w[i] = (struct group_thread){&ctx, i};
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL, group_writer, &w[i]), 0);
+    }
+    for (int i = 0; i < GROUP_WRITERS; i++)
+        pthread_join(th[i], NULL);
+    CU_ASSERT_EQUAL(atomic_load(&ctx.failures), 0);
+
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(ctx.s, false, &t), STORE_OK);
+    int committed = 0;
+    for (int i = 0; i < GROUP_WRITERS; i++)
+        for (int r = 0; r < GROUP_ROUNDS; r++) {
+            char key[32];
+            group_key(i, r, key);
+            void *v = NULL;
+            size_t vlen = 0;
+            enum store_rc rc = store_kv_get(t, "gc", key, strlen(key), &v, &vlen);
+            CU_ASSERT_EQUAL(rc, group_commits(i) ? STORE_OK : STORE_NOTFOUND);
+            if (rc == STORE_OK) {
+                CU_ASSERT(vlen == strlen(key) && memcmp(v, key, vlen) == 0);
+                committed++;
+            }
+            free(v);
+        }
+    store_txn_abort(t);
+
+    struct store_group_stats g;
+    store_group_stats(ctx.s, &g);
+    if (!expect_groups) {
+        CU_ASSERT_EQUAL(g.commits, 0); /* no group commit: no histogram */
+    } else if (g_pg[0] != '\0') {
+        /* PostgreSQL groups the store_write() calls (even writers) only */
+        int calls = 0;
+        for (int i = 0; i < GROUP_WRITERS; i += 2)
+            calls += group_commits(i) ? GROUP_ROUNDS : 0;
+        CU_ASSERT_EQUAL(g.requests, (uint64_t)calls);
+        CU_ASSERT(g.commits > 0 && g.commits <= g.requests);
+    } else {
+        CU_ASSERT_EQUAL(g.requests, (uint64_t)committed);
+        CU_ASSERT(g.commits < g.requests); /* some commits carried several writes */
+        uint64_t sum = 0;
+        unsigned max = max_requests ? max_requests : STORE_GROUP_DEFAULT_REQUESTS;
+        for (unsigned b = 0; b <= STORE_GROUP_BUCKETS; b++) {
+            sum += g.buckets[b];
+            if (b < STORE_GROUP_BUCKETS && STORE_GROUP_BUCKET(b) >= max * 2)
+                CU_ASSERT_EQUAL(g.buckets[b], 0); /* none above group_max_requests */
+        }
+        CU_ASSERT_EQUAL(sum, g.commits);
+    }
+    store_close(ctx.s);
+    rm_rf(dir);
+}
+
+static void test_group_commit(void)
+{
+    group_run(0, true);
+}
+
+static void test_group_commit_bounded(void)
+{
+    group_run(2, true);
+}
+
+static void test_group_commit_off(void)
+{
+    group_run(1, false);
+}
+
 /* One thread may hold many read transactions at once (MDB_NOTLS), more than LMDB's default of 126
  * reader slots, as a large HTTP thread pool would. */
 #define MANY_READERS 300
@@ -2065,6 +2216,9 @@ int main(void)
         {"reopen persistence", test_reopen_persistence},
         {"map full", test_map_full},
         {"concurrent readers", test_concurrent_readers},
+        {"group commit", test_group_commit},
+        {"group commit bounded", test_group_commit_bounded},
+        {"group commit off", test_group_commit_off},
         {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
         {"copy and in use", test_copy_and_in_use},
@@ -2086,6 +2240,9 @@ int main(void)
         {"kv tables", test_kv_tables},
         {"reopen persistence", test_reopen_persistence},
         {"concurrent readers", test_concurrent_readers},
+        {"group commit", test_group_commit},
+        {"group commit bounded", test_group_commit_bounded},
+        {"group commit off", test_group_commit_off},
         {"If-Match race across instances", test_pg_if_match_race},
         {"change order across instances", test_pg_seq_order},
         {"unavailable within the timeout", test_pg_unavailable},
