@@ -241,7 +241,12 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
         .detail = "",
         .detail_len = 0,
     };
-    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+    struct buf charge;
+    buf_init(&charge, SIZE_MAX);
+    engine_charge(e, req, &k, exists ? 200 : 201, &charge, &ch);
+    rc = store_change_append(t, &ch);
+    buf_release(&charge);
+    if (rc != STORE_OK) {
         st = engine_store_fail(err, rc);
         goto abort;
     }
@@ -251,6 +256,7 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     xmlFreeDoc(doc);
     if ((rc = store_txn_commit(t)) != STORE_OK)
         return engine_store_fail(err, rc);
+    engine_charged(e, &ch);
     memcpy(rep->etag, etag, sizeof rep->etag);
     rep->changed = true;
     return exists ? XCAP_OK : XCAP_CREATED;
@@ -301,13 +307,19 @@ static enum xcap_status engine_delete_document(struct engine *e, const struct en
         .detail = "",
         .detail_len = 0,
     };
-    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+    struct buf charge;
+    buf_init(&charge, SIZE_MAX);
+    engine_charge(e, req, &k, 200, &charge, &ch);
+    rc = store_change_append(t, &ch);
+    buf_release(&charge);
+    if (rc != STORE_OK) {
         st = engine_store_fail(err, rc);
         goto abort;
     }
     store_doc_release(&old);
     if ((rc = store_txn_commit(t)) != STORE_OK)
         return engine_store_fail(err, rc);
+    engine_charged(e, &ch);
     rep->etag[0] = '\0'; /* RFC 4825 §8.5: a deleted document has no ETag */
     rep->changed = true;
     return XCAP_OK;

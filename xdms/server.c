@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "caps.h"
 #include "directory.h"
@@ -54,7 +55,8 @@ struct xdms_call {
     struct xcap_uri uri;
     const struct appusage *au;
     enum engine_method method;
-    char *identity; /* asserted user, decoded and unquoted */
+    char *identity;   /* asserted user, decoded and unquoted */
+    int64_t start_ms; /* when the request arrived (charging records) */
     struct xcap_err err;
 };
 
@@ -534,6 +536,8 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
         .if_none_match = http_request_header(c->http, "If-None-Match"),
         .body = body,
         .body_len = len,
+        .identity = c->identity,
+        .start_ms = c->start_ms,
     };
     return engine_execute(s->engine, &req, rep, &c->err);
 }
@@ -577,7 +581,10 @@ static void server_respond(const struct xdms_server *s, struct xcap_err *err, en
 void server_handle(void *cls, const struct http_request *http, struct http_response *resp)
 {
     struct xdms_server *s = cls;
-    struct xdms_call c = {.http = http};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct xdms_call c = {.http = http,
+                          .start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000};
     struct engine_reply rep = {0};
     buf_init(&rep.body, SIZE_MAX);
     enum xcap_status st;
