@@ -626,7 +626,7 @@ static int xdms_build(struct xdms_main *m)
     else {
         char host[256] = "localhost";
         gethostname(host, sizeof host - 1);
-        snprintf(m->node, sizeof m->node, "%s@%s", m->role_name, host);
+        snprintf(m->node, sizeof m->node, "%s@%.40s", m->role_name, host);
     }
     if (charging_start(cfg, m->store, m->node, &m->charging) < 0)
         return 2;
@@ -661,6 +661,7 @@ static int xdms_build(struct xdms_main *m)
         .lease_s = (unsigned)config_u64(cfg, "instance_lease"),
         .poll_ms = (unsigned)config_u64(cfg, "notify_poll_ms"),
         .contact = config_str(cfg, "sip_contact"),
+        .charging = m->charging,
     };
     if (!m->engine || notifier_start(&ncfg, m->store, &m->notifier) < 0) {
         m->notifier = NULL;
