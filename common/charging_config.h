@@ -23,7 +23,7 @@
         {"cdr_rotate_bytes",                                                                       \
          CONFIG_SIZE,                                                                              \
          1024,                                                                                     \
-         1ull << 40,                                                                               \
+         1ull << 30,                                                                               \
          "16M",                                                                                    \
          NULL,                                                                                     \
          0,                                                                                        \

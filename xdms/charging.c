@@ -421,6 +421,26 @@ static void charging_free(struct charging *c)
     free(c);
 }
 
+int charging_check_keys(const struct config *cfg)
+{
+    const char *realm = config_str(cfg, "rf_destination_realm");
+    char where[CONFIG_WHERE_MAX];
+    if (config_str(cfg, "rf_config") && (!realm || !realm[0])) {
+        log_error("%s: rf_config needs rf_destination_realm (the realm of the charging function)",
+                  config_where_key(cfg, "rf_config", where, sizeof where));
+        return -1;
+    }
+    uint64_t rmin = config_u64(cfg, "charging_retry_min_ms"),
+             rmax = config_u64(cfg, "charging_retry_max_ms");
+    if (rmin > rmax) {
+        log_error("%s: charging_retry_min_ms (%" PRIu64
+                  ") must not exceed charging_retry_max_ms (%" PRIu64 ")",
+                  config_where_key(cfg, "charging_retry_min_ms", where, sizeof where), rmin, rmax);
+        return -1;
+    }
+    return 0;
+}
+
 int charging_start(const struct config *cfg, struct store *store, const char *node,
                    struct charging **out)
 {
@@ -428,12 +448,9 @@ int charging_start(const struct config *cfg, struct store *store, const char *no
     const char *cdr_dir = config_str(cfg, "cdr_dir"), *rf_conf = config_str(cfg, "rf_config");
     if ((!cdr_dir || !cdr_dir[0]) && !rf_conf)
         return 0;
-    const char *realm = config_str(cfg, "rf_destination_realm");
-    if (rf_conf && (!realm || !realm[0])) {
-        log_error("charging: rf_config needs rf_destination_realm (the realm of the charging "
-                  "function)");
+    if (charging_check_keys(cfg) < 0)
         return -1;
-    }
+    const char *realm = config_str(cfg, "rf_destination_realm");
     if (!node || !node[0] || strlen(node) > STORE_CHARGE_QUEUE_MAX) {
         log_error("charging: serving node name \"%s\" must have 1 to %d bytes", node ? node : "",
                   STORE_CHARGE_QUEUE_MAX);
@@ -441,12 +458,6 @@ int charging_start(const struct config *cfg, struct store *store, const char *no
     }
     uint64_t rmin = config_u64(cfg, "charging_retry_min_ms"),
              rmax = config_u64(cfg, "charging_retry_max_ms");
-    if (rmin > rmax) {
-        log_error("charging: charging_retry_min_ms (%" PRIu64
-                  ") must not exceed charging_retry_max_ms (%" PRIu64 ")",
-                  rmin, rmax);
-        return -1;
-    }
     struct charging *c = calloc(1, sizeof *c);
     if (!c)
         return -1;

@@ -90,6 +90,11 @@ int64_t charging_now_ms(void);
 
 struct charging;
 
+/* Rules between the [charging] keys that the key table cannot express (rf_config needs
+ * rf_destination_realm; charging_retry_min_ms at most charging_retry_max_ms). 0, or -1 after
+ * logging. charging_start() checks them too. */
+int charging_check_keys(const struct config *cfg);
+
 /* Reads the [charging] keys of cfg. *out is NULL (and 0 returned) when neither cdr_dir nor
  * rf_config is set: charging is off. Else starts the delivery thread over store (borrowed; it
  * must outlive the handle) for the queue of the serving node `node` (1..STORE_CHARGE_QUEUE_MAX

@@ -136,7 +136,7 @@ static void charging_rf_log(int level, const char *format, va_list args)
 {
     char line[512];
     vsnprintf(line, sizeof line, format, args);
-    if (level >= FD_LOG_FATAL || (level >= FD_LOG_ERROR && !atomic_load(&charging_rf_started)))
+    if (level >= FD_LOG_ERROR && !atomic_load(&charging_rf_started))
         log_warn("charging: freeDiameter: %s", line);
     else
         log_debug("charging: freeDiameter: %s", line);

@@ -303,6 +303,8 @@ static int xdms_check_keys(const struct config *cfg)
         log_error("tls_client_ca needs tls_cert and tls_key (HTTPS)");
         return -1;
     }
+    if (charging_check_keys(cfg) < 0)
+        return -1;
     const char *conninfo = config_str(cfg, "pg_conninfo");
     if (strcmp(config_str(cfg, "store"), "postgresql") == 0 && (!conninfo || !conninfo[0])) {
         char where[512];
