@@ -403,7 +403,14 @@ static void *charging_thread(void *arg)
                                                    : backoff * 2;
         if (backoff > c->retry_max_ms)
             backoff = c->retry_max_ms;
-        charging_wait(c, backoff, true);
+        /* In slices of a second, so that the backlog a scrape reads stays current while the
+         * records wait (new events keep arriving). */
+        for (unsigned left = backoff; left > 0 && !charging_stopping(c);) {
+            unsigned slice = left > 1000 ? 1000 : left;
+            charging_wait(c, slice, true);
+            left -= slice;
+            charging_backlog_update(c);
+        }
     }
     return NULL;
 }
