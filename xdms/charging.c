@@ -636,3 +636,60 @@ void charging_emit(struct charging *c, struct charging_record *r)
     } else
         charging_wake(c);
 }
+
+/* pending: records, each a 4-byte length and its bytes. */
+size_t charging_defer(struct charging *c, struct buf *pending, const struct charging_record *r)
+{
+    if (!c)
+        return 0;
+    struct charging_record copy = *r;
+    copy.node = c->node;
+    size_t at = pending->len;
+    unsigned char len[4] = {0};
+    if (buf_append(pending, len, 4) < 0 || charging_record_encode(&copy, pending) < 0) {
+        pending->len = at; /* drop the partial record; out of memory */
+        if (pending->data)
+            pending->data[at] = '\0';
+        metrics_count(METRICS_CHARGING_DROPPED, 1);
+        log_error("charging: out of memory: %s of %s not charged", charging_event_name(r->event),
+                  charging_str(r->user));
+    } else {
+        charging_put((unsigned char *)pending->data + at, pending->len - at - 4, 4);
+    }
+    size_t n = 0;
+    for (size_t off = 0; off + 4 <= pending->len; n++)
+        off += 4 + (size_t)charging_get((const unsigned char *)pending->data + off, 4);
+    return n;
+}
+
+void charging_flush(struct charging *c, struct buf *pending)
+{
+    if (!c || pending->len == 0)
+        return;
+    size_t n = 0, full = 0;
+    struct store_txn *t = NULL;
+    enum store_rc rc = store_txn_begin(c->store, true, &t);
+    for (size_t off = 0; rc == STORE_OK && off + 4 <= pending->len; n++) {
+        size_t len = (size_t)charging_get((const unsigned char *)pending->data + off, 4);
+        rc = store_charge_append(t, c->node, pending->data + off + 4, len, c->queue_max, NULL);
+        if (rc == STORE_FULL) {
+            full++;
+            rc = STORE_OK;
+        }
+        off += 4 + len;
+    }
+    if (rc == STORE_OK)
+        rc = store_txn_commit(t);
+    else if (t)
+        store_txn_abort(t);
+    if (rc != STORE_OK) {
+        metrics_count(METRICS_CHARGING_DROPPED, n);
+        log_error("charging: %zu NOTIFY record(s) not charged: the store failed (%s)", n,
+                  store_strerror(rc));
+    } else {
+        for (size_t i = 0; i < full; i++)
+            charging_note_full(c, "a NOTIFY", "");
+        charging_wake(c);
+    }
+    buf_reset(pending);
+}

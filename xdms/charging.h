@@ -120,6 +120,15 @@ void charging_committed(struct charging *c, const struct store_change *ch);
  * transaction (START 0; INTERIM and STOP the next numbers; STOP removes the counter). Never
  * blocks the caller longer than one store write. */
 void charging_emit(struct charging *c, struct charging_record *r);
+/* Events without a session (NOTIFYs), which the SIP thread may see by the thousand in a
+ * fan-out, are queued together rather than in one store write each: charging_defer() appends the
+ * bytes of r to pending (a buffer the caller owns, initialised with buf_init()) and returns how
+ * many records it holds; charging_flush() queues them all in one write transaction, in order,
+ * and empties pending. What is pending is lost in a crash: the caller flushes when
+ * CHARGING_BATCH records are pending, at least once a second, before it queues any other event
+ * (so the queue keeps their order) and before it stops. Nothing when c is NULL. */
+size_t charging_defer(struct charging *c, struct buf *pending, const struct charging_record *r);
+void charging_flush(struct charging *c, struct buf *pending);
 /* The serving node (borrowed), or NULL when c is NULL. */
 const char *charging_node(const struct charging *c);
 

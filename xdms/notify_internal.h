@@ -31,13 +31,13 @@
 #include <sys/socket.h>
 
 #include "appusage.h"
+#include "buf.h"
 #include "charging.h"
 #include "notify.h"
 #include "store.h"
 #include "xcap_uri.h"
 #include "xdiff.h"
 
-struct buf;
 struct doc_key;
 struct nodesel;
 struct nta_agent_s;
@@ -296,6 +296,7 @@ struct notifier {
     struct notifier_config cfg; /* string members point at the copies above; not
                                    trusted_peers (use trusted) */
     struct store *store;
+    struct buf charge_pending; /* NOTIFY charging records not queued yet (charging_defer()) */
     int efd;
     pthread_t thread;
     atomic_bool stop_requested;

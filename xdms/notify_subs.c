@@ -360,8 +360,14 @@ void notify_subs_charge(struct notify_sub *s, enum charging_event ev, unsigned r
         .start_ms = now,
         .time_ms = now,
     };
+    if (ev == CHARGING_NOTIFY_SENT) {
+        if (charging_defer(c, &s->n->charge_pending, &r) >= CHARGING_BATCH)
+            charging_flush(c, &s->n->charge_pending);
+        return;
+    }
     if (ev == CHARGING_SUB_STARTED)
         s->charged = true;
+    charging_flush(c, &s->n->charge_pending); /* the NOTIFYs before it come first */
     charging_emit(c, &r);
 }
 

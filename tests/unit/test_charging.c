@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "charging.h"
+#include "charging_config.h"
 #include "charging_internal.h"
 #include "unit.h"
 
@@ -125,6 +126,92 @@ static void test_cdr_rotation(void)
     CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+static const struct config_key charging_keys[] = {CHARGING_CONFIG_KEYS, {0}};
+
+/* Reads every CDR line under dir into out (concatenated in file-name order). */
+static size_t read_lines(const char *dir, char *out, size_t len)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "cat %s/*.jsonl 2>/dev/null", dir);
+    FILE *p = popen(cmd, "r");
+    size_t n = p ? fread(out, 1, len - 1, p) : 0;
+    if (p)
+        pclose(p);
+    out[n] = '\0';
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += out[i] == '\n';
+    return lines;
+}
+
+/* Subscription events numbered per session (RFC 6733 §9.8.3), deferred NOTIFYs queued in order
+ * before the next event, everything delivered to the CDR file by the delivery thread. */
+static void test_emit_and_defer(void)
+{
+    char dir[64], cdr[96];
+    snprintf(dir, sizeof dir, "/tmp/xdm-charging-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(cdr, sizeof cdr, "%s/cdr", dir);
+    static const char *const tables[] = {STORE_CHARGE_TABLE, NULL};
+    struct store_options so = {.tables = tables};
+    struct store *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &st), STORE_OK);
+    static const char *const sections[] = {"charging", NULL};
+    struct config *cfg = config_new(sections, charging_keys);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(config_set(cfg, "cdr_dir", cdr), 0);
+    struct charging *c = NULL;
+    CU_ASSERT_EQUAL_FATAL(charging_start(cfg, st, "node-1", &c), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    struct charging_record r = {.user = "sip:a@example.com", .session = "tag1", .result = 200};
+    r.event = CHARGING_SUB_STARTED;
+    charging_emit(c, &r);
+    CU_ASSERT_EQUAL(r.record_number, 0);
+    struct buf pending;
+    buf_init(&pending, SIZE_MAX);
+    struct charging_record nr = {.event = CHARGING_NOTIFY_SENT, .session = "tag1", .result = 200};
+    CU_ASSERT_EQUAL(charging_defer(c, &pending, &nr), 1);
+    nr.result = 202;
+    CU_ASSERT_EQUAL(charging_defer(c, &pending, &nr), 2);
+    charging_flush(c, &pending);
+    CU_ASSERT_EQUAL(pending.len, 0);
+    r.event = CHARGING_SUB_REFRESHED;
+    charging_emit(c, &r);
+    CU_ASSERT_EQUAL(r.record_number, 1);
+    r.event = CHARGING_SUB_ENDED;
+    charging_emit(c, &r);
+    CU_ASSERT_EQUAL(r.record_number, 2);
+    r.event = CHARGING_SUB_STARTED; /* a new session under the same tag starts at 0 again */
+    charging_emit(c, &r);
+    CU_ASSERT_EQUAL(r.record_number, 0);
+    char text[8192];
+    for (int i = 0; i < 100 && read_lines(cdr, text, sizeof text) < 6; i++)
+        usleep(50000);
+    CU_ASSERT_EQUAL(read_lines(cdr, text, sizeof text), 6);
+    const char *want[] = {"\"seq\":1,\"event\":\"subscription-started\"",
+                          "\"seq\":2,\"event\":\"notify-sent\"",
+                          "\"seq\":3,\"event\":\"notify-sent\"",
+                          "\"seq\":4,\"event\":\"subscription-refreshed\"",
+                          "\"seq\":5,\"event\":\"subscription-ended\"",
+                          "\"seq\":6,\"event\":\"subscription-started\""};
+    const char *at = text;
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const char *hit = strstr(at, want[i]);
+        CU_ASSERT_PTR_NOT_NULL(hit);
+        if (hit)
+            at = hit;
+    }
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"result\":202"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"record_type\":\"STOP_RECORD\",\"record_number\":2"));
+    charging_stop(c);
+    buf_release(&pending);
+    config_free(cfg);
+    store_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 int main(void)
 {
     CU_TestInfo tests[] = {
@@ -132,6 +219,7 @@ int main(void)
         {"CDR line", test_json_line},
         {"record types", test_record_types},
         {"CDR rotation by size", test_cdr_rotation},
+        {"emit, defer, flush, deliver", test_emit_and_defer},
         CU_TEST_INFO_NULL,
     };
     CU_SuiteInfo suites[] = {{"charging", NULL, NULL, NULL, NULL, tests}, CU_SUITE_INFO_NULL};
