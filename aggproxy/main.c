@@ -8,6 +8,7 @@
 
 #include "access.h"
 #include "caps.h"
+#include "charging_config.h"
 #include "config.h"
 #include "digest.h"
 #include "gba.h"
@@ -106,6 +107,7 @@ static const struct config_key aggproxy_keys[] = {
      "seconds the aggregated xcap-caps is cached"},
     {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
      "seconds before an unreachable XDMS's caps are asked again"},
+    CHARGING_CONFIG_KEYS,
     {0},
 };
 
@@ -402,7 +404,7 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
 struct aggproxy_main {
     struct config_args *args;
     bool check_only;
-    const char *sections[2];
+    const char *sections[3];
     struct config *cfg;
     char host[CONFIG_HOST_MAX], tls_host[CONFIG_HOST_MAX], metrics_host[CONFIG_HOST_MAX];
     uint16_t port, tls_port, metrics_port;
@@ -449,8 +451,11 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
         return 2;
     }
     m->check_only = config_args_check_only(m->args);
-    m->sections[0] = "aggproxy";
-    m->sections[1] = NULL;
+    /* [charging] is checked here too: the proxy commits nothing, so it charges nothing
+     * (docs/charging.md), but one file serves every process. */
+    m->sections[0] = "charging";
+    m->sections[1] = "aggproxy";
+    m->sections[2] = NULL;
     m->cfg = config_args_load(m->args, m->sections, errbuf, sizeof errbuf);
     if (!m->cfg) {
         config_print_errors(stderr, "aggproxy", errbuf);

@@ -19,9 +19,10 @@
 #include "log.h"
 
 /* The sections of the shared file, one per process kind; [xdms] is read by every XDMS before its
- * role's own section. A new process kind adds its section here. */
+ * role's own section. A new process kind adds its section here. [charging] is read by every
+ * process, before its own sections (docs/charging.md). */
 static const char *const config_known_sections[] = {
-    "aggproxy", "xdms", "shared-list", "presence", "rls", NULL,
+    "aggproxy", "xdms", "shared-list", "presence", "rls", "charging", NULL,
 };
 
 bool config_section_known(const char *name)

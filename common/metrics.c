@@ -202,6 +202,12 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
         out, "xdm_sip_subscriptions_active %" PRIdFAST64 "\n",
         atomic_load_explicit(&metrics.gauges[METRICS_SUBSCRIPTIONS], memory_order_relaxed));
 
+    rc |= metrics_family(out, "xdm_charging_backlog", "gauge",
+                         "Charging records queued and not delivered yet (docs/charging.md).");
+    rc |= buf_printf(
+        out, "xdm_charging_backlog %" PRIdFAST64 "\n",
+        atomic_load_explicit(&metrics.gauges[METRICS_CHARGING_BACKLOG], memory_order_relaxed));
+
     static const struct {
         enum metrics_counter c;
         const char *name, *help;
@@ -218,6 +224,12 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
          "body too slow, connection limit or per-address limit reached)."},
         {METRICS_UPSTREAM_RETRIED, "xdm_upstream_retries_total",
          "Requests the proxy sent again to another instance of an upstream list."},
+        {METRICS_CHARGING_SENT, "xdm_charging_sent_total",
+         "Charging records delivered (ACA with DIAMETER_SUCCESS, or CDR line on disk)."},
+        {METRICS_CHARGING_FAILED, "xdm_charging_failed_total",
+         "Charging delivery attempts that failed; the records stay queued and are retried."},
+        {METRICS_CHARGING_DROPPED, "xdm_charging_dropped_total",
+         "Chargeable events not queued because the queue held charging_queue_max records."},
     };
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         rc |= metrics_family(out, plain[i].name, "counter", plain[i].help);

@@ -37,12 +37,16 @@ enum metrics_counter {
     METRICS_CONN_REFUSED,     /* xdm_http_connections_refused_total */
     METRICS_UPSTREAM_RETRIED, /* xdm_upstream_retries_total (proxy) */
     METRICS_SUBS_TAKEN,       /* xdm_sip_subscriptions_taken_over_total */
+    METRICS_CHARGING_SENT,    /* xdm_charging_sent_total (XDMS) */
+    METRICS_CHARGING_FAILED,  /* xdm_charging_failed_total (XDMS) */
+    METRICS_CHARGING_DROPPED, /* xdm_charging_dropped_total (XDMS) */
     METRICS_COUNTER_COUNT
 };
 
 /* Gauges without labels, set by their owner. */
 enum metrics_gauge {
-    METRICS_SUBSCRIPTIONS, /* xdm_sip_subscriptions_active */
+    METRICS_SUBSCRIPTIONS,    /* xdm_sip_subscriptions_active */
+    METRICS_CHARGING_BACKLOG, /* xdm_charging_backlog (XDMS) */
     METRICS_GAUGE_COUNT
 };
 

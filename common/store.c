@@ -144,7 +144,152 @@ enum store_rc store_usage_get(struct store_txn *t, struct store_usage *out)
 
 enum store_rc store_change_append(struct store_txn *t, struct store_change *c)
 {
-    return t->ops->change_append(t, c);
+    c->charge_seq = 0;
+    c->charge_full = false;
+    enum store_rc rc = t->ops->change_append(t, c);
+    if (rc != STORE_OK || c->charge == NULL)
+        return rc;
+    /* The charging record of the change lands in the same transaction as its change-log record,
+     * so that one is committed exactly when the other is. */
+    rc = store_charge_append(t, c->charge_queue, c->charge, c->charge_len, c->charge_max,
+                             &c->charge_seq);
+    if (rc == STORE_FULL) {
+        c->charge_full = true;
+        return STORE_OK;
+    }
+    return rc;
+}
+
+/* Keys of the charging table: 'N' the counter of record numbers; 'C' queue: the records of
+ * queue; 'Q' queue \0 seq (8 bytes, big-endian, so key order is number order): one record. */
+#define STORE_CHARGE_KEY_MAX (1 + STORE_CHARGE_QUEUE_MAX + 1 + 8)
+
+static size_t store_charge_key(char tag, const char *queue, uint64_t seq, bool with_seq,
+                               unsigned char out[STORE_CHARGE_KEY_MAX])
+{
+    size_t n = strlen(queue);
+    out[0] = (unsigned char)tag;
+    memcpy(out + 1, queue, n);
+    if (tag == 'C')
+        return 1 + n;
+    out[1 + n] = '\0';
+    if (!with_seq)
+        return 2 + n;
+    store_put_u64(out + 2 + n, seq);
+    return 2 + n + 8;
+}
+
+static bool store_charge_queue_ok(const char *queue)
+{
+    return queue != NULL && queue[0] != '\0' && strlen(queue) <= STORE_CHARGE_QUEUE_MAX;
+}
+
+static enum store_rc store_charge_u64(struct store_txn *t, const void *key, size_t klen,
+                                      uint64_t *out)
+{
+    void *v = NULL;
+    size_t vlen = 0;
+    *out = 0;
+    enum store_rc rc = store_kv_get(t, STORE_CHARGE_TABLE, key, klen, &v, &vlen);
+    if (rc == STORE_NOTFOUND)
+        return STORE_OK;
+    if (rc == STORE_OK && vlen == 8)
+        *out = store_get_u64(v);
+    else if (rc == STORE_OK) {
+        log_error("store: corrupt charging counter");
+        rc = STORE_ERROR;
+    }
+    free(v);
+    return rc;
+}
+
+static enum store_rc store_charge_u64_put(struct store_txn *t, const void *key, size_t klen,
+                                          uint64_t v)
+{
+    unsigned char b[8];
+    store_put_u64(b, v);
+    return store_kv_put(t, STORE_CHARGE_TABLE, key, klen, b, sizeof b);
+}
+
+enum store_rc store_charge_append(struct store_txn *t, const char *queue, const void *rec,
+                                  size_t len, uint64_t max, uint64_t *seq_out)
+{
+    if (!store_charge_queue_ok(queue) || (rec == NULL && len != 0))
+        return STORE_INVALID;
+    unsigned char ck[STORE_CHARGE_KEY_MAX], qk[STORE_CHARGE_KEY_MAX];
+    size_t cklen = store_charge_key('C', queue, 0, false, ck);
+    uint64_t count, seq;
+    enum store_rc rc = store_charge_u64(t, ck, cklen, &count);
+    if (rc != STORE_OK)
+        return rc;
+    if (max != 0 && count >= max)
+        return STORE_FULL;
+    if ((rc = store_charge_u64(t, "N", 1, &seq)) != STORE_OK)
+        return rc;
+    seq++;
+    size_t qklen = store_charge_key('Q', queue, seq, true, qk);
+    if ((rc = store_charge_u64_put(t, "N", 1, seq)) == STORE_OK &&
+        (rc = store_charge_u64_put(t, ck, cklen, count + 1)) == STORE_OK)
+        rc = store_kv_put(t, STORE_CHARGE_TABLE, qk, qklen, rec, len);
+    if (rc == STORE_OK && seq_out)
+        *seq_out = seq;
+    return rc;
+}
+
+struct store_charge_scan {
+    size_t left;
+    size_t prefix;
+    int (*fn)(void *cls, uint64_t seq, const void *rec, size_t len);
+    void *cls;
+};
+
+static int store_charge_each(void *cls, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct store_charge_scan *sc = cls;
+    if (sc->left == 0)
+        return 1;
+    if (klen != sc->prefix + 8)
+        return 0; /* not a record of this queue (a longer name with this one as prefix) */
+    sc->left--;
+    return sc->fn(sc->cls, store_get_u64((const unsigned char *)key + sc->prefix), val, vlen);
+}
+
+enum store_rc store_charge_read(struct store_txn *t, const char *queue, size_t max_records,
+                                int (*fn)(void *cls, uint64_t seq, const void *rec, size_t len),
+                                void *cls)
+{
+    if (!store_charge_queue_ok(queue))
+        return STORE_INVALID;
+    unsigned char qk[STORE_CHARGE_KEY_MAX];
+    size_t plen = store_charge_key('Q', queue, 0, false, qk);
+    struct store_charge_scan sc = {max_records, plen, fn, cls};
+    return store_kv_scan(t, STORE_CHARGE_TABLE, qk, plen, store_charge_each, &sc);
+}
+
+enum store_rc store_charge_del(struct store_txn *t, const char *queue, uint64_t seq)
+{
+    if (!store_charge_queue_ok(queue))
+        return STORE_INVALID;
+    unsigned char ck[STORE_CHARGE_KEY_MAX], qk[STORE_CHARGE_KEY_MAX];
+    size_t cklen = store_charge_key('C', queue, 0, false, ck);
+    size_t qklen = store_charge_key('Q', queue, seq, true, qk);
+    enum store_rc rc = store_kv_del(t, STORE_CHARGE_TABLE, qk, qklen);
+    if (rc != STORE_OK)
+        return rc;
+    uint64_t count;
+    if ((rc = store_charge_u64(t, ck, cklen, &count)) != STORE_OK)
+        return rc;
+    return store_charge_u64_put(t, ck, cklen, count ? count - 1 : 0);
+}
+
+enum store_rc store_charge_count(struct store_txn *t, const char *queue, uint64_t *out)
+{
+    *out = 0;
+    if (!store_charge_queue_ok(queue))
+        return STORE_INVALID;
+    unsigned char ck[STORE_CHARGE_KEY_MAX];
+    size_t cklen = store_charge_key('C', queue, 0, false, ck);
+    return store_charge_u64(t, ck, cklen, out);
 }
 
 enum store_rc store_change_read(struct store_txn *t, uint64_t after,

@@ -746,8 +746,8 @@ enum xcap_status engine_node_execute(struct engine *e, const struct engine_reque
         goto done;
     struct store_txn *t = c.t;
     c.t = NULL; /* engine_commit_update() owns it now */
-    st = engine_commit_update(e, t, &k, c.stored.etag, c.out.data, c.out.len, c.detail.data,
-                              c.detail.len, rep, err);
+    st = engine_commit_update(e, t, req, &k, c.stored.etag, c.out.data, c.out.len, c.detail.data,
+                              c.detail.len, created, rep, err);
     if (st == XCAP_OK && created)
         st = XCAP_CREATED;
 done:

@@ -12,6 +12,8 @@
 
 #include "access.h"
 #include "appusage.h"
+#include "charging.h"
+#include "charging_config.h"
 #include "config.h"
 #include "engine.h"
 #include "httpd.h"
@@ -134,6 +136,7 @@ static const struct config_key xdms_keys[] = {
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_client_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
      "PEM CA bundle: require and verify client certificates"},
+    CHARGING_CONFIG_KEYS,
     {0},
 };
 
@@ -330,6 +333,8 @@ static int xdms_check_keys(const struct config *cfg)
         log_error("tls_client_ca needs tls_cert and tls_key (HTTPS)");
         return -1;
     }
+    if (charging_check_keys(cfg) < 0)
+        return -1;
     const char *conninfo = config_str(cfg, "pg_conninfo");
     if (strcmp(config_str(cfg, "store"), "postgresql") == 0 && (!conninfo || !conninfo[0])) {
         char where[512];
@@ -429,7 +434,7 @@ struct xdms_main {
     const char *role_name;
     enum xdms_role role;
     bool check_only;
-    const char *sections[3];
+    const char *sections[4];
     struct config *cfg;
     char prog[32];
     char default_data[64];
@@ -447,6 +452,8 @@ struct xdms_main {
     struct store *store;
     char *socket_path;
     struct engine *engine;
+    struct charging *charging;
+    char node[STORE_CHARGE_QUEUE_MAX + 1];
     struct xdms_list sip_peers, sip_servers;
     struct notifier *notifier;
     struct xdms_server *server;
@@ -478,9 +485,12 @@ static int xdms_read_options(struct xdms_main *m, int argc, char **argv)
         return 2;
     }
     m->check_only = config_args_check_only(m->args);
-    m->sections[0] = "xdms";
-    m->sections[1] = m->role_name;
-    m->sections[2] = NULL;
+    /* [charging] first: one file configures the charging of every process (docs/charging.md);
+     * [xdms] and the role's section may still override a key. */
+    m->sections[0] = "charging";
+    m->sections[1] = "xdms";
+    m->sections[2] = m->role_name;
+    m->sections[3] = NULL;
     m->cfg = config_args_load(m->args, m->sections, errbuf, sizeof errbuf);
     if (!m->cfg) {
         config_print_errors(stderr, "xdms", errbuf);
@@ -538,6 +548,10 @@ static void xdms_store_tables(struct xdms_main *m)
     for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++)
         for (const char *const *t = lists[l]; t && *t && n_tables + 1 < 32; t++)
             m->tables[n_tables++] = *t;
+    /* The charging queue, also while charging is off, so that records left queued by a run
+     * with charging on stay in the store until charging is on again. */
+    if (n_tables + 1 < 32)
+        m->tables[n_tables++] = charging_store_table();
     m->tables[n_tables] = NULL;
 }
 
@@ -638,8 +652,21 @@ static int xdms_build(struct xdms_main *m)
         .max_elements = (size_t)config_u64(cfg, "max_elements"),
         .max_depth = (size_t)config_u64(cfg, "max_depth"),
     };
+    /* The serving node of the charging records: the instance name, else the role on this host,
+     * which stays the same across restarts so that a restarted process delivers its queue. */
+    const char *instance = config_str(cfg, "instance");
+    if (instance)
+        snprintf(m->node, sizeof m->node, "%s", instance);
+    else {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(m->node, sizeof m->node, "%s@%.40s", m->role_name, host);
+    }
+    if (charging_start(cfg, m->store, m->node, &m->charging) < 0)
+        return 2;
     struct engine_config ecfg = {
         .role = m->role,
+        .charging = m->charging,
         .xcap_root = m->xcap_root,
         .max_docs_per_user = (unsigned)m->max_docs,
         .max_bytes_per_user = m->max_user_bytes,
@@ -668,6 +695,7 @@ static int xdms_build(struct xdms_main *m)
         .lease_s = (unsigned)config_u64(cfg, "instance_lease"),
         .poll_ms = (unsigned)config_u64(cfg, "notify_poll_ms"),
         .contact = config_str(cfg, "sip_contact"),
+        .charging = m->charging,
     };
     if (!m->engine || notifier_start(&ncfg, m->store, &m->notifier) < 0) {
         m->notifier = NULL;
@@ -738,6 +766,7 @@ static void xdms_release(struct xdms_main *m)
     httpd_stop(m->httpd);
     notifier_stop(m->notifier);
     server_free(m->server);
+    charging_stop(m->charging);
     engine_free(m->engine);
     store_close(m->store);
     usage_close(m->usage);

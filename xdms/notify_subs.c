@@ -337,6 +337,40 @@ void notify_subs_save(struct notifier *n, bool all)
     }
 }
 
+void notify_subs_charge(struct notify_sub *s, enum charging_event ev, unsigned result,
+                        size_t bytes_in, size_t bytes_out)
+{
+    struct charging *c = s->n->cfg.charging;
+    if (!c || !s->key)
+        return;
+    /* The session of the subscription: our dialog tag (unique, kept across restarts with the
+     * persisted record), so START, INTERIM and STOP share one Session-Id (RFC 6733 §8.8). */
+    int64_t now = charging_now_ms();
+    struct charging_record r = {
+        .event = ev,
+        .user = s->identity,
+        .auid = "",
+        .document = "",
+        .operation = ev == CHARGING_NOTIFY_SENT ? "NOTIFY" : "SUBSCRIBE",
+        .correlation = s->call_id,
+        .session = s->key,
+        .result = result,
+        .bytes_in = bytes_in,
+        .bytes_out = bytes_out,
+        .start_ms = now,
+        .time_ms = now,
+    };
+    if (ev == CHARGING_NOTIFY_SENT) {
+        if (charging_defer(c, &s->n->charge_pending, &r) >= CHARGING_BATCH)
+            charging_flush(c, &s->n->charge_pending);
+        return;
+    }
+    if (ev == CHARGING_SUB_STARTED)
+        s->charged = true;
+    charging_flush(c, &s->n->charge_pending); /* the NOTIFYs before it come first */
+    charging_emit(c, &r);
+}
+
 void notify_subs_reap(struct notifier *n)
 {
     /* Every callback ends here: walking all subscriptions each time would make a fan-out of
@@ -345,8 +379,15 @@ void notify_subs_reap(struct notifier *n)
         return;
     n->reap_due = false;
     bool forget = false;
-    for (struct notify_sub *s = n->subs; s; s = s->next)
+    for (struct notify_sub *s = n->subs; s; s = s->next) {
         forget |= s->dead && s->forget;
+        /* An ended subscription (not one left to another instance) closes its session; before
+         * the save below, which clears forget. */
+        if (s->dead && s->forget && s->charged) {
+            notify_subs_charge(s, CHARGING_SUB_ENDED, 200, 0, 0);
+            s->charged = false;
+        }
+    }
     if (forget && !n->in_poll)
         notify_subs_save(n, false);
     for (struct notify_sub **pp = &n->subs; *pp;) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "caps.h"
 #include "directory.h"
@@ -59,6 +60,7 @@ struct xdms_call {
     enum engine_method method;
     char *identity;     /* asserted user, decoded and unquoted */
     char *peer_domains; /* copy of the matched trusted_peer's domains, or NULL */
+    int64_t start_ms;   /* when the request arrived (charging records) */
     struct xcap_err err;
 };
 
@@ -637,6 +639,8 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
         .if_none_match = http_request_header(c->http, "If-None-Match"),
         .body = body,
         .body_len = len,
+        .identity = c->identity,
+        .start_ms = c->start_ms,
     };
     return engine_execute(s->engine, &req, rep, &c->err);
 }
@@ -680,7 +684,10 @@ static void server_respond(const struct xdms_server *s, struct xcap_err *err, en
 void server_handle(void *cls, const struct http_request *http, struct http_response *resp)
 {
     struct xdms_server *s = cls;
-    struct xdms_call c = {.http = http};
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct xdms_call c = {.http = http,
+                          .start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000};
     struct engine_reply rep = {0};
     buf_init(&rep.body, SIZE_MAX);
     enum xcap_status st;
