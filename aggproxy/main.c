@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "access.h"
 #include "caps.h"
 #include "config.h"
@@ -13,6 +15,8 @@
 #include "gba.h"
 #include "forward.h"
 #include "httpd.h"
+#include "ldapc.h"
+#include "ldapusers.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
@@ -97,6 +101,37 @@ static const struct config_key aggproxy_keys[] = {
      "seconds the aggregated xcap-caps is cached"},
     {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
      "seconds before an unreachable XDMS's caps are asked again"},
+    /* Users from an enterprise LDAP directory (docs/enterprise.md) */
+    {"ldap_uri", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "LDAP server of further users, ldap:// or ldaps:// (default: none)"},
+    {"ldap_bind_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "DN the proxy binds as to search (default: anonymous)"},
+    {"ldap_bind_password", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "password of ldap_bind_dn"},
+    {"ldap_bind_password_file", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "file whose first line is the password of ldap_bind_dn"},
+    {"ldap_base_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "subtree searched for users"},
+    {"ldap_user_filter", CONFIG_STR, 0, 1024, "(uid=%u)", NULL, 0, NULL,
+     "filter finding a user: %u user name, %d realm (escaped, RFC 4515)"},
+    {"ldap_xui_attribute", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
+     "attribute with the user's XUI (default: sip:USER@REALM)"},
+    {"ldap_identity_attributes", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "attributes with further public identities, separated by spaces"},
+    {"ldap_ha1_attribute", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
+     "attribute with the Digest HA1 (MD5 or SHA-256 hex) for ldap_realm"},
+    {"ldap_realm", CONFIG_STR, 0, USERS_NAME_MAX, NULL, NULL, 0, NULL,
+     "realm of the LDAP users and their HA1 (default: realm)"},
+    {"ldap_basic", CONFIG_BOOL, 0, 0, "true", NULL, 0, NULL,
+     "accept HTTP Basic over HTTPS from LDAP users, checked by an LDAP bind"},
+    {"ldap_timeout_ms", CONFIG_UINT, 1, 60000, "2000", NULL, 0, NULL,
+     "longest wait for the LDAP server: connecting, each answer"},
+    {"ldap_cache_ttl", CONFIG_UINT, 0, 86400, "60", NULL, 0, NULL,
+     "seconds a user found in LDAP (and a password a bind accepted) is cached"},
+    {"ldap_negative_ttl", CONFIG_UINT, 0, 86400, "10", NULL, 0, NULL,
+     "seconds an unknown user (and a refused password) is cached"},
+    {"ldap_cache_max", CONFIG_UINT, 1, 10000000, "10000", NULL, 0, NULL,
+     "users held in the LDAP cache"},
+    {"ldap_retry_after", CONFIG_UINT, 1, 3600, "5", NULL, 0, NULL,
+     "seconds the LDAP server is left alone after it failed (503 with this Retry-After)"},
     {0},
 };
 
@@ -293,6 +328,7 @@ struct aggproxy_main {
     struct caps_cache *caps;
     struct gba_source gba;
     struct proxy *proxy;
+    struct ldapusers *ldap;
     struct httpd *httpd, *httpsd, *admin;
     sigset_t sigs;
 };
@@ -407,6 +443,59 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
     return -1;
 }
 
+/* The LDAP user source when ldap_uri is set. Returns 0, or -1 (logged). */
+static int aggproxy_ldap(struct aggproxy_main *m)
+{
+    const struct config *cfg = m->cfg;
+    const char *uri = config_str(cfg, "ldap_uri");
+    if (!uri || !uri[0])
+        return 0;
+    char pw[1024];
+    if (ldapc_password(config_str(cfg, "ldap_bind_password"),
+                       config_str(cfg, "ldap_bind_password_file"), pw, sizeof pw) < 0)
+        return -1;
+    const char *realm = config_str(cfg, "ldap_realm");
+    struct ldapusers_options o = {
+        .ldap = {.uri = uri,
+                 .bind_dn = config_str(cfg, "ldap_bind_dn"),
+                 .bind_password = pw,
+                 .timeout_ms = (unsigned)config_u64(cfg, "ldap_timeout_ms")},
+        .base_dn = config_str(cfg, "ldap_base_dn"),
+        .user_filter = config_str(cfg, "ldap_user_filter"),
+        .xui_attribute = config_str(cfg, "ldap_xui_attribute"),
+        .identity_attributes = config_str(cfg, "ldap_identity_attributes"),
+        .ha1_attribute = config_str(cfg, "ldap_ha1_attribute"),
+        .realm = realm && realm[0] ? realm : m->realm,
+        .cache_ttl_s = (unsigned)config_u64(cfg, "ldap_cache_ttl"),
+        .negative_ttl_s = (unsigned)config_u64(cfg, "ldap_negative_ttl"),
+        .retry_after_s = (unsigned)config_u64(cfg, "ldap_retry_after"),
+        .cache_max = (size_t)config_u64(cfg, "ldap_cache_max"),
+    };
+    m->ldap = ldapusers_new(&o);
+    OPENSSL_cleanse(pw, sizeof pw);
+    if (!m->ldap) {
+        log_error("cannot set up the LDAP users of %s", uri);
+        return -1;
+    }
+    log_info("users also from LDAP %s (realm %s)", uri, o.realm);
+    return 0;
+}
+
+/* The admin listener's extra series: the upstream instances, and LDAP when it is used. */
+static int aggproxy_metrics(void *cls, struct buf *out)
+{
+    const struct aggproxy_main *m = cls;
+    if (upstream_metrics(m->check, out) < 0)
+        return -1;
+    return m->ldap ? ldapc_metrics_render(out) : 0;
+}
+
+static bool aggproxy_ready(void *cls, char *reason, size_t len)
+{
+    const struct aggproxy_main *m = cls;
+    return upstream_ready(m->check, reason, len);
+}
+
 /* Phase: build — the user store, Digest nonces, the HTTP client, the xcap-caps cache and the
  * proxy pipeline. Returns -1 to go on, else the exit status (1). */
 static int aggproxy_build(struct aggproxy_main *m)
@@ -440,6 +529,8 @@ static int aggproxy_build(struct aggproxy_main *m)
     if (!(m->caps =
               caps_cache_new(m->fw, m->routes, (unsigned)m->caps_ttl, (unsigned)m->caps_retry)))
         return 1;
+    if (aggproxy_ldap(m) < 0)
+        return 1;
     m->gba = (struct gba_source){gba_store_fetch, m->store};
     struct proxy_config pcfg = {
         .default_realm = m->realm,
@@ -457,6 +548,8 @@ static int aggproxy_build(struct aggproxy_main *m)
         .gzip_min = (size_t)m->gzip_min,
         .max_body = (size_t)m->max_body,
         .algs = &m->algs,
+        .ldap = m->ldap,
+        .ldap_basic = config_bool(cfg, "ldap_basic"),
     };
     if (!(m->proxy = proxy_new(&pcfg)))
         return 1;
@@ -485,8 +578,8 @@ static int aggproxy_serve(struct aggproxy_main *m)
     if (!(m->check = upstream_check_start(m->fw, m->routes, (unsigned)m->check_interval,
                                           (unsigned)m->up_connect)))
         return 1;
-    if (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, upstream_metrics,
-                                             upstream_ready, m->check, &m->admin) < 0)
+    if (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, aggproxy_metrics,
+                                             aggproxy_ready, m, &m->admin) < 0)
         return 1;
     if (m->plain) {
         if (httpd_start(&hcfg, aggproxy_handle, m->proxy, &m->httpd) < 0)
@@ -535,6 +628,7 @@ static void aggproxy_release(struct aggproxy_main *m)
     httpd_stop(m->httpsd);
     upstream_check_stop(m->check);
     proxy_free(m->proxy);
+    ldapusers_free(m->ldap);
     caps_cache_free(m->caps);
     forward_free(m->fw);
     digest_free(m->digest);

@@ -61,6 +61,8 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
     p->routes = cfg->routes;
     p->forward = cfg->forward;
     p->caps = cfg->caps;
+    p->ldap = cfg->ldap;
+    p->ldap_basic = cfg->ldap_basic;
     if (cfg->gba) {
         p->gba = *cfg->gba;
         p->has_gba = true;
