@@ -235,10 +235,11 @@ static enum ldapc_rc ldapc_page_entries(LDAP *ld, LDAPMessage *res, struct ldapc
     return LDAPC_OK;
 }
 
-/* One search, page by page. Returns an LDAP result code, or -1 with *rc set for a verdict of
- * ours (too many entries). */
+/* One search, page by page. Returns an LDAP result code; *ours is set when *rc is a verdict of
+ * ours instead (too many entries). */
 static int ldapc_search_pages(struct ldapc *c, const char *base, const char *filter,
-                              const char *const *attrs, struct ldapc_page *pg, enum ldapc_rc *rc)
+                              const char *const *attrs, struct ldapc_page *pg, enum ldapc_rc *rc,
+                              bool *ours)
 {
     struct berval *cookie = NULL;
     int err = LDAP_SUCCESS;
@@ -289,7 +290,8 @@ static int ldapc_search_pages(struct ldapc *c, const char *base, const char *fil
     } while (cookie && *rc == LDAPC_OK && !pg->stop);
     if (cookie)
         ber_bvfree(cookie);
-    return *rc == LDAPC_OK ? err : -1;
+    *ours = *rc != LDAPC_OK;
+    return err;
 }
 
 enum ldapc_rc ldapc_search(struct ldapc *c, const char *base, const char *filter,
@@ -301,8 +303,9 @@ enum ldapc_rc ldapc_search(struct ldapc *c, const char *base, const char *filter
         int err = ldapc_connect(c);
         if (err == LDAP_SUCCESS) {
             struct ldapc_page pg = {.max = max_entries, .fn = fn, .cls = cls};
-            err = ldapc_search_pages(c, base, filter, attrs, &pg, &rc);
-            if (err == -1)
+            bool ours = false;
+            err = ldapc_search_pages(c, base, filter, attrs, &pg, &rc, &ours);
+            if (ours)
                 return rc;
         }
         rc = ldapc_rc_of(err);
