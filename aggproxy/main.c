@@ -333,6 +333,30 @@ struct aggproxy_main {
     sigset_t sigs;
 };
 
+/* The LDAP keys that need more than the key table (docs/enterprise.md). Returns 0 or -1
+ * (logged). */
+static int aggproxy_check_ldap(const struct config *cfg)
+{
+    const char *uri = config_str(cfg, "ldap_uri");
+    if (!uri || !uri[0])
+        return 0;
+    if (strncmp(uri, "ldap://", 7) != 0 && strncmp(uri, "ldaps://", 8) != 0 &&
+        strncmp(uri, "ldapi://", 8) != 0) {
+        log_error("ldap_uri must be an ldap://, ldaps:// or ldapi:// URI (got \"%s\")", uri);
+        return -1;
+    }
+    const char *base = config_str(cfg, "ldap_base_dn");
+    if (!base || !base[0]) {
+        log_error("ldap_uri needs ldap_base_dn (the subtree of the users)");
+        return -1;
+    }
+    if (!ldapc_filter_template_ok(config_str(cfg, "ldap_user_filter"))) {
+        log_error("ldap_user_filter must be a filter in parentheses using only %%u, %%d and %%%%");
+        return -1;
+    }
+    return 0;
+}
+
 /* Phase: read options — the command line, the configuration file, logging, and every check of
  * the configuration that needs nothing opened (listeners, realm, algorithms, GAA names, upstream
  * lists and routes). Returns -1 to go on, else the exit status (--help and --check-config: 0; a
@@ -436,6 +460,8 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
         log_error("upstream_cert and upstream_key go together");
         return 2;
     }
+    if (aggproxy_check_ldap(cfg) < 0)
+        return 2;
     if (m->check_only) {
         puts("configuration OK");
         return 0;

@@ -621,6 +621,12 @@ static int xdms_build(struct xdms_main *m)
         .default_domain = config_str(cfg, "default_domain"),
         .xcap_root = m->xcap_root,
     };
+    const char *dir_base = config_str(cfg, "directory_base_dn");
+    const char *ldap_uri = config_str(cfg, "ldap_uri");
+    if (dir_base && dir_base[0] && (!ldap_uri || !ldap_uri[0])) {
+        log_error("directory_base_dn needs ldap_uri (the LDAP server of the corporate directory)");
+        return 2;
+    }
     if (m->check_only) {
         /* The trusted peers parse as the server will parse them; nothing is bound or opened. */
         struct xdms_server *probe = server_new(&m->scfg, NULL, NULL);
