@@ -424,6 +424,15 @@ static bool ldapusers_take(struct ldapusers *u, uint64_t now)
         ldapc_count(LDAPC_REFUSED);
         return false;
     }
+    /* the question before ours may just have found the directory down */
+    pthread_mutex_lock(&u->lock);
+    down = now < u->down_until;
+    pthread_mutex_unlock(&u->lock);
+    if (down) {
+        pthread_mutex_unlock(&u->ask);
+        ldapc_count(LDAPC_REFUSED);
+        return false;
+    }
     return true;
 }
 
