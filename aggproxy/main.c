@@ -350,6 +350,12 @@ static int aggproxy_check_ldap(const struct config *cfg)
         log_error("ldap_uri needs ldap_base_dn (the subtree of the users)");
         return -1;
     }
+    const char *realm = config_str(cfg, "ldap_realm");
+    if (realm && strpbrk(realm, "\"\\")) {
+        /* it goes into the quoted realm of the challenges (RFC 9110 §11.2) */
+        log_error("ldap_realm must be a name without quotes or backslashes");
+        return -1;
+    }
     if (!ldapc_filter_template_ok(config_str(cfg, "ldap_user_filter"))) {
         log_error("ldap_user_filter must be a filter in parentheses using only %%u, %%d and %%%%");
         return -1;

@@ -61,9 +61,7 @@ static enum xcap_status proxy_auth_challenge(struct proxy *p, struct proxy_call 
      * only where the password travels encrypted (§4) and only for LDAP users (a bind checks it) */
     if (proxy_auth_basic_offered(p, c)) {
         buf_reset(&v);
-        if (buf_puts(&v, "Basic realm=\"") == 0 &&
-            buf_xml_escape(&v, ldapusers_realm(p->ldap), strlen(ldapusers_realm(p->ldap))) == 0 &&
-            buf_puts(&v, "\", charset=\"UTF-8\"") == 0)
+        if (buf_printf(&v, "Basic realm=\"%s\", charset=\"UTF-8\"", ldapusers_realm(p->ldap)) == 0)
             xcap_err_add_header(&c->err, "WWW-Authenticate", v.data);
     }
     buf_release(&v);

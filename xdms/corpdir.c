@@ -79,7 +79,8 @@ int corpdir_render(struct corpdir_entry *v, size_t n, const char *document, cons
 {
     if (max_entries == 0)
         max_entries = 1;
-    qsort(v, n, sizeof *v, corpdir_cmp);
+    if (n > 1)
+        qsort(v, n, sizeof *v, corpdir_cmp);
     size_t kept = 0;
     for (size_t i = 0; i < n; i++)
         if (kept == 0 || strcmp(v[kept - 1].uri, v[i].uri) != 0)
