@@ -118,16 +118,6 @@ bool digest_alg_is_sess(enum digest_alg alg)
     return alg == DIGEST_MD5_SESS || alg == DIGEST_SHA256_SESS;
 }
 
-void digest_hex_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0xf];
-    }
-    out[2 * len] = '\0';
-}
-
 /* H(parts[0] ":" parts[1] ":" ... ) in hex: every digest of RFC 7616 §3.4 has this shape. */
 static int digest_hash_parts(enum digest_alg alg, const char *const *parts, size_t n,
                              char out[DIGEST_HEX_MAX])
