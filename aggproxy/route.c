@@ -140,7 +140,7 @@ const char *route_table_root(const struct route_table *t)
 
 /* "unix:PATH": an XDMS's UNIX-domain socket (absolute, or relative to the working directory).
  * The path must fit struct sockaddr_un and name a file, not a directory. */
-static char *normalize_unix_url(const char *url)
+static char *route_normalize_unix_url(const char *url)
 {
     const char *path = url + ROUTE_UNIX_PREFIX_LEN;
     size_t len = strlen(path);
@@ -155,10 +155,10 @@ static char *normalize_unix_url(const char *url)
 }
 
 /* scheme://authority, nothing after it but optional slashes; or unix:PATH. */
-static char *normalize_url(const char *url)
+static char *route_normalize_url(const char *url)
 {
     if (strncmp(url, ROUTE_UNIX_PREFIX, ROUTE_UNIX_PREFIX_LEN) == 0)
-        return normalize_unix_url(url);
+        return route_normalize_unix_url(url);
     size_t skip;
     if (strncasecmp(url, "http://", 7) == 0)
         skip = 7;
@@ -181,7 +181,7 @@ static char *normalize_url(const char *url)
     return strndup(url, len);
 }
 
-static bool auid_ok(const char *auid)
+static bool route_auid_ok(const char *auid)
 {
     size_t len = strlen(auid);
     if (len == 0 || len > ROUTE_AUID_MAX)
@@ -234,7 +234,7 @@ static int route_list_parse(const char *list, struct route_list *l, char *err, s
             return fail(err, errlen, "too many upstream URLs in one list (at most %d)",
                         ROUTE_INSTANCES_MAX);
         }
-        char *u = normalize_url(one);
+        char *u = route_normalize_url(one);
         if (!u) {
             route_list_release(l);
             return fail(err, errlen,
@@ -328,7 +328,7 @@ static struct route_upstream *route_list_find(struct route_table *t, struct rout
 int route_table_set(struct route_table *t, const char *auid, const char *list, char *err,
                     size_t errlen)
 {
-    if (!auid_ok(auid))
+    if (!route_auid_ok(auid))
         return fail(err, errlen, "bad or reserved AUID '%s'", auid);
     struct route_list l;
     if (route_list_parse(list, &l, err, errlen) < 0)
@@ -424,7 +424,7 @@ size_t route_table_routes(const struct route_table *t, const char **auids, const
     return t->n;
 }
 
-static size_t segment_len(const char *s)
+static size_t route_segment_len(const char *s)
 {
     return strcspn(s, "/");
 }
@@ -442,19 +442,19 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
         return;
     const char *p = path + t->root_len + 1;
     m->auid = p;
-    m->auid_len = segment_len(p);
+    m->auid_len = route_segment_len(p);
     if (m->auid_len == 0)
         return;
     p += m->auid_len;
     if (*p == '/') {
         p++;
         m->tree = p;
-        m->tree_len = segment_len(p);
+        m->tree_len = route_segment_len(p);
         p += m->tree_len;
         if (m->tree_len == 5 && memcmp(m->tree, "users", 5) == 0 && *p == '/') {
             p++;
             m->xui = p;
-            m->xui_len = segment_len(p);
+            m->xui_len = route_segment_len(p);
             p += m->xui_len;
         }
         m->rest = p;

@@ -236,7 +236,7 @@ void notify_subs_lost(struct notifier *n)
  * still in flight (a subscriber that never got it gets them again from whoever restores the
  * record: a repeat it recognises by the ETags, where a loss could not be seen). The cursor may be
  * behind s->seq while a taken-over subscription catches up. */
-static uint64_t sub_done_seq(const struct notify_sub *s)
+static uint64_t notify_subs_done_seq(const struct notify_sub *s)
 {
     if (s->orq)
         return s->sent_seq;
@@ -245,7 +245,7 @@ static uint64_t sub_done_seq(const struct notify_sub *s)
     return s->n->cursor > s->seq ? s->n->cursor : s->seq;
 }
 
-static int sub_encode(const struct notify_sub *s, struct buf *out)
+static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
 {
     uint64_t *hashes = s->watches.n ? calloc(s->watches.n, sizeof *hashes) : NULL;
     if (s->watches.n && !hashes)
@@ -264,7 +264,7 @@ static int sub_encode(const struct notify_sub *s, struct buf *out)
         .expires = s->expires_wall,
         .cseq = s->leg ? nta_leg_get_seq(s->leg) : 0,
         .rseq = s->leg ? nta_leg_get_rseq(s->leg) : 0,
-        .seq = sub_done_seq(s),
+        .seq = notify_subs_done_seq(s),
         .full = s->full_pending,
         .hashes = hashes,
         .n_hashes = s->watches.n,
@@ -314,7 +314,7 @@ void notify_subs_save(struct notifier *n, bool all)
                 rc = STORE_OK;
         } else if (!s->dead && (all || s->dirty)) {
             buf_reset(&rec);
-            if (sub_encode(s, &rec) < 0) {
+            if (notify_subs_encode(s, &rec) < 0) {
                 log_warn("notifier: cannot save the subscription of %s", s->identity);
                 continue;
             }
