@@ -2,7 +2,6 @@
  * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
  * would return over Zn, TS 33.220), and backs up, restores, exports, imports and checks the
  * stores of a whole data directory (xdmctl_data.c). */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -19,6 +18,7 @@
 #include "log.h"
 #include "store.h"
 #include "users.h"
+#include "xcap_uri.h"
 #include "xdmctl_data.h"
 
 static void xdmctl_usage(FILE *f)
@@ -241,13 +241,10 @@ static int xdmctl_hex(const char *s, unsigned char *out, size_t n)
     if (strlen(s) != 2 * n)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        char pair[3] = {s[2 * i], s[2 * i + 1], '\0'};
-        char *end;
-        if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]))
+        int hi = xcap_uri_hex(s[2 * i]), lo = xcap_uri_hex(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return -1;
-        v = (unsigned)strtoul(pair, &end, 16);
-        out[i] = (unsigned char)v;
+        out[i] = (unsigned char)(hi << 4 | lo);
     }
     return 0;
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "xcap_uri.h"
+
 enum sqldump_dialect { SQLDUMP_STANDARD, SQLDUMP_MYSQL, SQLDUMP_POSTGRESQL };
 
 struct sqldump {
@@ -221,14 +223,6 @@ static int sqldump_skip_to(struct sqldump *d, bool stop)
     return stop ? sqldump_fail(d, "unterminated statement") : 0;
 }
 
-static int sqldump_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Reads a string literal at d->p (the opening quote) into d->buf, escapes undone: '' always,
  * backslash escapes when mysql_escapes (MySQL) or pg_escapes (PostgreSQL E'...'). */
 static int sqldump_string(struct sqldump *d, bool mysql_escapes, bool pg_escapes)
@@ -284,10 +278,10 @@ static int sqldump_string(struct sqldump *d, bool mysql_escapes, bool pg_escapes
                 c = mysql_escapes ? '\x1a' : 'Z';
                 break;
             case 'x':
-                if (pg_escapes && d->p < d->end && sqldump_hex(*d->p) >= 0) {
-                    int v = sqldump_hex(*d->p++);
-                    if (d->p < d->end && sqldump_hex(*d->p) >= 0)
-                        v = v * 16 + sqldump_hex(*d->p++);
+                if (pg_escapes && d->p < d->end && xcap_uri_hex(*d->p) >= 0) {
+                    int v = xcap_uri_hex(*d->p++);
+                    if (d->p < d->end && xcap_uri_hex(*d->p) >= 0)
+                        v = v * 16 + xcap_uri_hex(*d->p++);
                     c = (char)v;
                 } else {
                     c = e;
@@ -315,7 +309,7 @@ static bool sqldump_all_hex(const char *p, size_t n)
     if (n % 2)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (sqldump_hex(p[i]) < 0)
+        if (xcap_uri_hex(p[i]) < 0)
             return false;
     return true;
 }
@@ -327,7 +321,7 @@ static int sqldump_unhex(struct sqldump *d, size_t from)
     if (n % 2)
         return sqldump_fail(d, "a hexadecimal blob with an odd number of digits");
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = sqldump_hex(d->buf[from + 2 * i]), lo = sqldump_hex(d->buf[from + 2 * i + 1]);
+        int hi = xcap_uri_hex(d->buf[from + 2 * i]), lo = xcap_uri_hex(d->buf[from + 2 * i + 1]);
         if (hi < 0 || lo < 0)
             return sqldump_fail(d, "a hexadecimal blob with a character that is no digit");
         d->buf[i] = (char)(hi * 16 + lo);
@@ -356,7 +350,7 @@ static int sqldump_value(struct sqldump *d, sqlite3_stmt *st, int idx, int col)
                d->dialect == SQLDUMP_MYSQL) {
         d->p += 2;
         d->len = 0;
-        while (d->p < d->end && sqldump_hex(*d->p) >= 0)
+        while (d->p < d->end && xcap_uri_hex(*d->p) >= 0)
             if (sqldump_put(d, *d->p++) < 0)
                 return -1;
         if (sqldump_unhex(d, 0) < 0)

@@ -238,26 +238,24 @@ static bool au_lists_authority(const char *a, size_t len, bool https, char *host
 
 /* Whether the path p[0..len) lies under the root path root (percent-escapes in p decoded, RFC
  * 3986 §6.2.2.2, so "/%78cap-root" is "/xcap-root"); *used receives the bytes of p the root
- * takes. */
+ * takes. The root ends where p ends or at a '/' of p; each such prefix is decoded with the shared
+ * decoder until one equals the root (an escape takes three bytes for one, so no prefix longer than
+ * three times the root can). */
 static bool au_lists_under_root(const char *root, const char *p, size_t len, size_t *used)
 {
-    size_t j = 0;
-    for (const char *r = root; *r; r++) {
-        if (j >= len)
-            return false;
-        int c = (unsigned char)p[j];
-        if (p[j] == '%' && j + 2 < len && xcap_uri_hex(p[j + 1]) >= 0 &&
-            xcap_uri_hex(p[j + 2]) >= 0) {
-            c = xcap_uri_hex(p[j + 1]) * 16 + xcap_uri_hex(p[j + 2]);
-            j += 3;
-        } else {
-            j++;
+    size_t rl = strlen(root);
+    char dec[sizeof((struct au_lists_refs *)0)->path];
+    if (rl >= sizeof dec)
+        return false;
+    for (size_t e = 0; e <= len && e <= 3 * rl; e++) {
+        if (e < len && p[e] != '/')
+            continue;
+        if (xcap_uri_pct_decode(p, e, dec, sizeof dec) == 0 && strcmp(dec, root) == 0) {
+            *used = e;
+            return true;
         }
-        if (c != (unsigned char)*r)
-            return false;
     }
-    *used = j;
-    return j == len || p[j] == '/';
+    return false;
 }
 
 int au_lists_refs_init(struct au_lists_refs *r, const char *xcap_root, bool allow_foreign)
