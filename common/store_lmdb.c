@@ -127,6 +127,74 @@ static void store_lmdb_close(struct store *base_s)
     free(s);
 }
 
+/* Creates and opens s's environment in dir with the map size; s->key_max is set. On failure
+ * the caller closes s. */
+static enum store_rc store_lmdb_env_open(struct store_lmdb *s, const char *dir, uint64_t map_size)
+{
+    int rc = mdb_env_create(&s->env);
+    if (rc != MDB_SUCCESS) {
+        s->env = NULL;
+        return store_lmdb_rc_from_mdb(rc, "create environment");
+    }
+    rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
+    if (rc == MDB_SUCCESS && !s->read_only) /* read-only: the size the writers gave the map */
+        rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
+    /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
+     * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
+     * reached the disk when mdb_txn_commit() returns (a 2xx follows the commit: RFC 4825 §8.2 makes
+     * a success final). */
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
+    if (rc == ENOENT && s->read_only)
+        return STORE_NOTFOUND;
+    if (rc != MDB_SUCCESS) {
+        log_error("store: open %s: %s", dir, mdb_strerror(rc));
+        return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERROR;
+    }
+    int maxkey = mdb_env_get_maxkeysize(s->env);
+    s->key_max = maxkey > 0 && maxkey < STORE_KEY_MAX ? (size_t)maxkey : STORE_KEY_MAX;
+
+    /* A process killed while reading leaves its reader slot behind; a stale slot pins old pages
+     * and makes the file grow. Clearing them is cheap and safe at every open. */
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    return STORE_OK;
+}
+
+/* Opens (a writer: creates) the named databases and the instance id in one transaction. On
+ * failure the caller closes s. */
+static enum store_rc store_lmdb_open_dbs(struct store_lmdb *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+    if (rc != MDB_SUCCESS)
+        return store_lmdb_rc_from_mdb(rc, "begin open transaction");
+    unsigned create = s->read_only ? 0 : MDB_CREATE;
+    rc = mdb_dbi_open(txn, "docs", create, &s->docs);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "meta", create, &s->meta);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "changes", create, &s->changes);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "quota", create, &s->quota);
+    for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
+        rc = mdb_dbi_open(txn, s->tables[i].name, create, &s->tables[i].dbi);
+    enum store_rc src;
+    if (rc == MDB_NOTFOUND && s->read_only)
+        src = STORE_NOTFOUND;
+    else
+        src = rc == MDB_SUCCESS ? store_lmdb_instance_init(s, txn)
+                                : store_lmdb_rc_from_mdb(rc, "open tables");
+    if (src != STORE_OK) {
+        mdb_txn_abort(txn);
+        return src;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == MDB_SUCCESS ? STORE_OK : store_lmdb_rc_from_mdb(rc, "commit open transaction");
+}
+
 enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts, struct store **out)
 {
     *out = NULL;
@@ -141,7 +209,6 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
         return STORE_ERROR;
     s->base.ops = &store_lmdb_ops;
     s->retention = b.retention;
-    uint64_t map_size = b.map_size;
     s->change_max_bytes = b.change_max_bytes;
     s->change_max_age = b.change_max_age;
     s->high_water = b.high_water;
@@ -153,75 +220,11 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
         src = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? STORE_OK : STORE_NOTFOUND;
     else if (src == STORE_OK)
         src = store_lmdb_mkdirs(dir);
+    if (src == STORE_OK)
+        src = store_lmdb_env_open(s, dir, b.map_size);
+    if (src == STORE_OK)
+        src = store_lmdb_open_dbs(s);
     if (src != STORE_OK) {
-        store_lmdb_close(&s->base);
-        return src;
-    }
-
-    int rc = mdb_env_create(&s->env);
-    if (rc != MDB_SUCCESS) {
-        s->env = NULL;
-        store_lmdb_close(&s->base);
-        return store_lmdb_rc_from_mdb(rc, "create environment");
-    }
-    rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
-    if (rc == MDB_SUCCESS && !s->read_only) /* read-only: the size the writers gave the map */
-        rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
-    /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
-     * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
-     * reached the disk when mdb_txn_commit() returns (a 2xx follows the commit: RFC 4825 §8.2 makes
-     * a success final). */
-    if (rc == MDB_SUCCESS)
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
-    if (rc == ENOENT && s->read_only) {
-        store_lmdb_close(&s->base);
-        return STORE_NOTFOUND;
-    }
-    if (rc != MDB_SUCCESS) {
-        log_error("store: open %s: %s", dir, mdb_strerror(rc));
-        store_lmdb_close(&s->base);
-        return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERROR;
-    }
-    int maxkey = mdb_env_get_maxkeysize(s->env);
-    s->key_max = maxkey > 0 && maxkey < STORE_KEY_MAX ? (size_t)maxkey : STORE_KEY_MAX;
-
-    /* A process killed while reading leaves its reader slot behind; a stale slot pins old pages
-     * and makes the file grow. Clearing them is cheap and safe at every open. */
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-
-    MDB_txn *txn;
-    rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
-    if (rc != MDB_SUCCESS) {
-        src = store_lmdb_rc_from_mdb(rc, "begin open transaction");
-        store_lmdb_close(&s->base);
-        return src;
-    }
-    unsigned create = s->read_only ? 0 : MDB_CREATE;
-    rc = mdb_dbi_open(txn, "docs", create, &s->docs);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "meta", create, &s->meta);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "changes", create, &s->changes);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "quota", create, &s->quota);
-    for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
-        rc = mdb_dbi_open(txn, s->tables[i].name, create, &s->tables[i].dbi);
-    if (rc == MDB_NOTFOUND && s->read_only)
-        src = STORE_NOTFOUND;
-    else
-        src = rc == MDB_SUCCESS ? store_lmdb_instance_init(s, txn)
-                                : store_lmdb_rc_from_mdb(rc, "open tables");
-    if (src != STORE_OK) {
-        mdb_txn_abort(txn);
-        store_lmdb_close(&s->base);
-        return src;
-    }
-    rc = mdb_txn_commit(txn);
-    if (rc != MDB_SUCCESS) {
-        src = store_lmdb_rc_from_mdb(rc, "commit open transaction");
         store_lmdb_close(&s->base);
         return src;
     }
