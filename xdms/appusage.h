@@ -103,4 +103,8 @@ const char *appusage_root_ns(const struct appusage *au);
  * role field is meaningless (every XDMS and the proxy serve them). */
 const struct appusage *appusage_generated(const char *auid);
 
+/* Every AUID the XDMSs know, the stored usages' of every role and then the generated ones: up to
+ * max borrowed names into out; returns how many (e.g. the AUID label values of the metrics). */
+size_t appusage_auids(const char **out, size_t max);
+
 #endif
