@@ -27,6 +27,7 @@
 #include "store.h"
 #include "upstream.h"
 #include "users.h"
+#include "xcap_names.h"
 #include "xdoc.h"
 
 /* Every key the proxy reads from [aggproxy] (docs/configuration.md, docs/proxy.md). */
@@ -761,7 +762,14 @@ static int aggproxy_serve(struct aggproxy_main *m)
         .timeout_s = (unsigned)m->timeout,
     };
     httpd_config_limits(cfg, &hcfg);
-    metrics_init("aggproxy", route_table_root(m->routes));
+    /* The AUID label values: the routed AUIDs, then the two the proxy answers itself. */
+    const char *auids[METRICS_AUIDS_MAX + 1], *lists[METRICS_AUIDS_MAX];
+    size_t n_auids = route_table_routes(m->routes, auids, lists, METRICS_AUIDS_MAX - 2);
+    n_auids = n_auids < METRICS_AUIDS_MAX - 2 ? n_auids : METRICS_AUIDS_MAX - 2;
+    auids[n_auids++] = XCAP_CAPS_AUID;
+    auids[n_auids++] = XDM_DIRECTORY_AUID;
+    auids[n_auids] = NULL;
+    metrics_init("aggproxy", route_table_root(m->routes), auids);
     /* The first round of health checks runs now, so /readyz and the first requests see the
      * instances as they are. */
     if (!(m->check = upstream_check_start(m->fw, m->routes, (unsigned)m->check_interval,

@@ -821,7 +821,9 @@ static int xdms_serve(struct xdms_main *m)
         .unix_path = m->socket_path,
     };
     httpd_config_limits(cfg, &hcfg);
-    metrics_init(m->prog, m->scfg.root_path);
+    const char *auids[METRICS_AUIDS_MAX + 1];
+    auids[appusage_auids(auids, METRICS_AUIDS_MAX)] = NULL;
+    metrics_init(m->prog, m->scfg.root_path, auids);
     m->admin_cls = (struct xdms_admin){m->store, m->max_body, m->corpdir};
     if (httpd_start(&hcfg, xdms_handle, m->server, &m->httpd) < 0 ||
         (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, xdms_collect_admin,
