@@ -786,15 +786,16 @@ def kill_all_live():
 class Deployment:
     """The proxy and the three XDMSs of one case (or one scenario), with ports reserved up front
     so that the proxy's *_url options and the XDMSs' --xcap-root are known before anything
-    starts. `case` needs only a name; `runner` is a Settings (or run.py's Runner)."""
+    starts. `case`: a name, or anything with .name; `runner`: a Settings (or run.py's Runner)."""
 
     def __init__(self, runner, case):
         with _live_lock:
             _live.add(self)
         self.runner = runner
         self.build = runner.build
+        name = case if isinstance(case, str) else case.name
         # Short enough that <tmp>/data/shared-list/xdms.sock fits a UNIX socket address.
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-%s-" % case.name[:32])
+        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-%s-" % name[:32])
         os.makedirs(os.path.join(self.tmp, "data"), exist_ok=True)
         self.config = write_config(os.path.join(self.tmp, "xdm.conf"), (),
                                    "empty: the e2e runner passes everything on the command line")
