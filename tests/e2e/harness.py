@@ -157,6 +157,13 @@ def describe_rc(rc):
     return "exit code %d" % rc
 
 
+def has_sanitizer_report(output):
+    """Whether a process's output (bytes or text) holds a sanitizer report."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", "replace")
+    return any(pat in output for pat in SANITIZER_PATTERNS)
+
+
 def sanitizer_reports(logs):
     """One problem per log whose text holds a sanitizer report (its first such line)."""
     found = []
@@ -705,35 +712,43 @@ class Proc:
         return None
 
 
-class SipUA:
-    """A background xdm-sipua whose JSON event lines are queued for `await`."""
+class EventProcess:
+    """A background process (xdm-sipua) that prints one JSON object per line on stdout: the
+    lines are queued as events for take(); stderr goes to its log. A line that is not a JSON
+    object becomes {"event": "raw", "line": ...} with keep_raw, else it is dropped. With stamp
+    every event gets its arrival time (time.monotonic()) as "_t"; with echo each line is also
+    printed on stderr. With stdin, command() writes lines to it."""
 
-    def __init__(self, dep, name, proc, args):
-        self.dep = dep
-        self.name = name
+    def __init__(self, name, argv, log, cwd=None, env=None, stdin=False, keep_raw=False,
+                 stamp=False, echo=False):
+        if not os.path.exists(argv[0]):
+            raise Fail("binary not found: %s" % argv[0])
+        self.name, self.argv, self.log = name, argv, log
+        self.keep_raw, self.stamp, self.echo = keep_raw, stamp, echo
         self.events = []
         self.cond = threading.Condition()
-        self.log = os.path.join(dep.tmp, "sipua-%s.log" % name)
-        binary = os.path.join(dep.build, BIN_SIPUA)
-        if not os.path.exists(binary):
-            raise Fail("binary not found: %s" % binary)
-        argv = [binary, "--server", "%s:%d" % (LOOPBACK, proc.sip_port)] + args
-        self.argv = argv
-        self.popen = spawn(argv, self.log, cwd=dep.tmp, env=dep.runner.env, stdout_pipe=True)
+        self.popen = spawn(argv, log, cwd=cwd, env=env, stdout_pipe=True, stdin_pipe=stdin)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self):
         for raw in self.popen.stdout:
+            now = time.monotonic()
             line = raw.decode("utf-8", "replace").strip()
             if not line:
                 continue
             try:
                 ev = json.loads(line)
                 if not isinstance(ev, dict):
-                    ev = {"event": "raw", "line": line}
+                    raise ValueError("not an object")
             except ValueError:
+                if not self.keep_raw:
+                    continue
                 ev = {"event": "raw", "line": line}
+            if self.stamp:
+                ev["_t"] = now
+            if self.echo:
+                print("  %s: %s" % (self.name, line), file=sys.stderr)
             with self.cond:
                 self.events.append(ev)
                 self.cond.notify_all()
@@ -742,6 +757,8 @@ class SipUA:
             self.cond.notify_all()
 
     def take(self, kind, timeout):
+        """The first queued event of that kind (removed from the queue), waiting up to timeout
+        s; fails when the process exited without one or none came in time."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
@@ -750,18 +767,42 @@ class SipUA:
                         return self.events.pop(i)
                 if any(e.get("event") == "exit" for e in self.events) and kind != "exit":
                     seen = [e for e in self.events if e.get("event") != "exit"]
-                    raise Fail("sipua %s exited (%s) without a '%s' event; pending events: "
-                               "%s\n%s" % (self.name, describe_rc(self.popen.poll()), kind,
-                                           json.dumps(seen)[:800], tail(self.log)))
+                    raise Fail("%s exited (%s) without a '%s' event; pending events: %s\n%s"
+                               % (self.name, describe_rc(self.popen.poll()), kind,
+                                  json.dumps(seen)[:800], tail(self.log)))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise Fail("sipua %s: no '%s' event within %.1fs; pending events: %s"
+                    raise Fail("%s: no '%s' event within %.1fs; pending events: %s"
                                % (self.name, kind, timeout, json.dumps(self.events)[:800]))
                 self.cond.wait(left)
 
+    def drain(self, kind):
+        """Every queued event of that kind, removed from the queue."""
+        with self.cond:
+            out = [e for e in self.events if e.get("event") == kind]
+            self.events = [e for e in self.events if e.get("event") != kind]
+            return out
+
+    def command(self, line):
+        self.popen.stdin.write((line + "\n").encode())
+        self.popen.stdin.flush()
+
     def stop(self):
-        stop_popen(self.popen, "sipua " + self.name, timeout=5)
+        """SIGTERM, 5 s for the exit, then SIGKILL."""
+        stop_popen(self.popen, self.name, timeout=5)
         self.reader.join(timeout=2)
+
+
+class SipUA(EventProcess):
+    """A background xdm-sipua of a case, subscribing at an XDMS's SIP port; its events are
+    queued for `await`."""
+
+    def __init__(self, dep, name, proc, args):
+        self.dep = dep
+        argv = [os.path.join(dep.build, BIN_SIPUA),
+                "--server", "%s:%d" % (LOOPBACK, proc.sip_port)] + args
+        super().__init__("sipua " + name, argv, os.path.join(dep.tmp, "sipua-%s.log" % name),
+                         cwd=dep.tmp, env=dep.runner.env, keep_raw=True)
 
 
 # Live deployments, so an interrupted run (Ctrl-C, SIGTERM) can still stop every process it
