@@ -65,24 +65,24 @@ RLS_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
 def make_certs(d, log):
     def key(name):
         run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", os.path.join(d, name + ".key")], log)
+                  "-out", os.path.join(d, name + ".key")], log)
 
     def ca(name, subj):
         key(name)
-        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"), "-days", "2",
-            "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
+        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"),
+                  "-days", "2", "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
 
     def leaf(name, subj, issuer, ext):
         key(name)
         csr = os.path.join(d, name + ".csr")
         run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
-            "-out", csr], log)
+                  "-out", csr], log)
         extf = os.path.join(d, name + ".ext")
         with open(extf, "w") as f:
             f.write(ext + "\n")
         run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
-            "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
-            "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
+                  "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
 
     ca("ca", "/CN=XDM Test CA")
     ca("rogue-ca", "/CN=Rogue CA")

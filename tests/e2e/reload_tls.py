@@ -48,11 +48,11 @@ def make_certs(d, log):
     neither (mismatch.key)."""
     def key(name):
         run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", os.path.join(d, name + ".key")], log)
+                  "-out", os.path.join(d, name + ".key")], log)
 
     key("ca")
     run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, "ca.key"), "-days", "2",
-        "-subj", "/CN=XDM Rotation Test CA", "-out", os.path.join(d, "ca.pem")], log)
+              "-subj", "/CN=XDM Rotation Test CA", "-out", os.path.join(d, "ca.pem")], log)
     ext = os.path.join(d, "server.ext")
     with open(ext, "w") as f:
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
@@ -60,10 +60,10 @@ def make_certs(d, log):
         key(name)
         csr = os.path.join(d, name + ".csr")
         run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
-            "-subj", "/CN=xcap %s" % name, "-out", csr], log)
+                  "-subj", "/CN=xcap %s" % name, "-out", csr], log)
         run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
-            "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-            "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
+                  "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
     key("mismatch")
     # The proxy's client certificates towards an XDMS (mutual TLS).
     with open(os.path.join(d, "client.ext"), "w") as f:
@@ -72,11 +72,11 @@ def make_certs(d, log):
         key(name)
         csr = os.path.join(d, name + ".csr")
         run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
-            "-subj", "/O=Example/CN=aggproxy %s" % name, "-out", csr], log)
+                  "-subj", "/O=Example/CN=aggproxy %s" % name, "-out", csr], log)
         run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
-            "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-            "-extfile", os.path.join(d, "client.ext"), "-out", os.path.join(d, name + ".pem")],
-           log)
+                  "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", os.path.join(d, "client.ext"),
+                  "-out", os.path.join(d, name + ".pem")], log)
 
 
 def fingerprint(pem_path):
