@@ -8,6 +8,7 @@ Python 3 standard library only. Every wait here is bounded in time; every proces
 its own PID (each runs in a session of its own, so a terminal's Ctrl-C does not reach it).
 """
 
+import json
 import os
 import re
 import shlex
@@ -19,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -369,9 +369,6 @@ class Server:
             self.popen.kill()
             self.popen.wait(timeout=10)
 
-    def killed(self):
-        return self.popen is not None and self.popen.returncode == -signal.SIGKILL
-
     def died(self):
         """A problem when it exited without being told to (reported once), else None."""
         if self.popen is not None and not self.expected_exit and self.popen.poll() is not None:
@@ -382,9 +379,6 @@ class Server:
 
     def output(self):
         return read_bytes(self.log)
-
-    def tail(self, lines=25):
-        return tail(self.log, lines)
 
 
 def run_tool(argv, log, cwd=None, env=None, timeout=60):
