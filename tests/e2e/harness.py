@@ -10,6 +10,7 @@ its own PID (each runs in a session of its own, so a terminal's Ctrl-C does not 
 
 import json
 import os
+import random
 import re
 import shlex
 import shutil
@@ -69,27 +70,42 @@ def expect(cond, what):
 
 _port_lock = threading.Lock()
 _ports_given = set()
+_random = random.SystemRandom()
+# Ports are picked below the kernel's ephemeral range (ip_local_port_range): that range is where
+# every outgoing connection and every bind to port 0 gets its port, so a port found free there
+# is easily taken before the server binds it. Above PICK_LOW: no well-known service.
+PICK_LOW = 10000
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(port, kind):
+    s = socket.socket(socket.AF_INET, kind)
+    try:
+        s.bind((LOOPBACK, port))
+        return s.getsockname()[1]
+    except OSError:
+        return None
+    finally:
+        s.close()
 
 
 def free_port(udp_too=False):
-    """A loopback port the kernel reports free (bind to port 0), never handed out twice in one
-    run, so parallel users do not collide. With udp_too the same number is also free for UDP
-    (the SIP listeners bind both)."""
+    """A loopback port free now for TCP (and, with udp_too, for UDP too: the SIP listeners bind
+    both), never handed out twice in one run, so parallel users do not collide. Picked at random
+    between PICK_LOW and the ephemeral range when there is room, else by binding port 0."""
+    low = _ephemeral_low()
     for _ in range(200):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind((LOOPBACK, 0))
-            port = t.getsockname()[1]
-            if udp_too:
-                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                try:
-                    u.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                finally:
-                    u.close()
-        finally:
-            t.close()
+        pick = _random.randrange(PICK_LOW, low) if low > PICK_LOW + 1000 else 0
+        port = _bindable(pick, socket.SOCK_STREAM)
+        if port is None or (udp_too and _bindable(port, socket.SOCK_DGRAM) is None):
+            continue
         with _port_lock:
             if port in _ports_given:
                 continue
@@ -238,22 +254,27 @@ def _connects(addr, family=socket.AF_INET):
         s.close()
 
 
+def _exited(popen, name, when):
+    """The failure of a process that exited at start: PortTaken when its log names a port it
+    could not listen on, else Fail; both with the log's tail."""
+    taken = taken_port(popen.log, popen.log_start)
+    msg = "%s exited with %s %s\n%s" % (name, describe_rc(popen.returncode), when,
+                                       tail(popen.log))
+    return PortTaken(msg, taken) if taken is not None else Fail(msg)
+
+
 def wait_ready(popen, name, port=None, socket_path=None, limit=20.0, line=b"listening",
                line_wait=3.0, line_required=False):
     """Waits until the process accepts connections: on LOOPBACK:port and/or its UNIX-domain
     socket (within `limit` s); then up to line_wait s for `line` in this incarnation's output
-    (the HTTP port may open before the SIP stack), failing only when line_required. Raises
-    PortTaken when it exited naming a taken port, else Fail, both with the log's tail."""
+    (the HTTP port may open before the SIP stack), failing only when line_required, or when it
+    exited meanwhile (a port that accepted may be another process's listener, or one of its own
+    listeners came up before another failed). Raises PortTaken when it exited naming a taken
+    port, else Fail, both with the log's tail."""
     deadline = time.monotonic() + limit
     while True:
-        rc = popen.poll()
-        if rc is not None:
-            taken = taken_port(popen.log, popen.log_start)
-            msg = "%s exited with %s before accepting connections\n%s" % (
-                name, describe_rc(rc), tail(popen.log))
-            if taken is not None:
-                raise PortTaken(msg, taken)
-            raise Fail(msg)
+        if popen.poll() is not None:
+            raise _exited(popen, name, "before accepting connections")
         if (port is None or _connects((LOOPBACK, port))) and \
                 (socket_path is None or _connects(socket_path, socket.AF_UNIX)):
             break
@@ -266,13 +287,14 @@ def wait_ready(popen, name, port=None, socket_path=None, limit=20.0, line=b"list
     if not line:
         return
     grace = time.monotonic() + line_wait
-    while time.monotonic() < grace:
-        if line in read_bytes(popen.log)[popen.log_start:]:
-            return
+    seen = False
+    while time.monotonic() < grace and not seen:
+        seen = line in read_bytes(popen.log)[popen.log_start:]
         if popen.poll() is not None:
-            break
-        time.sleep(0.05)
-    if line_required:
+            raise _exited(popen, name, "at start, after its port accepted a connection")
+        if not seen:
+            time.sleep(0.05)
+    if line_required and not seen:
         raise Fail("%s did not log %r within %.0fs\n%s" % (name, line.decode(), line_wait,
                                                            tail(popen.log)))
 

@@ -4,8 +4,9 @@ where a server's own words matter:
 
 - free_port never hands out a port twice, and with udp_too the port is free for UDP as well;
 - taken_port reads the port from both servers' messages (HTTP listener, SIP notifier);
-- retry_on_taken_port: an XDMS whose HTTP or SIP port was taken before it bound is started again
-  on the port repick() chose, and a port that cannot change ends the retries at once;
+- retry_on_taken_port: an XDMS whose HTTP or SIP port was taken before it bound (also by another
+  process's listener, to which the readiness probe connects) is started again on the port
+  repick() chose, and a port that cannot change ends the retries at once;
 - stop_popen: a process that ignores SIGTERM is killed after the bounded wait and that is
   reported; an exit status other than 0 or the signal is reported;
 - wait_ready: a process that exits at start fails with the tail of its log;
@@ -56,12 +57,15 @@ def xdms_argv(ws, name, http, sip):
             "--sip", "%s:%d" % (harness.LOOPBACK, sip), "--option", "metrics=off"]
 
 
-def retry_with_taken(ws, name, kind):
-    """Holds a port (bound, not listening: as an outgoing connection holds it) and starts an XDMS
-    on it; returns (the held port, the ports repick() was asked for, the server)."""
+def retry_with_taken(ws, name, kind, listen=False):
+    """Holds a port (bound, not listening: as an outgoing connection holds it; with listen, as
+    another process's server does) and starts an XDMS on it; returns (the held port, the ports
+    repick() was asked for, the server)."""
     held = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "http" else
                          socket.SOCK_DGRAM)
     held.bind((harness.LOOPBACK, 0))
+    if listen:
+        held.listen()
     taken = held.getsockname()[1]
     ports = {"http": harness.free_port(), "sip": harness.free_port(True)}
     ports[kind] = taken
@@ -83,6 +87,13 @@ def retry_with_taken(ws, name, kind):
 
 def check_retry_http_port(ws):
     taken, asked, srv = retry_with_taken(ws, "http-taken", "http")
+    expect(asked == [taken], "repick asked for %s, the taken port was %d" % (asked, taken))
+    expect(srv.running(), "the XDMS does not run after the retry")
+
+
+def check_retry_foreign_listener(ws):
+    """Another process listens on the port: a connection to it succeeds, yet the XDMS exits."""
+    taken, asked, srv = retry_with_taken(ws, "http-foreign", "http", listen=True)
     expect(asked == [taken], "repick asked for %s, the taken port was %d" % (asked, taken))
     expect(srv.running(), "the XDMS does not run after the retry")
 
@@ -168,7 +179,7 @@ def check_write_config(ws):
 
 
 CHECKS = [check_free_port, check_taken_port_messages, check_retry_http_port,
-          check_retry_sip_port, check_retry_gives_up, check_stop_bounded, check_wait_ready_exit,
+          check_retry_foreign_listener, check_retry_sip_port, check_retry_gives_up, check_stop_bounded, check_wait_ready_exit,
           check_write_config]
 
 
