@@ -21,19 +21,19 @@ process died or a sanitizer report appears in a log. Every loop is bounded in co
 Standard library only; Linux (reads /proc/PID/limits).
 """
 
-import argparse
 import os
 import re
 import resource
 import select
-import shutil
 import socket
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
+import run as e2e  # noqa: E402  (the case runner: HTTP and the Digest client)
+from harness import (LOOPBACK, Deployment, Fail, Settings, Tally, expect,  # noqa: E402
+                     script_args, selected)
 
 HEADER_TIMEOUT = 2      # seconds, set on every server here (default 10)
 PER_IP = 64             # max_connections_per_ip default
@@ -45,15 +45,6 @@ DOC_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
             b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
             b'<list name="friends"><entry uri="sip:bob@example.com"/></list></resource-lists>\n')
 DATE_RE = rb"Date: [A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT\r\n"
-
-
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
 
 
 def raw_response(status, reason, text):
@@ -70,39 +61,18 @@ BODY_408 = raw_response(408, "Request Timeout", "the request body arrived slower
 BAD_400 = raw_response(400, "Bad Request", "malformed request line")
 
 
-class Named:
-    def __init__(self, name):
-        self.name = name
-
-
-class Runner:
-    """What run.py's Deployment needs of its runner."""
-
-    def __init__(self, args):
-        self.build = os.path.abspath(args.build)
-        self.time_scale = float(os.environ.get("XDM_E2E_TIME_SCALE", "1"))
-        self.log_level = None
-        env = dict(os.environ)
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        self.env = env
-
-
 def deploy(ctx, name, procs, options, users=()):
-    dep = e2e.Deployment(ctx.runner, Named("conn-" + name))
+    dep = Deployment(ctx.runner, "conn-" + name)
     ctx.deps.append(dep)
     for label, uri, pw in users:
         dep.add_user(label, uri, pw)
     for proc, opts in options.items():
         dep.procs[proc].options += opts
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        if proc in procs:
-            dep.procs[proc].start()
-    return dep
+    return dep.start(procs)
 
 
 def addr_of(proc):
-    return (e2e.LOOPBACK, proc.http_port)
+    return (LOOPBACK, proc.http_port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,7 +206,7 @@ REFUSED_RE = re.compile(rb"^xdm_http_connections_refused_total (\d+)$", re.M)
 
 def refused_total(proc):
     """xdm_http_connections_refused_total from proc's admin listener (CLIENT's address)."""
-    r = http((e2e.LOOPBACK, proc.metrics_port), CLIENT, "GET", "/metrics")
+    r = http((LOOPBACK, proc.metrics_port), CLIENT, "GET", "/metrics")
     m = REFUSED_RE.search(r.body)
     expect(r.status == 200 and m, "/metrics: %d, no xdm_http_connections_refused_total" % r.status)
     return int(m.group(1))
@@ -447,7 +417,7 @@ CHECKS = [check_slow_heads_proxy, check_slow_heads_xdms, check_slow_body,
 
 class Context:
     def __init__(self, args):
-        self.runner = Runner(args)
+        self.runner = Settings.of(args)
         self.verbose = args.verbose
         self.deps = []
         self.proxy_dep = None
@@ -463,50 +433,32 @@ class Context:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = script_args(__doc__)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 2000:
         print("conn_limits: the open-file hard limit (%d) is below the 2000 this test needs" % hard)
         print("counts: 0 passed, 1 failed")
         return 1
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
+    tally = Tally()
     ctx = Context(args)
+    errors = (Fail, OSError)
+
+    def alive():
+        for d in ctx.deps:
+            d.check_alive()
+
     try:
         ctx.setup()
-        for c in checks:
-            t0 = time.monotonic()
-            try:
-                c(ctx)
-                for d in ctx.deps:
-                    d.check_alive()
-                passed += 1
-                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            except (Fail, e2e.CaseError, OSError) as e:
-                failed += 1
-                print("FAIL %s (%.1fs): %s" % (c.__name__[6:], time.monotonic() - t0, e))
-            sys.stdout.flush()
-    except (Fail, e2e.CaseError, OSError) as e:
-        failed += 1
-        print("FAIL setup: %s" % e)
+        for c in selected(CHECKS, args.filter):
+            tally.check(c.__name__[6:], c, ctx, errors=errors, after=alive)
+    except errors as e:
+        tally.fail("setup: %s" % e)
     finally:
         for d in ctx.deps:
-            problems = d.shutdown() + d.sanitizer_reports()
-            for msg in problems:
-                failed += 1
-                print("FAIL %s" % msg)
-            if args.keep or problems or failed:
-                print("kept %s" % d.tmp)
-            else:
-                shutil.rmtree(d.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+            for msg in d.finish(args.keep or tally.failed):
+                tally.fail(msg)
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ in PUTs and seconds. Prints one PASS/FAIL line per check, the measured gaps, and
 passed, F failed`. Standard library only.
 """
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -35,22 +34,20 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
-import xdmcluster  # noqa: E402
+import xdmcluster  # noqa: E402  (the cluster: PostgreSQL, XDMS instances, the proxy)
+from harness import (SOURCE_ROOT, Fail, Tally, logs_in, run_tool, sanitizer_reports,  # noqa: E402
+                     script_args, spawn, stop_popen, write_config)
 
 XUI = "sip:alice@example.com"
 USER, PASSWORD = "alice", "failover-secret"
 CT = "application/resource-lists+xml"
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 WRITERS = 4
 PUTS_PER_WRITER = 400  # upper bound; the time bound below usually ends the writers first
 REQUEST_TIMEOUT = 20   # seconds per request: longer than pg_timeout and the proxy's deadline
 PG_TIMEOUT = 2         # pg_timeout of the XDMS in these checks (503 after it)
 ROUTE_AROUND = 1.0     # seconds after an instance's death within which the proxy avoids it
-
-
-class Fail(Exception):
-    pass
 
 
 def body(writer, version):
@@ -270,9 +267,8 @@ class Env:
     def __init__(self, args, name, **kw):
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="xdm-fo-%s-" % name[:12])
-        conf = os.path.join(self.tmp, "xdm.conf")
-        with open(conf, "w") as f:
-            f.write("# written by failover.py\n[xdms]\nlog_level = %s\n" % args.log_level)
+        conf = write_config(os.path.join(self.tmp, "xdm.conf"),
+                            {"xdms": {"log_level": args.log_level}}, "written by failover.py")
         self.cluster = xdmcluster.Cluster(args.build, self.tmp, config=conf, ports="free",
                                           instances=2, store=args.store, **kw)
 
@@ -291,14 +287,7 @@ class Env:
         for name, rc in sorted(rcs.items()):
             if rc not in (0, -15) and not next(s for s in c.servers() if s.name == name).killed:
                 problems.append("%s exited with status %s when stopped" % (name, rc))
-        logs = sorted(os.path.join(c.logs, f) for f in os.listdir(c.logs)) if c.logs else []
-        for log in logs:
-            with open(log, "rb") as f:
-                for line in f.read().decode("utf-8", "replace").split("\n"):
-                    if any(p in line for p in SANITIZER):
-                        problems.append("sanitizer report in %s: %s" % (
-                            os.path.basename(log), line.strip()[:300]))
-                        break
+        problems += sanitizer_reports(logs_in(c.logs) if c.logs else [])
         if (failed or problems) and (self.args.keep or self.args.verbose):
             print("    kept: %s" % self.tmp)
         elif not self.args.keep:
@@ -408,16 +397,14 @@ def check_cluster_run(env, out):
     import subprocess
     c = env.cluster
     ready = os.path.join(c.data, "ready.json")
-    subprocess.run([os.path.join(c.build, "tools/xdmctl"), "--data", c.data, "user", "add", XUI,
-                    "--password", PASSWORD], check=True, stdout=subprocess.DEVNULL)
+    run_tool([os.path.join(c.build, "tools/xdmctl"), "--data", c.data, "user", "add", XUI,
+              "--password", PASSWORD], os.path.join(c.data, "xdmctl.log"))
     log = os.path.join(c.data, "run.log")
-    argv = [sys.executable, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools",
-                                         "xdmcluster.py"), "run", "--build", c.build,
-            "--data", c.data, "--config", c.config, "--ports", "free", "--store", c.store,
-            "--logs", "--ready-file", ready] + ["--xdms-option=" + o for o in c.xdms_options]
-    with open(log, "wb") as lf:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    argv = [sys.executable, os.path.join(SOURCE_ROOT, "tools", "xdmcluster.py"), "run",
+            "--build", c.build, "--data", c.data, "--config", c.config, "--ports", "free",
+            "--store", c.store, "--logs", "--ready-file", ready] + [
+                "--xdms-option=" + o for o in c.xdms_options]
+    p = spawn(argv, log)
     try:
         deadline = time.monotonic() + 120
         while not os.path.exists(ready):
@@ -465,8 +452,7 @@ def check_cluster_run(env, out):
             time.monotonic() - t0))
     finally:
         if p.poll() is None:
-            p.kill()
-            p.wait()
+            stop_popen(p, "xdmcluster.py run", signal.SIGKILL)
             for s in subprocess.run(["ps", "-o", "pid=", "--ppid", str(p.pid)],
                                     stdout=subprocess.PIPE, text=True).stdout.split():
                 os.kill(int(s), signal.SIGKILL)
@@ -482,50 +468,41 @@ CHECKS = [
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--store", choices=("postgresql", "lmdb"), default="postgresql")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    ap.add_argument("--log-level", default="warn", help="log_level of the servers")
-    args = ap.parse_args()
-    passed = failed = 0
+    args = script_args(__doc__, (("--store",), {"choices": ("postgresql", "lmdb"),
+                                                "default": "postgresql"}),
+                       (("--log-level",), {"default": "warn",
+                                           "help": "log_level of the servers"}))
+    tally = Tally()
     for name, fn, stores in CHECKS:
         if args.filter and not any(f in name for f in args.filter):
             continue
         if args.store not in stores:
             print("SKIP %s: needs store %s" % (name, " or ".join(stores)))
             continue
-        t0 = time.monotonic()
-        out, problems = [], []
-        env = None
-        try:
-            env = Env(args, name, xdms_options=["pg_timeout=%d" % PG_TIMEOUT]
-                      if args.store == "postgresql" else [])
-            fn(env, out)
-        except (Fail, RuntimeError) as e:
-            problems.append(str(e))
-        except Exception as e:  # a harness error must not hide the other check
-            import traceback
-            problems.append("error: %r\n%s" % (e, traceback.format_exc()))
-        finally:
-            if env is not None:
-                problems += env.finish(bool(problems))
-        secs = time.monotonic() - t0
-        if problems:
-            failed += 1
-            print("FAIL %s (%.1fs): %s" % (name, secs, problems[0]))
-            for p in problems[1:]:
-                print("    " + p)
-        else:
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, secs))
-        for l in out:
-            print("    " + l)
+        out = []
+
+        def run():
+            env, problems = None, []
+            try:
+                env = Env(args, name, xdms_options=["pg_timeout=%d" % PG_TIMEOUT]
+                          if args.store == "postgresql" else [])
+                fn(env, out)
+            except (Fail, RuntimeError) as e:
+                problems.append(str(e))
+            except Exception as e:  # a harness error must not hide the other check
+                import traceback
+                problems.append("error: %r\n%s" % (e, traceback.format_exc()))
+            finally:
+                if env is not None:
+                    problems += env.finish(bool(problems))
+            if problems:
+                raise Fail("\n    ".join(problems))
+
+        tally.check(name, run, errors=(Fail,))
+        for line in out:
+            print("    " + line)
         sys.stdout.flush()
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 0 if failed == 0 else 1
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -10,20 +10,18 @@ never finishes holds the stop no longer than shutdown_timeout. Prints one PASS/F
 check and `counts: P passed, F failed`. Standard library only.
 """
 
-import argparse
 import http.client
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_tls_gaa import (LOOPBACK, SANITIZER, Digest, Fail, Proc, Resp, expect,  # noqa: E402
-                           free_port, sh, tail)
+from harness import (LOOPBACK, Fail, Tally, Workspace, expect, free_port,  # noqa: E402
+                     script_args, selected, tail)
+from proxy_tls_gaa import Digest, Resp  # noqa: E402  (the Digest client)
 
 XUI = "sip:alice@example.com"
 CT = "application/resource-lists+xml"
@@ -36,57 +34,32 @@ BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
 EXIT_WAIT = 15  # seconds a stopping process may take in these checks at most
 
 
-class Env:
+class Env(Workspace):
     """A fresh deployment per check: one XDMS (shared-list) and, when asked, the proxy."""
 
     def __init__(self, args, name, proxy=False, options=()):
-        self.build = os.path.abspath(args.build)
-        self.verbose = args.verbose
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-stop-%s-" % name[:16])
-        self.data = os.path.join(self.tmp, "data")
-        os.makedirs(self.data)
-        self.logs, self.procs = [], []
-        self.conf = os.path.join(self.tmp, "xdm.conf")
-        open(self.conf, "w").write("# no admin listeners: parallel runs share no port\n"
-                                   "[xdms]\nmetrics = off\n[aggproxy]\nmetrics = off\n")
+        # No admin listeners: parallel runs share no port.
+        super().__init__(args.build, "xdm-e2e-stop-%s-" % name[:16], args.verbose,
+                         conf={"xdms": {"metrics": "off"}, "aggproxy": {"metrics": "off"}})
         self.xdms_port, self.port = free_port(), free_port()
         opts = []
         for kv in options:
             opts += ["--option", kv]
         self.socket = os.path.join(self.data, "shared-list", "xdms.sock")
-        self.xdms = Proc(self, "shared-list", [
-            os.path.join(self.build, "xdms/xdms"), "--role", "shared-list", "--config", self.conf,
+        self.xdms = self.server("shared-list", [
+            self.binary("xdms/xdms"), "--role", "shared-list", "--config", self.conf,
             "--data", os.path.join(self.data, "shared-list"),
             "--http", "%s:%d" % (LOOPBACK, self.xdms_port), "--sip", "%s:0" % LOOPBACK,
-            "--xcap-root", "http://%s:%d/xcap-root/" % (LOOPBACK, self.port)] + opts)
-        self.xdms.start(self.xdms_port)
-        self.procs.append(self.xdms)
+            "--xcap-root", "http://%s:%d/xcap-root/" % (LOOPBACK, self.port)] + opts,
+            port=self.xdms_port)
         self.proxy = None
         if proxy:
-            self.proxy = Proc(self, "proxy", [
-                os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+            self.proxy = self.server("proxy", [
+                self.binary("aggproxy/aggproxy"), "--config", self.conf,
                 "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
                 "--http", "%s:%d" % (LOOPBACK, self.port),
-                "--option", "shared_list_url=unix:" + self.socket] + opts)
-            self.proxy.start(self.port)
-            self.procs.append(self.proxy)
-            sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data, "user", "add",
-                XUI, "--password", "secret"], os.path.join(self.tmp, "xdmctl.log"))
-
-    def shutdown(self):
-        problems = []
-        for p in reversed(self.procs):
-            msg = p.stop()
-            if msg:
-                problems.append(msg)
-        for log in self.logs:
-            text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) \
-                else ""
-            for line in text.split("\n"):
-                if any(s in line for s in SANITIZER):
-                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
-                    break
-        return problems
+                "--option", "shared_list_url=unix:" + self.socket] + opts, port=self.port)
+            self.xdmctl("user", "add", XUI, "--password", "secret")
 
 
 def head(target, extra=()):
@@ -145,9 +118,9 @@ def check_xdms_finishes_put(env):
     expect(status == 201, "PUT across SIGTERM: %d %s" % (status, body))
     wait_exit(env.xdms)
     # The answer was durable: a new process on the same data has the document.
-    env.xdms.log = os.path.join(env.tmp, "shared-list.restart.log")
+    env.xdms.log = env.path("shared-list.restart.log")
     env.logs.append(env.xdms.log)
-    env.xdms.start(env.xdms_port)
+    env.xdms.start()
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(15)
     s.connect(env.socket)
@@ -202,39 +175,13 @@ CHECKS = [(check_xdms_finishes_put, {}), (check_proxy_finishes_put, {"proxy": Tr
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    checks = [(c, kw) for c, kw in CHECKS
-              if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
-    for c, kw in checks:
-        t0 = time.monotonic()
-        env, problem = None, None
-        try:
-            env = Env(args, c.__name__[6:], **kw)
-            c(env)
-        except (Fail, OSError, http.client.HTTPException) as e:
-            problem = str(e)
-        if env is not None:
-            extra = env.shutdown()
-            if extra and not problem:
-                problem = "; ".join(extra)
-        if problem:
-            failed += 1
-            print("FAIL %s: %s" % (c.__name__[6:], problem))
-            if env is not None:
-                print("kept %s" % env.tmp)
-        else:
-            passed += 1
-            print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            if env is not None and not args.keep:
-                shutil.rmtree(env.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    args = script_args(__doc__)
+    tally = Tally()
+    for c, kw in selected(CHECKS, args.filter, lambda c: c[0].__name__):
+        name = c.__name__[6:]
+        tally.check_fresh(name, lambda: Env(args, name, **kw), c, args.keep,
+                          errors=(Fail, OSError, http.client.HTTPException))
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -23,24 +23,23 @@ passed, F failed`; exits non-zero when a check failed, a process died or a sanit
 appears in a log. Prometheus is stopped by its PID. Every wait is bounded in time.
 """
 
-import argparse
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import types
 import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
+import run as e2e  # noqa: E402  (the case runner: HTTP and the Digest client)
+from harness import (LOOPBACK, XDMS_ROLES, Deployment, Fail, Server, Settings,  # noqa: E402
+                     Tally, describe_rc, expect, free_port, script_args, selected, tail)
 
 ALICE = "sip:alice@example.com"
 DOC = "/xcap-root/resource-lists/users/%s/index" % ALICE
@@ -48,16 +47,7 @@ DOC_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
             b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
             b'<list name="friends"><entry uri="sip:bob@example.com"/></list></resource-lists>\n')
 CLIENT_ID = "client-chosen-id-1"
-JOBS = ("aggproxy",) + e2e.XDMS_ROLES  # job name = process; the proxy's Proc is "proxy"
-
-
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
+JOBS = ("aggproxy",) + XDMS_ROLES  # job name = process; the proxy's Proc is "proxy"
 
 
 def proc_of(dep, job):
@@ -73,9 +63,7 @@ def get(url, timeout=10):
 class Ctx:
     def __init__(self, args):
         self.args = args
-        self.runner = e2e.Runner(types.SimpleNamespace(
-            build=args.build, keep=args.keep, verbose=args.verbose, log_level=None,
-            time_scale=float(os.environ.get("XDM_E2E_TIME_SCALE", "1"))))
+        self.runner = Settings.of(args)
         self.dep = None
         self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-prom-")
         self.prom = None
@@ -112,7 +100,7 @@ def check_promtool(ctx):
     """Every process's /metrics passes `promtool check metrics` without a single remark."""
     for job in JOBS:
         p = proc_of(ctx.dep, job)
-        status, headers, body = get("http://%s:%d/metrics" % (e2e.LOOPBACK, p.metrics_port))
+        status, headers, body = get("http://%s:%d/metrics" % (LOOPBACK, p.metrics_port))
         expect(status == 200, "%s /metrics: %d" % (job, status))
         expect(headers.get("Content-Type") == "text/plain; version=0.0.4; charset=utf-8",
                "%s /metrics Content-Type %r" % (job, headers.get("Content-Type")))
@@ -130,23 +118,20 @@ def check_promtool(ctx):
 def check_prometheus_scrape(ctx):
     """A Prometheus server scrapes all four admin listeners; its query API shows every target up
     and xdm_build_info and xdm_http_requests_total for each job."""
-    port = e2e.free_port()
+    port = free_port()
     conf = os.path.join(ctx.tmp, "prometheus.yml")
     with open(conf, "w") as f:
         f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n")
         for job in JOBS:
             p = proc_of(ctx.dep, job)
             f.write("  - job_name: %s\n    static_configs:\n      - targets: ['%s:%d']\n" % (
-                job, e2e.LOOPBACK, p.metrics_port))
+                job, LOOPBACK, p.metrics_port))
     log_path = os.path.join(ctx.tmp, "prometheus.log")
-    with open(log_path, "wb") as lf:
-        ctx.prom = subprocess.Popen(
-            ["prometheus", "--config.file=" + conf,
-             "--storage.tsdb.path=" + os.path.join(ctx.tmp, "tsdb"),
-             "--web.listen-address=%s:%d" % (e2e.LOOPBACK, port)],
-            stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT, cwd=ctx.tmp,
-            start_new_session=True)
-    api = "http://%s:%d/api/v1/query?query=" % (e2e.LOOPBACK, port)
+    ctx.prom = Server("prometheus", [
+        "prometheus", "--config.file=" + conf,
+        "--storage.tsdb.path=" + os.path.join(ctx.tmp, "tsdb"),
+        "--web.listen-address=%s:%d" % (LOOPBACK, port)], log_path, cwd=ctx.tmp).start(wait=False)
+    api = "http://%s:%d/api/v1/query?query=" % (LOOPBACK, port)
 
     def jobs_with(query):
         try:
@@ -162,8 +147,8 @@ def check_prometheus_scrape(ctx):
     deadline = time.monotonic() + 60 * ctx.runner.time_scale
     seen = {}
     while time.monotonic() < deadline:
-        expect(ctx.prom.poll() is None, "prometheus exited (%s):\n%s" % (
-            e2e.describe_rc(ctx.prom.returncode), e2e.tail(log_path)))
+        expect(ctx.prom.running(), "prometheus exited (%s):\n%s" % (
+            describe_rc(ctx.prom.popen.returncode), tail(log_path)))
         seen = {q: jobs_with(q) for q in queries}
         if all(seen[q] >= set(JOBS) for q in queries):
             break
@@ -171,7 +156,7 @@ def check_prometheus_scrape(ctx):
     ctx.log("prometheus saw: %r" % seen)
     for q in queries:
         expect(seen.get(q, set()) >= set(JOBS), "query %r: jobs %s, wanted %s\n%s" % (
-            q, sorted(j for j in seen.get(q, set()) if j), sorted(JOBS), e2e.tail(log_path)))
+            q, sorted(j for j in seen.get(q, set()) if j), sorted(JOBS), tail(log_path)))
 
 
 def log_text(proc):
@@ -211,7 +196,7 @@ def check_access_log_text(ctx):
 def check_access_log_json(ctx):
     """access_log = json: every access line is one JSON object; the PUT's id is the same at the
     proxy and at the XDMS."""
-    dep = e2e.Deployment(ctx.runner, types.SimpleNamespace(name="prom-json"))
+    dep = Deployment(ctx.runner, "prom-json")
     ctx.extra.append(dep)
     dep.add_user("alice", ALICE, "secret")
     for n in ("shared-list", "presence", "rls", "proxy"):
@@ -264,7 +249,7 @@ def check_docs_snippets(ctx):
         expect(r.returncode == 0 and "SUCCESS" in out,
                "promtool check %s of the docs' snippet: exit %d:\n%s" % (kind, r.returncode, out))
     # Every xdm_ series an alert uses exists (histograms by their _bucket series).
-    status, _, body = get("http://%s:%d/metrics" % (e2e.LOOPBACK,
+    status, _, body = get("http://%s:%d/metrics" % (LOOPBACK,
                                                     ctx.dep.procs["shared-list"].metrics_port))
     expect(status == 200, "/metrics: %d" % status)
     exposed = set(re.findall(r"^(xdm_[a-z_]+)", body.decode(), re.M))
@@ -277,64 +262,37 @@ CHECKS = [check_promtool, check_prometheus_scrape, check_docs_snippets, check_ac
           check_access_log_json]
 
 
-def stop_prometheus(ctx):
-    if ctx.prom is None or ctx.prom.poll() is not None:
-        return
-    os.kill(ctx.prom.pid, signal.SIGTERM)
-    try:
-        ctx.prom.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.kill(ctx.prom.pid, signal.SIGKILL)
-        ctx.prom.wait(timeout=5)
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = script_args(__doc__)
     ctx = Ctx(args)
-    passed = failed = 0
+    tally = Tally()
+
+    def alive():
+        for d in [ctx.dep] + ctx.extra:
+            d.check_alive()
+
     try:
         for tool in ("promtool", "prometheus"):
             expect(shutil.which(tool), "%s not found: install the Debian package prometheus" % tool)
-        ctx.dep = e2e.Deployment(ctx.runner, types.SimpleNamespace(name="prom"))
+        ctx.dep = Deployment(ctx.runner, "prom")
         ctx.dep.add_user("alice", ALICE, "secret")
-        for r in e2e.XDMS_ROLES:
-            ctx.dep.procs[r].start()
-        ctx.dep.procs["proxy"].start()
+        ctx.dep.start()
         ctx.traffic()
-        for c in CHECKS:
-            t0 = time.monotonic()
-            try:
-                c(ctx)
-                for d in [ctx.dep] + ctx.extra:
-                    d.check_alive()
-                passed += 1
-                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            except (Fail, e2e.CaseError, OSError, ValueError, subprocess.SubprocessError) as e:
-                failed += 1
-                print("FAIL %s (%.1fs): %s" % (c.__name__[6:], time.monotonic() - t0, e))
-            sys.stdout.flush()
-    except (Fail, e2e.CaseError, OSError) as e:
-        failed += 1
-        print("FAIL setup: %s" % e)
+        for c in selected(CHECKS, args.filter):
+            tally.check(c.__name__[6:], c, ctx, after=alive)
+    except (Fail, OSError) as e:
+        tally.fail("setup: %s" % e)
     finally:
-        stop_prometheus(ctx)
+        if ctx.prom is not None:
+            ctx.prom.stop(timeout=15)  # Prometheus is stopped by its PID
         for dep in ([ctx.dep] if ctx.dep else []) + ctx.extra:
-            problems = dep.shutdown() + dep.sanitizer_reports()
-            for msg in problems:
-                failed += 1
-                print("FAIL %s" % msg)
-            if args.keep or problems or failed:
-                print("kept %s %s" % (dep.tmp, ctx.tmp))
-            else:
-                shutil.rmtree(dep.tmp, ignore_errors=True)
-        if not (args.keep or failed):
+            for msg in dep.finish(args.keep or tally.failed):
+                tally.fail(msg)
+        if args.keep or tally.failed:
+            print("kept %s" % ctx.tmp)
+        else:
             shutil.rmtree(ctx.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -38,45 +38,26 @@ failed or a sanitizer report appears in a server's output. Standard library only
 
 import argparse
 import http.client
-import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import pglocal  # noqa: E402  (local PostgreSQL servers)
-SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
+from harness import (TIME_SCALE as SCALE, EventProcess, Fail, Server, expect,  # noqa: E402
+                     free_port, has_sanitizer_report, server_env, write_config)
 USER = "sip:alice@example.com"
 DOC_SEL = "resource-lists/users/%s/index" % USER
 DOC_PATH = "/xcap-root/" + DOC_SEL
 LEASE = 3  # instance_lease of both instances, seconds
 P99_BOUND_MS = 250  # the failure bound; the target (50 ms) is printed next to the figure
-SCALE = float(os.environ.get("XDM_E2E_TIME_SCALE", "1"))
-
-
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def doc(i):
@@ -97,19 +78,20 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-class Xdms:
+class Xdms(Server):
+    """One instance: ready when its HTTP port and its UNIX-domain socket accept connections and
+    it logged `listening`."""
+
     def __init__(self, build, tmp, name, data, xcap_root, contact, verbose, conninfo=None):
-        self.name = name
         self.http = free_port()
-        self.sip = free_port()
+        self.sip = free_port(udp_too=True)
         self.metrics = free_port()
-        self.socket = os.path.join(tmp, "%s.sock" % name)
-        self.log_path = os.path.join(tmp, "xdms-%s.log" % name)
-        self.argv = [
+        sock = os.path.join(tmp, "%s.sock" % name)
+        argv = [
             os.path.join(build, "xdms", "xdms"), "--role", "shared-list",
             "--config", os.path.join(tmp, "xdm.conf"), "--data", data,
             "--http", "127.0.0.1:%d" % self.http, "--sip", "127.0.0.1:%d" % self.sip,
-            "--socket", self.socket, "--xcap-root", xcap_root,
+            "--socket", sock, "--xcap-root", xcap_root,
             "--option", "instance=%s" % name, "--option", "instance_lease=%d" % LEASE,
             "--option", "notify_poll_ms=20", "--option", "notify_min_interval_ms=0",
             "--option", "sip_contact=%s" % contact,
@@ -119,52 +101,19 @@ class Xdms:
         ] + (["--log-level", "debug"] if verbose else []) + (
             ["--option", "store=postgresql", "--option", "pg_conninfo=%s" % conninfo]
             if conninfo else [])
-        self.p = None
-        self.log = None
-
-    def start(self):
-        self.log = open(self.log_path, "ab")
-        self.p = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        end = time.monotonic() + 20 * SCALE
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.http), timeout=1).close()
-                if os.path.exists(self.socket) and b"listening" in self.output():
-                    return
-                raise OSError("not yet")
-            except OSError:
-                if self.p.poll() is not None or time.monotonic() > end:
-                    raise Fail("instance %s did not start:\n%s" %
-                               (self.name, self.output().decode(errors="replace")[-2000:]))
-                time.sleep(0.05)
-
-    def output(self):
-        with open(self.log_path, "rb") as f:
-            return f.read()
+        super().__init__(name, argv, os.path.join(tmp, "xdms-%s.log" % name), port=self.http,
+                         socket=sock, env=server_env(), line_required=True, line_wait=20)
 
     def term(self):
-        self.p.send_signal(signal.SIGTERM)
-        self.p.wait(timeout=10 * SCALE)
-        self.log.close()
-        expect(self.p.returncode == 0, "instance %s exited %d" % (self.name, self.p.returncode))
-
-    def kill9(self):
-        self.p.send_signal(signal.SIGKILL)
-        self.p.wait(timeout=10)
-        self.log.close()
+        """SIGTERM; it must exit 0 within 10 s."""
+        super().term()
+        rc = self.wait_exit(10 * SCALE)
+        expect(rc == 0, "instance %s exited %d" % (self.name, rc))
 
     def stop(self):
-        if self.p and self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-                raise Fail("instance %s did not stop within 10 s of SIGTERM" % self.name)
-        if self.log and not self.log.closed:
-            self.log.close()
+        msg = super().stop()
+        if msg and "did not exit" in msg:
+            raise Fail("instance %s did not stop within 10 s of SIGTERM" % self.name)
 
     def metric(self, name):
         conn = http.client.HTTPConnection("127.0.0.1", self.metrics, timeout=10 * SCALE)
@@ -186,64 +135,6 @@ class Xdms:
         conn.close()
         expect(r.status in (200, 201) and etag, "PUT on %s: %d" % (self.name, r.status))
         return etag
-
-
-class Sub:
-    """The xdm-sipua subscriber; its JSON lines are queued with their arrival time."""
-
-    def __init__(self, argv, log, verbose):
-        self.events = []
-        self.cond = threading.Condition()
-        self.verbose = verbose
-        self.log = open(log, "wb")
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
-                                  stdin=subprocess.PIPE, start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for raw in self.p.stdout:
-            now = time.monotonic()
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            ev["_t"] = now
-            if self.verbose:
-                print("  sipua: %s" % raw.decode(errors="replace").rstrip(), file=sys.stderr)
-            with self.cond:
-                self.events.append(ev)
-                self.cond.notify_all()
-        with self.cond:
-            self.events.append({"event": "exit"})
-            self.cond.notify_all()
-
-    def take(self, kind, timeout):
-        end = time.monotonic() + timeout * SCALE
-        with self.cond:
-            while True:
-                for i, ev in enumerate(self.events):
-                    if ev.get("event") == kind:
-                        return self.events.pop(i)
-                    if ev.get("event") == "exit":
-                        raise Fail("the subscriber exited before a %s event" % kind)
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise Fail("no %s event within %.1f s" % (kind, timeout * SCALE))
-                self.cond.wait(left)
-
-    def command(self, line):
-        self.p.stdin.write((line + "\n").encode())
-        self.p.stdin.flush()
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        self.log.close()
 
 
 DOC_RE = re.compile(r"<document\b([^>]*)>")
@@ -271,7 +162,7 @@ class Scenario:
         self.tmp = tmp
         self.results = []
         data = os.path.join(tmp, "data")
-        open(os.path.join(tmp, "xdm.conf"), "w").close()
+        write_config(os.path.join(tmp, "xdm.conf"))
         self.lb = "sip:127.0.0.1:%d" % free_port()  # the shared address (a balancer's)
         root = "http://127.0.0.1:8080/xcap-root/"
         self.a = Xdms(args.build, tmp, "a", data, root, self.lb, args.verbose, conninfo)
@@ -291,7 +182,7 @@ class Scenario:
             raise
 
     def notify_from(self, inst, timeout):
-        ev = self.sub.take("notify", timeout)
+        ev = self.sub.take("notify", timeout * SCALE)
         via = ev.get("via")
         expect(via == "127.0.0.1:%d" % inst.sip,
                "NOTIFY from %s, expected instance %s (127.0.0.1:%d)" % (via, inst.name, inst.sip))
@@ -304,11 +195,12 @@ class Scenario:
     def subscribe_b(self, log):
         ua = os.path.join(self.args.build, "tests", "sipua", "xdm-sipua")
         self.cseq = 0
-        self.sub = Sub([ua, "--server", "127.0.0.1:%d" % self.b.sip, "--target", USER,
-                        "--entry", DOC_SEL, "--event-param", "diff-processing=xcap-patching",
-                        "--duration", "600", "--stdin-commands"],
-                       os.path.join(self.tmp, log), self.args.verbose)
-        r = self.sub.take("response", 10)
+        self.sub = EventProcess(
+            "the subscriber", [ua, "--server", "127.0.0.1:%d" % self.b.sip, "--target", USER,
+                               "--entry", DOC_SEL, "--event-param", "diff-processing=xcap-patching",
+                               "--duration", "600", "--stdin-commands"],
+            os.path.join(self.tmp, log), stdin=True, stamp=True, echo=self.args.verbose)
+        r = self.sub.take("response", 10 * SCALE)
         expect(r.get("status") == 200, "SUBSCRIBE on b: %s" % r.get("status"))
         expect(r.get("contact") == self.lb,
                "200 Contact %r, expected the shared %s" % (r.get("contact"), self.lb))
@@ -342,11 +234,11 @@ class Scenario:
         # The balancer sends an in-dialog SUBSCRIBE to a while b holds the dialog: 503, and the
         # subscription goes on; then to b again.
         self.sub.command("refresh 127.0.0.1:%d" % self.a.sip)
-        r = self.sub.take("response", 10)
+        r = self.sub.take("response", 10 * SCALE)
         expect(r.get("kind") == "refresh" and r.get("status") == 503,
                "refresh at a while b lives: %s %s" % (r.get("kind"), r.get("status")))
         self.sub.command("refresh 127.0.0.1:%d" % self.b.sip)
-        r = self.sub.take("response", 10)
+        r = self.sub.take("response", 10 * SCALE)
         expect(r.get("status") == 200, "refresh at b: %s" % r.get("status"))
         ev = self.notify_from(self.b, 5)
         expect(documents(ev["body"]) == [(None, self.etag)],
@@ -377,7 +269,7 @@ class Scenario:
 
     def step_refresh_unsubscribe_at_new_owner(self):
         self.sub.command("refresh 127.0.0.1:%d" % self.a.sip)
-        r = self.sub.take("response", 10)
+        r = self.sub.take("response", 10 * SCALE)
         expect(r.get("kind") == "refresh" and r.get("status") == 200,
                "refresh at a: %s %s" % (r.get("kind"), r.get("status")))
         expect(r.get("contact") == self.lb, "refresh 200 Contact %r" % r.get("contact"))
@@ -385,13 +277,13 @@ class Scenario:
         expect(documents(ev["body"]) == [(None, self.etag)],
                "refresh NOTIFY: %s" % documents(ev["body"]))
         self.sub.command("unsubscribe")
-        r = self.sub.take("response", 10)
+        r = self.sub.take("response", 10 * SCALE)
         expect(r.get("kind") == "unsubscribe" and r.get("status") == 200,
                "un-SUBSCRIBE at a: %s %s" % (r.get("kind"), r.get("status")))
         ev = self.notify_from(self.a, 5)
         expect((ev.get("subscription_state") or "").startswith("terminated"),
                "final NOTIFY: %s" % ev.get("subscription_state"))
-        self.sub.p.wait(timeout=10 * SCALE)
+        self.sub.popen.wait(timeout=10 * SCALE)
 
     def step_graceful_handover(self):
         self.sub.stop()
@@ -418,7 +310,7 @@ class Scenario:
         taken = self.a.metric("xdm_sip_subscriptions_taken_over_total")
         expect(taken == 2, "xdm_sip_subscriptions_taken_over_total of a: %d" % taken)
         self.sub.command("unsubscribe 127.0.0.1:%d" % self.a.sip)
-        r = self.sub.take("response", 10)
+        r = self.sub.take("response", 10 * SCALE)
         expect(r.get("status") == 200, "un-SUBSCRIBE at a: %s" % r.get("status"))
 
     def run(self):
@@ -445,7 +337,7 @@ class Scenario:
                     print("FAIL stop: %s" % e)
                     self.results.append(False)
         for x in (self.a, self.b):
-            if x.p and SANITIZER_RE.search(x.output()):
+            if x.popen and has_sanitizer_report(x.output()):
                 print("FAIL sanitizer report in instance %s:\n%s" %
                       (x.name, x.output().decode(errors="replace")[-3000:]))
                 self.results.append(False)

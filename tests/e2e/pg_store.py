@@ -23,7 +23,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,23 +33,15 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import run as e2e  # noqa: E402  (HTTP over the XDMS's socket)
+from harness import (Fail, Server, Tally, expect, free_port, has_sanitizer_report,  # noqa: E402
+                     sanitizer_reports, server_env, tail, write_config)
 import pglocal  # noqa: E402  (local PostgreSQL servers)
 
-SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
 PG_TIMEOUT = 2
 DOC = "/xcap-root/pidf-manipulation/users/sip:alice@example.com/index"
 DOC2 = "/xcap-root/pidf-manipulation/users/sip:alice@example.com/second"
 IDENT = [("X-3GPP-Asserted-Identity", '"sip:alice@example.com"')]
 CT = [("Content-Type", "application/pidf+xml")]
-
-
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
 
 
 def read(name):
@@ -64,46 +55,30 @@ class Xdms:
         self.tmp = tmp
         self.data = os.path.join(tmp, "presence")
         self.socket = "unix:" + os.path.join(self.data, "xdms.sock")
-        self.config = os.path.join(tmp, "xdm.conf")
-        with open(self.config, "w") as f:
-            f.write("[xdms]\nstore = postgresql\npg_conninfo = %s\npg_timeout = %d\n"
-                    "pg_pool_size = 2\n" % (conninfo, PG_TIMEOUT))
-        self.http = e2e.free_port()
-        self.sip = e2e.free_port(udp_too=True)
-        self.popen = None
+        self.config = write_config(os.path.join(tmp, "xdm.conf"), {"xdms": {
+            "store": "postgresql", "pg_conninfo": conninfo, "pg_timeout": PG_TIMEOUT,
+            "pg_pool_size": 2}})
+        self.http = free_port()
+        self.sip = free_port(udp_too=True)
+        self.server = None
         self.logs = []
 
     def start(self):
+        """Started, ready when its UNIX-domain socket accepts a connection (20 s at most)."""
         log = os.path.join(self.tmp, "presence.%d.log" % (len(self.logs) + 1))
         self.logs.append(log)
         argv = [self.binary, "--role", "presence", "--config", self.config, "--data", self.data,
                 "--http", "127.0.0.1:%d" % self.http, "--sip", "127.0.0.1:%d" % self.sip,
                 "--option", "metrics=off"]
-        with open(log, "wb") as lf:
-            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=lf,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.popen.poll() is not None:
-                raise Fail("xdms exited at start (%d): %s" % (self.popen.returncode,
-                                                              e2e.tail(log)))
-            try:
-                self.request("GET", "/xcap-root/xcap-caps/global/index")
-                return
-            except e2e.CaseError:
-                time.sleep(0.1)
-        raise Fail("xdms not ready within 20 s: %s" % e2e.tail(log))
+        self.server = Server("xdms", argv, log, socket=self.socket[5:], env=server_env())
+        self.server.start()
 
     def stop(self):
-        if self.popen is None or self.popen.poll() is not None:
-            return self.popen.returncode if self.popen else 0
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            return -9
+        """SIGTERM; the exit status (a Fail when it did not exit within 15 s: killed)."""
+        if self.server is None:
+            return 0
+        self.server.term()
+        return self.server.wait_exit(15)
 
     def request(self, method, target, headers=(), body=None, timeout=10):
         return e2e.http_exchange(self.socket, method, target, IDENT + list(headers), body,
@@ -121,21 +96,12 @@ def main():
     os.chmod(tmp, 0o711)  # the PostgreSQL servers run as their own user, under tmp/pg
     pg = pglocal.PgCluster(os.path.join(tmp, "pg"))
     xdms = None
-    passed = failed = 0
+    tally = Tally()
     pidf1, pidf2 = read("pidf1.xml"), read("pidf2.xml")
 
     def check(name, fn):
-        nonlocal passed, failed
-        t0 = time.time()
-        try:
-            fn()
-            passed += 1
-            print("PASS %s (%.1fs)" % (name, time.time() - t0))
-        except (Fail, e2e.CaseError) as e:
-            failed += 1
-            print("FAIL %s: %s" % (name, e))
-            if xdms is not None and xdms.logs:
-                print(e2e.indent(e2e.tail(xdms.logs[-1])))
+        if not tally.check(name, fn, errors=(Fail,)) and xdms is not None and xdms.logs:
+            print(e2e.indent(tail(xdms.logs[-1])))
 
     state = {}
 
@@ -212,7 +178,7 @@ def main():
             m = re.fullmatch(rb"presence: database schema up to date "
                              rb"\(store instance [0-9a-f]{16}\)\n", r.stdout)
             expect(m, "db %s printed %r" % (cmd, r.stdout))
-            expect(not SANITIZER_RE.search(r.stderr), "sanitizer report: %r" % r.stderr)
+            expect(not has_sanitizer_report(r.stderr), "sanitizer report: %r" % r.stderr)
             outs.append(r.stdout)
         expect(outs[0] == outs[1], "db migrate changed the instance: %r" % outs)
         v = pg.psql("primary", "SELECT max(version) FROM xdm_schema")
@@ -240,24 +206,23 @@ def main():
         def clean_exit():
             rc = xdms.stop()
             expect(rc == 0, "xdms exit status %s on SIGTERM" % rc)
-            for log in xdms.logs:
-                with open(log, "rb") as f:
-                    text = f.read()
-                expect(not SANITIZER_RE.search(text), "sanitizer report in %s" % log)
+            reports = sanitizer_reports(xdms.logs)
+            expect(not reports, "; ".join(reports))
         check("clean exit, no sanitizer report", clean_exit)
     except Exception as e:  # a set-up failure counts as one
-        failed += 1
-        print("FAIL set-up: %s" % e)
+        tally.fail("set-up: %s" % e)
     finally:
         if xdms is not None:
-            xdms.stop()
+            try:
+                xdms.stop()
+            except Fail as e:
+                tally.fail(str(e))
         pg.stop()
         if a.keep:
             print("kept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return tally.finish()
 
 
 if __name__ == "__main__":

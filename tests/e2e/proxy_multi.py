@@ -25,19 +25,17 @@ failed, a process exited badly or a sanitizer report appears in a log. Every loo
 count and time. Standard library only.
 """
 
-import argparse
 import http.client
 import os
 import re
-import shutil
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_tls_gaa import (LOOPBACK, SANITIZER, Digest, Fail, Proc, exchange, expect,  # noqa: E402
-                           free_port, request, sh)
+from harness import (LOOPBACK, Fail, Tally, Workspace, expect, free_port,  # noqa: E402
+                     script_args, selected)
+from proxy_tls_gaa import Digest, exchange, request  # noqa: E402  (the Digest client)
 
 XUI = "sip:alice@example.com"
 CT = "application/resource-lists+xml"
@@ -52,23 +50,18 @@ def doc(name, n):
             b'</resource-lists>\n' % (name.encode(), n))
 
 
-class Env:
+class Env(Workspace):
     """Two shared-list instances over one data directory, the proxy in front of both."""
 
     def __init__(self, args, name):
-        self.build = os.path.abspath(args.build)
-        self.verbose = args.verbose
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-multi-%s-" % name[:16])
-        self.data = os.path.join(self.tmp, "data")
+        super().__init__(args.build, "xdm-e2e-multi-%s-" % name[:16], args.verbose,
+                         conf={"xdms": {}, "aggproxy": {}})
         os.makedirs(os.path.join(self.data, "shared-list"))
-        self.logs, self.procs = [], []
-        self.conf = os.path.join(self.tmp, "xdm.conf")
-        open(self.conf, "w").write("[xdms]\n[aggproxy]\n")
         self.port = free_port()
         self.metrics = free_port()
         self.inst = {}
         for name_ in ("a", "b"):
-            sock = os.path.join(self.tmp, "%s.sock" % name_)
+            sock = self.path("%s.sock" % name_)
             http_port, metrics = free_port(), free_port()
             self.inst[name_] = {"socket": sock, "url": "unix:" + sock, "http": http_port,
                                 "metrics": metrics, "proc": None}
@@ -77,51 +70,26 @@ class Env:
         # presence and rls are not part of these checks: their AUIDs go to the same list (one
         # list for the health check and /readyz).
         both = "%s %s" % (self.inst["a"]["url"], self.inst["b"]["url"])
-        self.proxy = Proc(self, "proxy", [
-            os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+        self.proxy = self.server("proxy", [
+            self.binary("aggproxy/aggproxy"), "--config", self.conf,
             "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
             "--http", "%s:%d" % (LOOPBACK, self.port),
             "--option", "metrics=%s:%d" % (LOOPBACK, self.metrics),
             "--option", "shared_list_url=" + both, "--option", "presence_url=" + both,
-            "--option", "rls_url=" + both])
-        self.proxy.start(self.port)
-        self.procs.append(self.proxy)
-        sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data, "user", "add",
-            XUI, "--password", "secret"], os.path.join(self.tmp, "xdmctl.log"))
+            "--option", "rls_url=" + both], port=self.port)
+        self.xdmctl("user", "add", XUI, "--password", "secret")
 
     def start_xdms(self, name):
         i = self.inst[name]
-        p = Proc(self, "shared-list-" + name, [
-            os.path.join(self.build, "xdms/xdms"), "--role", "shared-list", "--config", self.conf,
+        i["proc"] = self.server("shared-list-" + name, [
+            self.binary("xdms/xdms"), "--role", "shared-list", "--config", self.conf,
             "--data", os.path.join(self.data, "shared-list"), "--socket", i["socket"],
             "--http", "%s:%d" % (LOOPBACK, i["http"]), "--sip", "%s:0" % LOOPBACK,
             "--xcap-root", "http://%s:%d/xcap-root/" % (LOOPBACK, self.port),
-            "--option", "metrics=%s:%d" % (LOOPBACK, i["metrics"])])
-        p.start(i["http"])
-        i["proc"] = p
-        self.procs.append(p)
+            "--option", "metrics=%s:%d" % (LOOPBACK, i["metrics"])], port=i["http"])
 
     def kill9(self, name):
-        p = self.inst[name]["proc"]
-        p.popen.kill()
-        p.popen.wait(timeout=10)
-
-    def shutdown(self):
-        problems = []
-        for p in reversed(self.procs):
-            if p.popen and p.popen.returncode == -9:
-                continue  # killed on purpose
-            msg = p.stop()
-            if msg:
-                problems.append(msg)
-        for log in self.logs:
-            text = open(log, encoding="utf-8", errors="replace").read() \
-                if os.path.exists(log) else ""
-            for line in text.split("\n"):
-                if any(s in line for s in SANITIZER):
-                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
-                    break
-        return problems
+        self.inst[name]["proc"].kill9()
 
 
 def metrics(env, port):
@@ -315,38 +283,13 @@ CHECKS = [check_spread, check_kill9_under_load, check_skip_within_1s]
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
-    for c in checks:
-        t0 = time.monotonic()
-        env, problem = None, None
-        try:
-            env = Env(args, c.__name__[6:])
-            c(env)
-        except (Fail, OSError, http.client.HTTPException) as e:
-            problem = str(e)
-        if env is not None:
-            extra = env.shutdown()
-            if extra and not problem:
-                problem = "; ".join(extra)
-        if problem:
-            failed += 1
-            print("FAIL %s: %s" % (c.__name__[6:], problem))
-            if env is not None:
-                print("kept %s" % env.tmp)
-        else:
-            passed += 1
-            print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            if env is not None and not args.keep:
-                shutil.rmtree(env.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    args = script_args(__doc__)
+    tally = Tally()
+    for c in selected(CHECKS, args.filter):
+        name = c.__name__[6:]
+        tally.check_fresh(name, lambda: Env(args, name), c, args.keep,
+                          errors=(Fail, OSError, http.client.HTTPException))
+    return tally.finish()
 
 
 if __name__ == "__main__":

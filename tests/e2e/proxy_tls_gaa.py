@@ -15,7 +15,6 @@ Expected values are computed here from the specifications (TS 33.220 Annex B for
 for Digest), not taken from the servers.
 """
 
-import argparse
 import base64
 import gzip
 import hashlib
@@ -24,22 +23,20 @@ import http.client
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 import xml.etree.ElementTree as ET
 
-LOOPBACK = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Fail, Tally, Workspace,  # noqa: E402
+                     expect, free_port, retry_on_taken_port, run_tool, script_args, selected)
+
 NAF = "xcap.example.com"
-ROLES = ("shared-list", "presence", "rls")
-URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url"}
 DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
-SANITIZER = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 # TLS 1.3 suites by OpenSSL name -> IANA code (RFC 8446 B.4), for the NAF_Id of GAA over HTTPS.
 TLS13_SUITES = {"TLS_AES_128_GCM_SHA256": 0x1301, "TLS_AES_256_GCM_SHA384": 0x1302,
                 "TLS_CHACHA20_POLY1305_SHA256": 0x1303}
@@ -62,61 +59,30 @@ RLS_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
            b'</packages></service>\n</rls-services>\n')
 
 
-class Fail(Exception):
-    pass
-
-
-def free_port(udp_too=False):
-    """A loopback port free for TCP (and, with udp_too, for UDP too: SIP listens on both)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind((LOOPBACK, 0))
-            port = s.getsockname()[1]
-            if not udp_too:
-                return port
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind((LOOPBACK, port))
-                return port
-            except OSError:
-                continue
-    raise Fail("no free loopback port")
-
-
-def sh(argv, log):
-    with open(log, "ab") as f:
-        f.write(("# " + " ".join(argv) + "\n").encode())
-        f.flush()
-        rc = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             timeout=60)
-    if rc != 0:
-        raise Fail("%s failed (%d), see %s" % (" ".join(argv[:3]), rc, log))
-
-
 # ------------------------------------------------------------------------------------------------
 # Certificates (openssl CLI)
 
 def make_certs(d, log):
     def key(name):
-        sh(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", os.path.join(d, name + ".key")], log)
+        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", os.path.join(d, name + ".key")], log)
 
     def ca(name, subj):
         key(name)
-        sh(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"), "-days", "2",
-            "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
+        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"),
+                  "-days", "2", "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
 
     def leaf(name, subj, issuer, ext):
         key(name)
         csr = os.path.join(d, name + ".csr")
-        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
-            "-out", csr], log)
+        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
+                  "-out", csr], log)
         extf = os.path.join(d, name + ".ext")
         with open(extf, "w") as f:
             f.write(ext + "\n")
-        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
-            "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
-            "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
+        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
+                  "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
 
     ca("ca", "/CN=XDM Test CA")
     ca("rogue-ca", "/CN=Rogue CA")
@@ -127,81 +93,19 @@ def make_certs(d, log):
     leaf("other-client", "/O=Example/CN=someone", "ca", "extendedKeyUsage=clientAuth")
 
 
-# ------------------------------------------------------------------------------------------------
-# Processes
-
-class Proc:
-    def __init__(self, env, name, argv):
-        self.env, self.name, self.argv = env, name, argv
-        self.popen = None
-        self.log = os.path.join(env.tmp, "%s.%d.log" % (name, len(env.logs)))
-        env.logs.append(self.log)
-
-    def start(self, port, tls=False):
-        with open(self.log, "wb") as f:
-            f.write(("# " + " ".join(self.argv) + "\n").encode())
-            f.flush()
-            self.popen = subprocess.Popen(self.argv, stdout=f, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, cwd=self.env.tmp,
-                                          start_new_session=True)
-        deadline = time.monotonic() + 20
-        while True:
-            if self.popen.poll() is not None:
-                raise Fail("%s exited at start:\n%s" % (self.name, tail(self.log)))
-            try:
-                with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise Fail("%s did not listen on %d" % (self.name, port))
-            time.sleep(0.05)
-        # The HTTP port may open before everything else; the log line marks readiness.
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and b"listening" not in open(self.log, "rb").read():
-            time.sleep(0.05)
-
-    def stop(self):
-        if not self.popen or self.popen.poll() is not None:
-            return None
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            rc = self.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            return "%s did not stop within 10 s" % self.name
-        return None if rc in (0, -signal.SIGTERM) else "%s exited with %s" % (self.name, rc)
-
-
-def tail(path, n=20):
-    try:
-        return "\n".join(open(path, encoding="utf-8", errors="replace").read().split("\n")[-n:])
-    except OSError:
-        return ""
-
-
-class Env:
+class Env(Workspace):
     def __init__(self, args):
-        self.build = os.path.abspath(args.build)
-        self.verbose = args.verbose
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-proxy-tls-")
-        self.data = os.path.join(self.tmp, "data")
-        os.makedirs(self.data)
-        self.logs = []
-        self.procs = []
-        self.conf = os.path.join(self.tmp, "xdm.conf")
-        open(self.conf, "w").write("# the script passes everything on the command line\n")
-        self.certs = os.path.join(self.tmp, "certs")
+        super().__init__(args.build, "xdm-e2e-proxy-tls-", args.verbose)
+        self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, os.path.join(self.tmp, "openssl.log"))
-        self.http = {r: free_port() for r in ROLES}
-        self.sip = {r: free_port(udp_too=True) for r in ROLES}
+        make_certs(self.certs, self.path("openssl.log"))
+        self.http = {r: free_port() for r in XDMS_ROLES}
+        self.sip = {r: free_port(udp_too=True) for r in XDMS_ROLES}
         self.proxy_http = free_port()
         self.proxy_https = free_port()
         self.root = "http://%s:%d/xcap-root" % (LOOPBACK, self.proxy_http)
         self.xdms = {}
-        for r in ROLES:
+        for r in XDMS_ROLES:
             self.start_xdms(r)
         self.proxy = self.start_proxy(
             ["--http", "%s:%d" % (LOOPBACK, self.proxy_http),
@@ -212,20 +116,15 @@ class Env:
         return os.path.join(self.certs, name)
 
     def start_xdms(self, role):
-        # A port found free can be taken by someone's connection before the XDMS binds it (the
-        # kernel hands the same range to outgoing connections): then it is started again on new
-        # ports, at most twice. Nothing refers to an XDMS's ports before the proxy starts.
-        for attempt in range(3):
-            try:
-                return self.start_xdms_once(role)
-            except Fail as e:
-                if attempt == 2 or "in use" not in str(e):
-                    raise
-                self.http[role] = free_port()
-                self.sip[role] = free_port(udp_too=True)
+        # Nothing refers to an XDMS's ports before the proxy starts: both may change.
+        def repick(port):
+            self.http[role] = free_port()
+            self.sip[role] = free_port(udp_too=True)
+            return True
+        return retry_on_taken_port(lambda: self.start_xdms_once(role), repick)
 
     def start_xdms_once(self, role):
-        argv = [os.path.join(self.build, "xdms/xdms"), "--role", role, "--config", self.conf,
+        argv = [self.binary("xdms/xdms"), "--role", role, "--config", self.conf,
                 "--data", os.path.join(self.data, role),
                 "--http", "%s:%d" % (LOOPBACK, self.http[role]),
                 "--sip", "%s:%d" % (LOOPBACK, self.sip[role]), "--xcap-root", self.root + "/",
@@ -236,10 +135,7 @@ class Env:
                      "--option", "tls_key=" + self.cert("server.key"),
                      "--option", "tls_client_ca=" + self.cert("ca.pem"),
                      "--option", "trusted_peer=subject:CN=aggproxy,O=Example proxy"]
-        p = Proc(self, role, argv)
-        p.start(self.http[role])
-        self.xdms[role] = p
-        self.procs.append(p)
+        self.xdms[role] = self.server(role, argv, port=self.http[role])
 
     def upstream_url(self, role):
         # The shared-list XDMS trusts the proxy by its TLS client certificate; the others by
@@ -249,7 +145,7 @@ class Env:
         return "unix:" + os.path.join(self.data, role, "xdms.sock")
 
     def start_proxy(self, extra, port):
-        argv = [os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+        argv = [self.binary("aggproxy/aggproxy"), "--config", self.conf,
                 "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
                 "--option", "tls_cert=" + self.cert("server.pem"),
                 "--option", "tls_key=" + self.cert("server.key"),
@@ -258,35 +154,14 @@ class Env:
                 "--option", "upstream_key=" + self.cert("proxy-client.key"),
                 "--option", "caps_ttl=1", "--option", "caps_retry=1",
                 "--option", "metrics=off"]  # no admin listener: parallel runs share no port
-        for r in ROLES:
-            argv += ["--option", "%s=%s" % (URL_KEYS[r], self.upstream_url(r))]
-        p = Proc(self, "proxy", argv + extra)
-        p.start(port)
-        self.procs.append(p)
-        return p
-
-    def xdmctl(self, *args):
-        sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data] + list(args),
-           os.path.join(self.tmp, "xdmctl.log"))
+        for r in XDMS_ROLES:
+            argv += ["--option", "%s=%s" % (PROXY_URL_KEYS[r], self.upstream_url(r))]
+        return self.server("proxy", argv + extra, port=port)
 
     def xdmctl_output(self, *args):
-        return subprocess.run([os.path.join(self.build, "tools/xdmctl"), "--data", self.data] +
+        return subprocess.run([self.binary("tools/xdmctl"), "--data", self.data] +
                               list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, timeout=60, check=True).stdout.decode()
-
-    def shutdown(self):
-        problems = []
-        for p in reversed(self.procs):
-            msg = p.stop()
-            if msg:
-                problems.append(msg)
-        for log in self.logs:
-            text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) else ""
-            for line in text.split("\n"):
-                if any(s in line for s in SANITIZER):
-                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
-                    break
-        return problems
 
 
 # ------------------------------------------------------------------------------------------------
@@ -415,11 +290,6 @@ def request(env, port, method, target, auth=None, headers=(), body=None, tls=Non
             return r
         auth.adopt(r)
     return r
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
 
 
 def ks_naf(ks, rand, impi, fqdn, ua_id):
@@ -874,48 +744,29 @@ CHECKS = [check_gaa_http, check_gaa_wrong_key, check_gaa_expired, check_gaa_http
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = script_args(__doc__)
     if not shutil.which("openssl"):
         print("proxy_tls_gaa: the openssl command is needed")
         return 2
-    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
+    tally = Tally()
     env = None
     try:
         env = Env(args)
-        for c in checks:
-            t0 = time.monotonic()
-            try:
-                c(env)
-                passed += 1
-                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            except (Fail, OSError, http.client.HTTPException, ssl.SSLError) as e:
-                failed += 1
-                print("FAIL %s: %s" % (c.__name__[6:], e))
-            for pr in env.procs:
-                if pr.popen and pr.popen.poll() is not None and pr.popen.returncode not in (0, -15):
-                    failed += 1
-                    print("FAIL %s died:\n%s" % (pr.name, tail(pr.log)))
-                    pr.popen = None
+        for c in selected(CHECKS, args.filter):
+            tally.check(c.__name__[6:], c, env,
+                        errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError))
+            for msg in env.died():
+                tally.fail(msg)
     except Fail as e:
-        failed += 1
-        print("FAIL setup: %s" % e)
+        tally.fail("setup: %s" % e)
     finally:
         if env:
             for msg in env.shutdown():
-                failed += 1
-                print("FAIL %s" % msg)
-            if args.keep or failed:
+                tally.fail(msg)
+            if args.keep or tally.failed:
                 print("kept %s" % env.tmp)
-            else:
-                shutil.rmtree(env.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+            env.remove(args.keep or tally.failed)
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ the XDMS now refuses the old certificate and serves the new one. Prints one PASS
 `counts: P passed, F failed`. Needs the openssl command. Standard library only.
 """
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -26,13 +25,13 @@ import shutil
 import signal
 import ssl
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_tls_gaa import (LOOPBACK, SANITIZER, Digest, Fail, Proc, Resp, expect,  # noqa: E402
-                           free_port, sh, tail)
+from harness import (LOOPBACK, Fail, Tally, Workspace, expect, free_port,  # noqa: E402
+                     run_tool, script_args, selected, tail, write_config)
+from proxy_tls_gaa import Digest, Resp  # noqa: E402  (the Digest client)
 
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
 RL_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -48,23 +47,23 @@ def make_certs(d, log):
     """A CA and two server certificates of it (a and b, own keys), plus a key that matches
     neither (mismatch.key)."""
     def key(name):
-        sh(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", os.path.join(d, name + ".key")], log)
+        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", os.path.join(d, name + ".key")], log)
 
     key("ca")
-    sh(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, "ca.key"), "-days", "2",
-        "-subj", "/CN=XDM Rotation Test CA", "-out", os.path.join(d, "ca.pem")], log)
+    run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, "ca.key"), "-days", "2",
+              "-subj", "/CN=XDM Rotation Test CA", "-out", os.path.join(d, "ca.pem")], log)
     ext = os.path.join(d, "server.ext")
     with open(ext, "w") as f:
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     for name in ("a", "b"):
         key(name)
         csr = os.path.join(d, name + ".csr")
-        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
-            "-subj", "/CN=xcap %s" % name, "-out", csr], log)
-        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
-            "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-            "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
+        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
+                  "-subj", "/CN=xcap %s" % name, "-out", csr], log)
+        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
+                  "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
     key("mismatch")
     # The proxy's client certificates towards an XDMS (mutual TLS).
     with open(os.path.join(d, "client.ext"), "w") as f:
@@ -72,12 +71,12 @@ def make_certs(d, log):
     for name in ("client-a", "client-b"):
         key(name)
         csr = os.path.join(d, name + ".csr")
-        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
-            "-subj", "/O=Example/CN=aggproxy %s" % name, "-out", csr], log)
-        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
-            "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-            "-extfile", os.path.join(d, "client.ext"), "-out", os.path.join(d, name + ".pem")],
-           log)
+        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
+                  "-subj", "/O=Example/CN=aggproxy %s" % name, "-out", csr], log)
+        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
+                  "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", os.path.join(d, "client.ext"),
+                  "-out", os.path.join(d, name + ".pem")], log)
 
 
 def fingerprint(pem_path):
@@ -98,17 +97,12 @@ def install(src_cert, src_key, cert, key):
         os.replace(dst + ".new", dst)
 
 
-class Env:
+class Env(Workspace):
     def __init__(self, args):
-        self.build = os.path.abspath(args.build)
-        self.verbose = args.verbose
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-reload-tls-")
-        self.data = os.path.join(self.tmp, "data")
-        os.makedirs(self.data)
-        self.logs, self.procs = [], []
-        self.certs = os.path.join(self.tmp, "certs")
+        super().__init__(args.build, "xdm-e2e-reload-tls-", args.verbose)
+        self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, os.path.join(self.tmp, "openssl.log"))
+        make_certs(self.certs, self.path("openssl.log"))
         self.ca = self.cert("ca.pem")
         # The live files the configuration names; rotation replaces them.
         self.live_cert, self.live_key = self.cert("live.pem"), self.cert("live.key")
@@ -116,35 +110,29 @@ class Env:
         # The proxy's client certificate towards the rls XDMS, rotated like the others.
         self.up_cert, self.up_key = self.cert("up.pem"), self.cert("up.key")
         install(self.cert("client-a.pem"), self.cert("client-a.key"), self.up_cert, self.up_key)
-        self.conf = os.path.join(self.tmp, "xdm.conf")
         self.write_conf(["client-a"])
         self.xdms_port, self.port = free_port(), free_port()
         self.rls_port = free_port()
-        self.rls = Proc(self, "rls", [
-            os.path.join(self.build, "xdms/xdms"), "--role", "rls", "--config", self.conf,
+        self.rls = self.server("rls", [
+            self.binary("xdms/xdms"), "--role", "rls", "--config", self.conf,
             "--data", os.path.join(self.data, "rls"),
             "--http", "%s:%d" % (LOOPBACK, self.rls_port), "--sip", "%s:%d" % (LOOPBACK, 0),
-            "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, self.port)])
-        self.rls.start(self.rls_port)
-        self.procs.append(self.rls)
-        self.xdms = Proc(self, "shared-list", [
-            os.path.join(self.build, "xdms/xdms"), "--role", "shared-list", "--config", self.conf,
+            "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, self.port)],
+            port=self.rls_port)
+        self.xdms = self.server("shared-list", [
+            self.binary("xdms/xdms"), "--role", "shared-list", "--config", self.conf,
             "--data", os.path.join(self.data, "shared-list"),
             "--http", "%s:%d" % (LOOPBACK, self.xdms_port), "--sip", "%s:%d" % (LOOPBACK, 0),
-            "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, self.port)])
-        self.xdms.start(self.xdms_port)
-        self.procs.append(self.xdms)
+            "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, self.port)],
+            port=self.xdms_port)
         sock = "unix:" + os.path.join(self.data, "shared-list", "xdms.sock")
-        self.proxy = Proc(self, "proxy", [
-            os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
+        self.proxy = self.server("proxy", [
+            self.binary("aggproxy/aggproxy"), "--config", self.conf,
             "--data", os.path.join(self.data, "aggproxy"), "--realm", "example.com",
             "--http", "off", "--https", "%s:%d" % (LOOPBACK, self.port),
             "--option", "shared_list_url=" + sock,
-            "--option", "rls_url=https://%s:%d" % (LOOPBACK, self.rls_port)])
-        self.proxy.start(self.port)
-        self.procs.append(self.proxy)
-        sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.data, "user", "add",
-            "sip:alice@example.com", "--password", "secret"], os.path.join(self.tmp, "xdmctl.log"))
+            "--option", "rls_url=https://%s:%d" % (LOOPBACK, self.rls_port)], port=self.port)
+        self.xdmctl("user", "add", "sip:alice@example.com", "--password", "secret")
         self.ctx = ssl.create_default_context(cafile=self.ca)
         r, _ = self.get(Digest("alice", "secret"), "PUT", RL_DOC)
         expect(r.status in (200, 201), "set-up PUT: %d %s" % (r.status, r.body))
@@ -155,18 +143,15 @@ class Env:
     def write_conf(self, trusted):
         """xdm.conf: the listeners' live certificate; the proxy's client certificate towards
         the rls XDMS, which trusts as the proxy exactly the client certificates named."""
-        with open(self.conf + ".new", "w") as f:
-            f.write("[aggproxy]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n"
-                    "upstream_ca = %s\nupstream_cert = %s\nupstream_key = %s\n"
-                    % (self.live_cert, self.live_key, self.ca, self.up_cert, self.up_key))
-            f.write("[shared-list]\ntls_cert = %s\ntls_key = %s\nmetrics = off\n"
-                    % (self.live_cert, self.live_key))
-            f.write("[rls]\ntls_cert = %s\ntls_key = %s\ntls_client_ca = %s\nmetrics = off\n"
-                    % (self.cert("a.pem"), self.cert("a.key"), self.ca))
-            for name in trusted:
-                f.write("trusted_peer = sha256:%s proxy\n"
-                        % trusted_fp(self.cert(name + ".pem")))
-        os.replace(self.conf + ".new", self.conf)
+        live = [("tls_cert", self.live_cert), ("tls_key", self.live_key), ("metrics", "off")]
+        write_config(self.conf, [
+            ("aggproxy", live + [("upstream_ca", self.ca), ("upstream_cert", self.up_cert),
+                                 ("upstream_key", self.up_key)]),
+            ("shared-list", live),
+            ("rls", [("tls_cert", self.cert("a.pem")), ("tls_key", self.cert("a.key")),
+                     ("tls_client_ca", self.ca), ("metrics", "off")] +
+             [("trusted_peer", "sha256:%s proxy" % trusted_fp(self.cert(name + ".pem")))
+              for name in trusted])])
 
     def get(self, auth, method="GET", body=None, port=None, conn=None, doc=DOC, ctype=None):
         """One authenticated request (a new connection unless conn is given, and one more after a
@@ -206,21 +191,6 @@ class Env:
             time.sleep(0.02)
         raise Fail("%s logged no reload outcome within %d s:\n%s"
                    % (proc.name, RELOAD_WAIT, tail(proc.log)))
-
-    def shutdown(self):
-        problems = []
-        for p in reversed(self.procs):
-            msg = p.stop()
-            if msg:
-                problems.append(msg)
-        for log in self.logs:
-            text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) \
-                else ""
-            for line in text.split("\n"):
-                if any(s in line for s in SANITIZER):
-                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
-                    break
-        return problems
 
 
 def rotate(env, to):
@@ -423,48 +393,29 @@ CHECKS = [check_proxy_rotation_under_load, check_bad_pair_refused, check_xdms_ro
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = script_args(__doc__)
     if not shutil.which("openssl"):
         print("reload_tls: the openssl command is needed")
         return 2
-    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
+    errors = (Fail, OSError, http.client.HTTPException, ssl.SSLError)
+    tally = Tally()
     env = None
     try:
         env = Env(args)
-        for c in checks:
-            t0 = time.monotonic()
-            try:
-                c(env)
-                passed += 1
-                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            except (Fail, OSError, http.client.HTTPException, ssl.SSLError) as e:
-                failed += 1
-                print("FAIL %s: %s" % (c.__name__[6:], e))
-            for pr in env.procs:
-                if pr.popen and pr.popen.poll() is not None:
-                    failed += 1
-                    print("FAIL %s died:\n%s" % (pr.name, tail(pr.log)))
-                    pr.popen = None
-    except (Fail, OSError, http.client.HTTPException, ssl.SSLError) as e:
-        failed += 1
-        print("FAIL setup: %s" % e)
+        for c in selected(CHECKS, args.filter):
+            tally.check(c.__name__[6:], c, env, errors=errors)
+            for msg in env.died():
+                tally.fail(msg)
+    except errors as e:
+        tally.fail("setup: %s" % e)
     finally:
         if env:
             for msg in env.shutdown():
-                failed += 1
-                print("FAIL %s" % msg)
-            if args.keep or failed:
+                tally.fail(msg)
+            if args.keep or tally.failed:
                 print("kept %s" % env.tmp)
-            else:
-                shutil.rmtree(env.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+            env.remove(args.keep or tally.failed)
+    return tally.finish()
 
 
 if __name__ == "__main__":

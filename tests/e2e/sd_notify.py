@@ -20,28 +20,20 @@ failed or a sanitizer report appears in a server's output. Every wait is bounded
 Standard library only.
 """
 
-import argparse
 import os
 import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
-
-
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from harness import (Fail, Server, Tally, expect, has_sanitizer_report, logs_in,  # noqa: E402
+                     read_bytes, script_args, selected, write_config)
 
 
 class Manager:
@@ -78,37 +70,21 @@ class Manager:
         self.sock.close()
 
 
-class Server:
-    def __init__(self, argv, env, log_path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
-        self.signalled = False
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                     cwd=os.path.dirname(log_path))
+class Daemon(Server):
+    """A server started as systemd starts it: its readiness is what it sends on NOTIFY_SOCKET,
+    so start() does not wait for a port."""
 
-    def term(self):
-        """One SIGTERM, as systemd sends it (a second one is not part of the contract)."""
-        if not self.signalled and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        self.signalled = True
+    def __init__(self, argv, env, log_path):
+        super().__init__(os.path.basename(argv[0]), argv, log_path,
+                         cwd=os.path.dirname(log_path), env=env)
+        self.start(wait=False)
 
     def stop(self, timeout=10):
+        """One SIGTERM (none when sent before); the exit status within timeout s."""
         self.term()
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait(5)
-            raise Fail("did not stop within %d s of SIGTERM" % timeout)
-        finally:
-            self.log.close()
-        return rc
+        return self.wait_exit(timeout)
 
-    def output(self):
-        with open(self.log_path, "rb") as f:
-            return f.read()
-
-    def port(self, timeout=5):
+    def http_port(self, timeout=5):
         """The HTTP port from the 'listening on' log line."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -152,14 +128,14 @@ def connects(family, addr):
 def check_xdms_ready_watchdog_stopping(build, tmp):
     mgr = Manager(tmp)
     data = os.path.join(tmp, "sl")
-    srv = Server(xdms_argv(build, data),
+    srv = Daemon(xdms_argv(build, data),
                  env_with(NOTIFY_SOCKET=mgr.path, WATCHDOG_USEC="400000"),
                  os.path.join(tmp, "xdms.log"))
     try:
         _, before = mgr.wait_for("READY=1", 20)
         expect(before == [], "messages before READY=1: %r" % before)
         # READY=1 has arrived: both listeners must accept now, without waiting.
-        port = srv.port(1)
+        port = srv.http_port(1)
         expect(connects(socket.AF_INET, ("127.0.0.1", port)), "HTTP port %d refused" % port)
         expect(connects(socket.AF_UNIX, os.path.join(data, "xdms.sock")), "xdms.sock refused")
         # Pings at half of 400 ms: five within 1.5 s at most, none later than 0.4 s apart.
@@ -189,7 +165,7 @@ def check_xdms_ready_watchdog_stopping(build, tmp):
 def reload_and_expect(mgr, srv, log_line):
     """SIGHUP; RELOADING=1 + MONOTONIC_USEC, then the log line, then READY=1."""
     before = time.clock_gettime(time.CLOCK_MONOTONIC)
-    srv.proc.send_signal(signal.SIGHUP)
+    srv.popen.send_signal(signal.SIGHUP)
     msg = mgr.recv(5)
     after = time.clock_gettime(time.CLOCK_MONOTONIC)
     expect(msg is not None and len(msg) == 2 and msg[0] == "RELOADING=1"
@@ -205,15 +181,13 @@ def reload_and_expect(mgr, srv, log_line):
 def check_reload_notifications(build, tmp):
     mgr = Manager(tmp)
     conf = os.path.join(tmp, "xdm.conf")
-    with open(conf, "w") as f:
-        f.write("[xdms]\nlog_level = info\n")
-    srv = Server(xdms_argv(build, os.path.join(tmp, "sl")) + ["--config", conf],
+    write_config(conf, {"xdms": {"log_level": "info"}})
+    srv = Daemon(xdms_argv(build, os.path.join(tmp, "sl")) + ["--config", conf],
                  env_with(NOTIFY_SOCKET=mgr.path), os.path.join(tmp, "xdms.log"))
     try:
         mgr.wait_for("READY=1", 20)
         reload_and_expect(mgr, srv, b"configuration reloaded")
-        with open(conf, "w") as f:
-            f.write("[xdms]\nlog_level = loud\n")
+        write_config(conf, {"xdms": {"log_level": "loud"}})
         reload_and_expect(mgr, srv, b"reload refused")
         expect(mgr.recv(0.3) is None, "more notifications after the reloads")
         srv.term()
@@ -228,11 +202,11 @@ def check_reload_notifications(build, tmp):
 
 def check_aggproxy_ready_no_watchdog(build, tmp):
     mgr = Manager(tmp)
-    srv = Server(aggproxy_argv(build, os.path.join(tmp, "agg")), env_with(NOTIFY_SOCKET=mgr.path),
+    srv = Daemon(aggproxy_argv(build, os.path.join(tmp, "agg")), env_with(NOTIFY_SOCKET=mgr.path),
                  os.path.join(tmp, "aggproxy.log"))
     try:
         mgr.wait_for("READY=1", 20)
-        port = srv.port(1)
+        port = srv.http_port(1)
         expect(connects(socket.AF_INET, ("127.0.0.1", port)), "HTTP port %d refused" % port)
         # No WATCHDOG_USEC: no pings.
         msg = mgr.recv(0.6)
@@ -248,10 +222,10 @@ def check_aggproxy_ready_no_watchdog(build, tmp):
 
 
 def check_without_notify_socket(build, tmp):
-    srv = Server(xdms_argv(build, os.path.join(tmp, "sl")), env_with(WATCHDOG_USEC="400000"),
+    srv = Daemon(xdms_argv(build, os.path.join(tmp, "sl")), env_with(WATCHDOG_USEC="400000"),
                  os.path.join(tmp, "plain.log"))
     try:
-        port = srv.port(20)
+        port = srv.http_port(20)
         expect(connects(socket.AF_INET, ("127.0.0.1", port)), "HTTP port %d refused" % port)
         rc = srv.stop()
         expect(rc == 0, "exit status %d after SIGTERM" % rc)
@@ -273,33 +247,24 @@ CHECKS = [
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = script_args(__doc__)
     build = os.path.abspath(os.path.join(ROOT, args.build))
-    passed = failed = 0
-    for name, check in CHECKS:
+    tally = Tally()
+    for name, check in selected(CHECKS, args.filter, lambda c: c[0]):
         tmp = tempfile.mkdtemp(prefix="xdm-sdnotify-")
-        srv = None
-        try:
+
+        def run():
             srv = check(build, tmp)
             out = srv.output()
-            if SANITIZER_RE.search(out):
+            if has_sanitizer_report(out):
                 raise Fail("sanitizer report:\n" + out.decode(errors="replace")[-3000:])
-            print("PASS %s" % name)
-            passed += 1
-        except Fail as e:
-            print("FAIL %s: %s" % (name, e))
-            for log in sorted(os.listdir(tmp)):
-                if log.endswith(".log"):
-                    with open(os.path.join(tmp, log), "rb") as f:
-                        print("  %s:\n%s" % (log, f.read().decode(errors="replace")[-2000:]))
-            failed += 1
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+
+        if not tally.check(name, run, errors=(Fail,)):
+            for log in logs_in(tmp):
+                print("  %s:\n%s" % (os.path.basename(log),
+                                     read_bytes(log).decode(errors="replace")[-2000:]))
+        shutil.rmtree(tmp, ignore_errors=True)
+    return tally.finish()
 
 
 if __name__ == "__main__":

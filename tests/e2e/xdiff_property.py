@@ -20,20 +20,20 @@ Exit status 0 when the property held; 1 with a reason otherwise.
 """
 import argparse
 import http.client
-import json
 import os
 import random
-import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from harness import (SOURCE_ROOT, EventProcess, Fail, Server, free_port, logs_in,  # noqa: E402
+                     sanitizer_reports, server_env, write_config)
 
 RL = "urn:ietf:params:xml:ns:resource-lists"
 XNS = "urn:example:x"
@@ -68,70 +68,8 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def enc(sel):
     return urllib.parse.quote(sel, safe="/@:=*'()!$&,;+~")
-
-
-class Sub:
-    """A background xdm-sipua; its JSON lines are queued."""
-
-    def __init__(self, argv, log):
-        self.events = []
-        self.cond = threading.Condition()
-        self.log = open(log, "wb")
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for raw in self.p.stdout:
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            with self.cond:
-                self.events.append(ev)
-                self.cond.notify_all()
-        with self.cond:
-            self.events.append({"event": "exit"})
-            self.cond.notify_all()
-
-    def take(self, kind, timeout):
-        end = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for i, ev in enumerate(self.events):
-                    if ev.get("event") == kind:
-                        return self.events.pop(i)
-                    if ev.get("event") == "exit":
-                        raise RuntimeError("subscriber exited; see its log")
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError("no %s event within %.0fs" % (kind, timeout))
-                self.cond.wait(left)
-
-    def drain(self, kind):
-        with self.cond:
-            out = [e for e in self.events if e.get("event") == kind]
-            self.events = [e for e in self.events if e.get("event") != kind]
-            return out
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-        self.log.close()
 
 
 class Property:
@@ -141,7 +79,7 @@ class Property:
         self.serial = 0
         self.tmp = tempfile.mkdtemp(prefix="xdm-xdiff-property-")
         self.http_port = free_port()
-        self.sip_port = free_port()
+        self.sip_port = free_port(udp_too=True)
         self.socket = os.path.join(self.tmp, "data", "xdms.sock")
         self.xdms = None
         self.subs = []
@@ -158,33 +96,19 @@ class Property:
         for b in (xdms, ua):
             if not os.path.exists(b):
                 raise RuntimeError("binary not found: %s" % b)
-        cfg = os.path.join(self.tmp, "xdm.conf")
-        open(cfg, "w").close()
-        self.xdms_log = open(os.path.join(self.tmp, "xdms.log"), "wb")
+        cfg = write_config(os.path.join(self.tmp, "xdm.conf"))
         # The subscribers play the SIP proxy in front, asserting the user from 127.0.0.1.
-        self.xdms = subprocess.Popen(
-            [xdms, "--role", "shared-list", "--config", cfg, "--data",
-             os.path.join(self.tmp, "data"), "--http", "127.0.0.1:%d" % self.http_port,
-             "--sip", "127.0.0.1:%d" % self.sip_port, "--xcap-root",
-             "http://127.0.0.1:%d/xcap-root/" % self.http_port,
-             "--option", "sip_trusted_peer=127.0.0.1", "--option", "metrics=off",
-             # The source tree's XSDs, also when the build's default is an installed copy
-             # (a package build runs this test before anything is installed).
-             "--option", "schema_dir=%s" % os.path.join(
-                 os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                 "schemas")],
-            stdout=self.xdms_log, stderr=subprocess.STDOUT, start_new_session=True)
-        end = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
-                if os.path.exists(self.socket):
-                    break
-                raise OSError("no socket yet")
-            except OSError:
-                if time.monotonic() > end or self.xdms.poll() is not None:
-                    raise RuntimeError("the XDMS did not start")
-                time.sleep(0.05)
+        self.xdms = Server("xdms", [
+            xdms, "--role", "shared-list", "--config", cfg, "--data",
+            os.path.join(self.tmp, "data"), "--http", "127.0.0.1:%d" % self.http_port,
+            "--sip", "127.0.0.1:%d" % self.sip_port, "--xcap-root",
+            "http://127.0.0.1:%d/xcap-root/" % self.http_port,
+            "--option", "sip_trusted_peer=127.0.0.1", "--option", "metrics=off",
+            # The source tree's XSDs, also when the build's default is an installed copy
+            # (a package build runs this test before anything is installed).
+            "--option", "schema_dir=%s" % os.path.join(SOURCE_ROOT, "schemas")],
+            os.path.join(self.tmp, "xdms.log"), port=self.http_port, socket=self.socket,
+            env=server_env()).start()
         time.sleep(0.2)
         st, _ = self.put(None, "application/resource-lists+xml", DOCS[0])
         if st != 201:
@@ -194,7 +118,8 @@ class Property:
                     "--identity", USER, "--entry", DOC_SEL, "--event-param",
                     "diff-processing=" + mode, "--apply", "unix:" + self.socket,
                     "--verify", "--duration", str(int(TIME_LIMIT) + 60)]
-            sub = Sub(argv, os.path.join(self.tmp, "sipua-%s.log" % name))
+            sub = EventProcess("the %s subscriber" % name, argv,
+                               os.path.join(self.tmp, "sipua-%s.log" % name))
             self.subs.append(sub)
             if sub.take("response", 10).get("status") != 200:
                 raise RuntimeError("SUBSCRIBE (%s) refused" % mode)
@@ -367,21 +292,9 @@ class Property:
     def close(self, keep):
         for s in self.subs:
             s.stop()
-        if self.xdms and self.xdms.poll() is None:
-            self.xdms.send_signal(signal.SIGTERM)
-            try:
-                self.xdms.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.xdms.kill()
         if self.xdms:
-            self.xdms_log.close()
-        logs = b""
-        for name in os.listdir(self.tmp):
-            if name.endswith(".log"):
-                with open(os.path.join(self.tmp, name), "rb") as f:
-                    logs += f.read()
-        bad = [m for m in (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:")
-               if m in logs]
+            self.xdms.stop()
+        bad = sanitizer_reports(logs_in(self.tmp))
         if not keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
         return bad
@@ -399,7 +312,7 @@ def main():
     rc = 0
     try:
         prop.run()
-    except (RuntimeError, OSError, ET.ParseError) as e:
+    except (Fail, RuntimeError, OSError, ET.ParseError) as e:
         print("xdiff property FAILED: %s (logs in %s)" % (e, prop.tmp), file=sys.stderr)
         rc = 1
         args.keep = True

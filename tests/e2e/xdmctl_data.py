@@ -22,7 +22,6 @@ PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a
 process died or a sanitizer report appears in a log. Every loop is bounded in count and time.
 """
 
-import argparse
 import binascii
 import os
 import re
@@ -37,7 +36,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tools"))
-import run as e2e  # noqa: E402  (the case runner: deployments, HTTP and the Digest client)
+import run as e2e  # noqa: E402  (the case runner: HTTP and the Digest client)
+from harness import (BIN_XDMCTL, XDMS_ROLES, Deployment, Fail, Settings, Tally,  # noqa: E402
+                     expect, script_args, selected)
 import pglocal  # noqa: E402  (local PostgreSQL on a free loopback port, stopped by PID)
 import xdmcluster  # noqa: E402  (what `tools/xdm run --cluster` starts)
 
@@ -51,52 +52,22 @@ PAUSE = 0.01            # between two PUTs of one writer
 LOAD_SECONDS = 20       # bounds it in time
 
 
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-class Named:
-    def __init__(self, name):
-        self.name = name
-
-
-class Runner:
-    """What run.py's Deployment needs of its runner."""
-
-    def __init__(self, args):
-        self.build = os.path.abspath(args.build)
-        self.time_scale = float(os.environ.get("XDM_E2E_TIME_SCALE", "1"))
-        self.log_level = None
-        env = dict(os.environ)
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
-        self.env = env
-
-
 class Context:
     def __init__(self, args):
-        self.runner = Runner(args)
+        self.runner = Settings.of(args)
         self.deps = []
         self.verbose = args.verbose
 
     def deploy(self, name, start=True, users=True):
-        dep = e2e.Deployment(self.runner, Named("xdmctl-" + name))
+        dep = Deployment(self.runner, "xdmctl-" + name)
         self.deps.append(dep)
         if users:
             dep.add_user("alice", ALICE, PASSWORD)
-        if start:
-            for proc in e2e.XDMS_ROLES + ("proxy",):
-                dep.procs[proc].start()
-        return dep
+        return dep.start() if start else dep
 
     def xdmctl(self, dep, *args, timeout=60):
         """Runs xdmctl --data <dep's ROOT> ARGS; returns (rc, stdout, stderr)."""
-        argv = [os.path.join(self.runner.build, e2e.BIN_XDMCTL), "--data",
+        argv = [os.path.join(self.runner.build, BIN_XDMCTL), "--data",
                 os.path.join(dep.tmp, "data")] + list(args)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
                            env=self.runner.env, cwd=dep.tmp)
@@ -155,7 +126,7 @@ def backup_under_load(ctx, src, dest, *xdmctl_args):
                 with lock:
                     acked.append((time.monotonic(), uri, etag, body))
                 time.sleep(PAUSE)
-        except (Fail, OSError, e2e.CaseError) as e:
+        except (Fail, OSError, Fail) as e:
             errors.append(str(e))
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
@@ -219,8 +190,7 @@ def check_backup_under_load(ctx):
     rc, out, err = ctx.xdmctl(dst, "restore", os.path.join(src.tmp, "backup"))
     expect(rc == 0 and err == "", "restore exited %d: %s" % (rc, err))
     expect(lines_of(out) == list(ENVS), "restore listed %r" % out)
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dst.procs[proc].start()
+    dst.start()
     expect_restored(dst, before, late)
     ctx.restored = dst
     ctx.backup = os.path.join(src.tmp, "backup")
@@ -377,8 +347,7 @@ def check_import(ctx):
 
     # The servers on the imported stores serve the documents, bytes unchanged.
     dst.add_user("bob", "sip:bob@example.com", PASSWORD)
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dst.procs[proc].start()
+    dst.start()
     addr = dst.procs["proxy"].http_addr
     users = {}
     for user, uri, _, body, _ in docs:
@@ -672,8 +641,7 @@ def migrate_each(ctx, name, source, sources, want_out, want_err):
 
 
 def serve_and_get(dep, docs):
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dep.procs[proc].start()
+    dep.start()
     addr = dep.procs["proxy"].http_addr
     alice = e2e.DigestUser("alice", ALICE, PASSWORD)
     for uri, body in docs:
@@ -806,7 +774,7 @@ def pg_conf(ctx, name):
     pg = pg_server(ctx)
     ctx.pg_dbs = getattr(ctx, "pg_dbs", 0) + 1
     text, conninfo = "# the store of each XDMS role (xdmctl reads it)\n", {}
-    for role in e2e.XDMS_ROLES:
+    for role in XDMS_ROLES:
         db = "x%d_%s_%s" % (ctx.pg_dbs, name, role.replace("-", "_"))
         pg.psql("primary", "CREATE DATABASE %s OWNER %s" % (db, pglocal.USER), db="postgres")
         conninfo[role] = pg.conninfo().replace("dbname=" + pglocal.DB, "dbname=" + db)
@@ -820,7 +788,7 @@ def deploy_pg(ctx, name, start=True, users=True, conf_in_root=True):
     xdmctl finds them without --config; else in dep.pg_conf, for --config."""
     text, conninfo = pg_conf(ctx, name)
     dep = ctx.deploy(name, start=False, users=users)
-    for role in e2e.XDMS_ROLES:
+    for role in XDMS_ROLES:
         dep.procs[role].options += ["store=postgresql", "pg_conninfo=" + conninfo[role]]
     dep.pg_conninfo_of = conninfo
     dep.pg_conf = os.path.join(os.path.join(dep.tmp, "data", "xdm.conf") if conf_in_root
@@ -828,8 +796,7 @@ def deploy_pg(ctx, name, start=True, users=True, conf_in_root=True):
     with open(dep.pg_conf, "w") as f:
         f.write(text)
     if start:
-        for proc in e2e.XDMS_ROLES + ("proxy",):
-            dep.procs[proc].start()
+        dep.start()
     return dep
 
 
@@ -859,14 +826,12 @@ def check_pg_backup_under_load(ctx):
     # A new deployment: its servers have run once (the schema exists, no documents), then the
     # backup goes into its databases, named by --config.
     dst = deploy_pg(ctx, "pgdst", start=False, users=False, conf_in_root=False)
-    for proc in e2e.XDMS_ROLES:
-        dst.procs[proc].start()
+    dst.start(XDMS_ROLES)
     stop_all(dst)
     rc, out, err = ctx.xdmctl(dst, "--config", dst.pg_conf, "restore", backup)
     expect(rc == 0 and err == "", "restore exited %d: %r" % (rc, err))
     expect(lines_of(out) == list(ENVS), "restore listed %r" % out)
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dst.procs[proc].start()
+    dst.start()
     expect_restored(dst, before, late)
 
     # Refusals: a database with documents (unless --force), a role on the other backend.
@@ -878,8 +843,7 @@ def check_pg_backup_under_load(ctx):
     rc, out, err = ctx.xdmctl(dst, "--config", dst.pg_conf, "restore", backup, "--force")
     expect(rc == 0 and err == "" and lines_of(out) == list(ENVS),
            "restore --force: %d %r %r" % (rc, out, err))
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dst.procs[proc].start()
+    dst.start()
     expect_restored(dst, before, late)
     lmdb = ctx.deploy("pg-to-lmdb", start=False, users=False)
     rc, out, err = ctx.xdmctl(lmdb, "restore", backup)
@@ -973,8 +937,7 @@ def check_pg_import(ctx):
     expect(sorted(os.listdir(os.path.join(dst.tmp, "data"))) == ["aggproxy", "xdm.conf"],
            "import on PostgreSQL made LMDB stores: %r" % os.listdir(os.path.join(dst.tmp, "data")))
     dst.add_user("bob", "sip:bob@example.com", PASSWORD)
-    for proc in e2e.XDMS_ROLES + ("proxy",):
-        dst.procs[proc].start()
+    dst.start()
     addr = dst.procs["proxy"].http_addr
     for label, xui, uri, _, body, _ in docs:
         r = e2e.digest_request(addr, e2e.DigestUser(label, xui, PASSWORD), "GET",
@@ -1053,7 +1016,7 @@ def check_pg_cluster(ctx):
         r = e2e.digest_request(c.proxy_addr, alice, "PUT", "/xcap-root/" + uri, CT,
                                doc_body(1, 1), 10)
         expect(r.status == 201, "PUT %s: %s" % (uri, r.summary()))
-        xdmctl = os.path.join(ctx.runner.build, e2e.BIN_XDMCTL)
+        xdmctl = os.path.join(ctx.runner.build, BIN_XDMCTL)
         dest = os.path.join(top, "export")
         p = subprocess.run([xdmctl, "--data", data, "export", dest], capture_output=True,
                            timeout=60, env=ctx.runner.env)
@@ -1078,44 +1041,27 @@ CHECKS = [check_backup_under_load, check_refusals, check_export, check_import, c
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
-    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
+    args = script_args(__doc__)
+    tally = Tally()
     ctx = Context(args)
+
+    def alive():
+        for d in ctx.deps:
+            d.check_alive()
+
     try:
-        for c in checks:
-            t0 = time.monotonic()
-            try:
-                c(ctx)
-                for d in ctx.deps:
-                    d.check_alive()
-                passed += 1
-                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            except (Fail, e2e.CaseError, OSError, subprocess.TimeoutExpired) as e:
-                failed += 1
-                print("FAIL %s (%.1fs): %s" % (c.__name__[6:], time.monotonic() - t0, e))
-            sys.stdout.flush()
+        for c in selected(CHECKS, args.filter):
+            tally.check(c.__name__[6:], c, ctx, after=alive,
+                        errors=(Fail, OSError, subprocess.TimeoutExpired))
     finally:
         if getattr(ctx, "pg", None):
             ctx.pg.stop()
-        if getattr(ctx, "pg_dir", None) and not failed:
+        if getattr(ctx, "pg_dir", None) and not tally.failed:
             shutil.rmtree(ctx.pg_dir, ignore_errors=True)
         for d in ctx.deps:
-            problems = d.shutdown() + d.sanitizer_reports()
-            for msg in problems:
-                failed += 1
-                print("FAIL %s" % msg)
-            if args.keep or problems or failed:
-                print("kept %s" % d.tmp)
-            else:
-                shutil.rmtree(d.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+            for msg in d.finish(args.keep or tally.failed):
+                tally.fail(msg)
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -1602,62 +1602,108 @@ static void test_restart(void)
     efx_close(&f);
 }
 
-/* Two notifiers of one role over one store, instances "a" and "b" (notify_cluster.c): a change
- * committed by another writer (no notifier_wake()) reaches b's subscriber within a poll period
- * (LMDB) or through the store's wake-up descriptor (PostgreSQL), with the shared Contact; when b
- * stops, a takes the dialog over and goes on with a higher CSeq and the ETag chain unbroken. On
- * LMDB both share one handle (one environment per process); with XDM_TEST_PG_CONNINFO set the
- * test runs again on PostgreSQL, each notifier on its own handle, in a schema of its own. */
-static void cluster_run(const char *pg)
+/* The fixture of the two-instance tests: two notifiers of one role in cluster mode
+ * (notify_cluster.c), instances a and b, over one store whose document ALICE/index starts as an
+ * empty list (its ETag in e[0]), and a SIP peer subscribed at b. On LMDB both notifiers share one
+ * handle (one environment per process); on PostgreSQL (pg set) b gets a handle of its own when
+ * own_handles, as a second process would. */
+struct pair {
+    char dir[32];
+    struct store *sa, *sb; /* sb: b's own handle, or NULL when it shares sa */
+    struct notifier *na, *nb;
+    struct doc_key index;
+    char e[4][STORE_ETAG_MAX];
+    struct peer p;
+    char notify[65536];
+};
+
+/* cfg: the cluster settings of the test (lease, Contact); the rest is filled in here. */
+static void pair_open(struct pair *f, const char *pg, bool own_handles, struct notifier_config cfg,
+                      const char *a, const char *b)
 {
-    char dir[] = "/tmp/xdm-notify-XXXXXX";
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    memset(f, 0, sizeof *f);
+    f->p.fd = -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/xdm-notify-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(f->dir));
     struct store_options so = {.tables = notify_store_tables()};
     if (pg) {
         so.backend = STORE_BACKEND_POSTGRESQL;
         so.pg_conninfo = pg;
     }
-    struct store *sa = NULL, *sb = NULL;
-    CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &sa), STORE_OK);
-    if (pg)
-        CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &sb), STORE_OK);
-    struct doc_key index = {"resource-lists", "users", ALICE, "index"};
-    char e[4][STORE_ETAG_MAX];
-    commit_change(sa, &index, "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
-                  "", e[0]);
-    struct notifier_config cfg = {
-        .host = "127.0.0.1",
-        .xcap_root = ROOT,
-        .role = ROLE_SHARED_LIST,
-        .trusted_peers = sip_proxy_peers,
-        .cluster = true,
-        .lease_s = 2,
-        .poll_ms = 20,
-        .contact = "sip:lb.example.com:5099",
-    };
-    struct notifier *na = NULL, *nb = NULL;
-    cfg.instance = "a";
-    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, sa, &na), 0);
-    CU_ASSERT_STRING_EQUAL(notifier_instance(na), "a");
-    cfg.instance = "b";
-    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, pg ? sb : sa, &nb), 0);
+    CU_ASSERT_EQUAL_FATAL(store_open(f->dir, &so, &f->sa), STORE_OK);
+    if (pg && own_handles)
+        CU_ASSERT_EQUAL_FATAL(store_open(f->dir, &so, &f->sb), STORE_OK);
+    f->index = (struct doc_key){"resource-lists", "users", ALICE, "index"};
+    commit_change(f->sa, &f->index,
+                  "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>", "", f->e[0]);
+    cfg.host = "127.0.0.1";
+    cfg.xcap_root = ROOT;
+    cfg.role = ROLE_SHARED_LIST;
+    cfg.trusted_peers = sip_proxy_peers;
+    cfg.cluster = true;
+    cfg.poll_ms = 20;
+    cfg.instance = a;
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, f->sa, &f->na), 0);
+    cfg.instance = b;
+    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, f->sb ? f->sb : f->sa, &f->nb), 0);
+}
 
-    struct peer p;
-    char notify[65536], v[512], expect[512];
-    peer_open(&p, notifier_port(nb), "cluster");
-    peer_subscribe(&p, ALICE, "Event: xcap-diff;diff-processing=xcap-patching\r\n", LIST_ALICE);
-    CU_ASSERT_EQUAL_FATAL(peer_wait_response(&p, notify, sizeof notify), 200);
+/* The peer subscribes to ALICE's list at b (extra: the Event header and more); returns the CSeq of
+ * the first NOTIFY, whose 200 is in f->notify. */
+static unsigned long pair_subscribe(struct pair *f, const char *call_id, const char *extra)
+{
+    peer_open(&f->p, notifier_port(f->nb), call_id);
+    peer_subscribe(&f->p, ALICE, extra, LIST_ALICE);
+    CU_ASSERT_EQUAL_FATAL(peer_wait_response(&f->p, f->notify, sizeof f->notify), 200);
+    return notify_cseq(f->notify);
+}
+
+/* Stops b as a stopping process does (its lease marked expired); a stays. */
+static void pair_stop_b(struct pair *f)
+{
+    notifier_stop(f->nb);
+    f->nb = NULL;
+}
+
+static void pair_close(struct pair *f)
+{
+    if (f->p.fd >= 0)
+        close(f->p.fd);
+    if (f->nb)
+        notifier_stop(f->nb);
+    notifier_stop(f->na);
+    store_close(f->sa);
+    if (f->sb)
+        store_close(f->sb);
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A change committed by another writer (no notifier_wake()) reaches b's subscriber within a
+ * poll period (LMDB) or through the store's wake-up descriptor (PostgreSQL), with the shared
+ * Contact; when b stops, a takes the dialog over and goes on with a higher CSeq and the ETag
+ * chain unbroken. With XDM_TEST_PG_CONNINFO set the test runs again on PostgreSQL, each notifier
+ * on its own handle, in a schema of its own. */
+static void cluster_run(const char *pg)
+{
+    struct pair f;
+    pair_open(&f, pg, true,
+              (struct notifier_config){.lease_s = 2, .contact = "sip:lb.example.com:5099"}, "a",
+              "b");
+    CU_ASSERT_STRING_EQUAL(notifier_instance(f.na), "a");
+    char *notify = f.notify, v[512], expect[512];
+    char(*e)[STORE_ETAG_MAX] = f.e;
+    unsigned long c0 =
+        pair_subscribe(&f, "cluster", "Event: xcap-diff;diff-processing=xcap-patching\r\n");
     CU_ASSERT_TRUE(header(notify, "Contact", v, sizeof v));
     CU_ASSERT_STRING_EQUAL(v, "<sip:lb.example.com:5099>");
-    unsigned long c0 = notify_cseq(notify);
 
     /* A commit that wakes nobody: b finds it in the change log. */
     int64_t t0 = now_ms();
-    commit_change(sa, &index,
+    commit_change(f.sa, &f.index,
                   "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
                   "<list/></resource-lists>",
                   e[0], e[1]);
-    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&p, notify, sizeof notify));
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify(&f.p, notify, sizeof f.notify));
     int64_t took = now_ms() - t0;
     CU_ASSERT_TRUE(took < 500);
     if (took >= 500 || getenv("XDM_TEST_VERBOSE"))
@@ -1665,110 +1711,74 @@ static void cluster_run(const char *pg)
                 pg ? "PostgreSQL" : "LMDB");
     snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[0], e[1]);
     assert_contains(body_of(notify), expect);
-    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(nb));
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(f.nb));
     CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
     assert_contains(v, expect);
     unsigned long c1 = notify_cseq(notify);
     CU_ASSERT_TRUE(c1 > c0);
 
     /* b stops (its lease marked expired): a takes the dialog over at its next heartbeat. */
-    peer_quiet(&p, 100);
-    notifier_stop(nb);
-    nb = NULL;
-    commit_change(sa, &index,
+    peer_quiet(&f.p, 100);
+    pair_stop_b(&f);
+    commit_change(f.sa, &f.index,
                   "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
                   "<list name=\"x\"/></resource-lists>",
                   e[1], e[2]);
-    p.notifier = notifier_port(na); /* where our answers go: a sends from now on */
-    CU_ASSERT_TRUE_FATAL(peer_wait_notify_as(&p, notify, sizeof notify, 4000, 200));
+    f.p.notifier = notifier_port(f.na); /* where our answers go: a sends from now on */
+    CU_ASSERT_TRUE_FATAL(peer_wait_notify_as(&f.p, notify, sizeof f.notify, 4000, 200));
     snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[1], e[2]);
     assert_contains(body_of(notify), expect);
-    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(na));
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(f.na));
     CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
     assert_contains(v, expect);
     CU_ASSERT_TRUE(notify_cseq(notify) > c1);
     CU_ASSERT_TRUE(header(notify, "Contact", v, sizeof v));
     CU_ASSERT_STRING_EQUAL(v, "<sip:lb.example.com:5099>");
     /* The dialog lives on at a: the un-SUBSCRIBE is answered there. */
-    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
-    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    peer_subscribe(&f.p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&f.p, notify, sizeof f.notify), 200);
     CU_ASSERT_TRUE(header(notify, "Subscription-State", v, sizeof v));
     CU_ASSERT_STRING_EQUAL(v, "terminated;reason=timeout");
-    close(p.fd);
-    notifier_stop(na);
-    store_close(sa);
-    if (sb)
-        store_close(sb);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pair_close(&f);
 }
 
 /* An in-dialog SUBSCRIBE that the balancer sends to an instance not holding the dialog: 503 with
  * Retry-After while the owner's lease stands (RFC 6665 §4.1.2.2: the subscription stays valid),
  * and, once it expired, taken over there on the spot and answered 200, the dialog going on from
- * that instance. The lease is long, so that only the request can cause the takeover. */
+ * that instance. The lease is long, so that only the request can cause the takeover; both
+ * notifiers share one handle. */
 static void claim_run(const char *pg)
 {
-    char dir[] = "/tmp/xdm-notify-XXXXXX";
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
-    struct store_options so = {.tables = notify_store_tables()};
-    if (pg) {
-        so.backend = STORE_BACKEND_POSTGRESQL;
-        so.pg_conninfo = pg;
-    }
-    struct store *st = NULL;
-    CU_ASSERT_EQUAL_FATAL(store_open(dir, &so, &st), STORE_OK);
-    struct doc_key index = {"resource-lists", "users", ALICE, "index"};
-    char e[3][STORE_ETAG_MAX];
-    commit_change(st, &index, "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\"/>",
-                  "", e[0]);
-    struct notifier_config cfg = {
-        .host = "127.0.0.1",
-        .xcap_root = ROOT,
-        .role = ROLE_SHARED_LIST,
-        .trusted_peers = sip_proxy_peers,
-        .cluster = true,
-        .lease_s = 60,
-        .poll_ms = 20,
-    };
-    struct notifier *na = NULL, *nb = NULL;
-    cfg.instance = "claim-a";
-    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &na), 0);
-    cfg.instance = "claim-b";
-    CU_ASSERT_EQUAL_FATAL(notifier_start(&cfg, st, &nb), 0);
-    struct peer p;
-    char notify[65536], v[512], expect[512];
-    peer_open(&p, notifier_port(nb), "claim");
-    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\n", LIST_ALICE);
-    CU_ASSERT_EQUAL_FATAL(peer_wait_response(&p, notify, sizeof notify), 200);
-    unsigned long c0 = notify_cseq(notify);
+    struct pair f;
+    pair_open(&f, pg, false, (struct notifier_config){.lease_s = 60}, "claim-a", "claim-b");
+    char *notify = f.notify, expect[512], v[512];
+    char(*e)[STORE_ETAG_MAX] = f.e;
+    unsigned long c0 = pair_subscribe(&f, "claim", "Event: xcap-diff\r\n");
     /* Owner alive: 503, and nothing moves. */
-    p.notifier = notifier_port(na);
-    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
-    CU_ASSERT_EQUAL(peer_wait_response(&p, NULL, 0), 503);
-    p.notifier = notifier_port(nb);
-    peer_quiet(&p, 100);
-    notifier_stop(nb); /* its lease marked expired; a waits a lease period before looking */
-    commit_change(st, &index,
+    f.p.notifier = notifier_port(f.na);
+    peer_subscribe(&f.p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&f.p, NULL, 0), 503);
+    f.p.notifier = notifier_port(f.nb);
+    peer_quiet(&f.p, 100);
+    pair_stop_b(&f); /* its lease marked expired; a waits a lease period before looking */
+    commit_change(f.sa, &f.index,
                   "<resource-lists xmlns=\"urn:ietf:params:xml:ns:resource-lists\">"
                   "<list/></resource-lists>",
                   e[0], e[1]);
-    p.notifier = notifier_port(na);
-    peer_quiet(&p, 300); /* nobody reports it yet */
-    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
-    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
+    f.p.notifier = notifier_port(f.na);
+    peer_quiet(&f.p, 300); /* nobody reports it yet */
+    peer_subscribe(&f.p, ALICE, "Event: xcap-diff\r\nExpires: 600\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&f.p, notify, sizeof f.notify), 200);
     /* The refresh's NOTIFY carries what was queued: the change made while nobody served. */
     snprintf(expect, sizeof expect, "previous-etag=\"%s\" new-etag=\"%s\"", e[0], e[1]);
     assert_contains(body_of(notify), expect);
     CU_ASSERT_TRUE(notify_cseq(notify) > c0);
-    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(na));
+    snprintf(expect, sizeof expect, "127.0.0.1:%u", (unsigned)notifier_port(f.na));
     CU_ASSERT_TRUE(header(notify, "Via", v, sizeof v));
     assert_contains(v, expect);
-    peer_subscribe(&p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
-    CU_ASSERT_EQUAL(peer_wait_response(&p, notify, sizeof notify), 200);
-    close(p.fd);
-    notifier_stop(na);
-    store_close(st);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    peer_subscribe(&f.p, ALICE, "Event: xcap-diff\r\nExpires: 0\r\n", NULL);
+    CU_ASSERT_EQUAL(peer_wait_response(&f.p, notify, sizeof f.notify), 200);
+    pair_close(&f);
 }
 
 /* Runs one SQL command on the database of XDM_TEST_PG_CONNINFO; returns 0 on success. */

@@ -32,6 +32,24 @@ static int cell(sqlite3 *h, int id, const char *col, char *out, size_t outlen)
     return n;
 }
 
+/* The column col of the row with id holds exactly the len bytes of want (len 0: empty or NULL). */
+#define CELL_IS(h, id, col, want, len)                                                             \
+    do {                                                                                           \
+        char cell_buf_[64];                                                                        \
+        CU_ASSERT_EQUAL(cell((h), (id), (col), cell_buf_, sizeof cell_buf_), (len));               \
+        if ((len) > 0)                                                                             \
+            CU_ASSERT_EQUAL(memcmp(cell_buf_, (want), (len)), 0);                                  \
+    } while (0)
+
+/* The dump is refused with exactly that message. */
+static void refused(const char *sql, const char *message)
+{
+    char err[256];
+    sqlite3 *h = load(sql, -1, err, sizeof err);
+    CU_ASSERT_STRING_EQUAL(err, message);
+    sqlite3_close(h);
+}
+
 static void test_mysql(void)
 {
     const char *sql = "-- MariaDB dump 10.19  Distrib 10.11.6-MariaDB\n"
@@ -50,15 +68,12 @@ static void test_mysql(void)
                       "INSERT INTO `xcap` VALUES (1,'a\\'b\\\\c\\n\\0\\Z\\\"','x'),"
                       "(2,0x3C612F3E,'y'),\n(3,_binary 'q''r',NULL);\n"
                       "UNLOCK TABLES;\n";
-    char err[256], buf[64];
+    char err[256];
     sqlite3 *h = load(sql, 3, err, sizeof err);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 9);
-    CU_ASSERT_EQUAL(memcmp(buf, "a'b\\c\n\0\x1a\"", 9), 0);
-    CU_ASSERT_EQUAL(cell(h, 2, "doc", buf, sizeof buf), 4);
-    CU_ASSERT_EQUAL(memcmp(buf, "<a/>", 4), 0);
-    CU_ASSERT_EQUAL(cell(h, 3, "doc", buf, sizeof buf), 3);
-    CU_ASSERT_EQUAL(memcmp(buf, "q'r", 3), 0);
-    CU_ASSERT_EQUAL(cell(h, 3, "doc_uri", buf, sizeof buf), 0); /* NULL */
+    CELL_IS(h, 1, "doc", "a'b\\c\n\0\x1a\"", 9);
+    CELL_IS(h, 2, "doc", "<a/>", 4);
+    CELL_IS(h, 3, "doc", "q'r", 3);
+    CELL_IS(h, 3, "doc_uri", "", 0); /* NULL */
     sqlite3_close(h);
 }
 
@@ -74,15 +89,12 @@ static void test_postgresql(void)
         "INSERT INTO public.xcap VALUES (1, '\\x3c612f3e', 'it''s \\x41');\n"
         "INSERT INTO public.xcap (id, doc_uri, doc) VALUES (2, E'a\\tb\\101', '\\x');\n"
         "SELECT pg_catalog.setval('public.xcap_id_seq', 2, true);\n";
-    char err[256], buf[64];
+    char err[256];
     sqlite3 *h = load(sql, 2, err, sizeof err);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 4);
-    CU_ASSERT_EQUAL(memcmp(buf, "<a/>", 4), 0);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc_uri", buf, sizeof buf), 9); /* not bytea: as written */
-    CU_ASSERT_EQUAL(memcmp(buf, "it's \\x41", 9), 0);
-    CU_ASSERT_EQUAL(cell(h, 2, "doc_uri", buf, sizeof buf), 4);
-    CU_ASSERT_EQUAL(memcmp(buf, "a\tbA", 4), 0);
-    CU_ASSERT_EQUAL(cell(h, 2, "doc", buf, sizeof buf), 0);
+    CELL_IS(h, 1, "doc", "<a/>", 4);
+    CELL_IS(h, 1, "doc_uri", "it's \\x41", 9); /* not bytea: as written */
+    CELL_IS(h, 2, "doc_uri", "a\tbA", 4);
+    CELL_IS(h, 2, "doc", "", 0);
     sqlite3_close(h);
 }
 
@@ -93,57 +105,45 @@ static void test_sqlite(void)
                       "INSERT INTO \"xcap\" VALUES(1,X'3C612F3E',4);\n"
                       "INSERT INTO \"xcap\" VALUES(2,'back\\slash',-1.5e1);\n"
                       "COMMIT;\n";
-    char err[256], buf[64];
+    char err[256];
     sqlite3 *h = load(sql, 2, err, sizeof err);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 4);
-    CU_ASSERT_EQUAL(memcmp(buf, "<a/>", 4), 0);
-    CU_ASSERT_EQUAL(cell(h, 2, "doc", buf, sizeof buf), 10);
-    CU_ASSERT_EQUAL(memcmp(buf, "back\\slash", 10), 0);
+    CELL_IS(h, 1, "doc", "<a/>", 4);
+    CELL_IS(h, 2, "doc", "back\\slash", 10);
     sqlite3_close(h);
 }
 
 static void test_untyped_and_data_only(void)
 {
-    char err[256], buf[64];
+    char err[256];
     sqlite3 *h = load("CREATE TABLE xcap (id, doc);\nINSERT INTO xcap VALUES (1, 'a');\n", 1, err,
                       sizeof err);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 1);
+    CELL_IS(h, 1, "doc", "a", 1);
     sqlite3_close(h);
     /* pg_dump --data-only --column-inserts: no CREATE TABLE, so no column types */
     h = load("-- PostgreSQL database dump\n"
              "INSERT INTO public.xcap (id, doc, doc_uri) VALUES (1, '\\x3c612f3e', '\\xz');\n",
              1, err, sizeof err);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc", buf, sizeof buf), 4);
-    CU_ASSERT_EQUAL(memcmp(buf, "<a/>", 4), 0);
-    CU_ASSERT_EQUAL(cell(h, 1, "doc_uri", buf, sizeof buf), 3); /* not hex: as written */
+    CELL_IS(h, 1, "doc", "<a/>", 4);
+    CELL_IS(h, 1, "doc_uri", "\\xz", 3); /* not hex: as written */
     sqlite3_close(h);
 }
 
 static void test_refusals(void)
 {
+    refused("INSERT INTO xcap VALUES (1);\n", "line 1: an INSERT into xcap without a column list "
+                                              "and no CREATE TABLE for it before");
+    refused("CREATE TABLE xcap (id int, doc blob);\n\nINSERT INTO xcap VALUES (1, 'a', 3);\n",
+            "line 3: a row of xcap with more than its 2 columns");
+    refused("CREATE TABLE xcap (id int, doc blob);\nINSERT INTO xcap VALUES (1, 'a);\n",
+            "line 3: unterminated string");
+    refused("-- PostgreSQL database dump\nCOPY public.other (id) FROM stdin;\n1\n\\.\n"
+            "COPY public.xcap (id, doc) FROM stdin;\n1\t\\\\x00\n\\.\n",
+            "line 5: the rows of xcap are in a COPY block; dump them with pg_dump --inserts (or "
+            "--column-inserts)");
+    refused("CREATE TABLE other (id int);\n",
+            "no table xcap in the dump (neither CREATE TABLE nor INSERT)");
     char err[256];
-    sqlite3 *h = load("INSERT INTO xcap VALUES (1);\n", -1, err, sizeof err);
-    CU_ASSERT_STRING_EQUAL(err, "line 1: an INSERT into xcap without a column list and no "
-                                "CREATE TABLE for it before");
-    sqlite3_close(h);
-    h = load("CREATE TABLE xcap (id int, doc blob);\n\nINSERT INTO xcap VALUES (1, 'a', 3);\n", -1,
-             err, sizeof err);
-    CU_ASSERT_STRING_EQUAL(err, "line 3: a row of xcap with more than its 2 columns");
-    sqlite3_close(h);
-    h = load("CREATE TABLE xcap (id int, doc blob);\nINSERT INTO xcap VALUES (1, 'a);\n", -1, err,
-             sizeof err);
-    CU_ASSERT_STRING_EQUAL(err, "line 3: unterminated string");
-    sqlite3_close(h);
-    h = load("-- PostgreSQL database dump\nCOPY public.other (id) FROM stdin;\n1\n\\.\n"
-             "COPY public.xcap (id, doc) FROM stdin;\n1\t\\\\x00\n\\.\n",
-             -1, err, sizeof err);
-    CU_ASSERT_STRING_EQUAL(err, "line 5: the rows of xcap are in a COPY block; dump them with "
-                                "pg_dump --inserts (or --column-inserts)");
-    sqlite3_close(h);
-    h = load("CREATE TABLE other (id int);\n", -1, err, sizeof err);
-    CU_ASSERT_STRING_EQUAL(err, "no table xcap in the dump (neither CREATE TABLE nor INSERT)");
-    sqlite3_close(h);
-    h = load("CREATE TABLE xcap (id int);\n", 0, err, sizeof err); /* an empty table is fine */
+    sqlite3 *h = load("CREATE TABLE xcap (id int);\n", 0, err, sizeof err); /* empty is fine */
     sqlite3_close(h);
 }
 

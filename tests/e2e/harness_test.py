@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Checks of the shared end-to-end harness (tests/e2e/harness.py) itself, with the real XDMS
+where a server's own words matter:
+
+- free_port never hands out a port twice, and with udp_too the port is free for UDP as well;
+- taken_port reads the port from both servers' messages (HTTP listener, SIP notifier);
+- retry_on_taken_port: an XDMS whose HTTP or SIP port was taken before it bound (also by another
+  process's listener, to which the readiness probe connects) is started again on the port
+  repick() chose, and a port that cannot change ends the retries at once;
+- stop_popen: a process that ignores SIGTERM is killed after the bounded wait and that is
+  reported; an exit status other than 0 or the signal is reported;
+- wait_ready: a process that exits at start fails with the tail of its log;
+- write_config: sections in order, repeated keys, the comment line.
+
+    python3 tests/e2e/harness_test.py --build build [-v] [--keep] [--filter NAME]
+
+Prints one PASS/FAIL line per check and `counts: P passed, F failed`. Standard library only.
+"""
+
+import os
+import signal
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Fail, Tally, expect, script_args, selected  # noqa: E402
+
+
+def check_free_port(ws):
+    ports = [harness.free_port() for _ in range(50)] + [harness.free_port(True) for _ in range(20)]
+    expect(len(set(ports)) == len(ports), "a port handed out twice: %s" % sorted(ports))
+    for port in ports[50:]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind((harness.LOOPBACK, port))  # raises when not free for UDP
+
+
+def check_taken_port_messages(ws):
+    log = ws.path("messages.log")
+    for text, port in (
+            (b"# argv\nT ERROR xdms(rls): httpd: cannot listen on 127.0.0.1 port 4711 (in use, no "
+             b"permission, or bad TLS certificate/key)\n", 4711),
+            (b"# argv\nT ERROR xdms(rls): notifier: cannot listen on sip:127.0.0.1:5099 (UDP and "
+             b"TCP; port in use?)\n", 5099),
+            (b"# argv\nT INFO xdms(rls): listening on http://127.0.0.1:4711\n", None)):
+        with open(log, "wb") as f:
+            f.write(text)
+        got = harness.taken_port(log)
+        expect(got == port, "taken_port of %r: %s, want %s" % (text, got, port))
+    expect(harness.taken_port(log, since=10 ** 6) is None, "since beyond the end")
+
+
+def xdms_argv(ws, name, http, sip):
+    return [ws.binary(harness.BIN_XDMS), "--role", "rls", "--config", ws.conf,
+            "--data", ws.path(name), "--http", "%s:%d" % (harness.LOOPBACK, http),
+            "--sip", "%s:%d" % (harness.LOOPBACK, sip), "--option", "metrics=off"]
+
+
+def retry_with_taken(ws, name, kind, listen=False):
+    """Holds a port (bound, not listening: as an outgoing connection holds it; with listen, as
+    another process's server does) and starts an XDMS on it; returns (the held port, the ports
+    repick() was asked for, the server)."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_STREAM if kind == "http" else
+                         socket.SOCK_DGRAM)
+    held.bind((harness.LOOPBACK, 0))
+    if listen:
+        held.listen()
+    taken = held.getsockname()[1]
+    ports = {"http": harness.free_port(), "sip": harness.free_port(True)}
+    ports[kind] = taken
+    asked = []
+
+    def repick(port):
+        asked.append(port)
+        ports[kind] = harness.free_port(kind == "sip")
+        return True
+
+    try:
+        srv = harness.retry_on_taken_port(
+            lambda: ws.server(name, xdms_argv(ws, name, ports["http"], ports["sip"]),
+                              port=ports["http"]), repick)
+    finally:
+        held.close()
+    return taken, asked, srv
+
+
+def check_retry_http_port(ws):
+    taken, asked, srv = retry_with_taken(ws, "http-taken", "http")
+    expect(asked == [taken], "repick asked for %s, the taken port was %d" % (asked, taken))
+    expect(srv.running(), "the XDMS does not run after the retry")
+
+
+def check_retry_foreign_listener(ws):
+    """Another process listens on the port: a connection to it succeeds, yet the XDMS exits."""
+    taken, asked, srv = retry_with_taken(ws, "http-foreign", "http", listen=True)
+    expect(asked == [taken], "repick asked for %s, the taken port was %d" % (asked, taken))
+    expect(srv.running(), "the XDMS does not run after the retry")
+
+
+def check_retry_sip_port(ws):
+    taken, asked, srv = retry_with_taken(ws, "sip-taken", "sip")
+    expect(asked == [taken], "repick asked for %s, the taken port was %d" % (asked, taken))
+    expect(srv.running(), "the XDMS does not run after the retry")
+
+
+def check_retry_gives_up(ws):
+    held = socket.socket()
+    held.bind((harness.LOOPBACK, 0))
+    asked = []
+    try:
+        harness.retry_on_taken_port(
+            lambda: ws.server("fixed", xdms_argv(ws, "fixed", held.getsockname()[1], 0),
+                              port=held.getsockname()[1]),
+            lambda port: asked.append(port) or False)
+        raise Fail("started on a taken port")
+    except harness.PortTaken as e:
+        expect(asked == [e.port] and "before accepting connections" in str(e) and
+               "cannot listen" in str(e), "asked %s; %s" % (asked, e))
+    finally:
+        held.close()
+
+
+def check_stop_bounded(ws):
+    log = ws.path("stubborn.log")
+    p = harness.spawn([sys.executable, "-c", "import signal, time\n"
+                       "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\n"
+                       "time.sleep(60)"], log)
+    deadline = time.monotonic() + 10
+    while b"ready" not in harness.read_bytes(log)[p.log_start:] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    msg = harness.stop_popen(p, "stubborn", timeout=0.5)
+    took = time.monotonic() - t0
+    expect(p.returncode == -signal.SIGKILL, "exit status %s" % p.returncode)
+    expect((msg or "").startswith("stubborn did not exit within") and
+           msg.endswith("of SIGTERM (killed)"), "problem %r" % msg)
+    expect(took < 5, "the stop took %.1f s" % took)
+    p = harness.spawn([sys.executable, "-c", "import sys; sys.exit(3)"], ws.path("three.log"))
+    p.wait(timeout=10)
+    expect(harness.stop_popen(p, "three") is None, "an exited process is no problem here")
+    p = harness.spawn([sys.executable, "-c", "import signal, sys, time\n"
+                       "signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))\n"
+                       "print('ready', flush=True)\ntime.sleep(60)"], ws.path("bad.log"))
+    deadline = time.monotonic() + 10
+    while b"ready" not in harness.read_bytes(p.log)[p.log_start:] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    msg = harness.stop_popen(p, "bad", timeout=10)
+    expect((msg or "").startswith("bad exited with exit code 3 after SIGTERM"), "problem %r" % msg)
+
+
+def check_wait_ready_exit(ws):
+    srv = harness.Server("early", [sys.executable, "-c", "print('no config here'); exit(1)"],
+                         ws.path("early.log"), port=harness.free_port())
+    try:
+        srv.start()
+        raise Fail("a process that exited was ready")
+    except harness.PortTaken as e:
+        raise Fail("PortTaken without a taken port: %s" % e)
+    except Fail as e:
+        expect("early exited with exit code 1 before accepting connections" in str(e) and
+               "| no config here" in str(e), "message: %s" % e)
+
+
+def check_write_config(ws):
+    path = harness.write_config(ws.path("w.conf"), [
+        ("aggproxy", [("metrics", "off"), ("trusted_peer", "a proxy")]),
+        ("rls", {"trusted_peer": "b proxy"}),
+        ("rls", [("trusted_peer", "c proxy"), ("trusted_peer", "d proxy")])], "made here")
+    with open(path) as f:
+        text = f.read()
+    want = ("# made here\n[aggproxy]\nmetrics = off\ntrusted_peer = a proxy\n[rls]\n"
+            "trusted_peer = b proxy\n[rls]\ntrusted_peer = c proxy\ntrusted_peer = d proxy\n")
+    expect(text == want, "wrote %r" % text)
+    expect(not os.path.exists(path + ".new"), "the temporary file is left")
+    harness.write_config(path, {"xdms": {}})
+    with open(path) as f:
+        expect(f.read() == "[xdms]\n", "an empty section")
+
+
+CHECKS = [check_free_port, check_taken_port_messages, check_retry_http_port,
+          check_retry_foreign_listener, check_retry_sip_port, check_retry_gives_up, check_stop_bounded, check_wait_ready_exit,
+          check_write_config]
+
+
+def main():
+    args = script_args(__doc__)
+    tally = Tally()
+    for c in selected(CHECKS, args.filter):
+        tally.check_fresh(c.__name__[6:], lambda: harness.Workspace(args.build, "xdm-harness-"),
+                          c, args.keep)
+    return tally.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
