@@ -118,6 +118,9 @@ enum store_rc store_instance_new(char out[STORE_INSTANCE_HEX + 1]);
 bool store_doc_key_valid(const struct doc_key *k, size_t key_max);
 /* Whether a document of k counts towards its user's bytes (the "users" tree, a non-empty xui). */
 bool store_key_counted(const struct doc_key *k);
+/* store_write() without group commit: fn in a write transaction of its own, committed when it
+ * returns 0 and aborted (STORE_OK, *result set) otherwise. */
+enum store_rc store_write_alone(struct store *s, store_write_fn fn, void *cls, int *result);
 
 enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
                               struct store **out);

@@ -343,18 +343,8 @@ enum store_rc store_lmdb_write(struct store *base_s, store_write_fn fn, void *cl
     struct store_lmdb *s = (struct store_lmdb *)base_s;
     struct store_lmdb_group *g = &s->group;
     *result = 0;
-    if (!g->on) {
-        struct store_txn *t;
-        enum store_rc rc = base_s->ops->txn_begin(base_s, true, &t);
-        if (rc != STORE_OK)
-            return rc;
-        *result = fn(cls, t);
-        if (*result != 0) {
-            base_s->ops->txn_abort(t);
-            return STORE_OK;
-        }
-        return base_s->ops->txn_commit(t);
-    }
+    if (!g->on)
+        return store_write_alone(base_s, fn, cls, result);
     struct store_lmdb_job job = {.fn = fn, .cls = cls};
     pthread_cond_init(&job.cond, NULL);
     pthread_mutex_lock(&g->lock);

@@ -100,18 +100,8 @@ enum store_rc store_pg_write(struct store *base_s, store_write_fn fn, void *cls,
     *result = 0;
     if (s->read_only)
         return STORE_INVALID;
-    if (s->group_max <= 1) { /* each call its own transaction, as without group commit */
-        struct store_txn *t;
-        enum store_rc rc = base_s->ops->txn_begin(base_s, true, &t);
-        if (rc != STORE_OK)
-            return rc;
-        *result = fn(cls, t);
-        if (*result != 0) {
-            base_s->ops->txn_abort(t);
-            return STORE_OK;
-        }
-        return base_s->ops->txn_commit(t);
-    }
+    if (s->group_max <= 1) /* each call its own transaction, as without group commit */
+        return store_write_alone(base_s, fn, cls, result);
     struct store_pg_job self = {.fn = fn, .cls = cls};
     pthread_cond_init(&self.cond, NULL);
     pthread_mutex_lock(&s->group_mu);

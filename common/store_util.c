@@ -249,3 +249,17 @@ bool store_key_counted(const struct doc_key *k)
 {
     return strcmp(k->tree, "users") == 0 && k->xui != NULL && k->xui[0] != '\0';
 }
+
+enum store_rc store_write_alone(struct store *s, store_write_fn fn, void *cls, int *result)
+{
+    struct store_txn *t;
+    enum store_rc rc = s->ops->txn_begin(s, true, &t);
+    if (rc != STORE_OK)
+        return rc;
+    *result = fn(cls, t);
+    if (*result != 0) {
+        s->ops->txn_abort(t);
+        return STORE_OK;
+    }
+    return s->ops->txn_commit(t);
+}
