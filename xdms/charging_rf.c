@@ -213,6 +213,17 @@ int charging_rf_open(const struct charging_rf_config *cfg, struct charging_rf **
                   cfg->conf_file);
         goto fail;
     }
+    /* The XDMS only connects out to the charging function (its ConnectPeer). libfdcore binds its
+     * server sockets to every address of the host when ListenOn names only loopback addresses,
+     * so no port at all is the only way not to open a Diameter server behind the operator's
+     * back: Port = 0 and SecPort = 0 open none. */
+    if (fd_g_config->cnf_port || fd_g_config->cnf_port_tls || fd_g_config->cnf_port_3436) {
+        log_error("charging: rf_config %s: the XDMS only connects to the charging function and "
+                  "must not listen for Diameter peers; add the lines \"Port = 0;\" and "
+                  "\"SecPort = 0;\" (and no RFC 3436 port) to %s",
+                  cfg->conf_file, cfg->conf_file);
+        goto fail;
+    }
     if (charging_rf_dict(rf) != 0) {
         log_error("charging: cannot prepare the Rf dictionary");
         goto fail;

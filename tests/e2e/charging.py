@@ -21,8 +21,9 @@ express: CDR files on disk and a real Diameter charging function.
 
     python3 tests/e2e/charging.py --build build [--store postgresql] [-v] [--keep]
 
-freeDiameter listens on every address of the host (it drops loopback addresses from ListenOn),
-so the test extension accepts only peers connecting from loopback. Prints one PASS/FAIL line per
+freeDiameter drops loopback addresses given in ListenOn, so the test extension binds the peer's
+server sockets to 127.0.0.1 itself (checked from /proc/net/tcp), and the XDMS's own Diameter
+client opens no server socket (Port = 0, SecPort = 0 in its rf_config; any other port is refused). Prints one PASS/FAIL line per
 check and `counts: P passed, F failed`; exits non-zero when a check failed, a process died or a
 sanitizer report appears in a log. Every process is stopped by its PID; every wait is bounded.
 """
@@ -53,6 +54,8 @@ DOC_SEL = "resource-lists/users/%s/index" % ALICE
 LISTS = "application/resource-lists+xml"
 NODE = "%s@%s" % (ROLE, socket.gethostname())
 FREEDIAMETERD = shutil.which("freeDiameterd") or "/usr/bin/freeDiameterd"
+# The test extension answers DIAMETER_UNABLE_TO_COMPLY (5012) to an ACR for this user.
+REJECTED_USER = "sip:refused@example.com"
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -102,7 +105,8 @@ class Peer:
                     'No_SCTP;\nNo_IPv6;\nTcTimer = 1;\nTwTimer = 6;\n'
                     'TLS_Cred = "%s", "%s";\nTLS_CA = "%s";\n'
                     'LoadExtension = "%s" : "%s";\n'
-                    % (self.identity, self.port, cert, key, cert, os.path.abspath(ext), self.out))
+                    % (self.identity, self.port, cert, key, cert, os.path.abspath(ext),
+                       "listen=%s;reject=%s;out=%s" % (e2e.LOOPBACK, REJECTED_USER, self.out)))
 
     def start(self):
         log = os.path.join(self.dir, "cdf.%d.log" % (len(self.logs) + 1))
@@ -172,8 +176,9 @@ class Ctx:
         self.peers.append(p)
         return p
 
-    def rf_options(self, peer, name):
-        """The XDMS's Diameter client: its own freeDiameter configuration towards peer."""
+    def rf_options(self, peer, name, port=0):
+        """The XDMS's Diameter client: its own freeDiameter configuration towards peer. Port 0
+        (and SecPort 0): the XDMS opens no Diameter server socket (docs/charging.md)."""
         d = os.path.join(self.tmp, name)
         os.makedirs(d, exist_ok=True)
         ident = "xdms.xdm.test"
@@ -184,7 +189,7 @@ class Ctx:
                     'No_SCTP;\nNo_IPv6;\nTcTimer = 1;\nTwTimer = 6;\n'
                     'TLS_Cred = "%s", "%s";\nTLS_CA = "%s";\n'
                     'ConnectPeer = "%s" { ConnectTo = "%s"; Port = %d; No_TLS; };\n'
-                    % (ident, e2e.free_port(), cert, key, cert, peer.identity, e2e.LOOPBACK,
+                    % (ident, port, cert, key, cert, peer.identity, e2e.LOOPBACK,
                        peer.port))
         return ["rf_config=" + conf, "rf_destination_realm=xdm.test",
                 "charging_retry_min_ms=200", "charging_retry_max_ms=1000",
@@ -195,6 +200,12 @@ class Ctx:
         self.deps.append(dep)
         dep.procs[ROLE].options = list(options)
         dep.procs[ROLE].start()
+        return dep
+
+    def deployment_stopped(self, name, options):
+        dep = e2e.Deployment(self.runner, types.SimpleNamespace(name="charging-" + name))
+        self.deps.append(dep)
+        dep.procs[ROLE].options = list(options)
         return dep
 
     def close(self, dep):
@@ -324,6 +335,73 @@ def check_cdr_rotation(ctx):
     ctx.close(dep)
     return "%d files by size, each closed at >= 1024 bytes, records 1..12 once; 2 by age" % (
         len(glob.glob(os.path.join(cdr, "*.jsonl"))))
+
+
+def tcp_listeners():
+    """Every listening TCP socket of the host (/proc/net/tcp, tcp6): (address, port, inode)."""
+    out = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A":  # TCP_LISTEN
+                    continue
+                addr, port = fields[1].split(":")
+                raw = bytes.fromhex(addr)
+                # The kernel prints each 32-bit word of the address in host (little-endian) order.
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+                out.append((socket.inet_ntop(family, raw), int(port, 16), int(fields[9])))
+    return out
+
+
+def socket_inodes(pid):
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            m = re.match(r"socket:\[(\d+)\]$", os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            continue
+        if m:
+            inodes.add(int(m.group(1)))
+    return inodes
+
+
+def check_rf_loopback(ctx):
+    peer = ctx.peer("cdf-loopback")
+    peer.start()
+    bound = sorted((a, p) for a, p, _ in tcp_listeners() if p == peer.port)
+    expect(bound == [(e2e.LOOPBACK, peer.port)],
+           "freeDiameterd listens on %s, want only %s:%d" % (bound, e2e.LOOPBACK, peer.port))
+    dep = ctx.deployment("rf-loopback", ctx.rf_options(peer, "rf-loopback"))
+    write(dep, "PUT", DOC, body(1), LISTS, 201)
+    wait_for("one ACR", lambda: len(peer.records()) == 1, 20)
+    proc = dep.procs[ROLE]
+    mine = socket_inodes(proc.popen.pid)
+    ports = sorted({p for _, p, inode in tcp_listeners() if inode in mine})
+    want = sorted({proc.http_port, proc.metrics_port, proc.sip_port} & set(ports))
+    expect(proc.metrics_port in ports, "no listener of the XDMS found in /proc/net/tcp: %s" % ports)
+    expect(ports == want and 3868 not in ports and 5868 not in ports,
+           "the XDMS listens on TCP ports %s; only its HTTP, SIP and metrics ports %s expected"
+           % (ports, [proc.http_port, proc.sip_port, proc.metrics_port]))
+    ctx.close(dep)
+
+    # An rf_config with a server port: refused at start, naming the file and the lines to add.
+    opts = ctx.rf_options(peer, "rf-listening", port=e2e.free_port())
+    bad = ctx.deployment_stopped("rf-listening", opts)
+    rc, text = bad.procs[ROLE].start_expect_failure([])
+    conf = opts[0].split("=", 1)[1]
+    expect(rc == 2, "exit status %s for an rf_config with Port != 0, want 2:\n%s" % (rc, text))
+    expect(conf in text and '"Port = 0;"' in text and '"SecPort = 0;"' in text,
+           "the refusal names neither %s nor the lines to add:\n%s" % (conf, text))
+    ctx.deps.remove(bad)
+    bad.shutdown()
+    peer.stop()
+    return "freeDiameterd bound to %s only; the XDMS opens no Diameter server socket and " \
+           "refuses an rf_config with Port != 0 (exit 2)" % e2e.LOOPBACK
 
 
 def seqs_of(records):
@@ -483,7 +561,7 @@ def check_subscription(ctx):
            "3 NOTIFYs charged"
 
 
-CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_acr, check_rf_outage, check_queue_full,
+CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_loopback, check_rf_acr, check_rf_outage, check_queue_full,
           check_subscription]
 
 
