@@ -406,8 +406,9 @@ static struct msg *charging_rf_request(struct charging_rf *rf, const struct char
 }
 
 int charging_rf_send(struct charging_rf *rf, const struct charging_record *r, uint64_t seq,
-                     char *why, size_t whylen)
+                     uint32_t *permanent, char *why, size_t whylen)
 {
+    *permanent = 0;
     struct msg *m = charging_rf_request(rf, r, seq);
     if (!m) {
         snprintf(why, whylen, "cannot build the Accounting-Request");
@@ -452,6 +453,15 @@ int charging_rf_send(struct charging_rf *rf, const struct charging_record *r, ui
     charging_rf_wait_put(w);
     if (!done || expired) {
         snprintf(why, whylen, "no Accounting-Answer within %u ms", rf->cfg.answer_timeout_ms);
+        return -1;
+    }
+    if (result >= 5000 && result <= 5999) {
+        /* RFC 6733 §7.1.5: a permanent failure; the same request would fail again. */
+        snprintf(why, whylen,
+                 "Accounting-Answer with Result-Code %" PRIu32
+                 " (a permanent failure, RFC 6733 §7.1.5)",
+                 result);
+        *permanent = result;
         return -1;
     }
     if (result != CHARGING_RF_SUCCESS) {

@@ -240,7 +240,7 @@ def metric(dep, name):
 
 def cdr_lines(cdr):
     out = []
-    for path in sorted(glob.glob(os.path.join(cdr, "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(cdr, "xdm-*.jsonl"))):
         with open(path) as f:
             out += [json.loads(line) for line in f if line.strip()]
     return sorted(out, key=lambda x: x["seq"])
@@ -305,7 +305,7 @@ def check_cdr_rotation(ctx):
     for i in range(12):
         write(dep, "PUT", DOC, body(i), LISTS, 201 if i == 0 else 200)
     wait_for("12 lines", lambda: len(cdr_lines(cdr)) >= 12, 15)
-    files = sorted(glob.glob(os.path.join(cdr, "*.jsonl")), key=os.path.getmtime)
+    files = sorted(glob.glob(os.path.join(cdr, "xdm-*.jsonl")), key=os.path.getmtime)
     expect(len(files) >= 3, "size rotation: %d file(s)" % len(files))
     seqs = []
     for f in files:
@@ -334,7 +334,7 @@ def check_cdr_rotation(ctx):
     expect(len(files) == 2, "age rotation: %d file(s)" % len(files))
     ctx.close(dep)
     return "%d files by size, each closed at >= 1024 bytes, records 1..12 once; 2 by age" % (
-        len(glob.glob(os.path.join(cdr, "*.jsonl"))))
+        len(glob.glob(os.path.join(cdr, "xdm-*.jsonl"))))
 
 
 def tcp_listeners():
@@ -451,6 +451,56 @@ def check_rf_acr(ctx):
     return "ACR with the AVPs of RFC 6733 §9.7.1 and the XDM set, ACA DIAMETER_SUCCESS"
 
 
+def check_rf_rejected(ctx):
+    """A record the charging function refuses for good (5012, RFC 6733 §7.1.5) leaves the queue
+    for the dead-letter file; the records behind it are delivered."""
+    peer = ctx.peer("cdf-rejected")
+    peer.start()
+    refused_doc = "/xcap-root/resource-lists/users/%s/index" % REJECTED_USER
+    results = []
+    for cdr in (False, True):
+        name = "rf-rejected" + ("-cdr" if cdr else "")
+        opts = ctx.rf_options(peer, name)
+        cdr_dir = os.path.join(ctx.tmp, name, "cdr")
+        if cdr:
+            opts.append("cdr_dir=" + cdr_dir)
+        dep = ctx.deployment(name, opts)
+        first = len(peer.records())
+        write(dep, "PUT", DOC, body(1), LISTS, 201)
+        r = e2e.http_exchange(dep.procs[ROLE].socket_addr, "PUT", refused_doc,
+                              [("X-3GPP-Asserted-Identity", '"%s"' % REJECTED_USER),
+                               ("Content-Type", LISTS)], body(2), 10)
+        expect(r.status == 201, "PUT %s: %s" % (refused_doc, r.summary()))
+        write(dep, "PUT", DOC, body(3), LISTS, 200)
+        write(dep, "DELETE", DOC, b"", None, 200)
+        wait_for("records 1..4 at the peer",
+                 lambda: seqs_of(peer.records()[first:]) == [1, 2, 3, 4], 20)
+        wait_for("backlog 0", lambda: metric(dep, "xdm_charging_backlog") == 0, 15)
+        expect(metric(dep, "xdm_charging_sent_total") == 3, "sent_total != 3")
+        expect(metric(dep, "xdm_charging_rejected_total") == 1, "rejected_total != 1")
+        where = cdr_dir if cdr else dep.procs[ROLE].data
+        dead = os.path.join(where, "rejected-%s.jsonl" % re.sub(r"[^A-Za-z0-9._-]", "_", NODE))
+        expect(os.path.exists(dead), "no dead-letter file %s: %s" % (dead, os.listdir(where)))
+        with open(dead) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        expect(len(lines) == 1, "dead-letter lines: %s" % lines)
+        d = lines[0]
+        expect((d["seq"], d["user"], d["event"], d["result"], d["rf_result_code"])
+               == (2, REJECTED_USER, "document-created", 201, 5012), "dead letter %s" % d)
+        expect(list(d)[-1] == "rf_result_code", "rf_result_code is not the last key: %s" % d)
+        log = e2e.read_bytes(dep.procs[ROLE].logs[-1]).decode("utf-8", "replace")
+        expect(log.count("refused for good") == 1, "not logged exactly once:\n%s" % log)
+        if cdr:
+            # The CDR files are a charging sink of their own: every record has its line.
+            expect([x["seq"] for x in cdr_lines(cdr_dir)] == [1, 2, 3, 4],
+                   "CDR lines %s" % [x["seq"] for x in cdr_lines(cdr_dir)])
+        ctx.close(dep)
+        results.append(os.path.relpath(dead, ctx.tmp))
+    peer.stop()
+    return "5012 for record 2: moved to %s, records 3 and 4 delivered after it, counted and " \
+           "logged once" % " and ".join(results)
+
+
 def check_rf_outage(ctx):
     peer = ctx.peer("cdf-outage")
     peer.start()
@@ -561,8 +611,8 @@ def check_subscription(ctx):
            "3 NOTIFYs charged"
 
 
-CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_loopback, check_rf_acr, check_rf_outage, check_queue_full,
-          check_subscription]
+CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_loopback, check_rf_acr, check_rf_rejected,
+          check_rf_outage, check_queue_full, check_subscription]
 
 
 def main():

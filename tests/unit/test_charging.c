@@ -161,7 +161,7 @@ static void test_emit_and_defer(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     CU_ASSERT_EQUAL(config_set(cfg, "cdr_dir", cdr), 0);
     struct charging *c = NULL;
-    CU_ASSERT_EQUAL_FATAL(charging_start(cfg, st, "node-1", &c), 0);
+    CU_ASSERT_EQUAL_FATAL(charging_start(cfg, st, "node-1", NULL, &c), 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     struct charging_record r = {.user = "sip:a@example.com", .session = "tag1", .result = 200};
     r.event = CHARGING_SUB_STARTED;
