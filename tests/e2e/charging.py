@@ -501,6 +501,58 @@ def check_rf_rejected(ctx):
            "logged once" % " and ".join(results)
 
 
+def xdmctl(ctx, dep, *args):
+    """Runs xdmctl on the deployment's stores (its PostgreSQL database named in a configuration
+    file with --store postgresql); returns (exit status, stdout, stderr)."""
+    argv = [os.path.join(ctx.args.build, "tools", "xdmctl"), "--data", os.path.join(dep.tmp, "data")]
+    if dep.pg is not None:
+        conf = os.path.join(dep.tmp, "xdmctl.conf")
+        with open(conf, "w") as f:
+            f.write("[%s]\nstore = postgresql\npg_conninfo = %s\n" % (ROLE, dep.pg_conninfo(ROLE)))
+        argv += ["--config", conf]
+    r = subprocess.run(argv + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60, env=ctx.runner.env)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def check_drain(ctx):
+    """The queue of an instance that never comes back: listed by xdmctl charging list, moved by
+    xdmctl charging drain to a running instance, which delivers it."""
+    peer = ctx.peer("cdf-drain")
+    opts = ctx.rf_options(peer, "rf-drain")
+    dep = ctx.deployment("drain", opts + ["instance=node-a"])  # the peer is down
+    write(dep, "PUT", DOC, body(0), LISTS, 201)
+    for i in range(1, 3):
+        write(dep, "PUT", DOC, body(i), LISTS, 200)
+    wait_for("backlog 3", lambda: metric(dep, "xdm_charging_backlog") == 3, 15)
+    proc = dep.procs[ROLE]
+    proc.stop(signal.SIGKILL)
+    got = xdmctl(ctx, dep, "charging", "list", "--role", ROLE)
+    expect(got == (0, "node-a\t3\n", ""), "charging list: %r" % (got,))
+    got = xdmctl(ctx, dep, "charging", "drain", "--role", ROLE, "--node", "node-a")
+    expect(got[0] == 2 and "--to" in got[2], "drain without --to: %r" % (got,))
+    got = xdmctl(ctx, dep, "charging", "drain", "--role", ROLE, "--node", "node-a", "--to",
+                 "node-b")
+    expect(got == (0, "%s: 3 records moved from node-a to node-b\n" % ROLE, ""),
+           "charging drain: %r" % (got,))
+    got = xdmctl(ctx, dep, "charging", "list", "--role", ROLE)
+    expect(got == (0, "node-a\t0\nnode-b\t3\n", ""), "charging list after drain: %r" % (got,))
+    peer.start()
+    proc.options = opts + ["instance=node-b"]
+    proc.start()
+    wait_for("3 records at the peer", lambda: len(peer.records()) == 3, 30)
+    recs = peer.records()
+    expect([r["XDM-Served-User"] for r in recs] == [ALICE] * 3 and
+           [r["XDM-Serving-Node"] for r in recs] == ["node-a"] * 3 and
+           [r["XDM-Event"] for r in recs] == ["document-created", "document-replaced",
+                                              "document-replaced"],
+           "records delivered after the drain: %s" % recs)
+    wait_for("backlog 0", lambda: metric(dep, "xdm_charging_backlog") == 0, 15)
+    ctx.close(dep)
+    peer.stop()
+    return "3 records of node-a listed, drained to node-b and delivered by it, in order"
+
+
 def check_rf_outage(ctx):
     peer = ctx.peer("cdf-outage")
     peer.start()
@@ -612,7 +664,7 @@ def check_subscription(ctx):
 
 
 CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_loopback, check_rf_acr, check_rf_rejected,
-          check_rf_outage, check_queue_full, check_subscription]
+          check_rf_outage, check_queue_full, check_subscription, check_drain]
 
 
 def main():
