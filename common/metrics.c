@@ -241,6 +241,9 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
          "Charging delivery attempts that failed; the records stay queued and are retried."},
         {METRICS_CHARGING_DROPPED, "xdm_charging_dropped_total",
          "Chargeable events not queued because the queue held charging_queue_max records."},
+        {METRICS_CHARGING_REJECTED, "xdm_charging_rejected_total",
+         "Charging records the charging function refused for good (5xxx), moved to the "
+         "dead-letter file."},
     };
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         rc |= metrics_family(out, plain[i].name, "counter", plain[i].help);

@@ -40,6 +40,8 @@ enum metrics_counter {
     METRICS_CHARGING_SENT,    /* xdm_charging_sent_total (XDMS) */
     METRICS_CHARGING_FAILED,  /* xdm_charging_failed_total (XDMS) */
     METRICS_CHARGING_DROPPED, /* xdm_charging_dropped_total (XDMS) */
+    /* xdm_charging_rejected_total (XDMS) */
+    METRICS_CHARGING_REJECTED,
     METRICS_COUNTER_COUNT
 };
 

@@ -269,6 +269,31 @@ enum store_rc store_charge_count(struct store_txn *t, const char *queue, uint64_
     return store_charge_u64(t, ck, cklen, out);
 }
 
+struct store_charge_queue_scan {
+    int (*fn)(void *cls, const char *queue, uint64_t count);
+    void *cls;
+};
+
+static int store_charge_queue_each(void *cls, const void *key, size_t klen, const void *val,
+                                   size_t vlen)
+{
+    struct store_charge_queue_scan *sc = cls;
+    char queue[STORE_CHARGE_QUEUE_MAX + 1];
+    if (klen < 2 || klen - 1 > STORE_CHARGE_QUEUE_MAX || vlen != 8)
+        return 0;
+    memcpy(queue, (const char *)key + 1, klen - 1);
+    queue[klen - 1] = '\0';
+    return sc->fn(sc->cls, queue, store_get_u64(val));
+}
+
+enum store_rc store_charge_queues(struct store_txn *t,
+                                  int (*fn)(void *cls, const char *queue, uint64_t count),
+                                  void *cls)
+{
+    struct store_charge_queue_scan sc = {fn, cls};
+    return store_kv_scan(t, STORE_CHARGE_TABLE, "C", 1, store_charge_queue_each, &sc);
+}
+
 enum store_rc store_change_read(struct store_txn *t, uint64_t after,
                                 int (*fn)(void *cls, const struct store_change *c), void *cls)
 {

@@ -342,5 +342,11 @@ enum store_rc store_charge_read(struct store_txn *t, const char *queue, size_t m
 enum store_rc store_charge_del(struct store_txn *t, const char *queue, uint64_t seq);
 /* Records in queue (O(1): a counter kept with the records). */
 enum store_rc store_charge_count(struct store_txn *t, const char *queue, uint64_t *out);
+/* Calls fn for every queue that ever held a record, in name order, with its record count (0 for
+ * an emptied queue), until fn returns non-zero. queue is NUL-terminated and valid only inside fn.
+ */
+enum store_rc store_charge_queues(struct store_txn *t,
+                                  int (*fn)(void *cls, const char *queue, uint64_t count),
+                                  void *cls);
 
 #endif

@@ -88,6 +88,13 @@ static void xdmctl_usage(FILE *f)
         "        valid, quota counters, change log and RLS indexes consistent; one line per\n"
         "        problem, exit status 1 when there is one\n",
         f);
+    fputs("  charging list --role ROLE\n"
+          "        print each charging queue of the role's store: the serving node and its\n"
+          "        records not delivered yet, separated by a tab\n"
+          "  charging drain --role ROLE --node N --to M\n"
+          "        move every queued record of serving node N (an instance that does not\n"
+          "        come back) to the queue of node M, which delivers them (docs/charging.md)\n",
+          f);
     fputs("\n"
           "Options:\n"
           "  --data DIR   top data directory (default var); users and GBA records live in\n"
@@ -423,7 +430,7 @@ struct xdmctl_opts {
     const char *impus[GBA_IMPUS_MAX > USERS_IDS_MAX ? GBA_IMPUS_MAX : USERS_IDS_MAX];
     size_t n_impus;
     bool force;
-    const char *user, *xcap_root, *from, *config_path, *role;
+    const char *user, *xcap_root, *from, *config_path, *role, *node, *to;
     const char *auids[GBA_AUIDS_MAX];
     struct xdmctl_gba_args ga;
     int nargs;
@@ -449,6 +456,8 @@ enum xdmctl_opt {
     OPT_FROM,
     OPT_CONFIG,
     OPT_ROLE,
+    OPT_NODE,
+    OPT_TO,
 };
 
 static const struct option xdmctl_longopts[] = {
@@ -470,6 +479,8 @@ static const struct option xdmctl_longopts[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"role", required_argument, NULL, OPT_ROLE},
+    {"node", required_argument, NULL, OPT_NODE},
+    {"to", required_argument, NULL, OPT_TO},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -540,6 +551,12 @@ static int xdmctl_take_option(struct xdmctl_opts *o, int opt)
         break;
     case OPT_ROLE:
         o->role = optarg;
+        break;
+    case OPT_NODE:
+        o->node = optarg;
+        break;
+    case OPT_TO:
+        o->to = optarg;
         break;
     case 'h':
         xdmctl_usage(stdout);
@@ -660,8 +677,29 @@ static int xdmctl_run(struct xdmctl_opts *o)
         log_init("xdmctl", LOG_LEVEL_WARN);
         return xdmctl_db(o->config_path, o->role, o->args[1]);
     }
+    if (o->nargs >= 1 && strcmp(o->args[0], "charging") == 0) {
+        if (o->nargs != 2 ||
+            (strcmp(o->args[1], "list") != 0 && strcmp(o->args[1], "drain") != 0) || !o->role ||
+            any_opts || o->force || o->user || o->from || o->xcap_root) {
+            fprintf(stderr, "xdmctl: bad arguments for \"charging\"\n");
+            xdmctl_usage(stderr);
+            return 2;
+        }
+        log_init("xdmctl", LOG_LEVEL_WARN);
+        struct xdmctl_data_stores stores;
+        int rc = xdmctl_data_stores_load(&stores, o->config_path, o->data);
+        if (rc)
+            return rc;
+        rc = xdmctl_charging(o->args[1], o->data, &stores, o->role, o->node, o->to);
+        xdmctl_data_stores_release(&stores);
+        return rc;
+    }
+    if (o->node || o->to) {
+        fprintf(stderr, "xdmctl: --node and --to are for charging drain only\n");
+        return 2;
+    }
     if (o->role) {
-        fprintf(stderr, "xdmctl: --role is for db only\n");
+        fprintf(stderr, "xdmctl: --role is for db and charging only\n");
         return 2;
     }
     bool data_cmd =

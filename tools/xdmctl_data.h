@@ -44,6 +44,13 @@ int xdmctl_data_stores_load(struct xdmctl_data_stores *out, const char *config_p
                             const char *root);
 void xdmctl_data_stores_release(struct xdmctl_data_stores *s);
 
+/* charging list: prints each charging queue (serving node) of the XDMS role's store and its
+ * records, "NODE<TAB>COUNT" a line, nothing when the store has none. charging drain: moves every
+ * record of queue node to the end of queue to (new numbers, fields unchanged), 64 a transaction,
+ * and prints how many. Returns 0, 1 on a store error, 2 on bad arguments (messages on stderr). */
+int xdmctl_charging(const char *cmd, const char *root, const struct xdmctl_data_stores *stores,
+                    const char *role, const char *node, const char *to);
+
 /* Copies every environment present under root into dest (created; an existing dest must be an
  * empty directory) while the servers keep running, then writes dest/MANIFEST. Each environment
  * is consistent in itself (one LMDB read transaction); the four are copied one after the other.

@@ -175,6 +175,7 @@ struct charging {
     unsigned retry_min_ms, retry_max_ms;
     struct charging_cdr *cdr;
     struct charging_rf *rf;
+    char *reject_dir; /* the dead-letter file's directory: cdr_dir, else the data directory */
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t mu;
@@ -199,6 +200,7 @@ struct charging_item {
     uint64_t seq;
     void *bytes;
     size_t len;
+    bool rejected; /* refused for good and written to the dead-letter file */
 };
 
 struct charging_batch {
@@ -213,7 +215,7 @@ static int charging_collect(void *cls, uint64_t seq, const void *rec, size_t len
     if (!copy)
         return 1;
     memcpy(copy, rec, len);
-    b->items[b->n++] = (struct charging_item){seq, copy, len};
+    b->items[b->n++] = (struct charging_item){seq, copy, len, false};
     return b->n == CHARGING_BATCH;
 }
 
@@ -235,7 +237,8 @@ static void charging_backlog_update(struct charging *c)
     store_txn_abort(t);
 }
 
-/* Removes the delivered records [0, n) of the batch from the queue, in one write transaction. */
+/* Removes the delivered records [0, n) of the batch from the queue, in one write transaction, and
+ * counts them: sent, or rejected (moved to the dead-letter file). */
 static int charging_remove(struct charging *c, const struct charging_batch *b, size_t n)
 {
     if (n == 0)
@@ -257,7 +260,26 @@ static int charging_remove(struct charging *c, const struct charging_batch *b, s
                  store_strerror(rc));
         return -1;
     }
-    metrics_count(METRICS_CHARGING_SENT, n);
+    size_t rejected = 0;
+    for (size_t i = 0; i < n; i++)
+        rejected += b->items[i].rejected;
+    metrics_count(METRICS_CHARGING_SENT, n - rejected);
+    if (rejected)
+        metrics_count(METRICS_CHARGING_REJECTED, rejected);
+    return 0;
+}
+
+/* Appends record seq, with the Result-Code that refused it, to the dead-letter file. */
+static int charging_reject(struct charging *c, const struct charging_record *r, uint64_t seq,
+                           uint32_t result, struct buf *line)
+{
+    buf_reset(line);
+    if (charging_record_json(r, seq, line) < 0 || line->len < 2)
+        return -1;
+    line->len -= 2; /* "}\n" */
+    if (buf_printf(line, ",\"rf_result_code\":%" PRIu32 "}\n", result) < 0 ||
+        charging_reject_write(c->reject_dir, c->node, line->data, line->len) < 0)
+        return -1;
     return 0;
 }
 
@@ -283,12 +305,27 @@ static size_t charging_deliver(struct charging *c, struct charging_batch *b, boo
         }
         if (c->rf) {
             char why[256] = "";
-            if (charging_rf_send(c->rf, &r, it->seq, why, sizeof why) < 0) {
-                log_warn("charging: record %" PRIu64 " not accepted by the charging function: "
-                         "%s; it stays queued",
-                         it->seq, why);
-                *failed = true;
-                break;
+            uint32_t permanent = 0;
+            if (charging_rf_send(c->rf, &r, it->seq, &permanent, why, sizeof why) < 0) {
+                if (!permanent) {
+                    log_warn("charging: record %" PRIu64
+                             " not accepted by the charging function: %s; it stays queued",
+                             it->seq, why);
+                    *failed = true;
+                    break;
+                }
+                /* Refused for good: sending it again would fail again and hold up every
+                 * record behind it. It leaves the queue for the dead-letter file, with the
+                 * Result-Code, and is logged once. */
+                if (charging_reject(c, &r, it->seq, permanent, &line) < 0) {
+                    *failed = true;
+                    break;
+                }
+                b->items[done].rejected = true;
+                log_error("charging: record %" PRIu64 " (%s of %s) refused for good by the "
+                          "charging function: %s; moved to %s/rejected-*.jsonl",
+                          it->seq, charging_event_name(r.event), charging_str(r.user), why,
+                          c->reject_dir);
             }
         }
         if (c->cdr) {
@@ -393,6 +430,7 @@ static void charging_free(struct charging *c)
         charging_rf_close(c->rf);
     if (c->cdr)
         charging_cdr_close(c->cdr);
+    free(c->reject_dir);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
@@ -419,7 +457,7 @@ int charging_check_keys(const struct config *cfg)
 }
 
 int charging_start(const struct config *cfg, struct store *store, const char *node,
-                   struct charging **out)
+                   const char *data_dir, struct charging **out)
 {
     *out = NULL;
     const char *cdr_dir = config_str(cfg, "cdr_dir"), *rf_conf = config_str(cfg, "rf_config");
@@ -449,6 +487,11 @@ int charging_start(const struct config *cfg, struct store *store, const char *no
     c->queue_max = config_u64(cfg, "charging_queue_max");
     c->retry_min_ms = (unsigned)rmin;
     c->retry_max_ms = (unsigned)rmax;
+    c->reject_dir = strdup(cdr_dir && cdr_dir[0] ? cdr_dir : data_dir ? data_dir : ".");
+    if (!c->reject_dir) {
+        charging_free(c);
+        return -1;
+    }
     if (cdr_dir && cdr_dir[0] &&
         charging_cdr_open(cdr_dir, c->node, config_u64(cfg, "cdr_rotate_bytes"),
                           config_u64(cfg, "cdr_rotate_age"), &c->cdr) < 0) {

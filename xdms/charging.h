@@ -98,10 +98,12 @@ int charging_check_keys(const struct config *cfg);
 /* Reads the [charging] keys of cfg. *out is NULL (and 0 returned) when neither cdr_dir nor
  * rf_config is set: charging is off. Else starts the delivery thread over store (borrowed; it
  * must outlive the handle) for the queue of the serving node `node` (1..STORE_CHARGE_QUEUE_MAX
- * bytes). Returns -1 after logging when the keys are inconsistent, the CDR directory cannot be
- * made or the Diameter client cannot start. */
+ * bytes). Records the charging function refuses for good go to the dead-letter file
+ * rejected-NODE.jsonl in cdr_dir, or in data_dir (the XDMS's data directory) without cdr_dir.
+ * Returns -1 after logging when the keys are inconsistent, the CDR directory cannot be made or
+ * the Diameter client cannot start. */
 int charging_start(const struct config *cfg, struct store *store, const char *node,
-                   struct charging **out);
+                   const char *data_dir, struct charging **out);
 /* Stops the thread (the record being delivered is finished or left queued) and frees c. */
 void charging_stop(struct charging *c);
 /* The store table the queue needs in store_options.tables (whether or not charging is on, so

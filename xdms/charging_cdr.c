@@ -31,6 +31,19 @@ static time_t charging_cdr_clock(void)
     return ts.tv_sec;
 }
 
+/* node for file names: every byte other than A-Z a-z 0-9 . _ - written as '_'. */
+static void charging_cdr_node(const char *node, char out[STORE_CHARGE_QUEUE_MAX + 1])
+{
+    size_t i = 0;
+    for (; node[i] && i < STORE_CHARGE_QUEUE_MAX; i++) {
+        char ch = node[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        out[i] = ok ? ch : '_';
+    }
+    out[i] = '\0';
+}
+
 int charging_cdr_open(const char *dir, const char *node, uint64_t rotate_bytes,
                       uint64_t rotate_age_s, struct charging_cdr **out)
 {
@@ -50,14 +63,7 @@ int charging_cdr_open(const char *dir, const char *node, uint64_t rotate_bytes,
         free(c);
         return -1;
     }
-    size_t i = 0;
-    for (; node[i] && i < STORE_CHARGE_QUEUE_MAX; i++) {
-        char ch = node[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
-        c->node[i] = ok ? ch : '_';
-    }
-    c->node[i] = '\0';
+    charging_cdr_node(node, c->node);
     c->rotate_bytes = rotate_bytes;
     c->rotate_age_s = rotate_age_s;
     c->fd = -1;
@@ -177,4 +183,46 @@ void charging_cdr_close(struct charging_cdr *c)
     charging_cdr_finish(c);
     free(c->dir);
     free(c);
+}
+
+int charging_reject_write(const char *dir, const char *node, const char *line, size_t len)
+{
+    char name[STORE_CHARGE_QUEUE_MAX + 1], *path = NULL;
+    charging_cdr_node(node, name);
+    if (asprintf(&path, "%s/rejected-%s.jsonl", dir, name) < 0)
+        return -1;
+    struct stat st;
+    bool created = stat(path, &st) != 0;
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("charging: cannot open the dead-letter file %s: %s", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    off_t old = lseek(fd, 0, SEEK_END);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, line + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    int rc = off == len && fsync(fd) == 0 ? 0 : -1;
+    if (rc < 0) {
+        log_error("charging: cannot write the dead-letter file %s: %s", path, strerror(errno));
+        if (old >= 0 && ftruncate(fd, old) != 0)
+            log_error("charging: cannot cut %s back to %lld bytes", path, (long long)old);
+    }
+    close(fd);
+    if (rc == 0 && created) {
+        int d = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d >= 0) {
+            fsync(d);
+            close(d);
+        }
+    }
+    free(path);
+    return rc;
 }

@@ -27,6 +27,12 @@ int charging_cdr_sync(struct charging_cdr *c);
 void charging_cdr_tick(struct charging_cdr *c);
 void charging_cdr_close(struct charging_cdr *c);
 
+/* The dead-letter file of the records the charging function refused for good:
+ * DIR/rejected-NODE.jsonl (NODE written as in the CDR file names), one line a record, only ever
+ * appended. Appends line (a whole JSON line) and fsyncs the file (and, when it was created, the
+ * directory). 0, or -1 after logging (the file is cut back to its old length). */
+int charging_reject_write(const char *dir, const char *node, const char *line, size_t len);
+
 /* The Diameter Rf client (freeDiameter's libfdcore): one per process. */
 struct charging_rf_config {
     const char *conf_file;   /* freeDiameter configuration: Identity, Realm, peers, TLS */
@@ -40,9 +46,12 @@ struct charging_rf;
 /* Starts freeDiameter with conf_file. 0, or -1 after logging. */
 int charging_rf_open(const struct charging_rf_config *cfg, struct charging_rf **out);
 /* Sends the Accounting-Request of record seq and waits for its answer (at most
- * answer_timeout_ms). 0 on DIAMETER_SUCCESS; -1 otherwise, with the reason in why. */
+ * answer_timeout_ms). 0 on DIAMETER_SUCCESS; -1 otherwise, with the reason in why and
+ * *permanent set to the Result-Code when it is a permanent failure (5xxx, RFC 6733 §7.1.5: the
+ * charging function refuses this record for good), 0 when trying again may succeed (3xxx, 4xxx,
+ * no answer, no connection). */
 int charging_rf_send(struct charging_rf *rf, const struct charging_record *r, uint64_t seq,
-                     char *why, size_t whylen);
+                     uint32_t *permanent, char *why, size_t whylen);
 void charging_rf_close(struct charging_rf *rf);
 
 #endif

@@ -213,6 +213,17 @@ int charging_rf_open(const struct charging_rf_config *cfg, struct charging_rf **
                   cfg->conf_file);
         goto fail;
     }
+    /* The XDMS only connects out to the charging function (its ConnectPeer). libfdcore binds its
+     * server sockets to every address of the host when ListenOn names only loopback addresses,
+     * so no port at all is the only way not to open a Diameter server behind the operator's
+     * back: Port = 0 and SecPort = 0 open none. */
+    if (fd_g_config->cnf_port || fd_g_config->cnf_port_tls || fd_g_config->cnf_port_3436) {
+        log_error("charging: rf_config %s: the XDMS only connects to the charging function and "
+                  "must not listen for Diameter peers; add the lines \"Port = 0;\" and "
+                  "\"SecPort = 0;\" (and no RFC 3436 port) to %s",
+                  cfg->conf_file, cfg->conf_file);
+        goto fail;
+    }
     if (charging_rf_dict(rf) != 0) {
         log_error("charging: cannot prepare the Rf dictionary");
         goto fail;
@@ -395,8 +406,9 @@ static struct msg *charging_rf_request(struct charging_rf *rf, const struct char
 }
 
 int charging_rf_send(struct charging_rf *rf, const struct charging_record *r, uint64_t seq,
-                     char *why, size_t whylen)
+                     uint32_t *permanent, char *why, size_t whylen)
 {
+    *permanent = 0;
     struct msg *m = charging_rf_request(rf, r, seq);
     if (!m) {
         snprintf(why, whylen, "cannot build the Accounting-Request");
@@ -441,6 +453,15 @@ int charging_rf_send(struct charging_rf *rf, const struct charging_record *r, ui
     charging_rf_wait_put(w);
     if (!done || expired) {
         snprintf(why, whylen, "no Accounting-Answer within %u ms", rf->cfg.answer_timeout_ms);
+        return -1;
+    }
+    if (result >= 5000 && result <= 5999) {
+        /* RFC 6733 §7.1.5: a permanent failure; the same request would fail again. */
+        snprintf(why, whylen,
+                 "Accounting-Answer with Result-Code %" PRIu32
+                 " (a permanent failure, RFC 6733 §7.1.5)",
+                 result);
+        *permanent = result;
         return -1;
     }
     if (result != CHARGING_RF_SUCCESS) {

@@ -748,7 +748,7 @@ static int xdms_build(struct xdms_main *m)
         gethostname(host, sizeof host - 1);
         snprintf(m->node, sizeof m->node, "%s@%.40s", m->role_name, host);
     }
-    if (charging_start(cfg, m->store, m->node, &m->charging) < 0)
+    if (charging_start(cfg, m->store, m->node, m->data, &m->charging) < 0)
         return 2;
     struct engine_config ecfg = {
         .role = m->role,

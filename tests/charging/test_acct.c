@@ -1,18 +1,25 @@
 /* test_acct.fdx: a freeDiameter extension for the charging tests (tests/e2e/charging.py). It
  * plays the charging function of Diameter Rf: it accepts any peer without TLS, advertises the
  * base accounting application (RFC 6733 §9), answers every Accounting-Request with an
- * Accounting-Answer carrying DIAMETER_SUCCESS, and appends each request it got to the file named
- * as its configuration (LoadExtension = "test_acct.fdx" : "FILE"), one JSON object per line:
- * every AVP by name (grouped AVPs flattened), e.g.
+ * Accounting-Answer carrying DIAMETER_SUCCESS (DIAMETER_UNABLE_TO_COMPLY, a permanent failure of
+ * RFC 6733 §7.1.5, when the User-Name is the configured one to reject), and appends each request
+ * it got to a file, one JSON object per line. Its configuration:
+ *   LoadExtension = "test_acct.fdx" : "listen=ADDR;reject=USER;out=FILE";
+ * listen: the address the server sockets bind to (freeDiameter drops loopback addresses given in
+ * ListenOn; an extension is loaded before the servers start, so it adds the endpoint itself);
+ * reject: a User-Name answered with 5012; out: the file (the rest of the string).
+ * Each line has every AVP by name (grouped AVPs flattened), e.g.
  *   {"Session-Id":"xdms.example;0;7;xdm-n","Accounting-Record-Type":1,...,"XDM-Event":"..."}
  * It defines the XDM AVPs of docs/charging.md so that their values can be read. */
 #include <freeDiameter/extension.h>
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 static char *test_acct_out;
+static char *test_acct_reject;
 static struct disp_hdl *test_acct_hdl;
 
 static const struct {
@@ -56,6 +63,7 @@ static void test_acct_json_str(FILE *f, const uint8_t *p, size_t n)
 static int test_acct_acr(struct msg **msg, struct avp *avp, struct session *sess, void *opaque,
                          enum disp_action *act)
 {
+    int reject = 0;
     FILE *f = fopen(test_acct_out, "a");
     if (f) {
         fputc('{', f);
@@ -86,6 +94,10 @@ static int test_acct_acr(struct msg **msg, struct avp *avp, struct session *sess
                     break;
                 default:
                     test_acct_json_str(f, h->avp_value->os.data, h->avp_value->os.len);
+                    if (test_acct_reject && strcmp(d.avp_name, "User-Name") == 0 &&
+                        h->avp_value->os.len == strlen(test_acct_reject) &&
+                        memcmp(h->avp_value->os.data, test_acct_reject, h->avp_value->os.len) == 0)
+                        reject = 1;
                 }
             }
             fd_msg_browse(a, MSG_BRW_WALK, &a, NULL);
@@ -112,7 +124,9 @@ static int test_acct_acr(struct msg **msg, struct avp *avp, struct session *sess
     union avp_value nv = {.u32 = nh && nh->avp_value ? nh->avp_value->u32 : 0};
     if (fd_msg_new_answer_from_req(fd_g_config->cnf_dict, msg, 0) != 0)
         return 0;
-    fd_msg_rescode_set(*msg, (char *)"DIAMETER_SUCCESS", NULL, NULL, 1);
+    fd_msg_rescode_set(*msg,
+                       reject ? (char *)"DIAMETER_UNABLE_TO_COMPLY" : (char *)"DIAMETER_SUCCESS",
+                       NULL, NULL, 1);
     struct avp *x = NULL;
     if (fd_msg_avp_new(type_m, 0, &x) == 0 && fd_msg_avp_setvalue(x, &tv) == 0)
         fd_msg_avp_add(*msg, MSG_BRW_LAST_CHILD, x);
@@ -141,11 +155,43 @@ static struct dict_object *test_acct_vendor(vendor_id_t id, const char *name)
     return v;
 }
 
+/* listen=ADDR: the one address the servers bind to. EP_ACCEPTALL passes the filter that drops
+ * loopback addresses from ListenOn. */
+static int test_acct_listen(const char *addr, size_t len)
+{
+    char a[64];
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    if (len >= sizeof a)
+        return EINVAL;
+    memcpy(a, addr, len);
+    a[len] = 0;
+    if (inet_pton(AF_INET, a, &sin.sin_addr) != 1)
+        return EINVAL;
+    return fd_ep_add_merge(&fd_g_config->cnf_endpoints, (sSA *)&sin, sizeof sin,
+                           EP_FL_CONF | EP_ACCEPTALL);
+}
+
 static int test_acct_init(char *conffile)
 {
     if (!conffile)
         return EINVAL;
-    test_acct_out = strdup(conffile);
+    for (const char *p = conffile; *p;) {
+        const char *end = strchr(p, ';');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (strncmp(p, "out=", 4) == 0) {
+            test_acct_out = strdup(p + 4);
+            break;
+        } else if (strncmp(p, "listen=", 7) == 0) {
+            if (test_acct_listen(p + 7, n - 7) != 0)
+                return EINVAL;
+        } else if (strncmp(p, "reject=", 7) == 0) {
+            test_acct_reject = strndup(p + 7, n - 7);
+        } else
+            return EINVAL;
+        p += n + (end ? 1 : 0);
+    }
+    if (!test_acct_out)
+        return EINVAL;
     struct dictionary *dict = fd_g_config->cnf_dict;
     test_acct_vendor(10415, "3GPP");
     test_acct_vendor(32473, "XDM");
@@ -187,6 +233,7 @@ void fd_ext_fini(void)
     if (test_acct_hdl)
         fd_disp_unregister(&test_acct_hdl, NULL);
     free(test_acct_out);
+    free(test_acct_reject);
 }
 
 EXTENSION_ENTRY("test_acct", test_acct_init);

@@ -21,8 +21,9 @@ express: CDR files on disk and a real Diameter charging function.
 
     python3 tests/e2e/charging.py --build build [--store postgresql] [-v] [--keep]
 
-freeDiameter listens on every address of the host (it drops loopback addresses from ListenOn),
-so the test extension accepts only peers connecting from loopback. Prints one PASS/FAIL line per
+freeDiameter drops loopback addresses given in ListenOn, so the test extension binds the peer's
+server sockets to 127.0.0.1 itself (checked from /proc/net/tcp), and the XDMS's own Diameter
+client opens no server socket (Port = 0, SecPort = 0 in its rf_config; any other port is refused). Prints one PASS/FAIL line per
 check and `counts: P passed, F failed`; exits non-zero when a check failed, a process died or a
 sanitizer report appears in a log. Every process is stopped by its PID; every wait is bounded.
 """
@@ -53,6 +54,8 @@ DOC_SEL = "resource-lists/users/%s/index" % ALICE
 LISTS = "application/resource-lists+xml"
 NODE = "%s@%s" % (ROLE, socket.gethostname())
 FREEDIAMETERD = shutil.which("freeDiameterd") or "/usr/bin/freeDiameterd"
+# The test extension answers DIAMETER_UNABLE_TO_COMPLY (5012) to an ACR for this user.
+REJECTED_USER = "sip:refused@example.com"
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
@@ -102,7 +105,8 @@ class Peer:
                     'No_SCTP;\nNo_IPv6;\nTcTimer = 1;\nTwTimer = 6;\n'
                     'TLS_Cred = "%s", "%s";\nTLS_CA = "%s";\n'
                     'LoadExtension = "%s" : "%s";\n'
-                    % (self.identity, self.port, cert, key, cert, os.path.abspath(ext), self.out))
+                    % (self.identity, self.port, cert, key, cert, os.path.abspath(ext),
+                       "listen=%s;reject=%s;out=%s" % (e2e.LOOPBACK, REJECTED_USER, self.out)))
 
     def start(self):
         log = os.path.join(self.dir, "cdf.%d.log" % (len(self.logs) + 1))
@@ -172,8 +176,9 @@ class Ctx:
         self.peers.append(p)
         return p
 
-    def rf_options(self, peer, name):
-        """The XDMS's Diameter client: its own freeDiameter configuration towards peer."""
+    def rf_options(self, peer, name, port=0):
+        """The XDMS's Diameter client: its own freeDiameter configuration towards peer. Port 0
+        (and SecPort 0): the XDMS opens no Diameter server socket (docs/charging.md)."""
         d = os.path.join(self.tmp, name)
         os.makedirs(d, exist_ok=True)
         ident = "xdms.xdm.test"
@@ -184,7 +189,7 @@ class Ctx:
                     'No_SCTP;\nNo_IPv6;\nTcTimer = 1;\nTwTimer = 6;\n'
                     'TLS_Cred = "%s", "%s";\nTLS_CA = "%s";\n'
                     'ConnectPeer = "%s" { ConnectTo = "%s"; Port = %d; No_TLS; };\n'
-                    % (ident, e2e.free_port(), cert, key, cert, peer.identity, e2e.LOOPBACK,
+                    % (ident, port, cert, key, cert, peer.identity, e2e.LOOPBACK,
                        peer.port))
         return ["rf_config=" + conf, "rf_destination_realm=xdm.test",
                 "charging_retry_min_ms=200", "charging_retry_max_ms=1000",
@@ -195,6 +200,12 @@ class Ctx:
         self.deps.append(dep)
         dep.procs[ROLE].options = list(options)
         dep.procs[ROLE].start()
+        return dep
+
+    def deployment_stopped(self, name, options):
+        dep = e2e.Deployment(self.runner, types.SimpleNamespace(name="charging-" + name))
+        self.deps.append(dep)
+        dep.procs[ROLE].options = list(options)
         return dep
 
     def close(self, dep):
@@ -229,7 +240,7 @@ def metric(dep, name):
 
 def cdr_lines(cdr):
     out = []
-    for path in sorted(glob.glob(os.path.join(cdr, "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(cdr, "xdm-*.jsonl"))):
         with open(path) as f:
             out += [json.loads(line) for line in f if line.strip()]
     return sorted(out, key=lambda x: x["seq"])
@@ -294,7 +305,7 @@ def check_cdr_rotation(ctx):
     for i in range(12):
         write(dep, "PUT", DOC, body(i), LISTS, 201 if i == 0 else 200)
     wait_for("12 lines", lambda: len(cdr_lines(cdr)) >= 12, 15)
-    files = sorted(glob.glob(os.path.join(cdr, "*.jsonl")), key=os.path.getmtime)
+    files = sorted(glob.glob(os.path.join(cdr, "xdm-*.jsonl")), key=os.path.getmtime)
     expect(len(files) >= 3, "size rotation: %d file(s)" % len(files))
     seqs = []
     for f in files:
@@ -323,7 +334,74 @@ def check_cdr_rotation(ctx):
     expect(len(files) == 2, "age rotation: %d file(s)" % len(files))
     ctx.close(dep)
     return "%d files by size, each closed at >= 1024 bytes, records 1..12 once; 2 by age" % (
-        len(glob.glob(os.path.join(cdr, "*.jsonl"))))
+        len(glob.glob(os.path.join(cdr, "xdm-*.jsonl"))))
+
+
+def tcp_listeners():
+    """Every listening TCP socket of the host (/proc/net/tcp, tcp6): (address, port, inode)."""
+    out = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A":  # TCP_LISTEN
+                    continue
+                addr, port = fields[1].split(":")
+                raw = bytes.fromhex(addr)
+                # The kernel prints each 32-bit word of the address in host (little-endian) order.
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                family = socket.AF_INET if len(raw) == 4 else socket.AF_INET6
+                out.append((socket.inet_ntop(family, raw), int(port, 16), int(fields[9])))
+    return out
+
+
+def socket_inodes(pid):
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            m = re.match(r"socket:\[(\d+)\]$", os.readlink(os.path.join(fd_dir, fd)))
+        except OSError:
+            continue
+        if m:
+            inodes.add(int(m.group(1)))
+    return inodes
+
+
+def check_rf_loopback(ctx):
+    peer = ctx.peer("cdf-loopback")
+    peer.start()
+    bound = sorted((a, p) for a, p, _ in tcp_listeners() if p == peer.port)
+    expect(bound == [(e2e.LOOPBACK, peer.port)],
+           "freeDiameterd listens on %s, want only %s:%d" % (bound, e2e.LOOPBACK, peer.port))
+    dep = ctx.deployment("rf-loopback", ctx.rf_options(peer, "rf-loopback"))
+    write(dep, "PUT", DOC, body(1), LISTS, 201)
+    wait_for("one ACR", lambda: len(peer.records()) == 1, 20)
+    proc = dep.procs[ROLE]
+    mine = socket_inodes(proc.popen.pid)
+    ports = sorted({p for _, p, inode in tcp_listeners() if inode in mine})
+    want = sorted({proc.http_port, proc.metrics_port, proc.sip_port} & set(ports))
+    expect(proc.metrics_port in ports, "no listener of the XDMS found in /proc/net/tcp: %s" % ports)
+    expect(ports == want and 3868 not in ports and 5868 not in ports,
+           "the XDMS listens on TCP ports %s; only its HTTP, SIP and metrics ports %s expected"
+           % (ports, [proc.http_port, proc.sip_port, proc.metrics_port]))
+    ctx.close(dep)
+
+    # An rf_config with a server port: refused at start, naming the file and the lines to add.
+    opts = ctx.rf_options(peer, "rf-listening", port=e2e.free_port())
+    bad = ctx.deployment_stopped("rf-listening", opts)
+    rc, text = bad.procs[ROLE].start_expect_failure([])
+    conf = opts[0].split("=", 1)[1]
+    expect(rc == 2, "exit status %s for an rf_config with Port != 0, want 2:\n%s" % (rc, text))
+    expect(conf in text and '"Port = 0;"' in text and '"SecPort = 0;"' in text,
+           "the refusal names neither %s nor the lines to add:\n%s" % (conf, text))
+    ctx.deps.remove(bad)
+    bad.shutdown()
+    peer.stop()
+    return "freeDiameterd bound to %s only; the XDMS opens no Diameter server socket and " \
+           "refuses an rf_config with Port != 0 (exit 2)" % e2e.LOOPBACK
 
 
 def seqs_of(records):
@@ -371,6 +449,108 @@ def check_rf_acr(ctx):
     ctx.close(dep)
     peer.stop()
     return "ACR with the AVPs of RFC 6733 §9.7.1 and the XDM set, ACA DIAMETER_SUCCESS"
+
+
+def check_rf_rejected(ctx):
+    """A record the charging function refuses for good (5012, RFC 6733 §7.1.5) leaves the queue
+    for the dead-letter file; the records behind it are delivered."""
+    peer = ctx.peer("cdf-rejected")
+    peer.start()
+    refused_doc = "/xcap-root/resource-lists/users/%s/index" % REJECTED_USER
+    results = []
+    for cdr in (False, True):
+        name = "rf-rejected" + ("-cdr" if cdr else "")
+        opts = ctx.rf_options(peer, name)
+        cdr_dir = os.path.join(ctx.tmp, name, "cdr")
+        if cdr:
+            opts.append("cdr_dir=" + cdr_dir)
+        dep = ctx.deployment(name, opts)
+        first = len(peer.records())
+        write(dep, "PUT", DOC, body(1), LISTS, 201)
+        r = e2e.http_exchange(dep.procs[ROLE].socket_addr, "PUT", refused_doc,
+                              [("X-3GPP-Asserted-Identity", '"%s"' % REJECTED_USER),
+                               ("Content-Type", LISTS)], body(2), 10)
+        expect(r.status == 201, "PUT %s: %s" % (refused_doc, r.summary()))
+        write(dep, "PUT", DOC, body(3), LISTS, 200)
+        write(dep, "DELETE", DOC, b"", None, 200)
+        wait_for("records 1..4 at the peer",
+                 lambda: seqs_of(peer.records()[first:]) == [1, 2, 3, 4], 20)
+        wait_for("backlog 0", lambda: metric(dep, "xdm_charging_backlog") == 0, 15)
+        expect(metric(dep, "xdm_charging_sent_total") == 3, "sent_total != 3")
+        expect(metric(dep, "xdm_charging_rejected_total") == 1, "rejected_total != 1")
+        where = cdr_dir if cdr else dep.procs[ROLE].data
+        dead = os.path.join(where, "rejected-%s.jsonl" % re.sub(r"[^A-Za-z0-9._-]", "_", NODE))
+        expect(os.path.exists(dead), "no dead-letter file %s: %s" % (dead, os.listdir(where)))
+        with open(dead) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        expect(len(lines) == 1, "dead-letter lines: %s" % lines)
+        d = lines[0]
+        expect((d["seq"], d["user"], d["event"], d["result"], d["rf_result_code"])
+               == (2, REJECTED_USER, "document-created", 201, 5012), "dead letter %s" % d)
+        expect(list(d)[-1] == "rf_result_code", "rf_result_code is not the last key: %s" % d)
+        log = e2e.read_bytes(dep.procs[ROLE].logs[-1]).decode("utf-8", "replace")
+        expect(log.count("refused for good") == 1, "not logged exactly once:\n%s" % log)
+        if cdr:
+            # The CDR files are a charging sink of their own: every record has its line.
+            expect([x["seq"] for x in cdr_lines(cdr_dir)] == [1, 2, 3, 4],
+                   "CDR lines %s" % [x["seq"] for x in cdr_lines(cdr_dir)])
+        ctx.close(dep)
+        results.append(os.path.relpath(dead, ctx.tmp))
+    peer.stop()
+    return "5012 for record 2: moved to %s, records 3 and 4 delivered after it, counted and " \
+           "logged once" % " and ".join(results)
+
+
+def xdmctl(ctx, dep, *args):
+    """Runs xdmctl on the deployment's stores (its PostgreSQL database named in a configuration
+    file with --store postgresql); returns (exit status, stdout, stderr)."""
+    argv = [os.path.join(ctx.args.build, "tools", "xdmctl"), "--data", os.path.join(dep.tmp, "data")]
+    if dep.pg is not None:
+        conf = os.path.join(dep.tmp, "xdmctl.conf")
+        with open(conf, "w") as f:
+            f.write("[%s]\nstore = postgresql\npg_conninfo = %s\n" % (ROLE, dep.pg_conninfo(ROLE)))
+        argv += ["--config", conf]
+    r = subprocess.run(argv + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=60, env=ctx.runner.env)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def check_drain(ctx):
+    """The queue of an instance that never comes back: listed by xdmctl charging list, moved by
+    xdmctl charging drain to a running instance, which delivers it."""
+    peer = ctx.peer("cdf-drain")
+    opts = ctx.rf_options(peer, "rf-drain")
+    dep = ctx.deployment("drain", opts + ["instance=node-a"])  # the peer is down
+    write(dep, "PUT", DOC, body(0), LISTS, 201)
+    for i in range(1, 3):
+        write(dep, "PUT", DOC, body(i), LISTS, 200)
+    wait_for("backlog 3", lambda: metric(dep, "xdm_charging_backlog") == 3, 15)
+    proc = dep.procs[ROLE]
+    proc.stop(signal.SIGKILL)
+    got = xdmctl(ctx, dep, "charging", "list", "--role", ROLE)
+    expect(got == (0, "node-a\t3\n", ""), "charging list: %r" % (got,))
+    got = xdmctl(ctx, dep, "charging", "drain", "--role", ROLE, "--node", "node-a")
+    expect(got[0] == 2 and "--to" in got[2], "drain without --to: %r" % (got,))
+    got = xdmctl(ctx, dep, "charging", "drain", "--role", ROLE, "--node", "node-a", "--to",
+                 "node-b")
+    expect(got == (0, "%s: 3 records moved from node-a to node-b\n" % ROLE, ""),
+           "charging drain: %r" % (got,))
+    got = xdmctl(ctx, dep, "charging", "list", "--role", ROLE)
+    expect(got == (0, "node-a\t0\nnode-b\t3\n", ""), "charging list after drain: %r" % (got,))
+    peer.start()
+    proc.options = opts + ["instance=node-b"]
+    proc.start()
+    wait_for("3 records at the peer", lambda: len(peer.records()) == 3, 30)
+    recs = peer.records()
+    expect([r["XDM-Served-User"] for r in recs] == [ALICE] * 3 and
+           [r["XDM-Serving-Node"] for r in recs] == ["node-a"] * 3 and
+           [r["XDM-Event"] for r in recs] == ["document-created", "document-replaced",
+                                              "document-replaced"],
+           "records delivered after the drain: %s" % recs)
+    wait_for("backlog 0", lambda: metric(dep, "xdm_charging_backlog") == 0, 15)
+    ctx.close(dep)
+    peer.stop()
+    return "3 records of node-a listed, drained to node-b and delivered by it, in order"
 
 
 def check_rf_outage(ctx):
@@ -483,8 +663,8 @@ def check_subscription(ctx):
            "3 NOTIFYs charged"
 
 
-CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_acr, check_rf_outage, check_queue_full,
-          check_subscription]
+CHECKS = [check_cdr_fields, check_cdr_rotation, check_rf_loopback, check_rf_acr, check_rf_rejected,
+          check_rf_outage, check_queue_full, check_subscription, check_drain]
 
 
 def main():

@@ -126,6 +126,31 @@ static void test_cdr_rotation(void)
     CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
+/* The dead-letter file: one file per node, lines appended in order, never rotated. */
+static void test_reject_file(void)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/xdm-charging-XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    CU_ASSERT_EQUAL(charging_reject_write(dir, "shared-list@h/1", "{\"seq\":2}\n", 10), 0);
+    CU_ASSERT_EQUAL(charging_reject_write(dir, "shared-list@h/1", "{\"seq\":5}\n", 10), 0);
+    char path[128], got[64] = "";
+    snprintf(path, sizeof path, "%s/rejected-shared-list_h_1.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    size_t n = fread(got, 1, sizeof got - 1, f);
+    fclose(f);
+    got[n] = '\0';
+    CU_ASSERT_STRING_EQUAL(got, "{\"seq\":2}\n{\"seq\":5}\n");
+    CU_ASSERT_EQUAL(count_files(dir), 1);
+    /* A directory that does not exist: refused, nothing written. */
+    snprintf(path, sizeof path, "%s/missing", dir);
+    CU_ASSERT_EQUAL(charging_reject_write(path, "n", "{}\n", 3), -1);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 static const struct config_key charging_keys[] = {CHARGING_CONFIG_KEYS, {0}};
 
 /* Reads every CDR line under dir into out (concatenated in file-name order). */
@@ -161,7 +186,7 @@ static void test_emit_and_defer(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
     CU_ASSERT_EQUAL(config_set(cfg, "cdr_dir", cdr), 0);
     struct charging *c = NULL;
-    CU_ASSERT_EQUAL_FATAL(charging_start(cfg, st, "node-1", &c), 0);
+    CU_ASSERT_EQUAL_FATAL(charging_start(cfg, st, "node-1", NULL, &c), 0);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     struct charging_record r = {.user = "sip:a@example.com", .session = "tag1", .result = 200};
     r.event = CHARGING_SUB_STARTED;
@@ -219,6 +244,7 @@ int main(void)
         {"CDR line", test_json_line},
         {"record types", test_record_types},
         {"CDR rotation by size", test_cdr_rotation},
+        {"dead-letter file", test_reject_file},
         {"emit, defer, flush, deliver", test_emit_and_defer},
         CU_TEST_INFO_NULL,
     };

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1147,6 +1148,14 @@ static int charge_collect(void *cls, uint64_t seq, const void *rec, size_t len)
     return 0;
 }
 
+static int charge_queue_collect(void *cls, const char *queue, uint64_t count)
+{
+    char *got = cls;
+    size_t n = strlen(got);
+    snprintf(got + n, 256 - n, "%s=%" PRIu64 ";", queue, count);
+    return 0;
+}
+
 /* The charging queue: numbers never reused across queues and restarts, per-queue order and
  * counts, the bound, and a record queued with its change-log record in one transaction. */
 static void test_charge_queue(void)
@@ -1180,6 +1189,9 @@ static void test_charge_queue(void)
     CU_ASSERT_EQUAL(n, 2);
     CU_ASSERT_EQUAL(store_charge_count(t, "ab", &n), STORE_OK);
     CU_ASSERT_EQUAL(n, 1);
+    got[0] = '\0';
+    CU_ASSERT_EQUAL(store_charge_queues(t, charge_queue_collect, got), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(got, "a=2;ab=1;");
     store_txn_abort(t);
 
     CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
