@@ -249,12 +249,16 @@ fail:
     return -1;
 }
 
+/* At the process's end, after the delivery thread has stopped. libfdcore is not shut down:
+ * in 1.2.1 its shutdown can abort the process (an assertion in fd_fifo_del() when a thread it
+ * signals is slow to leave a queue, seen on a loaded machine), which would turn a clean SIGTERM
+ * into a crash. Nothing is lost by leaving it running until exit: every record not yet answered
+ * is still in the store's queue. The connection ends without Disconnect-Peer-Request (RFC 6733
+ * §5.4); the charging function sees the transport close. */
 void charging_rf_close(struct charging_rf *rf)
 {
     if (!rf)
         return;
-    fd_core_shutdown();
-    fd_core_wait_shutdown_complete();
     free(rf->dest_realm);
     free(rf->dest_host);
     free(rf->service_ctx);
