@@ -2,10 +2,12 @@
  * only, and an XDMS acts for a user (X-3GPP-Asserted-Identity) only on its socket.
  *
  *   uload --unix PATH [--connections N] [--duration S] [--method M] [--header 'Name: value']...
- *         [--body-file FILE] (TARGET | --targets FILE)
+ *         [--body-file FILE] (TARGET | --targets FILE [--identity-from-path])
  *
  * --targets: one target per line (at most ULOAD_MAX_TARGETS); every request picks one at random
  * (per connection a reproducible sequence), so that reads spread over many documents.
+ * --identity-from-path: each request also carries X-3GPP-Asserted-Identity with the XUI of its
+ * target's ".../users/<XUI>/..." segment (the owner reads its own documents).
  * Each connection is one thread that sends the same request, reads the whole answer
  * (Content-Length framing, keep-alive) and sends the next, until the duration ends. Prints the
  * lines of wrk's report that tools/bench reads ("Requests/sec:", the "99%" latency, "Non-2xx or
@@ -41,6 +43,7 @@ struct uload_conn {
     const char *method;
     char *const *targets; /* NULL: request is whole */
     size_t n_targets;
+    bool identity_from_path;
     uint64_t seed;
     double deadline;
     uint32_t *lat_us; /* samples */
@@ -120,7 +123,7 @@ static void *uload_run(void *cls)
 {
     struct uload_conn *c = cls;
     char *buf = malloc(65536);
-    char *own = c->targets ? malloc(c->request_len + ULOAD_MAX_TARGET_LEN + 64) : NULL;
+    char *own = c->targets ? malloc(c->request_len + ULOAD_MAX_TARGET_LEN * 2 + 128) : NULL;
     int fd = -1;
     if (c->targets && !own) {
         free(buf);
@@ -139,8 +142,15 @@ static void *uload_run(void *cls)
             c->seed ^= c->seed << 25;
             c->seed ^= c->seed >> 27;
             const char *target = c->targets[(c->seed * 2685821657736338717ull) % c->n_targets];
-            int l =
-                snprintf(own, ULOAD_MAX_TARGET_LEN + 64, "%s %s HTTP/1.1\r\n", c->method, target);
+            int l = snprintf(own, ULOAD_MAX_TARGET_LEN * 2 + 128, "%s %s HTTP/1.1\r\n", c->method,
+                             target);
+            const char *users = c->identity_from_path ? strstr(target, "/users/") : NULL;
+            if (users) {
+                const char *xui = users + 7;
+                int xl = (int)strcspn(xui, "/");
+                l += snprintf(own + l, ULOAD_MAX_TARGET_LEN * 2 + 128 - (size_t)l,
+                              "X-3GPP-Asserted-Identity: \"%.*s\"\r\n", xl, xui);
+            }
             memcpy(own + l, c->request, c->request_len);
             req = own;
             req_len = (size_t)l + c->request_len;
@@ -196,7 +206,8 @@ static int uload_cmp(const void *a, const void *b)
 static int uload_usage(void)
 {
     fputs("usage: uload --unix PATH [--connections N] [--duration S] [--method M]\n"
-          "             [--header 'Name: value']... [--body-file FILE] (TARGET | --targets FILE)\n",
+          "             [--header 'Name: value']... [--body-file FILE] (TARGET | --targets FILE\n"
+          "             [--identity-from-path])\n",
           stderr);
     return 2;
 }
@@ -246,6 +257,7 @@ static char *uload_read_file(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
+    bool id_from_path = false;
     const char *path = NULL, *method = "GET", *body_file = NULL, *target = NULL, *tfile = NULL;
     const char *headers[ULOAD_MAX_HEADERS];
     size_t n_headers = 0;
@@ -263,6 +275,8 @@ int main(int argc, char **argv)
             method = argv[++i];
         else if (!strcmp(a, "--header") && has && n_headers < ULOAD_MAX_HEADERS)
             headers[n_headers++] = argv[++i];
+        else if (!strcmp(a, "--identity-from-path"))
+            id_from_path = true;
         else if (!strcmp(a, "--targets") && has)
             tfile = argv[++i];
         else if (!strcmp(a, "--body-file") && has)
@@ -324,6 +338,7 @@ int main(int argc, char **argv)
                                    .method = method,
                                    .targets = targets,
                                    .n_targets = n_targets,
+                                   .identity_from_path = id_from_path,
                                    .seed = 0x9e3779b97f4a7c15ull + (uint64_t)i * 7919,
                                    .deadline = t0 + (double)duration};
         if (pthread_create(&c[i].thread, NULL, uload_run, &c[i]) != 0) {
