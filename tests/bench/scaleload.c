@@ -2,16 +2,17 @@
  * (store_doc_put, store_kv_put) in large write transactions, not one HTTP PUT per document.
  *
  *   scaleload --data DIR --users N [--docs-per-user K] [--subscriptions S] [--map-size BYTES]
- *             [--batch DOCS] [--targets FILE --sample M]
+ *             [--batch DOCS] [--targets FILE --sample M] [--shuffle]
  *
  * Users are sip:uNNNNNNN@example.com (zero-padded, so that they come in key order and LMDB appends
- * to the right-most page instead of splitting pages in the middle); each has K resource-lists
+ * to the right-most page instead of splitting pages in the middle; --shuffle writes the users in a
+ * random order instead, as sign-ups of arbitrary names would); each has K resource-lists
  * documents (RFC 4826) of about 1 KiB: "index" and "listN". S subscriptions (xcap-diff, RFC 5875)
  * are written as the notifier saves them (table notify_subs), each watching one user's index
  * document, expiring in an hour, with a dialog towards a loopback target nobody answers (no NOTIFY
  * is due at start-up: none is pending). With --targets, M document paths of random users are
- * written one per line, for the GET load. Prints "loaded D documents, S subscriptions in T s".
- * Exit status 0, 1 on a store failure, 2 on usage errors. */
+ * written one per line, for the GET load. Prints "loaded D documents of B bytes, S subscriptions in
+ * T s". Exit status 0, 1 on a store failure, 2 on usage errors. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,7 +118,8 @@ static int scaleload_sub(struct buf *b, uint64_t i, uint64_t users)
 static int scaleload_usage(void)
 {
     fputs("usage: scaleload --data DIR --users N [--docs-per-user K] [--subscriptions S]\n"
-          "                 [--map-size BYTES] [--batch DOCS] [--targets FILE --sample M]\n",
+          "                 [--map-size BYTES] [--batch DOCS] [--targets FILE --sample M]\n"
+          "                 [--shuffle]\n",
           stderr);
     return 2;
 }
@@ -135,7 +137,18 @@ static int scaleload_num(const char *s, uint64_t max, uint64_t *out)
 struct scaleload_opts {
     const char *data, *targets;
     uint64_t users, per_user, subs, map_size, batch, sample;
+    bool shuffle;
 };
+
+static uint64_t scaleload_gcd(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
 
 static int scaleload_targets(const struct scaleload_opts *o)
 {
@@ -156,13 +169,19 @@ static int scaleload_targets(const struct scaleload_opts *o)
 }
 
 /* Loads the documents in key order, o->batch per write transaction, then the subscriptions. */
-static int scaleload_run(struct store *s, const struct scaleload_opts *o, uint64_t *docs)
+static int scaleload_run(struct store *s, const struct scaleload_opts *o, uint64_t *docs,
+                         uint64_t *bytes)
 {
     struct buf b;
     buf_init(&b, 1u << 20);
     struct store_txn *t = NULL;
     enum store_rc rc = STORE_OK;
     uint64_t in_txn = 0, total = o->users * o->per_user;
+    /* --shuffle: u -> (u * mul + 7) mod users, a permutation since gcd(mul, users) = 1 */
+    uint64_t mul = 1;
+    if (o->shuffle && o->users > 2)
+        for (mul = 2654435761u % o->users; mul < 2 || scaleload_gcd(mul, o->users) != 1;)
+            mul = (mul + 1) % o->users;
     for (uint64_t n = 0; n < total + o->subs && rc == STORE_OK; n++) {
         if (!t && (rc = store_txn_begin(s, true, &t)) != STORE_OK)
             break;
@@ -170,6 +189,8 @@ static int scaleload_run(struct store *s, const struct scaleload_opts *o, uint64
             /* users in key order; each user's documents in key order ("index" < "listNN") */
             char xui[64], path[32], etag[STORE_ETAG_MAX];
             uint64_t u = n / o->per_user, d = n % o->per_user;
+            if (o->shuffle && o->users > 2)
+                u = (u * mul + 7) % o->users;
             scaleload_xui(u, xui, sizeof xui);
             scaleload_path(d, path, sizeof path);
             struct doc_key k = {"resource-lists", "users", xui, path};
@@ -177,8 +198,10 @@ static int scaleload_run(struct store *s, const struct scaleload_opts *o, uint64
                 rc = STORE_INVALID;
             else
                 rc = store_doc_put(t, &k, b.data, b.len, etag);
-            if (rc == STORE_OK)
+            if (rc == STORE_OK) {
                 (*docs)++;
+                *bytes += b.len;
+            }
         } else {
             char key[32];
             int kl = snprintf(key, sizeof key, "scale%08" PRIu64, n - total);
@@ -214,7 +237,10 @@ int main(int argc, char **argv)
             o.data = v;
         else if (!strcmp(a, "--targets") && v)
             o.targets = v;
-        else if (!strcmp(a, "--users") && v)
+        else if (!strcmp(a, "--shuffle")) {
+            o.shuffle = true;
+            continue;
+        } else if (!strcmp(a, "--users") && v)
             bad = scaleload_num(v, SCALELOAD_MAX_USERS, &o.users);
         else if (!strcmp(a, "--docs-per-user") && v)
             bad = scaleload_num(v, SCALELOAD_MAX_DOCS_PER_USER, &o.per_user);
@@ -254,11 +280,12 @@ int main(int argc, char **argv)
         return 1;
     }
     double t0 = scaleload_now();
-    uint64_t docs = 0;
-    int ret = scaleload_run(s, &o, &docs);
+    uint64_t docs = 0, bytes = 0;
+    int ret = scaleload_run(s, &o, &docs, &bytes);
     store_close(s);
     if (ret == 0)
-        printf("loaded %" PRIu64 " documents, %" PRIu64 " subscriptions in %.1f s\n", docs, o.subs,
-               scaleload_now() - t0);
+        printf("loaded %" PRIu64 " documents of %" PRIu64 " bytes, %" PRIu64
+               " subscriptions in %.1f s\n",
+               docs, bytes, o.subs, scaleload_now() - t0);
     return ret;
 }
