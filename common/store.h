@@ -291,10 +291,11 @@ int store_wake_fd(struct store *s);
 void store_wake_drain(struct store *s);
 
 /* Online backup: copies the environment in src_dir into the existing directory dst_dir (which
- * must hold no data.mdb) as LMDB's compacting copy (mdb_env_copy2 with MDB_CP_COMPACT): one read
- * transaction, so the copy is exactly the state of one commit, while other processes keep writing.
- * Opens src_dir read-only and creates nothing there (STORE_NOTFOUND when it holds no data.mdb).
- * The copy is fsync'ed before this returns. */
+ * must hold no data.mdb; only data.mdb is made there): every table, read in one read transaction,
+ * so the copy is exactly the state of one commit while other processes keep writing, and written
+ * in key order with MDB_APPEND, so its pages are full (a compacted copy whatever order the source
+ * was written in; free pages are left out). Opens src_dir read-only and creates nothing there
+ * (STORE_NOTFOUND when it holds no data.mdb). The copy is fsync'ed before this returns. */
 enum store_rc store_copy(const char *src_dir, const char *dst_dir);
 /* (store_copy() and store_in_use() are LMDB operations on directories.) */
 /* Whether a process has the environment in dir open (it holds LMDB's lock on dir/lock.mdb):

@@ -185,6 +185,23 @@ static enum store_rc store_lmdb_etag_next(struct store_lmdb_txn *t, char etag[ST
     return STORE_OK;
 }
 
+/* Adds MDB_APPEND to *flags when mk sorts after the last key of the documents table. */
+static enum store_rc store_lmdb_doc_after_last(struct store_lmdb_txn *t, MDB_val *mk,
+                                               unsigned *flags)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->docs, &c);
+    if (rc != MDB_SUCCESS)
+        return store_lmdb_rc_from_mdb(rc, "open cursor");
+    MDB_val lk, lv;
+    rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+    if (rc == MDB_NOTFOUND || (rc == MDB_SUCCESS && mdb_cmp(t->txn, t->s->docs, mk, &lk) > 0))
+        *flags |= MDB_APPEND;
+    mdb_cursor_close(c);
+    return rc == MDB_SUCCESS || rc == MDB_NOTFOUND ? STORE_OK
+                                                   : store_lmdb_rc_from_mdb(rc, "last document");
+}
+
 enum store_rc store_lmdb_doc_put(struct store_txn *base_t, const struct doc_key *k,
                                  const char *data, size_t len, char etag_out[STORE_ETAG_MAX])
 {
@@ -208,8 +225,15 @@ enum store_rc store_lmdb_doc_put(struct store_txn *base_t, const struct doc_key 
     size_t etag_len = strlen(etag);
 
     MDB_val mv = {STORE_DOC_HDR + etag_len + len, NULL};
-    /* MDB_RESERVE: the record is written in place, the document is copied once. */
-    int rc = mdb_put(t->txn, t->s->docs, &mk, &mv, MDB_RESERVE);
+    /* MDB_RESERVE: the record is written in place, the document is copied once. MDB_APPEND for a
+     * key above every stored one: LMDB then splits a full page at the new key instead of in the
+     * middle, so documents written in key order (imports, restores, new users in order) fill
+     * their pages instead of leaving each one half empty. */
+    unsigned flags = MDB_RESERVE;
+    src = store_lmdb_doc_after_last(t, &mk, &flags);
+    if (src != STORE_OK)
+        return src;
+    int rc = mdb_put(t->txn, t->s->docs, &mk, &mv, flags);
     if (rc != MDB_SUCCESS)
         return store_lmdb_rc_from_mdb(rc, "put document");
     unsigned char *p = mv.mv_data;

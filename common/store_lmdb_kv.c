@@ -130,6 +130,114 @@ store_lmdb_kv_scan(struct store_txn *base_t, const char *table, const void *pref
 /* Backup ------------------------------------------------------------------------------------- */
 
 #define STORE_COPY_RETRIES 3
+#define STORE_COPY_TXN_ENTRIES 100000 /* entries per write transaction of the copy */
+
+/* Copies every entry of table sd (read transaction rt) into the table of the same name and
+ * flags of dst, in key order with MDB_APPEND, so that the copy's leaf pages are full whatever the
+ * order the source was written in. Commits every STORE_COPY_TXN_ENTRIES entries. */
+static int store_copy_table(MDB_txn *rt, MDB_dbi sd, MDB_env *dst, const char *name)
+{
+    unsigned flags;
+    int rc = mdb_dbi_flags(rt, sd, &flags);
+    MDB_txn *wt = NULL;
+    MDB_dbi dd;
+    MDB_cursor *rc_cur = NULL;
+    if (rc == MDB_SUCCESS)
+        rc = mdb_txn_begin(dst, NULL, 0, &wt);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(wt, name, (flags & ~MDB_CREATE) | MDB_CREATE, &dd);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_cursor_open(rt, sd, &rc_cur);
+    unsigned put = flags & MDB_DUPSORT ? MDB_APPENDDUP : MDB_APPEND;
+    MDB_val k, v;
+    size_t n = 0;
+    int got = rc == MDB_SUCCESS ? mdb_cursor_get(rc_cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    while (rc == MDB_SUCCESS && got == MDB_SUCCESS) {
+        rc = mdb_put(wt, dd, &k, &v, put);
+        if (rc == MDB_SUCCESS && ++n % STORE_COPY_TXN_ENTRIES == 0) {
+            rc = mdb_txn_commit(wt);
+            wt = NULL;
+            if (rc == MDB_SUCCESS)
+                rc = mdb_txn_begin(dst, NULL, 0, &wt);
+        }
+        if (rc == MDB_SUCCESS)
+            got = mdb_cursor_get(rc_cur, &k, &v, MDB_NEXT);
+    }
+    if (rc == MDB_SUCCESS && got != MDB_NOTFOUND)
+        rc = got;
+    if (rc_cur)
+        mdb_cursor_close(rc_cur);
+    if (wt && rc == MDB_SUCCESS)
+        rc = mdb_txn_commit(wt);
+    else if (wt)
+        mdb_txn_abort(wt);
+    return rc;
+}
+
+/* The copy of every named table of src (one read transaction: the state of one commit) into a
+ * new environment in dst_dir. No lock file is made there (MDB_NOLOCK: nobody else uses it while
+ * it is written) and nothing is synced until the end (MDB_NOSYNC; the caller syncs the file). */
+static int store_copy_dense(MDB_env *src, const char *dst_dir)
+{
+    MDB_txn *rt = NULL;
+    int rc;
+    for (int i = 0;; i++) {
+        rc = mdb_txn_begin(src, NULL, MDB_RDONLY, &rt);
+        if (rc != MDB_MAP_RESIZED || i + 1 == STORE_COPY_RETRIES)
+            break;
+        rc = mdb_env_set_mapsize(src, 0); /* a writer grew the map: read at the new size */
+        if (rc != MDB_SUCCESS)
+            break;
+    }
+    if (rc != MDB_SUCCESS)
+        return rc;
+    /* The copy is at most as large as the pages in use of the map it reads. */
+    MDB_envinfo info;
+    MDB_env *dst = NULL;
+    rc = mdb_env_info(src, &info);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_create(&dst);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_maxdbs(dst, STORE_BUILTIN_DBS + STORE_MAX_TABLES);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_mapsize(dst, info.me_mapsize);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(dst, dst_dir, MDB_NOTLS | MDB_NOLOCK | MDB_NOSYNC, 0600);
+    MDB_dbi main_dbi;
+    MDB_cursor *c = NULL;
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(rt, NULL, 0, &main_dbi);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_cursor_open(rt, main_dbi, &c);
+    MDB_val k, v;
+    int got = rc == MDB_SUCCESS ? mdb_cursor_get(c, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
+    /* The main table's keys are the names of the tables (this store keeps nothing else there). */
+    while (rc == MDB_SUCCESS && got == MDB_SUCCESS) {
+        char name[256];
+        MDB_dbi sd;
+        if (k.mv_size == 0 || k.mv_size >= sizeof name || memchr(k.mv_data, '\0', k.mv_size)) {
+            rc = MDB_INCOMPATIBLE;
+            break;
+        }
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        rc = mdb_dbi_open(rt, name, 0, &sd);
+        if (rc == MDB_SUCCESS)
+            rc = store_copy_table(rt, sd, dst, name);
+        if (rc == MDB_SUCCESS)
+            got = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (rc == MDB_SUCCESS && got != MDB_NOTFOUND)
+        rc = got;
+    if (c)
+        mdb_cursor_close(c);
+    mdb_txn_abort(rt);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_sync(dst, 1);
+    if (dst)
+        mdb_env_close(dst);
+    return rc;
+}
 
 enum store_rc store_copy(const char *src_dir, const char *dst_dir)
 {
@@ -158,8 +266,7 @@ enum store_rc store_copy(const char *src_dir, const char *dst_dir)
         return STORE_ERROR;
     }
 
-    /* Phase 2: the compacting copy into a new file. A writer may grow the map meanwhile; the
-     * copy's read transaction then fails with MDB_MAP_RESIZED and is retried at the new size. */
+    /* Phase 2: a new file, refused when one is there. */
     snprintf(path, sizeof path, "%s/data.mdb", dst_dir);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -167,21 +274,12 @@ enum store_rc store_copy(const char *src_dir, const char *dst_dir)
         mdb_env_close(env);
         return errno == EEXIST ? STORE_INVALID : STORE_ERROR;
     }
-    for (int i = 0; i < STORE_COPY_RETRIES; i++) {
-        rc = mdb_env_copyfd2(env, fd, MDB_CP_COMPACT);
-        if (rc != MDB_MAP_RESIZED)
-            break;
-        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-            rc = errno;
-            break;
-        }
-        rc = mdb_env_set_mapsize(env, 0);
-        if (rc != MDB_SUCCESS)
-            break;
-    }
+    /* Phase 3: the copy, table by table in key order into full pages (mdb_env_copy2's
+     * compaction leaves out free pages but copies half-empty leaf pages as they are). */
+    rc = store_copy_dense(env, dst_dir);
     mdb_env_close(env);
 
-    /* Phase 3: durable before success is reported. */
+    /* Phase 4: durable before success is reported. */
     if (rc == MDB_SUCCESS && fsync(fd) < 0)
         rc = errno;
     if (close(fd) < 0 && rc == MDB_SUCCESS)

@@ -2,8 +2,12 @@
  * only, and an XDMS acts for a user (X-3GPP-Asserted-Identity) only on its socket.
  *
  *   uload --unix PATH [--connections N] [--duration S] [--method M] [--header 'Name: value']...
- *         [--body-file FILE] TARGET
+ *         [--body-file FILE] (TARGET | --targets FILE [--identity-from-path])
  *
+ * --targets: one target per line (at most ULOAD_MAX_TARGETS); every request picks one at random
+ * (per connection a reproducible sequence), so that reads spread over many documents.
+ * --identity-from-path: each request also carries X-3GPP-Asserted-Identity with the XUI of its
+ * target's ".../users/<XUI>/..." segment (the owner reads its own documents).
  * Each connection is one thread that sends the same request, reads the whole answer
  * (Content-Length framing, keep-alive) and sends the next, until the duration ends. Prints the
  * lines of wrk's report that tools/bench reads ("Requests/sec:", the "99%" latency, "Non-2xx or
@@ -28,12 +32,19 @@
 #define ULOAD_MAX_RESPONSE (16u << 20)
 #define ULOAD_MAX_SAMPLES (4u << 20) /* latencies kept per connection */
 #define ULOAD_IO_TIMEOUT_S 5
+#define ULOAD_MAX_TARGETS (1u << 22)
+#define ULOAD_MAX_TARGET_LEN 1024
 
 struct uload_conn {
     pthread_t thread;
     const struct sockaddr_un *addr;
-    const char *request;
+    const char *request; /* with targets: the part after the request line */
     size_t request_len;
+    const char *method;
+    char *const *targets; /* NULL: request is whole */
+    size_t n_targets;
+    bool identity_from_path;
+    uint64_t seed;
     double deadline;
     uint32_t *lat_us; /* samples */
     size_t n_lat;
@@ -112,22 +123,47 @@ static void *uload_run(void *cls)
 {
     struct uload_conn *c = cls;
     char *buf = malloc(65536);
+    char *own = c->targets ? malloc(c->request_len + ULOAD_MAX_TARGET_LEN * 2 + 128) : NULL;
     int fd = -1;
+    if (c->targets && !own) {
+        free(buf);
+        return NULL;
+    }
     while (buf && uload_now() < c->deadline) {
         if (fd < 0 && (fd = uload_connect(c)) < 0) {
             c->err_connect++;
             usleep(10000);
             continue;
         }
+        const char *req = c->request;
+        size_t req_len = c->request_len;
+        if (c->targets) {
+            c->seed ^= c->seed >> 12;
+            c->seed ^= c->seed << 25;
+            c->seed ^= c->seed >> 27;
+            const char *target = c->targets[(c->seed * 2685821657736338717ull) % c->n_targets];
+            int l = snprintf(own, ULOAD_MAX_TARGET_LEN * 2 + 128, "%s %s HTTP/1.1\r\n", c->method,
+                             target);
+            const char *users = c->identity_from_path ? strstr(target, "/users/") : NULL;
+            if (users) {
+                const char *xui = users + 7;
+                int xl = (int)strcspn(xui, "/");
+                l += snprintf(own + l, ULOAD_MAX_TARGET_LEN * 2 + 128 - (size_t)l,
+                              "X-3GPP-Asserted-Identity: \"%.*s\"\r\n", xl, xui);
+            }
+            memcpy(own + l, c->request, c->request_len);
+            req = own;
+            req_len = (size_t)l + c->request_len;
+        }
         double t0 = uload_now();
         size_t sent = 0;
-        while (sent < c->request_len) {
-            ssize_t w = send(fd, c->request + sent, c->request_len - sent, MSG_NOSIGNAL);
+        while (sent < req_len) {
+            ssize_t w = send(fd, req + sent, req_len - sent, MSG_NOSIGNAL);
             if (w <= 0)
                 break;
             sent += (size_t)w;
         }
-        if (sent < c->request_len) {
+        if (sent < req_len) {
             c->err_write++;
             close(fd);
             fd = -1;
@@ -157,6 +193,7 @@ static void *uload_run(void *cls)
     if (fd >= 0)
         close(fd);
     free(buf);
+    free(own);
     return NULL;
 }
 
@@ -169,9 +206,42 @@ static int uload_cmp(const void *a, const void *b)
 static int uload_usage(void)
 {
     fputs("usage: uload --unix PATH [--connections N] [--duration S] [--method M]\n"
-          "             [--header 'Name: value']... [--body-file FILE] TARGET\n",
+          "             [--header 'Name: value']... [--body-file FILE] (TARGET | --targets FILE\n"
+          "             [--identity-from-path])\n",
           stderr);
     return 2;
+}
+
+/* Reads one target per line (each starting with '/', at most ULOAD_MAX_TARGET_LEN bytes). */
+static char **uload_read_targets(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char **v = NULL, line[ULOAD_MAX_TARGET_LEN + 2];
+    size_t cap = 0;
+    *n = 0;
+    while (*n < ULOAD_MAX_TARGETS && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0] != '/')
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            char **nv = realloc(v, cap * sizeof *nv);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        if (!(v[*n] = strdup(line)))
+            break;
+        (*n)++;
+    }
+    fclose(f);
+    if (*n == 0) {
+        free(v);
+        return NULL;
+    }
+    return v;
 }
 
 static char *uload_read_file(const char *path, size_t *len)
@@ -187,7 +257,8 @@ static char *uload_read_file(const char *path, size_t *len)
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL, *method = "GET", *body_file = NULL, *target = NULL;
+    bool id_from_path = false;
+    const char *path = NULL, *method = "GET", *body_file = NULL, *target = NULL, *tfile = NULL;
     const char *headers[ULOAD_MAX_HEADERS];
     size_t n_headers = 0;
     long conns = 32, duration = 10;
@@ -204,6 +275,10 @@ int main(int argc, char **argv)
             method = argv[++i];
         else if (!strcmp(a, "--header") && has && n_headers < ULOAD_MAX_HEADERS)
             headers[n_headers++] = argv[++i];
+        else if (!strcmp(a, "--identity-from-path"))
+            id_from_path = true;
+        else if (!strcmp(a, "--targets") && has)
+            tfile = argv[++i];
         else if (!strcmp(a, "--body-file") && has)
             body_file = argv[++i];
         else if (a[0] == '/' && !target)
@@ -212,7 +287,7 @@ int main(int argc, char **argv)
             return uload_usage();
     }
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    if (!path || !target || conns < 1 || conns > ULOAD_MAX_CONNS || duration < 1 ||
+    if (!path || !target == !tfile || conns < 1 || conns > ULOAD_MAX_CONNS || duration < 1 ||
         duration > 3600 || strlen(path) >= sizeof addr.sun_path)
         return uload_usage();
     memcpy(addr.sun_path, path, strlen(path) + 1);
@@ -223,14 +298,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "uload: cannot read %s\n", body_file);
         return 2;
     }
+    size_t n_targets = 0;
+    char **targets = tfile ? uload_read_targets(tfile, &n_targets) : NULL;
+    if (tfile && !targets) {
+        fprintf(stderr, "uload: no targets in %s\n", tfile);
+        return 2;
+    }
+    if (!target)
+        target = tfile;
     size_t cap = strlen(method) + strlen(target) + body_len + 256;
     for (size_t i = 0; i < n_headers; i++)
         cap += strlen(headers[i]) + 2;
     char *req = malloc(cap);
     if (!req)
         return 1;
-    size_t len =
-        (size_t)snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: localhost\r\n", method, target);
+    /* With targets, each connection writes the request line itself. */
+    size_t len = targets ? (size_t)snprintf(req, cap, "Host: localhost\r\n")
+                         : (size_t)snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: localhost\r\n",
+                                            method, target);
     for (size_t i = 0; i < n_headers; i++)
         len += (size_t)snprintf(req + len, cap - len, "%s\r\n", headers[i]);
     if (body || strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0)
@@ -247,8 +332,15 @@ int main(int argc, char **argv)
         return 1;
     double t0 = uload_now();
     for (long i = 0; i < conns; i++) {
-        c[i] = (struct uload_conn){
-            .addr = &addr, .request = req, .request_len = len, .deadline = t0 + (double)duration};
+        c[i] = (struct uload_conn){.addr = &addr,
+                                   .request = req,
+                                   .request_len = len,
+                                   .method = method,
+                                   .targets = targets,
+                                   .n_targets = n_targets,
+                                   .identity_from_path = id_from_path,
+                                   .seed = 0x9e3779b97f4a7c15ull + (uint64_t)i * 7919,
+                                   .deadline = t0 + (double)duration};
         if (pthread_create(&c[i].thread, NULL, uload_run, &c[i]) != 0) {
             fprintf(stderr, "uload: cannot start thread %ld\n", i);
             return 1;
@@ -295,5 +387,8 @@ int main(int argc, char **argv)
     free(all);
     free(c);
     free(req);
+    for (size_t i = 0; i < n_targets; i++)
+        free(targets[i]);
+    free(targets);
     return 0;
 }

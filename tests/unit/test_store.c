@@ -209,6 +209,112 @@ static void test_put_get_del(void)
     rm_rf(dir);
 }
 
+/* Documents written in key order fill LMDB's leaf pages: a put whose key is above every stored
+ * one is an append, so a full page splits at the new key instead of in the middle. 1.1 KiB
+ * documents in key order took 2 150 bytes each with middle splits (two per 4 KiB page); appended
+ * they fit three to a page. */
+static void test_append_order_fills_pages(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    struct store *s = open_store(dir, NULL);
+    char body[1113];
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    enum { N = 3000 };
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    for (unsigned i = 0; i < N; i++) {
+        char xui[48], path[16], etag[STORE_ETAG_MAX];
+        snprintf(xui, sizeof xui, "sip:u%07u@example.com", i / 10);
+        snprintf(path, sizeof path, "doc%02u", i % 10);
+        struct doc_key k = key_of("resource-lists", "users", xui, path);
+        CU_ASSERT_EQUAL_FATAL(store_doc_put(t, &k, body, strlen(body), etag), STORE_OK);
+    }
+    CU_ASSERT_EQUAL_FATAL(store_txn_commit(t), STORE_OK);
+    struct store_usage u;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_usage_get(t, &u), STORE_OK);
+    store_txn_abort(t);
+    CU_ASSERT_EQUAL(u.documents, N);
+    /* three records per page plus the branch pages and the other tables: under 1 500 bytes */
+    CU_ASSERT(u.used_bytes / N < 1500);
+    /* an update in place and a key below the last one still work (no append there) */
+    struct doc_key first = key_of("resource-lists", "users", "sip:u0000000@example.com", "doc00");
+    struct doc_key mid = key_of("resource-lists", "users", "sip:u0000001@example.com", "doc00a");
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(s, &first, "<a/>", etag), STORE_OK);
+    CU_ASSERT_EQUAL(put_doc(s, &mid, "<b/>", etag), STORE_OK);
+    struct store_doc d;
+    CU_ASSERT_EQUAL(get_doc(s, &mid, &d), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(d.data, "<b/>");
+    store_doc_release(&d);
+    store_close(s);
+    rm_rf(dir);
+}
+
+/* store_copy() writes every table in key order into full pages: a store written in a random
+ * key order (pages split in the middle, two 1.1 KiB records to a page) comes out dense. */
+static void test_copy_fills_pages(void)
+{
+    char base[64], src[128], dst[128];
+    make_tmpdir(base);
+    snprintf(src, sizeof src, "%s/src", base);
+    snprintf(dst, sizeof dst, "%s/dst", base);
+    const char *tables[] = {"subs", NULL};
+    struct store_options opts = {.tables = tables};
+    struct store *s = open_store(src, &opts);
+    char body[1113];
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = '\0';
+    enum { N = 3000 };
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    for (unsigned i = 0; i < N; i++) {
+        char xui[48], etag[STORE_ETAG_MAX];
+        snprintf(xui, sizeof xui, "sip:u%07u@example.com", (i * 1031u) % N); /* scattered */
+        struct doc_key k = key_of("resource-lists", "users", xui, "index");
+        CU_ASSERT_EQUAL_FATAL(store_doc_put(t, &k, body, strlen(body), etag), STORE_OK);
+    }
+    CU_ASSERT_EQUAL(store_kv_put(t, "subs", "k", 1, "v", 1), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(store_txn_commit(t), STORE_OK);
+    struct store_usage u;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_usage_get(t, &u), STORE_OK);
+    store_txn_abort(t);
+    CU_ASSERT(u.used_bytes / N > 1800); /* the scattered writes left pages half empty */
+    CU_ASSERT_EQUAL_FATAL(mkdir(dst, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(store_copy(src, dst), STORE_OK);
+    store_close(s);
+    struct stat st;
+    char path[160];
+    snprintf(path, sizeof path, "%s/data.mdb", dst);
+    CU_ASSERT_EQUAL_FATAL(stat(path, &st), 0);
+    CU_ASSERT((uint64_t)st.st_size / N < 1500);
+    snprintf(path, sizeof path, "%s/lock.mdb", dst);
+    CU_ASSERT_NOT_EQUAL(stat(path, &st), 0); /* the copy made no lock file */
+    struct store *c = open_store(dst, &opts);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(c, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_usage_get(t, &u), STORE_OK);
+    CU_ASSERT_EQUAL(u.documents, N);
+    CU_ASSERT_EQUAL(u.users, N);
+    void *v = NULL;
+    size_t vl = 0;
+    CU_ASSERT_EQUAL(store_kv_get(t, "subs", "k", 1, &v, &vl), STORE_OK);
+    CU_ASSERT_EQUAL(vl, 1);
+    free(v);
+    store_txn_abort(t);
+    struct doc_key k = key_of("resource-lists", "users", "sip:u0001234@example.com", "index");
+    struct store_doc d;
+    CU_ASSERT_EQUAL_FATAL(get_doc(c, &k, &d), STORE_OK);
+    CU_ASSERT_EQUAL(d.len, strlen(body));
+    store_doc_release(&d);
+    char etag[STORE_ETAG_MAX];
+    CU_ASSERT_EQUAL(put_doc(c, &k, "<a/>", etag), STORE_OK); /* the copy takes writes */
+    store_close(c);
+    rm_rf(base);
+}
+
 static void test_invalid_keys(void)
 {
     char dir[64];
@@ -2329,6 +2435,8 @@ int main(void)
         {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
         {"copy and in use", test_copy_and_in_use},
+        {"append order fills pages", test_append_order_fills_pages},
+        {"copy fills pages", test_copy_fills_pages},
         {"read only", test_read_only},
         {"no wake-up descriptor", test_wake_lmdb},
         CU_TEST_INFO_NULL,
