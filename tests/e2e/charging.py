@@ -45,7 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import run as e2e  # noqa: E402  (the case runner: deployments, HTTP)
-from harness import Fail, Server, expect, free_port, stop_popen  # noqa: E402
+from harness import Fail, Server, expect, free_port, stop_popen, wait_for  # noqa: E402
 
 ALICE = "sip:alice@example.com"
 ROLE = "shared-list"
@@ -61,17 +61,6 @@ def body(n):
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
             'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="l%d"/></resource-lists>\n'
             % n).encode()
-
-
-def wait_for(what, fn, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Fail("timed out after %.0fs waiting for %s" % (seconds, what))
-        time.sleep(0.1)
 
 
 class Peer:

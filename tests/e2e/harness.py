@@ -143,6 +143,20 @@ def retry_on_taken_port(start, repick, attempts=3):
                 raise
 
 
+def wait_for(what, fn, limit):
+    """Polls fn() every 50 ms until it returns something true, and returns that; fails naming
+    what when limit s (times TIME_SCALE) pass without."""
+    limit *= TIME_SCALE
+    deadline = time.monotonic() + limit
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Fail("timed out after %.1fs waiting for %s" % (limit, what))
+        time.sleep(0.05)
+
+
 # --------------------------------------------------------------------------------------------
 # Logs
 

@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Tally,  # noqa: E402
                      Workspace, exchange, expect, free_port, request, retry_on_taken_port,
-                     run_tool, script_args, selected, tail, tls_context)
+                     run_tool, script_args, selected, tail, tls_context, wait_for)
 
 DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
 CAPS_NS = "{urn:ietf:params:xml:ns:xcap-caps}"
@@ -608,15 +608,6 @@ def check_partner_down(env):
 def instance_up(env, name):
     return metrics(env).get(("xdm_partner_instance_up", 'partner="partner.example",upstream="%s"'
                              % env.partner_url(name)))
-
-
-def wait_for(what, cond, limit):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise Fail("%s: not within %.1f s" % (what, limit))
 
 
 def check_partner_instances(env):
