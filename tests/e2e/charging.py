@@ -45,7 +45,8 @@ import types
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-import run as e2e  # noqa: E402  (the case runner: deployments, HTTP, free ports)
+import run as e2e  # noqa: E402  (the case runner: deployments, HTTP)
+from harness import Fail, Server, expect, free_port, stop_popen, wait_for  # noqa: E402
 
 ALICE = "sip:alice@example.com"
 ROLE = "shared-list"
@@ -65,26 +66,6 @@ def body(n):
             % n).encode()
 
 
-class Fail(Exception):
-    pass
-
-
-def expect(cond, what):
-    if not cond:
-        raise Fail(what)
-
-
-def wait_for(what, fn, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise Fail("timed out after %.0fs waiting for %s" % (seconds, what))
-        time.sleep(0.1)
-
-
 class Peer:
     """freeDiameterd playing the charging function, with test_acct.fdx."""
 
@@ -92,11 +73,10 @@ class Peer:
         self.ctx = ctx
         self.dir = os.path.join(ctx.tmp, name)
         os.makedirs(self.dir)
-        self.port = e2e.free_port()
+        self.port = free_port()
         self.identity = "cdf.xdm.test"
         self.out = os.path.join(self.dir, "acr.jsonl")
-        self.popen = None
-        self.logs = []
+        self.server = None
         cert, key = ctx.certificate(self.dir, self.identity)
         ext = os.path.join(ctx.args.build, "tests", "test_acct.fdx")
         self.conf = os.path.join(self.dir, "cdf.conf")
@@ -109,32 +89,16 @@ class Peer:
                        "listen=%s;reject=%s;out=%s" % (e2e.LOOPBACK, REJECTED_USER, self.out)))
 
     def start(self):
-        log = os.path.join(self.dir, "cdf.%d.log" % (len(self.logs) + 1))
-        self.logs.append(log)
-        with open(log, "wb") as lf:
-            self.popen = subprocess.Popen([FREEDIAMETERD, "-c", self.conf], stdin=subprocess.DEVNULL,
-                                          stdout=lf, stderr=subprocess.STDOUT, cwd=self.dir,
-                                          start_new_session=True)
-
-        def up():
-            if self.popen.poll() is not None:
-                raise Fail("freeDiameterd exited: %s" % e2e.tail(log))
-            try:
-                with socket.create_connection((e2e.LOOPBACK, self.port), timeout=0.5):
-                    return True
-            except OSError:
-                return False
-        wait_for("freeDiameterd on port %d" % self.port, up, 20)
+        """Starts it (again, appending to its log) and waits until its port accepts."""
+        if self.server is None:
+            self.server = Server("freeDiameterd", [FREEDIAMETERD, "-c", self.conf],
+                                 os.path.join(self.dir, "cdf.log"), port=self.port, cwd=self.dir,
+                                 line=None)
+        self.server.start()
 
     def stop(self, sig=signal.SIGTERM):
-        if self.popen and self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.popen = None
+        if self.server is not None:
+            stop_popen(self.server.popen, "freeDiameterd", sig)
 
     def records(self):
         if not os.path.exists(self.out):

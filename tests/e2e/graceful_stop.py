@@ -19,9 +19,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, Fail, Tally, Workspace, expect, free_port,  # noqa: E402
-                     script_args, selected, tail)
-from proxy_tls_gaa import Digest, Resp  # noqa: E402  (the Digest client)
+from harness import (LOOPBACK, Digest, Fail, Resp, Tally, Workspace, expect,  # noqa: E402
+                     free_port, script_args, selected, tail)
 
 XUI = "sip:alice@example.com"
 CT = "application/resource-lists+xml"

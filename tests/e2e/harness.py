@@ -8,6 +8,8 @@ Python 3 standard library only. Every wait here is bounded in time; every proces
 its own PID (each runs in a session of its own, so a terminal's Ctrl-C does not reach it).
 """
 
+import hashlib
+import http.client
 import json
 import os
 import random
@@ -16,6 +18,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -138,6 +141,20 @@ def retry_on_taken_port(start, repick, attempts=3):
         except PortTaken as e:
             if attempt == attempts - 1 or not repick(e.port):
                 raise
+
+
+def wait_for(what, fn, limit):
+    """Polls fn() every 50 ms until it returns something true, and returns that; fails naming
+    what when limit s (times TIME_SCALE) pass without."""
+    limit *= TIME_SCALE
+    deadline = time.monotonic() + limit
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise Fail("timed out after %.1fs waiting for %s" % (limit, what))
+        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,6 +499,138 @@ class Workspace:
     def remove(self, keep):
         if not keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP (also over TLS) with an RFC 7616 Digest client, for the scenario scripts (proxy_tls_gaa.py,
+# partner_domains.py, proxy_multi.py, reload_tls.py, graceful_stop.py). `env` is anything with
+# .verbose (echo each exchange) and, optionally, .tls_name: the server name sent and verified on
+# TLS when a call names none (else localhost).
+
+class Resp:
+    def __init__(self, status, headers, body, cipher=None):
+        self.status, self.headers, self.body, self.cipher = status, headers, body, cipher
+
+    def header(self, name):
+        vals = [v for n, v in self.headers if n.lower() == name.lower()]
+        return ", ".join(vals) if vals else None
+
+    def all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+def tls_context(cert=None, key=None, ca=None, tls13=False):
+    ctx = ssl.create_default_context(cafile=ca)
+    if tls13:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def exchange(env, port, method, target, headers=(), body=None, tls=None, host=None, sni=None):
+    """One request on a fresh connection to LOOPBACK:port. tls: an SSLContext for HTTPS, with
+    sni (else env.tls_name, else localhost) as the server name."""
+    sock = socket.create_connection((LOOPBACK, port), timeout=15)
+    cipher = None
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=sni or getattr(env, "tls_name", "localhost"))
+        cipher = sock.cipher()
+    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % (host or "%s:%d" % (LOOPBACK, port))]
+    lines += ["%s: %s" % hv for hv in headers]
+    if body is not None:
+        lines.append("Content-Length: %d" % len(body))
+    lines.append("Connection: close")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+    r = http.client.HTTPResponse(sock, method=method)
+    r.begin()
+    data = r.read()
+    sock.close()
+    resp = Resp(r.status, r.getheaders(), data, cipher)
+    if env.verbose:
+        print("    %s %s -> %d %s" % (method, target, r.status, data[:200]))
+    return resp
+
+
+def H(alg, s):
+    if isinstance(s, str):
+        s = s.encode("latin-1")
+    return (hashlib.md5 if alg == "MD5" else hashlib.sha256)(s).hexdigest()
+
+
+def parse_challenges(values):
+    out = []
+    for v in values:
+        for part in re.split(r",\s*(?=Digest\s)", v):
+            if not part.startswith("Digest "):
+                continue
+            params = dict((m.group(1).lower(), m.group(2) if m.group(2) is not None else m.group(3))
+                          for m in re.finditer(r'([A-Za-z-]+)=(?:"([^"]*)"|([^,\s]+))', part))
+            out.append(params)
+    return out
+
+
+class Digest:
+    """RFC 7616 client keeping one nonce for many requests (nc 1, 2, ...), like a real UE."""
+
+    def __init__(self, username, password, algorithm="MD5"):
+        self.username, self.password, self.algorithm = username, password, algorithm
+        self.chal = None
+        self.nc = 0
+        self.challenges = 0
+
+    def adopt(self, resp):
+        chals = parse_challenges(resp.all("WWW-Authenticate"))
+        chosen = [c for c in chals if c.get("algorithm", "MD5").upper() == self.algorithm]
+        if not chosen:
+            raise Fail("no %s challenge in %s" % (self.algorithm, chals))
+        self.chal = chosen[0]
+        self.nc = 0
+        self.challenges += 1
+
+    def header(self, method, uri, body=b"", qop="auth"):
+        c = self.chal
+        self.nc += 1
+        nc = "%08x" % self.nc
+        cnonce = os.urandom(8).hex()
+        pw = self.password if isinstance(self.password, bytes) else self.password.encode()
+        ha1 = H(self.algorithm, self.username.encode() + b":" + c["realm"].encode() + b":" + pw)
+        a2 = "%s:%s" % (method, uri) + (":" + H(self.algorithm, body) if qop == "auth-int" else "")
+        resp = H(self.algorithm, "%s:%s:%s:%s:%s:%s" % (ha1, c["nonce"], nc, cnonce, qop,
+                                                        H(self.algorithm, a2)))
+        self.last = {"ha1": ha1, "nonce": c["nonce"], "nc": nc, "cnonce": cnonce, "uri": uri,
+                     "qop": qop}
+        return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=%s, qop=%s, '
+                'nc=%s, cnonce="%s", response="%s", opaque="%s"'
+                % (self.username, c["realm"], c["nonce"], uri, self.algorithm, qop, nc, cnonce,
+                   resp, c.get("opaque", "")))
+
+    def rspauth_ok(self, resp):
+        info = resp.header("Authentication-Info") or ""
+        m = re.search(r'rspauth="([0-9a-f]+)"', info)
+        if not m:
+            return False
+        l = self.last
+        a2 = ":" + l["uri"] + (":" + H(self.algorithm, resp.body) if l["qop"] == "auth-int" else "")
+        want = H(self.algorithm, "%s:%s:%s:%s:%s:%s" % (l["ha1"], l["nonce"], l["nc"], l["cnonce"],
+                                                        l["qop"], H(self.algorithm, a2)))
+        return m.group(1) == want
+
+
+def request(env, port, method, target, auth=None, headers=(), body=None, tls=None, host=None,
+            qop="auth", retry=True):
+    """A request with Digest state: preemptive when a nonce is known, one retry after a 401."""
+    headers = list(headers)
+    for attempt in (0, 1):
+        h = list(headers)
+        if auth is not None and auth.chal is not None:
+            h.append(("Authorization", auth.header(method, target, body or b"", qop)))
+        r = exchange(env, port, method, target, h, body, tls, host)
+        r.challenged = attempt == 1
+        if r.status != 401 or auth is None or not retry or attempt == 1:
+            return r
+        auth.adopt(r)
+    return r
 
 
 # --------------------------------------------------------------------------------------------

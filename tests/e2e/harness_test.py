@@ -10,7 +10,8 @@ where a server's own words matter:
 - stop_popen: a process that ignores SIGTERM is killed after the bounded wait and that is
   reported; an exit status other than 0 or the signal is reported;
 - wait_ready: a process that exits at start fails with the tail of its log;
-- write_config: sections in order, repeated keys, the comment line.
+- write_config: sections in order, repeated keys, the comment line;
+- wait_for: returns the first true value, fails naming what it waited for when time runs out.
 
     python3 tests/e2e/harness_test.py --build build [-v] [--keep] [--filter NAME]
 
@@ -178,9 +179,27 @@ def check_write_config(ws):
         expect(f.read() == "[xdms]\n", "an empty section")
 
 
+def check_wait_for(ws):
+    calls = []
+
+    def third():
+        calls.append(1)
+        return len(calls) >= 3 and "ready"
+    expect(harness.wait_for("three calls", third, 5) == "ready" and len(calls) == 3,
+           "wait_for: %d calls" % len(calls))
+    t0 = time.monotonic()
+    try:
+        harness.wait_for("nothing", lambda: 0, 0.2)
+    except Fail as e:
+        expect("waiting for nothing" in str(e), "message: %s" % e)
+    else:
+        raise Fail("wait_for did not fail")
+    expect(time.monotonic() - t0 < 2 * harness.TIME_SCALE, "wait_for overran its limit")
+
+
 CHECKS = [check_free_port, check_taken_port_messages, check_retry_http_port,
           check_retry_foreign_listener, check_retry_sip_port, check_retry_gives_up, check_stop_bounded, check_wait_ready_exit,
-          check_write_config]
+          check_write_config, check_wait_for]
 
 
 def main():

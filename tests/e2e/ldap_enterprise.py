@@ -39,7 +39,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -50,6 +49,7 @@ import types
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import run as e2e  # noqa: E402  (the case runner: cases, deployments, HTTP, Digest)
+from harness import LOOPBACK, Fail, Server, free_port  # noqa: E402
 
 SLAPD = "/usr/sbin/slapd"
 BASE = "dc=example,dc=com"
@@ -71,8 +71,8 @@ class Slapd:
     def __init__(self, tmp, scale):
         self.tmp = tmp
         self.scale = scale
-        self.port = e2e.free_port()
-        self.uri = "ldap://%s:%d" % (e2e.LOOPBACK, self.port)
+        self.port = free_port()
+        self.uri = "ldap://%s:%d" % (LOOPBACK, self.port)
         self.db = os.path.join(tmp, "db")
         os.makedirs(self.db)
         self.conf = os.path.join(tmp, "slapd.conf")
@@ -101,39 +101,21 @@ class Slapd:
                 "access to attrs=userPassword by self write by anonymous auth by * none",
                 "access to * by * read",
                 ""]))
-        self.popen = None
-        self.logs = []
+        # started again (ldap-start, ldap-bulk) on the same port, appending to one log
+        self.server = Server("slapd", [SLAPD, "-f", self.conf, "-h", self.uri + "/", "-d", "0"],
+                             os.path.join(tmp, "slapd.log"), port=self.port, line=None,
+                             limit=10)
 
     def start(self):
-        log = os.path.join(self.tmp, "slapd.%d.log" % (len(self.logs) + 1))
-        self.logs.append(log)
-        with open(log, "wb") as lf:
-            self.popen = subprocess.Popen([SLAPD, "-f", self.conf, "-h", self.uri + "/", "-d", "0"],
-                                          stdin=subprocess.DEVNULL, stdout=lf,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 10 * self.scale
-        while True:
-            if self.popen.poll() is not None:
-                raise e2e.CaseError("slapd exited with %s\n%s" % (self.popen.returncode,
-                                                                 e2e.tail(log)))
-            try:
-                with socket.create_connection((e2e.LOOPBACK, self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise e2e.CaseError("slapd did not listen on %s\n%s" % (self.uri, e2e.tail(log)))
-            time.sleep(0.05)
+        """Starts slapd and waits until its port accepts (bounded)."""
+        try:
+            self.server.start()
+        except Fail as e:
+            raise e2e.CaseError("slapd on %s: %s" % (self.uri, e))
 
     def stop(self):
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=10 * self.scale)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        """SIGTERM by PID, a bounded wait, then SIGKILL; a problem or None."""
+        return self.server.stop(timeout=10)
 
     def ldif(self, tool, text):
         r = subprocess.run([tool, "-x", "-H", self.uri, "-D", ADMIN, "-w", ADMIN_PW],
@@ -311,7 +293,7 @@ def run_case(runner, path, cert, key):
         return ["parse error: %s" % e], [], time.monotonic() - t0
     tmp = tempfile.mkdtemp(prefix="xdm-e2e-ldap-")
     slapd = Slapd(tmp, runner.time_scale)
-    https = "%s:%d" % (e2e.LOOPBACK, e2e.free_port())
+    https = "%s:%d" % (LOOPBACK, free_port())
     v = {"ldap.uri": slapd.uri, "ldap.base": BASE, "ldap.admin": ADMIN,
          "ldap.pwfile": slapd.pwfile, "https": https, "tls.cert": cert, "tls.key": key}
 
@@ -335,7 +317,9 @@ def run_case(runner, path, cert, key):
     except e2e.CaseError as e:
         failures = [str(e)]
     finally:
-        slapd.stop()
+        problem = slapd.stop()
+        if problem:
+            failures.append(problem)
         if runner.keep:
             print("  kept %s and %s" % (tmp, run.dep.tmp if run.dep else "-"))
         else:

@@ -17,10 +17,9 @@ Users of each domain are added with xdmctl and authenticate with Digest at the p
 
 Prints one PASS/FAIL line per check and `counts: P passed, F failed`; exits non-zero when a check
 failed, a process died, or a sanitizer report appears in a log. Needs the openssl command.
-Standard library only; the process, HTTP and Digest functions come from proxy_tls_gaa.py.
+Standard library only; the ports, processes, HTTP and Digest functions come from harness.py.
 """
 
-import argparse
 import http.client
 import os
 import re
@@ -29,18 +28,15 @@ import signal
 import socket
 import ssl
 import sys
-import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_tls_gaa import (Digest, Fail, Proc, SANITIZER, exchange, expect, free_port,  # noqa: E402
-                           request, sh, tail, tls_context)
+from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Tally,  # noqa: E402
+                     Workspace, exchange, expect, free_port, request, retry_on_taken_port,
+                     run_tool, script_args, selected, tail, tls_context, wait_for)
 
-LOOPBACK = "127.0.0.1"
-ROLES = ("shared-list", "presence", "rls")
-URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url"}
 DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
 CAPS_NS = "{urn:ietf:params:xml:ns:xcap-caps}"
 RL_CT = ("Content-Type", "application/resource-lists+xml")
@@ -63,25 +59,25 @@ def rl_doc(owner):
 
 def make_certs(d, log):
     def key(name):
-        sh(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", os.path.join(d, name + ".key")], log)
+        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", os.path.join(d, name + ".key")], log)
 
     def ca(name, subj):
         key(name)
-        sh(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"), "-days", "2",
-            "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
+        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"),
+                  "-days", "2", "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
 
     def leaf(name, subj, issuer, ext):
         key(name)
         csr = os.path.join(d, name + ".csr")
-        sh(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
-            "-out", csr], log)
+        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
+                  "-out", csr], log)
         extf = os.path.join(d, name + ".ext")
         with open(extf, "w") as f:
             f.write(ext + "\n")
-        sh(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
-            "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
-            "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
+        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
+                  "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
 
     server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
     client = "extendedKeyUsage=clientAuth"
@@ -138,28 +134,23 @@ class SilentPartner:
         self.sock.close()
 
 
-class Env:
+class Env(Workspace):
     def __init__(self, args):
-        self.build = os.path.abspath(args.build)
-        self.verbose = args.verbose
-        self.tmp = tempfile.mkdtemp(prefix="xdm-e2e-partner-")
-        self.logs, self.procs = [], []
-        self.conf = os.path.join(self.tmp, "xdm.conf")
-        open(self.conf, "w").write("# the script passes everything on the command line\n")
-        self.certs = os.path.join(self.tmp, "certs")
+        super().__init__(args.build, "xdm-e2e-partner-", args.verbose)
+        self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, os.path.join(self.tmp, "openssl.log"))
-        self.op_data = os.path.join(self.tmp, "operator")
-        self.pt_data = os.path.join(self.tmp, "partner")
+        make_certs(self.certs, self.path("openssl.log"))
+        self.op_data = self.data  # the operator's XDMSs, proxy and users (xdmctl)
+        self.pt_data = self.path("partner")
         self.proxy_http = free_port()
         self.metrics = free_port()
         self.root = "http://%s:%d/xcap-root" % (LOOPBACK, self.proxy_http)
-        self.partner_port = {}  # instance name ("a", "b") -> port
-        self.partner = {}       # instance name -> Proc
+        self.partner_port = {}  # instance name ("a", "b", "presence") -> port
+        self.partner = {}       # instance name -> Server
         self.silent = None
 
     def setup(self):
-        for r in ROLES:
+        for r in XDMS_ROLES:
             self.start_xdms(r)
         self.start_partner("a")
         self.start_partner("b")
@@ -172,32 +163,40 @@ class Env:
         return os.path.join(self.certs, name)
 
     def start_xdms(self, role):
-        for attempt in range(3):
-            http, sip = free_port(), free_port(udp_too=True)
-            argv = [os.path.join(self.build, "xdms/xdms"), "--role", role, "--config", self.conf,
+        # The proxy reaches it over its UNIX-domain socket: both ports may change.
+        ports = [free_port(), free_port(udp_too=True)]
+
+        def once():
+            http, sip = ports
+            argv = [self.binary("xdms/xdms"), "--role", role, "--config", self.conf,
                     "--data", os.path.join(self.op_data, role),
                     "--http", "%s:%d" % (LOOPBACK, http), "--sip", "%s:%d" % (LOOPBACK, sip),
                     "--xcap-root", self.root + "/", "--option", "metrics=off"]
-            p = Proc(self, role, argv)
-            try:
-                p.start(http)
-                self.procs.append(p)
-                return p
-            except Fail as e:
-                if attempt == 2 or "in use" not in str(e):
-                    raise
+            return self.server(role, argv, port=http)
+
+        def repick(port):
+            ports[:] = [free_port(), free_port(udp_too=True)]
+            return True
+        return retry_on_taken_port(once, repick)
 
     def start_partner(self, name, role="shared-list"):
         """One instance of the partner's XDMS (two share one data directory, as several
         instances of a role over one store): its own data, CA and server certificate; it trusts
         client certificates of the operator's CA, and the proxy's only for partner.example. No
-        UNIX-domain socket: the partner is reached over TLS only."""
-        for attempt in range(3):
-            port = self.partner_port.get(name) or free_port()
-            sip = free_port(udp_too=True)
-            argv = [os.path.join(self.build, "xdms/xdms"), "--role", role,
+        UNIX-domain socket: the partner is reached over TLS only. Started again (a new Server
+        and log), it keeps its HTTPS port: the proxy knows it."""
+        first = name not in self.partner_port
+        if first:
+            self.partner_port[name] = free_port()
+        else:
+            self.procs.remove(self.partner[name])
+        sip = [free_port(udp_too=True)]
+
+        def once():
+            port = self.partner_port[name]
+            argv = [self.binary("xdms/xdms"), "--role", role,
                     "--config", self.conf, "--data", os.path.join(self.pt_data, role),
-                    "--http", "%s:%d" % (LOOPBACK, port), "--sip", "%s:%d" % (LOOPBACK, sip),
+                    "--http", "%s:%d" % (LOOPBACK, port), "--sip", "%s:%d" % (LOOPBACK, sip[0]),
                     "--xcap-root", "https://%s:%d/xcap-root/" % (LOOPBACK, port),
                     "--option", "socket=off", "--option", "instance=partner-" + name,
                     "--option", "metrics=off", "--option", "default_domain=partner.example",
@@ -206,74 +205,68 @@ class Env:
                     "--option", "tls_client_ca=" + self.cert("operator-ca.pem"),
                     "--option", "trusted_peer=subject:%s proxy domain=partner.example"
                     % PROXY_SUBJECT]
-            p = Proc(self, "partner-" + name, argv)
-            try:
-                p.start(port)
-                self.partner_port[name] = port
-                self.partner[name] = p
-                self.procs.append(p)
-                return p
-            except Fail as e:
-                if attempt == 2 or "in use" not in str(e) or name in self.partner_port:
-                    raise
+            self.partner[name] = self.server("partner-" + name, argv, port=port)
+            return self.partner[name]
+
+        def repick(port):
+            if port == sip[0]:
+                sip[0] = free_port(udp_too=True)
+            elif first and port == self.partner_port[name]:
+                self.partner_port[name] = free_port()
+            else:
+                return False
+            return True
+        return retry_on_taken_port(once, repick)
 
     def partner_url(self, name):
         return "https://%s:%d" % (LOOPBACK, self.partner_port[name])
 
     def start_proxy(self):
-        argv = [os.path.join(self.build, "aggproxy/aggproxy"), "--config", self.conf,
-                "--data", os.path.join(self.op_data, "aggproxy"), "--realm", "operator.example",
-                "--http", "%s:%d" % (LOOPBACK, self.proxy_http),
-                "--option", "metrics=%s:%d" % (LOOPBACK, self.metrics),
-                "--option", "caps_ttl=1", "--option", "caps_retry=1",
-                "--option", "local_domain=operator.example",
-                "--option", "upstream_check_interval=200",
-                "--option", "partner=partner.example %s %s ca=%s cert=%s key=%s "
-                "timeout_ms=3000 connect_timeout_ms=1000"
-                % (self.partner_url("a"), self.partner_url("b"), self.cert("partner-ca.pem"),
-                   self.cert("proxy-client.pem"), self.cert("proxy-client.key")),
-                # the partner's presence XDMS serves its users' pres-rules
-                "--option", "partner_route=partner.example pres-rules " +
-                self.partner_url("presence"),
-                "--option", "partner=slow.example https://%s:%d ca=%s cert=%s key=%s "
-                "timeout_ms=1500 max_requests=1"
-                % (LOOPBACK, self.silent.port, self.cert("partner-ca.pem"),
-                   self.cert("proxy-client.pem"), self.cert("proxy-client.key"))]
-        for r in ROLES:
-            argv += ["--option", "%s=unix:%s" % (URL_KEYS[r],
-                                                 os.path.join(self.op_data, r, "xdms.sock"))]
-        p = Proc(self, "proxy", argv)
-        p.start(self.proxy_http)
-        self.procs.append(p)
-        return p
+        # Its HTTP port is in the XDMSs' --xcap-root already; only the admin port may change.
+        def once():
+            argv = [self.binary("aggproxy/aggproxy"), "--config", self.conf,
+                    "--data", os.path.join(self.op_data, "aggproxy"), "--realm", "operator.example",
+                    "--http", "%s:%d" % (LOOPBACK, self.proxy_http),
+                    "--option", "metrics=%s:%d" % (LOOPBACK, self.metrics),
+                    "--option", "caps_ttl=1", "--option", "caps_retry=1",
+                    "--option", "local_domain=operator.example",
+                    "--option", "upstream_check_interval=200",
+                    "--option", "partner=partner.example %s %s ca=%s cert=%s key=%s "
+                    "timeout_ms=3000 connect_timeout_ms=1000"
+                    % (self.partner_url("a"), self.partner_url("b"), self.cert("partner-ca.pem"),
+                       self.cert("proxy-client.pem"), self.cert("proxy-client.key")),
+                    # the partner's presence XDMS serves its users' pres-rules
+                    "--option", "partner_route=partner.example pres-rules " +
+                    self.partner_url("presence"),
+                    "--option", "partner=slow.example https://%s:%d ca=%s cert=%s key=%s "
+                    "timeout_ms=1500 max_requests=1"
+                    % (LOOPBACK, self.silent.port, self.cert("partner-ca.pem"),
+                       self.cert("proxy-client.pem"), self.cert("proxy-client.key"))]
+            for r in XDMS_ROLES:
+                argv += ["--option", "%s=unix:%s" % (PROXY_URL_KEYS[r],
+                                                     os.path.join(self.op_data, r, "xdms.sock"))]
+            return self.server("proxy", argv, port=self.proxy_http)
+
+        def repick(port):
+            if port != self.metrics:
+                return False
+            self.metrics = free_port()
+            return True
+        return retry_on_taken_port(once, repick)
 
     def users(self):
-        def add(*args):
-            sh([os.path.join(self.build, "tools/xdmctl"), "--data", self.op_data, "user", "add"] +
-               list(args), os.path.join(self.tmp, "xdmctl.log"))
-        add("sip:alice@operator.example", "--password", "alicepw")
+        self.xdmctl("user", "add", "sip:alice@operator.example", "--password", "alicepw")
         # a partner user with a further identity in the operator's domain (provisioned by
         # mistake): it must not become a way into either side
-        add("sip:bob@partner.example", "--password", "bobpw", "--impu",
-            "sip:bob-op@operator.example")
-        add("sip:carol@elsewhere.example", "--password", "carolpw")
-        add("sip:dave@slow.example", "--password", "davepw")
+        self.xdmctl("user", "add", "sip:bob@partner.example", "--password", "bobpw", "--impu",
+                    "sip:bob-op@operator.example")
+        self.xdmctl("user", "add", "sip:carol@elsewhere.example", "--password", "carolpw")
+        self.xdmctl("user", "add", "sip:dave@slow.example", "--password", "davepw")
 
     def shutdown(self):
-        problems = []
         if self.silent:
             self.silent.stop()
-        for p in reversed(self.procs):
-            msg = p.stop()
-            if msg:
-                problems.append(msg)
-        for log in self.logs:
-            text = open(log, encoding="utf-8", errors="replace").read() if os.path.exists(log) else ""
-            for line in text.split("\n"):
-                if any(s in line for s in SANITIZER):
-                    problems.append("sanitizer report in %s: %s" % (os.path.basename(log), line))
-                    break
-        return problems
+        return super().shutdown()
 
 
 def doc_uri(user, domain):
@@ -607,7 +600,6 @@ def check_partner_down(env):
            "partner errors %s -> %s" % (before[("xdm_partner_errors_total", lab)],
                                         after[("xdm_partner_errors_total", lab)]))
     for name in ("a", "b", "presence"):
-        env.procs.remove(env.partner[name])
         env.start_partner(name, "presence" if name == "presence" else "shared-list")
     r = request(env, env.proxy_http, "GET", doc_uri("bob", "partner.example"), b)
     expect(r.status == 200 and r.body == rl_doc("bob"), "bob after the restart: %d" % r.status)
@@ -616,15 +608,6 @@ def check_partner_down(env):
 def instance_up(env, name):
     return metrics(env).get(("xdm_partner_instance_up", 'partner="partner.example",upstream="%s"'
                              % env.partner_url(name)))
-
-
-def wait_for(what, cond, limit):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise Fail("%s: not within %.1f s" % (what, limit))
 
 
 def check_partner_instances(env):
@@ -642,7 +625,6 @@ def check_partner_instances(env):
         r = request(env, env.proxy_http, "GET", doc_uri("bob", "partner.example"), b)
         expect(r.status == 200 and r.body == rl_doc("bob"), "GET %d with a down: %d %s"
                % (i, r.status, r.body))
-    env.procs.remove(env.partner["a"])
     env.start_partner("a")
     wait_for("instance a reported up", lambda: instance_up(env, "a") == 1, 3.0)
 
@@ -699,49 +681,30 @@ CHECKS = [check_local_user, check_partner_user, check_isolation, check_forged_id
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--filter", action="append", default=[])
-    ap.add_argument("--keep", action="store_true")
-    ap.add_argument("-v", "--verbose", action="store_true")
-    args = ap.parse_args()
+    args = script_args(__doc__)
     if not shutil.which("openssl"):
         print("partner_domains: the openssl command is needed")
         return 2
-    checks = [c for c in CHECKS if not args.filter or any(f in c.__name__ for f in args.filter)]
-    passed = failed = 0
+    tally = Tally()
     env = None
     try:
         env = Env(args)
         env.setup()
-        for c in checks:
-            t0 = time.monotonic()
-            try:
-                c(env)
-                passed += 1
-                print("PASS %s (%.1fs)" % (c.__name__[6:], time.monotonic() - t0))
-            except (Fail, OSError, http.client.HTTPException, ssl.SSLError, KeyError) as e:
-                failed += 1
-                print("FAIL %s: %s" % (c.__name__[6:], e))
-            for pr in env.procs:
-                if pr.popen and pr.popen.poll() is not None and pr.popen.returncode not in (0, -15):
-                    failed += 1
-                    print("FAIL %s died:\n%s" % (pr.name, tail(pr.log)))
-                    pr.popen = None
+        for c in selected(CHECKS, args.filter):
+            tally.check(c.__name__[6:], c, env,
+                        errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError, KeyError))
+            for msg in env.died():
+                tally.fail(msg)
     except Fail as e:
-        failed += 1
-        print("FAIL setup: %s" % e)
+        tally.fail("setup: %s" % e)
     finally:
         if env:
             for msg in env.shutdown():
-                failed += 1
-                print("FAIL %s" % msg)
-            if args.keep or failed:
+                tally.fail(msg)
+            if args.keep or tally.failed:
                 print("kept %s" % env.tmp)
-            else:
-                shutil.rmtree(env.tmp, ignore_errors=True)
-    print("counts: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+            env.remove(args.keep or tally.failed)
+    return tally.finish()
 
 
 if __name__ == "__main__":

@@ -33,9 +33,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, Fail, Tally, Workspace, expect, free_port,  # noqa: E402
-                     script_args, selected)
-from proxy_tls_gaa import Digest, exchange, request  # noqa: E402  (the Digest client)
+from harness import (LOOPBACK, Digest, Fail, Tally, Workspace, exchange, expect,  # noqa: E402
+                     free_port, request, script_args, selected)
 
 XUI = "sip:alice@example.com"
 CT = "application/resource-lists+xml"

@@ -23,7 +23,6 @@ import http.client
 import os
 import re
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,8 +31,9 @@ import warnings
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Fail, Tally, Workspace,  # noqa: E402
-                     expect, free_port, retry_on_taken_port, run_tool, script_args, selected)
+from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Tally,  # noqa: E402
+                     Workspace, exchange, expect, free_port, parse_challenges, request,
+                     retry_on_taken_port, run_tool, script_args, selected, tls_context)
 
 NAF = "xcap.example.com"
 DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
@@ -96,6 +96,7 @@ def make_certs(d, log):
 class Env(Workspace):
     def __init__(self, args):
         super().__init__(args.build, "xdm-e2e-proxy-tls-", args.verbose)
+        self.tls_name = NAF  # the server name of TLS exchanges (the NAF's FQDN, TS 33.222)
         self.certs = self.path("certs")
         os.makedirs(self.certs)
         make_certs(self.certs, self.path("openssl.log"))
@@ -162,134 +163,6 @@ class Env(Workspace):
         return subprocess.run([self.binary("tools/xdmctl"), "--data", self.data] +
                               list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, timeout=60, check=True).stdout.decode()
-
-
-# ------------------------------------------------------------------------------------------------
-# HTTP and Digest
-
-class Resp:
-    def __init__(self, status, headers, body, cipher=None):
-        self.status, self.headers, self.body, self.cipher = status, headers, body, cipher
-
-    def header(self, name):
-        vals = [v for n, v in self.headers if n.lower() == name.lower()]
-        return ", ".join(vals) if vals else None
-
-    def all(self, name):
-        return [v for n, v in self.headers if n.lower() == name.lower()]
-
-
-def tls_context(cert=None, key=None, ca=None, tls13=False):
-    ctx = ssl.create_default_context(cafile=ca)
-    if tls13:
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
-def exchange(env, port, method, target, headers=(), body=None, tls=None, host=None, sni=None):
-    """One request on a fresh connection. tls: an SSLContext for HTTPS."""
-    sock = socket.create_connection((LOOPBACK, port), timeout=15)
-    cipher = None
-    if tls is not None:
-        sock = tls.wrap_socket(sock, server_hostname=sni or NAF)
-        cipher = sock.cipher()
-    lines = ["%s %s HTTP/1.1" % (method, target), "Host: %s" % (host or "%s:%d" % (LOOPBACK, port))]
-    lines += ["%s: %s" % hv for hv in headers]
-    if body is not None:
-        lines.append("Content-Length: %d" % len(body))
-    lines.append("Connection: close")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
-    r = http.client.HTTPResponse(sock, method=method)
-    r.begin()
-    data = r.read()
-    sock.close()
-    resp = Resp(r.status, r.getheaders(), data, cipher)
-    if env.verbose:
-        print("    %s %s -> %d %s" % (method, target, r.status, data[:200]))
-    return resp
-
-
-def H(alg, s):
-    if isinstance(s, str):
-        s = s.encode("latin-1")
-    return (hashlib.md5 if alg == "MD5" else hashlib.sha256)(s).hexdigest()
-
-
-def parse_challenges(values):
-    out = []
-    for v in values:
-        for part in re.split(r",\s*(?=Digest\s)", v):
-            if not part.startswith("Digest "):
-                continue
-            params = dict((m.group(1).lower(), m.group(2) if m.group(2) is not None else m.group(3))
-                          for m in re.finditer(r'([A-Za-z-]+)=(?:"([^"]*)"|([^,\s]+))', part))
-            out.append(params)
-    return out
-
-
-class Digest:
-    """RFC 7616 client keeping one nonce for many requests (nc 1, 2, ...), like a real UE."""
-
-    def __init__(self, username, password, algorithm="MD5"):
-        self.username, self.password, self.algorithm = username, password, algorithm
-        self.chal = None
-        self.nc = 0
-        self.challenges = 0
-
-    def adopt(self, resp):
-        chals = parse_challenges(resp.all("WWW-Authenticate"))
-        chosen = [c for c in chals if c.get("algorithm", "MD5").upper() == self.algorithm]
-        if not chosen:
-            raise Fail("no %s challenge in %s" % (self.algorithm, chals))
-        self.chal = chosen[0]
-        self.nc = 0
-        self.challenges += 1
-
-    def header(self, method, uri, body=b"", qop="auth"):
-        c = self.chal
-        self.nc += 1
-        nc = "%08x" % self.nc
-        cnonce = os.urandom(8).hex()
-        pw = self.password if isinstance(self.password, bytes) else self.password.encode()
-        ha1 = H(self.algorithm, self.username.encode() + b":" + c["realm"].encode() + b":" + pw)
-        a2 = "%s:%s" % (method, uri) + (":" + H(self.algorithm, body) if qop == "auth-int" else "")
-        resp = H(self.algorithm, "%s:%s:%s:%s:%s:%s" % (ha1, c["nonce"], nc, cnonce, qop,
-                                                        H(self.algorithm, a2)))
-        self.last = {"ha1": ha1, "nonce": c["nonce"], "nc": nc, "cnonce": cnonce, "uri": uri,
-                     "qop": qop}
-        return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", algorithm=%s, qop=%s, '
-                'nc=%s, cnonce="%s", response="%s", opaque="%s"'
-                % (self.username, c["realm"], c["nonce"], uri, self.algorithm, qop, nc, cnonce,
-                   resp, c.get("opaque", "")))
-
-    def rspauth_ok(self, resp):
-        info = resp.header("Authentication-Info") or ""
-        m = re.search(r'rspauth="([0-9a-f]+)"', info)
-        if not m:
-            return False
-        l = self.last
-        a2 = ":" + l["uri"] + (":" + H(self.algorithm, resp.body) if l["qop"] == "auth-int" else "")
-        want = H(self.algorithm, "%s:%s:%s:%s:%s:%s" % (l["ha1"], l["nonce"], l["nc"], l["cnonce"],
-                                                        l["qop"], H(self.algorithm, a2)))
-        return m.group(1) == want
-
-
-def request(env, port, method, target, auth=None, headers=(), body=None, tls=None, host=None,
-            qop="auth", retry=True):
-    """A request with Digest state: preemptive when a nonce is known, one retry after a 401."""
-    headers = list(headers)
-    for attempt in (0, 1):
-        h = list(headers)
-        if auth is not None and auth.chal is not None:
-            h.append(("Authorization", auth.header(method, target, body or b"", qop)))
-        r = exchange(env, port, method, target, h, body, tls, host)
-        r.challenged = attempt == 1
-        if r.status != 401 or auth is None or not retry or attempt == 1:
-            return r
-        auth.adopt(r)
-    return r
 
 
 def ks_naf(ks, rand, impi, fqdn, ua_id):

@@ -29,9 +29,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, Fail, Tally, Workspace, expect, free_port,  # noqa: E402
-                     run_tool, script_args, selected, tail, write_config)
-from proxy_tls_gaa import Digest, Resp  # noqa: E402  (the Digest client)
+from harness import (LOOPBACK, Digest, Fail, Resp, Tally, Workspace, expect,  # noqa: E402
+                     free_port, run_tool, script_args, selected, tail, write_config)
 
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
 RL_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
