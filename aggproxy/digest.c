@@ -118,16 +118,6 @@ bool digest_alg_is_sess(enum digest_alg alg)
     return alg == DIGEST_MD5_SESS || alg == DIGEST_SHA256_SESS;
 }
 
-void digest_hex_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0xf];
-    }
-    out[2 * len] = '\0';
-}
-
 /* H(parts[0] ":" parts[1] ":" ... ) in hex: every digest of RFC 7616 §3.4 has this shape. */
 static int digest_hash_parts(enum digest_alg alg, const char *const *parts, size_t n,
                              char out[DIGEST_HEX_MAX])
@@ -278,6 +268,129 @@ static bool digest_is_hex_string(const char *s, size_t len)
     return true;
 }
 
+/* Sets *detail and returns r: one line per refusal in the checks below. */
+static enum digest_result digest_verdict(const char **detail, enum digest_result r, const char *why)
+{
+    *detail = why;
+    return r;
+}
+
+/* The parameters of a parsed Authorization against what was offered and the request: DIGEST_OK
+ * with *alg set, or the verdict. */
+static enum digest_result digest_verify_params(struct digest *d, const struct digest_params *p,
+                                               const struct digest_request *rq,
+                                               enum digest_alg *alg, const char **detail)
+{
+    if (!p->username || !p->realm || !p->nonce || !p->uri || !p->response)
+        return digest_verdict(detail, DIGEST_BAD_REQUEST, "missing Digest parameter");
+    /* RFC 7616 §3.4, §5.4: only what was offered. Without qop (RFC 2069) there is no replay
+     * protection, so it is refused. auth-int is accepted although only auth is advertised: it is
+     * the same scheme plus integrity of the body, never a downgrade. */
+    if (!p->qop || (strcmp(p->qop, "auth") != 0 && strcmp(p->qop, "auth-int") != 0))
+        return digest_verdict(detail, DIGEST_CHALLENGE, "qop not offered");
+    if (!p->cnonce || !p->nc)
+        return digest_verdict(detail, DIGEST_BAD_REQUEST, "qop without cnonce or nc");
+    if (!digest_is_hex_string(p->nc, 8))
+        return digest_verdict(detail, DIGEST_BAD_REQUEST, "nc is not 8 hex digits");
+    if (strlen(p->cnonce) > DIGEST_CNONCE_MAX)
+        return digest_verdict(detail, DIGEST_BAD_REQUEST, "cnonce too long");
+    *alg = DIGEST_MD5; /* RFC 7616 §3.4: absent means MD5 */
+    if (p->algorithm && digest_alg_parse(p->algorithm, alg) < 0)
+        return digest_verdict(detail, DIGEST_CHALLENGE, "unknown algorithm");
+    if (digest_alg_is_sess(*alg))
+        return digest_verdict(detail, DIGEST_CHALLENGE, "-sess algorithm not offered");
+    struct digest_algs dflt;
+    digest_algs_default(&dflt);
+    if (!digest_algs_has(rq->offered ? rq->offered : &dflt, *alg))
+        return digest_verdict(detail, DIGEST_CHALLENGE, "algorithm not offered");
+    if (p->userhash && strcasecmp(p->userhash, "false") != 0)
+        return digest_verdict(detail, DIGEST_CHALLENGE, "userhash not offered");
+    if (rq->realm && strcmp(p->realm, rq->realm) != 0)
+        return digest_verdict(detail, DIGEST_CHALLENGE, "realm does not match");
+    if (!p->opaque || strlen(p->opaque) != DIGEST_OPAQUE_HEX_LEN ||
+        CRYPTO_memcmp(p->opaque, digest_opaque(d), DIGEST_OPAQUE_HEX_LEN) != 0)
+        return digest_verdict(detail, DIGEST_CHALLENGE, "opaque does not match");
+    /* RFC 7616 §3.4.6: the uri parameter must name the request-target. */
+    if (strcmp(p->uri, rq->uri) != 0)
+        return digest_verdict(detail, DIGEST_BAD_REQUEST, "uri does not match the request target");
+    return DIGEST_OK;
+}
+
+/* The response the client gave (given, lower-case hex) against the one its credentials make. */
+static enum digest_result digest_verify_response(const struct digest_params *p,
+                                                 const struct digest_request *rq,
+                                                 enum digest_alg alg,
+                                                 const struct digest_cred *cred, const char *given,
+                                                 const char **detail)
+{
+    char body_hash[DIGEST_HEX_MAX];
+    bool auth_int = strcmp(p->qop, "auth-int") == 0;
+    if (auth_int && digest_hash_hex(alg, rq->body ? rq->body : "", rq->body_len, body_hash) < 0)
+        return digest_verdict(detail, DIGEST_ERROR, "hash failure");
+    struct digest_input in = {
+        .alg = alg,
+        .ha1 = cred->ha1,
+        .nonce = p->nonce,
+        .nc = p->nc,
+        .cnonce = p->cnonce,
+        .qop = p->qop,
+        .method = rq->method,
+        .uri = p->uri,
+        .body_hash = auth_int ? body_hash : NULL,
+    };
+    char expect[DIGEST_HEX_MAX];
+    if (digest_response(&in, expect) < 0)
+        return digest_verdict(detail, DIGEST_ERROR, "hash failure");
+    if (CRYPTO_memcmp(expect, given, digest_alg_hexlen(alg)) != 0)
+        return digest_verdict(detail, DIGEST_CHALLENGE, "wrong digest");
+    return DIGEST_OK;
+}
+
+/* The nonce (id, issued at ts) of right credentials: still fresh, and nc above every nc it was
+ * used with before. */
+static enum digest_result digest_verify_nonce(struct digest *d, const struct digest_params *p,
+                                              const unsigned char id[DIGEST_NONCE_ID_LEN],
+                                              uint64_t ts, uint64_t now, const char **detail)
+{
+    /* RFC 7616 §3.3, §5.5: right credentials on an old nonce -> stale; the client retries. */
+    if (digest_nonce_expired(d, ts, now))
+        return digest_verdict(detail, DIGEST_STALE, "nonce expired");
+    uint32_t nc = (uint32_t)strtoul(p->nc, NULL, 16);
+    switch (digest_nonce_accept_nc(d, id, ts, nc, now)) {
+    case DIGEST_NC_OK:
+        break;
+    case DIGEST_NC_REPLAY:
+        return digest_verdict(detail, DIGEST_CHALLENGE, "nc replayed");
+    case DIGEST_NC_STALE:
+        return digest_verdict(detail, DIGEST_STALE, "nonce state evicted");
+    case DIGEST_NC_NOMEM:
+        return digest_verdict(detail, DIGEST_ERROR, "out of memory");
+    }
+    return DIGEST_OK;
+}
+
+/* What a verified request keeps (auth); the identity moves out of cred. */
+static enum digest_result digest_auth_fill(struct digest_auth *auth, const struct digest_params *p,
+                                           struct digest_cred *cred, enum digest_alg alg,
+                                           const char **detail)
+{
+    auth->identity = cred->identity;
+    cred->identity = NULL;
+    auth->username = strdup(p->username);
+    auth->cnonce = strdup(p->cnonce);
+    auth->uri = strdup(p->uri);
+    auth->alg = alg;
+    memcpy(auth->ha1, cred->ha1, sizeof auth->ha1);
+    snprintf(auth->nonce, sizeof auth->nonce, "%s", p->nonce);
+    memcpy(auth->nc, p->nc, sizeof auth->nc);
+    snprintf(auth->qop, sizeof auth->qop, "%s", p->qop);
+    if (!auth->username || !auth->cnonce || !auth->uri) {
+        digest_auth_release(auth);
+        return digest_verdict(detail, DIGEST_ERROR, "out of memory");
+    }
+    return digest_verdict(detail, DIGEST_OK, "ok");
+}
+
 #define VERDICT(code, why)                                                                         \
     do {                                                                                           \
         result = (code);                                                                           \
@@ -309,39 +422,9 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
     case DIGEST_PARSE_MALFORMED:
         VERDICT(DIGEST_BAD_REQUEST, "malformed Authorization header");
     }
-    if (!p.username || !p.realm || !p.nonce || !p.uri || !p.response)
-        VERDICT(DIGEST_BAD_REQUEST, "missing Digest parameter");
-
-    /* RFC 7616 §3.4, §5.4: only what was offered. Without qop (RFC 2069) there is no replay
-     * protection, so it is refused. auth-int is accepted although only auth is advertised: it is
-     * the same scheme plus integrity of the body, never a downgrade. */
-    if (!p.qop || (strcmp(p.qop, "auth") != 0 && strcmp(p.qop, "auth-int") != 0))
-        VERDICT(DIGEST_CHALLENGE, "qop not offered");
-    if (!p.cnonce || !p.nc)
-        VERDICT(DIGEST_BAD_REQUEST, "qop without cnonce or nc");
-    if (!digest_is_hex_string(p.nc, 8))
-        VERDICT(DIGEST_BAD_REQUEST, "nc is not 8 hex digits");
-    if (strlen(p.cnonce) > DIGEST_CNONCE_MAX)
-        VERDICT(DIGEST_BAD_REQUEST, "cnonce too long");
-    enum digest_alg alg = DIGEST_MD5; /* RFC 7616 §3.4: absent means MD5 */
-    if (p.algorithm && digest_alg_parse(p.algorithm, &alg) < 0)
-        VERDICT(DIGEST_CHALLENGE, "unknown algorithm");
-    if (digest_alg_is_sess(alg))
-        VERDICT(DIGEST_CHALLENGE, "-sess algorithm not offered");
-    struct digest_algs dflt;
-    digest_algs_default(&dflt);
-    if (!digest_algs_has(rq->offered ? rq->offered : &dflt, alg))
-        VERDICT(DIGEST_CHALLENGE, "algorithm not offered");
-    if (p.userhash && strcasecmp(p.userhash, "false") != 0)
-        VERDICT(DIGEST_CHALLENGE, "userhash not offered");
-    if (rq->realm && strcmp(p.realm, rq->realm) != 0)
-        VERDICT(DIGEST_CHALLENGE, "realm does not match");
-    if (!p.opaque || strlen(p.opaque) != DIGEST_OPAQUE_HEX_LEN ||
-        CRYPTO_memcmp(p.opaque, digest_opaque(d), DIGEST_OPAQUE_HEX_LEN) != 0)
-        VERDICT(DIGEST_CHALLENGE, "opaque does not match");
-    /* RFC 7616 §3.4.6: the uri parameter must name the request-target. */
-    if (strcmp(p.uri, rq->uri) != 0)
-        VERDICT(DIGEST_BAD_REQUEST, "uri does not match the request target");
+    enum digest_alg alg = DIGEST_MD5;
+    if ((result = digest_verify_params(d, &p, rq, &alg, detail)) != DIGEST_OK)
+        goto done;
 
     unsigned char id[DIGEST_NONCE_ID_LEN];
     uint64_t ts;
@@ -366,58 +449,9 @@ enum digest_result digest_verify(struct digest *d, const char *authorization,
     if (!cred.identity || strlen(cred.ha1) != hexlen)
         VERDICT(DIGEST_ERROR, "credential lookup returned no identity");
 
-    char body_hash[DIGEST_HEX_MAX];
-    bool auth_int = strcmp(p.qop, "auth-int") == 0;
-    if (auth_int && digest_hash_hex(alg, rq->body ? rq->body : "", rq->body_len, body_hash) < 0)
-        VERDICT(DIGEST_ERROR, "hash failure");
-    struct digest_input in = {
-        .alg = alg,
-        .ha1 = cred.ha1,
-        .nonce = p.nonce,
-        .nc = p.nc,
-        .cnonce = p.cnonce,
-        .qop = p.qop,
-        .method = rq->method,
-        .uri = p.uri,
-        .body_hash = auth_int ? body_hash : NULL,
-    };
-    char expect[DIGEST_HEX_MAX];
-    if (digest_response(&in, expect) < 0)
-        VERDICT(DIGEST_ERROR, "hash failure");
-    if (CRYPTO_memcmp(expect, given, hexlen) != 0)
-        VERDICT(DIGEST_CHALLENGE, "wrong digest");
-
-    /* RFC 7616 §3.3, §5.5: right credentials on an old nonce -> stale; the client retries. */
-    if (digest_nonce_expired(d, ts, rq->now))
-        VERDICT(DIGEST_STALE, "nonce expired");
-    uint32_t nc = (uint32_t)strtoul(p.nc, NULL, 16);
-    switch (digest_nonce_accept_nc(d, id, ts, nc, rq->now)) {
-    case DIGEST_NC_OK:
-        break;
-    case DIGEST_NC_REPLAY:
-        VERDICT(DIGEST_CHALLENGE, "nc replayed");
-    case DIGEST_NC_STALE:
-        VERDICT(DIGEST_STALE, "nonce state evicted");
-    case DIGEST_NC_NOMEM:
-        VERDICT(DIGEST_ERROR, "out of memory");
-    }
-
-    auth->identity = cred.identity;
-    cred.identity = NULL;
-    auth->username = strdup(p.username);
-    auth->cnonce = strdup(p.cnonce);
-    auth->uri = strdup(p.uri);
-    auth->alg = alg;
-    memcpy(auth->ha1, cred.ha1, sizeof auth->ha1);
-    snprintf(auth->nonce, sizeof auth->nonce, "%s", p.nonce);
-    memcpy(auth->nc, p.nc, sizeof auth->nc);
-    snprintf(auth->qop, sizeof auth->qop, "%s", p.qop);
-    if (!auth->username || !auth->cnonce || !auth->uri) {
-        digest_auth_release(auth);
-        VERDICT(DIGEST_ERROR, "out of memory");
-    }
-    result = DIGEST_OK;
-    *detail = "ok";
+    if ((result = digest_verify_response(&p, rq, alg, &cred, given, detail)) == DIGEST_OK &&
+        (result = digest_verify_nonce(d, &p, id, ts, rq->now, detail)) == DIGEST_OK)
+        result = digest_auth_fill(auth, &p, &cred, alg, detail);
 
 done:
     free(cred.identity);

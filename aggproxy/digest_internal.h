@@ -1,6 +1,7 @@
 /* What the three files of the Digest code share (digest.c: hashing, challenges and
- * verification; digest_parse.c: the Authorization parser; digest_nonce.c: nonces and their
- * replay state). Not for use outside aggproxy/digest*.c. */
+ * verification; digest_parse.c: the Authorization parser; digest_nonce.c: nonces, their replay
+ * state and hex encoding). digest.c calls digest_nonce.c, never the other way round. Not for use
+ * outside aggproxy/digest*.c. */
 #ifndef XDM_DIGEST_INTERNAL_H
 #define XDM_DIGEST_INTERNAL_H
 
@@ -16,7 +17,7 @@ struct digest;
 /* The opaque of the challenges: hex of 16 random bytes, per process. */
 #define DIGEST_OPAQUE_HEX_LEN 32
 
-/* Lower-case hex of len bytes into out (2 * len + 1 bytes, NUL-terminated). */
+/* Lower-case hex of len bytes into out (2 * len + 1 bytes, NUL-terminated). digest_nonce.c. */
 void digest_hex_encode(const unsigned char *in, size_t len, char *out);
 
 /* Checks a nonce's MAC and splits it: id and issue time (digest_clock_now() seconds). 0, or -1

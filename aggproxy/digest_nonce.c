@@ -50,6 +50,16 @@ struct digest {
     uint64_t floor_ts;
 };
 
+void digest_hex_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xf];
+    }
+    out[2 * len] = '\0';
+}
+
 uint64_t digest_clock_now(void)
 {
     struct timespec ts;

@@ -330,8 +330,8 @@ static size_t forward_on_header(char *line, size_t size, size_t n, void *cls)
     return n;
 }
 
-__attribute__((format(printf, 2, 3))) static void set_error(struct forward_response *r,
-                                                            const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void forward_set_error(struct forward_response *r,
+                                                                    const char *fmt, ...)
 {
     struct buf b;
     buf_init(&b, 1024);
@@ -426,7 +426,7 @@ static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, stru
     x->errbuf[0] = '\0';
 
     if (!forward_target_sendable(rq->target)) {
-        set_error(resp, "request target cannot be forwarded");
+        forward_set_error(resp, "request target cannot be forwarded");
         return XCAP_BAD_REQUEST;
     }
     /* "unix:PATH": HTTP over that UNIX-domain socket. The URL then only carries the target;
@@ -434,7 +434,7 @@ static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, stru
     bool over_unix = strncmp(rq->base_url, FORWARD_UNIX_PREFIX, strlen(FORWARD_UNIX_PREFIX)) == 0;
     if (buf_printf(&x->url, "%s%s", over_unix ? "http://localhost" : rq->base_url, rq->target) <
         0) {
-        set_error(resp, "request target too long");
+        forward_set_error(resp, "request target too long");
         return XCAP_URI_TOO_LONG;
     }
     bool head = strcmp(rq->method, "HEAD") == 0;
@@ -444,7 +444,7 @@ static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, stru
     bool oom;
     x->hdrs = forward_build_headers(rq, with_body, &oom);
     if (oom) {
-        set_error(resp, "out of memory");
+        forward_set_error(resp, "out of memory");
         return XCAP_INTERNAL;
     }
 
@@ -523,7 +523,7 @@ static enum xcap_status forward_exchange_finish(CURL *h, struct exchange *x, CUR
     const char *base = x->rq->base_url;
     const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
     if (x->oom) {
-        set_error(resp, "out of memory");
+        forward_set_error(resp, "out of memory");
         return XCAP_INTERNAL;
     }
     long sent = 0;
@@ -535,27 +535,27 @@ static enum xcap_status forward_exchange_finish(CURL *h, struct exchange *x, CUR
         long code = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
         if (code < 100 || code > 599) {
-            set_error(resp, "upstream %s sent no valid status", base);
+            forward_set_error(resp, "upstream %s sent no valid status", base);
             return XCAP_UPSTREAM;
         }
         resp->status = (int)code;
         return XCAP_OK;
     }
     case CURLE_OPERATION_TIMEDOUT:
-        set_error(resp, "upstream %s did not answer in time: %s", base, why);
+        forward_set_error(resp, "upstream %s did not answer in time: %s", base, why);
         return XCAP_UPSTREAM_TIMEOUT;
     case CURLE_WRITE_ERROR:
     case CURLE_FILESIZE_EXCEEDED:
-        set_error(resp, "upstream %s answer too large", base);
+        forward_set_error(resp, "upstream %s answer too large", base);
         return XCAP_UPSTREAM;
     case CURLE_OUT_OF_MEMORY:
-        set_error(resp, "out of memory");
+        forward_set_error(resp, "out of memory");
         return XCAP_INTERNAL;
     case CURLE_COULDNT_CONNECT:
-        set_error(resp, "upstream %s refused the connection (not running?): %s", base, why);
+        forward_set_error(resp, "upstream %s refused the connection (not running?): %s", base, why);
         return XCAP_UPSTREAM;
     default:
-        set_error(resp, "upstream %s unavailable: %s", base, why);
+        forward_set_error(resp, "upstream %s unavailable: %s", base, why);
         return XCAP_UPSTREAM;
     }
 }
@@ -566,7 +566,7 @@ enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq
     struct exchange x = {.resp = resp, .rq = rq};
     CURL *h = forward_thread_handle(fw);
     if (!h) {
-        set_error(resp, "cannot make an HTTP client handle");
+        forward_set_error(resp, "cannot make an HTTP client handle");
         return XCAP_INTERNAL;
     }
     /* Reset keeps the connection cache (curl_easy_reset(3)): only options are cleared. */
@@ -605,14 +605,14 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
     CURLM *m = forward_thread_multi(fw);
     for (size_t i = 0; i < n; i++) {
         if (i >= FORWARD_MANY_MAX) {
-            set_error(&resp[i], "too many parallel requests");
+            forward_set_error(&resp[i], "too many parallel requests");
             st[i] = XCAP_INTERNAL;
             continue;
         }
         running[i] = false;
         x[i] = (struct exchange){.resp = &resp[i], .rq = &rq[i]};
         if (!m || !(h[i] = curl_easy_init())) {
-            set_error(&resp[i], "cannot make an HTTP client handle");
+            forward_set_error(&resp[i], "cannot make an HTTP client handle");
             st[i] = XCAP_INTERNAL;
             continue;
         }
@@ -621,7 +621,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
             if (curl_multi_add_handle(m, h[i]) == CURLM_OK) {
                 running[i] = true;
             } else {
-                set_error(&resp[i], "cannot start the request");
+                forward_set_error(&resp[i], "cannot start the request");
                 st[i] = XCAP_INTERNAL;
             }
         }
@@ -658,7 +658,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
     for (size_t i = 0; i < n && i < FORWARD_MANY_MAX; i++) {
         if (running[i]) {
             curl_multi_remove_handle(m, h[i]);
-            set_error(&resp[i], "upstream %s did not answer in time", rq[i].base_url);
+            forward_set_error(&resp[i], "upstream %s did not answer in time", rq[i].base_url);
             st[i] = XCAP_UPSTREAM_TIMEOUT;
         }
         if (h[i])

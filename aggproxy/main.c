@@ -6,13 +6,18 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "access.h"
 #include "caps.h"
+#include "charging_config.h"
 #include "config.h"
 #include "digest.h"
 #include "gba.h"
 #include "forward.h"
 #include "httpd.h"
+#include "ldapc.h"
+#include "ldapusers.h"
 #include "log.h"
 #include "metrics.h"
 #include "partner.h"
@@ -22,6 +27,7 @@
 #include "store.h"
 #include "upstream.h"
 #include "users.h"
+#include "xcap_names.h"
 #include "xdoc.h"
 
 /* Every key the proxy reads from [aggproxy] (docs/configuration.md, docs/proxy.md). */
@@ -106,6 +112,38 @@ static const struct config_key aggproxy_keys[] = {
      "seconds the aggregated xcap-caps is cached"},
     {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
      "seconds before an unreachable XDMS's caps are asked again"},
+    CHARGING_CONFIG_KEYS,
+    /* Users from an enterprise LDAP directory (docs/enterprise.md) */
+    {"ldap_uri", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "LDAP server of further users, ldap:// or ldaps:// (default: none)"},
+    {"ldap_bind_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "DN the proxy binds as to search (default: anonymous)"},
+    {"ldap_bind_password", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "password of ldap_bind_dn"},
+    {"ldap_bind_password_file", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "file whose first line is the password of ldap_bind_dn"},
+    {"ldap_base_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "subtree searched for users"},
+    {"ldap_user_filter", CONFIG_STR, 0, 1024, "(uid=%u)", NULL, 0, NULL,
+     "filter finding a user: %u user name, %d realm (escaped, RFC 4515)"},
+    {"ldap_xui_attribute", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
+     "attribute with the user's XUI (default: sip:USER@REALM)"},
+    {"ldap_identity_attributes", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "attributes with further public identities, separated by spaces"},
+    {"ldap_ha1_attribute", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
+     "attribute with the Digest HA1 (MD5 or SHA-256 hex) for ldap_realm"},
+    {"ldap_realm", CONFIG_STR, 0, USERS_NAME_MAX, NULL, NULL, 0, NULL,
+     "realm of the LDAP users and their HA1 (default: realm)"},
+    {"ldap_basic", CONFIG_BOOL, 0, 0, "true", NULL, 0, NULL,
+     "accept HTTP Basic over HTTPS from LDAP users, checked by an LDAP bind"},
+    {"ldap_timeout_ms", CONFIG_UINT, 1, 60000, "2000", NULL, 0, NULL,
+     "longest wait for the LDAP server: connecting, each answer"},
+    {"ldap_cache_ttl", CONFIG_UINT, 0, 86400, "60", NULL, 0, NULL,
+     "seconds a user found in LDAP (and a password a bind accepted) is cached"},
+    {"ldap_negative_ttl", CONFIG_UINT, 0, 86400, "10", NULL, 0, NULL,
+     "seconds an unknown user (and a refused password) is cached"},
+    {"ldap_cache_max", CONFIG_UINT, 1, 10000000, "10000", NULL, 0, NULL,
+     "users held in the LDAP cache"},
+    {"ldap_retry_after", CONFIG_UINT, 1, 3600, "5", NULL, 0, NULL,
+     "seconds the LDAP server is left alone after it failed (503 with this Retry-After)"},
     {0},
 };
 
@@ -264,18 +302,19 @@ static int aggproxy_add_partner_route(void *cls, const char *value)
     return 1;
 }
 
-/* /metrics of the proxy: the local instances, then the partners. */
+/* /metrics of the proxy: the local instances, the partners, and LDAP when it is used. */
 struct aggproxy_metrics_src {
     struct upstream_check *check;
     struct partners *partners;
+    bool ldap;
 };
 
 static int aggproxy_metrics(void *cls, struct buf *out)
 {
     struct aggproxy_metrics_src *src = cls;
-    if (upstream_metrics(src->check, out) < 0)
+    if (upstream_metrics(src->check, out) < 0 || partners_metrics(src->partners, out) < 0)
         return -1;
-    return partners_metrics(src->partners, out);
+    return src->ldap ? ldapc_metrics_render(out) : 0;
 }
 
 static bool aggproxy_ready(void *cls, char *reason, size_t len)
@@ -402,7 +441,7 @@ static void aggproxy_reload(const struct config_args *args, const char *const *s
 struct aggproxy_main {
     struct config_args *args;
     bool check_only;
-    const char *sections[2];
+    const char *sections[3];
     struct config *cfg;
     char host[CONFIG_HOST_MAX], tls_host[CONFIG_HOST_MAX], metrics_host[CONFIG_HOST_MAX];
     uint16_t port, tls_port, metrics_port;
@@ -426,9 +465,40 @@ struct aggproxy_main {
     struct aggproxy_metrics_src metrics_src;
     struct gba_source gba;
     struct proxy *proxy;
+    struct ldapusers *ldap;
     struct httpd *httpd, *httpsd, *admin;
     sigset_t sigs;
 };
+
+/* The LDAP keys that need more than the key table (docs/enterprise.md). Returns 0 or -1
+ * (logged). */
+static int aggproxy_check_ldap(const struct config *cfg)
+{
+    const char *uri = config_str(cfg, "ldap_uri");
+    if (!uri || !uri[0])
+        return 0;
+    if (strncmp(uri, "ldap://", 7) != 0 && strncmp(uri, "ldaps://", 8) != 0 &&
+        strncmp(uri, "ldapi://", 8) != 0) {
+        log_error("ldap_uri must be an ldap://, ldaps:// or ldapi:// URI (got \"%s\")", uri);
+        return -1;
+    }
+    const char *base = config_str(cfg, "ldap_base_dn");
+    if (!base || !base[0]) {
+        log_error("ldap_uri needs ldap_base_dn (the subtree of the users)");
+        return -1;
+    }
+    const char *realm = config_str(cfg, "ldap_realm");
+    if (realm && strpbrk(realm, "\"\\")) {
+        /* it goes into the quoted realm of the challenges (RFC 9110 §11.2) */
+        log_error("ldap_realm must be a name without quotes or backslashes");
+        return -1;
+    }
+    if (!ldapc_filter_template_ok(config_str(cfg, "ldap_user_filter"))) {
+        log_error("ldap_user_filter must be a filter in parentheses using only %%u, %%d and %%%%");
+        return -1;
+    }
+    return 0;
+}
 
 /* Phase: read options — the command line, the configuration file, logging, and every check of
  * the configuration that needs nothing opened (listeners, realm, algorithms, GAA names, upstream
@@ -449,8 +519,11 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
         return 2;
     }
     m->check_only = config_args_check_only(m->args);
-    m->sections[0] = "aggproxy";
-    m->sections[1] = NULL;
+    /* [charging] is checked here too: the proxy commits nothing, so it charges nothing
+     * (docs/charging.md), but one file serves every process. */
+    m->sections[0] = "charging";
+    m->sections[1] = "aggproxy";
+    m->sections[2] = NULL;
     m->cfg = config_args_load(m->args, m->sections, errbuf, sizeof errbuf);
     if (!m->cfg) {
         config_print_errors(stderr, "aggproxy", errbuf);
@@ -545,11 +618,51 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
         log_error("upstream_cert and upstream_key go together");
         return 2;
     }
+    if (aggproxy_check_ldap(cfg) < 0)
+        return 2;
     if (m->check_only) {
         puts("configuration OK");
         return 0;
     }
     return -1;
+}
+
+/* The LDAP user source when ldap_uri is set. Returns 0, or -1 (logged). */
+static int aggproxy_ldap(struct aggproxy_main *m)
+{
+    const struct config *cfg = m->cfg;
+    const char *uri = config_str(cfg, "ldap_uri");
+    if (!uri || !uri[0])
+        return 0;
+    char pw[1024];
+    if (ldapc_password(config_str(cfg, "ldap_bind_password"),
+                       config_str(cfg, "ldap_bind_password_file"), pw, sizeof pw) < 0)
+        return -1;
+    const char *realm = config_str(cfg, "ldap_realm");
+    struct ldapusers_options o = {
+        .ldap = {.uri = uri,
+                 .bind_dn = config_str(cfg, "ldap_bind_dn"),
+                 .bind_password = pw,
+                 .timeout_ms = (unsigned)config_u64(cfg, "ldap_timeout_ms")},
+        .base_dn = config_str(cfg, "ldap_base_dn"),
+        .user_filter = config_str(cfg, "ldap_user_filter"),
+        .xui_attribute = config_str(cfg, "ldap_xui_attribute"),
+        .identity_attributes = config_str(cfg, "ldap_identity_attributes"),
+        .ha1_attribute = config_str(cfg, "ldap_ha1_attribute"),
+        .realm = realm && realm[0] ? realm : m->realm,
+        .cache_ttl_s = (unsigned)config_u64(cfg, "ldap_cache_ttl"),
+        .negative_ttl_s = (unsigned)config_u64(cfg, "ldap_negative_ttl"),
+        .retry_after_s = (unsigned)config_u64(cfg, "ldap_retry_after"),
+        .cache_max = (size_t)config_u64(cfg, "ldap_cache_max"),
+    };
+    m->ldap = ldapusers_new(&o);
+    OPENSSL_cleanse(pw, sizeof pw);
+    if (!m->ldap) {
+        log_error("cannot set up the LDAP users of %s", uri);
+        return -1;
+    }
+    log_info("users also from LDAP %s (realm %s)", uri, o.realm);
+    return 0;
 }
 
 /* Phase: build — the user store, Digest nonces, the HTTP client, the xcap-caps cache and the
@@ -605,6 +718,8 @@ static int aggproxy_build(struct aggproxy_main *m)
     config_each(cfg, "partner_route", aggproxy_add_partner_route, &m->partners);
     if (m->partners.failed)
         return 1;
+    if (aggproxy_ldap(m) < 0)
+        return 1;
     m->gba = (struct gba_source){gba_store_fetch, m->store};
     struct proxy_config pcfg = {
         .default_realm = m->realm,
@@ -623,6 +738,8 @@ static int aggproxy_build(struct aggproxy_main *m)
         .gzip_min = (size_t)m->gzip_min,
         .max_body = (size_t)m->max_body,
         .algs = &m->algs,
+        .ldap = m->ldap,
+        .ldap_basic = config_bool(cfg, "ldap_basic"),
     };
     if (!(m->proxy = proxy_new(&pcfg)))
         return 1;
@@ -645,7 +762,14 @@ static int aggproxy_serve(struct aggproxy_main *m)
         .timeout_s = (unsigned)m->timeout,
     };
     httpd_config_limits(cfg, &hcfg);
-    metrics_init("aggproxy", route_table_root(m->routes));
+    /* The AUID label values: the routed AUIDs, then the two the proxy answers itself. */
+    const char *auids[METRICS_AUIDS_MAX + 1], *lists[METRICS_AUIDS_MAX];
+    size_t n_auids = route_table_routes(m->routes, auids, lists, METRICS_AUIDS_MAX - 2);
+    n_auids = n_auids < METRICS_AUIDS_MAX - 2 ? n_auids : METRICS_AUIDS_MAX - 2;
+    auids[n_auids++] = XCAP_CAPS_AUID;
+    auids[n_auids++] = XDM_DIRECTORY_AUID;
+    auids[n_auids] = NULL;
+    metrics_init("aggproxy", route_table_root(m->routes), auids);
     /* The first round of health checks runs now, so /readyz and the first requests see the
      * instances as they are. */
     if (!(m->check = upstream_check_start(m->fw, m->routes, (unsigned)m->check_interval,
@@ -653,7 +777,7 @@ static int aggproxy_serve(struct aggproxy_main *m)
         return 1;
     if (partners_checks_start(m->partners.set, (unsigned)m->check_interval) < 0)
         return 1;
-    m->metrics_src = (struct aggproxy_metrics_src){m->check, m->partners.set};
+    m->metrics_src = (struct aggproxy_metrics_src){m->check, m->partners.set, m->ldap != NULL};
     /* Readiness is the local XDMSs' only: a partner that is down leaves the operator's own
      * users served. */
     if (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, aggproxy_metrics,
@@ -708,6 +832,7 @@ static void aggproxy_release(struct aggproxy_main *m)
     upstream_check_stop(m->check);
     partners_checks_stop(m->partners.set);
     proxy_free(m->proxy);
+    ldapusers_free(m->ldap);
     caps_cache_free(m->caps);
     partners_free(m->partners.set);
     for (size_t i = 0; i < m->partners.n; i++)

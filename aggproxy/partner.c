@@ -209,7 +209,7 @@ void partners_free(struct partners *ps)
     free(ps);
 }
 
-static bool partners_is_local(const struct partners *ps, const char *domain)
+static bool partner_is_local(const struct partners *ps, const char *domain)
 {
     for (size_t i = 0; i < ps->n_local; i++)
         if (strcmp(ps->local[i], domain) == 0)
@@ -217,7 +217,7 @@ static bool partners_is_local(const struct partners *ps, const char *domain)
     return false;
 }
 
-static struct partner *partners_find(const struct partners *ps, const char *domain)
+static struct partner *partner_find(const struct partners *ps, const char *domain)
 {
     for (size_t i = 0; i < ps->n; i++)
         if (strcmp(ps->v[i]->domain, domain) == 0)
@@ -230,9 +230,9 @@ int partners_add_local(struct partners *ps, const char *domain, char *err, size_
     char d[PARTNER_DOMAIN_MAX + 1];
     if (partner_domain_norm(domain, strlen(domain), d) < 0)
         return partner_fail(err, errlen, "bad domain '%.300s'", domain);
-    if (partners_find(ps, d))
+    if (partner_find(ps, d))
         return partner_fail(err, errlen, "%s is a partner's domain", d);
-    if (partners_is_local(ps, d))
+    if (partner_is_local(ps, d))
         return 0;
     if (ps->n_local == PARTNER_LOCAL_DOMAINS_MAX)
         return partner_fail(err, errlen, "too many local domains (at most %d)",
@@ -244,7 +244,7 @@ int partners_add_local(struct partners *ps, const char *domain, char *err, size_
 int partners_check_spec(const struct partners *ps, const struct partner_spec *s,
                         const struct partner_spec *specs, size_t n, char *err, size_t errlen)
 {
-    if (partners_is_local(ps, s->domain))
+    if (partner_is_local(ps, s->domain))
         return partner_fail(err, errlen, "%s is a local_domain too", s->domain);
     for (size_t i = 0; i < n; i++)
         if (strcmp(specs[i].domain, s->domain) == 0)
@@ -255,9 +255,9 @@ int partners_check_spec(const struct partners *ps, const struct partner_spec *s,
 int partners_add(struct partners *ps, const char *root_path, const struct partner_spec *s,
                  const struct forward_options *base, char *err, size_t errlen)
 {
-    if (partners_find(ps, s->domain))
+    if (partner_find(ps, s->domain))
         return partner_fail(err, errlen, "partner %s is configured twice", s->domain);
-    if (partners_is_local(ps, s->domain))
+    if (partner_is_local(ps, s->domain))
         return partner_fail(err, errlen, "%s is a local_domain too", s->domain);
     if (ps->n == PARTNERS_MAX)
         return partner_fail(err, errlen, "too many partners (at most %d)", PARTNERS_MAX);
@@ -337,7 +337,7 @@ int partners_route(struct partners *ps, const char *line, char *err, size_t errl
     long off = partner_route_parse(line, domain, err, errlen);
     if (off < 0)
         return -1;
-    struct partner *p = partners_find(ps, domain);
+    struct partner *p = partner_find(ps, domain);
     if (!p)
         return partner_fail(err, errlen, "%s is not a partner (no partner = %s ... line)", domain,
                             domain);
@@ -363,9 +363,9 @@ enum partners_site partners_lookup(const struct partners *ps, const char *domain
     char d[PARTNER_DOMAIN_MAX + 1];
     if (partner_domain_norm(domain, strlen(domain), d) < 0)
         return ps->n_local ? PARTNERS_UNKNOWN : PARTNERS_LOCAL;
-    if ((*out = partners_find(ps, d)) != NULL)
+    if ((*out = partner_find(ps, d)) != NULL)
         return PARTNERS_REMOTE;
-    return !ps->n_local || partners_is_local(ps, d) ? PARTNERS_LOCAL : PARTNERS_UNKNOWN;
+    return !ps->n_local || partner_is_local(ps, d) ? PARTNERS_LOCAL : PARTNERS_UNKNOWN;
 }
 
 const char *partner_domain(const struct partner *p)
@@ -427,8 +427,8 @@ void partners_checks_stop(struct partners *ps)
 }
 
 /* One counter or gauge family, one series per partner. */
-static int partners_family(const struct partners *ps, struct buf *out, const char *name,
-                           const char *type, const char *help, size_t field)
+static int partner_family(const struct partners *ps, struct buf *out, const char *name,
+                          const char *type, const char *help, size_t field)
 {
     int rc = buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (size_t i = 0; i < ps->n && rc == 0; i++) {
@@ -458,18 +458,18 @@ int partners_metrics(void *cls, struct buf *out)
     const struct partners *ps = cls;
     if (!ps || !ps->n)
         return 0;
-    int rc = partners_family(ps, out, "xdm_partner_requests_total", "counter",
-                             "Requests the proxy sent to a partner domain's XDMSs.", 0);
-    rc |= partners_family(ps, out, "xdm_partner_errors_total", "counter",
-                          "Requests to a partner that ended in a 5xx (unreachable, timeout, "
-                          "or the partner's own server error).",
-                          1);
-    rc |= partners_family(ps, out, "xdm_partner_rejected_total", "counter",
-                          "Requests refused (503) because max_requests were in flight to the "
-                          "partner.",
-                          2);
-    rc |= partners_family(ps, out, "xdm_partner_in_flight", "gauge",
-                          "Requests in flight to a partner.", 3);
+    int rc = partner_family(ps, out, "xdm_partner_requests_total", "counter",
+                            "Requests the proxy sent to a partner domain's XDMSs.", 0);
+    rc |= partner_family(ps, out, "xdm_partner_errors_total", "counter",
+                         "Requests to a partner that ended in a 5xx (unreachable, timeout, "
+                         "or the partner's own server error).",
+                         1);
+    rc |= partner_family(ps, out, "xdm_partner_rejected_total", "counter",
+                         "Requests refused (503) because max_requests were in flight to the "
+                         "partner.",
+                         2);
+    rc |= partner_family(ps, out, "xdm_partner_in_flight", "gauge",
+                         "Requests in flight to a partner.", 3);
     rc |= buf_puts(out, "# HELP xdm_partner_request_duration_seconds Time from routing to the "
                         "partner to its answer.\n# TYPE xdm_partner_request_duration_seconds "
                         "histogram\n");

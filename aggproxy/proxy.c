@@ -62,6 +62,8 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
     p->forward = cfg->forward;
     p->caps = cfg->caps;
     p->partners = cfg->partners;
+    p->ldap = cfg->ldap;
+    p->ldap_basic = cfg->ldap_basic;
     if (cfg->gba) {
         p->gba = *cfg->gba;
         p->has_gba = true;

@@ -13,8 +13,11 @@
  * HTTP answer. An XDMS's own answer is relayed as it came.
  *
  * Authentication:
- *   - plain HTTP Digest (RFC 7616) against the users store; the realm follows the XUI's domain in
- *     the URI, else the default realm;
+ *   - plain HTTP Digest (RFC 7616) against the users store, then (for names it does not know) the
+ *     users of an LDAP directory (ldapusers.h); the realm follows the XUI's domain in the URI,
+ *     else the default realm;
+ *   - HTTP Basic (RFC 7617) over HTTPS only, for LDAP users, verified by an LDAP bind; Basic
+ *     credentials over plain HTTP get the Digest challenges (401);
  *   - GBA Digest (TS 33.222 §5.3, TS 24.109 §5.2) when gaa_fqdns is not empty, the User-Agent
  *     carries `3gpp-gba` and the Host the request was sent to is one of gaa_fqdns: realm
  *     `3GPP-bootstrapping@<that host>`, username the B-TID, password made from Ks_(ext)_NAF of the
@@ -43,6 +46,7 @@ struct caps_cache;
 struct digest;
 struct digest_algs;
 struct forward;
+struct ldapusers;
 struct partners;
 struct route_table;
 struct store;
@@ -74,6 +78,11 @@ struct proxy_config {
     /* Plain Digest challenges, in this order (copied); NULL or empty = MD5 then SHA-256.
      * GBA Digest offers its own fixed list (MD5, SHA-256). */
     const struct digest_algs *algs;
+    /* Users of an enterprise LDAP directory, asked for the (realm, username) the store does not
+     * know (borrowed); NULL = none. ldap_basic: also HTTP Basic over HTTPS, verified by an LDAP
+     * bind (RFC 7617; never over plain HTTP). */
+    struct ldapusers *ldap;
+    bool ldap_basic;
 };
 
 /* Returns NULL on allocation failure or a bad GAA FQDN. The borrowed handles must outlive the

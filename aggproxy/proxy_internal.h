@@ -46,6 +46,8 @@ struct proxy {
     size_t gzip_min;
     _Atomic size_t max_body; /* a reload may change it (proxy_set_max_body) */
     struct digest_algs algs; /* plain Digest, in challenge order */
+    struct ldapusers *ldap;  /* NULL = no LDAP users */
+    bool ldap_basic;
 };
 
 /* Everything one request owns, released in one place (proxy_release). */
@@ -69,7 +71,9 @@ struct proxy_call {
     size_t naf_id_len;
     /* authentication and identity */
     struct digest_auth auth;
-    bool authenticated;
+    bool authenticated;       /* by Digest (auth is filled) */
+    bool basic;               /* by HTTP Basic over HTTPS (auth is not filled) */
+    bool ldap_down;           /* the LDAP directory was needed and could not be asked: 503 */
     char *ids[PROXY_IDS_MAX]; /* the subscriber's public identities, ids[0] the default */
     size_t n_ids;
     /* GBA: the AUIDs the subscriber may use (GUSS, TS 24.109 §7.3); none = every AUID */

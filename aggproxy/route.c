@@ -42,8 +42,8 @@ struct route_table {
     pthread_mutex_t lock;            /* the why texts */
 };
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
-                                                      ...)
+__attribute__((format(printf, 3, 4))) static int route_fail(char *err, size_t errlen,
+                                                            const char *fmt, ...)
 {
     if (err && errlen) {
         va_list ap;
@@ -76,12 +76,13 @@ struct route_table *route_table_new(const char *root_path, const char *shared_li
         root_path = ROUTE_DEFAULT_ROOT;
     size_t len = strlen(root_path);
     if (root_path[0] != '/' || len > 256 || strpbrk(root_path, "?#") != NULL) {
-        fail(err, errlen, "bad xcap_root_path '%s' (must be an absolute path)", root_path);
+        route_fail(err, errlen, "bad xcap_root_path '%s' (must be an absolute path)", root_path);
         return NULL;
     }
     for (size_t i = 0; i < len; i++) {
         if ((unsigned char)root_path[i] <= 0x20 || root_path[i] == 0x7f) {
-            fail(err, errlen, "bad xcap_root_path '%s' (must be an absolute path)", root_path);
+            route_fail(err, errlen, "bad xcap_root_path '%s' (must be an absolute path)",
+                       root_path);
             return NULL;
         }
     }
@@ -93,7 +94,7 @@ struct route_table *route_table_new(const char *root_path, const char *shared_li
         if (t)
             free(t->inst);
         free(t);
-        fail(err, errlen, "out of memory");
+        route_fail(err, errlen, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
@@ -140,7 +141,7 @@ const char *route_table_root(const struct route_table *t)
 
 /* "unix:PATH": an XDMS's UNIX-domain socket (absolute, or relative to the working directory).
  * The path must fit struct sockaddr_un and name a file, not a directory. */
-static char *normalize_unix_url(const char *url)
+static char *route_normalize_unix_url(const char *url)
 {
     const char *path = url + ROUTE_UNIX_PREFIX_LEN;
     size_t len = strlen(path);
@@ -155,10 +156,10 @@ static char *normalize_unix_url(const char *url)
 }
 
 /* scheme://authority, nothing after it but optional slashes; or unix:PATH. */
-static char *normalize_url(const char *url)
+static char *route_normalize_url(const char *url)
 {
     if (strncmp(url, ROUTE_UNIX_PREFIX, ROUTE_UNIX_PREFIX_LEN) == 0)
-        return normalize_unix_url(url);
+        return route_normalize_unix_url(url);
     size_t skip;
     if (strncasecmp(url, "http://", 7) == 0)
         skip = 7;
@@ -181,7 +182,7 @@ static char *normalize_url(const char *url)
     return strndup(url, len);
 }
 
-static bool auid_ok(const char *auid)
+static bool route_auid_ok(const char *auid)
 {
     size_t len = strlen(auid);
     if (len == 0 || len > ROUTE_AUID_MAX)
@@ -215,7 +216,7 @@ static int route_list_parse(const char *list, struct route_list *l, char *err, s
 {
     memset(l, 0, sizeof *l);
     if (strlen(list) > ROUTE_LIST_MAX)
-        return fail(err, errlen, "upstream list too long (at most %d bytes)", ROUTE_LIST_MAX);
+        return route_fail(err, errlen, "upstream list too long (at most %d bytes)", ROUTE_LIST_MAX);
     size_t name_len = 0;
     for (const char *p = list;;) {
         while (isspace((unsigned char)*p))
@@ -231,20 +232,20 @@ static int route_list_parse(const char *list, struct route_list *l, char *err, s
         p += len;
         if (l->n == ROUTE_INSTANCES_MAX) {
             route_list_release(l);
-            return fail(err, errlen, "too many upstream URLs in one list (at most %d)",
-                        ROUTE_INSTANCES_MAX);
+            return route_fail(err, errlen, "too many upstream URLs in one list (at most %d)",
+                              ROUTE_INSTANCES_MAX);
         }
-        char *u = normalize_url(one);
+        char *u = route_normalize_url(one);
         if (!u) {
             route_list_release(l);
-            return fail(err, errlen,
-                        "bad upstream URL '%s' (want unix:/path/to/xdms.sock or http://host:port)",
-                        one);
+            return route_fail(
+                err, errlen,
+                "bad upstream URL '%s' (want unix:/path/to/xdms.sock or http://host:port)", one);
         }
         for (size_t i = 0; i < l->n; i++) {
             if (strcmp(l->url[i], u) == 0) {
                 route_list_release(l);
-                fail(err, errlen, "upstream URL '%s' is listed twice", u);
+                route_fail(err, errlen, "upstream URL '%s' is listed twice", u);
                 free(u);
                 return -1;
             }
@@ -253,12 +254,12 @@ static int route_list_parse(const char *list, struct route_list *l, char *err, s
         name_len += strlen(u) + 1;
     }
     if (l->n == 0)
-        return fail(err, errlen,
-                    "empty upstream list (want unix:/path/to/xdms.sock or "
-                    "http://host:port, several separated by spaces)");
+        return route_fail(err, errlen,
+                          "empty upstream list (want unix:/path/to/xdms.sock or "
+                          "http://host:port, several separated by spaces)");
     if (!(l->name = malloc(name_len))) {
         route_list_release(l);
-        return fail(err, errlen, "out of memory");
+        return route_fail(err, errlen, "out of memory");
     }
     char *o = l->name;
     for (size_t i = 0; i < l->n; i++) {
@@ -286,10 +287,10 @@ static long route_instance_id(struct route_table *t, const char *url, char *err,
         if (strcmp(t->inst[i].url, url) == 0)
             return (long)i;
     if (t->n_inst == ROUTE_TABLE_INSTANCES_MAX)
-        return fail(err, errlen, "too many distinct upstream URLs (at most %d)",
-                    ROUTE_TABLE_INSTANCES_MAX);
+        return route_fail(err, errlen, "too many distinct upstream URLs (at most %d)",
+                          ROUTE_TABLE_INSTANCES_MAX);
     if (!(t->inst[t->n_inst].url = strdup(url)))
-        return fail(err, errlen, "out of memory");
+        return route_fail(err, errlen, "out of memory");
     return (long)t->n_inst++;
 }
 
@@ -306,7 +307,7 @@ static struct route_upstream *route_list_find(struct route_table *t, struct rout
         t->lists = v;
     if (!up || !v) {
         free(up);
-        fail(err, errlen, "out of memory");
+        route_fail(err, errlen, "out of memory");
         return NULL;
     }
     for (size_t i = 0; i < l->n; i++) {
@@ -328,8 +329,8 @@ static struct route_upstream *route_list_find(struct route_table *t, struct rout
 int route_table_set(struct route_table *t, const char *auid, const char *list, char *err,
                     size_t errlen)
 {
-    if (!auid_ok(auid))
-        return fail(err, errlen, "bad or reserved AUID '%s'", auid);
+    if (!route_auid_ok(auid))
+        return route_fail(err, errlen, "bad or reserved AUID '%s'", auid);
     struct route_list l;
     if (route_list_parse(list, &l, err, errlen) < 0)
         return -1;
@@ -344,14 +345,14 @@ int route_table_set(struct route_table *t, const char *auid, const char *list, c
         }
     }
     if (t->n >= ROUTES_MAX)
-        return fail(err, errlen, "too many routes (at most %d)", ROUTES_MAX);
+        return route_fail(err, errlen, "too many routes (at most %d)", ROUTES_MAX);
     struct route *r = realloc(t->routes, (t->n + 1) * sizeof *r);
     char *a = strdup(auid);
     if (!r || !a) {
         if (r)
             t->routes = r;
         free(a);
-        return fail(err, errlen, "out of memory");
+        return route_fail(err, errlen, "out of memory");
     }
     t->routes = r;
     t->routes[t->n].auid = a;
@@ -372,7 +373,7 @@ int route_table_set_spec(struct route_table *t, const char *spec, char *err, siz
     while (isspace((unsigned char)*u))
         u++;
     if (alen == 0 || !*u || alen > ROUTE_AUID_MAX || strlen(u) > ROUTE_LIST_MAX)
-        return fail(err, errlen, "bad route '%s' (want: route = AUID URL [URL...])", spec);
+        return route_fail(err, errlen, "bad route '%s' (want: route = AUID URL [URL...])", spec);
     char auid[ROUTE_AUID_MAX + 1];
     memcpy(auid, p, alen);
     auid[alen] = '\0';
@@ -424,7 +425,7 @@ size_t route_table_routes(const struct route_table *t, const char **auids, const
     return t->n;
 }
 
-static size_t segment_len(const char *s)
+static size_t route_segment_len(const char *s)
 {
     return strcspn(s, "/");
 }
@@ -442,19 +443,19 @@ void route_match(const struct route_table *t, const char *path, struct route_mat
         return;
     const char *p = path + t->root_len + 1;
     m->auid = p;
-    m->auid_len = segment_len(p);
+    m->auid_len = route_segment_len(p);
     if (m->auid_len == 0)
         return;
     p += m->auid_len;
     if (*p == '/') {
         p++;
         m->tree = p;
-        m->tree_len = segment_len(p);
+        m->tree_len = route_segment_len(p);
         p += m->tree_len;
         if (m->tree_len == 5 && memcmp(m->tree, "users", 5) == 0 && *p == '/') {
             p++;
             m->xui = p;
-            m->xui_len = segment_len(p);
+            m->xui_len = route_segment_len(p);
             p += m->xui_len;
         }
         m->rest = p;

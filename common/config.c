@@ -19,9 +19,10 @@
 #include "log.h"
 
 /* The sections of the shared file, one per process kind; [xdms] is read by every XDMS before its
- * role's own section. A new process kind adds its section here. */
+ * role's own section. A new process kind adds its section here. [charging] is read by every
+ * process, before its own sections (docs/charging.md). */
 static const char *const config_known_sections[] = {
-    "aggproxy", "xdms", "shared-list", "presence", "rls", NULL,
+    "aggproxy", "xdms", "shared-list", "presence", "rls", "charging", NULL,
 };
 
 bool config_section_known(const char *name)
@@ -108,61 +109,6 @@ void config_print_errors(FILE *f, const char *prog, const char *msgs)
         if (*msgs)
             msgs++;
     }
-}
-
-/* strtoull() skips white space and accepts a sign ("-1" wraps to a huge value); a value must
- * start with a digit. Returns -1 when there is no digit or the number overflows. */
-int config_strtou64(const char *v, char **end, unsigned long long *n)
-{
-    *end = (char *)v;
-    if (!isdigit((unsigned char)v[0]))
-        return -1;
-    errno = 0;
-    *n = strtoull(v, end, 10);
-    return errno ? -1 : 0;
-}
-
-int config_parse_uint(const char *v, uint64_t *out)
-{
-    char *end;
-    unsigned long long n;
-    if (config_strtou64(v, &end, &n) < 0 || *end)
-        return -1;
-    *out = n;
-    return 0;
-}
-
-int config_parse_size(const char *v, uint64_t *out)
-{
-    char *end;
-    unsigned long long n = 0;
-    int bad = config_strtou64(v, &end, &n);
-    uint64_t mult = 1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1024, end++;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1024 * 1024, end++;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1024ull * 1024 * 1024, end++;
-    if (bad || *end || n > UINT64_MAX / mult)
-        return -1;
-    *out = n * mult;
-    return 0;
-}
-
-int config_parse_bool(const char *v, bool *out)
-{
-    if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1") ||
-        !strcasecmp(v, "on")) {
-        *out = true;
-        return 0;
-    }
-    if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0") ||
-        !strcasecmp(v, "off")) {
-        *out = false;
-        return 0;
-    }
-    return -1;
 }
 
 static bool config_enum_has(const char *choices, const char *v)

@@ -57,7 +57,7 @@ struct config_key {
 };
 
 /* Whether some process of the family reads section name: aggproxy, xdms, shared-list, presence,
- * rls. The one list of known sections. */
+ * rls, charging. The one list of known sections. */
 bool config_section_known(const char *name);
 
 struct config;

@@ -177,33 +177,3 @@ void config_keys_usage(FILE *f, const struct config_key *keys)
                 k->choices ? k->choices : "", k->def ? " (default " : "", k->def ? k->def : "",
                 k->def ? ")" : "", k->flags & CONFIG_REPEAT ? " [repeatable]" : "");
 }
-
-int config_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -1;
-        hl = (size_t)(colon - s);
-    }
-    if (hl == 0 || hl >= hostlen)
-        return -1;
-    char *end;
-    unsigned long long p;
-    if (config_strtou64(colon + 1, &end, &p) < 0 || *end || p > 65535)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (uint16_t)p;
-    return 0;
-}

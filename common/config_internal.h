@@ -1,6 +1,6 @@
 /* What the files of the configuration code share (config.c: the file, keys and getters;
- * config_args.c: command lines; config_diff.c: what a reload changed). Not for use outside
- * common/config*.c. */
+ * config_args.c: command lines; config_diff.c: what a reload changed; config_value.c: the value
+ * parsers, a leaf the others call). Not for use outside common/config*.c. */
 #ifndef XDM_CONFIG_INTERNAL_H
 #define XDM_CONFIG_INTERNAL_H
 
@@ -39,7 +39,7 @@ struct config {
 __attribute__((format(printf, 2, 3))) void config_error(struct config *cfg, const char *fmt, ...);
 /* Copies the problems recorded since mark (a count of errors) into errbuf, one per line. */
 void config_errors_since(const struct config *cfg, size_t mark, char *errbuf, size_t errlen);
-/* strtoull for decimal digits only (no sign, no space): 0, or -1 on no digits or overflow. */
+/* config_value.c: strtoull for decimal digits only (no sign, no space): 0, or -1 on no digits or overflow. */
 int config_strtou64(const char *v, char **end, unsigned long long *n);
 /* Value parsers of the key types: 0, or -1 when v is not a value of the type. */
 int config_parse_uint(const char *v, uint64_t *out);

@@ -621,6 +621,36 @@ static void httpd_halt(struct httpd *d)
     pthread_mutex_destroy(&d->lock);
 }
 
+/* Makes d's UNIX-domain side on cfg->unix_path: a server of its own, local, with d's handler.
+ * 0, or -1 with a log line. */
+static int httpd_start_local(struct httpd *d, const struct httpd_config *cfg)
+{
+    int fd = httpd_unix_listen(d, cfg->unix_path);
+    if (fd < 0)
+        return -1;
+    struct httpd *u = calloc(1, sizeof *u);
+    if (!u || !(d->unix_path = strdup(cfg->unix_path))) {
+        free(u);
+        unlink(cfg->unix_path);
+        close(fd);
+        return -1;
+    }
+    u->local = true;
+    u->fn = d->fn;
+    u->cls = d->cls;
+    u->max_body = d->max_body;
+    if (httpd_launch(u, cfg, MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
+                     NULL, fd) < 0) {
+        log_error("httpd: cannot serve on %s", cfg->unix_path);
+        httpd_unix_remove(d);
+        close(fd);
+        free(u);
+        return -1;
+    }
+    d->unix_side = u;
+    return 0;
+}
+
 int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, struct httpd **out)
 {
     struct httpd *d = calloc(1, sizeof *d);
@@ -668,7 +698,7 @@ int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, 
         httpd_free(d);
         return -1;
     }
-    if (cfg->unix_path && httpd_unix_start(d, cfg) < 0) {
+    if (cfg->unix_path && httpd_start_local(d, cfg) < 0) {
         httpd_halt(d);
         httpd_free(d);
         return -1;

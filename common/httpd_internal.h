@@ -1,7 +1,7 @@
 /* What the files of the HTTP server glue share (httpd.c: servers, connections, deadlines and the
  * request callbacks; httpd_tls.c: certificates, TLS handshakes and what a TLS request carries;
- * httpd_unix.c: the UNIX-domain listener; httpd_request.c: the request-line check and the
- * accessors of requests and responses). Not for use outside common/httpd*.c. */
+ * httpd_unix.c: the UNIX-domain listener's socket file; httpd_request.c: the request-line check and
+ * the accessors of requests and responses). Not for use outside common/httpd*.c. */
 #ifndef XDM_HTTPD_INTERNAL_H
 #define XDM_HTTPD_INTERNAL_H
 
@@ -108,9 +108,10 @@ int httpd_tls_retrieve(gnutls_session_t session, const struct gnutls_cert_retr_s
                        gnutls_pcert_st **certs, unsigned int *n_certs, gnutls_ocsp_data_st **ocsp,
                        unsigned int *n_ocsp, gnutls_privkey_t *privkey, unsigned int *flags);
 
-/* httpd_unix.c: makes d's UNIX-domain side on cfg->unix_path (a server of its own, local). 0, or
- * -1 with a log line. */
-int httpd_unix_start(struct httpd *d, const struct httpd_config *cfg);
+/* httpd_unix.c: makes the listening UNIX-domain socket at path (a stale socket file is replaced,
+ * a live one never) and records its file in d (unix_dev, unix_ino). Returns the socket, or -1
+ * with a log line. */
+int httpd_unix_listen(struct httpd *d, const char *path);
 /* Removes d's socket file if it is still the one d bound. */
 void httpd_unix_remove(struct httpd *d);
 

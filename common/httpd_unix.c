@@ -1,6 +1,6 @@
-/* The UNIX-domain listener of an HTTP server (httpd_config.unix_path): a libmicrohttpd server of
- * its own on a socket file, owned by the TCP server, whose requests are local
- * (http_request_is_local). */
+/* The socket file of an HTTP server's UNIX-domain listener (httpd_config.unix_path): making it
+ * listen and removing it. httpd.c runs a libmicrohttpd server of its own on it, owned by the TCP
+ * server, whose requests are local (http_request_is_local). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -23,7 +23,7 @@
  * refused connection means its server died without removing it (a crash, SIGKILL), so it is
  * replaced; an accepted one means a live server owns it, which is never taken over. Returns the
  * listening socket (non-blocking), or -1 with a log line. */
-static int httpd_unix_listen(struct httpd *d, const char *path)
+int httpd_unix_listen(struct httpd *d, const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     size_t len = strlen(path);
@@ -99,32 +99,4 @@ void httpd_unix_remove(struct httpd *d)
     if (d->unix_path && lstat(d->unix_path, &st) == 0 && st.st_dev == d->unix_dev &&
         st.st_ino == d->unix_ino)
         unlink(d->unix_path);
-}
-
-int httpd_unix_start(struct httpd *d, const struct httpd_config *cfg)
-{
-    int fd = httpd_unix_listen(d, cfg->unix_path);
-    if (fd < 0)
-        return -1;
-    struct httpd *u = calloc(1, sizeof *u);
-    if (!u || !(d->unix_path = strdup(cfg->unix_path))) {
-        free(u);
-        unlink(cfg->unix_path);
-        close(fd);
-        return -1;
-    }
-    u->local = true;
-    u->fn = d->fn;
-    u->cls = d->cls;
-    u->max_body = d->max_body;
-    if (httpd_launch(u, cfg, MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG,
-                     NULL, fd) < 0) {
-        log_error("httpd: cannot serve on %s", cfg->unix_path);
-        httpd_unix_remove(d);
-        close(fd);
-        free(u);
-        return -1;
-    }
-    d->unix_side = u;
-    return 0;
 }

@@ -1,4 +1,5 @@
-/* Process metrics and the admin listener (metrics.h). */
+/* Process metrics (metrics.h): the counters and their text rendering. A leaf: common/httpd.c counts
+ * its connections here, and the admin listener (metrics_admin.c) serves the rendering. */
 #include "metrics.h"
 
 #include <inttypes.h>
@@ -6,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "httpd.h"
 #include "log.h"
 
 #ifndef XDM_VERSION
@@ -17,18 +17,12 @@
 static const char *const metrics_methods[] = {"GET",     "PUT",  "DELETE", "POST",
                                               "OPTIONS", "HEAD", "other"};
 #define METRICS_N_METHODS (sizeof metrics_methods / sizeof metrics_methods[0])
-static const char *const metrics_auids[] = {"resource-lists",
-                                            "rls-services",
-                                            "pres-rules",
-                                            "org.openmobilealliance.pres-rules",
-                                            "pidf-manipulation",
-                                            "org.openmobilealliance.pres-content",
-                                            "xcap-caps",
-                                            "xcap-directory",
-                                            "org.openmobilealliance.xcap-directory",
-                                            "root",
-                                            "other"};
-#define METRICS_N_AUIDS (sizeof metrics_auids / sizeof metrics_auids[0])
+/* AUID label values: the first n_auids slots hold the AUIDs metrics_init() was given, then
+ * "root" and "other". */
+#define METRICS_AUID_LEN 64
+#define METRICS_AUID_ROOT METRICS_AUIDS_MAX
+#define METRICS_AUID_OTHER (METRICS_AUIDS_MAX + 1)
+#define METRICS_N_AUIDS (METRICS_AUIDS_MAX + 2)
 #define METRICS_N_CLASSES 5 /* 1xx .. 5xx */
 
 /* Upper bounds of the latency histogram, seconds. */
@@ -43,6 +37,8 @@ static struct {
     char process[32];
     char root[256];
     size_t root_len;
+    char auids[METRICS_AUIDS_MAX][METRICS_AUID_LEN];
+    size_t n_auids;
     atomic_uint_fast64_t requests[METRICS_N_METHODS][METRICS_N_AUIDS][METRICS_N_CLASSES];
     atomic_uint_fast64_t buckets[METRICS_N_BUCKETS + 1]; /* last: +Inf */
     atomic_uint_fast64_t duration_us;                    /* sum, microseconds */
@@ -53,32 +49,48 @@ static struct {
     atomic_int_fast64_t gauges[METRICS_GAUGE_COUNT];
 } metrics;
 
-void metrics_init(const char *process, const char *root_path)
+void metrics_init(const char *process, const char *root_path, const char *const *auids)
 {
     snprintf(metrics.process, sizeof metrics.process, "%s", process);
     snprintf(metrics.root, sizeof metrics.root, "%s", root_path ? root_path : "");
     metrics.root_len = strlen(metrics.root);
     while (metrics.root_len && metrics.root[metrics.root_len - 1] == '/')
         metrics.root[--metrics.root_len] = '\0';
+    /* A label value is written between quotes as it is: no quote, backslash or line break. */
+    metrics.n_auids = 0;
+    for (size_t i = 0; auids && auids[i] && metrics.n_auids < METRICS_AUIDS_MAX; i++)
+        if (auids[i][0] && strlen(auids[i]) < METRICS_AUID_LEN && !strpbrk(auids[i], "\"\\\n"))
+            snprintf(metrics.auids[metrics.n_auids++], METRICS_AUID_LEN, "%s", auids[i]);
 }
 
-const char *metrics_auid_label(const char *root_path, const char *path)
+static const char *metrics_auid_name(size_t a)
+{
+    return a == METRICS_AUID_ROOT ? "root" : a == METRICS_AUID_OTHER ? "other" : metrics.auids[a];
+}
+
+/* The label slot of a raw path below root_path (metrics_auid_label()). */
+static size_t metrics_auid_slot(const char *root_path, const char *path)
 {
     size_t rl = strlen(root_path);
     while (rl && root_path[rl - 1] == '/')
         rl--;
     if (strncmp(path, root_path, rl) != 0 || (path[rl] != '/' && path[rl] != '\0'))
-        return "other";
+        return METRICS_AUID_OTHER;
     const char *a = path + rl;
     while (*a == '/')
         a++;
     size_t n = strcspn(a, "/?");
     if (n == 0)
-        return "root";
-    for (size_t i = 0; i + 2 < METRICS_N_AUIDS; i++)
-        if (strlen(metrics_auids[i]) == n && memcmp(metrics_auids[i], a, n) == 0)
-            return metrics_auids[i];
-    return "other";
+        return METRICS_AUID_ROOT;
+    for (size_t i = 0; i < metrics.n_auids; i++)
+        if (strlen(metrics.auids[i]) == n && memcmp(metrics.auids[i], a, n) == 0)
+            return i;
+    return METRICS_AUID_OTHER;
+}
+
+const char *metrics_auid_label(const char *root_path, const char *path)
+{
+    return metrics_auid_name(metrics_auid_slot(root_path, path));
 }
 
 static size_t metrics_index(const char *const *list, size_t n, const char *v)
@@ -92,8 +104,7 @@ static size_t metrics_index(const char *const *list, size_t n, const char *v)
 void metrics_request(const char *method, const char *path, int status, double seconds)
 {
     size_t m = metrics_index(metrics_methods, METRICS_N_METHODS, method ? method : "");
-    size_t a = metrics_index(metrics_auids, METRICS_N_AUIDS,
-                             metrics_auid_label(metrics.root, path ? path : ""));
+    size_t a = metrics_auid_slot(metrics.root, path ? path : "");
     int cls = status / 100;
     if (cls < 1 || cls > METRICS_N_CLASSES)
         cls = 5;
@@ -170,7 +181,7 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
                     rc |= buf_printf(out,
                                      "xdm_http_requests_total{method=\"%s\",auid=\"%s\","
                                      "code_class=\"%zuxx\"} %" PRIu64 "\n",
-                                     metrics_methods[m], metrics_auids[a], c + 1, v);
+                                     metrics_methods[m], metrics_auid_name(a), c + 1, v);
             }
 
     rc |= metrics_family(out, "xdm_http_request_duration_seconds", "histogram",
@@ -202,6 +213,12 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
         out, "xdm_sip_subscriptions_active %" PRIdFAST64 "\n",
         atomic_load_explicit(&metrics.gauges[METRICS_SUBSCRIPTIONS], memory_order_relaxed));
 
+    rc |= metrics_family(out, "xdm_charging_backlog", "gauge",
+                         "Charging records queued and not delivered yet (docs/charging.md).");
+    rc |= buf_printf(
+        out, "xdm_charging_backlog %" PRIdFAST64 "\n",
+        atomic_load_explicit(&metrics.gauges[METRICS_CHARGING_BACKLOG], memory_order_relaxed));
+
     static const struct {
         enum metrics_counter c;
         const char *name, *help;
@@ -218,6 +235,12 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
          "body too slow, connection limit or per-address limit reached)."},
         {METRICS_UPSTREAM_RETRIED, "xdm_upstream_retries_total",
          "Requests the proxy sent again to another instance of an upstream list."},
+        {METRICS_CHARGING_SENT, "xdm_charging_sent_total",
+         "Charging records delivered (ACA with DIAMETER_SUCCESS, or CDR line on disk)."},
+        {METRICS_CHARGING_FAILED, "xdm_charging_failed_total",
+         "Charging delivery attempts that failed; the records stay queued and are retried."},
+        {METRICS_CHARGING_DROPPED, "xdm_charging_dropped_total",
+         "Chargeable events not queued because the queue held charging_queue_max records."},
     };
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
         rc |= metrics_family(out, plain[i].name, "counter", plain[i].help);
@@ -238,77 +261,4 @@ int metrics_render(struct buf *out, metrics_collect_fn collect, void *cls)
     if (rc == 0 && collect)
         rc = collect(cls, out);
     return rc ? -1 : 0;
-}
-
-struct metrics_admin {
-    metrics_collect_fn collect;
-    metrics_ready_fn ready;
-    void *cls;
-};
-
-static void metrics_admin_handle(void *cls, const struct http_request *req,
-                                 struct http_response *resp)
-{
-    const struct metrics_admin *a = cls;
-    const char *method = http_request_method(req), *path = http_request_path(req);
-    bool head = strcmp(method, "HEAD") == 0;
-    if (strcmp(path, "/metrics") != 0 && strcmp(path, "/healthz") != 0 &&
-        strcmp(path, "/readyz") != 0) {
-        http_response_text(resp, 404,
-                           "not found: the admin listener serves /metrics, /healthz "
-                           "and /readyz");
-        return;
-    }
-    if (strcmp(method, "GET") != 0 && !head) {
-        http_response_text(resp, 405, "only GET and HEAD");
-        http_response_header(resp, "Allow", "GET, HEAD");
-        return;
-    }
-    if (strcmp(path, "/healthz") == 0) {
-        http_response_text(resp, 200, "ok");
-    } else if (strcmp(path, "/readyz") == 0) {
-        char reason[METRICS_REASON_MAX] = "";
-        if (!a->ready || a->ready(a->cls, reason, sizeof reason))
-            http_response_text(resp, 200, "ready");
-        else
-            http_response_text(resp, 503, reason[0] ? reason : "not ready");
-    } else {
-        struct buf b;
-        buf_init(&b, METRICS_MAX_BODY);
-        if (metrics_render(&b, a->collect, a->cls) < 0) {
-            buf_release(&b);
-            http_response_text(resp, 500, "metrics larger than the admin listener's bound");
-            return;
-        }
-        resp->status = 200;
-        http_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-        http_response_body(resp, b.data ? b.data : "", b.len);
-        buf_release(&b);
-    }
-    if (head)
-        buf_reset(&resp->body);
-}
-
-int metrics_admin_start(const char *host, uint16_t port, metrics_collect_fn collect,
-                        metrics_ready_fn ready, void *cls, struct httpd **out)
-{
-    static struct metrics_admin admin; /* one admin listener per process */
-    admin = (struct metrics_admin){collect, ready, cls};
-    struct httpd_config hc = {
-        .host = host,
-        .port = port,
-        .threads = 1,
-        .max_body = 1024,
-        .max_header = 8192,
-        .timeout_s = 10,
-        .max_connections = 64,
-        .max_connections_per_ip = 16,
-        .header_timeout_s = HTTPD_DEFAULT_HEADER_TIMEOUT,
-        .body_min_rate = HTTPD_DEFAULT_BODY_MIN_RATE,
-    };
-    if (httpd_start(&hc, metrics_admin_handle, &admin, out) < 0)
-        return -1;
-    log_info("admin listener (metrics, healthz, readyz) on http://%s%s%s:%u",
-             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", httpd_port(*out));
-    return 0;
 }

@@ -37,12 +37,16 @@ enum metrics_counter {
     METRICS_CONN_REFUSED,     /* xdm_http_connections_refused_total */
     METRICS_UPSTREAM_RETRIED, /* xdm_upstream_retries_total (proxy) */
     METRICS_SUBS_TAKEN,       /* xdm_sip_subscriptions_taken_over_total */
+    METRICS_CHARGING_SENT,    /* xdm_charging_sent_total (XDMS) */
+    METRICS_CHARGING_FAILED,  /* xdm_charging_failed_total (XDMS) */
+    METRICS_CHARGING_DROPPED, /* xdm_charging_dropped_total (XDMS) */
     METRICS_COUNTER_COUNT
 };
 
 /* Gauges without labels, set by their owner. */
 enum metrics_gauge {
-    METRICS_SUBSCRIPTIONS, /* xdm_sip_subscriptions_active */
+    METRICS_SUBSCRIPTIONS,    /* xdm_sip_subscriptions_active */
+    METRICS_CHARGING_BACKLOG, /* xdm_charging_backlog (XDMS) */
     METRICS_GAUGE_COUNT
 };
 
@@ -69,10 +73,15 @@ typedef int (*metrics_collect_fn)(void *cls, struct buf *out);
 /* Readiness: returns true, or false with a one-line reason in reason (METRICS_REASON_MAX). */
 typedef bool (*metrics_ready_fn)(void *cls, char *reason, size_t len);
 
-/* Sets the process's identity (xdm_build_info{version,process}) and the XCAP root path whose
- * first segment below it is the AUID label (e.g. "/xcap-root"). Strings are copied. Call once,
- * before any thread records. */
-void metrics_init(const char *process, const char *root_path);
+/* Most AUIDs with a label value of their own. */
+#define METRICS_AUIDS_MAX 16
+
+/* Sets the process's identity (xdm_build_info{version,process}), the XCAP root path whose first
+ * segment below it is the AUID label (e.g. "/xcap-root") and the AUIDs that label values may name
+ * (NULL-terminated, NULL for none; the first METRICS_AUIDS_MAX of at most 63 bytes without a
+ * quote, backslash or line break): the callers know the AUIDs, this module knows none. Strings
+ * are copied. Call once, before any thread records. */
+void metrics_init(const char *process, const char *root_path, const char *const *auids);
 
 /* Records one answered request: method, raw request path, status, seconds it took. */
 void metrics_request(const char *method, const char *path, int status, double seconds);
@@ -85,8 +94,8 @@ void metrics_upstream_error(enum metrics_upstream_kind k);
 /* Connection gauge (xdm_http_connections_open): +1 when one opens, -1 when it closes. */
 void metrics_connections_add(int delta);
 
-/* The AUID label of a raw path below root_path: one of the known AUIDs, "root" for paths that
- * name none, "other" for anything else. Exposed for tests. */
+/* The AUID label of a raw path below root_path: one of the AUIDs given to metrics_init(), "root"
+ * for paths that name none, "other" for anything else. Exposed for tests. */
 const char *metrics_auid_label(const char *root_path, const char *path);
 
 /* Writes every metric in the text format 0.0.4, then collect's families (collect may be NULL).

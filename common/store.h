@@ -192,6 +192,17 @@ struct store_change {
     const char *new_etag;
     const char *detail;
     size_t detail_len;
+    /* Optional charging record (docs/charging.md), queued by store_change_append() in the same
+     * transaction, with store_charge_append(charge_queue, charge, charge_len, charge_max);
+     * charge NULL: none. charge_seq (out) is its queue number, 0 when it was not queued;
+     * charge_full (out) is set when the queue held charge_max records: the change is still
+     * appended (a full queue never refuses a write) and the caller logs and counts the loss. */
+    const char *charge_queue;
+    const void *charge;
+    size_t charge_len;
+    uint64_t charge_max;
+    uint64_t charge_seq;
+    bool charge_full;
 };
 
 /* LMDB: opens (creating when missing, with mode 0700) the environment in dir. PostgreSQL:
@@ -303,5 +314,33 @@ enum store_rc store_kv_scan(struct store_txn *t, const char *table, const void *
                             int (*fn)(void *cls, const void *key, size_t klen, const void *val,
                                       size_t vlen),
                             void *cls);
+
+/* The charging queue (docs/charging.md): records waiting for their delivery to a charging
+ * function or a CDR file, kept in the extra table STORE_CHARGE_TABLE, which the caller names in
+ * store_options.tables (STORE_INVALID from these functions otherwise). Records are opaque bytes
+ * above the store. Each record is in one named queue (the serving node that wrote it, so that
+ * several instances of a role over one store each deliver their own records); numbers come from
+ * one counter of the table, strictly increasing and never reused, also across restarts and
+ * queues. A record is queued in the write transaction of the change it describes (see struct
+ * store_change) or in a write transaction of its own; it leaves the queue only with
+ * store_charge_del(), after its delivery. Queue names are 1..STORE_CHARGE_QUEUE_MAX bytes
+ * without NUL. */
+#define STORE_CHARGE_TABLE "charging"
+#define STORE_CHARGE_QUEUE_MAX 64
+/* Appends a record to queue in the write transaction t and sets *seq_out (may be NULL) to its
+ * number. STORE_FULL (nothing written, t still usable) when the queue already holds max records
+ * (max 0: unbounded). */
+enum store_rc store_charge_append(struct store_txn *t, const char *queue, const void *rec,
+                                  size_t len, uint64_t max, uint64_t *seq_out);
+/* Calls fn for the oldest records of queue, in number order, at most max_records of them, until
+ * fn returns non-zero. Views are valid only inside fn. */
+enum store_rc store_charge_read(struct store_txn *t, const char *queue, size_t max_records,
+                                int (*fn)(void *cls, uint64_t seq, const void *rec, size_t len),
+                                void *cls);
+/* Removes record seq of queue (write transaction); STORE_NOTFOUND when it is not there (already
+ * removed, e.g. by an earlier delivery). */
+enum store_rc store_charge_del(struct store_txn *t, const char *queue, uint64_t seq);
+/* Records in queue (O(1): a counter kept with the records). */
+enum store_rc store_charge_count(struct store_txn *t, const char *queue, uint64_t *out);
 
 #endif

@@ -5,8 +5,8 @@
  * store_txn), so that store.c finds the operations table of any handle. Every store_* function of
  * store.h that takes a handle or a transaction is one entry of the table; store.c checks nothing
  * a backend would check again, it only dispatches. Shared helpers (the change-record encoding,
- * document keys, option defaults) live in store.c so that both backends keep the same bounds and
- * the same bytes. */
+ * document keys, option defaults) live in store_util.c so that both backends keep the same bounds
+ * and the same bytes; a backend calls store_util.c, never store.c. */
 #ifndef XDM_STORE_BACKEND_H
 #define XDM_STORE_BACKEND_H
 

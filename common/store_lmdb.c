@@ -36,32 +36,6 @@
 
 #include "log.h"
 
-/* Maps an LMDB result to a store_rc. Expected outcomes (not found, map full) are returned
- * silently: the caller answers them (404, 503). Anything else is unexpected and logged here, the
- * one place that still knows the LMDB error text. */
-enum store_rc store_lmdb_rc_from_mdb(int rc, const char *what)
-{
-    switch (rc) {
-    case MDB_SUCCESS:
-        return STORE_OK;
-    case MDB_NOTFOUND:
-        return STORE_NOTFOUND;
-    case MDB_MAP_FULL:
-    case MDB_TXN_FULL:
-        return STORE_FULL;
-    case MDB_READERS_FULL:
-        /* Not a full store: the client is not at fault and a retry may succeed (503). */
-        log_error("store: %s: %s (more concurrent readers than STORE_MAX_READERS)", what,
-                  mdb_strerror(rc));
-        return STORE_ERROR;
-    case MDB_BAD_VALSIZE:
-        return STORE_INVALID;
-    default:
-        log_error("store: %s: %s", what, mdb_strerror(rc));
-        return STORE_ERROR;
-    }
-}
-
 /* mkdir -p with mode 0700 for every directory it creates. */
 static enum store_rc store_lmdb_mkdirs(const char *dir)
 {
@@ -87,47 +61,6 @@ static enum store_rc store_lmdb_mkdirs(const char *dir)
         return STORE_ERROR;
     }
     return STORE_OK;
-}
-
-/* Reads an 8-byte counter of table dbi ("what" names the table in messages): STORE_NOTFOUND
- * (*out = 0) when it was never written. */
-enum store_rc store_lmdb_find_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *what,
-                                  uint64_t *out)
-{
-    *out = 0;
-    MDB_val k = {strlen(key), (void *)key};
-    MDB_val v;
-    int rc = mdb_get(txn, dbi, &k, &v);
-    if (rc != MDB_SUCCESS)
-        return store_lmdb_rc_from_mdb(rc, what);
-    if (v.mv_size != 8) {
-        log_error("store: %s record %s has a bad size (%zu)", what, key, v.mv_size);
-        return STORE_ERROR;
-    }
-    *out = store_get_u64(v.mv_data);
-    return STORE_OK;
-}
-
-/* Reads a uint64 meta value: STORE_NOTFOUND (*out = 0) when it was never written. */
-enum store_rc store_lmdb_meta_find_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
-{
-    return store_lmdb_find_u64(txn, meta, name, "meta", out);
-}
-
-/* Reads a uint64 meta value; 0 when it was never written. */
-enum store_rc store_lmdb_meta_get_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t *out)
-{
-    enum store_rc src = store_lmdb_meta_find_u64(txn, meta, name, out);
-    return src == STORE_NOTFOUND ? STORE_OK : src;
-}
-
-enum store_rc store_lmdb_meta_put_u64(MDB_txn *txn, MDB_dbi meta, const char *name, uint64_t value)
-{
-    unsigned char bytes[8];
-    store_put_u64(bytes, value);
-    MDB_val k = {strlen(name), (void *)name};
-    MDB_val v = {sizeof bytes, bytes};
-    return store_lmdb_rc_from_mdb(mdb_put(txn, meta, &k, &v, 0), "write meta");
 }
 
 /* Reads the instance id, creating it on the first open of the environment. Runs inside the open
@@ -195,6 +128,74 @@ static void store_lmdb_close(struct store *base_s)
     free(s);
 }
 
+/* Creates and opens s's environment in dir with the map size; s->key_max is set. On failure
+ * the caller closes s. */
+static enum store_rc store_lmdb_env_open(struct store_lmdb *s, const char *dir, uint64_t map_size)
+{
+    int rc = mdb_env_create(&s->env);
+    if (rc != MDB_SUCCESS) {
+        s->env = NULL;
+        return store_lmdb_rc_from_mdb(rc, "create environment");
+    }
+    rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
+    if (rc == MDB_SUCCESS && !s->read_only) /* read-only: the size the writers gave the map */
+        rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
+    /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
+     * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
+     * reached the disk when mdb_txn_commit() returns (a 2xx follows the commit: RFC 4825 §8.2 makes
+     * a success final). */
+    if (rc == MDB_SUCCESS)
+        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
+    if (rc == ENOENT && s->read_only)
+        return STORE_NOTFOUND;
+    if (rc != MDB_SUCCESS) {
+        log_error("store: open %s: %s", dir, mdb_strerror(rc));
+        return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERROR;
+    }
+    int maxkey = mdb_env_get_maxkeysize(s->env);
+    s->key_max = maxkey > 0 && maxkey < STORE_KEY_MAX ? (size_t)maxkey : STORE_KEY_MAX;
+
+    /* A process killed while reading leaves its reader slot behind; a stale slot pins old pages
+     * and makes the file grow. Clearing them is cheap and safe at every open. */
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    return STORE_OK;
+}
+
+/* Opens (a writer: creates) the named databases and the instance id in one transaction. On
+ * failure the caller closes s. */
+static enum store_rc store_lmdb_open_dbs(struct store_lmdb *s)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
+    if (rc != MDB_SUCCESS)
+        return store_lmdb_rc_from_mdb(rc, "begin open transaction");
+    unsigned create = s->read_only ? 0 : MDB_CREATE;
+    rc = mdb_dbi_open(txn, "docs", create, &s->docs);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "meta", create, &s->meta);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "changes", create, &s->changes);
+    if (rc == MDB_SUCCESS)
+        rc = mdb_dbi_open(txn, "quota", create, &s->quota);
+    for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
+        rc = mdb_dbi_open(txn, s->tables[i].name, create, &s->tables[i].dbi);
+    enum store_rc src;
+    if (rc == MDB_NOTFOUND && s->read_only)
+        src = STORE_NOTFOUND;
+    else
+        src = rc == MDB_SUCCESS ? store_lmdb_instance_init(s, txn)
+                                : store_lmdb_rc_from_mdb(rc, "open tables");
+    if (src != STORE_OK) {
+        mdb_txn_abort(txn);
+        return src;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == MDB_SUCCESS ? STORE_OK : store_lmdb_rc_from_mdb(rc, "commit open transaction");
+}
+
 enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts, struct store **out)
 {
     *out = NULL;
@@ -210,7 +211,6 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
     s->base.ops = &store_lmdb_ops;
     store_lmdb_group_init(s, opts);
     s->retention = b.retention;
-    uint64_t map_size = b.map_size;
     s->change_max_bytes = b.change_max_bytes;
     s->change_max_age = b.change_max_age;
     s->high_water = b.high_water;
@@ -222,75 +222,11 @@ enum store_rc store_lmdb_open(const char *dir, const struct store_options *opts,
         src = stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? STORE_OK : STORE_NOTFOUND;
     else if (src == STORE_OK)
         src = store_lmdb_mkdirs(dir);
+    if (src == STORE_OK)
+        src = store_lmdb_env_open(s, dir, b.map_size);
+    if (src == STORE_OK)
+        src = store_lmdb_open_dbs(s);
     if (src != STORE_OK) {
-        store_lmdb_close(&s->base);
-        return src;
-    }
-
-    int rc = mdb_env_create(&s->env);
-    if (rc != MDB_SUCCESS) {
-        s->env = NULL;
-        store_lmdb_close(&s->base);
-        return store_lmdb_rc_from_mdb(rc, "create environment");
-    }
-    rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)(STORE_BUILTIN_DBS + s->n_tables));
-    if (rc == MDB_SUCCESS && !s->read_only) /* read-only: the size the writers gave the map */
-        rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS);
-    /* MDB_NOTLS: read transactions are begun and ended by whichever pool thread serves a request,
-     * and one thread may hold several. Sync flags stay at LMDB's durable default: a commit has
-     * reached the disk when mdb_txn_commit() returns (a 2xx follows the commit: RFC 4825 §8.2 makes
-     * a success final). */
-    if (rc == MDB_SUCCESS)
-        rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->read_only ? MDB_RDONLY : 0), 0600);
-    if (rc == ENOENT && s->read_only) {
-        store_lmdb_close(&s->base);
-        return STORE_NOTFOUND;
-    }
-    if (rc != MDB_SUCCESS) {
-        log_error("store: open %s: %s", dir, mdb_strerror(rc));
-        store_lmdb_close(&s->base);
-        return rc == MDB_MAP_FULL ? STORE_FULL : STORE_ERROR;
-    }
-    int maxkey = mdb_env_get_maxkeysize(s->env);
-    s->key_max = maxkey > 0 && maxkey < STORE_KEY_MAX ? (size_t)maxkey : STORE_KEY_MAX;
-
-    /* A process killed while reading leaves its reader slot behind; a stale slot pins old pages
-     * and makes the file grow. Clearing them is cheap and safe at every open. */
-    int dead = 0;
-    mdb_reader_check(s->env, &dead);
-
-    MDB_txn *txn;
-    rc = mdb_txn_begin(s->env, NULL, s->read_only ? MDB_RDONLY : 0, &txn);
-    if (rc != MDB_SUCCESS) {
-        src = store_lmdb_rc_from_mdb(rc, "begin open transaction");
-        store_lmdb_close(&s->base);
-        return src;
-    }
-    unsigned create = s->read_only ? 0 : MDB_CREATE;
-    rc = mdb_dbi_open(txn, "docs", create, &s->docs);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "meta", create, &s->meta);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "changes", create, &s->changes);
-    if (rc == MDB_SUCCESS)
-        rc = mdb_dbi_open(txn, "quota", create, &s->quota);
-    for (size_t i = 0; rc == MDB_SUCCESS && i < s->n_tables; i++)
-        rc = mdb_dbi_open(txn, s->tables[i].name, create, &s->tables[i].dbi);
-    if (rc == MDB_NOTFOUND && s->read_only)
-        src = STORE_NOTFOUND;
-    else
-        src = rc == MDB_SUCCESS ? store_lmdb_instance_init(s, txn)
-                                : store_lmdb_rc_from_mdb(rc, "open tables");
-    if (src != STORE_OK) {
-        mdb_txn_abort(txn);
-        store_lmdb_close(&s->base);
-        return src;
-    }
-    rc = mdb_txn_commit(txn);
-    if (rc != MDB_SUCCESS) {
-        src = store_lmdb_rc_from_mdb(rc, "commit open transaction");
         store_lmdb_close(&s->base);
         return src;
     }
@@ -367,64 +303,6 @@ static void store_lmdb_txn_abort(struct store_txn *base_t)
     else
         mdb_txn_abort(t->txn);
     free(t);
-}
-
-static bool store_lmdb_key_append(struct store_key *k, size_t max, const char *part, bool nul)
-{
-    size_t len = strlen(part);
-    if (len > max || k->len > max - len - (nul ? 1 : 0))
-        return false;
-    memcpy(k->bytes + k->len, part, len);
-    k->len += len;
-    if (nul)
-        k->bytes[k->len++] = '\0';
-    return true;
-}
-
-/* Builds auid \0 tree \0 xui \0 last. Components are C strings, so none contains a NUL and the
- * encoding is unambiguous (RFC 4825 §6). */
-enum store_rc store_lmdb_key_build(const struct store_lmdb *s, struct store_key *k,
-                                   const char *auid, const char *tree, const char *xui,
-                                   const char *last)
-{
-    if (auid == NULL || tree == NULL || xui == NULL || last == NULL)
-        return STORE_INVALID;
-    k->len = 0;
-    if (!store_lmdb_key_append(k, s->key_max, auid, true) ||
-        !store_lmdb_key_append(k, s->key_max, tree, true) ||
-        !store_lmdb_key_append(k, s->key_max, xui, true) ||
-        !store_lmdb_key_append(k, s->key_max, last, false))
-        return STORE_INVALID;
-    return STORE_OK;
-}
-
-/* A document key needs an AUID, a tree and a document path; the xui is "" in the global tree. */
-enum store_rc store_lmdb_doc_key(const struct store_lmdb *s, struct store_key *out,
-                                 const struct doc_key *k)
-{
-    if (k == NULL || k->auid == NULL || k->auid[0] == '\0' || k->tree == NULL ||
-        k->tree[0] == '\0' || k->path == NULL || k->path[0] == '\0')
-        return STORE_INVALID;
-    return store_lmdb_key_build(s, out, k->auid, k->tree, k->xui, k->path);
-}
-
-/* Splits a docs key copied into buf (k->len + 1 bytes) into its four components. */
-bool store_lmdb_key_split(char *buf, size_t len, struct doc_key *out)
-{
-    const char *parts[4];
-    size_t n = 0;
-    parts[n++] = buf;
-    for (size_t i = 0; i < len && n < 4; i++)
-        if (buf[i] == '\0')
-            parts[n++] = buf + i + 1;
-    if (n != 4)
-        return false;
-    buf[len] = '\0';
-    out->auid = parts[0];
-    out->tree = parts[1];
-    out->xui = parts[2];
-    out->path = parts[3];
-    return true;
 }
 
 static int store_lmdb_wake_fd(struct store *s)

@@ -1,6 +1,8 @@
-/* What the files of the LMDB backend share (store_lmdb.c: environment, transactions, keys and the
+/* What the files of the LMDB backend share (store_lmdb.c: environment, transactions and the
  * operations table; store_lmdb_doc.c: documents and quotas; store_lmdb_log.c: change log and
- * space; store_lmdb_kv.c: extra tables, copy). Not for use outside common/store_lmdb*.c. */
+ * space; store_lmdb_kv.c: extra tables, copy; store_lmdb_util.c: results, meta counters and keys,
+ * a leaf). store_lmdb.c calls the operation files, store_lmdb_log.c calls store_lmdb_doc.c, all
+ * call store_lmdb_util.c; nothing calls back. Not for use outside common/store_lmdb*.c. */
 #ifndef XDM_STORE_LMDB_INTERNAL_H
 #define XDM_STORE_LMDB_INTERNAL_H
 
@@ -104,7 +106,7 @@ struct store_key {
  * backend part, on a transaction of this backend. The rest are helpers of one transaction, with
  * the contract of store.h's results (STORE_OK, STORE_NOT_FOUND, ...). */
 
-/* store_lmdb.c: results, meta counters, keys. */
+/* store_lmdb_util.c: results, meta counters, keys. */
 enum store_rc store_lmdb_doc_key(const struct store_lmdb *s, struct store_key *out,
                                  const struct doc_key *k);
 enum store_rc store_lmdb_find_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *what,

@@ -1,7 +1,8 @@
-/* What the files of the PostgreSQL backend share (store_pg.c: connections, statements,
- * transactions, schema and the operations table; store_pg_doc.c: documents and quotas;
- * store_pg_log.c: the change log; store_pg_kv.c: extra tables). Not for use outside
- * common/store_pg*.c. */
+/* What the files of the PostgreSQL backend share (store_pg.c: the pool, transactions, schema and
+ * the operations table; store_pg_conn.c: connections, parameters and statements, a leaf;
+ * store_pg_doc.c: documents and quotas; store_pg_log.c: the change log; store_pg_kv.c: extra
+ * tables). store_pg.c calls the others, store_pg_log.c calls store_pg_doc.c, all call
+ * store_pg_conn.c; nothing calls back. Not for use outside common/store_pg*.c. */
 #ifndef XDM_STORE_PG_INTERNAL_H
 #define XDM_STORE_PG_INTERNAL_H
 
@@ -99,7 +100,18 @@ void store_pg_group_stats(struct store *base_s, struct store_group_stats *out);
  * in store_pg.c: each behaves as the store.h function of the same name, on a transaction of this
  * backend. The rest are helpers of one transaction, with store.h's results. */
 
-/* store_pg.c: statement parameters, results, statements. */
+/* store_pg_conn.c: statement parameters, results, connections, statements. */
+/* A CLOCK_MONOTONIC deadline seconds from now. */
+struct timespec store_pg_deadline(unsigned seconds);
+/* Connects s's conninfo within the deadline d and prepares the session (statement_timeout, a
+ * non-blocking socket): STORE_OK with *out set, or STORE_UNAVAILABLE (logged). */
+enum store_rc store_pg_connect(const struct store_pg *s, const struct timespec *d, PGconn **out);
+/* One statement on c within timeout seconds; *reset is set when c is lost or out of step and must
+ * be dropped. Failures are logged with what. */
+enum store_rc store_pg_exec_conn(PGconn *c, unsigned timeout, const char *what, const char *sql,
+                                 const struct pg_params *p, PGresult **out, bool *reset);
+/* Logs a libpq message (trailing new lines dropped) as the failure of what. */
+void store_pg_log_failure(const char *what, const char *msg);
 void store_pg_bytes(struct pg_params *p, const void *v, size_t len);
 enum store_rc store_pg_exec(struct store_pg_txn *t, const char *what, const char *sql,
                             const struct pg_params *p, PGresult **out);

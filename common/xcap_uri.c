@@ -53,18 +53,23 @@ char *xcap_uri_decode(const char *src, size_t len)
     return out;
 }
 
-int xcap_uri_encode_segment(struct buf *out, const char *s)
+int xcap_uri_encode(struct buf *out, const char *s, size_t n, bool keep_slash)
 {
     static const char keep[] = "-._~!$&'()*+,;=:@";
     int rc = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + n; p++) {
         if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            (*p < 0x80 && strchr(keep, *p)))
+            (*p != '\0' && *p < 0x80 && strchr(keep, *p)) || (keep_slash && *p == '/'))
             rc |= buf_append(out, p, 1);
         else
             rc |= buf_printf(out, "%%%02X", *p);
     }
     return rc;
+}
+
+int xcap_uri_encode_segment(struct buf *out, const char *s)
+{
+    return xcap_uri_encode(out, s, strlen(s), false);
 }
 
 /* Copies the document selector as sent, with every raw '"' written "%22": RFC 3986 has no raw

@@ -66,6 +66,10 @@ char *xcap_uri_decode(const char *src, size_t len);
  * sub-delims, ':' and '@' stay; everything else (also '/', '"', '[', ']', '%') becomes %XX.
  * Returns 0 or -1 (buffer full). */
 int xcap_uri_encode_segment(struct buf *out, const char *s);
+/* The same for the bytes s[0..n) (a NUL among them becomes %00), keeping '/' as it is when
+ * keep_slash (a path of several segments): the one percent-encoder of both servers. Returns 0 or
+ * -1 (buffer full). */
+int xcap_uri_encode(struct buf *out, const char *s, size_t n, bool keep_slash);
 
 /* The canonical spelling of a decoded XUI, so that every spelling of one user maps to the same
  * storage keys, quotas, listings and notifications (RFC 3261 §19.1.4; RFC 3986 §6.2.2):

@@ -2,7 +2,6 @@
  * It manages the Aggregation Proxy's users and its built-in GBA bootstrapping records (what a BSF
  * would return over Zn, TS 33.220), and backs up, restores, exports, imports and checks the
  * stores of a whole data directory (xdmctl_data.c). */
-#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -19,6 +18,7 @@
 #include "log.h"
 #include "store.h"
 #include "users.h"
+#include "xcap_uri.h"
 #include "xdmctl_data.h"
 
 static void xdmctl_usage(FILE *f)
@@ -241,13 +241,10 @@ static int xdmctl_hex(const char *s, unsigned char *out, size_t n)
     if (strlen(s) != 2 * n)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        char pair[3] = {s[2 * i], s[2 * i + 1], '\0'};
-        char *end;
-        if (!isxdigit((unsigned char)pair[0]) || !isxdigit((unsigned char)pair[1]))
+        int hi = xcap_uri_hex(s[2 * i]), lo = xcap_uri_hex(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return -1;
-        v = (unsigned)strtoul(pair, &end, 16);
-        out[i] = (unsigned char)v;
+        out[i] = (unsigned char)(hi << 4 | lo);
     }
     return 0;
 }
@@ -433,126 +430,136 @@ struct xdmctl_opts {
     char **args;
 };
 
+enum xdmctl_opt {
+    OPT_DATA = 256,
+    OPT_PASSWORD,
+    OPT_PASSWORD_FILE,
+    OPT_USERNAME,
+    OPT_REALM,
+    OPT_IMPU,
+    OPT_BTID,
+    OPT_IMPI,
+    OPT_KS,
+    OPT_RAND,
+    OPT_LIFETIME,
+    OPT_ALLOW,
+    OPT_FORCE,
+    OPT_USER,
+    OPT_XCAP_ROOT,
+    OPT_FROM,
+    OPT_CONFIG,
+    OPT_ROLE,
+};
+
+static const struct option xdmctl_longopts[] = {
+    {"data", required_argument, NULL, OPT_DATA},
+    {"password", required_argument, NULL, OPT_PASSWORD},
+    {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
+    {"username", required_argument, NULL, OPT_USERNAME},
+    {"realm", required_argument, NULL, OPT_REALM},
+    {"impu", required_argument, NULL, OPT_IMPU},
+    {"btid", required_argument, NULL, OPT_BTID},
+    {"impi", required_argument, NULL, OPT_IMPI},
+    {"ks", required_argument, NULL, OPT_KS},
+    {"rand", required_argument, NULL, OPT_RAND},
+    {"lifetime", required_argument, NULL, OPT_LIFETIME},
+    {"allow", required_argument, NULL, OPT_ALLOW},
+    {"force", no_argument, NULL, OPT_FORCE},
+    {"user", required_argument, NULL, OPT_USER},
+    {"xcap-root", required_argument, NULL, OPT_XCAP_ROOT},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* One option (opt from getopt_long, its argument in optarg) into o. Returns -1 to go on, else the
+ * exit status (--help: 0; a mistake: 2). */
+static int xdmctl_take_option(struct xdmctl_opts *o, int opt)
+{
+    switch (opt) {
+    case OPT_DATA:
+        o->data = optarg;
+        break;
+    case OPT_PASSWORD:
+        o->password = optarg;
+        break;
+    case OPT_PASSWORD_FILE:
+        o->password_file = optarg;
+        break;
+    case OPT_USERNAME:
+        o->username = optarg;
+        break;
+    case OPT_REALM:
+        o->realm = optarg;
+        break;
+    case OPT_IMPU:
+        if (o->n_impus == sizeof o->impus / sizeof o->impus[0]) {
+            fprintf(stderr, "xdmctl: too many --impu (at most %zu)\n", o->n_impus);
+            return 2;
+        }
+        o->impus[o->n_impus++] = optarg;
+        break;
+    case OPT_BTID:
+        o->ga.btid = optarg;
+        break;
+    case OPT_IMPI:
+        o->ga.impi = optarg;
+        break;
+    case OPT_KS:
+        o->ga.ks = optarg;
+        break;
+    case OPT_RAND:
+        o->ga.rand = optarg;
+        break;
+    case OPT_LIFETIME:
+        o->ga.lifetime = optarg;
+        break;
+    case OPT_ALLOW:
+        if (o->ga.n_auids == GBA_AUIDS_MAX) {
+            fprintf(stderr, "xdmctl: too many --allow (at most %d)\n", GBA_AUIDS_MAX);
+            return 2;
+        }
+        o->auids[o->ga.n_auids++] = optarg;
+        break;
+    case OPT_FORCE:
+        o->force = true;
+        break;
+    case OPT_USER:
+        o->user = optarg;
+        break;
+    case OPT_XCAP_ROOT:
+        o->xcap_root = optarg;
+        break;
+    case OPT_FROM:
+        o->from = optarg;
+        break;
+    case OPT_CONFIG:
+        o->config_path = optarg;
+        break;
+    case OPT_ROLE:
+        o->role = optarg;
+        break;
+    case 'h':
+        xdmctl_usage(stdout);
+        return 0;
+    default:
+        xdmctl_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
 /* Phase: read options. Returns -1 to go on, else the exit status (--help: 0; a mistake: 2). */
 static int xdmctl_read_options(struct xdmctl_opts *o, int argc, char **argv)
 {
-    enum {
-        OPT_DATA = 256,
-        OPT_PASSWORD,
-        OPT_PASSWORD_FILE,
-        OPT_USERNAME,
-        OPT_REALM,
-        OPT_IMPU,
-        OPT_BTID,
-        OPT_IMPI,
-        OPT_KS,
-        OPT_RAND,
-        OPT_LIFETIME,
-        OPT_ALLOW,
-        OPT_FORCE,
-        OPT_USER,
-        OPT_XCAP_ROOT,
-        OPT_FROM,
-        OPT_CONFIG,
-        OPT_ROLE,
-    };
-    static const struct option longopts[] = {
-        {"data", required_argument, NULL, OPT_DATA},
-        {"password", required_argument, NULL, OPT_PASSWORD},
-        {"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
-        {"username", required_argument, NULL, OPT_USERNAME},
-        {"realm", required_argument, NULL, OPT_REALM},
-        {"impu", required_argument, NULL, OPT_IMPU},
-        {"btid", required_argument, NULL, OPT_BTID},
-        {"impi", required_argument, NULL, OPT_IMPI},
-        {"ks", required_argument, NULL, OPT_KS},
-        {"rand", required_argument, NULL, OPT_RAND},
-        {"lifetime", required_argument, NULL, OPT_LIFETIME},
-        {"allow", required_argument, NULL, OPT_ALLOW},
-        {"force", no_argument, NULL, OPT_FORCE},
-        {"user", required_argument, NULL, OPT_USER},
-        {"xcap-root", required_argument, NULL, OPT_XCAP_ROOT},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"config", required_argument, NULL, OPT_CONFIG},
-        {"role", required_argument, NULL, OPT_ROLE},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     o->data = "var";
     o->ga = (struct xdmctl_gba_args){.impus = o->impus, .auids = o->auids};
-    int opt;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (opt) {
-        case OPT_DATA:
-            o->data = optarg;
-            break;
-        case OPT_PASSWORD:
-            o->password = optarg;
-            break;
-        case OPT_PASSWORD_FILE:
-            o->password_file = optarg;
-            break;
-        case OPT_USERNAME:
-            o->username = optarg;
-            break;
-        case OPT_REALM:
-            o->realm = optarg;
-            break;
-        case OPT_IMPU:
-            if (o->n_impus == sizeof o->impus / sizeof o->impus[0]) {
-                fprintf(stderr, "xdmctl: too many --impu (at most %zu)\n", o->n_impus);
-                return 2;
-            }
-            o->impus[o->n_impus++] = optarg;
-            break;
-        case OPT_BTID:
-            o->ga.btid = optarg;
-            break;
-        case OPT_IMPI:
-            o->ga.impi = optarg;
-            break;
-        case OPT_KS:
-            o->ga.ks = optarg;
-            break;
-        case OPT_RAND:
-            o->ga.rand = optarg;
-            break;
-        case OPT_LIFETIME:
-            o->ga.lifetime = optarg;
-            break;
-        case OPT_ALLOW:
-            if (o->ga.n_auids == GBA_AUIDS_MAX) {
-                fprintf(stderr, "xdmctl: too many --allow (at most %d)\n", GBA_AUIDS_MAX);
-                return 2;
-            }
-            o->auids[o->ga.n_auids++] = optarg;
-            break;
-        case OPT_FORCE:
-            o->force = true;
-            break;
-        case OPT_USER:
-            o->user = optarg;
-            break;
-        case OPT_XCAP_ROOT:
-            o->xcap_root = optarg;
-            break;
-        case OPT_FROM:
-            o->from = optarg;
-            break;
-        case OPT_CONFIG:
-            o->config_path = optarg;
-            break;
-        case OPT_ROLE:
-            o->role = optarg;
-            break;
-        case 'h':
-            xdmctl_usage(stdout);
-            return 0;
-        default:
-            xdmctl_usage(stderr);
-            return 2;
-        }
-    }
+    int opt, rc;
+    while ((opt = getopt_long(argc, argv, "h", xdmctl_longopts, NULL)) != -1)
+        if ((rc = xdmctl_take_option(o, opt)) >= 0)
+            return rc;
     o->nargs = argc - optind;
     o->args = argv + optind;
     return -1;

@@ -1,6 +1,7 @@
 /* xdmctl check (see xdmctl_data.h): every document of every store read back and validated as a
  * PUT would be, the per-user quotas recomputed, the change log's order and ETag chains, and the
- * rls-services index against the documents. The stores are opened read-only. */
+ * indexes the usages keep (appusage.index_check) against the documents. The stores are opened
+ * read-only. */
 #include "xdmctl_data.h"
 #include "xdmctl_internal.h"
 
@@ -8,8 +9,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libxml/xpath.h>
-#include <libxml/xpathInternals.h>
 #include <lmdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,13 +29,12 @@
 #include "xcap_uri.h"
 
 #define XDMCTL_CHECK_CHECK_DOCS 10000000u
-#define XDMCTL_CHECK_RLS_NS "urn:ietf:params:xml:ns:rls-services"
 
 /* A document key copied out of a transaction: the four parts, NUL-separated, in one allocation
  * (joined), so that keys compare with memcmp() like the store's own. */
 struct xdmctl_check_key {
-    char *auid, *tree, *xui, *path; /* point into one allocation */
-    size_t len;                     /* of the joined form, for comparison */
+    const char *auid, *tree, *xui, *path; /* point into one allocation */
+    size_t len;                           /* of the joined form, for comparison */
     char *joined;
 };
 
@@ -140,132 +138,20 @@ static int xdmctl_check_collect_change(void *cls, const struct store_change *c)
     return 0;
 }
 
-static int xdmctl_check_str_cmp(const void *a, const void *b)
+/* A problem an index check of a usage found (appusage_report_fn). */
+static void xdmctl_check_index_problem(void *cls, const struct doc_key *k, const char *problem)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    struct xdmctl_check_key view = {0};
+    if (k)
+        view = (struct xdmctl_check_key){
+            .auid = k->auid, .tree = k->tree, .xui = k->xui, .path = k->path};
+    xdmctl_check_problem(cls, k ? &view : NULL, "%s", problem);
 }
 
-/* Sorts a list of strings each followed by \0 (len bytes) in place. */
-static int xdmctl_check_sort_list(char *list, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += list[i] == '\0';
-    if (n < 2)
-        return 0;
-    char **items = calloc(n, sizeof *items), *copy = malloc(len);
-    if (!items || !copy) {
-        free(items);
-        free(copy);
-        return -1;
-    }
-    memcpy(copy, list, len);
-    for (size_t i = 0, at = 0; i < n; i++, at += strlen(copy + at) + 1)
-        items[i] = copy + at;
-    qsort(items, n, sizeof *items, xdmctl_check_str_cmp);
-    for (size_t i = 0, at = 0; i < n; i++) {
-        size_t l = strlen(items[i]) + 1;
-        memcpy(list + at, items[i], l);
-        at += l;
-    }
-    free(items);
-    free(copy);
-    return 0;
-}
-
-/* The service URIs of an rls-services document, each followed by \0, sorted, into out. */
-static int xdmctl_check_rls_uris(xmlDocPtr doc, struct buf *out)
-{
-    xmlXPathContextPtr xp = xmlXPathNewContext(doc);
-    if (!xp)
-        return -1;
-    xmlXPathRegisterNs(xp, BAD_CAST "rs", BAD_CAST XDMCTL_CHECK_RLS_NS);
-    xmlXPathObjectPtr r = xmlXPathEvalExpression(BAD_CAST "/rs:rls-services/rs:service/@uri", xp);
-    int rc = r ? 0 : -1;
-    size_t n = r && r->nodesetval ? (size_t)r->nodesetval->nodeNr : 0;
-    char **uris = n ? calloc(n, sizeof *uris) : NULL;
-    if (n && !uris)
-        rc = -1;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (!(uris[i] = (char *)xmlNodeGetContent(r->nodesetval->nodeTab[i])))
-            rc = -1;
-    if (rc == 0 && n)
-        qsort(uris, n, sizeof *uris, xdmctl_check_str_cmp);
-    for (size_t i = 0; i < n && uris; i++) {
-        if (rc == 0 && uris[i] && buf_append(out, uris[i], strlen(uris[i]) + 1) < 0)
-            rc = -1;
-        xmlFree(uris[i]);
-    }
-    free(uris);
-    xmlXPathFreeObject(r);
-    xmlXPathFreeContext(xp);
-    return rc;
-}
-
-struct xdmctl_check_rls_scan {
-    struct xdmctl_check_check_ctx *ctx;
-    const char *table;
-};
-
-/* Every rls_doc / rls_uri entry belongs to an existing document that lists it. */
-static int xdmctl_check_rls_entry(void *cls, const void *key, size_t klen, const void *val,
-                                  size_t vlen)
-{
-    struct xdmctl_check_rls_scan *sc = cls;
-    bool doc_table = strcmp(sc->table, USAGE_RLS_DOC_TABLE) == 0;
-    const char *xui = doc_table ? key : val;
-    size_t avail = doc_table ? klen : vlen;
-    size_t xl = strnlen(xui, avail);
-    const char *path = xl < avail ? xui + xl + 1 : NULL;
-    size_t pl = path ? strnlen(path, avail - xl - 1) : 0;
-    if (!path || xl + 1 + pl >= avail + (doc_table ? 1 : 0)) {
-        xdmctl_check_problem(sc->ctx, NULL, "%s: a malformed entry", sc->table);
-        return 0;
-    }
-    char *x = strndup(xui, xl), *pa = strndup(path, pl);
-    if (!x || !pa) {
-        free(x);
-        free(pa);
-        return sc->ctx->oom = true, 1;
-    }
-    struct doc_key k = {"rls-services", "users", x, pa};
-    struct store_doc d;
-    enum store_rc rc = store_doc_get(sc->ctx->t, &k, &d);
-    if (rc == STORE_OK) {
-        if (!doc_table) {
-            /* The URI must be one of the document's: its rls_doc entry lists it. */
-            struct buf dk;
-            buf_init(&dk, XDMCTL_DATA_PATH_MAX * 16);
-            void *v = NULL;
-            size_t vl = 0;
-            bool listed = false;
-            if (buf_append(&dk, x, xl + 1) == 0 && buf_append(&dk, pa, pl) == 0 &&
-                store_kv_get(sc->ctx->t, USAGE_RLS_DOC_TABLE, dk.data, dk.len, &v, &vl) == STORE_OK)
-                for (size_t at = 0; at < vl && !listed; at += strlen((char *)v + at) + 1)
-                    listed =
-                        strlen((char *)v + at) == klen && memcmp((char *)v + at, key, klen) == 0;
-            if (!listed)
-                xdmctl_check_problem(sc->ctx, NULL,
-                                     "%s: service URI %.*s is indexed to %s/%s, which does not "
-                                     "list it",
-                                     sc->table, (int)klen, (const char *)key, x, pa);
-            free(v);
-            buf_release(&dk);
-        }
-        store_doc_release(&d);
-    } else {
-        xdmctl_check_problem(sc->ctx, NULL, "%s: an entry for the missing document %s/%s",
-                             sc->table, x, pa);
-    }
-    free(x);
-    free(pa);
-    return 0;
-}
-
-/* Checks one document: content, quota share, RLS index entries. */
+/* Checks one document: content, quota share, the usage's index entries. */
 static void xdmctl_check_check_doc(struct xdmctl_check_check_ctx *ctx, struct usage *u,
                                    enum xdms_role role, const struct xdmctl_check_key *k,
-                                   bool rls_tables)
+                                   bool with_tables)
 {
     struct doc_key dk = {k->auid, k->tree, k->xui, k->path};
     struct store_doc d;
@@ -289,42 +175,11 @@ static void xdmctl_check_check_doc(struct xdmctl_check_check_ctx *ctx, struct us
         xdmctl_check_problem(ctx, k, "%s: %s", status_condition(st) ? status_condition(st) : "",
                              err.phrase ? err.phrase : "");
     xcap_err_release(&err);
-    if (doc && rls_tables && strcmp(k->auid, "rls-services") == 0 &&
-        strcmp(k->tree, "users") == 0) {
-        struct buf want, key;
-        buf_init(&want, XDMCTL_DATA_PATH_MAX * 16);
-        buf_init(&key, XDMCTL_DATA_PATH_MAX * 16);
-        void *v = NULL;
-        size_t vl = 0;
-        if (xdmctl_check_rls_uris(doc, &want) < 0 || buf_append(&key, k->xui, strlen(k->xui) + 1) ||
-            buf_puts(&key, k->path)) {
-            ctx->oom = true;
-        } else {
-            rc = store_kv_get(ctx->t, USAGE_RLS_DOC_TABLE, key.data, key.len, &v, &vl);
-            if (rc == STORE_OK && xdmctl_check_sort_list(v, vl) < 0)
-                ctx->oom = true;
-            if (want.len && rc != STORE_OK)
-                xdmctl_check_problem(ctx, k, "its service URIs are not in the index %s",
-                                     USAGE_RLS_DOC_TABLE);
-            else if (rc == STORE_OK && (vl != want.len || memcmp(v, want.data, vl) != 0))
-                xdmctl_check_problem(ctx, k, "the index %s lists other service URIs",
-                                     USAGE_RLS_DOC_TABLE);
-            for (size_t at = 0; at < want.len; at += strlen(want.data + at) + 1) {
-                void *o = NULL;
-                size_t ol = 0;
-                const char *uri = want.data + at;
-                rc = store_kv_get(ctx->t, USAGE_RLS_URI_TABLE, uri, strlen(uri), &o, &ol);
-                if (rc != STORE_OK || ol < key.len + 1 || memcmp(o, key.data, key.len) != 0 ||
-                    ((char *)o)[key.len] != '\0')
-                    xdmctl_check_problem(ctx, k, "service URI %s is not indexed to it in %s", uri,
-                                         USAGE_RLS_URI_TABLE);
-                free(o);
-            }
-        }
-        free(v);
-        buf_release(&want);
-        buf_release(&key);
-    }
+    /* The index the usage keeps across documents (RFC 4825 §8.2.7), when the store has its
+     * tables. */
+    if (doc && with_tables && au && au->index_check &&
+        au->index_check(ctx->t, &dk, doc, xdmctl_check_index_problem, ctx) < 0)
+        ctx->oom = true;
     if (doc)
         xmlFreeDoc(doc);
     store_doc_release(&d);
@@ -332,7 +187,7 @@ static void xdmctl_check_check_doc(struct xdmctl_check_check_ctx *ctx, struct us
 
 /* Checks one XDMS store; returns -1 when it could not be read at all. */
 static int xdmctl_check_check_store(struct xdmctl_check_check_ctx *ctx, struct store *s,
-                                    struct usage *u, enum xdms_role role, bool rls_tables)
+                                    struct usage *u, enum xdms_role role, bool with_tables)
 {
     enum store_rc rc = store_txn_begin(s, false, &ctx->t);
     if (rc == STORE_OK)
@@ -351,7 +206,7 @@ static int xdmctl_check_check_store(struct xdmctl_check_check_ctx *ctx, struct s
     /* Documents, and the quota table against the sum of each user's sizes (keys are sorted by
      * AUID first, so a user's documents are gathered across AUIDs here). */
     for (size_t i = 0; i < ctx->n_docs; i++)
-        xdmctl_check_check_doc(ctx, u, role, &ctx->docs[i], rls_tables);
+        xdmctl_check_check_doc(ctx, u, role, &ctx->docs[i], with_tables);
     for (size_t i = 0; i < ctx->n_docs; i++) {
         const struct xdmctl_check_key *k = &ctx->docs[i];
         if (strcmp(k->tree, "users") != 0 || !k->xui[0])
@@ -403,11 +258,13 @@ static int xdmctl_check_check_store(struct xdmctl_check_check_ctx *ctx, struct s
             store_doc_release(&d);
     }
 
-    if (rls_tables) {
-        struct xdmctl_check_rls_scan a = {ctx, USAGE_RLS_DOC_TABLE}, b = {ctx, USAGE_RLS_URI_TABLE};
-        store_kv_scan(ctx->t, USAGE_RLS_DOC_TABLE, NULL, 0, xdmctl_check_rls_entry, &a);
-        store_kv_scan(ctx->t, USAGE_RLS_URI_TABLE, NULL, 0, xdmctl_check_rls_entry, &b);
-    }
+    /* Every entry of the usages' indexes belongs to a document that has it. */
+    const struct appusage *const *rows;
+    size_t n_rows = appusage_list(role, &rows);
+    for (size_t i = 0; with_tables && i < n_rows; i++)
+        if (rows[i]->index_check &&
+            rows[i]->index_check(ctx->t, NULL, NULL, xdmctl_check_index_problem, ctx) < 0)
+            ctx->oom = true;
     store_txn_abort(ctx->t);
     ctx->t = NULL;
     return ctx->oom ? -1 : 0;
@@ -426,14 +283,13 @@ int xdmctl_data_check(const char *root, const char *xcap_root,
             xdoc_global_cleanup();
             return xdmctl_data_fail("path too long under %s", root);
         }
-        /* The RLS store is opened with its index tables when it has them. */
-        const char *const rls_tables[] = {USAGE_RLS_URI_TABLE, USAGE_RLS_DOC_TABLE, NULL};
-        struct store_options opts = {.read_only = true,
-                                     .tables = role == ROLE_RLS ? rls_tables : NULL};
+        /* A store is opened with its usages' index tables when it has them. */
+        const char *const *tables = usage_store_tables(role);
+        struct store_options opts = {.read_only = true, .tables = tables};
         struct store *s;
         enum store_rc rc = xdmctl_data_open(stores, i, dir, &opts, &s);
-        bool with_tables = role == ROLE_RLS && rc == STORE_OK;
-        if (rc == STORE_NOTFOUND && role == ROLE_RLS) {
+        bool with_tables = tables && rc == STORE_OK;
+        if (rc == STORE_NOTFOUND && tables) {
             opts.tables = NULL;
             rc = xdmctl_data_open(stores, i, dir, &opts, &s);
         }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "xcap_uri.h"
+
 enum sqldump_dialect { SQLDUMP_STANDARD, SQLDUMP_MYSQL, SQLDUMP_POSTGRESQL };
 
 struct sqldump {
@@ -221,14 +223,6 @@ static int sqldump_skip_to(struct sqldump *d, bool stop)
     return stop ? sqldump_fail(d, "unterminated statement") : 0;
 }
 
-static int sqldump_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)tolower((unsigned char)c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Reads a string literal at d->p (the opening quote) into d->buf, escapes undone: '' always,
  * backslash escapes when mysql_escapes (MySQL) or pg_escapes (PostgreSQL E'...'). */
 static int sqldump_string(struct sqldump *d, bool mysql_escapes, bool pg_escapes)
@@ -284,10 +278,10 @@ static int sqldump_string(struct sqldump *d, bool mysql_escapes, bool pg_escapes
                 c = mysql_escapes ? '\x1a' : 'Z';
                 break;
             case 'x':
-                if (pg_escapes && d->p < d->end && sqldump_hex(*d->p) >= 0) {
-                    int v = sqldump_hex(*d->p++);
-                    if (d->p < d->end && sqldump_hex(*d->p) >= 0)
-                        v = v * 16 + sqldump_hex(*d->p++);
+                if (pg_escapes && d->p < d->end && xcap_uri_hex(*d->p) >= 0) {
+                    int v = xcap_uri_hex(*d->p++);
+                    if (d->p < d->end && xcap_uri_hex(*d->p) >= 0)
+                        v = v * 16 + xcap_uri_hex(*d->p++);
                     c = (char)v;
                 } else {
                     c = e;
@@ -315,7 +309,7 @@ static bool sqldump_all_hex(const char *p, size_t n)
     if (n % 2)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (sqldump_hex(p[i]) < 0)
+        if (xcap_uri_hex(p[i]) < 0)
             return false;
     return true;
 }
@@ -327,7 +321,7 @@ static int sqldump_unhex(struct sqldump *d, size_t from)
     if (n % 2)
         return sqldump_fail(d, "a hexadecimal blob with an odd number of digits");
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = sqldump_hex(d->buf[from + 2 * i]), lo = sqldump_hex(d->buf[from + 2 * i + 1]);
+        int hi = xcap_uri_hex(d->buf[from + 2 * i]), lo = xcap_uri_hex(d->buf[from + 2 * i + 1]);
         if (hi < 0 || lo < 0)
             return sqldump_fail(d, "a hexadecimal blob with a character that is no digit");
         d->buf[i] = (char)(hi * 16 + lo);
@@ -337,6 +331,37 @@ static int sqldump_unhex(struct sqldump *d, size_t from)
 }
 
 /* Reads one value and binds it as parameter idx (1-based) of st; col < 0 when not known. */
+/* A number at d->p bound to parameter idx (an integer, or a real with '.' or an exponent): the
+ * result of the bind, or -1 for no number (reported). */
+static int sqldump_number(struct sqldump *d, sqlite3_stmt *st, int idx)
+{
+    int rc;
+    const char *v = d->p, *q = v + 1;
+    bool real = *v == '.';
+    while (q < d->end && (isalnum((unsigned char)*q) || *q == '.' ||
+                          ((*q == '-' || *q == '+') && (q[-1] == 'e' || q[-1] == 'E')))) {
+        real = real || *q == '.' || *q == 'e' || *q == 'E';
+        q++;
+    }
+    char num[64];
+    if ((size_t)(q - v) >= sizeof num)
+        return sqldump_fail(d, "a number of more than %zu characters", sizeof num - 1);
+    memcpy(num, v, (size_t)(q - v));
+    num[q - v] = '\0';
+    char *endp;
+    if (real) {
+        double x = strtod(num, &endp);
+        rc = *endp ? SQLITE_MISMATCH : sqlite3_bind_double(st, idx, x);
+    } else {
+        long long x = strtoll(num, &endp, 10);
+        rc = *endp ? SQLITE_MISMATCH : sqlite3_bind_int64(st, idx, x);
+    }
+    if (rc == SQLITE_MISMATCH)
+        return sqldump_fail(d, "not a number: %s", num);
+    d->p = q;
+    return rc;
+}
+
 static int sqldump_value(struct sqldump *d, sqlite3_stmt *st, int idx, int col)
 {
     sqldump_skip_space(d);
@@ -356,7 +381,7 @@ static int sqldump_value(struct sqldump *d, sqlite3_stmt *st, int idx, int col)
                d->dialect == SQLDUMP_MYSQL) {
         d->p += 2;
         d->len = 0;
-        while (d->p < d->end && sqldump_hex(*d->p) >= 0)
+        while (d->p < d->end && xcap_uri_hex(*d->p) >= 0)
             if (sqldump_put(d, *d->p++) < 0)
                 return -1;
         if (sqldump_unhex(d, 0) < 0)
@@ -389,29 +414,8 @@ static int sqldump_value(struct sqldump *d, sqlite3_stmt *st, int idx, int col)
             sqldump_unhex(d, 2) < 0)
             return -1;
     } else if (*v == '-' || *v == '+' || *v == '.' || isdigit((unsigned char)*v)) {
-        const char *q = v + 1;
-        bool real = *v == '.';
-        while (q < d->end && (isalnum((unsigned char)*q) || *q == '.' ||
-                              ((*q == '-' || *q == '+') && (q[-1] == 'e' || q[-1] == 'E')))) {
-            real = real || *q == '.' || *q == 'e' || *q == 'E';
-            q++;
-        }
-        char num[64];
-        if ((size_t)(q - v) >= sizeof num)
-            return sqldump_fail(d, "a number of more than %zu characters", sizeof num - 1);
-        memcpy(num, v, (size_t)(q - v));
-        num[q - v] = '\0';
-        char *endp;
-        if (real) {
-            double x = strtod(num, &endp);
-            rc = *endp ? SQLITE_MISMATCH : sqlite3_bind_double(st, idx, x);
-        } else {
-            long long x = strtoll(num, &endp, 10);
-            rc = *endp ? SQLITE_MISMATCH : sqlite3_bind_int64(st, idx, x);
-        }
-        if (rc == SQLITE_MISMATCH)
-            return sqldump_fail(d, "not a number: %s", num);
-        d->p = q;
+        if ((rc = sqldump_number(d, st, idx)) < 0)
+            return -1;
     } else if (sqldump_word_char(*v)) {
         /* TRUE, FALSE, DEFAULT ...: kept as the word. */
         while (d->p < d->end && sqldump_word_char(*d->p))
@@ -528,23 +532,23 @@ static int sqldump_create_table(struct sqldump *d)
     return sqldump_skip_to(d, false);
 }
 
-/* INSERT INTO <our table> [(cols)] VALUES (...)[, (...)]...; d->p after the name. Returns the
- * rows inserted or -1. */
-static long sqldump_insert(struct sqldump *d)
+/* The column list of an INSERT (or, without one, the table's columns) into names, *n of them. A
+ * data-only dump creates the table from the first list. 0 or -1. */
+static int sqldump_insert_columns(struct sqldump *d,
+                                  char names[XDMCTL_SQLDUMP_COLUMNS_MAX][XDMCTL_SQLDUMP_NAME_MAX],
+                                  size_t *n)
 {
-    char names[XDMCTL_SQLDUMP_COLUMNS_MAX][XDMCTL_SQLDUMP_NAME_MAX];
-    int map[XDMCTL_SQLDUMP_COLUMNS_MAX];
-    size_t n = 0;
+    *n = 0;
     sqldump_skip_space(d);
     if (d->p < d->end && *d->p == '(') {
         d->p++;
         for (;;) {
-            if (n == XDMCTL_SQLDUMP_COLUMNS_MAX)
+            if (*n == XDMCTL_SQLDUMP_COLUMNS_MAX)
                 return sqldump_fail(d, "an INSERT with more than %d columns",
                                     XDMCTL_SQLDUMP_COLUMNS_MAX);
-            if (sqldump_ident(d, names[n]) < 0)
+            if (sqldump_ident(d, names[*n]) < 0)
                 return -1;
-            n++;
+            (*n)++;
             sqldump_skip_space(d);
             if (d->p < d->end && *d->p == ',') {
                 d->p++;
@@ -557,8 +561,8 @@ static long sqldump_insert(struct sqldump *d)
             return sqldump_fail(d, "a column list expected");
         }
         if (!d->created) { /* a data-only dump: the first column list defines the table */
-            memcpy(d->cols, names, sizeof names[0] * n);
-            d->ncols = n;
+            memcpy(d->cols, names, sizeof names[0] * *n);
+            d->ncols = *n;
             d->types_unknown = true;
             if (sqldump_create(d) < 0)
                 return -1;
@@ -570,17 +574,16 @@ static long sqldump_insert(struct sqldump *d)
                                 "for it before",
                                 d->table);
         memcpy(names, d->cols, sizeof names[0] * d->ncols);
-        n = d->ncols;
+        *n = d->ncols;
     }
-    for (size_t i = 0; i < n; i++) {
-        map[i] = -1;
-        for (size_t j = 0; j < d->ncols; j++)
-            if (strcmp(names[i], d->cols[j]) == 0)
-                map[i] = (int)j;
-    }
-    if (!sqldump_keyword(d, "VALUES"))
-        return sqldump_fail(d, "an INSERT into %s without VALUES", d->table);
+    return 0;
+}
 
+/* The statement inserting one row of the n columns names into our table: 0 with *st, or -1. */
+static int sqldump_insert_prepare(struct sqldump *d,
+                                  char names[XDMCTL_SQLDUMP_COLUMNS_MAX][XDMCTL_SQLDUMP_NAME_MAX],
+                                  size_t n, sqlite3_stmt **st)
+{
     char sql[SQLDUMP_SQL_MAX] = "INSERT INTO ";
     if (sqldump_quote(sql, sizeof sql, d->table) < 0)
         return sqldump_fail(d, "the table name is too long");
@@ -595,51 +598,73 @@ static long sqldump_insert(struct sqldump *d)
     for (size_t i = 0; i < n; i++)
         strcat(sql, i ? ",?" : "?");
     strcat(sql, ")");
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(d->h, sql, -1, &st, NULL) != SQLITE_OK)
+    *st = NULL;
+    if (sqlite3_prepare_v2(d->h, sql, -1, st, NULL) != SQLITE_OK)
         return sqldump_fail(d, "%s", sqlite3_errmsg(d->h));
+    return 0;
+}
+
+/* One row "(v, ...)" of n values bound to st (map: the table column of each) and inserted. 0 or
+ * -1. */
+static int sqldump_insert_row(struct sqldump *d, sqlite3_stmt *st, size_t n, const int *map)
+{
+    sqldump_skip_space(d);
+    if (d->p >= d->end || *d->p != '(')
+        return sqldump_fail(d, "a row '(' expected");
+    d->p++;
+    size_t i = 0;
+    for (;;) {
+        if (i == n)
+            return sqldump_fail(d, "a row of %s with more than its %zu columns", d->table, n);
+        if (sqldump_value(d, st, (int)i + 1, map[i]) < 0)
+            return -1;
+        i++;
+        sqldump_skip_space(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            continue;
+        }
+        if (d->p < d->end && *d->p == ')') {
+            d->p++;
+            break;
+        }
+        return sqldump_fail(d, "',' or ')' expected in a row");
+    }
+    if (i != n)
+        return sqldump_fail(d, "a row of %s with %zu values for %zu columns", d->table, i, n);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        return sqldump_fail(d, "%s", sqlite3_errmsg(d->h));
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return 0;
+}
+
+/* INSERT INTO <our table> [(cols)] VALUES (...)[, (...)]...; d->p after the name. Returns the
+ * rows inserted or -1. */
+static long sqldump_insert(struct sqldump *d)
+{
+    char names[XDMCTL_SQLDUMP_COLUMNS_MAX][XDMCTL_SQLDUMP_NAME_MAX];
+    int map[XDMCTL_SQLDUMP_COLUMNS_MAX];
+    size_t n = 0;
+    if (sqldump_insert_columns(d, names, &n) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        map[i] = -1;
+        for (size_t j = 0; j < d->ncols; j++)
+            if (strcmp(names[i], d->cols[j]) == 0)
+                map[i] = (int)j;
+    }
+    if (!sqldump_keyword(d, "VALUES"))
+        return sqldump_fail(d, "an INSERT into %s without VALUES", d->table);
+    sqlite3_stmt *st;
+    if (sqldump_insert_prepare(d, names, n, &st) < 0)
+        return -1;
     long rows = 0;
     for (;;) {
-        sqldump_skip_space(d);
-        if (d->p >= d->end || *d->p != '(') {
-            sqlite3_finalize(st);
-            return sqldump_fail(d, "a row '(' expected");
-        }
-        d->p++;
-        size_t i = 0;
-        for (;;) {
-            if (i == n) {
-                sqlite3_finalize(st);
-                return sqldump_fail(d, "a row of %s with more than its %zu columns", d->table, n);
-            }
-            if (sqldump_value(d, st, (int)i + 1, map[i]) < 0) {
-                sqlite3_finalize(st);
-                return -1;
-            }
-            i++;
-            sqldump_skip_space(d);
-            if (d->p < d->end && *d->p == ',') {
-                d->p++;
-                continue;
-            }
-            if (d->p < d->end && *d->p == ')') {
-                d->p++;
-                break;
-            }
-            sqlite3_finalize(st);
-            return sqldump_fail(d, "',' or ')' expected in a row");
-        }
-        if (i != n) {
-            sqlite3_finalize(st);
-            return sqldump_fail(d, "a row of %s with %zu values for %zu columns", d->table, i, n);
-        }
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            sqldump_fail(d, "%s", sqlite3_errmsg(d->h));
+        if (sqldump_insert_row(d, st, n, map) < 0) {
             sqlite3_finalize(st);
             return -1;
         }
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
         rows++;
         sqldump_skip_space(d);
         if (d->p < d->end && *d->p == ',') {

@@ -97,3 +97,14 @@ const struct appusage *appusage_generated(const char *auid)
             return &appusage_generated_rows[i];
     return NULL;
 }
+
+size_t appusage_auids(const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < APPUSAGE_COUNT && n < max; i++)
+        out[n++] = appusage_table[i]->auid;
+    for (size_t i = 0;
+         i < sizeof appusage_generated_rows / sizeof appusage_generated_rows[0] && n < max; i++)
+        out[n++] = appusage_generated_rows[i].auid;
+    return n;
+}

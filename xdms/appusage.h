@@ -32,6 +32,10 @@ struct appusage_check {
     size_t max_icon_size;             /* local limit of OMA presence content (max_icon_size) */
 };
 
+/* A problem an index check found: one sentence, about the document k (NULL when the problem is
+ * an entry that names no stored document). problem is valid for the call only. */
+typedef void (*appusage_report_fn)(void *cls, const struct doc_key *k, const char *problem);
+
 struct appusage {
     const char *auid;
     const char *mime; /* the document media type */
@@ -69,6 +73,14 @@ struct appusage {
      * builds itself (the rls-services global/index, RFC 4826 §4.4.8), which clients never write
      * and only trusted servers read. NULL: none. */
     bool (*server_owned)(const struct doc_key *k);
+    /* Offline consistency check of what interdepend keeps in the usage's tables (xdmctl check),
+     * in a read transaction t of a store opened with those tables. With k and doc (the stored
+     * document, parsed, valid or not): whether the index has exactly the document's entries.
+     * With k and doc NULL: whether every entry of the index belongs to a stored document that
+     * has it. Each discrepancy goes to report(cls, ...). Returns 0, or -1 when memory ran out.
+     * NULL: the usage keeps no index. */
+    int (*index_check)(struct store_txn *t, const struct doc_key *k, xmlDocPtr doc,
+                       appusage_report_fn report, void *cls);
 };
 
 /* Parses "shared-list", "presence", "rls". Returns -1 otherwise. */
@@ -90,5 +102,9 @@ const char *appusage_root_ns(const struct appusage *au);
  * §12) and "org.openmobilealliance.xcap-directory" (OMA XDM Core); NULL for any other AUID. Their
  * role field is meaningless (every XDMS and the proxy serve them). */
 const struct appusage *appusage_generated(const char *auid);
+
+/* Every AUID the XDMSs know, the stored usages' of every role and then the generated ones: up to
+ * max borrowed names into out; returns how many (e.g. the AUID label values of the metrics). */
+size_t appusage_auids(const char **out, size_t max);
 
 #endif

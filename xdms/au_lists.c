@@ -16,30 +16,6 @@
 
 /* ---- field selectors ---- */
 
-/* RFC 3986 pchar minus the characters a node selector gives meaning to. */
-static bool au_lists_plain(unsigned char ch, bool value)
-{
-    if (isalnum(ch) || strchr("-._~!$&'()*+,;=:@", ch))
-        return ch != 0;
-    return !value && ch == '/';
-}
-
-static int au_lists_pct(struct buf *out, const char *s, size_t n, bool value)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (au_lists_plain(ch, value)) {
-            rc = buf_append(out, &s[i], 1);
-        } else {
-            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            rc = buf_append(out, e, 3);
-        }
-    }
-    return rc;
-}
-
 /* The name test of a step for el: "*" when el's namespace has no prefix to write it with. */
 static bool au_lists_star(xmlNodePtr el, const char *default_ns)
 {
@@ -89,11 +65,11 @@ int au_lists_field(xmlNodePtr el, const char *attr, const char *default_ns, bool
             rc |= buf_puts(out, "*");
         } else {
             if (n->ns && n->ns->href && strcmp((const char *)n->ns->href, default_ns) != 0) {
-                rc |= au_lists_pct(out, (const char *)n->ns->prefix,
-                                   strlen((const char *)n->ns->prefix), false);
+                rc |= xcap_uri_encode(out, (const char *)n->ns->prefix,
+                                      strlen((const char *)n->ns->prefix), false);
                 rc |= buf_puts(out, ":");
             }
-            rc |= au_lists_pct(out, (const char *)n->name, strlen((const char *)n->name), false);
+            rc |= xcap_uri_encode(out, (const char *)n->name, strlen((const char *)n->name), true);
         }
         if (i + 1 == depth) /* the document element: exactly one */
             continue;
@@ -115,14 +91,14 @@ int au_lists_field(xmlNodePtr el, const char *attr, const char *default_ns, bool
         }
         if (kv && same_key == 1 && !strchr(kv, '"')) {
             rc |= buf_printf(out, "%%5B@%s=%%22", key);
-            rc |= au_lists_pct(out, kv, strlen(kv), true);
+            rc |= xcap_uri_encode(out, kv, strlen(kv), false);
             rc |= buf_puts(out, "%22%5D");
         } else if (i == 0 || same > 1) {
             rc |= buf_printf(out, "%%5B%zu%%5D", pos);
         }
     }
     rc |= buf_puts(out, "/@");
-    rc |= au_lists_pct(out, attr, strlen(attr), false);
+    rc |= xcap_uri_encode(out, attr, strlen(attr), true);
     return rc ? -1 : 0;
 }
 
@@ -238,26 +214,24 @@ static bool au_lists_authority(const char *a, size_t len, bool https, char *host
 
 /* Whether the path p[0..len) lies under the root path root (percent-escapes in p decoded, RFC
  * 3986 §6.2.2.2, so "/%78cap-root" is "/xcap-root"); *used receives the bytes of p the root
- * takes. */
+ * takes. The root ends where p ends or at a '/' of p; each such prefix is decoded with the shared
+ * decoder until one equals the root (an escape takes three bytes for one, so no prefix longer than
+ * three times the root can). */
 static bool au_lists_under_root(const char *root, const char *p, size_t len, size_t *used)
 {
-    size_t j = 0;
-    for (const char *r = root; *r; r++) {
-        if (j >= len)
-            return false;
-        int c = (unsigned char)p[j];
-        if (p[j] == '%' && j + 2 < len && xcap_uri_hex(p[j + 1]) >= 0 &&
-            xcap_uri_hex(p[j + 2]) >= 0) {
-            c = xcap_uri_hex(p[j + 1]) * 16 + xcap_uri_hex(p[j + 2]);
-            j += 3;
-        } else {
-            j++;
+    size_t rl = strlen(root);
+    char dec[sizeof((struct au_lists_refs *)0)->path];
+    if (rl >= sizeof dec)
+        return false;
+    for (size_t e = 0; e <= len && e <= 3 * rl; e++) {
+        if (e < len && p[e] != '/')
+            continue;
+        if (xcap_uri_pct_decode(p, e, dec, sizeof dec) == 0 && strcmp(dec, root) == 0) {
+            *used = e;
+            return true;
         }
-        if (c != (unsigned char)*r)
-            return false;
     }
-    *used = j;
-    return j == len || p[j] == '/';
+    return false;
 }
 
 int au_lists_refs_init(struct au_lists_refs *r, const char *xcap_root, bool allow_foreign)

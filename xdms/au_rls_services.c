@@ -9,11 +9,15 @@
  * The global index (global/index) is rebuilt from rls_uri alone, in URI order. */
 #include <ctype.h>
 #include <libxml/tree.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "appusage.h"
 #include "au_lists.h"
+#include "buf.h"
 #include "usage.h"
 #include "xdoc.h"
 
@@ -423,6 +427,197 @@ done:
     return st;
 }
 
+/* ---- xdmctl check: the index against the documents ---- */
+
+/* Formats one problem for report; a problem longer than the buffer (a URI of many kilobytes in a
+ * damaged document) is cut. */
+__attribute__((format(printf, 4, 5))) static void au_rls_services_problem(appusage_report_fn report,
+                                                                          void *cls,
+                                                                          const struct doc_key *k,
+                                                                          const char *fmt, ...)
+{
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    report(cls, k, msg);
+}
+
+static int au_rls_services_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorts a list of strings each followed by \0 (len bytes) in place. */
+static int au_rls_services_sort_list(char *list, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += list[i] == '\0';
+    if (n < 2)
+        return 0;
+    char **items = calloc(n, sizeof *items), *copy = malloc(len);
+    if (!items || !copy) {
+        free(items);
+        free(copy);
+        return -1;
+    }
+    memcpy(copy, list, len);
+    for (size_t i = 0, at = 0; i < n; i++, at += strlen(copy + at) + 1)
+        items[i] = copy + at;
+    qsort(items, n, sizeof *items, au_rls_services_str_cmp);
+    for (size_t i = 0, at = 0; i < n; i++) {
+        size_t l = strlen(items[i]) + 1;
+        memcpy(list + at, items[i], l);
+        at += l;
+    }
+    free(items);
+    free(copy);
+    return 0;
+}
+
+/* The rls_uri entries of the services (want: their URIs, each followed by \0) name the document
+ * whose rls_doc key is key (XUI \0 path). */
+static void au_rls_services_check_uris(struct store_txn *t, const struct doc_key *k,
+                                       const struct buf *want, const struct buf *key,
+                                       appusage_report_fn report, void *cls)
+{
+    for (size_t at = 0; at < want->len; at += strlen(want->data + at) + 1) {
+        void *o = NULL;
+        size_t ol = 0;
+        const char *uri = want->data + at;
+        enum store_rc rc = store_kv_get(t, USAGE_RLS_URI_TABLE, uri, strlen(uri), &o, &ol);
+        if (rc != STORE_OK || ol < key->len + 1 || memcmp(o, key->data, key->len) != 0 ||
+            ((char *)o)[key->len] != '\0')
+            au_rls_services_problem(report, cls, k, "service URI %s is not indexed to it in %s",
+                                    uri, USAGE_RLS_URI_TABLE);
+        free(o);
+    }
+}
+
+/* The rls_doc entry of the users' document k lists exactly its service URIs, and each of them
+ * has its rls_uri entry. */
+static int au_rls_services_index_doc(struct store_txn *t, const struct doc_key *k, xmlDocPtr doc,
+                                     appusage_report_fn report, void *cls)
+{
+    if (strcmp(k->tree, "users") != 0)
+        return 0;
+    xmlNodePtr root = xmlDocGetRootElement(doc);
+    struct au_rls_services_svc *svcs = NULL;
+    size_t n = 0;
+    if (root && xdoc_is(root, AU_LISTS_NS_RLS, "rls-services") &&
+        au_rls_services_collect(root, &svcs, &n) < 0)
+        return -1;
+    struct buf want, key;
+    buf_init(&want, AU_RLS_SERVICES_INDEX_MAX);
+    buf_init(&key, AU_RLS_SERVICES_INDEX_MAX);
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = buf_append(&want, svcs[i].uri, strlen(svcs[i].uri) + 1);
+    free(svcs);
+    void *v = NULL;
+    size_t vl = 0;
+    if (bad || buf_append(&key, k->xui, strlen(k->xui) + 1) || buf_puts(&key, k->path)) {
+        bad = -1;
+    } else {
+        enum store_rc rc = store_kv_get(t, USAGE_RLS_DOC_TABLE, key.data, key.len, &v, &vl);
+        if (rc == STORE_OK && au_rls_services_sort_list(v, vl) < 0)
+            bad = -1;
+        if (want.len && rc != STORE_OK)
+            au_rls_services_problem(report, cls, k, "its service URIs are not in the index %s",
+                                    USAGE_RLS_DOC_TABLE);
+        else if (rc == STORE_OK && (vl != want.len || memcmp(v, want.data, vl) != 0))
+            au_rls_services_problem(report, cls, k, "the index %s lists other service URIs",
+                                    USAGE_RLS_DOC_TABLE);
+        au_rls_services_check_uris(t, k, &want, &key, report, cls);
+    }
+    free(v);
+    buf_release(&want);
+    buf_release(&key);
+    return bad ? -1 : 0;
+}
+
+struct au_rls_services_scan {
+    struct store_txn *t;
+    const char *table;
+    appusage_report_fn report;
+    void *cls;
+    bool oom;
+};
+
+/* Whether the rls_doc entry of the document xui/path lists the service URI uri[0..ulen). */
+static bool au_rls_services_doc_lists(struct store_txn *t, const char *xui, size_t xl,
+                                      const char *path, size_t pl, const void *uri, size_t ulen)
+{
+    struct buf dk;
+    buf_init(&dk, AU_RLS_SERVICES_INDEX_MAX);
+    void *v = NULL;
+    size_t vl = 0;
+    bool listed = false;
+    if (buf_append(&dk, xui, xl + 1) == 0 && buf_append(&dk, path, pl) == 0 &&
+        store_kv_get(t, USAGE_RLS_DOC_TABLE, dk.data, dk.len, &v, &vl) == STORE_OK)
+        for (size_t at = 0; at < vl && !listed; at += strlen((char *)v + at) + 1)
+            listed = strlen((char *)v + at) == ulen && memcmp((char *)v + at, uri, ulen) == 0;
+    free(v);
+    buf_release(&dk);
+    return listed;
+}
+
+/* store_kv_scan() of rls_doc and rls_uri: every entry belongs to an existing document that lists
+ * it. */
+static int au_rls_services_index_entry(void *cls, const void *key, size_t klen, const void *val,
+                                       size_t vlen)
+{
+    struct au_rls_services_scan *sc = cls;
+    bool doc_table = strcmp(sc->table, USAGE_RLS_DOC_TABLE) == 0;
+    const char *xui = doc_table ? key : val;
+    size_t avail = doc_table ? klen : vlen;
+    size_t xl = strnlen(xui, avail);
+    const char *path = xl < avail ? xui + xl + 1 : NULL;
+    size_t pl = path ? strnlen(path, avail - xl - 1) : 0;
+    if (!path || xl + 1 + pl >= avail + (doc_table ? 1 : 0)) {
+        au_rls_services_problem(sc->report, sc->cls, NULL, "%s: a malformed entry", sc->table);
+        return 0;
+    }
+    char *x = strndup(xui, xl), *pa = strndup(path, pl);
+    if (!x || !pa) {
+        free(x);
+        free(pa);
+        return sc->oom = true, 1;
+    }
+    struct doc_key k = {au_rls_services_index_key.auid, "users", x, pa};
+    struct store_doc d;
+    enum store_rc rc = store_doc_get(sc->t, &k, &d);
+    if (rc == STORE_OK) {
+        /* A URI must be one of the document's: its rls_doc entry lists it. */
+        if (!doc_table && !au_rls_services_doc_lists(sc->t, x, xl, pa, pl, key, klen))
+            au_rls_services_problem(sc->report, sc->cls, NULL,
+                                    "%s: service URI %.*s is indexed to %s/%s, which does not "
+                                    "list it",
+                                    sc->table, (int)klen, (const char *)key, x, pa);
+        store_doc_release(&d);
+    } else {
+        au_rls_services_problem(sc->report, sc->cls, NULL,
+                                "%s: an entry for the missing document %s/%s", sc->table, x, pa);
+    }
+    free(x);
+    free(pa);
+    return 0;
+}
+
+static int au_rls_services_index_check(struct store_txn *t, const struct doc_key *k, xmlDocPtr doc,
+                                       appusage_report_fn report, void *cls)
+{
+    if (k)
+        return au_rls_services_index_doc(t, k, doc, report, cls);
+    struct au_rls_services_scan a = {t, USAGE_RLS_DOC_TABLE, report, cls, false};
+    struct au_rls_services_scan b = {t, USAGE_RLS_URI_TABLE, report, cls, false};
+    store_kv_scan(t, USAGE_RLS_DOC_TABLE, NULL, 0, au_rls_services_index_entry, &a);
+    store_kv_scan(t, USAGE_RLS_URI_TABLE, NULL, 0, au_rls_services_index_entry, &b);
+    return a.oom || b.oom ? -1 : 0;
+}
+
 /* RFC 3265 §7.2 event package names: tokens (a template package adds ".name", also a token). */
 static bool au_rls_services_token(const char *s)
 {
@@ -523,4 +718,5 @@ const struct appusage au_rls_services = {
     .check = au_rls_services_check,
     .interdepend = au_rls_services_interdepend,
     .server_owned = au_rls_services_server_owned,
+    .index_check = au_rls_services_index_check,
 };

@@ -165,6 +165,7 @@ struct engine_write {
     enum xcap_status st;  /* the answer, when the function returned non-zero */
     bool exists;
     char etag[STORE_ETAG_MAX];
+    struct store_change ch; /* the change appended, for engine_charged() after the commit */
 };
 
 /* Document PUT in its transaction: preconditions first (RFC 9110 §13.2.1), then the verdict
@@ -228,10 +229,17 @@ static int engine_put_txn(void *cls, struct store_txn *t)
         .detail = "",
         .detail_len = 0,
     };
-    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+    struct buf charge;
+    buf_init(&charge, SIZE_MAX);
+    engine_charge(e, req, &w->k, w->exists ? 200 : 201, &charge, &ch);
+    rc = store_change_append(t, &ch);
+    buf_release(&charge);
+    if (rc != STORE_OK) {
         w->st = engine_store_fail(err, rc);
         goto abort;
     }
+    w->ch = ch;
+    w->ch.prev_etag = ""; /* old is released below */
     store_doc_release(&old);
     return 0;
 abort:
@@ -288,6 +296,7 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
         return engine_store_fail(err, rc);
     if (result != 0)
         return w.st;
+    engine_charged(e, &w.ch);
     memcpy(rep->etag, w.etag, sizeof rep->etag);
     rep->changed = true;
     return w.exists ? XCAP_OK : XCAP_CREATED;
@@ -326,10 +335,17 @@ static int engine_delete_txn(void *cls, struct store_txn *t)
         .detail = "",
         .detail_len = 0,
     };
-    if ((rc = store_change_append(t, &ch)) != STORE_OK) {
+    struct buf charge;
+    buf_init(&charge, SIZE_MAX);
+    engine_charge(w->e, req, &w->k, 200, &charge, &ch);
+    rc = store_change_append(t, &ch);
+    buf_release(&charge);
+    if (rc != STORE_OK) {
         w->st = engine_store_fail(err, rc);
         goto abort;
     }
+    w->ch = ch;
+    w->ch.prev_etag = ""; /* old is released below */
     store_doc_release(&old);
     return 0;
 abort:
@@ -348,6 +364,7 @@ static enum xcap_status engine_delete_document(struct engine *e, const struct en
         return engine_store_fail(err, rc);
     if (result != 0)
         return w.st;
+    engine_charged(e, &w.ch);
     rep->etag[0] = '\0'; /* RFC 4825 §8.5: a deleted document has no ETag */
     rep->changed = true;
     return XCAP_OK;

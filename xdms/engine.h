@@ -26,6 +26,7 @@
 #include "xcap_uri.h"
 
 struct usage;
+struct charging;
 
 struct engine;
 
@@ -41,6 +42,8 @@ struct engine_config {
                                     change log; a larger edit is recorded with its ETags only;
                                     0 = ENGINE_DEFAULT_MAX_RECORD */
     struct usage *usage;         /* schemas, constraints, interdependencies (borrowed) */
+    struct charging *charging;   /* charging records of committed writes (charging.h), queued in
+                                    the write's transaction; NULL: charging is off (borrowed) */
     /* Bounds on every XML body and on every document a write produces (prescan.h); a zero field
      * takes its default. */
     struct prescan_limits limits;
@@ -64,6 +67,8 @@ struct engine_request {
     const char *if_none_match; /* header value or NULL */
     const char *body;
     size_t body_len;
+    const char *identity; /* asserted identity, or NULL (charging: the served user of global/) */
+    int64_t start_ms;     /* when the request arrived, ms since the epoch (charging); 0: now */
 };
 
 struct engine_reply {

@@ -22,13 +22,20 @@ enum xcap_status engine_preconditions(const struct engine_request *req, const ch
  * XCAP_OK, XCAP_INSUFFICIENT_STORAGE or XCAP_CONSTRAINT_FAILURE (engine_execute()). */
 enum xcap_status engine_check_room(struct engine *e, struct store_txn *t, const struct doc_key *k,
                                    size_t old_len, size_t new_len, struct xcap_err *err);
-/* Stores new bytes of an existing document with its change-log record and commits; on success
- * fills rep->etag and rep->changed. Aborts t on failure. */
+/* Stores new bytes of an existing document with its change-log record (and the charging record
+ * of the node write req, created or not) and commits; on success fills rep->etag and
+ * rep->changed. Aborts t on failure. */
 enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
-                                      const struct doc_key *k, const char *prev_etag,
-                                      const char *data, size_t len, const char *detail,
-                                      size_t detail_len, struct engine_reply *rep,
-                                      struct xcap_err *err);
+                                      const struct engine_request *req, const struct doc_key *k,
+                                      const char *prev_etag, const char *data, size_t len,
+                                      const char *detail, size_t detail_len, bool created,
+                                      struct engine_reply *rep, struct xcap_err *err);
+/* Attaches the charging record of the write req (HTTP status result) to the change ch, so that
+ * store_change_append() queues it in the same transaction; scratch holds its bytes until then.
+ * Nothing when charging is off. After the commit, engine_charged(). */
+void engine_charge(struct engine *e, const struct engine_request *req, const struct doc_key *k,
+                   unsigned result, struct buf *scratch, struct store_change *ch);
+void engine_charged(struct engine *e, const struct store_change *ch);
 
 /* Node-level requests (the URI has a node selector). */
 enum xcap_status engine_node_execute(struct engine *e, const struct engine_request *req,

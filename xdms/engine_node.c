@@ -22,7 +22,7 @@
 #include "xcap_uri.h"
 #include "xspan.h"
 
-static const struct xspan_el *node_span(const struct nodeget_doc *d, xmlNodePtr n)
+static const struct xspan_el *engine_node_span(const struct nodeget_doc *d, xmlNodePtr n)
 {
     return &d->spans.els[xspan_index(n)];
 }
@@ -30,11 +30,11 @@ static const struct xspan_el *node_span(const struct nodeget_doc *d, xmlNodePtr 
 /* XPath of an element by position only ("/" "*", then "/" "*[k]" per level): exact in the previous
  * version of the document and free of namespace prefixes (used in change-log details for RFC
  * 5261 patches). */
-static int node_xpath(xmlNodePtr n, struct buf *out)
+static int engine_node_xpath(xmlNodePtr n, struct buf *out)
 {
     if (!n->parent || n->parent->type != XML_ELEMENT_NODE)
         return buf_puts(out, "/*");
-    if (node_xpath(n->parent, out) < 0)
+    if (engine_node_xpath(n->parent, out) < 0)
         return -1;
     unsigned k = 1;
     for (xmlNodePtr s = n->prev; s; s = s->prev)
@@ -52,12 +52,12 @@ static int node_xpath(xmlNodePtr n, struct buf *out)
  *   "ns=PREFIX URI\n"...     bindings in scope where the content goes (PREFIX "" = default),
  *                             so the patch can declare them and the content keeps its names
  *   "\n" CONTENT             the new element's bytes or the attribute value, as stored */
-static int node_detail(struct buf *out, const char *op, xmlNodePtr target, const char *suffix,
-                       const char *pos, const char *type, xmlDocPtr doc, xmlNodePtr context,
-                       const char *content, size_t clen)
+static int engine_node_detail(struct buf *out, const char *op, xmlNodePtr target,
+                              const char *suffix, const char *pos, const char *type, xmlDocPtr doc,
+                              xmlNodePtr context, const char *content, size_t clen)
 {
     int rc = buf_printf(out, "op=%s\nsel=", op);
-    rc |= node_xpath(target, out);
+    rc |= engine_node_xpath(target, out);
     rc |= buf_printf(out, "%s\npos=%s\ntype=%s\n", suffix ? suffix : "", pos ? pos : "",
                      type ? type : "");
     xmlNsPtr *nsl =
@@ -75,9 +75,10 @@ static int node_detail(struct buf *out, const char *op, xmlNodePtr target, const
 }
 
 /* RFC 4825 §11: <no-parent> carries the URI of the closest existing ancestor. */
-static enum xcap_status node_no_parent(const char *xcap_root, const struct engine_request *req,
-                                       const struct nodesel *sel, size_t depth,
-                                       struct xcap_err *err)
+static enum xcap_status engine_node_no_parent(const char *xcap_root,
+                                              const struct engine_request *req,
+                                              const struct nodesel *sel, size_t depth,
+                                              struct xcap_err *err)
 {
     struct buf b;
     buf_init(&b, 1 << 16);
@@ -95,8 +96,8 @@ static enum xcap_status node_no_parent(const char *xcap_root, const struct engin
 }
 
 /* Replaces data[from..to) by ins, into out. */
-static int node_splice(const struct nodeget_doc *d, size_t from, size_t to, const char *ins,
-                       size_t ins_len, struct buf *out)
+static int engine_node_splice(const struct nodeget_doc *d, size_t from, size_t to, const char *ins,
+                              size_t ins_len, struct buf *out)
 {
     buf_reset(out);
     if (buf_append(out, d->data, from) < 0 || buf_append(out, ins, ins_len) < 0 ||
@@ -105,7 +106,7 @@ static int node_splice(const struct nodeget_doc *d, size_t from, size_t to, cons
     return 0;
 }
 
-/* An element body, as checked before the write transaction (node_check_element_body). */
+/* An element body, as checked before the write transaction (engine_node_check_element_body). */
 struct node_body {
     size_t off, len; /* the element's bytes in the request body */
     char *prefix;    /* prefix of its name as written, NULL when unprefixed */
@@ -114,7 +115,7 @@ struct node_body {
     char *ns;    /* ... to this namespace (NULL: xmlns="" undeclares the default) */
 };
 
-static void node_body_release(struct node_body *b)
+static void engine_node_body_release(struct node_body *b)
 {
     free(b->prefix);
     free(b->local);
@@ -126,12 +127,12 @@ static void node_body_release(struct node_body *b)
  * surrounded by white space and preceded by an XML declaration, within the limits. Checked
  * before the transaction, without the document: the body is parsed inside a wrapper element and
  * may use prefixes it does not bind itself (they take the bindings in scope at the parent, as
- * the spliced result gives them; node_body_ns() resolves the element's own name in the
+ * the spliced result gives them; engine_node_body_ns() resolves the element's own name in the
  * transaction, and the re-parse of the spliced document is the final word on namespace
  * well-formedness). */
-static enum xcap_status node_check_element_body(const char *body, size_t blen,
-                                                const struct prescan_limits *lim,
-                                                struct node_body *out, struct xcap_err *err)
+static enum xcap_status engine_node_check_element_body(const char *body, size_t blen,
+                                                       const struct prescan_limits *lim,
+                                                       struct node_body *out, struct xcap_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!xdoc_utf8_valid(body, blen))
@@ -203,7 +204,7 @@ static enum xcap_status node_check_element_body(const char *body, size_t blen,
     }
     xmlFreeDoc(f);
     if (oom) {
-        node_body_release(out);
+        engine_node_body_release(out);
         return xcap_fail(err, XCAP_INTERNAL, "out of memory");
     }
     out->off = s;
@@ -214,8 +215,9 @@ static enum xcap_status node_check_element_body(const char *body, size_t blen,
 /* The namespace of the body's element once it sits under parent (NULL: the document element):
  * its own declaration, else the binding in scope at the parent. *ns is borrowed (from b or the
  * document) and NULL for no namespace. A prefix bound nowhere is not-xml-frag. */
-static enum xcap_status node_body_ns(const struct node_body *b, xmlDocPtr doc, xmlNodePtr parent,
-                                     const char **ns, struct xcap_err *err)
+static enum xcap_status engine_node_body_ns(const struct node_body *b, xmlDocPtr doc,
+                                            xmlNodePtr parent, const char **ns,
+                                            struct xcap_err *err)
 {
     *ns = NULL;
     if (b->own_ns) {
@@ -231,7 +233,7 @@ static enum xcap_status node_body_ns(const struct node_body *b, xmlDocPtr doc, x
 }
 
 /* An attribute body (RFC 4825 §8.2.2): the value of an AttValue without its quotes. */
-static enum xcap_status node_check_att_value(const char *v, size_t len, struct xcap_err *err)
+static enum xcap_status engine_node_check_att_value(const char *v, size_t len, struct xcap_err *err)
 {
     if (!xdoc_utf8_valid(v, len))
         return xcap_fail(err, XCAP_NOT_UTF8, "the body is not valid UTF-8");
@@ -263,7 +265,7 @@ static enum xcap_status node_check_att_value(const char *v, size_t len, struct x
 
 /* Quotes an attribute value for splicing: double quotes unless the value holds '"' and no '\''
  * (so the bytes stay as sent); with both, '"' becomes &quot;. */
-static int node_quote_value(struct buf *out, const char *v, size_t len)
+static int engine_node_quote_value(struct buf *out, const char *v, size_t len)
 {
     bool dq = memchr(v, '"', len) != NULL, sq = memchr(v, '\'', len) != NULL;
     if (dq && !sq)
@@ -280,7 +282,7 @@ struct node_call {
     const struct prescan_limits *limits;
     const struct engine_request *req;
     struct nodesel sel;
-    /* The PUT body, checked before the transaction (node_prepare); its verdict is given
+    /* The PUT body, checked before the transaction (engine_node_prepare); its verdict is given
      * where RFC 4825 orders it, after the preconditions and the parent's existence. */
     enum xcap_status body_st;
     struct xcap_err body_err;
@@ -293,13 +295,13 @@ struct node_call {
     struct buf detail;     /* change-log detail */
 };
 
-static void node_call_release(struct node_call *c)
+static void engine_node_call_release(struct node_call *c)
 {
     if (c->t)
         store_txn_abort(c->t);
     nodesel_release(&c->sel);
     xcap_err_release(&c->body_err);
-    node_body_release(&c->body);
+    engine_node_body_release(&c->body);
     store_doc_release(&c->stored);
     nodeget_doc_release(&c->d);
     nodeget_doc_release(&c->nd);
@@ -309,7 +311,7 @@ static void node_call_release(struct node_call *c)
 
 /* Opens the transaction, reads and indexes the document, checks preconditions. A missing
  * document is 404 for reads and 409 no-parent for writes (RFC 4825 §8.2.1). */
-static enum xcap_status node_open(struct node_call *c, bool write, struct xcap_err *err)
+static enum xcap_status engine_node_open(struct node_call *c, bool write, struct xcap_err *err)
 {
     struct doc_key k;
     engine_key(c->req->uri, &k);
@@ -340,27 +342,27 @@ static enum xcap_status node_open(struct node_call *c, bool write, struct xcap_e
 }
 
 /* Reads the selected element, attribute or namespace bindings from the loaded c->d. */
-static enum xcap_status node_read(struct node_call *c, struct engine_reply *rep,
-                                  struct xcap_err *err)
+static enum xcap_status engine_node_read(struct node_call *c, struct engine_reply *rep,
+                                         struct xcap_err *err)
 {
     return nodeget_render(&c->sel, &c->d, &rep->body, &rep->content_type, err);
 }
 
-static enum xcap_status node_get(struct node_call *c, struct engine_reply *rep,
-                                 struct xcap_err *err)
+static enum xcap_status engine_node_get(struct node_call *c, struct engine_reply *rep,
+                                        struct xcap_err *err)
 {
-    enum xcap_status st = node_open(c, false, err);
+    enum xcap_status st = engine_node_open(c, false, err);
     if (c->stored.data)
         memcpy(rep->etag, c->stored.etag, sizeof rep->etag);
     if (st != XCAP_OK)
         return st;
-    return node_read(c, rep, err);
+    return engine_node_read(c, rep, err);
 }
 
 /* Parses the spliced result and evaluates the request's element selector on it; the element it
  * selects must start at new_start (the content just written). */
-static enum xcap_status node_verify(struct node_call *c, size_t new_start, bool must_select,
-                                    enum xcap_status fail, struct xcap_err *err)
+static enum xcap_status engine_node_verify(struct node_call *c, size_t new_start, bool must_select,
+                                           enum xcap_status fail, struct xcap_err *err)
 {
     struct nodeget_doc *nd = &c->nd;
     enum xcap_status st = nodeget_doc_load(nd, c->out.data, c->out.len, err);
@@ -373,15 +375,15 @@ static enum xcap_status node_verify(struct node_call *c, size_t new_start, bool 
     }
     bool amb;
     xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, nd->xml, &amb, NULL);
-    if (must_select && (!el || node_span(nd, el)->start != new_start))
+    if (must_select && (!el || engine_node_span(nd, el)->start != new_start))
         return xcap_fail(err, fail, "the URI would not select the new content");
     if (!must_select && el)
         return xcap_fail(err, fail, "the URI would select another element afterwards");
     return XCAP_OK;
 }
 
-/* Reports the verdict node_prepare() reached on the body. */
-static enum xcap_status node_body_verdict(struct node_call *c, struct xcap_err *err)
+/* Reports the verdict engine_node_prepare() reached on the body. */
+static enum xcap_status engine_node_body_verdict(struct node_call *c, struct xcap_err *err)
 {
     xcap_err_release(err);
     *err = c->body_err;
@@ -392,7 +394,7 @@ static enum xcap_status node_body_verdict(struct node_call *c, struct xcap_err *
 /* The document a write would store stays within the limits (an element of allowed shape may
  * still nest too deep where it goes, or be one element too many); counted on the spliced bytes
  * before they are parsed. */
-static enum xcap_status node_bound_result(struct node_call *c, struct xcap_err *err)
+static enum xcap_status engine_node_bound_result(struct node_call *c, struct xcap_err *err)
 {
     struct xcap_err perr = {0};
     enum xcap_status st = prescan_check(c->out.data, c->out.len, c->limits, NULL, &perr);
@@ -406,9 +408,10 @@ static enum xcap_status node_bound_result(struct node_call *c, struct xcap_err *
  * position n, as the n-th such sibling (after the (n-1)-th, or before the first when n = 1);
  * with no such sibling, as the parent's last child. For "*" steps without a position the body's
  * element name is the name test. */
-static enum xcap_status node_insert_point(struct node_call *c, xmlNodePtr parent, const char *bns,
-                                          const char *blocal, size_t *at, const char **pos,
-                                          xmlNodePtr *anchor, struct xcap_err *err)
+static enum xcap_status engine_node_insert_point(struct node_call *c, xmlNodePtr parent,
+                                                 const char *bns, const char *blocal, size_t *at,
+                                                 const char **pos, xmlNodePtr *anchor,
+                                                 struct xcap_err *err)
 {
     const struct nodesel_step *st = &c->sel.steps[c->sel.n_steps - 1];
     struct nodesel_step test = *st;
@@ -435,19 +438,19 @@ static enum xcap_status node_insert_point(struct node_call *c, xmlNodePtr parent
     if (st->pos > 1) {
         *anchor = nth_before;
         *pos = "after";
-        *at = node_span(&c->d, nth_before)->end;
+        *at = engine_node_span(&c->d, nth_before)->end;
         return XCAP_OK;
     }
     if (st->pos == 1 && first) {
         *anchor = nth ? nth : first;
         *pos = "before";
-        *at = node_span(&c->d, *anchor)->start;
+        *at = engine_node_span(&c->d, *anchor)->start;
         return XCAP_OK;
     }
     if (!st->pos && last) {
         *anchor = last;
         *pos = "after";
-        *at = node_span(&c->d, last)->end;
+        *at = engine_node_span(&c->d, last)->end;
         return XCAP_OK;
     }
     *anchor = parent;
@@ -456,7 +459,8 @@ static enum xcap_status node_insert_point(struct node_call *c, xmlNodePtr parent
     return XCAP_OK;
 }
 
-static enum xcap_status node_put_element(struct node_call *c, bool *created, struct xcap_err *err)
+static enum xcap_status engine_node_put_element(struct node_call *c, bool *created,
+                                                struct xcap_err *err)
 {
     const struct engine_request *req = c->req;
     bool amb;
@@ -465,12 +469,12 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
     if (c->sel.n_steps > 1) {
         parent = nodesel_eval(&c->sel, c->sel.n_steps - 1, c->d.xml, &amb, &depth);
         if (!parent)
-            return node_no_parent(c->xcap_root, req, &c->sel, depth, err);
+            return engine_node_no_parent(c->xcap_root, req, &c->sel, depth, err);
     }
     if (c->body_st != XCAP_OK)
-        return node_body_verdict(c, err);
+        return engine_node_body_verdict(c, err);
     const char *bns = NULL, *blocal = c->body.local;
-    enum xcap_status st = node_body_ns(&c->body, c->d.xml, parent, &bns, err);
+    enum xcap_status st = engine_node_body_ns(&c->body, c->d.xml, parent, &bns, err);
     if (st != XCAP_OK)
         return st;
     const char *body = req->body + c->body.off;
@@ -479,11 +483,11 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
     size_t new_start;
     int rc;
     if (target) { /* replacement in place, RFC 4825 §8.2.4 */
-        const struct xspan_el *se = node_span(&c->d, target);
+        const struct xspan_el *se = engine_node_span(&c->d, target);
         new_start = se->start;
-        rc = node_splice(&c->d, se->start, se->end, body, blen, &c->out);
-        rc |= node_detail(&c->detail, "replace", target, NULL, NULL, NULL, c->d.xml, target->parent,
-                          body, blen);
+        rc = engine_node_splice(&c->d, se->start, se->end, body, blen, &c->out);
+        rc |= engine_node_detail(&c->detail, "replace", target, NULL, NULL, NULL, c->d.xml,
+                                 target->parent, body, blen);
         *created = false;
     } else if (amb || !parent) {
         return xcap_fail(err, XCAP_CANNOT_INSERT,
@@ -493,37 +497,39 @@ static enum xcap_status node_put_element(struct node_call *c, bool *created, str
         size_t at = SIZE_MAX;
         const char *pos = NULL;
         xmlNodePtr anchor = parent;
-        st = node_insert_point(c, parent, bns, blocal, &at, &pos, &anchor, err);
+        st = engine_node_insert_point(c, parent, bns, blocal, &at, &pos, &anchor, err);
         if (st != XCAP_OK)
             return st;
-        const struct xspan_el *pe = node_span(&c->d, parent);
+        const struct xspan_el *pe = engine_node_span(&c->d, parent);
         if (at != SIZE_MAX) {
             new_start = at;
-            rc = node_splice(&c->d, at, at, body, blen, &c->out);
+            rc = engine_node_splice(&c->d, at, at, body, blen, &c->out);
         } else if (!pe->empty) {
             new_start = at = pe->etag_start;
-            rc = node_splice(&c->d, at, at, body, blen, &c->out);
+            rc = engine_node_splice(&c->d, at, at, body, blen, &c->out);
         } else { /* <parent .../> becomes <parent ...>BODY</parent> */
             struct buf ins;
             buf_init(&ins, SIZE_MAX);
             rc = buf_puts(&ins, ">") | buf_append(&ins, body, blen) | buf_puts(&ins, "</") |
                  buf_append(&ins, c->d.data + pe->start + 1, pe->name_len) | buf_puts(&ins, ">");
             new_start = pe->stag_end - 1;
-            rc |= node_splice(&c->d, pe->stag_end - 2, pe->stag_end, ins.data, ins.len, &c->out);
+            rc |= engine_node_splice(&c->d, pe->stag_end - 2, pe->stag_end, ins.data, ins.len,
+                                     &c->out);
             buf_release(&ins);
         }
-        rc |= node_detail(&c->detail, "add", anchor, NULL, pos, NULL, c->d.xml, parent, body, blen);
+        rc |= engine_node_detail(&c->detail, "add", anchor, NULL, pos, NULL, c->d.xml, parent, body,
+                                 blen);
         *created = true;
     }
     if (rc)
         return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
-    if ((st = node_bound_result(c, err)) != XCAP_OK)
+    if ((st = engine_node_bound_result(c, err)) != XCAP_OK)
         return st;
-    return node_verify(c, new_start, true, XCAP_CANNOT_INSERT, err);
+    return engine_node_verify(c, new_start, true, XCAP_CANNOT_INSERT, err);
 }
 
 /* A prefix bound to ns at el that can qualify an attribute (default namespaces cannot). */
-static const char *node_attr_prefix(xmlDocPtr doc, xmlNodePtr el, const char *ns)
+static const char *engine_node_attr_prefix(xmlDocPtr doc, xmlNodePtr el, const char *ns)
 {
     if (strcmp(ns, (const char *)XML_XML_NAMESPACE) == 0)
         return "xml"; /* bound by definition, and no other prefix may be */
@@ -536,34 +542,35 @@ static const char *node_attr_prefix(xmlDocPtr doc, xmlNodePtr el, const char *ns
     return found;
 }
 
-static enum xcap_status node_put_attribute(struct node_call *c, bool *created, struct xcap_err *err)
+static enum xcap_status engine_node_put_attribute(struct node_call *c, bool *created,
+                                                  struct xcap_err *err)
 {
     const struct engine_request *req = c->req;
     bool amb;
     size_t depth;
     xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, &depth);
     if (!el)
-        return node_no_parent(c->xcap_root, req, &c->sel, depth, err);
+        return engine_node_no_parent(c->xcap_root, req, &c->sel, depth, err);
     if (c->body_st != XCAP_OK)
-        return node_body_verdict(c, err);
+        return engine_node_body_verdict(c, err);
     enum xcap_status st;
     struct buf q;
     buf_init(&q, SIZE_MAX);
-    int rc = node_quote_value(&q, req->body, req->body_len);
+    int rc = engine_node_quote_value(&q, req->body, req->body_len);
     xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
-    const struct xspan_el *se = node_span(&c->d, el);
+    const struct xspan_el *se = engine_node_span(&c->d, el);
     if (a) {
         const struct xspan_attr *sa = nodeget_attr_span(&c->d, el, a);
         if (!sa) {
             buf_release(&q);
             return xcap_fail(err, XCAP_INTERNAL, "cannot locate the attribute");
         }
-        rc |= node_splice(&c->d, sa->value - 1, sa->end, q.data, q.len, &c->out);
+        rc |= engine_node_splice(&c->d, sa->value - 1, sa->end, q.data, q.len, &c->out);
         struct buf suffix;
         buf_init(&suffix, SIZE_MAX);
         rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
-        rc |= node_detail(&c->detail, "replace", el, suffix.data, NULL, NULL, c->d.xml, el,
-                          req->body, req->body_len);
+        rc |= engine_node_detail(&c->detail, "replace", el, suffix.data, NULL, NULL, c->d.xml, el,
+                                 req->body, req->body_len);
         buf_release(&suffix);
         *created = false;
     } else {
@@ -575,7 +582,7 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
         const char *pfx = NULL;
         rc |= buf_puts(&ins, " ");
         if (c->sel.attr_ns) {
-            pfx = node_attr_prefix(c->d.xml, el, c->sel.attr_ns);
+            pfx = engine_node_attr_prefix(c->d.xml, el, c->sel.attr_ns);
             if (!pfx) {
                 pfx = "xdmattr0";
                 rc |= buf_printf(&ins, "xmlns:%s=\"", pfx);
@@ -587,9 +594,9 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
         rc |= buf_puts(&ins, qname.data ? qname.data + 1 : "") | buf_puts(&ins, "=");
         rc |= buf_append(&ins, q.data, q.len);
         size_t at = se->stag_end - (se->empty ? 2 : 1);
-        rc |= node_splice(&c->d, at, at, ins.data, ins.len, &c->out);
-        rc |= node_detail(&c->detail, "add", el, NULL, NULL, qname.data, c->d.xml, el, req->body,
-                          req->body_len);
+        rc |= engine_node_splice(&c->d, at, at, ins.data, ins.len, &c->out);
+        rc |= engine_node_detail(&c->detail, "add", el, NULL, NULL, qname.data, c->d.xml, el,
+                                 req->body, req->body_len);
         buf_release(&qname);
         buf_release(&ins);
         *created = true;
@@ -597,9 +604,9 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
     buf_release(&q);
     if (rc)
         return xcap_fail(err, XCAP_TOO_LARGE, "the document would be too large");
-    if ((st = node_bound_result(c, err)) != XCAP_OK)
+    if ((st = engine_node_bound_result(c, err)) != XCAP_OK)
         return st;
-    st = node_verify(c, se->start, true, XCAP_CANNOT_INSERT, err);
+    st = engine_node_verify(c, se->start, true, XCAP_CANNOT_INSERT, err);
     if (st == XCAP_OK) {
         xmlNodePtr nel = nodesel_eval(&c->sel, c->sel.n_steps, c->nd.xml, &amb, NULL);
         xmlAttrPtr na = nel ? nodesel_find_attr(nel, c->sel.attr_ns, c->sel.attr_local) : NULL;
@@ -609,26 +616,27 @@ static enum xcap_status node_put_attribute(struct node_call *c, bool *created, s
     return st;
 }
 
-static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
+static enum xcap_status engine_node_delete(struct node_call *c, struct xcap_err *err)
 {
     bool amb;
     xmlNodePtr el = nodesel_eval(&c->sel, c->sel.n_steps, c->d.xml, &amb, NULL);
     if (!el)
         return xcap_fail(err, XCAP_NOT_FOUND,
                          amb ? "the selector matches more than one element" : "no such element");
-    const struct xspan_el *se = node_span(&c->d, el);
+    const struct xspan_el *se = engine_node_span(&c->d, el);
     int rc;
     if (c->sel.terminal == NODESEL_ATTRIBUTE) {
         xmlAttrPtr a = nodesel_find_attr(el, c->sel.attr_ns, c->sel.attr_local);
         const struct xspan_attr *sa = a ? nodeget_attr_span(&c->d, el, a) : NULL;
         if (!sa)
             return xcap_fail(err, XCAP_NOT_FOUND, "no such attribute");
-        rc = node_splice(&c->d, sa->ws, sa->end, "", 0, &c->out);
+        rc = engine_node_splice(&c->d, sa->ws, sa->end, "", 0, &c->out);
         struct buf suffix;
         buf_init(&suffix, SIZE_MAX);
         rc |= buf_puts(&suffix, "/@") | buf_append(&suffix, c->d.data + sa->name, sa->name_len);
         /* the bindings at the element let a patch resolve a prefixed attribute name */
-        rc |= node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, c->d.xml, el, "", 0);
+        rc |= engine_node_detail(&c->detail, "remove", el, suffix.data, NULL, NULL, c->d.xml, el,
+                                 "", 0);
         buf_release(&suffix);
         if (rc)
             return xcap_fail(err, XCAP_INTERNAL, "out of memory");
@@ -638,16 +646,16 @@ static enum xcap_status node_delete(struct node_call *c, struct xcap_err *err)
         return xcap_fail(err, XCAP_CANNOT_DELETE,
                          "the root element cannot be deleted; "
                          "delete the document instead");
-    rc = node_splice(&c->d, se->start, se->end, "", 0, &c->out);
-    rc |= node_detail(&c->detail, "remove", el, NULL, NULL, NULL, NULL, NULL, "", 0);
+    rc = engine_node_splice(&c->d, se->start, se->end, "", 0, &c->out);
+    rc |= engine_node_detail(&c->detail, "remove", el, NULL, NULL, NULL, NULL, NULL, "", 0);
     if (rc)
         return xcap_fail(err, XCAP_INTERNAL, "out of memory");
-    return node_verify(c, 0, false, XCAP_CANNOT_DELETE, err);
+    return engine_node_verify(c, 0, false, XCAP_CANNOT_DELETE, err);
 }
 
 /* Parses the selector and checks what needs no document: the namespace resource is read-only
  * (RFC 4825 §8.2.2, §8.4: 405), and a PUT body's media type must fit the resource (415). */
-static enum xcap_status node_prepare(struct node_call *c, struct xcap_err *err)
+static enum xcap_status engine_node_prepare(struct node_call *c, struct xcap_err *err)
 {
     const struct engine_request *req = c->req;
     enum xcap_status st =
@@ -668,22 +676,22 @@ static enum xcap_status node_prepare(struct node_call *c, struct xcap_err *err)
                              want);
         /* The body is judged here, before any transaction; the verdict waits in c. */
         c->body_st = c->sel.terminal == NODESEL_ATTRIBUTE
-                         ? node_check_att_value(req->body, req->body_len, &c->body_err)
-                         : node_check_element_body(req->body, req->body_len, c->limits, &c->body,
-                                                   &c->body_err);
+                         ? engine_node_check_att_value(req->body, req->body_len, &c->body_err)
+                         : engine_node_check_element_body(req->body, req->body_len, c->limits,
+                                                          &c->body, &c->body_err);
     }
     return XCAP_OK;
 }
 
 /* The write itself, on the loaded document c->d: fills c->out, c->detail and c->nd. */
-static enum xcap_status node_apply(struct node_call *c, bool *created, struct xcap_err *err)
+static enum xcap_status engine_node_apply(struct node_call *c, bool *created, struct xcap_err *err)
 {
     *created = false;
     if (c->req->method == ENGINE_DELETE)
-        return node_delete(c, err);
+        return engine_node_delete(c, err);
     if (c->sel.terminal == NODESEL_ATTRIBUTE)
-        return node_put_attribute(c, created, err);
-    return node_put_element(c, created, err);
+        return engine_node_put_attribute(c, created, err);
+    return engine_node_put_element(c, created, err);
 }
 
 enum xcap_status engine_node_transform(const char *xcap_root, const struct engine_request *req,
@@ -695,12 +703,12 @@ enum xcap_status engine_node_transform(const char *xcap_root, const struct engin
     struct node_call c = {.xcap_root = xcap_root, .limits = &lim, .req = req};
     buf_init(&c.out, SIZE_MAX);
     buf_init(&c.detail, SIZE_MAX);
-    enum xcap_status st = node_prepare(&c, err);
+    enum xcap_status st = engine_node_prepare(&c, err);
     if (st == XCAP_OK && (st = nodeget_doc_load(&c.d, doc, len, err)) == XCAP_OK &&
-        (st = node_apply(&c, created, err)) == XCAP_OK &&
+        (st = engine_node_apply(&c, created, err)) == XCAP_OK &&
         buf_append(out, c.out.data, c.out.len) < 0)
         st = xcap_fail(err, XCAP_INTERNAL, "out of memory");
-    node_call_release(&c);
+    engine_node_call_release(&c);
     return st;
 }
 
@@ -718,20 +726,20 @@ enum xcap_status engine_node_execute(struct engine *e, const struct engine_reque
     struct node_call c = {.e = e, .xcap_root = e->cfg.xcap_root, .limits = &lim, .req = req};
     buf_init(&c.out, SIZE_MAX);
     buf_init(&c.detail, SIZE_MAX);
-    enum xcap_status st = node_prepare(&c, err);
+    enum xcap_status st = engine_node_prepare(&c, err);
     if (st != XCAP_OK)
         goto done;
     if (req->method != ENGINE_PUT && req->method != ENGINE_DELETE) {
-        st = node_get(&c, rep, err);
+        st = engine_node_get(&c, rep, err);
         goto done;
     }
     bool created = false;
     /* A body already refused writes nothing: a read transaction finds the verdict's place among
      * the preconditions without taking the writer lock. */
-    if ((st = node_open(&c, c.body_st == XCAP_OK, err)) != XCAP_OK ||
-        (st = node_apply(&c, &created, err)) != XCAP_OK)
+    if ((st = engine_node_open(&c, c.body_st == XCAP_OK, err)) != XCAP_OK ||
+        (st = engine_node_apply(&c, &created, err)) != XCAP_OK)
         goto done;
-    if (c.body_st != XCAP_OK) { /* node_apply() returns the verdict; never reached */
+    if (c.body_st != XCAP_OK) { /* engine_node_apply() returns the verdict; never reached */
         st = xcap_fail(err, XCAP_INTERNAL, "refused body applied");
         goto done;
     }
@@ -746,11 +754,11 @@ enum xcap_status engine_node_execute(struct engine *e, const struct engine_reque
         goto done;
     struct store_txn *t = c.t;
     c.t = NULL; /* engine_commit_update() owns it now */
-    st = engine_commit_update(e, t, &k, c.stored.etag, c.out.data, c.out.len, c.detail.data,
-                              c.detail.len, rep, err);
+    st = engine_commit_update(e, t, req, &k, c.stored.etag, c.out.data, c.out.len, c.detail.data,
+                              c.detail.len, created, rep, err);
     if (st == XCAP_OK && created)
         st = XCAP_CREATED;
 done:
-    node_call_release(&c);
+    engine_node_call_release(&c);
     return st;
 }

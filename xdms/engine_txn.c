@@ -5,9 +5,12 @@
 #include "engine.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "access.h"
+#include "charging.h"
 #include "engine_internal.h"
 #include "etag.h"
 #include "xdiff.h"
@@ -95,11 +98,72 @@ enum xcap_status engine_preconditions(const struct engine_request *req, const ch
     return XCAP_OK;
 }
 
+/* Whether the last step of a node selector names an attribute (RFC 4825 §6.3: attribute-selector
+ * "@name"); '/' inside predicates and quoted values does not separate steps. */
+static bool engine_node_is_attribute(const char *sel)
+{
+    const char *last = sel;
+    int depth = 0;
+    char quote = 0;
+    for (const char *p = sel; *p; p++) {
+        if (quote) {
+            quote = *p == quote ? 0 : quote;
+        } else if (*p == '"' || *p == '\'') {
+            quote = *p;
+        } else if (*p == '[') {
+            depth++;
+        } else if (*p == ']') {
+            depth--;
+        } else if (*p == '/' && depth == 0) {
+            last = p + 1;
+        }
+    }
+    return *last == '@';
+}
+
+void engine_charge(struct engine *e, const struct engine_request *req, const struct doc_key *k,
+                   unsigned result, struct buf *scratch, struct store_change *ch)
+{
+    if (!e->cfg.charging)
+        return;
+    bool put = req->method == ENGINE_PUT, node = req->uri->node_sel != NULL;
+    enum charging_event ev = node            ? CHARGING_NODE_CHANGED
+                             : !put          ? CHARGING_DOC_DELETED
+                             : result == 201 ? CHARGING_DOC_CREATED
+                                             : CHARGING_DOC_REPLACED;
+    char op[32];
+    snprintf(op, sizeof op, "%s %s", put ? "PUT" : "DELETE",
+             !node                                          ? "document"
+             : engine_node_is_attribute(req->uri->node_sel) ? "attribute"
+                                                            : "element");
+    int64_t now = charging_now_ms();
+    struct charging_record r = {
+        .event = ev,
+        .user = k->xui[0] ? k->xui : req->identity,
+        .auid = k->auid,
+        .document = req->uri->doc_sel,
+        .operation = op,
+        .node = charging_node(e->cfg.charging),
+        .correlation = access_request_id(),
+        .result = result,
+        .bytes_in = req->body_len,
+        .bytes_out = 0, /* a write answers with no body (RFC 4825 §8.2.5, §8.3.5) */
+        .start_ms = req->start_ms ? req->start_ms : now,
+        .time_ms = now,
+    };
+    charging_attach(e->cfg.charging, &r, scratch, ch);
+}
+
+void engine_charged(struct engine *e, const struct store_change *ch)
+{
+    charging_committed(e->cfg.charging, ch);
+}
+
 enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
-                                      const struct doc_key *k, const char *prev_etag,
-                                      const char *data, size_t len, const char *detail,
-                                      size_t detail_len, struct engine_reply *rep,
-                                      struct xcap_err *err)
+                                      const struct engine_request *req, const struct doc_key *k,
+                                      const char *prev_etag, const char *data, size_t len,
+                                      const char *detail, size_t detail_len, bool created,
+                                      struct engine_reply *rep, struct xcap_err *err)
 {
     /* A large edit is recorded with its ETags only, so one user's edits cannot fill the change
      * log (and the map) with copies of their content; subscribers fetch the document instead
@@ -110,24 +174,29 @@ enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
         detail_len = sizeof XDIFF_DETAIL_ETAGS_ONLY - 1;
     }
     char etag[STORE_ETAG_MAX];
+    struct buf charge;
+    buf_init(&charge, SIZE_MAX);
+    struct store_change ch = {
+        .kind = STORE_CHANGE_PUT,
+        .key = *k,
+        .prev_etag = prev_etag,
+        .new_etag = etag,
+        .detail = detail,
+        .detail_len = detail_len,
+    };
     enum store_rc rc = store_doc_put(t, k, data, len, etag);
     if (rc == STORE_OK) {
-        struct store_change ch = {
-            .kind = STORE_CHANGE_PUT,
-            .key = *k,
-            .prev_etag = prev_etag,
-            .new_etag = etag,
-            .detail = detail,
-            .detail_len = detail_len,
-        };
+        engine_charge(e, req, k, created ? 201 : 200, &charge, &ch);
         rc = store_change_append(t, &ch);
     }
+    buf_release(&charge);
     if (rc != STORE_OK) {
         store_txn_abort(t);
         return engine_store_fail(err, rc);
     }
     if ((rc = store_txn_commit(t)) != STORE_OK)
         return engine_store_fail(err, rc);
+    engine_charged(e, &ch);
     memcpy(rep->etag, etag, sizeof rep->etag);
     rep->changed = true;
     return XCAP_OK;

@@ -1,6 +1,7 @@
 /* xdms: one XCAP server process for one role (docs/architecture.md). */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,9 +13,13 @@
 
 #include "access.h"
 #include "appusage.h"
+#include "charging.h"
+#include "charging_config.h"
 #include "config.h"
+#include "corpdir.h"
 #include "engine.h"
 #include "httpd.h"
+#include "ldapc.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -139,6 +144,33 @@ static const struct config_key xdms_keys[] = {
     {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
     {"tls_client_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
      "PEM CA bundle: require and verify client certificates"},
+    CHARGING_CONFIG_KEYS,
+    /* The corporate directory from LDAP (shared-list only; docs/enterprise.md) */
+    {"ldap_uri", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "LDAP server of the corporate directory, ldap:// or ldaps:// (default: none)"},
+    {"ldap_bind_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "DN the XDMS binds as to search (default: anonymous)"},
+    {"ldap_bind_password", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "password of ldap_bind_dn"},
+    {"ldap_bind_password_file", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "file whose first line is the password of ldap_bind_dn"},
+    {"ldap_timeout_ms", CONFIG_UINT, 1, 60000, "2000", NULL, 0, NULL,
+     "longest wait for the LDAP server: connecting, each answer"},
+    {"directory_base_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
+     "subtree of the corporate directory's entries (set: the directory is built)"},
+    {"directory_filter", CONFIG_STR, 0, 1024, "(objectClass=inetOrgPerson)", NULL, 0, NULL,
+     "filter of the corporate directory's entries"},
+    {"directory_name_attribute", CONFIG_STR, 0, 255, "displayName", NULL, 0, NULL,
+     "attribute giving an entry's display-name"},
+    {"directory_uri_attributes", CONFIG_STR, 0, 1024, "labeledURI telephoneNumber", NULL, 0, NULL,
+     "attributes giving an entry's URI (sip:, sips:, tel: or +number), first match wins"},
+    {"directory_document", CONFIG_STR, 0, 128, "corporate-directory", NULL, 0, NULL,
+     "name of the document in resource-lists/global/"},
+    {"directory_refresh", CONFIG_UINT, 0, 604800, "3600", NULL, 0, NULL,
+     "seconds between rebuilds from LDAP (0: at start and on SIGUSR1 only)"},
+    {"directory_max_entries", CONFIG_UINT, 1, 50000, "5000", NULL, 0, NULL,
+     "entries per document; more are split into parts"},
+    {"directory_max_total", CONFIG_UINT, 1, 10000000, "200000", NULL, 0, NULL,
+     "entries read at most; a larger directory is not rebuilt"},
     {0},
 };
 
@@ -274,12 +306,15 @@ static int xdms_collect_store(void *cls, struct buf *out)
 struct xdms_admin {
     struct store *store;
     uint64_t max_body;
+    struct corpdir *corpdir;
 };
 
 static int xdms_collect_admin(void *cls, struct buf *out)
 {
     const struct xdms_admin *a = cls;
-    return xdms_collect_store(a->store, out);
+    if (xdms_collect_store(a->store, out) < 0)
+        return -1;
+    return corpdir_metrics(a->corpdir, out);
 }
 
 /* Ready while the largest write a request may make (max_body) fits below the store's
@@ -344,6 +379,8 @@ static int xdms_check_keys(const struct config *cfg)
         log_error("tls_client_ca needs tls_cert and tls_key (HTTPS)");
         return -1;
     }
+    if (charging_check_keys(cfg) < 0)
+        return -1;
     const char *conninfo = config_str(cfg, "pg_conninfo");
     if (strcmp(config_str(cfg, "store"), "postgresql") == 0 && (!conninfo || !conninfo[0])) {
         char where[512];
@@ -443,7 +480,7 @@ struct xdms_main {
     const char *role_name;
     enum xdms_role role;
     bool check_only;
-    const char *sections[3];
+    const char *sections[4];
     struct config *cfg;
     char prog[32];
     char default_data[64];
@@ -461,9 +498,12 @@ struct xdms_main {
     struct store *store;
     char *socket_path;
     struct engine *engine;
+    struct charging *charging;
+    char node[STORE_CHARGE_QUEUE_MAX + 1];
     struct xdms_list sip_peers, sip_servers;
     struct notifier *notifier;
     struct xdms_server *server;
+    struct corpdir *corpdir;
     struct httpd *httpd, *admin;
     struct xdms_admin admin_cls;
     sigset_t sigs;
@@ -492,9 +532,12 @@ static int xdms_read_options(struct xdms_main *m, int argc, char **argv)
         return 2;
     }
     m->check_only = config_args_check_only(m->args);
-    m->sections[0] = "xdms";
-    m->sections[1] = m->role_name;
-    m->sections[2] = NULL;
+    /* [charging] first: one file configures the charging of every process (docs/charging.md);
+     * [xdms] and the role's section may still override a key. */
+    m->sections[0] = "charging";
+    m->sections[1] = "xdms";
+    m->sections[2] = m->role_name;
+    m->sections[3] = NULL;
     m->cfg = config_args_load(m->args, m->sections, errbuf, sizeof errbuf);
     if (!m->cfg) {
         config_print_errors(stderr, "xdms", errbuf);
@@ -552,7 +595,58 @@ static void xdms_store_tables(struct xdms_main *m)
     for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++)
         for (const char *const *t = lists[l]; t && *t && n_tables + 1 < 32; t++)
             m->tables[n_tables++] = *t;
+    /* The charging queue, also while charging is off, so that records left queued by a run
+     * with charging on stay in the store until charging is on again. */
+    if (n_tables + 1 < 32)
+        m->tables[n_tables++] = charging_store_table();
     m->tables[n_tables] = NULL;
+}
+
+/* The corporate directory when directory_base_dn is set: the Shared List XDMS builds it
+ * (resource-lists is its usage). Returns 0, or -1 (logged). */
+static int xdms_corpdir(struct xdms_main *m)
+{
+    const struct config *cfg = m->cfg;
+    const char *base = config_str(cfg, "directory_base_dn");
+    if (!base || !base[0])
+        return 0;
+    if (m->role != ROLE_SHARED_LIST) {
+        log_warn("directory_base_dn is set, but only the shared-list XDMS builds the corporate "
+                 "directory: ignored");
+        return 0;
+    }
+    const char *uri = config_str(cfg, "ldap_uri");
+    if (!uri || !uri[0]) {
+        log_error("directory_base_dn needs ldap_uri");
+        return -1;
+    }
+    char pw[1024];
+    if (ldapc_password(config_str(cfg, "ldap_bind_password"),
+                       config_str(cfg, "ldap_bind_password_file"), pw, sizeof pw) < 0)
+        return -1;
+    struct corpdir_options o = {
+        .ldap = {.uri = uri,
+                 .bind_dn = config_str(cfg, "ldap_bind_dn"),
+                 .bind_password = pw,
+                 .timeout_ms = (unsigned)config_u64(cfg, "ldap_timeout_ms")},
+        .base_dn = base,
+        .filter = config_str(cfg, "directory_filter"),
+        .name_attr = config_str(cfg, "directory_name_attribute"),
+        .uri_attrs = config_str(cfg, "directory_uri_attributes"),
+        .document = config_str(cfg, "directory_document"),
+        .xcap_root = m->xcap_root,
+        .max_entries = (size_t)config_u64(cfg, "directory_max_entries"),
+        .max_total = (size_t)config_u64(cfg, "directory_max_total"),
+        .refresh_s = (unsigned)config_u64(cfg, "directory_refresh"),
+    };
+    m->corpdir = corpdir_start(&o, m->store, m->notifier);
+    memset(pw, 0, sizeof pw);
+    if (!m->corpdir) {
+        log_error("cannot start the corporate directory");
+        return -1;
+    }
+    log_info("corporate directory resource-lists/global/%s from LDAP %s", o.document, uri);
+    return 0;
 }
 
 /* Phase: build — the usages, the store, the engine, the notifier and the request path; with
@@ -588,6 +682,12 @@ static int xdms_build(struct xdms_main *m)
         .max_parked_writes = (unsigned)config_u64(cfg, "max_parked_writes"),
         .answered = xdms_answered,
     };
+    const char *dir_base = config_str(cfg, "directory_base_dn");
+    const char *ldap_uri = config_str(cfg, "ldap_uri");
+    if (dir_base && dir_base[0] && (!ldap_uri || !ldap_uri[0])) {
+        log_error("directory_base_dn needs ldap_uri (the LDAP server of the corporate directory)");
+        return 2;
+    }
     if (m->check_only) {
         /* The trusted peers parse as the server will parse them; nothing is bound or opened. */
         struct xdms_server *probe = server_new(&m->scfg, NULL, NULL);
@@ -655,8 +755,21 @@ static int xdms_build(struct xdms_main *m)
         .max_elements = (size_t)config_u64(cfg, "max_elements"),
         .max_depth = (size_t)config_u64(cfg, "max_depth"),
     };
+    /* The serving node of the charging records: the instance name, else the role on this host,
+     * which stays the same across restarts so that a restarted process delivers its queue. */
+    const char *instance = config_str(cfg, "instance");
+    if (instance)
+        snprintf(m->node, sizeof m->node, "%s", instance);
+    else {
+        char host[256] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(m->node, sizeof m->node, "%s@%.40s", m->role_name, host);
+    }
+    if (charging_start(cfg, m->store, m->node, &m->charging) < 0)
+        return 2;
     struct engine_config ecfg = {
         .role = m->role,
+        .charging = m->charging,
         .xcap_root = m->xcap_root,
         .max_docs_per_user = (unsigned)m->max_docs,
         .max_bytes_per_user = m->max_user_bytes,
@@ -685,6 +798,7 @@ static int xdms_build(struct xdms_main *m)
         .lease_s = (unsigned)config_u64(cfg, "instance_lease"),
         .poll_ms = (unsigned)config_u64(cfg, "notify_poll_ms"),
         .contact = config_str(cfg, "sip_contact"),
+        .charging = m->charging,
     };
     if (!m->engine || notifier_start(&ncfg, m->store, &m->notifier) < 0) {
         m->notifier = NULL;
@@ -692,7 +806,7 @@ static int xdms_build(struct xdms_main *m)
     }
 
     m->server = server_new(&m->scfg, m->engine, m->notifier);
-    if (!m->server)
+    if (!m->server || xdms_corpdir(m) < 0)
         return 1;
     /* No default: without a trusted_peer line nothing on TCP is trusted, and the proxy uses the
      * UNIX-domain socket. */
@@ -724,8 +838,10 @@ static int xdms_serve(struct xdms_main *m)
         .unix_path = m->socket_path,
     };
     httpd_config_limits(cfg, &hcfg);
-    metrics_init(m->prog, m->scfg.root_path);
-    m->admin_cls = (struct xdms_admin){m->store, m->max_body};
+    const char *auids[METRICS_AUIDS_MAX + 1];
+    auids[appusage_auids(auids, METRICS_AUIDS_MAX)] = NULL;
+    metrics_init(m->prog, m->scfg.root_path, auids);
+    m->admin_cls = (struct xdms_admin){m->store, m->max_body, m->corpdir};
     if (httpd_start(&hcfg, xdms_handle, m->server, &m->httpd) < 0 ||
         (m->metrics_on && metrics_admin_start(m->metrics_host, m->metrics_port, xdms_collect_admin,
                                               xdms_ready, &m->admin_cls, &m->admin) < 0))
@@ -737,7 +853,15 @@ static int xdms_serve(struct xdms_main *m)
     sdnotify_ready(NULL);
 
     int sig = 0;
-    while (sigwait(&m->sigs, &sig) == 0 && sig == SIGHUP) {
+    while (sigwait(&m->sigs, &sig) == 0 && (sig == SIGHUP || sig == SIGUSR1)) {
+        if (sig == SIGUSR1) {
+            /* the corporate directory on demand (docs/enterprise.md) */
+            if (m->corpdir)
+                corpdir_refresh(m->corpdir);
+            else
+                log_info("SIGUSR1: no corporate directory here (directory_base_dn unset)");
+            continue;
+        }
         sdnotify_reloading();
         xdms_reload(m->args, m->sections, cfg, &m->scfg, m->server, m->engine, m->notifier,
                     m->httpd);
@@ -755,8 +879,10 @@ static void xdms_release(struct xdms_main *m)
     if (m->server)
         server_stop_writes(m->server); /* no connection may stay suspended (httpd_stop) */
     httpd_stop(m->httpd);
+    corpdir_stop(m->corpdir);
     notifier_stop(m->notifier);
     server_free(m->server);
+    charging_stop(m->charging);
     engine_free(m->engine);
     store_close(m->store);
     usage_close(m->usage);
@@ -773,6 +899,9 @@ int main(int argc, char **argv)
 {
     struct xdms_main m = {0};
     sdnotify_hold_signals(&m.sigs);
+    /* SIGUSR1: rebuild the corporate directory now, taken by the serve loop like SIGHUP */
+    sigaddset(&m.sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &m.sigs, NULL);
     int rc = xdms_read_options(&m, argc, argv);
     if (rc < 0)
         rc = xdms_build(&m);

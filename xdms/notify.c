@@ -154,6 +154,7 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
         notifier_poll(n);
         notify_subs_save(n, false);
     }
+    charging_flush(n->cfg.charging, &n->charge_pending);
     notifier_leave(n);
 }
 
@@ -320,6 +321,7 @@ static void *notifier_main(void *arg)
     log_info("notifier: xcap-diff SIP on %s port %u (UDP, TCP)", n->cfg.host, (unsigned)n->port);
     notifier_started(n, 1);
     su_root_run(n->root);
+    charging_flush(n->cfg.charging, &n->charge_pending);
     notifier_teardown(n);
     su_deinit();
     return NULL;
@@ -340,6 +342,7 @@ static void notifier_free(struct notifier *n)
     free(n->contact);
     notify_strv_free(n->trusted);
     notify_strv_free(n->servers);
+    buf_release(&n->charge_pending);
     free(n);
 }
 
@@ -352,6 +355,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
         return -1;
     }
     n->efd = -1;
+    buf_init(&n->charge_pending, SIZE_MAX);
     pthread_mutex_init(&n->lock, NULL);
     pthread_mutex_init(&n->trusted_lock, NULL);
     pthread_cond_init(&n->cond, NULL);

@@ -13,6 +13,7 @@
 
 struct store;
 struct notifier;
+struct charging;
 
 struct notifier_config {
     const char *host;         /* numeric address for UDP and TCP */
@@ -49,6 +50,10 @@ struct notifier_config {
      * shared by all instances, in front of which a SIP load balancer picks one); NULL = the
      * listener's own address. */
     const char *contact;
+    /* Offline charging (charging.h): subscriptions started, refreshed and ended (Rf START,
+     * INTERIM, STOP records of one session) and NOTIFYs answered 2xx are charged, each queued in
+     * a store write of its own from the SIP thread. NULL: charging is off (borrowed). */
+    struct charging *charging;
 };
 
 /* Whether name is usable as notifier_config.instance: 1 to NOTIFY_INSTANCE_MAX bytes of

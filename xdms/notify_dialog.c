@@ -336,6 +336,8 @@ static int notify_dialog_refresh(struct notify_sub *s, nta_incoming_t *irq, cons
     if (expires == 0) {
         s->term_reason = "timeout";
         log_info("notifier: %s unsubscribed", s->identity);
+    } else {
+        notify_subs_charge(s, CHARGING_SUB_REFRESHED, 200, has_body ? s->body_len : 0, 0);
     }
     s->dirty = true;
     notify_subs_save(n, false); /* as for a new subscription, before its NOTIFY */
@@ -467,6 +469,7 @@ struct notify_sub *notify_dialog_restore_one(struct notifier *n, char **key, boo
     }
     s->mode = r->mode;
     s->seq = r->seq;
+    s->charged = true; /* persisted: it was started (and charged, with charging on) */
     s->full_pending = r->full;
     s->expires_at = notify_now() + left;
     s->expires_wall = r->expires;

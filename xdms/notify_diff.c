@@ -98,7 +98,8 @@ struct notify_full_ctx {
 
 /* True when an earlier document watch of s already reported k (overlapping directory and
  * document watches must not list a document twice). */
-static bool sub_seen_earlier(const struct notify_sub *s, size_t index, const struct doc_key *k)
+static bool notify_diff_seen_earlier(const struct notify_sub *s, size_t index,
+                                     const struct doc_key *k)
 {
     for (size_t i = 0; i < index; i++) {
         const struct notify_watch *w = &s->watches.items[i];
@@ -114,7 +115,7 @@ static int notify_full_doc(void *cls, const struct store_doc_view *d)
     struct notify_full_ctx *c = cls;
     if (!notify_watch_matches(&c->s->watches.items[c->index], &d->key))
         return 0;
-    if (sub_seen_earlier(c->s, c->index, &d->key))
+    if (notify_diff_seen_earlier(c->s, c->index, &d->key))
         return 0;
     struct buf sel;
     buf_init(&sel, NOTIFY_SEL_MAX);
@@ -213,8 +214,8 @@ int notify_diff_full(struct notify_sub *s, struct store_txn *t, struct buf *b)
 /* One <document> with the operations of changes [from, to) of s (all of one document), or
  * <body-not-changed/> when they cancel out; an empty <document> when they cannot all be
  * rendered exactly. */
-static int sub_render_ops(struct notify_sub *s, size_t from, size_t to, const char *prev,
-                          const char *next, bool simplify, struct buf *b)
+static int notify_diff_render_ops(struct notify_sub *s, size_t from, size_t to, const char *prev,
+                                  const char *next, bool simplify, struct buf *b)
 {
     struct notify_change **p = s->pending;
     bool exact = prev[0] && next[0];
@@ -260,7 +261,7 @@ int notify_diff_pending(struct notify_sub *s, struct buf *b, size_t *items)
     if (s->mode == NOTIFY_XCAP_PATCHING) {
         /* Every change, in commit order: the ETags form a chain without gaps. */
         for (size_t i = 0; i < n; i++) {
-            if (sub_render_ops(s, i, i + 1, p[i]->prev, p[i]->next, false, b) < 0)
+            if (notify_diff_render_ops(s, i, i + 1, p[i]->prev, p[i]->next, false, b) < 0)
                 return -1;
             (*items)++;
         }
@@ -288,12 +289,12 @@ int notify_diff_pending(struct notify_sub *s, struct buf *b, size_t *items)
         if (s->mode == NOTIFY_NO_PATCHING) {
             rc = notify_diff_document(b, p[i]->sel, prev, next);
         } else {
-            /* sub_render_ops() reads a contiguous range: present the group as one. */
+            /* notify_diff_render_ops() reads a contiguous range: present the group as one. */
             struct notify_change **saved = s->pending;
             for (size_t k = 0; k < g; k++)
                 sorted[k] = p[group[k]];
             s->pending = sorted;
-            rc = sub_render_ops(s, 0, g, prev, next, true, b);
+            rc = notify_diff_render_ops(s, 0, g, prev, next, true, b);
             s->pending = saved;
         }
         (*items)++;

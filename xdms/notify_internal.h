@@ -31,12 +31,13 @@
 #include <sys/socket.h>
 
 #include "appusage.h"
+#include "buf.h"
+#include "charging.h"
 #include "notify.h"
 #include "store.h"
 #include "xcap_uri.h"
 #include "xdiff.h"
 
-struct buf;
 struct doc_key;
 struct nodesel;
 struct nta_agent_s;
@@ -275,11 +276,13 @@ struct notify_sub {
     const char *term_reason; /* set: the next NOTIFY is the final one */
     bool final_sent;
     bool dead;
-    bool forget;     /* the subscription ended: its record goes too */
-    bool dirty;      /* the persisted record is out of date */
-    bool urgent;     /* ... and must be saved now, not at the next tick */
-    bool sending;    /* inside nta_outgoing_tcreate() */
-    int sync_status; /* final status reported while sending */
+    bool forget;       /* the subscription ended: its record goes too */
+    bool dirty;        /* the persisted record is out of date */
+    bool urgent;       /* ... and must be saved now, not at the next tick */
+    bool sending;      /* inside nta_outgoing_tcreate() */
+    int sync_status;   /* final status reported while sending */
+    bool charged;      /* a START record was charged: its end is a STOP record */
+    size_t notify_len; /* body bytes of the NOTIFY in flight (charging) */
 };
 
 struct notifier {
@@ -293,6 +296,7 @@ struct notifier {
     struct notifier_config cfg; /* string members point at the copies above; not
                                    trusted_peers (use trusted) */
     struct store *store;
+    struct buf charge_pending; /* NOTIFY charging records not queued yet (charging_defer()) */
     int efd;
     pthread_t thread;
     atomic_bool stop_requested;
@@ -396,6 +400,11 @@ void notify_subs_kill(struct notify_sub *s);
 void notify_subs_save(struct notifier *n, bool all);
 /* Unlinks and frees the dead subscriptions (after saving the deletions) when some are. */
 void notify_subs_reap(struct notifier *n);
+/* Charges an event of subscription s (charging.h; nothing when charging is off): its session is
+ * the dialog tag, its correlation id the Call-ID. SUB_STARTED marks s as charged, so that its
+ * end (at the reap of an ended subscription) is charged as SUB_ENDED. */
+void notify_subs_charge(struct notify_sub *s, enum charging_event ev, unsigned result,
+                        size_t bytes_in, size_t bytes_out);
 /* Our lease vanished (another instance declared us dead and took our subscriptions over): drops
  * every subscription held here without touching their records. */
 void notify_subs_lost(struct notifier *n);

@@ -173,6 +173,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
         SIPTAG_SUBSCRIPTION_STATE_STR(state), SIPTAG_CONTENT_TYPE_STR(NOTIFY_MIME_DIFF),
         SIPTAG_PAYLOAD_STR(body.data), TAG_END());
     s->sending = false;
+    s->notify_len = body.len;
     buf_release(&body);
     if (orq && s->sync_status >= 200) {
         nta_outgoing_destroy(orq);
@@ -237,8 +238,10 @@ static int notify_send_on_response(struct notify_sub *s, nta_outgoing_t *orq, co
                      status);
         notify_subs_kill(s);
     } else if (s->final_sent) {
+        notify_subs_charge(s, CHARGING_NOTIFY_SENT, (unsigned)status, 0, s->notify_len);
         notify_subs_kill(s);
     } else {
+        notify_subs_charge(s, CHARGING_NOTIFY_SENT, (unsigned)status, 0, s->notify_len);
         /* The subscriber has these changes: the record's position may move past them (saved
          * at the next tick; at once, next poll_ms, with other instances on the store). */
         s->dirty = true;

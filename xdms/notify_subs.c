@@ -8,6 +8,7 @@
 #include "notify_internal.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,84 @@ static char *notify_record_str(const char *v, size_t len)
     return strndup(v, len);
 }
 
+/* The string fields of a record, by key. */
+static const struct {
+    const char *key;
+    size_t off;
+} notify_subs_record_strs[] = {
+    {"call-id", offsetof(struct notify_record, call_id)},
+    {"local", offsetof(struct notify_record, local)},
+    {"remote", offsetof(struct notify_record, remote)},
+    {"target", offsetof(struct notify_record, target)},
+    {"route", offsetof(struct notify_record, route)},
+    {"identity", offsetof(struct notify_record, identity)},
+    {"owner", offsetof(struct notify_record, owner)},
+    {"event", offsetof(struct notify_record, event)},
+};
+
+/* "hash IDX HEX": the hash of entry IDX. 0, or -1 for a bad index or no memory. */
+static int notify_subs_record_hash(struct notify_record *out, const char *num)
+{
+    char *end;
+    unsigned long idx = strtoul(num, &end, 10);
+    if (*end != ' ' || idx > NOTIFY_MAX_ENTRIES)
+        return -1;
+    uint64_t h = strtoull(end + 1, NULL, 16);
+    if (idx >= out->n_hashes) {
+        uint64_t *nh = realloc(out->hashes, (idx + 1) * sizeof *nh);
+        if (!nh)
+            return -1;
+        for (size_t k = out->n_hashes; k <= idx; k++)
+            nh[k] = 0;
+        out->hashes = nh;
+        out->n_hashes = idx + 1;
+    }
+    out->hashes[idx] = h;
+    return 0;
+}
+
+/* One "key value" line (key: line[0..kl), value: v[0..vl)) into out; *version is set by "v".
+ * Unknown keys are skipped: a newer version may add some. 0, or -1 for a bad line. */
+static int notify_subs_record_line(struct notify_record *out, const char *line, size_t kl,
+                                   const char *v, size_t vl, bool *version)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%.*s", (int)(vl < sizeof num ? vl : sizeof num - 1), v);
+#define KEY(s) (kl == strlen(s) && memcmp(line, s, kl) == 0)
+    for (size_t f = 0; f < sizeof notify_subs_record_strs / sizeof notify_subs_record_strs[0];
+         f++) {
+        if (KEY(notify_subs_record_strs[f].key)) {
+            char **field = (char **)((char *)out + notify_subs_record_strs[f].off);
+            free(*field);
+            *field = notify_record_str(v, vl);
+            return 0;
+        }
+    }
+    if (KEY("v")) {
+        *version = vl == 1 && v[0] == '1';
+    } else if (KEY("mode")) {
+        const char *params[] = {NULL, NULL};
+        char mode[64];
+        snprintf(mode, sizeof mode, "diff-processing=%s", num);
+        params[0] = mode;
+        out->mode = notify_mode_parse(params);
+    } else if (KEY("expires")) {
+        out->expires = strtoll(num, NULL, 10);
+    } else if (KEY("cseq")) {
+        out->cseq = (uint32_t)strtoul(num, NULL, 10);
+    } else if (KEY("rseq")) {
+        out->rseq = (uint32_t)strtoul(num, NULL, 10);
+    } else if (KEY("seq")) {
+        out->seq = strtoull(num, NULL, 10);
+    } else if (KEY("full")) {
+        out->full = num[0] == '1';
+    } else if (KEY("hash")) {
+        return notify_subs_record_hash(out, num);
+    }
+#undef KEY
+    return 0;
+}
+
 int notify_subs_record_decode(const char *data, size_t len, struct notify_record *out)
 {
     memset(out, 0, sizeof *out);
@@ -99,72 +178,8 @@ int notify_subs_record_decode(const char *data, size_t len, struct notify_record
         if (!sp)
             goto bad;
         size_t kl = (size_t)(sp - line);
-        const char *v = sp + 1;
-        size_t vl = ll - kl - 1;
-        char num[32];
-        snprintf(num, sizeof num, "%.*s", (int)(vl < sizeof num ? vl : sizeof num - 1), v);
-#define KEY(s) (kl == sizeof(s) - 1 && memcmp(line, s, kl) == 0)
-        if (KEY("v")) {
-            version = vl == 1 && v[0] == '1';
-        } else if (KEY("call-id")) {
-            free(out->call_id);
-            out->call_id = notify_record_str(v, vl);
-        } else if (KEY("local")) {
-            free(out->local);
-            out->local = notify_record_str(v, vl);
-        } else if (KEY("remote")) {
-            free(out->remote);
-            out->remote = notify_record_str(v, vl);
-        } else if (KEY("target")) {
-            free(out->target);
-            out->target = notify_record_str(v, vl);
-        } else if (KEY("route")) {
-            free(out->route);
-            out->route = notify_record_str(v, vl);
-        } else if (KEY("identity")) {
-            free(out->identity);
-            out->identity = notify_record_str(v, vl);
-        } else if (KEY("owner")) {
-            free(out->owner);
-            out->owner = notify_record_str(v, vl);
-        } else if (KEY("event")) {
-            free(out->event);
-            out->event = notify_record_str(v, vl);
-        } else if (KEY("mode")) {
-            const char *params[] = {NULL, NULL};
-            char mode[64];
-            snprintf(mode, sizeof mode, "diff-processing=%s", num);
-            params[0] = mode;
-            out->mode = notify_mode_parse(params);
-        } else if (KEY("expires")) {
-            out->expires = strtoll(num, NULL, 10);
-        } else if (KEY("cseq")) {
-            out->cseq = (uint32_t)strtoul(num, NULL, 10);
-        } else if (KEY("rseq")) {
-            out->rseq = (uint32_t)strtoul(num, NULL, 10);
-        } else if (KEY("seq")) {
-            out->seq = strtoull(num, NULL, 10);
-        } else if (KEY("full")) {
-            out->full = num[0] == '1';
-        } else if (KEY("hash")) {
-            char *end;
-            unsigned long idx = strtoul(num, &end, 10);
-            if (*end != ' ' || idx > NOTIFY_MAX_ENTRIES)
-                goto bad;
-            uint64_t h = strtoull(end + 1, NULL, 16);
-            if (idx >= out->n_hashes) {
-                uint64_t *nh = realloc(out->hashes, (idx + 1) * sizeof *nh);
-                if (!nh)
-                    goto bad;
-                for (size_t k = out->n_hashes; k <= idx; k++)
-                    nh[k] = 0;
-                out->hashes = nh;
-                out->n_hashes = idx + 1;
-            }
-            out->hashes[idx] = h;
-        }
-        /* Unknown keys are skipped: a newer version may add some. */
-#undef KEY
+        if (notify_subs_record_line(out, line, kl, sp + 1, ll - kl - 1, &version) < 0)
+            goto bad;
     }
     if (!version || !body || !out->call_id || !out->local || !out->remote || !out->target ||
         !out->route || !out->identity || !out->event)
@@ -236,7 +251,7 @@ void notify_subs_lost(struct notifier *n)
  * still in flight (a subscriber that never got it gets them again from whoever restores the
  * record: a repeat it recognises by the ETags, where a loss could not be seen). The cursor may be
  * behind s->seq while a taken-over subscription catches up. */
-static uint64_t sub_done_seq(const struct notify_sub *s)
+static uint64_t notify_subs_done_seq(const struct notify_sub *s)
 {
     if (s->orq)
         return s->sent_seq;
@@ -245,7 +260,7 @@ static uint64_t sub_done_seq(const struct notify_sub *s)
     return s->n->cursor > s->seq ? s->n->cursor : s->seq;
 }
 
-static int sub_encode(const struct notify_sub *s, struct buf *out)
+static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
 {
     uint64_t *hashes = s->watches.n ? calloc(s->watches.n, sizeof *hashes) : NULL;
     if (s->watches.n && !hashes)
@@ -264,7 +279,7 @@ static int sub_encode(const struct notify_sub *s, struct buf *out)
         .expires = s->expires_wall,
         .cseq = s->leg ? nta_leg_get_seq(s->leg) : 0,
         .rseq = s->leg ? nta_leg_get_rseq(s->leg) : 0,
-        .seq = sub_done_seq(s),
+        .seq = notify_subs_done_seq(s),
         .full = s->full_pending,
         .hashes = hashes,
         .n_hashes = s->watches.n,
@@ -314,7 +329,7 @@ void notify_subs_save(struct notifier *n, bool all)
                 rc = STORE_OK;
         } else if (!s->dead && (all || s->dirty)) {
             buf_reset(&rec);
-            if (sub_encode(s, &rec) < 0) {
+            if (notify_subs_encode(s, &rec) < 0) {
                 log_warn("notifier: cannot save the subscription of %s", s->identity);
                 continue;
             }
@@ -337,6 +352,40 @@ void notify_subs_save(struct notifier *n, bool all)
     }
 }
 
+void notify_subs_charge(struct notify_sub *s, enum charging_event ev, unsigned result,
+                        size_t bytes_in, size_t bytes_out)
+{
+    struct charging *c = s->n->cfg.charging;
+    if (!c || !s->key)
+        return;
+    /* The session of the subscription: our dialog tag (unique, kept across restarts with the
+     * persisted record), so START, INTERIM and STOP share one Session-Id (RFC 6733 §8.8). */
+    int64_t now = charging_now_ms();
+    struct charging_record r = {
+        .event = ev,
+        .user = s->identity,
+        .auid = "",
+        .document = "",
+        .operation = ev == CHARGING_NOTIFY_SENT ? "NOTIFY" : "SUBSCRIBE",
+        .correlation = s->call_id,
+        .session = s->key,
+        .result = result,
+        .bytes_in = bytes_in,
+        .bytes_out = bytes_out,
+        .start_ms = now,
+        .time_ms = now,
+    };
+    if (ev == CHARGING_NOTIFY_SENT) {
+        if (charging_defer(c, &s->n->charge_pending, &r) >= CHARGING_BATCH)
+            charging_flush(c, &s->n->charge_pending);
+        return;
+    }
+    if (ev == CHARGING_SUB_STARTED)
+        s->charged = true;
+    charging_flush(c, &s->n->charge_pending); /* the NOTIFYs before it come first */
+    charging_emit(c, &r);
+}
+
 void notify_subs_reap(struct notifier *n)
 {
     /* Every callback ends here: walking all subscriptions each time would make a fan-out of
@@ -345,8 +394,15 @@ void notify_subs_reap(struct notifier *n)
         return;
     n->reap_due = false;
     bool forget = false;
-    for (struct notify_sub *s = n->subs; s; s = s->next)
+    for (struct notify_sub *s = n->subs; s; s = s->next) {
         forget |= s->dead && s->forget;
+        /* An ended subscription (not one left to another instance) closes its session; before
+         * the save below, which clears forget. */
+        if (s->dead && s->forget && s->charged) {
+            notify_subs_charge(s, CHARGING_SUB_ENDED, 200, 0, 0);
+            s->charged = false;
+        }
+    }
     if (forget && !n->in_poll)
         notify_subs_save(n, false);
     for (struct notify_sub **pp = &n->subs; *pp;) {

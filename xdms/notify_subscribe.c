@@ -128,6 +128,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     if (expires > 0) {
         s->dirty = true;
         notify_subs_save(n, false);
+        notify_subs_charge(s, CHARGING_SUB_STARTED, 200, s->body_len, 0);
     }
     /* RFC 5875 §4.6: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
      * §4.4.3), answered by one terminated NOTIFY and never saved. */

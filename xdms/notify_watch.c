@@ -97,29 +97,6 @@ static const char *notify_entry_relative(const char *uri, const char *xcap_root)
     return uri;
 }
 
-/* RFC 3986 §3.3 pchar minus pct-encoded. */
-static bool notify_is_pchar(unsigned char c)
-{
-    return isalnum(c) || strchr("-._~!$&'()*+,;=:@", c) != NULL;
-}
-
-static int notify_segment_append(struct buf *b, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c != '\0' && notify_is_pchar(c)) {
-            if (buf_append(b, &s[i], 1) < 0)
-                return -1;
-        } else {
-            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-            if (buf_append(b, esc, 3) < 0)
-                return -1;
-        }
-    }
-    return 0;
-}
-
 /* The namespace declarations for the xmlns(prefix=uri) parts of a decoded query (RFC 4825 §6.4),
  * as " xmlns:p=\"uri\"" attributes for the report's sel (RFC 5874 §4 resolves its prefixes with
  * the xcap-diff document's declarations). NULL on a malformed query or out of memory. */
@@ -193,7 +170,7 @@ static int notify_watch_node(struct notify_watch *w, const struct xcap_uri *u)
     /* The node selector's own '/' separate steps; everything else outside pchar is encoded
      * (RFC 4825 §6.3: [ ] " and spaces travel percent-encoded). */
     for (const char *p = u->node_sel; rc == 0 && *p; p++)
-        rc = *p == '/' ? buf_puts(&b, "/") : notify_segment_append(&b, p, 1);
+        rc = xcap_uri_encode(&b, p, 1, true);
     w->sel_text = rc == 0 ? buf_detach(&b, NULL) : NULL;
     buf_release(&b);
     return w->sel_text ? 1 : 0;
@@ -398,11 +375,11 @@ bool notify_watch_matches(const struct notify_watch *w, const struct doc_key *k)
 int notify_watch_sel_append(struct buf *b, const struct doc_key *k)
 {
     bool global = strcmp(k->tree, "global") == 0;
-    if (notify_segment_append(b, k->auid, strlen(k->auid)) < 0 ||
+    if (xcap_uri_encode(b, k->auid, strlen(k->auid), false) < 0 ||
         buf_puts(b, global ? "/global/" : "/users/") < 0)
         return -1;
     if (!global) {
-        if (notify_segment_append(b, k->xui, strlen(k->xui)) < 0 || buf_puts(b, "/") < 0)
+        if (xcap_uri_encode(b, k->xui, strlen(k->xui), false) < 0 || buf_puts(b, "/") < 0)
             return -1;
     }
     /* The stored path is '/'-joined decoded segments: encode each, keep the separators. */
@@ -410,7 +387,7 @@ int notify_watch_sel_append(struct buf *b, const struct doc_key *k)
     for (;;) {
         const char *slash = strchr(p, '/');
         size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (notify_segment_append(b, p, len) < 0)
+        if (xcap_uri_encode(b, p, len, false) < 0)
             return -1;
         if (!slash)
             break;

@@ -69,6 +69,7 @@ struct xdms_call {
     enum engine_method method;
     char *identity;     /* asserted user, decoded and unquoted */
     char *peer_domains; /* copy of the matched trusted_peer's domains, or NULL */
+    int64_t start_ms;   /* when the request arrived (charging records) */
     struct xcap_err err;
 };
 
@@ -667,6 +668,8 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
         .if_none_match = http_request_header(c->http, "If-None-Match"),
         .body = body,
         .body_len = len,
+        .identity = c->identity,
+        .start_ms = c->start_ms,
     };
     return engine_execute(s->engine, &req, rep, &c->err);
 }
@@ -854,8 +857,11 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &w->t0);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     struct xdms_call *c = &w->c;
     c->http = http;
+    c->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     struct engine_reply rep = {0};
     buf_init(&rep.body, SIZE_MAX);
     enum xcap_status st;

@@ -55,10 +55,11 @@ void usage_set_max_icon_size(struct usage *u, size_t bytes);
  * start. */
 int usage_set_references(struct usage *u, const char *xcap_root, bool allow_foreign);
 
-/* Added: the extra tables of ROLE_RLS (RFC 4826 §4.4.5, §4.4.8), for tools that inspect a
- * store: USAGE_RLS_URI_TABLE maps a service URI to owner XUI \0 document path \0 the service
- * element as serialized in the global index; USAGE_RLS_DOC_TABLE maps XUI \0 document path to
- * the document's service URIs, each followed by \0. */
+/* Added: the extra tables of ROLE_RLS (RFC 4826 §4.4.5, §4.4.8), for tests that inspect a
+ * store (tools ask the row: appusage.index_check): USAGE_RLS_URI_TABLE maps a service URI to owner
+ * XUI \0 document path \0 the service element as serialized in the global index;
+ * USAGE_RLS_DOC_TABLE maps XUI \0 document path to the document's service URIs, each followed by
+ * \0. */
 #define USAGE_RLS_URI_TABLE "rls_uri"
 #define USAGE_RLS_DOC_TABLE "rls_doc"
 /* Longest service URI accepted (it is a store key). */

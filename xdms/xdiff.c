@@ -18,7 +18,7 @@
 #define XDIFF_MAX_CONTENT (16u << 20)
 #define XDIFF_WRAP_PREFIX "xdiffw0"
 #define XDIFF_WRAP_NS "urn:xdm:internal:xdiff-wrapper"
-#define XDIFF_ENGINE_PREFIX "xdmattr0" /* see node_put_attribute() in engine_node.c */
+#define XDIFF_ENGINE_PREFIX "xdmattr0" /* see engine_node_put_attribute() in engine_node.c */
 
 uint64_t xdiff_hash(uint64_t h, const void *data, size_t len)
 {
@@ -275,7 +275,7 @@ static int xdiff_embed(struct buf *out, const char *content, size_t len,
 
 /* The value an XML parser gives to an attribute written as raw (an AttValue without its quotes,
  * as stored by an XCAP attribute PUT, RFC 4825 §8.2.2), escaped as element text. The engine
- * splices raw between quotes in the same way (node_quote_value()). */
+ * splices raw between quotes in the same way (engine_node_quote_value()). */
 static int xdiff_att_text(struct buf *out, const char *raw, size_t len)
 {
     bool dq = memchr(raw, '"', len) != NULL, sq = memchr(raw, '\'', len) != NULL;

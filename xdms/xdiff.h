@@ -1,8 +1,8 @@
 /* RFC 5261 patch operations and RFC 5874 element/attribute reports for the xcap-diff notifier
  * (xdms/notify.c), built from the change-log detail the engine writes (xdms/engine_node.c,
- * node_detail()) and from stored documents. Pure functions: no storage, no SIP, no shared state,
- * so all of them are thread-safe. Every string handed in is borrowed; everything returned is owned
- * by the caller.
+ * engine_node_detail()) and from stored documents. Pure functions: no storage, no SIP, no shared
+ * state, so all of them are thread-safe. Every string handed in is borrowed; everything returned is
+ * owned by the caller.
  *
  * Exactness (RFC 5874 §4; RFC 5261 §5): applying the operations of a change to the previous version
  * gives a document whose inclusive canonical form (C14N 1.0 with comments) equals the new
@@ -50,7 +50,7 @@ int xdiff_op_copy(const struct xdiff_op *op, struct xdiff_op *out);
  * fetches the document (RFC 5874 §4). */
 #define XDIFF_DETAIL_ETAGS_ONLY "op=none\n\n"
 
-/* Builds the operation described by one change-log detail (format above node_detail() in
+/* Builds the operation described by one change-log detail (format above engine_node_detail() in
  * xdms/engine_node.c). Returns 0 (*out filled), 1 (empty detail: a whole-document write, no
  * operation), or -1 (the change cannot be rendered exactly, or XDIFF_DETAIL_ETAGS_ONLY; *out
  * zeroed). */

@@ -169,6 +169,23 @@ static void test_generated(void)
     CU_ASSERT_PTR_NULL(appusage_generated(""));
 }
 
+/* Every AUID, stored usages first, then the generated ones; max bounds the list. */
+static void test_auids(void)
+{
+    const char *all[16];
+    size_t n = appusage_auids(all, 16);
+    CU_ASSERT_EQUAL_FATAL(n, 8);
+    const struct appusage *const *rows;
+    CU_ASSERT_EQUAL_FATAL(appusage_all(&rows), 6);
+    for (size_t i = 0; i < 6; i++)
+        CU_ASSERT_STRING_EQUAL(all[i], rows[i]->auid);
+    CU_ASSERT_STRING_EQUAL(all[6], "xcap-caps");
+    CU_ASSERT_STRING_EQUAL(all[7], "org.openmobilealliance.xcap-directory");
+    const char *two[2];
+    CU_ASSERT_EQUAL(appusage_auids(two, 2), 2);
+    CU_ASSERT_STRING_EQUAL(two[1], rows[1]->auid);
+}
+
 static void test_role_parse(void)
 {
     static const struct {
@@ -201,6 +218,7 @@ static CU_TestInfo appusage_tests[] = {
     {"rows per role", test_list_per_role},
     {"every row complete, its schema present", test_rows_complete},
     {"rows of generated documents", test_generated},
+    {"every AUID, for the metrics", test_auids},
     {"role names", test_role_parse},
     CU_TEST_INFO_NULL,
 };

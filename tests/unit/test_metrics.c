@@ -1,6 +1,6 @@
-/* common/metrics.c: the AUID label is one of a fixed list whatever the path, requests land in the
- * right series and histogram buckets, and the exposition is well formed (every sample after its
- * # HELP and # TYPE lines). */
+/* common/metrics.c: the AUID label is one of the list its caller gave whatever the path, requests
+ * land in the right series and histogram buckets, and the exposition is well formed (every sample
+ * after its # HELP and # TYPE lines). */
 #include <CUnit/CUnit.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,8 +9,12 @@
 #include "metrics.h"
 #include "unit.h"
 
+/* The AUIDs the callers pass: the XDMSs' (appusage_auids()) and the proxy's. */
+static const char *const test_auids[] = {"resource-lists", "pres-rules", "xcap-caps", NULL};
+
 static void test_auid_label(void)
 {
+    metrics_init("unit", "/xcap-root", test_auids);
     CU_ASSERT_STRING_EQUAL(
         metrics_auid_label("/xcap-root", "/xcap-root/resource-lists/users/sip:a@b/index"),
         "resource-lists");
@@ -30,7 +34,7 @@ static void test_auid_label(void)
 
 static void test_render(void)
 {
-    metrics_init("unit", "/xcap-root");
+    metrics_init("unit", "/xcap-root", test_auids);
     metrics_request("PUT", "/xcap-root/resource-lists/users/x/index", 201, 0.0007);
     metrics_request("PUT", "/xcap-root/resource-lists/users/x/index", 409, 0.003);
     metrics_request("BREW", "/coffee", 418, 20.0);

@@ -1138,6 +1138,100 @@ static void test_two_environments(void)
     rm_rf(dir2);
 }
 
+static int charge_collect(void *cls, uint64_t seq, const void *rec, size_t len)
+{
+    char *out = cls;
+    char line[64];
+    snprintf(line, sizeof line, "%llu=%.*s;", (unsigned long long)seq, (int)len, (const char *)rec);
+    strcat(out, line);
+    return 0;
+}
+
+/* The charging queue: numbers never reused across queues and restarts, per-queue order and
+ * counts, the bound, and a record queued with its change-log record in one transaction. */
+static void test_charge_queue(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    static const char *const tables[] = {STORE_CHARGE_TABLE, NULL};
+    struct store_options opts = {.tables = tables};
+    struct store *s = open_store(dir, &opts);
+    struct store_txn *t;
+    uint64_t seq = 0, n = 0;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_charge_append(t, "a", "one", 3, 2, &seq), STORE_OK);
+    CU_ASSERT_EQUAL(seq, 1);
+    CU_ASSERT_EQUAL(store_charge_append(t, "ab", "x", 1, 2, &seq), STORE_OK);
+    CU_ASSERT_EQUAL(seq, 2);
+    CU_ASSERT_EQUAL(store_charge_append(t, "a", "two", 3, 2, &seq), STORE_OK);
+    CU_ASSERT_EQUAL(seq, 3);
+    CU_ASSERT_EQUAL(store_charge_append(t, "a", "three", 5, 2, &seq), STORE_FULL);
+    CU_ASSERT_EQUAL(store_charge_append(t, "", "x", 1, 0, &seq), STORE_INVALID);
+    CU_ASSERT_EQUAL_FATAL(store_txn_commit(t), STORE_OK);
+
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    char got[256] = "";
+    CU_ASSERT_EQUAL(store_charge_read(t, "a", 10, charge_collect, got), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(got, "1=one;3=two;");
+    got[0] = '\0';
+    CU_ASSERT_EQUAL(store_charge_read(t, "a", 1, charge_collect, got), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(got, "1=one;");
+    CU_ASSERT_EQUAL(store_charge_count(t, "a", &n), STORE_OK);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL(store_charge_count(t, "ab", &n), STORE_OK);
+    CU_ASSERT_EQUAL(n, 1);
+    store_txn_abort(t);
+
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_charge_del(t, "a", 1), STORE_OK);
+    CU_ASSERT_EQUAL(store_charge_del(t, "a", 1), STORE_NOTFOUND);
+    CU_ASSERT_EQUAL_FATAL(store_txn_commit(t), STORE_OK);
+    store_close(s);
+
+    /* After a restart the numbers go on; a change with a charging record queues it. */
+    s = open_store(dir, &opts);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    struct doc_key k = key_of("resource-lists", "users", "sip:a@example.com", "index");
+    struct store_change c = {.kind = STORE_CHANGE_PUT,
+                             .key = k,
+                             .prev_etag = "",
+                             .new_etag = "e1",
+                             .detail = "",
+                             .charge_queue = "a",
+                             .charge = "four",
+                             .charge_len = 4,
+                             .charge_max = 3};
+    CU_ASSERT_EQUAL(store_change_append(t, &c), STORE_OK);
+    CU_ASSERT_EQUAL(c.charge_seq, 4);
+    CU_ASSERT_FALSE(c.charge_full);
+    c.charge = "five";
+    CU_ASSERT_EQUAL(store_change_append(t, &c), STORE_OK);
+    CU_ASSERT_EQUAL(c.charge_seq, 5);
+    c.charge = "six";
+    c.charge_len = 3;
+    CU_ASSERT_EQUAL(store_change_append(t, &c), STORE_OK); /* full: the change still goes in */
+    CU_ASSERT_EQUAL(c.charge_seq, 0);
+    CU_ASSERT_TRUE(c.charge_full);
+    CU_ASSERT_EQUAL_FATAL(store_txn_commit(t), STORE_OK);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    got[0] = '\0';
+    CU_ASSERT_EQUAL(store_charge_read(t, "a", 10, charge_collect, got), STORE_OK);
+    CU_ASSERT_STRING_EQUAL(got, "3=two;4=four;5=five;");
+    uint64_t last = 0;
+    CU_ASSERT_EQUAL(store_change_last(t, &last), STORE_OK);
+    CU_ASSERT_EQUAL(last, 3);
+    store_txn_abort(t);
+    /* An aborted transaction queues nothing. */
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_charge_append(t, "b", "gone", 4, 0, &seq), STORE_OK);
+    store_txn_abort(t);
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_charge_count(t, "b", &n), STORE_OK);
+    CU_ASSERT_EQUAL(n, 0);
+    store_txn_abort(t);
+    store_close(s);
+}
+
 static void test_reopen_persistence(void)
 {
     char base[64], dir[128];
@@ -2212,6 +2306,7 @@ int main(void)
         {"per-user bytes", test_user_bytes},
         {"high-water mark", test_high_water},
         {"kv tables", test_kv_tables},
+        {"charging queue", test_charge_queue},
         {"two environments", test_two_environments},
         {"reopen persistence", test_reopen_persistence},
         {"map full", test_map_full},
@@ -2238,6 +2333,7 @@ int main(void)
         {"change log pruning by age", test_change_prune_age},
         {"per-user bytes", test_user_bytes},
         {"kv tables", test_kv_tables},
+        {"charging queue", test_charge_queue},
         {"reopen persistence", test_reopen_persistence},
         {"concurrent readers", test_concurrent_readers},
         {"group commit", test_group_commit},

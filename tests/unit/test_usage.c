@@ -987,6 +987,77 @@ static void test_rls_index_copies_services(void)
     rls_close(&f);
 }
 
+/* ---- the index check (xdmctl check) ---- */
+
+struct index_report {
+    char lines[8][256];
+    size_t n;
+};
+
+static void index_report_add(void *cls, const struct doc_key *k, const char *problem)
+{
+    struct index_report *r = cls;
+    if (r->n < 8)
+        snprintf(r->lines[r->n], sizeof r->lines[0], "%s%s%s", k ? k->path : "", k ? ": " : "",
+                 problem);
+    r->n++;
+}
+
+/* Runs the row's index check on ALICE's document xml and on every entry. */
+static void rls_index_check(struct rls_fx *f, const char *xml, struct index_report *r)
+{
+    memset(r, 0, sizeof *r);
+    struct doc_key k = {"rls-services", "users", ALICE, "index"};
+    xmlDocPtr doc = parse(xml);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(f->store, false, &t), STORE_OK);
+    CU_ASSERT_EQUAL(f->au->index_check(t, &k, doc, index_report_add, r), 0);
+    CU_ASSERT_EQUAL(f->au->index_check(t, NULL, NULL, index_report_add, r), 0);
+    store_txn_abort(t);
+    xmlFreeDoc(doc);
+}
+
+/* The rls-services row checks its own index: nothing to say of a sound store; a missing or a
+ * stray entry is named. Only this row keeps an index. */
+static void test_rls_index_check(void)
+{
+    const struct appusage *const *rows;
+    size_t n = appusage_all(&rows);
+    for (size_t i = 0; i < n; i++)
+        CU_ASSERT((rows[i]->index_check != NULL) == (strcmp(rows[i]->auid, "rls-services") == 0));
+
+    struct rls_fx f;
+    rls_open(&f);
+    struct xcap_err err = {0};
+    const char *doc = RLS(SVC("sip:b@example.com") SVC("sip:a@example.com"));
+    CU_ASSERT_EQUAL_FATAL(rls_write(&f, ALICE, "index", doc, &err), XCAP_OK);
+    struct index_report r;
+    rls_index_check(&f, doc, &r);
+    CU_ASSERT_EQUAL(r.n, 0);
+
+    /* The document as it would be with one more service than the index has. */
+    rls_index_check(
+        &f, RLS(SVC("sip:b@example.com") SVC("sip:a@example.com") SVC("sip:c@example.com")), &r);
+    CU_ASSERT_EQUAL_FATAL(r.n, 2);
+    CU_ASSERT_STRING_EQUAL(r.lines[0], "index: the index rls_doc lists other service URIs");
+    CU_ASSERT_STRING_EQUAL(r.lines[1],
+                           "index: service URI sip:c@example.com is not indexed to it in rls_uri");
+
+    /* An rls_uri entry whose document does not list it. */
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(f.store, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_kv_put(t, USAGE_RLS_URI_TABLE, "sip:z@example.com", 17,
+                                 ALICE "\0index\0<service/>", sizeof ALICE + 16),
+                    STORE_OK);
+    CU_ASSERT_EQUAL(store_txn_commit(t), STORE_OK);
+    rls_index_check(&f, doc, &r);
+    CU_ASSERT_EQUAL_FATAL(r.n, 1);
+    CU_ASSERT_STRING_EQUAL(r.lines[0], "rls_uri: service URI sip:z@example.com is indexed to " ALICE
+                                       "/index, which does not list it");
+    rls_close(&f);
+}
+
 /* ---- limits and performance ---- */
 
 static char *icon_doc(size_t raw)
@@ -1150,6 +1221,7 @@ int main(void)
         {"rls: service URI unique across users", test_rls_cross_user},
         {"rls: global index after PUT and DELETE", test_rls_global_index},
         {"rls: index copies services unchanged", test_rls_index_copies_services},
+        {"rls: the row checks its own index", test_rls_index_check},
         {"pres-content: default icon size limit", test_icon_default_limit},
         {"10000 entries validate fast", test_large_list_fast},
         {"validation from 4 threads", test_concurrent_validation},

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "unit.h"
 #include "xcap_uri.h"
 
@@ -332,6 +333,27 @@ static void test_uri_decode(void)
     free(d);
 }
 
+/* The one percent-encoder: a segment, a path with its '/' kept, bytes with a NUL, a full buffer. */
+static void test_uri_encode(void)
+{
+    struct buf b;
+    buf_init(&b, 256);
+    CU_ASSERT_EQUAL(xcap_uri_encode_segment(&b, "a b/c%d\"[]~-._!$&'()*+,;=:@"), 0);
+    CU_ASSERT_EQUAL(b.len, strlen("a%20b%2Fc%25d%22%5B%5D~-._!$&'()*+,;=:@"));
+    CU_ASSERT_EQUAL(memcmp(b.data, "a%20b%2Fc%25d%22%5B%5D~-._!$&'()*+,;=:@", b.len), 0);
+    buf_reset(&b);
+    CU_ASSERT_EQUAL(xcap_uri_encode(&b, "x/y z\0\xc3\xa9", 8, true), 0);
+    CU_ASSERT_EQUAL(b.len, strlen("x/y%20z%00%C3%A9"));
+    CU_ASSERT_EQUAL(memcmp(b.data, "x/y%20z%00%C3%A9", b.len), 0);
+    buf_reset(&b);
+    CU_ASSERT_EQUAL(xcap_uri_encode(&b, "x/y", 1, false), 0); /* the length bounds the input */
+    CU_ASSERT_EQUAL(b.len, 1);
+    buf_release(&b);
+    buf_init(&b, 4);
+    CU_ASSERT_EQUAL(xcap_uri_encode(&b, "a b", 3, false), -1);
+    buf_release(&b);
+}
+
 /* The canonical spelling (xcap_uri_xui_canonical()). */
 static void test_xui_canonical(void)
 {
@@ -451,6 +473,7 @@ static CU_TestInfo xcap_uri_tests[] = {
     {"URI table", test_uri_table},
     {"segment length bound", test_uri_segment_length},
     {"percent decoding", test_uri_decode},
+    {"percent encoding", test_uri_encode},
     {"XUI comparison", test_xui_equal},
     {"XUI canonical form", test_xui_canonical},
     {"percent-decoding into a bounded buffer", test_xcap_uri_pct_decode},
