@@ -113,11 +113,15 @@ static void *httpd_uri_log(void *cls, const char *uri, struct MHD_Connection *co
     return r;
 }
 
+static void httpd_response_release(struct http_response *resp);
+
 static void httpd_request_free(struct http_request *r)
 {
     if (!r)
         return;
     buf_release(&r->body);
+    if (r->deferred)
+        httpd_response_release(&r->answer);
     free(r->target);
     free(r->path);
     free(r);
@@ -376,6 +380,11 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
     struct httpd_conn *c = httpd_conn_of(conn);
     if (!r || httpd_is_cut(c))
         return MHD_NO; /* allocation failed in httpd_uri_log, or the watchdog cut it */
+    if (r->deferred) { /* resumed: the answer is in (http_request_answer) */
+        if (!atomic_load(&r->answered))
+            return MHD_YES;
+        return httpd_send(conn, &r->answer);
+    }
     if (!r->started) {
         r->started = true;
         r->method = method;
@@ -421,9 +430,40 @@ static enum MHD_Result httpd_access(void *cls, struct MHD_Connection *conn, cons
     struct http_response resp = {.status = 500};
     buf_init(&resp.body, SIZE_MAX);
     d->fn(d->cls, r, &resp);
+    if (r->deferred) { /* suspended in the handler; answered from another thread */
+        httpd_response_release(&resp);
+        return MHD_YES;
+    }
     enum MHD_Result rc = httpd_send(conn, &resp);
     httpd_response_release(&resp);
     return rc;
+}
+
+int http_request_defer(const struct http_request *req)
+{
+    struct http_request *r = (struct http_request *)req;
+    if (r->deferred || !r->conn)
+        return -1;
+    /* Suspended before the handler hands the request to another thread, so a resume can never
+     * come before the suspend it undoes. */
+    MHD_suspend_connection(r->conn);
+    r->deferred = true;
+    return 0;
+}
+
+void http_request_answer(const struct http_request *req, struct http_response *resp)
+{
+    struct http_request *r = (struct http_request *)req;
+    r->answer = *resp;
+    *resp = (struct http_response){0};
+    buf_init(&resp->body, SIZE_MAX);
+    atomic_store(&r->answered, true);
+    MHD_resume_connection(r->conn);
+}
+
+bool http_request_deferred(const struct http_request *req)
+{
+    return req->deferred;
 }
 
 /* Descriptors kept free for everything else a server opens (store, SIP, upstream connections,
@@ -542,8 +582,10 @@ int httpd_launch(struct httpd *d, const struct httpd_config *cfg, unsigned flags
     pthread_cond_init(&d->wake, &ca);
     pthread_condattr_destroy(&ca);
     /* MHD_USE_ITC: MHD_quiesce_daemon() with internal threads needs it (httpd_drain). */
-    d->mhd = MHD_start_daemon(flags | MHD_USE_ITC, ss ? cfg->port : 0, NULL, NULL, httpd_access, d,
-                              MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    /* MHD_ALLOW_SUSPEND_RESUME: deferred answers (http_request_defer); with the internal epoll
+     * threads a resume wakes the connection's thread through its ITC. */
+    d->mhd = MHD_start_daemon(flags | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME, ss ? cfg->port : 0,
+                              NULL, NULL, httpd_access, d, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (d->mhd && (d->header_ms || d->body_min_rate)) {
         if (pthread_create(&d->watchdog, NULL, httpd_watchdog, d) == 0) {
             d->watchdog_running = true;

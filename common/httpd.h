@@ -145,6 +145,20 @@ struct http_response {
 typedef void (*httpd_handler_fn)(void *cls, const struct http_request *req,
                                  struct http_response *resp);
 
+/* Deferred answers, for a handler that would otherwise hold its thread while it waits (a write
+ * waiting for its durable commit). Called from the handler, http_request_defer() suspends the
+ * request's connection (libmicrohttpd's suspend/resume): when the handler returns, its resp is
+ * discarded and the thread serves other connections. The request (and every string its
+ * accessors return) stays valid until http_request_answer(), which any thread calls exactly once
+ * with the response (its contents taken over, *resp left empty); the connection is then resumed
+ * and the response sent. Every deferred request must be answered before httpd_stop(); while it
+ * waits it counts as in progress for httpd_drain(). Returns 0, or -1 (resp must then be filled
+ * by the handler as usual) when the request cannot be deferred. */
+int http_request_defer(const struct http_request *req);
+void http_request_answer(const struct http_request *req, struct http_response *resp);
+/* True once http_request_defer() succeeded for req. */
+bool http_request_deferred(const struct http_request *req);
+
 /* Starts listening (TCP, and the UNIX-domain socket when configured). Returns 0, or -1 with a log
  * line (e.g. address in use, socket path taken by a live server). */
 int httpd_start(const struct httpd_config *cfg, httpd_handler_fn fn, void *cls, struct httpd **out);

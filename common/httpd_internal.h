@@ -85,6 +85,11 @@ struct http_request {
     struct buf body;
     bool started;
     bool too_large;
+    /* A deferred answer (http_request_defer): the connection is suspended from the handler's
+     * return until http_request_answer() hands over the response and resumes it. */
+    bool deferred;
+    _Atomic bool answered;
+    struct http_response answer;
     char peer[INET6_ADDRSTRLEN];
 };
 

@@ -89,6 +89,11 @@ static const struct config_key xdms_keys[] = {
      "percent of the map writes may fill; above it PUTs get 507, DELETEs still work"},
     {"group_commit_max_requests", CONFIG_UINT, 1, STORE_GROUP_MAX_REQUESTS, "64", NULL, 0, NULL,
      "concurrent writes acknowledged after one shared durable commit (1: each its own)"},
+    {"write_threads", CONFIG_UINT, 0, SERVER_WRITE_THREADS_MAX, "64", NULL, 0, NULL,
+     "threads that run parked writes: a write waiting for its commit holds one of them, not "
+     "an HTTP thread (0: writes run on the HTTP threads)"},
+    {"max_parked_writes", CONFIG_UINT, 1, SERVER_PARKED_WRITES_MAX, "1024", NULL, 0, NULL,
+     "writes waiting or running on the write threads; more get 503 with Retry-After"},
     {"group_commit_max_bytes", CONFIG_SIZE, 1 << 12, 1ull << 30, "8M", NULL, 0, NULL,
      "LMDB: bytes the writes of one shared commit may write before it is made"},
     {"change_log_max_count", CONFIG_UINT, 1, 100000000, "100000", NULL, 0, NULL,
@@ -205,7 +210,16 @@ static int xdms_collect(void *cls, const char *value)
     return 0;
 }
 
-/* The request handler with its time and outcome recorded (metrics.h). */
+/* A request's time and outcome recorded (metrics.h), when its answer is sent. */
+static void xdms_answered(const struct http_request *req, const struct http_response *resp,
+                          double s)
+{
+    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
+    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
+               resp->status, resp->body.len, s, NULL);
+}
+
+/* The request handler; a parked write is recorded by its write thread instead (server.h). */
 static void xdms_handle(void *cls, const struct http_request *req, struct http_response *resp)
 {
     struct timespec t0, t1;
@@ -213,11 +227,11 @@ static void xdms_handle(void *cls, const struct http_request *req, struct http_r
     /* The proxy's request id, so that one request can be followed through both logs. */
     access_begin(http_request_header(req, "X-Request-ID"));
     server_handle(cls, req, resp);
+    if (http_request_deferred(req))
+        return;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
-    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
-               resp->status, resp->body.len, s, NULL);
+    xdms_answered(req, resp,
+                  (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 }
 
 /* The group-commit histogram (docs/storage.md "Group commit"): write requests per durable
@@ -664,6 +678,9 @@ static int xdms_build(struct xdms_main *m)
         .max_uri = config_u64(cfg, "max_uri"),
         .default_domain = config_str(cfg, "default_domain"),
         .xcap_root = m->xcap_root,
+        .write_threads = (unsigned)config_u64(cfg, "write_threads"),
+        .max_parked_writes = (unsigned)config_u64(cfg, "max_parked_writes"),
+        .answered = xdms_answered,
     };
     const char *dir_base = config_str(cfg, "directory_base_dn");
     const char *ldap_uri = config_str(cfg, "ldap_uri");
@@ -859,6 +876,8 @@ static int xdms_serve(struct xdms_main *m)
 static void xdms_release(struct xdms_main *m)
 {
     httpd_stop(m->admin);
+    if (m->server)
+        server_stop_writes(m->server); /* no connection may stay suspended (httpd_stop) */
     httpd_stop(m->httpd);
     corpdir_stop(m->corpdir);
     notifier_stop(m->notifier);

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "access.h"
 #include "caps.h"
 #include "directory.h"
 #include "engine.h"
@@ -44,6 +45,14 @@ struct xdms_server {
     size_t n_peers;
     struct buf caps; /* generated once: the xcap-caps document never changes while running */
     char caps_etag[32];
+    /* Parked writes (server.h): a queue under park_lock, run by the write threads. */
+    pthread_mutex_t park_lock;
+    pthread_cond_t park_cond;
+    struct server_write *park_head, *park_tail;
+    unsigned parked; /* queued or running */
+    bool park_on;    /* write threads running, accepting writes */
+    pthread_t *writers;
+    unsigned n_writers;
 };
 
 /* Everything one request carries between phases; released in one place (server_handle). */
@@ -64,6 +73,16 @@ struct xdms_call {
     struct xcap_err err;
 };
 
+/* One request from the handler to its answer: on the heap so that a parked write can outlive
+ * the handler's call. */
+struct server_write {
+    struct server_write *next; /* in the park queue */
+    struct xdms_call c;
+    struct timespec t0;
+};
+
+static int server_park_start(struct xdms_server *s);
+
 static uint32_t server_fnv1a(const char *s, size_t n)
 {
     uint32_t h = 2166136261u;
@@ -79,6 +98,8 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     if (!s)
         return NULL;
     pthread_rwlock_init(&s->peers_lock, NULL);
+    pthread_mutex_init(&s->park_lock, NULL);
+    pthread_cond_init(&s->park_cond, NULL);
     s->cfg = *cfg;
     s->root_path = strdup(cfg->root_path);
     s->cfg.root_path = s->root_path;
@@ -96,6 +117,10 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     }
     snprintf(s->caps_etag, sizeof s->caps_etag, "caps-%08x",
              server_fnv1a(s->caps.data, s->caps.len));
+    if (engine && server_park_start(s) < 0) {
+        server_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -133,6 +158,10 @@ void server_free(struct xdms_server *s)
 {
     if (!s)
         return;
+    server_stop_writes(s);
+    free(s->writers);
+    pthread_cond_destroy(&s->park_cond);
+    pthread_mutex_destroy(&s->park_lock);
     free(s->root_path);
     free(s->default_domain);
     free(s->xcap_root);
@@ -681,28 +710,171 @@ static void server_respond(const struct xdms_server *s, struct xcap_err *err, en
     http_response_text(resp, resp->status, err->phrase ? err->phrase : status_phrase(st));
 }
 
+/* The end of every request: respond, log, wake the notifier, release the call's contents. */
+static void server_finish(struct xdms_server *s, struct xdms_call *c, enum xcap_status st,
+                          struct engine_reply *rep, struct http_response *resp)
+{
+    server_respond(s, &c->err, st, rep, resp);
+    if (status_http(st) >= 500 || st == XCAP_FORBIDDEN)
+        log_info("%s %s from %s: %d %s", http_request_method(c->http), http_request_target(c->http),
+                 http_request_peer_str(c->http), status_http(st),
+                 c->err.phrase ? c->err.phrase : "");
+    if (rep->changed && s->notifier)
+        notifier_wake(s->notifier);
+    buf_release(&rep->body);
+    xcap_uri_release(&c->uri);
+    free(c->identity);
+    free(c->peer_domains);
+    xcap_err_release(&c->err);
+}
+
+static double server_seconds_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A parked write on a write thread: execute (its store transaction waits in the group commit
+ * with the other write threads'), then answer, which resumes the connection. */
+static void server_park_run(struct xdms_server *s, struct server_write *w)
+{
+    const struct http_request *http = w->c.http;
+    access_begin(http_request_header(http, "X-Request-ID"));
+    struct engine_reply rep = {0};
+    buf_init(&rep.body, SIZE_MAX);
+    enum xcap_status st = server_execute(s, &w->c, &rep);
+    struct http_response resp = {.status = 500};
+    buf_init(&resp.body, SIZE_MAX);
+    server_finish(s, &w->c, st, &rep, &resp);
+    if (s->cfg.answered)
+        s->cfg.answered(http, &resp, server_seconds_since(&w->t0));
+    free(w);
+    http_request_answer(http, &resp); /* http may be gone once this returns */
+    buf_release(&resp.body);
+}
+
+static void *server_park_thread(void *cls)
+{
+    struct xdms_server *s = cls;
+    pthread_mutex_lock(&s->park_lock);
+    for (;;) {
+        while (!s->park_head && s->park_on)
+            pthread_cond_wait(&s->park_cond, &s->park_lock);
+        struct server_write *w = s->park_head;
+        if (!w)
+            break; /* stopping and nothing left */
+        s->park_head = w->next;
+        if (!s->park_head)
+            s->park_tail = NULL;
+        pthread_mutex_unlock(&s->park_lock);
+        server_park_run(s, w);
+        pthread_mutex_lock(&s->park_lock);
+        s->parked--;
+    }
+    pthread_mutex_unlock(&s->park_lock);
+    return NULL;
+}
+
+static int server_park_start(struct xdms_server *s)
+{
+    unsigned n = s->cfg.write_threads;
+    if (n == 0)
+        return 0;
+    if (n > SERVER_WRITE_THREADS_MAX)
+        n = SERVER_WRITE_THREADS_MAX;
+    s->writers = calloc(n, sizeof *s->writers);
+    if (!s->writers)
+        return -1;
+    s->park_on = true;
+    for (; s->n_writers < n; s->n_writers++) {
+        if (pthread_create(&s->writers[s->n_writers], NULL, server_park_thread, s) != 0) {
+            log_error("cannot start write thread %u of %u", s->n_writers + 1, n);
+            return -1; /* server_free() stops those started */
+        }
+    }
+    return 0;
+}
+
+void server_stop_writes(struct xdms_server *s)
+{
+    pthread_mutex_lock(&s->park_lock);
+    s->park_on = false;
+    pthread_cond_broadcast(&s->park_cond);
+    pthread_mutex_unlock(&s->park_lock);
+    for (unsigned i = 0; i < s->n_writers; i++)
+        pthread_join(s->writers[i], NULL);
+    s->n_writers = 0;
+}
+
+/* Whether c is a write of a stored document, element or attribute (RFC 4825 §8.2, §8.4). */
+static bool server_is_write(const struct xdms_call *c)
+{
+    return c->kind == RES_USAGE && (c->method == ENGINE_PUT || c->method == ENGINE_DELETE);
+}
+
+/* Parks w (a write) for the write threads and defers its answer. XCAP_OK: parked, w is theirs.
+ * XCAP_STORAGE: max_parked_writes are waiting (503 with Retry-After). Any other status: parking
+ * is off or the request cannot be deferred; the caller runs the write itself. */
+static enum xcap_status server_park(struct xdms_server *s, struct server_write *w)
+{
+    pthread_mutex_lock(&s->park_lock);
+    if (!s->park_on) {
+        pthread_mutex_unlock(&s->park_lock);
+        return XCAP_INTERNAL;
+    }
+    if (s->parked >= s->cfg.max_parked_writes) {
+        pthread_mutex_unlock(&s->park_lock);
+        return xcap_fail(&w->c.err, XCAP_STORAGE,
+                         "too many writes waiting for their commit (max_parked_writes = %u); "
+                         "retry after the time in Retry-After",
+                         s->cfg.max_parked_writes);
+    }
+    if (http_request_defer(w->c.http) < 0) {
+        pthread_mutex_unlock(&s->park_lock);
+        return XCAP_INTERNAL;
+    }
+    s->parked++;
+    log_debug("write parked: %s %s (%u parked)", http_request_method(w->c.http),
+              http_request_target(w->c.http), s->parked);
+    w->next = NULL;
+    if (s->park_tail)
+        s->park_tail->next = w;
+    else
+        s->park_head = w;
+    s->park_tail = w;
+    pthread_cond_signal(&s->park_cond);
+    pthread_mutex_unlock(&s->park_lock);
+    return XCAP_OK;
+}
+
 void server_handle(void *cls, const struct http_request *http, struct http_response *resp)
 {
     struct xdms_server *s = cls;
+    struct server_write *w = calloc(1, sizeof *w);
+    if (!w) {
+        http_response_text(resp, 500, "out of memory");
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &w->t0);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    struct xdms_call c = {.http = http,
-                          .start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000};
+    struct xdms_call *c = &w->c;
+    c->http = http;
+    c->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     struct engine_reply rep = {0};
     buf_init(&rep.body, SIZE_MAX);
     enum xcap_status st;
-    if ((st = server_authorize_peer(s, &c)) == XCAP_OK && (st = server_parse(s, &c)) == XCAP_OK &&
-        (st = server_resolve(s, &c)) == XCAP_OK && (st = server_authorize_user(s, &c)) == XCAP_OK)
-        st = server_execute(s, &c, &rep);
-    server_respond(s, &c.err, st, &rep, resp);
-    if (status_http(st) >= 500 || st == XCAP_FORBIDDEN)
-        log_info("%s %s from %s: %d %s", http_request_method(http), http_request_target(http),
-                 http_request_peer_str(http), status_http(st), c.err.phrase ? c.err.phrase : "");
-    if (rep.changed && s->notifier)
-        notifier_wake(s->notifier);
-    buf_release(&rep.body);
-    xcap_uri_release(&c.uri);
-    free(c.identity);
-    free(c.peer_domains);
-    xcap_err_release(&c.err);
+    if ((st = server_authorize_peer(s, c)) == XCAP_OK && (st = server_parse(s, c)) == XCAP_OK &&
+        (st = server_resolve(s, c)) == XCAP_OK && (st = server_authorize_user(s, c)) == XCAP_OK) {
+        if (server_is_write(c)) {
+            st = server_park(s, w);
+            if (st == XCAP_OK)
+                return; /* answered by a write thread */
+        }
+        if (st != XCAP_STORAGE)
+            st = server_execute(s, c, &rep);
+    }
+    server_finish(s, c, st, &rep, resp);
+    free(w);
 }

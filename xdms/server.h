@@ -21,11 +21,34 @@ struct xdms_server_config {
     const char *xcap_root;      /* public XCAP root ("http://host/xcap-root/") */
     unsigned retry_after;       /* seconds in the Retry-After of a 503 (RFC 9110 §10.2.3);
                                    0 = 1 */
+    /* Parked writes (docs/performance.md "Parked writes"): a write request (PUT or DELETE of a
+     * document, element or attribute) does not hold an HTTP thread while it waits for its
+     * durable commit. Its connection is suspended (http_request_defer) and the write is run by
+     * one of write_threads threads, which wait in the store's group commit together; the answer
+     * is sent once the group's commit is on disk. 0 = off: writes run on the HTTP thread. At
+     * most max_parked_writes writes wait or run at once; beyond that a write gets 503 with
+     * Retry-After (RFC 9110 §15.6.4). */
+    unsigned write_threads;
+    unsigned max_parked_writes;
+    /* Called for every answer sent, on the thread that sends it, with the handler's time in
+     * seconds (the access log and metrics of a parked write, whose answer comes later). NULL:
+     * none. */
+    void (*answered)(const struct http_request *req, const struct http_response *resp,
+                     double seconds);
 };
+
+/* Limits of the keys write_threads and max_parked_writes. */
+#define SERVER_WRITE_THREADS_MAX 1024
+#define SERVER_PARKED_WRITES_MAX 100000
 
 struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engine *engine,
                                struct notifier *notifier);
 void server_free(struct xdms_server *s);
+/* Graceful stop of the parked writes: every write parked so far is run and answered, then the
+ * write threads end; writes arriving afterwards run on their HTTP thread. Call before
+ * httpd_stop() (libmicrohttpd must have no suspended connection then). Idempotent; server_free()
+ * calls it too. */
+void server_stop_writes(struct xdms_server *s);
 
 /* Adds a trusted TCP peer from "ADDRESS server" (ADDRESS numeric IPv4/IPv6, or a CIDR like
  * 127.0.0.0/8), or, for mutual TLS, "subject:DN ROLE" (RFC 4514 subject of the client
@@ -53,7 +76,9 @@ void server_take_peers(struct xdms_server *s, struct xdms_server *from);
 /* How many peers s trusts (for the reload's log line). */
 size_t server_peer_count(struct xdms_server *s);
 
-/* httpd_handler_fn; cls is the struct xdms_server. */
+/* httpd_handler_fn; cls is the struct xdms_server. A write may be parked: the request is then
+ * deferred (http_request_deferred() is true, resp is unused) and answered from a write thread,
+ * after cfg.answered is called. */
 void server_handle(void *cls, const struct http_request *req, struct http_response *resp);
 
 #endif

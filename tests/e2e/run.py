@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import shutil
+import select
 import signal
 import socket
 import subprocess
@@ -1808,7 +1809,96 @@ def builtin_attribute_flood(run, step):
         raise CaseError("line %d: %s" % (ln, "; ".join(problems)))
 
 
-BUILTINS = {"kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race,
+def builtin_parked_writes(run, step):
+    """run parked-writes shared-list
+
+    Parked writes (docs/performance.md): a write waiting for its commit holds no HTTP thread. The
+    case gives the XDMS threads=1, write_threads=1, max_parked_writes=1 and log_level=debug. A
+    helper process takes LMDB's writer lock, so a PUT cannot commit: it is parked (its "write
+    parked" debug line is awaited). Meanwhile the one HTTP thread still answers a GET (the old
+    version), and a second PUT gets 503 with Retry-After: 1 (the bound). Then SIGTERM: the XDMS
+    keeps draining while the write waits; once the lock is released the parked PUT is answered
+    200 after its commit and the XDMS exits 0; restarted, it serves the new version."""
+    ln = step.lineno
+    proc = run.dep.procs[step.args[1]]
+    uri = "/xcap-root/resource-lists/users/sip:parked@example.com/index"
+    hdrs = [("X-3GPP-Asserted-Identity", '"sip:parked@example.com"'),
+            ("Content-Type", "application/resource-lists+xml")]
+
+    def body(n):
+        return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+                '  <list name="v%d"/>\n</resource-lists>\n' % n).encode()
+
+    def fail(msg):
+        raise CaseError("line %d: %s" % (ln, msg))
+
+    r = http_exchange(proc.socket_addr, "PUT", uri, hdrs, body(1), 10)
+    if r.status != 201:
+        fail("first PUT: status %d" % r.status)
+    e1 = r.header("ETag")
+    poke = os.path.join(run.dep.build, "tests", "store_poke")
+    holder = subprocess.Popen([poke, proc.data, "hold"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    result = {}
+
+    def parked_put():
+        try:
+            result["r"] = http_exchange(proc.socket_addr, "PUT", uri, hdrs, body(2), 30)
+        except CaseError as e:
+            result["e"] = str(e)
+
+    writer = threading.Thread(target=parked_put, daemon=True)
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 10)
+        if not ready or holder.stdout.readline() != b"held\n":
+            fail("store_poke hold did not take the writer lock")
+        writer.start()
+        deadline = time.monotonic() + 10
+        while True:
+            with open(proc.logs[-1], "rb") as f:
+                if b"write parked: PUT " + uri.encode() in f.read():
+                    break
+            if time.monotonic() > deadline:
+                fail("no 'write parked' line within 10 s")
+            time.sleep(0.05)
+        r = http_exchange(proc.socket_addr, "GET", uri, hdrs[:1], None, 5)
+        if r.status != 200 or r.body != body(1) or r.header("ETag") != e1:
+            fail("GET while a write is parked: %d ETag %s" % (r.status, r.header("ETag")))
+        r = http_exchange(proc.socket_addr, "PUT", uri, hdrs, body(3), 5)
+        want = (b"too many writes waiting for their commit (max_parked_writes = 1); retry after "
+                b"the time in Retry-After\n")
+        if r.status != 503 or r.header("Retry-After") != "1" or r.body != want:
+            fail("PUT beyond max_parked_writes: %d Retry-After %s %r" % (
+                r.status, r.header("Retry-After"), r.body))
+        proc.expected_exit = True
+        proc.popen.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        if proc.popen.poll() is not None:
+            fail("the XDMS exited (%s) with a write parked" % proc.popen.returncode)
+        if "r" in result or "e" in result:
+            fail("the parked PUT was answered before its commit: %r" % result)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    writer.join(timeout=20)
+    if "r" not in result or result["r"].status != 200:
+        fail("parked PUT: %r" % (result.get("r").status if "r" in result else result))
+    e2 = result["r"].header("ETag")
+    try:
+        rc = proc.popen.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        fail("the XDMS did not exit within 10 s of SIGTERM")
+    if rc != 0:
+        fail("the XDMS exited with %s after SIGTERM" % rc)
+    proc.start()
+    r = http_exchange(proc.socket_addr, "GET", uri, hdrs[:1], None, 10)
+    if r.status != 200 or r.body != body(2) or r.header("ETag") != e2 or e2 == e1:
+        fail("after the restart: %d ETag %s (parked PUT's %s)" % (r.status, r.header("ETag"),
+                                                                 e2))
+
+
+BUILTINS = {"parked-writes": builtin_parked_writes, "kill9-durability": builtin_kill9_durability, "if-match-race": builtin_if_match_race,
             "parallel-clients": builtin_parallel_clients, "store-flood": builtin_store_flood,
             "fill-store": builtin_fill_store, "attribute-flood": builtin_attribute_flood}
 

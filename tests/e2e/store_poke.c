@@ -5,6 +5,9 @@
  *                                                store API: no validation, no change record
  *   store_poke DIR quota XUI BYTES               overwrite the user's byte count (raw LMDB)
  *   store_poke DIR kvdel TABLE KEY               delete one entry of an extra table
+ *   store_poke DIR hold                          take LMDB's writer lock, print "held", keep it
+ *                                                until standard input ends (a writer that
+ *                                                blocks every other, tests/e2e/run.py)
  *
  * DIR "pg:CONNINFO" names a PostgreSQL store instead of an LMDB directory (put and kvdel).
  *
@@ -90,8 +93,31 @@ static int store_poke_kvdel(const char *dir, const char *table, const char *key)
     return rc;
 }
 
+static int store_poke_hold(const char *dir)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    int rc = mdb_env_create(&env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(env, 64);
+    if (rc == 0)
+        rc = mdb_env_open(env, dir, 0, 0600);
+    if (rc == 0 && (rc = mdb_txn_begin(env, NULL, 0, &txn)) == 0) {
+        fputs("held\n", stdout);
+        fflush(stdout);
+        char buf[256];
+        while (fread(buf, 1, sizeof buf, stdin) > 0)
+            ;
+        mdb_txn_abort(txn);
+    }
+    mdb_env_close(env);
+    return rc != 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[2], "hold") == 0)
+        return store_poke_hold(argv[1]);
     if (argc == 8 && strcmp(argv[2], "put") == 0)
         return store_poke_put(argv[1], argv + 3);
     if (argc == 5 && strcmp(argv[2], "quota") == 0)
@@ -99,7 +125,7 @@ int main(int argc, char **argv)
     if (argc == 5 && strcmp(argv[2], "kvdel") == 0)
         return store_poke_kvdel(argv[1], argv[3], argv[4]);
     fputs("usage: store_poke DIR put AUID TREE XUI PATH FILE | quota XUI BYTES | "
-          "kvdel TABLE KEY\n",
+          "kvdel TABLE KEY | hold\n",
           stderr);
     return 2;
 }

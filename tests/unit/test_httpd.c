@@ -985,6 +985,77 @@ static void test_drain(void)
     close(fd);
 }
 
+/* Deferred answers: the handler of /defer suspends its request and leaves it to
+ * defer_answer_thread, which answers 202 "late" after a pause. */
+static const struct http_request *_Atomic deferred_req;
+
+static void defer_handler(void *cls, const struct http_request *req, struct http_response *resp)
+{
+    (void)cls;
+    if (strcmp(http_request_path(req), "/defer") == 0 && http_request_defer(req) == 0) {
+        CU_ASSERT(http_request_deferred(req));
+        CU_ASSERT_EQUAL(http_request_defer(req), -1); /* once */
+        atomic_store(&deferred_req, req);
+        return;
+    }
+    CU_ASSERT_FALSE(http_request_deferred(req));
+    http_response_text(resp, 200, "now");
+}
+
+static void *defer_answer_thread(void *cls)
+{
+    (void)cls;
+    const struct http_request *req;
+    for (int i = 0; i < 500 && !(req = atomic_load(&deferred_req)); i++)
+        usleep(10 * 1000);
+    if (!req)
+        return NULL;
+    usleep(500 * 1000);
+    struct http_response resp = {0};
+    buf_init(&resp.body, SIZE_MAX);
+    http_response_text(&resp, 202, "late");
+    http_request_answer(req, &resp);
+    CU_ASSERT_EQUAL(resp.body.len, 0); /* taken over */
+    buf_release(&resp.body);
+    return NULL;
+}
+
+static void test_deferred_answer(void)
+{
+    struct httpd_config cfg = {
+        .host = "127.0.0.1", .threads = 1, .max_body = 4096, .max_header = 8192, .timeout_s = 30};
+    struct httpd *d = NULL;
+    CU_ASSERT_EQUAL_FATAL(httpd_start(&cfg, defer_handler, NULL, &d), 0);
+    uint16_t port = httpd_port(d);
+    atomic_store(&deferred_req, NULL);
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, defer_answer_thread, NULL), 0);
+    const char req[] = "GET /defer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int fd = raw_connect(port, req, sizeof req - 1);
+    CU_ASSERT_FATAL(fd >= 0);
+    /* The only thread is free while the first request waits: another is answered at once. */
+    const char now[] = "GET /now HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    usleep(100 * 1000);
+    int fd2 = raw_connect(port, now, sizeof now - 1);
+    CU_ASSERT_FATAL(fd2 >= 0);
+    char out[4096];
+    double t0 = now_s();
+    raw_read_all(fd2, out, sizeof out, 3, false);
+    CU_ASSERT(now_s() - t0 < 0.4);
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 200", 12), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\r\n\r\nnow\n"));
+    /* A deferred request counts as in progress for a drain, until it is answered. */
+    CU_ASSERT_EQUAL(httpd_drain(&d, 1, 5), 0);
+    raw_read_all(fd, out, sizeof out, 3, false);
+    CU_ASSERT_EQUAL(strncmp(out, "HTTP/1.1 202", 12), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\r\n\r\nlate\n"));
+    CU_ASSERT(now_s() - t0 >= 0.3);
+    pthread_join(t, NULL);
+    close(fd);
+    close(fd2);
+    httpd_stop(d);
+}
+
 static void test_set_max_body(void)
 {
     struct echo_ctx ctx;
@@ -1009,6 +1080,7 @@ static void test_set_max_body(void)
 static CU_TestInfo httpd_tests[] = {
     {"drain: in-flight requests finish, within the bound", test_drain},
     {"largest body replaced while running", test_set_max_body},
+    {"deferred answer: thread free meanwhile, drain waits", test_deferred_answer},
     {"raw target reaches the handler", test_raw_target},
     {"methods, body bytes, header order", test_methods_and_body},
     {"413 on oversized bodies", test_too_large},
