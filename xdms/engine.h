@@ -67,8 +67,10 @@ struct engine_request {
     const char *if_none_match; /* header value or NULL */
     const char *body;
     size_t body_len;
-    const char *identity; /* asserted identity, or NULL (charging: the served user of global/) */
-    int64_t start_ms;     /* when the request arrived, ms since the epoch (charging); 0: now */
+    const char *identity;   /* asserted identity, or NULL (charging: the served user of global/) */
+    int64_t start_ms;       /* when the request arrived, ms since the epoch (charging); 0: now */
+    const char *request_id; /* the request's id (charging: correlation), or NULL. Read from here,
+                             * never from the thread: a write may run on another thread */
 };
 
 struct engine_reply {

@@ -9,7 +9,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "access.h"
 #include "charging.h"
 #include "engine_internal.h"
 #include "etag.h"
@@ -144,7 +143,7 @@ void engine_charge(struct engine *e, const struct engine_request *req, const str
         .document = req->uri->doc_sel,
         .operation = op,
         .node = charging_node(e->cfg.charging),
-        .correlation = access_request_id(),
+        .correlation = req->request_id ? req->request_id : "",
         .result = result,
         .bytes_in = req->body_len,
         .bytes_out = 0, /* a write answers with no body (RFC 4825 §8.2.5, §8.3.5) */

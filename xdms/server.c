@@ -67,9 +67,12 @@ struct xdms_call {
     struct xcap_uri uri;
     const struct appusage *au;
     enum engine_method method;
-    char *identity;     /* asserted user, decoded and unquoted */
-    char *peer_domains; /* copy of the matched trusted_peer's domains, or NULL */
-    int64_t start_ms;   /* when the request arrived (charging records) */
+    char *identity;                     /* asserted user, decoded and unquoted */
+    char *peer_domains;                 /* copy of the matched trusted_peer's domains, or NULL */
+    int64_t start_ms;                   /* when the request arrived (charging records) */
+    char request_id[ACCESS_ID_MAX + 1]; /* this request's id (access log, charging records),
+                                         * taken on the HTTP thread: a parked write runs on
+                                         * another, and group commit runs it on the leader's */
     struct xcap_err err;
 };
 
@@ -670,6 +673,7 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
         .body_len = len,
         .identity = c->identity,
         .start_ms = c->start_ms,
+        .request_id = c->request_id,
     };
     return engine_execute(s->engine, &req, rep, &c->err);
 }
@@ -740,7 +744,7 @@ static double server_seconds_since(const struct timespec *t0)
 static void server_park_run(struct xdms_server *s, struct server_write *w)
 {
     const struct http_request *http = w->c.http;
-    access_begin(http_request_header(http, "X-Request-ID"));
+    access_begin(w->c.request_id);
     struct engine_reply rep = {0};
     buf_init(&rep.body, SIZE_MAX);
     enum xcap_status st = server_execute(s, &w->c, &rep);
@@ -862,6 +866,7 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
     struct xdms_call *c = &w->c;
     c->http = http;
     c->start_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    snprintf(c->request_id, sizeof c->request_id, "%s", access_request_id());
     struct engine_reply rep = {0};
     buf_init(&rep.body, SIZE_MAX);
     enum xcap_status st;
