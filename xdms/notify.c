@@ -125,7 +125,7 @@ static int notifier_on_wake(struct notifier *n, su_wait_t *w, struct notifier *a
     if (atomic_load(&n->stop_requested) && !n->stopping)
         notifier_begin_stop(n);
     else if (!n->stopping)
-        notifier_poll(n);
+        notifier_poll_changes(n);
     notifier_leave(n);
     return 0;
 }
@@ -202,7 +202,7 @@ static int notifier_setup(struct notifier *n)
      * must hold them all (sofia's default of 64 fails the rest with ENOBUFS). */
     n->agent = nta_agent_create(n->root, URL_STRING_MAKE(contact), NULL, NULL, NTATAG_UA(1),
                                 NTATAG_MAXSIZE(NOTIFY_SIP_MAXSIZE),
-                                TPTAG_QUEUESIZE(NOTIFY_MAX_SUBS + 64), TAG_END());
+                                TPTAG_QUEUESIZE(n->cfg.max_subscriptions + 64), TAG_END());
     if (!n->agent) {
         log_error("notifier: cannot listen on %s (UDP and TCP; port in use?)", url);
         return -1;
@@ -260,7 +260,9 @@ static int notifier_setup(struct notifier *n)
     notify_dialog_restore(n);
     if (n->cfg.cluster)
         notify_cluster_takeover(n, true);
-    /* Changes committed while we were down are reported on the first turn of the loop. */
+    /* Changes committed while we were down are reported on the first turn of the loop, with the
+     * full states of the restored subscriptions that need one. */
+    n->sweep = true;
     notifier_wake(n);
     return 0;
 }
@@ -278,6 +280,10 @@ static void notifier_teardown(struct notifier *n)
     n->reap_due = true;
     notify_subs_reap(n);
     notify_change_known_clear(n);
+    notify_index_release(&n->index);
+    free(n->due);
+    n->due = NULL;
+    n->n_due = n->cap_due = 0;
     if (n->tick)
         su_timer_destroy(n->tick);
     if (n->hold)
@@ -367,6 +373,8 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
         n->cfg.lease_s = NOTIFY_DEFAULT_LEASE_S;
     if (!n->cfg.poll_ms)
         n->cfg.poll_ms = NOTIFY_DEFAULT_POLL_MS;
+    if (!n->cfg.max_subscriptions)
+        n->cfg.max_subscriptions = NOTIFY_DEFAULT_MAX_SUBS;
     if (!n->host || !n->xcap_root || (cfg->trusted_peers && !n->trusted) ||
         (cfg->contact && !n->contact) || (cfg->server_identities && !n->servers)) {
         log_error("notifier: out of memory");

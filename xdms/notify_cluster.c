@@ -379,7 +379,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         .n = n,
         .leases = leases,
         .now_ms = now_ms,
-        .room = n->n_subs < NOTIFY_MAX_SUBS ? NOTIFY_MAX_SUBS - n->n_subs : 0,
+        .room = n->n_subs < n->cfg.max_subscriptions ? n->cfg.max_subscriptions - n->n_subs : 0,
     };
     struct store_txn *t;
     enum store_rc rc = store_txn_begin(n->store, true, &t);
@@ -472,6 +472,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         }
         s->next = n->subs;
         n->subs = s;
+        notify_subs_index(n, s);
         n->n_subs++;
         metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
     }

@@ -192,11 +192,8 @@ int notify_take_body(const sip_t *sip, char **body, size_t *len)
 
 size_t notify_count_user(const struct notifier *n, const char *identity)
 {
-    size_t count = 0;
-    for (const struct notify_sub *s = n->subs; s; s = s->next)
-        if (!s->dead && xcap_uri_xui_equal(s->identity, identity))
-            count++;
-    return count;
+    /* Linked subscriptions are in the index under their identity (notify_index.c). */
+    return notify_index_count_identity(&n->index, identity);
 }
 
 /* Remote target and route set of the dialog as strings, for the persisted record. */
@@ -321,8 +318,10 @@ static int notify_dialog_refresh(struct notify_sub *s, nta_incoming_t *irq, cons
     bool full = false;
     if (has_body) {
         /* RFC 5875 §4.8: a new watched set replaces the old one; its full state follows. */
+        notify_index_remove(&n->index, s);
         notify_watch_list_release(&s->watches);
         s->watches = wl;
+        notify_subs_index(n, s);
         free(s->body);
         s->body = body;
         s->body_len = body_len;
@@ -531,6 +530,7 @@ void notify_dialog_restore(struct notifier *n)
         if (s) {
             s->next = n->subs;
             n->subs = s;
+            notify_subs_index(n, s);
             n->n_subs++;
             metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
         }

@@ -199,6 +199,7 @@ static void notify_send_continue(struct notify_sub *s)
 {
     struct notifier *n = s->n;
     if (n->in_poll) {
+        notify_change_due(n, s);
         n->poll_again = true;
         return;
     }
@@ -249,17 +250,45 @@ static int notify_send_on_response(struct notify_sub *s, nta_outgoing_t *orq, co
     return 0;
 }
 
+/* Flushes the subscriptions the change log found (n->due), or every one when n->sweep asks for
+ * it. Returns whether one of them must be saved now. */
+static bool notify_send_flush_due(struct notifier *n, struct store_txn *t)
+{
+    bool urgent = false;
+    if (n->sweep) {
+        n->sweep = false;
+        for (struct notify_sub *s = n->subs; s; s = s->next) {
+            notify_send_flush(s, t);
+            urgent |= s->urgent && !s->dead;
+        }
+    } else {
+        /* Flushing may put a subscription on the list again (and move the array). */
+        for (size_t i = 0; i < n->n_due; i++) {
+            struct notify_sub *s = n->due[i];
+            s->due = false;
+            notify_send_flush(s, t);
+            urgent |= s->urgent && !s->dead;
+        }
+    }
+    for (size_t i = 0; i < n->n_due; i++)
+        n->due[i]->due = false;
+    n->n_due = 0;
+    return urgent;
+}
+
 /* Reads the change log after the cursor and sends every due NOTIFY, all from one read snapshot,
- * so a full state and the cursor agree. Re-entrant calls (a response callback fired while
- * sending) only ask for another round. */
-void notifier_poll(struct notifier *n)
+ * so a full state and the cursor agree. A change reaches the subscriptions that watch its
+ * document through the index (notify_index.c); only those are visited, unless n->sweep asks
+ * for every one. Re-entrant calls (a response callback fired while sending) only ask for another
+ * round. */
+static void notify_send_poll(struct notifier *n)
 {
     if (n->in_poll) {
         n->poll_again = true;
         return;
     }
     n->in_poll = true;
-    bool more = false;
+    bool more = false, urgent = false;
     do {
         n->poll_again = false;
         struct store_txn *t = NULL;
@@ -272,19 +301,26 @@ void notifier_poll(struct notifier *n)
             if (rc != STORE_OK)
                 log_warn("notifier: cannot read the change log: %s", store_strerror(rc));
         }
-        for (struct notify_sub *s = n->subs; s; s = s->next)
-            notify_send_flush(s, t);
+        urgent |= notify_send_flush_due(n, t);
         if (t)
             store_txn_abort(t);
     } while (n->poll_again);
     n->in_poll = false;
-    bool urgent = false;
-    for (struct notify_sub *s = n->subs; s && !urgent; s = s->next)
-        urgent = s->urgent && !s->dead;
     if (urgent)
         notify_subs_save(n, false);
     if (more)
         notifier_wake(n);
+}
+
+void notifier_poll(struct notifier *n)
+{
+    n->sweep = true;
+    notify_send_poll(n);
+}
+
+void notifier_poll_changes(struct notifier *n)
+{
+    notify_send_poll(n);
 }
 
 static void notify_send_on_hold(struct notifier *n, su_timer_t *t, struct notifier *arg)

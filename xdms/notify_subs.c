@@ -187,6 +187,14 @@ bad:
 
 void notify_subs_free(struct notify_sub *s)
 {
+    struct notifier *n = s->n;
+    notify_index_remove(&n->index, s);
+    if (s->due) {
+        for (size_t i = 0; i < n->n_due; i++)
+            if (n->due[i] == s)
+                n->due[i] = n->due[--n->n_due];
+        s->due = false;
+    }
     if (s->orq)
         nta_outgoing_destroy(s->orq);
     if (s->leg)
@@ -203,6 +211,16 @@ void notify_subs_free(struct notify_sub *s)
     free(s->target);
     free(s->route);
     free(s);
+}
+
+void notify_subs_index(struct notifier *n, struct notify_sub *s)
+{
+    if (notify_index_add(&n->index, s) == 0)
+        return;
+    /* Without its postings no change would reach it: better ended (RFC 6665 §4.2.2: the
+     * subscriber may subscribe again) than silently deaf. */
+    log_warn("notifier: out of memory indexing the subscription of %s; ending it", s->identity);
+    notify_subs_kill(s);
 }
 
 /* Marks a subscription as ended; the memory (and its persisted record) goes at the next reap,
