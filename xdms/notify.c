@@ -152,6 +152,7 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     }
     if (!n->stopping) {
         notifier_poll(n);
+        n->save_scan = true; /* records marked dirty without notify_subs_mark() too */
         notify_subs_save(n, false);
     }
     notifier_leave(n);
@@ -284,6 +285,9 @@ static void notifier_teardown(struct notifier *n)
     free(n->due);
     n->due = NULL;
     n->n_due = n->cap_due = 0;
+    free(n->marked);
+    n->marked = NULL;
+    n->n_marked = n->cap_marked = 0;
     if (n->tick)
         su_timer_destroy(n->tick);
     if (n->hold)

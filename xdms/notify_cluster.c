@@ -468,7 +468,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
             restored++;
             if (s->seq < low)
                 low = s->seq;
-            s->dirty = true; /* the record now names us with our CSeq margin */
+            notify_subs_mark(s); /* the record now names us with our CSeq margin */
         }
         s->next = n->subs;
         n->subs = s;

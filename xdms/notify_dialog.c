@@ -336,10 +336,11 @@ static int notify_dialog_refresh(struct notify_sub *s, nta_incoming_t *irq, cons
         s->term_reason = "timeout";
         log_info("notifier: %s unsubscribed", s->identity);
     }
-    s->dirty = true;
+    notify_subs_mark(s);
     notify_subs_save(n, false); /* as for a new subscription, before its NOTIFY */
     s->full_pending |= full;
-    notifier_poll(n);
+    notify_change_due(n, s);
+    notifier_poll_changes(n);
     return 0;
 }
 

@@ -286,6 +286,7 @@ struct notify_sub {
     uint64_t hit_stamp; /* the index lookup that last found s */
     size_t hit_slot;    /* its place in that lookup's hits */
     bool due;           /* on n->due: the next poll flushes it */
+    bool marked;        /* on n->marked: the next save looks at it */
 };
 
 /* The subscription index (notify_index.c): every watch of every linked subscription is posted
@@ -391,6 +392,9 @@ struct notifier {
     struct notify_sub **due;   /* found by the change log since the last flush */
     size_t n_due, cap_due;
     bool sweep; /* the next flush visits every subscription, not only the due ones */
+    struct notify_sub **marked; /* dirty or ended since the last save (notify_subs_mark()) */
+    size_t n_marked, cap_marked;
+    bool save_scan; /* the next save looks at every subscription, not only the marked ones */
 };
 
 /* ---- notify_sip.c: clocks ---- */
@@ -451,11 +455,17 @@ void notify_subs_free(struct notify_sub *s);
 /* Posts the watches of s, just linked into n->subs or given a new watched set, in n->index
  * (notify_index.c); ends s when that fails (out of memory). */
 void notify_subs_index(struct notifier *n, struct notify_sub *s);
+/* Marks the record of s out of date (s->dirty) and puts s on n->marked, so a save that is not
+ * a scan (notify_subs_save()) writes it. Setting s->dirty alone leaves the record to the next
+ * scan (the tick's, once a second). */
+void notify_subs_mark(struct notify_sub *s);
 /* Marks s as ended; it is freed, and its record deleted, at the next notify_subs_reap(). */
 void notify_subs_kill(struct notify_sub *s);
 /* Writes the records of the live subscriptions that need it (all of them, or only dirty ones)
  * and deletes those of ended ones, in one durable transaction; no-op without NOTIFY_TABLE. Must
- * not run inside a store transaction. Failures are logged and retried at the next save. */
+ * not run inside a store transaction. Failures are logged and retried at the next save. Unless
+ * all or n->save_scan, only the subscriptions on n->marked are looked at (a SUBSCRIBE's save
+ * then costs its own record, not one visit of every subscription). */
 void notify_subs_save(struct notifier *n, bool all);
 /* Unlinks and frees the dead subscriptions (after saving the deletions) when some are. */
 void notify_subs_reap(struct notifier *n);

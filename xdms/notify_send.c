@@ -124,7 +124,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
         /* Nothing the subscriber can see changed (e.g. a document created and deleted again,
          * another element of a watched document). */
         notify_change_pending_clear(s);
-        s->dirty = true;
+        notify_subs_mark(s);
         buf_release(&body);
         return;
     }
@@ -152,7 +152,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
                   : n->cursor > s->seq ? n->cursor
                                        : s->seq;
     notify_change_pending_clear(s);
-    s->dirty = true;
+    notify_subs_mark(s);
     if (changes)
         s->last_sent_ms = notify_now_ms();
 
@@ -242,7 +242,7 @@ static int notify_send_on_response(struct notify_sub *s, nta_outgoing_t *orq, co
     } else {
         /* The subscriber has these changes: the record's position may move past them (saved
          * at the next tick; at once, next poll_ms, with other instances on the store). */
-        s->dirty = true;
+        notify_subs_mark(s);
         if (notify_send_has_work(s))
             notify_send_continue(s);
     }

@@ -127,7 +127,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
      * subscriber gets the changes that follow rather than a second full state in place of the
      * next change (it re-subscribes if it never saw the first). */
     if (expires > 0) {
-        s->dirty = true;
+        notify_subs_mark(s);
         notify_subs_save(n, false);
     }
     /* RFC 5875 §4.6: the initial NOTIFY carries the full state; Expires: 0 is a fetch (RFC 6665
@@ -135,7 +135,8 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     s->full_pending = true;
     if (expires == 0)
         s->term_reason = "timeout";
-    notifier_poll(n);
+    notify_change_due(n, s); /* only s has new work: no visit of every subscription */
+    notifier_poll_changes(n);
 }
 
 /* Requests outside any dialog. */
