@@ -144,15 +144,23 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     nta_agent_get_stats(n->agent, NTATAG_S_RETRY_REQUEST_REF(retried), TAG_END());
     metrics_count_set(METRICS_NOTIFY_RETRIED, (uint64_t)retried);
     int64_t now = notify_now();
-    for (struct notify_sub *s = n->subs; s; s = s->next) {
-        if (!s->dead && !s->term_reason && now >= s->expires_at) {
-            s->term_reason = "timeout";
-            log_info("notifier: subscription of %s expired", s->identity);
+    if (now >= n->next_expiry) {
+        /* Visits every subscription only when one may have expired; finds the next expiry. */
+        n->next_expiry = INT64_MAX;
+        for (struct notify_sub *s = n->subs; s; s = s->next) {
+            if (!s->dead && !s->term_reason && now >= s->expires_at) {
+                s->term_reason = "timeout";
+                log_info("notifier: subscription of %s expired", s->identity);
+                notify_change_due(n, s);
+            } else if (!s->dead && !s->term_reason && s->expires_at < n->next_expiry) {
+                n->next_expiry = s->expires_at;
+            }
         }
     }
     if (!n->stopping) {
-        notifier_poll(n);
-        n->save_scan = true; /* records marked dirty without notify_subs_mark() too */
+        /* Commits of other processes (xdmctl) and the expired; the subscriptions with other
+         * work are on n->due already, or flagged by n->sweep. */
+        notifier_poll_changes(n);
         notify_subs_save(n, false);
     }
     notifier_leave(n);
@@ -288,6 +296,9 @@ static void notifier_teardown(struct notifier *n)
     free(n->marked);
     n->marked = NULL;
     n->n_marked = n->cap_marked = 0;
+    free(n->held);
+    n->held = NULL;
+    n->n_held = n->cap_held = 0;
     if (n->tick)
         su_timer_destroy(n->tick);
     if (n->hold)
@@ -368,6 +379,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     atomic_init(&n->stop_requested, false);
     n->cfg = *cfg;
     n->store = store;
+    n->next_expiry = INT64_MAX;
     n->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
     n->xcap_root = strdup(cfg->xcap_root ? cfg->xcap_root : "");
     n->trusted = notify_strv_dup(cfg->trusted_peers);

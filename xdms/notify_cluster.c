@@ -514,7 +514,7 @@ static int notify_on_store_wake(struct notifier *n, su_wait_t *w, struct notifie
     store_wake_drain(n->store);
     notify_wake_register(n);
     if (!n->stopping)
-        notifier_poll(n);
+        notifier_poll_changes(n); /* another instance's commit: the records say whom it concerns */
     return 0;
 }
 
@@ -546,7 +546,7 @@ void notify_cluster_tick(struct notifier *n)
             store_txn_abort(t);
         }
         if (read && last != n->cursor)
-            notifier_poll(n);
+            notifier_poll_changes(n);
     }
     /* The progress of answered NOTIFYs, so that a takeover resumes exactly there; while the
      * store does not answer, the heartbeat alone tries once a second (and logs it once). */

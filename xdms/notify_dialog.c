@@ -253,6 +253,8 @@ void notify_dialog_set_expiry(struct notify_sub *s, unsigned expires)
 {
     s->expires_at = notify_now() + expires;
     s->expires_wall = notify_wall() + expires;
+    if (s->expires_at < s->n->next_expiry)
+        s->n->next_expiry = s->expires_at;
 }
 
 /* Common checks of initial and refresh SUBSCRIBEs, in RFC 6665 order: event package, Accept,
@@ -469,6 +471,8 @@ struct notify_sub *notify_dialog_restore_one(struct notifier *n, char **key, boo
     s->seq = r->seq;
     s->full_pending = r->full;
     s->expires_at = notify_now() + left;
+    if (s->expires_at < n->next_expiry)
+        n->next_expiry = s->expires_at;
     s->expires_wall = r->expires;
     for (size_t i = 0; i < s->watches.n && i < r->n_hashes; i++)
         s->watches.items[i].last_hash = r->hashes[i];

@@ -287,6 +287,7 @@ struct notify_sub {
     size_t hit_slot;    /* its place in that lookup's hits */
     bool due;           /* on n->due: the next poll flushes it */
     bool marked;        /* on n->marked: the next save looks at it */
+    bool held;          /* on n->held: the hold timer flushes it */
 };
 
 /* The subscription index (notify_index.c): every watch of every linked subscription is posted
@@ -394,7 +395,10 @@ struct notifier {
     bool sweep; /* the next flush visits every subscription, not only the due ones */
     struct notify_sub **marked; /* dirty or ended since the last save (notify_subs_mark()) */
     size_t n_marked, cap_marked;
-    bool save_scan; /* the next save looks at every subscription, not only the marked ones */
+    bool save_scan;      /* the next save looks at every subscription, not only the marked ones */
+    int64_t next_expiry; /* no subscription expires before (monotonic seconds) */
+    struct notify_sub **held; /* held back by min_interval_ms (notify_send.c) */
+    size_t n_held, cap_held;
 };
 
 /* ---- notify_sip.c: clocks ---- */

@@ -86,6 +86,25 @@ static void notify_send_hold(struct notifier *n, int64_t due)
     n->hold_due = due;
 }
 
+/* Puts s on n->held (once): the hold timer flushes it. */
+static void notify_send_held(struct notifier *n, struct notify_sub *s)
+{
+    if (s->held)
+        return;
+    if (n->n_held == n->cap_held) {
+        size_t cap = n->cap_held ? 2 * n->cap_held : 64;
+        struct notify_sub **nh = realloc(n->held, cap * sizeof *nh);
+        if (!nh) {
+            n->sweep = true; /* the hold timer's poll visits everyone instead */
+            return;
+        }
+        n->held = nh;
+        n->cap_held = cap;
+    }
+    n->held[n->n_held++] = s;
+    s->held = true;
+}
+
 /* Sends the next NOTIFY of s when one is due and none is in flight (RFC 6665 §4.2.2: NOTIFYs of
  * a dialog are not sent in parallel, so they arrive in commit order). t may be NULL when the
  * store could not be read; a NOTIFY that needs it then waits for the next poll. */
@@ -101,6 +120,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
         int64_t due = s->last_sent_ms + n->cfg.min_interval_ms;
         if (notify_now_ms() < due) {
             notify_send_hold(n, due);
+            notify_send_held(n, s);
             return;
         }
     }
@@ -329,8 +349,15 @@ static void notify_send_on_hold(struct notifier *n, su_timer_t *t, struct notifi
     (void)arg;
     n->hold_armed = false;
     notifier_enter(n);
+    /* The held subscriptions go to the due list; those whose time has not come yet are held
+     * again, with the timer set for the earliest of them. */
+    for (size_t i = 0; i < n->n_held; i++) {
+        n->held[i]->held = false;
+        notify_change_due(n, n->held[i]);
+    }
+    n->n_held = 0;
     if (!n->stopping)
-        notifier_poll(n);
+        notifier_poll_changes(n);
     notifier_leave(n);
 }
 

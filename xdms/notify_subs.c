@@ -201,6 +201,12 @@ void notify_subs_free(struct notify_sub *s)
                 n->marked[i] = n->marked[--n->n_marked];
         s->marked = false;
     }
+    if (s->held) {
+        for (size_t i = 0; i < n->n_held; i++)
+            if (n->held[i] == s)
+                n->held[i] = n->held[--n->n_held];
+        s->held = false;
+    }
     if (s->orq)
         nta_outgoing_destroy(s->orq);
     if (s->leg)
