@@ -293,6 +293,10 @@ static bool notify_send_flush_due(struct notifier *n, struct store_txn *t)
     for (size_t i = 0; i < n->n_due; i++)
         n->due[i]->due = false;
     n->n_due = 0;
+    /* Without a read snapshot a full state or node report waited: the next poll (the tick's at
+     * the latest) visits everyone again. */
+    if (!t)
+        n->sweep = true;
     return urgent;
 }
 
