@@ -131,6 +131,8 @@ static const struct config_key xdms_keys[] = {
      "shorter subscriptions get 423 with Min-Expires"},
     {"notify_min_interval_ms", CONFIG_UINT, 0, 3600000, "200", NULL, 0, NULL,
      "least time between two NOTIFYs of one subscription"},
+    {"notify_max_subscriptions", CONFIG_UINT, 1, 1000000, "10000", NULL, 0, NULL,
+     "subscriptions one XDMS holds; a SUBSCRIBE beyond them gets 503"},
     {"instance", CONFIG_STR, 0, NOTIFY_INSTANCE_MAX, NULL, NULL, 0, NULL,
      "name among the instances of this role sharing the store; set: they share subscriptions "
      "(default HOST:PORT of sip, alone)"},
@@ -790,6 +792,7 @@ static int xdms_build(struct xdms_main *m)
         .max_expires = (unsigned)m->max_exp,
         .min_expires = (unsigned)m->min_exp,
         .min_interval_ms = (unsigned)m->min_interval,
+        .max_subscriptions = (unsigned)config_u64(cfg, "notify_max_subscriptions"),
         .trusted_peers = m->sip_peers.v,
         .server_identities = m->sip_servers.v,
         /* Several instances of the role share the store when they are named (docs/sip.md). */
