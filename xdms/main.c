@@ -647,6 +647,7 @@ static int xdms_build(struct xdms_main *m)
         .max_expires = (unsigned)m->max_exp,
         .min_expires = (unsigned)m->min_exp,
         .min_interval_ms = (unsigned)m->min_interval,
+        .max_subscriptions = (unsigned)config_u64(cfg, "notify_max_subscriptions"),
         .trusted_peers = m->sip_peers.v,
         .server_identities = m->sip_servers.v,
         /* Several instances of the role share the store when they are named (docs/sip.md). */

@@ -112,6 +112,8 @@ const struct config_key main_keys[] = {
      "shorter subscriptions get 423 with Min-Expires"},
     {"notify_min_interval_ms", CONFIG_UINT, 0, 3600000, "200", NULL, 0, NULL,
      "least time between two NOTIFYs of one subscription"},
+    {"notify_max_subscriptions", CONFIG_UINT, 1, 1000000, "10000", NULL, 0, NULL,
+     "subscriptions one XDMS holds; a SUBSCRIBE beyond them gets 503"},
     {"instance", CONFIG_STR, 0, NOTIFY_INSTANCE_MAX, NULL, NULL, 0, NULL,
      "name among the instances of this role sharing the store; set: they share subscriptions "
      "(default HOST:PORT of sip, alone)"},

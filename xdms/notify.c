@@ -125,7 +125,7 @@ static int notifier_on_wake(struct notifier *n, su_wait_t *w, struct notifier *a
     if (atomic_load(&n->stop_requested) && !n->stopping)
         notifier_begin_stop(n);
     else if (!n->stopping)
-        notifier_poll(n);
+        notifier_poll_changes(n);
     notifier_leave(n);
     return 0;
 }
@@ -144,14 +144,23 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     nta_agent_get_stats(n->agent, NTATAG_S_RETRY_REQUEST_REF(retried), TAG_END());
     metrics_count_set(METRICS_NOTIFY_RETRIED, (uint64_t)retried);
     int64_t now = notify_now();
-    for (struct notify_sub *s = n->subs; s; s = s->next) {
-        if (!s->dead && !s->term_reason && now >= s->expires_at) {
-            s->term_reason = "timeout";
-            log_info("notifier: subscription of %s expired", s->identity);
+    if (now >= n->next_expiry) {
+        /* Visits every subscription only when one may have expired; finds the next expiry. */
+        n->next_expiry = INT64_MAX;
+        for (struct notify_sub *s = n->subs; s; s = s->next) {
+            if (!s->dead && !s->term_reason && now >= s->expires_at) {
+                s->term_reason = "timeout";
+                log_info("notifier: subscription of %s expired", s->identity);
+                notify_change_due(n, s);
+            } else if (!s->dead && !s->term_reason && s->expires_at < n->next_expiry) {
+                n->next_expiry = s->expires_at;
+            }
         }
     }
     if (!n->stopping) {
-        notifier_poll(n);
+        /* Commits of other processes (xdmctl) and the expired; the subscriptions with other
+         * work are on n->due already, or flagged by n->sweep. */
+        notifier_poll_changes(n);
         notify_subs_save(n, false);
     }
     charging_flush(n->cfg.charging, &n->charge_pending);
@@ -203,7 +212,7 @@ static int notifier_setup(struct notifier *n)
      * must hold them all (sofia's default of 64 fails the rest with ENOBUFS). */
     n->agent = nta_agent_create(n->root, URL_STRING_MAKE(contact), NULL, NULL, NTATAG_UA(1),
                                 NTATAG_MAXSIZE(NOTIFY_SIP_MAXSIZE),
-                                TPTAG_QUEUESIZE(NOTIFY_MAX_SUBS + 64), TAG_END());
+                                TPTAG_QUEUESIZE(n->cfg.max_subscriptions + 64), TAG_END());
     if (!n->agent) {
         log_error("notifier: cannot listen on %s (UDP and TCP; port in use?)", url);
         return -1;
@@ -261,7 +270,9 @@ static int notifier_setup(struct notifier *n)
     notify_dialog_restore(n);
     if (n->cfg.cluster)
         notify_cluster_takeover(n, true);
-    /* Changes committed while we were down are reported on the first turn of the loop. */
+    /* Changes committed while we were down are reported on the first turn of the loop, with the
+     * full states of the restored subscriptions that need one. */
+    n->sweep = true;
     notifier_wake(n);
     return 0;
 }
@@ -279,6 +290,16 @@ static void notifier_teardown(struct notifier *n)
     n->reap_due = true;
     notify_subs_reap(n);
     notify_change_known_clear(n);
+    notify_index_release(&n->index);
+    free(n->due);
+    n->due = NULL;
+    n->n_due = n->cap_due = 0;
+    free(n->marked);
+    n->marked = NULL;
+    n->n_marked = n->cap_marked = 0;
+    free(n->held);
+    n->held = NULL;
+    n->n_held = n->cap_held = 0;
     if (n->tick)
         su_timer_destroy(n->tick);
     if (n->hold)
@@ -362,6 +383,7 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     atomic_init(&n->stop_requested, false);
     n->cfg = *cfg;
     n->store = store;
+    n->next_expiry = INT64_MAX;
     n->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
     n->xcap_root = strdup(cfg->xcap_root ? cfg->xcap_root : "");
     n->trusted = notify_strv_dup(cfg->trusted_peers);
@@ -371,6 +393,8 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
         n->cfg.lease_s = NOTIFY_DEFAULT_LEASE_S;
     if (!n->cfg.poll_ms)
         n->cfg.poll_ms = NOTIFY_DEFAULT_POLL_MS;
+    if (!n->cfg.max_subscriptions)
+        n->cfg.max_subscriptions = NOTIFY_DEFAULT_MAX_SUBS;
     if (!n->host || !n->xcap_root || (cfg->trusted_peers && !n->trusted) ||
         (cfg->contact && !n->contact) || (cfg->server_identities && !n->servers)) {
         log_error("notifier: out of memory");

@@ -36,6 +36,11 @@ struct notifier_config {
      * recommended default 200). Changes made meanwhile are batched into the next NOTIFY, keeping
      * the ETag chain. 0 = no hold-off. Initial, refresh and final NOTIFYs are never held. */
     unsigned min_interval_ms;
+    /* The most subscriptions this notifier holds (config key notify_max_subscriptions); a
+     * SUBSCRIBE beyond them gets 503 with Retry-After, a takeover leaves the rest to another
+     * instance. 0 = NOTIFY_DEFAULT_MAX_SUBS (10 000). A change finds its subscriptions through
+     * an index, so the count costs memory, not time per change. */
+    unsigned max_subscriptions;
     /* Several instances of one role over one store (docs/sip.md, "Several instances of a role").
      * instance names this one: the owner written in its subscriptions' records and the key of
      * its lease; NULL = "HOST:PORT" of the SIP listener. cluster: other instances may write the

@@ -168,6 +168,24 @@ void notify_change_learn(struct notifier *n, struct store_txn *t, char **keys, s
     }
 }
 
+void notify_change_due(struct notifier *n, struct notify_sub *s)
+{
+    if (s->due)
+        return;
+    if (n->n_due == n->cap_due) {
+        size_t cap = n->cap_due ? 2 * n->cap_due : 64;
+        struct notify_sub **nd = realloc(n->due, cap * sizeof *nd);
+        if (!nd) {
+            n->sweep = true; /* the flush visits everyone instead */
+            return;
+        }
+        n->due = nd;
+        n->cap_due = cap;
+    }
+    n->due[n->n_due++] = s;
+    s->due = true;
+}
+
 struct notify_change_ctx {
     struct notifier *n;
     struct store_txn *t;
@@ -238,24 +256,30 @@ static int notify_on_change(void *cls, const struct store_change *c)
             notify_change_pending_clear(s);
             s->full_pending = true;
         }
+        n->sweep = true;
     }
     n->cursor = c->seq;
     struct notify_change *ch = NULL;
     bool ops_done = false;
-    for (struct notify_sub *s = n->subs; s; s = s->next) {
+    if (notify_index_lookup(&n->index, &c->key) < 0) {
+        /* Out of memory: the subscriptions the lookup did not reach cannot be told which
+         * changed, so every one gets the full state (RFC 5875 §4.6). */
+        log_warn("notifier: cannot look change %llu up; sending full state",
+                 (unsigned long long)c->seq);
+        for (struct notify_sub *s = n->subs; s; s = s->next) {
+            notify_change_pending_clear(s);
+            s->full_pending = true;
+        }
+        n->sweep = true;
+        return 0;
+    }
+    for (size_t h = 0; h < n->index.n_hits; h++) {
+        struct notify_sub *s = n->index.hits[h].sub;
         if (s->dead || s->final_sent || s->full_pending || c->seq <= s->seq)
             continue;
-        bool doc_hit = false, node_hit = false;
-        for (size_t i = 0; i < s->watches.n; i++) {
-            const struct notify_watch *w = &s->watches.items[i];
-            if (!notify_watch_matches(w, &c->key))
-                continue;
-            if (w->kind == NOTIFY_WATCH_ELEMENT || w->kind == NOTIFY_WATCH_ATTRIBUTE)
-                node_hit = true;
-            else
-                doc_hit = true;
-        }
-        s->nodes_due |= node_hit;
+        bool doc_hit = n->index.hits[h].doc;
+        s->nodes_due |= n->index.hits[h].node;
+        notify_change_due(n, s);
         if (!doc_hit)
             continue;
         if (!ch) {

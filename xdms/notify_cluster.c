@@ -379,7 +379,7 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         .n = n,
         .leases = leases,
         .now_ms = now_ms,
-        .room = n->n_subs < NOTIFY_MAX_SUBS ? NOTIFY_MAX_SUBS - n->n_subs : 0,
+        .room = n->n_subs < n->cfg.max_subscriptions ? n->cfg.max_subscriptions - n->n_subs : 0,
     };
     struct store_txn *t;
     enum store_rc rc = store_txn_begin(n->store, true, &t);
@@ -468,10 +468,11 @@ void notify_cluster_takeover(struct notifier *n, bool force)
             restored++;
             if (s->seq < low)
                 low = s->seq;
-            s->dirty = true; /* the record now names us with our CSeq margin */
+            notify_subs_mark(s); /* the record now names us with our CSeq margin */
         }
         s->next = n->subs;
         n->subs = s;
+        notify_subs_index(n, s);
         n->n_subs++;
         metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
     }
@@ -513,7 +514,7 @@ static int notify_on_store_wake(struct notifier *n, su_wait_t *w, struct notifie
     store_wake_drain(n->store);
     notify_wake_register(n);
     if (!n->stopping)
-        notifier_poll(n);
+        notifier_poll_changes(n); /* another instance's commit: the records say whom it concerns */
     return 0;
 }
 
@@ -545,7 +546,7 @@ void notify_cluster_tick(struct notifier *n)
             store_txn_abort(t);
         }
         if (read && last != n->cursor)
-            notifier_poll(n);
+            notifier_poll_changes(n);
     }
     /* The progress of answered NOTIFYs, so that a takeover resumes exactly there; while the
      * store does not answer, the heartbeat alone tries once a second (and logs it once). */

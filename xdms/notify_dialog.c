@@ -192,11 +192,8 @@ int notify_take_body(const sip_t *sip, char **body, size_t *len)
 
 size_t notify_count_user(const struct notifier *n, const char *identity)
 {
-    size_t count = 0;
-    for (const struct notify_sub *s = n->subs; s; s = s->next)
-        if (!s->dead && xcap_uri_xui_equal(s->identity, identity))
-            count++;
-    return count;
+    /* Linked subscriptions are in the index under their identity (notify_index.c). */
+    return notify_index_count_identity(&n->index, identity);
 }
 
 /* Remote target and route set of the dialog as strings, for the persisted record. */
@@ -256,6 +253,8 @@ void notify_dialog_set_expiry(struct notify_sub *s, unsigned expires)
 {
     s->expires_at = notify_now() + expires;
     s->expires_wall = notify_wall() + expires;
+    if (s->expires_at < s->n->next_expiry)
+        s->n->next_expiry = s->expires_at;
 }
 
 /* Common checks of initial and refresh SUBSCRIBEs, in RFC 6665 order: event package, Accept,
@@ -321,8 +320,10 @@ static int notify_dialog_refresh(struct notify_sub *s, nta_incoming_t *irq, cons
     bool full = false;
     if (has_body) {
         /* RFC 5875 §4.8: a new watched set replaces the old one; its full state follows. */
+        notify_index_remove(&n->index, s);
         notify_watch_list_release(&s->watches);
         s->watches = wl;
+        notify_subs_index(n, s);
         free(s->body);
         s->body = body;
         s->body_len = body_len;
@@ -339,10 +340,11 @@ static int notify_dialog_refresh(struct notify_sub *s, nta_incoming_t *irq, cons
     } else {
         notify_subs_charge(s, CHARGING_SUB_REFRESHED, 200, has_body ? s->body_len : 0, 0);
     }
-    s->dirty = true;
+    notify_subs_mark(s);
     notify_subs_save(n, false); /* as for a new subscription, before its NOTIFY */
     s->full_pending |= full;
-    notifier_poll(n);
+    notify_change_due(n, s);
+    notifier_poll_changes(n);
     return 0;
 }
 
@@ -472,6 +474,8 @@ struct notify_sub *notify_dialog_restore_one(struct notifier *n, char **key, boo
     s->charged = true; /* persisted: it was started (and charged, with charging on) */
     s->full_pending = r->full;
     s->expires_at = notify_now() + left;
+    if (s->expires_at < n->next_expiry)
+        n->next_expiry = s->expires_at;
     s->expires_wall = r->expires;
     for (size_t i = 0; i < s->watches.n && i < r->n_hashes; i++)
         s->watches.items[i].last_hash = r->hashes[i];
@@ -534,6 +538,7 @@ void notify_dialog_restore(struct notifier *n)
         if (s) {
             s->next = n->subs;
             n->subs = s;
+            notify_subs_index(n, s);
             n->n_subs++;
             metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
         }

@@ -164,7 +164,7 @@ int notify_diff_nodes(struct notify_sub *s, struct store_txn *t, struct buf *b, 
         if (rc == 0 && (all || h != w->last_hash)) {
             rc = buf_append(b, one.data, one.len);
             w->last_hash = h;
-            s->dirty = true;
+            notify_subs_mark(s);
             (*items)++;
         }
     }

@@ -54,7 +54,7 @@ struct tag_type_s;
 /* Bounds (local choices; every one is answered with a SIP status, never truncated silently). */
 #define NOTIFY_MAX_BODY (64 * 1024)          /* SUBSCRIBE body -> 413 */
 #define NOTIFY_MAX_ENTRIES 256               /* <entry> elements per SUBSCRIBE -> 413 */
-#define NOTIFY_MAX_SUBS 10000                /* subscriptions in one XDMS -> 503 */
+#define NOTIFY_DEFAULT_MAX_SUBS 10000        /* subscriptions in one XDMS -> 503 (configurable) */
 #define NOTIFY_MAX_SUBS_PER_USER 100         /* per subscriber identity -> 403 */
 #define NOTIFY_MAX_PENDING 256               /* queued changes per subscription, then full state */
 #define NOTIFY_MAX_NOTIFY_BODY (1024 * 1024) /* one NOTIFY body, else the subscription ends */
@@ -283,7 +283,62 @@ struct notify_sub {
     int sync_status;   /* final status reported while sending */
     bool charged;      /* a START record was charged: its end is a STOP record */
     size_t notify_len; /* body bytes of the NOTIFY in flight (charging) */
+    /* notify_index.c: one posting per watch while s is in the notifier's index */
+    struct notify_post *posts;
+    size_t n_posts;
+    uint64_t hit_stamp; /* the index lookup that last found s */
+    size_t hit_slot;    /* its place in that lookup's hits */
+    bool due;           /* on n->due: the next poll flushes it */
+    bool marked;        /* on n->marked: the next save looks at it */
+    bool held;          /* on n->held: the hold timer flushes it */
 };
+
+/* The subscription index (notify_index.c): every watch of every linked subscription is posted
+ * under the one key a changed document can be looked up by, so a change finds the subscriptions
+ * that watch it without visiting the others. Key forms: a document, element or attribute watch
+ * under its document (auid, tree, XUI, path); a directory watch (any prefix, "" included: a
+ * user's whole tree or the global tree of an AUID) under its tree (auid, tree, XUI); an all-users
+ * watch under its AUID. A lookup visits three chains and confirms each posting with
+ * notify_watch_matches(). Each subscription is also posted under its subscriber's identity, for
+ * the per-subscriber bound. */
+struct notify_post {
+    struct notify_post *next;
+    struct notify_post **pprev;
+    uint64_t hash;
+    struct notify_sub *sub;
+    size_t watch; /* index into sub->watches; SIZE_MAX: the identity posting */
+};
+
+/* One subscription found by a lookup: doc (a document or directory watch matched) and node (an
+ * element or attribute watch of the document matched). */
+struct notify_hit {
+    struct notify_sub *sub;
+    bool doc, node;
+};
+
+struct notify_index {
+    struct notify_post **buckets;
+    size_t n_buckets; /* a power of two, or 0 before the first post */
+    size_t n_posts;
+    uint64_t stamp;
+    struct notify_hit *hits; /* the last lookup's result, reused */
+    size_t n_hits, cap_hits;
+};
+
+/* Posts every watch of s (s->posts must be empty). Returns 0, or -1 out of memory (nothing
+ * posted). */
+int notify_index_add(struct notify_index *ix, struct notify_sub *s);
+/* Removes the postings of s (no-op when it has none). */
+void notify_index_remove(struct notify_index *ix, struct notify_sub *s);
+/* The subscriptions with a watch that notify_watch_matches() the document k, each once, in
+ * ix->hits[0..ix->n_hits) (valid until the next call). Returns 0, or -1 out of memory (the hits
+ * are then incomplete). */
+int notify_index_lookup(struct notify_index *ix, const struct doc_key *k);
+/* The live (not dead) subscriptions of identity (compared as xcap_uri_xui_equal() does); 0 also
+ * when out of memory. */
+size_t notify_index_count_identity(const struct notify_index *ix, const char *identity);
+/* Frees the table (every subscription's postings must be removed first). */
+void notify_index_release(struct notify_index *ix);
 
 struct notifier {
     /* Set before the thread starts, read-only afterwards; except trusted, which
@@ -338,6 +393,16 @@ struct notifier {
     int64_t hold_due;
     struct notify_known *known[NOTIFY_KNOWN_BUCKETS];
     size_t n_known;
+    struct notify_index index; /* the watches of the linked subscriptions */
+    struct notify_sub **due;   /* found by the change log since the last flush */
+    size_t n_due, cap_due;
+    bool sweep; /* the next flush visits every subscription, not only the due ones */
+    struct notify_sub **marked; /* dirty or ended since the last save (notify_subs_mark()) */
+    size_t n_marked, cap_marked;
+    bool save_scan;      /* the next save looks at every subscription, not only the marked ones */
+    int64_t next_expiry; /* no subscription expires before (monotonic seconds) */
+    struct notify_sub **held; /* held back by min_interval_ms (notify_send.c) */
+    size_t n_held, cap_held;
 };
 
 /* ---- notify_sip.c: clocks ---- */
@@ -349,9 +414,12 @@ int64_t notify_wall(void);
 
 /* ---- notify_send.c: NOTIFY sending ---- */
 
-/* Reads the change log after the cursor and sends every due NOTIFY (re-entrant calls only ask
- * for another round). */
+/* Reads the change log after the cursor and sends every due NOTIFY, visiting every subscription
+ * (re-entrant calls only ask for another round). */
 void notifier_poll(struct notifier *n);
+/* The same, visiting only the subscriptions the new change-log records concern (and those put on
+ * n->due meanwhile): the wake-up after a commit. */
+void notifier_poll_changes(struct notifier *n);
 /* Around every callback of the SIP thread: the last leave reaps ended subscriptions and, while
  * stopping, breaks the loop once no NOTIFY awaits its answer. */
 void notifier_enter(struct notifier *n);
@@ -392,11 +460,20 @@ int notify_check_subscribe(struct notifier *n, struct nta_incoming_s *irq, const
 
 /* Frees s with its dialog, NOTIFY in flight and queued changes. s must be unlinked from n->subs. */
 void notify_subs_free(struct notify_sub *s);
+/* Posts the watches of s, just linked into n->subs or given a new watched set, in n->index
+ * (notify_index.c); ends s when that fails (out of memory). */
+void notify_subs_index(struct notifier *n, struct notify_sub *s);
+/* Marks the record of s out of date (s->dirty) and puts s on n->marked, so a save that is not
+ * a scan (notify_subs_save()) writes it. Setting s->dirty alone leaves the record to the next
+ * scan (the tick's, once a second). */
+void notify_subs_mark(struct notify_sub *s);
 /* Marks s as ended; it is freed, and its record deleted, at the next notify_subs_reap(). */
 void notify_subs_kill(struct notify_sub *s);
 /* Writes the records of the live subscriptions that need it (all of them, or only dirty ones)
  * and deletes those of ended ones, in one durable transaction; no-op without NOTIFY_TABLE. Must
- * not run inside a store transaction. Failures are logged and retried at the next save. */
+ * not run inside a store transaction. Failures are logged and retried at the next save. Unless
+ * all or n->save_scan, only the subscriptions on n->marked are looked at (a SUBSCRIBE's save
+ * then costs its own record, not one visit of every subscription). */
 void notify_subs_save(struct notifier *n, bool all);
 /* Unlinks and frees the dead subscriptions (after saving the deletions) when some are. */
 void notify_subs_reap(struct notifier *n);
@@ -451,6 +528,8 @@ void notify_cluster_stop(struct notifier *n);
 
 /* ---- notify_change.c: the change log ---- */
 
+/* Puts s on n->due (once), for the next flush. */
+void notify_change_due(struct notifier *n, struct notify_sub *s);
 /* Drops the changes queued on s. */
 void notify_change_pending_clear(struct notify_sub *s);
 /* Writes k as "auid\0tree\0xui\0path\0" to out (max bytes). Returns the length, or 0 when it

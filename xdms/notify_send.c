@@ -86,6 +86,25 @@ static void notify_send_hold(struct notifier *n, int64_t due)
     n->hold_due = due;
 }
 
+/* Puts s on n->held (once): the hold timer flushes it. */
+static void notify_send_held(struct notifier *n, struct notify_sub *s)
+{
+    if (s->held)
+        return;
+    if (n->n_held == n->cap_held) {
+        size_t cap = n->cap_held ? 2 * n->cap_held : 64;
+        struct notify_sub **nh = realloc(n->held, cap * sizeof *nh);
+        if (!nh) {
+            n->sweep = true; /* the hold timer's poll visits everyone instead */
+            return;
+        }
+        n->held = nh;
+        n->cap_held = cap;
+    }
+    n->held[n->n_held++] = s;
+    s->held = true;
+}
+
 /* Sends the next NOTIFY of s when one is due and none is in flight (RFC 6665 §4.2.2: NOTIFYs of
  * a dialog are not sent in parallel, so they arrive in commit order). t may be NULL when the
  * store could not be read; a NOTIFY that needs it then waits for the next poll. */
@@ -101,6 +120,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
         int64_t due = s->last_sent_ms + n->cfg.min_interval_ms;
         if (notify_now_ms() < due) {
             notify_send_hold(n, due);
+            notify_send_held(n, s);
             return;
         }
     }
@@ -124,7 +144,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
         /* Nothing the subscriber can see changed (e.g. a document created and deleted again,
          * another element of a watched document). */
         notify_change_pending_clear(s);
-        s->dirty = true;
+        notify_subs_mark(s);
         buf_release(&body);
         return;
     }
@@ -152,7 +172,7 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
                   : n->cursor > s->seq ? n->cursor
                                        : s->seq;
     notify_change_pending_clear(s);
-    s->dirty = true;
+    notify_subs_mark(s);
     if (changes)
         s->last_sent_ms = notify_now_ms();
 
@@ -200,6 +220,7 @@ static void notify_send_continue(struct notify_sub *s)
 {
     struct notifier *n = s->n;
     if (n->in_poll) {
+        notify_change_due(n, s);
         n->poll_again = true;
         return;
     }
@@ -244,7 +265,7 @@ static int notify_send_on_response(struct notify_sub *s, nta_outgoing_t *orq, co
         notify_subs_charge(s, CHARGING_NOTIFY_SENT, (unsigned)status, 0, s->notify_len);
         /* The subscriber has these changes: the record's position may move past them (saved
          * at the next tick; at once, next poll_ms, with other instances on the store). */
-        s->dirty = true;
+        notify_subs_mark(s);
         if (notify_send_has_work(s))
             notify_send_continue(s);
     }
@@ -252,17 +273,49 @@ static int notify_send_on_response(struct notify_sub *s, nta_outgoing_t *orq, co
     return 0;
 }
 
+/* Flushes the subscriptions the change log found (n->due), or every one when n->sweep asks for
+ * it. Returns whether one of them must be saved now. */
+static bool notify_send_flush_due(struct notifier *n, struct store_txn *t)
+{
+    bool urgent = false;
+    if (n->sweep) {
+        n->sweep = false;
+        for (struct notify_sub *s = n->subs; s; s = s->next) {
+            notify_send_flush(s, t);
+            urgent |= s->urgent && !s->dead;
+        }
+    } else {
+        /* Flushing may put a subscription on the list again (and move the array). */
+        for (size_t i = 0; i < n->n_due; i++) {
+            struct notify_sub *s = n->due[i];
+            s->due = false;
+            notify_send_flush(s, t);
+            urgent |= s->urgent && !s->dead;
+        }
+    }
+    for (size_t i = 0; i < n->n_due; i++)
+        n->due[i]->due = false;
+    n->n_due = 0;
+    /* Without a read snapshot a full state or node report waited: the next poll (the tick's at
+     * the latest) visits everyone again. */
+    if (!t)
+        n->sweep = true;
+    return urgent;
+}
+
 /* Reads the change log after the cursor and sends every due NOTIFY, all from one read snapshot,
- * so a full state and the cursor agree. Re-entrant calls (a response callback fired while
- * sending) only ask for another round. */
-void notifier_poll(struct notifier *n)
+ * so a full state and the cursor agree. A change reaches the subscriptions that watch its
+ * document through the index (notify_index.c); only those are visited, unless n->sweep asks
+ * for every one. Re-entrant calls (a response callback fired while sending) only ask for another
+ * round. */
+static void notify_send_poll(struct notifier *n)
 {
     if (n->in_poll) {
         n->poll_again = true;
         return;
     }
     n->in_poll = true;
-    bool more = false;
+    bool more = false, urgent = false;
     do {
         n->poll_again = false;
         struct store_txn *t = NULL;
@@ -275,19 +328,26 @@ void notifier_poll(struct notifier *n)
             if (rc != STORE_OK)
                 log_warn("notifier: cannot read the change log: %s", store_strerror(rc));
         }
-        for (struct notify_sub *s = n->subs; s; s = s->next)
-            notify_send_flush(s, t);
+        urgent |= notify_send_flush_due(n, t);
         if (t)
             store_txn_abort(t);
     } while (n->poll_again);
     n->in_poll = false;
-    bool urgent = false;
-    for (struct notify_sub *s = n->subs; s && !urgent; s = s->next)
-        urgent = s->urgent && !s->dead;
     if (urgent)
         notify_subs_save(n, false);
     if (more)
         notifier_wake(n);
+}
+
+void notifier_poll(struct notifier *n)
+{
+    n->sweep = true;
+    notify_send_poll(n);
+}
+
+void notifier_poll_changes(struct notifier *n)
+{
+    notify_send_poll(n);
 }
 
 static void notify_send_on_hold(struct notifier *n, su_timer_t *t, struct notifier *arg)
@@ -296,8 +356,15 @@ static void notify_send_on_hold(struct notifier *n, su_timer_t *t, struct notifi
     (void)arg;
     n->hold_armed = false;
     notifier_enter(n);
+    /* The held subscriptions go to the due list; those whose time has not come yet are held
+     * again, with the timer set for the earliest of them. */
+    for (size_t i = 0; i < n->n_held; i++) {
+        n->held[i]->held = false;
+        notify_change_due(n, n->held[i]);
+    }
+    n->n_held = 0;
     if (!n->stopping)
-        notifier_poll(n);
+        notifier_poll_changes(n);
     notifier_leave(n);
 }
 

@@ -202,6 +202,26 @@ bad:
 
 void notify_subs_free(struct notify_sub *s)
 {
+    struct notifier *n = s->n;
+    notify_index_remove(&n->index, s);
+    if (s->due) {
+        for (size_t i = 0; i < n->n_due; i++)
+            if (n->due[i] == s)
+                n->due[i] = n->due[--n->n_due];
+        s->due = false;
+    }
+    if (s->marked) {
+        for (size_t i = 0; i < n->n_marked; i++)
+            if (n->marked[i] == s)
+                n->marked[i] = n->marked[--n->n_marked];
+        s->marked = false;
+    }
+    if (s->held) {
+        for (size_t i = 0; i < n->n_held; i++)
+            if (n->held[i] == s)
+                n->held[i] = n->held[--n->n_held];
+        s->held = false;
+    }
     if (s->orq)
         nta_outgoing_destroy(s->orq);
     if (s->leg)
@@ -220,11 +240,42 @@ void notify_subs_free(struct notify_sub *s)
     free(s);
 }
 
+void notify_subs_index(struct notifier *n, struct notify_sub *s)
+{
+    if (notify_index_add(&n->index, s) == 0)
+        return;
+    /* Without its postings no change would reach it: better ended (RFC 6665 §4.2.2: the
+     * subscriber may subscribe again) than silently deaf. */
+    log_warn("notifier: out of memory indexing the subscription of %s; ending it", s->identity);
+    notify_subs_kill(s);
+}
+
 /* Marks a subscription as ended; the memory (and its persisted record) goes at the next reap,
  * never inside one of its own callbacks. */
+void notify_subs_mark(struct notify_sub *s)
+{
+    struct notifier *n = s->n;
+    s->dirty = true;
+    if (s->marked)
+        return;
+    if (n->n_marked == n->cap_marked) {
+        size_t cap = n->cap_marked ? 2 * n->cap_marked : 64;
+        struct notify_sub **nm = realloc(n->marked, cap * sizeof *nm);
+        if (!nm) {
+            n->save_scan = true; /* the next save looks at everyone instead */
+            return;
+        }
+        n->marked = nm;
+        n->cap_marked = cap;
+    }
+    n->marked[n->n_marked++] = s;
+    s->marked = true;
+}
+
 void notify_subs_kill(struct notify_sub *s)
 {
     s->dead = true;
+    notify_subs_mark(s); /* for the deletion of its record */
     s->forget = true;
     s->n->reap_due = true;
 }
@@ -292,15 +343,54 @@ static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
     return rc;
 }
 
+/* The subscriptions a save looks at: every one (scan), or those on n->marked. */
+static struct notify_sub *notify_subs_first(struct notifier *n, bool scan, size_t *i)
+{
+    *i = 0;
+    return scan ? n->subs : n->n_marked > 0 ? n->marked[0] : NULL;
+}
+
+static struct notify_sub *notify_subs_next(struct notifier *n, bool scan, struct notify_sub *s,
+                                           size_t *i)
+{
+    if (scan)
+        return s->next;
+    return ++*i < n->n_marked ? n->marked[*i] : NULL;
+}
+
+/* After a save: what it looked at is clean, and n->marked empty. */
+static void notify_subs_saved(struct notifier *n, bool scan)
+{
+    size_t i;
+    for (struct notify_sub *s = notify_subs_first(n, scan, &i); s;
+         s = notify_subs_next(n, scan, s, &i)) {
+        s->dirty = false;
+        s->urgent = false;
+        s->forget = false;
+    }
+    for (i = 0; i < n->n_marked; i++)
+        n->marked[i]->marked = false;
+    n->n_marked = 0;
+    if (scan)
+        n->save_scan = false;
+}
+
 /* Writes the records of subs that need it (all, or only dirty ones) and deletes those of ended
  * subscriptions, in one durable transaction. Must not run inside a store transaction. */
 void notify_subs_save(struct notifier *n, bool all)
 {
     if (!n->persist)
         return;
+    bool scan = all || n->save_scan;
     bool any = false;
-    for (struct notify_sub *s = n->subs; s && !any; s = s->next)
+    size_t i;
+    for (struct notify_sub *s = notify_subs_first(n, scan, &i); s && !any;
+         s = notify_subs_next(n, scan, s, &i))
         any = s->forget || (!s->dead && (all || s->dirty));
+    if (!any) {
+        notify_subs_saved(n, scan);
+        return;
+    }
     if (!any)
         return;
     struct store_txn *t;
@@ -322,7 +412,8 @@ void notify_subs_save(struct notifier *n, bool all)
     }
     struct buf rec;
     buf_init(&rec, NOTIFY_MAX_RECORD);
-    for (struct notify_sub *s = n->subs; rc == STORE_OK && s; s = s->next) {
+    for (struct notify_sub *s = notify_subs_first(n, scan, &i); rc == STORE_OK && s;
+         s = notify_subs_next(n, scan, s, &i)) {
         if (s->forget) {
             rc = store_kv_del(t, NOTIFY_TABLE, s->key, strlen(s->key));
             if (rc == STORE_NOTFOUND)
@@ -345,11 +436,7 @@ void notify_subs_save(struct notifier *n, bool all)
         log_warn("notifier: cannot save subscriptions: %s", store_strerror(rc));
         return;
     }
-    for (struct notify_sub *s = n->subs; s; s = s->next) {
-        s->dirty = false;
-        s->urgent = false;
-        s->forget = false;
-    }
+    notify_subs_saved(n, scan);
 }
 
 void notify_subs_charge(struct notify_sub *s, enum charging_event ev, unsigned result,

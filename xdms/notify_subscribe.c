@@ -56,12 +56,12 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         st = 400;
         phrase = "Missing resource list";
     }
-    if (st == 0 && (n->stopping || n->n_subs >= NOTIFY_MAX_SUBS)) {
+    if (st == 0 && (n->stopping || n->n_subs >= n->cfg.max_subscriptions)) {
         st = 503;
         phrase = n->stopping ? "Shutting down" : "Too many subscriptions";
         if (!n->stopping)
-            log_warn("notifier: %d subscriptions reached; SUBSCRIBE from %s refused",
-                     NOTIFY_MAX_SUBS, identity);
+            log_warn("notifier: %u subscriptions reached; SUBSCRIBE from %s refused",
+                     n->cfg.max_subscriptions, identity);
     } else if (st == 0 && notify_count_user(n, identity) >= NOTIFY_MAX_SUBS_PER_USER) {
         st = 403;
         phrase = "Too many subscriptions for this user";
@@ -112,6 +112,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     }
     s->next = n->subs;
     n->subs = s;
+    notify_subs_index(n, s);
     n->n_subs++;
     metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
 
@@ -126,7 +127,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
      * subscriber gets the changes that follow rather than a second full state in place of the
      * next change (it re-subscribes if it never saw the first). */
     if (expires > 0) {
-        s->dirty = true;
+        notify_subs_mark(s);
         notify_subs_save(n, false);
         notify_subs_charge(s, CHARGING_SUB_STARTED, 200, s->body_len, 0);
     }
@@ -135,7 +136,8 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
     s->full_pending = true;
     if (expires == 0)
         s->term_reason = "timeout";
-    notifier_poll(n);
+    notify_change_due(n, s); /* only s has new work: no visit of every subscription */
+    notifier_poll_changes(n);
 }
 
 /* Requests outside any dialog. */

@@ -418,6 +418,192 @@ static void test_watch_matches(void)
     notify_watch_list_release(&wl);
 }
 
+/* The subscription index (notify_index.c) against the scan it replaces: many subscriptions of
+ * every watch form (document, directory, a user's whole tree, the global tree, all users, an
+ * element), some removed (unsubscribe, expiry, reaping all end in notify_index_remove()), one
+ * re-posted with a new watched set (a refresh with a body); every lookup must give exactly the
+ * subscriptions a scan with notify_watch_matches() finds, each once. */
+#define INDEX_USERS 12
+#define INDEX_SUBS 3000
+
+static struct notify_sub *index_sub(const char *identity, const char *body)
+{
+    struct notify_sub *s = calloc(1, sizeof *s);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    s->identity = strdup(identity);
+    size_t skipped;
+    CU_ASSERT_EQUAL_FATAL(parse_body(body, &s->watches, &skipped), 0);
+    notify_watch_list_authorize(&s->watches, identity, true);
+    return s;
+}
+
+static void index_sub_free(struct notify_index *ix, struct notify_sub *s)
+{
+    notify_index_remove(ix, s);
+    notify_watch_list_release(&s->watches);
+    free(s->identity);
+    free(s);
+}
+
+static void index_entry(char *out, size_t max, unsigned form, unsigned user)
+{
+    switch (form % 8) {
+    case 0:
+        snprintf(out, max, "resource-lists/users/sip:u%u@example.com/index", user);
+        break;
+    case 1:
+        snprintf(out, max, "resource-lists/users/sip:u%u@example.com/d/", user);
+        break;
+    case 2:
+        snprintf(out, max, "resource-lists/users/sip:u%u@example.com/", user);
+        break;
+    case 3:
+        snprintf(out, max, "resource-lists/global/");
+        break;
+    case 4:
+        snprintf(out, max, "resource-lists/global/g%u", user);
+        break;
+    case 5:
+        snprintf(out, max, "resource-lists/users/");
+        break;
+    case 6:
+        snprintf(out, max, "resource-lists/users/sip:u%u@example.com/index/~~/resource-lists/list",
+                 user);
+        break;
+    default:
+        snprintf(out, max, "resource-lists/users/sip:u%u@example.com/d/x", user);
+        break;
+    }
+}
+
+static void index_check(struct notify_index *ix, struct notify_sub **subs, size_t n,
+                        const struct doc_key *k)
+{
+    CU_ASSERT_EQUAL_FATAL(notify_index_lookup(ix, k), 0);
+    size_t expected = 0, found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!subs[i])
+            continue;
+        bool doc = false, node = false;
+        for (size_t w = 0; w < subs[i]->watches.n; w++) {
+            const struct notify_watch *wt = &subs[i]->watches.items[w];
+            if (!notify_watch_matches(wt, k))
+                continue;
+            if (wt->kind == NOTIFY_WATCH_ELEMENT || wt->kind == NOTIFY_WATCH_ATTRIBUTE)
+                node = true;
+            else
+                doc = true;
+        }
+        if (!doc && !node)
+            continue;
+        expected++;
+        size_t times = 0;
+        for (size_t h = 0; h < ix->n_hits; h++) {
+            if (ix->hits[h].sub != subs[i])
+                continue;
+            times++;
+            CU_ASSERT_EQUAL(ix->hits[h].doc, doc);
+            CU_ASSERT_EQUAL(ix->hits[h].node, node);
+        }
+        CU_ASSERT_EQUAL(times, 1);
+        found += times;
+    }
+    CU_ASSERT_EQUAL(ix->n_hits, expected);
+    CU_ASSERT_EQUAL(found, expected);
+}
+
+static void index_check_all(struct notify_index *ix, struct notify_sub **subs, size_t n)
+{
+    char xui[64];
+    static const char *const paths[] = {"index", "d/x", "d/y/z", "d", "other"};
+    for (unsigned u = 0; u <= INDEX_USERS; u++) {
+        snprintf(xui, sizeof xui, "sip:u%u@example.com", u);
+        for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+            struct doc_key k = {"resource-lists", "users", xui, paths[p]};
+            index_check(ix, subs, n, &k);
+        }
+        char g[16];
+        snprintf(g, sizeof g, "g%u", u);
+        struct doc_key gk = {"resource-lists", "global", "", g};
+        index_check(ix, subs, n, &gk);
+    }
+    struct doc_key other_auid = {"rls-services", "users", "sip:u1@example.com", "index"};
+    index_check(ix, subs, n, &other_auid);
+}
+
+static void test_index(void)
+{
+    struct notify_index ix;
+    memset(&ix, 0, sizeof ix);
+    struct doc_key k0 = {"resource-lists", "users", "sip:u0@example.com", "index"};
+    CU_ASSERT_EQUAL(notify_index_lookup(&ix, &k0), 0);
+    CU_ASSERT_EQUAL(ix.n_hits, 0);
+
+    static struct notify_sub *subs[INDEX_SUBS];
+    unsigned seed = 12345;
+    for (size_t i = 0; i < INDEX_SUBS; i++) {
+        char body[1024], entry[256];
+        size_t len = (size_t)snprintf(body, sizeof body, LISTS_OPEN);
+        unsigned entries = 1 + (seed = seed * 1103515245u + 12345u) % 3;
+        for (unsigned e = 0; e < entries; e++) {
+            seed = seed * 1103515245u + 12345u;
+            index_entry(entry, sizeof entry, (seed >> 8) % 8, (seed >> 16) % INDEX_USERS);
+            len += (size_t)snprintf(body + len, sizeof body - len, "<entry uri=\"%s\"/>", entry);
+        }
+        snprintf(body + len, sizeof body - len, LISTS_CLOSE);
+        char identity[64];
+        snprintf(identity, sizeof identity, "sip:s%zu@example.com", i % 7);
+        subs[i] = index_sub(identity, body);
+        CU_ASSERT_EQUAL_FATAL(notify_index_add(&ix, subs[i]), 0);
+    }
+    index_check_all(&ix, subs, INDEX_SUBS);
+    /* The per-subscriber count, as the admission bound asks it. */
+    CU_ASSERT_EQUAL(notify_index_count_identity(&ix, "sip:s0@example.com"), (INDEX_SUBS + 6) / 7);
+    CU_ASSERT_EQUAL(notify_index_count_identity(&ix, "sip:s0@EXAMPLE.com"), (INDEX_SUBS + 6) / 7);
+    CU_ASSERT_EQUAL(notify_index_count_identity(&ix, "sip:nobody@example.com"), 0);
+    subs[0]->dead = true; /* ended, not yet reaped: not counted */
+    CU_ASSERT_EQUAL(notify_index_count_identity(&ix, "sip:s0@example.com"),
+                    (INDEX_SUBS + 6) / 7 - 1);
+    subs[0]->dead = false;
+
+    /* Ends of every kind take the postings out; the others stay findable. */
+    for (size_t i = 0; i < INDEX_SUBS; i += 3) {
+        index_sub_free(&ix, subs[i]);
+        subs[i] = NULL;
+    }
+    index_check_all(&ix, subs, INDEX_SUBS);
+    /* A new watched set replaces the old one (RFC 5875 §4.8). */
+    struct notify_sub *s = subs[1];
+    notify_index_remove(&ix, s);
+    notify_watch_list_release(&s->watches);
+    size_t skipped;
+    CU_ASSERT_EQUAL_FATAL(
+        parse_body(LISTS_OPEN
+                   "<entry uri=\"resource-lists/users/sip:u99@example.com/only\"/>" LISTS_CLOSE,
+                   &s->watches, &skipped),
+        0);
+    CU_ASSERT_EQUAL_FATAL(notify_index_add(&ix, s), 0);
+    struct doc_key only = {"resource-lists", "users", "sip:u99@example.com", "only"};
+    index_check(&ix, subs, INDEX_SUBS, &only); /* s, and the all-users watches */
+    bool s_found = false;
+    for (size_t h = 0; h < ix.n_hits; h++)
+        s_found |= ix.hits[h].sub == s;
+    CU_ASSERT_TRUE(s_found);
+    struct doc_key old_doc = {"resource-lists", "users", "sip:u1@example.com", "index"};
+    CU_ASSERT_EQUAL(notify_index_lookup(&ix, &old_doc), 0);
+    for (size_t h = 0; h < ix.n_hits; h++)
+        CU_ASSERT_PTR_NOT_EQUAL(ix.hits[h].sub, s);
+    index_check_all(&ix, subs, INDEX_SUBS);
+
+    for (size_t i = 0; i < INDEX_SUBS; i++)
+        if (subs[i])
+            index_sub_free(&ix, subs[i]);
+    CU_ASSERT_EQUAL(ix.n_posts, 0);
+    CU_ASSERT_EQUAL(notify_index_lookup(&ix, &k0), 0);
+    CU_ASSERT_EQUAL(ix.n_hits, 0);
+    notify_index_release(&ix);
+}
+
 static void check_sel(const struct doc_key *k, const char *expected)
 {
     struct buf b;
@@ -1858,6 +2044,7 @@ int main(void)
         {"instances, leases, Contact", test_cluster_pure},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
+        {"subscription index", test_index},
         {"server-owned documents", test_server_owned},
         {"document selectors", test_sel_append},
         {"xcap-diff rendering", test_diff_render},
