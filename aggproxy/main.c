@@ -19,6 +19,7 @@
 #include "ldapc.h"
 #include "ldapusers.h"
 #include "log.h"
+#include "main_keys.h"
 #include "metrics.h"
 #include "partner.h"
 #include "proxy.h"
@@ -29,123 +30,6 @@
 #include "users.h"
 #include "xcap_names.h"
 #include "xdoc.h"
-
-/* Every key the proxy reads from [aggproxy] (docs/configuration.md, docs/proxy.md). */
-static const struct config_key aggproxy_keys[] = {
-    {"data", CONFIG_STR, 0, 0, "var/aggproxy", "data", 0, NULL,
-     "LMDB directory with the users and GBA records"},
-    {"http", CONFIG_HOSTPORT, 0, 0, "127.0.0.1:8080", "http", CONFIG_OFF, NULL,
-     "HTTP listener (port 0: any; off: none)"},
-    {"https", CONFIG_HOSTPORT, 0, 0, NULL, "https", CONFIG_OFF, NULL,
-     "HTTPS listener (needs tls_cert and tls_key)"},
-    {"metrics", CONFIG_HOSTPORT, 0, 0, METRICS_DEFAULT_PROXY, NULL, CONFIG_OFF, NULL,
-     "admin listener: /metrics, /healthz, /readyz (off: none)"},
-    {"realm", CONFIG_STR, 0, USERS_NAME_MAX, "example.com", "realm", 0, NULL,
-     "Digest realm for URIs that name no user"},
-    {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
-     "one line per request on stderr: text, JSON lines, or off"},
-    {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
-     "log verbosity"},
-    {"xcap_root_path", CONFIG_STR, 0, 0, ROUTE_DEFAULT_ROOT, NULL, 0, NULL,
-     "path of the XCAP root"},
-    {"threads", CONFIG_UINT, 1, 256, "4", NULL, 0, NULL,
-     "worker threads; each waits while an XDMS answers"},
-    {"max_body", CONFIG_SIZE, 1, 1ull << 32, "1M", NULL, 0, NULL, "largest request body"},
-    {"max_header", CONFIG_SIZE, 1 << 10, 1 << 20, "64K", NULL, 0, NULL, "request line + headers"},
-    {"timeout", CONFIG_UINT, 1, 86400, "30", NULL, 0, NULL, "idle connection timeout, seconds"},
-    {"nonce_lifetime", CONFIG_UINT, 1, 86400, "300", NULL, 0, NULL,
-     "seconds a Digest nonce is valid"},
-    {"max_nonces", CONFIG_UINT, 1, 10000000, "100000", NULL, 0, NULL,
-     "nonces tracked for replay protection"},
-    {"upstream_timeout_ms", CONFIG_UINT, 1, 3600000, "10000", NULL, 0, NULL,
-     "XDMS answer deadline"},
-    {"upstream_connect_timeout_ms", CONFIG_UINT, 1, 3600000, "1000", NULL, 0, NULL,
-     "longest wait for a connection to an XDMS instance (then the next is tried) and for the "
-     "answer to a health check"},
-    {"upstream_check_interval", CONFIG_UINT, UPSTREAM_CHECK_INTERVAL_MIN,
-     UPSTREAM_CHECK_INTERVAL_MAX, UPSTREAM_CHECK_INTERVAL_DEFAULT, NULL, 0, NULL,
-     "milliseconds between health checks of the instances of multi-URL upstream lists"},
-    {"max_response", CONFIG_SIZE, 1, 1ull << 32, "16M", NULL, 0, NULL,
-     "largest XDMS response relayed"},
-    {"shared_list_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
-     "Shared List XDMS instances: unix:PATH or URL, several separated by spaces (default "
-     "unix:var/shared-list/xdms.sock)"},
-    {"presence_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
-     "Presence XDMS instances: unix:PATH or URL, several separated by spaces (default "
-     "unix:var/presence/xdms.sock)"},
-    {"rls_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
-     "RLS XDMS instances: unix:PATH or URL, several separated by spaces (default "
-     "unix:var/rls/xdms.sock)"},
-    {"route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "AUID URL [URL...]: the upstream instances of one AUID"},
-    {"local_domain", CONFIG_STR, 0, PARTNER_DOMAIN_MAX, NULL, NULL, CONFIG_REPEAT, NULL,
-     "an operator's own user domain, served by the local XDMSs (repeatable; none: every domain "
-     "that is not a partner's)"},
-    {"partner", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "DOMAIN https://HOST:PORT... ca=FILE cert=FILE key=FILE [timeout_ms=N] "
-     "[connect_timeout_ms=N] [max_requests=N]: the XDMSs of a partner domain (docs/partners.md)"},
-    {"partner_route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "DOMAIN AUID https://HOST:PORT...: a partner's XDMS instances of one AUID"},
-    {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate of the HTTPS listener"},
-    {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
-    {"tls_priorities", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL, "GnuTLS priority string"},
-    {"upstream_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
-     "PEM CA bundle that XDMS certificates must verify against"},
-    {"upstream_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
-     "PEM client certificate towards the XDMS (mutual TLS)"},
-    {"upstream_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of upstream_cert"},
-    {"gaa_fqdn", CONFIG_STR, 0, 255, NULL, NULL, CONFIG_REPEAT, NULL,
-     "NAF name for GAA (GBA Digest)"},
-    {"gaa_password", CONFIG_ENUM, 0, 0, "base64", NULL, 0, "base64|raw",
-     "form of the GBA Digest password"},
-    {"asserted_identity", CONFIG_ENUM, 0, 0, "3gpp", NULL, 0, "3gpp|xcap|both",
-     "identity header(s) sent to the XDMS"},
-    {"gzip", CONFIG_BOOL, 0, 0, "true", NULL, 0, NULL, "compress responses for clients"},
-    {"gzip_min_size", CONFIG_SIZE, 1, 1ull << 32, "256", NULL, 0, NULL,
-     "smallest response compressed"},
-    {"digest_algorithms", CONFIG_STR, 0, 255, "MD5 SHA-256", NULL, 0, NULL,
-     "Digest algorithms offered, in order (MD5, SHA-256)"},
-    HTTPD_CONFIG_KEYS,
-    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
-     "seconds SIGTERM waits for requests in progress (0: none)"},
-    {"caps_ttl", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
-     "seconds the aggregated xcap-caps is cached"},
-    {"caps_retry", CONFIG_UINT, 1, 86400, "5", NULL, 0, NULL,
-     "seconds before an unreachable XDMS's caps are asked again"},
-    CHARGING_CONFIG_KEYS,
-    /* Users from an enterprise LDAP directory (docs/enterprise.md) */
-    {"ldap_uri", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
-     "LDAP server of further users, ldap:// or ldaps:// (default: none)"},
-    {"ldap_bind_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
-     "DN the proxy binds as to search (default: anonymous)"},
-    {"ldap_bind_password", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "password of ldap_bind_dn"},
-    {"ldap_bind_password_file", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
-     "file whose first line is the password of ldap_bind_dn"},
-    {"ldap_base_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "subtree searched for users"},
-    {"ldap_user_filter", CONFIG_STR, 0, 1024, "(uid=%u)", NULL, 0, NULL,
-     "filter finding a user: %u user name, %d realm (escaped, RFC 4515)"},
-    {"ldap_xui_attribute", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
-     "attribute with the user's XUI (default: sip:USER@REALM)"},
-    {"ldap_identity_attributes", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
-     "attributes with further public identities, separated by spaces"},
-    {"ldap_ha1_attribute", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
-     "attribute with the Digest HA1 (MD5 or SHA-256 hex) for ldap_realm"},
-    {"ldap_realm", CONFIG_STR, 0, USERS_NAME_MAX, NULL, NULL, 0, NULL,
-     "realm of the LDAP users and their HA1 (default: realm)"},
-    {"ldap_basic", CONFIG_BOOL, 0, 0, "true", NULL, 0, NULL,
-     "accept HTTP Basic over HTTPS from LDAP users, checked by an LDAP bind"},
-    {"ldap_timeout_ms", CONFIG_UINT, 1, 60000, "2000", NULL, 0, NULL,
-     "longest wait for the LDAP server: connecting, each answer"},
-    {"ldap_cache_ttl", CONFIG_UINT, 0, 86400, "60", NULL, 0, NULL,
-     "seconds a user found in LDAP (and a password a bind accepted) is cached"},
-    {"ldap_negative_ttl", CONFIG_UINT, 0, 86400, "10", NULL, 0, NULL,
-     "seconds an unknown user (and a refused password) is cached"},
-    {"ldap_cache_max", CONFIG_UINT, 1, 10000000, "10000", NULL, 0, NULL,
-     "users held in the LDAP cache"},
-    {"ldap_retry_after", CONFIG_UINT, 1, 3600, "5", NULL, 0, NULL,
-     "seconds the LDAP server is left alone after it failed (503 with this Retry-After)"},
-    {0},
-};
 
 static void aggproxy_usage(FILE *f)
 {
@@ -160,7 +44,7 @@ static void aggproxy_usage(FILE *f)
           "\n"
           "Keys (--option KEY=VALUE or KEY = VALUE in the file):\n",
           f);
-    config_keys_usage(f, aggproxy_keys);
+    config_keys_usage(f, main_keys);
     fputs("Users and GBA records are managed with tools/xdmctl. See docs/configuration.md and\n"
           "docs/proxy.md.\n",
           f);
@@ -507,7 +391,7 @@ static int aggproxy_check_ldap(const struct config *cfg)
 static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
 {
     char errbuf[4096];
-    switch (config_args_parse(argc, argv, NULL, aggproxy_keys, &m->args, errbuf, sizeof errbuf)) {
+    switch (config_args_parse(argc, argv, NULL, main_keys, &m->args, errbuf, sizeof errbuf)) {
     case CONFIG_ARGS_OK:
         break;
     case CONFIG_ARGS_HELP:

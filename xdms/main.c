@@ -21,6 +21,7 @@
 #include "httpd.h"
 #include "ldapc.h"
 #include "log.h"
+#include "main_keys.h"
 #include "metrics.h"
 #include "notify.h"
 #include "prescan.h"
@@ -29,152 +30,6 @@
 #include "store.h"
 #include "usage.h"
 #include "xdoc.h"
-
-/* The default addresses per role (README.md, "Default addresses"). */
-static const char *const xdms_default_http[] = {[ROLE_SHARED_LIST] = "127.0.0.1:8181",
-                                                [ROLE_PRESENCE] = "127.0.0.1:8182",
-                                                [ROLE_RLS] = "127.0.0.1:8183"};
-static const char *const xdms_default_sip[] = {[ROLE_SHARED_LIST] = "127.0.0.1:5081",
-                                               [ROLE_PRESENCE] = "127.0.0.1:5082",
-                                               [ROLE_RLS] = "127.0.0.1:5083"};
-static const char *const xdms_default_metrics[] = {[ROLE_SHARED_LIST] = METRICS_DEFAULT_SHARED_LIST,
-                                                   [ROLE_PRESENCE] = METRICS_DEFAULT_PRESENCE,
-                                                   [ROLE_RLS] = METRICS_DEFAULT_RLS};
-
-/* Every key an XDMS reads, from [xdms] and then [ROLE] (docs/configuration.md). Defaults that
- * depend on the role or the machine are NULL here and computed in main(). */
-static const struct config_key xdms_keys[] = {
-    {"data", CONFIG_STR, 0, 0, NULL, "data", 0, NULL,
-     "LMDB directory and socket directory (default var/ROLE)"},
-    {"store", CONFIG_ENUM, 0, 0, "lmdb", NULL, 0, "lmdb|postgresql",
-     "document store: LMDB in data, or the PostgreSQL database of pg_conninfo"},
-    {"pg_conninfo", CONFIG_STR, 0, 4096, NULL, NULL, 0, NULL,
-     "PostgreSQL: libpq connection string of this role's database or schema"},
-    {"pg_pool_size", CONFIG_UINT, 1, STORE_PG_MAX_POOL, "4", NULL, 0, NULL,
-     "PostgreSQL: connections of this process"},
-    {"pg_timeout", CONFIG_UINT, 1, STORE_PG_MAX_TIMEOUT, "5", NULL, 0, NULL,
-     "PostgreSQL: longest wait for a connection or a statement; then 503 with Retry-After"},
-    {"http", CONFIG_HOSTPORT, 0, 0, NULL, "http", 0, NULL,
-     "HTTP listener (default 127.0.0.1:8181/8182/8183 by role)"},
-    {"metrics", CONFIG_HOSTPORT, 0, 0, NULL, NULL, CONFIG_OFF, NULL,
-     "admin listener: /metrics, /healthz, /readyz (default 127.0.0.1:9181/9182/9183 by role; "
-     "off: none)"},
-    {"sip", CONFIG_HOSTPORT, 0, 0, NULL, "sip", 0, NULL,
-     "SIP listener, UDP and TCP (default 127.0.0.1:5081/5082/5083 by role)"},
-    {"xcap_root", CONFIG_STR, 0, 0, "http://127.0.0.1:8080/xcap-root/", "xcap-root", 0, NULL,
-     "public XCAP root, for notifications and no-parent errors"},
-    {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
-     "one line per request on stderr: text, JSON lines, or off"},
-    {"log_level", CONFIG_ENUM, 0, 0, "info", "log-level", 0, "error|warn|info|debug",
-     "log verbosity"},
-    {"root_path", CONFIG_STR, 0, 0, "/xcap-root", NULL, 0, NULL, "path of the XCAP root"},
-    {"schema_dir", CONFIG_STR, 0, 0, XDM_SCHEMA_DIR, NULL, 0, NULL, "directory of the XSD files"},
-    {"threads", CONFIG_UINT, 1, 64, NULL, NULL, 0, NULL,
-     "HTTP threads (default one per CPU, at most 8)"},
-    {"max_body", CONFIG_SIZE, 1, 1ull << 32, "1M", NULL, 0, NULL, "largest request body"},
-    {"max_header", CONFIG_SIZE, 1 << 10, 1 << 20, "64K", NULL, 0, NULL, "request line + headers"},
-    {"max_uri", CONFIG_SIZE, 256, 1 << 20, "8K", NULL, 0, NULL, "longest request-target"},
-    {"default_domain", CONFIG_STR, 0, 255, "example.com", NULL, 0, NULL,
-     "domain of bare user names used as XUI"},
-    {"timeout", CONFIG_UINT, 1, 86400, "30", NULL, 0, NULL, "idle connection timeout, seconds"},
-    {"map_size", CONFIG_SIZE, 1 << 20, 1ull << 44, "1G", NULL, 0, NULL,
-     "LMDB map size: the largest the store can grow"},
-    {"max_icon_size", CONFIG_SIZE, 1, 1 << 30, "256K", NULL, 0, NULL,
-     "largest decoded OMA pres-content icon"},
-    {"max_docs_per_user", CONFIG_UINT, 1, 10000000, "1000", NULL, 0, NULL,
-     "documents one user may have here"},
-    {"max_bytes_per_user", CONFIG_SIZE, 0, 1ull << 40, "16M", NULL, 0, NULL,
-     "bytes of one user's documents here (0 = unlimited)"},
-    {"map_high_water", CONFIG_UINT, 50, 99, "90", NULL, 0, NULL,
-     "percent of the map writes may fill; above it PUTs get 507, DELETEs still work"},
-    {"group_commit_max_requests", CONFIG_UINT, 1, STORE_GROUP_MAX_REQUESTS, "64", NULL, 0, NULL,
-     "concurrent writes acknowledged after one shared durable commit (1: each its own)"},
-    {"write_threads", CONFIG_UINT, 0, SERVER_WRITE_THREADS_MAX, "64", NULL, 0, NULL,
-     "threads that run parked writes: a write waiting for its commit holds one of them, not "
-     "an HTTP thread (0: writes run on the HTTP threads)"},
-    {"max_parked_writes", CONFIG_UINT, 1, SERVER_PARKED_WRITES_MAX, "1024", NULL, 0, NULL,
-     "writes waiting or running on the write threads; more get 503 with Retry-After"},
-    {"group_commit_max_bytes", CONFIG_SIZE, 1 << 12, 1ull << 30, "8M", NULL, 0, NULL,
-     "LMDB: bytes the writes of one shared commit may write before it is made"},
-    {"change_log_max_count", CONFIG_UINT, 1, 100000000, "100000", NULL, 0, NULL,
-     "change-log records kept"},
-    {"change_log_max_bytes", CONFIG_SIZE, 0, 1ull << 44, NULL, NULL, 0, NULL,
-     "bytes of change-log records kept (default map_size/8)"},
-    {"change_log_max_age", CONFIG_UINT, 0, 315360000, "86400", NULL, 0, NULL,
-     "seconds a change-log record is kept (0 = no age bound)"},
-    {"change_log_max_record", CONFIG_SIZE, 1, 1ull << 30, "64K", NULL, 0, NULL,
-     "largest node edit kept with its content in the change log"},
-    {"max_attributes", CONFIG_UINT, 1, 65536, "256", NULL, 0, NULL,
-     "attributes on one element of a body or stored document"},
-    {"max_elements", CONFIG_UINT, 1, 10000000, "100000", NULL, 0, NULL,
-     "elements in a body or stored document"},
-    {"max_depth", CONFIG_UINT, 1, XDOC_MAX_DEPTH - 1, "64", NULL, 0, NULL,
-     "element nesting in a body or stored document"},
-    {"allow_foreign_references", CONFIG_BOOL, 0, 0, "false", NULL, 0, NULL,
-     "accept references into other users' documents on this server"},
-    HTTPD_CONFIG_KEYS,
-    {"shutdown_timeout", CONFIG_UINT, 0, 3600, "10", NULL, 0, NULL,
-     "seconds SIGTERM waits for requests in progress (0: none)"},
-    {"socket", CONFIG_STR, 0, HTTPD_UNIX_PATH_MAX, NULL, "socket", 0, NULL,
-     "UNIX-domain listener for the proxy, or off (default DATA/xdms.sock)"},
-    {"trusted_peer", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "ADDRESS[/BITS] server | subject:DN|sha256:HEX proxy|server (default: none)"},
-    {"sip_trusted_peer", CONFIG_ADDR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "address whose P-Asserted-Identity is believed (default: none)"},
-    {"sip_server", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
-     "SIP URI of a server that may watch every user's documents"},
-    {"default_expires", CONFIG_UINT, 1, 31536000, "3600", NULL, 0, NULL,
-     "subscription duration when SUBSCRIBE has no Expires"},
-    {"max_expires", CONFIG_UINT, 1, 31536000, "86400", NULL, 0, NULL,
-     "longest subscription granted"},
-    {"min_expires", CONFIG_UINT, 1, 86400, "60", NULL, 0, NULL,
-     "shorter subscriptions get 423 with Min-Expires"},
-    {"notify_min_interval_ms", CONFIG_UINT, 0, 3600000, "200", NULL, 0, NULL,
-     "least time between two NOTIFYs of one subscription"},
-    {"notify_max_subscriptions", CONFIG_UINT, 1, 1000000, "10000", NULL, 0, NULL,
-     "subscriptions one XDMS holds; a SUBSCRIBE beyond them gets 503"},
-    {"instance", CONFIG_STR, 0, NOTIFY_INSTANCE_MAX, NULL, NULL, 0, NULL,
-     "name among the instances of this role sharing the store; set: they share subscriptions "
-     "(default HOST:PORT of sip, alone)"},
-    {"instance_lease", CONFIG_UINT, 2, 3600, "5", NULL, 0, NULL,
-     "seconds without a heartbeat after which another instance takes the subscriptions over"},
-    {"notify_poll_ms", CONFIG_UINT, 1, 10000, "20", NULL, 0, NULL,
-     "with instance set: how often the change log is checked for other instances' commits"},
-    {"sip_contact", CONFIG_STR, 0, 255, NULL, NULL, 0, NULL,
-     "SIP URI advertised as Contact, shared by the instances (default: the sip listener)"},
-    {"tls_cert", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM certificate: serve HTTPS"},
-    {"tls_key", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL, "PEM private key of tls_cert"},
-    {"tls_client_ca", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
-     "PEM CA bundle: require and verify client certificates"},
-    CHARGING_CONFIG_KEYS,
-    /* The corporate directory from LDAP (shared-list only; docs/enterprise.md) */
-    {"ldap_uri", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
-     "LDAP server of the corporate directory, ldap:// or ldaps:// (default: none)"},
-    {"ldap_bind_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
-     "DN the XDMS binds as to search (default: anonymous)"},
-    {"ldap_bind_password", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL, "password of ldap_bind_dn"},
-    {"ldap_bind_password_file", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
-     "file whose first line is the password of ldap_bind_dn"},
-    {"ldap_timeout_ms", CONFIG_UINT, 1, 60000, "2000", NULL, 0, NULL,
-     "longest wait for the LDAP server: connecting, each answer"},
-    {"directory_base_dn", CONFIG_STR, 0, 1024, NULL, NULL, 0, NULL,
-     "subtree of the corporate directory's entries (set: the directory is built)"},
-    {"directory_filter", CONFIG_STR, 0, 1024, "(objectClass=inetOrgPerson)", NULL, 0, NULL,
-     "filter of the corporate directory's entries"},
-    {"directory_name_attribute", CONFIG_STR, 0, 255, "displayName", NULL, 0, NULL,
-     "attribute giving an entry's display-name"},
-    {"directory_uri_attributes", CONFIG_STR, 0, 1024, "labeledURI telephoneNumber", NULL, 0, NULL,
-     "attributes giving an entry's URI (sip:, sips:, tel: or +number), first match wins"},
-    {"directory_document", CONFIG_STR, 0, 128, "corporate-directory", NULL, 0, NULL,
-     "name of the document in resource-lists/global/"},
-    {"directory_refresh", CONFIG_UINT, 0, 604800, "3600", NULL, 0, NULL,
-     "seconds between rebuilds from LDAP (0: at start and on SIGUSR1 only)"},
-    {"directory_max_entries", CONFIG_UINT, 1, 50000, "5000", NULL, 0, NULL,
-     "entries per document; more are split into parts"},
-    {"directory_max_total", CONFIG_UINT, 1, 10000000, "200000", NULL, 0, NULL,
-     "entries read at most; a larger directory is not rebuilt"},
-    {0},
-};
 
 static void xdms_usage(FILE *f)
 {
@@ -191,7 +46,7 @@ static void xdms_usage(FILE *f)
           "\n"
           "Keys (--option KEY=VALUE or KEY = VALUE in the file):\n",
           f);
-    config_keys_usage(f, xdms_keys);
+    config_keys_usage(f, main_keys);
     fputs("See docs/configuration.md for every key.\n", f);
 }
 
@@ -517,7 +372,7 @@ static int xdms_read_options(struct xdms_main *m, int argc, char **argv)
 {
     static const char *const values[] = {"role", NULL};
     char errbuf[4096];
-    switch (config_args_parse(argc, argv, values, xdms_keys, &m->args, errbuf, sizeof errbuf)) {
+    switch (config_args_parse(argc, argv, values, main_keys, &m->args, errbuf, sizeof errbuf)) {
     case CONFIG_ARGS_OK:
         break;
     case CONFIG_ARGS_HELP:
@@ -556,13 +411,13 @@ static int xdms_read_options(struct xdms_main *m, int argc, char **argv)
 
     snprintf(m->default_data, sizeof m->default_data, "var/%s", m->role_name);
     /* Checked when read (CONFIG_HOSTPORT), so these parse. */
-    config_parse_hostport(config_get(cfg, "http", xdms_default_http[m->role]), m->http_host,
+    config_parse_hostport(config_get(cfg, "http", main_keys_default_http[m->role]), m->http_host,
                           sizeof m->http_host, &m->http_port);
-    const char *metrics_addr = config_get(cfg, "metrics", xdms_default_metrics[m->role]);
+    const char *metrics_addr = config_get(cfg, "metrics", main_keys_default_metrics[m->role]);
     m->metrics_on = metrics_addr[0] && strcmp(metrics_addr, "off") != 0 &&
                     config_parse_hostport(metrics_addr, m->metrics_host, sizeof m->metrics_host,
                                           &m->metrics_port) == 0;
-    config_parse_hostport(config_get(cfg, "sip", xdms_default_sip[m->role]), m->sip_host,
+    config_parse_hostport(config_get(cfg, "sip", main_keys_default_sip[m->role]), m->sip_host,
                           sizeof m->sip_host, &m->sip_port);
     /* One epoll thread per CPU measured fastest (docs/performance.md): reads then never wait
      * behind a write's fsync. */

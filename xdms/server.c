@@ -17,6 +17,7 @@
 #include "etag.h"
 #include "log.h"
 #include "notify.h"
+#include "server_park.h"
 #include "usage.h"
 #include "xcap_uri.h"
 
@@ -45,14 +46,7 @@ struct xdms_server {
     size_t n_peers;
     struct buf caps; /* generated once: the xcap-caps document never changes while running */
     char caps_etag[32];
-    /* Parked writes (server.h): a queue under park_lock, run by the write threads. */
-    pthread_mutex_t park_lock;
-    pthread_cond_t park_cond;
-    struct server_write *park_head, *park_tail;
-    unsigned parked; /* queued or running */
-    bool park_on;    /* write threads running, accepting writes */
-    pthread_t *writers;
-    unsigned n_writers;
+    struct server_park park; /* parked writes (server.h), run by the write threads */
 };
 
 /* Everything one request carries between phases; released in one place (server_handle). */
@@ -79,12 +73,12 @@ struct xdms_call {
 /* One request from the handler to its answer: on the heap so that a parked write can outlive
  * the handler's call. */
 struct server_write {
-    struct server_write *next; /* in the park queue */
+    struct server_park_item item; /* first: the park queue's view of it (server_park.h) */
     struct xdms_call c;
     struct timespec t0;
 };
 
-static int server_park_start(struct xdms_server *s);
+static void server_run_parked(void *cls, struct server_park_item *item);
 
 static uint32_t server_fnv1a(const char *s, size_t n)
 {
@@ -101,8 +95,7 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     if (!s)
         return NULL;
     pthread_rwlock_init(&s->peers_lock, NULL);
-    pthread_mutex_init(&s->park_lock, NULL);
-    pthread_cond_init(&s->park_cond, NULL);
+    server_park_init(&s->park);
     s->cfg = *cfg;
     s->root_path = strdup(cfg->root_path);
     s->cfg.root_path = s->root_path;
@@ -120,7 +113,8 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     }
     snprintf(s->caps_etag, sizeof s->caps_etag, "caps-%08x",
              server_fnv1a(s->caps.data, s->caps.len));
-    if (engine && server_park_start(s) < 0) {
+    if (engine && server_park_start(&s->park, cfg->write_threads, cfg->max_parked_writes,
+                                    server_run_parked, s) < 0) {
         server_free(s);
         return NULL;
     }
@@ -161,10 +155,7 @@ void server_free(struct xdms_server *s)
 {
     if (!s)
         return;
-    server_stop_writes(s);
-    free(s->writers);
-    pthread_cond_destroy(&s->park_cond);
-    pthread_mutex_destroy(&s->park_lock);
+    server_park_release(&s->park);
     free(s->root_path);
     free(s->default_domain);
     free(s->xcap_root);
@@ -741,8 +732,10 @@ static double server_seconds_since(const struct timespec *t0)
 
 /* A parked write on a write thread: execute (its store transaction waits in the group commit
  * with the other write threads'), then answer, which resumes the connection. */
-static void server_park_run(struct xdms_server *s, struct server_write *w)
+static void server_run_parked(void *cls, struct server_park_item *item)
 {
+    struct xdms_server *s = cls;
+    struct server_write *w = (struct server_write *)item;
     const struct http_request *http = w->c.http;
     access_begin(w->c.request_id);
     struct engine_reply rep = {0};
@@ -758,98 +751,15 @@ static void server_park_run(struct xdms_server *s, struct server_write *w)
     buf_release(&resp.body);
 }
 
-static void *server_park_thread(void *cls)
-{
-    struct xdms_server *s = cls;
-    pthread_mutex_lock(&s->park_lock);
-    for (;;) {
-        while (!s->park_head && s->park_on)
-            pthread_cond_wait(&s->park_cond, &s->park_lock);
-        struct server_write *w = s->park_head;
-        if (!w)
-            break; /* stopping and nothing left */
-        s->park_head = w->next;
-        if (!s->park_head)
-            s->park_tail = NULL;
-        pthread_mutex_unlock(&s->park_lock);
-        server_park_run(s, w);
-        pthread_mutex_lock(&s->park_lock);
-        s->parked--;
-    }
-    pthread_mutex_unlock(&s->park_lock);
-    return NULL;
-}
-
-static int server_park_start(struct xdms_server *s)
-{
-    unsigned n = s->cfg.write_threads;
-    if (n == 0)
-        return 0;
-    if (n > SERVER_WRITE_THREADS_MAX)
-        n = SERVER_WRITE_THREADS_MAX;
-    s->writers = calloc(n, sizeof *s->writers);
-    if (!s->writers)
-        return -1;
-    s->park_on = true;
-    for (; s->n_writers < n; s->n_writers++) {
-        if (pthread_create(&s->writers[s->n_writers], NULL, server_park_thread, s) != 0) {
-            log_error("cannot start write thread %u of %u", s->n_writers + 1, n);
-            return -1; /* server_free() stops those started */
-        }
-    }
-    return 0;
-}
-
 void server_stop_writes(struct xdms_server *s)
 {
-    pthread_mutex_lock(&s->park_lock);
-    s->park_on = false;
-    pthread_cond_broadcast(&s->park_cond);
-    pthread_mutex_unlock(&s->park_lock);
-    for (unsigned i = 0; i < s->n_writers; i++)
-        pthread_join(s->writers[i], NULL);
-    s->n_writers = 0;
+    server_park_stop(&s->park);
 }
 
 /* Whether c is a write of a stored document, element or attribute (RFC 4825 §8.2, §8.4). */
 static bool server_is_write(const struct xdms_call *c)
 {
     return c->kind == RES_USAGE && (c->method == ENGINE_PUT || c->method == ENGINE_DELETE);
-}
-
-/* Parks w (a write) for the write threads and defers its answer. XCAP_OK: parked, w is theirs.
- * XCAP_STORAGE: max_parked_writes are waiting (503 with Retry-After). Any other status: parking
- * is off or the request cannot be deferred; the caller runs the write itself. */
-static enum xcap_status server_park(struct xdms_server *s, struct server_write *w)
-{
-    pthread_mutex_lock(&s->park_lock);
-    if (!s->park_on) {
-        pthread_mutex_unlock(&s->park_lock);
-        return XCAP_INTERNAL;
-    }
-    if (s->parked >= s->cfg.max_parked_writes) {
-        pthread_mutex_unlock(&s->park_lock);
-        return xcap_fail(&w->c.err, XCAP_STORAGE,
-                         "too many writes waiting for their commit (max_parked_writes = %u); "
-                         "retry after the time in Retry-After",
-                         s->cfg.max_parked_writes);
-    }
-    if (http_request_defer(w->c.http) < 0) {
-        pthread_mutex_unlock(&s->park_lock);
-        return XCAP_INTERNAL;
-    }
-    s->parked++;
-    log_debug("write parked: %s %s (%u parked)", http_request_method(w->c.http),
-              http_request_target(w->c.http), s->parked);
-    w->next = NULL;
-    if (s->park_tail)
-        s->park_tail->next = w;
-    else
-        s->park_head = w;
-    s->park_tail = w;
-    pthread_cond_signal(&s->park_cond);
-    pthread_mutex_unlock(&s->park_lock);
-    return XCAP_OK;
 }
 
 void server_handle(void *cls, const struct http_request *http, struct http_response *resp)
@@ -873,7 +783,8 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
     if ((st = server_authorize_peer(s, c)) == XCAP_OK && (st = server_parse(s, c)) == XCAP_OK &&
         (st = server_resolve(s, c)) == XCAP_OK && (st = server_authorize_user(s, c)) == XCAP_OK) {
         if (server_is_write(c)) {
-            st = server_park(s, w);
+            w->item.http = http;
+            st = server_park_push(&s->park, &w->item, &c->err);
             if (st == XCAP_OK)
                 return; /* answered by a write thread */
         }
