@@ -180,7 +180,8 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
     if (s->term_reason) {
         snprintf(state, sizeof state, "terminated;reason=%s", s->term_reason);
     } else {
-        int64_t left = s->expires_at - notify_now();
+        /* Whole seconds left, rounded down: the subscription lasts at least as long as said. */
+        int64_t left = (s->expires_ms - notify_now_ms()) / 1000;
         snprintf(state, sizeof state, "active;expires=%lld", (long long)(left > 0 ? left : 0));
     }
     /* A transport error may be reported from inside nta_outgoing_tcreate(); the callback then

@@ -531,6 +531,80 @@ static void index_check_all(struct notify_index *ix, struct notify_sub **subs, s
     index_check(ix, subs, n, &other_auid);
 }
 
+/* The expiry heap: the root is always the earliest; adding, re-keying (a refresh) and removing
+ * (an end) keep every place right, checked against a plain scan after each step. */
+static void expiry_check(const struct notify_expiry *h, struct notify_sub *subs, size_t n)
+{
+    struct notify_sub *min = NULL;
+    size_t in = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (subs[i].expiry_pos == 0)
+            continue;
+        in++;
+        CU_ASSERT_TRUE_FATAL(subs[i].expiry_pos <= h->n);
+        CU_ASSERT_PTR_EQUAL_FATAL(h->v[subs[i].expiry_pos - 1], &subs[i]);
+        if (!min || subs[i].expires_ms < min->expires_ms)
+            min = &subs[i];
+    }
+    CU_ASSERT_EQUAL_FATAL(in, h->n);
+    for (size_t i = 1; i < h->n; i++)
+        CU_ASSERT_TRUE_FATAL(h->v[(i - 1) / 2]->expires_ms <= h->v[i]->expires_ms);
+    if (!min) {
+        CU_ASSERT_PTR_NULL(notify_expiry_first(h));
+    } else {
+        CU_ASSERT_EQUAL(notify_expiry_first(h)->expires_ms, min->expires_ms);
+    }
+}
+
+static void test_expiry_heap(void)
+{
+    enum { N = 2000 };
+    static struct notify_sub subs[N];
+    memset(subs, 0, sizeof subs);
+    struct notify_expiry h = {0};
+    CU_ASSERT_PTR_NULL(notify_expiry_first(&h));
+    unsigned seed = 777;
+    for (size_t i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        subs[i].expires_ms = (seed >> 8) % 5000; /* many ties */
+        CU_ASSERT_EQUAL_FATAL(notify_expiry_add(&h, &subs[i]), 0);
+    }
+    expiry_check(&h, subs, N);
+    /* Refreshes move some later and some earlier; adding one already there re-keys it. */
+    for (size_t i = 0; i < N; i += 7) {
+        seed = seed * 1103515245u + 12345u;
+        subs[i].expires_ms = (seed >> 8) % 9000;
+        if (i % 2)
+            notify_expiry_update(&h, &subs[i]);
+        else
+            CU_ASSERT_EQUAL(notify_expiry_add(&h, &subs[i]), 0);
+    }
+    expiry_check(&h, subs, N);
+    CU_ASSERT_EQUAL(h.n, N);
+    /* Ends anywhere in the heap, the last slot too; removing one not there is a no-op. */
+    for (size_t i = 0; i < N; i += 3)
+        notify_expiry_remove(&h, &subs[i]);
+    notify_expiry_remove(&h, &subs[0]);
+    notify_expiry_remove(&h, h.v[h.n - 1]);
+    expiry_check(&h, subs, N);
+    /* Taking the root until empty yields the expiries in order. */
+    int64_t last = -1;
+    size_t taken = 0;
+    struct notify_sub *s;
+    while ((s = notify_expiry_first(&h))) {
+        CU_ASSERT_TRUE_FATAL(s->expires_ms >= last);
+        last = s->expires_ms;
+        notify_expiry_remove(&h, s);
+        CU_ASSERT_EQUAL(s->expiry_pos, 0);
+        taken++;
+    }
+    CU_ASSERT_TRUE(taken > N / 2);
+    CU_ASSERT_EQUAL(notify_expiry_add(&h, &subs[1]), 0);
+    notify_expiry_release(&h);
+    CU_ASSERT_EQUAL(subs[1].expiry_pos, 0);
+    CU_ASSERT_EQUAL(h.n, 0);
+}
+
 static void test_index(void)
 {
     struct notify_index ix;
@@ -2045,6 +2119,7 @@ int main(void)
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
         {"subscription index", test_index},
+        {"expiry heap", test_expiry_heap},
         {"server-owned documents", test_server_owned},
         {"document selectors", test_sel_append},
         {"xcap-diff rendering", test_diff_render},
