@@ -225,6 +225,13 @@ static int notifier_setup(struct notifier *n)
         log_error("notifier: cannot use %s as Contact", n->contact ? n->contact : url);
         return -1;
     }
+    /* Parsed once: every NOTIFY carries them (a string tag would be parsed again per NOTIFY). */
+    n->ct_hdr = sip_content_type_make(n->home, NOTIFY_MIME_DIFF);
+    n->event_hdr = sip_event_make(n->home, "xcap-diff");
+    if (!n->ct_hdr || !n->event_hdr) {
+        log_error("notifier: out of memory");
+        return -1;
+    }
     n->default_leg =
         nta_leg_tcreate(n->agent, notifier_on_request, n, NTATAG_NO_DIALOG(1), TAG_END());
     if (!n->default_leg) {

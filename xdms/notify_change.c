@@ -32,11 +32,19 @@ struct notify_known {
     uint64_t digest;
 };
 
-static void notify_change_unref(struct notify_change *c)
+void notify_change_ref(struct notify_change *c)
+{
+    if (c)
+        c->refs++;
+}
+
+void notify_change_unref(struct notify_change *c)
 {
     if (c && --c->refs == 0) {
         free(c->sel);
         xdiff_op_release(&c->op);
+        for (size_t m = 0; m < sizeof c->body / sizeof c->body[0]; m++)
+            free(c->body[m]);
         free(c);
     }
 }

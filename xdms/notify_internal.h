@@ -46,6 +46,8 @@ struct nta_leg_s;
 struct nta_outgoing_s;
 struct sip_s;
 struct sip_contact_s;
+struct msg_content_type_s;
+struct sip_event_s;
 struct su_home_s;
 struct su_root_s;
 struct su_timer_s;
@@ -243,6 +245,10 @@ struct notify_change {
     char next[STORE_ETAG_MAX]; /* "" for a deleted document */
     bool has_op;               /* op turns version prev into version next exactly */
     struct xdiff_op op;
+    /* The whole NOTIFY body that reports this change alone, per diff-processing mode, built for
+     * the first subscription that needs it and reused by the others (NUL-terminated). */
+    char *body[3];
+    size_t body_len[3];
 };
 
 /* One subscription = one dialog. Invariants: at most one NOTIFY in flight (orq); once final_sent,
@@ -398,6 +404,8 @@ struct notifier {
     struct su_timer_s *deadline;
     struct su_timer_s *fast;           /* cluster: every poll_ms */
     struct sip_contact_s *contact_hdr; /* the Contact we advertise (in home) */
+    struct msg_content_type_s *ct_hdr; /* application/xcap-diff+xml, parsed once (in home) */
+    struct sip_event_s *event_hdr;     /* "xcap-diff", parsed once (in home) */
     struct su_home_s *home;
     int wait_index;
     int64_t last_heartbeat_ms; /* cluster: monotonic ms of the last lease renewal */
@@ -579,6 +587,9 @@ void notify_cluster_stop(struct notifier *n);
 void notify_change_due(struct notifier *n, struct notify_sub *s);
 /* Drops the changes queued on s. */
 void notify_change_pending_clear(struct notify_sub *s);
+/* Takes and drops a reference to c (freed with its last; NULL is ignored). */
+void notify_change_ref(struct notify_change *c);
+void notify_change_unref(struct notify_change *c);
 /* Writes k as "auid\0tree\0xui\0path\0" to out (max bytes). Returns the length, or 0 when it
  * does not fit. */
 size_t notify_change_key_bytes(const struct doc_key *k, char *out, size_t max);
