@@ -251,7 +251,9 @@ int notify_dialog_capture(struct notify_sub *s, const sip_t *sip)
 
 void notify_dialog_set_expiry(struct notify_sub *s, unsigned expires)
 {
-    s->expires_ms = notify_now_ms() + (int64_t)expires * 1000;
+    /* + 1: the clock is read in whole milliseconds, so the end is never before the duration
+     * granted (RFC 6665 §4.2.1.1), counted from now. */
+    s->expires_ms = notify_now_ms() + 1 + (int64_t)expires * 1000;
     s->expires_wall = notify_wall() + expires;
     notify_subs_expiry_moved(s);
 }

@@ -277,11 +277,11 @@ struct notify_sub {
     uint64_t sent_seq;    /* while a NOTIFY is in flight: what was reported before it */
     int64_t last_sent_ms; /* monotonic, of the last NOTIFY reporting changes */
     struct notify_change **pending;
-    size_t n_pending;
-    bool full_pending;       /* the next NOTIFY carries the full state (RFC 5875 §4.6) */
-    bool force_notify;       /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
-    bool nodes_due;          /* an element or attribute watch may have changed */
-    const char *term_reason; /* set: the next NOTIFY is the final one */
+    size_t n_pending, cap_pending; /* the array stays, for the next changes, until s is freed */
+    bool full_pending;             /* the next NOTIFY carries the full state (RFC 5875 §4.6) */
+    bool force_notify;             /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
+    bool nodes_due;                /* an element or attribute watch may have changed */
+    const char *term_reason;       /* set: the next NOTIFY is the final one */
     bool final_sent;
     bool dead;
     bool forget;       /* the subscription ended: its record goes too */

@@ -230,6 +230,7 @@ void notify_subs_free(struct notify_sub *s)
     if (s->leg)
         nta_leg_destroy(s->leg);
     notify_change_pending_clear(s);
+    free(s->pending);
     notify_watch_list_release(&s->watches);
     free(s->key);
     free(s->identity);

@@ -11,7 +11,9 @@ subscriber, over TCP, in one process, and checks, each step bounded in time:
 2. each short subscription gets its final NOTIFY with "terminated;reason=timeout" no sooner than
    2 s after its SUBSCRIBE was sent and at most 2 s + SLACK after its 200 arrived (a notifier that
    looks at expiries only once a second ends some of them early or late by up to a second: eight
-   ends spread over a second cannot all fall in a window of SLACK < 0.8 s that way);
+   ends spread over a second cannot all fall in a window of SLACK < 0.8 s that way); a round
+   with a late end and no early one is repeated once (a busy machine may hold a process back;
+   nothing makes an end early);
 3. a refresh moves the end: a subscription of 2 s refreshed after 1 s for 3 s more ends 3 s after
    the refresh (not at its first end), and the NOTIFY that answers the refresh says
    "active;expires=N" with N the whole seconds left (2 or 3);
@@ -321,6 +323,27 @@ class Test:
             self.pump(0.05)
             if time.monotonic() > end:
                 raise RuntimeError("time limit while subscribing")
+        # A round of short subscriptions; a second round only when the first saw an end late
+        # and none early: a busy machine may hold a process back, but no delay makes an end
+        # come early.
+        for attempt in (1, 2):
+            result = self.round(longs)
+            if result["ok"] or result["early"] or attempt == 2:
+                break
+            print("NOTE round 1 saw a late end (a busy machine?): %s; once more"
+                  % result["spread"])
+        check(result["accepted"], "%d subscriptions accepted, each with its initial NOTIFY"
+              % (len(longs) + SHORTS + 1))
+        check(result["shorts_ok"],
+              "each of %d subscriptions of %d s ends with reason=timeout after %d s to %d.%d s "
+              "(seconds from each SUBSCRIBE to its final NOTIFY: %s)"
+              % (SHORTS, SHORT, SHORT, SHORT, int(SLACK * 10), result["spread"]))
+        check(result["refresh_ok"], result["refresh"])
+        check(result["state_ok"], result["state"])
+        check(not any(s.ended for s in longs),
+              "none of the %d subscriptions of an hour ended" % len(longs))
+
+    def round(self, longs):
         user = "resource-lists/users/%s/" % ALICE
         shorts = [self.add(ALICE, user + "index", SHORT) for _ in range(SHORTS)]
         refreshed = self.add(ALICE, user + "index", SHORT)
@@ -332,9 +355,7 @@ class Test:
                 self.pump(max(0.0, t - time.monotonic()))
         self.wait("the short subscriptions' 200s and initial NOTIFYs",
                   lambda: all(s.answered and s.initial for s in shorts + [refreshed]), 10)
-        check(all(s.initial for s in longs + shorts + [refreshed]),
-              "%d subscriptions accepted, each with its initial NOTIFY" % (len(longs) + SHORTS + 1))
-
+        r = {"accepted": all(s.initial for s in longs + shorts + [refreshed])}
         # The refresh, one second into the first grant of SHORT seconds.
         t = refreshed.sent + 1.0
         while time.monotonic() < t:
@@ -343,28 +364,26 @@ class Test:
         self.subscribe(refreshed, expires=SHORT + 1, in_dialog=True)
         self.wait("the final NOTIFYs of the short subscriptions",
                   lambda: all(s.ended for s in shorts + [refreshed]), SHORT + 10)
-        early = [s.ended - s.sent for s in shorts if s.ended - s.sent < SHORT]
-        late = [s.ended - s.answered for s in shorts if s.ended - s.answered > SHORT + SLACK]
-        spread = sorted("%.2f" % (s.ended - s.sent) for s in shorts)
-        check(all(s.reason.startswith(b"terminated;reason=timeout") for s in shorts)
-              and not early and not late,
-              "each of %d subscriptions of %d s ends with reason=timeout after %d s to %d.%d s "
-              "(seconds from SUBSCRIBE to final NOTIFY: %s)"
-              % (SHORTS, SHORT, SHORT, SHORT, int(SLACK * 10), " ".join(spread)))
+        early = [s for s in shorts if s.ended - s.sent < SHORT - 1e-4]
+        late = [s for s in shorts if s.ended - s.answered > SHORT + SLACK]
+        r["spread"] = " ".join("%.3f" % (s.ended - s.sent) for s in shorts)
+        r["shorts_ok"] = (all(s.reason.startswith(b"terminated;reason=timeout") for s in shorts)
+                          and not early and not late)
         after = refreshed.ended - refreshed.sent
+        r["early"] = bool(early) or refreshed.ended - first_sent < SHORT + 1 or after < SHORT + 1
+        r["refresh_ok"] = (refreshed.reason.startswith(b"terminated;reason=timeout")
+                           and not r["early"]
+                           and after <= SHORT + 1 + SLACK + (refreshed.answered - refreshed.sent))
+        r["refresh"] = ("a refresh after 1 s for %d s more moves the end: final NOTIFY %.2f s after "
+                        "the refresh, %.2f s after the first SUBSCRIBE"
+                        % (SHORT + 1, after, refreshed.ended - first_sent))
         states = [st for at, st in refreshed.states if at >= refreshed.sent]
-        check(refreshed.reason.startswith(b"terminated;reason=timeout")
-              and refreshed.ended - first_sent >= SHORT + 1
-              and SHORT + 1 <= after <= SHORT + 1 + SLACK + (refreshed.answered - refreshed.sent),
-              "a refresh after 1 s for %d s more moves the end: final NOTIFY %.2f s after the "
-              "refresh, %.2f s after the first SUBSCRIBE" % (SHORT + 1, after,
-                                                              refreshed.ended - first_sent))
-        check(len(states) >= 2 and states[0] in (b"active;expires=%d" % (SHORT + 1),
-                                                 b"active;expires=%d" % SHORT),
-              "the NOTIFY answering the refresh says the whole seconds left: %s"
-              % (states[0].decode() if states else "none"))
-        check(not any(s.ended for s in longs),
-              "none of the %d subscriptions of an hour ended" % len(longs))
+        r["state_ok"] = len(states) >= 2 and states[0] in (b"active;expires=%d" % (SHORT + 1),
+                                                             b"active;expires=%d" % SHORT)
+        r["state"] = ("the NOTIFY answering the refresh says the whole seconds left: %s"
+                      % (states[0].decode() if states else "none"))
+        r["ok"] = r["accepted"] and r["shorts_ok"] and r["refresh_ok"] and r["state_ok"]
+        return r
 
 
 def main():
