@@ -55,23 +55,75 @@ static bool notify_line_ok(const char *s)
     return s && !strpbrk(s, "\r\n");
 }
 
+/* "key value\n" with a string value. Returns 0 or -1. */
+static int notify_subs_put_str(struct buf *out, const char *key, const char *value)
+{
+    return buf_puts(out, key) | buf_append(out, " ", 1) | buf_puts(out, value) |
+           buf_append(out, "\n", 1);
+}
+
+/* Writes v in decimal so that it ends just before end; returns where it starts. */
+static char *notify_subs_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+/* "key value\n" with a decimal value (negative when neg). Returns 0 or -1. */
+static int notify_subs_put_num(struct buf *out, const char *key, uint64_t v, bool neg)
+{
+    char digits[24];
+    char *end = digits + sizeof digits;
+    *--end = '\n';
+    char *p = notify_subs_digits(end, v);
+    if (neg)
+        *--p = '-';
+    return buf_puts(out, key) | buf_append(out, " ", 1) |
+           buf_append(out, p, (size_t)(digits + sizeof digits - p));
+}
+
+/* The record is written once a second for every subscription whose position moved, so after a
+ * fan-out for thousands of them: it is put together from pieces rather than with printf (which
+ * formats twice in buf_printf(), to measure and to write). The bytes are those of the format
+ * "v 1\ncall-id %s\n...full %d\n[owner %s\n](hash %zu %016x\n)*\n<body>". */
 int notify_subs_record_encode(const struct notify_record *r, struct buf *out)
 {
     if (!notify_line_ok(r->call_id) || !notify_line_ok(r->local) || !notify_line_ok(r->remote) ||
         !notify_line_ok(r->target) || !notify_line_ok(r->route) || !notify_line_ok(r->identity) ||
         !notify_line_ok(r->event) || (r->owner && !notify_line_ok(r->owner)))
         return -1;
-    int rc = buf_printf(out,
-                        "v 1\ncall-id %s\nlocal %s\nremote %s\ntarget %s\nroute %s\n"
-                        "identity %s\nevent %s\nmode %s\nexpires %" PRId64 "\ncseq %" PRIu32
-                        "\nrseq %" PRIu32 "\nseq %" PRIu64 "\nfull %d\n",
-                        r->call_id, r->local, r->remote, r->target, r->route, r->identity, r->event,
-                        notify_mode_name(r->mode), r->expires, r->cseq, r->rseq, r->seq,
-                        r->full ? 1 : 0);
+    int rc = buf_puts(out, "v 1\n");
+    rc |= notify_subs_put_str(out, "call-id", r->call_id);
+    rc |= notify_subs_put_str(out, "local", r->local);
+    rc |= notify_subs_put_str(out, "remote", r->remote);
+    rc |= notify_subs_put_str(out, "target", r->target);
+    rc |= notify_subs_put_str(out, "route", r->route);
+    rc |= notify_subs_put_str(out, "identity", r->identity);
+    rc |= notify_subs_put_str(out, "event", r->event);
+    rc |= notify_subs_put_str(out, "mode", notify_mode_name(r->mode));
+    rc |= notify_subs_put_num(
+        out, "expires", r->expires < 0 ? (uint64_t)0 - (uint64_t)r->expires : (uint64_t)r->expires,
+        r->expires < 0);
+    rc |= notify_subs_put_num(out, "cseq", r->cseq, false);
+    rc |= notify_subs_put_num(out, "rseq", r->rseq, false);
+    rc |= notify_subs_put_num(out, "seq", r->seq, false);
+    rc |= buf_puts(out, r->full ? "full 1\n" : "full 0\n");
     if (r->owner && r->owner[0])
-        rc |= buf_printf(out, "owner %s\n", r->owner);
-    for (size_t i = 0; i < r->n_hashes; i++)
-        rc |= buf_printf(out, "hash %zu %016" PRIx64 "\n", i, r->hashes[i]);
+        rc |= notify_subs_put_str(out, "owner", r->owner);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < r->n_hashes; i++) {
+        char line[64]; /* "hash IDX HEX16\n" */
+        char *end = line + sizeof line;
+        *--end = '\n';
+        for (int k = 0; k < 16; k++)
+            *--end = hex[(r->hashes[i] >> (4 * k)) & 0xf];
+        *--end = ' ';
+        char *p = notify_subs_digits(end, i);
+        rc |= buf_append(out, "hash ", 5) | buf_append(out, p, (size_t)(line + sizeof line - p));
+    }
     rc |= buf_puts(out, "\n");
     rc |= buf_append(out, r->body, r->body_len);
     return rc ? -1 : 0;
@@ -411,8 +463,9 @@ static uint64_t notify_subs_done_seq(const struct notify_sub *s)
 
 static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
 {
-    uint64_t *hashes = s->watches.n ? calloc(s->watches.n, sizeof *hashes) : NULL;
-    if (s->watches.n && !hashes)
+    uint64_t few[16];
+    uint64_t *hashes = s->watches.n > 16 ? calloc(s->watches.n, sizeof *hashes) : few;
+    if (!hashes)
         return -1;
     for (size_t i = 0; i < s->watches.n; i++)
         hashes[i] = s->watches.items[i].last_hash;
@@ -437,7 +490,8 @@ static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
         .owner = s->n->instance,
     };
     int rc = notify_subs_record_encode(&r, out);
-    free(hashes);
+    if (hashes != few)
+        free(hashes);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -138,6 +139,68 @@ static void test_mode(void)
     CU_ASSERT_EQUAL(notify_mode_parse(no), NOTIFY_NO_PATCHING);
     CU_ASSERT_EQUAL(notify_mode_parse(odd), NOTIFY_NO_PATCHING);
     CU_ASSERT_STRING_EQUAL(notify_mode_name(NOTIFY_AGGREGATE), "aggregate");
+}
+
+/* The record encoder writes exactly the bytes of its printf format (which older releases used
+ * and restores read), for extreme values too. */
+static void test_record_bytes(void)
+{
+    uint64_t hashes[] = {0, 0x0123456789abcdefULL, UINT64_MAX};
+    char call_id[] = "c@h", local[] = "<sip:a@b>;tag=1", remote[] = "<sip:c@d>;tag=2",
+         target[] = "sip:c@127.0.0.1:5060;transport=tcp", route[] = "", identity[] = "sip:c@d",
+         event[] = "xcap-diff;id=7", body[] = "<resource-lists/>", owner[] = "127.0.0.1:5081",
+         no_owner[] = "";
+    int64_t expires[] = {0, 1764790000, -5, INT64_MIN + 1, INT64_MAX};
+    for (size_t e = 0; e < sizeof expires / sizeof expires[0]; e++) {
+        for (size_t nh = 0; nh <= 3; nh++) {
+            struct notify_record r = {
+                .call_id = call_id,
+                .local = local,
+                .remote = remote,
+                .target = target,
+                .route = route,
+                .identity = identity,
+                .event = event,
+                .mode = (enum notify_mode)(e % 3),
+                .expires = expires[e],
+                .cseq = e ? UINT32_MAX : 0,
+                .rseq = 42,
+                .seq = e ? UINT64_MAX : 0,
+                .full = nh % 2,
+                .hashes = nh ? hashes : NULL,
+                .n_hashes = nh,
+                .body = body,
+                .body_len = 17,
+                .owner = e % 2 ? owner : no_owner,
+            };
+            char want[2048];
+            int len = snprintf(want, sizeof want,
+                               "v 1\ncall-id %s\nlocal %s\nremote %s\ntarget %s\nroute %s\n"
+                               "identity %s\nevent %s\nmode %s\nexpires %" PRId64 "\ncseq %" PRIu32
+                               "\nrseq %" PRIu32 "\nseq %" PRIu64 "\nfull %d\n",
+                               r.call_id, r.local, r.remote, r.target, r.route, r.identity, r.event,
+                               notify_mode_name(r.mode), r.expires, r.cseq, r.rseq, r.seq,
+                               r.full ? 1 : 0);
+            if (r.owner[0])
+                len += snprintf(want + len, sizeof want - (size_t)len, "owner %s\n", r.owner);
+            for (size_t i = 0; i < nh; i++)
+                len += snprintf(want + len, sizeof want - (size_t)len, "hash %zu %016" PRIx64 "\n",
+                                i, hashes[i]);
+            len += snprintf(want + len, sizeof want - (size_t)len, "\n%s", r.body);
+            struct buf b;
+            buf_init(&b, 4096);
+            CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
+            CU_ASSERT_EQUAL(b.len, (size_t)len);
+            CU_ASSERT_NSTRING_EQUAL(b.data, want, (size_t)len);
+            struct notify_record back;
+            CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &back), 0);
+            CU_ASSERT_EQUAL(back.expires, r.expires);
+            CU_ASSERT_EQUAL(back.seq, r.seq);
+            CU_ASSERT_EQUAL(back.n_hashes, nh);
+            notify_subs_record_release(&back);
+            buf_release(&b);
+        }
+    }
 }
 
 static void test_record(void)
@@ -2115,6 +2178,7 @@ int main(void)
         {"resource-list errors", test_entries_parse_errors},
         {"diff-processing", test_mode},
         {"persisted record", test_record},
+        {"persisted record bytes", test_record_bytes},
         {"instances, leases, Contact", test_cluster_pure},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
