@@ -14,7 +14,8 @@
  * RFC 6665 dialogs, their re-creation after a restart), notify_send.c (NOTIFY sending with its
  * hold-off), notify_subs.c (subscription lifetime and persistence), notify_diff.c (NOTIFY bodies),
  * notify_change.c (the change log queued on subscriptions), notify_watch.c (the watched set) and
- * notify_sip.c (small SIP decisions, clocks); notify_internal.h holds what they share. */
+ * notify_sip.c (small SIP decisions, clocks), with notify_expiry.c (the expiry heap) under
+ * notify_subs.c; notify_internal.h holds what they share. */
 #include "notify.h"
 #include "notify_internal.h" /* before sofia-sip: it sets the magic types of its callbacks */
 
@@ -130,9 +131,9 @@ static int notifier_on_wake(struct notifier *n, su_wait_t *w, struct notifier *a
     return 0;
 }
 
-/* Once a second: expiry (RFC 6665 §4.2.2, reason=timeout), a poll of the change log, which also
- * covers commits made by other processes on the same store (xdmctl) that cannot wake us, and the
- * lazy save of subscription states. */
+/* Once a second: a poll of the change log, which covers commits made by other processes on the
+ * same store (xdmctl) that cannot wake us, and the lazy save of subscription states. Expiry has
+ * a timer of its own (notify_subs_expiry_arm()). */
 static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier *arg)
 {
     (void)t;
@@ -143,23 +144,9 @@ static void notifier_on_tick(struct notifier *n, su_timer_t *t, struct notifier 
     usize_t retried = 0;
     nta_agent_get_stats(n->agent, NTATAG_S_RETRY_REQUEST_REF(retried), TAG_END());
     metrics_count_set(METRICS_NOTIFY_RETRIED, (uint64_t)retried);
-    int64_t now = notify_now();
-    if (now >= n->next_expiry) {
-        /* Visits every subscription only when one may have expired; finds the next expiry. */
-        n->next_expiry = INT64_MAX;
-        for (struct notify_sub *s = n->subs; s; s = s->next) {
-            if (!s->dead && !s->term_reason && now >= s->expires_at) {
-                s->term_reason = "timeout";
-                log_info("notifier: subscription of %s expired", s->identity);
-                notify_change_due(n, s);
-            } else if (!s->dead && !s->term_reason && s->expires_at < n->next_expiry) {
-                n->next_expiry = s->expires_at;
-            }
-        }
-    }
     if (!n->stopping) {
-        /* Commits of other processes (xdmctl) and the expired; the subscriptions with other
-         * work are on n->due already, or flagged by n->sweep. */
+        /* Commits of other processes (xdmctl); the subscriptions with other work are on n->due
+         * already, or flagged by n->sweep. */
         notifier_poll_changes(n);
         notify_subs_save(n, false);
     }
@@ -238,6 +225,13 @@ static int notifier_setup(struct notifier *n)
         log_error("notifier: cannot use %s as Contact", n->contact ? n->contact : url);
         return -1;
     }
+    /* Parsed once: every NOTIFY carries them (a string tag would be parsed again per NOTIFY). */
+    n->ct_hdr = sip_content_type_make(n->home, NOTIFY_MIME_DIFF);
+    n->event_hdr = sip_event_make(n->home, "xcap-diff");
+    if (!n->ct_hdr || !n->event_hdr) {
+        log_error("notifier: out of memory");
+        return -1;
+    }
     n->default_leg =
         nta_leg_tcreate(n->agent, notifier_on_request, n, NTATAG_NO_DIALOG(1), TAG_END());
     if (!n->default_leg) {
@@ -253,7 +247,9 @@ static int notifier_setup(struct notifier *n)
     }
     n->tick = su_timer_create(su_root_task(n->root), 1000);
     n->hold = su_timer_create(su_root_task(n->root), 0);
-    if (!n->tick || !n->hold || su_timer_set_for_ever(n->tick, notifier_on_tick, n) < 0) {
+    n->expire = su_timer_create(su_root_task(n->root), 0);
+    if (!n->tick || !n->hold || !n->expire ||
+        su_timer_set_for_ever(n->tick, notifier_on_tick, n) < 0) {
         log_error("notifier: cannot start the timers");
         return -1;
     }
@@ -288,7 +284,12 @@ static void notifier_teardown(struct notifier *n)
         s->forget = false;
     }
     n->reap_due = true;
+    n->reap_scan = true;
     notify_subs_reap(n);
+    notify_expiry_release(&n->expiry);
+    free(n->dead);
+    n->dead = NULL;
+    n->n_dead = n->cap_dead = 0;
     notify_change_known_clear(n);
     notify_index_release(&n->index);
     free(n->due);
@@ -304,6 +305,8 @@ static void notifier_teardown(struct notifier *n)
         su_timer_destroy(n->tick);
     if (n->hold)
         su_timer_destroy(n->hold);
+    if (n->expire)
+        su_timer_destroy(n->expire);
     if (n->deadline)
         su_timer_destroy(n->deadline);
     if (n->fast)
@@ -383,7 +386,6 @@ int notifier_start(const struct notifier_config *cfg, struct store *store, struc
     atomic_init(&n->stop_requested, false);
     n->cfg = *cfg;
     n->store = store;
-    n->next_expiry = INT64_MAX;
     n->host = strdup(cfg->host ? cfg->host : "127.0.0.1");
     n->xcap_root = strdup(cfg->xcap_root ? cfg->xcap_root : "");
     n->trusted = notify_strv_dup(cfg->trusted_peers);

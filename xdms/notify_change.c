@@ -32,11 +32,19 @@ struct notify_known {
     uint64_t digest;
 };
 
-static void notify_change_unref(struct notify_change *c)
+void notify_change_ref(struct notify_change *c)
+{
+    if (c)
+        c->refs++;
+}
+
+void notify_change_unref(struct notify_change *c)
 {
     if (c && --c->refs == 0) {
         free(c->sel);
         xdiff_op_release(&c->op);
+        for (size_t m = 0; m < sizeof c->body / sizeof c->body[0]; m++)
+            free(c->body[m]);
         free(c);
     }
 }
@@ -45,8 +53,6 @@ void notify_change_pending_clear(struct notify_sub *s)
 {
     for (size_t i = 0; i < s->n_pending; i++)
         notify_change_unref(s->pending[i]);
-    free(s->pending);
-    s->pending = NULL;
     s->n_pending = 0;
 }
 
@@ -311,13 +317,17 @@ static int notify_on_change(void *cls, const struct store_change *c)
             s->full_pending = true;
             continue;
         }
-        struct notify_change **np = realloc(s->pending, (s->n_pending + 1) * sizeof *np);
-        if (!np) {
-            notify_change_pending_clear(s);
-            s->full_pending = true;
-            continue;
+        if (s->n_pending == s->cap_pending) {
+            size_t cap = s->cap_pending ? 2 * s->cap_pending : 4;
+            struct notify_change **np = realloc(s->pending, cap * sizeof *np);
+            if (!np) {
+                notify_change_pending_clear(s);
+                s->full_pending = true;
+                continue;
+            }
+            s->pending = np;
+            s->cap_pending = cap;
         }
-        s->pending = np;
         s->pending[s->n_pending++] = ch;
         ch->refs++;
     }

@@ -460,9 +460,9 @@ void notify_cluster_takeover(struct notifier *n, bool force)
         }
         if (!s)
             continue;
-        if (s->forget) {
-            s->dead = true;
-            n->reap_due = true;
+        bool drop = s->forget;
+        if (drop) {
+            s->dead = true; /* not in the expiry heap */
             dropped++;
         } else {
             restored++;
@@ -470,11 +470,9 @@ void notify_cluster_takeover(struct notifier *n, bool force)
                 low = s->seq;
             notify_subs_mark(s); /* the record now names us with our CSeq margin */
         }
-        s->next = n->subs;
-        n->subs = s;
-        notify_subs_index(n, s);
-        n->n_subs++;
-        metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
+        notify_subs_link(n, s);
+        if (drop)
+            notify_subs_bury(s);
     }
     notify_taken_release(c.v, c.count);
     metrics_count(METRICS_SUBS_TAKEN, restored);

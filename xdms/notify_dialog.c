@@ -251,10 +251,11 @@ int notify_dialog_capture(struct notify_sub *s, const sip_t *sip)
 
 void notify_dialog_set_expiry(struct notify_sub *s, unsigned expires)
 {
-    s->expires_at = notify_now() + expires;
+    /* + 1: the clock is read in whole milliseconds, so the end is never before the duration
+     * granted (RFC 6665 §4.2.1.1), counted from now. */
+    s->expires_ms = notify_now_ms() + 1 + (int64_t)expires * 1000;
     s->expires_wall = notify_wall() + expires;
-    if (s->expires_at < s->n->next_expiry)
-        s->n->next_expiry = s->expires_at;
+    notify_subs_expiry_moved(s);
 }
 
 /* Common checks of initial and refresh SUBSCRIBEs, in RFC 6665 order: event package, Accept,
@@ -473,9 +474,7 @@ struct notify_sub *notify_dialog_restore_one(struct notifier *n, char **key, boo
     s->seq = r->seq;
     s->charged = true; /* persisted: it was started (and charged, with charging on) */
     s->full_pending = r->full;
-    s->expires_at = notify_now() + left;
-    if (s->expires_at < n->next_expiry)
-        n->next_expiry = s->expires_at;
+    s->expires_ms = notify_now_ms() + left * 1000;
     s->expires_wall = r->expires;
     for (size_t i = 0; i < s->watches.n && i < r->n_hashes; i++)
         s->watches.items[i].last_hash = r->hashes[i];
@@ -525,9 +524,9 @@ void notify_dialog_restore(struct notifier *n)
                 s->forget = true;
             }
         }
-        if (s && s->forget) {
-            s->dead = true;
-            n->reap_due = true;
+        bool drop = s && s->forget;
+        if (drop) {
+            s->dead = true; /* not in the expiry heap */
             dropped++;
         } else if (s) {
             restored++;
@@ -536,11 +535,9 @@ void notify_dialog_restore(struct notifier *n)
             any = true;
         }
         if (s) {
-            s->next = n->subs;
-            n->subs = s;
-            notify_subs_index(n, s);
-            n->n_subs++;
-            metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
+            notify_subs_link(n, s);
+            if (drop)
+                notify_subs_bury(s);
         }
         free(c.v[i].key);
         notify_subs_record_release(&c.v[i].rec);

@@ -46,6 +46,8 @@ struct nta_leg_s;
 struct nta_outgoing_s;
 struct sip_s;
 struct sip_contact_s;
+struct msg_content_type_s;
+struct sip_event_s;
 struct su_home_s;
 struct su_root_s;
 struct su_timer_s;
@@ -243,6 +245,10 @@ struct notify_change {
     char next[STORE_ETAG_MAX]; /* "" for a deleted document */
     bool has_op;               /* op turns version prev into version next exactly */
     struct xdiff_op op;
+    /* The whole NOTIFY body that reports this change alone, per diff-processing mode, built for
+     * the first subscription that needs it and reused by the others (NUL-terminated). */
+    char *body[3];
+    size_t body_len[3];
 };
 
 /* One subscription = one dialog. Invariants: at most one NOTIFY in flight (orq); once final_sent,
@@ -251,6 +257,7 @@ struct notify_change {
  * changes in commit order, all with seq > seq. */
 struct notify_sub {
     struct notify_sub *next;
+    struct notify_sub **pprev; /* where n->subs or the previous one points at s; NULL: unlinked */
     struct notifier *n;
     struct nta_leg_s *leg;
     struct nta_outgoing_s *orq;
@@ -263,17 +270,18 @@ struct notify_sub {
     size_t body_len;
     /* the dialog as persisted (RFC 6665 §4.1.2.2) */
     char *call_id, *local, *remote, *target, *route;
-    int64_t expires_at;   /* monotonic seconds */
-    int64_t expires_wall; /* the same, wall clock */
+    int64_t expires_ms;   /* monotonic milliseconds */
+    int64_t expires_wall; /* the same, wall-clock seconds */
+    size_t expiry_pos;    /* 1 + its place in n->expiry; 0: not there */
     uint64_t seq;         /* every change-log record up to seq is handled */
     uint64_t sent_seq;    /* while a NOTIFY is in flight: what was reported before it */
     int64_t last_sent_ms; /* monotonic, of the last NOTIFY reporting changes */
     struct notify_change **pending;
-    size_t n_pending;
-    bool full_pending;       /* the next NOTIFY carries the full state (RFC 5875 §4.6) */
-    bool force_notify;       /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
-    bool nodes_due;          /* an element or attribute watch may have changed */
-    const char *term_reason; /* set: the next NOTIFY is the final one */
+    size_t n_pending, cap_pending; /* the array stays, for the next changes, until s is freed */
+    bool full_pending;             /* the next NOTIFY carries the full state (RFC 5875 §4.6) */
+    bool force_notify;             /* a refresh waits for its NOTIFY (RFC 6665 §4.2.1.2) */
+    bool nodes_due;                /* an element or attribute watch may have changed */
+    const char *term_reason;       /* set: the next NOTIFY is the final one */
     bool final_sent;
     bool dead;
     bool forget;       /* the subscription ended: its record goes too */
@@ -291,7 +299,30 @@ struct notify_sub {
     bool due;           /* on n->due: the next poll flushes it */
     bool marked;        /* on n->marked: the next save looks at it */
     bool held;          /* on n->held: the hold timer flushes it */
+    bool buried;        /* on n->dead: the next reap frees it */
 };
+
+/* The linked subscriptions in expiry order (notify_expiry.c): a binary min-heap on expires_ms,
+ * each subscription knowing its place (expiry_pos), so that the earliest is the root, and a
+ * refresh or an end costs O(log n) without visiting the others. */
+struct notify_expiry {
+    struct notify_sub **v;
+    size_t n, cap;
+};
+
+/* Room for want subscriptions. Returns 0 or -1 (out of memory). */
+int notify_expiry_reserve(struct notify_expiry *h, size_t want);
+/* Puts s in the heap under its expires_ms, or moves it when it is there already (a refresh).
+ * Returns 0, or -1 out of memory (s not added). */
+int notify_expiry_add(struct notify_expiry *h, struct notify_sub *s);
+/* Moves s (in the heap) to the place of its changed expires_ms; no-op when it is not there. */
+void notify_expiry_update(struct notify_expiry *h, struct notify_sub *s);
+/* Takes s out; no-op when it is not there. */
+void notify_expiry_remove(struct notify_expiry *h, struct notify_sub *s);
+/* The subscription that expires first, or NULL when the heap is empty. */
+struct notify_sub *notify_expiry_first(const struct notify_expiry *h);
+/* Frees the heap (the subscriptions are not freed; their expiry_pos is reset). */
+void notify_expiry_release(struct notify_expiry *h);
 
 /* The subscription index (notify_index.c): every watch of every linked subscription is posted
  * under the one key a changed document can be looked up by, so a change finds the subscriptions
@@ -373,6 +404,8 @@ struct notifier {
     struct su_timer_s *deadline;
     struct su_timer_s *fast;           /* cluster: every poll_ms */
     struct sip_contact_s *contact_hdr; /* the Contact we advertise (in home) */
+    struct msg_content_type_s *ct_hdr; /* application/xcap-diff+xml, parsed once (in home) */
+    struct sip_event_s *event_hdr;     /* "xcap-diff", parsed once (in home) */
     struct su_home_s *home;
     int wait_index;
     int64_t last_heartbeat_ms; /* cluster: monotonic ms of the last lease renewal */
@@ -390,6 +423,7 @@ struct notifier {
     bool persist;    /* the store has NOTIFY_TABLE */
     bool hold_armed; /* hold fires at hold_due (monotonic ms) */
     bool reap_due;   /* some subscription is dead */
+    bool reap_scan;  /* ... and the next reap walks every subscription (not only n->dead) */
     int64_t hold_due;
     struct notify_known *known[NOTIFY_KNOWN_BUCKETS];
     size_t n_known;
@@ -399,8 +433,13 @@ struct notifier {
     bool sweep; /* the next flush visits every subscription, not only the due ones */
     struct notify_sub **marked; /* dirty or ended since the last save (notify_subs_mark()) */
     size_t n_marked, cap_marked;
-    bool save_scan;      /* the next save looks at every subscription, not only the marked ones */
-    int64_t next_expiry; /* no subscription expires before (monotonic seconds) */
+    bool save_scan; /* the next save looks at every subscription, not only the marked ones */
+    struct notify_expiry expiry; /* the linked subscriptions by expiry */
+    struct su_timer_s *expire;   /* fires at the earliest expiry (expire_due, monotonic ms) */
+    bool expire_armed;
+    int64_t expire_due;
+    struct notify_sub **dead; /* ended since the last reap (notify_subs_kill()) */
+    size_t n_dead, cap_dead;
     struct notify_sub **held; /* held back by min_interval_ms (notify_send.c) */
     size_t n_held, cap_held;
 };
@@ -460,22 +499,38 @@ int notify_check_subscribe(struct notifier *n, struct nta_incoming_s *irq, const
 
 /* Frees s with its dialog, NOTIFY in flight and queued changes. s must be unlinked from n->subs. */
 void notify_subs_free(struct notify_sub *s);
-/* Posts the watches of s, just linked into n->subs or given a new watched set, in n->index
- * (notify_index.c); ends s when that fails (out of memory). */
+/* Links s (a new, restored or taken-over subscription, not yet linked) at the head of n->subs,
+ * counts it, posts its watches in n->index (notify_subs_index()) and puts it in the expiry heap
+ * under s->expires_ms with the expiry timer set; ends s (out of memory) when it cannot be
+ * indexed or put there. */
+void notify_subs_link(struct notifier *n, struct notify_sub *s);
+/* Posts the watches of s, linked or given a new watched set, in n->index (notify_index.c); ends
+ * s when that fails (out of memory). */
 void notify_subs_index(struct notifier *n, struct notify_sub *s);
+/* After s->expires_ms changed (a refresh): moves s in the expiry heap and sets the expiry timer
+ * for the earliest. No-op for a subscription not linked. */
+void notify_subs_expiry_moved(struct notify_sub *s);
+/* Sets the expiry timer (n->expire) for the earliest expiry, unless it fires before already.
+ * When it fires, every subscription whose time has come gets its final NOTIFY
+ * (terminated;reason=timeout, RFC 6665 §4.2.2) at a poll it asks for; no other is visited. */
+void notify_subs_expiry_arm(struct notifier *n);
 /* Marks the record of s out of date (s->dirty) and puts s on n->marked, so a save that is not
  * a scan (notify_subs_save()) writes it. Setting s->dirty alone leaves the record to the next
  * scan (the tick's, once a second). */
 void notify_subs_mark(struct notify_sub *s);
 /* Marks s as ended; it is freed, and its record deleted, at the next notify_subs_reap(). */
 void notify_subs_kill(struct notify_sub *s);
+/* Puts s, already marked dead, on n->dead (once) for the next reap; on failure (out of memory)
+ * that reap walks every subscription instead. */
+void notify_subs_bury(struct notify_sub *s);
 /* Writes the records of the live subscriptions that need it (all of them, or only dirty ones)
  * and deletes those of ended ones, in one durable transaction; no-op without NOTIFY_TABLE. Must
  * not run inside a store transaction. Failures are logged and retried at the next save. Unless
  * all or n->save_scan, only the subscriptions on n->marked are looked at (a SUBSCRIBE's save
  * then costs its own record, not one visit of every subscription). */
 void notify_subs_save(struct notifier *n, bool all);
-/* Unlinks and frees the dead subscriptions (after saving the deletions) when some are. */
+/* Unlinks and frees the dead subscriptions (after saving the deletions) when some are: those on
+ * n->dead, or every dead one when n->reap_scan asks for a walk. */
 void notify_subs_reap(struct notifier *n);
 /* Charges an event of subscription s (charging.h; nothing when charging is off): its session is
  * the dialog tag, its correlation id the Call-ID. SUB_STARTED marks s as charged, so that its
@@ -532,6 +587,9 @@ void notify_cluster_stop(struct notifier *n);
 void notify_change_due(struct notifier *n, struct notify_sub *s);
 /* Drops the changes queued on s. */
 void notify_change_pending_clear(struct notify_sub *s);
+/* Takes and drops a reference to c (freed with its last; NULL is ignored). */
+void notify_change_ref(struct notify_change *c);
+void notify_change_unref(struct notify_change *c);
 /* Writes k as "auid\0tree\0xui\0path\0" to out (max bytes). Returns the length, or 0 when it
  * does not fit. */
 size_t notify_change_key_bytes(const struct doc_key *k, char *out, size_t max);

@@ -105,6 +105,25 @@ static void notify_send_held(struct notifier *n, struct notify_sub *s)
     s->held = true;
 }
 
+/* The body of the next NOTIFY of s into b: the full state, or the queued changes and node
+ * reports; counts what it reports in *items. Returns 0 or -1 (too big, store error). */
+static int notify_send_body(struct notify_sub *s, struct store_txn *t, bool full, struct buf *b,
+                            size_t *items)
+{
+    int rc = notify_diff_open(b, s->n->cfg.xcap_root);
+    if (rc == 0 && full) {
+        rc = notify_diff_full(s, t, b);
+        *items = 1;
+    } else if (rc == 0) {
+        rc = notify_diff_pending(s, b, items);
+        if (rc == 0 && s->nodes_due)
+            rc = notify_diff_nodes(s, t, b, false, items);
+    }
+    if (rc == 0)
+        rc = notify_diff_close(b);
+    return rc;
+}
+
 /* Sends the next NOTIFY of s when one is due and none is in flight (RFC 6665 §4.2.2: NOTIFYs of
  * a dialog are not sent in parallel, so they arrive in commit order). t may be NULL when the
  * store could not be read; a NOTIFY that needs it then waits for the next poll. */
@@ -127,23 +146,39 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
     struct buf body;
     buf_init(&body, NOTIFY_MAX_NOTIFY_BODY);
     size_t items = 0;
-    int rc = notify_diff_open(&body, n->cfg.xcap_root);
-    if (rc == 0 && full) {
-        rc = notify_diff_full(s, t, &body);
+    /* A change reported alone has the same body for every subscription of one mode: a fan-out
+     * builds it once (the first of them) and the others send that copy. */
+    struct notify_change *alone =
+        !full && !s->nodes_due && s->n_pending == 1 ? s->pending[0] : NULL;
+    const char *payload = NULL;
+    size_t payload_len = 0;
+    int rc = 0;
+    notify_change_ref(alone);
+    if (alone && alone->body[s->mode]) {
+        payload = alone->body[s->mode];
+        payload_len = alone->body_len[s->mode];
         items = 1;
-    } else if (rc == 0) {
-        rc = notify_diff_pending(s, &body, &items);
-        if (rc == 0 && s->nodes_due)
-            rc = notify_diff_nodes(s, t, &body, false, &items);
+    } else {
+        rc = notify_send_body(s, t, full, &body, &items);
+        if (rc == 0 && alone && items > 0) {
+            char *copy = malloc(body.len + 1);
+            if (copy) {
+                memcpy(copy, body.data, body.len);
+                copy[body.len] = '\0';
+                alone->body[s->mode] = copy;
+                alone->body_len[s->mode] = body.len;
+            }
+        }
+        payload = body.data;
+        payload_len = body.len;
     }
-    if (rc == 0)
-        rc = notify_diff_close(&body);
     bool changes = !full && items > 0;
     s->nodes_due = false;
     if (rc == 0 && items == 0 && !s->term_reason && !s->force_notify) {
         /* Nothing the subscriber can see changed (e.g. a document created and deleted again,
          * another element of a watched document). */
         notify_change_pending_clear(s);
+        notify_change_unref(alone);
         notify_subs_mark(s);
         buf_release(&body);
         return;
@@ -157,10 +192,13 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
         buf_reset(&body);
         s->term_reason = "deactivated";
         if (notify_diff_open(&body, n->cfg.xcap_root) < 0 || notify_diff_close(&body) < 0) {
+            notify_change_unref(alone);
             buf_release(&body);
             notify_subs_kill(s);
             return;
         }
+        payload = body.data;
+        payload_len = body.len;
     }
     /* Saving advances lazily (a crash then repeats a few changes, which a client recognises by
      * their ETags), except the end of a full state: restored with "full" still set, the
@@ -176,24 +214,42 @@ static void notify_send_flush(struct notify_sub *s, struct store_txn *t)
     if (changes)
         s->last_sent_ms = notify_now_ms();
 
-    char state[64];
+    /* Subscription-State (RFC 6665 §8.2.3) and the payload are given as header structures,
+     * Event and Content-Type as the notifier's parsed copies: nta copies them into the message
+     * without parsing a string per NOTIFY. */
+    char param[64];
+    msg_param_t params[2] = {param, NULL};
+    sip_subscription_state_t ss;
+    sip_subscription_state_init(&ss);
+    ss.ss_params = params;
     if (s->term_reason) {
-        snprintf(state, sizeof state, "terminated;reason=%s", s->term_reason);
+        ss.ss_substate = "terminated";
+        snprintf(param, sizeof param, "reason=%s", s->term_reason);
+        ss.ss_reason = param + strlen("reason=");
     } else {
-        int64_t left = s->expires_at - notify_now();
-        snprintf(state, sizeof state, "active;expires=%lld", (long long)(left > 0 ? left : 0));
+        /* Whole seconds left, rounded down: the subscription lasts at least as long as said. */
+        int64_t left = (s->expires_ms - notify_now_ms()) / 1000;
+        ss.ss_substate = "active";
+        snprintf(param, sizeof param, "expires=%lld", (long long)(left > 0 ? left : 0));
+        ss.ss_expires = param + strlen("expires=");
     }
+    sip_payload_t pl;
+    sip_payload_init(&pl);
+    pl.pl_data = (char *)payload;
+    pl.pl_len = (usize_t)payload_len;
+    bool plain_event = strcmp(s->event, "xcap-diff") == 0;
     /* A transport error may be reported from inside nta_outgoing_tcreate(); the callback then
      * only records it (sending) and it is handled here, once orq is known. */
     s->sending = true;
     s->sync_status = 0;
     nta_outgoing_t *orq = nta_outgoing_tcreate(
         s->leg, notify_send_on_response, s, NULL, SIP_METHOD_NOTIFY, NULL,
-        SIPTAG_CONTACT(n->contact_hdr), SIPTAG_EVENT_STR(s->event),
-        SIPTAG_SUBSCRIPTION_STATE_STR(state), SIPTAG_CONTENT_TYPE_STR(NOTIFY_MIME_DIFF),
-        SIPTAG_PAYLOAD_STR(body.data), TAG_END());
+        SIPTAG_CONTACT(n->contact_hdr), TAG_IF(plain_event, SIPTAG_EVENT(n->event_hdr)),
+        TAG_IF(!plain_event, SIPTAG_EVENT_STR(s->event)), SIPTAG_SUBSCRIPTION_STATE(&ss),
+        SIPTAG_CONTENT_TYPE(n->ct_hdr), SIPTAG_PAYLOAD(&pl), TAG_END());
     s->sending = false;
-    s->notify_len = body.len;
+    s->notify_len = payload_len;
+    notify_change_unref(alone);
     buf_release(&body);
     if (orq && s->sync_status >= 200) {
         nta_outgoing_destroy(orq);

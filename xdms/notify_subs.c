@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sofia-sip/nta.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/su.h>
+#include <sofia-sip/su_wait.h>
 
 #include "buf.h"
 #include "log.h"
@@ -53,23 +55,75 @@ static bool notify_line_ok(const char *s)
     return s && !strpbrk(s, "\r\n");
 }
 
+/* "key value\n" with a string value. Returns 0 or -1. */
+static int notify_subs_put_str(struct buf *out, const char *key, const char *value)
+{
+    return buf_puts(out, key) | buf_append(out, " ", 1) | buf_puts(out, value) |
+           buf_append(out, "\n", 1);
+}
+
+/* Writes v in decimal so that it ends just before end; returns where it starts. */
+static char *notify_subs_digits(char *end, uint64_t v)
+{
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+/* "key value\n" with a decimal value (negative when neg). Returns 0 or -1. */
+static int notify_subs_put_num(struct buf *out, const char *key, uint64_t v, bool neg)
+{
+    char digits[24];
+    char *end = digits + sizeof digits;
+    *--end = '\n';
+    char *p = notify_subs_digits(end, v);
+    if (neg)
+        *--p = '-';
+    return buf_puts(out, key) | buf_append(out, " ", 1) |
+           buf_append(out, p, (size_t)(digits + sizeof digits - p));
+}
+
+/* The record is written once a second for every subscription whose position moved, so after a
+ * fan-out for thousands of them: it is put together from pieces rather than with printf (which
+ * formats twice in buf_printf(), to measure and to write). The bytes are those of the format
+ * "v 1\ncall-id %s\n...full %d\n[owner %s\n](hash %zu %016x\n)*\n<body>". */
 int notify_subs_record_encode(const struct notify_record *r, struct buf *out)
 {
     if (!notify_line_ok(r->call_id) || !notify_line_ok(r->local) || !notify_line_ok(r->remote) ||
         !notify_line_ok(r->target) || !notify_line_ok(r->route) || !notify_line_ok(r->identity) ||
         !notify_line_ok(r->event) || (r->owner && !notify_line_ok(r->owner)))
         return -1;
-    int rc = buf_printf(out,
-                        "v 1\ncall-id %s\nlocal %s\nremote %s\ntarget %s\nroute %s\n"
-                        "identity %s\nevent %s\nmode %s\nexpires %" PRId64 "\ncseq %" PRIu32
-                        "\nrseq %" PRIu32 "\nseq %" PRIu64 "\nfull %d\n",
-                        r->call_id, r->local, r->remote, r->target, r->route, r->identity, r->event,
-                        notify_mode_name(r->mode), r->expires, r->cseq, r->rseq, r->seq,
-                        r->full ? 1 : 0);
+    int rc = buf_puts(out, "v 1\n");
+    rc |= notify_subs_put_str(out, "call-id", r->call_id);
+    rc |= notify_subs_put_str(out, "local", r->local);
+    rc |= notify_subs_put_str(out, "remote", r->remote);
+    rc |= notify_subs_put_str(out, "target", r->target);
+    rc |= notify_subs_put_str(out, "route", r->route);
+    rc |= notify_subs_put_str(out, "identity", r->identity);
+    rc |= notify_subs_put_str(out, "event", r->event);
+    rc |= notify_subs_put_str(out, "mode", notify_mode_name(r->mode));
+    rc |= notify_subs_put_num(
+        out, "expires", r->expires < 0 ? (uint64_t)0 - (uint64_t)r->expires : (uint64_t)r->expires,
+        r->expires < 0);
+    rc |= notify_subs_put_num(out, "cseq", r->cseq, false);
+    rc |= notify_subs_put_num(out, "rseq", r->rseq, false);
+    rc |= notify_subs_put_num(out, "seq", r->seq, false);
+    rc |= buf_puts(out, r->full ? "full 1\n" : "full 0\n");
     if (r->owner && r->owner[0])
-        rc |= buf_printf(out, "owner %s\n", r->owner);
-    for (size_t i = 0; i < r->n_hashes; i++)
-        rc |= buf_printf(out, "hash %zu %016" PRIx64 "\n", i, r->hashes[i]);
+        rc |= notify_subs_put_str(out, "owner", r->owner);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < r->n_hashes; i++) {
+        char line[64]; /* "hash IDX HEX16\n" */
+        char *end = line + sizeof line;
+        *--end = '\n';
+        for (int k = 0; k < 16; k++)
+            *--end = hex[(r->hashes[i] >> (4 * k)) & 0xf];
+        *--end = ' ';
+        char *p = notify_subs_digits(end, i);
+        rc |= buf_append(out, "hash ", 5) | buf_append(out, p, (size_t)(line + sizeof line - p));
+    }
     rc |= buf_puts(out, "\n");
     rc |= buf_append(out, r->body, r->body_len);
     return rc ? -1 : 0;
@@ -204,6 +258,7 @@ void notify_subs_free(struct notify_sub *s)
 {
     struct notifier *n = s->n;
     notify_index_remove(&n->index, s);
+    notify_expiry_remove(&n->expiry, s);
     if (s->due) {
         for (size_t i = 0; i < n->n_due; i++)
             if (n->due[i] == s)
@@ -227,6 +282,7 @@ void notify_subs_free(struct notify_sub *s)
     if (s->leg)
         nta_leg_destroy(s->leg);
     notify_change_pending_clear(s);
+    free(s->pending);
     notify_watch_list_release(&s->watches);
     free(s->key);
     free(s->identity);
@@ -238,6 +294,79 @@ void notify_subs_free(struct notify_sub *s)
     free(s->target);
     free(s->route);
     free(s);
+}
+
+void notify_subs_link(struct notifier *n, struct notify_sub *s)
+{
+    s->next = n->subs;
+    if (s->next)
+        s->next->pprev = &s->next;
+    s->pprev = &n->subs;
+    n->subs = s;
+    n->n_subs++;
+    metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
+    notify_subs_index(n, s);
+    if (s->dead)
+        return;
+    if (notify_expiry_add(&n->expiry, s) < 0) {
+        log_warn("notifier: out of memory keeping the expiry of %s; ending it", s->identity);
+        notify_subs_kill(s);
+        return;
+    }
+    notify_subs_expiry_arm(n);
+}
+
+static void notify_subs_on_expire(struct notifier *n, su_timer_t *t, struct notifier *arg)
+{
+    (void)t;
+    (void)arg;
+    n->expire_armed = false;
+    int64_t now = notify_now_ms();
+    bool any = false;
+    struct notify_sub *s;
+    while ((s = notify_expiry_first(&n->expiry)) && s->expires_ms <= now) {
+        notify_expiry_remove(&n->expiry, s);
+        if (s->dead || s->term_reason)
+            continue;
+        s->term_reason = "timeout";
+        log_info("notifier: subscription of %s expired", s->identity);
+        notify_change_due(n, s);
+        any = true;
+    }
+    notify_subs_expiry_arm(n);
+    if (any) {
+        /* The poll that sends the final NOTIFYs runs from the wake-up descriptor, as after a
+         * commit (notifier_wake() is above this file). */
+        uint64_t one = 1;
+        ssize_t w = write(n->efd, &one, sizeof one);
+        (void)w;
+    }
+}
+
+void notify_subs_expiry_arm(struct notifier *n)
+{
+    struct notify_sub *first = notify_expiry_first(&n->expiry);
+    if (!first || !n->expire || (n->expire_armed && n->expire_due <= first->expires_ms))
+        return;
+    int64_t wait = first->expires_ms - notify_now_ms();
+    if (su_timer_set_interval(n->expire, notify_subs_on_expire, n,
+                              (su_duration_t)(wait > 1 ? wait : 1)) < 0)
+        return;
+    n->expire_armed = true;
+    n->expire_due = first->expires_ms;
+}
+
+void notify_subs_expiry_moved(struct notify_sub *s)
+{
+    struct notifier *n = s->n;
+    if (!s->pprev || s->dead)
+        return;
+    if (notify_expiry_add(&n->expiry, s) < 0) {
+        log_warn("notifier: out of memory keeping the expiry of %s; ending it", s->identity);
+        notify_subs_kill(s);
+        return;
+    }
+    notify_subs_expiry_arm(n);
 }
 
 void notify_subs_index(struct notifier *n, struct notify_sub *s)
@@ -277,7 +406,27 @@ void notify_subs_kill(struct notify_sub *s)
     s->dead = true;
     notify_subs_mark(s); /* for the deletion of its record */
     s->forget = true;
-    s->n->reap_due = true;
+    notify_subs_bury(s);
+}
+
+void notify_subs_bury(struct notify_sub *s)
+{
+    struct notifier *n = s->n;
+    n->reap_due = true;
+    if (s->buried)
+        return;
+    if (n->n_dead == n->cap_dead) {
+        size_t cap = n->cap_dead ? 2 * n->cap_dead : 64;
+        struct notify_sub **nd = realloc(n->dead, cap * sizeof *nd);
+        if (!nd) {
+            n->reap_scan = true; /* the reap looks at everyone instead */
+            return;
+        }
+        n->dead = nd;
+        n->cap_dead = cap;
+    }
+    n->dead[n->n_dead++] = s;
+    s->buried = true;
 }
 
 void notify_subs_lost(struct notifier *n)
@@ -290,6 +439,7 @@ void notify_subs_lost(struct notifier *n)
         s->forget = false; /* the records are another instance's now */
     }
     n->reap_due = true;
+    n->reap_scan = true;
     n->have_lease = false;
     log_warn("notifier: the lease of instance %s was taken over; %zu subscription(s) dropped "
              "here (another instance sends their NOTIFYs)",
@@ -313,8 +463,9 @@ static uint64_t notify_subs_done_seq(const struct notify_sub *s)
 
 static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
 {
-    uint64_t *hashes = s->watches.n ? calloc(s->watches.n, sizeof *hashes) : NULL;
-    if (s->watches.n && !hashes)
+    uint64_t few[16];
+    uint64_t *hashes = s->watches.n > 16 ? calloc(s->watches.n, sizeof *hashes) : few;
+    if (!hashes)
         return -1;
     for (size_t i = 0; i < s->watches.n; i++)
         hashes[i] = s->watches.items[i].last_hash;
@@ -339,7 +490,8 @@ static int notify_subs_encode(const struct notify_sub *s, struct buf *out)
         .owner = s->n->instance,
     };
     int rc = notify_subs_record_encode(&r, out);
-    free(hashes);
+    if (hashes != few)
+        free(hashes);
     return rc;
 }
 
@@ -473,15 +625,48 @@ void notify_subs_charge(struct notify_sub *s, enum charging_event ev, unsigned r
     charging_emit(c, &r);
 }
 
+static void notify_subs_unlink_free(struct notifier *n, struct notify_sub *s)
+{
+    if (s->pprev) {
+        *s->pprev = s->next;
+        if (s->next)
+            s->next->pprev = s->pprev;
+        n->n_subs--;
+        metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
+    }
+    notify_subs_free(s);
+}
+
+/* The subscriptions a reap looks at: every one (scan), or those on n->dead. */
+static struct notify_sub *notify_subs_reap_first(struct notifier *n, bool scan, size_t *i)
+{
+    *i = 0;
+    return scan ? n->subs : n->n_dead > 0 ? n->dead[0] : NULL;
+}
+
+static struct notify_sub *notify_subs_reap_next(struct notifier *n, bool scan, struct notify_sub *s,
+                                                size_t *i)
+{
+    if (scan)
+        return s->next;
+    return ++*i < n->n_dead ? n->dead[*i] : NULL;
+}
+
 void notify_subs_reap(struct notifier *n)
 {
     /* Every callback ends here: walking all subscriptions each time would make a fan-out of
-     * n NOTIFYs cost n² when their answers come back. */
+     * n NOTIFYs cost n² when their answers come back, and a walk of 100 000 stalls the loop.
+     * The ended ones are on n->dead (a walk only after an allocation failed, a lost lease or
+     * at teardown). */
     if (!n->reap_due)
         return;
     n->reap_due = false;
+    bool scan = n->reap_scan;
+    n->reap_scan = false;
     bool forget = false;
-    for (struct notify_sub *s = n->subs; s; s = s->next) {
+    size_t i;
+    for (struct notify_sub *s = notify_subs_reap_first(n, scan, &i); s;
+         s = notify_subs_reap_next(n, scan, s, &i)) {
         forget |= s->dead && s->forget;
         /* An ended subscription (not one left to another instance) closes its session; before
          * the save below, which clears forget. */
@@ -492,15 +677,16 @@ void notify_subs_reap(struct notifier *n)
     }
     if (forget && !n->in_poll)
         notify_subs_save(n, false);
-    for (struct notify_sub **pp = &n->subs; *pp;) {
-        struct notify_sub *s = *pp;
-        if (s->dead) {
-            *pp = s->next;
-            n->n_subs--;
-            metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
-            notify_subs_free(s);
-        } else {
-            pp = &s->next;
+    if (scan) {
+        for (struct notify_sub *s = n->subs, *next; s; s = next) {
+            next = s->next;
+            if (s->dead)
+                notify_subs_unlink_free(n, s);
         }
+    } else {
+        /* Freeing never adds to n->dead. */
+        for (i = 0; i < n->n_dead; i++)
+            notify_subs_unlink_free(n, n->dead[i]);
     }
+    n->n_dead = 0;
 }

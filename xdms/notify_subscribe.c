@@ -110,11 +110,7 @@ static void notify_subscribe_new(struct notifier *n, nta_incoming_t *irq, const 
         notify_refuse(n, irq, SIP_500_INTERNAL_SERVER_ERROR);
         return;
     }
-    s->next = n->subs;
-    n->subs = s;
-    notify_subs_index(n, s);
-    n->n_subs++;
-    metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
+    notify_subs_link(n, s);
 
     char exp[24];
     snprintf(exp, sizeof exp, "%u", expires);

@@ -3,6 +3,7 @@
 #include "unit.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -138,6 +139,68 @@ static void test_mode(void)
     CU_ASSERT_EQUAL(notify_mode_parse(no), NOTIFY_NO_PATCHING);
     CU_ASSERT_EQUAL(notify_mode_parse(odd), NOTIFY_NO_PATCHING);
     CU_ASSERT_STRING_EQUAL(notify_mode_name(NOTIFY_AGGREGATE), "aggregate");
+}
+
+/* The record encoder writes exactly the bytes of its printf format (which older releases used
+ * and restores read), for extreme values too. */
+static void test_record_bytes(void)
+{
+    uint64_t hashes[] = {0, 0x0123456789abcdefULL, UINT64_MAX};
+    char call_id[] = "c@h", local[] = "<sip:a@b>;tag=1", remote[] = "<sip:c@d>;tag=2",
+         target[] = "sip:c@127.0.0.1:5060;transport=tcp", route[] = "", identity[] = "sip:c@d",
+         event[] = "xcap-diff;id=7", body[] = "<resource-lists/>", owner[] = "127.0.0.1:5081",
+         no_owner[] = "";
+    int64_t expires[] = {0, 1764790000, -5, INT64_MIN + 1, INT64_MAX};
+    for (size_t e = 0; e < sizeof expires / sizeof expires[0]; e++) {
+        for (size_t nh = 0; nh <= 3; nh++) {
+            struct notify_record r = {
+                .call_id = call_id,
+                .local = local,
+                .remote = remote,
+                .target = target,
+                .route = route,
+                .identity = identity,
+                .event = event,
+                .mode = (enum notify_mode)(e % 3),
+                .expires = expires[e],
+                .cseq = e ? UINT32_MAX : 0,
+                .rseq = 42,
+                .seq = e ? UINT64_MAX : 0,
+                .full = nh % 2,
+                .hashes = nh ? hashes : NULL,
+                .n_hashes = nh,
+                .body = body,
+                .body_len = 17,
+                .owner = e % 2 ? owner : no_owner,
+            };
+            char want[2048];
+            int len = snprintf(want, sizeof want,
+                               "v 1\ncall-id %s\nlocal %s\nremote %s\ntarget %s\nroute %s\n"
+                               "identity %s\nevent %s\nmode %s\nexpires %" PRId64 "\ncseq %" PRIu32
+                               "\nrseq %" PRIu32 "\nseq %" PRIu64 "\nfull %d\n",
+                               r.call_id, r.local, r.remote, r.target, r.route, r.identity, r.event,
+                               notify_mode_name(r.mode), r.expires, r.cseq, r.rseq, r.seq,
+                               r.full ? 1 : 0);
+            if (r.owner[0])
+                len += snprintf(want + len, sizeof want - (size_t)len, "owner %s\n", r.owner);
+            for (size_t i = 0; i < nh; i++)
+                len += snprintf(want + len, sizeof want - (size_t)len, "hash %zu %016" PRIx64 "\n",
+                                i, hashes[i]);
+            len += snprintf(want + len, sizeof want - (size_t)len, "\n%s", r.body);
+            struct buf b;
+            buf_init(&b, 4096);
+            CU_ASSERT_EQUAL_FATAL(notify_subs_record_encode(&r, &b), 0);
+            CU_ASSERT_EQUAL(b.len, (size_t)len);
+            CU_ASSERT_NSTRING_EQUAL(b.data, want, (size_t)len);
+            struct notify_record back;
+            CU_ASSERT_EQUAL_FATAL(notify_subs_record_decode(b.data, b.len, &back), 0);
+            CU_ASSERT_EQUAL(back.expires, r.expires);
+            CU_ASSERT_EQUAL(back.seq, r.seq);
+            CU_ASSERT_EQUAL(back.n_hashes, nh);
+            notify_subs_record_release(&back);
+            buf_release(&b);
+        }
+    }
 }
 
 static void test_record(void)
@@ -529,6 +592,80 @@ static void index_check_all(struct notify_index *ix, struct notify_sub **subs, s
     }
     struct doc_key other_auid = {"rls-services", "users", "sip:u1@example.com", "index"};
     index_check(ix, subs, n, &other_auid);
+}
+
+/* The expiry heap: the root is always the earliest; adding, re-keying (a refresh) and removing
+ * (an end) keep every place right, checked against a plain scan after each step. */
+static void expiry_check(const struct notify_expiry *h, struct notify_sub *subs, size_t n)
+{
+    struct notify_sub *min = NULL;
+    size_t in = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (subs[i].expiry_pos == 0)
+            continue;
+        in++;
+        CU_ASSERT_TRUE_FATAL(subs[i].expiry_pos <= h->n);
+        CU_ASSERT_PTR_EQUAL_FATAL(h->v[subs[i].expiry_pos - 1], &subs[i]);
+        if (!min || subs[i].expires_ms < min->expires_ms)
+            min = &subs[i];
+    }
+    CU_ASSERT_EQUAL_FATAL(in, h->n);
+    for (size_t i = 1; i < h->n; i++)
+        CU_ASSERT_TRUE_FATAL(h->v[(i - 1) / 2]->expires_ms <= h->v[i]->expires_ms);
+    if (!min) {
+        CU_ASSERT_PTR_NULL(notify_expiry_first(h));
+    } else {
+        CU_ASSERT_EQUAL(notify_expiry_first(h)->expires_ms, min->expires_ms);
+    }
+}
+
+static void test_expiry_heap(void)
+{
+    enum { N = 2000 };
+    static struct notify_sub subs[N];
+    memset(subs, 0, sizeof subs);
+    struct notify_expiry h = {0};
+    CU_ASSERT_PTR_NULL(notify_expiry_first(&h));
+    unsigned seed = 777;
+    for (size_t i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        subs[i].expires_ms = (seed >> 8) % 5000; /* many ties */
+        CU_ASSERT_EQUAL_FATAL(notify_expiry_add(&h, &subs[i]), 0);
+    }
+    expiry_check(&h, subs, N);
+    /* Refreshes move some later and some earlier; adding one already there re-keys it. */
+    for (size_t i = 0; i < N; i += 7) {
+        seed = seed * 1103515245u + 12345u;
+        subs[i].expires_ms = (seed >> 8) % 9000;
+        if (i % 2)
+            notify_expiry_update(&h, &subs[i]);
+        else
+            CU_ASSERT_EQUAL(notify_expiry_add(&h, &subs[i]), 0);
+    }
+    expiry_check(&h, subs, N);
+    CU_ASSERT_EQUAL(h.n, N);
+    /* Ends anywhere in the heap, the last slot too; removing one not there is a no-op. */
+    for (size_t i = 0; i < N; i += 3)
+        notify_expiry_remove(&h, &subs[i]);
+    notify_expiry_remove(&h, &subs[0]);
+    notify_expiry_remove(&h, h.v[h.n - 1]);
+    expiry_check(&h, subs, N);
+    /* Taking the root until empty yields the expiries in order. */
+    int64_t last = -1;
+    size_t taken = 0;
+    struct notify_sub *s;
+    while ((s = notify_expiry_first(&h))) {
+        CU_ASSERT_TRUE_FATAL(s->expires_ms >= last);
+        last = s->expires_ms;
+        notify_expiry_remove(&h, s);
+        CU_ASSERT_EQUAL(s->expiry_pos, 0);
+        taken++;
+    }
+    CU_ASSERT_TRUE(taken > N / 2);
+    CU_ASSERT_EQUAL(notify_expiry_add(&h, &subs[1]), 0);
+    notify_expiry_release(&h);
+    CU_ASSERT_EQUAL(subs[1].expiry_pos, 0);
+    CU_ASSERT_EQUAL(h.n, 0);
 }
 
 static void test_index(void)
@@ -2041,10 +2178,12 @@ int main(void)
         {"resource-list errors", test_entries_parse_errors},
         {"diff-processing", test_mode},
         {"persisted record", test_record},
+        {"persisted record bytes", test_record_bytes},
         {"instances, leases, Contact", test_cluster_pure},
         {"authorization", test_authorize},
         {"watch matching", test_watch_matches},
         {"subscription index", test_index},
+        {"expiry heap", test_expiry_heap},
         {"server-owned documents", test_server_owned},
         {"document selectors", test_sel_append},
         {"xcap-diff rendering", test_diff_render},
