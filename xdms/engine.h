@@ -100,6 +100,17 @@ struct engine_limits engine_get_limits(struct engine *e);
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
                                 struct engine_reply *rep, struct xcap_err *err);
 
+/* Batches of writes (store.h, store_batch_begin()): engine_batches() says whether the store
+ * takes them. Between engine_batch_begin() (true: opened) and engine_batch_end() on one thread,
+ * engine_execute() of a write on that thread returns as soon as the write is in the batch: its
+ * 2xx (rep->changed set) holds only once engine_batch_end() returned XCAP_OK, which commits
+ * them all with one sync; otherwise that is the failure (err filled) every such write must be
+ * answered with instead, as none of them is stored. Writes that failed on their own (412, 409,
+ * ...) keep their answers either way. */
+bool engine_batches(struct engine *e);
+bool engine_batch_begin(struct engine *e);
+enum xcap_status engine_batch_end(struct engine *e, struct xcap_err *err);
+
 /* The listing of xui's documents in this XDMS, its part of the OMA xcap-directory (directory.h):
  * one folder per AUID of the role, one entry per document, URIs under the configured public XCAP
  * root; etag receives its ETag. Appends to out. XCAP_OK, or XCAP_STORAGE with err filled. One

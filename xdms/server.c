@@ -18,6 +18,7 @@
 #include "log.h"
 #include "notify.h"
 #include "server_park.h"
+#include "server_respond.h"
 #include "usage.h"
 #include "xcap_uri.h"
 
@@ -46,14 +47,15 @@ struct xdms_server {
     size_t n_peers;
     struct buf caps; /* generated once: the xcap-caps document never changes while running */
     char caps_etag[32];
-    struct server_park park; /* parked writes (server.h), run by the write threads */
+    struct server_park park;   /* parked writes (server.h), run by the write threads */
+    struct xcap_err batch_err; /* the committer's: why its last batch failed */
+    enum xcap_status batch_st;
 };
 
-/* Everything one request carries between phases; released in one place (server_handle). */
-/* What a request addresses: a stored document of an application usage, or one of the
- * documents the server generates. */
+/* What a request addresses: a stored document of a usage, or one the server generates. */
 enum xdms_resource { RES_USAGE, RES_CAPS, RES_DIRECTORY };
 
+/* Everything one request carries between phases; released in one place (server_handle). */
 struct xdms_call {
     const struct http_request *http;
     enum xdms_resource kind;
@@ -76,9 +78,14 @@ struct server_write {
     struct server_park_item item; /* first: the park queue's view of it (server_park.h) */
     struct xdms_call c;
     struct timespec t0;
+    enum xcap_status st; /* a parked write's result, from its run to its answer */
+    struct engine_reply rep;
 };
 
 static void server_run_parked(void *cls, struct server_park_item *item);
+static void server_answer_parked(void *cls, struct server_park_item *item, bool batch_failed);
+static bool server_batch_begin(void *cls);
+static bool server_batch_end(void *cls);
 
 static uint32_t server_fnv1a(const char *s, size_t n)
 {
@@ -113,8 +120,13 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     }
     snprintf(s->caps_etag, sizeof s->caps_etag, "caps-%08x",
              server_fnv1a(s->caps.data, s->caps.len));
+    struct server_park_ops ops = {.run = server_run_parked, .answer = server_answer_parked};
+    if (engine && cfg->write_threads > 0 && engine_batches(engine)) {
+        ops.begin = server_batch_begin;
+        ops.end = server_batch_end;
+    }
     if (engine && server_park_start(&s->park, cfg->write_threads, cfg->max_parked_writes,
-                                    server_run_parked, s) < 0) {
+                                    cfg->batch_max_writes, &ops, s) < 0) {
         server_free(s);
         return NULL;
     }
@@ -156,6 +168,7 @@ void server_free(struct xdms_server *s)
     if (!s)
         return;
     server_park_release(&s->park);
+    xcap_err_release(&s->batch_err);
     free(s->root_path);
     free(s->default_domain);
     free(s->xcap_root);
@@ -669,47 +682,11 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
     return engine_execute(s->engine, &req, rep, &c->err);
 }
 
-/* Phase: respond — the one place that maps a status to HTTP (the error model of
- * docs/architecture.md). */
-static void server_respond(const struct xdms_server *s, struct xcap_err *err, enum xcap_status st,
-                           struct engine_reply *rep, struct http_response *resp)
-{
-    resp->status = status_http(st);
-    /* RFC 9110 §15.6.4: the store could not answer now (a database that is down or failing
-     * over); the client is told when to try again rather than to give up. */
-    if (resp->status == 503)
-        http_response_headerf(resp, "Retry-After", "%u",
-                              s->cfg.retry_after ? s->cfg.retry_after : 1);
-    if (rep->etag[0] && (st == XCAP_OK || st == XCAP_CREATED || st == XCAP_NOT_MODIFIED))
-        http_response_headerf(resp, "ETag", "\"%s\"", rep->etag);
-    if (st == XCAP_OK || st == XCAP_CREATED) {
-        if (rep->content_type)
-            http_response_header(resp, "Content-Type", rep->content_type);
-        buf_reset(&resp->body);
-        if (rep->body.len && buf_append(&resp->body, rep->body.data, rep->body.len) < 0)
-            http_response_text(resp, 500, "out of memory");
-        return;
-    }
-    if (st == XCAP_NOT_MODIFIED)
-        return;
-    if (err->allow)
-        http_response_header(resp, "Allow", err->allow);
-    if (status_condition(st)) {
-        err->status = st;
-        buf_reset(&resp->body);
-        if (status_error_body(err, &resp->body) == 0) {
-            http_response_header(resp, "Content-Type", XCAP_ERROR_MIME);
-            return;
-        }
-    }
-    http_response_text(resp, resp->status, err->phrase ? err->phrase : status_phrase(st));
-}
-
 /* The end of every request: respond, log, wake the notifier, release the call's contents. */
 static void server_finish(struct xdms_server *s, struct xdms_call *c, enum xcap_status st,
                           struct engine_reply *rep, struct http_response *resp)
 {
-    server_respond(s, &c->err, st, rep, resp);
+    server_respond(s->cfg.retry_after, &c->err, st, rep, resp);
     if (status_http(st) >= 500 || st == XCAP_FORBIDDEN)
         log_info("%s %s from %s: %d %s", http_request_method(c->http), http_request_target(c->http),
                  http_request_peer_str(c->http), status_http(st),
@@ -730,25 +707,52 @@ static double server_seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* A parked write on a write thread: execute (its store transaction waits in the group commit
- * with the other write threads'), then answer, which resumes the connection. */
+/* A parked write, run in the committer's batch or on a write thread; answered later. */
 static void server_run_parked(void *cls, struct server_park_item *item)
 {
     struct xdms_server *s = cls;
     struct server_write *w = (struct server_write *)item;
-    const struct http_request *http = w->c.http;
     access_begin(w->c.request_id);
-    struct engine_reply rep = {0};
-    buf_init(&rep.body, SIZE_MAX);
-    enum xcap_status st = server_execute(s, &w->c, &rep);
+    buf_init(&w->rep.body, SIZE_MAX);
+    w->st = server_execute(s, &w->c, &w->rep);
+}
+
+/* Answers a parked write after its commit, which resumes the connection. A write of a batch
+ * whose commit failed is not stored: its 2xx becomes the batch's failure. */
+static void server_answer_parked(void *cls, struct server_park_item *item, bool batch_failed)
+{
+    struct xdms_server *s = cls;
+    struct server_write *w = (struct server_write *)item;
+    const struct http_request *http = w->c.http;
+    if (batch_failed && w->rep.changed) {
+        w->rep.changed = false;
+        w->rep.etag[0] = '\0';
+        xcap_err_release(&w->c.err);
+        w->st = xcap_fail(&w->c.err, s->batch_st, "%s",
+                          s->batch_err.phrase ? s->batch_err.phrase : "storage error");
+    }
+    access_begin(w->c.request_id);
     struct http_response resp = {.status = 500};
     buf_init(&resp.body, SIZE_MAX);
-    server_finish(s, &w->c, st, &rep, &resp);
+    server_finish(s, &w->c, w->st, &w->rep, &resp);
     if (s->cfg.answered)
         s->cfg.answered(http, &resp, server_seconds_since(&w->t0));
     free(w);
     http_request_answer(http, &resp); /* http may be gone once this returns */
     buf_release(&resp.body);
+}
+
+static bool server_batch_begin(void *cls)
+{
+    return engine_batch_begin(((struct xdms_server *)cls)->engine);
+}
+
+static bool server_batch_end(void *cls)
+{
+    struct xdms_server *s = cls;
+    xcap_err_release(&s->batch_err);
+    s->batch_st = engine_batch_end(s->engine, &s->batch_err);
+    return s->batch_st == XCAP_OK;
 }
 
 void server_stop_writes(struct xdms_server *s)

@@ -1,4 +1,4 @@
-/* server_park: the parked-writes queue and its write threads (server_park.h). */
+/* server_park: the parked-writes queue, its committer or write threads (server_park.h). */
 #include "server_park.h"
 
 #include <stdlib.h>
@@ -12,38 +12,69 @@ void server_park_init(struct server_park *p)
     pthread_cond_init(&p->cond, NULL);
 }
 
+/* Runs a batch of n items taken from the queue (list linked by next), answers them. */
+static void server_park_run_batch(struct server_park *p, struct server_park_item *list)
+{
+    bool batch = p->ops.begin && p->ops.begin(p->cls);
+    for (struct server_park_item *w = list, *next; w; w = next) {
+        next = w->next; /* w is gone once answered */
+        p->ops.run(p->cls, w);
+        if (!batch)
+            p->ops.answer(p->cls, w, false);
+    }
+    if (!batch)
+        return;
+    bool failed = !p->ops.end(p->cls);
+    for (struct server_park_item *w = list, *next; w; w = next) {
+        next = w->next;
+        p->ops.answer(p->cls, w, failed);
+    }
+}
+
 static void *server_park_thread(void *cls)
 {
     struct server_park *p = cls;
+    unsigned take = p->ops.begin ? p->batch_max : 1;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->head && p->on)
             pthread_cond_wait(&p->cond, &p->lock);
-        struct server_park_item *w = p->head;
-        if (!w)
+        struct server_park_item *list = p->head;
+        if (!list)
             break; /* stopping and nothing left */
-        p->head = w->next;
+        /* The whole queue up to take items: what arrived while the last batch committed. */
+        struct server_park_item *last = list;
+        unsigned n = 1;
+        while (n < take && last->next) {
+            last = last->next;
+            n++;
+        }
+        p->head = last->next;
         if (!p->head)
             p->tail = NULL;
+        last->next = NULL;
         pthread_mutex_unlock(&p->lock);
-        p->run(p->cls, w);
+        server_park_run_batch(p, list);
         pthread_mutex_lock(&p->lock);
-        p->parked--;
+        p->parked -= n;
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
-int server_park_start(struct server_park *p, unsigned threads, unsigned max,
-                      server_park_run_fn *run, void *cls)
+int server_park_start(struct server_park *p, unsigned threads, unsigned max, unsigned batch_max,
+                      const struct server_park_ops *ops, void *cls)
 {
     unsigned n = threads;
     if (n == 0)
         return 0;
     if (n > SERVER_WRITE_THREADS_MAX)
         n = SERVER_WRITE_THREADS_MAX;
+    if (ops->begin)
+        n = 1; /* one committer: a second would only wait for the first's batch */
     p->max = max;
-    p->run = run;
+    p->batch_max = batch_max ? batch_max : 1;
+    p->ops = *ops;
     p->cls = cls;
     p->writers = calloc(n, sizeof *p->writers);
     if (!p->writers)
