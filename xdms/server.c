@@ -18,6 +18,7 @@
 #include "log.h"
 #include "notify.h"
 #include "server_park.h"
+#include "server_identity.h"
 #include "server_respond.h"
 #include "usage.h"
 #include "xcap_uri.h"
@@ -66,6 +67,7 @@ struct xdms_call {
     char *identity;                     /* asserted user, decoded and unquoted */
     char *peer_domains;                 /* copy of the matched trusted_peer's domains, or NULL */
     int64_t start_ms;                   /* when the request arrived (charging records) */
+    struct engine_check *check;         /* a parked PUT's body checks, done before parking */
     char request_id[ACCESS_ID_MAX + 1]; /* this request's id (access log, charging records),
                                          * taken on the HTTP thread: a parked write runs on
                                          * another, and group commit runs it on the leader's */
@@ -78,6 +80,7 @@ struct server_write {
     struct server_park_item item; /* first: the park queue's view of it (server_park.h) */
     struct xdms_call c;
     struct timespec t0;
+    struct engine_check check;
     enum xcap_status st; /* a parked write's result, from its run to its answer */
     struct engine_reply rep;
 };
@@ -495,59 +498,6 @@ static enum xcap_status server_resolve(struct xdms_server *s, struct xdms_call *
     return XCAP_OK;
 }
 
-/* Takes the first URI of X-3GPP-Asserted-Identity: "sip:alice@example.com"[, "tel:+1..."]
- * (TS 24.109 §7), unquoted and percent-decoded like an XUI, in its canonical spelling. */
-static char *server_asserted_identity(const char *h)
-{
-    if (!h)
-        return NULL;
-    while (*h == ' ' || *h == '\t')
-        h++;
-    const char *start = h, *end;
-    if (*h == '"') {
-        start = h + 1;
-        end = strchr(start, '"');
-        if (!end)
-            return NULL;
-    } else if (*h == '<') {
-        start = h + 1;
-        end = strchr(start, '>');
-        if (!end)
-            return NULL;
-    } else {
-        end = start + strcspn(start, ", \t");
-    }
-    if (end == start)
-        return NULL;
-    char *decoded = xcap_uri_decode(start, (size_t)(end - start));
-    char *canon = decoded ? xcap_uri_xui_canonical(decoded) : NULL;
-    free(decoded);
-    return canon;
-}
-
-/* Whether the sip:/sips: identity's host is one of domains (comma-separated, lower-case). An
- * identity without a host (tel:) belongs to no domain. The identity is canonical: its host is
- * already lower-case (xcap_uri_xui_canonical). */
-bool server_identity_in_domains(const char *identity, const char *domains)
-{
-    if (strncmp(identity, "sip:", 4) != 0 && strncmp(identity, "sips:", 5) != 0)
-        return false;
-    const char *at = strchr(identity, '@');
-    if (!at)
-        return false;
-    const char *host = at + 1;
-    size_t hlen = strcspn(host, ":;?>");
-    for (const char *d = domains; *d;) {
-        size_t dlen = strcspn(d, ",");
-        if (dlen == hlen && strncasecmp(d, host, hlen) == 0)
-            return true;
-        d += dlen;
-        if (*d == ',')
-            d++;
-    }
-    return false;
-}
-
 /* Phase: authorize the user (RFC 4825 §5.7, §14; OMA Presence SIMPLE XDM 2.0 §5). Decided before
  * the document is looked at, so another user's missing document is 403 too (RFC 4825 §14). */
 static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms_call *c)
@@ -557,10 +507,10 @@ static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms
         return write ? xcap_fail(&c->err, XCAP_FORBIDDEN, "trusted servers have read access only")
                      : XCAP_OK;
     c->identity =
-        server_asserted_identity(http_request_header(c->http, "X-3GPP-Asserted-Identity"));
+        server_identity_asserted(http_request_header(c->http, "X-3GPP-Asserted-Identity"));
     if (!c->identity)
         c->identity =
-            server_asserted_identity(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
+            server_identity_asserted(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
     if (!c->identity) {
         /* xcap-caps (RFC 4825 §12) describes the server, not a user: the proxy may read it
          * without acting for one, as its health checks of the instances of an upstream list do. */
@@ -657,16 +607,12 @@ static enum xcap_status server_directory(struct xdms_server *s, struct xdms_call
     return st;
 }
 
-static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *c,
-                                       struct engine_reply *rep)
+/* The engine's view of the request c (its strings borrowed from c and the connection). */
+static struct engine_request server_request(const struct xdms_call *c)
 {
-    if (c->kind == RES_CAPS)
-        return server_caps(s, c, rep);
-    if (c->kind == RES_DIRECTORY)
-        return server_directory(s, c, rep);
     size_t len;
     const char *body = http_request_body(c->http, &len);
-    struct engine_request req = {
+    return (struct engine_request){
         .method = c->method,
         .uri = &c->uri,
         .au = c->au,
@@ -678,7 +624,18 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
         .identity = c->identity,
         .start_ms = c->start_ms,
         .request_id = c->request_id,
+        .checked = c->check,
     };
+}
+
+static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *c,
+                                       struct engine_reply *rep)
+{
+    if (c->kind == RES_CAPS)
+        return server_caps(s, c, rep);
+    if (c->kind == RES_DIRECTORY)
+        return server_directory(s, c, rep);
+    struct engine_request req = server_request(c);
     return engine_execute(s->engine, &req, rep, &c->err);
 }
 
@@ -737,6 +694,7 @@ static void server_answer_parked(void *cls, struct server_park_item *item, bool 
     server_finish(s, &w->c, w->st, &w->rep, &resp);
     if (s->cfg.answered)
         s->cfg.answered(http, &resp, server_seconds_since(&w->t0));
+    engine_check_release(&w->check);
     free(w);
     http_request_answer(http, &resp); /* http may be gone once this returns */
     buf_release(&resp.body);
@@ -787,6 +745,11 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
     if ((st = server_authorize_peer(s, c)) == XCAP_OK && (st = server_parse(s, c)) == XCAP_OK &&
         (st = server_resolve(s, c)) == XCAP_OK && (st = server_authorize_user(s, c)) == XCAP_OK) {
         if (server_is_write(c)) {
+            /* The body checks run here, on the HTTP threads (one per CPU), so that the thread
+             * running the parked write only runs its transaction. */
+            struct engine_request req = server_request(c);
+            engine_check(s->engine, &req, &w->check);
+            c->check = &w->check;
             w->item.http = http;
             st = server_park_push(&s->park, &w->item, &c->err);
             if (st == XCAP_OK)
@@ -796,5 +759,6 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
             st = server_execute(s, c, &rep);
     }
     server_finish(s, c, st, &rep, resp);
+    engine_check_release(&w->check);
     free(w);
 }
