@@ -129,7 +129,7 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
         ops.end = server_batch_end;
     }
     if (engine && server_park_start(&s->park, cfg->write_threads, cfg->max_parked_writes,
-                                    cfg->batch_max_writes, &ops, s) < 0) {
+                                    cfg->batch_max_writes, cfg->batch_wait_us, &ops, s) < 0) {
         server_free(s);
         return NULL;
     }

@@ -46,6 +46,8 @@ struct server_park {
     bool on;         /* write threads running, accepting writes */
     unsigned max;    /* max_parked_writes */
     unsigned batch_max;
+    unsigned wait_us; /* the committer's wait for the writers it answered last */
+    unsigned want;    /* the committer sleeps until this many are parked (0: any) */
     pthread_t *writers;
     unsigned n_writers;
     struct server_park_ops ops;
@@ -58,9 +60,17 @@ void server_park_init(struct server_park *p);
 /* Starts the threads that run parked items: with ops->begin, one committer taking batches of at
  * most batch_max items; without, threads write threads (at most SERVER_WRITE_THREADS_MAX) taking
  * one item at a time. threads 0: parking stays off. At most max items wait or run at once.
+ *
+ * wait_us (committer only): before a batch, when the last one answered n writes, the committer
+ * waits up to wait_us microseconds until n more than were queued when it finished are parked:
+ * the writers it just answered send their next writes, and these join this batch rather than
+ * forming a second group that waits for this one's sync (PostgreSQL's commit_delay, with
+ * the last batch as commit_siblings). A writer alone is never delayed (it is the one awaited).
+ * 0: no wait.
+ *
  * 0 or -1 (a thread could not start; server_park_release() stops those started). */
 int server_park_start(struct server_park *p, unsigned threads, unsigned max, unsigned batch_max,
-                      const struct server_park_ops *ops, void *cls);
+                      unsigned wait_us, const struct server_park_ops *ops, void *cls);
 
 /* Parks item and defers its answer (http_request_defer). XCAP_OK: parked, item is the write
  * threads'. XCAP_STORAGE: max are waiting (err set; 503 with Retry-After). Any other status:
