@@ -50,6 +50,16 @@ enum store_rc store_write(struct store *s, store_write_fn fn, void *cls, int *re
     return store_txn_commit(t);
 }
 
+enum store_rc store_batch_begin(struct store *s)
+{
+    return s->ops->batch_begin != NULL ? s->ops->batch_begin(s) : STORE_INVALID;
+}
+
+enum store_rc store_batch_end(struct store *s)
+{
+    return s->ops->batch_end != NULL ? s->ops->batch_end(s) : STORE_INVALID;
+}
+
 enum store_rc store_txn_commit(struct store_txn *t)
 {
     return t->ops->txn_commit(t);

@@ -229,6 +229,19 @@ enum store_rc store_txn_begin(struct store *s, bool write, struct store_txn **ou
  * cls points to, and must not parse untrusted input (do that before the call). */
 typedef int (*store_write_fn)(void *cls, struct store_txn *t);
 enum store_rc store_write(struct store *s, store_write_fn fn, void *cls, int *result);
+/* Batches (LMDB with group commit on; other stores return STORE_INVALID and the caller writes
+ * as usual): store_batch_begin() opens a shared write transaction led by the calling thread (it
+ * waits while another thread's group is open or committing). Until store_batch_end(), every
+ * store_write() and write store_txn_begin()/store_txn_commit() of that thread runs in its own
+ * transaction nested in the shared one and returns as soon as it is merged, without waiting
+ * for the sync: its STORE_OK says only that it is in the batch, and what it wrote is durable
+ * (and visible to readers) only once store_batch_end() returned STORE_OK. Other threads' write
+ * transactions may join the batch as members of the group, as they join any group.
+ * store_batch_end() commits the shared transaction with one sync and returns its result: when
+ * it fails, none of the batch's writes is stored. A thread between the two must not wait for
+ * another thread's write (it would wait for itself). Thread-safe; one batch at a time. */
+enum store_rc store_batch_begin(struct store *s);
+enum store_rc store_batch_end(struct store *s);
 /* Commits (durably for write transactions) and frees the transaction, also on failure. */
 enum store_rc store_txn_commit(struct store_txn *t);
 void store_txn_abort(struct store_txn *t);

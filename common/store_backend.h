@@ -76,6 +76,9 @@ struct store_ops {
     void (*group_stats)(struct store *s, struct store_group_stats *out); /* NULL: none */
     /* NULL: store_write() is begin, fn, commit or abort */
     enum store_rc (*write)(struct store *s, store_write_fn fn, void *cls, int *result);
+    /* NULL: no batches (store_batch_begin() returns STORE_INVALID) */
+    enum store_rc (*batch_begin)(struct store *s);
+    enum store_rc (*batch_end)(struct store *s);
     int (*wake_fd)(struct store *s);
     void (*wake_drain)(struct store *s);
 };

@@ -340,6 +340,8 @@ static const struct store_ops store_lmdb_ops = {
     .kv_scan = store_lmdb_kv_scan,
     .group_stats = store_lmdb_group_stats,
     .write = store_lmdb_write,
+    .batch_begin = store_lmdb_batch_begin,
+    .batch_end = store_lmdb_batch_end,
     .wake_fd = store_lmdb_wake_fd,
     .wake_drain = store_lmdb_wake_drain,
 };

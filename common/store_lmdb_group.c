@@ -25,6 +25,13 @@
  * thread that begins is the thread that commits, and a writer alone runs on its own thread with
  * no switch at all, so its latency is what it was without group commit.
  *
+ * A third way: a batch (store_batch_begin()/store_batch_end()). The calling thread opens the
+ * group and leads it until it ends the batch; its own writes run nested at once, one after the
+ * other, and return when merged, without waiting for the sync, which store_batch_end() does once
+ * for all of them. The XDMS's committer runs every parked write this way and answers them all
+ * after that one sync: no thread switch per write at all (docs/performance.md). Other threads
+ * join a batch's group as they join any group.
+ *
  * Nested transactions do not work with MDB_WRITEMAP (LMDB returns EINVAL): the environment is
  * opened without it, and group commit stays off if it were set.
  *
@@ -223,10 +230,39 @@ static enum store_rc store_lmdb_group_finish(struct store_lmdb *s)
     return src;
 }
 
+/* Whether the calling thread leads the open batch (g->lock held). */
+static bool store_lmdb_batch_mine(const struct store_lmdb_group *g)
+{
+    return g->batch && pthread_equal(g->batch_owner, pthread_self());
+}
+
+/* A write transaction of the batch's owner (g->lock held, released on return): nested in the
+ * batch's parent as soon as no other member's is active; its commit merges and returns. */
+static enum store_rc store_lmdb_batch_nest(struct store_lmdb *s, struct store_lmdb_txn *t)
+{
+    struct store_lmdb_group *g = &s->group;
+    while (g->child_active)
+        pthread_cond_wait(&g->lead, &g->lock); /* signalled when a member's transaction ends */
+    int rc = mdb_txn_begin(s->env, g->parent, 0, &t->txn);
+    if (rc != MDB_SUCCESS) {
+        t->txn = NULL;
+        pthread_mutex_unlock(&g->lock);
+        return store_lmdb_rc_from_mdb(rc, "begin nested write transaction");
+    }
+    g->child_active = true;
+    t->nested = true;
+    t->in_batch = true;
+    t->batch_before = g->bytes;
+    pthread_mutex_unlock(&g->lock);
+    return STORE_OK;
+}
+
 enum store_rc store_lmdb_group_begin(struct store_lmdb *s, struct store_lmdb_txn *t)
 {
     struct store_lmdb_group *g = &s->group;
     pthread_mutex_lock(&g->lock);
+    if (store_lmdb_batch_mine(g))
+        return store_lmdb_batch_nest(s, t);
     g->waiting++;
     for (;;) {
         if (g->phase == GROUP_IDLE) {
@@ -240,6 +276,7 @@ enum store_rc store_lmdb_group_begin(struct store_lmdb *s, struct store_lmdb_txn
             if (rc != MDB_SUCCESS) {
                 g->phase = GROUP_IDLE;
                 g->waiting--;
+                pthread_cond_broadcast(&g->done); /* a store_batch_begin() waiting for IDLE */
                 store_lmdb_group_wake_leader(g);
                 pthread_mutex_unlock(&g->lock);
                 return store_lmdb_rc_from_mdb(rc, "begin write transaction");
@@ -288,7 +325,9 @@ enum store_rc store_lmdb_group_commit(struct store_lmdb_txn *t)
         g->bytes += t->written;
     }
     store_lmdb_group_next(g);
-    if (g->leader == t) {
+    if (t->in_batch) {
+        /* durable at store_batch_end() */
+    } else if (g->leader == t) {
         enum store_rc grc = store_lmdb_group_finish(t->s);
         if (src == STORE_OK)
             src = grc;
@@ -329,6 +368,7 @@ static enum store_rc store_lmdb_group_open(struct store_lmdb *s, struct store_lm
     pthread_mutex_lock(&g->lock);
     if (rc != MDB_SUCCESS) {
         g->phase = GROUP_IDLE;
+        pthread_cond_broadcast(&g->done); /* a store_batch_begin() waiting for IDLE */
         store_lmdb_group_wake_leader(g);
         return store_lmdb_rc_from_mdb(rc, "begin write transaction");
     }
@@ -345,9 +385,21 @@ enum store_rc store_lmdb_write(struct store *base_s, store_write_fn fn, void *cl
     *result = 0;
     if (!g->on)
         return store_write_alone(base_s, fn, cls, result);
+    pthread_mutex_lock(&g->lock);
+    if (store_lmdb_batch_mine(g)) {
+        struct store_lmdb_txn t = {.base.ops = s->base.ops, .s = s, .write = true};
+        enum store_rc src = store_lmdb_batch_nest(s, &t); /* releases g->lock */
+        if (src != STORE_OK)
+            return src;
+        *result = fn(cls, &t.base);
+        if (*result != 0) {
+            store_lmdb_group_abort(&t);
+            return STORE_OK;
+        }
+        return store_lmdb_group_commit(&t);
+    }
     struct store_lmdb_job job = {.fn = fn, .cls = cls};
     pthread_cond_init(&job.cond, NULL);
-    pthread_mutex_lock(&g->lock);
     enum store_rc src = STORE_OK;
     for (;;) {
         if (g->phase == GROUP_IDLE) {
@@ -388,6 +440,45 @@ enum store_rc store_lmdb_write(struct store *base_s, store_write_fn fn, void *cl
     pthread_cond_destroy(&job.cond);
     *result = job.result;
     return job.rc;
+}
+
+enum store_rc store_lmdb_batch_begin(struct store *base_s)
+{
+    struct store_lmdb *s = (struct store_lmdb *)base_s;
+    struct store_lmdb_group *g = &s->group;
+    if (!g->on)
+        return STORE_INVALID;
+    pthread_mutex_lock(&g->lock);
+    if (store_lmdb_batch_mine(g)) {
+        pthread_mutex_unlock(&g->lock);
+        return STORE_INVALID; /* one batch at a time */
+    }
+    while (g->phase != GROUP_IDLE)
+        pthread_cond_wait(&g->done, &g->lock); /* broadcast when a group ends */
+    enum store_rc src = store_lmdb_group_open(s, NULL);
+    if (src == STORE_OK) {
+        g->batch = true;
+        g->batch_owner = pthread_self();
+    }
+    pthread_mutex_unlock(&g->lock);
+    return src;
+}
+
+enum store_rc store_lmdb_batch_end(struct store *base_s)
+{
+    struct store_lmdb *s = (struct store_lmdb *)base_s;
+    struct store_lmdb_group *g = &s->group;
+    pthread_mutex_lock(&g->lock);
+    if (!store_lmdb_batch_mine(g)) {
+        pthread_mutex_unlock(&g->lock);
+        return STORE_INVALID;
+    }
+    g->batch = false;
+    /* Runs what other threads queued meanwhile, waits for the members that are joining, then
+     * commits with the one sync. */
+    enum store_rc src = store_lmdb_group_finish(s);
+    pthread_mutex_unlock(&g->lock);
+    return src;
 }
 
 void store_lmdb_group_stats(struct store *base_s, struct store_group_stats *out)

@@ -60,6 +60,10 @@ struct store_lmdb_group {
     struct store_lmdb_job *queue;     /* store_write() calls waiting for a leader to run them */
     struct store_lmdb_job *queue_tail;
     struct store_lmdb_job *ran; /* the jobs committed into parent */
+    /* A batch (store_batch_begin): the group is open with batch_owner's thread as its leader
+     * until store_batch_end; that thread's writes run nested at once and do not wait. */
+    bool batch;
+    pthread_t batch_owner;
     struct store_group_stats stats;
 };
 
@@ -93,6 +97,7 @@ struct store_lmdb_txn {
     struct store_lmdb_txn *next; /* in group.followers */
     bool done;                   /* the group's commit finished; rc is its result */
     enum store_rc rc;
+    bool in_batch; /* begun by a batch's owner: its commit merges and returns at once */
 };
 
 /* A docs key built on the stack; STORE_KEY_MAX bounds it. */
@@ -147,6 +152,10 @@ enum store_rc store_lmdb_group_commit(struct store_lmdb_txn *t);
 void store_lmdb_group_abort(struct store_lmdb_txn *t);
 enum store_rc store_lmdb_write(struct store *base_s, store_write_fn fn, void *cls, int *result);
 void store_lmdb_group_stats(struct store *base_s, struct store_group_stats *out);
+/* store.h store_batch_begin() and store_batch_end() on LMDB (STORE_INVALID when group commit is
+ * off). */
+enum store_rc store_lmdb_batch_begin(struct store *base_s);
+enum store_rc store_lmdb_batch_end(struct store *base_s);
 
 /* store_lmdb_log.c: change log and space (operations of the table). */
 enum store_rc store_lmdb_change_append(struct store_txn *base_t, struct store_change *c);

@@ -272,7 +272,17 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
                          req->au->auid, req->au->mime);
     struct engine_write w = {.e = e, .req = req, .err = err};
     engine_key(req->uri, &w.k);
-    w.body_st = engine_check_document(e, req, &w.k, &w.doc, &w.val_st, &w.val_err, &w.body_err);
+    struct engine_check *ck = req->checked;
+    if (ck && ck->done) { /* engine_check() ran on the request's thread: take its results */
+        w.body_st = ck->body_st;
+        w.val_st = ck->val_st;
+        w.doc = ck->doc;
+        w.body_err = ck->body_err;
+        w.val_err = ck->val_err;
+        *ck = (struct engine_check){0};
+    } else {
+        w.body_st = engine_check_document(e, req, &w.k, &w.doc, &w.val_st, &w.val_err, &w.body_err);
+    }
 
     enum store_rc rc;
     int result = 0;
@@ -300,6 +310,29 @@ static enum xcap_status engine_put_document(struct engine *e, const struct engin
     memcpy(rep->etag, w.etag, sizeof rep->etag);
     rep->changed = true;
     return w.exists ? XCAP_OK : XCAP_CREATED;
+}
+
+void engine_check(struct engine *e, const struct engine_request *req, struct engine_check *check)
+{
+    *check = (struct engine_check){0};
+    if (req->method != ENGINE_PUT || req->uri->is_dir || req->uri->node_sel ||
+        (strchr(req->uri->path, '/') && !req->au->subdirs) ||
+        !engine_media_type_is(req->content_type, req->au->mime))
+        return; /* engine_execute() answers these as before */
+    struct doc_key k;
+    engine_key(req->uri, &k);
+    check->body_st = engine_check_document(e, req, &k, &check->doc, &check->val_st, &check->val_err,
+                                           &check->body_err);
+    check->done = true;
+}
+
+void engine_check_release(struct engine_check *check)
+{
+    if (check->doc)
+        xmlFreeDoc(check->doc);
+    xcap_err_release(&check->body_err);
+    xcap_err_release(&check->val_err);
+    *check = (struct engine_check){0};
 }
 
 /* Document DELETE in its transaction; 0 to commit, 1 to abort (st set). */

@@ -71,6 +71,18 @@ struct engine_request {
     int64_t start_ms;       /* when the request arrived, ms since the epoch (charging); 0: now */
     const char *request_id; /* the request's id (charging: correlation), or NULL. Read from here,
                              * never from the thread: a write may run on another thread */
+    struct engine_check *checked; /* a document PUT's body checks done ahead (engine_check()),
+                                   * or NULL: engine_execute() takes them over */
+};
+
+/* The body checks of a document PUT (UTF-8, shape, parse, schema and constraints), none of which
+ * needs the store, done ahead on the request's own thread so that the thread that runs the
+ * write (a batch's committer) only runs its transaction. Zero-initialise it. */
+struct engine_check {
+    bool done;           /* false: engine_execute() checks the body itself */
+    struct _xmlDoc *doc; /* the parsed body, or NULL */
+    enum xcap_status body_st, val_st;
+    struct xcap_err body_err, val_err;
 };
 
 struct engine_reply {
@@ -99,6 +111,25 @@ struct engine_limits engine_get_limits(struct engine *e);
  * shrinks them is accepted even over the quota. */
 enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
                                 struct engine_reply *rep, struct xcap_err *err);
+
+/* Checks the body of req ahead when req is a document PUT whose path and media type are
+ * acceptable (else check->done stays false); req->checked is not read. The verdicts are given by
+ * engine_execute() of the same request with req->checked = check, in the order RFC 9110 §13.2.1
+ * asks (preconditions first). Thread-safe. */
+void engine_check(struct engine *e, const struct engine_request *req, struct engine_check *check);
+/* Releases what engine_execute() did not take over. */
+void engine_check_release(struct engine_check *check);
+
+/* Batches of writes (store.h, store_batch_begin()): engine_batches() says whether the store
+ * takes them. Between engine_batch_begin() (true: opened) and engine_batch_end() on one thread,
+ * engine_execute() of a write on that thread returns as soon as the write is in the batch: its
+ * 2xx (rep->changed set) holds only once engine_batch_end() returned XCAP_OK, which commits
+ * them all with one sync; otherwise that is the failure (err filled) every such write must be
+ * answered with instead, as none of them is stored. Writes that failed on their own (412, 409,
+ * ...) keep their answers either way. */
+bool engine_batches(struct engine *e);
+bool engine_batch_begin(struct engine *e);
+enum xcap_status engine_batch_end(struct engine *e, struct xcap_err *err);
 
 /* The listing of xui's documents in this XDMS, its part of the OMA xcap-directory (directory.h):
  * one folder per AUID of the role, one entry per document, URIs under the configured public XCAP

@@ -200,3 +200,24 @@ enum xcap_status engine_commit_update(struct engine *e, struct store_txn *t,
     rep->changed = true;
     return XCAP_OK;
 }
+
+bool engine_batches(struct engine *e)
+{
+    if (!engine_batch_begin(e))
+        return false;
+    struct xcap_err err = {0};
+    enum xcap_status st = engine_batch_end(e, &err); /* empty: aborted, no sync */
+    xcap_err_release(&err);
+    return st == XCAP_OK;
+}
+
+bool engine_batch_begin(struct engine *e)
+{
+    return store_batch_begin(e->store) == STORE_OK;
+}
+
+enum xcap_status engine_batch_end(struct engine *e, struct xcap_err *err)
+{
+    enum store_rc rc = store_batch_end(e->store);
+    return rc == STORE_OK ? XCAP_OK : engine_store_fail(err, rc);
+}

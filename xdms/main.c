@@ -537,6 +537,8 @@ static int xdms_build(struct xdms_main *m)
         .xcap_root = m->xcap_root,
         .write_threads = (unsigned)config_u64(cfg, "write_threads"),
         .max_parked_writes = (unsigned)config_u64(cfg, "max_parked_writes"),
+        .batch_max_writes = (unsigned)config_u64(cfg, "group_commit_max_requests"),
+        .batch_wait_us = (unsigned)config_u64(cfg, "group_commit_wait_us"),
         .answered = xdms_answered,
     };
     const char *dir_base = config_str(cfg, "directory_base_dn");

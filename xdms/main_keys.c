@@ -70,9 +70,13 @@ const struct config_key main_keys[] = {
      "percent of the map writes may fill; above it PUTs get 507, DELETEs still work"},
     {"group_commit_max_requests", CONFIG_UINT, 1, STORE_GROUP_MAX_REQUESTS, "64", NULL, 0, NULL,
      "concurrent writes acknowledged after one shared durable commit (1: each its own)"},
-    {"write_threads", CONFIG_UINT, 0, SERVER_WRITE_THREADS_MAX, "0", NULL, 0, NULL,
-     "threads that run parked writes: a write waiting for its commit holds one of them, not "
-     "an HTTP thread (0: writes run on the HTTP threads)"},
+    {"write_threads", CONFIG_UINT, 0, SERVER_WRITE_THREADS_MAX, "64", NULL, 0, NULL,
+     "parked writes: a write waiting for its commit holds no HTTP thread; on LMDB one "
+     "committer runs them in batches (any value > 0), on PostgreSQL this many threads run "
+     "them (0: writes run on the HTTP threads)"},
+    {"group_commit_wait_us", CONFIG_UINT, 0, 100000, "1000", NULL, 0, NULL,
+     "LMDB, parked writes: how long the committer waits for the writers it answered last, "
+     "so that their next writes share one commit (0: no wait)"},
     {"max_parked_writes", CONFIG_UINT, 1, SERVER_PARKED_WRITES_MAX, "1024", NULL, 0, NULL,
      "writes waiting or running on the write threads; more get 503 with Retry-After"},
     {"group_commit_max_bytes", CONFIG_SIZE, 1 << 12, 1ull << 30, "8M", NULL, 0, NULL,

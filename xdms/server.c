@@ -18,6 +18,8 @@
 #include "log.h"
 #include "notify.h"
 #include "server_park.h"
+#include "server_identity.h"
+#include "server_respond.h"
 #include "usage.h"
 #include "xcap_uri.h"
 
@@ -46,14 +48,15 @@ struct xdms_server {
     size_t n_peers;
     struct buf caps; /* generated once: the xcap-caps document never changes while running */
     char caps_etag[32];
-    struct server_park park; /* parked writes (server.h), run by the write threads */
+    struct server_park park;   /* parked writes (server.h), run by the write threads */
+    struct xcap_err batch_err; /* the committer's: why its last batch failed */
+    enum xcap_status batch_st;
 };
 
-/* Everything one request carries between phases; released in one place (server_handle). */
-/* What a request addresses: a stored document of an application usage, or one of the
- * documents the server generates. */
+/* What a request addresses: a stored document of a usage, or one the server generates. */
 enum xdms_resource { RES_USAGE, RES_CAPS, RES_DIRECTORY };
 
+/* Everything one request carries between phases; released in one place (server_handle). */
 struct xdms_call {
     const struct http_request *http;
     enum xdms_resource kind;
@@ -64,6 +67,7 @@ struct xdms_call {
     char *identity;                     /* asserted user, decoded and unquoted */
     char *peer_domains;                 /* copy of the matched trusted_peer's domains, or NULL */
     int64_t start_ms;                   /* when the request arrived (charging records) */
+    struct engine_check *check;         /* a parked PUT's body checks, done before parking */
     char request_id[ACCESS_ID_MAX + 1]; /* this request's id (access log, charging records),
                                          * taken on the HTTP thread: a parked write runs on
                                          * another, and group commit runs it on the leader's */
@@ -76,9 +80,15 @@ struct server_write {
     struct server_park_item item; /* first: the park queue's view of it (server_park.h) */
     struct xdms_call c;
     struct timespec t0;
+    struct engine_check check;
+    enum xcap_status st; /* a parked write's result, from its run to its answer */
+    struct engine_reply rep;
 };
 
 static void server_run_parked(void *cls, struct server_park_item *item);
+static void server_answer_parked(void *cls, struct server_park_item *item, bool batch_failed);
+static bool server_batch_begin(void *cls);
+static bool server_batch_end(void *cls);
 
 static uint32_t server_fnv1a(const char *s, size_t n)
 {
@@ -113,8 +123,13 @@ struct xdms_server *server_new(const struct xdms_server_config *cfg, struct engi
     }
     snprintf(s->caps_etag, sizeof s->caps_etag, "caps-%08x",
              server_fnv1a(s->caps.data, s->caps.len));
+    struct server_park_ops ops = {.run = server_run_parked, .answer = server_answer_parked};
+    if (engine && cfg->write_threads > 0 && engine_batches(engine)) {
+        ops.begin = server_batch_begin;
+        ops.end = server_batch_end;
+    }
     if (engine && server_park_start(&s->park, cfg->write_threads, cfg->max_parked_writes,
-                                    server_run_parked, s) < 0) {
+                                    cfg->batch_max_writes, cfg->batch_wait_us, &ops, s) < 0) {
         server_free(s);
         return NULL;
     }
@@ -156,6 +171,7 @@ void server_free(struct xdms_server *s)
     if (!s)
         return;
     server_park_release(&s->park);
+    xcap_err_release(&s->batch_err);
     free(s->root_path);
     free(s->default_domain);
     free(s->xcap_root);
@@ -482,59 +498,6 @@ static enum xcap_status server_resolve(struct xdms_server *s, struct xdms_call *
     return XCAP_OK;
 }
 
-/* Takes the first URI of X-3GPP-Asserted-Identity: "sip:alice@example.com"[, "tel:+1..."]
- * (TS 24.109 §7), unquoted and percent-decoded like an XUI, in its canonical spelling. */
-static char *server_asserted_identity(const char *h)
-{
-    if (!h)
-        return NULL;
-    while (*h == ' ' || *h == '\t')
-        h++;
-    const char *start = h, *end;
-    if (*h == '"') {
-        start = h + 1;
-        end = strchr(start, '"');
-        if (!end)
-            return NULL;
-    } else if (*h == '<') {
-        start = h + 1;
-        end = strchr(start, '>');
-        if (!end)
-            return NULL;
-    } else {
-        end = start + strcspn(start, ", \t");
-    }
-    if (end == start)
-        return NULL;
-    char *decoded = xcap_uri_decode(start, (size_t)(end - start));
-    char *canon = decoded ? xcap_uri_xui_canonical(decoded) : NULL;
-    free(decoded);
-    return canon;
-}
-
-/* Whether the sip:/sips: identity's host is one of domains (comma-separated, lower-case). An
- * identity without a host (tel:) belongs to no domain. The identity is canonical: its host is
- * already lower-case (xcap_uri_xui_canonical). */
-bool server_identity_in_domains(const char *identity, const char *domains)
-{
-    if (strncmp(identity, "sip:", 4) != 0 && strncmp(identity, "sips:", 5) != 0)
-        return false;
-    const char *at = strchr(identity, '@');
-    if (!at)
-        return false;
-    const char *host = at + 1;
-    size_t hlen = strcspn(host, ":;?>");
-    for (const char *d = domains; *d;) {
-        size_t dlen = strcspn(d, ",");
-        if (dlen == hlen && strncasecmp(d, host, hlen) == 0)
-            return true;
-        d += dlen;
-        if (*d == ',')
-            d++;
-    }
-    return false;
-}
-
 /* Phase: authorize the user (RFC 4825 §5.7, §14; OMA Presence SIMPLE XDM 2.0 §5). Decided before
  * the document is looked at, so another user's missing document is 403 too (RFC 4825 §14). */
 static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms_call *c)
@@ -544,10 +507,10 @@ static enum xcap_status server_authorize_user(struct xdms_server *s, struct xdms
         return write ? xcap_fail(&c->err, XCAP_FORBIDDEN, "trusted servers have read access only")
                      : XCAP_OK;
     c->identity =
-        server_asserted_identity(http_request_header(c->http, "X-3GPP-Asserted-Identity"));
+        server_identity_asserted(http_request_header(c->http, "X-3GPP-Asserted-Identity"));
     if (!c->identity)
         c->identity =
-            server_asserted_identity(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
+            server_identity_asserted(http_request_header(c->http, "X-XCAP-Asserted-Identity"));
     if (!c->identity) {
         /* xcap-caps (RFC 4825 §12) describes the server, not a user: the proxy may read it
          * without acting for one, as its health checks of the instances of an upstream list do. */
@@ -644,16 +607,12 @@ static enum xcap_status server_directory(struct xdms_server *s, struct xdms_call
     return st;
 }
 
-static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *c,
-                                       struct engine_reply *rep)
+/* The engine's view of the request c (its strings borrowed from c and the connection). */
+static struct engine_request server_request(const struct xdms_call *c)
 {
-    if (c->kind == RES_CAPS)
-        return server_caps(s, c, rep);
-    if (c->kind == RES_DIRECTORY)
-        return server_directory(s, c, rep);
     size_t len;
     const char *body = http_request_body(c->http, &len);
-    struct engine_request req = {
+    return (struct engine_request){
         .method = c->method,
         .uri = &c->uri,
         .au = c->au,
@@ -665,51 +624,26 @@ static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *
         .identity = c->identity,
         .start_ms = c->start_ms,
         .request_id = c->request_id,
+        .checked = c->check,
     };
-    return engine_execute(s->engine, &req, rep, &c->err);
 }
 
-/* Phase: respond — the one place that maps a status to HTTP (the error model of
- * docs/architecture.md). */
-static void server_respond(const struct xdms_server *s, struct xcap_err *err, enum xcap_status st,
-                           struct engine_reply *rep, struct http_response *resp)
+static enum xcap_status server_execute(struct xdms_server *s, struct xdms_call *c,
+                                       struct engine_reply *rep)
 {
-    resp->status = status_http(st);
-    /* RFC 9110 §15.6.4: the store could not answer now (a database that is down or failing
-     * over); the client is told when to try again rather than to give up. */
-    if (resp->status == 503)
-        http_response_headerf(resp, "Retry-After", "%u",
-                              s->cfg.retry_after ? s->cfg.retry_after : 1);
-    if (rep->etag[0] && (st == XCAP_OK || st == XCAP_CREATED || st == XCAP_NOT_MODIFIED))
-        http_response_headerf(resp, "ETag", "\"%s\"", rep->etag);
-    if (st == XCAP_OK || st == XCAP_CREATED) {
-        if (rep->content_type)
-            http_response_header(resp, "Content-Type", rep->content_type);
-        buf_reset(&resp->body);
-        if (rep->body.len && buf_append(&resp->body, rep->body.data, rep->body.len) < 0)
-            http_response_text(resp, 500, "out of memory");
-        return;
-    }
-    if (st == XCAP_NOT_MODIFIED)
-        return;
-    if (err->allow)
-        http_response_header(resp, "Allow", err->allow);
-    if (status_condition(st)) {
-        err->status = st;
-        buf_reset(&resp->body);
-        if (status_error_body(err, &resp->body) == 0) {
-            http_response_header(resp, "Content-Type", XCAP_ERROR_MIME);
-            return;
-        }
-    }
-    http_response_text(resp, resp->status, err->phrase ? err->phrase : status_phrase(st));
+    if (c->kind == RES_CAPS)
+        return server_caps(s, c, rep);
+    if (c->kind == RES_DIRECTORY)
+        return server_directory(s, c, rep);
+    struct engine_request req = server_request(c);
+    return engine_execute(s->engine, &req, rep, &c->err);
 }
 
 /* The end of every request: respond, log, wake the notifier, release the call's contents. */
 static void server_finish(struct xdms_server *s, struct xdms_call *c, enum xcap_status st,
                           struct engine_reply *rep, struct http_response *resp)
 {
-    server_respond(s, &c->err, st, rep, resp);
+    server_respond(s->cfg.retry_after, &c->err, st, rep, resp);
     if (status_http(st) >= 500 || st == XCAP_FORBIDDEN)
         log_info("%s %s from %s: %d %s", http_request_method(c->http), http_request_target(c->http),
                  http_request_peer_str(c->http), status_http(st),
@@ -730,25 +664,53 @@ static double server_seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* A parked write on a write thread: execute (its store transaction waits in the group commit
- * with the other write threads'), then answer, which resumes the connection. */
+/* A parked write, run in the committer's batch or on a write thread; answered later. */
 static void server_run_parked(void *cls, struct server_park_item *item)
 {
     struct xdms_server *s = cls;
     struct server_write *w = (struct server_write *)item;
-    const struct http_request *http = w->c.http;
     access_begin(w->c.request_id);
-    struct engine_reply rep = {0};
-    buf_init(&rep.body, SIZE_MAX);
-    enum xcap_status st = server_execute(s, &w->c, &rep);
+    buf_init(&w->rep.body, SIZE_MAX);
+    w->st = server_execute(s, &w->c, &w->rep);
+}
+
+/* Answers a parked write after its commit, which resumes the connection. A write of a batch
+ * whose commit failed is not stored: its 2xx becomes the batch's failure. */
+static void server_answer_parked(void *cls, struct server_park_item *item, bool batch_failed)
+{
+    struct xdms_server *s = cls;
+    struct server_write *w = (struct server_write *)item;
+    const struct http_request *http = w->c.http;
+    if (batch_failed && w->rep.changed) {
+        w->rep.changed = false;
+        w->rep.etag[0] = '\0';
+        xcap_err_release(&w->c.err);
+        w->st = xcap_fail(&w->c.err, s->batch_st, "%s",
+                          s->batch_err.phrase ? s->batch_err.phrase : "storage error");
+    }
+    access_begin(w->c.request_id);
     struct http_response resp = {.status = 500};
     buf_init(&resp.body, SIZE_MAX);
-    server_finish(s, &w->c, st, &rep, &resp);
+    server_finish(s, &w->c, w->st, &w->rep, &resp);
     if (s->cfg.answered)
         s->cfg.answered(http, &resp, server_seconds_since(&w->t0));
+    engine_check_release(&w->check);
     free(w);
     http_request_answer(http, &resp); /* http may be gone once this returns */
     buf_release(&resp.body);
+}
+
+static bool server_batch_begin(void *cls)
+{
+    return engine_batch_begin(((struct xdms_server *)cls)->engine);
+}
+
+static bool server_batch_end(void *cls)
+{
+    struct xdms_server *s = cls;
+    xcap_err_release(&s->batch_err);
+    s->batch_st = engine_batch_end(s->engine, &s->batch_err);
+    return s->batch_st == XCAP_OK;
 }
 
 void server_stop_writes(struct xdms_server *s)
@@ -783,6 +745,11 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
     if ((st = server_authorize_peer(s, c)) == XCAP_OK && (st = server_parse(s, c)) == XCAP_OK &&
         (st = server_resolve(s, c)) == XCAP_OK && (st = server_authorize_user(s, c)) == XCAP_OK) {
         if (server_is_write(c)) {
+            /* The body checks run here, on the HTTP threads (one per CPU), so that the thread
+             * running the parked write only runs its transaction. */
+            struct engine_request req = server_request(c);
+            engine_check(s->engine, &req, &w->check);
+            c->check = &w->check;
             w->item.http = http;
             st = server_park_push(&s->park, &w->item, &c->err);
             if (st == XCAP_OK)
@@ -792,5 +759,6 @@ void server_handle(void *cls, const struct http_request *http, struct http_respo
             st = server_execute(s, c, &rep);
     }
     server_finish(s, c, st, &rep, resp);
+    engine_check_release(&w->check);
     free(w);
 }

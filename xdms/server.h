@@ -30,6 +30,14 @@ struct xdms_server_config {
      * Retry-After (RFC 9110 §15.6.4). */
     unsigned write_threads;
     unsigned max_parked_writes;
+    /* With a store that takes batches (LMDB), write_threads > 0 starts one committer instead:
+     * it takes every parked write at once (at most batch_max_writes, the store's
+     * group_commit_max_requests), runs them in one batch (store_batch_begin), syncs once and
+     * answers them all. */
+    unsigned batch_max_writes;
+    /* The committer's wait for the writers its last batch answered (server_park.h), in
+     * microseconds; 0 = none. */
+    unsigned batch_wait_us;
     /* Called for every answer sent, on the thread that sends it, with the handler's time in
      * seconds (the access log and metrics of a parked write, whose answer comes later). NULL:
      * none. */

@@ -1,7 +1,9 @@
-/* server_park: the parked-writes queue and its write threads (server_park.h). */
+/* server_park: the parked-writes queue, its committer or write threads (server_park.h). */
 #include "server_park.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 #include "server.h"
@@ -9,41 +11,98 @@
 void server_park_init(struct server_park *p)
 {
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+/* Runs a batch of n items taken from the queue (list linked by next), answers them. */
+static void server_park_run_batch(struct server_park *p, struct server_park_item *list)
+{
+    bool batch = p->ops.begin && p->ops.begin(p->cls);
+    for (struct server_park_item *w = list, *next; w; w = next) {
+        next = w->next; /* w is gone once answered */
+        p->ops.run(p->cls, w);
+        if (!batch)
+            p->ops.answer(p->cls, w, false);
+    }
+    if (!batch)
+        return;
+    bool failed = !p->ops.end(p->cls);
+    for (struct server_park_item *w = list, *next; w; w = next) {
+        next = w->next;
+        p->ops.answer(p->cls, w, failed);
+    }
+}
+
+/* The committer's wait for the writers it answered (p->lock held): until want items are
+ * parked, at most p->wait_us. */
+static void server_park_await(struct server_park *p, unsigned want)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += (long)p->wait_us * 1000;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    p->want = want;
+    while (p->parked < want && p->on)
+        if (pthread_cond_timedwait(&p->cond, &p->lock, &until) == ETIMEDOUT)
+            break;
+    p->want = 0;
 }
 
 static void *server_park_thread(void *cls)
 {
     struct server_park *p = cls;
+    unsigned take = p->ops.begin ? p->batch_max : 1;
+    unsigned answered = 0; /* by the last batch */
     pthread_mutex_lock(&p->lock);
     for (;;) {
+        unsigned queued = p->parked; /* nothing runs now: all are queued */
         while (!p->head && p->on)
             pthread_cond_wait(&p->cond, &p->lock);
-        struct server_park_item *w = p->head;
-        if (!w)
+        if (p->ops.begin && p->wait_us && answered > 1 && queued + answered > p->parked)
+            server_park_await(p, queued + answered < take ? queued + answered : take);
+        struct server_park_item *list = p->head;
+        if (!list)
             break; /* stopping and nothing left */
-        p->head = w->next;
+        /* The whole queue up to take items: what arrived while the last batch committed. */
+        struct server_park_item *last = list;
+        unsigned n = 1;
+        while (n < take && last->next) {
+            last = last->next;
+            n++;
+        }
+        p->head = last->next;
         if (!p->head)
             p->tail = NULL;
+        last->next = NULL;
         pthread_mutex_unlock(&p->lock);
-        p->run(p->cls, w);
+        server_park_run_batch(p, list);
         pthread_mutex_lock(&p->lock);
-        p->parked--;
+        p->parked -= n;
+        answered = n;
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
-int server_park_start(struct server_park *p, unsigned threads, unsigned max,
-                      server_park_run_fn *run, void *cls)
+int server_park_start(struct server_park *p, unsigned threads, unsigned max, unsigned batch_max,
+                      unsigned wait_us, const struct server_park_ops *ops, void *cls)
 {
     unsigned n = threads;
     if (n == 0)
         return 0;
     if (n > SERVER_WRITE_THREADS_MAX)
         n = SERVER_WRITE_THREADS_MAX;
+    if (ops->begin)
+        n = 1; /* one committer: a second would only wait for the first's batch */
     p->max = max;
-    p->run = run;
+    p->batch_max = batch_max ? batch_max : 1;
+    p->wait_us = wait_us;
+    p->ops = *ops;
     p->cls = cls;
     p->writers = calloc(n, sizeof *p->writers);
     if (!p->writers)
@@ -105,7 +164,8 @@ enum xcap_status server_park_push(struct server_park *p, struct server_park_item
     else
         p->head = w;
     p->tail = w;
-    pthread_cond_signal(&p->cond);
+    if (p->parked >= p->want) /* the committer's wait: woken once, when enough are in */
+        pthread_cond_signal(&p->cond);
     pthread_mutex_unlock(&p->lock);
     return XCAP_OK;
 }

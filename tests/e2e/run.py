@@ -1853,10 +1853,16 @@ def builtin_parked_writes(run, step):
         ready, _, _ = select.select([holder.stdout], [], [], 10)
         if not ready or holder.stdout.readline() != b"held\n":
             fail("store_poke hold did not take the writer lock")
+        # Only a line written after this point is the second PUT's: the first PUT was parked
+        # too (write_threads=1) and left the same line. Sending the third PUT before the second
+        # is parked would race the two, and the one parked could be the third.
+        with open(proc.logs[-1], "rb") as f:
+            seen = len(f.read())
         writer.start()
         deadline = time.monotonic() + 10
         while True:
             with open(proc.logs[-1], "rb") as f:
+                f.seek(seen)
                 if b"write parked: PUT " + uri.encode() in f.read():
                     break
             if time.monotonic() > deadline:

@@ -1663,6 +1663,84 @@ static void test_group_commit_off(void)
     group_run(1, false);
 }
 
+/* Batches (store_batch_begin): the owner's writes return at once, nested in one shared
+ * transaction; a refused one is dropped alone; another thread's write joins the batch; nothing
+ * is visible before store_batch_end(), everything committed is after it, in one commit. */
+static int batch_put_fn(void *cls, struct store_txn *t)
+{
+    const char *key = cls;
+    if (store_kv_put(t, "gc", key, strlen(key), key, strlen(key)) != STORE_OK)
+        return 1;
+    return key[0] == 'b' ? 7 : 0; /* "b" is refused after writing */
+}
+
+static void *batch_other(void *cls)
+{
+    int result = -1;
+    enum store_rc rc = store_write(cls, batch_put_fn, (char[]){"d"}, &result);
+    return (void *)(intptr_t)(rc == STORE_OK && result == 0);
+}
+
+static bool batch_has(struct store *s, const char *key)
+{
+    struct store_txn *t;
+    if (store_txn_begin(s, false, &t) != STORE_OK)
+        return false;
+    void *v = NULL;
+    size_t vlen = 0;
+    bool found = store_kv_get(t, "gc", key, strlen(key), &v, &vlen) == STORE_OK;
+    free(v);
+    store_txn_abort(t);
+    return found;
+}
+
+static void test_batch(void)
+{
+    char dir[64];
+    make_tmpdir(dir);
+    static const char *const tables[] = {"gc", NULL};
+    struct store_options opts = {.tables = tables};
+    struct store *s = open_store(dir, &opts);
+    CU_ASSERT_EQUAL(store_batch_end(s), STORE_INVALID); /* none open */
+    CU_ASSERT_EQUAL_FATAL(store_batch_begin(s), STORE_OK);
+    CU_ASSERT_EQUAL(store_batch_begin(s), STORE_INVALID); /* one at a time */
+    int result = -1;
+    CU_ASSERT_EQUAL(store_write(s, batch_put_fn, (char[]){"a"}, &result), STORE_OK);
+    CU_ASSERT_EQUAL(result, 0);
+    CU_ASSERT_EQUAL(store_write(s, batch_put_fn, (char[]){"b"}, &result), STORE_OK);
+    CU_ASSERT_EQUAL(result, 7);
+    struct store_txn *t;
+    CU_ASSERT_EQUAL_FATAL(store_txn_begin(s, true, &t), STORE_OK);
+    CU_ASSERT_EQUAL(store_kv_put(t, "gc", "c", 1, "c", 1), STORE_OK);
+    CU_ASSERT_EQUAL(store_txn_commit(t), STORE_OK); /* merged, returns without the sync */
+    CU_ASSERT_FALSE(batch_has(s, "a"));             /* not committed yet */
+    pthread_t th;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&th, NULL, batch_other, s), 0);
+    struct timespec pause = {0, 50 * 1000 * 1000}; /* lets it queue: it waits for the batch */
+    nanosleep(&pause, NULL);
+    CU_ASSERT_EQUAL(store_batch_end(s), STORE_OK);
+    void *ok = NULL;
+    pthread_join(th, &ok);
+    CU_ASSERT_EQUAL((intptr_t)ok, 1);
+    CU_ASSERT_TRUE(batch_has(s, "a"));
+    CU_ASSERT_FALSE(batch_has(s, "b"));
+    CU_ASSERT_TRUE(batch_has(s, "c"));
+    CU_ASSERT_TRUE(batch_has(s, "d"));
+    struct store_group_stats g;
+    store_group_stats(s, &g);
+    CU_ASSERT(g.requests >= 3 && g.commits <= 2); /* a, c (and d, unless it came late) in one */
+    store_close(s);
+    rm_rf(dir);
+
+    /* Without group commit there are no batches: the caller writes as usual. */
+    make_tmpdir(dir);
+    opts.group_max_requests = 1;
+    s = open_store(dir, &opts);
+    CU_ASSERT_EQUAL(store_batch_begin(s), STORE_INVALID);
+    store_close(s);
+    rm_rf(dir);
+}
+
 /* One thread may hold many read transactions at once (MDB_NOTLS), more than LMDB's default of 126
  * reader slots, as a large HTTP thread pool would. */
 #define MANY_READERS 300
@@ -2432,6 +2510,7 @@ int main(void)
         {"group commit", test_group_commit},
         {"group commit bounded", test_group_commit_bounded},
         {"group commit off", test_group_commit_off},
+        {"batches", test_batch},
         {"many open readers", test_many_open_readers},
         {"crash durability", test_crash_durability},
         {"copy and in use", test_copy_and_in_use},
