@@ -60,6 +60,7 @@ DEFAULT_NS = {
     "ocp": "urn:oma:xml:xdm:common-policy",
     "opr": "urn:oma:xml:prs:pres-rules",
     "pc": "urn:oma:xml:prs:pres-content",
+    "ss": "http://uri.etsi.org/ngn/params/xml/simservs/xcap",
 }
 
 VAR_RE = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")

@@ -484,6 +484,11 @@ static void test_cases_pidf(void)
     CU_ASSERT(run_cases("pidf-manipulation", ROLE_PRESENCE) >= 7);
 }
 
+static void test_cases_simservs(void)
+{
+    CU_ASSERT(run_cases("simservs.ngn.etsi.org", ROLE_UT) >= 17);
+}
+
 static void test_cases_pres_content(void)
 {
     CU_ASSERT(run_cases("org.openmobilealliance.pres-content", ROLE_PRESENCE) >= 17);
@@ -1213,6 +1218,7 @@ int main(void)
         {"cases: OMA pres-rules", test_cases_oma_pres_rules},
         {"cases: pidf-manipulation", test_cases_pidf},
         {"cases: OMA pres-content", test_cases_pres_content},
+        {"cases: simservs (TS 24.623)", test_cases_simservs},
         {"every schema compiles", test_every_schema_compiles},
         {"error bodies are valid xcap-error", test_error_bodies_valid},
         {"xcap-caps bodies are valid", test_caps_valid},
