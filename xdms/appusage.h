@@ -89,6 +89,10 @@ struct appusage {
      * default_doc first (or the operator's replacement, the default_document key). */
     const char *default_name;
     const char *default_doc;
+    /* Element and attribute PUTs may carry the document's MIME type instead of
+     * application/xcap-el+xml or application/xcap-att+xml (RFC 4825 §7.4, §7.5): clients of the
+     * usage are known to send it, and the node selector already says what the body is. */
+    bool node_doc_type;
 };
 
 /* Parses "shared-list", "presence", "rls", "ut". Returns -1 otherwise. */

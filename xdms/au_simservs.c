@@ -196,4 +196,7 @@ const struct appusage au_simservs = {
     .check = au_simservs_check,
     .default_name = AU_SIMSERVS_DOC,
     .default_doc = au_simservs_default,
+    /* Handsets send application/vnd.etsi.simservs+xml on element and attribute PUTs
+     * (docs/clients.md). */
+    .node_doc_type = true,
 };
