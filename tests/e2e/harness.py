@@ -1033,7 +1033,7 @@ class Deployment:
 
     def vars(self):
         v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr,
-             "config": self.config, "store": self.store}
+             "config": self.config, "store": self.store, "source": SOURCE_ROOT}
         for r in XDMS_ROLES:
             v["http." + r] = self.procs[r].http_addr
             v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)

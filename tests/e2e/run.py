@@ -683,7 +683,7 @@ class CaseRun:
                 if register:
                     self.dep.add_user(label, uri, pw)
             for name, opts in case.options.items():
-                self.dep.procs[name].options += opts
+                self.dep.procs[name].options += [subst(o, self.dep.vars(), 0) for o in opts]
             if case.config is not None:
                 lineno, text, path = case.config
                 data = text.encode("utf-8") if text is not None else self.read_file(path, lineno)
