@@ -93,6 +93,11 @@ struct appusage {
      * application/xcap-el+xml or application/xcap-att+xml (RFC 4825 §7.4, §7.5): clients of the
      * usage are known to send it, and the node selector already says what the body is. */
     bool node_doc_type;
+    /* Prefixes a node selector may use without binding them in its query (RFC 4825 §6.4 wants
+     * xmlns() for each): prefix, namespace pairs, NULL-terminated, or NULL. The clients of the
+     * usage are known to write the conventional prefixes of its specification unbound; an
+     * xmlns() part of the query still binds a prefix to anything else. */
+    const char *const *prefixes;
 };
 
 /* Parses "shared-list", "presence", "rls", "ut". Returns -1 otherwise. */

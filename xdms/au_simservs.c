@@ -184,6 +184,12 @@ static const char *const au_simservs_namespaces[] = {
     NULL,
 };
 
+/* The prefixes TS 24.623 and the service specifications write in their examples, which handsets
+ * copy into node selectors without xmlns() (docs/clients.md). */
+static const char *const au_simservs_prefixes[] = {
+    "cp", AU_SIMSERVS_NS_CP, "ss", AU_SIMSERVS_NS, NULL,
+};
+
 const struct appusage au_simservs = {
     .auid = "simservs.ngn.etsi.org",
     .mime = "application/vnd.etsi.simservs+xml",
@@ -199,4 +205,5 @@ const struct appusage au_simservs = {
     /* Handsets send application/vnd.etsi.simservs+xml on element and attribute PUTs
      * (docs/clients.md). */
     .node_doc_type = true,
+    .prefixes = au_simservs_prefixes,
 };
