@@ -30,8 +30,8 @@ from harness import (LOOPBACK, SOURCE_ROOT, Digest, Fail, Tally, Workspace,  # n
                      exchange, expect, free_port, request, retry_on_taken_port, run_tool,
                      script_args, selected, tls_context)
 
-# The XCAP server's name for handsets (TS 23.003 §13.9: xcap.<IMS domain>), also the NAF's FQDN.
-NAF = "xcap.ims.mnc001.mcc001.3gppnetwork.org"
+# The XCAP server name handsets are given (TS 23.003 §13.9), also the NAF FQDN of GBA.
+NAF = "xcap.ims.mnc001.mcc001.pub.3gppnetwork.org"
 AUID = "simservs.ngn.etsi.org"
 SS = "{http://uri.etsi.org/ngn/params/xml/simservs/xcap}"
 CP_QUERY = "?xmlns(cp=urn:ietf:params:xml:ns:common-policy)"
