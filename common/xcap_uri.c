@@ -289,9 +289,17 @@ static int xcap_uri_param_cmp(const void *a, const void *b)
     const struct xcap_uri_param *x = a, *y = b;
     if (x->rank != y->rank)
         return x->rank - y->rank;
+    /* By name, then (a name given twice) by the whole parameter: one order for any input. */
     size_t nx = strcspn(x->p, "="), ny = strcspn(y->p, "=");
-    int c = strncmp(x->p, y->p, nx < ny ? nx : ny);
-    return c ? c : nx < ny ? -1 : nx > ny ? 1 : 0;
+    if (nx > x->n)
+        nx = x->n;
+    if (ny > y->n)
+        ny = y->n;
+    int c = memcmp(x->p, y->p, nx < ny ? nx : ny);
+    if (c || nx != ny)
+        return c ? c : nx < ny ? -1 : 1;
+    c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+    return c ? c : x->n < y->n ? -1 : x->n > y->n ? 1 : 0;
 }
 
 /* The parameters s[0..n) (";name[=value]" repeated; s[0] is ';') in canonical form, in place:
