@@ -218,7 +218,8 @@ def check_digest_https(env):
 def check_gba_https_guss(env):
     """GBA Digest over HTTPS (TS 33.222 §5.3; NAF_Id with the TLS suite, TS 33.220 Annex H.3) for
     a subscriber whose GUSS allows simservs.ngn.etsi.org only (TS 24.109 §7.3): its Ut requests,
-    as its default IMPU and as its tel: IMPU, are served; resource-lists is 403 without a new
+    as its default IMPU and as its tel: IMPU, are served (every service read, enabled and
+    disabled); resource-lists is 403 without a new
     challenge; xcap-caps stays readable and lists the simservs usage."""
     ks, rand = bytes(range(0x20, 0x40)), bytes(range(0x70, 0x80))
     btid = base64.b64encode(rand).decode() + "@bsf.ims.example.com"
@@ -246,6 +247,19 @@ def check_gba_https_guss(env):
                 "/@active", auth, UA + ATT + [("X-3GPP-Intended-Identity", '"tel:+4930777000"')],
                 b"true", tls=ctx, host=host)
     expect(r.status == 200, "tel: IMPU attribute PUT: %d %r" % (r.status, r.body))
+    # Every service read, enabled and disabled over GBA, as a handset's settings screen does.
+    for svc in SERVICES:
+        node = doc + "/~~/simservs/" + svc
+        r = request(env, p, "GET", node, auth, UA, tls=ctx, host=host)
+        expect(r.status == 200 and r.body.startswith(b"<" + svc.encode()),
+               "GET %s: %d %r" % (svc, r.status, r.body[:100]))
+        for value in (b"true", b"false"):
+            r = request(env, p, "PUT", node + "/@active", auth, UA + ATT, value, tls=ctx,
+                        host=host)
+            expect(r.status == 200, "PUT %s/@active %s: %d %r" % (svc, value, r.status, r.body))
+            r = request(env, p, "GET", node + "/@active", auth, UA, tls=ctx, host=host)
+            expect(r.status == 200 and r.body == value, "GET %s/@active: %d %r"
+                   % (svc, r.status, r.body))
     r = request(env, p, "GET", "/xcap-root/resource-lists/users/sip:ue1@ims.example.com/index",
                 auth, UA, tls=ctx, host=host)
     expect(r.status == 403 and not r.challenged, "resource-lists: %d" % r.status)
@@ -286,6 +300,11 @@ def check_forwarding_example(env):
     got = decide("sip:nobody@ims.example.com", "busy")
     expect(got == "no-forwarding communication-diversion is not active", "defaults: %r" % got)
 
+
+SERVICES = ("communication-diversion", "incoming-communication-barring",
+            "outgoing-communication-barring", "originating-identity-presentation",
+            "originating-identity-presentation-restriction", "terminating-identity-presentation",
+            "terminating-identity-presentation-restriction", "communication-waiting")
 
 CHECKS = [check_tel_xui, check_user_phone_xui, check_digest_https, check_gba_https_guss,
           check_forwarding_example]
