@@ -206,15 +206,16 @@ static bool aggproxy_ready(void *cls, char *reason, size_t len)
     return upstream_ready(((struct aggproxy_metrics_src *)cls)->check, reason, len);
 }
 
-/* The upstream lists of the three XDMS roles, checked with the place they were set named. */
+/* The upstream lists of the four XDMS roles, checked with the place they were set named. */
 static int aggproxy_check_lists(const struct config *cfg)
 {
-    static const char *const keys[] = {"shared_list_url", "presence_url", "rls_url"};
+    static const char *const keys[] = {"shared_list_url", "presence_url", "rls_url", "ut_url"};
     int rc = 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = config_str(cfg, keys[i]);
         char err[256], where[CONFIG_WHERE_MAX];
-        if (v && route_list_check(v, err, sizeof err) < 0) {
+        bool off = strcmp(keys[i], "ut_url") == 0 && v && strcmp(v, "off") == 0;
+        if (v && !off && route_list_check(v, err, sizeof err) < 0) {
             log_error("%s: %s = %s: %s", config_where(cfg, keys[i], v, where, sizeof where),
                       keys[i], v, err);
             rc = -1;
@@ -476,7 +477,10 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
     m->routes = route_table_new(config_str(cfg, "xcap_root_path"),
                                 config_str(cfg, "shared_list_url"), config_str(cfg, "presence_url"),
                                 config_str(cfg, "rls_url"), err, sizeof err);
-    if (!m->routes) {
+    /* 3GPP TS 24.623: the Ut settings live in an XDMS of their own, the ut role ("off": none). */
+    const char *ut_url = config_str(cfg, "ut_url") ? config_str(cfg, "ut_url") : ROUTE_DEFAULT_UT;
+    if (!m->routes || (strcmp(ut_url, "off") != 0 &&
+                       route_table_set(m->routes, ROUTE_UT_AUID, ut_url, err, sizeof err) < 0)) {
         log_error("%s", err);
         return 2;
     }

@@ -56,6 +56,9 @@ const struct config_key main_keys[] = {
     {"rls_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
      "RLS XDMS instances: unix:PATH or URL, several separated by spaces (default "
      "unix:var/rls/xdms.sock)"},
+    {"ut_url", CONFIG_STR, 0, 0, NULL, NULL, 0, NULL,
+     "Ut XDMS instances (simservs.ngn.etsi.org): unix:PATH or URL, several separated by spaces "
+     "(default unix:var/ut/xdms.sock; off: the proxy serves no Ut)"},
     {"route", CONFIG_STR, 0, 0, NULL, NULL, CONFIG_REPEAT, NULL,
      "AUID URL [URL...]: the upstream instances of one AUID"},
     {"local_domain", CONFIG_STR, 0, PARTNER_DOMAIN_MAX, NULL, NULL, CONFIG_REPEAT, NULL,

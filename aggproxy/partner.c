@@ -276,7 +276,8 @@ int partners_add(struct partners *ps, const char *root_path, const struct partne
         fo.connect_timeout_ms = s->connect_timeout_ms;
     p->connect_timeout_ms = fo.connect_timeout_ms ? fo.connect_timeout_ms : fo.timeout_ms;
     char why[512];
-    if (!(p->routes = route_table_new(root_path, s->urls, s->urls, s->urls, err, errlen))) {
+    if (!(p->routes = route_table_new(root_path, s->urls, s->urls, s->urls, err, errlen)) ||
+        route_table_set(p->routes, ROUTE_UT_AUID, s->urls, err, errlen) < 0) {
         partner_free(p);
         return -1;
     }

@@ -24,6 +24,9 @@ struct route_table;
 #define ROUTE_DEFAULT_SHARED_LIST "unix:var/shared-list/xdms.sock"
 #define ROUTE_DEFAULT_PRESENCE "unix:var/presence/xdms.sock"
 #define ROUTE_DEFAULT_RLS "unix:var/rls/xdms.sock"
+#define ROUTE_DEFAULT_UT "unix:var/ut/xdms.sock"
+/* The AUID of the Ut settings (3GPP TS 24.623), served by the ut XDMS. */
+#define ROUTE_UT_AUID "simservs.ngn.etsi.org"
 /* An upstream "unix:PATH" is reached over that UNIX-domain socket (see forward.h). */
 #define ROUTE_UNIX_PREFIX "unix:"
 #define ROUTE_UNIX_PREFIX_LEN 5
@@ -54,7 +57,8 @@ struct route_upstream {
 
 /* Makes a table for the XCAP root path root_path (must start with '/'; trailing slashes are
  * dropped, "/" means the root is the server root), with the default AUIDs pointing at the three
- * given upstream lists (NULL = the defaults above; see route_table_set for the list syntax).
+ * given upstream lists (NULL = the defaults above; see route_table_set for the list syntax). The
+ * ut XDMS's AUID is added by the caller (route_table_set(t, ROUTE_UT_AUID, list)).
  * Returns NULL on a bad root or list (with the reason in err) or on allocation failure. */
 struct route_table *route_table_new(const char *root_path, const char *shared_list_url,
                                     const char *presence_url, const char *rls_url, char *err,

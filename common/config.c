@@ -22,7 +22,7 @@
  * role's own section. A new process kind adds its section here. [charging] is read by every
  * process, before its own sections (docs/charging.md). */
 static const char *const config_known_sections[] = {
-    "aggproxy", "xdms", "shared-list", "presence", "rls", "charging", NULL,
+    "aggproxy", "xdms", "shared-list", "presence", "rls", "ut", "charging", NULL,
 };
 
 bool config_section_known(const char *name)

@@ -22,6 +22,7 @@ struct httpd;
 #define METRICS_DEFAULT_SHARED_LIST "127.0.0.1:9181"
 #define METRICS_DEFAULT_PRESENCE "127.0.0.1:9182"
 #define METRICS_DEFAULT_RLS "127.0.0.1:9183"
+#define METRICS_DEFAULT_UT "127.0.0.1:9184"
 
 /* Largest /metrics body. */
 #define METRICS_MAX_BODY (256u * 1024u)

@@ -259,6 +259,166 @@ static char xcap_uri_lower(char c)
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
+/* RFC 3966 §3 visual-separator: "-", ".", "(", ")" change nothing in a number. */
+static bool xcap_uri_visual_sep(char c)
+{
+    return c == '-' || c == '.' || c == '(' || c == ')';
+}
+
+/* Removes the visual separators of s[0..n) in place; returns the new length. */
+static size_t xcap_uri_strip_seps(char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!xcap_uri_visual_sep(s[i]))
+            s[o++] = s[i];
+    return o;
+}
+
+/* Most parameters put in canonical order; a list with more is left in its order. */
+#define XCAP_URI_PARAMS_MAX 32
+
+struct xcap_uri_param {
+    char *p; /* the parameter without its ';', inside the scratch copy */
+    size_t n;
+    int rank;
+};
+
+static int xcap_uri_param_cmp(const void *a, const void *b)
+{
+    const struct xcap_uri_param *x = a, *y = b;
+    if (x->rank != y->rank)
+        return x->rank - y->rank;
+    /* By name, then (a name given twice) by the whole parameter: one order for any input. */
+    size_t nx = strcspn(x->p, "="), ny = strcspn(y->p, "=");
+    if (nx > x->n)
+        nx = x->n;
+    if (ny > y->n)
+        ny = y->n;
+    int c = memcmp(x->p, y->p, nx < ny ? nx : ny);
+    if (c || nx != ny)
+        return c ? c : nx < ny ? -1 : 1;
+    c = memcmp(x->p, y->p, x->n < y->n ? x->n : y->n);
+    return c ? c : x->n < y->n ? -1 : x->n > y->n ? 1 : 0;
+}
+
+/* The parameters s[0..n) (";name[=value]" repeated; s[0] is ';') in canonical form, in place:
+ * names and values in lower case (RFC 3966 §4 and RFC 3261 §19.1.4 compare them without case),
+ * the visual separators of the number-valued ext, isub and global phone-context values removed
+ * (RFC 3966 §5.4), and the order fixed (neither RFC gives the order a meaning): ext and isub
+ * first, then phone-context (the order RFC 3966 §3 writes them in), then the others by name.
+ * Returns the new length, or -1 when out of memory. */
+static long xcap_uri_params(char *s, size_t n)
+{
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return -1;
+    struct xcap_uri_param prm[XCAP_URI_PARAMS_MAX];
+    size_t np = 0, len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != ';') {
+            copy[len++] = xcap_uri_lower(s[i]);
+            continue;
+        }
+        if (np == XCAP_URI_PARAMS_MAX) {
+            free(copy);
+            return (long)n; /* too many to sort: left as they are */
+        }
+        copy[len++] = '\0';
+        prm[np++] = (struct xcap_uri_param){.p = copy + len};
+    }
+    copy[len] = '\0';
+    for (size_t i = 0; i < np; i++) {
+        struct xcap_uri_param *q = &prm[i];
+        q->n = strlen(q->p);
+        char *eq = memchr(q->p, '=', q->n);
+        size_t name = eq ? (size_t)(eq - q->p) : q->n;
+        bool ext = (name == 3 && strncmp(q->p, "ext", 3) == 0) ||
+                   (name == 4 && strncmp(q->p, "isub", 4) == 0);
+        bool ctx = name == 13 && strncmp(q->p, "phone-context", 13) == 0;
+        q->rank = ext ? 0 : ctx ? 1 : 2;
+        if (eq && (ext || (ctx && eq[1] == '+')))
+            q->n = name + 1 + xcap_uri_strip_seps(eq + 1, q->n - name - 1);
+    }
+    qsort(prm, np, sizeof prm[0], xcap_uri_param_cmp);
+    size_t o = 0;
+    for (size_t i = 0; i < np; i++) {
+        s[o++] = ';';
+        memcpy(s + o, prm[i].p, prm[i].n);
+        o += prm[i].n;
+    }
+    free(copy);
+    return (long)o;
+}
+
+/* A telephone-subscriber t[0..n) (RFC 3966 §3: number, then parameters) in canonical form, in
+ * place: the number without visual separators and in lower case (its hex digits), the
+ * parameters as xcap_uri_params() makes them. Returns the new length, or -1. */
+static long xcap_uri_phone(char *t, size_t n)
+{
+    size_t num = strcspn(t, ";");
+    if (num > n)
+        num = n;
+    for (size_t i = 0; i < num; i++)
+        t[i] = xcap_uri_lower(t[i]);
+    size_t nn = xcap_uri_strip_seps(t, num);
+    long pl = xcap_uri_params(t + num, n - num);
+    if (pl < 0)
+        return -1;
+    memmove(t + nn, t + num, (size_t)pl);
+    return (long)(nn + (size_t)pl);
+}
+
+/* Whether the parameters p[0..n) (lower case) hold user=phone. */
+static bool xcap_uri_user_phone(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 11 <= n; i++)
+        if (p[i] == ';' && strncmp(p + i + 1, "user=phone", 10) == 0 &&
+            (i + 11 == n || p[i + 11] == ';'))
+            return true;
+    return false;
+}
+
+/* The telephone parts of an XUI already in canonical spelling otherwise (out, of scheme length
+ * slen; end the end of the part before any '?'): a tel: URI (RFC 3966 §4), or the user part and
+ * the parameters of a sip:/sips: URI (RFC 3261 §19.1.4; with user=phone the user part is a
+ * telephone-subscriber, §19.1.6). Returns 0, or -1 when out of memory. */
+static int xcap_uri_xui_phone(char *out, size_t slen)
+{
+    size_t start = slen + 1, len = strlen(out);
+    size_t end = start + strcspn(out + start, "?");
+    long nl;
+    if (slen == 3 && strncmp(out, "tel", 3) == 0) {
+        if ((nl = xcap_uri_phone(out + start, end - start)) < 0)
+            return -1;
+    } else if ((slen == 3 && strncmp(out, "sip", 3) == 0) ||
+               (slen == 4 && strncmp(out, "sips", 4) == 0)) {
+        /* user@host: the host part ends at the first ';' after the last '@' */
+        size_t at = 0;
+        for (size_t i = start; i < end; i++)
+            if (out[i] == '@')
+                at = i;
+        size_t pstart = (at ? at : start) + strcspn(out + (at ? at : start), ";");
+        if (pstart > end)
+            pstart = end;
+        long pl = xcap_uri_params(out + pstart, end - pstart);
+        if (pl < 0)
+            return -1;
+        nl = (long)(pstart - start) + pl;
+        if (at && xcap_uri_user_phone(out + pstart, (size_t)pl)) {
+            long ul = xcap_uri_phone(out + start, at - start);
+            if (ul < 0)
+                return -1;
+            memmove(out + start + ul, out + at, (size_t)(pstart - at) + (size_t)pl);
+            nl -= (long)(at - start) - ul;
+        }
+    } else {
+        return 0;
+    }
+    memmove(out + start + nl, out + end, len - end + 1);
+    return 0;
+}
+
 char *xcap_uri_xui_canonical(const char *xui)
 {
     size_t len = strlen(xui);
@@ -307,6 +467,10 @@ char *xcap_uri_xui_canonical(const char *xui)
             host = i + 1;
     for (size_t i = host; i < end; i++)
         out[i] = xcap_uri_lower(out[i]);
+    if (start > 0 && xcap_uri_xui_phone(out, start - 1) < 0) {
+        free(out);
+        return NULL;
+    }
     return out;
 }
 

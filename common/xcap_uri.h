@@ -72,17 +72,26 @@ int xcap_uri_encode_segment(struct buf *out, const char *s);
 int xcap_uri_encode(struct buf *out, const char *s, size_t n, bool keep_slash);
 
 /* The canonical spelling of a decoded XUI, so that every spelling of one user maps to the same
- * storage keys, quotas, listings and notifications (RFC 3261 §19.1.4; RFC 3986 §6.2.2):
+ * storage keys, quotas, listings and notifications (RFC 3261 §19.1.4; RFC 3966 §4; RFC 3986
+ * §6.2.2):
  *   - the scheme and the host (after the last '@' of the part before any ';' or '?', or the whole
  *     of that part when it has no '@') in lower case;
  *   - percent-encoding normalised everywhere: an escape of an unreserved character (ALPHA, DIGIT,
  *     "-", ".", "_", "~") is decoded, the hex digits of every other escape are upper case; a '%'
  *     not followed by two hex digits stays as it is;
- *   - everything else, the user part in particular, byte for byte.
+ *   - sip:, sips: and tel: parameters (before any '?') in lower case, names and values, in one
+ *     order: ext and isub, then phone-context, then the others by name (up to 32 of them);
+ *   - a tel: number, and the user part of a sip:/sips: URI with user=phone (a
+ *     telephone-subscriber, RFC 3261 §19.1.6), without visual separators ("-", ".", "(", ")") and
+ *     in lower case, as are the number values of ext, isub and a global phone-context;
+ *   - everything else, the user part of other URIs in particular, byte for byte.
  * "sip:alice@EXAMPLE.com", "SIP:alice@example.com" and "sip:%61lice@example.com" all give
- * "sip:alice@example.com"; "sip:Alice@example.com" stays another user. A string without a scheme
- * gets the same treatment, but without '@' it is all user part. Returns a new string (free()),
- * or NULL when out of memory. */
+ * "sip:alice@example.com"; "sip:Alice@example.com" stays another user. "tel:+49-30-123456" gives
+ * "tel:+4930123456", "sip:+49-30-123456@IMS.example.com;User=Phone" gives
+ * "sip:+4930123456@ims.example.com;user=phone" (still another URI than the tel: one and than the
+ * one without user=phone: RFC 3261 §19.1.4). A string without a scheme gets the first two
+ * treatments, but without '@' it is all user part. Returns a new string (free()), or NULL when out
+ * of memory. */
 char *xcap_uri_xui_canonical(const char *xui);
 
 /* Compares two decoded XUIs by their canonical forms (xcap_uri_xui_canonical()). Returns true

@@ -316,6 +316,8 @@ class Cluster:
             if self.xdms.get(r):
                 argv += ["--option", "%s=%s" % (URL_KEYS[r], " ".join(
                     "unix:" + s.socket for s in self.xdms[r]))]
+        # The cluster runs no ut XDMS (docs/ut.md): the proxy serves no Ut here.
+        argv += ["--option", "ut_url=off"]
         for kv in self.proxy_options:
             argv += ["--option", kv]
         return Server(self, "proxy", argv, self.proxy_port)

@@ -56,7 +56,7 @@ static void xdmctl_usage(FILE *f)
         "        the public identities (comma-separated) and the allowed AUIDs\n"
         "        (comma-separated, \"*\" for every AUID), separated by tabs; no keys\n"
         "  backup DEST\n"
-        "        copy every store under DIR (shared-list, presence, rls, aggproxy) into the\n"
+        "        copy every store under DIR (shared-list, presence, rls, ut, aggproxy) into the\n"
         "        new directory DEST while the servers run: LMDB's compacting copy, each store\n"
         "        consistent in itself, the four one after the other; DEST/MANIFEST last.\n"
         "        A role on PostgreSQL: pg_dump (custom format, --no-owner, one snapshot)\n"
@@ -80,7 +80,8 @@ static void xdmctl_usage(FILE *f)
         "        the xcap table of Kamailio's xcap_server or of OpenXCAP instead\n"
         "  db init|migrate --config FILE --role ROLE\n"
         "        create (init) or bring up to date (migrate, after an upgrade) the PostgreSQL\n"
-        "        schema of the XDMS role ROLE (shared-list, presence, rls), as that server does\n"
+        "        schema of the XDMS role ROLE (shared-list, presence, rls, ut), as that server "
+        "does\n"
         "        when it starts: reads store and pg_conninfo from [xdms] and [ROLE] of FILE, the\n"
         "        server's configuration. Idempotent; safe while servers run\n"
         "  check [--xcap-root URI]\n"
@@ -120,8 +121,8 @@ static int xdmctl_db(const char *config_path, const char *role, const char *cmd)
         return 2;
     }
     if (strcmp(role, "shared-list") != 0 && strcmp(role, "presence") != 0 &&
-        strcmp(role, "rls") != 0) {
-        fprintf(stderr, "xdmctl: --role must be shared-list, presence or rls\n");
+        strcmp(role, "rls") != 0 && strcmp(role, "ut") != 0) {
+        fprintf(stderr, "xdmctl: --role must be shared-list, presence, rls or ut\n");
         return 2;
     }
     struct xdmctl_data_store st;

@@ -92,7 +92,7 @@ int xdmctl_charging(const char *cmd, const char *root, const struct xdmctl_data_
     while (i < XDMCTL_DATA_N_XDMS && strcmp(xdmctl_data_envs[i], role) != 0)
         i++;
     if (i == XDMCTL_DATA_N_XDMS) {
-        fprintf(stderr, "xdmctl: --role must be shared-list, presence or rls\n");
+        fprintf(stderr, "xdmctl: --role must be shared-list, presence, rls or ut\n");
         return 2;
     }
     bool list = strcmp(cmd, "list") == 0;

@@ -40,7 +40,7 @@
 #define XDMCTL_DATA_FORMAT "xdm-backup 1"
 
 /* The environments of a data directory, in the order they are copied. */
-const char *const xdmctl_data_envs[XDMCTL_DATA_N_ENVS] = {"shared-list", "presence", "rls",
+const char *const xdmctl_data_envs[XDMCTL_DATA_N_ENVS] = {"shared-list", "presence", "rls", "ut",
                                                           "aggproxy"};
 
 int xdmctl_data_fail(const char *fmt, ...)
@@ -172,7 +172,7 @@ int xdmctl_data_store_config(const char *config_path, const char *role,
 int xdmctl_data_stores_load(struct xdmctl_data_stores *out, const char *config_path,
                             const char *root)
 {
-    static const char *const roles[XDMCTL_DATA_ROLES] = {"shared-list", "presence", "rls"};
+    static const char *const roles[XDMCTL_DATA_ROLES] = {"shared-list", "presence", "rls", "ut"};
     char path[XDMCTL_DATA_PATH_MAX];
     struct stat st;
     memset(out, 0, sizeof *out);

@@ -1,11 +1,11 @@
 /* xdmctl's data management: backup, restore, export, import and check of a data directory.
  *
  * ROOT is the directory `tools/xdm run --data` uses: one LMDB environment per process in
- * ROOT/shared-list, ROOT/presence, ROOT/rls and ROOT/aggproxy. An XDMS role whose configuration
- * says `store = postgresql` has its documents in the PostgreSQL database its pg_conninfo names
- * instead (struct xdmctl_data_stores); the proxy's users stay in ROOT/aggproxy. Every function
- * prints its report and its errors ("xdmctl: ...") itself and returns the process exit status
- * (0 success, 1 error). A NULL stores means every role on LMDB.
+ * ROOT/shared-list, ROOT/presence, ROOT/rls, ROOT/ut and ROOT/aggproxy. An XDMS role whose
+ * configuration says `store = postgresql` has its documents in the PostgreSQL database its
+ * pg_conninfo names instead (struct xdmctl_data_stores); the proxy's users stay in ROOT/aggproxy.
+ * Every function prints its report and its errors ("xdmctl: ...") itself and returns the process
+ * exit status (0 success, 1 error). A NULL stores means every role on LMDB.
  */
 #ifndef XDM_XDMCTL_DATA_H
 #define XDM_XDMCTL_DATA_H
@@ -15,8 +15,8 @@
 
 #include "store.h"
 
-/* The XDMS roles, in the order of enum xdms_role: shared-list, presence, rls. */
-#define XDMCTL_DATA_ROLES 3
+/* The XDMS roles, in the order of enum xdms_role: shared-list, presence, rls, ut. */
+#define XDMCTL_DATA_ROLES 4
 
 /* The store of one XDMS role, as its server's configuration names it. */
 struct xdmctl_data_store {
@@ -36,7 +36,7 @@ struct xdmctl_data_stores {
 int xdmctl_data_store_config(const char *config_path, const char *role,
                              struct xdmctl_data_store *out);
 
-/* The stores of the three roles: from config_path, or when it is NULL from root/cluster.conf
+/* The stores of the four roles: from config_path, or when it is NULL from root/cluster.conf
  * (what `tools/xdm run --cluster` writes: its databases) or else root/xdm.conf (what `tools/xdm
  * run` writes) when one exists, else LMDB for every role. Returns 0, or 2 after printing the
  * problems. */

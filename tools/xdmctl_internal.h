@@ -10,9 +10,9 @@
 
 /* Longest path under a data directory. */
 #define XDMCTL_DATA_PATH_MAX 4096
-/* The environments of a data directory: the three XDMS roles, then the proxy's. */
-#define XDMCTL_DATA_N_ENVS 4
-#define XDMCTL_DATA_N_XDMS 3
+/* The environments of a data directory: the four XDMS roles, then the proxy's. */
+#define XDMCTL_DATA_N_ENVS 5
+#define XDMCTL_DATA_N_XDMS 4
 extern const char *const xdmctl_data_envs[XDMCTL_DATA_N_ENVS];
 
 /* Prints "xdmctl: " and the message to stderr; returns 1 (the exit status of a failure). */

@@ -11,11 +11,13 @@ extern const struct appusage au_pres_rules, au_oma_pres_rules;
 extern const struct appusage au_pidf_manipulation;
 extern const struct appusage au_pres_content;
 extern const struct appusage au_rls_services;
+extern const struct appusage au_simservs;
 
 static const struct appusage *const appusage_table[] = {
     &au_resource_lists,                                          /* shared-list XDMS */
     &au_pres_rules,        &au_oma_pres_rules,                   /* presence XDMS */
     &au_pidf_manipulation, &au_pres_content,   &au_rls_services, /* rls XDMS */
+    &au_simservs,                                                /* ut XDMS */
 };
 
 #define APPUSAGE_COUNT (sizeof appusage_table / sizeof appusage_table[0])
@@ -42,6 +44,8 @@ int xdms_role_parse(const char *s, enum xdms_role *out)
         *out = ROLE_PRESENCE;
     else if (strcmp(s, "rls") == 0)
         *out = ROLE_RLS;
+    else if (strcmp(s, "ut") == 0)
+        *out = ROLE_UT;
     else
         return -1;
     return 0;
@@ -56,6 +60,8 @@ const char *xdms_role_name(enum xdms_role role)
         return "presence";
     case ROLE_RLS:
         return "rls";
+    case ROLE_UT:
+        return "ut";
     }
     return "?";
 }

@@ -19,7 +19,9 @@
 #include "status.h"
 #include "store.h"
 
-enum xdms_role { ROLE_SHARED_LIST, ROLE_PRESENCE, ROLE_RLS };
+enum xdms_role { ROLE_SHARED_LIST, ROLE_PRESENCE, ROLE_RLS, ROLE_UT };
+/* How many roles there are (the size of per-role tables). */
+#define XDMS_ROLE_COUNT 4
 
 struct au_lists_refs;
 
@@ -81,9 +83,24 @@ struct appusage {
      * NULL: the usage keeps no index. */
     int (*index_check)(struct store_txn *t, const struct doc_key *k, xmlDocPtr doc,
                        appusage_report_fn report, void *cls);
+    /* The document a user's read finds even before the user wrote it (simservs.xml, TS 24.623:
+     * handsets read their settings before they change them), or NULL: none. A read (GET, HEAD,
+     * or a node write) of that document in the users tree when it does not exist stores
+     * default_doc first (or the operator's replacement, the default_document key). */
+    const char *default_name;
+    const char *default_doc;
+    /* Element and attribute PUTs may carry the document's MIME type instead of
+     * application/xcap-el+xml or application/xcap-att+xml (RFC 4825 §7.4, §7.5): clients of the
+     * usage are known to send it, and the node selector already says what the body is. */
+    bool node_doc_type;
+    /* Prefixes a node selector may use without binding them in its query (RFC 4825 §6.4 wants
+     * xmlns() for each): prefix, namespace pairs, NULL-terminated, or NULL. The clients of the
+     * usage are known to write the conventional prefixes of its specification unbound; an
+     * xmlns() part of the query still binds a prefix to anything else. */
+    const char *const *prefixes;
 };
 
-/* Parses "shared-list", "presence", "rls". Returns -1 otherwise. */
+/* Parses "shared-list", "presence", "rls", "ut". Returns -1 otherwise. */
 int xdms_role_parse(const char *s, enum xdms_role *out);
 const char *xdms_role_name(enum xdms_role role);
 

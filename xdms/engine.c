@@ -403,14 +403,58 @@ static enum xcap_status engine_delete_document(struct engine *e, const struct en
     return XCAP_OK;
 }
 
-enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
-                                struct engine_reply *rep, struct xcap_err *err)
+/* A usage's default document (appusage.default_name; TS 24.623: handsets read their settings
+ * before they write them): before a read, or a write of a node, of that document of a user finds
+ * nothing, the default is stored as if the user had PUT it with If-None-Match: *, so that the
+ * read and any later node write see one document with one ETag. *made: it was stored now. */
+static enum xcap_status engine_default_document(struct engine *e, const struct engine_request *req,
+                                                bool *made, struct xcap_err *err)
 {
-    rep->etag[0] = '\0';
-    rep->content_type = NULL;
-    rep->changed = false;
-    if (req->uri->is_dir)
-        return xcap_fail(err, XCAP_NOT_FOUND, "not a document");
+    const struct xcap_uri *u = req->uri;
+    const char *body = usage_default_doc(e->cfg.usage, req->au);
+    if (!body || u->tree != XCAP_TREE_USERS || strcmp(u->path, req->au->default_name) != 0 ||
+        (!u->node_sel && (req->method == ENGINE_PUT || req->method == ENGINE_DELETE)))
+        return XCAP_OK;
+    struct doc_key k;
+    engine_key(u, &k);
+    struct store_txn *t;
+    enum store_rc rc = store_txn_begin(e->store, false, &t);
+    if (rc != STORE_OK)
+        return engine_store_fail(err, rc);
+    struct store_doc d = {0};
+    rc = store_doc_get(t, &k, &d);
+    store_txn_abort(t);
+    if (rc == STORE_OK)
+        store_doc_release(&d);
+    if (rc != STORE_NOTFOUND)
+        return rc == STORE_OK ? XCAP_OK : engine_store_fail(err, rc);
+    struct xcap_uri doc_uri = *u;
+    doc_uri.node_sel = NULL;
+    doc_uri.query = NULL;
+    struct engine_request put = *req;
+    put.method = ENGINE_PUT;
+    put.uri = &doc_uri;
+    put.content_type = req->au->mime;
+    put.if_match = NULL;
+    put.if_none_match = "*";
+    put.body = body;
+    put.body_len = strlen(body);
+    struct engine_reply r = {0};
+    buf_init(&r.body, 0);
+    enum xcap_status st = engine_put_document(e, &put, &r, err);
+    buf_release(&r.body);
+    *made = st == XCAP_CREATED;
+    /* 412: another request stored it first; that one is the document now. */
+    if (st == XCAP_CREATED || st == XCAP_PRECONDITION_FAILED) {
+        xcap_err_release(err);
+        return XCAP_OK;
+    }
+    return st;
+}
+
+static enum xcap_status engine_dispatch(struct engine *e, const struct engine_request *req,
+                                        struct engine_reply *rep, struct xcap_err *err)
+{
     if (req->uri->node_sel)
         return engine_node_execute(e, req, rep, err);
     switch (req->method) {
@@ -423,4 +467,21 @@ enum xcap_status engine_execute(struct engine *e, const struct engine_request *r
         return engine_delete_document(e, req, rep, err);
     }
     return xcap_fail(err, XCAP_METHOD_NOT_ALLOWED, NULL);
+}
+
+enum xcap_status engine_execute(struct engine *e, const struct engine_request *req,
+                                struct engine_reply *rep, struct xcap_err *err)
+{
+    rep->etag[0] = '\0';
+    rep->content_type = NULL;
+    rep->changed = false;
+    if (req->uri->is_dir)
+        return xcap_fail(err, XCAP_NOT_FOUND, "not a document");
+    bool made = false;
+    enum xcap_status st = engine_default_document(e, req, &made, err);
+    if (st == XCAP_OK)
+        st = engine_dispatch(e, req, rep, err);
+    if (made)
+        rep->changed = true; /* the default's change-log record is notified too */
+    return st;
 }

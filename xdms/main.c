@@ -33,7 +33,7 @@
 
 static void xdms_usage(FILE *f)
 {
-    fputs("Usage: xdms --role shared-list|presence|rls [options]\n"
+    fputs("Usage: xdms --role shared-list|presence|rls|ut [options]\n"
           "\n"
           "  --role ROLE          which XDMS to be (required)\n"
           "  --config FILE        INI file; sections [xdms] then [ROLE] are read\n"
@@ -385,7 +385,7 @@ static int xdms_read_options(struct xdms_main *m, int argc, char **argv)
     }
     m->role_name = config_args_value(m->args, "role");
     if (!m->role_name || xdms_role_parse(m->role_name, &m->role) < 0) {
-        fprintf(stderr, "xdms: --role must be shared-list, presence or rls\n");
+        fprintf(stderr, "xdms: --role must be shared-list, presence, rls or ut\n");
         return 2;
     }
     m->check_only = config_args_check_only(m->args);
@@ -521,6 +521,9 @@ static int xdms_build(struct xdms_main *m)
     if (usage_open(m->role, config_str(cfg, "schema_dir"), &m->usage) < 0)
         return 1;
     usage_set_max_icon_size(m->usage, (size_t)config_u64(cfg, "max_icon_size"));
+    if (config_str(cfg, "default_document") &&
+        usage_set_default_doc(m->usage, config_str(cfg, "default_document")) < 0)
+        return 2;
     /* RFC 4826 §3.2: references to other servers are accepted as they are; this server is the
      * one clients reach at xcap_root. */
     m->xcap_root = config_str(cfg, "xcap_root");

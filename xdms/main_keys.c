@@ -14,13 +14,16 @@
 /* The default addresses per role (README.md, "Default addresses"). */
 const char *const main_keys_default_http[] = {[ROLE_SHARED_LIST] = "127.0.0.1:8181",
                                               [ROLE_PRESENCE] = "127.0.0.1:8182",
-                                              [ROLE_RLS] = "127.0.0.1:8183"};
+                                              [ROLE_RLS] = "127.0.0.1:8183",
+                                              [ROLE_UT] = "127.0.0.1:8184"};
 const char *const main_keys_default_sip[] = {[ROLE_SHARED_LIST] = "127.0.0.1:5081",
                                              [ROLE_PRESENCE] = "127.0.0.1:5082",
-                                             [ROLE_RLS] = "127.0.0.1:5083"};
+                                             [ROLE_RLS] = "127.0.0.1:5083",
+                                             [ROLE_UT] = "127.0.0.1:5084"};
 const char *const main_keys_default_metrics[] = {[ROLE_SHARED_LIST] = METRICS_DEFAULT_SHARED_LIST,
                                                  [ROLE_PRESENCE] = METRICS_DEFAULT_PRESENCE,
-                                                 [ROLE_RLS] = METRICS_DEFAULT_RLS};
+                                                 [ROLE_RLS] = METRICS_DEFAULT_RLS,
+                                                 [ROLE_UT] = METRICS_DEFAULT_UT};
 
 /* Every key an XDMS reads, from [xdms] and then [ROLE] (docs/configuration.md). Defaults that
  * depend on the role or the machine are NULL here and computed in main(). */
@@ -36,12 +39,12 @@ const struct config_key main_keys[] = {
     {"pg_timeout", CONFIG_UINT, 1, STORE_PG_MAX_TIMEOUT, "5", NULL, 0, NULL,
      "PostgreSQL: longest wait for a connection or a statement; then 503 with Retry-After"},
     {"http", CONFIG_HOSTPORT, 0, 0, NULL, "http", 0, NULL,
-     "HTTP listener (default 127.0.0.1:8181/8182/8183 by role)"},
+     "HTTP listener (default 127.0.0.1:8181/8182/8183/8184 by role)"},
     {"metrics", CONFIG_HOSTPORT, 0, 0, NULL, NULL, CONFIG_OFF, NULL,
-     "admin listener: /metrics, /healthz, /readyz (default 127.0.0.1:9181/9182/9183 by role; "
+     "admin listener: /metrics, /healthz, /readyz (default 127.0.0.1:9181/9182/9183/9184 by role; "
      "off: none)"},
     {"sip", CONFIG_HOSTPORT, 0, 0, NULL, "sip", 0, NULL,
-     "SIP listener, UDP and TCP (default 127.0.0.1:5081/5082/5083 by role)"},
+     "SIP listener, UDP and TCP (default 127.0.0.1:5081/5082/5083/5084 by role)"},
     {"xcap_root", CONFIG_STR, 0, 0, "http://127.0.0.1:8080/xcap-root/", "xcap-root", 0, NULL,
      "public XCAP root, for notifications and no-parent errors"},
     {"access_log", CONFIG_ENUM, 0, 0, "text", NULL, 0, "off|text|json",
@@ -62,6 +65,9 @@ const struct config_key main_keys[] = {
      "LMDB map size: the largest the store can grow"},
     {"max_icon_size", CONFIG_SIZE, 1, 1 << 30, "256K", NULL, 0, NULL,
      "largest decoded OMA pres-content icon"},
+    {"default_document", CONFIG_FILE, 0, 0, NULL, NULL, 0, NULL,
+     "ut: the simservs.xml a subscriber's first read gets (default: built in, every service "
+     "inactive)"},
     {"max_docs_per_user", CONFIG_UINT, 1, 10000000, "1000", NULL, 0, NULL,
      "documents one user may have here"},
     {"max_bytes_per_user", CONFIG_SIZE, 0, 1ull << 40, "16M", NULL, 0, NULL,

@@ -30,6 +30,7 @@ struct usage {
     const struct appusage *const *rows;
     xmlSchemaPtr *schemas;
     size_t n_schemas;
+    char *default_doc; /* the operator's default document (default_document), or NULL */
 };
 
 const char *const *usage_store_tables(enum xdms_role role)
@@ -165,6 +166,7 @@ void usage_close(struct usage *u)
     for (size_t i = 0; i < u->n_schemas; i++)
         xmlSchemaFree(u->schemas[i]);
     free(u->schemas);
+    free(u->default_doc);
     free(u);
 }
 
@@ -275,4 +277,71 @@ enum xcap_status usage_interdepend(struct usage *u, struct store_txn *t, const s
 bool usage_server_owned(const struct appusage *au, const struct doc_key *k)
 {
     return au && k && au->server_owned && au->server_owned(k);
+}
+
+/* ---- default documents ---- */
+
+/* The row of the role with a default document, or NULL. */
+static const struct appusage *usage_default_row(const struct usage *u)
+{
+    for (size_t i = 0; i < u->n_schemas; i++)
+        if (u->rows[i]->default_name)
+            return u->rows[i];
+    return NULL;
+}
+
+int usage_set_default_doc(struct usage *u, const char *path)
+{
+    const struct appusage *au = usage_default_row(u);
+    if (!au) {
+        log_error("default_document %s: no application usage of this role has a default "
+                  "document",
+                  path);
+        return -1;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        log_error("default_document %s: cannot be read", path);
+        return -1;
+    }
+    char *data = malloc(USAGE_DEFAULT_DOC_MAX + 1);
+    size_t n = data ? fread(data, 1, USAGE_DEFAULT_DOC_MAX + 1, f) : 0;
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (!data || bad || n > USAGE_DEFAULT_DOC_MAX) {
+        log_error("default_document %s: %s", path,
+                  !data ? "out of memory"
+                  : bad ? "read error"
+                        : "larger than 64 KiB");
+        free(data);
+        return -1;
+    }
+    data[n] = '\0';
+    /* Checked like a PUT of the document by a user: what is refused here would be refused to
+     * every handset reading it. */
+    xmlDocPtr doc = NULL;
+    struct xcap_err err = {0};
+    struct doc_key k = {au->auid, "users", "sip:default@invalid", au->default_name};
+    enum xcap_status st = xdoc_parse(data, n, &doc, &err);
+    if (st == XCAP_OK)
+        st = usage_validate(u, au, &k, doc, &err);
+    if (doc)
+        xmlFreeDoc(doc);
+    if (st != XCAP_OK) {
+        log_error("default_document %s: not a valid %s document: %s", path, au->auid,
+                  err.phrase ? err.phrase : status_phrase(st));
+        xcap_err_release(&err);
+        free(data);
+        return -1;
+    }
+    free(u->default_doc);
+    u->default_doc = data;
+    return 0;
+}
+
+const char *usage_default_doc(const struct usage *u, const struct appusage *au)
+{
+    if (!au->default_name)
+        return NULL;
+    return u && u->default_doc ? u->default_doc : au->default_doc;
 }

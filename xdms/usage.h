@@ -93,4 +93,16 @@ enum xcap_status usage_interdepend(struct usage *u, struct store_txn *t, const s
  * rls-services/global/index): clients may read it (if allowed) but never write it. */
 bool usage_server_owned(const struct appusage *au, const struct doc_key *k);
 
+/* Default documents (appusage.default_name): the largest operator default accepted. */
+#define USAGE_DEFAULT_DOC_MAX (64u * 1024u)
+/* Replaces the built-in default document of the role's usage that has one with the file at path
+ * (the default_document key), after checking it like a user's PUT of that document (well-formed,
+ * schema, constraints). Returns 0, or -1 with a log line (no such usage in this role, unreadable,
+ * over USAGE_DEFAULT_DOC_MAX, invalid). Call before threads start. */
+int usage_set_default_doc(struct usage *u, const char *path);
+/* The document a read of au's default document finds before the user wrote it: the operator's
+ * (usage_set_default_doc()), else the row's built-in one; NULL when au has none. Borrowed, valid
+ * while u lives. u may be NULL (the built-in one). */
+const char *usage_default_doc(const struct usage *u, const struct appusage *au);
+
 #endif

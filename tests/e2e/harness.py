@@ -1,7 +1,7 @@
 """The harness shared by the end-to-end runner (run.py) and the scenario scripts of tests/e2e/:
 free loopback ports, process start with wait-until-ready, stop by PID with a bounded wait and a
 kill, log tails and sanitizer scans, the one rule for a port taken before the server bound it,
-the configuration-file writer, the PASS/FAIL tally, and the Deployment (proxy and three XDMSs)
+the configuration-file writer, the PASS/FAIL tally, and the Deployment (proxy and four XDMSs)
 of the case runner.
 
 Python 3 standard library only. Every wait here is bounded in time; every process is stopped by
@@ -35,9 +35,10 @@ BIN_PROXY = "aggproxy/aggproxy"
 BIN_XDMCTL = "tools/xdmctl"
 BIN_SIPUA = "tests/sipua/xdm-sipua"
 
-XDMS_ROLES = ("shared-list", "presence", "rls")
+XDMS_ROLES = ("shared-list", "presence", "rls", "ut")
 ALL_PROCS = ("proxy",) + XDMS_ROLES
-PROXY_URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url"}
+PROXY_URL_KEYS = {"shared-list": "shared_list_url", "presence": "presence_url", "rls": "rls_url",
+                  "ut": "ut_url"}
 
 # A line holding one of these in a process's output fails the test that started it.
 SANITIZER_PATTERNS = (
@@ -717,7 +718,7 @@ def script_args(doc, *extra):
 
 
 # --------------------------------------------------------------------------------------------
-# The Deployment of the case runner: the proxy and the three XDMSs on free ports, in a temporary
+# The Deployment of the case runner: the proxy and the four XDMSs on free ports, in a temporary
 # directory of their own. Its runner gives build, env, time_scale, log_level and keep (Settings);
 # run.py's Runner adds the PostgreSQL store.
 
@@ -748,7 +749,7 @@ class Proc:
         self.http_port = free_port()
         self.sip_port = free_port(udp_too=True) if name in XDMS_ROLES else None
         # Every process's admin listener (/metrics, /healthz, /readyz) gets a port of its own, so
-        # that parallel cases never meet on the defaults (9080, 9181-9183).
+        # that parallel cases never meet on the defaults (9080, 9181-9184).
         self.metrics_port = free_port()
         self.data = os.path.join(dep.tmp, "data", "aggproxy" if name == "proxy" else name)
         # An XDMS's default UNIX-domain socket (<data>/xdms.sock): the proxy's way in, and the
@@ -990,7 +991,7 @@ def kill_all_live():
 
 
 class Deployment:
-    """The proxy and the three XDMSs of one case (or one scenario), with ports reserved up front
+    """The proxy and the four XDMSs of one case (or one scenario), with ports reserved up front
     so that the proxy's *_url options and the XDMSs' --xcap-root are known before anything
     starts. `case`: a name, or anything with .name; `runner`: a Settings (or run.py's Runner)."""
 
@@ -1032,7 +1033,7 @@ class Deployment:
 
     def vars(self):
         v = {"root": self.xcap_root, "proxy": self.procs["proxy"].http_addr,
-             "config": self.config, "store": self.store}
+             "config": self.config, "store": self.store, "source": SOURCE_ROOT}
         for r in XDMS_ROLES:
             v["http." + r] = self.procs[r].http_addr
             v["sip." + r] = "%s:%d" % (LOOPBACK, self.procs[r].sip_port)

@@ -75,7 +75,7 @@ class Env(Workspace):
             "--http", "%s:%d" % (LOOPBACK, self.port),
             "--option", "metrics=%s:%d" % (LOOPBACK, self.metrics),
             "--option", "shared_list_url=" + both, "--option", "presence_url=" + both,
-            "--option", "rls_url=" + both], port=self.port)
+            "--option", "rls_url=" + both, "--option", "ut_url=" + both], port=self.port)
         self.xdmctl("user", "add", XUI, "--password", "secret")
 
     def start_xdms(self, name):

@@ -60,6 +60,7 @@ DEFAULT_NS = {
     "ocp": "urn:oma:xml:xdm:common-policy",
     "opr": "urn:oma:xml:prs:pres-rules",
     "pc": "urn:oma:xml:prs:pres-content",
+    "ss": "http://uri.etsi.org/ngn/params/xml/simservs/xcap",
 }
 
 VAR_RE = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
@@ -682,7 +683,7 @@ class CaseRun:
                 if register:
                     self.dep.add_user(label, uri, pw)
             for name, opts in case.options.items():
-                self.dep.procs[name].options += opts
+                self.dep.procs[name].options += [subst(o, self.dep.vars(), 0) for o in opts]
             if case.config is not None:
                 lineno, text, path = case.config
                 data = text.encode("utf-8") if text is not None else self.read_file(path, lineno)

@@ -34,15 +34,20 @@ static const struct {
     /* RFC 4826 §4.4 */
     {"rls-services", ROLE_RLS, "application/rls-services+xml",
      "urn:ietf:params:xml:ns:rls-services", "urn:ietf:params:xml:ns:rls-services"},
+    /* 3GPP TS 24.623 §6.2 */
+    {"simservs.ngn.etsi.org", ROLE_UT, "application/vnd.etsi.simservs+xml",
+     "http://uri.etsi.org/ngn/params/xml/simservs/xcap",
+     "http://uri.etsi.org/ngn/params/xml/simservs/xcap"},
 };
 #define N_EXPECTED (sizeof expected_rows / sizeof expected_rows[0])
 
-static const enum xdms_role all_roles[] = {ROLE_SHARED_LIST, ROLE_PRESENCE, ROLE_RLS};
+static const enum xdms_role all_roles[] = {ROLE_SHARED_LIST, ROLE_PRESENCE, ROLE_RLS, ROLE_UT};
+#define N_ROLES (sizeof all_roles / sizeof all_roles[0])
 
 static void test_every_auid_in_its_role(void)
 {
     for (size_t i = 0; i < N_EXPECTED; i++) {
-        for (size_t r = 0; r < 3; r++) {
+        for (size_t r = 0; r < N_ROLES; r++) {
             const struct appusage *au = appusage_find(all_roles[r], expected_rows[i].auid);
             if (all_roles[r] != expected_rows[i].role) {
                 /* another XDMS does not serve it */
@@ -72,14 +77,14 @@ static void test_unknown_auids(void)
         "org.openmobilealliance.pres-rules.x",
     };
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
-        for (size_t r = 0; r < 3; r++)
+        for (size_t r = 0; r < N_ROLES; r++)
             CU_ASSERT_PTR_NULL(appusage_find(all_roles[r], unknown[i]));
 }
 
 static void test_list_per_role(void)
 {
     size_t total = 0;
-    for (size_t r = 0; r < 3; r++) {
+    for (size_t r = 0; r < N_ROLES; r++) {
         const struct appusage *const *rows = NULL;
         size_t n = appusage_list(all_roles[r], &rows);
         size_t want = 0;
@@ -114,7 +119,7 @@ static void test_rows_complete(void)
     size_t n = appusage_all(&all);
     CU_ASSERT_EQUAL_FATAL(n, N_EXPECTED);
     size_t at = 0;
-    for (size_t r = 0; r < 3; r++) {
+    for (size_t r = 0; r < N_ROLES; r++) {
         const struct appusage *const *rows = NULL;
         size_t m = appusage_list(all_roles[r], &rows);
         for (size_t k = 0; k < m; k++)
@@ -174,13 +179,13 @@ static void test_auids(void)
 {
     const char *all[16];
     size_t n = appusage_auids(all, 16);
-    CU_ASSERT_EQUAL_FATAL(n, 8);
+    CU_ASSERT_EQUAL_FATAL(n, 9);
     const struct appusage *const *rows;
-    CU_ASSERT_EQUAL_FATAL(appusage_all(&rows), 6);
-    for (size_t i = 0; i < 6; i++)
+    CU_ASSERT_EQUAL_FATAL(appusage_all(&rows), 7);
+    for (size_t i = 0; i < 7; i++)
         CU_ASSERT_STRING_EQUAL(all[i], rows[i]->auid);
-    CU_ASSERT_STRING_EQUAL(all[6], "xcap-caps");
-    CU_ASSERT_STRING_EQUAL(all[7], "org.openmobilealliance.xcap-directory");
+    CU_ASSERT_STRING_EQUAL(all[7], "xcap-caps");
+    CU_ASSERT_STRING_EQUAL(all[8], "org.openmobilealliance.xcap-directory");
     const char *two[2];
     CU_ASSERT_EQUAL(appusage_auids(two, 2), 2);
     CU_ASSERT_STRING_EQUAL(two[1], rows[1]->auid);
@@ -195,6 +200,7 @@ static void test_role_parse(void)
         {"shared-list", ROLE_SHARED_LIST},
         {"presence", ROLE_PRESENCE},
         {"rls", ROLE_RLS},
+        {"ut", ROLE_UT},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         enum xdms_role r = (enum xdms_role)99;
@@ -202,9 +208,9 @@ static void test_role_parse(void)
         CU_ASSERT_EQUAL(r, ok[i].role);
         CU_ASSERT_STRING_EQUAL(xdms_role_name(ok[i].role), ok[i].name);
     }
-    static const char *const bad[] = {"",           "Presence", "RLS",  "shared_list",
-                                      "sharedlist", "rls ",     " rls", "presence-xdms",
-                                      "aggproxy"};
+    static const char *const bad[] = {"",           "Presence", "RLS",    "shared_list",
+                                      "sharedlist", "rls ",     " rls",   "presence-xdms",
+                                      "aggproxy",   "UT",       "ut-xdms"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         enum xdms_role r = ROLE_RLS;
         CU_ASSERT_EQUAL(xdms_role_parse(bad[i], &r), -1);

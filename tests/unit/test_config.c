@@ -651,7 +651,7 @@ static void test_file_strict(void)
                   "@:20: indented line would continue the value of k; multi-line values are not "
                   "supported (remove the indentation)\n"
                   "@:21: unknown section [presense] (known: [aggproxy], [xdms], [shared-list], "
-                  "[presence], [rls], [charging])\n"
+                  "[presence], [rls], [ut], [charging])\n"
                   "@:23: syntax error (expected [section], KEY = VALUE or a comment)\n"
                   "@:24: syntax error (a section header needs a closing ']')");
     CU_ASSERT_STRING_EQUAL(errbuf, expect);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "appusage.h"
+#include "au_simservs.h"
 #include "buf.h"
 #include "caps.h"
 #include "nodesel.h"
@@ -482,6 +483,125 @@ static void test_cases_oma_pres_rules(void)
 static void test_cases_pidf(void)
 {
     CU_ASSERT(run_cases("pidf-manipulation", ROLE_PRESENCE) >= 7);
+}
+
+static void test_cases_simservs(void)
+{
+    CU_ASSERT(run_cases("simservs.ngn.etsi.org", ROLE_UT) >= 17);
+}
+
+/* The forward-to target forms of TS 24.604 (au_simservs_target_ok()). */
+static void test_simservs_targets(void)
+{
+    static const char *const ok[] = {
+        "sip:bob@example.com",
+        "SIPS:bob@example.com:5061",
+        "sip:example.com",
+        "sip:+4930123@ims.example.com;user=phone",
+        "sip:vm@h?subject=x",
+        "tel:+4930123456",
+        "tel:+49-30-(123).456",
+        "TEL:+1",
+        "tel:7042;phone-context=example.com",
+        "tel:*21#;phone-context=+49",
+        "tel:+4930123;ext=12",
+    };
+    static const char *const bad[] = {
+        "",
+        "+4930123456",
+        "4930123456",
+        "mailto:bob@example.com",
+        "sip:",
+        "sip:@example.com",
+        "sip:bob@",
+        "sip:bob@example.com x",
+        "sip:<bob@example.com>",
+        "tel:",
+        "tel:+",
+        "tel:+49 30",
+        "tel:+49a30",
+        "tel:7042",
+        "tel:-",
+        "http://example.com/",
+        "sip:bob@:5060",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (!au_simservs_target_ok(ok[i]))
+            fprintf(stderr, "refused: %s\n", ok[i]);
+        CU_ASSERT_TRUE(au_simservs_target_ok(ok[i]));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (au_simservs_target_ok(bad[i]))
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+        CU_ASSERT_FALSE(au_simservs_target_ok(bad[i]));
+    }
+    char longer[600];
+    memset(longer, '1', sizeof longer - 1);
+    memcpy(longer, "tel:+", 5);
+    longer[sizeof longer - 1] = '\0';
+    CU_ASSERT_FALSE(au_simservs_target_ok(longer)); /* over 512 bytes */
+}
+
+static void write_file(const char *dir, const char *name, const char *text);
+
+/* The operator's default document (usage_set_default_doc(), usage_default_doc()). */
+static void test_default_document(void)
+{
+    char dir[] = "/tmp/xdm-test-default-XXXXXX";
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    struct usage *u = open_usage(ROLE_UT);
+    const struct appusage *au = appusage_find(ROLE_UT, "simservs.ngn.etsi.org");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(au);
+    /* The built-in one, valid as a PUT would need it. */
+    const char *builtin = usage_default_doc(u, au);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(builtin);
+    CU_ASSERT_PTR_EQUAL(usage_default_doc(NULL, au), builtin);
+    xmlDocPtr doc = NULL;
+    struct xcap_err err = {0};
+    CU_ASSERT_EQUAL_FATAL(xdoc_parse(builtin, strlen(builtin), &doc, &err), XCAP_OK);
+    struct doc_key k = {au->auid, "users", ALICE, "simservs.xml"};
+    CU_ASSERT_EQUAL(usage_validate(u, au, &k, doc, &err), XCAP_OK);
+    xmlFreeDoc(doc);
+    /* Other usages have none. */
+    CU_ASSERT_PTR_NULL(usage_default_doc(u, appusage_find(ROLE_SHARED_LIST, "resource-lists")));
+
+    const char *mine = "<simservs xmlns=\"http://uri.etsi.org/ngn/params/xml/simservs/xcap\">"
+                       "<communication-waiting active=\"true\"/></simservs>\n";
+    write_file(dir, "ok.xml", mine);
+    write_file(dir, "timer.xml",
+               "<simservs xmlns=\"http://uri.etsi.org/ngn/params/xml/simservs/xcap\">"
+               "<communication-diversion><NoReplyTimer>181</NoReplyTimer>"
+               "</communication-diversion></simservs>");
+    write_file(dir, "schema.xml",
+               "<simservs xmlns=\"http://uri.etsi.org/ngn/params/xml/simservs/xcap\">"
+               "<communication-waiting active=\"yes\"/></simservs>");
+    write_file(dir, "broken.xml", "<simservs");
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/ok.xml", dir);
+    CU_ASSERT_EQUAL(usage_set_default_doc(u, path), 0);
+    CU_ASSERT_STRING_EQUAL(usage_default_doc(u, au), mine);
+    static const char *const refused[] = {"timer.xml", "schema.xml", "broken.xml", "none.xml"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, refused[i]);
+        CU_ASSERT_EQUAL(usage_set_default_doc(u, path), -1);
+        CU_ASSERT_STRING_EQUAL(usage_default_doc(u, au), mine); /* the earlier one stays */
+    }
+    /* Larger than 64 KiB. */
+    char *big = malloc(USAGE_DEFAULT_DOC_MAX + 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(big, ' ', USAGE_DEFAULT_DOC_MAX + 1);
+    big[USAGE_DEFAULT_DOC_MAX + 1] = '\0';
+    write_file(dir, "big.xml", big);
+    free(big);
+    snprintf(path, sizeof path, "%s/big.xml", dir);
+    CU_ASSERT_EQUAL(usage_set_default_doc(u, path), -1);
+    usage_close(u);
+    /* A role without a usage that has a default refuses the key. */
+    u = open_usage(ROLE_SHARED_LIST);
+    snprintf(path, sizeof path, "%s/ok.xml", dir);
+    CU_ASSERT_EQUAL(usage_set_default_doc(u, path), -1);
+    usage_close(u);
+    rm_rf(dir);
 }
 
 static void test_cases_pres_content(void)
@@ -1213,6 +1333,9 @@ int main(void)
         {"cases: OMA pres-rules", test_cases_oma_pres_rules},
         {"cases: pidf-manipulation", test_cases_pidf},
         {"cases: OMA pres-content", test_cases_pres_content},
+        {"cases: simservs (TS 24.623)", test_cases_simservs},
+        {"simservs: forward-to targets", test_simservs_targets},
+        {"simservs: the default document", test_default_document},
         {"every schema compiles", test_every_schema_compiles},
         {"error bodies are valid xcap-error", test_error_bodies_valid},
         {"xcap-caps bodies are valid", test_caps_valid},

@@ -374,9 +374,28 @@ static void test_xui_canonical(void)
         {"sip:x@h%4", "sip:x@h%4"},
         {"sip:x%zz@H", "sip:x%zz@h"},
         {"sip:a@b@C.com", "sip:a@b@c.com"},
+        /* URI parameters: without case, in one order (RFC 3261 §19.1.4); headers as sent */
         {"sip:alice@EXAMPLE.com;Transport=TCP?Subject=X",
-         "sip:alice@example.com;Transport=TCP?Subject=X"},
-        {"tel:+1-555-ABC", "tel:+1-555-abc"},
+         "sip:alice@example.com;transport=tcp?Subject=X"},
+        {"sip:alice@example.com;transport=tcp;LR", "sip:alice@example.com;lr;transport=tcp"},
+        /* tel: URIs (RFC 3966 §4, §5.1.1): visual separators, case, parameter order */
+        {"tel:+1-555-ABC", "tel:+1555abc"},
+        {"tel:+49-30-123456", "tel:+4930123456"},
+        {"TEL:+49(30)123.456", "tel:+4930123456"},
+        {"tel:7042;Phone-Context=EXAMPLE.com", "tel:7042;phone-context=example.com"},
+        {"tel:7042;phone-context=+1-555", "tel:7042;phone-context=+1555"},
+        {"tel:+1234;foo=Bar;phone-context=x;ext=12-3", "tel:+1234;ext=123;phone-context=x;foo=bar"},
+        {"tel:+1234?x=Y", "tel:+1234?x=Y"},
+        {"tel:+1;a=2;A=1;a", "tel:+1;a;a=1;a=2"},
+        {"tel:+1;a=1;a=2;a", "tel:+1;a;a=1;a=2"},
+        /* sip: with user=phone: the user part is a telephone-subscriber (RFC 3261 §19.1.6) */
+        {"sip:+49-30-123456@IMS.example.com;user=phone",
+         "sip:+4930123456@ims.example.com;user=phone"},
+        {"sip:+49-30-123456@ims.example.com;User=Phone",
+         "sip:+4930123456@ims.example.com;user=phone"},
+        {"sip:+1-555;ISUB=12-34@h;user=phone;lr", "sip:+1555;isub=1234@h;lr;user=phone"},
+        {"sip:+49-30-123456@ims.example.com", "sip:+49-30-123456@ims.example.com"},
+        {"sip:A-B@h;user=ip", "sip:A-B@h;user=ip"},
         {"Alice", "Alice"},
         {"Alice@EXAMPLE.com", "Alice@example.com"},
         {"1sip:X@Y", "1sip:X@y"},
@@ -394,6 +413,62 @@ static void test_xui_canonical(void)
         CU_ASSERT_STRING_EQUAL(again, got);
         free(again);
         free(got);
+    }
+}
+
+/* The canonical form is a fixed point on any input: random strings over the characters that
+ * matter (schemes, separators, parameters, escapes). */
+static void test_xui_canonical_fixed_point(void)
+{
+    static const char *const parts[] = {"sip:",
+                                        "sips:",
+                                        "tel:",
+                                        "+",
+                                        "49",
+                                        "-",
+                                        ".",
+                                        "(",
+                                        ")",
+                                        "@",
+                                        "H",
+                                        ";",
+                                        "user=phone",
+                                        "USER=PHONE",
+                                        "ext=1-2",
+                                        "isub=",
+                                        "phone-context=",
+                                        "=",
+                                        "?",
+                                        "%2B",
+                                        "%41",
+                                        "a",
+                                        "Z",
+                                        ";",
+                                        ";user=phone"};
+    unsigned seed = 12345;
+    for (int i = 0; i < 20000; i++) {
+        char in[128] = "";
+        size_t len = 0;
+        int n = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 12;
+        for (int k = 0; k < n; k++) {
+            const char *p = parts[((seed = seed * 1103515245u + 12345u) >> 16) %
+                                  (sizeof parts / sizeof *parts)];
+            size_t pl = strlen(p);
+            if (len + pl >= sizeof in)
+                break;
+            memcpy(in + len, p, pl + 1);
+            len += pl;
+        }
+        char *once = xcap_uri_xui_canonical(in);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(once);
+        char *twice = xcap_uri_xui_canonical(once);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(twice);
+        if (strcmp(once, twice) != 0)
+            fprintf(stderr, "canonical(%s) = %s, then %s\n", in, once, twice);
+        CU_ASSERT_STRING_EQUAL(once, twice);
+        CU_ASSERT(strlen(once) <= len);
+        free(once);
+        free(twice);
     }
 }
 
@@ -418,6 +493,14 @@ static void test_xui_equal(void)
         {"tel:+4912345", "tel:+4912345", true},
         {"TEL:+4912345", "tel:+4912345", true},
         {"tel:+4912345", "tel:+4912346", false},
+        {"tel:+49-12-345", "tel:+4912345", true},
+        {"tel:+49 12345", "tel:+4912345", false},
+        {"tel:1234;phone-context=Example.COM", "tel:1234;phone-context=example.com", true},
+        {"tel:1234;phone-context=example.com", "tel:1234;phone-context=example.org", false},
+        {"sip:+49-12-345@ims.example.com;user=phone", "sip:+4912345@IMS.example.com;USER=PHONE",
+         true},
+        {"sip:+4912345@ims.example.com;user=phone", "sip:+4912345@ims.example.com", false},
+        {"sip:+4912345@ims.example.com;user=phone", "tel:+4912345", false},
         {"tel:+4912345", "sip:+4912345", false},
         {"alice", "alice", true},
         {"alice", "Alice", false},
@@ -476,6 +559,7 @@ static CU_TestInfo xcap_uri_tests[] = {
     {"percent encoding", test_uri_encode},
     {"XUI comparison", test_xui_equal},
     {"XUI canonical form", test_xui_canonical},
+    {"XUI canonical form is a fixed point", test_xui_canonical_fixed_point},
     {"percent-decoding into a bounded buffer", test_xcap_uri_pct_decode},
     CU_TEST_INFO_NULL,
 };
