@@ -32,6 +32,10 @@ struct forward_loop_thread {
     size_t n_spare;
     bool stop, stopped;
     bool joined; /* by forward_loop_stop() */
+    /* True while the loop thread is in (or about to enter) curl_multi_poll: only then does a
+     * submission need curl_multi_wakeup (two system calls and a wakeup less per exchange while
+     * the loop is busy). */
+    atomic_bool polling;
     /* the loop thread's own */
     struct forward_async *running; /* on the multi handle */
 };
@@ -138,8 +142,16 @@ static void *forward_async_run(void *cls)
             forward_async_complete(t, a, st);
         }
         /* Wakes for socket activity, curl's next timeout, or curl_multi_wakeup (a submission,
-         * the stop); the 1 s bound is a safety net only. */
-        curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+         * the stop); the 1 s bound is a safety net only. polling is set before the queue is
+         * looked at, and a submitter looks at polling after queueing (both under or after the
+         * lock): either this sees the new exchange or the submitter sees polling and wakes it. */
+        atomic_store(&t->polling, true);
+        pthread_mutex_lock(&t->lock);
+        bool idle = !t->queue && !t->stop;
+        pthread_mutex_unlock(&t->lock);
+        if (idle)
+            curl_multi_poll(t->multi, NULL, 0, 1000, NULL);
+        atomic_store(&t->polling, false);
     }
     while (t->running) {
         struct forward_async *a = t->running;
@@ -270,6 +282,6 @@ void forward_submit(struct forward_loop *l, struct forward *fw, const struct for
     pthread_mutex_unlock(&t->lock);
     if (stopped)
         forward_async_stopping(t, a);
-    else
+    else if (atomic_load(&t->polling))
         curl_multi_wakeup(t->multi);
 }
