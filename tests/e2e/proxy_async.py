@@ -8,8 +8,9 @@ them. The proxy runs with one HTTP thread (threads = 1).
 - not_blocked: while a GET waits for its (held) upstream answer, another GET through the same
   single-threaded proxy is answered 200 at once; the held one is answered 200 once released,
   both with the upstream's exact body and ETag; the upstream saw the asserted identity;
-- in_flight_bound: with upstream_max_in_flight = 2 and two requests waiting, a third is answered
-  503 with Retry-After: 1 and its text at once, never sent upstream; the two are answered 200;
+- in_flight_bound: with upstream_max_in_flight = 2 and two requests waiting, a third (a GET, then
+  a PUT with a body) is answered 503 with Retry-After: 1 and its text at once, never sent
+  upstream; the two are answered 200;
 - keep_alive: 20 sequential GETs through the proxy reach the upstream on one connection;
 - stop_answers_waiting: SIGTERM with shutdown_timeout = 1 while a request waits for a held answer:
   within 3 s that request is answered 503 (Retry-After: 1, "the proxy is stopping") and the proxy
@@ -204,7 +205,15 @@ def check_in_flight_bound(env):
                      b"Retry-After\n",
            "third request: %d %s %s" % (r.status, r.headers, r.body))
     expect(took < 2.0, "the 503 took %.2f s" % took)
-    expect(len(env.upstream.requests) == sent, "the refused request went upstream")
+    # a write with a body is refused the same way, as soon as its body is in
+    t0 = time.monotonic()
+    r = request(env, env.port, "PUT", DOCS + "other", auth=auth, body=BODY * 16,
+                headers=[("Content-Type", "application/resource-lists+xml")])
+    took = time.monotonic() - t0
+    expect(r.status == 503 and r.header("Retry-After") == "1",
+           "PUT over the bound: %d %s %s" % (r.status, r.headers, r.body))
+    expect(took < 2.0, "the 503 to the PUT took %.2f s" % took)
+    expect(len(env.upstream.requests) == sent, "a refused request went upstream")
     env.upstream.release.set()
     for b in held:
         expect_relayed(b.join(10), "a held GET")
