@@ -8,7 +8,9 @@
  *   - digest_parse.c: the parser of the Authorization header (digest_parse_authorization), safe
  *     on any input, the part the fuzz target runs;
  *   - digest_nonce.c: the server context (struct digest): nonces and their per-nonce replay state
- *     (RFC 7616 §3.3, §3.4, §5.5, §5.12), the only state requests share (one mutex).
+ *     (RFC 7616 §3.3, §3.4, §5.5, §5.12), the only state requests share: a table split into
+ *     stripes by the nonce's random bits, each with its own mutex (up to 64 stripes, at least
+ *     1024 nonces each), so requests with different nonces seldom wait for each other.
  *
  * Nonce format: base64url(ts(8, big-endian) || random(16) || HMAC-SHA-256(secret, ts || random)
  * truncated to 16 bytes), without padding. The secret is random per process: nonces from an
@@ -18,7 +20,8 @@
  * (digest_clock_now() in production, any value in tests).
  *
  * Thread-safety: a struct digest is shared by all request threads once made; digest_verify()
- * locks its nonce table internally. The pure functions are reentrant. */
+ * locks the one stripe of its nonce's replay state, for the nc check only. The pure functions are
+ * reentrant. */
 #ifndef XDM_AGGPROXY_DIGEST_H
 #define XDM_AGGPROXY_DIGEST_H
 

@@ -27,10 +27,16 @@ int digest_nonce_open(const struct digest *d, const char *nonce,
 /* True when a nonce issued at ts is past the lifetime at now (or from the future). */
 bool digest_nonce_expired(const struct digest *d, uint64_t ts, uint64_t now);
 
+/* How many stripes a replay table of max_nonces is split into (1..64, a power of two): no more
+ * than leave 1024 nonces to each, so small tables keep one eviction order. Each stripe holds its
+ * share of max_nonces (the shares add up to it) and is locked on its own. */
+size_t digest_nonce_stripes(size_t max_nonces);
+
 enum digest_nc_check { DIGEST_NC_OK, DIGEST_NC_REPLAY, DIGEST_NC_STALE, DIGEST_NC_NOMEM };
 /* RFC 7616 §3.4, §5.12: nc must grow strictly per nonce. Records nc for the nonce (id, ts) of a
  * verified request: OK when it is above every nc accepted before, REPLAY when not, STALE when the
- * nonce's state may have been evicted (the client must take a new nonce), NOMEM. Thread-safe. */
+ * nonce's state may have been evicted (the client must take a new nonce), NOMEM. Thread-safe: it
+ * locks the nonce's stripe only. */
 enum digest_nc_check digest_nonce_accept_nc(struct digest *d,
                                             const unsigned char id[DIGEST_NONCE_ID_LEN],
                                             uint64_t ts, uint32_t nc, uint64_t now);

@@ -1,10 +1,14 @@
 /* HTTP Digest nonces (RFC 7616 §3.3, §5.5) and their replay state (§3.4, §5.12): the proxy's one
- * struct digest, the only state of the Digest code that requests share. The table is guarded by
- * one mutex; everything else is set once in digest_new(). Format of a nonce: digest.h. */
+ * struct digest, the only state of the Digest code that requests share. The replay table is split
+ * into stripes by the nonce's random bits, each a table of its own with its own mutex, capacity
+ * and eviction floor, so requests with different nonces seldom wait for each other (a small
+ * table, under DIGEST_STRIPE_MIN nonces a stripe, stays one stripe); everything else is set once
+ * in digest_new(). Format of a nonce: digest.h. */
 #include "digest.h"
 #include "digest_internal.h"
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,23 +35,33 @@ struct digest_nonce_entry {
     struct digest_nonce_entry *older, *newer;
 };
 
-/* Invariants: every entry is in exactly one bucket chain and in the age list (oldest..newest by
- * insertion); count <= max_nonces. floor_ts: when an unexpired entry had to be evicted, nonces
- * issued at or before the newest such entry's ts and absent from the table are treated as stale,
- * so eviction can never let an nc be replayed. */
+/* Stripes of the replay table: at most DIGEST_STRIPES_MAX (a power of two), and no more than
+ * leave DIGEST_STRIPE_MIN nonces to each. */
+#define DIGEST_STRIPES_MAX 64
+#define DIGEST_STRIPE_MIN 1024
+
+/* One stripe. Invariants: every entry is in exactly one bucket chain and in the age list
+ * (oldest..newest by insertion); count <= max. floor_ts: when an unexpired entry had to be
+ * evicted, nonces of this stripe issued at or before the newest such entry's ts and absent from
+ * it are treated as stale, so eviction can never let an nc be replayed. Each stripe on its own
+ * cache lines. */
+struct digest_nonce_stripe {
+    alignas(64) pthread_mutex_t lock;
+    struct digest_nonce_entry **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count, max;
+    struct digest_nonce_entry *oldest, *newest;
+    bool has_floor;
+    uint64_t floor_ts;
+};
+
 struct digest {
     unsigned char secret[DIGEST_SECRET_LEN];
     char opaque[DIGEST_OPAQUE_HEX_LEN + 1];
     uint64_t lifetime;
     size_t max_nonces;
-
-    pthread_mutex_t lock;
-    struct digest_nonce_entry **buckets;
-    size_t nbuckets; /* power of two */
-    size_t count;
-    struct digest_nonce_entry *oldest, *newest;
-    bool has_floor;
-    uint64_t floor_ts;
+    size_t nstripes; /* power of two */
+    struct digest_nonce_stripe *stripes;
 };
 
 void digest_hex_encode(const unsigned char *in, size_t len, char *out)
@@ -67,6 +81,37 @@ uint64_t digest_clock_now(void)
     return (uint64_t)ts.tv_sec;
 }
 
+size_t digest_nonce_stripes(size_t max_nonces)
+{
+    size_t n = 1;
+    while (n < DIGEST_STRIPES_MAX && max_nonces / (n * 2) >= DIGEST_STRIPE_MIN)
+        n <<= 1;
+    return n;
+}
+
+static void digest_stripe_release(struct digest_nonce_stripe *st)
+{
+    struct digest_nonce_entry *e = st->oldest;
+    while (e) {
+        struct digest_nonce_entry *next = e->newer;
+        free(e);
+        e = next;
+    }
+    free(st->buckets);
+    pthread_mutex_destroy(&st->lock);
+}
+
+void digest_free(struct digest *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; d->stripes && i < d->nstripes; i++)
+        digest_stripe_release(&d->stripes[i]);
+    free(d->stripes);
+    OPENSSL_cleanse(d->secret, sizeof d->secret);
+    free(d);
+}
+
 struct digest *digest_new(const struct digest_options *opts)
 {
     struct digest *d = calloc(1, sizeof *d);
@@ -74,35 +119,36 @@ struct digest *digest_new(const struct digest_options *opts)
         return NULL;
     d->lifetime = opts && opts->nonce_lifetime_s ? opts->nonce_lifetime_s : 300;
     d->max_nonces = opts && opts->max_nonces ? opts->max_nonces : 100000;
-    d->nbuckets = 16;
-    while (d->nbuckets < d->max_nonces / 2 && d->nbuckets < ((size_t)1 << 24))
-        d->nbuckets <<= 1;
-    d->buckets = calloc(d->nbuckets, sizeof *d->buckets);
-    unsigned char op[DIGEST_OPAQUE_HEX_LEN / 2];
-    if (!d->buckets || RAND_bytes(d->secret, sizeof d->secret) != 1 ||
-        RAND_bytes(op, sizeof op) != 1 || pthread_mutex_init(&d->lock, NULL) != 0) {
-        free(d->buckets);
+    size_t n = digest_nonce_stripes(d->max_nonces);
+    d->stripes = aligned_alloc(64, n * sizeof *d->stripes);
+    if (!d->stripes) {
         free(d);
+        return NULL;
+    }
+    memset(d->stripes, 0, n * sizeof *d->stripes);
+    for (size_t i = 0; i < n; i++) {
+        struct digest_nonce_stripe *st = &d->stripes[i];
+        /* The capacities add up to max_nonces. */
+        st->max = d->max_nonces / n + (i < d->max_nonces % n);
+        st->nbuckets = 16;
+        while (st->nbuckets < st->max / 2 && st->nbuckets < ((size_t)1 << 24))
+            st->nbuckets <<= 1;
+        st->buckets = calloc(st->nbuckets, sizeof *st->buckets);
+        if (!st->buckets || pthread_mutex_init(&st->lock, NULL) != 0) {
+            free(st->buckets);
+            d->nstripes = i;
+            digest_free(d);
+            return NULL;
+        }
+        d->nstripes = i + 1;
+    }
+    unsigned char op[DIGEST_OPAQUE_HEX_LEN / 2];
+    if (RAND_bytes(d->secret, sizeof d->secret) != 1 || RAND_bytes(op, sizeof op) != 1) {
+        digest_free(d);
         return NULL;
     }
     digest_hex_encode(op, sizeof op, d->opaque);
     return d;
-}
-
-void digest_free(struct digest *d)
-{
-    if (!d)
-        return;
-    struct digest_nonce_entry *e = d->oldest;
-    while (e) {
-        struct digest_nonce_entry *next = e->newer;
-        free(e);
-        e = next;
-    }
-    free(d->buckets);
-    pthread_mutex_destroy(&d->lock);
-    OPENSSL_cleanse(d->secret, sizeof d->secret);
-    free(d);
 }
 
 const char *digest_opaque(const struct digest *d)
@@ -198,30 +244,37 @@ int digest_nonce_open(const struct digest *d, const char *nonce,
     return 0;
 }
 
-static size_t digest_nonce_bucket(const struct digest *d,
-                                  const unsigned char id[DIGEST_NONCE_ID_LEN])
+/* The random part is uniformly distributed and server-made: no hash flooding possible. Its first
+ * eight bytes pick the bucket, the ninth the stripe. */
+static struct digest_nonce_stripe *digest_nonce_stripe(struct digest *d,
+                                                       const unsigned char id[DIGEST_NONCE_ID_LEN])
 {
-    /* The random part is uniformly distributed and server-made: no hash flooding possible. */
-    uint64_t h = 0;
-    memcpy(&h, id + DIGEST_NONCE_TS_LEN, sizeof h);
-    return (size_t)h & (d->nbuckets - 1);
+    return &d->stripes[id[DIGEST_NONCE_TS_LEN + 8] & (d->nstripes - 1)];
 }
 
-static void digest_nonce_unlink(struct digest *d, struct digest_nonce_entry *e)
+static size_t digest_nonce_bucket(const struct digest_nonce_stripe *st,
+                                  const unsigned char id[DIGEST_NONCE_ID_LEN])
 {
-    struct digest_nonce_entry **pp = &d->buckets[digest_nonce_bucket(d, e->id)];
+    uint64_t h = 0;
+    memcpy(&h, id + DIGEST_NONCE_TS_LEN, sizeof h);
+    return (size_t)h & (st->nbuckets - 1);
+}
+
+static void digest_nonce_unlink(struct digest_nonce_stripe *st, struct digest_nonce_entry *e)
+{
+    struct digest_nonce_entry **pp = &st->buckets[digest_nonce_bucket(st, e->id)];
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     if (e->older)
         e->older->newer = e->newer;
     else
-        d->oldest = e->newer;
+        st->oldest = e->newer;
     if (e->newer)
         e->newer->older = e->older;
     else
-        d->newest = e->older;
-    d->count--;
+        st->newest = e->older;
+    st->count--;
 }
 
 bool digest_nonce_expired(const struct digest *d, uint64_t ts, uint64_t now)
@@ -234,8 +287,9 @@ enum digest_nc_check digest_nonce_accept_nc(struct digest *d,
                                             uint64_t ts, uint32_t nc, uint64_t now)
 {
     enum digest_nc_check rc = DIGEST_NC_OK;
-    pthread_mutex_lock(&d->lock);
-    struct digest_nonce_entry *e = d->buckets[digest_nonce_bucket(d, id)];
+    struct digest_nonce_stripe *st = digest_nonce_stripe(d, id);
+    pthread_mutex_lock(&st->lock);
+    struct digest_nonce_entry *e = st->buckets[digest_nonce_bucket(st, id)];
     while (e && memcmp(e->id, id, DIGEST_NONCE_ID_LEN) != 0)
         e = e->hnext;
     if (e) {
@@ -249,22 +303,21 @@ enum digest_nc_check digest_nonce_accept_nc(struct digest *d,
         rc = DIGEST_NC_REPLAY; /* counting starts at 1: 0 is never above the highest accepted */
         goto out;
     }
-    if (d->has_floor && ts <= d->floor_ts) {
+    if (st->has_floor && ts <= st->floor_ts) {
         rc =
             DIGEST_NC_STALE; /* its state may have been evicted: make the client take a new nonce */
         goto out;
     }
-    while (d->oldest &&
-           (digest_nonce_expired(d, d->oldest->ts, now) || d->count >= d->max_nonces)) {
-        struct digest_nonce_entry *old = d->oldest;
-        if (!digest_nonce_expired(d, old->ts, now) && (!d->has_floor || old->ts > d->floor_ts)) {
-            d->has_floor = true;
-            d->floor_ts = old->ts;
+    while (st->oldest && (digest_nonce_expired(d, st->oldest->ts, now) || st->count >= st->max)) {
+        struct digest_nonce_entry *old = st->oldest;
+        if (!digest_nonce_expired(d, old->ts, now) && (!st->has_floor || old->ts > st->floor_ts)) {
+            st->has_floor = true;
+            st->floor_ts = old->ts;
         }
-        digest_nonce_unlink(d, old);
+        digest_nonce_unlink(st, old);
         free(old);
     }
-    if (d->has_floor && ts <= d->floor_ts) {
+    if (st->has_floor && ts <= st->floor_ts) {
         rc = DIGEST_NC_STALE;
         goto out;
     }
@@ -276,17 +329,17 @@ enum digest_nc_check digest_nonce_accept_nc(struct digest *d,
     memcpy(e->id, id, DIGEST_NONCE_ID_LEN);
     e->ts = ts;
     e->nc = nc;
-    size_t b = digest_nonce_bucket(d, id);
-    e->hnext = d->buckets[b];
-    d->buckets[b] = e;
-    e->older = d->newest;
-    if (d->newest)
-        d->newest->newer = e;
+    size_t b = digest_nonce_bucket(st, id);
+    e->hnext = st->buckets[b];
+    st->buckets[b] = e;
+    e->older = st->newest;
+    if (st->newest)
+        st->newest->newer = e;
     else
-        d->oldest = e;
-    d->newest = e;
-    d->count++;
+        st->oldest = e;
+    st->newest = e;
+    st->count++;
 out:
-    pthread_mutex_unlock(&d->lock);
+    pthread_mutex_unlock(&st->lock);
     return rc;
 }

@@ -14,26 +14,14 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "forward_internal.h"
+
 #define RESP_HEADERS_MAX 16
 #define RESP_HEADER_VALUE_MAX 8192
 #define URL_MAX 16384
 /* Connections kept per curl handle (at least the most distinct upstream instances). */
 #define FORWARD_MAX_CONNECTS 64
 #define PEM_MAX (1u << 20)
-
-struct forward {
-    pthread_key_t handle_key; /* this thread's CURL * */
-    pthread_key_t multi_key;  /* this thread's CURLM * */
-    unsigned timeout_ms;
-    unsigned connect_timeout_ms;
-    size_t max_response;
-    char *ca_file;
-    /* The client certificate and key as PEM text, replaced whole by forward_set_client_cert()
-     * under cred_lock; each exchange hands curl a copy (CURL_BLOB_COPY). */
-    pthread_mutex_t cred_lock;
-    char *cert_pem, *key_pem;
-    size_t cert_len, key_len;
-};
 
 static void forward_handle_destroy(void *h)
 {
@@ -274,18 +262,10 @@ const char *forward_response_header(const struct forward_response *r, const char
 }
 
 /* One request in flight: what curl's callbacks write to and what must outlive the transfer. */
-struct exchange {
-    struct forward_response *resp;
-    const struct forward_request *rq;
-    bool oom;
-    struct curl_slist *hdrs;
-    struct buf url;
-    char errbuf[CURL_ERROR_SIZE];
-};
 
 static size_t forward_on_body(char *data, size_t size, size_t n, void *cls)
 {
-    struct exchange *x = cls;
+    struct forward_exchange *x = cls;
     /* A short count makes curl stop with CURLE_WRITE_ERROR: the bound on an
      * XDMS answer (RFC 9110 §15.6.3: the proxy answers 502). */
     return buf_append(&x->resp->body, data, size * n) == 0 ? size * n : 0;
@@ -293,7 +273,7 @@ static size_t forward_on_body(char *data, size_t size, size_t n, void *cls)
 
 static size_t forward_on_header(char *line, size_t size, size_t n, void *cls)
 {
-    struct exchange *x = cls;
+    struct forward_exchange *x = cls;
     struct forward_response *r = x->resp;
     n *= size;
     if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
@@ -330,8 +310,7 @@ static size_t forward_on_header(char *line, size_t size, size_t n, void *cls)
     return n;
 }
 
-__attribute__((format(printf, 2, 3))) static void forward_set_error(struct forward_response *r,
-                                                                    const char *fmt, ...)
+void forward_set_error(struct forward_response *r, const char *fmt, ...)
 {
     struct buf b;
     buf_init(&b, 1024);
@@ -413,7 +392,7 @@ static bool forward_target_sendable(const char *target)
 
 /* Sets every option of one exchange on h (a fresh or reset handle). On failure resp->error says
  * why and nothing needs releasing but the exchange (forward_exchange_release). */
-static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, struct exchange *x)
+enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, struct forward_exchange *x)
 {
     const struct forward_request *rq = x->rq;
     struct forward_response *resp = x->resp;
@@ -509,7 +488,7 @@ static enum xcap_status forward_exchange_setup(struct forward *fw, CURL *h, stru
     return XCAP_OK;
 }
 
-static void forward_exchange_release(struct exchange *x)
+void forward_exchange_release(struct forward_exchange *x)
 {
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
@@ -517,7 +496,7 @@ static void forward_exchange_release(struct exchange *x)
 }
 
 /* Maps the end of a transfer to the forward_do() result. */
-static enum xcap_status forward_exchange_finish(CURL *h, struct exchange *x, CURLcode rc)
+enum xcap_status forward_exchange_finish(CURL *h, struct forward_exchange *x, CURLcode rc)
 {
     struct forward_response *resp = x->resp;
     const char *base = x->rq->base_url;
@@ -563,7 +542,7 @@ static enum xcap_status forward_exchange_finish(CURL *h, struct exchange *x, CUR
 enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq,
                             struct forward_response *resp)
 {
-    struct exchange x = {.resp = resp, .rq = rq};
+    struct forward_exchange x = {.resp = resp, .rq = rq};
     CURL *h = forward_thread_handle(fw);
     if (!h) {
         forward_set_error(resp, "cannot make an HTTP client handle");
@@ -599,7 +578,7 @@ static CURLM *forward_thread_multi(struct forward *fw)
 void forward_many(struct forward *fw, const struct forward_request *rq,
                   struct forward_response *resp, enum xcap_status *st, size_t n)
 {
-    struct exchange x[FORWARD_MANY_MAX];
+    struct forward_exchange x[FORWARD_MANY_MAX];
     CURL *h[FORWARD_MANY_MAX] = {NULL};
     bool running[FORWARD_MANY_MAX];
     CURLM *m = forward_thread_multi(fw);
@@ -610,7 +589,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
             continue;
         }
         running[i] = false;
-        x[i] = (struct exchange){.resp = &resp[i], .rq = &rq[i]};
+        x[i] = (struct forward_exchange){.resp = &resp[i], .rq = &rq[i]};
         if (!m || !(h[i] = curl_easy_init())) {
             forward_set_error(&resp[i], "cannot make an HTTP client handle");
             st[i] = XCAP_INTERNAL;
@@ -646,7 +625,7 @@ void forward_many(struct forward *fw, const struct forward_request *rq,
     while (m && (msg = curl_multi_info_read(m, &left)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
-        struct exchange *xp = NULL;
+        struct forward_exchange *xp = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&xp);
         size_t i = (size_t)(xp - x);
         if (!xp || i >= n || !running[i])

@@ -124,4 +124,41 @@ enum xcap_status forward_do(struct forward *fw, const struct forward_request *rq
 void forward_many(struct forward *fw, const struct forward_request *rq,
                   struct forward_response *resp, enum xcap_status *st, size_t n);
 
+/* ---- Asynchronous exchanges ----------------------------------------------------------------
+ *
+ * An event-driven forwarder for callers that must not hold their thread while an XDMS answers
+ * (the proxy's HTTP threads, RFC 9110 §7.6): forward_submit() hands the exchange to one of the
+ * loop's threads, each driving one curl multi handle (curl_multi_poll/curl_multi_wakeup), and
+ * returns at once; the loop calls back when the answer is in. Each loop thread keeps its own cache
+ * of keep-alive connections to the XDMSs (at most FORWARD_LOOP_MAX_CONNECTS), shared by every
+ * exchange of that thread, whatever struct forward it was set up with (curl reuses a connection
+ * only for the same TLS options and client certificate). Timeouts, the response bound, HTTPS with
+ * a client certificate and UNIX-domain upstreams are those of forward_do(). */
+
+#define FORWARD_LOOP_THREADS_MAX 16
+#define FORWARD_LOOP_MAX_CONNECTS 256
+
+struct forward_loop;
+
+/* Called exactly once per forward_submit(), with what forward_do() would have returned for it
+ * (resp filled the same way). It runs on a loop thread (or, once the loop has stopped, on the
+ * submitting thread before forward_submit() returns) and may call forward_submit() again. */
+typedef void (*forward_done_fn)(void *cls, enum xcap_status st);
+
+/* Starts n_threads (1..FORWARD_LOOP_THREADS_MAX) loop threads. NULL (logged) on failure. Call it
+ * after forward_new() of every forwarder it will serve (libcurl is initialised there). */
+struct forward_loop *forward_loop_start(unsigned n_threads);
+/* Stops the loop: every exchange still queued or running ends at once with XCAP_UPSTREAM_DOWN
+ * ("the proxy is stopping"; nothing more is sent), its callback called from its loop thread;
+ * then joins the threads. A forward_submit() racing with it or coming later is answered the same
+ * way on its own thread. Call from one thread; NULL is fine. */
+void forward_loop_stop(struct forward_loop *l);
+/* Stops (as above) and frees; no forward_submit() may follow. NULL is fine. */
+void forward_loop_free(struct forward_loop *l);
+/* Starts rq towards rq->base_url through fw's options and credentials (copied now) on one of l's
+ * threads and returns; done(cls, st) follows. rq, everything it points to, and resp (initialised)
+ * must stay valid until done is called. Thread-safe. */
+void forward_submit(struct forward_loop *l, struct forward *fw, const struct forward_request *rq,
+                    struct forward_response *resp, forward_done_fn done, void *cls);
+
 #endif

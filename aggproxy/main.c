@@ -83,7 +83,17 @@ static int aggproxy_listener(const char *value, char *host, size_t hostlen, uint
     return config_parse_hostport(value, host, hostlen, port) == 0;
 }
 
-/* The request handler with its time and outcome recorded (metrics.h). */
+/* The time and outcome of an answered request (metrics.h, access.h). */
+static void aggproxy_answered(const struct http_request *req, const struct http_response *resp,
+                              double s)
+{
+    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
+    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
+               resp->status, resp->body.len, s, http_request_header(req, "X-Request-ID"));
+}
+
+/* The request handler with its time and outcome recorded; a deferred request is recorded when
+ * it is answered (proxy_config.answered). */
 static void aggproxy_handle(void *cls, const struct http_request *req, struct http_response *resp)
 {
     struct timespec t0, t1;
@@ -92,11 +102,11 @@ static void aggproxy_handle(void *cls, const struct http_request *req, struct ht
      * forwarded to the XDMS and must not be chosen by a client to confuse the logs. */
     access_begin(NULL);
     proxy_handle(cls, req, resp);
+    if (http_request_deferred(req))
+        return;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    metrics_request(http_request_method(req), http_request_path(req), resp->status, s);
-    access_log(http_request_peer_str(req), http_request_method(req), http_request_target(req),
-               resp->status, resp->body.len, s, http_request_header(req, "X-Request-ID"));
+    aggproxy_answered(req, resp, s);
 }
 
 static int aggproxy_add_route(void *cls, const char *value)
@@ -333,7 +343,7 @@ struct aggproxy_main {
     int plain, tls, metrics_on;
     const char *tls_cert, *tls_key, *realm, *up_cert, *up_key;
     uint64_t threads, max_body, max_header, timeout, lifetime, max_nonces, up_timeout, up_connect,
-        check_interval, max_resp, gzip_min, caps_ttl, caps_retry;
+        check_interval, max_resp, gzip_min, caps_ttl, caps_retry, up_threads, up_max_in_flight;
     bool gzip;
     struct digest_algs algs;
     enum proxy_assert assert_mode;
@@ -344,6 +354,7 @@ struct aggproxy_main {
     struct digest *digest;
     struct route_table *routes;
     struct forward *fw;
+    struct forward_loop *loop; /* NULL: upstream_threads = 0 */
     struct upstream_check *check;
     struct caps_cache *caps;
     struct aggproxy_partners partners;
@@ -444,6 +455,8 @@ static int aggproxy_read_options(struct aggproxy_main *m, int argc, char **argv)
     m->lifetime = config_u64(cfg, "nonce_lifetime");
     m->max_nonces = config_u64(cfg, "max_nonces");
     m->up_timeout = config_u64(cfg, "upstream_timeout_ms");
+    m->up_threads = config_u64(cfg, "upstream_threads");
+    m->up_max_in_flight = config_u64(cfg, "upstream_max_in_flight");
     m->up_connect = config_u64(cfg, "upstream_connect_timeout_ms");
     m->check_interval = config_u64(cfg, "upstream_check_interval");
     m->max_resp = config_u64(cfg, "max_response");
@@ -609,6 +622,8 @@ static int aggproxy_build(struct aggproxy_main *m)
     if (aggproxy_ldap(m) < 0)
         return 1;
     m->gba = (struct gba_source){gba_store_fetch, m->store};
+    if (m->up_threads && !(m->loop = forward_loop_start((unsigned)m->up_threads)))
+        return 1;
     struct proxy_config pcfg = {
         .default_realm = m->realm,
         .store = m->store,
@@ -628,6 +643,9 @@ static int aggproxy_build(struct aggproxy_main *m)
         .algs = &m->algs,
         .ldap = m->ldap,
         .ldap_basic = config_bool(cfg, "ldap_basic"),
+        .loop = m->loop,
+        .max_in_flight = (unsigned)m->up_max_in_flight,
+        .answered = aggproxy_answered,
     };
     if (!(m->proxy = proxy_new(&pcfg)))
         return 1;
@@ -705,6 +723,11 @@ static int aggproxy_serve(struct aggproxy_main *m)
     log_info("signal %d: stopping; requests in progress get up to %u s", sig, drain_s);
     struct httpd *listeners[] = {m->httpd, m->httpsd};
     size_t left = httpd_drain(listeners, 2, drain_s);
+    /* Requests still waiting for an XDMS are answered now (503, Retry-After), and get a moment
+     * to be written out before the listeners close. */
+    forward_loop_stop(m->loop);
+    if (left)
+        left = httpd_drain(listeners, 2, 1);
     if (left)
         log_warn("stopping with %zu request(s) unfinished after shutdown_timeout (%u s)", left,
                  drain_s);
@@ -715,8 +738,11 @@ static int aggproxy_serve(struct aggproxy_main *m)
 static void aggproxy_release(struct aggproxy_main *m)
 {
     httpd_stop(m->admin);
+    /* Every deferred request is answered before its listener stops. */
+    forward_loop_stop(m->loop);
     httpd_stop(m->httpd);
     httpd_stop(m->httpsd);
+    forward_loop_free(m->loop);
     upstream_check_stop(m->check);
     partners_checks_stop(m->partners.set);
     proxy_free(m->proxy);

@@ -29,7 +29,13 @@ const struct config_key main_keys[] = {
     {"xcap_root_path", CONFIG_STR, 0, 0, ROUTE_DEFAULT_ROOT, NULL, 0, NULL,
      "path of the XCAP root"},
     {"threads", CONFIG_UINT, 1, 256, "4", NULL, 0, NULL,
-     "worker threads; each waits while an XDMS answers"},
+     "HTTP threads (with upstream_threads = 0 each waits while an XDMS answers)"},
+    {"upstream_threads", CONFIG_UINT, 0, FORWARD_LOOP_THREADS_MAX, "1", NULL, 0, NULL,
+     "event threads that carry the exchanges with the XDMSs while the HTTP threads serve other "
+     "connections; 0 = forward on the HTTP threads"},
+    {"upstream_max_in_flight", CONFIG_UINT, 1, 1000000, "1024", NULL, 0, NULL,
+     "requests waiting for their XDMS at once (upstream_threads > 0); one more gets 503 with "
+     "Retry-After"},
     {"max_body", CONFIG_SIZE, 1, 1ull << 32, "1M", NULL, 0, NULL, "largest request body"},
     {"max_header", CONFIG_SIZE, 1 << 10, 1 << 20, "64K", NULL, 0, NULL, "request line + headers"},
     {"timeout", CONFIG_UINT, 1, 86400, "30", NULL, 0, NULL, "idle connection timeout, seconds"},

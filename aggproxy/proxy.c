@@ -34,6 +34,11 @@ void proxy_set_max_body(struct proxy *p, size_t max_body)
     p->max_body = max_body ? max_body : (size_t)1 << 20;
 }
 
+unsigned proxy_in_flight(const struct proxy *p)
+{
+    return atomic_load(&((struct proxy *)p)->in_flight);
+}
+
 void proxy_free(struct proxy *p)
 {
     if (!p)
@@ -73,6 +78,9 @@ struct proxy *proxy_new(const struct proxy_config *cfg)
     p->gzip = cfg->gzip;
     p->gzip_min = cfg->gzip_min ? cfg->gzip_min : 256;
     p->max_body = cfg->max_body ? cfg->max_body : (size_t)1 << 20;
+    p->loop = cfg->loop;
+    p->max_in_flight = cfg->max_in_flight ? cfg->max_in_flight : 1024;
+    p->answered = cfg->answered;
     if (cfg->n_gaa_fqdns && !(p->gaa_fqdns = calloc(cfg->n_gaa_fqdns, sizeof *p->gaa_fqdns))) {
         proxy_free(p);
         return NULL;
@@ -429,63 +437,90 @@ static int proxy_upstream_target(const char *target, struct buf *out)
     return buf_puts(out, "");
 }
 
-/* Phase: forward (TS 24.109 §7; OMA XDM Core §5.1.2, §5.2; RFC 9110 §7.6). Only the relayed headers
- * go upstream, so Authorization, Content-Encoding and every client-sent identity header are dropped
- * by construction. The XDMS's answer, whatever its status, is relayed as it is. */
-static enum xcap_status proxy_forward(struct proxy *p, struct proxy_call *c,
-                                      struct http_response *resp)
-{
-    struct proxy_headers h = {.n = 0};
-    http_request_each_header(c->req, proxy_pick_header, &h);
-    for (size_t i = 0; i < c->n_idh; i++)
-        h.v[h.n++] = c->idh[i];
-    /* This request's id (made in aggproxy's handler wrapper), so that the XDMS logs it too. */
-    h.v[h.n++] = (struct forward_header){"X-Request-ID", access_request_id()};
+/* What one forwarded request hands the XDMS (and gets back): the relayed headers borrow the
+ * request's strings, which stay valid until it is answered (also when deferred). */
+struct proxy_exchange {
+    struct proxy_headers h;
     struct buf target;
-    buf_init(&target, 3 * strlen(c->target) + 1);
-    if (proxy_upstream_target(c->target, &target) < 0) {
-        buf_release(&target);
+    struct forward_request rq;
+    struct forward_response fr;
+};
+
+/* Phase: forward, its first half (TS 24.109 §7; OMA XDM Core §5.1.2, §5.2; RFC 9110 §7.6). Only
+ * the relayed headers go upstream, so Authorization, Content-Encoding and every client-sent
+ * identity header are dropped by construction. */
+static enum xcap_status proxy_forward_prepare(struct proxy_call *c, struct proxy_exchange *x)
+{
+    x->h.n = 0;
+    http_request_each_header(c->req, proxy_pick_header, &x->h);
+    for (size_t i = 0; i < c->n_idh; i++)
+        x->h.v[x->h.n++] = c->idh[i];
+    /* This request's id (made in aggproxy's handler wrapper), so that the XDMS logs it too. */
+    x->h.v[x->h.n++] = (struct forward_header){"X-Request-ID", access_request_id()};
+    buf_init(&x->target, 3 * strlen(c->target) + 1);
+    forward_response_init(&x->fr);
+    if (proxy_upstream_target(c->target, &x->target) < 0)
         return xcap_fail(&c->err, XCAP_INTERNAL, "out of memory");
-    }
-    struct forward_request rq = {
+    x->rq = (struct forward_request){
         .method = c->method,
-        .target = target.data,
-        .headers = h.v,
-        .n_headers = h.n,
+        .target = x->target.data,
+        .headers = x->h.v,
+        .n_headers = x->h.n,
         .body = c->body,
         .body_len = c->body_len,
     };
-    struct forward_response fr;
-    forward_response_init(&fr);
-    enum xcap_status st =
-        c->partner ? upstream_forward(partner_forward(c->partner), partner_routes(c->partner),
-                                      c->route.up, &rq, &fr, NULL)
-                   : upstream_forward(p->forward, p->routes, c->route.up, &rq, &fr, NULL);
-    buf_release(&target);
+    return XCAP_OK;
+}
+
+static void proxy_exchange_release(struct proxy_exchange *x)
+{
+    buf_release(&x->target);
+    forward_response_release(&x->fr);
+}
+
+/* Phase: forward, its second half: the XDMS's answer, whatever its status, is relayed as it is. */
+static enum xcap_status proxy_forward_result(struct proxy_call *c, enum xcap_status st,
+                                             struct proxy_exchange *x, struct http_response *resp)
+{
+    struct forward_response *fr = &x->fr;
     if (st == XCAP_UPSTREAM || st == XCAP_UPSTREAM_DOWN)
         metrics_upstream_error(METRICS_UPSTREAM_UNREACHABLE);
     else if (st == XCAP_UPSTREAM_TIMEOUT)
         metrics_upstream_error(METRICS_UPSTREAM_TIMEOUT);
     if (st != XCAP_OK) {
-        xcap_fail(&c->err, st, "%s", fr.error ? fr.error : status_phrase(st));
+        xcap_fail(&c->err, st, "%s", fr->error ? fr->error : status_phrase(st));
         /* Nothing reached any instance: the client may simply send it again shortly (RFC 9110
          * §15.6.4, §10.2.3). */
         if (st == XCAP_UPSTREAM_DOWN)
             xcap_err_add_header(&c->err, "Retry-After", UPSTREAM_RETRY_AFTER);
-        forward_response_release(&fr);
         return st;
     }
     c->relayed = true;
-    resp->status = fr.status;
-    for (size_t i = 0; i < fr.n_headers; i++)
-        http_response_header(resp, fr.headers[i].name, fr.headers[i].value);
+    resp->status = fr->status;
+    for (size_t i = 0; i < fr->n_headers; i++)
+        http_response_header(resp, fr->headers[i].name, fr->headers[i].value);
     /* The body moves over without a copy. */
     buf_release(&resp->body);
-    resp->body = fr.body;
+    resp->body = fr->body;
     resp->body.max = (size_t)-1;
-    buf_init(&fr.body, 0);
-    forward_response_release(&fr);
+    buf_init(&fr->body, 0);
     return XCAP_OK;
+}
+
+/* Phase: forward, on this thread (no loop configured). */
+static enum xcap_status proxy_forward(struct proxy *p, struct proxy_call *c,
+                                      struct http_response *resp)
+{
+    struct proxy_exchange x;
+    enum xcap_status st = proxy_forward_prepare(c, &x);
+    if (st == XCAP_OK) {
+        st = c->partner ? upstream_forward(partner_forward(c->partner), partner_routes(c->partner),
+                                           c->route.up, &x.rq, &x.fr, NULL)
+                        : upstream_forward(p->forward, p->routes, c->route.up, &x.rq, &x.fr, NULL);
+        st = proxy_forward_result(c, st, &x, resp);
+    }
+    proxy_exchange_release(&x);
+    return st;
 }
 
 /* Phase: dispatch to the target's kind: an XDMS, or one of the proxy's own documents. */
@@ -588,19 +623,102 @@ static double proxy_seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+/* The end of every request: respond, then release what it holds. */
+static void proxy_finish(struct proxy *p, struct proxy_call *c, enum xcap_status st,
+                         struct http_response *resp)
+{
+    proxy_respond(p, c, st, resp);
+    if (c->partner_begun)
+        partner_end(c->partner, resp->status, proxy_seconds_since(&c->partner_t0));
+    proxy_release(c);
+}
+
+/* A request forwarded without holding its HTTP thread: everything it owns, from the handler to
+ * the answer. */
+struct proxy_pending {
+    struct proxy_call c;
+    struct proxy_exchange x;
+    struct upstream_call u;
+    struct timespec t0;
+    char request_id[ACCESS_ID_MAX + 1];
+};
+
+/* forward_done_fn: the XDMS answered (or could not): the response is made on the loop thread and
+ * the connection resumed with it. */
+static void proxy_forward_done(void *cls, enum xcap_status st)
+{
+    struct proxy_pending *pp = cls;
+    struct proxy_call *c = &pp->c;
+    struct proxy *p = c->p;
+    const struct http_request *req = c->req;
+    access_begin(pp->request_id);
+    struct http_response resp = {.status = 500};
+    buf_init(&resp.body, SIZE_MAX);
+    st = proxy_forward_result(c, st, &pp->x, &resp);
+    proxy_finish(p, c, st, &resp);
+    if (p->answered)
+        p->answered(req, &resp, proxy_seconds_since(&pp->t0));
+    proxy_exchange_release(&pp->x);
+    free(pp);
+    atomic_fetch_sub(&p->in_flight, 1);
+    http_request_answer(req, &resp); /* req may be gone once this returns */
+    buf_release(&resp.body);
+}
+
+/* Phase: forward, on the loop (RFC 9110 §7.6): the connection is suspended until the XDMS has
+ * answered. XCAP_OK: deferred, pp belongs to the loop; otherwise the request is answered here. */
+static enum xcap_status proxy_forward_defer(struct proxy *p, struct proxy_pending *pp)
+{
+    struct proxy_call *c = &pp->c;
+    if (atomic_fetch_add(&p->in_flight, 1) >= p->max_in_flight) {
+        atomic_fetch_sub(&p->in_flight, 1);
+        proxy_note(c, "upstream_max_in_flight (%u) requests waiting for their XDMS",
+                   p->max_in_flight);
+        xcap_fail(&c->err, XCAP_UPSTREAM_DOWN,
+                  "too many requests waiting for their XDMS; retry after the time in Retry-After");
+        xcap_err_add_header(&c->err, "Retry-After", UPSTREAM_RETRY_AFTER);
+        return XCAP_UPSTREAM_DOWN;
+    }
+    enum xcap_status st = proxy_forward_prepare(c, &pp->x);
+    if (st == XCAP_OK && http_request_defer(c->req) < 0)
+        st = xcap_fail(&c->err, XCAP_INTERNAL, "cannot suspend the connection");
+    if (st != XCAP_OK) {
+        atomic_fetch_sub(&p->in_flight, 1);
+        proxy_exchange_release(&pp->x);
+        return st;
+    }
+    snprintf(pp->request_id, sizeof pp->request_id, "%s", access_request_id());
+    if (c->partner)
+        upstream_submit(&pp->u, p->loop, partner_forward(c->partner), partner_routes(c->partner),
+                        c->route.up, &pp->x.rq, &pp->x.fr, proxy_forward_done, pp);
+    else
+        upstream_submit(&pp->u, p->loop, p->forward, p->routes, c->route.up, &pp->x.rq, &pp->x.fr,
+                        proxy_forward_done, pp);
+    return XCAP_OK;
+}
+
 void proxy_handle(void *cls, const struct http_request *req, struct http_response *resp)
 {
     struct proxy *p = cls;
-    struct proxy_call c;
-    memset(&c, 0, sizeof c);
-    proxy_receive(p, &c, req);
+    struct proxy_pending *pp = calloc(1, sizeof *pp);
+    if (!pp) {
+        http_response_text(resp, 500, "out of memory");
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &pp->t0);
+    struct proxy_call *c = &pp->c;
+    proxy_receive(p, c, req);
     enum xcap_status st;
-    if ((st = proxy_method(&c)) == XCAP_OK && (st = proxy_authenticate(p, &c)) == XCAP_OK &&
-        (st = proxy_authorise(&c)) == XCAP_OK && (st = proxy_identify(p, &c)) == XCAP_OK &&
-        (st = proxy_decode(p, &c)) == XCAP_OK && (st = proxy_route(p, &c)) == XCAP_OK)
-        st = proxy_dispatch(p, &c, resp);
-    proxy_respond(p, &c, st, resp);
-    if (c.partner_begun)
-        partner_end(c.partner, resp->status, proxy_seconds_since(&c.partner_t0));
-    proxy_release(&c);
+    if ((st = proxy_method(c)) == XCAP_OK && (st = proxy_authenticate(p, c)) == XCAP_OK &&
+        (st = proxy_authorise(c)) == XCAP_OK && (st = proxy_identify(p, c)) == XCAP_OK &&
+        (st = proxy_decode(p, c)) == XCAP_OK && (st = proxy_route(p, c)) == XCAP_OK) {
+        if (c->route.kind == ROUTE_UPSTREAM && p->loop) {
+            if ((st = proxy_forward_defer(p, pp)) == XCAP_OK)
+                return; /* answered by proxy_forward_done */
+        } else {
+            st = proxy_dispatch(p, c, resp);
+        }
+    }
+    proxy_finish(p, c, st, resp);
+    free(pp);
 }

@@ -83,6 +83,20 @@ struct proxy_config {
      * bind (RFC 7617; never over plain HTTP). */
     struct ldapusers *ldap;
     bool ldap_basic;
+    /* Asynchronous forwarding (forward.h): with a loop, a request routed to an XDMS does not hold
+     * its HTTP thread while the XDMS answers; the connection is suspended (http_request_defer)
+     * and answered from the loop thread. NULL = forward on the HTTP thread (blocking). At most
+     * max_in_flight (0 = 1024) such requests at once; beyond, 503 with Retry-After
+     * (RFC 9110 §15.6.4, §10.2.3). */
+    struct forward_loop *loop; /* borrowed */
+    unsigned max_in_flight;
+    /* Called once per answered request, with the response about to be sent and the seconds since
+     * the handler started (metrics, access log); NULL = none. A request answered within
+     * proxy_handle() is not reported here (the caller of proxy_handle sees its resp); one deferred
+     * is, from the loop thread, with the request id of the handler's thread restored
+     * (access_begin). */
+    void (*answered)(const struct http_request *req, const struct http_response *resp,
+                     double seconds);
 };
 
 /* Returns NULL on allocation failure or a bad GAA FQDN. The borrowed handles must outlive the
@@ -93,7 +107,11 @@ void proxy_free(struct proxy *p);
  * request on. Thread-safe. */
 void proxy_set_max_body(struct proxy *p, size_t max_body);
 
-/* httpd_handler_fn; cls is the struct proxy *. */
+/* Requests forwarded asynchronously and not answered yet. Thread-safe. */
+unsigned proxy_in_flight(const struct proxy *p);
+
+/* httpd_handler_fn; cls is the struct proxy *. A request routed to an XDMS with a loop configured
+ * is deferred (http_request_deferred(req) is then true when this returns, and resp is unused). */
 void proxy_handle(void *cls, const struct http_request *req, struct http_response *resp);
 
 #endif

@@ -48,6 +48,11 @@ struct proxy {
     struct digest_algs algs; /* plain Digest, in challenge order */
     struct ldapusers *ldap;  /* NULL = no LDAP users */
     bool ldap_basic;
+    struct forward_loop *loop; /* NULL: forward on the HTTP thread */
+    unsigned max_in_flight;
+    atomic_uint in_flight; /* deferred requests not answered yet */
+    void (*answered)(const struct http_request *req, const struct http_response *resp,
+                     double seconds);
 };
 
 /* Everything one request owns, released in one place (proxy_release). */

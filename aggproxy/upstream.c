@@ -24,66 +24,140 @@ static bool upstream_transport_failed(enum xcap_status st)
     return st == XCAP_UPSTREAM || st == XCAP_UPSTREAM_TIMEOUT;
 }
 
-enum xcap_status upstream_forward(struct forward *fw, const struct route_table *t,
-                                  const struct route_upstream *up, struct forward_request *rq,
-                                  struct forward_response *resp, unsigned *tries)
+/* Picks the next instance to try and points rq at it; false when every one has been tried. */
+static bool upstream_next(struct upstream_call *u)
 {
-    uint32_t tried = 0;
-    unsigned n = 0;
-    enum xcap_status st = XCAP_UPSTREAM, sent_st = XCAP_OK;
-    char *sent_error = NULL; /* the failure of an attempt that was sent: it says what happened */
-    for (size_t i = route_pick(t, up, tried); i < up->n; i = route_pick(t, up, tried)) {
-        tried |= 1u << i;
-        if (n++ > 0)
-            metrics_count(METRICS_UPSTREAM_RETRIED, 1);
-        size_t id = up->id[i];
-        rq->base_url = up->url[i];
-        route_instance_begin(t, id);
-        st = forward_do(fw, rq, resp);
-        route_instance_end(t, id);
-        if (!upstream_transport_failed(st)) {
-            if (st == XCAP_OK && !route_instance_up(t, id, NULL, 0) &&
-                !route_instance_mark(t, id, true, NULL))
-                log_info("upstream %s answers again", up->url[i]);
-            break;
-        }
-        const char *why = resp->error ? resp->error : "no answer";
-        if (resp->unsent) {
-            if (route_instance_mark(t, id, false, why))
-                log_warn("upstream %s marked down: %s", up->url[i], why);
-        } else {
-            free(sent_error);
-            sent_error = strdup(why);
-            sent_st = st;
-            if (!upstream_replayable(rq->method))
-                break; /* sent: the outcome is unknown, never replay a write */
-        }
-        if (route_pick(t, up, tried) < up->n)
-            log_info("%s %s: %s; trying another instance", rq->method, rq->target, why);
+    size_t i = route_pick(u->t, u->up, u->tried);
+    if (i >= u->up->n)
+        return false;
+    u->tried |= 1u << i;
+    if (u->n++ > 0)
+        metrics_count(METRICS_UPSTREAM_RETRIED, 1);
+    u->cur = i;
+    u->rq->base_url = u->up->url[i];
+    route_instance_begin(u->t, u->up->id[i]);
+    return true;
+}
+
+/* The outcome st of the attempt on instance u->cur; true when another instance is to be tried. */
+static bool upstream_after(struct upstream_call *u, enum xcap_status st)
+{
+    const struct route_upstream *up = u->up;
+    size_t id = up->id[u->cur];
+    struct forward_response *resp = u->resp;
+    route_instance_end(u->t, id);
+    u->st = st;
+    if (!upstream_transport_failed(st)) {
+        if (st == XCAP_OK && !route_instance_up(u->t, id, NULL, 0) &&
+            !route_instance_mark(u->t, id, true, NULL))
+            log_info("upstream %s answers again", up->url[u->cur]);
+        return false;
     }
-    if (tries)
-        *tries = n;
+    const char *why = resp->error ? resp->error : "no answer";
+    if (resp->unsent) {
+        if (route_instance_mark(u->t, id, false, why))
+            log_warn("upstream %s marked down: %s", up->url[u->cur], why);
+    } else {
+        free(u->sent_error);
+        u->sent_error = strdup(why);
+        u->sent_st = st;
+        if (!upstream_replayable(u->rq->method))
+            return false; /* sent: the outcome is unknown, never replay a write */
+    }
+    if (route_pick(u->t, up, u->tried) >= up->n)
+        return false;
+    log_info("%s %s: %s; trying another instance", u->rq->method, u->rq->target, why);
+    return true;
+}
+
+/* The answer once no further instance is tried. */
+static enum xcap_status upstream_end(struct upstream_call *u)
+{
+    struct forward_response *resp = u->resp;
+    enum xcap_status st = u->st;
     if (upstream_transport_failed(st) && resp->unsent) {
-        if (sent_st != XCAP_OK) {
+        if (u->sent_st != XCAP_OK) {
             /* An earlier attempt was sent and failed: that is what the client must know. */
             free(resp->error);
-            resp->error = sent_error;
-            sent_error = NULL;
+            resp->error = u->sent_error;
+            u->sent_error = NULL;
             resp->unsent = false;
-            st = sent_st;
-        } else if (up->n > 1) {
+            st = u->sent_st;
+        } else if (u->up->n > 1) {
             free(resp->error);
             struct buf b;
             buf_init(&b, 1024);
             buf_printf(&b, "no instance of upstream %s is reachable; the request was not sent",
-                       up->name);
+                       u->up->name);
             resp->error = buf_detach(&b, NULL);
             buf_release(&b);
             st = XCAP_UPSTREAM_DOWN;
         }
     }
-    free(sent_error);
+    free(u->sent_error);
+    u->sent_error = NULL;
     return st;
+}
+
+static void upstream_call_init(struct upstream_call *u, struct forward *fw,
+                               const struct route_table *t, const struct route_upstream *up,
+                               struct forward_request *rq, struct forward_response *resp)
+{
+    u->fw = fw;
+    u->t = t;
+    u->up = up;
+    u->rq = rq;
+    u->resp = resp;
+    u->tried = 0;
+    u->n = 0;
+    u->cur = 0;
+    u->st = XCAP_UPSTREAM;
+    u->sent_st = XCAP_OK;
+    u->sent_error = NULL;
+}
+
+enum xcap_status upstream_forward(struct forward *fw, const struct route_table *t,
+                                  const struct route_upstream *up, struct forward_request *rq,
+                                  struct forward_response *resp, unsigned *tries)
+{
+    struct upstream_call u;
+    upstream_call_init(&u, fw, t, up, rq, resp);
+    while (upstream_next(&u) && upstream_after(&u, forward_do(fw, rq, resp)))
+        ;
+    if (tries)
+        *tries = u.n;
+    return upstream_end(&u);
+}
+
+static void upstream_step(struct upstream_call *u);
+
+static void upstream_on_done(void *cls, enum xcap_status st)
+{
+    struct upstream_call *u = cls;
+    if (upstream_after(u, st))
+        upstream_step(u);
+    else
+        u->done(u->cls, upstream_end(u));
+}
+
+static void upstream_step(struct upstream_call *u)
+{
+    if (upstream_next(u))
+        forward_submit(u->loop, u->fw, u->rq, u->resp, upstream_on_done, u);
+    else
+        u->done(u->cls, upstream_end(u));
+}
+
+void upstream_submit(struct upstream_call *u, struct forward_loop *loop, struct forward *fw,
+                     const struct route_table *t, const struct route_upstream *up,
+                     struct forward_request *rq, struct forward_response *resp,
+                     forward_done_fn done, void *cls)
+{
+    upstream_call_init(u, fw, t, up, rq, resp);
+    u->loop = loop;
+    u->done = done;
+    u->cls = cls;
+    upstream_step(u);
 }
 
 const char *upstream_first(const struct route_table *t, const struct route_upstream *up)

@@ -22,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "buf.h"
 #include "forward.h"
@@ -41,6 +42,32 @@
 enum xcap_status upstream_forward(struct forward *fw, const struct route_table *t,
                                   const struct route_upstream *up, struct forward_request *rq,
                                   struct forward_response *resp, unsigned *tries);
+
+/* The state of one upstream_submit(): the caller's memory, untouched by the caller until done. */
+struct upstream_call {
+    struct forward_loop *loop;
+    struct forward *fw;
+    const struct route_table *t;
+    const struct route_upstream *up;
+    struct forward_request *rq;
+    struct forward_response *resp;
+    forward_done_fn done;
+    void *cls;
+    uint32_t tried; /* bit i: up->url[i] tried */
+    unsigned n;     /* instances tried */
+    size_t cur;     /* the instance of the attempt running */
+    enum xcap_status st, sent_st;
+    char *sent_error; /* the failure of an attempt that was sent: it says what happened */
+};
+
+/* upstream_forward() without holding the calling thread: each attempt goes through
+ * forward_submit() on loop, the next instance (same rules) is tried from the loop thread, and
+ * done(cls, st) gets what upstream_forward() would have returned, once, from a loop thread (see
+ * forward_done_fn). u, rq (everything it points to) and resp must stay valid until then. */
+void upstream_submit(struct upstream_call *u, struct forward_loop *loop, struct forward *fw,
+                     const struct route_table *t, const struct route_upstream *up,
+                     struct forward_request *rq, struct forward_response *resp,
+                     forward_done_fn done, void *cls);
 
 /* The first instance a new request of a parallel fan-out (xcap-caps, xcap-directory) goes to: the
  * one route_pick() gives. Borrowed URL. */

@@ -1,12 +1,17 @@
 /* Unit suite for aggproxy/digest.c: RFC 7616 test vectors, the Authorization parser, nonces
- * (validity, expiry, tampering, eviction), nc replay, and the checks of RFC 7616 §3.3-§3.5. */
+ * (validity, expiry, tampering, eviction, stripes, concurrent use), nc replay, and the checks of
+ * RFC 7616 §3.3-§3.5. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "digest.h"
+#include "digest_internal.h"
 #include "unit.h"
 
 /* ---- RFC vectors ---------------------------------------------------------------------------- */
@@ -677,6 +682,129 @@ static void test_nonce_eviction(void)
     digest_free(d);
 }
 
+static void test_nonce_stripe_count(void)
+{
+    CU_ASSERT_EQUAL(digest_nonce_stripes(1), 1);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(2), 1);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(2047), 1);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(2048), 2);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(4096), 4);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(65535), 32);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(65536), 64);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(100000), 64);
+    CU_ASSERT_EQUAL(digest_nonce_stripes(10000000), 64);
+}
+
+/* The id and issue time of a fresh nonce of d. */
+static void fresh_id(struct digest *d, uint64_t now, unsigned char id[DIGEST_NONCE_ID_LEN],
+                     uint64_t *ts)
+{
+    char nonce[DIGEST_NONCE_MAX];
+    CU_ASSERT_EQUAL_FATAL(digest_nonce_new(d, now, nonce), 0);
+    CU_ASSERT_EQUAL_FATAL(digest_nonce_open(d, nonce, id, ts), 0);
+}
+
+#define STRIPED_N 4096
+
+/* With stripes (4096 nonces: 4 of 1024), replay protection is what one table gives: an nc once
+ * accepted is never accepted again, whether its nonce's state is still held (REPLAY) or was
+ * evicted by later nonces of its stripe (STALE); a held one takes a higher nc. */
+static void test_nonce_stripes_replay(void)
+{
+    struct digest_options opts = {.nonce_lifetime_s = 100000, .max_nonces = STRIPED_N};
+    struct digest *d = digest_new(&opts);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    static unsigned char ids[2 * STRIPED_N][DIGEST_NONCE_ID_LEN];
+    static uint64_t ts[2 * STRIPED_N];
+    const uint64_t now = 10 + 2 * STRIPED_N;
+    for (size_t i = 0; i < 2 * STRIPED_N; i++)
+        fresh_id(d, 10 + i, ids[i], &ts[i]); /* issued one second apart, oldest first */
+    size_t ok = 0;
+    for (size_t i = 0; i < STRIPED_N; i++)
+        ok += digest_nonce_accept_nc(d, ids[i], ts[i], 1, now) == DIGEST_NC_OK;
+    /* a stripe that drew more than its 1024 evicted its oldest, the newer ones were taken */
+    CU_ASSERT_EQUAL(ok, STRIPED_N);
+    size_t replay = 0, stale = 0;
+    for (size_t i = 0; i < STRIPED_N; i++) {
+        enum digest_nc_check rc = digest_nonce_accept_nc(d, ids[i], ts[i], 1, now);
+        replay += rc == DIGEST_NC_REPLAY;
+        stale += rc == DIGEST_NC_STALE;
+    }
+    CU_ASSERT_EQUAL(replay + stale, STRIPED_N);
+    CU_ASSERT(replay >= STRIPED_N / 2);
+    /* a second generation as large as the table evicts most of the first */
+    for (size_t i = STRIPED_N; i < 2 * STRIPED_N; i++)
+        CU_ASSERT_EQUAL(digest_nonce_accept_nc(d, ids[i], ts[i], 1, now), DIGEST_NC_OK);
+    size_t held = 0;
+    stale = 0;
+    for (size_t i = 0; i < STRIPED_N; i++) {
+        CU_ASSERT_NOT_EQUAL(digest_nonce_accept_nc(d, ids[i], ts[i], 1, now), DIGEST_NC_OK);
+        enum digest_nc_check rc = digest_nonce_accept_nc(d, ids[i], ts[i], 2, now);
+        CU_ASSERT(rc == DIGEST_NC_OK || rc == DIGEST_NC_STALE);
+        held += rc == DIGEST_NC_OK;
+        stale += rc == DIGEST_NC_STALE;
+    }
+    CU_ASSERT(stale >= STRIPED_N / 2);
+    CU_ASSERT_EQUAL(held + stale, STRIPED_N);
+    digest_free(d);
+}
+
+#define RACE_THREADS 4
+#define RACE_NC 3000
+
+struct race {
+    struct digest *d;
+    unsigned char shared[DIGEST_NONCE_ID_LEN];
+    uint64_t shared_ts;
+    atomic_uint accepted[RACE_NC + 1];
+    atomic_uint own_ok;
+};
+
+static void *race_run(void *cls)
+{
+    struct race *r = cls;
+    unsigned char own[DIGEST_NONCE_ID_LEN];
+    uint64_t own_ts;
+    char nonce[DIGEST_NONCE_MAX];
+    if (digest_nonce_new(r->d, 100, nonce) < 0 || digest_nonce_open(r->d, nonce, own, &own_ts) < 0)
+        return NULL;
+    for (uint32_t nc = 1; nc <= RACE_NC; nc++) {
+        if (digest_nonce_accept_nc(r->d, r->shared, r->shared_ts, nc, 100) == DIGEST_NC_OK)
+            atomic_fetch_add(&r->accepted[nc], 1);
+        if (digest_nonce_accept_nc(r->d, own, own_ts, nc, 100) == DIGEST_NC_OK)
+            atomic_fetch_add(&r->own_ok, 1);
+    }
+    return NULL;
+}
+
+/* Threads racing on one nonce with the same nc values: each nc is accepted at most once (nc
+ * strictly increasing per nonce, RFC 7616 §3.4), and each thread's own nonce takes all of its
+ * own. */
+static void test_nonce_concurrent(void)
+{
+    struct race *r = calloc(1, sizeof *r);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    r->d = digest_new(NULL); /* 100000 nonces: 64 stripes */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r->d);
+    fresh_id(r->d, 100, r->shared, &r->shared_ts);
+    pthread_t t[RACE_THREADS];
+    for (int i = 0; i < RACE_THREADS; i++)
+        CU_ASSERT_EQUAL_FATAL(pthread_create(&t[i], NULL, race_run, r), 0);
+    for (int i = 0; i < RACE_THREADS; i++)
+        pthread_join(t[i], NULL);
+    unsigned total = 0, twice = 0;
+    for (int nc = 1; nc <= RACE_NC; nc++) {
+        unsigned a = atomic_load(&r->accepted[nc]);
+        total += a;
+        twice += a > 1;
+    }
+    CU_ASSERT_EQUAL(twice, 0);
+    CU_ASSERT(total >= 1 && total <= RACE_NC);
+    CU_ASSERT_EQUAL(atomic_load(&r->own_ok), RACE_THREADS * RACE_NC);
+    digest_free(r->d);
+    free(r);
+}
+
 static void test_verify_checks(void)
 {
     struct digest *d = digest_new(NULL);
@@ -843,6 +971,9 @@ static CU_TestInfo server_tests[] = {
     {"nonce expiry and tampering", test_nonce_expiry_and_tamper},
     {"nc replay", test_nc_replay},
     {"nonce table eviction", test_nonce_eviction},
+    {"nonce table stripes", test_nonce_stripe_count},
+    {"replay protection with stripes", test_nonce_stripes_replay},
+    {"concurrent nc checks", test_nonce_concurrent},
     {"parameter checks", test_verify_checks},
     {"qop=auth-int", test_auth_int},
     {"only offered algorithms", test_verify_offered},
