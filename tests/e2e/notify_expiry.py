@@ -27,273 +27,47 @@ failed. Standard library only.
 """
 
 import argparse
-import http.client
 import os
-import re
-import selectors
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
-ALICE = "sip:alice@example.com"
-DOC_PATH = "/xcap-root/resource-lists/users/%s/index" % ALICE
-DOC = ('<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
-       'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="v%d"/></resource-lists>\n')
-CONTENT_LENGTH = re.compile(rb"\r\n(?:[Cc]ontent-[Ll]ength|l)[ \t]*:[ \t]*([0-9]+)")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import has_sanitizer_report  # noqa: E402
+from sip_peer import ALICE, Peer, Sub, check, results  # noqa: E402
+
 PER_IDENTITY = 100
 SHORT = 2          # seconds granted to the short subscriptions
 SHORTS = 8         # short subscriptions, sent SPACING apart
 SPACING = 0.125
 SLACK = 0.6        # how long after its end a final NOTIFY may arrive
 
-results = []
 
-
-def check(cond, what):
-    results.append(bool(cond))
-    print("%s %s" % ("PASS" if cond else "FAIL", what))
-    sys.stdout.flush()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def header(head, names):
-    for line in head.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() in names:
-            return v.strip()
-    return b""
-
-
-class Conn:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-        sock.setblocking(False)
-
-    def feed(self):
-        try:
-            data = self.sock.recv(1 << 20)
-        except BlockingIOError:
-            return []
-        except ConnectionError:
-            return None
-        if not data:
-            return None
-        buf = self.buf + data
-        out, pos = [], 0
-        while True:
-            end = buf.find(b"\r\n\r\n", pos)
-            if end < 0:
-                break
-            m = CONTENT_LENGTH.search(buf[pos:end + 4])
-            length = int(m.group(1)) if m else 0
-            if len(buf) < end + 4 + length:
-                break
-            out.append((buf[pos:end + 4], buf[end + 4:end + 4 + length]))
-            pos = end + 4 + length
-        self.buf = buf[pos:]
-        return out
-
-    def send(self, data):
-        view = memoryview(data)
-        end = time.monotonic() + 10
-        while view:
-            try:
-                view = view[self.sock.send(view):]
-            except BlockingIOError:
-                if time.monotonic() > end:
-                    raise RuntimeError("cannot send to the XDMS")
-                time.sleep(0.005)
-
-
-class Sub:
+class ExpirySub(Sub):
     def __init__(self, i, identity, entry, expires):
-        self.i, self.identity, self.entry, self.expires = i, identity, entry, expires
-        self.call_id = "exp-%d@127.0.0.1" % i
-        self.to = None
-        self.cseq = 1
-        self.sent = None        # monotonic time the (last) SUBSCRIBE was sent
-        self.answered = None    # ... and its 200 arrived
-        self.initial = False
+        super().__init__("exp", i, identity, entry, expires)
         self.states = []        # (time, Subscription-State) of the NOTIFYs after the initial
         self.ended = None       # time of the terminated NOTIFY
         self.reason = b""
-        self.refused = None
 
 
-class Test:
+class Test(Peer):
     def __init__(self, args):
-        self.args = args
-        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.tmp = tempfile.mkdtemp(prefix="xdm-notify-expiry-", dir=shm)
-        self.http_port, self.sip_port = free_port(), free_port()
-        self.sock_path = os.path.join(self.tmp, "data", "xdms.sock")
-        self.sel = selectors.DefaultSelector()
-        self.subs = {}
-        self.proc = None
-        self.out = None
-        self.log_path = os.path.join(self.tmp, "xdms.log")
-        self.branch = 0
+        super().__init__(args, "xdm-notify-expiry-", "exp")
         self.count = 0
 
-    def start(self):
-        with open(os.path.join(self.tmp, "xdm.conf"), "w") as f:
-            f.write("[xdms]\nsip_trusted_peer = 127.0.0.1\nmetrics = off\nmin_expires = 1\n"
-                    "notify_min_interval_ms = 0\n")
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.args.build, "xdms", "xdms"), "--role", "shared-list", "--config",
-             os.path.join(self.tmp, "xdm.conf"), "--data", os.path.join(self.tmp, "data"),
-             "--http", "127.0.0.1:%d" % self.http_port, "--sip", "127.0.0.1:%d" % self.sip_port,
-             "--xcap-root", "http://127.0.0.1:%d/xcap-root/" % self.http_port,
-             "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        log.close()
-        end = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
-                if os.path.exists(self.sock_path):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > end or self.proc.poll() is not None:
-                raise RuntimeError("the XDMS did not start:\n"
-                                   + self.output().decode(errors="replace"))
-            time.sleep(0.05)
-        self.out = Conn(socket.create_connection(("127.0.0.1", self.sip_port), timeout=5))
-        self.sel.register(self.out.sock, selectors.EVENT_READ, self.out)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            end = time.monotonic() + 15
-            while self.proc.poll() is None and time.monotonic() < end:
-                self.pump(0.05)
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else 0
-
-    def output(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
-
-    def listen(self):
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.listener.setblocking(False)
-        self.contact = self.listener.getsockname()[1]
-        self.sel.register(self.listener, selectors.EVENT_READ, None)
-
-    def put(self, k):
-        conn = http.client.HTTPConnection("localhost", timeout=30)
-        conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.sock.settimeout(30)
-        conn.sock.connect(self.sock_path)
-        conn.request("PUT", DOC_PATH, body=(DOC % k).encode(),
-                     headers={"Content-Type": "application/resource-lists+xml",
-                              "X-3GPP-Asserted-Identity": '"%s"' % ALICE})
-        r = conn.getresponse()
-        r.read()
-        conn.close()
-        return r.status
+    def notified(self, s, state, body, now, initial):
+        if not initial:
+            s.states.append((now, state))
+        if state.startswith(b"terminated") and s.ended is None:
+            s.ended = now
+            s.reason = state
 
     def add(self, identity, entry, expires):
-        s = Sub(self.count, identity, entry, expires)
+        s = ExpirySub(self.count, identity, entry, expires)
         self.count += 1
         self.subs[s.call_id] = s
         return s
-
-    def subscribe(self, s, expires=None, in_dialog=False):
-        self.branch += 1
-        body = ('<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list>'
-                '<entry uri="%s"/></list></resource-lists>' % s.entry).encode()
-        if in_dialog:
-            s.cseq += 1
-            body = b""
-        msg = ("SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
-               "Via: SIP/2.0/TCP 127.0.0.1:%d;branch=z9hG4bK-exp%d\r\n"
-               "Max-Forwards: 70\r\nFrom: <%s>;tag=f%d\r\nTo: %s\r\n"
-               "Call-ID: %s\r\nCSeq: %d SUBSCRIBE\r\n"
-               "Contact: <sip:exp@127.0.0.1:%d;transport=tcp>\r\nEvent: xcap-diff\r\n"
-               "Expires: %d\r\nP-Asserted-Identity: <%s>\r\n"
-               % (self.contact, self.branch, s.identity, s.i,
-                  s.to.decode() if in_dialog else "<sip:alice@example.com>", s.call_id, s.cseq,
-                  self.contact, s.expires if expires is None else expires, s.identity))
-        if body:
-            msg += "Content-Type: application/resource-lists+xml\r\n"
-        msg += "Content-Length: %d\r\n\r\n" % len(body)
-        s.answered = None
-        s.sent = time.monotonic()
-        self.out.send(msg.encode() + body)
-
-    def pump(self, timeout):
-        for key, _ in self.sel.select(timeout):
-            now = time.monotonic()
-            if key.data is None:
-                try:
-                    sock, _ = self.listener.accept()
-                except BlockingIOError:
-                    continue
-                self.sel.register(sock, selectors.EVENT_READ, Conn(sock))
-                continue
-            conn = key.data
-            msgs = conn.feed()
-            if msgs is None:
-                self.sel.unregister(conn.sock)
-                conn.sock.close()
-                if conn is self.out:
-                    self.out = None
-                continue
-            answers = []
-            for head, _ in msgs:
-                s = self.subs.get(header(head, (b"call-id", b"i")).decode())
-                if head.startswith(b"SIP/2.0 "):
-                    if s and b"SUBSCRIBE" in header(head, (b"cseq",)):
-                        if head[8:9] == b"2":
-                            s.answered = now
-                            s.to = header(head, (b"to", b"t"))
-                        elif head[8:9] != b"1":
-                            s.refused = head.split(b"\r\n")[0]
-                    continue
-                if not head.startswith(b"NOTIFY "):
-                    continue
-                lines = [b"SIP/2.0 200 OK"]
-                for line in head.split(b"\r\n")[1:]:
-                    k = line.partition(b":")[0].strip().lower()
-                    if k in (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"):
-                        lines.append(line)
-                lines.append(b"Content-Length: 0\r\n\r\n")
-                answers.append(b"\r\n".join(lines))
-                if not s:
-                    continue
-                state = header(head, (b"subscription-state",))
-                if not s.initial:
-                    s.initial = True
-                else:
-                    s.states.append((now, state))
-                if state.startswith(b"terminated") and s.ended is None:
-                    s.ended = now
-                    s.reason = state
-            if answers:
-                conn.send(b"".join(answers))
 
     def wait(self, what, cond, limit):
         end = time.monotonic() + limit
@@ -403,7 +177,7 @@ def main():
         rc = t.stop()
         out = t.output()
         check(rc == 0, "the XDMS stops cleanly (exit %s)" % rc)
-        check(not SANITIZER_RE.search(out), "no sanitizer report in the XDMS's output")
+        check(not has_sanitizer_report(out), "no sanitizer report in the XDMS's output")
         if args.v or not all(results):
             sys.stdout.write(out.decode(errors="replace")[-3000:])
         if args.keep:

@@ -28,278 +28,56 @@ failed or a sanitizer report appears in the server's output. Standard library on
 """
 
 import argparse
-import http.client
 import os
-import re
-import selectors
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
-SANITIZER_RE = re.compile(rb"ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:")
-ALICE = "sip:alice@example.com"
-DOC_PATH = "/xcap-root/resource-lists/users/%s/index" % ALICE
-DOC = ('<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
-       'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="v%d"><entry '
-       'uri="sip:bob@example.com"/></list></resource-lists>\n')
-CONTENT_LENGTH = re.compile(rb"\r\n(?:[Cc]ontent-[Ll]ength|l)[ \t]*:[ \t]*([0-9]+)")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import has_sanitizer_report  # noqa: E402
+from sip_peer import ALICE, Peer, Sub, check, results  # noqa: E402
+
 PER_IDENTITY = 100
 SETTLE = 1.0
 
-results = []
 
-
-def check(cond, what):
-    results.append(bool(cond))
-    print("%s %s" % ("PASS" if cond else "FAIL", what))
-    sys.stdout.flush()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def header(head, names):
-    for line in head.split(b"\r\n")[1:]:
-        k, _, v = line.partition(b":")
-        if k.strip().lower() in names:
-            return v.strip()
-    return b""
-
-
-class Conn:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-        sock.setblocking(False)
-
-    def feed(self):
-        try:
-            data = self.sock.recv(1 << 20)
-        except BlockingIOError:
-            return []
-        except ConnectionError:
-            return None
-        if not data:
-            return None
-        buf = self.buf + data
-        out, pos = [], 0
-        while True:
-            end = buf.find(b"\r\n\r\n", pos)
-            if end < 0:
-                break
-            m = CONTENT_LENGTH.search(buf[pos:end + 4])
-            length = int(m.group(1)) if m else 0
-            if len(buf) < end + 4 + length:
-                break
-            out.append((buf[pos:end + 4], buf[end + 4:end + 4 + length]))
-            pos = end + 4 + length
-        self.buf = buf[pos:]
-        return out
-
-    def send(self, data):
-        view = memoryview(data)
-        end = time.monotonic() + 10
-        while view:
-            try:
-                view = view[self.sock.send(view):]
-            except BlockingIOError:
-                if time.monotonic() > end:
-                    raise RuntimeError("cannot send to the XDMS")
-                time.sleep(0.005)
-
-
-class Sub:
+class IndexSub(Sub):
     def __init__(self, i, identity, entry, expires=3600):
-        self.i, self.identity, self.entry, self.expires = i, identity, entry, expires
-        self.call_id = "ix-%d@127.0.0.1" % i
-        self.to = None         # the To of the 200, with the XDMS's tag
-        self.accepted = False
-        self.initial = False
+        super().__init__("ix", i, identity, entry, expires)
         self.terminated = False
-        self.cseq = 1
 
 
-class Test:
+class Test(Peer):
+    DOC = ('<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
+           'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="v%d"><entry '
+           'uri="sip:bob@example.com"/></list></resource-lists>\n')
+
     def __init__(self, args):
-        self.args = args
-        # tmpfs when there is one: each SUBSCRIBE is saved with a durable commit, which on a
-        # disk would make the set-up of thousands take minutes; durability is not tested here.
-        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-        self.tmp = tempfile.mkdtemp(prefix="xdm-notify-index-", dir=shm)
-        self.http_port, self.sip_port = free_port(), free_port()
-        self.sock_path = os.path.join(self.tmp, "data", "xdms.sock")
-        self.sel = selectors.DefaultSelector()
-        self.subs = {}
-        self.events = []  # (call_id, head, body) of NOTIFYs received
-        self.proc = None
-        self.log_path = os.path.join(self.tmp, "xdms.log")
-        self.branch = 0
+        super().__init__(args, "xdm-notify-index-", "ix")
+        self.events = []  # (call_id, Subscription-State, body) of NOTIFYs after the initial
 
-    def start(self):
+    def config(self):
         n_servers = (self.args.noise + PER_IDENTITY - 1) // PER_IDENTITY + 2
-        with open(os.path.join(self.tmp, "xdm.conf"), "w") as f:
-            f.write("[xdms]\nsip_trusted_peer = 127.0.0.1\nmetrics = off\nmin_expires = 1\n"
-                    "notify_min_interval_ms = 0\nnotify_max_subscriptions = %d\n"
-                    % (self.args.noise + 100))
-            for k in range(n_servers):
-                f.write("sip_server = sip:srv%d@example.com\n" % k)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.args.build, "xdms", "xdms"), "--role", "shared-list", "--config",
-             os.path.join(self.tmp, "xdm.conf"), "--data", os.path.join(self.tmp, "data"),
-             "--http", "127.0.0.1:%d" % self.http_port, "--sip", "127.0.0.1:%d" % self.sip_port,
-             "--xcap-root", "http://127.0.0.1:%d/xcap-root/" % self.http_port,
-             "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        log.close()
-        end = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
-                if os.path.exists(self.sock_path):
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > end or self.proc.poll() is not None:
-                raise RuntimeError("the XDMS did not start:\n" + self.output().decode(errors="replace"))
-            time.sleep(0.05)
-        self.out = Conn(socket.create_connection(("127.0.0.1", self.sip_port), timeout=5))
-        self.sel.register(self.out.sock, selectors.EVENT_READ, self.out)
+        return ("notify_max_subscriptions = %d\n" % (self.args.noise + 100)
+                + "".join("sip_server = sip:srv%d@example.com\n" % k for k in range(n_servers)))
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            end = time.monotonic() + 15
-            while self.proc.poll() is None and time.monotonic() < end:
-                self.pump(0.05)  # answers to any NOTIFY sent while stopping
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "out", None):
-            self.sel.unregister(self.out.sock)
-            self.out.sock.close()
-            self.out = None
-        return self.proc.returncode if self.proc else 0
-
-    def output(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()
-        except OSError:
-            return b""
-
-    def listen(self):
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.listener.setblocking(False)
-        self.contact = self.listener.getsockname()[1]
-        self.sel.register(self.listener, selectors.EVENT_READ, None)
-
-    def put(self, k):
-        conn = http.client.HTTPConnection("localhost", timeout=30)
-        conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.sock.settimeout(30)
-        conn.sock.connect(self.sock_path)
-        conn.request("PUT", DOC_PATH, body=(DOC % k).encode(),
-                     headers={"Content-Type": "application/resource-lists+xml",
-                              "X-3GPP-Asserted-Identity": '"%s"' % ALICE})
-        r = conn.getresponse()
-        r.read()
-        conn.close()
-        return r.status
-
-    def subscribe(self, s, expires=None, in_dialog=False):
-        self.branch += 1
-        body = ('<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list>'
-                '<entry uri="%s"/></list></resource-lists>' % s.entry).encode()
-        if in_dialog:
-            s.cseq += 1
-            body = b""
-        msg = ("SUBSCRIBE sip:alice@example.com SIP/2.0\r\n"
-               "Via: SIP/2.0/TCP 127.0.0.1:%d;branch=z9hG4bK-ix%d\r\n"
-               "Max-Forwards: 70\r\nFrom: <%s>;tag=f%d\r\nTo: %s\r\n"
-               "Call-ID: %s\r\nCSeq: %d SUBSCRIBE\r\n"
-               "Contact: <sip:ix@127.0.0.1:%d;transport=tcp>\r\nEvent: xcap-diff\r\n"
-               "Expires: %d\r\nP-Asserted-Identity: <%s>\r\n"
-               % (self.contact, self.branch, s.identity, s.i,
-                  s.to.decode() if in_dialog else "<sip:alice@example.com>", s.call_id, s.cseq,
-                  self.contact, s.expires if expires is None else expires, s.identity))
-        if body:
-            msg += "Content-Type: application/resource-lists+xml\r\n"
-        msg += "Content-Length: %d\r\n\r\n" % len(body)
-        self.out.send(msg.encode() + body)
-
-    def pump(self, timeout):
-        for key, _ in self.sel.select(timeout):
-            if key.data is None:
-                try:
-                    sock, _ = self.listener.accept()
-                except BlockingIOError:
-                    continue
-                c = Conn(sock)
-                self.sel.register(sock, selectors.EVENT_READ, c)
-                continue
-            conn = key.data
-            msgs = conn.feed()
-            if msgs is None:
-                self.sel.unregister(conn.sock)
-                conn.sock.close()
-                if conn is self.out:
-                    self.out = None
-                continue
-            answers = []
-            for head, body in msgs:
-                cid = header(head, (b"call-id", b"i")).decode()
-                s = self.subs.get(cid)
-                if head.startswith(b"SIP/2.0 "):
-                    if s and b"SUBSCRIBE" in header(head, (b"cseq",)):
-                        if head[8:9] == b"2":
-                            s.accepted = True
-                            s.to = header(head, (b"to", b"t"))
-                        elif head[8:9] != b"1":
-                            s.refused = head.split(b"\r\n")[0]
-                    continue
-                if not head.startswith(b"NOTIFY "):
-                    continue
-                lines = [b"SIP/2.0 200 OK"]
-                for line in head.split(b"\r\n")[1:]:
-                    k = line.partition(b":")[0].strip().lower()
-                    if k in (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i", b"cseq"):
-                        lines.append(line)
-                lines.append(b"Content-Length: 0\r\n\r\n")
-                answers.append(b"\r\n".join(lines))
-                state = header(head, (b"subscription-state",))
-                if s:
-                    if not s.initial:
-                        s.initial = True
-                    else:
-                        self.events.append((cid, state, body))
-                    if state.startswith(b"terminated"):
-                        s.terminated = True
-            if answers:
-                conn.send(b"".join(answers))
+    def notified(self, s, state, body, now, initial):
+        if not initial:
+            self.events.append((s.call_id, state, body))
+        if state.startswith(b"terminated"):
+            s.terminated = True
 
     def subscribe_all(self, subs):
         sent, window = 0, 300
         end = time.monotonic() + self.args.time_limit
         # The 200 (on our connection to the XDMS) and the initial NOTIFY (on its connection to
         # us) may arrive in either order: wait for both.
-        while not all(s.initial and s.accepted for s in subs):
+        while not all(s.initial and s.answered for s in subs):
             while sent < len(subs) and sent - sum(1 for s in subs[:sent] if s.initial) < window:
                 self.subscribe(subs[sent])
                 sent += 1
             self.pump(0.05)
-            refused = [s for s in subs[:sent] if getattr(s, "refused", None)]
+            refused = [s for s in subs[:sent] if s.refused]
             if refused:
                 raise RuntimeError("SUBSCRIBE %s refused: %s" % (refused[0].entry,
                                                                  refused[0].refused))
@@ -337,7 +115,7 @@ class Test:
 
         def add(lst, identity, entry, expires=3600):
             nonlocal i
-            s = Sub(i, identity, entry, expires)
+            s = IndexSub(i, identity, entry, expires)
             i += 1
             self.subs[s.call_id] = s
             lst.append(s)
@@ -367,7 +145,7 @@ class Test:
         everyone = targets + near + noise
         t0 = time.monotonic()
         self.subscribe_all(everyone)
-        check(all(s.accepted and s.initial for s in everyone),
+        check(all(s.answered and s.initial for s in everyone),
               "%d subscriptions accepted, each with its initial NOTIFY (%.1f s), more than "
               "the former fixed bound of 10 000" % (len(everyone), time.monotonic() - t0)
               if len(everyone) > 10000 else
@@ -414,7 +192,7 @@ class Test:
         except (RuntimeError, OSError):
             pass
         out = self.output()
-        check(not SANITIZER_RE.search(out), "no sanitizer report in the XDMS's output")
+        check(not has_sanitizer_report(out), "no sanitizer report in the XDMS's output")
         if self.args.verbose or not all(results):
             sys.stdout.write(out.decode(errors="replace")[-4000:])
         shutil.rmtree(self.tmp, ignore_errors=True)
