@@ -437,6 +437,36 @@ def run_tool(argv, log, cwd=None, env=None, timeout=60):
                                                   tail(log)))
 
 
+def make_certs(d, log, cas=(), leaves=(), keys=()):
+    """Certificates for TLS tests, made with the openssl command in directory d (its output
+    appended to log), each key EC P-256 and each certificate valid two days: for each (name,
+    subject) of cas a self-signed CA, NAME.pem with NAME.key; then for each (name, subject,
+    issuer, extensions) of leaves a certificate NAME.pem with NAME.key issued by the CA named
+    issuer (made before it), the extensions being the lines of its -extfile (NAME.ext); for each
+    name of keys a lone key NAME.key (one that matches no certificate)."""
+    def key(name):
+        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                  "-out", os.path.join(d, name + ".key")], log)
+
+    for name, subj in cas:
+        key(name)
+        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"),
+                  "-days", "2", "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
+    for name, subj, issuer, ext in leaves:
+        key(name)
+        csr = os.path.join(d, name + ".csr")
+        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
+                  "-out", csr], log)
+        extf = os.path.join(d, name + ".ext")
+        with open(extf, "w") as f:
+            f.write(ext + "\n")
+        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
+                  "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
+                  "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
+    for name in keys:
+        key(name)
+
+
 def server_env():
     """The environment of the servers: sanitizer reports with stack traces and leak checks."""
     env = dict(os.environ)
@@ -715,6 +745,39 @@ def script_args(doc, *extra):
     for a, kw in extra:
         ap.add_argument(*a, **kw)
     return ap.parse_args()
+
+
+def run_checks(args, name, make_env, checks, errors=CHECK_ERRORS, needs=(), setup=None):
+    """The main() of a scenario script whose checks share one Workspace: fails at once (status
+    2) when a command of needs is missing; env = make_env(args), then setup(env) when given;
+    each check selected by --filter (named without its "check_") is run on env, any server that
+    died meanwhile failing too. A set-up that raises one of errors is a failed check too.
+    Then env is shut down (its problems fail) and removed unless kept (--keep, or a failure:
+    its directory is named). The exit status."""
+    for tool in needs:
+        if not shutil.which(tool):
+            print("%s: the %s command is needed" % (name, tool))
+            return 2
+    tally = Tally()
+    env = None
+    try:
+        env = make_env(args)
+        if setup is not None:
+            setup(env)
+        for c in selected(checks, args.filter):
+            tally.check(c.__name__[6:], c, env, errors=errors)
+            for msg in env.died():
+                tally.fail(msg)
+    except errors as e:
+        tally.fail("setup: %s" % e)
+    finally:
+        if env:
+            for msg in env.shutdown():
+                tally.fail(msg)
+            if args.keep or tally.failed:
+                print("kept %s" % env.tmp)
+            env.remove(args.keep or tally.failed)
+    return tally.finish()
 
 
 # --------------------------------------------------------------------------------------------

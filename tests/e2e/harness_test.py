@@ -11,15 +11,23 @@ where a server's own words matter:
   reported; an exit status other than 0 or the signal is reported;
 - wait_ready: a process that exits at start fails with the tail of its log;
 - write_config: sections in order, repeated keys, the comment line;
-- wait_for: returns the first true value, fails naming what it waited for when time runs out.
+- wait_for: returns the first true value, fails naming what it waited for when time runs out;
+- make_certs: each leaf is issued by its own CA for its purpose (openssl verify), with its key,
+  and a lone key matches no certificate;
+- run_checks: a failing check, a server that died and a failed set-up are each a FAIL, the
+  workspace is shut down and kept after a failure, a missing command is exit status 2.
 
     python3 tests/e2e/harness_test.py --build build [-v] [--keep] [--filter NAME]
 
 Prints one PASS/FAIL line per check and `counts: P passed, F failed`. Standard library only.
 """
 
+import contextlib
+import io
 import os
+import shutil
 import signal
+import ssl
 import socket
 import sys
 import time
@@ -197,9 +205,112 @@ def check_wait_for(ws):
     expect(time.monotonic() - t0 < 2 * harness.TIME_SCALE, "wait_for overran its limit")
 
 
+def check_make_certs(ws):
+    expect(shutil.which("openssl"), "the openssl command is needed")
+    d, log = ws.path("certs"), ws.path("openssl.log")
+    os.makedirs(d)
+    server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
+    harness.make_certs(d, log, cas=[("ca", "/CN=A"), ("other-ca", "/CN=B")], leaves=[
+        ("server", "/CN=server", "ca", server),
+        ("client", "/O=Example/CN=client", "other-ca", "extendedKeyUsage=clientAuth")],
+        keys=["lone"])
+    p = lambda name: os.path.join(d, name)  # noqa: E731
+    harness.run_tool(["openssl", "verify", "-CAfile", p("ca.pem"), "-purpose", "sslserver",
+                      p("server.pem")], log)
+    harness.run_tool(["openssl", "verify", "-CAfile", p("other-ca.pem"), "-purpose", "sslclient",
+                      p("client.pem")], log)
+    try:
+        harness.run_tool(["openssl", "verify", "-CAfile", p("ca.pem"), p("client.pem")], log)
+    except Fail:
+        pass
+    else:
+        raise Fail("the client certificate verifies with the wrong CA")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(p("server.pem"), p("server.key"))
+    ctx.load_cert_chain(p("client.pem"), p("client.key"))
+    try:
+        ctx.load_cert_chain(p("server.pem"), p("lone.key"))
+    except ssl.SSLError:
+        pass
+    else:
+        raise Fail("the lone key matches the server certificate")
+    with open(p("server.ext")) as f:
+        expect(f.read() == server + "\n", "the extension file of the server")
+
+
+class FakeEnv:
+    """What run_checks needs of a Workspace, with what happened to it."""
+
+    def __init__(self, tmp, dead=()):
+        self.tmp, self.dead, self.removed = tmp, list(dead), None
+        self.stopped = False
+
+    def died(self):
+        dead, self.dead = self.dead, []
+        return dead
+
+    def shutdown(self):
+        self.stopped = True
+        return []
+
+    def remove(self, keep):
+        self.removed = not keep
+
+
+def run_checks_quietly(args, make_env, checks, **kw):
+    """run_checks's exit status and output (so that its PASS/FAIL and counts lines do not count
+    here)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = harness.run_checks(args, "x", make_env, checks, **kw)
+    return rc, out.getvalue()
+
+
+def check_run_checks(ws):
+    class Args:
+        filter, keep = [], False
+
+    def check_good(env):
+        pass
+
+    def check_bad(env):
+        raise Fail("no good")
+
+    envs = []
+
+    def make(args, dead=()):
+        envs.append(FakeEnv(ws.tmp, dead))
+        return envs[-1]
+
+    rc, out = run_checks_quietly(Args, make, [check_good])
+    expect(rc == 0 and "PASS good" in out and "counts: 1 passed, 0 failed" in out,
+           "a passing check: %d %r" % (rc, out))
+    expect(envs[-1].stopped and envs[-1].removed, "passed: shut down and removed")
+    rc, out = run_checks_quietly(Args, make, [check_bad, check_good])
+    expect(rc == 1 and "FAIL bad" in out and "no good" in out and "PASS good" in out
+           and "kept %s" % ws.tmp in out, "a failing check: %d %r" % (rc, out))
+    expect(envs[-1].stopped and not envs[-1].removed, "failed: shut down and kept")
+    rc, out = run_checks_quietly(Args, lambda a: make(a, ["rls died"]), [check_good])
+    expect(rc == 1 and "FAIL rls died" in out, "a server that died: %r" % out)
+    Args.filter = ["bad"]
+    rc, out = run_checks_quietly(Args, make, [check_bad, check_good])
+    expect("PASS good" not in out and "counts: 0 passed, 1 failed" in out, "--filter: %r" % out)
+    Args.filter = []
+
+    def setup(env):
+        raise OSError("refused")
+    rc, out = run_checks_quietly(Args, make, [check_good], setup=setup)
+    expect(rc == 1 and "FAIL setup: refused" in out and "PASS good" not in out
+           and envs[-1].stopped, "a failed set-up: %r" % out)
+    n = len(envs)
+    rc, out = run_checks_quietly(Args, make, [check_good], needs=["no-such-command-here"])
+    expect(rc == 2 and len(envs) == n and "the no-such-command-here command is needed" in out,
+           "a missing command: %d %r" % (rc, out))
+
+
 CHECKS = [check_free_port, check_taken_port_messages, check_retry_http_port,
           check_retry_foreign_listener, check_retry_sip_port, check_retry_gives_up, check_stop_bounded, check_wait_ready_exit,
-          check_write_config, check_wait_for]
+          check_write_config, check_wait_for, check_make_certs, check_run_checks]
 
 
 def main():

@@ -33,9 +33,9 @@ import time
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Tally,  # noqa: E402
-                     Workspace, exchange, expect, free_port, request, retry_on_taken_port,
-                     run_tool, script_args, selected, tail, tls_context, wait_for)
+from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Workspace,  # noqa: E402
+                     exchange, expect, free_port, make_certs, request, retry_on_taken_port,
+                     run_checks, script_args, tail, tls_context, wait_for)
 
 DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
 CAPS_NS = "{urn:ietf:params:xml:ns:xcap-caps}"
@@ -57,40 +57,19 @@ def rl_doc(owner):
             '</resource-lists>\n' % owner).encode()
 
 
-def make_certs(d, log):
-    def key(name):
-        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-out", os.path.join(d, name + ".key")], log)
-
-    def ca(name, subj):
-        key(name)
-        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"),
-                  "-days", "2", "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
-
-    def leaf(name, subj, issuer, ext):
-        key(name)
-        csr = os.path.join(d, name + ".csr")
-        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
-                  "-out", csr], log)
-        extf = os.path.join(d, name + ".ext")
-        with open(extf, "w") as f:
-            f.write(ext + "\n")
-        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
-                  "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
-                  "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
-
-    server = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
-    client = "extendedKeyUsage=clientAuth"
-    ca("operator-ca", "/CN=Operator CA")
-    ca("partner-ca", "/CN=Partner CA")
-    ca("rogue-ca", "/CN=Rogue CA")
+# The certificates (make_certs).
+SERVER_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
+CLIENT_EXT = "extendedKeyUsage=clientAuth"
+CERT_CAS = [("operator-ca", "/CN=Operator CA"), ("partner-ca", "/CN=Partner CA"),
+            ("rogue-ca", "/CN=Rogue CA")]
+CERT_LEAVES = [
     # the partner's XDMS (and the silent one of slow.example), certified by the partner's CA
-    leaf("partner-server", "/CN=xdms.partner.example", "partner-ca", server)
+    ("partner-server", "/CN=xdms.partner.example", "partner-ca", SERVER_EXT),
     # the client certificate the operator's proxy presents to partners
-    leaf("proxy-client", "/O=Operator/CN=aggproxy", "operator-ca", client)
+    ("proxy-client", "/O=Operator/CN=aggproxy", "operator-ca", CLIENT_EXT),
     # the same subject from another CA, and another subject of the operator's CA
-    leaf("rogue-client", "/O=Operator/CN=aggproxy", "rogue-ca", client)
-    leaf("other-client", "/O=Operator/CN=someone", "operator-ca", client)
+    ("rogue-client", "/O=Operator/CN=aggproxy", "rogue-ca", CLIENT_EXT),
+    ("other-client", "/O=Operator/CN=someone", "operator-ca", CLIENT_EXT)]
 
 
 class SilentPartner:
@@ -139,7 +118,7 @@ class Env(Workspace):
         super().__init__(args.build, "xdm-e2e-partner-", args.verbose)
         self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, self.path("openssl.log"))
+        make_certs(self.certs, self.path("openssl.log"), CERT_CAS, CERT_LEAVES)
         self.op_data = self.data  # the operator's XDMSs, proxy and users (xdmctl)
         self.pt_data = self.path("partner")
         self.proxy_http = free_port()
@@ -681,30 +660,9 @@ CHECKS = [check_local_user, check_partner_user, check_isolation, check_forged_id
 
 
 def main():
-    args = script_args(__doc__)
-    if not shutil.which("openssl"):
-        print("partner_domains: the openssl command is needed")
-        return 2
-    tally = Tally()
-    env = None
-    try:
-        env = Env(args)
-        env.setup()
-        for c in selected(CHECKS, args.filter):
-            tally.check(c.__name__[6:], c, env,
-                        errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError, KeyError))
-            for msg in env.died():
-                tally.fail(msg)
-    except Fail as e:
-        tally.fail("setup: %s" % e)
-    finally:
-        if env:
-            for msg in env.shutdown():
-                tally.fail(msg)
-            if args.keep or tally.failed:
-                print("kept %s" % env.tmp)
-            env.remove(args.keep or tally.failed)
-    return tally.finish()
+    return run_checks(script_args(__doc__), "partner_domains", Env, CHECKS, needs=("openssl",),
+                      setup=Env.setup, errors=(Fail, OSError, http.client.HTTPException,
+                                               ssl.SSLError, KeyError))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import hmac
 import http.client
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -31,9 +30,9 @@ import warnings
 import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Tally,  # noqa: E402
-                     Workspace, exchange, expect, free_port, parse_challenges, request,
-                     retry_on_taken_port, run_tool, script_args, selected, tls_context)
+from harness import (LOOPBACK, PROXY_URL_KEYS, XDMS_ROLES, Digest, Fail, Workspace,  # noqa: E402
+                     exchange, expect, free_port, make_certs, parse_challenges, request,
+                     retry_on_taken_port, run_checks, script_args, tls_context)
 
 NAF = "xcap.example.com"
 DIR_NS = "{urn:oma:xml:xdm:xcap-directory}"
@@ -62,35 +61,14 @@ RLS_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
 # ------------------------------------------------------------------------------------------------
 # Certificates (openssl CLI)
 
-def make_certs(d, log):
-    def key(name):
-        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-out", os.path.join(d, name + ".key")], log)
-
-    def ca(name, subj):
-        key(name)
-        run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, name + ".key"),
-                  "-days", "2", "-subj", subj, "-out", os.path.join(d, name + ".pem")], log)
-
-    def leaf(name, subj, issuer, ext):
-        key(name)
-        csr = os.path.join(d, name + ".csr")
-        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"), "-subj", subj,
-                  "-out", csr], log)
-        extf = os.path.join(d, name + ".ext")
-        with open(extf, "w") as f:
-            f.write(ext + "\n")
-        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, issuer + ".pem"),
-                  "-CAkey", os.path.join(d, issuer + ".key"), "-CAcreateserial", "-days", "2",
-                  "-extfile", extf, "-out", os.path.join(d, name + ".pem")], log)
-
-    ca("ca", "/CN=XDM Test CA")
-    ca("rogue-ca", "/CN=Rogue CA")
-    leaf("server", "/CN=" + NAF, "ca",
-         "subjectAltName=IP:127.0.0.1,DNS:%s,DNS:localhost\nextendedKeyUsage=serverAuth" % NAF)
-    leaf("proxy-client", "/O=Example/CN=aggproxy", "ca", "extendedKeyUsage=clientAuth")
-    leaf("rogue-client", "/O=Example/CN=aggproxy", "rogue-ca", "extendedKeyUsage=clientAuth")
-    leaf("other-client", "/O=Example/CN=someone", "ca", "extendedKeyUsage=clientAuth")
+CLIENT_EXT = "extendedKeyUsage=clientAuth"
+CERT_CAS = [("ca", "/CN=XDM Test CA"), ("rogue-ca", "/CN=Rogue CA")]
+CERT_LEAVES = [
+    ("server", "/CN=" + NAF, "ca",
+     "subjectAltName=IP:127.0.0.1,DNS:%s,DNS:localhost\nextendedKeyUsage=serverAuth" % NAF),
+    ("proxy-client", "/O=Example/CN=aggproxy", "ca", CLIENT_EXT),
+    ("rogue-client", "/O=Example/CN=aggproxy", "rogue-ca", CLIENT_EXT),
+    ("other-client", "/O=Example/CN=someone", "ca", CLIENT_EXT)]
 
 
 class Env(Workspace):
@@ -99,7 +77,7 @@ class Env(Workspace):
         self.tls_name = NAF  # the server name of TLS exchanges (the NAF's FQDN, TS 33.222)
         self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, self.path("openssl.log"))
+        make_certs(self.certs, self.path("openssl.log"), CERT_CAS, CERT_LEAVES)
         self.http = {r: free_port() for r in XDMS_ROLES}
         self.sip = {r: free_port(udp_too=True) for r in XDMS_ROLES}
         self.proxy_http = free_port()
@@ -617,29 +595,8 @@ CHECKS = [check_gaa_http, check_gaa_wrong_key, check_gaa_expired, check_gaa_http
 
 
 def main():
-    args = script_args(__doc__)
-    if not shutil.which("openssl"):
-        print("proxy_tls_gaa: the openssl command is needed")
-        return 2
-    tally = Tally()
-    env = None
-    try:
-        env = Env(args)
-        for c in selected(CHECKS, args.filter):
-            tally.check(c.__name__[6:], c, env,
-                        errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError))
-            for msg in env.died():
-                tally.fail(msg)
-    except Fail as e:
-        tally.fail("setup: %s" % e)
-    finally:
-        if env:
-            for msg in env.shutdown():
-                tally.fail(msg)
-            if args.keep or tally.failed:
-                print("kept %s" % env.tmp)
-            env.remove(args.keep or tally.failed)
-    return tally.finish()
+    return run_checks(script_args(__doc__), "proxy_tls_gaa", Env, CHECKS, needs=("openssl",),
+                      errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError))
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (LOOPBACK, Digest, Fail, Resp, Tally, Workspace, expect,  # noqa: E402
-                     free_port, run_tool, script_args, selected, tail, write_config)
+from harness import (LOOPBACK, Digest, Fail, Resp, Workspace, expect, free_port,  # noqa: E402
+                     make_certs, run_checks, script_args, tail, write_config)
 
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
 RL_DOC = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -42,40 +42,16 @@ LOAD_SECONDS = 1.5   # load before and after the reload, each
 RELOAD_WAIT = 10     # seconds for the reload's log line
 
 
-def make_certs(d, log):
-    """A CA and two server certificates of it (a and b, own keys), plus a key that matches
-    neither (mismatch.key)."""
-    def key(name):
-        run_tool(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-                  "-out", os.path.join(d, name + ".key")], log)
-
-    key("ca")
-    run_tool(["openssl", "req", "-x509", "-new", "-key", os.path.join(d, "ca.key"), "-days", "2",
-              "-subj", "/CN=XDM Rotation Test CA", "-out", os.path.join(d, "ca.pem")], log)
-    ext = os.path.join(d, "server.ext")
-    with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    for name in ("a", "b"):
-        key(name)
-        csr = os.path.join(d, name + ".csr")
-        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
-                  "-subj", "/CN=xcap %s" % name, "-out", csr], log)
-        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
-                  "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-                  "-extfile", ext, "-out", os.path.join(d, name + ".pem")], log)
-    key("mismatch")
-    # The proxy's client certificates towards an XDMS (mutual TLS).
-    with open(os.path.join(d, "client.ext"), "w") as f:
-        f.write("extendedKeyUsage=clientAuth\n")
-    for name in ("client-a", "client-b"):
-        key(name)
-        csr = os.path.join(d, name + ".csr")
-        run_tool(["openssl", "req", "-new", "-key", os.path.join(d, name + ".key"),
-                  "-subj", "/O=Example/CN=aggproxy %s" % name, "-out", csr], log)
-        run_tool(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(d, "ca.pem"),
-                  "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-                  "-extfile", os.path.join(d, "client.ext"),
-                  "-out", os.path.join(d, name + ".pem")], log)
+# The certificates (make_certs): a CA and two server certificates of it (a and b, own keys),
+# plus a key that matches neither (mismatch.key); the proxy's client certificates towards an
+# XDMS (mutual TLS).
+SERVER_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"
+CLIENT_EXT = "extendedKeyUsage=clientAuth"
+CERT_CAS = [("ca", "/CN=XDM Rotation Test CA")]
+CERT_LEAVES = [("a", "/CN=xcap a", "ca", SERVER_EXT), ("b", "/CN=xcap b", "ca", SERVER_EXT),
+               ("client-a", "/O=Example/CN=aggproxy client-a", "ca", CLIENT_EXT),
+               ("client-b", "/O=Example/CN=aggproxy client-b", "ca", CLIENT_EXT)]
+CERT_KEYS = ["mismatch"]
 
 
 def fingerprint(pem_path):
@@ -101,7 +77,7 @@ class Env(Workspace):
         super().__init__(args.build, "xdm-e2e-reload-tls-", args.verbose)
         self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, self.path("openssl.log"))
+        make_certs(self.certs, self.path("openssl.log"), CERT_CAS, CERT_LEAVES, CERT_KEYS)
         self.ca = self.cert("ca.pem")
         # The live files the configuration names; rotation replaces them.
         self.live_cert, self.live_key = self.cert("live.pem"), self.cert("live.key")
@@ -392,29 +368,8 @@ CHECKS = [check_proxy_rotation_under_load, check_bad_pair_refused, check_xdms_ro
 
 
 def main():
-    args = script_args(__doc__)
-    if not shutil.which("openssl"):
-        print("reload_tls: the openssl command is needed")
-        return 2
-    errors = (Fail, OSError, http.client.HTTPException, ssl.SSLError)
-    tally = Tally()
-    env = None
-    try:
-        env = Env(args)
-        for c in selected(CHECKS, args.filter):
-            tally.check(c.__name__[6:], c, env, errors=errors)
-            for msg in env.died():
-                tally.fail(msg)
-    except errors as e:
-        tally.fail("setup: %s" % e)
-    finally:
-        if env:
-            for msg in env.shutdown():
-                tally.fail(msg)
-            if args.keep or tally.failed:
-                print("kept %s" % env.tmp)
-            env.remove(args.keep or tally.failed)
-    return tally.finish()
+    return run_checks(script_args(__doc__), "reload_tls", Env, CHECKS, needs=("openssl",),
+                      errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import http.client
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -26,9 +25,9 @@ import xml.etree.ElementTree as ET
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import (LOOPBACK, SOURCE_ROOT, Digest, Fail, Tally, Workspace,  # noqa: E402
-                     exchange, expect, free_port, request, retry_on_taken_port, run_tool,
-                     script_args, selected, tls_context)
+from harness import (LOOPBACK, SOURCE_ROOT, Digest, Fail, Workspace, exchange, expect,  # noqa: E402
+                     free_port, make_certs, request, retry_on_taken_port, run_checks, script_args,
+                     tls_context)
 
 # The XCAP server name handsets are given (TS 23.003 §13.9), also the NAF FQDN of GBA.
 NAF = "xcap.ims.mnc001.mcc001.pub.3gppnetwork.org"
@@ -54,22 +53,10 @@ CDIV_BUSY = (b'<communication-diversion active="true" '
              b'</cp:ruleset></communication-diversion>')
 
 
-def make_certs(d, log):
-    def run(*argv):
-        run_tool(["openssl"] + list(argv), log)
-    run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-out", os.path.join(d, "ca.key"))
-    run("req", "-x509", "-new", "-key", os.path.join(d, "ca.key"), "-days", "2",
-        "-subj", "/CN=Ut Test CA", "-out", os.path.join(d, "ca.pem"))
-    run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-        "-out", os.path.join(d, "server.key"))
-    run("req", "-new", "-key", os.path.join(d, "server.key"), "-subj", "/CN=" + NAF,
-        "-out", os.path.join(d, "server.csr"))
-    with open(os.path.join(d, "server.ext"), "w") as f:
-        f.write("subjectAltName=DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" % NAF)
-    run("x509", "-req", "-in", os.path.join(d, "server.csr"), "-CA", os.path.join(d, "ca.pem"),
-        "-CAkey", os.path.join(d, "ca.key"), "-CAcreateserial", "-days", "2",
-        "-extfile", os.path.join(d, "server.ext"), "-out", os.path.join(d, "server.pem"))
+# The certificates (make_certs): a CA and the server certificate of the NAF.
+CERT_CAS = [("ca", "/CN=Ut Test CA")]
+CERT_LEAVES = [("server", "/CN=" + NAF, "ca",
+                "subjectAltName=DNS:%s,IP:127.0.0.1\nextendedKeyUsage=serverAuth" % NAF)]
 
 
 class Env(Workspace):
@@ -78,7 +65,7 @@ class Env(Workspace):
         self.tls_name = NAF
         self.certs = self.path("certs")
         os.makedirs(self.certs)
-        make_certs(self.certs, self.path("openssl.log"))
+        make_certs(self.certs, self.path("openssl.log"), CERT_CAS, CERT_LEAVES)
         self.http = {r: free_port() for r in ("ut", "shared-list")}
         self.sip = {r: free_port(udp_too=True) for r in ("ut", "shared-list")}
         self.proxy_http, self.proxy_https = free_port(), free_port()
@@ -311,30 +298,9 @@ CHECKS = [check_tel_xui, check_user_phone_xui, check_digest_https, check_gba_htt
 
 
 def main():
-    args = script_args(__doc__)
-    if not shutil.which("openssl"):
-        print("ut: the openssl command is needed")
-        return 2
-    tally = Tally()
-    env = None
-    try:
-        env = Env(args)
-        for c in selected(CHECKS, args.filter):
-            tally.check(c.__name__[6:], c, env,
-                        errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError,
-                                ET.ParseError))
-            for msg in env.died():
-                tally.fail(msg)
-    except Fail as e:
-        tally.fail("setup: %s" % e)
-    finally:
-        if env:
-            for msg in env.shutdown():
-                tally.fail(msg)
-            if args.keep or tally.failed:
-                print("kept %s" % env.tmp)
-            env.remove(args.keep or tally.failed)
-    return tally.finish()
+    return run_checks(script_args(__doc__), "ut", Env, CHECKS, needs=("openssl",),
+                      errors=(Fail, OSError, http.client.HTTPException, ssl.SSLError,
+                              ET.ParseError))
 
 
 if __name__ == "__main__":
