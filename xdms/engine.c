@@ -67,18 +67,27 @@ enum xcap_status engine_directory(struct engine *e, const char *xui, struct buf 
     return XCAP_OK;
 }
 
-static enum xcap_status engine_get_document(struct engine *e, const struct engine_request *req,
-                                            struct engine_reply *rep, struct xcap_err *err)
+/* Reads the document u names in a read transaction of its own: STORE_OK with *d (released by
+ * the caller with store_doc_release()), STORE_NOTFOUND, or the store's failure. */
+static enum store_rc engine_read_document(struct engine *e, const struct xcap_uri *u,
+                                          struct store_doc *d)
 {
     struct doc_key k;
-    engine_key(req->uri, &k);
+    engine_key(u, &k);
     struct store_txn *t;
     enum store_rc rc = store_txn_begin(e->store, false, &t);
     if (rc != STORE_OK)
-        return engine_store_fail(err, rc);
-    struct store_doc d = {0};
-    rc = store_doc_get(t, &k, &d);
+        return rc;
+    rc = store_doc_get(t, &k, d);
     store_txn_abort(t);
+    return rc;
+}
+
+static enum xcap_status engine_get_document(struct engine *e, const struct engine_request *req,
+                                            struct engine_reply *rep, struct xcap_err *err)
+{
+    struct store_doc d = {0};
+    enum store_rc rc = engine_read_document(e, req->uri, &d);
     if (rc == STORE_NOTFOUND) {
         if (req->if_match) /* RFC 9110 §13.1.1: If-Match fails when nothing is current */
             return xcap_fail(err, XCAP_PRECONDITION_FAILED, "no such document");
@@ -415,15 +424,8 @@ static enum xcap_status engine_default_document(struct engine *e, const struct e
     if (!body || u->tree != XCAP_TREE_USERS || strcmp(u->path, req->au->default_name) != 0 ||
         (!u->node_sel && (req->method == ENGINE_PUT || req->method == ENGINE_DELETE)))
         return XCAP_OK;
-    struct doc_key k;
-    engine_key(u, &k);
-    struct store_txn *t;
-    enum store_rc rc = store_txn_begin(e->store, false, &t);
-    if (rc != STORE_OK)
-        return engine_store_fail(err, rc);
     struct store_doc d = {0};
-    rc = store_doc_get(t, &k, &d);
-    store_txn_abort(t);
+    enum store_rc rc = engine_read_document(e, u, &d);
     if (rc == STORE_OK)
         store_doc_release(&d);
     if (rc != STORE_NOTFOUND)

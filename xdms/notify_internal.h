@@ -507,8 +507,9 @@ void notify_subs_link(struct notifier *n, struct notify_sub *s);
 /* Posts the watches of s, linked or given a new watched set, in n->index (notify_index.c); ends
  * s when that fails (out of memory). */
 void notify_subs_index(struct notifier *n, struct notify_sub *s);
-/* After s->expires_ms changed (a refresh): moves s in the expiry heap and sets the expiry timer
- * for the earliest. No-op for a subscription not linked. */
+/* After s was linked or s->expires_ms changed (a refresh): puts or moves s in the expiry heap and
+ * sets the expiry timer for the earliest; ends s when it cannot be put there (out of memory).
+ * No-op for a subscription not linked or ended. */
 void notify_subs_expiry_moved(struct notify_sub *s);
 /* Sets the expiry timer (n->expire) for the earliest expiry, unless it fires before already.
  * When it fires, every subscription whose time has come gets its final NOTIFY

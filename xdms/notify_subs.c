@@ -306,14 +306,7 @@ void notify_subs_link(struct notifier *n, struct notify_sub *s)
     n->n_subs++;
     metrics_gauge_set(METRICS_SUBSCRIPTIONS, (int64_t)n->n_subs);
     notify_subs_index(n, s);
-    if (s->dead)
-        return;
-    if (notify_expiry_add(&n->expiry, s) < 0) {
-        log_warn("notifier: out of memory keeping the expiry of %s; ending it", s->identity);
-        notify_subs_kill(s);
-        return;
-    }
-    notify_subs_expiry_arm(n);
+    notify_subs_expiry_moved(s); /* into the expiry heap now that it is linked */
 }
 
 static void notify_subs_on_expire(struct notifier *n, su_timer_t *t, struct notifier *arg)
@@ -379,6 +372,23 @@ void notify_subs_index(struct notifier *n, struct notify_sub *s)
     notify_subs_kill(s);
 }
 
+/* Appends s to the array *list of *len entries (*cap allocated, doubled from 64 when full); false
+ * when out of memory (nothing changed). The lists of subscriptions to save and to reap. */
+static bool notify_subs_push(struct notify_sub ***list, size_t *len, size_t *cap,
+                             struct notify_sub *s)
+{
+    if (*len == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        struct notify_sub **nl = realloc(*list, c * sizeof *nl);
+        if (!nl)
+            return false;
+        *list = nl;
+        *cap = c;
+    }
+    (*list)[(*len)++] = s;
+    return true;
+}
+
 /* Marks a subscription as ended; the memory (and its persisted record) goes at the next reap,
  * never inside one of its own callbacks. */
 void notify_subs_mark(struct notify_sub *s)
@@ -387,17 +397,10 @@ void notify_subs_mark(struct notify_sub *s)
     s->dirty = true;
     if (s->marked)
         return;
-    if (n->n_marked == n->cap_marked) {
-        size_t cap = n->cap_marked ? 2 * n->cap_marked : 64;
-        struct notify_sub **nm = realloc(n->marked, cap * sizeof *nm);
-        if (!nm) {
-            n->save_scan = true; /* the next save looks at everyone instead */
-            return;
-        }
-        n->marked = nm;
-        n->cap_marked = cap;
+    if (!notify_subs_push(&n->marked, &n->n_marked, &n->cap_marked, s)) {
+        n->save_scan = true; /* the next save looks at everyone instead */
+        return;
     }
-    n->marked[n->n_marked++] = s;
     s->marked = true;
 }
 
@@ -415,17 +418,10 @@ void notify_subs_bury(struct notify_sub *s)
     n->reap_due = true;
     if (s->buried)
         return;
-    if (n->n_dead == n->cap_dead) {
-        size_t cap = n->cap_dead ? 2 * n->cap_dead : 64;
-        struct notify_sub **nd = realloc(n->dead, cap * sizeof *nd);
-        if (!nd) {
-            n->reap_scan = true; /* the reap looks at everyone instead */
-            return;
-        }
-        n->dead = nd;
-        n->cap_dead = cap;
+    if (!notify_subs_push(&n->dead, &n->n_dead, &n->cap_dead, s)) {
+        n->reap_scan = true; /* the reap looks at everyone instead */
+        return;
     }
-    n->dead[n->n_dead++] = s;
     s->buried = true;
 }
 
