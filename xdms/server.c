@@ -484,7 +484,7 @@ static enum xcap_status server_resolve(struct xdms_server *s, struct xdms_call *
 
 /* Takes the first URI of X-3GPP-Asserted-Identity: "sip:alice@example.com"[, "tel:+1..."]
  * (TS 24.109 §7), unquoted and percent-decoded like an XUI, in its canonical spelling. */
-static char *server_asserted_identity(const char *h)
+char *server_asserted_identity(const char *h)
 {
     if (!h)
         return NULL;

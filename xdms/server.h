@@ -69,6 +69,12 @@ int server_add_peer(struct xdms_server *s, const char *spec);
  * host (domains: comma-separated, lower-case). tel: and other URIs without a host: false. */
 bool server_identity_in_domains(const char *identity, const char *domains);
 
+/* The acting user of an X-3GPP-Asserted-Identity value (TS 24.109 §7): its first URI, quoted,
+ * in angle brackets or bare, percent-decoded like an XUI, in its canonical spelling
+ * (xcap_uri_xui_canonical()). h may be NULL. Returns a malloc'd string, or NULL when there is no
+ * usable URI (empty, unbalanced quote or bracket) or memory ran out. */
+char *server_asserted_identity(const char *h);
+
 /* A configuration reload: s trusts exactly the peers added to from (a server made only to
  * collect them, e.g. with server_new(cfg, NULL, NULL)); from is left with none. Safe while s
  * serves: a request checks its peer against either the old list or the new one, whole. */
