@@ -77,7 +77,8 @@ int xcap_uri_encode(struct buf *out, const char *s, size_t n, bool keep_slash);
  *     of that part when it has no '@') in lower case;
  *   - percent-encoding normalised everywhere: an escape of an unreserved character (ALPHA, DIGIT,
  *     "-", ".", "_", "~") is decoded, the hex digits of every other escape are upper case; a '%'
- *     not followed by two hex digits stays as it is;
+ *     not followed by two hex digits stays as it is, and so does an escape of a hex digit that
+ *     would form a new escape with such a '%' before it ("%%38f" stays, not "%%8f");
  *   - everything else, the user part in particular, byte for byte.
  * "sip:alice@EXAMPLE.com", "SIP:alice@example.com" and "sip:%61lice@example.com" all give
  * "sip:alice@example.com"; "sip:Alice@example.com" stays another user. A string without a scheme
