@@ -33,7 +33,8 @@ int log_level_parse(const char *s, enum log_level *out)
     return -1;
 }
 
-static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_vmsg(enum log_level level, const char *fmt,
+                                                           va_list ap)
 {
     static const char *const tags[] = {"ERROR", "WARN", "INFO", "DEBUG"};
     char line[2048];

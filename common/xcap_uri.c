@@ -435,7 +435,13 @@ char *xcap_uri_xui_canonical(const char *xui)
             continue;
         }
         int c = h << 4 | l;
-        if (xcap_uri_unreserved(c)) {
+        /* A decoded hex digit right after a bare '%' (or '%' and one hex digit) would make a
+         * new escape of them, which a second pass would read: such an escape stays encoded,
+         * so that the canonical spelling is its own canonical spelling. */
+        bool joins = xcap_uri_hex((char)c) >= 0 &&
+                     ((o >= 1 && out[o - 1] == '%') ||
+                      (o >= 2 && out[o - 2] == '%' && xcap_uri_hex(out[o - 1]) >= 0));
+        if (xcap_uri_unreserved(c) && !joins) {
             out[o++] = (char)c;
         } else {
             out[o++] = '%';

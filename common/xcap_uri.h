@@ -78,7 +78,8 @@ int xcap_uri_encode(struct buf *out, const char *s, size_t n, bool keep_slash);
  *     of that part when it has no '@') in lower case;
  *   - percent-encoding normalised everywhere: an escape of an unreserved character (ALPHA, DIGIT,
  *     "-", ".", "_", "~") is decoded, the hex digits of every other escape are upper case; a '%'
- *     not followed by two hex digits stays as it is;
+ *     not followed by two hex digits stays as it is, and so does an escape of a hex digit that
+ *     would form a new escape with such a '%' before it ("%%38f" stays, not "%%8f");
  *   - sip:, sips: and tel: parameters (before any '?') in lower case, names and values, in one
  *     order: ext and isub, then phone-context, then the others by name (up to 32 of them);
  *   - a tel: number, and the user part of a sip:/sips: URI with user=phone (a

@@ -34,7 +34,8 @@ struct sqldump {
 };
 
 /* Records the first error with the line of the scanner's position; returns -1. */
-static int sqldump_fail(struct sqldump *d, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int sqldump_fail(struct sqldump *d, const char *fmt,
+                                                              ...)
 {
     unsigned line = 1;
     for (const char *q = d->start; q < d->p && q < d->end; q++)

@@ -132,7 +132,8 @@ static void charging_rf_wait_put(struct charging_rf_wait *w)
 static atomic_bool charging_rf_started;
 
 /* freeDiameter's own log lines go to ours. */
-static void charging_rf_log(int level, const char *format, va_list args)
+__attribute__((format(printf, 2, 0))) static void charging_rf_log(int level, const char *format,
+                                                                  va_list args)
 {
     char line[512];
     vsnprintf(line, sizeof line, format, args);

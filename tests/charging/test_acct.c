@@ -236,4 +236,6 @@ void fd_ext_fini(void)
     free(test_acct_reject);
 }
 
+/* Defined by EXTENSION_ENTRY; declared here for -Wmissing-prototypes (clang). */
+int fd_ext_init(int major, int minor, char *conffile);
 EXTENSION_ENTRY("test_acct", test_acct_init);

@@ -4,14 +4,18 @@
  * (digest_verify with a stub user lookup), and on the same bytes the other header readers the
  * proxy runs before authentication: X-3GPP-Intended-Identity, Accept-Encoding, Content-Encoding,
  * User-Agent (3gpp-gba) and Host. Input: the header value; bytes after a NUL are cut off, as the
- * HTTP layer's C strings would. */
+ * HTTP layer's C strings would. For the verifier, "@N@", "@O@" and "@R@" in the header become a
+ * nonce it issued, its opaque value and the right response (fuzz_authz.h), so that the lookup,
+ * the digest comparison, the nonce's replay state and Authentication-Info are fuzzed too. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "compress.h"
 #include "digest.h"
 #include "fuzz.h"
+#include "fuzz_authz.h"
 #include "gba.h"
 #include "identity.h"
 
@@ -20,6 +24,12 @@
 #define FUZZ_TARGET                                                                                \
     "/xcap-root/resource-lists/users/sip:fuzz@example.com/index/~~/resource-lists/"                \
     "list[@name=\"f\"]"
+
+static int fuzz_ha1(enum digest_alg alg, const char *username, const char *realm,
+                    char out[DIGEST_HEX_MAX])
+{
+    return digest_ha1(alg, username, realm, "pw", out);
+}
 
 /* A known user for every username, so verification goes as deep as the bytes allow. */
 static int fuzz_lookup(void *cls, const char *realm, const char *username, enum digest_alg alg,
@@ -70,11 +80,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         digest_params_release(&p);
     }
 
-    /* The verifier on the same header: never DIGEST_OK (the nonce cannot be one of ours). */
+    /* The verifier on the same header, made able to pass the checks a fuzzer cannot solve. */
     static struct digest *d;
     if (!d)
         d = digest_new(NULL); /* kept for the process: a fresh secret per input is not needed */
-    if (d) {
+    char *h = d ? fuzz_authz_prepare(d, in, "GET", FUZZ_TARGET, in, len, 1000, fuzz_ha1) : NULL;
+    if (h) {
         struct digest_request rq = {.method = "GET",
                                     .uri = FUZZ_TARGET,
                                     .realm = NULL,
@@ -83,10 +94,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                     .now = 1000};
         struct digest_auth auth;
         const char *why = NULL;
-        enum digest_result r = digest_verify(d, in, &rq, fuzz_lookup, NULL, &auth, &why);
-        FUZZ_CHECK(r == DIGEST_BAD_REQUEST || r == DIGEST_CHALLENGE || r == DIGEST_STALE ||
-                   r == DIGEST_ERROR);
-        FUZZ_CHECK(why != NULL && auth.identity == NULL && auth.username == NULL);
+        enum digest_result r = digest_verify(d, h, &rq, fuzz_lookup, NULL, &auth, &why);
+        FUZZ_CHECK(r == DIGEST_OK || r == DIGEST_BAD_REQUEST || r == DIGEST_CHALLENGE ||
+                   r == DIGEST_STALE || r == DIGEST_ERROR);
+        FUZZ_CHECK(why != NULL);
+        if (r == DIGEST_OK) {
+            FUZZ_CHECK(auth.identity && strcmp(auth.identity, "sip:fuzz@example.com") == 0);
+            struct buf info;
+            buf_init(&info, 4096);
+            FUZZ_CHECK(digest_auth_info(&auth, in, len, &info) == 0);
+            buf_release(&info);
+            struct digest_auth again;
+            FUZZ_CHECK(digest_verify(d, h, &rq, fuzz_lookup, NULL, &again, &why) != DIGEST_OK);
+            digest_auth_release(&auth);
+        } else {
+            FUZZ_CHECK(auth.identity == NULL && auth.username == NULL);
+        }
+        free(h);
     }
 
     char id[IDENTITY_MAX + 1];

@@ -256,8 +256,8 @@ static void test_limits(void)
     CU_ASSERT_EQUAL(run(deep, ENGINE_PUT, sel, "application/xcap-el+xml", "<x><y><z/></y></x>",
                         &out, &created, &err),
                     XCAP_CONSTRAINT_FAILURE);
-    CU_ASSERT_PTR_NOT_NULL(err.phrase && strstr(err.phrase, "the resulting document: "));
-    CU_ASSERT_PTR_NOT_NULL(err.phrase && strstr(err.phrase, "(max_depth)"));
+    CU_ASSERT(err.phrase && strstr(err.phrase, "the resulting document: "));
+    CU_ASSERT(err.phrase && strstr(err.phrase, "(max_depth)"));
     xcap_err_release(&err);
 
     /* the body's verdict comes after the parent's: no-parent first (RFC 4825 §8.2.1) */
@@ -276,7 +276,7 @@ static void test_limits(void)
     CU_ASSERT_EQUAL(
         run(doc.data, ENGINE_PUT, "r/e/@b", "application/xcap-att+xml", "1", &out, &created, &err),
         XCAP_CONSTRAINT_FAILURE);
-    CU_ASSERT_PTR_NOT_NULL(err.phrase && strstr(err.phrase, "(max_attributes)"));
+    CU_ASSERT(err.phrase && strstr(err.phrase, "(max_attributes)"));
     xcap_err_release(&err);
     CU_ASSERT_EQUAL(
         run(doc.data, ENGINE_PUT, "r/e/@a0", "application/xcap-att+xml", "1", &out, &created, &err),

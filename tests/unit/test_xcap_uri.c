@@ -373,6 +373,13 @@ static void test_xui_canonical(void)
         {"sip:x@h%", "sip:x@h%"},
         {"sip:x@h%4", "sip:x@h%4"},
         {"sip:x%zz@H", "sip:x%zz@h"},
+        /* a decoded hex digit never completes an escape with a bare '%' before it */
+        {"sip:%%38f@x", "sip:%%38f@x"},
+        {"sip:%%6141@x", "sip:%%6141@x"},
+        {"sip:%4%31@x", "sip:%4%31@x"},
+        {"sip:%%4a@x", "sip:%J@x"},
+        {"sip:%%%38F@x", "sip:%%%38F@x"},
+        {"sip:a@h%%38f", "sip:a@h%%38f"},
         {"sip:a@b@C.com", "sip:a@b@c.com"},
         /* URI parameters: without case, in one order (RFC 3261 §19.1.4); headers as sent */
         {"sip:alice@EXAMPLE.com;Transport=TCP?Subject=X",

@@ -273,7 +273,7 @@ static void test_parse_stops_at_first_error(void)
         double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         CU_ASSERT(secs < 0.1);
         /* the phrase names the first error, on line 1 */
-        CU_ASSERT_PTR_NOT_NULL(phrase && strstr(phrase, "line 1:"));
+        CU_ASSERT(phrase && strstr(phrase, "line 1:"));
         free(phrase);
         buf_release(&b);
     }
