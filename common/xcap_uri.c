@@ -265,9 +265,16 @@ static bool xcap_uri_visual_sep(char c)
     return c == '-' || c == '.' || c == '(' || c == ')';
 }
 
-/* Removes the visual separators of s[0..n) in place; returns the new length. */
+/* Removes the visual separators of s[0..n) in place; returns the new length. A span with a bare
+ * '%' (not followed by two hex digits) stays as it is: removing a separator there could join the
+ * '%' and hex digits into an escape that a second pass would decode ("%4(4" would become "%44"),
+ * and the canonical spelling must be its own canonical spelling. Escapes ("%2B" for '+') are
+ * complete already, and separators around them go. */
 static size_t xcap_uri_strip_seps(char *s, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '%' && (i + 2 >= n || xcap_uri_hex(s[i + 1]) < 0 || xcap_uri_hex(s[i + 2]) < 0))
+            return n;
     size_t o = 0;
     for (size_t i = 0; i < n; i++)
         if (!xcap_uri_visual_sep(s[i]))

@@ -13,11 +13,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *in = malloc(size + 1);
+    char *in = fuzz_cstr(data, size);
     if (!in)
         return 0;
-    memcpy(in, data, size);
-    in[size] = '\0';
 
     char *who = server_identity_asserted(in);
     if (who) {

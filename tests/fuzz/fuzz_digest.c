@@ -53,11 +53,9 @@ static void fuzz_check_field(const struct digest_params *p, const char *v, size_
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *in = malloc(size + 1);
+    char *in = fuzz_cstr(data, size);
     if (!in)
         return 0;
-    memcpy(in, data, size);
-    in[size] = '\0';
     size_t len = strlen(in);
 
     /* Without a target (ordinary quoted-strings only) and with one (raw uri="..." allowed). */

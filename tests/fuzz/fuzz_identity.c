@@ -11,11 +11,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *in = malloc(size + 1);
+    char *in = fuzz_cstr(data, size);
     if (!in)
         return 0;
-    memcpy(in, data, size);
-    in[size] = '\0';
 
     char id[IDENTITY_MAX + 1];
     int rc = identity_parse(in, id, sizeof id);

@@ -20,11 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         xdoc_global_init();
         FUZZ_CHECK(xdoc_parse(fuzz_doc, sizeof fuzz_doc - 1, &doc, &e) == XCAP_OK);
     }
-    char *in = malloc(size + 1);
+    char *in = fuzz_cstr(data, size);
     if (!in)
         return 0;
-    memcpy(in, data, size);
-    in[size] = '\0';
     char *query = strchr(in, '\n');
     if (query)
         *query++ = '\0';

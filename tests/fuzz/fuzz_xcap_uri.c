@@ -27,11 +27,9 @@ static bool fuzz_path_clean(const char *path)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *in = malloc(size + 1);
+    char *in = fuzz_cstr(data, size);
     if (!in)
         return 0;
-    memcpy(in, data, size);
-    in[size] = '\0';
     char *query = strchr(in, '\n');
     if (query)
         *query++ = '\0';

@@ -395,6 +395,12 @@ static void test_xui_canonical(void)
         {"tel:+1234?x=Y", "tel:+1234?x=Y"},
         {"tel:+1;a=2;A=1;a", "tel:+1;a;a=1;a=2"},
         {"tel:+1;a=1;a=2;a", "tel:+1;a;a=1;a=2"},
+        /* a number or value with a bare '%' keeps its separators: removing one could make an
+         * escape; around a complete escape they go */
+        {"tel:%2B49-30-123456", "tel:%2b4930123456"},
+        {"tel:%4(4", "tel:%4(4"},
+        {"tel:+1;ext=%4-4", "tel:+1;ext=%4-4"},
+        {"sip:%4-4@x;user=phone", "sip:%4-4@x;user=phone"},
         /* sip: with user=phone: the user part is a telephone-subscriber (RFC 3261 §19.1.6) */
         {"sip:+49-30-123456@IMS.example.com;user=phone",
          "sip:+4930123456@ims.example.com;user=phone"},
