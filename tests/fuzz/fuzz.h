@@ -19,6 +19,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
+/* Two strings that must both exist and be equal (a re-encoding that must give the same text). */
+static inline void fuzz_same(const char *a, const char *b)
+{
+    FUZZ_CHECK(a && b && strcmp(a, b) == 0);
+}
+
 /* The input as a NUL-terminated copy (malloc'd; NULL when memory ran out): what the HTTP and SIP
  * layers hand the parsers, which cut it at an embedded NUL. */
 static inline char *fuzz_cstr(const uint8_t *data, size_t size)

@@ -10,11 +10,6 @@
 #include "log.h"
 #include "notify_internal.h"
 
-static void fuzz_same(const char *a, const char *b)
-{
-    FUZZ_CHECK(a && b && strcmp(a, b) == 0);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int inited;
